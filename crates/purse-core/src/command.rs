@@ -1,0 +1,152 @@
+//! What callers ask of the ledger, and what it answers.
+
+use crate::model::{
+    AccountId, Billing, ClientId, HoldId, PartyId, SystemRole, Timestamp, TransferId,
+    TransferKind,
+};
+use crate::money::{Amount, CurrencyCode};
+use crate::rejection::Rejection;
+
+/// Longest `service` text of a charge or hold.
+pub const SERVICE_LEN_MAX: usize = 64;
+/// Longest free `metadata` text (the API stores JSON here).
+pub const METADATA_LEN_MAX: usize = 4096;
+/// Longest party name.
+pub const NAME_LEN_MAX: usize = 200;
+/// Most thresholds one account may report crossings of.
+pub const THRESHOLDS_MAX: usize = 16;
+
+/// An amount together with the currency the caller believes it is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Money {
+    pub amount: Amount,
+    pub currency: CurrencyCode,
+}
+
+/// How a payment reached the operator; it picks the system account that is debited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PaymentMethod {
+    Card,
+    Cash,
+    BankTransfer,
+    Cheque,
+}
+
+impl PaymentMethod {
+    pub fn clearing_role(self) -> SystemRole {
+        match self {
+            PaymentMethod::Card => SystemRole::CardClearing,
+            PaymentMethod::Cash => SystemRole::CashClearing,
+            PaymentMethod::BankTransfer | PaymentMethod::Cheque => SystemRole::BankClearing,
+        }
+    }
+}
+
+/// A rated usage charge: usage that already happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewCharge {
+    pub client_id: ClientId,
+    pub account: AccountId,
+    pub money: Money,
+    pub service: Option<String>,
+    /// Usage time; the batch's time when absent.
+    pub at: Option<Timestamp>,
+    pub metadata: Option<String>,
+    /// Refuse instead of overdrawing when funds are insufficient.
+    pub refuse_if_insufficient: bool,
+}
+
+/// The kinds of account a caller may open (system accounts come with their currency).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NewAccountKind {
+    /// A reseller's master wallet in a currency.
+    MasterWallet { currency: CurrencyCode },
+    /// A subscriber account of a customer with its own balance.
+    SubscriberDebit,
+    /// A subscriber account drawing on its customer's wallet up to `credit_limit`.
+    SubscriberCredit { credit_limit: Amount },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Registers a currency and opens its system accounts.
+    CreateCurrency { code: CurrencyCode, scale: u8 },
+    CreateReseller { client_id: ClientId, name: String },
+    /// Creates a customer and its wallet in one step.
+    CreateCustomer {
+        client_id: ClientId,
+        name: String,
+        reseller: Option<PartyId>,
+        billing: Billing,
+        currency: CurrencyCode,
+        credit_limit: Amount,
+    },
+    OpenAccount { client_id: ClientId, party: PartyId, kind: NewAccountKind },
+    /// Closes an account with nothing on it.
+    CloseAccount { account: AccountId },
+    SetCreditLimit { account: AccountId, credit_limit: Amount },
+    /// Sets (or with `None`, removes) a temporary credit limit increase.
+    SetTemporaryIncrease { account: AccountId, increase: Option<(Amount, Timestamp)> },
+    /// Replaces the levels of available balance whose crossings are reported.
+    SetThresholds { account: AccountId, thresholds: Vec<Amount> },
+    Charge(NewCharge),
+    /// Money received: credits the account from the method's clearing account.
+    Payment {
+        client_id: ClientId,
+        account: AccountId,
+        money: Money,
+        method: PaymentMethod,
+        metadata: Option<String>,
+    },
+    /// Moves funds between two non-system accounts, checked against the source.
+    Transfer {
+        client_id: ClientId,
+        source: AccountId,
+        target: AccountId,
+        money: Money,
+        kind: TransferKind,
+        metadata: Option<String>,
+    },
+    Hold {
+        client_id: ClientId,
+        account: AccountId,
+        money: Money,
+        expires_at: Timestamp,
+        service: Option<String>,
+        metadata: Option<String>,
+    },
+    /// Captures all (`None`) or part of a hold as a charge; the rest is released.
+    Capture { client_id: ClientId, hold: HoldId, amount: Option<Amount> },
+    Release { client_id: ClientId, hold: HoldId },
+    /// Posts a new transfer that undoes a posted one.
+    Reverse { client_id: ClientId, transfer: TransferId, metadata: Option<String> },
+}
+
+/// A command in a batch. `linked` ties it to the next one: the chain succeeds or fails whole.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Item {
+    pub command: Command,
+    pub linked: bool,
+}
+
+impl Item {
+    pub fn single(command: Command) -> Item {
+        Item { command, linked: false }
+    }
+}
+
+/// What an accepted command did. `replayed` is true when the client id had already been
+/// used with the same content: nothing new was posted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    CurrencyCreated,
+    PartyCreated { party: PartyId, wallet: Option<AccountId>, replayed: bool },
+    AccountOpened { account: AccountId, replayed: bool },
+    AccountUpdated { account: AccountId },
+    Posted { transfer: TransferId, overdrawn: bool, replayed: bool },
+    HoldPlaced { hold: HoldId, replayed: bool },
+    HoldCaptured { hold: HoldId, transfer: TransferId, replayed: bool },
+    HoldReleased { hold: HoldId, replayed: bool },
+}
+
+pub type CommandResult = Result<Outcome, Rejection>;

@@ -1,0 +1,1421 @@
+//! The ledger state machine: applies a batch of commands to in-memory state and returns
+//! each command's result plus everything that must be written, in one piece.
+//!
+//! The ledger holds a *cache*: whatever accounts, parties and holds its owner (the engine)
+//! loaded. Before `apply`, the owner asks [`Ledger::client_keys`] and [`Ledger::missing`]
+//! what to load and puts it in place; `apply` itself never needs anything it was not given.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::command::{
+    Command, CommandResult, Item, Money, NewAccountKind, NewCharge, Outcome, PaymentMethod,
+    METADATA_LEN_MAX, NAME_LEN_MAX, SERVICE_LEN_MAX, THRESHOLDS_MAX,
+};
+use crate::model::{
+    Account, AccountId, AccountKind, AccountStatus, Billing, ClientId, Direction, Event,
+    EventId, EventKind, Hold, HoldId, HoldResolution, HoldState, Party, PartyId, PartyKind,
+    SystemRole, TemporaryIncrease, Timestamp, Transfer, TransferId, TransferKind,
+};
+use crate::money::{Amount, Currency, CurrencyCode, SCALE_MAX};
+use crate::rejection::Rejection;
+
+/// The next id of each kind of record; the ledger hands them out in order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NextIds {
+    pub party: u64,
+    pub account: u64,
+    pub transfer: u64,
+    pub hold: u64,
+    pub event: u64,
+}
+
+/// The namespace a client id is unique in.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ClientKey {
+    /// Charges, payments, transfers, captures and reversals.
+    Transfer(ClientId),
+    Hold(ClientId),
+    /// The release of a hold.
+    Release(ClientId),
+    Party(ClientId),
+    Account(ClientId),
+}
+
+/// What an earlier use of a client id produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Prior {
+    Transfer(Transfer),
+    /// A hold placed, or released, under the client id.
+    Hold(Hold),
+    Party(Party),
+    Account(Account),
+    /// A transfer posted earlier in this batch: an index into `BatchOutput::transfers`.
+    InBatch(usize),
+}
+
+/// Records the engine looked up for one batch.
+#[derive(Debug, Default)]
+pub struct Lookups {
+    pub prior: HashMap<ClientKey, Prior>,
+    /// Holds no longer open, referenced by captures or releases.
+    pub holds: HashMap<HoldId, Hold>,
+    /// Transfers referenced by reversals, with the id of their reversal if any.
+    pub transfers: HashMap<TransferId, (Transfer, Option<TransferId>)>,
+    /// Ids the engine looked up and found absent, so they are not asked for again.
+    pub absent_holds: HashSet<HoldId>,
+    pub absent_transfers: HashSet<TransferId>,
+    pub absent_accounts: HashSet<AccountId>,
+    pub absent_parties: HashSet<PartyId>,
+}
+
+/// What the engine must load before `apply` can run.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Missing {
+    pub accounts: Vec<AccountId>,
+    pub parties: Vec<PartyId>,
+    pub holds: Vec<HoldId>,
+    pub transfers: Vec<TransferId>,
+}
+
+impl Missing {
+    pub fn is_empty(&self) -> bool {
+        self.accounts.is_empty()
+            && self.parties.is_empty()
+            && self.holds.is_empty()
+            && self.transfers.is_empty()
+    }
+}
+
+/// Everything one batch changed, to be written in one transaction.
+#[derive(Debug, Default)]
+pub struct BatchOutput {
+    pub results: Vec<CommandResult>,
+    pub currencies: Vec<Currency>,
+    pub parties: Vec<Party>,
+    /// Accounts opened by this batch, in their final state.
+    pub accounts_new: Vec<Account>,
+    /// Existing accounts whose state changed, in their final state (one row per account,
+    /// however many commands touched it).
+    pub accounts_changed: Vec<Account>,
+    pub transfers: Vec<Transfer>,
+    /// Holds placed or resolved, in their final state.
+    pub holds: Vec<Hold>,
+    pub events: Vec<Event>,
+}
+
+/// One entry of the undo log kept while a linked chain is applied.
+enum Undo {
+    Account(AccountId, Option<Account>),
+    Party(PartyId),
+    OpenHold(HoldId, Option<Hold>),
+    ResolvedHold(HoldId),
+    Prior(ClientKey),
+    Reversal(TransferId),
+    Currency(CurrencyCode),
+}
+
+struct Checkpoint {
+    next: NextIds,
+    transfers: usize,
+    events: usize,
+    undo: Vec<Undo>,
+}
+
+#[derive(Default)]
+struct Scratch {
+    output: BatchOutput,
+    dirty_accounts: HashSet<AccountId>,
+    new_accounts: Vec<AccountId>,
+    new_parties: Vec<PartyId>,
+    dirty_holds: Vec<HoldId>,
+    new_currencies: Vec<CurrencyCode>,
+    checkpoint: Option<Checkpoint>,
+}
+
+/// The in-memory ledger. See the module documentation for the load-then-apply protocol.
+#[derive(Default)]
+pub struct Ledger {
+    pub currencies: HashMap<CurrencyCode, Currency>,
+    pub system_accounts: HashMap<(CurrencyCode, SystemRole), AccountId>,
+    pub accounts: HashMap<AccountId, Account>,
+    pub parties: HashMap<PartyId, Party>,
+    /// Every open hold (the engine keeps all of them loaded).
+    pub open_holds: HashMap<HoldId, Hold>,
+    pub next: NextIds,
+    scratch: Scratch,
+}
+
+/// The one place that says whether an operation may overdraw its account. Every path
+/// that spends goes through [`Ledger::check_spend`] unless this says it may overdraw.
+fn may_overdraw(kind: TransferKind, refuse_if_insufficient: bool) -> bool {
+    match kind {
+        // Usage already happened: post it and say so, unless the caller asked otherwise.
+        TransferKind::Charge => !refuse_if_insufficient,
+        // Corrections restore the truth whatever it does to the balance.
+        TransferKind::Reversal | TransferKind::Adjustment => true,
+        TransferKind::Payment
+        | TransferKind::Recharge
+        | TransferKind::Transfer
+        | TransferKind::Issue
+        | TransferKind::Refund => false,
+    }
+}
+
+fn clamp(value: i128) -> Amount {
+    Amount(value.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
+}
+
+fn check_text(
+    value: &Option<String>,
+    field: &'static str,
+    max: usize,
+) -> Result<(), Rejection> {
+    match value {
+        Some(v) if v.len() > max => Err(Rejection::TextTooLong { field, max }),
+        _ => Ok(()),
+    }
+}
+
+impl Ledger {
+    // ---------------------------------------------------------------- loading protocol
+
+    /// The client ids of a batch, to be looked up in the store before `apply`.
+    pub fn client_keys(requests: &[&[Item]]) -> Vec<ClientKey> {
+        requests
+            .iter()
+            .flat_map(|r| r.iter())
+            .filter_map(|item| match &item.command {
+                Command::Charge(c) => Some(ClientKey::Transfer(c.client_id.clone())),
+                Command::Payment { client_id, .. }
+                | Command::Transfer { client_id, .. }
+                | Command::Capture { client_id, .. }
+                | Command::Reverse { client_id, .. } => {
+                    Some(ClientKey::Transfer(client_id.clone()))
+                }
+                Command::Hold { client_id, .. } => Some(ClientKey::Hold(client_id.clone())),
+                Command::Release { client_id, .. } => {
+                    Some(ClientKey::Release(client_id.clone()))
+                }
+                Command::CreateReseller { client_id, .. }
+                | Command::CreateCustomer { client_id, .. } => {
+                    Some(ClientKey::Party(client_id.clone()))
+                }
+                Command::OpenAccount { client_id, .. } => {
+                    Some(ClientKey::Account(client_id.clone()))
+                }
+                Command::CreateCurrency { .. }
+                | Command::CloseAccount { .. }
+                | Command::SetCreditLimit { .. }
+                | Command::SetTemporaryIncrease { .. }
+                | Command::SetThresholds { .. } => None,
+            })
+            .collect()
+    }
+
+    /// What is referenced by the batch (or by holds expiring at `now`) and not loaded yet.
+    /// Call repeatedly, loading what it names, until it is empty: loading a transfer or a
+    /// party can reveal accounts to load.
+    pub fn missing(&self, requests: &[&[Item]], now: Timestamp, lookups: &Lookups) -> Missing {
+        let mut missing = Missing::default();
+        let account = |id: AccountId, missing: &mut Missing| {
+            if let Some(acc) = self.accounts.get(&id) {
+                if let AccountKind::SubscriberCredit { parent } = acc.kind {
+                    if !self.accounts.contains_key(&parent)
+                        && !lookups.absent_accounts.contains(&parent)
+                    {
+                        missing.accounts.push(parent);
+                    }
+                }
+            } else if !lookups.absent_accounts.contains(&id) {
+                missing.accounts.push(id);
+            }
+        };
+        for hold in self.open_holds.values() {
+            if hold.expires_at <= now {
+                account(hold.account, &mut missing);
+            }
+        }
+        for item in requests.iter().flat_map(|r| r.iter()) {
+            match &item.command {
+                Command::CreateCurrency { .. } | Command::CreateReseller { .. } => {}
+                Command::CreateCustomer { reseller, .. } => {
+                    if let Some(r) = reseller {
+                        self.want_party(*r, lookups, &mut missing);
+                    }
+                }
+                Command::OpenAccount { party, kind, .. } => {
+                    self.want_party(*party, lookups, &mut missing);
+                    if let (NewAccountKind::SubscriberCredit { .. }, Some(p)) =
+                        (kind, self.parties.get(party))
+                    {
+                        if let PartyKind::Customer { wallet, .. } = p.kind {
+                            account(wallet, &mut missing);
+                        }
+                    }
+                }
+                Command::CloseAccount { account: a }
+                | Command::SetCreditLimit { account: a, .. }
+                | Command::SetTemporaryIncrease { account: a, .. }
+                | Command::SetThresholds { account: a, .. }
+                | Command::Charge(NewCharge { account: a, .. })
+                | Command::Payment { account: a, .. }
+                | Command::Hold { account: a, .. } => account(*a, &mut missing),
+                Command::Transfer { source, target, .. } => {
+                    account(*source, &mut missing);
+                    account(*target, &mut missing);
+                }
+                Command::Capture { hold, .. } | Command::Release { hold, .. } => {
+                    match self.open_holds.get(hold) {
+                        Some(h) => account(h.account, &mut missing),
+                        None if lookups.holds.contains_key(hold)
+                            || lookups.absent_holds.contains(hold) => {}
+                        None => missing.holds.push(*hold),
+                    }
+                }
+                Command::Reverse { transfer, .. } => match lookups.transfers.get(transfer) {
+                    Some((t, _)) => {
+                        account(t.debit, &mut missing);
+                        account(t.credit, &mut missing);
+                    }
+                    None if lookups.absent_transfers.contains(transfer) => {}
+                    None => missing.transfers.push(*transfer),
+                },
+            }
+        }
+        missing.accounts.sort_unstable();
+        missing.accounts.dedup();
+        missing.parties.sort_unstable();
+        missing.parties.dedup();
+        missing.holds.sort_unstable();
+        missing.holds.dedup();
+        missing.transfers.sort_unstable();
+        missing.transfers.dedup();
+        missing
+    }
+
+    fn want_party(&self, id: PartyId, lookups: &Lookups, missing: &mut Missing) {
+        if !self.parties.contains_key(&id) && !lookups.absent_parties.contains(&id) {
+            missing.parties.push(id);
+        }
+    }
+
+    // ---------------------------------------------------------------- queries
+
+    /// The available balance: what the account can spend now. For a credit subscriber
+    /// account, the lesser of its own and its customer's.
+    pub fn available(&self, id: AccountId, now: Timestamp) -> Option<i128> {
+        let account = self.accounts.get(&id)?;
+        let parent = match account.kind {
+            AccountKind::SubscriberCredit { parent } => Some(self.accounts.get(&parent)?),
+            _ => None,
+        };
+        Some(available(account, parent, now))
+    }
+
+    /// Whether `amount` may be spent from the account now.
+    pub fn check_spend(
+        &self,
+        id: AccountId,
+        amount: Amount,
+        now: Timestamp,
+    ) -> Result<(), Rejection> {
+        let account = self.accounts.get(&id).ok_or(Rejection::AccountNotFound)?;
+        if account.is_system() {
+            return Ok(());
+        }
+        let available = self.available(id, now).ok_or(Rejection::AccountNotFound)?;
+        if available < i128::from(amount.0) {
+            return Err(Rejection::InsufficientFunds { available: clamp(available.max(0)) });
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- apply
+
+    /// Applies a batch made of several callers' requests. Each item gets a result, in
+    /// order; one failing item never affects another, except within a linked chain, which
+    /// succeeds or fails whole. A chain never reaches past the end of its request.
+    pub fn apply(&mut self, requests: &[&[Item]], now: Timestamp, lookups: &mut Lookups) -> BatchOutput {
+        self.scratch = Scratch::default();
+        self.expire_holds(now, lookups);
+        for items in requests {
+            self.apply_request(items, now, lookups);
+        }
+        self.finish_output(lookups)
+    }
+
+    fn apply_request(&mut self, items: &[Item], now: Timestamp, lookups: &mut Lookups) {
+        let mut i = 0;
+        while i < items.len() {
+            let chain_end = (i..items.len()).find(|&j| !items[j].linked);
+            if chain_end == Some(i) {
+                let result = self.apply_one(&items[i].command, now, lookups);
+                self.scratch.output.results.push(result);
+                i += 1;
+                continue;
+            }
+            let end = chain_end.unwrap_or(items.len() - 1);
+            self.apply_chain(&items[i..=end], chain_end.is_none(), now, lookups);
+            i = end + 1;
+        }
+    }
+
+    fn apply_chain(&mut self, chain: &[Item], open: bool, now: Timestamp, lookups: &mut Lookups) {
+        self.scratch.checkpoint = Some(Checkpoint {
+            next: self.next,
+            transfers: self.scratch.output.transfers.len(),
+            events: self.scratch.output.events.len(),
+            undo: Vec::new(),
+        });
+        let first = self.scratch.output.results.len();
+        let mut failed = None;
+        for (k, item) in chain.iter().enumerate() {
+            let result = self.apply_one(&item.command, now, lookups);
+            let is_err = result.is_err();
+            self.scratch.output.results.push(result);
+            if is_err {
+                failed = Some(k);
+                break;
+            }
+        }
+        if open && failed.is_none() {
+            let last = self.scratch.output.results.len() - 1;
+            self.scratch.output.results[last] = Err(Rejection::LinkedChainOpen);
+            failed = Some(chain.len() - 1);
+        }
+        let checkpoint = self.scratch.checkpoint.take().expect("checkpoint set above");
+        let Some(failed) = failed else { return };
+        self.roll_back(checkpoint, lookups);
+        for k in 0..chain.len() {
+            let rejection = Err(Rejection::LinkedCommandFailed);
+            if k < failed {
+                self.scratch.output.results[first + k] = rejection;
+            } else if k > failed {
+                self.scratch.output.results.push(rejection);
+            }
+        }
+    }
+
+    fn roll_back(&mut self, checkpoint: Checkpoint, lookups: &mut Lookups) {
+        self.next = checkpoint.next;
+        self.scratch.output.transfers.truncate(checkpoint.transfers);
+        self.scratch.output.events.truncate(checkpoint.events);
+        for undo in checkpoint.undo.into_iter().rev() {
+            match undo {
+                Undo::Account(id, Some(old)) => {
+                    self.accounts.insert(id, old);
+                }
+                Undo::Account(id, None) => {
+                    self.accounts.remove(&id);
+                }
+                Undo::Party(id) => {
+                    self.parties.remove(&id);
+                }
+                Undo::OpenHold(id, Some(old)) => {
+                    self.open_holds.insert(id, old);
+                }
+                Undo::OpenHold(id, None) => {
+                    self.open_holds.remove(&id);
+                }
+                Undo::ResolvedHold(id) => {
+                    lookups.holds.remove(&id);
+                }
+                Undo::Prior(key) => {
+                    lookups.prior.remove(&key);
+                }
+                Undo::Reversal(id) => {
+                    if let Some(entry) = lookups.transfers.get_mut(&id) {
+                        entry.1 = None;
+                    }
+                }
+                Undo::Currency(code) => {
+                    self.currencies.remove(&code);
+                    self.system_accounts.retain(|(c, _), _| *c != code);
+                }
+            }
+        }
+    }
+
+    fn finish_output(&mut self, lookups: &Lookups) -> BatchOutput {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let out = &mut scratch.output;
+        let mut seen = HashSet::new();
+        for code in scratch.new_currencies {
+            if let Some(c) = self.currencies.get(&code) {
+                if seen.insert(code.as_str().to_owned()) {
+                    out.currencies.push(*c);
+                }
+            }
+        }
+        let mut new_ids = HashSet::new();
+        for id in scratch.new_accounts {
+            if let Some(a) = self.accounts.get(&id) {
+                if new_ids.insert(id) {
+                    out.accounts_new.push(a.clone());
+                }
+            }
+        }
+        let mut changed: Vec<AccountId> = scratch
+            .dirty_accounts
+            .into_iter()
+            .filter(|id| !new_ids.contains(id))
+            .collect();
+        changed.sort_unstable();
+        out.accounts_changed = changed
+            .into_iter()
+            .filter_map(|id| self.accounts.get(&id).cloned())
+            .collect();
+        let mut party_ids = HashSet::new();
+        for id in scratch.new_parties {
+            if let Some(p) = self.parties.get(&id) {
+                if party_ids.insert(id) {
+                    out.parties.push(p.clone());
+                }
+            }
+        }
+        let mut hold_ids = HashSet::new();
+        for id in scratch.dirty_holds {
+            let hold = self.open_holds.get(&id).or_else(|| lookups.holds.get(&id));
+            if let Some(h) = hold {
+                if hold_ids.insert(id) {
+                    out.holds.push(h.clone());
+                }
+            }
+        }
+        scratch.output
+    }
+
+    // ---------------------------------------------------------------- mutation helpers
+
+    fn remember(&mut self, undo: impl FnOnce(&Self) -> Undo) {
+        if self.scratch.checkpoint.is_some() {
+            let entry = undo(self);
+            self.scratch.checkpoint.as_mut().expect("checked").undo.push(entry);
+        }
+    }
+
+    fn account_mut(&mut self, id: AccountId) -> &mut Account {
+        self.remember(|l| Undo::Account(id, l.accounts.get(&id).cloned()));
+        self.scratch.dirty_accounts.insert(id);
+        self.accounts.get_mut(&id).expect("validated before mutation")
+    }
+
+    fn insert_account(&mut self, account: Account) {
+        let id = account.id;
+        self.remember(|_| Undo::Account(id, None));
+        self.scratch.new_accounts.push(id);
+        self.accounts.insert(id, account);
+    }
+
+    fn insert_prior(&mut self, lookups: &mut Lookups, key: ClientKey, prior: Prior) {
+        if self.scratch.checkpoint.is_some() {
+            self.remember(|_| Undo::Prior(key.clone()));
+        }
+        lookups.prior.insert(key, prior);
+    }
+
+    fn set_open_hold(&mut self, id: HoldId, hold: Option<Hold>) {
+        self.remember(|l| Undo::OpenHold(id, l.open_holds.get(&id).cloned()));
+        self.scratch.dirty_holds.push(id);
+        match hold {
+            Some(h) => self.open_holds.insert(id, h),
+            None => self.open_holds.remove(&id),
+        };
+    }
+
+    /// Moves an open hold to its resolved state.
+    fn resolve_hold(&mut self, mut hold: Hold, state: HoldState, resolution: HoldResolution, lookups: &mut Lookups) {
+        self.set_open_hold(hold.id, None);
+        hold.state = state;
+        hold.resolution = Some(resolution);
+        self.remember(|_| Undo::ResolvedHold(hold.id));
+        lookups.holds.insert(hold.id, hold);
+    }
+
+    fn next_id(counter: &mut u64) -> u64 {
+        let id = *counter;
+        *counter += 1;
+        id
+    }
+
+    /// Applies a change of available balance to `id`, reporting threshold crossings.
+    fn emit_crossings(
+        &mut self,
+        id: AccountId,
+        before: i128,
+        now: Timestamp,
+        transfer: Option<TransferId>,
+    ) {
+        let Some(after) = self.available(id, now) else { return };
+        if after == before {
+            return;
+        }
+        let account = &self.accounts[&id];
+        if account.thresholds.is_empty() {
+            return;
+        }
+        let crossings: Vec<(Amount, Direction)> = account
+            .thresholds
+            .iter()
+            .filter_map(|t| {
+                let t128 = i128::from(t.0);
+                if before >= t128 && after < t128 {
+                    Some((*t, Direction::Down))
+                } else if before < t128 && after >= t128 {
+                    Some((*t, Direction::Up))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        for (threshold, direction) in crossings {
+            let event = Event {
+                id: EventId(Self::next_id(&mut self.next.event)),
+                at: now,
+                account: id,
+                kind: EventKind::ThresholdCrossed {
+                    threshold,
+                    direction,
+                    available_before: clamp(before),
+                    available_after: clamp(after),
+                    transfer,
+                },
+            };
+            self.scratch.output.events.push(event);
+        }
+    }
+
+    /// Accounts whose available balance moves when `id`'s balance or reservation does.
+    fn watched(&self, id: AccountId) -> [Option<AccountId>; 2] {
+        let parent = match self.accounts.get(&id).map(|a| a.kind) {
+            Some(AccountKind::SubscriberCredit { parent }) => Some(parent),
+            _ => None,
+        };
+        [Some(id), parent]
+    }
+
+    fn availability(&self, ids: &[Option<AccountId>], now: Timestamp) -> Vec<(AccountId, i128)> {
+        ids.iter()
+            .flatten()
+            .filter(|id| !self.accounts[id].thresholds.is_empty())
+            .filter_map(|id| Some((*id, self.available(*id, now)?)))
+            .collect()
+    }
+
+    /// Posts a validated transfer: moves the balances (overflow-checked before any change)
+    /// and reports threshold crossings.
+    fn post(&mut self, transfer: Transfer, now: Timestamp) -> Result<(), Rejection> {
+        let (debit, credit, amount) = (transfer.debit, transfer.credit, transfer.amount);
+        let new_debit = self.accounts[&debit].balance.checked_sub(amount);
+        let new_credit = self.accounts[&credit].balance.checked_add(amount);
+        let (Some(new_debit), Some(new_credit)) = (new_debit, new_credit) else {
+            return Err(Rejection::AmountOverflow);
+        };
+        let parent_delta = |l: &Self, id: AccountId, delta: i128| match l.accounts[&id].kind {
+            AccountKind::SubscriberCredit { parent } => Some((parent, delta)),
+            _ => None,
+        };
+        let parents = [
+            parent_delta(self, debit, -i128::from(amount.0)),
+            parent_delta(self, credit, i128::from(amount.0)),
+        ];
+        for (parent, delta) in parents.iter().flatten() {
+            let now_children = i128::from(self.accounts[parent].children_balance.0);
+            if i64::try_from(now_children + delta).is_err() {
+                return Err(Rejection::AmountOverflow);
+            }
+        }
+        let [a, b] = self.watched(debit);
+        let [c, d] = self.watched(credit);
+        let before = self.availability(&[a, b, c, d], now);
+        self.account_mut(debit).balance = new_debit;
+        self.account_mut(credit).balance = new_credit;
+        for (parent, delta) in parents.into_iter().flatten() {
+            let p = self.account_mut(parent);
+            p.children_balance = Amount((i128::from(p.children_balance.0) + delta) as i64);
+        }
+        for (id, before) in before {
+            self.emit_crossings(id, before, now, Some(transfer.id));
+        }
+        self.scratch.output.transfers.push(transfer);
+        Ok(())
+    }
+
+    fn change_reserved(&mut self, id: AccountId, delta: i128, now: Timestamp) -> Result<(), Rejection> {
+        let current = i128::from(self.accounts[&id].reserved.0);
+        let new = i64::try_from(current + delta).map_err(|_| Rejection::AmountOverflow)?;
+        let [a, b] = self.watched(id);
+        let before = self.availability(&[a, b], now);
+        self.account_mut(id).reserved = Amount(new);
+        for (id, before) in before {
+            self.emit_crossings(id, before, now, None);
+        }
+        Ok(())
+    }
+
+    fn expire_holds(&mut self, now: Timestamp, lookups: &mut Lookups) {
+        let mut expired: Vec<HoldId> = self
+            .open_holds
+            .values()
+            .filter(|h| h.expires_at <= now)
+            .map(|h| h.id)
+            .collect();
+        expired.sort_unstable();
+        for id in expired {
+            let hold = self.open_holds[&id].clone();
+            if !self.accounts.contains_key(&hold.account) {
+                continue; // Not loaded: the owner broke the protocol; expire next batch.
+            }
+            if self.change_reserved(hold.account, -i128::from(hold.amount.0), now).is_err() {
+                continue;
+            }
+            let resolution =
+                HoldResolution { at: now, client_id: None, captured: Amount::ZERO, transfer: None };
+            self.resolve_hold(hold, HoldState::Expired, resolution, lookups);
+        }
+    }
+
+    // ---------------------------------------------------------------- validation helpers
+
+    fn open_account(&self, id: AccountId) -> Result<&Account, Rejection> {
+        let account = self.accounts.get(&id).ok_or(Rejection::AccountNotFound)?;
+        if account.status == AccountStatus::Closed {
+            return Err(Rejection::AccountClosed);
+        }
+        Ok(account)
+    }
+
+    /// A non-system, open account in the money's currency, for a positive amount.
+    fn spendable_account(&self, id: AccountId, money: Money) -> Result<&Account, Rejection> {
+        let account = self.open_account(id)?;
+        if account.is_system() {
+            return Err(Rejection::SystemAccountNotAllowed);
+        }
+        if account.currency != money.currency {
+            return Err(Rejection::CurrencyMismatch {
+                expected: account.currency,
+                actual: money.currency,
+            });
+        }
+        if !money.amount.is_positive() {
+            return Err(Rejection::AmountMustBePositive);
+        }
+        Ok(account)
+    }
+
+    fn system_account(&self, currency: CurrencyCode, role: SystemRole) -> Result<AccountId, Rejection> {
+        self.system_accounts.get(&(currency, role)).copied().ok_or(Rejection::CurrencyUnknown)
+    }
+
+    // ---------------------------------------------------------------- commands
+
+    fn apply_one(&mut self, command: &Command, now: Timestamp, lookups: &mut Lookups) -> CommandResult {
+        match command {
+            Command::CreateCurrency { code, scale } => self.create_currency(*code, *scale, now),
+            Command::CreateReseller { client_id, name } => {
+                let prior = lookups.prior.get(&ClientKey::Party(client_id.clone()));
+                let same = |k: &PartyKind| *k == PartyKind::Reseller;
+                if let Some(replay) = Self::replay_party(prior, name, same) {
+                    return replay;
+                }
+                Self::check_name(name)?;
+                self.create_party(client_id, name, PartyKind::Reseller, None, now, lookups)
+            }
+            Command::CreateCustomer { client_id, name, reseller, billing, currency, credit_limit } => {
+                self.create_customer(client_id, name, *reseller, *billing, *currency, *credit_limit, now, lookups)
+            }
+            Command::OpenAccount { client_id, party, kind } => {
+                self.open_subaccount(client_id, *party, *kind, now, lookups)
+            }
+            Command::CloseAccount { account } => self.close_account(*account),
+            Command::SetCreditLimit { account, credit_limit } => {
+                self.set_credit_limit(*account, *credit_limit, now)
+            }
+            Command::SetTemporaryIncrease { account, increase } => {
+                self.set_temporary_increase(*account, *increase, now)
+            }
+            Command::SetThresholds { account, thresholds } => {
+                self.set_thresholds(*account, thresholds)
+            }
+            Command::Charge(charge) => self.charge(charge, now, lookups),
+            Command::Payment { client_id, account, money, method, metadata } => {
+                self.payment(client_id, *account, *money, *method, metadata, now, lookups)
+            }
+            Command::Transfer { client_id, source, target, money, kind, metadata } => {
+                self.transfer(client_id, *source, *target, *money, *kind, metadata, now, lookups)
+            }
+            Command::Hold { client_id, account, money, expires_at, service, metadata } => {
+                self.hold(client_id, *account, *money, *expires_at, service, metadata, now, lookups)
+            }
+            Command::Capture { client_id, hold, amount } => {
+                self.capture(client_id, *hold, *amount, now, lookups)
+            }
+            Command::Release { client_id, hold } => self.release(client_id, *hold, now, lookups),
+            Command::Reverse { client_id, transfer, metadata } => {
+                self.reverse(client_id, *transfer, metadata, now, lookups)
+            }
+        }
+    }
+
+    fn create_currency(&mut self, code: CurrencyCode, scale: u8, now: Timestamp) -> CommandResult {
+        if scale > SCALE_MAX {
+            return Err(Rejection::ScaleTooLarge);
+        }
+        if self.currencies.contains_key(&code) {
+            return Err(Rejection::CurrencyExists);
+        }
+        self.remember(|_| Undo::Currency(code));
+        self.currencies.insert(code, Currency { code, scale });
+        self.scratch.new_currencies.push(code);
+        for role in SystemRole::ALL {
+            let id = AccountId(Self::next_id(&mut self.next.account));
+            self.insert_account(new_account(id, None, None, AccountKind::System(role), code, now));
+            self.system_accounts.insert((code, role), id);
+        }
+        Ok(Outcome::CurrencyCreated)
+    }
+
+    fn replay_party(prior: Option<&Prior>, name: &str, kind_matches: impl Fn(&PartyKind) -> bool) -> Option<CommandResult> {
+        let Some(Prior::Party(p)) = prior else { return None };
+        Some(if p.name != name {
+            Err(Rejection::ExistsWithDifferentName)
+        } else if !kind_matches(&p.kind) {
+            Err(Rejection::ExistsWithDifferentSettings)
+        } else {
+            let wallet = match p.kind {
+                PartyKind::Customer { wallet, .. } => Some(wallet),
+                PartyKind::Reseller => None,
+            };
+            Ok(Outcome::PartyCreated { party: p.id, wallet, replayed: true })
+        })
+    }
+
+    fn check_name(name: &str) -> Result<(), Rejection> {
+        if name.trim().is_empty() {
+            return Err(Rejection::NameMustNotBeEmpty);
+        }
+        if name.len() > NAME_LEN_MAX {
+            return Err(Rejection::TextTooLong { field: "name", max: NAME_LEN_MAX });
+        }
+        Ok(())
+    }
+
+    fn create_party(
+        &mut self,
+        client_id: &ClientId,
+        name: &str,
+        kind: PartyKind,
+        wallet: Option<Account>,
+        now: Timestamp,
+        lookups: &mut Lookups,
+    ) -> CommandResult {
+        let key = ClientKey::Party(client_id.clone());
+        let id = PartyId(Self::next_id(&mut self.next.party));
+        let party = Party { id, client_id: client_id.clone(), name: name.to_owned(), kind, created_at: now };
+        self.remember(|_| Undo::Party(id));
+        self.parties.insert(id, party.clone());
+        self.scratch.new_parties.push(id);
+        let wallet_id = wallet.as_ref().map(|w| w.id);
+        if let Some(w) = wallet {
+            self.insert_account(w);
+        }
+        self.insert_prior(lookups, key, Prior::Party(party));
+        Ok(Outcome::PartyCreated { party: id, wallet: wallet_id, replayed: false })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn create_customer(
+        &mut self,
+        client_id: &ClientId,
+        name: &str,
+        reseller: Option<PartyId>,
+        billing: Billing,
+        currency: CurrencyCode,
+        credit_limit: Amount,
+        now: Timestamp,
+        lookups: &mut Lookups,
+    ) -> CommandResult {
+        let prior = lookups.prior.get(&ClientKey::Party(client_id.clone()));
+        let same = |k: &PartyKind| {
+            matches!(k, PartyKind::Customer { reseller: r, billing: b, currency: c, .. }
+                if *r == reseller && *b == billing && *c == currency)
+        };
+        if let Some(replay) = Self::replay_party(prior, name, same) {
+            return replay;
+        }
+        Self::check_name(name)?;
+        if !self.currencies.contains_key(&currency) {
+            return Err(Rejection::CurrencyUnknown);
+        }
+        if let Some(r) = reseller {
+            match self.parties.get(&r) {
+                Some(p) if p.kind == PartyKind::Reseller => {}
+                _ => return Err(Rejection::ResellerNotFound),
+            }
+        }
+        check_credit_limit(billing, credit_limit)?;
+        let wallet_id = AccountId(Self::next_id(&mut self.next.account));
+        let party_id = PartyId(self.next.party);
+        let mut wallet = new_account(wallet_id, None, Some(party_id), AccountKind::Wallet, currency, now);
+        wallet.credit_limit = credit_limit;
+        let kind = PartyKind::Customer { reseller, billing, currency, wallet: wallet_id };
+        self.create_party(client_id, name, kind, Some(wallet), now, lookups)
+    }
+
+    fn open_subaccount(
+        &mut self,
+        client_id: &ClientId,
+        party_id: PartyId,
+        kind: NewAccountKind,
+        now: Timestamp,
+        lookups: &mut Lookups,
+    ) -> CommandResult {
+        let key = ClientKey::Account(client_id.clone());
+        if let Some(Prior::Account(a)) = lookups.prior.get(&key) {
+            return if a.party != Some(party_id) {
+                Err(Rejection::ExistsWithDifferentSettings)
+            } else {
+                Ok(Outcome::AccountOpened { account: a.id, replayed: true })
+            };
+        }
+        let party = self.parties.get(&party_id).ok_or(Rejection::PartyNotFound)?;
+        let (account_kind, currency, limit) = match (kind, &party.kind) {
+            (NewAccountKind::MasterWallet { currency }, PartyKind::Reseller) => {
+                (AccountKind::MasterWallet, currency, Amount::ZERO)
+            }
+            (NewAccountKind::SubscriberDebit, PartyKind::Customer { currency, .. }) => {
+                (AccountKind::SubscriberDebit, *currency, Amount::ZERO)
+            }
+            (NewAccountKind::SubscriberCredit { credit_limit }, PartyKind::Customer { currency, wallet, .. }) => {
+                if credit_limit.0 < 0 {
+                    return Err(Rejection::CreditLimitMustNotBeNegative);
+                }
+                self.open_account(*wallet)?;
+                (AccountKind::SubscriberCredit { parent: *wallet }, *currency, credit_limit)
+            }
+            _ => return Err(Rejection::PartyKindMismatch),
+        };
+        if !self.currencies.contains_key(&currency) {
+            return Err(Rejection::CurrencyUnknown);
+        }
+        let id = AccountId(Self::next_id(&mut self.next.account));
+        let mut account = new_account(id, Some(client_id.clone()), Some(party_id), account_kind, currency, now);
+        account.credit_limit = limit;
+        self.insert_prior(lookups, key, Prior::Account(account.clone()));
+        self.insert_account(account);
+        Ok(Outcome::AccountOpened { account: id, replayed: false })
+    }
+
+    fn close_account(&mut self, id: AccountId) -> CommandResult {
+        let account = self.open_account(id)?;
+        if account.is_system() {
+            return Err(Rejection::SystemAccountNotAllowed);
+        }
+        if account.balance != Amount::ZERO || account.children_balance != Amount::ZERO {
+            return Err(Rejection::AccountHasBalance);
+        }
+        if account.reserved != Amount::ZERO {
+            return Err(Rejection::AccountHasHolds);
+        }
+        self.account_mut(id).status = AccountStatus::Closed;
+        Ok(Outcome::AccountUpdated { account: id })
+    }
+
+    fn billing_of(&self, account: &Account) -> Billing {
+        let customer = account.party.and_then(|p| self.parties.get(&p));
+        match customer.map(|p| &p.kind) {
+            Some(PartyKind::Customer { billing, .. }) if account.kind == AccountKind::Wallet => *billing,
+            // Subscriber credit accounts and master wallets carry limits of their own.
+            _ => Billing::Postpaid,
+        }
+    }
+
+    fn set_credit_limit(&mut self, id: AccountId, limit: Amount, now: Timestamp) -> CommandResult {
+        let account = self.open_account(id)?;
+        if account.is_system() {
+            return Err(Rejection::SystemAccountNotAllowed);
+        }
+        if account.kind == AccountKind::Wallet && account.party.is_some_and(|p| !self.parties.contains_key(&p)) {
+            return Err(Rejection::PartyNotFound);
+        }
+        check_credit_limit(self.billing_of(account), limit)?;
+        let [a, b] = self.watched(id);
+        let before = self.availability(&[a, b], now);
+        self.account_mut(id).credit_limit = limit;
+        for (id, before) in before {
+            self.emit_crossings(id, before, now, None);
+        }
+        Ok(Outcome::AccountUpdated { account: id })
+    }
+
+    fn set_temporary_increase(&mut self, id: AccountId, increase: Option<(Amount, Timestamp)>, now: Timestamp) -> CommandResult {
+        let account = self.open_account(id)?;
+        if account.is_system() {
+            return Err(Rejection::SystemAccountNotAllowed);
+        }
+        if let Some((amount, until)) = increase {
+            if self.billing_of(account) == Billing::Prepaid {
+                return Err(Rejection::CreditLimitNotAllowedForPrepaid);
+            }
+            if !amount.is_positive() {
+                return Err(Rejection::TemporaryIncreaseMustBePositive);
+            }
+            if until <= now {
+                return Err(Rejection::ValidUntilMustBeInFuture);
+            }
+        }
+        let [a, b] = self.watched(id);
+        let before = self.availability(&[a, b], now);
+        self.account_mut(id).temporary_increase =
+            increase.map(|(amount, valid_until)| TemporaryIncrease { amount, valid_until });
+        for (id, before) in before {
+            self.emit_crossings(id, before, now, None);
+        }
+        Ok(Outcome::AccountUpdated { account: id })
+    }
+
+    fn set_thresholds(&mut self, id: AccountId, thresholds: &[Amount]) -> CommandResult {
+        self.open_account(id)?;
+        if thresholds.len() > THRESHOLDS_MAX {
+            return Err(Rejection::ThresholdsTooMany { max: THRESHOLDS_MAX });
+        }
+        let mut sorted = thresholds.to_vec();
+        sorted.sort_unstable_by(|a, b| b.cmp(a));
+        sorted.dedup();
+        self.account_mut(id).thresholds = sorted;
+        Ok(Outcome::AccountUpdated { account: id })
+    }
+
+    /// Looks for an earlier transfer under the same client id. `Some` is the replayed
+    /// outcome (or the rejection naming what differs).
+    fn replay_transfer(
+        &self,
+        lookups: &Lookups,
+        client_id: &ClientId,
+        expect: &TransferExpectation<'_>,
+    ) -> Option<CommandResult> {
+        let prior = lookups.prior.get(&ClientKey::Transfer(client_id.clone()))?;
+        let t = match prior {
+            Prior::Transfer(t) => t,
+            Prior::InBatch(i) => &self.scratch.output.transfers[*i],
+            _ => return None,
+        };
+        Some(expect.compare(t).map(|()| match t.hold {
+            Some(hold) if t.kind == TransferKind::Charge => {
+                Outcome::HoldCaptured { hold, transfer: t.id, replayed: true }
+            }
+            _ => Outcome::Posted { transfer: t.id, overdrawn: t.overdrawn, replayed: true },
+        }))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn post_new(
+        &mut self,
+        lookups: &mut Lookups,
+        client_id: &ClientId,
+        kind: TransferKind,
+        (debit, credit): (AccountId, AccountId),
+        money: Money,
+        at: Timestamp,
+        details: (Option<String>, Option<String>, Option<HoldId>, Option<TransferId>),
+        now: Timestamp,
+    ) -> Result<Transfer, Rejection> {
+        let (service, metadata, hold, reverses) = details;
+        let id = TransferId(self.next.transfer);
+        let transfer = Transfer {
+            id,
+            client_id: client_id.clone(),
+            kind,
+            debit,
+            credit,
+            amount: money.amount,
+            currency: money.currency,
+            at,
+            posted_at: now,
+            service,
+            metadata,
+            hold,
+            reverses,
+            overdrawn: false,
+        };
+        self.post(transfer, now)?;
+        self.next.transfer += 1;
+        let index = self.scratch.output.transfers.len() - 1;
+        let overdrawn = kind == TransferKind::Charge && self.available(debit, now).is_some_and(|a| a < 0);
+        self.scratch.output.transfers[index].overdrawn = overdrawn;
+        self.insert_prior(lookups, ClientKey::Transfer(client_id.clone()), Prior::InBatch(index));
+        Ok(self.scratch.output.transfers[index].clone())
+    }
+
+    fn charge(&mut self, c: &NewCharge, now: Timestamp, lookups: &mut Lookups) -> CommandResult {
+        let expect = TransferExpectation {
+            kind: TransferKind::Charge,
+            debit: c.account,
+            credit: None,
+            amount: c.money.amount,
+            at: c.at,
+            service: c.service.as_deref(),
+            metadata: c.metadata.as_deref(),
+        };
+        if let Some(replay) = self.replay_transfer(lookups, &c.client_id, &expect) {
+            return replay;
+        }
+        check_text(&c.service, "service", SERVICE_LEN_MAX)?;
+        check_text(&c.metadata, "metadata", METADATA_LEN_MAX)?;
+        self.spendable_account(c.account, c.money)?;
+        if !may_overdraw(TransferKind::Charge, c.refuse_if_insufficient) {
+            self.check_spend(c.account, c.money.amount, now)?;
+        }
+        let revenue = self.system_account(c.money.currency, SystemRole::UsageRevenue)?;
+        let at = c.at.unwrap_or(now);
+        let details = (c.service.clone(), c.metadata.clone(), None, None);
+        let t = self.post_new(lookups, &c.client_id, TransferKind::Charge, (c.account, revenue), c.money, at, details, now)?;
+        let account = self.account_mut(c.account);
+        account.last_charge_at = Some(account.last_charge_at.map_or(at, |l| l.max(at)));
+        Ok(Outcome::Posted { transfer: t.id, overdrawn: t.overdrawn, replayed: false })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn payment(
+        &mut self,
+        client_id: &ClientId,
+        account: AccountId,
+        money: Money,
+        method: PaymentMethod,
+        metadata: &Option<String>,
+        now: Timestamp,
+        lookups: &mut Lookups,
+    ) -> CommandResult {
+        let clearing = self.system_account(money.currency, method.clearing_role());
+        let expect = TransferExpectation {
+            kind: TransferKind::Payment,
+            debit: *clearing.as_ref().unwrap_or(&AccountId(u64::MAX)),
+            credit: Some(account),
+            amount: money.amount,
+            at: None,
+            service: None,
+            metadata: metadata.as_deref(),
+        };
+        if let Some(replay) = self.replay_transfer(lookups, client_id, &expect) {
+            return replay;
+        }
+        check_text(metadata, "metadata", METADATA_LEN_MAX)?;
+        self.spendable_account(account, money)?;
+        let clearing = clearing?;
+        let details = (None, metadata.clone(), None, None);
+        let t = self.post_new(lookups, client_id, TransferKind::Payment, (clearing, account), money, now, details, now)?;
+        Ok(Outcome::Posted { transfer: t.id, overdrawn: false, replayed: false })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn transfer(
+        &mut self,
+        client_id: &ClientId,
+        source: AccountId,
+        target: AccountId,
+        money: Money,
+        kind: TransferKind,
+        metadata: &Option<String>,
+        now: Timestamp,
+        lookups: &mut Lookups,
+    ) -> CommandResult {
+        let expect = TransferExpectation {
+            kind,
+            debit: source,
+            credit: Some(target),
+            amount: money.amount,
+            at: None,
+            service: None,
+            metadata: metadata.as_deref(),
+        };
+        if let Some(replay) = self.replay_transfer(lookups, client_id, &expect) {
+            return replay;
+        }
+        if !matches!(kind, TransferKind::Transfer | TransferKind::Issue | TransferKind::Recharge) {
+            return Err(Rejection::ExistsWithDifferentKind);
+        }
+        check_text(metadata, "metadata", METADATA_LEN_MAX)?;
+        if source == target {
+            return Err(Rejection::AccountsMustDiffer);
+        }
+        self.spendable_account(source, money)?;
+        self.spendable_account(target, money)?;
+        if !may_overdraw(kind, false) {
+            self.check_spend(source, money.amount, now)?;
+        }
+        let details = (None, metadata.clone(), None, None);
+        let t = self.post_new(lookups, client_id, kind, (source, target), money, now, details, now)?;
+        Ok(Outcome::Posted { transfer: t.id, overdrawn: false, replayed: false })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn hold(
+        &mut self,
+        client_id: &ClientId,
+        account: AccountId,
+        money: Money,
+        expires_at: Timestamp,
+        service: &Option<String>,
+        metadata: &Option<String>,
+        now: Timestamp,
+        lookups: &mut Lookups,
+    ) -> CommandResult {
+        let key = ClientKey::Hold(client_id.clone());
+        if let Some(Prior::Hold(h)) = lookups.prior.get(&key) {
+            return if h.account != account {
+                Err(Rejection::ExistsWithDifferentAccount)
+            } else if h.amount != money.amount {
+                Err(Rejection::ExistsWithDifferentAmount)
+            } else if h.expires_at != expires_at {
+                Err(Rejection::ExistsWithDifferentExpiry)
+            } else if h.service != *service {
+                Err(Rejection::ExistsWithDifferentService)
+            } else if h.metadata != *metadata {
+                Err(Rejection::ExistsWithDifferentMetadata)
+            } else {
+                Ok(Outcome::HoldPlaced { hold: h.id, replayed: true })
+            };
+        }
+        check_text(service, "service", SERVICE_LEN_MAX)?;
+        check_text(metadata, "metadata", METADATA_LEN_MAX)?;
+        self.spendable_account(account, money)?;
+        if expires_at <= now {
+            return Err(Rejection::HoldExpiryMustBeInFuture);
+        }
+        self.check_spend(account, money.amount, now)?;
+        self.change_reserved(account, i128::from(money.amount.0), now)?;
+        let id = HoldId(Self::next_id(&mut self.next.hold));
+        let hold = Hold {
+            id,
+            client_id: client_id.clone(),
+            account,
+            amount: money.amount,
+            currency: money.currency,
+            created_at: now,
+            expires_at,
+            state: HoldState::Open,
+            service: service.clone(),
+            metadata: metadata.clone(),
+            resolution: None,
+        };
+        self.insert_prior(lookups, key, Prior::Hold(hold.clone()));
+        self.set_open_hold(id, Some(hold));
+        Ok(Outcome::HoldPlaced { hold: id, replayed: false })
+    }
+
+    /// The open hold `id`, or the rejection saying why it cannot be resolved.
+    fn resolvable_hold(&self, id: HoldId, now: Timestamp, lookups: &Lookups) -> Result<Hold, Rejection> {
+        if let Some(h) = self.open_holds.get(&id) {
+            if h.expires_at <= now {
+                return Err(Rejection::HoldExpired);
+            }
+            return Ok(h.clone());
+        }
+        match lookups.holds.get(&id) {
+            Some(h) => Err(Rejection::HoldAlreadyResolved { state: h.state }),
+            None => Err(Rejection::HoldNotFound),
+        }
+    }
+
+    fn capture(
+        &mut self,
+        client_id: &ClientId,
+        hold_id: HoldId,
+        amount: Option<Amount>,
+        now: Timestamp,
+        lookups: &mut Lookups,
+    ) -> CommandResult {
+        let known = self.open_holds.get(&hold_id).or_else(|| lookups.holds.get(&hold_id));
+        if let Some(h) = known {
+            let expect = TransferExpectation {
+                kind: TransferKind::Charge,
+                debit: h.account,
+                credit: None,
+                amount: amount.unwrap_or(h.amount),
+                at: None,
+                service: h.service.as_deref(),
+                metadata: h.metadata.as_deref(),
+            };
+            if let Some(replay) = self.replay_transfer(lookups, client_id, &expect) {
+                return replay.and_then(|o| match o {
+                    Outcome::HoldCaptured { hold, .. } if hold == hold_id => Ok(o),
+                    _ => Err(Rejection::ExistsWithDifferentHold),
+                });
+            }
+        } else if lookups.prior.contains_key(&ClientKey::Transfer(client_id.clone())) {
+            return Err(Rejection::ExistsWithDifferentHold);
+        }
+        let hold = self.resolvable_hold(hold_id, now, lookups)?;
+        let captured = amount.unwrap_or(hold.amount);
+        if !captured.is_positive() {
+            return Err(Rejection::AmountMustBePositive);
+        }
+        if captured > hold.amount {
+            return Err(Rejection::CaptureExceedsHold { held: hold.amount });
+        }
+        self.open_account(hold.account)?;
+        let revenue = self.system_account(hold.currency, SystemRole::UsageRevenue)?;
+        self.change_reserved(hold.account, -i128::from(hold.amount.0), now)?;
+        let money = Money { amount: captured, currency: hold.currency };
+        let details = (hold.service.clone(), hold.metadata.clone(), Some(hold_id), None);
+        let t = self.post_new(lookups, client_id, TransferKind::Charge, (hold.account, revenue), money, now, details, now)?;
+        let account = self.account_mut(hold.account);
+        account.last_charge_at = Some(account.last_charge_at.map_or(now, |l| l.max(now)));
+        let resolution = HoldResolution { at: now, client_id: Some(client_id.clone()), captured, transfer: Some(t.id) };
+        self.resolve_hold(hold, HoldState::Captured, resolution, lookups);
+        Ok(Outcome::HoldCaptured { hold: hold_id, transfer: t.id, replayed: false })
+    }
+
+    fn release(&mut self, client_id: &ClientId, hold_id: HoldId, now: Timestamp, lookups: &mut Lookups) -> CommandResult {
+        let key = ClientKey::Release(client_id.clone());
+        if let Some(Prior::Hold(h)) = lookups.prior.get(&key) {
+            return if h.id == hold_id {
+                Ok(Outcome::HoldReleased { hold: hold_id, replayed: true })
+            } else {
+                Err(Rejection::ExistsWithDifferentHold)
+            };
+        }
+        let hold = self.resolvable_hold(hold_id, now, lookups)?;
+        self.change_reserved(hold.account, -i128::from(hold.amount.0), now)?;
+        let resolution = HoldResolution { at: now, client_id: Some(client_id.clone()), captured: Amount::ZERO, transfer: None };
+        self.resolve_hold(hold, HoldState::Released, resolution, lookups);
+        let resolved = lookups.holds[&hold_id].clone();
+        self.insert_prior(lookups, key, Prior::Hold(resolved));
+        Ok(Outcome::HoldReleased { hold: hold_id, replayed: false })
+    }
+
+    fn reverse(
+        &mut self,
+        client_id: &ClientId,
+        original_id: TransferId,
+        metadata: &Option<String>,
+        now: Timestamp,
+        lookups: &mut Lookups,
+    ) -> CommandResult {
+        let original = lookups.transfers.get(&original_id).map(|(t, by)| (t.clone(), *by));
+        if let Some(Prior::Transfer(_) | Prior::InBatch(_)) = lookups.prior.get(&ClientKey::Transfer(client_id.clone())) {
+            let Some((t, _)) = &original else { return Err(Rejection::ExistsWithDifferentCounterparty) };
+            let expect = TransferExpectation {
+                kind: TransferKind::Reversal,
+                debit: t.credit,
+                credit: Some(t.debit),
+                amount: t.amount,
+                at: None,
+                service: None,
+                metadata: metadata.as_deref(),
+            };
+            return self.replay_transfer(lookups, client_id, &expect).expect("prior exists");
+        }
+        check_text(metadata, "metadata", METADATA_LEN_MAX)?;
+        let (original, reversed_by) = original.ok_or(Rejection::TransferNotFound)?;
+        if original.kind == TransferKind::Reversal {
+            return Err(Rejection::ReversalCannotBeReversed);
+        }
+        if let Some(by) = reversed_by {
+            return Err(Rejection::TransferAlreadyReversed { by });
+        }
+        self.accounts.get(&original.debit).ok_or(Rejection::AccountNotFound)?;
+        self.accounts.get(&original.credit).ok_or(Rejection::AccountNotFound)?;
+        debug_assert!(may_overdraw(TransferKind::Reversal, false));
+        let money = Money { amount: original.amount, currency: original.currency };
+        let details = (None, metadata.clone(), None, Some(original_id));
+        let t = self.post_new(
+            lookups,
+            client_id,
+            TransferKind::Reversal,
+            (original.credit, original.debit),
+            money,
+            now,
+            details,
+            now,
+        )?;
+        self.remember(|_| Undo::Reversal(original_id));
+        if let Some(entry) = lookups.transfers.get_mut(&original_id) {
+            entry.1 = Some(t.id);
+        }
+        Ok(Outcome::Posted { transfer: t.id, overdrawn: false, replayed: false })
+    }
+}
+
+/// What a retried transfer must match to be a replay rather than a conflict.
+struct TransferExpectation<'a> {
+    kind: TransferKind,
+    debit: AccountId,
+    /// `None`: the system side, decided by the ledger.
+    credit: Option<AccountId>,
+    amount: Amount,
+    /// `None`: the caller left the time to the ledger.
+    at: Option<Timestamp>,
+    service: Option<&'a str>,
+    metadata: Option<&'a str>,
+}
+
+impl TransferExpectation<'_> {
+    fn compare(&self, t: &Transfer) -> Result<(), Rejection> {
+        if t.kind != self.kind {
+            return Err(Rejection::ExistsWithDifferentKind);
+        }
+        if t.debit != self.debit {
+            return Err(Rejection::ExistsWithDifferentAccount);
+        }
+        if self.credit.is_some_and(|c| c != t.credit) {
+            return Err(Rejection::ExistsWithDifferentCounterparty);
+        }
+        if t.amount != self.amount {
+            return Err(Rejection::ExistsWithDifferentAmount);
+        }
+        if self.at.is_some_and(|at| at != t.at) {
+            return Err(Rejection::ExistsWithDifferentTime);
+        }
+        if t.service.as_deref() != self.service {
+            return Err(Rejection::ExistsWithDifferentService);
+        }
+        if t.metadata.as_deref() != self.metadata {
+            return Err(Rejection::ExistsWithDifferentMetadata);
+        }
+        Ok(())
+    }
+}
+
+/// What an account can spend now: its own available balance, and for a credit
+/// subscriber account no more than its customer's (`parent`) either.
+pub fn available(account: &Account, parent: Option<&Account>, now: Timestamp) -> i128 {
+    let own = account.own_available(now);
+    parent.map_or(own, |p| own.min(p.own_available(now)))
+}
+
+fn check_credit_limit(billing: Billing, limit: Amount) -> Result<(), Rejection> {
+    if limit.0 < 0 {
+        return Err(Rejection::CreditLimitMustNotBeNegative);
+    }
+    if billing == Billing::Prepaid && limit.0 != 0 {
+        return Err(Rejection::CreditLimitNotAllowedForPrepaid);
+    }
+    Ok(())
+}
+
+fn new_account(
+    id: AccountId,
+    client_id: Option<ClientId>,
+    party: Option<PartyId>,
+    kind: AccountKind,
+    currency: CurrencyCode,
+    now: Timestamp,
+) -> Account {
+    Account {
+        id,
+        client_id,
+        party,
+        kind,
+        currency,
+        status: AccountStatus::Open,
+        balance: Amount::ZERO,
+        reserved: Amount::ZERO,
+        credit_limit: Amount::ZERO,
+        temporary_increase: None,
+        children_balance: Amount::ZERO,
+        thresholds: Vec::new(),
+        last_charge_at: None,
+        created_at: now,
+    }
+}

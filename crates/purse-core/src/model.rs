@@ -1,0 +1,320 @@
+//! The nouns of the ledger: ids, time, parties, accounts, transfers, holds and events.
+
+use std::fmt;
+
+use crate::money::{Amount, CurrencyCode};
+
+/// Microseconds since the Unix epoch, UTC. The core never reads a clock: every
+/// operation is given `now` by its caller.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub const MICROS_PER_S: i64 = 1_000_000;
+    pub fn from_secs(s: i64) -> Timestamp {
+        Timestamp(s.saturating_mul(Self::MICROS_PER_S))
+    }
+    pub fn plus_micros(self, us: i64) -> Timestamp {
+        Timestamp(self.0.saturating_add(us))
+    }
+}
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(pub u64);
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}", self.0)
+            }
+        }
+    };
+}
+id_type!(
+    /// A reseller or a customer.
+    PartyId
+);
+id_type!(
+    /// Any account: system, wallet, master wallet, subscriber.
+    AccountId
+);
+id_type!(
+    /// A posted journal entry.
+    TransferId
+);
+id_type!(
+    /// A reservation of funds.
+    HoldId
+);
+id_type!(
+    /// An outbox event.
+    EventId
+);
+
+/// The caller's own id for a command: the idempotency key of the ledger. Retrying a
+/// command with the same client id never posts twice.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientId(Box<str>);
+
+impl ClientId {
+    pub const LEN_MAX: usize = 128;
+
+    /// 1 to 128 bytes of printable text (no control characters).
+    pub fn new(text: &str) -> Option<ClientId> {
+        let ok = !text.is_empty()
+            && text.len() <= Self::LEN_MAX
+            && !text.chars().any(char::is_control);
+        ok.then(|| ClientId(text.into()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", &*self.0)
+    }
+}
+
+/// Prepaid customers spend what they paid; postpaid customers spend on credit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Billing {
+    Prepaid,
+    Postpaid,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PartyKind {
+    Reseller,
+    Customer { reseller: Option<PartyId>, billing: Billing, currency: CurrencyCode, wallet: AccountId },
+}
+
+/// A reseller or a customer. The operator is implicit: it owns the system accounts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Party {
+    pub id: PartyId,
+    pub client_id: ClientId,
+    pub name: String,
+    pub kind: PartyKind,
+    pub created_at: Timestamp,
+}
+
+/// The operator's accounts that hold the other side of every movement, one per currency.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SystemRole {
+    UsageRevenue,
+    CardClearing,
+    CashClearing,
+    BankClearing,
+    Adjustments,
+}
+
+impl SystemRole {
+    pub const ALL: [SystemRole; 5] = [
+        SystemRole::UsageRevenue,
+        SystemRole::CardClearing,
+        SystemRole::CashClearing,
+        SystemRole::BankClearing,
+        SystemRole::Adjustments,
+    ];
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccountKind {
+    /// The operator's side of every movement; never limit-checked.
+    System(SystemRole),
+    /// A customer's own balance.
+    Wallet,
+    /// A reseller's balance, from which it recharges or credits its customers.
+    MasterWallet,
+    /// A subscriber account with its own balance.
+    SubscriberDebit,
+    /// A subscriber account that draws on its customer's wallet up to its own credit limit.
+    SubscriberCredit { parent: AccountId },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccountStatus {
+    Open,
+    Closed,
+}
+
+/// A temporary credit limit increase, in force strictly before `valid_until`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TemporaryIncrease {
+    pub amount: Amount,
+    pub valid_until: Timestamp,
+}
+
+/// An account and its balance parts. `balance` is credits minus debits of its postings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    pub id: AccountId,
+    pub client_id: Option<ClientId>,
+    pub party: Option<PartyId>,
+    pub kind: AccountKind,
+    pub currency: CurrencyCode,
+    pub status: AccountStatus,
+    pub balance: Amount,
+    /// Sum of open holds.
+    pub reserved: Amount,
+    /// How far below zero the balance may go (0 for prepaid).
+    pub credit_limit: Amount,
+    pub temporary_increase: Option<TemporaryIncrease>,
+    /// Sum of the balances of credit subscriber accounts drawing on this one.
+    pub children_balance: Amount,
+    /// Levels of available balance whose crossing is reported, highest first.
+    pub thresholds: Vec<Amount>,
+    pub last_charge_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+}
+
+impl Account {
+    pub fn is_system(&self) -> bool {
+        matches!(self.kind, AccountKind::System(_))
+    }
+
+    /// The permanent limit plus the temporary increase while it is in force.
+    /// An expired increase is never counted, however late the scheduler is.
+    pub fn effective_credit_limit(&self, now: Timestamp) -> i128 {
+        let increase = match self.temporary_increase {
+            Some(t) if now < t.valid_until => t.amount.0,
+            _ => 0,
+        };
+        i128::from(self.credit_limit.0) + i128::from(increase)
+    }
+
+    /// balance + children − reserved + effective credit limit, exact in i128.
+    pub fn own_available(&self, now: Timestamp) -> i128 {
+        i128::from(self.balance.0) + i128::from(self.children_balance.0)
+            - i128::from(self.reserved.0)
+            + self.effective_credit_limit(now)
+    }
+}
+
+/// The kinds of movement in the journal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TransferKind {
+    Charge,
+    Payment,
+    Recharge,
+    Transfer,
+    Issue,
+    Refund,
+    Reversal,
+    Adjustment,
+}
+
+impl TransferKind {
+    pub const ALL: [TransferKind; 8] = [
+        TransferKind::Charge,
+        TransferKind::Payment,
+        TransferKind::Recharge,
+        TransferKind::Transfer,
+        TransferKind::Issue,
+        TransferKind::Refund,
+        TransferKind::Reversal,
+        TransferKind::Adjustment,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransferKind::Charge => "charge",
+            TransferKind::Payment => "payment",
+            TransferKind::Recharge => "recharge",
+            TransferKind::Transfer => "transfer",
+            TransferKind::Issue => "issue",
+            TransferKind::Refund => "refund",
+            TransferKind::Reversal => "reversal",
+            TransferKind::Adjustment => "adjustment",
+        }
+    }
+    pub fn parse(text: &str) -> Option<TransferKind> {
+        TransferKind::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+}
+
+/// One immutable journal entry: `amount` moves from `debit` to `credit`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transfer {
+    pub id: TransferId,
+    pub client_id: ClientId,
+    pub kind: TransferKind,
+    pub debit: AccountId,
+    pub credit: AccountId,
+    pub amount: Amount,
+    pub currency: CurrencyCode,
+    /// When the movement happened in the caller's world (usage time for a charge).
+    pub at: Timestamp,
+    /// When the ledger posted it.
+    pub posted_at: Timestamp,
+    pub service: Option<String>,
+    pub metadata: Option<String>,
+    pub hold: Option<HoldId>,
+    pub reverses: Option<TransferId>,
+    /// The charge left the debited account's available balance below zero.
+    pub overdrawn: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HoldState {
+    Open,
+    Captured,
+    Released,
+    Expired,
+}
+
+/// A reservation of funds on an account until `expires_at`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hold {
+    pub id: HoldId,
+    pub client_id: ClientId,
+    pub account: AccountId,
+    pub amount: Amount,
+    pub currency: CurrencyCode,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub state: HoldState,
+    pub service: Option<String>,
+    pub metadata: Option<String>,
+    /// Set once, when the hold leaves `Open`.
+    pub resolution: Option<HoldResolution>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HoldResolution {
+    pub at: Timestamp,
+    /// The client id of the capture or release; `None` for expiry.
+    pub client_id: Option<ClientId>,
+    pub captured: Amount,
+    pub transfer: Option<TransferId>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Down,
+    Up,
+}
+
+/// Something consumers downstream (notifications, auto-recharge) must react to. Written to
+/// the outbox in the same transaction as the change that caused it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub id: EventId,
+    pub at: Timestamp,
+    pub account: AccountId,
+    pub kind: EventKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// The available balance crossed a configured threshold.
+    ThresholdCrossed {
+        threshold: Amount,
+        direction: Direction,
+        available_before: Amount,
+        available_after: Amount,
+        transfer: Option<TransferId>,
+    },
+}

@@ -1,0 +1,192 @@
+//! Every reason the ledger refuses a command. Read the enum as the specification: each
+//! variant names the rule that was broken.
+
+use std::fmt;
+
+use crate::model::{HoldState, TransferId};
+use crate::money::{Amount, CurrencyCode};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rejection {
+    // Amounts and currencies.
+    AmountMustBePositive,
+    /// An arithmetic result does not fit in 64-bit units.
+    AmountOverflow,
+    CurrencyMismatch { expected: CurrencyCode, actual: CurrencyCode },
+    CurrencyUnknown,
+    CurrencyExists,
+    ScaleTooLarge,
+    CreditLimitMustNotBeNegative,
+    /// Prepaid customers spend only what they paid.
+    CreditLimitNotAllowedForPrepaid,
+    TemporaryIncreaseMustBePositive,
+    ValidUntilMustBeInFuture,
+    ThresholdsTooMany { max: usize },
+    TextTooLong { field: &'static str, max: usize },
+    NameMustNotBeEmpty,
+
+    // Parties and accounts.
+    PartyNotFound,
+    ResellerNotFound,
+    /// Master wallets belong to resellers, subscriber accounts to customers.
+    PartyKindMismatch,
+    AccountNotFound,
+    AccountClosed,
+    AccountHasBalance,
+    AccountHasHolds,
+    /// System accounts cannot be charged, paid into, or transferred from by a command.
+    SystemAccountNotAllowed,
+    AccountsMustDiffer,
+    /// Subscriber-credit accounts need their customer's wallet in the same currency.
+    CurrencyMismatchWithCustomer,
+
+    // Funds.
+    /// Spending would leave the available balance below zero.
+    InsufficientFunds { available: Amount },
+
+    // Holds.
+    HoldNotFound,
+    HoldAlreadyResolved { state: HoldState },
+    HoldExpired,
+    HoldExpiryMustBeInFuture,
+    CaptureExceedsHold { held: Amount },
+
+    // Reversals.
+    TransferNotFound,
+    TransferAlreadyReversed { by: TransferId },
+    ReversalCannotBeReversed,
+
+    // Idempotency: the client id was used before with other content.
+    ExistsWithDifferentKind,
+    ExistsWithDifferentAccount,
+    ExistsWithDifferentCounterparty,
+    ExistsWithDifferentAmount,
+    ExistsWithDifferentTime,
+    ExistsWithDifferentService,
+    ExistsWithDifferentMetadata,
+    ExistsWithDifferentHold,
+    ExistsWithDifferentExpiry,
+    ExistsWithDifferentName,
+    ExistsWithDifferentSettings,
+
+    // Batches.
+    /// Another command of the same linked chain failed, so this one was not applied.
+    LinkedCommandFailed,
+    /// The last command of a batch was marked as linked to a next one that does not exist.
+    LinkedChainOpen,
+}
+
+impl Rejection {
+    /// A stable, machine-readable code (`insufficient_funds`), used by the API.
+    pub fn code(&self) -> &'static str {
+        use Rejection::*;
+        match self {
+            AmountMustBePositive => "amount_must_be_positive",
+            AmountOverflow => "amount_overflow",
+            CurrencyMismatch { .. } => "currency_mismatch",
+            CurrencyUnknown => "currency_unknown",
+            CurrencyExists => "currency_exists",
+            ScaleTooLarge => "scale_too_large",
+            CreditLimitMustNotBeNegative => "credit_limit_must_not_be_negative",
+            CreditLimitNotAllowedForPrepaid => "credit_limit_not_allowed_for_prepaid",
+            TemporaryIncreaseMustBePositive => "temporary_increase_must_be_positive",
+            ValidUntilMustBeInFuture => "valid_until_must_be_in_future",
+            ThresholdsTooMany { .. } => "thresholds_too_many",
+            TextTooLong { .. } => "text_too_long",
+            NameMustNotBeEmpty => "name_must_not_be_empty",
+            PartyNotFound => "party_not_found",
+            ResellerNotFound => "reseller_not_found",
+            PartyKindMismatch => "party_kind_mismatch",
+            AccountNotFound => "account_not_found",
+            AccountClosed => "account_closed",
+            AccountHasBalance => "account_has_balance",
+            AccountHasHolds => "account_has_holds",
+            SystemAccountNotAllowed => "system_account_not_allowed",
+            AccountsMustDiffer => "accounts_must_differ",
+            CurrencyMismatchWithCustomer => "currency_mismatch_with_customer",
+            InsufficientFunds { .. } => "insufficient_funds",
+            HoldNotFound => "hold_not_found",
+            HoldAlreadyResolved { .. } => "hold_already_resolved",
+            HoldExpired => "hold_expired",
+            HoldExpiryMustBeInFuture => "hold_expiry_must_be_in_future",
+            CaptureExceedsHold { .. } => "capture_exceeds_hold",
+            TransferNotFound => "transfer_not_found",
+            TransferAlreadyReversed { .. } => "transfer_already_reversed",
+            ReversalCannotBeReversed => "reversal_cannot_be_reversed",
+            ExistsWithDifferentKind => "exists_with_different_kind",
+            ExistsWithDifferentAccount => "exists_with_different_account",
+            ExistsWithDifferentCounterparty => "exists_with_different_counterparty",
+            ExistsWithDifferentAmount => "exists_with_different_amount",
+            ExistsWithDifferentTime => "exists_with_different_time",
+            ExistsWithDifferentService => "exists_with_different_service",
+            ExistsWithDifferentMetadata => "exists_with_different_metadata",
+            ExistsWithDifferentHold => "exists_with_different_hold",
+            ExistsWithDifferentExpiry => "exists_with_different_expiry",
+            ExistsWithDifferentName => "exists_with_different_name",
+            ExistsWithDifferentSettings => "exists_with_different_settings",
+            LinkedCommandFailed => "linked_command_failed",
+            LinkedChainOpen => "linked_chain_open",
+        }
+    }
+
+    /// The command field the rejection is about, for the API's error shape.
+    pub fn field(&self) -> Option<&'static str> {
+        use Rejection::*;
+        Some(match self {
+            AmountMustBePositive | AmountOverflow | InsufficientFunds { .. } => "amount",
+            CaptureExceedsHold { .. } | ExistsWithDifferentAmount => "amount",
+            CurrencyMismatch { .. } | CurrencyUnknown | CurrencyExists => "currency",
+            ScaleTooLarge => "scale",
+            CreditLimitMustNotBeNegative | CreditLimitNotAllowedForPrepaid => "credit_limit",
+            TemporaryIncreaseMustBePositive => "increase",
+            ValidUntilMustBeInFuture => "valid_until",
+            ThresholdsTooMany { .. } => "thresholds",
+            TextTooLong { field, .. } => field,
+            NameMustNotBeEmpty | ExistsWithDifferentName => "name",
+            PartyNotFound | PartyKindMismatch => "party",
+            ResellerNotFound => "reseller",
+            AccountNotFound | AccountClosed | AccountHasBalance | AccountHasHolds => "account",
+            SystemAccountNotAllowed | ExistsWithDifferentAccount => "account",
+            CurrencyMismatchWithCustomer => "currency",
+            AccountsMustDiffer | ExistsWithDifferentCounterparty => "target",
+            HoldNotFound | HoldAlreadyResolved { .. } | HoldExpired => "hold",
+            ExistsWithDifferentHold => "hold",
+            HoldExpiryMustBeInFuture | ExistsWithDifferentExpiry => "expires_at",
+            TransferNotFound | TransferAlreadyReversed { .. } => "transfer",
+            ReversalCannotBeReversed => "transfer",
+            ExistsWithDifferentKind => "kind",
+            ExistsWithDifferentTime => "at",
+            ExistsWithDifferentService => "service",
+            ExistsWithDifferentMetadata => "metadata",
+            ExistsWithDifferentSettings => "client_id",
+            LinkedCommandFailed | LinkedChainOpen => "linked",
+        })
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use Rejection::*;
+        match self {
+            CurrencyMismatch { expected, actual } => {
+                write!(f, "currency {actual} does not match the account's currency {expected}")
+            }
+            InsufficientFunds { available } => {
+                write!(f, "insufficient funds: available balance is {} units", available.0)
+            }
+            ThresholdsTooMany { max } => write!(f, "at most {max} thresholds per account"),
+            TextTooLong { field, max } => write!(f, "{field} must be at most {max} bytes"),
+            HoldAlreadyResolved { state } => write!(f, "hold is already {state:?}"),
+            CaptureExceedsHold { held } => {
+                write!(f, "capture exceeds the held amount of {} units", held.0)
+            }
+            TransferAlreadyReversed { by } => write!(f, "transfer already reversed by {by}"),
+            other => {
+                // The code is the sentence: "account_not_found" -> "account not found".
+                f.write_str(&other.code().replace('_', " "))
+            }
+        }
+    }
+}
+
+impl std::error::Error for Rejection {}

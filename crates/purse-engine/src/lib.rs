@@ -1,0 +1,381 @@
+//! Purse's engine: many concurrent callers in, one writer thread, one store transaction
+//! per batch (group commit).
+//!
+//! Callers [`Engine::submit`] a request (one command or a batch). Requests wait in a
+//! bounded queue; the writer takes as many as fit in [`EngineConfig::batch_size_max`]
+//! commands, applies them with [`purse_core::Ledger`] against its in-memory cache, writes
+//! the result through a [`purse_store::Store`] in one transaction, and answers each caller
+//! only after the commit returned. A full queue blocks (or, with `try_submit`, refuses)
+//! callers: back-pressure, never unbounded memory.
+//!
+//! The cache is trusted only while the store's epoch is the one this engine last wrote; if
+//! another process committed in between, the cache is dropped and reloaded, which is what
+//! keeps several processes on one PostgreSQL database correct.
+//!
+//! This crate knows no database driver and no wire format.
+
+#![forbid(unsafe_code)]
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use purse_core::{
+    Account, AccountId, AccountKind, Amount, Command, CommandResult, Item, Ledger, Lookups,
+    Timestamp,
+};
+use purse_store::{Reader, Store, StoreError};
+
+/// The one source of time for the engine (and later the scheduler and the API).
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+}
+
+/// Wall-clock time.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        Timestamp(i64::try_from(since.as_micros()).unwrap_or(i64::MAX))
+    }
+}
+
+/// A clock tests move by hand, so a month runs in a second.
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    pub fn new(start: Timestamp) -> ManualClock {
+        ManualClock(AtomicI64::new(start.0))
+    }
+    pub fn set(&self, t: Timestamp) {
+        self.0.store(t.0, Ordering::SeqCst);
+    }
+    pub fn advance_micros(&self, us: i64) {
+        self.0.fetch_add(us, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(self.0.load(Ordering::SeqCst))
+    }
+}
+
+/// Limits of the engine; every one is bounded, none means "unlimited".
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Requests waiting for the writer; callers block (or are refused) beyond it.
+    pub queue_len_max: usize,
+    /// Commands per batch (and so per store transaction); also the largest request.
+    pub batch_size_max: usize,
+    /// How long the writer waits for more requests once it has one. Zero: take what is
+    /// queued and go (batches still form naturally while the previous one commits).
+    pub batch_wait: Duration,
+    /// Accounts kept in memory; past it the cache is emptied and refilled on demand.
+    pub cached_accounts_max: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            queue_len_max: 4096,
+            batch_size_max: 8192,
+            batch_wait: Duration::ZERO,
+            cached_accounts_max: 2_000_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineError {
+    /// The queue is full (only from `try_submit`).
+    Overloaded,
+    /// A request with more commands than `batch_size_max`.
+    BatchTooLarge { max: usize },
+    /// The engine has stopped.
+    Stopped,
+    /// The store failed; nothing of the batch was applied.
+    Store(String),
+}
+
+impl std::fmt::Display for EngineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EngineError::Overloaded => f.write_str("the engine's queue is full; retry later"),
+            EngineError::BatchTooLarge { max } => write!(f, "a batch may hold at most {max} commands"),
+            EngineError::Stopped => f.write_str("the engine has stopped"),
+            EngineError::Store(e) => write!(f, "store failure: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+type Reply = Result<Vec<CommandResult>, EngineError>;
+
+struct Request {
+    items: Vec<Item>,
+    reply: flume::Sender<Reply>,
+}
+
+/// The answer to "how much can this account spend now".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Spendable {
+    pub available: Amount,
+    /// Whole units of `price` the available balance buys (0 when it is not positive).
+    pub units: Option<u64>,
+}
+
+/// A running engine. Dropping it (or [`Engine::shutdown`]) finishes queued batches first.
+pub struct Engine {
+    queue: Option<flume::Sender<Request>>,
+    reader: Arc<dyn Reader>,
+    clock: Arc<dyn Clock>,
+    config: EngineConfig,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl Engine {
+    /// Starts the writer thread over `store`. The store must be migrated.
+    pub fn start(
+        store: Box<dyn Store>,
+        reader: Arc<dyn Reader>,
+        clock: Arc<dyn Clock>,
+        config: EngineConfig,
+    ) -> Engine {
+        let (queue, requests) = flume::bounded(config.queue_len_max);
+        let mut writer = Writer {
+            store,
+            ledger: Ledger::default(),
+            cache_epoch: None,
+            clock: clock.clone(),
+            config: config.clone(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("purse-writer".into())
+            .spawn(move || writer.run(requests))
+            .expect("spawning the writer thread");
+        Engine { queue: Some(queue), reader, clock, config, writer: Some(handle) }
+    }
+
+    pub fn reader(&self) -> &Arc<dyn Reader> {
+        &self.reader
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    fn request(&self, items: Vec<Item>) -> Result<(Request, flume::Receiver<Reply>), EngineError> {
+        if items.len() > self.config.batch_size_max {
+            return Err(EngineError::BatchTooLarge { max: self.config.batch_size_max });
+        }
+        let (reply, answer) = flume::bounded(1);
+        Ok((Request { items, reply }, answer))
+    }
+
+    fn queue(&self) -> Result<&flume::Sender<Request>, EngineError> {
+        self.queue.as_ref().ok_or(EngineError::Stopped)
+    }
+
+    /// Submits a request and waits until its batch is durable. Blocks while the queue is full.
+    pub fn submit(&self, items: Vec<Item>) -> Reply {
+        let (request, answer) = self.request(items)?;
+        self.queue()?.send(request).map_err(|_| EngineError::Stopped)?;
+        answer.recv().map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Like [`Engine::submit`] but refuses at once with `Overloaded` when the queue is full.
+    pub fn try_submit(&self, items: Vec<Item>) -> Reply {
+        let (request, answer) = self.request(items)?;
+        self.queue()?.try_send(request).map_err(|e| match e {
+            flume::TrySendError::Full(_) => EngineError::Overloaded,
+            flume::TrySendError::Disconnected(_) => EngineError::Stopped,
+        })?;
+        answer.recv().map_err(|_| EngineError::Stopped)?
+    }
+
+    /// The async form of [`Engine::submit`], for callers on an async runtime.
+    pub async fn submit_async(&self, items: Vec<Item>) -> Reply {
+        let (request, answer) = self.request(items)?;
+        self.queue()?.send_async(request).await.map_err(|_| EngineError::Stopped)?;
+        answer.recv_async().await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// One command, one result.
+    pub fn execute(&self, command: Command) -> Result<CommandResult, EngineError> {
+        let mut results = self.submit(vec![Item::single(command)])?;
+        Ok(results.pop().expect("one result per item"))
+    }
+
+    /// How much the account can spend now, and how many units of `price` that buys.
+    /// A read of committed state: it never waits for the writer.
+    pub fn spendable(&self, account: AccountId, price: Option<Amount>) -> Result<Option<Spendable>, EngineError> {
+        let store = |e: StoreError| EngineError::Store(e.0);
+        let Some(acc) = self.reader.account(account).map_err(store)? else { return Ok(None) };
+        let parent: Option<Account> = match acc.kind {
+            AccountKind::SubscriberCredit { parent } => self.reader.account(parent).map_err(store)?,
+            _ => None,
+        };
+        let available = purse_core::ledger::available(&acc, parent.as_ref(), self.clock.now());
+        let units = price.filter(|p| p.is_positive()).map(|p| {
+            if available <= 0 { 0 } else { u64::try_from(available / i128::from(p.0)).unwrap_or(u64::MAX) }
+        });
+        let available = Amount(available.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64);
+        Ok(Some(Spendable { available, units }))
+    }
+
+    /// Stops taking requests, finishes every queued one, and waits for the writer.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.queue.take();
+        if let Some(handle) = self.writer.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The writer thread's state: the store's write side and the ledger cache.
+struct Writer {
+    store: Box<dyn Store>,
+    ledger: Ledger,
+    /// The epoch the cache reflects; `None` when it must be rebuilt.
+    cache_epoch: Option<u64>,
+    clock: Arc<dyn Clock>,
+    config: EngineConfig,
+}
+
+impl Writer {
+    fn run(&mut self, requests: flume::Receiver<Request>) {
+        let mut carried: Option<Request> = None;
+        loop {
+            let first = match carried.take() {
+                Some(r) => r,
+                None => match requests.recv() {
+                    Ok(r) => r,
+                    Err(_) => return, // Every sender is gone and the queue is drained.
+                },
+            };
+            let mut count = first.items.len();
+            let mut batch = vec![first];
+            let deadline = Instant::now() + self.config.batch_wait;
+            while count < self.config.batch_size_max {
+                let next = match requests.try_recv() {
+                    Ok(r) => r,
+                    Err(_) if self.config.batch_wait.is_zero() => break,
+                    Err(_) => match requests.recv_deadline(deadline) {
+                        Ok(r) => r,
+                        Err(_) => break,
+                    },
+                };
+                if count + next.items.len() > self.config.batch_size_max {
+                    carried = Some(next);
+                    break;
+                }
+                count += next.items.len();
+                batch.push(next);
+            }
+            self.process(batch);
+        }
+    }
+
+    fn process(&mut self, batch: Vec<Request>) {
+        let now = self.clock.now();
+        let slices: Vec<&[Item]> = batch.iter().map(|r| r.items.as_slice()).collect();
+        match self.apply_durably(&slices, now) {
+            Ok(results) => {
+                let mut results = results.into_iter();
+                for request in &batch {
+                    let mine: Vec<CommandResult> = results.by_ref().take(request.items.len()).collect();
+                    let _ = request.reply.send(Ok(mine));
+                }
+            }
+            Err(e) => {
+                // The cache may hold changes that never reached the store: forget it.
+                self.cache_epoch = None;
+                let _ = self.store.rollback();
+                for request in &batch {
+                    let _ = request.reply.send(Err(EngineError::Store(e.0.clone())));
+                }
+            }
+        }
+    }
+
+    fn apply_durably(&mut self, requests: &[&[Item]], now: Timestamp) -> Result<Vec<CommandResult>, StoreError> {
+        let epoch = self.store.begin()?;
+        if self.cache_epoch != Some(epoch) {
+            self.reload()?;
+        }
+        let mut lookups = Lookups::default();
+        let keys = Ledger::client_keys(requests);
+        for (key, prior) in self.store.lookup_client_keys(&keys)? {
+            lookups.prior.insert(key, prior);
+        }
+        self.load_missing(requests, now, &mut lookups)?;
+        let output = self.ledger.apply(requests, now, &mut lookups);
+        self.store.write(&output)?;
+        self.store.commit()?;
+        self.cache_epoch = Some(epoch + 1);
+        if self.ledger.accounts.len() > self.config.cached_accounts_max {
+            self.cache_epoch = None;
+        }
+        Ok(output.results)
+    }
+
+    /// Loads what the batch references until nothing is missing. Each round can reveal
+    /// more (a reversal's accounts, a credit account's parent); three rounds suffice.
+    fn load_missing(&mut self, requests: &[&[Item]], now: Timestamp, lookups: &mut Lookups) -> Result<(), StoreError> {
+        for _ in 0..4 {
+            let missing = self.ledger.missing(requests, now, lookups);
+            if missing.is_empty() {
+                return Ok(());
+            }
+            let accounts = self.store.load_accounts(&missing.accounts)?;
+            let found: std::collections::HashSet<AccountId> = accounts.iter().map(|a| a.id).collect();
+            lookups.absent_accounts.extend(missing.accounts.iter().filter(|id| !found.contains(id)));
+            self.ledger.accounts.extend(accounts.into_iter().map(|a| (a.id, a)));
+            let parties = self.store.load_parties(&missing.parties)?;
+            let found: std::collections::HashSet<_> = parties.iter().map(|p| p.id).collect();
+            lookups.absent_parties.extend(missing.parties.iter().filter(|id| !found.contains(id)));
+            self.ledger.parties.extend(parties.into_iter().map(|p| (p.id, p)));
+            let holds = self.store.load_holds(&missing.holds)?;
+            let found: std::collections::HashSet<_> = holds.iter().map(|h| h.id).collect();
+            lookups.absent_holds.extend(missing.holds.iter().filter(|id| !found.contains(id)));
+            lookups.holds.extend(holds.into_iter().map(|h| (h.id, h)));
+            let transfers = self.store.load_transfers(&missing.transfers)?;
+            let found: std::collections::HashSet<_> = transfers.iter().map(|(t, _)| t.id).collect();
+            lookups.absent_transfers.extend(missing.transfers.iter().filter(|id| !found.contains(id)));
+            lookups.transfers.extend(transfers.into_iter().map(|(t, by)| (t.id, (t, by))));
+        }
+        Err(StoreError("references did not resolve in four rounds".into()))
+    }
+
+    fn reload(&mut self) -> Result<(), StoreError> {
+        let base = self.store.load_base()?;
+        let mut ledger = Ledger::default();
+        ledger.next = base.next;
+        for c in base.currencies {
+            ledger.currencies.insert(c.code, c);
+        }
+        for a in base.system_accounts {
+            if let AccountKind::System(role) = a.kind {
+                ledger.system_accounts.insert((a.currency, role), a.id);
+            }
+            ledger.accounts.insert(a.id, a);
+        }
+        ledger.open_holds = base.open_holds.into_iter().map(|h| (h.id, h)).collect();
+        self.ledger = ledger;
+        Ok(())
+    }
+}

@@ -1,0 +1,619 @@
+//! Purse's PostgreSQL store: for production and for several Purse processes sharing one
+//! database.
+//!
+//! A batch costs a handful of round trips whatever its size: reads use `= ANY($1)` over an
+//! array of keys, writes use `unnest` over one array per column. The write lock of the
+//! store protocol is a `SELECT ... FOR UPDATE` of the single `ledger_epoch` row, so batches
+//! of different processes take turns and each sees the other's committed state.
+//! `fsync` and `synchronous_commit` are checked to be on when the store opens.
+
+#![forbid(unsafe_code)]
+
+use std::sync::Mutex;
+
+use postgres::types::ToSql;
+use postgres::{Client, NoTls, Row};
+use purse_core::{
+    Account, AccountId, Amount, BatchOutput, ClientKey, Currency, EventKind, Hold, HoldId,
+    HoldResolution, Party, PartyId, PartyKind, Prior, TemporaryIncrease, Timestamp, Transfer,
+    TransferId,
+};
+use purse_store::codec::{self, id_from_db, id_to_db};
+use purse_store::{Audit, BaseState, JournalQuery, Reader, Store, StoreError, StoreResult};
+
+const MIGRATIONS: &[(&str, &str)] = &[("0001_ledger", include_str!("../migrations/0001_ledger.sql"))];
+
+const ACCOUNT_COLUMNS: &str = "id, client_id, party_id, kind, system_role, parent_id, currency, status, \
+     balance, reserved, credit_limit, temp_increase, temp_valid_until, children_balance, thresholds, \
+     last_charge_at, created_at";
+const PARTY_COLUMNS: &str = "id, client_id, name, kind, reseller_id, billing, currency, wallet_id, created_at";
+const TRANSFER_COLUMNS: &str = "id, client_id, kind, debit_account_id, credit_account_id, amount, currency, \
+     at, posted_at, service, metadata, hold_id, reverses_id, overdrawn";
+const HOLD_COLUMNS: &str = "id, client_id, account_id, amount, currency, created_at, expires_at, state, \
+     service, metadata, resolved_at, resolution_client_id, captured, capture_transfer_id";
+
+/// Any arbitrary constant: the advisory lock that serializes concurrent migrations.
+const MIGRATION_LOCK: i64 = 0x7075_7273_65;
+
+fn err(e: postgres::Error) -> StoreError {
+    // The server's message (constraint, trigger text) is in the source; keep it.
+    match e.as_db_error() {
+        Some(db) => StoreError(format!("postgres: {}", db.message())),
+        None => StoreError(format!("postgres: {e}")),
+    }
+}
+
+fn connect(url: &str) -> StoreResult<Client> {
+    let mut client = Client::connect(url, NoTls).map_err(err)?;
+    for setting in ["fsync", "synchronous_commit"] {
+        let row = client.query_one(&format!("SHOW {setting}"), &[]).map_err(err)?;
+        let value: String = row.get(0);
+        if value != "on" {
+            return Err(StoreError(format!("postgres is not durable: {setting} = {value} (need on)")));
+        }
+    }
+    Ok(client)
+}
+
+/// The write side of the PostgreSQL store.
+pub struct PgStore {
+    client: Client,
+}
+
+/// The read side of the PostgreSQL store.
+pub struct PgReader {
+    client: Mutex<Client>,
+}
+
+/// Connects both sides and migrates the schema.
+pub fn open(url: &str) -> StoreResult<(PgStore, PgReader)> {
+    let mut store = PgStore { client: connect(url)? };
+    store.migrate()?;
+    let reader = PgReader { client: Mutex::new(connect(url)?) };
+    Ok((store, reader))
+}
+
+fn opt_id(v: Option<i64>) -> Option<u64> {
+    v.map(id_from_db)
+}
+
+fn account_from_row(r: &Row) -> StoreResult<Account> {
+    let kind: String = r.get(3);
+    let role: Option<String> = r.get(4);
+    let temp: Option<i64> = r.get(11);
+    let until: Option<i64> = r.get(12);
+    let client_id: Option<String> = r.get(1);
+    Ok(Account {
+        id: AccountId(id_from_db(r.get(0))),
+        client_id: client_id.map(|c| codec::client_id(&c)).transpose()?,
+        party: opt_id(r.get(2)).map(PartyId),
+        kind: codec::parse_account_kind(&kind, role.as_deref(), opt_id(r.get(5)))?,
+        currency: codec::currency_code(r.get(6))?,
+        status: codec::parse_status(r.get(7))?,
+        balance: Amount(r.get(8)),
+        reserved: Amount(r.get(9)),
+        credit_limit: Amount(r.get(10)),
+        temporary_increase: temp.zip(until).map(|(a, u)| TemporaryIncrease { amount: Amount(a), valid_until: Timestamp(u) }),
+        children_balance: Amount(r.get(13)),
+        thresholds: codec::parse_thresholds(r.get(14))?,
+        last_charge_at: r.get::<_, Option<i64>>(15).map(Timestamp),
+        created_at: Timestamp(r.get(16)),
+    })
+}
+
+fn party_from_row(r: &Row) -> StoreResult<Party> {
+    let kind: &str = r.get(3);
+    let kind = if kind == "reseller" {
+        PartyKind::Reseller
+    } else {
+        PartyKind::Customer {
+            reseller: opt_id(r.get(4)).map(PartyId),
+            billing: codec::parse_billing(r.get(5))?,
+            currency: codec::currency_code(r.get(6))?,
+            wallet: AccountId(id_from_db(r.get(7))),
+        }
+    };
+    Ok(Party {
+        id: PartyId(id_from_db(r.get(0))),
+        client_id: codec::client_id(r.get(1))?,
+        name: r.get(2),
+        kind,
+        created_at: Timestamp(r.get(8)),
+    })
+}
+
+fn transfer_from_row(r: &Row) -> StoreResult<Transfer> {
+    Ok(Transfer {
+        id: TransferId(id_from_db(r.get(0))),
+        client_id: codec::client_id(r.get(1))?,
+        kind: codec::transfer_kind(r.get(2))?,
+        debit: AccountId(id_from_db(r.get(3))),
+        credit: AccountId(id_from_db(r.get(4))),
+        amount: Amount(r.get(5)),
+        currency: codec::currency_code(r.get(6))?,
+        at: Timestamp(r.get(7)),
+        posted_at: Timestamp(r.get(8)),
+        service: r.get(9),
+        metadata: r.get(10),
+        hold: opt_id(r.get(11)).map(HoldId),
+        reverses: opt_id(r.get(12)).map(TransferId),
+        overdrawn: r.get(13),
+    })
+}
+
+fn hold_from_row(r: &Row) -> StoreResult<Hold> {
+    let resolved_at: Option<i64> = r.get(10);
+    let resolution_client: Option<String> = r.get(11);
+    let resolution = match resolved_at {
+        Some(at) => Some(HoldResolution {
+            at: Timestamp(at),
+            client_id: resolution_client.as_deref().map(codec::client_id).transpose()?,
+            captured: Amount(r.get(12)),
+            transfer: opt_id(r.get(13)).map(TransferId),
+        }),
+        None => None,
+    };
+    Ok(Hold {
+        id: HoldId(id_from_db(r.get(0))),
+        client_id: codec::client_id(r.get(1))?,
+        account: AccountId(id_from_db(r.get(2))),
+        amount: Amount(r.get(3)),
+        currency: codec::currency_code(r.get(4))?,
+        created_at: Timestamp(r.get(5)),
+        expires_at: Timestamp(r.get(6)),
+        state: codec::parse_hold_state(r.get(7))?,
+        service: r.get(8),
+        metadata: r.get(9),
+        resolution,
+    })
+}
+
+fn rows<T>(client: &mut Client, sql: &str, params: &[&(dyn ToSql + Sync)], f: fn(&Row) -> StoreResult<T>) -> StoreResult<Vec<T>> {
+    client.query(sql, params).map_err(err)?.iter().map(f).collect()
+}
+
+fn ids<T: Copy>(ids: &[T], f: impl Fn(T) -> u64) -> Vec<i64> {
+    ids.iter().map(|i| id_to_db(f(*i))).collect()
+}
+
+impl Store for PgStore {
+    fn migrate(&mut self) -> StoreResult<()> {
+        let c = &mut self.client;
+        c.batch_execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+            .or_else(|e| {
+                // Two processes creating the table at once: the loser sees a duplicate; fine.
+                if e.as_db_error().is_some() { Ok(()) } else { Err(e) }
+            })
+            .map_err(err)?;
+        for (name, sql) in MIGRATIONS {
+            let mut tx = c.transaction().map_err(err)?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).map_err(err)?;
+            let done = tx.query_opt("SELECT name FROM schema_migrations WHERE name = $1", &[name]).map_err(err)?;
+            if done.is_none() {
+                tx.batch_execute(sql).map_err(err)?;
+                tx.execute("INSERT INTO schema_migrations (name) VALUES ($1)", &[name]).map_err(err)?;
+            }
+            tx.commit().map_err(err)?;
+        }
+        Ok(())
+    }
+
+    fn begin(&mut self) -> StoreResult<u64> {
+        self.client.batch_execute("BEGIN").map_err(err)?;
+        let row = self.client.query_one("SELECT epoch FROM ledger_epoch WHERE id = 1 FOR UPDATE", &[]).map_err(err)?;
+        Ok(id_from_db(row.get(0)))
+    }
+
+    fn load_base(&mut self) -> StoreResult<BaseState> {
+        let c = &mut self.client;
+        let currencies = c
+            .query("SELECT code, scale FROM currencies", &[])
+            .map_err(err)?
+            .iter()
+            .map(|r| {
+                let scale: i16 = r.get(1);
+                Ok(Currency { code: codec::currency_code(r.get(0))?, scale: scale as u8 })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        let system_accounts =
+            rows(c, &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE kind = 'system'"), &[], account_from_row)?;
+        let open_holds = rows(c, &format!("SELECT {HOLD_COLUMNS} FROM holds WHERE state = 'open'"), &[], hold_from_row)?;
+        let row = c
+            .query_one(
+                "SELECT (SELECT max(id) FROM parties), (SELECT max(id) FROM accounts), \
+                 (SELECT max(id) FROM transfers), (SELECT max(id) FROM holds), (SELECT max(id) FROM outbox)",
+                &[],
+            )
+            .map_err(err)?;
+        let next = |i: usize| row.get::<_, Option<i64>>(i).map_or(1, |m| id_from_db(m) + 1);
+        let next = purse_core::NextIds { party: next(0), account: next(1), transfer: next(2), hold: next(3), event: next(4) };
+        Ok(BaseState { currencies, system_accounts, open_holds, next })
+    }
+
+    fn load_accounts(&mut self, list: &[AccountId]) -> StoreResult<Vec<Account>> {
+        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ANY($1)");
+        rows(&mut self.client, &sql, &[&ids(list, |i| i.0)], account_from_row)
+    }
+
+    fn load_parties(&mut self, list: &[PartyId]) -> StoreResult<Vec<Party>> {
+        let sql = format!("SELECT {PARTY_COLUMNS} FROM parties WHERE id = ANY($1)");
+        rows(&mut self.client, &sql, &[&ids(list, |i| i.0)], party_from_row)
+    }
+
+    fn load_holds(&mut self, list: &[HoldId]) -> StoreResult<Vec<Hold>> {
+        let sql = format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = ANY($1)");
+        rows(&mut self.client, &sql, &[&ids(list, |i| i.0)], hold_from_row)
+    }
+
+    fn load_transfers(&mut self, list: &[TransferId]) -> StoreResult<Vec<(Transfer, Option<TransferId>)>> {
+        let sql = format!(
+            "SELECT {TRANSFER_COLUMNS}, (SELECT r.id FROM transfers r WHERE r.reverses_id = t.id) \
+             FROM transfers t WHERE id = ANY($1)"
+        );
+        let found = self.client.query(&sql, &[&ids(list, |i| i.0)]).map_err(err)?;
+        found
+            .iter()
+            .map(|r| Ok((transfer_from_row(r)?, opt_id(r.get(14)).map(TransferId))))
+            .collect()
+    }
+
+    fn lookup_client_keys(&mut self, keys: &[ClientKey]) -> StoreResult<Vec<(ClientKey, Prior)>> {
+        let mut wanted: [Vec<&str>; 5] = Default::default();
+        for key in keys {
+            let (slot, id) = match key {
+                ClientKey::Transfer(id) => (0, id),
+                ClientKey::Hold(id) => (1, id),
+                ClientKey::Release(id) => (2, id),
+                ClientKey::Party(id) => (3, id),
+                ClientKey::Account(id) => (4, id),
+            };
+            wanted[slot].push(id.as_str());
+        }
+        let c = &mut self.client;
+        let mut found = Vec::new();
+        let query = |c: &mut Client, sql: &str, list: &Vec<&str>| -> StoreResult<Vec<Row>> {
+            if list.is_empty() {
+                return Ok(Vec::new());
+            }
+            c.query(sql, &[list]).map_err(err)
+        };
+        for r in query(c, &format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE client_id = ANY($1)"), &wanted[0])? {
+            let t = transfer_from_row(&r)?;
+            found.push((ClientKey::Transfer(t.client_id.clone()), Prior::Transfer(t)));
+        }
+        for r in query(c, &format!("SELECT {HOLD_COLUMNS} FROM holds WHERE client_id = ANY($1)"), &wanted[1])? {
+            let h = hold_from_row(&r)?;
+            found.push((ClientKey::Hold(h.client_id.clone()), Prior::Hold(h)));
+        }
+        let sql = format!("SELECT {HOLD_COLUMNS} FROM holds WHERE resolution_client_id = ANY($1) AND state = 'released'");
+        for r in query(c, &sql, &wanted[2])? {
+            let h = hold_from_row(&r)?;
+            let key = h.resolution.as_ref().and_then(|r| r.client_id.clone()).expect("released holds keep their client id");
+            found.push((ClientKey::Release(key), Prior::Hold(h)));
+        }
+        for r in query(c, &format!("SELECT {PARTY_COLUMNS} FROM parties WHERE client_id = ANY($1)"), &wanted[3])? {
+            let p = party_from_row(&r)?;
+            found.push((ClientKey::Party(p.client_id.clone()), Prior::Party(p)));
+        }
+        for r in query(c, &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE client_id = ANY($1)"), &wanted[4])? {
+            let a = account_from_row(&r)?;
+            let key = a.client_id.clone().expect("queried by client id");
+            found.push((ClientKey::Account(key), Prior::Account(a)));
+        }
+        Ok(found)
+    }
+
+    fn write(&mut self, out: &BatchOutput) -> StoreResult<()> {
+        write_output(&mut self.client, out).map_err(err)
+    }
+
+    fn commit(&mut self) -> StoreResult<()> {
+        self.client.batch_execute("COMMIT").map_err(err)
+    }
+
+    fn rollback(&mut self) -> StoreResult<()> {
+        self.client.batch_execute("ROLLBACK").map_err(err)
+    }
+}
+
+fn write_output(c: &mut Client, out: &BatchOutput) -> Result<(), postgres::Error> {
+    for cur in &out.currencies {
+        c.execute("INSERT INTO currencies (code, scale) VALUES ($1, $2)", &[&cur.code.as_str(), &i16::from(cur.scale)])?;
+    }
+    for p in &out.parties {
+        let (kind, reseller, billing, currency, wallet) = match &p.kind {
+            PartyKind::Reseller => ("reseller", None, None, None, None),
+            PartyKind::Customer { reseller, billing, currency, wallet } => (
+                "customer",
+                reseller.map(|r| id_to_db(r.0)),
+                Some(codec::billing(*billing)),
+                Some(currency.as_str().to_owned()),
+                Some(id_to_db(wallet.0)),
+            ),
+        };
+        c.execute(
+            &format!("INSERT INTO parties ({PARTY_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)"),
+            &[&id_to_db(p.id.0), &p.client_id.as_str(), &p.name, &kind, &reseller, &billing, &currency, &wallet, &p.created_at.0],
+        )?;
+    }
+    write_accounts(c, &out.accounts_new, true)?;
+    write_accounts(c, &out.accounts_changed, false)?;
+    write_transfers(c, &out.transfers)?;
+    for h in &out.holds {
+        let r = h.resolution.as_ref();
+        c.execute(
+            &format!(
+                "INSERT INTO holds ({HOLD_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14) \
+                 ON CONFLICT (id) DO UPDATE SET state = excluded.state, resolved_at = excluded.resolved_at, \
+                 resolution_client_id = excluded.resolution_client_id, captured = excluded.captured, \
+                 capture_transfer_id = excluded.capture_transfer_id"
+            ),
+            &[
+                &id_to_db(h.id.0),
+                &h.client_id.as_str(),
+                &id_to_db(h.account.0),
+                &h.amount.0,
+                &h.currency.as_str(),
+                &h.created_at.0,
+                &h.expires_at.0,
+                &codec::hold_state(h.state),
+                &h.service,
+                &h.metadata,
+                &r.map(|r| r.at.0),
+                &r.and_then(|r| r.client_id.as_ref().map(|c| c.as_str())),
+                &r.map_or(0, |r| r.captured.0),
+                &r.and_then(|r| r.transfer.map(|t| id_to_db(t.0))),
+            ],
+        )?;
+    }
+    if !out.events.is_empty() {
+        let mut cols: (Vec<i64>, Vec<i64>, Vec<i64>, Vec<i64>, Vec<&str>, Vec<i64>, Vec<i64>, Vec<Option<i64>>) = Default::default();
+        for e in &out.events {
+            let EventKind::ThresholdCrossed { threshold, direction, available_before, available_after, transfer } = &e.kind;
+            cols.0.push(id_to_db(e.id.0));
+            cols.1.push(e.at.0);
+            cols.2.push(id_to_db(e.account.0));
+            cols.3.push(threshold.0);
+            cols.4.push(codec::direction(*direction));
+            cols.5.push(available_before.0);
+            cols.6.push(available_after.0);
+            cols.7.push(transfer.map(|t| id_to_db(t.0)));
+        }
+        c.execute(
+            "INSERT INTO outbox (id, at, account_id, kind, threshold, direction, available_before, available_after, transfer_id) \
+             SELECT id, at, account_id, 'threshold_crossed', threshold, direction, before, after, transfer_id FROM \
+             unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[]) \
+             AS u(id, at, account_id, threshold, direction, before, after, transfer_id)",
+            &[&cols.0, &cols.1, &cols.2, &cols.3, &cols.4, &cols.5, &cols.6, &cols.7],
+        )?;
+    }
+    c.execute("UPDATE ledger_epoch SET epoch = epoch + 1 WHERE id = 1", &[])?;
+    Ok(())
+}
+
+fn write_accounts(c: &mut Client, accounts: &[Account], insert: bool) -> Result<(), postgres::Error> {
+    if accounts.is_empty() {
+        return Ok(());
+    }
+    let id: Vec<i64> = accounts.iter().map(|a| id_to_db(a.id.0)).collect();
+    let status: Vec<&str> = accounts.iter().map(|a| codec::status(a.status)).collect();
+    let balance: Vec<i64> = accounts.iter().map(|a| a.balance.0).collect();
+    let reserved: Vec<i64> = accounts.iter().map(|a| a.reserved.0).collect();
+    let limit: Vec<i64> = accounts.iter().map(|a| a.credit_limit.0).collect();
+    let temp: Vec<Option<i64>> = accounts.iter().map(|a| a.temporary_increase.map(|t| t.amount.0)).collect();
+    let until: Vec<Option<i64>> = accounts.iter().map(|a| a.temporary_increase.map(|t| t.valid_until.0)).collect();
+    let children: Vec<i64> = accounts.iter().map(|a| a.children_balance.0).collect();
+    let thresholds: Vec<String> = accounts.iter().map(|a| codec::thresholds(&a.thresholds)).collect();
+    let last: Vec<Option<i64>> = accounts.iter().map(|a| a.last_charge_at.map(|t| t.0)).collect();
+    if !insert {
+        c.execute(
+            "UPDATE accounts a SET status = u.status, balance = u.balance, reserved = u.reserved, \
+             credit_limit = u.credit_limit, temp_increase = u.temp, temp_valid_until = u.until, \
+             children_balance = u.children, thresholds = u.thresholds, last_charge_at = u.last FROM \
+             unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], \
+                    $8::bigint[], $9::text[], $10::bigint[]) \
+             AS u(id, status, balance, reserved, credit_limit, temp, until, children, thresholds, last) WHERE a.id = u.id",
+            &[&id, &status, &balance, &reserved, &limit, &temp, &until, &children, &thresholds, &last],
+        )?;
+        return Ok(());
+    }
+    let client_id: Vec<Option<&str>> = accounts.iter().map(|a| a.client_id.as_ref().map(|c| c.as_str())).collect();
+    let party: Vec<Option<i64>> = accounts.iter().map(|a| a.party.map(|p| id_to_db(p.0))).collect();
+    let kinds: Vec<_> = accounts.iter().map(|a| codec::account_kind(a.kind)).collect();
+    let kind: Vec<&str> = kinds.iter().map(|k| k.0).collect();
+    let role: Vec<Option<&str>> = kinds.iter().map(|k| k.1).collect();
+    let parent: Vec<Option<i64>> = kinds.iter().map(|k| k.2.map(id_to_db)).collect();
+    let currency: Vec<&str> = accounts.iter().map(|a| a.currency.as_str()).collect();
+    let created: Vec<i64> = accounts.iter().map(|a| a.created_at.0).collect();
+    c.execute(
+        &format!(
+            "INSERT INTO accounts ({ACCOUNT_COLUMNS}) SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], \
+             $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[], \
+             $12::bigint[], $13::bigint[], $14::bigint[], $15::text[], $16::bigint[], $17::bigint[])"
+        ),
+        &[&id, &client_id, &party, &kind, &role, &parent, &currency, &status, &balance, &reserved, &limit, &temp, &until, &children, &thresholds, &last, &created],
+    )?;
+    Ok(())
+}
+
+fn write_transfers(c: &mut Client, transfers: &[Transfer]) -> Result<(), postgres::Error> {
+    if transfers.is_empty() {
+        return Ok(());
+    }
+    let id: Vec<i64> = transfers.iter().map(|t| id_to_db(t.id.0)).collect();
+    let client_id: Vec<&str> = transfers.iter().map(|t| t.client_id.as_str()).collect();
+    let kind: Vec<&str> = transfers.iter().map(|t| t.kind.as_str()).collect();
+    let debit: Vec<i64> = transfers.iter().map(|t| id_to_db(t.debit.0)).collect();
+    let credit: Vec<i64> = transfers.iter().map(|t| id_to_db(t.credit.0)).collect();
+    let amount: Vec<i64> = transfers.iter().map(|t| t.amount.0).collect();
+    let currency: Vec<&str> = transfers.iter().map(|t| t.currency.as_str()).collect();
+    let at: Vec<i64> = transfers.iter().map(|t| t.at.0).collect();
+    let posted: Vec<i64> = transfers.iter().map(|t| t.posted_at.0).collect();
+    let service: Vec<Option<&str>> = transfers.iter().map(|t| t.service.as_deref()).collect();
+    let metadata: Vec<Option<&str>> = transfers.iter().map(|t| t.metadata.as_deref()).collect();
+    let hold: Vec<Option<i64>> = transfers.iter().map(|t| t.hold.map(|h| id_to_db(h.0))).collect();
+    let reverses: Vec<Option<i64>> = transfers.iter().map(|t| t.reverses.map(|r| id_to_db(r.0))).collect();
+    let overdrawn: Vec<bool> = transfers.iter().map(|t| t.overdrawn).collect();
+    c.execute(
+        &format!(
+            "INSERT INTO transfers ({TRANSFER_COLUMNS}) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], \
+             $4::bigint[], $5::bigint[], $6::bigint[], $7::text[], $8::bigint[], $9::bigint[], $10::text[], $11::text[], \
+             $12::bigint[], $13::bigint[], $14::bool[])"
+        ),
+        &[&id, &client_id, &kind, &debit, &credit, &amount, &currency, &at, &posted, &service, &metadata, &hold, &reverses, &overdrawn],
+    )?;
+    Ok(())
+}
+
+impl PgReader {
+    fn with<T>(&self, f: impl FnOnce(&mut Client) -> StoreResult<T>) -> StoreResult<T> {
+        let mut client = self.client.lock().map_err(|_| StoreError("postgres reader poisoned".into()))?;
+        f(&mut client)
+    }
+}
+
+fn mismatches(c: &mut Client, sql: &str) -> StoreResult<Vec<(AccountId, i64, i128)>> {
+    c.query(sql, &[])
+        .map_err(err)?
+        .iter()
+        .map(|r| {
+            let computed: String = r.get(2);
+            let computed = computed.parse::<i128>().map_err(|_| StoreError(format!("bad sum {computed}")))?;
+            Ok((AccountId(id_from_db(r.get(0))), r.get::<_, i64>(1), computed))
+        })
+        .collect()
+}
+
+impl Reader for PgReader {
+    fn currencies(&self) -> StoreResult<Vec<Currency>> {
+        self.with(|c| {
+            c.query("SELECT code, scale FROM currencies ORDER BY code", &[])
+                .map_err(err)?
+                .iter()
+                .map(|r| Ok(Currency { code: codec::currency_code(r.get(0))?, scale: r.get::<_, i16>(1) as u8 }))
+                .collect()
+        })
+    }
+
+    fn account(&self, id: AccountId) -> StoreResult<Option<Account>> {
+        self.with(|c| {
+            let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1");
+            c.query_opt(&sql, &[&id_to_db(id.0)]).map_err(err)?.as_ref().map(account_from_row).transpose()
+        })
+    }
+
+    fn accounts(&self) -> StoreResult<Vec<Account>> {
+        self.with(|c| rows(c, &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY id"), &[], account_from_row))
+    }
+
+    fn party(&self, id: PartyId) -> StoreResult<Option<Party>> {
+        self.with(|c| {
+            let sql = format!("SELECT {PARTY_COLUMNS} FROM parties WHERE id = $1");
+            c.query_opt(&sql, &[&id_to_db(id.0)]).map_err(err)?.as_ref().map(party_from_row).transpose()
+        })
+    }
+
+    fn hold(&self, id: HoldId) -> StoreResult<Option<Hold>> {
+        self.with(|c| {
+            let sql = format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = $1");
+            c.query_opt(&sql, &[&id_to_db(id.0)]).map_err(err)?.as_ref().map(hold_from_row).transpose()
+        })
+    }
+
+    fn transfer_by_client_id(&self, client_id: &str) -> StoreResult<Option<Transfer>> {
+        self.with(|c| {
+            let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE client_id = $1");
+            c.query_opt(&sql, &[&client_id]).map_err(err)?.as_ref().map(transfer_from_row).transpose()
+        })
+    }
+
+    fn journal(&self, q: JournalQuery) -> StoreResult<Vec<Transfer>> {
+        let before = q.before.map_or(i64::MAX, |t| id_to_db(t.0));
+        self.with(|c| {
+            let sql = format!(
+                "SELECT {TRANSFER_COLUMNS} FROM (
+                   (SELECT * FROM transfers WHERE debit_account_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3)
+                   UNION ALL
+                   (SELECT * FROM transfers WHERE credit_account_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3)) t
+                 ORDER BY id DESC LIMIT $3"
+            );
+            rows(c, &sql, &[&id_to_db(q.account.0), &before, &i64::from(q.limit)], transfer_from_row)
+        })
+    }
+
+    fn balance_at(&self, account: AccountId, at: Timestamp) -> StoreResult<i128> {
+        self.with(|c| {
+            let row = c
+                .query_one(
+                    "SELECT (COALESCE((SELECT SUM(amount) FROM transfers WHERE credit_account_id = $1 AND posted_at <= $2), 0) \
+                           - COALESCE((SELECT SUM(amount) FROM transfers WHERE debit_account_id = $1 AND posted_at <= $2), 0))::text",
+                    &[&id_to_db(account.0), &at.0],
+                )
+                .map_err(err)?;
+            let text: String = row.get(0);
+            text.parse::<i128>().map_err(|_| StoreError(format!("bad sum {text}")))
+        })
+    }
+
+    fn audit(&self) -> StoreResult<Audit> {
+        self.with(|c| {
+            let balance_sums = c
+                .query("SELECT currency, SUM(balance)::text FROM accounts GROUP BY currency ORDER BY currency", &[])
+                .map_err(err)?
+                .iter()
+                .map(|r| {
+                    let sum: String = r.get(1);
+                    Ok((r.get::<_, String>(0), sum.parse::<i128>().map_err(|_| StoreError(format!("bad sum {sum}")))?))
+                })
+                .collect::<StoreResult<Vec<_>>>()?;
+            let balance_mismatches = mismatches(
+                c,
+                "SELECT a.id, a.balance, (COALESCE(cr.s, 0) - COALESCE(db.s, 0))::text FROM accounts a
+                 LEFT JOIN (SELECT credit_account_id id, SUM(amount) s FROM transfers GROUP BY credit_account_id) cr ON cr.id = a.id
+                 LEFT JOIN (SELECT debit_account_id id, SUM(amount) s FROM transfers GROUP BY debit_account_id) db ON db.id = a.id
+                 WHERE a.balance != COALESCE(cr.s, 0) - COALESCE(db.s, 0)",
+            )?;
+            let reserved_mismatches = mismatches(
+                c,
+                "SELECT a.id, a.reserved, COALESCE(h.s, 0)::text FROM accounts a
+                 LEFT JOIN (SELECT account_id id, SUM(amount) s FROM holds WHERE state = 'open' GROUP BY account_id) h ON h.id = a.id
+                 WHERE a.reserved != COALESCE(h.s, 0)",
+            )?;
+            let children_mismatches = mismatches(
+                c,
+                "SELECT p.id, p.children_balance, COALESCE(k.s, 0)::text FROM accounts p
+                 LEFT JOIN (SELECT parent_id id, SUM(balance) s FROM accounts WHERE kind = 'subscriber_credit' GROUP BY parent_id) k ON k.id = p.id
+                 WHERE p.children_balance != COALESCE(k.s, 0)",
+            )?;
+            let count: i64 = c.query_one("SELECT count(*) FROM transfers", &[]).map_err(err)?.get(0);
+            Ok(Audit { balance_sums, balance_mismatches, reserved_mismatches, children_mismatches, transfer_count: count as u64 })
+        })
+    }
+
+    fn outbox_count(&self) -> StoreResult<u64> {
+        self.with(|c| Ok(c.query_one("SELECT count(*) FROM outbox", &[]).map_err(err)?.get::<_, i64>(0) as u64))
+    }
+}
+
+/// Runs raw SQL on a fresh connection: for tests that prove the schema refuses things.
+pub fn execute_raw(url: &str, sql: &str) -> StoreResult<u64> {
+    let mut client = connect(url)?;
+    client.execute(sql, &[]).map_err(err)
+}
+
+/// Drops every Purse table: for tests that need an empty database. Refuses unless the
+/// database name says it is a test database.
+pub fn reset_test_database(url: &str) -> StoreResult<()> {
+    let mut client = connect(url)?;
+    let name: String = client.query_one("SELECT current_database()", &[]).map_err(err)?.get(0);
+    if !name.contains("test") {
+        return Err(StoreError(format!("refusing to reset database {name:?}: its name lacks \"test\"")));
+    }
+    client
+        .batch_execute(
+            "DROP TABLE IF EXISTS outbox, holds, transfers, accounts, parties, currencies, ledger_epoch, schema_migrations CASCADE;
+             DROP FUNCTION IF EXISTS purse_refuse_journal_change() CASCADE;",
+        )
+        .map_err(err)?;
+    Ok(())
+}

@@ -1,0 +1,107 @@
+-- The ledger: currencies, parties, accounts, the immutable journal, holds, the outbox.
+CREATE TABLE currencies (
+    code  TEXT PRIMARY KEY,
+    scale INTEGER NOT NULL CHECK (scale BETWEEN 0 AND 9)
+);
+
+CREATE TABLE parties (
+    id          INTEGER PRIMARY KEY,
+    client_id   TEXT NOT NULL UNIQUE,
+    name        TEXT NOT NULL,
+    kind        TEXT NOT NULL CHECK (kind IN ('reseller', 'customer')),
+    reseller_id INTEGER REFERENCES parties (id),
+    billing     TEXT CHECK (billing IN ('prepaid', 'postpaid')),
+    currency    TEXT REFERENCES currencies (code),
+    wallet_id   INTEGER,
+    created_at  INTEGER NOT NULL
+);
+
+CREATE TABLE accounts (
+    id                    INTEGER PRIMARY KEY,
+    client_id             TEXT UNIQUE,
+    party_id              INTEGER REFERENCES parties (id),
+    kind                  TEXT NOT NULL,
+    system_role           TEXT,
+    parent_id             INTEGER REFERENCES accounts (id),
+    currency              TEXT NOT NULL REFERENCES currencies (code),
+    status                TEXT NOT NULL,
+    balance               INTEGER NOT NULL,
+    reserved              INTEGER NOT NULL CHECK (reserved >= 0),
+    credit_limit          INTEGER NOT NULL CHECK (credit_limit >= 0),
+    temp_increase         INTEGER,
+    temp_valid_until      INTEGER,
+    children_balance      INTEGER NOT NULL,
+    thresholds            TEXT NOT NULL,
+    last_charge_at        INTEGER,
+    created_at            INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX accounts_system ON accounts (currency, system_role) WHERE system_role IS NOT NULL;
+
+-- The journal. Rows are never updated or deleted: the triggers below refuse it.
+CREATE TABLE transfers (
+    id                INTEGER PRIMARY KEY,
+    client_id         TEXT NOT NULL,
+    kind              TEXT NOT NULL,
+    debit_account_id  INTEGER NOT NULL,
+    credit_account_id INTEGER NOT NULL,
+    amount            INTEGER NOT NULL CHECK (amount > 0),
+    currency          TEXT NOT NULL,
+    at                INTEGER NOT NULL,
+    posted_at         INTEGER NOT NULL,
+    service           TEXT,
+    metadata          TEXT,
+    hold_id           INTEGER,
+    reverses_id       INTEGER,
+    overdrawn         INTEGER NOT NULL,
+    CHECK (debit_account_id != credit_account_id)
+);
+CREATE UNIQUE INDEX transfers_client_id ON transfers (client_id);
+CREATE INDEX transfers_debit ON transfers (debit_account_id, id);
+CREATE INDEX transfers_credit ON transfers (credit_account_id, id);
+CREATE UNIQUE INDEX transfers_reverses ON transfers (reverses_id) WHERE reverses_id IS NOT NULL;
+
+CREATE TRIGGER transfers_are_immutable BEFORE UPDATE ON transfers
+BEGIN SELECT RAISE(ABORT, 'journal rows are immutable: post a reversal instead'); END;
+CREATE TRIGGER transfers_are_permanent BEFORE DELETE ON transfers
+BEGIN SELECT RAISE(ABORT, 'journal rows are immutable: post a reversal instead'); END;
+
+CREATE TABLE holds (
+    id                  INTEGER PRIMARY KEY,
+    client_id           TEXT NOT NULL UNIQUE,
+    account_id          INTEGER NOT NULL REFERENCES accounts (id),
+    amount              INTEGER NOT NULL CHECK (amount > 0),
+    currency            TEXT NOT NULL,
+    created_at          INTEGER NOT NULL,
+    expires_at          INTEGER NOT NULL,
+    state               TEXT NOT NULL,
+    service             TEXT,
+    metadata            TEXT,
+    resolved_at         INTEGER,
+    resolution_client_id TEXT,
+    captured            INTEGER NOT NULL DEFAULT 0,
+    capture_transfer_id INTEGER
+);
+CREATE INDEX holds_open ON holds (state) WHERE state = 'open';
+CREATE UNIQUE INDEX holds_release_client_id ON holds (resolution_client_id)
+    WHERE resolution_client_id IS NOT NULL AND state = 'released';
+
+-- Events written in the same transaction as the change that caused them.
+CREATE TABLE outbox (
+    id              INTEGER PRIMARY KEY,
+    at              INTEGER NOT NULL,
+    account_id      INTEGER NOT NULL,
+    kind            TEXT NOT NULL,
+    threshold       INTEGER,
+    direction       TEXT,
+    available_before INTEGER,
+    available_after INTEGER,
+    transfer_id     INTEGER,
+    delivered_at    INTEGER
+);
+
+-- Bumped by every committed batch; see purse-store's write protocol.
+CREATE TABLE ledger_epoch (
+    id    INTEGER PRIMARY KEY CHECK (id = 1),
+    epoch INTEGER NOT NULL
+);
+INSERT INTO ledger_epoch (id, epoch) VALUES (1, 0);

@@ -1,0 +1,611 @@
+//! Purse's SQLite store: the default, embedded backend (nothing to install).
+//!
+//! One file in WAL mode with `synchronous=FULL`, both checked when the store opens: a
+//! committed batch survives a power cut. [`SqliteStore`] is the write side, used by one
+//! engine thread; [`SqliteReader`] has its own connection for queries, which WAL lets run
+//! beside the writer. The journal's immutability is enforced by triggers in the schema.
+
+#![forbid(unsafe_code)]
+
+use std::sync::Mutex;
+
+use purse_core::{
+    Account, AccountId, Amount, BatchOutput, ClientKey, Currency, EventKind, Hold, HoldId,
+    HoldResolution, Party, PartyId, PartyKind, Prior, TemporaryIncrease, Timestamp, Transfer,
+    TransferId,
+};
+use purse_store::codec::{self, id_from_db, id_to_db};
+use purse_store::{Audit, BaseState, JournalQuery, Reader, Store, StoreError, StoreResult};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+const MIGRATIONS: &[(&str, &str)] = &[("0001_ledger", include_str!("../migrations/0001_ledger.sql"))];
+
+const ACCOUNT_COLUMNS: &str = "id, client_id, party_id, kind, system_role, parent_id, currency, status, \
+     balance, reserved, credit_limit, temp_increase, temp_valid_until, children_balance, thresholds, \
+     last_charge_at, created_at";
+const PARTY_COLUMNS: &str = "id, client_id, name, kind, reseller_id, billing, currency, wallet_id, created_at";
+const TRANSFER_COLUMNS: &str = "id, client_id, kind, debit_account_id, credit_account_id, amount, currency, \
+     at, posted_at, service, metadata, hold_id, reverses_id, overdrawn";
+const HOLD_COLUMNS: &str = "id, client_id, account_id, amount, currency, created_at, expires_at, state, \
+     service, metadata, resolved_at, resolution_client_id, captured, capture_transfer_id";
+
+/// Page cache per connection: large enough that the journal's indexes stay in memory.
+const CACHE_KIB: i64 = 128 * 1024;
+
+fn err(e: rusqlite::Error) -> StoreError {
+    StoreError(format!("sqlite: {e}"))
+}
+
+fn conv<T>(r: StoreResult<T>) -> rusqlite::Result<T> {
+    r.map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+/// Opens (creating if needed) the database file with durable settings, and verifies them.
+fn connect(path: &str) -> StoreResult<Connection> {
+    let conn = Connection::open(path).map_err(err)?;
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000; \
+         PRAGMA cache_size=-{CACHE_KIB}; PRAGMA temp_store=MEMORY;"
+    ))
+    .map_err(err)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).map_err(err)?;
+    let sync: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).map_err(err)?;
+    if mode != "wal" || sync != 2 {
+        return Err(StoreError(format!(
+            "sqlite at {path} is not durable: journal_mode={mode}, synchronous={sync} (need wal and FULL=2)"
+        )));
+    }
+    Ok(conn)
+}
+
+/// The write side of the SQLite store.
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+/// The read side of the SQLite store.
+pub struct SqliteReader {
+    conn: Mutex<Connection>,
+}
+
+/// Opens both sides and migrates the schema.
+pub fn open(path: &str) -> StoreResult<(SqliteStore, SqliteReader)> {
+    let mut store = SqliteStore { conn: connect(path)? };
+    store.migrate()?;
+    let reader = SqliteReader { conn: Mutex::new(connect(path)?) };
+    Ok((store, reader))
+}
+
+fn opt_id(v: Option<i64>) -> Option<u64> {
+    v.map(id_from_db)
+}
+
+fn account_from_row(r: &Row<'_>) -> rusqlite::Result<Account> {
+    let kind: String = r.get(3)?;
+    let role: Option<String> = r.get(4)?;
+    let parent = opt_id(r.get(5)?);
+    let temp: Option<i64> = r.get(11)?;
+    let until: Option<i64> = r.get(12)?;
+    let client_id: Option<String> = r.get(1)?;
+    Ok(Account {
+        id: AccountId(id_from_db(r.get(0)?)),
+        client_id: client_id.map(|c| conv(codec::client_id(&c))).transpose()?,
+        party: opt_id(r.get(2)?).map(PartyId),
+        kind: conv(codec::parse_account_kind(&kind, role.as_deref(), parent))?,
+        currency: conv(codec::currency_code(&r.get::<_, String>(6)?))?,
+        status: conv(codec::parse_status(&r.get::<_, String>(7)?))?,
+        balance: Amount(r.get(8)?),
+        reserved: Amount(r.get(9)?),
+        credit_limit: Amount(r.get(10)?),
+        temporary_increase: temp.zip(until).map(|(a, u)| TemporaryIncrease { amount: Amount(a), valid_until: Timestamp(u) }),
+        children_balance: Amount(r.get(13)?),
+        thresholds: conv(codec::parse_thresholds(&r.get::<_, String>(14)?))?,
+        last_charge_at: r.get::<_, Option<i64>>(15)?.map(Timestamp),
+        created_at: Timestamp(r.get(16)?),
+    })
+}
+
+fn party_from_row(r: &Row<'_>) -> rusqlite::Result<Party> {
+    let kind: String = r.get(3)?;
+    let kind = if kind == "reseller" {
+        PartyKind::Reseller
+    } else {
+        PartyKind::Customer {
+            reseller: opt_id(r.get(4)?).map(PartyId),
+            billing: conv(codec::parse_billing(&r.get::<_, String>(5)?))?,
+            currency: conv(codec::currency_code(&r.get::<_, String>(6)?))?,
+            wallet: AccountId(id_from_db(r.get(7)?)),
+        }
+    };
+    Ok(Party {
+        id: PartyId(id_from_db(r.get(0)?)),
+        client_id: conv(codec::client_id(&r.get::<_, String>(1)?))?,
+        name: r.get(2)?,
+        kind,
+        created_at: Timestamp(r.get(8)?),
+    })
+}
+
+fn transfer_from_row(r: &Row<'_>) -> rusqlite::Result<Transfer> {
+    Ok(Transfer {
+        id: TransferId(id_from_db(r.get(0)?)),
+        client_id: conv(codec::client_id(&r.get::<_, String>(1)?))?,
+        kind: conv(codec::transfer_kind(&r.get::<_, String>(2)?))?,
+        debit: AccountId(id_from_db(r.get(3)?)),
+        credit: AccountId(id_from_db(r.get(4)?)),
+        amount: Amount(r.get(5)?),
+        currency: conv(codec::currency_code(&r.get::<_, String>(6)?))?,
+        at: Timestamp(r.get(7)?),
+        posted_at: Timestamp(r.get(8)?),
+        service: r.get(9)?,
+        metadata: r.get(10)?,
+        hold: opt_id(r.get(11)?).map(HoldId),
+        reverses: opt_id(r.get(12)?).map(TransferId),
+        overdrawn: r.get(13)?,
+    })
+}
+
+fn hold_from_row(r: &Row<'_>) -> rusqlite::Result<Hold> {
+    let resolved_at: Option<i64> = r.get(10)?;
+    let resolution_client: Option<String> = r.get(11)?;
+    let resolution = resolved_at.map(|at| -> rusqlite::Result<HoldResolution> {
+        Ok(HoldResolution {
+            at: Timestamp(at),
+            client_id: resolution_client.as_deref().map(|c| conv(codec::client_id(c))).transpose()?,
+            captured: Amount(r.get(12)?),
+            transfer: opt_id(r.get(13)?).map(TransferId),
+        })
+    });
+    Ok(Hold {
+        id: HoldId(id_from_db(r.get(0)?)),
+        client_id: conv(codec::client_id(&r.get::<_, String>(1)?))?,
+        account: AccountId(id_from_db(r.get(2)?)),
+        amount: Amount(r.get(3)?),
+        currency: conv(codec::currency_code(&r.get::<_, String>(4)?))?,
+        created_at: Timestamp(r.get(5)?),
+        expires_at: Timestamp(r.get(6)?),
+        state: conv(codec::parse_hold_state(&r.get::<_, String>(7)?))?,
+        service: r.get(8)?,
+        metadata: r.get(9)?,
+        resolution: resolution.transpose()?,
+    })
+}
+
+fn by_id<T>(
+    conn: &Connection,
+    sql: &str,
+    ids: impl IntoIterator<Item = u64>,
+    f: fn(&Row<'_>) -> rusqlite::Result<T>,
+) -> StoreResult<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql).map_err(err)?;
+    let mut out = Vec::new();
+    for id in ids {
+        if let Some(v) = stmt.query_row([id_to_db(id)], f).optional().map_err(err)? {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+impl Store for SqliteStore {
+    fn migrate(&mut self) -> StoreResult<()> {
+        let c = &mut self.conn;
+        c.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)")
+            .map_err(err)?;
+        for (name, sql) in MIGRATIONS {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(err)?;
+            let done: Option<String> = tx
+                .query_row("SELECT name FROM schema_migrations WHERE name = ?", [name], |r| r.get(0))
+                .optional()
+                .map_err(err)?;
+            if done.is_none() {
+                tx.execute_batch(sql).map_err(err)?;
+                tx.execute("INSERT INTO schema_migrations VALUES (?, strftime('%s','now'))", [name]).map_err(err)?;
+            }
+            tx.commit().map_err(err)?;
+        }
+        Ok(())
+    }
+
+    fn begin(&mut self) -> StoreResult<u64> {
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
+        let epoch: i64 = self
+            .conn
+            .prepare_cached("SELECT epoch FROM ledger_epoch WHERE id = 1")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(err)?;
+        Ok(epoch as u64)
+    }
+
+    fn load_base(&mut self) -> StoreResult<BaseState> {
+        let c = &self.conn;
+        let currencies = c
+            .prepare("SELECT code, scale FROM currencies")
+            .and_then(|mut s| {
+                s.query_map([], |r| {
+                    let code: String = r.get(0)?;
+                    Ok(Currency { code: conv(codec::currency_code(&code))?, scale: r.get(1)? })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(err)?;
+        let system_accounts = c
+            .prepare(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE kind = 'system'"))
+            .and_then(|mut s| s.query_map([], account_from_row)?.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(err)?;
+        let open_holds = c
+            .prepare(&format!("SELECT {HOLD_COLUMNS} FROM holds WHERE state = 'open'"))
+            .and_then(|mut s| s.query_map([], hold_from_row)?.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(err)?;
+        let next = |table: &str| -> StoreResult<u64> {
+            let max: Option<i64> =
+                c.query_row(&format!("SELECT max(id) FROM {table}"), [], |r| r.get(0)).map_err(err)?;
+            Ok(max.map_or(1, |m| id_from_db(m) + 1))
+        };
+        let next = purse_core::NextIds {
+            party: next("parties")?,
+            account: next("accounts")?,
+            transfer: next("transfers")?,
+            hold: next("holds")?,
+            event: next("outbox")?,
+        };
+        Ok(BaseState { currencies, system_accounts, open_holds, next })
+    }
+
+    fn load_accounts(&mut self, ids: &[AccountId]) -> StoreResult<Vec<Account>> {
+        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?");
+        by_id(&self.conn, &sql, ids.iter().map(|i| i.0), account_from_row)
+    }
+
+    fn load_parties(&mut self, ids: &[PartyId]) -> StoreResult<Vec<Party>> {
+        let sql = format!("SELECT {PARTY_COLUMNS} FROM parties WHERE id = ?");
+        by_id(&self.conn, &sql, ids.iter().map(|i| i.0), party_from_row)
+    }
+
+    fn load_holds(&mut self, ids: &[HoldId]) -> StoreResult<Vec<Hold>> {
+        let sql = format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = ?");
+        by_id(&self.conn, &sql, ids.iter().map(|i| i.0), hold_from_row)
+    }
+
+    fn load_transfers(&mut self, ids: &[TransferId]) -> StoreResult<Vec<(Transfer, Option<TransferId>)>> {
+        let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ?");
+        let transfers = by_id(&self.conn, &sql, ids.iter().map(|i| i.0), transfer_from_row)?;
+        let mut stmt = self.conn.prepare_cached("SELECT id FROM transfers WHERE reverses_id = ?").map_err(err)?;
+        transfers
+            .into_iter()
+            .map(|t| {
+                let by: Option<i64> = stmt.query_row([id_to_db(t.id.0)], |r| r.get(0)).optional().map_err(err)?;
+                Ok((t, by.map(|b| TransferId(id_from_db(b)))))
+            })
+            .collect()
+    }
+
+    fn lookup_client_keys(&mut self, keys: &[ClientKey]) -> StoreResult<Vec<(ClientKey, Prior)>> {
+        let c = &self.conn;
+        let mut found = Vec::new();
+        let mut transfers = c
+            .prepare_cached(&format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE client_id = ?"))
+            .map_err(err)?;
+        for key in keys {
+            let prior = match key {
+                ClientKey::Transfer(id) => {
+                    transfers.query_row([id.as_str()], transfer_from_row).optional().map_err(err)?.map(Prior::Transfer)
+                }
+                ClientKey::Hold(id) => {
+                    let sql = format!("SELECT {HOLD_COLUMNS} FROM holds WHERE client_id = ?");
+                    let mut s = c.prepare_cached(&sql).map_err(err)?;
+                    s.query_row([id.as_str()], hold_from_row).optional().map_err(err)?.map(Prior::Hold)
+                }
+                ClientKey::Release(id) => {
+                    let sql = format!(
+                        "SELECT {HOLD_COLUMNS} FROM holds WHERE resolution_client_id = ? AND state = 'released'"
+                    );
+                    let mut s = c.prepare_cached(&sql).map_err(err)?;
+                    s.query_row([id.as_str()], hold_from_row).optional().map_err(err)?.map(Prior::Hold)
+                }
+                ClientKey::Party(id) => {
+                    let sql = format!("SELECT {PARTY_COLUMNS} FROM parties WHERE client_id = ?");
+                    let mut s = c.prepare_cached(&sql).map_err(err)?;
+                    s.query_row([id.as_str()], party_from_row).optional().map_err(err)?.map(Prior::Party)
+                }
+                ClientKey::Account(id) => {
+                    let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE client_id = ?");
+                    let mut s = c.prepare_cached(&sql).map_err(err)?;
+                    s.query_row([id.as_str()], account_from_row).optional().map_err(err)?.map(Prior::Account)
+                }
+            };
+            if let Some(p) = prior {
+                found.push((key.clone(), p));
+            }
+        }
+        Ok(found)
+    }
+
+    fn write(&mut self, out: &BatchOutput) -> StoreResult<()> {
+        write_output(&self.conn, out).map_err(err)
+    }
+
+    fn commit(&mut self) -> StoreResult<()> {
+        self.conn.execute_batch("COMMIT").map_err(err)
+    }
+
+    fn rollback(&mut self) -> StoreResult<()> {
+        if self.conn.is_autocommit() {
+            return Ok(());
+        }
+        self.conn.execute_batch("ROLLBACK").map_err(err)
+    }
+}
+
+fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
+    for cur in &out.currencies {
+        c.execute("INSERT INTO currencies (code, scale) VALUES (?, ?)", params![cur.code.as_str(), cur.scale])?;
+    }
+    for p in &out.parties {
+        let (kind, reseller, billing, currency, wallet) = match &p.kind {
+            PartyKind::Reseller => ("reseller", None, None, None, None),
+            PartyKind::Customer { reseller, billing, currency, wallet } => (
+                "customer",
+                reseller.map(|r| id_to_db(r.0)),
+                Some(codec::billing(*billing)),
+                Some(currency.as_str().to_owned()),
+                Some(id_to_db(wallet.0)),
+            ),
+        };
+        c.prepare_cached(&format!("INSERT INTO parties ({PARTY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)"))?
+            .execute(params![id_to_db(p.id.0), p.client_id.as_str(), p.name, kind, reseller, billing, currency, wallet, p.created_at.0])?;
+    }
+    if !out.accounts_new.is_empty() {
+        let mut insert = c.prepare_cached(&format!(
+            "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+        ))?;
+        for a in &out.accounts_new {
+            let (kind, role, parent) = codec::account_kind(a.kind);
+            insert.execute(params![
+                id_to_db(a.id.0),
+                a.client_id.as_ref().map(|c| c.as_str()),
+                a.party.map(|p| id_to_db(p.0)),
+                kind,
+                role,
+                parent.map(id_to_db),
+                a.currency.as_str(),
+                codec::status(a.status),
+                a.balance.0,
+                a.reserved.0,
+                a.credit_limit.0,
+                a.temporary_increase.map(|t| t.amount.0),
+                a.temporary_increase.map(|t| t.valid_until.0),
+                a.children_balance.0,
+                codec::thresholds(&a.thresholds),
+                a.last_charge_at.map(|t| t.0),
+                a.created_at.0,
+            ])?;
+        }
+    }
+    let mut update = c.prepare_cached(
+        "UPDATE accounts SET status = ?, balance = ?, reserved = ?, credit_limit = ?, temp_increase = ?, \
+         temp_valid_until = ?, children_balance = ?, thresholds = ?, last_charge_at = ? WHERE id = ?",
+    )?;
+    for a in &out.accounts_changed {
+        update.execute(params![
+            codec::status(a.status),
+            a.balance.0,
+            a.reserved.0,
+            a.credit_limit.0,
+            a.temporary_increase.map(|t| t.amount.0),
+            a.temporary_increase.map(|t| t.valid_until.0),
+            a.children_balance.0,
+            codec::thresholds(&a.thresholds),
+            a.last_charge_at.map(|t| t.0),
+            id_to_db(a.id.0),
+        ])?;
+    }
+    let mut insert = c.prepare_cached(&format!(
+        "INSERT INTO transfers ({TRANSFER_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    ))?;
+    for t in &out.transfers {
+        insert.execute(params![
+            id_to_db(t.id.0),
+            t.client_id.as_str(),
+            t.kind.as_str(),
+            id_to_db(t.debit.0),
+            id_to_db(t.credit.0),
+            t.amount.0,
+            t.currency.as_str(),
+            t.at.0,
+            t.posted_at.0,
+            t.service,
+            t.metadata,
+            t.hold.map(|h| id_to_db(h.0)),
+            t.reverses.map(|r| id_to_db(r.0)),
+            t.overdrawn,
+        ])?;
+    }
+    for h in &out.holds {
+        let r = h.resolution.as_ref();
+        c.prepare_cached(&format!(
+            "INSERT INTO holds ({HOLD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) \
+             ON CONFLICT (id) DO UPDATE SET state = excluded.state, resolved_at = excluded.resolved_at, \
+             resolution_client_id = excluded.resolution_client_id, captured = excluded.captured, \
+             capture_transfer_id = excluded.capture_transfer_id"
+        ))?
+        .execute(params![
+            id_to_db(h.id.0),
+            h.client_id.as_str(),
+            id_to_db(h.account.0),
+            h.amount.0,
+            h.currency.as_str(),
+            h.created_at.0,
+            h.expires_at.0,
+            codec::hold_state(h.state),
+            h.service,
+            h.metadata,
+            r.map(|r| r.at.0),
+            r.and_then(|r| r.client_id.as_ref().map(|c| c.as_str())),
+            r.map_or(0, |r| r.captured.0),
+            r.and_then(|r| r.transfer.map(|t| id_to_db(t.0))),
+        ])?;
+    }
+    let mut event = c.prepare_cached(
+        "INSERT INTO outbox (id, at, account_id, kind, threshold, direction, available_before, available_after, transfer_id) \
+         VALUES (?,?,?,?,?,?,?,?,?)",
+    )?;
+    for e in &out.events {
+        let EventKind::ThresholdCrossed { threshold, direction, available_before, available_after, transfer } = &e.kind;
+        event.execute(params![
+            id_to_db(e.id.0),
+            e.at.0,
+            id_to_db(e.account.0),
+            "threshold_crossed",
+            threshold.0,
+            codec::direction(*direction),
+            available_before.0,
+            available_after.0,
+            transfer.map(|t| id_to_db(t.0)),
+        ])?;
+    }
+    c.prepare_cached("UPDATE ledger_epoch SET epoch = epoch + 1 WHERE id = 1")?.execute([])?;
+    Ok(())
+}
+
+impl SqliteReader {
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> StoreResult<T> {
+        let conn = self.conn.lock().map_err(|_| StoreError("sqlite reader poisoned".into()))?;
+        f(&conn).map_err(err)
+    }
+
+    fn mismatches(c: &Connection, sql: &str) -> rusqlite::Result<Vec<(AccountId, i64, i128)>> {
+        let mut s = c.prepare(sql)?;
+        let rows = s.query_map([], |r| {
+            Ok((AccountId(id_from_db(r.get(0)?)), r.get::<_, i64>(1)?, i128::from(r.get::<_, i64>(2)?)))
+        })?;
+        rows.collect()
+    }
+}
+
+impl Reader for SqliteReader {
+    fn currencies(&self) -> StoreResult<Vec<Currency>> {
+        self.with(|c| {
+            let mut s = c.prepare_cached("SELECT code, scale FROM currencies ORDER BY code")?;
+            let rows = s.query_map([], |r| {
+                let code: String = r.get(0)?;
+                Ok(Currency { code: conv(codec::currency_code(&code))?, scale: r.get(1)? })
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn account(&self, id: AccountId) -> StoreResult<Option<Account>> {
+        self.with(|c| {
+            c.prepare_cached(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?"))?
+                .query_row([id_to_db(id.0)], account_from_row)
+                .optional()
+        })
+    }
+
+    fn accounts(&self) -> StoreResult<Vec<Account>> {
+        self.with(|c| {
+            let mut s = c.prepare_cached(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY id"))?;
+            let rows = s.query_map([], account_from_row)?;
+            rows.collect()
+        })
+    }
+
+    fn party(&self, id: PartyId) -> StoreResult<Option<Party>> {
+        self.with(|c| {
+            c.prepare_cached(&format!("SELECT {PARTY_COLUMNS} FROM parties WHERE id = ?"))?
+                .query_row([id_to_db(id.0)], party_from_row)
+                .optional()
+        })
+    }
+
+    fn hold(&self, id: HoldId) -> StoreResult<Option<Hold>> {
+        self.with(|c| {
+            c.prepare_cached(&format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = ?"))?
+                .query_row([id_to_db(id.0)], hold_from_row)
+                .optional()
+        })
+    }
+
+    fn transfer_by_client_id(&self, client_id: &str) -> StoreResult<Option<Transfer>> {
+        self.with(|c| {
+            c.prepare_cached(&format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE client_id = ?"))?
+                .query_row([client_id], transfer_from_row)
+                .optional()
+        })
+    }
+
+    fn journal(&self, q: JournalQuery) -> StoreResult<Vec<Transfer>> {
+        let before = q.before.map_or(i64::MAX, |t| id_to_db(t.0));
+        self.with(|c| {
+            // Two index range scans merged: the account's debits and its credits.
+            let sql = format!(
+                "SELECT {TRANSFER_COLUMNS} FROM (
+                   SELECT * FROM transfers WHERE debit_account_id = ?1 AND id < ?2
+                   UNION ALL
+                   SELECT * FROM transfers WHERE credit_account_id = ?1 AND id < ?2)
+                 ORDER BY id DESC LIMIT ?3"
+            );
+            let mut s = c.prepare_cached(&sql)?;
+            let rows = s.query_map(params![id_to_db(q.account.0), before, q.limit], transfer_from_row)?;
+            rows.collect()
+        })
+    }
+
+    fn balance_at(&self, account: AccountId, at: Timestamp) -> StoreResult<i128> {
+        self.with(|c| {
+            let id = id_to_db(account.0);
+            let sum = |col: &str| -> rusqlite::Result<i128> {
+                let sql = format!("SELECT COALESCE(SUM(amount), 0) FROM transfers WHERE {col} = ? AND posted_at <= ?");
+                c.query_row(&sql, params![id, at.0], |r| r.get::<_, i64>(0)).map(i128::from)
+            };
+            Ok(sum("credit_account_id")? - sum("debit_account_id")?)
+        })
+    }
+
+    fn audit(&self) -> StoreResult<Audit> {
+        self.with(|c| {
+            let mut s = c.prepare("SELECT currency, SUM(balance) FROM accounts GROUP BY currency ORDER BY currency")?;
+            let balance_sums = s
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, i128::from(r.get::<_, i64>(1)?))))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let balance_mismatches = Self::mismatches(
+                c,
+                "SELECT a.id, a.balance, COALESCE(cr.s, 0) - COALESCE(db.s, 0) FROM accounts a
+                 LEFT JOIN (SELECT credit_account_id id, SUM(amount) s FROM transfers GROUP BY credit_account_id) cr ON cr.id = a.id
+                 LEFT JOIN (SELECT debit_account_id id, SUM(amount) s FROM transfers GROUP BY debit_account_id) db ON db.id = a.id
+                 WHERE a.balance != COALESCE(cr.s, 0) - COALESCE(db.s, 0)",
+            )?;
+            let reserved_mismatches = Self::mismatches(
+                c,
+                "SELECT a.id, a.reserved, COALESCE(h.s, 0) FROM accounts a
+                 LEFT JOIN (SELECT account_id id, SUM(amount) s FROM holds WHERE state = 'open' GROUP BY account_id) h ON h.id = a.id
+                 WHERE a.reserved != COALESCE(h.s, 0)",
+            )?;
+            let children_mismatches = Self::mismatches(
+                c,
+                "SELECT p.id, p.children_balance, COALESCE(k.s, 0) FROM accounts p
+                 LEFT JOIN (SELECT parent_id id, SUM(balance) s FROM accounts WHERE kind = 'subscriber_credit' GROUP BY parent_id) k ON k.id = p.id
+                 WHERE p.children_balance != COALESCE(k.s, 0)",
+            )?;
+            let transfer_count: i64 = c.query_row("SELECT count(*) FROM transfers", [], |r| r.get(0))?;
+            Ok(Audit {
+                balance_sums,
+                balance_mismatches,
+                reserved_mismatches,
+                children_mismatches,
+                transfer_count: transfer_count as u64,
+            })
+        })
+    }
+
+    fn outbox_count(&self) -> StoreResult<u64> {
+        self.with(|c| c.query_row("SELECT count(*) FROM outbox", [], |r| r.get::<_, i64>(0)).map(|n| n as u64))
+    }
+}
+
+/// Runs raw SQL on a fresh connection: for tests that prove the schema refuses things.
+pub fn execute_raw(path: &str, sql: &str) -> StoreResult<usize> {
+    let conn = connect(path)?;
+    conn.execute(sql, []).map_err(err)
+}

@@ -1,0 +1,248 @@
+//! The storage boundary of Purse: the [`Store`] trait the engine writes through, the
+//! [`Reader`] trait queries go through, and the column codecs both SQL backends share.
+//!
+//! This crate knows no database driver and no SQL. Each backend (`purse-store-sqlite`,
+//! `purse-store-postgres`) implements both traits with its own migrations.
+//!
+//! The write protocol is one transaction per engine batch:
+//! [`Store::begin`] takes the ledger's write lock and returns the *epoch*, a counter every
+//! committed batch of every process bumps. An engine whose cache was built at that epoch
+//! knows nobody else wrote since and may trust its cache; otherwise it reloads.
+
+#![forbid(unsafe_code)]
+
+use std::fmt;
+
+use purse_core::{
+    Account, AccountId, AccountKind, AccountStatus, Amount, BatchOutput, Billing, ClientKey,
+    Currency, Direction, Hold, HoldId, HoldState, NextIds, PartyId, Party, Prior, SystemRole,
+    Transfer, TransferId,
+};
+
+/// A database failure: IO, a driver error, a constraint the schema enforces.
+#[derive(Debug)]
+pub struct StoreError(pub String);
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What the engine loads whenever its cache is (re)built: small, always-needed state.
+#[derive(Debug, Default)]
+pub struct BaseState {
+    pub currencies: Vec<Currency>,
+    /// The system accounts of every currency.
+    pub system_accounts: Vec<Account>,
+    pub open_holds: Vec<Hold>,
+    pub next: NextIds,
+}
+
+/// The write side, used by exactly one engine thread.
+pub trait Store: Send {
+    /// Creates or upgrades the schema; idempotent.
+    fn migrate(&mut self) -> StoreResult<()>;
+    /// Starts the batch transaction holding the ledger's write lock; returns the epoch.
+    fn begin(&mut self) -> StoreResult<u64>;
+    fn load_base(&mut self) -> StoreResult<BaseState>;
+    fn load_accounts(&mut self, ids: &[AccountId]) -> StoreResult<Vec<Account>>;
+    fn load_parties(&mut self, ids: &[PartyId]) -> StoreResult<Vec<Party>>;
+    fn load_holds(&mut self, ids: &[HoldId]) -> StoreResult<Vec<Hold>>;
+    /// Transfers with the id of their reversal, if reversed.
+    fn load_transfers(&mut self, ids: &[TransferId]) -> StoreResult<Vec<(Transfer, Option<TransferId>)>>;
+    /// The earlier records of the client ids that were used before; absent ones are omitted.
+    fn lookup_client_keys(&mut self, keys: &[ClientKey]) -> StoreResult<Vec<(ClientKey, Prior)>>;
+    /// Writes a batch's output and bumps the epoch, inside the open transaction.
+    fn write(&mut self, output: &BatchOutput) -> StoreResult<()>;
+    /// Makes the batch durable. The engine answers callers only after this returns.
+    fn commit(&mut self) -> StoreResult<()>;
+    fn rollback(&mut self) -> StoreResult<()>;
+}
+
+/// The totals that prove the books are consistent, computed by the database.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Audit {
+    /// Per currency, the sum of all stored balances (must be zero).
+    pub balance_sums: Vec<(String, i128)>,
+    /// Accounts whose stored balance differs from the sum of their postings: (id, stored, computed).
+    pub balance_mismatches: Vec<(AccountId, i64, i128)>,
+    /// Accounts whose `reserved` differs from the sum of their open holds.
+    pub reserved_mismatches: Vec<(AccountId, i64, i128)>,
+    /// Credit subscriber parents whose `children_balance` differs from their children's sum.
+    pub children_mismatches: Vec<(AccountId, i64, i128)>,
+    pub transfer_count: u64,
+}
+
+impl Audit {
+    pub fn is_consistent(&self) -> bool {
+        self.balance_sums.iter().all(|(_, s)| *s == 0)
+            && self.balance_mismatches.is_empty()
+            && self.reserved_mismatches.is_empty()
+            && self.children_mismatches.is_empty()
+    }
+}
+
+/// A page of an account's journal, newest first.
+#[derive(Debug, Clone, Copy)]
+pub struct JournalQuery {
+    pub account: AccountId,
+    /// Only transfers with an id below this (the cursor of the previous page).
+    pub before: Option<TransferId>,
+    pub limit: u32,
+}
+
+/// The read side: safe to share between threads; never takes the write lock.
+pub trait Reader: Send + Sync {
+    fn currencies(&self) -> StoreResult<Vec<Currency>>;
+    fn account(&self, id: AccountId) -> StoreResult<Option<Account>>;
+    fn accounts(&self) -> StoreResult<Vec<Account>>;
+    fn party(&self, id: PartyId) -> StoreResult<Option<Party>>;
+    fn hold(&self, id: HoldId) -> StoreResult<Option<Hold>>;
+    fn transfer_by_client_id(&self, client_id: &str) -> StoreResult<Option<Transfer>>;
+    fn journal(&self, query: JournalQuery) -> StoreResult<Vec<Transfer>>;
+    /// The balance from postings at or before `at` (by posting time).
+    fn balance_at(&self, account: AccountId, at: purse_core::Timestamp) -> StoreResult<i128>;
+    fn audit(&self) -> StoreResult<Audit>;
+    fn outbox_count(&self) -> StoreResult<u64>;
+}
+
+/// How records are spelled in database columns, shared by every backend so that both
+/// read and write the same words.
+pub mod codec {
+    use super::*;
+
+    pub fn account_kind(kind: AccountKind) -> (&'static str, Option<&'static str>, Option<u64>) {
+        match kind {
+            AccountKind::System(role) => ("system", Some(system_role(role)), None),
+            AccountKind::Wallet => ("wallet", None, None),
+            AccountKind::MasterWallet => ("master_wallet", None, None),
+            AccountKind::SubscriberDebit => ("subscriber_debit", None, None),
+            AccountKind::SubscriberCredit { parent } => ("subscriber_credit", None, Some(parent.0)),
+        }
+    }
+
+    pub fn parse_account_kind(kind: &str, role: Option<&str>, parent: Option<u64>) -> StoreResult<AccountKind> {
+        Ok(match (kind, role, parent) {
+            ("system", Some(role), _) => AccountKind::System(parse_system_role(role)?),
+            ("wallet", ..) => AccountKind::Wallet,
+            ("master_wallet", ..) => AccountKind::MasterWallet,
+            ("subscriber_debit", ..) => AccountKind::SubscriberDebit,
+            ("subscriber_credit", _, Some(p)) => AccountKind::SubscriberCredit { parent: AccountId(p) },
+            _ => return Err(StoreError(format!("unknown account kind {kind:?}"))),
+        })
+    }
+
+    pub fn system_role(role: SystemRole) -> &'static str {
+        match role {
+            SystemRole::UsageRevenue => "usage_revenue",
+            SystemRole::CardClearing => "card_clearing",
+            SystemRole::CashClearing => "cash_clearing",
+            SystemRole::BankClearing => "bank_clearing",
+            SystemRole::Adjustments => "adjustments",
+        }
+    }
+
+    pub fn parse_system_role(text: &str) -> StoreResult<SystemRole> {
+        SystemRole::ALL
+            .into_iter()
+            .find(|r| system_role(*r) == text)
+            .ok_or_else(|| StoreError(format!("unknown system role {text:?}")))
+    }
+
+    pub fn status(status: AccountStatus) -> &'static str {
+        match status {
+            AccountStatus::Open => "open",
+            AccountStatus::Closed => "closed",
+        }
+    }
+
+    pub fn parse_status(text: &str) -> StoreResult<AccountStatus> {
+        match text {
+            "open" => Ok(AccountStatus::Open),
+            "closed" => Ok(AccountStatus::Closed),
+            _ => Err(StoreError(format!("unknown account status {text:?}"))),
+        }
+    }
+
+    pub fn billing(billing: Billing) -> &'static str {
+        match billing {
+            Billing::Prepaid => "prepaid",
+            Billing::Postpaid => "postpaid",
+        }
+    }
+
+    pub fn parse_billing(text: &str) -> StoreResult<Billing> {
+        match text {
+            "prepaid" => Ok(Billing::Prepaid),
+            "postpaid" => Ok(Billing::Postpaid),
+            _ => Err(StoreError(format!("unknown billing {text:?}"))),
+        }
+    }
+
+    pub fn hold_state(state: HoldState) -> &'static str {
+        match state {
+            HoldState::Open => "open",
+            HoldState::Captured => "captured",
+            HoldState::Released => "released",
+            HoldState::Expired => "expired",
+        }
+    }
+
+    pub fn parse_hold_state(text: &str) -> StoreResult<HoldState> {
+        match text {
+            "open" => Ok(HoldState::Open),
+            "captured" => Ok(HoldState::Captured),
+            "released" => Ok(HoldState::Released),
+            "expired" => Ok(HoldState::Expired),
+            _ => Err(StoreError(format!("unknown hold state {text:?}"))),
+        }
+    }
+
+    pub fn direction(direction: Direction) -> &'static str {
+        match direction {
+            Direction::Down => "down",
+            Direction::Up => "up",
+        }
+    }
+
+    /// Thresholds as comma-separated units: `"10000,5000"`.
+    pub fn thresholds(values: &[Amount]) -> String {
+        let parts: Vec<String> = values.iter().map(|a| a.0.to_string()).collect();
+        parts.join(",")
+    }
+
+    pub fn parse_thresholds(text: &str) -> StoreResult<Vec<Amount>> {
+        if text.is_empty() {
+            return Ok(Vec::new());
+        }
+        text.split(',')
+            .map(|p| p.parse::<i64>().map(Amount).map_err(|_| StoreError(format!("bad thresholds {text:?}"))))
+            .collect()
+    }
+
+    pub fn currency_code(text: &str) -> StoreResult<purse_core::CurrencyCode> {
+        purse_core::CurrencyCode::parse(text).map_err(|_| StoreError(format!("bad currency {text:?}")))
+    }
+
+    pub fn client_id(text: &str) -> StoreResult<purse_core::ClientId> {
+        purse_core::ClientId::new(text).ok_or_else(|| StoreError(format!("bad client id {text:?}")))
+    }
+
+    pub fn transfer_kind(text: &str) -> StoreResult<purse_core::TransferKind> {
+        purse_core::TransferKind::parse(text).ok_or_else(|| StoreError(format!("unknown transfer kind {text:?}")))
+    }
+
+    /// Ids are `u64` in the core and signed 64-bit in both databases.
+    pub fn id_to_db(id: u64) -> i64 {
+        i64::try_from(id).expect("ids stay below 2^63")
+    }
+
+    pub fn id_from_db(id: i64) -> u64 {
+        u64::try_from(id).expect("ids are never negative")
+    }
+}

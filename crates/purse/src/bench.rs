@@ -1,0 +1,216 @@
+//! `purse bench`: ingests charges through the engine and reports throughput, per-charge
+//! latency and peak memory.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use purse_core::{
+    AccountId, Amount, Billing, ClientId, Command, CurrencyCode, Item, Money, NewCharge, Outcome,
+};
+use purse_engine::{Engine, EngineConfig, SystemClock};
+
+use crate::ids::{uuid_v4, uuid_v7, Rng};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdStyle {
+    Time,
+    Random,
+}
+
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    pub database_url: String,
+    pub accounts: u64,
+    pub charges: u64,
+    /// Charges per request.
+    pub batch: usize,
+    /// Threads submitting requests at once.
+    pub concurrency: usize,
+    pub ids: IdStyle,
+    /// Share of charges on one hot account.
+    pub hot_percent: u64,
+    pub engine: EngineConfig,
+}
+
+#[derive(Debug)]
+pub struct BenchReport {
+    pub charges: u64,
+    pub seconds: f64,
+    pub charges_per_s: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub peak_rss_mib: f64,
+    pub setup_seconds: f64,
+}
+
+const CURRENCY: &str = "USD";
+/// Accounts are created in requests of this many commands.
+const SETUP_REQUEST_LEN: usize = 4096;
+
+/// The resident-set high-water mark of this process, from /proc (Linux).
+pub fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Creates the currency (if needed) and `n` prepaid customers; returns their wallets.
+pub fn create_customers(engine: &Engine, prefix: &str, n: u64) -> Result<Vec<AccountId>, String> {
+    let usd = CurrencyCode::parse(CURRENCY).expect("valid code");
+    // A replayed currency answers CurrencyExists: both mean "it is there".
+    let _ = engine.execute(Command::CreateCurrency { code: usd, scale: 6 }).map_err(|e| e.to_string())?;
+    let mut wallets = Vec::with_capacity(n as usize);
+    let mut i = 0;
+    while i < n {
+        let end = (i + SETUP_REQUEST_LEN as u64).min(n);
+        let items = (i..end)
+            .map(|k| {
+                Item::single(Command::CreateCustomer {
+                    client_id: ClientId::new(&format!("{prefix}-customer-{k}")).expect("short"),
+                    name: format!("Customer {k}"),
+                    reseller: None,
+                    billing: Billing::Prepaid,
+                    currency: usd,
+                    credit_limit: Amount::ZERO,
+                })
+            })
+            .collect();
+        for result in engine.submit(items).map_err(|e| e.to_string())? {
+            match result {
+                Ok(Outcome::PartyCreated { wallet: Some(w), .. }) => wallets.push(w),
+                other => return Err(format!("creating a customer failed: {other:?}")),
+            }
+        }
+        i = end;
+    }
+    Ok(wallets)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index].as_secs_f64() * 1000.0
+}
+
+pub fn run(options: &BenchOptions) -> Result<BenchReport, String> {
+    if options.accounts == 0 || options.charges == 0 || options.batch == 0 || options.concurrency == 0 {
+        return Err("--accounts, --charges, --batch and --concurrency must each be at least 1".into());
+    }
+    if options.hot_percent > 100 {
+        return Err("--hot-percent must be between 0 and 100".into());
+    }
+    let mut engine_config = options.engine.clone();
+    engine_config.batch_size_max = engine_config.batch_size_max.max(options.batch);
+    let engine = crate::start_engine(&options.database_url, Arc::new(SystemClock), engine_config)
+        .map_err(|e| e.to_string())?;
+    let setup = Instant::now();
+    let prefix = format!("bench-{:x}", Rng::new(unix_ms()).next_u64() & 0xFFFF_FFFF);
+    let wallets = Arc::new(create_customers(&engine, &prefix, options.accounts)?);
+    let setup_seconds = setup.elapsed().as_secs_f64();
+
+    let engine = Arc::new(engine);
+    let next_charge = Arc::new(AtomicU64::new(0));
+    let barrier = Arc::new(Barrier::new(options.concurrency + 1));
+    let usd = CurrencyCode::parse(CURRENCY).expect("valid code");
+    let threads: Vec<_> = (0..options.concurrency)
+        .map(|t| {
+            let (engine, wallets, next, barrier) = (engine.clone(), wallets.clone(), next_charge.clone(), barrier.clone());
+            let options = options.clone();
+            std::thread::spawn(move || -> Result<Vec<Duration>, String> {
+                let mut rng = Rng::new(unix_ms() ^ (t as u64).wrapping_mul(0x9E37_79B9));
+                let mut latencies = Vec::new();
+                barrier.wait();
+                loop {
+                    let start = next.fetch_add(options.batch as u64, Ordering::Relaxed);
+                    if start >= options.charges {
+                        return Ok(latencies);
+                    }
+                    let len = (options.charges - start).min(options.batch as u64) as usize;
+                    let items = (0..len).map(|_| charge(&mut rng, &options, &wallets, usd)).collect();
+                    let began = Instant::now();
+                    let results = engine.submit(items).map_err(|e| e.to_string())?;
+                    let took = began.elapsed();
+                    if let Some(bad) = results.iter().find(|r| r.is_err()) {
+                        return Err(format!("a charge was refused: {bad:?}"));
+                    }
+                    latencies.extend(std::iter::repeat(took).take(len));
+                }
+            })
+        })
+        .collect();
+    barrier.wait();
+    let began = Instant::now();
+    let mut latencies = Vec::with_capacity(options.charges as usize);
+    for t in threads {
+        latencies.extend(t.join().map_err(|_| "a bench thread panicked".to_string())??);
+    }
+    let seconds = began.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    Ok(BenchReport {
+        charges: options.charges,
+        seconds,
+        charges_per_s: options.charges as f64 / seconds,
+        p50_ms: percentile(&latencies, 0.50),
+        p99_ms: percentile(&latencies, 0.99),
+        max_ms: percentile(&latencies, 1.0),
+        peak_rss_mib: peak_rss_mib(),
+        setup_seconds,
+    })
+}
+
+fn charge(rng: &mut Rng, options: &BenchOptions, wallets: &[AccountId], usd: CurrencyCode) -> Item {
+    let account = if options.hot_percent > 0 && rng.chance(options.hot_percent) {
+        wallets[0]
+    } else {
+        wallets[rng.below(wallets.len() as u64) as usize]
+    };
+    let id = match options.ids {
+        IdStyle::Time => uuid_v7(unix_ms(), rng),
+        IdStyle::Random => uuid_v4(rng),
+    };
+    Item::single(Command::Charge(NewCharge {
+        client_id: ClientId::new(&id).expect("uuid fits"),
+        account,
+        money: Money { amount: Amount(1 + rng.below(5_000) as i64), currency: usd },
+        service: None,
+        at: None,
+        metadata: None,
+        refuse_if_insufficient: false,
+    }))
+}
+
+impl BenchReport {
+    pub fn to_json(&self, options: &BenchOptions) -> serde_json::Value {
+        serde_json::json!({
+            "charges": self.charges,
+            "seconds": round(self.seconds),
+            "charges_per_s": self.charges_per_s.round(),
+            "p50_ms": round(self.p50_ms),
+            "p99_ms": round(self.p99_ms),
+            "max_ms": round(self.max_ms),
+            "peak_rss_mib": self.peak_rss_mib.round(),
+            "setup_seconds": round(self.setup_seconds),
+            "accounts": options.accounts,
+            "batch": options.batch,
+            "concurrency": options.concurrency,
+            "ids": match options.ids { IdStyle::Time => "time", IdStyle::Random => "random" },
+            "hot_percent": options.hot_percent,
+            "backend": options.database_url.split("://").next().unwrap_or(""),
+        })
+    }
+}
+
+fn round(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}

@@ -1,0 +1,199 @@
+//! `purse demo`: a fresh SQLite database with two resellers, prepaid and postpaid customers
+//! and subscriber accounts, then a simulated day of usage through the engine, then the
+//! balances. (The next step turns this into a running server.)
+
+use std::sync::Arc;
+
+use purse_core::{
+    AccountId, Amount, Billing, ClientId, Command, Currency, CurrencyCode, Item, Money,
+    NewAccountKind, NewCharge, Outcome, PartyId, PaymentMethod, Timestamp, TransferKind,
+};
+use purse_engine::{Engine, EngineConfig, ManualClock};
+
+use crate::ids::Rng;
+
+/// 2026-11-01T00:00:00Z: the simulated day starts here.
+const DAY_START_S: i64 = 1_793_491_200;
+const HOUR_US: i64 = 3_600_000_000;
+
+struct Demo {
+    engine: Engine,
+    clock: Arc<ManualClock>,
+    usd: Currency,
+    counter: u64,
+}
+
+impl Demo {
+    fn id(&mut self, what: &str) -> ClientId {
+        self.counter += 1;
+        ClientId::new(&format!("demo-{what}-{}", self.counter)).expect("short")
+    }
+
+    fn run(&self, command: Command) -> Result<Outcome, String> {
+        match self.engine.execute(command).map_err(|e| e.to_string())? {
+            Ok(o) => Ok(o),
+            Err(r) => Err(format!("demo command refused: {r}")),
+        }
+    }
+
+    fn money(&self, text: &str) -> Money {
+        Money { amount: self.usd.parse(text).expect("demo amounts are valid"), currency: self.usd.code }
+    }
+
+    fn customer(&mut self, name: &str, reseller: Option<PartyId>, billing: Billing, limit: &str) -> Result<(PartyId, AccountId), String> {
+        let client_id = self.id("customer");
+        let credit_limit = self.usd.parse(limit).expect("valid");
+        let command = Command::CreateCustomer { client_id, name: name.into(), reseller, billing, currency: self.usd.code, credit_limit };
+        match self.run(command)? {
+            Outcome::PartyCreated { party, wallet: Some(w), .. } => Ok((party, w)),
+            other => Err(format!("unexpected {other:?}")),
+        }
+    }
+
+    fn pay(&mut self, account: AccountId, amount: &str, method: PaymentMethod) -> Result<(), String> {
+        let client_id = self.id("payment");
+        let money = self.money(amount);
+        self.run(Command::Payment { client_id, account, money, method, metadata: None }).map(drop)
+    }
+}
+
+/// Runs the demo against a fresh database at `path` and returns the report to print.
+pub fn run(path: &str) -> Result<String, String> {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{path}{suffix}"));
+    }
+    let clock = Arc::new(ManualClock::new(Timestamp::from_secs(DAY_START_S)));
+    let engine = crate::start_engine(&format!("sqlite://{path}"), clock.clone(), EngineConfig::default())
+        .map_err(|e| e.to_string())?;
+    let code = CurrencyCode::parse("USD").expect("valid");
+    let mut demo = Demo { engine, clock, usd: Currency { code, scale: 4 }, counter: 0 };
+    demo.run(Command::CreateCurrency { code, scale: 4 })?;
+
+    let mut resellers = Vec::new();
+    for name in ["Northwind Telecom", "Blue Harbor Networks"] {
+        let client_id = demo.id("reseller");
+        let Outcome::PartyCreated { party, .. } = demo.run(Command::CreateReseller { client_id, name: name.into() })? else {
+            return Err("reseller not created".into());
+        };
+        let client_id = demo.id("master");
+        let Outcome::AccountOpened { account, .. } =
+            demo.run(Command::OpenAccount { client_id, party, kind: NewAccountKind::MasterWallet { currency: code } })?
+        else {
+            return Err("master wallet not opened".into());
+        };
+        demo.pay(account, "5000", PaymentMethod::BankTransfer)?;
+        resellers.push((party, account));
+    }
+    let mut wallets = Vec::new();
+    let specs = [
+        ("Acme Call Center", 0, Billing::Prepaid, "0", "30"),
+        ("Globex SMS", 0, Billing::Prepaid, "0", "60"),
+        ("Initech Cloud", 1, Billing::Postpaid, "500", "0"),
+        ("Umbrella Voice", 1, Billing::Postpaid, "250", "0"),
+    ];
+    for (name, reseller, billing, limit, funding) in specs {
+        let (party, wallet) = demo.customer(name, Some(resellers[reseller].0), billing, limit)?;
+        if funding != "0" {
+            demo.pay(wallet, funding, PaymentMethod::Card)?;
+        }
+        let thresholds = ["50", "20", "10"].map(|t| demo.usd.parse(t).expect("valid")).to_vec();
+        demo.run(Command::SetThresholds { account: wallet, thresholds })?;
+        wallets.push((name, party, wallet));
+    }
+    // A reseller issues credit from its master wallet; a postpaid customer gets subscriber accounts.
+    let client_id = demo.id("issue");
+    let money = demo.money("40");
+    demo.run(Command::Transfer { client_id, source: resellers[0].1, target: wallets[1].2, money, kind: TransferKind::Issue, metadata: None })?;
+    let client_id = demo.id("subscriber");
+    let kind = NewAccountKind::SubscriberCredit { credit_limit: demo.usd.parse("100").expect("valid") };
+    demo.run(Command::OpenAccount { client_id, party: wallets[2].1, kind })?;
+
+    let events = simulate_day(&mut demo, &wallets)?;
+    report(&demo, &wallets, events)
+}
+
+/// 24 simulated hours of calls and SMS, rated per minute and per message.
+fn simulate_day(demo: &mut Demo, wallets: &[(&str, PartyId, AccountId)]) -> Result<u64, String> {
+    let mut rng = Rng::new(2026);
+    for hour in 0..24 {
+        demo.clock.set(Timestamp::from_secs(DAY_START_S).plus_micros(hour * HOUR_US));
+        let mut items = Vec::new();
+        for (_, _, wallet) in wallets {
+            for _ in 0..(5 + rng.below(20)) {
+                let (service, units) = if rng.chance(60) { ("voice", 1 + rng.below(300)) } else { ("sms", 1) };
+                // Voice at 0.0004 per second, SMS at 0.0075 each: the 4-digit scale at work.
+                let price = if service == "voice" { 4 * units } else { 75 };
+                items.push(Item::single(Command::Charge(NewCharge {
+                    client_id: demo.id("usage"),
+                    account: *wallet,
+                    money: Money { amount: Amount(price as i64), currency: demo.usd.code },
+                    service: Some(service.into()),
+                    at: None,
+                    metadata: None,
+                    refuse_if_insufficient: false,
+                })));
+            }
+        }
+        let results = demo.engine.submit(items).map_err(|e| e.to_string())?;
+        if let Some(Err(r)) = results.iter().find(|r| r.is_err()) {
+            return Err(format!("a demo charge was refused: {r}"));
+        }
+    }
+    // A real-time session: hold, then capture part of it.
+    let client_id = demo.id("hold");
+    let money = demo.money("2");
+    let expires_at = demo.clock.now_plus(HOUR_US);
+    if let Outcome::HoldPlaced { hold, .. } = demo.run(Command::Hold {
+        client_id,
+        account: wallets[0].2,
+        money,
+        expires_at,
+        service: Some("voice".into()),
+        metadata: None,
+    })? {
+        let client_id = demo.id("capture");
+        demo.run(Command::Capture { client_id, hold, amount: Some(demo.usd.parse("1.2").expect("valid")) })?;
+    }
+    demo.engine.reader().outbox_count().map_err(|e| e.to_string())
+}
+
+trait NowPlus {
+    fn now_plus(&self, us: i64) -> Timestamp;
+}
+
+impl NowPlus for ManualClock {
+    fn now_plus(&self, us: i64) -> Timestamp {
+        purse_engine::Clock::now(self).plus_micros(us)
+    }
+}
+
+fn report(demo: &Demo, wallets: &[(&str, PartyId, AccountId)], events: u64) -> Result<String, String> {
+    let reader = demo.engine.reader();
+    let now = purse_engine::Clock::now(demo.clock.as_ref());
+    let mut out = String::from("Purse demo: one simulated day of usage\n\n");
+    out.push_str(&format!(
+        "{:<22} {:>12} {:>12} {:>12} {:>12}\n",
+        "customer", "balance", "reserved", "credit limit", "available"
+    ));
+    for (name, _, wallet) in wallets {
+        let a = reader.account(*wallet).map_err(|e| e.to_string())?.ok_or("wallet missing")?;
+        let available = purse_core::ledger::available(&a, None, now);
+        let f = |x: i64| demo.usd.format(Amount(x));
+        out.push_str(&format!(
+            "{:<22} {:>12} {:>12} {:>12} {:>12}\n",
+            name,
+            f(a.balance.0),
+            f(a.reserved.0),
+            f(a.credit_limit.0),
+            f(available.clamp(i64::MIN.into(), i64::MAX.into()) as i64),
+        ));
+    }
+    let audit = reader.audit().map_err(|e| e.to_string())?;
+    out.push_str(&format!(
+        "\n{} transfers posted; {} threshold events in the outbox; books {}.\n",
+        audit.transfer_count,
+        events,
+        if audit.is_consistent() { "balance (every currency sums to zero)" } else { "DO NOT BALANCE" }
+    ));
+    Ok(out)
+}

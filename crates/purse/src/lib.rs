@@ -1,0 +1,123 @@
+//! The `purse` command and what it shares with the tests: choosing a store backend from a
+//! database URL ([`open_store`]), configuration ([`Config`]), and the `demo`, `bench` and
+//! `soak` programs.
+//!
+//! This is the only crate that knows both database drivers; it picks one, once, from the URL.
+
+#![forbid(unsafe_code)]
+
+pub mod bench;
+pub mod demo;
+pub mod ids;
+pub mod soak;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use purse_engine::{Clock, Engine, EngineConfig};
+use purse_store::{Reader, Store, StoreError};
+use serde::Deserialize;
+
+/// The database URL when none is configured: an SQLite file in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://purse.db";
+
+/// Opens the store named by `url` (`sqlite://PATH` or `postgres://...`) and migrates it.
+pub fn open_store(url: &str) -> Result<(Box<dyn Store>, Arc<dyn Reader>), StoreError> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        if path.is_empty() {
+            return Err(StoreError("sqlite:// needs a file path, e.g. sqlite://purse.db".into()));
+        }
+        let (store, reader) = purse_store_sqlite::open(path)?;
+        Ok((Box::new(store), Arc::new(reader)))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let (store, reader) = purse_store_postgres::open(url)?;
+        Ok((Box::new(store), Arc::new(reader)))
+    } else {
+        Err(StoreError(format!("database URL {url:?} must start with sqlite:// or postgres://")))
+    }
+}
+
+/// Opens the store and starts an engine on it.
+pub fn start_engine(url: &str, clock: Arc<dyn Clock>, config: EngineConfig) -> Result<Engine, StoreError> {
+    let (store, reader) = open_store(url)?;
+    Ok(Engine::start(store, reader, clock, config))
+}
+
+/// Settings from `purse.toml` (or `--config`), overridden by `PURSE_*` environment variables,
+/// overridden by command-line flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `sqlite://PATH` or `postgres://...`.
+    pub database_url: Option<String>,
+    #[serde(default)]
+    pub engine: EngineSettings,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSettings {
+    pub queue_len_max: Option<usize>,
+    pub batch_size_max: Option<usize>,
+    pub batch_wait_us: Option<u64>,
+}
+
+impl Config {
+    /// Reads the file if given (or `purse.toml` if it exists), then the environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, String> {
+        let default = Path::new("purse.toml");
+        let path = path.or_else(|| default.exists().then_some(default));
+        let mut config = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                toml::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?
+            }
+            None => Config::default(),
+        };
+        if let Ok(url) = std::env::var("PURSE_DATABASE_URL") {
+            config.database_url = Some(url);
+        }
+        let number = |name: &str| -> Result<Option<u64>, String> {
+            match std::env::var(name) {
+                Ok(v) => v.parse().map(Some).map_err(|_| format!("{name} must be a whole number, got {v:?}")),
+                Err(_) => Ok(None),
+            }
+        };
+        if let Some(n) = number("PURSE_ENGINE_QUEUE_LEN_MAX")? {
+            config.engine.queue_len_max = Some(n as usize);
+        }
+        if let Some(n) = number("PURSE_ENGINE_BATCH_SIZE_MAX")? {
+            config.engine.batch_size_max = Some(n as usize);
+        }
+        if let Some(n) = number("PURSE_ENGINE_BATCH_WAIT_US")? {
+            config.engine.batch_wait_us = Some(n);
+        }
+        Ok(config)
+    }
+
+    pub fn database_url(&self, flag: Option<&str>) -> String {
+        flag.map(str::to_owned)
+            .or_else(|| self.database_url.clone())
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned())
+    }
+
+    pub fn engine_config(&self) -> Result<EngineConfig, String> {
+        let mut c = EngineConfig::default();
+        if let Some(n) = self.engine.queue_len_max {
+            c.queue_len_max = n;
+        }
+        if let Some(n) = self.engine.batch_size_max {
+            c.batch_size_max = n;
+        }
+        if let Some(us) = self.engine.batch_wait_us {
+            c.batch_wait = std::time::Duration::from_micros(us);
+        }
+        if c.queue_len_max == 0 || c.batch_size_max == 0 {
+            return Err("engine.queue_len_max and engine.batch_size_max must be at least 1".into());
+        }
+        if c.batch_wait > std::time::Duration::from_secs(1) {
+            return Err("engine.batch_wait_us must be at most 1000000".into());
+        }
+        Ok(c)
+    }
+}

@@ -1,0 +1,150 @@
+//! The `purse` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use purse::bench::{BenchOptions, IdStyle};
+use purse::soak::SoakOptions;
+use purse::Config;
+
+#[derive(Parser)]
+#[command(name = "purse", version, about = "Purse: balance and credit control for metered usage")]
+struct Cli {
+    /// Configuration file (default: ./purse.toml when it exists).
+    #[arg(long, global = true, env = "PURSE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Ids {
+    Time,
+    Random,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Creates or upgrades the database schema.
+    Migrate {
+        /// sqlite://PATH or postgres://USER@HOST/DB (default: sqlite://purse.db).
+        #[arg(long)]
+        database: Option<String>,
+    },
+    /// Seeds a fresh SQLite database with customers, runs a simulated day of usage, and
+    /// prints the balances.
+    Demo {
+        /// The SQLite file to (re)create.
+        #[arg(long, default_value = "purse-demo.db")]
+        path: String,
+    },
+    /// Ingests charges through the engine and reports charges/s and latency.
+    Bench {
+        #[arg(long)]
+        database: Option<String>,
+        #[arg(long, default_value_t = 100_000)]
+        accounts: u64,
+        #[arg(long, default_value_t = 1_000_000)]
+        charges: u64,
+        /// Charges per request.
+        #[arg(long, default_value_t = 8192)]
+        batch: usize,
+        /// Threads submitting requests at once.
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        #[arg(long, value_enum, default_value = "time")]
+        ids: Ids,
+        /// Percentage of charges on one hot account.
+        #[arg(long, default_value_t = 0)]
+        hot_percent: u64,
+        /// One JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A load generator printing every acknowledged command (used by the crash tests).
+    #[command(hide = true)]
+    Soak {
+        #[arg(long)]
+        database: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        accounts: u64,
+        #[arg(long, default_value = "soak")]
+        accounts_prefix: String,
+        #[arg(long)]
+        prefix: String,
+        #[arg(long, default_value_t = u64::MAX)]
+        commands: u64,
+        #[arg(long, default_value_t = 3600)]
+        seconds: u64,
+        #[arg(long)]
+        checked: bool,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 100_000)]
+        funding: i64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("purse: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Cmd::Migrate { database } => {
+            let url = config.database_url(database.as_deref());
+            purse::open_store(&url).map_err(|e| e.to_string())?;
+            println!("migrated {url}");
+        }
+        Cmd::Demo { path } => print!("{}", purse::demo::run(&path)?),
+        Cmd::Bench { database, accounts, charges, batch, concurrency, ids, hot_percent, json } => {
+            let options = BenchOptions {
+                database_url: config.database_url(database.as_deref()),
+                accounts,
+                charges,
+                batch,
+                concurrency,
+                ids: match ids {
+                    Ids::Time => IdStyle::Time,
+                    Ids::Random => IdStyle::Random,
+                },
+                hot_percent,
+                engine: config.engine_config()?,
+            };
+            let report = purse::bench::run(&options)?;
+            if json {
+                println!("{}", report.to_json(&options));
+            } else {
+                println!(
+                    "{} charges in {:.2} s: {:.0} charges/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; peak RSS {:.0} MiB (setup {:.1} s)",
+                    report.charges, report.seconds, report.charges_per_s, report.p50_ms, report.p99_ms,
+                    report.max_ms, report.peak_rss_mib, report.setup_seconds
+                );
+            }
+        }
+        Cmd::Soak { database, accounts, accounts_prefix, prefix, commands, seconds, checked, seed, funding } => {
+            let options = SoakOptions {
+                database_url: config.database_url(database.as_deref()),
+                accounts,
+                accounts_prefix,
+                prefix,
+                commands,
+                seconds,
+                checked,
+                seed,
+                funding,
+            };
+            purse::soak::run(&options)?;
+        }
+    }
+    Ok(())
+}
