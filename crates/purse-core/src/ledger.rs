@@ -56,16 +56,16 @@ pub enum Prior {
 /// Records the engine looked up for one batch.
 #[derive(Debug, Default)]
 pub struct Lookups {
-    pub prior: HashMap<ClientKey, Prior>,
+    pub prior: FastMap<ClientKey, Prior>,
     /// Holds no longer open, referenced by captures or releases.
-    pub holds: HashMap<HoldId, Hold>,
+    pub holds: FastMap<HoldId, Hold>,
     /// Transfers referenced by reversals, with the id of their reversal if any.
-    pub transfers: HashMap<TransferId, (Transfer, Option<TransferId>)>,
+    pub transfers: FastMap<TransferId, (Transfer, Option<TransferId>)>,
     /// Ids the engine looked up and found absent, so they are not asked for again.
-    pub absent_holds: HashSet<HoldId>,
-    pub absent_transfers: HashSet<TransferId>,
-    pub absent_accounts: HashSet<AccountId>,
-    pub absent_parties: HashSet<PartyId>,
+    pub absent_holds: FastSet<HoldId>,
+    pub absent_transfers: FastSet<TransferId>,
+    pub absent_accounts: FastSet<AccountId>,
+    pub absent_parties: FastSet<PartyId>,
 }
 
 /// What the engine must load before `apply` can run.
@@ -97,6 +97,9 @@ pub struct BatchOutput {
     /// Existing accounts whose state changed, in their final state (one row per account,
     /// however many commands touched it).
     pub accounts_changed: Vec<Account>,
+    /// Those of `accounts_changed` whose settings changed too (status, limits, thresholds);
+    /// the others changed only their balance parts.
+    pub settings_changed: Vec<AccountId>,
     pub transfers: Vec<Transfer>,
     /// Holds placed or resolved, in their final state.
     pub holds: Vec<Hold>,
@@ -124,7 +127,9 @@ struct Checkpoint {
 #[derive(Default)]
 struct Scratch {
     output: BatchOutput,
-    dirty_accounts: HashSet<AccountId>,
+    dirty_accounts: FastSet<AccountId>,
+    /// Accounts whose settings (not just balances) changed.
+    settings_changed: FastSet<AccountId>,
     new_accounts: Vec<AccountId>,
     new_parties: Vec<PartyId>,
     dirty_holds: Vec<HoldId>,
@@ -135,12 +140,12 @@ struct Scratch {
 /// The in-memory ledger. See the module documentation for the load-then-apply protocol.
 #[derive(Default)]
 pub struct Ledger {
-    pub currencies: HashMap<CurrencyCode, Currency>,
-    pub system_accounts: HashMap<(CurrencyCode, SystemRole), AccountId>,
-    pub accounts: HashMap<AccountId, Account>,
-    pub parties: HashMap<PartyId, Party>,
+    pub currencies: FastMap<CurrencyCode, Currency>,
+    pub system_accounts: FastMap<(CurrencyCode, SystemRole), AccountId>,
+    pub accounts: FastMap<AccountId, Account>,
+    pub parties: FastMap<PartyId, Party>,
     /// Every open hold (the engine keeps all of them loaded).
-    pub open_holds: HashMap<HoldId, Hold>,
+    pub open_holds: FastMap<HoldId, Hold>,
     pub next: NextIds,
     scratch: Scratch,
 }
@@ -439,7 +444,7 @@ impl Ledger {
     fn finish_output(&mut self, lookups: &Lookups) -> BatchOutput {
         let mut scratch = std::mem::take(&mut self.scratch);
         let out = &mut scratch.output;
-        let mut seen = HashSet::new();
+        let mut seen = FastSet::default();
         for code in scratch.new_currencies {
             if let Some(c) = self.currencies.get(&code) {
                 if seen.insert(code.as_str().to_owned()) {
@@ -447,7 +452,7 @@ impl Ledger {
                 }
             }
         }
-        let mut new_ids = HashSet::new();
+        let mut new_ids = FastSet::default();
         for id in scratch.new_accounts {
             if let Some(a) = self.accounts.get(&id) {
                 if new_ids.insert(id) {
@@ -461,11 +466,13 @@ impl Ledger {
             .filter(|id| !new_ids.contains(id))
             .collect();
         changed.sort_unstable();
+        out.settings_changed =
+            changed.iter().copied().filter(|id| scratch.settings_changed.contains(id)).collect();
         out.accounts_changed = changed
             .into_iter()
             .filter_map(|id| self.accounts.get(&id).cloned())
             .collect();
-        let mut party_ids = HashSet::new();
+        let mut party_ids = FastSet::default();
         for id in scratch.new_parties {
             if let Some(p) = self.parties.get(&id) {
                 if party_ids.insert(id) {
@@ -473,7 +480,7 @@ impl Ledger {
                 }
             }
         }
-        let mut hold_ids = HashSet::new();
+        let mut hold_ids = FastSet::default();
         for id in scratch.dirty_holds {
             let hold = self.open_holds.get(&id).or_else(|| lookups.holds.get(&id));
             if let Some(h) = hold {
@@ -498,6 +505,12 @@ impl Ledger {
         self.remember(|l| Undo::Account(id, l.accounts.get(&id).cloned()));
         self.scratch.dirty_accounts.insert(id);
         self.accounts.get_mut(&id).expect("validated before mutation")
+    }
+
+    /// Like `account_mut`, for changes of settings rather than balances.
+    fn settings_mut(&mut self, id: AccountId) -> &mut Account {
+        self.scratch.settings_changed.insert(id);
+        self.account_mut(id)
     }
 
     fn insert_account(&mut self, account: Account) {
@@ -604,7 +617,7 @@ impl Ledger {
 
     /// Posts a validated transfer: moves the balances (overflow-checked before any change)
     /// and reports threshold crossings.
-    fn post(&mut self, transfer: Transfer, now: Timestamp) -> Result<(), Rejection> {
+    fn post(&mut self, mut transfer: Transfer, now: Timestamp) -> Result<(), Rejection> {
         let (debit, credit, amount) = (transfer.debit, transfer.credit, transfer.amount);
         let new_debit = self.accounts[&debit].balance.checked_sub(amount);
         let new_credit = self.accounts[&credit].balance.checked_add(amount);
@@ -628,8 +641,14 @@ impl Ledger {
         let [a, b] = self.watched(debit);
         let [c, d] = self.watched(credit);
         let before = self.availability(&[a, b, c, d], now);
-        self.account_mut(debit).balance = new_debit;
-        self.account_mut(credit).balance = new_credit;
+        let account = self.account_mut(debit);
+        account.balance = new_debit;
+        transfer.debit_prev = account.last_transfer.replace(transfer.id);
+        transfer.debit_balance = new_debit;
+        let account = self.account_mut(credit);
+        account.balance = new_credit;
+        transfer.credit_prev = account.last_transfer.replace(transfer.id);
+        transfer.credit_balance = new_credit;
         for (parent, delta) in parents.into_iter().flatten() {
             let p = self.account_mut(parent);
             p.children_balance = Amount((i128::from(p.children_balance.0) + delta) as i64);
@@ -917,7 +936,7 @@ impl Ledger {
         if account.reserved != Amount::ZERO {
             return Err(Rejection::AccountHasHolds);
         }
-        self.account_mut(id).status = AccountStatus::Closed;
+        self.settings_mut(id).status = AccountStatus::Closed;
         Ok(Outcome::AccountUpdated { account: id })
     }
 
@@ -941,7 +960,7 @@ impl Ledger {
         check_credit_limit(self.billing_of(account), limit)?;
         let [a, b] = self.watched(id);
         let before = self.availability(&[a, b], now);
-        self.account_mut(id).credit_limit = limit;
+        self.settings_mut(id).credit_limit = limit;
         for (id, before) in before {
             self.emit_crossings(id, before, now, None);
         }
@@ -966,7 +985,7 @@ impl Ledger {
         }
         let [a, b] = self.watched(id);
         let before = self.availability(&[a, b], now);
-        self.account_mut(id).temporary_increase =
+        self.settings_mut(id).temporary_increase =
             increase.map(|(amount, valid_until)| TemporaryIncrease { amount, valid_until });
         for (id, before) in before {
             self.emit_crossings(id, before, now, None);
@@ -982,7 +1001,7 @@ impl Ledger {
         let mut sorted = thresholds.to_vec();
         sorted.sort_unstable_by(|a, b| b.cmp(a));
         sorted.dedup();
-        self.account_mut(id).thresholds = sorted;
+        self.settings_mut(id).thresholds = sorted;
         Ok(Outcome::AccountUpdated { account: id })
     }
 
@@ -1019,7 +1038,7 @@ impl Ledger {
         at: Timestamp,
         details: (Option<String>, Option<String>, Option<HoldId>, Option<TransferId>),
         now: Timestamp,
-    ) -> Result<Transfer, Rejection> {
+    ) -> Result<Posted, Rejection> {
         let (service, metadata, hold, reverses) = details;
         let id = TransferId(self.next.transfer);
         let transfer = Transfer {
@@ -1037,6 +1056,10 @@ impl Ledger {
             hold,
             reverses,
             overdrawn: false,
+            debit_prev: None,
+            credit_prev: None,
+            debit_balance: Amount::ZERO,
+            credit_balance: Amount::ZERO,
         };
         self.post(transfer, now)?;
         self.next.transfer += 1;
@@ -1044,7 +1067,7 @@ impl Ledger {
         let overdrawn = kind == TransferKind::Charge && self.available(debit, now).is_some_and(|a| a < 0);
         self.scratch.output.transfers[index].overdrawn = overdrawn;
         self.insert_prior(lookups, ClientKey::Transfer(client_id.clone()), Prior::InBatch(index));
-        Ok(self.scratch.output.transfers[index].clone())
+        Ok(Posted { id, overdrawn })
     }
 
     fn charge(&mut self, c: &NewCharge, now: Timestamp, lookups: &mut Lookups) -> CommandResult {
@@ -1337,6 +1360,12 @@ impl Ledger {
     }
 }
 
+/// What `post_new` reports about the transfer it posted.
+struct Posted {
+    id: TransferId,
+    overdrawn: bool,
+}
+
 /// What a retried transfer must match to be a replay rather than a conflict.
 struct TransferExpectation<'a> {
     kind: TransferKind,
@@ -1416,6 +1445,48 @@ fn new_account(
         children_balance: Amount::ZERO,
         thresholds: Vec::new(),
         last_charge_at: None,
+        last_transfer: None,
         created_at: now,
     }
 }
+
+/// A fast, non-cryptographic hasher (the multiply-rotate scheme of rustc's FxHash) for the
+/// ledger's in-memory maps. Their keys are ids and client ids of authenticated callers;
+/// SipHash's flood resistance costs a third of a batch's time and buys nothing here.
+#[derive(Clone, Copy, Default)]
+pub struct FastHasher(u64);
+
+const FAST_HASH_K: u64 = 0xf135_7aea_2e62_a9c5;
+
+impl std::hash::Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.write_u64(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        }
+        for b in chunks.remainder() {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(u64::from(i));
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(u64::from(i));
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(FAST_HASH_K);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+    fn finish(&self) -> u64 {
+        // Spread the high bits down: hashbrown takes its control bits from the top.
+        self.0.rotate_left(26)
+    }
+}
+
+/// A `HashMap` with [`FastHasher`].
+pub type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FastHasher>>;
+/// A `HashSet` with [`FastHasher`].
+pub type FastSet<K> = HashSet<K, std::hash::BuildHasherDefault<FastHasher>>;

@@ -168,6 +168,8 @@ pub struct Account {
     /// Levels of available balance whose crossing is reported, highest first.
     pub thresholds: Vec<Amount>,
     pub last_charge_at: Option<Timestamp>,
+    /// The account's most recent posting: the head of its chain in the journal.
+    pub last_transfer: Option<TransferId>,
     pub created_at: Timestamp,
 }
 
@@ -255,6 +257,14 @@ pub struct Transfer {
     pub reverses: Option<TransferId>,
     /// The charge left the debited account's available balance below zero.
     pub overdrawn: bool,
+    /// The previous posting of the debited account: each account's postings form a chain
+    /// from its `last_transfer` backwards, so reading an account's journal needs no index.
+    pub debit_prev: Option<TransferId>,
+    pub credit_prev: Option<TransferId>,
+    /// The debited account's balance right after this posting.
+    pub debit_balance: Amount,
+    /// The credited account's balance right after this posting.
+    pub credit_balance: Amount,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -313,6 +313,7 @@ impl Writer {
     }
 
     fn apply_durably(&mut self, requests: &[&[Item]], now: Timestamp) -> Result<Vec<CommandResult>, StoreError> {
+        let t0 = Instant::now();
         let epoch = self.store.begin()?;
         if self.cache_epoch != Some(epoch) {
             self.reload()?;
@@ -322,10 +323,17 @@ impl Writer {
         for (key, prior) in self.store.lookup_client_keys(&keys)? {
             lookups.prior.insert(key, prior);
         }
+        let t1 = Instant::now();
         self.load_missing(requests, now, &mut lookups)?;
+        let t2 = Instant::now();
         let output = self.ledger.apply(requests, now, &mut lookups);
+        let t3 = Instant::now();
         self.store.write(&output)?;
+        let t4 = Instant::now();
         self.store.commit()?;
+        if std::env::var_os("PURSE_TRACE").is_some() {
+            eprintln!("lookup {:?} load {:?} apply {:?} write {:?} commit {:?}", t1-t0, t2-t1, t3-t2, t4-t3, t4.elapsed());
+        }
         self.cache_epoch = Some(epoch + 1);
         if self.ledger.accounts.len() > self.config.cached_accounts_max {
             self.cache_epoch = None;
@@ -342,19 +350,19 @@ impl Writer {
                 return Ok(());
             }
             let accounts = self.store.load_accounts(&missing.accounts)?;
-            let found: std::collections::HashSet<AccountId> = accounts.iter().map(|a| a.id).collect();
+            let found: purse_core::ledger::FastSet<AccountId> = accounts.iter().map(|a| a.id).collect();
             lookups.absent_accounts.extend(missing.accounts.iter().filter(|id| !found.contains(id)));
             self.ledger.accounts.extend(accounts.into_iter().map(|a| (a.id, a)));
             let parties = self.store.load_parties(&missing.parties)?;
-            let found: std::collections::HashSet<_> = parties.iter().map(|p| p.id).collect();
+            let found: purse_core::ledger::FastSet<_> = parties.iter().map(|p| p.id).collect();
             lookups.absent_parties.extend(missing.parties.iter().filter(|id| !found.contains(id)));
             self.ledger.parties.extend(parties.into_iter().map(|p| (p.id, p)));
             let holds = self.store.load_holds(&missing.holds)?;
-            let found: std::collections::HashSet<_> = holds.iter().map(|h| h.id).collect();
+            let found: purse_core::ledger::FastSet<_> = holds.iter().map(|h| h.id).collect();
             lookups.absent_holds.extend(missing.holds.iter().filter(|id| !found.contains(id)));
             lookups.holds.extend(holds.into_iter().map(|h| (h.id, h)));
             let transfers = self.store.load_transfers(&missing.transfers)?;
-            let found: std::collections::HashSet<_> = transfers.iter().map(|(t, _)| t.id).collect();
+            let found: purse_core::ledger::FastSet<_> = transfers.iter().map(|(t, _)| t.id).collect();
             lookups.absent_transfers.extend(missing.transfers.iter().filter(|id| !found.contains(id)));
             lookups.transfers.extend(transfers.into_iter().map(|(t, by)| (t.id, (t, by))));
         }

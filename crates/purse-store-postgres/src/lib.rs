@@ -23,12 +23,17 @@ use purse_store::{Audit, BaseState, JournalQuery, Reader, Store, StoreError, Sto
 
 const MIGRATIONS: &[(&str, &str)] = &[("0001_ledger", include_str!("../migrations/0001_ledger.sql"))];
 
+/// Accounts are read joined with their balances; the column order is `account_from_row`'s.
+const ACCOUNT_SELECT: &str = "SELECT a.id, a.client_id, a.party_id, a.kind, a.system_role, a.parent_id, \
+     a.currency, a.status, b.balance, b.reserved, a.credit_limit, a.temp_increase, a.temp_valid_until, \
+     b.children_balance, a.thresholds, b.last_charge_at, a.created_at, b.last_transfer_id \
+     FROM accounts a JOIN balances b ON b.account_id = a.id";
 const ACCOUNT_COLUMNS: &str = "id, client_id, party_id, kind, system_role, parent_id, currency, status, \
-     balance, reserved, credit_limit, temp_increase, temp_valid_until, children_balance, thresholds, \
-     last_charge_at, created_at";
+     credit_limit, temp_increase, temp_valid_until, thresholds, created_at";
 const PARTY_COLUMNS: &str = "id, client_id, name, kind, reseller_id, billing, currency, wallet_id, created_at";
 const TRANSFER_COLUMNS: &str = "id, client_id, kind, debit_account_id, credit_account_id, amount, currency, \
-     at, posted_at, service, metadata, hold_id, reverses_id, overdrawn";
+     at, posted_at, service, metadata, hold_id, reverses_id, overdrawn, debit_prev_id, credit_prev_id, \
+     debit_balance, credit_balance";
 const HOLD_COLUMNS: &str = "id, client_id, account_id, amount, currency, created_at, expires_at, state, \
      service, metadata, resolved_at, resolution_client_id, captured, capture_transfer_id";
 
@@ -98,6 +103,7 @@ fn account_from_row(r: &Row) -> StoreResult<Account> {
         thresholds: codec::parse_thresholds(r.get(14))?,
         last_charge_at: r.get::<_, Option<i64>>(15).map(Timestamp),
         created_at: Timestamp(r.get(16)),
+        last_transfer: opt_id(r.get(17)).map(TransferId),
     })
 }
 
@@ -138,6 +144,10 @@ fn transfer_from_row(r: &Row) -> StoreResult<Transfer> {
         hold: opt_id(r.get(11)).map(HoldId),
         reverses: opt_id(r.get(12)).map(TransferId),
         overdrawn: r.get(13),
+        debit_prev: opt_id(r.get(14)).map(TransferId),
+        credit_prev: opt_id(r.get(15)).map(TransferId),
+        debit_balance: Amount(r.get(16)),
+        credit_balance: Amount(r.get(17)),
     })
 }
 
@@ -216,7 +226,7 @@ impl Store for PgStore {
             })
             .collect::<StoreResult<Vec<_>>>()?;
         let system_accounts =
-            rows(c, &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE kind = 'system'"), &[], account_from_row)?;
+            rows(c, &format!("{ACCOUNT_SELECT} WHERE a.kind = 'system'"), &[], account_from_row)?;
         let open_holds = rows(c, &format!("SELECT {HOLD_COLUMNS} FROM holds WHERE state = 'open'"), &[], hold_from_row)?;
         let row = c
             .query_one(
@@ -231,7 +241,7 @@ impl Store for PgStore {
     }
 
     fn load_accounts(&mut self, list: &[AccountId]) -> StoreResult<Vec<Account>> {
-        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ANY($1)");
+        let sql = format!("{ACCOUNT_SELECT} WHERE a.id = ANY($1)");
         rows(&mut self.client, &sql, &[&ids(list, |i| i.0)], account_from_row)
     }
 
@@ -253,7 +263,7 @@ impl Store for PgStore {
         let found = self.client.query(&sql, &[&ids(list, |i| i.0)]).map_err(err)?;
         found
             .iter()
-            .map(|r| Ok((transfer_from_row(r)?, opt_id(r.get(14)).map(TransferId))))
+            .map(|r| Ok((transfer_from_row(r)?, opt_id(r.get(18)).map(TransferId))))
             .collect()
     }
 
@@ -295,7 +305,7 @@ impl Store for PgStore {
             let p = party_from_row(&r)?;
             found.push((ClientKey::Party(p.client_id.clone()), Prior::Party(p)));
         }
-        for r in query(c, &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE client_id = ANY($1)"), &wanted[4])? {
+        for r in query(c, &format!("{ACCOUNT_SELECT} WHERE a.client_id = ANY($1)"), &wanted[4])? {
             let a = account_from_row(&r)?;
             let key = a.client_id.clone().expect("queried by client id");
             found.push((ClientKey::Account(key), Prior::Account(a)));
@@ -336,8 +346,8 @@ fn write_output(c: &mut Client, out: &BatchOutput) -> Result<(), postgres::Error
             &[&id_to_db(p.id.0), &p.client_id.as_str(), &p.name, &kind, &reseller, &billing, &currency, &wallet, &p.created_at.0],
         )?;
     }
-    write_accounts(c, &out.accounts_new, true)?;
-    write_accounts(c, &out.accounts_changed, false)?;
+    write_accounts(c, &out.accounts_new, true, &[])?;
+    write_accounts(c, &out.accounts_changed, false, &out.settings_changed)?;
     write_transfers(c, &out.transfers)?;
     for h in &out.holds {
         let r = h.resolution.as_ref();
@@ -391,32 +401,56 @@ fn write_output(c: &mut Client, out: &BatchOutput) -> Result<(), postgres::Error
     Ok(())
 }
 
-fn write_accounts(c: &mut Client, accounts: &[Account], insert: bool) -> Result<(), postgres::Error> {
+fn write_accounts(c: &mut Client, accounts: &[Account], insert: bool, settings: &[AccountId]) -> Result<(), postgres::Error> {
     if accounts.is_empty() {
         return Ok(());
     }
     let id: Vec<i64> = accounts.iter().map(|a| id_to_db(a.id.0)).collect();
-    let status: Vec<&str> = accounts.iter().map(|a| codec::status(a.status)).collect();
     let balance: Vec<i64> = accounts.iter().map(|a| a.balance.0).collect();
     let reserved: Vec<i64> = accounts.iter().map(|a| a.reserved.0).collect();
-    let limit: Vec<i64> = accounts.iter().map(|a| a.credit_limit.0).collect();
-    let temp: Vec<Option<i64>> = accounts.iter().map(|a| a.temporary_increase.map(|t| t.amount.0)).collect();
-    let until: Vec<Option<i64>> = accounts.iter().map(|a| a.temporary_increase.map(|t| t.valid_until.0)).collect();
     let children: Vec<i64> = accounts.iter().map(|a| a.children_balance.0).collect();
-    let thresholds: Vec<String> = accounts.iter().map(|a| codec::thresholds(&a.thresholds)).collect();
-    let last: Vec<Option<i64>> = accounts.iter().map(|a| a.last_charge_at.map(|t| t.0)).collect();
-    if !insert {
+    let last_charge: Vec<Option<i64>> = accounts.iter().map(|a| a.last_charge_at.map(|t| t.0)).collect();
+    let last_transfer: Vec<Option<i64>> = accounts.iter().map(|a| a.last_transfer.map(|t| id_to_db(t.0))).collect();
+    let with_settings: Vec<&Account> = if insert {
+        accounts.iter().collect()
+    } else {
+        accounts.iter().filter(|a| settings.contains(&a.id)).collect()
+    };
+    if insert {
+        insert_account_settings(c, &with_settings)?;
         c.execute(
-            "UPDATE accounts a SET status = u.status, balance = u.balance, reserved = u.reserved, \
-             credit_limit = u.credit_limit, temp_increase = u.temp, temp_valid_until = u.until, \
-             children_balance = u.children, thresholds = u.thresholds, last_charge_at = u.last FROM \
-             unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], \
-                    $8::bigint[], $9::text[], $10::bigint[]) \
-             AS u(id, status, balance, reserved, credit_limit, temp, until, children, thresholds, last) WHERE a.id = u.id",
-            &[&id, &status, &balance, &reserved, &limit, &temp, &until, &children, &thresholds, &last],
+            "INSERT INTO balances (account_id, balance, reserved, children_balance, last_charge_at, last_transfer_id) \
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])",
+            &[&id, &balance, &reserved, &children, &last_charge, &last_transfer],
         )?;
         return Ok(());
     }
+    c.execute(
+        "UPDATE balances b SET balance = u.balance, reserved = u.reserved, children_balance = u.children, \
+         last_charge_at = u.last_charge, last_transfer_id = u.last_transfer FROM \
+         unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[]) \
+         AS u(id, balance, reserved, children, last_charge, last_transfer) WHERE b.account_id = u.id",
+        &[&id, &balance, &reserved, &children, &last_charge, &last_transfer],
+    )?;
+    for a in with_settings {
+        c.execute(
+            "UPDATE accounts SET status = $1, credit_limit = $2, temp_increase = $3, temp_valid_until = $4, \
+             thresholds = $5 WHERE id = $6",
+            &[
+                &codec::status(a.status),
+                &a.credit_limit.0,
+                &a.temporary_increase.map(|t| t.amount.0),
+                &a.temporary_increase.map(|t| t.valid_until.0),
+                &codec::thresholds(&a.thresholds),
+                &id_to_db(a.id.0),
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+fn insert_account_settings(c: &mut Client, accounts: &[&Account]) -> Result<(), postgres::Error> {
+    let id: Vec<i64> = accounts.iter().map(|a| id_to_db(a.id.0)).collect();
     let client_id: Vec<Option<&str>> = accounts.iter().map(|a| a.client_id.as_ref().map(|c| c.as_str())).collect();
     let party: Vec<Option<i64>> = accounts.iter().map(|a| a.party.map(|p| id_to_db(p.0))).collect();
     let kinds: Vec<_> = accounts.iter().map(|a| codec::account_kind(a.kind)).collect();
@@ -424,14 +458,19 @@ fn write_accounts(c: &mut Client, accounts: &[Account], insert: bool) -> Result<
     let role: Vec<Option<&str>> = kinds.iter().map(|k| k.1).collect();
     let parent: Vec<Option<i64>> = kinds.iter().map(|k| k.2.map(id_to_db)).collect();
     let currency: Vec<&str> = accounts.iter().map(|a| a.currency.as_str()).collect();
+    let status: Vec<&str> = accounts.iter().map(|a| codec::status(a.status)).collect();
+    let limit: Vec<i64> = accounts.iter().map(|a| a.credit_limit.0).collect();
+    let temp: Vec<Option<i64>> = accounts.iter().map(|a| a.temporary_increase.map(|t| t.amount.0)).collect();
+    let until: Vec<Option<i64>> = accounts.iter().map(|a| a.temporary_increase.map(|t| t.valid_until.0)).collect();
+    let thresholds: Vec<String> = accounts.iter().map(|a| codec::thresholds(&a.thresholds)).collect();
     let created: Vec<i64> = accounts.iter().map(|a| a.created_at.0).collect();
     c.execute(
         &format!(
             "INSERT INTO accounts ({ACCOUNT_COLUMNS}) SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], \
              $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[], \
-             $12::bigint[], $13::bigint[], $14::bigint[], $15::text[], $16::bigint[], $17::bigint[])"
+             $12::text[], $13::bigint[])"
         ),
-        &[&id, &client_id, &party, &kind, &role, &parent, &currency, &status, &balance, &reserved, &limit, &temp, &until, &children, &thresholds, &last, &created],
+        &[&id, &client_id, &party, &kind, &role, &parent, &currency, &status, &limit, &temp, &until, &thresholds, &created],
     )?;
     Ok(())
 }
@@ -454,13 +493,17 @@ fn write_transfers(c: &mut Client, transfers: &[Transfer]) -> Result<(), postgre
     let hold: Vec<Option<i64>> = transfers.iter().map(|t| t.hold.map(|h| id_to_db(h.0))).collect();
     let reverses: Vec<Option<i64>> = transfers.iter().map(|t| t.reverses.map(|r| id_to_db(r.0))).collect();
     let overdrawn: Vec<bool> = transfers.iter().map(|t| t.overdrawn).collect();
+    let debit_prev: Vec<Option<i64>> = transfers.iter().map(|t| t.debit_prev.map(|p| id_to_db(p.0))).collect();
+    let credit_prev: Vec<Option<i64>> = transfers.iter().map(|t| t.credit_prev.map(|p| id_to_db(p.0))).collect();
+    let debit_balance: Vec<i64> = transfers.iter().map(|t| t.debit_balance.0).collect();
+    let credit_balance: Vec<i64> = transfers.iter().map(|t| t.credit_balance.0).collect();
     c.execute(
         &format!(
             "INSERT INTO transfers ({TRANSFER_COLUMNS}) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], \
              $4::bigint[], $5::bigint[], $6::bigint[], $7::text[], $8::bigint[], $9::bigint[], $10::text[], $11::text[], \
-             $12::bigint[], $13::bigint[], $14::bool[])"
+             $12::bigint[], $13::bigint[], $14::bool[], $15::bigint[], $16::bigint[], $17::bigint[], $18::bigint[])"
         ),
-        &[&id, &client_id, &kind, &debit, &credit, &amount, &currency, &at, &posted, &service, &metadata, &hold, &reverses, &overdrawn],
+        &[&id, &client_id, &kind, &debit, &credit, &amount, &currency, &at, &posted, &service, &metadata, &hold, &reverses, &overdrawn, &debit_prev, &credit_prev, &debit_balance, &credit_balance],
     )?;
     Ok(())
 }
@@ -497,13 +540,13 @@ impl Reader for PgReader {
 
     fn account(&self, id: AccountId) -> StoreResult<Option<Account>> {
         self.with(|c| {
-            let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1");
+            let sql = format!("{ACCOUNT_SELECT} WHERE a.id = $1");
             c.query_opt(&sql, &[&id_to_db(id.0)]).map_err(err)?.as_ref().map(account_from_row).transpose()
         })
     }
 
     fn accounts(&self) -> StoreResult<Vec<Account>> {
-        self.with(|c| rows(c, &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY id"), &[], account_from_row))
+        self.with(|c| rows(c, &format!("{ACCOUNT_SELECT} ORDER BY a.id"), &[], account_from_row))
     }
 
     fn party(&self, id: PartyId) -> StoreResult<Option<Party>> {
@@ -528,37 +571,47 @@ impl Reader for PgReader {
     }
 
     fn journal(&self, q: JournalQuery) -> StoreResult<Vec<Transfer>> {
-        let before = q.before.map_or(i64::MAX, |t| id_to_db(t.0));
         self.with(|c| {
+            // Walks the account's chain backwards, one indexed lookup per posting.
             let sql = format!(
-                "SELECT {TRANSFER_COLUMNS} FROM (
-                   (SELECT * FROM transfers WHERE debit_account_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3)
+                "WITH RECURSIVE chain(id, n) AS (
+                   SELECT CASE WHEN $2::bigint IS NULL
+                               THEN (SELECT last_transfer_id FROM balances WHERE account_id = $1)
+                               ELSE (SELECT CASE WHEN debit_account_id = $1 THEN debit_prev_id ELSE credit_prev_id END
+                                     FROM transfers WHERE id = $2) END, 1
                    UNION ALL
-                   (SELECT * FROM transfers WHERE credit_account_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3)) t
-                 ORDER BY id DESC LIMIT $3"
+                   SELECT CASE WHEN t.debit_account_id = $1 THEN t.debit_prev_id ELSE t.credit_prev_id END, chain.n + 1
+                   FROM chain JOIN transfers t ON t.id = chain.id WHERE chain.n < $3)
+                 SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id IN (SELECT id FROM chain WHERE id IS NOT NULL)
+                 ORDER BY id DESC"
             );
+            let before = q.before.map(|t| id_to_db(t.0));
             rows(c, &sql, &[&id_to_db(q.account.0), &before, &i64::from(q.limit)], transfer_from_row)
         })
     }
 
     fn balance_at(&self, account: AccountId, at: Timestamp) -> StoreResult<i128> {
-        self.with(|c| {
-            let row = c
-                .query_one(
-                    "SELECT (COALESCE((SELECT SUM(amount) FROM transfers WHERE credit_account_id = $1 AND posted_at <= $2), 0) \
-                           - COALESCE((SELECT SUM(amount) FROM transfers WHERE debit_account_id = $1 AND posted_at <= $2), 0))::text",
-                    &[&id_to_db(account.0), &at.0],
-                )
-                .map_err(err)?;
-            let text: String = row.get(0);
-            text.parse::<i128>().map_err(|_| StoreError(format!("bad sum {text}")))
-        })
+        let mut cursor = None;
+        loop {
+            let page = self.journal(JournalQuery { account, before: cursor, limit: 256 })?;
+            for t in &page {
+                if t.posted_at <= at {
+                    let after = if t.debit == account { t.debit_balance } else { t.credit_balance };
+                    return Ok(i128::from(after.0));
+                }
+            }
+            match page.last() {
+                Some(t) if page.len() == 256 => cursor = Some(t.id),
+                _ => return Ok(0),
+            }
+        }
     }
 
     fn audit(&self) -> StoreResult<Audit> {
         self.with(|c| {
             let balance_sums = c
-                .query("SELECT currency, SUM(balance)::text FROM accounts GROUP BY currency ORDER BY currency", &[])
+                .query("SELECT a.currency, SUM(b.balance)::text FROM accounts a JOIN balances b ON b.account_id = a.id \
+                   GROUP BY a.currency ORDER BY a.currency", &[])
                 .map_err(err)?
                 .iter()
                 .map(|r| {
@@ -568,21 +621,22 @@ impl Reader for PgReader {
                 .collect::<StoreResult<Vec<_>>>()?;
             let balance_mismatches = mismatches(
                 c,
-                "SELECT a.id, a.balance, (COALESCE(cr.s, 0) - COALESCE(db.s, 0))::text FROM accounts a
-                 LEFT JOIN (SELECT credit_account_id id, SUM(amount) s FROM transfers GROUP BY credit_account_id) cr ON cr.id = a.id
-                 LEFT JOIN (SELECT debit_account_id id, SUM(amount) s FROM transfers GROUP BY debit_account_id) db ON db.id = a.id
+                "SELECT a.account_id, a.balance, (COALESCE(cr.s, 0) - COALESCE(db.s, 0))::text FROM balances a
+                 LEFT JOIN (SELECT credit_account_id id, SUM(amount) s FROM transfers GROUP BY credit_account_id) cr ON cr.id = a.account_id
+                 LEFT JOIN (SELECT debit_account_id id, SUM(amount) s FROM transfers GROUP BY debit_account_id) db ON db.id = a.account_id
                  WHERE a.balance != COALESCE(cr.s, 0) - COALESCE(db.s, 0)",
             )?;
             let reserved_mismatches = mismatches(
                 c,
-                "SELECT a.id, a.reserved, COALESCE(h.s, 0)::text FROM accounts a
-                 LEFT JOIN (SELECT account_id id, SUM(amount) s FROM holds WHERE state = 'open' GROUP BY account_id) h ON h.id = a.id
+                "SELECT a.account_id, a.reserved, COALESCE(h.s, 0)::text FROM balances a
+                 LEFT JOIN (SELECT account_id id, SUM(amount) s FROM holds WHERE state = 'open' GROUP BY account_id) h ON h.id = a.account_id
                  WHERE a.reserved != COALESCE(h.s, 0)",
             )?;
             let children_mismatches = mismatches(
                 c,
-                "SELECT p.id, p.children_balance, COALESCE(k.s, 0)::text FROM accounts p
-                 LEFT JOIN (SELECT parent_id id, SUM(balance) s FROM accounts WHERE kind = 'subscriber_credit' GROUP BY parent_id) k ON k.id = p.id
+                "SELECT p.account_id, p.children_balance, COALESCE(k.s, 0)::text FROM balances p
+                 LEFT JOIN (SELECT a.parent_id id, SUM(b.balance) s FROM accounts a JOIN balances b ON b.account_id = a.id
+                            WHERE a.kind = 'subscriber_credit' GROUP BY a.parent_id) k ON k.id = p.account_id
                  WHERE p.children_balance != COALESCE(k.s, 0)",
             )?;
             let count: i64 = c.query_one("SELECT count(*) FROM transfers", &[]).map_err(err)?.get(0);
@@ -611,7 +665,7 @@ pub fn reset_test_database(url: &str) -> StoreResult<()> {
     }
     client
         .batch_execute(
-            "DROP TABLE IF EXISTS outbox, holds, transfers, accounts, parties, currencies, ledger_epoch, schema_migrations CASCADE;
+            "DROP TABLE IF EXISTS outbox, holds, transfers, balances, accounts, parties, currencies, ledger_epoch, schema_migrations CASCADE;
              DROP FUNCTION IF EXISTS purse_refuse_journal_change() CASCADE;",
         )
         .map_err(err)?;

@@ -16,6 +16,7 @@ CREATE TABLE parties (
     created_at  INTEGER NOT NULL
 );
 
+-- An account's settings: written when they change, not on every posting.
 CREATE TABLE accounts (
     id                    INTEGER PRIMARY KEY,
     client_id             TEXT UNIQUE,
@@ -25,17 +26,23 @@ CREATE TABLE accounts (
     parent_id             INTEGER REFERENCES accounts (id),
     currency              TEXT NOT NULL REFERENCES currencies (code),
     status                TEXT NOT NULL,
-    balance               INTEGER NOT NULL,
-    reserved              INTEGER NOT NULL CHECK (reserved >= 0),
     credit_limit          INTEGER NOT NULL CHECK (credit_limit >= 0),
     temp_increase         INTEGER,
     temp_valid_until      INTEGER,
-    children_balance      INTEGER NOT NULL,
     thresholds            TEXT NOT NULL,
-    last_charge_at        INTEGER,
     created_at            INTEGER NOT NULL
 );
 CREATE UNIQUE INDEX accounts_system ON accounts (currency, system_role) WHERE system_role IS NOT NULL;
+
+-- An account's balance parts: narrow, because every batch rewrites the rows it touched.
+CREATE TABLE balances (
+    account_id        INTEGER PRIMARY KEY REFERENCES accounts (id),
+    balance           INTEGER NOT NULL,
+    reserved          INTEGER NOT NULL CHECK (reserved >= 0),
+    children_balance  INTEGER NOT NULL,
+    last_charge_at    INTEGER,
+    last_transfer_id  INTEGER
+);
 
 -- The journal. Rows are never updated or deleted: the triggers below refuse it.
 CREATE TABLE transfers (
@@ -53,11 +60,16 @@ CREATE TABLE transfers (
     hold_id           INTEGER,
     reverses_id       INTEGER,
     overdrawn         INTEGER NOT NULL,
+    -- Each account's postings form a chain from balances.last_transfer_id backwards; with
+    -- the balances after each posting, an account's journal and its balance at any past
+    -- time are read without an index whose inserts would land all over the disk.
+    debit_prev_id     INTEGER,
+    credit_prev_id    INTEGER,
+    debit_balance     INTEGER NOT NULL,
+    credit_balance    INTEGER NOT NULL,
     CHECK (debit_account_id != credit_account_id)
 );
 CREATE UNIQUE INDEX transfers_client_id ON transfers (client_id);
-CREATE INDEX transfers_debit ON transfers (debit_account_id, id);
-CREATE INDEX transfers_credit ON transfers (credit_account_id, id);
 CREATE UNIQUE INDEX transfers_reverses ON transfers (reverses_id) WHERE reverses_id IS NOT NULL;
 
 CREATE TRIGGER transfers_are_immutable BEFORE UPDATE ON transfers

@@ -16,21 +16,30 @@ use purse_core::{
 };
 use purse_store::codec::{self, id_from_db, id_to_db};
 use purse_store::{Audit, BaseState, JournalQuery, Reader, Store, StoreError, StoreResult};
+use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 const MIGRATIONS: &[(&str, &str)] = &[("0001_ledger", include_str!("../migrations/0001_ledger.sql"))];
 
+/// Accounts are read joined with their balances; the column order is `account_from_row`'s.
+const ACCOUNT_SELECT: &str = "SELECT a.id, a.client_id, a.party_id, a.kind, a.system_role, a.parent_id, \
+     a.currency, a.status, b.balance, b.reserved, a.credit_limit, a.temp_increase, a.temp_valid_until, \
+     b.children_balance, a.thresholds, b.last_charge_at, a.created_at, b.last_transfer_id \
+     FROM accounts a JOIN balances b ON b.account_id = a.id";
 const ACCOUNT_COLUMNS: &str = "id, client_id, party_id, kind, system_role, parent_id, currency, status, \
-     balance, reserved, credit_limit, temp_increase, temp_valid_until, children_balance, thresholds, \
-     last_charge_at, created_at";
+     credit_limit, temp_increase, temp_valid_until, thresholds, created_at";
 const PARTY_COLUMNS: &str = "id, client_id, name, kind, reseller_id, billing, currency, wallet_id, created_at";
 const TRANSFER_COLUMNS: &str = "id, client_id, kind, debit_account_id, credit_account_id, amount, currency, \
-     at, posted_at, service, metadata, hold_id, reverses_id, overdrawn";
+     at, posted_at, service, metadata, hold_id, reverses_id, overdrawn, debit_prev_id, credit_prev_id, \
+     debit_balance, credit_balance";
 const HOLD_COLUMNS: &str = "id, client_id, account_id, amount, currency, created_at, expires_at, state, \
      service, metadata, resolved_at, resolution_client_id, captured, capture_transfer_id";
 
 /// Page cache per connection: large enough that the journal's indexes stay in memory.
 const CACHE_KIB: i64 = 128 * 1024;
+/// WAL pages before a checkpoint copies them into the database file. Batches rewrite the
+/// same balance pages again and again; a longer WAL copies each of them once, not per batch.
+const WAL_PAGES_MAX: i64 = 16_384;
 
 fn err(e: rusqlite::Error) -> StoreError {
     StoreError(format!("sqlite: {e}"))
@@ -43,9 +52,11 @@ fn conv<T>(r: StoreResult<T>) -> rusqlite::Result<T> {
 /// Opens (creating if needed) the database file with durable settings, and verifies them.
 fn connect(path: &str) -> StoreResult<Connection> {
     let conn = Connection::open(path).map_err(err)?;
+    conn.set_prepared_statement_cache_capacity(64);
     conn.execute_batch(&format!(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000; \
-         PRAGMA cache_size=-{CACHE_KIB}; PRAGMA temp_store=MEMORY;"
+         PRAGMA cache_size=-{CACHE_KIB}; PRAGMA temp_store=MEMORY; \
+         PRAGMA wal_autocheckpoint={WAL_PAGES_MAX}; PRAGMA mmap_size=1073741824;"
     ))
     .map_err(err)?;
     let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).map_err(err)?;
@@ -102,6 +113,7 @@ fn account_from_row(r: &Row<'_>) -> rusqlite::Result<Account> {
         thresholds: conv(codec::parse_thresholds(&r.get::<_, String>(14)?))?,
         last_charge_at: r.get::<_, Option<i64>>(15)?.map(Timestamp),
         created_at: Timestamp(r.get(16)?),
+        last_transfer: opt_id(r.get(17)?).map(TransferId),
     })
 }
 
@@ -142,6 +154,10 @@ fn transfer_from_row(r: &Row<'_>) -> rusqlite::Result<Transfer> {
         hold: opt_id(r.get(11)?).map(HoldId),
         reverses: opt_id(r.get(12)?).map(TransferId),
         overdrawn: r.get(13)?,
+        debit_prev: opt_id(r.get(14)?).map(TransferId),
+        credit_prev: opt_id(r.get(15)?).map(TransferId),
+        debit_balance: Amount(r.get(16)?),
+        credit_balance: Amount(r.get(17)?),
     })
 }
 
@@ -230,7 +246,7 @@ impl Store for SqliteStore {
             })
             .map_err(err)?;
         let system_accounts = c
-            .prepare(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE kind = 'system'"))
+            .prepare(&format!("{ACCOUNT_SELECT} WHERE a.kind = 'system'"))
             .and_then(|mut s| s.query_map([], account_from_row)?.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(err)?;
         let open_holds = c
@@ -253,7 +269,7 @@ impl Store for SqliteStore {
     }
 
     fn load_accounts(&mut self, ids: &[AccountId]) -> StoreResult<Vec<Account>> {
-        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?");
+        let sql = format!("{ACCOUNT_SELECT} WHERE a.id = ?");
         by_id(&self.conn, &sql, ids.iter().map(|i| i.0), account_from_row)
     }
 
@@ -283,14 +299,28 @@ impl Store for SqliteStore {
     fn lookup_client_keys(&mut self, keys: &[ClientKey]) -> StoreResult<Vec<(ClientKey, Prior)>> {
         let c = &self.conn;
         let mut found = Vec::new();
-        let mut transfers = c
-            .prepare_cached(&format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE client_id = ?"))
-            .map_err(err)?;
+        let transfer_ids: Vec<&str> = keys
+            .iter()
+            .filter_map(|k| match k {
+                ClientKey::Transfer(id) => Some(id.as_str()),
+                _ => None,
+            })
+            .collect();
+        for chunk in transfer_ids.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE client_id IN ({})",
+                vec!["?"; chunk.len()].join(",")
+            );
+            let mut stmt = c.prepare_cached(&sql).map_err(err)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(chunk), transfer_from_row).map_err(err)?;
+            for t in rows {
+                let t = t.map_err(err)?;
+                found.push((ClientKey::Transfer(t.client_id.clone()), Prior::Transfer(t)));
+            }
+        }
         for key in keys {
             let prior = match key {
-                ClientKey::Transfer(id) => {
-                    transfers.query_row([id.as_str()], transfer_from_row).optional().map_err(err)?.map(Prior::Transfer)
-                }
+                ClientKey::Transfer(_) => None,
                 ClientKey::Hold(id) => {
                     let sql = format!("SELECT {HOLD_COLUMNS} FROM holds WHERE client_id = ?");
                     let mut s = c.prepare_cached(&sql).map_err(err)?;
@@ -309,7 +339,7 @@ impl Store for SqliteStore {
                     s.query_row([id.as_str()], party_from_row).optional().map_err(err)?.map(Prior::Party)
                 }
                 ClientKey::Account(id) => {
-                    let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE client_id = ?");
+                    let sql = format!("{ACCOUNT_SELECT} WHERE a.client_id = ?");
                     let mut s = c.prepare_cached(&sql).map_err(err)?;
                     s.query_row([id.as_str()], account_from_row).optional().map_err(err)?.map(Prior::Account)
                 }
@@ -357,8 +387,9 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
     }
     if !out.accounts_new.is_empty() {
         let mut insert = c.prepare_cached(&format!(
-            "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
         ))?;
+        let mut balances = c.prepare_cached("INSERT INTO balances (account_id, balance, reserved, children_balance, last_charge_at, last_transfer_id) VALUES (?,?,?,?,?,?)")?;
         for a in &out.accounts_new {
             let (kind, role, parent) = codec::account_kind(a.kind);
             insert.execute(params![
@@ -370,57 +401,89 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
                 parent.map(id_to_db),
                 a.currency.as_str(),
                 codec::status(a.status),
-                a.balance.0,
-                a.reserved.0,
                 a.credit_limit.0,
                 a.temporary_increase.map(|t| t.amount.0),
                 a.temporary_increase.map(|t| t.valid_until.0),
-                a.children_balance.0,
                 codec::thresholds(&a.thresholds),
-                a.last_charge_at.map(|t| t.0),
                 a.created_at.0,
+            ])?;
+            balances.execute(params![
+                id_to_db(a.id.0),
+                a.balance.0,
+                a.reserved.0,
+                a.children_balance.0,
+                a.last_charge_at.map(|t| t.0),
+                a.last_transfer.map(|t| id_to_db(t.0)),
             ])?;
         }
     }
-    let mut update = c.prepare_cached(
-        "UPDATE accounts SET status = ?, balance = ?, reserved = ?, credit_limit = ?, temp_increase = ?, \
-         temp_valid_until = ?, children_balance = ?, thresholds = ?, last_charge_at = ? WHERE id = ?",
+    let rows: Vec<[Value; 6]> = out
+        .accounts_changed
+        .iter()
+        .map(|a| {
+            [
+                Value::Integer(id_to_db(a.id.0)),
+                Value::Integer(a.balance.0),
+                Value::Integer(a.reserved.0),
+                Value::Integer(a.children_balance.0),
+                a.last_charge_at.map_or(Value::Null, |t| Value::Integer(t.0)),
+                a.last_transfer.map_or(Value::Null, |t| Value::Integer(id_to_db(t.0))),
+            ]
+        })
+        .collect();
+    insert_rows(
+        c,
+        "INSERT INTO balances (account_id, balance, reserved, children_balance, last_charge_at, last_transfer_id) VALUES ",
+        " ON CONFLICT (account_id) DO UPDATE SET balance = excluded.balance, reserved = excluded.reserved, \
+         children_balance = excluded.children_balance, last_charge_at = excluded.last_charge_at, \
+         last_transfer_id = excluded.last_transfer_id",
+        &rows,
     )?;
-    for a in &out.accounts_changed {
-        update.execute(params![
+    let mut settings = c.prepare_cached(
+        "UPDATE accounts SET status = ?, credit_limit = ?, temp_increase = ?, temp_valid_until = ?, \
+         thresholds = ? WHERE id = ?",
+    )?;
+    let changed: std::collections::HashMap<AccountId, &Account> = out.accounts_changed.iter().map(|a| (a.id, a)).collect();
+    for id in &out.settings_changed {
+        let a = changed[id];
+        settings.execute(params![
             codec::status(a.status),
-            a.balance.0,
-            a.reserved.0,
             a.credit_limit.0,
             a.temporary_increase.map(|t| t.amount.0),
             a.temporary_increase.map(|t| t.valid_until.0),
-            a.children_balance.0,
             codec::thresholds(&a.thresholds),
-            a.last_charge_at.map(|t| t.0),
             id_to_db(a.id.0),
         ])?;
     }
-    let mut insert = c.prepare_cached(&format!(
-        "INSERT INTO transfers ({TRANSFER_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-    ))?;
-    for t in &out.transfers {
-        insert.execute(params![
-            id_to_db(t.id.0),
-            t.client_id.as_str(),
-            t.kind.as_str(),
-            id_to_db(t.debit.0),
-            id_to_db(t.credit.0),
-            t.amount.0,
-            t.currency.as_str(),
-            t.at.0,
-            t.posted_at.0,
-            t.service,
-            t.metadata,
-            t.hold.map(|h| id_to_db(h.0)),
-            t.reverses.map(|r| id_to_db(r.0)),
-            t.overdrawn,
-        ])?;
-    }
+    let text = |t: Option<&str>| t.map_or(Value::Null, |t| Value::Text(t.to_owned()));
+    let int = |i: Option<u64>| i.map_or(Value::Null, |i| Value::Integer(id_to_db(i)));
+    let rows: Vec<[Value; 18]> = out
+        .transfers
+        .iter()
+        .map(|t| {
+            [
+                Value::Integer(id_to_db(t.id.0)),
+                Value::Text(t.client_id.as_str().to_owned()),
+                Value::Text(t.kind.as_str().to_owned()),
+                Value::Integer(id_to_db(t.debit.0)),
+                Value::Integer(id_to_db(t.credit.0)),
+                Value::Integer(t.amount.0),
+                Value::Text(t.currency.as_str().to_owned()),
+                Value::Integer(t.at.0),
+                Value::Integer(t.posted_at.0),
+                text(t.service.as_deref()),
+                text(t.metadata.as_deref()),
+                int(t.hold.map(|h| h.0)),
+                int(t.reverses.map(|r| r.0)),
+                Value::Integer(i64::from(t.overdrawn)),
+                int(t.debit_prev.map(|p| p.0)),
+                int(t.credit_prev.map(|p| p.0)),
+                Value::Integer(t.debit_balance.0),
+                Value::Integer(t.credit_balance.0),
+            ]
+        })
+        .collect();
+    insert_rows(c, &format!("INSERT INTO transfers ({TRANSFER_COLUMNS}) VALUES "), "", &rows)?;
     for h in &out.holds {
         let r = h.resolution.as_ref();
         c.prepare_cached(&format!(
@@ -468,6 +531,31 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Rows per multi-row statement: statement overhead (step, halt) dominates single-row
+/// inserts, and 64 rows of 18 columns stay far below SQLite's bound-variable limit.
+const ROWS_PER_STATEMENT: usize = 64;
+
+/// Inserts rows with as few statements as possible: full chunks of [`ROWS_PER_STATEMENT`],
+/// then one statement for the rest. `suffix` may carry an `ON CONFLICT` clause.
+fn insert_rows<const N: usize>(c: &Connection, prefix: &str, suffix: &str, rows: &[[Value; N]]) -> rusqlite::Result<()> {
+    let sql = |n: usize| {
+        let one = format!("({})", vec!["?"; N].join(","));
+        format!("{prefix}{}{suffix}", vec![one; n].join(","))
+    };
+    let mut chunks = rows.chunks_exact(ROWS_PER_STATEMENT);
+    if rows.len() >= ROWS_PER_STATEMENT {
+        let mut stmt = c.prepare_cached(&sql(ROWS_PER_STATEMENT))?;
+        for chunk in &mut chunks {
+            stmt.execute(rusqlite::params_from_iter(chunk.iter().flatten()))?;
+        }
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        c.prepare(&sql(rest.len()))?.execute(rusqlite::params_from_iter(rest.iter().flatten()))?;
+    }
+    Ok(())
+}
+
 impl SqliteReader {
     fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> StoreResult<T> {
         let conn = self.conn.lock().map_err(|_| StoreError("sqlite reader poisoned".into()))?;
@@ -497,7 +585,7 @@ impl Reader for SqliteReader {
 
     fn account(&self, id: AccountId) -> StoreResult<Option<Account>> {
         self.with(|c| {
-            c.prepare_cached(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?"))?
+            c.prepare_cached(&format!("{ACCOUNT_SELECT} WHERE a.id = ?"))?
                 .query_row([id_to_db(id.0)], account_from_row)
                 .optional()
         })
@@ -505,7 +593,7 @@ impl Reader for SqliteReader {
 
     fn accounts(&self) -> StoreResult<Vec<Account>> {
         self.with(|c| {
-            let mut s = c.prepare_cached(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY id"))?;
+            let mut s = c.prepare_cached(&format!("{ACCOUNT_SELECT} ORDER BY a.id"))?;
             let rows = s.query_map([], account_from_row)?;
             rows.collect()
         })
@@ -536,56 +624,72 @@ impl Reader for SqliteReader {
     }
 
     fn journal(&self, q: JournalQuery) -> StoreResult<Vec<Transfer>> {
-        let before = q.before.map_or(i64::MAX, |t| id_to_db(t.0));
         self.with(|c| {
-            // Two index range scans merged: the account's debits and its credits.
-            let sql = format!(
-                "SELECT {TRANSFER_COLUMNS} FROM (
-                   SELECT * FROM transfers WHERE debit_account_id = ?1 AND id < ?2
-                   UNION ALL
-                   SELECT * FROM transfers WHERE credit_account_id = ?1 AND id < ?2)
-                 ORDER BY id DESC LIMIT ?3"
-            );
-            let mut s = c.prepare_cached(&sql)?;
-            let rows = s.query_map(params![id_to_db(q.account.0), before, q.limit], transfer_from_row)?;
-            rows.collect()
+            let mut by_id = c.prepare_cached(&format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ?"))?;
+            let mut next = match q.before {
+                None => c
+                    .prepare_cached("SELECT last_transfer_id FROM balances WHERE account_id = ?")?
+                    .query_row([id_to_db(q.account.0)], |r| r.get::<_, Option<i64>>(0))
+                    .optional()?
+                    .flatten(),
+                Some(cursor) => {
+                    let t = by_id.query_row([id_to_db(cursor.0)], transfer_from_row).optional()?;
+                    t.and_then(|t| previous(&t, q.account)).map(|p| id_to_db(p.0))
+                }
+            };
+            let mut page = Vec::new();
+            while let (Some(id), true) = (next, page.len() < q.limit as usize) {
+                let t = by_id.query_row([id], transfer_from_row)?;
+                next = previous(&t, q.account).map(|p| id_to_db(p.0));
+                page.push(t);
+            }
+            Ok(page)
         })
     }
 
     fn balance_at(&self, account: AccountId, at: Timestamp) -> StoreResult<i128> {
-        self.with(|c| {
-            let id = id_to_db(account.0);
-            let sum = |col: &str| -> rusqlite::Result<i128> {
-                let sql = format!("SELECT COALESCE(SUM(amount), 0) FROM transfers WHERE {col} = ? AND posted_at <= ?");
-                c.query_row(&sql, params![id, at.0], |r| r.get::<_, i64>(0)).map(i128::from)
-            };
-            Ok(sum("credit_account_id")? - sum("debit_account_id")?)
-        })
+        let mut cursor = None;
+        loop {
+            let page = self.journal(JournalQuery { account, before: cursor, limit: 256 })?;
+            for t in &page {
+                if t.posted_at <= at {
+                    return Ok(i128::from(balance_after(t, account).0));
+                }
+            }
+            match page.last() {
+                Some(t) if page.len() == 256 => cursor = Some(t.id),
+                _ => return Ok(0),
+            }
+        }
     }
 
     fn audit(&self) -> StoreResult<Audit> {
         self.with(|c| {
-            let mut s = c.prepare("SELECT currency, SUM(balance) FROM accounts GROUP BY currency ORDER BY currency")?;
+            let mut s = c.prepare(
+                "SELECT a.currency, SUM(b.balance) FROM accounts a JOIN balances b ON b.account_id = a.id \
+                 GROUP BY a.currency ORDER BY a.currency",
+            )?;
             let balance_sums = s
                 .query_map([], |r| Ok((r.get::<_, String>(0)?, i128::from(r.get::<_, i64>(1)?))))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let balance_mismatches = Self::mismatches(
                 c,
-                "SELECT a.id, a.balance, COALESCE(cr.s, 0) - COALESCE(db.s, 0) FROM accounts a
-                 LEFT JOIN (SELECT credit_account_id id, SUM(amount) s FROM transfers GROUP BY credit_account_id) cr ON cr.id = a.id
-                 LEFT JOIN (SELECT debit_account_id id, SUM(amount) s FROM transfers GROUP BY debit_account_id) db ON db.id = a.id
+                "SELECT a.account_id, a.balance, COALESCE(cr.s, 0) - COALESCE(db.s, 0) FROM balances a
+                 LEFT JOIN (SELECT credit_account_id id, SUM(amount) s FROM transfers GROUP BY credit_account_id) cr ON cr.id = a.account_id
+                 LEFT JOIN (SELECT debit_account_id id, SUM(amount) s FROM transfers GROUP BY debit_account_id) db ON db.id = a.account_id
                  WHERE a.balance != COALESCE(cr.s, 0) - COALESCE(db.s, 0)",
             )?;
             let reserved_mismatches = Self::mismatches(
                 c,
-                "SELECT a.id, a.reserved, COALESCE(h.s, 0) FROM accounts a
-                 LEFT JOIN (SELECT account_id id, SUM(amount) s FROM holds WHERE state = 'open' GROUP BY account_id) h ON h.id = a.id
+                "SELECT a.account_id, a.reserved, COALESCE(h.s, 0) FROM balances a
+                 LEFT JOIN (SELECT account_id id, SUM(amount) s FROM holds WHERE state = 'open' GROUP BY account_id) h ON h.id = a.account_id
                  WHERE a.reserved != COALESCE(h.s, 0)",
             )?;
             let children_mismatches = Self::mismatches(
                 c,
-                "SELECT p.id, p.children_balance, COALESCE(k.s, 0) FROM accounts p
-                 LEFT JOIN (SELECT parent_id id, SUM(balance) s FROM accounts WHERE kind = 'subscriber_credit' GROUP BY parent_id) k ON k.id = p.id
+                "SELECT p.account_id, p.children_balance, COALESCE(k.s, 0) FROM balances p
+                 LEFT JOIN (SELECT a.parent_id id, SUM(b.balance) s FROM accounts a JOIN balances b ON b.account_id = a.id
+                            WHERE a.kind = 'subscriber_credit' GROUP BY a.parent_id) k ON k.id = p.account_id
                  WHERE p.children_balance != COALESCE(k.s, 0)",
             )?;
             let transfer_count: i64 = c.query_row("SELECT count(*) FROM transfers", [], |r| r.get(0))?;
@@ -602,6 +706,15 @@ impl Reader for SqliteReader {
     fn outbox_count(&self) -> StoreResult<u64> {
         self.with(|c| c.query_row("SELECT count(*) FROM outbox", [], |r| r.get::<_, i64>(0)).map(|n| n as u64))
     }
+}
+
+/// The posting before `t` in `account`'s chain.
+fn previous(t: &Transfer, account: AccountId) -> Option<TransferId> {
+    if t.debit == account { t.debit_prev } else { t.credit_prev }
+}
+
+fn balance_after(t: &Transfer, account: AccountId) -> Amount {
+    if t.debit == account { t.debit_balance } else { t.credit_balance }
 }
 
 /// Runs raw SQL on a fresh connection: for tests that prove the schema refuses things.

@@ -1,0 +1,194 @@
+//! Shared test support: temporary databases on both backends and a small harness that
+//! keeps feature tests to a few lines.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use purse_core::{
+    AccountId, Amount, Billing, ClientId, Command, CommandResult, Currency, CurrencyCode, Item,
+    Money, NewCharge, Outcome, PartyId, PaymentMethod, Timestamp, TransferKind,
+};
+use purse_engine::{Engine, EngineConfig, ManualClock};
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh SQLite database file URL, unique to this test process and call.
+pub fn sqlite_url() -> String {
+    let dir = std::env::temp_dir().join("purse-tests");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let path = dir.join(format!("t-{}-{n}.db", std::process::id()));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    format!("sqlite://{}", path.display())
+}
+
+/// The PostgreSQL server the test script started. Never skipped: a missing server fails.
+pub fn pg_admin_url() -> String {
+    std::env::var("PURSE_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!(
+            "PURSE_TEST_POSTGRES_URL is not set: run the tests with scripts/test.sh, which starts \
+             PostgreSQL, or point it at a server whose role may create databases"
+        )
+    })
+}
+
+/// A fresh, empty PostgreSQL database named after the test; returns its URL.
+pub fn pg_url(name: &str) -> String {
+    let admin = pg_admin_url();
+    let db = format!("purse_test_{name}");
+    let mut client = postgres::Client::connect(&admin, postgres::NoTls).expect("connect to the test server");
+    client.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).expect("drop");
+    client.batch_execute(&format!("CREATE DATABASE {db}")).expect("create");
+    let (base, _) = admin.rsplit_once('/').expect("URL has a database");
+    format!("{base}/{db}")
+}
+
+/// Both backends, for stories that must hold on each.
+pub fn both_backends(name: &str) -> Vec<String> {
+    vec![sqlite_url(), pg_url(name)]
+}
+
+pub const T0: i64 = 1_790_000_000; // seconds; any fixed instant will do
+
+pub fn cid(text: &str) -> ClientId {
+    ClientId::new(text).expect("valid client id")
+}
+
+pub struct Harness {
+    pub engine: Engine,
+    pub clock: Arc<ManualClock>,
+    pub usd: Currency,
+    pub url: String,
+    n: AtomicU64,
+}
+
+impl Harness {
+    pub fn sqlite() -> Harness {
+        Harness::on(&sqlite_url())
+    }
+
+    pub fn on(url: &str) -> Harness {
+        Harness::with_config(url, EngineConfig::default())
+    }
+
+    pub fn with_config(url: &str, config: EngineConfig) -> Harness {
+        let clock = Arc::new(ManualClock::new(Timestamp::from_secs(T0)));
+        let engine = purse::start_engine(url, clock.clone(), config).expect("engine starts");
+        let usd = Currency { code: CurrencyCode::parse("USD").unwrap(), scale: 2 };
+        let h = Harness { engine, clock, usd, url: url.to_owned(), n: AtomicU64::new(0) };
+        let created = h.run(Command::CreateCurrency { code: usd.code, scale: 2 });
+        assert!(matches!(created, Ok(Outcome::CurrencyCreated) | Err(purse_core::Rejection::CurrencyExists)));
+        h
+    }
+
+    pub fn next_id(&self, what: &str) -> ClientId {
+        cid(&format!("{what}-{}", self.n.fetch_add(1, Ordering::SeqCst)))
+    }
+
+    pub fn run(&self, command: Command) -> CommandResult {
+        self.engine.execute(command).expect("engine answers")
+    }
+
+    pub fn submit(&self, items: Vec<Item>) -> Vec<CommandResult> {
+        self.engine.submit(items).expect("engine answers")
+    }
+
+    pub fn usd(&self, text: &str) -> Money {
+        Money { amount: self.usd.parse(text).expect("valid amount"), currency: self.usd.code }
+    }
+
+    pub fn amount(&self, text: &str) -> Amount {
+        self.usd.parse(text).expect("valid amount")
+    }
+
+    pub fn now(&self) -> Timestamp {
+        purse_engine::Clock::now(self.clock.as_ref())
+    }
+
+    pub fn reseller(&self) -> PartyId {
+        match self.run(Command::CreateReseller { client_id: self.next_id("reseller"), name: "Reseller".into() }) {
+            Ok(Outcome::PartyCreated { party, .. }) => party,
+            other => panic!("reseller: {other:?}"),
+        }
+    }
+
+    /// A customer's wallet; prepaid when `limit` is "0".
+    pub fn customer(&self, limit: &str) -> AccountId {
+        self.customer_party(limit).1
+    }
+
+    pub fn customer_party(&self, limit: &str) -> (PartyId, AccountId) {
+        let billing = if limit == "0" { Billing::Prepaid } else { Billing::Postpaid };
+        let command = Command::CreateCustomer {
+            client_id: self.next_id("customer"),
+            name: "Customer".into(),
+            reseller: None,
+            billing,
+            currency: self.usd.code,
+            credit_limit: self.amount(limit),
+        };
+        match self.run(command) {
+            Ok(Outcome::PartyCreated { party, wallet: Some(w), .. }) => (party, w),
+            other => panic!("customer: {other:?}"),
+        }
+    }
+
+    pub fn pay(&self, account: AccountId, amount: &str) -> CommandResult {
+        self.run(Command::Payment {
+            client_id: self.next_id("pay"),
+            account,
+            money: self.usd(amount),
+            method: PaymentMethod::Cash,
+            metadata: None,
+        })
+    }
+
+    pub fn charge_cmd(&self, account: AccountId, amount: &str, refuse: bool) -> Command {
+        Command::Charge(NewCharge {
+            client_id: self.next_id("charge"),
+            account,
+            money: self.usd(amount),
+            service: Some("voice".into()),
+            at: None,
+            metadata: None,
+            refuse_if_insufficient: refuse,
+        })
+    }
+
+    pub fn charge(&self, account: AccountId, amount: &str) -> CommandResult {
+        self.run(self.charge_cmd(account, amount, false))
+    }
+
+    pub fn transfer(&self, source: AccountId, target: AccountId, amount: &str) -> CommandResult {
+        self.run(Command::Transfer {
+            client_id: self.next_id("transfer"),
+            source,
+            target,
+            money: self.usd(amount),
+            kind: TransferKind::Transfer,
+            metadata: None,
+        })
+    }
+
+    /// (balance, reserved, available) in units, from the store.
+    pub fn parts(&self, account: AccountId) -> (i64, i64, i64) {
+        let a = self.engine.reader().account(account).unwrap().expect("account exists");
+        let available = self.engine.spendable(account, None).unwrap().unwrap().available.0;
+        (a.balance.0, a.reserved.0, available)
+    }
+
+    pub fn assert_consistent(&self) {
+        let audit = self.engine.reader().audit().unwrap();
+        assert!(audit.is_consistent(), "books inconsistent: {audit:?}");
+    }
+}
+
+pub fn rejected(result: &CommandResult) -> &'static str {
+    match result {
+        Err(r) => r.code(),
+        Ok(o) => panic!("expected a rejection, got {o:?}"),
+    }
+}
