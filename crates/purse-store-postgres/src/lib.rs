@@ -578,10 +578,10 @@ impl Reader for PgReader {
                    SELECT CASE WHEN $2::bigint IS NULL
                                THEN (SELECT last_transfer_id FROM balances WHERE account_id = $1)
                                ELSE (SELECT CASE WHEN debit_account_id = $1 THEN debit_prev_id ELSE credit_prev_id END
-                                     FROM transfers WHERE id = $2) END, 1
+                                     FROM transfers WHERE id = $2) END, 1::bigint
                    UNION ALL
                    SELECT CASE WHEN t.debit_account_id = $1 THEN t.debit_prev_id ELSE t.credit_prev_id END, chain.n + 1
-                   FROM chain JOIN transfers t ON t.id = chain.id WHERE chain.n < $3)
+                   FROM chain JOIN transfers t ON t.id = chain.id WHERE chain.n < $3::bigint)
                  SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id IN (SELECT id FROM chain WHERE id IS NOT NULL)
                  ORDER BY id DESC"
             );

@@ -55,7 +55,11 @@ pub fn run(options: &SoakOptions) -> Result<(), String> {
         })
         .collect();
     for chunk in funding.chunks(4096) {
-        engine.submit(chunk.to_vec()).map_err(|e| e.to_string())?;
+        for result in engine.submit(chunk.to_vec()).map_err(|e| e.to_string())? {
+            if let Err(r) = result {
+                return Err(format!("funding the soak customers was refused: {r} (same --accounts-prefix, other --funding?)"));
+            }
+        }
     }
     let mut rng = Rng::new(options.seed);
     let stdout = std::io::stdout();

@@ -1,0 +1,291 @@
+//! Store behaviour on both backends: one conformance story, the journal's immutability,
+//! crash safety under SIGKILL, and two processes sharing one PostgreSQL database.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command as Process, Stdio};
+
+use common::*;
+use purse_core::{
+    Command, HoldState, NewAccountKind, Outcome, Rejection, TransferKind,
+};
+use purse_store::JournalQuery;
+
+/// The story every backend must tell the same way.
+fn story(url: &str) {
+    let h = Harness::on(url);
+    let reseller = h.reseller();
+    let Ok(Outcome::AccountOpened { account: master, .. }) = h.run(Command::OpenAccount {
+        client_id: cid("master-1"),
+        party: reseller,
+        kind: NewAccountKind::MasterWallet { currency: h.usd.code },
+    }) else {
+        panic!("master wallet")
+    };
+    let prepaid = h.customer("0");
+    let (postpaid_party, postpaid) = h.customer_party("50.00");
+    let Ok(Outcome::AccountOpened { account: sub, .. }) = h.run(Command::OpenAccount {
+        client_id: cid("sub-1"),
+        party: postpaid_party,
+        kind: NewAccountKind::SubscriberCredit { credit_limit: h.amount("10.00") },
+    }) else {
+        panic!("subscriber")
+    };
+    h.run(Command::SetThresholds { account: prepaid, thresholds: vec![h.amount("5.00")] }).unwrap();
+    h.pay(master, "100.00").unwrap();
+    h.pay(prepaid, "10.00").unwrap();
+    let charge = h.charge_cmd(prepaid, "7.00", false);
+    let Ok(Outcome::Posted { transfer: charged, .. }) = h.run(charge.clone()) else { panic!() };
+    assert_eq!(rejected(&h.run(h.charge_cmd(prepaid, "3.01", true))), "insufficient_funds");
+    let issue = Command::Transfer {
+        client_id: cid("issue-1"),
+        source: master,
+        target: prepaid,
+        money: h.usd("20.00"),
+        kind: TransferKind::Issue,
+        metadata: Some("{\"note\":\"goodwill\"}".into()),
+    };
+    h.run(issue.clone()).unwrap();
+    let hold = Command::Hold {
+        client_id: cid("hold-1"),
+        account: postpaid,
+        money: h.usd("30.00"),
+        expires_at: h.now().plus_micros(600_000_000),
+        service: Some("voice".into()),
+        metadata: None,
+    };
+    let Ok(Outcome::HoldPlaced { hold: hold_id, .. }) = h.run(hold.clone()) else { panic!() };
+    assert!(h.run(h.charge_cmd(sub, "10.00", true)).is_ok());
+    assert_eq!(rejected(&h.run(h.charge_cmd(postpaid, "10.01", true))), "insufficient_funds");
+    let capture = Command::Capture { client_id: cid("cap-1"), hold: hold_id, amount: Some(h.amount("12.34")) };
+    h.run(capture.clone()).unwrap();
+    let reverse = Command::Reverse { client_id: cid("rev-1"), transfer: charged, metadata: None };
+    h.run(reverse.clone()).unwrap();
+
+    let expect_parts = |h: &Harness| {
+        assert_eq!(h.parts(prepaid), (3000, 0, 3000));
+        assert_eq!(h.parts(master), (8000, 0, 8000));
+        assert_eq!(h.parts(postpaid).0, -1234);
+        // Available: 50 − 12.34 own − 10.00 drawn by the subscriber.
+        assert_eq!(h.parts(postpaid).2, 2766);
+        h.assert_consistent();
+    };
+    expect_parts(&h);
+    let reader = h.engine.reader();
+    let journal = reader.journal(JournalQuery { account: prepaid, before: None, limit: 10 }).unwrap();
+    let kinds: Vec<TransferKind> = journal.iter().map(|t| t.kind).collect();
+    assert_eq!(kinds, vec![TransferKind::Reversal, TransferKind::Issue, TransferKind::Charge, TransferKind::Payment]);
+    assert_eq!(journal[1].metadata.as_deref(), Some("{\"note\":\"goodwill\"}"));
+    assert!(reader.outbox_count().unwrap() >= 1);
+    drop(h);
+
+    // After a restart everything is read back from the store: replays still replay, and
+    // new ids continue where the old ones stopped.
+    let h = Harness::on(url);
+    expect_parts(&h);
+    for command in [charge, issue, hold, capture, reverse] {
+        let replay = h.run(command.clone());
+        assert!(
+            matches!(
+                replay,
+                Ok(Outcome::Posted { replayed: true, .. }
+                    | Outcome::HoldPlaced { replayed: true, .. }
+                    | Outcome::HoldCaptured { replayed: true, .. })
+            ),
+            "{command:?} -> {replay:?}"
+        );
+    }
+    assert_eq!(
+        h.run(Command::Release { client_id: cid("rel-1"), hold: hold_id }),
+        Err(Rejection::HoldAlreadyResolved { state: HoldState::Captured })
+    );
+    let Ok(Outcome::Posted { transfer, .. }) = h.pay(prepaid, "1.00") else { panic!() };
+    assert!(transfer.0 > charged.0);
+    expect_parts_after_payment(&h, prepaid);
+}
+
+fn expect_parts_after_payment(h: &Harness, prepaid: purse_core::AccountId) {
+    assert_eq!(h.parts(prepaid), (3100, 0, 3100));
+    h.assert_consistent();
+}
+
+#[test]
+fn conformance_story_on_sqlite() {
+    story(&sqlite_url());
+}
+
+#[test]
+fn conformance_story_on_postgres() {
+    story(&pg_url("story"));
+}
+
+fn refuse_journal_edits(url: &str) {
+    let h = Harness::on(url);
+    let a = h.customer("0");
+    h.pay(a, "1.00").unwrap();
+    drop(h);
+    for sql in ["UPDATE transfers SET amount = 1", "DELETE FROM transfers"] {
+        let refused = match url.strip_prefix("sqlite://") {
+            Some(path) => purse_store_sqlite::execute_raw(path, sql).map(|_| ()),
+            None => purse_store_postgres::execute_raw(url, sql).map(|_| ()),
+        };
+        let message = refused.expect_err("the database must refuse").to_string();
+        assert!(message.contains("immutable"), "{sql}: {message}");
+    }
+    if !url.starts_with("sqlite://") {
+        let refused = purse_store_postgres::execute_raw(url, "TRUNCATE transfers").expect_err("refused");
+        assert!(refused.to_string().contains("immutable"));
+    }
+}
+
+#[test]
+fn the_database_refuses_to_update_or_delete_journal_rows() {
+    refuse_journal_edits(&sqlite_url());
+    refuse_journal_edits(&pg_url("immutable"));
+}
+
+// ---------------------------------------------------------------- processes
+
+fn soak(url: &str, prefix: &str, args: &[&str]) -> Child {
+    Process::new(env!("CARGO_BIN_EXE_purse"))
+        .args(["soak", "--database", url, "--prefix", prefix, "--accounts", "20"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn purse soak")
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Ack {
+    Posted { kind: String, amount: i64 },
+    Refused,
+}
+
+fn parse_ack(line: &str) -> (String, Ack) {
+    let parts: Vec<&str> = line.split_whitespace().collect();
+    match parts.as_slice() {
+        ["posted", id, kind, amount] => {
+            ((*id).to_owned(), Ack::Posted { kind: (*kind).to_owned(), amount: amount.parse().unwrap() })
+        }
+        ["refused", id, _code] => ((*id).to_owned(), Ack::Refused),
+        _ => panic!("unexpected soak line {line:?}"),
+    }
+}
+
+/// Reads acknowledgements until `stop_after` of them (then SIGKILLs the child) or the end.
+fn collect(mut child: Child, stop_after: Option<usize>) -> HashMap<String, Ack> {
+    let stdout = child.stdout.take().unwrap();
+    let mut acks = HashMap::new();
+    for line in BufReader::new(stdout).lines() {
+        let (id, ack) = parse_ack(&line.unwrap());
+        acks.insert(id, ack);
+        if stop_after.is_some_and(|n| acks.len() >= n) {
+            child.kill().expect("SIGKILL");
+            break;
+        }
+    }
+    let status = child.wait().unwrap();
+    if stop_after.is_none() {
+        assert!(status.success(), "soak failed: {status:?}");
+    }
+    acks
+}
+
+fn verify_acks(url: &str, acks: &HashMap<String, Ack>) {
+    let (_, reader) = purse::open_store(url).unwrap();
+    for (id, ack) in acks {
+        let stored = reader.transfer_by_client_id(id).unwrap();
+        match (ack, stored) {
+            (Ack::Posted { amount, .. }, Some(t)) => assert_eq!(t.amount.0, *amount, "{id}"),
+            (Ack::Posted { .. }, None) => panic!("acknowledged {id} is missing"),
+            (Ack::Refused, None) => {}
+            (Ack::Refused, Some(t)) => panic!("refused {id} was posted: {t:?}"),
+        }
+    }
+    let audit = reader.audit().unwrap();
+    assert!(audit.is_consistent(), "{audit:?}");
+}
+
+fn crash_and_recover(url: &str) {
+    let mut all = HashMap::new();
+    for round in 0..3 {
+        let child = soak(url, &format!("crash{round}"), &["--seed", &round.to_string()]);
+        let acks = collect(child, Some(400 + round * 300));
+        verify_acks(url, &acks);
+        all.extend(acks);
+    }
+    // A clean run after the crashes: the engine restarts and carries on.
+    let acks = collect(soak(url, "after", &["--commands", "200"]), None);
+    assert_eq!(acks.len(), 200);
+    all.extend(acks);
+    verify_acks(url, &all);
+    // Unique client ids are enforced by the database: "present" means "present once".
+    let (_, reader) = purse::open_store(url).unwrap();
+    let posted = all.values().filter(|a| matches!(a, Ack::Posted { .. })).count() as u64;
+    // Funding payments (one per customer) are the only other postings.
+    assert!(reader.audit().unwrap().transfer_count >= posted);
+}
+
+#[test]
+fn sigkill_while_ingesting_loses_no_acknowledged_charge_on_sqlite() {
+    crash_and_recover(&sqlite_url());
+}
+
+#[test]
+fn sigkill_while_ingesting_loses_no_acknowledged_charge_on_postgres() {
+    crash_and_recover(&pg_url("crash"));
+}
+
+#[test]
+fn two_processes_on_one_postgres_database_keep_every_limit_and_every_posting() {
+    let url = pg_url("two_processes");
+    // Both processes create (or replay) the same 20 customers and funding.
+    collect(soak(&url, "setup", &["--commands", "0", "--funding", "2000"]), None);
+    let first = soak(&url, "p1", &["--commands", "1500", "--checked", "--seed", "11", "--funding", "2000"]);
+    let second = soak(&url, "p2", &["--commands", "1500", "--checked", "--seed", "22", "--funding", "2000"]);
+    let (a, b) = (collect(first, None), collect(second, None));
+    assert_eq!((a.len(), b.len()), (1500, 1500));
+    let mut all = a;
+    all.extend(b);
+    verify_acks(&url, &all);
+    let refused = all.values().filter(|a| **a == Ack::Refused).count();
+    assert!(refused > 0, "the funding is small enough that some spending must be refused");
+
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    for prefix in ["p1", "p2"] {
+        let stored: i64 = client
+            .query_one("SELECT count(*) FROM transfers WHERE client_id LIKE $1", &[&format!("{prefix}-%")])
+            .unwrap()
+            .get(0);
+        let posted = all.iter().filter(|(id, a)| id.starts_with(&format!("{prefix}-")) && matches!(a, Ack::Posted { .. })).count();
+        assert_eq!(stored as usize, posted, "{prefix}: no posting lost or duplicated");
+    }
+    // Prepaid wallets, only checked spending: no balance may be below zero.
+    let negative: i64 = client
+        .query_one(
+            "SELECT count(*) FROM balances b JOIN accounts a ON a.id = b.account_id \
+             WHERE a.kind = 'wallet' AND b.balance - b.reserved < 0",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(negative, 0);
+    let charged: i64 = all
+        .values()
+        .filter_map(|a| match a {
+            Ack::Posted { kind, amount } if kind == "charge" => Some(*amount),
+            _ => None,
+        })
+        .sum();
+    let revenue: i64 = client
+        .query_one(
+            "SELECT b.balance FROM balances b JOIN accounts a ON a.id = b.account_id WHERE a.system_role = 'usage_revenue'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(revenue, charged, "revenue equals the acknowledged charges exactly");
+}
