@@ -180,6 +180,11 @@ impl Engine {
         self.queue.as_ref().ok_or(EngineError::Stopped)
     }
 
+    /// Requests waiting for the writer right now (a gauge for metrics and tests).
+    pub fn queued(&self) -> usize {
+        self.queue.as_ref().map_or(0, |q| q.len())
+    }
+
     /// Submits a request and waits until its batch is durable. Blocks while the queue is full.
     pub fn submit(&self, items: Vec<Item>) -> Reply {
         let (request, answer) = self.request(items)?;

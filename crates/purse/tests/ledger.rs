@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use purse_core::{
-    Amount, Command, Direction, EventKind, HoldState, Item, NewAccountKind, Outcome, Rejection,
+    Amount, Command, Direction, HoldState, Item, NewAccountKind, Outcome, Rejection,
     Timestamp, TransferKind,
 };
 use purse_store::JournalQuery;
@@ -384,18 +384,17 @@ fn journal_pages_back_and_balance_at_a_past_time_is_exact() {
 }
 
 #[test]
-fn threshold_events_carry_their_cause() {
+fn threshold_events_carry_the_transfer_that_caused_them() {
     let h = Harness::sqlite();
     let a = h.customer("0");
     h.run(Command::SetThresholds { account: a, thresholds: vec![h.amount("1.00")] }).unwrap();
     let Ok(Outcome::Posted { transfer, .. }) = h.pay(a, "2.00") else { panic!() };
-    let _ = transfer;
-    assert_eq!(outbox(&h), vec![(100, Direction::Up)]);
-    let _ = EventKind::ThresholdCrossed {
-        threshold: Amount(0),
-        direction: Direction::Up,
-        available_before: Amount(0),
-        available_after: Amount(0),
-        transfer: None,
-    };
+    let path = h.url.strip_prefix("sqlite://").unwrap();
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let (cause, before, after): (i64, i64, i64) = conn
+        .query_row("SELECT transfer_id, available_before, available_after FROM outbox", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    assert_eq!((cause as u64, before, after), (transfer.0, 0, 200));
 }
