@@ -52,9 +52,9 @@ fn conv<T>(r: StoreResult<T>) -> rusqlite::Result<T> {
 /// Opens (creating if needed) the database file with durable settings, and verifies them.
 fn connect(path: &str) -> StoreResult<Connection> {
     let conn = Connection::open(path).map_err(err)?;
-    conn.set_prepared_statement_cache_capacity(64);
+    conn.set_prepared_statement_cache_capacity(128);
     conn.execute_batch(&format!(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000; \
+        "PRAGMA page_size=4096; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000; \
          PRAGMA cache_size=-{CACHE_KIB}; PRAGMA temp_store=MEMORY; \
          PRAGMA wal_autocheckpoint={WAL_PAGES_MAX}; PRAGMA mmap_size=1073741824;"
     ))
@@ -306,7 +306,10 @@ impl Store for SqliteStore {
                 _ => None,
             })
             .collect();
-        for chunk in transfer_ids.chunks(ROWS_PER_STATEMENT) {
+        let mut rest = transfer_ids.as_slice();
+        for size in statement_sizes(rest.len()) {
+            let (chunk, tail) = rest.split_at(size);
+            rest = tail;
             let sql = format!(
                 "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE client_id IN ({})",
                 vec!["?"; chunk.len()].join(",")
@@ -535,23 +538,25 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
 /// inserts, and 64 rows of 18 columns stay far below SQLite's bound-variable limit.
 const ROWS_PER_STATEMENT: usize = 64;
 
-/// Inserts rows with as few statements as possible: full chunks of [`ROWS_PER_STATEMENT`],
-/// then one statement for the rest. `suffix` may carry an `ON CONFLICT` clause.
+/// Splits `n` rows into statement sizes: full [`ROWS_PER_STATEMENT`] chunks, then powers
+/// of two. Every size is one of seven, so every statement stays in the prepared cache.
+fn statement_sizes(mut n: usize) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        let size = if n >= ROWS_PER_STATEMENT { ROWS_PER_STATEMENT } else { 1 << n.checked_ilog2()? };
+        n -= size;
+        Some(size)
+    })
+}
+
+/// Inserts rows with few, cached, multi-row statements. `suffix` may carry `ON CONFLICT`.
 fn insert_rows<const N: usize>(c: &Connection, prefix: &str, suffix: &str, rows: &[[Value; N]]) -> rusqlite::Result<()> {
-    let sql = |n: usize| {
-        let one = format!("({})", vec!["?"; N].join(","));
-        format!("{prefix}{}{suffix}", vec![one; n].join(","))
-    };
-    let mut chunks = rows.chunks_exact(ROWS_PER_STATEMENT);
-    if rows.len() >= ROWS_PER_STATEMENT {
-        let mut stmt = c.prepare_cached(&sql(ROWS_PER_STATEMENT))?;
-        for chunk in &mut chunks {
-            stmt.execute(rusqlite::params_from_iter(chunk.iter().flatten()))?;
-        }
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        c.prepare(&sql(rest.len()))?.execute(rusqlite::params_from_iter(rest.iter().flatten()))?;
+    let one = format!("({})", vec!["?"; N].join(","));
+    let mut rest = rows;
+    for size in statement_sizes(rows.len()) {
+        let (chunk, tail) = rest.split_at(size);
+        let sql = format!("{prefix}{}{suffix}", vec![one.as_str(); size].join(","));
+        c.prepare_cached(&sql)?.execute(rusqlite::params_from_iter(chunk.iter().flatten()))?;
+        rest = tail;
     }
     Ok(())
 }
