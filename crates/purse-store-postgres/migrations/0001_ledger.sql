@@ -48,6 +48,9 @@ CREATE TABLE balances (
 CREATE TABLE transfers (
     id                BIGINT PRIMARY KEY,
     client_id         TEXT NOT NULL,
+    -- The 64-bit index key of client_id (purse_store::codec::client_key). The index is not
+    -- unique because keys may collide; the engine checks client ids under its write lock.
+    client_key        BIGINT NOT NULL,
     kind              TEXT NOT NULL,
     debit_account_id  BIGINT NOT NULL,
     credit_account_id BIGINT NOT NULL,
@@ -69,7 +72,7 @@ CREATE TABLE transfers (
     credit_balance    BIGINT NOT NULL,
     CHECK (debit_account_id != credit_account_id)
 );
-CREATE UNIQUE INDEX transfers_client_id ON transfers (client_id);
+CREATE INDEX transfers_client_key ON transfers (client_key);
 CREATE UNIQUE INDEX transfers_reverses ON transfers (reverses_id) WHERE reverses_id IS NOT NULL;
 
 CREATE FUNCTION purse_refuse_journal_change() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -287,9 +287,13 @@ impl Store for PgStore {
             }
             c.query(sql, &[list]).map_err(err)
         };
-        for r in query(c, &format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE client_id = ANY($1)"), &wanted[0])? {
-            let t = transfer_from_row(&r)?;
-            found.push((ClientKey::Transfer(t.client_id.clone()), Prior::Transfer(t)));
+        if !wanted[0].is_empty() {
+            let keys: Vec<i64> = wanted[0].iter().map(|id| codec::client_key(id)).collect();
+            let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE client_key = ANY($1) AND client_id = ANY($2)");
+            for r in c.query(&sql, &[&keys, &wanted[0]]).map_err(err)? {
+                let t = transfer_from_row(&r)?;
+                found.push((ClientKey::Transfer(t.client_id.clone()), Prior::Transfer(t)));
+            }
         }
         for r in query(c, &format!("SELECT {HOLD_COLUMNS} FROM holds WHERE client_id = ANY($1)"), &wanted[1])? {
             let h = hold_from_row(&r)?;
@@ -330,20 +334,36 @@ fn write_output(c: &mut Client, out: &BatchOutput) -> Result<(), postgres::Error
     for cur in &out.currencies {
         c.execute("INSERT INTO currencies (code, scale) VALUES ($1, $2)", &[&cur.code.as_str(), &i16::from(cur.scale)])?;
     }
-    for p in &out.parties {
-        let (kind, reseller, billing, currency, wallet) = match &p.kind {
-            PartyKind::Reseller => ("reseller", None, None, None, None),
-            PartyKind::Customer { reseller, billing, currency, wallet } => (
-                "customer",
-                reseller.map(|r| id_to_db(r.0)),
-                Some(codec::billing(*billing)),
-                Some(currency.as_str().to_owned()),
-                Some(id_to_db(wallet.0)),
-            ),
-        };
+    if !out.parties.is_empty() {
+        let mut cols: (Vec<i64>, Vec<&str>, Vec<&str>, Vec<&str>, Vec<Option<i64>>, Vec<Option<&str>>, Vec<Option<&str>>, Vec<Option<i64>>, Vec<i64>) =
+            Default::default();
+        for p in &out.parties {
+            let (kind, reseller, billing, currency, wallet) = match &p.kind {
+                PartyKind::Reseller => ("reseller", None, None, None, None),
+                PartyKind::Customer { reseller, billing, currency, wallet } => (
+                    "customer",
+                    reseller.map(|r| id_to_db(r.0)),
+                    Some(codec::billing(*billing)),
+                    Some(currency.as_str()),
+                    Some(id_to_db(wallet.0)),
+                ),
+            };
+            cols.0.push(id_to_db(p.id.0));
+            cols.1.push(p.client_id.as_str());
+            cols.2.push(&p.name);
+            cols.3.push(kind);
+            cols.4.push(reseller);
+            cols.5.push(billing);
+            cols.6.push(currency);
+            cols.7.push(wallet);
+            cols.8.push(p.created_at.0);
+        }
         c.execute(
-            &format!("INSERT INTO parties ({PARTY_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)"),
-            &[&id_to_db(p.id.0), &p.client_id.as_str(), &p.name, &kind, &reseller, &billing, &currency, &wallet, &p.created_at.0],
+            &format!(
+                "INSERT INTO parties ({PARTY_COLUMNS}) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], \
+                 $4::text[], $5::bigint[], $6::text[], $7::text[], $8::bigint[], $9::bigint[])"
+            ),
+            &[&cols.0, &cols.1, &cols.2, &cols.3, &cols.4, &cols.5, &cols.6, &cols.7, &cols.8],
         )?;
     }
     write_accounts(c, &out.accounts_new, true, &[])?;
@@ -497,13 +517,14 @@ fn write_transfers(c: &mut Client, transfers: &[Transfer]) -> Result<(), postgre
     let credit_prev: Vec<Option<i64>> = transfers.iter().map(|t| t.credit_prev.map(|p| id_to_db(p.0))).collect();
     let debit_balance: Vec<i64> = transfers.iter().map(|t| t.debit_balance.0).collect();
     let credit_balance: Vec<i64> = transfers.iter().map(|t| t.credit_balance.0).collect();
+    let client_key: Vec<i64> = transfers.iter().map(|t| codec::client_key(t.client_id.as_str())).collect();
     c.execute(
         &format!(
-            "INSERT INTO transfers ({TRANSFER_COLUMNS}) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], \
+            "INSERT INTO transfers ({TRANSFER_COLUMNS}, client_key) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], \
              $4::bigint[], $5::bigint[], $6::bigint[], $7::text[], $8::bigint[], $9::bigint[], $10::text[], $11::text[], \
-             $12::bigint[], $13::bigint[], $14::bool[], $15::bigint[], $16::bigint[], $17::bigint[], $18::bigint[])"
+             $12::bigint[], $13::bigint[], $14::bool[], $15::bigint[], $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[])"
         ),
-        &[&id, &client_id, &kind, &debit, &credit, &amount, &currency, &at, &posted, &service, &metadata, &hold, &reverses, &overdrawn, &debit_prev, &credit_prev, &debit_balance, &credit_balance],
+        &[&id, &client_id, &kind, &debit, &credit, &amount, &currency, &at, &posted, &service, &metadata, &hold, &reverses, &overdrawn, &debit_prev, &credit_prev, &debit_balance, &credit_balance, &client_key],
     )?;
     Ok(())
 }
@@ -565,8 +586,8 @@ impl Reader for PgReader {
 
     fn transfer_by_client_id(&self, client_id: &str) -> StoreResult<Option<Transfer>> {
         self.with(|c| {
-            let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE client_id = $1");
-            c.query_opt(&sql, &[&client_id]).map_err(err)?.as_ref().map(transfer_from_row).transpose()
+            let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE client_key = $1 AND client_id = $2");
+            c.query_opt(&sql, &[&codec::client_key(client_id), &client_id]).map_err(err)?.as_ref().map(transfer_from_row).transpose()
         })
     }
 
@@ -640,7 +661,18 @@ impl Reader for PgReader {
                  WHERE p.children_balance != COALESCE(k.s, 0)",
             )?;
             let count: i64 = c.query_one("SELECT count(*) FROM transfers", &[]).map_err(err)?.get(0);
-            Ok(Audit { balance_sums, balance_mismatches, reserved_mismatches, children_mismatches, transfer_count: count as u64 })
+            let duplicates: i64 = c
+                .query_one("SELECT count(*) FROM (SELECT 1 FROM transfers GROUP BY client_id HAVING count(*) > 1) d", &[])
+                .map_err(err)?
+                .get(0);
+            Ok(Audit {
+                balance_sums,
+                balance_mismatches,
+                reserved_mismatches,
+                children_mismatches,
+                duplicate_client_ids: duplicates as u64,
+                transfer_count: count as u64,
+            })
         })
     }
 

@@ -306,19 +306,24 @@ impl Store for SqliteStore {
                 _ => None,
             })
             .collect();
+        let wanted: std::collections::HashSet<&str> = transfer_ids.iter().copied().collect();
         let mut rest = transfer_ids.as_slice();
         for size in statement_sizes(rest.len()) {
             let (chunk, tail) = rest.split_at(size);
             rest = tail;
             let sql = format!(
-                "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE client_id IN ({})",
+                "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE client_key IN ({})",
                 vec!["?"; chunk.len()].join(",")
             );
             let mut stmt = c.prepare_cached(&sql).map_err(err)?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(chunk), transfer_from_row).map_err(err)?;
+            let keys = chunk.iter().map(|id| codec::client_key(id));
+            let rows = stmt.query_map(rusqlite::params_from_iter(keys), transfer_from_row).map_err(err)?;
             for t in rows {
                 let t = t.map_err(err)?;
-                found.push((ClientKey::Transfer(t.client_id.clone()), Prior::Transfer(t)));
+                // Keys may collide: only exact client ids are earlier uses.
+                if wanted.contains(t.client_id.as_str()) {
+                    found.push((ClientKey::Transfer(t.client_id.clone()), Prior::Transfer(t)));
+                }
             }
         }
         for key in keys {
@@ -460,7 +465,7 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
     }
     let text = |t: Option<&str>| t.map_or(Value::Null, |t| Value::Text(t.to_owned()));
     let int = |i: Option<u64>| i.map_or(Value::Null, |i| Value::Integer(id_to_db(i)));
-    let rows: Vec<[Value; 18]> = out
+    let rows: Vec<[Value; 19]> = out
         .transfers
         .iter()
         .map(|t| {
@@ -483,10 +488,11 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
                 int(t.credit_prev.map(|p| p.0)),
                 Value::Integer(t.debit_balance.0),
                 Value::Integer(t.credit_balance.0),
+                Value::Integer(codec::client_key(t.client_id.as_str())),
             ]
         })
         .collect();
-    insert_rows(c, &format!("INSERT INTO transfers ({TRANSFER_COLUMNS}) VALUES "), "", &rows)?;
+    insert_rows(c, &format!("INSERT INTO transfers ({TRANSFER_COLUMNS}, client_key) VALUES "), "", &rows)?;
     for h in &out.holds {
         let r = h.resolution.as_ref();
         c.prepare_cached(&format!(
@@ -622,8 +628,8 @@ impl Reader for SqliteReader {
 
     fn transfer_by_client_id(&self, client_id: &str) -> StoreResult<Option<Transfer>> {
         self.with(|c| {
-            c.prepare_cached(&format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE client_id = ?"))?
-                .query_row([client_id], transfer_from_row)
+            c.prepare_cached(&format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE client_key = ? AND client_id = ?"))?
+                .query_row(params![codec::client_key(client_id), client_id], transfer_from_row)
                 .optional()
         })
     }
@@ -698,11 +704,17 @@ impl Reader for SqliteReader {
                  WHERE p.children_balance != COALESCE(k.s, 0)",
             )?;
             let transfer_count: i64 = c.query_row("SELECT count(*) FROM transfers", [], |r| r.get(0))?;
+            let duplicates: i64 = c.query_row(
+                "SELECT count(*) FROM (SELECT 1 FROM transfers GROUP BY client_id HAVING count(*) > 1)",
+                [],
+                |r| r.get(0),
+            )?;
             Ok(Audit {
                 balance_sums,
                 balance_mismatches,
                 reserved_mismatches,
                 children_mismatches,
+                duplicate_client_ids: duplicates as u64,
                 transfer_count: transfer_count as u64,
             })
         })

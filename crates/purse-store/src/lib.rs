@@ -75,6 +75,8 @@ pub struct Audit {
     pub reserved_mismatches: Vec<(AccountId, i64, i128)>,
     /// Credit subscriber parents whose `children_balance` differs from their children's sum.
     pub children_mismatches: Vec<(AccountId, i64, i128)>,
+    /// Client ids posted more than once (must be zero).
+    pub duplicate_client_ids: u64,
     pub transfer_count: u64,
 }
 
@@ -84,6 +86,7 @@ impl Audit {
             && self.balance_mismatches.is_empty()
             && self.reserved_mismatches.is_empty()
             && self.children_mismatches.is_empty()
+            && self.duplicate_client_ids == 0
     }
 }
 
@@ -235,6 +238,47 @@ pub mod codec {
 
     pub fn transfer_kind(text: &str) -> StoreResult<purse_core::TransferKind> {
         purse_core::TransferKind::parse(text).ok_or_else(|| StoreError(format!("unknown transfer kind {text:?}")))
+    }
+
+    /// The 64-bit index key of a client id. A canonical UUID keeps its high 64 bits, so
+    /// time-ordered (v7) ids stay ordered and their index grows at its end; other text is
+    /// hashed (FNV-1a). Keys may collide: the index on them is not unique, and every lookup
+    /// compares the full client id.
+    pub fn client_key(client_id: &str) -> i64 {
+        if let Some(high) = uuid_high_bits(client_id) {
+            return high as i64;
+        }
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in client_id.bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h as i64
+    }
+
+    fn uuid_high_bits(text: &str) -> Option<u64> {
+        let b = text.as_bytes();
+        if b.len() != 36 || b[8] != b'-' || b[13] != b'-' || b[18] != b'-' || b[23] != b'-' {
+            return None;
+        }
+        let mut high: u64 = 0;
+        for &c in b[..19].iter().filter(|c| **c != b'-') {
+            let digit = (c as char).to_digit(16)?;
+            high = (high << 4) | u64::from(digit);
+        }
+        Some(high)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn uuid_keys_keep_their_order_and_other_text_is_hashed() {
+            let a = super::client_key("0190a5c3-0000-7000-8000-000000000000");
+            let b = super::client_key("0190a5c3-0001-7000-8000-000000000000");
+            assert!(a < b);
+            assert_eq!(a, 0x0190_a5c3_0000_7000);
+            assert_ne!(super::client_key("call-1"), super::client_key("call-2"));
+            assert_eq!(super::client_key("call-1"), super::client_key("call-1"));
+        }
     }
 
     /// Ids are `u64` in the core and signed 64-bit in both databases.

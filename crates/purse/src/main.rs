@@ -8,6 +8,11 @@ use purse::bench::{BenchOptions, IdStyle};
 use purse::soak::SoakOptions;
 use purse::Config;
 
+// glibc's allocator spent about a tenth of the writer's time in malloc/free churn
+// (BENCHMARKS.md); mimalloc is measurably faster for the engine's small, short-lived values.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "purse", version, about = "Purse: balance and credit control for metered usage")]
 struct Cli {
