@@ -142,7 +142,9 @@ struct Scratch {
 pub struct Ledger {
     pub currencies: FastMap<CurrencyCode, Currency>,
     pub system_accounts: FastMap<(CurrencyCode, SystemRole), AccountId>,
-    pub accounts: FastMap<AccountId, Account>,
+    /// Boxed so that growing the map moves pointers, not accounts: with a million accounts
+    /// cached, the peak of a resize is what bounds memory.
+    pub accounts: FastMap<AccountId, Box<Account>>,
     pub parties: FastMap<PartyId, Party>,
     /// Every open hold (the engine keeps all of them loaded).
     pub open_holds: FastMap<HoldId, Hold>,
@@ -314,7 +316,7 @@ impl Ledger {
             AccountKind::SubscriberCredit { parent } => Some(self.accounts.get(&parent)?),
             _ => None,
         };
-        Some(available(account, parent, now))
+        Some(available(account, parent.map(|p| &**p), now))
     }
 
     /// Whether `amount` may be spent from the account now.
@@ -408,7 +410,7 @@ impl Ledger {
         for undo in checkpoint.undo.into_iter().rev() {
             match undo {
                 Undo::Account(id, Some(old)) => {
-                    self.accounts.insert(id, old);
+                    self.accounts.insert(id, Box::new(old));
                 }
                 Undo::Account(id, None) => {
                     self.accounts.remove(&id);
@@ -456,7 +458,7 @@ impl Ledger {
         for id in scratch.new_accounts {
             if let Some(a) = self.accounts.get(&id) {
                 if new_ids.insert(id) {
-                    out.accounts_new.push(a.clone());
+                    out.accounts_new.push((**a).clone());
                 }
             }
         }
@@ -470,7 +472,7 @@ impl Ledger {
             changed.iter().copied().filter(|id| scratch.settings_changed.contains(id)).collect();
         out.accounts_changed = changed
             .into_iter()
-            .filter_map(|id| self.accounts.get(&id).cloned())
+            .filter_map(|id| self.accounts.get(&id).map(|a| (**a).clone()))
             .collect();
         let mut party_ids = FastSet::default();
         for id in scratch.new_parties {
@@ -502,7 +504,7 @@ impl Ledger {
     }
 
     fn account_mut(&mut self, id: AccountId) -> &mut Account {
-        self.remember(|l| Undo::Account(id, l.accounts.get(&id).cloned()));
+        self.remember(|l| Undo::Account(id, l.accounts.get(&id).map(|a| (**a).clone())));
         self.scratch.dirty_accounts.insert(id);
         self.accounts.get_mut(&id).expect("validated before mutation")
     }
@@ -517,7 +519,7 @@ impl Ledger {
         let id = account.id;
         self.remember(|_| Undo::Account(id, None));
         self.scratch.new_accounts.push(id);
-        self.accounts.insert(id, account);
+        self.accounts.insert(id, Box::new(account));
     }
 
     fn insert_prior(&mut self, lookups: &mut Lookups, key: ClientKey, prior: Prior) {

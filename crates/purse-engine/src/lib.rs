@@ -75,6 +75,9 @@ pub struct EngineConfig {
     pub batch_wait: Duration,
     /// Accounts kept in memory; past it the cache is emptied and refilled on demand.
     pub cached_accounts_max: usize,
+    /// Parties kept in memory. Charges never need them, so a bulk import of customers is
+    /// dropped from memory right after it is written.
+    pub cached_parties_max: usize,
 }
 
 impl Default for EngineConfig {
@@ -83,7 +86,8 @@ impl Default for EngineConfig {
             queue_len_max: 4096,
             batch_size_max: 8192,
             batch_wait: Duration::ZERO,
-            cached_accounts_max: 2_000_000,
+            cached_accounts_max: 1_000_000,
+            cached_parties_max: 10_000,
         }
     }
 }
@@ -343,6 +347,10 @@ impl Writer {
         if self.ledger.accounts.len() > self.config.cached_accounts_max {
             self.cache_epoch = None;
         }
+        if self.ledger.parties.len() > self.config.cached_parties_max {
+            // Parties are loaded on demand (see `Ledger::missing`); forgetting them is safe.
+            self.ledger.parties = Default::default();
+        }
         Ok(output.results)
     }
 
@@ -357,7 +365,7 @@ impl Writer {
             let accounts = self.store.load_accounts(&missing.accounts)?;
             let found: purse_core::ledger::FastSet<AccountId> = accounts.iter().map(|a| a.id).collect();
             lookups.absent_accounts.extend(missing.accounts.iter().filter(|id| !found.contains(id)));
-            self.ledger.accounts.extend(accounts.into_iter().map(|a| (a.id, a)));
+            self.ledger.accounts.extend(accounts.into_iter().map(|a| (a.id, Box::new(a))));
             let parties = self.store.load_parties(&missing.parties)?;
             let found: purse_core::ledger::FastSet<_> = parties.iter().map(|p| p.id).collect();
             lookups.absent_parties.extend(missing.parties.iter().filter(|id| !found.contains(id)));
@@ -385,7 +393,7 @@ impl Writer {
             if let AccountKind::System(role) = a.kind {
                 ledger.system_accounts.insert((a.currency, role), a.id);
             }
-            ledger.accounts.insert(a.id, a);
+            ledger.accounts.insert(a.id, Box::new(a));
         }
         ledger.open_holds = base.open_holds.into_iter().map(|h| (h.id, h)).collect();
         self.ledger = ledger;

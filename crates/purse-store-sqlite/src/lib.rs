@@ -35,8 +35,11 @@ const TRANSFER_COLUMNS: &str = "id, client_id, kind, debit_account_id, credit_ac
 const HOLD_COLUMNS: &str = "id, client_id, account_id, amount, currency, created_at, expires_at, state, \
      service, metadata, resolved_at, resolution_client_id, captured, capture_transfer_id";
 
-/// Page cache per connection: large enough that the journal's indexes stay in memory.
-const CACHE_KIB: i64 = 128 * 1024;
+/// Page cache of the writer's connection: large enough that the balances and the hot
+/// ends of the journal's indexes stay in memory.
+const WRITER_CACHE_KIB: i64 = 128 * 1024;
+/// Page cache of the reader's connection.
+const READER_CACHE_KIB: i64 = 16 * 1024;
 /// WAL pages before a checkpoint copies them into the database file. Batches rewrite the
 /// same balance pages again and again; a longer WAL copies each of them once, not per batch.
 const WAL_PAGES_MAX: i64 = 16_384;
@@ -50,13 +53,13 @@ fn conv<T>(r: StoreResult<T>) -> rusqlite::Result<T> {
 }
 
 /// Opens (creating if needed) the database file with durable settings, and verifies them.
-fn connect(path: &str) -> StoreResult<Connection> {
+fn connect(path: &str, cache_kib: i64) -> StoreResult<Connection> {
     let conn = Connection::open(path).map_err(err)?;
     conn.set_prepared_statement_cache_capacity(128);
     conn.execute_batch(&format!(
         "PRAGMA page_size=4096; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000; \
-         PRAGMA cache_size=-{CACHE_KIB}; PRAGMA temp_store=MEMORY; \
-         PRAGMA wal_autocheckpoint={WAL_PAGES_MAX}; PRAGMA mmap_size=1073741824;"
+         PRAGMA cache_size=-{cache_kib}; PRAGMA temp_store=MEMORY; \
+         PRAGMA wal_autocheckpoint={WAL_PAGES_MAX};"
     ))
     .map_err(err)?;
     let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).map_err(err)?;
@@ -81,9 +84,9 @@ pub struct SqliteReader {
 
 /// Opens both sides and migrates the schema.
 pub fn open(path: &str) -> StoreResult<(SqliteStore, SqliteReader)> {
-    let mut store = SqliteStore { conn: connect(path)? };
+    let mut store = SqliteStore { conn: connect(path, WRITER_CACHE_KIB)? };
     store.migrate()?;
-    let reader = SqliteReader { conn: Mutex::new(connect(path)?) };
+    let reader = SqliteReader { conn: Mutex::new(connect(path, READER_CACHE_KIB)?) };
     Ok((store, reader))
 }
 
@@ -736,6 +739,6 @@ fn balance_after(t: &Transfer, account: AccountId) -> Amount {
 
 /// Runs raw SQL on a fresh connection: for tests that prove the schema refuses things.
 pub fn execute_raw(path: &str, sql: &str) -> StoreResult<usize> {
-    let conn = connect(path)?;
+    let conn = connect(path, READER_CACHE_KIB)?;
     conn.execute(sql, []).map_err(err)
 }

@@ -118,6 +118,9 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, String> {
     let prefix = format!("bench-{:x}", Rng::new(unix_ms()).next_u64() & 0xFFFF_FFFF);
     let wallets = Arc::new(create_customers(&engine, &prefix, options.accounts)?);
     let setup_seconds = setup.elapsed().as_secs_f64();
+    if std::env::var_os("PURSE_TRACE").is_some() {
+        eprintln!("peak RSS after setup: {:.0} MiB", peak_rss_mib());
+    }
 
     let engine = Arc::new(engine);
     let next_charge = Arc::new(AtomicU64::new(0));
