@@ -324,9 +324,11 @@ impl Writer {
     fn apply_durably(&mut self, requests: &[&[Item]], now: Timestamp) -> Result<Vec<CommandResult>, StoreError> {
         let t0 = Instant::now();
         let epoch = self.store.begin()?;
+        let tb = Instant::now();
         if self.cache_epoch != Some(epoch) {
             self.reload()?;
         }
+        let tr = Instant::now();
         let mut lookups = Lookups::default();
         let keys = Ledger::client_keys(requests);
         for (key, prior) in self.store.lookup_client_keys(&keys)? {
@@ -341,7 +343,7 @@ impl Writer {
         let t4 = Instant::now();
         self.store.commit()?;
         if std::env::var_os("PURSE_TRACE").is_some() {
-            eprintln!("lookup {:?} load {:?} apply {:?} write {:?} commit {:?}", t1-t0, t2-t1, t3-t2, t4-t3, t4.elapsed());
+            eprintln!("begin {:?} reload {:?} lookup {:?} load {:?} apply {:?} write {:?} commit {:?}", tb-t0, tr-tb, t1-tr, t2-t1, t3-t2, t4-t3, t4.elapsed());
         }
         self.cache_epoch = Some(epoch + 1);
         if self.ledger.accounts.len() > self.config.cached_accounts_max {

@@ -42,7 +42,7 @@ CREATE TABLE balances (
     children_balance  BIGINT NOT NULL,
     last_charge_at    BIGINT,
     last_transfer_id  BIGINT
-);
+) WITH (fillfactor = 50); -- room on each page for HOT updates: no index entry per update
 
 -- The journal. Rows are never updated or deleted: the triggers below refuse it.
 CREATE TABLE transfers (

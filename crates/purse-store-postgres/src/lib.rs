@@ -11,7 +11,8 @@
 
 use std::sync::Mutex;
 
-use postgres::types::ToSql;
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::{ToSql, Type};
 use postgres::{Client, NoTls, Row};
 use purse_core::{
     Account, AccountId, Amount, BatchOutput, ClientKey, Currency, EventKind, Hold, HoldId,
@@ -72,7 +73,12 @@ pub struct PgReader {
 
 /// Connects both sides and migrates the schema.
 pub fn open(url: &str) -> StoreResult<(PgStore, PgReader)> {
-    let mut store = PgStore { client: connect(url)? };
+    let mut writer = connect(url)?;
+    // The writer only looks rows up by key, under the ledger's write lock. With statistics
+    // stale (a journal that grew faster than autovacuum analyses it), the planner picks
+    // sequential scans that grow with the journal and stall every process; forbid them.
+    writer.batch_execute("SET enable_seqscan = off").map_err(err)?;
+    let mut store = PgStore { client: writer };
     store.migrate()?;
     let reader = PgReader { client: Mutex::new(connect(url)?) };
     Ok((store, reader))
@@ -289,10 +295,14 @@ impl Store for PgStore {
         };
         if !wanted[0].is_empty() {
             let keys: Vec<i64> = wanted[0].iter().map(|id| codec::client_key(id)).collect();
-            let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE client_key = ANY($1) AND client_id = ANY($2)");
-            for r in c.query(&sql, &[&keys, &wanted[0]]).map_err(err)? {
+            let exact: std::collections::HashSet<&str> = wanted[0].iter().copied().collect();
+            let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE client_key = ANY($1)");
+            for r in c.query(&sql, &[&keys]).map_err(err)? {
                 let t = transfer_from_row(&r)?;
-                found.push((ClientKey::Transfer(t.client_id.clone()), Prior::Transfer(t)));
+                // Keys may collide: only exact client ids are earlier uses.
+                if exact.contains(t.client_id.as_str()) {
+                    found.push((ClientKey::Transfer(t.client_id.clone()), Prior::Transfer(t)));
+                }
             }
         }
         for r in query(c, &format!("SELECT {HOLD_COLUMNS} FROM holds WHERE client_id = ANY($1)"), &wanted[1])? {
@@ -331,6 +341,8 @@ impl Store for PgStore {
 }
 
 fn write_output(c: &mut Client, out: &BatchOutput) -> Result<(), postgres::Error> {
+    let trace = std::env::var_os("PURSE_TRACE").is_some();
+    let t0 = std::time::Instant::now();
     for cur in &out.currencies {
         c.execute("INSERT INTO currencies (code, scale) VALUES ($1, $2)", &[&cur.code.as_str(), &i16::from(cur.scale)])?;
     }
@@ -368,7 +380,11 @@ fn write_output(c: &mut Client, out: &BatchOutput) -> Result<(), postgres::Error
     }
     write_accounts(c, &out.accounts_new, true, &[])?;
     write_accounts(c, &out.accounts_changed, false, &out.settings_changed)?;
+    let t1 = std::time::Instant::now();
     write_transfers(c, &out.transfers)?;
+    if trace {
+        eprintln!("  pg accounts {:?} transfers {:?}", t1 - t0, t1.elapsed());
+    }
     for h in &out.holds {
         let r = h.resolution.as_ref();
         c.execute(
@@ -495,37 +511,44 @@ fn insert_account_settings(c: &mut Client, accounts: &[&Account]) -> Result<(), 
     Ok(())
 }
 
+/// Journal rows go in with binary `COPY`: about twice as fast as an `unnest` insert, and
+/// the journal never needs `ON CONFLICT`.
 fn write_transfers(c: &mut Client, transfers: &[Transfer]) -> Result<(), postgres::Error> {
     if transfers.is_empty() {
         return Ok(());
     }
-    let id: Vec<i64> = transfers.iter().map(|t| id_to_db(t.id.0)).collect();
-    let client_id: Vec<&str> = transfers.iter().map(|t| t.client_id.as_str()).collect();
-    let kind: Vec<&str> = transfers.iter().map(|t| t.kind.as_str()).collect();
-    let debit: Vec<i64> = transfers.iter().map(|t| id_to_db(t.debit.0)).collect();
-    let credit: Vec<i64> = transfers.iter().map(|t| id_to_db(t.credit.0)).collect();
-    let amount: Vec<i64> = transfers.iter().map(|t| t.amount.0).collect();
-    let currency: Vec<&str> = transfers.iter().map(|t| t.currency.as_str()).collect();
-    let at: Vec<i64> = transfers.iter().map(|t| t.at.0).collect();
-    let posted: Vec<i64> = transfers.iter().map(|t| t.posted_at.0).collect();
-    let service: Vec<Option<&str>> = transfers.iter().map(|t| t.service.as_deref()).collect();
-    let metadata: Vec<Option<&str>> = transfers.iter().map(|t| t.metadata.as_deref()).collect();
-    let hold: Vec<Option<i64>> = transfers.iter().map(|t| t.hold.map(|h| id_to_db(h.0))).collect();
-    let reverses: Vec<Option<i64>> = transfers.iter().map(|t| t.reverses.map(|r| id_to_db(r.0))).collect();
-    let overdrawn: Vec<bool> = transfers.iter().map(|t| t.overdrawn).collect();
-    let debit_prev: Vec<Option<i64>> = transfers.iter().map(|t| t.debit_prev.map(|p| id_to_db(p.0))).collect();
-    let credit_prev: Vec<Option<i64>> = transfers.iter().map(|t| t.credit_prev.map(|p| id_to_db(p.0))).collect();
-    let debit_balance: Vec<i64> = transfers.iter().map(|t| t.debit_balance.0).collect();
-    let credit_balance: Vec<i64> = transfers.iter().map(|t| t.credit_balance.0).collect();
-    let client_key: Vec<i64> = transfers.iter().map(|t| codec::client_key(t.client_id.as_str())).collect();
-    c.execute(
-        &format!(
-            "INSERT INTO transfers ({TRANSFER_COLUMNS}, client_key) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], \
-             $4::bigint[], $5::bigint[], $6::bigint[], $7::text[], $8::bigint[], $9::bigint[], $10::text[], $11::text[], \
-             $12::bigint[], $13::bigint[], $14::bool[], $15::bigint[], $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[])"
-        ),
-        &[&id, &client_id, &kind, &debit, &credit, &amount, &currency, &at, &posted, &service, &metadata, &hold, &reverses, &overdrawn, &debit_prev, &credit_prev, &debit_balance, &credit_balance, &client_key],
-    )?;
+    let (int, text, boolean) = (Type::INT8, Type::TEXT, Type::BOOL);
+    let types = [
+        int.clone(), text.clone(), text.clone(), int.clone(), int.clone(), int.clone(), text.clone(), int.clone(),
+        int.clone(), text.clone(), text, int.clone(), int.clone(), boolean, int.clone(), int.clone(), int.clone(),
+        int.clone(), int,
+    ];
+    let sink = c.copy_in(&format!("COPY transfers ({TRANSFER_COLUMNS}, client_key) FROM STDIN (FORMAT binary)"))?;
+    let mut writer = BinaryCopyInWriter::new(sink, &types);
+    for t in transfers {
+        writer.write(&[
+            &id_to_db(t.id.0),
+            &t.client_id.as_str(),
+            &t.kind.as_str(),
+            &id_to_db(t.debit.0),
+            &id_to_db(t.credit.0),
+            &t.amount.0,
+            &t.currency.as_str(),
+            &t.at.0,
+            &t.posted_at.0,
+            &t.service.as_deref(),
+            &t.metadata.as_deref(),
+            &t.hold.map(|h| id_to_db(h.0)),
+            &t.reverses.map(|r| id_to_db(r.0)),
+            &t.overdrawn,
+            &t.debit_prev.map(|p| id_to_db(p.0)),
+            &t.credit_prev.map(|p| id_to_db(p.0)),
+            &t.debit_balance.0,
+            &t.credit_balance.0,
+            &codec::client_key(t.client_id.as_str()),
+        ])?;
+    }
+    writer.finish()?;
     Ok(())
 }
 

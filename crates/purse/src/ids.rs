@@ -40,14 +40,32 @@ pub fn uuid_v4(rng: &mut Rng) -> String {
     uuid_text(bits)
 }
 
-/// A time-ordered (version 7 style) UUID: milliseconds, then a process-wide counter, then
-/// randomness. Ids made later sort later, so the journal's index grows at its end.
+/// A time-ordered version 7 UUID (RFC 9562): 48 bits of milliseconds, the version, a
+/// 12-bit counter in `rand_a` (so ids of one millisecond keep their order and their high
+/// 64 bits stay distinct), the variant, and 62 random bits.
 pub fn uuid_v7(unix_ms: u64, rng: &mut Rng) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let seq = COUNTER.fetch_add(1, Ordering::Relaxed) & 0xFFF_FFFF;
+    let seq = COUNTER.fetch_add(1, Ordering::Relaxed) & 0xFFF;
     let bits = (u128::from(unix_ms & 0xFFFF_FFFF_FFFF) << 80)
         | (0x7 << 76)
-        | (u128::from(seq) << 48)
-        | u128::from(rng.next_u64() & 0xFFFF_FFFF_FFFF);
+        | (u128::from(seq) << 64)
+        | (0x2 << 62)
+        | u128::from(rng.next_u64() & 0x3FFF_FFFF_FFFF_FFFF);
     uuid_text(bits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v7_ids_of_one_millisecond_have_distinct_high_halves() {
+        let mut rng = Rng::new(1);
+        let ids: Vec<String> = (0..100).map(|_| uuid_v7(1_700_000_000_000, &mut rng)).collect();
+        let mut highs: Vec<&str> = ids.iter().map(|i| &i[..18]).collect();
+        highs.sort();
+        highs.dedup();
+        assert_eq!(highs.len(), 100);
+        assert!(ids.iter().all(|i| &i[14..15] == "7" && "89ab".contains(&i[19..20])));
+    }
 }
