@@ -497,9 +497,12 @@ impl Ledger {
     // ---------------------------------------------------------------- mutation helpers
 
     fn remember(&mut self, undo: impl FnOnce(&Self) -> Undo) {
-        if self.scratch.checkpoint.is_some() {
-            let entry = undo(self);
-            self.scratch.checkpoint.as_mut().expect("checked").undo.push(entry);
+        if self.scratch.checkpoint.is_none() {
+            return;
+        }
+        let entry = undo(self);
+        if let Some(checkpoint) = self.scratch.checkpoint.as_mut() {
+            checkpoint.undo.push(entry);
         }
     }
 
@@ -1112,15 +1115,8 @@ impl Ledger {
         lookups: &mut Lookups,
     ) -> CommandResult {
         let clearing = self.system_account(money.currency, method.clearing_role());
-        let expect = TransferExpectation {
-            kind: TransferKind::Payment,
-            debit: *clearing.as_ref().unwrap_or(&AccountId(u64::MAX)),
-            credit: Some(account),
-            amount: money.amount,
-            at: None,
-            service: None,
-            metadata: metadata.as_deref(),
-        };
+        let debit = *clearing.as_ref().unwrap_or(&AccountId(u64::MAX));
+        let expect = TransferExpectation::movement(TransferKind::Payment, (debit, account), money.amount, metadata);
         if let Some(replay) = self.replay_transfer(lookups, client_id, &expect) {
             return replay;
         }
@@ -1144,20 +1140,12 @@ impl Ledger {
         now: Timestamp,
         lookups: &mut Lookups,
     ) -> CommandResult {
-        let expect = TransferExpectation {
-            kind,
-            debit: source,
-            credit: Some(target),
-            amount: money.amount,
-            at: None,
-            service: None,
-            metadata: metadata.as_deref(),
-        };
+        let expect = TransferExpectation::movement(kind, (source, target), money.amount, metadata);
         if let Some(replay) = self.replay_transfer(lookups, client_id, &expect) {
             return replay;
         }
         if !matches!(kind, TransferKind::Transfer | TransferKind::Issue | TransferKind::Recharge) {
-            return Err(Rejection::ExistsWithDifferentKind);
+            return Err(Rejection::TransferKindNotAllowed);
         }
         check_text(metadata, "metadata", METADATA_LEN_MAX)?;
         if source == target {
@@ -1320,15 +1308,7 @@ impl Ledger {
         let original = lookups.transfers.get(&original_id).map(|(t, by)| (t.clone(), *by));
         if let Some(Prior::Transfer(_) | Prior::InBatch(_)) = lookups.prior.get(&ClientKey::Transfer(client_id.clone())) {
             let Some((t, _)) = &original else { return Err(Rejection::ExistsWithDifferentCounterparty) };
-            let expect = TransferExpectation {
-                kind: TransferKind::Reversal,
-                debit: t.credit,
-                credit: Some(t.debit),
-                amount: t.amount,
-                at: None,
-                service: None,
-                metadata: metadata.as_deref(),
-            };
+            let expect = TransferExpectation::movement(TransferKind::Reversal, (t.credit, t.debit), t.amount, metadata);
             return self.replay_transfer(lookups, client_id, &expect).expect("prior exists");
         }
         check_text(metadata, "metadata", METADATA_LEN_MAX)?;
@@ -1381,7 +1361,12 @@ struct TransferExpectation<'a> {
     metadata: Option<&'a str>,
 }
 
-impl TransferExpectation<'_> {
+impl<'a> TransferExpectation<'a> {
+    /// A movement between two known accounts, at the ledger's time, without a service.
+    fn movement(kind: TransferKind, (debit, credit): (AccountId, AccountId), amount: Amount, metadata: &'a Option<String>) -> Self {
+        TransferExpectation { kind, debit, credit: Some(credit), amount, at: None, service: None, metadata: metadata.as_deref() }
+    }
+
     fn compare(&self, t: &Transfer) -> Result<(), Rejection> {
         if t.kind != self.kind {
             return Err(Rejection::ExistsWithDifferentKind);

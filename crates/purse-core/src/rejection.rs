@@ -37,6 +37,9 @@ pub enum Rejection {
     /// System accounts cannot be charged, paid into, or transferred from by a command.
     SystemAccountNotAllowed,
     AccountsMustDiffer,
+    /// A transfer between accounts is a transfer, an issue or a recharge; other kinds have
+    /// commands of their own (charge, payment, reversal).
+    TransferKindNotAllowed,
     /// Subscriber-credit accounts need their customer's wallet in the same currency.
     CurrencyMismatchWithCustomer,
 
@@ -103,6 +106,7 @@ impl Rejection {
             AccountHasHolds => "account_has_holds",
             SystemAccountNotAllowed => "system_account_not_allowed",
             AccountsMustDiffer => "accounts_must_differ",
+            TransferKindNotAllowed => "transfer_kind_not_allowed",
             CurrencyMismatchWithCustomer => "currency_mismatch_with_customer",
             InsufficientFunds { .. } => "insufficient_funds",
             HoldNotFound => "hold_not_found",
@@ -154,7 +158,7 @@ impl Rejection {
             HoldExpiryMustBeInFuture | ExistsWithDifferentExpiry => "expires_at",
             TransferNotFound | TransferAlreadyReversed { .. } => "transfer",
             ReversalCannotBeReversed => "transfer",
-            ExistsWithDifferentKind => "kind",
+            ExistsWithDifferentKind | TransferKindNotAllowed => "kind",
             ExistsWithDifferentTime => "at",
             ExistsWithDifferentService => "service",
             ExistsWithDifferentMetadata => "metadata",

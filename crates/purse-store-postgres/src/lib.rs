@@ -20,26 +20,14 @@ use purse_core::{
     TransferId,
 };
 use purse_store::codec::{self, id_from_db, id_to_db};
+use purse_store::columns::{ACCOUNT_COLUMNS, ACCOUNT_SELECT, HOLD_COLUMNS, PARTY_COLUMNS, TRANSFER_COLUMNS};
 use purse_store::{Audit, BaseState, JournalQuery, Reader, Store, StoreError, StoreResult};
 
 const MIGRATIONS: &[(&str, &str)] = &[("0001_ledger", include_str!("../migrations/0001_ledger.sql"))];
 
-/// Accounts are read joined with their balances; the column order is `account_from_row`'s.
-const ACCOUNT_SELECT: &str = "SELECT a.id, a.client_id, a.party_id, a.kind, a.system_role, a.parent_id, \
-     a.currency, a.status, b.balance, b.reserved, a.credit_limit, a.temp_increase, a.temp_valid_until, \
-     b.children_balance, a.thresholds, b.last_charge_at, a.created_at, b.last_transfer_id \
-     FROM accounts a JOIN balances b ON b.account_id = a.id";
-const ACCOUNT_COLUMNS: &str = "id, client_id, party_id, kind, system_role, parent_id, currency, status, \
-     credit_limit, temp_increase, temp_valid_until, thresholds, created_at";
-const PARTY_COLUMNS: &str = "id, client_id, name, kind, reseller_id, billing, currency, wallet_id, created_at";
-const TRANSFER_COLUMNS: &str = "id, client_id, kind, debit_account_id, credit_account_id, amount, currency, \
-     at, posted_at, service, metadata, hold_id, reverses_id, overdrawn, debit_prev_id, credit_prev_id, \
-     debit_balance, credit_balance";
-const HOLD_COLUMNS: &str = "id, client_id, account_id, amount, currency, created_at, expires_at, state, \
-     service, metadata, resolved_at, resolution_client_id, captured, capture_transfer_id";
 
 /// Any arbitrary constant: the advisory lock that serializes concurrent migrations.
-const MIGRATION_LOCK: i64 = 0x7075_7273_65;
+const MIGRATION_LOCK: i64 = 0x70_7572_7365; // "purse" in ASCII
 
 fn err(e: postgres::Error) -> StoreError {
     // The server's message (constraint, trigger text) is in the source; keep it.
@@ -273,6 +261,7 @@ impl Store for PgStore {
             .collect()
     }
 
+    #[allow(clippy::type_complexity)]
     fn lookup_client_keys(&mut self, keys: &[ClientKey]) -> StoreResult<Vec<(ClientKey, Prior)>> {
         let mut wanted: [Vec<&str>; 5] = Default::default();
         for key in keys {
@@ -340,9 +329,8 @@ impl Store for PgStore {
     }
 }
 
+#[allow(clippy::type_complexity)] // one vector per column, spelled out beside the SQL
 fn write_output(c: &mut Client, out: &BatchOutput) -> Result<(), postgres::Error> {
-    let trace = std::env::var_os("PURSE_TRACE").is_some();
-    let t0 = std::time::Instant::now();
     for cur in &out.currencies {
         c.execute("INSERT INTO currencies (code, scale) VALUES ($1, $2)", &[&cur.code.as_str(), &i16::from(cur.scale)])?;
     }
@@ -380,11 +368,7 @@ fn write_output(c: &mut Client, out: &BatchOutput) -> Result<(), postgres::Error
     }
     write_accounts(c, &out.accounts_new, true, &[])?;
     write_accounts(c, &out.accounts_changed, false, &out.settings_changed)?;
-    let t1 = std::time::Instant::now();
     write_transfers(c, &out.transfers)?;
-    if trace {
-        eprintln!("  pg accounts {:?} transfers {:?}", t1 - t0, t1.elapsed());
-    }
     for h in &out.holds {
         let r = h.resolution.as_ref();
         c.execute(
@@ -632,23 +616,6 @@ impl Reader for PgReader {
             let before = q.before.map(|t| id_to_db(t.0));
             rows(c, &sql, &[&id_to_db(q.account.0), &before, &i64::from(q.limit)], transfer_from_row)
         })
-    }
-
-    fn balance_at(&self, account: AccountId, at: Timestamp) -> StoreResult<i128> {
-        let mut cursor = None;
-        loop {
-            let page = self.journal(JournalQuery { account, before: cursor, limit: 256 })?;
-            for t in &page {
-                if t.posted_at <= at {
-                    let after = if t.debit == account { t.debit_balance } else { t.credit_balance };
-                    return Ok(i128::from(after.0));
-                }
-            }
-            match page.last() {
-                Some(t) if page.len() == 256 => cursor = Some(t.id),
-                _ => return Ok(0),
-            }
-        }
     }
 
     fn audit(&self) -> StoreResult<Audit> {

@@ -15,25 +15,13 @@ use purse_core::{
     TransferId,
 };
 use purse_store::codec::{self, id_from_db, id_to_db};
+use purse_store::columns::{ACCOUNT_COLUMNS, ACCOUNT_SELECT, HOLD_COLUMNS, PARTY_COLUMNS, TRANSFER_COLUMNS};
 use purse_store::{Audit, BaseState, JournalQuery, Reader, Store, StoreError, StoreResult};
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 const MIGRATIONS: &[(&str, &str)] = &[("0001_ledger", include_str!("../migrations/0001_ledger.sql"))];
 
-/// Accounts are read joined with their balances; the column order is `account_from_row`'s.
-const ACCOUNT_SELECT: &str = "SELECT a.id, a.client_id, a.party_id, a.kind, a.system_role, a.parent_id, \
-     a.currency, a.status, b.balance, b.reserved, a.credit_limit, a.temp_increase, a.temp_valid_until, \
-     b.children_balance, a.thresholds, b.last_charge_at, a.created_at, b.last_transfer_id \
-     FROM accounts a JOIN balances b ON b.account_id = a.id";
-const ACCOUNT_COLUMNS: &str = "id, client_id, party_id, kind, system_role, parent_id, currency, status, \
-     credit_limit, temp_increase, temp_valid_until, thresholds, created_at";
-const PARTY_COLUMNS: &str = "id, client_id, name, kind, reseller_id, billing, currency, wallet_id, created_at";
-const TRANSFER_COLUMNS: &str = "id, client_id, kind, debit_account_id, credit_account_id, amount, currency, \
-     at, posted_at, service, metadata, hold_id, reverses_id, overdrawn, debit_prev_id, credit_prev_id, \
-     debit_balance, credit_balance";
-const HOLD_COLUMNS: &str = "id, client_id, account_id, amount, currency, created_at, expires_at, state, \
-     service, metadata, resolved_at, resolution_client_id, captured, capture_transfer_id";
 
 /// Page cache of the writer's connection: large enough that the balances and the hot
 /// ends of the journal's indexes stay in memory.
@@ -661,22 +649,6 @@ impl Reader for SqliteReader {
         })
     }
 
-    fn balance_at(&self, account: AccountId, at: Timestamp) -> StoreResult<i128> {
-        let mut cursor = None;
-        loop {
-            let page = self.journal(JournalQuery { account, before: cursor, limit: 256 })?;
-            for t in &page {
-                if t.posted_at <= at {
-                    return Ok(i128::from(balance_after(t, account).0));
-                }
-            }
-            match page.last() {
-                Some(t) if page.len() == 256 => cursor = Some(t.id),
-                _ => return Ok(0),
-            }
-        }
-    }
-
     fn audit(&self) -> StoreResult<Audit> {
         self.with(|c| {
             let mut s = c.prepare(
@@ -731,10 +703,6 @@ impl Reader for SqliteReader {
 /// The posting before `t` in `account`'s chain.
 fn previous(t: &Transfer, account: AccountId) -> Option<TransferId> {
     if t.debit == account { t.debit_prev } else { t.credit_prev }
-}
-
-fn balance_after(t: &Transfer, account: AccountId) -> Amount {
-    if t.debit == account { t.debit_balance } else { t.credit_balance }
 }
 
 /// Runs raw SQL on a fresh connection: for tests that prove the schema refuses things.

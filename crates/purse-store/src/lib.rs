@@ -108,10 +108,42 @@ pub trait Reader: Send + Sync {
     fn hold(&self, id: HoldId) -> StoreResult<Option<Hold>>;
     fn transfer_by_client_id(&self, client_id: &str) -> StoreResult<Option<Transfer>>;
     fn journal(&self, query: JournalQuery) -> StoreResult<Vec<Transfer>>;
-    /// The balance from postings at or before `at` (by posting time).
-    fn balance_at(&self, account: AccountId, at: purse_core::Timestamp) -> StoreResult<i128>;
+    /// The balance right after the last posting at or before `at` (by posting time): walks
+    /// the account's journal back, page by page, to the balance-after it recorded.
+    fn balance_at(&self, account: AccountId, at: purse_core::Timestamp) -> StoreResult<i128> {
+        const PAGE: u32 = 256;
+        let mut before = None;
+        loop {
+            let page = self.journal(JournalQuery { account, before, limit: PAGE })?;
+            if let Some(t) = page.iter().find(|t| t.posted_at <= at) {
+                let after = if t.debit == account { t.debit_balance } else { t.credit_balance };
+                return Ok(i128::from(after.0));
+            }
+            match page.last() {
+                Some(t) if page.len() == PAGE as usize => before = Some(t.id),
+                _ => return Ok(0),
+            }
+        }
+    }
     fn audit(&self) -> StoreResult<Audit>;
     fn outbox_count(&self) -> StoreResult<u64>;
+}
+
+/// The column lists both backends' schemas share, in the order their row readers expect.
+pub mod columns {
+    /// Accounts are read joined with their balances; the order is the row readers'.
+    pub const ACCOUNT_SELECT: &str = "SELECT a.id, a.client_id, a.party_id, a.kind, a.system_role, a.parent_id, \
+         a.currency, a.status, b.balance, b.reserved, a.credit_limit, a.temp_increase, a.temp_valid_until, \
+         b.children_balance, a.thresholds, b.last_charge_at, a.created_at, b.last_transfer_id \
+         FROM accounts a JOIN balances b ON b.account_id = a.id";
+    pub const ACCOUNT_COLUMNS: &str = "id, client_id, party_id, kind, system_role, parent_id, currency, status, \
+         credit_limit, temp_increase, temp_valid_until, thresholds, created_at";
+    pub const PARTY_COLUMNS: &str = "id, client_id, name, kind, reseller_id, billing, currency, wallet_id, created_at";
+    pub const TRANSFER_COLUMNS: &str = "id, client_id, kind, debit_account_id, credit_account_id, amount, currency, \
+         at, posted_at, service, metadata, hold_id, reverses_id, overdrawn, debit_prev_id, credit_prev_id, \
+         debit_balance, credit_balance";
+    pub const HOLD_COLUMNS: &str = "id, client_id, account_id, amount, currency, created_at, expires_at, state, \
+         service, metadata, resolved_at, resolution_client_id, captured, capture_transfer_id";
 }
 
 /// How records are spelled in database columns, shared by every backend so that both
@@ -268,6 +300,15 @@ pub mod codec {
         Some(high)
     }
 
+    /// Ids are `u64` in the core and signed 64-bit in both databases.
+    pub fn id_to_db(id: u64) -> i64 {
+        i64::try_from(id).expect("ids stay below 2^63")
+    }
+
+    pub fn id_from_db(id: i64) -> u64 {
+        u64::try_from(id).expect("ids are never negative")
+    }
+
     #[cfg(test)]
     mod tests {
         #[test]
@@ -279,14 +320,5 @@ pub mod codec {
             assert_ne!(super::client_key("call-1"), super::client_key("call-2"));
             assert_eq!(super::client_key("call-1"), super::client_key("call-1"));
         }
-    }
-
-    /// Ids are `u64` in the core and signed 64-bit in both databases.
-    pub fn id_to_db(id: u64) -> i64 {
-        i64::try_from(id).expect("ids stay below 2^63")
-    }
-
-    pub fn id_from_db(id: i64) -> u64 {
-        u64::try_from(id).expect("ids are never negative")
     }
 }

@@ -147,7 +147,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, String> {
                     if let Some(bad) = results.iter().find(|r| r.is_err()) {
                         return Err(format!("a charge was refused: {bad:?}"));
                     }
-                    latencies.extend(std::iter::repeat(took).take(len));
+                    latencies.extend(std::iter::repeat_n(took, len));
                 }
             })
         })

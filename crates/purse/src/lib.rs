@@ -21,8 +21,11 @@ use serde::Deserialize;
 /// The database URL when none is configured: an SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://purse.db";
 
+/// The write side (for one engine) and the read side (shared) of one store.
+pub type StoreSides = (Box<dyn Store>, Arc<dyn Reader>);
+
 /// Opens the store named by `url` (`sqlite://PATH` or `postgres://...`) and migrates it.
-pub fn open_store(url: &str) -> Result<(Box<dyn Store>, Arc<dyn Reader>), StoreError> {
+pub fn open_store(url: &str) -> Result<StoreSides, StoreError> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         if path.is_empty() {
             return Err(StoreError("sqlite:// needs a file path, e.g. sqlite://purse.db".into()));

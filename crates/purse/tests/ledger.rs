@@ -119,6 +119,17 @@ fn bad_input_gets_its_own_rejection_and_changes_nothing() {
             },
             "insufficient_funds",
         ),
+        (
+            Command::Transfer {
+                client_id: h.next_id("t"),
+                source: a,
+                target: b,
+                money: h.usd("1.00"),
+                kind: TransferKind::Charge,
+                metadata: None,
+            },
+            "transfer_kind_not_allowed",
+        ),
         (Command::CreateCurrency { code: eur, scale: 10 }, "scale_too_large"),
         (
             Command::SetCreditLimit { account: a, credit_limit: h.amount("5.00") },
