@@ -1,0 +1,123 @@
+//! The `purse` command as a user runs it: migrate, demo (the README's run command), bench,
+//! and configuration from file and environment.
+
+mod common;
+
+use std::process::Command;
+
+fn purse(args: &[&str]) -> (bool, String, String) {
+    purse_with_env(args, &[])
+}
+
+fn purse_with_env(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let dir = std::env::temp_dir().join(format!("purse-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_purse"));
+    command.args(args).current_dir(&dir).env_remove("PURSE_DATABASE_URL").env_remove("PURSE_CONFIG");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let out = command.output().expect("run purse");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn migrate_creates_the_schema_on_both_backends_and_is_idempotent() {
+    for url in [common::sqlite_url(), common::pg_url("cli_migrate")] {
+        for _ in 0..2 {
+            let (ok, stdout, stderr) = purse(&["migrate", "--database", &url]);
+            assert!(ok, "{stderr}");
+            assert!(stdout.starts_with("migrated"), "{stdout}");
+        }
+    }
+}
+
+#[test]
+fn a_bad_database_url_is_a_clear_error() {
+    let (ok, _, stderr) = purse(&["migrate", "--database", "mysql://x"]);
+    assert!(!ok);
+    assert!(stderr.contains("must start with sqlite:// or postgres://"), "{stderr}");
+}
+
+#[test]
+fn demo_seeds_simulates_a_day_and_balances_its_books() {
+    let path = common::sqlite_url().trim_start_matches("sqlite://").to_owned();
+    let (ok, stdout, stderr) = purse(&["demo", "--path", &path]);
+    assert!(ok, "{stderr}");
+    for name in ["Acme Call Center", "Globex SMS", "Initech Cloud", "Umbrella Voice"] {
+        assert!(stdout.contains(name), "{stdout}");
+    }
+    assert!(stdout.contains("books balance"), "{stdout}");
+    // Thresholds were configured and crossed during the simulated day.
+    assert!(!stdout.contains("; 0 threshold events"), "{stdout}");
+    // Running it again starts from a fresh file.
+    let (ok_again, again, _) = purse(&["demo", "--path", &path]);
+    assert!(ok_again);
+    assert_eq!(stdout, again, "the demo is deterministic");
+}
+
+#[test]
+fn bench_reports_its_figures_as_json() {
+    let url = common::sqlite_url();
+    let (ok, stdout, stderr) = purse(&[
+        "bench", "--database", &url, "--accounts", "20", "--charges", "500", "--batch", "50", "--concurrency", "2",
+        "--ids", "random", "--hot-percent", "10", "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
+    for field in ["charges_per_s", "p50_ms", "p99_ms", "peak_rss_mib"] {
+        assert!(report[field].as_f64().is_some(), "{field} missing in {report}");
+    }
+    assert_eq!(report["charges"], 500);
+    let (_, reader) = purse::open_store(&url).unwrap();
+    let audit = reader.audit().unwrap();
+    assert!(audit.is_consistent());
+    assert_eq!(audit.transfer_count, 500);
+}
+
+#[test]
+fn bench_refuses_nonsense_options() {
+    let (ok, _, stderr) = purse(&["bench", "--database", &common::sqlite_url(), "--hot-percent", "101"]);
+    assert!(!ok);
+    assert!(stderr.contains("--hot-percent"), "{stderr}");
+}
+
+#[test]
+fn configuration_comes_from_the_file_then_the_environment_then_flags() {
+    let dir = std::env::temp_dir().join(format!("purse-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let from_file = common::sqlite_url();
+    let config = dir.join("purse.toml");
+    std::fs::write(&config, format!("database_url = \"{from_file}\"\n[engine]\nbatch_size_max = 128\n")).unwrap();
+    let config = config.to_str().unwrap();
+
+    let (ok, stdout, _) = purse(&["migrate", "--config", config]);
+    assert!(ok);
+    assert_eq!(stdout.trim(), format!("migrated {from_file}"));
+
+    let from_env = common::sqlite_url();
+    let (ok, stdout, _) = purse_with_env(&["migrate", "--config", config], &[("PURSE_DATABASE_URL", &from_env)]);
+    assert!(ok);
+    assert_eq!(stdout.trim(), format!("migrated {from_env}"));
+
+    let from_flag = common::sqlite_url();
+    let (ok, stdout, _) =
+        purse_with_env(&["migrate", "--config", config, "--database", &from_flag], &[("PURSE_DATABASE_URL", &from_env)]);
+    assert!(ok);
+    assert_eq!(stdout.trim(), format!("migrated {from_flag}"));
+
+    std::fs::write(dir.join("bad.toml"), "database_url = 5\n").unwrap();
+    let (ok, _, stderr) = purse(&["migrate", "--config", dir.join("bad.toml").to_str().unwrap()]);
+    assert!(!ok);
+    assert!(stderr.contains("bad.toml"), "{stderr}");
+    let (ok, _, stderr) = purse_with_env(&["migrate", "--config", config], &[("PURSE_ENGINE_BATCH_SIZE_MAX", "many")]);
+    assert!(!ok, "a malformed setting is refused, not ignored");
+    assert!(stderr.contains("PURSE_ENGINE_BATCH_SIZE_MAX must be a whole number"), "{stderr}");
+}
+
+#[test]
+fn the_default_database_is_an_sqlite_file_in_the_working_directory() {
+    let (ok, stdout, stderr) = purse(&["migrate"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.trim(), "migrated sqlite://purse.db");
+}
