@@ -84,13 +84,22 @@ fn seeds() -> Vec<u64> {
 #[test]
 fn simulation_agrees_with_the_reference_model() {
     for seed in seeds() {
-        eprintln!("simulation seed {seed} (replay with PURSE_SIM_SEED={seed})");
-        run(seed);
+        eprintln!("simulation seed {seed} on SQLite (replay with PURSE_SIM_SEED={seed})");
+        run(seed, &sqlite_url());
     }
 }
 
-fn run(seed: u64) {
-    let h = Harness::sqlite();
+/// The same simulation on PostgreSQL, with fewer seeds (each step is a network round trip).
+#[test]
+fn simulation_agrees_with_the_reference_model_on_postgres() {
+    for seed in &FIXED_SEEDS[..2] {
+        eprintln!("simulation seed {seed} on PostgreSQL");
+        run(*seed, &pg_url(&format!("simulation_{seed}")));
+    }
+}
+
+fn run(seed: u64, url: &str) {
+    let h = Harness::on(url);
     let mut model = Model::default();
     let mut accounts = Vec::new();
     for i in 0..ACCOUNTS {
