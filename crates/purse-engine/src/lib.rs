@@ -222,18 +222,30 @@ impl Engine {
     /// How much the account can spend now, and how many units of `price` that buys.
     /// A read of committed state: it never waits for the writer.
     pub fn spendable(&self, account: AccountId, price: Option<Amount>) -> Result<Option<Spendable>, EngineError> {
-        let store = |e: StoreError| EngineError::Store(e.0);
-        let Some(acc) = self.reader.account(account).map_err(store)? else { return Ok(None) };
+        let now = self.clock.now();
+        let Some(acc) = self.current(account, now)? else { return Ok(None) };
         let parent: Option<Account> = match acc.kind {
-            AccountKind::SubscriberCredit { parent } => self.reader.account(parent).map_err(store)?,
+            AccountKind::SubscriberCredit { parent } => self.current(parent, now)?,
             _ => None,
         };
-        let available = purse_core::ledger::available(&acc, parent.as_ref(), self.clock.now());
+        let available = purse_core::ledger::available(&acc, parent.as_ref(), now);
         let units = price.filter(|p| p.is_positive()).map(|p| {
             if available <= 0 { 0 } else { u64::try_from(available / i128::from(p.0)).unwrap_or(u64::MAX) }
         });
         let available = Amount(available.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64);
         Ok(Some(Spendable { available, units }))
+    }
+
+    /// The committed account as of `now`: holds that expired since the last batch no longer
+    /// count as reserved, whether or not a batch has run to release them.
+    fn current(&self, account: AccountId, now: Timestamp) -> Result<Option<Account>, EngineError> {
+        let store = |e: StoreError| EngineError::Store(e.0);
+        let Some(mut acc) = self.reader.account(account).map_err(store)? else { return Ok(None) };
+        if acc.reserved.is_positive() {
+            let expired = self.reader.expired_reservations(account, now).map_err(store)?;
+            acc.reserved = Amount(acc.reserved.0 - expired);
+        }
+        Ok(Some(acc))
     }
 
     /// Stops taking requests, finishes every queued one, and waits for the writer.

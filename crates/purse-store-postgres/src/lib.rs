@@ -618,6 +618,19 @@ impl Reader for PgReader {
         })
     }
 
+    fn expired_reservations(&self, account: AccountId, now: Timestamp) -> StoreResult<i64> {
+        self.with(|c| {
+            let row = c
+                .query_one(
+                    "SELECT COALESCE(SUM(amount), 0)::bigint FROM holds \
+                     WHERE account_id = $1 AND state = 'open' AND expires_at <= $2",
+                    &[&id_to_db(account.0), &now.0],
+                )
+                .map_err(err)?;
+            Ok(row.get(0))
+        })
+    }
+
     fn audit(&self) -> StoreResult<Audit> {
         self.with(|c| {
             let balance_sums = c

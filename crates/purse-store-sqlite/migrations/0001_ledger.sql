@@ -96,7 +96,7 @@ CREATE TABLE holds (
     captured            INTEGER NOT NULL DEFAULT 0,
     capture_transfer_id INTEGER
 );
-CREATE INDEX holds_open ON holds (state) WHERE state = 'open';
+CREATE INDEX holds_open ON holds (account_id, expires_at) WHERE state = 'open';
 CREATE UNIQUE INDEX holds_release_client_id ON holds (resolution_client_id)
     WHERE resolution_client_id IS NOT NULL AND state = 'released';
 

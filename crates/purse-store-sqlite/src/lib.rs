@@ -649,6 +649,15 @@ impl Reader for SqliteReader {
         })
     }
 
+    fn expired_reservations(&self, account: AccountId, now: Timestamp) -> StoreResult<i64> {
+        self.with(|c| {
+            c.prepare_cached(
+                "SELECT COALESCE(SUM(amount), 0) FROM holds WHERE account_id = ? AND state = 'open' AND expires_at <= ?",
+            )?
+            .query_row(params![id_to_db(account.0), now.0], |r| r.get(0))
+        })
+    }
+
     fn audit(&self) -> StoreResult<Audit> {
         self.with(|c| {
             let mut s = c.prepare(

@@ -125,6 +125,9 @@ pub trait Reader: Send + Sync {
             }
         }
     }
+    /// The amount of the account's holds that are still open in the store but expired at
+    /// `now` (the engine releases them with its next batch; answers must not wait for it).
+    fn expired_reservations(&self, account: AccountId, now: purse_core::Timestamp) -> StoreResult<i64>;
     fn audit(&self) -> StoreResult<Audit>;
     fn outbox_count(&self) -> StoreResult<u64>;
 }

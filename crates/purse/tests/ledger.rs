@@ -409,3 +409,24 @@ fn threshold_events_carry_the_transfer_that_caused_them() {
         .unwrap();
     assert_eq!((cause as u64, before, after), (transfer.0, 0, 200));
 }
+
+#[test]
+fn spendable_now_does_not_count_holds_that_expired_while_the_engine_was_idle() {
+    let h = Harness::sqlite();
+    let a = h.customer("0");
+    h.pay(a, "10.00").unwrap();
+    let hold = Command::Hold {
+        client_id: h.next_id("hold"),
+        account: a,
+        money: h.usd("4.00"),
+        expires_at: h.now().plus_micros(30_000_000),
+        service: None,
+        metadata: None,
+    };
+    h.run(hold).unwrap();
+    assert_eq!(h.engine.spendable(a, None).unwrap().unwrap().available, Amount(600));
+    h.clock.advance_micros(30_000_000);
+    // No command has run since: the stored reservation is stale, the answer is not.
+    assert_eq!(h.engine.reader().account(a).unwrap().unwrap().reserved, Amount(400));
+    assert_eq!(h.engine.spendable(a, None).unwrap().unwrap().available, Amount(1000));
+}
