@@ -1,0 +1,112 @@
+//! The one error shape of the API, `{"error": {"code", "message", "field"}}`, and the one
+//! place that maps every failure to a status.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use purse_core::Rejection;
+use purse_engine::EngineError;
+use serde::Serialize;
+
+/// Every failure a handler can answer with. Internal details are logged, never sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// The body is not JSON at all.
+    MalformedJson(String),
+    /// JSON, but a field is missing, unknown, of the wrong type or out of its rules.
+    InvalidField { field: String, code: &'static str, message: String },
+    /// A body of another content type.
+    UnsupportedMediaType,
+    /// The body is larger than the route accepts.
+    PayloadTooLarge,
+    /// The resource in the path does not exist (or belongs to another tenant).
+    NotFound(&'static str),
+    /// The ledger refused the command.
+    Rejected(Rejection),
+    /// The engine's queue is full; retry after a moment.
+    Overloaded,
+    Unavailable,
+    /// Something broke inside; the message sent is generic.
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Detail<'a>,
+}
+
+#[derive(Serialize)]
+struct Detail<'a> {
+    code: &'a str,
+    message: String,
+    field: Option<&'a str>,
+}
+
+impl ApiError {
+    pub fn invalid(field: impl Into<String>, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::InvalidField { field: field.into(), code, message: message.into() }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            ApiError::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Rejected(r) if r.code().starts_with("exists_with_different") => StatusCode::CONFLICT,
+            ApiError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Overloaded | ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> ApiError {
+        match e {
+            EngineError::Overloaded => ApiError::Overloaded,
+            EngineError::BatchTooLarge { max } => {
+                ApiError::invalid("items", "batch_too_large", format!("a batch may hold at most {max} items"))
+            }
+            EngineError::Stopped => ApiError::Unavailable,
+            EngineError::Store(detail) => ApiError::Internal(detail),
+        }
+    }
+}
+
+impl From<purse_store::StoreError> for ApiError {
+    fn from(e: purse_store::StoreError) -> ApiError {
+        ApiError::Internal(e.0)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let (code, message, field): (&str, String, Option<&str>) = match &self {
+            ApiError::MalformedJson(m) => ("malformed_json", format!("the body is not valid JSON: {m}"), None),
+            ApiError::InvalidField { field, code, message } => (code, message.clone(), Some(field.as_str())),
+            ApiError::UnsupportedMediaType => {
+                ("unsupported_media_type", "send the body as application/json".into(), None)
+            }
+            ApiError::PayloadTooLarge => ("payload_too_large", "the body is larger than this route accepts".into(), None),
+            ApiError::NotFound(what) => ("not_found", format!("no such {what}"), None),
+            ApiError::Rejected(r) => (r.code(), r.to_string(), r.field()),
+            ApiError::Overloaded => ("overloaded", "too many requests in flight; retry shortly".into(), None),
+            ApiError::Unavailable => ("unavailable", "the service is shutting down".into(), None),
+            ApiError::Internal(detail) => {
+                // The detail may name tables or values: it goes to the log, not to the caller.
+                eprintln!("internal error: {detail}");
+                ("internal", "an internal error occurred; it has been logged".into(), None)
+            }
+        };
+        let body = serde_json::to_vec(&Body { error: Detail { code, message, field } }).expect("serializable");
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if matches!(self, ApiError::Overloaded) {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

@@ -1,0 +1,82 @@
+//! JSON in and out: an extractor whose every rejection is our error shape and names the
+//! field, and a response helper.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::ApiError;
+
+/// A JSON body, parsed strictly (request types deny unknown fields).
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|_| ApiError::PayloadTooLarge)?;
+        parse(&bytes).map(ApiJson)
+    }
+}
+
+/// Parses a body, turning serde's complaint into an error that names the field.
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            return ApiError::MalformedJson(inner.to_string());
+        }
+        field_error(&path, &inner.to_string())
+    })?;
+    de.end().map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    Ok(value)
+}
+
+fn field_error(path: &str, message: &str) -> ApiError {
+    // An unknown field is already the last segment of the path; a missing one is reported
+    // at its parent, so its name is joined on.
+    let quoted = message.split('`').nth(1).unwrap_or("");
+    let join = |name: &str| if path == "." || path.is_empty() { name.to_owned() } else { format!("{path}.{name}") };
+    let message = message.split(" at line ").next().unwrap_or(message).to_owned();
+    if message.starts_with("unknown field") {
+        return ApiError::invalid(path, "unknown_field", message);
+    }
+    if message.starts_with("missing field") {
+        return ApiError::invalid(join(quoted), "missing_field", message);
+    }
+    let field = if path == "." { String::new() } else { path.to_owned() };
+    let money = ["amount", "price", "credit_limit"].iter().any(|m| field.ends_with(m));
+    if money && message.starts_with("invalid type") {
+        return ApiError::invalid(field, "invalid_amount", "must be a decimal string such as \"12.50\", never a JSON number");
+    }
+    ApiError::invalid(field, "invalid_type", message)
+}
+
+/// A JSON response with a status.
+pub fn reply<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => {
+            let mut response = (status, bytes).into_response();
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response
+        }
+        Err(e) => ApiError::Internal(format!("serializing a response: {e}")).into_response(),
+    }
+}
