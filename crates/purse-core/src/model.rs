@@ -328,3 +328,21 @@ pub enum EventKind {
         transfer: Option<TransferId>,
     },
 }
+
+/// Who a caller is, for tenancy: each sees only its own scope of parties and accounts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Runs Purse: sees everything.
+    Operator,
+    /// A reseller: sees itself and its customers.
+    Reseller(PartyId),
+    /// A customer: sees only itself.
+    Customer(PartyId),
+}
+
+/// What a caller may do within its role's scope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Scope {
+    Read,
+    ReadWrite,
+}

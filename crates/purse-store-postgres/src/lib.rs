@@ -20,10 +20,13 @@ use purse_core::{
     TransferId,
 };
 use purse_store::codec::{self, id_from_db, id_to_db};
-use purse_store::columns::{ACCOUNT_COLUMNS, ACCOUNT_SELECT, HOLD_COLUMNS, PARTY_COLUMNS, TRANSFER_COLUMNS};
-use purse_store::{Audit, BaseState, JournalQuery, Reader, Store, StoreError, StoreResult};
+use purse_store::columns::{ACCOUNT_COLUMNS, ACCOUNT_SELECT, API_KEY_COLUMNS, HOLD_COLUMNS, PARTY_COLUMNS, TRANSFER_COLUMNS};
+use purse_store::{ApiKeyRecord, Audit, BaseState, JournalQuery, KeyStore, NewApiKey, Reader, Store, StoreError, StoreResult};
 
-const MIGRATIONS: &[(&str, &str)] = &[("0001_ledger", include_str!("../migrations/0001_ledger.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_ledger", include_str!("../migrations/0001_ledger.sql")),
+    ("0002_api_keys", include_str!("../migrations/0002_api_keys.sql")),
+];
 
 
 /// Any arbitrary constant: the advisory lock that serializes concurrent migrations.
@@ -684,6 +687,56 @@ impl Reader for PgReader {
     }
 }
 
+fn key_from_row(r: &Row) -> StoreResult<ApiKeyRecord> {
+    Ok(ApiKeyRecord {
+        id: id_from_db(r.get(0)),
+        prefix: r.get(1),
+        hash: r.get(2),
+        name: r.get(3),
+        role: codec::parse_role(r.get(4), opt_id(r.get(5)))?,
+        scope: codec::parse_scope(r.get(6))?,
+        created_at: Timestamp(r.get(7)),
+        revoked_at: r.get::<_, Option<i64>>(8).map(Timestamp),
+    })
+}
+
+/// The reader's connection also keeps the API keys: they are not ledger state.
+impl KeyStore for PgReader {
+    fn insert_key(&self, key: &NewApiKey) -> StoreResult<u64> {
+        let (role, party) = codec::role(key.role);
+        self.with(|c| {
+            let row = c
+                .query_one(
+                    "INSERT INTO api_keys (prefix, hash, name, role, party_id, scope, created_at) \
+                     VALUES ($1,$2,$3,$4,$5,$6,$7) RETURNING id",
+                    &[&key.prefix, &key.hash, &key.name, &role, &party.map(id_to_db), &codec::scope(key.scope), &key.created_at.0],
+                )
+                .map_err(err)?;
+            Ok(id_from_db(row.get(0)))
+        })
+    }
+
+    fn key_by_hash(&self, hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        self.with(|c| {
+            let sql = format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE hash = $1");
+            c.query_opt(&sql, &[&hash]).map_err(err)?.as_ref().map(key_from_row).transpose()
+        })
+    }
+
+    fn keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
+        self.with(|c| rows(c, &format!("SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY id"), &[], key_from_row))
+    }
+
+    fn revoke_key(&self, id: u64, at: Timestamp) -> StoreResult<bool> {
+        self.with(|c| {
+            let n = c
+                .execute("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL", &[&at.0, &id_to_db(id)])
+                .map_err(err)?;
+            Ok(n == 1)
+        })
+    }
+}
+
 /// Runs raw SQL on a fresh connection: for tests that prove the schema refuses things.
 pub fn execute_raw(url: &str, sql: &str) -> StoreResult<u64> {
     let mut client = connect(url)?;
@@ -700,7 +753,7 @@ pub fn reset_test_database(url: &str) -> StoreResult<()> {
     }
     client
         .batch_execute(
-            "DROP TABLE IF EXISTS outbox, holds, transfers, balances, accounts, parties, currencies, ledger_epoch, schema_migrations CASCADE;
+            "DROP TABLE IF EXISTS api_keys, outbox, holds, transfers, balances, accounts, parties, currencies, ledger_epoch, schema_migrations CASCADE;
              DROP FUNCTION IF EXISTS purse_refuse_journal_change() CASCADE;",
         )
         .map_err(err)?;

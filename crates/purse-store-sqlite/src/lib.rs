@@ -15,12 +15,15 @@ use purse_core::{
     TransferId,
 };
 use purse_store::codec::{self, id_from_db, id_to_db};
-use purse_store::columns::{ACCOUNT_COLUMNS, ACCOUNT_SELECT, HOLD_COLUMNS, PARTY_COLUMNS, TRANSFER_COLUMNS};
-use purse_store::{Audit, BaseState, JournalQuery, Reader, Store, StoreError, StoreResult};
+use purse_store::columns::{ACCOUNT_COLUMNS, ACCOUNT_SELECT, API_KEY_COLUMNS, HOLD_COLUMNS, PARTY_COLUMNS, TRANSFER_COLUMNS};
+use purse_store::{ApiKeyRecord, Audit, BaseState, JournalQuery, KeyStore, NewApiKey, Reader, Store, StoreError, StoreResult};
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-const MIGRATIONS: &[(&str, &str)] = &[("0001_ledger", include_str!("../migrations/0001_ledger.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_ledger", include_str!("../migrations/0001_ledger.sql")),
+    ("0002_api_keys", include_str!("../migrations/0002_api_keys.sql")),
+];
 
 
 /// Page cache of the writer's connection: large enough that the balances and the hot
@@ -706,6 +709,58 @@ impl Reader for SqliteReader {
 
     fn outbox_count(&self) -> StoreResult<u64> {
         self.with(|c| c.query_row("SELECT count(*) FROM outbox", [], |r| r.get::<_, i64>(0)).map(|n| n as u64))
+    }
+}
+
+fn key_from_row(r: &Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
+    Ok(ApiKeyRecord {
+        id: id_from_db(r.get(0)?),
+        prefix: r.get(1)?,
+        hash: r.get(2)?,
+        name: r.get(3)?,
+        role: conv(codec::parse_role(&r.get::<_, String>(4)?, opt_id(r.get(5)?)))?,
+        scope: conv(codec::parse_scope(&r.get::<_, String>(6)?))?,
+        created_at: Timestamp(r.get(7)?),
+        revoked_at: r.get::<_, Option<i64>>(8)?.map(Timestamp),
+    })
+}
+
+/// The reader's connection also keeps the API keys: they are not ledger state, and a key
+/// insert simply waits (busy timeout) while a batch holds the write lock.
+impl KeyStore for SqliteReader {
+    fn insert_key(&self, key: &NewApiKey) -> StoreResult<u64> {
+        let (role, party) = codec::role(key.role);
+        self.with(|c| {
+            c.query_row(
+                "INSERT INTO api_keys (prefix, hash, name, role, party_id, scope, created_at) VALUES (?,?,?,?,?,?,?) RETURNING id",
+                params![key.prefix, key.hash, key.name, role, party.map(id_to_db), codec::scope(key.scope), key.created_at.0],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(id_from_db)
+        })
+    }
+
+    fn key_by_hash(&self, hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        self.with(|c| {
+            c.prepare_cached(&format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE hash = ?"))?
+                .query_row([hash], key_from_row)
+                .optional()
+        })
+    }
+
+    fn keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
+        self.with(|c| {
+            let mut s = c.prepare_cached(&format!("SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY id"))?;
+            let rows = s.query_map([], key_from_row)?;
+            rows.collect()
+        })
+    }
+
+    fn revoke_key(&self, id: u64, at: Timestamp) -> StoreResult<bool> {
+        self.with(|c| {
+            c.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", params![at.0, id_to_db(id)])
+                .map(|n| n == 1)
+        })
     }
 }
 

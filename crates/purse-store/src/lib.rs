@@ -15,8 +15,8 @@ use std::fmt;
 
 use purse_core::{
     Account, AccountId, AccountKind, AccountStatus, Amount, BatchOutput, Billing, ClientKey,
-    Currency, Direction, Hold, HoldId, HoldState, NextIds, PartyId, Party, Prior, SystemRole,
-    Transfer, TransferId,
+    Currency, Direction, Hold, HoldId, HoldState, NextIds, PartyId, Party, Prior, Role, Scope,
+    SystemRole, Timestamp, Transfer, TransferId,
 };
 
 /// A database failure: IO, a driver error, a constraint the schema enforces.
@@ -62,6 +62,40 @@ pub trait Store: Send {
     /// Makes the batch durable. The engine answers callers only after this returns.
     fn commit(&mut self) -> StoreResult<()>;
     fn rollback(&mut self) -> StoreResult<()>;
+}
+
+/// An API key as stored: never the key itself, only its SHA-256 hash and a short prefix
+/// that lets people tell keys apart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    pub id: u64,
+    pub prefix: String,
+    pub hash: String,
+    pub name: String,
+    pub role: Role,
+    pub scope: Scope,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// A key to store (it has no id yet).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewApiKey {
+    pub prefix: String,
+    pub hash: String,
+    pub name: String,
+    pub role: Role,
+    pub scope: Scope,
+    pub created_at: Timestamp,
+}
+
+/// API keys: created, found by hash on every request, listed, revoked.
+pub trait KeyStore: Send + Sync {
+    fn insert_key(&self, key: &NewApiKey) -> StoreResult<u64>;
+    fn key_by_hash(&self, hash: &str) -> StoreResult<Option<ApiKeyRecord>>;
+    fn keys(&self) -> StoreResult<Vec<ApiKeyRecord>>;
+    /// Revokes a key; `false` when there is no such key or it was already revoked.
+    fn revoke_key(&self, id: u64, at: Timestamp) -> StoreResult<bool>;
 }
 
 /// The totals that prove the books are consistent, computed by the database.
@@ -145,6 +179,7 @@ pub mod columns {
     pub const TRANSFER_COLUMNS: &str = "id, client_id, kind, debit_account_id, credit_account_id, amount, currency, \
          at, posted_at, service, metadata, hold_id, reverses_id, overdrawn, debit_prev_id, credit_prev_id, \
          debit_balance, credit_balance";
+    pub const API_KEY_COLUMNS: &str = "id, prefix, hash, name, role, party_id, scope, created_at, revoked_at";
     pub const HOLD_COLUMNS: &str = "id, client_id, account_id, amount, currency, created_at, expires_at, state, \
          service, metadata, resolved_at, resolution_client_id, captured, capture_transfer_id";
 }
@@ -245,6 +280,38 @@ pub mod codec {
         match direction {
             Direction::Down => "down",
             Direction::Up => "up",
+        }
+    }
+
+    pub fn role(role: Role) -> (&'static str, Option<u64>) {
+        match role {
+            Role::Operator => ("operator", None),
+            Role::Reseller(p) => ("reseller", Some(p.0)),
+            Role::Customer(p) => ("customer", Some(p.0)),
+        }
+    }
+
+    pub fn parse_role(text: &str, party: Option<u64>) -> StoreResult<Role> {
+        match (text, party) {
+            ("operator", None) => Ok(Role::Operator),
+            ("reseller", Some(p)) => Ok(Role::Reseller(PartyId(p))),
+            ("customer", Some(p)) => Ok(Role::Customer(PartyId(p))),
+            _ => Err(StoreError(format!("bad role {text:?} with party {party:?}"))),
+        }
+    }
+
+    pub fn scope(scope: Scope) -> &'static str {
+        match scope {
+            Scope::Read => "read",
+            Scope::ReadWrite => "read_write",
+        }
+    }
+
+    pub fn parse_scope(text: &str) -> StoreResult<Scope> {
+        match text {
+            "read" => Ok(Scope::Read),
+            "read_write" => Ok(Scope::ReadWrite),
+            _ => Err(StoreError(format!("bad scope {text:?}"))),
         }
     }
 

@@ -9,32 +9,39 @@
 pub mod bench;
 pub mod demo;
 pub mod ids;
+pub mod keys;
 pub mod soak;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use purse_engine::{Clock, Engine, EngineConfig};
-use purse_store::{Reader, Store, StoreError};
+use purse_store::{KeyStore, Reader, Store, StoreError};
 use serde::Deserialize;
 
 /// The database URL when none is configured: an SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://purse.db";
 
-/// The write side (for one engine) and the read side (shared) of one store.
-pub type StoreSides = (Box<dyn Store>, Arc<dyn Reader>);
+/// An opened store: the write side (for one engine), the shared read side, and the keys.
+pub struct Opened {
+    pub store: Box<dyn Store>,
+    pub reader: Arc<dyn Reader>,
+    pub keys: Arc<dyn KeyStore>,
+}
 
 /// Opens the store named by `url` (`sqlite://PATH` or `postgres://...`) and migrates it.
-pub fn open_store(url: &str) -> Result<StoreSides, StoreError> {
+pub fn open_store(url: &str) -> Result<Opened, StoreError> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         if path.is_empty() {
             return Err(StoreError("sqlite:// needs a file path, e.g. sqlite://purse.db".into()));
         }
         let (store, reader) = purse_store_sqlite::open(path)?;
-        Ok((Box::new(store), Arc::new(reader)))
+        let reader = Arc::new(reader);
+        Ok(Opened { store: Box::new(store), reader: reader.clone(), keys: reader })
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let (store, reader) = purse_store_postgres::open(url)?;
-        Ok((Box::new(store), Arc::new(reader)))
+        let reader = Arc::new(reader);
+        Ok(Opened { store: Box::new(store), reader: reader.clone(), keys: reader })
     } else {
         Err(StoreError(format!("database URL {url:?} must start with sqlite:// or postgres://")))
     }
@@ -42,8 +49,8 @@ pub fn open_store(url: &str) -> Result<StoreSides, StoreError> {
 
 /// Opens the store and starts an engine on it.
 pub fn start_engine(url: &str, clock: Arc<dyn Clock>, config: EngineConfig) -> Result<Engine, StoreError> {
-    let (store, reader) = open_store(url)?;
-    Ok(Engine::start(store, reader, clock, config))
+    let opened = open_store(url)?;
+    Ok(Engine::start(opened.store, opened.reader, clock, config))
 }
 
 /// Settings from `purse.toml` (or `--config`), overridden by `PURSE_*` environment variables,

@@ -67,6 +67,13 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Issues, lists and revokes API keys, directly on the database.
+    Keys {
+        #[arg(long, global = true)]
+        database: Option<String>,
+        #[command(subcommand)]
+        action: KeyAction,
+    },
     /// A load generator printing every acknowledged command (used by the crash tests).
     #[command(hide = true)]
     Soak {
@@ -89,6 +96,39 @@ enum Cmd {
         #[arg(long, default_value_t = 100_000)]
         funding: i64,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Operator,
+    Reseller,
+    Customer,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ScopeArg {
+    Read,
+    ReadWrite,
+}
+
+#[derive(Subcommand)]
+enum KeyAction {
+    /// Issues a key and prints it once; only its hash is stored.
+    Create {
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// The reseller or customer the key belongs to (not for operator keys).
+        #[arg(long)]
+        party: Option<u64>,
+        #[arg(long, value_enum, default_value = "read-write")]
+        scope: ScopeArg,
+        #[arg(long)]
+        name: String,
+    },
+    /// Lists keys by prefix (the keys themselves are not stored).
+    List,
+    /// Revokes a key at once.
+    Revoke { id: u64 },
 }
 
 fn main() -> ExitCode {
@@ -134,6 +174,34 @@ fn run(cli: Cli) -> Result<(), String> {
                     report.charges, report.seconds, report.charges_per_s, report.p50_ms, report.p99_ms,
                     report.max_ms, report.peak_rss_mib, report.setup_seconds
                 );
+            }
+        }
+        Cmd::Keys { database, action } => {
+            let opened = purse::open_store(&config.database_url(database.as_deref())).map_err(|e| e.to_string())?;
+            let now = purse_engine::Clock::now(&purse_engine::SystemClock);
+            match action {
+                KeyAction::Create { role, party, scope, name } => {
+                    let role = match role {
+                        RoleArg::Operator => purse::keys::RoleName::Operator,
+                        RoleArg::Reseller => purse::keys::RoleName::Reseller,
+                        RoleArg::Customer => purse::keys::RoleName::Customer,
+                    };
+                    let role = purse::keys::role_for(&opened, role, party)?;
+                    let scope = match scope {
+                        ScopeArg::Read => purse_core::Scope::Read,
+                        ScopeArg::ReadWrite => purse_core::Scope::ReadWrite,
+                    };
+                    let (id, secret) = purse::keys::create(&opened, &name, role, scope, now)?;
+                    println!("key {id}: {secret}");
+                    eprintln!("Store it now: Purse keeps only its hash and cannot show it again.");
+                }
+                KeyAction::List => print!("{}", purse::keys::table(&opened.keys.keys().map_err(|e| e.to_string())?)),
+                KeyAction::Revoke { id } => {
+                    if !opened.keys.revoke_key(id, now).map_err(|e| e.to_string())? {
+                        return Err(format!("key {id}: no such active key"));
+                    }
+                    println!("key {id} revoked");
+                }
             }
         }
         Cmd::Soak { database, accounts, accounts_prefix, prefix, commands, seconds, checked, seed, funding } => {

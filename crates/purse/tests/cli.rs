@@ -69,7 +69,7 @@ fn bench_reports_its_figures_as_json() {
         assert!(report[field].as_f64().is_some(), "{field} missing in {report}");
     }
     assert_eq!(report["charges"], 500);
-    let (_, reader) = purse::open_store(&url).unwrap();
+    let reader = purse::open_store(&url).unwrap().reader;
     let audit = reader.audit().unwrap();
     assert!(audit.is_consistent());
     assert_eq!(audit.transfer_count, 500);
@@ -120,4 +120,40 @@ fn the_default_database_is_an_sqlite_file_in_the_working_directory() {
     let (ok, stdout, stderr) = purse(&["migrate"]);
     assert!(ok, "{stderr}");
     assert_eq!(stdout.trim(), "migrated sqlite://purse.db");
+}
+
+#[test]
+fn keys_are_shown_once_listed_by_prefix_and_revoked() {
+    let url = common::sqlite_url();
+    let (ok, stdout, stderr) = purse(&["keys", "create", "--database", &url, "--role", "operator", "--name", "ops"]);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("cannot show it again"));
+    let secret = stdout.trim().rsplit(' ').next().unwrap().to_owned();
+    assert!(purse_http::auth::looks_like_key(&secret), "{stdout}");
+    let (ok, listing, _) = purse(&["keys", "list", "--database", &url]);
+    assert!(ok);
+    assert!(listing.contains(&secret[..14]) && !listing.contains(&secret), "{listing}");
+    assert!(listing.contains("operator") && listing.contains("active"));
+    let (ok, stdout, _) = purse(&["keys", "revoke", "1", "--database", &url]);
+    assert!(ok, "{stdout}");
+    let (_, listing, _) = purse(&["keys", "list", "--database", &url]);
+    assert!(listing.contains("revoked"));
+    let (ok, _, stderr) = purse(&["keys", "revoke", "1", "--database", &url]);
+    assert!(!ok && stderr.contains("no such active key"), "{stderr}");
+}
+
+#[test]
+fn a_key_must_fit_its_party() {
+    let url = common::sqlite_url();
+    let cases: [(&[&str], &str); 3] = [
+        (&["--role", "operator", "--party", "1"], "--party: an operator key belongs to no party"),
+        (&["--role", "reseller"], "--party: a reseller or customer key needs"),
+        (&["--role", "customer", "--party", "99"], "--party 99: no such party"),
+    ];
+    for (args, message) in cases {
+        let mut all = vec!["keys", "create", "--database", &url, "--name", "k"];
+        all.extend_from_slice(args);
+        let (ok, _, stderr) = purse(&all);
+        assert!(!ok && stderr.contains(message), "{args:?}: {stderr}");
+    }
 }

@@ -195,7 +195,7 @@ fn collect(mut child: Child, stop_after: Option<usize>) -> HashMap<String, Ack> 
 }
 
 fn verify_acks(url: &str, acks: &HashMap<String, Ack>) {
-    let (_, reader) = purse::open_store(url).unwrap();
+    let reader = purse::open_store(url).unwrap().reader;
     for (id, ack) in acks {
         let stored = reader.transfer_by_client_id(id).unwrap();
         match (ack, stored) {
@@ -223,7 +223,7 @@ fn crash_and_recover(url: &str) {
     all.extend(acks);
     verify_acks(url, &all);
     // The audit counts client ids posted more than once: "present" means "present once".
-    let (_, reader) = purse::open_store(url).unwrap();
+    let reader = purse::open_store(url).unwrap().reader;
     let audit = reader.audit().unwrap();
     assert_eq!(audit.duplicate_client_ids, 0);
     let posted = all.values().filter(|a| matches!(a, Ack::Posted { .. })).count() as u64;
@@ -290,4 +290,34 @@ fn two_processes_on_one_postgres_database_keep_every_limit_and_every_posting() {
         .unwrap()
         .get(0);
     assert_eq!(revenue, charged, "revenue equals the acknowledged charges exactly");
+}
+
+fn key_story(url: &str) {
+    use purse_core::{Role, Scope, Timestamp};
+    let h = Harness::on(url);
+    let (customer, _) = h.customer_party("0");
+    drop(h);
+    let opened = purse::open_store(url).unwrap();
+    let (secret, record) = purse_http::auth::issue_key("billing bot", Role::Customer(customer), Scope::Read, Timestamp(7)).unwrap();
+    let id = opened.keys.insert_key(&record).unwrap();
+    let found = opened.keys.key_by_hash(&purse_http::auth::hash_key(&secret)).unwrap().expect("found by hash");
+    assert_eq!((found.id, found.role, found.scope, found.revoked_at), (id, Role::Customer(customer), Scope::Read, None));
+    assert_eq!(opened.keys.key_by_hash(&purse_http::auth::hash_key("purse_nope")).unwrap(), None);
+    // The same hash twice is refused by the database.
+    assert!(opened.keys.insert_key(&record).is_err());
+    // A second key, an operator's, revoked once and only once.
+    let (_, operator_key) = purse_http::auth::issue_key("ops", Role::Operator, Scope::ReadWrite, Timestamp(7)).unwrap();
+    let operator = opened.keys.insert_key(&operator_key).unwrap();
+    assert!(opened.keys.revoke_key(operator, Timestamp(9)).unwrap());
+    assert!(!opened.keys.revoke_key(operator, Timestamp(10)).unwrap(), "revoking twice changes nothing");
+    let keys = opened.keys.keys().unwrap();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[1].revoked_at, Some(Timestamp(9)));
+    assert!(keys.iter().all(|k| !k.hash.contains(&secret[6..]) && k.prefix.len() == 14));
+}
+
+#[test]
+fn api_keys_are_stored_as_hashes_and_revocable_on_both_backends() {
+    key_story(&sqlite_url());
+    key_story(&pg_url("keys"));
 }

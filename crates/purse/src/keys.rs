@@ -1,0 +1,67 @@
+//! `purse keys`: issue, list and revoke API keys directly on the database (how the first
+//! operator key comes to exist, and how an operator recovers access).
+
+use purse_core::{PartyId, PartyKind, Role, Scope, Timestamp};
+use purse_store::{codec, ApiKeyRecord};
+
+use crate::Opened;
+
+/// The role of a new key, as named on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoleName {
+    Operator,
+    Reseller,
+    Customer,
+}
+
+/// Checks that `party` fits `role` and returns the role to store.
+pub fn role_for(opened: &Opened, role: RoleName, party: Option<u64>) -> Result<Role, String> {
+    let lookup = |id: u64| -> Result<PartyKind, String> {
+        let party = opened.reader.party(PartyId(id)).map_err(|e| e.to_string())?;
+        party.map(|p| p.kind).ok_or_else(|| format!("--party {id}: no such party"))
+    };
+    match (role, party) {
+        (RoleName::Operator, None) => Ok(Role::Operator),
+        (RoleName::Operator, Some(_)) => Err("--party: an operator key belongs to no party".into()),
+        (_, None) => Err("--party: a reseller or customer key needs the party it belongs to".into()),
+        (RoleName::Reseller, Some(id)) => match lookup(id)? {
+            PartyKind::Reseller => Ok(Role::Reseller(PartyId(id))),
+            _ => Err(format!("--party {id}: is a customer, not a reseller")),
+        },
+        (RoleName::Customer, Some(id)) => match lookup(id)? {
+            PartyKind::Customer { .. } => Ok(Role::Customer(PartyId(id))),
+            PartyKind::Reseller => Err(format!("--party {id}: is a reseller, not a customer")),
+        },
+    }
+}
+
+/// Issues a key and stores its hash; returns the id and the secret, to be shown once.
+pub fn create(opened: &Opened, name: &str, role: Role, scope: Scope, now: Timestamp) -> Result<(u64, String), String> {
+    if name.trim().is_empty() || name.len() > 100 {
+        return Err("--name: must be 1 to 100 characters".into());
+    }
+    let (secret, record) = purse_http::auth::issue_key(name, role, scope, now).map_err(|e| e.to_string())?;
+    let id = opened.keys.insert_key(&record).map_err(|e| e.to_string())?;
+    Ok((id, secret))
+}
+
+/// A table of keys: never the secrets, which are not stored.
+pub fn table(keys: &[ApiKeyRecord]) -> String {
+    let mut out = format!("{:>4}  {:<14}  {:<9}  {:>5}  {:<10}  {:<8}  {}\n", "id", "prefix", "role", "party", "scope", "status", "name");
+    for k in keys {
+        let (role, party) = codec::role(k.role);
+        let status = if k.revoked_at.is_some() { "revoked" } else { "active" };
+        let party = party.map_or("-".to_owned(), |p| p.to_string());
+        out.push_str(&format!(
+            "{:>4}  {:<14}  {:<9}  {:>5}  {:<10}  {:<8}  {}\n",
+            k.id,
+            k.prefix,
+            role,
+            party,
+            codec::scope(k.scope),
+            status,
+            k.name
+        ));
+    }
+    out
+}
