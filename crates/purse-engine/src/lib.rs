@@ -154,6 +154,7 @@ impl Engine {
             store,
             ledger: Ledger::default(),
             cache_epoch: None,
+            trace: std::env::var_os("PURSE_TRACE").is_some(),
             clock: clock.clone(),
             config: config.clone(),
         };
@@ -273,6 +274,8 @@ struct Writer {
     ledger: Ledger,
     /// The epoch the cache reflects; `None` when it must be rebuilt.
     cache_epoch: Option<u64>,
+    /// `PURSE_TRACE` was set at start: print each batch's phase timings.
+    trace: bool,
     clock: Arc<dyn Clock>,
     config: EngineConfig,
 }
@@ -354,7 +357,7 @@ impl Writer {
         self.store.write(&output)?;
         let t4 = Instant::now();
         self.store.commit()?;
-        if std::env::var_os("PURSE_TRACE").is_some() {
+        if self.trace {
             eprintln!("begin {:?} reload {:?} lookup {:?} load {:?} apply {:?} write {:?} commit {:?}", tb-t0, tr-tb, t1-tr, t2-t1, t3-t2, t4-t3, t4.elapsed());
         }
         self.cache_epoch = Some(epoch + 1);

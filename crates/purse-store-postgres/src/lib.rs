@@ -341,16 +341,7 @@ fn write_output(c: &mut Client, out: &BatchOutput) -> Result<(), postgres::Error
         let mut cols: (Vec<i64>, Vec<&str>, Vec<&str>, Vec<&str>, Vec<Option<i64>>, Vec<Option<&str>>, Vec<Option<&str>>, Vec<Option<i64>>, Vec<i64>) =
             Default::default();
         for p in &out.parties {
-            let (kind, reseller, billing, currency, wallet) = match &p.kind {
-                PartyKind::Reseller => ("reseller", None, None, None, None),
-                PartyKind::Customer { reseller, billing, currency, wallet } => (
-                    "customer",
-                    reseller.map(|r| id_to_db(r.0)),
-                    Some(codec::billing(*billing)),
-                    Some(currency.as_str()),
-                    Some(id_to_db(wallet.0)),
-                ),
-            };
+            let (kind, reseller, billing, currency, wallet) = codec::party_columns(&p.kind);
             cols.0.push(id_to_db(p.id.0));
             cols.1.push(p.client_id.as_str());
             cols.2.push(&p.name);

@@ -374,16 +374,7 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
         c.execute("INSERT INTO currencies (code, scale) VALUES (?, ?)", params![cur.code.as_str(), cur.scale])?;
     }
     for p in &out.parties {
-        let (kind, reseller, billing, currency, wallet) = match &p.kind {
-            PartyKind::Reseller => ("reseller", None, None, None, None),
-            PartyKind::Customer { reseller, billing, currency, wallet } => (
-                "customer",
-                reseller.map(|r| id_to_db(r.0)),
-                Some(codec::billing(*billing)),
-                Some(currency.as_str().to_owned()),
-                Some(id_to_db(wallet.0)),
-            ),
-        };
+        let (kind, reseller, billing, currency, wallet) = codec::party_columns(&p.kind);
         c.prepare_cached(&format!("INSERT INTO parties ({PARTY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)"))?
             .execute(params![id_to_db(p.id.0), p.client_id.as_str(), p.name, kind, reseller, billing, currency, wallet, p.created_at.0])?;
     }

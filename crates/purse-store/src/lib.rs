@@ -15,7 +15,7 @@ use std::fmt;
 
 use purse_core::{
     Account, AccountId, AccountKind, AccountStatus, Amount, BatchOutput, Billing, ClientKey,
-    Currency, Direction, Hold, HoldId, HoldState, NextIds, PartyId, Party, Prior, Role, Scope,
+    Currency, Direction, Hold, HoldId, HoldState, NextIds, PartyId, Party, PartyKind, Prior, Role, Scope,
     SystemRole, Timestamp, Transfer, TransferId,
 };
 
@@ -280,6 +280,20 @@ pub mod codec {
         match direction {
             Direction::Down => "down",
             Direction::Up => "up",
+        }
+    }
+
+    /// A party's kind as its columns: kind, reseller, billing, currency, wallet.
+    pub fn party_columns(kind: &PartyKind) -> (&'static str, Option<i64>, Option<&'static str>, Option<&str>, Option<i64>) {
+        match kind {
+            PartyKind::Reseller => ("reseller", None, None, None, None),
+            PartyKind::Customer { reseller, billing: b, currency, wallet } => (
+                "customer",
+                reseller.map(|r| id_to_db(r.0)),
+                Some(billing(*b)),
+                Some(currency.as_str()),
+                Some(id_to_db(wallet.0)),
+            ),
         }
     }
 
