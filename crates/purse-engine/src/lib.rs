@@ -25,7 +25,7 @@ use purse_core::{
     Account, AccountId, AccountKind, Amount, Command, CommandResult, Item, Ledger, Lookups,
     Timestamp,
 };
-use purse_store::{Reader, Store, StoreError};
+use purse_store::{Reader, Store, StoreError, StoredResponse};
 
 /// The one source of time for the engine (and later the scheduler and the API).
 pub trait Clock: Send + Sync {
@@ -78,6 +78,8 @@ pub struct EngineConfig {
     /// Parties kept in memory. Charges never need them, so a bulk import of customers is
     /// dropped from memory right after it is written.
     pub cached_parties_max: usize,
+    /// How long the responses of idempotent API requests are kept (and so replayed).
+    pub response_retention: Duration,
 }
 
 impl Default for EngineConfig {
@@ -88,6 +90,7 @@ impl Default for EngineConfig {
             batch_wait: Duration::ZERO,
             cached_accounts_max: 1_000_000,
             cached_parties_max: 10_000,
+            response_retention: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -119,9 +122,23 @@ impl std::error::Error for EngineError {}
 
 type Reply = Result<Vec<CommandResult>, EngineError>;
 
+/// Turns a request's results into the response its caller will send.
+pub type Render = Box<dyn FnOnce(&[CommandResult]) -> (u16, Vec<u8>) + Send>;
+
+/// A request made with an idempotency key: its response is rendered by the writer and
+/// stored in the same transaction as the commands, so a retry finds either nothing done
+/// or the exact response, never one without the other.
+pub struct Seal {
+    pub api_key: u64,
+    pub key: String,
+    pub request_hash: String,
+    pub render: Render,
+}
+
 struct Request {
     items: Vec<Item>,
-    reply: flume::Sender<Reply>,
+    seal: Option<Seal>,
+    reply: flume::Sender<(Reply, Option<(u16, Vec<u8>)>)>,
 }
 
 /// The answer to "how much can this account spend now".
@@ -157,6 +174,7 @@ impl Engine {
             trace: std::env::var_os("PURSE_TRACE").is_some(),
             clock: clock.clone(),
             config: config.clone(),
+            purged_at: None,
         };
         let handle = std::thread::Builder::new()
             .name("purse-writer".into())
@@ -173,12 +191,12 @@ impl Engine {
         &self.clock
     }
 
-    fn request(&self, items: Vec<Item>) -> Result<(Request, flume::Receiver<Reply>), EngineError> {
+    fn request(&self, items: Vec<Item>, seal: Option<Seal>) -> Result<(Request, Answer), EngineError> {
         if items.len() > self.config.batch_size_max {
             return Err(EngineError::BatchTooLarge { max: self.config.batch_size_max });
         }
         let (reply, answer) = flume::bounded(1);
-        Ok((Request { items, reply }, answer))
+        Ok((Request { items, seal, reply }, answer))
     }
 
     fn queue(&self) -> Result<&flume::Sender<Request>, EngineError> {
@@ -192,26 +210,40 @@ impl Engine {
 
     /// Submits a request and waits until its batch is durable. Blocks while the queue is full.
     pub fn submit(&self, items: Vec<Item>) -> Reply {
-        let (request, answer) = self.request(items)?;
+        let (request, answer) = self.request(items, None)?;
         self.queue()?.send(request).map_err(|_| EngineError::Stopped)?;
-        answer.recv().map_err(|_| EngineError::Stopped)?
+        answer.recv().map_err(|_| EngineError::Stopped)?.0
     }
 
     /// Like [`Engine::submit`] but refuses at once with `Overloaded` when the queue is full.
     pub fn try_submit(&self, items: Vec<Item>) -> Reply {
-        let (request, answer) = self.request(items)?;
+        let (request, answer) = self.request(items, None)?;
         self.queue()?.try_send(request).map_err(|e| match e {
             flume::TrySendError::Full(_) => EngineError::Overloaded,
             flume::TrySendError::Disconnected(_) => EngineError::Stopped,
         })?;
-        answer.recv().map_err(|_| EngineError::Stopped)?
+        answer.recv().map_err(|_| EngineError::Stopped)?.0
     }
 
     /// The async form of [`Engine::submit`], for callers on an async runtime.
     pub async fn submit_async(&self, items: Vec<Item>) -> Reply {
-        let (request, answer) = self.request(items)?;
+        let (request, answer) = self.request(items, None)?;
         self.queue()?.send_async(request).await.map_err(|_| EngineError::Stopped)?;
-        answer.recv_async().await.map_err(|_| EngineError::Stopped)?
+        answer.recv_async().await.map_err(|_| EngineError::Stopped)?.0
+    }
+
+    /// Submits a request whose response is stored with it (see [`Seal`]) and returns that
+    /// response once durable. Refuses at once with `Overloaded` when the queue is full: an
+    /// API caller is better told to retry than left waiting.
+    pub async fn submit_sealed(&self, items: Vec<Item>, seal: Seal) -> Result<(u16, Vec<u8>), EngineError> {
+        let (request, answer) = self.request(items, Some(seal))?;
+        self.queue()?.try_send(request).map_err(|e| match e {
+            flume::TrySendError::Full(_) => EngineError::Overloaded,
+            flume::TrySendError::Disconnected(_) => EngineError::Stopped,
+        })?;
+        let (reply, response) = answer.recv_async().await.map_err(|_| EngineError::Stopped)?;
+        reply?;
+        response.ok_or_else(|| EngineError::Store("a sealed request came back without its response".into()))
     }
 
     /// One command, one result.
@@ -262,6 +294,8 @@ impl Engine {
     }
 }
 
+type Answer = flume::Receiver<(Reply, Option<(u16, Vec<u8>)>)>;
+
 impl Drop for Engine {
     fn drop(&mut self) {
         self.stop();
@@ -278,7 +312,12 @@ struct Writer {
     trace: bool,
     clock: Arc<dyn Clock>,
     config: EngineConfig,
+    /// When stored responses were last purged.
+    purged_at: Option<Timestamp>,
 }
+
+/// How often the writer forgets stored responses past their retention.
+const PURGE_INTERVAL_US: i64 = 60 * Timestamp::MICROS_PER_S;
 
 impl Writer {
     fn run(&mut self, requests: flume::Receiver<Request>) {
@@ -314,15 +353,17 @@ impl Writer {
         }
     }
 
-    fn process(&mut self, batch: Vec<Request>) {
+    fn process(&mut self, mut batch: Vec<Request>) {
         let now = self.clock.now();
+        let mut seals: Vec<Option<Seal>> = batch.iter_mut().map(|r| r.seal.take()).collect();
         let slices: Vec<&[Item]> = batch.iter().map(|r| r.items.as_slice()).collect();
-        match self.apply_durably(&slices, now) {
-            Ok(results) => {
+        match self.apply_durably(&slices, &mut seals, now) {
+            Ok((results, mut responses)) => {
                 let mut results = results.into_iter();
                 for request in &batch {
                     let mine: Vec<CommandResult> = results.by_ref().take(request.items.len()).collect();
-                    let _ = request.reply.send(Ok(mine));
+                    let response = responses.next().flatten();
+                    let _ = request.reply.send((Ok(mine), response));
                 }
             }
             Err(e) => {
@@ -330,13 +371,21 @@ impl Writer {
                 self.cache_epoch = None;
                 let _ = self.store.rollback();
                 for request in &batch {
-                    let _ = request.reply.send(Err(EngineError::Store(e.0.clone())));
+                    let _ = request.reply.send((Err(EngineError::Store(e.0.clone())), None));
                 }
             }
         }
     }
 
-    fn apply_durably(&mut self, requests: &[&[Item]], now: Timestamp) -> Result<Vec<CommandResult>, StoreError> {
+    /// Applies and commits the batch; returns every command's result and, per request, the
+    /// response its seal rendered (stored in the same transaction).
+    #[allow(clippy::type_complexity)]
+    fn apply_durably(
+        &mut self,
+        requests: &[&[Item]],
+        seals: &mut [Option<Seal>],
+        now: Timestamp,
+    ) -> Result<(Vec<CommandResult>, std::vec::IntoIter<Option<(u16, Vec<u8>)>>), StoreError> {
         let t0 = Instant::now();
         let epoch = self.store.begin()?;
         let tb = Instant::now();
@@ -355,6 +404,7 @@ impl Writer {
         let output = self.ledger.apply(requests, now, &mut lookups);
         let t3 = Instant::now();
         self.store.write(&output)?;
+        let responses = self.seal(requests, seals, &output.results, now)?;
         let t4 = Instant::now();
         self.store.commit()?;
         if self.trace {
@@ -368,7 +418,46 @@ impl Writer {
             // Parties are loaded on demand (see `Ledger::missing`); forgetting them is safe.
             self.ledger.parties = Default::default();
         }
-        Ok(output.results)
+        Ok((output.results, responses.into_iter()))
+    }
+
+    /// Renders the responses of sealed requests and stores them in the open transaction;
+    /// now and then also forgets those past their retention.
+    fn seal(
+        &mut self,
+        requests: &[&[Item]],
+        seals: &mut [Option<Seal>],
+        results: &[CommandResult],
+        now: Timestamp,
+    ) -> Result<Vec<Option<(u16, Vec<u8>)>>, StoreError> {
+        let mut rendered = Vec::with_capacity(requests.len());
+        let mut stored = Vec::new();
+        let mut offset = 0;
+        for (items, seal) in requests.iter().zip(seals.iter_mut()) {
+            let mine = &results[offset..offset + items.len()];
+            offset += items.len();
+            rendered.push(seal.take().map(|seal| {
+                let (status, body) = (seal.render)(mine);
+                stored.push(StoredResponse {
+                    api_key: seal.api_key,
+                    key: seal.key,
+                    request_hash: seal.request_hash,
+                    status,
+                    body: body.clone(),
+                    created_at: now,
+                });
+                (status, body)
+            }));
+        }
+        if !stored.is_empty() {
+            self.store.write_responses(&stored)?;
+        }
+        if self.purged_at.is_none_or(|at| now.0 - at.0 >= PURGE_INTERVAL_US) {
+            let retention = i64::try_from(self.config.response_retention.as_micros()).unwrap_or(i64::MAX);
+            self.store.purge_responses(Timestamp(now.0.saturating_sub(retention)))?;
+            self.purged_at = Some(now);
+        }
+        Ok(rendered)
     }
 
     /// Loads what the batch references until nothing is missing. Each round can reveal

@@ -3,11 +3,22 @@
 //! people tell keys apart. Keys are high-entropy, so a fast hash is the right one here
 //! (slow hashes are for passwords).
 
+use std::collections::HashMap;
 use std::io::Read;
+use std::sync::Mutex;
+use std::time::Instant;
 
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use purse_core::{Role, Scope, Timestamp};
 use purse_store::NewApiKey;
 use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+use crate::AppState;
 
 /// Every key starts with this, so a leaked key is recognisable (and scannable).
 pub const KEY_PREFIX: &str = "purse_";
@@ -41,6 +52,100 @@ pub fn issue_key(name: &str, role: Role, scope: Scope, now: Timestamp) -> std::i
         created_at: now,
     };
     Ok((secret, record))
+}
+
+/// Who is calling: the key's id (idempotency keys and rate limits are per key), its role
+/// (what it may see) and its scope (whether it may change anything).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub key_id: u64,
+    pub role: Role,
+    pub scope: Scope,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Principal, ApiError> {
+        parts.extensions.get::<Principal>().copied().ok_or(ApiError::Unauthenticated("no API key"))
+    }
+}
+
+/// Keys verified recently, by hash, so that a request costs no store read for its key.
+#[derive(Default)]
+pub struct KeyCache {
+    entries: Mutex<HashMap<String, (Instant, Principal)>>,
+}
+
+/// Entries past which the cache starts over (a bound, not a tuning knob).
+const CACHED_KEYS_MAX: usize = 100_000;
+
+impl KeyCache {
+    fn get(&self, hash: &str, ttl: std::time::Duration) -> Option<Principal> {
+        let entries = self.entries.lock().ok()?;
+        entries.get(hash).filter(|(at, _)| at.elapsed() < ttl).map(|(_, p)| *p)
+    }
+
+    fn put(&self, hash: String, principal: Principal) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= CACHED_KEYS_MAX {
+                entries.clear();
+            }
+            entries.insert(hash, (Instant::now(), principal));
+        }
+    }
+
+    /// Forgets every cached key (after a revocation through this process).
+    pub fn clear(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
+        }
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Middleware on every `/v1` route: the `Authorization: Bearer purse_...` key must exist and
+/// not be revoked; then the key's rate limit applies. The principal goes into the request.
+pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let Some(secret) = bearer(request.headers()) else {
+        return ApiError::Unauthenticated("send an API key as `Authorization: Bearer purse_...`").into_response();
+    };
+    if !looks_like_key(secret) {
+        return ApiError::Unauthenticated("the API key is malformed").into_response();
+    }
+    let hash = hash_key(secret);
+    let principal = match state.auth.get(&hash, state.settings.key_cache_ttl) {
+        Some(p) => p,
+        None => {
+            let keys = state.keys.clone();
+            let lookup = hash.clone();
+            let found = tokio::task::spawn_blocking(move || keys.key_by_hash(&lookup)).await;
+            let record = match found {
+                Ok(Ok(record)) => record,
+                Ok(Err(e)) => return ApiError::from(e).into_response(),
+                Err(e) => return ApiError::Internal(e.to_string()).into_response(),
+            };
+            match record {
+                Some(k) if k.revoked_at.is_none() => {
+                    let p = Principal { key_id: k.id, role: k.role, scope: k.scope };
+                    state.auth.put(hash, p);
+                    p
+                }
+                Some(_) => return ApiError::Unauthenticated("the API key has been revoked").into_response(),
+                None => return ApiError::Unauthenticated("the API key is not known").into_response(),
+            }
+        }
+    };
+    if let Err(retry_after_s) = state.limiter.check(principal.key_id) {
+        return ApiError::RateLimited { retry_after_s }.into_response();
+    }
+    request.extensions_mut().insert(principal);
+    next.run(request).await
 }
 
 #[cfg(test)]

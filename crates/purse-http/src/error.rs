@@ -20,6 +20,21 @@ pub enum ApiError {
     PayloadTooLarge,
     /// The resource in the path does not exist (or belongs to another tenant).
     NotFound(&'static str),
+    /// No API key, or one that is unknown, malformed or revoked.
+    Unauthenticated(&'static str),
+    /// The key's role or scope does not allow this.
+    Forbidden(String),
+    /// The key's role may not set this field.
+    ForbiddenField { field: &'static str, message: String },
+    /// The key made more requests than its rate allows.
+    RateLimited { retry_after_s: u64 },
+    /// A request that changes something came without an `Idempotency-Key`.
+    IdempotencyKeyMissing,
+    IdempotencyKeyInvalid,
+    /// The key was used before with another request.
+    IdempotencyKeyReused,
+    /// A request with the same key is still being processed.
+    IdempotencyKeyInFlight,
     /// The ledger refused the command.
     Rejected(Rejection),
     /// The engine's queue is full; retry after a moment.
@@ -53,6 +68,12 @@ impl ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) | ApiError::ForbiddenField { .. } => StatusCode::FORBIDDEN,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::IdempotencyKeyMissing | ApiError::IdempotencyKeyInvalid => StatusCode::BAD_REQUEST,
+            ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::IdempotencyKeyInFlight => StatusCode::CONFLICT,
             ApiError::Rejected(r) if r.code().starts_with("exists_with_different") => StatusCode::CONFLICT,
             ApiError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Overloaded | ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -82,6 +103,29 @@ impl From<purse_store::StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let (status, body) = self.parts();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        match self {
+            ApiError::Overloaded => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::RateLimited { retry_after_s } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+            }
+            ApiError::Unauthenticated(_) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+impl ApiError {
+    /// The status and the JSON body, as sent (and as stored for idempotent replays).
+    pub fn parts(&self) -> (StatusCode, Vec<u8>) {
         let status = self.status();
         let (code, message, field): (&str, String, Option<&str>) = match &self {
             ApiError::MalformedJson(m) => ("malformed_json", format!("the body is not valid JSON: {m}"), None),
@@ -91,6 +135,32 @@ impl IntoResponse for ApiError {
             }
             ApiError::PayloadTooLarge => ("payload_too_large", "the body is larger than this route accepts".into(), None),
             ApiError::NotFound(what) => ("not_found", format!("no such {what}"), None),
+            ApiError::Unauthenticated(why) => ("unauthenticated", (*why).to_owned(), None),
+            ApiError::Forbidden(why) => ("forbidden", why.clone(), None),
+            ApiError::ForbiddenField { field, message } => ("forbidden_field", message.clone(), Some(*field)),
+            ApiError::RateLimited { retry_after_s } => {
+                ("rate_limited", format!("this API key is over its rate limit; retry in {retry_after_s} s"), None)
+            }
+            ApiError::IdempotencyKeyMissing => (
+                "idempotency_key_missing",
+                "requests that change something need an Idempotency-Key header (a fresh UUID per operation)".into(),
+                Some("Idempotency-Key"),
+            ),
+            ApiError::IdempotencyKeyInvalid => (
+                "idempotency_key_invalid",
+                "the Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
+                Some("Idempotency-Key"),
+            ),
+            ApiError::IdempotencyKeyReused => (
+                "idempotency_key_reused",
+                "this Idempotency-Key was used with another request; use a new key for a new operation".into(),
+                Some("Idempotency-Key"),
+            ),
+            ApiError::IdempotencyKeyInFlight => (
+                "idempotency_key_in_flight",
+                "a request with this Idempotency-Key is still being processed; retry shortly".into(),
+                Some("Idempotency-Key"),
+            ),
             ApiError::Rejected(r) => (r.code(), r.to_string(), r.field()),
             ApiError::Overloaded => ("overloaded", "too many requests in flight; retry shortly".into(), None),
             ApiError::Unavailable => ("unavailable", "the service is shutting down".into(), None),
@@ -101,12 +171,6 @@ impl IntoResponse for ApiError {
             }
         };
         let body = serde_json::to_vec(&Body { error: Detail { code, message, field } }).expect("serializable");
-        let mut response = (status, body).into_response();
-        let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if matches!(self, ApiError::Overloaded) {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        response
+        (status, body)
     }
 }

@@ -80,3 +80,44 @@ pub fn reply<T: Serialize>(status: StatusCode, body: &T) -> Response {
         Err(e) => ApiError::Internal(format!("serializing a response: {e}")).into_response(),
     }
 }
+
+/// The query string of a request as named parameters, each checked by name: unknown names
+/// are refused, and every error names the parameter.
+pub struct Params(std::collections::HashMap<String, String>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Params, ApiError> {
+        let query = parts.uri.query().unwrap_or("");
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+            .map_err(|e| ApiError::invalid("query", "invalid_query", format!("the query string is malformed: {e}")))?;
+        let mut map = std::collections::HashMap::new();
+        for (name, value) in pairs {
+            if map.insert(name.clone(), value).is_some() {
+                return Err(ApiError::invalid(name.clone(), "duplicate_parameter", format!("{name} is given twice")));
+            }
+        }
+        Ok(Params(map))
+    }
+}
+
+impl Params {
+    /// Refuses any parameter not in `allowed`.
+    pub fn only(&self, allowed: &[&str]) -> Result<(), ApiError> {
+        match self.0.keys().find(|k| !allowed.contains(&k.as_str())) {
+            Some(k) => Err(ApiError::invalid(k.clone(), "unknown_parameter", format!("unknown query parameter {k}; expected one of {}", allowed.join(", ")))),
+            None => Ok(()),
+        }
+    }
+
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    pub fn id(&self, name: &str) -> Result<Option<u64>, ApiError> {
+        self.text(name)
+            .map(|v| v.parse::<u64>().map_err(|_| ApiError::invalid(name, "invalid_type", format!("{name} must be a whole number"))))
+            .transpose()
+    }
+}

@@ -1,33 +1,80 @@
 //! Purse's HTTP JSON API under `/v1`: request and response types (they live here, never in
 //! the core), the one error shape (`{"error": {"code", "message", "field"}}`), a strict JSON
-//! extractor, and the routes, all listed in [`router::app`].
+//! extractor, API-key authentication and tenancy, idempotency keys, rate limits, metrics,
+//! and the routes, all listed once in [`routes::table`] (which also yields the OpenAPI
+//! document).
 //!
 //! Amounts cross this boundary as decimal strings parsed at the currency's scale, never as
 //! JSON numbers; times as RFC 3339. Handlers turn requests into `purse_core::Command`s for
 //! the engine and read committed state through the store's `Reader`, off the async runtime.
-//!
-//! Work in progress (issue 3): API keys and tenancy, idempotency keys, the remaining
-//! resources, OpenAPI, rate limits and metrics come next; until API keys exist nothing here
-//! is served by the `purse` binary.
 
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod auth;
 pub mod error;
 pub mod handlers;
+pub mod idempotency;
 pub mod json;
-pub mod router;
+pub mod limits;
+pub mod metrics;
+pub mod openapi;
+pub mod routes;
 pub mod time;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use purse_engine::Engine;
+use purse_store::KeyStore;
 
 pub use error::ApiError;
-pub use router::app;
+pub use routes::app;
+
+/// Settings of the API layer.
+#[derive(Clone, Debug)]
+pub struct ApiSettings {
+    /// Requests per second each API key may make on average (0: unlimited).
+    pub rate_per_key: u32,
+    /// Requests a key may make at once above its rate.
+    pub burst_per_key: u32,
+    /// How long a verified key is trusted before it is looked up again (so a key revoked
+    /// elsewhere stops working within this time; one revoked through this process stops at once).
+    pub key_cache_ttl: Duration,
+    /// Write one JSON line per request to standard error.
+    pub log_requests: bool,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings { rate_per_key: 1000, burst_per_key: 2000, key_cache_ttl: Duration::from_secs(5), log_requests: true }
+    }
+}
 
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<Engine>,
+    pub keys: Arc<dyn KeyStore>,
+    pub settings: Arc<ApiSettings>,
+    pub(crate) auth: Arc<auth::KeyCache>,
+    pub(crate) limiter: Arc<limits::RateLimiter>,
+    pub(crate) idempotency: Arc<idempotency::InFlight>,
+    pub metrics: Arc<metrics::Metrics>,
+    pub(crate) currencies: Arc<std::sync::RwLock<std::collections::HashMap<purse_core::CurrencyCode, purse_core::Currency>>>,
+}
+
+impl AppState {
+    pub fn new(engine: Arc<Engine>, keys: Arc<dyn KeyStore>, settings: ApiSettings) -> AppState {
+        AppState {
+            engine,
+            keys,
+            limiter: Arc::new(limits::RateLimiter::new(settings.rate_per_key, settings.burst_per_key)),
+            auth: Arc::new(auth::KeyCache::default()),
+            idempotency: Arc::new(idempotency::InFlight::default()),
+            metrics: Arc::new(metrics::Metrics::default()),
+            currencies: Arc::default(),
+            settings: Arc::new(settings),
+        }
+    }
 }

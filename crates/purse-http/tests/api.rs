@@ -1,51 +1,105 @@
-//! The API through `app(state).oneshot(..)`: shapes, codes and bad input.
+//! The API through `app(state).oneshot(..)`: shapes, codes, bad input, keys and tenancy,
+//! idempotency, rate limits and the OpenAPI document.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use purse_core::Timestamp;
+use purse_core::{PartyId, Role, Scope, Timestamp};
 use purse_engine::{Engine, EngineConfig, ManualClock};
-use purse_http::{app, AppState};
+use purse_http::{app, ApiSettings, AppState};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
+static N: AtomicU64 = AtomicU64::new(0);
+
+fn fresh() -> String {
+    format!("k-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+}
+
 struct Api {
     state: AppState,
+    operator: String,
+}
+
+struct Reply {
+    status: StatusCode,
+    body: Value,
+    headers: axum::http::HeaderMap,
 }
 
 impl Api {
     fn new() -> Api {
+        Api::with(ApiSettings { log_requests: false, ..ApiSettings::default() })
+    }
+
+    fn with(settings: ApiSettings) -> Api {
         let dir = std::env::temp_dir().join("purse-http-tests");
         std::fs::create_dir_all(&dir).unwrap();
-        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let path = dir.join(format!("api-{}-{n}.db", std::process::id()));
+        let path = dir.join(format!("api-{}-{}.db", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
         let (store, reader) = purse_store_sqlite::open(path.to_str().unwrap()).unwrap();
+        let reader = Arc::new(reader);
         let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_790_000_000)));
-        let engine = Engine::start(Box::new(store), Arc::new(reader), clock, EngineConfig::default());
-        Api { state: AppState { engine: Arc::new(engine) } }
+        let engine = Engine::start(Box::new(store), reader.clone(), clock, EngineConfig::default());
+        let state = AppState::new(Arc::new(engine), reader, settings);
+        let mut api = Api { state, operator: String::new() };
+        api.operator = api.key(Role::Operator, Scope::ReadWrite);
+        api
     }
 
-    async fn raw(&self, request: Request<Body>) -> (StatusCode, Value) {
+    fn key(&self, role: Role, scope: Scope) -> String {
+        let (secret, record) = purse_http::auth::issue_key("test", role, scope, Timestamp(0)).unwrap();
+        self.state.keys.insert_key(&record).unwrap();
+        secret
+    }
+
+    async fn send(&self, request: Request<Body>) -> Reply {
         let response = app(self.state.clone()).oneshot(request).await.unwrap();
         let status = response.status();
+        let headers = response.headers().clone();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
-        (status, value)
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Reply { status, body, headers }
+    }
+
+    async fn get_as(&self, key: &str, uri: &str) -> (StatusCode, Value) {
+        let r = self.send(Request::get(uri).header("authorization", format!("Bearer {key}")).body(Body::empty()).unwrap()).await;
+        (r.status, r.body)
     }
 
     async fn get(&self, uri: &str) -> (StatusCode, Value) {
-        self.raw(Request::get(uri).body(Body::empty()).unwrap()).await
+        self.get_as(&self.operator.clone(), uri).await
+    }
+
+    async fn call(&self, key: &str, method: &str, uri: &str, body: &str, idempotency_key: Option<&str>) -> Reply {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {key}"));
+        if let Some(k) = idempotency_key {
+            request = request.header("idempotency-key", k);
+        }
+        self.send(request.body(Body::from(body.to_owned())).unwrap()).await
+    }
+
+    async fn post_as(&self, key: &str, uri: &str, body: Value) -> (StatusCode, Value) {
+        let r = self.call(key, "POST", uri, &body.to_string(), Some(&fresh())).await;
+        (r.status, r.body)
     }
 
     async fn post_text(&self, uri: &str, body: &str) -> (StatusCode, Value) {
-        let request = Request::post(uri).header("content-type", "application/json").body(Body::from(body.to_owned()));
-        self.raw(request.unwrap()).await
+        let r = self.call(&self.operator.clone(), "POST", uri, body, Some(&fresh())).await;
+        (r.status, r.body)
     }
 
     async fn post(&self, uri: &str, body: Value) -> (StatusCode, Value) {
@@ -72,10 +126,12 @@ fn error_of(body: &Value) -> (&str, &str) {
 }
 
 #[tokio::test]
-async fn health_and_readiness() {
+async fn health_and_readiness_need_no_key() {
     let api = Api::new();
-    assert_eq!(api.get("/healthz").await, (StatusCode::OK, json!({ "status": "ok" })));
-    assert_eq!(api.get("/readyz").await, (StatusCode::OK, json!({ "status": "ready" })));
+    let r = api.send(Request::get("/healthz").body(Body::empty()).unwrap()).await;
+    assert_eq!((r.status, r.body), (StatusCode::OK, json!({ "status": "ok" })));
+    let r = api.send(Request::get("/readyz").body(Body::empty()).unwrap()).await;
+    assert_eq!((r.status, r.body), (StatusCode::OK, json!({ "status": "ready" })));
 }
 
 #[tokio::test]
@@ -106,6 +162,20 @@ async fn a_charge_moves_the_balance_and_a_retry_replays_it() {
     assert_eq!(account["last_charge_at"], "2026-11-22T10:15:30.000000Z");
     let (_, spendable) = api.get(&format!("/v1/accounts/{wallet}/spendable?price=0.25")).await;
     assert_eq!((spendable["available"].clone(), spendable["units"].clone()), (json!("7.50"), json!(30)));
+    let (status, journal) = api.get(&format!("/v1/accounts/{wallet}/journal?kind=charge")).await;
+    assert_eq!(status, StatusCode::OK, "{journal}");
+    assert_eq!(journal["data"].as_array().unwrap().len(), 1);
+    assert_eq!((journal["data"][0]["change"].clone(), journal["data"][0]["balance_after"].clone()), (json!("-2.50"), json!("7.50")));
+    assert_eq!(journal["data"][0]["metadata"], json!({ "cdr": "A1" }));
+    let (_, full) = api.get(&format!("/v1/accounts/{wallet}/journal?limit=1")).await;
+    assert_eq!(full["data"][0]["kind"], "charge");
+    let cursor = full["next_before"].as_u64().expect("a second page");
+    let (_, rest) = api.get(&format!("/v1/accounts/{wallet}/journal?limit=5&before={cursor}")).await;
+    assert_eq!((rest["data"][0]["kind"].clone(), rest["next_before"].clone()), (json!("payment"), Value::Null));
+    let (status, body) = api.get(&format!("/v1/accounts/{wallet}/journal?limit=501")).await;
+    assert_eq!((status, error_of(&body)), (StatusCode::UNPROCESSABLE_ENTITY, ("invalid_page_size", "limit")));
+    let (_, before) = api.get(&format!("/v1/accounts/{wallet}/balance?at=2000-01-01T00:00:00Z")).await;
+    assert_eq!(before["balance"], "0.00");
 }
 
 #[tokio::test]
@@ -144,14 +214,20 @@ async fn bad_input_is_a_clear_4xx_naming_the_field() {
     assert_eq!((status, error_of(&body)), (StatusCode::UNPROCESSABLE_ENTITY, ("missing_field", "amount")));
     let (status, body) = api.post_text("/v1/charges", "{\"client_id\": ").await;
     assert_eq!((status, error_of(&body).0), (StatusCode::BAD_REQUEST, "malformed_json"));
-    let plain = Request::post("/v1/charges").header("content-type", "text/plain").body(Body::from(base.to_string()));
-    let (status, body) = api.raw(plain.unwrap()).await;
-    assert_eq!((status, error_of(&body).0), (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"));
+    let plain = Request::post("/v1/charges")
+        .header("content-type", "text/plain")
+        .header("authorization", format!("Bearer {}", api.operator))
+        .header("idempotency-key", fresh())
+        .body(Body::from(base.to_string()));
+    let r = api.send(plain.unwrap()).await;
+    assert_eq!((r.status, error_of(&r.body).0), (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"));
     let huge = with("service", json!("x".repeat(100_000)));
     let (status, body) = api.post("/v1/charges", huge).await;
     assert_eq!((status, error_of(&body).0), (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"));
     let (status, body) = api.get("/v1/accounts/987654").await;
     assert_eq!((status, error_of(&body).0), (StatusCode::NOT_FOUND, "not_found"));
+    let (status, body) = api.get(&format!("/v1/accounts/{wallet}/journal?bogus=1")).await;
+    assert_eq!((status, error_of(&body)), (StatusCode::UNPROCESSABLE_ENTITY, ("unknown_parameter", "bogus")));
     // None of it touched the balance.
     let (_, account) = api.get(&format!("/v1/accounts/{wallet}")).await;
     assert_eq!(account["balance"], "10.00");
@@ -180,4 +256,214 @@ async fn a_batch_answers_each_item_and_one_bad_item_spoils_nothing() {
     assert_eq!(account["balance"], "-11.00");
     let (status, body) = api.post("/v1/charges/batch", json!({ "items": [] })).await;
     assert_eq!((status, error_of(&body).0), (StatusCode::UNPROCESSABLE_ENTITY, "batch_size"));
+}
+
+#[tokio::test]
+async fn idempotency_keys_replay_refuse_other_bodies_and_in_flight_twins() {
+    let api = Api::new();
+    let wallet = api.funded_wallet().await;
+    let op = api.operator.clone();
+    let body = json!({ "client_id": "i-1", "account": wallet, "amount": "1.00", "currency": "USD" }).to_string();
+    let first = api.call(&op, "POST", "/v1/charges", &body, Some("idem-1")).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let again = api.call(&op, "POST", "/v1/charges", &body, Some("idem-1")).await;
+    assert_eq!((again.status, &again.body), (StatusCode::CREATED, &first.body), "the first response, exactly");
+    assert_eq!(again.headers.get("idempotent-replayed").unwrap(), "true");
+    let other = json!({ "client_id": "i-2", "account": wallet, "amount": "1.00", "currency": "USD" }).to_string();
+    let reused = api.call(&op, "POST", "/v1/charges", &other, Some("idem-1")).await;
+    assert_eq!((reused.status, error_of(&reused.body)), (StatusCode::UNPROCESSABLE_ENTITY, ("idempotency_key_reused", "Idempotency-Key")));
+    let missing = api.call(&op, "POST", "/v1/charges", &other, None).await;
+    assert_eq!((missing.status, error_of(&missing.body).0), (StatusCode::BAD_REQUEST, "idempotency_key_missing"));
+    // Keys are scoped to the API key: another key may use the same one for its own request.
+    let second = api.key(Role::Operator, Scope::ReadWrite);
+    let theirs = api.call(&second, "POST", "/v1/charges", &other, Some("idem-1")).await;
+    assert_eq!(theirs.status, StatusCode::CREATED, "{}", theirs.body);
+    // A twin of a request still in flight is refused, and nothing is posted for it.
+    let key_id = api.state.keys.keys().unwrap()[0].id;
+    let held = purse_http::idempotency::hold_in_flight(&api.state, key_id, "idem-2");
+    let third = json!({ "client_id": "i-3", "account": wallet, "amount": "1.00", "currency": "USD" }).to_string();
+    let twin = api.call(&op, "POST", "/v1/charges", &third, Some("idem-2")).await;
+    assert_eq!((twin.status, error_of(&twin.body).0), (StatusCode::CONFLICT, "idempotency_key_in_flight"));
+    drop(held);
+    assert_eq!(api.call(&op, "POST", "/v1/charges", &third, Some("idem-2")).await.status, StatusCode::CREATED);
+    let (_, account) = api.get(&format!("/v1/accounts/{wallet}")).await;
+    assert_eq!(account["balance"], "7.00");
+}
+
+#[tokio::test]
+async fn keys_are_checked_scoped_and_rate_limited() {
+    let api = Api::with(ApiSettings { rate_per_key: 1, burst_per_key: 5, log_requests: false, ..ApiSettings::default() });
+    let r = api.send(Request::get("/v1/currencies").body(Body::empty()).unwrap()).await;
+    assert_eq!((r.status, error_of(&r.body).0), (StatusCode::UNAUTHORIZED, "unauthenticated"));
+    let (status, _) = api.get_as("purse_0123456789abcdef0123456789abcdef0123456789abcdef", "/v1/currencies").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let reader = api.key(Role::Operator, Scope::Read);
+    assert_eq!(api.get_as(&reader, "/v1/currencies").await.0, StatusCode::OK);
+    let (status, body) = api.post_as(&reader, "/v1/currencies", json!({ "code": "EUR" })).await;
+    assert_eq!((status, error_of(&body).0), (StatusCode::FORBIDDEN, "forbidden"));
+    let limited = (0..8).map(|_| api.get_as(&reader, "/v1/currencies"));
+    let mut statuses = Vec::new();
+    for call in limited {
+        statuses.push(call.await.0);
+    }
+    assert!(statuses.contains(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+    let r = api.send(Request::get("/v1/currencies").header("authorization", format!("Bearer {reader}")).body(Body::empty()).unwrap()).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers.get("retry-after").is_some());
+    // A revoked key stops working (at once when revoked through this process's cache).
+    let record = api.state.keys.keys().unwrap().into_iter().last().unwrap();
+    api.state.keys.revoke_key(record.id, Timestamp(1)).unwrap();
+    let fresh_api = Api { state: AppState::new(api.state.engine.clone(), api.state.keys.clone(), ApiSettings { log_requests: false, ..ApiSettings::default() }), operator: api.operator.clone() };
+    let (status, body) = fresh_api.get_as(&reader, "/v1/currencies").await;
+    assert_eq!((status, error_of(&body).0), (StatusCode::UNAUTHORIZED, "unauthenticated"));
+}
+
+/// Ids of one tenant's objects.
+struct Tenant {
+    reseller: u64,
+    customer: u64,
+    wallet: u64,
+    subscriber: u64,
+    hold: u64,
+    transfer: u64,
+}
+
+async fn tenant(api: &Api, name: &str) -> Tenant {
+    let (_, r) = api.post("/v1/resellers", json!({ "client_id": format!("{name}-r"), "name": format!("{name} reseller") })).await;
+    let reseller = r["id"].as_u64().unwrap();
+    let (_, c) = api
+        .post("/v1/customers", json!({ "client_id": format!("{name}-c"), "name": format!("{name} customer"), "reseller": reseller, "billing": "postpaid", "currency": "USD", "credit_limit": "100.00" }))
+        .await;
+    let (customer, wallet) = (c["id"].as_u64().unwrap(), c["wallet"].as_u64().unwrap());
+    let (_, s) = api.post("/v1/accounts", json!({ "client_id": format!("{name}-s"), "party": customer, "kind": "subscriber_debit" })).await;
+    let subscriber = s["id"].as_u64().unwrap();
+    let (_, h) = api.post("/v1/holds", json!({ "client_id": format!("{name}-h"), "account": wallet, "amount": "5.00", "currency": "USD" })).await;
+    let hold = h["hold"].as_u64().unwrap();
+    let (_, t) = api.post("/v1/charges", json!({ "client_id": format!("{name}-t"), "account": wallet, "amount": "3.00", "currency": "USD" })).await;
+    let transfer = t["transfer"].as_u64().unwrap();
+    Tenant { reseller, customer, wallet, subscriber, hold, transfer }
+}
+
+#[tokio::test]
+async fn every_route_with_every_role_against_another_tenant_finds_nothing_and_changes_nothing() {
+    let api = Api::new();
+    api.post("/v1/currencies", json!({ "code": "USD" })).await;
+    let mine = tenant(&api, "mine").await;
+    let theirs = tenant(&api, "theirs").await;
+    let keys = [
+        ("reseller", api.key(Role::Reseller(PartyId(mine.reseller)), Scope::ReadWrite)),
+        ("customer", api.key(Role::Customer(PartyId(mine.customer)), Scope::ReadWrite)),
+    ];
+    let (_, before) = api.get(&format!("/v1/accounts/{}", theirs.wallet)).await;
+    let bodies = |op: &str| -> Value {
+        let t = &theirs;
+        let m = &mine;
+        match op {
+            "createCurrency" => json!({ "code": "EUR" }),
+            "createReseller" => json!({ "client_id": "x", "name": "x" }),
+            "createCustomer" => json!({ "client_id": "x", "name": "x", "reseller": t.reseller, "billing": "prepaid", "currency": "USD" }),
+            "openAccount" => json!({ "client_id": "x", "party": t.customer, "kind": "subscriber_debit" }),
+            "updateAccount" => json!({ "thresholds": ["1.00"] }),
+            "createCharge" => json!({ "client_id": "x", "account": t.wallet, "amount": "1.00", "currency": "USD" }),
+            "createChargeBatch" => json!({ "items": [{ "client_id": "x", "account": t.wallet, "amount": "1.00", "currency": "USD" }] }),
+            "createPayment" => json!({ "client_id": "x", "account": t.wallet, "amount": "1.00", "currency": "USD", "method": "cash" }),
+            "createTransfer" => json!({ "client_id": "x", "source": t.wallet, "target": m.wallet, "amount": "1.00", "currency": "USD" }),
+            "createReversal" => json!({ "client_id": "x", "transfer": t.transfer }),
+            "createHold" => json!({ "client_id": "x", "account": t.wallet, "amount": "1.00", "currency": "USD" }),
+            "captureHold" | "releaseHold" => json!({ "client_id": "x" }),
+            _ => json!({}),
+        }
+    };
+    let mut walked = 0;
+    for (role, key) in &keys {
+        for route in purse_http::routes::table() {
+            if route.access == purse_http::routes::Access::Public {
+                continue;
+            }
+            let id = if route.path.starts_with("/v1/resellers/") {
+                theirs.reseller
+            } else if route.path.starts_with("/v1/customers/") {
+                theirs.customer
+            } else if route.path.starts_with("/v1/accounts/") {
+                theirs.wallet
+            } else if route.path.starts_with("/v1/transfers/") {
+                theirs.transfer
+            } else {
+                theirs.hold
+            };
+            let mut path = route.path.replace("{id}", &id.to_string());
+            if route.operation == "listAccounts" {
+                path.push_str(&format!("?party={}", theirs.customer));
+            }
+            let reply = if route.method == axum::http::Method::GET {
+                let (status, body) = api.get_as(key, &path).await;
+                Reply { status, body, headers: Default::default() }
+            } else {
+                api.call(key, route.method.as_str(), &path, &bodies(route.operation).to_string(), Some(&fresh())).await
+            };
+            walked += 1;
+            let (code, field) = error_of(&reply.body);
+            let ok = match reply.status {
+                StatusCode::NOT_FOUND | StatusCode::FORBIDDEN => true,
+                StatusCode::UNPROCESSABLE_ENTITY => code.ends_with("not_found") || code == "forbidden_field",
+                StatusCode::OK => {
+                    // Lists answer, but only with the caller's own objects.
+                    let text = reply.body.to_string();
+                    route.path == "/v1/currencies"
+                        || (route.operation == "createChargeBatch"
+                            && reply.body["results"].as_array().unwrap().iter().all(|r| r["error"]["code"] == "account_not_found"))
+                        || (matches!(route.operation, "listCustomers" | "listResellers")
+                            && !text.contains(&format!("\"id\":{},", theirs.customer))
+                            && !text.contains(&format!("\"id\":{},", theirs.reseller)))
+                }
+                _ => false,
+            };
+            assert!(ok, "{role} {} {path}: {} {code} {field} {}", route.method, reply.status, reply.body);
+        }
+    }
+    assert!(walked >= 50, "walked {walked}");
+    // Their objects are as they were.
+    let (_, after) = api.get(&format!("/v1/accounts/{}", theirs.wallet)).await;
+    assert_eq!(before, after);
+    let (_, hold) = api.get(&format!("/v1/holds/{}", theirs.hold)).await;
+    assert_eq!(hold["state"], "open");
+    let (_, journal) = api.get(&format!("/v1/accounts/{}/journal", theirs.wallet)).await;
+    assert_eq!(journal["data"].as_array().unwrap().len(), 1);
+    // And a customer may not raise its own wallet's limit, nor a reseller create elsewhere.
+    let customer_key = &keys[1].1;
+    assert_eq!(api.get_as(customer_key, &format!("/v1/accounts/{}", theirs.subscriber)).await.0, StatusCode::NOT_FOUND);
+    let r = api.call(customer_key, "PATCH", &format!("/v1/accounts/{}", mine.wallet), &json!({ "credit_limit": "1000.00" }).to_string(), Some(&fresh())).await;
+    assert_eq!((r.status, error_of(&r.body)), (StatusCode::FORBIDDEN, ("forbidden_field", "credit_limit")));
+    let reseller_key = &keys[0].1;
+    let (status, body) = api
+        .post_as(reseller_key, "/v1/customers", json!({ "client_id": "y", "name": "y", "reseller": theirs.reseller, "billing": "prepaid", "currency": "USD" }))
+        .await;
+    assert_eq!((status, error_of(&body)), (StatusCode::FORBIDDEN, ("forbidden_field", "reseller")));
+    // While their own things work.
+    let (status, body) = api.post_as(reseller_key, "/v1/customers", json!({ "client_id": "y", "name": "y", "billing": "prepaid", "currency": "USD" })).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, list) = api.get_as(reseller_key, "/v1/customers").await;
+    assert_eq!((status, list["data"].as_array().unwrap().len()), (StatusCode::OK, 2));
+    let (status, _) = api.get_as(customer_key, &format!("/v1/accounts/{}/journal", mine.wallet)).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_route_and_every_route_answers() {
+    let api = Api::new();
+    let r = api.send(Request::get("/v1/openapi.json").body(Body::empty()).unwrap()).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let paths = r.body["paths"].as_object().unwrap();
+    for route in purse_http::routes::table() {
+        let method = route.method.as_str().to_ascii_lowercase();
+        assert!(paths.get(route.path).and_then(|p| p.get(&method)).is_some(), "{method} {} missing", route.path);
+        // Routed: whatever it answers, it is not the fallback's "no such route".
+        let path = route.path.replace("{id}", "1");
+        let reply = api.call(&api.operator.clone(), route.method.as_str(), &path, "{}", Some(&fresh())).await;
+        assert_ne!(reply.body["error"]["message"], "no such route", "{method} {path}");
+    }
+    let count: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
+    assert_eq!(count, purse_http::routes::table().len());
+    let r = api.send(Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert_eq!(r.status, StatusCode::OK);
 }

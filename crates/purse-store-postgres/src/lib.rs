@@ -21,11 +21,15 @@ use purse_core::{
 };
 use purse_store::codec::{self, id_from_db, id_to_db};
 use purse_store::columns::{ACCOUNT_COLUMNS, ACCOUNT_SELECT, API_KEY_COLUMNS, HOLD_COLUMNS, PARTY_COLUMNS, TRANSFER_COLUMNS};
-use purse_store::{ApiKeyRecord, Audit, BaseState, JournalQuery, KeyStore, NewApiKey, Reader, Store, StoreError, StoreResult};
+use purse_store::{
+    ApiKeyRecord, Audit, BaseState, JournalQuery, KeyStore, NewApiKey, PartyQuery, Reader, Store, StoreError, StoreResult,
+    StoredResponse,
+};
 
 const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_ledger", include_str!("../migrations/0001_ledger.sql")),
     ("0002_api_keys", include_str!("../migrations/0002_api_keys.sql")),
+    ("0003_api", include_str!("../migrations/0003_api.sql")),
 ];
 
 
@@ -330,6 +334,35 @@ impl Store for PgStore {
     fn rollback(&mut self) -> StoreResult<()> {
         self.client.batch_execute("ROLLBACK").map_err(err)
     }
+
+    fn write_responses(&mut self, responses: &[StoredResponse]) -> StoreResult<()> {
+        if responses.is_empty() {
+            return Ok(());
+        }
+        let (mut keys, mut names, mut hashes, mut statuses, mut bodies, mut times) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for r in responses {
+            keys.push(id_to_db(r.api_key));
+            names.push(r.key.as_str());
+            hashes.push(r.request_hash.as_str());
+            statuses.push(i32::from(r.status));
+            bodies.push(r.body.as_slice());
+            times.push(r.created_at.0);
+        }
+        self.client
+            .execute(
+                "INSERT INTO idempotent_responses (api_key_id, key, request_hash, status, body, created_at) \
+                 SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::int[], $5::bytea[], $6::bigint[]) \
+                 ON CONFLICT DO NOTHING",
+                &[&keys, &names, &hashes, &statuses, &bodies, &times],
+            )
+            .map_err(err)?;
+        Ok(())
+    }
+
+    fn purge_responses(&mut self, before: Timestamp) -> StoreResult<u64> {
+        self.client.execute("DELETE FROM idempotent_responses WHERE created_at < $1", &[&before.0]).map_err(err)
+    }
 }
 
 #[allow(clippy::type_complexity)] // one vector per column, spelled out beside the SQL
@@ -575,6 +608,48 @@ impl Reader for PgReader {
         self.with(|c| {
             let sql = format!("SELECT {PARTY_COLUMNS} FROM parties WHERE id = $1");
             c.query_opt(&sql, &[&id_to_db(id.0)]).map_err(err)?.as_ref().map(party_from_row).transpose()
+        })
+    }
+
+    fn parties(&self, q: PartyQuery) -> StoreResult<Vec<Party>> {
+        self.with(|c| {
+            let sql = format!(
+                "SELECT {PARTY_COLUMNS} FROM parties WHERE ($1::bool IS NULL OR (kind = 'reseller') = $1) \
+                 AND ($2::bigint IS NULL OR reseller_id = $2) AND id > $3 ORDER BY id LIMIT $4"
+            );
+            let reseller = q.reseller.map(|p| id_to_db(p.0));
+            let after = id_to_db(q.after.map_or(0, |p| p.0));
+            rows(c, &sql, &[&q.resellers, &reseller, &after, &i64::from(q.limit)], party_from_row)
+        })
+    }
+
+    fn accounts_of(&self, party: PartyId) -> StoreResult<Vec<Account>> {
+        self.with(|c| rows(c, &format!("{ACCOUNT_SELECT} WHERE a.party_id = $1 ORDER BY a.id"), &[&id_to_db(party.0)], account_from_row))
+    }
+
+    fn transfer(&self, id: TransferId) -> StoreResult<Option<Transfer>> {
+        self.with(|c| {
+            let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = $1");
+            c.query_opt(&sql, &[&id_to_db(id.0)]).map_err(err)?.as_ref().map(transfer_from_row).transpose()
+        })
+    }
+
+    fn stored_response(&self, api_key: u64, key: &str) -> StoreResult<Option<StoredResponse>> {
+        self.with(|c| {
+            let row = c
+                .query_opt(
+                    "SELECT request_hash, status, body, created_at FROM idempotent_responses WHERE api_key_id = $1 AND key = $2",
+                    &[&id_to_db(api_key), &key],
+                )
+                .map_err(err)?;
+            Ok(row.map(|r| StoredResponse {
+                api_key,
+                key: key.to_owned(),
+                request_hash: r.get(0),
+                status: r.get::<_, i32>(1) as u16,
+                body: r.get(2),
+                created_at: Timestamp(r.get(3)),
+            }))
         })
     }
 

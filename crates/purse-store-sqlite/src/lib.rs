@@ -16,13 +16,17 @@ use purse_core::{
 };
 use purse_store::codec::{self, id_from_db, id_to_db};
 use purse_store::columns::{ACCOUNT_COLUMNS, ACCOUNT_SELECT, API_KEY_COLUMNS, HOLD_COLUMNS, PARTY_COLUMNS, TRANSFER_COLUMNS};
-use purse_store::{ApiKeyRecord, Audit, BaseState, JournalQuery, KeyStore, NewApiKey, Reader, Store, StoreError, StoreResult};
+use purse_store::{
+    ApiKeyRecord, Audit, BaseState, JournalQuery, KeyStore, NewApiKey, PartyQuery, Reader, Store, StoreError, StoreResult,
+    StoredResponse,
+};
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_ledger", include_str!("../migrations/0001_ledger.sql")),
     ("0002_api_keys", include_str!("../migrations/0002_api_keys.sql")),
+    ("0003_api", include_str!("../migrations/0003_api.sql")),
 ];
 
 
@@ -367,6 +371,27 @@ impl Store for SqliteStore {
         }
         self.conn.execute_batch("ROLLBACK").map_err(err)
     }
+
+    fn write_responses(&mut self, responses: &[StoredResponse]) -> StoreResult<()> {
+        let mut s = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO idempotent_responses (api_key_id, key, request_hash, status, body, created_at) \
+                 VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+            )
+            .map_err(err)?;
+        for r in responses {
+            s.execute(params![id_to_db(r.api_key), r.key, r.request_hash, r.status, r.body, r.created_at.0]).map_err(err)?;
+        }
+        Ok(())
+    }
+
+    fn purge_responses(&mut self, before: Timestamp) -> StoreResult<u64> {
+        self.conn
+            .execute("DELETE FROM idempotent_responses WHERE created_at < ?", [before.0])
+            .map(|n| n as u64)
+            .map_err(err)
+    }
 }
 
 fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
@@ -600,6 +625,55 @@ impl Reader for SqliteReader {
             c.prepare_cached(&format!("SELECT {PARTY_COLUMNS} FROM parties WHERE id = ?"))?
                 .query_row([id_to_db(id.0)], party_from_row)
                 .optional()
+        })
+    }
+
+    fn parties(&self, q: PartyQuery) -> StoreResult<Vec<Party>> {
+        self.with(|c| {
+            let mut s = c.prepare_cached(&format!(
+                "SELECT {PARTY_COLUMNS} FROM parties WHERE (?1 IS NULL OR (kind = 'reseller') = ?1) \
+                 AND (?2 IS NULL OR reseller_id = ?2) AND id > ?3 ORDER BY id LIMIT ?4"
+            ))?;
+            let rows = s.query_map(
+                params![q.resellers, q.reseller.map(|p| id_to_db(p.0)), id_to_db(q.after.map_or(0, |p| p.0)), q.limit],
+                party_from_row,
+            )?;
+            rows.collect()
+        })
+    }
+
+    fn accounts_of(&self, party: PartyId) -> StoreResult<Vec<Account>> {
+        self.with(|c| {
+            let mut s = c.prepare_cached(&format!("{ACCOUNT_SELECT} WHERE a.party_id = ? ORDER BY a.id"))?;
+            let rows = s.query_map([id_to_db(party.0)], account_from_row)?;
+            rows.collect()
+        })
+    }
+
+    fn transfer(&self, id: TransferId) -> StoreResult<Option<Transfer>> {
+        self.with(|c| {
+            c.prepare_cached(&format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ?"))?
+                .query_row([id_to_db(id.0)], transfer_from_row)
+                .optional()
+        })
+    }
+
+    fn stored_response(&self, api_key: u64, key: &str) -> StoreResult<Option<StoredResponse>> {
+        self.with(|c| {
+            c.prepare_cached(
+                "SELECT request_hash, status, body, created_at FROM idempotent_responses WHERE api_key_id = ? AND key = ?",
+            )?
+            .query_row(params![id_to_db(api_key), key], |r| {
+                Ok(StoredResponse {
+                    api_key,
+                    key: key.to_owned(),
+                    request_hash: r.get(0)?,
+                    status: r.get(1)?,
+                    body: r.get(2)?,
+                    created_at: Timestamp(r.get(3)?),
+                })
+            })
+            .optional()
         })
     }
 

@@ -62,6 +62,37 @@ pub trait Store: Send {
     /// Makes the batch durable. The engine answers callers only after this returns.
     fn commit(&mut self) -> StoreResult<()>;
     fn rollback(&mut self) -> StoreResult<()>;
+    /// Keeps the responses of idempotent requests, inside the open transaction of the batch
+    /// that executed them. A key some other process stored first is left as it is.
+    fn write_responses(&mut self, responses: &[StoredResponse]) -> StoreResult<()>;
+    /// Forgets stored responses created before `before`, inside the open transaction.
+    fn purge_responses(&mut self, before: Timestamp) -> StoreResult<u64>;
+}
+
+/// The response to an API request made with an `Idempotency-Key`, kept so that a retry
+/// with the same key and body gets exactly the same answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredResponse {
+    /// The API key the request was made with: idempotency keys are scoped to it.
+    pub api_key: u64,
+    pub key: String,
+    /// SHA-256 (hex) of the method, path and body: another body under the same key is refused.
+    pub request_hash: String,
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub created_at: Timestamp,
+}
+
+/// Which parties to list, oldest first, a page at a time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PartyQuery {
+    /// Only resellers (`Some(true)`) or only customers (`Some(false)`).
+    pub resellers: Option<bool>,
+    /// Only the customers of this reseller.
+    pub reseller: Option<PartyId>,
+    /// Only parties with an id above this (the cursor of the previous page).
+    pub after: Option<PartyId>,
+    pub limit: u32,
 }
 
 /// An API key as stored: never the key itself, only its SHA-256 hash and a short prefix
@@ -139,6 +170,11 @@ pub trait Reader: Send + Sync {
     fn account(&self, id: AccountId) -> StoreResult<Option<Account>>;
     fn accounts(&self) -> StoreResult<Vec<Account>>;
     fn party(&self, id: PartyId) -> StoreResult<Option<Party>>;
+    fn parties(&self, query: PartyQuery) -> StoreResult<Vec<Party>>;
+    /// The accounts a party owns, oldest first.
+    fn accounts_of(&self, party: PartyId) -> StoreResult<Vec<Account>>;
+    fn transfer(&self, id: TransferId) -> StoreResult<Option<Transfer>>;
+    fn stored_response(&self, api_key: u64, key: &str) -> StoreResult<Option<StoredResponse>>;
     fn hold(&self, id: HoldId) -> StoreResult<Option<Hold>>;
     fn transfer_by_client_id(&self, client_id: &str) -> StoreResult<Option<Transfer>>;
     fn journal(&self, query: JournalQuery) -> StoreResult<Vec<Transfer>>;

@@ -7,9 +7,11 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod client;
 pub mod demo;
 pub mod ids;
 pub mod keys;
+pub mod serve;
 pub mod soak;
 
 use std::path::Path;
@@ -62,6 +64,25 @@ pub struct Config {
     pub database_url: Option<String>,
     #[serde(default)]
     pub engine: EngineSettings,
+    #[serde(default)]
+    pub api: ApiConfig,
+    /// For the client commands: the server's base URL and the API key to use.
+    pub url: Option<String>,
+    pub api_key: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address `purse serve` listens on (default 127.0.0.1:8080).
+    pub listen: Option<String>,
+    /// Requests per second per API key (0: unlimited).
+    pub rate_per_key: Option<u32>,
+    pub burst_per_key: Option<u32>,
+    /// How long idempotent responses are kept and replayed.
+    pub idempotency_retention_hours: Option<u64>,
+    /// One JSON log line per request (default true).
+    pub log_requests: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -102,6 +123,24 @@ impl Config {
         if let Some(n) = number("PURSE_ENGINE_BATCH_WAIT_US")? {
             config.engine.batch_wait_us = Some(n);
         }
+        if let Ok(listen) = std::env::var("PURSE_LISTEN") {
+            config.api.listen = Some(listen);
+        }
+        if let Some(n) = number("PURSE_API_RATE_PER_KEY")? {
+            config.api.rate_per_key = Some(u32::try_from(n).map_err(|_| "PURSE_API_RATE_PER_KEY is too large".to_owned())?);
+        }
+        if let Some(n) = number("PURSE_API_BURST_PER_KEY")? {
+            config.api.burst_per_key = Some(u32::try_from(n).map_err(|_| "PURSE_API_BURST_PER_KEY is too large".to_owned())?);
+        }
+        if let Ok(v) = std::env::var("PURSE_API_LOG_REQUESTS") {
+            config.api.log_requests = Some(!matches!(v.as_str(), "0" | "false" | "no"));
+        }
+        if let Ok(url) = std::env::var("PURSE_URL") {
+            config.url = Some(url);
+        }
+        if let Ok(key) = std::env::var("PURSE_API_KEY") {
+            config.api_key = Some(key);
+        }
         Ok(config)
     }
 
@@ -128,6 +167,33 @@ impl Config {
         if c.batch_wait > std::time::Duration::from_secs(1) {
             return Err("engine.batch_wait_us must be at most 1000000".into());
         }
+        if let Some(hours) = self.api.idempotency_retention_hours {
+            if hours == 0 || hours > 24 * 365 {
+                return Err("api.idempotency_retention_hours must be 1 to 8760".into());
+            }
+            c.response_retention = std::time::Duration::from_secs(hours * 3600);
+        }
         Ok(c)
+    }
+
+    pub fn api_settings(&self) -> purse_http::ApiSettings {
+        let mut s = purse_http::ApiSettings::default();
+        if let Some(n) = self.api.rate_per_key {
+            s.rate_per_key = n;
+        }
+        if let Some(n) = self.api.burst_per_key {
+            s.burst_per_key = n;
+        } else if let Some(n) = self.api.rate_per_key {
+            s.burst_per_key = n.saturating_mul(2);
+        }
+        if let Some(v) = self.api.log_requests {
+            s.log_requests = v;
+        }
+        s
+    }
+
+    /// The address to listen on: the flag, else the configuration, else 127.0.0.1:8080.
+    pub fn listen(&self, flag: Option<&str>) -> String {
+        flag.map(str::to_owned).or_else(|| self.api.listen.clone()).unwrap_or_else(|| "127.0.0.1:8080".to_owned())
     }
 }

@@ -67,6 +67,14 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Serves the HTTP API until SIGTERM or Ctrl-C (then finishes in-flight work).
+    Serve {
+        #[arg(long)]
+        database: Option<String>,
+        /// Address to listen on (default 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<String>,
+    },
     /// Issues, lists and revokes API keys, directly on the database.
     Keys {
         #[arg(long, global = true)]
@@ -175,6 +183,15 @@ fn run(cli: Cli) -> Result<(), String> {
                     report.max_ms, report.peak_rss_mib, report.setup_seconds
                 );
             }
+        }
+        Cmd::Serve { database, listen } => {
+            let opened = purse::open_store(&config.database_url(database.as_deref())).map_err(|e| e.to_string())?;
+            let options = purse::serve::ServeOptions {
+                listen: config.listen(listen.as_deref()),
+                engine: config.engine_config()?,
+                api: config.api_settings(),
+            };
+            purse::serve::run(opened, options)?;
         }
         Cmd::Keys { database, action } => {
             let opened = purse::open_store(&config.database_url(database.as_deref())).map_err(|e| e.to_string())?;

@@ -66,6 +66,12 @@ impl Store for Controlled {
     fn rollback(&mut self) -> StoreResult<()> {
         self.inner.rollback()
     }
+    fn write_responses(&mut self, responses: &[purse_store::StoredResponse]) -> StoreResult<()> {
+        self.inner.write_responses(responses)
+    }
+    fn purge_responses(&mut self, before: purse_core::Timestamp) -> StoreResult<u64> {
+        self.inner.purge_responses(before)
+    }
 }
 
 struct Rig {

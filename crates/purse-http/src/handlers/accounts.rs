@@ -1,0 +1,429 @@
+//! Accounts: opening, settings (credit limit, temporary increase, thresholds), closing, and
+//! every read of a balance: its parts, spendable now, as of a past time, the journal, and
+//! the operator's snapshot of all balances.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use purse_core::{Account, AccountId, AccountKind, Amount, Command, Item, NewAccountKind, Outcome, PartyId, PartyKind, Role, TransferId, TransferKind};
+use purse_store::JournalQuery;
+use serde::{Deserialize, Serialize};
+
+use super::{account_view, amount, clamp, created, currency_code, json_parts, outcome, page_limit, positive, timestamp};
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::idempotency::Ctx;
+use crate::json::{reply, ApiJson, Params};
+use crate::{time, AppState};
+
+/// The account as of now, with the same available figure the spendable query gives
+/// (holds that expired since the last batch no longer count). Blocking.
+fn current_view(s: &AppState, a: &Account) -> Result<super::AccountView, ApiError> {
+    let currency = s.currency("currency", a.currency)?;
+    let spendable = s.engine.spendable(a.id, None)?.ok_or(ApiError::NotFound("account"))?;
+    let mut view = account_view(a, i128::from(spendable.available.0), currency);
+    if a.reserved.is_positive() {
+        let now = purse_engine::Clock::now(s.engine.clock().as_ref());
+        let expired = s.engine.reader().expired_reservations(a.id, now)?;
+        view.reserved = currency.format(Amount(a.reserved.0 - expired));
+    }
+    Ok(view)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewAccount {
+    client_id: String,
+    party: u64,
+    kind: KindText,
+    /// Master wallets only (subscriber accounts take their customer's currency).
+    currency: Option<String>,
+    /// Credit subscriber accounts only: how far below zero it may draw on the wallet.
+    credit_limit: Option<String>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum KindText {
+    MasterWallet,
+    SubscriberDebit,
+    SubscriberCredit,
+}
+
+#[derive(Serialize)]
+struct Opened {
+    id: u64,
+    replayed: bool,
+}
+
+pub async fn open_account(State(state): State<AppState>, ctx: Ctx, ApiJson(body): ApiJson<NewAccount>) -> Result<Response, ApiError> {
+    let who = ctx.principal;
+    who.require_write()?;
+    let party_id = body.party;
+    let party = state
+        .read(move |s| {
+            s.party_for(&who, party_id).map_err(|_| {
+                ApiError::invalid("party", "party_not_found", format!("party {party_id} does not exist"))
+            })
+        })
+        .await?;
+    let kind = match body.kind {
+        KindText::MasterWallet => {
+            if !who.is_operator() {
+                return Err(ApiError::Forbidden("only an operator key may open master wallets".into()));
+            }
+            let text = body.currency.as_deref().ok_or_else(|| {
+                ApiError::invalid("currency", "missing_field", "a master wallet needs its currency")
+            })?;
+            NewAccountKind::MasterWallet { currency: currency_code("currency", text)? }
+        }
+        KindText::SubscriberDebit => NewAccountKind::SubscriberDebit,
+        KindText::SubscriberCredit => {
+            let PartyKind::Customer { currency, .. } = party.kind else {
+                return Err(ApiError::Rejected(purse_core::Rejection::PartyKindMismatch));
+            };
+            let currency = state.read(move |s| s.currency("currency", currency)).await?;
+            let credit_limit = match &body.credit_limit {
+                Some(text) => amount("credit_limit", text, currency)?,
+                None => Amount::ZERO,
+            };
+            NewAccountKind::SubscriberCredit { credit_limit }
+        }
+    };
+    if body.credit_limit.is_some() && !matches!(body.kind, KindText::SubscriberCredit) {
+        return Err(ApiError::invalid("credit_limit", "not_allowed", "only credit subscriber accounts take a credit_limit here"));
+    }
+    if body.currency.is_some() && !matches!(body.kind, KindText::MasterWallet) {
+        return Err(ApiError::invalid("currency", "not_allowed", "subscriber accounts take their customer's currency"));
+    }
+    let command = Command::OpenAccount { client_id: who.client_id("client_id", &body.client_id)?, party: PartyId(party_id), kind };
+    state
+        .commit(&ctx, vec![Item::single(command)], |results| match outcome(results)? {
+            Outcome::AccountOpened { account, replayed } => json_parts(created(replayed), &Opened { id: account.0, replayed }),
+            other => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
+        })
+        .await
+}
+
+pub async fn get_account(State(state): State<AppState>, who: Principal, Path(id): Path<u64>) -> Result<Response, ApiError> {
+    let view = state.read(move |s| current_view(s, &s.account_for(&who, id)?)).await?;
+    Ok(reply(StatusCode::OK, &view))
+}
+
+/// `GET /v1/accounts?party=ID`: the accounts of a party the caller sees.
+pub async fn list_accounts(State(state): State<AppState>, who: Principal, params: Params) -> Result<Response, ApiError> {
+    params.only(&["party"])?;
+    let party = params.id("party")?.ok_or_else(|| ApiError::invalid("party", "missing_parameter", "party is required"))?;
+    let views = state
+        .read(move |s| {
+            s.party_for(&who, party)?;
+            let accounts = s.engine.reader().accounts_of(PartyId(party))?;
+            accounts.iter().map(|a| current_view(s, a)).collect::<Result<Vec<_>, _>>()
+        })
+        .await?;
+    Ok(reply(StatusCode::OK, &serde_json::json!({ "data": views })))
+}
+
+fn some<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountChanges {
+    credit_limit: Option<String>,
+    /// An object sets the increase; `null` removes it.
+    #[serde(default, deserialize_with = "some")]
+    temporary_increase: Option<Option<IncreaseText>>,
+    /// Levels of available balance whose crossing is reported (replaces the list).
+    thresholds: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncreaseText {
+    amount: String,
+    valid_until: String,
+}
+
+/// Whether this caller may change the credit of `account`: operators always; resellers for
+/// their customers' accounts (not their own master wallet); customers only the sub-limit of
+/// their own credit subscriber accounts (never their wallet's limit).
+fn may_set_credit(who: &Principal, a: &Account) -> bool {
+    match who.role {
+        Role::Operator => true,
+        Role::Reseller(me) => a.party != Some(me),
+        Role::Customer(_) => matches!(a.kind, AccountKind::SubscriberCredit { .. }),
+    }
+}
+
+pub async fn update_account(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<u64>,
+    ApiJson(body): ApiJson<AccountChanges>,
+) -> Result<Response, ApiError> {
+    let who = ctx.principal;
+    who.require_write()?;
+    let account = state.read(move |s| s.account_for(&who, id)).await?;
+    let currency = state.read(move |s| s.currency("currency", account.currency)).await?;
+    let credit = body.credit_limit.is_some() || body.temporary_increase.is_some();
+    if credit && !may_set_credit(&who, &account) {
+        let field = if body.credit_limit.is_some() { "credit_limit" } else { "temporary_increase" };
+        return Err(ApiError::ForbiddenField { field, message: format!("this key may not change the {field} of account {id}") });
+    }
+    let account = AccountId(id);
+    let mut commands = Vec::new();
+    if let Some(text) = &body.credit_limit {
+        commands.push(Command::SetCreditLimit { account, credit_limit: amount("credit_limit", text, currency)? });
+    }
+    if let Some(increase) = &body.temporary_increase {
+        let increase = match increase {
+            None => None,
+            Some(i) => Some((
+                amount("temporary_increase.amount", &i.amount, currency)?,
+                timestamp("temporary_increase.valid_until", &i.valid_until)?,
+            )),
+        };
+        commands.push(Command::SetTemporaryIncrease { account, increase });
+    }
+    if let Some(levels) = &body.thresholds {
+        let thresholds = levels
+            .iter()
+            .enumerate()
+            .map(|(i, t)| amount(&format!("thresholds[{i}]"), t, currency))
+            .collect::<Result<Vec<_>, _>>()?;
+        commands.push(Command::SetThresholds { account, thresholds });
+    }
+    if commands.is_empty() {
+        return Err(ApiError::invalid("", "nothing_to_change", "send credit_limit, temporary_increase or thresholds"));
+    }
+    // All or nothing: the changes form one linked chain.
+    let last = commands.len() - 1;
+    let items = commands.into_iter().enumerate().map(|(i, command)| Item { command, linked: i < last }).collect();
+    state
+        .commit(&ctx, items, move |results| {
+            outcome(results)?;
+            json_parts(StatusCode::OK, &serde_json::json!({ "id": id, "updated": true }))
+        })
+        .await
+}
+
+pub async fn close_account(State(state): State<AppState>, ctx: Ctx, Path(id): Path<u64>) -> Result<Response, ApiError> {
+    let who = ctx.principal;
+    who.require_staff("close accounts")?;
+    state.read(move |s| s.account_for(&who, id)).await?;
+    let command = Command::CloseAccount { account: AccountId(id) };
+    state
+        .commit(&ctx, vec![Item::single(command)], move |results| {
+            outcome(results)?;
+            json_parts(StatusCode::OK, &serde_json::json!({ "id": id, "status": "closed" }))
+        })
+        .await
+}
+
+pub async fn spendable(State(state): State<AppState>, who: Principal, Path(id): Path<u64>, params: Params) -> Result<Response, ApiError> {
+    params.only(&["price"])?;
+    let price = params.text("price").map(str::to_owned);
+    let body = state
+        .read(move |s| {
+            let a = s.account_for(&who, id)?;
+            let currency = s.currency("currency", a.currency)?;
+            let price = price.as_deref().map(|p| amount("price", p, currency).and_then(|p| positive("price", p))).transpose()?;
+            let sp = s.engine.spendable(a.id, price)?.ok_or(ApiError::NotFound("account"))?;
+            Ok(serde_json::json!({
+                "account": id,
+                "currency": a.currency.to_string(),
+                "available": currency.format(sp.available),
+                "units": sp.units,
+            }))
+        })
+        .await?;
+    Ok(reply(StatusCode::OK, &body))
+}
+
+/// `GET /v1/accounts/{id}/balance?at=...`: the posted balance right after the last posting
+/// at or before `at` (now when absent).
+pub async fn balance_at(State(state): State<AppState>, who: Principal, Path(id): Path<u64>, params: Params) -> Result<Response, ApiError> {
+    params.only(&["at"])?;
+    let at = params.text("at").map(|t| timestamp("at", t)).transpose()?;
+    let body = state
+        .read(move |s| {
+            let a = s.account_for(&who, id)?;
+            let currency = s.currency("currency", a.currency)?;
+            let now = purse_engine::Clock::now(s.engine.clock().as_ref());
+            let at = at.unwrap_or(now);
+            let balance = if at >= now { i128::from(a.balance.0) } else { s.engine.reader().balance_at(a.id, at)? };
+            Ok(serde_json::json!({
+                "account": id,
+                "currency": a.currency.to_string(),
+                "at": time::format(at),
+                "balance": currency.format(clamp(balance)),
+            }))
+        })
+        .await?;
+    Ok(reply(StatusCode::OK, &body))
+}
+
+/// Most postings one journal request reads while filtering, so a filter that matches
+/// little cannot make one request walk a whole history; the cursor continues from there.
+const JOURNAL_SCAN_MAX: usize = 10_000;
+
+#[derive(Serialize)]
+struct JournalEntry {
+    #[serde(flatten)]
+    transfer: super::TransferView,
+    /// Signed from this account's side: negative when it was debited.
+    change: String,
+    /// This account's balance right after the posting.
+    balance_after: String,
+    counterparty: u64,
+}
+
+/// `GET /v1/accounts/{id}/journal?limit=&before=&from=&to=&kind=`: postings newest first.
+/// `from`/`to` bound the posting time (`from` inclusive, `to` exclusive); `kind` is a
+/// comma-separated list; `before` is the `next_before` of the previous page.
+pub async fn journal(State(state): State<AppState>, who: Principal, Path(id): Path<u64>, params: Params) -> Result<Response, ApiError> {
+    params.only(&["limit", "before", "from", "to", "kind"])?;
+    let limit = page_limit(params.id("limit")?.map(|n| u32::try_from(n).unwrap_or(u32::MAX)))? as usize;
+    let before = params.id("before")?.map(TransferId);
+    let from = params.text("from").map(|t| timestamp("from", t)).transpose()?;
+    let to = params.text("to").map(|t| timestamp("to", t)).transpose()?;
+    let kinds = match params.text("kind") {
+        None => None,
+        Some(text) => Some(
+            text.split(',')
+                .map(|k| {
+                    TransferKind::parse(k.trim()).ok_or_else(|| {
+                        ApiError::invalid("kind", "invalid_kind", format!("kind {k:?} is not one of charge, payment, recharge, transfer, issue, refund, reversal, adjustment"))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
+    let body = state
+        .read(move |s| {
+            let a = s.account_for(&who, id)?;
+            let currency = s.currency("currency", a.currency)?;
+            let reader = s.engine.reader();
+            let mut entries = Vec::new();
+            let mut cursor = before;
+            let mut scanned = 0;
+            let mut exhausted = false;
+            'pages: while entries.len() < limit && scanned < JOURNAL_SCAN_MAX {
+                let page = reader.journal(JournalQuery { account: a.id, before: cursor, limit: 256 })?;
+                if page.is_empty() {
+                    exhausted = true;
+                    break;
+                }
+                for t in &page {
+                    scanned += 1;
+                    cursor = Some(t.id);
+                    if from.is_some_and(|f| t.posted_at < f) {
+                        exhausted = true; // Older postings only from here on.
+                        break 'pages;
+                    }
+                    let in_range = to.is_none_or(|to| t.posted_at < to);
+                    let kind_ok = kinds.as_ref().is_none_or(|ks| ks.contains(&t.kind));
+                    if in_range && kind_ok {
+                        let debited = t.debit == a.id;
+                        let change = if debited { Amount(-t.amount.0) } else { t.amount };
+                        entries.push(JournalEntry {
+                            transfer: super::transfer_view(&who, t, currency),
+                            change: currency.format(change),
+                            balance_after: currency.format(if debited { t.debit_balance } else { t.credit_balance }),
+                            counterparty: if debited { t.credit.0 } else { t.debit.0 },
+                        });
+                        if entries.len() == limit {
+                            break 'pages;
+                        }
+                    }
+                }
+                if page.len() < 256 {
+                    exhausted = true;
+                    break;
+                }
+            }
+            let next_before = if exhausted && entries.len() < limit { None } else { cursor.map(|c| c.0) };
+            Ok(serde_json::json!({ "data": entries, "next_before": next_before }))
+        })
+        .await?;
+    Ok(reply(StatusCode::OK, &body))
+}
+
+#[derive(Serialize)]
+struct SnapshotRow {
+    id: u64,
+    kind: &'static str,
+    party: Option<u64>,
+    currency: String,
+    balance: String,
+    reserved: String,
+    available: String,
+}
+
+#[derive(Serialize, Default)]
+struct Totals {
+    /// Sum over every account, the operator's system accounts included: always zero.
+    all_accounts: String,
+    /// Sum over customer, reseller and subscriber accounts: what the operator owes them
+    /// (positive) or is owed (negative).
+    customer_accounts: String,
+    /// Sum of open holds.
+    reserved: String,
+    accounts: u64,
+}
+
+/// `GET /v1/balances` (operators): every account's balance from one consistent read, with
+/// totals per currency.
+pub async fn balances(State(state): State<AppState>, who: Principal) -> Result<Response, ApiError> {
+    if !who.is_operator() {
+        return Err(ApiError::Forbidden("only an operator key may read the snapshot of all balances".into()));
+    }
+    let body = state
+        .read(move |s| {
+            let now = purse_engine::Clock::now(s.engine.clock().as_ref());
+            let accounts = s.engine.reader().accounts()?;
+            let by_id: std::collections::HashMap<AccountId, &Account> = accounts.iter().map(|a| (a.id, a)).collect();
+            let mut sums: BTreeMap<String, (i128, i128, i128, u64)> = BTreeMap::new();
+            let mut rows = Vec::with_capacity(accounts.len());
+            for a in &accounts {
+                let currency = s.currency("currency", a.currency)?;
+                let parent = match a.kind {
+                    AccountKind::SubscriberCredit { parent } => by_id.get(&parent).copied(),
+                    _ => None,
+                };
+                let sum = sums.entry(a.currency.to_string()).or_default();
+                sum.0 += i128::from(a.balance.0);
+                if !a.is_system() {
+                    sum.1 += i128::from(a.balance.0);
+                }
+                sum.2 += i128::from(a.reserved.0);
+                sum.3 += 1;
+                rows.push(SnapshotRow {
+                    id: a.id.0,
+                    kind: purse_store::codec::account_kind(a.kind).0,
+                    party: a.party.map(|p| p.0),
+                    currency: a.currency.to_string(),
+                    balance: currency.format(a.balance),
+                    reserved: currency.format(a.reserved),
+                    available: currency.format(clamp(purse_core::ledger::available(a, parent, now))),
+                });
+            }
+            let mut totals = BTreeMap::new();
+            for (code, (all, customers, reserved, n)) in sums {
+                let currency = s.currency("currency", currency_code("currency", &code)?)?;
+                totals.insert(code, Totals {
+                    all_accounts: currency.format(clamp(all)),
+                    customer_accounts: currency.format(clamp(customers)),
+                    reserved: currency.format(clamp(reserved)),
+                    accounts: n,
+                });
+            }
+            Ok(serde_json::json!({ "as_of": time::format(now), "totals": totals, "accounts": rows }))
+        })
+        .await?;
+    Ok(reply(StatusCode::OK, &body))
+}

@@ -1,0 +1,387 @@
+//! Request and response types and the handlers, by resource. Request types deny unknown
+//! fields; amounts are decimal strings parsed at the currency's scale; times are RFC 3339.
+//!
+//! Every handler that changes something sends its commands to the engine together with a
+//! render function ([`AppState::commit`]): the response is rendered from the commands'
+//! results by the writer and stored with them under the request's idempotency key.
+
+pub mod accounts;
+pub mod parties;
+pub mod postings;
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use purse_core::{
+    Account, Amount, CommandResult, Currency, CurrencyCode, Hold, Item, Outcome, Party, PartyKind, Timestamp, Transfer,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::idempotency::Ctx;
+use crate::json::reply;
+use crate::{time, AppState};
+
+/// Default and largest page of every list.
+pub const PAGE_DEFAULT: u32 = 50;
+pub const PAGE_MAX: u32 = 500;
+
+// ------------------------------------------------------------------ shared helpers
+
+pub(crate) fn currency_code(field: &str, text: &str) -> Result<CurrencyCode, ApiError> {
+    CurrencyCode::parse(text).map_err(|e| ApiError::invalid(field, "invalid_currency", format!("{field} {e}")))
+}
+
+/// Parses `text` as an amount of `currency`, naming `field` on failure.
+pub(crate) fn amount(field: &str, text: &str, currency: Currency) -> Result<Amount, ApiError> {
+    currency.parse(text).map_err(|e| ApiError::invalid(field, "invalid_amount", format!("{field} {e}")))
+}
+
+pub(crate) fn positive(field: &str, value: Amount) -> Result<Amount, ApiError> {
+    if value.is_positive() {
+        Ok(value)
+    } else {
+        Err(ApiError::invalid(field, "amount_must_be_positive", format!("{field} must be positive")))
+    }
+}
+
+pub(crate) fn timestamp(field: &str, text: &str) -> Result<Timestamp, ApiError> {
+    time::parse(text).ok_or_else(|| {
+        ApiError::invalid(field, "invalid_time", format!("{field} must be an RFC 3339 date-time such as 2026-11-22T10:15:30Z"))
+    })
+}
+
+pub(crate) fn object_metadata(value: Option<serde_json::Value>) -> Result<Option<String>, ApiError> {
+    match value {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v @ serde_json::Value::Object(_)) => Ok(Some(v.to_string())),
+        Some(_) => Err(ApiError::invalid("metadata", "invalid_metadata", "metadata must be a JSON object")),
+    }
+}
+
+fn metadata_value(text: &Option<String>) -> serde_json::Value {
+    match text {
+        None => serde_json::Value::Null,
+        Some(t) => serde_json::from_str(t).unwrap_or_else(|_| serde_json::Value::String(t.clone())),
+    }
+}
+
+/// `limit` of a list: 1 to [`PAGE_MAX`], [`PAGE_DEFAULT`] when absent.
+pub(crate) fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    match limit {
+        None => Ok(PAGE_DEFAULT),
+        Some(n) if (1..=PAGE_MAX).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::invalid("limit", "invalid_page_size", format!("limit must be 1 to {PAGE_MAX}"))),
+    }
+}
+
+/// A JSON body already serialized, with its status.
+pub(crate) fn json_parts<T: Serialize>(status: StatusCode, body: &T) -> Result<(StatusCode, Vec<u8>), ApiError> {
+    serde_json::to_vec(body).map(|b| (status, b)).map_err(|e| ApiError::Internal(format!("serializing: {e}")))
+}
+
+/// The first failure among `results` (a linked chain reports its cause first), or the
+/// outcome of the first command.
+pub(crate) fn outcome(results: &[CommandResult]) -> Result<Outcome, ApiError> {
+    if let Some(Err(r)) = results.iter().find(|r| matches!(r, Err(e) if *e != purse_core::Rejection::LinkedCommandFailed)) {
+        return Err(ApiError::Rejected(r.clone()));
+    }
+    match results.first() {
+        Some(Ok(o)) => Ok(o.clone()),
+        Some(Err(r)) => Err(ApiError::Rejected(r.clone())),
+        None => Err(ApiError::Internal("no result".into())),
+    }
+}
+
+/// 201 for something new, 200 for a replay of a client id used before.
+pub(crate) fn created(replayed: bool) -> StatusCode {
+    if replayed { StatusCode::OK } else { StatusCode::CREATED }
+}
+
+impl AppState {
+    /// Runs a blocking store read off the async runtime.
+    pub(crate) async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&AppState) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || f(&state)).await.map_err(|e| ApiError::Internal(e.to_string()))?
+    }
+
+    /// The currency named by `code`, as the ledger knows it. Currencies never change once
+    /// created, so they are cached. Blocking on a miss.
+    pub(crate) fn currency(&self, field: &str, code: CurrencyCode) -> Result<Currency, ApiError> {
+        if let Some(c) = self.currencies.read().ok().and_then(|m| m.get(&code).copied()) {
+            return Ok(c);
+        }
+        let all = self.engine.reader().currencies()?;
+        if let Ok(mut cache) = self.currencies.write() {
+            cache.extend(all.iter().map(|c| (c.code, *c)));
+        }
+        all.into_iter().find(|c| c.code == code).ok_or_else(|| {
+            ApiError::invalid(field, "currency_unknown", format!("currency {code} is not configured"))
+        })
+    }
+
+    /// Sends commands to the engine; `render` turns their results into the response, which
+    /// the writer stores with them under the request's idempotency key.
+    pub(crate) async fn commit(
+        &self,
+        ctx: &Ctx,
+        items: Vec<Item>,
+        render: impl FnOnce(&[CommandResult]) -> Result<(StatusCode, Vec<u8>), ApiError> + Send + 'static,
+    ) -> Result<Response, ApiError> {
+        let render = move |results: &[CommandResult]| match render(results) {
+            Ok((status, body)) => (status.as_u16(), body),
+            Err(e) => {
+                let (status, body) = e.parts();
+                (status.as_u16(), body)
+            }
+        };
+        let (status, body) = match &ctx.idempotency {
+            Some(idem) => {
+                let seal = purse_engine::Seal {
+                    api_key: ctx.principal.key_id,
+                    key: idem.key.clone(),
+                    request_hash: idem.request_hash.clone(),
+                    render: Box::new(render),
+                };
+                self.engine.submit_sealed(items, seal).await?
+            }
+            None => render(&self.engine.submit_async(items).await?),
+        };
+        let mut response = (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body).into_response();
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        Ok(response)
+    }
+}
+
+// ------------------------------------------------------------------ views
+
+#[derive(Serialize)]
+pub struct PartyView {
+    pub id: u64,
+    pub kind: &'static str,
+    pub client_id: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reseller: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub billing: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wallet: Option<u64>,
+    pub created_at: String,
+}
+
+pub(crate) fn party_view(who: &Principal, p: &Party) -> PartyView {
+    let mut view = PartyView {
+        id: p.id.0,
+        kind: "reseller",
+        client_id: who.shown_client_id(&p.client_id),
+        name: p.name.clone(),
+        reseller: None,
+        billing: None,
+        currency: None,
+        wallet: None,
+        created_at: time::format(p.created_at),
+    };
+    if let PartyKind::Customer { reseller, billing, currency, wallet } = &p.kind {
+        view.kind = "customer";
+        view.reseller = reseller.map(|r| r.0);
+        view.billing = Some(purse_store::codec::billing(*billing));
+        view.currency = Some(currency.to_string());
+        view.wallet = Some(wallet.0);
+    }
+    view
+}
+
+/// An account with its balance parts, amounts as decimal strings.
+#[derive(Serialize)]
+pub struct AccountView {
+    pub id: u64,
+    pub kind: &'static str,
+    pub party: Option<u64>,
+    /// The wallet a credit subscriber account draws on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<u64>,
+    pub currency: String,
+    pub status: &'static str,
+    /// Posted balance: credits minus debits.
+    pub balance: String,
+    /// Sum of open holds.
+    pub reserved: String,
+    pub credit_limit: String,
+    pub temporary_increase: Option<TemporaryIncreaseView>,
+    /// Balance of the credit subscriber accounts drawing on this one.
+    pub children_balance: String,
+    /// What can be spent now: balance + children − reserved + credit limit in force.
+    pub available: String,
+    pub thresholds: Vec<String>,
+    pub last_charge_at: Option<String>,
+    pub created_at: String,
+}
+
+#[derive(Serialize)]
+pub struct TemporaryIncreaseView {
+    pub amount: String,
+    pub valid_until: String,
+}
+
+pub(crate) fn clamp(v: i128) -> Amount {
+    Amount(v.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
+}
+
+pub(crate) fn account_view(a: &Account, available: i128, currency: Currency) -> AccountView {
+    let parent = match a.kind {
+        purse_core::AccountKind::SubscriberCredit { parent } => Some(parent.0),
+        _ => None,
+    };
+    AccountView {
+        id: a.id.0,
+        kind: purse_store::codec::account_kind(a.kind).0,
+        party: a.party.map(|p| p.0),
+        parent,
+        currency: a.currency.to_string(),
+        status: purse_store::codec::status(a.status),
+        balance: currency.format(a.balance),
+        reserved: currency.format(a.reserved),
+        credit_limit: currency.format(a.credit_limit),
+        temporary_increase: a.temporary_increase.map(|t| TemporaryIncreaseView {
+            amount: currency.format(t.amount),
+            valid_until: time::format(t.valid_until),
+        }),
+        children_balance: currency.format(a.children_balance),
+        available: currency.format(clamp(available)),
+        thresholds: a.thresholds.iter().map(|t| currency.format(*t)).collect(),
+        last_charge_at: a.last_charge_at.map(time::format),
+        created_at: time::format(a.created_at),
+    }
+}
+
+#[derive(Serialize)]
+pub struct TransferView {
+    pub id: u64,
+    pub client_id: String,
+    pub kind: &'static str,
+    pub debit: u64,
+    pub credit: u64,
+    pub amount: String,
+    pub currency: String,
+    pub at: String,
+    pub posted_at: String,
+    pub service: Option<String>,
+    pub metadata: serde_json::Value,
+    pub hold: Option<u64>,
+    pub reverses: Option<u64>,
+    pub overdrawn: bool,
+}
+
+pub(crate) fn transfer_view(who: &Principal, t: &Transfer, currency: Currency) -> TransferView {
+    TransferView {
+        id: t.id.0,
+        client_id: who.shown_client_id(&t.client_id),
+        kind: t.kind.as_str(),
+        debit: t.debit.0,
+        credit: t.credit.0,
+        amount: currency.format(t.amount),
+        currency: t.currency.to_string(),
+        at: time::format(t.at),
+        posted_at: time::format(t.posted_at),
+        service: t.service.clone(),
+        metadata: metadata_value(&t.metadata),
+        hold: t.hold.map(|h| h.0),
+        reverses: t.reverses.map(|r| r.0),
+        overdrawn: t.overdrawn,
+    }
+}
+
+#[derive(Serialize)]
+pub struct HoldView {
+    pub id: u64,
+    pub client_id: String,
+    pub account: u64,
+    pub amount: String,
+    pub currency: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub state: &'static str,
+    pub service: Option<String>,
+    pub metadata: serde_json::Value,
+    pub resolved_at: Option<String>,
+    pub captured: Option<String>,
+    pub capture_transfer: Option<u64>,
+}
+
+pub(crate) fn hold_view(who: &Principal, h: &Hold, currency: Currency, now: Timestamp) -> HoldView {
+    // A hold past its expiry is expired, whether or not a batch has recorded it yet.
+    let state = if h.state == purse_core::HoldState::Open && h.expires_at <= now {
+        "expired"
+    } else {
+        purse_store::codec::hold_state(h.state)
+    };
+    HoldView {
+        id: h.id.0,
+        client_id: who.shown_client_id(&h.client_id),
+        account: h.account.0,
+        amount: currency.format(h.amount),
+        currency: h.currency.to_string(),
+        created_at: time::format(h.created_at),
+        expires_at: time::format(h.expires_at),
+        state,
+        service: h.service.clone(),
+        metadata: metadata_value(&h.metadata),
+        resolved_at: h.resolution.as_ref().map(|r| time::format(r.at)),
+        captured: h.resolution.as_ref().map(|r| currency.format(r.captured)),
+        capture_transfer: h.resolution.as_ref().and_then(|r| r.transfer.map(|t| t.0)),
+    }
+}
+
+// ------------------------------------------------------------------ health and currencies
+
+pub async fn healthz() -> Response {
+    reply(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
+}
+
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    match state.read(|s| Ok(s.engine.reader().currencies()?)).await {
+        Ok(_) => reply(StatusCode::OK, &serde_json::json!({ "status": "ready" })),
+        Err(_) => reply(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({ "status": "unavailable" })),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewCurrency {
+    code: String,
+    /// Digits after the point; the ISO 4217 exponent when absent.
+    scale: Option<u8>,
+}
+
+#[derive(Serialize)]
+pub struct CurrencyView {
+    code: String,
+    scale: u8,
+}
+
+pub async fn create_currency(State(state): State<AppState>, ctx: Ctx, crate::json::ApiJson(body): crate::json::ApiJson<NewCurrency>) -> Result<Response, ApiError> {
+    ctx.principal.require_operator("create currencies")?;
+    let code = currency_code("code", &body.code)?;
+    let scale = body.scale.unwrap_or_else(|| Currency::iso_scale(code));
+    let command = purse_core::Command::CreateCurrency { code, scale };
+    state
+        .commit(&ctx, vec![Item::single(command)], move |results| {
+            outcome(results)?;
+            json_parts(StatusCode::CREATED, &CurrencyView { code: code.to_string(), scale })
+        })
+        .await
+}
+
+pub async fn list_currencies(State(state): State<AppState>, _who: Principal) -> Result<Response, ApiError> {
+    let currencies = state.read(|s| Ok(s.engine.reader().currencies()?)).await?;
+    let views: Vec<CurrencyView> =
+        currencies.into_iter().map(|c| CurrencyView { code: c.code.to_string(), scale: c.scale }).collect();
+    Ok(reply(StatusCode::OK, &serde_json::json!({ "data": views })))
+}

@@ -1,0 +1,407 @@
+//! Everything that moves money: charges (one or a batch), payments, transfers, reversals,
+//! and holds (place, capture, release); and the reads of a transfer and a hold.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use purse_core::{
+    AccountId, Command, CommandResult, HoldId, Item, Money, NewCharge, Outcome, PaymentMethod, Timestamp, TransferId,
+    TransferKind,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{amount, created, currency_code, hold_view, json_parts, object_metadata, outcome, timestamp, transfer_view};
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::idempotency::Ctx;
+use crate::json::{reply, ApiJson};
+use crate::AppState;
+
+/// Most items in one `POST /v1/charges/batch`.
+pub const BATCH_ITEMS_MAX: usize = 8192;
+
+/// Default life of a hold placed without `expires_at`.
+const HOLD_TTL_DEFAULT_S: i64 = 3600;
+
+#[derive(Serialize)]
+pub struct Posted {
+    transfer: u64,
+    overdrawn: bool,
+    replayed: bool,
+}
+
+fn posted(outcome: Outcome) -> Result<(StatusCode, Posted), ApiError> {
+    match outcome {
+        Outcome::Posted { transfer, overdrawn, replayed } => {
+            Ok((created(replayed), Posted { transfer: transfer.0, overdrawn, replayed }))
+        }
+        Outcome::HoldCaptured { transfer, replayed, .. } => {
+            Ok((created(replayed), Posted { transfer: transfer.0, overdrawn: false, replayed }))
+        }
+        other => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+fn render_posted(results: &[CommandResult]) -> Result<(StatusCode, Vec<u8>), ApiError> {
+    let (status, body) = posted(outcome(results)?)?;
+    json_parts(status, &body)
+}
+
+/// `amount` in `currency_text`, which must be the account's currency. Blocking.
+fn money(s: &AppState, account: &purse_core::Account, amount_text: &str, currency_text: &str) -> Result<Money, ApiError> {
+    let code = currency_code("currency", currency_text)?;
+    if account.currency != code {
+        return Err(ApiError::Rejected(purse_core::Rejection::CurrencyMismatch { expected: account.currency, actual: code }));
+    }
+    let currency = s.currency("currency", code)?;
+    Ok(Money { amount: amount("amount", amount_text, currency)?, currency: code })
+}
+
+// ------------------------------------------------------------------ charges
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChargeRequest {
+    client_id: String,
+    account: u64,
+    amount: String,
+    currency: String,
+    service: Option<String>,
+    /// RFC 3339 usage time; the time of posting when absent.
+    at: Option<String>,
+    metadata: Option<serde_json::Value>,
+    #[serde(default)]
+    refuse_if_insufficient: bool,
+}
+
+/// Turns a charge request into a command, checking everything the edge can check. Blocking.
+fn charge_command(s: &AppState, who: &Principal, r: ChargeRequest) -> Result<Command, ApiError> {
+    let account = s.account_field(who, "account", r.account)?;
+    let money = money(s, &account, &r.amount, &r.currency)?;
+    Ok(Command::Charge(NewCharge {
+        client_id: who.client_id("client_id", &r.client_id)?,
+        account: AccountId(r.account),
+        money,
+        service: r.service,
+        at: r.at.as_deref().map(|t| timestamp("at", t)).transpose()?,
+        metadata: object_metadata(r.metadata)?,
+        refuse_if_insufficient: r.refuse_if_insufficient,
+    }))
+}
+
+pub async fn create_charge(State(state): State<AppState>, ctx: Ctx, ApiJson(body): ApiJson<ChargeRequest>) -> Result<Response, ApiError> {
+    let who = ctx.principal;
+    who.require_staff("post charges")?;
+    let command = state.read(move |s| charge_command(s, &who, body)).await?;
+    state.commit(&ctx, vec![Item::single(command)], render_posted).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChargeBatch {
+    items: Vec<ChargeRequest>,
+}
+
+/// One result per item: the posting, or the error shape of that item alone.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ItemResult {
+    Posted(Posted),
+    Failed { error: serde_json::Value },
+}
+
+fn item_error(e: ApiError) -> ItemResult {
+    let (code, message, field) = match e {
+        ApiError::Rejected(r) => (r.code().to_owned(), r.to_string(), r.field().map(str::to_owned)),
+        ApiError::InvalidField { field, code, message } => (code.to_owned(), message, Some(field)),
+        other => ("internal".to_owned(), format!("{other:?}"), None),
+    };
+    ItemResult::Failed { error: serde_json::json!({ "code": code, "message": message, "field": field }) }
+}
+
+/// Every item is checked at the edge and answered on its own; the good ones go to the
+/// engine as one request (each charge independent: one refusal spoils no other).
+pub async fn create_charge_batch(State(state): State<AppState>, ctx: Ctx, ApiJson(body): ApiJson<ChargeBatch>) -> Result<Response, ApiError> {
+    let who = ctx.principal;
+    who.require_staff("post charges")?;
+    if body.items.is_empty() || body.items.len() > BATCH_ITEMS_MAX {
+        return Err(ApiError::invalid("items", "batch_size", format!("items must hold 1 to {BATCH_ITEMS_MAX} charges")));
+    }
+    let prepared: Vec<Result<Command, ApiError>> = state
+        .read(move |s| Ok(body.items.into_iter().map(|r| charge_command(s, &who, r)).collect()))
+        .await?;
+    let mut commands = Vec::with_capacity(prepared.len());
+    let mut slots = Vec::with_capacity(prepared.len());
+    for p in prepared {
+        match p {
+            Ok(command) => {
+                commands.push(Item::single(command));
+                slots.push(None);
+            }
+            Err(e) => slots.push(Some(e)),
+        }
+    }
+    let render = move |results: &[CommandResult]| {
+        let mut results = results.iter();
+        let items: Vec<ItemResult> = slots
+            .into_iter()
+            .map(|slot| match slot {
+                Some(e) => item_error(e),
+                None => match results.next() {
+                    Some(Ok(o)) => posted(o.clone()).map_or_else(item_error, |(_, p)| ItemResult::Posted(p)),
+                    Some(Err(r)) => item_error(ApiError::Rejected(r.clone())),
+                    None => item_error(ApiError::Internal("missing result".into())),
+                },
+            })
+            .collect();
+        json_parts(StatusCode::OK, &serde_json::json!({ "results": items }))
+    };
+    state.commit(&ctx, commands, render).await
+}
+
+// ------------------------------------------------------------------ payments
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentRequest {
+    client_id: String,
+    account: u64,
+    amount: String,
+    currency: String,
+    method: MethodText,
+    metadata: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum MethodText {
+    Card,
+    Cash,
+    BankTransfer,
+    Cheque,
+}
+
+pub async fn create_payment(State(state): State<AppState>, ctx: Ctx, ApiJson(r): ApiJson<PaymentRequest>) -> Result<Response, ApiError> {
+    let who = ctx.principal;
+    who.require_operator("record payments")?;
+    let command = state
+        .read(move |s| {
+            let account = s.account_field(&who, "account", r.account)?;
+            let method = match r.method {
+                MethodText::Card => PaymentMethod::Card,
+                MethodText::Cash => PaymentMethod::Cash,
+                MethodText::BankTransfer => PaymentMethod::BankTransfer,
+                MethodText::Cheque => PaymentMethod::Cheque,
+            };
+            Ok(Command::Payment {
+                client_id: who.client_id("client_id", &r.client_id)?,
+                account: account.id,
+                money: money(s, &account, &r.amount, &r.currency)?,
+                method,
+                metadata: object_metadata(r.metadata)?,
+            })
+        })
+        .await?;
+    state.commit(&ctx, vec![Item::single(command)], render_posted).await
+}
+
+// ------------------------------------------------------------------ transfers and reversals
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferRequest {
+    client_id: String,
+    source: u64,
+    target: u64,
+    amount: String,
+    currency: String,
+    /// `transfer` (default), `recharge` or `issue`.
+    kind: Option<String>,
+    metadata: Option<serde_json::Value>,
+}
+
+pub async fn create_transfer(State(state): State<AppState>, ctx: Ctx, ApiJson(r): ApiJson<TransferRequest>) -> Result<Response, ApiError> {
+    let who = ctx.principal;
+    who.require_write()?;
+    let kind = match r.kind.as_deref() {
+        None | Some("transfer") => TransferKind::Transfer,
+        Some("recharge") => TransferKind::Recharge,
+        Some("issue") => TransferKind::Issue,
+        Some(other) => {
+            return Err(ApiError::invalid("kind", "invalid_kind", format!("kind {other:?} is not one of transfer, recharge, issue")))
+        }
+    };
+    let command = state
+        .read(move |s| {
+            let source = s.account_field(&who, "source", r.source)?;
+            let target = s.account_field(&who, "target", r.target)?;
+            Ok(Command::Transfer {
+                client_id: who.client_id("client_id", &r.client_id)?,
+                money: money(s, &source, &r.amount, &r.currency)?,
+                source: source.id,
+                target: target.id,
+                kind,
+                metadata: object_metadata(r.metadata)?,
+            })
+        })
+        .await?;
+    state.commit(&ctx, vec![Item::single(command)], render_posted).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReversalRequest {
+    client_id: String,
+    transfer: u64,
+    metadata: Option<serde_json::Value>,
+}
+
+pub async fn create_reversal(State(state): State<AppState>, ctx: Ctx, ApiJson(r): ApiJson<ReversalRequest>) -> Result<Response, ApiError> {
+    let who = ctx.principal;
+    who.require_operator("reverse transfers")?;
+    let command = Command::Reverse {
+        client_id: who.client_id("client_id", &r.client_id)?,
+        transfer: TransferId(r.transfer),
+        metadata: object_metadata(r.metadata)?,
+    };
+    state.commit(&ctx, vec![Item::single(command)], render_posted).await
+}
+
+pub async fn get_transfer(State(state): State<AppState>, who: Principal, Path(id): Path<u64>) -> Result<Response, ApiError> {
+    let view = state
+        .read(move |s| {
+            let t = s.engine.reader().transfer(TransferId(id))?.ok_or(ApiError::NotFound("transfer"))?;
+            let visible = s.account_for(&who, t.debit.0).is_ok() || s.account_for(&who, t.credit.0).is_ok();
+            if !visible {
+                return Err(ApiError::NotFound("transfer"));
+            }
+            Ok(transfer_view(&who, &t, s.currency("currency", t.currency)?))
+        })
+        .await?;
+    Ok(reply(StatusCode::OK, &view))
+}
+
+// ------------------------------------------------------------------ holds
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoldRequest {
+    client_id: String,
+    account: u64,
+    amount: String,
+    currency: String,
+    /// RFC 3339; an hour from now when absent.
+    expires_at: Option<String>,
+    service: Option<String>,
+    metadata: Option<serde_json::Value>,
+}
+
+#[derive(Serialize)]
+struct HoldAnswer {
+    hold: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transfer: Option<u64>,
+    state: &'static str,
+    replayed: bool,
+}
+
+fn render_hold(results: &[CommandResult]) -> Result<(StatusCode, Vec<u8>), ApiError> {
+    let (hold, transfer, state, replayed) = match outcome(results)? {
+        Outcome::HoldPlaced { hold, replayed } => (hold, None, "open", replayed),
+        Outcome::HoldCaptured { hold, transfer, replayed } => (hold, Some(transfer.0), "captured", replayed),
+        Outcome::HoldReleased { hold, replayed } => (hold, None, "released", replayed),
+        other => return Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
+    };
+    json_parts(created(replayed), &HoldAnswer { hold: hold.0, transfer, state, replayed })
+}
+
+pub async fn create_hold(State(state): State<AppState>, ctx: Ctx, ApiJson(r): ApiJson<HoldRequest>) -> Result<Response, ApiError> {
+    let who = ctx.principal;
+    who.require_staff("place holds")?;
+    let command = state
+        .read(move |s| {
+            let account = s.account_field(&who, "account", r.account)?;
+            let now = purse_engine::Clock::now(s.engine.clock().as_ref());
+            let expires_at = match r.expires_at.as_deref() {
+                Some(t) => timestamp("expires_at", t)?,
+                None => now.plus_micros(HOLD_TTL_DEFAULT_S * Timestamp::MICROS_PER_S),
+            };
+            Ok(Command::Hold {
+                client_id: who.client_id("client_id", &r.client_id)?,
+                money: money(s, &account, &r.amount, &r.currency)?,
+                account: account.id,
+                expires_at,
+                service: r.service,
+                metadata: object_metadata(r.metadata)?,
+            })
+        })
+        .await?;
+    state.commit(&ctx, vec![Item::single(command)], render_hold).await
+}
+
+/// The hold, if the caller sees its account. Blocking.
+fn hold_for(s: &AppState, who: &Principal, id: u64) -> Result<purse_core::Hold, ApiError> {
+    let hold = s.engine.reader().hold(HoldId(id))?.ok_or(ApiError::NotFound("hold"))?;
+    s.account_for(who, hold.account.0).map_err(|_| ApiError::NotFound("hold"))?;
+    Ok(hold)
+}
+
+pub async fn get_hold(State(state): State<AppState>, who: Principal, Path(id): Path<u64>) -> Result<Response, ApiError> {
+    let view = state
+        .read(move |s| {
+            let hold = hold_for(s, &who, id)?;
+            let now = purse_engine::Clock::now(s.engine.clock().as_ref());
+            Ok(hold_view(&who, &hold, s.currency("currency", hold.currency)?, now))
+        })
+        .await?;
+    Ok(reply(StatusCode::OK, &view))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureRequest {
+    client_id: String,
+    /// Part of the hold to charge; all of it when absent. The rest is released.
+    amount: Option<String>,
+}
+
+pub async fn capture_hold(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<u64>,
+    ApiJson(r): ApiJson<CaptureRequest>,
+) -> Result<Response, ApiError> {
+    let who = ctx.principal;
+    who.require_staff("capture holds")?;
+    let command = state
+        .read(move |s| {
+            let hold = hold_for(s, &who, id)?;
+            let currency = s.currency("currency", hold.currency)?;
+            Ok(Command::Capture {
+                client_id: who.client_id("client_id", &r.client_id)?,
+                hold: hold.id,
+                amount: r.amount.as_deref().map(|a| amount("amount", a, currency)).transpose()?,
+            })
+        })
+        .await?;
+    state.commit(&ctx, vec![Item::single(command)], render_hold).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRequest {
+    client_id: String,
+}
+
+pub async fn release_hold(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<u64>,
+    ApiJson(r): ApiJson<ReleaseRequest>,
+) -> Result<Response, ApiError> {
+    let who = ctx.principal;
+    who.require_staff("release holds")?;
+    state.read(move |s| hold_for(s, &who, id)).await?;
+    let command = Command::Release { client_id: who.client_id("client_id", &r.client_id)?, hold: HoldId(id) };
+    state.commit(&ctx, vec![Item::single(command)], render_hold).await
+}

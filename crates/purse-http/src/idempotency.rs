@@ -1,0 +1,147 @@
+//! `Idempotency-Key`: every request that changes something carries one. The same key and
+//! body replay the first response exactly; the same key with another body is refused (422);
+//! a request whose key is still in flight is refused (409). Keys are scoped to the API key.
+//!
+//! The response is stored by the engine's writer in the same transaction as the commands it
+//! answers (see `purse_engine::Seal`), so there is never a posting without its stored
+//! response or the reverse. Requests refused before reaching the ledger (bad input) store
+//! nothing: a retry is checked again. Retention is the engine's `response_retention`.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::routes::BATCH_BODY_BYTES_MAX;
+use crate::AppState;
+
+pub const HEADER: &str = "idempotency-key";
+const KEY_LEN_MAX: usize = 255;
+
+/// Keys being processed right now, per API key.
+#[derive(Default)]
+pub struct InFlight(Mutex<HashSet<(u64, String)>>);
+
+struct Claim {
+    set: Arc<InFlight>,
+    entry: (u64, String),
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.set.0.lock() {
+            set.remove(&self.entry);
+        }
+    }
+}
+
+/// Holds `key` of API key `key_id` as if a request with it were in flight, until dropped
+/// (for tests of the 409 answer).
+#[doc(hidden)]
+pub fn hold_in_flight(state: &AppState, key_id: u64, key: &str) -> impl Drop {
+    let entry = (key_id, key.to_owned());
+    state.idempotency.0.lock().expect("not poisoned").insert(entry.clone());
+    Claim { set: state.idempotency.clone(), entry }
+}
+
+/// The idempotency key of the request being handled and the hash of what it asked.
+#[derive(Clone, Debug)]
+pub struct Idempotency {
+    pub key: String,
+    pub request_hash: String,
+}
+
+/// What a changing handler needs besides its body: who calls, and the idempotency key.
+pub struct Ctx {
+    pub principal: Principal,
+    pub idempotency: Option<Idempotency>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Ctx {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Ctx, ApiError> {
+        let principal = Principal::from_request_parts(parts, state).await?;
+        Ok(Ctx { principal, idempotency: parts.extensions.get::<Idempotency>().cloned() })
+    }
+}
+
+fn hash(method: &Method, path: &str, body: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(method.as_str().as_bytes());
+    h.update(b" ");
+    h.update(path.as_bytes());
+    h.update(b"\n");
+    h.update(body);
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A stored response, sent again byte for byte.
+fn replay(status: u16, body: Vec<u8>) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    response
+}
+
+/// Middleware (inside authentication): enforces the header on every request that is not a
+/// read, and answers replays before the handler runs.
+pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(request).await;
+    }
+    match prepare(&state, request).await {
+        Ok(Prepared::Replay(response)) => response,
+        Ok(Prepared::Run(request, _claim)) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+enum Prepared {
+    Replay(Response),
+    Run(Request, Claim),
+}
+
+async fn prepare(state: &AppState, request: Request) -> Result<Prepared, ApiError> {
+    let principal = request.extensions().get::<Principal>().copied().ok_or(ApiError::Unauthenticated("no API key"))?;
+    let key = match request.headers().get(HEADER) {
+        None => return Err(ApiError::IdempotencyKeyMissing),
+        Some(v) => v.to_str().map_err(|_| ApiError::IdempotencyKeyInvalid)?.to_owned(),
+    };
+    if key.is_empty() || key.len() > KEY_LEN_MAX || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::IdempotencyKeyInvalid);
+    }
+    let (mut parts, body) = request.into_parts();
+    let bytes = to_bytes(body, BATCH_BODY_BYTES_MAX).await.map_err(|_| ApiError::PayloadTooLarge)?;
+    let path = parts.uri.path_and_query().map_or("", |p| p.as_str()).to_owned();
+    let request_hash = hash(&parts.method, &path, &bytes);
+    let entry = (principal.key_id, key.clone());
+    let claimed = state.idempotency.0.lock().map_err(|_| ApiError::Internal("idempotency set poisoned".into()))?.insert(entry.clone());
+    if !claimed {
+        return Err(ApiError::IdempotencyKeyInFlight);
+    }
+    let claim = Claim { set: state.idempotency.clone(), entry };
+    let reader = state.engine.reader().clone();
+    let lookup = key.clone();
+    let stored = tokio::task::spawn_blocking(move || reader.stored_response(principal.key_id, &lookup))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    match stored {
+        Some(r) if r.request_hash == request_hash => Ok(Prepared::Replay(replay(r.status, r.body))),
+        Some(_) => Err(ApiError::IdempotencyKeyReused),
+        None => {
+            parts.extensions.insert(Idempotency { key, request_hash });
+            Ok(Prepared::Run(Request::from_parts(parts, Body::from(bytes)), claim))
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! The OpenAPI 3.0 document, generated from the route table at start and served at
+//! `/v1/openapi.json`. The schemas describe exactly what the handlers accept and answer.
+
+use std::sync::OnceLock;
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{json, Map, Value};
+
+use crate::json::reply;
+use crate::routes::{table, Access};
+
+fn string() -> Value {
+    json!({ "type": "string" })
+}
+fn nullable(mut schema: Value) -> Value {
+    schema["nullable"] = json!(true);
+    schema
+}
+fn amount() -> Value {
+    json!({ "type": "string", "pattern": "^-?[0-9]{1,19}(\\.[0-9]{1,9})?$", "description": "A decimal string at the currency's scale, e.g. \"12.50\"; never a JSON number." })
+}
+fn positive_amount() -> Value {
+    json!({ "type": "string", "pattern": "^[0-9]{1,19}(\\.[0-9]{1,9})?$" })
+}
+fn id() -> Value {
+    json!({ "type": "integer", "format": "int64", "minimum": 0 })
+}
+fn time() -> Value {
+    json!({ "type": "string", "format": "date-time" })
+}
+fn boolean() -> Value {
+    json!({ "type": "boolean" })
+}
+fn client_id() -> Value {
+    json!({ "type": "string", "minLength": 1, "maxLength": 100, "description": "Your id for this operation: a retry with the same id never posts twice." })
+}
+fn currency() -> Value {
+    json!({ "type": "string", "pattern": "^[A-Z]{3}$" })
+}
+fn metadata() -> Value {
+    json!({ "type": "object", "nullable": true, "additionalProperties": true })
+}
+fn reference(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+fn list_of(item: Value) -> Value {
+    json!({ "type": "array", "items": item })
+}
+
+/// An object schema: `required` fields must be present; `closed` objects (request bodies)
+/// refuse unknown fields as the handlers do.
+fn object(required: &[(&str, Value)], optional: &[(&str, Value)], closed: bool) -> Value {
+    let mut properties = Map::new();
+    for (name, schema) in required.iter().chain(optional) {
+        properties.insert((*name).to_owned(), schema.clone());
+    }
+    let names: Vec<&str> = required.iter().map(|(n, _)| *n).collect();
+    let mut schema = json!({ "type": "object", "properties": properties, "additionalProperties": !closed });
+    if !names.is_empty() {
+        schema["required"] = json!(names);
+    }
+    schema
+}
+
+fn schemas() -> Value {
+    let party = object(
+        &[("id", id()), ("kind", json!({ "type": "string", "enum": ["reseller", "customer"] })), ("client_id", string()), ("name", string()), ("created_at", time())],
+        &[("reseller", nullable(id())), ("billing", json!({ "type": "string", "enum": ["prepaid", "postpaid"] })), ("currency", currency()), ("wallet", id())],
+        false,
+    );
+    let account = object(
+        &[
+            ("id", id()), ("kind", string()), ("party", nullable(id())), ("currency", currency()),
+            ("status", json!({ "type": "string", "enum": ["open", "closed"] })), ("balance", amount()), ("reserved", amount()),
+            ("credit_limit", amount()), ("temporary_increase", nullable(object(&[("amount", amount()), ("valid_until", time())], &[], false))),
+            ("children_balance", amount()), ("available", amount()), ("thresholds", list_of(amount())),
+            ("last_charge_at", nullable(time())), ("created_at", time()),
+        ],
+        &[("parent", id())],
+        false,
+    );
+    let transfer_fields = [
+        ("id", id()), ("client_id", string()), ("kind", string()), ("debit", id()), ("credit", id()), ("amount", amount()),
+        ("currency", currency()), ("at", time()), ("posted_at", time()), ("service", nullable(string())),
+        ("metadata", metadata()), ("hold", nullable(id())), ("reverses", nullable(id())), ("overdrawn", boolean()),
+    ];
+    let mut entry_fields = transfer_fields.to_vec();
+    entry_fields.extend([("change", amount()), ("balance_after", amount()), ("counterparty", id())]);
+    let posted = object(&[("transfer", id()), ("overdrawn", boolean()), ("replayed", boolean())], &[], false);
+    let charge = object(
+        &[("client_id", client_id()), ("account", id()), ("amount", positive_amount()), ("currency", currency())],
+        &[("service", nullable(json!({ "type": "string", "maxLength": 64 }))), ("at", nullable(time())), ("metadata", metadata()), ("refuse_if_insufficient", boolean())],
+        true,
+    );
+    json!({
+        "Error": object(&[("error", object(&[("code", string()), ("message", string()), ("field", nullable(string()))], &[], false))], &[], false),
+        "Status": object(&[("status", string())], &[], false),
+        "Text": string(),
+        "Any": json!({}),
+        "NewCurrency": object(&[("code", currency())], &[("scale", nullable(json!({ "type": "integer", "minimum": 0, "maximum": 9 })))], true),
+        "Currency": object(&[("code", currency()), ("scale", json!({ "type": "integer" }))], &[], false),
+        "CurrencyList": object(&[("data", list_of(reference("Currency")))], &[], false),
+        "NewReseller": object(&[("client_id", client_id()), ("name", json!({ "type": "string", "minLength": 1, "maxLength": 200 }))], &[], true),
+        "NewCustomer": object(
+            &[("client_id", client_id()), ("name", json!({ "type": "string", "minLength": 1, "maxLength": 200 })), ("billing", json!({ "type": "string", "enum": ["prepaid", "postpaid"] })), ("currency", currency())],
+            &[("reseller", nullable(id())), ("credit_limit", nullable(positive_amount()))],
+            true,
+        ),
+        "PartyCreated": object(&[("id", id()), ("replayed", boolean())], &[("wallet", id())], false),
+        "Party": party,
+        "PartyList": object(&[("data", list_of(reference("Party"))), ("next_after", nullable(id()))], &[], false),
+        "NewAccount": object(
+            &[("client_id", client_id()), ("party", id()), ("kind", json!({ "type": "string", "enum": ["master_wallet", "subscriber_debit", "subscriber_credit"] }))],
+            &[("currency", nullable(currency())), ("credit_limit", nullable(positive_amount()))],
+            true,
+        ),
+        "AccountOpened": object(&[("id", id()), ("replayed", boolean())], &[], false),
+        "Account": account,
+        "AccountList": object(&[("data", list_of(reference("Account")))], &[], false),
+        "AccountChanges": object(
+            &[],
+            &[
+                ("credit_limit", nullable(positive_amount())),
+                ("temporary_increase", nullable(object(&[("amount", positive_amount()), ("valid_until", time())], &[], true))),
+                ("thresholds", nullable(list_of(amount()))),
+            ],
+            true,
+        ),
+        "AccountUpdated": object(&[("id", id()), ("updated", boolean())], &[], false),
+        "AccountClosed": object(&[("id", id()), ("status", string())], &[], false),
+        "Spendable": object(&[("account", id()), ("currency", currency()), ("available", amount()), ("units", nullable(json!({ "type": "integer", "minimum": 0 })))], &[], false),
+        "BalanceAt": object(&[("account", id()), ("currency", currency()), ("at", time()), ("balance", amount())], &[], false),
+        "JournalEntry": object(&entry_fields, &[], false),
+        "Journal": object(&[("data", list_of(reference("JournalEntry"))), ("next_before", nullable(id()))], &[], false),
+        "Snapshot": object(
+            &[
+                ("as_of", time()),
+                ("totals", json!({ "type": "object", "additionalProperties": object(&[("all_accounts", amount()), ("customer_accounts", amount()), ("reserved", amount()), ("accounts", json!({ "type": "integer" }))], &[], false) })),
+                ("accounts", list_of(object(&[("id", id()), ("kind", string()), ("party", nullable(id())), ("currency", currency()), ("balance", amount()), ("reserved", amount()), ("available", amount())], &[], false))),
+            ],
+            &[],
+            false,
+        ),
+        "Charge": charge,
+        "ChargeBatch": object(&[("items", json!({ "type": "array", "items": reference("Charge"), "minItems": 1, "maxItems": 8192 }))], &[], true),
+        "Posted": posted,
+        "BatchResults": object(&[("results", list_of(json!({ "oneOf": [reference("Posted"), reference("Error")] })))], &[], false),
+        "Payment": object(
+            &[("client_id", client_id()), ("account", id()), ("amount", positive_amount()), ("currency", currency()), ("method", json!({ "type": "string", "enum": ["card", "cash", "bank_transfer", "cheque"] }))],
+            &[("metadata", metadata())],
+            true,
+        ),
+        "TransferRequest": object(
+            &[("client_id", client_id()), ("source", id()), ("target", id()), ("amount", positive_amount()), ("currency", currency())],
+            &[("kind", nullable(json!({ "type": "string", "enum": ["transfer", "recharge", "issue"] }))), ("metadata", metadata())],
+            true,
+        ),
+        "Transfer": object(&transfer_fields, &[], false),
+        "Reversal": object(&[("client_id", client_id()), ("transfer", id())], &[("metadata", metadata())], true),
+        "HoldRequest": object(
+            &[("client_id", client_id()), ("account", id()), ("amount", positive_amount()), ("currency", currency())],
+            &[("expires_at", nullable(time())), ("service", nullable(json!({ "type": "string", "maxLength": 64 }))), ("metadata", metadata())],
+            true,
+        ),
+        "HoldAnswer": object(&[("hold", id()), ("state", string()), ("replayed", boolean())], &[("transfer", id())], false),
+        "Hold": object(
+            &[
+                ("id", id()), ("client_id", string()), ("account", id()), ("amount", amount()), ("currency", currency()),
+                ("created_at", time()), ("expires_at", time()), ("state", json!({ "type": "string", "enum": ["open", "captured", "released", "expired"] })),
+                ("service", nullable(string())), ("metadata", metadata()), ("resolved_at", nullable(time())),
+                ("captured", nullable(amount())), ("capture_transfer", nullable(id())),
+            ],
+            &[],
+            false,
+        ),
+        "Capture": object(&[("client_id", client_id())], &[("amount", nullable(positive_amount()))], true),
+        "Release": object(&[("client_id", client_id())], &[], true),
+    })
+}
+
+fn error_response(description: &str) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": reference("Error") } } })
+}
+
+/// The whole document.
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for r in table() {
+        let mut parameters = Vec::new();
+        if r.path.contains("{id}") {
+            parameters.push(json!({ "name": "id", "in": "path", "required": true, "schema": id() }));
+        }
+        for q in r.query {
+            let required = *q == "party";
+            let schema = match *q {
+                "limit" => json!({ "type": "integer", "minimum": 1, "maximum": crate::handlers::PAGE_MAX }),
+                "after" | "before" | "party" | "reseller" => id(),
+                "from" | "to" | "at" => time(),
+                "price" => positive_amount(),
+                _ => string(),
+            };
+            parameters.push(json!({ "name": q, "in": "query", "required": required, "schema": schema }));
+        }
+        let (status, schema) = r.success;
+        let content_type = if schema == "Text" { "text/plain" } else { "application/json" };
+        let mut responses = Map::new();
+        responses.insert(status.to_string(), json!({ "description": "Success", "content": { content_type: { "schema": reference(schema) } } }));
+        if r.access != Access::Public {
+            if r.access == Access::Write {
+                // A replay of a client id used before answers 200 with the first outcome.
+                if status == 201 {
+                    responses.insert("200".into(), json!({ "description": "Replay of a client id used before", "content": { "application/json": { "schema": reference(schema) } } }));
+                }
+                parameters.push(json!({ "name": "Idempotency-Key", "in": "header", "required": true, "schema": { "type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$" } }));
+                responses.insert("409".into(), error_response("Idempotency key in flight, or a client id used before with other content"));
+                responses.insert("413".into(), error_response("Body too large"));
+                responses.insert("415".into(), error_response("Body is not application/json"));
+                responses.insert("503".into(), error_response("Overloaded or shutting down; retry after Retry-After"));
+            }
+            responses.insert("400".into(), error_response("Malformed request"));
+            responses.insert("401".into(), error_response("Missing, unknown or revoked API key"));
+            responses.insert("403".into(), error_response("The key's role or scope does not allow this"));
+            responses.insert("404".into(), error_response("No such resource (or another tenant's)"));
+            responses.insert("422".into(), error_response("A field breaks a rule; `field` names it"));
+            responses.insert("429".into(), error_response("Rate limit; retry after Retry-After"));
+        } else if r.path == "/readyz" {
+            responses.insert("503".into(), json!({ "description": "Not ready", "content": { "application/json": { "schema": reference("Status") } } }));
+        }
+        let mut operation = json!({
+            "operationId": r.operation,
+            "summary": r.summary,
+            "parameters": parameters,
+            "responses": responses,
+        });
+        if r.access == Access::Public {
+            operation["security"] = json!([]);
+        }
+        if let Some(body) = r.request {
+            operation["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": reference(body) } } });
+        }
+        let entry = paths.entry(r.path.to_owned()).or_insert_with(|| json!({}));
+        entry[r.method.as_str().to_ascii_lowercase()] = operation;
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Purse",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Balance and credit control. Amounts are decimal strings; times RFC 3339; every request that changes something needs an Idempotency-Key.",
+        },
+        "servers": [{ "url": "/" }],
+        "security": [{ "apiKey": [] }],
+        "paths": paths,
+        "components": {
+            "securitySchemes": { "apiKey": { "type": "http", "scheme": "bearer", "description": "An API key: purse_ followed by 48 hex digits." } },
+            "schemas": schemas(),
+        },
+    })
+}
+
+pub async fn serve() -> Response {
+    static DOCUMENT: OnceLock<Value> = OnceLock::new();
+    reply(StatusCode::OK, DOCUMENT.get_or_init(document))
+}

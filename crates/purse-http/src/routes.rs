@@ -1,0 +1,119 @@
+//! Every route of the API, in one table: the router is built from it and so is the OpenAPI
+//! document, so neither can list a route the other lacks.
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::Method;
+use axum::middleware;
+use axum::routing::{get, post, MethodRouter};
+use axum::Router;
+
+use crate::handlers::{self, accounts, parties, postings};
+use crate::{auth, idempotency, metrics, openapi, AppState};
+
+/// Largest body of an ordinary request.
+pub const BODY_BYTES_MAX: usize = 64 * 1024;
+/// Largest body of a batch request (8,192 charges of about 300 bytes).
+pub const BATCH_BODY_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// Who may call a route, for the document.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// No key needed.
+    Public,
+    /// Any key; each sees its own tenants.
+    Read,
+    /// A read-write key of the roles named in the summary.
+    Write,
+}
+
+/// A route and what the document says of it.
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    pub operation: &'static str,
+    pub summary: &'static str,
+    pub access: Access,
+    /// Names of query parameters (all optional unless the summary says otherwise).
+    pub query: &'static [&'static str],
+    /// Component schema of the body, if any.
+    pub request: Option<&'static str>,
+    /// Status and component schema of the success response.
+    pub success: (u16, &'static str),
+    pub handler: MethodRouter<AppState>,
+}
+
+fn route(
+    method: Method,
+    path: &'static str,
+    operation: &'static str,
+    summary: &'static str,
+    access: Access,
+    query: &'static [&'static str],
+    request: Option<&'static str>,
+    success: (u16, &'static str),
+    handler: MethodRouter<AppState>,
+) -> Route {
+    Route { method, path, operation, summary, access, query, request, success, handler }
+}
+
+/// The table: every route the server answers.
+#[allow(clippy::too_many_lines)]
+pub fn table() -> Vec<Route> {
+    use Access::*;
+    let page: &[&str] = &["limit", "after"];
+    vec![
+        route(Method::GET, "/healthz", "healthz", "Liveness: the process answers.", Public, &[], None, (200, "Status"), get(handlers::healthz)),
+        route(Method::GET, "/readyz", "readyz", "Readiness: the database answers.", Public, &[], None, (200, "Status"), get(handlers::readyz)),
+        route(Method::GET, "/metrics", "metrics", "Prometheus metrics (text format).", Public, &[], None, (200, "Text"), get(metrics::metrics)),
+        route(Method::GET, "/v1/openapi.json", "openapi", "This document.", Public, &[], None, (200, "Any"), get(openapi::serve)),
+        route(Method::POST, "/v1/currencies", "createCurrency", "Configure a currency and its scale (operators).", Write, &[], Some("NewCurrency"), (201, "Currency"), post(handlers::create_currency)),
+        route(Method::GET, "/v1/currencies", "listCurrencies", "List the configured currencies.", Read, &[], None, (200, "CurrencyList"), get(handlers::list_currencies)),
+        route(Method::POST, "/v1/resellers", "createReseller", "Create a reseller (operators).", Write, &[], Some("NewReseller"), (201, "PartyCreated"), post(parties::create_reseller)),
+        route(Method::GET, "/v1/resellers", "listResellers", "List resellers (a reseller sees itself).", Read, page, None, (200, "PartyList"), get(parties::list_resellers)),
+        route(Method::GET, "/v1/resellers/{id}", "getReseller", "One reseller.", Read, &[], None, (200, "Party"), get(parties::get_reseller)),
+        route(Method::POST, "/v1/customers", "createCustomer", "Create a prepaid or postpaid customer with its wallet (operators, resellers under themselves).", Write, &[], Some("NewCustomer"), (201, "PartyCreated"), post(parties::create_customer)),
+        route(Method::GET, "/v1/customers", "listCustomers", "List customers: all (operators), a reseller's own, a customer itself.", Read, &["limit", "after", "reseller"], None, (200, "PartyList"), get(parties::list_customers)),
+        route(Method::GET, "/v1/customers/{id}", "getCustomer", "One customer.", Read, &[], None, (200, "Party"), get(parties::get_customer)),
+        route(Method::POST, "/v1/accounts", "openAccount", "Open a master wallet (operators) or a subscriber account.", Write, &[], Some("NewAccount"), (201, "AccountOpened"), post(accounts::open_account)),
+        route(Method::GET, "/v1/accounts", "listAccounts", "The accounts of a party (`party` is required).", Read, &["party"], None, (200, "AccountList"), get(accounts::list_accounts)),
+        route(Method::GET, "/v1/accounts/{id}", "getAccount", "An account with its balance parts.", Read, &[], None, (200, "Account"), get(accounts::get_account)),
+        route(Method::PATCH, "/v1/accounts/{id}", "updateAccount", "Change the credit limit, temporary increase or thresholds, all or nothing.", Write, &[], Some("AccountChanges"), (200, "AccountUpdated"), axum::routing::patch(accounts::update_account)),
+        route(Method::POST, "/v1/accounts/{id}/close", "closeAccount", "Close an account with nothing on it (operators, resellers).", Write, &[], None, (200, "AccountClosed"), post(accounts::close_account)),
+        route(Method::GET, "/v1/accounts/{id}/spendable", "getSpendable", "What the account can spend now, and how many units of `price` that buys.", Read, &["price"], None, (200, "Spendable"), get(accounts::spendable)),
+        route(Method::GET, "/v1/accounts/{id}/balance", "getBalanceAt", "The posted balance as of a time (`at`, RFC 3339; now when absent).", Read, &["at"], None, (200, "BalanceAt"), get(accounts::balance_at)),
+        route(Method::GET, "/v1/accounts/{id}/journal", "getJournal", "The account's postings, newest first, filtered by posting time (`from`, `to`) and `kind`.", Read, &["limit", "before", "from", "to", "kind"], None, (200, "Journal"), get(accounts::journal)),
+        route(Method::GET, "/v1/balances", "getBalances", "Every balance from one consistent read, with totals per currency (operators).", Read, &[], None, (200, "Snapshot"), get(accounts::balances)),
+        route(Method::POST, "/v1/charges", "createCharge", "Post one rated usage charge (operators, resellers).", Write, &[], Some("Charge"), (201, "Posted"), post(postings::create_charge)),
+        route(Method::POST, "/v1/charges/batch", "createChargeBatch", "Post up to 8,192 charges; one result per item.", Write, &[], Some("ChargeBatch"), (200, "BatchResults"), post(postings::create_charge_batch).layer(DefaultBodyLimit::max(BATCH_BODY_BYTES_MAX))),
+        route(Method::POST, "/v1/payments", "createPayment", "Record a payment received by hand (operators).", Write, &[], Some("Payment"), (201, "Posted"), post(postings::create_payment)),
+        route(Method::POST, "/v1/transfers", "createTransfer", "Move funds between two accounts the caller sees (transfer, recharge, issue).", Write, &[], Some("TransferRequest"), (201, "Posted"), post(postings::create_transfer)),
+        route(Method::GET, "/v1/transfers/{id}", "getTransfer", "One posted transfer.", Read, &[], None, (200, "Transfer"), get(postings::get_transfer)),
+        route(Method::POST, "/v1/reversals", "createReversal", "Reverse a posted transfer, once (operators).", Write, &[], Some("Reversal"), (201, "Posted"), post(postings::create_reversal)),
+        route(Method::POST, "/v1/holds", "createHold", "Reserve funds until `expires_at` (operators, resellers).", Write, &[], Some("HoldRequest"), (201, "HoldAnswer"), post(postings::create_hold)),
+        route(Method::GET, "/v1/holds/{id}", "getHold", "One hold.", Read, &[], None, (200, "Hold"), get(postings::get_hold)),
+        route(Method::POST, "/v1/holds/{id}/capture", "captureHold", "Charge all or part of a hold; the rest is released.", Write, &[], Some("Capture"), (201, "HoldAnswer"), post(postings::capture_hold)),
+        route(Method::POST, "/v1/holds/{id}/release", "releaseHold", "Release a hold.", Write, &[], Some("Release"), (201, "HoldAnswer"), post(postings::release_hold)),
+    ]
+}
+
+/// The whole application, for `purse serve` and for tests that call it without a socket.
+pub fn app(state: AppState) -> Router {
+    let mut public = Router::new();
+    let mut private = Router::new();
+    for r in table() {
+        if r.access == Access::Public {
+            public = public.route(r.path, r.handler);
+        } else {
+            private = private.route(r.path, r.handler);
+        }
+    }
+    let private = private
+        .route_layer(middleware::from_fn_with_state(state.clone(), idempotency::guard))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
+    public
+        .merge(private)
+        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .route_layer(middleware::from_fn_with_state(state.clone(), metrics::observe))
+        .fallback(|| async { crate::ApiError::NotFound("route") })
+        .with_state(state)
+}
