@@ -1,0 +1,284 @@
+//! The served API as a client sees it: a real `purse serve` process, on both backends,
+//! raced, and killed with SIGKILL while clients work.
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use purse::client::Client;
+use serde_json::{json, Value};
+
+/// A `purse serve` process on a fixed port, restartable after a kill.
+struct Served {
+    url: String,
+    listen: String,
+    child: Option<Child>,
+}
+
+fn purse(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_purse")).args(args).output().expect("purse runs")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Served {
+    fn start(url: &str) -> Served {
+        let mut s = Served { url: url.to_owned(), listen: format!("127.0.0.1:{}", free_port()), child: None };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_purse"))
+            .args(["serve", "--database", &self.url, "--listen", &self.listen])
+            .env("PURSE_API_LOG_REQUESTS", "0")
+            .env("PURSE_API_RATE_PER_KEY", "0")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("serve starts");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let first = lines.next().expect("a line").expect("readable");
+        assert!(first.contains("listening"), "serve said: {first}");
+        std::thread::spawn(move || for _ in lines {});
+        self.child = Some(child);
+    }
+
+    fn base(&self) -> String {
+        format!("http://{}", self.listen)
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill(); // SIGKILL
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM: the graceful way.
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let status = c.wait().unwrap();
+            assert!(status.success(), "graceful stop: {status}");
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn operator_key(url: &str) -> String {
+    let out = purse(&["keys", "create", "--database", url, "--role", "operator", "--name", "test"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().split_whitespace().last().unwrap().to_owned()
+}
+
+static IDS: AtomicU64 = AtomicU64::new(0);
+
+fn id(what: &str) -> String {
+    format!("{what}-{}-{}", std::process::id(), IDS.fetch_add(1, Ordering::SeqCst))
+}
+
+fn post(client: &mut Client, path: &str, body: Value) -> (u16, Value) {
+    let reply = client.send("POST", path, &body, &id("idem")).expect("answered");
+    (reply.status, reply.json())
+}
+
+/// Creates USD and a customer with `paid` paid in; returns the wallet.
+fn funded_customer(client: &mut Client, paid: &str, credit_limit: &str) -> u64 {
+    let (status, _) = post(client, "/v1/currencies", json!({ "code": "USD" }));
+    assert!(status == 201 || status == 422);
+    let billing = if credit_limit == "0" { "prepaid" } else { "postpaid" };
+    let (status, c) = post(
+        client,
+        "/v1/customers",
+        json!({ "client_id": id("c"), "name": "Racer", "billing": billing, "currency": "USD", "credit_limit": credit_limit }),
+    );
+    assert_eq!(status, 201, "{c}");
+    let wallet = c["wallet"].as_u64().unwrap();
+    let (status, p) = post(client, "/v1/payments", json!({ "client_id": id("p"), "account": wallet, "amount": paid, "currency": "USD", "method": "cash" }));
+    assert_eq!(status, 201, "{p}");
+    wallet
+}
+
+/// 50 concurrent debits of 10 against 100 paid: exactly 10 succeed with credit limit 0 and
+/// 15 with credit limit 50, every round, with no 5xx.
+fn overdraft_race(url: &str) {
+    let server = Served::start(url);
+    let key = operator_key(url);
+    let mut setup = Client::new(&server.base(), Some(key.clone())).unwrap();
+    for round in 0..4 {
+        for (limit, expected) in [("0", 10), ("50.00", 15)] {
+            let wallet = funded_customer(&mut setup, "100.00", limit);
+            let barrier = Arc::new(Barrier::new(50));
+            let threads: Vec<_> = (0..50)
+                .map(|_| {
+                    let (barrier, base, key) = (barrier.clone(), server.base(), key.clone());
+                    std::thread::spawn(move || {
+                        let mut client = Client::new(&base, Some(key)).unwrap();
+                        client.get("/healthz").unwrap(); // connect before the start line
+                        barrier.wait();
+                        let body = json!({ "client_id": id("d"), "account": wallet, "amount": "10.00", "currency": "USD", "refuse_if_insufficient": true });
+                        post(&mut client, "/v1/charges", body)
+                    })
+                })
+                .collect();
+            let results: Vec<(u16, Value)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+            let ok = results.iter().filter(|(s, _)| *s == 201).count();
+            assert!(results.iter().all(|(s, b)| *s == 201 || (*s == 422 && b["error"]["code"] == "insufficient_funds")), "{results:?}");
+            assert_eq!(ok, expected, "round {round}, limit {limit}");
+            let account = setup.get(&format!("/v1/accounts/{wallet}")).unwrap().json();
+            assert_eq!(account["balance"], format!("{}.00", 100 - 10 * expected as i64), "round {round}");
+        }
+    }
+}
+
+#[test]
+fn overdraft_race_over_http_on_sqlite() {
+    overdraft_race(&sqlite_url());
+}
+
+#[test]
+fn overdraft_race_over_http_on_postgres() {
+    overdraft_race(&pg_url("http_race"));
+}
+
+#[derive(Default)]
+struct Ledgerbook {
+    acknowledged: Vec<String>,
+    refused: Vec<String>,
+    unknown: Vec<String>,
+    snapshots: u64,
+}
+
+const CUSTOMERS: u64 = 10;
+const EACH: i64 = 1000;
+
+/// The bank test: 8 clients move money between 10 wallets for a while (60 s unless
+/// PURSE_BANK_SECONDS says otherwise) and read snapshots, while the server is SIGKILLed and
+/// restarted 5 times. Then every promise is checked against the database itself.
+fn bank(url: &str) {
+    let seconds: u64 = std::env::var("PURSE_BANK_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    let mut server = Served::start(url);
+    let key = operator_key(url);
+    let mut setup = Client::new(&server.base(), Some(key.clone())).unwrap();
+    let wallets: Vec<u64> = (0..CUSTOMERS).map(|_| funded_customer(&mut setup, &format!("{EACH}.00"), "0")).collect();
+    let total = format!("{}.00", EACH * CUSTOMERS as i64);
+    let book = Arc::new(Mutex::new(Ledgerbook::default()));
+    let running = Arc::new(AtomicBool::new(true));
+    let clients: Vec<_> = (0..8u64)
+        .map(|n| {
+            let (book, running, base, key, wallets, total) =
+                (book.clone(), running.clone(), server.base(), key.clone(), wallets.clone(), total.clone());
+            std::thread::spawn(move || {
+                let mut rng = purse::ids::Rng::new(n + 1);
+                let mut client = Client::new(&base, Some(key)).unwrap().with_timeout(Duration::from_secs(2));
+                while running.load(Ordering::SeqCst) {
+                    if rng.below(10) == 0 {
+                        // A snapshot: whatever moment it shows, the money is all there.
+                        if let Ok(r) = client.request("GET", "/v1/balances", None, &[]) {
+                            if r.status == 200 {
+                                let s = r.json();
+                                assert_eq!(s["totals"]["USD"]["customer_accounts"], total.as_str(), "snapshot sum");
+                                assert_eq!(s["totals"]["USD"]["all_accounts"], "0.00");
+                                for a in s["accounts"].as_array().unwrap() {
+                                    if a["kind"] == "wallet" {
+                                        assert!(!a["balance"].as_str().unwrap().starts_with('-'), "below its limit: {a}");
+                                    }
+                                }
+                                book.lock().unwrap().snapshots += 1;
+                            }
+                        }
+                        continue;
+                    }
+                    let from = wallets[rng.below(wallets.len() as u64) as usize];
+                    let to = wallets[rng.below(wallets.len() as u64) as usize];
+                    if from == to {
+                        continue;
+                    }
+                    let client_id = id("bank");
+                    let amount = format!("{}.{:02}", rng.below(60), rng.below(100));
+                    if amount == "0.00" {
+                        continue;
+                    }
+                    let body = json!({ "client_id": client_id, "source": from, "target": to, "amount": amount, "currency": "USD" });
+                    let bytes = serde_json::to_vec(&body).unwrap();
+                    let answer = client.request("POST", "/v1/transfers", Some(&bytes), &[("idempotency-key", &client_id)]);
+                    let mut b = book.lock().unwrap();
+                    match answer {
+                        Ok(r) if r.status == 201 => b.acknowledged.push(client_id),
+                        Ok(r) if r.status == 422 => {
+                            assert_eq!(r.json()["error"]["code"], "insufficient_funds");
+                            b.refused.push(client_id);
+                        }
+                        Ok(r) if r.status >= 500 && r.status != 503 => panic!("a 5xx: {} {}", r.status, String::from_utf8_lossy(&r.body)),
+                        Ok(r) if r.status == 503 => b.unknown.push(client_id), // refused before the queue; still "at most once"
+                        Ok(r) => panic!("unexpected {} {}", r.status, String::from_utf8_lossy(&r.body)),
+                        Err(_) => {
+                            b.unknown.push(client_id);
+                            drop(b);
+                            std::thread::sleep(Duration::from_millis(20)); // the server is restarting
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    for kill in 1..=5u32 {
+        let at = Duration::from_secs(seconds) * kill / 6;
+        if let Some(wait) = at.checked_sub(started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        server.kill();
+        server.spawn();
+    }
+    std::thread::sleep(Duration::from_secs(seconds).saturating_sub(started.elapsed()));
+    running.store(false, Ordering::SeqCst);
+    for c in clients {
+        c.join().expect("a client failed");
+    }
+    server.stop();
+
+    let book = book.lock().unwrap();
+    assert!(book.acknowledged.len() > 100 && book.snapshots > 5, "too little happened: {} acknowledged, {} snapshots", book.acknowledged.len(), book.snapshots);
+    let opened = purse::open_store(url).unwrap();
+    let audit = opened.reader.audit().unwrap();
+    assert!(audit.is_consistent(), "{audit:?}");
+    for client_id in &book.acknowledged {
+        assert!(opened.reader.transfer_by_client_id(client_id).unwrap().is_some(), "acknowledged {client_id} is missing");
+    }
+    for client_id in &book.refused {
+        assert!(opened.reader.transfer_by_client_id(client_id).unwrap().is_none(), "refused {client_id} was posted");
+    }
+    let acknowledged: HashSet<&String> = book.acknowledged.iter().collect();
+    assert_eq!(acknowledged.len(), book.acknowledged.len());
+    let sum: i64 = wallets.iter().map(|w| opened.reader.account(purse_core::AccountId(*w)).unwrap().unwrap().balance.0).sum();
+    assert_eq!(sum, EACH * CUSTOMERS as i64 * 100);
+    eprintln!(
+        "bank on {}: {} acknowledged, {} refused, {} unknown, {} snapshots, {} transfers stored",
+        if url.starts_with("sqlite") { "sqlite" } else { "postgres" },
+        book.acknowledged.len(), book.refused.len(), book.unknown.len(), book.snapshots, audit.transfer_count
+    );
+}
+
+#[test]
+fn bank_over_http_with_five_sigkills_on_sqlite() {
+    bank(&sqlite_url());
+}
+
+#[test]
+fn bank_over_http_with_five_sigkills_on_postgres() {
+    bank(&pg_url("http_bank"));
+}
