@@ -128,17 +128,30 @@ pub type Render = Box<dyn FnOnce(&[CommandResult]) -> (u16, Vec<u8>) + Send>;
 /// A request made with an idempotency key: its response is rendered by the writer and
 /// stored in the same transaction as the commands, so a retry finds either nothing done
 /// or the exact response, never one without the other.
+///
+/// The writer also answers retries: when the key was stored before, it sends the stored
+/// response (same hash) or `reused` (another hash) and applies nothing of the request.
 pub struct Seal {
     pub api_key: u64,
     pub key: String,
     pub request_hash: String,
     pub render: Render,
+    /// The answer when the key was used before with another request.
+    pub reused: (u16, Vec<u8>),
 }
 
 struct Request {
     items: Vec<Item>,
     seal: Option<Seal>,
-    reply: flume::Sender<(Reply, Option<(u16, Vec<u8>)>)>,
+    reply: flume::Sender<(Reply, Option<SealedResponse>)>,
+}
+
+/// The response of a sealed request: rendered now, or stored earlier and `replayed`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealedResponse {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub replayed: bool,
 }
 
 /// The answer to "how much can this account spend now".
@@ -235,7 +248,7 @@ impl Engine {
     /// Submits a request whose response is stored with it (see [`Seal`]) and returns that
     /// response once durable. Refuses at once with `Overloaded` when the queue is full: an
     /// API caller is better told to retry than left waiting.
-    pub async fn submit_sealed(&self, items: Vec<Item>, seal: Seal) -> Result<(u16, Vec<u8>), EngineError> {
+    pub async fn submit_sealed(&self, items: Vec<Item>, seal: Seal) -> Result<SealedResponse, EngineError> {
         let (request, answer) = self.request(items, Some(seal))?;
         self.queue()?.try_send(request).map_err(|e| match e {
             flume::TrySendError::Full(_) => EngineError::Overloaded,
@@ -294,7 +307,7 @@ impl Engine {
     }
 }
 
-type Answer = flume::Receiver<(Reply, Option<(u16, Vec<u8>)>)>;
+type Answer = flume::Receiver<(Reply, Option<SealedResponse>)>;
 
 impl Drop for Engine {
     fn drop(&mut self) {
@@ -358,11 +371,8 @@ impl Writer {
         let mut seals: Vec<Option<Seal>> = batch.iter_mut().map(|r| r.seal.take()).collect();
         let slices: Vec<&[Item]> = batch.iter().map(|r| r.items.as_slice()).collect();
         match self.apply_durably(&slices, &mut seals, now) {
-            Ok((results, mut responses)) => {
-                let mut results = results.into_iter();
-                for request in &batch {
-                    let mine: Vec<CommandResult> = results.by_ref().take(request.items.len()).collect();
-                    let response = responses.next().flatten();
+            Ok(answers) => {
+                for (request, (mine, response)) in batch.iter().zip(answers) {
                     let _ = request.reply.send((Ok(mine), response));
                 }
             }
@@ -377,21 +387,26 @@ impl Writer {
         }
     }
 
-    /// Applies and commits the batch; returns every command's result and, per request, the
-    /// response its seal rendered (stored in the same transaction).
+    /// Applies and commits the batch; returns, per request, its commands' results and the
+    /// response its seal rendered (stored in the same transaction) or replayed.
     #[allow(clippy::type_complexity)]
     fn apply_durably(
         &mut self,
         requests: &[&[Item]],
         seals: &mut [Option<Seal>],
         now: Timestamp,
-    ) -> Result<(Vec<CommandResult>, std::vec::IntoIter<Option<(u16, Vec<u8>)>>), StoreError> {
+    ) -> Result<Vec<(Vec<CommandResult>, Option<SealedResponse>)>, StoreError> {
         let t0 = Instant::now();
         let epoch = self.store.begin()?;
         let tb = Instant::now();
         if self.cache_epoch != Some(epoch) {
             self.reload()?;
         }
+        // Retries of sealed requests answered before: their stored response, nothing applied.
+        let replayed = self.replays(seals)?;
+        let requests: Vec<&[Item]> =
+            requests.iter().zip(&replayed).map(|(r, done)| if done.is_some() { &[][..] } else { *r }).collect();
+        let requests = requests.as_slice();
         let tr = Instant::now();
         let mut lookups = Lookups::default();
         let keys = Ledger::client_keys(requests);
@@ -405,6 +420,18 @@ impl Writer {
         let t3 = Instant::now();
         self.store.write(&output)?;
         let responses = self.seal(requests, seals, &output.results, now)?;
+        let mut results = output.results.into_iter();
+        let answers = requests
+            .iter()
+            .zip(responses.into_iter().zip(replayed))
+            .map(|(items, (rendered, replay))| {
+                let answer = match replay {
+                    Some((status, body)) => Some(SealedResponse { status, body, replayed: true }),
+                    None => rendered.map(|(status, body)| SealedResponse { status, body, replayed: false }),
+                };
+                (results.by_ref().take(items.len()).collect(), answer)
+            })
+            .collect();
         let t4 = Instant::now();
         self.store.commit()?;
         if self.trace {
@@ -418,7 +445,29 @@ impl Writer {
             // Parties are loaded on demand (see `Ledger::missing`); forgetting them is safe.
             self.ledger.parties = Default::default();
         }
-        Ok((output.results, responses.into_iter()))
+        Ok(answers)
+    }
+
+    /// For each sealed request whose key was stored before: the stored response when the
+    /// request is the same, its `reused` answer when not. The seal is consumed either way.
+    fn replays(&mut self, seals: &mut [Option<Seal>]) -> Result<Vec<Option<(u16, Vec<u8>)>>, StoreError> {
+        let keys: Vec<(u64, &str)> = seals.iter().flatten().map(|s| (s.api_key, s.key.as_str())).collect();
+        let mut answers = vec![None; seals.len()];
+        if keys.is_empty() {
+            return Ok(answers);
+        }
+        let stored = self.store.stored_responses(&keys)?;
+        if stored.is_empty() {
+            return Ok(answers);
+        }
+        for (answer, slot) in answers.iter_mut().zip(seals.iter_mut()) {
+            let Some(seal) = slot else { continue };
+            if let Some(r) = stored.iter().find(|r| r.api_key == seal.api_key && r.key == seal.key) {
+                *answer = Some(if r.request_hash == seal.request_hash { (r.status, r.body.clone()) } else { seal.reused.clone() });
+                *slot = None;
+            }
+        }
+        Ok(answers)
     }
 
     /// Renders the responses of sealed requests and stores them in the open transaction;

@@ -12,6 +12,9 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::AppState;
 
+/// Entries past which the ownership caches start over (a bound, not a tuning knob).
+const OWNERS_CACHED_MAX: usize = 1_000_000;
+
 impl Principal {
     pub fn is_operator(&self) -> bool {
         self.role == Role::Operator
@@ -107,11 +110,58 @@ impl AppState {
         })
     }
 
-    /// An account named by a body field: one the caller does not see is "not found" there.
-    pub(crate) fn account_field(&self, who: &Principal, field: &str, id: u64) -> Result<Account, ApiError> {
-        self.account_for(who, id).map_err(|e| match e {
-            ApiError::NotFound(_) => ApiError::invalid(field, "account_not_found", format!("{field}: account {id} does not exist")),
-            other => other,
-        })
+    /// Checks that the caller sees the account a body field names (one it does not see is
+    /// "not found" there). Operators see every account: the ledger itself answers for ones
+    /// that do not exist, so their requests cost no read here. For the others, which party
+    /// owns an account (and which reseller a party belongs to) never changes, so both are
+    /// cached. Blocking on a miss.
+    pub(crate) fn check_account_field(&self, who: &Principal, field: &str, id: u64) -> Result<(), ApiError> {
+        let not_found = || ApiError::invalid(field, "account_not_found", format!("{field}: account {id} does not exist"));
+        let owner = match who.role {
+            Role::Operator => return Ok(()),
+            Role::Reseller(_) | Role::Customer(_) => self.owner_of(id)?.ok_or_else(not_found)?,
+        };
+        let visible = match who.role {
+            Role::Customer(c) => owner == Some(c),
+            Role::Reseller(r) => match owner {
+                Some(p) if p == r => true,
+                Some(p) => self.reseller_of(p)? == Some(r),
+                None => false,
+            },
+            Role::Operator => true,
+        };
+        if visible { Ok(()) } else { Err(not_found()) }
+    }
+
+    /// `Some(owner)` of an existing account (the owner is `None` for system accounts).
+    fn owner_of(&self, account: u64) -> Result<Option<Option<purse_core::PartyId>>, ApiError> {
+        if let Some(owner) = self.owners.lock().ok().and_then(|m| m.get(&account).copied()) {
+            return Ok(Some(owner));
+        }
+        let Some(a) = self.engine.reader().account(purse_core::AccountId(account))? else { return Ok(None) };
+        if let Ok(mut m) = self.owners.lock() {
+            if m.len() >= OWNERS_CACHED_MAX {
+                m.clear();
+            }
+            m.insert(account, a.party);
+        }
+        Ok(Some(a.party))
+    }
+
+    fn reseller_of(&self, party: purse_core::PartyId) -> Result<Option<purse_core::PartyId>, ApiError> {
+        if let Some(r) = self.resellers.lock().ok().and_then(|m| m.get(&party).copied()) {
+            return Ok(r);
+        }
+        let reseller = match self.engine.reader().party(party)?.map(|p| p.kind) {
+            Some(PartyKind::Customer { reseller, .. }) => reseller,
+            _ => None,
+        };
+        if let Ok(mut m) = self.resellers.lock() {
+            if m.len() >= OWNERS_CACHED_MAX {
+                m.clear();
+            }
+            m.insert(party, reseller);
+        }
+        Ok(reseller)
     }
 }

@@ -4,8 +4,9 @@
 //!
 //! The response is stored by the engine's writer in the same transaction as the commands it
 //! answers (see `purse_engine::Seal`), so there is never a posting without its stored
-//! response or the reverse. Requests refused before reaching the ledger (bad input) store
-//! nothing: a retry is checked again. Retention is the engine's `response_retention`.
+//! response or the reverse; the writer also looks the key up first, so a retry costs no
+//! extra read here. Requests refused before reaching the ledger (bad input) store nothing:
+//! a retry is checked again. Retention is the engine's `response_retention`.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -13,9 +14,10 @@ use std::sync::{Arc, Mutex};
 use axum::body::{to_bytes, Body};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+
 use sha2::{Digest, Sha256};
 
 use crate::auth::Principal;
@@ -84,16 +86,6 @@ fn hash(method: &Method, path: &str, body: &[u8]) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A stored response, sent again byte for byte.
-fn replay(status: u16, body: Vec<u8>) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-    let mut response = (status, body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
-    response
-}
-
 /// Middleware (inside authentication): enforces the header on every request that is not a
 /// read, and answers replays before the handler runs.
 pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -101,18 +93,12 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
         return next.run(request).await;
     }
     match prepare(&state, request).await {
-        Ok(Prepared::Replay(response)) => response,
-        Ok(Prepared::Run(request, _claim)) => next.run(request).await,
+        Ok((request, _claim)) => next.run(request).await,
         Err(e) => e.into_response(),
     }
 }
 
-enum Prepared {
-    Replay(Response),
-    Run(Request, Claim),
-}
-
-async fn prepare(state: &AppState, request: Request) -> Result<Prepared, ApiError> {
+async fn prepare(state: &AppState, request: Request) -> Result<(Request, Claim), ApiError> {
     let principal = request.extensions().get::<Principal>().copied().ok_or(ApiError::Unauthenticated("no API key"))?;
     let key = match request.headers().get(HEADER) {
         None => return Err(ApiError::IdempotencyKeyMissing),
@@ -131,17 +117,6 @@ async fn prepare(state: &AppState, request: Request) -> Result<Prepared, ApiErro
         return Err(ApiError::IdempotencyKeyInFlight);
     }
     let claim = Claim { set: state.idempotency.clone(), entry };
-    let reader = state.engine.reader().clone();
-    let lookup = key.clone();
-    let stored = tokio::task::spawn_blocking(move || reader.stored_response(principal.key_id, &lookup))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
-    match stored {
-        Some(r) if r.request_hash == request_hash => Ok(Prepared::Replay(replay(r.status, r.body))),
-        Some(_) => Err(ApiError::IdempotencyKeyReused),
-        None => {
-            parts.extensions.insert(Idempotency { key, request_hash });
-            Ok(Prepared::Run(Request::from_parts(parts, Body::from(bytes)), claim))
-        }
-    }
+    parts.extensions.insert(Idempotency { key, request_hash });
+    Ok((Request::from_parts(parts, Body::from(bytes)), claim))
 }

@@ -61,6 +61,10 @@ pub struct AppState {
     pub(crate) limiter: Arc<limits::RateLimiter>,
     pub(crate) idempotency: Arc<idempotency::InFlight>,
     pub metrics: Arc<metrics::Metrics>,
+    /// Which party owns an account, and which reseller a party belongs to: facts that
+    /// never change, cached for tenancy checks.
+    pub(crate) owners: Arc<std::sync::Mutex<std::collections::HashMap<u64, Option<purse_core::PartyId>>>>,
+    pub(crate) resellers: Arc<std::sync::Mutex<std::collections::HashMap<purse_core::PartyId, Option<purse_core::PartyId>>>>,
     pub(crate) currencies: Arc<std::sync::RwLock<std::collections::HashMap<purse_core::CurrencyCode, purse_core::Currency>>>,
 }
 
@@ -74,6 +78,8 @@ impl AppState {
             idempotency: Arc::new(idempotency::InFlight::default()),
             metrics: Arc::new(metrics::Metrics::default()),
             currencies: Arc::default(),
+            owners: Arc::default(),
+            resellers: Arc::default(),
             settings: Arc::new(settings),
         }
     }

@@ -360,6 +360,33 @@ impl Store for PgStore {
         Ok(())
     }
 
+    fn stored_responses(&mut self, keys: &[(u64, &str)]) -> StoreResult<Vec<StoredResponse>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = keys.iter().map(|(k, _)| id_to_db(*k)).collect();
+        let names: Vec<&str> = keys.iter().map(|(_, n)| *n).collect();
+        let rows = self
+            .client
+            .query(
+                "SELECT r.api_key_id, r.key, r.request_hash, r.status, r.body, r.created_at FROM idempotent_responses r \
+                 JOIN unnest($1::bigint[], $2::text[]) AS k(api_key_id, key) ON r.api_key_id = k.api_key_id AND r.key = k.key",
+                &[&ids, &names],
+            )
+            .map_err(err)?;
+        Ok(rows
+            .iter()
+            .map(|r| StoredResponse {
+                api_key: id_from_db(r.get(0)),
+                key: r.get(1),
+                request_hash: r.get(2),
+                status: r.get::<_, i32>(3) as u16,
+                body: r.get(4),
+                created_at: Timestamp(r.get(5)),
+            })
+            .collect())
+    }
+
     fn purge_responses(&mut self, before: Timestamp) -> StoreResult<u64> {
         self.client.execute("DELETE FROM idempotent_responses WHERE created_at < $1", &[&before.0]).map_err(err)
     }
@@ -631,25 +658,6 @@ impl Reader for PgReader {
         self.with(|c| {
             let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = $1");
             c.query_opt(&sql, &[&id_to_db(id.0)]).map_err(err)?.as_ref().map(transfer_from_row).transpose()
-        })
-    }
-
-    fn stored_response(&self, api_key: u64, key: &str) -> StoreResult<Option<StoredResponse>> {
-        self.with(|c| {
-            let row = c
-                .query_opt(
-                    "SELECT request_hash, status, body, created_at FROM idempotent_responses WHERE api_key_id = $1 AND key = $2",
-                    &[&id_to_db(api_key), &key],
-                )
-                .map_err(err)?;
-            Ok(row.map(|r| StoredResponse {
-                api_key,
-                key: key.to_owned(),
-                request_hash: r.get(0),
-                status: r.get::<_, i32>(1) as u16,
-                body: r.get(2),
-                created_at: Timestamp(r.get(3)),
-            }))
         })
     }
 

@@ -386,6 +386,33 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn stored_responses(&mut self, keys: &[(u64, &str)]) -> StoreResult<Vec<StoredResponse>> {
+        let mut s = self
+            .conn
+            .prepare_cached(
+                "SELECT request_hash, status, body, created_at FROM idempotent_responses WHERE api_key_id = ? AND key = ?",
+            )
+            .map_err(err)?;
+        let mut found = Vec::new();
+        for (api_key, key) in keys {
+            let row = s
+                .query_row(params![id_to_db(*api_key), key], |r| {
+                    Ok(StoredResponse {
+                        api_key: *api_key,
+                        key: (*key).to_owned(),
+                        request_hash: r.get(0)?,
+                        status: r.get(1)?,
+                        body: r.get(2)?,
+                        created_at: Timestamp(r.get(3)?),
+                    })
+                })
+                .optional()
+                .map_err(err)?;
+            found.extend(row);
+        }
+        Ok(found)
+    }
+
     fn purge_responses(&mut self, before: Timestamp) -> StoreResult<u64> {
         self.conn
             .execute("DELETE FROM idempotent_responses WHERE created_at < ?", [before.0])
@@ -655,25 +682,6 @@ impl Reader for SqliteReader {
             c.prepare_cached(&format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ?"))?
                 .query_row([id_to_db(id.0)], transfer_from_row)
                 .optional()
-        })
-    }
-
-    fn stored_response(&self, api_key: u64, key: &str) -> StoreResult<Option<StoredResponse>> {
-        self.with(|c| {
-            c.prepare_cached(
-                "SELECT request_hash, status, body, created_at FROM idempotent_responses WHERE api_key_id = ? AND key = ?",
-            )?
-            .query_row(params![id_to_db(api_key), key], |r| {
-                Ok(StoredResponse {
-                    api_key,
-                    key: key.to_owned(),
-                    request_hash: r.get(0)?,
-                    status: r.get(1)?,
-                    body: r.get(2)?,
-                    created_at: Timestamp(r.get(3)?),
-                })
-            })
-            .optional()
         })
     }
 

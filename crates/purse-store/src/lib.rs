@@ -65,6 +65,8 @@ pub trait Store: Send {
     /// Keeps the responses of idempotent requests, inside the open transaction of the batch
     /// that executed them. A key some other process stored first is left as it is.
     fn write_responses(&mut self, responses: &[StoredResponse]) -> StoreResult<()>;
+    /// The stored responses of these (API key, idempotency key) pairs that exist.
+    fn stored_responses(&mut self, keys: &[(u64, &str)]) -> StoreResult<Vec<StoredResponse>>;
     /// Forgets stored responses created before `before`, inside the open transaction.
     fn purge_responses(&mut self, before: Timestamp) -> StoreResult<u64>;
 }
@@ -174,7 +176,6 @@ pub trait Reader: Send + Sync {
     /// The accounts a party owns, oldest first.
     fn accounts_of(&self, party: PartyId) -> StoreResult<Vec<Account>>;
     fn transfer(&self, id: TransferId) -> StoreResult<Option<Transfer>>;
-    fn stored_response(&self, api_key: u64, key: &str) -> StoreResult<Option<StoredResponse>>;
     fn hold(&self, id: HoldId) -> StoreResult<Option<Hold>>;
     fn transfer_by_client_id(&self, client_id: &str) -> StoreResult<Option<Transfer>>;
     fn journal(&self, query: JournalQuery) -> StoreResult<Vec<Transfer>>;

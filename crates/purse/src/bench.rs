@@ -31,6 +31,8 @@ pub struct BenchOptions {
     /// Share of charges on one hot account.
     pub hot_percent: u64,
     pub engine: EngineConfig,
+    /// Drive a running server instead: its base URL and an operator key (read-write).
+    pub target: Option<(String, String)>,
 }
 
 #[derive(Debug)]
@@ -110,6 +112,9 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, String> {
     if options.hot_percent > 100 {
         return Err("--hot-percent must be between 0 and 100".into());
     }
+    if let Some((url, key)) = &options.target {
+        return run_http(options, url, key);
+    }
     let mut engine_config = options.engine.clone();
     engine_config.batch_size_max = engine_config.batch_size_max.max(options.batch);
     let engine = crate::start_engine(&options.database_url, Arc::new(SystemClock), engine_config)
@@ -172,12 +177,16 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, String> {
     })
 }
 
-fn charge(rng: &mut Rng, options: &BenchOptions, wallets: &[AccountId], usd: CurrencyCode) -> Item {
-    let account = if options.hot_percent > 0 && rng.chance(options.hot_percent) {
+fn pick<T: Copy>(rng: &mut Rng, options: &BenchOptions, wallets: &[T]) -> T {
+    if options.hot_percent > 0 && rng.chance(options.hot_percent) {
         wallets[0]
     } else {
         wallets[rng.below(wallets.len() as u64) as usize]
-    };
+    }
+}
+
+fn charge(rng: &mut Rng, options: &BenchOptions, wallets: &[AccountId], usd: CurrencyCode) -> Item {
+    let account = pick(rng, options, wallets);
     let id = match options.ids {
         IdStyle::Time => uuid_v7(unix_ms(), rng),
         IdStyle::Random => uuid_v4(rng),
@@ -209,11 +218,120 @@ impl BenchReport {
             "concurrency": options.concurrency,
             "ids": match options.ids { IdStyle::Time => "time", IdStyle::Random => "random" },
             "hot_percent": options.hot_percent,
-            "backend": options.database_url.split("://").next().unwrap_or(""),
+            "backend": if options.target.is_some() { "http" } else { options.database_url.split("://").next().unwrap_or("") },
         })
     }
 }
 
 fn round(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
+}
+
+/// The same measurement through the real API of a running server: `--batch 1` posts one
+/// charge per `POST /v1/charges`, more posts `POST /v1/charges/batch`; `--concurrency`
+/// connections, each on its own thread. Latency is per request.
+fn run_http(options: &BenchOptions, url: &str, key: &str) -> Result<BenchReport, String> {
+    use crate::client::Client;
+    if options.batch > 8192 {
+        return Err("--batch: the batch endpoint takes at most 8192 charges".into());
+    }
+    let setup = Instant::now();
+    let mut client = Client::new(url, Some(key.to_owned()))?;
+    let mut rng = Rng::new(unix_ms());
+    let mut post = |client: &mut Client, path: &str, body: serde_json::Value| -> Result<serde_json::Value, String> {
+        let reply = client.send("POST", path, &body, &uuid_v4(&mut rng))?;
+        match reply.status {
+            200 | 201 => Ok(reply.json()),
+            s => Err(format!("POST {path}: {s} {}", String::from_utf8_lossy(&reply.body))),
+        }
+    };
+    if let Err(e) = post(&mut client, "/v1/currencies", serde_json::json!({ "code": CURRENCY })) {
+        if !e.contains("currency_exists") {
+            return Err(e);
+        }
+    }
+    let prefix = format!("hbench-{:x}", Rng::new(unix_ms()).next_u64() & 0xFFFF_FFFF);
+    let mut wallets = Vec::with_capacity(options.accounts as usize);
+    for n in 0..options.accounts {
+        let body = serde_json::json!({ "client_id": format!("{prefix}-{n}"), "name": format!("Bench {n}"), "billing": "prepaid", "currency": CURRENCY });
+        let created = post(&mut client, "/v1/customers", body)?;
+        wallets.push(created["wallet"].as_u64().ok_or("no wallet in the answer")?);
+    }
+    let setup_seconds = setup.elapsed().as_secs_f64();
+    let wallets = Arc::new(wallets);
+    let next_charge = Arc::new(AtomicU64::new(0));
+    let barrier = Arc::new(Barrier::new(options.concurrency + 1));
+    let threads: Vec<_> = (0..options.concurrency)
+        .map(|t| {
+            let (wallets, next, barrier, options) = (wallets.clone(), next_charge.clone(), barrier.clone(), options.clone());
+            let (url, key) = (url.to_owned(), key.to_owned());
+            std::thread::spawn(move || -> Result<Vec<Duration>, String> {
+                let mut rng = Rng::new(unix_ms() ^ (t as u64 + 1).wrapping_mul(0x9E37_79B9));
+                let mut client = Client::new(&url, Some(key))?;
+                client.get("/healthz")?;
+                let mut latencies = Vec::new();
+                let mut body = Vec::with_capacity(options.batch * 128);
+                barrier.wait();
+                loop {
+                    let start = next.fetch_add(options.batch as u64, Ordering::Relaxed);
+                    if start >= options.charges {
+                        return Ok(latencies);
+                    }
+                    let len = (options.charges - start).min(options.batch as u64) as usize;
+                    body.clear();
+                    body.extend_from_slice(if options.batch == 1 { b"" } else { b"{\"items\":[" });
+                    for i in 0..len {
+                        if i > 0 {
+                            body.push(b',');
+                        }
+                        let amount = 1 + rng.below(5_000);
+                        let item = format!(
+                            "{{\"client_id\":\"{}\",\"account\":{},\"amount\":\"{}.{:02}\",\"currency\":\"{CURRENCY}\"}}",
+                            uuid_v7(unix_ms(), &mut rng),
+                            pick(&mut rng, &options, &wallets),
+                            amount / 100,
+                            amount % 100
+                        );
+                        body.extend_from_slice(item.as_bytes());
+                    }
+                    if options.batch > 1 {
+                        body.extend_from_slice(b"]}");
+                    }
+                    let path = if options.batch == 1 { "/v1/charges" } else { "/v1/charges/batch" };
+                    let idempotency_key = uuid_v7(unix_ms(), &mut rng);
+                    let began = Instant::now();
+                    let reply = client
+                        .request("POST", path, Some(&body), &[("idempotency-key", &idempotency_key)])
+                        .map_err(|e| format!("POST {path}: {e}"))?;
+                    latencies.push(began.elapsed());
+                    let ok = match reply.status {
+                        201 => true,
+                        200 => !String::from_utf8_lossy(&reply.body).contains("\"error\""),
+                        _ => false,
+                    };
+                    if !ok {
+                        return Err(format!("POST {path}: {} {}", reply.status, String::from_utf8_lossy(&reply.body)));
+                    }
+                }
+            })
+        })
+        .collect();
+    barrier.wait();
+    let began = Instant::now();
+    let mut latencies = Vec::new();
+    for t in threads {
+        latencies.extend(t.join().map_err(|_| "a bench thread panicked".to_string())??);
+    }
+    let seconds = began.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    Ok(BenchReport {
+        charges: options.charges,
+        seconds,
+        charges_per_s: options.charges as f64 / seconds,
+        p50_ms: percentile(&latencies, 0.50),
+        p99_ms: percentile(&latencies, 0.99),
+        max_ms: percentile(&latencies, 1.0),
+        peak_rss_mib: peak_rss_mib(),
+        setup_seconds,
+    })
 }

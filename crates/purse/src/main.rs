@@ -66,6 +66,14 @@ enum Cmd {
         /// One JSON object instead of a table.
         #[arg(long)]
         json: bool,
+        /// Drive a running server's API instead of an engine in this process:
+        /// http://HOST:PORT (then --batch 1 posts single charges, more the batch endpoint,
+        /// and --concurrency is the number of connections).
+        #[arg(long)]
+        target: Option<String>,
+        /// An operator API key (read-write) for --target.
+        #[arg(long, env = "PURSE_API_KEY")]
+        key: Option<String>,
     },
     /// Serves the HTTP API until SIGTERM or Ctrl-C (then finishes in-flight work).
     Serve {
@@ -159,7 +167,12 @@ fn run(cli: Cli) -> Result<(), String> {
             println!("migrated {url}");
         }
         Cmd::Demo { path } => print!("{}", purse::demo::run(&path)?),
-        Cmd::Bench { database, accounts, charges, batch, concurrency, ids, hot_percent, json } => {
+        Cmd::Bench { database, accounts, charges, batch, concurrency, ids, hot_percent, json, target, key } => {
+            let target = match (target, key.or(config.api_key.clone())) {
+                (Some(url), Some(key)) => Some((url, key)),
+                (Some(_), None) => return Err("--key: --target needs an operator API key".into()),
+                (None, _) => None,
+            };
             let options = BenchOptions {
                 database_url: config.database_url(database.as_deref()),
                 accounts,
@@ -172,6 +185,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 },
                 hot_percent,
                 engine: config.engine_config()?,
+                target,
             };
             let report = purse::bench::run(&options)?;
             if json {

@@ -69,6 +69,9 @@ impl Store for Controlled {
     fn write_responses(&mut self, responses: &[purse_store::StoredResponse]) -> StoreResult<()> {
         self.inner.write_responses(responses)
     }
+    fn stored_responses(&mut self, keys: &[(u64, &str)]) -> StoreResult<Vec<purse_store::StoredResponse>> {
+        self.inner.stored_responses(keys)
+    }
     fn purge_responses(&mut self, before: purse_core::Timestamp) -> StoreResult<u64> {
         self.inner.purge_responses(before)
     }

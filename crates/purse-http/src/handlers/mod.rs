@@ -124,6 +124,11 @@ impl AppState {
         })
     }
 
+    /// Whether `code` is a currency already in the cache (so reading it cannot block).
+    pub(crate) fn knows_currency(&self, code: &str) -> bool {
+        CurrencyCode::parse(code).is_ok_and(|c| self.currencies.read().is_ok_and(|m| m.contains_key(&c)))
+    }
+
     /// Sends commands to the engine; `render` turns their results into the response, which
     /// the writer stores with them under the request's idempotency key.
     pub(crate) async fn commit(
@@ -139,20 +144,31 @@ impl AppState {
                 (status.as_u16(), body)
             }
         };
-        let (status, body) = match &ctx.idempotency {
+        let (status, body, replayed) = match &ctx.idempotency {
             Some(idem) => {
                 let seal = purse_engine::Seal {
                     api_key: ctx.principal.key_id,
                     key: idem.key.clone(),
                     request_hash: idem.request_hash.clone(),
                     render: Box::new(render),
+                    reused: {
+                        let (status, body) = ApiError::IdempotencyKeyReused.parts();
+                        (status.as_u16(), body)
+                    },
                 };
-                self.engine.submit_sealed(items, seal).await?
+                let sealed = self.engine.submit_sealed(items, seal).await?;
+                (sealed.status, sealed.body, sealed.replayed)
             }
-            None => render(&self.engine.submit_async(items).await?),
+            None => {
+                let (status, body) = render(&self.engine.submit_async(items).await?);
+                (status, body, false)
+            }
         };
         let mut response = (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if replayed {
+            response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+        }
         Ok(response)
     }
 }
