@@ -10,7 +10,7 @@ use purse_core::{
 };
 use purse_engine::{Engine, EngineConfig, SystemClock};
 
-use crate::ids::{uuid_v4, uuid_v7, Rng};
+use crate::ids::{unix_ms, uuid_v4, uuid_v7, Rng};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IdStyle {
@@ -61,9 +61,6 @@ pub fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
 
 /// Creates the currency (if needed) and `n` prepaid customers; returns their wallets.
 pub fn create_customers(engine: &Engine, prefix: &str, n: u64) -> Result<Vec<AccountId>, String> {

@@ -1,6 +1,6 @@
 //! `purse demo`: a fresh SQLite database with two resellers, prepaid and postpaid customers
-//! and subscriber accounts, then a simulated day of usage through the engine, then the
-//! balances. (The next step turns this into a running server.)
+//! and subscriber accounts and a simulated day of usage; then (unless `--once`) API keys for
+//! each role, the server, and live usage flowing so balances visibly move.
 
 use std::sync::Arc;
 
@@ -57,8 +57,92 @@ impl Demo {
     }
 }
 
-/// Runs the demo against a fresh database at `path` and returns the report to print.
+/// What the seeded database holds, for the live part.
+pub struct Seeded {
+    pub report: String,
+    pub resellers: Vec<PartyId>,
+    /// (name, customer, wallet).
+    pub customers: Vec<(String, PartyId, AccountId)>,
+}
+
+/// Seeds a fresh database at `path` with a simulated day and returns the report to print.
 pub fn run(path: &str) -> Result<String, String> {
+    seed(path).map(|s| s.report)
+}
+
+/// Seeds the database, then serves it on `listen` with keys printed and usage flowing,
+/// until SIGTERM or Ctrl-C.
+pub fn serve(path: &str, listen: &str, api: purse_http::ApiSettings) -> Result<(), String> {
+    let seeded = seed(path)?;
+    let opened = crate::open_store(&format!("sqlite://{path}")).map_err(|e| e.to_string())?;
+    let now = purse_engine::Clock::now(&purse_engine::SystemClock);
+    let rw = purse_core::Scope::ReadWrite;
+    let (_, operator) = crate::keys::create(&opened, "demo operator", purse_core::Role::Operator, rw, now)?;
+    let (_, reseller) = crate::keys::create(&opened, "demo reseller", purse_core::Role::Reseller(seeded.resellers[0]), rw, now)?;
+    let (_, customer) = crate::keys::create(&opened, "demo customer", purse_core::Role::Customer(seeded.customers[0].1), rw, now)?;
+    let options = crate::serve::ServeOptions { listen: listen.to_owned(), engine: EngineConfig::default(), api };
+    let server = crate::serve::start(opened, Arc::new(purse_engine::SystemClock), options)?;
+    let base = format!("http://{}", server.addr);
+    let (first_name, _, first_wallet) = &seeded.customers[0];
+    println!("{}", seeded.report);
+    println!("Purse is serving {path} at {base}");
+    println!("  API keys (shown once; only their hashes are stored):");
+    println!("    operator              {operator}");
+    println!("    reseller {:<12} {reseller}", "Northwind");
+    println!("    customer {:<12} {customer}", first_name.split(' ').next().unwrap_or(""));
+    println!("  Try:");
+    println!("    curl -H 'Authorization: Bearer {operator}' {base}/v1/balances");
+    println!("    curl -H 'Authorization: Bearer {customer}' {base}/v1/accounts/{first_wallet}");
+    println!("    curl {base}/v1/openapi.json");
+    println!("  Usage keeps flowing every half second; Ctrl-C stops.");
+    let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let usage = {
+        let (engine, running) = (server.engine.clone(), running.clone());
+        let wallets: Vec<AccountId> = seeded.customers.iter().map(|c| c.2).collect();
+        std::thread::spawn(move || live_usage(&engine, &wallets, &running))
+    };
+    let result = server.wait();
+    running.store(false, std::sync::atomic::Ordering::SeqCst);
+    let _ = usage.join();
+    result
+}
+
+/// Charges every half second; a prepaid wallet that runs low gets a card payment.
+fn live_usage(engine: &Engine, wallets: &[AccountId], running: &std::sync::atomic::AtomicBool) {
+    let code = CurrencyCode::parse("USD").expect("valid");
+    let mut rng = Rng::new(crate::ids::unix_ms());
+    let mut n = 0u64;
+    let mut id = |what: &str| {
+        n += 1;
+        ClientId::new(&format!("live-{what}-{}-{n}", std::process::id())).expect("short")
+    };
+    while running.load(std::sync::atomic::Ordering::SeqCst) {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let mut items = Vec::new();
+        for wallet in wallets {
+            let (service, price) = if rng.chance(60) { ("voice", 4 * (1 + rng.below(300))) } else { ("sms", 75) };
+            items.push(Item::single(Command::Charge(NewCharge {
+                client_id: id("usage"),
+                account: *wallet,
+                money: Money { amount: Amount(price as i64), currency: code },
+                service: Some(service.into()),
+                at: None,
+                metadata: None,
+                refuse_if_insufficient: false,
+            })));
+            let low = engine.spendable(*wallet, None).ok().flatten().is_some_and(|s| s.available.0 < 100_000);
+            if low && rng.chance(10) {
+                let money = Money { amount: Amount(500_000), currency: code };
+                items.push(Item::single(Command::Payment { client_id: id("topup"), account: *wallet, money, method: PaymentMethod::Card, metadata: None }));
+            }
+        }
+        if engine.submit(items).is_err() {
+            return; // The engine is stopping.
+        }
+    }
+}
+
+fn seed(path: &str) -> Result<Seeded, String> {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{path}{suffix}"));
     }
@@ -109,7 +193,11 @@ pub fn run(path: &str) -> Result<String, String> {
     demo.run(Command::OpenAccount { client_id, party: wallets[2].1, kind })?;
 
     let events = simulate_day(&mut demo, &wallets)?;
-    report(&demo, &wallets, events)
+    Ok(Seeded {
+        report: report(&demo, &wallets, events)?,
+        resellers: resellers.iter().map(|r| r.0).collect(),
+        customers: wallets.iter().map(|(n, p, w)| ((*n).to_owned(), *p, *w)).collect(),
+    })
 }
 
 /// 24 simulated hours of calls and SMS, rated per minute and per message.

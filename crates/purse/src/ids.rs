@@ -7,6 +7,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Clone, Debug)]
 pub struct Rng(u64);
 
+/// Milliseconds since the Unix epoch, from the wall clock.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
 impl Rng {
     pub fn new(seed: u64) -> Rng {
         Rng(seed)

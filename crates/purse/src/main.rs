@@ -37,12 +37,18 @@ enum Cmd {
         #[arg(long)]
         database: Option<String>,
     },
-    /// Seeds a fresh SQLite database with customers, runs a simulated day of usage, and
-    /// prints the balances.
+    /// Seeds a fresh SQLite database (resellers, prepaid and postpaid customers, a simulated
+    /// day of usage), prints API keys for each role, and serves it with usage flowing.
     Demo {
         /// The SQLite file to (re)create.
         #[arg(long, default_value = "purse-demo.db")]
         path: String,
+        /// Address to listen on (default 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Only seed and print the balances; do not serve.
+        #[arg(long)]
+        once: bool,
     },
     /// Ingests charges through the engine and reports charges/s and latency.
     Bench {
@@ -166,7 +172,8 @@ fn run(cli: Cli) -> Result<(), String> {
             purse::open_store(&url).map_err(|e| e.to_string())?;
             println!("migrated {url}");
         }
-        Cmd::Demo { path } => print!("{}", purse::demo::run(&path)?),
+        Cmd::Demo { path, once: true, .. } => print!("{}", purse::demo::run(&path)?),
+        Cmd::Demo { path, listen, once: false } => purse::demo::serve(&path, &config.listen(listen.as_deref()), config.api_settings())?,
         Cmd::Bench { database, accounts, charges, batch, concurrency, ids, hot_percent, json, target, key } => {
             let target = match (target, key.or(config.api_key.clone())) {
                 (Some(url), Some(key)) => Some((url, key)),

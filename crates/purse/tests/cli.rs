@@ -42,7 +42,7 @@ fn a_bad_database_url_is_a_clear_error() {
 #[test]
 fn demo_seeds_simulates_a_day_and_balances_its_books() {
     let path = common::sqlite_url().trim_start_matches("sqlite://").to_owned();
-    let (ok, stdout, stderr) = purse(&["demo", "--path", &path]);
+    let (ok, stdout, stderr) = purse(&["demo", "--once", "--path", &path]);
     assert!(ok, "{stderr}");
     for name in ["Acme Call Center", "Globex SMS", "Initech Cloud", "Umbrella Voice"] {
         assert!(stdout.contains(name), "{stdout}");
@@ -51,7 +51,7 @@ fn demo_seeds_simulates_a_day_and_balances_its_books() {
     // Thresholds were configured and crossed during the simulated day.
     assert!(!stdout.contains("; 0 threshold events"), "{stdout}");
     // Running it again starts from a fresh file.
-    let (ok_again, again, _) = purse(&["demo", "--path", &path]);
+    let (ok_again, again, _) = purse(&["demo", "--once", "--path", &path]);
     assert!(ok_again);
     assert_eq!(stdout, again, "the demo is deterministic");
 }

@@ -282,3 +282,43 @@ fn bank_over_http_with_five_sigkills_on_sqlite() {
 fn bank_over_http_with_five_sigkills_on_postgres() {
     bank(&pg_url("http_bank"));
 }
+
+/// `purse demo` (the README's run command): seeds, prints a key per role, serves, and
+/// balances move while it runs; SIGTERM stops it cleanly.
+#[test]
+fn the_demo_serves_with_keys_for_each_role_and_usage_flowing() {
+    let path = sqlite_url().trim_start_matches("sqlite://").to_owned();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_purse"))
+        .args(["demo", "--path", &path, "--listen", &listen])
+        .env("PURSE_API_LOG_REQUESTS", "0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut keys = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(key) = line.split_whitespace().find(|w| w.starts_with("purse_") && w.len() == 54) {
+            keys.push(key.to_owned());
+        }
+        if line.contains("Usage keeps flowing") {
+            break;
+        }
+    }
+    assert_eq!(keys.len(), 3, "a key for the operator, a reseller and a customer");
+    let base = format!("http://{listen}");
+    let mut operator = Client::new(&base, Some(keys[0].clone())).unwrap();
+    let first = operator.get("/v1/balances").unwrap().json();
+    std::thread::sleep(Duration::from_millis(1500));
+    let later = operator.get("/v1/balances").unwrap().json();
+    assert_eq!(later["totals"]["USD"]["all_accounts"], "0.0000");
+    assert_ne!(first["accounts"], later["accounts"], "balances move");
+    let mut customer = Client::new(&base, Some(keys[2].clone())).unwrap();
+    let mine = customer.get("/v1/customers").unwrap().json();
+    assert_eq!(mine["data"].as_array().unwrap().len(), 1, "{mine}");
+    assert_eq!(customer.get("/v1/balances").unwrap().status, 403);
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(child.wait().unwrap().success());
+}
