@@ -11,6 +11,7 @@ pub mod client;
 pub mod demo;
 pub mod ids;
 pub mod keys;
+pub mod remote;
 pub mod serve;
 pub mod soak;
 

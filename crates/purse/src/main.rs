@@ -96,6 +96,78 @@ enum Cmd {
         #[command(subcommand)]
         action: KeyAction,
     },
+    /// Customers of a running server: list, create.
+    Customers {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        #[command(subcommand)]
+        action: CustomerAction,
+    },
+    /// Accounts of a running server: open, show, list a party's.
+    Accounts {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        #[command(subcommand)]
+        action: AccountAction,
+    },
+    /// Posts one charge.
+    Charge {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        #[arg(long)]
+        account: u64,
+        /// A decimal string at the currency's scale, e.g. 0.0125.
+        #[arg(long)]
+        amount: String,
+        #[arg(long)]
+        currency: String,
+        #[arg(long)]
+        service: Option<String>,
+        /// Your id for the charge (a retry with it never posts twice); a new UUID when absent.
+        #[arg(long)]
+        client_id: Option<String>,
+    },
+    /// Posts a CSV file of usage (header: client_id,account,amount,currency[,service][,at]).
+    Import {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        file: PathBuf,
+    },
+    /// Records a payment received by hand.
+    Pay {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        #[arg(long)]
+        account: u64,
+        #[arg(long)]
+        amount: String,
+        #[arg(long)]
+        currency: String,
+        /// card, cash, bank_transfer or cheque.
+        #[arg(long, default_value = "bank_transfer")]
+        method: String,
+        #[arg(long)]
+        client_id: Option<String>,
+    },
+    /// Every balance with totals per currency (operator keys).
+    Balances {
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// An account's journal, newest first.
+    Journal {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        account: u64,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Continue after this transfer id (the `more:` hint of the previous page).
+        #[arg(long)]
+        before: Option<u64>,
+        /// Only these kinds, comma-separated (charge, payment, ...).
+        #[arg(long)]
+        kind: Option<String>,
+    },
     /// A load generator printing every acknowledged command (used by the crash tests).
     #[command(hide = true)]
     Soak {
@@ -118,6 +190,72 @@ enum Cmd {
         #[arg(long, default_value_t = 100_000)]
         funding: i64,
     },
+}
+
+/// Where the server is and which key to use.
+#[derive(clap::Args)]
+struct RemoteArgs {
+    /// Server base URL (else PURSE_URL, `url` in the configuration, http://127.0.0.1:8080).
+    #[arg(long, global = true)]
+    url: Option<String>,
+    /// API key (else PURSE_API_KEY or `api_key` in the configuration).
+    #[arg(long, global = true)]
+    key: Option<String>,
+    /// Print the API's JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum CustomerAction {
+    List {
+        /// Only this reseller's customers (operator keys).
+        #[arg(long)]
+        reseller: Option<u64>,
+    },
+    Create {
+        #[arg(long)]
+        name: String,
+        /// prepaid or postpaid.
+        #[arg(long)]
+        billing: String,
+        #[arg(long)]
+        currency: String,
+        #[arg(long)]
+        reseller: Option<u64>,
+        #[arg(long)]
+        credit_limit: Option<String>,
+        #[arg(long)]
+        client_id: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountAction {
+    /// Opens a subscriber account (subscriber_debit, subscriber_credit) or a master wallet.
+    Open {
+        #[arg(long)]
+        party: u64,
+        #[arg(long)]
+        kind: String,
+        #[arg(long)]
+        currency: Option<String>,
+        #[arg(long)]
+        credit_limit: Option<String>,
+        #[arg(long)]
+        client_id: Option<String>,
+    },
+    Show { id: u64 },
+    List {
+        #[arg(long)]
+        party: u64,
+    },
+}
+
+fn remote(config: &Config, args: &RemoteArgs) -> Result<purse::remote::Remote, String> {
+    let url = args.url.clone().or_else(|| config.url.clone()).unwrap_or_else(|| "http://127.0.0.1:8080".into());
+    let key = args.key.clone().or_else(|| config.api_key.clone()).ok_or("--key: an API key is needed (or PURSE_API_KEY)")?;
+    purse::remote::Remote::new(&url, &key, args.json)
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -241,6 +379,85 @@ fn run(cli: Cli) -> Result<(), String> {
                     println!("key {id} revoked");
                 }
             }
+        }
+        Cmd::Customers { remote: args, action } => {
+            let mut r = remote(&config, &args)?;
+            let out = match action {
+                CustomerAction::List { reseller } => {
+                    let path = reseller.map_or("/v1/customers?limit=500".to_owned(), |id| format!("/v1/customers?limit=500&reseller={id}"));
+                    let v = r.get(&path)?;
+                    r.show(&v, purse::remote::customers_table)
+                }
+                CustomerAction::Create { name, billing, currency, reseller, credit_limit, client_id } => {
+                    let client_id = client_id.unwrap_or_else(|| r.fresh_id());
+                    let body = serde_json::json!({ "client_id": client_id, "name": name, "billing": billing, "currency": currency, "reseller": reseller, "credit_limit": credit_limit });
+                    let v = r.post("/v1/customers", &body)?;
+                    r.show(&v, |v| format!("customer {} with wallet {}\n", v["id"], v["wallet"]))
+                }
+            };
+            print!("{out}");
+        }
+        Cmd::Accounts { remote: args, action } => {
+            let mut r = remote(&config, &args)?;
+            let out = match action {
+                AccountAction::Open { party, kind, currency, credit_limit, client_id } => {
+                    let client_id = client_id.unwrap_or_else(|| r.fresh_id());
+                    let mut body = serde_json::json!({ "client_id": client_id, "party": party, "kind": kind.replace('-', "_") });
+                    if let Some(c) = currency {
+                        body["currency"] = c.into();
+                    }
+                    if let Some(l) = credit_limit {
+                        body["credit_limit"] = l.into();
+                    }
+                    let v = r.post("/v1/accounts", &body)?;
+                    r.show(&v, |v| format!("account {}\n", v["id"]))
+                }
+                AccountAction::Show { id } => {
+                    let v = r.get(&format!("/v1/accounts/{id}"))?;
+                    r.show(&v, purse::remote::accounts_table)
+                }
+                AccountAction::List { party } => {
+                    let v = r.get(&format!("/v1/accounts?party={party}"))?;
+                    r.show(&v, purse::remote::accounts_table)
+                }
+            };
+            print!("{out}");
+        }
+        Cmd::Charge { remote: args, account, amount, currency, service, client_id } => {
+            let mut r = remote(&config, &args)?;
+            let client_id = client_id.unwrap_or_else(|| r.fresh_id());
+            let body = serde_json::json!({ "client_id": client_id, "account": account, "amount": amount, "currency": currency, "service": service });
+            let v = r.post("/v1/charges", &body)?;
+            print!("{}", r.show(&v, purse::remote::posted_line));
+        }
+        Cmd::Import { remote: args, file } => {
+            let mut r = remote(&config, &args)?;
+            let csv = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            print!("{}", purse::remote::import(&mut r, &csv)?);
+        }
+        Cmd::Pay { remote: args, account, amount, currency, method, client_id } => {
+            let mut r = remote(&config, &args)?;
+            let client_id = client_id.unwrap_or_else(|| r.fresh_id());
+            let body = serde_json::json!({ "client_id": client_id, "account": account, "amount": amount, "currency": currency, "method": method });
+            let v = r.post("/v1/payments", &body)?;
+            print!("{}", r.show(&v, purse::remote::posted_line));
+        }
+        Cmd::Balances { remote: args } => {
+            let mut r = remote(&config, &args)?;
+            let v = r.get("/v1/balances")?;
+            print!("{}", r.show(&v, purse::remote::balances_table));
+        }
+        Cmd::Journal { remote: args, account, limit, before, kind } => {
+            let mut r = remote(&config, &args)?;
+            let mut path = format!("/v1/accounts/{account}/journal?limit={limit}");
+            if let Some(b) = before {
+                path.push_str(&format!("&before={b}"));
+            }
+            if let Some(k) = kind {
+                path.push_str(&format!("&kind={k}"));
+            }
+            let v = r.get(&path)?;
+            print!("{}", r.show(&v, purse::remote::journal_table));
         }
         Cmd::Soak { database, accounts, accounts_prefix, prefix, commands, seconds, checked, seed, funding } => {
             let options = SoakOptions {

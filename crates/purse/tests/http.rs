@@ -322,3 +322,47 @@ fn the_demo_serves_with_keys_for_each_role_and_usage_flowing() {
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(child.wait().unwrap().success());
 }
+
+/// The CLI as a client of the API: tables by default, `--json` for scripts, CSV import
+/// that is safe to re-run.
+#[test]
+fn the_cli_drives_the_api() {
+    let url = sqlite_url();
+    let server = Served::start(&url);
+    let key = operator_key(&url);
+    let base = server.base();
+    let cli = |args: &[&str]| -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_purse")).args(args).env("PURSE_URL", &base).env("PURSE_API_KEY", &key).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let mut setup = Client::new(&base, Some(key.clone())).unwrap();
+    post(&mut setup, "/v1/currencies", json!({ "code": "USD" }));
+    let created = cli(&["customers", "create", "--name", "Acme", "--billing", "prepaid", "--currency", "USD", "--json"]);
+    let created: Value = serde_json::from_str(&created).unwrap();
+    let (customer, wallet) = (created["id"].as_u64().unwrap(), created["wallet"].as_u64().unwrap());
+    assert!(cli(&["customers", "list"]).contains("Acme"));
+    let opened = cli(&["accounts", "open", "--party", &customer.to_string(), "--kind", "subscriber-debit"]);
+    assert!(opened.starts_with("account "), "{opened}");
+    assert!(cli(&["pay", "--account", &wallet.to_string(), "--amount", "20.00", "--currency", "USD", "--method", "cash"]).starts_with("posted transfer"));
+    assert!(cli(&["charge", "--account", &wallet.to_string(), "--amount", "1.25", "--currency", "USD", "--service", "voice"]).starts_with("posted transfer"));
+    let dir = std::env::temp_dir().join(format!("purse-import-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let csv = dir.join("usage.csv");
+    std::fs::write(&csv, format!("client_id,account,amount,currency,service\nu-1,{wallet},0.50,USD,sms\nu-2,{wallet},0.505,USD,sms\n\"u-3\",{wallet},2.00,USD,\"voice, intl\"\n")).unwrap();
+    let first = cli(&["import", csv.to_str().unwrap()]);
+    assert!(first.starts_with("2 posted, 0 already posted, 1 refused"), "{first}");
+    assert!(first.contains("line 3: invalid_amount"), "{first}");
+    let again = cli(&["import", csv.to_str().unwrap()]);
+    assert!(again.starts_with("0 posted, 2 already posted, 1 refused"), "{again}");
+    let shown = cli(&["accounts", "show", &wallet.to_string()]);
+    assert!(shown.contains("16.25"), "{shown}");
+    let journal: Value = serde_json::from_str(&cli(&["journal", &wallet.to_string(), "--json", "--kind", "charge"])).unwrap();
+    assert_eq!(journal["data"].as_array().unwrap().len(), 3);
+    assert_eq!(journal["data"][0]["service"], "voice, intl");
+    let balances = cli(&["balances"]);
+    assert!(balances.contains("customer_accounts") && balances.contains("16.25"), "{balances}");
+    let out = Command::new(env!("CARGO_BIN_EXE_purse")).args(["charge", "--account", "999999", "--amount", "1", "--currency", "USD"]).env("PURSE_URL", &base).env("PURSE_API_KEY", &key).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("account_not_found"), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -1,0 +1,201 @@
+//! The client commands of the `purse` CLI: each calls the HTTP API of a running server
+//! (base URL and key from flags, `PURSE_URL`/`PURSE_API_KEY`, or `url`/`api_key` in the
+//! configuration) and prints a table, or the API's JSON with `--json`.
+
+use serde_json::{json, Value};
+
+use crate::client::Client;
+use crate::ids::{unix_ms, uuid_v4, Rng};
+
+/// Rows per request when importing a CSV of usage.
+pub const IMPORT_CHUNK: usize = 1000;
+
+pub struct Remote {
+    client: Client,
+    rng: Rng,
+    pub json: bool,
+}
+
+impl Remote {
+    pub fn new(url: &str, key: &str, json: bool) -> Result<Remote, String> {
+        Ok(Remote { client: Client::new(url, Some(key.to_owned()))?, rng: Rng::new(unix_ms() ^ u64::from(std::process::id())), json })
+    }
+
+    pub fn fresh_id(&mut self) -> String {
+        uuid_v4(&mut self.rng)
+    }
+
+    fn check(reply: crate::client::Reply) -> Result<Value, String> {
+        let body = reply.json();
+        if (200..300).contains(&reply.status) {
+            return Ok(body);
+        }
+        let e = &body["error"];
+        let field = e["field"].as_str().map(|f| format!(" (field {f})")).unwrap_or_default();
+        Err(format!("{} {}: {}{field}", reply.status, e["code"].as_str().unwrap_or("error"), e["message"].as_str().unwrap_or("")))
+    }
+
+    pub fn get(&mut self, path: &str) -> Result<Value, String> {
+        Self::check(self.client.get(path)?)
+    }
+
+    pub fn post(&mut self, path: &str, body: &Value) -> Result<Value, String> {
+        let key = self.fresh_id();
+        Self::check(self.client.send("POST", path, body, &key)?)
+    }
+
+    /// The JSON as the API answered, or `table` of it.
+    pub fn show(&self, value: &Value, table: impl FnOnce(&Value) -> String) -> String {
+        if self.json { format!("{value}\n") } else { table(value) }
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A plain table: a header and one line per row, columns padded to their widest cell.
+pub fn table(columns: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = columns.iter().map(|c| c.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        format!("{}\n", padded.join("  ").trim_end())
+    };
+    let mut out = line(columns.iter().map(|c| (*c).to_owned()).collect());
+    for row in rows {
+        out.push_str(&line(row.clone()));
+    }
+    out
+}
+
+fn rows(value: &Value, key: &str, fields: &[&str]) -> Vec<Vec<String>> {
+    value[key].as_array().map_or_else(Vec::new, |items| items.iter().map(|i| fields.iter().map(|f| text(&i[*f])).collect()).collect())
+}
+
+pub fn customers_table(v: &Value) -> String {
+    let fields = ["id", "name", "billing", "currency", "reseller", "wallet"];
+    table(&fields, &rows(v, "data", &fields))
+}
+
+pub fn accounts_table(v: &Value) -> String {
+    let fields = ["id", "kind", "party", "currency", "balance", "reserved", "credit_limit", "available", "status"];
+    let list = if v.get("data").is_some() { rows(v, "data", &fields) } else { vec![fields.iter().map(|f| text(&v[*f])).collect()] };
+    table(&fields, &list)
+}
+
+pub fn journal_table(v: &Value) -> String {
+    let fields = ["id", "posted_at", "kind", "change", "balance_after", "service", "counterparty", "client_id"];
+    let mut out = table(&fields, &rows(v, "data", &fields));
+    if let Some(next) = v["next_before"].as_u64() {
+        out.push_str(&format!("(more: --before {next})\n"));
+    }
+    out
+}
+
+pub fn balances_table(v: &Value) -> String {
+    let fields = ["id", "kind", "party", "currency", "balance", "reserved", "available"];
+    let mut out = table(&fields, &rows(v, "accounts", &fields));
+    out.push_str(&format!("\nas of {}\n", text(&v["as_of"])));
+    if let Some(totals) = v["totals"].as_object() {
+        let rows: Vec<Vec<String>> = totals
+            .iter()
+            .map(|(c, t)| vec![c.clone(), text(&t["customer_accounts"]), text(&t["reserved"]), text(&t["all_accounts"]), text(&t["accounts"])])
+            .collect();
+        out.push_str(&table(&["currency", "customer_accounts", "reserved", "all_accounts", "accounts"], &rows));
+    }
+    out
+}
+
+pub fn posted_line(v: &Value) -> String {
+    let replayed = if v["replayed"] == json!(true) { " (replayed: already posted)" } else { "" };
+    let overdrawn = if v["overdrawn"] == json!(true) { ", overdrawn" } else { "" };
+    format!("posted transfer {}{overdrawn}{replayed}\n", text(&v["transfer"]))
+}
+
+/// Splits one CSV line, honouring double quotes (`""` inside quotes is a quote).
+fn csv_fields(line: &str) -> Vec<String> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => fields.push(std::mem::take(&mut field)),
+            _ => field.push(c),
+        }
+    }
+    fields.push(field);
+    fields
+}
+
+/// Posts a CSV of usage through the batch endpoint. The header names the columns:
+/// `client_id,account,amount,currency` and optionally `service`, `at`. Client ids make a
+/// re-run safe: rows already posted are replayed, not posted twice.
+pub fn import(remote: &mut Remote, csv: &str) -> Result<String, String> {
+    let mut lines = csv.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+    let (_, header) = lines.next().ok_or("the file is empty")?;
+    let columns: Vec<String> = csv_fields(header).iter().map(|c| c.trim().to_ascii_lowercase()).collect();
+    for required in ["client_id", "account", "amount", "currency"] {
+        if !columns.iter().any(|c| c == required) {
+            return Err(format!("line 1: the header lacks the column {required}"));
+        }
+    }
+    if let Some(unknown) = columns.iter().find(|c| !["client_id", "account", "amount", "currency", "service", "at"].contains(&c.as_str())) {
+        return Err(format!("line 1: unknown column {unknown}"));
+    }
+    let mut items = Vec::new();
+    for (n, line) in lines {
+        let fields = csv_fields(line);
+        if fields.len() != columns.len() {
+            return Err(format!("line {}: {} fields, the header has {}", n + 1, fields.len(), columns.len()));
+        }
+        let mut item = serde_json::Map::new();
+        for (column, value) in columns.iter().zip(fields) {
+            let value = value.trim().to_owned();
+            let v = if column == "account" {
+                json!(value.parse::<u64>().map_err(|_| format!("line {}: account {value:?} is not a whole number", n + 1))?)
+            } else {
+                json!(value)
+            };
+            if !(value.is_empty() && matches!(column.as_str(), "service" | "at")) {
+                item.insert(column.clone(), v);
+            }
+        }
+        items.push((n + 1, Value::Object(item)));
+    }
+    let (mut posted, mut replayed, mut failed) = (0, 0, Vec::new());
+    for chunk in items.chunks(IMPORT_CHUNK) {
+        let body = json!({ "items": chunk.iter().map(|(_, i)| i.clone()).collect::<Vec<_>>() });
+        let answer = remote.post("/v1/charges/batch", &body)?;
+        let results = answer["results"].as_array().ok_or("no results in the answer")?;
+        for ((line, _), r) in chunk.iter().zip(results) {
+            if r.get("error").is_some() {
+                failed.push(format!("line {line}: {} {}", text(&r["error"]["code"]), text(&r["error"]["message"])));
+            } else if r["replayed"] == json!(true) {
+                replayed += 1;
+            } else {
+                posted += 1;
+            }
+        }
+    }
+    let mut out = format!("{posted} posted, {replayed} already posted, {} refused\n", failed.len());
+    for f in &failed {
+        out.push_str(f);
+        out.push('\n');
+    }
+    Ok(out)
+}
