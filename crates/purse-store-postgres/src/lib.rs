@@ -592,7 +592,7 @@ fn write_transfers(c: &mut Client, transfers: &[Transfer]) -> Result<(), postgre
 
 impl PgReader {
     fn with<T>(&self, f: impl FnOnce(&mut Client) -> StoreResult<T>) -> StoreResult<T> {
-        let mut client = self.client.lock().map_err(|_| StoreError("postgres reader poisoned".into()))?;
+        let mut client = self.client.lock().unwrap_or_else(std::sync::PoisonError::into_inner); // a panicking reader leaves it usable
         f(&mut client)
     }
 }

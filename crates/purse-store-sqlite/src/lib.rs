@@ -606,7 +606,7 @@ fn insert_rows<const N: usize>(c: &Connection, prefix: &str, suffix: &str, rows:
 
 impl SqliteReader {
     fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> StoreResult<T> {
-        let conn = self.conn.lock().map_err(|_| StoreError("sqlite reader poisoned".into()))?;
+        let conn = self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner); // a panicking reader leaves it usable
         f(&conn).map_err(err)
     }
 

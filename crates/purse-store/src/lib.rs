@@ -421,9 +421,11 @@ pub mod codec {
         Some(high)
     }
 
-    /// Ids are `u64` in the core and signed 64-bit in both databases.
+    /// Ids are `u64` in the core and signed 64-bit in both databases. The ledger never
+    /// assigns one at or above 2^63, so such an id (a caller's typo or probe) names no row:
+    /// it maps to -1, which matches nothing, instead of failing the lookup.
     pub fn id_to_db(id: u64) -> i64 {
-        i64::try_from(id).expect("ids stay below 2^63")
+        i64::try_from(id).unwrap_or(-1)
     }
 
     pub fn id_from_db(id: i64) -> u64 {
