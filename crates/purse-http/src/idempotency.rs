@@ -89,14 +89,28 @@ fn hash(method: &Method, path: &str, body: &[u8]) -> String {
 /// Middleware (inside authentication): enforces the header on every request that is not a
 /// read, and answers replays before the handler runs.
 pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    // Other methods are not routes of ours: the router answers them with 405.
-    if !matches!(*request.method(), Method::POST | Method::PUT | Method::PATCH | Method::DELETE) {
+    // Only the routes that change something; anything else (a read, or a method the path
+    // does not have, which the router answers with 405) passes.
+    let route = request.extensions().get::<axum::extract::MatchedPath>().map(|m| m.as_str().to_owned());
+    if !route.is_some_and(|path| changing_routes().contains(&(request.method().clone(), path))) {
         return next.run(request).await;
     }
     match prepare(&state, request).await {
         Ok((request, _claim)) => next.run(request).await,
         Err(e) => e.into_response(),
     }
+}
+
+/// (method, path) of every route that changes something, from the route table.
+fn changing_routes() -> &'static HashSet<(Method, String)> {
+    static ROUTES: std::sync::OnceLock<HashSet<(Method, String)>> = std::sync::OnceLock::new();
+    ROUTES.get_or_init(|| {
+        crate::routes::table()
+            .into_iter()
+            .filter(|r| r.access == crate::routes::Access::Write)
+            .map(|r| (r.method, r.path.to_owned()))
+            .collect()
+    })
 }
 
 async fn prepare(state: &AppState, request: Request) -> Result<(Request, Claim), ApiError> {

@@ -115,9 +115,32 @@ impl Params {
         self.0.get(name).map(String::as_str)
     }
 
+    /// A whole number from 0 to 2^63 − 1 (every id, and every count, fits).
     pub fn id(&self, name: &str) -> Result<Option<u64>, ApiError> {
         self.text(name)
-            .map(|v| v.parse::<u64>().map_err(|_| ApiError::invalid(name, "invalid_type", format!("{name} must be a whole number"))))
+            .map(|v| {
+                v.parse::<u64>().ok().filter(|n| i64::try_from(*n).is_ok()).ok_or_else(|| {
+                    ApiError::invalid(name, "invalid_type", format!("{name} must be a whole number from 0 to {}", i64::MAX))
+                })
+            })
             .transpose()
+    }
+}
+
+/// The `{id}` of a path. One that is not a whole number below 2^63 names nothing: 404.
+pub struct Id(pub u64);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Id {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Id, ApiError> {
+        let axum::extract::Path(text) = axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::NotFound("resource"))?;
+        text.parse::<u64>()
+            .ok()
+            .filter(|n| i64::try_from(*n).is_ok())
+            .map(Id)
+            .ok_or(ApiError::NotFound("resource"))
     }
 }

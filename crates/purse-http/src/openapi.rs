@@ -24,7 +24,7 @@ fn positive_amount() -> Value {
     json!({ "type": "string", "pattern": "^[0-9]{1,19}(\\.[0-9]{1,9})?$" })
 }
 fn id() -> Value {
-    json!({ "type": "integer", "format": "int64", "minimum": 0 })
+    json!({ "type": "integer", "format": "int64", "minimum": 0, "maximum": i64::MAX })
 }
 fn time() -> Value {
     json!({ "type": "string", "format": "date-time" })

@@ -479,10 +479,11 @@ async fn ids_beyond_the_database_range_are_not_found_and_break_nothing() {
     for path in [format!("/v1/accounts/{huge}"), format!("/v1/transfers/{huge}"), format!("/v1/holds/{huge}"), format!("/v1/customers/{huge}")] {
         assert_eq!(api.get(&path).await.0, StatusCode::NOT_FOUND, "{path}");
     }
+    assert_eq!(api.get("/v1/accounts/seven").await.0, StatusCode::NOT_FOUND);
     let (status, body) = api.get(&format!("/v1/accounts?party={huge}")).await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!((status, error_of(&body)), (StatusCode::UNPROCESSABLE_ENTITY, ("invalid_type", "party")));
     let (status, body) = api.get(&format!("/v1/customers?after={huge}")).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!((status, error_of(&body)), (StatusCode::UNPROCESSABLE_ENTITY, ("invalid_type", "after")));
     let (status, body) = api.post("/v1/charges", json!({ "client_id": "h-1", "account": huge, "amount": "1.00", "currency": "USD" })).await;
     assert_eq!((status, error_of(&body)), (StatusCode::UNPROCESSABLE_ENTITY, ("account_not_found", "account")));
     let (status, body) = api.post("/v1/reversals", json!({ "client_id": "h-2", "transfer": huge })).await;

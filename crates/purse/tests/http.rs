@@ -366,3 +366,31 @@ fn the_cli_drives_the_api() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("account_not_found"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// schemathesis (installed by scripts/schemathesis.sh) fuzzes every operation of the served
+/// OpenAPI document, time-boxed: no 5xx, and no response that contradicts the document.
+/// (`positive_data_acceptance` is left out: a schema-valid id that names nothing is rightly
+/// a 404 or 422, which that check counts as a failure.)
+#[test]
+fn schemathesis_finds_no_5xx_and_nothing_contradicting_the_document() {
+    let st = std::env::var("PURSE_SCHEMATHESIS").unwrap_or_else(|_| {
+        panic!("PURSE_SCHEMATHESIS is not set: run the tests with scripts/test.sh, which installs schemathesis")
+    });
+    let seconds = std::env::var("PURSE_SCHEMATHESIS_SECONDS").unwrap_or_else(|_| "60".into());
+    let url = sqlite_url();
+    let server = Served::start(&url);
+    let key = operator_key(&url);
+    let mut setup = Client::new(&server.base(), Some(key.clone())).unwrap();
+    let wallet = funded_customer(&mut setup, "100.00", "0");
+    post(&mut setup, "/v1/charges", json!({ "client_id": id("c"), "account": wallet, "amount": "1.00", "currency": "USD" }));
+    let out = Command::new(&st)
+        .args(["run", &format!("{}/v1/openapi.json", server.base()), "-H", &format!("Authorization: Bearer {key}")])
+        .args(["--checks", "all", "--exclude-checks", "positive_data_acceptance", "--max-time", &seconds, "--workers", "2"])
+        .args(["--seed", "20261122"])
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("schemathesis runs");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "schemathesis found problems:\n{report}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(report.contains("passed"), "{report}");
+}

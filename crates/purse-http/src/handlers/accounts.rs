@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use purse_core::{Account, AccountId, AccountKind, Amount, Command, Item, NewAccountKind, Outcome, PartyId, PartyKind, Role, TransferId, TransferKind};
@@ -15,7 +15,7 @@ use super::{account_view, amount, clamp, created, currency_code, json_parts, out
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::idempotency::Ctx;
-use crate::json::{reply, ApiJson, Params};
+use crate::json::{reply, ApiJson, Id, Params};
 use crate::{time, AppState};
 
 /// The account as of now, with the same available figure the spendable query gives
@@ -107,7 +107,7 @@ pub async fn open_account(State(state): State<AppState>, ctx: Ctx, ApiJson(body)
         .await
 }
 
-pub async fn get_account(State(state): State<AppState>, who: Principal, Path(id): Path<u64>) -> Result<Response, ApiError> {
+pub async fn get_account(State(state): State<AppState>, who: Principal, Id(id): Id) -> Result<Response, ApiError> {
     let view = state.read(move |s| current_view(s, &s.account_for(&who, id)?)).await?;
     Ok(reply(StatusCode::OK, &view))
 }
@@ -162,7 +162,7 @@ fn may_set_credit(who: &Principal, a: &Account) -> bool {
 pub async fn update_account(
     State(state): State<AppState>,
     ctx: Ctx,
-    Path(id): Path<u64>,
+    Id(id): Id,
     ApiJson(body): ApiJson<AccountChanges>,
 ) -> Result<Response, ApiError> {
     let who = ctx.principal;
@@ -211,7 +211,7 @@ pub async fn update_account(
         .await
 }
 
-pub async fn close_account(State(state): State<AppState>, ctx: Ctx, Path(id): Path<u64>) -> Result<Response, ApiError> {
+pub async fn close_account(State(state): State<AppState>, ctx: Ctx, Id(id): Id) -> Result<Response, ApiError> {
     let who = ctx.principal;
     who.require_staff("close accounts")?;
     state.read(move |s| s.account_for(&who, id)).await?;
@@ -224,7 +224,7 @@ pub async fn close_account(State(state): State<AppState>, ctx: Ctx, Path(id): Pa
         .await
 }
 
-pub async fn spendable(State(state): State<AppState>, who: Principal, Path(id): Path<u64>, params: Params) -> Result<Response, ApiError> {
+pub async fn spendable(State(state): State<AppState>, who: Principal, Id(id): Id, params: Params) -> Result<Response, ApiError> {
     params.only(&["price"])?;
     let price = params.text("price").map(str::to_owned);
     let body = state
@@ -246,7 +246,7 @@ pub async fn spendable(State(state): State<AppState>, who: Principal, Path(id): 
 
 /// `GET /v1/accounts/{id}/balance?at=...`: the posted balance right after the last posting
 /// at or before `at` (now when absent).
-pub async fn balance_at(State(state): State<AppState>, who: Principal, Path(id): Path<u64>, params: Params) -> Result<Response, ApiError> {
+pub async fn balance_at(State(state): State<AppState>, who: Principal, Id(id): Id, params: Params) -> Result<Response, ApiError> {
     params.only(&["at"])?;
     let at = params.text("at").map(|t| timestamp("at", t)).transpose()?;
     let body = state
@@ -285,7 +285,7 @@ struct JournalEntry {
 /// `GET /v1/accounts/{id}/journal?limit=&before=&from=&to=&kind=`: postings newest first.
 /// `from`/`to` bound the posting time (`from` inclusive, `to` exclusive); `kind` is a
 /// comma-separated list; `before` is the `next_before` of the previous page.
-pub async fn journal(State(state): State<AppState>, who: Principal, Path(id): Path<u64>, params: Params) -> Result<Response, ApiError> {
+pub async fn journal(State(state): State<AppState>, who: Principal, Id(id): Id, params: Params) -> Result<Response, ApiError> {
     params.only(&["limit", "before", "from", "to", "kind"])?;
     let limit = page_limit(params.id("limit")?.map(|n| u32::try_from(n).unwrap_or(u32::MAX)))? as usize;
     let before = params.id("before")?.map(TransferId);

@@ -1,6 +1,6 @@
 //! Resellers and customers.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use purse_core::{Amount, Billing, Command, Item, Outcome, PartyId, Role};
@@ -11,7 +11,7 @@ use super::{amount, created, currency_code, json_parts, outcome, page_limit, par
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::idempotency::Ctx;
-use crate::json::{reply, ApiJson, Params};
+use crate::json::{reply, ApiJson, Id, Params};
 use crate::AppState;
 
 #[derive(Serialize)]
@@ -162,10 +162,10 @@ async fn get(state: AppState, who: Principal, id: u64, reseller: bool) -> Result
     Ok(reply(StatusCode::OK, &party_view(&who, &party)))
 }
 
-pub async fn get_reseller(State(state): State<AppState>, who: Principal, Path(id): Path<u64>) -> Result<Response, ApiError> {
+pub async fn get_reseller(State(state): State<AppState>, who: Principal, Id(id): Id) -> Result<Response, ApiError> {
     get(state, who, id, true).await
 }
 
-pub async fn get_customer(State(state): State<AppState>, who: Principal, Path(id): Path<u64>) -> Result<Response, ApiError> {
+pub async fn get_customer(State(state): State<AppState>, who: Principal, Id(id): Id) -> Result<Response, ApiError> {
     get(state, who, id, false).await
 }

@@ -1,7 +1,7 @@
 //! Everything that moves money: charges (one or a batch), payments, transfers, reversals,
 //! and holds (place, capture, release); and the reads of a transfer and a hold.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use purse_core::{
@@ -14,7 +14,7 @@ use super::{amount, created, currency_code, hold_view, json_parts, object_metada
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::idempotency::Ctx;
-use crate::json::{reply, ApiJson};
+use crate::json::{reply, ApiJson, Id};
 use crate::AppState;
 
 /// Most items in one `POST /v1/charges/batch`.
@@ -273,7 +273,7 @@ pub async fn create_reversal(State(state): State<AppState>, ctx: Ctx, ApiJson(r)
     state.commit(&ctx, vec![Item::single(command)], render_posted).await
 }
 
-pub async fn get_transfer(State(state): State<AppState>, who: Principal, Path(id): Path<u64>) -> Result<Response, ApiError> {
+pub async fn get_transfer(State(state): State<AppState>, who: Principal, Id(id): Id) -> Result<Response, ApiError> {
     let view = state
         .read(move |s| {
             let t = s.engine.reader().transfer(TransferId(id))?.ok_or(ApiError::NotFound("transfer"))?;
@@ -352,7 +352,7 @@ fn hold_for(s: &AppState, who: &Principal, id: u64) -> Result<purse_core::Hold, 
     Ok(hold)
 }
 
-pub async fn get_hold(State(state): State<AppState>, who: Principal, Path(id): Path<u64>) -> Result<Response, ApiError> {
+pub async fn get_hold(State(state): State<AppState>, who: Principal, Id(id): Id) -> Result<Response, ApiError> {
     let view = state
         .read(move |s| {
             let hold = hold_for(s, &who, id)?;
@@ -374,7 +374,7 @@ pub struct CaptureRequest {
 pub async fn capture_hold(
     State(state): State<AppState>,
     ctx: Ctx,
-    Path(id): Path<u64>,
+    Id(id): Id,
     ApiJson(r): ApiJson<CaptureRequest>,
 ) -> Result<Response, ApiError> {
     let who = ctx.principal;
@@ -402,7 +402,7 @@ pub struct ReleaseRequest {
 pub async fn release_hold(
     State(state): State<AppState>,
     ctx: Ctx,
-    Path(id): Path<u64>,
+    Id(id): Id,
     ApiJson(r): ApiJson<ReleaseRequest>,
 ) -> Result<Response, ApiError> {
     let who = ctx.principal;

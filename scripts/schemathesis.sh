@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs schemathesis (the OpenAPI fuzzer the test suite runs against `purse serve`) into
+# a virtual environment under .tools/, once; prints the path of its `st` command.
+# Idempotent: a second run only prints the path.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VERSION="4.32.5"
+VENV="$PWD/.tools/schemathesis-$VERSION"
+ST="$VENV/bin/st"
+if [ ! -x "$ST" ]; then
+    if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
+        rm -rf "$VENV"
+        # Debian ships venv separately.
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv >&2
+        python3 -m venv "$VENV"
+    fi
+    "$VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==$VERSION" >&2
+fi
+"$ST" --version >/dev/null
+echo "$ST"
