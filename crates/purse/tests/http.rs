@@ -394,3 +394,38 @@ fn schemathesis_finds_no_5xx_and_nothing_contradicting_the_document() {
     assert!(out.status.success(), "schemathesis found problems:\n{report}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(report.contains("passed"), "{report}");
 }
+
+/// One JSON log line per request, with a request id; never the key, a body or a card number.
+#[test]
+fn request_logs_carry_a_request_id_and_no_secret() {
+    let url = sqlite_url();
+    let key = operator_key(&url);
+    let log = std::env::temp_dir().join(format!("purse-log-{}.txt", std::process::id()));
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_purse"))
+        .args(["serve", "--database", &url, "--listen", &listen])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let base = format!("http://{listen}");
+    let mut client = Client::new(&base, Some(key.clone())).unwrap();
+    for _ in 0..50 {
+        if client.get("/healthz").is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let wallet = funded_customer(&mut client, "10.00", "0");
+    let card = "4242424242424242";
+    let body = json!({ "client_id": id("c"), "account": wallet, "amount": "1.00", "currency": "USD", "metadata": { "card": card } });
+    let reply = client.request("POST", "/v1/charges", Some(body.to_string().as_bytes()), &[("idempotency-key", "log-1"), ("x-request-id", "trace-abc")]).unwrap();
+    assert_eq!(reply.status, 201);
+    assert_eq!(reply.header("x-request-id"), Some("trace-abc"));
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    child.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line = text.lines().find(|l| l.contains("trace-abc")).expect("the request's line");
+    let parsed: Value = serde_json::from_str(line).unwrap();
+    assert_eq!((parsed["route"].as_str(), parsed["status"].as_u64()), (Some("/v1/charges"), Some(201)));
+    assert!(!text.contains(&key[6..]) && !text.contains(card) && !text.contains("metadata"), "{text}");
+}
