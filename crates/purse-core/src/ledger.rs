@@ -1100,6 +1100,7 @@ impl Ledger {
         let t = self.post_new(lookups, &c.client_id, TransferKind::Charge, (c.account, revenue), c.money, at, details, now)?;
         let account = self.account_mut(c.account);
         account.last_charge_at = Some(account.last_charge_at.map_or(at, |l| l.max(at)));
+        account.uninvoiced = Amount(account.uninvoiced.0.saturating_add(c.money.amount.0));
         Ok(Outcome::Posted { transfer: t.id, overdrawn: t.overdrawn, replayed: false })
     }
 
@@ -1274,6 +1275,7 @@ impl Ledger {
         let t = self.post_new(lookups, client_id, TransferKind::Charge, (hold.account, revenue), money, now, details, now)?;
         let account = self.account_mut(hold.account);
         account.last_charge_at = Some(account.last_charge_at.map_or(now, |l| l.max(now)));
+        account.uninvoiced = Amount(account.uninvoiced.0.saturating_add(captured.0));
         let resolution = HoldResolution { at: now, client_id: Some(client_id.clone()), captured, transfer: Some(t.id) };
         self.resolve_hold(hold, HoldState::Captured, resolution, lookups);
         Ok(Outcome::HoldCaptured { hold: hold_id, transfer: t.id, replayed: false })
@@ -1335,6 +1337,11 @@ impl Ledger {
             now,
         )?;
         self.remember(|_| Undo::Reversal(original_id));
+        if original.kind == TransferKind::Charge {
+            // A reversed charge is no longer consumption to invoice.
+            let account = self.account_mut(original.debit);
+            account.uninvoiced = Amount(account.uninvoiced.0.saturating_sub(original.amount.0));
+        }
         if let Some(entry) = lookups.transfers.get_mut(&original_id) {
             entry.1 = Some(t.id);
         }
@@ -1432,6 +1439,7 @@ fn new_account(
         children_balance: Amount::ZERO,
         thresholds: Vec::new(),
         last_charge_at: None,
+        uninvoiced: Amount::ZERO,
         last_transfer: None,
         created_at: now,
     }

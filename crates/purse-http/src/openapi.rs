@@ -72,7 +72,7 @@ fn schemas() -> Value {
     let account = object(
         &[
             ("id", id()), ("kind", string()), ("party", nullable(id())), ("currency", currency()),
-            ("status", json!({ "type": "string", "enum": ["open", "closed"] })), ("balance", amount()), ("reserved", amount()),
+            ("status", json!({ "type": "string", "enum": ["open", "closed"] })), ("balance", amount()), ("reserved", amount()), ("uninvoiced", amount()),
             ("credit_limit", amount()), ("temporary_increase", nullable(object(&[("amount", amount()), ("valid_until", time())], &[], false))),
             ("children_balance", amount()), ("available", amount()), ("thresholds", list_of(amount())),
             ("last_charge_at", nullable(time())), ("created_at", time()),

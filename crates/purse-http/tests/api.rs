@@ -160,6 +160,7 @@ async fn a_charge_moves_the_balance_and_a_retry_replays_it() {
     assert_eq!(account["available"], "7.50");
     assert_eq!(account["currency"], "USD");
     assert_eq!(account["last_charge_at"], "2026-11-22T10:15:30.000000Z");
+    assert_eq!(account["uninvoiced"], "2.50");
     let (_, spendable) = api.get(&format!("/v1/accounts/{wallet}/spendable?price=0.25")).await;
     assert_eq!((spendable["available"].clone(), spendable["units"].clone()), (json!("7.50"), json!(30)));
     let (status, journal) = api.get(&format!("/v1/accounts/{wallet}/journal?kind=charge")).await;
@@ -176,6 +177,11 @@ async fn a_charge_moves_the_balance_and_a_retry_replays_it() {
     assert_eq!((status, error_of(&body)), (StatusCode::UNPROCESSABLE_ENTITY, ("invalid_page_size", "limit")));
     let (_, before) = api.get(&format!("/v1/accounts/{wallet}/balance?at=2000-01-01T00:00:00Z")).await;
     assert_eq!(before["balance"], "0.00");
+    // A reversed charge is no longer consumption to invoice.
+    let (status, reversal) = api.post("/v1/reversals", json!({ "client_id": "r-1", "transfer": first["transfer"] })).await;
+    assert_eq!(status, StatusCode::CREATED, "{reversal}");
+    let (_, account) = api.get(&format!("/v1/accounts/{wallet}")).await;
+    assert_eq!((account["uninvoiced"].clone(), account["balance"].clone()), (json!("0.00"), json!("10.00")));
 }
 
 #[tokio::test]

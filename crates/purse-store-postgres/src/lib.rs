@@ -30,6 +30,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_ledger", include_str!("../migrations/0001_ledger.sql")),
     ("0002_api_keys", include_str!("../migrations/0002_api_keys.sql")),
     ("0003_api", include_str!("../migrations/0003_api.sql")),
+    ("0004_uninvoiced", include_str!("../migrations/0004_uninvoiced.sql")),
 ];
 
 
@@ -105,6 +106,7 @@ fn account_from_row(r: &Row) -> StoreResult<Account> {
         last_charge_at: r.get::<_, Option<i64>>(15).map(Timestamp),
         created_at: Timestamp(r.get(16)),
         last_transfer: opt_id(r.get(17)).map(TransferId),
+        uninvoiced: Amount(r.get(18)),
     })
 }
 
@@ -485,6 +487,7 @@ fn write_accounts(c: &mut Client, accounts: &[Account], insert: bool, settings: 
     let children: Vec<i64> = accounts.iter().map(|a| a.children_balance.0).collect();
     let last_charge: Vec<Option<i64>> = accounts.iter().map(|a| a.last_charge_at.map(|t| t.0)).collect();
     let last_transfer: Vec<Option<i64>> = accounts.iter().map(|a| a.last_transfer.map(|t| id_to_db(t.0))).collect();
+    let uninvoiced: Vec<i64> = accounts.iter().map(|a| a.uninvoiced.0).collect();
     let with_settings: Vec<&Account> = if insert {
         accounts.iter().collect()
     } else {
@@ -493,18 +496,18 @@ fn write_accounts(c: &mut Client, accounts: &[Account], insert: bool, settings: 
     if insert {
         insert_account_settings(c, &with_settings)?;
         c.execute(
-            "INSERT INTO balances (account_id, balance, reserved, children_balance, last_charge_at, last_transfer_id) \
-             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])",
-            &[&id, &balance, &reserved, &children, &last_charge, &last_transfer],
+            "INSERT INTO balances (account_id, balance, reserved, children_balance, last_charge_at, last_transfer_id, uninvoiced) \
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[])",
+            &[&id, &balance, &reserved, &children, &last_charge, &last_transfer, &uninvoiced],
         )?;
         return Ok(());
     }
     c.execute(
         "UPDATE balances b SET balance = u.balance, reserved = u.reserved, children_balance = u.children, \
-         last_charge_at = u.last_charge, last_transfer_id = u.last_transfer FROM \
-         unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[]) \
-         AS u(id, balance, reserved, children, last_charge, last_transfer) WHERE b.account_id = u.id",
-        &[&id, &balance, &reserved, &children, &last_charge, &last_transfer],
+         last_charge_at = u.last_charge, last_transfer_id = u.last_transfer, uninvoiced = u.uninvoiced FROM \
+         unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[]) \
+         AS u(id, balance, reserved, children, last_charge, last_transfer, uninvoiced) WHERE b.account_id = u.id",
+        &[&id, &balance, &reserved, &children, &last_charge, &last_transfer, &uninvoiced],
     )?;
     for a in with_settings {
         c.execute(

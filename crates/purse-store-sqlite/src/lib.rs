@@ -27,6 +27,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_ledger", include_str!("../migrations/0001_ledger.sql")),
     ("0002_api_keys", include_str!("../migrations/0002_api_keys.sql")),
     ("0003_api", include_str!("../migrations/0003_api.sql")),
+    ("0004_uninvoiced", include_str!("../migrations/0004_uninvoiced.sql")),
 ];
 
 
@@ -112,6 +113,7 @@ fn account_from_row(r: &Row<'_>) -> rusqlite::Result<Account> {
         last_charge_at: r.get::<_, Option<i64>>(15)?.map(Timestamp),
         created_at: Timestamp(r.get(16)?),
         last_transfer: opt_id(r.get(17)?).map(TransferId),
+        uninvoiced: Amount(r.get(18)?),
     })
 }
 
@@ -434,7 +436,7 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
         let mut insert = c.prepare_cached(&format!(
             "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
         ))?;
-        let mut balances = c.prepare_cached("INSERT INTO balances (account_id, balance, reserved, children_balance, last_charge_at, last_transfer_id) VALUES (?,?,?,?,?,?)")?;
+        let mut balances = c.prepare_cached("INSERT INTO balances (account_id, balance, reserved, children_balance, last_charge_at, last_transfer_id, uninvoiced) VALUES (?,?,?,?,?,?,?)")?;
         for a in &out.accounts_new {
             let (kind, role, parent) = codec::account_kind(a.kind);
             insert.execute(params![
@@ -459,10 +461,11 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
                 a.children_balance.0,
                 a.last_charge_at.map(|t| t.0),
                 a.last_transfer.map(|t| id_to_db(t.0)),
+                a.uninvoiced.0,
             ])?;
         }
     }
-    let rows: Vec<[Value; 6]> = out
+    let rows: Vec<[Value; 7]> = out
         .accounts_changed
         .iter()
         .map(|a| {
@@ -473,15 +476,16 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
                 Value::Integer(a.children_balance.0),
                 a.last_charge_at.map_or(Value::Null, |t| Value::Integer(t.0)),
                 a.last_transfer.map_or(Value::Null, |t| Value::Integer(id_to_db(t.0))),
+                Value::Integer(a.uninvoiced.0),
             ]
         })
         .collect();
     insert_rows(
         c,
-        "INSERT INTO balances (account_id, balance, reserved, children_balance, last_charge_at, last_transfer_id) VALUES ",
+        "INSERT INTO balances (account_id, balance, reserved, children_balance, last_charge_at, last_transfer_id, uninvoiced) VALUES ",
         " ON CONFLICT (account_id) DO UPDATE SET balance = excluded.balance, reserved = excluded.reserved, \
          children_balance = excluded.children_balance, last_charge_at = excluded.last_charge_at, \
-         last_transfer_id = excluded.last_transfer_id",
+         last_transfer_id = excluded.last_transfer_id, uninvoiced = excluded.uninvoiced",
         &rows,
     )?;
     let mut settings = c.prepare_cached(

@@ -208,7 +208,7 @@ pub mod columns {
     /// Accounts are read joined with their balances; the order is the row readers'.
     pub const ACCOUNT_SELECT: &str = "SELECT a.id, a.client_id, a.party_id, a.kind, a.system_role, a.parent_id, \
          a.currency, a.status, b.balance, b.reserved, a.credit_limit, a.temp_increase, a.temp_valid_until, \
-         b.children_balance, a.thresholds, b.last_charge_at, a.created_at, b.last_transfer_id \
+         b.children_balance, a.thresholds, b.last_charge_at, a.created_at, b.last_transfer_id, b.uninvoiced \
          FROM accounts a JOIN balances b ON b.account_id = a.id";
     pub const ACCOUNT_COLUMNS: &str = "id, client_id, party_id, kind, system_role, parent_id, currency, status, \
          credit_limit, temp_increase, temp_valid_until, thresholds, created_at";

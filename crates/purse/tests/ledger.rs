@@ -430,3 +430,29 @@ fn spendable_now_does_not_count_holds_that_expired_while_the_engine_was_idle() {
     assert_eq!(h.engine.reader().account(a).unwrap().unwrap().reserved, Amount(400));
     assert_eq!(h.engine.spendable(a, None).unwrap().unwrap().available, Amount(1000));
 }
+
+/// Uninvoiced consumption: charges and captures add to it, a reversed charge takes its
+/// amount back off; it is stored with the balance on both backends.
+#[test]
+fn uninvoiced_counts_charges_and_captures_less_reversed_charges() {
+    for url in both_backends("ledger_uninvoiced") {
+        let h = Harness::on(&url);
+        let wallet = h.customer("0");
+        h.pay(wallet, "20.00").unwrap();
+        let Ok(Outcome::Posted { transfer: charge, .. }) = h.charge(wallet, "2.00") else { panic!("charge") };
+        let hold = h.run(Command::Hold {
+            client_id: h.next_id("hold"),
+            account: wallet,
+            money: h.usd("5.00"),
+            expires_at: h.now().plus_micros(60_000_000),
+            service: None,
+            metadata: None,
+        });
+        let Ok(Outcome::HoldPlaced { hold, .. }) = hold else { panic!("hold: {hold:?}") };
+        h.run(Command::Capture { client_id: h.next_id("capture"), hold, amount: Some(h.amount("3.00")) }).unwrap();
+        h.run(Command::Reverse { client_id: h.next_id("reverse"), transfer: charge, metadata: None }).unwrap();
+        let stored = h.engine.reader().account(wallet).unwrap().unwrap();
+        assert_eq!(stored.uninvoiced, h.amount("3.00"), "{url}");
+        assert_eq!(stored.balance, h.amount("17.00"), "{url}");
+    }
+}

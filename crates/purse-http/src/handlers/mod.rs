@@ -229,6 +229,8 @@ pub struct AccountView {
     pub balance: String,
     /// Sum of open holds.
     pub reserved: String,
+    /// Consumption posted since the last invoice.
+    pub uninvoiced: String,
     pub credit_limit: String,
     pub temporary_increase: Option<TemporaryIncreaseView>,
     /// Balance of the credit subscriber accounts drawing on this one.
@@ -264,6 +266,7 @@ pub(crate) fn account_view(a: &Account, available: i128, currency: Currency) -> 
         status: purse_store::codec::status(a.status),
         balance: currency.format(a.balance),
         reserved: currency.format(a.reserved),
+        uninvoiced: currency.format(a.uninvoiced),
         credit_limit: currency.format(a.credit_limit),
         temporary_increase: a.temporary_increase.map(|t| TemporaryIncreaseView {
             amount: currency.format(t.amount),
