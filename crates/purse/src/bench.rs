@@ -154,18 +154,25 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, String> {
             })
         })
         .collect();
+    measure(&barrier, threads, options.charges, setup_seconds)
+}
+
+type BenchThread = std::thread::JoinHandle<Result<Vec<Duration>, String>>;
+
+/// Releases the threads waiting at `barrier`, times them to the end, and reports.
+fn measure(barrier: &Barrier, threads: Vec<BenchThread>, charges: u64, setup_seconds: f64) -> Result<BenchReport, String> {
     barrier.wait();
     let began = Instant::now();
-    let mut latencies = Vec::with_capacity(options.charges as usize);
+    let mut latencies = Vec::with_capacity(usize::try_from(charges).unwrap_or(0));
     for t in threads {
         latencies.extend(t.join().map_err(|_| "a bench thread panicked".to_string())??);
     }
     let seconds = began.elapsed().as_secs_f64();
     latencies.sort_unstable();
     Ok(BenchReport {
-        charges: options.charges,
+        charges,
         seconds,
-        charges_per_s: options.charges as f64 / seconds,
+        charges_per_s: charges as f64 / seconds,
         p50_ms: percentile(&latencies, 0.50),
         p99_ms: percentile(&latencies, 0.99),
         max_ms: percentile(&latencies, 1.0),
@@ -313,22 +320,5 @@ fn run_http(options: &BenchOptions, url: &str, key: &str) -> Result<BenchReport,
             })
         })
         .collect();
-    barrier.wait();
-    let began = Instant::now();
-    let mut latencies = Vec::new();
-    for t in threads {
-        latencies.extend(t.join().map_err(|_| "a bench thread panicked".to_string())??);
-    }
-    let seconds = began.elapsed().as_secs_f64();
-    latencies.sort_unstable();
-    Ok(BenchReport {
-        charges: options.charges,
-        seconds,
-        charges_per_s: options.charges as f64 / seconds,
-        p50_ms: percentile(&latencies, 0.50),
-        p99_ms: percentile(&latencies, 0.99),
-        max_ms: percentile(&latencies, 1.0),
-        peak_rss_mib: peak_rss_mib(),
-        setup_seconds,
-    })
+    measure(&barrier, threads, options.charges, setup_seconds)
 }
