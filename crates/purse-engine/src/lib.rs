@@ -284,14 +284,18 @@ impl Engine {
 
     /// The committed account as of `now`: holds that expired since the last batch no longer
     /// count as reserved, whether or not a batch has run to release them.
-    fn current(&self, account: AccountId, now: Timestamp) -> Result<Option<Account>, EngineError> {
-        let store = |e: StoreError| EngineError::Store(e.0);
-        let Some(mut acc) = self.reader.account(account).map_err(store)? else { return Ok(None) };
+    pub fn current(&self, account: AccountId, now: Timestamp) -> Result<Option<Account>, EngineError> {
+        let found = self.reader.account(account).map_err(|e| EngineError::Store(e.0))?;
+        found.map(|acc| self.as_of(acc, now)).transpose()
+    }
+
+    /// An account already read, as of `now` (see [`Engine::current`]).
+    pub fn as_of(&self, mut acc: Account, now: Timestamp) -> Result<Account, EngineError> {
         if acc.reserved.is_positive() {
-            let expired = self.reader.expired_reservations(account, now).map_err(store)?;
+            let expired = self.reader.expired_reservations(acc.id, now).map_err(|e| EngineError::Store(e.0))?;
             acc.reserved = Amount(acc.reserved.0 - expired);
         }
-        Ok(Some(acc))
+        Ok(acc)
     }
 
     /// Stops taking requests, finishes every queued one, and waits for the writer.

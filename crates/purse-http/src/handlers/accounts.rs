@@ -18,18 +18,18 @@ use crate::idempotency::Ctx;
 use crate::json::{reply, ApiJson, Id, Params};
 use crate::{time, AppState};
 
-/// The account as of now, with the same available figure the spendable query gives
-/// (holds that expired since the last batch no longer count). Blocking.
+/// The account as of now: holds that expired since the last batch no longer count, so
+/// `reserved` and `available` agree with the spendable query. Blocking.
 fn current_view(s: &AppState, a: &Account) -> Result<super::AccountView, ApiError> {
     let currency = s.currency("currency", a.currency)?;
-    let spendable = s.engine.spendable(a.id, None)?.ok_or(ApiError::NotFound("account"))?;
-    let mut view = account_view(a, i128::from(spendable.available.0), currency);
-    if a.reserved.is_positive() {
-        let now = purse_engine::Clock::now(s.engine.clock().as_ref());
-        let expired = s.engine.reader().expired_reservations(a.id, now)?;
-        view.reserved = currency.format(Amount(a.reserved.0 - expired));
-    }
-    Ok(view)
+    let now = purse_engine::Clock::now(s.engine.clock().as_ref());
+    let a = s.engine.as_of(a.clone(), now)?;
+    let parent = match a.kind {
+        AccountKind::SubscriberCredit { parent } => s.engine.current(parent, now)?,
+        _ => None,
+    };
+    let available = purse_core::ledger::available(&a, parent.as_ref(), now);
+    Ok(account_view(&a, available, currency))
 }
 
 #[derive(Deserialize)]
