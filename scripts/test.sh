@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: starts the services the tests need
-# (PostgreSQL, and schemathesis for the OpenAPI fuzz test), then every test of every
-# crate, on SQLite and PostgreSQL alike.
+# (PostgreSQL, schemathesis for the OpenAPI fuzz test, Chromium and ChromeDriver for the
+# portal's browser tests), then every test of every crate, on SQLite and PostgreSQL alike.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +9,8 @@ PURSE_TEST_POSTGRES_URL="$(scripts/postgres.sh)"
 export PURSE_TEST_POSTGRES_URL
 PURSE_SCHEMATHESIS="$(scripts/schemathesis.sh)"
 export PURSE_SCHEMATHESIS
+PURSE_CHROMEDRIVER="$(scripts/chromium.sh)"
+export PURSE_CHROMEDRIVER
 
 # Arguments narrow the run (e.g. `scripts/test.sh -p purse --test stores`); none runs all.
 if [ "$#" -eq 0 ]; then

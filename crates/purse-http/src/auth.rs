@@ -37,11 +37,16 @@ pub fn looks_like_key(text: &str) -> bool {
         .is_some_and(|rest| rest.len() == RANDOM_BYTES * 2 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// `N` random bytes from the kernel: for keys, session tokens and salts.
+pub fn random_bytes<const N: usize>() -> std::io::Result<[u8; N]> {
+    let mut random = [0u8; N];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut random)?;
+    Ok(random)
+}
+
 /// A new key: the secret to show once, and the record to store.
 pub fn issue_key(name: &str, role: Role, scope: Scope, now: Timestamp) -> std::io::Result<(String, NewApiKey)> {
-    let mut random = [0u8; RANDOM_BYTES];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut random)?;
-    let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let hex: String = random_bytes::<RANDOM_BYTES>()?.iter().map(|b| format!("{b:02x}")).collect();
     let secret = format!("{KEY_PREFIX}{hex}");
     let record = NewApiKey {
         prefix: secret[..SHOWN_PREFIX_LEN].to_owned(),
@@ -61,6 +66,14 @@ pub struct Principal {
     pub key_id: u64,
     pub role: Role,
     pub scope: Scope,
+}
+
+impl Principal {
+    /// A portal user's principal: the same role and scope rules as a key's. It has no key,
+    /// so no idempotency keys or rate limit of its own (`key_id` 0 is never a key's id).
+    pub fn for_user(role: Role, scope: Scope) -> Principal {
+        Principal { key_id: 0, role, scope }
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Principal {
@@ -122,9 +135,9 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
     let principal = match state.auth.get(&hash, state.settings.key_cache_ttl) {
         Some(p) => p,
         None => {
-            let keys = state.keys.clone();
+            let access = state.access.clone();
             let lookup = hash.clone();
-            let found = tokio::task::spawn_blocking(move || keys.key_by_hash(&lookup)).await;
+            let found = tokio::task::spawn_blocking(move || access.key_by_hash(&lookup)).await;
             let record = match found {
                 Ok(Ok(record)) => record,
                 Ok(Err(e)) => return ApiError::from(e).into_response(),

@@ -19,6 +19,7 @@ pub mod json;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
+pub mod portal;
 pub mod routes;
 pub mod time;
 
@@ -26,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use purse_engine::Engine;
-use purse_store::KeyStore;
+use purse_store::AccessStore;
 
 pub use error::ApiError;
 pub use routes::app;
@@ -43,11 +44,23 @@ pub struct ApiSettings {
     pub key_cache_ttl: Duration,
     /// Write one JSON line per request to standard error.
     pub log_requests: bool,
+    /// How long a portal session lasts after login.
+    pub session_ttl: Duration,
+    /// Mark portal cookies `Secure` (when Purse is served over TLS by a proxy that does not
+    /// send `X-Forwarded-Proto: https`).
+    pub secure_cookies: bool,
 }
 
 impl Default for ApiSettings {
     fn default() -> Self {
-        ApiSettings { rate_per_key: 1000, burst_per_key: 2000, key_cache_ttl: Duration::from_secs(5), log_requests: true }
+        ApiSettings {
+            rate_per_key: 1000,
+            burst_per_key: 2000,
+            key_cache_ttl: Duration::from_secs(5),
+            log_requests: true,
+            session_ttl: Duration::from_secs(12 * 3600),
+            secure_cookies: false,
+        }
     }
 }
 
@@ -55,7 +68,8 @@ impl Default for ApiSettings {
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<Engine>,
-    pub keys: Arc<dyn KeyStore>,
+    /// API keys, portal users and their sessions.
+    pub access: Arc<dyn AccessStore>,
     pub settings: Arc<ApiSettings>,
     pub(crate) auth: Arc<auth::KeyCache>,
     pub(crate) limiter: Arc<limits::RateLimiter>,
@@ -69,10 +83,10 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(engine: Arc<Engine>, keys: Arc<dyn KeyStore>, settings: ApiSettings) -> AppState {
+    pub fn new(engine: Arc<Engine>, access: Arc<dyn AccessStore>, settings: ApiSettings) -> AppState {
         AppState {
             engine,
-            keys,
+            access,
             limiter: Arc::new(limits::RateLimiter::new(settings.rate_per_key, settings.burst_per_key)),
             auth: Arc::new(auth::KeyCache::default()),
             idempotency: Arc::new(idempotency::InFlight::default()),

@@ -1,6 +1,7 @@
 //! Every route of the API, in one table: the router is built from it and so is the OpenAPI
 //! document, so neither can list a route the other lacks.
 
+use axum::response::IntoResponse;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Method;
 use axum::middleware;
@@ -112,8 +113,11 @@ pub fn app(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
     public
         .merge(private)
+        .merge(crate::portal::routes())
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .route_layer(middleware::from_fn_with_state(state.clone(), metrics::observe))
-        .fallback(|| async { crate::ApiError::NotFound("route") })
+        .fallback(|uri: axum::http::Uri| async move {
+            if uri.path().starts_with("/v1/") { crate::ApiError::NotFound("route").into_response() } else { crate::portal::not_found() }
+        })
         .with_state(state)
 }

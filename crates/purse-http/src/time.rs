@@ -78,6 +78,53 @@ pub fn format(t: Timestamp) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// Microseconds in a day.
+pub const DAY_US: i64 = 86_400_000_000;
+
+/// The UTC day (days since 1970-01-01) a time falls on.
+pub fn day_of(t: Timestamp) -> i64 {
+    t.0.div_euclid(DAY_US)
+}
+
+/// The start of a UTC day.
+pub fn day_start(day: i64) -> Timestamp {
+    Timestamp(day.saturating_mul(DAY_US))
+}
+
+/// Parses a calendar date `2026-11-22` to its UTC day; `None` when it is not one.
+pub fn parse_date(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let s = &text[r];
+        s.bytes().all(|c| c.is_ascii_digit()).then(|| s.parse().ok())?
+    };
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let days = days_from_civil(y, m, d);
+    (civil_from_days(days) == (y, m, d) && (1..=12).contains(&m)).then_some(days)
+}
+
+/// A UTC day as `2026-11-22`.
+pub fn format_date(day: i64) -> String {
+    let (y, m, d) = civil_from_days(day);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// The first day of the month `day` falls in.
+pub fn month_start(day: i64) -> i64 {
+    let (y, m, _) = civil_from_days(day);
+    days_from_civil(y, m, 1)
+}
+
+/// A time for people: `2026-11-22 10:15 UTC`.
+pub fn format_short(t: Timestamp) -> String {
+    let secs = t.0.div_euclid(1_000_000);
+    let rem = secs.rem_euclid(86_400);
+    format!("{} {:02}:{:02}", format_date(secs.div_euclid(86_400)), rem / 3600, rem % 3600 / 60)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +137,19 @@ mod tests {
         assert_eq!(parse("2024-02-29T00:00:00Z").map(format).as_deref(), Some("2024-02-29T00:00:00.000000Z"));
         for bad in ["2026-02-30T00:00:00Z", "2026-11-22 10:15:30Z", "2026-11-22T10:15:30", "1700000000", "2026-13-01T00:00:00Z"] {
             assert_eq!(parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn dates_are_utc_days() {
+        let day = parse_date("2026-11-22").unwrap();
+        assert_eq!(format_date(day), "2026-11-22");
+        assert_eq!(day_start(day), parse("2026-11-22T00:00:00Z").unwrap());
+        assert_eq!(day_of(parse("2026-11-22T23:59:59Z").unwrap()), day);
+        assert_eq!(format_date(month_start(day)), "2026-11-01");
+        assert_eq!(format_short(parse("2026-11-22T10:15:30Z").unwrap()), "2026-11-22 10:15");
+        for bad in ["2026-02-30", "2026-13-01", "26-11-22", "2026/11/22", "2026-11-2x"] {
+            assert_eq!(parse_date(bad), None, "{bad}");
         }
     }
 }

@@ -54,7 +54,7 @@ impl Api {
 
     fn key(&self, role: Role, scope: Scope) -> String {
         let (secret, record) = purse_http::auth::issue_key("test", role, scope, Timestamp(0)).unwrap();
-        self.state.keys.insert_key(&record).unwrap();
+        self.state.access.insert_key(&record).unwrap();
         secret
     }
 
@@ -286,7 +286,7 @@ async fn idempotency_keys_replay_refuse_other_bodies_and_in_flight_twins() {
     let theirs = api.call(&second, "POST", "/v1/charges", &other, Some("idem-1")).await;
     assert_eq!(theirs.status, StatusCode::CREATED, "{}", theirs.body);
     // A twin of a request still in flight is refused, and nothing is posted for it.
-    let key_id = api.state.keys.keys().unwrap()[0].id;
+    let key_id = api.state.access.keys().unwrap()[0].id;
     let held = purse_http::idempotency::hold_in_flight(&api.state, key_id, "idem-2");
     let third = json!({ "client_id": "i-3", "account": wallet, "amount": "1.00", "currency": "USD" }).to_string();
     let twin = api.call(&op, "POST", "/v1/charges", &third, Some("idem-2")).await;
@@ -318,9 +318,9 @@ async fn keys_are_checked_scoped_and_rate_limited() {
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(r.headers.get("retry-after").is_some());
     // A revoked key stops working (at once when revoked through this process's cache).
-    let record = api.state.keys.keys().unwrap().into_iter().last().unwrap();
-    api.state.keys.revoke_key(record.id, Timestamp(1)).unwrap();
-    let fresh_api = Api { state: AppState::new(api.state.engine.clone(), api.state.keys.clone(), ApiSettings { log_requests: false, ..ApiSettings::default() }), operator: api.operator.clone() };
+    let record = api.state.access.keys().unwrap().into_iter().last().unwrap();
+    api.state.access.revoke_key(record.id, Timestamp(1)).unwrap();
+    let fresh_api = Api { state: AppState::new(api.state.engine.clone(), api.state.access.clone(), ApiSettings { log_requests: false, ..ApiSettings::default() }), operator: api.operator.clone() };
     let (status, body) = fresh_api.get_as(&reader, "/v1/currencies").await;
     assert_eq!((status, error_of(&body).0), (StatusCode::UNAUTHORIZED, "unauthenticated"));
 }

@@ -20,10 +20,12 @@ use purse_core::{
     TransferId,
 };
 use purse_store::codec::{self, id_from_db, id_to_db};
-use purse_store::columns::{ACCOUNT_COLUMNS, ACCOUNT_SELECT, API_KEY_COLUMNS, HOLD_COLUMNS, PARTY_COLUMNS, TRANSFER_COLUMNS};
+use purse_store::columns::{
+    ACCOUNT_COLUMNS, ACCOUNT_SELECT, API_KEY_COLUMNS, HOLD_COLUMNS, PARTY_COLUMNS, SESSION_COLUMNS, TRANSFER_COLUMNS, USER_COLUMNS,
+};
 use purse_store::{
-    ApiKeyRecord, Audit, BaseState, JournalQuery, KeyStore, NewApiKey, PartyQuery, Reader, Store, StoreError, StoreResult,
-    StoredResponse,
+    AccessStore, ApiKeyRecord, Audit, BaseState, JournalQuery, NewApiKey, NewUser, PartyQuery, Reader, Store, StoreError, StoreResult,
+    SessionRecord, StoredResponse, UserRecord,
 };
 
 const MIGRATIONS: &[(&str, &str)] = &[
@@ -31,6 +33,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0002_api_keys", include_str!("../migrations/0002_api_keys.sql")),
     ("0003_api", include_str!("../migrations/0003_api.sql")),
     ("0004_uninvoiced", include_str!("../migrations/0004_uninvoiced.sql")),
+    ("0005_portal", include_str!("../migrations/0005_portal.sql")),
 ];
 
 
@@ -645,11 +648,12 @@ impl Reader for PgReader {
         self.with(|c| {
             let sql = format!(
                 "SELECT {PARTY_COLUMNS} FROM parties WHERE ($1::bool IS NULL OR (kind = 'reseller') = $1) \
-                 AND ($2::bigint IS NULL OR reseller_id = $2) AND id > $3 ORDER BY id LIMIT $4"
+                 AND ($2::bigint IS NULL OR reseller_id = $2) AND id > $3 \
+                 AND ($5::text IS NULL OR strpos(lower(name), $5) > 0 OR strpos(lower(client_id), $5) > 0) ORDER BY id LIMIT $4"
             );
             let reseller = q.reseller.map(|p| id_to_db(p.0));
             let after = id_to_db(q.after.map_or(0, |p| p.0));
-            rows(c, &sql, &[&q.resellers, &reseller, &after, &i64::from(q.limit)], party_from_row)
+            rows(c, &sql, &[&q.resellers, &reseller, &after, &i64::from(q.limit), &q.search], party_from_row)
         })
     }
 
@@ -777,8 +781,8 @@ fn key_from_row(r: &Row) -> StoreResult<ApiKeyRecord> {
     })
 }
 
-/// The reader's connection also keeps the API keys: they are not ledger state.
-impl KeyStore for PgReader {
+/// The reader's connection also keeps who may get in: that is not ledger state.
+impl AccessStore for PgReader {
     fn insert_key(&self, key: &NewApiKey) -> StoreResult<u64> {
         let (role, party) = codec::role(key.role);
         self.with(|c| {
@@ -812,6 +816,117 @@ impl KeyStore for PgReader {
             Ok(n == 1)
         })
     }
+
+    fn insert_user(&self, user: &NewUser) -> StoreResult<Option<u64>> {
+        let (role, party) = codec::role(user.role);
+        self.with(|c| {
+            let row = c
+                .query_opt(
+                    "INSERT INTO portal_users (email, name, password_hash, role, party_id, scope, created_at) \
+                     VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (email) DO NOTHING RETURNING id",
+                    &[&user.email, &user.name, &user.password_hash, &role, &party.map(id_to_db), &codec::scope(user.scope), &user.created_at.0],
+                )
+                .map_err(err)?;
+            Ok(row.map(|r| id_from_db(r.get(0))))
+        })
+    }
+
+    fn user(&self, id: u64) -> StoreResult<Option<UserRecord>> {
+        self.with(|c| {
+            let sql = format!("SELECT {USER_COLUMNS} FROM portal_users WHERE id = $1");
+            c.query_opt(&sql, &[&id_to_db(id)]).map_err(err)?.as_ref().map(user_from_row).transpose()
+        })
+    }
+
+    fn user_by_email(&self, email: &str) -> StoreResult<Option<UserRecord>> {
+        self.with(|c| {
+            let sql = format!("SELECT {USER_COLUMNS} FROM portal_users WHERE email = $1");
+            c.query_opt(&sql, &[&email]).map_err(err)?.as_ref().map(user_from_row).transpose()
+        })
+    }
+
+    fn users(&self) -> StoreResult<Vec<UserRecord>> {
+        self.with(|c| rows(c, &format!("SELECT {USER_COLUMNS} FROM portal_users ORDER BY id"), &[], user_from_row))
+    }
+
+    fn set_password(&self, user: u64, hash: &str, keep: Option<&str>) -> StoreResult<()> {
+        self.with(|c| {
+            let mut tx = c.transaction().map_err(err)?;
+            tx.execute("UPDATE portal_users SET password_hash = $1 WHERE id = $2", &[&hash, &id_to_db(user)]).map_err(err)?;
+            tx.execute(
+                "DELETE FROM portal_sessions WHERE user_id = $1 AND hash IS DISTINCT FROM $2",
+                &[&id_to_db(user), &keep],
+            )
+            .map_err(err)?;
+            tx.commit().map_err(err)
+        })
+    }
+
+    fn insert_session(&self, session: &SessionRecord) -> StoreResult<()> {
+        self.with(|c| {
+            c.execute("DELETE FROM portal_sessions WHERE expires_at <= $1", &[&session.created_at.0]).map_err(err)?;
+            c.execute(
+                &format!("INSERT INTO portal_sessions ({SESSION_COLUMNS}) VALUES ($1,$2,$3,$4,$5)"),
+                &[&session.hash, &id_to_db(session.user_id), &session.csrf, &session.created_at.0, &session.expires_at.0],
+            )
+            .map_err(err)
+            .map(drop)
+        })
+    }
+
+    fn session(&self, hash: &str) -> StoreResult<Option<SessionRecord>> {
+        self.with(|c| {
+            let sql = format!("SELECT {SESSION_COLUMNS} FROM portal_sessions WHERE hash = $1");
+            Ok(c.query_opt(&sql, &[&hash]).map_err(err)?.map(|r| SessionRecord {
+                hash: r.get(0),
+                user_id: id_from_db(r.get(1)),
+                csrf: r.get(2),
+                created_at: Timestamp(r.get(3)),
+                expires_at: Timestamp(r.get(4)),
+            }))
+        })
+    }
+
+    fn delete_session(&self, hash: &str) -> StoreResult<bool> {
+        self.with(|c| Ok(c.execute("DELETE FROM portal_sessions WHERE hash = $1", &[&hash]).map_err(err)? == 1))
+    }
+
+    fn login_failures(&self, email: &str) -> StoreResult<Option<(u32, Timestamp)>> {
+        self.with(|c| {
+            let row = c.query_opt("SELECT failures, last_at FROM login_failures WHERE email = $1", &[&email]).map_err(err)?;
+            Ok(row.map(|r| (u32::try_from(r.get::<_, i32>(0)).unwrap_or(0), Timestamp(r.get(1)))))
+        })
+    }
+
+    fn record_login_failure(&self, email: &str, at: Timestamp) -> StoreResult<u32> {
+        self.with(|c| {
+            let row = c
+                .query_one(
+                    "INSERT INTO login_failures (email, failures, last_at) VALUES ($1, 1, $2) \
+                     ON CONFLICT (email) DO UPDATE SET failures = login_failures.failures + 1, last_at = excluded.last_at \
+                     RETURNING failures",
+                    &[&email, &at.0],
+                )
+                .map_err(err)?;
+            Ok(u32::try_from(row.get::<_, i32>(0)).unwrap_or(0))
+        })
+    }
+
+    fn clear_login_failures(&self, email: &str) -> StoreResult<()> {
+        self.with(|c| c.execute("DELETE FROM login_failures WHERE email = $1", &[&email]).map_err(err).map(drop))
+    }
+}
+
+fn user_from_row(r: &Row) -> StoreResult<UserRecord> {
+    Ok(UserRecord {
+        id: id_from_db(r.get(0)),
+        email: r.get(1),
+        name: r.get(2),
+        password_hash: r.get(3),
+        role: codec::parse_role(r.get(4), opt_id(r.get(5)))?,
+        scope: codec::parse_scope(r.get(6))?,
+        created_at: Timestamp(r.get(7)),
+    })
 }
 
 /// Runs raw SQL on a fresh connection: for tests that prove the schema refuses things.

@@ -15,10 +15,12 @@ use purse_core::{
     TransferId,
 };
 use purse_store::codec::{self, id_from_db, id_to_db};
-use purse_store::columns::{ACCOUNT_COLUMNS, ACCOUNT_SELECT, API_KEY_COLUMNS, HOLD_COLUMNS, PARTY_COLUMNS, TRANSFER_COLUMNS};
+use purse_store::columns::{
+    ACCOUNT_COLUMNS, ACCOUNT_SELECT, API_KEY_COLUMNS, HOLD_COLUMNS, PARTY_COLUMNS, SESSION_COLUMNS, TRANSFER_COLUMNS, USER_COLUMNS,
+};
 use purse_store::{
-    ApiKeyRecord, Audit, BaseState, JournalQuery, KeyStore, NewApiKey, PartyQuery, Reader, Store, StoreError, StoreResult,
-    StoredResponse,
+    AccessStore, ApiKeyRecord, Audit, BaseState, JournalQuery, NewApiKey, NewUser, PartyQuery, Reader, Store, StoreError, StoreResult,
+    SessionRecord, StoredResponse, UserRecord,
 };
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -28,6 +30,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0002_api_keys", include_str!("../migrations/0002_api_keys.sql")),
     ("0003_api", include_str!("../migrations/0003_api.sql")),
     ("0004_uninvoiced", include_str!("../migrations/0004_uninvoiced.sql")),
+    ("0005_portal", include_str!("../migrations/0005_portal.sql")),
 ];
 
 
@@ -663,10 +666,11 @@ impl Reader for SqliteReader {
         self.with(|c| {
             let mut s = c.prepare_cached(&format!(
                 "SELECT {PARTY_COLUMNS} FROM parties WHERE (?1 IS NULL OR (kind = 'reseller') = ?1) \
-                 AND (?2 IS NULL OR reseller_id = ?2) AND id > ?3 ORDER BY id LIMIT ?4"
+                 AND (?2 IS NULL OR reseller_id = ?2) AND id > ?3 \
+                 AND (?5 IS NULL OR instr(lower(name), ?5) > 0 OR instr(lower(client_id), ?5) > 0) ORDER BY id LIMIT ?4"
             ))?;
             let rows = s.query_map(
-                params![q.resellers, q.reseller.map(|p| id_to_db(p.0)), id_to_db(q.after.map_or(0, |p| p.0)), q.limit],
+                params![q.resellers, q.reseller.map(|p| id_to_db(p.0)), id_to_db(q.after.map_or(0, |p| p.0)), q.limit, q.search],
                 party_from_row,
             )?;
             rows.collect()
@@ -802,9 +806,9 @@ fn key_from_row(r: &Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
     })
 }
 
-/// The reader's connection also keeps the API keys: they are not ledger state, and a key
+/// The reader's connection also keeps who may get in: that is not ledger state, and an
 /// insert simply waits (busy timeout) while a batch holds the write lock.
-impl KeyStore for SqliteReader {
+impl AccessStore for SqliteReader {
     fn insert_key(&self, key: &NewApiKey) -> StoreResult<u64> {
         let (role, party) = codec::role(key.role);
         self.with(|c| {
@@ -839,6 +843,123 @@ impl KeyStore for SqliteReader {
                 .map(|n| n == 1)
         })
     }
+
+    fn insert_user(&self, user: &NewUser) -> StoreResult<Option<u64>> {
+        let (role, party) = codec::role(user.role);
+        self.with(|c| {
+            c.query_row(
+                "INSERT INTO portal_users (email, name, password_hash, role, party_id, scope, created_at) \
+                 VALUES (?,?,?,?,?,?,?) ON CONFLICT (email) DO NOTHING RETURNING id",
+                params![user.email, user.name, user.password_hash, role, party.map(id_to_db), codec::scope(user.scope), user.created_at.0],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|id| id.map(id_from_db))
+        })
+    }
+
+    fn user(&self, id: u64) -> StoreResult<Option<UserRecord>> {
+        self.with(|c| {
+            c.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM portal_users WHERE id = ?"))?
+                .query_row([id_to_db(id)], user_from_row)
+                .optional()
+        })
+    }
+
+    fn user_by_email(&self, email: &str) -> StoreResult<Option<UserRecord>> {
+        self.with(|c| {
+            c.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM portal_users WHERE email = ?"))?
+                .query_row([email], user_from_row)
+                .optional()
+        })
+    }
+
+    fn users(&self) -> StoreResult<Vec<UserRecord>> {
+        self.with(|c| {
+            let mut s = c.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM portal_users ORDER BY id"))?;
+            let rows = s.query_map([], user_from_row)?;
+            rows.collect()
+        })
+    }
+
+    fn set_password(&self, user: u64, hash: &str, keep: Option<&str>) -> StoreResult<()> {
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            tx.execute("UPDATE portal_users SET password_hash = ? WHERE id = ?", params![hash, id_to_db(user)])?;
+            tx.execute(
+                "DELETE FROM portal_sessions WHERE user_id = ? AND hash IS NOT ?",
+                params![id_to_db(user), keep],
+            )?;
+            tx.commit()
+        })
+    }
+
+    fn insert_session(&self, session: &SessionRecord) -> StoreResult<()> {
+        self.with(|c| {
+            c.execute("DELETE FROM portal_sessions WHERE expires_at <= ?", [session.created_at.0])?;
+            c.execute(
+                &format!("INSERT INTO portal_sessions ({SESSION_COLUMNS}) VALUES (?,?,?,?,?)"),
+                params![session.hash, id_to_db(session.user_id), session.csrf, session.created_at.0, session.expires_at.0],
+            )
+            .map(drop)
+        })
+    }
+
+    fn session(&self, hash: &str) -> StoreResult<Option<SessionRecord>> {
+        self.with(|c| {
+            c.prepare_cached(&format!("SELECT {SESSION_COLUMNS} FROM portal_sessions WHERE hash = ?"))?
+                .query_row([hash], |r| {
+                    Ok(SessionRecord {
+                        hash: r.get(0)?,
+                        user_id: id_from_db(r.get(1)?),
+                        csrf: r.get(2)?,
+                        created_at: Timestamp(r.get(3)?),
+                        expires_at: Timestamp(r.get(4)?),
+                    })
+                })
+                .optional()
+        })
+    }
+
+    fn delete_session(&self, hash: &str) -> StoreResult<bool> {
+        self.with(|c| c.execute("DELETE FROM portal_sessions WHERE hash = ?", [hash]).map(|n| n == 1))
+    }
+
+    fn login_failures(&self, email: &str) -> StoreResult<Option<(u32, Timestamp)>> {
+        self.with(|c| {
+            c.query_row("SELECT failures, last_at FROM login_failures WHERE email = ?", [email], |r| {
+                Ok((r.get::<_, u32>(0)?, Timestamp(r.get(1)?)))
+            })
+            .optional()
+        })
+    }
+
+    fn record_login_failure(&self, email: &str, at: Timestamp) -> StoreResult<u32> {
+        self.with(|c| {
+            c.query_row(
+                "INSERT INTO login_failures (email, failures, last_at) VALUES (?, 1, ?) \
+                 ON CONFLICT (email) DO UPDATE SET failures = failures + 1, last_at = excluded.last_at RETURNING failures",
+                params![email, at.0],
+                |r| r.get(0),
+            )
+        })
+    }
+
+    fn clear_login_failures(&self, email: &str) -> StoreResult<()> {
+        self.with(|c| c.execute("DELETE FROM login_failures WHERE email = ?", [email]).map(drop))
+    }
+}
+
+fn user_from_row(r: &Row<'_>) -> rusqlite::Result<UserRecord> {
+    Ok(UserRecord {
+        id: id_from_db(r.get(0)?),
+        email: r.get(1)?,
+        name: r.get(2)?,
+        password_hash: r.get(3)?,
+        role: conv(codec::parse_role(&r.get::<_, String>(4)?, opt_id(r.get(5)?)))?,
+        scope: conv(codec::parse_scope(&r.get::<_, String>(6)?))?,
+        created_at: Timestamp(r.get(7)?),
+    })
 }
 
 /// The posting before `t` in `account`'s chain.

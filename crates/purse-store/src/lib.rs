@@ -86,7 +86,7 @@ pub struct StoredResponse {
 }
 
 /// Which parties to list, oldest first, a page at a time.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct PartyQuery {
     /// Only resellers (`Some(true)`) or only customers (`Some(false)`).
     pub resellers: Option<bool>,
@@ -94,6 +94,8 @@ pub struct PartyQuery {
     pub reseller: Option<PartyId>,
     /// Only parties with an id above this (the cursor of the previous page).
     pub after: Option<PartyId>,
+    /// Only parties whose name or client id contains this, ignoring case (lowercase it).
+    pub search: Option<String>,
     pub limit: u32,
 }
 
@@ -122,13 +124,70 @@ pub struct NewApiKey {
     pub created_at: Timestamp,
 }
 
-/// API keys: created, found by hash on every request, listed, revoked.
-pub trait KeyStore: Send + Sync {
+/// A person who logs in to the web portal, with the role and scope of an API key. The
+/// password is kept only as an argon2id PHC string.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserRecord {
+    pub id: u64,
+    /// Lowercase; unique.
+    pub email: String,
+    pub name: String,
+    pub password_hash: String,
+    pub role: Role,
+    pub scope: Scope,
+    pub created_at: Timestamp,
+}
+
+/// A user to store (it has no id yet).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewUser {
+    pub email: String,
+    pub name: String,
+    pub password_hash: String,
+    pub role: Role,
+    pub scope: Scope,
+    pub created_at: Timestamp,
+}
+
+/// A portal session: only the SHA-256 hash of its cookie is kept, with the CSRF token every
+/// changing form of the session must carry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub hash: String,
+    pub user_id: u64,
+    pub csrf: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// Who may get in: API keys (created, found by hash on every request, listed, revoked),
+/// portal users, their sessions, and failed logins.
+pub trait AccessStore: Send + Sync {
     fn insert_key(&self, key: &NewApiKey) -> StoreResult<u64>;
     fn key_by_hash(&self, hash: &str) -> StoreResult<Option<ApiKeyRecord>>;
     fn keys(&self) -> StoreResult<Vec<ApiKeyRecord>>;
     /// Revokes a key; `false` when there is no such key or it was already revoked.
     fn revoke_key(&self, id: u64, at: Timestamp) -> StoreResult<bool>;
+
+    /// Stores a user; `None` when the e-mail is taken.
+    fn insert_user(&self, user: &NewUser) -> StoreResult<Option<u64>>;
+    fn user(&self, id: u64) -> StoreResult<Option<UserRecord>>;
+    fn user_by_email(&self, email: &str) -> StoreResult<Option<UserRecord>>;
+    fn users(&self) -> StoreResult<Vec<UserRecord>>;
+    /// Sets a user's password hash and ends every session of the user except `keep`.
+    fn set_password(&self, user: u64, hash: &str, keep: Option<&str>) -> StoreResult<()>;
+
+    /// Stores a session and forgets every session expired at its creation.
+    fn insert_session(&self, session: &SessionRecord) -> StoreResult<()>;
+    fn session(&self, hash: &str) -> StoreResult<Option<SessionRecord>>;
+    /// Ends a session; `false` when there was none.
+    fn delete_session(&self, hash: &str) -> StoreResult<bool>;
+
+    /// Failed logins for this e-mail since the last success, and when the last one was.
+    fn login_failures(&self, email: &str) -> StoreResult<Option<(u32, Timestamp)>>;
+    /// Counts one more failed login; returns the count.
+    fn record_login_failure(&self, email: &str, at: Timestamp) -> StoreResult<u32>;
+    fn clear_login_failures(&self, email: &str) -> StoreResult<()>;
 }
 
 /// The totals that prove the books are consistent, computed by the database.
@@ -217,6 +276,8 @@ pub mod columns {
          at, posted_at, service, metadata, hold_id, reverses_id, overdrawn, debit_prev_id, credit_prev_id, \
          debit_balance, credit_balance";
     pub const API_KEY_COLUMNS: &str = "id, prefix, hash, name, role, party_id, scope, created_at, revoked_at";
+    pub const USER_COLUMNS: &str = "id, email, name, password_hash, role, party_id, scope, created_at";
+    pub const SESSION_COLUMNS: &str = "hash, user_id, csrf, created_at, expires_at";
     pub const HOLD_COLUMNS: &str = "id, client_id, account_id, amount, currency, created_at, expires_at, state, \
          service, metadata, resolved_at, resolution_client_id, captured, capture_transfer_id";
 }

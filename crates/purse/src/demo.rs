@@ -12,8 +12,11 @@ use purse_engine::{Engine, EngineConfig, ManualClock};
 
 use crate::ids::Rng;
 
-/// 2026-11-01T00:00:00Z: the simulated day starts here.
-const DAY_START_S: i64 = 1_793_491_200;
+/// The simulated day is yesterday (UTC), so that this month's Balance Details show it.
+fn day_start_s() -> i64 {
+    let today = i64::try_from(crate::ids::unix_ms() / 1000).unwrap_or(0) / 86_400;
+    (today - 1) * 86_400
+}
 const HOUR_US: i64 = 3_600_000_000;
 
 struct Demo {
@@ -80,12 +83,27 @@ pub fn serve(path: &str, listen: &str, api: purse_http::ApiSettings) -> Result<(
     let (_, operator) = crate::keys::create(&opened, "demo operator", purse_core::Role::Operator, rw, now)?;
     let (_, reseller) = crate::keys::create(&opened, "demo reseller", purse_core::Role::Reseller(seeded.resellers[0]), rw, now)?;
     let (_, customer) = crate::keys::create(&opened, "demo customer", purse_core::Role::Customer(seeded.customers[0].1), rw, now)?;
+    let (first_name, first_customer, first_wallet) = &seeded.customers[0];
+    let logins = [
+        ("operator@demo.purse", "Olivia Operator", purse_core::Role::Operator, rw, "operator admin"),
+        ("northwind@demo.purse", "Nadia Northwind", purse_core::Role::Reseller(seeded.resellers[0]), rw, "reseller admin"),
+        ("admin@customer.demo.purse", "Casey Customer", purse_core::Role::Customer(*first_customer), rw, "customer admin"),
+        ("viewer@customer.demo.purse", "Vic Viewer", purse_core::Role::Customer(*first_customer), purse_core::Scope::Read, "customer read-only"),
+    ];
+    let mut printed = Vec::new();
+    for (email, name, role, scope, what) in logins {
+        let password = crate::keys::create_user(&opened, email, name, role, scope, now)?;
+        printed.push(format!("    {what:<19} {email:<28} {password}"));
+    }
     let options = crate::serve::ServeOptions { listen: listen.to_owned(), engine: EngineConfig::default(), api };
     let server = crate::serve::start(opened, Arc::new(purse_engine::SystemClock), options)?;
     let base = format!("http://{}", server.addr);
-    let (first_name, _, first_wallet) = &seeded.customers[0];
     println!("{}", seeded.report);
     println!("Purse is serving {path} at {base}");
+    println!("  Portal at {base}/ (logins shown once; only argon2id hashes are stored):");
+    for line in &printed {
+        println!("{line}");
+    }
     println!("  API keys (shown once; only their hashes are stored):");
     println!("    operator              {operator}");
     println!("    reseller {:<12} {reseller}", "Northwind");
@@ -142,11 +160,14 @@ fn live_usage(engine: &Engine, wallets: &[AccountId], running: &std::sync::atomi
     }
 }
 
-fn seed(path: &str) -> Result<Seeded, String> {
+/// Seeds a fresh database at `path` (removing any file there): resellers, customers,
+/// subscriber accounts and a simulated day of usage.
+pub fn seed(path: &str) -> Result<Seeded, String> {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{path}{suffix}"));
     }
-    let clock = Arc::new(ManualClock::new(Timestamp::from_secs(DAY_START_S)));
+    let day_start_s = day_start_s();
+    let clock = Arc::new(ManualClock::new(Timestamp::from_secs(day_start_s)));
     let engine = crate::start_engine(&format!("sqlite://{path}"), clock.clone(), EngineConfig::default())
         .map_err(|e| e.to_string())?;
     let code = CurrencyCode::parse("USD").expect("valid");
@@ -192,7 +213,7 @@ fn seed(path: &str) -> Result<Seeded, String> {
     let kind = NewAccountKind::SubscriberCredit { credit_limit: demo.usd.parse("100").expect("valid") };
     demo.run(Command::OpenAccount { client_id, party: wallets[2].1, kind })?;
 
-    let events = simulate_day(&mut demo, &wallets)?;
+    let events = simulate_day(&mut demo, &wallets, day_start_s)?;
     Ok(Seeded {
         report: report(&demo, &wallets, events)?,
         resellers: resellers.iter().map(|r| r.0).collect(),
@@ -201,10 +222,10 @@ fn seed(path: &str) -> Result<Seeded, String> {
 }
 
 /// 24 simulated hours of calls and SMS, rated per minute and per message.
-fn simulate_day(demo: &mut Demo, wallets: &[(&str, PartyId, AccountId)]) -> Result<u64, String> {
+fn simulate_day(demo: &mut Demo, wallets: &[(&str, PartyId, AccountId)], day_start_s: i64) -> Result<u64, String> {
     let mut rng = Rng::new(2026);
     for hour in 0..24 {
-        demo.clock.set(Timestamp::from_secs(DAY_START_S).plus_micros(hour * HOUR_US));
+        demo.clock.set(Timestamp::from_secs(day_start_s).plus_micros(hour * HOUR_US));
         let mut items = Vec::new();
         for (_, _, wallet) in wallets {
             for _ in 0..(5 + rng.below(20)) {

@@ -1,5 +1,5 @@
-//! `purse keys`: issue, list and revoke API keys directly on the database (how the first
-//! operator key comes to exist, and how an operator recovers access).
+//! `purse keys` and `purse users`: API keys and portal users made directly on the database
+//! (how the first operator key and login come to exist, and how an operator recovers access).
 
 use purse_core::{PartyId, PartyKind, Role, Scope, Timestamp};
 use purse_store::{codec, ApiKeyRecord};
@@ -41,7 +41,7 @@ pub fn create(opened: &Opened, name: &str, role: Role, scope: Scope, now: Timest
         return Err("--name: must be 1 to 100 characters".into());
     }
     let (secret, record) = purse_http::auth::issue_key(name, role, scope, now).map_err(|e| e.to_string())?;
-    let id = opened.keys.insert_key(&record).map_err(|e| e.to_string())?;
+    let id = opened.access.insert_key(&record).map_err(|e| e.to_string())?;
     Ok((id, secret))
 }
 
@@ -64,4 +64,22 @@ pub fn table(keys: &[ApiKeyRecord]) -> String {
         ));
     }
     out
+}
+
+/// Creates a portal user with a random password; returns the password, to be shown once.
+pub fn create_user(opened: &Opened, email: &str, name: &str, role: Role, scope: Scope, now: Timestamp) -> Result<String, String> {
+    let email = email.trim().to_lowercase();
+    if !purse_http::portal::users::valid_email(&email) {
+        return Err(format!("--email {email:?}: not an e-mail address"));
+    }
+    if name.trim().is_empty() || name.len() > 100 {
+        return Err("--name: must be 1 to 100 characters".into());
+    }
+    let password = purse_http::portal::session::random_hex::<10>().map_err(|e| format!("{e:?}"))?;
+    let password_hash = purse_http::portal::session::hash_password(&password).map_err(|e| format!("{e:?}"))?;
+    let user = purse_store::NewUser { email: email.clone(), name: name.trim().to_owned(), password_hash, role, scope, created_at: now };
+    match opened.access.insert_user(&user).map_err(|e| e.to_string())? {
+        Some(_) => Ok(password),
+        None => Err(format!("--email {email}: a user with this e-mail exists")),
+    }
 }

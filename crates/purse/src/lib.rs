@@ -19,17 +19,17 @@ use std::path::Path;
 use std::sync::Arc;
 
 use purse_engine::{Clock, Engine, EngineConfig};
-use purse_store::{KeyStore, Reader, Store, StoreError};
+use purse_store::{AccessStore, Reader, Store, StoreError};
 use serde::Deserialize;
 
 /// The database URL when none is configured: an SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://purse.db";
 
-/// An opened store: the write side (for one engine), the shared read side, and the keys.
+/// An opened store: the write side (for one engine), the shared read side, and who may get in (keys, users, sessions).
 pub struct Opened {
     pub store: Box<dyn Store>,
     pub reader: Arc<dyn Reader>,
-    pub keys: Arc<dyn KeyStore>,
+    pub access: Arc<dyn AccessStore>,
 }
 
 /// Opens the store named by `url` (`sqlite://PATH` or `postgres://...`) and migrates it.
@@ -40,11 +40,11 @@ pub fn open_store(url: &str) -> Result<Opened, StoreError> {
         }
         let (store, reader) = purse_store_sqlite::open(path)?;
         let reader = Arc::new(reader);
-        Ok(Opened { store: Box::new(store), reader: reader.clone(), keys: reader })
+        Ok(Opened { store: Box::new(store), reader: reader.clone(), access: reader })
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let (store, reader) = purse_store_postgres::open(url)?;
         let reader = Arc::new(reader);
-        Ok(Opened { store: Box::new(store), reader: reader.clone(), keys: reader })
+        Ok(Opened { store: Box::new(store), reader: reader.clone(), access: reader })
     } else {
         Err(StoreError(format!("database URL {url:?} must start with sqlite:// or postgres://")))
     }
@@ -84,6 +84,10 @@ pub struct ApiConfig {
     pub idempotency_retention_hours: Option<u64>,
     /// One JSON log line per request (default true).
     pub log_requests: Option<bool>,
+    /// How long a portal login lasts (default 12).
+    pub session_hours: Option<u64>,
+    /// Mark portal cookies `Secure`.
+    pub secure_cookies: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -177,7 +181,7 @@ impl Config {
         Ok(c)
     }
 
-    pub fn api_settings(&self) -> purse_http::ApiSettings {
+    pub fn api_settings(&self) -> Result<purse_http::ApiSettings, String> {
         let mut s = purse_http::ApiSettings::default();
         if let Some(n) = self.api.rate_per_key {
             s.rate_per_key = n;
@@ -190,7 +194,16 @@ impl Config {
         if let Some(v) = self.api.log_requests {
             s.log_requests = v;
         }
-        s
+        if let Some(hours) = self.api.session_hours {
+            if !(1..=24 * 30).contains(&hours) {
+                return Err(format!("api.session_hours must be 1 to 720, got {hours}"));
+            }
+            s.session_ttl = std::time::Duration::from_secs(hours * 3600);
+        }
+        if let Some(v) = self.api.secure_cookies {
+            s.secure_cookies = v;
+        }
+        Ok(s)
     }
 
     /// The address to listen on: the flag, else the configuration, else 127.0.0.1:8080.

@@ -96,6 +96,13 @@ enum Cmd {
         #[command(subcommand)]
         action: KeyAction,
     },
+    /// Creates portal users directly on the database (the first operator's login).
+    Users {
+        #[arg(long, global = true)]
+        database: Option<String>,
+        #[command(subcommand)]
+        action: UserAction,
+    },
     /// Customers of a running server: list, create.
     Customers {
         #[command(flatten)]
@@ -291,6 +298,39 @@ enum KeyAction {
     Revoke { id: u64 },
 }
 
+fn role_name(role: RoleArg) -> purse::keys::RoleName {
+    match role {
+        RoleArg::Operator => purse::keys::RoleName::Operator,
+        RoleArg::Reseller => purse::keys::RoleName::Reseller,
+        RoleArg::Customer => purse::keys::RoleName::Customer,
+    }
+}
+
+fn scope_of(scope: ScopeArg) -> purse_core::Scope {
+    match scope {
+        ScopeArg::Read => purse_core::Scope::Read,
+        ScopeArg::ReadWrite => purse_core::Scope::ReadWrite,
+    }
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Creates a user with a random password and prints it once.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// The reseller or customer the user belongs to (not for operators).
+        #[arg(long)]
+        party: Option<u64>,
+        #[arg(long, value_enum, default_value = "read-write")]
+        scope: ScopeArg,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -311,7 +351,7 @@ fn run(cli: Cli) -> Result<(), String> {
             println!("migrated {url}");
         }
         Cmd::Demo { path, once: true, .. } => print!("{}", purse::demo::run(&path)?),
-        Cmd::Demo { path, listen, once: false } => purse::demo::serve(&path, &config.listen(listen.as_deref()), config.api_settings())?,
+        Cmd::Demo { path, listen, once: false } => purse::demo::serve(&path, &config.listen(listen.as_deref()), config.api_settings()?)?,
         Cmd::Bench { database, accounts, charges, batch, concurrency, ids, hot_percent, json, target, key } => {
             let target = match (target, key.or(config.api_key.clone())) {
                 (Some(url), Some(key)) => Some((url, key)),
@@ -348,7 +388,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let options = purse::serve::ServeOptions {
                 listen: config.listen(listen.as_deref()),
                 engine: config.engine_config()?,
-                api: config.api_settings(),
+                api: config.api_settings()?,
             };
             purse::serve::run(opened, options)?;
         }
@@ -357,28 +397,27 @@ fn run(cli: Cli) -> Result<(), String> {
             let now = purse_engine::Clock::now(&purse_engine::SystemClock);
             match action {
                 KeyAction::Create { role, party, scope, name } => {
-                    let role = match role {
-                        RoleArg::Operator => purse::keys::RoleName::Operator,
-                        RoleArg::Reseller => purse::keys::RoleName::Reseller,
-                        RoleArg::Customer => purse::keys::RoleName::Customer,
-                    };
-                    let role = purse::keys::role_for(&opened, role, party)?;
-                    let scope = match scope {
-                        ScopeArg::Read => purse_core::Scope::Read,
-                        ScopeArg::ReadWrite => purse_core::Scope::ReadWrite,
-                    };
-                    let (id, secret) = purse::keys::create(&opened, &name, role, scope, now)?;
+                    let role = purse::keys::role_for(&opened, role_name(role), party)?;
+                    let (id, secret) = purse::keys::create(&opened, &name, role, scope_of(scope), now)?;
                     println!("key {id}: {secret}");
                     eprintln!("Store it now: Purse keeps only its hash and cannot show it again.");
                 }
-                KeyAction::List => print!("{}", purse::keys::table(&opened.keys.keys().map_err(|e| e.to_string())?)),
+                KeyAction::List => print!("{}", purse::keys::table(&opened.access.keys().map_err(|e| e.to_string())?)),
                 KeyAction::Revoke { id } => {
-                    if !opened.keys.revoke_key(id, now).map_err(|e| e.to_string())? {
+                    if !opened.access.revoke_key(id, now).map_err(|e| e.to_string())? {
                         return Err(format!("key {id}: no such active key"));
                     }
                     println!("key {id} revoked");
                 }
             }
+        }
+        Cmd::Users { database, action: UserAction::Create { email, name, role, party, scope } } => {
+            let opened = purse::open_store(&config.database_url(database.as_deref())).map_err(|e| e.to_string())?;
+            let now = purse_engine::Clock::now(&purse_engine::SystemClock);
+            let role = purse::keys::role_for(&opened, role_name(role), party)?;
+            let password = purse::keys::create_user(&opened, &email, &name, role, scope_of(scope), now)?;
+            println!("user {email}: password {password}");
+            eprintln!("Store it now: Purse keeps only an argon2id hash. Change it under Settings → Change password.");
         }
         Cmd::Customers { remote: args, action } => {
             let mut r = remote(&config, &args)?;

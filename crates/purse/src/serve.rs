@@ -67,9 +67,9 @@ async fn signalled(stop: tokio::sync::oneshot::Receiver<()>) {
 /// Starts the engine and the server on its own thread (with its own runtime) and returns
 /// once it listens.
 pub fn start(opened: Opened, clock: Arc<dyn Clock>, options: ServeOptions) -> Result<Server, String> {
-    let keys = opened.keys.clone();
+    let access = opened.access.clone();
     let engine = Arc::new(Engine::start(opened.store, opened.reader, clock, options.engine));
-    let state = AppState::new(engine.clone(), keys, options.api);
+    let state = AppState::new(engine.clone(), access, options.api);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     let std_listener = std::net::TcpListener::bind(&options.listen).map_err(|e| format!("--listen {}: {e}", options.listen))?;
     std_listener.set_nonblocking(true).map_err(|e| e.to_string())?;

@@ -298,10 +298,15 @@ fn the_demo_serves_with_keys_for_each_role_and_usage_flowing() {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut keys = Vec::new();
+    let mut logins = Vec::new();
     for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(key) = line.split_whitespace().find(|w| w.starts_with("purse_") && w.len() == 54) {
             keys.push(key.to_owned());
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let Some(at) = words.iter().position(|w| w.ends_with("demo.purse")) {
+            logins.push((words[at].to_owned(), words[at + 1].to_owned()));
         }
         if line.contains("Usage keeps flowing") {
             break;
@@ -319,6 +324,19 @@ fn the_demo_serves_with_keys_for_each_role_and_usage_flowing() {
     let mine = customer.get("/v1/customers").unwrap().json();
     assert_eq!(mine["data"].as_array().unwrap().len(), 1, "{mine}");
     assert_eq!(customer.get("/v1/balances").unwrap().status, 403);
+    // A portal login for each role, and each one works.
+    assert_eq!(logins.len(), 4, "operator, reseller, customer admin, customer read-only: {logins:?}");
+    for (email, password) in &logins {
+        let mut web = Client::new(&base, None).unwrap();
+        let form = web.get("/login").unwrap();
+        let cookie = form.header("set-cookie").unwrap().split(';').next().unwrap().to_owned();
+        let token = cookie.split_once('=').unwrap().1.to_owned();
+        let body = format!("csrf={token}&email={}&password={password}&next=%2F", email.replace('@', "%40"));
+        let headers = [("cookie", cookie.as_str()), ("content-type", "application/x-www-form-urlencoded")];
+        let reply = web.request("POST", "/login", Some(body.as_bytes()), &headers).unwrap();
+        assert_eq!(reply.status, 303, "{email} logs in");
+        assert!(reply.header("set-cookie").unwrap().starts_with("purse_session="), "{email} gets a session");
+    }
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(child.wait().unwrap().success());
 }

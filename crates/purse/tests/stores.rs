@@ -299,18 +299,18 @@ fn key_story(url: &str) {
     drop(h);
     let opened = purse::open_store(url).unwrap();
     let (secret, record) = purse_http::auth::issue_key("billing bot", Role::Customer(customer), Scope::Read, Timestamp(7)).unwrap();
-    let id = opened.keys.insert_key(&record).unwrap();
-    let found = opened.keys.key_by_hash(&purse_http::auth::hash_key(&secret)).unwrap().expect("found by hash");
+    let id = opened.access.insert_key(&record).unwrap();
+    let found = opened.access.key_by_hash(&purse_http::auth::hash_key(&secret)).unwrap().expect("found by hash");
     assert_eq!((found.id, found.role, found.scope, found.revoked_at), (id, Role::Customer(customer), Scope::Read, None));
-    assert_eq!(opened.keys.key_by_hash(&purse_http::auth::hash_key("purse_nope")).unwrap(), None);
+    assert_eq!(opened.access.key_by_hash(&purse_http::auth::hash_key("purse_nope")).unwrap(), None);
     // The same hash twice is refused by the database.
-    assert!(opened.keys.insert_key(&record).is_err());
+    assert!(opened.access.insert_key(&record).is_err());
     // A second key, an operator's, revoked once and only once.
     let (_, operator_key) = purse_http::auth::issue_key("ops", Role::Operator, Scope::ReadWrite, Timestamp(7)).unwrap();
-    let operator = opened.keys.insert_key(&operator_key).unwrap();
-    assert!(opened.keys.revoke_key(operator, Timestamp(9)).unwrap());
-    assert!(!opened.keys.revoke_key(operator, Timestamp(10)).unwrap(), "revoking twice changes nothing");
-    let keys = opened.keys.keys().unwrap();
+    let operator = opened.access.insert_key(&operator_key).unwrap();
+    assert!(opened.access.revoke_key(operator, Timestamp(9)).unwrap());
+    assert!(!opened.access.revoke_key(operator, Timestamp(10)).unwrap(), "revoking twice changes nothing");
+    let keys = opened.access.keys().unwrap();
     assert_eq!(keys.len(), 2);
     assert_eq!(keys[1].revoked_at, Some(Timestamp(9)));
     assert!(keys.iter().all(|k| !k.hash.contains(&secret[6..]) && k.prefix.len() == 14));
@@ -320,4 +320,69 @@ fn key_story(url: &str) {
 fn api_keys_are_stored_as_hashes_and_revocable_on_both_backends() {
     key_story(&sqlite_url());
     key_story(&pg_url("keys"));
+}
+
+fn user_story(url: &str) {
+    use purse_core::{Role, Scope, Timestamp};
+    use purse_store::{NewUser, PartyQuery, SessionRecord};
+    let h = Harness::on(url);
+    let (customer, _) = h.customer_party("0");
+    drop(h);
+    let opened = purse::open_store(url).unwrap();
+    let s = &opened.access;
+    let user = NewUser {
+        email: "ana@example.com".into(),
+        name: "Ana".into(),
+        password_hash: "$argon2id$v=19$stand-in".into(),
+        role: Role::Customer(customer),
+        scope: Scope::Read,
+        created_at: Timestamp(5),
+    };
+    let id = s.insert_user(&user).unwrap().expect("stored");
+    assert_eq!(s.insert_user(&user).unwrap(), None, "an e-mail is taken once");
+    let found = s.user_by_email("ana@example.com").unwrap().expect("found by e-mail");
+    assert_eq!((found.id, found.role, found.scope, found.name.as_str()), (id, Role::Customer(customer), Scope::Read, "Ana"));
+    assert_eq!(s.user(id).unwrap(), Some(found));
+    assert_eq!(s.users().unwrap().len(), 1);
+
+    // Sessions: found by hash, expired ones forgotten when a new one starts, a password
+    // change ends every session but the one kept.
+    let session = |hash: &str, created: i64, expires: i64| SessionRecord {
+        hash: hash.into(),
+        user_id: id,
+        csrf: "token".into(),
+        created_at: Timestamp(created),
+        expires_at: Timestamp(expires),
+    };
+    s.insert_session(&session("old", 1, 10)).unwrap();
+    s.insert_session(&session("a", 20, 100)).unwrap();
+    assert_eq!(s.session("old").unwrap(), None, "expired at the next login");
+    s.insert_session(&session("b", 21, 100)).unwrap();
+    assert_eq!(s.session("a").unwrap().map(|x| x.csrf), Some("token".into()));
+    s.set_password(id, "$argon2id$v=19$new", Some("b")).unwrap();
+    assert_eq!(s.session("a").unwrap(), None);
+    assert!(s.session("b").unwrap().is_some());
+    assert_eq!(s.user(id).unwrap().unwrap().password_hash, "$argon2id$v=19$new");
+    assert!(s.delete_session("b").unwrap());
+    assert!(!s.delete_session("b").unwrap(), "logout twice changes nothing");
+
+    // Failed logins count up per e-mail until cleared.
+    assert_eq!(s.login_failures("ana@example.com").unwrap(), None);
+    assert_eq!(s.record_login_failure("ana@example.com", Timestamp(30)).unwrap(), 1);
+    assert_eq!(s.record_login_failure("ana@example.com", Timestamp(31)).unwrap(), 2);
+    assert_eq!(s.login_failures("ana@example.com").unwrap(), Some((2, Timestamp(31))));
+    s.clear_login_failures("ana@example.com").unwrap();
+    assert_eq!(s.login_failures("ana@example.com").unwrap(), None);
+
+    // Customers are searched by name or client id, ignoring case.
+    let found = opened.reader.parties(PartyQuery { search: Some("customer".into()), limit: 10, ..PartyQuery::default() }).unwrap();
+    assert!(found.iter().any(|p| p.id == customer));
+    let none = opened.reader.parties(PartyQuery { search: Some("no such name".into()), limit: 10, ..PartyQuery::default() }).unwrap();
+    assert!(none.is_empty());
+}
+
+#[test]
+fn portal_users_sessions_and_login_failures_on_both_backends() {
+    user_story(&sqlite_url());
+    user_story(&pg_url("users"));
 }

@@ -21,6 +21,13 @@ use crate::{time, AppState};
 /// The account as of now: holds that expired since the last batch no longer count, so
 /// `reserved` and `available` agree with the spendable query. Blocking.
 fn current_view(s: &AppState, a: &Account) -> Result<super::AccountView, ApiError> {
+    let (a, available, currency) = live(s, a)?;
+    Ok(account_view(&a, available, currency))
+}
+
+/// An account as of now (expired holds discounted), its available balance, and its
+/// currency: what every view of an account shows. Blocking.
+pub(crate) fn live(s: &AppState, a: &Account) -> Result<(Account, i128, purse_core::Currency), ApiError> {
     let currency = s.currency("currency", a.currency)?;
     let now = purse_engine::Clock::now(s.engine.clock().as_ref());
     let a = s.engine.as_of(a.clone(), now)?;
@@ -29,7 +36,7 @@ fn current_view(s: &AppState, a: &Account) -> Result<super::AccountView, ApiErro
         _ => None,
     };
     let available = purse_core::ledger::available(&a, parent.as_ref(), now);
-    Ok(account_view(&a, available, currency))
+    Ok((a, available, currency))
 }
 
 #[derive(Deserialize)]

@@ -117,7 +117,7 @@ impl ListQuery {
 async fn list(state: AppState, who: Principal, resellers: bool, params: Params) -> Result<Response, ApiError> {
     let q = ListQuery::from(&params, resellers)?;
     let limit = page_limit(q.limit)?;
-    let query = PartyQuery { resellers: Some(resellers), reseller: None, after: q.after.map(PartyId), limit };
+    let query = PartyQuery { resellers: Some(resellers), reseller: None, after: q.after.map(PartyId), search: None, limit };
     let page = state
         .read(move |s| {
             let reader = s.engine.reader();

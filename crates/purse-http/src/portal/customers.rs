@@ -1,0 +1,292 @@
+//! The customers list (operators and resellers) and a customer's page.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use maud::{html, Markup};
+use purse_core::{Account, AccountKind, AccountStatus, Amount, Currency, Party, PartyId, PartyKind, Role, Transfer};
+use purse_store::{JournalQuery, PartyQuery};
+
+use super::page::{self, money, select};
+use super::session::Viewer;
+use super::{read, PortalError};
+use crate::handlers::accounts::live;
+use crate::handlers::clamp;
+use crate::{time, AppState};
+
+/// Customers shown per page of the list, and parties read at most to fill one.
+const PAGE_ROWS: usize = 50;
+const SCAN_MAX: usize = 2_000;
+/// Postings on a customer's page.
+const RECENT_POSTINGS: u32 = 20;
+
+/// How a customer's wallet stands, at a glance.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    Ok,
+    /// Available below the highest of its thresholds.
+    Low,
+    /// Nothing left to spend.
+    Exhausted,
+    Closed,
+}
+
+impl Standing {
+    pub const ALL: [Standing; 4] = [Standing::Ok, Standing::Low, Standing::Exhausted, Standing::Closed];
+
+    pub fn of(wallet: &Account, available: i128) -> Standing {
+        if wallet.status == AccountStatus::Closed {
+            Standing::Closed
+        } else if available <= 0 {
+            Standing::Exhausted
+        } else if wallet.thresholds.iter().any(|t| available < i128::from(t.0)) {
+            Standing::Low
+        } else {
+            Standing::Ok
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Standing::Ok => "ok",
+            Standing::Low => "low",
+            Standing::Exhausted => "exhausted",
+            Standing::Closed => "closed",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Standing::Ok => "OK",
+            Standing::Low => "Low",
+            Standing::Exhausted => "No funds",
+            Standing::Closed => "Closed",
+        }
+    }
+
+    pub fn badge(self) -> Markup {
+        html! { span class=(format!("badge {}", self.as_str())) { (self.label()) } }
+    }
+}
+
+struct Row {
+    party: Party,
+    wallet: Account,
+    available: i128,
+    currency: Currency,
+    standing: Standing,
+}
+
+/// `/customers?q=&status=&after=`: search by name or client id, filter by standing.
+pub async fn list(State(state): State<AppState>, viewer: Viewer, Query(q): Query<HashMap<String, String>>) -> Result<Response, PortalError> {
+    if !viewer.is_staff() {
+        return Err(PortalError::NotFound);
+    }
+    let search = q.get("q").map(|s| s.trim().to_owned()).unwrap_or_default();
+    let status_text = q.get("status").cloned().unwrap_or_default();
+    let status = match status_text.as_str() {
+        "" => Ok(None),
+        s => Standing::ALL.into_iter().find(|x| x.as_str() == s).map(Some).ok_or("Choose one of the listed statuses."),
+    };
+    let after = match q.get("after").map(|a| a.parse::<u64>()) {
+        None => Ok(None),
+        Some(Ok(a)) => Ok(Some(PartyId(a))),
+        Some(Err(_)) => Err(PortalError::BadRequest("after must be a customer id".into())),
+    }?;
+    let reseller = match viewer.user.role {
+        Role::Reseller(r) => Some(r),
+        _ => None,
+    };
+    let wanted = *status.as_ref().unwrap_or(&None);
+    let lowered = (!search.is_empty()).then(|| search.to_lowercase());
+    let (rows, next) = read(&state, move |s| {
+        let reader = s.engine.reader();
+        let mut rows = Vec::new();
+        let mut cursor = after;
+        let mut scanned = 0;
+        loop {
+            let query = PartyQuery { resellers: Some(false), reseller, after: cursor, search: lowered.clone(), limit: 100 };
+            let page = reader.parties(query)?;
+            for party in &page {
+                scanned += 1;
+                cursor = Some(party.id);
+                let PartyKind::Customer { wallet, .. } = party.kind else { continue };
+                let Some(account) = reader.account(wallet)? else { continue };
+                let (wallet, available, currency) = live(s, &account)?;
+                let standing = Standing::of(&wallet, available);
+                if wanted.is_none_or(|w| w == standing) {
+                    rows.push(Row { party: party.clone(), wallet, available, currency, standing });
+                    if rows.len() == PAGE_ROWS {
+                        return Ok((rows, cursor));
+                    }
+                }
+            }
+            if page.len() < 100 {
+                return Ok((rows, None));
+            }
+            if scanned >= SCAN_MAX {
+                return Ok((rows, cursor));
+            }
+        }
+    })
+    .await?;
+    let statuses: Vec<(&str, &str)> =
+        std::iter::once(("", "Any status")).chain(Standing::ALL.iter().map(|s| (s.as_str(), s.label()))).collect();
+    let next_link = next.map(|c| {
+        let query = serde_urlencoded::to_string([("q", search.as_str()), ("status", status_text.as_str()), ("after", &c.0.to_string())]);
+        format!("/customers?{}", query.unwrap_or_default())
+    });
+    let body = html! {
+        form.filters method="get" action="/customers" {
+            (page::field("Search", "q", "search", &search, None))
+            (select("Status", "status", &statuses, &status_text, status.err()))
+            button type="submit" id="search" { "Search" }
+        }
+        div.scroll {
+            table id="customers" {
+                thead { tr {
+                    th { "Customer" } th.optional { "Client id" } th { "Billing" }
+                    th.num { "Balance" } th.num { "Available" } th { "Status" }
+                } }
+                tbody {
+                    @for r in &rows {
+                        tr {
+                            td { a href=(format!("/customers/{}", r.party.id.0)) { (r.party.name) } }
+                            td.optional { (viewer.who.shown_client_id(&r.party.client_id)) }
+                            td { (billing(&r.party)) }
+                            td.num.neg[r.wallet.balance.0 < 0] { (money(r.currency, r.wallet.balance)) }
+                            td.num.neg[r.available < 0] { (money(r.currency, clamp(r.available))) }
+                            td { (r.standing.badge()) }
+                        }
+                    }
+                    @if rows.is_empty() { tr { td colspan="6" .muted { "No customer matches." } } }
+                }
+            }
+        }
+        @if let Some(link) = next_link { div.pager { a href=(link) id="next" { "Next page →" } } }
+    };
+    Ok(page::ok(page::layout("Customers", Some(&viewer), &[], body)))
+}
+
+pub fn billing(party: &Party) -> &'static str {
+    match party.kind {
+        PartyKind::Customer { billing, .. } => match billing {
+            purse_core::Billing::Prepaid => "Prepaid",
+            purse_core::Billing::Postpaid => "Postpaid",
+        },
+        PartyKind::Reseller => "Reseller",
+    }
+}
+
+pub fn kind_name(kind: AccountKind) -> &'static str {
+    match kind {
+        AccountKind::Wallet => "Wallet",
+        AccountKind::MasterWallet => "Master wallet",
+        AccountKind::SubscriberDebit => "Subscriber (debit)",
+        AccountKind::SubscriberCredit { .. } => "Subscriber (credit)",
+        AccountKind::System(_) => "System",
+    }
+}
+
+/// An account's balance parts, as the figures at the top of a page.
+pub fn figures(a: &Account, available: i128, currency: Currency) -> Markup {
+    let increase = a.temporary_increase.map(|t| t.amount).unwrap_or(Amount::ZERO);
+    html! {
+        div.figures id="figures" {
+            div.figure.main { div.label { "Available balance" } div.value id="available" { (money(currency, clamp(available))) } }
+            div.figure { div.label { "Balance" } div.value id="balance" { (money(currency, a.balance)) } }
+            div.figure { div.label { "Reserved" } div.value id="reserved" { (money(currency, a.reserved)) } }
+            div.figure { div.label { "Uninvoiced amount" } div.value id="uninvoiced" { (money(currency, a.uninvoiced)) } }
+            div.figure { div.label { "Credit limit" } div.value id="credit-limit" { (money(currency, a.credit_limit)) } }
+            @if let Some(t) = a.temporary_increase {
+                div.figure { div.label { "Temporary increase" } div.value { (money(currency, increase)) } div.muted { "until " (time::format_short(t.valid_until)) } }
+            }
+        }
+    }
+}
+
+/// Journal rows of `account`: time, kind, service, change, balance after.
+pub fn journal_table(id: &str, account: &Account, currency: Currency, entries: &[Transfer]) -> Markup {
+    html! {
+        div.scroll {
+            table id=(id) {
+                thead { tr { th { "Posted" } th { "Kind" } th.optional { "Service" } th.num { "Amount" } th.num { "Balance after" } } }
+                tbody {
+                    @for t in entries {
+                        @let debited = t.debit == account.id;
+                        tr {
+                            td { (time::format_short(t.posted_at)) }
+                            td { (t.kind.as_str()) }
+                            td.optional { (t.service.as_deref().unwrap_or("")) }
+                            td.num.neg[debited] { (money(currency, if debited { Amount(-t.amount.0) } else { t.amount })) }
+                            td.num { (money(currency, if debited { t.debit_balance } else { t.credit_balance })) }
+                        }
+                    }
+                    @if entries.is_empty() { tr { td colspan="5" .muted { "No postings." } } }
+                }
+            }
+        }
+    }
+}
+
+struct Overview {
+    party: Party,
+    wallet: Option<(Account, i128, Currency)>,
+    subscribers: Vec<(Account, i128, Currency)>,
+    recent: Vec<Transfer>,
+}
+
+/// `/customers/{id}`: overview, subscriber accounts, recent journal.
+pub async fn show(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>) -> Result<Response, PortalError> {
+    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
+    let who = viewer.who;
+    let o = read(&state, move |s| {
+        let party = s.party_for(&who, id)?;
+        let PartyKind::Customer { wallet, .. } = party.kind else { return Err(PortalError::NotFound) };
+        let mut overview = Overview { party, wallet: None, subscribers: Vec::new(), recent: Vec::new() };
+        for a in s.engine.reader().accounts_of(PartyId(id))? {
+            let live = live(s, &a)?;
+            if a.id == wallet {
+                overview.recent = s.engine.reader().journal(JournalQuery { account: a.id, before: None, limit: RECENT_POSTINGS })?;
+                overview.wallet = Some(live);
+            } else {
+                overview.subscribers.push(live);
+            }
+        }
+        Ok(overview)
+    })
+    .await?;
+    let Some((wallet, available, currency)) = &o.wallet else { return Err(PortalError::NotFound) };
+    let details = if viewer.own_customer().is_some() { "/settings/account/billing/balance-details".to_owned() } else { format!("/customers/{id}/balance") };
+    let body = html! {
+        p.muted {
+            (billing(&o.party)) " customer · " (currency.code) " · client id " (viewer.who.shown_client_id(&o.party.client_id))
+            " · " (Standing::of(wallet, *available).badge())
+        }
+        (figures(wallet, *available, *currency))
+        p { a href=(details) id="balance-details" { "Balance Details →" } }
+        h2 { "Subscriber accounts" }
+        div.scroll {
+            table id="subscribers" {
+                thead { tr { th { "Account" } th { "Kind" } th { "Status" } th.num { "Balance" } th.num { "Available" } } }
+                tbody {
+                    @for (a, available, c) in &o.subscribers {
+                        tr {
+                            td { (a.client_id.as_ref().map_or_else(|| a.id.0.to_string(), |c| viewer.who.shown_client_id(c))) }
+                            td { (kind_name(a.kind)) }
+                            td { @if a.status == AccountStatus::Open { "Open" } @else { "Closed" } }
+                            td.num { (money(*c, a.balance)) }
+                            td.num { (money(*c, clamp(*available))) }
+                        }
+                    }
+                    @if o.subscribers.is_empty() { tr { td colspan="5" .muted { "No subscriber accounts." } } }
+                }
+            }
+        }
+        h2 { "Recent postings" }
+        (journal_table("recent", wallet, *currency, &o.recent))
+    };
+    let crumbs: Vec<(&str, &str)> = if viewer.is_staff() { vec![("Customers", "/customers"), (o.party.name.as_str(), "")] } else { Vec::new() };
+    Ok(page::ok(page::layout(&o.party.name, Some(&viewer), &crumbs, body)))
+}

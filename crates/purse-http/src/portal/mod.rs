@@ -1,0 +1,169 @@
+//! The web portal at `/`: server-rendered pages for the operator's and resellers' staff and
+//! for customers' admins, served by the same process as the API. No JavaScript is needed:
+//! forms post, charts are SVG drawn on the server, and nothing is fetched from elsewhere.
+//!
+//! A portal user has the role and scope of an API key, and every page reads through the
+//! same tenancy checks as the API ([`crate::access`]): another tenant's page is "not found".
+//! Sessions, passwords, CSRF and login throttling live in [`session`].
+
+mod balance;
+mod customers;
+mod keys;
+mod login;
+pub mod page;
+pub mod session;
+pub mod users;
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use maud::html;
+
+use crate::{ApiError, AppState};
+use session::Viewer;
+
+/// The portal's routes (merged with the API's by [`crate::app`]).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(home))
+        .route("/assets/portal.css", get(page::css))
+        .route("/login", get(login::form).post(login::submit))
+        .route("/logout", post(login::logout))
+        .route("/customers", get(customers::list))
+        .route("/customers/{id}", get(customers::show))
+        .route("/customers/{id}/balance", get(balance::details))
+        .route("/customers/{id}/balance.csv", get(balance::csv))
+        .route("/settings", get(settings))
+        .route("/settings/account", get(account_settings))
+        .route("/settings/account/billing", get(billing))
+        .route("/settings/account/billing/balance-details", get(balance::own_details))
+        .route("/settings/password", get(users::password_form).post(users::change_password))
+        .route("/keys", get(keys::list).post(keys::create))
+        .route("/keys/{id}/revoke", post(keys::revoke))
+        .route("/users", get(users::list).post(users::create))
+}
+
+/// What a page can fail with; each renders as a page (or a redirect to the login).
+#[derive(Debug)]
+pub enum PortalError {
+    /// No session, or an expired one: go to the login page, then back to this path.
+    LoginRequired(String),
+    /// The page does not exist, or belongs to another tenant.
+    NotFound,
+    Forbidden(String),
+    /// A changing form without this session's CSRF token.
+    Csrf,
+    BadRequest(String),
+    Internal(String),
+}
+
+impl From<ApiError> for PortalError {
+    fn from(e: ApiError) -> PortalError {
+        match e {
+            ApiError::NotFound(_) => PortalError::NotFound,
+            ApiError::Forbidden(m) => PortalError::Forbidden(m),
+            ApiError::ForbiddenField { message, .. } => PortalError::Forbidden(message),
+            ApiError::InvalidField { message, .. } => PortalError::BadRequest(message),
+            ApiError::Internal(m) => PortalError::Internal(m),
+            other => PortalError::Internal(format!("{other:?}")),
+        }
+    }
+}
+
+impl From<purse_store::StoreError> for PortalError {
+    fn from(e: purse_store::StoreError) -> PortalError {
+        PortalError::Internal(e.0)
+    }
+}
+
+impl IntoResponse for PortalError {
+    fn into_response(self) -> Response {
+        let (status, title, message) = match self {
+            PortalError::LoginRequired(next) => {
+                let query = serde_urlencoded::to_string([("next", next.as_str())]).unwrap_or_default();
+                return Redirect::to(&format!("/login?{query}")).into_response();
+            }
+            PortalError::NotFound => (StatusCode::NOT_FOUND, "Not found", "There is no such page, or it is not yours to see.".to_owned()),
+            PortalError::Forbidden(m) => (StatusCode::FORBIDDEN, "Not allowed", m),
+            PortalError::Csrf => (
+                StatusCode::FORBIDDEN,
+                "Form refused",
+                "This form was not sent from your current Purse session (its security token is missing or stale). Reload the page and try again.".to_owned(),
+            ),
+            PortalError::BadRequest(m) => (StatusCode::BAD_REQUEST, "Bad request", m),
+            PortalError::Internal(detail) => {
+                eprintln!("{{\"level\":\"error\",\"portal\":{}}}", serde_json::Value::String(detail));
+                (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "The error was logged. Try again in a moment.".to_owned())
+            }
+        };
+        let body = html! {
+            section.card.notice.bad id="error" { p { (message) } }
+            p { a href="/" { "Back to the start" } }
+        };
+        page::respond(status, page::layout(title, None, &[], body))
+    }
+}
+
+/// The HTML "not found" page for paths outside `/v1`.
+pub fn not_found() -> Response {
+    PortalError::NotFound.into_response()
+}
+
+/// Runs blocking store reads off the async runtime.
+pub(crate) async fn read<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&AppState) -> Result<T, PortalError> + Send + 'static,
+) -> Result<T, PortalError> {
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || f(&state)).await.map_err(|e| PortalError::Internal(e.to_string()))?
+}
+
+/// The start page of each role: staff see their customers, a customer admin its overview.
+async fn home(viewer: Viewer) -> Response {
+    match viewer.own_customer() {
+        Some(id) => Redirect::to(&format!("/customers/{id}")).into_response(),
+        None => Redirect::to("/customers").into_response(),
+    }
+}
+
+/// Settings, as seed 000 walks it: Settings → Account Settings → Billing → Balance Details.
+async fn settings(viewer: Viewer) -> Response {
+    let body = html! {
+        ul.sections.card {
+            @if viewer.own_customer().is_some() {
+                li { a href="/settings/account" { "Account Settings" } " — billing, balance, auto-recharge" }
+            }
+            li { a href="/settings/password" { "Change password" } }
+            li { a href="/keys" { "API keys" } }
+            @if viewer.is_staff() { li { a href="/users" { "Users" } } }
+        }
+    };
+    page::ok(page::layout("Settings", Some(&viewer), &[("Settings", "")], body))
+}
+
+async fn account_settings(viewer: Viewer) -> Result<Response, PortalError> {
+    viewer.own_customer().ok_or(PortalError::NotFound)?;
+    let body = html! {
+        ul.sections.card {
+            li { a href="/settings/account/billing" { "Billing" } }
+        }
+    };
+    Ok(page::ok(page::layout("Account Settings", Some(&viewer), &[("Settings", "/settings"), ("Account Settings", "")], body)))
+}
+
+async fn billing(viewer: Viewer) -> Result<Response, PortalError> {
+    viewer.own_customer().ok_or(PortalError::NotFound)?;
+    let body = html! {
+        ul.sections.card {
+            li { a href="/settings/account/billing/balance-details" { "Balance Details" } " — balance, uninvoiced amount, consumption, payments, CSV export" }
+        }
+    };
+    let crumbs = [("Settings", "/settings"), ("Account Settings", "/settings/account"), ("Billing", "")];
+    Ok(page::ok(page::layout("Billing", Some(&viewer), &crumbs, body)))
+}
+
+/// Redirects back to a page after a change, as HTTP's "see other".
+pub(crate) fn see_other(path: &str) -> Response {
+    (StatusCode::SEE_OTHER, [(header::LOCATION, path.to_owned())]).into_response()
+}

@@ -1,0 +1,171 @@
+//! The portal's frame: the page layout and navigation, the stylesheet, error pages, and
+//! how amounts, times and form fields are shown.
+
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use maud::{html, Markup, DOCTYPE};
+use purse_core::{Amount, Currency, Role};
+
+use super::session::Viewer;
+
+const CSS: &str = include_str!("portal.css");
+
+pub async fn css() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "max-age=3600")], CSS).into_response()
+}
+
+/// An amount as people read it: `1,234.50 USD`, grouped by thousands, at the currency's scale.
+pub fn money(currency: Currency, amount: Amount) -> String {
+    format!("{} {}", grouped(&currency.format(amount)), currency.code)
+}
+
+/// Thousands separators in a decimal string.
+pub fn grouped(decimal: &str) -> String {
+    let (sign, digits) = decimal.strip_prefix('-').map_or(("", decimal), |d| ("-", d));
+    let (whole, frac) = digits.split_once('.').map_or((digits, None), |(w, f)| (w, Some(f)));
+    let mut out = String::with_capacity(decimal.len() + whole.len() / 3);
+    for (i, c) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    match frac {
+        Some(f) => format!("{sign}{out}.{f}"),
+        None => format!("{sign}{out}"),
+    }
+}
+
+/// A page of the portal, with the navigation of the viewer's role.
+pub fn layout(title: &str, viewer: Option<&Viewer>, crumbs: &[(&str, &str)], body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · Purse" }
+                link rel="stylesheet" href="/assets/portal.css";
+            }
+            body {
+                header.top {
+                    a.brand href="/" { "Purse" }
+                    @if let Some(v) = viewer {
+                        nav { (nav(v)) }
+                        div.me {
+                            span.who { (v.user.name) " · " (role_name(v)) }
+                            form.inline method="post" action="/logout" {
+                                input type="hidden" name="csrf" value=(v.csrf);
+                                button.link type="submit" id="logout" { "Log out" }
+                            }
+                        }
+                    }
+                }
+                main {
+                    @if !crumbs.is_empty() {
+                        ol.crumbs {
+                            @for (label, href) in crumbs {
+                                li { @if href.is_empty() { (label) } @else { a href=(href) { (label) } } }
+                            }
+                        }
+                    }
+                    h1 { (title) }
+                    (body)
+                }
+            }
+        }
+    }
+}
+
+fn nav(v: &Viewer) -> Markup {
+    html! {
+        @match v.user.role {
+            Role::Customer(p) => {
+                a href=(format!("/customers/{}", p.0)) { "Overview" }
+                a href="/settings" { "Settings" }
+                a href="/settings/account/billing/balance-details" { "Balance Details" }
+            }
+            _ => {
+                a href="/customers" { "Customers" }
+                a href="/users" { "Users" }
+                a href="/settings" { "Settings" }
+            }
+        }
+        a href="/keys" { "API keys" }
+    }
+}
+
+/// "Operator admin", "Reseller read-only (Northwind)", ...
+pub fn role_name(v: &Viewer) -> String {
+    let role = match v.user.role {
+        Role::Operator => "Operator",
+        Role::Reseller(_) => "Reseller",
+        Role::Customer(_) => "Customer",
+    };
+    let scope = match v.user.scope {
+        purse_core::Scope::ReadWrite => "admin",
+        purse_core::Scope::Read => "read-only",
+    };
+    match &v.party {
+        Some(p) => format!("{role} {scope} ({})", p.name),
+        None => format!("{role} {scope}"),
+    }
+}
+
+/// A labelled input that shows its error next to it and keeps what was entered.
+pub fn field(label: &str, name: &str, kind: &str, value: &str, error: Option<&str>) -> Markup {
+    html! {
+        div.field.invalid[error.is_some()] {
+            label for=(name) { (label) }
+            input id=(name) name=(name) type=(kind) value=(value) aria-invalid=[error.map(|_| "true")];
+            @if let Some(e) = error { p.error id=(format!("{name}-error")) { (e) } }
+        }
+    }
+}
+
+/// A `<select>` with the chosen option kept.
+pub fn select(label: &str, name: &str, options: &[(&str, &str)], chosen: &str, error: Option<&str>) -> Markup {
+    html! {
+        div.field.invalid[error.is_some()] {
+            label for=(name) { (label) }
+            select id=(name) name=(name) {
+                @for (value, text) in options {
+                    option value=(value) selected[*value == chosen] { (text) }
+                }
+            }
+            @if let Some(e) = error { p.error id=(format!("{name}-error")) { (e) } }
+        }
+    }
+}
+
+/// A whole page as a response.
+pub fn respond(status: StatusCode, page: Markup) -> Response {
+    let mut response = (status, Html(page.into_string())).into_response();
+    // Pages show balances and secrets (a new API key): never kept by a shared cache.
+    response.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    response.headers_mut().insert("x-frame-options", header::HeaderValue::from_static("DENY"));
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static("default-src 'self'; img-src 'self' data:; style-src 'self'; form-action 'self'; frame-ancestors 'none'"),
+    );
+    response
+}
+
+pub fn ok(page: Markup) -> Response {
+    respond(StatusCode::OK, page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_are_grouped_by_thousands_at_the_currency_scale() {
+        let usd = Currency::new(purse_core::CurrencyCode::parse("USD").unwrap(), 2).unwrap();
+        assert_eq!(money(usd, Amount(123_456_789)), "1,234,567.89 USD");
+        assert_eq!(money(usd, Amount(-100_050)), "-1,000.50 USD");
+        assert_eq!(money(usd, Amount(5)), "0.05 USD");
+        assert_eq!(grouped("123"), "123");
+        assert_eq!(grouped("1234"), "1,234");
+    }
+}

@@ -1,0 +1,411 @@
+//! The web portal in a real browser: Debian's Chromium, headless, driven over WebDriver by
+//! ChromeDriver (both installed by `scripts/chromium.sh`), against a served demo database.
+//! The run writes screenshots of the main screens to `docs/screenshots/`, which the README
+//! shows.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use purse::client::Client;
+use purse_core::{Role, Scope};
+use serde_json::{json, Value};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The ChromeDriver the test script installed. Never skipped: a missing one fails.
+fn chromedriver() -> String {
+    std::env::var("PURSE_CHROMEDRIVER").unwrap_or_else(|_| {
+        panic!("PURSE_CHROMEDRIVER is not set: run the tests with scripts/test.sh, which installs Chromium and ChromeDriver")
+    })
+}
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// One headless Chromium with a fresh profile, through its own ChromeDriver.
+struct Browser {
+    driver: Child,
+    http: Client,
+    session: String,
+    profile: std::path::PathBuf,
+    base: String,
+}
+
+impl Browser {
+    fn start(base: &str) -> Browser {
+        let port = free_port();
+        let driver = Command::new(chromedriver())
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let mut http = Client::new(&format!("http://127.0.0.1:{port}"), None).unwrap().with_timeout(Duration::from_secs(60));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http.get("/status").map(|r| r.json()["value"]["ready"] != json!(true)).unwrap_or(true) {
+            assert!(Instant::now() < deadline, "chromedriver did not become ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let profile = std::env::temp_dir().join(format!("purse-chromium-{}-{port}", std::process::id()));
+        let args = [
+            "--headless=new".to_owned(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-quic".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--no-first-run".into(),
+            "--window-size=1280,900".into(),
+            format!("--user-data-dir={}", profile.display()),
+        ];
+        let caps = json!({ "capabilities": { "alwaysMatch": { "browserName": "chrome",
+            "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args } } } });
+        let mut browser = Browser { driver, http, session: String::new(), profile, base: base.to_owned() };
+        let created = browser.call("POST", "/session", Some(caps));
+        browser.session = created["sessionId"].as_str().expect("a session id").to_owned();
+        browser
+    }
+
+    fn call(&mut self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let bytes = body.map(|b| serde_json::to_vec(&b).unwrap());
+        let reply = self.http.request(method, path, bytes.as_deref(), &[]).unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let v = reply.json();
+        assert_eq!(reply.status, 200, "{method} {path}: {v}");
+        v["value"].clone()
+    }
+
+    fn cmd(&mut self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let path = format!("/session/{}{path}", self.session);
+        self.call(method, &path, body)
+    }
+
+    fn open(&mut self, path: &str) {
+        let url = format!("{}{path}", self.base);
+        self.cmd("POST", "/url", Some(json!({ "url": url })));
+    }
+
+    fn url(&mut self) -> String {
+        self.cmd("GET", "/url", None).as_str().unwrap().to_owned()
+    }
+
+    fn source(&mut self) -> String {
+        self.cmd("GET", "/source", None).as_str().unwrap().to_owned()
+    }
+
+    fn find(&mut self, css: &str) -> String {
+        let path = format!("/session/{}/element", self.session);
+        let body = serde_json::to_vec(&json!({ "using": "css selector", "value": css })).unwrap();
+        let reply = self.http.request("POST", &path, Some(&body), &[]).expect("chromedriver answers");
+        if reply.status != 200 {
+            let (url, source) = (self.url(), self.source());
+            panic!("no element {css} on {url}:\n{source}");
+        }
+        reply.json()["value"][ELEMENT].as_str().expect("an element id").to_owned()
+    }
+
+    fn count(&mut self, css: &str) -> usize {
+        self.cmd("POST", "/elements", Some(json!({ "using": "css selector", "value": css }))).as_array().map_or(0, Vec::len)
+    }
+
+    fn text(&mut self, css: &str) -> String {
+        let id = self.find(css);
+        self.cmd("GET", &format!("/element/{id}/text"), None).as_str().unwrap().to_owned()
+    }
+
+    fn type_into(&mut self, css: &str, text: &str) {
+        let id = self.find(css);
+        self.cmd("POST", &format!("/element/{id}/clear"), Some(json!({})));
+        self.cmd("POST", &format!("/element/{id}/value"), Some(json!({ "text": text })));
+    }
+
+    /// Clicks a link or a button and waits until the page it leads to has loaded.
+    fn click(&mut self, css: &str) {
+        let id = self.find(css);
+        self.script("window.purseOldPage = true;");
+        self.cmd("POST", &format!("/element/{id}/click"), Some(json!({})));
+        let path = format!("/session/{}/execute/sync", self.session);
+        let probe = serde_json::to_vec(&json!({
+            "script": "return !window.purseOldPage && document.readyState === 'complete';", "args": [] })).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            // While the old page unloads the probe may fail; that is "not yet".
+            let ready = self.http.request("POST", &path, Some(&probe), &[]).is_ok_and(|r| r.json()["value"] == json!(true));
+            if ready {
+                return;
+            }
+            assert!(Instant::now() < deadline, "clicking {css} led to no new page");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn script(&mut self, script: &str) -> Value {
+        self.cmd("POST", "/execute/sync", Some(json!({ "script": script, "args": [] })))
+    }
+
+    fn cookie(&mut self, name: &str) -> Option<String> {
+        let all = self.cmd("GET", "/cookie", None);
+        all.as_array()?.iter().find(|c| c["name"] == name).map(|c| c["value"].as_str().unwrap().to_owned())
+    }
+
+    fn set_cookie(&mut self, name: &str, value: &str) {
+        self.cmd("POST", "/cookie", Some(json!({ "cookie": { "name": name, "value": value, "path": "/" } })));
+    }
+
+    fn login(&mut self, email: &str, password: &str) {
+        self.open("/login");
+        self.type_into("#email", email);
+        self.type_into("#password", password);
+        self.click("#login");
+    }
+
+    fn logout(&mut self) {
+        self.click("#logout");
+        assert!(self.url().ends_with("/login"), "logged out to the login page");
+    }
+
+    /// Writes a PNG of the page to `docs/screenshots/NAME.png`.
+    fn screenshot(&mut self, name: &str) {
+        let b64 = self.cmd("GET", "/screenshot", None);
+        let png = base64_decode(b64.as_str().unwrap());
+        assert!(png.starts_with(b"\x89PNG"), "a PNG");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+
+    fn resize(&mut self, width: u32, height: u32) {
+        self.cmd("POST", "/window/rect", Some(json!({ "width": width, "height": height })));
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if !self.session.is_empty() {
+            let path = format!("/session/{}", self.session);
+            let _ = self.http.request("DELETE", &path, None, &[]);
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in text.bytes().filter(|c| *c != b'=' && !c.is_ascii_whitespace()) {
+        let v = ALPHABET.iter().position(|a| *a == c).expect("base64") as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+/// A served demo database with a login per role and an operator key.
+struct Site {
+    server: purse::serve::Server,
+    base: String,
+    operator_key: String,
+    seeded: purse::demo::Seeded,
+    /// (email, password) by role.
+    operator: (String, String),
+    reseller: (String, String),
+    customer: (String, String),
+    viewer: (String, String),
+}
+
+fn site() -> Site {
+    let url = common::sqlite_url();
+    let path = url.strip_prefix("sqlite://").unwrap().to_owned();
+    let seeded = purse::demo::seed(&path).expect("seeded");
+    let opened = purse::open_store(&url).unwrap();
+    let now = purse_engine::Clock::now(&purse_engine::SystemClock);
+    let user = |email: &str, role: Role, scope: Scope| {
+        let password = purse::keys::create_user(&opened, email, "Test User", role, scope, now).expect("user");
+        (email.to_owned(), password)
+    };
+    let operator = user("operator@test.purse", Role::Operator, Scope::ReadWrite);
+    let reseller = user("reseller@test.purse", Role::Reseller(seeded.resellers[0]), Scope::ReadWrite);
+    let customer = user("customer@test.purse", Role::Customer(seeded.customers[0].1), Scope::ReadWrite);
+    let viewer = user("viewer@test.purse", Role::Customer(seeded.customers[0].1), Scope::Read);
+    let (_, operator_key) = purse::keys::create(&opened, "portal test", Role::Operator, Scope::ReadWrite, now).unwrap();
+    let api = purse_http::ApiSettings { log_requests: false, ..purse_http::ApiSettings::default() };
+    let options = purse::serve::ServeOptions { listen: "127.0.0.1:0".into(), engine: purse_engine::EngineConfig::default(), api };
+    let server = purse::serve::start(opened, Arc::new(purse_engine::SystemClock), options).expect("serves");
+    let base = format!("http://{}", server.addr);
+    Site { server, base, operator_key, seeded, operator, reseller, customer, viewer }
+}
+
+#[test]
+fn each_role_logs_in_and_sees_only_its_own_pages() {
+    let site = site();
+    let mut b = Browser::start(&site.base);
+    let (acme, _, _) = &site.seeded.customers[0];
+    let other_reseller_customer = site.seeded.customers[2].1 .0; // Initech, under the second reseller
+
+    // The operator sees every customer, with balances and a status at a glance.
+    b.login(&site.operator.0, &site.operator.1);
+    assert!(b.url().ends_with("/customers"), "operators start at the customers list");
+    assert_eq!(b.count("#customers tbody tr"), 4, "{}", b.source());
+    assert!(b.text("#customers").contains(acme.as_str()));
+    b.screenshot("customers");
+    b.type_into("#q", "initech");
+    b.click("#search");
+    assert_eq!(b.count("#customers tbody tr"), 1);
+    assert!(b.text("#customers").contains("Initech Cloud"));
+    // A user form with mistakes comes back with the values and a message next to each field.
+    b.open("/users");
+    b.type_into("#email", "nadia@localhost");
+    b.type_into("#name", "Nadia");
+    b.type_into("#password", "short");
+    b.click("#create");
+    assert!(b.text("#email-error").contains("e-mail address"));
+    assert!(b.text("#password-error").contains("10 to 256"));
+    let kept = b.script("return [document.querySelector('#email').value, document.querySelector('#name').value];");
+    assert_eq!(kept, json!(["nadia@localhost", "Nadia"]));
+    b.logout();
+
+    // A reseller sees its own customers only; another reseller's customer is not found.
+    b.login(&site.reseller.0, &site.reseller.1);
+    assert_eq!(b.count("#customers tbody tr"), 2, "{}", b.source());
+    b.open(&format!("/customers/{other_reseller_customer}"));
+    assert!(b.source().contains("There is no such page"), "another reseller's customer is not found");
+    b.open("/customers");
+    b.logout();
+
+    // A customer admin walks Settings → Account Settings → Billing → Balance Details.
+    b.login(&site.customer.0, &site.customer.1);
+    let own = site.seeded.customers[0].1 .0;
+    assert!(b.url().ends_with(&format!("/customers/{own}")), "customers start at their overview");
+    assert!(b.text("h1").contains(acme.as_str()));
+    b.screenshot("customer-overview");
+    b.click("header nav a[href='/settings']");
+    b.click("a[href='/settings/account']");
+    b.click("a[href='/settings/account/billing']");
+    b.click("a[href='/settings/account/billing/balance-details']");
+    assert_eq!(b.text("h1"), "Balance Details");
+    assert!(b.text("ol.crumbs").contains("Settings"));
+    for id in ["#available", "#balance", "#reserved", "#uninvoiced", "#credit-limit"] {
+        assert!(b.text(id).ends_with("USD"), "{id} shows an amount");
+    }
+    assert_eq!(b.count("#consumption-chart"), 1, "a chart of consumption");
+    b.screenshot("balance-details");
+    b.resize(390, 844);
+    b.screenshot("balance-details-phone");
+    b.resize(1280, 900);
+    // Another customer's pages answer "not found", by overview, Balance Details and export.
+    let other = site.seeded.customers[1].1 .0;
+    for path in [format!("/customers/{other}"), format!("/customers/{other}/balance"), format!("/customers/{other}/balance.csv")] {
+        b.open(&path);
+        assert!(b.source().contains("There is no such page"), "{path} is not found for another customer");
+    }
+    b.open("/customers");
+    assert!(b.source().contains("There is no such page"), "customers do not list customers");
+    b.open("/settings");
+    b.logout();
+
+    // The read-only customer sees the pages but no form that changes anything.
+    b.login(&site.viewer.0, &site.viewer.1);
+    b.open("/keys");
+    assert_eq!(b.count("#create-key"), 0, "read-only users get no create form");
+    drop(site.server);
+}
+
+#[test]
+fn a_charge_posted_through_the_api_appears_in_balance_details() {
+    let site = site();
+    let mut b = Browser::start(&site.base);
+    let (_, _, wallet) = site.seeded.customers[0];
+    b.login(&site.customer.0, &site.customer.1);
+    b.open("/settings/account/billing/balance-details");
+    assert!(!b.text("#by-service").contains("video-conference"));
+
+    let mut api = Client::new(&site.base, Some(site.operator_key.clone())).unwrap();
+    let charge = json!({ "client_id": "portal-charge-1", "account": wallet.0, "amount": "12.3456", "currency": "USD", "service": "video-conference" });
+    let reply = api.send("POST", "/v1/charges", &charge, "portal-charge-1").unwrap();
+    assert_eq!(reply.status, 201, "{}", String::from_utf8_lossy(&reply.body));
+
+    b.open("/settings/account/billing/balance-details");
+    let by_service = b.text("#by-service");
+    assert!(by_service.contains("video-conference") && by_service.contains("12.3456 USD"), "{by_service}");
+    assert!(b.text("#journal").contains("-12.3456 USD"), "the newest posting leads the journal");
+
+    // The export of the period carries it too (fetched with the browser's session).
+    let session = b.cookie("purse_session").expect("a session cookie");
+    let own = site.seeded.customers[0].1 .0;
+    let export = b.find("#export");
+    let href = b.cmd("GET", &format!("/element/{export}/attribute/href"), None).as_str().unwrap().to_owned();
+    let path = href.strip_prefix(&site.base).unwrap_or(&href).to_owned();
+    assert!(path.starts_with(&format!("/customers/{own}/balance.csv?")), "{path}");
+    let mut http = Client::new(&site.base, None).unwrap();
+    let cookie = format!("purse_session={session}");
+    let csv = http.request("GET", &path, None, &[("cookie", &cookie)]).unwrap();
+    assert_eq!(csv.status, 200);
+    assert!(csv.header("content-disposition").unwrap().starts_with("attachment"));
+    let text = String::from_utf8(csv.body).unwrap();
+    assert!(text.starts_with("transfer_id,posted_at,at,kind,service,client_id,amount,balance_after,currency\n"));
+    assert!(text.lines().last().unwrap().contains(",charge,video-conference,portal-charge-1,-12.3456,"), "{text}");
+    drop(site.server);
+}
+
+#[test]
+fn sessions_csrf_and_login_throttling_hold() {
+    let site = site();
+    let mut b = Browser::start(&site.base);
+
+    // A wrong password is refused; after five, even the right one waits.
+    b.login(&site.operator.0, "wrong password 1");
+    assert!(b.text("#login-error").contains("wrong"));
+    assert!(b.url().ends_with("/login"));
+    b.screenshot("login");
+    for n in 2..=5 {
+        b.login(&site.operator.0, &format!("wrong password {n}"));
+        assert!(b.text("#login-error").contains("wrong"), "attempt {n}");
+    }
+    b.login(&site.operator.0, &site.operator.1);
+    assert!(b.text("#login-error").contains("Too many failed logins"), "{}", b.source());
+    assert!(b.cookie("purse_session").is_none(), "no session while throttled");
+    // Another user is not throttled by it.
+    b.login(&site.reseller.0, &site.reseller.1);
+    assert!(b.url().ends_with("/customers"));
+
+    // A form without its CSRF token is refused and changes nothing.
+    b.open("/keys");
+    let keys_before = b.count("#keys tbody tr");
+    b.type_into("#name", "sneaky");
+    b.script("document.querySelector('#create-key input[name=csrf]').remove();");
+    b.click("#create");
+    assert!(b.source().contains("Form refused"), "{}", b.source());
+    b.open("/keys");
+    assert_eq!(b.count("#keys tbody tr"), keys_before);
+    assert!(!b.text("#keys").contains("sneaky"));
+
+    // With it, the key is created and its secret shown once.
+    b.type_into("#name", "billing robot");
+    b.click("#create");
+    let secret = b.text("#secret");
+    assert!(secret.starts_with("purse_") && secret.len() == 54, "{secret}");
+    b.screenshot("api-keys");
+    b.open("/keys");
+    assert!(!b.source().contains(&secret), "the secret is shown once");
+    let mut api = Client::new(&site.base, Some(secret.clone())).unwrap();
+    assert_eq!(api.get(&format!("/v1/resellers/{}", site.seeded.resellers[0].0)).unwrap().status, 200);
+
+    // Logout ends the session in the store: the old cookie is worth nothing.
+    let session = b.cookie("purse_session").expect("a session cookie");
+    b.logout();
+    b.set_cookie("purse_session", &session);
+    b.open("/customers");
+    assert!(b.url().contains("/login?next=%2Fcustomers"), "{}", b.url());
+    drop(site.server);
+}
