@@ -500,3 +500,59 @@ async fn ids_beyond_the_database_range_are_not_found_and_break_nothing() {
     let (status, _) = api.post("/v1/charges", json!({ "client_id": "h-3", "account": wallet, "amount": "1.00", "currency": "USD" })).await;
     assert_eq!(status, StatusCode::CREATED);
 }
+
+/// The portal beside the API: pages need a session (the login keeps where one was going),
+/// unknown paths are an HTML page outside `/v1` and JSON inside it, pages are never cached
+/// or framed, and the session cookie is `Secure` behind TLS.
+#[tokio::test]
+async fn portal_pages_need_a_session_and_carry_their_safety_headers() {
+    let api = Api::new();
+    let r = api.send(Request::get("/customers?q=a").body(Body::empty()).unwrap()).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.headers["location"], "/login?next=%2Fcustomers%3Fq%3Da");
+    let r = api.send(Request::get("/no/such/page").body(Body::empty()).unwrap()).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.headers["content-type"].to_str().unwrap().starts_with("text/html"));
+    let (status, body) = api.get("/v1/no-such-route").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+
+    let password = "a long enough password";
+    let user = purse_store::NewUser {
+        email: "ops@example.com".into(),
+        name: "Ops".into(),
+        password_hash: purse_http::portal::session::hash_password(password).unwrap(),
+        role: Role::Operator,
+        scope: Scope::ReadWrite,
+        created_at: Timestamp(0),
+    };
+    api.state.access.insert_user(&user).unwrap().unwrap();
+    let form = api.send(Request::get("/login").body(Body::empty()).unwrap()).await;
+    assert_eq!(form.headers["cache-control"], "no-store");
+    assert_eq!(form.headers["x-frame-options"], "DENY");
+    assert!(form.headers["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    let login_cookie = form.headers["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let token = login_cookie.split_once('=').unwrap().1;
+    let submit = |proto: &'static str, body: String| {
+        Request::post("/login")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", login_cookie.clone())
+            .header("x-forwarded-proto", proto)
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let good = format!("csrf={token}&email=OPS%40example.com&password=a+long+enough+password&next=%2Fkeys");
+    let r = api.send(submit("https", good.clone())).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.headers["location"], "/keys", "back where the login was asked for");
+    let session = r.headers["set-cookie"].to_str().unwrap();
+    assert!(session.starts_with("purse_session=") && session.contains("HttpOnly") && session.contains("SameSite=Lax"));
+    assert!(session.contains("; Secure"), "{session}");
+    let r = api.send(submit("http", good)).await;
+    assert!(!r.headers["set-cookie"].to_str().unwrap().contains("Secure"));
+    // The login form's token must match its cookie; a page elsewhere cannot log anyone in.
+    let forged = "csrf=forged&email=ops%40example.com&password=a+long+enough+password".to_owned();
+    assert_eq!(api.send(submit("http", forged)).await.status, StatusCode::FORBIDDEN);
+    // A `next` leading off the site is not followed.
+    let r = api.send(submit("http", format!("csrf={token}&email=ops%40example.com&password=a+long+enough+password&next=%2F%2Fevil.example"))).await;
+    assert_eq!(r.headers["location"], "/");
+}
