@@ -898,8 +898,9 @@ impl AccessStore for PgReader {
         })
     }
 
-    fn record_login_failure(&self, email: &str, at: Timestamp) -> StoreResult<u32> {
+    fn record_login_failure(&self, email: &str, at: Timestamp, forget_before: Timestamp) -> StoreResult<u32> {
         self.with(|c| {
+            c.execute("DELETE FROM login_failures WHERE last_at < $1", &[&forget_before.0]).map_err(err)?;
             let row = c
                 .query_one(
                     "INSERT INTO login_failures (email, failures, last_at) VALUES ($1, 1, $2) \

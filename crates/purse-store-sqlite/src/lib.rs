@@ -934,8 +934,9 @@ impl AccessStore for SqliteReader {
         })
     }
 
-    fn record_login_failure(&self, email: &str, at: Timestamp) -> StoreResult<u32> {
+    fn record_login_failure(&self, email: &str, at: Timestamp, forget_before: Timestamp) -> StoreResult<u32> {
         self.with(|c| {
+            c.execute("DELETE FROM login_failures WHERE last_at < ?", [forget_before.0])?;
             c.query_row(
                 "INSERT INTO login_failures (email, failures, last_at) VALUES (?, 1, ?) \
                  ON CONFLICT (email) DO UPDATE SET failures = failures + 1, last_at = excluded.last_at RETURNING failures",

@@ -185,8 +185,10 @@ pub trait AccessStore: Send + Sync {
 
     /// Failed logins for this e-mail since the last success, and when the last one was.
     fn login_failures(&self, email: &str) -> StoreResult<Option<(u32, Timestamp)>>;
-    /// Counts one more failed login; returns the count.
-    fn record_login_failure(&self, email: &str, at: Timestamp) -> StoreResult<u32>;
+    /// Counts one more failed login at `at`; returns the count. Failures before
+    /// `forget_before` no longer count, and their rows (of every e-mail) are deleted, so the
+    /// table holds only recent failures however many addresses are tried.
+    fn record_login_failure(&self, email: &str, at: Timestamp, forget_before: Timestamp) -> StoreResult<u32>;
     fn clear_login_failures(&self, email: &str) -> StoreResult<()>;
 }
 

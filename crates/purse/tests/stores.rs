@@ -368,11 +368,16 @@ fn user_story(url: &str) {
 
     // Failed logins count up per e-mail until cleared.
     assert_eq!(s.login_failures("ana@example.com").unwrap(), None);
-    assert_eq!(s.record_login_failure("ana@example.com", Timestamp(30)).unwrap(), 1);
-    assert_eq!(s.record_login_failure("ana@example.com", Timestamp(31)).unwrap(), 2);
+    assert_eq!(s.record_login_failure("ana@example.com", Timestamp(30), Timestamp(0)).unwrap(), 1);
+    assert_eq!(s.record_login_failure("ana@example.com", Timestamp(31), Timestamp(0)).unwrap(), 2);
+    assert_eq!(s.record_login_failure("bo@example.com", Timestamp(32), Timestamp(0)).unwrap(), 1);
     assert_eq!(s.login_failures("ana@example.com").unwrap(), Some((2, Timestamp(31))));
     s.clear_login_failures("ana@example.com").unwrap();
     assert_eq!(s.login_failures("ana@example.com").unwrap(), None);
+    // Old failures are forgotten: the count starts over and old rows go.
+    assert_eq!(s.record_login_failure("ana@example.com", Timestamp(40), Timestamp(0)).unwrap(), 1);
+    assert_eq!(s.record_login_failure("ana@example.com", Timestamp(500), Timestamp(41)).unwrap(), 1);
+    assert_eq!(s.login_failures("bo@example.com").unwrap(), None, "other e-mails' old failures are deleted too");
 
     // Customers are searched by name or client id, ignoring case.
     let found = opened.reader.parties(PartyQuery { search: Some("customer".into()), limit: 10, ..PartyQuery::default() }).unwrap();

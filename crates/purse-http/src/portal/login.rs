@@ -4,6 +4,7 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use maud::html;
+use purse_core::Timestamp;
 
 use super::page::{self, field};
 use super::session::{self, cookie, set_cookie, Form, Viewer, LOGIN_COOKIE, SESSION_COOKIE};
@@ -79,7 +80,7 @@ pub async fn submit(State(state): State<AppState>, headers: HeaderMap, form: For
                 Ok(Outcome::In(session::start_session(s, &user, now)?))
             }
             _ => {
-                s.access.record_login_failure(&email, now)?;
+                s.access.record_login_failure(&email, now, Timestamp(now.0 - session::FAILURES_REMEMBERED_S * 1_000_000))?;
                 Ok(Outcome::Wrong)
             }
         }

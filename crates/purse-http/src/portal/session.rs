@@ -11,7 +11,8 @@
 //!   before any session exists, carries a token that must equal a cookie set with it.
 //! - Failed logins are counted per e-mail in the store (so every process sees them): after
 //!   [`FREE_FAILURES`] the next attempt must wait, twice as long after each further failure,
-//!   up to [`LOCKOUT_S_MAX`]; a correct password resets the count.
+//!   up to [`LOCKOUT_S_MAX`]; a correct password, or [`FAILURES_REMEMBERED_S`] without a
+//!   failure, resets the count.
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -31,6 +32,8 @@ pub const LOGIN_COOKIE: &str = "purse_login";
 pub const FREE_FAILURES: u32 = 5;
 pub const LOCKOUT_S_MIN: i64 = 30;
 pub const LOCKOUT_S_MAX: i64 = 900;
+/// A failure older than this no longer counts (an hour without failures starts over).
+pub const FAILURES_REMEMBERED_S: i64 = 3600;
 pub const PASSWORD_LEN_MIN: usize = 10;
 pub const PASSWORD_LEN_MAX: usize = 256;
 
