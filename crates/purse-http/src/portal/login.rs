@@ -19,7 +19,7 @@ pub struct Next {
 /// Only a path of this site is followed after login (never `//elsewhere` or a full URL).
 fn safe_next(next: Option<&str>) -> &str {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') && !n.chars().any(char::is_control) => n,
         _ => "/",
     }
 }
@@ -114,4 +114,18 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap, viewer: V
     let cleared = set_cookie(&state, &headers, SESSION_COOKIE, "", 0);
     response.headers_mut().append(header::SET_COOKIE, HeaderValue::from_str(&cleared).map_err(|e| PortalError::Internal(e.to_string()))?);
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn only_paths_of_this_site_are_followed_after_login() {
+        assert_eq!(safe_next(Some("/customers?q=a")), "/customers?q=a");
+        for bad in ["//evil.example", "https://evil.example", "/\\evil.example", "/x\r\nSet-Cookie: a=b", "", "customers"] {
+            assert_eq!(safe_next(Some(bad)), "/", "{bad:?}");
+        }
+        assert_eq!(safe_next(None), "/");
+    }
 }
