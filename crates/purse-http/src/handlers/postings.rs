@@ -87,6 +87,43 @@ fn charge_command(s: &AppState, who: &Principal, r: ChargeRequest) -> Result<Com
     }))
 }
 
+/// Whether `text` has the shape the document gives positive amounts: 1–19 digits, then
+/// optionally a point and 1–9 digits.
+fn amount_shaped(text: &str) -> bool {
+    let (whole, fraction) = text.split_once('.').map_or((text, None), |(w, f)| (w, Some(f)));
+    let digits = |t: &str, max: usize| (1..=max).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_digit());
+    digits(whole, 19) && fraction.is_none_or(|f| digits(f, 9))
+}
+
+impl ChargeRequest {
+    /// What the document's schema says of a batch item, checked without the store: a
+    /// request with a malformed item is refused whole (400, naming `items[i].field`), while
+    /// what only the ledger knows (an unknown currency or account, funds) is that item's
+    /// result.
+    fn check_shape(&self, who: &Principal, i: usize) -> Result<(), ApiError> {
+        let field = |name: &str| format!("items[{i}].{name}");
+        if i64::try_from(self.account).is_err() {
+            return Err(ApiError::invalid(field("account"), "invalid_id", format!("{} must be at most {}", field("account"), i64::MAX)));
+        }
+        if !amount_shaped(&self.amount) {
+            return Err(ApiError::invalid(field("amount"), "invalid_amount", format!("{} must be a decimal string such as \"12.50\"", field("amount"))));
+        }
+        currency_code(&field("currency"), &self.currency)?;
+        who.client_id(&field("client_id"), &self.client_id)?;
+        if self.service.as_ref().is_some_and(|s| s.chars().count() > purse_core::command::SERVICE_LEN_MAX) {
+            let message = format!("{} must be at most {} characters", field("service"), purse_core::command::SERVICE_LEN_MAX);
+            return Err(ApiError::invalid(field("service"), "invalid_service", message));
+        }
+        if let Some(t) = &self.at {
+            timestamp(&field("at"), t)?;
+        }
+        if !matches!(self.metadata, None | Some(serde_json::Value::Null | serde_json::Value::Object(_))) {
+            return Err(ApiError::invalid(field("metadata"), "invalid_metadata", format!("{} must be a JSON object", field("metadata"))));
+        }
+        Ok(())
+    }
+}
+
 pub async fn create_charge(State(state): State<AppState>, ctx: Ctx, ApiJson(body): ApiJson<ChargeRequest>) -> Result<Response, ApiError> {
     let who = ctx.principal;
     who.require_staff("post charges")?;
@@ -129,6 +166,9 @@ pub async fn create_charge_batch(State(state): State<AppState>, ctx: Ctx, ApiJso
     who.require_staff("post charges")?;
     if body.items.is_empty() || body.items.len() > BATCH_ITEMS_MAX {
         return Err(ApiError::invalid("items", "batch_size", format!("items must hold 1 to {BATCH_ITEMS_MAX} charges")));
+    }
+    for (i, item) in body.items.iter().enumerate() {
+        item.check_shape(&who, i)?;
     }
     let inline = who.is_operator() && body.items.iter().all(|r| state.knows_currency(&r.currency));
     let prepared: Vec<Result<Command, ApiError>> = if inline {
