@@ -273,6 +273,33 @@ fn each_role_logs_in_and_sees_only_its_own_pages() {
     assert!(b.text("#password-error").contains("10 to 256"));
     let kept = b.script("return [document.querySelector('#email').value, document.querySelector('#name').value];");
     assert_eq!(kept, json!(["nadia@localhost", "Nadia"]));
+    // Corrected, the operator creates a reseller user, who logs in and changes its password.
+    b.type_into("#email", "nadia@northwind.example");
+    b.type_into("#password", "first password 123");
+    b.script("document.querySelector('#role').value = 'reseller';");
+    b.type_into("#party", &site.seeded.resellers[0].0.to_string());
+    b.click("#create");
+    assert!(b.text("#created").contains("nadia@northwind.example"), "{}", b.source());
+    assert!(b.text("#users").contains("nadia@northwind.example"));
+    b.logout();
+    b.login("nadia@northwind.example", "first password 123");
+    assert!(b.url().ends_with("/customers"), "the new reseller user logs in");
+    b.open("/settings/password");
+    b.type_into("#current", "not my password");
+    b.type_into("#new", "second password 456");
+    b.type_into("#confirm", "second password 456");
+    b.click("#change");
+    assert!(b.text("#current-error").contains("not your current password"));
+    b.type_into("#current", "first password 123");
+    b.type_into("#new", "second password 456");
+    b.type_into("#confirm", "second password 456");
+    b.click("#change");
+    assert_eq!(b.count("#changed"), 1);
+    b.logout();
+    b.login("nadia@northwind.example", "first password 123");
+    assert!(b.text("#login-error").contains("wrong"), "the old password no longer works");
+    b.login("nadia@northwind.example", "second password 456");
+    assert!(b.url().ends_with("/customers"));
     b.logout();
 
     // A reseller sees its own customers only; another reseller's customer is not found.
