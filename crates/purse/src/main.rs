@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use purse::bench::{BenchOptions, IdStyle};
 use purse::soak::SoakOptions;
 use purse::Config;
@@ -282,13 +282,8 @@ enum ScopeArg {
 enum KeyAction {
     /// Issues a key and prints it once; only its hash is stored.
     Create {
-        #[arg(long, value_enum)]
-        role: RoleArg,
-        /// The reseller or customer the key belongs to (not for operator keys).
-        #[arg(long)]
-        party: Option<u64>,
-        #[arg(long, value_enum, default_value = "read-write")]
-        scope: ScopeArg,
+        #[command(flatten)]
+        grant: Grant,
         #[arg(long)]
         name: String,
     },
@@ -298,18 +293,31 @@ enum KeyAction {
     Revoke { id: u64 },
 }
 
-fn role_name(role: RoleArg) -> purse::keys::RoleName {
-    match role {
-        RoleArg::Operator => purse::keys::RoleName::Operator,
-        RoleArg::Reseller => purse::keys::RoleName::Reseller,
-        RoleArg::Customer => purse::keys::RoleName::Customer,
-    }
+/// What a new API key or portal user may do: its role, its party, its scope.
+#[derive(Args)]
+struct Grant {
+    #[arg(long, value_enum)]
+    role: RoleArg,
+    /// The reseller or customer it belongs to (not for operators).
+    #[arg(long)]
+    party: Option<u64>,
+    #[arg(long, value_enum, default_value = "read-write")]
+    scope: ScopeArg,
 }
 
-fn scope_of(scope: ScopeArg) -> purse_core::Scope {
-    match scope {
-        ScopeArg::Read => purse_core::Scope::Read,
-        ScopeArg::ReadWrite => purse_core::Scope::ReadWrite,
+impl Grant {
+    /// The role and scope to store, once the party is checked to fit the role.
+    fn resolve(&self, opened: &purse::Opened) -> Result<(purse_core::Role, purse_core::Scope), String> {
+        let name = match self.role {
+            RoleArg::Operator => purse::keys::RoleName::Operator,
+            RoleArg::Reseller => purse::keys::RoleName::Reseller,
+            RoleArg::Customer => purse::keys::RoleName::Customer,
+        };
+        let scope = match self.scope {
+            ScopeArg::Read => purse_core::Scope::Read,
+            ScopeArg::ReadWrite => purse_core::Scope::ReadWrite,
+        };
+        Ok((purse::keys::role_for(opened, name, self.party)?, scope))
     }
 }
 
@@ -321,13 +329,8 @@ enum UserAction {
         email: String,
         #[arg(long)]
         name: String,
-        #[arg(long, value_enum)]
-        role: RoleArg,
-        /// The reseller or customer the user belongs to (not for operators).
-        #[arg(long)]
-        party: Option<u64>,
-        #[arg(long, value_enum, default_value = "read-write")]
-        scope: ScopeArg,
+        #[command(flatten)]
+        grant: Grant,
     },
 }
 
@@ -396,9 +399,9 @@ fn run(cli: Cli) -> Result<(), String> {
             let opened = purse::open_store(&config.database_url(database.as_deref())).map_err(|e| e.to_string())?;
             let now = purse_engine::Clock::now(&purse_engine::SystemClock);
             match action {
-                KeyAction::Create { role, party, scope, name } => {
-                    let role = purse::keys::role_for(&opened, role_name(role), party)?;
-                    let (id, secret) = purse::keys::create(&opened, &name, role, scope_of(scope), now)?;
+                KeyAction::Create { grant, name } => {
+                    let (role, scope) = grant.resolve(&opened)?;
+                    let (id, secret) = purse::keys::create(&opened, &name, role, scope, now)?;
                     println!("key {id}: {secret}");
                     eprintln!("Store it now: Purse keeps only its hash and cannot show it again.");
                 }
@@ -411,11 +414,11 @@ fn run(cli: Cli) -> Result<(), String> {
                 }
             }
         }
-        Cmd::Users { database, action: UserAction::Create { email, name, role, party, scope } } => {
+        Cmd::Users { database, action: UserAction::Create { email, name, grant } } => {
             let opened = purse::open_store(&config.database_url(database.as_deref())).map_err(|e| e.to_string())?;
             let now = purse_engine::Clock::now(&purse_engine::SystemClock);
-            let role = purse::keys::role_for(&opened, role_name(role), party)?;
-            let password = purse::keys::create_user(&opened, &email, &name, role, scope_of(scope), now)?;
+            let (role, scope) = grant.resolve(&opened)?;
+            let password = purse::keys::create_user(&opened, &email, &name, role, scope, now)?;
             println!("user {email}: password {password}");
             eprintln!("Store it now: Purse keeps only an argon2id hash. Change it under Settings → Change password.");
         }
