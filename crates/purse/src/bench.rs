@@ -117,7 +117,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, String> {
     let engine = crate::start_engine(&options.database_url, Arc::new(SystemClock), engine_config)
         .map_err(|e| e.to_string())?;
     let setup = Instant::now();
-    let prefix = format!("bench-{:x}", Rng::new(unix_ms()).next_u64() & 0xFFFF_FFFF);
+    let prefix = format!("bench-{:x}", Rng::from_kernel().next_u64() & 0xFFFF_FFFF);
     let wallets = Arc::new(create_customers(&engine, &prefix, options.accounts)?);
     let setup_seconds = setup.elapsed().as_secs_f64();
     if std::env::var_os("PURSE_TRACE").is_some() {
@@ -129,11 +129,11 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, String> {
     let barrier = Arc::new(Barrier::new(options.concurrency + 1));
     let usd = CurrencyCode::parse(CURRENCY).expect("valid code");
     let threads: Vec<_> = (0..options.concurrency)
-        .map(|t| {
+        .map(|_| {
             let (engine, wallets, next, barrier) = (engine.clone(), wallets.clone(), next_charge.clone(), barrier.clone());
             let options = options.clone();
             std::thread::spawn(move || -> Result<Vec<Duration>, String> {
-                let mut rng = Rng::new(unix_ms() ^ (t as u64).wrapping_mul(0x9E37_79B9));
+                let mut rng = Rng::from_kernel();
                 let mut latencies = Vec::new();
                 barrier.wait();
                 loop {
@@ -241,7 +241,7 @@ fn run_http(options: &BenchOptions, url: &str, key: &str) -> Result<BenchReport,
     }
     let setup = Instant::now();
     let mut client = Client::new(url, Some(key.to_owned()))?;
-    let mut rng = Rng::new(unix_ms());
+    let mut rng = Rng::from_kernel();
     let mut post = |client: &mut Client, path: &str, body: serde_json::Value| -> Result<serde_json::Value, String> {
         let reply = client.send("POST", path, &body, &uuid_v4(&mut rng))?;
         match reply.status {
@@ -254,7 +254,7 @@ fn run_http(options: &BenchOptions, url: &str, key: &str) -> Result<BenchReport,
             return Err(e);
         }
     }
-    let prefix = format!("hbench-{:x}", Rng::new(unix_ms()).next_u64() & 0xFFFF_FFFF);
+    let prefix = format!("hbench-{:x}", Rng::from_kernel().next_u64() & 0xFFFF_FFFF);
     let mut wallets = Vec::with_capacity(options.accounts as usize);
     for n in 0..options.accounts {
         let body = serde_json::json!({ "client_id": format!("{prefix}-{n}"), "name": format!("Bench {n}"), "billing": "prepaid", "currency": CURRENCY });
@@ -266,11 +266,11 @@ fn run_http(options: &BenchOptions, url: &str, key: &str) -> Result<BenchReport,
     let next_charge = Arc::new(AtomicU64::new(0));
     let barrier = Arc::new(Barrier::new(options.concurrency + 1));
     let threads: Vec<_> = (0..options.concurrency)
-        .map(|t| {
+        .map(|_| {
             let (wallets, next, barrier, options) = (wallets.clone(), next_charge.clone(), barrier.clone(), options.clone());
             let (url, key) = (url.to_owned(), key.to_owned());
             std::thread::spawn(move || -> Result<Vec<Duration>, String> {
-                let mut rng = Rng::new(unix_ms() ^ (t as u64 + 1).wrapping_mul(0x9E37_79B9));
+                let mut rng = Rng::from_kernel();
                 let mut client = Client::new(&url, Some(key))?;
                 client.get("/healthz")?;
                 let mut latencies = Vec::new();

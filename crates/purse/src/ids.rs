@@ -16,6 +16,13 @@ impl Rng {
     pub fn new(seed: u64) -> Rng {
         Rng(seed)
     }
+
+    /// Seeded from the kernel: for ids that must not repeat between runs, threads or
+    /// processes (client ids, idempotency keys). A clock-based seed did repeat.
+    pub fn from_kernel() -> Rng {
+        let seed = purse_http::auth::random_bytes::<8>().expect("/dev/urandom is readable");
+        Rng(u64::from_le_bytes(seed))
+    }
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;

@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use crate::client::Client;
-use crate::ids::{unix_ms, uuid_v4, Rng};
+use crate::ids::{uuid_v4, Rng};
 
 /// Rows per request when importing a CSV of usage.
 pub const IMPORT_CHUNK: usize = 1000;
@@ -18,7 +18,7 @@ pub struct Remote {
 
 impl Remote {
     pub fn new(url: &str, key: &str, json: bool) -> Result<Remote, String> {
-        Ok(Remote { client: Client::new(url, Some(key.to_owned()))?, rng: Rng::new(unix_ms() ^ u64::from(std::process::id())), json })
+        Ok(Remote { client: Client::new(url, Some(key.to_owned()))?, rng: Rng::from_kernel(), json })
     }
 
     pub fn fresh_id(&mut self) -> String {
@@ -198,4 +198,19 @@ pub fn import(remote: &mut Remote, csv: &str) -> Result<String, String> {
         out.push('\n');
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Remote;
+
+    /// Two CLI runs in the same millisecond (or in adjacent ones with adjacent process ids)
+    /// once drew the same idempotency keys, so a re-run of `purse import` was answered with
+    /// the first run's stored response. Keys come from the kernel's randomness now.
+    #[test]
+    fn idempotency_keys_differ_between_clients_made_at_the_same_moment() {
+        let mut a = Remote::new("http://127.0.0.1:1", "k", false).unwrap();
+        let mut b = Remote::new("http://127.0.0.1:1", "k", false).unwrap();
+        assert_ne!(a.fresh_id(), b.fresh_id());
+    }
 }
