@@ -661,6 +661,13 @@ impl Ledger {
         for (id, before) in before {
             self.emit_crossings(id, before, now, Some(transfer.id));
         }
+        let refill = matches!(transfer.kind, TransferKind::Payment | TransferKind::Recharge | TransferKind::Issue);
+        if refill && self.accounts[&credit].kind == AccountKind::Wallet {
+            let available_after = self.available(credit, now).map_or(Amount::ZERO, clamp);
+            let kind = EventKind::Refilled { amount, available_after, transfer: transfer.id };
+            let event = Event { id: EventId(Self::next_id(&mut self.next.event)), at: now, account: credit, kind };
+            self.scratch.output.events.push(event);
+        }
         self.scratch.output.transfers.push(transfer);
         Ok(())
     }

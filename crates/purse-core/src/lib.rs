@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod command;
 pub mod ledger;
 pub mod model;

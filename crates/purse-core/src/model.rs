@@ -330,6 +330,9 @@ pub enum EventKind {
         available_after: Amount,
         transfer: Option<TransferId>,
     },
+    /// A payment, recharge or issued credit reached a customer's wallet: notification
+    /// counters start over.
+    Refilled { amount: Amount, available_after: Amount, transfer: TransferId },
 }
 
 /// Who a caller is, for tenancy: each sees only its own scope of parties and accounts.

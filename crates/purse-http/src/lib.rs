@@ -22,12 +22,13 @@ pub mod openapi;
 pub mod portal;
 pub mod routes;
 pub mod time;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use purse_engine::Engine;
-use purse_store::AccessStore;
+use purse_store::{AccessStore, AlertStore};
 
 pub use error::ApiError;
 pub use routes::app;
@@ -49,6 +50,8 @@ pub struct ApiSettings {
     /// Mark portal cookies `Secure` (when Purse is served over TLS by a proxy that does not
     /// send `X-Forwarded-Proto: https`).
     pub secure_cookies: bool,
+    /// Let webhook endpoints be registered at loopback, private and link-local addresses.
+    pub allow_private_webhooks: bool,
 }
 
 impl Default for ApiSettings {
@@ -60,6 +63,7 @@ impl Default for ApiSettings {
             log_requests: true,
             session_ttl: Duration::from_secs(12 * 3600),
             secure_cookies: false,
+            allow_private_webhooks: false,
         }
     }
 }
@@ -70,6 +74,8 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// API keys, portal users and their sessions.
     pub access: Arc<dyn AccessStore>,
+    /// Low Balance Profiles, alert settings, the notification log, webhook endpoints.
+    pub alerts: Arc<dyn AlertStore>,
     pub settings: Arc<ApiSettings>,
     pub(crate) auth: Arc<auth::KeyCache>,
     pub(crate) limiter: Arc<limits::RateLimiter>,
@@ -83,10 +89,11 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(engine: Arc<Engine>, access: Arc<dyn AccessStore>, settings: ApiSettings) -> AppState {
+    pub fn new(engine: Arc<Engine>, access: Arc<dyn AccessStore>, alerts: Arc<dyn AlertStore>, settings: ApiSettings) -> AppState {
         AppState {
             engine,
             access,
+            alerts,
             limiter: Arc::new(limits::RateLimiter::new(settings.rate_per_key, settings.burst_per_key)),
             auth: Arc::new(auth::KeyCache::default()),
             idempotency: Arc::new(idempotency::InFlight::default()),

@@ -93,7 +93,7 @@ fn schemas() -> Value {
         &[("service", nullable(json!({ "type": "string", "maxLength": 64 }))), ("at", nullable(time())), ("metadata", metadata()), ("refuse_if_insufficient", boolean())],
         true,
     );
-    json!({
+    let mut all = json!({
         "Error": object(&[("error", object(&[("code", string()), ("message", string()), ("field", nullable(string()))], &[], false))], &[], false),
         "Status": object(&[("status", string())], &[], false),
         "Text": string(),
@@ -123,7 +123,6 @@ fn schemas() -> Value {
             &[
                 ("credit_limit", nullable(positive_amount())),
                 ("temporary_increase", nullable(object(&[("amount", positive_amount()), ("valid_until", time())], &[], true))),
-                ("thresholds", nullable(list_of(amount()))),
             ],
             true,
         ),
@@ -176,7 +175,11 @@ fn schemas() -> Value {
         ),
         "Capture": object(&[("client_id", client_id())], &[("amount", nullable(positive_amount()))], true),
         "Release": object(&[("client_id", client_id())], &[], true),
-    })
+    });
+    for (name, schema) in alert_schemas() {
+        all[name] = schema;
+    }
+    all
 }
 
 fn error_response(description: &str) -> Value {
@@ -195,7 +198,7 @@ pub fn document() -> Value {
             let required = *q == "party";
             let schema = match *q {
                 "limit" => json!({ "type": "integer", "minimum": 1, "maximum": crate::handlers::PAGE_MAX }),
-                "after" | "before" | "party" | "reseller" => id(),
+                "after" | "before" | "party" | "reseller" | "customer" => id(),
                 "from" | "to" | "at" => time(),
                 "price" => positive_amount(),
                 _ => string(),
@@ -214,9 +217,11 @@ pub fn document() -> Value {
                 }
                 parameters.push(json!({ "name": "Idempotency-Key", "in": "header", "required": true, "schema": { "type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$" } }));
                 responses.insert("409".into(), error_response("Idempotency key in flight, or a client id used before with other content"));
+                responses.insert("503".into(), error_response("Overloaded or shutting down; retry after Retry-After"));
+            }
+            if r.request.is_some() {
                 responses.insert("413".into(), error_response("Body too large"));
                 responses.insert("415".into(), error_response("Body is not application/json"));
-                responses.insert("503".into(), error_response("Overloaded or shutting down; retry after Retry-After"));
             }
             responses.insert("400".into(), error_response("Malformed request"));
             responses.insert("401".into(), error_response("Missing, unknown or revoked API key"));
@@ -262,4 +267,56 @@ pub fn document() -> Value {
 pub async fn serve() -> Response {
     static DOCUMENT: OnceLock<Value> = OnceLock::new();
     reply(StatusCode::OK, DOCUMENT.get_or_init(document))
+}
+
+/// The schemas of notifications' routes.
+fn alert_schemas() -> Vec<(&'static str, Value)> {
+    let emails = json!({ "type": "array", "maxItems": 20, "items": { "type": "string", "maxLength": 254 } });
+    let hours = json!({ "type": "integer", "format": "int64" });
+    let rule = |inactivity: bool| {
+        let mut optional = vec![("notify", boolean()), ("users", json!({ "type": "array", "maxItems": 20, "items": id() })), ("emails", emails.clone())];
+        if inactivity {
+            optional.push(("inactivity_hours", nullable(hours.clone())));
+        }
+        nullable(object(&[("threshold", json!({ "type": "string", "maxLength": 40 }))], &optional, true))
+    };
+    let profile_body = object(
+        &[("name", json!({ "type": "string", "maxLength": 200 })), ("currency", currency()), ("max_quantity", hours.clone()), ("period_hours", hours.clone())],
+        &[
+            ("reseller", nullable(id())),
+            ("sort_order", hours.clone()),
+            ("user_rule", rule(false)),
+            ("client_rule", rule(false)),
+            ("inactivity_rule", rule(true)),
+            ("subject", nullable(json!({ "type": "string", "maxLength": 400 }))),
+            ("body", nullable(json!({ "type": "string", "maxLength": 8000 }))),
+        ],
+        true,
+    );
+    let thresholds = json!({ "type": "string", "maxLength": 400, "description": "Comma-separated amounts, or for postpaid percentages of the permanent credit limit: \"100, 50, 10%\"" });
+    vec![
+        ("Deleted", object(&[("id", id()), ("deleted", boolean())], &[], false)),
+        ("LowBalanceProfileBody", profile_body),
+        ("LowBalanceProfile", object(&[("id", id()), ("name", string()), ("currency", currency()), ("max_quantity", json!({ "type": "integer" })), ("period_hours", json!({ "type": "integer" }))], &[], false)),
+        ("LowBalanceProfileList", object(&[("data", list_of(reference("LowBalanceProfile")))], &[], false)),
+        (
+            "AlertSettingsBody",
+            object(
+                &[],
+                &[
+                    ("profile", nullable(id())),
+                    ("billing_email", nullable(json!({ "type": "string", "maxLength": 254 }))),
+                    ("alert_emails", emails.clone()),
+                    ("warning_thresholds", thresholds),
+                ],
+                true,
+            ),
+        ),
+        ("AlertSettings", object(&[("party", id()), ("alert_emails", list_of(string())), ("warning_thresholds", string())], &[], false)),
+        ("WebhookEndpointBody", object(&[("url", json!({ "type": "string", "maxLength": 2000 }))], &[], true)),
+        ("WebhookEndpoint", object(&[("id", id()), ("url", string()), ("enabled", boolean())], &[("secret", string())], false)),
+        ("WebhookEndpointList", object(&[("data", list_of(reference("WebhookEndpoint")))], &[], false)),
+        ("NotificationList", object(&[("data", list_of(object(&[("id", id()), ("kind", string()), ("deliveries", list_of(json!({ "type": "object" })))], &[], false)))], &[], false)),
+        ("JobRunList", object(&[("data", list_of(object(&[("job", string()), ("key", string())], &[], false)))], &[], false)),
+    ]
 }

@@ -8,7 +8,7 @@ use axum::middleware;
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 
-use crate::handlers::{self, accounts, parties, postings};
+use crate::handlers::{self, accounts, alerts, parties, postings};
 use crate::{auth, idempotency, metrics, openapi, AppState};
 
 /// Largest body of an ordinary request.
@@ -25,6 +25,9 @@ pub enum Access {
     Read,
     /// A read-write key of the roles named in the summary.
     Write,
+    /// A read-write key; changes settings, not money, so no Idempotency-Key (PUT and DELETE
+    /// are idempotent by nature, and a repeated POST is refused as a duplicate).
+    Settings,
 }
 
 /// A route and what the document says of it.
@@ -78,7 +81,7 @@ pub fn table() -> Vec<Route> {
         route(Method::POST, "/v1/accounts", "openAccount", "Open a master wallet (operators) or a subscriber account.", Write, &[], Some("NewAccount"), (201, "AccountOpened"), post(accounts::open_account)),
         route(Method::GET, "/v1/accounts", "listAccounts", "The accounts of a party (`party` is required).", Read, &["party"], None, (200, "AccountList"), get(accounts::list_accounts)),
         route(Method::GET, "/v1/accounts/{id}", "getAccount", "An account with its balance parts.", Read, &[], None, (200, "Account"), get(accounts::get_account)),
-        route(Method::PATCH, "/v1/accounts/{id}", "updateAccount", "Change the credit limit, temporary increase or thresholds, all or nothing.", Write, &[], Some("AccountChanges"), (200, "AccountUpdated"), axum::routing::patch(accounts::update_account)),
+        route(Method::PATCH, "/v1/accounts/{id}", "updateAccount", "Change the credit limit or temporary increase, all or nothing (warning thresholds are alert settings).", Write, &[], Some("AccountChanges"), (200, "AccountUpdated"), axum::routing::patch(accounts::update_account)),
         route(Method::POST, "/v1/accounts/{id}/close", "closeAccount", "Close an account with nothing on it (operators, resellers).", Write, &[], None, (200, "AccountClosed"), post(accounts::close_account)),
         route(Method::GET, "/v1/accounts/{id}/spendable", "getSpendable", "What the account can spend now, and how many units of `price` that buys.", Read, &["price"], None, (200, "Spendable"), get(accounts::spendable)),
         route(Method::GET, "/v1/accounts/{id}/balance", "getBalanceAt", "The posted balance as of a time (`at`, RFC 3339; now when absent).", Read, &["at"], None, (200, "BalanceAt"), get(accounts::balance_at)),
@@ -94,6 +97,20 @@ pub fn table() -> Vec<Route> {
         route(Method::GET, "/v1/holds/{id}", "getHold", "One hold.", Read, &[], None, (200, "Hold"), get(postings::get_hold)),
         route(Method::POST, "/v1/holds/{id}/capture", "captureHold", "Charge all or part of a hold; the rest is released.", Write, &[], Some("Capture"), (201, "HoldAnswer"), post(postings::capture_hold)),
         route(Method::POST, "/v1/holds/{id}/release", "releaseHold", "Release a hold.", Write, &[], Some("Release"), (201, "HoldAnswer"), post(postings::release_hold)),
+        route(Method::GET, "/v1/low-balance-profiles", "listLowBalanceProfiles", "Low Balance Profiles: all (operators), a reseller's own.", Read, &[], None, (200, "LowBalanceProfileList"), get(alerts::list_profiles)),
+        route(Method::POST, "/v1/low-balance-profiles", "createLowBalanceProfile", "Create a Low Balance Profile with its user, client and inactivity rules (operators, resellers).", Settings, &[], Some("LowBalanceProfileBody"), (201, "LowBalanceProfile"), post(alerts::create_profile)),
+        route(Method::GET, "/v1/low-balance-profiles/{id}", "getLowBalanceProfile", "One Low Balance Profile.", Read, &[], None, (200, "LowBalanceProfile"), get(alerts::get_profile)),
+        route(Method::PUT, "/v1/low-balance-profiles/{id}", "replaceLowBalanceProfile", "Replace a profile's fields and rules, all or nothing.", Settings, &[], Some("LowBalanceProfileBody"), (200, "LowBalanceProfile"), axum::routing::put(alerts::replace_profile)),
+        route(Method::DELETE, "/v1/low-balance-profiles/{id}", "deleteLowBalanceProfile", "Delete a profile; its customers fall back to their reseller's default.", Settings, &[], None, (200, "Deleted"), axum::routing::delete(alerts::delete_profile)),
+        route(Method::GET, "/v1/customers/{id}/alert-settings", "getCustomerAlertSettings", "A customer's profile, billing e-mail, e-mails to be alerted and warning thresholds.", Read, &[], None, (200, "AlertSettings"), get(alerts::get_customer_settings)),
+        route(Method::PUT, "/v1/customers/{id}/alert-settings", "putCustomerAlertSettings", "Set a customer's alert settings, all or nothing (its profile: staff only).", Settings, &[], Some("AlertSettingsBody"), (200, "AlertSettings"), axum::routing::put(alerts::put_customer_settings)),
+        route(Method::GET, "/v1/resellers/{id}/alert-settings", "getResellerAlertSettings", "The e-mail a reseller's user rules notify.", Read, &[], None, (200, "AlertSettings"), get(alerts::get_reseller_settings)),
+        route(Method::PUT, "/v1/resellers/{id}/alert-settings", "putResellerAlertSettings", "Set the e-mail a reseller's user rules notify (operators, resellers).", Settings, &[], Some("AlertSettingsBody"), (200, "AlertSettings"), axum::routing::put(alerts::put_reseller_settings)),
+        route(Method::GET, "/v1/webhook-endpoints", "listWebhookEndpoints", "The caller's webhook endpoints (operators: all).", Read, &[], None, (200, "WebhookEndpointList"), get(alerts::list_endpoints)),
+        route(Method::POST, "/v1/webhook-endpoints", "createWebhookEndpoint", "Register an endpoint for the caller's tenant; the signing secret is shown once here.", Settings, &[], Some("WebhookEndpointBody"), (201, "WebhookEndpoint"), post(alerts::create_endpoint)),
+        route(Method::DELETE, "/v1/webhook-endpoints/{id}", "deleteWebhookEndpoint", "Remove an endpoint.", Settings, &[], None, (200, "Deleted"), axum::routing::delete(alerts::delete_endpoint)),
+        route(Method::GET, "/v1/notifications", "listNotifications", "The notification log, newest first, with each delivery's status.", Read, &["customer", "before", "limit"], None, (200, "NotificationList"), get(alerts::list_notifications)),
+        route(Method::GET, "/v1/scheduler/runs", "listSchedulerRuns", "The scheduler's job runs, newest first (operators).", Read, &["limit"], None, (200, "JobRunList"), get(alerts::list_job_runs)),
     ]
 }
 

@@ -46,7 +46,7 @@ impl Api {
         let reader = Arc::new(reader);
         let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_790_000_000)));
         let engine = Engine::start(Box::new(store), reader.clone(), clock, EngineConfig::default());
-        let state = AppState::new(Arc::new(engine), reader, settings);
+        let state = AppState::new(Arc::new(engine), reader.clone(), reader, settings);
         let mut api = Api { state, operator: String::new() };
         api.operator = api.key(Role::Operator, Scope::ReadWrite);
         api
@@ -331,7 +331,7 @@ async fn keys_are_checked_scoped_and_rate_limited() {
     // A revoked key stops working (at once when revoked through this process's cache).
     let record = api.state.access.keys().unwrap().into_iter().last().unwrap();
     api.state.access.revoke_key(record.id, Timestamp(1)).unwrap();
-    let fresh_api = Api { state: AppState::new(api.state.engine.clone(), api.state.access.clone(), ApiSettings { log_requests: false, ..ApiSettings::default() }), operator: api.operator.clone() };
+    let fresh_api = Api { state: AppState::new(api.state.engine.clone(), api.state.access.clone(), api.state.alerts.clone(), ApiSettings { log_requests: false, ..ApiSettings::default() }), operator: api.operator.clone() };
     let (status, body) = fresh_api.get_as(&reader, "/v1/currencies").await;
     assert_eq!((status, error_of(&body).0), (StatusCode::UNAUTHORIZED, "unauthenticated"));
 }
@@ -381,7 +381,7 @@ async fn every_route_with_every_role_against_another_tenant_finds_nothing_and_ch
             "createReseller" => json!({ "client_id": "x", "name": "x" }),
             "createCustomer" => json!({ "client_id": "x", "name": "x", "reseller": t.reseller, "billing": "prepaid", "currency": "USD" }),
             "openAccount" => json!({ "client_id": "x", "party": t.customer, "kind": "subscriber_debit" }),
-            "updateAccount" => json!({ "thresholds": ["1.00"] }),
+            "updateAccount" => json!({ "credit_limit": "1.00" }),
             "createCharge" => json!({ "client_id": "x", "account": t.wallet, "amount": "1.00", "currency": "USD" }),
             "createChargeBatch" => json!({ "items": [{ "client_id": "x", "account": t.wallet, "amount": "1.00", "currency": "USD" }] }),
             "createPayment" => json!({ "client_id": "x", "account": t.wallet, "amount": "1.00", "currency": "USD", "method": "cash" }),
@@ -389,6 +389,10 @@ async fn every_route_with_every_role_against_another_tenant_finds_nothing_and_ch
             "createReversal" => json!({ "client_id": "x", "transfer": t.transfer }),
             "createHold" => json!({ "client_id": "x", "account": t.wallet, "amount": "1.00", "currency": "USD" }),
             "captureHold" | "releaseHold" => json!({ "client_id": "x" }),
+            "createLowBalanceProfile" | "replaceLowBalanceProfile" => {
+                json!({ "name": "x", "reseller": t.reseller, "currency": "USD", "max_quantity": 1, "period_hours": 24 })
+            }
+            "createWebhookEndpoint" => json!({ "url": "http://127.0.0.1:9/" }),
             _ => json!({}),
         }
     };
@@ -423,13 +427,20 @@ async fn every_route_with_every_role_against_another_tenant_finds_nothing_and_ch
             let (code, field) = error_of(&reply.body);
             let ok = match reply.status {
                 StatusCode::NOT_FOUND | StatusCode::FORBIDDEN => true,
-                StatusCode::UNPROCESSABLE_ENTITY => code.ends_with("not_found") || code == "forbidden_field",
+                StatusCode::UNPROCESSABLE_ENTITY => {
+                    code.ends_with("not_found")
+                        || code == "forbidden_field"
+                        // An endpoint is the caller's own; this one is refused for its address.
+                        || (route.operation == "createWebhookEndpoint" && code == "forbidden_address")
+                }
                 StatusCode::OK => {
                     // Lists answer, but only with the caller's own objects.
                     let text = reply.body.to_string();
                     route.path == "/v1/currencies"
                         || (route.operation == "createChargeBatch"
                             && reply.body["results"].as_array().unwrap().iter().all(|r| r["error"]["code"] == "account_not_found"))
+                        || (matches!(route.operation, "listLowBalanceProfiles" | "listWebhookEndpoints" | "listNotifications")
+                            && reply.body["data"].as_array().is_some_and(Vec::is_empty))
                         || (matches!(route.operation, "listCustomers" | "listResellers")
                             && !text.contains(&format!("\"id\":{},", theirs.customer))
                             && !text.contains(&format!("\"id\":{},", theirs.reseller)))

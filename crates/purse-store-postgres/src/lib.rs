@@ -9,13 +9,15 @@
 
 #![forbid(unsafe_code)]
 
+mod alerts;
+
 use std::sync::Mutex;
 
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{ToSql, Type};
 use postgres::{Client, NoTls, Row};
 use purse_core::{
-    Account, AccountId, Amount, BatchOutput, ClientKey, Currency, EventKind, Hold, HoldId,
+    Account, AccountId, Amount, BatchOutput, ClientKey, Currency, Hold, HoldId,
     HoldResolution, Party, PartyId, PartyKind, Prior, TemporaryIncrease, Timestamp, Transfer,
     TransferId,
 };
@@ -34,6 +36,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0003_api", include_str!("../migrations/0003_api.sql")),
     ("0004_uninvoiced", include_str!("../migrations/0004_uninvoiced.sql")),
     ("0005_portal", include_str!("../migrations/0005_portal.sql")),
+    ("0006_alerts", include_str!("../migrations/0006_alerts.sql")),
 ];
 
 
@@ -81,6 +84,12 @@ pub fn open(url: &str) -> StoreResult<(PgStore, PgReader)> {
     store.migrate()?;
     let reader = PgReader { client: Mutex::new(connect(url)?) };
     Ok((store, reader))
+}
+
+/// Another read-side connection to a database [`open`] migrated (for a background worker,
+/// so its scans never wait behind the API's reads).
+pub fn open_reader(url: &str) -> StoreResult<PgReader> {
+    Ok(PgReader { client: Mutex::new(connect(url)?) })
 }
 
 fn opt_id(v: Option<i64>) -> Option<u64> {
@@ -456,24 +465,26 @@ fn write_output(c: &mut Client, out: &BatchOutput) -> Result<(), postgres::Error
         )?;
     }
     if !out.events.is_empty() {
-        let mut cols: (Vec<i64>, Vec<i64>, Vec<i64>, Vec<i64>, Vec<&str>, Vec<i64>, Vec<i64>, Vec<Option<i64>>) = Default::default();
+        #[allow(clippy::type_complexity)]
+        let mut cols: (Vec<i64>, Vec<i64>, Vec<i64>, Vec<&str>, Vec<Option<i64>>, Vec<Option<&str>>, Vec<Option<i64>>, Vec<i64>, Vec<Option<i64>>, Vec<Option<i64>>) =
+            Default::default();
         for e in &out.events {
-            let EventKind::ThresholdCrossed { threshold, direction, available_before, available_after, transfer } = &e.kind;
+            let (kind, threshold, direction, before, after, transfer, amount) = codec::event_columns(&e.kind);
             cols.0.push(id_to_db(e.id.0));
             cols.1.push(e.at.0);
             cols.2.push(id_to_db(e.account.0));
-            cols.3.push(threshold.0);
-            cols.4.push(codec::direction(*direction));
-            cols.5.push(available_before.0);
-            cols.6.push(available_after.0);
-            cols.7.push(transfer.map(|t| id_to_db(t.0)));
+            cols.3.push(kind);
+            cols.4.push(threshold);
+            cols.5.push(direction);
+            cols.6.push(before);
+            cols.7.push(after);
+            cols.8.push(transfer);
+            cols.9.push(amount);
         }
         c.execute(
-            "INSERT INTO outbox (id, at, account_id, kind, threshold, direction, available_before, available_after, transfer_id) \
-             SELECT id, at, account_id, 'threshold_crossed', threshold, direction, before, after, transfer_id FROM \
-             unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[]) \
-             AS u(id, at, account_id, threshold, direction, before, after, transfer_id)",
-            &[&cols.0, &cols.1, &cols.2, &cols.3, &cols.4, &cols.5, &cols.6, &cols.7],
+            "INSERT INTO outbox (id, at, account_id, kind, threshold, direction, available_before, available_after, transfer_id, amount) \
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[])",
+            &[&cols.0, &cols.1, &cols.2, &cols.3, &cols.4, &cols.5, &cols.6, &cols.7, &cols.8, &cols.9],
         )?;
     }
     c.execute("UPDATE ledger_epoch SET epoch = epoch + 1 WHERE id = 1", &[])?;
@@ -946,7 +957,11 @@ pub fn reset_test_database(url: &str) -> StoreResult<()> {
     }
     client
         .batch_execute(
-            "DROP TABLE IF EXISTS api_keys, outbox, holds, transfers, balances, accounts, parties, currencies, ledger_epoch, schema_migrations CASCADE;
+            "DO $$ DECLARE t record; BEGIN
+                 FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = current_schema() LOOP
+                     EXECUTE 'DROP TABLE IF EXISTS ' || quote_ident(t.tablename) || ' CASCADE';
+                 END LOOP;
+             END $$;
              DROP FUNCTION IF EXISTS purse_refuse_journal_change() CASCADE;",
         )
         .map_err(err)?;

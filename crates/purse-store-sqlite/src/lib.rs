@@ -7,10 +7,12 @@
 
 #![forbid(unsafe_code)]
 
+mod alerts;
+
 use std::sync::Mutex;
 
 use purse_core::{
-    Account, AccountId, Amount, BatchOutput, ClientKey, Currency, EventKind, Hold, HoldId,
+    Account, AccountId, Amount, BatchOutput, ClientKey, Currency, Hold, HoldId,
     HoldResolution, Party, PartyId, PartyKind, Prior, TemporaryIncrease, Timestamp, Transfer,
     TransferId,
 };
@@ -31,6 +33,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0003_api", include_str!("../migrations/0003_api.sql")),
     ("0004_uninvoiced", include_str!("../migrations/0004_uninvoiced.sql")),
     ("0005_portal", include_str!("../migrations/0005_portal.sql")),
+    ("0006_alerts", include_str!("../migrations/0006_alerts.sql")),
 ];
 
 
@@ -87,6 +90,12 @@ pub fn open(path: &str) -> StoreResult<(SqliteStore, SqliteReader)> {
     store.migrate()?;
     let reader = SqliteReader { conn: Mutex::new(connect(path, READER_CACHE_KIB)?) };
     Ok((store, reader))
+}
+
+/// Another read-side connection to a database [`open`] migrated (for a background worker,
+/// so its scans never wait behind the API's reads).
+pub fn open_reader(path: &str) -> StoreResult<SqliteReader> {
+    Ok(SqliteReader { conn: Mutex::new(connect(path, READER_CACHE_KIB)?) })
 }
 
 fn opt_id(v: Option<i64>) -> Option<u64> {
@@ -563,22 +572,12 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
         ])?;
     }
     let mut event = c.prepare_cached(
-        "INSERT INTO outbox (id, at, account_id, kind, threshold, direction, available_before, available_after, transfer_id) \
-         VALUES (?,?,?,?,?,?,?,?,?)",
+        "INSERT INTO outbox (id, at, account_id, kind, threshold, direction, available_before, available_after, transfer_id, amount) \
+         VALUES (?,?,?,?,?,?,?,?,?,?)",
     )?;
     for e in &out.events {
-        let EventKind::ThresholdCrossed { threshold, direction, available_before, available_after, transfer } = &e.kind;
-        event.execute(params![
-            id_to_db(e.id.0),
-            e.at.0,
-            id_to_db(e.account.0),
-            "threshold_crossed",
-            threshold.0,
-            codec::direction(*direction),
-            available_before.0,
-            available_after.0,
-            transfer.map(|t| id_to_db(t.0)),
-        ])?;
+        let (kind, threshold, direction, before, after, transfer, amount) = codec::event_columns(&e.kind);
+        event.execute(params![id_to_db(e.id.0), e.at.0, id_to_db(e.account.0), kind, threshold, direction, before, after, transfer, amount])?;
     }
     c.prepare_cached("UPDATE ledger_epoch SET epoch = epoch + 1 WHERE id = 1")?.execute([])?;
     Ok(())

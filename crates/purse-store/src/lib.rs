@@ -11,6 +11,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod alerts;
+
 use std::fmt;
 
 use purse_core::{
@@ -18,6 +20,8 @@ use purse_core::{
     Currency, Direction, Hold, HoldId, HoldState, NextIds, PartyId, Party, PartyKind, Prior, Role, Scope,
     SystemRole, Timestamp, Transfer, TransferId,
 };
+
+pub use alerts::{AlertBatch, AlertKind, AlertStore, Attempt, Channel, DeliveryRecord, DeliveryStatus, Fire, JobRun, NewNotification, NotificationQuery, NotificationRecord, WebhookEndpoint};
 
 /// A database failure: IO, a driver error, a constraint the schema enforces.
 #[derive(Debug)]
@@ -280,6 +284,15 @@ pub mod columns {
     pub const API_KEY_COLUMNS: &str = "id, prefix, hash, name, role, party_id, scope, created_at, revoked_at";
     pub const USER_COLUMNS: &str = "id, email, name, password_hash, role, party_id, scope, created_at";
     pub const SESSION_COLUMNS: &str = "hash, user_id, csrf, created_at, expires_at";
+    pub const OUTBOX_COLUMNS: &str =
+        "id, at, account_id, kind, threshold, direction, available_before, available_after, transfer_id, amount";
+    pub const PROFILE_COLUMNS: &str = "id, name, reseller_id, currency, sort_order, max_quantity, period_s, subject, body, created_at, updated_at";
+    pub const RULE_COLUMNS: &str = "profile_id, kind, threshold, notify, users, emails, inactivity_s";
+    pub const ALERT_SETTINGS_COLUMNS: &str = "party_id, profile_id, email, alert_emails, warning, updated_at";
+    pub const NOTIFICATION_COLUMNS: &str = "id, party_id, kind, threshold, available, currency, at, subject, body, payload";
+    pub const DELIVERY_COLUMNS: &str = "id, notification_id, channel, target, endpoint_id, status, attempts, next_at, last_error, sent_at";
+    pub const ENDPOINT_COLUMNS: &str = "id, owner_id, url, secret, enabled, disabled_reason, failures, created_at";
+    pub const JOB_RUN_COLUMNS: &str = "job, key, claimed_by, started_at, finished_at, summary";
     pub const HOLD_COLUMNS: &str = "id, client_id, account_id, amount, currency, created_at, expires_at, state, \
          service, metadata, resolved_at, resolution_client_id, captured, capture_transfer_id";
 }
@@ -288,6 +301,9 @@ pub mod columns {
 /// read and write the same words.
 pub mod codec {
     use super::*;
+
+    use purse_core::alerts::WarningLevel;
+    use purse_core::{Event, EventId, EventKind};
 
     pub fn account_kind(kind: AccountKind) -> (&'static str, Option<&'static str>, Option<u64>) {
         match kind {
@@ -374,6 +390,98 @@ pub mod codec {
             "expired" => Ok(HoldState::Expired),
             _ => Err(StoreError(format!("unknown hold state {text:?}"))),
         }
+    }
+
+    /// An event's columns: kind, threshold, direction, available before and after, transfer, amount.
+    #[allow(clippy::type_complexity)]
+    pub fn event_columns(kind: &EventKind) -> (&'static str, Option<i64>, Option<&'static str>, Option<i64>, i64, Option<i64>, Option<i64>) {
+        match kind {
+            EventKind::ThresholdCrossed { threshold, direction: d, available_before, available_after, transfer } => (
+                "threshold_crossed",
+                Some(threshold.0),
+                Some(direction(*d)),
+                Some(available_before.0),
+                available_after.0,
+                transfer.map(|t| id_to_db(t.0)),
+                None,
+            ),
+            EventKind::Refilled { amount, available_after, transfer } => {
+                ("refilled", None, None, None, available_after.0, Some(id_to_db(transfer.0)), Some(amount.0))
+            }
+        }
+    }
+
+    /// An event from the columns [`event_columns`] wrote.
+    #[allow(clippy::too_many_arguments)]
+    pub fn parse_event(
+        id: i64,
+        at: i64,
+        account: i64,
+        kind: &str,
+        threshold: Option<i64>,
+        direction: Option<&str>,
+        before: Option<i64>,
+        after: Option<i64>,
+        transfer: Option<i64>,
+        amount: Option<i64>,
+    ) -> StoreResult<Event> {
+        let after = Amount(after.unwrap_or(0));
+        let transfer = transfer.map(|t| TransferId(id_from_db(t)));
+        let kind = match kind {
+            "threshold_crossed" => EventKind::ThresholdCrossed {
+                threshold: Amount(threshold.unwrap_or(0)),
+                direction: if direction == Some("up") { Direction::Up } else { Direction::Down },
+                available_before: Amount(before.unwrap_or(0)),
+                available_after: after,
+                transfer,
+            },
+            "refilled" => EventKind::Refilled {
+                amount: Amount(amount.unwrap_or(0)),
+                available_after: after,
+                transfer: transfer.ok_or_else(|| StoreError(format!("refilled event {id} without a transfer")))?,
+            },
+            other => return Err(StoreError(format!("unknown event kind {other:?}"))),
+        };
+        Ok(Event { id: EventId(id_from_db(id)), at: Timestamp(at), account: AccountId(id_from_db(account)), kind })
+    }
+
+    /// Warning thresholds as one column: `a1000` for an amount, `p1250` for 12.50 %.
+    pub fn warning_levels(levels: &[WarningLevel]) -> String {
+        let one = |l: &WarningLevel| match l {
+            WarningLevel::Amount(a) => format!("a{}", a.0),
+            WarningLevel::Percent(bp) => format!("p{bp}"),
+        };
+        levels.iter().map(one).collect::<Vec<_>>().join(",")
+    }
+
+    pub fn parse_warning_levels(text: &str) -> StoreResult<Vec<WarningLevel>> {
+        let bad = || StoreError(format!("bad warning levels {text:?}"));
+        text.split(',')
+            .filter(|t| !t.is_empty())
+            .map(|t| match t.split_at(1) {
+                ("a", n) => n.parse().map(|n| WarningLevel::Amount(Amount(n))).map_err(|_| bad()),
+                ("p", n) => n.parse().map(WarningLevel::Percent).map_err(|_| bad()),
+                _ => Err(bad()),
+            })
+            .collect()
+    }
+
+    /// A list of e-mail addresses as one column, one per line.
+    pub fn emails(list: &[String]) -> String {
+        list.join("\n")
+    }
+
+    pub fn parse_emails(text: &str) -> Vec<String> {
+        text.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect()
+    }
+
+    /// A list of ids as one column.
+    pub fn ids(list: &[u64]) -> String {
+        list.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+    }
+
+    pub fn parse_ids(text: &str) -> StoreResult<Vec<u64>> {
+        text.split(',').filter(|t| !t.is_empty()).map(|t| t.parse().map_err(|_| StoreError(format!("bad id list {text:?}")))).collect()
     }
 
     pub fn direction(direction: Direction) -> &'static str {

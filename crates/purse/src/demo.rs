@@ -75,7 +75,7 @@ pub fn run(path: &str) -> Result<String, String> {
 
 /// Seeds the database, then serves it on `listen` with keys printed and usage flowing,
 /// until SIGTERM or Ctrl-C.
-pub fn serve(path: &str, listen: &str, api: purse_http::ApiSettings) -> Result<(), String> {
+pub fn serve(path: &str, listen: &str, api: purse_http::ApiSettings, mut alerts: crate::alerts::AlertConfig) -> Result<(), String> {
     let seeded = seed(path)?;
     let opened = crate::open_store(&format!("sqlite://{path}")).map_err(|e| e.to_string())?;
     let now = purse_engine::Clock::now(&purse_engine::SystemClock);
@@ -95,7 +95,15 @@ pub fn serve(path: &str, listen: &str, api: purse_http::ApiSettings) -> Result<(
         let password = crate::keys::create_user(&opened, email, name, role, scope, now)?;
         printed.push(format!("    {what:<19} {email:<28} {password}"));
     }
-    let options = crate::serve::ServeOptions { listen: listen.to_owned(), engine: EngineConfig::default(), api };
+    let maildir = format!("{path}.maildir");
+    if matches!(alerts.mail, crate::alerts::MailConfig::Maildir(_)) {
+        alerts.mail = crate::alerts::MailConfig::Maildir(maildir.clone().into());
+    }
+    let mail = match &alerts.mail {
+        crate::alerts::MailConfig::Maildir(_) => format!("written to the maildir {maildir}/new and shown in the portal under Notifications"),
+        crate::alerts::MailConfig::Smtp { host, port, .. } => format!("sent through {host}:{port}"),
+    };
+    let options = crate::serve::ServeOptions { listen: listen.to_owned(), engine: EngineConfig::default(), api, alerts: Some(alerts) };
     let server = crate::serve::start(opened, Arc::new(purse_engine::SystemClock), options)?;
     let base = format!("http://{}", server.addr);
     println!("{}", seeded.report);
@@ -104,6 +112,7 @@ pub fn serve(path: &str, listen: &str, api: purse_http::ApiSettings) -> Result<(
     for line in &printed {
         println!("{line}");
     }
+    println!("  Low-balance e-mails are {mail}.");
     println!("  API keys (shown once; only their hashes are stored):");
     println!("    operator              {operator}");
     println!("    reseller {:<12} {reseller}", "Northwind");

@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod bench;
 pub mod client;
 pub mod demo;
@@ -19,34 +20,56 @@ use std::path::Path;
 use std::sync::Arc;
 
 use purse_engine::{Clock, Engine, EngineConfig};
-use purse_store::{AccessStore, Reader, Store, StoreError};
+use purse_store::{AccessStore, AlertStore, Reader, Store, StoreError};
 use serde::Deserialize;
 
 /// The database URL when none is configured: an SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://purse.db";
 
-/// An opened store: the write side (for one engine), the shared read side, and who may get in (keys, users, sessions).
+/// An opened store: the write side (for one engine), the shared read side, who may get in
+/// (keys, users, sessions), and what notifications keep.
 pub struct Opened {
     pub store: Box<dyn Store>,
     pub reader: Arc<dyn Reader>,
     pub access: Arc<dyn AccessStore>,
+    pub alerts: Arc<dyn AlertStore>,
+    pub url: String,
+}
+
+/// One more read-side connection, for a background worker.
+pub struct Side {
+    pub reader: Arc<dyn Reader>,
+    pub access: Arc<dyn AccessStore>,
+    pub alerts: Arc<dyn AlertStore>,
+}
+
+fn side<R: Reader + AccessStore + AlertStore + 'static>(reader: R) -> Side {
+    let reader = Arc::new(reader);
+    Side { reader: reader.clone(), access: reader.clone(), alerts: reader }
 }
 
 /// Opens the store named by `url` (`sqlite://PATH` or `postgres://...`) and migrates it.
 pub fn open_store(url: &str) -> Result<Opened, StoreError> {
-    if let Some(path) = url.strip_prefix("sqlite://") {
+    let (store, shared): (Box<dyn Store>, Side) = if let Some(path) = url.strip_prefix("sqlite://") {
         if path.is_empty() {
             return Err(StoreError("sqlite:// needs a file path, e.g. sqlite://purse.db".into()));
         }
         let (store, reader) = purse_store_sqlite::open(path)?;
-        let reader = Arc::new(reader);
-        Ok(Opened { store: Box::new(store), reader: reader.clone(), access: reader })
+        (Box::new(store), side(reader))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let (store, reader) = purse_store_postgres::open(url)?;
-        let reader = Arc::new(reader);
-        Ok(Opened { store: Box::new(store), reader: reader.clone(), access: reader })
+        (Box::new(store), side(reader))
     } else {
-        Err(StoreError(format!("database URL {url:?} must start with sqlite:// or postgres://")))
+        return Err(StoreError(format!("database URL {url:?} must start with sqlite:// or postgres://")));
+    };
+    Ok(Opened { store, reader: shared.reader, access: shared.access, alerts: shared.alerts, url: url.to_owned() })
+}
+
+/// A connection of its own to a store [`open_store`] opened.
+pub fn open_side(url: &str) -> Result<Side, StoreError> {
+    match url.strip_prefix("sqlite://") {
+        Some(path) => Ok(side(purse_store_sqlite::open_reader(path)?)),
+        None => Ok(side(purse_store_postgres::open_reader(url)?)),
     }
 }
 
@@ -67,6 +90,11 @@ pub struct Config {
     pub engine: EngineSettings,
     #[serde(default)]
     pub api: ApiConfig,
+    #[serde(default)]
+    pub alerts: AlertsConfig,
+    /// Read the time from this file (microseconds since the epoch) instead of the system
+    /// clock, so that a simulation or a test can move every process's time at once.
+    pub clock_file: Option<String>,
     /// For the client commands: the server's base URL and the API key to use.
     pub url: Option<String>,
     pub api_key: Option<String>,
@@ -88,6 +116,35 @@ pub struct ApiConfig {
     pub session_hours: Option<u64>,
     /// Mark portal cookies `Secure`.
     pub secure_cookies: Option<bool>,
+}
+
+/// `[alerts]`: notifications and the scheduler. With no `smtp_host`, e-mail goes to `maildir`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    pub smtp_host: Option<String>,
+    pub smtp_port: Option<u16>,
+    /// `none`, `starttls` (default) or `tls`.
+    pub smtp_tls: Option<String>,
+    pub smtp_username: Option<String>,
+    pub smtp_password: Option<String>,
+    /// Where e-mail goes without an SMTP server (default `purse-maildir`).
+    pub maildir: Option<String>,
+    pub from: Option<String>,
+    /// The portal's address, for links in messages (default `http://` + the listen address).
+    pub portal_url: Option<String>,
+    pub operator_email: Option<String>,
+    /// The daily sweep's hour, 0-23 (default 6), in `utc_offset` (`+03:00`; default UTC).
+    pub daily_hour: Option<u32>,
+    pub utc_offset: Option<String>,
+    /// Seconds of clock time between evaluations of every customer (default 60).
+    pub evaluate_every_s: Option<i64>,
+    /// Milliseconds of real time between the worker's passes (default 250).
+    pub tick_ms: Option<u64>,
+    pub retry_base_s: Option<i64>,
+    pub attempts_max: Option<u32>,
+    pub webhook_failures_max: Option<u32>,
+    pub allow_private_webhooks: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -140,6 +197,38 @@ impl Config {
         if let Ok(v) = std::env::var("PURSE_API_LOG_REQUESTS") {
             config.api.log_requests = Some(!matches!(v.as_str(), "0" | "false" | "no"));
         }
+        let text = |name: &str| std::env::var(name).ok();
+        if let Some(v) = text("PURSE_CLOCK_FILE") {
+            config.clock_file = Some(v);
+        }
+        let a = &mut config.alerts;
+        for (name, slot) in [
+            ("PURSE_SMTP_HOST", &mut a.smtp_host),
+            ("PURSE_SMTP_TLS", &mut a.smtp_tls),
+            ("PURSE_SMTP_USERNAME", &mut a.smtp_username),
+            ("PURSE_SMTP_PASSWORD", &mut a.smtp_password),
+            ("PURSE_MAILDIR", &mut a.maildir),
+            ("PURSE_PORTAL_URL", &mut a.portal_url),
+        ] {
+            if let Some(v) = text(name) {
+                *slot = Some(v);
+            }
+        }
+        if let Some(n) = number("PURSE_SMTP_PORT")? {
+            a.smtp_port = Some(u16::try_from(n).map_err(|_| "PURSE_SMTP_PORT must be 1 to 65535".to_owned())?);
+        }
+        if let Some(n) = number("PURSE_ALERTS_TICK_MS")? {
+            a.tick_ms = Some(n);
+        }
+        if let Some(n) = number("PURSE_ALERTS_RETRY_BASE_S")? {
+            a.retry_base_s = Some(n as i64);
+        }
+        if let Some(n) = number("PURSE_ALERTS_EVALUATE_EVERY_S")? {
+            a.evaluate_every_s = Some(n as i64);
+        }
+        if let Some(v) = text("PURSE_ALLOW_PRIVATE_WEBHOOKS") {
+            a.allow_private_webhooks = Some(!matches!(v.as_str(), "0" | "false" | "no"));
+        }
         if let Ok(url) = std::env::var("PURSE_URL") {
             config.url = Some(url);
         }
@@ -183,6 +272,7 @@ impl Config {
 
     pub fn api_settings(&self) -> Result<purse_http::ApiSettings, String> {
         let mut s = purse_http::ApiSettings::default();
+        s.allow_private_webhooks = self.alerts.allow_private_webhooks.unwrap_or(false);
         if let Some(n) = self.api.rate_per_key {
             s.rate_per_key = n;
         }
@@ -206,8 +296,133 @@ impl Config {
         Ok(s)
     }
 
+    /// Notifications and the scheduler for a server listening at `listen`.
+    pub fn alert_config(&self, listen: &str) -> Result<alerts::AlertConfig, String> {
+        let a = &self.alerts;
+        let mut c = alerts::AlertConfig::default();
+        c.mail = match &a.smtp_host {
+            Some(host) => alerts::MailConfig::Smtp {
+                host: host.clone(),
+                port: a.smtp_port.unwrap_or(587),
+                tls: alerts::SmtpTls::parse(a.smtp_tls.as_deref().unwrap_or("starttls"))?,
+                username: a.smtp_username.clone(),
+                password: a.smtp_password.clone(),
+            },
+            None => alerts::MailConfig::Maildir(a.maildir.clone().unwrap_or_else(|| "purse-maildir".into()).into()),
+        };
+        if let Some(from) = &a.from {
+            c.from = from.clone();
+        }
+        c.portal_url = a.portal_url.clone().unwrap_or_else(|| format!("http://{listen}"));
+        c.operator_email = a.operator_email.clone();
+        if let Some(h) = a.daily_hour {
+            if h > 23 {
+                return Err(format!("alerts.daily_hour must be 0 to 23, got {h}"));
+            }
+            c.daily_hour = h;
+        }
+        if let Some(offset) = &a.utc_offset {
+            c.utc_offset_min = parse_utc_offset(offset)?;
+        }
+        if let Some(s) = a.evaluate_every_s {
+            if !(1..=86_400).contains(&s) {
+                return Err(format!("alerts.evaluate_every_s must be 1 to 86400, got {s}"));
+            }
+            c.evaluate_every_s = s;
+        }
+        if let Some(ms) = a.tick_ms {
+            if !(10..=60_000).contains(&ms) {
+                return Err(format!("alerts.tick_ms must be 10 to 60000, got {ms}"));
+            }
+            c.tick = std::time::Duration::from_millis(ms);
+        }
+        if let Some(s) = a.retry_base_s {
+            if !(0..=86_400).contains(&s) {
+                return Err(format!("alerts.retry_base_s must be 0 to 86400, got {s}"));
+            }
+            c.retry_base_s = s;
+        }
+        if let Some(n) = a.attempts_max {
+            if !(1..=100).contains(&n) {
+                return Err(format!("alerts.attempts_max must be 1 to 100, got {n}"));
+            }
+            c.attempts_max = n;
+        }
+        if let Some(n) = a.webhook_failures_max {
+            if n == 0 {
+                return Err("alerts.webhook_failures_max must be at least 1".into());
+            }
+            c.webhook_failures_max = n;
+        }
+        c.allow_private_webhooks = a.allow_private_webhooks.unwrap_or(false);
+        Ok(c)
+    }
+
+    /// The clock every decision is made by: the system's, or the configured file's.
+    pub fn clock(&self) -> Result<Arc<dyn Clock>, String> {
+        match &self.clock_file {
+            Some(path) => Ok(Arc::new(FileClock::open(path)?)),
+            None => Ok(Arc::new(purse_engine::SystemClock)),
+        }
+    }
+
     /// The address to listen on: the flag, else the configuration, else 127.0.0.1:8080.
     pub fn listen(&self, flag: Option<&str>) -> String {
         flag.map(str::to_owned).or_else(|| self.api.listen.clone()).unwrap_or_else(|| "127.0.0.1:8080".to_owned())
+    }
+}
+
+/// `+03:00`, `-05:30`, `UTC` or `Z` as minutes east of UTC.
+pub fn parse_utc_offset(text: &str) -> Result<i32, String> {
+    if matches!(text, "UTC" | "Z" | "+00:00") {
+        return Ok(0);
+    }
+    let bad = || format!("alerts.utc_offset must look like +03:00 or -05:30 (or UTC), got {text:?}");
+    let (sign, rest) = match text.split_at_checked(1) {
+        Some(("+", r)) => (1, r),
+        Some(("-", r)) => (-1, r),
+        _ => return Err(bad()),
+    };
+    let (h, m) = rest.split_once(':').ok_or_else(bad)?;
+    let (h, m): (i32, i32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if h > 14 || m > 59 || h.to_string().len() > 2 {
+        return Err(bad());
+    }
+    Ok(sign * (h * 60 + m))
+}
+
+/// A clock read from a file holding microseconds since the epoch: every process pointed at
+/// the file shares one time, which a test or simulation moves by rewriting it.
+pub struct FileClock {
+    path: std::path::PathBuf,
+    last: std::sync::atomic::AtomicI64,
+}
+
+impl FileClock {
+    pub fn open(path: &str) -> Result<FileClock, String> {
+        let clock = FileClock { path: path.into(), last: std::sync::atomic::AtomicI64::new(0) };
+        clock.read().map_err(|e| format!("clock_file {path}: {e}"))?;
+        Ok(clock)
+    }
+
+    fn read(&self) -> Result<i64, String> {
+        let text = std::fs::read_to_string(&self.path).map_err(|e| e.to_string())?;
+        let t = text.trim().parse::<i64>().map_err(|_| format!("{:?} is not microseconds since the epoch", text.trim()))?;
+        self.last.store(t, std::sync::atomic::Ordering::Relaxed);
+        Ok(t)
+    }
+
+    /// Sets the time of every process reading `path` (written whole, then renamed).
+    pub fn set(path: &std::path::Path, t: purse_core::Timestamp) -> std::io::Result<()> {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, t.0.to_string())?;
+        std::fs::rename(tmp, path)
+    }
+}
+
+impl Clock for FileClock {
+    fn now(&self) -> purse_core::Timestamp {
+        // A file being replaced is read again next time; meanwhile the last time holds.
+        purse_core::Timestamp(self.read().unwrap_or_else(|_| self.last.load(std::sync::atomic::Ordering::Relaxed)))
     }
 }

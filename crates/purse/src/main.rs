@@ -354,7 +354,10 @@ fn run(cli: Cli) -> Result<(), String> {
             println!("migrated {url}");
         }
         Cmd::Demo { path, once: true, .. } => print!("{}", purse::demo::run(&path)?),
-        Cmd::Demo { path, listen, once: false } => purse::demo::serve(&path, &config.listen(listen.as_deref()), config.api_settings()?)?,
+        Cmd::Demo { path, listen, once: false } => {
+            let listen = config.listen(listen.as_deref());
+            purse::demo::serve(&path, &listen, config.api_settings()?, config.alert_config(&listen)?)?
+        }
         Cmd::Bench { database, accounts, charges, batch, concurrency, ids, hot_percent, json, target, key } => {
             let target = match (target, key.or(config.api_key.clone())) {
                 (Some(url), Some(key)) => Some((url, key)),
@@ -388,12 +391,14 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Cmd::Serve { database, listen } => {
             let opened = purse::open_store(&config.database_url(database.as_deref())).map_err(|e| e.to_string())?;
+            let listen = config.listen(listen.as_deref());
             let options = purse::serve::ServeOptions {
-                listen: config.listen(listen.as_deref()),
+                alerts: Some(config.alert_config(&listen)?),
+                listen,
                 engine: config.engine_config()?,
                 api: config.api_settings()?,
             };
-            purse::serve::run(opened, options)?;
+            purse::serve::run(opened, config.clock()?, options)?;
         }
         Cmd::Keys { database, action } => {
             let opened = purse::open_store(&config.database_url(database.as_deref())).map_err(|e| e.to_string())?;

@@ -276,7 +276,7 @@ fn outbox(h: &Harness) -> Vec<(i64, Direction)> {
     // Read through a second SQLite connection: the outbox is part of the durable state.
     let path = h.url.strip_prefix("sqlite://").unwrap();
     let conn = rusqlite::Connection::open(path).unwrap();
-    let mut s = conn.prepare("SELECT threshold, direction FROM outbox ORDER BY id").unwrap();
+    let mut s = conn.prepare("SELECT threshold, direction FROM outbox WHERE kind = 'threshold_crossed' ORDER BY id").unwrap();
     let rows = s.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))).unwrap();
     rows.map(|r| {
         let (t, d) = r.unwrap();
@@ -403,7 +403,7 @@ fn threshold_events_carry_the_transfer_that_caused_them() {
     let path = h.url.strip_prefix("sqlite://").unwrap();
     let conn = rusqlite::Connection::open(path).unwrap();
     let (cause, before, after): (i64, i64, i64) = conn
-        .query_row("SELECT transfer_id, available_before, available_after FROM outbox", [], |r| {
+        .query_row("SELECT transfer_id, available_before, available_after FROM outbox WHERE kind = 'threshold_crossed'", [], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
         .unwrap();

@@ -144,8 +144,6 @@ pub struct AccountChanges {
     /// An object sets the increase; `null` removes it.
     #[serde(default, deserialize_with = "some")]
     temporary_increase: Option<Option<IncreaseText>>,
-    /// Levels of available balance whose crossing is reported (replaces the list).
-    thresholds: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -196,16 +194,8 @@ pub async fn update_account(
         };
         commands.push(Command::SetTemporaryIncrease { account, increase });
     }
-    if let Some(levels) = &body.thresholds {
-        let thresholds = levels
-            .iter()
-            .enumerate()
-            .map(|(i, t)| amount(&format!("thresholds[{i}]"), t, currency))
-            .collect::<Result<Vec<_>, _>>()?;
-        commands.push(Command::SetThresholds { account, thresholds });
-    }
     if commands.is_empty() {
-        return Err(ApiError::invalid("", "nothing_to_change", "send credit_limit, temporary_increase or thresholds"));
+        return Err(ApiError::invalid("", "nothing_to_change", "send credit_limit or temporary_increase"));
     }
     // All or nothing: the changes form one linked chain.
     let last = commands.len() - 1;

@@ -6,6 +6,7 @@
 //! results by the writer and stored with them under the request's idempotency key.
 
 pub mod accounts;
+pub mod alerts;
 pub mod parties;
 pub mod postings;
 

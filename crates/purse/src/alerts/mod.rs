@@ -1,0 +1,587 @@
+//! The notifier and scheduler that run inside `purse serve`: low-balance notifications
+//! (profiles, warning thresholds, inactivity), their delivery by e-mail and signed webhooks,
+//! and the daily sweep.
+//!
+//! One step ([`Notifier::step`]) does, in order:
+//! 1. the outbox: every event since the cursor (threshold crossings and refills) is
+//!    evaluated at once, and the cursor moves in the same transaction as the notifications
+//!    it caused, so a crash repeats or loses nothing;
+//! 2. the periodic evaluation of every customer (a quiet account is still noticed: the
+//!    period, the max quantity and inactivity are matters of time), also repairing the
+//!    levels the ledger watches;
+//! 3. the daily sweep, claimed per day in the database so one process runs it;
+//! 4. deliveries that are due, leased so that one process sends each, retried with
+//!    exponential backoff.
+//!
+//! Every decision comes from the engine's clock, so tests move time and a month passes in
+//! seconds; only leases (how long a process may work on something) use the wall clock.
+
+pub mod mail;
+pub mod webhook;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use purse_core::alerts::{self, AlertSettings, Counter, Profile, Rule, RuleKind};
+use purse_core::{Account, AccountKind, Amount, Command, Currency, CurrencyCode, EventKind, Item, Party, PartyId, PartyKind, Timestamp};
+use purse_engine::Engine;
+use purse_store::{
+    AccessStore, AlertBatch, AlertKind, AlertStore, Attempt, Channel, DeliveryRecord, Fire, NewNotification, PartyQuery, Reader,
+    StoreError, WebhookEndpoint,
+};
+use serde_json::json;
+
+pub use mail::{MailConfig, Mailer, SmtpTls};
+
+const MICROS: i64 = Timestamp::MICROS_PER_S;
+const DAY_US: i64 = 86_400 * MICROS;
+
+/// Settings of notifications and the scheduler (`[alerts]` in the configuration).
+#[derive(Clone, Debug)]
+pub struct AlertConfig {
+    pub mail: MailConfig,
+    /// The sender of every e-mail.
+    pub from: String,
+    /// Where the portal is reached, for the `{portal_link}` placeholder.
+    pub portal_url: String,
+    /// Told by user rules of customers that have no reseller.
+    pub operator_email: Option<String>,
+    /// How often (real time) the worker looks for work.
+    pub tick: Duration,
+    /// How often (clock time) every customer is evaluated.
+    pub evaluate_every_s: i64,
+    /// The daily sweep's hour (0-23) in `utc_offset_min`.
+    pub daily_hour: u32,
+    pub utc_offset_min: i32,
+    /// First retry after this many seconds, doubling each time up to six hours.
+    pub retry_base_s: i64,
+    /// Attempts per delivery before it is failed.
+    pub attempts_max: u32,
+    /// Failed attempts in a row after which an endpoint is disabled.
+    pub webhook_failures_max: u32,
+    /// Let webhooks reach loopback, private and link-local addresses.
+    pub allow_private_webhooks: bool,
+}
+
+impl Default for AlertConfig {
+    fn default() -> Self {
+        AlertConfig {
+            mail: MailConfig::Maildir("purse-maildir".into()),
+            from: "Purse <alerts@purse.localhost>".into(),
+            portal_url: "http://127.0.0.1:8080".into(),
+            operator_email: None,
+            tick: Duration::from_millis(250),
+            evaluate_every_s: 60,
+            daily_hour: 6,
+            utc_offset_min: 0,
+            retry_base_s: 30,
+            attempts_max: 8,
+            webhook_failures_max: 20,
+            allow_private_webhooks: false,
+        }
+    }
+}
+
+/// What one step did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub events: usize,
+    pub notifications: usize,
+    pub sent: usize,
+    pub failed: usize,
+    pub retried: usize,
+    /// The key of the daily sweep this step ran.
+    pub swept: Option<String>,
+}
+
+fn wall_us() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+fn store(e: StoreError) -> String {
+    e.0
+}
+
+/// What an evaluation needs besides the accounts, read once per pass.
+struct Context {
+    profiles: Vec<Profile>,
+    settings: HashMap<PartyId, AlertSettings>,
+    counters: HashMap<(PartyId, RuleKind), Counter>,
+    endpoints: Vec<WebhookEndpoint>,
+    currencies: HashMap<CurrencyCode, Currency>,
+    emails: HashMap<u64, String>,
+}
+
+pub struct Notifier {
+    engine: Arc<Engine>,
+    reader: Arc<dyn Reader>,
+    alerts: Arc<dyn AlertStore>,
+    access: Arc<dyn AccessStore>,
+    mailer: Mailer,
+    config: AlertConfig,
+    /// Who claims jobs: host and process.
+    name: String,
+    last_evaluation: Mutex<Option<Timestamp>>,
+    sweep_checked: Mutex<Option<(String, Instant)>>,
+}
+
+impl Notifier {
+    /// `reader`, `alerts` and `access` should be a connection of the worker's own.
+    pub fn new(
+        engine: Arc<Engine>,
+        reader: Arc<dyn Reader>,
+        alerts: Arc<dyn AlertStore>,
+        access: Arc<dyn AccessStore>,
+        config: AlertConfig,
+    ) -> Result<Notifier, String> {
+        let mailer = Mailer::new(config.mail.clone(), &config.from)?;
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let name = format!("{}:{}", host.trim(), std::process::id());
+        Ok(Notifier {
+            engine,
+            reader,
+            alerts,
+            access,
+            mailer,
+            config,
+            name,
+            last_evaluation: Mutex::new(None),
+            sweep_checked: Mutex::new(None),
+        })
+    }
+
+    pub fn describe_mail(&self) -> String {
+        self.mailer.describe()
+    }
+
+    fn now(&self) -> Timestamp {
+        self.engine.clock().now()
+    }
+
+    /// One pass of everything due. Errors are reported; the next pass tries again.
+    pub fn step(&self) -> Result<Report, String> {
+        let mut report = Report::default();
+        self.drain_outbox(&mut report)?;
+        let now = self.now();
+        let due = {
+            let last = self.last_evaluation.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            last.is_none_or(|l| now.0.saturating_sub(l.0) >= self.config.evaluate_every_s * MICROS || now < l)
+        };
+        if due {
+            report.notifications += self.evaluate_all(now)?;
+            *self.last_evaluation.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(now);
+        }
+        self.daily_sweep(now, &mut report)?;
+        self.deliver(&mut report)?;
+        Ok(report)
+    }
+
+    fn context(&self) -> Result<Context, String> {
+        let settings = self.alerts.all_alert_settings().map_err(store)?.into_iter().map(|s| (s.party, s)).collect();
+        let counters = self.alerts.counters().map_err(store)?.into_iter().map(|(p, k, c)| ((p, k), c)).collect();
+        Ok(Context {
+            profiles: self.alerts.profiles().map_err(store)?,
+            settings,
+            counters,
+            endpoints: self.alerts.endpoints().map_err(store)?,
+            currencies: self.reader.currencies().map_err(store)?.into_iter().map(|c| (c.code, c)).collect(),
+            emails: self.access.users().map_err(store)?.into_iter().map(|u| (u.id, u.email)).collect(),
+        })
+    }
+
+    /// The wallet's available balance now, not counting holds that expired since the last batch.
+    fn available(&self, wallet: &Account, now: Timestamp) -> Result<i128, String> {
+        let expired = if wallet.reserved.is_positive() { self.reader.expired_reservations(wallet.id, now).map_err(store)? } else { 0 };
+        Ok(wallet.own_available(now) + i128::from(expired))
+    }
+
+    /// Evaluates every outbox event since the cursor, in batches.
+    fn drain_outbox(&self, report: &mut Report) -> Result<(), String> {
+        for _ in 0..1000 {
+            let cursor = self.alerts.outbox_cursor().map_err(store)?;
+            let events = self.alerts.events_after(cursor, 500).map_err(store)?;
+            let Some(last) = events.last().map(|e| e.id.0) else { return Ok(()) };
+            let ctx = self.context()?;
+            let now = self.now();
+            let mut batch = AlertBatch { cursor: Some((cursor, last)), ..AlertBatch::default() };
+            let mut touched: Vec<(PartyId, Account)> = Vec::new();
+            let mut counters = ctx.counters.clone();
+            for event in &events {
+                let Some(wallet) = self.reader.account(event.account).map_err(store)? else { continue };
+                let (Some(party_id), AccountKind::Wallet) = (wallet.party, wallet.kind) else { continue };
+                let Some(party) = self.reader.party(party_id).map_err(store)? else { continue };
+                match &event.kind {
+                    EventKind::Refilled { .. } => {
+                        if !batch.resets.contains(&party_id) {
+                            batch.resets.push(party_id);
+                        }
+                        for kind in RuleKind::ALL {
+                            if let Some(c) = counters.get_mut(&(party_id, kind)) {
+                                c.count = 0;
+                            }
+                        }
+                    }
+                    EventKind::ThresholdCrossed { threshold, direction: purse_core::Direction::Down, available_after, .. } => {
+                        let settings = ctx.settings.get(&party_id);
+                        let warned = settings.is_some_and(|s| s.warning.iter().any(|w| w.resolve(wallet.credit_limit) == *threshold));
+                        if warned {
+                            let n = self.notification(&ctx, &party, &wallet, AlertKind::Warning, None, *threshold, i128::from(available_after.0), event.at);
+                            batch.fires.push(Fire { counter: None, notification: n });
+                        }
+                    }
+                    EventKind::ThresholdCrossed { .. } => {}
+                }
+                if !touched.iter().any(|(p, _)| *p == party_id) {
+                    touched.push((party_id, wallet));
+                }
+            }
+            for (party_id, _) in &touched {
+                let Some(party) = self.reader.party(*party_id).map_err(store)? else { continue };
+                let PartyKind::Customer { wallet, .. } = party.kind else { continue };
+                let Some(wallet) = self.reader.account(wallet).map_err(store)? else { continue };
+                batch.fires.extend(self.rule_fires(&ctx, &counters, &party, &wallet, now)?);
+            }
+            let fired = batch.fires.len();
+            if self.alerts.record_alerts(&batch, now).map_err(store)? {
+                report.events += events.len();
+                report.notifications += fired;
+            }
+            // Otherwise another process moved first: read again.
+        }
+        Ok(())
+    }
+
+    /// The rules of the customer's profile that are due now.
+    fn rule_fires(
+        &self,
+        ctx: &Context,
+        counters: &HashMap<(PartyId, RuleKind), Counter>,
+        party: &Party,
+        wallet: &Account,
+        now: Timestamp,
+    ) -> Result<Vec<Fire>, String> {
+        let Some(profile) = alerts::profile_of(party, ctx.settings.get(&party.id), &ctx.profiles) else { return Ok(Vec::new()) };
+        if wallet.status != purse_core::AccountStatus::Open {
+            return Ok(Vec::new());
+        }
+        let available = self.available(wallet, now)?;
+        let quiet_since = wallet.last_charge_at.unwrap_or(wallet.created_at);
+        let mut fires = Vec::new();
+        for rule in &profile.rules {
+            let counter = counters.get(&(party.id, rule.kind)).copied().unwrap_or_default();
+            if alerts::rule_due(profile, rule, available, quiet_since, counter, now) {
+                let n = self.notification(ctx, party, wallet, AlertKind::Rule(rule.kind), Some((profile, rule)), rule.threshold, available, now);
+                fires.push(Fire { counter: Some((rule.kind, counter)), notification: n });
+            }
+        }
+        Ok(fires)
+    }
+
+    /// Evaluates every customer, and repairs the levels the ledger watches for them.
+    /// Returns the notifications recorded.
+    pub fn evaluate_all(&self, now: Timestamp) -> Result<usize, String> {
+        let mut customers: Vec<Party> = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.reader.parties(PartyQuery { resellers: Some(false), after, limit: 1000, ..PartyQuery::default() }).map_err(store)?;
+            let Some(last) = page.last().map(|p| p.id) else { break };
+            customers.extend(page);
+            after = Some(last);
+        }
+        let accounts: HashMap<_, _> = self.reader.accounts().map_err(store)?.into_iter().map(|a| (a.id, a)).collect();
+        let pairs: Vec<(&Party, &Account)> = customers
+            .iter()
+            .filter_map(|p| match p.kind {
+                PartyKind::Customer { wallet, .. } => accounts.get(&wallet).map(|w| (p, w)),
+                PartyKind::Reseller => None,
+            })
+            .collect();
+        let mut recorded = 0;
+        for chunk in pairs.chunks(200) {
+            for attempt in 0.. {
+                let ctx = self.context()?;
+                if attempt == 0 {
+                    self.sync_levels(&ctx, chunk)?;
+                }
+                let mut batch = AlertBatch::default();
+                for (party, wallet) in chunk {
+                    batch.fires.extend(self.rule_fires(&ctx, &ctx.counters, party, wallet, now)?);
+                }
+                if batch.fires.is_empty() {
+                    break;
+                }
+                let n = batch.fires.len();
+                if self.alerts.record_alerts(&batch, now).map_err(store)? {
+                    recorded += n;
+                    break;
+                }
+                if attempt >= 5 {
+                    return Err("notification counters kept changing under the evaluation".into());
+                }
+            }
+        }
+        Ok(recorded)
+    }
+
+    /// Sets the levels the ledger reports crossings of where they differ from the settings.
+    fn sync_levels(&self, ctx: &Context, customers: &[(&Party, &Account)]) -> Result<(), String> {
+        let changes = alerts::level_changes(customers.iter().copied(), &ctx.settings, &ctx.profiles);
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let items = changes.into_iter().map(|(account, thresholds)| Item::single(Command::SetThresholds { account, thresholds })).collect();
+        self.engine.submit(items).map(drop).map_err(|e| e.to_string())
+    }
+
+    fn recipients(&self, ctx: &Context, party: &Party, kind: AlertKind, rule: Option<&Rule>) -> Vec<String> {
+        let mine = ctx.settings.get(&party.id);
+        let mut list: Vec<String> = Vec::new();
+        match (kind, rule) {
+            (AlertKind::Rule(RuleKind::User), Some(rule)) => {
+                if rule.notify {
+                    let reseller = match party.kind {
+                        PartyKind::Customer { reseller, .. } => reseller,
+                        PartyKind::Reseller => None,
+                    };
+                    let email = match reseller {
+                        Some(r) => ctx.settings.get(&r).and_then(|s| s.email.clone()),
+                        None => self.config.operator_email.clone(),
+                    };
+                    list.extend(email);
+                }
+                list.extend(rule.users.iter().filter_map(|u| ctx.emails.get(u).cloned()));
+                list.extend(rule.emails.iter().cloned());
+            }
+            (_, rule) => {
+                if rule.is_none_or(|r| r.notify) {
+                    list.extend(mine.and_then(|s| s.email.clone()));
+                }
+                list.extend(rule.iter().flat_map(|r| r.emails.iter().cloned()));
+                list.extend(mine.iter().flat_map(|s| s.alert_emails.iter().cloned()));
+            }
+        }
+        let mut seen = HashSet::new();
+        list.retain(|e| seen.insert(e.to_ascii_lowercase()));
+        list
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn notification(
+        &self,
+        ctx: &Context,
+        party: &Party,
+        wallet: &Account,
+        kind: AlertKind,
+        rule: Option<(&Profile, &Rule)>,
+        threshold: Amount,
+        available: i128,
+        at: Timestamp,
+    ) -> NewNotification {
+        let currency = ctx.currencies.get(&wallet.currency).copied().unwrap_or(Currency { code: wallet.currency, scale: 0 });
+        let shown = |v: i128| currency.format(Amount(v.clamp(i64::MIN.into(), i64::MAX.into()) as i64));
+        let staff = kind == AlertKind::Rule(RuleKind::User);
+        let link = if staff {
+            format!("{}/customers/{}/balance", self.config.portal_url.trim_end_matches('/'), party.id)
+        } else {
+            format!("{}/settings/account/billing/balance-details", self.config.portal_url.trim_end_matches('/'))
+        };
+        let rule_title = match kind {
+            AlertKind::Rule(k) => k.title(),
+            AlertKind::Warning => "warning threshold",
+        };
+        let values = [
+            ("customer", party.name.clone()),
+            ("client_id", party.client_id.as_str().to_owned()),
+            ("balance", currency.format(wallet.balance)),
+            ("available", shown(available)),
+            ("threshold", currency.format(threshold)),
+            ("currency", currency.code.to_string()),
+            ("rule", rule_title.to_owned()),
+            ("portal_link", link),
+        ];
+        let profile = rule.map(|(p, _)| p).or_else(|| alerts::profile_of(party, ctx.settings.get(&party.id), &ctx.profiles));
+        let subject = alerts::render(profile.map_or(alerts::DEFAULT_SUBJECT, |p| &p.subject), &values);
+        let body = alerts::render(profile.map_or(alerts::DEFAULT_BODY, |p| &p.body), &values);
+        let payload = json!({
+            "type": kind.event_type(),
+            "timestamp": purse_http::time::format(at),
+            "data": {
+                "customer": party.id.0,
+                "client_id": party.client_id.as_str(),
+                "name": party.name,
+                "rule": kind.as_str(),
+                "threshold": currency.format(threshold),
+                "available": shown(available),
+                "balance": currency.format(wallet.balance),
+                "currency": currency.code.to_string(),
+            }
+        })
+        .to_string();
+        let reseller = match party.kind {
+            PartyKind::Customer { reseller, .. } => reseller,
+            PartyKind::Reseller => None,
+        };
+        let endpoints = ctx
+            .endpoints
+            .iter()
+            .filter(|e| e.enabled && (e.owner.is_none() || e.owner == reseller || (e.owner == Some(party.id) && !staff)))
+            .map(|e| (e.id, e.url.clone()))
+            .collect();
+        NewNotification {
+            party: party.id,
+            kind,
+            threshold: threshold.0,
+            available: available.clamp(i64::MIN.into(), i64::MAX.into()) as i64,
+            currency: wallet.currency,
+            at,
+            subject,
+            body,
+            payload,
+            emails: self.recipients(ctx, party, kind, rule.map(|(_, r)| r)),
+            endpoints,
+        }
+    }
+
+    /// The key of the latest daily sweep due at `now`: the local date whose sweep hour has passed.
+    pub fn sweep_key(&self, now: Timestamp) -> String {
+        let local = now.0 + i64::from(self.config.utc_offset_min) * 60 * MICROS;
+        let mut day = local.div_euclid(DAY_US);
+        if local - day * DAY_US < i64::from(self.config.daily_hour) * 3600 * MICROS {
+            day -= 1;
+        }
+        purse_http::time::format_date(day)
+    }
+
+    fn daily_sweep(&self, now: Timestamp, report: &mut Report) -> Result<(), String> {
+        let key = self.sweep_key(now);
+        {
+            let checked = self.sweep_checked.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((k, at)) = &*checked {
+                if *k == key && at.elapsed() < Duration::from_secs(5) {
+                    return Ok(());
+                }
+            }
+        }
+        let wall = wall_us();
+        let claimed = self.alerts.claim_job("daily_sweep", &key, &self.name, now, wall, wall + 600 * MICROS).map_err(store)?;
+        *self.sweep_checked.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((key.clone(), Instant::now()));
+        if !claimed {
+            return Ok(());
+        }
+        let fired = self.evaluate_all(now)?;
+        *self.last_evaluation.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(now);
+        report.notifications += fired;
+        let summary = format!("evaluated every customer; {fired} notifications");
+        self.alerts.finish_job("daily_sweep", &key, now, &summary).map_err(store)?;
+        log("daily sweep", json!({ "key": key, "summary": summary, "by": self.name }));
+        report.swept = Some(key);
+        Ok(())
+    }
+
+    /// Sends every due delivery.
+    fn deliver(&self, report: &mut Report) -> Result<(), String> {
+        loop {
+            let now = self.now();
+            let wall = wall_us();
+            let due = self.alerts.claim_deliveries(now, wall, wall + 120 * MICROS, 20).map_err(store)?;
+            if due.is_empty() {
+                return Ok(());
+            }
+            for d in due {
+                let attempt = self.attempt(&d, now)?;
+                match &attempt {
+                    Attempt::Sent { .. } => report.sent += 1,
+                    Attempt::Retry { .. } => report.retried += 1,
+                    Attempt::Failed { error } => {
+                        report.failed += 1;
+                        log("delivery failed", json!({ "delivery": d.id, "channel": d.channel.as_str(), "target": d.target, "error": error }));
+                    }
+                }
+                self.alerts.finish_delivery(d.id, &attempt).map_err(store)?;
+            }
+        }
+    }
+
+    fn attempt(&self, d: &DeliveryRecord, now: Timestamp) -> Result<Attempt, String> {
+        let Some(n) = self.alerts.notification(d.notification).map_err(store)? else {
+            return Ok(Attempt::Failed { error: "the notification is gone".into() });
+        };
+        let retry = |error: String| {
+            if d.attempts >= self.config.attempts_max {
+                Attempt::Failed { error: format!("{error} (after {} attempts)", d.attempts) }
+            } else {
+                let delay = self.config.retry_base_s.saturating_mul(1 << (d.attempts.saturating_sub(1)).min(20)).min(6 * 3600);
+                Attempt::Retry { at: now.plus_micros(delay * MICROS), error }
+            }
+        };
+        match d.channel {
+            Channel::Email => {
+                let message_id = format!("<purse.n{}.d{}@purse>", n.id, d.id);
+                Ok(match self.mailer.send(&d.target, &n.subject, &n.body, &message_id) {
+                    Ok(()) => Attempt::Sent { at: now },
+                    Err(e) if e.permanent => Attempt::Failed { error: e.message },
+                    Err(e) => retry(e.message),
+                })
+            }
+            Channel::Webhook => {
+                let endpoint = d.endpoint.and_then(|id| self.alerts.endpoints().ok()?.into_iter().find(|e| e.id == id));
+                let Some(endpoint) = endpoint else { return Ok(Attempt::Failed { error: "the endpoint was deleted".into() }) };
+                if !endpoint.enabled {
+                    let why = endpoint.disabled_reason.unwrap_or_default();
+                    return Ok(Attempt::Failed { error: format!("the endpoint is disabled: {why}") });
+                }
+                let id = format!("msg_{}", n.id);
+                let sent = webhook::post(&endpoint.url, &endpoint.secret, &id, now.0 / MICROS, n.payload.as_bytes(), self.config.allow_private_webhooks);
+                let (attempt, ok, disable) = match sent {
+                    webhook::Sent::Status(s) if (200..300).contains(&s) => (Attempt::Sent { at: now }, true, None),
+                    webhook::Sent::Status(410) => {
+                        (Attempt::Failed { error: "410 Gone: the endpoint was disabled".into() }, false, Some("the receiver answered 410 Gone"))
+                    }
+                    webhook::Sent::Status(s) => (retry(format!("the receiver answered {s}")), false, None),
+                    webhook::Sent::Refused(e) => (retry(e), false, None),
+                };
+                self.alerts.endpoint_attempt(endpoint.id, ok, disable, self.config.webhook_failures_max).map_err(store)?;
+                Ok(attempt)
+            }
+        }
+    }
+
+    /// Runs steps every `tick` on a thread of its own until the handle is stopped.
+    pub fn spawn(self: Arc<Self>) -> Result<Worker, String> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("purse-alerts".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    if let Err(e) = self.step() {
+                        log("alerts step failed", json!({ "error": e }));
+                    }
+                    std::thread::sleep(self.config.tick);
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(Worker { stop, thread: Some(thread) })
+    }
+}
+
+fn log(msg: &str, fields: serde_json::Value) {
+    eprintln!("{}", json!({ "level": "info", "msg": msg, "fields": fields }));
+}
+
+/// The worker thread; dropping it stops it after its current step.
+pub struct Worker {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
