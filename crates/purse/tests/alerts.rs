@@ -1,0 +1,641 @@
+//! Low-balance notifications end to end: the API sets profiles and settings, the ledger
+//! moves, the worker evaluates and delivers to a real SMTP server (aiosmtpd, installed by
+//! `scripts/smtp.sh`) and a real HTTP receiver, with the clock moved by hand so a month
+//! passes in seconds. Then real `purse serve` processes: two on one PostgreSQL database, and
+//! one killed before it could deliver.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Process, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use purse::alerts::{AlertConfig, MailConfig, Notifier, SmtpTls};
+use purse::client::Client;
+use purse_core::{Role, Scope, Timestamp};
+use purse_engine::{Clock, ManualClock};
+use serde_json::{json, Value};
+
+const HOUR: i64 = 3600 * 1_000_000;
+const DAY: i64 = 24 * HOUR;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A real SMTP server storing every message in a maildir.
+struct Smtp {
+    child: Child,
+    dir: PathBuf,
+    port: u16,
+}
+
+#[derive(Debug, Clone)]
+struct Mail {
+    to: String,
+    subject: String,
+    body: String,
+}
+
+impl Smtp {
+    fn start() -> Smtp {
+        Smtp::start_on(free_port())
+    }
+
+    fn messages(&self) -> Vec<Mail> {
+        let Ok(entries) = std::fs::read_dir(self.dir.join("new")) else { return Vec::new() };
+        let mut out: Vec<(std::time::SystemTime, Mail)> = entries
+            .flatten()
+            .map(|e| {
+                let text = std::fs::read_to_string(e.path()).unwrap();
+                let (head, body) = text.split_once("\n\n").unwrap_or((&text, ""));
+                let header = |name: &str| {
+                    head.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned())).unwrap_or_default()
+                };
+                (e.metadata().unwrap().modified().unwrap(), Mail { to: header("To:"), subject: header("Subject:"), body: body.replace("\r\n", "\n") })
+            })
+            .collect();
+        out.sort_by_key(|(t, _)| *t);
+        out.into_iter().map(|(_, m)| m).collect()
+    }
+
+    /// Messages per recipient.
+    fn by_recipient(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for m in self.messages() {
+            *counts.entry(m.to).or_insert(0) += 1;
+        }
+        counts
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A real HTTP receiver: answers each request with the next status of `script` (then 200)
+/// and records the headers and body of each.
+struct Receiver {
+    url: String,
+    seen: Arc<Mutex<Vec<(BTreeMap<String, String>, Vec<u8>, u16)>>>,
+}
+
+impl Receiver {
+    fn start(script: Vec<u16>) -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for (n, stream) in listener.incoming().enumerate() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut headers = BTreeMap::new();
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                loop {
+                    line.clear();
+                    reader.read_line(&mut line).unwrap();
+                    if line.trim().is_empty() {
+                        break;
+                    }
+                    let (k, v) = line.split_once(':').unwrap();
+                    headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+                }
+                let len: usize = headers.get("content-length").map_or(0, |l| l.parse().unwrap());
+                let mut body = vec![0; len];
+                reader.read_exact(&mut body).unwrap();
+                let status = script.get(n).copied().unwrap_or(200);
+                log.lock().unwrap().push((headers, body, status));
+                let _ = write!(stream, "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            }
+        });
+        Receiver { url, seen }
+    }
+}
+
+/// A server over a database with a clock the test moves, and a worker the test steps.
+struct World {
+    server: Option<purse::serve::Server>,
+    clock: Arc<ManualClock>,
+    notifier: Notifier,
+    api: Client,
+}
+
+fn alert_config(smtp_port: u16) -> AlertConfig {
+    AlertConfig {
+        mail: MailConfig::Smtp { host: "127.0.0.1".into(), port: smtp_port, tls: SmtpTls::None, username: None, password: None },
+        from: "Purse <alerts@purse.test>".into(),
+        portal_url: "http://portal.test".into(),
+        retry_base_s: 60,
+        allow_private_webhooks: true,
+        ..AlertConfig::default()
+    }
+}
+
+impl World {
+    fn new(url: &str, config: AlertConfig) -> World {
+        let opened = purse::open_store(url).unwrap();
+        let now = Timestamp::from_secs(T0);
+        let (_, key) = purse::keys::create(&opened, "test", Role::Operator, Scope::ReadWrite, now).unwrap();
+        let clock = Arc::new(ManualClock::new(now));
+        let api_settings = purse_http::ApiSettings { log_requests: false, allow_private_webhooks: true, rate_per_key: 0, ..purse_http::ApiSettings::default() };
+        let options = purse::serve::ServeOptions { listen: "127.0.0.1:0".into(), engine: purse_engine::EngineConfig::default(), api: api_settings, alerts: None };
+        let server = purse::serve::start(opened, clock.clone(), options).unwrap();
+        let side = purse::open_side(url).unwrap();
+        let notifier = Notifier::new(server.engine.clone(), side.reader, side.alerts, side.access, config).unwrap();
+        let api = Client::new(&format!("http://{}", server.addr), Some(key)).unwrap();
+        let mut w = World { server: Some(server), clock, notifier, api };
+        w.call("POST", "/v1/currencies", json!({ "code": "USD" }));
+        w
+    }
+
+    fn call(&mut self, method: &str, path: &str, body: Value) -> Value {
+        let reply = self.api.send(method, path, &body, &purse::ids::uuid_v4(&mut purse::ids::Rng::from_kernel())).unwrap();
+        assert!(reply.status < 300, "{method} {path}: {} {}", reply.status, reply.json());
+        reply.json()
+    }
+
+    fn refused(&mut self, method: &str, path: &str, body: Value) -> (u16, Value) {
+        let reply = self.api.send(method, path, &body, "k").unwrap();
+        (reply.status, reply.json())
+    }
+
+    fn get(&mut self, path: &str) -> Value {
+        self.api.get(path).unwrap().json()
+    }
+
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Moves the clock and lets the worker catch up.
+    fn advance(&mut self, micros: i64) {
+        self.clock.set(self.now().plus_micros(micros));
+        self.step();
+    }
+
+    fn step(&mut self) {
+        self.notifier.step().expect("the worker steps");
+    }
+
+    fn customer(&mut self, name: &str, reseller: Option<u64>, billing: &str, limit: Option<&str>) -> (u64, u64) {
+        let mut body = json!({ "client_id": name, "name": name, "billing": billing, "currency": "USD" });
+        if let Some(r) = reseller {
+            body["reseller"] = json!(r);
+        }
+        if let Some(l) = limit {
+            body["credit_limit"] = json!(l);
+        }
+        let c = self.call("POST", "/v1/customers", body);
+        (c["id"].as_u64().unwrap(), c["wallet"].as_u64().unwrap())
+    }
+
+    fn pay(&mut self, wallet: u64, amount: &str) {
+        let id = purse::ids::uuid_v4(&mut purse::ids::Rng::from_kernel());
+        self.call("POST", "/v1/payments", json!({ "client_id": id, "account": wallet, "amount": amount, "currency": "USD", "method": "cash" }));
+    }
+
+    fn charge(&mut self, wallet: u64, amount: &str) {
+        let id = purse::ids::uuid_v4(&mut purse::ids::Rng::from_kernel());
+        self.call("POST", "/v1/charges", json!({ "client_id": id, "account": wallet, "amount": amount, "currency": "USD", "service": "sms" }));
+    }
+
+    fn notifications(&mut self, customer: u64) -> Vec<Value> {
+        let mut all = self.get(&format!("/v1/notifications?customer={customer}&limit=500"))["data"].as_array().unwrap().clone();
+        all.reverse();
+        all
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if let Some(s) = self.server.take() {
+            let _ = s.stop();
+        }
+    }
+}
+
+/// Days since T0 of each notification of `kind`.
+fn days(notes: &[Value], kind: &str) -> Vec<i64> {
+    notes
+        .iter()
+        .filter(|n| n["kind"] == kind)
+        .map(|n| {
+            let at = purse_http::time::parse(n["at"].as_str().unwrap()).unwrap();
+            (at.0 - Timestamp::from_secs(T0).0) / DAY
+        })
+        .collect()
+}
+
+#[test]
+fn a_simulated_month_sends_exactly_the_expected_messages_and_a_payment_resets_the_count() {
+    let smtp = Smtp::start();
+    let mut w = World::new(&sqlite_url(), alert_config(smtp.port));
+    let reseller = w.call("POST", "/v1/resellers", json!({ "client_id": "north", "name": "Northwind" }))["id"].as_u64().unwrap();
+    w.call("PUT", &format!("/v1/resellers/{reseller}/alert-settings"), json!({ "billing_email": "billing@northwind.test" }));
+    let profile = w.call(
+        "POST",
+        "/v1/low-balance-profiles",
+        json!({
+            "name": "Standard", "reseller": reseller, "currency": "USD", "max_quantity": 3, "period_hours": 24,
+            "user_rule": { "threshold": "20", "notify": true, "emails": ["noc@northwind.test"] },
+            "client_rule": { "threshold": "20", "notify": true, "emails": ["cfo@acme.test"] },
+            "subject": "{customer}: {available} {currency} left",
+        }),
+    );
+    assert_eq!(profile["period_hours"], 24);
+    let (acme, wallet) = w.customer("acme", Some(reseller), "prepaid", None);
+    // No profile assigned: the reseller's default (lowest sort order) applies.
+    let settings = w.call(
+        "PUT",
+        &format!("/v1/customers/{acme}/alert-settings"),
+        json!({ "billing_email": "Billing@Acme.test", "alert_emails": ["ops@acme.test"] }),
+    );
+    assert_eq!(settings["effective_profile"], profile["id"]);
+    w.pay(wallet, "100");
+    w.step();
+    // Day 1: a charge takes the available balance to 15, below 20: told at once.
+    w.advance(DAY);
+    w.charge(wallet, "85");
+    w.step();
+    assert_eq!(smtp.messages().len(), 5, "user rule: reseller + noc; client rule: billing + cfo + ops");
+    // Then hour by hour to day 10: twice more (days 2 and 3), then max quantity holds.
+    for _ in 0..(9 * 24) {
+        w.advance(HOUR);
+    }
+    // Day 10: a payment refills; day 12 the balance falls below again.
+    w.pay(wallet, "100");
+    w.step();
+    for _ in 0..48 {
+        w.advance(HOUR);
+    }
+    w.charge(wallet, "101");
+    w.step();
+    for _ in 0..(18 * 24) {
+        w.advance(HOUR);
+    }
+    let notes = w.notifications(acme);
+    assert_eq!(days(&notes, "client"), vec![1, 2, 3, 12, 13, 14]);
+    assert_eq!(days(&notes, "user"), vec![1, 2, 3, 12, 13, 14]);
+    let expected: BTreeMap<String, usize> = [
+        ("billing@acme.test", 6),
+        ("billing@northwind.test", 6),
+        ("cfo@acme.test", 6),
+        ("noc@northwind.test", 6),
+        ("ops@acme.test", 6),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    assert_eq!(smtp.by_recipient(), expected);
+    let first = &smtp.messages()[0];
+    assert_eq!(first.subject, "acme: 15.00 USD left");
+    assert!(notes.iter().all(|n| n["deliveries"].as_array().unwrap().iter().all(|d| d["status"] == "sent")), "{notes:?}");
+    // The customer's own log leaves out the staff-facing user rule.
+    let user_link = smtp.messages().into_iter().find(|m| m.to == "noc@northwind.test").unwrap();
+    assert!(user_link.body.contains(&format!("http://portal.test/customers/{acme}/balance")), "{}", user_link.body);
+}
+
+#[test]
+fn the_inactivity_rule_fires_only_after_the_quiet_period() {
+    let smtp = Smtp::start();
+    let mut w = World::new(&sqlite_url(), alert_config(smtp.port));
+    w.call(
+        "POST",
+        "/v1/low-balance-profiles",
+        json!({
+            "name": "Quiet", "currency": "USD", "max_quantity": 1, "period_hours": 24,
+            "inactivity_rule": { "threshold": "50", "inactivity_hours": 72, "notify": true },
+        }),
+    );
+    let (c, wallet) = w.customer("idle", None, "prepaid", None);
+    w.call("PUT", &format!("/v1/customers/{c}/alert-settings"), json!({ "billing_email": "idle@c.test" }));
+    w.pay(wallet, "40");
+    // Below 50 but charged every day for five days: never inactive.
+    for _ in 0..5 {
+        w.charge(wallet, "1");
+        for _ in 0..24 {
+            w.advance(HOUR);
+        }
+    }
+    assert!(smtp.messages().is_empty(), "{:?}", smtp.messages());
+    // The last charge was 24 hours ago; two more days and an hour is not yet 72 hours.
+    for _ in 0..47 {
+        w.advance(HOUR);
+    }
+    assert!(smtp.messages().is_empty());
+    w.advance(HOUR);
+    assert_eq!(smtp.by_recipient(), BTreeMap::from([("idle@c.test".to_owned(), 1)]));
+    assert_eq!(days(&w.notifications(c), "inactivity"), vec![7]);
+}
+
+#[test]
+fn comma_separated_warning_thresholds_fire_once_per_downward_crossing() {
+    let smtp = Smtp::start();
+    let mut w = World::new(&sqlite_url(), alert_config(smtp.port));
+    let (c, wallet) = w.customer("warned", None, "prepaid", None);
+    // Bad input is refused with the field named, and the settings stay as they were.
+    for (body, field) in [
+        (json!({ "warning_thresholds": "100, fifty" }), "warning_thresholds"),
+        (json!({ "warning_thresholds": "10%" }), "warning_thresholds"),
+        (json!({ "billing_email": "not-an-address" }), "billing_email"),
+        (json!({ "alert_emails": ["a@b.test", "nope"] }), "alert_emails[1]"),
+        (json!({ "profile": 999 }), "profile"),
+    ] {
+        let (status, reply) = w.refused("PUT", &format!("/v1/customers/{c}/alert-settings"), body);
+        assert_eq!((status, reply["error"]["field"].as_str().unwrap()), (422, field), "{reply}");
+    }
+    w.call("PUT", &format!("/v1/customers/{c}/alert-settings"), json!({ "billing_email": "w@c.test", "warning_thresholds": "100, 50,10" }));
+    let shown = w.get(&format!("/v1/customers/{c}/alert-settings"));
+    assert_eq!(shown["warning_thresholds"], "100.00, 50.00, 10.00");
+    w.pay(wallet, "150");
+    for amount in ["60", "30", "5", "50", "1"] {
+        // 90 (crosses 100), 60, 55, 5 (crosses 50 and 10), 4: three warnings.
+        w.charge(wallet, amount);
+        w.advance(HOUR);
+    }
+    let warnings = |w: &mut World| -> Vec<String> {
+        w.notifications(c).iter().filter(|n| n["kind"] == "warning").map(|n| n["threshold"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(warnings(&mut w), vec!["100.00", "50.00", "10.00"]);
+    // Days pass below every level: nothing more. A refill and a new fall warn again.
+    for _ in 0..3 {
+        w.advance(DAY);
+    }
+    w.pay(wallet, "200");
+    w.charge(wallet, "150");
+    w.advance(HOUR);
+    assert_eq!(warnings(&mut w), vec!["100.00", "50.00", "10.00", "100.00"]);
+    assert_eq!(smtp.messages().len(), 4);
+    // Postpaid: a percentage of the permanent credit limit.
+    let (p, pw) = w.customer("post", None, "postpaid", Some("1000"));
+    w.call("PUT", &format!("/v1/customers/{p}/alert-settings"), json!({ "billing_email": "p@c.test", "warning_thresholds": "50%" }));
+    assert_eq!(w.get(&format!("/v1/customers/{p}/alert-settings"))["warning_levels"], json!(["500.00"]));
+    w.charge(pw, "499");
+    w.advance(HOUR);
+    assert!(warnings_of(&mut w, p).is_empty());
+    w.charge(pw, "2");
+    w.advance(HOUR);
+    assert_eq!(warnings_of(&mut w, p), vec!["500.00"]);
+}
+
+fn warnings_of(w: &mut World, c: u64) -> Vec<String> {
+    w.notifications(c).iter().filter(|n| n["kind"] == "warning").map(|n| n["threshold"].as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn webhooks_are_signed_retried_with_one_id_and_an_endpoint_answering_410_is_disabled() {
+    let smtp = Smtp::start();
+    let mut w = World::new(&sqlite_url(), alert_config(smtp.port));
+    // Bad URLs are refused with the field named.
+    for bad in ["ftp://x.test/", "not a url", "http://u:p@x.test/"] {
+        let (status, reply) = w.refused("POST", "/v1/webhook-endpoints", json!({ "url": bad }));
+        assert_eq!((status, reply["error"]["field"].as_str().unwrap()), (422, "url"), "{bad}: {reply}");
+    }
+    let flaky = Receiver::start(vec![500, 503]);
+    let gone = Receiver::start(vec![410]);
+    let endpoint = w.call("POST", "/v1/webhook-endpoints", json!({ "url": flaky.url }));
+    let secret = endpoint["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"));
+    w.call("POST", "/v1/webhook-endpoints", json!({ "url": gone.url }));
+    w.call(
+        "POST",
+        "/v1/low-balance-profiles",
+        json!({ "name": "Hooks", "currency": "USD", "max_quantity": 1, "period_hours": 24, "client_rule": { "threshold": "10", "notify": false } }),
+    );
+    let (_, wallet) = w.customer("hooked", None, "prepaid", None);
+    w.pay(wallet, "20");
+    w.charge(wallet, "15");
+    w.step(); // the first attempt: 500
+    for _ in 0..4 {
+        w.advance(60 * 1_000_000); // retries after 60 s, then 120 s
+        w.advance(60 * 1_000_000);
+    }
+    let seen = flaky.seen.lock().unwrap().clone();
+    assert_eq!(seen.iter().map(|(_, _, s)| *s).collect::<Vec<_>>(), vec![500, 503, 200], "one event, delivered once after two failures");
+    let ids: Vec<&String> = seen.iter().map(|(h, _, _)| &h["webhook-id"]).collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "the same id on every attempt: {ids:?}");
+    for (headers, body, _) in &seen {
+        let ts: i64 = headers["webhook-timestamp"].parse().unwrap();
+        assert!(purse::alerts::webhook::verify(&secret, &headers["webhook-id"], ts, body, &headers["webhook-signature"]));
+        let mut tampered = body.clone();
+        tampered[5] ^= 1;
+        assert!(!purse::alerts::webhook::verify(&secret, &headers["webhook-id"], ts, &tampered, &headers["webhook-signature"]));
+        let event: Value = serde_json::from_slice(body).unwrap();
+        assert_eq!((event["type"].as_str(), event["data"]["available"].as_str()), (Some("balance.low"), Some("5.00")));
+    }
+    assert_eq!(gone.seen.lock().unwrap().len(), 1);
+    let endpoints = w.get("/v1/webhook-endpoints");
+    let states: Vec<(bool, Value)> = endpoints["data"].as_array().unwrap().iter().map(|e| (e["enabled"].as_bool().unwrap(), e["disabled_reason"].clone())).collect();
+    assert_eq!(states[0], (true, Value::Null));
+    assert!(!states[1].0 && states[1].1.as_str().unwrap().contains("410"), "{states:?}");
+}
+
+#[test]
+fn profiles_refuse_bad_input_naming_the_field_and_deleting_one_falls_back_to_the_default() {
+    let smtp = Smtp::start();
+    let mut w = World::new(&sqlite_url(), alert_config(smtp.port));
+    let base = json!({ "name": "P", "currency": "USD", "max_quantity": 3, "period_hours": 24, "client_rule": { "threshold": "20" } });
+    let with = |patch: Value| {
+        let mut b = base.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b
+    };
+    for (body, field) in [
+        (with(json!({ "period_hours": -1 })), "period_hours"),
+        (with(json!({ "max_quantity": -2 })), "max_quantity"),
+        (with(json!({ "currency": "EUR" })), "currency"),
+        (with(json!({ "client_rule": { "threshold": "1.234" } })), "client_rule.threshold"),
+        (with(json!({ "client_rule": { "threshold": "1", "emails": ["x@y.test", "bad"] } })), "client_rule.emails[1]"),
+        (with(json!({ "inactivity_rule": { "threshold": "1" } })), "inactivity_rule.inactivity_hours"),
+        (with(json!({ "subject": "Hello {nobody}" })), "subject"),
+        (with(json!({ "name": "" })), "name"),
+    ] {
+        let (status, reply) = w.refused("POST", "/v1/low-balance-profiles", body);
+        assert_eq!((status, reply["error"]["field"].as_str().unwrap_or("")), (422, field), "{reply}");
+    }
+    let first = w.call("POST", "/v1/low-balance-profiles", with(json!({ "name": "Default", "sort_order": 1 })))["id"].as_u64().unwrap();
+    let second = w.call("POST", "/v1/low-balance-profiles", with(json!({ "name": "Strict", "sort_order": 5, "client_rule": { "threshold": "500" } })))["id"].as_u64().unwrap();
+    let (status, _) = w.refused("POST", "/v1/low-balance-profiles", with(json!({ "name": "default" })));
+    assert_eq!(status, 422, "a name is unique per owner");
+    let (c, wallet) = w.customer("assigned", None, "prepaid", None);
+    w.call("PUT", &format!("/v1/customers/{c}/alert-settings"), json!({ "profile": second }));
+    let account = w.get(&format!("/v1/accounts/{wallet}"));
+    assert_eq!(account["thresholds"], json!(["500.00"]), "the ledger watches the assigned profile's levels");
+    w.call("DELETE", &format!("/v1/low-balance-profiles/{second}"), json!({}));
+    let settings = w.get(&format!("/v1/customers/{c}/alert-settings"));
+    assert_eq!((settings["profile"].clone(), settings["effective_profile"].as_u64()), (Value::Null, Some(first)));
+    assert_eq!(w.get(&format!("/v1/accounts/{wallet}"))["thresholds"], json!(["20.00"]));
+}
+
+/// A `purse serve` process with a clock file, e-mail to `smtp_port`.
+fn serve(url: &str, listen: &str, clock: &Path, smtp_port: u16) -> Child {
+    Process::new(env!("CARGO_BIN_EXE_purse"))
+        .args(["serve", "--database", url, "--listen", listen])
+        .env("PURSE_CLOCK_FILE", clock)
+        .env("PURSE_SMTP_HOST", "127.0.0.1")
+        .env("PURSE_SMTP_PORT", smtp_port.to_string())
+        .env("PURSE_SMTP_TLS", "none")
+        .env("PURSE_ALERTS_TICK_MS", "50")
+        .env("PURSE_ALERTS_RETRY_BASE_S", "1")
+        .env("PURSE_API_LOG_REQUESTS", "false")
+        .env("PURSE_API_RATE_PER_KEY", "0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("purse serve starts")
+}
+
+fn wait_listening(listen: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(listen).is_err() {
+        assert!(Instant::now() < deadline, "{listen} never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn operator_key(url: &str) -> String {
+    let opened = purse::open_store(url).unwrap();
+    purse::keys::create(&opened, "t", Role::Operator, Scope::ReadWrite, Timestamp::from_secs(T0)).unwrap().1
+}
+
+#[test]
+fn two_processes_on_one_postgresql_send_each_notification_once_and_run_each_daily_sweep_once() {
+    let url = pg_url("alerts_two");
+    let smtp = Smtp::start();
+    let dir = std::env::temp_dir().join(format!("purse-clock-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let clock = dir.join("clock");
+    let start = Timestamp::from_secs(T0);
+    purse::FileClock::set(&clock, start).unwrap();
+    let key = operator_key(&url);
+    let listens = [format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port())];
+    let mut children: Vec<Child> = listens.iter().map(|l| serve(&url, l, &clock, smtp.port)).collect();
+    listens.iter().for_each(|l| wait_listening(l));
+    let mut api = Client::new(&format!("http://{}", listens[0]), Some(key)).unwrap();
+    let mut call = |method: &str, path: &str, body: Value| {
+        let r = api.send(method, path, &body, &purse::ids::uuid_v4(&mut purse::ids::Rng::from_kernel())).unwrap();
+        assert!(r.status < 300, "{path}: {}", r.json());
+        r.json()
+    };
+    call("POST", "/v1/currencies", json!({ "code": "USD" }));
+    call(
+        "POST",
+        "/v1/low-balance-profiles",
+        json!({ "name": "Daily", "currency": "USD", "max_quantity": 3, "period_hours": 24, "client_rule": { "threshold": "20", "notify": true } }),
+    );
+    let mut wallets = Vec::new();
+    for n in 0..5 {
+        let c = call("POST", "/v1/customers", json!({ "client_id": format!("c{n}"), "name": format!("C{n}"), "billing": "prepaid", "currency": "USD" }));
+        let id = c["id"].as_u64().unwrap();
+        call("PUT", &format!("/v1/customers/{id}/alert-settings"), json!({ "billing_email": format!("c{n}@two.test") }));
+        wallets.push(c["wallet"].as_u64().unwrap());
+    }
+    for (n, w) in wallets.iter().enumerate() {
+        call("POST", "/v1/payments", json!({ "client_id": format!("p{n}"), "account": w, "amount": "30", "currency": "USD", "method": "cash" }));
+        call("POST", "/v1/charges", json!({ "client_id": format!("ch{n}"), "account": w, "amount": "25", "currency": "USD" }));
+    }
+    // Five days in steps of six hours, each step waited out by both processes.
+    for step in 1..=20 {
+        purse::FileClock::set(&clock, start.plus_micros(step * 6 * HOUR)).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    wait_for("15 messages", || smtp.messages().len() >= 15);
+    std::thread::sleep(Duration::from_secs(1));
+    let counts = smtp.by_recipient();
+    assert_eq!(counts.len(), 5, "{counts:?}");
+    assert!(counts.values().all(|n| *n == 3), "each customer exactly max quantity: {counts:?}");
+    let runs = api.get("/v1/scheduler/runs?limit=100").unwrap().json();
+    let keys: Vec<&str> = runs["data"].as_array().unwrap().iter().map(|r| r["key"].as_str().unwrap()).collect();
+    let mut unique = keys.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(keys.len(), unique.len(), "each day's sweep once: {runs}");
+    assert!(keys.len() >= 5, "a sweep every simulated day: {runs}");
+    for child in &mut children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+#[test]
+fn a_process_killed_before_delivering_loses_no_notification() {
+    let url = sqlite_url();
+    let dir = std::env::temp_dir().join(format!("purse-kill-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let clock = dir.join("clock");
+    purse::FileClock::set(&clock, Timestamp::from_secs(T0)).unwrap();
+    let key = operator_key(&url);
+    let listen = format!("127.0.0.1:{}", free_port());
+    // Nothing listens on this port yet: the notifications are recorded, not delivered.
+    let dead = free_port();
+    let mut first = serve(&url, &listen, &clock, dead);
+    wait_listening(&listen);
+    let mut api = Client::new(&format!("http://{listen}"), Some(key)).unwrap();
+    let call = |api: &mut Client, method: &str, path: &str, body: Value| {
+        let r = api.send(method, path, &body, &purse::ids::uuid_v4(&mut purse::ids::Rng::from_kernel())).unwrap();
+        assert!(r.status < 300, "{path}: {}", r.json());
+        r.json()
+    };
+    call(&mut api, "POST", "/v1/currencies", json!({ "code": "USD" }));
+    call(&mut api, "POST", "/v1/low-balance-profiles", json!({ "name": "K", "currency": "USD", "max_quantity": 1, "period_hours": 24, "client_rule": { "threshold": "20", "notify": true } }));
+    let c = call(&mut api, "POST", "/v1/customers", json!({ "client_id": "k", "name": "K", "billing": "prepaid", "currency": "USD" }));
+    let (id, wallet) = (c["id"].as_u64().unwrap(), c["wallet"].as_u64().unwrap());
+    call(&mut api, "PUT", &format!("/v1/customers/{id}/alert-settings"), json!({ "billing_email": "k@kill.test", "alert_emails": ["k2@kill.test"] }));
+    call(&mut api, "POST", "/v1/payments", json!({ "client_id": "p", "account": wallet, "amount": "30", "currency": "USD", "method": "cash" }));
+    call(&mut api, "POST", "/v1/charges", json!({ "client_id": "c", "account": wallet, "amount": "25", "currency": "USD" }));
+    wait_for("a failed attempt", || {
+        let log = api.get(&format!("/v1/notifications?customer={id}")).unwrap().json();
+        log["data"].as_array().is_some_and(|d| d.iter().any(|n| n["deliveries"].as_array().unwrap().iter().any(|d| d["attempts"].as_u64() >= Some(1))))
+    });
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let smtp = Smtp::start_on(dead);
+    purse::FileClock::set(&clock, Timestamp::from_secs(T0).plus_micros(HOUR)).unwrap();
+    let mut second = serve(&url, &listen, &clock, dead);
+    wait_for("both messages", || smtp.messages().len() >= 2);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(smtp.by_recipient(), BTreeMap::from([("k2@kill.test".to_owned(), 1), ("k@kill.test".to_owned(), 1)]));
+    let _ = second.kill();
+    let _ = second.wait();
+}
+
+impl Smtp {
+    fn start_on(port: u16) -> Smtp {
+        let python = std::env::var("PURSE_AIOSMTPD_PYTHON").expect("PURSE_AIOSMTPD_PYTHON (scripts/test.sh)");
+        let dir = std::env::temp_dir().join(format!("purse-smtp-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let child = Process::new(python)
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Smtp { child, dir, port }
+    }
+}
