@@ -222,12 +222,62 @@ pub fn seed(path: &str) -> Result<Seeded, String> {
     let kind = NewAccountKind::SubscriberCredit { credit_limit: demo.usd.parse("100").expect("valid") };
     demo.run(Command::OpenAccount { client_id, party: wallets[2].1, kind })?;
 
+    seed_alerts(path, &resellers, &wallets, demo.usd, Timestamp::from_secs(day_start_s))?;
     let events = simulate_day(&mut demo, &wallets, day_start_s)?;
     Ok(Seeded {
         report: report(&demo, &wallets, events)?,
         resellers: resellers.iter().map(|r| r.0).collect(),
         customers: wallets.iter().map(|(n, p, w)| ((*n).to_owned(), *p, *w)).collect(),
     })
+}
+
+/// A Low Balance Profile per reseller (user and client rules at 20 USD, three a day at
+/// most), billing e-mails, and warning thresholds of 50, 20 and 10 for every customer.
+fn seed_alerts(
+    path: &str,
+    resellers: &[(PartyId, AccountId)],
+    wallets: &[(&str, PartyId, AccountId)],
+    usd: Currency,
+    now: Timestamp,
+) -> Result<(), String> {
+    use purse_core::alerts::{AlertSettings, Profile, Rule, RuleKind, WarningLevel};
+    let side = crate::open_side(&format!("sqlite://{path}")).map_err(|e| e.to_string())?;
+    let slug = |name: &str| name.split_whitespace().next().unwrap_or("x").to_ascii_lowercase();
+    let twenty = usd.parse("20").expect("valid");
+    for (n, (reseller, _)) in resellers.iter().enumerate() {
+        let rule = |kind| Rule { kind, threshold: twenty, notify: true, users: Vec::new(), emails: Vec::new(), inactivity_s: 0 };
+        let profile = Profile {
+            id: 0,
+            name: "Standard".into(),
+            reseller: Some(*reseller),
+            currency: usd.code,
+            sort_order: 0,
+            max_quantity: 3,
+            period_s: 24 * 3600,
+            rules: vec![rule(RuleKind::User), rule(RuleKind::Client)],
+            subject: purse_core::alerts::DEFAULT_SUBJECT.into(),
+            body: purse_core::alerts::DEFAULT_BODY.into(),
+            created_at: now,
+            updated_at: now,
+        };
+        side.alerts.insert_profile(&profile).map_err(|e| e.to_string())?;
+        let email = format!("billing@{}.demo", ["northwind", "blueharbor"][n.min(1)]);
+        let settings = AlertSettings { party: *reseller, profile: None, email: Some(email), alert_emails: Vec::new(), warning: Vec::new(), updated_at: now };
+        side.alerts.put_alert_settings(&settings).map_err(|e| e.to_string())?;
+    }
+    for (name, party, _) in wallets {
+        let warning = ["50", "20", "10"].map(|t| WarningLevel::Amount(usd.parse(t).expect("valid"))).to_vec();
+        let settings = AlertSettings {
+            party: *party,
+            profile: None,
+            email: Some(format!("billing@{}.demo", slug(name))),
+            alert_emails: vec![format!("finance@{}.demo", slug(name))],
+            warning,
+            updated_at: now,
+        };
+        side.alerts.put_alert_settings(&settings).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// 24 simulated hours of calls and SMS, rated per minute and per message.

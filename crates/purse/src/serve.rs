@@ -25,6 +25,8 @@ pub struct Server {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<Result<(), String>>>,
     worker: Option<Worker>,
+    /// Where notification e-mail goes, when notifications run.
+    pub mail: Option<String>,
 }
 
 impl Server {
@@ -73,17 +75,22 @@ async fn signalled(stop: tokio::sync::oneshot::Receiver<()>) {
 /// Starts the engine and the server on its own thread (with its own runtime) and returns
 /// once it listens.
 pub fn start(opened: Opened, clock: Arc<dyn Clock>, options: ServeOptions) -> Result<Server, String> {
+    launch(opened, clock, options, false)
+}
+
+/// [`start`]; with `announce`, the "listening" line is written to standard error before the
+/// notification worker starts, so it is always the first line (scripts and tests wait for it).
+fn launch(opened: Opened, clock: Arc<dyn Clock>, options: ServeOptions, announce: bool) -> Result<Server, String> {
     let (access, alerts, url) = (opened.access.clone(), opened.alerts.clone(), opened.url.clone());
     let engine = Arc::new(Engine::start(opened.store, opened.reader, clock, options.engine));
-    let worker = match options.alerts {
+    let notifier = match options.alerts {
         Some(config) => {
             let side = crate::open_side(&url).map_err(|e| e.to_string())?;
-            let notifier = Notifier::new(engine.clone(), side.reader, side.alerts, side.access, config)?;
-            eprintln!("{}", serde_json::json!({ "level": "info", "msg": "notifications", "mail": notifier.describe_mail() }));
-            Some(Arc::new(notifier).spawn()?)
+            Some(Notifier::new(engine.clone(), side.reader, side.alerts, side.access, config)?)
         }
         None => None,
     };
+    let mail = notifier.as_ref().map(Notifier::describe_mail);
     let state = AppState::new(engine.clone(), access, alerts, options.api);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     let std_listener = std::net::TcpListener::bind(&options.listen).map_err(|e| format!("--listen {}: {e}", options.listen))?;
@@ -100,14 +107,19 @@ pub fn start(opened: Opened, clock: Arc<dyn Clock>, options: ServeOptions) -> Re
             })
         })
         .map_err(|e| e.to_string())?;
-    Ok(Server { addr, engine, stop: Some(stop), thread: Some(thread), worker })
+    if announce {
+        eprintln!("{}", serde_json::json!({ "level": "info", "msg": "listening", "addr": addr.to_string(), "listen": options.listen }));
+        if let Some(mail) = &mail {
+            eprintln!("{}", serde_json::json!({ "level": "info", "msg": "notifications", "mail": mail }));
+        }
+    }
+    let worker = notifier.map(|n| Arc::new(n).spawn()).transpose()?;
+    Ok(Server { addr, engine, stop: Some(stop), thread: Some(thread), worker, mail })
 }
 
 /// `purse serve`: runs until SIGTERM or Ctrl-C.
 pub fn run(opened: Opened, clock: Arc<dyn Clock>, options: ServeOptions) -> Result<(), String> {
-    let listen = options.listen.clone();
-    let server = start(opened, clock, options)?;
-    eprintln!("{}", serde_json::json!({ "level": "info", "msg": "listening", "addr": server.addr.to_string(), "listen": listen }));
+    let server = launch(opened, clock, options, true)?;
     let engine = server.engine.clone();
     server.wait()?;
     // The server's handlers are gone; the last reference finishes the queued batches.

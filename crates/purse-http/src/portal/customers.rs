@@ -265,7 +265,7 @@ pub async fn show(State(state): State<AppState>, viewer: Viewer, Path(id): Path<
             " · " (Standing::of(wallet, *available).badge())
         }
         (figures(wallet, *available, *currency))
-        p { a href=(details) id="balance-details" { "Balance Details →" } }
+        p { a href=(details) id="balance-details" { "Balance Details →" } " · " a href=(format!("/customers/{id}/alerts")) id="alerts" { "Alerts and warning thresholds →" } }
         h2 { "Subscriber accounts" }
         div.scroll {
             table id="subscribers" {

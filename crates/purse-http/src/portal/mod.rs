@@ -6,6 +6,7 @@
 //! same tenancy checks as the API ([`crate::access`]): another tenant's page is "not found".
 //! Sessions, passwords, CSRF and login throttling live in [`session`].
 
+mod alerts;
 mod balance;
 mod customers;
 mod keys;
@@ -42,6 +43,11 @@ pub fn routes() -> Router<AppState> {
         .route("/keys", get(keys::list).post(keys::create))
         .route("/keys/{id}/revoke", post(keys::revoke))
         .route("/users", get(users::list).post(users::create))
+        .route("/profiles", get(alerts::profiles).post(alerts::create))
+        .route("/profiles/{id}", get(alerts::edit).post(alerts::update))
+        .route("/profiles/{id}/delete", get(alerts::confirm_delete).post(alerts::delete))
+        .route("/customers/{id}/alerts", get(alerts::settings).post(alerts::save_settings))
+        .route("/notifications", get(alerts::log))
 }
 
 /// What a page can fail with; each renders as a page (or a redirect to the login).
@@ -55,7 +61,20 @@ pub enum PortalError {
     /// A changing form without this session's CSRF token.
     Csrf,
     BadRequest(String),
+    /// A form field breaks a rule: (field, message); the form comes back with it.
+    Field(String, String),
     Internal(String),
+}
+
+impl PortalError {
+    /// Keeps a field error of the API as a field error (other errors as usual).
+    pub(crate) fn from_api_keep(e: ApiError) -> PortalError {
+        match e {
+            ApiError::InvalidField { field, message, .. } => PortalError::Field(field, message),
+            ApiError::ForbiddenField { field, message } => PortalError::Field(field.to_owned(), message),
+            other => other.into(),
+        }
+    }
 }
 
 impl From<ApiError> for PortalError {
@@ -92,6 +111,7 @@ impl IntoResponse for PortalError {
                 "This form was not sent from your current Purse session (its security token is missing or stale). Reload the page and try again.".to_owned(),
             ),
             PortalError::BadRequest(m) => (StatusCode::BAD_REQUEST, "Bad request", m),
+            PortalError::Field(f, m) => (StatusCode::UNPROCESSABLE_ENTITY, "Refused", format!("{f}: {m}")),
             PortalError::Internal(detail) => {
                 eprintln!("{{\"level\":\"error\",\"portal\":{}}}", serde_json::Value::String(detail));
                 (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "The error was logged. Try again in a moment.".to_owned())

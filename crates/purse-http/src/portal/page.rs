@@ -84,10 +84,14 @@ fn nav(v: &Viewer) -> Markup {
                 a href=(format!("/customers/{}", p.0)) { "Overview" }
                 a href="/settings" { "Settings" }
                 a href="/settings/account/billing/balance-details" { "Balance Details" }
+                a href=(format!("/customers/{}/alerts", p.0)) { "Alerts" }
+                a href="/notifications" { "Notifications" }
             }
             _ => {
                 a href="/customers" { "Customers" }
                 a href="/users" { "Users" }
+                a href="/profiles" { "Low Balance Profiles" }
+                a href="/notifications" { "Notifications" }
                 a href="/settings" { "Settings" }
             }
         }

@@ -1,0 +1,465 @@
+//! Notifications in the portal: Low Balance Profiles (list, create, edit, delete after a
+//! confirmation), a customer's alert settings, and the notification log with each message
+//! as sent (with no SMTP server configured, this is where e-mail is read).
+//!
+//! Forms are checked by the same functions as the API (`handlers::alerts`), so a rule is
+//! written once; an error comes back next to the field the API names.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use maud::{html, Markup};
+use purse_core::alerts::{format_warning_levels, Profile, RuleKind};
+use purse_core::{PartyKind, Role, Scope};
+
+use super::page::{self, field};
+use super::session::{Form, Viewer};
+use super::{read, see_other, PortalError};
+use crate::handlers::alerts::{self as api, ProfileBody, RuleBody, SettingsBody};
+use crate::AppState;
+
+fn list(text: &str) -> Vec<String> {
+    text.split([',', '\n', ' ']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+fn error_for<'a>(error: &'a Option<(String, String)>, name: &str) -> Option<&'a str> {
+    error.as_ref().filter(|(f, _)| f == name || f.starts_with(&format!("{name}["))).map(|(_, m)| m.as_str())
+}
+
+fn textarea(label: &str, name: &str, value: &str, error: Option<&str>) -> Markup {
+    html! {
+        div.field.invalid[error.is_some()] {
+            label for=(name) { (label) }
+            textarea id=(name) name=(name) rows="6" { (value) }
+            @if let Some(e) = error { p.error { (e) } }
+        }
+    }
+}
+
+fn checkbox(label: &str, name: &str, checked: bool) -> Markup {
+    html! {
+        div.field { label { input type="checkbox" name=(name) value="on" checked[checked]; " " (label) } }
+    }
+}
+
+/// The form's values, as entered or as stored.
+fn values(form: &Form) -> HashMap<String, String> {
+    let names = [
+        "name", "reseller", "currency", "sort_order", "max_quantity", "period_hours", "subject", "body",
+        "user_rule.threshold", "user_rule.notify", "user_rule.users", "user_rule.emails",
+        "client_rule.threshold", "client_rule.notify", "client_rule.emails",
+        "inactivity_rule.threshold", "inactivity_rule.notify", "inactivity_rule.emails", "inactivity_rule.inactivity_hours",
+    ];
+    names.iter().map(|n| ((*n).to_owned(), form.get(n).to_owned())).collect()
+}
+
+fn stored(p: &Profile, s: &AppState) -> HashMap<String, String> {
+    let c = s.currency("currency", p.currency).ok();
+    let amount = |a| c.map_or_else(String::new, |c| c.format(a));
+    let mut v: HashMap<String, String> = [
+        ("name", p.name.clone()),
+        ("reseller", p.reseller.map_or_else(String::new, |r| r.0.to_string())),
+        ("currency", p.currency.to_string()),
+        ("sort_order", p.sort_order.to_string()),
+        ("max_quantity", p.max_quantity.to_string()),
+        ("period_hours", (p.period_s / 3600).to_string()),
+        ("subject", p.subject.clone()),
+        ("body", p.body.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    for r in &p.rules {
+        let k = match r.kind {
+            RuleKind::User => "user_rule",
+            RuleKind::Client => "client_rule",
+            RuleKind::Inactivity => "inactivity_rule",
+        };
+        v.insert(format!("{k}.threshold"), amount(r.threshold));
+        v.insert(format!("{k}.notify"), if r.notify { "on".into() } else { String::new() });
+        v.insert(format!("{k}.emails"), r.emails.join(", "));
+        v.insert(format!("{k}.users"), r.users.iter().map(u64::to_string).collect::<Vec<_>>().join(", "));
+        v.insert(format!("{k}.inactivity_hours"), (r.inactivity_s / 3600).to_string());
+    }
+    v
+}
+
+fn body_from(v: &HashMap<String, String>) -> Result<ProfileBody, (String, String)> {
+    let get = |k: &str| v.get(k).map_or("", |s| s.trim());
+    let number = |k: &str| -> Result<i64, (String, String)> { get(k).parse().map_err(|_| (k.to_owned(), format!("{k} is a whole number"))) };
+    let rule = |k: &str| -> Result<Option<RuleBody>, (String, String)> {
+        let threshold = get(&format!("{k}.threshold"));
+        if threshold.is_empty() {
+            return Ok(None);
+        }
+        let users = list(get(&format!("{k}.users")))
+            .iter()
+            .map(|u| u.parse().map_err(|_| (format!("{k}.users"), "user ids are whole numbers".to_owned())))
+            .collect::<Result<_, _>>()?;
+        let hours = get(&format!("{k}.inactivity_hours"));
+        Ok(Some(RuleBody {
+            threshold: threshold.to_owned(),
+            notify: get(&format!("{k}.notify")) == "on",
+            users,
+            emails: list(get(&format!("{k}.emails"))),
+            inactivity_hours: if k == "inactivity_rule" && !hours.is_empty() {
+                Some(hours.parse().map_err(|_| (format!("{k}.inactivity_hours"), "a whole number of hours".to_owned()))?)
+            } else {
+                None
+            },
+        }))
+    };
+    let reseller = get("reseller");
+    Ok(ProfileBody {
+        name: get("name").to_owned(),
+        reseller: if reseller.is_empty() { None } else { Some(reseller.parse().map_err(|_| ("reseller".to_owned(), "a reseller id".to_owned()))?) },
+        currency: get("currency").to_owned(),
+        sort_order: if get("sort_order").is_empty() { 0 } else { number("sort_order")? },
+        max_quantity: number("max_quantity")?,
+        period_hours: number("period_hours")?,
+        user_rule: rule("user_rule")?,
+        client_rule: rule("client_rule")?,
+        inactivity_rule: rule("inactivity_rule")?,
+        subject: Some(get("subject").to_owned()).filter(|s| !s.is_empty()),
+        body: Some(v.get("body").cloned().unwrap_or_default()).filter(|s| !s.trim().is_empty()),
+    })
+}
+
+fn profile_form(viewer: &Viewer, action: &str, v: &HashMap<String, String>, error: &Option<(String, String)>) -> Markup {
+    let get = |k: &str| v.get(k).map_or("", String::as_str);
+    let f = |label: &str, name: &str| field(label, name, "text", get(name), error_for(error, name));
+    html! {
+        form.card method="post" action=(action) id="profile-form" {
+            input type="hidden" name="csrf" value=(viewer.csrf);
+            @if let Some((name, message)) = error { p.notice.bad id="form-error" { (name) ": " (message) } }
+            h3 { "General" }
+            (f("Name", "name"))
+            @if viewer.user.role == Role::Operator { (f("Reseller (id; empty: the operator's own)", "reseller")) }
+            (f("Currency", "currency"))
+            (f("Sort order", "sort_order"))
+            (f("Max quantity (per rule, until the balance is refilled)", "max_quantity"))
+            (f("Period (hours between notifications of a rule)", "period_hours"))
+            h3 { "User notification" }
+            (f("Threshold (empty: no such rule)", "user_rule.threshold"))
+            (checkbox("Notify the reseller's e-mail", "user_rule.notify", get("user_rule.notify") == "on"))
+            (f("Users (ids)", "user_rule.users"))
+            (f("E-mails", "user_rule.emails"))
+            h3 { "Client notification" }
+            (f("Threshold", "client_rule.threshold"))
+            (checkbox("Notify the client's billing e-mail", "client_rule.notify", get("client_rule.notify") == "on"))
+            (f("E-mails", "client_rule.emails"))
+            h3 { "Inactivity client notification" }
+            (f("Threshold", "inactivity_rule.threshold"))
+            (f("Inactivity (hours without charges)", "inactivity_rule.inactivity_hours"))
+            (checkbox("Notify the client's billing e-mail", "inactivity_rule.notify", get("inactivity_rule.notify") == "on"))
+            (f("E-mails", "inactivity_rule.emails"))
+            h3 { "Message" }
+            p.muted { "Placeholders: " (purse_core::alerts::PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(" ")) }
+            (f("Subject", "subject"))
+            (textarea("Body", "body", get("body"), error_for(error, "body")))
+            button type="submit" id="save-profile" { "OK" }
+        }
+    }
+}
+
+fn require_staff(viewer: &Viewer) -> Result<(), PortalError> {
+    if matches!(viewer.user.role, Role::Customer(_)) { Err(PortalError::NotFound) } else { Ok(()) }
+}
+
+fn profiles_page(viewer: &Viewer, profiles: &[Profile], form: Option<Markup>) -> Markup {
+    let body = html! {
+        div.scroll {
+            table id="profiles" {
+                thead { tr { th { "Name" } th { "Reseller" } th { "Currency" } th { "Sort order" } th { "Max qty" } th { "Period" } th { "Rules" } th {} } }
+                tbody {
+                    @for p in profiles {
+                        tr {
+                            td { a href=(format!("/profiles/{}", p.id)) { (p.name) } }
+                            td { (p.reseller.map_or_else(|| "operator".to_owned(), |r| r.0.to_string())) }
+                            td { (p.currency) }
+                            td { (p.sort_order) }
+                            td { (p.max_quantity) }
+                            td { (p.period_s / 3600) " h" }
+                            td { (p.rules.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>().join(", ")) }
+                            td { @if viewer.user.scope == Scope::ReadWrite { a.danger href=(format!("/profiles/{}/delete", p.id)) id=(format!("delete-{}", p.id)) { "Delete" } } }
+                        }
+                    }
+                    @if profiles.is_empty() { tr { td colspan="8" .muted { "No Low Balance Profiles yet." } } }
+                }
+            }
+        }
+        @if let Some(form) = form { h2 { "New profile" } (form) }
+    };
+    page::layout("Low Balance Profiles", Some(viewer), &[("Settings", "/settings"), ("Low Balance Profiles", "")], body)
+}
+
+fn new_values() -> HashMap<String, String> {
+    [("currency", "USD"), ("sort_order", "0"), ("max_quantity", "3"), ("period_hours", "24"), ("client_rule.notify", "on"), ("user_rule.notify", "on")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+async fn visible_profiles(state: &AppState, viewer: &Arc<Viewer>) -> Result<Vec<Profile>, PortalError> {
+    let v = viewer.clone();
+    read(state, move |s| {
+        Ok(s.alerts.profiles()?.into_iter().filter(|p| v.user.role == Role::Operator || matches!(v.user.role, Role::Reseller(r) if p.reseller == Some(r))).collect())
+    })
+    .await
+}
+
+pub async fn profiles(State(state): State<AppState>, viewer: Viewer) -> Result<Response, PortalError> {
+    require_staff(&viewer)?;
+    let viewer = Arc::new(viewer);
+    let list = visible_profiles(&state, &viewer).await?;
+    let form = (viewer.user.scope == Scope::ReadWrite).then(|| profile_form(&viewer, "/profiles", &new_values(), &None));
+    Ok(page::ok(profiles_page(&viewer, &list, form)))
+}
+
+/// Saves a profile from the form (`id`: replace); on a refusal the form comes back.
+async fn save(state: AppState, viewer: Viewer, id: Option<u64>, form: Form) -> Result<Response, PortalError> {
+    viewer.check(&form)?;
+    viewer.require_admin()?;
+    require_staff(&viewer)?;
+    let v = values(&form);
+    let viewer = Arc::new(viewer);
+    let outcome = match body_from(&v) {
+        Err(e) => Err(e),
+        Ok(body) => {
+            let who = viewer.who;
+            match read(&state, move |s| api::save_profile(s, &who, id, body).map_err(PortalError::from_api_keep)).await {
+                Ok((_, owners)) => {
+                    api::sync_owners(&state, owners).await?;
+                    Ok(())
+                }
+                Err(PortalError::Field(f, m)) => Err((f, m)),
+                Err(other) => return Err(other),
+            }
+        }
+    };
+    match outcome {
+        Ok(()) => Ok(see_other("/profiles")),
+        Err(error) => {
+            let error = Some(error);
+            let action = id.map_or_else(|| "/profiles".to_owned(), |id| format!("/profiles/{id}"));
+            let form = profile_form(&viewer, &action, &v, &error);
+            let page = if id.is_some() {
+                page::layout("Edit profile", Some(&viewer), &[("Settings", "/settings"), ("Low Balance Profiles", "/profiles"), ("Edit", "")], form)
+            } else {
+                profiles_page(&viewer, &visible_profiles(&state, &viewer).await?, Some(form))
+            };
+            Ok(page::respond(StatusCode::UNPROCESSABLE_ENTITY, page))
+        }
+    }
+}
+
+pub async fn create(State(state): State<AppState>, viewer: Viewer, form: Form) -> Result<Response, PortalError> {
+    save(state, viewer, None, form).await
+}
+
+fn profile_id(id: &str) -> Result<u64, PortalError> {
+    id.parse().map_err(|_| PortalError::NotFound)
+}
+
+pub async fn edit(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>) -> Result<Response, PortalError> {
+    require_staff(&viewer)?;
+    let id = profile_id(&id)?;
+    let viewer = Arc::new(viewer);
+    let p = visible_profiles(&state, &viewer).await?.into_iter().find(|p| p.id == id).ok_or(PortalError::NotFound)?;
+    let v = read(&state, move |s| Ok(stored(&p, s))).await?;
+    let body = if viewer.user.scope == Scope::ReadWrite { profile_form(&viewer, &format!("/profiles/{id}"), &v, &None) } else { html! { p.muted { "Read-only access." } } };
+    Ok(page::ok(page::layout("Edit profile", Some(&viewer), &[("Settings", "/settings"), ("Low Balance Profiles", "/profiles"), ("Edit", "")], body)))
+}
+
+pub async fn update(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>, form: Form) -> Result<Response, PortalError> {
+    let id = profile_id(&id)?;
+    save(state, viewer, Some(id), form).await
+}
+
+pub async fn confirm_delete(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>) -> Result<Response, PortalError> {
+    require_staff(&viewer)?;
+    viewer.require_admin()?;
+    let id = profile_id(&id)?;
+    let viewer = Arc::new(viewer);
+    let p = visible_profiles(&state, &viewer).await?.into_iter().find(|p| p.id == id).ok_or(PortalError::NotFound)?;
+    let body = html! {
+        section.card.notice.bad id="confirm" {
+            p { "Delete the Low Balance Profile " strong { (p.name) } "? Customers assigned to it fall back to their reseller's default profile for " (p.currency) "." }
+            form.inline method="post" action=(format!("/profiles/{id}/delete")) {
+                input type="hidden" name="csrf" value=(viewer.csrf);
+                button.danger type="submit" id="confirm-delete" { "Delete" }
+            }
+            " " a href="/profiles" { "Cancel" }
+        }
+    };
+    Ok(page::ok(page::layout("Delete profile", Some(&viewer), &[("Settings", "/settings"), ("Low Balance Profiles", "/profiles"), ("Delete", "")], body)))
+}
+
+pub async fn delete(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>, form: Form) -> Result<Response, PortalError> {
+    viewer.check(&form)?;
+    viewer.require_admin()?;
+    require_staff(&viewer)?;
+    let id = profile_id(&id)?;
+    let who = viewer.who;
+    let owner = read(&state, move |s| Ok(api::remove_profile(s, &who, id)?)).await?;
+    api::sync_owners(&state, vec![owner]).await?;
+    Ok(see_other("/profiles"))
+}
+
+/// A customer's alert settings: staff at `/customers/{id}/alerts`, a customer admin its own.
+pub async fn settings(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>) -> Result<Response, PortalError> {
+    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
+    settings_page(state, Arc::new(viewer), id, None, None).await
+}
+
+async fn settings_page(state: AppState, viewer: Arc<Viewer>, id: u64, entered: Option<HashMap<String, String>>, error: Option<(String, String)>) -> Result<Response, PortalError> {
+    let v = viewer.clone();
+    let (party, view, profiles, warning_text) = read(&state, move |s| {
+        let party = s.party_for(&v.who, id)?;
+        if !matches!(party.kind, PartyKind::Customer { .. }) {
+            return Err(PortalError::NotFound);
+        }
+        let view = api::settings_view(s, &party)?;
+        let profiles: Vec<(String, String)> = s
+            .alerts
+            .profiles()?
+            .into_iter()
+            .filter(|p| matches!(party.kind, PartyKind::Customer { reseller, currency, .. } if p.reseller == reseller && p.currency == currency))
+            .map(|p| (p.id.to_string(), p.name))
+            .collect();
+        let text = match (s.alerts.alert_settings(party.id)?, party.kind.clone()) {
+            (Some(a), PartyKind::Customer { currency, .. }) => format_warning_levels(&a.warning, &s.currency("currency", currency)?),
+            _ => String::new(),
+        };
+        Ok((party, serde_json::to_value(view).map_err(|e| PortalError::Internal(e.to_string()))?, profiles, text))
+    })
+    .await?;
+    let stored = |k: &str| match k {
+        "profile" => view["profile"].as_u64().map_or_else(String::new, |p| p.to_string()),
+        "billing_email" => view["billing_email"].as_str().unwrap_or("").to_owned(),
+        "alert_emails" => view["alert_emails"].as_array().map(|a| a.iter().filter_map(|e| e.as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default(),
+        _ => warning_text.clone(),
+    };
+    let value = |k: &str| entered.as_ref().map_or_else(|| stored(k), |e| e.get(k).cloned().unwrap_or_default());
+    let staff = !matches!(viewer.user.role, Role::Customer(_));
+    let mut options: Vec<(String, String)> = vec![(String::new(), "The reseller's default".to_owned())];
+    options.extend(profiles);
+    let chosen = value("profile");
+    let body = html! {
+        @if let Some((f, m)) = &error { p.notice.bad id="form-error" { (f) ": " (m) } }
+        p.muted { "Profile in force: " (view["effective_profile"].as_u64().map_or_else(|| "none".to_owned(), |p| format!("#{p}"))) "." }
+        @if viewer.user.scope == Scope::ReadWrite {
+            form.card method="post" action=(format!("/customers/{id}/alerts")) id="alert-settings" {
+                input type="hidden" name="csrf" value=(viewer.csrf);
+                @if staff {
+                    div.field.invalid[error_for(&error, "profile").is_some()] {
+                        label for="profile" { "Low Balance Profile" }
+                        select id="profile" name="profile" {
+                            @for (v, label) in &options { option value=(v) selected[*v == chosen] { (label) } }
+                        }
+                        @if let Some(e) = error_for(&error, "profile") { p.error { (e) } }
+                    }
+                }
+                (field("Billing e-mail", "billing_email", "text", &value("billing_email"), error_for(&error, "billing_email")))
+                (field("E-mails to be alerted (comma-separated)", "alert_emails", "text", &value("alert_emails"), error_for(&error, "alert_emails")))
+                (field("Low funds / credit limit warning thresholds (e.g. 100, 50, 10 or 10% for postpaid)", "warning_thresholds", "text", &value("warning_thresholds"), error_for(&error, "warning_thresholds")))
+                button type="submit" id="save-alerts" { "Update" }
+            }
+        }
+    };
+    let title = format!("Alerts of {}", party.name);
+    let crumbs: Vec<(&str, String)> = if staff {
+        vec![("Customers", "/customers".into()), (party.name.as_str(), format!("/customers/{id}")), ("Alerts", String::new())]
+    } else {
+        vec![("Settings", "/settings".into()), ("Alerts", String::new())]
+    };
+    let crumbs: Vec<(&str, &str)> = crumbs.iter().map(|(a, b)| (*a, b.as_str())).collect();
+    let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    Ok(page::respond(status, page::layout(&title, Some(&viewer), &crumbs, body)))
+}
+
+pub async fn save_settings(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>, form: Form) -> Result<Response, PortalError> {
+    viewer.check(&form)?;
+    viewer.require_admin()?;
+    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
+    let entered: HashMap<String, String> =
+        ["profile", "billing_email", "alert_emails", "warning_thresholds"].iter().map(|k| ((*k).to_owned(), form.get(k).to_owned())).collect();
+    let viewer = Arc::new(viewer);
+    let v = viewer.clone();
+    let e = entered.clone();
+    let saved = read(&state, move |s| {
+        let party = s.party_for(&v.who, id)?;
+        let current = s.alerts.alert_settings(party.id)?.and_then(|a| a.profile);
+        let profile = if matches!(v.user.role, Role::Customer(_)) {
+            current
+        } else {
+            match e["profile"].trim() {
+                "" => None,
+                p => Some(p.parse().map_err(|_| PortalError::Field("profile".into(), "choose a profile".into()))?),
+            }
+        };
+        let body = SettingsBody {
+            profile,
+            billing_email: Some(e["billing_email"].clone()),
+            alert_emails: list(&e["alert_emails"]),
+            warning_thresholds: e["warning_thresholds"].clone(),
+        };
+        api::save_settings(s, &v.who, &party, body).map_err(PortalError::from_api_keep)?;
+        Ok(party.id)
+    })
+    .await;
+    match saved {
+        Ok(party) => {
+            api::sync_levels(&state, None, Some(party)).await?;
+            Ok(see_other(&format!("/customers/{id}/alerts")))
+        }
+        Err(PortalError::Field(f, m)) => settings_page(state, viewer, id, Some(entered), Some((f, m))).await,
+        Err(other) => Err(other),
+    }
+}
+
+/// The notification log: staff see their customers', customers their own.
+pub async fn log(State(state): State<AppState>, viewer: Viewer) -> Result<Response, PortalError> {
+    let viewer = Arc::new(viewer);
+    let v = viewer.clone();
+    let rows = read(&state, move |s| {
+        let found = api::visible_notifications(s, &v.who, None, None, 200)?;
+        let mut rows = Vec::new();
+        for (n, d) in &found {
+            rows.push(api::notification_view(n, d, &s.currency("currency", n.currency)?));
+        }
+        Ok(rows)
+    })
+    .await?;
+    let body = html! {
+        p.muted { "Every notification, with each recipient's delivery. With no SMTP server configured, e-mail is written to a local maildir and read here." }
+        div.scroll {
+            table id="notifications" {
+                thead { tr { th { "When" } th { "Customer" } th { "Rule" } th { "Threshold" } th { "Available" } th { "Deliveries" } th { "Message" } } }
+                tbody {
+                    @for n in &rows {
+                        tr {
+                            td { (n["at"].as_str().unwrap_or("")) }
+                            td { (n["customer"]) }
+                            td { (n["kind"].as_str().unwrap_or("")) }
+                            td { (n["threshold"].as_str().unwrap_or("")) " " (n["currency"].as_str().unwrap_or("")) }
+                            td { (n["available"].as_str().unwrap_or("")) }
+                            td {
+                                @for d in n["deliveries"].as_array().into_iter().flatten() {
+                                    div { span.badge.ok[d["status"] == "sent"].closed[d["status"] == "failed"] { (d["status"].as_str().unwrap_or("")) } " " (d["channel"].as_str().unwrap_or("")) " " (d["target"].as_str().unwrap_or(""))
+                                        @if let Some(e) = d["last_error"].as_str() { " — " span.muted { (e) } } }
+                                }
+                            }
+                            td { details { summary { (n["subject"].as_str().unwrap_or("")) } pre { (n["body"].as_str().unwrap_or("")) } } }
+                        }
+                    }
+                    @if rows.is_empty() { tr { td colspan="7" .muted { "No notifications yet." } } }
+                }
+            }
+        }
+    };
+    Ok(page::ok(page::layout("Notifications", Some(&viewer), &[("Notifications", "")], body)))
+}
