@@ -225,6 +225,10 @@ struct Site {
 }
 
 fn site() -> Site {
+    site_with(None)
+}
+
+fn site_with(alerts: Option<purse::alerts::AlertConfig>) -> Site {
     let url = common::sqlite_url();
     let path = url.strip_prefix("sqlite://").unwrap().to_owned();
     let seeded = purse::demo::seed(&path).expect("seeded");
@@ -240,7 +244,7 @@ fn site() -> Site {
     let viewer = user("viewer@test.purse", Role::Customer(seeded.customers[0].1), Scope::Read);
     let (_, operator_key) = purse::keys::create(&opened, "portal test", Role::Operator, Scope::ReadWrite, now).unwrap();
     let api = purse_http::ApiSettings { log_requests: false, ..purse_http::ApiSettings::default() };
-    let options = purse::serve::ServeOptions { listen: "127.0.0.1:0".into(), engine: purse_engine::EngineConfig::default(), api, alerts: None };
+    let options = purse::serve::ServeOptions { listen: "127.0.0.1:0".into(), engine: purse_engine::EngineConfig::default(), api, alerts };
     let server = purse::serve::start(opened, Arc::new(purse_engine::SystemClock), options).expect("serves");
     let base = format!("http://{}", server.addr);
     Site { server, base, operator_key, seeded, operator, reseller, customer, viewer }
@@ -434,5 +438,69 @@ fn sessions_csrf_and_login_throttling_hold() {
     b.set_cookie("purse_session", &session);
     b.open("/customers");
     assert!(b.url().contains("/login?next=%2Fcustomers"), "{}", b.url());
+    drop(site.server);
+}
+
+#[test]
+fn staff_manage_low_balance_profiles_and_customers_their_alerts_and_read_the_notification_log() {
+    let maildir = std::env::temp_dir().join(format!("purse-portal-mail-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&maildir);
+    let config = purse::alerts::AlertConfig { mail: purse::alerts::MailConfig::Maildir(maildir.clone()), ..purse::alerts::AlertConfig::default() };
+    let site = site_with(Some(config));
+    let mut b = Browser::start(&site.base);
+    b.login(&site.operator.0, &site.operator.1);
+    b.open("/profiles");
+    assert_eq!(b.count("#profiles tbody tr"), 2, "the demo's profile of each reseller: {}", b.source());
+    let reseller = site.seeded.resellers[0].0.to_string();
+    b.type_into("[name='name']", "Gold");
+    b.type_into("[name='reseller']", &reseller);
+    b.type_into("[name='period_hours']", "-1");
+    b.type_into("[name='client_rule.threshold']", "100");
+    b.click("#save-profile");
+    assert!(b.text("#form-error").contains("period_hours"), "{}", b.source());
+    assert_eq!(b.count(".field.invalid [name='period_hours']"), 1, "the error sits next to its field");
+    assert_eq!(b.script("return document.querySelector(\"[name='name']\").value;"), json!("Gold"), "what was entered comes back");
+    b.type_into("[name='period_hours']", "24");
+    b.click("#save-profile");
+    assert!(b.url().ends_with("/profiles"), "{}", b.url());
+    assert_eq!(b.count("#profiles tbody tr"), 3);
+    b.screenshot("profiles");
+    let gold = b.script("return [...document.querySelectorAll('#profiles tbody tr')].find(r => r.textContent.includes('Gold')).querySelector('a.danger').id;");
+    b.click(&format!("#{}", gold.as_str().unwrap()));
+    assert!(b.text("#confirm").contains("Gold"), "deleting asks first");
+    b.click("#confirm-delete");
+    assert_eq!(b.count("#profiles tbody tr"), 2);
+    b.logout();
+
+    // A customer admin sets its own warning thresholds; a bad list comes back with its error.
+    let own = site.seeded.customers[0].1 .0;
+    b.login(&site.customer.0, &site.customer.1);
+    b.open(&format!("/customers/{own}/alerts"));
+    assert_eq!(b.count("#profile"), 0, "the profile is the reseller's choice");
+    b.type_into("[name='warning_thresholds']", "100, lots");
+    b.click("#save-alerts");
+    assert!(b.text("#form-error").contains("warning_thresholds"), "{}", b.source());
+    b.type_into("[name='warning_thresholds']", "100, 50");
+    b.click("#save-alerts");
+    assert_eq!(b.script("return document.querySelector(\"[name='warning_thresholds']\").value;"), json!("100.0000, 50.0000"));
+    // Another customer's alerts are not found.
+    let other = site.seeded.customers[1].1 .0;
+    b.open(&format!("/customers/{other}/alerts"));
+    assert!(b.source().contains("no such page"), "{}", b.source());
+
+    // The worker has turned the demo day's crossings into warnings; the log shows them, with
+    // the e-mail written to the maildir.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        b.open("/notifications");
+        if b.text("#notifications").contains("sent email") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no notification reached the log: {}", b.source());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(b.text("#notifications").contains("billing@acme.demo"), "{}", b.source());
+    b.screenshot("notifications");
+    assert!(std::fs::read_dir(maildir.join("new")).unwrap().count() >= 1, "the maildir holds the e-mail");
     drop(site.server);
 }
