@@ -16,5 +16,11 @@ if [ ! -x "$ST" ]; then
     fi
     "$VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==$VERSION" >&2
 fi
+# CPython 3.11.7 turns a RecursionError inside ast.parse into "SystemError: AST constructor
+# recursion depth mismatch"; hypothesis parses its own sources while schemathesis is deep in
+# a schema walk, and the default limit of 1000 frames is sometimes reached. A higher limit
+# removes the trigger (written every run, so an older install gets it too).
+SITE="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+echo 'import sys; sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))' > "$SITE/sitecustomize.py"
 "$ST" --version >/dev/null
 echo "$ST"

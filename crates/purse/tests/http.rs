@@ -401,14 +401,24 @@ fn schemathesis_finds_no_5xx_and_nothing_contradicting_the_document() {
     let mut setup = Client::new(&server.base(), Some(key.clone())).unwrap();
     let wallet = funded_customer(&mut setup, "100.00", "0");
     post(&mut setup, "/v1/charges", json!({ "client_id": id("c"), "account": wallet, "amount": "1.00", "currency": "USD" }));
-    let out = Command::new(&st)
-        .args(["run", &format!("{}/v1/openapi.json", server.base()), "-H", &format!("Authorization: Bearer {key}")])
-        .args(["--checks", "all", "--exclude-checks", "positive_data_acceptance", "--max-time", &seconds, "--workers", "2"])
-        .args(["--seed", "20261122"])
-        .env("NO_COLOR", "1")
-        .current_dir(std::env::temp_dir()) // its cache goes there, not into the repository
-        .output()
-        .expect("schemathesis runs");
+    let run = || {
+        Command::new(&st)
+            .args(["run", &format!("{}/v1/openapi.json", server.base()), "-H", &format!("Authorization: Bearer {key}")])
+            .args(["--checks", "all", "--exclude-checks", "positive_data_acceptance", "--max-time", &seconds, "--workers", "2"])
+            .args(["--seed", "20261122"])
+            .env("NO_COLOR", "1")
+            .current_dir(std::env::temp_dir()) // its cache goes there, not into the repository
+            .output()
+            .expect("schemathesis runs")
+    };
+    let mut out = run();
+    // A crash of the tool itself (a Python error while generating, no finding about Purse)
+    // is run once more; any failure it reports about the API fails the test at once.
+    let crashed = |text: &str| text.contains("Runtime Error") && !text.contains("FAILURES");
+    if !out.status.success() && crashed(&String::from_utf8_lossy(&out.stdout)) {
+        eprintln!("schemathesis crashed inside itself; running it once more:\n{}", String::from_utf8_lossy(&out.stdout));
+        out = run();
+    }
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "schemathesis found problems:\n{report}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(report.contains("passed"), "{report}");
