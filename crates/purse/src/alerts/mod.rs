@@ -206,7 +206,7 @@ impl Notifier {
             let ctx = self.context()?;
             let now = self.now();
             let mut batch = AlertBatch { cursor: Some((cursor, last)), ..AlertBatch::default() };
-            let mut touched: Vec<(PartyId, Account)> = Vec::new();
+            let mut touched: Vec<(Party, Account)> = Vec::new();
             let mut counters = ctx.counters.clone();
             for event in &events {
                 let Some(wallet) = self.reader.account(event.account).map_err(store)? else { continue };
@@ -233,15 +233,12 @@ impl Notifier {
                     }
                     EventKind::ThresholdCrossed { .. } => {}
                 }
-                if !touched.iter().any(|(p, _)| *p == party_id) {
-                    touched.push((party_id, wallet));
+                if !touched.iter().any(|(p, _)| p.id == party_id) {
+                    touched.push((party, wallet));
                 }
             }
-            for (party_id, _) in &touched {
-                let Some(party) = self.reader.party(*party_id).map_err(store)? else { continue };
-                let PartyKind::Customer { wallet, .. } = party.kind else { continue };
-                let Some(wallet) = self.reader.account(wallet).map_err(store)? else { continue };
-                batch.fires.extend(self.rule_fires(&ctx, &counters, &party, &wallet, now)?);
+            for (party, wallet) in &touched {
+                batch.fires.extend(self.rule_fires(&ctx, &counters, party, wallet, now)?);
             }
             let fired = batch.fires.len();
             if self.alerts.record_alerts(&batch, now).map_err(store)? {
