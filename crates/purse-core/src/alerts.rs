@@ -239,12 +239,13 @@ pub fn profile_of<'a>(party: &Party, settings: Option<&AlertSettings>, profiles:
     effective_profile(settings.and_then(|s| s.profile), reseller, currency, profiles)
 }
 
-/// The customers' wallets whose watched levels differ from what their settings and profile
-/// ask for, with the levels they should have.
+/// The customers' wallets whose watched levels differ from what their settings, profile and
+/// enabled auto-recharge threshold (`recharge`) ask for, with the levels they should have.
 pub fn level_changes<'a>(
     customers: impl IntoIterator<Item = (&'a Party, &'a Account)>,
     settings: &HashMap<PartyId, AlertSettings>,
     profiles: &[Profile],
+    recharge: &HashMap<PartyId, Amount>,
 ) -> Vec<(AccountId, Vec<Amount>)> {
     customers
         .into_iter()
@@ -252,7 +253,11 @@ pub fn level_changes<'a>(
             let mine = settings.get(&party.id);
             let profile = profile_of(party, mine, profiles);
             let warning = mine.map_or(&[][..], |s| &s.warning[..]);
-            let levels = watch_levels(profile, warning, wallet.credit_limit);
+            let mut levels = watch_levels(profile, warning, wallet.credit_limit);
+            if let Some(t) = recharge.get(&party.id).filter(|t| !levels.contains(t)) {
+                let at = levels.iter().position(|l| l < t).unwrap_or(levels.len());
+                levels.insert(at, *t);
+            }
             (levels != wallet.thresholds).then_some((wallet.id, levels))
         })
         .collect()

@@ -14,6 +14,7 @@ pub mod command;
 pub mod ledger;
 pub mod model;
 pub mod money;
+pub mod recharge;
 pub mod rejection;
 
 pub use command::{Command, CommandResult, Item, Money, NewAccountKind, NewCharge, Outcome, PaymentMethod};

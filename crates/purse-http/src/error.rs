@@ -40,6 +40,13 @@ pub enum ApiError {
     /// The engine's queue is full; retry after a moment.
     Overloaded,
     Unavailable,
+    /// The card was declined; nothing changed.
+    PaymentDeclined(String),
+    /// Stripe did not answer in time; the payment finishes in the background (retry with
+    /// the same Idempotency-Key for its outcome).
+    PaymentPending(String),
+    /// No Stripe endpoint is configured.
+    CardsNotConfigured,
     /// Something broke inside; the message sent is generic.
     Internal(String),
 }
@@ -77,6 +84,9 @@ impl ApiError {
             ApiError::Rejected(r) if r.code().starts_with("exists_with_different") => StatusCode::CONFLICT,
             ApiError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Overloaded | ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::PaymentDeclined(_) => StatusCode::PAYMENT_REQUIRED,
+            ApiError::PaymentPending(_) => StatusCode::ACCEPTED,
+            ApiError::CardsNotConfigured => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -164,6 +174,15 @@ impl ApiError {
             ApiError::Rejected(r) => (r.code(), r.to_string(), r.field()),
             ApiError::Overloaded => ("overloaded", "too many requests in flight; retry shortly".into(), None),
             ApiError::Unavailable => ("unavailable", "the service is shutting down".into(), None),
+            ApiError::PaymentDeclined(m) => ("card_declined", format!("the card was declined: {m}; nothing was charged"), Some("card")),
+            ApiError::PaymentPending(m) => (
+                "payment_pending",
+                format!("{m}; it completes in the background: send the same request with the same Idempotency-Key for its outcome"),
+                None,
+            ),
+            ApiError::CardsNotConfigured => {
+                ("card_payments_not_configured", "card payments are not configured on this server (no Stripe endpoint)".into(), None)
+            }
             ApiError::Internal(detail) => {
                 // The detail may name tables or values: it goes to the log, not to the caller.
                 eprintln!("internal error: {detail}");

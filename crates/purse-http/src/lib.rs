@@ -12,6 +12,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod cards;
 pub mod error;
 pub mod handlers;
 pub mod idempotency;
@@ -76,6 +77,10 @@ pub struct AppState {
     pub access: Arc<dyn AccessStore>,
     /// Low Balance Profiles, alert settings, the notification log, webhook endpoints.
     pub alerts: Arc<dyn AlertStore>,
+    /// Recharge settings, recharges and top-up invoices.
+    pub payments: Arc<dyn purse_store::PaymentStore>,
+    /// Card payments through Stripe, when `purse` provides them.
+    pub cards: Option<Arc<dyn cards::Cards>>,
     pub settings: Arc<ApiSettings>,
     pub(crate) auth: Arc<auth::KeyCache>,
     pub(crate) limiter: Arc<limits::RateLimiter>,
@@ -89,11 +94,19 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(engine: Arc<Engine>, access: Arc<dyn AccessStore>, alerts: Arc<dyn AlertStore>, settings: ApiSettings) -> AppState {
+    pub fn new(
+        engine: Arc<Engine>,
+        access: Arc<dyn AccessStore>,
+        alerts: Arc<dyn AlertStore>,
+        payments: Arc<dyn purse_store::PaymentStore>,
+        settings: ApiSettings,
+    ) -> AppState {
         AppState {
             engine,
             access,
             alerts,
+            payments,
+            cards: None,
             limiter: Arc::new(limits::RateLimiter::new(settings.rate_per_key, settings.burst_per_key)),
             auth: Arc::new(auth::KeyCache::default()),
             idempotency: Arc::new(idempotency::InFlight::default()),
@@ -103,5 +116,11 @@ impl AppState {
             resellers: Arc::default(),
             settings: Arc::new(settings),
         }
+    }
+
+    /// Card payments (Pay Now, saving a card) go through `cards`.
+    pub fn with_cards(mut self, cards: Arc<dyn cards::Cards>) -> AppState {
+        self.cards = Some(cards);
+        self
     }
 }

@@ -176,7 +176,7 @@ fn schemas() -> Value {
         "Capture": object(&[("client_id", client_id())], &[("amount", nullable(positive_amount()))], true),
         "Release": object(&[("client_id", client_id())], &[], true),
     });
-    for (name, schema) in alert_schemas() {
+    for (name, schema) in alert_schemas().into_iter().chain(payment_schemas()) {
         all[name] = schema;
     }
     all
@@ -222,6 +222,11 @@ pub fn document() -> Value {
             if r.request.is_some() {
                 responses.insert("413".into(), error_response("Body too large"));
                 responses.insert("415".into(), error_response("Body is not application/json"));
+            }
+            if matches!(r.operation, "payNow" | "saveCard") {
+                responses.insert("402".into(), error_response("The card was declined; nothing changed"));
+                responses.insert("202".into(), error_response("Stripe did not answer in time; the payment completes in the background"));
+                responses.insert("409".into(), error_response("Card payments are not configured (no Stripe endpoint), or a request in flight"));
             }
             responses.insert("400".into(), error_response("Malformed request"));
             responses.insert("401".into(), error_response("Missing, unknown or revoked API key"));
@@ -318,5 +323,79 @@ fn alert_schemas() -> Vec<(&'static str, Value)> {
         ("WebhookEndpointList", object(&[("data", list_of(reference("WebhookEndpoint")))], &[], false)),
         ("NotificationList", object(&[("data", list_of(object(&[("id", id()), ("kind", string()), ("deliveries", list_of(json!({ "type": "object" })))], &[], false)))], &[], false)),
         ("JobRunList", object(&[("data", list_of(object(&[("job", string()), ("key", string())], &[], false)))], &[], false)),
+    ]
+}
+
+fn payment_schemas() -> Vec<(&'static str, Value)> {
+    let emails = json!({ "type": "array", "maxItems": 20, "items": { "type": "string", "maxLength": 254 } });
+    let card = object(
+        &[
+            ("number", json!({ "type": "string", "pattern": "^[0-9 ]{12,23}$" })),
+            ("exp_month", json!({ "type": "integer", "minimum": 1, "maximum": 12 })),
+            ("exp_year", json!({ "type": "integer", "minimum": 2000, "maximum": 2100 })),
+            ("cvc", json!({ "type": "string", "pattern": "^[0-9]{3,4}$" })),
+        ],
+        &[],
+        true,
+    );
+    let recharge = object(
+        &[("id", id()), ("customer", id()), ("method", string()), ("reason", string()), ("amount", amount()), ("currency", currency()), ("status", string())],
+        &[],
+        false,
+    );
+    let invoice = object(&[("id", id()), ("number", string()), ("customer", id()), ("amount", amount()), ("currency", currency()), ("status", string())], &[], false);
+    vec![
+        (
+            "RechargeSettingsBody",
+            object(
+                &[("enabled", boolean()), ("method", json!({ "type": "string", "enum": ["card", "invoice", "master_account"] })), ("threshold", amount())],
+                &[
+                    ("currency", nullable(currency())),
+                    ("recharge_amount", nullable(positive_amount())),
+                    ("target_balance", nullable(amount())),
+                    ("per_day_max", nullable(json!({ "type": "integer", "minimum": 1, "maximum": 24 }))),
+                    ("month_cap", nullable(positive_amount())),
+                    ("emails", emails),
+                ],
+                true,
+            ),
+        ),
+        (
+            "RechargeSettings",
+            object(
+                &[("customer", id()), ("enabled", boolean()), ("method", string()), ("threshold", amount()), ("per_day_max", json!({ "type": "integer" }))],
+                &[],
+                false,
+            ),
+        ),
+        ("CardBody", card.clone()),
+        (
+            "PayNowBody",
+            object(
+                &[],
+                &[
+                    ("amount", nullable(positive_amount())),
+                    ("card", nullable(card)),
+                    ("auto_recharge", nullable(object(&[("threshold", amount()), ("recharge_amount", positive_amount())], &[], true))),
+                ],
+                true,
+            ),
+        ),
+        ("Recharge", recharge.clone()),
+        ("RechargeList", object(&[("data", list_of(recharge))], &[], false)),
+        ("Invoice", invoice.clone()),
+        ("InvoiceList", object(&[("data", list_of(invoice))], &[], false)),
+        (
+            "InvoicePayment",
+            object(
+                &[
+                    ("method", json!({ "type": "string", "enum": ["bank_transfer", "cheque", "cash", "card"] })),
+                    ("amount", positive_amount()),
+                    ("currency", currency()),
+                ],
+                &[],
+                true,
+            ),
+        ),
     ]
 }

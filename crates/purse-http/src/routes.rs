@@ -8,7 +8,7 @@ use axum::middleware;
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 
-use crate::handlers::{self, accounts, alerts, parties, postings};
+use crate::handlers::{self, accounts, alerts, parties, payments, postings};
 use crate::{auth, idempotency, metrics, openapi, AppState};
 
 /// Largest body of an ordinary request.
@@ -110,6 +110,14 @@ pub fn table() -> Vec<Route> {
         route(Method::POST, "/v1/webhook-endpoints", "createWebhookEndpoint", "Register an endpoint for the caller's tenant; the signing secret is shown once here.", Settings, &[], Some("WebhookEndpointBody"), (201, "WebhookEndpoint"), post(alerts::create_endpoint)),
         route(Method::DELETE, "/v1/webhook-endpoints/{id}", "deleteWebhookEndpoint", "Remove an endpoint.", Settings, &[], None, (200, "Deleted"), axum::routing::delete(alerts::delete_endpoint)),
         route(Method::GET, "/v1/notifications", "listNotifications", "The notification log, newest first, with each delivery's status.", Read, &["customer", "before", "limit"], None, (200, "NotificationList"), get(alerts::list_notifications)),
+        route(Method::GET, "/v1/customers/{id}/recharge-settings", "getRechargeSettings", "A customer's auto-recharge settings, saved card and why auto-recharge is off.", Read, &[], None, (200, "RechargeSettings"), get(payments::get_recharge_settings)),
+        route(Method::PUT, "/v1/customers/{id}/recharge-settings", "putRechargeSettings", "Set a customer's auto-recharge: method, threshold, amount or target, caps, e-mails; all or nothing.", Settings, &[], Some("RechargeSettingsBody"), (200, "RechargeSettings"), axum::routing::put(payments::put_recharge_settings)),
+        route(Method::POST, "/v1/customers/{id}/card", "saveCard", "Save a card at Stripe for the customer (details go to Stripe, never kept).", Settings, &[], Some("CardBody"), (200, "RechargeSettings"), post(payments::save_card)),
+        route(Method::POST, "/v1/customers/{id}/pay-now", "payNow", "Pay Now: charge the saved (or a new) card at once and credit the balance; a declined card changes nothing.", Write, &[], Some("PayNowBody"), (201, "Recharge"), post(payments::create_pay_now)),
+        route(Method::GET, "/v1/recharges", "listRecharges", "Recharges and card payments, newest first.", Read, &["customer", "limit"], None, (200, "RechargeList"), get(payments::list_recharges)),
+        route(Method::GET, "/v1/invoices", "listInvoices", "Top-up invoices, newest first.", Read, &["customer", "limit"], None, (200, "InvoiceList"), get(payments::list_invoices)),
+        route(Method::GET, "/v1/invoices/{id}", "getInvoice", "One invoice.", Read, &[], None, (200, "Invoice"), get(payments::get_invoice)),
+        route(Method::POST, "/v1/invoices/{id}/payments", "payInvoice", "Record the payment of a top-up invoice (operators, resellers): credits the balance once.", Write, &[], Some("InvoicePayment"), (201, "Invoice"), post(payments::pay_invoice)),
         route(Method::GET, "/v1/scheduler/runs", "listSchedulerRuns", "The scheduler's job runs, newest first (operators).", Read, &["limit"], None, (200, "JobRunList"), get(alerts::list_job_runs)),
     ]
 }

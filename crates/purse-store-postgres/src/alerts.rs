@@ -128,7 +128,7 @@ fn job_from_row(r: &Row) -> StoreResult<JobRun> {
     })
 }
 
-fn rows<T>(rows: Vec<Row>, f: impl Fn(&Row) -> StoreResult<T>) -> StoreResult<Vec<T>> {
+pub(crate) fn rows<T>(rows: Vec<Row>, f: impl Fn(&Row) -> StoreResult<T>) -> StoreResult<Vec<T>> {
     rows.iter().map(f).collect()
 }
 
@@ -144,7 +144,7 @@ fn write_rules(c: &mut impl GenericClient, profile: &Profile) -> StoreResult<()>
     Ok(())
 }
 
-fn record(c: &mut postgres::Transaction<'_>, batch: &AlertBatch, now: Timestamp) -> StoreResult<bool> {
+pub(crate) fn record(c: &mut postgres::Transaction<'_>, batch: &AlertBatch, now: Timestamp) -> StoreResult<bool> {
     if let Some((from, to)) = batch.cursor {
         let moved = c
             .execute("UPDATE alert_cursor SET value = $1 WHERE name = 'outbox' AND value = $2", &[&id_to_db(to), &id_to_db(from)])
@@ -199,7 +199,7 @@ fn record(c: &mut postgres::Transaction<'_>, batch: &AlertBatch, now: Timestamp)
 }
 
 /// Runs `f` in a transaction, committing when it returns `Ok(true)`.
-fn atomically(c: &mut Client, f: impl FnOnce(&mut postgres::Transaction<'_>) -> StoreResult<bool>) -> StoreResult<bool> {
+pub(crate) fn atomically(c: &mut Client, f: impl FnOnce(&mut postgres::Transaction<'_>) -> StoreResult<bool>) -> StoreResult<bool> {
     let mut tx = c.transaction().map_err(err)?;
     if f(&mut tx)? {
         tx.commit().map_err(err)?;

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod alerts;
+mod payments;
 
 use std::sync::Mutex;
 
@@ -37,6 +38,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0004_uninvoiced", include_str!("../migrations/0004_uninvoiced.sql")),
     ("0005_portal", include_str!("../migrations/0005_portal.sql")),
     ("0006_alerts", include_str!("../migrations/0006_alerts.sql")),
+    ("0007_recharge", include_str!("../migrations/0007_recharge.sql")),
 ];
 
 

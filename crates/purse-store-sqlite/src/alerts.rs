@@ -144,7 +144,7 @@ fn write_rules(c: &Connection, profile: &Profile) -> rusqlite::Result<()> {
 }
 
 /// Runs `f` in a `BEGIN IMMEDIATE` transaction, committing when it returns `Ok(true)`.
-fn exclusive(c: &Connection, f: impl FnOnce(&Connection) -> rusqlite::Result<bool>) -> rusqlite::Result<bool> {
+pub(crate) fn exclusive(c: &Connection, f: impl FnOnce(&Connection) -> rusqlite::Result<bool>) -> rusqlite::Result<bool> {
     c.execute_batch("BEGIN IMMEDIATE")?;
     match f(c) {
         Ok(true) => {
@@ -158,7 +158,7 @@ fn exclusive(c: &Connection, f: impl FnOnce(&Connection) -> rusqlite::Result<boo
     }
 }
 
-fn record(c: &Connection, batch: &AlertBatch, now: Timestamp) -> rusqlite::Result<bool> {
+pub(crate) fn record(c: &Connection, batch: &AlertBatch, now: Timestamp) -> rusqlite::Result<bool> {
     if let Some((from, to)) = batch.cursor {
         let moved = c.execute("UPDATE alert_cursor SET value = ? WHERE name = 'outbox' AND value = ?", params![id_to_db(to), id_to_db(from)])?;
         if moved != 1 {

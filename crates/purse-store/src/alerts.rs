@@ -17,6 +17,51 @@ use crate::StoreResult;
 pub enum AlertKind {
     Rule(RuleKind),
     Warning,
+    /// About auto-recharge and payments.
+    Payment(PaymentNotice),
+}
+
+/// The notices of auto-recharge and payments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PaymentNotice {
+    RechargeSucceeded,
+    RechargeFailed,
+    /// Auto-recharge turned itself off after failures in a row.
+    RechargeDisabled,
+    /// A top-up invoice was issued.
+    TopUpInvoice,
+    /// The reseller's master wallet could not fund a recharge.
+    MasterFundsShort,
+}
+
+impl PaymentNotice {
+    pub const ALL: [PaymentNotice; 5] = [
+        PaymentNotice::RechargeSucceeded,
+        PaymentNotice::RechargeFailed,
+        PaymentNotice::RechargeDisabled,
+        PaymentNotice::TopUpInvoice,
+        PaymentNotice::MasterFundsShort,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentNotice::RechargeSucceeded => "recharge_succeeded",
+            PaymentNotice::RechargeFailed => "recharge_failed",
+            PaymentNotice::RechargeDisabled => "recharge_disabled",
+            PaymentNotice::TopUpInvoice => "top_up_invoice",
+            PaymentNotice::MasterFundsShort => "master_funds_short",
+        }
+    }
+
+    pub fn event_type(self) -> &'static str {
+        match self {
+            PaymentNotice::RechargeSucceeded => "recharge.succeeded",
+            PaymentNotice::RechargeFailed => "recharge.failed",
+            PaymentNotice::RechargeDisabled => "recharge.disabled",
+            PaymentNotice::TopUpInvoice => "invoice.issued",
+            PaymentNotice::MasterFundsShort => "recharge.refused",
+        }
+    }
 }
 
 impl AlertKind {
@@ -24,11 +69,17 @@ impl AlertKind {
         match self {
             AlertKind::Rule(k) => k.as_str(),
             AlertKind::Warning => "warning",
+            AlertKind::Payment(n) => n.as_str(),
         }
     }
 
     pub fn parse(text: &str) -> Option<AlertKind> {
-        if text == "warning" { Some(AlertKind::Warning) } else { RuleKind::parse(text).map(AlertKind::Rule) }
+        if text == "warning" {
+            return Some(AlertKind::Warning);
+        }
+        RuleKind::parse(text)
+            .map(AlertKind::Rule)
+            .or_else(|| PaymentNotice::ALL.into_iter().find(|n| n.as_str() == text).map(AlertKind::Payment))
     }
 
     /// The webhook event type.
@@ -37,6 +88,7 @@ impl AlertKind {
             AlertKind::Rule(RuleKind::Inactivity) => "balance.inactive",
             AlertKind::Rule(_) => "balance.low",
             AlertKind::Warning => "balance.warning_threshold",
+            AlertKind::Payment(n) => n.event_type(),
         }
     }
 }

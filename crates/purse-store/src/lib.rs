@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod alerts;
+pub mod payments;
 
 use std::fmt;
 
@@ -21,7 +22,8 @@ use purse_core::{
     SystemRole, Timestamp, Transfer, TransferId,
 };
 
-pub use alerts::{AlertBatch, AlertKind, AlertStore, Attempt, Channel, DeliveryRecord, DeliveryStatus, Fire, JobRun, NewNotification, NotificationQuery, NotificationRecord, WebhookEndpoint};
+pub use payments::{InvoiceRecord, InvoiceStatus, NewRecharge, PaymentStore, RechargeReason, RechargeRecord, RechargeStatus, RechargeUpdate};
+pub use alerts::{PaymentNotice, AlertBatch, AlertKind, AlertStore, Attempt, Channel, DeliveryRecord, DeliveryStatus, Fire, JobRun, NewNotification, NotificationQuery, NotificationRecord, WebhookEndpoint};
 
 /// A database failure: IO, a driver error, a constraint the schema enforces.
 #[derive(Debug)]
@@ -293,6 +295,11 @@ pub mod columns {
     pub const DELIVERY_COLUMNS: &str = "id, notification_id, channel, target, endpoint_id, status, attempts, next_at, last_error, sent_at";
     pub const ENDPOINT_COLUMNS: &str = "id, owner_id, url, secret, enabled, disabled_reason, failures, created_at";
     pub const JOB_RUN_COLUMNS: &str = "job, key, claimed_by, started_at, finished_at, summary";
+    pub const RECHARGE_SETTINGS_COLUMNS: &str = "party_id, enabled, method, threshold, amount, target, per_day_max, month_cap, \
+         emails, stripe_customer, payment_method, card_brand, card_last4, failures, disabled_reason, updated_at";
+    pub const RECHARGE_COLUMNS: &str =
+        "id, party_id, method, reason, amount, currency, status, created_at, day, intent, transfer_id, invoice_id, error, finished_at";
+    pub const INVOICE_COLUMNS: &str = "id, issuer_id, number, party_id, amount, currency, status, created_at, paid_at, recharge_id, transfer_id";
     pub const HOLD_COLUMNS: &str = "id, client_id, account_id, amount, currency, created_at, expires_at, state, \
          service, metadata, resolved_at, resolution_client_id, captured, capture_transfer_id";
 }
@@ -601,6 +608,134 @@ pub mod codec {
 
     pub fn id_from_db(id: i64) -> u64 {
         u64::try_from(id).expect("ids are never negative")
+    }
+
+    /// A recharge settings row, as read in column order ([`super::columns::RECHARGE_SETTINGS_COLUMNS`]).
+    pub struct SettingsRow {
+        pub party: i64,
+        pub enabled: bool,
+        pub method: String,
+        pub threshold: i64,
+        pub amount: Option<i64>,
+        pub target: Option<i64>,
+        pub per_day_max: i64,
+        pub month_cap: Option<i64>,
+        pub emails: String,
+        pub stripe_customer: Option<String>,
+        pub payment_method: Option<String>,
+        pub card_brand: Option<String>,
+        pub card_last4: Option<String>,
+        pub failures: i64,
+        pub disabled_reason: Option<String>,
+        pub updated_at: i64,
+    }
+
+    pub fn recharge_settings(r: SettingsRow) -> StoreResult<purse_core::recharge::RechargeSettings> {
+        use purse_core::recharge::{RechargeMethod, RechargeSettings, RechargeTarget, SavedCard};
+        let method = RechargeMethod::parse(&r.method).ok_or_else(|| StoreError(format!("unknown recharge method {:?}", r.method)))?;
+        let target = match (r.amount, r.target) {
+            (Some(a), _) => RechargeTarget::Amount(Amount(a)),
+            (None, Some(t)) => RechargeTarget::Balance(Amount(t)),
+            (None, None) => return Err(StoreError("recharge settings without amount or target".into())),
+        };
+        let card = match (r.stripe_customer, r.payment_method) {
+            (Some(customer), Some(payment_method)) => Some(SavedCard {
+                customer,
+                payment_method,
+                brand: r.card_brand.unwrap_or_default(),
+                last4: r.card_last4.unwrap_or_default(),
+            }),
+            _ => None,
+        };
+        Ok(RechargeSettings {
+            party: PartyId(id_from_db(r.party)),
+            enabled: r.enabled,
+            method,
+            threshold: Amount(r.threshold),
+            target,
+            per_day_max: u32::try_from(r.per_day_max).unwrap_or(1),
+            month_cap: r.month_cap.map(Amount),
+            emails: parse_emails(&r.emails),
+            card,
+            failures: u32::try_from(r.failures).unwrap_or(0),
+            disabled_reason: r.disabled_reason,
+            updated_at: Timestamp(r.updated_at),
+        })
+    }
+
+    /// The amount and target columns of a recharge target.
+    pub fn recharge_target(t: purse_core::recharge::RechargeTarget) -> (Option<i64>, Option<i64>) {
+        match t {
+            purse_core::recharge::RechargeTarget::Amount(a) => (Some(a.0), None),
+            purse_core::recharge::RechargeTarget::Balance(b) => (None, Some(b.0)),
+        }
+    }
+
+    /// A recharge row in column order ([`super::columns::RECHARGE_COLUMNS`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn recharge(
+        id: i64,
+        party: i64,
+        method: &str,
+        reason: &str,
+        amount: i64,
+        currency: &str,
+        status: &str,
+        created_at: i64,
+        day: String,
+        intent: Option<String>,
+        transfer: Option<i64>,
+        invoice: Option<i64>,
+        error: Option<String>,
+        finished_at: Option<i64>,
+    ) -> StoreResult<crate::RechargeRecord> {
+        let bad = |what: &str, text: &str| StoreError(format!("unknown {what} {text:?}"));
+        Ok(crate::RechargeRecord {
+            id: id_from_db(id),
+            party: PartyId(id_from_db(party)),
+            method: purse_core::recharge::RechargeMethod::parse(method).ok_or_else(|| bad("recharge method", method))?,
+            reason: crate::RechargeReason::parse(reason).ok_or_else(|| bad("recharge reason", reason))?,
+            amount,
+            currency: currency_code(currency)?,
+            status: crate::RechargeStatus::parse(status).ok_or_else(|| bad("recharge status", status))?,
+            created_at: Timestamp(created_at),
+            day,
+            intent,
+            transfer: transfer.map(id_from_db),
+            invoice: invoice.map(id_from_db),
+            error,
+            finished_at: finished_at.map(Timestamp),
+        })
+    }
+
+    /// An invoice row in column order ([`super::columns::INVOICE_COLUMNS`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn invoice(
+        id: i64,
+        issuer: i64,
+        number: i64,
+        party: i64,
+        amount: i64,
+        currency: &str,
+        status: &str,
+        created_at: i64,
+        paid_at: Option<i64>,
+        recharge: Option<i64>,
+        transfer: Option<i64>,
+    ) -> StoreResult<crate::InvoiceRecord> {
+        Ok(crate::InvoiceRecord {
+            id: id_from_db(id),
+            issuer: (issuer != 0).then(|| PartyId(id_from_db(issuer))),
+            number: id_from_db(number),
+            party: PartyId(id_from_db(party)),
+            amount,
+            currency: currency_code(currency)?,
+            status: crate::InvoiceStatus::parse(status).ok_or_else(|| StoreError(format!("unknown invoice status {status:?}")))?,
+            created_at: Timestamp(created_at),
+            paid_at: paid_at.map(Timestamp),
+            recharge: recharge.map(id_from_db),
+            transfer: transfer.map(id_from_db),
+        })
     }
 
     #[cfg(test)]

@@ -75,8 +75,15 @@ pub fn run(path: &str) -> Result<String, String> {
 
 /// Seeds the database, then serves it on `listen` with keys printed and usage flowing,
 /// until SIGTERM or Ctrl-C.
-pub fn serve(path: &str, listen: &str, api: purse_http::ApiSettings, mut alerts: crate::alerts::AlertConfig) -> Result<(), String> {
+pub fn serve(
+    path: &str,
+    listen: &str,
+    api: purse_http::ApiSettings,
+    mut alerts: crate::alerts::AlertConfig,
+    payments: crate::payments::PaymentConfig,
+) -> Result<(), String> {
     let seeded = seed(path)?;
+    let cards = payments.stripe.as_ref().map(|(url, _)| url.clone());
     let opened = crate::open_store(&format!("sqlite://{path}")).map_err(|e| e.to_string())?;
     let now = purse_engine::Clock::now(&purse_engine::SystemClock);
     let rw = purse_core::Scope::ReadWrite;
@@ -103,8 +110,15 @@ pub fn serve(path: &str, listen: &str, api: purse_http::ApiSettings, mut alerts:
         crate::alerts::MailConfig::Maildir(_) => format!("written to the maildir {maildir}/new and shown in the portal under Notifications"),
         crate::alerts::MailConfig::Smtp { host, port, .. } => format!("sent through {host}:{port}"),
     };
-    let options = crate::serve::ServeOptions { listen: listen.to_owned(), engine: EngineConfig::default(), api, alerts: Some(alerts) };
+    let options = crate::serve::ServeOptions { listen: listen.to_owned(), engine: EngineConfig::default(), api, alerts: Some(alerts), payments };
     let server = crate::serve::start(opened, Arc::new(purse_engine::SystemClock), options)?;
+    let card_line = match &cards {
+        Some(url) => match card_recharge(&server, &seeded) {
+            Ok(()) => format!("by card through Stripe at {url} (Initech Cloud, test card 4242), "),
+            Err(e) => format!("(no card recharge: {e}), "),
+        },
+        None => "(card payments are not configured: set PURSE_STRIPE_URL and PURSE_STRIPE_SECRET_KEY, e.g. to a localstripe), ".into(),
+    };
     let base = format!("http://{}", server.addr);
     println!("{}", seeded.report);
     println!("Purse is serving {path} at {base}");
@@ -113,6 +127,7 @@ pub fn serve(path: &str, listen: &str, api: purse_http::ApiSettings, mut alerts:
         println!("{line}");
     }
     println!("  Low-balance e-mails are {mail}.");
+    println!("  Auto-recharge: from Northwind's master account (Acme Call Center), by top-up invoice (Globex SMS), {card_line}as usage flows.");
     println!("  API keys (shown once; only their hashes are stored):");
     println!("    operator              {operator}");
     println!("    reseller {:<12} {reseller}", "Northwind");
@@ -134,7 +149,7 @@ pub fn serve(path: &str, listen: &str, api: purse_http::ApiSettings, mut alerts:
     result
 }
 
-/// Charges every half second; a prepaid wallet that runs low gets a card payment.
+/// Charges every half second; wallets that run low are recharged by their auto-recharge settings.
 fn live_usage(engine: &Engine, wallets: &[AccountId], running: &std::sync::atomic::AtomicBool) {
     let code = CurrencyCode::parse("USD").expect("valid");
     let mut rng = Rng::new(crate::ids::unix_ms());
@@ -157,11 +172,6 @@ fn live_usage(engine: &Engine, wallets: &[AccountId], running: &std::sync::atomi
                 metadata: None,
                 refuse_if_insufficient: false,
             })));
-            let low = engine.spendable(*wallet, None).ok().flatten().is_some_and(|s| s.available.0 < 100_000);
-            if low && rng.chance(10) {
-                let money = Money { amount: Amount(500_000), currency: code };
-                items.push(Item::single(Command::Payment { client_id: id("topup"), account: *wallet, money, method: PaymentMethod::Card, metadata: None }));
-            }
         }
         if engine.submit(items).is_err() {
             return; // The engine is stopping.
@@ -277,6 +287,43 @@ fn seed_alerts(
         };
         side.alerts.put_alert_settings(&settings).map_err(|e| e.to_string())?;
     }
+    // Auto-recharge: Acme from Northwind's master account below 20, Globex by top-up invoice
+    // below 150 (so the demo opens with an invoice).
+    use purse_core::recharge::{RechargeMethod, RechargeSettings, RechargeTarget};
+    for ((_, party, _), method, threshold, amount) in [(&wallets[0], RechargeMethod::MasterAccount, "20", "50"), (&wallets[1], RechargeMethod::Invoice, "150", "100")] {
+        let settings = RechargeSettings {
+            enabled: true,
+            method,
+            threshold: usd.parse(threshold).expect("valid"),
+            target: RechargeTarget::Amount(usd.parse(amount).expect("valid")),
+            per_day_max: 24,
+            emails: vec![format!("finance@{}.demo", slug(wallets.iter().find(|w| w.1 == *party).map_or("x", |w| w.0)))],
+            ..RechargeSettings::off(*party, now)
+        };
+        side.payments.put_recharge_settings(&settings).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// With Stripe configured: Initech (postpaid, limit 500) saves the test card 4242 and
+/// recharges 200 by card whenever its available credit falls below 500, i.e. it owes.
+fn card_recharge(server: &crate::serve::Server, seeded: &Seeded) -> Result<(), String> {
+    use purse_core::recharge::{RechargeMethod, RechargeTarget};
+    let url = server.url.clone();
+    let side = crate::open_side(&url).map_err(|e| e.to_string())?;
+    let (_, party, _) = &seeded.customers[2];
+    let party = side.reader.party(*party).map_err(|e| e.to_string())?.ok_or("no Initech")?;
+    let payments = crate::payments::Payments::new(server.engine.clone(), side.reader.clone(), side.alerts.clone(), side.payments.clone(), server.payments.clone(), None);
+    let card = purse_http::cards::CardDetails { number: "4242424242424242".into(), exp_month: 12, exp_year: 2034, cvc: "123".into() };
+    payments.save_card(&party, Some("billing@initech.demo"), &card).map_err(|e| format!("saving the demo card at Stripe: {e:?}"))?;
+    let mut settings = side.payments.recharge_settings(party.id).map_err(|e| e.to_string())?.ok_or("no settings")?;
+    let usd = purse_core::Currency { code: CurrencyCode::parse("USD").expect("valid"), scale: 4 };
+    settings.enabled = true;
+    settings.method = RechargeMethod::Card;
+    settings.threshold = usd.parse("500").expect("valid");
+    settings.target = RechargeTarget::Amount(usd.parse("200").expect("valid"));
+    settings.per_day_max = 24;
+    side.payments.put_recharge_settings(&settings).map_err(|e| e.to_string())?;
     Ok(())
 }
 

@@ -12,6 +12,8 @@ pub mod client;
 pub mod demo;
 pub mod ids;
 pub mod keys;
+pub mod outbound;
+pub mod payments;
 pub mod remote;
 pub mod serve;
 pub mod soak;
@@ -20,7 +22,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use purse_engine::{Clock, Engine, EngineConfig};
-use purse_store::{AccessStore, AlertStore, Reader, Store, StoreError};
+use purse_store::{AccessStore, AlertStore, PaymentStore, Reader, Store, StoreError};
 use serde::Deserialize;
 
 /// The database URL when none is configured: an SQLite file in the working directory.
@@ -33,6 +35,7 @@ pub struct Opened {
     pub reader: Arc<dyn Reader>,
     pub access: Arc<dyn AccessStore>,
     pub alerts: Arc<dyn AlertStore>,
+    pub payments: Arc<dyn PaymentStore>,
     pub url: String,
 }
 
@@ -41,11 +44,12 @@ pub struct Side {
     pub reader: Arc<dyn Reader>,
     pub access: Arc<dyn AccessStore>,
     pub alerts: Arc<dyn AlertStore>,
+    pub payments: Arc<dyn PaymentStore>,
 }
 
-fn side<R: Reader + AccessStore + AlertStore + 'static>(reader: R) -> Side {
+fn side<R: Reader + AccessStore + AlertStore + PaymentStore + 'static>(reader: R) -> Side {
     let reader = Arc::new(reader);
-    Side { reader: reader.clone(), access: reader.clone(), alerts: reader }
+    Side { reader: reader.clone(), access: reader.clone(), alerts: reader.clone(), payments: reader }
 }
 
 /// Opens the store named by `url` (`sqlite://PATH` or `postgres://...`) and migrates it.
@@ -62,7 +66,7 @@ pub fn open_store(url: &str) -> Result<Opened, StoreError> {
     } else {
         return Err(StoreError(format!("database URL {url:?} must start with sqlite:// or postgres://")));
     };
-    Ok(Opened { store, reader: shared.reader, access: shared.access, alerts: shared.alerts, url: url.to_owned() })
+    Ok(Opened { store, reader: shared.reader, access: shared.access, alerts: shared.alerts, payments: shared.payments, url: url.to_owned() })
 }
 
 /// A connection of its own to a store [`open_store`] opened.
@@ -92,6 +96,8 @@ pub struct Config {
     pub api: ApiConfig,
     #[serde(default)]
     pub alerts: AlertsConfig,
+    #[serde(default)]
+    pub payments: PaymentsConfig,
     /// Read the time from this file (microseconds since the epoch) instead of the system
     /// clock, so that a simulation or a test can move every process's time at once.
     pub clock_file: Option<String>,
@@ -145,6 +151,20 @@ pub struct AlertsConfig {
     pub attempts_max: Option<u32>,
     pub webhook_failures_max: Option<u32>,
     pub allow_private_webhooks: Option<bool>,
+}
+
+/// `[payments]`: Stripe and auto-recharge.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentsConfig {
+    /// Stripe's base URL, e.g. `https://api.stripe.com`, or a localstripe's.
+    pub stripe_url: Option<String>,
+    /// Stripe's secret key (`sk_...`).
+    pub stripe_secret_key: Option<String>,
+    /// Card recharges failing in a row before auto-recharge turns itself off (default 3).
+    pub failures_max: Option<u32>,
+    /// Seconds a process may work on a recharge before another takes it over (default 60).
+    pub lease_s: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -229,6 +249,18 @@ impl Config {
         if let Some(v) = text("PURSE_ALLOW_PRIVATE_WEBHOOKS") {
             a.allow_private_webhooks = Some(!matches!(v.as_str(), "0" | "false" | "no"));
         }
+        let p = &mut config.payments;
+        for (name, slot) in [("PURSE_STRIPE_URL", &mut p.stripe_url), ("PURSE_STRIPE_SECRET_KEY", &mut p.stripe_secret_key)] {
+            if let Some(v) = text(name) {
+                *slot = Some(v);
+            }
+        }
+        if let Some(n) = number("PURSE_RECHARGE_FAILURES_MAX")? {
+            p.failures_max = Some(u32::try_from(n).map_err(|_| "PURSE_RECHARGE_FAILURES_MAX is too large".to_owned())?);
+        }
+        if let Some(n) = number("PURSE_RECHARGE_LEASE_S")? {
+            p.lease_s = Some(n as i64);
+        }
         if let Ok(url) = std::env::var("PURSE_URL") {
             config.url = Some(url);
         }
@@ -236,6 +268,41 @@ impl Config {
             config.api_key = Some(key);
         }
         Ok(config)
+    }
+
+    /// Payments as configured. `PURSE_RECHARGE_FAULT` (tests only) makes the process abort
+    /// at a step of card recharges.
+    pub fn payment_config(&self) -> Result<payments::PaymentConfig, String> {
+        let p = &self.payments;
+        let mut c = payments::PaymentConfig::default();
+        c.stripe = match (&p.stripe_url, &p.stripe_secret_key) {
+            (Some(url), Some(key)) => {
+                purse_http::webhooks::parse_webhook_url(url).map_err(|e| format!("payments.stripe_url: {e}"))?;
+                Some((url.clone(), key.clone()))
+            }
+            (None, None) => None,
+            _ => return Err("payments: give both stripe_url and stripe_secret_key, or neither".into()),
+        };
+        if let Some(n) = p.failures_max {
+            if !(1..=100).contains(&n) {
+                return Err(format!("payments.failures_max must be 1 to 100, got {n}"));
+            }
+            c.failures_max = n;
+        }
+        if let Some(s) = p.lease_s {
+            if !(0..=3600).contains(&s) {
+                return Err(format!("payments.lease_s must be 0 to 3600, got {s}"));
+            }
+            c.lease_s = s;
+        }
+        if let Some(offset) = &self.alerts.utc_offset {
+            c.utc_offset_min = parse_utc_offset(offset)?;
+        }
+        if let Ok(f) = std::env::var("PURSE_RECHARGE_FAULT") {
+            let fault = payments::Fault::parse(&f).ok_or_else(|| format!("PURSE_RECHARGE_FAULT: unknown step {f:?}"))?;
+            c.fault = Some((fault, true));
+        }
+        Ok(c)
     }
 
     pub fn database_url(&self, flag: Option<&str>) -> String {

@@ -356,7 +356,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Cmd::Demo { path, once: true, .. } => print!("{}", purse::demo::run(&path)?),
         Cmd::Demo { path, listen, once: false } => {
             let listen = config.listen(listen.as_deref());
-            purse::demo::serve(&path, &listen, config.api_settings()?, config.alert_config(&listen)?)?
+            purse::demo::serve(&path, &listen, config.api_settings()?, config.alert_config(&listen)?, config.payment_config()?)?
         }
         Cmd::Bench { database, accounts, charges, batch, concurrency, ids, hot_percent, json, target, key } => {
             let target = match (target, key.or(config.api_key.clone())) {
@@ -394,6 +394,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let listen = config.listen(listen.as_deref());
             let options = purse::serve::ServeOptions {
                 alerts: Some(config.alert_config(&listen)?),
+                payments: config.payment_config()?,
                 listen,
                 engine: config.engine_config()?,
                 api: config.api_settings()?,

@@ -1,6 +1,7 @@
 //! `purse serve`: the HTTP server over one engine. Stops gracefully on SIGTERM or Ctrl-C:
 //! no new connections, in-flight requests answered, queued batches committed, then exit.
 
+use crate::payments::Payments;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -16,6 +17,8 @@ pub struct ServeOptions {
     pub api: ApiSettings,
     /// Notifications and the scheduler; `None` runs no worker.
     pub alerts: Option<AlertConfig>,
+    /// Auto-recharge and card payments (Stripe, when configured).
+    pub payments: crate::payments::PaymentConfig,
 }
 
 /// A running server: its address, and a way to stop it and wait.
@@ -27,6 +30,10 @@ pub struct Server {
     worker: Option<Worker>,
     /// Where notification e-mail goes, when notifications run.
     pub mail: Option<String>,
+    /// The database it serves.
+    pub url: String,
+    /// Its payment settings.
+    pub payments: crate::payments::PaymentConfig,
 }
 
 impl Server {
@@ -81,17 +88,22 @@ pub fn start(opened: Opened, clock: Arc<dyn Clock>, options: ServeOptions) -> Re
 /// [`start`]; with `announce`, the "listening" line is written to standard error before the
 /// notification worker starts, so it is always the first line (scripts and tests wait for it).
 fn launch(opened: Opened, clock: Arc<dyn Clock>, options: ServeOptions, announce: bool) -> Result<Server, String> {
-    let (access, alerts, url) = (opened.access.clone(), opened.alerts.clone(), opened.url.clone());
+    let (access, alerts, payments, url) = (opened.access.clone(), opened.alerts.clone(), opened.payments.clone(), opened.url.clone());
+    let reader = opened.reader.clone();
     let engine = Arc::new(Engine::start(opened.store, opened.reader, clock, options.engine));
+    let operator_email = options.alerts.as_ref().and_then(|a| a.operator_email.clone());
     let notifier = match options.alerts {
         Some(config) => {
             let side = crate::open_side(&url).map_err(|e| e.to_string())?;
-            Some(Notifier::new(engine.clone(), side.reader, side.alerts, side.access, config)?)
+            let worker_payments = Payments::new(engine.clone(), side.reader.clone(), side.alerts.clone(), side.payments, options.payments.clone(), operator_email.clone());
+            Some(Notifier::new(engine.clone(), side.reader, side.alerts, side.access, config)?.with_payments(Arc::new(worker_payments)))
         }
         None => None,
     };
     let mail = notifier.as_ref().map(Notifier::describe_mail);
-    let state = AppState::new(engine.clone(), access, alerts, options.api);
+    let payment_config = options.payments.clone();
+    let cards = Payments::new(engine.clone(), reader, alerts.clone(), payments.clone(), options.payments, operator_email);
+    let state = AppState::new(engine.clone(), access, alerts, payments, options.api).with_cards(Arc::new(cards));
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     let std_listener = std::net::TcpListener::bind(&options.listen).map_err(|e| format!("--listen {}: {e}", options.listen))?;
     std_listener.set_nonblocking(true).map_err(|e| e.to_string())?;
@@ -114,7 +126,7 @@ fn launch(opened: Opened, clock: Arc<dyn Clock>, options: ServeOptions, announce
         }
     }
     let worker = notifier.map(|n| Arc::new(n).spawn()).transpose()?;
-    Ok(Server { addr, engine, stop: Some(stop), thread: Some(thread), worker, mail })
+    Ok(Server { addr, engine, stop: Some(stop), thread: Some(thread), worker, mail, url, payments: payment_config })
 }
 
 /// `purse serve`: runs until SIGTERM or Ctrl-C.

@@ -229,6 +229,10 @@ fn site() -> Site {
 }
 
 fn site_with(alerts: Option<purse::alerts::AlertConfig>) -> Site {
+    site_paying(alerts, purse::payments::PaymentConfig::default())
+}
+
+fn site_paying(alerts: Option<purse::alerts::AlertConfig>, payments: purse::payments::PaymentConfig) -> Site {
     let url = common::sqlite_url();
     let path = url.strip_prefix("sqlite://").unwrap().to_owned();
     let seeded = purse::demo::seed(&path).expect("seeded");
@@ -244,7 +248,7 @@ fn site_with(alerts: Option<purse::alerts::AlertConfig>) -> Site {
     let viewer = user("viewer@test.purse", Role::Customer(seeded.customers[0].1), Scope::Read);
     let (_, operator_key) = purse::keys::create(&opened, "portal test", Role::Operator, Scope::ReadWrite, now).unwrap();
     let api = purse_http::ApiSettings { log_requests: false, ..purse_http::ApiSettings::default() };
-    let options = purse::serve::ServeOptions { listen: "127.0.0.1:0".into(), engine: purse_engine::EngineConfig::default(), api, alerts };
+    let options = purse::serve::ServeOptions { listen: "127.0.0.1:0".into(), engine: purse_engine::EngineConfig::default(), api, alerts, payments };
     let server = purse::serve::start(opened, Arc::new(purse_engine::SystemClock), options).expect("serves");
     let base = format!("http://{}", server.addr);
     Site { server, base, operator_key, seeded, operator, reseller, customer, viewer }
@@ -502,5 +506,59 @@ fn staff_manage_low_balance_profiles_and_customers_their_alerts_and_read_the_not
     assert!(b.text("#notifications").contains("billing@acme.demo"), "{}", b.source());
     b.screenshot("notifications");
     assert!(std::fs::read_dir(maildir.join("new")).unwrap().count() >= 1, "the maildir holds the e-mail");
+    drop(site.server);
+}
+
+#[test]
+fn a_customer_admin_pays_now_from_balance_details_and_a_declined_card_changes_nothing() {
+    let stripe = common::LocalStripe::start();
+    let site = site_paying(None, stripe.config());
+    let (_, customer, wallet) = site.seeded.customers[0].clone();
+    let mut api = purse::client::Client::new(&site.base, Some(site.operator_key.clone())).unwrap();
+    let mut balance = || api.get(&format!("/v1/accounts/{}", wallet.0)).unwrap().json()["balance"].as_str().unwrap().to_owned();
+    let before = balance();
+    let mut b = Browser::start(&site.base);
+    b.login(&site.customer.0, &site.customer.1);
+    b.open("/settings/account/billing/balance-details");
+    assert!(b.text("#recharge-summary").contains("Automatic recharge"), "{}", b.source());
+    b.click("#pay-now-link");
+    assert!(b.url().ends_with(&format!("/customers/{}/recharge", customer.0)), "{}", b.url());
+    // A declined card: a clear message, the amount kept, nothing charged.
+    b.type_into("[name='amount']", "25");
+    b.type_into("[name='card_number']", "4000000000000002");
+    b.type_into("[name='card_exp_month']", "12");
+    b.type_into("[name='card_exp_year']", "2034");
+    b.type_into("[name='card_cvc']", "123");
+    b.click("#pay-now");
+    assert!(b.text("#form-error").contains("declined"), "{}", b.source());
+    assert!(b.text("#form-error").contains("Nothing was charged"), "{}", b.source());
+    assert_eq!(b.script("return document.querySelector(\"[name='amount']\").value;"), json!("25"));
+    assert_eq!(balance(), before, "a declined card changes nothing");
+    assert_eq!(b.count("#saved-card"), 0, "no card was saved");
+    // A good card: a receipt, the balance credited, the card and auto-recharge saved.
+    b.type_into("[name='amount']", "25");
+    b.type_into("[name='card_number']", "4242424242424242");
+    b.type_into("[name='card_exp_month']", "12");
+    b.type_into("[name='card_exp_year']", "2034");
+    b.type_into("[name='card_cvc']", "123");
+    b.type_into("[name='auto_threshold']", "10");
+    b.type_into("[name='auto_amount']", "30");
+    b.click("#pay-now");
+    assert!(b.text("#receipt").contains("Payment received"), "{}", b.source());
+    assert!(b.text("#receipt").contains("25.0000"), "{}", b.source());
+    let units = |text: &str| text.replace('.', "").parse::<i64>().unwrap();
+    assert_eq!(units(&balance()) - units(&before), 250_000, "credited 25.0000");
+    assert!(b.text("#saved-card").contains("4242"), "{}", b.source());
+    assert_eq!(b.script("return document.querySelector(\"[name='threshold']\").value;"), json!("10.0000"));
+    assert_eq!(b.script("return document.querySelector(\"[name='method']\").value;"), json!("card"));
+    b.screenshot("pay-now");
+    // The saved card pays again without its details; a bad recharge setting is refused in place.
+    b.type_into("[name='amount']", "5");
+    b.click("#pay-now");
+    assert!(b.text("#receipt").contains("5.0000"), "{}", b.source());
+    b.type_into("[name='recharge_amount']", "0");
+    b.click("#save-recharge");
+    assert!(b.text("#form-error").contains("recharge_amount"), "{}", b.source());
+    assert_eq!(b.count(".field.invalid [name='recharge_amount']"), 1);
     drop(site.server);
 }

@@ -58,7 +58,7 @@ pub struct ProfileBody {
     pub body: Option<String>,
 }
 
-fn emails(field: &str, list: &[String]) -> Result<Vec<String>, ApiError> {
+pub(crate) fn emails(field: &str, list: &[String]) -> Result<Vec<String>, ApiError> {
     if list.len() > alerts::RECIPIENTS_MAX {
         return Err(ApiError::invalid(field, "too_many", format!("at most {} addresses", alerts::RECIPIENTS_MAX)));
     }
@@ -255,7 +255,8 @@ pub(crate) async fn sync_levels(state: &AppState, reseller: Option<Option<PartyI
                     }
                 }
             }
-            let changes = alerts::level_changes(pairs.iter().map(|(p, w)| (*p, w)), &settings, &profiles);
+            let recharge = purse_core::recharge::watched(&s.payments.all_recharge_settings()?);
+            let changes = alerts::level_changes(pairs.iter().map(|(p, w)| (*p, w)), &settings, &profiles, &recharge);
             Ok(changes.into_iter().map(|(account, thresholds)| Item::single(Command::SetThresholds { account, thresholds })).collect::<Vec<_>>())
         })
         .await?;

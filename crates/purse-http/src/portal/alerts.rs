@@ -21,11 +21,11 @@ use super::{read, see_other, PortalError};
 use crate::handlers::alerts::{self as api, ProfileBody, RuleBody, SettingsBody};
 use crate::AppState;
 
-fn list(text: &str) -> Vec<String> {
+pub(super) fn list(text: &str) -> Vec<String> {
     text.split([',', '\n', ' ']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
-fn error_for<'a>(error: &'a Option<(String, String)>, name: &str) -> Option<&'a str> {
+pub(super) fn error_for<'a>(error: &'a Option<(String, String)>, name: &str) -> Option<&'a str> {
     error.as_ref().filter(|(f, _)| f == name || f.starts_with(&format!("{name}["))).map(|(_, m)| m.as_str())
 }
 

@@ -154,6 +154,7 @@ struct Details {
     available: i128,
     currency: Currency,
     report: Option<Report>,
+    recharge: serde_json::Value,
 }
 
 async fn load(state: &AppState, viewer: &Viewer, id: u64, days: Option<(i64, i64)>) -> Result<Details, PortalError> {
@@ -167,7 +168,8 @@ async fn load(state: &AppState, viewer: &Viewer, id: u64, days: Option<(i64, i64
             Some((f, t)) => Some(report(s, &wallet, time::day_start(f), time::day_start(t + 1))?),
             None => None,
         };
-        Ok(Details { name: party.name, wallet, available, currency, report })
+        let recharge = crate::handlers::payments::settings_view(s, &party, &currency)?;
+        Ok(Details { name: party.name, wallet, available, currency, report, recharge })
     })
     .await
 }
@@ -197,6 +199,7 @@ async fn render(state: &AppState, viewer: &Viewer, id: u64, q: &HashMap<String, 
     let c = d.currency;
     let body = html! {
         (figures(&d.wallet, d.available, c))
+        (super::payments::summary(&d.recharge, id))
         form.filters method="get" action=(base) id="period" {
             (page::field("From", "from", "date", &period.from_text, period.from_error.as_deref()))
             (page::field("To", "to", "date", &period.to_text, period.to_error.as_deref()))

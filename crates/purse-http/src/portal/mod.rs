@@ -11,6 +11,7 @@ mod balance;
 mod customers;
 mod keys;
 mod login;
+mod payments;
 pub mod page;
 pub mod session;
 pub mod users;
@@ -48,6 +49,8 @@ pub fn routes() -> Router<AppState> {
         .route("/profiles/{id}/delete", get(alerts::confirm_delete).post(alerts::delete))
         .route("/customers/{id}/alerts", get(alerts::settings).post(alerts::save_settings))
         .route("/notifications", get(alerts::log))
+        .route("/customers/{id}/recharge", get(payments::show).post(payments::save))
+        .route("/customers/{id}/recharge/pay-now", post(payments::pay_now))
 }
 
 /// What a page can fail with; each renders as a page (or a redirect to the login).
@@ -72,6 +75,9 @@ impl PortalError {
         match e {
             ApiError::InvalidField { field, message, .. } => PortalError::Field(field, message),
             ApiError::ForbiddenField { field, message } => PortalError::Field(field.to_owned(), message),
+            ApiError::PaymentDeclined(m) => PortalError::Field("card".into(), format!("The card was declined ({m}). Nothing was charged.")),
+            ApiError::PaymentPending(m) => PortalError::Field("card".into(), format!("{m}; it completes in the background.")),
+            ApiError::CardsNotConfigured => PortalError::Field("card".into(), "card payments are not configured on this server".into()),
             other => other.into(),
         }
     }

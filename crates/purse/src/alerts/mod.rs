@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use purse_core::alerts::{self, AlertSettings, Counter, Profile, Rule, RuleKind};
+use purse_core::recharge::{self, RechargeSettings};
 use purse_core::{Account, AccountKind, Amount, Command, Currency, CurrencyCode, EventKind, Item, Party, PartyId, PartyKind, Timestamp};
 use purse_engine::Engine;
 use purse_store::{
@@ -34,6 +35,8 @@ use purse_store::{
 use serde_json::json;
 
 pub use mail::{MailConfig, Mailer, SmtpTls};
+
+use crate::payments::Payments;
 
 const MICROS: i64 = Timestamp::MICROS_PER_S;
 const DAY_US: i64 = 86_400 * MICROS;
@@ -94,6 +97,8 @@ pub struct Report {
     pub retried: usize,
     /// The key of the daily sweep this step ran.
     pub swept: Option<String>,
+    /// Recharge steps run.
+    pub recharges: usize,
 }
 
 fn wall_us() -> i64 {
@@ -112,6 +117,7 @@ struct Context {
     endpoints: Vec<WebhookEndpoint>,
     currencies: HashMap<CurrencyCode, Currency>,
     emails: HashMap<u64, String>,
+    recharge: HashMap<PartyId, RechargeSettings>,
 }
 
 pub struct Notifier {
@@ -125,6 +131,10 @@ pub struct Notifier {
     name: String,
     last_evaluation: Mutex<Option<Timestamp>>,
     sweep_checked: Mutex<Option<(String, Instant)>>,
+    /// Auto-recharge, evaluated with the notifications and run after them.
+    payments: Option<Arc<Payments>>,
+    /// The version of the recharge settings last evaluated.
+    recharge_seen: Mutex<Option<u64>>,
 }
 
 impl Notifier {
@@ -149,7 +159,19 @@ impl Notifier {
             name,
             last_evaluation: Mutex::new(None),
             sweep_checked: Mutex::new(None),
+            payments: None,
+            recharge_seen: Mutex::new(None),
         })
+    }
+
+    /// Evaluates and runs auto-recharge too.
+    pub fn with_payments(mut self, payments: Arc<Payments>) -> Notifier {
+        self.payments = Some(payments);
+        self
+    }
+
+    pub fn payments(&self) -> Option<&Arc<Payments>> {
+        self.payments.as_ref()
     }
 
     pub fn describe_mail(&self) -> String {
@@ -165,15 +187,28 @@ impl Notifier {
         let mut report = Report::default();
         self.drain_outbox(&mut report)?;
         let now = self.now();
-        let due = {
+        let mut due = {
             let last = self.last_evaluation.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             last.is_none_or(|l| now.0.saturating_sub(l.0) >= self.config.evaluate_every_s * MICROS || now < l)
         };
+        // Changed recharge settings (or a newly saved card) are evaluated at once: a customer
+        // already below its new threshold crosses nothing, so the outbox would not tell.
+        let recharge_version = match &self.payments {
+            Some(p) => Some(settings_version(&p.store().all_recharge_settings().map_err(store)?)),
+            None => None,
+        };
+        if recharge_version != *self.recharge_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner) {
+            due = true;
+        }
         if due {
             report.notifications += self.evaluate_all(now)?;
             *self.last_evaluation.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(now);
+            *self.recharge_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = recharge_version;
         }
         self.daily_sweep(now, &mut report)?;
+        if let Some(p) = &self.payments {
+            report.recharges += p.step()?;
+        }
         self.deliver(&mut report)?;
         Ok(report)
     }
@@ -188,6 +223,10 @@ impl Notifier {
             endpoints: self.alerts.endpoints().map_err(store)?,
             currencies: self.reader.currencies().map_err(store)?.into_iter().map(|c| (c.code, c)).collect(),
             emails: self.access.users().map_err(store)?.into_iter().map(|u| (u.id, u.email)).collect(),
+            recharge: match &self.payments {
+                Some(p) => p.store().all_recharge_settings().map_err(store)?.into_iter().map(|s| (s.party, s)).collect(),
+                None => HashMap::new(),
+            },
         })
     }
 
@@ -239,6 +278,7 @@ impl Notifier {
             }
             for (party, wallet) in &touched {
                 batch.fires.extend(self.rule_fires(&ctx, &counters, party, wallet, now)?);
+                self.recharge(&ctx, party, wallet, now)?;
             }
             let fired = batch.fires.len();
             if self.alerts.record_alerts(&batch, now).map_err(store)? {
@@ -305,6 +345,9 @@ impl Notifier {
                 let mut batch = AlertBatch::default();
                 for (party, wallet) in chunk {
                     batch.fires.extend(self.rule_fires(&ctx, &ctx.counters, party, wallet, now)?);
+                    if attempt == 0 {
+                        self.recharge(&ctx, party, wallet, now)?;
+                    }
                 }
                 if batch.fires.is_empty() {
                     break;
@@ -322,9 +365,21 @@ impl Notifier {
         Ok(recorded)
     }
 
+    /// Starts the customer's automatic recharge if it is due (the store refuses a second one
+    /// in flight, so evaluating twice is harmless).
+    fn recharge(&self, ctx: &Context, party: &Party, wallet: &Account, now: Timestamp) -> Result<(), String> {
+        let (Some(p), Some(s)) = (&self.payments, ctx.recharge.get(&party.id)) else { return Ok(()) };
+        if !s.enabled {
+            return Ok(());
+        }
+        let available = self.available(wallet, now)?;
+        p.evaluate(party, wallet, available, Some(s), now).map(drop)
+    }
+
     /// Sets the levels the ledger reports crossings of where they differ from the settings.
     fn sync_levels(&self, ctx: &Context, customers: &[(&Party, &Account)]) -> Result<(), String> {
-        let changes = alerts::level_changes(customers.iter().copied(), &ctx.settings, &ctx.profiles);
+        let enabled: Vec<RechargeSettings> = ctx.recharge.values().cloned().collect();
+        let changes = alerts::level_changes(customers.iter().copied(), &ctx.settings, &ctx.profiles, &recharge::watched(&enabled));
         if changes.is_empty() {
             return Ok(());
         }
@@ -387,6 +442,7 @@ impl Notifier {
         let rule_title = match kind {
             AlertKind::Rule(k) => k.title(),
             AlertKind::Warning => "warning threshold",
+            AlertKind::Payment(_) => "payment",
         };
         let values = [
             ("customer", party.name.clone()),
@@ -562,6 +618,16 @@ impl Notifier {
             .map_err(|e| e.to_string())?;
         Ok(Worker { stop, thread: Some(thread) })
     }
+}
+
+/// A hash of what in recharge settings can make a recharge due.
+fn settings_version(all: &[RechargeSettings]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for s in all {
+        (s.party.0, s.enabled, s.method.as_str(), s.threshold.0, s.updated_at.0, s.card.as_ref().map(|c| &c.payment_method)).hash(&mut h);
+    }
+    h.finish()
 }
 
 fn log(msg: &str, fields: serde_json::Value) {

@@ -3,18 +3,10 @@
 //! (`v1,` + base64 of HMAC-SHA256 over `id.timestamp.body`, keyed with the base64 part of
 //! the endpoint's `whsec_` secret).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::Arc;
-use std::time::Duration;
-
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use purse_http::webhooks::{check_addresses, parse_webhook_url};
 use sha2::Sha256;
-
-const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The signature of one message.
 pub fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Result<String, String> {
@@ -45,55 +37,24 @@ pub enum Sent {
     Refused(String),
 }
 
-trait Stream: Read + Write {}
-impl<T: Read + Write> Stream for T {}
-
 /// POSTs `body` to `url`, signed, and returns the response status.
 pub fn post(url: &str, secret: &str, id: &str, timestamp: i64, body: &[u8], allow_private: bool) -> Sent {
-    match try_post(url, secret, id, timestamp, body, allow_private) {
-        Ok(status) => Sent::Status(status),
+    let signature = match sign(secret, id, timestamp, body) {
+        Ok(s) => s,
+        Err(e) => return Sent::Refused(e),
+    };
+    let timestamp = timestamp.to_string();
+    let headers = [
+        ("User-Agent", "Purse-Webhooks"),
+        ("Content-Type", "application/json"),
+        ("webhook-id", id),
+        ("webhook-timestamp", timestamp.as_str()),
+        ("webhook-signature", signature.as_str()),
+    ];
+    match crate::outbound::send("POST", &crate::outbound::Target { url, allow_private }, &headers, body, true) {
+        Ok(answer) => Sent::Status(answer.status),
         Err(e) => Sent::Refused(e),
     }
-}
-
-fn try_post(url: &str, secret: &str, id: &str, timestamp: i64, body: &[u8], allow_private: bool) -> Result<u16, String> {
-    let target = parse_webhook_url(url)?;
-    let addresses: Vec<SocketAddr> = (target.host.as_str(), target.port).to_socket_addrs().map_err(|e| format!("{}: {e}", target.host))?.collect();
-    let ips: Vec<IpAddr> = addresses.iter().map(SocketAddr::ip).collect();
-    check_addresses(&target.host, &ips, allow_private)?;
-    let tcp = addresses
-        .iter()
-        .find_map(|a| TcpStream::connect_timeout(a, TIMEOUT).ok())
-        .ok_or_else(|| format!("could not connect to {}:{}", target.host, target.port))?;
-    tcp.set_read_timeout(Some(TIMEOUT)).map_err(|e| e.to_string())?;
-    tcp.set_write_timeout(Some(TIMEOUT)).map_err(|e| e.to_string())?;
-    let mut stream: Box<dyn Stream> = if target.https {
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() })
-            .with_no_client_auth();
-        let name = rustls::pki_types::ServerName::try_from(target.host.clone()).map_err(|e| e.to_string())?;
-        let conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
-        Box::new(rustls::StreamOwned::new(conn, tcp))
-    } else {
-        Box::new(tcp)
-    };
-    let signature = sign(secret, id, timestamp, body)?;
-    let host = if target.host.contains(':') { format!("[{}]", target.host) } else { target.host.clone() };
-    let head = format!(
-        "POST {} HTTP/1.1\r\nHost: {host}:{}\r\nUser-Agent: Purse-Webhooks\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nwebhook-id: {id}\r\nwebhook-timestamp: {timestamp}\r\nwebhook-signature: {signature}\r\n\
-         Connection: close\r\n\r\n",
-        target.path,
-        target.port,
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(body)).and_then(|()| stream.flush()).map_err(|e| e.to_string())?;
-    let mut line = String::new();
-    BufReader::new(stream.take(8192)).read_line(&mut line).map_err(|e| e.to_string())?;
-    let status = line.split(' ').nth(1).and_then(|s| s.parse::<u16>().ok());
-    status.ok_or_else(|| format!("not an HTTP response: {:?}", line.trim_end()))
 }
 
 #[cfg(test)]

@@ -192,3 +192,72 @@ pub fn rejected(result: &CommandResult) -> &'static str {
         Ok(o) => panic!("expected a rejection, got {o:?}"),
     }
 }
+
+/// A localstripe process of the test's own (a stateful Stripe emulator; `scripts/stripe.sh`
+/// installs it and `scripts/test.sh` says where).
+pub struct LocalStripe {
+    child: std::process::Child,
+    pub url: String,
+}
+
+impl LocalStripe {
+    pub fn start() -> LocalStripe {
+        let python = std::env::var("PURSE_LOCALSTRIPE_PYTHON").unwrap_or_else(|_| {
+            panic!("PURSE_LOCALSTRIPE_PYTHON is not set: run the tests with scripts/test.sh, which installs localstripe (scripts/stripe.sh)")
+        });
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new(python)
+            .args(["-m", "localstripe", "--port", &port.to_string(), "--from-scratch"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("localstripe starts");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "localstripe never listened");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        LocalStripe { child, url: format!("http://127.0.0.1:{port}") }
+    }
+
+    /// Payments configured to pay through this emulator.
+    pub fn config(&self) -> purse::payments::PaymentConfig {
+        purse::payments::PaymentConfig { stripe: Some((self.url.clone(), "sk_test_purse".to_owned())), failures_max: 3, ..purse::payments::PaymentConfig::default() }
+    }
+
+    pub fn get(&self, path: &str) -> serde_json::Value {
+        let answer = purse::outbound::send(
+            "GET",
+            &purse::outbound::Target { url: &format!("{}{path}", self.url), allow_private: true },
+            &[("Authorization", "Bearer sk_test_purse")],
+            b"",
+            false,
+        )
+        .unwrap();
+        serde_json::from_slice(&answer.body).unwrap()
+    }
+
+    /// Every charge of a Stripe customer.
+    pub fn charges(&self, customer: &str) -> Vec<serde_json::Value> {
+        let mut all = Vec::new();
+        let mut after = String::new();
+        loop {
+            let page = self.get(&format!("/v1/charges?customer={customer}&limit=100{after}"));
+            let data = page["data"].as_array().unwrap().clone();
+            let Some(last) = data.last().map(|c| c["id"].as_str().unwrap().to_owned()) else { break };
+            all.extend(data);
+            if page["has_more"] != serde_json::json!(true) {
+                break;
+            }
+            after = format!("&starting_after={last}");
+        }
+        all
+    }
+}
+
+impl Drop for LocalStripe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,450 @@
+//! Auto-recharge and payments: a customer's recharge settings (seed 000's Balance Details,
+//! seed 004's payment settings), saving a card, Pay Now (seed 002), the recharges made, and
+//! top-up invoices with the payment that settles each.
+//!
+//! Pay Now and an invoice's payment move money, so they carry an Idempotency-Key; each is
+//! made idempotent by its own id (the key is the Pay Now's `request_key`, the invoice's
+//! payment posts with the client id `invoice:{id}`), so a retry answers the first outcome.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use purse_core::recharge::{self, RechargeMethod, RechargeSettings, RechargeTarget};
+use purse_core::{AccountId, Amount, ClientId, Command, Currency, Item, Money, Outcome, Party, PartyKind, PaymentMethod, Role};
+use purse_store::{InvoiceRecord, InvoiceStatus, RechargeRecord};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::alerts::{emails, sync_levels};
+use super::{amount, currency_code, page_limit};
+use crate::auth::Principal;
+use crate::cards::{CardDetails, PayError};
+use crate::error::ApiError;
+use crate::json::{reply, ApiJson, Id, Params};
+use crate::{idempotency, time, AppState};
+
+#[derive(Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RechargeBody {
+    pub enabled: bool,
+    /// `card`, `invoice` or `master_account`.
+    pub method: String,
+    /// The currency the amounts are in; must be the customer's (its currency when absent).
+    pub currency: Option<String>,
+    pub threshold: String,
+    /// A fixed recharge amount; or `target_balance` to recharge up to it.
+    pub recharge_amount: Option<String>,
+    pub target_balance: Option<String>,
+    /// Automatic recharges per day at most (default 1).
+    pub per_day_max: Option<u32>,
+    /// Most recharged per calendar month.
+    pub month_cap: Option<String>,
+    #[serde(default)]
+    pub emails: Vec<String>,
+}
+
+/// The customer a path names, if the caller sees it.
+fn customer(s: &AppState, who: &Principal, id: u64) -> Result<(Party, Currency), ApiError> {
+    let party = s.party_for(who, id)?;
+    match party.kind {
+        PartyKind::Customer { currency, .. } => {
+            let c = s.currency("currency", currency)?;
+            Ok((party, c))
+        }
+        PartyKind::Reseller => Err(ApiError::NotFound("customer")),
+    }
+}
+
+pub(crate) fn settings_view(s: &AppState, party: &Party, c: &Currency) -> Result<Value, ApiError> {
+    let settings = s.payments.recharge_settings(party.id)?.unwrap_or_else(|| RechargeSettings::off(party.id, party.created_at));
+    let (amount, target) = match settings.target {
+        RechargeTarget::Amount(a) => (Some(c.format(a)), None),
+        RechargeTarget::Balance(t) => (None, Some(c.format(t))),
+    };
+    Ok(json!({
+        "customer": party.id.0,
+        "enabled": settings.enabled,
+        "method": settings.method.as_str(),
+        "currency": c.code.to_string(),
+        "threshold": c.format(settings.threshold),
+        "recharge_amount": amount,
+        "target_balance": target,
+        "per_day_max": settings.per_day_max,
+        "month_cap": settings.month_cap.map(|m| c.format(m)),
+        "emails": settings.emails,
+        "card": settings.card.as_ref().map(|k| json!({ "brand": k.brand, "last4": k.last4 })),
+        "consecutive_failures": settings.failures,
+        "disabled_reason": settings.disabled_reason,
+        "card_payments_configured": s.cards.as_ref().is_some_and(|k| k.configured()),
+        "updated_at": time::format(settings.updated_at),
+    }))
+}
+
+/// Checks and stores a customer's recharge settings (blocking); bad input changes nothing.
+pub(crate) fn save_settings(s: &AppState, who: &Principal, party: &Party, c: &Currency, body: RechargeBody) -> Result<(), ApiError> {
+    who.require_write()?;
+    let PartyKind::Customer { reseller, .. } = party.kind else { return Err(ApiError::NotFound("customer")) };
+    if let Some(text) = body.currency.as_deref() {
+        let code = currency_code("currency", text)?;
+        if code != c.code {
+            return Err(ApiError::invalid("currency", "currency_mismatch", format!("the amounts must be in the customer's currency {}, not {code}", c.code)));
+        }
+    }
+    let method = RechargeMethod::parse(&body.method)
+        .ok_or_else(|| ApiError::invalid("method", "invalid_method", "method must be card, invoice or master_account"))?;
+    let threshold = amount("threshold", &body.threshold, *c)?;
+    let target = match (&body.recharge_amount, &body.target_balance) {
+        (Some(a), None) => RechargeTarget::Amount(amount("recharge_amount", a, *c)?),
+        (None, Some(t)) => RechargeTarget::Balance(amount("target_balance", t, *c)?),
+        _ => return Err(ApiError::invalid("recharge_amount", "invalid_target", "give either recharge_amount or target_balance")),
+    };
+    let month_cap = body.month_cap.as_deref().map(|m| amount("month_cap", m, *c)).transpose()?;
+    let old = s.payments.recharge_settings(party.id)?;
+    let now = s.engine.clock().now();
+    let mut settings = old.clone().unwrap_or_else(|| RechargeSettings::off(party.id, now));
+    settings.enabled = body.enabled;
+    settings.method = method;
+    settings.threshold = threshold;
+    settings.target = target;
+    settings.per_day_max = body.per_day_max.unwrap_or(1);
+    settings.month_cap = month_cap;
+    settings.emails = emails("emails", &body.emails)?;
+    settings.updated_at = now;
+    if body.enabled {
+        // Turning it on again clears what turned it off.
+        settings.disabled_reason = None;
+        settings.failures = 0;
+    }
+    recharge::check_settings(&settings, reseller.is_some()).map_err(|(field, m)| ApiError::invalid(field, "invalid_recharge_settings", m))?;
+    s.payments.put_recharge_settings(&settings)?;
+    Ok(())
+}
+
+pub async fn get_recharge_settings(State(state): State<AppState>, who: Principal, Id(id): Id) -> Result<Response, ApiError> {
+    let view = state
+        .read(move |s| {
+            let (party, c) = customer(s, &who, id)?;
+            settings_view(s, &party, &c)
+        })
+        .await?;
+    Ok(reply(StatusCode::OK, &view))
+}
+
+pub async fn put_recharge_settings(State(state): State<AppState>, who: Principal, Id(id): Id, ApiJson(body): ApiJson<RechargeBody>) -> Result<Response, ApiError> {
+    let (party, c) = state
+        .read(move |s| {
+            let (party, c) = customer(s, &who, id)?;
+            save_settings(s, &who, &party, &c, body)?;
+            Ok((party, c))
+        })
+        .await?;
+    sync_levels(&state, None, Some(party.id)).await?;
+    let view = state.read(move |s| settings_view(s, &party, &c)).await?;
+    Ok(reply(StatusCode::OK, &view))
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct CardBody {
+    pub number: String,
+    pub exp_month: u32,
+    pub exp_year: u32,
+    pub cvc: String,
+}
+
+/// Checks card details as typed (Stripe checks the rest).
+pub(crate) fn card_details(body: &CardBody) -> Result<CardDetails, ApiError> {
+    let number: String = body.number.chars().filter(|c| !c.is_whitespace()).collect();
+    if !(12..=19).contains(&number.len()) || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::invalid("card.number", "invalid_card", "the card number must be 12 to 19 digits"));
+    }
+    if !(1..=12).contains(&body.exp_month) {
+        return Err(ApiError::invalid("card.exp_month", "invalid_card", "the expiry month must be 1 to 12"));
+    }
+    if !(2000..=2100).contains(&body.exp_year) {
+        return Err(ApiError::invalid("card.exp_year", "invalid_card", "the expiry year must be four digits"));
+    }
+    if !(3..=4).contains(&body.cvc.len()) || !body.cvc.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::invalid("card.cvc", "invalid_card", "the CVC must be 3 or 4 digits"));
+    }
+    Ok(CardDetails { number, exp_month: body.exp_month, exp_year: body.exp_year, cvc: body.cvc.clone() })
+}
+
+fn pay_error(e: PayError) -> ApiError {
+    match e {
+        PayError::NotConfigured => ApiError::CardsNotConfigured,
+        PayError::Invalid { field, message } => ApiError::invalid(field, "invalid_payment", message),
+        PayError::Declined(m) => ApiError::PaymentDeclined(m),
+        PayError::Pending(m) => ApiError::PaymentPending(m),
+        PayError::Internal(m) => ApiError::Internal(m),
+    }
+}
+
+/// A customer admin (or staff) may save a card and pay; read-only keys may not.
+fn card_owner(who: &Principal) -> Result<(), ApiError> {
+    who.require_write()
+}
+
+pub async fn save_card(State(state): State<AppState>, who: Principal, Id(id): Id, ApiJson(body): ApiJson<CardBody>) -> Result<Response, ApiError> {
+    card_owner(&who)?;
+    let details = card_details(&body)?;
+    let view = state
+        .read(move |s| {
+            let (party, c) = customer(s, &who, id)?;
+            let cards = s.cards.as_ref().filter(|k| k.configured()).ok_or(ApiError::CardsNotConfigured)?;
+            let email = s.alerts.alert_settings(party.id)?.and_then(|a| a.email);
+            cards.save_card(&party, email.as_deref(), &details).map_err(pay_error)?;
+            settings_view(s, &party, &c)
+        })
+        .await?;
+    Ok(reply(StatusCode::OK, &view))
+}
+
+#[derive(Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PayNowBody {
+    /// What to pay; the amount due when absent.
+    pub amount: Option<String>,
+    /// A new card to save first (the first online top-up); the saved card when absent.
+    pub card: Option<CardBody>,
+    /// Saves auto-recharge by card with this threshold and amount once the payment succeeds
+    /// (seed 004: the first online top-up sets them).
+    pub auto_recharge: Option<AutoRechargeBody>,
+}
+
+#[derive(Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AutoRechargeBody {
+    pub threshold: String,
+    pub recharge_amount: String,
+}
+
+/// What the customer owes: the posted balance below zero.
+pub(crate) fn amount_due(s: &AppState, party: &Party) -> Result<Amount, ApiError> {
+    let PartyKind::Customer { wallet, .. } = party.kind else { return Ok(Amount::ZERO) };
+    let w = s.engine.reader().account(wallet)?.ok_or(ApiError::NotFound("account"))?;
+    Ok(Amount(w.balance.0.min(0).saturating_neg()))
+}
+
+pub(crate) fn recharge_view(r: &RechargeRecord, c: &Currency) -> Value {
+    json!({
+        "id": r.id,
+        "customer": r.party.0,
+        "method": r.method.as_str(),
+        "reason": r.reason.as_str(),
+        "amount": c.format(Amount(r.amount)),
+        "currency": r.currency.to_string(),
+        "status": r.status.as_str(),
+        "created_at": time::format(r.created_at),
+        "finished_at": r.finished_at.map(time::format),
+        "payment_intent": r.intent,
+        "transfer": r.transfer,
+        "invoice": r.invoice,
+        "error": r.error,
+    })
+}
+
+/// Pay Now (blocking): saves a new card if given, charges, and on success may save
+/// auto-recharge settings. Shared with the portal.
+pub(crate) fn pay_now(s: &AppState, who: &Principal, id: u64, body: PayNowBody, request_key: Option<String>) -> Result<(RechargeRecord, Currency), ApiError> {
+    card_owner(who)?;
+    let (party, c) = customer(s, who, id)?;
+    let cards = s.cards.as_ref().filter(|k| k.configured()).ok_or(ApiError::CardsNotConfigured)?;
+    let amount = match &body.amount {
+        Some(a) => amount("amount", a, c)?,
+        None => amount_due(s, &party)?,
+    };
+    if !amount.is_positive() {
+        return Err(ApiError::invalid("amount", "invalid_amount", "the amount must be more than zero (nothing is due: give an amount)"));
+    }
+    let auto = match &body.auto_recharge {
+        Some(a) => {
+            let body = RechargeBody {
+                enabled: true,
+                method: "card".into(),
+                threshold: a.threshold.clone(),
+                recharge_amount: Some(a.recharge_amount.clone()),
+                ..RechargeBody::default()
+            };
+            let threshold = super::amount("auto_recharge.threshold", &body.threshold, c)?;
+            let recharge_amount = super::amount("auto_recharge.recharge_amount", &a.recharge_amount, c)?;
+            if !recharge_amount.is_positive() {
+                return Err(ApiError::invalid("auto_recharge.recharge_amount", "invalid_recharge_settings", "the recharge amount must be more than zero"));
+            }
+            let _ = threshold;
+            Some(body)
+        }
+        None => None,
+    };
+    let details = body.card.as_ref().map(card_details).transpose()?;
+    if let Some(details) = &details {
+        let email = s.alerts.alert_settings(party.id)?.and_then(|a| a.email);
+        cards.save_card(&party, email.as_deref(), details).map_err(pay_error)?;
+    }
+    let done = cards.pay_now(&party, amount, request_key).map_err(pay_error)?;
+    if let Some(auto) = auto {
+        save_settings(s, who, &party, &c, auto)?;
+    }
+    Ok((done, c))
+}
+
+pub async fn create_pay_now(State(state): State<AppState>, who: Principal, headers: HeaderMap, Id(id): Id, ApiJson(body): ApiJson<PayNowBody>) -> Result<Response, ApiError> {
+    let key = headers.get(idempotency::HEADER).and_then(|v| v.to_str().ok()).map(|k| format!("{}:{k}", who.key_id));
+    let auto = body.auto_recharge.is_some();
+    let (done, c) = state.read(move |s| pay_now(s, &who, id, body, key)).await?;
+    if auto {
+        sync_levels(&state, None, Some(done.party)).await?;
+    }
+    Ok(reply(StatusCode::CREATED, &recharge_view(&done, &c)))
+}
+
+pub async fn list_recharges(State(state): State<AppState>, who: Principal, params: Params) -> Result<Response, ApiError> {
+    params.only(&["customer", "limit"])?;
+    let limit = page_limit(params.id("limit")?.map(|n| u32::try_from(n).unwrap_or(u32::MAX)))?;
+    let customer_id = params.id("customer")?;
+    let data = state
+        .read(move |s| {
+            let party = visible_customer(s, &who, customer_id)?;
+            let list = s.payments.recharges(party, limit)?;
+            let mut out = Vec::new();
+            for r in list {
+                if party.is_none() && !sees(s, &who, r.party)? {
+                    continue;
+                }
+                out.push(recharge_view(&r, &s.currency("currency", r.currency)?));
+            }
+            Ok(out)
+        })
+        .await?;
+    Ok(reply(StatusCode::OK, &json!({ "data": data })))
+}
+
+fn visible_customer(s: &AppState, who: &Principal, customer_id: Option<u64>) -> Result<Option<purse_core::PartyId>, ApiError> {
+    match (customer_id, who.role) {
+        (Some(id), _) => Ok(Some(customer(s, who, id)?.0.id)),
+        (None, Role::Customer(me)) => Ok(Some(me)),
+        (None, _) => Ok(None),
+    }
+}
+
+fn sees(s: &AppState, who: &Principal, party: purse_core::PartyId) -> Result<bool, ApiError> {
+    Ok(match s.engine.reader().party(party)? {
+        Some(p) => who.sees_party(&p),
+        None => false,
+    })
+}
+
+pub(crate) fn invoice_view(i: &InvoiceRecord, c: &Currency) -> Value {
+    json!({
+        "id": i.id,
+        "number": i.display_number(),
+        "kind": "top_up",
+        "customer": i.party.0,
+        "issuer": i.issuer.map(|p| p.0),
+        "amount": c.format(Amount(i.amount)),
+        "currency": i.currency.to_string(),
+        "status": i.status.as_str(),
+        "created_at": time::format(i.created_at),
+        "paid_at": i.paid_at.map(time::format),
+        "recharge": i.recharge,
+        "transfer": i.transfer,
+    })
+}
+
+pub async fn list_invoices(State(state): State<AppState>, who: Principal, params: Params) -> Result<Response, ApiError> {
+    params.only(&["customer", "limit"])?;
+    let limit = page_limit(params.id("limit")?.map(|n| u32::try_from(n).unwrap_or(u32::MAX)))?;
+    let customer_id = params.id("customer")?;
+    let data = state
+        .read(move |s| {
+            let party = visible_customer(s, &who, customer_id)?;
+            let mut out = Vec::new();
+            for i in s.payments.invoices(party, limit)? {
+                if party.is_none() && !sees(s, &who, i.party)? {
+                    continue;
+                }
+                out.push(invoice_view(&i, &s.currency("currency", i.currency)?));
+            }
+            Ok(out)
+        })
+        .await?;
+    Ok(reply(StatusCode::OK, &json!({ "data": data })))
+}
+
+pub async fn get_invoice(State(state): State<AppState>, who: Principal, Id(id): Id) -> Result<Response, ApiError> {
+    let view = state
+        .read(move |s| {
+            let i = s.payments.invoice(id)?.filter(|i| sees(s, &who, i.party).unwrap_or(false)).ok_or(ApiError::NotFound("invoice"))?;
+            Ok(invoice_view(&i, &s.currency("currency", i.currency)?))
+        })
+        .await?;
+    Ok(reply(StatusCode::OK, &view))
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct InvoicePaymentBody {
+    /// `bank_transfer`, `cheque`, `cash` or `card`.
+    pub method: String,
+    /// Must equal the invoice's amount (partial payments come with invoices in general).
+    pub amount: String,
+    pub currency: String,
+}
+
+/// Records the payment of a top-up invoice (staff): the ledger credits the customer with the
+/// client id `invoice:{id}` and the invoice is marked paid. A retry replays the same credit.
+pub async fn pay_invoice(State(state): State<AppState>, who: Principal, Id(id): Id, ApiJson(body): ApiJson<InvoicePaymentBody>) -> Result<Response, ApiError> {
+    who.require_staff("record the payment of an invoice")?;
+    let (invoice, command, c) = state
+        .read(move |s| {
+            let i = s.payments.invoice(id)?.filter(|i| sees(s, &who, i.party).unwrap_or(false)).ok_or(ApiError::NotFound("invoice"))?;
+            let c = s.currency("currency", i.currency)?;
+            let method = match body.method.as_str() {
+                "bank_transfer" => PaymentMethod::BankTransfer,
+                "cheque" => PaymentMethod::Cheque,
+                "cash" => PaymentMethod::Cash,
+                "card" => PaymentMethod::Card,
+                _ => return Err(ApiError::invalid("method", "invalid_method", "method must be bank_transfer, cheque, cash or card")),
+            };
+            let code = currency_code("currency", &body.currency)?;
+            if code != i.currency {
+                return Err(ApiError::invalid("currency", "currency_mismatch", format!("invoice {} is in {}, not {code}", i.display_number(), i.currency)));
+            }
+            let paid = amount("amount", &body.amount, c)?;
+            if paid.0 != i.amount {
+                return Err(ApiError::invalid("amount", "amount_mismatch", format!("a top-up invoice is paid whole: {} {}", c.format(Amount(i.amount)), c.code)));
+            }
+            match i.status {
+                InvoiceStatus::Void => return Err(ApiError::invalid("invoice", "invoice_void", "a void invoice cannot be paid")),
+                InvoiceStatus::Paid | InvoiceStatus::Open => {}
+            }
+            let party = s.engine.reader().party(i.party)?.ok_or(ApiError::NotFound("customer"))?;
+            let PartyKind::Customer { wallet, .. } = party.kind else { return Err(ApiError::NotFound("customer")) };
+            let command = Command::Payment {
+                client_id: ClientId::new(&format!("invoice:{}", i.id)).ok_or_else(|| ApiError::Internal("client id".into()))?,
+                account: AccountId(wallet.0),
+                money: Money { amount: Amount(i.amount), currency: i.currency },
+                method,
+                metadata: Some(json!({ "invoice": i.display_number() }).to_string()),
+            };
+            Ok((i, command, c))
+        })
+        .await?;
+    if invoice.status == InvoiceStatus::Paid && invoice.transfer.is_some() {
+        return Ok(reply(StatusCode::OK, &invoice_view(&invoice, &c)));
+    }
+    let results = state.engine.submit_async(vec![Item::single(command)]).await?;
+    let transfer = match results.into_iter().next() {
+        Some(Ok(Outcome::Posted { transfer, .. })) => transfer,
+        Some(Err(r)) => return Err(ApiError::Rejected(r)),
+        _ => return Err(ApiError::Internal("unexpected outcome of an invoice payment".into())),
+    };
+    let now = state.engine.clock().now();
+    let paid = state
+        .read(move |s| {
+            s.payments.invoice_paid(invoice.id, transfer.0, now)?;
+            s.payments.invoice(invoice.id)?.ok_or(ApiError::NotFound("invoice"))
+        })
+        .await?;
+    Ok(reply(StatusCode::CREATED, &invoice_view(&paid, &c)))
+}

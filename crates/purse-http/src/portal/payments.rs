@@ -1,0 +1,275 @@
+//! Automatic recharge and Pay Now (seeds 000, 002, 004): a customer's recharge settings
+//! (threshold, recharge amount or target, method, caps, e-mails), its saved card, Pay Now
+//! with a receipt, and its recharges and top-up invoices. Staff and the customer's admin
+//! share the page; the forms use the API's checks, and errors come back next to the field.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use maud::html;
+use purse_core::{PartyKind, Role, Scope};
+use serde_json::Value;
+
+use super::alerts::{error_for, list};
+use super::page::{self, field};
+use super::session::{Form, Viewer};
+use super::{read, see_other, PortalError};
+use crate::handlers::payments::{self as api, AutoRechargeBody, CardBody, PayNowBody, RechargeBody};
+use crate::AppState;
+
+const FIELDS: [&str; 8] = ["enabled", "method", "threshold", "recharge_amount", "target_balance", "per_day_max", "month_cap", "emails"];
+
+pub async fn show(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>) -> Result<Response, PortalError> {
+    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
+    render(state, Arc::new(viewer), id, None, None, None).await
+}
+
+/// A Pay Now outcome shown on the page.
+enum Paid {
+    Receipt(Value),
+}
+
+async fn render(
+    state: AppState,
+    viewer: Arc<Viewer>,
+    id: u64,
+    entered: Option<HashMap<String, String>>,
+    error: Option<(String, String)>,
+    paid: Option<Paid>,
+) -> Result<Response, PortalError> {
+    let v = viewer.clone();
+    let (name, settings, due, recharges, invoices) = read(&state, move |s| {
+        let party = s.party_for(&v.who, id)?;
+        let PartyKind::Customer { currency, .. } = party.kind else { return Err(PortalError::NotFound) };
+        let c = s.currency("currency", currency)?;
+        let settings = api::settings_view(s, &party, &c)?;
+        let due = c.format(api::amount_due(s, &party)?);
+        let recharges: Vec<Value> = s.payments.recharges(Some(party.id), 20)?.iter().map(|r| api::recharge_view(r, &c)).collect();
+        let invoices: Vec<Value> = s.payments.invoices(Some(party.id), 20)?.iter().map(|i| api::invoice_view(i, &c)).collect();
+        Ok((party.name, settings, due, recharges, invoices))
+    })
+    .await?;
+    let text = |k: &str| match &settings[k] {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => if *b { "on".into() } else { String::new() },
+        Value::Array(a) => a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "),
+        _ => String::new(),
+    };
+    let value = |k: &str| entered.as_ref().map_or_else(|| text(k), |e| e.get(k).cloned().unwrap_or_default());
+    let writable = viewer.user.scope == Scope::ReadWrite;
+    let configured = settings["card_payments_configured"] == true;
+    let card = settings["card"]["last4"].as_str().map(|l| format!("{} ending {l}", settings["card"]["brand"].as_str().unwrap_or("card")));
+    let chosen = value("method");
+    let action = format!("/customers/{id}/recharge");
+    let currency = text("currency");
+    let body = html! {
+        @if let Some(Paid::Receipt(r)) = &paid {
+            div.notice.good id="receipt" {
+                strong { "Payment received. " }
+                "Receipt: payment #" (r["id"]) " of " (r["amount"].as_str().unwrap_or("")) " " (r["currency"].as_str().unwrap_or(""))
+                " by card, credited to the balance (transfer #" (r["transfer"]) ")."
+            }
+        }
+        @if let Some((f, m)) = &error { p.notice.bad id="form-error" { (f) ": " (m) } }
+        @if let Some(reason) = settings["disabled_reason"].as_str() {
+            p.notice.bad id="recharge-disabled" { "Auto-recharge is off: " (reason) }
+        }
+        @if !configured { p.notice id="cards-not-configured" { "Card payments are not configured on this server (no Stripe endpoint): Pay Now and the card method are unavailable." } }
+        h2 { "Pay Now" }
+        @if writable && configured {
+            form.card method="post" action=(format!("{action}/pay-now")) id="pay-now-form" {
+                input type="hidden" name="csrf" value=(viewer.csrf);
+                (field(&format!("Amount ({currency}); amount due: {due}"), "amount", "text", &entered.as_ref().and_then(|e| e.get("amount").cloned()).unwrap_or_else(|| due.clone()), error_for(&error, "amount")))
+                @match &card {
+                    Some(c) => p.muted id="saved-card" { "Pays with the saved " (c) "." },
+                    None => {
+                        p.muted { "No card is saved: this first online top-up saves it (details go to Stripe only)." }
+                        (field("Card number", "card_number", "text", "", error_for(&error, "card.number").or(error_for(&error, "card"))))
+                        (field("Expiry month", "card_exp_month", "text", "", error_for(&error, "card.exp_month")))
+                        (field("Expiry year", "card_exp_year", "text", "", error_for(&error, "card.exp_year")))
+                        (field("CVC", "card_cvc", "text", "", error_for(&error, "card.cvc")))
+                        (field("Then recharge automatically below (threshold, optional)", "auto_threshold", "text", "", error_for(&error, "auto_recharge.threshold")))
+                        (field("by (recharge amount)", "auto_amount", "text", "", error_for(&error, "auto_recharge.recharge_amount")))
+                    }
+                }
+                @if card.is_some() { @if let Some(e) = error_for(&error, "card") { p.error id="card-error" { (e) } } }
+                button type="submit" id="pay-now" { "Pay Now" }
+            }
+        }
+        h2 { "Automatic recharge" }
+        @if writable {
+            form.card method="post" action=(action.clone()) id="recharge-settings" {
+                input type="hidden" name="csrf" value=(viewer.csrf);
+                div.field {
+                    label { input type="checkbox" name="enabled" id="enabled" value="on" checked[value("enabled") == "on"]; " Enable auto-trigger" }
+                }
+                div.field.invalid[error_for(&error, "method").is_some()] {
+                    label for="method" { "Payment method" }
+                    select id="method" name="method" {
+                        @for m in purse_core::recharge::RechargeMethod::ALL { option value=(m.as_str()) selected[chosen == m.as_str()] { (m.title()) } }
+                    }
+                    @if let Some(e) = error_for(&error, "method") { p.error { (e) } }
+                }
+                (field(&format!("Automatic Recharge Threshold ({currency})"), "threshold", "text", &value("threshold"), error_for(&error, "threshold")))
+                (field("Automatic Recharge Amount", "recharge_amount", "text", &value("recharge_amount"), error_for(&error, "recharge_amount")))
+                (field("…or recharge up to this balance instead", "target_balance", "text", &value("target_balance"), error_for(&error, "target_balance")))
+                (field("Recharges per day at most", "per_day_max", "text", &value("per_day_max"), error_for(&error, "per_day_max")))
+                (field("Monthly cap (optional)", "month_cap", "text", &value("month_cap"), error_for(&error, "month_cap")))
+                (field("E-mails to be alerted (comma-separated)", "emails", "text", &value("emails"), error_for(&error, "emails")))
+                @if let Some(c) = &card { p.muted { "Saved card: " (c) } }
+                button type="submit" id="save-recharge" { "Update" }
+            }
+        }
+        h2 { "Recharges and card payments" }
+        div.scroll {
+            table id="recharges" {
+                thead { tr { th { "#" } th { "Created" } th { "Method" } th { "Why" } th.num { "Amount" } th { "Status" } th { "Error" } } }
+                tbody {
+                    @for r in &recharges {
+                        tr { td { (r["id"]) } td { (r["created_at"].as_str().unwrap_or("")) } td { (r["method"].as_str().unwrap_or("")) } td { (r["reason"].as_str().unwrap_or("")) }
+                             td.num { (r["amount"].as_str().unwrap_or("")) } td { (r["status"].as_str().unwrap_or("")) } td { (r["error"].as_str().unwrap_or("")) } }
+                    }
+                    @if recharges.is_empty() { tr { td colspan="7" .muted { "No recharges yet." } } }
+                }
+            }
+        }
+        h2 { "Top-up invoices" }
+        div.scroll {
+            table id="invoices" {
+                thead { tr { th { "Number" } th { "Issued" } th.num { "Amount" } th { "Status" } } }
+                tbody {
+                    @for i in &invoices {
+                        tr { td { (i["number"].as_str().unwrap_or("")) } td { (i["created_at"].as_str().unwrap_or("")) } td.num { (i["amount"].as_str().unwrap_or("")) } td { (i["status"].as_str().unwrap_or("")) } }
+                    }
+                    @if invoices.is_empty() { tr { td colspan="4" .muted { "No top-up invoices." } } }
+                }
+            }
+        }
+    };
+    let staff = !matches!(viewer.user.role, Role::Customer(_));
+    let title = format!("Automatic recharge and Pay Now — {name}");
+    let crumbs: Vec<(&str, String)> = if staff {
+        vec![("Customers", "/customers".into()), (name.as_str(), format!("/customers/{id}")), ("Payment settings", String::new())]
+    } else {
+        vec![
+            ("Settings", "/settings".into()),
+            ("Billing", "/settings/account/billing".into()),
+            ("Balance Details", "/settings/account/billing/balance-details".into()),
+            ("Pay Now", String::new()),
+        ]
+    };
+    let crumbs: Vec<(&str, &str)> = crumbs.iter().map(|(a, b)| (*a, b.as_str())).collect();
+    let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    Ok(page::respond(status, page::layout(&title, Some(&viewer), &crumbs, body)))
+}
+
+pub async fn save(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>, form: Form) -> Result<Response, PortalError> {
+    viewer.check(&form)?;
+    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
+    let entered: HashMap<String, String> = FIELDS.iter().map(|k| ((*k).to_owned(), form.get(k).trim().to_owned())).collect();
+    let viewer = Arc::new(viewer);
+    let (v, e) = (viewer.clone(), entered.clone());
+    let saved = read(&state, move |s| {
+        let party = s.party_for(&v.who, id)?;
+        let PartyKind::Customer { currency, .. } = party.kind else { return Err(PortalError::NotFound) };
+        let c = s.currency("currency", currency)?;
+        let opt = |k: &str| Some(e[k].clone()).filter(|t| !t.is_empty());
+        let per_day = match opt("per_day_max") {
+            Some(t) => Some(t.parse().map_err(|_| PortalError::Field("per_day_max".into(), "a whole number from 1".into()))?),
+            None => None,
+        };
+        let body = RechargeBody {
+            enabled: e["enabled"] == "on",
+            method: e["method"].clone(),
+            currency: None,
+            threshold: e["threshold"].clone(),
+            recharge_amount: opt("recharge_amount").filter(|_| opt("target_balance").is_none()),
+            target_balance: opt("target_balance"),
+            per_day_max: per_day,
+            month_cap: opt("month_cap"),
+            emails: list(&e["emails"]),
+        };
+        api::save_settings(s, &v.who, &party, &c, body).map_err(PortalError::from_api_keep)?;
+        Ok(party.id)
+    })
+    .await;
+    match saved {
+        Ok(party) => {
+            crate::handlers::alerts::sync_levels(&state, None, Some(party)).await?;
+            Ok(see_other(&format!("/customers/{id}/recharge")))
+        }
+        Err(PortalError::Field(f, m)) => render(state, viewer, id, Some(entered), Some((f, m)), None).await,
+        Err(other) => Err(other),
+    }
+}
+
+pub async fn pay_now(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>, form: Form) -> Result<Response, PortalError> {
+    viewer.check(&form)?;
+    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
+    let amount = form.get("amount").trim().to_owned();
+    let number = form.get("card_number").trim().to_owned();
+    let card = if number.is_empty() {
+        None
+    } else {
+        let month = form.get("card_exp_month").trim().parse().map_err(|_| PortalError::Field("card.exp_month".into(), "the expiry month must be 1 to 12".into()));
+        let year = form.get("card_exp_year").trim().parse().map_err(|_| PortalError::Field("card.exp_year".into(), "the expiry year must be four digits".into()));
+        match (month, year) {
+            (Ok(exp_month), Ok(exp_year)) => Some(CardBody { number, exp_month, exp_year, cvc: form.get("card_cvc").trim().to_owned() }),
+            (Err(PortalError::Field(f, m)), _) | (_, Err(PortalError::Field(f, m))) => {
+                let entered = HashMap::from([("amount".to_owned(), amount)]);
+                return render(state, Arc::new(viewer), id, Some(entered), Some((f, m)), None).await;
+            }
+            _ => None,
+        }
+    };
+    let auto = match (form.get("auto_threshold").trim(), form.get("auto_amount").trim()) {
+        ("", "") => None,
+        (t, a) => Some(AutoRechargeBody { threshold: t.to_owned(), recharge_amount: a.to_owned() }),
+    };
+    let body = PayNowBody { amount: Some(amount.clone()).filter(|a| !a.is_empty()), card, auto_recharge: auto.clone() };
+    let viewer = Arc::new(viewer);
+    let v = viewer.clone();
+    let paid = read(&state, move |s| {
+        let (done, c) = api::pay_now(s, &v.who, id, body, None).map_err(PortalError::from_api_keep)?;
+        Ok(api::recharge_view(&done, &c))
+    })
+    .await;
+    match paid {
+        Ok(receipt) => {
+            if auto.is_some() {
+                crate::handlers::alerts::sync_levels(&state, None, receipt["customer"].as_u64().map(purse_core::PartyId)).await?;
+            }
+            render(state, viewer, id, None, None, Some(Paid::Receipt(receipt))).await
+        }
+        Err(PortalError::Field(f, m)) => {
+            let entered = HashMap::from([("amount".to_owned(), amount)]);
+            render(state, viewer, id, Some(entered), Some((f, m)), None).await
+        }
+        Err(other) => Err(other),
+    }
+}
+
+/// Shown on Balance Details: the recharge settings in brief and the Pay Now button.
+pub(crate) fn summary(settings: &Value, id: u64) -> maud::Markup {
+    let what = match (settings["recharge_amount"].as_str(), settings["target_balance"].as_str()) {
+        (Some(a), _) => format!("recharge {a}"),
+        (None, Some(t)) => format!("recharge up to {t}"),
+        _ => String::new(),
+    };
+    html! {
+        div.card id="recharge-summary" {
+            @if settings["enabled"] == true {
+                p { "Automatic recharge: below " strong { (settings["threshold"].as_str().unwrap_or("")) } ", " (what) " by " (settings["method"].as_str().unwrap_or("")) "." }
+            } @else {
+                p { "Automatic recharge is off." @if let Some(r) = settings["disabled_reason"].as_str() { " " span.bad { (r) } } }
+            }
+            a.button href=(format!("/customers/{id}/recharge")) id="pay-now-link" { "Pay Now" }
+            " "
+            a.button.secondary href=(format!("/customers/{id}/recharge#recharge-settings")) id="recharge-link" { "Automatic recharge settings" }
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! What auto-recharge and payments keep: each customer's recharge settings (with its saved
+//! card's Stripe ids), every recharge and card payment as a small state machine, and top-up
+//! invoices numbered without gaps per issuer.
+//!
+//! "One recharge in flight per customer" is a unique index, and the caps are counted in the
+//! transaction that inserts the recharge, so several processes never start two. A recharge
+//! moves money only through the ledger with a client id derived from its own id, so doing a
+//! step again after a crash never posts twice.
+
+use purse_core::recharge::{RechargeMethod, RechargeSettings, Used};
+use purse_core::{CurrencyCode, PartyId, Timestamp};
+
+use crate::alerts::NewNotification;
+use crate::StoreResult;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RechargeStatus {
+    /// Recorded; nothing asked of Stripe or the ledger yet (or not known to have been).
+    Pending,
+    /// A Stripe PaymentIntent exists (`intent`): its outcome decides.
+    Processing,
+    /// A top-up invoice is open for it.
+    Invoiced,
+    Succeeded,
+    Failed,
+}
+
+impl RechargeStatus {
+    pub const ALL: [RechargeStatus; 5] =
+        [RechargeStatus::Pending, RechargeStatus::Processing, RechargeStatus::Invoiced, RechargeStatus::Succeeded, RechargeStatus::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RechargeStatus::Pending => "pending",
+            RechargeStatus::Processing => "processing",
+            RechargeStatus::Invoiced => "invoiced",
+            RechargeStatus::Succeeded => "succeeded",
+            RechargeStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<RechargeStatus> {
+        RechargeStatus::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    pub fn in_flight(self) -> bool {
+        matches!(self, RechargeStatus::Pending | RechargeStatus::Processing | RechargeStatus::Invoiced)
+    }
+}
+
+/// Why money is being taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RechargeReason {
+    /// Auto-recharge: the balance fell below the threshold.
+    Auto,
+    /// A customer admin's Pay Now or online top-up with the card.
+    PayNow,
+}
+
+impl RechargeReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RechargeReason::Auto => "auto",
+            RechargeReason::PayNow => "pay_now",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<RechargeReason> {
+        [RechargeReason::Auto, RechargeReason::PayNow].into_iter().find(|r| r.as_str() == text)
+    }
+}
+
+/// One recharge or card payment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RechargeRecord {
+    pub id: u64,
+    pub party: PartyId,
+    pub method: RechargeMethod,
+    pub reason: RechargeReason,
+    pub amount: i64,
+    pub currency: CurrencyCode,
+    pub status: RechargeStatus,
+    pub created_at: Timestamp,
+    /// The local date (`YYYY-MM-DD`) it counts against for the daily cap.
+    pub day: String,
+    /// Stripe's PaymentIntent, once created.
+    pub intent: Option<String>,
+    /// The ledger transfer that credited the customer.
+    pub transfer: Option<u64>,
+    pub invoice: Option<u64>,
+    pub error: Option<String>,
+    pub finished_at: Option<Timestamp>,
+}
+
+/// A recharge to start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewRecharge {
+    pub party: PartyId,
+    pub method: RechargeMethod,
+    pub reason: RechargeReason,
+    pub amount: i64,
+    pub currency: CurrencyCode,
+    pub at: Timestamp,
+    /// The local date and month (`YYYY-MM`) the caps count in.
+    pub day: String,
+    pub month: String,
+    /// For an automatic recharge: the caps, checked again in the inserting transaction.
+    pub per_day_max: u32,
+    pub month_cap: Option<i64>,
+    /// For the invoice method: who issues the top-up invoice (`None`: the operator).
+    pub issuer: Option<PartyId>,
+    /// No other process claims it before this wall-clock time (a Pay Now runs at once in
+    /// its request; 0 lets the worker take it).
+    pub lease_until: i64,
+    /// The Idempotency-Key of the request that asked for it: a second start with the same
+    /// key returns the first recharge.
+    pub request_key: Option<String>,
+    /// Sent with the invoice, in the same transaction; `{invoice}` in its subject and body
+    /// becomes the invoice's number.
+    pub notice: Option<NewNotification>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InvoiceStatus {
+    Open,
+    Paid,
+    Void,
+}
+
+impl InvoiceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvoiceStatus::Open => "open",
+            InvoiceStatus::Paid => "paid",
+            InvoiceStatus::Void => "void",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<InvoiceStatus> {
+        [InvoiceStatus::Open, InvoiceStatus::Paid, InvoiceStatus::Void].into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// A top-up invoice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvoiceRecord {
+    pub id: u64,
+    /// `None`: the operator.
+    pub issuer: Option<PartyId>,
+    /// 1, 2, 3… per issuer, without gaps.
+    pub number: u64,
+    pub party: PartyId,
+    pub amount: i64,
+    pub currency: CurrencyCode,
+    pub status: InvoiceStatus,
+    pub created_at: Timestamp,
+    pub paid_at: Option<Timestamp>,
+    pub recharge: Option<u64>,
+    pub transfer: Option<u64>,
+}
+
+impl InvoiceRecord {
+    /// The number as printed: `TU-` then the issuer (`0` for the operator) and the number.
+    pub fn display_number(&self) -> String {
+        top_up_number(self.issuer, self.number)
+    }
+}
+
+/// A top-up invoice's number as printed: `TU-`, the issuer (`0`: the operator), the number.
+pub fn top_up_number(issuer: Option<PartyId>, number: u64) -> String {
+    format!("TU-{}-{number:06}", issuer.map_or(0, |p| p.0))
+}
+
+/// How a step of a recharge ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RechargeUpdate {
+    /// Stripe created the PaymentIntent.
+    Intent(String),
+    /// The ledger credited the customer with this transfer.
+    Succeeded { transfer: u64 },
+    Failed { error: String },
+}
+
+pub trait PaymentStore: Send + Sync {
+    fn recharge_settings(&self, party: PartyId) -> StoreResult<Option<RechargeSettings>>;
+    fn all_recharge_settings(&self) -> StoreResult<Vec<RechargeSettings>>;
+    /// Stores settings as given (the failure count and disabled reason included).
+    fn put_recharge_settings(&self, settings: &RechargeSettings) -> StoreResult<()>;
+
+    /// Automatic recharges of a party counted against its caps on `day` and in `month`.
+    fn recharges_used(&self, party: PartyId, day: &str, month: &str) -> StoreResult<Used>;
+    /// Records a recharge, and for the invoice method its numbered invoice and notice, in one
+    /// transaction. An automatic one is refused (`None`) while another of the party's is in
+    /// flight or when its caps are used up.
+    fn start_recharge(&self, new: &NewRecharge) -> StoreResult<Option<RechargeRecord>>;
+    /// Takes recharges that are pending or processing (card or master account) and that no
+    /// live lease holds, leasing them until `lease_until` (wall-clock microseconds).
+    fn claim_recharges(&self, wall: i64, lease_until: i64, limit: u32) -> StoreResult<Vec<RechargeRecord>>;
+    /// Records a step; the end of a recharge also releases its lease and may record a notice.
+    /// Returns `false` when the recharge had already ended.
+    fn update_recharge(&self, id: u64, update: &RechargeUpdate, at: Timestamp, notice: Option<&NewNotification>) -> StoreResult<bool>;
+    fn recharge(&self, id: u64) -> StoreResult<Option<RechargeRecord>>;
+    /// Newest first; `None`: every party's.
+    fn recharges(&self, party: Option<PartyId>, limit: u32) -> StoreResult<Vec<RechargeRecord>>;
+
+    /// Counts a card result in the party's settings: success clears the failures; a failure
+    /// counts one more and at `failures_max` turns auto-recharge off with `reason`. Returns
+    /// whether this call turned it off, and then records `notice` in the same transaction.
+    fn card_result(&self, party: PartyId, ok: bool, failures_max: u32, reason: &str, at: Timestamp, notice: Option<&NewNotification>) -> StoreResult<bool>;
+
+    fn invoice(&self, id: u64) -> StoreResult<Option<InvoiceRecord>>;
+    /// Newest first; `None`: every party's.
+    fn invoices(&self, party: Option<PartyId>, limit: u32) -> StoreResult<Vec<InvoiceRecord>>;
+    /// Marks an open invoice paid by `transfer`, and its recharge succeeded, in one
+    /// transaction; `false` when it was not open.
+    fn invoice_paid(&self, id: u64, transfer: u64, at: Timestamp) -> StoreResult<bool>;
+}

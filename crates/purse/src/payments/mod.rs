@@ -1,0 +1,590 @@
+//! Auto-recharge and card payments: deciding that a customer's recharge is due, starting it
+//! once, and carrying it through its method (a card through Stripe, a top-up invoice, or a
+//! transfer from the reseller's master wallet); and the customer's own Pay Now.
+//!
+//! A card recharge is a small state machine kept in the database, so a crash at any step is
+//! finished by whichever process claims it next:
+//! 1. `pending`: create the PaymentIntent, unconfirmed, with the idempotency key
+//!    `purse-recharge-{id}` (Stripe answers a repeat with the same intent; an intent that is
+//!    never confirmed never charges), and record its id (`processing`);
+//! 2. `processing`: read the intent back; confirm it if it waits for confirmation; when it
+//!    succeeded, credit the wallet through the ledger with the client id `recharge:{id}`
+//!    (a repeat replays, never posts twice), then record the success;
+//!    when declined, record the failure and count it against auto-recharge.
+//!
+//! So Stripe never charges twice for one recharge, and a successful charge always ends in
+//! exactly one credit.
+
+pub mod stripe;
+
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use purse_core::recharge::{self, RechargeMethod, RechargeSettings, SavedCard};
+use purse_core::{
+    Account, AccountKind, Amount, ClientId, Command, Currency, Item, Money, Outcome, Party, PartyId, PartyKind, PaymentMethod, Rejection,
+    Timestamp, TransferKind,
+};
+use purse_engine::Engine;
+use purse_store::{
+    AlertStore, NewNotification, NewRecharge, PaymentNotice, PaymentStore, Reader, RechargeReason, RechargeRecord, RechargeStatus,
+    RechargeUpdate, StoreError,
+};
+use serde_json::json;
+
+pub use purse_http::cards::{CardDetails, PayError};
+pub use stripe::{Stripe, StripeError};
+
+const MICROS: i64 = Timestamp::MICROS_PER_S;
+const DAY_US: i64 = 86_400 * MICROS;
+
+/// Where a card recharge may be made to stop, as if the process died there (tests).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Before the PaymentIntent is created.
+    BeforeCreate,
+    /// Stripe created the intent; its id is not recorded.
+    AfterCreate,
+    /// Stripe charged the card; the ledger has not credited it.
+    AfterConfirm,
+    /// The ledger credited it; the success is not recorded (nor answered).
+    AfterCredit,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 4] = [Fault::BeforeCreate, Fault::AfterCreate, Fault::AfterConfirm, Fault::AfterCredit];
+
+    pub fn parse(text: &str) -> Option<Fault> {
+        Some(match text {
+            "before_create" => Fault::BeforeCreate,
+            "after_create" => Fault::AfterCreate,
+            "after_confirm" => Fault::AfterConfirm,
+            "after_credit" => Fault::AfterCredit,
+            _ => return None,
+        })
+    }
+}
+
+/// Settings of payments (`[payments]` in the configuration).
+#[derive(Clone, Debug)]
+pub struct PaymentConfig {
+    /// Stripe's base URL and secret key; card payments are off without them.
+    pub stripe: Option<(String, String)>,
+    /// Card recharges failing in a row before auto-recharge turns itself off.
+    pub failures_max: u32,
+    /// How long (wall clock) a process may work on a recharge before another takes it over.
+    pub lease_s: i64,
+    /// The offset of the days and months the caps count in.
+    pub utc_offset_min: i32,
+    /// A step at which card recharges stop; `abort` kills the process there.
+    pub fault: Option<(Fault, bool)>,
+}
+
+impl Default for PaymentConfig {
+    fn default() -> Self {
+        PaymentConfig { stripe: None, failures_max: 3, lease_s: 60, utc_offset_min: 0, fault: None }
+    }
+}
+
+fn wall_us() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+fn store(e: StoreError) -> String {
+    e.0
+}
+
+pub struct Payments {
+    engine: Arc<Engine>,
+    reader: Arc<dyn Reader>,
+    alerts: Arc<dyn AlertStore>,
+    store: Arc<dyn PaymentStore>,
+    stripe: Option<Stripe>,
+    config: PaymentConfig,
+    /// Operator e-mail for notices about customers without a reseller.
+    operator_email: Option<String>,
+    fault: Mutex<Option<(Fault, bool)>>,
+}
+
+impl Payments {
+    pub fn new(
+        engine: Arc<Engine>,
+        reader: Arc<dyn Reader>,
+        alerts: Arc<dyn AlertStore>,
+        store: Arc<dyn PaymentStore>,
+        config: PaymentConfig,
+        operator_email: Option<String>,
+    ) -> Payments {
+        let stripe = config.stripe.as_ref().map(|(url, key)| Stripe::new(url, key));
+        let fault = Mutex::new(config.fault);
+        Payments { engine, reader, alerts, store, stripe, config, operator_email, fault }
+    }
+
+    /// Whether card payments can be made.
+    pub fn card_configured(&self) -> bool {
+        self.stripe.is_some()
+    }
+
+    pub fn store(&self) -> &Arc<dyn PaymentStore> {
+        &self.store
+    }
+
+    /// Makes card recharges stop at `fault` (tests); `None` lets them run.
+    pub fn set_fault(&self, fault: Option<Fault>) {
+        *self.fault.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = fault.map(|f| (f, false));
+    }
+
+    fn at_fault(&self, here: Fault) -> Result<(), String> {
+        let fault = *self.fault.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match fault {
+            Some((f, true)) if f == here => {
+                eprintln!("{}", json!({ "level": "error", "msg": "injected fault: aborting", "fields": { "fault": format!("{here:?}") } }));
+                std::process::abort()
+            }
+            Some((f, false)) if f == here => Err(format!("injected fault {here:?}")),
+            _ => Ok(()),
+        }
+    }
+
+    /// The local date and month of `now`, which the caps count in.
+    pub fn day_month(&self, now: Timestamp) -> (String, String) {
+        let local = now.0 + i64::from(self.config.utc_offset_min) * 60 * MICROS;
+        let day = purse_http::time::format_date(local.div_euclid(DAY_US));
+        let month = day[..7].to_owned();
+        (day, month)
+    }
+
+    fn currency(&self, code: purse_core::CurrencyCode) -> Result<Currency, String> {
+        self.reader.currencies().map_err(store)?.into_iter().find(|c| c.code == code).ok_or_else(|| format!("no currency {code}"))
+    }
+
+    /// Starts the customer's automatic recharge if one is due at `available`; the store
+    /// refuses it while another is in flight or the caps are used up.
+    pub fn evaluate(&self, party: &Party, wallet: &Account, available: i128, settings: Option<&RechargeSettings>, now: Timestamp) -> Result<Option<RechargeRecord>, String> {
+        let Some(s) = settings.filter(|s| s.enabled) else { return Ok(None) };
+        let PartyKind::Customer { reseller, currency, .. } = party.kind else { return Ok(None) };
+        if wallet.status != purse_core::AccountStatus::Open || (s.method == RechargeMethod::Card && self.stripe.is_none()) {
+            return Ok(None);
+        }
+        let (day, month) = self.day_month(now);
+        let used = self.store.recharges_used(party.id, &day, &month).map_err(store)?;
+        let Some(amount) = recharge::recharge_due(s, available, used) else { return Ok(None) };
+        let c = self.currency(currency)?;
+        let notice = (s.method == RechargeMethod::Invoice).then(|| {
+            let text = format!(
+                "Hello,\n\nTop-up invoice {{invoice}} for {} {} has been issued to {}, because the available balance ({} {}) fell below \
+                 the recharge threshold of {} {}.\nPay it by cheque or telegraphic transfer, quoting the invoice number; the balance is \
+                 credited when the payment is recorded.\n\n-- Purse",
+                c.format(amount),
+                c.code,
+                party.name,
+                c.format(clamp(available)),
+                c.code,
+                c.format(s.threshold),
+                c.code
+            );
+            self.notice(party, s, PaymentNotice::TopUpInvoice, amount, available, &c, format!("Top-up invoice {{invoice}}: {} {} for {}", c.format(amount), c.code, party.name), text, now)
+        });
+        let new = NewRecharge {
+            party: party.id,
+            method: s.method,
+            reason: RechargeReason::Auto,
+            amount: amount.0,
+            currency,
+            at: now,
+            day,
+            month,
+            per_day_max: s.per_day_max,
+            month_cap: s.month_cap.map(|c| c.0),
+            issuer: reseller,
+            notice: notice.transpose()?,
+            lease_until: 0,
+            request_key: None,
+        };
+        let started = self.store.start_recharge(&new).map_err(store)?;
+        if let Some(r) = &started {
+            log("recharge started", json!({ "recharge": r.id, "customer": party.id.0, "method": s.method.as_str(), "amount": c.format(amount) }));
+        }
+        Ok(started)
+    }
+
+    /// Runs every recharge that is waiting and that no live lease holds, as of wall time `wall`.
+    pub fn work(&self, wall: i64) -> Result<usize, String> {
+        let mut done = 0;
+        loop {
+            let claimed = self.store.claim_recharges(wall, wall + self.config.lease_s * MICROS, 20).map_err(store)?;
+            if claimed.is_empty() {
+                return Ok(done);
+            }
+            for r in claimed {
+                match self.run(&r) {
+                    Ok(_) => done += 1,
+                    Err(e) => log("recharge step failed", json!({ "recharge": r.id, "error": e })),
+                }
+            }
+        }
+    }
+
+    /// Waiting recharges, now.
+    pub fn step(&self) -> Result<usize, String> {
+        self.work(wall_us())
+    }
+
+    /// Carries a recharge as far as it can go now.
+    pub fn run(&self, r: &RechargeRecord) -> Result<RechargeRecord, String> {
+        match r.method {
+            RechargeMethod::Card => self.run_card(r)?,
+            RechargeMethod::MasterAccount => self.run_master(r)?,
+            RechargeMethod::Invoice => {}
+        }
+        self.store.recharge(r.id).map_err(store)?.ok_or_else(|| format!("recharge {} is gone", r.id))
+    }
+
+    fn customer(&self, id: PartyId) -> Result<(Party, Account), String> {
+        let party = self.reader.party(id).map_err(store)?.ok_or_else(|| format!("no customer {id}"))?;
+        let PartyKind::Customer { wallet, .. } = party.kind else { return Err(format!("party {id} is not a customer")) };
+        let wallet = self.reader.account(wallet).map_err(store)?.ok_or_else(|| format!("no wallet of customer {id}"))?;
+        Ok((party, wallet))
+    }
+
+    fn credit(&self, r: &RechargeRecord, command: Command) -> Result<Result<u64, Rejection>, String> {
+        let results = self.engine.submit(vec![Item::single(command)]).map_err(|e| e.to_string())?;
+        Ok(match results.into_iter().next() {
+            Some(Ok(Outcome::Posted { transfer, .. })) => Ok(transfer.0),
+            Some(Ok(other)) => return Err(format!("recharge {}: unexpected outcome {other:?}", r.id)),
+            Some(Err(rejection)) => Err(rejection),
+            None => return Err("the engine answered nothing".into()),
+        })
+    }
+
+    fn client_id(r: &RechargeRecord) -> ClientId {
+        ClientId::new(&format!("recharge:{}", r.id)).unwrap_or_else(|| unreachable!("a short printable id"))
+    }
+
+    fn run_master(&self, r: &RechargeRecord) -> Result<(), String> {
+        let (party, wallet) = self.customer(r.party)?;
+        let PartyKind::Customer { reseller: Some(reseller), .. } = party.kind else {
+            return self.finish(r, RechargeUpdate::Failed { error: "the customer has no reseller".into() }, None);
+        };
+        let master = self.reader.accounts_of(reseller).map_err(store)?.into_iter().find(|a| a.kind == AccountKind::MasterWallet && a.currency == r.currency);
+        let c = self.currency(r.currency)?;
+        let settings = self.store.recharge_settings(r.party).map_err(store)?.unwrap_or_else(|| RechargeSettings::off(r.party, r.created_at));
+        let short = |why: String| -> Result<(), String> {
+            let now = self.engine.clock().now();
+            let subject = format!("Recharge refused: master wallet short for {}", party.name);
+            let body = format!(
+                "Hello,\n\nThe automatic recharge of {} {} for {} could not be issued from your master account: {why}.\nTop up the \
+                 master wallet, or issue credit to the customer by hand.\n\n-- Purse",
+                c.format(Amount(r.amount)),
+                c.code,
+                party.name
+            );
+            let n = self.notice(&party, &settings, PaymentNotice::MasterFundsShort, Amount(r.amount), 0, &c, subject, body, now)?;
+            self.finish(r, RechargeUpdate::Failed { error: why }, Some(&n))
+        };
+        let Some(master) = master else { return short(format!("the reseller has no master wallet in {}", r.currency)) };
+        let metadata = json!({ "recharge": r.id }).to_string();
+        let command = Command::Transfer {
+            client_id: Self::client_id(r),
+            source: master.id,
+            target: wallet.id,
+            money: Money { amount: Amount(r.amount), currency: r.currency },
+            kind: TransferKind::Recharge,
+            metadata: Some(metadata),
+        };
+        match self.credit(r, command)? {
+            Ok(transfer) => self.succeeded(r, &party, &wallet, &settings, transfer, &c),
+            Err(Rejection::InsufficientFunds { available }) => {
+                short(format!("the master wallet has {} {} available", c.format(available), c.code))
+            }
+            Err(other) => self.finish(r, RechargeUpdate::Failed { error: other.to_string() }, None),
+        }
+    }
+
+    fn succeeded(&self, r: &RechargeRecord, party: &Party, wallet: &Account, s: &RechargeSettings, transfer: u64, c: &Currency) -> Result<(), String> {
+        let now = self.engine.clock().now();
+        let after = self.reader.account(wallet.id).map_err(store)?.map_or(0, |w| w.own_available(now));
+        let what = if r.reason == RechargeReason::Auto { "Automatic recharge" } else { "Payment" };
+        let subject = format!("{what} of {} {} for {}", c.format(Amount(r.amount)), c.code, party.name);
+        let body = format!(
+            "Hello,\n\n{what} of {} {} ({}) was credited to {}.\nThe available balance is now {} {}.\n\n-- Purse",
+            c.format(Amount(r.amount)),
+            c.code,
+            r.method.title(),
+            party.name,
+            c.format(clamp(after)),
+            c.code
+        );
+        let n = self.notice(party, s, PaymentNotice::RechargeSucceeded, Amount(r.amount), after, c, subject, body, now)?;
+        self.finish(r, RechargeUpdate::Succeeded { transfer }, Some(&n))
+    }
+
+    fn finish(&self, r: &RechargeRecord, update: RechargeUpdate, n: Option<&NewNotification>) -> Result<(), String> {
+        let now = self.engine.clock().now();
+        self.store.update_recharge(r.id, &update, now, n).map_err(store)?;
+        log("recharge finished", json!({ "recharge": r.id, "update": format!("{update:?}") }));
+        Ok(())
+    }
+
+    fn run_card(&self, r: &RechargeRecord) -> Result<(), String> {
+        let Some(stripe) = &self.stripe else { return Err("card payments are not configured".into()) };
+        let (party, wallet) = self.customer(r.party)?;
+        let settings = self.store.recharge_settings(r.party).map_err(store)?.unwrap_or_else(|| RechargeSettings::off(r.party, r.created_at));
+        let c = self.currency(r.currency)?;
+        let mut intent_id = r.intent.clone();
+        if intent_id.is_none() {
+            let Some(card) = &settings.card else {
+                return self.card_failed(r, &party, &settings, &c, "no card is saved".into());
+            };
+            let amount = match stripe::stripe_amount(r.amount, c.scale, r.currency.as_str()) {
+                Ok(a) => a,
+                Err(e) => return self.card_failed(r, &party, &settings, &c, e),
+            };
+            self.at_fault(Fault::BeforeCreate)?;
+            let key = format!("purse-recharge-{}", r.id);
+            let intent = match stripe.create_intent(amount, r.currency.as_str(), &card.customer, &card.payment_method, r.id, &key) {
+                Ok(i) => i,
+                Err(StripeError::Unknown(e)) => return Err(e),
+                Err(e) => return self.card_failed(r, &party, &settings, &c, e.message().to_owned()),
+            };
+            self.at_fault(Fault::AfterCreate)?;
+            self.store.update_recharge(r.id, &RechargeUpdate::Intent(intent.id.clone()), self.engine.clock().now(), None).map_err(store)?;
+            intent_id = Some(intent.id);
+        }
+        let id = intent_id.unwrap_or_default();
+        let mut intent = stripe.intent(&id).map_err(|e| e.message().to_owned())?;
+        if intent.status == "requires_confirmation" {
+            intent = match stripe.confirm(&id) {
+                Ok(i) => i,
+                Err(StripeError::Declined(m)) => return self.card_failed(r, &party, &settings, &c, m),
+                Err(e) => {
+                    // The answer is unknown or refused: what Stripe holds decides.
+                    let read = stripe.intent(&id).map_err(|_| e.message().to_owned())?;
+                    if read.status == "requires_confirmation" {
+                        return Err(e.message().to_owned());
+                    }
+                    read
+                }
+            };
+        }
+        match intent.status.as_str() {
+            "succeeded" => {
+                self.at_fault(Fault::AfterConfirm)?;
+                let metadata = json!({ "recharge": r.id, "payment_intent": id }).to_string();
+                let command = Command::Payment {
+                    client_id: Self::client_id(r),
+                    account: wallet.id,
+                    money: Money { amount: Amount(r.amount), currency: r.currency },
+                    method: PaymentMethod::Card,
+                    metadata: Some(metadata),
+                };
+                let transfer = self.credit(r, command)?.map_err(|rej| format!("the ledger refused the credit of recharge {}: {rej}", r.id))?;
+                self.at_fault(Fault::AfterCredit)?;
+                if r.reason == RechargeReason::Auto {
+                    self.store.card_result(r.party, true, self.config.failures_max, "", self.engine.clock().now(), None).map_err(store)?;
+                }
+                self.succeeded(r, &party, &wallet, &settings, transfer, &c)
+            }
+            "processing" => Ok(()), // read again at the next claim
+            "requires_action" => self.card_failed(r, &party, &settings, &c, "the card asks for authentication, which an off-session charge cannot give".into()),
+            "canceled" => self.card_failed(r, &party, &settings, &c, "the payment was canceled at Stripe".into()),
+            _ => self.card_failed(r, &party, &settings, &c, intent.error.unwrap_or_else(|| "the card was declined".into())),
+        }
+    }
+
+    fn card_failed(&self, r: &RechargeRecord, party: &Party, s: &RechargeSettings, c: &Currency, error: String) -> Result<(), String> {
+        let now = self.engine.clock().now();
+        let available = self.reader.account(match party.kind {
+            PartyKind::Customer { wallet, .. } => wallet,
+            PartyKind::Reseller => return Err("not a customer".into()),
+        })
+        .map_err(store)?
+        .map_or(0, |w| w.own_available(now));
+        if r.reason != RechargeReason::Auto {
+            return self.finish(r, RechargeUpdate::Failed { error }, None);
+        }
+        let subject = format!("Automatic recharge declined for {}", party.name);
+        let body = format!(
+            "Hello,\n\nThe automatic recharge of {} {} for {} by card ending {} failed: {error}.\nThe available balance is {} {}. \
+             Update the card or pay now from Balance Details.\n\n-- Purse",
+            c.format(Amount(r.amount)),
+            c.code,
+            party.name,
+            s.card.as_ref().map_or("-", |k| k.last4.as_str()),
+            c.format(clamp(available)),
+            c.code
+        );
+        let n = self.notice(party, s, PaymentNotice::RechargeFailed, Amount(r.amount), available, c, subject, body, now)?;
+        self.finish(r, RechargeUpdate::Failed { error: error.clone() }, Some(&n))?;
+        let reason = format!("turned off after {} failed card recharges in a row (last: {error})", self.config.failures_max);
+        let subject = format!("Auto-recharge turned off for {}", party.name);
+        let body = format!(
+            "Hello,\n\nAuto-recharge of {} has been turned off: {reason}.\nSave a working card and turn it on again in Balance \
+             Details.\n\n-- Purse",
+            party.name
+        );
+        let off = self.notice(party, s, PaymentNotice::RechargeDisabled, Amount(r.amount), available, c, subject, body, now)?;
+        if self.store.card_result(r.party, false, self.config.failures_max, &reason, now, Some(&off)).map_err(store)? {
+            log("auto-recharge disabled", json!({ "customer": party.id.0, "reason": reason }));
+        }
+        Ok(())
+    }
+
+    /// A notice about a customer's payments: to its billing e-mail and the recharge e-mails
+    /// (the reseller's e-mail, or the operator's, for a master wallet short of funds), and
+    /// to the webhook endpoints that see the customer.
+    #[allow(clippy::too_many_arguments)]
+    fn notice(
+        &self,
+        party: &Party,
+        s: &RechargeSettings,
+        kind: PaymentNotice,
+        amount: Amount,
+        available: i128,
+        c: &Currency,
+        subject: String,
+        body: String,
+        at: Timestamp,
+    ) -> Result<NewNotification, String> {
+        let reseller = match party.kind {
+            PartyKind::Customer { reseller, .. } => reseller,
+            PartyKind::Reseller => None,
+        };
+        let staff = kind == PaymentNotice::MasterFundsShort;
+        let mut emails: Vec<String> = Vec::new();
+        if staff {
+            match reseller {
+                Some(r) => emails.extend(self.alerts.alert_settings(r).map_err(store)?.and_then(|a| a.email)),
+                None => emails.extend(self.operator_email.clone()),
+            }
+        } else {
+            emails.extend(self.alerts.alert_settings(party.id).map_err(store)?.and_then(|a| a.email));
+            emails.extend(s.emails.iter().cloned());
+        }
+        let mut seen = std::collections::HashSet::new();
+        emails.retain(|e| seen.insert(e.to_ascii_lowercase()));
+        let endpoints = self
+            .alerts
+            .endpoints()
+            .map_err(store)?
+            .into_iter()
+            .filter(|e| e.enabled && (e.owner.is_none() || e.owner == reseller || (e.owner == Some(party.id) && !staff)))
+            .map(|e| (e.id, e.url))
+            .collect();
+        let payload = json!({
+            "type": kind.event_type(),
+            "timestamp": purse_http::time::format(at),
+            "data": {
+                "customer": party.id.0,
+                "client_id": party.client_id.as_str(),
+                "name": party.name,
+                "amount": c.format(amount),
+                "available": c.format(clamp(available)),
+                "currency": c.code.to_string(),
+                "message": subject,
+            }
+        })
+        .to_string();
+        Ok(NewNotification {
+            party: party.id,
+            kind: purse_store::AlertKind::Payment(kind),
+            threshold: amount.0,
+            available: clamp(available).0,
+            currency: c.code,
+            at,
+            subject,
+            body,
+            payload,
+            emails,
+            endpoints,
+        })
+    }
+
+    /// Saves a card for the customer at Stripe (creating its Stripe customer the first
+    /// time) and in its recharge settings. A declined card changes nothing.
+    pub fn save_card(&self, party: &Party, email: Option<&str>, details: &CardDetails) -> Result<SavedCard, PayError> {
+        let Some(stripe) = &self.stripe else { return Err(PayError::NotConfigured) };
+        let now = self.engine.clock().now();
+        let current = self.store.recharge_settings(party.id).map_err(|e| PayError::Internal(e.0))?;
+        let customer = match current.as_ref().and_then(|s| s.card.as_ref()) {
+            Some(card) => card.customer.clone(),
+            None => stripe.create_customer(&party.name, email, party.id.0, &format!("purse-customer-{}", party.id)).map_err(pay_error)?,
+        };
+        let card = stripe.save_card(&customer, details).map_err(pay_error)?;
+        let saved = SavedCard { customer, payment_method: card.id, brand: card.brand, last4: card.last4 };
+        let mut settings = current.unwrap_or_else(|| RechargeSettings::off(party.id, now));
+        settings.card = Some(saved.clone());
+        settings.updated_at = now;
+        self.store.put_recharge_settings(&settings).map_err(|e| PayError::Internal(e.0))?;
+        Ok(saved)
+    }
+
+    /// Charges the saved card `amount` at once and credits the balance on success.
+    pub fn pay_now(&self, party: &Party, amount: Amount, request_key: Option<String>) -> Result<RechargeRecord, PayError> {
+        if self.stripe.is_none() {
+            return Err(PayError::NotConfigured);
+        }
+        let PartyKind::Customer { currency, .. } = party.kind else { return Err(PayError::Internal("not a customer".into())) };
+        let settings = self.store.recharge_settings(party.id).map_err(|e| PayError::Internal(e.0))?;
+        if settings.as_ref().and_then(|s| s.card.as_ref()).is_none() {
+            return Err(PayError::Invalid { field: "card", message: "no card is saved: give the card's details".into() });
+        }
+        let c = self.currency(currency).map_err(PayError::Internal)?;
+        stripe::stripe_amount(amount.0, c.scale, currency.as_str()).map_err(|m| PayError::Invalid { field: "amount", message: m })?;
+        let now = self.engine.clock().now();
+        let (day, month) = self.day_month(now);
+        let new = NewRecharge {
+            party: party.id,
+            method: RechargeMethod::Card,
+            reason: RechargeReason::PayNow,
+            amount: amount.0,
+            currency,
+            at: now,
+            day,
+            month,
+            per_day_max: u32::MAX,
+            month_cap: None,
+            issuer: None,
+            notice: None,
+            lease_until: wall_us() + self.config.lease_s * MICROS,
+            request_key,
+        };
+        let r = self.store.start_recharge(&new).map_err(|e| PayError::Internal(e.0))?.ok_or_else(|| PayError::Internal("the payment was not recorded".into()))?;
+        let done = self.run(&r).map_err(PayError::Pending)?;
+        match done.status {
+            RechargeStatus::Succeeded => Ok(done),
+            RechargeStatus::Failed => Err(PayError::Declined(done.error.unwrap_or_else(|| "the card was declined".into()))),
+            _ => Err(PayError::Pending(format!("payment {} is still being processed", done.id))),
+        }
+    }
+}
+
+fn pay_error(e: StripeError) -> PayError {
+    match e {
+        StripeError::Declined(m) => PayError::Declined(m),
+        StripeError::Refused(m) => PayError::Invalid { field: "card", message: format!("Stripe refused the card: {m}") },
+        StripeError::Unknown(m) => PayError::Pending(m),
+    }
+}
+
+fn clamp(v: i128) -> Amount {
+    Amount(v.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
+}
+
+fn log(msg: &str, fields: serde_json::Value) {
+    eprintln!("{}", json!({ "level": "info", "msg": msg, "fields": fields }));
+}
+
+impl purse_http::cards::Cards for Payments {
+    fn configured(&self) -> bool {
+        self.card_configured()
+    }
+
+    fn save_card(&self, party: &Party, email: Option<&str>, card: &CardDetails) -> Result<SavedCard, PayError> {
+        Payments::save_card(self, party, email, card)
+    }
+
+    fn pay_now(&self, party: &Party, amount: Amount, request_key: Option<String>) -> Result<RechargeRecord, PayError> {
+        Payments::pay_now(self, party, amount, request_key)
+    }
+}

@@ -1,0 +1,578 @@
+//! Auto-recharge and payments end to end, against localstripe (a stateful Stripe emulator
+//! from PyPI, installed by `scripts/stripe.sh`): a simulated month of card recharges checked
+//! against a reference model, failures injected at each step of a card recharge, 200
+//! concurrent charges, two `purse serve` processes on one PostgreSQL database, declines and
+//! auto-disable, top-up invoices, the master account, and bad input.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Process, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use purse::alerts::{AlertConfig, MailConfig, Notifier};
+use purse::client::Client;
+use purse::payments::{Fault, PaymentConfig, Payments};
+use purse_core::{Role, Scope, Timestamp};
+use purse_engine::{Clock, ManualClock};
+use serde_json::{json, Value};
+
+const HOUR: i64 = 3600 * 1_000_000;
+const DAY: i64 = 24 * HOUR;
+const VISA: &str = "4242424242424242";
+/// Attaches, then every charge is declined.
+const DECLINES: &str = "4000000000000341";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wall_us() -> i64 {
+    i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros()).unwrap()
+}
+
+struct World {
+    server: Option<purse::serve::Server>,
+    clock: Arc<ManualClock>,
+    notifier: Notifier,
+    payments: Arc<Payments>,
+    api: Client,
+    maildir: PathBuf,
+    url: String,
+}
+
+fn payment_config(stripe: Option<&LocalStripe>) -> PaymentConfig {
+    stripe.map_or_else(PaymentConfig::default, LocalStripe::config)
+}
+
+impl World {
+    fn new(url: &str, stripe: Option<&LocalStripe>) -> World {
+        let opened = purse::open_store(url).unwrap();
+        let now = Timestamp::from_secs(T0);
+        let (_, key) = purse::keys::create(&opened, "test", Role::Operator, Scope::ReadWrite, now).unwrap();
+        let clock = Arc::new(ManualClock::new(now));
+        let api_settings = purse_http::ApiSettings { log_requests: false, rate_per_key: 0, ..purse_http::ApiSettings::default() };
+        let options = purse::serve::ServeOptions {
+            listen: "127.0.0.1:0".into(),
+            engine: purse_engine::EngineConfig::default(),
+            api: api_settings,
+            alerts: None,
+            payments: payment_config(stripe),
+        };
+        let server = purse::serve::start(opened, clock.clone(), options).unwrap();
+        let side = purse::open_side(url).unwrap();
+        let maildir = std::env::temp_dir().join(format!("purse-recharge-mail-{}-{}", std::process::id(), wall_us()));
+        let config = AlertConfig { mail: MailConfig::Maildir(maildir.clone()), ..AlertConfig::default() };
+        let payments = Arc::new(Payments::new(server.engine.clone(), side.reader.clone(), side.alerts.clone(), side.payments, payment_config(stripe), None));
+        let notifier = Notifier::new(server.engine.clone(), side.reader, side.alerts, side.access, config).unwrap().with_payments(payments.clone());
+        let api = Client::new(&format!("http://{}", server.addr), Some(key)).unwrap();
+        let mut w = World { server: Some(server), clock, notifier, payments, api, maildir, url: url.to_owned() };
+        w.call("POST", "/v1/currencies", json!({ "code": "USD" }));
+        w
+    }
+
+    fn call(&mut self, method: &str, path: &str, body: Value) -> Value {
+        let reply = self.api.send(method, path, &body, &purse::ids::uuid_v4(&mut purse::ids::Rng::from_kernel())).unwrap();
+        assert!(reply.status < 300, "{method} {path}: {} {}", reply.status, reply.json());
+        reply.json()
+    }
+
+    fn refused(&mut self, method: &str, path: &str, body: Value) -> (u16, Value) {
+        let reply = self.api.send(method, path, &body, &purse::ids::uuid_v4(&mut purse::ids::Rng::from_kernel())).unwrap();
+        (reply.status, reply.json())
+    }
+
+    fn get(&mut self, path: &str) -> Value {
+        self.api.get(path).unwrap().json()
+    }
+
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    fn step(&mut self) {
+        self.notifier.step().expect("the worker steps");
+    }
+
+    fn customer(&mut self, name: &str, reseller: Option<u64>) -> (u64, u64) {
+        let mut body = json!({ "client_id": name, "name": name, "billing": "prepaid", "currency": "USD" });
+        if let Some(r) = reseller {
+            body["reseller"] = json!(r);
+        }
+        let c = self.call("POST", "/v1/customers", body);
+        let id = c["id"].as_u64().unwrap();
+        self.call("PUT", &format!("/v1/customers/{id}/alert-settings"), json!({ "billing_email": format!("{name}@billing.test") }));
+        (id, c["wallet"].as_u64().unwrap())
+    }
+
+    fn pay(&mut self, wallet: u64, amount: &str) {
+        let id = purse::ids::uuid_v4(&mut purse::ids::Rng::from_kernel());
+        self.call("POST", "/v1/payments", json!({ "client_id": id, "account": wallet, "amount": amount, "currency": "USD", "method": "cash" }));
+    }
+
+    fn charge(&mut self, wallet: u64, amount: &str) {
+        let id = purse::ids::uuid_v4(&mut purse::ids::Rng::from_kernel());
+        self.call("POST", "/v1/charges", json!({ "client_id": id, "account": wallet, "amount": amount, "currency": "USD", "service": "calls" }));
+    }
+
+    fn save_card(&mut self, customer: u64, number: &str) {
+        self.call("POST", &format!("/v1/customers/{customer}/card"), json!({ "number": number, "exp_month": 12, "exp_year": 2034, "cvc": "123" }));
+    }
+
+    fn recharges(&mut self, customer: u64) -> Vec<Value> {
+        let mut all = self.get(&format!("/v1/recharges?customer={customer}&limit=500"))["data"].as_array().unwrap().clone();
+        all.reverse();
+        all
+    }
+
+    fn balance(&mut self, wallet: u64) -> String {
+        self.get(&format!("/v1/accounts/{wallet}"))["balance"].as_str().unwrap().to_owned()
+    }
+
+    fn stripe_customer(&self, customer: u64) -> String {
+        // The Stripe customer id is never shown by the API; the store has it.
+        let s = self.payments.store().recharge_settings(purse_core::PartyId(customer)).unwrap().unwrap();
+        s.card.unwrap().customer
+    }
+
+    fn mails(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.maildir.join("new")) else { return Vec::new() };
+        entries.flatten().map(|e| std::fs::read_to_string(e.path()).unwrap()).collect()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if let Some(s) = self.server.take() {
+            let _ = s.stop();
+        }
+        let _ = std::fs::remove_dir_all(&self.maildir);
+    }
+}
+
+fn units(text: &str) -> i64 {
+    let (whole, frac) = text.split_once('.').unwrap_or((text, "00"));
+    let sign = if whole.starts_with('-') { -1 } else { 1 };
+    sign * (whole.trim_start_matches('-').parse::<i64>().unwrap() * 100 + frac.parse::<i64>().unwrap())
+}
+
+fn epoch_day(at: &str) -> i64 {
+    purse_http::time::parse(at).unwrap().0.div_euclid(DAY)
+}
+
+/// Usage of hour `h` (of the month) in cents: heavier in the middle ten days.
+fn usage(h: i64) -> i64 {
+    let (day, hour) = (h / 24, h % 24);
+    if !(9..18).contains(&hour) {
+        return 0;
+    }
+    match day {
+        0..=9 => 500,
+        10..=19 => 800,
+        _ => 150,
+    }
+}
+
+#[test]
+fn a_simulated_month_recharges_by_card_on_exactly_the_expected_days_and_to_target() {
+    let stripe = LocalStripe::start();
+    let mut w = World::new(&sqlite_url(), Some(&stripe));
+    let (fixed, fixed_wallet) = w.customer("fixed", None);
+    let (target, target_wallet) = w.customer("target", None);
+    for (c, wallet) in [(fixed, fixed_wallet), (target, target_wallet)] {
+        w.pay(wallet, "60");
+        w.save_card(c, VISA);
+    }
+    w.call("PUT", &format!("/v1/customers/{fixed}/recharge-settings"), json!({ "enabled": true, "method": "card", "threshold": "20", "recharge_amount": "50" }));
+    w.call("PUT", &format!("/v1/customers/{target}/recharge-settings"), json!({ "enabled": true, "method": "card", "threshold": "20", "target_balance": "100" }));
+    assert_eq!(w.get(&format!("/v1/accounts/{fixed_wallet}"))["thresholds"], json!(["20.00"]), "the ledger watches the recharge threshold");
+    // The reference model: the same usage, and one recharge a day at most when below 20.
+    let mut model = [(6000_i64, Vec::new(), -1_i64), (6000, Vec::new(), -1)];
+    let start = w.now();
+    for h in 0..30 * 24 {
+        let at = start.plus_micros(h * HOUR);
+        w.clock.set(at);
+        let u = usage(h);
+        if u > 0 {
+            w.charge(fixed_wallet, &format!("{}.{:02}", u / 100, u % 100));
+            w.charge(target_wallet, &format!("{}.{:02}", u / 100, u % 100));
+        }
+        w.step();
+        let day = at.0.div_euclid(DAY);
+        for (i, m) in model.iter_mut().enumerate() {
+            m.0 -= u;
+            if m.0 < 2000 && m.2 != day {
+                let amount = if i == 0 { 5000 } else { 10_000 - m.0 };
+                m.0 += amount;
+                m.1.push((day, amount));
+                m.2 = day;
+            }
+        }
+    }
+    for (i, (c, wallet)) in [(fixed, fixed_wallet), (target, target_wallet)].into_iter().enumerate() {
+        let got: Vec<(i64, i64)> = w
+            .recharges(c)
+            .iter()
+            .map(|r| {
+                assert_eq!(r["status"], "succeeded", "{r}");
+                (epoch_day(r["created_at"].as_str().unwrap()), units(r["amount"].as_str().unwrap()))
+            })
+            .collect();
+        assert_eq!(got, model[i].1, "customer {c}: recharges (day, amount) as the model says");
+        assert!(got.len() >= 10, "the month needs many recharges: {got:?}");
+        assert_eq!(units(&w.balance(wallet)), model[i].0, "the ledger balance equals the model's");
+        let charges = stripe.charges(&w.stripe_customer(c));
+        let succeeded: Vec<&Value> = charges.iter().filter(|ch| ch["status"] == "succeeded").collect();
+        assert_eq!(succeeded.len(), got.len(), "Stripe charged once per recharge");
+        let charged: i64 = succeeded.iter().map(|ch| ch["amount"].as_i64().unwrap()).sum();
+        assert_eq!(charged, got.iter().map(|(_, a)| a).sum::<i64>(), "Stripe charged exactly what was credited");
+    }
+    // A successful recharge is told to the billing e-mail.
+    assert!(w.mails().iter().any(|m| m.contains("Automatic recharge of 50.00 USD")), "a recharge notice was mailed");
+}
+
+#[test]
+fn a_crash_at_any_step_of_a_card_recharge_never_charges_twice_nor_loses_a_credit() {
+    let stripe = LocalStripe::start();
+    let mut w = World::new(&sqlite_url(), Some(&stripe));
+    const RUNS: usize = 50;
+    for fault in Fault::ALL {
+        let name = format!("{fault:?}").to_lowercase();
+        let (c, wallet) = w.customer(&name, None);
+        w.pay(wallet, "25");
+        w.save_card(c, VISA);
+        w.call("PUT", &format!("/v1/customers/{c}/recharge-settings"), json!({ "enabled": true, "method": "card", "threshold": "20", "recharge_amount": "10" }));
+        for run in 0..RUNS {
+            // A new day, a charge below the threshold, and the process "dies" at `fault`.
+            w.clock.set(w.now().plus_micros(DAY));
+            w.charge(wallet, "10");
+            w.payments.set_fault(Some(fault));
+            w.step();
+            let r = w.recharges(c).last().cloned().unwrap();
+            assert_ne!(r["status"], "succeeded", "{fault:?} run {run}: the fault stopped it: {r}");
+            // The restart: another process claims it once the lease is over.
+            w.payments.set_fault(None);
+            w.payments.work(wall_us() + 61 * 1_000_000).unwrap();
+            let r = w.recharges(c).last().cloned().unwrap();
+            assert_eq!(r["status"], "succeeded", "{fault:?} run {run}: finished after the restart: {r}");
+        }
+        let recharges = w.recharges(c);
+        assert_eq!(recharges.len(), RUNS, "{fault:?}: one recharge per run");
+        // The ledger: exactly one credit per recharge.
+        let journal = w.get(&format!("/v1/accounts/{wallet}/journal?kind=payment&limit=500"));
+        let credits: Vec<&str> = journal["data"].as_array().unwrap().iter().filter_map(|t| t["client_id"].as_str()).filter(|id| id.starts_with("recharge:")).collect();
+        assert_eq!(credits.len(), RUNS, "{fault:?}: one credit per recharge");
+        let mut unique = credits.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), RUNS);
+        // Stripe: at most one successful charge per recharge, and one for each.
+        let charges = stripe.charges(&w.stripe_customer(c));
+        let mut per_intent: HashMap<String, usize> = HashMap::new();
+        for ch in charges.iter().filter(|ch| ch["status"] == "succeeded") {
+            *per_intent.entry(ch["payment_intent"].as_str().unwrap().to_owned()).or_default() += 1;
+        }
+        assert_eq!(per_intent.len(), RUNS, "{fault:?}: one successful charge per recharge");
+        assert!(per_intent.values().all(|n| *n == 1));
+        let recorded: Vec<String> = recharges.iter().map(|r| r["payment_intent"].as_str().unwrap().to_owned()).collect();
+        assert!(recorded.iter().all(|pi| per_intent.contains_key(pi)), "{fault:?}: each recharge's intent is the one charged");
+        // 25 + 50 × (−10 + 10).
+        assert_eq!(w.balance(wallet), "25.00");
+    }
+}
+
+#[test]
+fn two_hundred_concurrent_charges_leave_at_most_one_recharge_in_flight_per_customer() {
+    let mut w = World::new(&sqlite_url(), None);
+    let mut wallets = Vec::new();
+    for n in 0..20 {
+        let (c, wallet) = w.customer(&format!("c{n}"), None);
+        w.pay(wallet, "100");
+        w.call("PUT", &format!("/v1/customers/{c}/recharge-settings"), json!({ "enabled": true, "method": "invoice", "threshold": "50", "recharge_amount": "100", "per_day_max": 24 }));
+        wallets.push((c, wallet));
+    }
+    let addr = w.server.as_ref().unwrap().addr;
+    let key = {
+        let opened = purse::open_store(&w.url).unwrap();
+        purse::keys::create(&opened, "load", Role::Operator, Scope::ReadWrite, w.now()).unwrap().1
+    };
+    // Ten threads post 200 charges (10 of 6.00 per customer) while the worker evaluates.
+    let threads: Vec<_> = (0..10)
+        .map(|t| {
+            let (key, wallets) = (key.clone(), wallets.clone());
+            std::thread::spawn(move || {
+                let mut api = Client::new(&format!("http://{addr}"), Some(key)).unwrap();
+                for i in 0..20 {
+                    let (_, wallet) = wallets[(t * 20 + i) % 20];
+                    let id = format!("load-{t}-{i}");
+                    let r = api.send("POST", "/v1/charges", &json!({ "client_id": id, "account": wallet, "amount": "6", "currency": "USD" }), &id).unwrap();
+                    assert_eq!(r.status, 201, "{}", r.json());
+                }
+            })
+        })
+        .collect();
+    while !threads.iter().all(std::thread::JoinHandle::is_finished) {
+        w.step();
+    }
+    threads.into_iter().for_each(|t| t.join().unwrap());
+    for _ in 0..3 {
+        w.step();
+    }
+    for (c, wallet) in &wallets {
+        assert_eq!(w.balance(*wallet), "40.00");
+        let recharges = w.recharges(*c);
+        let in_flight = recharges.iter().filter(|r| r["status"] == "invoiced").count();
+        assert_eq!((recharges.len(), in_flight), (1, 1), "customer {c}: exactly one recharge, in flight: {recharges:?}");
+        let invoices = w.get(&format!("/v1/invoices?customer={c}"))["data"].as_array().unwrap().clone();
+        assert_eq!(invoices.len(), 1, "one open top-up invoice");
+    }
+    // Invoice numbers have no gaps.
+    let mut numbers: Vec<String> = w.get("/v1/invoices?limit=500")["data"].as_array().unwrap().iter().map(|i| i["number"].as_str().unwrap().to_owned()).collect();
+    numbers.sort();
+    let expected: Vec<String> = (1..=20).map(|n| format!("TU-0-{n:06}")).collect();
+    assert_eq!(numbers, expected);
+}
+
+#[test]
+fn declines_notify_and_turn_auto_recharge_off_after_three_in_a_row() {
+    let stripe = LocalStripe::start();
+    let mut w = World::new(&sqlite_url(), Some(&stripe));
+    let (c, wallet) = w.customer("declined", None);
+    w.save_card(c, DECLINES);
+    w.call("PUT", &format!("/v1/customers/{c}/recharge-settings"), json!({ "enabled": true, "method": "card", "threshold": "20", "recharge_amount": "50", "emails": ["ops@declined.test"] }));
+    w.charge(wallet, "5");
+    for day in 0..4 {
+        w.clock.set(w.now().plus_micros(DAY));
+        w.step();
+        let settings = w.get(&format!("/v1/customers/{c}/recharge-settings"));
+        assert_eq!(settings["enabled"], day < 2, "day {day}: {settings}");
+    }
+    let recharges = w.recharges(c);
+    assert_eq!(recharges.len(), 3, "one attempt a day until it turned itself off");
+    assert!(recharges.iter().all(|r| r["status"] == "failed" && r["error"].as_str().unwrap().contains("declined")), "{recharges:?}");
+    assert_eq!(w.balance(wallet), "-5.00", "a decline credits nothing");
+    let settings = w.get(&format!("/v1/customers/{c}/recharge-settings"));
+    assert!(settings["disabled_reason"].as_str().unwrap().contains("3 failed card recharges"), "{settings}");
+    let notes = w.get(&format!("/v1/notifications?customer={c}"))["data"].as_array().unwrap().clone();
+    let kinds: Vec<&str> = notes.iter().map(|n| n["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "recharge_failed").count(), 3, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "recharge_disabled").count(), 1, "{kinds:?}");
+    for _ in 0..3 {
+        w.step();
+    }
+    let mails = w.mails();
+    assert!(mails.iter().any(|m| m.contains("To: ops@declined.test") && m.contains("Auto-recharge turned off")), "the alert e-mails hear of it");
+    assert!(mails.iter().any(|m| m.contains("To: declined@billing.test") && m.contains("declined")), "the customer hears of the decline");
+    // Stripe charged nothing.
+    assert!(stripe.charges(&w.stripe_customer(c)).iter().all(|ch| ch["status"] != "succeeded"));
+}
+
+#[test]
+fn an_invoice_recharge_is_numbered_mailed_once_and_credited_when_paid() {
+    let mut w = World::new(&sqlite_url(), None);
+    let reseller = w.call("POST", "/v1/resellers", json!({ "client_id": "r", "name": "Reseller" }))["id"].as_u64().unwrap();
+    let (c, wallet) = w.customer("invoiced", Some(reseller));
+    w.call("PUT", &format!("/v1/customers/{c}/recharge-settings"), json!({ "enabled": true, "method": "invoice", "threshold": "20", "recharge_amount": "75" }));
+    w.charge(wallet, "1");
+    for _ in 0..3 {
+        w.clock.set(w.now().plus_micros(DAY));
+        w.step();
+    }
+    let invoices = w.get(&format!("/v1/invoices?customer={c}"))["data"].as_array().unwrap().clone();
+    assert_eq!(invoices.len(), 1, "at most one open top-up invoice: {invoices:?}");
+    let invoice = &invoices[0];
+    assert_eq!((invoice["number"].as_str(), invoice["amount"].as_str(), invoice["status"].as_str()), (Some(&*format!("TU-{reseller}-000001")), Some("75.00"), Some("open")));
+    w.step();
+    let mails = w.mails();
+    assert_eq!(mails.iter().filter(|m| m.contains(&format!("TU-{reseller}-000001"))).count(), 1, "the invoice is mailed once");
+    assert_eq!(w.balance(wallet), "-1.00", "nothing is credited before payment");
+    let id = invoice["id"].as_u64().unwrap();
+    let (status, body) = w.refused("POST", &format!("/v1/invoices/{id}/payments"), json!({ "method": "cheque", "amount": "75", "currency": "EUR" }));
+    assert_eq!((status, body["error"]["field"].as_str()), (422, Some("currency")));
+    let paid = w.call("POST", &format!("/v1/invoices/{id}/payments"), json!({ "method": "cheque", "amount": "75", "currency": "USD" }));
+    assert_eq!(paid["status"], "paid");
+    let again = w.call("POST", &format!("/v1/invoices/{id}/payments"), json!({ "method": "cheque", "amount": "75", "currency": "USD" }));
+    assert_eq!(again["transfer"], paid["transfer"], "paying again credits nothing more");
+    assert_eq!(w.balance(wallet), "74.00");
+    assert_eq!(w.recharges(c)[0]["status"], "succeeded");
+}
+
+#[test]
+fn the_master_account_recharges_with_funds_and_tells_the_reseller_without() {
+    let mut w = World::new(&sqlite_url(), None);
+    let reseller = w.call("POST", "/v1/resellers", json!({ "client_id": "m", "name": "Master" }))["id"].as_u64().unwrap();
+    w.call("PUT", &format!("/v1/resellers/{reseller}/alert-settings"), json!({ "billing_email": "wallet@master.test" }));
+    let master = w.call("POST", "/v1/accounts", json!({ "client_id": "mw", "party": reseller, "kind": "master_wallet", "currency": "USD" }))["id"].as_u64().unwrap();
+    let (c, wallet) = w.customer("child", Some(reseller));
+    w.call("PUT", &format!("/v1/customers/{c}/recharge-settings"), json!({ "enabled": true, "method": "master_account", "threshold": "20", "recharge_amount": "30" }));
+    w.charge(wallet, "1");
+    w.step();
+    let r = w.recharges(c);
+    assert_eq!((r.len(), r[0]["status"].as_str()), (1, Some("failed")), "{r:?}");
+    assert_eq!(w.balance(wallet), "-1.00");
+    let notes = w.get(&format!("/v1/notifications?customer={c}"))["data"].as_array().unwrap().clone();
+    assert_eq!(notes[0]["kind"], "master_funds_short");
+    w.step();
+    assert!(w.mails().iter().any(|m| m.contains("To: wallet@master.test") && m.contains("master wallet")), "the reseller is told");
+    // With funds, the next day's recharge moves them in one transfer.
+    w.pay(master, "100");
+    w.clock.set(w.now().plus_micros(DAY));
+    w.step();
+    let r = w.recharges(c);
+    assert_eq!(r[1]["status"], "succeeded", "{r:?}");
+    assert_eq!((w.balance(wallet).as_str(), w.balance(master).as_str()), ("29.00", "70.00"));
+    // A reseller issues credit by hand.
+    w.call("POST", "/v1/transfers", json!({ "client_id": "by-hand", "source": master, "target": wallet, "amount": "5", "currency": "USD", "kind": "issue" }));
+    assert_eq!(w.balance(wallet), "34.00");
+}
+
+#[test]
+fn bad_recharge_settings_name_the_field_and_keep_the_previous_settings() {
+    let stripe = LocalStripe::start();
+    let mut w = World::new(&sqlite_url(), Some(&stripe));
+    let (c, _) = w.customer("careful", None);
+    let path = format!("/v1/customers/{c}/recharge-settings");
+    let good = json!({ "enabled": true, "method": "invoice", "threshold": "20", "recharge_amount": "50" });
+    w.call("PUT", &path, good.clone());
+    let before = w.get(&path);
+    let with = |change: Value| {
+        let mut body = good.clone();
+        for (k, v) in change.as_object().unwrap() {
+            if v.is_null() {
+                body.as_object_mut().unwrap().remove(k);
+            } else {
+                body[k] = v.clone();
+            }
+        }
+        body
+    };
+    for (body, field) in [
+        (with(json!({ "recharge_amount": "-5" })), "recharge_amount"),
+        (with(json!({ "recharge_amount": "0" })), "recharge_amount"),
+        (with(json!({ "recharge_amount": null, "target_balance": "20" })), "target_balance"),
+        (with(json!({ "currency": "EUR" })), "currency"),
+        (with(json!({ "method": "card" })), "method"),
+        (with(json!({ "method": "master_account" })), "method"),
+        (with(json!({ "method": "cash" })), "method"),
+        (with(json!({ "per_day_max": 0 })), "per_day_max"),
+        (with(json!({ "threshold": "1.001" })), "threshold"),
+        (with(json!({ "emails": ["not-an-address"] })), "emails[0]"),
+    ] {
+        let (status, answer) = w.refused("PUT", &path, body.clone());
+        assert_eq!((status, answer["error"]["field"].as_str()), (422, Some(field)), "{body}: {answer}");
+        assert!(!answer["error"]["message"].as_str().unwrap().is_empty());
+        assert_eq!(w.get(&path), before, "the previous settings stay in force");
+    }
+    // Pay Now: no card saved, then a declined card, changes nothing.
+    let (status, answer) = w.refused("POST", &format!("/v1/customers/{c}/pay-now"), json!({ "amount": "10" }));
+    assert_eq!((status, answer["error"]["field"].as_str()), (422, Some("card")), "{answer}");
+    let (status, answer) = w.refused(
+        "POST",
+        &format!("/v1/customers/{c}/pay-now"),
+        json!({ "amount": "10", "card": { "number": "4000000000000002", "exp_month": 1, "exp_year": 2035, "cvc": "123" } }),
+    );
+    assert_eq!((status, answer["error"]["code"].as_str()), (402, Some("card_declined")), "{answer}");
+    assert_eq!(w.get(&path), before);
+    // A first online top-up saves the card and the recharge settings (seed 004).
+    let paid = w.call(
+        "POST",
+        &format!("/v1/customers/{c}/pay-now"),
+        json!({ "amount": "10", "card": { "number": VISA, "exp_month": 1, "exp_year": 2035, "cvc": "123" }, "auto_recharge": { "threshold": "15", "recharge_amount": "40" } }),
+    );
+    assert_eq!(paid["status"], "succeeded");
+    let now = w.get(&path);
+    assert_eq!((now["method"].as_str(), now["threshold"].as_str(), now["recharge_amount"].as_str(), now["card"]["last4"].as_str()), (Some("card"), Some("15.00"), Some("40.00"), Some("4242")));
+    // The same Idempotency-Key answers the first payment and charges once.
+    let key = "pay-now-once";
+    let first = w.api.send("POST", &format!("/v1/customers/{c}/pay-now"), &json!({ "amount": "3" }), key).unwrap().json();
+    let second = w.api.send("POST", &format!("/v1/customers/{c}/pay-now"), &json!({ "amount": "3" }), key).unwrap().json();
+    assert_eq!(first["id"], second["id"]);
+    assert_eq!(stripe.charges(&w.stripe_customer(c)).iter().filter(|ch| ch["status"] == "succeeded").count(), 2);
+}
+
+/// A `purse serve` process with a clock file, paying through `stripe`.
+fn serve(url: &str, listen: &str, clock: &Path, stripe: &LocalStripe, maildir: &Path) -> Child {
+    Process::new(env!("CARGO_BIN_EXE_purse"))
+        .args(["serve", "--database", url, "--listen", listen])
+        .env("PURSE_CLOCK_FILE", clock)
+        .env("PURSE_MAILDIR", maildir)
+        .env("PURSE_STRIPE_URL", &stripe.url)
+        .env("PURSE_STRIPE_SECRET_KEY", "sk_test_purse")
+        .env("PURSE_ALERTS_TICK_MS", "20")
+        .env("PURSE_API_LOG_REQUESTS", "false")
+        .env("PURSE_API_RATE_PER_KEY", "0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("purse serve starts")
+}
+
+#[test]
+fn two_serve_processes_on_one_postgresql_recharge_each_customer_once() {
+    let url = pg_url("recharge_two");
+    let stripe = LocalStripe::start();
+    let dir = std::env::temp_dir().join(format!("purse-recharge-two-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let clock = dir.join("clock");
+    let start = Timestamp::from_secs(T0);
+    purse::FileClock::set(&clock, start).unwrap();
+    let key = {
+        let opened = purse::open_store(&url).unwrap();
+        purse::keys::create(&opened, "t", Role::Operator, Scope::ReadWrite, start).unwrap().1
+    };
+    let listens = [format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port())];
+    let mut children: Vec<Child> = listens.iter().map(|l| serve(&url, l, &clock, &stripe, &dir.join("mail"))).collect();
+    for l in &listens {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(l).is_err() {
+            assert!(Instant::now() < deadline, "{l} never listened");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let mut api = Client::new(&format!("http://{}", listens[0]), Some(key)).unwrap();
+    let mut call = |method: &str, path: &str, body: Value| {
+        let r = api.send(method, path, &body, &purse::ids::uuid_v4(&mut purse::ids::Rng::from_kernel())).unwrap();
+        assert!(r.status < 300, "{path}: {}", r.json());
+        r.json()
+    };
+    call("POST", "/v1/currencies", json!({ "code": "USD" }));
+    let mut customers = BTreeMap::new();
+    for n in 0..5 {
+        let c = call("POST", "/v1/customers", json!({ "client_id": format!("c{n}"), "name": format!("C{n}"), "billing": "prepaid", "currency": "USD" }));
+        let (id, wallet) = (c["id"].as_u64().unwrap(), c["wallet"].as_u64().unwrap());
+        call("POST", &format!("/v1/customers/{id}/card"), json!({ "number": VISA, "exp_month": 12, "exp_year": 2034, "cvc": "123" }));
+        call("PUT", &format!("/v1/customers/{id}/recharge-settings"), json!({ "enabled": true, "method": "card", "threshold": "20", "recharge_amount": "50" }));
+        call("POST", "/v1/charges", json!({ "client_id": format!("ch{n}"), "account": wallet, "amount": "5", "currency": "USD" }));
+        customers.insert(id, wallet);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = customers.values().all(|w| call("GET", &format!("/v1/accounts/{w}"), json!({}))["balance"] == "45.00");
+        if done {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the recharges never happened");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Both workers keep running a while: nothing more happens on the same day.
+    std::thread::sleep(Duration::from_secs(2));
+    for (id, wallet) in &customers {
+        assert_eq!(call("GET", &format!("/v1/accounts/{wallet}"), json!({}))["balance"], "45.00");
+        let recharges = call("GET", &format!("/v1/recharges?customer={id}"), json!({}))["data"].as_array().unwrap().clone();
+        assert_eq!(recharges.len(), 1, "customer {id}: {recharges:?}");
+        let intent = recharges[0]["payment_intent"].as_str().unwrap().to_owned();
+        let pi = stripe.get(&format!("/v1/payment_intents/{intent}"));
+        assert_eq!(pi["status"], "succeeded");
+        let charges = stripe.charges(pi["customer"].as_str().unwrap());
+        assert_eq!(charges.iter().filter(|ch| ch["status"] == "succeeded").count(), 1, "customer {id}: Stripe charged once");
+    }
+    for child in &mut children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
