@@ -576,3 +576,77 @@ fn two_serve_processes_on_one_postgresql_recharge_each_customer_once() {
         let _ = child.wait();
     }
 }
+
+#[test]
+fn a_serve_process_killed_after_stripe_charged_is_reconciled_on_restart_with_one_credit() {
+    let url = sqlite_url();
+    let stripe = LocalStripe::start();
+    let key = {
+        let opened = purse::open_store(&url).unwrap();
+        purse::keys::create(&opened, "t", Role::Operator, Scope::ReadWrite, Timestamp::from_secs(T0)).unwrap().1
+    };
+    let listen = format!("127.0.0.1:{}", free_port());
+    let maildir = std::env::temp_dir().join(format!("purse-recharge-abort-{}", std::process::id()));
+    let start = |fault: Option<&str>| {
+        let mut p = Process::new(env!("CARGO_BIN_EXE_purse"));
+        p.args(["serve", "--database", &url, "--listen", &listen])
+            .env("PURSE_MAILDIR", &maildir)
+            .env("PURSE_STRIPE_URL", &stripe.url)
+            .env("PURSE_STRIPE_SECRET_KEY", "sk_test_purse")
+            .env("PURSE_ALERTS_TICK_MS", "20")
+            .env("PURSE_RECHARGE_LEASE_S", "0")
+            .env("PURSE_API_LOG_REQUESTS", "false")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(f) = fault {
+            p.env("PURSE_RECHARGE_FAULT", f);
+        }
+        let child = p.spawn().expect("purse serve starts");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&listen).is_err() {
+            assert!(Instant::now() < deadline, "{listen} never listened");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child
+    };
+    // Stripe charges the card, then the process dies before the ledger credits it.
+    let mut first = start(Some("after_confirm"));
+    let mut api = Client::new(&format!("http://{listen}"), Some(key.clone())).unwrap();
+    let call = |api: &mut Client, method: &str, path: &str, body: Value| {
+        let r = api.send(method, path, &body, &purse::ids::uuid_v4(&mut purse::ids::Rng::from_kernel())).unwrap();
+        assert!(r.status < 300, "{path}: {}", r.json());
+        r.json()
+    };
+    call(&mut api, "POST", "/v1/currencies", json!({ "code": "USD" }));
+    let c = call(&mut api, "POST", "/v1/customers", json!({ "client_id": "k", "name": "K", "billing": "prepaid", "currency": "USD" }));
+    let (id, wallet) = (c["id"].as_u64().unwrap(), c["wallet"].as_u64().unwrap());
+    call(&mut api, "POST", &format!("/v1/customers/{id}/card"), json!({ "number": VISA, "exp_month": 12, "exp_year": 2034, "cvc": "123" }));
+    call(&mut api, "PUT", &format!("/v1/customers/{id}/recharge-settings"), json!({ "enabled": true, "method": "card", "threshold": "20", "recharge_amount": "50" }));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while first.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the process never reached the fault");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let intent_customer = {
+        let opened = purse::open_store(&url).unwrap();
+        opened.payments.recharge_settings(purse_core::PartyId(id)).unwrap().unwrap().card.unwrap().customer
+    };
+    let charged = |s: &LocalStripe| s.charges(&intent_customer).iter().filter(|ch| ch["status"] == "succeeded").count();
+    assert_eq!(charged(&stripe), 1, "Stripe charged before the crash");
+    // The restart finds the charge and credits it, once.
+    let mut second = start(None);
+    let mut api = Client::new(&format!("http://{listen}"), Some(key)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while call(&mut api, "GET", &format!("/v1/accounts/{wallet}"), json!({}))["balance"] != "50.00" {
+        assert!(Instant::now() < deadline, "the restart never credited the charge");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let recharges = call(&mut api, "GET", &format!("/v1/recharges?customer={id}"), json!({}))["data"].as_array().unwrap().clone();
+    assert_eq!((recharges.len(), recharges[0]["status"].as_str()), (1, Some("succeeded")), "{recharges:?}");
+    assert_eq!(call(&mut api, "GET", &format!("/v1/accounts/{wallet}"), json!({}))["balance"], "50.00");
+    assert_eq!(charged(&stripe), 1, "no second charge");
+    let _ = second.kill();
+    let _ = second.wait();
+    let _ = std::fs::remove_dir_all(&maildir);
+}
