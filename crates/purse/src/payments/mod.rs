@@ -9,7 +9,8 @@
 //!    never confirmed never charges), and record its id (`processing`);
 //! 2. `processing`: read the intent back; confirm it if it waits for confirmation; when it
 //!    succeeded, credit the wallet through the ledger with the client id `recharge:{id}`
-//!    (a repeat replays, never posts twice), then record the success;
+//!    (a repeat replays, never posts twice), then record the success (the confirmation
+//!    carries the idempotency key `purse-recharge-{id}-confirm`);
 //!    when declined, record the failure and count it against auto-recharge.
 //!
 //! So Stripe never charges twice for one recharge, and a successful charge always ends in
@@ -354,7 +355,7 @@ impl Payments {
         let id = intent_id.unwrap_or_default();
         let mut intent = stripe.intent(&id).map_err(|e| e.message().to_owned())?;
         if intent.status == "requires_confirmation" {
-            intent = match stripe.confirm(&id) {
+            intent = match stripe.confirm(&id, &format!("purse-recharge-{}-confirm", r.id)) {
                 Ok(i) => i,
                 Err(StripeError::Declined(m)) => return self.card_failed(r, &party, &settings, &c, m),
                 Err(e) => {

@@ -156,8 +156,9 @@ impl Stripe {
         intent_of(&self.call("POST", "/v1/payment_intents", &fields, Some(idempotency_key))?)
     }
 
-    pub fn confirm(&self, intent: &str) -> Result<Intent, StripeError> {
-        intent_of(&self.call("POST", &format!("/v1/payment_intents/{intent}/confirm"), &[], None)?)
+    /// Confirms the intent; the idempotency key makes a repeat answer the first outcome.
+    pub fn confirm(&self, intent: &str, idempotency_key: &str) -> Result<Intent, StripeError> {
+        intent_of(&self.call("POST", &format!("/v1/payment_intents/{intent}/confirm"), &[], Some(idempotency_key))?)
     }
 
     pub fn intent(&self, intent: &str) -> Result<Intent, StripeError> {
