@@ -266,12 +266,11 @@ pub(crate) fn pay_now(s: &AppState, who: &Principal, id: u64, body: PayNowBody, 
                 recharge_amount: Some(a.recharge_amount.clone()),
                 ..RechargeBody::default()
             };
-            let threshold = super::amount("auto_recharge.threshold", &body.threshold, c)?;
+            super::amount("auto_recharge.threshold", &body.threshold, c)?;
             let recharge_amount = super::amount("auto_recharge.recharge_amount", &a.recharge_amount, c)?;
             if !recharge_amount.is_positive() {
                 return Err(ApiError::invalid("auto_recharge.recharge_amount", "invalid_recharge_settings", "the recharge amount must be more than zero"));
             }
-            let _ = threshold;
             Some(body)
         }
         None => None,

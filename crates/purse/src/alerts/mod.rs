@@ -101,11 +101,11 @@ pub struct Report {
     pub recharges: usize,
 }
 
-fn wall_us() -> i64 {
+pub(crate) fn wall_us() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
-fn store(e: StoreError) -> String {
+pub(crate) fn store(e: StoreError) -> String {
     e.0
 }
 

@@ -19,7 +19,6 @@
 pub mod stripe;
 
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use purse_core::recharge::{self, RechargeMethod, RechargeSettings, SavedCard};
 use purse_core::{
@@ -29,11 +28,13 @@ use purse_core::{
 use purse_engine::Engine;
 use purse_store::{
     AlertStore, NewNotification, NewRecharge, PaymentNotice, PaymentStore, Reader, RechargeReason, RechargeRecord, RechargeStatus,
-    RechargeUpdate, StoreError,
+    RechargeUpdate,
 };
 use serde_json::json;
 
 pub use purse_http::cards::{CardDetails, PayError};
+
+use crate::alerts::{store, wall_us};
 pub use stripe::{Stripe, StripeError};
 
 const MICROS: i64 = Timestamp::MICROS_PER_S;
@@ -85,14 +86,6 @@ impl Default for PaymentConfig {
     fn default() -> Self {
         PaymentConfig { stripe: None, failures_max: 3, lease_s: 60, utc_offset_min: 0, fault: None }
     }
-}
-
-fn wall_us() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-}
-
-fn store(e: StoreError) -> String {
-    e.0
 }
 
 pub struct Payments {
