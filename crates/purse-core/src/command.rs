@@ -13,6 +13,8 @@ pub const SERVICE_LEN_MAX: usize = 64;
 pub const METADATA_LEN_MAX: usize = 4096;
 /// Longest party name.
 pub const NAME_LEN_MAX: usize = 200;
+/// Longest reason given for a change of settings.
+pub const REASON_LEN_MAX: usize = 500;
 /// Most thresholds one account may report crossings of.
 pub const THRESHOLDS_MAX: usize = 16;
 
@@ -56,6 +58,19 @@ pub struct NewCharge {
     pub refuse_if_insufficient: bool,
 }
 
+/// Who changed a setting, and why: kept in the credit limit history.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ChangeNote {
+    pub by: String,
+    pub reason: Option<String>,
+}
+
+impl ChangeNote {
+    pub fn by(by: impl Into<String>) -> ChangeNote {
+        ChangeNote { by: by.into(), reason: None }
+    }
+}
+
 /// The kinds of account a caller may open (system accounts come with their currency).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NewAccountKind {
@@ -84,9 +99,13 @@ pub enum Command {
     OpenAccount { client_id: ClientId, party: PartyId, kind: NewAccountKind },
     /// Closes an account with nothing on it.
     CloseAccount { account: AccountId },
-    SetCreditLimit { account: AccountId, credit_limit: Amount },
+    SetCreditLimit { account: AccountId, credit_limit: Amount, note: ChangeNote },
     /// Sets (or with `None`, removes) a temporary credit limit increase.
-    SetTemporaryIncrease { account: AccountId, increase: Option<(Amount, Timestamp)> },
+    SetTemporaryIncrease { account: AccountId, increase: Option<(Amount, Timestamp)>, note: ChangeNote },
+    /// Records that the account's temporary increase valid until `valid_until` has run out
+    /// and removes it (the scheduler's revert). Does nothing if that increase is no longer
+    /// there or has not run out yet: a late or repeated revert is harmless.
+    RevertIncrease { account: AccountId, valid_until: Timestamp },
     /// Replaces the levels of available balance whose crossings are reported.
     SetThresholds { account: AccountId, thresholds: Vec<Amount> },
     Charge(NewCharge),

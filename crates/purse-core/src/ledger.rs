@@ -8,12 +8,12 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::command::{
-    Command, CommandResult, Item, Money, NewAccountKind, NewCharge, Outcome, PaymentMethod,
-    METADATA_LEN_MAX, NAME_LEN_MAX, SERVICE_LEN_MAX, THRESHOLDS_MAX,
+    ChangeNote, Command, CommandResult, Item, Money, NewAccountKind, NewCharge, Outcome, PaymentMethod,
+    METADATA_LEN_MAX, NAME_LEN_MAX, REASON_LEN_MAX, SERVICE_LEN_MAX, THRESHOLDS_MAX,
 };
 use crate::model::{
     Account, AccountId, AccountKind, AccountStatus, Billing, ClientId, Direction, Event,
-    EventId, EventKind, Hold, HoldId, HoldResolution, HoldState, Party, PartyId, PartyKind,
+    EventId, EventKind, Hold, HoldId, HoldResolution, HoldState, LimitChange, LimitChangeKind, Party, PartyId, PartyKind,
     SystemRole, TemporaryIncrease, Timestamp, Transfer, TransferId, TransferKind,
 };
 use crate::money::{Amount, Currency, CurrencyCode, SCALE_MAX};
@@ -104,6 +104,8 @@ pub struct BatchOutput {
     /// Holds placed or resolved, in their final state.
     pub holds: Vec<Hold>,
     pub events: Vec<Event>,
+    /// Changes of credit limits, for the credit limit history.
+    pub limit_changes: Vec<LimitChange>,
 }
 
 /// One entry of the undo log kept while a linked chain is applied.
@@ -121,6 +123,7 @@ struct Checkpoint {
     next: NextIds,
     transfers: usize,
     events: usize,
+    limit_changes: usize,
     undo: Vec<Undo>,
 }
 
@@ -214,6 +217,7 @@ impl Ledger {
                 | Command::CloseAccount { .. }
                 | Command::SetCreditLimit { .. }
                 | Command::SetTemporaryIncrease { .. }
+                | Command::RevertIncrease { .. }
                 | Command::SetThresholds { .. } => None,
             })
             .collect()
@@ -263,6 +267,7 @@ impl Ledger {
                 Command::CloseAccount { account: a }
                 | Command::SetCreditLimit { account: a, .. }
                 | Command::SetTemporaryIncrease { account: a, .. }
+                | Command::RevertIncrease { account: a, .. }
                 | Command::SetThresholds { account: a, .. }
                 | Command::Charge(NewCharge { account: a, .. })
                 | Command::Payment { account: a, .. }
@@ -372,6 +377,7 @@ impl Ledger {
             next: self.next,
             transfers: self.scratch.output.transfers.len(),
             events: self.scratch.output.events.len(),
+            limit_changes: self.scratch.output.limit_changes.len(),
             undo: Vec::new(),
         });
         let first = self.scratch.output.results.len();
@@ -407,6 +413,7 @@ impl Ledger {
         self.next = checkpoint.next;
         self.scratch.output.transfers.truncate(checkpoint.transfers);
         self.scratch.output.events.truncate(checkpoint.events);
+        self.scratch.output.limit_changes.truncate(checkpoint.limit_changes);
         for undo in checkpoint.undo.into_iter().rev() {
             match undo {
                 Undo::Account(id, Some(old)) => {
@@ -759,11 +766,17 @@ impl Ledger {
                 self.open_subaccount(client_id, *party, *kind, now, lookups)
             }
             Command::CloseAccount { account } => self.close_account(*account),
-            Command::SetCreditLimit { account, credit_limit } => {
-                self.set_credit_limit(*account, *credit_limit, now)
+            Command::SetCreditLimit { account, credit_limit, note } => {
+                self.set_credit_limit(*account, *credit_limit, note, now)
             }
-            Command::SetTemporaryIncrease { account, increase } => {
-                self.set_temporary_increase(*account, *increase, now)
+            Command::SetTemporaryIncrease { account, increase, note } => {
+                self.set_temporary_increase(*account, *increase, note, now)
+            }
+            Command::RevertIncrease { account, valid_until } => {
+                // Closed accounts too: an increase left on one still runs out.
+                self.accounts.get(account).ok_or(Rejection::AccountNotFound)?;
+                self.revert_expired(*account, Some(*valid_until), now);
+                Ok(Outcome::AccountUpdated { account: *account })
             }
             Command::SetThresholds { account, thresholds } => {
                 self.set_thresholds(*account, thresholds)
@@ -961,7 +974,7 @@ impl Ledger {
         }
     }
 
-    fn set_credit_limit(&mut self, id: AccountId, limit: Amount, now: Timestamp) -> CommandResult {
+    fn set_credit_limit(&mut self, id: AccountId, limit: Amount, note: &ChangeNote, now: Timestamp) -> CommandResult {
         let account = self.open_account(id)?;
         if account.is_system() {
             return Err(Rejection::SystemAccountNotAllowed);
@@ -970,16 +983,28 @@ impl Ledger {
             return Err(Rejection::PartyNotFound);
         }
         check_credit_limit(self.billing_of(account), limit)?;
+        check_text(&note.reason, "reason", REASON_LEN_MAX)?;
+        self.revert_expired(id, None, now);
         let [a, b] = self.watched(id);
         let before = self.availability(&[a, b], now);
+        let old = self.accounts[&id].credit_limit;
         self.settings_mut(id).credit_limit = limit;
+        if old != limit {
+            self.record_limit_change(id, LimitChangeKind::Permanent, (old, limit), None, note, now);
+        }
         for (id, before) in before {
             self.emit_crossings(id, before, now, None);
         }
         Ok(Outcome::AccountUpdated { account: id })
     }
 
-    fn set_temporary_increase(&mut self, id: AccountId, increase: Option<(Amount, Timestamp)>, now: Timestamp) -> CommandResult {
+    fn set_temporary_increase(
+        &mut self,
+        id: AccountId,
+        increase: Option<(Amount, Timestamp)>,
+        note: &ChangeNote,
+        now: Timestamp,
+    ) -> CommandResult {
         let account = self.open_account(id)?;
         if account.is_system() {
             return Err(Rejection::SystemAccountNotAllowed);
@@ -995,14 +1020,68 @@ impl Ledger {
                 return Err(Rejection::ValidUntilMustBeInFuture);
             }
         }
+        check_text(&note.reason, "reason", REASON_LEN_MAX)?;
+        self.revert_expired(id, None, now);
         let [a, b] = self.watched(id);
         let before = self.availability(&[a, b], now);
-        self.settings_mut(id).temporary_increase =
-            increase.map(|(amount, valid_until)| TemporaryIncrease { amount, valid_until });
+        let new = increase.map(|(amount, valid_until)| TemporaryIncrease { amount, valid_until });
+        let old = self.accounts[&id].temporary_increase;
+        self.settings_mut(id).temporary_increase = new;
+        if old != new {
+            let limit = self.accounts[&id].credit_limit;
+            self.record_limit_change(id, LimitChangeKind::Temporary, (limit, limit), Some((old, new)), note, now);
+        }
         for (id, before) in before {
             self.emit_crossings(id, before, now, None);
         }
         Ok(Outcome::AccountUpdated { account: id })
+    }
+
+    /// Removes the account's temporary increase if it ran out (and, with `only`, is the one
+    /// valid until then), recording the revert as of its *valid until*. Every change of a
+    /// limit calls this first, so the history never misses a revert the scheduler has not
+    /// made yet.
+    fn revert_expired(&mut self, id: AccountId, only: Option<Timestamp>, now: Timestamp) {
+        let Some(increase) = self.accounts.get(&id).and_then(|a| a.temporary_increase) else { return };
+        if increase.valid_until > now || only.is_some_and(|u| u != increase.valid_until) {
+            return;
+        }
+        self.settings_mut(id).temporary_increase = None;
+        let limit = self.accounts[&id].credit_limit;
+        let note = ChangeNote { by: "scheduler".into(), reason: Some("valid until reached".into()) };
+        self.record_limit_change(id, LimitChangeKind::Revert, (limit, limit), Some((Some(increase), None)), &note, now);
+    }
+
+    fn record_limit_change(
+        &mut self,
+        id: AccountId,
+        kind: LimitChangeKind,
+        (old_limit, new_limit): (Amount, Amount),
+        increase: Option<(Option<TemporaryIncrease>, Option<TemporaryIncrease>)>,
+        note: &ChangeNote,
+        now: Timestamp,
+    ) {
+        let account = &self.accounts[&id];
+        let (old_increase, new_increase) = increase.unwrap_or((account.temporary_increase, account.temporary_increase));
+        let at = match (kind, old_increase) {
+            (LimitChangeKind::Revert, Some(i)) => i.valid_until,
+            _ => now,
+        };
+        let currency = self.currencies.get(&account.currency).copied().unwrap_or(Currency { code: account.currency, scale: 0 });
+        self.scratch.output.limit_changes.push(LimitChange {
+            account: id,
+            party: account.party,
+            currency,
+            kind,
+            at,
+            recorded_at: now,
+            old_limit,
+            new_limit,
+            old_increase,
+            new_increase,
+            by: note.by.clone(),
+            reason: note.reason.clone(),
+        });
     }
 
     fn set_thresholds(&mut self, id: AccountId, thresholds: &[Amount]) -> CommandResult {

@@ -16,8 +16,9 @@ pub mod model;
 pub mod money;
 pub mod recharge;
 pub mod rejection;
+pub mod time;
 
-pub use command::{Command, CommandResult, Item, Money, NewAccountKind, NewCharge, Outcome, PaymentMethod};
+pub use command::{ChangeNote, Command, CommandResult, Item, Money, NewAccountKind, NewCharge, Outcome, PaymentMethod};
 pub use ledger::{BatchOutput, ClientKey, Ledger, Lookups, Missing, NextIds, Prior};
 pub use model::*;
 pub use money::{Amount, AmountError, Currency, CurrencyCode};

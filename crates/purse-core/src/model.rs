@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::money::{Amount, CurrencyCode};
+use crate::money::{Amount, Currency, CurrencyCode};
 
 /// Microseconds since the Unix epoch, UTC. The core never reads a clock: every
 /// operation is given `now` by its caller.
@@ -146,6 +146,70 @@ pub enum AccountStatus {
 pub struct TemporaryIncrease {
     pub amount: Amount,
     pub valid_until: Timestamp,
+}
+
+/// Which part of a credit limit a [`LimitChange`] changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitChangeKind {
+    /// The permanent credit limit was set.
+    Permanent,
+    /// A temporary increase was set, changed or removed by hand.
+    Temporary,
+    /// A temporary increase reached its *valid until* and stopped counting.
+    Revert,
+}
+
+impl LimitChangeKind {
+    pub const ALL: [LimitChangeKind; 3] = [LimitChangeKind::Permanent, LimitChangeKind::Temporary, LimitChangeKind::Revert];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitChangeKind::Permanent => "permanent",
+            LimitChangeKind::Temporary => "temporary",
+            LimitChangeKind::Revert => "revert",
+        }
+    }
+    pub fn parse(text: &str) -> Option<LimitChangeKind> {
+        LimitChangeKind::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+}
+
+/// One change of an account's credit limit, written in the same transaction as the change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LimitChange {
+    pub account: AccountId,
+    pub party: Option<PartyId>,
+    pub currency: Currency,
+    pub kind: LimitChangeKind,
+    /// When the change took effect: the batch's time, or for a revert the *valid until*.
+    pub at: Timestamp,
+    /// When the ledger recorded it (later than `at` when the scheduler was late).
+    pub recorded_at: Timestamp,
+    pub old_limit: Amount,
+    pub new_limit: Amount,
+    pub old_increase: Option<TemporaryIncrease>,
+    pub new_increase: Option<TemporaryIncrease>,
+    /// Who made it (`key 12`, `user ann@example.com`, `scheduler`).
+    pub by: String,
+    pub reason: Option<String>,
+}
+
+impl LimitChange {
+    /// The account's credit before and after, as the audit log's JSON objects:
+    /// `{"credit_limit": "100.00", "temporary_increase": {"amount": …, "valid_until": …}}`.
+    pub fn states(&self) -> (String, String) {
+        let state = |limit: Amount, increase: Option<TemporaryIncrease>| {
+            let increase = match increase {
+                Some(i) => format!(
+                    "{{\"amount\":\"{}\",\"valid_until\":\"{}\"}}",
+                    self.currency.format(i.amount),
+                    crate::time::format(i.valid_until)
+                ),
+                None => "null".to_owned(),
+            };
+            format!("{{\"credit_limit\":\"{}\",\"temporary_increase\":{increase}}}", self.currency.format(limit))
+        };
+        (state(self.old_limit, self.old_increase), state(self.new_limit, self.new_increase))
+    }
 }
 
 /// An account and its balance parts. `balance` is credits minus debits of its postings.

@@ -64,6 +64,8 @@ pub fn issue_key(name: &str, role: Role, scope: Scope, now: Timestamp) -> std::i
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Principal {
     pub key_id: u64,
+    /// The portal user behind a session (0 for an API key).
+    pub user_id: u64,
     pub role: Role,
     pub scope: Scope,
 }
@@ -71,8 +73,8 @@ pub struct Principal {
 impl Principal {
     /// A portal user's principal: the same role and scope rules as a key's. It has no key,
     /// so no idempotency keys or rate limit of its own (`key_id` 0 is never a key's id).
-    pub fn for_user(role: Role, scope: Scope) -> Principal {
-        Principal { key_id: 0, role, scope }
+    pub fn for_user(role: Role, scope: Scope, user_id: u64) -> Principal {
+        Principal { key_id: 0, user_id, role, scope }
     }
 }
 
@@ -145,7 +147,7 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
             };
             match record {
                 Some(k) if k.revoked_at.is_none() => {
-                    let p = Principal { key_id: k.id, role: k.role, scope: k.scope };
+                    let p = Principal { key_id: k.id, user_id: 0, role: k.role, scope: k.scope };
                     state.auth.put(hash, p);
                     p
                 }

@@ -79,6 +79,8 @@ pub struct AppState {
     pub alerts: Arc<dyn AlertStore>,
     /// Recharge settings, recharges and top-up invoices.
     pub payments: Arc<dyn purse_store::PaymentStore>,
+    /// Customer classes, credit policies, the credit limit history and the audit log.
+    pub credit: Arc<dyn purse_store::CreditStore>,
     /// Card payments through Stripe, when `purse` provides them.
     pub cards: Option<Arc<dyn cards::Cards>>,
     pub settings: Arc<ApiSettings>,
@@ -99,6 +101,7 @@ impl AppState {
         access: Arc<dyn AccessStore>,
         alerts: Arc<dyn AlertStore>,
         payments: Arc<dyn purse_store::PaymentStore>,
+        credit: Arc<dyn purse_store::CreditStore>,
         settings: ApiSettings,
     ) -> AppState {
         AppState {
@@ -106,6 +109,7 @@ impl AppState {
             access,
             alerts,
             payments,
+            credit,
             cards: None,
             limiter: Arc::new(limits::RateLimiter::new(settings.rate_per_key, settings.burst_per_key)),
             auth: Arc::new(auth::KeyCache::default()),
@@ -122,5 +126,66 @@ impl AppState {
     pub fn with_cards(mut self, cards: Arc<dyn cards::Cards>) -> AppState {
         self.cards = Some(cards);
         self
+    }
+}
+
+impl AppState {
+    /// Who a principal is, as the audit log and the credit limit history name it:
+    /// `user ann@example.com` for a portal session, `key 12` for an API key. Blocking.
+    pub fn actor(&self, who: &auth::Principal) -> Result<String, ApiError> {
+        if who.user_id != 0 {
+            let user = self.access.user(who.user_id)?;
+            return Ok(user.map_or_else(|| format!("user {}", who.user_id), |u| format!("user {}", u.email)));
+        }
+        Ok(format!("key {}", who.key_id))
+    }
+
+    /// Records a settings change in the audit log, with the state before and after as JSON.
+    /// Blocking.
+    #[allow(clippy::too_many_arguments)]
+    pub fn audit(
+        &self,
+        who: &auth::Principal,
+        party: Option<purse_core::PartyId>,
+        entity: &str,
+        entity_id: impl ToString,
+        action: &str,
+        before: Option<&serde_json::Value>,
+        after: Option<&serde_json::Value>,
+    ) -> Result<(), ApiError> {
+        let entry = self.audit_entry(who, party, entity, entity_id, action, before, after)?;
+        self.credit.record_audit(&entry)?;
+        Ok(())
+    }
+
+    /// How the audit log shows a key's or user's role and scope, and the party it belongs to.
+    pub fn access_view(role: purse_core::Role, scope: purse_core::Scope) -> (serde_json::Value, Option<purse_core::PartyId>) {
+        let (kind, party) = purse_store::codec::role(role);
+        (serde_json::json!({ "role": kind, "party": party, "scope": purse_store::codec::scope(scope) }), party.map(purse_core::PartyId))
+    }
+
+    /// The audit entry of a change made now by `who`. Blocking.
+    #[allow(clippy::too_many_arguments)]
+    pub fn audit_entry(
+        &self,
+        who: &auth::Principal,
+        party: Option<purse_core::PartyId>,
+        entity: &str,
+        entity_id: impl ToString,
+        action: &str,
+        before: Option<&serde_json::Value>,
+        after: Option<&serde_json::Value>,
+    ) -> Result<purse_store::AuditEntry, ApiError> {
+        Ok(purse_store::AuditEntry {
+            id: 0,
+            at: self.engine.clock().now(),
+            actor: self.actor(who)?,
+            party,
+            entity: entity.to_owned(),
+            entity_id: entity_id.to_string(),
+            action: action.to_owned(),
+            before: before.map(ToString::to_string),
+            after: after.map(ToString::to_string),
+        })
     }
 }

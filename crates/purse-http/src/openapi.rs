@@ -122,7 +122,15 @@ fn schemas() -> Value {
             &[],
             &[
                 ("credit_limit", nullable(positive_amount())),
-                ("temporary_increase", nullable(object(&[("amount", positive_amount()), ("valid_until", time())], &[], true))),
+                (
+                    "temporary_increase",
+                    nullable(object(
+                        &[("valid_until", time())],
+                        &[("amount", positive_amount()), ("percent", json!({ "type": "string", "pattern": "^[0-9]{1,6}(\\.[0-9]{1,2})?$", "description": "Percent of the positive permanent credit limit; give amount or percent." }))],
+                        true,
+                    )),
+                ),
+                ("reason", nullable(json!({ "type": "string", "maxLength": 500 }))),
             ],
             true,
         ),
@@ -176,7 +184,7 @@ fn schemas() -> Value {
         "Capture": object(&[("client_id", client_id())], &[("amount", nullable(positive_amount()))], true),
         "Release": object(&[("client_id", client_id())], &[], true),
     });
-    for (name, schema) in alert_schemas().into_iter().chain(payment_schemas()) {
+    for (name, schema) in alert_schemas().into_iter().chain(payment_schemas()).chain(credit_schemas()) {
         all[name] = schema;
     }
     all
@@ -397,5 +405,57 @@ fn payment_schemas() -> Vec<(&'static str, Value)> {
                 true,
             ),
         ),
+    ]
+}
+
+fn credit_schemas() -> Vec<(&'static str, Value)> {
+    let max = object(
+        &[],
+        &[
+            ("amount", nullable(positive_amount())),
+            ("percent", nullable(json!({ "type": "integer", "minimum": 1, "maximum": 1000 }))),
+            ("days", nullable(json!({ "type": "integer", "minimum": 1, "maximum": 3650 }))),
+        ],
+        true,
+    );
+    let state = object(&[("credit_limit", amount()), ("temporary_increase", json!({ "type": "object", "nullable": true })), ("effective", amount())], &[], false);
+    let change = object(
+        &[
+            ("kind", json!({ "type": "string", "enum": ["permanent", "temporary", "revert"] })),
+            ("at", time()),
+            ("recorded_at", time()),
+            ("old", state.clone()),
+            ("new", state),
+            ("by", string()),
+            ("reason", nullable(string())),
+        ],
+        &[],
+        false,
+    );
+    let class = object(&[("id", id()), ("name", string()), ("subscriber_transfers", boolean()), ("maximum_increase", json!({ "type": "object", "nullable": true }))], &[], false);
+    let entry = object(
+        &[("id", id()), ("at", time()), ("actor", string()), ("party", nullable(id())), ("entity", string()), ("entity_id", string()), ("action", string())],
+        &[("before", json!({ "nullable": true })), ("after", json!({ "nullable": true }))],
+        false,
+    );
+    vec![
+        ("CreditHistory", object(&[("account", id()), ("data", list_of(change))], &[], false)),
+        ("CustomerClassBody", object(&[("name", json!({ "type": "string", "minLength": 1, "maxLength": 100 })), ("subscriber_transfers", boolean())], &[("maximum_increase", nullable(max.clone()))], true)),
+        ("CustomerClass", class.clone()),
+        ("CustomerClassList", object(&[("data", list_of(class))], &[], false)),
+        (
+            "CreditSettingsBody",
+            object(
+                &[],
+                &[
+                    ("class", nullable(id())),
+                    ("subscriber_transfers", json!({ "type": "string", "enum": ["class", "yes", "no"] })),
+                    ("maximum_increase", nullable(max)),
+                ],
+                true,
+            ),
+        ),
+        ("CreditSettings", json!({ "type": "object", "additionalProperties": true, "description": "A customer's Balance & Credits (credit_limit, temporary_increase, effective_credit_limit, maximum_increase, warning_thresholds, unallocated_payments, class, subscriber_transfers) or a reseller's maximum_increase." })),
+        ("AuditLog", object(&[("data", list_of(entry)), ("next_before", nullable(id()))], &[], false)),
     ]
 }

@@ -8,7 +8,7 @@ use axum::middleware;
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 
-use crate::handlers::{self, accounts, alerts, parties, payments, postings};
+use crate::handlers::{self, accounts, alerts, credit, parties, payments, postings};
 use crate::{auth, idempotency, metrics, openapi, AppState};
 
 /// Largest body of an ordinary request.
@@ -81,7 +81,8 @@ pub fn table() -> Vec<Route> {
         route(Method::POST, "/v1/accounts", "openAccount", "Open a master wallet (operators) or a subscriber account.", Write, &[], Some("NewAccount"), (201, "AccountOpened"), post(accounts::open_account)),
         route(Method::GET, "/v1/accounts", "listAccounts", "The accounts of a party (`party` is required).", Read, &["party"], None, (200, "AccountList"), get(accounts::list_accounts)),
         route(Method::GET, "/v1/accounts/{id}", "getAccount", "An account with its balance parts.", Read, &[], None, (200, "Account"), get(accounts::get_account)),
-        route(Method::PATCH, "/v1/accounts/{id}", "updateAccount", "Change the credit limit or temporary increase, all or nothing (warning thresholds are alert settings).", Write, &[], Some("AccountChanges"), (200, "AccountUpdated"), axum::routing::patch(accounts::update_account)),
+        route(Method::PATCH, "/v1/accounts/{id}", "updateAccount", "Change the credit limit or the temporary increase (an amount or a percent of the permanent limit, within the maximum possible increase), with a reason; all or nothing.", Write, &[], Some("AccountChanges"), (200, "AccountUpdated"), axum::routing::patch(credit::update_account)),
+        route(Method::GET, "/v1/accounts/{id}/credit-history", "getCreditHistory", "Every change of the account's credit limit (permanent, temporary, revert): who, when, old, new, why.", Read, &[], None, (200, "CreditHistory"), get(credit::credit_history)),
         route(Method::POST, "/v1/accounts/{id}/close", "closeAccount", "Close an account with nothing on it (operators, resellers).", Write, &[], None, (200, "AccountClosed"), post(accounts::close_account)),
         route(Method::GET, "/v1/accounts/{id}/spendable", "getSpendable", "What the account can spend now, and how many units of `price` that buys.", Read, &["price"], None, (200, "Spendable"), get(accounts::spendable)),
         route(Method::GET, "/v1/accounts/{id}/balance", "getBalanceAt", "The posted balance as of a time (`at`, RFC 3339; now when absent).", Read, &["at"], None, (200, "BalanceAt"), get(accounts::balance_at)),
@@ -118,6 +119,14 @@ pub fn table() -> Vec<Route> {
         route(Method::GET, "/v1/invoices", "listInvoices", "Top-up invoices, newest first.", Read, &["customer", "limit"], None, (200, "InvoiceList"), get(payments::list_invoices)),
         route(Method::GET, "/v1/invoices/{id}", "getInvoice", "One invoice.", Read, &[], None, (200, "Invoice"), get(payments::get_invoice)),
         route(Method::POST, "/v1/invoices/{id}/payments", "payInvoice", "Record the payment of a top-up invoice (operators, resellers): credits the balance once.", Write, &[], Some("InvoicePayment"), (201, "Invoice"), post(payments::pay_invoice)),
+        route(Method::GET, "/v1/customer-classes", "listCustomerClasses", "Customer classes: subscriber transfers default and maximum possible increase.", Read, &[], None, (200, "CustomerClassList"), get(credit::list_classes)),
+        route(Method::POST, "/v1/customer-classes", "createCustomerClass", "Create a customer class (operators).", Settings, &[], Some("CustomerClassBody"), (201, "CustomerClass"), post(credit::create_class)),
+        route(Method::PUT, "/v1/customer-classes/{id}", "replaceCustomerClass", "Replace a customer class (operators).", Settings, &[], Some("CustomerClassBody"), (200, "CustomerClass"), axum::routing::put(credit::replace_class)),
+        route(Method::GET, "/v1/customers/{id}/credit-settings", "getCustomerCreditSettings", "Balance & Credits: limits, temporary increase, maximum possible increase, class, subscriber transfers.", Read, &[], None, (200, "CreditSettings"), get(credit::get_customer_credit)),
+        route(Method::PUT, "/v1/customers/{id}/credit-settings", "putCustomerCreditSettings", "Set a customer's class and subscriber-to-subscriber transfers (class, yes, no) (operators, resellers).", Settings, &[], Some("CreditSettingsBody"), (200, "CreditSettings"), axum::routing::put(credit::put_customer_credit)),
+        route(Method::GET, "/v1/resellers/{id}/credit-settings", "getResellerCreditSettings", "A reseller's maximum possible increase for its customers.", Read, &[], None, (200, "CreditSettings"), get(credit::get_reseller_credit)),
+        route(Method::PUT, "/v1/resellers/{id}/credit-settings", "putResellerCreditSettings", "Set a reseller's maximum possible increase (operators).", Settings, &[], Some("CreditSettingsBody"), (200, "CreditSettings"), axum::routing::put(credit::put_reseller_credit)),
+        route(Method::GET, "/v1/audit-log", "listAuditLog", "Every settings change the caller may see, newest first: who, when, what, before, after.", Read, &["party", "entity", "actor", "from", "to", "before", "limit"], None, (200, "AuditLog"), get(credit::audit_log)),
         route(Method::GET, "/v1/scheduler/runs", "listSchedulerRuns", "The scheduler's job runs, newest first (operators).", Read, &["limit"], None, (200, "JobRunList"), get(alerts::list_job_runs)),
     ]
 }

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod alerts;
+mod credit;
 mod payments;
 
 use std::sync::Mutex;
@@ -39,6 +40,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0005_portal", include_str!("../migrations/0005_portal.sql")),
     ("0006_alerts", include_str!("../migrations/0006_alerts.sql")),
     ("0007_recharge", include_str!("../migrations/0007_recharge.sql")),
+    ("0008_credit", include_str!("../migrations/0008_credit.sql")),
 ];
 
 
@@ -489,6 +491,7 @@ fn write_output(c: &mut Client, out: &BatchOutput) -> Result<(), postgres::Error
             &[&cols.0, &cols.1, &cols.2, &cols.3, &cols.4, &cols.5, &cols.6, &cols.7, &cols.8, &cols.9],
         )?;
     }
+    credit::write_limit_changes(c, &out.limit_changes)?;
     c.execute("UPDATE ledger_epoch SET epoch = epoch + 1 WHERE id = 1", &[])?;
     Ok(())
 }

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod alerts;
+mod credit;
 mod payments;
 
 use std::sync::Mutex;
@@ -36,6 +37,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0005_portal", include_str!("../migrations/0005_portal.sql")),
     ("0006_alerts", include_str!("../migrations/0006_alerts.sql")),
     ("0007_recharge", include_str!("../migrations/0007_recharge.sql")),
+    ("0008_credit", include_str!("../migrations/0008_credit.sql")),
 ];
 
 
@@ -581,6 +583,7 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
         let (kind, threshold, direction, before, after, transfer, amount) = codec::event_columns(&e.kind);
         event.execute(params![id_to_db(e.id.0), e.at.0, id_to_db(e.account.0), kind, threshold, direction, before, after, transfer, amount])?;
     }
+    credit::write_limit_changes(c, &out.limit_changes)?;
     c.prepare_cached("UPDATE ledger_epoch SET epoch = epoch + 1 WHERE id = 1")?.execute([])?;
     Ok(())
 }

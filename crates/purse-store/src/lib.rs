@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod alerts;
+pub mod credit;
 pub mod payments;
 
 use std::fmt;
@@ -22,6 +23,7 @@ use purse_core::{
     SystemRole, Timestamp, Transfer, TransferId,
 };
 
+pub use credit::{AuditEntry, AuditQuery, ClassRecord, CreditPolicy, CreditStore, MaxIncrease, TransferSetting, Visible};
 pub use payments::{InvoiceRecord, InvoiceStatus, NewRecharge, PaymentStore, RechargeReason, RechargeRecord, RechargeStatus, RechargeUpdate};
 pub use alerts::{PaymentNotice, AlertBatch, AlertKind, AlertStore, Attempt, Channel, DeliveryRecord, DeliveryStatus, Fire, JobRun, NewNotification, NotificationQuery, NotificationRecord, WebhookEndpoint};
 

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use purse_core::{
+use purse_core::{ChangeNote, 
     AccountId, Amount, Billing, ClientId, Command, Currency, CurrencyCode, Item, Money,
     NewAccountKind, NewCharge, Outcome, PartyId, PaymentMethod, Timestamp, TransferKind,
 };
@@ -231,6 +231,14 @@ pub fn seed(path: &str) -> Result<Seeded, String> {
     let client_id = demo.id("subscriber");
     let kind = NewAccountKind::SubscriberCredit { credit_limit: demo.usd.parse("100").expect("valid") };
     demo.run(Command::OpenAccount { client_id, party: wallets[2].1, kind })?;
+    let client_id = demo.id("subscriber");
+    demo.run(Command::OpenAccount { client_id, party: wallets[2].1, kind: NewAccountKind::SubscriberDebit })?;
+    // Initech's credit limit history: raised once, then a temporary increase for a week.
+    let note = |reason: &str| ChangeNote { by: "demo".into(), reason: Some(reason.into()) };
+    demo.run(Command::SetCreditLimit { account: wallets[2].2, credit_limit: demo.usd.parse("600").expect("valid"), note: note("Annual review") })?;
+    let until = Timestamp::from_secs(day_start_s + 7 * 86_400);
+    let increase = Some((demo.usd.parse("150").expect("valid"), until));
+    demo.run(Command::SetTemporaryIncrease { account: wallets[2].2, increase, note: note("Seasonal peak") })?;
 
     seed_alerts(path, &resellers, &wallets, demo.usd, Timestamp::from_secs(day_start_s))?;
     let events = simulate_day(&mut demo, &wallets, day_start_s)?;
@@ -302,6 +310,34 @@ fn seed_alerts(
         };
         side.payments.put_recharge_settings(&settings).map_err(|e| e.to_string())?;
     }
+    // Credit control: a Gold class (subscriber transfers, increases up to 50 % for 30 days)
+    // for Initech, and Blue Harbor's own bound of 200 for its other customers.
+    use purse_store::{AuditEntry, ClassRecord, CreditPolicy, MaxIncrease, TransferSetting};
+    let audit = |entity: &str, party: Option<PartyId>| AuditEntry {
+        id: 0,
+        at: now,
+        actor: "demo".into(),
+        party,
+        entity: entity.into(),
+        entity_id: String::new(),
+        action: "create".into(),
+        before: None,
+        after: None,
+    };
+    let gold = ClassRecord {
+        id: 0,
+        reseller: None,
+        name: "Gold".into(),
+        transfers_allowed: true,
+        max: MaxIncrease { amount: None, percent: Some(50), days: Some(30) },
+        updated_at: now,
+    };
+    let gold = side.credit.put_class(&gold, &audit("customer_class", None)).map_err(|e| e.to_string())?;
+    let initech = CreditPolicy { class: Some(gold.id), ..CreditPolicy::default_for(wallets[2].1) };
+    side.credit.put_credit_policy(&initech, &audit("credit_settings", Some(initech.party))).map_err(|e| e.to_string())?;
+    let max = MaxIncrease { amount: Some("200".into()), percent: None, days: Some(14) };
+    let harbor = CreditPolicy { max, transfers: TransferSetting::No, ..CreditPolicy::default_for(resellers[1].0) };
+    side.credit.put_credit_policy(&harbor, &audit("credit_settings", Some(harbor.party))).map_err(|e| e.to_string())?;
     Ok(())
 }
 

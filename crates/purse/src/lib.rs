@@ -22,7 +22,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use purse_engine::{Clock, Engine, EngineConfig};
-use purse_store::{AccessStore, AlertStore, PaymentStore, Reader, Store, StoreError};
+use purse_store::{AccessStore, AlertStore, CreditStore, PaymentStore, Reader, Store, StoreError};
 use serde::Deserialize;
 
 /// The database URL when none is configured: an SQLite file in the working directory.
@@ -36,6 +36,7 @@ pub struct Opened {
     pub access: Arc<dyn AccessStore>,
     pub alerts: Arc<dyn AlertStore>,
     pub payments: Arc<dyn PaymentStore>,
+    pub credit: Arc<dyn CreditStore>,
     pub url: String,
 }
 
@@ -45,11 +46,12 @@ pub struct Side {
     pub access: Arc<dyn AccessStore>,
     pub alerts: Arc<dyn AlertStore>,
     pub payments: Arc<dyn PaymentStore>,
+    pub credit: Arc<dyn CreditStore>,
 }
 
-fn side<R: Reader + AccessStore + AlertStore + PaymentStore + 'static>(reader: R) -> Side {
+fn side<R: Reader + AccessStore + AlertStore + PaymentStore + CreditStore + 'static>(reader: R) -> Side {
     let reader = Arc::new(reader);
-    Side { reader: reader.clone(), access: reader.clone(), alerts: reader.clone(), payments: reader }
+    Side { reader: reader.clone(), access: reader.clone(), alerts: reader.clone(), payments: reader.clone(), credit: reader }
 }
 
 /// Opens the store named by `url` (`sqlite://PATH` or `postgres://...`) and migrates it.
@@ -66,7 +68,7 @@ pub fn open_store(url: &str) -> Result<Opened, StoreError> {
     } else {
         return Err(StoreError(format!("database URL {url:?} must start with sqlite:// or postgres://")));
     };
-    Ok(Opened { store, reader: shared.reader, access: shared.access, alerts: shared.alerts, payments: shared.payments, url: url.to_owned() })
+    Ok(Opened { store, reader: shared.reader, access: shared.access, alerts: shared.alerts, payments: shared.payments, credit: shared.credit, url: url.to_owned() })
 }
 
 /// A connection of its own to a store [`open_store`] opened.

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use purse_core::{
+use purse_core::{ChangeNote, 
     Amount, Command, Direction, HoldState, Item, NewAccountKind, Outcome, Rejection,
     Timestamp, TransferKind,
 };
@@ -132,7 +132,7 @@ fn bad_input_gets_its_own_rejection_and_changes_nothing() {
         ),
         (Command::CreateCurrency { code: eur, scale: 10 }, "scale_too_large"),
         (
-            Command::SetCreditLimit { account: a, credit_limit: h.amount("5.00") },
+            Command::SetCreditLimit { account: a, credit_limit: h.amount("5.00"), note: ChangeNote::by("test") },
             "credit_limit_not_allowed_for_prepaid",
         ),
         (Command::CloseAccount { account: a }, "account_has_balance"),
@@ -330,7 +330,7 @@ fn temporary_increase_is_never_in_force_after_valid_until() {
     let h = Harness::sqlite();
     let a = h.customer("100.00");
     let until = h.now().plus_micros(3_600_000_000);
-    h.run(Command::SetTemporaryIncrease { account: a, increase: Some((h.amount("50.00"), until)) }).unwrap();
+    h.run(Command::SetTemporaryIncrease { account: a, increase: Some((h.amount("50.00"), until)), note: ChangeNote::by("test") }).unwrap();
     assert_eq!(h.parts(a).2, 15_000);
     assert!(h.run(h.charge_cmd(a, "120.00", true)).is_ok());
     h.clock.set(until);
@@ -339,9 +339,9 @@ fn temporary_increase_is_never_in_force_after_valid_until() {
     assert_eq!(rejected(&h.run(h.charge_cmd(a, "0.01", true))), "insufficient_funds");
     let prepaid = h.customer("0");
     let later = h.now().plus_micros(1_000_000);
-    let refused = h.run(Command::SetTemporaryIncrease { account: prepaid, increase: Some((h.amount("1.00"), later)) });
+    let refused = h.run(Command::SetTemporaryIncrease { account: prepaid, increase: Some((h.amount("1.00"), later)), note: ChangeNote::by("test") });
     assert_eq!(rejected(&refused), "credit_limit_not_allowed_for_prepaid");
-    let past = h.run(Command::SetTemporaryIncrease { account: a, increase: Some((h.amount("1.00"), Timestamp(0))) });
+    let past = h.run(Command::SetTemporaryIncrease { account: a, increase: Some((h.amount("1.00"), Timestamp(0))), note: ChangeNote::by("test") });
     assert_eq!(rejected(&past), "valid_until_must_be_in_future");
 }
 

@@ -562,3 +562,72 @@ fn a_customer_admin_pays_now_from_balance_details_and_a_declined_card_changes_no
     assert_eq!(b.count(".field.invalid [name='recharge_amount']"), 1);
     drop(site.server);
 }
+
+#[test]
+fn issue_7_staff_change_credit_limits_on_balance_and_credits_within_the_maximum_and_the_audit_log_shows_it() {
+    let site = site();
+    let (_, initech, wallet) = site.seeded.customers[2].clone();
+    let mut b = Browser::start(&site.base);
+    b.login(&site.operator.0, &site.operator.1);
+    b.open(&format!("/customers/{}", initech.0));
+    b.click("#balance-credits");
+    assert!(b.url().ends_with(&format!("/customers/{}/credit", initech.0)), "{}", b.url());
+    // The demo's Initech: permanent 600, a temporary 150 for a week, class Gold (50 %, 30 days).
+    assert!(b.text("#permanent-limit").contains("600.0000"), "{}", b.source());
+    assert!(b.text("#temporary-increase").contains("150.0000"), "{}", b.source());
+    assert!(b.text("#effective-limit").contains("750.0000"));
+    assert!(b.text("#maximum-increase").contains("300.0000"), "{}", b.source());
+    assert!(b.text("#customer-class").contains("Gold"));
+    assert!(b.text("#transfers-setting").contains("As defined by the customer class"));
+    assert!(b.text("#transfers-setting").contains("allowed now"));
+    assert!(b.text("#unallocated").contains("0.0000"));
+    assert!(b.text("#warning-thresholds").contains("50"), "{}", b.source());
+    assert_eq!(b.count("#credit-history tbody tr"), 2, "the demo's two changes: {}", b.source());
+    assert!(b.text("#credit-history").contains("Seasonal peak"));
+
+    // Above the maximum: refused next to the field, stating the maximum; nothing changes.
+    b.type_into("[name='increase_amount']", "400");
+    b.type_into("[name='reason']", "too much");
+    b.click("#save-credit");
+    assert!(b.text("#form-error").contains("maximum possible increase"), "{}", b.source());
+    assert!(b.text("#form-error").contains("300.0000"), "{}", b.source());
+    assert_eq!(b.count(".field.invalid [name='increase_amount']"), 1);
+    assert_eq!(b.script("return document.querySelector(\"[name='increase_amount']\").value;"), json!("400"), "what was entered comes back");
+    // A percentage within it is accepted and lands in the history with who and why.
+    b.type_into("[name='increase_amount']", "");
+    b.type_into("[name='increase_percent']", "30");
+    b.type_into("[name='reason']", "Busy week");
+    b.click("#save-credit");
+    assert!(b.url().ends_with("/credit"), "{}", b.source());
+    assert!(b.text("#temporary-increase").contains("180.0000"), "{}", b.source());
+    assert_eq!(b.count("#credit-history tbody tr"), 3);
+    let newest = b.text("#credit-history tbody tr:first-child");
+    assert!(newest.contains("Busy week") && newest.contains("user operator@test.purse"), "{newest}");
+    // The transfers setting.
+    b.script("document.querySelector('#subscriber_transfers').value = 'no';");
+    b.click("#save-credit-settings");
+    assert!(b.text("#transfers-setting").contains("No"), "{}", b.source());
+    assert!(b.text("#transfers-setting").contains("not allowed now"));
+    b.screenshot("balance-credits");
+
+    // The audit log shows both changes made in the portal, filterable by what changed.
+    b.open("/settings");
+    b.click("#audit-link");
+    assert!(b.text("#audit-log").contains("credit_settings"), "{}", b.source());
+    b.type_into("[name='entity']", "credit_limit");
+    b.click("#filter");
+    let log = b.text("#audit-log");
+    assert!(log.contains(&format!("credit_limit {}", wallet.0)) && log.contains("user operator@test.purse"), "{log}");
+    assert!(!log.contains("credit_settings"), "filtered: {log}");
+    b.screenshot("audit-log");
+    // A customer admin reads its own Balance & Credits but has no forms.
+    b.logout();
+    b.login(&site.customer.0, &site.customer.1);
+    let own = site.seeded.customers[0].1 .0;
+    b.open(&format!("/customers/{own}/credit"));
+    assert_eq!(b.count("#credit-form"), 0);
+    assert!(b.text("#credit-figures").contains("Low Funds Warning Threshold"), "prepaid wording: {}", b.source());
+    b.open(&format!("/customers/{}/credit", initech.0));
+    assert!(b.source().contains("no such page"), "another customer's tab is not found");
+    drop(site.server);
+}

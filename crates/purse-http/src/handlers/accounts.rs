@@ -1,4 +1,4 @@
-//! Accounts: opening, settings (credit limit, temporary increase, thresholds), closing, and
+//! Accounts: opening, closing (their credit is `credit.rs`'s), and
 //! every read of a balance: its parts, spendable now, as of a past time, the journal, and
 //! the operator's snapshot of all balances.
 
@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use purse_core::{Account, AccountId, AccountKind, Amount, Command, Item, NewAccountKind, Outcome, PartyId, PartyKind, Role, TransferId, TransferKind};
+use purse_core::{Account, AccountId, AccountKind, Amount, Command, Item, NewAccountKind, Outcome, PartyId, PartyKind, TransferId, TransferKind};
 use purse_store::JournalQuery;
 use serde::{Deserialize, Serialize};
 
@@ -131,81 +131,6 @@ pub async fn list_accounts(State(state): State<AppState>, who: Principal, params
         })
         .await?;
     Ok(reply(StatusCode::OK, &serde_json::json!({ "data": views })))
-}
-
-fn some<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
-    T::deserialize(d).map(Some)
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AccountChanges {
-    credit_limit: Option<String>,
-    /// An object sets the increase; `null` removes it.
-    #[serde(default, deserialize_with = "some")]
-    temporary_increase: Option<Option<IncreaseText>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IncreaseText {
-    amount: String,
-    valid_until: String,
-}
-
-/// Whether this caller may change the credit of `account`: operators always; resellers for
-/// their customers' accounts (not their own master wallet); customers only the sub-limit of
-/// their own credit subscriber accounts (never their wallet's limit).
-fn may_set_credit(who: &Principal, a: &Account) -> bool {
-    match who.role {
-        Role::Operator => true,
-        Role::Reseller(me) => a.party != Some(me),
-        Role::Customer(_) => matches!(a.kind, AccountKind::SubscriberCredit { .. }),
-    }
-}
-
-pub async fn update_account(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    Id(id): Id,
-    ApiJson(body): ApiJson<AccountChanges>,
-) -> Result<Response, ApiError> {
-    let who = ctx.principal;
-    who.require_write()?;
-    let account = state.read(move |s| s.account_for(&who, id)).await?;
-    let currency = state.read(move |s| s.currency("currency", account.currency)).await?;
-    let credit = body.credit_limit.is_some() || body.temporary_increase.is_some();
-    if credit && !may_set_credit(&who, &account) {
-        let field = if body.credit_limit.is_some() { "credit_limit" } else { "temporary_increase" };
-        return Err(ApiError::ForbiddenField { field, message: format!("this key may not change the {field} of account {id}") });
-    }
-    let account = AccountId(id);
-    let mut commands = Vec::new();
-    if let Some(text) = &body.credit_limit {
-        commands.push(Command::SetCreditLimit { account, credit_limit: amount("credit_limit", text, currency)? });
-    }
-    if let Some(increase) = &body.temporary_increase {
-        let increase = match increase {
-            None => None,
-            Some(i) => Some((
-                amount("temporary_increase.amount", &i.amount, currency)?,
-                timestamp("temporary_increase.valid_until", &i.valid_until)?,
-            )),
-        };
-        commands.push(Command::SetTemporaryIncrease { account, increase });
-    }
-    if commands.is_empty() {
-        return Err(ApiError::invalid("", "nothing_to_change", "send credit_limit or temporary_increase"));
-    }
-    // All or nothing: the changes form one linked chain.
-    let last = commands.len() - 1;
-    let items = commands.into_iter().enumerate().map(|(i, command)| Item { command, linked: i < last }).collect();
-    state
-        .commit(&ctx, items, move |results| {
-            outcome(results)?;
-            json_parts(StatusCode::OK, &serde_json::json!({ "id": id, "updated": true }))
-        })
-        .await
 }
 
 pub async fn close_account(State(state): State<AppState>, ctx: Ctx, Id(id): Id) -> Result<Response, ApiError> {

@@ -299,6 +299,8 @@ pub(crate) fn save_profile(s: &AppState, who: &Principal, id: Option<u64>, body:
         None => {
             let mut p = profile_from(s, who, body, 0, now)?;
             p.id = s.alerts.insert_profile(&p)?;
+            let after = profile_view(&p, &s.currency("currency", p.currency)?);
+            s.audit(who, p.reseller, "profile", p.id, "create", None, Some(&after))?;
             let owners = vec![p.reseller];
             Ok((p, owners))
         }
@@ -309,6 +311,9 @@ pub(crate) fn save_profile(s: &AppState, who: &Principal, id: Option<u64>, body:
             if !s.alerts.update_profile(&p)? {
                 return Err(ApiError::NotFound("profile"));
             }
+            let before = profile_view(&old, &s.currency("currency", old.currency)?);
+            let after = profile_view(&p, &s.currency("currency", p.currency)?);
+            s.audit(who, p.reseller, "profile", p.id, "update", Some(&before), Some(&after))?;
             let mut owners = vec![old.reseller, p.reseller];
             owners.dedup();
             Ok((p, owners))
@@ -344,6 +349,8 @@ pub(crate) fn remove_profile(s: &AppState, who: &Principal, id: u64) -> Result<O
     if !s.alerts.delete_profile(id)? {
         return Err(ApiError::NotFound("profile"));
     }
+    let before = profile_view(&p, &s.currency("currency", p.currency)?);
+    s.audit(who, p.reseller, "profile", p.id, "delete", Some(&before), None)?;
     Ok(p.reseller)
 }
 
@@ -459,15 +466,15 @@ pub(crate) fn save_settings(s: &AppState, who: &Principal, party: &Party, body: 
         warning,
         updated_at: s.engine.clock().now(),
     };
+    let before = serde_json::to_value(settings_view(s, party)?).map_err(|e| ApiError::Internal(e.to_string()))?;
     s.alerts.put_alert_settings(&settings)?;
+    let after = serde_json::to_value(settings_view(s, party)?).map_err(|e| ApiError::Internal(e.to_string()))?;
+    s.audit(who, Some(party.id), "alert_settings", party.id, "update", Some(&before), Some(&after))?;
     Ok(())
 }
 
 async fn put_settings(state: AppState, who: Principal, id: u64, reseller: bool, body: SettingsBody) -> Result<Response, ApiError> {
-    let party = state.read(move |s| s.party_for(&who, id)).await?;
-    if matches!(party.kind, PartyKind::Reseller) != reseller {
-        return Err(ApiError::NotFound(if reseller { "reseller" } else { "customer" }));
-    }
+    let party = state.read(move |s| super::party_of_kind(s, &who, id, reseller)).await?;
     let p = party.clone();
     state.read(move |s| save_settings(s, &who, &p, body)).await?;
     if !reseller {
@@ -479,13 +486,7 @@ async fn put_settings(state: AppState, who: Principal, id: u64, reseller: bool, 
 
 async fn get_settings(state: AppState, who: Principal, id: u64, reseller: bool) -> Result<Response, ApiError> {
     let view = state
-        .read(move |s| {
-            let party = s.party_for(&who, id)?;
-            if matches!(party.kind, PartyKind::Reseller) != reseller {
-                return Err(ApiError::NotFound(if reseller { "reseller" } else { "customer" }));
-            }
-            settings_view(s, &party)
-        })
+        .read(move |s| settings_view(s, &super::party_of_kind(s, &who, id, reseller)?))
         .await?;
     Ok(reply(StatusCode::OK, &view))
 }
@@ -561,6 +562,7 @@ pub(crate) fn add_endpoint(s: &AppState, who: &Principal, url: &str) -> Result<W
         created_at: s.engine.clock().now(),
     };
     endpoint.id = s.alerts.insert_endpoint(&endpoint)?;
+    s.audit(who, owner, "webhook_endpoint", endpoint.id, "create", None, Some(&endpoint_view(&endpoint)))?;
     Ok(endpoint)
 }
 
@@ -579,10 +581,12 @@ pub async fn list_endpoints(State(state): State<AppState>, who: Principal, param
 
 pub(crate) fn remove_endpoint(s: &AppState, who: &Principal, id: u64) -> Result<(), ApiError> {
     who.require_write()?;
-    let found = s.alerts.endpoints()?.into_iter().any(|e| e.id == id && sees_endpoint(who, &e));
-    if !found || !s.alerts.delete_endpoint(id)? {
+    let found = s.alerts.endpoints()?.into_iter().find(|e| e.id == id && sees_endpoint(who, e));
+    let Some(endpoint) = found else { return Err(ApiError::NotFound("endpoint")) };
+    if !s.alerts.delete_endpoint(id)? {
         return Err(ApiError::NotFound("endpoint"));
     }
+    s.audit(who, endpoint.owner, "webhook_endpoint", id, "delete", Some(&endpoint_view(&endpoint)), None)?;
     Ok(())
 }
 

@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod alerts;
+pub mod credit;
 pub mod parties;
 pub mod payments;
 pub mod postings;
@@ -30,6 +31,15 @@ pub const PAGE_DEFAULT: u32 = 50;
 pub const PAGE_MAX: u32 = 500;
 
 // ------------------------------------------------------------------ shared helpers
+
+/// The reseller (`reseller`) or customer a path names, if the caller sees it. Blocking.
+pub(crate) fn party_of_kind(s: &AppState, who: &Principal, id: u64, reseller: bool) -> Result<Party, ApiError> {
+    let party = s.party_for(who, id)?;
+    if matches!(party.kind, purse_core::PartyKind::Reseller) != reseller {
+        return Err(ApiError::NotFound(if reseller { "reseller" } else { "customer" }));
+    }
+    Ok(party)
+}
 
 pub(crate) fn currency_code(field: &str, text: &str) -> Result<CurrencyCode, ApiError> {
     CurrencyCode::parse(text).map_err(|e| ApiError::invalid(field, "invalid_currency", format!("{field} {e}")))

@@ -116,7 +116,9 @@ pub(crate) fn save_settings(s: &AppState, who: &Principal, party: &Party, c: &Cu
         settings.failures = 0;
     }
     recharge::check_settings(&settings, reseller.is_some()).map_err(|(field, m)| ApiError::invalid(field, "invalid_recharge_settings", m))?;
+    let before = settings_view(s, party, c)?;
     s.payments.put_recharge_settings(&settings)?;
+    s.audit(who, Some(party.id), "recharge_settings", party.id, "update", Some(&before), Some(&settings_view(s, party, c)?))?;
     Ok(())
 }
 
@@ -180,6 +182,16 @@ fn pay_error(e: PayError) -> ApiError {
     }
 }
 
+/// Saves a card at Stripe for the customer and records the change (blocking).
+pub(crate) fn saved_card(s: &AppState, who: &Principal, party: &Party, c: &Currency, details: &CardDetails) -> Result<(), ApiError> {
+    let cards = s.cards.as_ref().filter(|k| k.configured()).ok_or(ApiError::CardsNotConfigured)?;
+    let email = s.alerts.alert_settings(party.id)?.and_then(|a| a.email);
+    let before = settings_view(s, party, c)?;
+    cards.save_card(party, email.as_deref(), details).map_err(pay_error)?;
+    s.audit(who, Some(party.id), "card", party.id, "save", Some(&before["card"]), Some(&settings_view(s, party, c)?["card"]))?;
+    Ok(())
+}
+
 /// A customer admin (or staff) may save a card and pay; read-only keys may not.
 fn card_owner(who: &Principal) -> Result<(), ApiError> {
     who.require_write()
@@ -191,9 +203,7 @@ pub async fn save_card(State(state): State<AppState>, who: Principal, Id(id): Id
     let view = state
         .read(move |s| {
             let (party, c) = customer(s, &who, id)?;
-            let cards = s.cards.as_ref().filter(|k| k.configured()).ok_or(ApiError::CardsNotConfigured)?;
-            let email = s.alerts.alert_settings(party.id)?.and_then(|a| a.email);
-            cards.save_card(&party, email.as_deref(), &details).map_err(pay_error)?;
+            saved_card(s, &who, &party, &c, &details)?;
             settings_view(s, &party, &c)
         })
         .await?;
@@ -277,8 +287,7 @@ pub(crate) fn pay_now(s: &AppState, who: &Principal, id: u64, body: PayNowBody, 
     };
     let details = body.card.as_ref().map(card_details).transpose()?;
     if let Some(details) = &details {
-        let email = s.alerts.alert_settings(party.id)?.and_then(|a| a.email);
-        cards.save_card(&party, email.as_deref(), details).map_err(pay_error)?;
+        saved_card(s, who, &party, &c, details)?;
     }
     let done = cards.pay_now(&party, amount, request_key).map_err(pay_error)?;
     if let Some(auto) = auto {

@@ -281,6 +281,10 @@ pub async fn create_transfer(State(state): State<AppState>, ctx: Ctx, ApiJson(r)
         .read(move |s| {
             s.check_account_field(&who, "source", r.source)?;
             s.check_account_field(&who, "target", r.target)?;
+            let reader = s.engine.reader();
+            if let (Some(source), Some(target)) = (reader.account(AccountId(r.source))?, reader.account(AccountId(r.target))?) {
+                super::credit::check_subscriber_transfer(s, &source, &target)?;
+            }
             Ok(Command::Transfer {
                 client_id: who.client_id("client_id", &r.client_id)?,
                 money: money(s, &r.amount, &r.currency)?,

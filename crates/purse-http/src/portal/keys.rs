@@ -131,7 +131,10 @@ pub async fn create(State(state): State<AppState>, viewer: Viewer, form: Form) -
             read(&state, move |s| {
                 let (secret, record) = issue_key(&owned_name, v.user.role, scope, s.engine.clock().now())
                     .map_err(|e| PortalError::Internal(e.to_string()))?;
-                s.access.insert_key(&record)?;
+                let id = s.access.insert_key(&record)?;
+                let (mut after, party) = AppState::access_view(record.role, record.scope);
+                after["name"] = serde_json::json!(record.name);
+                s.audit(&v.who, party, "api_key", id, "create", None, Some(&after))?;
                 Ok(secret)
             })
             .await?,
@@ -154,10 +157,12 @@ pub async fn revoke(State(state): State<AppState>, viewer: Viewer, Path(id): Pat
     viewer.require_admin()?;
     let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     read(&state, move |s| {
-        if !visible(s, &viewer)?.iter().any(|k| k.id == id) {
-            return Err(PortalError::NotFound);
-        }
+        let keys = visible(s, &viewer)?;
+        let Some(key) = keys.iter().find(|k| k.id == id) else { return Err(PortalError::NotFound) };
         s.access.revoke_key(id, s.engine.clock().now())?;
+        let (mut before, party) = AppState::access_view(key.role, key.scope);
+        before["name"] = serde_json::json!(key.name);
+        s.audit(&viewer.who, party, "api_key", id, "revoke", Some(&before), None)?;
         s.auth.clear();
         Ok(())
     })

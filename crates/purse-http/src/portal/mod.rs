@@ -8,6 +8,7 @@
 
 mod alerts;
 mod balance;
+mod credit;
 mod customers;
 mod keys;
 mod login;
@@ -51,6 +52,9 @@ pub fn routes() -> Router<AppState> {
         .route("/notifications", get(alerts::log))
         .route("/customers/{id}/recharge", get(payments::show).post(payments::save))
         .route("/customers/{id}/recharge/pay-now", post(payments::pay_now))
+        .route("/customers/{id}/credit", get(credit::show).post(credit::save))
+        .route("/customers/{id}/credit/settings", post(credit::save_settings))
+        .route("/audit", get(credit::audit))
 }
 
 /// What a page can fail with; each renders as a page (or a redirect to the login).
@@ -163,6 +167,7 @@ async fn settings(viewer: Viewer) -> Response {
             li { a href="/settings/password" { "Change password" } }
             li { a href="/keys" { "API keys" } }
             @if viewer.is_staff() { li { a href="/users" { "Users" } } }
+            li { a href="/audit" id="audit-link" { "Audit log" } " — every settings change: who, when, before, after" }
         }
     };
     page::ok(page::layout("Settings", Some(&viewer), &[("Settings", "")], body))
@@ -183,6 +188,7 @@ async fn billing(viewer: Viewer) -> Result<Response, PortalError> {
     let body = html! {
         ul.sections.card {
             li { a href="/settings/account/billing/balance-details" { "Balance Details" } " — balance, uninvoiced amount, consumption, payments, CSV export" }
+            @if let Some(c) = viewer.own_customer() { li { a href=(format!("/customers/{c}/credit")) id="own-credit" { "Balance & Credits" } " — credit limits, warning thresholds, credit limit history" } }
         }
     };
     let crumbs = [("Settings", "/settings"), ("Account Settings", "/settings/account"), ("Billing", "")];

@@ -171,7 +171,7 @@ impl FromRequestParts<AppState> for Viewer {
                 Role::Operator => None,
                 Role::Reseller(p) | Role::Customer(p) => state.engine.reader().party(p)?,
             };
-            let who = Principal::for_user(user.role, user.scope);
+            let who = Principal::for_user(user.role, user.scope, user.id);
             Ok(Some(Viewer { user, who, csrf: session.csrf, session: session.hash, party }))
         })
         .await

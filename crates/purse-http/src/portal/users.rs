@@ -152,7 +152,13 @@ pub async fn create(State(state): State<AppState>, viewer: Viewer, form: Form) -
         if let (true, Some(role), Some(scope)) = (errors.is_empty(), role, scope) {
             let record = NewUser { email: email.clone(), name, password_hash: hash_password(&password)?, role, scope, created_at: s.engine.clock().now() };
             match s.access.insert_user(&record)? {
-                Some(_) => created = Some(email),
+                Some(id) => {
+                    let (mut after, party) = AppState::access_view(record.role, record.scope);
+                    after["email"] = serde_json::json!(record.email);
+                    after["name"] = serde_json::json!(record.name);
+                    s.audit(&v.who, party, "user", id, "create", None, Some(&after))?;
+                    created = Some(email)
+                }
                 None => {
                     errors.insert("email", "A user with this e-mail exists.".into());
                 }
@@ -226,8 +232,13 @@ pub async fn change_password(State(state): State<AppState>, viewer: Viewer, form
     if !errors.is_empty() {
         return Ok(page::respond(StatusCode::UNPROCESSABLE_ENTITY, password_page(&viewer, &errors, false)));
     }
-    let (user, keep, new) = (viewer.user.id, viewer.session.clone(), form.get("new").to_owned());
-    read(&state, move |s| Ok(s.access.set_password(user, &hash_password(&new)?, Some(&keep))?)).await?;
+    let (user, keep, new, who) = (viewer.user.id, viewer.session.clone(), form.get("new").to_owned(), viewer.who);
+    let party = AppState::access_view(viewer.user.role, viewer.user.scope).1;
+    read(&state, move |s| {
+        s.access.set_password(user, &hash_password(&new)?, Some(&keep))?;
+        Ok(s.audit(&who, party, "user", user, "password_change", None, None)?)
+    })
+    .await?;
     Ok(page::ok(password_page(&viewer, &errors, true)))
 }
 

@@ -29,7 +29,7 @@ use purse_core::recharge::{self, RechargeSettings};
 use purse_core::{Account, AccountKind, Amount, Command, Currency, CurrencyCode, EventKind, Item, Party, PartyId, PartyKind, Timestamp};
 use purse_engine::Engine;
 use purse_store::{
-    AccessStore, AlertBatch, AlertKind, AlertStore, Attempt, Channel, DeliveryRecord, Fire, NewNotification, PartyQuery, Reader,
+    AccessStore, AlertBatch, AlertKind, AlertStore, Attempt, Channel, CreditStore, DeliveryRecord, Fire, NewNotification, PartyQuery, Reader,
     StoreError, WebhookEndpoint,
 };
 use serde_json::json;
@@ -99,6 +99,8 @@ pub struct Report {
     pub swept: Option<String>,
     /// Recharge steps run.
     pub recharges: usize,
+    /// Temporary credit limit increases reverted.
+    pub reverted: usize,
 }
 
 pub(crate) fn wall_us() -> i64 {
@@ -135,6 +137,8 @@ pub struct Notifier {
     payments: Option<Arc<Payments>>,
     /// The version of the recharge settings last evaluated.
     recharge_seen: Mutex<Option<u64>>,
+    /// Where expired temporary increases are found, to revert them.
+    credit: Option<Arc<dyn CreditStore>>,
 }
 
 impl Notifier {
@@ -161,7 +165,36 @@ impl Notifier {
             sweep_checked: Mutex::new(None),
             payments: None,
             recharge_seen: Mutex::new(None),
+            credit: None,
         })
+    }
+
+    /// Reverts temporary credit limit increases that ran out, too.
+    pub fn with_credit(mut self, credit: Arc<dyn CreditStore>) -> Notifier {
+        self.credit = Some(credit);
+        self
+    }
+
+    /// Records the revert of every temporary increase whose *valid until* has passed. The
+    /// ledger never counts such an increase however late this runs; this only removes it
+    /// and writes the history's revert (as of its *valid until*). Repeating it, or running it
+    /// in several processes at once, reverts each increase once.
+    pub fn revert_increases(&self, now: Timestamp) -> Result<usize, String> {
+        let Some(credit) = &self.credit else { return Ok(0) };
+        let mut reverted = 0;
+        loop {
+            let due = credit.expired_increases(now, 256).map_err(store)?;
+            if due.is_empty() {
+                return Ok(reverted);
+            }
+            let n = due.len();
+            let items = due.into_iter().map(|(account, valid_until)| Item::single(Command::RevertIncrease { account, valid_until })).collect();
+            self.engine.submit(items).map_err(|e| e.to_string())?;
+            reverted += n;
+            if n < 256 {
+                return Ok(reverted);
+            }
+        }
     }
 
     /// Evaluates and runs auto-recharge too.
@@ -187,6 +220,7 @@ impl Notifier {
         let mut report = Report::default();
         self.drain_outbox(&mut report)?;
         let now = self.now();
+        report.reverted = self.revert_increases(now)?;
         let mut due = {
             let last = self.last_evaluation.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             last.is_none_or(|l| now.0.saturating_sub(l.0) >= self.config.evaluate_every_s * MICROS || now < l)

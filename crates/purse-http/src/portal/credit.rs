@@ -1,0 +1,316 @@
+//! The Balance & Credits tab (seed 003) and the audit log. The tab shows a customer's
+//! permanent credit limit, temporary increase and its valid until (postpaid only), the
+//! maximum possible increase, the warning thresholds, unallocated payments, the credit
+//! limit history and the subscriber-to-subscriber transfers setting; staff change the limits
+//! and settings through the API's checks, and errors come back next to the field.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use maud::html;
+use purse_core::{PartyId, PartyKind, Role, Scope};
+use purse_store::AuditQuery;
+use serde_json::Value;
+
+use super::alerts::error_for;
+use super::page::{self, field};
+use super::session::{Form, Viewer};
+use super::{read, see_other, PortalError};
+use crate::handlers::credit::{self as api, CreditChange, CreditSettingsBody, IncreaseText};
+use crate::AppState;
+
+pub async fn show(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>) -> Result<Response, PortalError> {
+    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
+    render(state, Arc::new(viewer), id, None, None).await
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => String::new(),
+    }
+}
+
+async fn render(state: AppState, viewer: Arc<Viewer>, id: u64, entered: Option<HashMap<String, String>>, error: Option<(String, String)>) -> Result<Response, PortalError> {
+    let v = viewer.clone();
+    let (name, view, history, classes) = read(&state, move |s| {
+        let party = s.party_for(&v.who, id)?;
+        let PartyKind::Customer { wallet, .. } = party.kind else { return Err(PortalError::NotFound) };
+        let view = api::settings_view(s, &party)?;
+        let history: Vec<Value> = s.credit.limit_history(wallet)?.iter().rev().map(api::history_view).collect();
+        let classes: Vec<(u64, String)> = s.credit.classes()?.into_iter().map(|c| (c.id, c.name)).collect();
+        Ok((party.name, view, history, classes))
+    })
+    .await?;
+    let postpaid = view["billing"] == "postpaid";
+    let staff = !matches!(viewer.user.role, Role::Customer(_));
+    let writable = staff && viewer.user.scope == Scope::ReadWrite;
+    let value = |k: &str, default: String| entered.as_ref().map_or(default, |e| e.get(k).cloned().unwrap_or_default());
+    let currency = text(&view["currency"]);
+    let increase = &view["temporary_increase"];
+    let action = format!("/customers/{id}/credit");
+    let transfers = view["subscriber_transfers"].as_str().unwrap_or("class").to_owned();
+    let chosen_transfers = value("subscriber_transfers", transfers.clone());
+    let class_now = view["class"]["id"].as_u64().map(|c| c.to_string()).unwrap_or_default();
+    let chosen_class = value("class", class_now);
+    let body = html! {
+        @if let Some((f, m)) = &error { p.notice.bad id="form-error" { (f) ": " (m) } }
+        dl.figures id="credit-figures" {
+            dt { "Permanent Credit Limit" } dd id="permanent-limit" { (text(&view["credit_limit"])) " " (currency) }
+            @if postpaid {
+                dt { "Temporary Credit Limit Increase" } dd id="temporary-increase" { @if increase.is_null() { "None" } @else { (text(&increase["amount"])) " " (currency) } }
+                dt { "Valid Until" } dd id="valid-until" { @if increase.is_null() { "—" } @else { (text(&increase["valid_until"])) } }
+                dt { "Effective credit limit" } dd id="effective-limit" { (text(&view["effective_credit_limit"])) " " (currency) }
+            }
+            dt { (if postpaid { "Credit Limit Warning Threshold" } else { "Low Funds Warning Threshold" }) }
+            dd id="warning-thresholds" {
+                @let w = text(&view["warning_thresholds"]);
+                (if w.is_empty() { "None".to_owned() } else { w }) " · " a href=(format!("/customers/{id}/alerts")) { "change" }
+            }
+            dt { "Unallocated Payments" } dd id="unallocated" { (text(&view["unallocated_payments"])) " " (currency) }
+            dt { "Customer class" } dd id="customer-class" { @if view["class"].is_null() { "None" } @else { (text(&view["class"]["name"])) } }
+            dt { "Subscriber-to-Subscriber transfers allowed" }
+            dd id="transfers-setting" {
+                (match transfers.as_str() { "yes" => "Yes", "no" => "No", _ => "As defined by the customer class" })
+                " (" (if view["subscriber_transfers_allowed"] == true { "allowed now" } else { "not allowed now" }) ")"
+            }
+        }
+        @if postpaid {
+            @if let Some(t) = view["maximum_increase"]["text"].as_str() { p.notice id="maximum-increase" { "Maximum possible increase: " (t.trim_start_matches("the maximum possible increase ")) } }
+        }
+        @if writable {
+            h2 { "Change the credit limit" }
+            form.card method="post" action=(action.clone()) id="credit-form" {
+                input type="hidden" name="csrf" value=(viewer.csrf);
+                (field(&format!("Permanent Credit Limit ({currency})"), "credit_limit", "text", &value("credit_limit", text(&view["credit_limit"])), error_for(&error, "credit_limit")))
+                @if postpaid {
+                    (field("Temporary Credit Limit Increase (amount; empty for none)", "increase_amount", "text", &value("increase_amount", text(&increase["amount"])), error_for(&error, "temporary_increase.amount").or(error_for(&error, "temporary_increase"))))
+                    (field("…or as a percentage of the permanent limit", "increase_percent", "text", &value("increase_percent", String::new()), error_for(&error, "temporary_increase.percent")))
+                    (field("Valid Until (RFC 3339, e.g. 2026-12-31T23:59:00Z)", "valid_until", "text", &value("valid_until", text(&increase["valid_until"])), error_for(&error, "temporary_increase.valid_until")))
+                }
+                (field("Reason (kept in the history)", "reason", "text", &value("reason", String::new()), error_for(&error, "reason")))
+                button type="submit" id="save-credit" { "Update" }
+            }
+            h2 { "Class and transfers" }
+            form.card method="post" action=(format!("{action}/settings")) id="credit-settings-form" {
+                input type="hidden" name="csrf" value=(viewer.csrf);
+                div.field.invalid[error_for(&error, "class").is_some()] {
+                    label for="class" { "Customer class" }
+                    select id="class" name="class" {
+                        option value="" selected[chosen_class.is_empty()] { "None" }
+                        @for (cid, cname) in &classes { option value=(cid) selected[chosen_class == cid.to_string()] { (cname) } }
+                    }
+                    @if let Some(e) = error_for(&error, "class") { p.error { (e) } }
+                }
+                div.field.invalid[error_for(&error, "subscriber_transfers").is_some()] {
+                    label for="subscriber_transfers" { "Subscriber-to-Subscriber transfers allowed" }
+                    select id="subscriber_transfers" name="subscriber_transfers" {
+                        option value="class" selected[chosen_transfers == "class"] { "As defined by the customer class" }
+                        option value="yes" selected[chosen_transfers == "yes"] { "Yes" }
+                        option value="no" selected[chosen_transfers == "no"] { "No" }
+                    }
+                    @if let Some(e) = error_for(&error, "subscriber_transfers") { p.error { (e) } }
+                }
+                button type="submit" id="save-credit-settings" { "Update" }
+            }
+        }
+        @if postpaid {
+            h2 { "Credit Limit History" }
+            div.scroll {
+                table id="credit-history" {
+                    thead { tr { th { "When" } th { "Change" } th.num { "Old" } th.num { "New" } th { "By" } th { "Why" } } }
+                    tbody {
+                        @for h in &history {
+                            tr {
+                                td { (text(&h["at"])) }
+                                td { (match h["kind"].as_str() { Some("permanent") => "Permanent limit", Some("temporary") => "Temporary increase", _ => "Automatic revert" }) }
+                                td.num { (describe(&h["old"])) }
+                                td.num { (describe(&h["new"])) }
+                                td { (text(&h["by"])) }
+                                td { (text(&h["reason"])) }
+                            }
+                        }
+                        @if history.is_empty() { tr { td colspan="6" .muted { "No changes yet." } } }
+                    }
+                }
+            }
+        }
+    };
+    let title = format!("Balance & Credits — {name}");
+    let crumbs = [("Customers", "/customers".to_owned()), (name.as_str(), format!("/customers/{id}")), ("Balance & Credits", String::new())];
+    let crumbs: Vec<(&str, &str)> = crumbs.iter().map(|(a, b)| (*a, b.as_str())).collect();
+    let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    Ok(page::respond(status, page::layout(&title, Some(&viewer), &crumbs, body)))
+}
+
+/// `100.00 + 50.00 until 2026-12-31T…` or `100.00`.
+fn describe(state: &Value) -> String {
+    let limit = text(&state["credit_limit"]);
+    match state["temporary_increase"].as_object() {
+        Some(i) => format!("{limit} + {} until {}", text(&i["amount"]), text(&i["valid_until"])),
+        None => limit,
+    }
+}
+
+const CREDIT_FIELDS: [&str; 5] = ["credit_limit", "increase_amount", "increase_percent", "valid_until", "reason"];
+
+pub async fn save(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>, form: Form) -> Result<Response, PortalError> {
+    viewer.check(&form)?;
+    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
+    let entered: HashMap<String, String> = CREDIT_FIELDS.iter().map(|k| ((*k).to_owned(), form.get(k).trim().to_owned())).collect();
+    let viewer = Arc::new(viewer);
+    let (v, e) = (viewer.clone(), entered.clone());
+    let items = read(&state, move |s| {
+        let party = s.party_for(&v.who, id)?;
+        let PartyKind::Customer { wallet, billing, .. } = party.kind else { return Err(PortalError::NotFound) };
+        let account = s.engine.reader().account(wallet)?.ok_or(PortalError::NotFound)?;
+        let currency = s.currency("currency", account.currency)?;
+        let opt = |k: &str| Some(e[k].clone()).filter(|t| !t.is_empty());
+        // Only what differs from the stored state is a change.
+        let credit_limit = opt("credit_limit").filter(|l| currency.parse(l).ok() != Some(account.credit_limit));
+        let now = s.engine.clock().now();
+        let current = account.temporary_increase.filter(|i| now < i.valid_until);
+        let increase = if billing == purse_core::Billing::Prepaid {
+            None
+        } else {
+            match (opt("increase_amount"), opt("increase_percent"), opt("valid_until")) {
+                (None, None, _) => current.map(|_| None),
+                (amount, percent, until) => {
+                    let same = percent.is_none()
+                        && current.is_some_and(|c| amount.as_deref().and_then(|a| currency.parse(a).ok()) == Some(c.amount) && until.as_deref().and_then(crate::time::parse) == Some(c.valid_until));
+                    (!same).then(|| Some(IncreaseText { amount: amount.filter(|_| percent.is_none()), percent, valid_until: until.unwrap_or_default() }))
+                }
+            }
+        };
+        let change = CreditChange { credit_limit, increase, reason: opt("reason") };
+        if change.credit_limit.is_none() && change.increase.is_none() {
+            return Ok(None);
+        }
+        api::credit_commands(s, &v.who, &account, &change).map(Some).map_err(PortalError::from_api_keep)
+    })
+    .await;
+    match items {
+        Ok(None) => Ok(see_other(&format!("/customers/{id}/credit"))),
+        Ok(Some(items)) => {
+            let results = state.engine.submit_async(items).await.map_err(|e| PortalError::Internal(e.to_string()))?;
+            match crate::handlers::outcome(&results) {
+                Ok(_) => Ok(see_other(&format!("/customers/{id}/credit"))),
+                Err(e) => match PortalError::from_api_keep(e) {
+                    PortalError::Field(f, m) => render(state, viewer, id, Some(entered), Some((f, m))).await,
+                    other => Err(other),
+                },
+            }
+        }
+        Err(PortalError::Field(f, m)) => render(state, viewer, id, Some(entered), Some((f, m))).await,
+        Err(other) => Err(other),
+    }
+}
+
+pub async fn save_settings(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>, form: Form) -> Result<Response, PortalError> {
+    viewer.check(&form)?;
+    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
+    let entered: HashMap<String, String> = ["class", "subscriber_transfers"].iter().map(|k| ((*k).to_owned(), form.get(k).trim().to_owned())).collect();
+    let viewer = Arc::new(viewer);
+    let (v, e) = (viewer.clone(), entered.clone());
+    let saved = read(&state, move |s| {
+        let party = s.party_for(&v.who, id)?;
+        let class = match e["class"].as_str() {
+            "" => None,
+            t => Some(t.parse::<u64>().map_err(|_| PortalError::Field("class".into(), "choose a class".into()))?),
+        };
+        let body = CreditSettingsBody { class: Some(class), subscriber_transfers: Some(e["subscriber_transfers"].clone()), maximum_increase: None };
+        api::save_credit_settings(s, &v.who, &party, body).map_err(PortalError::from_api_keep)
+    })
+    .await;
+    match saved {
+        Ok(()) => Ok(see_other(&format!("/customers/{id}/credit"))),
+        Err(PortalError::Field(f, m)) => render(state, viewer, id, Some(entered), Some((f, m))).await,
+        Err(other) => Err(other),
+    }
+}
+
+// ------------------------------------------------------------------ audit log
+
+#[derive(serde::Deserialize, Default)]
+pub struct AuditFilter {
+    #[serde(default)]
+    entity: String,
+    #[serde(default)]
+    actor: String,
+    #[serde(default)]
+    party: String,
+    #[serde(default)]
+    before: String,
+}
+
+pub async fn audit(State(state): State<AppState>, viewer: Viewer, Query(f): Query<AuditFilter>) -> Result<Response, PortalError> {
+    let party = match f.party.trim() {
+        "" => None,
+        t => Some(PartyId(t.parse().map_err(|_| PortalError::BadRequest("party must be a number".into()))?)),
+    };
+    let before = match f.before.trim() {
+        "" => None,
+        t => Some(t.parse().map_err(|_| PortalError::BadRequest("before must be a number".into()))?),
+    };
+    let query = AuditQuery {
+        visible: api::visible(&viewer.who),
+        party,
+        entity: Some(f.entity.trim().to_owned()).filter(|e| !e.is_empty()),
+        actor: Some(f.actor.trim().to_owned()).filter(|e| !e.is_empty()),
+        from: None,
+        to: None,
+        before,
+        limit: 50,
+    };
+    let who = viewer.who;
+    let rows = read(&state, move |s| {
+        if let Some(p) = query.party {
+            s.party_for(&who, p.0)?;
+        }
+        Ok(s.credit.audit_log(&query)?)
+    })
+    .await?;
+    let next = (rows.len() == 50).then(|| rows.last().map(|r| r.id)).flatten();
+    let body = html! {
+        form.filters method="get" action="/audit" id="audit-filter" {
+            (field("What (credit_limit, alert_settings, recharge_settings, profile, user, api_key, …)", "entity", "text", &f.entity, None))
+            (field("Who (e.g. user ann@example.com, key 3, scheduler)", "actor", "text", &f.actor, None))
+            (field("Customer or reseller id", "party", "text", &f.party, None))
+            button type="submit" id="filter" { "Filter" }
+        }
+        div.scroll {
+            table id="audit-log" {
+                thead { tr { th { "When" } th { "Who" } th { "What" } th { "Party" } th { "Action" } th { "Before" } th { "After" } } }
+                tbody {
+                    @for e in &rows {
+                        tr {
+                            td { (crate::time::format(e.at)) }
+                            td { (e.actor) }
+                            td { (e.entity) " " (e.entity_id) }
+                            td { (e.party.map(|p| p.to_string()).unwrap_or_default()) }
+                            td { (e.action) }
+                            td { code { (e.before.clone().unwrap_or_default()) } }
+                            td { code { (e.after.clone().unwrap_or_default()) } }
+                        }
+                    }
+                    @if rows.is_empty() { tr { td colspan="7" .muted { "No changes match." } } }
+                }
+            }
+        }
+        @if let Some(n) = next {
+            p { a href=(format!("/audit?entity={}&actor={}&party={}&before={n}", enc(&f.entity), enc(&f.actor), enc(&f.party))) id="older" { "Older →" } }
+        }
+    };
+    Ok(page::ok(page::layout("Audit log", Some(&viewer), &[("Settings", "/settings"), ("Audit log", "")], body)))
+}
+
+/// Percent-encodes a query value.
+fn enc(text: &str) -> String {
+    text.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}

@@ -1,0 +1,60 @@
+-- Credit control: the credit limit history (written in the ledger's transaction), customer
+-- classes, each party's credit policy, and the audit log of every settings change.
+CREATE TABLE limit_changes (
+    id           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    account_id   BIGINT NOT NULL REFERENCES accounts (id),
+    party_id     BIGINT,
+    currency     TEXT NOT NULL,
+    scale        BIGINT NOT NULL,
+    kind         TEXT NOT NULL CHECK (kind IN ('permanent', 'temporary', 'revert')),
+    at           BIGINT NOT NULL,
+    recorded_at  BIGINT NOT NULL,
+    old_limit    BIGINT NOT NULL,
+    new_limit    BIGINT NOT NULL,
+    old_increase BIGINT,
+    old_until    BIGINT,
+    new_increase BIGINT,
+    new_until    BIGINT,
+    changed_by   TEXT NOT NULL,
+    reason       TEXT
+);
+CREATE INDEX limit_changes_account ON limit_changes (account_id, id);
+CREATE INDEX limit_changes_party ON limit_changes (party_id, id);
+-- A class groups customers under defaults: whether their subscriber accounts may transfer
+-- to each other, and the maximum possible temporary increase.
+CREATE TABLE customer_classes (
+    id                BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    reseller_id       BIGINT REFERENCES parties (id),
+    name              TEXT NOT NULL,
+    transfers_allowed BIGINT NOT NULL,
+    max_amount        TEXT,
+    max_percent       BIGINT,
+    max_days          BIGINT,
+    updated_at        BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX customer_classes_name ON customer_classes (COALESCE(reseller_id, 0), name);
+-- A customer's class and transfers setting; a reseller's maximum possible increase.
+CREATE TABLE credit_policies (
+    party_id    BIGINT PRIMARY KEY REFERENCES parties (id),
+    class_id    BIGINT REFERENCES customer_classes (id),
+    transfers   TEXT NOT NULL CHECK (transfers IN ('class', 'yes', 'no')),
+    max_amount  TEXT,
+    max_percent BIGINT,
+    max_days    BIGINT,
+    updated_at  BIGINT NOT NULL
+);
+CREATE TABLE audit_log (
+    id        BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at        BIGINT NOT NULL,
+    actor     TEXT NOT NULL,
+    -- The party the setting belongs to (a customer or reseller); NULL for the operator's own.
+    party_id  BIGINT,
+    entity    TEXT NOT NULL,
+    entity_id TEXT NOT NULL,
+    action    TEXT NOT NULL,
+    before    TEXT,
+    after     TEXT
+);
+CREATE INDEX audit_log_party ON audit_log (party_id, id);
+-- The scheduler's revert finds the increases that ran out.
+CREATE INDEX accounts_temp_valid_until ON accounts (temp_valid_until) WHERE temp_valid_until IS NOT NULL;
