@@ -42,7 +42,46 @@ pub fn create(opened: &Opened, name: &str, role: Role, scope: Scope, now: Timest
     }
     let (secret, record) = purse_http::auth::issue_key(name, role, scope, now).map_err(|e| e.to_string())?;
     let id = opened.access.insert_key(&record).map_err(|e| e.to_string())?;
+    let (mut after, party) = purse_http::AppState::access_view(role, scope);
+    after["name"] = serde_json::json!(record.name);
+    audit(opened, now, party, ("api_key", id, "create"), None, Some(after))?;
     Ok((id, secret))
+}
+
+/// Revokes a key; `false` when there is no such active key.
+pub fn revoke(opened: &Opened, id: u64, now: Timestamp) -> Result<bool, String> {
+    let key = opened.access.keys().map_err(|e| e.to_string())?.into_iter().find(|k| k.id == id && k.revoked_at.is_none());
+    let Some(key) = key else { return Ok(false) };
+    if !opened.access.revoke_key(id, now).map_err(|e| e.to_string())? {
+        return Ok(false);
+    }
+    let (mut before, party) = purse_http::AppState::access_view(key.role, key.scope);
+    before["name"] = serde_json::json!(key.name);
+    audit(opened, now, party, ("api_key", id, "revoke"), Some(before), None)?;
+    Ok(true)
+}
+
+/// Records a change made from the command line in the audit log (the actor is `cli`).
+fn audit(
+    opened: &Opened,
+    at: Timestamp,
+    party: Option<PartyId>,
+    (entity, id, action): (&str, u64, &str),
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+) -> Result<(), String> {
+    let entry = purse_store::AuditEntry {
+        id: 0,
+        at,
+        actor: "cli".into(),
+        party,
+        entity: entity.into(),
+        entity_id: id.to_string(),
+        action: action.into(),
+        before: before.map(|b| b.to_string()),
+        after: after.map(|a| a.to_string()),
+    };
+    opened.credit.record_audit(&entry).map_err(|e| e.to_string())
 }
 
 /// A table of keys: never the secrets, which are not stored.
@@ -79,7 +118,13 @@ pub fn create_user(opened: &Opened, email: &str, name: &str, role: Role, scope: 
     let password_hash = purse_http::portal::session::hash_password(&password).map_err(|e| format!("{e:?}"))?;
     let user = purse_store::NewUser { email: email.clone(), name: name.trim().to_owned(), password_hash, role, scope, created_at: now };
     match opened.access.insert_user(&user).map_err(|e| e.to_string())? {
-        Some(_) => Ok(password),
+        Some(id) => {
+            let (mut after, party) = purse_http::AppState::access_view(role, scope);
+            after["email"] = serde_json::json!(email);
+            after["name"] = serde_json::json!(user.name);
+            audit(opened, now, party, ("user", id, "create"), None, Some(after))?;
+            Ok(password)
+        }
         None => Err(format!("--email {email}: a user with this e-mail exists")),
     }
 }

@@ -413,7 +413,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 }
                 KeyAction::List => print!("{}", purse::keys::table(&opened.access.keys().map_err(|e| e.to_string())?)),
                 KeyAction::Revoke { id } => {
-                    if !opened.access.revoke_key(id, now).map_err(|e| e.to_string())? {
+                    if !purse::keys::revoke(&opened, id, now)? {
                         return Err(format!("key {id}: no such active key"));
                     }
                     println!("key {id} revoked");

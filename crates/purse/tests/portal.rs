@@ -569,6 +569,19 @@ fn issue_7_staff_change_credit_limits_on_balance_and_credits_within_the_maximum_
     let (_, initech, wallet) = site.seeded.customers[2].clone();
     let mut b = Browser::start(&site.base);
     b.login(&site.operator.0, &site.operator.1);
+    // Customer classes: a bad maximum comes back next to its field; a good class is listed.
+    b.open("/settings");
+    b.click("#classes-link");
+    assert!(b.text("#classes").contains("Gold"), "{}", b.source());
+    b.type_into("[name='name']", "Platinum");
+    b.type_into("[name='max_percent']", "2000");
+    b.click("#save-class");
+    assert!(b.text("#form-error").contains("maximum_increase.percent"), "{}", b.source());
+    assert_eq!(b.count(".field.invalid [name='max_percent']"), 1);
+    b.type_into("[name='max_percent']", "60");
+    b.click("#save-class");
+    assert!(b.url().ends_with("/classes"), "{}", b.url());
+    assert!(b.text("#classes").contains("Platinum") && b.text("#classes").contains("60%"), "{}", b.source());
     b.open(&format!("/customers/{}", initech.0));
     b.click("#balance-credits");
     assert!(b.url().ends_with(&format!("/customers/{}/credit", initech.0)), "{}", b.url());

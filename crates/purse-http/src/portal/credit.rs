@@ -314,3 +314,114 @@ fn enc(text: &str) -> String {
         .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
         .collect()
 }
+
+// ------------------------------------------------------------------ customer classes
+
+/// Customer classes (operators change them; everyone may read them): each one's default for
+/// subscriber transfers and its maximum possible increase. `/classes` lists and creates,
+/// `/classes/{id}` edits.
+pub async fn classes(State(state): State<AppState>, viewer: Viewer) -> Result<Response, PortalError> {
+    classes_page(state, Arc::new(viewer), None, None, None).await
+}
+
+pub async fn edit_class(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>) -> Result<Response, PortalError> {
+    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
+    classes_page(state, Arc::new(viewer), Some(id), None, None).await
+}
+
+const CLASS_FIELDS: [&str; 5] = ["name", "subscriber_transfers", "max_amount", "max_percent", "max_days"];
+
+async fn classes_page(
+    state: AppState,
+    viewer: Arc<Viewer>,
+    editing: Option<u64>,
+    entered: Option<HashMap<String, String>>,
+    error: Option<(String, String)>,
+) -> Result<Response, PortalError> {
+    let list = read(&state, |s| Ok(s.credit.classes()?)).await?;
+    let current = match editing {
+        Some(id) => Some(list.iter().find(|c| c.id == id).cloned().ok_or(PortalError::NotFound)?),
+        None => None,
+    };
+    let stored = |k: &str| -> String {
+        let Some(c) = &current else { return String::new() };
+        match k {
+            "name" => c.name.clone(),
+            "subscriber_transfers" => if c.transfers_allowed { "on".into() } else { String::new() },
+            "max_amount" => c.max.amount.clone().unwrap_or_default(),
+            "max_percent" => c.max.percent.map(|p| p.to_string()).unwrap_or_default(),
+            _ => c.max.days.map(|d| d.to_string()).unwrap_or_default(),
+        }
+    };
+    let value = |k: &str| entered.as_ref().map_or_else(|| stored(k), |e| e.get(k).cloned().unwrap_or_default());
+    let operator = viewer.user.role == Role::Operator && viewer.user.scope == Scope::ReadWrite;
+    let action = editing.map_or_else(|| "/classes".to_owned(), |id| format!("/classes/{id}"));
+    let body = html! {
+        @if let Some((f, m)) = &error { p.notice.bad id="form-error" { (f) ": " (m) } }
+        div.scroll {
+            table id="classes" {
+                thead { tr { th { "Class" } th { "Subscriber transfers" } th { "Maximum possible increase" } @if operator { th {} } } }
+                tbody {
+                    @for c in &list {
+                        tr {
+                            td { (c.name) }
+                            td { (if c.transfers_allowed { "Yes" } else { "No" }) }
+                            td {
+                                @let parts: Vec<String> = [c.max.amount.clone(), c.max.percent.map(|p| format!("{p}%")), c.max.days.map(|d| format!("{d} days"))].into_iter().flatten().collect();
+                                (if parts.is_empty() { "None".to_owned() } else { parts.join(", ") })
+                            }
+                            @if operator { td { a href=(format!("/classes/{}", c.id)) id=(format!("edit-class-{}", c.id)) { "Edit" } } }
+                        }
+                    }
+                    @if list.is_empty() { tr { td colspan="4" .muted { "No customer classes yet." } } }
+                }
+            }
+        }
+        @if operator {
+            h2 { (if editing.is_some() { "Edit the class" } else { "New class" }) }
+            form.card method="post" action=(action) id="class-form" {
+                input type="hidden" name="csrf" value=(viewer.csrf);
+                (field("Name", "name", "text", &value("name"), error_for(&error, "name")))
+                div.field { label { input type="checkbox" name="subscriber_transfers" id="subscriber_transfers" value="on" checked[value("subscriber_transfers") == "on"]; " Subscriber-to-subscriber transfers allowed" } }
+                (field("Maximum possible increase: amount (in the customer's currency)", "max_amount", "text", &value("max_amount"), error_for(&error, "maximum_increase.amount")))
+                (field("…and/or percent of the permanent limit", "max_percent", "text", &value("max_percent"), error_for(&error, "maximum_increase.percent")))
+                (field("Longest validity (days)", "max_days", "text", &value("max_days"), error_for(&error, "maximum_increase.days")))
+                button type="submit" id="save-class" { "Save" }
+            }
+        }
+    };
+    let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    Ok(page::respond(status, page::layout("Customer classes", Some(&viewer), &[("Settings", "/settings"), ("Customer classes", "")], body)))
+}
+
+pub async fn save_class(State(state): State<AppState>, viewer: Viewer, path: Option<Path<String>>, form: Form) -> Result<Response, PortalError> {
+    viewer.check(&form)?;
+    let id: u64 = match path {
+        Some(Path(id)) => id.parse().map_err(|_| PortalError::NotFound)?,
+        None => 0,
+    };
+    let entered: HashMap<String, String> = CLASS_FIELDS.iter().map(|k| ((*k).to_owned(), form.get(k).trim().to_owned())).collect();
+    let number = |k: &str, field: &str| -> Result<Option<u32>, PortalError> {
+        match entered[k].as_str() {
+            "" => Ok(None),
+            t => t.parse().map(Some).map_err(|_| PortalError::Field(field.into(), "a whole number".into())),
+        }
+    };
+    let viewer = Arc::new(viewer);
+    let parsed = number("max_percent", "maximum_increase.percent").and_then(|p| Ok((p, number("max_days", "maximum_increase.days")?)));
+    let saved = match parsed {
+        Err(e) => Err(e),
+        Ok((percent, days)) => {
+            let amount = Some(entered["max_amount"].clone()).filter(|a| !a.is_empty());
+            let max = (amount.is_some() || percent.is_some() || days.is_some()).then_some(api::MaxText { amount, percent, days });
+            let body = api::ClassBody { name: entered["name"].clone(), subscriber_transfers: entered["subscriber_transfers"] == "on", maximum_increase: max };
+            let who = viewer.who;
+            read(&state, move |s| api::save_class(s, &who, id, body).map(drop).map_err(PortalError::from_api_keep)).await
+        }
+    };
+    match saved {
+        Ok(()) => Ok(see_other("/classes")),
+        Err(PortalError::Field(f, m)) => classes_page(state, viewer, (id != 0).then_some(id), Some(entered), Some((f, m))).await,
+        Err(other) => Err(other),
+    }
+}

@@ -55,6 +55,8 @@ pub fn routes() -> Router<AppState> {
         .route("/customers/{id}/credit", get(credit::show).post(credit::save))
         .route("/customers/{id}/credit/settings", post(credit::save_settings))
         .route("/audit", get(credit::audit))
+        .route("/classes", get(credit::classes).post(credit::save_class))
+        .route("/classes/{id}", get(credit::edit_class).post(credit::save_class))
 }
 
 /// What a page can fail with; each renders as a page (or a redirect to the login).
@@ -168,6 +170,7 @@ async fn settings(viewer: Viewer) -> Response {
             li { a href="/keys" { "API keys" } }
             @if viewer.is_staff() { li { a href="/users" { "Users" } } }
             li { a href="/audit" id="audit-link" { "Audit log" } " — every settings change: who, when, before, after" }
+            @if viewer.is_staff() { li { a href="/classes" id="classes-link" { "Customer classes" } " — subscriber transfers and the maximum possible increase" } }
         }
     };
     page::ok(page::layout("Settings", Some(&viewer), &[("Settings", "")], body))
