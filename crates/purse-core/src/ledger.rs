@@ -1046,10 +1046,16 @@ impl Ledger {
         if increase.valid_until > now || only.is_some_and(|u| u != increase.valid_until) {
             return;
         }
+        // The drop in available balance happened at valid until; report its crossings now.
+        let [a, b] = self.watched(id);
+        let before = self.availability(&[a, b], increase.valid_until.plus_micros(-1));
         self.settings_mut(id).temporary_increase = None;
         let limit = self.accounts[&id].credit_limit;
         let note = ChangeNote { by: "scheduler".into(), reason: Some("valid until reached".into()) };
         self.record_limit_change(id, LimitChangeKind::Revert, (limit, limit), Some((Some(increase), None)), &note, now);
+        for (id, before) in before {
+            self.emit_crossings(id, before, now, None);
+        }
     }
 
     fn record_limit_change(

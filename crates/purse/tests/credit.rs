@@ -121,7 +121,8 @@ impl World {
 fn issue_7_a_temporary_increase_lets_a_charge_through_until_valid_until_even_with_the_scheduler_late() {
     for url in both_backends("credit_increase") {
         let mut w = World::new(&url);
-        let (_, wallet) = w.customer("Initech", "postpaid", "100", None);
+        let (customer, wallet) = w.customer("Initech", "postpaid", "100", None);
+        w.call("PUT", &format!("/v1/customers/{customer}/alert-settings"), json!({ "billing_email": "i@initech.test", "warning_thresholds": "120" }));
         // The permanent limit refuses a charge of 150.
         let (status, body) = w.charge(wallet, "150");
         assert_eq!((status, body["error"]["code"].as_str()), (422, Some("insufficient_funds")), "{body}");
@@ -152,6 +153,15 @@ fn issue_7_a_temporary_increase_lets_a_charge_through_until_valid_until_even_wit
         let report = w.notifier.step().unwrap();
         assert_eq!(report.reverted, 1);
         assert_eq!(w.notifier.step().unwrap().reverted, 0, "a second pass reverts nothing");
+        // Available fell from 160 to 100 at valid until: the warning at 120 fires for it (once
+        // more after the charge's crossing and the reversal's way back up).
+        let warnings = w.get(&format!("/v1/notifications?customer={customer}"))["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["kind"] == "warning" && n["threshold"] == "120.00")
+            .count();
+        assert_eq!(warnings, 2, "{}", w.get(&format!("/v1/notifications?customer={customer}")));
         let history = w.history(wallet);
         assert_eq!(history.len(), 2, "{history:?}");
         let revert = &history[1];

@@ -288,7 +288,7 @@ pub struct ClassBody {
 /// against each customer's currency when used.
 pub(crate) fn check_max(field: &str, m: Option<&MaxText>) -> Result<MaxIncrease, ApiError> {
     let Some(m) = m else { return Ok(MaxIncrease::default()) };
-    let amount = match m.amount.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
+    let amount = match m.amount.as_deref() {
         Some(a) => {
             let units = parse_units(a, purse_core::money::SCALE_MAX).map_err(|e| ApiError::invalid(format!("{field}.amount"), "invalid_amount", format!("{field}.amount {e}")))?;
             if units <= 0 {
