@@ -204,6 +204,19 @@ fn issue_7_the_credit_limit_history_records_every_change_with_who_when_old_new_a
     // The audit log holds the same changes.
     let audit = w.get("/v1/audit-log?entity=credit_limit");
     assert_eq!(audit["data"].as_array().unwrap().len(), 3, "{audit}");
+    // An increase that ran out before the scheduler came is recorded as reverted (dated valid
+    // until) when the next change arrives first; the scheduler then has nothing to do.
+    let until = w.clock.now().plus_micros(HOUR);
+    w.call("PATCH", &format!("/v1/accounts/{wallet}"), json!({ "temporary_increase": { "amount": "20", "valid_until": w.iso(until) } }));
+    w.clock.set(until.plus_micros(5_000_000));
+    let later = w.iso(w.clock.now().plus_micros(DAY));
+    w.call("PATCH", &format!("/v1/accounts/{wallet}"), json!({ "temporary_increase": { "amount": "30", "valid_until": later }, "reason": "again" }));
+    let h = w.history(wallet);
+    let kinds: Vec<&str> = h.iter().map(|c| c["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["permanent", "temporary", "temporary", "temporary", "revert", "temporary"]);
+    assert_eq!((h[4]["at"].as_str(), h[4]["by"].as_str()), (Some(w.iso(until).as_str()), Some("scheduler")));
+    assert_eq!((h[5]["old"]["effective"].as_str(), h[5]["new"]["effective"].as_str()), (Some("200.00"), Some("230.00")));
+    assert_eq!(w.notifier.step().unwrap().reverted, 0);
     assert_eq!(audit["data"][2]["before"]["credit_limit"], "100.00");
     assert_eq!(audit["data"][2]["after"]["credit_limit"], "200.00");
     drop(w);
