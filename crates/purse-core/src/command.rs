@@ -106,6 +106,8 @@ pub enum Command {
     /// and removes it (the scheduler's revert). Does nothing if that increase is no longer
     /// there or has not run out yet: a late or repeated revert is harmless.
     RevertIncrease { account: AccountId, valid_until: Timestamp },
+    /// Whether the customer's subscriber accounts may transfer to each other.
+    SetSubscriberTransfers { party: PartyId, allowed: bool },
     /// Replaces the levels of available balance whose crossings are reported.
     SetThresholds { account: AccountId, thresholds: Vec<Amount> },
     Charge(NewCharge),
@@ -162,6 +164,7 @@ pub enum Outcome {
     PartyCreated { party: PartyId, wallet: Option<AccountId>, replayed: bool },
     AccountOpened { account: AccountId, replayed: bool },
     AccountUpdated { account: AccountId },
+    PartyUpdated { party: PartyId },
     Posted { transfer: TransferId, overdrawn: bool, replayed: bool },
     HoldPlaced { hold: HoldId, replayed: bool },
     HoldCaptured { hold: HoldId, transfer: TransferId, replayed: bool },

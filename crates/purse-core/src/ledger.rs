@@ -92,6 +92,8 @@ pub struct BatchOutput {
     pub results: Vec<CommandResult>,
     pub currencies: Vec<Currency>,
     pub parties: Vec<Party>,
+    /// Existing parties whose settings changed, in their final state.
+    pub parties_changed: Vec<Party>,
     /// Accounts opened by this batch, in their final state.
     pub accounts_new: Vec<Account>,
     /// Existing accounts whose state changed, in their final state (one row per account,
@@ -112,6 +114,7 @@ pub struct BatchOutput {
 enum Undo {
     Account(AccountId, Option<Account>),
     Party(PartyId),
+    PartyChanged(Party),
     OpenHold(HoldId, Option<Hold>),
     ResolvedHold(HoldId),
     Prior(ClientKey),
@@ -135,6 +138,7 @@ struct Scratch {
     settings_changed: FastSet<AccountId>,
     new_accounts: Vec<AccountId>,
     new_parties: Vec<PartyId>,
+    changed_parties: Vec<PartyId>,
     dirty_holds: Vec<HoldId>,
     new_currencies: Vec<CurrencyCode>,
     checkpoint: Option<Checkpoint>,
@@ -218,6 +222,7 @@ impl Ledger {
                 | Command::SetCreditLimit { .. }
                 | Command::SetTemporaryIncrease { .. }
                 | Command::RevertIncrease { .. }
+                | Command::SetSubscriberTransfers { .. }
                 | Command::SetThresholds { .. } => None,
             })
             .collect()
@@ -275,7 +280,16 @@ impl Ledger {
                 Command::Transfer { source, target, .. } => {
                     account(*source, &mut missing);
                     account(*target, &mut missing);
+                    // Subscriber accounts' customer decides whether they may transfer.
+                    for id in [source, target] {
+                        if let Some(Account { kind: AccountKind::SubscriberDebit | AccountKind::SubscriberCredit { .. }, party: Some(p), .. }) =
+                            self.accounts.get(id).map(|a| &**a)
+                        {
+                            self.want_party(*p, lookups, &mut missing);
+                        }
+                    }
                 }
+                Command::SetSubscriberTransfers { party, .. } => self.want_party(*party, lookups, &mut missing),
                 Command::Capture { hold, .. } | Command::Release { hold, .. } => {
                     match self.open_holds.get(hold) {
                         Some(h) => account(h.account, &mut missing),
@@ -425,6 +439,9 @@ impl Ledger {
                 Undo::Party(id) => {
                     self.parties.remove(&id);
                 }
+                Undo::PartyChanged(old) => {
+                    self.parties.insert(old.id, old);
+                }
                 Undo::OpenHold(id, Some(old)) => {
                     self.open_holds.insert(id, old);
                 }
@@ -486,6 +503,13 @@ impl Ledger {
             if let Some(p) = self.parties.get(&id) {
                 if party_ids.insert(id) {
                     out.parties.push(p.clone());
+                }
+            }
+        }
+        for id in scratch.changed_parties {
+            if let Some(p) = self.parties.get(&id) {
+                if party_ids.insert(id) {
+                    out.parties_changed.push(p.clone());
                 }
             }
         }
@@ -781,6 +805,21 @@ impl Ledger {
             Command::SetThresholds { account, thresholds } => {
                 self.set_thresholds(*account, thresholds)
             }
+            Command::SetSubscriberTransfers { party, allowed } => {
+                let p = self.parties.get(party).ok_or(Rejection::PartyNotFound)?;
+                if p.kind == PartyKind::Reseller {
+                    return Err(Rejection::PartyKindMismatch);
+                }
+                if p.subscriber_transfers != *allowed {
+                    let old = p.clone();
+                    self.remember(|_| Undo::PartyChanged(old));
+                    self.scratch.changed_parties.push(*party);
+                    if let Some(p) = self.parties.get_mut(party) {
+                        p.subscriber_transfers = *allowed;
+                    }
+                }
+                Ok(Outcome::PartyUpdated { party: *party })
+            }
             Command::Charge(charge) => self.charge(charge, now, lookups),
             Command::Payment { client_id, account, money, method, metadata } => {
                 self.payment(client_id, *account, *money, *method, metadata, now, lookups)
@@ -855,7 +894,7 @@ impl Ledger {
     ) -> CommandResult {
         let key = ClientKey::Party(client_id.clone());
         let id = PartyId(Self::next_id(&mut self.next.party));
-        let party = Party { id, client_id: client_id.clone(), name: name.to_owned(), kind, created_at: now };
+        let party = Party { id, client_id: client_id.clone(), name: name.to_owned(), kind, created_at: now, subscriber_transfers: false };
         self.remember(|_| Undo::Party(id));
         self.parties.insert(id, party.clone());
         self.scratch.new_parties.push(id);
@@ -1090,6 +1129,23 @@ impl Ledger {
         });
     }
 
+    /// Two subscriber accounts move funds only within one customer, and only if it allows it.
+    fn check_subscriber_transfer(&self, source: AccountId, target: AccountId) -> Result<(), Rejection> {
+        let subscriber = |id: &AccountId| {
+            let a = &self.accounts[id];
+            matches!(a.kind, AccountKind::SubscriberDebit | AccountKind::SubscriberCredit { .. }).then_some(a.party)
+        };
+        let (Some(from), Some(to)) = (subscriber(&source), subscriber(&target)) else { return Ok(()) };
+        if from != to {
+            return Err(Rejection::OtherCustomer);
+        }
+        let party = from.and_then(|p| self.parties.get(&p)).ok_or(Rejection::PartyNotFound)?;
+        if !party.subscriber_transfers {
+            return Err(Rejection::TransfersNotAllowed);
+        }
+        Ok(())
+    }
+
     fn set_thresholds(&mut self, id: AccountId, thresholds: &[Amount]) -> CommandResult {
         self.open_account(id)?;
         if thresholds.len() > THRESHOLDS_MAX {
@@ -1246,6 +1302,7 @@ impl Ledger {
         }
         self.spendable_account(source, money)?;
         self.spendable_account(target, money)?;
+        self.check_subscriber_transfer(source, target)?;
         if !may_overdraw(kind, false) {
             self.check_spend(source, money.amount, now)?;
         }

@@ -99,6 +99,9 @@ pub struct Party {
     pub name: String,
     pub kind: PartyKind,
     pub created_at: Timestamp,
+    /// A customer's subscriber accounts may transfer to each other: the effective setting
+    /// (its own, else its class's), kept by `SetSubscriberTransfers` and checked by the ledger.
+    pub subscriber_transfers: bool,
 }
 
 /// The operator's accounts that hold the other side of every movement, one per currency.

@@ -37,6 +37,10 @@ pub enum Rejection {
     /// System accounts cannot be charged, paid into, or transferred from by a command.
     SystemAccountNotAllowed,
     AccountsMustDiffer,
+    /// Subscriber accounts transfer only within their own customer.
+    OtherCustomer,
+    /// The customer does not allow subscriber-to-subscriber transfers.
+    TransfersNotAllowed,
     /// A transfer between accounts is a transfer, an issue or a recharge; other kinds have
     /// commands of their own (charge, payment, reversal).
     TransferKindNotAllowed,
@@ -106,6 +110,8 @@ impl Rejection {
             AccountHasHolds => "account_has_holds",
             SystemAccountNotAllowed => "system_account_not_allowed",
             AccountsMustDiffer => "accounts_must_differ",
+            OtherCustomer => "other_customer",
+            TransfersNotAllowed => "transfers_not_allowed",
             TransferKindNotAllowed => "transfer_kind_not_allowed",
             CurrencyMismatchWithCustomer => "currency_mismatch_with_customer",
             InsufficientFunds { .. } => "insufficient_funds",
@@ -152,7 +158,8 @@ impl Rejection {
             AccountNotFound | AccountClosed | AccountHasBalance | AccountHasHolds => "account",
             SystemAccountNotAllowed | ExistsWithDifferentAccount => "account",
             CurrencyMismatchWithCustomer => "currency",
-            AccountsMustDiffer | ExistsWithDifferentCounterparty => "target",
+            AccountsMustDiffer | ExistsWithDifferentCounterparty | OtherCustomer => "target",
+            TransfersNotAllowed => "source",
             HoldNotFound | HoldAlreadyResolved { .. } | HoldExpired => "hold",
             ExistsWithDifferentHold => "hold",
             HoldExpiryMustBeInFuture | ExistsWithDifferentExpiry => "expires_at",
@@ -185,6 +192,8 @@ impl fmt::Display for Rejection {
                 write!(f, "capture exceeds the held amount of {} units", held.0)
             }
             TransferAlreadyReversed { by } => write!(f, "transfer already reversed by {by}"),
+            OtherCustomer => f.write_str("a subscriber account transfers only within its own customer's accounts"),
+            TransfersNotAllowed => f.write_str("subscriber-to-subscriber transfers are not allowed for this customer"),
             other => {
                 // The code is the sentence: "account_not_found" -> "account not found".
                 f.write_str(&other.code().replace('_', " "))

@@ -58,3 +58,5 @@ CREATE TABLE audit_log (
 CREATE INDEX audit_log_party ON audit_log (party_id, id);
 -- The scheduler's revert finds the increases that ran out.
 CREATE INDEX accounts_temp_valid_until ON accounts (temp_valid_until) WHERE temp_valid_until IS NOT NULL;
+-- The effective subscriber-transfers setting the ledger checks (its own, else its class's).
+ALTER TABLE parties ADD COLUMN subscriber_transfers BOOLEAN NOT NULL DEFAULT FALSE;

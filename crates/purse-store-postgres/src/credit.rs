@@ -32,6 +32,10 @@ fn class_from_row(r: &Row) -> StoreResult<ClassRecord> {
     Ok(credit::class_from(r.get(0), r.get(1), r.get(2), r.get(3), (r.get(4), r.get(5), r.get(6)), r.get(7)))
 }
 
+fn policy_from_row(r: &Row) -> StoreResult<CreditPolicy> {
+    credit::policy_from(r.get(0), r.get(1), r.get::<_, &str>(2), (r.get(3), r.get(4), r.get(5)), r.get(6))
+}
+
 fn audit_from_row(r: &Row) -> StoreResult<credit::AuditEntry> {
     Ok(credit::audit_from(r.get(0), r.get(1), r.get(2), r.get(3), (r.get(4), r.get(5), r.get(6)), r.get(7), r.get(8)))
 }
@@ -96,13 +100,11 @@ impl CreditStore for PgReader {
     }
 
     fn credit_policy(&self, party: PartyId) -> StoreResult<Option<CreditPolicy>> {
-        self.with(|c| {
-            let found = query(c, sql::POLICY, &[Value::from(id_to_db(party.0))])?;
-            found
-                .first()
-                .map(|r| credit::policy_from(r.get(0), r.get(1), r.get::<_, &str>(2), (r.get(3), r.get(4), r.get(5)), r.get(6)))
-                .transpose()
-        })
+        self.with(|c| query(c, sql::POLICY, &[Value::from(id_to_db(party.0))])?.first().map(policy_from_row).transpose())
+    }
+
+    fn credit_policies(&self) -> StoreResult<Vec<CreditPolicy>> {
+        self.with(|c| rows(query(c, sql::POLICIES, &[])?, policy_from_row))
     }
 
     fn put_credit_policy(&self, policy: &CreditPolicy, audit: &AuditEntry) -> StoreResult<()> {

@@ -25,7 +25,7 @@ use purse_core::{
 };
 use purse_store::codec::{self, id_from_db, id_to_db};
 use purse_store::columns::{
-    ACCOUNT_COLUMNS, ACCOUNT_SELECT, API_KEY_COLUMNS, HOLD_COLUMNS, PARTY_COLUMNS, SESSION_COLUMNS, TRANSFER_COLUMNS, USER_COLUMNS,
+    ACCOUNT_COLUMNS, ACCOUNT_SELECT, API_KEY_COLUMNS, HOLD_COLUMNS, PARTY_COLUMNS, PARTY_SELECT, SESSION_COLUMNS, TRANSFER_COLUMNS, USER_COLUMNS,
 };
 use purse_store::{
     AccessStore, ApiKeyRecord, Audit, BaseState, JournalQuery, NewApiKey, NewUser, PartyQuery, Reader, Store, StoreError, StoreResult,
@@ -144,6 +144,7 @@ fn party_from_row(r: &Row) -> StoreResult<Party> {
         name: r.get(2),
         kind,
         created_at: Timestamp(r.get(8)),
+        subscriber_transfers: r.get(9),
     })
 }
 
@@ -265,7 +266,7 @@ impl Store for PgStore {
     }
 
     fn load_parties(&mut self, list: &[PartyId]) -> StoreResult<Vec<Party>> {
-        let sql = format!("SELECT {PARTY_COLUMNS} FROM parties WHERE id = ANY($1)");
+        let sql = format!("SELECT {PARTY_SELECT} FROM parties WHERE id = ANY($1)");
         rows(&mut self.client, &sql, &[&ids(list, |i| i.0)], party_from_row)
     }
 
@@ -329,7 +330,7 @@ impl Store for PgStore {
             let key = h.resolution.as_ref().and_then(|r| r.client_id.clone()).expect("released holds keep their client id");
             found.push((ClientKey::Release(key), Prior::Hold(h)));
         }
-        for r in query(c, &format!("SELECT {PARTY_COLUMNS} FROM parties WHERE client_id = ANY($1)"), &wanted[3])? {
+        for r in query(c, &format!("SELECT {PARTY_SELECT} FROM parties WHERE client_id = ANY($1)"), &wanted[3])? {
             let p = party_from_row(&r)?;
             found.push((ClientKey::Party(p.client_id.clone()), Prior::Party(p)));
         }
@@ -490,6 +491,9 @@ fn write_output(c: &mut Client, out: &BatchOutput) -> Result<(), postgres::Error
              SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[])",
             &[&cols.0, &cols.1, &cols.2, &cols.3, &cols.4, &cols.5, &cols.6, &cols.7, &cols.8, &cols.9],
         )?;
+    }
+    for p in &out.parties_changed {
+        c.execute("UPDATE parties SET subscriber_transfers = $1 WHERE id = $2", &[&p.subscriber_transfers, &id_to_db(p.id.0)])?;
     }
     credit::write_limit_changes(c, &out.limit_changes)?;
     c.execute("UPDATE ledger_epoch SET epoch = epoch + 1 WHERE id = 1", &[])?;
@@ -655,7 +659,7 @@ impl Reader for PgReader {
 
     fn party(&self, id: PartyId) -> StoreResult<Option<Party>> {
         self.with(|c| {
-            let sql = format!("SELECT {PARTY_COLUMNS} FROM parties WHERE id = $1");
+            let sql = format!("SELECT {PARTY_SELECT} FROM parties WHERE id = $1");
             c.query_opt(&sql, &[&id_to_db(id.0)]).map_err(err)?.as_ref().map(party_from_row).transpose()
         })
     }
@@ -663,7 +667,7 @@ impl Reader for PgReader {
     fn parties(&self, q: PartyQuery) -> StoreResult<Vec<Party>> {
         self.with(|c| {
             let sql = format!(
-                "SELECT {PARTY_COLUMNS} FROM parties WHERE ($1::bool IS NULL OR (kind = 'reseller') = $1) \
+                "SELECT {PARTY_SELECT} FROM parties WHERE ($1::bool IS NULL OR (kind = 'reseller') = $1) \
                  AND ($2::bigint IS NULL OR reseller_id = $2) AND id > $3 \
                  AND ($5::text IS NULL OR strpos(lower(name), $5) > 0 OR strpos(lower(client_id), $5) > 0) ORDER BY id LIMIT $4"
             );

@@ -27,6 +27,10 @@ fn class_from_row(r: &Row<'_>) -> rusqlite::Result<ClassRecord> {
     Ok(credit::class_from(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, (r.get(4)?, r.get(5)?, r.get(6)?), r.get(7)?))
 }
 
+fn policy_from_row(r: &Row<'_>) -> rusqlite::Result<CreditPolicy> {
+    conv(credit::policy_from(r.get(0)?, r.get(1)?, &r.get::<_, String>(2)?, (r.get(3)?, r.get(4)?, r.get(5)?), r.get(6)?))
+}
+
 fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<AuditEntry> {
     Ok(credit::audit_from(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, (r.get(4)?, r.get(5)?, r.get(6)?), r.get(7)?, r.get(8)?))
 }
@@ -92,13 +96,11 @@ impl CreditStore for SqliteReader {
     }
 
     fn credit_policy(&self, party: PartyId) -> StoreResult<Option<CreditPolicy>> {
-        self.with(|c| {
-            c.prepare_cached(&q(sql::POLICY))?
-                .query_row([id_to_db(party.0)], |r| {
-                    conv(credit::policy_from(r.get(0)?, r.get(1)?, &r.get::<_, String>(2)?, (r.get(3)?, r.get(4)?, r.get(5)?), r.get(6)?))
-                })
-                .optional()
-        })
+        self.with(|c| c.prepare_cached(&q(sql::POLICY))?.query_row([id_to_db(party.0)], policy_from_row).optional())
+    }
+
+    fn credit_policies(&self) -> StoreResult<Vec<CreditPolicy>> {
+        self.with(|c| c.prepare_cached(sql::POLICIES)?.query_map([], policy_from_row)?.collect())
     }
 
     fn put_credit_policy(&self, policy: &CreditPolicy, audit: &AuditEntry) -> StoreResult<()> {

@@ -20,7 +20,7 @@ use purse_core::{
 };
 use purse_store::codec::{self, id_from_db, id_to_db};
 use purse_store::columns::{
-    ACCOUNT_COLUMNS, ACCOUNT_SELECT, API_KEY_COLUMNS, HOLD_COLUMNS, PARTY_COLUMNS, SESSION_COLUMNS, TRANSFER_COLUMNS, USER_COLUMNS,
+    ACCOUNT_COLUMNS, ACCOUNT_SELECT, API_KEY_COLUMNS, HOLD_COLUMNS, PARTY_COLUMNS, PARTY_SELECT, SESSION_COLUMNS, TRANSFER_COLUMNS, USER_COLUMNS,
 };
 use purse_store::{
     AccessStore, ApiKeyRecord, Audit, BaseState, JournalQuery, NewApiKey, NewUser, PartyQuery, Reader, Store, StoreError, StoreResult,
@@ -151,6 +151,7 @@ fn party_from_row(r: &Row<'_>) -> rusqlite::Result<Party> {
         name: r.get(2)?,
         kind,
         created_at: Timestamp(r.get(8)?),
+        subscriber_transfers: r.get(9)?,
     })
 }
 
@@ -290,7 +291,7 @@ impl Store for SqliteStore {
     }
 
     fn load_parties(&mut self, ids: &[PartyId]) -> StoreResult<Vec<Party>> {
-        let sql = format!("SELECT {PARTY_COLUMNS} FROM parties WHERE id = ?");
+        let sql = format!("SELECT {PARTY_SELECT} FROM parties WHERE id = ?");
         by_id(&self.conn, &sql, ids.iter().map(|i| i.0), party_from_row)
     }
 
@@ -358,7 +359,7 @@ impl Store for SqliteStore {
                     s.query_row([id.as_str()], hold_from_row).optional().map_err(err)?.map(Prior::Hold)
                 }
                 ClientKey::Party(id) => {
-                    let sql = format!("SELECT {PARTY_COLUMNS} FROM parties WHERE client_id = ?");
+                    let sql = format!("SELECT {PARTY_SELECT} FROM parties WHERE client_id = ?");
                     let mut s = c.prepare_cached(&sql).map_err(err)?;
                     s.query_row([id.as_str()], party_from_row).optional().map_err(err)?.map(Prior::Party)
                 }
@@ -583,6 +584,9 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
         let (kind, threshold, direction, before, after, transfer, amount) = codec::event_columns(&e.kind);
         event.execute(params![id_to_db(e.id.0), e.at.0, id_to_db(e.account.0), kind, threshold, direction, before, after, transfer, amount])?;
     }
+    for p in &out.parties_changed {
+        c.prepare_cached("UPDATE parties SET subscriber_transfers = ? WHERE id = ?")?.execute(params![p.subscriber_transfers, id_to_db(p.id.0)])?;
+    }
     credit::write_limit_changes(c, &out.limit_changes)?;
     c.prepare_cached("UPDATE ledger_epoch SET epoch = epoch + 1 WHERE id = 1")?.execute([])?;
     Ok(())
@@ -660,7 +664,7 @@ impl Reader for SqliteReader {
 
     fn party(&self, id: PartyId) -> StoreResult<Option<Party>> {
         self.with(|c| {
-            c.prepare_cached(&format!("SELECT {PARTY_COLUMNS} FROM parties WHERE id = ?"))?
+            c.prepare_cached(&format!("SELECT {PARTY_SELECT} FROM parties WHERE id = ?"))?
                 .query_row([id_to_db(id.0)], party_from_row)
                 .optional()
         })
@@ -669,7 +673,7 @@ impl Reader for SqliteReader {
     fn parties(&self, q: PartyQuery) -> StoreResult<Vec<Party>> {
         self.with(|c| {
             let mut s = c.prepare_cached(&format!(
-                "SELECT {PARTY_COLUMNS} FROM parties WHERE (?1 IS NULL OR (kind = 'reseller') = ?1) \
+                "SELECT {PARTY_SELECT} FROM parties WHERE (?1 IS NULL OR (kind = 'reseller') = ?1) \
                  AND (?2 IS NULL OR reseller_id = ?2) AND id > ?3 \
                  AND (?5 IS NULL OR instr(lower(name), ?5) > 0 OR instr(lower(client_id), ?5) > 0) ORDER BY id LIMIT ?4"
             ))?;

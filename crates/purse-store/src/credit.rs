@@ -6,7 +6,7 @@
 //! The SQL lives here once, with `$1`-style parameters both backends accept (SQLite reads
 //! `?1` for `$1`), and filters built from [`Value`]s, so the two backends only bind and run it.
 
-use purse_core::{AccountId, Amount, Currency, CurrencyCode, LimitChange, LimitChangeKind, PartyId, TemporaryIncrease, Timestamp};
+use purse_core::{AccountId, Amount, Currency, CurrencyCode, LimitChange, LimitChangeKind, Party, PartyId, PartyKind, TemporaryIncrease, Timestamp};
 
 use crate::codec::{id_from_db, id_to_db};
 use crate::{StoreError, StoreResult};
@@ -156,8 +156,34 @@ impl From<Option<String>> for Value {
     }
 }
 
+/// Whether a customer's subscriber accounts may transfer to each other under its policy:
+/// `yes`, `no`, or its class's default (no class: not allowed).
+pub fn transfers_allowed(policy: Option<&CreditPolicy>, classes: &[ClassRecord]) -> bool {
+    let Some(p) = policy else { return false };
+    match p.transfers {
+        TransferSetting::Yes => true,
+        TransferSetting::No => false,
+        TransferSetting::Class => p.class.is_some_and(|id| classes.iter().any(|c| c.id == id && c.transfers_allowed)),
+    }
+}
+
+/// The customers whose ledger flag (`Party::subscriber_transfers`) differs from what their
+/// policy says, with the value it should have.
+pub fn transfer_changes<'a>(customers: impl IntoIterator<Item = &'a Party>, policies: &[CreditPolicy], classes: &[ClassRecord]) -> Vec<(PartyId, bool)> {
+    customers
+        .into_iter()
+        .filter(|p| matches!(p.kind, PartyKind::Customer { .. }))
+        .filter_map(|p| {
+            let allowed = transfers_allowed(policies.iter().find(|x| x.party == p.id), classes);
+            (allowed != p.subscriber_transfers).then_some((p.id, allowed))
+        })
+        .collect()
+}
+
 pub trait CreditStore: Send + Sync {
     fn classes(&self) -> StoreResult<Vec<ClassRecord>>;
+    /// Every party's credit policy.
+    fn credit_policies(&self) -> StoreResult<Vec<CreditPolicy>>;
     /// Inserts (id 0) or replaces a class and records `audit` in the same transaction.
     fn put_class(&self, class: &ClassRecord, audit: &AuditEntry) -> StoreResult<ClassRecord>;
     fn credit_policy(&self, party: PartyId) -> StoreResult<Option<CreditPolicy>>;
@@ -179,6 +205,7 @@ pub mod sql {
     pub const UPDATE_CLASS: &str = "UPDATE customer_classes SET reseller_id = $1, name = $2, transfers_allowed = $3, max_amount = $4, \
          max_percent = $5, max_days = $6, updated_at = $7 WHERE id = $8";
     pub const POLICY: &str = "SELECT party_id, class_id, transfers, max_amount, max_percent, max_days, updated_at FROM credit_policies WHERE party_id = $1";
+    pub const POLICIES: &str = "SELECT party_id, class_id, transfers, max_amount, max_percent, max_days, updated_at FROM credit_policies ORDER BY party_id";
     pub const PUT_POLICY: &str = "INSERT INTO credit_policies (party_id, class_id, transfers, max_amount, max_percent, max_days, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (party_id) DO UPDATE SET class_id = excluded.class_id, \
          transfers = excluded.transfers, max_amount = excluded.max_amount, max_percent = excluded.max_percent, \

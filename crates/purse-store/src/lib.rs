@@ -281,7 +281,10 @@ pub mod columns {
          FROM accounts a JOIN balances b ON b.account_id = a.id";
     pub const ACCOUNT_COLUMNS: &str = "id, client_id, party_id, kind, system_role, parent_id, currency, status, \
          credit_limit, temp_increase, temp_valid_until, thresholds, created_at";
+    /// The columns a new party is inserted with.
     pub const PARTY_COLUMNS: &str = "id, client_id, name, kind, reseller_id, billing, currency, wallet_id, created_at";
+    /// The columns a party is read with (set later: `subscriber_transfers`).
+    pub const PARTY_SELECT: &str = "id, client_id, name, kind, reseller_id, billing, currency, wallet_id, created_at, subscriber_transfers";
     pub const TRANSFER_COLUMNS: &str = "id, client_id, kind, debit_account_id, credit_account_id, amount, currency, \
          at, posted_at, service, metadata, hold_id, reverses_id, overdrawn, debit_prev_id, credit_prev_id, \
          debit_balance, credit_balance";

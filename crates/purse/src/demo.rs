@@ -233,6 +233,8 @@ pub fn seed(path: &str) -> Result<Seeded, String> {
     demo.run(Command::OpenAccount { client_id, party: wallets[2].1, kind })?;
     let client_id = demo.id("subscriber");
     demo.run(Command::OpenAccount { client_id, party: wallets[2].1, kind: NewAccountKind::SubscriberDebit })?;
+    // Its class (Gold, below) lets its subscriber accounts transfer to each other.
+    demo.run(Command::SetSubscriberTransfers { party: wallets[2].1, allowed: true })?;
     // Initech's credit limit history: raised once, then a temporary increase for a week.
     let note = |reason: &str| ChangeNote { by: "demo".into(), reason: Some(reason.into()) };
     demo.run(Command::SetCreditLimit { account: wallets[2].2, credit_limit: demo.usd.parse("600").expect("valid"), note: note("Annual review") })?;

@@ -323,6 +323,33 @@ fn issue_7_subscriber_transfers_obey_the_class_policy_and_the_funds_check_also_c
         assert_eq!(w.account(a)["balance"], "80.00", "refused transfers change nothing");
         assert_eq!(w.account(b)["balance"], "50.00");
 
+        // The ledger applies the setting and the transfers in order: in one batch, a transfer
+        // after "not allowed" is refused and one after "allowed" passes.
+        let engine = w.server.engine.clone();
+        let money = purse_core::Money { amount: purse_core::Amount(100), currency: purse_core::CurrencyCode::parse("USD").unwrap() };
+        let transfer_cmd = |n: &str| purse_core::Command::Transfer {
+            client_id: cid(n),
+            source: purse_core::AccountId(a),
+            target: purse_core::AccountId(b),
+            money,
+            kind: purse_core::TransferKind::Transfer,
+            metadata: None,
+        };
+        let party = purse_core::PartyId(customer);
+        let results = engine
+            .submit(vec![
+                purse_core::Item::single(purse_core::Command::SetSubscriberTransfers { party, allowed: false }),
+                purse_core::Item::single(transfer_cmd("in-order-1")),
+                purse_core::Item::single(purse_core::Command::SetSubscriberTransfers { party, allowed: true }),
+                purse_core::Item::single(transfer_cmd("in-order-2")),
+            ])
+            .unwrap();
+        assert_eq!(rejected(&results[1]), "transfers_not_allowed");
+        assert!(results[3].is_ok(), "{:?}", results[3]);
+        assert_eq!(w.account(a)["balance"], "79.00");
+        assert_eq!(w.account(b)["balance"], "51.00");
+        w.call("POST", "/v1/transfers", json!({ "client_id": "back", "source": b, "target": a, "amount": "1", "currency": "USD" }));
+
         // 40 concurrent transfers of 5 from 80: exactly 16 pass, the rest are refused.
         let base = format!("http://{}", w.server.addr);
         let secret = w.secret.clone();

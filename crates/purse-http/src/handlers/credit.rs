@@ -324,8 +324,9 @@ pub(crate) fn class_view(c: &ClassRecord) -> Value {
     })
 }
 
-/// Checks and stores a class (new when `id` is 0), with its audit entry. Blocking.
-pub(crate) fn save_class(s: &AppState, who: &Principal, id: u64, body: ClassBody) -> Result<ClassRecord, ApiError> {
+/// Checks and stores a class (new when `id` is 0), with its audit entry; returns it and the
+/// customers in it, whose transfers setting may follow. Blocking.
+pub(crate) fn save_class(s: &AppState, who: &Principal, id: u64, body: ClassBody) -> Result<(ClassRecord, Vec<PartyId>), ApiError> {
     who.require_operator("set customer classes")?;
     who.require_write()?;
     let name = body.name.trim();
@@ -341,7 +342,33 @@ pub(crate) fn save_class(s: &AppState, who: &Principal, id: u64, body: ClassBody
     let class = ClassRecord { id, reseller: None, name: name.to_owned(), transfers_allowed: body.subscriber_transfers, max, updated_at: s.engine.clock().now() };
     let after = class_view(&class);
     let audit = s.audit_entry(who, None, "customer_class", id, if id == 0 { "create" } else { "update" }, before.map(class_view).as_ref(), Some(&after))?;
-    Ok(s.credit.put_class(&class, &audit)?)
+    let class = s.credit.put_class(&class, &audit)?;
+    let members = s.credit.credit_policies()?.into_iter().filter(|p| p.class == Some(class.id)).map(|p| p.party).collect();
+    Ok((class, members))
+}
+
+/// Brings the ledger's subscriber-transfers flag of `parties` in line with their policy and
+/// class, so the ledger, which checks every transfer, enforces what was just saved. (The
+/// scheduler repairs any flag a crash left behind.)
+pub(crate) async fn sync_transfers(state: &AppState, parties: Vec<PartyId>) -> Result<(), ApiError> {
+    if parties.is_empty() {
+        return Ok(());
+    }
+    let items = state
+        .read(move |s| {
+            let reader = s.engine.reader();
+            let customers = parties.iter().filter_map(|p| reader.party(*p).transpose()).collect::<Result<Vec<_>, _>>()?;
+            let changes = purse_store::credit::transfer_changes(&customers, &s.credit.credit_policies()?, &s.credit.classes()?);
+            Ok(changes.into_iter().map(|(party, allowed)| Item::single(Command::SetSubscriberTransfers { party, allowed })).collect::<Vec<_>>())
+        })
+        .await?;
+    if items.is_empty() {
+        return Ok(());
+    }
+    for result in state.engine.submit_async(items).await? {
+        result.map_err(ApiError::Rejected)?;
+    }
+    Ok(())
 }
 
 pub async fn list_classes(State(state): State<AppState>, _who: Principal) -> Result<Response, ApiError> {
@@ -350,29 +377,17 @@ pub async fn list_classes(State(state): State<AppState>, _who: Principal) -> Res
 }
 
 pub async fn create_class(State(state): State<AppState>, who: Principal, ApiJson(body): ApiJson<ClassBody>) -> Result<Response, ApiError> {
-    let class = state.read(move |s| save_class(s, &who, 0, body)).await?;
+    let (class, _) = state.read(move |s| save_class(s, &who, 0, body)).await?;
     Ok(reply(StatusCode::CREATED, &class_view(&class)))
 }
 
 pub async fn replace_class(State(state): State<AppState>, who: Principal, Id(id): Id, ApiJson(body): ApiJson<ClassBody>) -> Result<Response, ApiError> {
-    let class = state.read(move |s| save_class(s, &who, id, body)).await?;
+    let (class, members) = state.read(move |s| save_class(s, &who, id, body)).await?;
+    sync_transfers(&state, members).await?;
     Ok(reply(StatusCode::OK, &class_view(&class)))
 }
 
 // ------------------------------------------------------------ credit settings
-
-/// Whether a customer's subscriber accounts may transfer to each other now. Blocking.
-pub(crate) fn transfers_allowed(s: &AppState, party: PartyId) -> Result<bool, ApiError> {
-    let policy = s.credit.credit_policy(party)?.unwrap_or_else(|| CreditPolicy::default_for(party));
-    Ok(match policy.transfers {
-        TransferSetting::Yes => true,
-        TransferSetting::No => false,
-        TransferSetting::Class => match policy.class {
-            Some(id) => s.credit.classes()?.iter().any(|c| c.id == id && c.transfers_allowed),
-            None => false,
-        },
-    })
-}
 
 /// A customer's Balance & Credits figures and settings, or a reseller's maximum. Blocking.
 pub(crate) fn settings_view(s: &AppState, party: &Party) -> Result<Value, ApiError> {
@@ -403,7 +418,8 @@ pub(crate) fn settings_view(s: &AppState, party: &Party) -> Result<Value, ApiErr
         "unallocated_payments": c.format(Amount::ZERO),
         "class": class.map(|c| json!({ "id": c.id, "name": c.name })),
         "subscriber_transfers": policy.transfers.as_str(),
-        "subscriber_transfers_allowed": transfers_allowed(s, party.id)?,
+        // What the ledger enforces now.
+        "subscriber_transfers_allowed": party.subscriber_transfers,
         "updated_at": time::format(policy.updated_at),
     }))
 }
@@ -471,14 +487,15 @@ async fn get_settings(state: AppState, who: Principal, id: u64, reseller: bool) 
 }
 
 async fn put_settings(state: AppState, who: Principal, id: u64, reseller: bool, body: CreditSettingsBody) -> Result<Response, ApiError> {
-    let body = state
+    let party = state
         .read(move |s| {
             let party = super::party_of_kind(s, &who, id, reseller)?;
             save_credit_settings(s, &who, &party, body)?;
-            settings_view(s, &party)
+            Ok(party.id)
         })
         .await?;
-    Ok(reply(StatusCode::OK, &body))
+    sync_transfers(&state, vec![party]).await?;
+    get_settings(state, who, id, reseller).await
 }
 
 pub async fn get_customer_credit(State(state): State<AppState>, who: Principal, Id(id): Id) -> Result<Response, ApiError> {
@@ -499,21 +516,13 @@ pub async fn put_reseller_credit(State(state): State<AppState>, who: Principal, 
 
 // ------------------------------------------------------------------ transfers
 
-/// The rules of a transfer that involves a subscriber account: both accounts belong to one
-/// customer, and subscriber-to-subscriber transfers are allowed for it. Blocking.
-pub(crate) fn check_subscriber_transfer(s: &AppState, source: &Account, target: &Account) -> Result<(), ApiError> {
+/// A transfer that involves a subscriber account stays within its customer. (Between two
+/// subscriber accounts the ledger checks this too, with the customer's transfers setting,
+/// in the batch that posts it.)
+pub(crate) fn check_subscriber_transfer(source: &Account, target: &Account) -> Result<(), ApiError> {
     let subscriber = |a: &Account| matches!(a.kind, AccountKind::SubscriberDebit | AccountKind::SubscriberCredit { .. });
-    if !subscriber(source) && !subscriber(target) {
-        return Ok(());
-    }
-    if source.party != target.party {
-        return Err(ApiError::invalid("target", "other_customer", "a subscriber account transfers only within its own customer's accounts"));
-    }
-    if subscriber(source) && subscriber(target) {
-        let party = source.party.ok_or(ApiError::NotFound("customer"))?;
-        if !transfers_allowed(s, party)? {
-            return Err(ApiError::invalid("source", "transfers_not_allowed", "subscriber-to-subscriber transfers are not allowed for this customer"));
-        }
+    if (subscriber(source) || subscriber(target)) && source.party != target.party {
+        return Err(ApiError::Rejected(purse_core::Rejection::OtherCustomer));
     }
     Ok(())
 }

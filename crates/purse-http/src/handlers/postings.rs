@@ -283,7 +283,7 @@ pub async fn create_transfer(State(state): State<AppState>, ctx: Ctx, ApiJson(r)
             s.check_account_field(&who, "target", r.target)?;
             let reader = s.engine.reader();
             if let (Some(source), Some(target)) = (reader.account(AccountId(r.source))?, reader.account(AccountId(r.target))?) {
-                super::credit::check_subscriber_transfer(s, &source, &target)?;
+                super::credit::check_subscriber_transfer(&source, &target)?;
             }
             Ok(Command::Transfer {
                 client_id: who.client_id("client_id", &r.client_id)?,

@@ -223,11 +223,15 @@ pub async fn save_settings(State(state): State<AppState>, viewer: Viewer, Path(i
             t => Some(t.parse::<u64>().map_err(|_| PortalError::Field("class".into(), "choose a class".into()))?),
         };
         let body = CreditSettingsBody { class: Some(class), subscriber_transfers: Some(e["subscriber_transfers"].clone()), maximum_increase: None };
-        api::save_credit_settings(s, &v.who, &party, body).map_err(PortalError::from_api_keep)
+        api::save_credit_settings(s, &v.who, &party, body).map_err(PortalError::from_api_keep)?;
+        Ok(party.id)
     })
     .await;
     match saved {
-        Ok(()) => Ok(see_other(&format!("/customers/{id}/credit"))),
+        Ok(party) => {
+            api::sync_transfers(&state, vec![party]).await?;
+            Ok(see_other(&format!("/customers/{id}/credit")))
+        }
         Err(PortalError::Field(f, m)) => render(state, viewer, id, Some(entered), Some((f, m))).await,
         Err(other) => Err(other),
     }
@@ -416,11 +420,14 @@ pub async fn save_class(State(state): State<AppState>, viewer: Viewer, path: Opt
             let max = (amount.is_some() || percent.is_some() || days.is_some()).then_some(api::MaxText { amount, percent, days });
             let body = api::ClassBody { name: entered["name"].clone(), subscriber_transfers: entered["subscriber_transfers"] == "on", maximum_increase: max };
             let who = viewer.who;
-            read(&state, move |s| api::save_class(s, &who, id, body).map(drop).map_err(PortalError::from_api_keep)).await
+            read(&state, move |s| api::save_class(s, &who, id, body).map(|(_, members)| members).map_err(PortalError::from_api_keep)).await
         }
     };
     match saved {
-        Ok(()) => Ok(see_other("/classes")),
+        Ok(members) => {
+            api::sync_transfers(&state, members).await?;
+            Ok(see_other("/classes"))
+        }
         Err(PortalError::Field(f, m)) => classes_page(state, viewer, (id != 0).then_some(id), Some(entered), Some((f, m))).await,
         Err(other) => Err(other),
     }

@@ -361,6 +361,7 @@ impl Notifier {
             customers.extend(page);
             after = Some(last);
         }
+        self.sync_transfers(&customers)?;
         let accounts: HashMap<_, _> = self.reader.accounts().map_err(store)?.into_iter().map(|a| (a.id, a)).collect();
         let pairs: Vec<(&Party, &Account)> = customers
             .iter()
@@ -408,6 +409,19 @@ impl Notifier {
         }
         let available = self.available(wallet, now)?;
         p.evaluate(party, wallet, available, Some(s), now).map(drop)
+    }
+
+    /// Repairs the ledger's subscriber-transfers flags that differ from the customers'
+    /// policies (a process that stopped between saving a policy and setting the flag).
+    /// Policies are read after the parties, so a change saved meanwhile is applied, not undone.
+    fn sync_transfers(&self, customers: &[Party]) -> Result<(), String> {
+        let Some(credit) = &self.credit else { return Ok(()) };
+        let changes = purse_store::credit::transfer_changes(customers, &credit.credit_policies().map_err(store)?, &credit.classes().map_err(store)?);
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let items = changes.into_iter().map(|(party, allowed)| Item::single(Command::SetSubscriberTransfers { party, allowed })).collect();
+        self.engine.submit(items).map(drop).map_err(|e| e.to_string())
     }
 
     /// Sets the levels the ledger reports crossings of where they differ from the settings.
