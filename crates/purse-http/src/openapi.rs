@@ -203,7 +203,8 @@ pub fn document() -> Value {
             parameters.push(json!({ "name": "id", "in": "path", "required": true, "schema": id() }));
         }
         for q in r.query {
-            let required = *q == "party";
+            // Only the accounts list cannot do without its party.
+            let required = *q == "party" && r.operation == "listAccounts";
             let schema = match *q {
                 "limit" => json!({ "type": "integer", "minimum": 1, "maximum": crate::handlers::PAGE_MAX }),
                 "after" | "before" | "party" | "reseller" | "customer" => id(),
