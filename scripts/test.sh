@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: starts the services the tests need
 # (PostgreSQL, schemathesis for the OpenAPI fuzz test, Chromium and ChromeDriver for the
-# portal's browser tests, aiosmtpd for the notification tests, localstripe for the payment tests), then every test of every crate, on SQLite and PostgreSQL alike.
+# portal's browser tests, aiosmtpd for the notification tests, localstripe for the payment tests, pdftotext to read the PDFs), then every test of every crate, on SQLite and PostgreSQL alike.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +15,8 @@ PURSE_AIOSMTPD_PYTHON="$(scripts/smtp.sh)"
 export PURSE_AIOSMTPD_PYTHON
 PURSE_LOCALSTRIPE_PYTHON="$(scripts/stripe.sh)"
 export PURSE_LOCALSTRIPE_PYTHON
+PURSE_PDFTOTEXT="$(scripts/poppler.sh)"
+export PURSE_PDFTOTEXT
 
 # Arguments narrow the run (e.g. `scripts/test.sh -p purse --test stores`); none runs all.
 if [ "$#" -eq 0 ]; then

@@ -20,6 +20,7 @@ pub mod json;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
+pub mod pdf;
 pub mod portal;
 pub mod routes;
 pub mod time;

@@ -97,6 +97,7 @@ fn schemas() -> Value {
         "Error": object(&[("error", object(&[("code", string()), ("message", string()), ("field", nullable(string()))], &[], false))], &[], false),
         "Status": object(&[("status", string())], &[], false),
         "Text": string(),
+        "Pdf": json!({ "type": "string", "format": "binary" }),
         "Any": json!({}),
         "NewCurrency": object(&[("code", currency())], &[("scale", nullable(json!({ "type": "integer", "minimum": 0, "maximum": 9 })))], true),
         "Currency": object(&[("code", currency()), ("scale", json!({ "type": "integer" }))], &[], false),
@@ -215,7 +216,11 @@ pub fn document() -> Value {
             parameters.push(json!({ "name": q, "in": "query", "required": required, "schema": schema }));
         }
         let (status, schema) = r.success;
-        let content_type = if schema == "Text" { "text/plain" } else { "application/json" };
+        let content_type = match schema {
+            "Text" => "text/plain",
+            "Pdf" => "application/pdf",
+            _ => "application/json",
+        };
         let mut responses = Map::new();
         responses.insert(status.to_string(), json!({ "description": "Success", "content": { content_type: { "schema": reference(schema) } } }));
         if r.access != Access::Public {

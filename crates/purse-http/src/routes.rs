@@ -118,6 +118,7 @@ pub fn table() -> Vec<Route> {
         route(Method::GET, "/v1/recharges", "listRecharges", "Recharges and card payments, newest first.", Read, &["customer", "limit"], None, (200, "RechargeList"), get(payments::list_recharges)),
         route(Method::GET, "/v1/invoices", "listInvoices", "Top-up invoices, newest first.", Read, &["customer", "limit"], None, (200, "InvoiceList"), get(payments::list_invoices)),
         route(Method::GET, "/v1/invoices/{id}", "getInvoice", "One invoice.", Read, &[], None, (200, "Invoice"), get(payments::get_invoice)),
+        route(Method::GET, "/v1/invoices/{id}/pdf", "getInvoicePdf", "The invoice as a PDF (made in-process).", Read, &[], None, (200, "Pdf"), get(payments::get_invoice_pdf)),
         route(Method::POST, "/v1/invoices/{id}/payments", "payInvoice", "Record the payment of a top-up invoice (operators, resellers): credits the balance once.", Write, &[], Some("InvoicePayment"), (201, "Invoice"), post(payments::pay_invoice)),
         route(Method::GET, "/v1/customer-classes", "listCustomerClasses", "Customer classes: subscriber transfers default and maximum possible increase.", Read, &[], None, (200, "CustomerClassList"), get(credit::list_classes)),
         route(Method::POST, "/v1/customer-classes", "createCustomerClass", "Create a customer class (operators).", Settings, &[], Some("CustomerClassBody"), (201, "CustomerClass"), post(credit::create_class)),

@@ -399,6 +399,14 @@ fn an_invoice_recharge_is_numbered_mailed_once_and_credited_when_paid() {
     assert_eq!(again["transfer"], paid["transfer"], "paying again credits nothing more");
     assert_eq!(w.balance(wallet), "74.00");
     assert_eq!(w.recharges(c)[0]["status"], "succeeded");
+    // The invoice as a PDF, made in-process and read back by an independent parser.
+    let reply = w.api.get(&format!("/v1/invoices/{id}/pdf")).unwrap();
+    assert_eq!((reply.status, reply.header("content-type")), (200, Some("application/pdf")));
+    assert!(reply.header("content-disposition").is_some_and(|d| d.contains(&format!("TU-{reseller}-000001.pdf"))));
+    let text = pdf_text(&reply.body);
+    for wanted in [format!("TU-{reseller}-000001"), "75.00 USD".into(), "invoiced".into(), "Reseller".into(), "paid on".into()] {
+        assert!(text.contains(&wanted), "{wanted:?} in {text}");
+    }
 }
 
 #[test]

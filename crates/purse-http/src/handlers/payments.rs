@@ -379,6 +379,79 @@ pub async fn list_invoices(State(state): State<AppState>, who: Principal, params
     Ok(reply(StatusCode::OK, &json!({ "data": data })))
 }
 
+/// The invoice as a PDF, made in-process: issuer, customer, number, dates, status, the line
+/// and the total. Blocking.
+pub(crate) fn invoice_pdf(s: &AppState, i: &InvoiceRecord) -> Result<Vec<u8>, ApiError> {
+    use crate::pdf::{Pdf, MARGIN, RIGHT};
+    let c = s.currency("currency", i.currency)?;
+    let reader = s.engine.reader();
+    let customer = reader.party(i.party)?.ok_or(ApiError::NotFound("customer"))?;
+    let issuer = match i.issuer {
+        Some(r) => reader.party(r)?.map_or_else(|| format!("Reseller {r}"), |p| p.name),
+        None => "Purse".to_owned(),
+    };
+    let email = s.alerts.alert_settings(i.party)?.and_then(|a| a.email);
+    let number = i.display_number();
+    let day = |t: purse_core::Timestamp| time::format(t)[..10].to_owned();
+    let total = format!("{} {}", c.format(Amount(i.amount)), c.code);
+    let mut pdf = Pdf::new(&format!("Invoice {number}"));
+    pdf.text(MARGIN, 18.0, true, &issuer);
+    pdf.right(RIGHT, 18.0, true, "INVOICE");
+    pdf.down(26.0);
+    pdf.text(MARGIN, 10.0, false, "Invoice number");
+    pdf.right(RIGHT, 10.0, true, &number);
+    pdf.down(14.0);
+    pdf.text(MARGIN, 10.0, false, "Issued");
+    pdf.right(RIGHT, 10.0, false, &day(i.created_at));
+    pdf.down(14.0);
+    pdf.text(MARGIN, 10.0, false, "Status");
+    let status = match i.paid_at {
+        Some(at) => format!("{} on {}", i.status.as_str(), day(at)),
+        None => i.status.as_str().to_owned(),
+    };
+    pdf.right(RIGHT, 10.0, false, &status);
+    pdf.down(28.0);
+    pdf.text(MARGIN, 10.0, true, "Bill to");
+    pdf.down(14.0);
+    pdf.text(MARGIN, 10.0, false, &format!("{} (customer {})", customer.name, customer.id));
+    if let Some(e) = &email {
+        pdf.down(14.0);
+        pdf.text(MARGIN, 10.0, false, e);
+    }
+    pdf.down(28.0);
+    pdf.text(MARGIN, 10.0, true, "Description");
+    pdf.right(RIGHT, 10.0, true, &format!("Amount ({})", c.code));
+    pdf.rule();
+    pdf.down(18.0);
+    pdf.text(MARGIN, 10.0, false, "Top-up of the balance (automatic recharge by invoice)");
+    pdf.right(RIGHT, 10.0, false, &c.format(Amount(i.amount)));
+    pdf.rule();
+    pdf.down(18.0);
+    pdf.text(MARGIN, 11.0, true, "Total");
+    pdf.right(RIGHT, 11.0, true, &total);
+    pdf.down(36.0);
+    pdf.text(MARGIN, 9.0, false, &format!("Please pay by bank transfer quoting {number}. The balance is credited once, when the payment is recorded."));
+    Ok(pdf.finish())
+}
+
+/// `GET /v1/invoices/{id}/pdf`.
+pub async fn get_invoice_pdf(State(state): State<AppState>, who: Principal, Id(id): Id) -> Result<Response, ApiError> {
+    let (number, bytes) = state
+        .read(move |s| {
+            let i = s.payments.invoice(id)?.filter(|i| sees(s, &who, i.party).unwrap_or(false)).ok_or(ApiError::NotFound("invoice"))?;
+            Ok((i.display_number(), invoice_pdf(s, &i)?))
+        })
+        .await?;
+    Ok(pdf_response(&number, bytes))
+}
+
+/// A PDF download named `{name}.pdf`.
+pub(crate) fn pdf_response(name: &str, bytes: Vec<u8>) -> Response {
+    use axum::response::IntoResponse;
+    let disposition = format!("attachment; filename=\"{name}.pdf\"");
+    ([(axum::http::header::CONTENT_TYPE, "application/pdf".to_owned()), (axum::http::header::CONTENT_DISPOSITION, disposition)], bytes).into_response()
+}
+
 pub async fn get_invoice(State(state): State<AppState>, who: Principal, Id(id): Id) -> Result<Response, ApiError> {
     let view = state
         .read(move |s| {

@@ -143,7 +143,7 @@ async fn render(
                 thead { tr { th { "Number" } th { "Issued" } th.num { "Amount" } th { "Status" } } }
                 tbody {
                     @for i in &invoices {
-                        tr { td { (i["number"].as_str().unwrap_or("")) } td { (i["created_at"].as_str().unwrap_or("")) } td.num { (i["amount"].as_str().unwrap_or("")) } td { (i["status"].as_str().unwrap_or("")) } }
+                        tr { td { a href=(format!("/invoices/{}/pdf", i["id"])) .invoice-pdf { (i["number"].as_str().unwrap_or("")) " (PDF)" } } td { (i["created_at"].as_str().unwrap_or("")) } td.num { (i["amount"].as_str().unwrap_or("")) } td { (i["status"].as_str().unwrap_or("")) } }
                     }
                     @if invoices.is_empty() { tr { td colspan="4" .muted { "No top-up invoices." } } }
                 }
@@ -251,6 +251,19 @@ pub async fn pay_now(State(state): State<AppState>, viewer: Viewer, Path(id): Pa
         }
         Err(other) => Err(other),
     }
+}
+
+/// An invoice's PDF, for whoever may see its customer.
+pub async fn invoice_pdf(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>) -> Result<Response, PortalError> {
+    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
+    let who = viewer.who;
+    let (number, bytes) = read(&state, move |s| {
+        let i = s.payments.invoice(id)?.ok_or(PortalError::NotFound)?;
+        s.party_for(&who, i.party.0).map_err(|_| PortalError::NotFound)?;
+        Ok((i.display_number(), api::invoice_pdf(s, &i)?))
+    })
+    .await?;
+    Ok(api::pdf_response(&number, bytes))
 }
 
 /// Shown on Balance Details: the recharge settings in brief and the Pay Now button.

@@ -261,3 +261,18 @@ impl Drop for LocalStripe {
         let _ = self.child.wait();
     }
 }
+
+/// The text of a PDF as poppler's `pdftotext` reads it (installed by `scripts/poppler.sh`):
+/// an independent parser, so a PDF it reads is a valid one. Never skipped: without it, fails.
+pub fn pdf_text(bytes: &[u8]) -> String {
+    let tool = std::env::var("PURSE_PDFTOTEXT")
+        .unwrap_or_else(|_| panic!("PURSE_PDFTOTEXT is not set: run the tests with scripts/test.sh, which installs pdftotext (scripts/poppler.sh)"));
+    assert!(bytes.starts_with(b"%PDF-"), "not a PDF: {:?}", String::from_utf8_lossy(&bytes[..bytes.len().min(64)]));
+    let path = std::env::temp_dir().join(format!("purse-test-{}-{}.pdf", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst)));
+    std::fs::write(&path, bytes).expect("write the PDF");
+    let out = std::process::Command::new(tool).args(["-layout", path.to_str().unwrap(), "-"]).output().expect("run pdftotext");
+    let _ = std::fs::remove_file(&path);
+    assert!(out.status.success(), "pdftotext refused the PDF: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "pdftotext complained: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
