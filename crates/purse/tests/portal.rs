@@ -171,7 +171,7 @@ impl Browser {
     /// Writes a PNG of the page to `docs/screenshots/NAME.png`.
     fn screenshot(&mut self, name: &str) {
         let b64 = self.cmd("GET", "/screenshot", None);
-        let png = base64_decode(b64.as_str().unwrap());
+        let png = common::base64_decode(b64.as_str().unwrap());
         assert!(png.starts_with(b"\x89PNG"), "a PNG");
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
         std::fs::create_dir_all(&dir).unwrap();
@@ -193,22 +193,6 @@ impl Drop for Browser {
         let _ = self.driver.wait();
         let _ = std::fs::remove_dir_all(&self.profile);
     }
-}
-
-fn base64_decode(text: &str) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0);
-    for c in text.bytes().filter(|c| *c != b'=' && !c.is_ascii_whitespace()) {
-        let v = ALPHABET.iter().position(|a| *a == c).expect("base64") as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    out
 }
 
 /// A served demo database with a login per role and an operator key.

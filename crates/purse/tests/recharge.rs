@@ -389,6 +389,12 @@ fn an_invoice_recharge_is_numbered_mailed_once_and_credited_when_paid() {
     w.step();
     let mails = w.mails();
     assert_eq!(mails.iter().filter(|m| m.contains(&format!("TU-{reseller}-000001"))).count(), 1, "the invoice is mailed once");
+    // With the invoice attached as a PDF.
+    let mail = mails.iter().find(|m| m.contains(&format!("TU-{reseller}-000001"))).unwrap();
+    let (headers, pdf) = mail_attachment(mail, "application/pdf").expect("a PDF attachment");
+    assert!(headers.contains(&format!("filename=\"TU-{reseller}-000001.pdf\"")), "{headers}");
+    let text = pdf_text(&pdf);
+    assert!(text.contains(&format!("TU-{reseller}-000001")) && text.contains("75.00 USD") && text.contains("open"), "{text}");
     assert_eq!(w.balance(wallet), "-1.00", "nothing is credited before payment");
     let id = invoice["id"].as_u64().unwrap();
     let (status, body) = w.refused("POST", &format!("/v1/invoices/{id}/payments"), json!({ "method": "cheque", "amount": "75", "currency": "EUR" }));

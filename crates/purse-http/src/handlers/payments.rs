@@ -379,18 +379,21 @@ pub async fn list_invoices(State(state): State<AppState>, who: Principal, params
     Ok(reply(StatusCode::OK, &json!({ "data": data })))
 }
 
-/// The invoice as a PDF, made in-process: issuer, customer, number, dates, status, the line
-/// and the total. Blocking.
+/// The invoice as a PDF, with what it names read from the stores. Blocking.
 pub(crate) fn invoice_pdf(s: &AppState, i: &InvoiceRecord) -> Result<Vec<u8>, ApiError> {
-    use crate::pdf::{Pdf, MARGIN, RIGHT};
     let c = s.currency("currency", i.currency)?;
     let reader = s.engine.reader();
     let customer = reader.party(i.party)?.ok_or(ApiError::NotFound("customer"))?;
-    let issuer = match i.issuer {
-        Some(r) => reader.party(r)?.map_or_else(|| format!("Reseller {r}"), |p| p.name),
-        None => "Purse".to_owned(),
-    };
+    let issuer = i.issuer.map(|r| reader.party(r)).transpose()?.flatten();
     let email = s.alerts.alert_settings(i.party)?.and_then(|a| a.email);
+    Ok(invoice_document(i, &customer, issuer.as_ref(), email.as_deref(), &c))
+}
+
+/// The invoice as a PDF, made in-process: issuer (the reseller, else the operator), number,
+/// dates, status, whom it is billed to, its line and its total.
+pub fn invoice_document(i: &InvoiceRecord, customer: &Party, issuer: Option<&Party>, email: Option<&str>, c: &Currency) -> Vec<u8> {
+    use crate::pdf::{Pdf, MARGIN, RIGHT};
+    let issuer = issuer.map_or_else(|| "Purse".to_owned(), |p| p.name.clone());
     let number = i.display_number();
     let day = |t: purse_core::Timestamp| time::format(t)[..10].to_owned();
     let total = format!("{} {}", c.format(Amount(i.amount)), c.code);
@@ -398,23 +401,20 @@ pub(crate) fn invoice_pdf(s: &AppState, i: &InvoiceRecord) -> Result<Vec<u8>, Ap
     pdf.text(MARGIN, 18.0, true, &issuer);
     pdf.right(RIGHT, 18.0, true, "INVOICE");
     pdf.down(26.0);
-    pdf.text(MARGIN, 10.0, false, "Invoice number");
-    pdf.right(RIGHT, 10.0, true, &number);
-    pdf.down(14.0);
-    pdf.text(MARGIN, 10.0, false, "Issued");
-    pdf.right(RIGHT, 10.0, false, &day(i.created_at));
-    pdf.down(14.0);
-    pdf.text(MARGIN, 10.0, false, "Status");
     let status = match i.paid_at {
         Some(at) => format!("{} on {}", i.status.as_str(), day(at)),
         None => i.status.as_str().to_owned(),
     };
-    pdf.right(RIGHT, 10.0, false, &status);
-    pdf.down(28.0);
+    for (label, value, bold) in [("Invoice number", number.as_str(), true), ("Issued", &day(i.created_at), false), ("Status", &status, false)] {
+        pdf.text(MARGIN, 10.0, false, label);
+        pdf.right(RIGHT, 10.0, bold, value);
+        pdf.down(14.0);
+    }
+    pdf.down(14.0);
     pdf.text(MARGIN, 10.0, true, "Bill to");
     pdf.down(14.0);
     pdf.text(MARGIN, 10.0, false, &format!("{} (customer {})", customer.name, customer.id));
-    if let Some(e) = &email {
+    if let Some(e) = email {
         pdf.down(14.0);
         pdf.text(MARGIN, 10.0, false, e);
     }
@@ -431,7 +431,7 @@ pub(crate) fn invoice_pdf(s: &AppState, i: &InvoiceRecord) -> Result<Vec<u8>, Ap
     pdf.right(RIGHT, 11.0, true, &total);
     pdf.down(36.0);
     pdf.text(MARGIN, 9.0, false, &format!("Please pay by bank transfer quoting {number}. The balance is credited once, when the payment is recorded."));
-    Ok(pdf.finish())
+    pdf.finish()
 }
 
 /// `GET /v1/invoices/{id}/pdf`.

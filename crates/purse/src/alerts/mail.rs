@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use lettre::message::header::ContentType;
-use lettre::message::{Mailbox, Message};
+use lettre::message::{Attachment, Mailbox, Message, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{SmtpTransport, Transport};
@@ -86,17 +86,20 @@ impl Mailer {
 
     /// Sends one message. `message_id` is the same on every attempt, so a message sent again
     /// after a crash is recognisable as the same one.
-    pub fn send(&self, to: &str, subject: &str, body: &str, message_id: &str) -> Result<(), MailError> {
+    /// `attachment` is a file (name, content type, bytes) sent with the text.
+    pub fn send(&self, to: &str, subject: &str, body: &str, message_id: &str, attachment: Option<(&str, &str, Vec<u8>)>) -> Result<(), MailError> {
         let permanent = |message: String| MailError { message, permanent: true };
         let to: Mailbox = to.parse().map_err(|e| permanent(format!("{to:?} is not an e-mail address: {e}")))?;
-        let message = Message::builder()
-            .from(self.from.clone())
-            .to(to)
-            .subject(subject)
-            .message_id(Some(message_id.to_owned()))
-            .header(ContentType::TEXT_PLAIN)
-            .body(body.to_owned())
-            .map_err(|e| permanent(e.to_string()))?;
+        let builder = Message::builder().from(self.from.clone()).to(to).subject(subject).message_id(Some(message_id.to_owned()));
+        let message = match attachment {
+            None => builder.header(ContentType::TEXT_PLAIN).body(body.to_owned()),
+            Some((name, kind, bytes)) => {
+                let kind = ContentType::parse(kind).map_err(|e| permanent(e.to_string()))?;
+                let text = SinglePart::builder().header(ContentType::TEXT_PLAIN).body(body.to_owned());
+                builder.multipart(MultiPart::mixed().singlepart(text).singlepart(Attachment::new(name.to_owned()).body(bytes, kind)))
+            }
+        }
+        .map_err(|e| permanent(e.to_string()))?;
         match (&self.transport, &self.config) {
             (Some(smtp), _) => smtp.send(&message).map(drop).map_err(|e| MailError { message: e.to_string(), permanent: e.is_permanent() }),
             (None, MailConfig::Maildir(dir)) => {

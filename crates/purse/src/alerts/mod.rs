@@ -29,7 +29,7 @@ use purse_core::recharge::{self, RechargeSettings};
 use purse_core::{Account, AccountKind, Amount, Command, Currency, CurrencyCode, EventKind, Item, Party, PartyId, PartyKind, Timestamp};
 use purse_engine::Engine;
 use purse_store::{
-    AccessStore, AlertBatch, AlertKind, AlertStore, Attempt, Channel, CreditStore, DeliveryRecord, Fire, NewNotification, PartyQuery, Reader,
+    AccessStore, AlertBatch, AlertKind, AlertStore, Attempt, Channel, CreditStore, DeliveryRecord, Fire, NotificationRecord, PaymentNotice, NewNotification, PartyQuery, Reader,
     StoreError, WebhookEndpoint,
 };
 use serde_json::json;
@@ -605,6 +605,21 @@ impl Notifier {
         }
     }
 
+    /// The PDF an e-mail carries: a top-up invoice's notice carries the invoice (made again
+    /// at each attempt, so it shows the invoice as it is then).
+    fn attachment(&self, n: &NotificationRecord) -> Result<Option<(String, Vec<u8>)>, String> {
+        let (AlertKind::Payment(PaymentNotice::TopUpInvoice), Some(p)) = (n.kind, &self.payments) else { return Ok(None) };
+        let invoices = p.store().invoices(Some(n.party), 50).map_err(store)?;
+        let Some(invoice) = invoices.into_iter().find(|i| n.subject.contains(&i.display_number())) else { return Ok(None) };
+        let Some(customer) = self.reader.party(n.party).map_err(store)? else { return Ok(None) };
+        let issuer = invoice.issuer.map(|r| self.reader.party(r)).transpose().map_err(store)?.flatten();
+        let email = self.alerts.alert_settings(n.party).map_err(store)?.and_then(|a| a.email);
+        let currency = self.reader.currencies().map_err(store)?.into_iter().find(|c| c.code == invoice.currency);
+        let Some(c) = currency else { return Ok(None) };
+        let pdf = purse_http::handlers::payments::invoice_document(&invoice, &customer, issuer.as_ref(), email.as_deref(), &c);
+        Ok(Some((format!("{}.pdf", invoice.display_number()), pdf)))
+    }
+
     fn attempt(&self, d: &DeliveryRecord, now: Timestamp) -> Result<Attempt, String> {
         let Some(n) = self.alerts.notification(d.notification).map_err(store)? else {
             return Ok(Attempt::Failed { error: "the notification is gone".into() });
@@ -620,7 +635,9 @@ impl Notifier {
         match d.channel {
             Channel::Email => {
                 let message_id = format!("<purse.n{}.d{}@purse>", n.id, d.id);
-                Ok(match self.mailer.send(&d.target, &n.subject, &n.body, &message_id) {
+                let attachment = self.attachment(&n)?;
+                let attachment = attachment.as_ref().map(|(name, bytes)| (name.as_str(), "application/pdf", bytes.clone()));
+                Ok(match self.mailer.send(&d.target, &n.subject, &n.body, &message_id, attachment) {
                     Ok(()) => Attempt::Sent { at: now },
                     Err(e) if e.permanent => Attempt::Failed { error: e.message },
                     Err(e) => retry(e.message),

@@ -276,3 +276,32 @@ pub fn pdf_text(bytes: &[u8]) -> String {
     assert!(out.stderr.is_empty(), "pdftotext complained: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+pub fn base64_decode(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in text.bytes().filter(|c| *c != b'=' && !c.is_ascii_whitespace()) {
+        let v = ALPHABET.iter().position(|a| *a == c).expect("base64") as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+/// The attachment of an e-mail (as written to a maildir) with this content type: its
+/// headers and its decoded bytes.
+pub fn mail_attachment(mail: &str, content_type: &str) -> Option<(String, Vec<u8>)> {
+    let mail = mail.replace("\r\n", "\n");
+    let at = mail.find(&format!("Content-Type: {content_type}"))?;
+    // The part starts after its boundary line; its headers run to the first blank line.
+    let start = mail[..at].rfind("\n--").map_or(0, |i| i + 1);
+    let part = mail[start..].split_once('\n')?.1;
+    let (headers, rest) = part.split_once("\n\n")?;
+    let body = rest.split("\n--").next()?;
+    Some((headers.to_owned(), base64_decode(body)))
+}
