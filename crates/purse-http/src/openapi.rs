@@ -357,6 +357,11 @@ fn payment_schemas() -> Vec<(&'static str, Value)> {
         &[],
         false,
     );
+    let receipt = object(
+        &[("id", id()), ("number", string()), ("customer", id()), ("transfer", id()), ("amount", amount()), ("currency", currency()), ("method", string()), ("paid_at", time())],
+        &[("emailed_to", string())],
+        false,
+    );
     let invoice = object(&[("id", id()), ("number", string()), ("customer", id()), ("amount", amount()), ("currency", currency()), ("status", string())], &[], false);
     vec![
         (
@@ -395,6 +400,8 @@ fn payment_schemas() -> Vec<(&'static str, Value)> {
                 true,
             ),
         ),
+        ("Receipt", receipt.clone()),
+        ("ReceiptList", object(&[("data", list_of(receipt))], &[], false)),
         ("Recharge", recharge.clone()),
         ("RechargeList", object(&[("data", list_of(recharge))], &[], false)),
         ("Invoice", invoice.clone()),

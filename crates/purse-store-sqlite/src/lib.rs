@@ -38,6 +38,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0006_alerts", include_str!("../migrations/0006_alerts.sql")),
     ("0007_recharge", include_str!("../migrations/0007_recharge.sql")),
     ("0008_credit", include_str!("../migrations/0008_credit.sql")),
+    ("0009_receipts", include_str!("../migrations/0009_receipts.sql")),
 ];
 
 

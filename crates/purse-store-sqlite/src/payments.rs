@@ -4,9 +4,9 @@
 use purse_core::recharge::{RechargeSettings, Used};
 use purse_core::{PartyId, Timestamp};
 use purse_store::codec::{self, id_to_db, SettingsRow};
-use purse_store::columns::{INVOICE_COLUMNS, RECHARGE_COLUMNS, RECHARGE_SETTINGS_COLUMNS};
+use purse_store::columns::{INVOICE_COLUMNS, RECEIPT_COLUMNS, RECHARGE_COLUMNS, RECHARGE_SETTINGS_COLUMNS};
 use purse_store::{
-    AlertBatch, Fire, InvoiceRecord, NewNotification, NewRecharge, PaymentStore, RechargeReason, RechargeRecord, RechargeStatus,
+    AlertBatch, Fire, InvoiceRecord, NewNotification, NewRecharge, PaymentStore, ReceiptRecord, RechargeReason, RechargeRecord, RechargeStatus,
     RechargeUpdate, StoreResult,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -52,6 +52,10 @@ fn recharge_from_row(r: &Row<'_>) -> rusqlite::Result<RechargeRecord> {
         r.get(12)?,
         r.get(13)?,
     ))
+}
+
+fn receipt_from_row(r: &Row<'_>) -> rusqlite::Result<ReceiptRecord> {
+    conv(codec::receipt(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, &r.get::<_, String>(6)?, r.get(7)?, r.get(8)?))
 }
 
 fn invoice_from_row(r: &Row<'_>) -> rusqlite::Result<InvoiceRecord> {
@@ -302,6 +306,18 @@ impl PaymentStore for SqliteReader {
             })
         })?;
         Ok(disabled)
+    }
+
+    fn receipt(&self, id: u64) -> StoreResult<Option<ReceiptRecord>> {
+        self.with(|c| c.prepare_cached(&format!("SELECT {RECEIPT_COLUMNS} FROM receipts WHERE id = ?"))?.query_row([id_to_db(id)], receipt_from_row).optional())
+    }
+
+    fn receipts(&self, party: Option<PartyId>, limit: u32) -> StoreResult<Vec<ReceiptRecord>> {
+        self.with(|c| {
+            c.prepare_cached(&format!("SELECT {RECEIPT_COLUMNS} FROM receipts WHERE ?1 IS NULL OR party_id = ?1 ORDER BY id DESC LIMIT ?2"))?
+                .query_map(params![party.map(|p| id_to_db(p.0)), limit], receipt_from_row)?
+                .collect()
+        })
     }
 
     fn invoice(&self, id: u64) -> StoreResult<Option<InvoiceRecord>> {

@@ -32,15 +32,18 @@ pub enum PaymentNotice {
     TopUpInvoice,
     /// The reseller's master wallet could not fund a recharge.
     MasterFundsShort,
+    /// A payment's receipt voucher.
+    Receipt,
 }
 
 impl PaymentNotice {
-    pub const ALL: [PaymentNotice; 5] = [
+    pub const ALL: [PaymentNotice; 6] = [
         PaymentNotice::RechargeSucceeded,
         PaymentNotice::RechargeFailed,
         PaymentNotice::RechargeDisabled,
         PaymentNotice::TopUpInvoice,
         PaymentNotice::MasterFundsShort,
+        PaymentNotice::Receipt,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -50,6 +53,7 @@ impl PaymentNotice {
             PaymentNotice::RechargeDisabled => "recharge_disabled",
             PaymentNotice::TopUpInvoice => "top_up_invoice",
             PaymentNotice::MasterFundsShort => "master_funds_short",
+            PaymentNotice::Receipt => "receipt",
         }
     }
 
@@ -60,6 +64,7 @@ impl PaymentNotice {
             PaymentNotice::RechargeDisabled => "recharge.disabled",
             PaymentNotice::TopUpInvoice => "invoice.issued",
             PaymentNotice::MasterFundsShort => "recharge.refused",
+            PaymentNotice::Receipt => "payment.receipt",
         }
     }
 }
@@ -194,6 +199,9 @@ pub struct AlertBatch {
     /// Parties whose counters start over (a refill), before the fires are checked.
     pub resets: Vec<PartyId>,
     pub fires: Vec<Fire>,
+    /// Receipt vouchers of payments, numbered when written (a payment that has one already
+    /// is skipped).
+    pub receipts: Vec<crate::NewReceipt>,
 }
 
 /// How a delivery attempt ended.

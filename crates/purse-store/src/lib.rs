@@ -24,7 +24,7 @@ use purse_core::{
 };
 
 pub use credit::{AuditEntry, AuditQuery, ClassRecord, CreditPolicy, CreditStore, MaxIncrease, TransferSetting, Visible};
-pub use payments::{InvoiceRecord, InvoiceStatus, NewRecharge, PaymentStore, RechargeReason, RechargeRecord, RechargeStatus, RechargeUpdate};
+pub use payments::{InvoiceRecord, InvoiceStatus, NewReceipt, NewRecharge, ReceiptRecord, PaymentStore, RechargeReason, RechargeRecord, RechargeStatus, RechargeUpdate};
 pub use alerts::{PaymentNotice, AlertBatch, AlertKind, AlertStore, Attempt, Channel, DeliveryRecord, DeliveryStatus, Fire, JobRun, NewNotification, NotificationQuery, NotificationRecord, WebhookEndpoint};
 
 /// A database failure: IO, a driver error, a constraint the schema enforces.
@@ -304,6 +304,7 @@ pub mod columns {
          emails, stripe_customer, payment_method, card_brand, card_last4, failures, disabled_reason, updated_at";
     pub const RECHARGE_COLUMNS: &str =
         "id, party_id, method, reason, amount, currency, status, created_at, day, intent, transfer_id, invoice_id, error, finished_at";
+    pub const RECEIPT_COLUMNS: &str = "id, issuer_id, number, party_id, transfer_id, amount, currency, method, paid_at";
     pub const INVOICE_COLUMNS: &str = "id, issuer_id, number, party_id, amount, currency, status, created_at, paid_at, recharge_id, transfer_id";
     pub const HOLD_COLUMNS: &str = "id, client_id, account_id, amount, currency, created_at, expires_at, state, \
          service, metadata, resolved_at, resolution_client_id, captured, capture_transfer_id";
@@ -715,6 +716,31 @@ pub mod codec {
 
     /// An invoice row in column order ([`super::columns::INVOICE_COLUMNS`]).
     #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn receipt(
+        id: i64,
+        issuer: i64,
+        number: i64,
+        party: i64,
+        transfer: i64,
+        amount: i64,
+        currency: &str,
+        method: String,
+        paid_at: i64,
+    ) -> StoreResult<crate::ReceiptRecord> {
+        Ok(crate::ReceiptRecord {
+            id: id_from_db(id),
+            issuer: (issuer != 0).then(|| PartyId(id_from_db(issuer))),
+            number: id_from_db(number),
+            party: PartyId(id_from_db(party)),
+            transfer: id_from_db(transfer),
+            amount,
+            currency: currency_code(currency)?,
+            method,
+            paid_at: Timestamp(paid_at),
+        })
+    }
+
     pub fn invoice(
         id: i64,
         issuer: i64,

@@ -171,6 +171,51 @@ pub fn top_up_number(issuer: Option<PartyId>, number: u64) -> String {
     format!("TU-{}-{number:06}", issuer.map_or(0, |p| p.0))
 }
 
+/// A receipt voucher: the numbered acknowledgement of one payment received (seed 002).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceiptRecord {
+    pub id: u64,
+    /// `None`: the operator.
+    pub issuer: Option<PartyId>,
+    /// 1, 2, 3… per issuer, without gaps.
+    pub number: u64,
+    pub party: PartyId,
+    /// The payment's posting: one receipt per payment.
+    pub transfer: u64,
+    pub amount: i64,
+    pub currency: CurrencyCode,
+    /// How it was paid: `card`, `cash`, `bank_transfer` (cheques clear as bank transfers).
+    pub method: String,
+    /// When the payment was posted.
+    pub paid_at: Timestamp,
+}
+
+impl ReceiptRecord {
+    /// The number as printed: `RV-`, the issuer (`0`: the operator), the number.
+    pub fn display_number(&self) -> String {
+        receipt_number(self.issuer, self.number)
+    }
+}
+
+/// A receipt voucher's number as printed: `RV-`, the issuer (`0`: the operator), the number.
+pub fn receipt_number(issuer: Option<PartyId>, number: u64) -> String {
+    format!("RV-{}-{number:06}", issuer.map_or(0, |p| p.0))
+}
+
+/// A receipt to record for a payment, with the e-mail that sends it (`{receipt}` in its
+/// subject and body becomes the number).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewReceipt {
+    pub party: PartyId,
+    pub issuer: Option<PartyId>,
+    pub transfer: u64,
+    pub amount: i64,
+    pub currency: CurrencyCode,
+    pub method: String,
+    pub paid_at: Timestamp,
+    pub notice: Option<NewNotification>,
+}
+
 /// How a step of a recharge ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RechargeUpdate {
@@ -211,6 +256,9 @@ pub trait PaymentStore: Send + Sync {
     fn invoice(&self, id: u64) -> StoreResult<Option<InvoiceRecord>>;
     /// Newest first; `None`: every party's.
     fn invoices(&self, party: Option<PartyId>, limit: u32) -> StoreResult<Vec<InvoiceRecord>>;
+    fn receipt(&self, id: u64) -> StoreResult<Option<ReceiptRecord>>;
+    /// Receipts, newest first.
+    fn receipts(&self, party: Option<PartyId>, limit: u32) -> StoreResult<Vec<ReceiptRecord>>;
     /// Marks an open invoice paid by `transfer`, and its recharge succeeded, in one
     /// transaction; `false` when it was not open.
     fn invoice_paid(&self, id: u64, transfer: u64, at: Timestamp) -> StoreResult<bool>;

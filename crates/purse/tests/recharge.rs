@@ -664,3 +664,50 @@ fn a_serve_process_killed_after_stripe_charged_is_reconciled_on_restart_with_one
     let _ = second.wait();
     let _ = std::fs::remove_dir_all(&maildir);
 }
+
+#[test]
+fn issue_8_every_payment_gets_a_numbered_receipt_voucher_emailed_with_its_pdf_and_again_by_hand() {
+    let mut w = World::new(&sqlite_url(), None);
+    let (c, wallet) = w.customer("receipted", None);
+    w.pay(wallet, "10");
+    w.call("POST", "/v1/payments", json!({ "client_id": "bank-1", "account": wallet, "amount": "20.50", "currency": "USD", "method": "bank_transfer" }));
+    w.step();
+    w.step();
+    w.step();
+    let receipts = w.get(&format!("/v1/receipts?customer={c}"))["data"].as_array().unwrap().clone();
+    let shown: Vec<(&str, &str, &str)> =
+        receipts.iter().map(|r| (r["number"].as_str().unwrap(), r["amount"].as_str().unwrap(), r["method"].as_str().unwrap())).collect();
+    assert_eq!(shown, [("RV-0-000002", "20.50", "bank_transfer"), ("RV-0-000001", "10.00", "cash")], "numbered in order, newest first");
+    // Each is e-mailed once to the billing e-mail, with its PDF.
+    let mails = w.mails();
+    for (number, amount) in [("RV-0-000001", "10.00 USD"), ("RV-0-000002", "20.50 USD")] {
+        let sent: Vec<&String> = mails.iter().filter(|m| m.contains(number)).collect();
+        assert_eq!(sent.len(), 1, "{number} mailed once");
+        assert!(sent[0].contains("receipted@billing.test"));
+        let (headers, pdf) = mail_attachment(sent[0], "application/pdf").expect("the voucher attached");
+        assert!(headers.contains(&format!("{number}.pdf")), "{headers}");
+        let text = pdf_text(&pdf);
+        assert!(text.contains(number) && text.contains(amount) && text.contains("receipted"), "{text}");
+    }
+    // Nothing is receipted twice; the staff (or the customer's admin) send one again by hand.
+    w.step();
+    assert_eq!(w.get(&format!("/v1/receipts?customer={c}"))["data"].as_array().unwrap().len(), 2);
+    let id = receipts[0]["id"].as_u64().unwrap();
+    let again = w.call("POST", &format!("/v1/receipts/{id}/email"), json!({}));
+    assert_eq!(again["emailed_to"], "receipted@billing.test");
+    w.step();
+    let copies: Vec<String> = w.mails().into_iter().filter(|m| m.contains("RV-0-000002")).collect();
+    assert_eq!(copies.len(), 2, "the original and the copy");
+    assert!(copies.iter().all(|m| mail_attachment(m, "application/pdf").is_some()));
+    // And as a PDF through the API.
+    let reply = w.api.get(&format!("/v1/receipts/{id}/pdf")).unwrap();
+    assert_eq!((reply.status, reply.header("content-type")), (200, Some("application/pdf")));
+    assert!(pdf_text(&reply.body).contains("RV-0-000002"));
+    // Another tenant's receipt is not found.
+    let (other, _) = w.customer("other", None);
+    let opened = purse::open_store(&w.url).unwrap();
+    let (_, secret) = purse::keys::create(&opened, "theirs", Role::Customer(purse_core::PartyId(other)), Scope::ReadWrite, w.now()).unwrap();
+    let mut theirs = Client::new(&format!("http://{}", w.server.as_ref().unwrap().addr), Some(secret)).unwrap();
+    assert_eq!(theirs.get(&format!("/v1/receipts/{id}/pdf")).unwrap().status, 404);
+    assert_eq!(theirs.send("POST", &format!("/v1/receipts/{id}/email"), &json!({}), "k").unwrap().status, 404);
+}

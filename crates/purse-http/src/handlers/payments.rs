@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use purse_core::recharge::{self, RechargeMethod, RechargeSettings, RechargeTarget};
 use purse_core::{AccountId, Amount, ClientId, Command, Currency, Item, Money, Outcome, Party, PartyKind, PaymentMethod, Role};
-use purse_store::{InvoiceRecord, InvoiceStatus, RechargeRecord};
+use purse_store::{InvoiceRecord, InvoiceStatus, ReceiptRecord, RechargeRecord};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -359,7 +359,15 @@ pub(crate) fn invoice_view(i: &InvoiceRecord, c: &Currency) -> Value {
     })
 }
 
-pub async fn list_invoices(State(state): State<AppState>, who: Principal, params: Params) -> Result<Response, ApiError> {
+/// A list of a customer's documents (`?customer=&limit=`), newest first: what `rows` reads,
+/// kept to what the caller sees, each shown by `view`.
+async fn list_of<T: 'static>(
+    state: AppState,
+    who: Principal,
+    params: Params,
+    rows: fn(&AppState, Option<purse_core::PartyId>, u32) -> Result<Vec<T>, ApiError>,
+    view: fn(&AppState, &T) -> Result<(purse_core::PartyId, Value), ApiError>,
+) -> Result<Response, ApiError> {
     params.only(&["customer", "limit"])?;
     let limit = page_limit(params.id("limit")?.map(|n| u32::try_from(n).unwrap_or(u32::MAX)))?;
     let customer_id = params.id("customer")?;
@@ -367,16 +375,20 @@ pub async fn list_invoices(State(state): State<AppState>, who: Principal, params
         .read(move |s| {
             let party = visible_customer(s, &who, customer_id)?;
             let mut out = Vec::new();
-            for i in s.payments.invoices(party, limit)? {
-                if party.is_none() && !sees(s, &who, i.party)? {
-                    continue;
+            for row in rows(s, party, limit)? {
+                let (owner, shown) = view(s, &row)?;
+                if party.is_some() || sees(s, &who, owner)? {
+                    out.push(shown);
                 }
-                out.push(invoice_view(&i, &s.currency("currency", i.currency)?));
             }
             Ok(out)
         })
         .await?;
     Ok(reply(StatusCode::OK, &json!({ "data": data })))
+}
+
+pub async fn list_invoices(State(state): State<AppState>, who: Principal, params: Params) -> Result<Response, ApiError> {
+    list_of(state, who, params, |s, p, n| Ok(s.payments.invoices(p, n)?), |s, i| Ok((i.party, invoice_view(i, &s.currency("currency", i.currency)?)))).await
 }
 
 /// The invoice as a PDF, with what it names read from the stores. Blocking.
@@ -432,6 +444,111 @@ pub fn invoice_document(i: &InvoiceRecord, customer: &Party, issuer: Option<&Par
     pdf.down(36.0);
     pdf.text(MARGIN, 9.0, false, &format!("Please pay by bank transfer quoting {number}. The balance is credited once, when the payment is recorded."));
     pdf.finish()
+}
+
+/// A payment's receipt voucher as a PDF (seed 002): issuer, number, date, who paid, how,
+/// and the amount received.
+pub fn receipt_document(r: &ReceiptRecord, customer: &Party, issuer: Option<&Party>, c: &Currency) -> Vec<u8> {
+    use crate::pdf::{Pdf, MARGIN, RIGHT};
+    let issuer = issuer.map_or_else(|| "Purse".to_owned(), |p| p.name.clone());
+    let number = r.display_number();
+    let amount = format!("{} {}", c.format(Amount(r.amount)), c.code);
+    let mut pdf = Pdf::new(&format!("Receipt voucher {number}"));
+    pdf.text(MARGIN, 18.0, true, &issuer);
+    pdf.right(RIGHT, 18.0, true, "RECEIPT VOUCHER");
+    pdf.down(26.0);
+    let paid = time::format(r.paid_at);
+    let method = r.method.replace('_', " ");
+    let from = format!("{} (customer {})", customer.name, customer.id);
+    let reference = format!("payment {}", r.transfer);
+    for (label, value) in [("Receipt number", number.as_str()), ("Received on", &paid[..10]), ("Received from", &from), ("Paid by", &method), ("Reference", &reference)] {
+        pdf.text(MARGIN, 10.0, false, label);
+        pdf.right(RIGHT, 10.0, label == "Receipt number", value);
+        pdf.down(14.0);
+    }
+    pdf.rule();
+    pdf.down(20.0);
+    pdf.text(MARGIN, 12.0, true, "Amount received");
+    pdf.right(RIGHT, 12.0, true, &amount);
+    pdf.down(36.0);
+    pdf.text(MARGIN, 9.0, false, "The amount was credited to the balance when it was received.");
+    pdf.finish()
+}
+
+pub(crate) fn receipt_view(r: &ReceiptRecord, c: &Currency) -> Value {
+    json!({
+        "id": r.id,
+        "number": r.display_number(),
+        "customer": r.party.0,
+        "issuer": r.issuer.map(|p| p.0),
+        "transfer": r.transfer,
+        "amount": c.format(Amount(r.amount)),
+        "currency": r.currency.to_string(),
+        "method": r.method,
+        "paid_at": time::format(r.paid_at),
+    })
+}
+
+/// A receipt the caller may see, with its PDF. Blocking.
+pub(crate) fn visible_receipt(s: &AppState, who: &Principal, id: u64) -> Result<(ReceiptRecord, Vec<u8>), ApiError> {
+    let r = s.payments.receipt(id)?.filter(|r| sees(s, who, r.party).unwrap_or(false)).ok_or(ApiError::NotFound("receipt"))?;
+    let reader = s.engine.reader();
+    let customer = reader.party(r.party)?.ok_or(ApiError::NotFound("customer"))?;
+    let issuer = r.issuer.map(|i| reader.party(i)).transpose()?.flatten();
+    let c = s.currency("currency", r.currency)?;
+    let pdf = receipt_document(&r, &customer, issuer.as_ref(), &c);
+    Ok((r, pdf))
+}
+
+/// E-mails a receipt voucher again to the customer's billing e-mail, with its PDF (staff
+/// and the customer's admin). Blocking.
+pub(crate) fn email_receipt(s: &AppState, who: &Principal, id: u64) -> Result<(ReceiptRecord, String), ApiError> {
+    who.require_write()?;
+    let (r, _) = visible_receipt(s, who, id)?;
+    let to = s.alerts.alert_settings(r.party)?.and_then(|a| a.email).ok_or_else(|| {
+        ApiError::invalid("billing_email", "no_billing_email", "the customer has no billing e-mail to send the receipt to")
+    })?;
+    let c = s.currency("currency", r.currency)?;
+    let customer = s.engine.reader().party(r.party)?.ok_or(ApiError::NotFound("customer"))?;
+    let number = r.display_number();
+    let now = s.engine.clock().now();
+    let notification = purse_store::NewNotification {
+        party: r.party,
+        kind: purse_store::AlertKind::Payment(purse_store::PaymentNotice::Receipt),
+        threshold: r.amount,
+        available: 0,
+        currency: r.currency,
+        at: now,
+        subject: format!("Receipt voucher {number}: {} {} received from {} (copy)", c.format(Amount(r.amount)), c.code, customer.name),
+        body: format!("Hello,\n\nAs asked, here is receipt voucher {number} again: {} {} received on {}.\n\n-- Purse", c.format(Amount(r.amount)), c.code, &time::format(r.paid_at)[..10]),
+        payload: json!({ "type": "payment.receipt", "timestamp": time::format(now), "data": { "customer": r.party.0, "receipt": number } }).to_string(),
+        emails: vec![to.clone()],
+        endpoints: Vec::new(),
+    };
+    let batch = purse_store::AlertBatch { fires: vec![purse_store::Fire { counter: None, notification }], ..purse_store::AlertBatch::default() };
+    s.alerts.record_alerts(&batch, now)?;
+    Ok((r, to))
+}
+
+pub async fn list_receipts(State(state): State<AppState>, who: Principal, params: Params) -> Result<Response, ApiError> {
+    list_of(state, who, params, |s, p, n| Ok(s.payments.receipts(p, n)?), |s, r| Ok((r.party, receipt_view(r, &s.currency("currency", r.currency)?)))).await
+}
+
+pub async fn get_receipt_pdf(State(state): State<AppState>, who: Principal, Id(id): Id) -> Result<Response, ApiError> {
+    let (r, pdf) = state.read(move |s| visible_receipt(s, &who, id)).await?;
+    Ok(pdf_response(&r.display_number(), pdf))
+}
+
+pub async fn send_receipt(State(state): State<AppState>, who: Principal, Id(id): Id) -> Result<Response, ApiError> {
+    let body = state
+        .read(move |s| {
+            let (r, to) = email_receipt(s, &who, id)?;
+            let mut view = receipt_view(&r, &s.currency("currency", r.currency)?);
+            view["emailed_to"] = json!(to);
+            Ok(view)
+        })
+        .await?;
+    Ok(reply(StatusCode::OK, &body))
 }
 
 /// `GET /v1/invoices/{id}/pdf`.

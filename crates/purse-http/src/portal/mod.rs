@@ -53,6 +53,8 @@ pub fn routes() -> Router<AppState> {
         .route("/customers/{id}/recharge", get(payments::show).post(payments::save))
         .route("/customers/{id}/recharge/pay-now", post(payments::pay_now))
         .route("/invoices/{id}/pdf", get(payments::invoice_pdf))
+        .route("/receipts/{id}/pdf", get(payments::receipt_pdf))
+        .route("/receipts/{id}/email", post(payments::email_receipt))
         .route("/customers/{id}/credit", get(credit::show).post(credit::save))
         .route("/customers/{id}/credit/settings", post(credit::save_settings))
         .route("/audit", get(credit::audit))

@@ -41,7 +41,7 @@ async fn render(
     paid: Option<Paid>,
 ) -> Result<Response, PortalError> {
     let v = viewer.clone();
-    let (name, settings, due, recharges, invoices) = read(&state, move |s| {
+    let (name, settings, due, recharges, invoices, receipts) = read(&state, move |s| {
         let party = s.party_for(&v.who, id)?;
         let PartyKind::Customer { currency, .. } = party.kind else { return Err(PortalError::NotFound) };
         let c = s.currency("currency", currency)?;
@@ -49,7 +49,8 @@ async fn render(
         let due = c.format(api::amount_due(s, &party)?);
         let recharges: Vec<Value> = s.payments.recharges(Some(party.id), 20)?.iter().map(|r| api::recharge_view(r, &c)).collect();
         let invoices: Vec<Value> = s.payments.invoices(Some(party.id), 20)?.iter().map(|i| api::invoice_view(i, &c)).collect();
-        Ok((party.name, settings, due, recharges, invoices))
+        let receipts: Vec<Value> = s.payments.receipts(Some(party.id), 20)?.iter().map(|r| api::receipt_view(r, &c)).collect();
+        Ok((party.name, settings, due, recharges, invoices, receipts))
     })
     .await?;
     let text = |k: &str| match &settings[k] {
@@ -134,6 +135,31 @@ async fn render(
                              td.num { (r["amount"].as_str().unwrap_or("")) } td { (r["status"].as_str().unwrap_or("")) } td { (r["error"].as_str().unwrap_or("")) } }
                     }
                     @if recharges.is_empty() { tr { td colspan="7" .muted { "No recharges yet." } } }
+                }
+            }
+        }
+        h2 { "Receipt vouchers" }
+        div.scroll {
+            table id="receipts" {
+                thead { tr { th { "Number" } th { "Received" } th.num { "Amount" } th { "Paid by" } @if writable { th {} } } }
+                tbody {
+                    @for r in &receipts {
+                        tr {
+                            td { a href=(format!("/receipts/{}/pdf", r["id"])) .receipt-pdf { (r["number"].as_str().unwrap_or("")) " (PDF)" } }
+                            td { (r["paid_at"].as_str().unwrap_or("")) }
+                            td.num { (r["amount"].as_str().unwrap_or("")) }
+                            td { (r["method"].as_str().unwrap_or("").replace('_', " ")) }
+                            @if writable {
+                                td {
+                                    form.inline method="post" action=(format!("/receipts/{}/email", r["id"])) {
+                                        input type="hidden" name="csrf" value=(viewer.csrf);
+                                        button.secondary type="submit" id=(format!("email-receipt-{}", r["id"])) { "E-mail again" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    @if receipts.is_empty() { tr { td colspan="5" .muted { "No payments received yet." } } }
                 }
             }
         }
@@ -248,6 +274,31 @@ pub async fn pay_now(State(state): State<AppState>, viewer: Viewer, Path(id): Pa
         Err(PortalError::Field(f, m)) => {
             let entered = HashMap::from([("amount".to_owned(), amount)]);
             render(state, viewer, id, Some(entered), Some((f, m)), None).await
+        }
+        Err(other) => Err(other),
+    }
+}
+
+/// A receipt voucher's PDF, for whoever may see its customer.
+pub async fn receipt_pdf(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>) -> Result<Response, PortalError> {
+    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
+    let who = viewer.who;
+    let (r, pdf) = read(&state, move |s| api::visible_receipt(s, &who, id).map_err(|_| PortalError::NotFound)).await?;
+    Ok(api::pdf_response(&r.display_number(), pdf))
+}
+
+/// "E-mail again": the receipt voucher goes to the billing e-mail once more.
+pub async fn email_receipt(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>, form: Form) -> Result<Response, PortalError> {
+    viewer.check(&form)?;
+    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
+    let viewer = Arc::new(viewer);
+    let who = viewer.who;
+    let sent = read(&state, move |s| api::email_receipt(s, &who, id).map_err(PortalError::from_api_keep)).await;
+    match sent {
+        Ok((r, _)) => Ok(see_other(&format!("/customers/{}/recharge#receipts", r.party.0))),
+        Err(PortalError::Field(f, m)) => {
+            let party = read(&state, move |s| Ok(s.payments.receipt(id)?.map(|r| r.party.0))).await?.ok_or(PortalError::NotFound)?;
+            render(state, viewer, party, None, Some((f, m)), None).await
         }
         Err(other) => Err(other),
     }

@@ -29,7 +29,7 @@ use purse_core::recharge::{self, RechargeSettings};
 use purse_core::{Account, AccountKind, Amount, Command, Currency, CurrencyCode, EventKind, Item, Party, PartyId, PartyKind, Timestamp};
 use purse_engine::Engine;
 use purse_store::{
-    AccessStore, AlertBatch, AlertKind, AlertStore, Attempt, Channel, CreditStore, DeliveryRecord, Fire, NotificationRecord, PaymentNotice, NewNotification, PartyQuery, Reader,
+    AccessStore, AlertBatch, AlertKind, AlertStore, Attempt, Channel, CreditStore, DeliveryRecord, Fire, NewReceipt, NotificationRecord, PaymentNotice, NewNotification, PartyQuery, Reader,
     StoreError, WebhookEndpoint,
 };
 use serde_json::json;
@@ -286,7 +286,8 @@ impl Notifier {
                 let (Some(party_id), AccountKind::Wallet) = (wallet.party, wallet.kind) else { continue };
                 let Some(party) = self.reader.party(party_id).map_err(store)? else { continue };
                 match &event.kind {
-                    EventKind::Refilled { .. } => {
+                    EventKind::Refilled { transfer, .. } => {
+                        batch.receipts.extend(self.receipt(&ctx, &party, &wallet, *transfer)?);
                         if !batch.resets.contains(&party_id) {
                             batch.resets.push(party_id);
                         }
@@ -605,10 +606,75 @@ impl Notifier {
         }
     }
 
-    /// The PDF an e-mail carries: a top-up invoice's notice carries the invoice (made again
-    /// at each attempt, so it shows the invoice as it is then).
+    /// The receipt voucher of a payment that reached a customer's wallet (none for recharges
+    /// from a master wallet or issued credit: nothing was received), with its e-mail to the
+    /// billing e-mail.
+    fn receipt(&self, ctx: &Context, party: &Party, wallet: &Account, transfer: purse_core::TransferId) -> Result<Option<NewReceipt>, String> {
+        let Some(t) = self.reader.transfer(transfer).map_err(store)? else { return Ok(None) };
+        if t.kind != purse_core::TransferKind::Payment || t.credit != wallet.id {
+            return Ok(None);
+        }
+        let method = match self.reader.account(t.debit).map_err(store)?.map(|a| a.kind) {
+            Some(AccountKind::System(purse_core::SystemRole::CardClearing)) => "card",
+            Some(AccountKind::System(purse_core::SystemRole::CashClearing)) => "cash",
+            _ => "bank_transfer",
+        };
+        let PartyKind::Customer { reseller, .. } = party.kind else { return Ok(None) };
+        let Some(c) = ctx.currencies.get(&wallet.currency) else { return Ok(None) };
+        let email = ctx.settings.get(&party.id).and_then(|s| s.email.clone());
+        let notice = email.map(|to| NewNotification {
+            party: party.id,
+            kind: AlertKind::Payment(PaymentNotice::Receipt),
+            threshold: t.amount.0,
+            available: wallet.balance.0,
+            currency: c.code,
+            at: t.posted_at,
+            subject: format!("Receipt voucher {{receipt}}: {} {} received from {}", c.format(t.amount), c.code, party.name),
+            body: format!(
+                "Hello,\n\nWe received {} {} from {} ({}) on {}. Receipt voucher {{receipt}} is attached.\n\n-- Purse",
+                c.format(t.amount),
+                c.code,
+                party.name,
+                method.replace('_', " "),
+                &purse_http::time::format(t.posted_at)[..10]
+            ),
+            payload: json!({
+                "type": PaymentNotice::Receipt.event_type(),
+                "timestamp": purse_http::time::format(t.posted_at),
+                "data": { "customer": party.id.0, "transfer": t.id.0, "amount": c.format(t.amount), "currency": c.code.to_string() }
+            })
+            .to_string(),
+            emails: vec![to],
+            endpoints: Vec::new(),
+        });
+        Ok(Some(NewReceipt {
+            party: party.id,
+            issuer: reseller,
+            transfer: t.id.0,
+            amount: t.amount.0,
+            currency: c.code,
+            method: method.to_owned(),
+            paid_at: t.posted_at,
+            notice,
+        }))
+    }
+
+    /// The PDF an e-mail carries: a top-up invoice's notice carries the invoice, a receipt's
+    /// the voucher (made again at each attempt).
     fn attachment(&self, n: &NotificationRecord) -> Result<Option<(String, Vec<u8>)>, String> {
-        let (AlertKind::Payment(PaymentNotice::TopUpInvoice), Some(p)) = (n.kind, &self.payments) else { return Ok(None) };
+        let Some(p) = &self.payments else { return Ok(None) };
+        if n.kind == AlertKind::Payment(PaymentNotice::Receipt) {
+            let receipts = p.store().receipts(Some(n.party), 50).map_err(store)?;
+            let Some(r) = receipts.into_iter().find(|r| n.subject.contains(&r.display_number())) else { return Ok(None) };
+            let Some(customer) = self.reader.party(n.party).map_err(store)? else { return Ok(None) };
+            let issuer = r.issuer.map(|i| self.reader.party(i)).transpose().map_err(store)?.flatten();
+            let Some(c) = self.reader.currencies().map_err(store)?.into_iter().find(|c| c.code == r.currency) else { return Ok(None) };
+            let pdf = purse_http::handlers::payments::receipt_document(&r, &customer, issuer.as_ref(), &c);
+            return Ok(Some((format!("{}.pdf", r.display_number()), pdf)));
+        }
+        if n.kind != AlertKind::Payment(PaymentNotice::TopUpInvoice) {
+            return Ok(None);
+        }
         let invoices = p.store().invoices(Some(n.party), 50).map_err(store)?;
         let Some(invoice) = invoices.into_iter().find(|i| n.subject.contains(&i.display_number())) else { return Ok(None) };
         let Some(customer) = self.reader.party(n.party).map_err(store)? else { return Ok(None) };
