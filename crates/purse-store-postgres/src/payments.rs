@@ -340,6 +340,16 @@ impl PaymentStore for PgReader {
         })
     }
 
+    fn receipt_by_number(&self, issuer: Option<PartyId>, number: u64) -> StoreResult<Option<ReceiptRecord>> {
+        self.with(|c| {
+            c.query_opt(&format!("SELECT {RECEIPT_COLUMNS} FROM receipts WHERE issuer_id = $1 AND number = $2"), &[&issuer.map_or(0, |p| id_to_db(p.0)), &id_to_db(number)])
+                .map_err(err)?
+                .as_ref()
+                .map(receipt_from_row)
+                .transpose()
+        })
+    }
+
     fn receipts(&self, party: Option<PartyId>, limit: u32) -> StoreResult<Vec<ReceiptRecord>> {
         self.with(|c| {
             rows(

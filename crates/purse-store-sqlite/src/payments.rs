@@ -312,6 +312,14 @@ impl PaymentStore for SqliteReader {
         self.with(|c| c.prepare_cached(&format!("SELECT {RECEIPT_COLUMNS} FROM receipts WHERE id = ?"))?.query_row([id_to_db(id)], receipt_from_row).optional())
     }
 
+    fn receipt_by_number(&self, issuer: Option<PartyId>, number: u64) -> StoreResult<Option<ReceiptRecord>> {
+        self.with(|c| {
+            c.prepare_cached(&format!("SELECT {RECEIPT_COLUMNS} FROM receipts WHERE issuer_id = ? AND number = ?"))?
+                .query_row(params![issuer.map_or(0, |p| id_to_db(p.0)), id_to_db(number)], receipt_from_row)
+                .optional()
+        })
+    }
+
     fn receipts(&self, party: Option<PartyId>, limit: u32) -> StoreResult<Vec<ReceiptRecord>> {
         self.with(|c| {
             c.prepare_cached(&format!("SELECT {RECEIPT_COLUMNS} FROM receipts WHERE ?1 IS NULL OR party_id = ?1 ORDER BY id DESC LIMIT ?2"))?

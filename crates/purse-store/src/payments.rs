@@ -202,6 +202,16 @@ pub fn receipt_number(issuer: Option<PartyId>, number: u64) -> String {
     format!("RV-{}-{number:06}", issuer.map_or(0, |p| p.0))
 }
 
+/// The first receipt number printed in `text` (a subject): its issuer and number.
+pub fn find_receipt_number(text: &str) -> Option<(Option<PartyId>, u64)> {
+    text.match_indices("RV-").find_map(|(at, _)| {
+        let (issuer, rest) = text[at + 3..].split_once('-')?;
+        let issuer: u64 = issuer.parse().ok()?;
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        Some(((issuer != 0).then_some(PartyId(issuer)), digits.parse().ok()?))
+    })
+}
+
 /// A receipt to record for a payment, with the e-mail that sends it (`{receipt}` in its
 /// subject and body becomes the number).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -257,6 +267,7 @@ pub trait PaymentStore: Send + Sync {
     /// Newest first; `None`: every party's.
     fn invoices(&self, party: Option<PartyId>, limit: u32) -> StoreResult<Vec<InvoiceRecord>>;
     fn receipt(&self, id: u64) -> StoreResult<Option<ReceiptRecord>>;
+    fn receipt_by_number(&self, issuer: Option<PartyId>, number: u64) -> StoreResult<Option<ReceiptRecord>>;
     /// Receipts, newest first.
     fn receipts(&self, party: Option<PartyId>, limit: u32) -> StoreResult<Vec<ReceiptRecord>>;
     /// Marks an open invoice paid by `transfer`, and its recharge succeeded, in one

@@ -699,6 +699,17 @@ fn issue_8_every_payment_gets_a_numbered_receipt_voucher_emailed_with_its_pdf_an
     let copies: Vec<String> = w.mails().into_iter().filter(|m| m.contains("RV-0-000002")).collect();
     assert_eq!(copies.len(), 2, "the original and the copy");
     assert!(copies.iter().all(|m| mail_attachment(m, "application/pdf").is_some()));
+    // An old receipt, behind fifty newer ones, is sent again with its PDF too.
+    for n in 0..50 {
+        w.call("POST", "/v1/payments", json!({ "client_id": format!("many-{n}"), "account": wallet, "amount": "1", "currency": "USD", "method": "cash" }));
+    }
+    w.step();
+    let first = receipts[1]["id"].as_u64().unwrap();
+    w.call("POST", &format!("/v1/receipts/{first}/email"), json!({}));
+    w.step();
+    let copies: Vec<String> = w.mails().into_iter().filter(|m| m.contains("RV-0-000001")).collect();
+    assert_eq!(copies.len(), 2, "the original and the copy");
+    assert!(copies.iter().all(|m| mail_attachment(m, "application/pdf").is_some()), "the copy of an old receipt carries its PDF");
     // And as a PDF through the API.
     let reply = w.api.get(&format!("/v1/receipts/{id}/pdf")).unwrap();
     assert_eq!((reply.status, reply.header("content-type")), (200, Some("application/pdf")));

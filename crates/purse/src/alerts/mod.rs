@@ -664,8 +664,8 @@ impl Notifier {
     fn attachment(&self, n: &NotificationRecord) -> Result<Option<(String, Vec<u8>)>, String> {
         let Some(p) = &self.payments else { return Ok(None) };
         if n.kind == AlertKind::Payment(PaymentNotice::Receipt) {
-            let receipts = p.store().receipts(Some(n.party), 50).map_err(store)?;
-            let Some(r) = receipts.into_iter().find(|r| n.subject.contains(&r.display_number())) else { return Ok(None) };
+            let Some((issuer, number)) = purse_store::payments::find_receipt_number(&n.subject) else { return Ok(None) };
+            let Some(r) = p.store().receipt_by_number(issuer, number).map_err(store)?.filter(|r| r.party == n.party) else { return Ok(None) };
             let Some(customer) = self.reader.party(n.party).map_err(store)? else { return Ok(None) };
             let issuer = r.issuer.map(|i| self.reader.party(i)).transpose().map_err(store)?.flatten();
             let Some(c) = self.reader.currencies().map_err(store)?.into_iter().find(|c| c.code == r.currency) else { return Ok(None) };
