@@ -108,6 +108,11 @@ pub enum Command {
     RevertIncrease { account: AccountId, valid_until: Timestamp },
     /// Whether the customer's subscriber accounts may transfer to each other.
     SetSubscriberTransfers { party: PartyId, allowed: bool },
+    /// Issues the customer's usage invoice for the period ending at `period_end`: moves the
+    /// uninvoiced amount of each of `accounts` (the customer's) to it. Refused when an
+    /// invoice already covers `period_end`; when there is nothing (or less than nothing) to
+    /// invoice, the period is marked covered and no invoice is made.
+    Invoice { party: PartyId, accounts: Vec<AccountId>, period_end: Timestamp },
     /// Replaces the levels of available balance whose crossings are reported.
     SetThresholds { account: AccountId, thresholds: Vec<Amount> },
     Charge(NewCharge),
@@ -165,6 +170,8 @@ pub enum Outcome {
     AccountOpened { account: AccountId, replayed: bool },
     AccountUpdated { account: AccountId },
     PartyUpdated { party: PartyId },
+    /// An invoice was issued (`true`), or the period had nothing to invoice.
+    Invoiced { party: PartyId, issued: bool },
     Posted { transfer: TransferId, overdrawn: bool, replayed: bool },
     HoldPlaced { hold: HoldId, replayed: bool },
     HoldCaptured { hold: HoldId, transfer: TransferId, replayed: bool },

@@ -13,7 +13,7 @@ use crate::command::{
 };
 use crate::model::{
     Account, AccountId, AccountKind, AccountStatus, Billing, ClientId, Direction, Event,
-    EventId, EventKind, Hold, HoldId, HoldResolution, HoldState, LimitChange, LimitChangeKind, Party, PartyId, PartyKind,
+    EventId, EventKind, Hold, HoldId, HoldResolution, HoldState, InvoiceIssue, InvoicedAccount, LimitChange, LimitChangeKind, Party, PartyId, PartyKind,
     SystemRole, TemporaryIncrease, Timestamp, Transfer, TransferId, TransferKind,
 };
 use crate::money::{Amount, Currency, CurrencyCode, SCALE_MAX};
@@ -108,6 +108,8 @@ pub struct BatchOutput {
     pub events: Vec<Event>,
     /// Changes of credit limits, for the credit limit history.
     pub limit_changes: Vec<LimitChange>,
+    /// Usage invoices issued, for the store to number and write.
+    pub invoices: Vec<InvoiceIssue>,
 }
 
 /// One entry of the undo log kept while a linked chain is applied.
@@ -127,6 +129,7 @@ struct Checkpoint {
     transfers: usize,
     events: usize,
     limit_changes: usize,
+    invoices: usize,
     undo: Vec<Undo>,
 }
 
@@ -223,6 +226,7 @@ impl Ledger {
                 | Command::SetTemporaryIncrease { .. }
                 | Command::RevertIncrease { .. }
                 | Command::SetSubscriberTransfers { .. }
+                | Command::Invoice { .. }
                 | Command::SetThresholds { .. } => None,
             })
             .collect()
@@ -290,6 +294,12 @@ impl Ledger {
                     }
                 }
                 Command::SetSubscriberTransfers { party, .. } => self.want_party(*party, lookups, &mut missing),
+                Command::Invoice { party, accounts, .. } => {
+                    self.want_party(*party, lookups, &mut missing);
+                    for id in accounts {
+                        account(*id, &mut missing);
+                    }
+                }
                 Command::Capture { hold, .. } | Command::Release { hold, .. } => {
                     match self.open_holds.get(hold) {
                         Some(h) => account(h.account, &mut missing),
@@ -392,6 +402,7 @@ impl Ledger {
             transfers: self.scratch.output.transfers.len(),
             events: self.scratch.output.events.len(),
             limit_changes: self.scratch.output.limit_changes.len(),
+            invoices: self.scratch.output.invoices.len(),
             undo: Vec::new(),
         });
         let first = self.scratch.output.results.len();
@@ -428,6 +439,7 @@ impl Ledger {
         self.scratch.output.transfers.truncate(checkpoint.transfers);
         self.scratch.output.events.truncate(checkpoint.events);
         self.scratch.output.limit_changes.truncate(checkpoint.limit_changes);
+        self.scratch.output.invoices.truncate(checkpoint.invoices);
         for undo in checkpoint.undo.into_iter().rev() {
             match undo {
                 Undo::Account(id, Some(old)) => {
@@ -820,6 +832,7 @@ impl Ledger {
                 }
                 Ok(Outcome::PartyUpdated { party: *party })
             }
+            Command::Invoice { party, accounts, period_end } => self.invoice(*party, accounts, *period_end, now),
             Command::Charge(charge) => self.charge(charge, now, lookups),
             Command::Payment { client_id, account, money, method, metadata } => {
                 self.payment(client_id, *account, *money, *method, metadata, now, lookups)
@@ -894,7 +907,7 @@ impl Ledger {
     ) -> CommandResult {
         let key = ClientKey::Party(client_id.clone());
         let id = PartyId(Self::next_id(&mut self.next.party));
-        let party = Party { id, client_id: client_id.clone(), name: name.to_owned(), kind, created_at: now, subscriber_transfers: false };
+        let party = Party { id, client_id: client_id.clone(), name: name.to_owned(), kind, created_at: now, subscriber_transfers: false, invoiced_until: None };
         self.remember(|_| Undo::Party(id));
         self.parties.insert(id, party.clone());
         self.scratch.new_parties.push(id);
@@ -1127,6 +1140,56 @@ impl Ledger {
             by: note.by.clone(),
             reason: note.reason.clone(),
         });
+    }
+
+    /// Moves the accounts' uninvoiced amounts to a usage invoice (see [`Command::Invoice`]).
+    fn invoice(&mut self, party: PartyId, accounts: &[AccountId], period_end: Timestamp, now: Timestamp) -> CommandResult {
+        let p = self.parties.get(&party).ok_or(Rejection::PartyNotFound)?;
+        let PartyKind::Customer { reseller, currency, .. } = p.kind else { return Err(Rejection::PartyKindMismatch) };
+        if let Some(until) = p.invoiced_until.filter(|u| *u >= period_end) {
+            return Err(Rejection::AlreadyInvoiced { until });
+        }
+        let period_start = p.invoiced_until.unwrap_or(p.created_at);
+        let mut ids = accounts.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut subtotal = 0i128;
+        for id in &ids {
+            let a = self.accounts.get(id).ok_or(Rejection::AccountNotFound)?;
+            if a.party != Some(party) || a.currency != currency {
+                return Err(Rejection::AccountOfOtherParty);
+            }
+            subtotal += i128::from(a.uninvoiced.0);
+        }
+        let subtotal = i64::try_from(subtotal).map_err(|_| Rejection::AmountOverflow)?;
+        let old = p.clone();
+        self.remember(|_| Undo::PartyChanged(old));
+        self.scratch.changed_parties.push(party);
+        if let Some(p) = self.parties.get_mut(&party) {
+            p.invoiced_until = Some(period_end);
+        }
+        if subtotal <= 0 {
+            // Nothing to invoice (or reversals exceed usage): it stays uninvoiced.
+            return Ok(Outcome::Invoiced { party, issued: false });
+        }
+        let mut lines = Vec::with_capacity(ids.len());
+        for id in ids {
+            let a = self.account_mut(id);
+            lines.push(InvoicedAccount { account: id, amount: a.uninvoiced, through: a.last_transfer });
+            a.uninvoiced = Amount::ZERO;
+        }
+        let currency = self.currencies.get(&currency).copied().ok_or(Rejection::CurrencyUnknown)?;
+        self.scratch.output.invoices.push(InvoiceIssue {
+            party,
+            issuer: reseller,
+            currency,
+            period_start,
+            period_end,
+            issued_at: now,
+            accounts: lines,
+            subtotal,
+        });
+        Ok(Outcome::Invoiced { party, issued: true })
     }
 
     /// Two subscriber accounts move funds only within one customer, and only if it allows it.

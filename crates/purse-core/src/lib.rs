@@ -11,6 +11,7 @@
 
 pub mod alerts;
 pub mod command;
+pub mod invoice;
 pub mod ledger;
 pub mod model;
 pub mod money;

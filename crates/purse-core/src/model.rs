@@ -102,6 +102,9 @@ pub struct Party {
     /// A customer's subscriber accounts may transfer to each other: the effective setting
     /// (its own, else its class's), kept by `SetSubscriberTransfers` and checked by the ledger.
     pub subscriber_transfers: bool,
+    /// The end of the period the customer's last usage invoice covered: a second invoice
+    /// for the same period is refused, whoever asks.
+    pub invoiced_until: Option<Timestamp>,
 }
 
 /// The operator's accounts that hold the other side of every movement, one per currency.
@@ -174,6 +177,32 @@ impl LimitChangeKind {
     pub fn parse(text: &str) -> Option<LimitChangeKind> {
         LimitChangeKind::ALL.into_iter().find(|k| k.as_str() == text)
     }
+}
+
+/// A usage invoice issued by the ledger: every listed account's uninvoiced amount moved to
+/// it. The store numbers it, rounds it and writes it in the batch's transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvoiceIssue {
+    pub party: PartyId,
+    /// The customer's reseller (`None`: the operator) issues it.
+    pub issuer: Option<PartyId>,
+    pub currency: Currency,
+    pub period_start: Timestamp,
+    pub period_end: Timestamp,
+    pub issued_at: Timestamp,
+    pub accounts: Vec<InvoicedAccount>,
+    /// The sum of the accounts' amounts, at the currency's scale, before rounding.
+    pub subtotal: i64,
+}
+
+/// What one account contributed to an invoice: its uninvoiced amount, and the last posting
+/// of its journal chain at that moment (the invoice covers the postings after the previous
+/// invoice's `through`, up to and including this one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InvoicedAccount {
+    pub account: AccountId,
+    pub amount: Amount,
+    pub through: Option<TransferId>,
 }
 
 /// One change of an account's credit limit, written in the same transaction as the change.

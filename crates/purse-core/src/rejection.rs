@@ -76,6 +76,12 @@ pub enum Rejection {
     ExistsWithDifferentName,
     ExistsWithDifferentSettings,
 
+    // Invoices.
+    /// An invoice already covers the period asked for.
+    AlreadyInvoiced { until: crate::model::Timestamp },
+    /// An invoice covers the customer's accounts only.
+    AccountOfOtherParty,
+
     // Batches.
     /// Another command of the same linked chain failed, so this one was not applied.
     LinkedCommandFailed,
@@ -134,6 +140,8 @@ impl Rejection {
             ExistsWithDifferentExpiry => "exists_with_different_expiry",
             ExistsWithDifferentName => "exists_with_different_name",
             ExistsWithDifferentSettings => "exists_with_different_settings",
+            AlreadyInvoiced { .. } => "already_invoiced",
+            AccountOfOtherParty => "account_of_other_party",
             LinkedCommandFailed => "linked_command_failed",
             LinkedChainOpen => "linked_chain_open",
         }
@@ -170,6 +178,8 @@ impl Rejection {
             ExistsWithDifferentService => "service",
             ExistsWithDifferentMetadata => "metadata",
             ExistsWithDifferentSettings => "client_id",
+            AlreadyInvoiced { .. } => "period_end",
+            AccountOfOtherParty => "accounts",
             LinkedCommandFailed | LinkedChainOpen => "linked",
         })
     }
@@ -192,6 +202,7 @@ impl fmt::Display for Rejection {
                 write!(f, "capture exceeds the held amount of {} units", held.0)
             }
             TransferAlreadyReversed { by } => write!(f, "transfer already reversed by {by}"),
+            AlreadyInvoiced { until } => write!(f, "an invoice already covers the period until {}", crate::time::format(*until)),
             OtherCustomer => f.write_str("a subscriber account transfers only within its own customer's accounts"),
             TransfersNotAllowed => f.write_str("subscriber-to-subscriber transfers are not allowed for this customer"),
             other => {

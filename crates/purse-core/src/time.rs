@@ -4,7 +4,7 @@
 use crate::model::Timestamp;
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
@@ -13,7 +13,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
+pub(crate) fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -118,6 +118,34 @@ pub fn month_start(day: i64) -> i64 {
     days_from_civil(y, m, 1)
 }
 
+/// `+03:00`, `-05:30`, `UTC`, `Z` as minutes east of UTC (at most 14 hours); `None` when
+/// it is none of these.
+pub fn parse_offset(text: &str) -> Option<i32> {
+    if matches!(text, "UTC" | "Z") {
+        return Some(0);
+    }
+    let b = text.as_bytes();
+    if b.len() != 6 || b[3] != b':' || !b[1..3].iter().chain(&b[4..6]).all(u8::is_ascii_digit) {
+        return None;
+    }
+    let sign = match b[0] {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let (h, m): (i32, i32) = (text[1..3].parse().ok()?, text[4..6].parse().ok()?);
+    (h <= 14 && m <= 59).then_some(sign * (h * 60 + m))
+}
+
+/// Minutes east of UTC as `+03:00` (`UTC` for zero).
+pub fn format_offset(minutes: i32) -> String {
+    if minutes == 0 {
+        return "UTC".into();
+    }
+    let sign = if minutes < 0 { '-' } else { '+' };
+    format!("{sign}{:02}:{:02}", minutes.abs() / 60, minutes.abs() % 60)
+}
+
 /// A time for people: `2026-11-22 10:15 UTC`.
 pub fn format_short(t: Timestamp) -> String {
     let secs = t.0.div_euclid(1_000_000);
@@ -148,6 +176,11 @@ mod tests {
         assert_eq!(day_of(parse("2026-11-22T23:59:59Z").unwrap()), day);
         assert_eq!(format_date(month_start(day)), "2026-11-01");
         assert_eq!(format_short(parse("2026-11-22T10:15:30Z").unwrap()), "2026-11-22 10:15");
+        assert_eq!((parse_offset("+03:00"), parse_offset("-05:30"), parse_offset("UTC")), (Some(180), Some(-330), Some(0)));
+        for bad in ["+3:00", "+15:00", "03:00", "+03:60", "+03-00", "UTC+1"] {
+            assert_eq!(parse_offset(bad), None, "{bad}");
+        }
+        assert_eq!((format_offset(180), format_offset(-330), format_offset(0)), ("+03:00".to_owned(), "-05:30".to_owned(), "UTC".to_owned()));
         for bad in ["2026-02-30", "2026-13-01", "26-11-22", "2026/11/22", "2026-11-2x"] {
             assert_eq!(parse_date(bad), None, "{bad}");
         }

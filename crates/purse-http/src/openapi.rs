@@ -357,12 +357,58 @@ fn payment_schemas() -> Vec<(&'static str, Value)> {
         &[],
         false,
     );
+    let allocation = object(
+        &[("id", id()), ("invoice", id()), ("receipt", id()), ("amount", amount()), ("at", time())],
+        &[("invoice_number", nullable(string())), ("receipt_number", nullable(string())), ("released_at", nullable(time())), ("release_reason", nullable(string()))],
+        false,
+    );
     let receipt = object(
-        &[("id", id()), ("number", string()), ("customer", id()), ("transfer", id()), ("amount", amount()), ("currency", currency()), ("method", string()), ("paid_at", time())],
+        &[
+            ("id", id()),
+            ("number", string()),
+            ("customer", id()),
+            ("transfer", id()),
+            ("amount", amount()),
+            ("currency", currency()),
+            ("method", string()),
+            ("paid_at", time()),
+            ("allocated", amount()),
+            ("unallocated", amount()),
+            ("reversed_at", nullable(time())),
+            ("allocations", list_of(allocation.clone())),
+        ],
         &[("emailed_to", string())],
         false,
     );
-    let invoice = object(&[("id", id()), ("number", string()), ("customer", id()), ("amount", amount()), ("currency", currency()), ("status", string())], &[], false);
+    let invoice = object(
+        &[
+            ("id", id()),
+            ("number", string()),
+            ("kind", json!({ "type": "string", "enum": ["usage", "top_up"] })),
+            ("customer", id()),
+            ("amount", amount()),
+            ("total", amount()),
+            ("currency", currency()),
+            ("status", json!({ "type": "string", "enum": ["open", "partially_paid", "paid", "void"] })),
+            ("created_at", time()),
+            ("subtotal", amount()),
+            ("rounding_carried_in", amount()),
+            ("rounding_carried_out", amount()),
+            ("allocated", amount()),
+            ("due", amount()),
+        ],
+        &[
+            ("period_start", nullable(time())),
+            ("period_end", nullable(time())),
+            ("paid_at", nullable(time())),
+            ("voided_at", nullable(time())),
+            ("void_reason", nullable(string())),
+            ("payment", id()),
+            ("lines", list_of(object(&[("service", string()), ("quantity", json!({ "type": "integer" })), ("amount", amount())], &[], false))),
+            ("allocations", list_of(allocation)),
+        ],
+        false,
+    );
     vec![
         (
             "RechargeSettingsBody",
@@ -406,6 +452,30 @@ fn payment_schemas() -> Vec<(&'static str, Value)> {
         ("RechargeList", object(&[("data", list_of(recharge))], &[], false)),
         ("Invoice", invoice.clone()),
         ("InvoiceList", object(&[("data", list_of(invoice))], &[], false)),
+        ("InvoiceVoid", object(&[("reason", json!({ "type": "string", "minLength": 1, "maxLength": 500 }))], &[], true)),
+        (
+            "BillingSettingsBody",
+            object(
+                &[("cycle_day", json!({ "type": "integer", "minimum": 1, "maximum": 28 })), ("time_zone", json!({ "type": "string", "pattern": "^(UTC|Z|[+-][0-9]{2}:[0-9]{2})$" }))],
+                &[],
+                true,
+            ),
+        ),
+        (
+            "BillingSettings",
+            object(
+                &[
+                    ("customer", id()),
+                    ("frequency", string()),
+                    ("cycle_day", json!({ "type": "integer" })),
+                    ("time_zone", string()),
+                    ("current_cycle_start", time()),
+                    ("next_invoice_at", time()),
+                ],
+                &[("invoiced_until", nullable(time()))],
+                false,
+            ),
+        ),
         (
             "InvoicePayment",
             object(

@@ -8,7 +8,7 @@ use axum::middleware;
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 
-use crate::handlers::{self, accounts, alerts, credit, parties, payments, postings};
+use crate::handlers::{self, accounts, alerts, credit, invoices, parties, payments, postings};
 use crate::{auth, idempotency, metrics, openapi, AppState};
 
 /// Largest body of an ordinary request.
@@ -116,13 +116,17 @@ pub fn table() -> Vec<Route> {
         route(Method::POST, "/v1/customers/{id}/card", "saveCard", "Save a card at Stripe for the customer (details go to Stripe, never kept).", Settings, &[], Some("CardBody"), (200, "RechargeSettings"), post(payments::save_card)),
         route(Method::POST, "/v1/customers/{id}/pay-now", "payNow", "Pay Now: charge the saved (or a new) card at once and credit the balance; a declined card changes nothing.", Write, &[], Some("PayNowBody"), (201, "Recharge"), post(payments::create_pay_now)),
         route(Method::GET, "/v1/recharges", "listRecharges", "Recharges and card payments, newest first.", Read, &["customer", "limit"], None, (200, "RechargeList"), get(payments::list_recharges)),
-        route(Method::GET, "/v1/invoices", "listInvoices", "Top-up invoices, newest first.", Read, &["customer", "limit"], None, (200, "InvoiceList"), get(payments::list_invoices)),
-        route(Method::GET, "/v1/invoices/{id}", "getInvoice", "One invoice.", Read, &[], None, (200, "Invoice"), get(payments::get_invoice)),
+        route(Method::GET, "/v1/invoices", "listInvoices", "Usage and top-up invoices, newest first.", Read, &["customer", "limit"], None, (200, "InvoiceList"), get(invoices::list_invoices)),
+        route(Method::GET, "/v1/invoices/{id}", "getInvoice", "One invoice with its lines (from the journal) and the payments allocated to it.", Read, &[], None, (200, "Invoice"), get(invoices::get_invoice)),
+        route(Method::POST, "/v1/invoices/{id}/void", "voidInvoice", "Void an invoice that is not paid in full (operators, resellers); its allocations are released and applied to other invoices.", Write, &[], Some("InvoiceVoid"), (200, "Invoice"), post(invoices::post_void)),
+        route(Method::POST, "/v1/customers/{id}/invoices", "issueInvoice", "Issue the customer's usage invoice now, for everything uninvoiced (operators, resellers).", Write, &[], None, (201, "Invoice"), post(invoices::post_issue)),
+        route(Method::GET, "/v1/customers/{id}/billing-settings", "getBillingSettings", "The customer's billing cycle: monthly, from its cycle day at midnight in its time zone.", Read, &[], None, (200, "BillingSettings"), get(invoices::get_billing)),
+        route(Method::PUT, "/v1/customers/{id}/billing-settings", "putBillingSettings", "Set the customer's cycle day (1-28) and time zone (operators, resellers).", Settings, &[], Some("BillingSettingsBody"), (200, "BillingSettings"), axum::routing::put(invoices::put_billing)),
         route(Method::GET, "/v1/receipts", "listReceipts", "Receipt vouchers, one per payment received, newest first.", Read, &["customer", "limit"], None, (200, "ReceiptList"), get(payments::list_receipts)),
         route(Method::GET, "/v1/receipts/{id}/pdf", "getReceiptPdf", "A receipt voucher as a PDF.", Read, &[], None, (200, "Pdf"), get(payments::get_receipt_pdf)),
         route(Method::POST, "/v1/receipts/{id}/email", "emailReceipt", "E-mail a receipt voucher again to the billing e-mail, with its PDF.", Settings, &[], None, (200, "Receipt"), post(payments::send_receipt)),
-        route(Method::GET, "/v1/invoices/{id}/pdf", "getInvoicePdf", "The invoice as a PDF (made in-process).", Read, &[], None, (200, "Pdf"), get(payments::get_invoice_pdf)),
-        route(Method::POST, "/v1/invoices/{id}/payments", "payInvoice", "Record the payment of a top-up invoice (operators, resellers): credits the balance once.", Write, &[], Some("InvoicePayment"), (201, "Invoice"), post(payments::pay_invoice)),
+        route(Method::GET, "/v1/invoices/{id}/pdf", "getInvoicePdf", "The invoice as a PDF (made in-process).", Read, &[], None, (200, "Pdf"), get(invoices::get_invoice_pdf)),
+        route(Method::POST, "/v1/invoices/{id}/payments", "payInvoice", "Record a payment of an invoice (operators, resellers): credits the balance once; a top-up invoice is paid whole, a usage invoice up to what is due (allocated to it first).", Write, &[], Some("InvoicePayment"), (201, "Invoice"), post(invoices::pay_invoice)),
         route(Method::GET, "/v1/customer-classes", "listCustomerClasses", "Customer classes: subscriber transfers default and maximum possible increase.", Read, &[], None, (200, "CustomerClassList"), get(credit::list_classes)),
         route(Method::POST, "/v1/customer-classes", "createCustomerClass", "Create a customer class (operators).", Settings, &[], Some("CustomerClassBody"), (201, "CustomerClass"), post(credit::create_class)),
         route(Method::PUT, "/v1/customer-classes/{id}", "replaceCustomerClass", "Replace a customer class (operators).", Settings, &[], Some("CustomerClassBody"), (200, "CustomerClass"), axum::routing::put(credit::replace_class)),

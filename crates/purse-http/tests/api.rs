@@ -400,6 +400,8 @@ async fn every_route_with_every_role_against_another_tenant_finds_nothing_and_ch
             "putCustomerCreditSettings" => json!({ "subscriber_transfers": "yes" }),
             "putResellerCreditSettings" => json!({ "maximum_increase": { "percent": 10 } }),
             "payInvoice" => json!({ "method": "cash", "amount": "1", "currency": "USD" }),
+            "voidInvoice" => json!({ "reason": "x" }),
+            "putBillingSettings" => json!({ "cycle_day": 5, "time_zone": "+03:00" }),
             _ => json!({}),
         }
     };

@@ -195,32 +195,8 @@ pub(crate) fn record(c: &mut postgres::Transaction<'_>, batch: &AlertBatch, now:
             c.execute(insert, &[&id, &Channel::Webhook.as_str(), url, &Some(id_to_db(*endpoint)), &now.0]).map_err(err)?;
         }
     }
-    for r in &batch.receipts {
-        let transfer = id_to_db(r.transfer);
-        let exists: bool = c.query_one("SELECT EXISTS (SELECT 1 FROM receipts WHERE transfer_id = $1)", &[&transfer]).map_err(err)?.get(0);
-        if exists {
-            continue;
-        }
-        let issuer = r.issuer.map_or(0, |p| id_to_db(p.0));
-        let number: i64 = c
-            .query_one(
-                "INSERT INTO receipt_numbers (issuer_id, last) VALUES ($1, 1) ON CONFLICT (issuer_id) DO UPDATE SET last = receipt_numbers.last + 1 RETURNING last",
-                &[&issuer],
-            )
-            .map_err(err)?
-            .get(0);
-        c.execute(
-            "INSERT INTO receipts (issuer_id, number, party_id, transfer_id, amount, currency, method, paid_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
-            &[&issuer, &number, &id_to_db(r.party.0), &transfer, &r.amount, &r.currency.as_str(), &r.method, &r.paid_at.0],
-        )
-        .map_err(err)?;
-        if let Some(n) = &r.notice {
-            let shown = purse_store::payments::receipt_number(r.issuer, id_from_db(number));
-            let mut n = n.clone();
-            n.subject = n.subject.replace("{receipt}", &shown);
-            n.body = n.body.replace("{receipt}", &shown);
-            record(c, &AlertBatch { fires: vec![purse_store::Fire { counter: None, notification: n }], ..AlertBatch::default() }, now)?;
-        }
+    for n in purse_store::invoices::record_payments(&mut crate::db::Pg(c), batch, now)? {
+        record(c, &AlertBatch { fires: vec![purse_store::Fire { counter: None, notification: n }], ..AlertBatch::default() }, now)?;
     }
     Ok(true)
 }

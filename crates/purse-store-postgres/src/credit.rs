@@ -1,6 +1,5 @@
 //! [`CreditStore`] on PostgreSQL: the shared SQL of `purse_store::credit`.
 
-use postgres::types::ToSql;
 use postgres::{GenericClient, Row};
 use purse_core::{AccountId, LimitChange, PartyId, Timestamp};
 use purse_store::codec::{id_from_db, id_to_db};
@@ -8,17 +7,9 @@ use purse_store::credit::{self, sql, AuditEntry, AuditQuery, ClassRecord, Credit
 use purse_store::StoreResult;
 
 use crate::alerts::{atomically, rows};
+use crate::db::bind;
 use crate::{err, PgReader};
 
-fn bind(values: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
-    values
-        .iter()
-        .map(|v| match v {
-            Value::Int(i) => i as &(dyn ToSql + Sync),
-            Value::Text(t) => t as &(dyn ToSql + Sync),
-        })
-        .collect()
-}
 
 fn run(c: &mut impl GenericClient, sql: &str, values: &[Value]) -> Result<u64, postgres::Error> {
     c.execute(sql, &bind(values))

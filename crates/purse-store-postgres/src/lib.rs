@@ -11,6 +11,7 @@
 
 mod alerts;
 mod credit;
+mod db;
 mod payments;
 
 use std::sync::Mutex;
@@ -42,6 +43,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0007_recharge", include_str!("../migrations/0007_recharge.sql")),
     ("0008_credit", include_str!("../migrations/0008_credit.sql")),
     ("0009_receipts", include_str!("../migrations/0009_receipts.sql")),
+    ("0010_invoices", include_str!("../migrations/0010_invoices.sql")),
 ];
 
 
@@ -146,6 +148,7 @@ fn party_from_row(r: &Row) -> StoreResult<Party> {
         kind,
         created_at: Timestamp(r.get(8)),
         subscriber_transfers: r.get(9),
+        invoiced_until: r.get::<_, Option<i64>>(10).map(Timestamp),
     })
 }
 
@@ -344,7 +347,8 @@ impl Store for PgStore {
     }
 
     fn write(&mut self, out: &BatchOutput) -> StoreResult<()> {
-        write_output(&mut self.client, out).map_err(err)
+        write_output(&mut self.client, out).map_err(err)?;
+        purse_store::invoices::write_issues(&mut db::Pg(&mut self.client), &out.invoices)
     }
 
     fn commit(&mut self) -> StoreResult<()> {
@@ -494,7 +498,10 @@ fn write_output(c: &mut Client, out: &BatchOutput) -> Result<(), postgres::Error
         )?;
     }
     for p in &out.parties_changed {
-        c.execute("UPDATE parties SET subscriber_transfers = $1 WHERE id = $2", &[&p.subscriber_transfers, &id_to_db(p.id.0)])?;
+        c.execute(
+            "UPDATE parties SET subscriber_transfers = $1, invoiced_until = $2 WHERE id = $3",
+            &[&p.subscriber_transfers, &p.invoiced_until.map(|t| t.0), &id_to_db(p.id.0)],
+        )?;
     }
     credit::write_limit_changes(c, &out.limit_changes)?;
     c.execute("UPDATE ledger_epoch SET epoch = epoch + 1 WHERE id = 1", &[])?;

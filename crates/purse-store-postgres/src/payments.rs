@@ -6,9 +6,9 @@ use postgres::{GenericClient, Row};
 use purse_core::recharge::{RechargeSettings, Used};
 use purse_core::{PartyId, Timestamp};
 use purse_store::codec::{self, id_to_db, SettingsRow};
-use purse_store::columns::{INVOICE_COLUMNS, RECEIPT_COLUMNS, RECHARGE_COLUMNS, RECHARGE_SETTINGS_COLUMNS};
+use purse_store::columns::{RECHARGE_COLUMNS, RECHARGE_SETTINGS_COLUMNS};
 use purse_store::{
-    AlertBatch, Fire, InvoiceRecord, NewNotification, NewRecharge, PaymentStore, ReceiptRecord, RechargeReason, RechargeRecord, RechargeStatus,
+    AlertBatch, Fire, NewNotification, NewRecharge, PaymentStore, RechargeReason, RechargeRecord, RechargeStatus,
     RechargeUpdate, StoreResult,
 };
 
@@ -58,13 +58,7 @@ fn recharge_from_row(r: &Row) -> StoreResult<RechargeRecord> {
     )
 }
 
-fn receipt_from_row(r: &Row) -> StoreResult<ReceiptRecord> {
-    codec::receipt(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6), r.get(7), r.get(8))
-}
 
-fn invoice_from_row(r: &Row) -> StoreResult<InvoiceRecord> {
-    codec::invoice(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6), r.get(7), r.get(8), r.get(9), r.get(10))
-}
 
 fn used(c: &mut impl GenericClient, party: PartyId, day: &str, month: &str) -> StoreResult<Used> {
     let p = id_to_db(party.0);
@@ -334,57 +328,10 @@ impl PaymentStore for PgReader {
         Ok(disabled)
     }
 
-    fn receipt(&self, id: u64) -> StoreResult<Option<ReceiptRecord>> {
-        self.with(|c| {
-            c.query_opt(&format!("SELECT {RECEIPT_COLUMNS} FROM receipts WHERE id = $1"), &[&id_to_db(id)]).map_err(err)?.as_ref().map(receipt_from_row).transpose()
-        })
-    }
 
-    fn receipt_by_number(&self, issuer: Option<PartyId>, number: u64) -> StoreResult<Option<ReceiptRecord>> {
-        self.with(|c| {
-            c.query_opt(&format!("SELECT {RECEIPT_COLUMNS} FROM receipts WHERE issuer_id = $1 AND number = $2"), &[&issuer.map_or(0, |p| id_to_db(p.0)), &id_to_db(number)])
-                .map_err(err)?
-                .as_ref()
-                .map(receipt_from_row)
-                .transpose()
-        })
-    }
 
-    fn receipts(&self, party: Option<PartyId>, limit: u32) -> StoreResult<Vec<ReceiptRecord>> {
-        self.with(|c| {
-            rows(
-                c.query(
-                    &format!("SELECT {RECEIPT_COLUMNS} FROM receipts WHERE $1::BIGINT IS NULL OR party_id = $1 ORDER BY id DESC LIMIT $2"),
-                    &[&party.map(|p| id_to_db(p.0)), &i64::from(limit)],
-                )
-                .map_err(err)?,
-                receipt_from_row,
-            )
-        })
-    }
 
-    fn invoice(&self, id: u64) -> StoreResult<Option<InvoiceRecord>> {
-        self.with(|c| {
-            c.query_opt(&format!("SELECT {INVOICE_COLUMNS} FROM invoices WHERE id = $1"), &[&id_to_db(id)])
-                .map_err(err)?
-                .as_ref()
-                .map(invoice_from_row)
-                .transpose()
-        })
-    }
 
-    fn invoices(&self, party: Option<PartyId>, limit: u32) -> StoreResult<Vec<InvoiceRecord>> {
-        self.with(|c| {
-            rows(
-                c.query(
-                    &format!("SELECT {INVOICE_COLUMNS} FROM invoices WHERE $1::BIGINT IS NULL OR party_id = $1 ORDER BY id DESC LIMIT $2"),
-                    &[&party.map(|p| id_to_db(p.0)), &i64::from(limit)],
-                )
-                .map_err(err)?,
-                invoice_from_row,
-            )
-        })
-    }
 
     fn invoice_paid(&self, id: u64, transfer: u64, at: Timestamp) -> StoreResult<bool> {
         let mut changed = false;

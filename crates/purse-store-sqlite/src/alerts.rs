@@ -205,28 +205,8 @@ pub(crate) fn record(c: &Connection, batch: &AlertBatch, now: Timestamp) -> rusq
         }
     }
     drop((notification, delivery));
-    for r in &batch.receipts {
-        let transfer = id_to_db(r.transfer);
-        if c.query_row("SELECT EXISTS (SELECT 1 FROM receipts WHERE transfer_id = ?)", [transfer], |row| row.get::<_, bool>(0))? {
-            continue;
-        }
-        let issuer = r.issuer.map_or(0, |p| id_to_db(p.0));
-        let number: i64 = c.query_row(
-            "INSERT INTO receipt_numbers (issuer_id, last) VALUES (?, 1) ON CONFLICT (issuer_id) DO UPDATE SET last = last + 1 RETURNING last",
-            [issuer],
-            |row| row.get(0),
-        )?;
-        c.execute(
-            "INSERT INTO receipts (issuer_id, number, party_id, transfer_id, amount, currency, method, paid_at) VALUES (?,?,?,?,?,?,?,?)",
-            params![issuer, number, id_to_db(r.party.0), transfer, r.amount, r.currency.as_str(), r.method, r.paid_at.0],
-        )?;
-        if let Some(n) = &r.notice {
-            let shown = purse_store::payments::receipt_number(r.issuer, id_from_db(number));
-            let mut n = n.clone();
-            n.subject = n.subject.replace("{receipt}", &shown);
-            n.body = n.body.replace("{receipt}", &shown);
-            record(c, &AlertBatch { fires: vec![purse_store::Fire { counter: None, notification: n }], ..AlertBatch::default() }, now)?;
-        }
+    for n in conv(purse_store::invoices::record_payments(&mut crate::db::Lite(c), batch, now))? {
+        record(c, &AlertBatch { fires: vec![purse_store::Fire { counter: None, notification: n }], ..AlertBatch::default() }, now)?;
     }
     Ok(true)
 }

@@ -4,10 +4,10 @@ use purse_core::{AccountId, LimitChange, PartyId, Timestamp};
 use purse_store::codec::{id_from_db, id_to_db};
 use purse_store::credit::{self, sql, AuditEntry, AuditQuery, ClassRecord, CreditPolicy, CreditStore, LimitRow, Value};
 use purse_store::StoreResult;
-use rusqlite::types::Value as Sql;
 use rusqlite::{params_from_iter, Connection, OptionalExtension, Row};
 
 use crate::alerts::exclusive;
+use crate::db::bind;
 use crate::{conv, SqliteReader};
 
 /// The shared SQL with SQLite's numbered parameters.
@@ -15,13 +15,6 @@ fn q(sql: &str) -> String {
     sql.replace('$', "?")
 }
 
-fn bind(values: Vec<Value>) -> impl Iterator<Item = Sql> {
-    values.into_iter().map(|v| match v {
-        Value::Int(Some(i)) => Sql::Integer(i),
-        Value::Text(Some(t)) => Sql::Text(t),
-        Value::Int(None) | Value::Text(None) => Sql::Null,
-    })
-}
 
 fn class_from_row(r: &Row<'_>) -> rusqlite::Result<ClassRecord> {
     Ok(credit::class_from(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, (r.get(4)?, r.get(5)?, r.get(6)?), r.get(7)?))
@@ -56,14 +49,14 @@ fn limit_from_row(r: &Row<'_>) -> rusqlite::Result<LimitChange> {
 }
 
 pub(crate) fn insert_audit(c: &Connection, e: &AuditEntry) -> rusqlite::Result<()> {
-    c.prepare_cached(&q(sql::INSERT_AUDIT))?.execute(params_from_iter(bind(credit::audit_params(e))))?;
+    c.prepare_cached(&q(sql::INSERT_AUDIT))?.execute(params_from_iter(bind(&credit::audit_params(e))))?;
     Ok(())
 }
 
 /// Writes a batch's credit limit changes and their audit entries (in the batch's transaction).
 pub(crate) fn write_limit_changes(c: &Connection, changes: &[LimitChange]) -> rusqlite::Result<()> {
     for change in changes {
-        c.prepare_cached(&q(sql::INSERT_LIMIT))?.execute(params_from_iter(bind(credit::limit_params(change))))?;
+        c.prepare_cached(&q(sql::INSERT_LIMIT))?.execute(params_from_iter(bind(&credit::limit_params(change))))?;
         insert_audit(c, &credit::limit_audit(change))?;
     }
     Ok(())
@@ -80,11 +73,11 @@ impl CreditStore for SqliteReader {
             exclusive(c, |c| {
                 let mut values = credit::class_params(class);
                 if class.id == 0 {
-                    let id: i64 = c.prepare_cached(&q(sql::INSERT_CLASS))?.query_row(params_from_iter(bind(values)), |r| r.get(0))?;
+                    let id: i64 = c.prepare_cached(&q(sql::INSERT_CLASS))?.query_row(params_from_iter(bind(&values)), |r| r.get(0))?;
                     stored.id = id_from_db(id);
                 } else {
                     values.push(Value::from(id_to_db(class.id)));
-                    c.prepare_cached(&q(sql::UPDATE_CLASS))?.execute(params_from_iter(bind(values)))?;
+                    c.prepare_cached(&q(sql::UPDATE_CLASS))?.execute(params_from_iter(bind(&values)))?;
                 }
                 let mut audit = audit.clone();
                 audit.entity_id = stored.id.to_string();
@@ -106,7 +99,7 @@ impl CreditStore for SqliteReader {
     fn put_credit_policy(&self, policy: &CreditPolicy, audit: &AuditEntry) -> StoreResult<()> {
         self.with(|c| {
             exclusive(c, |c| {
-                c.prepare_cached(&q(sql::PUT_POLICY))?.execute(params_from_iter(bind(credit::policy_params(policy))))?;
+                c.prepare_cached(&q(sql::PUT_POLICY))?.execute(params_from_iter(bind(&credit::policy_params(policy))))?;
                 insert_audit(c, audit)?;
                 Ok(true)
             })
@@ -132,6 +125,6 @@ impl CreditStore for SqliteReader {
 
     fn audit_log(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEntry>> {
         let (text, values) = credit::audit_select(query);
-        self.with(|c| c.prepare(&q(&text))?.query_map(params_from_iter(bind(values)), audit_from_row)?.collect())
+        self.with(|c| c.prepare(&q(&text))?.query_map(params_from_iter(bind(&values)), audit_from_row)?.collect())
     }
 }

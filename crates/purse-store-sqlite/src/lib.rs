@@ -9,6 +9,7 @@
 
 mod alerts;
 mod credit;
+mod db;
 mod payments;
 
 use std::sync::Mutex;
@@ -39,6 +40,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0007_recharge", include_str!("../migrations/0007_recharge.sql")),
     ("0008_credit", include_str!("../migrations/0008_credit.sql")),
     ("0009_receipts", include_str!("../migrations/0009_receipts.sql")),
+    ("0010_invoices", include_str!("../migrations/0010_invoices.sql")),
 ];
 
 
@@ -153,6 +155,7 @@ fn party_from_row(r: &Row<'_>) -> rusqlite::Result<Party> {
         kind,
         created_at: Timestamp(r.get(8)?),
         subscriber_transfers: r.get(9)?,
+        invoiced_until: r.get::<_, Option<i64>>(10)?.map(Timestamp),
     })
 }
 
@@ -378,7 +381,8 @@ impl Store for SqliteStore {
     }
 
     fn write(&mut self, out: &BatchOutput) -> StoreResult<()> {
-        write_output(&self.conn, out).map_err(err)
+        write_output(&self.conn, out).map_err(err)?;
+        purse_store::invoices::write_issues(&mut db::Lite(&self.conn), &out.invoices)
     }
 
     fn commit(&mut self) -> StoreResult<()> {
@@ -586,7 +590,8 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
         event.execute(params![id_to_db(e.id.0), e.at.0, id_to_db(e.account.0), kind, threshold, direction, before, after, transfer, amount])?;
     }
     for p in &out.parties_changed {
-        c.prepare_cached("UPDATE parties SET subscriber_transfers = ? WHERE id = ?")?.execute(params![p.subscriber_transfers, id_to_db(p.id.0)])?;
+        c.prepare_cached("UPDATE parties SET subscriber_transfers = ?, invoiced_until = ? WHERE id = ?")?
+            .execute(params![p.subscriber_transfers, p.invoiced_until.map(|t| t.0), id_to_db(p.id.0)])?;
     }
     credit::write_limit_changes(c, &out.limit_changes)?;
     c.prepare_cached("UPDATE ledger_epoch SET epoch = epoch + 1 WHERE id = 1")?.execute([])?;

@@ -4,9 +4,9 @@
 use purse_core::recharge::{RechargeSettings, Used};
 use purse_core::{PartyId, Timestamp};
 use purse_store::codec::{self, id_to_db, SettingsRow};
-use purse_store::columns::{INVOICE_COLUMNS, RECEIPT_COLUMNS, RECHARGE_COLUMNS, RECHARGE_SETTINGS_COLUMNS};
+use purse_store::columns::{RECHARGE_COLUMNS, RECHARGE_SETTINGS_COLUMNS};
 use purse_store::{
-    AlertBatch, Fire, InvoiceRecord, NewNotification, NewRecharge, PaymentStore, ReceiptRecord, RechargeReason, RechargeRecord, RechargeStatus,
+    AlertBatch, Fire, NewNotification, NewRecharge, PaymentStore, RechargeReason, RechargeRecord, RechargeStatus,
     RechargeUpdate, StoreResult,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -54,25 +54,7 @@ fn recharge_from_row(r: &Row<'_>) -> rusqlite::Result<RechargeRecord> {
     ))
 }
 
-fn receipt_from_row(r: &Row<'_>) -> rusqlite::Result<ReceiptRecord> {
-    conv(codec::receipt(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, &r.get::<_, String>(6)?, r.get(7)?, r.get(8)?))
-}
 
-fn invoice_from_row(r: &Row<'_>) -> rusqlite::Result<InvoiceRecord> {
-    conv(codec::invoice(
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        &r.get::<_, String>(5)?,
-        &r.get::<_, String>(6)?,
-        r.get(7)?,
-        r.get(8)?,
-        r.get(9)?,
-        r.get(10)?,
-    ))
-}
 
 fn used(c: &Connection, party: PartyId, day: &str, month: &str) -> rusqlite::Result<Used> {
     let today: u32 = c.query_row(
@@ -308,39 +290,10 @@ impl PaymentStore for SqliteReader {
         Ok(disabled)
     }
 
-    fn receipt(&self, id: u64) -> StoreResult<Option<ReceiptRecord>> {
-        self.with(|c| c.prepare_cached(&format!("SELECT {RECEIPT_COLUMNS} FROM receipts WHERE id = ?"))?.query_row([id_to_db(id)], receipt_from_row).optional())
-    }
 
-    fn receipt_by_number(&self, issuer: Option<PartyId>, number: u64) -> StoreResult<Option<ReceiptRecord>> {
-        self.with(|c| {
-            c.prepare_cached(&format!("SELECT {RECEIPT_COLUMNS} FROM receipts WHERE issuer_id = ? AND number = ?"))?
-                .query_row(params![issuer.map_or(0, |p| id_to_db(p.0)), id_to_db(number)], receipt_from_row)
-                .optional()
-        })
-    }
 
-    fn receipts(&self, party: Option<PartyId>, limit: u32) -> StoreResult<Vec<ReceiptRecord>> {
-        self.with(|c| {
-            c.prepare_cached(&format!("SELECT {RECEIPT_COLUMNS} FROM receipts WHERE ?1 IS NULL OR party_id = ?1 ORDER BY id DESC LIMIT ?2"))?
-                .query_map(params![party.map(|p| id_to_db(p.0)), limit], receipt_from_row)?
-                .collect()
-        })
-    }
 
-    fn invoice(&self, id: u64) -> StoreResult<Option<InvoiceRecord>> {
-        self.with(|c| {
-            c.prepare_cached(&format!("SELECT {INVOICE_COLUMNS} FROM invoices WHERE id = ?"))?.query_row([id_to_db(id)], invoice_from_row).optional()
-        })
-    }
 
-    fn invoices(&self, party: Option<PartyId>, limit: u32) -> StoreResult<Vec<InvoiceRecord>> {
-        self.with(|c| {
-            c.prepare_cached(&format!("SELECT {INVOICE_COLUMNS} FROM invoices WHERE ?1 IS NULL OR party_id = ?1 ORDER BY id DESC LIMIT ?2"))?
-                .query_map(params![party.map(|p| id_to_db(p.0)), limit], invoice_from_row)?
-                .collect()
-        })
-    }
 
     fn invoice_paid(&self, id: u64, transfer: u64, at: Timestamp) -> StoreResult<bool> {
         let mut changed = false;

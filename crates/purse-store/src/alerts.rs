@@ -34,16 +34,19 @@ pub enum PaymentNotice {
     MasterFundsShort,
     /// A payment's receipt voucher.
     Receipt,
+    /// A usage invoice was issued.
+    Invoice,
 }
 
 impl PaymentNotice {
-    pub const ALL: [PaymentNotice; 6] = [
+    pub const ALL: [PaymentNotice; 7] = [
         PaymentNotice::RechargeSucceeded,
         PaymentNotice::RechargeFailed,
         PaymentNotice::RechargeDisabled,
         PaymentNotice::TopUpInvoice,
         PaymentNotice::MasterFundsShort,
         PaymentNotice::Receipt,
+        PaymentNotice::Invoice,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -54,6 +57,7 @@ impl PaymentNotice {
             PaymentNotice::TopUpInvoice => "top_up_invoice",
             PaymentNotice::MasterFundsShort => "master_funds_short",
             PaymentNotice::Receipt => "receipt",
+            PaymentNotice::Invoice => "invoice",
         }
     }
 
@@ -65,6 +69,7 @@ impl PaymentNotice {
             PaymentNotice::TopUpInvoice => "invoice.issued",
             PaymentNotice::MasterFundsShort => "recharge.refused",
             PaymentNotice::Receipt => "payment.receipt",
+            PaymentNotice::Invoice => "invoice.usage_issued",
         }
     }
 }
@@ -202,6 +207,8 @@ pub struct AlertBatch {
     /// Receipt vouchers of payments, numbered when written (a payment that has one already
     /// is skipped).
     pub receipts: Vec<crate::NewReceipt>,
+    /// Usage invoices e-mailed by this pass, with their e-mail (marked sent once).
+    pub sent_invoices: Vec<(u64, Option<NewNotification>)>,
 }
 
 /// How a delivery attempt ended.

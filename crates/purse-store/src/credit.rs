@@ -224,6 +224,11 @@ pub mod sql {
     pub const AUDIT_COLUMNS: &str = "id, at, actor, party_id, entity, entity_id, action, before, after";
 }
 
+/// Records an audit entry on a connection running the shared SQL.
+pub fn insert_audit(db: &mut dyn crate::invoices::Db, e: &AuditEntry) -> StoreResult<()> {
+    db.run(sql::INSERT_AUDIT, &audit_params(e)).map(|_| ())
+}
+
 /// The parameters of [`sql::INSERT_LIMIT`] for one change.
 pub fn limit_params(c: &LimitChange) -> Vec<Value> {
     let inc = |i: Option<TemporaryIncrease>| (Value::from(i.map(|i| i.amount.0)), Value::from(i.map(|i| i.valid_until.0)));

@@ -13,6 +13,7 @@
 
 pub mod alerts;
 pub mod credit;
+pub mod invoices;
 pub mod payments;
 
 use std::fmt;
@@ -24,7 +25,8 @@ use purse_core::{
 };
 
 pub use credit::{AuditEntry, AuditQuery, ClassRecord, CreditPolicy, CreditStore, MaxIncrease, TransferSetting, Visible};
-pub use payments::{InvoiceRecord, InvoiceStatus, NewReceipt, NewRecharge, ReceiptRecord, PaymentStore, RechargeReason, RechargeRecord, RechargeStatus, RechargeUpdate};
+pub use invoices::{AllocationRecord, BillingSettings, Db, InvoiceAccount, InvoiceStore, Transact, VoidRefusal};
+pub use payments::{InvoiceKind, InvoiceRecord, InvoiceStatus, NewReceipt, NewRecharge, ReceiptRecord, PaymentStore, RechargeReason, RechargeRecord, RechargeStatus, RechargeUpdate};
 pub use alerts::{PaymentNotice, AlertBatch, AlertKind, AlertStore, Attempt, Channel, DeliveryRecord, DeliveryStatus, Fire, JobRun, NewNotification, NotificationQuery, NotificationRecord, WebhookEndpoint};
 
 /// A database failure: IO, a driver error, a constraint the schema enforces.
@@ -284,7 +286,7 @@ pub mod columns {
     /// The columns a new party is inserted with.
     pub const PARTY_COLUMNS: &str = "id, client_id, name, kind, reseller_id, billing, currency, wallet_id, created_at";
     /// The columns a party is read with (set later: `subscriber_transfers`).
-    pub const PARTY_SELECT: &str = "id, client_id, name, kind, reseller_id, billing, currency, wallet_id, created_at, subscriber_transfers";
+    pub const PARTY_SELECT: &str = "id, client_id, name, kind, reseller_id, billing, currency, wallet_id, created_at, subscriber_transfers, invoiced_until";
     pub const TRANSFER_COLUMNS: &str = "id, client_id, kind, debit_account_id, credit_account_id, amount, currency, \
          at, posted_at, service, metadata, hold_id, reverses_id, overdrawn, debit_prev_id, credit_prev_id, \
          debit_balance, credit_balance";
@@ -304,8 +306,6 @@ pub mod columns {
          emails, stripe_customer, payment_method, card_brand, card_last4, failures, disabled_reason, updated_at";
     pub const RECHARGE_COLUMNS: &str =
         "id, party_id, method, reason, amount, currency, status, created_at, day, intent, transfer_id, invoice_id, error, finished_at";
-    pub const RECEIPT_COLUMNS: &str = "id, issuer_id, number, party_id, transfer_id, amount, currency, method, paid_at";
-    pub const INVOICE_COLUMNS: &str = "id, issuer_id, number, party_id, amount, currency, status, created_at, paid_at, recharge_id, transfer_id";
     pub const HOLD_COLUMNS: &str = "id, client_id, account_id, amount, currency, created_at, expires_at, state, \
          service, metadata, resolved_at, resolution_client_id, captured, capture_transfer_id";
 }
@@ -711,61 +711,6 @@ pub mod codec {
             invoice: invoice.map(id_from_db),
             error,
             finished_at: finished_at.map(Timestamp),
-        })
-    }
-
-    /// An invoice row in column order ([`super::columns::INVOICE_COLUMNS`]).
-    #[allow(clippy::too_many_arguments)]
-    #[allow(clippy::too_many_arguments)]
-    pub fn receipt(
-        id: i64,
-        issuer: i64,
-        number: i64,
-        party: i64,
-        transfer: i64,
-        amount: i64,
-        currency: &str,
-        method: String,
-        paid_at: i64,
-    ) -> StoreResult<crate::ReceiptRecord> {
-        Ok(crate::ReceiptRecord {
-            id: id_from_db(id),
-            issuer: (issuer != 0).then(|| PartyId(id_from_db(issuer))),
-            number: id_from_db(number),
-            party: PartyId(id_from_db(party)),
-            transfer: id_from_db(transfer),
-            amount,
-            currency: currency_code(currency)?,
-            method,
-            paid_at: Timestamp(paid_at),
-        })
-    }
-
-    pub fn invoice(
-        id: i64,
-        issuer: i64,
-        number: i64,
-        party: i64,
-        amount: i64,
-        currency: &str,
-        status: &str,
-        created_at: i64,
-        paid_at: Option<i64>,
-        recharge: Option<i64>,
-        transfer: Option<i64>,
-    ) -> StoreResult<crate::InvoiceRecord> {
-        Ok(crate::InvoiceRecord {
-            id: id_from_db(id),
-            issuer: (issuer != 0).then(|| PartyId(id_from_db(issuer))),
-            number: id_from_db(number),
-            party: PartyId(id_from_db(party)),
-            amount,
-            currency: currency_code(currency)?,
-            status: crate::InvoiceStatus::parse(status).ok_or_else(|| StoreError(format!("unknown invoice status {status:?}")))?,
-            created_at: Timestamp(created_at),
-            paid_at: paid_at.map(Timestamp),
-            recharge: recharge.map(id_from_db),
-            transfer: transfer.map(id_from_db),
         })
     }
 

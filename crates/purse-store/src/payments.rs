@@ -123,47 +123,121 @@ pub struct NewRecharge {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InvoiceStatus {
     Open,
+    /// Some of a usage invoice is allocated, not all.
+    PartiallyPaid,
     Paid,
     Void,
 }
 
 impl InvoiceStatus {
+    pub const ALL: [InvoiceStatus; 4] = [InvoiceStatus::Open, InvoiceStatus::PartiallyPaid, InvoiceStatus::Paid, InvoiceStatus::Void];
+
     pub fn as_str(self) -> &'static str {
         match self {
             InvoiceStatus::Open => "open",
+            InvoiceStatus::PartiallyPaid => "partially_paid",
             InvoiceStatus::Paid => "paid",
             InvoiceStatus::Void => "void",
         }
     }
 
     pub fn parse(text: &str) -> Option<InvoiceStatus> {
-        [InvoiceStatus::Open, InvoiceStatus::Paid, InvoiceStatus::Void].into_iter().find(|s| s.as_str() == text)
+        InvoiceStatus::ALL.into_iter().find(|s| s.as_str() == text)
     }
 }
 
-/// A top-up invoice.
+/// A usage invoice (periodic, from uninvoiced usage) or a top-up invoice (a request for
+/// prepayment made by the invoice recharge method, paid whole by its own payment).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InvoiceKind {
+    Usage,
+    TopUp,
+}
+
+impl InvoiceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvoiceKind::Usage => "usage",
+            InvoiceKind::TopUp => "top_up",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<InvoiceKind> {
+        [InvoiceKind::Usage, InvoiceKind::TopUp].into_iter().find(|k| k.as_str() == text)
+    }
+}
+
+/// An invoice. Amounts are in units of the currency's scale; a usage invoice's `amount` is
+/// rounded to the invoice precision (`subtotal + carry_in - carry_out`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InvoiceRecord {
     pub id: u64,
     /// `None`: the operator.
     pub issuer: Option<PartyId>,
-    /// 1, 2, 3… per issuer, without gaps.
+    /// 1, 2, 3… per issuer and kind, without gaps.
     pub number: u64,
     pub party: PartyId,
+    pub kind: InvoiceKind,
     pub amount: i64,
     pub currency: CurrencyCode,
     pub status: InvoiceStatus,
     pub created_at: Timestamp,
     pub paid_at: Option<Timestamp>,
     pub recharge: Option<u64>,
+    /// A top-up invoice's payment.
     pub transfer: Option<u64>,
+    /// A usage invoice's billing period.
+    pub period: Option<(Timestamp, Timestamp)>,
+    /// The usage the journal holds for it, before rounding.
+    pub subtotal: i64,
+    /// Rounding difference carried from the previous invoice, and to the next.
+    pub carry_in: i64,
+    pub carry_out: i64,
+    /// What payments cover of it (usage invoices).
+    pub allocated: i64,
+    pub voided_at: Option<Timestamp>,
+    pub void_reason: Option<String>,
 }
 
 impl InvoiceRecord {
-    /// The number as printed: `TU-` then the issuer (`0` for the operator) and the number.
+    /// The number as printed: `INV-` (usage) or `TU-` (top-up), the issuer (`0` for the
+    /// operator) and the number.
     pub fn display_number(&self) -> String {
-        top_up_number(self.issuer, self.number)
+        match self.kind {
+            InvoiceKind::Usage => usage_number(self.issuer, self.number),
+            InvoiceKind::TopUp => top_up_number(self.issuer, self.number),
+        }
     }
+
+    /// What is still to pay.
+    pub fn due(&self) -> i64 {
+        match (self.status, self.kind) {
+            (InvoiceStatus::Void | InvoiceStatus::Paid, _) => 0,
+            (_, InvoiceKind::Usage) => self.amount - self.allocated,
+            (_, InvoiceKind::TopUp) => self.amount,
+        }
+    }
+}
+
+/// A usage invoice's number as printed: `INV-`, the issuer (`0`: the operator), the number.
+pub fn usage_number(issuer: Option<PartyId>, number: u64) -> String {
+    format!("INV-{}-{number:06}", issuer.map_or(0, |p| p.0))
+}
+
+/// The first invoice number printed in `text` (a subject): its kind, issuer and number.
+pub fn find_invoice_number(text: &str) -> Option<(InvoiceKind, Option<PartyId>, u64)> {
+    [("INV-", InvoiceKind::Usage), ("TU-", InvoiceKind::TopUp)].into_iter().find_map(|(prefix, kind)| {
+        find_number(text, prefix).map(|(issuer, number)| (kind, issuer, number))
+    })
+}
+
+fn find_number(text: &str, prefix: &str) -> Option<(Option<PartyId>, u64)> {
+    text.match_indices(prefix).find_map(|(at, _)| {
+        let (issuer, rest) = text[at + prefix.len()..].split_once('-')?;
+        let issuer: u64 = issuer.parse().ok()?;
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        Some(((issuer != 0).then_some(PartyId(issuer)), digits.parse().ok()?))
+    })
 }
 
 /// A top-up invoice's number as printed: `TU-`, the issuer (`0`: the operator), the number.
@@ -188,6 +262,12 @@ pub struct ReceiptRecord {
     pub method: String,
     /// When the payment was posted.
     pub paid_at: Timestamp,
+    /// The invoice the payment was made for: allocated there first.
+    pub invoice: Option<u64>,
+    /// How much of it is allocated to invoices; the rest is an unallocated payment.
+    pub allocated: i64,
+    /// When the notifier saw the payment reversed (its allocations were released then).
+    pub reversed_at: Option<Timestamp>,
 }
 
 impl ReceiptRecord {
@@ -204,12 +284,7 @@ pub fn receipt_number(issuer: Option<PartyId>, number: u64) -> String {
 
 /// The first receipt number printed in `text` (a subject): its issuer and number.
 pub fn find_receipt_number(text: &str) -> Option<(Option<PartyId>, u64)> {
-    text.match_indices("RV-").find_map(|(at, _)| {
-        let (issuer, rest) = text[at + 3..].split_once('-')?;
-        let issuer: u64 = issuer.parse().ok()?;
-        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-        Some(((issuer != 0).then_some(PartyId(issuer)), digits.parse().ok()?))
-    })
+    find_number(text, "RV-")
 }
 
 /// A receipt to record for a payment, with the e-mail that sends it (`{receipt}` in its
@@ -223,6 +298,8 @@ pub struct NewReceipt {
     pub currency: CurrencyCode,
     pub method: String,
     pub paid_at: Timestamp,
+    /// The invoice the payment was made for (its client id is `invoice:{id}…`).
+    pub invoice: Option<u64>,
     pub notice: Option<NewNotification>,
 }
 
@@ -236,7 +313,7 @@ pub enum RechargeUpdate {
     Failed { error: String },
 }
 
-pub trait PaymentStore: Send + Sync {
+pub trait PaymentStore: crate::invoices::InvoiceStore {
     fn recharge_settings(&self, party: PartyId) -> StoreResult<Option<RechargeSettings>>;
     fn all_recharge_settings(&self) -> StoreResult<Vec<RechargeSettings>>;
     /// Stores settings as given (the failure count and disabled reason included).
@@ -263,13 +340,6 @@ pub trait PaymentStore: Send + Sync {
     /// whether this call turned it off, and then records `notice` in the same transaction.
     fn card_result(&self, party: PartyId, ok: bool, failures_max: u32, reason: &str, at: Timestamp, notice: Option<&NewNotification>) -> StoreResult<bool>;
 
-    fn invoice(&self, id: u64) -> StoreResult<Option<InvoiceRecord>>;
-    /// Newest first; `None`: every party's.
-    fn invoices(&self, party: Option<PartyId>, limit: u32) -> StoreResult<Vec<InvoiceRecord>>;
-    fn receipt(&self, id: u64) -> StoreResult<Option<ReceiptRecord>>;
-    fn receipt_by_number(&self, issuer: Option<PartyId>, number: u64) -> StoreResult<Option<ReceiptRecord>>;
-    /// Receipts, newest first.
-    fn receipts(&self, party: Option<PartyId>, limit: u32) -> StoreResult<Vec<ReceiptRecord>>;
     /// Marks an open invoice paid by `transfer`, and its recharge succeeded, in one
     /// transaction; `false` when it was not open.
     fn invoice_paid(&self, id: u64, transfer: u64, at: Timestamp) -> StoreResult<bool>;

@@ -228,11 +228,16 @@ pub fn seed(path: &str) -> Result<Seeded, String> {
     let client_id = demo.id("issue");
     let money = demo.money("40");
     demo.run(Command::Transfer { client_id, source: resellers[0].1, target: wallets[1].2, money, kind: TransferKind::Issue, metadata: None })?;
+    let mut initech = vec![wallets[2].2];
     let client_id = demo.id("subscriber");
     let kind = NewAccountKind::SubscriberCredit { credit_limit: demo.usd.parse("100").expect("valid") };
-    demo.run(Command::OpenAccount { client_id, party: wallets[2].1, kind })?;
+    if let Outcome::AccountOpened { account, .. } = demo.run(Command::OpenAccount { client_id, party: wallets[2].1, kind })? {
+        initech.push(account);
+    }
     let client_id = demo.id("subscriber");
-    demo.run(Command::OpenAccount { client_id, party: wallets[2].1, kind: NewAccountKind::SubscriberDebit })?;
+    if let Outcome::AccountOpened { account, .. } = demo.run(Command::OpenAccount { client_id, party: wallets[2].1, kind: NewAccountKind::SubscriberDebit })? {
+        initech.push(account);
+    }
     // Its class (Gold, below) lets its subscriber accounts transfer to each other.
     demo.run(Command::SetSubscriberTransfers { party: wallets[2].1, allowed: true })?;
     // Initech's credit limit history: raised once, then a temporary increase for a week.
@@ -244,6 +249,11 @@ pub fn seed(path: &str) -> Result<Seeded, String> {
 
     seed_alerts(path, &resellers, &wallets, demo.usd, Timestamp::from_secs(day_start_s))?;
     let events = simulate_day(&mut demo, &wallets, day_start_s)?;
+    // Initech's usage so far is invoiced at once, and partly paid: the scheduler allocates
+    // the payment to the invoice when `purse demo` serves.
+    let period_end = purse_engine::Clock::now(demo.clock.as_ref());
+    demo.run(Command::Invoice { party: wallets[2].1, accounts: initech, period_end })?;
+    demo.pay(wallets[2].2, "5", PaymentMethod::BankTransfer)?;
     Ok(Seeded {
         report: report(&demo, &wallets, events)?,
         resellers: resellers.iter().map(|r| r.0).collect(),

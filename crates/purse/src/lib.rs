@@ -443,21 +443,7 @@ impl Config {
 
 /// `+03:00`, `-05:30`, `UTC` or `Z` as minutes east of UTC.
 pub fn parse_utc_offset(text: &str) -> Result<i32, String> {
-    if matches!(text, "UTC" | "Z" | "+00:00") {
-        return Ok(0);
-    }
-    let bad = || format!("alerts.utc_offset must look like +03:00 or -05:30 (or UTC), got {text:?}");
-    let (sign, rest) = match text.split_at_checked(1) {
-        Some(("+", r)) => (1, r),
-        Some(("-", r)) => (-1, r),
-        _ => return Err(bad()),
-    };
-    let (h, m) = rest.split_once(':').ok_or_else(bad)?;
-    let (h, m): (i32, i32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
-    if h > 14 || m > 59 || h.to_string().len() > 2 {
-        return Err(bad());
-    }
-    Ok(sign * (h * 60 + m))
+    purse_core::time::parse_offset(text).ok_or_else(|| format!("alerts.utc_offset must look like +03:00 or -05:30 (or UTC), got {text:?}"))
 }
 
 /// A clock read from a file holding microseconds since the epoch: every process pointed at

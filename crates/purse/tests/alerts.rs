@@ -623,21 +623,7 @@ fn a_process_killed_before_delivering_loses_no_notification() {
 
 impl Smtp {
     fn start_on(port: u16) -> Smtp {
-        let python = std::env::var("PURSE_AIOSMTPD_PYTHON").expect("PURSE_AIOSMTPD_PYTHON (scripts/test.sh)");
-        let dir = std::env::temp_dir().join(format!("purse-smtp-{}-{port}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let child = Process::new(python)
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline);
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let (child, dir) = aiosmtpd(port);
         Smtp { child, dir, port }
     }
 }

@@ -628,3 +628,65 @@ fn issue_7_staff_change_credit_limits_on_balance_and_credits_within_the_maximum_
     assert!(b.source().contains("no such page"), "another customer's tab is not found");
     drop(site.server);
 }
+
+#[test]
+fn issue_8_staff_see_invoices_with_lines_and_allocations_and_a_customer_admin_only_its_own() {
+    let maildir = std::env::temp_dir().join(format!("purse-portal-invoices-{}", std::process::id()));
+    let config = purse::alerts::AlertConfig { mail: purse::alerts::MailConfig::Maildir(maildir), ..purse::alerts::AlertConfig::default() };
+    let site = site_with(Some(config));
+    let (_, initech, _) = site.seeded.customers[2].clone();
+    let reseller = site.seeded.resellers[1].0;
+    let mut b = Browser::start(&site.base);
+    b.login(&site.operator.0, &site.operator.1);
+    b.open(&format!("/customers/{}", initech.0));
+    b.click("#invoices");
+    // The demo invoiced Initech's usage and recorded a payment of 5: the scheduler applies it.
+    let number = format!("INV-{reseller}-000001");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !b.text("#invoices").contains("partially paid") {
+        assert!(std::time::Instant::now() < deadline, "the payment is allocated: {}", b.source());
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        b.open(&format!("/customers/{}/invoices", initech.0));
+    }
+    assert!(b.text("#invoices").contains(&number), "{}", b.source());
+    assert!(b.text("#receipts").contains(&format!("5.0000 → {number}")), "the payment shows where it went: {}", b.source());
+    // A cycle day outside 1-28 comes back next to its field; a good one is saved.
+    b.type_into("[name='cycle_day']", "31");
+    b.click("#save-billing");
+    assert!(b.text("#form-error").contains("cycle_day"), "{}", b.source());
+    assert_eq!(b.count(".field.invalid [name='cycle_day']"), 1);
+    b.type_into("[name='cycle_day']", "15");
+    b.type_into("[name='time_zone']", "+03:00");
+    b.click("#save-billing");
+    assert!(b.text("#billing-cycle").contains("day 15, +03:00"), "{}", b.source());
+    // The invoice's page: its lines by service from the journal, totals, the allocation.
+    b.click(".invoice-link");
+    assert_eq!(b.text("#invoice-number"), number);
+    let lines = b.text("#lines");
+    assert!(lines.contains("voice") && lines.contains("sms"), "{lines}");
+    assert!(b.text("#invoice-status").contains("partially paid"));
+    assert_eq!(b.text("#invoice-allocated"), "5.0000");
+    assert!(b.text("#allocations").contains("RV-"), "{}", b.source());
+    // A payment above what is due, and a void without a reason: refused next to the field.
+    b.type_into("[name='amount']", "100000");
+    b.click("#pay-invoice");
+    assert!(b.text("#form-error").contains("at most"), "{}", b.source());
+    assert_eq!(b.count(".field.invalid [name='amount']"), 1);
+    b.click("#void-invoice");
+    assert!(b.text("#form-error").contains("reason"), "{}", b.source());
+    assert!(b.text("#invoice-status").contains("partially paid"), "nothing changed");
+    b.screenshot("invoice");
+    // The PDF link serves the invoice.
+    let href = b.script("return document.querySelector('#invoice-pdf').href;");
+    assert!(href.as_str().unwrap().ends_with("/pdf"), "{href}");
+    // A customer admin sees its own invoices page without staff forms, not Initech's.
+    b.logout();
+    b.login(&site.customer.0, &site.customer.1);
+    b.open("/settings/account/billing");
+    b.click("#own-invoices");
+    assert_eq!(b.count("#billing-form"), 0);
+    assert_eq!(b.count("#issue-form"), 0);
+    b.open(&format!("/customers/{}/invoices", initech.0));
+    assert!(b.source().contains("no such page"), "another customer's invoices are not found");
+    drop(site.server);
+}

@@ -415,7 +415,7 @@ pub(crate) fn settings_view(s: &AppState, party: &Party) -> Result<Value, ApiErr
         "effective_credit_limit": c.format(Amount(super::clamp(w.effective_credit_limit(now)).0)),
         "maximum_increase": maximum,
         "warning_thresholds": warning,
-        "unallocated_payments": c.format(Amount::ZERO),
+        "unallocated_payments": c.format(Amount(s.payments.unallocated(party.id)?)),
         "class": class.map(|c| json!({ "id": c.id, "name": c.name })),
         "subscriber_transfers": policy.transfers.as_str(),
         // What the ledger enforces now.

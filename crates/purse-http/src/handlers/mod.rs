@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod alerts;
 pub mod credit;
+pub mod invoices;
 pub mod parties;
 pub mod payments;
 pub mod postings;

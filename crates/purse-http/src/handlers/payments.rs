@@ -10,8 +10,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use purse_core::recharge::{self, RechargeMethod, RechargeSettings, RechargeTarget};
-use purse_core::{AccountId, Amount, ClientId, Command, Currency, Item, Money, Outcome, Party, PartyKind, PaymentMethod, Role};
-use purse_store::{InvoiceRecord, InvoiceStatus, ReceiptRecord, RechargeRecord};
+use purse_core::{Amount, Currency, Party, PartyKind, Role};
+use purse_store::{ReceiptRecord, RechargeRecord};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -335,33 +335,17 @@ fn visible_customer(s: &AppState, who: &Principal, customer_id: Option<u64>) -> 
     }
 }
 
-fn sees(s: &AppState, who: &Principal, party: purse_core::PartyId) -> Result<bool, ApiError> {
+pub(crate) fn sees(s: &AppState, who: &Principal, party: purse_core::PartyId) -> Result<bool, ApiError> {
     Ok(match s.engine.reader().party(party)? {
         Some(p) => who.sees_party(&p),
         None => false,
     })
 }
 
-pub(crate) fn invoice_view(i: &InvoiceRecord, c: &Currency) -> Value {
-    json!({
-        "id": i.id,
-        "number": i.display_number(),
-        "kind": "top_up",
-        "customer": i.party.0,
-        "issuer": i.issuer.map(|p| p.0),
-        "amount": c.format(Amount(i.amount)),
-        "currency": i.currency.to_string(),
-        "status": i.status.as_str(),
-        "created_at": time::format(i.created_at),
-        "paid_at": i.paid_at.map(time::format),
-        "recharge": i.recharge,
-        "transfer": i.transfer,
-    })
-}
 
 /// A list of a customer's documents (`?customer=&limit=`), newest first: what `rows` reads,
 /// kept to what the caller sees, each shown by `view`.
-async fn list_of<T: 'static>(
+pub(crate) async fn list_of<T: 'static>(
     state: AppState,
     who: Principal,
     params: Params,
@@ -387,64 +371,8 @@ async fn list_of<T: 'static>(
     Ok(reply(StatusCode::OK, &json!({ "data": data })))
 }
 
-pub async fn list_invoices(State(state): State<AppState>, who: Principal, params: Params) -> Result<Response, ApiError> {
-    list_of(state, who, params, |s, p, n| Ok(s.payments.invoices(p, n)?), |s, i| Ok((i.party, invoice_view(i, &s.currency("currency", i.currency)?)))).await
-}
 
-/// The invoice as a PDF, with what it names read from the stores. Blocking.
-pub(crate) fn invoice_pdf(s: &AppState, i: &InvoiceRecord) -> Result<Vec<u8>, ApiError> {
-    let c = s.currency("currency", i.currency)?;
-    let reader = s.engine.reader();
-    let customer = reader.party(i.party)?.ok_or(ApiError::NotFound("customer"))?;
-    let issuer = i.issuer.map(|r| reader.party(r)).transpose()?.flatten();
-    let email = s.alerts.alert_settings(i.party)?.and_then(|a| a.email);
-    Ok(invoice_document(i, &customer, issuer.as_ref(), email.as_deref(), &c))
-}
 
-/// The invoice as a PDF, made in-process: issuer (the reseller, else the operator), number,
-/// dates, status, whom it is billed to, its line and its total.
-pub fn invoice_document(i: &InvoiceRecord, customer: &Party, issuer: Option<&Party>, email: Option<&str>, c: &Currency) -> Vec<u8> {
-    use crate::pdf::{Pdf, MARGIN, RIGHT};
-    let issuer = issuer.map_or_else(|| "Purse".to_owned(), |p| p.name.clone());
-    let number = i.display_number();
-    let day = |t: purse_core::Timestamp| time::format(t)[..10].to_owned();
-    let total = format!("{} {}", c.format(Amount(i.amount)), c.code);
-    let mut pdf = Pdf::new(&format!("Invoice {number}"));
-    pdf.text(MARGIN, 18.0, true, &issuer);
-    pdf.right(RIGHT, 18.0, true, "INVOICE");
-    pdf.down(26.0);
-    let status = match i.paid_at {
-        Some(at) => format!("{} on {}", i.status.as_str(), day(at)),
-        None => i.status.as_str().to_owned(),
-    };
-    for (label, value, bold) in [("Invoice number", number.as_str(), true), ("Issued", &day(i.created_at), false), ("Status", &status, false)] {
-        pdf.text(MARGIN, 10.0, false, label);
-        pdf.right(RIGHT, 10.0, bold, value);
-        pdf.down(14.0);
-    }
-    pdf.down(14.0);
-    pdf.text(MARGIN, 10.0, true, "Bill to");
-    pdf.down(14.0);
-    pdf.text(MARGIN, 10.0, false, &format!("{} (customer {})", customer.name, customer.id));
-    if let Some(e) = email {
-        pdf.down(14.0);
-        pdf.text(MARGIN, 10.0, false, e);
-    }
-    pdf.down(28.0);
-    pdf.text(MARGIN, 10.0, true, "Description");
-    pdf.right(RIGHT, 10.0, true, &format!("Amount ({})", c.code));
-    pdf.rule();
-    pdf.down(18.0);
-    pdf.text(MARGIN, 10.0, false, "Top-up of the balance (automatic recharge by invoice)");
-    pdf.right(RIGHT, 10.0, false, &c.format(Amount(i.amount)));
-    pdf.rule();
-    pdf.down(18.0);
-    pdf.text(MARGIN, 11.0, true, "Total");
-    pdf.right(RIGHT, 11.0, true, &total);
-    pdf.down(36.0);
-    pdf.text(MARGIN, 9.0, false, &format!("Please pay by bank transfer quoting {number}. The balance is credited once, when the payment is recorded."));
-    pdf.finish()
-}
 
 /// A payment's receipt voucher as a PDF (seed 002): issuer, number, date, who paid, how,
 /// and the amount received.
@@ -475,8 +403,25 @@ pub fn receipt_document(r: &ReceiptRecord, customer: &Party, issuer: Option<&Par
     pdf.finish()
 }
 
-pub(crate) fn receipt_view(r: &ReceiptRecord, c: &Currency) -> Value {
+/// A payment's receipt with what of it is allocated, and to which invoices. Blocking.
+pub(crate) fn receipt_view(s: &AppState, r: &ReceiptRecord) -> Result<Value, ApiError> {
+    let c = s.currency("currency", r.currency)?;
+    let mut allocations = Vec::new();
+    for a in s.payments.allocations(r.party, None, Some(r.id))? {
+        let number = s.payments.invoice(a.invoice)?.map(|i| i.display_number());
+        allocations.push(super::invoices::allocation_view(&a, &c, number.as_deref(), Some(&r.display_number())));
+    }
+    let mut view = receipt_summary(r, &c);
+    view["allocations"] = Value::Array(allocations);
+    Ok(view)
+}
+
+pub(crate) fn receipt_summary(r: &ReceiptRecord, c: &Currency) -> Value {
+    let unallocated = if r.reversed_at.is_some() { 0 } else { r.amount - r.allocated };
     json!({
+        "allocated": c.format(Amount(r.allocated)),
+        "unallocated": c.format(Amount(unallocated)),
+        "reversed_at": r.reversed_at.map(time::format),
         "id": r.id,
         "number": r.display_number(),
         "customer": r.party.0,
@@ -531,7 +476,7 @@ pub(crate) fn email_receipt(s: &AppState, who: &Principal, id: u64) -> Result<(R
 }
 
 pub async fn list_receipts(State(state): State<AppState>, who: Principal, params: Params) -> Result<Response, ApiError> {
-    list_of(state, who, params, |s, p, n| Ok(s.payments.receipts(p, n)?), |s, r| Ok((r.party, receipt_view(r, &s.currency("currency", r.currency)?)))).await
+    list_of(state, who, params, |s, p, n| Ok(s.payments.receipts(p, n)?), |s, r| Ok((r.party, receipt_view(s, r)?))).await
 }
 
 pub async fn get_receipt_pdf(State(state): State<AppState>, who: Principal, Id(id): Id) -> Result<Response, ApiError> {
@@ -543,7 +488,7 @@ pub async fn send_receipt(State(state): State<AppState>, who: Principal, Id(id):
     let body = state
         .read(move |s| {
             let (r, to) = email_receipt(s, &who, id)?;
-            let mut view = receipt_view(&r, &s.currency("currency", r.currency)?);
+            let mut view = receipt_view(s, &r)?;
             view["emailed_to"] = json!(to);
             Ok(view)
         })
@@ -551,16 +496,6 @@ pub async fn send_receipt(State(state): State<AppState>, who: Principal, Id(id):
     Ok(reply(StatusCode::OK, &body))
 }
 
-/// `GET /v1/invoices/{id}/pdf`.
-pub async fn get_invoice_pdf(State(state): State<AppState>, who: Principal, Id(id): Id) -> Result<Response, ApiError> {
-    let (number, bytes) = state
-        .read(move |s| {
-            let i = s.payments.invoice(id)?.filter(|i| sees(s, &who, i.party).unwrap_or(false)).ok_or(ApiError::NotFound("invoice"))?;
-            Ok((i.display_number(), invoice_pdf(s, &i)?))
-        })
-        .await?;
-    Ok(pdf_response(&number, bytes))
-}
 
 /// A PDF download named `{name}.pdf`.
 pub(crate) fn pdf_response(name: &str, bytes: Vec<u8>) -> Response {
@@ -569,80 +504,5 @@ pub(crate) fn pdf_response(name: &str, bytes: Vec<u8>) -> Response {
     ([(axum::http::header::CONTENT_TYPE, "application/pdf".to_owned()), (axum::http::header::CONTENT_DISPOSITION, disposition)], bytes).into_response()
 }
 
-pub async fn get_invoice(State(state): State<AppState>, who: Principal, Id(id): Id) -> Result<Response, ApiError> {
-    let view = state
-        .read(move |s| {
-            let i = s.payments.invoice(id)?.filter(|i| sees(s, &who, i.party).unwrap_or(false)).ok_or(ApiError::NotFound("invoice"))?;
-            Ok(invoice_view(&i, &s.currency("currency", i.currency)?))
-        })
-        .await?;
-    Ok(reply(StatusCode::OK, &view))
-}
 
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct InvoicePaymentBody {
-    /// `bank_transfer`, `cheque`, `cash` or `card`.
-    pub method: String,
-    /// Must equal the invoice's amount (partial payments come with invoices in general).
-    pub amount: String,
-    pub currency: String,
-}
 
-/// Records the payment of a top-up invoice (staff): the ledger credits the customer with the
-/// client id `invoice:{id}` and the invoice is marked paid. A retry replays the same credit.
-pub async fn pay_invoice(State(state): State<AppState>, who: Principal, Id(id): Id, ApiJson(body): ApiJson<InvoicePaymentBody>) -> Result<Response, ApiError> {
-    who.require_staff("record the payment of an invoice")?;
-    let (invoice, command, c) = state
-        .read(move |s| {
-            let i = s.payments.invoice(id)?.filter(|i| sees(s, &who, i.party).unwrap_or(false)).ok_or(ApiError::NotFound("invoice"))?;
-            let c = s.currency("currency", i.currency)?;
-            let method = match body.method.as_str() {
-                "bank_transfer" => PaymentMethod::BankTransfer,
-                "cheque" => PaymentMethod::Cheque,
-                "cash" => PaymentMethod::Cash,
-                "card" => PaymentMethod::Card,
-                _ => return Err(ApiError::invalid("method", "invalid_method", "method must be bank_transfer, cheque, cash or card")),
-            };
-            let code = currency_code("currency", &body.currency)?;
-            if code != i.currency {
-                return Err(ApiError::invalid("currency", "currency_mismatch", format!("invoice {} is in {}, not {code}", i.display_number(), i.currency)));
-            }
-            let paid = amount("amount", &body.amount, c)?;
-            if paid.0 != i.amount {
-                return Err(ApiError::invalid("amount", "amount_mismatch", format!("a top-up invoice is paid whole: {} {}", c.format(Amount(i.amount)), c.code)));
-            }
-            match i.status {
-                InvoiceStatus::Void => return Err(ApiError::invalid("invoice", "invoice_void", "a void invoice cannot be paid")),
-                InvoiceStatus::Paid | InvoiceStatus::Open => {}
-            }
-            let party = s.engine.reader().party(i.party)?.ok_or(ApiError::NotFound("customer"))?;
-            let PartyKind::Customer { wallet, .. } = party.kind else { return Err(ApiError::NotFound("customer")) };
-            let command = Command::Payment {
-                client_id: ClientId::new(&format!("invoice:{}", i.id)).ok_or_else(|| ApiError::Internal("client id".into()))?,
-                account: AccountId(wallet.0),
-                money: Money { amount: Amount(i.amount), currency: i.currency },
-                method,
-                metadata: Some(json!({ "invoice": i.display_number() }).to_string()),
-            };
-            Ok((i, command, c))
-        })
-        .await?;
-    if invoice.status == InvoiceStatus::Paid && invoice.transfer.is_some() {
-        return Ok(reply(StatusCode::OK, &invoice_view(&invoice, &c)));
-    }
-    let results = state.engine.submit_async(vec![Item::single(command)]).await?;
-    let transfer = match results.into_iter().next() {
-        Some(Ok(Outcome::Posted { transfer, .. })) => transfer,
-        Some(Err(r)) => return Err(ApiError::Rejected(r)),
-        _ => return Err(ApiError::Internal("unexpected outcome of an invoice payment".into())),
-    };
-    let now = state.engine.clock().now();
-    let paid = state
-        .read(move |s| {
-            s.payments.invoice_paid(invoice.id, transfer.0, now)?;
-            s.payments.invoice(invoice.id)?.ok_or(ApiError::NotFound("invoice"))
-        })
-        .await?;
-    Ok(reply(StatusCode::CREATED, &invoice_view(&paid, &c)))
-}

@@ -154,6 +154,8 @@ struct Details {
     available: i128,
     currency: Currency,
     report: Option<Report>,
+    /// Usage invoices issued in the period (not void): how many, and their total.
+    invoiced: (usize, i64),
     recharge: serde_json::Value,
 }
 
@@ -164,12 +166,22 @@ async fn load(state: &AppState, viewer: &Viewer, id: u64, days: Option<(i64, i64
         let PartyKind::Customer { wallet, .. } = party.kind else { return Err(PortalError::NotFound) };
         let account = s.engine.reader().account(wallet)?.ok_or(PortalError::NotFound)?;
         let (wallet, available, currency) = live(s, &account)?;
-        let report = match days {
-            Some((f, t)) => Some(report(s, &wallet, time::day_start(f), time::day_start(t + 1))?),
-            None => None,
+        let (report, invoiced) = match days {
+            Some((f, t)) => {
+                let (from, to) = (time::day_start(f), time::day_start(t + 1));
+                let issued: Vec<_> = s
+                    .payments
+                    .invoices(Some(party.id), 1000)?
+                    .into_iter()
+                    .filter(|i| i.kind == purse_store::InvoiceKind::Usage && i.status != purse_store::InvoiceStatus::Void)
+                    .filter(|i| i.created_at >= from && i.created_at < to)
+                    .collect();
+                (Some(report(s, &wallet, from, to)?), (issued.len(), issued.iter().map(|i| i.amount).sum()))
+            }
+            None => (None, (0, 0)),
         };
         let recharge = crate::handlers::payments::settings_view(s, &party, &currency)?;
-        Ok(Details { name: party.name, wallet, available, currency, report, recharge })
+        Ok(Details { name: party.name, wallet, available, currency, report, invoiced, recharge })
     })
     .await
 }
@@ -211,6 +223,11 @@ async fn render(state: &AppState, viewer: &Viewer, id: u64, q: &HashMap<String, 
         @if let (Some(r), Some(days)) = (&d.report, period.days) {
             @if r.truncated { p.notice.bad { "This period has more postings than one page can add up; choose a shorter one." } }
             h2 { "Consumption " span.muted { (money(c, Amount(r.consumed))) } }
+            p id="invoiced-period" {
+                "Invoiced in this period: " strong id="invoiced" { (money(c, Amount(d.invoiced.1))) } " (" (d.invoiced.0) " invoices) · uninvoiced now: "
+                strong id="uninvoiced-now" { (money(c, d.wallet.uninvoiced)) } " · "
+                a href=(format!("/customers/{id}/invoices")) id="invoices-link" { "Invoices and payments →" }
+            }
             (chart(days, &r.by_day, c))
             div.scroll {
                 table id="by-service" {

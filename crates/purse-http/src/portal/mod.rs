@@ -10,6 +10,7 @@ mod alerts;
 mod balance;
 mod credit;
 mod customers;
+mod invoices;
 mod keys;
 mod login;
 mod payments;
@@ -52,7 +53,12 @@ pub fn routes() -> Router<AppState> {
         .route("/notifications", get(alerts::log))
         .route("/customers/{id}/recharge", get(payments::show).post(payments::save))
         .route("/customers/{id}/recharge/pay-now", post(payments::pay_now))
-        .route("/invoices/{id}/pdf", get(payments::invoice_pdf))
+        .route("/customers/{id}/invoices", get(invoices::list).post(invoices::issue))
+        .route("/customers/{id}/billing-settings", post(invoices::save_billing))
+        .route("/invoices/{id}", get(invoices::show))
+        .route("/invoices/{id}/pay", post(invoices::pay))
+        .route("/invoices/{id}/void", post(invoices::void))
+        .route("/invoices/{id}/pdf", get(invoices::pdf))
         .route("/receipts/{id}/pdf", get(payments::receipt_pdf))
         .route("/receipts/{id}/email", post(payments::email_receipt))
         .route("/customers/{id}/credit", get(credit::show).post(credit::save))
@@ -195,6 +201,7 @@ async fn billing(viewer: Viewer) -> Result<Response, PortalError> {
         ul.sections.card {
             li { a href="/settings/account/billing/balance-details" { "Balance Details" } " — balance, uninvoiced amount, consumption, payments, CSV export" }
             @if let Some(c) = viewer.own_customer() { li { a href=(format!("/customers/{c}/credit")) id="own-credit" { "Balance & Credits" } " — credit limits, warning thresholds, credit limit history" } }
+            @if let Some(c) = viewer.own_customer() { li { a href=(format!("/customers/{c}/invoices")) id="own-invoices" { "Invoices and payments" } " — invoices with their PDF, payments, receipt vouchers, unallocated payments" } }
         }
     };
     let crumbs = [("Settings", "/settings"), ("Account Settings", "/settings/account"), ("Billing", "")];

@@ -41,16 +41,14 @@ async fn render(
     paid: Option<Paid>,
 ) -> Result<Response, PortalError> {
     let v = viewer.clone();
-    let (name, settings, due, recharges, invoices, receipts) = read(&state, move |s| {
+    let (name, settings, due, recharges) = read(&state, move |s| {
         let party = s.party_for(&v.who, id)?;
         let PartyKind::Customer { currency, .. } = party.kind else { return Err(PortalError::NotFound) };
         let c = s.currency("currency", currency)?;
         let settings = api::settings_view(s, &party, &c)?;
         let due = c.format(api::amount_due(s, &party)?);
         let recharges: Vec<Value> = s.payments.recharges(Some(party.id), 20)?.iter().map(|r| api::recharge_view(r, &c)).collect();
-        let invoices: Vec<Value> = s.payments.invoices(Some(party.id), 20)?.iter().map(|i| api::invoice_view(i, &c)).collect();
-        let receipts: Vec<Value> = s.payments.receipts(Some(party.id), 20)?.iter().map(|r| api::receipt_view(r, &c)).collect();
-        Ok((party.name, settings, due, recharges, invoices, receipts))
+        Ok((party.name, settings, due, recharges))
     })
     .await?;
     let text = |k: &str| match &settings[k] {
@@ -138,43 +136,7 @@ async fn render(
                 }
             }
         }
-        h2 { "Receipt vouchers" }
-        div.scroll {
-            table id="receipts" {
-                thead { tr { th { "Number" } th { "Received" } th.num { "Amount" } th { "Paid by" } @if writable { th {} } } }
-                tbody {
-                    @for r in &receipts {
-                        tr {
-                            td { a href=(format!("/receipts/{}/pdf", r["id"])) .receipt-pdf { (r["number"].as_str().unwrap_or("")) " (PDF)" } }
-                            td { (r["paid_at"].as_str().unwrap_or("")) }
-                            td.num { (r["amount"].as_str().unwrap_or("")) }
-                            td { (r["method"].as_str().unwrap_or("").replace('_', " ")) }
-                            @if writable {
-                                td {
-                                    form.inline method="post" action=(format!("/receipts/{}/email", r["id"])) {
-                                        input type="hidden" name="csrf" value=(viewer.csrf);
-                                        button.secondary type="submit" id=(format!("email-receipt-{}", r["id"])) { "E-mail again" }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    @if receipts.is_empty() { tr { td colspan="5" .muted { "No payments received yet." } } }
-                }
-            }
-        }
-        h2 { "Top-up invoices" }
-        div.scroll {
-            table id="invoices" {
-                thead { tr { th { "Number" } th { "Issued" } th.num { "Amount" } th { "Status" } } }
-                tbody {
-                    @for i in &invoices {
-                        tr { td { a href=(format!("/invoices/{}/pdf", i["id"])) .invoice-pdf { (i["number"].as_str().unwrap_or("")) " (PDF)" } } td { (i["created_at"].as_str().unwrap_or("")) } td.num { (i["amount"].as_str().unwrap_or("")) } td { (i["status"].as_str().unwrap_or("")) } }
-                    }
-                    @if invoices.is_empty() { tr { td colspan="4" .muted { "No top-up invoices." } } }
-                }
-            }
-        }
+        p { a.button.secondary href=(format!("/customers/{id}/invoices")) id="invoices-link" { "Invoices, payments and receipt vouchers" } }
     };
     let staff = !matches!(viewer.user.role, Role::Customer(_));
     let title = format!("Automatic recharge and Pay Now — {name}");
@@ -295,26 +257,13 @@ pub async fn email_receipt(State(state): State<AppState>, viewer: Viewer, Path(i
     let who = viewer.who;
     let sent = read(&state, move |s| api::email_receipt(s, &who, id).map_err(PortalError::from_api_keep)).await;
     match sent {
-        Ok((r, _)) => Ok(see_other(&format!("/customers/{}/recharge#receipts", r.party.0))),
+        Ok((r, _)) => Ok(see_other(&format!("/customers/{}/invoices#receipts", r.party.0))),
         Err(PortalError::Field(f, m)) => {
             let party = read(&state, move |s| Ok(s.payments.receipt(id)?.map(|r| r.party.0))).await?.ok_or(PortalError::NotFound)?;
             render(state, viewer, party, None, Some((f, m)), None).await
         }
         Err(other) => Err(other),
     }
-}
-
-/// An invoice's PDF, for whoever may see its customer.
-pub async fn invoice_pdf(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>) -> Result<Response, PortalError> {
-    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
-    let who = viewer.who;
-    let (number, bytes) = read(&state, move |s| {
-        let i = s.payments.invoice(id)?.ok_or(PortalError::NotFound)?;
-        s.party_for(&who, i.party.0).map_err(|_| PortalError::NotFound)?;
-        Ok((i.display_number(), api::invoice_pdf(s, &i)?))
-    })
-    .await?;
-    Ok(api::pdf_response(&number, bytes))
 }
 
 /// Shown on Balance Details: the recharge settings in brief and the Pay Now button.

@@ -16,6 +16,7 @@
 //! Every decision comes from the engine's clock, so tests move time and a month passes in
 //! seconds; only leases (how long a process may work on something) use the wall clock.
 
+mod billing;
 pub mod mail;
 pub mod webhook;
 
@@ -101,6 +102,10 @@ pub struct Report {
     pub recharges: usize,
     /// Temporary credit limit increases reverted.
     pub reverted: usize,
+    /// Billing periods closed (usage invoices issued, or nothing to invoice).
+    pub invoiced: usize,
+    /// Usage invoices e-mailed.
+    pub invoices_sent: usize,
 }
 
 pub(crate) fn wall_us() -> i64 {
@@ -235,10 +240,14 @@ impl Notifier {
             due = true;
         }
         if due {
-            report.notifications += self.evaluate_all(now)?;
+            self.sync_reversals(now)?;
+            let (notifications, invoiced) = self.evaluate_all(now)?;
+            report.notifications += notifications;
+            report.invoiced += invoiced;
             *self.last_evaluation.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(now);
             *self.recharge_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = recharge_version;
         }
+        report.invoices_sent = self.send_invoices(now)?;
         self.daily_sweep(now, &mut report)?;
         if let Some(p) = &self.payments {
             report.recharges += p.step()?;
@@ -353,7 +362,9 @@ impl Notifier {
 
     /// Evaluates every customer, and repairs the levels the ledger watches for them.
     /// Returns the notifications recorded.
-    pub fn evaluate_all(&self, now: Timestamp) -> Result<usize, String> {
+    /// Evaluates every customer: notifications and recharges due, and the usage invoices of
+    /// cycles that started. Returns (notifications recorded, billing periods closed).
+    pub fn evaluate_all(&self, now: Timestamp) -> Result<(usize, usize), String> {
         let mut customers: Vec<Party> = Vec::new();
         let mut after = None;
         loop {
@@ -363,7 +374,9 @@ impl Notifier {
             after = Some(last);
         }
         self.sync_transfers(&customers)?;
-        let accounts: HashMap<_, _> = self.reader.accounts().map_err(store)?.into_iter().map(|a| (a.id, a)).collect();
+        let all = self.reader.accounts().map_err(store)?;
+        let invoiced = self.issue_due_invoices(&customers, &all, now)?;
+        let accounts: HashMap<_, _> = all.into_iter().map(|a| (a.id, a)).collect();
         let pairs: Vec<(&Party, &Account)> = customers
             .iter()
             .filter_map(|p| match p.kind {
@@ -398,7 +411,7 @@ impl Notifier {
                 }
             }
         }
-        Ok(recorded)
+        Ok((recorded, invoiced))
     }
 
     /// Starts the customer's automatic recharge if it is due (the store refuses a second one
@@ -572,10 +585,11 @@ impl Notifier {
         if !claimed {
             return Ok(());
         }
-        let fired = self.evaluate_all(now)?;
+        let (fired, invoiced) = self.evaluate_all(now)?;
         *self.last_evaluation.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(now);
         report.notifications += fired;
-        let summary = format!("evaluated every customer; {fired} notifications");
+        report.invoiced += invoiced;
+        let summary = format!("evaluated every customer; {fired} notifications, {invoiced} billing periods closed");
         self.alerts.finish_job("daily_sweep", &key, now, &summary).map_err(store)?;
         log("daily sweep", json!({ "key": key, "summary": summary, "by": self.name }));
         report.swept = Some(key);
@@ -655,6 +669,7 @@ impl Notifier {
             currency: c.code,
             method: method.to_owned(),
             paid_at: t.posted_at,
+            invoice: made_for(t.client_id.as_str()),
             notice,
         }))
     }
@@ -672,18 +687,10 @@ impl Notifier {
             let pdf = purse_http::handlers::payments::receipt_document(&r, &customer, issuer.as_ref(), &c);
             return Ok(Some((format!("{}.pdf", r.display_number()), pdf)));
         }
-        if n.kind != AlertKind::Payment(PaymentNotice::TopUpInvoice) {
-            return Ok(None);
+        if matches!(n.kind, AlertKind::Payment(PaymentNotice::TopUpInvoice | PaymentNotice::Invoice)) {
+            return self.invoice_attachment(n.party, &n.subject);
         }
-        let invoices = p.store().invoices(Some(n.party), 50).map_err(store)?;
-        let Some(invoice) = invoices.into_iter().find(|i| n.subject.contains(&i.display_number())) else { return Ok(None) };
-        let Some(customer) = self.reader.party(n.party).map_err(store)? else { return Ok(None) };
-        let issuer = invoice.issuer.map(|r| self.reader.party(r)).transpose().map_err(store)?.flatten();
-        let email = self.alerts.alert_settings(n.party).map_err(store)?.and_then(|a| a.email);
-        let currency = self.reader.currencies().map_err(store)?.into_iter().find(|c| c.code == invoice.currency);
-        let Some(c) = currency else { return Ok(None) };
-        let pdf = purse_http::handlers::payments::invoice_document(&invoice, &customer, issuer.as_ref(), email.as_deref(), &c);
-        Ok(Some((format!("{}.pdf", invoice.display_number()), pdf)))
+        Ok(None)
     }
 
     fn attempt(&self, d: &DeliveryRecord, now: Timestamp) -> Result<Attempt, String> {
@@ -752,6 +759,11 @@ impl Notifier {
 }
 
 /// A hash of what in recharge settings can make a recharge due.
+/// The invoice a payment was made for: its client id is `invoice:{id}` or `invoice:{id}:…`.
+fn made_for(client_id: &str) -> Option<u64> {
+    client_id.strip_prefix("invoice:")?.split(':').next()?.parse().ok()
+}
+
 fn settings_version(all: &[RechargeSettings]) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();

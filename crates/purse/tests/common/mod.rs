@@ -305,3 +305,26 @@ pub fn mail_attachment(mail: &str, content_type: &str) -> Option<(String, Vec<u8
     let body = rest.split("\n--").next()?;
     Some((headers.to_owned(), base64_decode(body)))
 }
+
+/// A real SMTP server (aiosmtpd, installed by `scripts/smtp.sh`) on `port`, storing every
+/// message in a fresh maildir: the process and the maildir. Never skipped: without it, fails.
+pub fn aiosmtpd(port: u16) -> (std::process::Child, std::path::PathBuf) {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let python = std::env::var("PURSE_AIOSMTPD_PYTHON").expect("PURSE_AIOSMTPD_PYTHON (scripts/test.sh)");
+    let dir = std::env::temp_dir().join(format!("purse-smtp-{}-{port}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let child = Command::new(python)
+        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "aiosmtpd did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, dir)
+}

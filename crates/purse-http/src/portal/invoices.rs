@@ -1,0 +1,355 @@
+//! Invoices and payments (seeds 002, 003): a customer's invoices (usage and top-up) with
+//! what is allocated and due, its payments with their receipt vouchers and allocations, the
+//! unallocated payments, its billing cycle, and one page per invoice with its lines, its
+//! allocations, its PDF, and (staff) its payment and voiding. The forms use the API's
+//! checks; errors come back next to the field.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use maud::html;
+use purse_core::{Amount, PartyKind, Role, Scope};
+use purse_store::BillingSettings;
+use serde_json::Value;
+
+use super::alerts::error_for;
+use super::page::{self, field};
+use super::session::{Form, Viewer};
+use super::{read, see_other, PortalError};
+use crate::handlers::invoices::{self as api, BillingBody, InvoicePaymentBody};
+use crate::handlers::payments as pay;
+use crate::AppState;
+
+fn staff(viewer: &Viewer) -> bool {
+    !matches!(viewer.user.role, Role::Customer(_))
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or("")
+}
+
+/// A time for people: `2026-12-01 23:00`.
+fn when(v: &Value) -> String {
+    v.as_str().and_then(purse_core::time::parse).map(purse_core::time::format_short).unwrap_or_default()
+}
+
+/// An amount to subtract, as shown: `0.0022` becomes `-0.0022`, `-0.0010` becomes `0.0010`.
+fn negated(v: &Value) -> String {
+    let text = s(v);
+    match text.strip_prefix('-') {
+        Some(positive) => positive.to_owned(),
+        None if text.trim_start_matches(['0', '.']).is_empty() => text.to_owned(),
+        None => format!("-{text}"),
+    }
+}
+
+fn day(v: &Value) -> &str {
+    v.as_str().map_or("", |t| &t[..t.len().min(10)])
+}
+
+/// `/customers/{id}/invoices`.
+pub async fn list(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>) -> Result<Response, PortalError> {
+    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
+    render_list(state, Arc::new(viewer), id, None, None).await
+}
+
+async fn render_list(state: AppState, viewer: Arc<Viewer>, id: u64, entered: Option<HashMap<String, String>>, error: Option<(String, String)>) -> Result<Response, PortalError> {
+    let v = viewer.clone();
+    let (name, currency, invoices, receipts, unallocated, billing) = read(&state, move |s| {
+        let party = s.party_for(&v.who, id)?;
+        let PartyKind::Customer { currency, .. } = party.kind else { return Err(PortalError::NotFound) };
+        let c = s.currency("currency", currency)?;
+        let invoices: Vec<Value> = s.payments.invoices(Some(party.id), 100)?.iter().map(|i| api::invoice_view(i, &c)).collect();
+        let receipts = s.payments.receipts(Some(party.id), 100)?.iter().map(|r| pay::receipt_view(s, r)).collect::<Result<Vec<_>, _>>()?;
+        let unallocated = c.format(Amount(s.payments.unallocated(party.id)?));
+        let billing = api::billing_view(&s.payments.billing_settings(party.id)?.unwrap_or_else(|| BillingSettings::default_for(party.id)), s)?;
+        Ok((party.name, c.code.to_string(), invoices, receipts, unallocated, billing))
+    })
+    .await?;
+    let staff = staff(&viewer) && viewer.user.scope == Scope::ReadWrite;
+    let writable = viewer.user.scope == Scope::ReadWrite;
+    let value = |k: &str, shown: String| entered.as_ref().and_then(|e| e.get(k).cloned()).unwrap_or(shown);
+    let body = html! {
+        @if let Some((f, m)) = &error { p.notice.bad id="form-error" { (f) ": " (m) } }
+        div.figures {
+            div.figure { div.label { "Unallocated payments" } div.value id="unallocated" { (unallocated) " " (currency) } }
+            div.figure { div.label { "Billing cycle" } div.value id="billing-cycle" { "monthly, day " (billing["cycle_day"]) ", " (s(&billing["time_zone"])) } }
+            div.figure { div.label { "Next invoice" } div.value id="next-invoice" { (day(&billing["next_invoice_at"])) } }
+        }
+        p.muted { "Payments are applied to open invoices oldest first; what is left is an unallocated payment, applied to the next invoices automatically. It is not a cash reserve: every payment was credited to the balance when it was received." }
+        @if staff {
+            form.card method="post" action=(format!("/customers/{id}/billing-settings")) id="billing-form" {
+                input type="hidden" name="csrf" value=(viewer.csrf);
+                (field("Cycle day (1-28)", "cycle_day", "text", &value("cycle_day", billing["cycle_day"].to_string()), error_for(&error, "cycle_day")))
+                (field("Time zone (UTC or +03:00)", "time_zone", "text", &value("time_zone", s(&billing["time_zone"]).to_owned()), error_for(&error, "time_zone")))
+                button type="submit" id="save-billing" { "Save billing cycle" }
+            }
+            form.inline method="post" action=(format!("/customers/{id}/invoices")) id="issue-form" {
+                input type="hidden" name="csrf" value=(viewer.csrf);
+                button type="submit" id="issue-invoice" { "Issue invoice now (everything uninvoiced)" }
+                @if let Some(e) = error_for(&error, "customer") { p.error id="issue-error" { (e) } }
+            }
+        }
+        h2 { "Invoices" }
+        div.scroll {
+            table id="invoices" {
+                thead { tr { th { "Number" } th { "Kind" } th { "Issued" } th { "Period" } th.num { "Total" } th.num { "Paid" } th.num { "Due" } th { "Status" } th { "PDF" } } }
+                tbody {
+                    @for i in &invoices {
+                        tr {
+                            td { a.invoice-link href=(format!("/invoices/{}", i["id"])) { (s(&i["number"])) } }
+                            td { (s(&i["kind"]).replace('_', "-")) }
+                            td { (day(&i["created_at"])) }
+                            td { @if i["period_start"].is_string() { (day(&i["period_start"])) " – " (day(&i["period_end"])) } }
+                            td.num { (s(&i["total"])) }
+                            td.num { (s(&i["allocated"])) }
+                            td.num { (s(&i["due"])) }
+                            td.status { (s(&i["status"]).replace('_', " ")) }
+                            td { a.invoice-pdf href=(format!("/invoices/{}/pdf", i["id"])) { "PDF" } }
+                        }
+                    }
+                    @if invoices.is_empty() { tr { td colspan="9" .muted { "No invoices yet." } } }
+                }
+            }
+        }
+        h2 { "Payments and receipt vouchers" }
+        div.scroll {
+            table id="receipts" {
+                thead { tr { th { "Receipt" } th { "Received" } th.num { "Amount" } th { "Paid by" } th.num { "Unallocated" } th { "Allocated to" } @if writable { th {} } } }
+                tbody {
+                    @for r in &receipts {
+                        tr {
+                            td { a href=(format!("/receipts/{}/pdf", r["id"])) .receipt-pdf { (s(&r["number"])) " (PDF)" } }
+                            td { (day(&r["paid_at"])) }
+                            td.num { (s(&r["amount"])) }
+                            td { (s(&r["method"]).replace('_', " ")) @if r["reversed_at"].is_string() { " " span.bad { "(reversed)" } } }
+                            td.num { (s(&r["unallocated"])) }
+                            td {
+                                @for a in r["allocations"].as_array().into_iter().flatten() {
+                                    div.allocation {
+                                        (s(&a["amount"])) " → " a href=(format!("/invoices/{}", a["invoice"])) { (s(&a["invoice_number"])) }
+                                        @if a["released_at"].is_string() { " " span.muted { "(released: " (s(&a["release_reason"])) ")" } }
+                                    }
+                                }
+                            }
+                            @if writable {
+                                td {
+                                    form.inline method="post" action=(format!("/receipts/{}/email", r["id"])) {
+                                        input type="hidden" name="csrf" value=(viewer.csrf);
+                                        button.secondary type="submit" id=(format!("email-receipt-{}", r["id"])) { "E-mail again" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    @if receipts.is_empty() { tr { td colspan="7" .muted { "No payments received yet." } } }
+                }
+            }
+        }
+    };
+    let title = format!("Invoices and payments — {name}");
+    let crumbs = crumbs(&viewer, &name, id, "Invoices and payments");
+    let crumbs: Vec<(&str, &str)> = crumbs.iter().map(|(a, b)| (*a, b.as_str())).collect();
+    let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    Ok(page::respond(status, page::layout(&title, Some(&viewer), &crumbs, body)))
+}
+
+fn crumbs<'a>(viewer: &Viewer, name: &'a str, id: u64, last: &'a str) -> Vec<(&'a str, String)> {
+    if staff(viewer) {
+        vec![("Customers", "/customers".into()), (name, format!("/customers/{id}")), (last, String::new())]
+    } else {
+        vec![("Settings", "/settings".into()), ("Billing", "/settings/account/billing".into()), (last, String::new())]
+    }
+}
+
+/// Saves the billing cycle.
+pub async fn save_billing(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>, form: Form) -> Result<Response, PortalError> {
+    viewer.check(&form)?;
+    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
+    let entered: HashMap<String, String> = ["cycle_day", "time_zone"].iter().map(|k| ((*k).to_owned(), form.get(k).trim().to_owned())).collect();
+    let viewer = Arc::new(viewer);
+    let (v, e) = (viewer.clone(), entered.clone());
+    let saved = read(&state, move |s| {
+        let party = crate::handlers::party_of_kind(s, &v.who, id, false)?;
+        let cycle_day = e["cycle_day"].parse().map_err(|_| PortalError::Field("cycle_day".into(), "cycle_day must be a whole number between 1 and 28".into()))?;
+        api::save_billing(s, &v.who, &party, &BillingBody { cycle_day, time_zone: e["time_zone"].clone() }).map_err(PortalError::from_api_keep)?;
+        Ok(())
+    })
+    .await;
+    match saved {
+        Ok(()) => Ok(see_other(&format!("/customers/{id}/invoices"))),
+        Err(PortalError::Field(f, m)) => render_list(state, viewer, id, Some(entered), Some((f, m))).await,
+        Err(other) => Err(other),
+    }
+}
+
+/// "Issue invoice now".
+pub async fn issue(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>, form: Form) -> Result<Response, PortalError> {
+    viewer.check(&form)?;
+    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
+    match api::issue_now(&state, viewer.who, id).await.map_err(PortalError::from_api_keep)? {
+        Some(i) => Ok(see_other(&format!("/invoices/{}", i.id))),
+        None => {
+            let error = ("customer".to_owned(), "nothing to invoice: the customer has no uninvoiced usage".to_owned());
+            render_list(state, Arc::new(viewer), id, None, Some(error)).await
+        }
+    }
+}
+
+/// `/invoices/{id}`: one invoice.
+pub async fn show(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>) -> Result<Response, PortalError> {
+    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
+    render_invoice(state, Arc::new(viewer), id, None, None).await
+}
+
+async fn render_invoice(state: AppState, viewer: Arc<Viewer>, id: u64, entered: Option<HashMap<String, String>>, error: Option<(String, String)>) -> Result<Response, PortalError> {
+    let who = viewer.who;
+    let (i, name) = read(&state, move |s| {
+        let i = api::visible_invoice(s, &who, id).map_err(|_| PortalError::NotFound)?;
+        let name = s.engine.reader().party(i.party)?.map(|p| p.name).unwrap_or_default();
+        Ok((api::invoice_detail(s, &i)?, name))
+    })
+    .await?;
+    let customer = i["customer"].as_u64().unwrap_or(0);
+    let currency = s(&i["currency"]).to_owned();
+    let staff = staff(&viewer) && viewer.user.scope == Scope::ReadWrite;
+    let open = matches!(s(&i["status"]), "open" | "partially_paid");
+    let value = |k: &str, shown: &str| entered.as_ref().and_then(|e| e.get(k).cloned()).unwrap_or_else(|| shown.to_owned());
+    let body = html! {
+        @if let Some((f, m)) = &error { p.notice.bad id="form-error" { (f) ": " (m) } }
+        dl.facts {
+            dt { "Invoice number" } dd id="invoice-number" { (s(&i["number"])) }
+            dt { "Kind" } dd { @if s(&i["kind"]) == "usage" { "Usage" } @else { "Top-up" } }
+            dt { "Status" } dd id="invoice-status" { (s(&i["status"]).replace('_', " ")) @if let Some(r) = i["void_reason"].as_str() { " — " (r) } }
+            dt { "Issued" } dd { (when(&i["created_at"])) " UTC" }
+            @if i["period_start"].is_string() { dt { "Billing period" } dd id="invoice-period" { (when(&i["period_start"])) " to " (when(&i["period_end"])) " UTC" } }
+        }
+        p { a.button href=(format!("/invoices/{id}/pdf")) id="invoice-pdf" { "Download PDF" } }
+        h2 { "Lines" }
+        table id="lines" {
+            thead { tr { th { "Service" } th.num { "Quantity" } th.num { "Amount (" (currency) ")" } } }
+            tbody {
+                @for l in i["lines"].as_array().into_iter().flatten() {
+                    tr { td { (s(&l["service"])) } td.num { (l["quantity"]) } td.num { (s(&l["amount"])) } }
+                }
+            }
+            tfoot {
+                @if s(&i["kind"]) == "usage" {
+                    tr { td colspan="2" { "Subtotal (as posted)" } td.num id="subtotal" { (s(&i["subtotal"])) } }
+                    tr { td colspan="2" { "Rounding carried from the previous invoice" } td.num id="carry-in" { (s(&i["rounding_carried_in"])) } }
+                    tr { td colspan="2" { "Rounding carried to the next invoice" } td.num id="carry-out" { (negated(&i["rounding_carried_out"])) } }
+                }
+                tr { th colspan="2" { "Total" } th.num id="invoice-total" { (s(&i["total"])) " " (currency) } }
+                tr { td colspan="2" { "Paid (allocated payments)" } td.num id="invoice-allocated" { (s(&i["allocated"])) } }
+                tr { th colspan="2" { "Amount due" } th.num id="invoice-due" { (s(&i["due"])) " " (currency) } }
+            }
+        }
+        h2 { "Payments allocated" }
+        table id="allocations" {
+            thead { tr { th { "Receipt" } th.num { "Amount" } th { "Allocated" } th { "Released" } } }
+            tbody {
+                @for a in i["allocations"].as_array().into_iter().flatten() {
+                    tr {
+                        td { (s(&a["receipt_number"])) }
+                        td.num { (s(&a["amount"])) }
+                        td { (when(&a["at"])) }
+                        td { @if a["released_at"].is_string() { (when(&a["released_at"])) " (" (s(&a["release_reason"])) ")" } }
+                    }
+                }
+                @if i["allocations"].as_array().is_none_or(Vec::is_empty) { tr { td colspan="4" .muted { "No payment is allocated to this invoice." } } }
+            }
+        }
+        @if staff && open {
+            h2 { "Record a payment" }
+            form.card method="post" action=(format!("/invoices/{id}/pay")) id="pay-invoice-form" {
+                input type="hidden" name="csrf" value=(viewer.csrf);
+                (field(&format!("Amount ({currency})"), "amount", "text", &value("amount", s(&i["due"])), error_for(&error, "amount")))
+                div.field {
+                    label for="method" { "Method" }
+                    select id="method" name="method" {
+                        @for (m, label) in [("bank_transfer", "Bank transfer"), ("cheque", "Cheque"), ("cash", "Cash"), ("card", "Card")] { option value=(m) selected[value("method", "bank_transfer") == m] { (label) } }
+                    }
+                }
+                button type="submit" id="pay-invoice" { "Record payment" }
+            }
+        }
+        @if staff && s(&i["status"]) != "void" {
+            h2 { "Void" }
+            form.card method="post" action=(format!("/invoices/{id}/void")) id="void-form" {
+                input type="hidden" name="csrf" value=(viewer.csrf);
+                (field("Reason", "reason", "text", &value("reason", ""), error_for(&error, "reason").or(error_for(&error, "invoice"))))
+                button.danger type="submit" id="void-invoice" { "Void invoice" }
+            }
+        }
+    };
+    let title = format!("Invoice {}", s(&i["number"]));
+    let number = s(&i["number"]).to_owned();
+    let mut crumbs = crumbs(&viewer, &name, customer, "Invoices and payments");
+    crumbs.last_mut().expect("crumbs end with the list").1 = format!("/customers/{customer}/invoices");
+    crumbs.push((number.as_str(), String::new()));
+    let crumbs: Vec<(&str, &str)> = crumbs.iter().map(|(a, b)| (*a, b.as_str())).collect();
+    let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    Ok(page::respond(status, page::layout(&title, Some(&viewer), &crumbs, body)))
+}
+
+/// Records a payment of the invoice.
+pub async fn pay(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>, form: Form) -> Result<Response, PortalError> {
+    viewer.check(&form)?;
+    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
+    let entered: HashMap<String, String> = ["amount", "method"].iter().map(|k| ((*k).to_owned(), form.get(k).trim().to_owned())).collect();
+    let viewer = Arc::new(viewer);
+    let (who, e) = (viewer.who, entered.clone());
+    let checked = read(&state, move |s| {
+        let i = api::visible_invoice(s, &who, id).map_err(|_| PortalError::NotFound)?;
+        let body = InvoicePaymentBody { method: e["method"].clone(), amount: e["amount"].clone(), currency: i.currency.to_string() };
+        api::invoice_payment(s, &who, id, &body).map_err(PortalError::from_api_keep)
+    })
+    .await;
+    let (invoice, command) = match checked {
+        Ok((i, command, _)) => (i, command),
+        Err(PortalError::Field(f, m)) => return render_invoice(state, viewer, id, Some(entered), Some((f, m))).await,
+        Err(other) => return Err(other),
+    };
+    if let Some(command) = command {
+        let results = state.engine.submit_async(vec![purse_core::Item::single(command)]).await.map_err(|e| PortalError::from_api_keep(e.into()))?;
+        let transfer = match results.into_iter().next() {
+            Some(Ok(purse_core::Outcome::Posted { transfer, .. })) => transfer,
+            Some(Err(r)) => return render_invoice(state, viewer, id, Some(entered), Some((r.field().unwrap_or("amount").to_owned(), r.to_string()))).await,
+            _ => return Err(PortalError::Internal("unexpected outcome of an invoice payment".into())),
+        };
+        if invoice.kind == purse_store::InvoiceKind::TopUp {
+            let now = state.engine.clock().now();
+            read(&state, move |s| Ok(s.payments.invoice_paid(invoice.id, transfer.0, now)?)).await?;
+        }
+    }
+    Ok(see_other(&format!("/invoices/{id}")))
+}
+
+/// Voids the invoice.
+pub async fn void(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>, form: Form) -> Result<Response, PortalError> {
+    viewer.check(&form)?;
+    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
+    let reason = form.get("reason").trim().to_owned();
+    let viewer = Arc::new(viewer);
+    let (who, r) = (viewer.who, reason.clone());
+    match read(&state, move |s| api::void_invoice(s, &who, id, &r).map_err(PortalError::from_api_keep)).await {
+        Ok(_) => Ok(see_other(&format!("/invoices/{id}"))),
+        Err(PortalError::Field(f, m)) => render_invoice(state, viewer, id, Some(HashMap::from([("reason".to_owned(), reason)])), Some((f, m))).await,
+        Err(other) => Err(other),
+    }
+}
+
+/// An invoice's PDF, for whoever may see its customer.
+pub async fn pdf(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>) -> Result<Response, PortalError> {
+    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
+    let who = viewer.who;
+    let (number, bytes) = read(&state, move |s| {
+        let i = api::visible_invoice(s, &who, id).map_err(|_| PortalError::NotFound)?;
+        Ok((i.display_number(), api::invoice_pdf(s, &i)?))
+    })
+    .await?;
+    Ok(pay::pdf_response(&number, bytes))
+}

@@ -1,0 +1,142 @@
+//! The scheduler's invoicing: issuing each customer's monthly usage invoice when its cycle
+//! starts, e-mailing new invoices with their PDF once, and noticing reversed payments so
+//! their allocations are released.
+//!
+//! Issuing is a ledger command ([`Command::Invoice`]) whose period ends at the cycle start;
+//! the ledger refuses a second invoice for the same period, so several processes (or a
+//! late or repeated pass) issue each invoice once.
+
+use std::collections::HashMap;
+
+use purse_core::invoice::{cycle_start, format_total, invoice_precision};
+use purse_core::{Account, AccountKind, Amount, Command, Item, Party, PartyId, PartyKind, Rejection, Timestamp};
+use purse_store::{AlertBatch, AlertKind, BillingSettings, InvoiceRecord, NewNotification, PaymentNotice};
+use serde_json::json;
+
+use super::{store, Notifier};
+
+/// Most invoices issued in one ledger batch.
+const ISSUE_BATCH: usize = 256;
+
+impl Notifier {
+    /// Issues the usage invoice of every customer whose billing cycle started since its last
+    /// one (monthly, from its cycle day at midnight in its time zone). Returns how many
+    /// periods were closed.
+    pub fn issue_due_invoices(&self, customers: &[Party], accounts: &[Account], now: Timestamp) -> Result<usize, String> {
+        let Some(p) = &self.payments else { return Ok(0) };
+        let settings: HashMap<PartyId, BillingSettings> = p.store().all_billing_settings().map_err(store)?.into_iter().map(|s| (s.party, s)).collect();
+        let mut by_party: HashMap<PartyId, Vec<&Account>> = HashMap::new();
+        for a in accounts {
+            if let (Some(party), false) = (a.party, matches!(a.kind, AccountKind::System(_))) {
+                by_party.entry(party).or_default().push(a);
+            }
+        }
+        let mut items = Vec::new();
+        for party in customers {
+            let PartyKind::Customer { currency, .. } = party.kind else { continue };
+            let s = settings.get(&party.id).copied().unwrap_or_else(|| BillingSettings::default_for(party.id));
+            let start = cycle_start(now, s.cycle_day, s.utc_offset_min);
+            if start <= party.created_at || party.invoiced_until.is_some_and(|u| u >= start) {
+                continue;
+            }
+            let mine = by_party.get(&party.id).map(Vec::as_slice).unwrap_or_default();
+            let accounts = mine.iter().filter(|a| a.currency == currency).map(|a| a.id).collect();
+            items.push(Item::single(Command::Invoice { party: party.id, accounts, period_end: start }));
+        }
+        let mut closed = 0;
+        for chunk in items.chunks(ISSUE_BATCH) {
+            for result in self.engine.submit(chunk.to_vec()).map_err(|e| e.to_string())? {
+                match result {
+                    Ok(_) => closed += 1,
+                    Err(Rejection::AlreadyInvoiced { .. }) => {} // another process was first
+                    Err(r) => return Err(format!("issuing an invoice: {r}")),
+                }
+            }
+        }
+        Ok(closed)
+    }
+
+    /// E-mails each usage invoice not sent yet to the customer's billing e-mail, after
+    /// applying the customer's unallocated payments to it; marks it sent in the transaction
+    /// that records the e-mail, so it goes once. Returns how many were sent.
+    pub fn send_invoices(&self, now: Timestamp) -> Result<usize, String> {
+        let Some(p) = &self.payments else { return Ok(0) };
+        let store = p.store();
+        let mut sent = 0;
+        loop {
+            let unsent = store.unsent_invoices(100).map_err(super::store)?;
+            let n = unsent.len();
+            for i in unsent {
+                store.allocate(i.party, now).map_err(super::store)?;
+                let Some(i) = store.invoice(i.id).map_err(super::store)? else { continue };
+                let notice = self.invoice_notice(&i, now)?;
+                let batch = AlertBatch { sent_invoices: vec![(i.id, notice)], ..AlertBatch::default() };
+                if self.alerts.record_alerts(&batch, now).map_err(super::store)? {
+                    sent += 1;
+                }
+            }
+            if n < 100 {
+                return Ok(sent);
+            }
+        }
+    }
+
+    fn invoice_notice(&self, i: &InvoiceRecord, now: Timestamp) -> Result<Option<NewNotification>, String> {
+        let Some(to) = self.alerts.alert_settings(i.party).map_err(store)?.and_then(|a| a.email) else { return Ok(None) };
+        let Some(party) = self.reader.party(i.party).map_err(store)? else { return Ok(None) };
+        let Some(c) = self.reader.currencies().map_err(store)?.into_iter().find(|c| c.code == i.currency) else { return Ok(None) };
+        let number = i.display_number();
+        let f = |units: i64| c.format(Amount(units));
+        let period = i.period.map(|(a, b)| format!("{} to {}", purse_core::time::format_short(a), purse_core::time::format_short(b))).unwrap_or_default();
+        Ok(Some(NewNotification {
+            party: i.party,
+            kind: AlertKind::Payment(PaymentNotice::Invoice),
+            threshold: i.amount,
+            available: i.due(),
+            currency: i.currency,
+            at: now,
+            subject: format!("Invoice {number}: {} {} for {}", format_total(c, i.amount), c.code, party.name),
+            body: format!(
+                "Hello,\n\nInvoice {number} for {} covers the usage from {period}: {} {} (rounded to {} decimals).\n\
+                 Payments already received cover {} {}; the amount due is {} {}.\nThe invoice is attached as a PDF.\n\n-- Purse",
+                party.name,
+                format_total(c, i.amount),
+                c.code,
+                invoice_precision(c),
+                f(i.allocated),
+                c.code,
+                format_total(c, i.due()),
+                c.code,
+            ),
+            payload: json!({
+                "type": PaymentNotice::Invoice.event_type(),
+                "timestamp": purse_core::time::format(now),
+                "data": { "customer": i.party.0, "invoice": number, "amount": f(i.amount), "due": f(i.due()), "currency": c.code.to_string() }
+            })
+            .to_string(),
+            emails: vec![to],
+            endpoints: Vec::new(),
+        }))
+    }
+
+    /// Releases the allocations of payments that were reversed (and applies the customers'
+    /// other payments again).
+    pub fn sync_reversals(&self, now: Timestamp) -> Result<usize, String> {
+        let Some(p) = &self.payments else { return Ok(0) };
+        Ok(p.store().sync_reversals(now).map_err(store)?.len())
+    }
+
+    /// The PDF of the invoice an invoice e-mail names, made again at each attempt.
+    pub(super) fn invoice_attachment(&self, party: PartyId, subject: &str) -> Result<Option<(String, Vec<u8>)>, String> {
+        let Some(p) = &self.payments else { return Ok(None) };
+        let Some((kind, issuer, number)) = purse_store::payments::find_invoice_number(subject) else { return Ok(None) };
+        let Some(invoice) = p.store().invoice_by_number(kind, issuer, number).map_err(store)?.filter(|i| i.party == party) else { return Ok(None) };
+        let Some(customer) = self.reader.party(party).map_err(store)? else { return Ok(None) };
+        let issuer = invoice.issuer.map(|r| self.reader.party(r)).transpose().map_err(store)?.flatten();
+        let email = self.alerts.alert_settings(party).map_err(store)?.and_then(|a| a.email);
+        let Some(c) = self.reader.currencies().map_err(store)?.into_iter().find(|c| c.code == invoice.currency) else { return Ok(None) };
+        let lines = purse_store::invoices::lines(self.reader.as_ref(), p.store().as_ref(), &invoice).map_err(store)?;
+        let pdf = purse_http::handlers::invoices::invoice_document(&invoice, &lines, &customer, issuer.as_ref(), email.as_deref(), &c);
+        Ok(Some((format!("{}.pdf", invoice.display_number()), pdf)))
+    }
+}
