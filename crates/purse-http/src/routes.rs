@@ -123,6 +123,7 @@ pub fn table() -> Vec<Route> {
         route(Method::GET, "/v1/customers/{id}/billing-settings", "getBillingSettings", "The customer's billing cycle: monthly, from its cycle day at midnight in its time zone.", Read, &[], None, (200, "BillingSettings"), get(invoices::get_billing)),
         route(Method::PUT, "/v1/customers/{id}/billing-settings", "putBillingSettings", "Set the customer's cycle day (1-28) and time zone (operators, resellers).", Settings, &[], Some("BillingSettingsBody"), (200, "BillingSettings"), axum::routing::put(invoices::put_billing)),
         route(Method::GET, "/v1/receipts", "listReceipts", "Receipt vouchers, one per payment received, newest first.", Read, &["customer", "limit"], None, (200, "ReceiptList"), get(payments::list_receipts)),
+        route(Method::GET, "/v1/receipts/{id}", "getReceipt", "A receipt voucher: the payment, what of it is allocated and to which invoices.", Read, &[], None, (200, "Receipt"), get(payments::get_receipt)),
         route(Method::GET, "/v1/receipts/{id}/pdf", "getReceiptPdf", "A receipt voucher as a PDF.", Read, &[], None, (200, "Pdf"), get(payments::get_receipt_pdf)),
         route(Method::POST, "/v1/receipts/{id}/email", "emailReceipt", "E-mail a receipt voucher again to the billing e-mail, with its PDF.", Settings, &[], None, (200, "Receipt"), post(payments::send_receipt)),
         route(Method::GET, "/v1/invoices/{id}/pdf", "getInvoicePdf", "The invoice as a PDF (made in-process).", Read, &[], None, (200, "Pdf"), get(invoices::get_invoice_pdf)),

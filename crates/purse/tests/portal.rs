@@ -679,6 +679,12 @@ fn issue_8_staff_see_invoices_with_lines_and_allocations_and_a_customer_admin_on
     // The PDF link serves the invoice.
     let href = b.script("return document.querySelector('#invoice-pdf').href;");
     assert!(href.as_str().unwrap().ends_with("/pdf"), "{href}");
+    // The receipt voucher's page shows where its payment went.
+    b.open(&format!("/customers/{}/invoices", initech.0));
+    b.click(".receipt-link");
+    assert!(b.text("#receipt-number").starts_with("RV-"), "{}", b.source());
+    assert!(b.text("#receipt-allocations").contains(&number), "{}", b.source());
+    assert_eq!(b.text("#receipt-unallocated"), "0.0000");
     // A customer admin sees its own invoices page without staff forms, not Initech's.
     b.logout();
     b.login(&site.customer.0, &site.customer.1);

@@ -475,6 +475,17 @@ pub(crate) fn email_receipt(s: &AppState, who: &Principal, id: u64) -> Result<(R
     Ok((r, to))
 }
 
+/// `GET /v1/receipts/{id}`: a payment's receipt with its allocations.
+pub async fn get_receipt(State(state): State<AppState>, who: Principal, Id(id): Id) -> Result<Response, ApiError> {
+    let view = state
+        .read(move |s| {
+            let r = s.payments.receipt(id)?.filter(|r| sees(s, &who, r.party).unwrap_or(false)).ok_or(ApiError::NotFound("receipt"))?;
+            receipt_view(s, &r)
+        })
+        .await?;
+    Ok(reply(StatusCode::OK, &view))
+}
+
 pub async fn list_receipts(State(state): State<AppState>, who: Principal, params: Params) -> Result<Response, ApiError> {
     list_of(state, who, params, |s, p, n| Ok(s.payments.receipts(p, n)?), |s, r| Ok((r.party, receipt_view(s, r)?))).await
 }

@@ -122,7 +122,7 @@ async fn render_list(state: AppState, viewer: Arc<Viewer>, id: u64, entered: Opt
                 tbody {
                     @for r in &receipts {
                         tr {
-                            td { a href=(format!("/receipts/{}/pdf", r["id"])) .receipt-pdf { (s(&r["number"])) " (PDF)" } }
+                            td { a.receipt-link href=(format!("/receipts/{}", r["id"])) { (s(&r["number"])) } " " a.receipt-pdf href=(format!("/receipts/{}/pdf", r["id"])) { "(PDF)" } }
                             td { (day(&r["paid_at"])) }
                             td.num { (s(&r["amount"])) }
                             td { (s(&r["method"]).replace('_', " ")) @if r["reversed_at"].is_string() { " " span.bad { "(reversed)" } } }
@@ -352,4 +352,61 @@ pub async fn pdf(State(state): State<AppState>, viewer: Viewer, Path(id): Path<S
     })
     .await?;
     Ok(pay::pdf_response(&number, bytes))
+}
+
+/// `/receipts/{id}`: a receipt voucher (seed 002) with where its payment went.
+pub async fn receipt(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>) -> Result<Response, PortalError> {
+    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
+    let who = viewer.who;
+    let (r, name) = read(&state, move |s| {
+        let (r, _) = pay::visible_receipt(s, &who, id).map_err(|_| PortalError::NotFound)?;
+        let name = s.engine.reader().party(r.party)?.map(|p| p.name).unwrap_or_default();
+        Ok((pay::receipt_view(s, &r)?, name))
+    })
+    .await?;
+    let customer = r["customer"].as_u64().unwrap_or(0);
+    let writable = viewer.user.scope == Scope::ReadWrite;
+    let body = html! {
+        dl.facts {
+            dt { "Receipt number" } dd id="receipt-number" { (s(&r["number"])) }
+            dt { "Received from" } dd { (name) }
+            dt { "Received on" } dd { (when(&r["paid_at"])) " UTC" }
+            dt { "Amount" } dd id="receipt-amount" { (s(&r["amount"])) " " (s(&r["currency"])) }
+            dt { "Paid by" } dd { (s(&r["method"]).replace('_', " ")) }
+            dt { "Reference" } dd { "payment " (r["transfer"]) }
+            dt { "Unallocated" } dd id="receipt-unallocated" { (s(&r["unallocated"])) @if r["reversed_at"].is_string() { " " span.bad { "(reversed " (when(&r["reversed_at"])) ")" } } }
+        }
+        p {
+            a.button href=(format!("/receipts/{id}/pdf")) id="receipt-pdf" { "Download PDF" }
+            @if writable {
+                " "
+                form.inline method="post" action=(format!("/receipts/{id}/email")) {
+                    input type="hidden" name="csrf" value=(viewer.csrf);
+                    button.secondary type="submit" id="email-receipt" { "E-mail again" }
+                }
+            }
+        }
+        h2 { "Allocated to" }
+        table id="receipt-allocations" {
+            thead { tr { th { "Invoice" } th.num { "Amount" } th { "Allocated" } th { "Released" } } }
+            tbody {
+                @for a in r["allocations"].as_array().into_iter().flatten() {
+                    tr {
+                        td { a href=(format!("/invoices/{}", a["invoice"])) { (s(&a["invoice_number"])) } }
+                        td.num { (s(&a["amount"])) }
+                        td { (when(&a["at"])) }
+                        td { @if a["released_at"].is_string() { (when(&a["released_at"])) " (" (s(&a["release_reason"])) ")" } }
+                    }
+                }
+                @if r["allocations"].as_array().is_none_or(Vec::is_empty) { tr { td colspan="4" .muted { "Not allocated to an invoice yet: an unallocated payment, applied to the next invoice." } } }
+            }
+        }
+    };
+    let title = format!("Receipt voucher {}", s(&r["number"]));
+    let number = s(&r["number"]).to_owned();
+    let mut crumbs = crumbs(&viewer, &name, customer, "Invoices and payments");
+    crumbs.last_mut().expect("crumbs end with the list").1 = format!("/customers/{customer}/invoices");
+    crumbs.push((number.as_str(), String::new()));
+    let crumbs: Vec<(&str, &str)> = crumbs.iter().map(|(a, b)| (*a, b.as_str())).collect();
+    Ok(page::ok(page::layout(&title, Some(&viewer), &crumbs, body)))
 }

@@ -59,6 +59,7 @@ pub fn routes() -> Router<AppState> {
         .route("/invoices/{id}/pay", post(invoices::pay))
         .route("/invoices/{id}/void", post(invoices::void))
         .route("/invoices/{id}/pdf", get(invoices::pdf))
+        .route("/receipts/{id}", get(invoices::receipt))
         .route("/receipts/{id}/pdf", get(payments::receipt_pdf))
         .route("/receipts/{id}/email", post(payments::email_receipt))
         .route("/customers/{id}/credit", get(credit::show).post(credit::save))
