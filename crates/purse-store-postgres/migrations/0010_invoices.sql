@@ -36,6 +36,14 @@ CREATE TABLE invoice_accounts (
     PRIMARY KEY (invoice_id, account_id)
 );
 CREATE INDEX invoice_accounts_account ON invoice_accounts (account_id, invoice_id);
+-- A usage invoice's lines by service, kept the first time they are read from the journal.
+CREATE TABLE invoice_lines (
+    invoice_id  BIGINT NOT NULL REFERENCES invoices (id),
+    service     TEXT NOT NULL,
+    quantity    BIGINT NOT NULL,
+    amount      BIGINT NOT NULL,
+    PRIMARY KEY (invoice_id, service)
+);
 -- The end of the period the last usage invoice covered.
 ALTER TABLE parties ADD COLUMN invoiced_until BIGINT;
 ALTER TABLE receipts ADD COLUMN invoice_id BIGINT;

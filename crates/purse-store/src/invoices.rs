@@ -388,6 +388,10 @@ pub trait InvoiceStore: Send + Sync {
     fn invoices(&self, party: Option<PartyId>, limit: u32) -> StoreResult<Vec<InvoiceRecord>>;
     fn invoice_by_number(&self, kind: InvoiceKind, issuer: Option<PartyId>, number: u64) -> StoreResult<Option<InvoiceRecord>>;
     fn invoice_accounts(&self, invoice: u64) -> StoreResult<Vec<InvoiceAccount>>;
+    /// The lines kept for an invoice (none until [`lines`] first read them).
+    fn stored_lines(&self, invoice: u64) -> StoreResult<Vec<Line>>;
+    /// Keeps an invoice's lines (once: lines kept already stay as they are).
+    fn store_lines(&self, invoice: u64, lines: &[Line]) -> StoreResult<()>;
     /// Usage invoices not e-mailed yet, oldest first.
     fn unsent_invoices(&self, limit: u32) -> StoreResult<Vec<InvoiceRecord>>;
     fn receipt(&self, id: u64) -> StoreResult<Option<ReceiptRecord>>;
@@ -448,6 +452,26 @@ impl<T: Transact> InvoiceStore for T {
                     })
                 },
             )
+        })
+    }
+
+    fn stored_lines(&self, invoice: u64) -> StoreResult<Vec<Line>> {
+        run_db(self, false, |db| {
+            collect(db.rows("SELECT service, quantity, amount FROM invoice_lines WHERE invoice_id = $1 ORDER BY service", &[id(invoice)])?, |r| {
+                Ok(Line { service: r[0].text()?, count: r[1].int()?, amount: r[2].int()? })
+            })
+        })
+    }
+
+    fn store_lines(&self, invoice: u64, lines: &[Line]) -> StoreResult<()> {
+        run_db(self, true, |db| {
+            for l in lines {
+                db.run(
+                    "INSERT INTO invoice_lines (invoice_id, service, quantity, amount) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                    &[id(invoice), Value::from(l.service.clone()), Value::from(l.count), Value::from(l.amount)],
+                )?;
+            }
+            Ok(())
         })
     }
 
@@ -602,11 +626,22 @@ pub struct Line {
 /// An invoice's lines. A usage invoice's are walked from each account's journal chain
 /// between the previous invoice and this one, so they are the journal itself: a service's
 /// charges less the reversals of its charges. The walk checks that each account's lines sum
-/// to what the ledger moved to the invoice, and all of them to its subtotal.
+/// to what the ledger moved to the invoice, and all of them to its subtotal; the lines are
+/// then kept, so the walk (one keyed read per posting) is made once per invoice.
 pub fn lines(reader: &dyn crate::Reader, store: &dyn InvoiceStore, i: &InvoiceRecord) -> StoreResult<Vec<Line>> {
     if i.kind != InvoiceKind::Usage {
         return Ok(vec![Line { service: "Top-up of the balance (automatic recharge by invoice)".into(), count: 1, amount: i.amount }]);
     }
+    let kept = store.stored_lines(i.id)?;
+    if !kept.is_empty() {
+        return Ok(kept);
+    }
+    let walked = walk_lines(reader, store, i)?;
+    store.store_lines(i.id, &walked)?;
+    Ok(walked)
+}
+
+fn walk_lines(reader: &dyn crate::Reader, store: &dyn InvoiceStore, i: &InvoiceRecord) -> StoreResult<Vec<Line>> {
     let mut lines: BTreeMap<String, (i64, i64)> = BTreeMap::new();
     let mut total = 0i128;
     for part in store.invoice_accounts(i.id)? {
