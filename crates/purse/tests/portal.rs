@@ -685,6 +685,13 @@ fn issue_8_staff_see_invoices_with_lines_and_allocations_and_a_customer_admin_on
     assert!(b.text("#receipt-number").starts_with("RV-"), "{}", b.source());
     assert!(b.text("#receipt-allocations").contains(&number), "{}", b.source());
     assert_eq!(b.text("#receipt-unallocated"), "0.0000");
+    // Balance Details shows what the period invoiced and what is uninvoiced now.
+    let today = purse_core::time::day_of(purse_engine::Clock::now(&purse_engine::SystemClock));
+    let (from, to) = (purse_core::time::format_date(today - 2), purse_core::time::format_date(today));
+    b.open(&format!("/customers/{}/balance?from={from}&to={to}", initech.0));
+    assert!(b.text("#invoiced-period").contains("(1 invoice)"), "{}", b.source());
+    assert_ne!(b.text("#invoiced"), "0.0000 USD");
+    assert!(!b.text("#uninvoiced-now").is_empty());
     // A customer admin sees its own invoices page without staff forms, not Initech's.
     b.logout();
     b.login(&site.customer.0, &site.customer.1);

@@ -224,7 +224,7 @@ async fn render(state: &AppState, viewer: &Viewer, id: u64, q: &HashMap<String, 
             @if r.truncated { p.notice.bad { "This period has more postings than one page can add up; choose a shorter one." } }
             h2 { "Consumption " span.muted { (money(c, Amount(r.consumed))) } }
             p id="invoiced-period" {
-                "Invoiced in this period: " strong id="invoiced" { (money(c, Amount(d.invoiced.1))) } " (" (d.invoiced.0) " invoices) · uninvoiced now: "
+                "Invoiced in this period: " strong id="invoiced" { (money(c, Amount(d.invoiced.1))) } " (" (d.invoiced.0) (if d.invoiced.0 == 1 { " invoice" } else { " invoices" }) ") · uninvoiced now: "
                 strong id="uninvoiced-now" { (money(c, d.wallet.uninvoiced)) } " · "
                 a href=(format!("/customers/{id}/invoices")) id="invoices-link" { "Invoices and payments →" }
             }
