@@ -335,7 +335,7 @@ fn release(db: &mut dyn Db, clause: &str, key: u64, at: Timestamp, reason: &str)
 /// applies the customers' other payments again; returns the customers concerned.
 pub fn sync_reversals(db: &mut dyn Db, at: Timestamp) -> StoreResult<Vec<PartyId>> {
     let found = db.rows(
-        "SELECT r.id, r.party_id FROM receipts r JOIN transfers t ON t.reverses_id = r.transfer_id WHERE r.reversed_at IS NULL ORDER BY r.id",
+        "SELECT r.id, r.party_id FROM receipts r JOIN transfers t ON t.reverses_id = r.transfer_id WHERE r.reversed_at IS NULL ORDER BY r.party_id, r.id",
         &[],
     )?;
     let mut parties = Vec::new();
@@ -603,6 +603,8 @@ pub fn record_payments(db: &mut dyn Db, batch: &crate::AlertBatch, now: Timestam
             }
         }
     }
+    // Customers are locked in one order everywhere, so two transactions never wait on each other.
+    parties.sort_unstable();
     for party in parties {
         allocate(db, party, now)?;
     }

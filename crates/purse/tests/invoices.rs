@@ -55,6 +55,10 @@ struct World {
 
 impl World {
     fn new(url: &str, start: Timestamp) -> World {
+        World::evaluating_every(url, start, AlertConfig::default().evaluate_every_s)
+    }
+
+    fn evaluating_every(url: &str, start: Timestamp, evaluate_every_s: i64) -> World {
         let opened = purse::open_store(url).unwrap();
         let (_, secret) = purse::keys::create(&opened, "test", Role::Operator, Scope::ReadWrite, start).unwrap();
         let clock = Arc::new(ManualClock::new(start));
@@ -63,7 +67,7 @@ impl World {
         let smtp = aiosmtpd(port);
         let side = purse::open_side(url).unwrap();
         let mail = MailConfig::Smtp { host: "127.0.0.1".into(), port, tls: SmtpTls::None, username: None, password: None };
-        let config = AlertConfig { mail, from: "Purse <billing@purse.test>".into(), ..AlertConfig::default() };
+        let config = AlertConfig { mail, from: "Purse <billing@purse.test>".into(), evaluate_every_s, ..AlertConfig::default() };
         let payments = Arc::new(Payments::new(server.engine.clone(), side.reader.clone(), side.alerts.clone(), side.payments, PaymentConfig::default(), None));
         let notifier = Notifier::new(server.engine.clone(), side.reader, side.alerts, side.access, config).unwrap().with_payments(payments);
         let api = Client::new(&format!("http://{}", server.addr), Some(secret.clone())).unwrap();
@@ -505,4 +509,27 @@ fn issue_8_paying_and_voiding_follow_the_rules_and_bad_input_names_the_rule() {
     let third = w.call("POST", &format!("/v1/customers/{c}/invoices"), json!({}));
     assert_eq!(admin.send("POST", &format!("/v1/invoices/{}/void", third["id"]), &json!({ "reason": "x" }), "k1").unwrap().status, 403);
     assert_eq!(admin.get(&format!("/v1/invoices/{}", third["id"])).unwrap().status, 200, "but sees its invoice");
+}
+
+#[test]
+fn issue_8_an_invoice_is_issued_when_the_cycle_starts_not_at_the_next_periodic_evaluation() {
+    // The periodic evaluation runs once a day here; the cycle starts an hour after the start.
+    let start = purse_core::time::parse("2026-06-30T23:00:00Z").unwrap();
+    let mut w = World::evaluating_every(&sqlite_url(), start, 86_400);
+    w.call("POST", "/v1/currencies", json!({ "code": "USD" }));
+    let (c, wallet) = w.customer("punctual", None);
+    w.charge(wallet, "12.00", "calls");
+    w.step(); // the first pass evaluates, and learns when the next cycle starts
+    assert!(w.invoices(c).is_empty());
+    w.clock.set(purse_core::time::parse("2026-06-30T23:59:59Z").unwrap());
+    w.step();
+    assert!(w.invoices(c).is_empty(), "not before the cycle starts");
+    w.clock.set(purse_core::time::parse("2026-07-01T00:00:01Z").unwrap());
+    w.step();
+    let invoices = w.invoices(c);
+    assert_eq!(invoices.len(), 1, "issued at the next step after the cycle start");
+    assert_eq!((invoices[0]["period_end"].clone(), invoices[0]["total"].clone()), (json!("2026-07-01T00:00:00.000000Z"), json!("12.00")));
+    assert_eq!(w.mails("Invoice INV-0-000001").len(), 1, "and e-mailed in the same step");
+    w.step();
+    assert_eq!(w.invoices(c).len(), 1);
 }

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use purse_core::invoice::{cycle_start, format_total, invoice_precision};
+use purse_core::invoice::{cycle_start, format_total, invoice_precision, next_cycle_start};
 use purse_core::{Account, AccountKind, Amount, Command, Item, Party, PartyId, PartyKind, Rejection, Timestamp};
 use purse_store::{AlertBatch, AlertKind, BillingSettings, InvoiceRecord, NewNotification, PaymentNotice};
 use serde_json::json;
@@ -21,9 +21,11 @@ const ISSUE_BATCH: usize = 256;
 impl Notifier {
     /// Issues the usage invoice of every customer whose billing cycle started since its last
     /// one (monthly, from its cycle day at midnight in its time zone). Returns how many
-    /// periods were closed.
+    /// periods were closed, and remembers when the next cycle starts, so that the step then
+    /// issues at once instead of waiting for the periodic evaluation.
     pub fn issue_due_invoices(&self, customers: &[Party], accounts: &[Account], now: Timestamp) -> Result<usize, String> {
         let Some(p) = &self.payments else { return Ok(0) };
+        let mut next: Option<Timestamp> = None;
         let settings: HashMap<PartyId, BillingSettings> = p.store().all_billing_settings().map_err(store)?.into_iter().map(|s| (s.party, s)).collect();
         let mut by_party: HashMap<PartyId, Vec<&Account>> = HashMap::new();
         for a in accounts {
@@ -36,6 +38,8 @@ impl Notifier {
             let PartyKind::Customer { currency, .. } = party.kind else { continue };
             let s = settings.get(&party.id).copied().unwrap_or_else(|| BillingSettings::default_for(party.id));
             let start = cycle_start(now, s.cycle_day, s.utc_offset_min);
+            let following = next_cycle_start(start, s.cycle_day, s.utc_offset_min);
+            next = Some(next.map_or(following, |n| n.min(following)));
             if start <= party.created_at || party.invoiced_until.is_some_and(|u| u >= start) {
                 continue;
             }
@@ -43,6 +47,7 @@ impl Notifier {
             let accounts = mine.iter().filter(|a| a.currency == currency).map(|a| a.id).collect();
             items.push(Item::single(Command::Invoice { party: party.id, accounts, period_end: start }));
         }
+        *self.next_invoicing.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = next;
         let mut closed = 0;
         for chunk in items.chunks(ISSUE_BATCH) {
             for result in self.engine.submit(chunk.to_vec()).map_err(|e| e.to_string())? {
@@ -54,6 +59,18 @@ impl Notifier {
             }
         }
         Ok(closed)
+    }
+
+    /// Whether a customer's billing cycle has started since the last pass looked.
+    pub(super) fn invoicing_due(&self, now: Timestamp) -> bool {
+        self.next_invoicing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_some_and(|n| now >= n)
+    }
+
+    /// Issues the invoices due now, between periodic evaluations.
+    pub(super) fn issue_now_due(&self, now: Timestamp) -> Result<usize, String> {
+        let customers = self.customers()?;
+        let accounts = self.reader.accounts().map_err(store)?;
+        self.issue_due_invoices(&customers, &accounts, now)
     }
 
     /// E-mails each usage invoice not sent yet to the customer's billing e-mail, after

@@ -144,6 +144,8 @@ pub struct Notifier {
     recharge_seen: Mutex<Option<u64>>,
     /// Where expired temporary increases are found, to revert them.
     credit: Option<Arc<dyn CreditStore>>,
+    /// When the next customer's billing cycle starts (as of the last invoicing pass).
+    next_invoicing: Mutex<Option<Timestamp>>,
 }
 
 impl Notifier {
@@ -171,6 +173,7 @@ impl Notifier {
             payments: None,
             recharge_seen: Mutex::new(None),
             credit: None,
+            next_invoicing: Mutex::new(None),
         })
     }
 
@@ -246,6 +249,9 @@ impl Notifier {
             report.invoiced += invoiced;
             *self.last_evaluation.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(now);
             *self.recharge_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = recharge_version;
+        }
+        if !due && self.invoicing_due(now) {
+            report.invoiced += self.issue_now_due(now)?;
         }
         report.invoices_sent = self.send_invoices(now)?;
         self.daily_sweep(now, &mut report)?;
@@ -365,14 +371,7 @@ impl Notifier {
     /// Evaluates every customer: notifications and recharges due, and the usage invoices of
     /// cycles that started. Returns (notifications recorded, billing periods closed).
     pub fn evaluate_all(&self, now: Timestamp) -> Result<(usize, usize), String> {
-        let mut customers: Vec<Party> = Vec::new();
-        let mut after = None;
-        loop {
-            let page = self.reader.parties(PartyQuery { resellers: Some(false), after, limit: 1000, ..PartyQuery::default() }).map_err(store)?;
-            let Some(last) = page.last().map(|p| p.id) else { break };
-            customers.extend(page);
-            after = Some(last);
-        }
+        let customers = self.customers()?;
         self.sync_transfers(&customers)?;
         let all = self.reader.accounts().map_err(store)?;
         let invoiced = self.issue_due_invoices(&customers, &all, now)?;
@@ -412,6 +411,19 @@ impl Notifier {
             }
         }
         Ok((recorded, invoiced))
+    }
+
+    /// Every customer, a page at a time.
+    fn customers(&self) -> Result<Vec<Party>, String> {
+        let mut customers: Vec<Party> = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.reader.parties(PartyQuery { resellers: Some(false), after, limit: 1000, ..PartyQuery::default() }).map_err(store)?;
+            let Some(last) = page.last().map(|p| p.id) else { break };
+            customers.extend(page);
+            after = Some(last);
+        }
+        Ok(customers)
     }
 
     /// Starts the customer's automatic recharge if it is due (the store refuses a second one
