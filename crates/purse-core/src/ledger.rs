@@ -1162,6 +1162,8 @@ impl Ledger {
             subtotal += i128::from(a.uninvoiced.0);
         }
         let subtotal = i64::try_from(subtotal).map_err(|_| Rejection::AmountOverflow)?;
+        // Everything is checked before anything changes: a single command has no undo.
+        let currency = self.currencies.get(&currency).copied().ok_or(Rejection::CurrencyUnknown)?;
         let old = p.clone();
         self.remember(|_| Undo::PartyChanged(old));
         self.scratch.changed_parties.push(party);
@@ -1178,7 +1180,6 @@ impl Ledger {
             lines.push(InvoicedAccount { account: id, amount: a.uninvoiced, through: a.last_transfer });
             a.uninvoiced = Amount::ZERO;
         }
-        let currency = self.currencies.get(&currency).copied().ok_or(Rejection::CurrencyUnknown)?;
         self.scratch.output.invoices.push(InvoiceIssue {
             party,
             issuer: reseller,

@@ -361,6 +361,8 @@ pub fn void(db: &mut dyn Db, invoice: u64, at: Timestamp, reason: &str, audit: &
     sync_reversals(db, at)?;
     let Some(found) = invoice_where(db, "WHERE id = $1", &[id(invoice)])?.pop() else { return Ok(Err(VoidRefusal::NotFound)) };
     lock_party(db, found.party)?;
+    // Read again under the lock: an allocation may have paid it meanwhile.
+    let Some(found) = invoice_where(db, "WHERE id = $1", &[id(invoice)])?.pop() else { return Ok(Err(VoidRefusal::NotFound)) };
     match found.status {
         InvoiceStatus::Void => return Ok(Err(VoidRefusal::AlreadyVoid)),
         InvoiceStatus::Paid => return Ok(Err(VoidRefusal::Paid)),
