@@ -7,11 +7,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -80,47 +79,6 @@ impl Drop for Smtp {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// A real HTTP receiver: answers each request with the next status of `script` (then 200)
-/// and records the headers and body of each.
-struct Receiver {
-    url: String,
-    seen: Arc<Mutex<Vec<(BTreeMap<String, String>, Vec<u8>, u16)>>>,
-}
-
-impl Receiver {
-    fn start(script: Vec<u16>) -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/hooks", listener.local_addr().unwrap());
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = seen.clone();
-        std::thread::spawn(move || {
-            for (n, stream) in listener.incoming().enumerate() {
-                let Ok(mut stream) = stream else { continue };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut headers = BTreeMap::new();
-                let mut line = String::new();
-                reader.read_line(&mut line).unwrap();
-                loop {
-                    line.clear();
-                    reader.read_line(&mut line).unwrap();
-                    if line.trim().is_empty() {
-                        break;
-                    }
-                    let (k, v) = line.split_once(':').unwrap();
-                    headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
-                }
-                let len: usize = headers.get("content-length").map_or(0, |l| l.parse().unwrap());
-                let mut body = vec![0; len];
-                reader.read_exact(&mut body).unwrap();
-                let status = script.get(n).copied().unwrap_or(200);
-                log.lock().unwrap().push((headers, body, status));
-                let _ = write!(stream, "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-            }
-        });
-        Receiver { url, seen }
     }
 }
 

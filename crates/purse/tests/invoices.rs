@@ -67,7 +67,7 @@ impl World {
         let smtp = aiosmtpd(port);
         let side = purse::open_side(url).unwrap();
         let mail = MailConfig::Smtp { host: "127.0.0.1".into(), port, tls: SmtpTls::None, username: None, password: None };
-        let config = AlertConfig { mail, from: "Purse <billing@purse.test>".into(), evaluate_every_s, ..AlertConfig::default() };
+        let config = AlertConfig { mail, from: "Purse <billing@purse.test>".into(), evaluate_every_s, allow_private_webhooks: true, ..AlertConfig::default() };
         let payments = Arc::new(Payments::new(server.engine.clone(), side.reader.clone(), side.alerts.clone(), side.payments, PaymentConfig::default(), None));
         let notifier = Notifier::new(server.engine.clone(), side.reader, side.alerts, side.access, config).unwrap().with_payments(payments);
         let api = Client::new(&format!("http://{}", server.addr), Some(secret.clone())).unwrap();
@@ -75,7 +75,7 @@ impl World {
     }
 
     fn serve(url: &str, clock: &Arc<ManualClock>) -> purse::serve::Server {
-        let api = purse_http::ApiSettings { log_requests: false, rate_per_key: 0, ..purse_http::ApiSettings::default() };
+        let api = purse_http::ApiSettings { log_requests: false, rate_per_key: 0, allow_private_webhooks: true, ..purse_http::ApiSettings::default() };
         let options = purse::serve::ServeOptions {
             listen: "127.0.0.1:0".into(),
             engine: purse_engine::EngineConfig::default(),
@@ -518,6 +518,8 @@ fn issue_8_an_invoice_is_issued_when_the_cycle_starts_not_at_the_next_periodic_e
     let mut w = World::evaluating_every(&sqlite_url(), start, 86_400);
     w.call("POST", "/v1/currencies", json!({ "code": "USD" }));
     let (c, wallet) = w.customer("punctual", None);
+    let hooks = Receiver::start(Vec::new());
+    w.call("POST", "/v1/webhook-endpoints", json!({ "url": hooks.url }));
     w.charge(wallet, "12.00", "calls");
     w.step(); // the first pass evaluates, and learns when the next cycle starts
     assert!(w.invoices(c).is_empty());
@@ -530,6 +532,9 @@ fn issue_8_an_invoice_is_issued_when_the_cycle_starts_not_at_the_next_periodic_e
     assert_eq!(invoices.len(), 1, "issued at the next step after the cycle start");
     assert_eq!((invoices[0]["period_end"].clone(), invoices[0]["total"].clone()), (json!("2026-07-01T00:00:00.000000Z"), json!("12.00")));
     assert_eq!(w.mails("Invoice INV-0-000001").len(), 1, "and e-mailed in the same step");
+    let events: Vec<Value> = hooks.seen.lock().unwrap().iter().map(|(_, body, _)| serde_json::from_slice(body).unwrap()).collect();
+    assert_eq!(events.len(), 1, "and told to the webhook endpoint: {events:?}");
+    assert_eq!((events[0]["type"].clone(), events[0]["data"]["invoice"].clone(), events[0]["data"]["amount"].clone()), (json!("invoice.usage_issued"), json!("INV-0-000001"), json!("12.00")));
     w.step();
     assert_eq!(w.invoices(c).len(), 1);
 }

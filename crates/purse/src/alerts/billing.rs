@@ -98,9 +98,30 @@ impl Notifier {
         }
     }
 
+    /// The enabled webhook endpoints told about a customer's invoices and payments: the
+    /// operator's, its reseller's and its own.
+    pub(super) fn billing_endpoints(&self, party: &Party) -> Result<Vec<(u64, String)>, String> {
+        let reseller = match party.kind {
+            PartyKind::Customer { reseller, .. } => reseller,
+            PartyKind::Reseller => None,
+        };
+        Ok(self
+            .alerts
+            .endpoints()
+            .map_err(store)?
+            .into_iter()
+            .filter(|e| e.enabled && (e.owner.is_none() || e.owner == reseller || e.owner == Some(party.id)))
+            .map(|e| (e.id, e.url))
+            .collect())
+    }
+
     fn invoice_notice(&self, i: &InvoiceRecord, now: Timestamp) -> Result<Option<NewNotification>, String> {
-        let Some(to) = self.alerts.alert_settings(i.party).map_err(store)?.and_then(|a| a.email) else { return Ok(None) };
         let Some(party) = self.reader.party(i.party).map_err(store)? else { return Ok(None) };
+        let emails: Vec<String> = self.alerts.alert_settings(i.party).map_err(store)?.and_then(|a| a.email).into_iter().collect();
+        let endpoints = self.billing_endpoints(&party)?;
+        if emails.is_empty() && endpoints.is_empty() {
+            return Ok(None);
+        }
         let Some(c) = self.reader.currencies().map_err(store)?.into_iter().find(|c| c.code == i.currency) else { return Ok(None) };
         let number = i.display_number();
         let f = |units: i64| c.format(Amount(units));
@@ -131,8 +152,8 @@ impl Notifier {
                 "data": { "customer": i.party.0, "invoice": number, "amount": f(i.amount), "due": f(i.due()), "currency": c.code.to_string() }
             })
             .to_string(),
-            emails: vec![to],
-            endpoints: Vec::new(),
+            emails,
+            endpoints,
         }))
     }
 

@@ -647,6 +647,7 @@ impl Notifier {
         };
         let PartyKind::Customer { reseller, .. } = party.kind else { return Ok(None) };
         let Some(c) = ctx.currencies.get(&wallet.currency) else { return Ok(None) };
+        // Receipts go by e-mail only: the payments were posted by the callers themselves.
         let email = ctx.settings.get(&party.id).and_then(|s| s.email.clone());
         let notice = email.map(|to| NewNotification {
             party: party.id,

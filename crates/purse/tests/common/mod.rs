@@ -2,6 +2,7 @@
 //! keeps feature tests to a few lines.
 #![allow(dead_code)]
 
+use std::io::{BufRead, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -328,3 +329,45 @@ pub fn aiosmtpd(port: u16) -> (std::process::Child, std::path::PathBuf) {
     }
     (child, dir)
 }
+
+/// A real HTTP receiver: answers each request with the next status of `script` (then 200)
+/// and records the headers and body of each.
+pub struct Receiver {
+    pub url: String,
+    pub seen: Arc<std::sync::Mutex<Vec<(std::collections::BTreeMap<String, String>, Vec<u8>, u16)>>>,
+}
+
+impl Receiver {
+    pub fn start(script: Vec<u16>) -> Receiver {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for (n, stream) in listener.incoming().enumerate() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut headers = std::collections::BTreeMap::new();
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                loop {
+                    line.clear();
+                    reader.read_line(&mut line).unwrap();
+                    if line.trim().is_empty() {
+                        break;
+                    }
+                    let (k, v) = line.split_once(':').unwrap();
+                    headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+                }
+                let len: usize = headers.get("content-length").map_or(0, |l| l.parse().unwrap());
+                let mut body = vec![0; len];
+                reader.read_exact(&mut body).unwrap();
+                let status = script.get(n).copied().unwrap_or(200);
+                log.lock().unwrap().push((headers, body, status));
+                let _ = write!(stream, "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            }
+        });
+        Receiver { url, seen }
+    }
+}
+
