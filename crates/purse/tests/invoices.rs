@@ -227,6 +227,16 @@ fn three_months(url: &str) {
             model.uninvoiced += amount;
             model.consumed += amount;
         }
+        if day % 9 == 4 {
+            // A real-time session: a hold, captured in part, is consumption too.
+            let hold = w.call("POST", "/v1/holds", json!({ "client_id": key(), "account": wallet, "amount": "1.0000", "currency": "USD", "service": "calls" }));
+            let captured = 1 + rng.next(10_000) as i64;
+            let hold = hold["hold"].as_u64().unwrap();
+            let done = w.call("POST", &format!("/v1/holds/{hold}/capture"), json!({ "client_id": key(), "amount": text(captured) }));
+            charges.push((done["transfer"].as_u64().unwrap(), captured));
+            model.uninvoiced += captured;
+            model.consumed += captured;
+        }
         if rng.next(8) == 0 && !charges.is_empty() {
             // Reverse an earlier charge, perhaps one invoiced already: a negative line now.
             let (t, amount) = charges.swap_remove(rng.next(charges.len() as u64) as usize);
