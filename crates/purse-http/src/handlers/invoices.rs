@@ -285,24 +285,31 @@ pub(crate) fn invoice_payment(s: &AppState, who: &Principal, id: u64, body: &Inv
 pub async fn pay_invoice(State(state): State<AppState>, who: Principal, Id(id): Id, ApiJson(body): ApiJson<InvoicePaymentBody>) -> Result<Response, ApiError> {
     let (invoice, command, c) = state.read(move |s| invoice_payment(s, &who, id, &body)).await?;
     let Some(command) = command else { return Ok(reply(StatusCode::OK, &invoice_view(&invoice, &c))) };
-    let results = state.engine.submit_async(vec![Item::single(command)]).await?;
-    let transfer = match results.into_iter().next() {
-        Some(Ok(Outcome::Posted { transfer, .. })) => transfer,
-        Some(Err(r)) => return Err(ApiError::Rejected(r)),
-        _ => return Err(ApiError::Internal("unexpected outcome of an invoice payment".into())),
-    };
-    let now = state.engine.clock().now();
+    let transfer = post_payment(&state, &invoice, command).await?;
     let mut view = state
         .read(move |s| {
-            if invoice.kind == InvoiceKind::TopUp {
-                s.payments.invoice_paid(invoice.id, transfer.0, now)?;
-            }
             let i = s.payments.invoice(invoice.id)?.ok_or(ApiError::NotFound("invoice"))?;
             Ok(invoice_view(&i, &c))
         })
         .await?;
-    view["payment"] = json!(transfer.0);
+    view["payment"] = json!(transfer);
     Ok(reply(StatusCode::CREATED, &view))
+}
+
+/// Posts an invoice's payment made by [`invoice_payment`] and, for a top-up invoice, marks
+/// it paid; returns the payment's transfer. For the API and the portal alike.
+pub(crate) async fn post_payment(state: &AppState, invoice: &InvoiceRecord, command: Command) -> Result<u64, ApiError> {
+    let results = state.engine.submit_async(vec![Item::single(command)]).await?;
+    let transfer = match results.into_iter().next() {
+        Some(Ok(Outcome::Posted { transfer, .. })) => transfer.0,
+        Some(Err(r)) => return Err(ApiError::Rejected(r)),
+        _ => return Err(ApiError::Internal("unexpected outcome of an invoice payment".into())),
+    };
+    if invoice.kind == InvoiceKind::TopUp {
+        let (id, now) = (invoice.id, state.engine.clock().now());
+        state.read(move |s| Ok(s.payments.invoice_paid(id, transfer, now)?)).await?;
+    }
+    Ok(transfer)
 }
 
 #[derive(Deserialize, Clone, Default)]

@@ -314,15 +314,12 @@ pub async fn pay(State(state): State<AppState>, viewer: Viewer, Path(id): Path<S
         Err(other) => return Err(other),
     };
     if let Some(command) = command {
-        let results = state.engine.submit_async(vec![purse_core::Item::single(command)]).await.map_err(|e| PortalError::from_api_keep(e.into()))?;
-        let transfer = match results.into_iter().next() {
-            Some(Ok(purse_core::Outcome::Posted { transfer, .. })) => transfer,
-            Some(Err(r)) => return render_invoice(state, viewer, id, Some(entered), Some((r.field().unwrap_or("amount").to_owned(), r.to_string()))).await,
-            _ => return Err(PortalError::Internal("unexpected outcome of an invoice payment".into())),
-        };
-        if invoice.kind == purse_store::InvoiceKind::TopUp {
-            let now = state.engine.clock().now();
-            read(&state, move |s| Ok(s.payments.invoice_paid(invoice.id, transfer.0, now)?)).await?;
+        match api::post_payment(&state, &invoice, command).await {
+            Ok(_) => {}
+            Err(crate::ApiError::Rejected(r)) => {
+                return render_invoice(state, viewer, id, Some(entered), Some((r.field().unwrap_or("amount").to_owned(), r.to_string()))).await;
+            }
+            Err(other) => return Err(other.into()),
         }
     }
     Ok(see_other(&format!("/invoices/{id}")))
