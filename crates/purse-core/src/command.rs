@@ -71,6 +71,24 @@ impl ChangeNote {
     }
 }
 
+/// Which way an adjustment moves money.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdjustDirection {
+    /// Adds to the account's balance.
+    Credit,
+    /// Takes from the account's balance.
+    Debit,
+}
+
+impl AdjustDirection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdjustDirection::Credit => "credit",
+            AdjustDirection::Debit => "debit",
+        }
+    }
+}
+
 /// The kinds of account a caller may open (system accounts come with their currency).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NewAccountKind {
@@ -124,13 +142,27 @@ pub enum Command {
         method: PaymentMethod,
         metadata: Option<String>,
     },
-    /// Moves funds between two non-system accounts, checked against the source.
+    /// Moves funds between two non-system accounts, checked against the source. An
+    /// `Issue` or a `Recharge` goes from a reseller's master wallet to one of its customers.
+    /// A `note` (a person acting for someone else) puts the transfer in the audit log.
     Transfer {
         client_id: ClientId,
         source: AccountId,
         target: AccountId,
         money: Money,
         kind: TransferKind,
+        metadata: Option<String>,
+        note: Option<ChangeNote>,
+    },
+    /// A staff member's correction of a balance, with a reason (required) that goes to the
+    /// audit log with the posting: credits or debits the account against the currency's
+    /// adjustments account. It may overdraw: it restores the truth.
+    Adjust {
+        client_id: ClientId,
+        account: AccountId,
+        money: Money,
+        direction: AdjustDirection,
+        note: ChangeNote,
         metadata: Option<String>,
     },
     Hold {
@@ -144,8 +176,8 @@ pub enum Command {
     /// Captures all (`None`) or part of a hold as a charge; the rest is released.
     Capture { client_id: ClientId, hold: HoldId, amount: Option<Amount> },
     Release { client_id: ClientId, hold: HoldId },
-    /// Posts a new transfer that undoes a posted one.
-    Reverse { client_id: ClientId, transfer: TransferId, metadata: Option<String> },
+    /// Posts a new transfer that undoes a posted one; a `note` puts it in the audit log.
+    Reverse { client_id: ClientId, transfer: TransferId, metadata: Option<String>, note: Option<ChangeNote> },
 }
 
 /// A command in a batch. `linked` ties it to the next one: the chain succeeds or fails whole.

@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::command::{
-    ChangeNote, Command, CommandResult, Item, Money, NewAccountKind, NewCharge, Outcome, PaymentMethod,
+    AdjustDirection, ChangeNote, Command, CommandResult, Item, Money, NewAccountKind, NewCharge, Outcome, PaymentMethod,
     METADATA_LEN_MAX, NAME_LEN_MAX, REASON_LEN_MAX, SERVICE_LEN_MAX, THRESHOLDS_MAX,
 };
 use crate::model::{
@@ -86,6 +86,73 @@ impl Missing {
     }
 }
 
+/// A record a command reads besides its own fields. [`needs`] declares them, once, for
+/// every command: loading ([`Ledger::missing`]) follows the declaration, and in debug builds
+/// `apply` refuses (panics on) any lookup outside it, so the two cannot disagree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// An account (and, for a credit subscriber account, the wallet it draws on).
+    Account(AccountId),
+    /// An account and the party that owns it.
+    AccountAndParty(AccountId),
+    Party(PartyId),
+    /// A party and, if it is a customer, its wallet.
+    CustomerWallet(PartyId),
+    /// A hold, open or resolved, and the account of an open one.
+    Hold(HoldId),
+    /// A posted transfer, whether it was reversed, and its two accounts.
+    Transfer(TransferId),
+}
+
+/// What `command` reads from the ledger's state: the one declaration of it.
+pub fn needs(command: &Command, out: &mut Vec<Need>) {
+    match command {
+        Command::CreateCurrency { .. } | Command::CreateReseller { .. } => {}
+        Command::CreateCustomer { reseller, .. } => out.extend(reseller.map(Need::Party)),
+        Command::OpenAccount { party, .. } => out.push(Need::CustomerWallet(*party)),
+        Command::CloseAccount { account }
+        | Command::RevertIncrease { account, .. }
+        | Command::SetThresholds { account, .. }
+        | Command::Charge(NewCharge { account, .. })
+        | Command::Payment { account, .. }
+        | Command::Hold { account, .. } => out.push(Need::Account(*account)),
+        // The wallet's customer says whether it is prepaid.
+        Command::SetCreditLimit { account, .. }
+        | Command::SetTemporaryIncrease { account, .. }
+        | Command::Adjust { account, .. } => out.push(Need::AccountAndParty(*account)),
+        // Both owners decide: subscriber transfers stay within a customer that allows them,
+        // an issue goes from a reseller's master wallet to its own customer.
+        Command::Transfer { source, target, .. } => {
+            out.push(Need::AccountAndParty(*source));
+            out.push(Need::AccountAndParty(*target));
+        }
+        Command::SetSubscriberTransfers { party, .. } => out.push(Need::Party(*party)),
+        Command::Invoice { party, accounts, .. } => {
+            out.push(Need::Party(*party));
+            out.extend(accounts.iter().copied().map(Need::Account));
+        }
+        Command::Capture { hold, .. } | Command::Release { hold, .. } => out.push(Need::Hold(*hold)),
+        Command::Reverse { transfer, .. } => out.push(Need::Transfer(*transfer)),
+    }
+}
+
+/// A record [`Ledger::resolve`] found a batch will read.
+#[derive(Clone, Copy, Debug)]
+enum Want {
+    Account(AccountId),
+    Party(PartyId),
+    Hold(HoldId),
+    Transfer(TransferId),
+}
+
+/// The accounts and parties a batch declared (debug builds check every lookup against it).
+#[cfg(debug_assertions)]
+#[derive(Default)]
+struct Declared {
+    accounts: FastSet<AccountId>,
+    parties: FastSet<PartyId>,
+}
+
 /// Everything one batch changed, to be written in one transaction.
 #[derive(Debug, Default)]
 pub struct BatchOutput {
@@ -110,6 +177,26 @@ pub struct BatchOutput {
     pub limit_changes: Vec<LimitChange>,
     /// Usage invoices issued, for the store to number and write.
     pub invoices: Vec<InvoiceIssue>,
+    /// Money a person moved for someone else (adjustments, reversals, staff transfers),
+    /// for the audit log, written with the postings.
+    pub notes: Vec<MoneyNote>,
+}
+
+/// A posting a person made on someone else's behalf, with who and why: the store records
+/// it in the audit log in the transaction that posts it, so neither exists without the other.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MoneyNote {
+    pub transfer: TransferId,
+    pub kind: TransferKind,
+    /// The party whose money moved: the debited account's owner, else the credited one's.
+    pub party: Option<PartyId>,
+    pub debit: AccountId,
+    pub credit: AccountId,
+    pub amount: Amount,
+    pub currency: Currency,
+    pub at: Timestamp,
+    pub by: String,
+    pub reason: Option<String>,
 }
 
 /// One entry of the undo log kept while a linked chain is applied.
@@ -130,6 +217,7 @@ struct Checkpoint {
     events: usize,
     limit_changes: usize,
     invoices: usize,
+    notes: usize,
     undo: Vec<Undo>,
 }
 
@@ -145,6 +233,8 @@ struct Scratch {
     dirty_holds: Vec<HoldId>,
     new_currencies: Vec<CurrencyCode>,
     checkpoint: Option<Checkpoint>,
+    #[cfg(debug_assertions)]
+    declared: Declared,
 }
 
 /// The in-memory ledger. See the module documentation for the load-then-apply protocol.
@@ -205,21 +295,15 @@ impl Ledger {
                 Command::Charge(c) => Some(ClientKey::Transfer(c.client_id.clone())),
                 Command::Payment { client_id, .. }
                 | Command::Transfer { client_id, .. }
+                | Command::Adjust { client_id, .. }
                 | Command::Capture { client_id, .. }
-                | Command::Reverse { client_id, .. } => {
-                    Some(ClientKey::Transfer(client_id.clone()))
-                }
+                | Command::Reverse { client_id, .. } => Some(ClientKey::Transfer(client_id.clone())),
                 Command::Hold { client_id, .. } => Some(ClientKey::Hold(client_id.clone())),
-                Command::Release { client_id, .. } => {
-                    Some(ClientKey::Release(client_id.clone()))
-                }
-                Command::CreateReseller { client_id, .. }
-                | Command::CreateCustomer { client_id, .. } => {
+                Command::Release { client_id, .. } => Some(ClientKey::Release(client_id.clone())),
+                Command::CreateReseller { client_id, .. } | Command::CreateCustomer { client_id, .. } => {
                     Some(ClientKey::Party(client_id.clone()))
                 }
-                Command::OpenAccount { client_id, .. } => {
-                    Some(ClientKey::Account(client_id.clone()))
-                }
+                Command::OpenAccount { client_id, .. } => Some(ClientKey::Account(client_id.clone())),
                 Command::CreateCurrency { .. }
                 | Command::CloseAccount { .. }
                 | Command::SetCreditLimit { .. }
@@ -232,92 +316,84 @@ impl Ledger {
             .collect()
     }
 
-    /// What is referenced by the batch (or by holds expiring at `now`) and not loaded yet.
-    /// Call repeatedly, loading what it names, until it is empty: loading a transfer or a
-    /// party can reveal accounts to load.
-    pub fn missing(&self, requests: &[&[Item]], now: Timestamp, lookups: &Lookups) -> Missing {
-        let mut missing = Missing::default();
-        let account = |id: AccountId, missing: &mut Missing| {
-            if let Some(acc) = self.accounts.get(&id) {
-                if let AccountKind::SubscriberCredit { parent } = acc.kind {
-                    if !self.accounts.contains_key(&parent)
-                        && !lookups.absent_accounts.contains(&parent)
-                    {
-                        missing.accounts.push(parent);
-                    }
-                }
-            } else if !lookups.absent_accounts.contains(&id) {
-                missing.accounts.push(id);
+    /// Calls `want` with every record the batch will read, as far as what is loaded already
+    /// reveals (a party reveals its wallet, a transfer its accounts): the declared needs of
+    /// every command ([`needs`]) and the accounts of the holds that expire at `now`.
+    fn resolve(&self, requests: &[&[Item]], now: Timestamp, lookups: &Lookups, want: &mut dyn FnMut(Want)) {
+        let account = |id: AccountId, want: &mut dyn FnMut(Want)| {
+            want(Want::Account(id));
+            if let Some(AccountKind::SubscriberCredit { parent }) = self.accounts.get(&id).map(|a| a.kind) {
+                want(Want::Account(parent));
             }
         };
         for hold in self.open_holds.values() {
             if hold.expires_at <= now {
-                account(hold.account, &mut missing);
+                account(hold.account, want);
             }
         }
+        let mut declared = Vec::new();
         for item in requests.iter().flat_map(|r| r.iter()) {
-            match &item.command {
-                Command::CreateCurrency { .. } | Command::CreateReseller { .. } => {}
-                Command::CreateCustomer { reseller, .. } => {
-                    if let Some(r) = reseller {
-                        self.want_party(*r, lookups, &mut missing);
+            declared.clear();
+            needs(&item.command, &mut declared);
+            for need in &declared {
+                match *need {
+                    Need::Account(id) => account(id, want),
+                    Need::AccountAndParty(id) => {
+                        account(id, want);
+                        if let Some(p) = self.accounts.get(&id).and_then(|a| a.party) {
+                            want(Want::Party(p));
+                        }
                     }
-                }
-                Command::OpenAccount { party, kind, .. } => {
-                    self.want_party(*party, lookups, &mut missing);
-                    if let (NewAccountKind::SubscriberCredit { .. }, Some(p)) =
-                        (kind, self.parties.get(party))
-                    {
-                        if let PartyKind::Customer { wallet, .. } = p.kind {
-                            account(wallet, &mut missing);
+                    Need::Party(p) => want(Want::Party(p)),
+                    Need::CustomerWallet(p) => {
+                        want(Want::Party(p));
+                        if let Some(PartyKind::Customer { wallet, .. }) = self.parties.get(&p).map(|p| &p.kind) {
+                            account(*wallet, want);
+                        }
+                    }
+                    Need::Hold(h) => match self.open_holds.get(&h) {
+                        Some(hold) => account(hold.account, want),
+                        None => want(Want::Hold(h)),
+                    },
+                    Need::Transfer(t) => {
+                        want(Want::Transfer(t));
+                        if let Some((t, _)) = lookups.transfers.get(&t) {
+                            account(t.debit, want);
+                            account(t.credit, want);
                         }
                     }
                 }
-                Command::CloseAccount { account: a }
-                | Command::SetCreditLimit { account: a, .. }
-                | Command::SetTemporaryIncrease { account: a, .. }
-                | Command::RevertIncrease { account: a, .. }
-                | Command::SetThresholds { account: a, .. }
-                | Command::Charge(NewCharge { account: a, .. })
-                | Command::Payment { account: a, .. }
-                | Command::Hold { account: a, .. } => account(*a, &mut missing),
-                Command::Transfer { source, target, .. } => {
-                    account(*source, &mut missing);
-                    account(*target, &mut missing);
-                    // Subscriber accounts' customer decides whether they may transfer.
-                    for id in [source, target] {
-                        if let Some(Account { kind: AccountKind::SubscriberDebit | AccountKind::SubscriberCredit { .. }, party: Some(p), .. }) =
-                            self.accounts.get(id).map(|a| &**a)
-                        {
-                            self.want_party(*p, lookups, &mut missing);
-                        }
-                    }
-                }
-                Command::SetSubscriberTransfers { party, .. } => self.want_party(*party, lookups, &mut missing),
-                Command::Invoice { party, accounts, .. } => {
-                    self.want_party(*party, lookups, &mut missing);
-                    for id in accounts {
-                        account(*id, &mut missing);
-                    }
-                }
-                Command::Capture { hold, .. } | Command::Release { hold, .. } => {
-                    match self.open_holds.get(hold) {
-                        Some(h) => account(h.account, &mut missing),
-                        None if lookups.holds.contains_key(hold)
-                            || lookups.absent_holds.contains(hold) => {}
-                        None => missing.holds.push(*hold),
-                    }
-                }
-                Command::Reverse { transfer, .. } => match lookups.transfers.get(transfer) {
-                    Some((t, _)) => {
-                        account(t.debit, &mut missing);
-                        account(t.credit, &mut missing);
-                    }
-                    None if lookups.absent_transfers.contains(transfer) => {}
-                    None => missing.transfers.push(*transfer),
-                },
             }
         }
+    }
+
+    /// What is referenced by the batch (or by holds expiring at `now`) and neither loaded
+    /// nor known to be absent. Call repeatedly, loading what it names, until it is empty:
+    /// loading a transfer or a party can reveal accounts to load.
+    pub fn missing(&self, requests: &[&[Item]], now: Timestamp, lookups: &Lookups) -> Missing {
+        let mut missing = Missing::default();
+        self.resolve(requests, now, lookups, &mut |w| match w {
+            Want::Account(id) => {
+                if !self.accounts.contains_key(&id) && !lookups.absent_accounts.contains(&id) {
+                    missing.accounts.push(id);
+                }
+            }
+            Want::Party(id) => {
+                if !self.parties.contains_key(&id) && !lookups.absent_parties.contains(&id) {
+                    missing.parties.push(id);
+                }
+            }
+            Want::Hold(id) => {
+                if !lookups.holds.contains_key(&id) && !lookups.absent_holds.contains(&id) {
+                    missing.holds.push(id);
+                }
+            }
+            Want::Transfer(id) => {
+                if !lookups.transfers.contains_key(&id) && !lookups.absent_transfers.contains(&id) {
+                    missing.transfers.push(id);
+                }
+            }
+        });
         missing.accounts.sort_unstable();
         missing.accounts.dedup();
         missing.parties.sort_unstable();
@@ -329,33 +405,73 @@ impl Ledger {
         missing
     }
 
-    fn want_party(&self, id: PartyId, lookups: &Lookups, missing: &mut Missing) {
-        if !self.parties.contains_key(&id) && !lookups.absent_parties.contains(&id) {
-            missing.parties.push(id);
+    /// In debug builds, remembers what the batch declared (see [`needs`]), so that every
+    /// lookup `apply` makes can be checked against it: a lookup of anything undeclared is a
+    /// bug in `needs`, caught whatever the cache holds, instead of an answer that depends on it.
+    #[cfg(debug_assertions)]
+    fn declare(&mut self, requests: &[&[Item]], now: Timestamp, lookups: &Lookups) {
+        let mut declared = Declared::default();
+        self.resolve(requests, now, lookups, &mut |w| match w {
+            Want::Account(id) => {
+                declared.accounts.insert(id);
+            }
+            Want::Party(id) => {
+                declared.parties.insert(id);
+            }
+            Want::Hold(_) | Want::Transfer(_) => {}
+        });
+        for id in &declared.accounts {
+            let ok = self.accounts.contains_key(id) || lookups.absent_accounts.contains(id);
+            assert!(ok, "account {id} was declared but neither loaded nor proven absent: the owner broke the loading protocol");
         }
+        for id in &declared.parties {
+            let ok = self.parties.contains_key(id) || lookups.absent_parties.contains(id);
+            assert!(ok, "party {id} was declared but neither loaded nor proven absent: the owner broke the loading protocol");
+        }
+        self.scratch.declared = declared;
+    }
+
+    /// The account `id`, for `apply`: it must have been declared by the batch's commands (or
+    /// be a system account, or created by this batch). `None` means it does not exist.
+    fn account(&self, id: AccountId) -> Option<&Account> {
+        let found = self.accounts.get(&id).map(|a| &**a);
+        #[cfg(debug_assertions)]
+        {
+            let ok = self.scratch.declared.accounts.contains(&id)
+                || self.scratch.new_accounts.contains(&id)
+                || found.is_some_and(Account::is_system);
+            assert!(ok, "account {id} was looked up but not declared by `needs`: its answer would depend on the cache");
+        }
+        found
+    }
+
+    /// The party `id`, for `apply`, under the same rule as [`Ledger::account`].
+    fn party(&self, id: PartyId) -> Option<&Party> {
+        let found = self.parties.get(&id);
+        #[cfg(debug_assertions)]
+        {
+            let ok = self.scratch.declared.parties.contains(&id) || self.scratch.new_parties.contains(&id);
+            assert!(ok, "party {id} was looked up but not declared by `needs`: its answer would depend on the cache");
+        }
+        found
     }
 
     // ---------------------------------------------------------------- queries
 
     /// The available balance: what the account can spend now. For a credit subscriber
     /// account, the lesser of its own and its customer's.
-    pub fn available(&self, id: AccountId, now: Timestamp) -> Option<i128> {
-        let account = self.accounts.get(&id)?;
+    fn available(&self, id: AccountId, now: Timestamp) -> Option<i128> {
+        let account = self.account(id)?;
         let parent = match account.kind {
-            AccountKind::SubscriberCredit { parent } => Some(self.accounts.get(&parent)?),
+            AccountKind::SubscriberCredit { parent } => Some(self.account(parent)?),
             _ => None,
         };
-        Some(available(account, parent.map(|p| &**p), now))
+        Some(available(account, parent, now))
     }
 
     /// Whether `amount` may be spent from the account now.
-    pub fn check_spend(
-        &self,
-        id: AccountId,
-        amount: Amount,
-        now: Timestamp,
-    ) -> Result<(), Rejection> {
-        let account = self.accounts.get(&id).ok_or(Rejection::AccountNotFound)?;
+    fn check_spend(&self, id: AccountId, amount: Amount, now: Timestamp) -> Result<(), Rejection> {
+        let account = self.account(id).ok_or(Rejection::AccountNotFound)?;
         if account.is_system() {
             return Ok(());
         }
@@ -373,6 +489,8 @@ impl Ledger {
     /// succeeds or fails whole. A chain never reaches past the end of its request.
     pub fn apply(&mut self, requests: &[&[Item]], now: Timestamp, lookups: &mut Lookups) -> BatchOutput {
         self.scratch = Scratch::default();
+        #[cfg(debug_assertions)]
+        self.declare(requests, now, lookups);
         self.expire_holds(now, lookups);
         for items in requests {
             self.apply_request(items, now, lookups);
@@ -403,6 +521,7 @@ impl Ledger {
             events: self.scratch.output.events.len(),
             limit_changes: self.scratch.output.limit_changes.len(),
             invoices: self.scratch.output.invoices.len(),
+            notes: self.scratch.output.notes.len(),
             undo: Vec::new(),
         });
         let first = self.scratch.output.results.len();
@@ -440,6 +559,7 @@ impl Ledger {
         self.scratch.output.events.truncate(checkpoint.events);
         self.scratch.output.limit_changes.truncate(checkpoint.limit_changes);
         self.scratch.output.invoices.truncate(checkpoint.invoices);
+        self.scratch.output.notes.truncate(checkpoint.notes);
         for undo in checkpoint.undo.into_iter().rev() {
             match undo {
                 Undo::Account(id, Some(old)) => {
@@ -737,8 +857,8 @@ impl Ledger {
         expired.sort_unstable();
         for id in expired {
             let hold = self.open_holds[&id].clone();
-            if !self.accounts.contains_key(&hold.account) {
-                continue; // Not loaded: the owner broke the protocol; expire next batch.
+            if self.account(hold.account).is_none() {
+                continue; // Cannot happen: a hold's account exists, and it was declared.
             }
             if self.change_reserved(hold.account, -i128::from(hold.amount.0), now).is_err() {
                 continue;
@@ -752,7 +872,7 @@ impl Ledger {
     // ---------------------------------------------------------------- validation helpers
 
     fn open_account(&self, id: AccountId) -> Result<&Account, Rejection> {
-        let account = self.accounts.get(&id).ok_or(Rejection::AccountNotFound)?;
+        let account = self.account(id).ok_or(Rejection::AccountNotFound)?;
         if account.status == AccountStatus::Closed {
             return Err(Rejection::AccountClosed);
         }
@@ -810,7 +930,7 @@ impl Ledger {
             }
             Command::RevertIncrease { account, valid_until } => {
                 // Closed accounts too: an increase left on one still runs out.
-                self.accounts.get(account).ok_or(Rejection::AccountNotFound)?;
+                self.account(*account).ok_or(Rejection::AccountNotFound)?;
                 self.revert_expired(*account, Some(*valid_until), now);
                 Ok(Outcome::AccountUpdated { account: *account })
             }
@@ -818,7 +938,7 @@ impl Ledger {
                 self.set_thresholds(*account, thresholds)
             }
             Command::SetSubscriberTransfers { party, allowed } => {
-                let p = self.parties.get(party).ok_or(Rejection::PartyNotFound)?;
+                let p = self.party(*party).ok_or(Rejection::PartyNotFound)?;
                 if p.kind == PartyKind::Reseller {
                     return Err(Rejection::PartyKindMismatch);
                 }
@@ -837,8 +957,15 @@ impl Ledger {
             Command::Payment { client_id, account, money, method, metadata } => {
                 self.payment(client_id, *account, *money, *method, metadata, now, lookups)
             }
-            Command::Transfer { client_id, source, target, money, kind, metadata } => {
-                self.transfer(client_id, *source, *target, *money, *kind, metadata, now, lookups)
+            Command::Transfer { client_id, source, target, money, kind, metadata, note } => {
+                let t = self.transfer(client_id, *source, *target, *money, *kind, metadata, now, lookups)?;
+                self.note_posting(&t, note.as_ref());
+                Ok(t)
+            }
+            Command::Adjust { client_id, account, money, direction, note, metadata } => {
+                let t = self.adjust(client_id, *account, *money, *direction, note, metadata, now, lookups)?;
+                self.note_posting(&t, Some(note));
+                Ok(t)
             }
             Command::Hold { client_id, account, money, expires_at, service, metadata } => {
                 self.hold(client_id, *account, *money, *expires_at, service, metadata, now, lookups)
@@ -847,8 +974,10 @@ impl Ledger {
                 self.capture(client_id, *hold, *amount, now, lookups)
             }
             Command::Release { client_id, hold } => self.release(client_id, *hold, now, lookups),
-            Command::Reverse { client_id, transfer, metadata } => {
-                self.reverse(client_id, *transfer, metadata, now, lookups)
+            Command::Reverse { client_id, transfer, metadata, note } => {
+                let t = self.reverse(client_id, *transfer, metadata, now, lookups)?;
+                self.note_posting(&t, note.as_ref());
+                Ok(t)
             }
         }
     }
@@ -944,7 +1073,7 @@ impl Ledger {
             return Err(Rejection::CurrencyUnknown);
         }
         if let Some(r) = reseller {
-            match self.parties.get(&r) {
+            match self.party(r) {
                 Some(p) if p.kind == PartyKind::Reseller => {}
                 _ => return Err(Rejection::ResellerNotFound),
             }
@@ -974,7 +1103,7 @@ impl Ledger {
                 Ok(Outcome::AccountOpened { account: a.id, replayed: true })
             };
         }
-        let party = self.parties.get(&party_id).ok_or(Rejection::PartyNotFound)?;
+        let party = self.party(party_id).ok_or(Rejection::PartyNotFound)?;
         let (account_kind, currency, limit) = match (kind, &party.kind) {
             (NewAccountKind::MasterWallet { currency }, PartyKind::Reseller) => {
                 (AccountKind::MasterWallet, currency, Amount::ZERO)
@@ -1018,7 +1147,7 @@ impl Ledger {
     }
 
     fn billing_of(&self, account: &Account) -> Billing {
-        let customer = account.party.and_then(|p| self.parties.get(&p));
+        let customer = account.party.and_then(|p| self.party(p));
         match customer.map(|p| &p.kind) {
             Some(PartyKind::Customer { billing, .. }) if account.kind == AccountKind::Wallet => *billing,
             // Subscriber credit accounts and master wallets carry limits of their own.
@@ -1031,7 +1160,7 @@ impl Ledger {
         if account.is_system() {
             return Err(Rejection::SystemAccountNotAllowed);
         }
-        if account.kind == AccountKind::Wallet && account.party.is_some_and(|p| !self.parties.contains_key(&p)) {
+        if account.kind == AccountKind::Wallet && account.party.is_some_and(|p| self.party(p).is_none()) {
             return Err(Rejection::PartyNotFound);
         }
         check_credit_limit(self.billing_of(account), limit)?;
@@ -1144,7 +1273,7 @@ impl Ledger {
 
     /// Moves the accounts' uninvoiced amounts to a usage invoice (see [`Command::Invoice`]).
     fn invoice(&mut self, party: PartyId, accounts: &[AccountId], period_end: Timestamp, now: Timestamp) -> CommandResult {
-        let p = self.parties.get(&party).ok_or(Rejection::PartyNotFound)?;
+        let p = self.party(party).ok_or(Rejection::PartyNotFound)?;
         let PartyKind::Customer { reseller, currency, .. } = p.kind else { return Err(Rejection::PartyKindMismatch) };
         if let Some(until) = p.invoiced_until.filter(|u| *u >= period_end) {
             return Err(Rejection::AlreadyInvoiced { until });
@@ -1155,7 +1284,7 @@ impl Ledger {
         ids.dedup();
         let mut subtotal = 0i128;
         for id in &ids {
-            let a = self.accounts.get(id).ok_or(Rejection::AccountNotFound)?;
+            let a = self.account(*id).ok_or(Rejection::AccountNotFound)?;
             if a.party != Some(party) || a.currency != currency {
                 return Err(Rejection::AccountOfOtherParty);
             }
@@ -1203,11 +1332,47 @@ impl Ledger {
         if from != to {
             return Err(Rejection::OtherCustomer);
         }
-        let party = from.and_then(|p| self.parties.get(&p)).ok_or(Rejection::PartyNotFound)?;
+        let party = from.and_then(|p| self.party(p)).ok_or(Rejection::PartyNotFound)?;
         if !party.subscriber_transfers {
             return Err(Rejection::TransfersNotAllowed);
         }
         Ok(())
+    }
+
+    /// An issue or a recharge moves money from a reseller's master wallet to an account of
+    /// one of that reseller's customers, never between two customers.
+    fn check_issue(&self, source: AccountId, target: AccountId) -> Result<(), Rejection> {
+        let from = self.account(source).ok_or(Rejection::AccountNotFound)?;
+        if from.kind != AccountKind::MasterWallet {
+            return Err(Rejection::IssueNeedsMasterWallet);
+        }
+        let to = self.account(target).ok_or(Rejection::AccountNotFound)?;
+        let customer = to.party.and_then(|p| self.party(p)).map(|p| &p.kind);
+        match customer {
+            Some(PartyKind::Customer { reseller: Some(r), .. }) if Some(*r) == from.party => Ok(()),
+            _ => Err(Rejection::NotResellersCustomer),
+        }
+    }
+
+    /// Puts a new posting made for someone else in the audit log (a replay adds nothing).
+    fn note_posting(&mut self, outcome: &Outcome, note: Option<&ChangeNote>) {
+        let (Some(note), Outcome::Posted { transfer, replayed: false, .. }) = (note, outcome) else { return };
+        let Some(t) = self.scratch.output.transfers.iter().rev().find(|t| t.id == *transfer) else { return };
+        let owner = |id: AccountId| self.accounts.get(&id).and_then(|a| a.party);
+        let currency = self.currencies.get(&t.currency).copied().unwrap_or(Currency { code: t.currency, scale: 0 });
+        let entry = MoneyNote {
+            transfer: t.id,
+            kind: t.kind,
+            party: owner(t.debit).or_else(|| owner(t.credit)),
+            debit: t.debit,
+            credit: t.credit,
+            amount: t.amount,
+            currency,
+            at: t.posted_at,
+            by: note.by.clone(),
+            reason: note.reason.clone(),
+        };
+        self.scratch.output.notes.push(entry);
     }
 
     fn set_thresholds(&mut self, id: AccountId, thresholds: &[Amount]) -> CommandResult {
@@ -1367,11 +1532,49 @@ impl Ledger {
         self.spendable_account(source, money)?;
         self.spendable_account(target, money)?;
         self.check_subscriber_transfer(source, target)?;
+        if matches!(kind, TransferKind::Issue | TransferKind::Recharge) {
+            self.check_issue(source, target)?;
+        }
         if !may_overdraw(kind, false) {
             self.check_spend(source, money.amount, now)?;
         }
         let details = (None, metadata.clone(), None, None);
         let t = self.post_new(lookups, client_id, kind, (source, target), money, now, details, now)?;
+        Ok(Outcome::Posted { transfer: t.id, overdrawn: false, replayed: false })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn adjust(
+        &mut self,
+        client_id: &ClientId,
+        account: AccountId,
+        money: Money,
+        direction: AdjustDirection,
+        note: &ChangeNote,
+        metadata: &Option<String>,
+        now: Timestamp,
+        lookups: &mut Lookups,
+    ) -> CommandResult {
+        let adjustments = self.system_account(money.currency, SystemRole::Adjustments);
+        let system = *adjustments.as_ref().unwrap_or(&AccountId(u64::MAX));
+        let sides = match direction {
+            AdjustDirection::Credit => (system, account),
+            AdjustDirection::Debit => (account, system),
+        };
+        let expect = TransferExpectation::movement(TransferKind::Adjustment, sides, money.amount, metadata);
+        if let Some(replay) = self.replay_transfer(lookups, client_id, &expect) {
+            return replay;
+        }
+        if note.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+            return Err(Rejection::ReasonMustNotBeEmpty);
+        }
+        check_text(&note.reason, "reason", REASON_LEN_MAX)?;
+        check_text(metadata, "metadata", METADATA_LEN_MAX)?;
+        self.spendable_account(account, money)?;
+        adjustments?;
+        debug_assert!(may_overdraw(TransferKind::Adjustment, false));
+        let details = (None, metadata.clone(), None, None);
+        let t = self.post_new(lookups, client_id, TransferKind::Adjustment, sides, money, now, details, now)?;
         Ok(Outcome::Posted { transfer: t.id, overdrawn: false, replayed: false })
     }
 
@@ -1534,8 +1737,8 @@ impl Ledger {
         if let Some(by) = reversed_by {
             return Err(Rejection::TransferAlreadyReversed { by });
         }
-        self.accounts.get(&original.debit).ok_or(Rejection::AccountNotFound)?;
-        self.accounts.get(&original.credit).ok_or(Rejection::AccountNotFound)?;
+        self.account(original.debit).ok_or(Rejection::AccountNotFound)?;
+        self.account(original.credit).ok_or(Rejection::AccountNotFound)?;
         debug_assert!(may_overdraw(TransferKind::Reversal, false));
         let money = Money { amount: original.amount, currency: original.currency };
         let details = (None, metadata.clone(), None, Some(original_id));

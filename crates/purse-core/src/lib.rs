@@ -19,8 +19,8 @@ pub mod recharge;
 pub mod rejection;
 pub mod time;
 
-pub use command::{ChangeNote, Command, CommandResult, Item, Money, NewAccountKind, NewCharge, Outcome, PaymentMethod};
-pub use ledger::{BatchOutput, ClientKey, Ledger, Lookups, Missing, NextIds, Prior};
+pub use command::{AdjustDirection, ChangeNote, Command, CommandResult, Item, Money, NewAccountKind, NewCharge, Outcome, PaymentMethod};
+pub use ledger::{BatchOutput, ClientKey, Ledger, Lookups, Missing, MoneyNote, Need, NextIds, Prior};
 pub use model::*;
 pub use money::{Amount, AmountError, Currency, CurrencyCode};
 pub use rejection::Rejection;

@@ -52,29 +52,58 @@ id_type!(
     EventId
 );
 
-/// The caller's own id for a command: the idempotency key of the ledger. Retrying a
-/// command with the same client id never posts twice.
+/// Whose namespace a client id lives in. Every tenant has its own, so two tenants never
+/// collide on an id (nor learn of each other's through a collision): the tenant is a part
+/// of the key, never of the text.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Tenant {
+    /// The operator, and Purse itself (recharges, invoice payments, the demo).
+    #[default]
+    Operator,
+    Reseller(PartyId),
+    Customer(PartyId),
+}
+
+/// The caller's own id for a command, within its tenant's namespace: the idempotency key
+/// of the ledger. Retrying a command with the same client id never posts twice.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ClientId(Box<str>);
+pub struct ClientId {
+    tenant: Tenant,
+    text: Box<str>,
+}
 
 impl ClientId {
     pub const LEN_MAX: usize = 128;
 
-    /// 1 to 128 bytes of printable text (no control characters).
+    /// An id in the operator's namespace: 1 to 128 bytes of printable text (no control
+    /// characters).
     pub fn new(text: &str) -> Option<ClientId> {
-        let ok = !text.is_empty()
-            && text.len() <= Self::LEN_MAX
-            && !text.chars().any(char::is_control);
-        ok.then(|| ClientId(text.into()))
+        ClientId::scoped(Tenant::Operator, text)
     }
+
+    /// An id in `tenant`'s namespace, with the same rules as [`ClientId::new`].
+    pub fn scoped(tenant: Tenant, text: &str) -> Option<ClientId> {
+        let ok = !text.is_empty() && text.len() <= Self::LEN_MAX && !text.chars().any(char::is_control);
+        ok.then(|| ClientId { tenant, text: text.into() })
+    }
+
+    /// The text as its caller sent it.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
+    }
+
+    pub fn tenant(&self) -> Tenant {
+        self.tenant
     }
 }
 
 impl fmt::Debug for ClientId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", &*self.0)
+        match self.tenant {
+            Tenant::Operator => write!(f, "{:?}", &*self.text),
+            Tenant::Reseller(p) => write!(f, "reseller {p} {:?}", &*self.text),
+            Tenant::Customer(p) => write!(f, "customer {p} {:?}", &*self.text),
+        }
     }
 }
 

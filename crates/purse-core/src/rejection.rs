@@ -46,6 +46,12 @@ pub enum Rejection {
     TransferKindNotAllowed,
     /// Subscriber-credit accounts need their customer's wallet in the same currency.
     CurrencyMismatchWithCustomer,
+    /// An issue or a recharge moves money from a reseller's master wallet.
+    IssueNeedsMasterWallet,
+    /// An issue or a recharge goes to a customer of the master wallet's reseller.
+    NotResellersCustomer,
+    /// A change made for someone else (an adjustment) says why.
+    ReasonMustNotBeEmpty,
 
     // Funds.
     /// Spending would leave the available balance below zero.
@@ -120,6 +126,9 @@ impl Rejection {
             TransfersNotAllowed => "transfers_not_allowed",
             TransferKindNotAllowed => "transfer_kind_not_allowed",
             CurrencyMismatchWithCustomer => "currency_mismatch_with_customer",
+            IssueNeedsMasterWallet => "issue_needs_master_wallet",
+            NotResellersCustomer => "not_resellers_customer",
+            ReasonMustNotBeEmpty => "reason_must_not_be_empty",
             InsufficientFunds { .. } => "insufficient_funds",
             HoldNotFound => "hold_not_found",
             HoldAlreadyResolved { .. } => "hold_already_resolved",
@@ -166,6 +175,9 @@ impl Rejection {
             AccountNotFound | AccountClosed | AccountHasBalance | AccountHasHolds => "account",
             SystemAccountNotAllowed | ExistsWithDifferentAccount => "account",
             CurrencyMismatchWithCustomer => "currency",
+            IssueNeedsMasterWallet => "source",
+            NotResellersCustomer => "target",
+            ReasonMustNotBeEmpty => "reason",
             AccountsMustDiffer | ExistsWithDifferentCounterparty | OtherCustomer => "target",
             TransfersNotAllowed => "source",
             HoldNotFound | HoldAlreadyResolved { .. } | HoldExpired => "hold",
@@ -205,6 +217,9 @@ impl fmt::Display for Rejection {
             AlreadyInvoiced { until } => write!(f, "an invoice already covers the period until {}", crate::time::format(*until)),
             OtherCustomer => f.write_str("a subscriber account transfers only within its own customer's accounts"),
             TransfersNotAllowed => f.write_str("subscriber-to-subscriber transfers are not allowed for this customer"),
+            IssueNeedsMasterWallet => f.write_str("an issue or a recharge moves money from a reseller's master wallet"),
+            NotResellersCustomer => f.write_str("an issue or a recharge goes to a customer of the master wallet's reseller"),
+            ReasonMustNotBeEmpty => f.write_str("give a reason: it is kept in the audit log"),
             other => {
                 // The code is the sentence: "account_not_found" -> "account not found".
                 f.write_str(&other.code().replace('_', " "))

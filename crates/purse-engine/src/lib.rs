@@ -80,6 +80,22 @@ pub struct EngineConfig {
     pub cached_parties_max: usize,
     /// How long the responses of idempotent API requests are kept (and so replayed).
     pub response_retention: Duration,
+    /// What the writer forgets of its cache before each batch: nothing in production; tests
+    /// of cache independence make it forget everything, or a random part.
+    pub eviction: Eviction,
+}
+
+/// What the writer forgets of its cache before each batch (see [`EngineConfig::eviction`]).
+/// The ledger's answers must not depend on it: what a batch needs is loaded either way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Eviction {
+    #[default]
+    Nothing,
+    /// Every account and party but the always-loaded base (currencies, system accounts,
+    /// open holds): every batch starts cold.
+    Everything,
+    /// About half of the accounts and parties, chosen by a generator seeded with `seed`.
+    Random { seed: u64 },
 }
 
 impl Default for EngineConfig {
@@ -91,6 +107,7 @@ impl Default for EngineConfig {
             cached_accounts_max: 1_000_000,
             cached_parties_max: 10_000,
             response_retention: Duration::from_secs(24 * 3600),
+            eviction: Eviction::Nothing,
         }
     }
 }
@@ -188,6 +205,7 @@ impl Engine {
             clock: clock.clone(),
             config: config.clone(),
             purged_at: None,
+            evictions: 0,
         };
         let handle = std::thread::Builder::new()
             .name("purse-writer".into())
@@ -331,6 +349,8 @@ struct Writer {
     config: EngineConfig,
     /// When stored responses were last purged.
     purged_at: Option<Timestamp>,
+    /// Batches evicted so far (the random eviction's sequence number).
+    evictions: u64,
 }
 
 /// How often the writer forgets stored responses past their retention.
@@ -406,6 +426,7 @@ impl Writer {
         if self.cache_epoch != Some(epoch) {
             self.reload()?;
         }
+        self.evict();
         // Retries of sealed requests answered before: their stored response, nothing applied.
         let replayed = self.replays(seals)?;
         let requests: Vec<&[Item]> =
@@ -539,6 +560,29 @@ impl Writer {
             lookups.transfers.extend(transfers.into_iter().map(|(t, by)| (t.id, (t, by))));
         }
         Err(StoreError("references did not resolve in four rounds".into()))
+    }
+
+    /// Forgets what [`EngineConfig::eviction`] says: never anything in production.
+    fn evict(&mut self) {
+        let seed = match self.config.eviction {
+            Eviction::Nothing => return,
+            Eviction::Everything => None,
+            Eviction::Random { seed } => Some(seed),
+        };
+        self.evictions += 1;
+        let mut state = seed.map(|s| s ^ self.evictions.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut keep = move || match state.as_mut() {
+            None => false,
+            Some(x) => {
+                // xorshift64: a coin per record, reproducible from the seed.
+                *x ^= *x << 13;
+                *x ^= *x >> 7;
+                *x ^= *x << 17;
+                *x & 1 == 0
+            }
+        };
+        self.ledger.accounts.retain(|_, a| a.is_system() || keep());
+        self.ledger.parties.retain(|_, _| keep());
     }
 
     fn reload(&mut self) -> Result<(), StoreError> {

@@ -2,11 +2,12 @@
 //! and its customers; a customer only itself. Anything outside a caller's scope answers
 //! exactly as if it did not exist (404, or `*_not_found` for an id in a body).
 //!
-//! Client ids are scoped the same way: a reseller's or customer's client id is stored with
-//! its party as a prefix (`r12:` / `c34:`), so two tenants never collide on an id (nor learn
-//! of each other's through a collision). Operators' ids are stored as given.
+//! The rules themselves are `purse_app::policy`'s; this module applies them to the store's
+//! records. Client ids live in their tenant's namespace (`purse_core::Tenant`), so two
+//! tenants never collide on an id (nor learn of each other's through a collision).
 
-use purse_core::{Account, ClientId, Party, PartyKind, Role, Scope};
+use purse_app::policy;
+use purse_core::{Account, ClientId, Party, PartyId, PartyKind, Role};
 
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -20,67 +21,23 @@ impl Principal {
         self.role == Role::Operator
     }
 
-    /// Refuses read-only keys.
-    pub fn require_write(&self) -> Result<(), ApiError> {
-        match self.scope {
-            Scope::ReadWrite => Ok(()),
-            Scope::Read => Err(ApiError::Forbidden("this API key is read-only".into())),
-        }
-    }
-
-    /// A write allowed to operators only.
-    pub fn require_operator(&self, what: &str) -> Result<(), ApiError> {
-        self.require_write()?;
-        if self.is_operator() { Ok(()) } else { Err(ApiError::Forbidden(format!("only an operator key may {what}"))) }
-    }
-
-    /// A write allowed to operators and resellers.
-    pub fn require_staff(&self, what: &str) -> Result<(), ApiError> {
-        self.require_write()?;
-        match self.role {
-            Role::Customer(_) => Err(ApiError::Forbidden(format!("a customer key may not {what}"))),
-            _ => Ok(()),
-        }
-    }
-
-    /// Whether this caller sees `party`.
+    /// Whether this caller sees `party` (the policy's tenancy rule).
     pub fn sees_party(&self, party: &Party) -> bool {
-        match self.role {
-            Role::Operator => true,
-            Role::Reseller(r) => {
-                party.id == r || matches!(party.kind, PartyKind::Customer { reseller: Some(x), .. } if x == r)
-            }
-            Role::Customer(c) => party.id == c,
-        }
+        policy::sees_party(self.role, party)
     }
 
-    fn prefix(&self) -> Option<String> {
-        match self.role {
-            Role::Operator => None,
-            Role::Reseller(p) => Some(format!("r{p}:")),
-            Role::Customer(p) => Some(format!("c{p}:")),
-        }
-    }
-
-    /// The ledger's client id for `text` sent by this caller.
+    /// The ledger's client id for `text` sent by this caller: in its tenant's namespace.
     pub fn client_id(&self, field: &str, text: &str) -> Result<ClientId, ApiError> {
         let invalid = || ApiError::invalid(field, "invalid_client_id", format!("{field} must be 1 to 100 printable characters"));
         if text.is_empty() || text.len() > 100 {
             return Err(invalid());
         }
-        let scoped = match self.prefix() {
-            Some(prefix) => format!("{prefix}{text}"),
-            None => text.to_owned(),
-        };
-        ClientId::new(&scoped).ok_or_else(invalid)
+        ClientId::scoped(policy::tenant(self.role), text).ok_or_else(invalid)
     }
 
-    /// A stored client id as this caller sent it.
+    /// A stored client id as its caller sent it.
     pub fn shown_client_id(&self, id: &ClientId) -> String {
-        match self.prefix() {
-            Some(prefix) => id.as_str().strip_prefix(&prefix).unwrap_or(id.as_str()).to_owned(),
-            None => id.as_str().to_owned(),
-        }
+        id.as_str().to_owned()
     }
 }
 
@@ -98,16 +55,21 @@ impl AppState {
     }
 
     pub(crate) fn sees_account(&self, who: &Principal, account: &Account) -> Result<bool, ApiError> {
-        Ok(match (who.role, account.party) {
-            (Role::Operator, _) => true,
-            (_, None) => false,
-            (Role::Customer(c), Some(p)) => p == c,
-            (Role::Reseller(r), Some(p)) if p == r => true,
-            (Role::Reseller(_), Some(p)) => match self.engine.reader().party(p)? {
-                Some(party) => who.sees_party(&party),
-                None => false,
-            },
-        })
+        self.ask(|reseller_of| policy::sees_owner(who.role, account.party, reseller_of))
+    }
+
+    /// Answers a policy rule that asks for customers' resellers, reading them (cached) from
+    /// the store. Blocking on a miss.
+    pub(crate) fn ask<T>(&self, rule: impl FnOnce(&mut dyn FnMut(PartyId) -> Option<PartyId>) -> T) -> Result<T, ApiError> {
+        let mut failed = None;
+        let answer = rule(&mut |p| match self.reseller_of(p) {
+            Ok(r) => r,
+            Err(e) => {
+                failed.get_or_insert(e);
+                None
+            }
+        });
+        failed.map_or(Ok(answer), Err)
     }
 
     /// Checks that the caller sees the account a body field names (one it does not see is
@@ -121,16 +83,7 @@ impl AppState {
             Role::Operator => return Ok(()),
             Role::Reseller(_) | Role::Customer(_) => self.owner_of(id)?.ok_or_else(not_found)?,
         };
-        let visible = match who.role {
-            Role::Customer(c) => owner == Some(c),
-            Role::Reseller(r) => match owner {
-                Some(p) if p == r => true,
-                Some(p) => self.reseller_of(p)? == Some(r),
-                None => false,
-            },
-            Role::Operator => true,
-        };
-        if visible { Ok(()) } else { Err(not_found()) }
+        if self.ask(|reseller_of| policy::sees_owner(who.role, owner, reseller_of))? { Ok(()) } else { Err(not_found()) }
     }
 
     /// `Some(owner)` of an existing account (the owner is `None` for system accounts).
@@ -148,7 +101,7 @@ impl AppState {
         Ok(Some(a.party))
     }
 
-    fn reseller_of(&self, party: purse_core::PartyId) -> Result<Option<purse_core::PartyId>, ApiError> {
+    pub(crate) fn reseller_of(&self, party: purse_core::PartyId) -> Result<Option<purse_core::PartyId>, ApiError> {
         if let Some(r) = self.resellers.lock().ok().and_then(|m| m.get(&party).copied()) {
             return Ok(r);
         }

@@ -64,8 +64,8 @@ pub fn issue_key(name: &str, role: Role, scope: Scope, now: Timestamp) -> std::i
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Principal {
     pub key_id: u64,
-    /// The portal user behind a session (0 for an API key).
-    pub user_id: u64,
+    /// The portal user behind a session (none for an API key).
+    pub user_id: Option<u64>,
     pub role: Role,
     pub scope: Scope,
 }
@@ -74,7 +74,7 @@ impl Principal {
     /// A portal user's principal: the same role and scope rules as a key's. It has no key,
     /// so no idempotency keys or rate limit of its own (`key_id` 0 is never a key's id).
     pub fn for_user(role: Role, scope: Scope, user_id: u64) -> Principal {
-        Principal { key_id: 0, user_id, role, scope }
+        Principal { key_id: 0, user_id: Some(user_id), role, scope }
     }
 }
 
@@ -125,7 +125,9 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Middleware on every `/v1` route: the `Authorization: Bearer purse_...` key must exist and
-/// not be revoked; then the key's rate limit applies. The principal goes into the request.
+/// not be revoked; then the key's rate limit applies, and the authorization policy decides
+/// whether the key's role and scope may take the route's action at all (whose objects it
+/// sees, the handlers ask the policy's tenancy rules). The principal goes into the request.
 pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let Some(secret) = bearer(request.headers()) else {
         return ApiError::Unauthenticated("send an API key as `Authorization: Bearer purse_...`").into_response();
@@ -147,7 +149,7 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
             };
             match record {
                 Some(k) if k.revoked_at.is_none() => {
-                    let p = Principal { key_id: k.id, user_id: 0, role: k.role, scope: k.scope };
+                    let p = Principal { key_id: k.id, user_id: None, role: k.role, scope: k.scope };
                     state.auth.put(hash, p);
                     p
                 }
@@ -158,6 +160,13 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
     };
     if let Err(retry_after_s) = state.limiter.check(principal.key_id) {
         return ApiError::RateLimited { retry_after_s }.into_response();
+    }
+    // A method the path does not have has no action: the router answers it (405).
+    let path = request.extensions().get::<axum::extract::MatchedPath>().map(|m| m.as_str().to_owned());
+    if let Some(action) = path.and_then(|p| crate::routes::action_of(request.method(), &p)) {
+        if let Err(refusal) = purse_app::policy::authorize(principal.role, principal.scope, action) {
+            return ApiError::Forbidden(refusal.to_string()).into_response();
+        }
     }
     request.extensions_mut().insert(principal);
     next.run(request).await

@@ -134,9 +134,9 @@ impl AppState {
     /// Who a principal is, as the audit log and the credit limit history name it:
     /// `user ann@example.com` for a portal session, `key 12` for an API key. Blocking.
     pub fn actor(&self, who: &auth::Principal) -> Result<String, ApiError> {
-        if who.user_id != 0 {
-            let user = self.access.user(who.user_id)?;
-            return Ok(user.map_or_else(|| format!("user {}", who.user_id), |u| format!("user {}", u.email)));
+        if let Some(id) = who.user_id {
+            let user = self.access.user(id)?;
+            return Ok(user.map_or_else(|| format!("user {id}"), |u| format!("user {}", u.email)));
         }
         Ok(format!("key {}", who.key_id))
     }

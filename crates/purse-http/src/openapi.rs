@@ -41,6 +41,9 @@ fn currency() -> Value {
 fn metadata() -> Value {
     json!({ "type": "object", "nullable": true, "additionalProperties": true })
 }
+fn reason() -> Value {
+    json!({ "type": "string", "minLength": 1, "maxLength": 500, "pattern": "^[^\\u0000-\\u001f\\u007f]*$", "description": "Why: kept in the audit log." })
+}
 fn reference(name: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
 }
@@ -161,11 +164,12 @@ fn schemas() -> Value {
         ),
         "TransferRequest": object(
             &[("client_id", client_id()), ("source", id()), ("target", id()), ("amount", positive_amount()), ("currency", currency())],
-            &[("kind", nullable(json!({ "type": "string", "enum": ["transfer", "recharge", "issue"] }))), ("metadata", metadata())],
+            &[("kind", nullable(json!({ "type": "string", "enum": ["transfer", "recharge", "issue"] }))), ("metadata", metadata()), ("reason", nullable(reason()))],
             true,
         ),
+
         "Transfer": object(&transfer_fields, &[], false),
-        "Reversal": object(&[("client_id", client_id()), ("transfer", id())], &[("metadata", metadata())], true),
+        "Reversal": object(&[("client_id", client_id()), ("transfer", id())], &[("metadata", metadata()), ("reason", nullable(reason()))], true),
         "HoldRequest": object(
             &[("client_id", client_id()), ("account", id()), ("amount", positive_amount()), ("currency", currency())],
             &[("expires_at", nullable(time())), ("service", nullable(json!({ "type": "string", "maxLength": 64 }))), ("metadata", metadata())],
@@ -185,10 +189,65 @@ fn schemas() -> Value {
         "Capture": object(&[("client_id", client_id())], &[("amount", nullable(positive_amount()))], true),
         "Release": object(&[("client_id", client_id())], &[], true),
     });
-    for (name, schema) in alert_schemas().into_iter().chain(payment_schemas()).chain(credit_schemas()) {
+    for (name, schema) in alert_schemas().into_iter().chain(payment_schemas()).chain(credit_schemas()).chain(access_schemas()) {
         all[name] = schema;
     }
     all
+}
+
+/// Adjustments, API keys and portal users.
+fn access_schemas() -> Vec<(&'static str, Value)> {
+    let role = json!({ "type": "string", "enum": ["operator", "reseller", "customer"] });
+    let scope = json!({ "type": "string", "enum": ["read", "read_write"] });
+    let key = object(
+        &[("id", id()), ("name", string()), ("prefix", string()), ("role", role.clone()), ("scope", scope.clone()), ("created_at", time())],
+        &[("party", nullable(id())), ("revoked_at", nullable(time()))],
+        false,
+    );
+    let user = object(
+        &[("id", id()), ("email", string()), ("name", string()), ("role", role.clone()), ("scope", scope.clone()), ("created_at", time())],
+        &[("party", nullable(id())), ("disabled_at", nullable(time()))],
+        false,
+    );
+    let adjustment = object(
+        &[
+            ("client_id", client_id()),
+            ("account", id()),
+            ("amount", positive_amount()),
+            ("currency", currency()),
+            ("direction", json!({ "type": "string", "enum": ["credit", "debit"] })),
+            ("reason", reason()),
+        ],
+        &[("metadata", metadata())],
+        true,
+    );
+    let name = json!({ "type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[^\\u0000-\\u001f\\u007f]*$" });
+    vec![
+        ("Adjustment", adjustment),
+        ("ApiKey", key),
+        ("ApiKeyList", object(&[("data", list_of(reference("ApiKey")))], &[], false)),
+        ("ApiKeyCreated", object(&[("key", reference("ApiKey")), ("secret", string())], &[], false)),
+        (
+            "NewApiKey",
+            object(&[("name", name.clone()), ("role", role.clone()), ("scope", scope.clone())], &[("party", nullable(id()))], true),
+        ),
+        ("User", user),
+        ("UserList", object(&[("data", list_of(reference("User")))], &[], false)),
+        (
+            "NewUser",
+            object(
+                &[
+                    ("email", json!({ "type": "string", "format": "email", "maxLength": 254 })),
+                    ("name", name),
+                    ("password", json!({ "type": "string", "minLength": 12, "maxLength": 200 })),
+                    ("role", role),
+                    ("scope", scope),
+                ],
+                &[("party", nullable(id()))],
+                true,
+            ),
+        ),
+    ]
 }
 
 fn error_response(description: &str) -> Value {

@@ -8,7 +8,9 @@ use axum::middleware;
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 
-use crate::handlers::{self, accounts, alerts, credit, invoices, parties, payments, postings};
+use purse_app::policy::Action;
+
+use crate::handlers::{self, accounts, alerts, credit, invoices, keys, parties, payments, postings};
 use crate::{auth, idempotency, metrics, openapi, AppState};
 
 /// Largest body of an ordinary request.
@@ -16,14 +18,15 @@ pub const BODY_BYTES_MAX: usize = 64 * 1024;
 /// Largest body of a batch request (8,192 charges of about 300 bytes).
 pub const BATCH_BODY_BYTES_MAX: usize = 4 * 1024 * 1024;
 
-/// Who may call a route, for the document.
+/// What kind of request a route is, for the document and the idempotency guard. Who may
+/// call it is the policy's to say ([`Action::rule`]); a test keeps the two in agreement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
     /// No key needed.
     Public,
     /// Any key; each sees its own tenants.
     Read,
-    /// A read-write key of the roles named in the summary.
+    /// A read-write key of the roles named in the summary, and an Idempotency-Key.
     Write,
     /// A read-write key; changes settings, not money, so no Idempotency-Key (PUT and DELETE
     /// are idempotent by nature, and a repeated POST is refused as a duplicate).
@@ -34,6 +37,9 @@ pub enum Access {
 pub struct Route {
     pub method: Method,
     pub path: &'static str,
+    /// What the route does, in the authorization policy.
+    pub action: Action,
+    /// The document's operation id: the action's name.
     pub operation: &'static str,
     pub summary: &'static str,
     pub access: Access,
@@ -49,7 +55,7 @@ pub struct Route {
 fn route(
     method: Method,
     path: &'static str,
-    operation: &'static str,
+    action: Action,
     summary: &'static str,
     access: Access,
     query: &'static [&'static str],
@@ -57,7 +63,7 @@ fn route(
     success: (u16, &'static str),
     handler: MethodRouter<AppState>,
 ) -> Route {
-    Route { method, path, operation, summary, access, query, request, success, handler }
+    Route { method, path, action, operation: action.name(), summary, access, query, request, success, handler }
 }
 
 /// The table: every route the server answers.
@@ -66,78 +72,92 @@ pub fn table() -> Vec<Route> {
     use Access::*;
     let page: &[&str] = &["limit", "after"];
     vec![
-        route(Method::GET, "/healthz", "healthz", "Liveness: the process answers.", Public, &[], None, (200, "Status"), get(handlers::healthz)),
-        route(Method::GET, "/readyz", "readyz", "Readiness: the database answers.", Public, &[], None, (200, "Status"), get(handlers::readyz)),
-        route(Method::GET, "/metrics", "metrics", "Prometheus metrics (text format).", Public, &[], None, (200, "Text"), get(metrics::metrics)),
-        route(Method::GET, "/v1/openapi.json", "openapi", "This document.", Public, &[], None, (200, "Any"), get(openapi::serve)),
-        route(Method::POST, "/v1/currencies", "createCurrency", "Configure a currency and its scale (operators).", Write, &[], Some("NewCurrency"), (201, "Currency"), post(handlers::create_currency)),
-        route(Method::GET, "/v1/currencies", "listCurrencies", "List the configured currencies.", Read, &[], None, (200, "CurrencyList"), get(handlers::list_currencies)),
-        route(Method::POST, "/v1/resellers", "createReseller", "Create a reseller (operators).", Write, &[], Some("NewReseller"), (201, "PartyCreated"), post(parties::create_reseller)),
-        route(Method::GET, "/v1/resellers", "listResellers", "List resellers (a reseller sees itself).", Read, page, None, (200, "PartyList"), get(parties::list_resellers)),
-        route(Method::GET, "/v1/resellers/{id}", "getReseller", "One reseller.", Read, &[], None, (200, "Party"), get(parties::get_reseller)),
-        route(Method::POST, "/v1/customers", "createCustomer", "Create a prepaid or postpaid customer with its wallet (operators, resellers under themselves).", Write, &[], Some("NewCustomer"), (201, "PartyCreated"), post(parties::create_customer)),
-        route(Method::GET, "/v1/customers", "listCustomers", "List customers: all (operators), a reseller's own, a customer itself.", Read, &["limit", "after", "reseller"], None, (200, "PartyList"), get(parties::list_customers)),
-        route(Method::GET, "/v1/customers/{id}", "getCustomer", "One customer.", Read, &[], None, (200, "Party"), get(parties::get_customer)),
-        route(Method::POST, "/v1/accounts", "openAccount", "Open a master wallet (operators) or a subscriber account.", Write, &[], Some("NewAccount"), (201, "AccountOpened"), post(accounts::open_account)),
-        route(Method::GET, "/v1/accounts", "listAccounts", "The accounts of a party (`party` is required).", Read, &["party"], None, (200, "AccountList"), get(accounts::list_accounts)),
-        route(Method::GET, "/v1/accounts/{id}", "getAccount", "An account with its balance parts.", Read, &[], None, (200, "Account"), get(accounts::get_account)),
-        route(Method::PATCH, "/v1/accounts/{id}", "updateAccount", "Change the credit limit or the temporary increase (an amount or a percent of the permanent limit, within the maximum possible increase), with a reason; all or nothing.", Write, &[], Some("AccountChanges"), (200, "AccountUpdated"), axum::routing::patch(credit::update_account)),
-        route(Method::GET, "/v1/accounts/{id}/credit-history", "getCreditHistory", "Every change of the account's credit limit (permanent, temporary, revert): who, when, old, new, why.", Read, &[], None, (200, "CreditHistory"), get(credit::credit_history)),
-        route(Method::POST, "/v1/accounts/{id}/close", "closeAccount", "Close an account with nothing on it (operators, resellers).", Write, &[], None, (200, "AccountClosed"), post(accounts::close_account)),
-        route(Method::GET, "/v1/accounts/{id}/spendable", "getSpendable", "What the account can spend now, and how many units of `price` that buys.", Read, &["price"], None, (200, "Spendable"), get(accounts::spendable)),
-        route(Method::GET, "/v1/accounts/{id}/balance", "getBalanceAt", "The posted balance as of a time (`at`, RFC 3339; now when absent).", Read, &["at"], None, (200, "BalanceAt"), get(accounts::balance_at)),
-        route(Method::GET, "/v1/accounts/{id}/journal", "getJournal", "The account's postings, newest first, filtered by posting time (`from`, `to`) and `kind`.", Read, &["limit", "before", "from", "to", "kind"], None, (200, "Journal"), get(accounts::journal)),
-        route(Method::GET, "/v1/balances", "getBalances", "Every balance from one consistent read, with totals per currency (operators).", Read, &[], None, (200, "Snapshot"), get(accounts::balances)),
-        route(Method::POST, "/v1/charges", "createCharge", "Post one rated usage charge (operators, resellers).", Write, &[], Some("Charge"), (201, "Posted"), post(postings::create_charge)),
-        route(Method::POST, "/v1/charges/batch", "createChargeBatch", "Post up to 8,192 charges; one result per item.", Write, &[], Some("ChargeBatch"), (200, "BatchResults"), post(postings::create_charge_batch).layer(DefaultBodyLimit::max(BATCH_BODY_BYTES_MAX))),
-        route(Method::POST, "/v1/payments", "createPayment", "Record a payment received by hand (operators).", Write, &[], Some("Payment"), (201, "Posted"), post(postings::create_payment)),
-        route(Method::POST, "/v1/transfers", "createTransfer", "Move funds between two accounts the caller sees (transfer, recharge, issue).", Write, &[], Some("TransferRequest"), (201, "Posted"), post(postings::create_transfer)),
-        route(Method::GET, "/v1/transfers/{id}", "getTransfer", "One posted transfer.", Read, &[], None, (200, "Transfer"), get(postings::get_transfer)),
-        route(Method::POST, "/v1/reversals", "createReversal", "Reverse a posted transfer, once (operators).", Write, &[], Some("Reversal"), (201, "Posted"), post(postings::create_reversal)),
-        route(Method::POST, "/v1/holds", "createHold", "Reserve funds until `expires_at` (operators, resellers).", Write, &[], Some("HoldRequest"), (201, "HoldAnswer"), post(postings::create_hold)),
-        route(Method::GET, "/v1/holds/{id}", "getHold", "One hold.", Read, &[], None, (200, "Hold"), get(postings::get_hold)),
-        route(Method::POST, "/v1/holds/{id}/capture", "captureHold", "Charge all or part of a hold; the rest is released.", Write, &[], Some("Capture"), (201, "HoldAnswer"), post(postings::capture_hold)),
-        route(Method::POST, "/v1/holds/{id}/release", "releaseHold", "Release a hold.", Write, &[], Some("Release"), (201, "HoldAnswer"), post(postings::release_hold)),
-        route(Method::GET, "/v1/low-balance-profiles", "listLowBalanceProfiles", "Low Balance Profiles: all (operators), a reseller's own.", Read, &[], None, (200, "LowBalanceProfileList"), get(alerts::list_profiles)),
-        route(Method::POST, "/v1/low-balance-profiles", "createLowBalanceProfile", "Create a Low Balance Profile with its user, client and inactivity rules (operators, resellers).", Settings, &[], Some("LowBalanceProfileBody"), (201, "LowBalanceProfile"), post(alerts::create_profile)),
-        route(Method::GET, "/v1/low-balance-profiles/{id}", "getLowBalanceProfile", "One Low Balance Profile.", Read, &[], None, (200, "LowBalanceProfile"), get(alerts::get_profile)),
-        route(Method::PUT, "/v1/low-balance-profiles/{id}", "replaceLowBalanceProfile", "Replace a profile's fields and rules, all or nothing.", Settings, &[], Some("LowBalanceProfileBody"), (200, "LowBalanceProfile"), axum::routing::put(alerts::replace_profile)),
-        route(Method::DELETE, "/v1/low-balance-profiles/{id}", "deleteLowBalanceProfile", "Delete a profile; its customers fall back to their reseller's default.", Settings, &[], None, (200, "Deleted"), axum::routing::delete(alerts::delete_profile)),
-        route(Method::GET, "/v1/customers/{id}/alert-settings", "getCustomerAlertSettings", "A customer's profile, billing e-mail, e-mails to be alerted and warning thresholds.", Read, &[], None, (200, "AlertSettings"), get(alerts::get_customer_settings)),
-        route(Method::PUT, "/v1/customers/{id}/alert-settings", "putCustomerAlertSettings", "Set a customer's alert settings, all or nothing (its profile: staff only).", Settings, &[], Some("AlertSettingsBody"), (200, "AlertSettings"), axum::routing::put(alerts::put_customer_settings)),
-        route(Method::GET, "/v1/resellers/{id}/alert-settings", "getResellerAlertSettings", "The e-mail a reseller's user rules notify.", Read, &[], None, (200, "AlertSettings"), get(alerts::get_reseller_settings)),
-        route(Method::PUT, "/v1/resellers/{id}/alert-settings", "putResellerAlertSettings", "Set the e-mail a reseller's user rules notify (operators, resellers).", Settings, &[], Some("AlertSettingsBody"), (200, "AlertSettings"), axum::routing::put(alerts::put_reseller_settings)),
-        route(Method::GET, "/v1/webhook-endpoints", "listWebhookEndpoints", "The caller's webhook endpoints (operators: all).", Read, &[], None, (200, "WebhookEndpointList"), get(alerts::list_endpoints)),
-        route(Method::POST, "/v1/webhook-endpoints", "createWebhookEndpoint", "Register an endpoint for the caller's tenant; the signing secret is shown once here.", Settings, &[], Some("WebhookEndpointBody"), (201, "WebhookEndpoint"), post(alerts::create_endpoint)),
-        route(Method::DELETE, "/v1/webhook-endpoints/{id}", "deleteWebhookEndpoint", "Remove an endpoint.", Settings, &[], None, (200, "Deleted"), axum::routing::delete(alerts::delete_endpoint)),
-        route(Method::GET, "/v1/notifications", "listNotifications", "The notification log, newest first, with each delivery's status.", Read, &["customer", "before", "limit"], None, (200, "NotificationList"), get(alerts::list_notifications)),
-        route(Method::GET, "/v1/customers/{id}/recharge-settings", "getRechargeSettings", "A customer's auto-recharge settings, saved card and why auto-recharge is off.", Read, &[], None, (200, "RechargeSettings"), get(payments::get_recharge_settings)),
-        route(Method::PUT, "/v1/customers/{id}/recharge-settings", "putRechargeSettings", "Set a customer's auto-recharge: method, threshold, amount or target, caps, e-mails; all or nothing.", Settings, &[], Some("RechargeSettingsBody"), (200, "RechargeSettings"), axum::routing::put(payments::put_recharge_settings)),
-        route(Method::POST, "/v1/customers/{id}/card", "saveCard", "Save a card at Stripe for the customer (details go to Stripe, never kept).", Settings, &[], Some("CardBody"), (200, "RechargeSettings"), post(payments::save_card)),
-        route(Method::POST, "/v1/customers/{id}/pay-now", "payNow", "Pay Now: charge the saved (or a new) card at once and credit the balance; a declined card changes nothing.", Write, &[], Some("PayNowBody"), (201, "Recharge"), post(payments::create_pay_now)),
-        route(Method::GET, "/v1/recharges", "listRecharges", "Recharges and card payments, newest first.", Read, &["customer", "limit"], None, (200, "RechargeList"), get(payments::list_recharges)),
-        route(Method::GET, "/v1/invoices", "listInvoices", "Usage and top-up invoices, newest first.", Read, &["customer", "limit"], None, (200, "InvoiceList"), get(invoices::list_invoices)),
-        route(Method::GET, "/v1/invoices/{id}", "getInvoice", "One invoice with its lines (from the journal) and the payments allocated to it.", Read, &[], None, (200, "Invoice"), get(invoices::get_invoice)),
-        route(Method::POST, "/v1/invoices/{id}/void", "voidInvoice", "Void an invoice that is not paid in full (operators, resellers); its allocations are released and applied to other invoices.", Write, &[], Some("InvoiceVoid"), (200, "Invoice"), post(invoices::post_void)),
-        route(Method::POST, "/v1/customers/{id}/invoices", "issueInvoice", "Issue the customer's usage invoice now, for everything uninvoiced (operators, resellers).", Write, &[], None, (201, "Invoice"), post(invoices::post_issue)),
-        route(Method::GET, "/v1/customers/{id}/billing-settings", "getBillingSettings", "The customer's billing cycle: monthly, from its cycle day at midnight in its time zone.", Read, &[], None, (200, "BillingSettings"), get(invoices::get_billing)),
-        route(Method::PUT, "/v1/customers/{id}/billing-settings", "putBillingSettings", "Set the customer's cycle day (1-28) and time zone (operators, resellers).", Settings, &[], Some("BillingSettingsBody"), (200, "BillingSettings"), axum::routing::put(invoices::put_billing)),
-        route(Method::GET, "/v1/receipts", "listReceipts", "Receipt vouchers, one per payment received, newest first.", Read, &["customer", "limit"], None, (200, "ReceiptList"), get(payments::list_receipts)),
-        route(Method::GET, "/v1/receipts/{id}", "getReceipt", "A receipt voucher: the payment, what of it is allocated and to which invoices.", Read, &[], None, (200, "Receipt"), get(payments::get_receipt)),
-        route(Method::GET, "/v1/receipts/{id}/pdf", "getReceiptPdf", "A receipt voucher as a PDF.", Read, &[], None, (200, "Pdf"), get(payments::get_receipt_pdf)),
-        route(Method::POST, "/v1/receipts/{id}/email", "emailReceipt", "E-mail a receipt voucher again to the billing e-mail, with its PDF.", Settings, &[], None, (200, "Receipt"), post(payments::send_receipt)),
-        route(Method::GET, "/v1/invoices/{id}/pdf", "getInvoicePdf", "The invoice as a PDF (made in-process).", Read, &[], None, (200, "Pdf"), get(invoices::get_invoice_pdf)),
-        route(Method::POST, "/v1/invoices/{id}/payments", "payInvoice", "Record a payment of an invoice (operators, resellers): credits the balance once; a top-up invoice is paid whole, a usage invoice up to what is due (allocated to it first).", Write, &[], Some("InvoicePayment"), (201, "Invoice"), post(invoices::pay_invoice)),
-        route(Method::GET, "/v1/customer-classes", "listCustomerClasses", "Customer classes: subscriber transfers default and maximum possible increase.", Read, &[], None, (200, "CustomerClassList"), get(credit::list_classes)),
-        route(Method::POST, "/v1/customer-classes", "createCustomerClass", "Create a customer class (operators).", Settings, &[], Some("CustomerClassBody"), (201, "CustomerClass"), post(credit::create_class)),
-        route(Method::PUT, "/v1/customer-classes/{id}", "replaceCustomerClass", "Replace a customer class (operators).", Settings, &[], Some("CustomerClassBody"), (200, "CustomerClass"), axum::routing::put(credit::replace_class)),
-        route(Method::GET, "/v1/customers/{id}/credit-settings", "getCustomerCreditSettings", "Balance & Credits: limits, temporary increase, maximum possible increase, class, subscriber transfers.", Read, &[], None, (200, "CreditSettings"), get(credit::get_customer_credit)),
-        route(Method::PUT, "/v1/customers/{id}/credit-settings", "putCustomerCreditSettings", "Set a customer's class and subscriber-to-subscriber transfers (class, yes, no) (operators, resellers).", Settings, &[], Some("CreditSettingsBody"), (200, "CreditSettings"), axum::routing::put(credit::put_customer_credit)),
-        route(Method::GET, "/v1/resellers/{id}/credit-settings", "getResellerCreditSettings", "A reseller's maximum possible increase for its customers.", Read, &[], None, (200, "CreditSettings"), get(credit::get_reseller_credit)),
-        route(Method::PUT, "/v1/resellers/{id}/credit-settings", "putResellerCreditSettings", "Set a reseller's maximum possible increase (operators).", Settings, &[], Some("CreditSettingsBody"), (200, "CreditSettings"), axum::routing::put(credit::put_reseller_credit)),
-        route(Method::GET, "/v1/audit-log", "listAuditLog", "Every settings change the caller may see, newest first: who, when, what, before, after.", Read, &["party", "entity", "actor", "from", "to", "before", "limit"], None, (200, "AuditLog"), get(credit::audit_log)),
-        route(Method::GET, "/v1/scheduler/runs", "listSchedulerRuns", "The scheduler's job runs, newest first (operators).", Read, &["limit"], None, (200, "JobRunList"), get(alerts::list_job_runs)),
+        route(Method::GET, "/healthz", Action::Healthz, "Liveness: the process answers.", Public, &[], None, (200, "Status"), get(handlers::healthz)),
+        route(Method::GET, "/readyz", Action::Readyz, "Readiness: the database answers.", Public, &[], None, (200, "Status"), get(handlers::readyz)),
+        route(Method::GET, "/metrics", Action::Metrics, "Prometheus metrics (text format).", Public, &[], None, (200, "Text"), get(metrics::metrics)),
+        route(Method::GET, "/v1/openapi.json", Action::OpenApi, "This document.", Public, &[], None, (200, "Any"), get(openapi::serve)),
+        route(Method::POST, "/v1/currencies", Action::CreateCurrency, "Configure a currency and its scale (operators).", Write, &[], Some("NewCurrency"), (201, "Currency"), post(handlers::create_currency)),
+        route(Method::GET, "/v1/currencies", Action::ListCurrencies, "List the configured currencies.", Read, &[], None, (200, "CurrencyList"), get(handlers::list_currencies)),
+        route(Method::POST, "/v1/resellers", Action::CreateReseller, "Create a reseller (operators).", Write, &[], Some("NewReseller"), (201, "PartyCreated"), post(parties::create_reseller)),
+        route(Method::GET, "/v1/resellers", Action::ListResellers, "List resellers (a reseller sees itself).", Read, page, None, (200, "PartyList"), get(parties::list_resellers)),
+        route(Method::GET, "/v1/resellers/{id}", Action::GetReseller, "One reseller.", Read, &[], None, (200, "Party"), get(parties::get_reseller)),
+        route(Method::POST, "/v1/customers", Action::CreateCustomer, "Create a prepaid or postpaid customer with its wallet (operators, resellers under themselves).", Write, &[], Some("NewCustomer"), (201, "PartyCreated"), post(parties::create_customer)),
+        route(Method::GET, "/v1/customers", Action::ListCustomers, "List customers: all (operators), a reseller's own, a customer itself.", Read, &["limit", "after", "reseller"], None, (200, "PartyList"), get(parties::list_customers)),
+        route(Method::GET, "/v1/customers/{id}", Action::GetCustomer, "One customer.", Read, &[], None, (200, "Party"), get(parties::get_customer)),
+        route(Method::POST, "/v1/accounts", Action::OpenAccount, "Open a master wallet (operators) or a subscriber account.", Write, &[], Some("NewAccount"), (201, "AccountOpened"), post(accounts::open_account)),
+        route(Method::GET, "/v1/accounts", Action::ListAccounts, "The accounts of a party (`party` is required).", Read, &["party"], None, (200, "AccountList"), get(accounts::list_accounts)),
+        route(Method::GET, "/v1/accounts/{id}", Action::GetAccount, "An account with its balance parts.", Read, &[], None, (200, "Account"), get(accounts::get_account)),
+        route(Method::PATCH, "/v1/accounts/{id}", Action::UpdateAccount, "Change the credit limit or the temporary increase (an amount or a percent of the permanent limit, within the maximum possible increase), with a reason; all or nothing.", Write, &[], Some("AccountChanges"), (200, "AccountUpdated"), axum::routing::patch(credit::update_account)),
+        route(Method::GET, "/v1/accounts/{id}/credit-history", Action::GetCreditHistory, "Every change of the account's credit limit (permanent, temporary, revert): who, when, old, new, why.", Read, &[], None, (200, "CreditHistory"), get(credit::credit_history)),
+        route(Method::POST, "/v1/accounts/{id}/close", Action::CloseAccount, "Close an account with nothing on it (operators, resellers).", Write, &[], None, (200, "AccountClosed"), post(accounts::close_account)),
+        route(Method::GET, "/v1/accounts/{id}/spendable", Action::GetSpendable, "What the account can spend now, and how many units of `price` that buys.", Read, &["price"], None, (200, "Spendable"), get(accounts::spendable)),
+        route(Method::GET, "/v1/accounts/{id}/balance", Action::GetBalanceAt, "The posted balance as of a time (`at`, RFC 3339; now when absent).", Read, &["at"], None, (200, "BalanceAt"), get(accounts::balance_at)),
+        route(Method::GET, "/v1/accounts/{id}/journal", Action::GetJournal, "The account's postings, newest first, filtered by posting time (`from`, `to`) and `kind`.", Read, &["limit", "before", "from", "to", "kind"], None, (200, "Journal"), get(accounts::journal)),
+        route(Method::GET, "/v1/balances", Action::GetBalances, "Every balance from one consistent read, with totals per currency (operators).", Read, &[], None, (200, "Snapshot"), get(accounts::balances)),
+        route(Method::POST, "/v1/charges", Action::CreateCharge, "Post one rated usage charge (operators, resellers).", Write, &[], Some("Charge"), (201, "Posted"), post(postings::create_charge)),
+        route(Method::POST, "/v1/charges/batch", Action::CreateChargeBatch, "Post up to 8,192 charges; one result per item.", Write, &[], Some("ChargeBatch"), (200, "BatchResults"), post(postings::create_charge_batch).layer(DefaultBodyLimit::max(BATCH_BODY_BYTES_MAX))),
+        route(Method::POST, "/v1/payments", Action::CreatePayment, "Record a payment received by hand (operators).", Write, &[], Some("Payment"), (201, "Posted"), post(postings::create_payment)),
+        route(Method::POST, "/v1/transfers", Action::CreateTransfer, "Move funds between two accounts the caller sees (transfer, recharge, issue).", Write, &[], Some("TransferRequest"), (201, "Posted"), post(postings::create_transfer)),
+        route(Method::GET, "/v1/transfers/{id}", Action::GetTransfer, "One posted transfer.", Read, &[], None, (200, "Transfer"), get(postings::get_transfer)),
+        route(Method::POST, "/v1/reversals", Action::CreateReversal, "Reverse a posted transfer, once (operators).", Write, &[], Some("Reversal"), (201, "Posted"), post(postings::create_reversal)),
+        route(Method::POST, "/v1/adjustments", Action::CreateAdjustment, "Raise or lower a customer's balance with a reason, against the adjustments account (operators, the customer's reseller); audited.", Write, &[], Some("Adjustment"), (201, "Posted"), post(postings::create_adjustment)),
+        route(Method::POST, "/v1/holds", Action::CreateHold, "Reserve funds until `expires_at` (operators, resellers).", Write, &[], Some("HoldRequest"), (201, "HoldAnswer"), post(postings::create_hold)),
+        route(Method::GET, "/v1/holds/{id}", Action::GetHold, "One hold.", Read, &[], None, (200, "Hold"), get(postings::get_hold)),
+        route(Method::POST, "/v1/holds/{id}/capture", Action::CaptureHold, "Charge all or part of a hold; the rest is released.", Write, &[], Some("Capture"), (201, "HoldAnswer"), post(postings::capture_hold)),
+        route(Method::POST, "/v1/holds/{id}/release", Action::ReleaseHold, "Release a hold.", Write, &[], Some("Release"), (201, "HoldAnswer"), post(postings::release_hold)),
+        route(Method::GET, "/v1/low-balance-profiles", Action::ListLowBalanceProfiles, "Low Balance Profiles: all (operators), a reseller's own.", Read, &[], None, (200, "LowBalanceProfileList"), get(alerts::list_profiles)),
+        route(Method::POST, "/v1/low-balance-profiles", Action::CreateLowBalanceProfile, "Create a Low Balance Profile with its user, client and inactivity rules (operators, resellers).", Settings, &[], Some("LowBalanceProfileBody"), (201, "LowBalanceProfile"), post(alerts::create_profile)),
+        route(Method::GET, "/v1/low-balance-profiles/{id}", Action::GetLowBalanceProfile, "One Low Balance Profile.", Read, &[], None, (200, "LowBalanceProfile"), get(alerts::get_profile)),
+        route(Method::PUT, "/v1/low-balance-profiles/{id}", Action::ReplaceLowBalanceProfile, "Replace a profile's fields and rules, all or nothing.", Settings, &[], Some("LowBalanceProfileBody"), (200, "LowBalanceProfile"), axum::routing::put(alerts::replace_profile)),
+        route(Method::DELETE, "/v1/low-balance-profiles/{id}", Action::DeleteLowBalanceProfile, "Delete a profile; its customers fall back to their reseller's default.", Settings, &[], None, (200, "Deleted"), axum::routing::delete(alerts::delete_profile)),
+        route(Method::GET, "/v1/customers/{id}/alert-settings", Action::GetCustomerAlertSettings, "A customer's profile, billing e-mail, e-mails to be alerted and warning thresholds.", Read, &[], None, (200, "AlertSettings"), get(alerts::get_customer_settings)),
+        route(Method::PUT, "/v1/customers/{id}/alert-settings", Action::PutCustomerAlertSettings, "Set a customer's alert settings, all or nothing (its profile: staff only).", Settings, &[], Some("AlertSettingsBody"), (200, "AlertSettings"), axum::routing::put(alerts::put_customer_settings)),
+        route(Method::GET, "/v1/resellers/{id}/alert-settings", Action::GetResellerAlertSettings, "The e-mail a reseller's user rules notify.", Read, &[], None, (200, "AlertSettings"), get(alerts::get_reseller_settings)),
+        route(Method::PUT, "/v1/resellers/{id}/alert-settings", Action::PutResellerAlertSettings, "Set the e-mail a reseller's user rules notify (operators, resellers).", Settings, &[], Some("AlertSettingsBody"), (200, "AlertSettings"), axum::routing::put(alerts::put_reseller_settings)),
+        route(Method::GET, "/v1/webhook-endpoints", Action::ListWebhookEndpoints, "The caller's webhook endpoints (operators: all).", Read, &[], None, (200, "WebhookEndpointList"), get(alerts::list_endpoints)),
+        route(Method::POST, "/v1/webhook-endpoints", Action::CreateWebhookEndpoint, "Register an endpoint for the caller's tenant; the signing secret is shown once here.", Settings, &[], Some("WebhookEndpointBody"), (201, "WebhookEndpoint"), post(alerts::create_endpoint)),
+        route(Method::DELETE, "/v1/webhook-endpoints/{id}", Action::DeleteWebhookEndpoint, "Remove an endpoint.", Settings, &[], None, (200, "Deleted"), axum::routing::delete(alerts::delete_endpoint)),
+        route(Method::GET, "/v1/notifications", Action::ListNotifications, "The notification log, newest first, with each delivery's status.", Read, &["customer", "before", "limit"], None, (200, "NotificationList"), get(alerts::list_notifications)),
+        route(Method::GET, "/v1/customers/{id}/recharge-settings", Action::GetRechargeSettings, "A customer's auto-recharge settings, saved card and why auto-recharge is off.", Read, &[], None, (200, "RechargeSettings"), get(payments::get_recharge_settings)),
+        route(Method::PUT, "/v1/customers/{id}/recharge-settings", Action::PutRechargeSettings, "Set a customer's auto-recharge: method, threshold, amount or target, caps, e-mails; all or nothing.", Settings, &[], Some("RechargeSettingsBody"), (200, "RechargeSettings"), axum::routing::put(payments::put_recharge_settings)),
+        route(Method::POST, "/v1/customers/{id}/card", Action::SaveCard, "Save a card at Stripe for the customer (details go to Stripe, never kept).", Settings, &[], Some("CardBody"), (200, "RechargeSettings"), post(payments::save_card)),
+        route(Method::POST, "/v1/customers/{id}/pay-now", Action::PayNow, "Pay Now: charge the saved (or a new) card at once and credit the balance; a declined card changes nothing.", Write, &[], Some("PayNowBody"), (201, "Recharge"), post(payments::create_pay_now)),
+        route(Method::GET, "/v1/recharges", Action::ListRecharges, "Recharges and card payments, newest first.", Read, &["customer", "limit"], None, (200, "RechargeList"), get(payments::list_recharges)),
+        route(Method::GET, "/v1/invoices", Action::ListInvoices, "Usage and top-up invoices, newest first.", Read, &["customer", "limit"], None, (200, "InvoiceList"), get(invoices::list_invoices)),
+        route(Method::GET, "/v1/invoices/{id}", Action::GetInvoice, "One invoice with its lines (from the journal) and the payments allocated to it.", Read, &[], None, (200, "Invoice"), get(invoices::get_invoice)),
+        route(Method::POST, "/v1/invoices/{id}/void", Action::VoidInvoice, "Void an invoice that is not paid in full (operators, resellers); its allocations are released and applied to other invoices.", Write, &[], Some("InvoiceVoid"), (200, "Invoice"), post(invoices::post_void)),
+        route(Method::POST, "/v1/customers/{id}/invoices", Action::IssueInvoice, "Issue the customer's usage invoice now, for everything uninvoiced (operators, resellers).", Write, &[], None, (201, "Invoice"), post(invoices::post_issue)),
+        route(Method::GET, "/v1/customers/{id}/billing-settings", Action::GetBillingSettings, "The customer's billing cycle: monthly, from its cycle day at midnight in its time zone.", Read, &[], None, (200, "BillingSettings"), get(invoices::get_billing)),
+        route(Method::PUT, "/v1/customers/{id}/billing-settings", Action::PutBillingSettings, "Set the customer's cycle day (1-28) and time zone (operators, resellers).", Settings, &[], Some("BillingSettingsBody"), (200, "BillingSettings"), axum::routing::put(invoices::put_billing)),
+        route(Method::GET, "/v1/receipts", Action::ListReceipts, "Receipt vouchers, one per payment received, newest first.", Read, &["customer", "limit"], None, (200, "ReceiptList"), get(payments::list_receipts)),
+        route(Method::GET, "/v1/receipts/{id}", Action::GetReceipt, "A receipt voucher: the payment, what of it is allocated and to which invoices.", Read, &[], None, (200, "Receipt"), get(payments::get_receipt)),
+        route(Method::GET, "/v1/receipts/{id}/pdf", Action::GetReceiptPdf, "A receipt voucher as a PDF.", Read, &[], None, (200, "Pdf"), get(payments::get_receipt_pdf)),
+        route(Method::POST, "/v1/receipts/{id}/email", Action::EmailReceipt, "E-mail a receipt voucher again to the billing e-mail, with its PDF.", Settings, &[], None, (200, "Receipt"), post(payments::send_receipt)),
+        route(Method::GET, "/v1/invoices/{id}/pdf", Action::GetInvoicePdf, "The invoice as a PDF (made in-process).", Read, &[], None, (200, "Pdf"), get(invoices::get_invoice_pdf)),
+        route(Method::POST, "/v1/invoices/{id}/payments", Action::PayInvoice, "Record a payment of an invoice (operators, resellers): credits the balance once; a top-up invoice is paid whole, a usage invoice up to what is due (allocated to it first).", Write, &[], Some("InvoicePayment"), (201, "Invoice"), post(invoices::pay_invoice)),
+        route(Method::GET, "/v1/customer-classes", Action::ListCustomerClasses, "Customer classes: subscriber transfers default and maximum possible increase.", Read, &[], None, (200, "CustomerClassList"), get(credit::list_classes)),
+        route(Method::POST, "/v1/customer-classes", Action::CreateCustomerClass, "Create a customer class (operators).", Settings, &[], Some("CustomerClassBody"), (201, "CustomerClass"), post(credit::create_class)),
+        route(Method::PUT, "/v1/customer-classes/{id}", Action::ReplaceCustomerClass, "Replace a customer class (operators).", Settings, &[], Some("CustomerClassBody"), (200, "CustomerClass"), axum::routing::put(credit::replace_class)),
+        route(Method::GET, "/v1/customers/{id}/credit-settings", Action::GetCustomerCreditSettings, "Balance & Credits: limits, temporary increase, maximum possible increase, class, subscriber transfers.", Read, &[], None, (200, "CreditSettings"), get(credit::get_customer_credit)),
+        route(Method::PUT, "/v1/customers/{id}/credit-settings", Action::PutCustomerCreditSettings, "Set a customer's class and subscriber-to-subscriber transfers (class, yes, no) (operators, resellers).", Settings, &[], Some("CreditSettingsBody"), (200, "CreditSettings"), axum::routing::put(credit::put_customer_credit)),
+        route(Method::GET, "/v1/resellers/{id}/credit-settings", Action::GetResellerCreditSettings, "A reseller's maximum possible increase for its customers.", Read, &[], None, (200, "CreditSettings"), get(credit::get_reseller_credit)),
+        route(Method::PUT, "/v1/resellers/{id}/credit-settings", Action::PutResellerCreditSettings, "Set a reseller's maximum possible increase (operators).", Settings, &[], Some("CreditSettingsBody"), (200, "CreditSettings"), axum::routing::put(credit::put_reseller_credit)),
+        route(Method::GET, "/v1/audit-log", Action::ListAuditLog, "Every settings change the caller may see, newest first: who, when, what, before, after.", Read, &["party", "entity", "actor", "from", "to", "before", "limit"], None, (200, "AuditLog"), get(credit::audit_log)),
+        route(Method::GET, "/v1/api-keys", Action::ListApiKeys, "The API keys the caller manages (operators: all; resellers: their own and their customers'; customers: their own).", Read, &[], None, (200, "ApiKeyList"), get(keys::list_api_keys)),
+        route(Method::POST, "/v1/api-keys", Action::CreateApiKey, "Issue an API key for the caller's tenant or one it manages; the secret is shown once, here (no Idempotency-Key: it is never stored).", Settings, &[], Some("NewApiKey"), (201, "ApiKeyCreated"), post(keys::create_api_key)),
+        route(Method::POST, "/v1/api-keys/{id}/revoke", Action::RevokeApiKey, "Revoke an API key the caller manages; it stops working at once.", Settings, &[], None, (200, "ApiKey"), post(keys::revoke_api_key)),
+        route(Method::GET, "/v1/users", Action::ListUsers, "The portal users the caller manages.", Read, &[], None, (200, "UserList"), get(keys::list_users)),
+        route(Method::POST, "/v1/users", Action::CreateUser, "Create a portal user for the caller's tenant or one it manages.", Settings, &[], Some("NewUser"), (201, "User"), post(keys::create_user_route)),
+        route(Method::POST, "/v1/users/{id}/disable", Action::DisableUser, "Disable a portal user the caller manages: it no longer logs in and its sessions end.", Settings, &[], None, (200, "User"), post(keys::disable_user_route)),
+        route(Method::GET, "/v1/scheduler/runs", Action::ListSchedulerRuns, "The scheduler's job runs, newest first (operators).", Read, &["limit"], None, (200, "JobRunList"), get(alerts::list_job_runs)),
     ]
+}
+
+/// The action of the route `path` (as matched, `/v1/accounts/{id}`) answers for `method`.
+pub fn action_of(method: &Method, path: &str) -> Option<Action> {
+    static ACTIONS: std::sync::OnceLock<Vec<(Method, &'static str, Action)>> = std::sync::OnceLock::new();
+    let actions = ACTIONS.get_or_init(|| table().into_iter().map(|r| (r.method, r.path, r.action)).collect());
+    actions.iter().find(|(m, p, _)| m == method && *p == path).map(|(_, _, a)| *a)
 }
 
 /// The whole application, for `purse serve` and for tests that call it without a socket.
@@ -156,7 +176,7 @@ pub fn app(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
     public
         .merge(private)
-        .merge(crate::portal::routes())
+        .merge(crate::portal::routes(state.clone()))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .route_layer(middleware::from_fn_with_state(state.clone(), metrics::observe))
         .fallback(|uri: axum::http::Uri| async move {

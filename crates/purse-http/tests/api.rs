@@ -402,6 +402,9 @@ async fn every_route_with_every_role_against_another_tenant_finds_nothing_and_ch
             "payInvoice" => json!({ "method": "cash", "amount": "1", "currency": "USD" }),
             "voidInvoice" => json!({ "reason": "x" }),
             "putBillingSettings" => json!({ "cycle_day": 5, "time_zone": "+03:00" }),
+            "createAdjustment" => json!({ "client_id": "x", "account": t.wallet, "amount": "1.00", "currency": "USD", "direction": "debit", "reason": "x" }),
+            "createApiKey" => json!({ "name": "x", "role": "customer", "party": t.customer, "scope": "read" }),
+            "createUser" => json!({ "email": "x@example.com", "name": "x", "password": "a long password", "role": "customer", "party": t.customer, "scope": "read" }),
             _ => json!({}),
         }
     };
@@ -419,6 +422,8 @@ async fn every_route_with_every_role_against_another_tenant_finds_nothing_and_ch
                 theirs.wallet
             } else if route.path.starts_with("/v1/transfers/") {
                 theirs.transfer
+            } else if route.path.starts_with("/v1/api-keys/") || route.path.starts_with("/v1/users/") {
+                999_999 // their keys and users are proven unseen by the authorization matrix
             } else {
                 theirs.hold
             };
@@ -450,6 +455,8 @@ async fn every_route_with_every_role_against_another_tenant_finds_nothing_and_ch
                             && reply.body["results"].as_array().unwrap().iter().all(|r| r["error"]["code"] == "account_not_found"))
                         || (matches!(route.operation, "listLowBalanceProfiles" | "listWebhookEndpoints" | "listNotifications" | "listRecharges" | "listInvoices" | "listCustomerClasses" | "listReceipts")
                             && reply.body["data"].as_array().is_some_and(Vec::is_empty))
+                        || (matches!(route.operation, "listApiKeys" | "listUsers")
+                            && reply.body["data"].as_array().unwrap().iter().all(|e| e["party"] != json!(theirs.customer) && e["party"] != json!(theirs.reseller)))
                         || (route.operation == "listAuditLog"
                             && reply.body["data"].as_array().unwrap().iter().all(|e| e["party"] != json!(theirs.customer) && e["party"] != json!(theirs.reseller)))
                         || (matches!(route.operation, "listCustomers" | "listResellers")

@@ -64,6 +64,14 @@ pub(crate) fn write_limit_changes(c: &mut impl GenericClient, changes: &[LimitCh
     Ok(())
 }
 
+/// Writes the audit entries of postings made for someone else (in the batch's transaction).
+pub(crate) fn write_money_notes(c: &mut impl GenericClient, notes: &[purse_core::MoneyNote]) -> Result<(), postgres::Error> {
+    for note in notes {
+        insert_audit(c, &credit::note_audit(note))?;
+    }
+    Ok(())
+}
+
 impl CreditStore for PgReader {
     fn classes(&self) -> StoreResult<Vec<ClassRecord>> {
         self.with(|c| rows(query(c, sql::CLASSES, &[])?, class_from_row))

@@ -44,6 +44,8 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0008_credit", include_str!("../migrations/0008_credit.sql")),
     ("0009_receipts", include_str!("../migrations/0009_receipts.sql")),
     ("0010_invoices", include_str!("../migrations/0010_invoices.sql")),
+    ("0011_tenancy", include_str!("../migrations/0011_tenancy.sql")),
+    ("0012_user_disabled", include_str!("../migrations/0012_user_disabled.sql")),
 ];
 
 
@@ -111,7 +113,7 @@ fn account_from_row(r: &Row) -> StoreResult<Account> {
     let client_id: Option<String> = r.get(1);
     Ok(Account {
         id: AccountId(id_from_db(r.get(0))),
-        client_id: client_id.map(|c| codec::client_id(&c)).transpose()?,
+        client_id: client_id.map(|c| codec::client_id(r.get(19), &c)).transpose()?,
         party: opt_id(r.get(2)).map(PartyId),
         kind: codec::parse_account_kind(&kind, role.as_deref(), opt_id(r.get(5)))?,
         currency: codec::currency_code(r.get(6))?,
@@ -143,7 +145,7 @@ fn party_from_row(r: &Row) -> StoreResult<Party> {
     };
     Ok(Party {
         id: PartyId(id_from_db(r.get(0))),
-        client_id: codec::client_id(r.get(1))?,
+        client_id: codec::client_id(r.get(11), r.get(1))?,
         name: r.get(2),
         kind,
         created_at: Timestamp(r.get(8)),
@@ -155,7 +157,7 @@ fn party_from_row(r: &Row) -> StoreResult<Party> {
 fn transfer_from_row(r: &Row) -> StoreResult<Transfer> {
     Ok(Transfer {
         id: TransferId(id_from_db(r.get(0))),
-        client_id: codec::client_id(r.get(1))?,
+        client_id: codec::client_id(r.get(18), r.get(1))?,
         kind: codec::transfer_kind(r.get(2))?,
         debit: AccountId(id_from_db(r.get(3))),
         credit: AccountId(id_from_db(r.get(4))),
@@ -181,7 +183,7 @@ fn hold_from_row(r: &Row) -> StoreResult<Hold> {
     let resolution = match resolved_at {
         Some(at) => Some(HoldResolution {
             at: Timestamp(at),
-            client_id: resolution_client.as_deref().map(codec::client_id).transpose()?,
+            client_id: resolution_client.as_deref().map(|c| codec::client_id(r.get(15), c)).transpose()?,
             captured: Amount(r.get(12)),
             transfer: opt_id(r.get(13)).map(TransferId),
         }),
@@ -189,7 +191,7 @@ fn hold_from_row(r: &Row) -> StoreResult<Hold> {
     };
     Ok(Hold {
         id: HoldId(id_from_db(r.get(0))),
-        client_id: codec::client_id(r.get(1))?,
+        client_id: codec::client_id(r.get(14), r.get(1))?,
         account: AccountId(id_from_db(r.get(2))),
         amount: Amount(r.get(3)),
         currency: codec::currency_code(r.get(4))?,
@@ -287,13 +289,14 @@ impl Store for PgStore {
         let found = self.client.query(&sql, &[&ids(list, |i| i.0)]).map_err(err)?;
         found
             .iter()
-            .map(|r| Ok((transfer_from_row(r)?, opt_id(r.get(18)).map(TransferId))))
+            .map(|r| Ok((transfer_from_row(r)?, opt_id(r.get(19)).map(TransferId))))
             .collect()
     }
 
     #[allow(clippy::type_complexity)]
     fn lookup_client_keys(&mut self, keys: &[ClientKey]) -> StoreResult<Vec<(ClientKey, Prior)>> {
         let mut wanted: [Vec<&str>; 5] = Default::default();
+        let exact: std::collections::HashSet<&ClientKey> = keys.iter().collect();
         for key in keys {
             let (slot, id) = match key {
                 ClientKey::Transfer(id) => (0, id),
@@ -313,17 +316,20 @@ impl Store for PgStore {
             c.query(sql, &[list]).map_err(err)
         };
         if !wanted[0].is_empty() {
-            let keys: Vec<i64> = wanted[0].iter().map(|id| codec::client_key(id)).collect();
-            let exact: std::collections::HashSet<&str> = wanted[0].iter().copied().collect();
+            let keys: Vec<i64> = keys
+                .iter()
+                .filter_map(|k| match k {
+                    ClientKey::Transfer(id) => Some(codec::client_key(id)),
+                    _ => None,
+                })
+                .collect();
             let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE client_key = ANY($1)");
             for r in c.query(&sql, &[&keys]).map_err(err)? {
                 let t = transfer_from_row(&r)?;
-                // Keys may collide: only exact client ids are earlier uses.
-                if exact.contains(t.client_id.as_str()) {
-                    found.push((ClientKey::Transfer(t.client_id.clone()), Prior::Transfer(t)));
-                }
+                found.push((ClientKey::Transfer(t.client_id.clone()), Prior::Transfer(t)));
             }
         }
+        // The text alone is asked for; ids of other tenants (and colliding keys) are dropped below.
         for r in query(c, &format!("SELECT {HOLD_COLUMNS} FROM holds WHERE client_id = ANY($1)"), &wanted[1])? {
             let h = hold_from_row(&r)?;
             found.push((ClientKey::Hold(h.client_id.clone()), Prior::Hold(h)));
@@ -343,6 +349,8 @@ impl Store for PgStore {
             let key = a.client_id.clone().expect("queried by client id");
             found.push((ClientKey::Account(key), Prior::Account(a)));
         }
+        // Only exact client ids, tenant included, are earlier uses.
+        found.retain(|(key, _)| exact.contains(key));
         Ok(found)
     }
 
@@ -424,6 +432,7 @@ fn write_output(c: &mut Client, out: &BatchOutput) -> Result<(), postgres::Error
     if !out.parties.is_empty() {
         let mut cols: (Vec<i64>, Vec<&str>, Vec<&str>, Vec<&str>, Vec<Option<i64>>, Vec<Option<&str>>, Vec<Option<&str>>, Vec<Option<i64>>, Vec<i64>) =
             Default::default();
+        let tenants: Vec<String> = out.parties.iter().map(|p| codec::tenant(p.client_id.tenant())).collect();
         for p in &out.parties {
             let (kind, reseller, billing, currency, wallet) = codec::party_columns(&p.kind);
             cols.0.push(id_to_db(p.id.0));
@@ -439,9 +448,9 @@ fn write_output(c: &mut Client, out: &BatchOutput) -> Result<(), postgres::Error
         c.execute(
             &format!(
                 "INSERT INTO parties ({PARTY_COLUMNS}) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], \
-                 $4::text[], $5::bigint[], $6::text[], $7::text[], $8::bigint[], $9::bigint[])"
+                 $4::text[], $5::bigint[], $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::text[])"
             ),
-            &[&cols.0, &cols.1, &cols.2, &cols.3, &cols.4, &cols.5, &cols.6, &cols.7, &cols.8],
+            &[&cols.0, &cols.1, &cols.2, &cols.3, &cols.4, &cols.5, &cols.6, &cols.7, &cols.8, &tenants],
         )?;
     }
     write_accounts(c, &out.accounts_new, true, &[])?;
@@ -451,10 +460,11 @@ fn write_output(c: &mut Client, out: &BatchOutput) -> Result<(), postgres::Error
         let r = h.resolution.as_ref();
         c.execute(
             &format!(
-                "INSERT INTO holds ({HOLD_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14) \
+                "INSERT INTO holds ({HOLD_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16) \
                  ON CONFLICT (id) DO UPDATE SET state = excluded.state, resolved_at = excluded.resolved_at, \
                  resolution_client_id = excluded.resolution_client_id, captured = excluded.captured, \
-                 capture_transfer_id = excluded.capture_transfer_id"
+                 capture_transfer_id = excluded.capture_transfer_id, \
+                 resolution_client_tenant = excluded.resolution_client_tenant"
             ),
             &[
                 &id_to_db(h.id.0),
@@ -471,6 +481,8 @@ fn write_output(c: &mut Client, out: &BatchOutput) -> Result<(), postgres::Error
                 &r.and_then(|r| r.client_id.as_ref().map(|c| c.as_str())),
                 &r.map_or(0, |r| r.captured.0),
                 &r.and_then(|r| r.transfer.map(|t| id_to_db(t.0))),
+                &codec::tenant(h.client_id.tenant()),
+                &r.and_then(|r| r.client_id.as_ref()).map_or_else(String::new, |c| codec::tenant(c.tenant())),
             ],
         )?;
     }
@@ -504,6 +516,7 @@ fn write_output(c: &mut Client, out: &BatchOutput) -> Result<(), postgres::Error
         )?;
     }
     credit::write_limit_changes(c, &out.limit_changes)?;
+    credit::write_money_notes(c, &out.notes)?;
     c.execute("UPDATE ledger_epoch SET epoch = epoch + 1 WHERE id = 1", &[])?;
     Ok(())
 }
@@ -572,13 +585,14 @@ fn insert_account_settings(c: &mut Client, accounts: &[&Account]) -> Result<(), 
     let until: Vec<Option<i64>> = accounts.iter().map(|a| a.temporary_increase.map(|t| t.valid_until.0)).collect();
     let thresholds: Vec<String> = accounts.iter().map(|a| codec::thresholds(&a.thresholds)).collect();
     let created: Vec<i64> = accounts.iter().map(|a| a.created_at.0).collect();
+    let tenant: Vec<String> = accounts.iter().map(|a| a.client_id.as_ref().map_or_else(String::new, |c| codec::tenant(c.tenant()))).collect();
     c.execute(
         &format!(
             "INSERT INTO accounts ({ACCOUNT_COLUMNS}) SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], \
              $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[], \
-             $12::text[], $13::bigint[])"
+             $12::text[], $13::bigint[], $14::text[])"
         ),
-        &[&id, &client_id, &party, &kind, &role, &parent, &currency, &status, &limit, &temp, &until, &thresholds, &created],
+        &[&id, &client_id, &party, &kind, &role, &parent, &currency, &status, &limit, &temp, &until, &thresholds, &created, &tenant],
     )?;
     Ok(())
 }
@@ -592,8 +606,8 @@ fn write_transfers(c: &mut Client, transfers: &[Transfer]) -> Result<(), postgre
     let (int, text, boolean) = (Type::INT8, Type::TEXT, Type::BOOL);
     let types = [
         int.clone(), text.clone(), text.clone(), int.clone(), int.clone(), int.clone(), text.clone(), int.clone(),
-        int.clone(), text.clone(), text, int.clone(), int.clone(), boolean, int.clone(), int.clone(), int.clone(),
-        int.clone(), int,
+        int.clone(), text.clone(), text.clone(), int.clone(), int.clone(), boolean, int.clone(), int.clone(), int.clone(),
+        int.clone(), text, int,
     ];
     let sink = c.copy_in(&format!("COPY transfers ({TRANSFER_COLUMNS}, client_key) FROM STDIN (FORMAT binary)"))?;
     let mut writer = BinaryCopyInWriter::new(sink, &types);
@@ -617,7 +631,8 @@ fn write_transfers(c: &mut Client, transfers: &[Transfer]) -> Result<(), postgre
             &t.credit_prev.map(|p| id_to_db(p.0)),
             &t.debit_balance.0,
             &t.credit_balance.0,
-            &codec::client_key(t.client_id.as_str()),
+            &codec::tenant(t.client_id.tenant()),
+            &codec::client_key(&t.client_id),
         ])?;
     }
     writer.finish()?;
@@ -703,10 +718,11 @@ impl Reader for PgReader {
         })
     }
 
-    fn transfer_by_client_id(&self, client_id: &str) -> StoreResult<Option<Transfer>> {
+    fn transfer_by_client_id(&self, client_id: &purse_core::ClientId) -> StoreResult<Option<Transfer>> {
         self.with(|c| {
-            let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE client_key = $1 AND client_id = $2");
-            c.query_opt(&sql, &[&codec::client_key(client_id), &client_id]).map_err(err)?.as_ref().map(transfer_from_row).transpose()
+            let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE client_key = $1 AND client_tenant = $2 AND client_id = $3");
+            let tenant = codec::tenant(client_id.tenant());
+            c.query_opt(&sql, &[&codec::client_key(client_id), &tenant, &client_id.as_str()]).map_err(err)?.as_ref().map(transfer_from_row).transpose()
         })
     }
 
@@ -777,7 +793,7 @@ impl Reader for PgReader {
             )?;
             let count: i64 = c.query_one("SELECT count(*) FROM transfers", &[]).map_err(err)?.get(0);
             let duplicates: i64 = c
-                .query_one("SELECT count(*) FROM (SELECT 1 FROM transfers GROUP BY client_id HAVING count(*) > 1) d", &[])
+                .query_one("SELECT count(*) FROM (SELECT 1 FROM transfers GROUP BY client_tenant, client_id HAVING count(*) > 1) d", &[])
                 .map_err(err)?
                 .get(0);
             Ok(Audit {
@@ -877,6 +893,18 @@ impl AccessStore for PgReader {
         self.with(|c| rows(c, &format!("SELECT {USER_COLUMNS} FROM portal_users ORDER BY id"), &[], user_from_row))
     }
 
+    fn disable_user(&self, user: u64, at: Timestamp) -> StoreResult<bool> {
+        self.with(|c| {
+            let mut tx = c.transaction().map_err(err)?;
+            let changed = tx
+                .execute("UPDATE portal_users SET disabled_at = $1 WHERE id = $2 AND disabled_at IS NULL", &[&at.0, &id_to_db(user)])
+                .map_err(err)?;
+            tx.execute("DELETE FROM portal_sessions WHERE user_id = $1", &[&id_to_db(user)]).map_err(err)?;
+            tx.commit().map_err(err)?;
+            Ok(changed == 1)
+        })
+    }
+
     fn set_password(&self, user: u64, hash: &str, keep: Option<&str>) -> StoreResult<()> {
         self.with(|c| {
             let mut tx = c.transaction().map_err(err)?;
@@ -955,6 +983,7 @@ fn user_from_row(r: &Row) -> StoreResult<UserRecord> {
         role: codec::parse_role(r.get(4), opt_id(r.get(5)))?,
         scope: codec::parse_scope(r.get(6))?,
         created_at: Timestamp(r.get(7)),
+        disabled_at: r.get::<_, Option<i64>>(8).map(Timestamp),
     })
 }
 

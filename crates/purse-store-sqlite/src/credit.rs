@@ -62,6 +62,14 @@ pub(crate) fn write_limit_changes(c: &Connection, changes: &[LimitChange]) -> ru
     Ok(())
 }
 
+/// Writes the audit entries of postings made for someone else (in the batch's transaction).
+pub(crate) fn write_money_notes(c: &Connection, notes: &[purse_core::MoneyNote]) -> rusqlite::Result<()> {
+    for note in notes {
+        insert_audit(c, &credit::note_audit(note))?;
+    }
+    Ok(())
+}
+
 impl CreditStore for SqliteReader {
     fn classes(&self) -> StoreResult<Vec<ClassRecord>> {
         self.with(|c| c.prepare_cached(sql::CLASSES)?.query_map([], class_from_row)?.collect())

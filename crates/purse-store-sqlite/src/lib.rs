@@ -41,6 +41,8 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0008_credit", include_str!("../migrations/0008_credit.sql")),
     ("0009_receipts", include_str!("../migrations/0009_receipts.sql")),
     ("0010_invoices", include_str!("../migrations/0010_invoices.sql")),
+    ("0011_tenancy", include_str!("../migrations/0011_tenancy.sql")),
+    ("0012_user_disabled", include_str!("../migrations/0012_user_disabled.sql")),
 ];
 
 
@@ -118,7 +120,7 @@ fn account_from_row(r: &Row<'_>) -> rusqlite::Result<Account> {
     let client_id: Option<String> = r.get(1)?;
     Ok(Account {
         id: AccountId(id_from_db(r.get(0)?)),
-        client_id: client_id.map(|c| conv(codec::client_id(&c))).transpose()?,
+        client_id: client_id.map(|c| conv(codec::client_id(&r.get::<_, String>(19)?, &c))).transpose()?,
         party: opt_id(r.get(2)?).map(PartyId),
         kind: conv(codec::parse_account_kind(&kind, role.as_deref(), parent))?,
         currency: conv(codec::currency_code(&r.get::<_, String>(6)?))?,
@@ -150,7 +152,7 @@ fn party_from_row(r: &Row<'_>) -> rusqlite::Result<Party> {
     };
     Ok(Party {
         id: PartyId(id_from_db(r.get(0)?)),
-        client_id: conv(codec::client_id(&r.get::<_, String>(1)?))?,
+        client_id: conv(codec::client_id(&r.get::<_, String>(11)?, &r.get::<_, String>(1)?))?,
         name: r.get(2)?,
         kind,
         created_at: Timestamp(r.get(8)?),
@@ -162,7 +164,7 @@ fn party_from_row(r: &Row<'_>) -> rusqlite::Result<Party> {
 fn transfer_from_row(r: &Row<'_>) -> rusqlite::Result<Transfer> {
     Ok(Transfer {
         id: TransferId(id_from_db(r.get(0)?)),
-        client_id: conv(codec::client_id(&r.get::<_, String>(1)?))?,
+        client_id: conv(codec::client_id(&r.get::<_, String>(18)?, &r.get::<_, String>(1)?))?,
         kind: conv(codec::transfer_kind(&r.get::<_, String>(2)?))?,
         debit: AccountId(id_from_db(r.get(3)?)),
         credit: AccountId(id_from_db(r.get(4)?)),
@@ -188,14 +190,14 @@ fn hold_from_row(r: &Row<'_>) -> rusqlite::Result<Hold> {
     let resolution = resolved_at.map(|at| -> rusqlite::Result<HoldResolution> {
         Ok(HoldResolution {
             at: Timestamp(at),
-            client_id: resolution_client.as_deref().map(|c| conv(codec::client_id(c))).transpose()?,
+            client_id: resolution_client.as_deref().map(|c| conv(codec::client_id(&r.get::<_, String>(15)?, c))).transpose()?,
             captured: Amount(r.get(12)?),
             transfer: opt_id(r.get(13)?).map(TransferId),
         })
     });
     Ok(Hold {
         id: HoldId(id_from_db(r.get(0)?)),
-        client_id: conv(codec::client_id(&r.get::<_, String>(1)?))?,
+        client_id: conv(codec::client_id(&r.get::<_, String>(14)?, &r.get::<_, String>(1)?))?,
         account: AccountId(id_from_db(r.get(2)?)),
         amount: Amount(r.get(3)?),
         currency: conv(codec::currency_code(&r.get::<_, String>(4)?))?,
@@ -224,11 +226,8 @@ fn by_id<T>(
     Ok(out)
 }
 
-impl Store for SqliteStore {
-    fn migrate(&mut self) -> StoreResult<()> {
-        let c = &mut self.conn;
-        c.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)")
-            .map_err(err)?;
+impl SqliteStore {
+    fn apply_migrations(c: &mut Connection) -> StoreResult<()> {
         for (name, sql) in MIGRATIONS {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(err)?;
             let done: Option<String> = tx
@@ -242,6 +241,26 @@ impl Store for SqliteStore {
             tx.commit().map_err(err)?;
         }
         Ok(())
+    }
+}
+
+impl Store for SqliteStore {
+    fn migrate(&mut self) -> StoreResult<()> {
+        let c = &mut self.conn;
+        c.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)")
+            .map_err(err)?;
+        // SQLite changes a constraint by rebuilding the table, which its foreign keys would
+        // refuse midway: they are off while migrating (the pragma is a no-op inside a
+        // transaction) and checked whole before they are on again.
+        c.execute_batch("PRAGMA foreign_keys = OFF").map_err(err)?;
+        let migrated = Self::apply_migrations(c);
+        let violations: rusqlite::Result<i64> = c.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0));
+        c.execute_batch("PRAGMA foreign_keys = ON").map_err(err)?;
+        migrated?;
+        match violations.map_err(err)? {
+            0 => Ok(()),
+            n => Err(StoreError(format!("sqlite: the migrated schema has {n} foreign key violations"))),
+        }
     }
 
     fn begin(&mut self) -> StoreResult<u64> {
@@ -320,14 +339,14 @@ impl Store for SqliteStore {
     fn lookup_client_keys(&mut self, keys: &[ClientKey]) -> StoreResult<Vec<(ClientKey, Prior)>> {
         let c = &self.conn;
         let mut found = Vec::new();
-        let transfer_ids: Vec<&str> = keys
+        let transfer_ids: Vec<&purse_core::ClientId> = keys
             .iter()
             .filter_map(|k| match k {
-                ClientKey::Transfer(id) => Some(id.as_str()),
+                ClientKey::Transfer(id) => Some(id),
                 _ => None,
             })
             .collect();
-        let wanted: std::collections::HashSet<&str> = transfer_ids.iter().copied().collect();
+        let wanted: std::collections::HashSet<&purse_core::ClientId> = transfer_ids.iter().copied().collect();
         let mut rest = transfer_ids.as_slice();
         for size in statement_sizes(rest.len()) {
             let (chunk, tail) = rest.split_at(size);
@@ -342,7 +361,7 @@ impl Store for SqliteStore {
             for t in rows {
                 let t = t.map_err(err)?;
                 // Keys may collide: only exact client ids are earlier uses.
-                if wanted.contains(t.client_id.as_str()) {
+                if wanted.contains(&t.client_id) {
                     found.push((ClientKey::Transfer(t.client_id.clone()), Prior::Transfer(t)));
                 }
             }
@@ -351,26 +370,26 @@ impl Store for SqliteStore {
             let prior = match key {
                 ClientKey::Transfer(_) => None,
                 ClientKey::Hold(id) => {
-                    let sql = format!("SELECT {HOLD_COLUMNS} FROM holds WHERE client_id = ?");
+                    let sql = format!("SELECT {HOLD_COLUMNS} FROM holds WHERE client_tenant = ? AND client_id = ?");
                     let mut s = c.prepare_cached(&sql).map_err(err)?;
-                    s.query_row([id.as_str()], hold_from_row).optional().map_err(err)?.map(Prior::Hold)
+                    s.query_row(params![codec::tenant(id.tenant()), id.as_str()], hold_from_row).optional().map_err(err)?.map(Prior::Hold)
                 }
                 ClientKey::Release(id) => {
                     let sql = format!(
-                        "SELECT {HOLD_COLUMNS} FROM holds WHERE resolution_client_id = ? AND state = 'released'"
+                        "SELECT {HOLD_COLUMNS} FROM holds WHERE resolution_client_tenant = ? AND resolution_client_id = ? AND state = 'released'"
                     );
                     let mut s = c.prepare_cached(&sql).map_err(err)?;
-                    s.query_row([id.as_str()], hold_from_row).optional().map_err(err)?.map(Prior::Hold)
+                    s.query_row(params![codec::tenant(id.tenant()), id.as_str()], hold_from_row).optional().map_err(err)?.map(Prior::Hold)
                 }
                 ClientKey::Party(id) => {
-                    let sql = format!("SELECT {PARTY_SELECT} FROM parties WHERE client_id = ?");
+                    let sql = format!("SELECT {PARTY_SELECT} FROM parties WHERE client_tenant = ? AND client_id = ?");
                     let mut s = c.prepare_cached(&sql).map_err(err)?;
-                    s.query_row([id.as_str()], party_from_row).optional().map_err(err)?.map(Prior::Party)
+                    s.query_row(params![codec::tenant(id.tenant()), id.as_str()], party_from_row).optional().map_err(err)?.map(Prior::Party)
                 }
                 ClientKey::Account(id) => {
-                    let sql = format!("{ACCOUNT_SELECT} WHERE a.client_id = ?");
+                    let sql = format!("{ACCOUNT_SELECT} WHERE a.client_tenant = ? AND a.client_id = ?");
                     let mut s = c.prepare_cached(&sql).map_err(err)?;
-                    s.query_row([id.as_str()], account_from_row).optional().map_err(err)?.map(Prior::Account)
+                    s.query_row(params![codec::tenant(id.tenant()), id.as_str()], account_from_row).optional().map_err(err)?.map(Prior::Account)
                 }
             };
             if let Some(p) = prior {
@@ -451,12 +470,12 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
     }
     for p in &out.parties {
         let (kind, reseller, billing, currency, wallet) = codec::party_columns(&p.kind);
-        c.prepare_cached(&format!("INSERT INTO parties ({PARTY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)"))?
-            .execute(params![id_to_db(p.id.0), p.client_id.as_str(), p.name, kind, reseller, billing, currency, wallet, p.created_at.0])?;
+        c.prepare_cached(&format!("INSERT INTO parties ({PARTY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"))?
+            .execute(params![id_to_db(p.id.0), p.client_id.as_str(), p.name, kind, reseller, billing, currency, wallet, p.created_at.0, codec::tenant(p.client_id.tenant())])?;
     }
     if !out.accounts_new.is_empty() {
         let mut insert = c.prepare_cached(&format!(
-            "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
         ))?;
         let mut balances = c.prepare_cached("INSERT INTO balances (account_id, balance, reserved, children_balance, last_charge_at, last_transfer_id, uninvoiced) VALUES (?,?,?,?,?,?,?)")?;
         for a in &out.accounts_new {
@@ -475,6 +494,7 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
                 a.temporary_increase.map(|t| t.valid_until.0),
                 codec::thresholds(&a.thresholds),
                 a.created_at.0,
+                a.client_id.as_ref().map_or_else(String::new, |c| codec::tenant(c.tenant())),
             ])?;
             balances.execute(params![
                 id_to_db(a.id.0),
@@ -528,7 +548,7 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
     }
     let text = |t: Option<&str>| t.map_or(Value::Null, |t| Value::Text(t.to_owned()));
     let int = |i: Option<u64>| i.map_or(Value::Null, |i| Value::Integer(id_to_db(i)));
-    let rows: Vec<[Value; 19]> = out
+    let rows: Vec<[Value; 20]> = out
         .transfers
         .iter()
         .map(|t| {
@@ -551,7 +571,8 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
                 int(t.credit_prev.map(|p| p.0)),
                 Value::Integer(t.debit_balance.0),
                 Value::Integer(t.credit_balance.0),
-                Value::Integer(codec::client_key(t.client_id.as_str())),
+                Value::Text(codec::tenant(t.client_id.tenant())),
+                Value::Integer(codec::client_key(&t.client_id)),
             ]
         })
         .collect();
@@ -559,10 +580,11 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
     for h in &out.holds {
         let r = h.resolution.as_ref();
         c.prepare_cached(&format!(
-            "INSERT INTO holds ({HOLD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) \
+            "INSERT INTO holds ({HOLD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) \
              ON CONFLICT (id) DO UPDATE SET state = excluded.state, resolved_at = excluded.resolved_at, \
              resolution_client_id = excluded.resolution_client_id, captured = excluded.captured, \
-             capture_transfer_id = excluded.capture_transfer_id"
+             capture_transfer_id = excluded.capture_transfer_id, \
+             resolution_client_tenant = excluded.resolution_client_tenant"
         ))?
         .execute(params![
             id_to_db(h.id.0),
@@ -579,6 +601,8 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
             r.and_then(|r| r.client_id.as_ref().map(|c| c.as_str())),
             r.map_or(0, |r| r.captured.0),
             r.and_then(|r| r.transfer.map(|t| id_to_db(t.0))),
+            codec::tenant(h.client_id.tenant()),
+            r.and_then(|r| r.client_id.as_ref()).map_or_else(String::new, |c| codec::tenant(c.tenant())),
         ])?;
     }
     let mut event = c.prepare_cached(
@@ -594,6 +618,7 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
             .execute(params![p.subscriber_transfers, p.invoiced_until.map(|t| t.0), id_to_db(p.id.0)])?;
     }
     credit::write_limit_changes(c, &out.limit_changes)?;
+    credit::write_money_notes(c, &out.notes)?;
     c.prepare_cached("UPDATE ledger_epoch SET epoch = epoch + 1 WHERE id = 1")?.execute([])?;
     Ok(())
 }
@@ -715,11 +740,13 @@ impl Reader for SqliteReader {
         })
     }
 
-    fn transfer_by_client_id(&self, client_id: &str) -> StoreResult<Option<Transfer>> {
+    fn transfer_by_client_id(&self, client_id: &purse_core::ClientId) -> StoreResult<Option<Transfer>> {
         self.with(|c| {
-            c.prepare_cached(&format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE client_key = ? AND client_id = ?"))?
-                .query_row(params![codec::client_key(client_id), client_id], transfer_from_row)
-                .optional()
+            c.prepare_cached(&format!(
+                "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE client_key = ? AND client_tenant = ? AND client_id = ?"
+            ))?
+            .query_row(params![codec::client_key(client_id), codec::tenant(client_id.tenant()), client_id.as_str()], transfer_from_row)
+            .optional()
         })
     }
 
@@ -787,7 +814,7 @@ impl Reader for SqliteReader {
             )?;
             let transfer_count: i64 = c.query_row("SELECT count(*) FROM transfers", [], |r| r.get(0))?;
             let duplicates: i64 = c.query_row(
-                "SELECT count(*) FROM (SELECT 1 FROM transfers GROUP BY client_id HAVING count(*) > 1)",
+                "SELECT count(*) FROM (SELECT 1 FROM transfers GROUP BY client_tenant, client_id HAVING count(*) > 1)",
                 [],
                 |r| r.get(0),
             )?;
@@ -896,6 +923,16 @@ impl AccessStore for SqliteReader {
         })
     }
 
+    fn disable_user(&self, user: u64, at: Timestamp) -> StoreResult<bool> {
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            let changed = tx.execute("UPDATE portal_users SET disabled_at = ? WHERE id = ? AND disabled_at IS NULL", params![at.0, id_to_db(user)])?;
+            tx.execute("DELETE FROM portal_sessions WHERE user_id = ?", params![id_to_db(user)])?;
+            tx.commit()?;
+            Ok(changed == 1)
+        })
+    }
+
     fn set_password(&self, user: u64, hash: &str, keep: Option<&str>) -> StoreResult<()> {
         self.with(|c| {
             let tx = c.unchecked_transaction()?;
@@ -974,6 +1011,7 @@ fn user_from_row(r: &Row<'_>) -> rusqlite::Result<UserRecord> {
         role: conv(codec::parse_role(&r.get::<_, String>(4)?, opt_id(r.get(5)?)))?,
         scope: conv(codec::parse_scope(&r.get::<_, String>(6)?))?,
         created_at: Timestamp(r.get(7)?),
+        disabled_at: r.get::<_, Option<i64>>(8)?.map(Timestamp),
     })
 }
 

@@ -269,6 +269,47 @@ pub fn limit_audit(c: &LimitChange) -> AuditEntry {
     }
 }
 
+/// The audit entry of a posting made for someone else (an adjustment, a reversal, a staff
+/// transfer): who, when, and in `after` the movement and the reason given.
+pub fn note_audit(n: &purse_core::MoneyNote) -> AuditEntry {
+    let reason = n.reason.as_deref().map_or_else(|| "null".to_owned(), json_string);
+    let after = format!(
+        "{{\"kind\":\"{}\",\"amount\":\"{}\",\"currency\":\"{}\",\"debit\":{},\"credit\":{},\"reason\":{reason}}}",
+        n.kind.as_str(),
+        n.currency.format(n.amount),
+        n.currency.code,
+        n.debit,
+        n.credit,
+    );
+    AuditEntry {
+        id: 0,
+        at: n.at,
+        actor: n.by.clone(),
+        party: n.party,
+        entity: "transfer".into(),
+        entity_id: n.transfer.to_string(),
+        action: n.kind.as_str().into(),
+        before: None,
+        after: Some(after),
+    }
+}
+
+/// `text` as a JSON string literal.
+pub fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 pub fn audit_params(e: &AuditEntry) -> Vec<Value> {
     vec![
         Value::from(e.at.0),

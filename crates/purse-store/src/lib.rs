@@ -21,7 +21,7 @@ use std::fmt;
 use purse_core::{
     Account, AccountId, AccountKind, AccountStatus, Amount, BatchOutput, Billing, ClientKey,
     Currency, Direction, Hold, HoldId, HoldState, NextIds, PartyId, Party, PartyKind, Prior, Role, Scope,
-    SystemRole, Timestamp, Transfer, TransferId,
+    SystemRole, Tenant, Timestamp, Transfer, TransferId,
 };
 
 pub use credit::{AuditEntry, AuditQuery, ClassRecord, CreditPolicy, CreditStore, MaxIncrease, TransferSetting, Visible};
@@ -146,6 +146,8 @@ pub struct UserRecord {
     pub role: Role,
     pub scope: Scope,
     pub created_at: Timestamp,
+    /// When the user was disabled: it no longer logs in.
+    pub disabled_at: Option<Timestamp>,
 }
 
 /// A user to store (it has no id yet).
@@ -184,6 +186,9 @@ pub trait AccessStore: Send + Sync {
     fn user(&self, id: u64) -> StoreResult<Option<UserRecord>>;
     fn user_by_email(&self, email: &str) -> StoreResult<Option<UserRecord>>;
     fn users(&self) -> StoreResult<Vec<UserRecord>>;
+    /// Disables a user and ends its sessions; `false` when there is no such user or it was
+    /// disabled already.
+    fn disable_user(&self, user: u64, at: Timestamp) -> StoreResult<bool>;
     /// Sets a user's password hash and ends every session of the user except `keep`.
     fn set_password(&self, user: u64, hash: &str, keep: Option<&str>) -> StoreResult<()>;
 
@@ -248,7 +253,7 @@ pub trait Reader: Send + Sync {
     fn accounts_of(&self, party: PartyId) -> StoreResult<Vec<Account>>;
     fn transfer(&self, id: TransferId) -> StoreResult<Option<Transfer>>;
     fn hold(&self, id: HoldId) -> StoreResult<Option<Hold>>;
-    fn transfer_by_client_id(&self, client_id: &str) -> StoreResult<Option<Transfer>>;
+    fn transfer_by_client_id(&self, client_id: &purse_core::ClientId) -> StoreResult<Option<Transfer>>;
     fn journal(&self, query: JournalQuery) -> StoreResult<Vec<Transfer>>;
     /// The balance right after the last posting at or before `at` (by posting time): walks
     /// the account's journal back, page by page, to the balance-after it recorded.
@@ -279,19 +284,19 @@ pub mod columns {
     /// Accounts are read joined with their balances; the order is the row readers'.
     pub const ACCOUNT_SELECT: &str = "SELECT a.id, a.client_id, a.party_id, a.kind, a.system_role, a.parent_id, \
          a.currency, a.status, b.balance, b.reserved, a.credit_limit, a.temp_increase, a.temp_valid_until, \
-         b.children_balance, a.thresholds, b.last_charge_at, a.created_at, b.last_transfer_id, b.uninvoiced \
-         FROM accounts a JOIN balances b ON b.account_id = a.id";
+         b.children_balance, a.thresholds, b.last_charge_at, a.created_at, b.last_transfer_id, b.uninvoiced, \
+         a.client_tenant FROM accounts a JOIN balances b ON b.account_id = a.id";
     pub const ACCOUNT_COLUMNS: &str = "id, client_id, party_id, kind, system_role, parent_id, currency, status, \
-         credit_limit, temp_increase, temp_valid_until, thresholds, created_at";
+         credit_limit, temp_increase, temp_valid_until, thresholds, created_at, client_tenant";
     /// The columns a new party is inserted with.
-    pub const PARTY_COLUMNS: &str = "id, client_id, name, kind, reseller_id, billing, currency, wallet_id, created_at";
+    pub const PARTY_COLUMNS: &str = "id, client_id, name, kind, reseller_id, billing, currency, wallet_id, created_at, client_tenant";
     /// The columns a party is read with (set later: `subscriber_transfers`).
-    pub const PARTY_SELECT: &str = "id, client_id, name, kind, reseller_id, billing, currency, wallet_id, created_at, subscriber_transfers, invoiced_until";
+    pub const PARTY_SELECT: &str = "id, client_id, name, kind, reseller_id, billing, currency, wallet_id, created_at, subscriber_transfers, invoiced_until, client_tenant";
     pub const TRANSFER_COLUMNS: &str = "id, client_id, kind, debit_account_id, credit_account_id, amount, currency, \
          at, posted_at, service, metadata, hold_id, reverses_id, overdrawn, debit_prev_id, credit_prev_id, \
-         debit_balance, credit_balance";
+         debit_balance, credit_balance, client_tenant";
     pub const API_KEY_COLUMNS: &str = "id, prefix, hash, name, role, party_id, scope, created_at, revoked_at";
-    pub const USER_COLUMNS: &str = "id, email, name, password_hash, role, party_id, scope, created_at";
+    pub const USER_COLUMNS: &str = "id, email, name, password_hash, role, party_id, scope, created_at, disabled_at";
     pub const SESSION_COLUMNS: &str = "hash, user_id, csrf, created_at, expires_at";
     pub const OUTBOX_COLUMNS: &str =
         "id, at, account_id, kind, threshold, direction, available_before, available_after, transfer_id, amount";
@@ -307,7 +312,7 @@ pub mod columns {
     pub const RECHARGE_COLUMNS: &str =
         "id, party_id, method, reason, amount, currency, status, created_at, day, intent, transfer_id, invoice_id, error, finished_at";
     pub const HOLD_COLUMNS: &str = "id, client_id, account_id, amount, currency, created_at, expires_at, state, \
-         service, metadata, resolved_at, resolution_client_id, captured, capture_transfer_id";
+         service, metadata, resolved_at, resolution_client_id, captured, capture_transfer_id, client_tenant, resolution_client_tenant";
 }
 
 /// How records are spelled in database columns, shared by every backend so that both
@@ -569,24 +574,57 @@ pub mod codec {
         purse_core::CurrencyCode::parse(text).map_err(|_| StoreError(format!("bad currency {text:?}")))
     }
 
-    pub fn client_id(text: &str) -> StoreResult<purse_core::ClientId> {
-        purse_core::ClientId::new(text).ok_or_else(|| StoreError(format!("bad client id {text:?}")))
+    /// A client id from its tenant column and its text column.
+    pub fn client_id(tenant_text: &str, text: &str) -> StoreResult<purse_core::ClientId> {
+        purse_core::ClientId::scoped(parse_tenant(tenant_text)?, text).ok_or_else(|| StoreError(format!("bad client id {text:?}")))
+    }
+
+    /// How a tenant is spelled in `client_tenant` columns: `''` the operator, `r12`, `c34`.
+    pub fn tenant(tenant: Tenant) -> String {
+        match tenant {
+            Tenant::Operator => String::new(),
+            Tenant::Reseller(p) => format!("r{p}"),
+            Tenant::Customer(p) => format!("c{p}"),
+        }
+    }
+
+    pub fn parse_tenant(text: &str) -> StoreResult<Tenant> {
+        let bad = || StoreError(format!("bad client tenant {text:?}"));
+        if text.is_empty() {
+            return Ok(Tenant::Operator);
+        }
+        let (kind, digits) = text.split_at(1);
+        let id = PartyId(digits.parse().map_err(|_| bad())?);
+        match kind {
+            "r" => Ok(Tenant::Reseller(id)),
+            "c" => Ok(Tenant::Customer(id)),
+            _ => Err(bad()),
+        }
     }
 
     pub fn transfer_kind(text: &str) -> StoreResult<purse_core::TransferKind> {
         purse_core::TransferKind::parse(text).ok_or_else(|| StoreError(format!("unknown transfer kind {text:?}")))
     }
 
-    /// The 64-bit index key of a client id. A canonical UUID keeps its high 64 bits, so
-    /// time-ordered (v7) ids stay ordered and their index grows at its end; other text is
-    /// hashed (FNV-1a). Keys may collide: the index on them is not unique, and every lookup
-    /// compares the full client id.
-    pub fn client_key(client_id: &str) -> i64 {
-        if let Some(high) = uuid_high_bits(client_id) {
-            return high as i64;
-        }
+    /// The 64-bit index key of a client id. An operator's canonical UUID keeps its high 64
+    /// bits, so time-ordered (v7) ids stay ordered and their index grows at its end; other
+    /// text is hashed (FNV-1a), a tenant's after its tenant and a colon (`c34:` then the
+    /// text: the key ids had when the tenant was a prefix of the text, so rows stored then
+    /// keep theirs). Keys may collide: the index on them is not unique, and every lookup
+    /// compares the full client id, tenant included.
+    pub fn client_key(client_id: &purse_core::ClientId) -> i64 {
+        let text = client_id.as_str();
+        let prefix = match client_id.tenant() {
+            Tenant::Operator => {
+                if let Some(high) = uuid_high_bits(text) {
+                    return high as i64;
+                }
+                String::new()
+            }
+            other => format!("{}:", tenant(other)),
+        };
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in client_id.bytes() {
+        for b in prefix.bytes().chain(text.bytes()) {
             h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
         }
         h as i64
@@ -716,14 +754,31 @@ pub mod codec {
 
     #[cfg(test)]
     mod tests {
+        use purse_core::{ClientId, PartyId, Tenant};
+
+        fn key(tenant: Tenant, text: &str) -> i64 {
+            super::client_key(&ClientId::scoped(tenant, text).unwrap())
+        }
+
         #[test]
         fn uuid_keys_keep_their_order_and_other_text_is_hashed() {
-            let a = super::client_key("0190a5c3-0000-7000-8000-000000000000");
-            let b = super::client_key("0190a5c3-0001-7000-8000-000000000000");
+            let a = key(Tenant::Operator, "0190a5c3-0000-7000-8000-000000000000");
+            let b = key(Tenant::Operator, "0190a5c3-0001-7000-8000-000000000000");
             assert!(a < b);
             assert_eq!(a, 0x0190_a5c3_0000_7000);
-            assert_ne!(super::client_key("call-1"), super::client_key("call-2"));
-            assert_eq!(super::client_key("call-1"), super::client_key("call-1"));
+            assert_ne!(key(Tenant::Operator, "call-1"), key(Tenant::Operator, "call-2"));
+            assert_eq!(key(Tenant::Operator, "call-1"), key(Tenant::Operator, "call-1"));
+        }
+
+        #[test]
+        fn a_tenants_key_is_the_key_its_prefixed_text_had() {
+            // Rows stored when the tenant was a prefix of the text keep their index key.
+            assert_eq!(key(Tenant::Customer(PartyId(34)), "x"), key(Tenant::Operator, "c34:x"));
+            assert_eq!(key(Tenant::Reseller(PartyId(12)), "0190a5c3-0000-7000-8000-000000000000"), key(Tenant::Operator, "r12:0190a5c3-0000-7000-8000-000000000000"));
+            for t in [Tenant::Operator, Tenant::Reseller(PartyId(7)), Tenant::Customer(PartyId(7))] {
+                assert_eq!(super::parse_tenant(&super::tenant(t)).unwrap(), t);
+            }
+            assert!(super::parse_tenant("x1").is_err() && super::parse_tenant("r").is_err());
         }
     }
 }

@@ -227,7 +227,7 @@ pub fn seed(path: &str) -> Result<Seeded, String> {
     // A reseller issues credit from its master wallet; a postpaid customer gets subscriber accounts.
     let client_id = demo.id("issue");
     let money = demo.money("40");
-    demo.run(Command::Transfer { client_id, source: resellers[0].1, target: wallets[1].2, money, kind: TransferKind::Issue, metadata: None })?;
+    demo.run(Command::Transfer { client_id, source: resellers[0].1, target: wallets[1].2, money, kind: TransferKind::Issue, metadata: None, note: None })?;
     let mut initech = vec![wallets[2].2];
     let client_id = demo.id("subscriber");
     let kind = NewAccountKind::SubscriberCredit { credit_limit: demo.usd.parse("100").expect("valid") };

@@ -31,6 +31,8 @@ enum Ids {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Prints the authorization policy as a Markdown table: who may do what.
+    Policy,
     /// Creates or upgrades the database schema.
     Migrate {
         /// sqlite://PATH or postgres://USER@HOST/DB (default: sqlite://purse.db).
@@ -348,6 +350,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<(), String> {
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
+        Cmd::Policy => print!("{}", purse_app::policy::markdown()),
         Cmd::Migrate { database } => {
             let url = config.database_url(database.as_deref());
             purse::open_store(&url).map_err(|e| e.to_string())?;

@@ -96,7 +96,7 @@ fn command(rng: &mut Rng, o: &SoakOptions, wallets: &[AccountId], n: u64, usd: C
         while target == source {
             target = pick(rng);
         }
-        Command::Transfer { client_id, source, target, money, kind: TransferKind::Transfer, metadata: None }
+        Command::Transfer { client_id, source, target, money, kind: TransferKind::Transfer, metadata: None, note: None }
     } else {
         Command::Charge(NewCharge {
             client_id,

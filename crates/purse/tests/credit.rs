@@ -334,6 +334,7 @@ fn issue_7_subscriber_transfers_obey_the_class_policy_and_the_funds_check_also_c
             money,
             kind: purse_core::TransferKind::Transfer,
             metadata: None,
+            note: None,
         };
         let party = purse_core::PartyId(customer);
         let results = engine

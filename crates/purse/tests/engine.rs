@@ -157,9 +157,9 @@ fn a_failed_store_write_applies_nothing_and_the_engine_recovers() {
     assert!(reader.audit().unwrap().is_consistent());
 }
 
-fn client_id(command: &purse_core::Command) -> &str {
+fn client_id(command: &purse_core::Command) -> &purse_core::ClientId {
     match command {
-        purse_core::Command::Charge(c) => c.client_id.as_str(),
+        purse_core::Command::Charge(c) => &c.client_id,
         _ => unreachable!(),
     }
 }

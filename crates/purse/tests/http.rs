@@ -257,10 +257,10 @@ fn bank(url: &str) {
     let audit = opened.reader.audit().unwrap();
     assert!(audit.is_consistent(), "{audit:?}");
     for client_id in &book.acknowledged {
-        assert!(opened.reader.transfer_by_client_id(client_id).unwrap().is_some(), "acknowledged {client_id} is missing");
+        assert!(opened.reader.transfer_by_client_id(&cid(client_id)).unwrap().is_some(), "acknowledged {client_id} is missing");
     }
     for client_id in &book.refused {
-        assert!(opened.reader.transfer_by_client_id(client_id).unwrap().is_none(), "refused {client_id} was posted");
+        assert!(opened.reader.transfer_by_client_id(&cid(client_id)).unwrap().is_none(), "refused {client_id} was posted");
     }
     let acknowledged: HashSet<&String> = book.acknowledged.iter().collect();
     assert_eq!(acknowledged.len(), book.acknowledged.len());

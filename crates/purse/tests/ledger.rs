@@ -105,6 +105,7 @@ fn bad_input_gets_its_own_rejection_and_changes_nothing() {
                 money: h.usd("1.00"),
                 kind: TransferKind::Transfer,
                 metadata: None,
+                note: None,
             },
             "accounts_must_differ",
         ),
@@ -116,6 +117,7 @@ fn bad_input_gets_its_own_rejection_and_changes_nothing() {
                 money: h.usd("10.01"),
                 kind: TransferKind::Transfer,
                 metadata: None,
+                note: None,
             },
             "insufficient_funds",
         ),
@@ -127,6 +129,7 @@ fn bad_input_gets_its_own_rejection_and_changes_nothing() {
                 money: h.usd("1.00"),
                 kind: TransferKind::Charge,
                 metadata: None,
+                note: None,
             },
             "transfer_kind_not_allowed",
         ),
@@ -211,7 +214,7 @@ fn reversal_posts_a_linked_transfer_once() {
     let h = Harness::sqlite();
     let a = h.customer("0");
     let Ok(Outcome::Posted { transfer, .. }) = h.pay(a, "10.00") else { panic!() };
-    let reverse = |id| Command::Reverse { client_id: h.next_id("rev"), transfer: id, metadata: Some("wrong customer".into()) };
+    let reverse = |id| Command::Reverse { client_id: h.next_id("rev"), transfer: id, metadata: Some("wrong customer".into()), note: None };
     let Ok(Outcome::Posted { transfer: reversal, .. }) = h.run(reverse(transfer)) else { panic!() };
     assert_eq!(h.parts(a).0, 0);
     assert_eq!(h.run(reverse(transfer)), Err(Rejection::TransferAlreadyReversed { by: reversal }));
@@ -236,6 +239,7 @@ fn a_linked_chain_succeeds_or_fails_whole() {
         money: h.usd(amount),
         kind: TransferKind::Transfer,
         metadata: None,
+        note: None,
     };
     let chain = vec![
         Item { command: t("3.00"), linked: true },
@@ -355,7 +359,7 @@ fn reseller_issues_credit_from_its_master_wallet() {
         kind: NewAccountKind::MasterWallet { currency: h.usd.code },
     };
     let Ok(Outcome::AccountOpened { account: master, .. }) = h.run(open) else { panic!() };
-    let customer = h.customer("0");
+    let customer = h.customer_of(Some(reseller), "0").1;
     let issue = |amount: &str| Command::Transfer {
         client_id: h.next_id("issue"),
         source: master,
@@ -363,6 +367,7 @@ fn reseller_issues_credit_from_its_master_wallet() {
         money: h.usd(amount),
         kind: TransferKind::Issue,
         metadata: None,
+        note: None,
     };
     assert_eq!(rejected(&h.run(issue("1.00"))), "insufficient_funds");
     h.pay(master, "20.00").unwrap();
@@ -450,9 +455,61 @@ fn uninvoiced_counts_charges_and_captures_less_reversed_charges() {
         });
         let Ok(Outcome::HoldPlaced { hold, .. }) = hold else { panic!("hold: {hold:?}") };
         h.run(Command::Capture { client_id: h.next_id("capture"), hold, amount: Some(h.amount("3.00")) }).unwrap();
-        h.run(Command::Reverse { client_id: h.next_id("reverse"), transfer: charge, metadata: None }).unwrap();
+        h.run(Command::Reverse { client_id: h.next_id("reverse"), transfer: charge, metadata: None, note: None }).unwrap();
         let stored = h.engine.reader().account(wallet).unwrap().unwrap();
         assert_eq!(stored.uninvoiced, h.amount("3.00"), "{url}");
         assert_eq!(stored.balance, h.amount("17.00"), "{url}");
     }
+}
+
+/// Issue 17: an issue or a recharge moves money from a reseller's master wallet to one of
+/// that reseller's customers, never between two customers or to another reseller's.
+#[test]
+fn issue_17_issues_and_recharges_go_from_a_master_wallet_to_its_own_customers() {
+    let h = Harness::sqlite();
+    let (ours, theirs) = (h.reseller(), h.reseller());
+    let open = |reseller| Command::OpenAccount { client_id: h.next_id("master"), party: reseller, kind: NewAccountKind::MasterWallet { currency: h.usd.code } };
+    let Ok(Outcome::AccountOpened { account: master, .. }) = h.run(open(ours)) else { panic!() };
+    h.pay(master, "50.00").unwrap();
+    let mine = h.customer_of(Some(ours), "0").1;
+    let other = h.customer_of(Some(theirs), "0").1;
+    h.pay(mine, "10.00").unwrap();
+    let move_money = |source, target, kind| Command::Transfer {
+        client_id: h.next_id("t"),
+        source,
+        target,
+        money: h.usd("1.00"),
+        kind,
+        metadata: None,
+        note: None,
+    };
+    for kind in [TransferKind::Issue, TransferKind::Recharge] {
+        assert_eq!(rejected(&h.run(move_money(mine, other, kind))), "issue_needs_master_wallet");
+        assert_eq!(rejected(&h.run(move_money(master, other, kind))), "not_resellers_customer");
+        assert!(h.run(move_money(master, mine, kind)).is_ok());
+    }
+    assert_eq!((h.parts(mine).0, h.parts(other).0, h.parts(master).0), (1200, 0, 4800));
+    h.assert_consistent();
+}
+
+/// Issue 17: a wallet's permanent credit limit changes whatever the ledger's cache holds
+/// (it was refused with `party_not_found` whenever the customer was not cached, e.g. after a
+/// restart), and every command answers the same with a cold cache.
+#[test]
+fn issue_17_a_wallets_credit_limit_changes_whatever_the_cache_holds() {
+    let url = sqlite_url();
+    let warm = Harness::on(&url);
+    let (wallet, prepaid) = (warm.customer("100.00"), warm.customer("0"));
+    drop(warm);
+    // A new process: nothing is cached, and every batch forgets what the last one loaded.
+    let cold = Harness::with_config(&url, purse_engine::EngineConfig { eviction: purse_engine::Eviction::Everything, ..Default::default() });
+    let note = ChangeNote { by: "test".into(), reason: Some("x".into()) };
+    let limit = |amount: &str| Command::SetCreditLimit { account: wallet, credit_limit: cold.amount(amount), note: note.clone() };
+    assert_eq!(cold.run(limit("700.00")), Ok(Outcome::AccountUpdated { account: wallet }));
+    let until = cold.now().plus_micros(3_600_000_000);
+    let increase = Command::SetTemporaryIncrease { account: wallet, increase: Some((cold.amount("50.00"), until)), note: note.clone() };
+    assert_eq!(cold.run(increase), Ok(Outcome::AccountUpdated { account: wallet }));
+    assert_eq!(cold.parts(wallet).2, 75_000);
+    let refused = Command::SetCreditLimit { account: prepaid, credit_limit: cold.amount("1.00"), note };
+    assert_eq!(rejected(&cold.run(refused)), "credit_limit_not_allowed_for_prepaid");
 }

@@ -24,7 +24,7 @@ fn story(url: &str) {
     }) else {
         panic!("master wallet")
     };
-    let prepaid = h.customer("0");
+    let prepaid = h.customer_of(Some(reseller), "0").1;
     let (postpaid_party, postpaid) = h.customer_party("50.00");
     let Ok(Outcome::AccountOpened { account: sub, .. }) = h.run(Command::OpenAccount {
         client_id: cid("sub-1"),
@@ -46,6 +46,7 @@ fn story(url: &str) {
         money: h.usd("20.00"),
         kind: TransferKind::Issue,
         metadata: Some("{\"note\":\"goodwill\"}".into()),
+        note: None,
     };
     h.run(issue.clone()).unwrap();
     let hold = Command::Hold {
@@ -61,7 +62,7 @@ fn story(url: &str) {
     assert_eq!(rejected(&h.run(h.charge_cmd(postpaid, "10.01", true))), "insufficient_funds");
     let capture = Command::Capture { client_id: cid("cap-1"), hold: hold_id, amount: Some(h.amount("12.34")) };
     h.run(capture.clone()).unwrap();
-    let reverse = Command::Reverse { client_id: cid("rev-1"), transfer: charged, metadata: None };
+    let reverse = Command::Reverse { client_id: cid("rev-1"), transfer: charged, metadata: None, note: None };
     h.run(reverse.clone()).unwrap();
 
     let expect_parts = |h: &Harness| {
@@ -197,7 +198,7 @@ fn collect(mut child: Child, stop_after: Option<usize>) -> HashMap<String, Ack> 
 fn verify_acks(url: &str, acks: &HashMap<String, Ack>) {
     let reader = purse::open_store(url).unwrap().reader;
     for (id, ack) in acks {
-        let stored = reader.transfer_by_client_id(id).unwrap();
+        let stored = reader.transfer_by_client_id(&cid(id)).unwrap();
         match (ack, stored) {
             (Ack::Posted { amount, .. }, Some(t)) => assert_eq!(t.amount.0, *amount, "{id}"),
             (Ack::Posted { .. }, None) => panic!("acknowledged {id} is missing"),
@@ -390,4 +391,93 @@ fn user_story(url: &str) {
 fn portal_users_sessions_and_login_failures_on_both_backends() {
     user_story(&sqlite_url());
     user_story(&pg_url("users"));
+}
+
+/// The schema as it was before issue 17 (migrations 0001 to 0010), with ids stored the old
+/// way: a reseller's or customer's client id carried its tenant as a text prefix (`c2:x`),
+/// an operator's as sent, even when it looked like a prefix (`c999:y`, `c2-not-a-prefix`).
+fn legacy_database(url: &str) {
+    let backend = if url.starts_with("sqlite://") { "sqlite" } else { "postgres" };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../purse-store-{backend}/migrations"));
+    let mut names: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    let applied = if backend == "sqlite" { "INTEGER NOT NULL DEFAULT 0" } else { "TIMESTAMPTZ NOT NULL DEFAULT now()" };
+    let mut sql = format!("CREATE TABLE schema_migrations (name TEXT PRIMARY KEY, applied_at {applied});\n");
+    for name in names.iter().filter(|n| n.as_str() < "0011") {
+        sql.push_str(&std::fs::read_to_string(dir.join(name)).unwrap());
+        sql.push_str(&format!(";\nINSERT INTO schema_migrations (name) VALUES ('{}');\n", name.trim_end_matches(".sql")));
+    }
+    let key = |text: &str| purse_store::codec::client_key(&cid(text));
+    let roles = ["usage_revenue", "card_clearing", "cash_clearing", "bank_clearing", "adjustments"];
+    sql.push_str("INSERT INTO currencies (code, scale) VALUES ('USD', 2);\n");
+    for (i, role) in roles.iter().enumerate() {
+        let id = i + 1;
+        let balance = if *role == "cash_clearing" { -700 } else { 0 };
+        sql.push_str(&format!(
+            "INSERT INTO accounts (id, client_id, party_id, kind, system_role, parent_id, currency, status, credit_limit, thresholds, created_at) \
+             VALUES ({id}, NULL, NULL, 'system', '{role}', NULL, 'USD', 'open', 0, '', 0);\n\
+             INSERT INTO balances (account_id, balance, reserved, children_balance, uninvoiced) VALUES ({id}, {balance}, 0, 0, 0);\n"
+        ));
+    }
+    sql.push_str(
+        "INSERT INTO parties (id, client_id, name, kind, created_at) VALUES (1, 'op-reseller', 'Reseller', 'reseller', 0);\n\
+         INSERT INTO parties (id, client_id, name, kind, reseller_id, billing, currency, wallet_id, created_at) VALUES (2, 'r1:cust', 'Customer', 'customer', 1, 'prepaid', 'USD', 6, 0);\n\
+         INSERT INTO accounts (id, client_id, party_id, kind, system_role, parent_id, currency, status, credit_limit, thresholds, created_at) \
+             VALUES (6, NULL, 2, 'wallet', NULL, NULL, 'USD', 'open', 0, '', 0);\n\
+         INSERT INTO accounts (id, client_id, party_id, kind, system_role, parent_id, currency, status, credit_limit, thresholds, created_at) \
+             VALUES (7, 'c2:sub', 2, 'subscriber_debit', NULL, NULL, 'USD', 'open', 0, '', 0);\n\
+         INSERT INTO balances (account_id, balance, reserved, children_balance, last_transfer_id, uninvoiced) VALUES (6, 700, 0, 0, 3, 0);\n\
+         INSERT INTO balances (account_id, balance, reserved, children_balance, uninvoiced) VALUES (7, 0, 0, 0, 0);\n",
+    );
+    let transfer = |id: u64, client_id: &str, amount: i64, prev: &str, after: i64| {
+        format!(
+            "INSERT INTO transfers (id, client_id, client_key, kind, debit_account_id, credit_account_id, amount, currency, at, posted_at, overdrawn, \
+             debit_prev_id, credit_prev_id, debit_balance, credit_balance) VALUES ({id}, '{client_id}', {}, 'payment', 3, 6, {amount}, 'USD', 0, 0, {f}, \
+             NULL, {prev}, 0, {after});\n",
+            key(client_id),
+            f = if backend == "sqlite" { "0" } else { "false" },
+        )
+    };
+    sql.push_str(&transfer(1, "c2:x", 500, "NULL", 500));
+    sql.push_str(&transfer(2, "c999:y", 100, "1", 600));
+    sql.push_str(&transfer(3, "c2-not-a-prefix", 100, "2", 700));
+    if backend == "sqlite" {
+        rusqlite::Connection::open(url.trim_start_matches("sqlite://")).unwrap().execute_batch(&sql).unwrap();
+    } else {
+        postgres::Client::connect(url, postgres::NoTls).unwrap().batch_execute(&sql).unwrap();
+    }
+}
+
+/// Issue 17: the migration that makes the tenant a part of every client id's key keeps
+/// every existing id and its replay, on both backends.
+#[test]
+fn issue_17_the_tenancy_migration_keeps_every_id_and_its_replay() {
+    use purse_core::{ClientId, Money, PartyId, PaymentMethod, Tenant};
+    for url in both_backends("issue_17_migration") {
+        legacy_database(&url);
+        let h = Harness::on(&url);
+        let reader = h.engine.reader();
+        let customer = |text: &str| ClientId::scoped(Tenant::Customer(PartyId(2)), text).unwrap();
+        assert_eq!(reader.transfer_by_client_id(&customer("x")).unwrap().map(|t| t.id.0), Some(1), "{url}");
+        assert_eq!(reader.transfer_by_client_id(&cid("c2:x")).unwrap(), None, "the prefix moved out of the text");
+        assert_eq!(reader.transfer_by_client_id(&cid("c999:y")).unwrap().map(|t| t.id.0), Some(2), "no party 999: the operator's");
+        assert_eq!(reader.transfer_by_client_id(&cid("c2-not-a-prefix")).unwrap().map(|t| t.id.0), Some(3));
+        let party = reader.party(PartyId(2)).unwrap().unwrap();
+        assert_eq!(party.client_id, ClientId::scoped(Tenant::Reseller(PartyId(1)), "cust").unwrap());
+        let sub = reader.account(purse_core::AccountId(7)).unwrap().unwrap();
+        assert_eq!(sub.client_id, Some(customer("sub")));
+        // The customer's retry replays its first posting; the same text is free for the operator.
+        let pay = |client_id: ClientId, units| Command::Payment {
+            client_id,
+            account: purse_core::AccountId(6),
+            money: Money { amount: purse_core::Amount(units), currency: h.usd.code },
+            method: PaymentMethod::Cash,
+            metadata: None,
+        };
+        let replay = h.run(pay(customer("x"), 500));
+        assert_eq!(replay, Ok(Outcome::Posted { transfer: purse_core::TransferId(1), overdrawn: false, replayed: true }), "{url}");
+        assert!(matches!(h.run(pay(cid("x"), 5)), Ok(Outcome::Posted { replayed: false, .. })));
+        assert!(matches!(h.run(pay(cid("c999:y"), 100)), Ok(Outcome::Posted { replayed: true, .. })));
+        h.assert_consistent();
+    }
 }

@@ -39,7 +39,6 @@ pub struct NewReseller {
 }
 
 pub async fn create_reseller(State(state): State<AppState>, ctx: Ctx, ApiJson(body): ApiJson<NewReseller>) -> Result<Response, ApiError> {
-    ctx.principal.require_operator("create resellers")?;
     let command = Command::CreateReseller { client_id: ctx.principal.client_id("client_id", &body.client_id)?, name: body.name };
     state.commit(&ctx, vec![Item::single(command)], created_party).await
 }
@@ -66,11 +65,10 @@ pub enum BillingText {
 
 pub async fn create_customer(State(state): State<AppState>, ctx: Ctx, ApiJson(body): ApiJson<NewCustomer>) -> Result<Response, ApiError> {
     let who = ctx.principal;
-    who.require_staff("create customers")?;
     let reseller = match (who.role, body.reseller) {
         (Role::Reseller(me), None) => Some(me),
         (Role::Reseller(me), Some(r)) if r == me.0 => Some(me),
-        (Role::Reseller(_), Some(_)) => {
+        (role, Some(_)) if !purse_app::policy::may_set(role, purse_app::policy::Field::CustomerReseller) => {
             return Err(ApiError::ForbiddenField {
                 field: "reseller",
                 message: "a reseller's key creates customers only under that reseller".into(),
@@ -120,6 +118,12 @@ async fn list(state: AppState, who: Principal, resellers: bool, params: Params) 
     let query = PartyQuery { resellers: Some(resellers), reseller: None, after: q.after.map(PartyId), search: None, limit };
     let page = state
         .read(move |s| {
+            // A filter names a reseller the caller sees, or nothing is found.
+            if let Some(r) = q.reseller {
+                if !matches!(s.party_for(&who, r).map(|p| p.kind), Ok(purse_core::PartyKind::Reseller)) {
+                    return Err(ApiError::NotFound("reseller"));
+                }
+            }
             let reader = s.engine.reader();
             Ok(match who.role {
                 Role::Operator => reader.parties(PartyQuery { reseller: q.reseller.map(PartyId), ..query })?,

@@ -4,8 +4,10 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
+use purse_app::policy;
+use purse_core::command::REASON_LEN_MAX;
 use purse_core::{
-    AccountId, Command, CommandResult, HoldId, Item, Money, NewCharge, Outcome, PaymentMethod, Timestamp, TransferId,
+    AccountId, AdjustDirection, ChangeNote, Command, CommandResult, HoldId, Item, Money, NewCharge, Outcome, PaymentMethod, Timestamp, TransferId,
     TransferKind,
 };
 use serde::{Deserialize, Serialize};
@@ -126,7 +128,6 @@ impl ChargeRequest {
 
 pub async fn create_charge(State(state): State<AppState>, ctx: Ctx, ApiJson(body): ApiJson<ChargeRequest>) -> Result<Response, ApiError> {
     let who = ctx.principal;
-    who.require_staff("post charges")?;
     // The hot path: an operator's charge in a known currency needs no store read at all.
     let command = if who.is_operator() && state.knows_currency(&body.currency) {
         charge_command(&state, &who, body)?
@@ -163,7 +164,6 @@ fn item_error(e: ApiError) -> ItemResult {
 /// engine as one request (each charge independent: one refusal spoils no other).
 pub async fn create_charge_batch(State(state): State<AppState>, ctx: Ctx, ApiJson(body): ApiJson<ChargeBatch>) -> Result<Response, ApiError> {
     let who = ctx.principal;
-    who.require_staff("post charges")?;
     if body.items.is_empty() || body.items.len() > BATCH_ITEMS_MAX {
         return Err(ApiError::invalid("items", "batch_size", format!("items must hold 1 to {BATCH_ITEMS_MAX} charges")));
     }
@@ -229,7 +229,6 @@ pub enum MethodText {
 
 pub async fn create_payment(State(state): State<AppState>, ctx: Ctx, ApiJson(r): ApiJson<PaymentRequest>) -> Result<Response, ApiError> {
     let who = ctx.principal;
-    who.require_operator("record payments")?;
     let command = state
         .read(move |s| {
             s.check_account_field(&who, "account", r.account)?;
@@ -264,11 +263,12 @@ pub struct TransferRequest {
     /// `transfer` (default), `recharge` or `issue`.
     kind: Option<String>,
     metadata: Option<serde_json::Value>,
+    /// Why, when the transfer is made for someone else (it goes to the audit log).
+    reason: Option<String>,
 }
 
 pub async fn create_transfer(State(state): State<AppState>, ctx: Ctx, ApiJson(r): ApiJson<TransferRequest>) -> Result<Response, ApiError> {
     let who = ctx.principal;
-    who.require_write()?;
     let kind = match r.kind.as_deref() {
         None | Some("transfer") => TransferKind::Transfer,
         Some("recharge") => TransferKind::Recharge,
@@ -277,13 +277,24 @@ pub async fn create_transfer(State(state): State<AppState>, ctx: Ctx, ApiJson(r)
             return Err(ApiError::invalid("kind", "invalid_kind", format!("kind {other:?} is not one of transfer, recharge, issue")))
         }
     };
+    let reason = reason_text(r.reason.as_deref())?;
     let command = state
         .read(move |s| {
             s.check_account_field(&who, "source", r.source)?;
             s.check_account_field(&who, "target", r.target)?;
             let reader = s.engine.reader();
+            let mut note = None;
             if let (Some(source), Some(target)) = (reader.account(AccountId(r.source))?, reader.account(AccountId(r.target))?) {
+                if !policy::may_move_from(who.role, &source) {
+                    return Err(ApiError::ForbiddenField {
+                        field: "source",
+                        message: "money leaves a customer's account only by the customer's own transfer; staff take it back with an adjustment and a reason (POST /v1/adjustments)".into(),
+                    });
+                }
                 super::credit::check_subscriber_transfer(&source, &target)?;
+                if policy::on_behalf(who.role, &source, &target) {
+                    note = Some(ChangeNote { by: s.actor(&who)?, reason });
+                }
             }
             Ok(Command::Transfer {
                 client_id: who.client_id("client_id", &r.client_id)?,
@@ -292,10 +303,23 @@ pub async fn create_transfer(State(state): State<AppState>, ctx: Ctx, ApiJson(r)
                 target: AccountId(r.target),
                 kind,
                 metadata: object_metadata(r.metadata)?,
+                note,
             })
         })
         .await?;
     state.commit(&ctx, vec![Item::single(command)], render_posted).await
+}
+
+/// An optional reason: trimmed, printable, at most `REASON_LEN_MAX` bytes.
+pub(crate) fn reason_text(text: Option<&str>) -> Result<Option<String>, ApiError> {
+    let Some(reason) = text.map(str::trim).filter(|r| !r.is_empty()) else { return Ok(None) };
+    if reason.len() > REASON_LEN_MAX {
+        return Err(ApiError::invalid("reason", "text_too_long", format!("reason must be at most {REASON_LEN_MAX} bytes")));
+    }
+    if reason.chars().any(char::is_control) {
+        return Err(ApiError::invalid("reason", "invalid_text", "reason must not contain control characters"));
+    }
+    Ok(Some(reason.to_owned()))
 }
 
 #[derive(Deserialize)]
@@ -304,16 +328,66 @@ pub struct ReversalRequest {
     client_id: String,
     transfer: u64,
     metadata: Option<serde_json::Value>,
+    /// Why (it goes to the audit log with the reversal).
+    reason: Option<String>,
 }
 
 pub async fn create_reversal(State(state): State<AppState>, ctx: Ctx, ApiJson(r): ApiJson<ReversalRequest>) -> Result<Response, ApiError> {
     let who = ctx.principal;
-    who.require_operator("reverse transfers")?;
+    let reason = reason_text(r.reason.as_deref())?;
+    let by = state.read(move |s| s.actor(&who)).await?;
     let command = Command::Reverse {
         client_id: who.client_id("client_id", &r.client_id)?,
         transfer: TransferId(r.transfer),
         metadata: object_metadata(r.metadata)?,
+        note: Some(ChangeNote { by, reason }),
     };
+    state.commit(&ctx, vec![Item::single(command)], render_posted).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdjustmentRequest {
+    client_id: String,
+    account: u64,
+    amount: String,
+    currency: String,
+    /// `credit` adds to the balance, `debit` takes from it.
+    direction: String,
+    /// Why: required, kept in the audit log.
+    reason: String,
+    metadata: Option<serde_json::Value>,
+}
+
+/// A staff member raises or lowers a balance against the adjustments account, with a
+/// reason; the posting and its audit entry are written together.
+pub async fn create_adjustment(State(state): State<AppState>, ctx: Ctx, ApiJson(r): ApiJson<AdjustmentRequest>) -> Result<Response, ApiError> {
+    let who = ctx.principal;
+    let direction = match r.direction.as_str() {
+        "credit" => AdjustDirection::Credit,
+        "debit" => AdjustDirection::Debit,
+        _ => return Err(ApiError::invalid("direction", "invalid_direction", "direction must be credit or debit")),
+    };
+    let reason = reason_text(Some(&r.reason))?
+        .ok_or_else(|| ApiError::invalid("reason", "reason_must_not_be_empty", "give a reason: it is kept in the audit log"))?;
+    let command = state
+        .read(move |s| {
+            s.check_account_field(&who, "account", r.account)?;
+            if let Some(account) = s.engine.reader().account(AccountId(r.account))? {
+                if !policy::may_adjust(who.role, &account) {
+                    return Err(ApiError::ForbiddenField { field: "account", message: "a reseller adjusts its customers' accounts, not its own".into() });
+                }
+            }
+            Ok(Command::Adjust {
+                client_id: who.client_id("client_id", &r.client_id)?,
+                account: AccountId(r.account),
+                money: money(s, &r.amount, &r.currency)?,
+                direction,
+                note: ChangeNote { by: s.actor(&who)?, reason: Some(reason) },
+                metadata: object_metadata(r.metadata)?,
+            })
+        })
+        .await?;
     state.commit(&ctx, vec![Item::single(command)], render_posted).await
 }
 
@@ -367,7 +441,6 @@ fn render_hold(results: &[CommandResult]) -> Result<(StatusCode, Vec<u8>), ApiEr
 
 pub async fn create_hold(State(state): State<AppState>, ctx: Ctx, ApiJson(r): ApiJson<HoldRequest>) -> Result<Response, ApiError> {
     let who = ctx.principal;
-    who.require_staff("place holds")?;
     let command = state
         .read(move |s| {
             s.check_account_field(&who, "account", r.account)?;
@@ -422,7 +495,6 @@ pub async fn capture_hold(
     ApiJson(r): ApiJson<CaptureRequest>,
 ) -> Result<Response, ApiError> {
     let who = ctx.principal;
-    who.require_staff("capture holds")?;
     let command = state
         .read(move |s| {
             let hold = hold_for(s, &who, id)?;
@@ -450,7 +522,6 @@ pub async fn release_hold(
     ApiJson(r): ApiJson<ReleaseRequest>,
 ) -> Result<Response, ApiError> {
     let who = ctx.principal;
-    who.require_staff("release holds")?;
     state.read(move |s| hold_for(s, &who, id)).await?;
     let command = Command::Release { client_id: who.client_id("client_id", &r.client_id)?, hold: HoldId(id) };
     state.commit(&ctx, vec![Item::single(command)], render_hold).await

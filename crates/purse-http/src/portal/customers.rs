@@ -80,7 +80,8 @@ struct Row {
 
 /// `/customers?q=&status=&after=`: search by name or client id, filter by standing.
 pub async fn list(State(state): State<AppState>, viewer: Viewer, Query(q): Query<HashMap<String, String>>) -> Result<Response, PortalError> {
-    if !viewer.is_staff() {
+    // The list is the staff's way in; a customer's own page is its home.
+    if viewer.own_customer().is_some() {
         return Err(PortalError::NotFound);
     }
     let search = q.get("q").map(|s| s.trim().to_owned()).unwrap_or_default();
@@ -287,6 +288,6 @@ pub async fn show(State(state): State<AppState>, viewer: Viewer, Path(id): Path<
         h2 { "Recent postings" }
         (journal_table("recent", wallet, *currency, &o.recent))
     };
-    let crumbs: Vec<(&str, &str)> = if viewer.is_staff() { vec![("Customers", "/customers"), (o.party.name.as_str(), "")] } else { Vec::new() };
+    let crumbs: Vec<(&str, &str)> = if viewer.own_customer().is_none() { vec![("Customers", "/customers"), (o.party.name.as_str(), "")] } else { Vec::new() };
     Ok(page::ok(page::layout(&o.party.name, Some(&viewer), &crumbs, body)))
 }

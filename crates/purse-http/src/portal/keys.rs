@@ -11,30 +11,14 @@ use purse_store::ApiKeyRecord;
 use super::page::{self, field, select};
 use super::session::{Form, Viewer};
 use super::{read, see_other, PortalError};
-use crate::auth::issue_key;
 use crate::AppState;
 
 const NAME_LEN_MAX: usize = 100;
 const SCOPES: [(&str, &str); 2] = [("read_write", "Read and write"), ("read", "Read only")];
 
-/// The keys `viewer` may see: an operator's all, a reseller's its own and its customers',
-/// a customer's its own. Blocking.
+/// The keys `viewer` manages (the policy's rule). Blocking.
 fn visible(s: &AppState, viewer: &Viewer) -> Result<Vec<ApiKeyRecord>, PortalError> {
-    let keys = s.access.keys()?;
-    let mut shown = Vec::new();
-    for k in keys {
-        let sees = match (viewer.user.role, k.role) {
-            (Role::Operator, _) => true,
-            (Role::Reseller(r), Role::Reseller(p)) => r == p,
-            (Role::Reseller(_), Role::Customer(c)) => s.party_for(&viewer.who, c.0).is_ok(),
-            (Role::Customer(me), Role::Customer(c)) => me == c,
-            _ => false,
-        };
-        if sees {
-            shown.push(k);
-        }
-    }
-    Ok(shown)
+    Ok(crate::handlers::keys::visible_keys(s, &viewer.who)?)
 }
 
 fn role_text(role: Role) -> String {
@@ -110,7 +94,6 @@ pub async fn list(State(state): State<AppState>, viewer: Viewer) -> Result<Respo
 
 pub async fn create(State(state): State<AppState>, viewer: Viewer, form: Form) -> Result<Response, PortalError> {
     viewer.check(&form)?;
-    viewer.require_admin()?;
     let name = form.get("name").trim();
     let scope_text = form.get("scope");
     let name_error = if name.is_empty() || name.chars().count() > NAME_LEN_MAX || name.chars().any(char::is_control) {
@@ -128,16 +111,7 @@ pub async fn create(State(state): State<AppState>, viewer: Viewer, form: Form) -
     let (v, owned_name) = (viewer.clone(), name.to_owned());
     let created = match (name_error, scope) {
         (None, Some(scope)) => Some(
-            read(&state, move |s| {
-                let (secret, record) = issue_key(&owned_name, v.user.role, scope, s.engine.clock().now())
-                    .map_err(|e| PortalError::Internal(e.to_string()))?;
-                let id = s.access.insert_key(&record)?;
-                let (mut after, party) = AppState::access_view(record.role, record.scope);
-                after["name"] = serde_json::json!(record.name);
-                s.audit(&v.who, party, "api_key", id, "create", None, Some(&after))?;
-                Ok(secret)
-            })
-            .await?,
+            read(&state, move |s| Ok(crate::handlers::keys::create_key(s, &v.who, &owned_name, v.user.role, scope)?.1)).await?,
         ),
         _ => None,
     };
@@ -154,18 +128,7 @@ pub async fn create(State(state): State<AppState>, viewer: Viewer, form: Form) -
 
 pub async fn revoke(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>, form: Form) -> Result<Response, PortalError> {
     viewer.check(&form)?;
-    viewer.require_admin()?;
     let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
-    read(&state, move |s| {
-        let keys = visible(s, &viewer)?;
-        let Some(key) = keys.iter().find(|k| k.id == id) else { return Err(PortalError::NotFound) };
-        s.access.revoke_key(id, s.engine.clock().now())?;
-        let (mut before, party) = AppState::access_view(key.role, key.scope);
-        before["name"] = serde_json::json!(key.name);
-        s.audit(&viewer.who, party, "api_key", id, "revoke", Some(&before), None)?;
-        s.auth.clear();
-        Ok(())
-    })
-    .await?;
+    read(&state, move |s| Ok(crate::handlers::keys::revoke_key(s, &viewer.who, id)?)).await?;
     Ok(see_other("/keys"))
 }

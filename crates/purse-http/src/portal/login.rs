@@ -75,7 +75,7 @@ pub async fn submit(State(state): State<AppState>, headers: HeaderMap, form: For
         let hash = user.as_ref().map_or(session::decoy_hash(), |u| u.password_hash.as_str());
         let matches = session::verify_password(&password, hash);
         match user {
-            Some(user) if matches => {
+            Some(user) if matches && user.disabled_at.is_none() => {
                 s.access.clear_login_failures(&email)?;
                 Ok(Outcome::In(session::start_session(s, &user, now)?))
             }

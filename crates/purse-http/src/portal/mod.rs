@@ -18,55 +18,140 @@ pub mod page;
 pub mod session;
 pub mod users;
 
-use axum::http::{header, StatusCode};
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use maud::html;
+use purse_app::policy::{self, Action, Requires};
 
 use crate::{ApiError, AppState};
 use session::Viewer;
 
-/// The portal's routes (merged with the API's by [`crate::app`]).
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/", get(home))
-        .route("/assets/portal.css", get(page::css))
-        .route("/login", get(login::form).post(login::submit))
-        .route("/logout", post(login::logout))
-        .route("/customers", get(customers::list))
-        .route("/customers/{id}", get(customers::show))
-        .route("/customers/{id}/balance", get(balance::details))
-        .route("/customers/{id}/balance.csv", get(balance::csv))
-        .route("/settings", get(settings))
-        .route("/settings/account", get(account_settings))
-        .route("/settings/account/billing", get(billing))
-        .route("/settings/account/billing/balance-details", get(balance::own_details))
-        .route("/settings/password", get(users::password_form).post(users::change_password))
-        .route("/keys", get(keys::list).post(keys::create))
-        .route("/keys/{id}/revoke", post(keys::revoke))
-        .route("/users", get(users::list).post(users::create))
-        .route("/profiles", get(alerts::profiles).post(alerts::create))
-        .route("/profiles/{id}", get(alerts::edit).post(alerts::update))
-        .route("/profiles/{id}/delete", get(alerts::confirm_delete).post(alerts::delete))
-        .route("/customers/{id}/alerts", get(alerts::settings).post(alerts::save_settings))
-        .route("/notifications", get(alerts::log))
-        .route("/customers/{id}/recharge", get(payments::show).post(payments::save))
-        .route("/customers/{id}/recharge/pay-now", post(payments::pay_now))
-        .route("/customers/{id}/invoices", get(invoices::list).post(invoices::issue))
-        .route("/customers/{id}/billing-settings", post(invoices::save_billing))
-        .route("/invoices/{id}", get(invoices::show))
-        .route("/invoices/{id}/pay", post(invoices::pay))
-        .route("/invoices/{id}/void", post(invoices::void))
-        .route("/invoices/{id}/pdf", get(invoices::pdf))
-        .route("/receipts/{id}", get(invoices::receipt))
-        .route("/receipts/{id}/pdf", get(payments::receipt_pdf))
-        .route("/receipts/{id}/email", post(payments::email_receipt))
-        .route("/customers/{id}/credit", get(credit::show).post(credit::save))
-        .route("/customers/{id}/credit/settings", post(credit::save_settings))
-        .route("/audit", get(credit::audit))
-        .route("/classes", get(credit::classes).post(credit::save_class))
-        .route("/classes/{id}", get(credit::edit_class).post(credit::save_class))
+/// A page or a form of the portal and its action in the authorization policy.
+pub struct Page {
+    pub method: Method,
+    pub path: &'static str,
+    pub action: Action,
+    pub handler: MethodRouter<AppState>,
+}
+
+fn page(method: Method, path: &'static str, action: Action, handler: MethodRouter<AppState>) -> Page {
+    Page { method, path, action, handler }
+}
+
+/// Every page and form of the portal, with what it does in the policy's terms: the router is
+/// built from this table and the policy is asked for each before its handler runs.
+#[allow(clippy::too_many_lines)]
+pub fn pages() -> Vec<Page> {
+    use Action as A;
+    use Method as M;
+    vec![
+        page(M::GET, "/", A::Home, get(home)),
+        page(M::GET, "/assets/portal.css", A::PortalAssets, get(page::css)),
+        page(M::GET, "/login", A::LoginPage, get(login::form)),
+        page(M::POST, "/login", A::Login, post(login::submit)),
+        page(M::POST, "/logout", A::Logout, post(login::logout)),
+        page(M::GET, "/customers", A::ListCustomers, get(customers::list)),
+        page(M::GET, "/customers/{id}", A::GetCustomer, get(customers::show)),
+        page(M::GET, "/customers/{id}/balance", A::GetJournal, get(balance::details)),
+        page(M::GET, "/customers/{id}/balance.csv", A::GetJournal, get(balance::csv)),
+        page(M::GET, "/settings", A::Home, get(settings)),
+        page(M::GET, "/settings/account", A::Home, get(account_settings)),
+        page(M::GET, "/settings/account/billing", A::Home, get(billing)),
+        page(M::GET, "/settings/account/billing/balance-details", A::GetJournal, get(balance::own_details)),
+        page(M::GET, "/settings/password", A::ChangeOwnPassword, get(users::password_form)),
+        page(M::POST, "/settings/password", A::ChangeOwnPassword, post(users::change_password)),
+        page(M::GET, "/keys", A::ListApiKeys, get(keys::list)),
+        page(M::POST, "/keys", A::CreateApiKey, post(keys::create)),
+        page(M::POST, "/keys/{id}/revoke", A::RevokeApiKey, post(keys::revoke)),
+        page(M::GET, "/users", A::ListUsers, get(users::list)),
+        page(M::POST, "/users", A::CreateUser, post(users::create)),
+        page(M::POST, "/users/{id}/disable", A::DisableUser, post(users::disable)),
+        page(M::GET, "/profiles", A::ListLowBalanceProfiles, get(alerts::profiles)),
+        page(M::POST, "/profiles", A::CreateLowBalanceProfile, post(alerts::create)),
+        page(M::GET, "/profiles/{id}", A::GetLowBalanceProfile, get(alerts::edit)),
+        page(M::POST, "/profiles/{id}", A::ReplaceLowBalanceProfile, post(alerts::update)),
+        page(M::GET, "/profiles/{id}/delete", A::DeleteLowBalanceProfile, get(alerts::confirm_delete)),
+        page(M::POST, "/profiles/{id}/delete", A::DeleteLowBalanceProfile, post(alerts::delete)),
+        page(M::GET, "/customers/{id}/alerts", A::GetCustomerAlertSettings, get(alerts::settings)),
+        page(M::POST, "/customers/{id}/alerts", A::PutCustomerAlertSettings, post(alerts::save_settings)),
+        page(M::GET, "/notifications", A::ListNotifications, get(alerts::log)),
+        page(M::GET, "/customers/{id}/recharge", A::GetRechargeSettings, get(payments::show)),
+        page(M::POST, "/customers/{id}/recharge", A::PutRechargeSettings, post(payments::save)),
+        page(M::POST, "/customers/{id}/recharge/pay-now", A::PayNow, post(payments::pay_now)),
+        page(M::GET, "/customers/{id}/invoices", A::ListInvoices, get(invoices::list)),
+        page(M::POST, "/customers/{id}/invoices", A::IssueInvoice, post(invoices::issue)),
+        page(M::POST, "/customers/{id}/billing-settings", A::PutBillingSettings, post(invoices::save_billing)),
+        page(M::GET, "/invoices/{id}", A::GetInvoice, get(invoices::show)),
+        page(M::POST, "/invoices/{id}/pay", A::PayInvoice, post(invoices::pay)),
+        page(M::POST, "/invoices/{id}/void", A::VoidInvoice, post(invoices::void)),
+        page(M::GET, "/invoices/{id}/pdf", A::GetInvoicePdf, get(invoices::pdf)),
+        page(M::GET, "/receipts/{id}", A::GetReceipt, get(invoices::receipt)),
+        page(M::GET, "/receipts/{id}/pdf", A::GetReceiptPdf, get(payments::receipt_pdf)),
+        page(M::POST, "/receipts/{id}/email", A::EmailReceipt, post(payments::email_receipt)),
+        page(M::GET, "/customers/{id}/credit", A::GetCustomerCreditSettings, get(credit::show)),
+        page(M::POST, "/customers/{id}/credit", A::UpdateAccount, post(credit::save)),
+        page(M::POST, "/customers/{id}/credit/settings", A::PutCustomerCreditSettings, post(credit::save_settings)),
+        page(M::GET, "/audit", A::ListAuditLog, get(credit::audit)),
+        page(M::GET, "/classes", A::ListCustomerClasses, get(credit::classes)),
+        page(M::POST, "/classes", A::CreateCustomerClass, post(credit::save_class)),
+        page(M::GET, "/classes/{id}", A::ListCustomerClasses, get(credit::edit_class)),
+        page(M::POST, "/classes/{id}", A::ReplaceCustomerClass, post(credit::save_class)),
+    ]
+}
+
+/// The action of the portal page `path` (as matched) answers for `method`.
+pub fn action_of(method: &Method, path: &str) -> Option<Action> {
+    static ACTIONS: std::sync::OnceLock<Vec<(Method, &'static str, Action)>> = std::sync::OnceLock::new();
+    let actions = ACTIONS.get_or_init(|| pages().into_iter().map(|p| (p.method, p.path, p.action)).collect());
+    actions.iter().find(|(m, p, _)| m == method && *p == path).map(|(_, _, a)| *a)
+}
+
+/// The portal's routes (merged with the API's by [`crate::app`]): every page of [`pages`],
+/// each behind the policy.
+pub fn routes(state: AppState) -> Router<AppState> {
+    let mut router = Router::new();
+    for p in pages() {
+        router = router.route(p.path, p.handler);
+    }
+    router.route_layer(axum::middleware::from_fn_with_state(state, authorize))
+}
+
+/// Middleware on every page: a page that is not public needs a signed-in user whose role
+/// and scope the policy allows to take the page's action; the user goes into the request.
+async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let path = request.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
+    let Some(action) = path.and_then(|p| action_of(request.method(), &p)) else { return next.run(request).await };
+    if action.rule().requires == Requires::Public {
+        return next.run(request).await;
+    }
+    let (mut parts, body) = request.into_parts();
+    let viewer = match Viewer::from_request_parts(&mut parts, &state).await {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(refusal) = policy::authorize(viewer.user.role, viewer.user.scope, action) {
+        let message = match refusal {
+            policy::Refusal::ReadOnly => "Your user is read-only.".to_owned(),
+            other => format!("{}.", capitalized(&other.to_string())),
+        };
+        return PortalError::Forbidden(message).into_response();
+    }
+    parts.extensions.insert(viewer);
+    next.run(Request::from_parts(parts, body)).await
+}
+
+/// `text` as a sentence: capitalized.
+pub(crate) fn sentence(text: &str) -> String {
+    capitalized(text)
+}
+
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
 
 /// What a page can fail with; each renders as a page (or a redirect to the login).
@@ -82,6 +167,8 @@ pub enum PortalError {
     BadRequest(String),
     /// A form field breaks a rule: (field, message); the form comes back with it.
     Field(String, String),
+    /// The ledger or a rule refused what was asked, as a sentence.
+    Refused(String),
     Internal(String),
 }
 
@@ -105,7 +192,8 @@ impl From<ApiError> for PortalError {
             ApiError::NotFound(_) => PortalError::NotFound,
             ApiError::Forbidden(m) => PortalError::Forbidden(m),
             ApiError::ForbiddenField { message, .. } => PortalError::Forbidden(message),
-            ApiError::InvalidField { message, .. } => PortalError::BadRequest(message),
+            ApiError::InvalidField { message, .. } => PortalError::Refused(message),
+            ApiError::Rejected(r) => PortalError::Refused(r.to_string()),
             ApiError::Internal(m) => PortalError::Internal(m),
             other => PortalError::Internal(format!("{other:?}")),
         }
@@ -134,6 +222,7 @@ impl IntoResponse for PortalError {
             ),
             PortalError::BadRequest(m) => (StatusCode::BAD_REQUEST, "Bad request", m),
             PortalError::Field(f, m) => (StatusCode::UNPROCESSABLE_ENTITY, "Refused", format!("{f}: {m}")),
+            PortalError::Refused(m) => (StatusCode::UNPROCESSABLE_ENTITY, "Refused", format!("{}.", capitalized(m.trim_end_matches('.')))),
             PortalError::Internal(detail) => {
                 eprintln!("{{\"level\":\"error\",\"portal\":{}}}", serde_json::Value::String(detail));
                 (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "The error was logged. Try again in a moment.".to_owned())
@@ -178,9 +267,9 @@ async fn settings(viewer: Viewer) -> Response {
             }
             li { a href="/settings/password" { "Change password" } }
             li { a href="/keys" { "API keys" } }
-            @if viewer.is_staff() { li { a href="/users" { "Users" } } }
+            @if viewer.may(Action::ListUsers) { li { a href="/users" { "Users" } } }
             li { a href="/audit" id="audit-link" { "Audit log" } " — every settings change: who, when, before, after" }
-            @if viewer.is_staff() { li { a href="/classes" id="classes-link" { "Customer classes" } " — subscriber transfers and the maximum possible increase" } }
+            @if viewer.may(Action::ListCustomerClasses) { li { a href="/classes" id="classes-link" { "Customer classes" } " — subscriber transfers and the maximum possible increase" } }
         }
     };
     page::ok(page::layout("Settings", Some(&viewer), &[("Settings", "")], body))

@@ -19,7 +19,7 @@ use argon2::Argon2;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
-use purse_core::{Party, Role, Scope, Timestamp};
+use purse_core::{Party, Role, Timestamp};
 use purse_store::{SessionRecord, UserRecord};
 
 use super::PortalError;
@@ -116,6 +116,7 @@ pub fn start_session(state: &AppState, user: &UserRecord, now: Timestamp) -> Res
 }
 
 /// The signed-in user of a page, with what the API would call their principal.
+#[derive(Clone)]
 pub struct Viewer {
     pub user: UserRecord,
     pub who: Principal,
@@ -133,16 +134,9 @@ impl Viewer {
         if same_secret(form.get("csrf"), &self.csrf) { Ok(()) } else { Err(PortalError::Csrf) }
     }
 
-    /// Refuses read-only users.
-    pub fn require_admin(&self) -> Result<(), PortalError> {
-        match self.user.scope {
-            Scope::ReadWrite => Ok(()),
-            Scope::Read => Err(PortalError::Forbidden("Your user is read-only.".into())),
-        }
-    }
-
-    pub fn is_staff(&self) -> bool {
-        !matches!(self.user.role, Role::Customer(_))
+    /// Whether the policy lets this user take `action` (for what a page offers).
+    pub fn may(&self, action: purse_app::policy::Action) -> bool {
+        purse_app::policy::authorize(self.user.role, self.user.scope, action).is_ok()
     }
 
     /// The customer a customer admin belongs to.
@@ -158,6 +152,10 @@ impl FromRequestParts<AppState> for Viewer {
     type Rejection = PortalError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Viewer, PortalError> {
+        // The policy's middleware found the user already.
+        if let Some(viewer) = parts.extensions.get::<Viewer>() {
+            return Ok(viewer.clone());
+        }
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
         let login = || PortalError::LoginRequired(path.clone());
         let token = cookie(&parts.headers, SESSION_COOKIE).ok_or_else(login)?;
@@ -166,7 +164,7 @@ impl FromRequestParts<AppState> for Viewer {
         let found = tokio::task::spawn_blocking(move || -> Result<Option<Viewer>, PortalError> {
             let now = state.engine.clock().now();
             let Some(session) = state.access.session(&hash)?.filter(|s| s.expires_at > now) else { return Ok(None) };
-            let Some(user) = state.access.user(session.user_id)? else { return Ok(None) };
+            let Some(user) = state.access.user(session.user_id)?.filter(|u| u.disabled_at.is_none()) else { return Ok(None) };
             let party = match user.role {
                 Role::Operator => None,
                 Role::Reseller(p) | Role::Customer(p) => state.engine.reader().party(p)?,

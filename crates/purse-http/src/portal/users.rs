@@ -3,54 +3,24 @@
 
 use std::collections::HashMap;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{html, Markup};
-use purse_core::{PartyId, PartyKind, Role, Scope};
-use purse_store::{NewUser, UserRecord};
+use purse_app::policy::Action;
+use purse_core::{Role, Scope};
+use purse_store::UserRecord;
 
 use super::page::{self, field, select};
-use super::session::{hash_password, verify_password, Form, Viewer, PASSWORD_LEN_MAX, PASSWORD_LEN_MIN};
-use super::{read, PortalError};
-use crate::AppState;
+use super::session::{hash_password, verify_password, Form, Viewer};
+use super::{read, see_other, PortalError};
+use crate::handlers::keys::{self, password_rule};
+use crate::{ApiError, AppState};
 
-const NAME_LEN_MAX: usize = 100;
-const EMAIL_LEN_MAX: usize = 254;
 const ROLES: [(&str, &str); 3] = [("customer", "Customer"), ("reseller", "Reseller"), ("operator", "Operator")];
 const SCOPES: [(&str, &str); 2] = [("read_write", "Admin (read and write)"), ("read", "Read only")];
 
-/// Whether `email` has the shape of an address (delivery proves the rest).
-pub fn valid_email(email: &str) -> bool {
-    let Some((local, domain)) = email.split_once('@') else { return false };
-    !local.is_empty()
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !domain.contains('@')
-        && email.len() <= EMAIL_LEN_MAX
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-}
-
-fn password_rule(password: &str) -> Option<String> {
-    let n = password.chars().count();
-    (!(PASSWORD_LEN_MIN..=PASSWORD_LEN_MAX).contains(&n))
-        .then(|| format!("A password is {PASSWORD_LEN_MIN} to {PASSWORD_LEN_MAX} characters."))
-}
-
-/// The users `viewer` may see. Blocking.
-fn visible(s: &AppState, viewer: &Viewer) -> Result<Vec<UserRecord>, PortalError> {
-    let users = s.access.users()?;
-    Ok(users
-        .into_iter()
-        .filter(|u| match (viewer.user.role, u.role) {
-            (Role::Operator, _) => true,
-            (Role::Reseller(r), Role::Reseller(p)) => r == p,
-            (Role::Reseller(_), Role::Customer(c)) => s.party_for(&viewer.who, c.0).is_ok(),
-            _ => false,
-        })
-        .collect())
-}
+pub use crate::handlers::keys::valid_email;
 
 fn role_text(role: Role) -> String {
     match role {
@@ -63,18 +33,32 @@ fn role_text(role: Role) -> String {
 fn users_page(viewer: &Viewer, users: &[UserRecord], entered: &HashMap<&str, String>, errors: &HashMap<&str, String>, created: Option<&str>) -> Markup {
     let value = |k: &str| entered.get(k).map_or("", String::as_str);
     let error = |k: &str| errors.get(k).map(String::as_str);
-    let roles: Vec<(&str, &str)> = ROLES.iter().copied().filter(|(r, _)| viewer.who.is_operator() || *r != "operator").collect();
+    let offered = |r: &str| match viewer.user.role {
+        Role::Operator => true,
+        Role::Reseller(_) => r != "operator",
+        Role::Customer(_) => r == "customer",
+    };
+    let roles: Vec<(&str, &str)> = ROLES.iter().copied().filter(|(r, _)| offered(r)).collect();
     let body = html! {
         @if let Some(email) = created { p.notice.good id="created" { "User " (email) " created." } }
         div.scroll {
             table id="users" {
-                thead { tr { th { "Name" } th { "E-mail" } th { "Role" } th { "Access" } th.optional { "Created" } } }
+                thead { tr { th { "Name" } th { "E-mail" } th { "Role" } th { "Access" } th.optional { "Created" } th { "Status" } th {} } }
                 tbody {
                     @for u in users {
                         tr {
                             td { (u.name) } td { (u.email) } td { (role_text(u.role)) }
                             td { @if u.scope == Scope::Read { "Read only" } @else { "Admin" } }
                             td.optional { (crate::time::format_short(u.created_at)) }
+                            td { @if let Some(at) = u.disabled_at { span.badge.closed { "Disabled " (crate::time::format_short(at)) } } @else { span.badge.ok { "Active" } } }
+                            td {
+                                @if u.disabled_at.is_none() && u.id != viewer.user.id && viewer.may(Action::DisableUser) {
+                                    form.inline method="post" action=(format!("/users/{}/disable", u.id)) {
+                                        input type="hidden" name="csrf" value=(viewer.csrf);
+                                        button.danger type="submit" id=(format!("disable-{}", u.id)) { "Disable" }
+                                    }
+                                }
+                            }
                         }
                     }
                 }
@@ -98,76 +82,44 @@ fn users_page(viewer: &Viewer, users: &[UserRecord], entered: &HashMap<&str, Str
 }
 
 pub async fn list(State(state): State<AppState>, viewer: Viewer) -> Result<Response, PortalError> {
-    if !viewer.is_staff() {
-        return Err(PortalError::NotFound);
-    }
     let viewer = std::sync::Arc::new(viewer);
     let v = viewer.clone();
-    let users = read(&state, move |s| visible(s, &v)).await?;
+    let users = read(&state, move |s| Ok(keys::visible_users(s, &v.who)?)).await?;
     let entered = HashMap::from([("role", "customer".to_owned()), ("scope", "read_write".to_owned())]);
     Ok(page::ok(users_page(&viewer, &users, &entered, &HashMap::new(), None)))
 }
 
 /// Validates the whole form first and saves nothing unless every field is right.
 pub async fn create(State(state): State<AppState>, viewer: Viewer, form: Form) -> Result<Response, PortalError> {
-    if !viewer.is_staff() {
-        return Err(PortalError::NotFound);
-    }
     viewer.check(&form)?;
-    viewer.require_admin()?;
-    let email = form.get("email").trim().to_lowercase();
-    let name = form.get("name").trim().to_owned();
-    let password = form.get("password").to_owned();
-    let mut errors: HashMap<&str, String> = HashMap::new();
-    if !valid_email(&email) {
-        errors.insert("email", "Enter an e-mail address such as ana@example.com.".into());
-    }
-    if name.is_empty() || name.chars().count() > NAME_LEN_MAX {
-        errors.insert("name", format!("A name is 1 to {NAME_LEN_MAX} characters."));
-    }
-    if let Some(rule) = password_rule(&password) {
-        errors.insert("password", rule);
-    }
-    let scope = match form.get("scope") {
-        "read_write" => Some(Scope::ReadWrite),
-        "read" => Some(Scope::Read),
-        _ => {
-            errors.insert("scope", "Choose admin or read only.".into());
-            None
-        }
+    let party_text = form.get("party").trim();
+    let party = if party_text.is_empty() { None } else { party_text.parse::<u64>().ok().or(Some(u64::MAX)) };
+    let input = keys::UserInput {
+        email: form.get("email").to_owned(),
+        name: form.get("name").to_owned(),
+        password: form.get("password").to_owned(),
+        role: Some(form.get("role").to_owned()).filter(|r| !r.is_empty()),
+        party,
+        scope: form.get("scope").to_owned(),
     };
-    let party_text = form.get("party").trim().to_owned();
-    let role_text = form.get("role").to_owned();
     let viewer = std::sync::Arc::new(viewer);
     let v = viewer.clone();
-    let (result, users) = read(&state, move |s| {
-        let role = match chosen_role(s, &v, &role_text, &party_text) {
-            Ok(role) => Some(role),
-            Err((field, message)) => {
-                errors.insert(field, message);
-                None
-            }
-        };
+    let (created, errors, users) = read(&state, move |s| {
+        let (user, errors) = keys::check_user(s, &v.who, &input)?;
+        let mut errors: HashMap<&str, String> = errors.into_iter().map(|(field, _, message)| (field, message)).collect();
         let mut created = None;
-        if let (true, Some(role), Some(scope)) = (errors.is_empty(), role, scope) {
-            let record = NewUser { email: email.clone(), name, password_hash: hash_password(&password)?, role, scope, created_at: s.engine.clock().now() };
-            match s.access.insert_user(&record)? {
-                Some(id) => {
-                    let (mut after, party) = AppState::access_view(record.role, record.scope);
-                    after["email"] = serde_json::json!(record.email);
-                    after["name"] = serde_json::json!(record.name);
-                    s.audit(&v.who, party, "user", id, "create", None, Some(&after))?;
-                    created = Some(email)
+        if errors.is_empty() {
+            match keys::create_user(s, &v.who, user) {
+                Ok(u) => created = Some(u.email),
+                Err(ApiError::InvalidField { message, .. }) => {
+                    errors.insert("email", format!("{}.", crate::portal::sentence(&message)));
                 }
-                None => {
-                    errors.insert("email", "A user with this e-mail exists.".into());
-                }
+                Err(other) => return Err(other.into()),
             }
         }
-        Ok(((created, errors), visible(s, &v)?))
+        Ok((created, errors, keys::visible_users(s, &v.who)?))
     })
     .await?;
-    let (created, errors) = result;
     let keep = |k: &'static str| (k, form.get(k).to_owned());
     let entered: HashMap<&str, String> = match created {
         Some(_) => HashMap::from([("role", "customer".to_owned()), ("scope", "read_write".to_owned())]),
@@ -177,26 +129,12 @@ pub async fn create(State(state): State<AppState>, viewer: Viewer, form: Form) -
     Ok(page::respond(status, users_page(&viewer, &users, &entered, &errors, created.as_deref())))
 }
 
-/// The role a new user gets, if the viewer may give it. Blocking.
-fn chosen_role(s: &AppState, viewer: &Viewer, role: &str, party: &str) -> Result<Role, (&'static str, String)> {
-    let party_id = || -> Result<u64, (&'static str, String)> {
-        party.parse::<u64>().map_err(|_| ("party", "Enter the id of the reseller or customer the user belongs to.".to_owned()))
-    };
-    let not_found = |id: u64| ("party", format!("There is no {role} {id} that you manage."));
-    match role {
-        "operator" if viewer.who.is_operator() => Ok(Role::Operator),
-        "operator" => Err(("role", "Only an operator creates operator users.".into())),
-        "reseller" | "customer" => {
-            let id = party_id()?;
-            let found = s.party_for(&viewer.who, id).map_err(|_| not_found(id))?;
-            let fits = matches!((role, &found.kind), ("reseller", PartyKind::Reseller) | ("customer", PartyKind::Customer { .. }));
-            if !fits {
-                return Err(not_found(id));
-            }
-            Ok(if role == "reseller" { Role::Reseller(PartyId(id)) } else { Role::Customer(PartyId(id)) })
-        }
-        _ => Err(("role", "Choose customer, reseller or operator.".into())),
-    }
+/// Disables a user: it no longer logs in, and its sessions end.
+pub async fn disable(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>, form: Form) -> Result<Response, PortalError> {
+    viewer.check(&form)?;
+    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
+    read(&state, move |s| Ok(keys::disable_user(s, &viewer.who, id)?)).await?;
+    Ok(see_other("/users"))
 }
 
 fn password_page(viewer: &Viewer, errors: &HashMap<&str, String>, changed: bool) -> Markup {

@@ -263,6 +263,7 @@ impl Payments {
         let master = self.reader.accounts_of(reseller).map_err(store)?.into_iter().find(|a| a.kind == AccountKind::MasterWallet && a.currency == r.currency);
         let c = self.currency(r.currency)?;
         let settings = self.store.recharge_settings(r.party).map_err(store)?.unwrap_or_else(|| RechargeSettings::off(r.party, r.created_at));
+        // The reseller is told what its wallet holds; the customer's record says only that it was short.
         let short = |why: String| -> Result<(), String> {
             let now = self.engine.clock().now();
             let subject = format!("Recharge refused: master wallet short for {}", party.name);
@@ -274,7 +275,8 @@ impl Payments {
                 party.name
             );
             let n = self.notice(&party, &settings, PaymentNotice::MasterFundsShort, Amount(r.amount), 0, &c, subject, body, now)?;
-            self.finish(r, RechargeUpdate::Failed { error: why }, Some(&n))
+            let error = "the reseller's master wallet could not fund the recharge".to_owned();
+            self.finish(r, RechargeUpdate::Failed { error }, Some(&n))
         };
         let Some(master) = master else { return short(format!("the reseller has no master wallet in {}", r.currency)) };
         let metadata = json!({ "recharge": r.id }).to_string();
@@ -285,6 +287,7 @@ impl Payments {
             money: Money { amount: Amount(r.amount), currency: r.currency },
             kind: TransferKind::Recharge,
             metadata: Some(metadata),
+            note: None,
         };
         match self.credit(r, command)? {
             Ok(transfer) => self.succeeded(r, &party, &wallet, &settings, transfer, &c),

@@ -2,13 +2,15 @@
 //! keeps feature tests to a few lines.
 #![allow(dead_code)]
 
+pub mod app;
+
 use std::io::{BufRead, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use purse_core::{
-    AccountId, Amount, Billing, ClientId, Command, CommandResult, Currency, CurrencyCode, Item,
-    Money, NewCharge, Outcome, PartyId, PaymentMethod, Timestamp, TransferKind,
+    AccountId, Amount, Billing, ClientId, Command, CommandResult, Currency, CurrencyCode, Item, Money, NewCharge, Outcome, PartyId, PaymentMethod, Timestamp,
+    TransferKind,
 };
 use purse_engine::{Engine, EngineConfig, ManualClock};
 
@@ -63,6 +65,7 @@ pub struct Harness {
     pub clock: Arc<ManualClock>,
     pub usd: Currency,
     pub url: String,
+    pub config: EngineConfig,
     n: AtomicU64,
 }
 
@@ -77,12 +80,20 @@ impl Harness {
 
     pub fn with_config(url: &str, config: EngineConfig) -> Harness {
         let clock = Arc::new(ManualClock::new(Timestamp::from_secs(T0)));
-        let engine = purse::start_engine(url, clock.clone(), config).expect("engine starts");
+        let engine = purse::start_engine(url, clock.clone(), config.clone()).expect("engine starts");
         let usd = Currency { code: CurrencyCode::parse("USD").unwrap(), scale: 2 };
-        let h = Harness { engine, clock, usd, url: url.to_owned(), n: AtomicU64::new(0) };
+        let h = Harness { engine, clock, usd, url: url.to_owned(), config, n: AtomicU64::new(0) };
         let created = h.run(Command::CreateCurrency { code: usd.code, scale: 2 });
         assert!(matches!(created, Ok(Outcome::CurrencyCreated) | Err(purse_core::Rejection::CurrencyExists)));
         h
+    }
+
+    /// The same database and clock behind a new engine, as after a restart: nothing cached.
+    pub fn restarted(self) -> Harness {
+        let Harness { engine, clock, usd, url, config, n } = self;
+        engine.shutdown();
+        let engine = purse::start_engine(&url, clock.clone(), config.clone()).expect("engine restarts");
+        Harness { engine, clock, usd, url, config, n }
     }
 
     pub fn next_id(&self, what: &str) -> ClientId {
@@ -98,7 +109,10 @@ impl Harness {
     }
 
     pub fn usd(&self, text: &str) -> Money {
-        Money { amount: self.usd.parse(text).expect("valid amount"), currency: self.usd.code }
+        Money {
+            amount: self.usd.parse(text).expect("valid amount"),
+            currency: self.usd.code,
+        }
     }
 
     pub fn amount(&self, text: &str) -> Amount {
@@ -110,7 +124,10 @@ impl Harness {
     }
 
     pub fn reseller(&self) -> PartyId {
-        match self.run(Command::CreateReseller { client_id: self.next_id("reseller"), name: "Reseller".into() }) {
+        match self.run(Command::CreateReseller {
+            client_id: self.next_id("reseller"),
+            name: "Reseller".into(),
+        }) {
             Ok(Outcome::PartyCreated { party, .. }) => party,
             other => panic!("reseller: {other:?}"),
         }
@@ -122,11 +139,16 @@ impl Harness {
     }
 
     pub fn customer_party(&self, limit: &str) -> (PartyId, AccountId) {
+        self.customer_of(None, limit)
+    }
+
+    /// A customer of `reseller` (none: the operator's own) and its wallet.
+    pub fn customer_of(&self, reseller: Option<PartyId>, limit: &str) -> (PartyId, AccountId) {
         let billing = if limit == "0" { Billing::Prepaid } else { Billing::Postpaid };
         let command = Command::CreateCustomer {
             client_id: self.next_id("customer"),
             name: "Customer".into(),
-            reseller: None,
+            reseller,
             billing,
             currency: self.usd.code,
             credit_limit: self.amount(limit),
@@ -171,6 +193,7 @@ impl Harness {
             money: self.usd(amount),
             kind: TransferKind::Transfer,
             metadata: None,
+            note: None,
         })
     }
 
@@ -218,18 +241,28 @@ impl LocalStripe {
             assert!(std::time::Instant::now() < deadline, "localstripe never listened");
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        LocalStripe { child, url: format!("http://127.0.0.1:{port}") }
+        LocalStripe {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
     }
 
     /// Payments configured to pay through this emulator.
     pub fn config(&self) -> purse::payments::PaymentConfig {
-        purse::payments::PaymentConfig { stripe: Some((self.url.clone(), "sk_test_purse".to_owned())), failures_max: 3, ..purse::payments::PaymentConfig::default() }
+        purse::payments::PaymentConfig {
+            stripe: Some((self.url.clone(), "sk_test_purse".to_owned())),
+            failures_max: 3,
+            ..purse::payments::PaymentConfig::default()
+        }
     }
 
     pub fn get(&self, path: &str) -> serde_json::Value {
         let answer = purse::outbound::send(
             "GET",
-            &purse::outbound::Target { url: &format!("{}{path}", self.url), allow_private: true },
+            &purse::outbound::Target {
+                url: &format!("{}{path}", self.url),
+                allow_private: true,
+            },
             &[("Authorization", "Bearer sk_test_purse")],
             b"",
             false,
@@ -245,7 +278,9 @@ impl LocalStripe {
         loop {
             let page = self.get(&format!("/v1/charges?customer={customer}&limit=100{after}"));
             let data = page["data"].as_array().unwrap().clone();
-            let Some(last) = data.last().map(|c| c["id"].as_str().unwrap().to_owned()) else { break };
+            let Some(last) = data.last().map(|c| c["id"].as_str().unwrap().to_owned()) else {
+                break;
+            };
             all.extend(data);
             if page["has_more"] != serde_json::json!(true) {
                 break;
@@ -268,10 +303,17 @@ impl Drop for LocalStripe {
 pub fn pdf_text(bytes: &[u8]) -> String {
     let tool = std::env::var("PURSE_PDFTOTEXT")
         .unwrap_or_else(|_| panic!("PURSE_PDFTOTEXT is not set: run the tests with scripts/test.sh, which installs pdftotext (scripts/poppler.sh)"));
-    assert!(bytes.starts_with(b"%PDF-"), "not a PDF: {:?}", String::from_utf8_lossy(&bytes[..bytes.len().min(64)]));
+    assert!(
+        bytes.starts_with(b"%PDF-"),
+        "not a PDF: {:?}",
+        String::from_utf8_lossy(&bytes[..bytes.len().min(64)])
+    );
     let path = std::env::temp_dir().join(format!("purse-test-{}-{}.pdf", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst)));
     std::fs::write(&path, bytes).expect("write the PDF");
-    let out = std::process::Command::new(tool).args(["-layout", path.to_str().unwrap(), "-"]).output().expect("run pdftotext");
+    let out = std::process::Command::new(tool)
+        .args(["-layout", path.to_str().unwrap(), "-"])
+        .output()
+        .expect("run pdftotext");
     let _ = std::fs::remove_file(&path);
     assert!(out.status.success(), "pdftotext refused the PDF: {}", String::from_utf8_lossy(&out.stderr));
     assert!(out.stderr.is_empty(), "pdftotext complained: {}", String::from_utf8_lossy(&out.stderr));
@@ -370,4 +412,3 @@ impl Receiver {
         Receiver { url, seen }
     }
 }
-
