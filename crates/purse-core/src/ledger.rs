@@ -272,15 +272,18 @@ fn clamp(value: i128) -> Amount {
     Amount(value.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
 }
 
-fn check_text(
-    value: &Option<String>,
-    field: &'static str,
-    max: usize,
-) -> Result<(), Rejection> {
-    match value {
-        Some(v) if v.len() > max => Err(Rejection::TextTooLong { field, max }),
-        _ => Ok(()),
+/// A text field's rules: at most `max` bytes, and printable (metadata may span lines,
+/// everything else is one line), so both backends store exactly what was accepted.
+fn check_text(value: &Option<String>, field: &'static str, max: usize) -> Result<(), Rejection> {
+    let Some(v) = value else { return Ok(()) };
+    if v.len() > max {
+        return Err(Rejection::TextTooLong { field, max });
     }
+    let printable = if field == "metadata" { crate::text::is_multi_line(v) } else { crate::text::is_single_line(v) };
+    if !printable {
+        return Err(Rejection::TextNotPrintable { field });
+    }
+    Ok(())
 }
 
 impl Ledger {
@@ -1019,10 +1022,7 @@ impl Ledger {
         if name.trim().is_empty() {
             return Err(Rejection::NameMustNotBeEmpty);
         }
-        if name.len() > NAME_LEN_MAX {
-            return Err(Rejection::TextTooLong { field: "name", max: NAME_LEN_MAX });
-        }
-        Ok(())
+        check_text(&Some(name.to_owned()), "name", NAME_LEN_MAX)
     }
 
     fn create_party(

@@ -17,6 +17,7 @@ pub mod model;
 pub mod money;
 pub mod recharge;
 pub mod rejection;
+pub mod text;
 pub mod time;
 
 pub use command::{AdjustDirection, ChangeNote, Command, CommandResult, Item, Money, NewAccountKind, NewCharge, Outcome, PaymentMethod};

@@ -23,6 +23,8 @@ pub enum Rejection {
     ValidUntilMustBeInFuture,
     ThresholdsTooMany { max: usize },
     TextTooLong { field: &'static str, max: usize },
+    /// A NUL or another control character (a line break where one line is expected).
+    TextNotPrintable { field: &'static str },
     NameMustNotBeEmpty,
 
     // Parties and accounts.
@@ -112,6 +114,7 @@ impl Rejection {
             ValidUntilMustBeInFuture => "valid_until_must_be_in_future",
             ThresholdsTooMany { .. } => "thresholds_too_many",
             TextTooLong { .. } => "text_too_long",
+            TextNotPrintable { .. } => "text_not_printable",
             NameMustNotBeEmpty => "name_must_not_be_empty",
             PartyNotFound => "party_not_found",
             ResellerNotFound => "reseller_not_found",
@@ -168,7 +171,7 @@ impl Rejection {
             TemporaryIncreaseMustBePositive => "increase",
             ValidUntilMustBeInFuture => "valid_until",
             ThresholdsTooMany { .. } => "thresholds",
-            TextTooLong { field, .. } => field,
+            TextTooLong { field, .. } | TextNotPrintable { field } => field,
             NameMustNotBeEmpty | ExistsWithDifferentName => "name",
             PartyNotFound | PartyKindMismatch => "party",
             ResellerNotFound => "reseller",
@@ -209,6 +212,7 @@ impl fmt::Display for Rejection {
             }
             ThresholdsTooMany { max } => write!(f, "at most {max} thresholds per account"),
             TextTooLong { field, max } => write!(f, "{field} must be at most {max} bytes"),
+            TextNotPrintable { field } => write!(f, "{field} must not contain control characters"),
             HoldAlreadyResolved { state } => write!(f, "hold is already {state:?}"),
             CaptureExceedsHold { held } => {
                 write!(f, "capture exceeds the held amount of {} units", held.0)

@@ -16,7 +16,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -120,8 +120,9 @@ pub enum EngineError {
     BatchTooLarge { max: usize },
     /// The engine has stopped.
     Stopped,
-    /// The store failed; nothing of the batch was applied.
-    Store(String),
+    /// The store failed; nothing of the request was applied. When it is
+    /// `StoreError::Unavailable`, retrying later may succeed.
+    Store(StoreError),
 }
 
 impl std::fmt::Display for EngineError {
@@ -139,8 +140,9 @@ impl std::error::Error for EngineError {}
 
 type Reply = Result<Vec<CommandResult>, EngineError>;
 
-/// Turns a request's results into the response its caller will send.
-pub type Render = Box<dyn FnOnce(&[CommandResult]) -> (u16, Vec<u8>) + Send>;
+/// Turns a request's results into the response its caller will send. It may be called more
+/// than once: a batch whose write failed is retried without the request that broke it.
+pub type Render = Box<dyn Fn(&[CommandResult]) -> (u16, Vec<u8>) + Send>;
 
 /// A request made with an idempotency key: its response is rendered by the writer and
 /// stored in the same transaction as the commands, so a retry finds either nothing done
@@ -186,6 +188,7 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     config: EngineConfig,
     writer: Option<JoinHandle<()>>,
+    writable: Arc<AtomicBool>,
 }
 
 impl Engine {
@@ -197,6 +200,7 @@ impl Engine {
         config: EngineConfig,
     ) -> Engine {
         let (queue, requests) = flume::bounded(config.queue_len_max);
+        let writable = Arc::new(AtomicBool::new(true));
         let mut writer = Writer {
             store,
             ledger: Ledger::default(),
@@ -206,12 +210,13 @@ impl Engine {
             config: config.clone(),
             purged_at: None,
             evictions: 0,
+            writable: writable.clone(),
         };
         let handle = std::thread::Builder::new()
             .name("purse-writer".into())
             .spawn(move || writer.run(requests))
             .expect("spawning the writer thread");
-        Engine { queue: Some(queue), reader, clock, config, writer: Some(handle) }
+        Engine { queue: Some(queue), reader, clock, config, writer: Some(handle), writable }
     }
 
     pub fn reader(&self) -> &Arc<dyn Reader> {
@@ -232,6 +237,18 @@ impl Engine {
 
     fn queue(&self) -> Result<&flume::Sender<Request>, EngineError> {
         self.queue.as_ref().ok_or(EngineError::Stopped)
+    }
+
+    /// Whether the store took the last batch: false while it is unavailable (a lost
+    /// database, a full disk), true again once a batch commits.
+    pub fn writable(&self) -> bool {
+        self.writable.load(Ordering::SeqCst)
+    }
+
+    /// Runs an empty batch through the store (it takes the write lock and commits), to learn
+    /// whether writes work again after a failure.
+    pub async fn probe(&self) -> Result<(), EngineError> {
+        self.submit_async(Vec::new()).await.map(drop)
     }
 
     /// Requests waiting for the writer right now (a gauge for metrics and tests).
@@ -274,7 +291,7 @@ impl Engine {
         })?;
         let (reply, response) = answer.recv_async().await.map_err(|_| EngineError::Stopped)?;
         reply?;
-        response.ok_or_else(|| EngineError::Store("a sealed request came back without its response".into()))
+        response.ok_or_else(|| EngineError::Store(StoreError::Other("a sealed request came back without its response".into())))
     }
 
     /// One command, one result.
@@ -303,14 +320,14 @@ impl Engine {
     /// The committed account as of `now`: holds that expired since the last batch no longer
     /// count as reserved, whether or not a batch has run to release them.
     pub fn current(&self, account: AccountId, now: Timestamp) -> Result<Option<Account>, EngineError> {
-        let found = self.reader.account(account).map_err(|e| EngineError::Store(e.0))?;
+        let found = self.reader.account(account).map_err(EngineError::Store)?;
         found.map(|acc| self.as_of(acc, now)).transpose()
     }
 
     /// An account already read, as of `now` (see [`Engine::current`]).
     pub fn as_of(&self, mut acc: Account, now: Timestamp) -> Result<Account, EngineError> {
         if acc.reserved.is_positive() {
-            let expired = self.reader.expired_reservations(acc.id, now).map_err(|e| EngineError::Store(e.0))?;
+            let expired = self.reader.expired_reservations(acc.id, now).map_err(EngineError::Store)?;
             acc.reserved = Amount(acc.reserved.0 - expired);
         }
         Ok(acc)
@@ -351,6 +368,8 @@ struct Writer {
     purged_at: Option<Timestamp>,
     /// Batches evicted so far (the random eviction's sequence number).
     evictions: u64,
+    /// Whether the last batch reached the store (false while it is unavailable).
+    writable: Arc<AtomicBool>,
 }
 
 /// How often the writer forgets stored responses past their retention.
@@ -390,12 +409,11 @@ impl Writer {
         }
     }
 
-    fn process(&mut self, mut batch: Vec<Request>) {
+    fn process(&mut self, batch: Vec<Request>) {
         let now = self.clock.now();
-        let mut seals: Vec<Option<Seal>> = batch.iter_mut().map(|r| r.seal.take()).collect();
-        let slices: Vec<&[Item]> = batch.iter().map(|r| r.items.as_slice()).collect();
-        match self.apply_durably(&slices, &mut seals, now) {
+        match self.apply_durably(&batch, now) {
             Ok(answers) => {
+                self.writable(None);
                 for (request, (mine, response)) in batch.iter().zip(answers) {
                     let _ = request.reply.send((Ok(mine), response));
                 }
@@ -404,22 +422,39 @@ impl Writer {
                 // The cache may hold changes that never reached the store: forget it.
                 self.cache_epoch = None;
                 let _ = self.store.rollback();
-                for request in &batch {
-                    let _ = request.reply.send((Err(EngineError::Store(e.0.clone())), None));
+                if e.is_unavailable() || batch.len() == 1 {
+                    // The database, not a request, is at fault (or the request is alone):
+                    // nothing of it was applied, and its callers are told so.
+                    self.writable(e.is_unavailable().then_some(&e));
+                    for request in &batch {
+                        let _ = request.reply.send((Err(EngineError::Store(e.clone())), None));
+                    }
+                    return;
                 }
+                // One request's input broke the write: commit the others without it. Halving
+                // finds it in a logarithmic number of tries; no caller fails another's.
+                let mut first = batch;
+                let second = first.split_off(first.len() / 2);
+                self.process(first);
+                self.process(second);
             }
+        }
+    }
+
+    /// Records whether the store takes writes, and says so once when it changes.
+    fn writable(&mut self, failure: Option<&StoreError>) {
+        let was = self.writable.swap(failure.is_none(), Ordering::SeqCst);
+        match (was, failure) {
+            (true, Some(e)) => eprintln!("{{\"level\":\"error\",\"msg\":\"storage unavailable; writes are refused until it is back\",\"detail\":{:?}}}", e.detail()),
+            (false, None) => eprintln!("{{\"level\":\"info\",\"msg\":\"storage available again\"}}"),
+            _ => {}
         }
     }
 
     /// Applies and commits the batch; returns, per request, its commands' results and the
     /// response its seal rendered (stored in the same transaction) or replayed.
     #[allow(clippy::type_complexity)]
-    fn apply_durably(
-        &mut self,
-        requests: &[&[Item]],
-        seals: &mut [Option<Seal>],
-        now: Timestamp,
-    ) -> Result<Vec<(Vec<CommandResult>, Option<SealedResponse>)>, StoreError> {
+    fn apply_durably(&mut self, batch: &[Request], now: Timestamp) -> Result<Vec<(Vec<CommandResult>, Option<SealedResponse>)>, StoreError> {
         let t0 = Instant::now();
         let epoch = self.store.begin()?;
         let tb = Instant::now();
@@ -428,9 +463,9 @@ impl Writer {
         }
         self.evict();
         // Retries of sealed requests answered before: their stored response, nothing applied.
-        let replayed = self.replays(seals)?;
+        let replayed = self.replays(batch)?;
         let requests: Vec<&[Item]> =
-            requests.iter().zip(&replayed).map(|(r, done)| if done.is_some() { &[][..] } else { *r }).collect();
+            batch.iter().zip(&replayed).map(|(r, done)| if done.is_some() { &[][..] } else { r.items.as_slice() }).collect();
         let requests = requests.as_slice();
         let tr = Instant::now();
         let mut lookups = Lookups::default();
@@ -444,7 +479,7 @@ impl Writer {
         let output = self.ledger.apply(requests, now, &mut lookups);
         let t3 = Instant::now();
         self.store.write(&output)?;
-        let responses = self.seal(requests, seals, &output.results, now)?;
+        let responses = self.seal(batch, &replayed, &output.results, now)?;
         let mut results = output.results.into_iter();
         let answers = requests
             .iter()
@@ -474,10 +509,10 @@ impl Writer {
     }
 
     /// For each sealed request whose key was stored before: the stored response when the
-    /// request is the same, its `reused` answer when not. The seal is consumed either way.
-    fn replays(&mut self, seals: &mut [Option<Seal>]) -> Result<Vec<Option<(u16, Vec<u8>)>>, StoreError> {
-        let keys: Vec<(u64, &str)> = seals.iter().flatten().map(|s| (s.api_key, s.key.as_str())).collect();
-        let mut answers = vec![None; seals.len()];
+    /// request is the same, its `reused` answer when not.
+    fn replays(&mut self, batch: &[Request]) -> Result<Vec<Option<(u16, Vec<u8>)>>, StoreError> {
+        let keys: Vec<(u64, &str)> = batch.iter().filter_map(|r| r.seal.as_ref()).map(|s| (s.api_key, s.key.as_str())).collect();
+        let mut answers = vec![None; batch.len()];
         if keys.is_empty() {
             return Ok(answers);
         }
@@ -485,37 +520,38 @@ impl Writer {
         if stored.is_empty() {
             return Ok(answers);
         }
-        for (answer, slot) in answers.iter_mut().zip(seals.iter_mut()) {
-            let Some(seal) = slot else { continue };
+        for (answer, request) in answers.iter_mut().zip(batch) {
+            let Some(seal) = &request.seal else { continue };
             if let Some(r) = stored.iter().find(|r| r.api_key == seal.api_key && r.key == seal.key) {
                 *answer = Some(if r.request_hash == seal.request_hash { (r.status, r.body.clone()) } else { seal.reused.clone() });
-                *slot = None;
             }
         }
         Ok(answers)
     }
 
-    /// Renders the responses of sealed requests and stores them in the open transaction;
-    /// now and then also forgets those past their retention.
+    /// Renders the responses of sealed requests not replayed and stores them in the open
+    /// transaction; now and then also forgets those past their retention.
     fn seal(
         &mut self,
-        requests: &[&[Item]],
-        seals: &mut [Option<Seal>],
+        batch: &[Request],
+        replayed: &[Option<(u16, Vec<u8>)>],
         results: &[CommandResult],
         now: Timestamp,
     ) -> Result<Vec<Option<(u16, Vec<u8>)>>, StoreError> {
-        let mut rendered = Vec::with_capacity(requests.len());
+        let mut rendered = Vec::with_capacity(batch.len());
         let mut stored = Vec::new();
         let mut offset = 0;
-        for (items, seal) in requests.iter().zip(seals.iter_mut()) {
-            let mine = &results[offset..offset + items.len()];
-            offset += items.len();
-            rendered.push(seal.take().map(|seal| {
+        for (request, replay) in batch.iter().zip(replayed) {
+            let seal = request.seal.as_ref().filter(|_| replay.is_none());
+            let len = if replay.is_some() { 0 } else { request.items.len() };
+            let mine = &results[offset..offset + len];
+            offset += len;
+            rendered.push(seal.map(|seal| {
                 let (status, body) = (seal.render)(mine);
                 stored.push(StoredResponse {
                     api_key: seal.api_key,
-                    key: seal.key,
-                    request_hash: seal.request_hash,
+                    key: seal.key.clone(),
+                    request_hash: seal.request_hash.clone(),
                     status,
                     body: body.clone(),
                     created_at: now,
@@ -559,7 +595,7 @@ impl Writer {
             lookups.absent_transfers.extend(missing.transfers.iter().filter(|id| !found.contains(id)));
             lookups.transfers.extend(transfers.into_iter().map(|(t, by)| (t.id, (t, by))));
         }
-        Err(StoreError("references did not resolve in four rounds".into()))
+        Err(StoreError::Other("references did not resolve in four rounds".into()))
     }
 
     /// Forgets what [`EngineConfig::eviction`] says: never anything in production.

@@ -40,6 +40,11 @@ pub enum ApiError {
     /// The engine's queue is full; retry after a moment.
     Overloaded,
     Unavailable,
+    /// The database cannot be reached or cannot write right now; nothing was done. Purse
+    /// reconnects by itself: retry after `Retry-After`.
+    StorageUnavailable,
+    /// The path exists but not with this method.
+    MethodNotAllowed,
     /// The card was declined; nothing changed.
     PaymentDeclined(String),
     /// Stripe did not answer in time; the payment finishes in the background (retry with
@@ -83,7 +88,8 @@ impl ApiError {
             ApiError::IdempotencyKeyInFlight => StatusCode::CONFLICT,
             ApiError::Rejected(r) if r.code().starts_with("exists_with_different") => StatusCode::CONFLICT,
             ApiError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Overloaded | ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Overloaded | ApiError::Unavailable | ApiError::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PaymentDeclined(_) => StatusCode::PAYMENT_REQUIRED,
             ApiError::PaymentPending(_) => StatusCode::ACCEPTED,
             ApiError::CardsNotConfigured => StatusCode::CONFLICT,
@@ -100,14 +106,17 @@ impl From<EngineError> for ApiError {
                 ApiError::invalid("items", "batch_too_large", format!("a batch may hold at most {max} items"))
             }
             EngineError::Stopped => ApiError::Unavailable,
-            EngineError::Store(detail) => ApiError::Internal(detail),
+            EngineError::Store(e) => ApiError::from(e),
         }
     }
 }
 
 impl From<purse_store::StoreError> for ApiError {
     fn from(e: purse_store::StoreError) -> ApiError {
-        ApiError::Internal(e.0)
+        match e {
+            purse_store::StoreError::Unavailable(_) => ApiError::StorageUnavailable,
+            other => ApiError::Internal(other.to_string()),
+        }
     }
 }
 
@@ -118,7 +127,7 @@ impl IntoResponse for ApiError {
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         match self {
-            ApiError::Overloaded => {
+            ApiError::Overloaded | ApiError::StorageUnavailable => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             ApiError::RateLimited { retry_after_s } => {
@@ -174,6 +183,12 @@ impl ApiError {
             ApiError::Rejected(r) => (r.code(), r.to_string(), r.field()),
             ApiError::Overloaded => ("overloaded", "too many requests in flight; retry shortly".into(), None),
             ApiError::Unavailable => ("unavailable", "the service is shutting down".into(), None),
+            ApiError::StorageUnavailable => (
+                "storage_unavailable",
+                "the database cannot be reached or cannot write right now; nothing was done; retry shortly".into(),
+                None,
+            ),
+            ApiError::MethodNotAllowed => ("method_not_allowed", "this path does not take this method; see /v1/openapi.json".into(), None),
             ApiError::PaymentDeclined(m) => ("card_declined", format!("the card was declined: {m}; nothing was charged"), Some("card")),
             ApiError::PaymentPending(m) => (
                 "payment_pending",

@@ -182,5 +182,9 @@ pub fn app(state: AppState) -> Router {
         .fallback(|uri: axum::http::Uri| async move {
             if uri.path().starts_with("/v1/") { crate::ApiError::NotFound("route").into_response() } else { crate::portal::not_found() }
         })
+        .method_not_allowed_fallback(|uri: axum::http::Uri| async move {
+            let page = !uri.path().starts_with("/v1/") && !["/healthz", "/readyz", "/metrics"].contains(&uri.path());
+            if page { crate::portal::method_not_allowed() } else { crate::ApiError::MethodNotAllowed.into_response() }
+        })
         .with_state(state)
 }

@@ -21,7 +21,7 @@ fn small(v: i64) -> u32 {
 }
 
 fn bad(what: &str, text: &str) -> StoreError {
-    StoreError(format!("unknown {what} {text:?}"))
+    StoreError::Other(format!("unknown {what} {text:?}"))
 }
 
 fn profile_from_row(r: &Row) -> StoreResult<Profile> {

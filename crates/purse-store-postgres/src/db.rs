@@ -37,7 +37,7 @@ impl<C: GenericClient> Db for Pg<'_, C> {
                         } else if *t == Type::TEXT || *t == Type::VARCHAR {
                             Value::Text(r.get::<_, Option<String>>(i))
                         } else {
-                            return Err(StoreError(format!("postgres: unexpected type {t} in column {i}")));
+                            return Err(StoreError::Other(format!("postgres: unexpected type {t} in column {i}")));
                         })
                     })
                     .collect()

@@ -15,6 +15,7 @@ mod db;
 mod payments;
 
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{ToSql, Type};
@@ -54,51 +55,134 @@ const MIGRATION_LOCK: i64 = 0x70_7572_7365; // "purse" in ASCII
 
 fn err(e: postgres::Error) -> StoreError {
     // The server's message (constraint, trigger text) is in the source; keep it.
-    match e.as_db_error() {
-        Some(db) => StoreError(format!("postgres: {}", db.message())),
-        None => StoreError(format!("postgres: {e}")),
+    let Some(db) = e.as_db_error() else {
+        // No answer from the server at all: the connection is gone (or never came).
+        return StoreError::Unavailable(format!("postgres: {e}"));
+    };
+    let detail = format!("postgres: {}", db.message());
+    let code = db.code().code();
+    // Class 08: connection exceptions; 57P0x: the server is shutting down or starting; 53:
+    // insufficient resources (disk full, out of memory, too many connections).
+    if code.starts_with("08") || code.starts_with("57P") || code.starts_with("53") {
+        StoreError::Unavailable(detail)
+    } else if code == "23505" {
+        StoreError::Conflict(detail)
+    } else {
+        StoreError::Other(detail)
     }
 }
 
+/// How long a connection attempt may take before the database counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// The first wait after a failed attempt to reconnect, doubled after each failure up to
+/// [`RECONNECT_WAIT_MAX`]: a restarting server is not hammered, and work resumes within
+/// about a second of its return.
+const RECONNECT_WAIT_MIN: Duration = Duration::from_millis(50);
+const RECONNECT_WAIT_MAX: Duration = Duration::from_secs(1);
+
 fn connect(url: &str) -> StoreResult<Client> {
-    let mut client = Client::connect(url, NoTls).map_err(err)?;
+    let config: postgres::Config = url.parse().map_err(|e| StoreError::Other(format!("postgres: bad URL: {e}")))?;
+    let mut client = config.clone().connect_timeout(CONNECT_TIMEOUT).connect(NoTls).map_err(err)?;
     for setting in ["fsync", "synchronous_commit"] {
         let row = client.query_one(&format!("SHOW {setting}"), &[]).map_err(err)?;
         let value: String = row.get(0);
         if value != "on" {
-            return Err(StoreError(format!("postgres is not durable: {setting} = {value} (need on)")));
+            return Err(StoreError::Other(format!("postgres is not durable: {setting} = {value} (need on)")));
         }
     }
     Ok(client)
 }
 
+/// A connection that is made again when it was lost (the server restarted, a failover),
+/// no more often than a doubling wait allows. Until it is back, its users are told the
+/// store is unavailable; nobody has to restart Purse.
+struct Link {
+    url: String,
+    /// The writer's connection only looks rows up by key (see [`Link::connect`]).
+    writer: bool,
+    client: Option<Client>,
+    /// No attempt before this instant, after a failed one.
+    retry_at: Option<Instant>,
+    wait: Duration,
+}
+
+impl Link {
+    fn open(url: &str, writer: bool) -> StoreResult<Link> {
+        let mut link = Link { url: url.to_owned(), writer, client: None, retry_at: None, wait: RECONNECT_WAIT_MIN };
+        link.client = Some(link.connect()?);
+        Ok(link)
+    }
+
+    fn connect(&self) -> StoreResult<Client> {
+        let mut client = connect(&self.url)?;
+        if self.writer {
+            // The writer only looks rows up by key, under the ledger's write lock. With
+            // statistics stale (a journal that grew faster than autovacuum analyses it), the
+            // planner picks sequential scans that grow with the journal and stall every
+            // process; forbid them.
+            client.batch_execute("SET enable_seqscan = off").map_err(err)?;
+        }
+        Ok(client)
+    }
+
+    /// The connection, made again if it was lost.
+    fn get(&mut self) -> StoreResult<&mut Client> {
+        if self.client.as_ref().is_some_and(Client::is_closed) {
+            self.client = None;
+        }
+        if self.client.is_none() {
+            if self.retry_at.is_some_and(|at| Instant::now() < at) {
+                return Err(StoreError::Unavailable("postgres: reconnecting".into()));
+            }
+            match self.connect() {
+                Ok(c) => {
+                    self.client = Some(c);
+                    self.retry_at = None;
+                    self.wait = RECONNECT_WAIT_MIN;
+                }
+                Err(e) => {
+                    self.retry_at = Some(Instant::now() + self.wait);
+                    self.wait = (self.wait * 2).min(RECONNECT_WAIT_MAX);
+                    return Err(match e {
+                        StoreError::Other(d) | StoreError::Conflict(d) => StoreError::Unavailable(d),
+                        unavailable => unavailable,
+                    });
+                }
+            }
+        }
+        Ok(self.client.as_mut().expect("connected above"))
+    }
+
+    /// Forgets the connection when `result` says it was lost, so the next use makes a new one.
+    fn check<T>(&mut self, result: StoreResult<T>) -> StoreResult<T> {
+        if result.as_ref().is_err_and(StoreError::is_unavailable) {
+            self.client = None;
+        }
+        result
+    }
+}
+
 /// The write side of the PostgreSQL store.
 pub struct PgStore {
-    client: Client,
+    link: Link,
 }
 
 /// The read side of the PostgreSQL store.
 pub struct PgReader {
-    client: Mutex<Client>,
+    link: Mutex<Link>,
 }
 
 /// Connects both sides and migrates the schema.
 pub fn open(url: &str) -> StoreResult<(PgStore, PgReader)> {
-    let mut writer = connect(url)?;
-    // The writer only looks rows up by key, under the ledger's write lock. With statistics
-    // stale (a journal that grew faster than autovacuum analyses it), the planner picks
-    // sequential scans that grow with the journal and stall every process; forbid them.
-    writer.batch_execute("SET enable_seqscan = off").map_err(err)?;
-    let mut store = PgStore { client: writer };
+    let mut store = PgStore { link: Link::open(url, true)? };
     store.migrate()?;
-    let reader = PgReader { client: Mutex::new(connect(url)?) };
-    Ok((store, reader))
+    Ok((store, open_reader(url)?))
 }
 
 /// Another read-side connection to a database [`open`] migrated (for a background worker,
 /// so its scans never wait behind the API's reads).
 pub fn open_reader(url: &str) -> StoreResult<PgReader> {
-    Ok(PgReader { client: Mutex::new(connect(url)?) })
+    Ok(PgReader { link: Mutex::new(Link::open(url, false)?) })
 }
 
 fn opt_id(v: Option<i64>) -> Option<u64> {
@@ -214,7 +298,7 @@ fn ids<T: Copy>(ids: &[T], f: impl Fn(T) -> u64) -> Vec<i64> {
 
 impl Store for PgStore {
     fn migrate(&mut self) -> StoreResult<()> {
-        let c = &mut self.client;
+        let c = self.link.get()?;
         c.batch_execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
             .or_else(|e| {
                 // Two processes creating the table at once: the loser sees a duplicate; fine.
@@ -235,13 +319,16 @@ impl Store for PgStore {
     }
 
     fn begin(&mut self) -> StoreResult<u64> {
-        self.client.batch_execute("BEGIN").map_err(err)?;
-        let row = self.client.query_one("SELECT epoch FROM ledger_epoch WHERE id = 1 FOR UPDATE", &[]).map_err(err)?;
+        let result = self.link.get().and_then(|c| {
+            c.batch_execute("BEGIN").map_err(err)?;
+            c.query_one("SELECT epoch FROM ledger_epoch WHERE id = 1 FOR UPDATE", &[]).map_err(err)
+        });
+        let row = self.link.check(result)?;
         Ok(id_from_db(row.get(0)))
     }
 
     fn load_base(&mut self) -> StoreResult<BaseState> {
-        let c = &mut self.client;
+        let c = self.link.get()?;
         let currencies = c
             .query("SELECT code, scale FROM currencies", &[])
             .map_err(err)?
@@ -268,17 +355,17 @@ impl Store for PgStore {
 
     fn load_accounts(&mut self, list: &[AccountId]) -> StoreResult<Vec<Account>> {
         let sql = format!("{ACCOUNT_SELECT} WHERE a.id = ANY($1)");
-        rows(&mut self.client, &sql, &[&ids(list, |i| i.0)], account_from_row)
+        rows(self.link.get()?, &sql, &[&ids(list, |i| i.0)], account_from_row)
     }
 
     fn load_parties(&mut self, list: &[PartyId]) -> StoreResult<Vec<Party>> {
         let sql = format!("SELECT {PARTY_SELECT} FROM parties WHERE id = ANY($1)");
-        rows(&mut self.client, &sql, &[&ids(list, |i| i.0)], party_from_row)
+        rows(self.link.get()?, &sql, &[&ids(list, |i| i.0)], party_from_row)
     }
 
     fn load_holds(&mut self, list: &[HoldId]) -> StoreResult<Vec<Hold>> {
         let sql = format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = ANY($1)");
-        rows(&mut self.client, &sql, &[&ids(list, |i| i.0)], hold_from_row)
+        rows(self.link.get()?, &sql, &[&ids(list, |i| i.0)], hold_from_row)
     }
 
     fn load_transfers(&mut self, list: &[TransferId]) -> StoreResult<Vec<(Transfer, Option<TransferId>)>> {
@@ -286,7 +373,7 @@ impl Store for PgStore {
             "SELECT {TRANSFER_COLUMNS}, (SELECT r.id FROM transfers r WHERE r.reverses_id = t.id) \
              FROM transfers t WHERE id = ANY($1)"
         );
-        let found = self.client.query(&sql, &[&ids(list, |i| i.0)]).map_err(err)?;
+        let found = self.link.get()?.query(&sql, &[&ids(list, |i| i.0)]).map_err(err)?;
         found
             .iter()
             .map(|r| Ok((transfer_from_row(r)?, opt_id(r.get(19)).map(TransferId))))
@@ -307,7 +394,7 @@ impl Store for PgStore {
             };
             wanted[slot].push(id.as_str());
         }
-        let c = &mut self.client;
+        let c = self.link.get()?;
         let mut found = Vec::new();
         let query = |c: &mut Client, sql: &str, list: &Vec<&str>| -> StoreResult<Vec<Row>> {
             if list.is_empty() {
@@ -355,16 +442,23 @@ impl Store for PgStore {
     }
 
     fn write(&mut self, out: &BatchOutput) -> StoreResult<()> {
-        write_output(&mut self.client, out).map_err(err)?;
-        purse_store::invoices::write_issues(&mut db::Pg(&mut self.client), &out.invoices)
+        let c = self.link.get()?;
+        write_output(c, out).map_err(err)?;
+        purse_store::invoices::write_issues(&mut db::Pg(c), &out.invoices)
     }
 
     fn commit(&mut self) -> StoreResult<()> {
-        self.client.batch_execute("COMMIT").map_err(err)
+        let result = self.link.get().and_then(|c| c.batch_execute("COMMIT").map_err(err));
+        self.link.check(result)
     }
 
     fn rollback(&mut self) -> StoreResult<()> {
-        self.client.batch_execute("ROLLBACK").map_err(err)
+        // A lost connection rolled back by itself; the next batch makes a new one.
+        let result = self.link.get().and_then(|c| c.batch_execute("ROLLBACK").map_err(err));
+        if result.is_err() {
+            self.link.client = None;
+        }
+        result
     }
 
     fn write_responses(&mut self, responses: &[StoredResponse]) -> StoreResult<()> {
@@ -381,7 +475,8 @@ impl Store for PgStore {
             bodies.push(r.body.as_slice());
             times.push(r.created_at.0);
         }
-        self.client
+        self.link
+            .get()?
             .execute(
                 "INSERT INTO idempotent_responses (api_key_id, key, request_hash, status, body, created_at) \
                  SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::int[], $5::bytea[], $6::bigint[]) \
@@ -399,7 +494,8 @@ impl Store for PgStore {
         let ids: Vec<i64> = keys.iter().map(|(k, _)| id_to_db(*k)).collect();
         let names: Vec<&str> = keys.iter().map(|(_, n)| *n).collect();
         let rows = self
-            .client
+            .link
+            .get()?
             .query(
                 "SELECT r.api_key_id, r.key, r.request_hash, r.status, r.body, r.created_at FROM idempotent_responses r \
                  JOIN unnest($1::bigint[], $2::text[]) AS k(api_key_id, key) ON r.api_key_id = k.api_key_id AND r.key = k.key",
@@ -420,7 +516,7 @@ impl Store for PgStore {
     }
 
     fn purge_responses(&mut self, before: Timestamp) -> StoreResult<u64> {
-        self.client.execute("DELETE FROM idempotent_responses WHERE created_at < $1", &[&before.0]).map_err(err)
+        self.link.get()?.execute("DELETE FROM idempotent_responses WHERE created_at < $1", &[&before.0]).map_err(err)
     }
 }
 
@@ -641,8 +737,9 @@ fn write_transfers(c: &mut Client, transfers: &[Transfer]) -> Result<(), postgre
 
 impl PgReader {
     fn with<T>(&self, f: impl FnOnce(&mut Client) -> StoreResult<T>) -> StoreResult<T> {
-        let mut client = self.client.lock().unwrap_or_else(std::sync::PoisonError::into_inner); // a panicking reader leaves it usable
-        f(&mut client)
+        let mut link = self.link.lock().unwrap_or_else(std::sync::PoisonError::into_inner); // a panicking reader leaves it usable
+        let result = link.get().and_then(f);
+        link.check(result)
     }
 }
 
@@ -652,7 +749,7 @@ fn mismatches(c: &mut Client, sql: &str) -> StoreResult<Vec<(AccountId, i64, i12
         .iter()
         .map(|r| {
             let computed: String = r.get(2);
-            let computed = computed.parse::<i128>().map_err(|_| StoreError(format!("bad sum {computed}")))?;
+            let computed = computed.parse::<i128>().map_err(|_| StoreError::Other(format!("bad sum {computed}")))?;
             Ok((AccountId(id_from_db(r.get(0))), r.get::<_, i64>(1), computed))
         })
         .collect()
@@ -768,7 +865,7 @@ impl Reader for PgReader {
                 .iter()
                 .map(|r| {
                     let sum: String = r.get(1);
-                    Ok((r.get::<_, String>(0), sum.parse::<i128>().map_err(|_| StoreError(format!("bad sum {sum}")))?))
+                    Ok((r.get::<_, String>(0), sum.parse::<i128>().map_err(|_| StoreError::Other(format!("bad sum {sum}")))?))
                 })
                 .collect::<StoreResult<Vec<_>>>()?;
             let balance_mismatches = mismatches(
@@ -954,18 +1051,25 @@ impl AccessStore for PgReader {
         })
     }
 
-    fn record_login_failure(&self, email: &str, at: Timestamp, forget_before: Timestamp) -> StoreResult<u32> {
+    fn reserve_login(&self, email: &str, at: Timestamp, forget_before: Timestamp, wait_s: &dyn Fn(u32, Timestamp) -> i64) -> StoreResult<Result<u32, i64>> {
         self.with(|c| {
-            c.execute("DELETE FROM login_failures WHERE last_at < $1", &[&forget_before.0]).map_err(err)?;
-            let row = c
-                .query_one(
-                    "INSERT INTO login_failures (email, failures, last_at) VALUES ($1, 1, $2) \
-                     ON CONFLICT (email) DO UPDATE SET failures = login_failures.failures + 1, last_at = excluded.last_at \
-                     RETURNING failures",
-                    &[&email, &at.0],
-                )
+            let mut tx = c.transaction().map_err(err)?;
+            tx.execute("DELETE FROM login_failures WHERE last_at < $1", &[&forget_before.0]).map_err(err)?;
+            // The e-mail's row, locked: concurrent attempts, from any process, queue here.
+            tx.execute("INSERT INTO login_failures (email, failures, last_at) VALUES ($1, 0, 0) ON CONFLICT (email) DO NOTHING", &[&email])
                 .map_err(err)?;
-            Ok(u32::try_from(row.get::<_, i32>(0)).unwrap_or(0))
+            let row = tx.query_one("SELECT failures, last_at FROM login_failures WHERE email = $1 FOR UPDATE", &[&email]).map_err(err)?;
+            let failures = u32::try_from(row.get::<_, i32>(0)).unwrap_or(0);
+            let wait = if failures == 0 { 0 } else { wait_s(failures, Timestamp(row.get(1))) };
+            if wait > 0 {
+                tx.commit().map_err(err)?;
+                return Ok(Err(wait));
+            }
+            let row = tx
+                .query_one("UPDATE login_failures SET failures = failures + 1, last_at = $2 WHERE email = $1 RETURNING failures", &[&email, &at.0])
+                .map_err(err)?;
+            tx.commit().map_err(err)?;
+            Ok(Ok(u32::try_from(row.get::<_, i32>(0)).unwrap_or(0)))
         })
     }
 
@@ -999,7 +1103,7 @@ pub fn reset_test_database(url: &str) -> StoreResult<()> {
     let mut client = connect(url)?;
     let name: String = client.query_one("SELECT current_database()", &[]).map_err(err)?.get(0);
     if !name.contains("test") {
-        return Err(StoreError(format!("refusing to reset database {name:?}: its name lacks \"test\"")));
+        return Err(StoreError::Other(format!("refusing to reset database {name:?}: its name lacks \"test\"")));
     }
     client
         .batch_execute(

@@ -17,7 +17,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use crate::{conv, opt_id, SqliteReader};
 
 fn bad(what: &str, text: &str) -> rusqlite::Error {
-    conv::<()>(Err(StoreError(format!("unknown {what} {text:?}")))).unwrap_err()
+    conv::<()>(Err(StoreError::Other(format!("unknown {what} {text:?}")))).unwrap_err()
 }
 
 fn profile_from_row(r: &Row<'_>) -> rusqlite::Result<Profile> {

@@ -31,7 +31,7 @@ impl Db for Lite<'_> {
                     ValueRef::Integer(v) => Value::Int(Some(v)),
                     ValueRef::Null => Value::Int(None),
                     ValueRef::Text(t) => Value::Text(Some(String::from_utf8_lossy(t).into_owned())),
-                    other => return Err(StoreError(format!("sqlite: unexpected {:?} in column {i}", other.data_type()))),
+                    other => return Err(StoreError::Other(format!("sqlite: unexpected {:?} in column {i}", other.data_type()))),
                 });
             }
             out.push(row);

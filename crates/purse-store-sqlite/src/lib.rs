@@ -56,7 +56,14 @@ const READER_CACHE_KIB: i64 = 16 * 1024;
 const WAL_PAGES_MAX: i64 = 16_384;
 
 fn err(e: rusqlite::Error) -> StoreError {
-    StoreError(format!("sqlite: {e}"))
+    use rusqlite::ErrorCode::{CannotOpen, DatabaseBusy, DatabaseLocked, DiskFull, ReadOnly, SystemIoFailure};
+    let detail = format!("sqlite: {e}");
+    match e.sqlite_error() {
+        // The file system, not the request: retry when space or the disk is back.
+        Some(f) if matches!(f.code, DiskFull | SystemIoFailure | CannotOpen | DatabaseBusy | DatabaseLocked | ReadOnly) => StoreError::Unavailable(detail),
+        Some(f) if matches!(f.extended_code, rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY) => StoreError::Conflict(detail),
+        _ => StoreError::Other(detail),
+    }
 }
 
 fn conv<T>(r: StoreResult<T>) -> rusqlite::Result<T> {
@@ -76,7 +83,7 @@ fn connect(path: &str, cache_kib: i64) -> StoreResult<Connection> {
     let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).map_err(err)?;
     let sync: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).map_err(err)?;
     if mode != "wal" || sync != 2 {
-        return Err(StoreError(format!(
+        return Err(StoreError::Other(format!(
             "sqlite at {path} is not durable: journal_mode={mode}, synchronous={sync} (need wal and FULL=2)"
         )));
     }
@@ -259,7 +266,7 @@ impl Store for SqliteStore {
         migrated?;
         match violations.map_err(err)? {
             0 => Ok(()),
-            n => Err(StoreError(format!("sqlite: the migrated schema has {n} foreign key violations"))),
+            n => Err(StoreError::Other(format!("sqlite: the migrated schema has {n} foreign key violations"))),
         }
     }
 
@@ -985,15 +992,27 @@ impl AccessStore for SqliteReader {
         })
     }
 
-    fn record_login_failure(&self, email: &str, at: Timestamp, forget_before: Timestamp) -> StoreResult<u32> {
+    fn reserve_login(&self, email: &str, at: Timestamp, forget_before: Timestamp, wait_s: &dyn Fn(u32, Timestamp) -> i64) -> StoreResult<Result<u32, i64>> {
         self.with(|c| {
-            c.execute("DELETE FROM login_failures WHERE last_at < ?", [forget_before.0])?;
-            c.query_row(
+            // The write lock first: two processes reserve one after the other.
+            let tx = rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)?;
+            tx.execute("DELETE FROM login_failures WHERE last_at < ?", [forget_before.0])?;
+            let so_far: Option<(u32, i64)> =
+                tx.query_row("SELECT failures, last_at FROM login_failures WHERE email = ?", [email], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+            if let Some((failures, last)) = so_far {
+                let wait = wait_s(failures, Timestamp(last));
+                if wait > 0 {
+                    return Ok(Err(wait));
+                }
+            }
+            let count = tx.query_row(
                 "INSERT INTO login_failures (email, failures, last_at) VALUES (?, 1, ?) \
                  ON CONFLICT (email) DO UPDATE SET failures = failures + 1, last_at = excluded.last_at RETURNING failures",
                 params![email, at.0],
                 |r| r.get(0),
-            )
+            )?;
+            tx.commit()?;
+            Ok(Ok(count))
         })
     }
 

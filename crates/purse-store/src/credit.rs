@@ -406,7 +406,7 @@ pub fn policy_from(
     Ok(CreditPolicy {
         party: PartyId(id_from_db(party)),
         class: class.map(id_from_db),
-        transfers: TransferSetting::parse(transfers).ok_or_else(|| StoreError(format!("unknown transfers setting {transfers:?}")))?,
+        transfers: TransferSetting::parse(transfers).ok_or_else(|| StoreError::Other(format!("unknown transfers setting {transfers:?}")))?,
         max: MaxIncrease { amount, percent: to_u32(percent), days: to_u32(days) },
         updated_at: Timestamp(updated_at),
     })
@@ -444,7 +444,7 @@ pub struct LimitRow {
 }
 
 pub fn limit_from(r: LimitRow) -> StoreResult<LimitChange> {
-    let bad = |what: &str| StoreError(format!("bad {what} in limit_changes"));
+    let bad = |what: &str| StoreError::Other(format!("bad {what} in limit_changes"));
     let code = CurrencyCode::parse(&r.currency).map_err(|_| bad("currency"))?;
     let scale = u8::try_from(r.scale).map_err(|_| bad("scale"))?;
     let inc = |a: Option<i64>, u: Option<i64>| match (a, u) {

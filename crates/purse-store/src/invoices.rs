@@ -46,31 +46,31 @@ fn run_db<T>(s: &(impl Transact + ?Sized), write: bool, mut f: impl FnMut(&mut d
         out = Some(f(db)?);
         Ok(())
     })?;
-    out.ok_or_else(|| StoreError("transaction returned nothing".into()))
+    out.ok_or_else(|| StoreError::Other("transaction returned nothing".into()))
 }
 
 impl Value {
     pub fn int(&self) -> StoreResult<i64> {
-        self.opt_int()?.ok_or_else(|| StoreError("unexpected NULL".into()))
+        self.opt_int()?.ok_or_else(|| StoreError::Other("unexpected NULL".into()))
     }
 
     pub fn opt_int(&self) -> StoreResult<Option<i64>> {
         match self {
             Value::Int(v) => Ok(*v),
             Value::Text(None) => Ok(None),
-            Value::Text(Some(t)) => Err(StoreError(format!("expected an integer, got {t:?}"))),
+            Value::Text(Some(t)) => Err(StoreError::Other(format!("expected an integer, got {t:?}"))),
         }
     }
 
     pub fn text(&self) -> StoreResult<String> {
-        self.opt_text()?.ok_or_else(|| StoreError("unexpected NULL".into()))
+        self.opt_text()?.ok_or_else(|| StoreError::Other("unexpected NULL".into()))
     }
 
     pub fn opt_text(&self) -> StoreResult<Option<String>> {
         match self {
             Value::Text(v) => Ok(v.clone()),
             Value::Int(None) => Ok(None),
-            Value::Int(Some(i)) => Err(StoreError(format!("expected a text, got {i}"))),
+            Value::Int(Some(i)) => Err(StoreError::Other(format!("expected a text, got {i}"))),
         }
     }
 }
@@ -154,10 +154,10 @@ fn invoice_from(r: &[Value]) -> StoreResult<InvoiceRecord> {
         issuer: (issuer != 0).then(|| PartyId(id_from_db(issuer))),
         number: id_from_db(r[2].int()?),
         party: PartyId(id_from_db(r[3].int()?)),
-        kind: InvoiceKind::parse(&kind).ok_or_else(|| StoreError(format!("unknown invoice kind {kind:?}")))?,
+        kind: InvoiceKind::parse(&kind).ok_or_else(|| StoreError::Other(format!("unknown invoice kind {kind:?}")))?,
         amount: r[5].int()?,
         currency: currency_code(&r[6].text()?)?,
-        status: InvoiceStatus::parse(&status).ok_or_else(|| StoreError(format!("unknown invoice status {status:?}")))?,
+        status: InvoiceStatus::parse(&status).ok_or_else(|| StoreError::Other(format!("unknown invoice status {status:?}")))?,
         created_at: Timestamp(r[8].int()?),
         paid_at: r[9].opt_int()?.map(Timestamp),
         recharge: r[10].opt_int()?.map(id_from_db),
@@ -417,8 +417,8 @@ pub trait InvoiceStore: Send + Sync {
 fn billing_from(r: &[Value]) -> StoreResult<BillingSettings> {
     Ok(BillingSettings {
         party: PartyId(id_from_db(r[0].int()?)),
-        cycle_day: u8::try_from(r[1].int()?).map_err(|_| StoreError("bad cycle day".into()))?,
-        utc_offset_min: i32::try_from(r[2].int()?).map_err(|_| StoreError("bad offset".into()))?,
+        cycle_day: u8::try_from(r[1].int()?).map_err(|_| StoreError::Other("bad cycle day".into()))?,
+        utc_offset_min: i32::try_from(r[2].int()?).map_err(|_| StoreError::Other("bad offset".into()))?,
         updated_at: Timestamp(r[3].int()?),
     })
 }
@@ -652,7 +652,7 @@ fn walk_lines(reader: &dyn crate::Reader, store: &dyn InvoiceStore, i: &InvoiceR
         let mut sum = 0i128;
         let mut next = part.through;
         while let Some(id) = next.filter(|id| Some(*id) != part.after) {
-            let t = reader.transfer(id)?.ok_or_else(|| StoreError(format!("transfer {id} of invoice {} is missing", i.id)))?;
+            let t = reader.transfer(id)?.ok_or_else(|| StoreError::Other(format!("transfer {id} of invoice {} is missing", i.id)))?;
             let counted = if t.kind == TransferKind::Charge && t.debit == part.account {
                 Some((t.service.clone(), 1, t.amount.0))
             } else if t.kind == TransferKind::Reversal && t.credit == part.account {
@@ -670,12 +670,12 @@ fn walk_lines(reader: &dyn crate::Reader, store: &dyn InvoiceStore, i: &InvoiceR
             next = if t.debit == part.account { t.debit_prev } else { t.credit_prev };
         }
         if sum != i128::from(part.amount) {
-            return Err(StoreError(format!("invoice {} does not reconcile with the journal of account {}", i.id, part.account)));
+            return Err(StoreError::Other(format!("invoice {} does not reconcile with the journal of account {}", i.id, part.account)));
         }
         total += sum;
     }
     if total != i128::from(i.subtotal) {
-        return Err(StoreError(format!("the lines of invoice {} do not sum to its subtotal", i.id)));
+        return Err(StoreError::Other(format!("the lines of invoice {} do not sum to its subtotal", i.id)));
     }
     Ok(lines.into_iter().map(|(service, (count, amount))| Line { service, count, amount }).collect())
 }

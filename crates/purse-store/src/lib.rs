@@ -29,13 +29,38 @@ pub use invoices::{AllocationRecord, BillingSettings, Db, InvoiceAccount, Invoic
 pub use payments::{InvoiceKind, InvoiceRecord, InvoiceStatus, NewReceipt, NewRecharge, ReceiptRecord, PaymentStore, RechargeReason, RechargeRecord, RechargeStatus, RechargeUpdate};
 pub use alerts::{PaymentNotice, AlertBatch, AlertKind, AlertStore, Attempt, Channel, DeliveryRecord, DeliveryStatus, Fire, JobRun, NewNotification, NotificationQuery, NotificationRecord, WebhookEndpoint};
 
-/// A database failure: IO, a driver error, a constraint the schema enforces.
-#[derive(Debug)]
-pub struct StoreError(pub String);
+/// A database failure, by what the caller can do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// The database cannot be reached or cannot write right now (the connection was lost,
+    /// the server is restarting, the disk is full): nothing was done; retry later.
+    Unavailable(String),
+    /// A unique key the write would have broken: another writer got there first.
+    Conflict(String),
+    /// Anything else: a driver error, a constraint the schema enforces, a corrupt row.
+    Other(String),
+}
+
+impl StoreError {
+    /// Whether retrying later may succeed (the database, not the request, is at fault).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+
+    /// The detail, for the log (never for a caller: it may name tables and values).
+    pub fn detail(&self) -> &str {
+        match self {
+            StoreError::Unavailable(d) | StoreError::Conflict(d) | StoreError::Other(d) => d,
+        }
+    }
+}
 
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            StoreError::Unavailable(d) => write!(f, "storage unavailable: {d}"),
+            StoreError::Conflict(d) | StoreError::Other(d) => f.write_str(d),
+        }
     }
 }
 
@@ -200,10 +225,13 @@ pub trait AccessStore: Send + Sync {
 
     /// Failed logins for this e-mail since the last success, and when the last one was.
     fn login_failures(&self, email: &str) -> StoreResult<Option<(u32, Timestamp)>>;
-    /// Counts one more failed login at `at`; returns the count. Failures before
-    /// `forget_before` no longer count, and their rows (of every e-mail) are deleted, so the
-    /// table holds only recent failures however many addresses are tried.
-    fn record_login_failure(&self, email: &str, at: Timestamp, forget_before: Timestamp) -> StoreResult<u32>;
+    /// Reserves one login attempt for `email` at `at`, atomically, before any password is
+    /// checked: refused with the seconds to wait while `wait_s(failures, last attempt)` is
+    /// positive; otherwise counted as a failure at once (a success clears it), so concurrent
+    /// guesses cannot all slip under the limit. Returns the count with this attempt.
+    /// Failures before `forget_before` no longer count, and their rows (of every e-mail) are
+    /// deleted, so the table holds only recent failures however many addresses are tried.
+    fn reserve_login(&self, email: &str, at: Timestamp, forget_before: Timestamp, wait_s: &dyn Fn(u32, Timestamp) -> i64) -> StoreResult<Result<u32, i64>>;
     fn clear_login_failures(&self, email: &str) -> StoreResult<()>;
 }
 
@@ -340,7 +368,7 @@ pub mod codec {
             ("master_wallet", ..) => AccountKind::MasterWallet,
             ("subscriber_debit", ..) => AccountKind::SubscriberDebit,
             ("subscriber_credit", _, Some(p)) => AccountKind::SubscriberCredit { parent: AccountId(p) },
-            _ => return Err(StoreError(format!("unknown account kind {kind:?}"))),
+            _ => return Err(StoreError::Other(format!("unknown account kind {kind:?}"))),
         })
     }
 
@@ -358,7 +386,7 @@ pub mod codec {
         SystemRole::ALL
             .into_iter()
             .find(|r| system_role(*r) == text)
-            .ok_or_else(|| StoreError(format!("unknown system role {text:?}")))
+            .ok_or_else(|| StoreError::Other(format!("unknown system role {text:?}")))
     }
 
     pub fn status(status: AccountStatus) -> &'static str {
@@ -372,7 +400,7 @@ pub mod codec {
         match text {
             "open" => Ok(AccountStatus::Open),
             "closed" => Ok(AccountStatus::Closed),
-            _ => Err(StoreError(format!("unknown account status {text:?}"))),
+            _ => Err(StoreError::Other(format!("unknown account status {text:?}"))),
         }
     }
 
@@ -387,7 +415,7 @@ pub mod codec {
         match text {
             "prepaid" => Ok(Billing::Prepaid),
             "postpaid" => Ok(Billing::Postpaid),
-            _ => Err(StoreError(format!("unknown billing {text:?}"))),
+            _ => Err(StoreError::Other(format!("unknown billing {text:?}"))),
         }
     }
 
@@ -406,7 +434,7 @@ pub mod codec {
             "captured" => Ok(HoldState::Captured),
             "released" => Ok(HoldState::Released),
             "expired" => Ok(HoldState::Expired),
-            _ => Err(StoreError(format!("unknown hold state {text:?}"))),
+            _ => Err(StoreError::Other(format!("unknown hold state {text:?}"))),
         }
     }
 
@@ -456,9 +484,9 @@ pub mod codec {
             "refilled" => EventKind::Refilled {
                 amount: Amount(amount.unwrap_or(0)),
                 available_after: after,
-                transfer: transfer.ok_or_else(|| StoreError(format!("refilled event {id} without a transfer")))?,
+                transfer: transfer.ok_or_else(|| StoreError::Other(format!("refilled event {id} without a transfer")))?,
             },
-            other => return Err(StoreError(format!("unknown event kind {other:?}"))),
+            other => return Err(StoreError::Other(format!("unknown event kind {other:?}"))),
         };
         Ok(Event { id: EventId(id_from_db(id)), at: Timestamp(at), account: AccountId(id_from_db(account)), kind })
     }
@@ -473,7 +501,7 @@ pub mod codec {
     }
 
     pub fn parse_warning_levels(text: &str) -> StoreResult<Vec<WarningLevel>> {
-        let bad = || StoreError(format!("bad warning levels {text:?}"));
+        let bad = || StoreError::Other(format!("bad warning levels {text:?}"));
         text.split(',')
             .filter(|t| !t.is_empty())
             .map(|t| match t.split_at(1) {
@@ -499,7 +527,7 @@ pub mod codec {
     }
 
     pub fn parse_ids(text: &str) -> StoreResult<Vec<u64>> {
-        text.split(',').filter(|t| !t.is_empty()).map(|t| t.parse().map_err(|_| StoreError(format!("bad id list {text:?}")))).collect()
+        text.split(',').filter(|t| !t.is_empty()).map(|t| t.parse().map_err(|_| StoreError::Other(format!("bad id list {text:?}")))).collect()
     }
 
     pub fn direction(direction: Direction) -> &'static str {
@@ -536,7 +564,7 @@ pub mod codec {
             ("operator", None) => Ok(Role::Operator),
             ("reseller", Some(p)) => Ok(Role::Reseller(PartyId(p))),
             ("customer", Some(p)) => Ok(Role::Customer(PartyId(p))),
-            _ => Err(StoreError(format!("bad role {text:?} with party {party:?}"))),
+            _ => Err(StoreError::Other(format!("bad role {text:?} with party {party:?}"))),
         }
     }
 
@@ -551,7 +579,7 @@ pub mod codec {
         match text {
             "read" => Ok(Scope::Read),
             "read_write" => Ok(Scope::ReadWrite),
-            _ => Err(StoreError(format!("bad scope {text:?}"))),
+            _ => Err(StoreError::Other(format!("bad scope {text:?}"))),
         }
     }
 
@@ -566,17 +594,17 @@ pub mod codec {
             return Ok(Vec::new());
         }
         text.split(',')
-            .map(|p| p.parse::<i64>().map(Amount).map_err(|_| StoreError(format!("bad thresholds {text:?}"))))
+            .map(|p| p.parse::<i64>().map(Amount).map_err(|_| StoreError::Other(format!("bad thresholds {text:?}"))))
             .collect()
     }
 
     pub fn currency_code(text: &str) -> StoreResult<purse_core::CurrencyCode> {
-        purse_core::CurrencyCode::parse(text).map_err(|_| StoreError(format!("bad currency {text:?}")))
+        purse_core::CurrencyCode::parse(text).map_err(|_| StoreError::Other(format!("bad currency {text:?}")))
     }
 
     /// A client id from its tenant column and its text column.
     pub fn client_id(tenant_text: &str, text: &str) -> StoreResult<purse_core::ClientId> {
-        purse_core::ClientId::scoped(parse_tenant(tenant_text)?, text).ok_or_else(|| StoreError(format!("bad client id {text:?}")))
+        purse_core::ClientId::scoped(parse_tenant(tenant_text)?, text).ok_or_else(|| StoreError::Other(format!("bad client id {text:?}")))
     }
 
     /// How a tenant is spelled in `client_tenant` columns: `''` the operator, `r12`, `c34`.
@@ -589,7 +617,7 @@ pub mod codec {
     }
 
     pub fn parse_tenant(text: &str) -> StoreResult<Tenant> {
-        let bad = || StoreError(format!("bad client tenant {text:?}"));
+        let bad = || StoreError::Other(format!("bad client tenant {text:?}"));
         if text.is_empty() {
             return Ok(Tenant::Operator);
         }
@@ -603,7 +631,7 @@ pub mod codec {
     }
 
     pub fn transfer_kind(text: &str) -> StoreResult<purse_core::TransferKind> {
-        purse_core::TransferKind::parse(text).ok_or_else(|| StoreError(format!("unknown transfer kind {text:?}")))
+        purse_core::TransferKind::parse(text).ok_or_else(|| StoreError::Other(format!("unknown transfer kind {text:?}")))
     }
 
     /// The 64-bit index key of a client id. An operator's canonical UUID keeps its high 64
@@ -676,11 +704,11 @@ pub mod codec {
 
     pub fn recharge_settings(r: SettingsRow) -> StoreResult<purse_core::recharge::RechargeSettings> {
         use purse_core::recharge::{RechargeMethod, RechargeSettings, RechargeTarget, SavedCard};
-        let method = RechargeMethod::parse(&r.method).ok_or_else(|| StoreError(format!("unknown recharge method {:?}", r.method)))?;
+        let method = RechargeMethod::parse(&r.method).ok_or_else(|| StoreError::Other(format!("unknown recharge method {:?}", r.method)))?;
         let target = match (r.amount, r.target) {
             (Some(a), _) => RechargeTarget::Amount(Amount(a)),
             (None, Some(t)) => RechargeTarget::Balance(Amount(t)),
-            (None, None) => return Err(StoreError("recharge settings without amount or target".into())),
+            (None, None) => return Err(StoreError::Other("recharge settings without amount or target".into())),
         };
         let card = match (r.stripe_customer, r.payment_method) {
             (Some(customer), Some(payment_method)) => Some(SavedCard {
@@ -733,7 +761,7 @@ pub mod codec {
         error: Option<String>,
         finished_at: Option<i64>,
     ) -> StoreResult<crate::RechargeRecord> {
-        let bad = |what: &str, text: &str| StoreError(format!("unknown {what} {text:?}"));
+        let bad = |what: &str, text: &str| StoreError::Other(format!("unknown {what} {text:?}"));
         Ok(crate::RechargeRecord {
             id: id_from_db(id),
             party: PartyId(id_from_db(party)),

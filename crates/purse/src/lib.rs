@@ -58,7 +58,7 @@ fn side<R: Reader + AccessStore + AlertStore + PaymentStore + CreditStore + 'sta
 pub fn open_store(url: &str) -> Result<Opened, StoreError> {
     let (store, shared): (Box<dyn Store>, Side) = if let Some(path) = url.strip_prefix("sqlite://") {
         if path.is_empty() {
-            return Err(StoreError("sqlite:// needs a file path, e.g. sqlite://purse.db".into()));
+            return Err(StoreError::Other("sqlite:// needs a file path, e.g. sqlite://purse.db".into()));
         }
         let (store, reader) = purse_store_sqlite::open(path)?;
         (Box::new(store), side(reader))
@@ -66,7 +66,7 @@ pub fn open_store(url: &str) -> Result<Opened, StoreError> {
         let (store, reader) = purse_store_postgres::open(url)?;
         (Box::new(store), side(reader))
     } else {
-        return Err(StoreError(format!("database URL {url:?} must start with sqlite:// or postgres://")));
+        return Err(StoreError::Other(format!("database URL {url:?} must start with sqlite:// or postgres://")));
     };
     Ok(Opened { store, reader: shared.reader, access: shared.access, alerts: shared.alerts, payments: shared.payments, credit: shared.credit, url: url.to_owned() })
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use common::*;
@@ -14,12 +14,15 @@ use purse_core::{
 use purse_engine::{Engine, EngineConfig, EngineError, ManualClock};
 use purse_store::{BaseState, Store, StoreError, StoreResult};
 
-/// A store that can hold the writer at `begin` and fail the next `write`.
+/// A store that can hold the writer at `begin`, fail the next `write`, and refuse (as a
+/// database refuses a value it cannot store) any write holding a charge for the service
+/// "poison".
 struct Controlled {
     inner: Box<dyn Store>,
     gate: Arc<(Mutex<bool>, Condvar)>,
     waiting: Arc<AtomicBool>,
     fail_next_write: Arc<AtomicBool>,
+    refused: Arc<AtomicU64>,
 }
 
 impl Store for Controlled {
@@ -54,9 +57,13 @@ impl Store for Controlled {
         self.inner.lookup_client_keys(keys)
     }
     fn write(&mut self, output: &BatchOutput) -> StoreResult<()> {
+        if output.transfers.iter().any(|t| t.service.as_deref() == Some("poison")) {
+            self.refused.fetch_add(1, Ordering::SeqCst);
+            return Err(StoreError::Other("the database refused a value of the batch".into()));
+        }
         self.inner.write(output)?;
         if self.fail_next_write.swap(false, Ordering::SeqCst) {
-            return Err(StoreError("injected failure after the rows were written".into()));
+            return Err(StoreError::Other("injected failure after the rows were written".into()));
         }
         Ok(())
     }
@@ -82,21 +89,26 @@ struct Rig {
     gate: Arc<(Mutex<bool>, Condvar)>,
     waiting: Arc<AtomicBool>,
     fail_next_write: Arc<AtomicBool>,
+    refused: Arc<AtomicU64>,
     h: Harness,
 }
 
 fn rig(config: EngineConfig) -> Rig {
-    // A harness to create the currency and customers, then a controlled engine on the same file.
-    let h = Harness::sqlite();
-    let path = h.url.strip_prefix("sqlite://").unwrap().to_owned();
-    let (store, reader) = purse_store_sqlite::open(&path).unwrap();
+    rig_on(&sqlite_url(), config)
+}
+
+fn rig_on(url: &str, config: EngineConfig) -> Rig {
+    // A harness to create the currency and customers, then a controlled engine on the same database.
+    let h = Harness::on(url);
+    let opened = purse::open_store(url).unwrap();
     let gate = Arc::new((Mutex::new(true), Condvar::new()));
     let waiting = Arc::new(AtomicBool::new(false));
     let fail_next_write = Arc::new(AtomicBool::new(false));
-    let controlled = Controlled { inner: Box::new(store), gate: gate.clone(), waiting: waiting.clone(), fail_next_write: fail_next_write.clone() };
+    let refused = Arc::new(AtomicU64::new(0));
+    let controlled = Controlled { inner: opened.store, gate: gate.clone(), waiting: waiting.clone(), fail_next_write: fail_next_write.clone(), refused: refused.clone() };
     let clock = Arc::new(ManualClock::new(h.now()));
-    let engine = Arc::new(Engine::start(Box::new(controlled), Arc::new(reader), clock, config));
-    Rig { engine, gate, waiting, fail_next_write, h }
+    let engine = Arc::new(Engine::start(Box::new(controlled), opened.reader, clock, config));
+    Rig { engine, gate, waiting, fail_next_write, refused, h }
 }
 
 fn set_gate(gate: &(Mutex<bool>, Condvar), open: bool) {
@@ -184,4 +196,53 @@ fn many_callers_are_grouped_into_few_batches_and_all_answered() {
     }
     assert_eq!(r.engine.reader().account(a).unwrap().unwrap().balance.0, -800);
     assert!(r.engine.reader().audit().unwrap().is_consistent());
+}
+
+/// Issue 18: a request whose write the database refuses fails alone. The batch it arrived in,
+/// busy with another tenant's requests, is retried without it (halving until it is found),
+/// and every other request is committed; on both backends.
+#[test]
+fn issue_18_a_request_the_database_refuses_fails_alone_and_every_other_is_committed() {
+    for url in both_backends("issue_18_isolation") {
+        let r = rig_on(&url, EngineConfig::default());
+        let (theirs, mine) = (r.h.customer("1000.00"), r.h.customer("1000.00"));
+        // Hold the writer on a first request, so that everything after it forms one batch.
+        set_gate(&r.gate, false);
+        let engine = r.engine.clone();
+        let first = r.h.charge_cmd(mine, "0.01", false);
+        let first = std::thread::spawn(move || engine.submit(vec![Item::single(first)]));
+        while !r.waiting.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        let submit = |command| {
+            let engine = r.engine.clone();
+            std::thread::spawn(move || engine.submit(vec![Item::single(command)]))
+        };
+        let mut poison = r.h.charge_cmd(theirs, "1.00", false);
+        if let purse_core::Command::Charge(c) = &mut poison {
+            c.service = Some("poison".into());
+        }
+        let mut good = Vec::new();
+        for i in 0..100 {
+            good.push(submit(r.h.charge_cmd(mine, "0.01", false)));
+            if i == 37 {
+                good.push(submit(poison.clone()));
+            }
+        }
+        while r.engine.queued() < 101 {
+            std::thread::yield_now();
+        }
+        set_gate(&r.gate, true);
+        assert!(first.join().unwrap().unwrap()[0].is_ok());
+        let poisoned = good.remove(38).join().unwrap();
+        assert!(matches!(poisoned, Err(EngineError::Store(StoreError::Other(_)))), "{url}: {poisoned:?}");
+        for g in good {
+            assert!(g.join().unwrap().unwrap()[0].is_ok(), "{url}: another tenant's request failed");
+        }
+        assert!(r.refused.load(Ordering::SeqCst) > 1, "the batch was retried without the request that broke it");
+        let reader = r.engine.reader();
+        assert_eq!(reader.account(mine).unwrap().unwrap().balance.0, -101);
+        assert_eq!(reader.account(theirs).unwrap().unwrap().balance.0, 0);
+        assert!(reader.audit().unwrap().is_consistent());
+    }
 }

@@ -5,84 +5,15 @@ mod common;
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
+use common::served::*;
 use common::*;
 use purse::client::Client;
 use serde_json::{json, Value};
-
-/// A `purse serve` process on a fixed port, restartable after a kill.
-struct Served {
-    url: String,
-    listen: String,
-    child: Option<Child>,
-}
-
-fn purse(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_purse")).args(args).output().expect("purse runs")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-impl Served {
-    fn start(url: &str) -> Served {
-        let mut s = Served { url: url.to_owned(), listen: format!("127.0.0.1:{}", free_port()), child: None };
-        s.spawn();
-        s
-    }
-
-    fn spawn(&mut self) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_purse"))
-            .args(["serve", "--database", &self.url, "--listen", &self.listen])
-            .env("PURSE_API_LOG_REQUESTS", "0")
-            .env("PURSE_API_RATE_PER_KEY", "0")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("serve starts");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let first = lines.next().expect("a line").expect("readable");
-        assert!(first.contains("listening"), "serve said: {first}");
-        std::thread::spawn(move || for _ in lines {});
-        self.child = Some(child);
-    }
-
-    fn base(&self) -> String {
-        format!("http://{}", self.listen)
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill(); // SIGKILL
-            let _ = c.wait();
-        }
-    }
-
-    /// SIGTERM: the graceful way.
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
-            let status = c.wait().unwrap();
-            assert!(status.success(), "graceful stop: {status}");
-        }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn operator_key(url: &str) -> String {
-    let out = purse(&["keys", "create", "--database", url, "--role", "operator", "--name", "test"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().split_whitespace().last().unwrap().to_owned()
-}
 
 static IDS: AtomicU64 = AtomicU64::new(0);
 

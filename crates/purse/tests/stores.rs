@@ -367,17 +367,21 @@ fn user_story(url: &str) {
     assert!(s.delete_session("b").unwrap());
     assert!(!s.delete_session("b").unwrap(), "logout twice changes nothing");
 
-    // Failed logins count up per e-mail until cleared.
+    // Login attempts are reserved per e-mail, counted until cleared, and refused while the
+    // rule says to wait.
+    let never = |_: u32, _: Timestamp| 0;
+    let after_two = |failures: u32, _: Timestamp| if failures >= 2 { 7 } else { 0 };
     assert_eq!(s.login_failures("ana@example.com").unwrap(), None);
-    assert_eq!(s.record_login_failure("ana@example.com", Timestamp(30), Timestamp(0)).unwrap(), 1);
-    assert_eq!(s.record_login_failure("ana@example.com", Timestamp(31), Timestamp(0)).unwrap(), 2);
-    assert_eq!(s.record_login_failure("bo@example.com", Timestamp(32), Timestamp(0)).unwrap(), 1);
+    assert_eq!(s.reserve_login("ana@example.com", Timestamp(30), Timestamp(0), &never).unwrap(), Ok(1));
+    assert_eq!(s.reserve_login("ana@example.com", Timestamp(31), Timestamp(0), &after_two).unwrap(), Ok(2));
+    assert_eq!(s.reserve_login("ana@example.com", Timestamp(32), Timestamp(0), &after_two).unwrap(), Err(7), "refused: not counted");
+    assert_eq!(s.reserve_login("bo@example.com", Timestamp(32), Timestamp(0), &never).unwrap(), Ok(1));
     assert_eq!(s.login_failures("ana@example.com").unwrap(), Some((2, Timestamp(31))));
     s.clear_login_failures("ana@example.com").unwrap();
     assert_eq!(s.login_failures("ana@example.com").unwrap(), None);
     // Old failures are forgotten: the count starts over and old rows go.
-    assert_eq!(s.record_login_failure("ana@example.com", Timestamp(40), Timestamp(0)).unwrap(), 1);
-    assert_eq!(s.record_login_failure("ana@example.com", Timestamp(500), Timestamp(41)).unwrap(), 1);
+    assert_eq!(s.reserve_login("ana@example.com", Timestamp(40), Timestamp(0), &never).unwrap(), Ok(1));
+    assert_eq!(s.reserve_login("ana@example.com", Timestamp(500), Timestamp(41), &never).unwrap(), Ok(1));
     assert_eq!(s.login_failures("bo@example.com").unwrap(), None, "other e-mails' old failures are deleted too");
 
     // Customers are searched by name or client id, ignoring case.

@@ -90,8 +90,8 @@ fn owner(who: &Principal, field: &'static str, asked: Option<u64>, s: &AppState)
 /// Checks a profile body and builds the profile. Blocking (reads currencies, users, parties).
 fn profile_from(s: &AppState, who: &Principal, body: ProfileBody, id: u64, now: Timestamp) -> Result<Profile, ApiError> {
     let name = body.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > alerts::PROFILE_NAME_LEN_MAX {
-        return Err(ApiError::invalid("name", "invalid_name", format!("a name of 1 to {} characters", alerts::PROFILE_NAME_LEN_MAX)));
+    if name.is_empty() || name.chars().count() > alerts::PROFILE_NAME_LEN_MAX || !purse_core::text::is_single_line(&name) {
+        return Err(ApiError::invalid("name", "invalid_name", format!("a name of 1 to {} characters, none of them control characters", alerts::PROFILE_NAME_LEN_MAX)));
     }
     let reseller = owner(who, "reseller", body.reseller, s)?;
     let currency = s.currency("currency", currency_code("currency", &body.currency)?)?;
@@ -99,11 +99,12 @@ fn profile_from(s: &AppState, who: &Principal, body: ProfileBody, id: u64, now: 
         .ok()
         .filter(|n| *n <= alerts::MAX_QUANTITY_MAX)
         .ok_or_else(|| ApiError::invalid("max_quantity", "out_of_range", format!("max_quantity is 0 to {}", alerts::MAX_QUANTITY_MAX)))?;
+    // Zero never means "always": a period or an inactivity lasts at least an hour.
     let hours = |field: &str, h: i64| -> Result<i64, ApiError> {
-        if (0..=alerts::DURATION_S_MAX / HOUR_S).contains(&h) {
+        if (1..=alerts::DURATION_S_MAX / HOUR_S).contains(&h) {
             Ok(h * HOUR_S)
         } else {
-            Err(ApiError::invalid(field, "out_of_range", format!("{field} is 0 to {} hours", alerts::DURATION_S_MAX / HOUR_S)))
+            Err(ApiError::invalid(field, "out_of_range", format!("{field} is 1 to {} hours", alerts::DURATION_S_MAX / HOUR_S)))
         }
     };
     let period_s = hours("period_hours", body.period_hours)?;
@@ -149,6 +150,9 @@ fn profile_from(s: &AppState, who: &Principal, body: ProfileBody, id: u64, now: 
         let text = text.unwrap_or_else(|| default.to_owned());
         if text.trim().is_empty() || text.len() > max {
             return Err(ApiError::invalid(field, "invalid_template", format!("{field} is 1 to {max} bytes")));
+        }
+        if !purse_core::text::is_multi_line(&text) {
+            return Err(ApiError::invalid(field, "text_not_printable", format!("{field} must not contain control characters")));
         }
         if let Some(unknown) = alerts::unknown_placeholder(&text) {
             return Err(ApiError::invalid(field, "unknown_placeholder", format!("{{{unknown}}} is not a placeholder; use {}", alerts::PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(", "))));

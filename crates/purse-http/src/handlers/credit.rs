@@ -10,7 +10,6 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use purse_core::command::REASON_LEN_MAX;
 use purse_core::money::parse_units;
 use purse_core::{Account, AccountKind, Amount, Billing, ChangeNote, Command, Currency, Item, LimitChange, Party, PartyId, PartyKind, Role, TemporaryIncrease, Timestamp};
 use purse_store::{AuditEntry, AuditQuery, ClassRecord, CreditPolicy, MaxIncrease, TransferSetting, Visible};
@@ -132,10 +131,7 @@ pub(crate) fn credit_commands(s: &AppState, who: &Principal, account: &Account, 
         let field = if change.credit_limit.is_some() { "credit_limit" } else { "temporary_increase" };
         return Err(ApiError::ForbiddenField { field, message: format!("this key may not change the {field} of account {}", account.id) });
     }
-    let reason = change.reason.as_deref().map(str::trim).filter(|r| !r.is_empty()).map(str::to_owned);
-    if reason.as_ref().is_some_and(|r| r.len() > REASON_LEN_MAX) {
-        return Err(ApiError::invalid("reason", "text_too_long", format!("reason must be at most {REASON_LEN_MAX} bytes")));
-    }
+    let reason = super::reason_text(change.reason.as_deref())?;
     let note = ChangeNote { by: s.actor(who)?, reason };
     let c = s.currency("currency", account.currency)?;
     let party = account.party.map(|p| s.engine.reader().party(p)).transpose()?.flatten();
@@ -323,7 +319,7 @@ pub(crate) fn class_view(c: &ClassRecord) -> Value {
 /// customers in it, whose transfers setting may follow. Blocking.
 pub(crate) fn save_class(s: &AppState, who: &Principal, id: u64, body: ClassBody) -> Result<(ClassRecord, Vec<PartyId>), ApiError> {
     let name = body.name.trim();
-    if name.is_empty() || name.len() > 100 {
+    if name.is_empty() || name.len() > 100 || !purse_core::text::is_single_line(name) {
         return Err(ApiError::invalid("name", "invalid_name", "name must be 1 to 100 bytes"));
     }
     let max = check_max("maximum_increase", body.maximum_increase.as_ref())?;

@@ -321,7 +321,7 @@ pub struct VoidBody {
 /// was allocated to it is released and applied to the customer's other invoices. Blocking.
 pub(crate) fn void_invoice(s: &AppState, who: &Principal, id: u64, reason: &str) -> Result<InvoiceRecord, ApiError> {
     let reason = reason.trim();
-    if reason.is_empty() || reason.len() > REASON_LEN_MAX {
+    if reason.is_empty() || reason.len() > REASON_LEN_MAX || !purse_core::text::is_single_line(reason) {
         return Err(ApiError::invalid("reason", "invalid_reason", format!("reason must say why, in 1 to {REASON_LEN_MAX} bytes")));
     }
     let i = visible_invoice(s, who, id)?;

@@ -23,16 +23,23 @@ use crate::{time, AppState};
 pub const NAME_LEN_MAX: usize = 100;
 const EMAIL_LEN_MAX: usize = 254;
 
-/// Whether `email` has the shape of an address (delivery proves the rest).
+/// Whether `email` has the shape of a plain address, `local@domain.tld` (delivery proves
+/// the rest): the local part of the characters RFC 5322 allows unquoted, the domain of
+/// letters, digits, hyphens and dots; no display name, brackets or comments.
 pub fn valid_email(email: &str) -> bool {
     let Some((local, domain)) = email.split_once('@') else { return false };
+    let local_ok = |c: char| c.is_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c);
+    let domain_ok = |c: char| c.is_alphanumeric() || c == '-' || c == '.';
     !local.is_empty()
+        && local.chars().all(local_ok)
+        && !local.starts_with('.')
+        && !local.ends_with('.')
         && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !domain.contains('@')
+        && domain.chars().all(domain_ok)
+        && !domain.starts_with(['.', '-'])
+        && !domain.ends_with(['.', '-'])
+        && !domain.contains("..")
         && email.len() <= EMAIL_LEN_MAX
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 /// The rule a password breaks, if any.

@@ -60,10 +60,18 @@ pub(crate) fn positive(field: &str, value: Amount) -> Result<Amount, ApiError> {
     }
 }
 
+/// The first instant after the years an API time may name (2101-01-01T00:00:00Z).
+const TIME_END: Timestamp = Timestamp(4_133_980_800_000_000);
+
+/// An RFC 3339 time from 1970 to 2100 (a year 0000 or 9999 is a typo, not a time).
 pub(crate) fn timestamp(field: &str, text: &str) -> Result<Timestamp, ApiError> {
-    time::parse(text).ok_or_else(|| {
+    let t = time::parse(text).ok_or_else(|| {
         ApiError::invalid(field, "invalid_time", format!("{field} must be an RFC 3339 date-time such as 2026-11-22T10:15:30Z"))
-    })
+    })?;
+    if t < Timestamp(0) || t >= TIME_END {
+        return Err(ApiError::invalid(field, "invalid_time", format!("{field} must be a time from 1970 to 2100")));
+    }
+    Ok(t)
 }
 
 pub(crate) fn object_metadata(value: Option<serde_json::Value>) -> Result<Option<String>, ApiError> {
@@ -79,6 +87,19 @@ fn metadata_value(text: &Option<String>) -> serde_json::Value {
         None => serde_json::Value::Null,
         Some(t) => serde_json::from_str(t).unwrap_or_else(|_| serde_json::Value::String(t.clone())),
     }
+}
+
+/// An optional reason: trimmed, printable, at most `REASON_LEN_MAX` bytes (`None` when blank).
+pub(crate) fn reason_text(text: Option<&str>) -> Result<Option<String>, ApiError> {
+    let max = purse_core::command::REASON_LEN_MAX;
+    let Some(reason) = text.map(str::trim).filter(|r| !r.is_empty()) else { return Ok(None) };
+    if reason.len() > max {
+        return Err(ApiError::invalid("reason", "text_too_long", format!("reason must be at most {max} bytes")));
+    }
+    if !purse_core::text::is_single_line(reason) {
+        return Err(ApiError::invalid("reason", "text_not_printable", "reason must not contain control characters"));
+    }
+    Ok(Some(reason.to_owned()))
 }
 
 /// `limit` of a list: 1 to [`PAGE_MAX`], [`PAGE_DEFAULT`] when absent.
@@ -149,7 +170,7 @@ impl AppState {
         &self,
         ctx: &Ctx,
         items: Vec<Item>,
-        render: impl FnOnce(&[CommandResult]) -> Result<(StatusCode, Vec<u8>), ApiError> + Send + 'static,
+        render: impl Fn(&[CommandResult]) -> Result<(StatusCode, Vec<u8>), ApiError> + Send + 'static,
     ) -> Result<Response, ApiError> {
         let render = move |results: &[CommandResult]| match render(results) {
             Ok((status, body)) => (status.as_u16(), body),
@@ -378,10 +399,19 @@ pub async fn healthz() -> Response {
     reply(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
 }
 
+/// Ready when the database answers reads and takes writes. While the last batch failed to
+/// reach the store (a lost connection, a full disk), an empty batch probes it again.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    match state.read(|s| Ok(s.engine.reader().currencies()?)).await {
-        Ok(_) => reply(StatusCode::OK, &serde_json::json!({ "status": "ready" })),
-        Err(_) => reply(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({ "status": "unavailable" })),
+    let reads = state.read(|s| Ok(s.engine.reader().currencies()?)).await;
+    let writes = if state.engine.writable() { Ok(()) } else { state.engine.probe().await };
+    match (reads, writes) {
+        (Ok(_), Ok(())) => reply(StatusCode::OK, &serde_json::json!({ "status": "ready" })),
+        (reads, _) => {
+            let reason = if reads.is_err() { "the database does not answer" } else { "the database does not take writes" };
+            let mut response = reply(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({ "status": "unavailable", "reason": reason }));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        }
     }
 }
 

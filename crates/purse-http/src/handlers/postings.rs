@@ -5,14 +5,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use purse_app::policy;
-use purse_core::command::REASON_LEN_MAX;
 use purse_core::{
     AccountId, AdjustDirection, ChangeNote, Command, CommandResult, HoldId, Item, Money, NewCharge, Outcome, PaymentMethod, Timestamp, TransferId,
     TransferKind,
 };
 use serde::{Deserialize, Serialize};
 
-use super::{amount, created, currency_code, hold_view, json_parts, object_metadata, outcome, timestamp, transfer_view};
+use super::{amount, created, reason_text, currency_code, hold_view, json_parts, object_metadata, outcome, timestamp, transfer_view};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::idempotency::Ctx;
@@ -116,6 +115,10 @@ impl ChargeRequest {
             let message = format!("{} must be at most {} characters", field("service"), purse_core::command::SERVICE_LEN_MAX);
             return Err(ApiError::invalid(field("service"), "invalid_service", message));
         }
+        if self.service.as_deref().is_some_and(|s| !purse_core::text::is_single_line(s)) {
+            let message = format!("{} must not contain control characters", field("service"));
+            return Err(ApiError::invalid(field("service"), "text_not_printable", message));
+        }
         if let Some(t) = &self.at {
             timestamp(&field("at"), t)?;
         }
@@ -190,9 +193,9 @@ pub async fn create_charge_batch(State(state): State<AppState>, ctx: Ctx, ApiJso
     let render = move |results: &[CommandResult]| {
         let mut results = results.iter();
         let items: Vec<ItemResult> = slots
-            .into_iter()
+            .iter()
             .map(|slot| match slot {
-                Some(e) => item_error(e),
+                Some(e) => item_error(e.clone()),
                 None => match results.next() {
                     Some(Ok(o)) => posted(o.clone()).map_or_else(item_error, |(_, p)| ItemResult::Posted(p)),
                     Some(Err(r)) => item_error(ApiError::Rejected(r.clone())),
@@ -308,18 +311,6 @@ pub async fn create_transfer(State(state): State<AppState>, ctx: Ctx, ApiJson(r)
         })
         .await?;
     state.commit(&ctx, vec![Item::single(command)], render_posted).await
-}
-
-/// An optional reason: trimmed, printable, at most `REASON_LEN_MAX` bytes.
-pub(crate) fn reason_text(text: Option<&str>) -> Result<Option<String>, ApiError> {
-    let Some(reason) = text.map(str::trim).filter(|r| !r.is_empty()) else { return Ok(None) };
-    if reason.len() > REASON_LEN_MAX {
-        return Err(ApiError::invalid("reason", "text_too_long", format!("reason must be at most {REASON_LEN_MAX} bytes")));
-    }
-    if reason.chars().any(char::is_control) {
-        return Err(ApiError::invalid("reason", "invalid_text", "reason must not contain control characters"));
-    }
-    Ok(Some(reason.to_owned()))
 }
 
 #[derive(Deserialize)]

@@ -65,11 +65,12 @@ pub async fn submit(State(state): State<AppState>, headers: HeaderMap, form: For
     let next = safe_next(Some(form.get("next"))).to_owned();
     let outcome = read(&state, move |s| {
         let now = s.engine.clock().now();
-        if let Some((failures, last)) = s.access.login_failures(&email)? {
-            let wait_s = session::lockout_s(failures) - (now.0 - last.0) / 1_000_000;
-            if wait_s > 0 {
-                return Ok(Outcome::Throttled(wait_s));
-            }
+        // The attempt is reserved (counted) before the slow password check, atomically: 30
+        // guesses at once get the same 5 free tries as 30 in a row.
+        let forget = Timestamp(now.0 - session::FAILURES_REMEMBERED_S * 1_000_000);
+        let wait = |failures: u32, last: Timestamp| session::lockout_s(failures) - (now.0 - last.0) / 1_000_000;
+        if let Err(wait_s) = s.access.reserve_login(&email, now, forget, &wait)? {
+            return Ok(Outcome::Throttled(wait_s));
         }
         let user = s.access.user_by_email(&email)?;
         let hash = user.as_ref().map_or(session::decoy_hash(), |u| u.password_hash.as_str());
@@ -79,10 +80,8 @@ pub async fn submit(State(state): State<AppState>, headers: HeaderMap, form: For
                 s.access.clear_login_failures(&email)?;
                 Ok(Outcome::In(session::start_session(s, &user, now)?))
             }
-            _ => {
-                s.access.record_login_failure(&email, now, Timestamp(now.0 - session::FAILURES_REMEMBERED_S * 1_000_000))?;
-                Ok(Outcome::Wrong)
-            }
+            // Counted already, when the attempt was reserved.
+            _ => Ok(Outcome::Wrong),
         }
     })
     .await?;

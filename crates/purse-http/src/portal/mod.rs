@@ -169,6 +169,8 @@ pub enum PortalError {
     Field(String, String),
     /// The ledger or a rule refused what was asked, as a sentence.
     Refused(String),
+    /// The database cannot be reached or write right now.
+    Unavailable,
     Internal(String),
 }
 
@@ -202,7 +204,10 @@ impl From<ApiError> for PortalError {
 
 impl From<purse_store::StoreError> for PortalError {
     fn from(e: purse_store::StoreError) -> PortalError {
-        PortalError::Internal(e.0)
+        match e {
+            purse_store::StoreError::Unavailable(_) => PortalError::Unavailable,
+            other => PortalError::Internal(other.to_string()),
+        }
     }
 }
 
@@ -223,6 +228,11 @@ impl IntoResponse for PortalError {
             PortalError::BadRequest(m) => (StatusCode::BAD_REQUEST, "Bad request", m),
             PortalError::Field(f, m) => (StatusCode::UNPROCESSABLE_ENTITY, "Refused", format!("{f}: {m}")),
             PortalError::Refused(m) => (StatusCode::UNPROCESSABLE_ENTITY, "Refused", format!("{}.", capitalized(m.trim_end_matches('.')))),
+            PortalError::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Try again in a moment",
+                "Purse cannot reach its database right now. Nothing was changed. It reconnects by itself; try again in a few seconds.".to_owned(),
+            ),
             PortalError::Internal(detail) => {
                 eprintln!("{{\"level\":\"error\",\"portal\":{}}}", serde_json::Value::String(detail));
                 (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "The error was logged. Try again in a moment.".to_owned())
@@ -234,6 +244,15 @@ impl IntoResponse for PortalError {
         };
         page::respond(status, page::layout(title, None, &[], body))
     }
+}
+
+/// The HTML answer to a method a page does not take.
+pub fn method_not_allowed() -> Response {
+    let body = html! {
+        section.card.notice.bad id="error" { p { "This page cannot be used that way. Open it from a link or a form." } }
+        p { a href="/" { "Back to the start" } }
+    };
+    page::respond(StatusCode::METHOD_NOT_ALLOWED, page::layout("Not allowed", None, &[], body))
 }
 
 /// The HTML "not found" page for paths outside `/v1`.

@@ -113,7 +113,7 @@ pub(crate) fn wall_us() -> i64 {
 }
 
 pub(crate) fn store(e: StoreError) -> String {
-    e.0
+    e.to_string()
 }
 
 /// What an evaluation needs besides the accounts, read once per pass.
@@ -759,9 +759,20 @@ impl Notifier {
         let thread = std::thread::Builder::new()
             .name("purse-alerts".into())
             .spawn(move || {
+                // A failing step is logged once, not at every tick of an outage (a database
+                // restarting); the step after it resumes by itself.
+                let mut failing = false;
                 while !flag.load(Ordering::Relaxed) {
-                    if let Err(e) = self.step() {
-                        log("alerts step failed", json!({ "error": e }));
+                    match self.step() {
+                        Err(e) if !failing => {
+                            log("alerts step failed; retrying every tick", json!({ "error": e }));
+                            failing = true;
+                        }
+                        Ok(_) if failing => {
+                            log("alerts steps succeed again", json!({}));
+                            failing = false;
+                        }
+                        _ => {}
                     }
                     std::thread::sleep(self.config.tick);
                 }

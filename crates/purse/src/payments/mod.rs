@@ -502,7 +502,7 @@ impl Payments {
     pub fn save_card(&self, party: &Party, email: Option<&str>, details: &CardDetails) -> Result<SavedCard, PayError> {
         let Some(stripe) = &self.stripe else { return Err(PayError::NotConfigured) };
         let now = self.engine.clock().now();
-        let current = self.store.recharge_settings(party.id).map_err(|e| PayError::Internal(e.0))?;
+        let current = self.store.recharge_settings(party.id).map_err(|e| PayError::Internal(e.to_string()))?;
         let customer = match current.as_ref().and_then(|s| s.card.as_ref()) {
             Some(card) => card.customer.clone(),
             None => stripe.create_customer(&party.name, email, party.id.0, &format!("purse-customer-{}", party.id)).map_err(pay_error)?,
@@ -512,7 +512,7 @@ impl Payments {
         let mut settings = current.unwrap_or_else(|| RechargeSettings::off(party.id, now));
         settings.card = Some(saved.clone());
         settings.updated_at = now;
-        self.store.put_recharge_settings(&settings).map_err(|e| PayError::Internal(e.0))?;
+        self.store.put_recharge_settings(&settings).map_err(|e| PayError::Internal(e.to_string()))?;
         Ok(saved)
     }
 
@@ -522,7 +522,7 @@ impl Payments {
             return Err(PayError::NotConfigured);
         }
         let PartyKind::Customer { currency, .. } = party.kind else { return Err(PayError::Internal("not a customer".into())) };
-        let settings = self.store.recharge_settings(party.id).map_err(|e| PayError::Internal(e.0))?;
+        let settings = self.store.recharge_settings(party.id).map_err(|e| PayError::Internal(e.to_string()))?;
         if settings.as_ref().and_then(|s| s.card.as_ref()).is_none() {
             return Err(PayError::Invalid { field: "card", message: "no card is saved: give the card's details".into() });
         }
@@ -546,7 +546,7 @@ impl Payments {
             lease_until: wall_us() + self.config.lease_s * MICROS,
             request_key,
         };
-        let r = self.store.start_recharge(&new).map_err(|e| PayError::Internal(e.0))?.ok_or_else(|| PayError::Internal("the payment was not recorded".into()))?;
+        let r = self.store.start_recharge(&new).map_err(|e| PayError::Internal(e.to_string()))?.ok_or_else(|| PayError::Internal("the payment was not recorded".into()))?;
         let done = self.run(&r).map_err(PayError::Pending)?;
         match done.status {
             RechargeStatus::Succeeded => Ok(done),
