@@ -234,7 +234,9 @@ pub fn authorize(role: Role, scope: Scope, action: Action) -> Result<(), Refusal
 pub fn sees_party(role: Role, party: &Party) -> bool {
     match role {
         Role::Operator => true,
-        Role::Reseller(r) => party.id == r || matches!(party.kind, PartyKind::Customer { reseller: Some(x), .. } if x == r),
+        Role::Reseller(r) => {
+            party.id == r || matches!(party.kind, PartyKind::Customer { reseller: Some(x), .. } if x == r)
+        }
         Role::Customer(c) => party.id == c,
     }
 }
@@ -363,7 +365,11 @@ pub fn markdown() -> String {
                 cell(requires == Requires::Read),
             ),
         };
-        out.push_str(&format!("| `{}` | {} | {operator} | {reseller} | {customer} | {read_only} |\n", action.name(), action.what()));
+        out.push_str(&format!(
+            "| `{}` | {} | {operator} | {reseller} | {customer} | {read_only} |\n",
+            action.name(),
+            action.what()
+        ));
     }
     out
 }
@@ -407,8 +413,14 @@ mod tests {
     fn read_only_callers_change_nothing_and_roles_keep_to_theirs() {
         let customer = Role::Customer(PartyId(3));
         assert_eq!(authorize(Role::Operator, Scope::Read, Action::CreateCharge), Err(Refusal::ReadOnly));
-        assert_eq!(authorize(customer, Scope::ReadWrite, Action::CreateCharge), Err(Refusal::Role { action: Action::CreateCharge }));
-        assert_eq!(authorize(customer, Scope::ReadWrite, Action::ListCustomerClasses), Err(Refusal::Role { action: Action::ListCustomerClasses }));
+        assert_eq!(
+            authorize(customer, Scope::ReadWrite, Action::CreateCharge),
+            Err(Refusal::Role { action: Action::CreateCharge })
+        );
+        assert_eq!(
+            authorize(customer, Scope::ReadWrite, Action::ListCustomerClasses),
+            Err(Refusal::Role { action: Action::ListCustomerClasses })
+        );
         assert!(authorize(customer, Scope::Read, Action::GetJournal).is_ok());
         assert!(authorize(customer, Scope::Read, Action::Healthz).is_ok());
         let refusal = authorize(Role::Reseller(PartyId(1)), Scope::ReadWrite, Action::CreatePayment).unwrap_err();
@@ -427,7 +439,11 @@ mod tests {
         assert!(may_move_from(Role::Operator, &wallet) && on_behalf(Role::Operator, &wallet, &wallet));
         assert!(!on_behalf(customer, &wallet, &wallet) && on_behalf(reseller, &master, &wallet));
         assert!(!may_set(customer, Field::MasterAccountRecharge) && may_set(reseller, Field::MasterAccountRecharge));
-        assert!(!may_change_credit(customer, &wallet) && may_change_credit(reseller, &wallet) && !may_change_credit(reseller, &master));
+        assert!(
+            !may_change_credit(customer, &wallet)
+                && may_change_credit(reseller, &wallet)
+                && !may_change_credit(reseller, &master)
+        );
     }
 
     #[test]

@@ -27,7 +27,8 @@ pub const PLACEHOLDERS: [&str; 8] =
     ["customer", "client_id", "balance", "available", "threshold", "currency", "rule", "portal_link"];
 
 pub const DEFAULT_SUBJECT: &str = "Low balance: {customer} has {available} {currency} available";
-pub const DEFAULT_BODY: &str = "Hello,\n\nThe available balance of {customer} ({client_id}) is {available} {currency}, \
+pub const DEFAULT_BODY: &str =
+    "Hello,\n\nThe available balance of {customer} ({client_id}) is {available} {currency}, \
 below the threshold of {threshold} {currency} ({rule}).\nThe posted balance is {balance} {currency}.\n\n\
 See Balance Details: {portal_link}\n\n-- Purse";
 
@@ -120,10 +121,7 @@ pub fn effective_profile<'a>(
     if let Some(p) = assigned.and_then(|id| profiles.iter().find(|p| p.id == id)) {
         return Some(p);
     }
-    profiles
-        .iter()
-        .filter(|p| p.reseller == reseller && p.currency == currency)
-        .min_by_key(|p| (p.sort_order, p.id))
+    profiles.iter().filter(|p| p.reseller == reseller && p.currency == currency).min_by_key(|p| (p.sort_order, p.id))
 }
 
 /// A warning threshold (seed 003): an amount of available funds, or (postpaid) a share of
@@ -178,7 +176,9 @@ pub fn parse_warning_levels(
         }
         let level = if let Some(number) = entry.strip_suffix('%') {
             if billing == Billing::Prepaid {
-                return Err(format!("{entry:?}: a prepaid customer's thresholds are amounts of available funds, not percentages"));
+                return Err(format!(
+                    "{entry:?}: a prepaid customer's thresholds are amounts of available funds, not percentages"
+                ));
             }
             if permanent_limit.0 <= 0 {
                 return Err(format!("{entry:?}: a percentage needs a positive permanent credit limit"));
@@ -191,7 +191,10 @@ pub fn parse_warning_levels(
             WarningLevel::Percent(bp as u32)
         } else {
             let amount = currency.parse(entry).map_err(|e| {
-                format!("{entry:?} is not an amount in {} with at most {} decimals ({e})", currency.code, currency.scale)
+                format!(
+                    "{entry:?} is not an amount in {} with at most {} decimals ({e})",
+                    currency.code, currency.scale
+                )
             })?;
             if amount.0 < 0 {
                 return Err(format!("{entry:?}: a threshold is not negative"));
@@ -273,7 +276,14 @@ pub struct Counter {
 /// Whether `rule` of `profile` is due for a customer now: available below the threshold,
 /// (inactivity) no charge since `quiet_since` for the duration, fewer than max quantity
 /// since the last refill, and at least a period since the last one.
-pub fn rule_due(profile: &Profile, rule: &Rule, available: i128, quiet_since: Timestamp, counter: Counter, now: Timestamp) -> bool {
+pub fn rule_due(
+    profile: &Profile,
+    rule: &Rule,
+    available: i128,
+    quiet_since: Timestamp,
+    counter: Counter,
+    now: Timestamp,
+) -> bool {
     let s = |secs: i64| secs.saturating_mul(Timestamp::MICROS_PER_S);
     available < i128::from(rule.threshold.0)
         && (rule.kind != RuleKind::Inactivity || now.0.saturating_sub(quiet_since.0) >= s(rule.inactivity_s))
@@ -336,7 +346,14 @@ mod tests {
             sort_order,
             max_quantity: 3,
             period_s: 24 * 3600,
-            rules: vec![Rule { kind: RuleKind::Client, threshold: Amount(2000), notify: true, users: vec![], emails: vec![], inactivity_s: 0 }],
+            rules: vec![Rule {
+                kind: RuleKind::Client,
+                threshold: Amount(2000),
+                notify: true,
+                users: vec![],
+                emails: vec![],
+                inactivity_s: 0,
+            }],
             subject: DEFAULT_SUBJECT.into(),
             body: DEFAULT_BODY.into(),
             created_at: Timestamp(0),
@@ -349,7 +366,14 @@ mod tests {
         let usd = usd();
         let pre = |t: &str| parse_warning_levels(t, &usd, Billing::Prepaid, Amount(0));
         let post = |t: &str| parse_warning_levels(t, &usd, Billing::Postpaid, Amount(100_000));
-        assert_eq!(pre("100, 50,10").unwrap(), vec![WarningLevel::Amount(Amount(10_000)), WarningLevel::Amount(Amount(5_000)), WarningLevel::Amount(Amount(1_000))]);
+        assert_eq!(
+            pre("100, 50,10").unwrap(),
+            vec![
+                WarningLevel::Amount(Amount(10_000)),
+                WarningLevel::Amount(Amount(5_000)),
+                WarningLevel::Amount(Amount(1_000))
+            ]
+        );
         assert_eq!(pre("  ").unwrap(), vec![]);
         assert!(pre("10%").unwrap_err().contains("not percentages"));
         assert!(pre("10,,5").unwrap_err().contains("entry 2 is empty"));
@@ -357,22 +381,34 @@ mod tests {
         assert!(pre("-5").unwrap_err().contains("not negative"));
         assert!(pre("abc").unwrap_err().contains("\"abc\" is not an amount"));
         assert!(pre("5, 5.00").unwrap_err().contains("twice"));
-        assert!(pre(&["1"; 11].iter().enumerate().map(|(i, _)| i.to_string()).collect::<Vec<_>>().join(",")).unwrap_err().contains("at most 10"));
+        assert!(pre(&["1"; 11].iter().enumerate().map(|(i, _)| i.to_string()).collect::<Vec<_>>().join(","))
+            .unwrap_err()
+            .contains("at most 10"));
         let levels = post("10%, 12.5%, 200").unwrap();
-        assert_eq!(levels, vec![WarningLevel::Percent(1000), WarningLevel::Percent(1250), WarningLevel::Amount(Amount(20_000))]);
+        assert_eq!(
+            levels,
+            vec![WarningLevel::Percent(1000), WarningLevel::Percent(1250), WarningLevel::Amount(Amount(20_000))]
+        );
         assert_eq!(levels[1].resolve(Amount(100_000)), Amount(12_500));
         assert_eq!(format_warning_levels(&levels, &usd), "10%, 12.5%, 200.00");
         assert!(post("101%").unwrap_err().contains("at most 100"));
-        assert!(parse_warning_levels("10%", &usd, Billing::Postpaid, Amount(0)).unwrap_err().contains("positive permanent credit limit"));
+        assert!(parse_warning_levels("10%", &usd, Billing::Postpaid, Amount(0))
+            .unwrap_err()
+            .contains("positive permanent credit limit"));
     }
 
     #[test]
     fn a_customer_falls_back_to_its_resellers_lowest_sort_order() {
         let usd = CurrencyCode::parse("USD").unwrap();
-        let profiles = vec![profile(1, Some(7), 5), profile(2, Some(7), 1), profile(3, Some(8), 0), profile(4, None, 0)];
+        let profiles =
+            vec![profile(1, Some(7), 5), profile(2, Some(7), 1), profile(3, Some(8), 0), profile(4, None, 0)];
         assert_eq!(effective_profile(None, Some(PartyId(7)), usd, &profiles).map(|p| p.id), Some(2));
         assert_eq!(effective_profile(Some(1), Some(PartyId(7)), usd, &profiles).map(|p| p.id), Some(1));
-        assert_eq!(effective_profile(Some(99), Some(PartyId(7)), usd, &profiles).map(|p| p.id), Some(2), "a deleted profile falls back");
+        assert_eq!(
+            effective_profile(Some(99), Some(PartyId(7)), usd, &profiles).map(|p| p.id),
+            Some(2),
+            "a deleted profile falls back"
+        );
         assert_eq!(effective_profile(None, None, usd, &profiles).map(|p| p.id), Some(4));
         assert_eq!(effective_profile(None, Some(PartyId(7)), CurrencyCode::parse("EUR").unwrap(), &profiles), None);
     }
@@ -386,7 +422,14 @@ mod tests {
         let fresh = Counter::default();
         assert!(rule_due(&p, rule, 1999, Timestamp(0), fresh, now));
         assert!(!rule_due(&p, rule, 2000, Timestamp(0), fresh, now), "at the threshold is not below it");
-        assert!(!rule_due(&p, rule, 0, Timestamp(0), Counter { count: 1, last_at: Some(Timestamp(now.0 - day + 1)) }, now));
+        assert!(!rule_due(
+            &p,
+            rule,
+            0,
+            Timestamp(0),
+            Counter { count: 1, last_at: Some(Timestamp(now.0 - day + 1)) },
+            now
+        ));
         assert!(rule_due(&p, rule, 0, Timestamp(0), Counter { count: 1, last_at: Some(Timestamp(now.0 - day)) }, now));
         assert!(!rule_due(&p, rule, 0, Timestamp(0), Counter { count: 3, last_at: Some(Timestamp(0)) }, now));
         let idle = Rule { kind: RuleKind::Inactivity, inactivity_s: 3 * 24 * 3600, ..rule.clone() };
@@ -396,7 +439,10 @@ mod tests {
 
     #[test]
     fn templates_fill_known_placeholders_and_name_unknown_ones() {
-        let text = render("{customer} has {available} {currency} {x} {", &[("customer", "Acme".into()), ("available", "1.00".into()), ("currency", "USD".into())]);
+        let text = render(
+            "{customer} has {available} {currency} {x} {",
+            &[("customer", "Acme".into()), ("available", "1.00".into()), ("currency", "USD".into())],
+        );
         assert_eq!(text, "Acme has 1.00 USD {x} {");
         assert_eq!(unknown_placeholder(DEFAULT_BODY), None);
         assert_eq!(unknown_placeholder(DEFAULT_SUBJECT), None);

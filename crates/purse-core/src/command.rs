@@ -1,9 +1,6 @@
 //! What callers ask of the ledger, and what it answers.
 
-use crate::model::{
-    AccountId, Billing, ClientId, HoldId, PartyId, SystemRole, Timestamp, TransferId,
-    TransferKind,
-};
+use crate::model::{AccountId, Billing, ClientId, HoldId, PartyId, SystemRole, Timestamp, TransferId, TransferKind};
 use crate::money::{Amount, CurrencyCode};
 use crate::rejection::Rejection;
 
@@ -103,8 +100,14 @@ pub enum NewAccountKind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     /// Registers a currency and opens its system accounts.
-    CreateCurrency { code: CurrencyCode, scale: u8 },
-    CreateReseller { client_id: ClientId, name: String },
+    CreateCurrency {
+        code: CurrencyCode,
+        scale: u8,
+    },
+    CreateReseller {
+        client_id: ClientId,
+        name: String,
+    },
     /// Creates a customer and its wallet in one step.
     CreateCustomer {
         client_id: ClientId,
@@ -114,25 +117,52 @@ pub enum Command {
         currency: CurrencyCode,
         credit_limit: Amount,
     },
-    OpenAccount { client_id: ClientId, party: PartyId, kind: NewAccountKind },
+    OpenAccount {
+        client_id: ClientId,
+        party: PartyId,
+        kind: NewAccountKind,
+    },
     /// Closes an account with nothing on it.
-    CloseAccount { account: AccountId },
-    SetCreditLimit { account: AccountId, credit_limit: Amount, note: ChangeNote },
+    CloseAccount {
+        account: AccountId,
+    },
+    SetCreditLimit {
+        account: AccountId,
+        credit_limit: Amount,
+        note: ChangeNote,
+    },
     /// Sets (or with `None`, removes) a temporary credit limit increase.
-    SetTemporaryIncrease { account: AccountId, increase: Option<(Amount, Timestamp)>, note: ChangeNote },
+    SetTemporaryIncrease {
+        account: AccountId,
+        increase: Option<(Amount, Timestamp)>,
+        note: ChangeNote,
+    },
     /// Records that the account's temporary increase valid until `valid_until` has run out
     /// and removes it (the scheduler's revert). Does nothing if that increase is no longer
     /// there or has not run out yet: a late or repeated revert is harmless.
-    RevertIncrease { account: AccountId, valid_until: Timestamp },
+    RevertIncrease {
+        account: AccountId,
+        valid_until: Timestamp,
+    },
     /// Whether the customer's subscriber accounts may transfer to each other.
-    SetSubscriberTransfers { party: PartyId, allowed: bool },
+    SetSubscriberTransfers {
+        party: PartyId,
+        allowed: bool,
+    },
     /// Issues the customer's usage invoice for the period ending at `period_end`: moves the
     /// uninvoiced amount of each of `accounts` (the customer's) to it. Refused when an
     /// invoice already covers `period_end`; when there is nothing (or less than nothing) to
     /// invoice, the period is marked covered and no invoice is made.
-    Invoice { party: PartyId, accounts: Vec<AccountId>, period_end: Timestamp },
+    Invoice {
+        party: PartyId,
+        accounts: Vec<AccountId>,
+        period_end: Timestamp,
+    },
     /// Replaces the levels of available balance whose crossings are reported.
-    SetThresholds { account: AccountId, thresholds: Vec<Amount> },
+    SetThresholds {
+        account: AccountId,
+        thresholds: Vec<Amount>,
+    },
     Charge(NewCharge),
     /// Money received: credits the account from the method's clearing account.
     Payment {
@@ -174,10 +204,22 @@ pub enum Command {
         metadata: Option<String>,
     },
     /// Captures all (`None`) or part of a hold as a charge; the rest is released.
-    Capture { client_id: ClientId, hold: HoldId, amount: Option<Amount> },
-    Release { client_id: ClientId, hold: HoldId },
+    Capture {
+        client_id: ClientId,
+        hold: HoldId,
+        amount: Option<Amount>,
+    },
+    Release {
+        client_id: ClientId,
+        hold: HoldId,
+    },
     /// Posts a new transfer that undoes a posted one; a `note` puts it in the audit log.
-    Reverse { client_id: ClientId, transfer: TransferId, metadata: Option<String>, note: Option<ChangeNote> },
+    Reverse {
+        client_id: ClientId,
+        transfer: TransferId,
+        metadata: Option<String>,
+        note: Option<ChangeNote>,
+    },
 }
 
 /// A command in a batch. `linked` ties it to the next one: the chain succeeds or fails whole.
@@ -198,16 +240,44 @@ impl Item {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     CurrencyCreated,
-    PartyCreated { party: PartyId, wallet: Option<AccountId>, replayed: bool },
-    AccountOpened { account: AccountId, replayed: bool },
-    AccountUpdated { account: AccountId },
-    PartyUpdated { party: PartyId },
+    PartyCreated {
+        party: PartyId,
+        wallet: Option<AccountId>,
+        replayed: bool,
+    },
+    AccountOpened {
+        account: AccountId,
+        replayed: bool,
+    },
+    AccountUpdated {
+        account: AccountId,
+    },
+    PartyUpdated {
+        party: PartyId,
+    },
     /// An invoice was issued (`true`), or the period had nothing to invoice.
-    Invoiced { party: PartyId, issued: bool },
-    Posted { transfer: TransferId, overdrawn: bool, replayed: bool },
-    HoldPlaced { hold: HoldId, replayed: bool },
-    HoldCaptured { hold: HoldId, transfer: TransferId, replayed: bool },
-    HoldReleased { hold: HoldId, replayed: bool },
+    Invoiced {
+        party: PartyId,
+        issued: bool,
+    },
+    Posted {
+        transfer: TransferId,
+        overdrawn: bool,
+        replayed: bool,
+    },
+    HoldPlaced {
+        hold: HoldId,
+        replayed: bool,
+    },
+    HoldCaptured {
+        hold: HoldId,
+        transfer: TransferId,
+        replayed: bool,
+    },
+    HoldReleased {
+        hold: HoldId,
+        replayed: bool,
+    },
 }
 
 pub type CommandResult = Result<Outcome, Rejection>;

@@ -59,7 +59,13 @@ pub fn cycle_start(now: Timestamp, cycle_day: u8, offset_min: i32) -> Timestamp 
     let local_day = (now.0 + offset).div_euclid(DAY_US);
     let (y, m, d) = civil_from_days(local_day);
     let day = i64::from(cycle_day.clamp(1, CYCLE_DAY_MAX));
-    let (y, m) = if d >= day { (y, m) } else if m == 1 { (y - 1, 12) } else { (y, m - 1) };
+    let (y, m) = if d >= day {
+        (y, m)
+    } else if m == 1 {
+        (y - 1, 12)
+    } else {
+        (y, m - 1)
+    };
     Timestamp(days_from_civil(y, m, day) * DAY_US - offset)
 }
 
@@ -136,7 +142,10 @@ mod tests {
         let usd = Currency::new(CurrencyCode::parse("USD").unwrap(), 6).unwrap();
         let jpy = Currency::new(CurrencyCode::parse("JPY").unwrap(), 2).unwrap();
         assert_eq!((invoice_precision(usd), invoice_precision(jpy)), (2, 0));
-        assert_eq!((format_total(usd, 12_350_000), format_total(usd, 12_345_678), format_total(jpy, 1200)), ("12.35".into(), "12.345678".into(), "12".into()));
+        assert_eq!(
+            (format_total(usd, 12_350_000), format_total(usd, 12_345_678), format_total(jpy, 1200)),
+            ("12.35".into(), "12.345678".into(), "12".into())
+        );
         // Over many invoices the totals plus the last carry equal the usage exactly.
         let (mut carry, mut invoiced, mut used) = (0i64, 0i64, 0i64);
         for i in 0..1000i64 {
@@ -170,7 +179,10 @@ mod tests {
         let d = |invoice, due| Due { invoice, due };
         let a = |payment, invoice, amount| Allocation { payment, invoice, amount };
         assert_eq!(allocate(&[p(1, 150, None)], &[d(10, 100), d(11, 100)]), vec![a(1, 10, 100), a(1, 11, 50)]);
-        assert_eq!(allocate(&[p(1, 150, Some(11)), p(2, 80, None)], &[d(10, 100), d(11, 100)]), vec![a(1, 11, 100), a(1, 10, 50), a(2, 10, 50)]);
+        assert_eq!(
+            allocate(&[p(1, 150, Some(11)), p(2, 80, None)], &[d(10, 100), d(11, 100)]),
+            vec![a(1, 11, 100), a(1, 10, 50), a(2, 10, 50)]
+        );
         assert_eq!(allocate(&[p(1, 30, None)], &[d(10, 0), d(11, 20)]), vec![a(1, 11, 20)]);
         assert!(allocate(&[p(1, 30, None)], &[]).is_empty());
     }

@@ -8,13 +8,13 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::command::{
-    AdjustDirection, ChangeNote, Command, CommandResult, Item, Money, NewAccountKind, NewCharge, Outcome, PaymentMethod,
-    METADATA_LEN_MAX, NAME_LEN_MAX, REASON_LEN_MAX, SERVICE_LEN_MAX, THRESHOLDS_MAX,
+    AdjustDirection, ChangeNote, Command, CommandResult, Item, Money, NewAccountKind, NewCharge, Outcome,
+    PaymentMethod, METADATA_LEN_MAX, NAME_LEN_MAX, REASON_LEN_MAX, SERVICE_LEN_MAX, THRESHOLDS_MAX,
 };
 use crate::model::{
-    Account, AccountId, AccountKind, AccountStatus, Billing, ClientId, Direction, Event,
-    EventId, EventKind, Hold, HoldId, HoldResolution, HoldState, InvoiceIssue, InvoicedAccount, LimitChange, LimitChangeKind, Party, PartyId, PartyKind,
-    SystemRole, TemporaryIncrease, Timestamp, Transfer, TransferId, TransferKind,
+    Account, AccountId, AccountKind, AccountStatus, Billing, ClientId, Direction, Event, EventId, EventKind, Hold,
+    HoldId, HoldResolution, HoldState, InvoiceIssue, InvoicedAccount, LimitChange, LimitChangeKind, Party, PartyId,
+    PartyKind, SystemRole, TemporaryIncrease, Timestamp, Transfer, TransferId, TransferKind,
 };
 use crate::money::{Amount, Currency, CurrencyCode, SCALE_MAX};
 use crate::rejection::Rejection;
@@ -79,10 +79,7 @@ pub struct Missing {
 
 impl Missing {
     pub fn is_empty(&self) -> bool {
-        self.accounts.is_empty()
-            && self.parties.is_empty()
-            && self.holds.is_empty()
-            && self.transfers.is_empty()
+        self.accounts.is_empty() && self.parties.is_empty() && self.holds.is_empty() && self.transfers.is_empty()
     }
 }
 
@@ -425,11 +422,17 @@ impl Ledger {
         });
         for id in &declared.accounts {
             let ok = self.accounts.contains_key(id) || lookups.absent_accounts.contains(id);
-            assert!(ok, "account {id} was declared but neither loaded nor proven absent: the owner broke the loading protocol");
+            assert!(
+                ok,
+                "account {id} was declared but neither loaded nor proven absent: the owner broke the loading protocol"
+            );
         }
         for id in &declared.parties {
             let ok = self.parties.contains_key(id) || lookups.absent_parties.contains(id);
-            assert!(ok, "party {id} was declared but neither loaded nor proven absent: the owner broke the loading protocol");
+            assert!(
+                ok,
+                "party {id} was declared but neither loaded nor proven absent: the owner broke the loading protocol"
+            );
         }
         self.scratch.declared = declared;
     }
@@ -621,18 +624,12 @@ impl Ledger {
                 }
             }
         }
-        let mut changed: Vec<AccountId> = scratch
-            .dirty_accounts
-            .into_iter()
-            .filter(|id| !new_ids.contains(id))
-            .collect();
+        let mut changed: Vec<AccountId> =
+            scratch.dirty_accounts.into_iter().filter(|id| !new_ids.contains(id)).collect();
         changed.sort_unstable();
-        out.settings_changed =
-            changed.iter().copied().filter(|id| scratch.settings_changed.contains(id)).collect();
-        out.accounts_changed = changed
-            .into_iter()
-            .filter_map(|id| self.accounts.get(&id).map(|a| (**a).clone()))
-            .collect();
+        out.settings_changed = changed.iter().copied().filter(|id| scratch.settings_changed.contains(id)).collect();
+        out.accounts_changed =
+            changed.into_iter().filter_map(|id| self.accounts.get(&id).map(|a| (**a).clone())).collect();
         let mut party_ids = FastSet::default();
         for id in scratch.new_parties {
             if let Some(p) = self.parties.get(&id) {
@@ -723,13 +720,7 @@ impl Ledger {
     }
 
     /// Applies a change of available balance to `id`, reporting threshold crossings.
-    fn emit_crossings(
-        &mut self,
-        id: AccountId,
-        before: i128,
-        now: Timestamp,
-        transfer: Option<TransferId>,
-    ) {
+    fn emit_crossings(&mut self, id: AccountId, before: i128, now: Timestamp, transfer: Option<TransferId>) {
         let Some(after) = self.available(id, now) else { return };
         if after == before {
             return;
@@ -799,10 +790,8 @@ impl Ledger {
             AccountKind::SubscriberCredit { parent } => Some((parent, delta)),
             _ => None,
         };
-        let parents = [
-            parent_delta(self, debit, -i128::from(amount.0)),
-            parent_delta(self, credit, i128::from(amount.0)),
-        ];
+        let parents =
+            [parent_delta(self, debit, -i128::from(amount.0)), parent_delta(self, credit, i128::from(amount.0))];
         for (parent, delta) in parents.iter().flatten() {
             let now_children = i128::from(self.accounts[parent].children_balance.0);
             if i64::try_from(now_children + delta).is_err() {
@@ -851,12 +840,7 @@ impl Ledger {
     }
 
     fn expire_holds(&mut self, now: Timestamp, lookups: &mut Lookups) {
-        let mut expired: Vec<HoldId> = self
-            .open_holds
-            .values()
-            .filter(|h| h.expires_at <= now)
-            .map(|h| h.id)
-            .collect();
+        let mut expired: Vec<HoldId> = self.open_holds.values().filter(|h| h.expires_at <= now).map(|h| h.id).collect();
         expired.sort_unstable();
         for id in expired {
             let hold = self.open_holds[&id].clone();
@@ -866,8 +850,7 @@ impl Ledger {
             if self.change_reserved(hold.account, -i128::from(hold.amount.0), now).is_err() {
                 continue;
             }
-            let resolution =
-                HoldResolution { at: now, client_id: None, captured: Amount::ZERO, transfer: None };
+            let resolution = HoldResolution { at: now, client_id: None, captured: Amount::ZERO, transfer: None };
             self.resolve_hold(hold, HoldState::Expired, resolution, lookups);
         }
     }
@@ -889,10 +872,7 @@ impl Ledger {
             return Err(Rejection::SystemAccountNotAllowed);
         }
         if account.currency != money.currency {
-            return Err(Rejection::CurrencyMismatch {
-                expected: account.currency,
-                actual: money.currency,
-            });
+            return Err(Rejection::CurrencyMismatch { expected: account.currency, actual: money.currency });
         }
         if !money.amount.is_positive() {
             return Err(Rejection::AmountMustBePositive);
@@ -937,9 +917,7 @@ impl Ledger {
                 self.revert_expired(*account, Some(*valid_until), now);
                 Ok(Outcome::AccountUpdated { account: *account })
             }
-            Command::SetThresholds { account, thresholds } => {
-                self.set_thresholds(*account, thresholds)
-            }
+            Command::SetThresholds { account, thresholds } => self.set_thresholds(*account, thresholds),
             Command::SetSubscriberTransfers { party, allowed } => {
                 let p = self.party(*party).ok_or(Rejection::PartyNotFound)?;
                 if p.kind == PartyKind::Reseller {
@@ -973,9 +951,7 @@ impl Ledger {
             Command::Hold { client_id, account, money, expires_at, service, metadata } => {
                 self.hold(client_id, *account, *money, *expires_at, service, metadata, now, lookups)
             }
-            Command::Capture { client_id, hold, amount } => {
-                self.capture(client_id, *hold, *amount, now, lookups)
-            }
+            Command::Capture { client_id, hold, amount } => self.capture(client_id, *hold, *amount, now, lookups),
             Command::Release { client_id, hold } => self.release(client_id, *hold, now, lookups),
             Command::Reverse { client_id, transfer, metadata, note } => {
                 let t = self.reverse(client_id, *transfer, metadata, now, lookups)?;
@@ -1003,7 +979,11 @@ impl Ledger {
         Ok(Outcome::CurrencyCreated)
     }
 
-    fn replay_party(prior: Option<&Prior>, name: &str, kind_matches: impl Fn(&PartyKind) -> bool) -> Option<CommandResult> {
+    fn replay_party(
+        prior: Option<&Prior>,
+        name: &str,
+        kind_matches: impl Fn(&PartyKind) -> bool,
+    ) -> Option<CommandResult> {
         let Some(Prior::Party(p)) = prior else { return None };
         Some(if p.name != name {
             Err(Rejection::ExistsWithDifferentName)
@@ -1036,7 +1016,15 @@ impl Ledger {
     ) -> CommandResult {
         let key = ClientKey::Party(client_id.clone());
         let id = PartyId(Self::next_id(&mut self.next.party));
-        let party = Party { id, client_id: client_id.clone(), name: name.to_owned(), kind, created_at: now, subscriber_transfers: false, invoiced_until: None };
+        let party = Party {
+            id,
+            client_id: client_id.clone(),
+            name: name.to_owned(),
+            kind,
+            created_at: now,
+            subscriber_transfers: false,
+            invoiced_until: None,
+        };
         self.remember(|_| Undo::Party(id));
         self.parties.insert(id, party.clone());
         self.scratch.new_parties.push(id);
@@ -1254,7 +1242,8 @@ impl Ledger {
             (LimitChangeKind::Revert, Some(i)) => i.valid_until,
             _ => now,
         };
-        let currency = self.currencies.get(&account.currency).copied().unwrap_or(Currency { code: account.currency, scale: 0 });
+        let currency =
+            self.currencies.get(&account.currency).copied().unwrap_or(Currency { code: account.currency, scale: 0 });
         self.scratch.output.limit_changes.push(LimitChange {
             account: id,
             party: account.party,
@@ -1272,7 +1261,13 @@ impl Ledger {
     }
 
     /// Moves the accounts' uninvoiced amounts to a usage invoice (see [`Command::Invoice`]).
-    fn invoice(&mut self, party: PartyId, accounts: &[AccountId], period_end: Timestamp, now: Timestamp) -> CommandResult {
+    fn invoice(
+        &mut self,
+        party: PartyId,
+        accounts: &[AccountId],
+        period_end: Timestamp,
+        now: Timestamp,
+    ) -> CommandResult {
         let p = self.party(party).ok_or(Rejection::PartyNotFound)?;
         let PartyKind::Customer { reseller, currency, .. } = p.kind else { return Err(Rejection::PartyKindMismatch) };
         if let Some(until) = p.invoiced_until.filter(|u| *u >= period_end) {
@@ -1474,7 +1469,16 @@ impl Ledger {
         let revenue = self.system_account(c.money.currency, SystemRole::UsageRevenue)?;
         let at = c.at.unwrap_or(now);
         let details = (c.service.clone(), c.metadata.clone(), None, None);
-        let t = self.post_new(lookups, &c.client_id, TransferKind::Charge, (c.account, revenue), c.money, at, details, now)?;
+        let t = self.post_new(
+            lookups,
+            &c.client_id,
+            TransferKind::Charge,
+            (c.account, revenue),
+            c.money,
+            at,
+            details,
+            now,
+        )?;
         let account = self.account_mut(c.account);
         account.last_charge_at = Some(account.last_charge_at.map_or(at, |l| l.max(at)));
         account.uninvoiced = Amount(account.uninvoiced.0.saturating_add(c.money.amount.0));
@@ -1502,7 +1506,8 @@ impl Ledger {
         self.spendable_account(account, money)?;
         let clearing = clearing?;
         let details = (None, metadata.clone(), None, None);
-        let t = self.post_new(lookups, client_id, TransferKind::Payment, (clearing, account), money, now, details, now)?;
+        let t =
+            self.post_new(lookups, client_id, TransferKind::Payment, (clearing, account), money, now, details, now)?;
         Ok(Outcome::Posted { transfer: t.id, overdrawn: false, replayed: false })
     }
 
@@ -1688,7 +1693,8 @@ impl Ledger {
         self.change_reserved(hold.account, -i128::from(hold.amount.0), now)?;
         let money = Money { amount: captured, currency: hold.currency };
         let details = (hold.service.clone(), hold.metadata.clone(), Some(hold_id), None);
-        let t = self.post_new(lookups, client_id, TransferKind::Charge, (hold.account, revenue), money, now, details, now)?;
+        let t =
+            self.post_new(lookups, client_id, TransferKind::Charge, (hold.account, revenue), money, now, details, now)?;
         let account = self.account_mut(hold.account);
         account.last_charge_at = Some(account.last_charge_at.map_or(now, |l| l.max(now)));
         account.uninvoiced = Amount(account.uninvoiced.0.saturating_add(captured.0));
@@ -1697,7 +1703,13 @@ impl Ledger {
         Ok(Outcome::HoldCaptured { hold: hold_id, transfer: t.id, replayed: false })
     }
 
-    fn release(&mut self, client_id: &ClientId, hold_id: HoldId, now: Timestamp, lookups: &mut Lookups) -> CommandResult {
+    fn release(
+        &mut self,
+        client_id: &ClientId,
+        hold_id: HoldId,
+        now: Timestamp,
+        lookups: &mut Lookups,
+    ) -> CommandResult {
         let key = ClientKey::Release(client_id.clone());
         if let Some(Prior::Hold(h)) = lookups.prior.get(&key) {
             return if h.id == hold_id {
@@ -1708,7 +1720,8 @@ impl Ledger {
         }
         let hold = self.resolvable_hold(hold_id, now, lookups)?;
         self.change_reserved(hold.account, -i128::from(hold.amount.0), now)?;
-        let resolution = HoldResolution { at: now, client_id: Some(client_id.clone()), captured: Amount::ZERO, transfer: None };
+        let resolution =
+            HoldResolution { at: now, client_id: Some(client_id.clone()), captured: Amount::ZERO, transfer: None };
         self.resolve_hold(hold, HoldState::Released, resolution, lookups);
         let resolved = lookups.holds[&hold_id].clone();
         self.insert_prior(lookups, key, Prior::Hold(resolved));
@@ -1724,7 +1737,8 @@ impl Ledger {
         lookups: &mut Lookups,
     ) -> CommandResult {
         let original = lookups.transfers.get(&original_id).map(|(t, by)| (t.clone(), *by));
-        if let Some(Prior::Transfer(_) | Prior::InBatch(_)) = lookups.prior.get(&ClientKey::Transfer(client_id.clone())) {
+        if let Some(Prior::Transfer(_) | Prior::InBatch(_)) = lookups.prior.get(&ClientKey::Transfer(client_id.clone()))
+        {
             let Some((t, _)) = &original else { return Err(Rejection::ExistsWithDifferentCounterparty) };
             let expect = TransferExpectation::movement(TransferKind::Reversal, (t.credit, t.debit), t.amount, metadata);
             return self.replay_transfer(lookups, client_id, &expect).expect("prior exists");
@@ -1786,8 +1800,21 @@ struct TransferExpectation<'a> {
 
 impl<'a> TransferExpectation<'a> {
     /// A movement between two known accounts, at the ledger's time, without a service.
-    fn movement(kind: TransferKind, (debit, credit): (AccountId, AccountId), amount: Amount, metadata: &'a Option<String>) -> Self {
-        TransferExpectation { kind, debit, credit: Some(credit), amount, at: None, service: None, metadata: metadata.as_deref() }
+    fn movement(
+        kind: TransferKind,
+        (debit, credit): (AccountId, AccountId),
+        amount: Amount,
+        metadata: &'a Option<String>,
+    ) -> Self {
+        TransferExpectation {
+            kind,
+            debit,
+            credit: Some(credit),
+            amount,
+            at: None,
+            service: None,
+            metadata: metadata.as_deref(),
+        }
     }
 
     fn compare(&self, t: &Transfer) -> Result<(), Rejection> {

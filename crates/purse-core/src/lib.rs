@@ -20,7 +20,9 @@ pub mod rejection;
 pub mod text;
 pub mod time;
 
-pub use command::{AdjustDirection, ChangeNote, Command, CommandResult, Item, Money, NewAccountKind, NewCharge, Outcome, PaymentMethod};
+pub use command::{
+    AdjustDirection, ChangeNote, Command, CommandResult, Item, Money, NewAccountKind, NewCharge, Outcome, PaymentMethod,
+};
 pub use ledger::{BatchOutput, ClientKey, Ledger, Lookups, Missing, MoneyNote, Need, NextIds, Prior};
 pub use model::*;
 pub use money::{Amount, AmountError, Currency, CurrencyCode};

@@ -195,7 +195,8 @@ pub enum LimitChangeKind {
 }
 
 impl LimitChangeKind {
-    pub const ALL: [LimitChangeKind; 3] = [LimitChangeKind::Permanent, LimitChangeKind::Temporary, LimitChangeKind::Revert];
+    pub const ALL: [LimitChangeKind; 3] =
+        [LimitChangeKind::Permanent, LimitChangeKind::Temporary, LimitChangeKind::Revert];
     pub fn as_str(self) -> &'static str {
         match self {
             LimitChangeKind::Permanent => "permanent",
@@ -318,8 +319,7 @@ impl Account {
 
     /// balance + children − reserved + effective credit limit, exact in i128.
     pub fn own_available(&self, now: Timestamp) -> i128 {
-        i128::from(self.balance.0) + i128::from(self.children_balance.0)
-            - i128::from(self.reserved.0)
+        i128::from(self.balance.0) + i128::from(self.children_balance.0) - i128::from(self.reserved.0)
             + self.effective_credit_limit(now)
     }
 }

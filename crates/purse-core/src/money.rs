@@ -110,7 +110,9 @@ pub enum AmountError {
     /// Not a plain decimal: digits, at most one point, an optional leading minus.
     NotADecimal,
     /// More digits after the point than the currency's scale.
-    TooPrecise { scale: u8 },
+    TooPrecise {
+        scale: u8,
+    },
     /// Does not fit in 64-bit units at the currency's scale.
     Overflow,
     BadCurrencyCode,
@@ -156,10 +158,8 @@ pub fn parse_units(text: &str, scale: u8) -> Result<i64, AmountError> {
     let mut units: i64 = 0;
     let padded = fraction.bytes().chain(std::iter::repeat(b'0')).take(usize::from(scale));
     for digit in whole.bytes().chain(padded) {
-        units = units
-            .checked_mul(10)
-            .and_then(|u| u.checked_add(i64::from(digit - b'0')))
-            .ok_or(AmountError::Overflow)?;
+        units =
+            units.checked_mul(10).and_then(|u| u.checked_add(i64::from(digit - b'0'))).ok_or(AmountError::Overflow)?;
     }
     Ok(if negative { -units } else { units })
 }

@@ -179,7 +179,12 @@ mod tests {
     use super::*;
 
     fn settings(target: RechargeTarget) -> RechargeSettings {
-        RechargeSettings { enabled: true, threshold: Amount(2000), target, ..RechargeSettings::off(PartyId(1), Timestamp(0)) }
+        RechargeSettings {
+            enabled: true,
+            threshold: Amount(2000),
+            target,
+            ..RechargeSettings::off(PartyId(1), Timestamp(0))
+        }
     }
 
     #[test]

@@ -12,7 +12,10 @@ pub enum Rejection {
     AmountMustBePositive,
     /// An arithmetic result does not fit in 64-bit units.
     AmountOverflow,
-    CurrencyMismatch { expected: CurrencyCode, actual: CurrencyCode },
+    CurrencyMismatch {
+        expected: CurrencyCode,
+        actual: CurrencyCode,
+    },
     CurrencyUnknown,
     CurrencyExists,
     ScaleTooLarge,
@@ -21,10 +24,17 @@ pub enum Rejection {
     CreditLimitNotAllowedForPrepaid,
     TemporaryIncreaseMustBePositive,
     ValidUntilMustBeInFuture,
-    ThresholdsTooMany { max: usize },
-    TextTooLong { field: &'static str, max: usize },
+    ThresholdsTooMany {
+        max: usize,
+    },
+    TextTooLong {
+        field: &'static str,
+        max: usize,
+    },
     /// A NUL or another control character (a line break where one line is expected).
-    TextNotPrintable { field: &'static str },
+    TextNotPrintable {
+        field: &'static str,
+    },
     NameMustNotBeEmpty,
 
     // Parties and accounts.
@@ -57,18 +67,26 @@ pub enum Rejection {
 
     // Funds.
     /// Spending would leave the available balance below zero.
-    InsufficientFunds { available: Amount },
+    InsufficientFunds {
+        available: Amount,
+    },
 
     // Holds.
     HoldNotFound,
-    HoldAlreadyResolved { state: HoldState },
+    HoldAlreadyResolved {
+        state: HoldState,
+    },
     HoldExpired,
     HoldExpiryMustBeInFuture,
-    CaptureExceedsHold { held: Amount },
+    CaptureExceedsHold {
+        held: Amount,
+    },
 
     // Reversals.
     TransferNotFound,
-    TransferAlreadyReversed { by: TransferId },
+    TransferAlreadyReversed {
+        by: TransferId,
+    },
     ReversalCannotBeReversed,
 
     // Idempotency: the client id was used before with other content.
@@ -86,7 +104,9 @@ pub enum Rejection {
 
     // Invoices.
     /// An invoice already covers the period asked for.
-    AlreadyInvoiced { until: crate::model::Timestamp },
+    AlreadyInvoiced {
+        until: crate::model::Timestamp,
+    },
     /// An invoice covers the customer's accounts only.
     AccountOfOtherParty,
 
@@ -218,11 +238,15 @@ impl fmt::Display for Rejection {
                 write!(f, "capture exceeds the held amount of {} units", held.0)
             }
             TransferAlreadyReversed { by } => write!(f, "transfer already reversed by {by}"),
-            AlreadyInvoiced { until } => write!(f, "an invoice already covers the period until {}", crate::time::format(*until)),
+            AlreadyInvoiced { until } => {
+                write!(f, "an invoice already covers the period until {}", crate::time::format(*until))
+            }
             OtherCustomer => f.write_str("a subscriber account transfers only within its own customer's accounts"),
             TransfersNotAllowed => f.write_str("subscriber-to-subscriber transfers are not allowed for this customer"),
             IssueNeedsMasterWallet => f.write_str("an issue or a recharge moves money from a reseller's master wallet"),
-            NotResellersCustomer => f.write_str("an issue or a recharge goes to a customer of the master wallet's reseller"),
+            NotResellersCustomer => {
+                f.write_str("an issue or a recharge goes to a customer of the master wallet's reseller")
+            }
             ReasonMustNotBeEmpty => f.write_str("give a reason: it is kept in the audit log"),
             other => {
                 // The code is the sentence: "account_not_found" -> "account not found".

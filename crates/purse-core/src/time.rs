@@ -163,7 +163,13 @@ mod tests {
         assert_eq!(format(t), "2026-11-22T08:15:30.250000Z");
         assert_eq!(parse("1970-01-01T00:00:00Z"), Some(Timestamp(0)));
         assert_eq!(parse("2024-02-29T00:00:00Z").map(format).as_deref(), Some("2024-02-29T00:00:00.000000Z"));
-        for bad in ["2026-02-30T00:00:00Z", "2026-11-22 10:15:30Z", "2026-11-22T10:15:30", "1700000000", "2026-13-01T00:00:00Z"] {
+        for bad in [
+            "2026-02-30T00:00:00Z",
+            "2026-11-22 10:15:30Z",
+            "2026-11-22T10:15:30",
+            "1700000000",
+            "2026-13-01T00:00:00Z",
+        ] {
             assert_eq!(parse(bad), None, "{bad}");
         }
     }
@@ -176,11 +182,17 @@ mod tests {
         assert_eq!(day_of(parse("2026-11-22T23:59:59Z").unwrap()), day);
         assert_eq!(format_date(month_start(day)), "2026-11-01");
         assert_eq!(format_short(parse("2026-11-22T10:15:30Z").unwrap()), "2026-11-22 10:15");
-        assert_eq!((parse_offset("+03:00"), parse_offset("-05:30"), parse_offset("UTC")), (Some(180), Some(-330), Some(0)));
+        assert_eq!(
+            (parse_offset("+03:00"), parse_offset("-05:30"), parse_offset("UTC")),
+            (Some(180), Some(-330), Some(0))
+        );
         for bad in ["+3:00", "+15:00", "03:00", "+03:60", "+03-00", "UTC+1"] {
             assert_eq!(parse_offset(bad), None, "{bad}");
         }
-        assert_eq!((format_offset(180), format_offset(-330), format_offset(0)), ("+03:00".to_owned(), "-05:30".to_owned(), "UTC".to_owned()));
+        assert_eq!(
+            (format_offset(180), format_offset(-330), format_offset(0)),
+            ("+03:00".to_owned(), "-05:30".to_owned(), "UTC".to_owned())
+        );
         for bad in ["2026-02-30", "2026-13-01", "26-11-22", "2026/11/22", "2026-11-2x"] {
             assert_eq!(parse_date(bad), None, "{bad}");
         }

@@ -21,10 +21,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use purse_core::{
-    Account, AccountId, AccountKind, Amount, Command, CommandResult, Item, Ledger, Lookups,
-    Timestamp,
-};
+use purse_core::{Account, AccountId, AccountKind, Amount, Command, CommandResult, Item, Ledger, Lookups, Timestamp};
 use purse_store::{Reader, Store, StoreError, StoredResponse};
 
 /// The one source of time for the engine (and later the scheduler and the API).
@@ -291,7 +288,9 @@ impl Engine {
         })?;
         let (reply, response) = answer.recv_async().await.map_err(|_| EngineError::Stopped)?;
         reply?;
-        response.ok_or_else(|| EngineError::Store(StoreError::Other("a sealed request came back without its response".into())))
+        response.ok_or_else(|| {
+            EngineError::Store(StoreError::Other("a sealed request came back without its response".into()))
+        })
     }
 
     /// One command, one result.
@@ -311,7 +310,11 @@ impl Engine {
         };
         let available = purse_core::ledger::available(&acc, parent.as_ref(), now);
         let units = price.filter(|p| p.is_positive()).map(|p| {
-            if available <= 0 { 0 } else { u64::try_from(available / i128::from(p.0)).unwrap_or(u64::MAX) }
+            if available <= 0 {
+                0
+            } else {
+                u64::try_from(available / i128::from(p.0)).unwrap_or(u64::MAX)
+            }
         });
         let available = Amount(available.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64);
         Ok(Some(Spendable { available, units }))
@@ -454,7 +457,11 @@ impl Writer {
     /// Applies and commits the batch; returns, per request, its commands' results and the
     /// response its seal rendered (stored in the same transaction) or replayed.
     #[allow(clippy::type_complexity)]
-    fn apply_durably(&mut self, batch: &[Request], now: Timestamp) -> Result<Vec<(Vec<CommandResult>, Option<SealedResponse>)>, StoreError> {
+    fn apply_durably(
+        &mut self,
+        batch: &[Request],
+        now: Timestamp,
+    ) -> Result<Vec<(Vec<CommandResult>, Option<SealedResponse>)>, StoreError> {
         let t0 = Instant::now();
         let epoch = self.store.begin()?;
         let tb = Instant::now();
@@ -464,8 +471,11 @@ impl Writer {
         self.evict();
         // Retries of sealed requests answered before: their stored response, nothing applied.
         let replayed = self.replays(batch)?;
-        let requests: Vec<&[Item]> =
-            batch.iter().zip(&replayed).map(|(r, done)| if done.is_some() { &[][..] } else { r.items.as_slice() }).collect();
+        let requests: Vec<&[Item]> = batch
+            .iter()
+            .zip(&replayed)
+            .map(|(r, done)| if done.is_some() { &[][..] } else { r.items.as_slice() })
+            .collect();
         let requests = requests.as_slice();
         let tr = Instant::now();
         let mut lookups = Lookups::default();
@@ -495,7 +505,16 @@ impl Writer {
         let t4 = Instant::now();
         self.store.commit()?;
         if self.trace {
-            eprintln!("begin {:?} reload {:?} lookup {:?} load {:?} apply {:?} write {:?} commit {:?}", tb-t0, tr-tb, t1-tr, t2-t1, t3-t2, t4-t3, t4.elapsed());
+            eprintln!(
+                "begin {:?} reload {:?} lookup {:?} load {:?} apply {:?} write {:?} commit {:?}",
+                tb - t0,
+                tr - tb,
+                t1 - tr,
+                t2 - t1,
+                t3 - t2,
+                t4 - t3,
+                t4.elapsed()
+            );
         }
         self.cache_epoch = Some(epoch + 1);
         if self.ledger.accounts.len() > self.config.cached_accounts_max {
@@ -511,7 +530,8 @@ impl Writer {
     /// For each sealed request whose key was stored before: the stored response when the
     /// request is the same, its `reused` answer when not.
     fn replays(&mut self, batch: &[Request]) -> Result<Vec<Option<(u16, Vec<u8>)>>, StoreError> {
-        let keys: Vec<(u64, &str)> = batch.iter().filter_map(|r| r.seal.as_ref()).map(|s| (s.api_key, s.key.as_str())).collect();
+        let keys: Vec<(u64, &str)> =
+            batch.iter().filter_map(|r| r.seal.as_ref()).map(|s| (s.api_key, s.key.as_str())).collect();
         let mut answers = vec![None; batch.len()];
         if keys.is_empty() {
             return Ok(answers);
@@ -523,7 +543,11 @@ impl Writer {
         for (answer, request) in answers.iter_mut().zip(batch) {
             let Some(seal) = &request.seal else { continue };
             if let Some(r) = stored.iter().find(|r| r.api_key == seal.api_key && r.key == seal.key) {
-                *answer = Some(if r.request_hash == seal.request_hash { (r.status, r.body.clone()) } else { seal.reused.clone() });
+                *answer = Some(if r.request_hash == seal.request_hash {
+                    (r.status, r.body.clone())
+                } else {
+                    seal.reused.clone()
+                });
             }
         }
         Ok(answers)

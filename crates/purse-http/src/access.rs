@@ -28,7 +28,8 @@ impl Principal {
 
     /// The ledger's client id for `text` sent by this caller: in its tenant's namespace.
     pub fn client_id(&self, field: &str, text: &str) -> Result<ClientId, ApiError> {
-        let invalid = || ApiError::invalid(field, "invalid_client_id", format!("{field} must be 1 to 100 printable characters"));
+        let invalid =
+            || ApiError::invalid(field, "invalid_client_id", format!("{field} must be 1 to 100 printable characters"));
         if text.is_empty() || text.len() > 100 {
             return Err(invalid());
         }
@@ -45,13 +46,21 @@ impl AppState {
     /// The party, if this caller sees it. Blocking: call inside `AppState::read`.
     pub(crate) fn party_for(&self, who: &Principal, id: u64) -> Result<Party, ApiError> {
         let party = self.engine.reader().party(purse_core::PartyId(id))?.ok_or(ApiError::NotFound("party"))?;
-        if who.sees_party(&party) { Ok(party) } else { Err(ApiError::NotFound("party")) }
+        if who.sees_party(&party) {
+            Ok(party)
+        } else {
+            Err(ApiError::NotFound("party"))
+        }
     }
 
     /// The account, if this caller sees it (system accounts: operators only). Blocking.
     pub(crate) fn account_for(&self, who: &Principal, id: u64) -> Result<Account, ApiError> {
         let account = self.engine.reader().account(purse_core::AccountId(id))?.ok_or(ApiError::NotFound("account"))?;
-        if self.sees_account(who, &account)? { Ok(account) } else { Err(ApiError::NotFound("account")) }
+        if self.sees_account(who, &account)? {
+            Ok(account)
+        } else {
+            Err(ApiError::NotFound("account"))
+        }
     }
 
     pub(crate) fn sees_account(&self, who: &Principal, account: &Account) -> Result<bool, ApiError> {
@@ -60,7 +69,10 @@ impl AppState {
 
     /// Answers a policy rule that asks for customers' resellers, reading them (cached) from
     /// the store. Blocking on a miss.
-    pub(crate) fn ask<T>(&self, rule: impl FnOnce(&mut dyn FnMut(PartyId) -> Option<PartyId>) -> T) -> Result<T, ApiError> {
+    pub(crate) fn ask<T>(
+        &self,
+        rule: impl FnOnce(&mut dyn FnMut(PartyId) -> Option<PartyId>) -> T,
+    ) -> Result<T, ApiError> {
         let mut failed = None;
         let answer = rule(&mut |p| match self.reseller_of(p) {
             Ok(r) => r,
@@ -78,12 +90,17 @@ impl AppState {
     /// owns an account (and which reseller a party belongs to) never changes, so both are
     /// cached. Blocking on a miss.
     pub(crate) fn check_account_field(&self, who: &Principal, field: &str, id: u64) -> Result<(), ApiError> {
-        let not_found = || ApiError::invalid(field, "account_not_found", format!("{field}: account {id} does not exist"));
+        let not_found =
+            || ApiError::invalid(field, "account_not_found", format!("{field}: account {id} does not exist"));
         let owner = match who.role {
             Role::Operator => return Ok(()),
             Role::Reseller(_) | Role::Customer(_) => self.owner_of(id)?.ok_or_else(not_found)?,
         };
-        if self.ask(|reseller_of| policy::sees_owner(who.role, owner, reseller_of))? { Ok(()) } else { Err(not_found()) }
+        if self.ask(|reseller_of| policy::sees_owner(who.role, owner, reseller_of))? {
+            Ok(())
+        } else {
+            Err(not_found())
+        }
     }
 
     /// `Some(owner)` of an existing account (the owner is `None` for system accounts).

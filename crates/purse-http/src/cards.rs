@@ -19,7 +19,10 @@ pub enum PayError {
     /// Card payments are not configured.
     NotConfigured,
     /// A field of the request is wrong.
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     /// The card was declined: nothing changed.
     Declined(String),
     /// Stripe did not answer; the payment is finished in the background.

@@ -13,7 +13,11 @@ pub enum ApiError {
     /// The body is not JSON at all.
     MalformedJson(String),
     /// JSON, but a field is missing, unknown, of the wrong type or out of its rules.
-    InvalidField { field: String, code: &'static str, message: String },
+    InvalidField {
+        field: String,
+        code: &'static str,
+        message: String,
+    },
     /// A body of another content type.
     UnsupportedMediaType,
     /// The body is larger than the route accepts.
@@ -25,9 +29,14 @@ pub enum ApiError {
     /// The key's role or scope does not allow this.
     Forbidden(String),
     /// The key's role may not set this field.
-    ForbiddenField { field: &'static str, message: String },
+    ForbiddenField {
+        field: &'static str,
+        message: String,
+    },
     /// The key made more requests than its rate allows.
-    RateLimited { retry_after_s: u64 },
+    RateLimited {
+        retry_after_s: u64,
+    },
     /// A request that changes something came without an `Idempotency-Key`.
     IdempotencyKeyMissing,
     IdempotencyKeyInvalid,
@@ -88,7 +97,9 @@ impl ApiError {
             ApiError::IdempotencyKeyInFlight => StatusCode::CONFLICT,
             ApiError::Rejected(r) if r.code().starts_with("exists_with_different") => StatusCode::CONFLICT,
             ApiError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Overloaded | ApiError::Unavailable | ApiError::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Overloaded | ApiError::Unavailable | ApiError::StorageUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PaymentDeclined(_) => StatusCode::PAYMENT_REQUIRED,
             ApiError::PaymentPending(_) => StatusCode::ACCEPTED,

@@ -127,7 +127,12 @@ async fn prepare(state: &AppState, request: Request) -> Result<(Request, Claim),
     let path = parts.uri.path_and_query().map_or("", |p| p.as_str()).to_owned();
     let request_hash = hash(&parts.method, &path, &bytes);
     let entry = (principal.key_id, key.clone());
-    let claimed = state.idempotency.0.lock().map_err(|_| ApiError::Internal("idempotency set poisoned".into()))?.insert(entry.clone());
+    let claimed = state
+        .idempotency
+        .0
+        .lock()
+        .map_err(|_| ApiError::Internal("idempotency set poisoned".into()))?
+        .insert(entry.clone());
     if !claimed {
         return Err(ApiError::IdempotencyKeyInFlight);
     }

@@ -21,11 +21,10 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
+        let is_json =
+            req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+                v.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+            });
         if !is_json {
             return Err(ApiError::UnsupportedMediaType);
         }
@@ -68,7 +67,11 @@ fn field_error(path: &str, message: &str) -> ApiError {
     let field = if path == "." { String::new() } else { path.to_owned() };
     let money = ["amount", "price", "credit_limit"].iter().any(|m| field.ends_with(m));
     if money && message.starts_with("invalid type") {
-        return ApiError::invalid(field, "invalid_amount", "must be a decimal string such as \"12.50\", never a JSON number");
+        return ApiError::invalid(
+            field,
+            "invalid_amount",
+            "must be a decimal string such as \"12.50\", never a JSON number",
+        );
     }
     ApiError::invalid(field, "invalid_type", message)
 }
@@ -110,7 +113,11 @@ impl Params {
     /// Refuses any parameter not in `allowed`.
     pub fn only(&self, allowed: &[&str]) -> Result<(), ApiError> {
         match self.0.keys().find(|k| !allowed.contains(&k.as_str())) {
-            Some(k) => Err(ApiError::invalid(k.clone(), "unknown_parameter", format!("unknown query parameter {k}; expected one of {}", allowed.join(", ")))),
+            Some(k) => Err(ApiError::invalid(
+                k.clone(),
+                "unknown_parameter",
+                format!("unknown query parameter {k}; expected one of {}", allowed.join(", ")),
+            )),
             None => Ok(()),
         }
     }
@@ -124,7 +131,11 @@ impl Params {
         self.text(name)
             .map(|v| {
                 v.parse::<u64>().ok().filter(|n| i64::try_from(*n).is_ok()).ok_or_else(|| {
-                    ApiError::invalid(name, "invalid_type", format!("{name} must be a whole number from 0 to {}", i64::MAX))
+                    ApiError::invalid(
+                        name,
+                        "invalid_type",
+                        format!("{name} must be a whole number from 0 to {}", i64::MAX),
+                    )
                 })
             })
             .transpose()
@@ -141,10 +152,6 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Id {
         let axum::extract::Path(text) = axum::extract::Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|_| ApiError::NotFound("resource"))?;
-        text.parse::<u64>()
-            .ok()
-            .filter(|n| i64::try_from(*n).is_ok())
-            .map(Id)
-            .ok_or(ApiError::NotFound("resource"))
+        text.parse::<u64>().ok().filter(|n| i64::try_from(*n).is_ok()).map(Id).ok_or(ApiError::NotFound("resource"))
     }
 }

@@ -92,8 +92,10 @@ pub struct AppState {
     /// Which party owns an account, and which reseller a party belongs to: facts that
     /// never change, cached for tenancy checks.
     pub(crate) owners: Arc<std::sync::Mutex<std::collections::HashMap<u64, Option<purse_core::PartyId>>>>,
-    pub(crate) resellers: Arc<std::sync::Mutex<std::collections::HashMap<purse_core::PartyId, Option<purse_core::PartyId>>>>,
-    pub(crate) currencies: Arc<std::sync::RwLock<std::collections::HashMap<purse_core::CurrencyCode, purse_core::Currency>>>,
+    pub(crate) resellers:
+        Arc<std::sync::Mutex<std::collections::HashMap<purse_core::PartyId, Option<purse_core::PartyId>>>>,
+    pub(crate) currencies:
+        Arc<std::sync::RwLock<std::collections::HashMap<purse_core::CurrencyCode, purse_core::Currency>>>,
 }
 
 impl AppState {
@@ -160,9 +162,15 @@ impl AppState {
     }
 
     /// How the audit log shows a key's or user's role and scope, and the party it belongs to.
-    pub fn access_view(role: purse_core::Role, scope: purse_core::Scope) -> (serde_json::Value, Option<purse_core::PartyId>) {
+    pub fn access_view(
+        role: purse_core::Role,
+        scope: purse_core::Scope,
+    ) -> (serde_json::Value, Option<purse_core::PartyId>) {
         let (kind, party) = purse_store::codec::role(role);
-        (serde_json::json!({ "role": kind, "party": party, "scope": purse_store::codec::scope(scope) }), party.map(purse_core::PartyId))
+        (
+            serde_json::json!({ "role": kind, "party": party, "scope": purse_store::codec::scope(scope) }),
+            party.map(purse_core::PartyId),
+        )
     }
 
     /// The audit entry of a change made now by `who`. Blocking.

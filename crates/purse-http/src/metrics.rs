@@ -74,7 +74,11 @@ impl Metrics {
 fn request_id(request: &Request, metrics: &Metrics) -> String {
     let given = request.headers().get("x-request-id").and_then(|v| v.to_str().ok());
     match given {
-        Some(id) if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') => {
+        Some(id)
+            if !id.is_empty()
+                && id.len() <= 64
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
             id.to_owned()
         }
         _ => format!("req-{:x}-{:x}", std::process::id(), metrics.next_request_id.fetch_add(1, Ordering::Relaxed)),

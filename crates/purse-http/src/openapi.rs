@@ -68,32 +68,69 @@ fn object(required: &[(&str, Value)], optional: &[(&str, Value)], closed: bool) 
 
 fn schemas() -> Value {
     let party = object(
-        &[("id", id()), ("kind", json!({ "type": "string", "enum": ["reseller", "customer"] })), ("client_id", string()), ("name", string()), ("created_at", time())],
-        &[("reseller", nullable(id())), ("billing", json!({ "type": "string", "enum": ["prepaid", "postpaid"] })), ("currency", currency()), ("wallet", id())],
+        &[
+            ("id", id()),
+            ("kind", json!({ "type": "string", "enum": ["reseller", "customer"] })),
+            ("client_id", string()),
+            ("name", string()),
+            ("created_at", time()),
+        ],
+        &[
+            ("reseller", nullable(id())),
+            ("billing", json!({ "type": "string", "enum": ["prepaid", "postpaid"] })),
+            ("currency", currency()),
+            ("wallet", id()),
+        ],
         false,
     );
     let account = object(
         &[
-            ("id", id()), ("kind", string()), ("party", nullable(id())), ("currency", currency()),
-            ("status", json!({ "type": "string", "enum": ["open", "closed"] })), ("balance", amount()), ("reserved", amount()), ("uninvoiced", amount()),
-            ("credit_limit", amount()), ("temporary_increase", nullable(object(&[("amount", amount()), ("valid_until", time())], &[], false))),
-            ("children_balance", amount()), ("available", amount()), ("thresholds", list_of(amount())),
-            ("last_charge_at", nullable(time())), ("created_at", time()),
+            ("id", id()),
+            ("kind", string()),
+            ("party", nullable(id())),
+            ("currency", currency()),
+            ("status", json!({ "type": "string", "enum": ["open", "closed"] })),
+            ("balance", amount()),
+            ("reserved", amount()),
+            ("uninvoiced", amount()),
+            ("credit_limit", amount()),
+            ("temporary_increase", nullable(object(&[("amount", amount()), ("valid_until", time())], &[], false))),
+            ("children_balance", amount()),
+            ("available", amount()),
+            ("thresholds", list_of(amount())),
+            ("last_charge_at", nullable(time())),
+            ("created_at", time()),
         ],
         &[("parent", id())],
         false,
     );
     let transfer_fields = [
-        ("id", id()), ("client_id", string()), ("kind", string()), ("debit", id()), ("credit", id()), ("amount", amount()),
-        ("currency", currency()), ("at", time()), ("posted_at", time()), ("service", nullable(string())),
-        ("metadata", metadata()), ("hold", nullable(id())), ("reverses", nullable(id())), ("overdrawn", boolean()),
+        ("id", id()),
+        ("client_id", string()),
+        ("kind", string()),
+        ("debit", id()),
+        ("credit", id()),
+        ("amount", amount()),
+        ("currency", currency()),
+        ("at", time()),
+        ("posted_at", time()),
+        ("service", nullable(string())),
+        ("metadata", metadata()),
+        ("hold", nullable(id())),
+        ("reverses", nullable(id())),
+        ("overdrawn", boolean()),
     ];
     let mut entry_fields = transfer_fields.to_vec();
     entry_fields.extend([("change", amount()), ("balance_after", amount()), ("counterparty", id())]);
     let posted = object(&[("transfer", id()), ("overdrawn", boolean()), ("replayed", boolean())], &[], false);
     let charge = object(
         &[("client_id", client_id()), ("account", id()), ("amount", positive_amount()), ("currency", currency())],
-        &[("service", nullable(json!({ "type": "string", "maxLength": 64 }))), ("at", nullable(time())), ("metadata", metadata()), ("refuse_if_insufficient", boolean())],
+        &[
+            ("service", nullable(json!({ "type": "string", "maxLength": 64 }))),
+            ("at", nullable(time())),
+            ("metadata", metadata()),
+            ("refuse_if_insufficient", boolean()),
+        ],
         true,
     );
     let mut all = json!({
@@ -189,7 +226,9 @@ fn schemas() -> Value {
         "Capture": object(&[("client_id", client_id())], &[("amount", nullable(positive_amount()))], true),
         "Release": object(&[("client_id", client_id())], &[], true),
     });
-    for (name, schema) in alert_schemas().into_iter().chain(payment_schemas()).chain(credit_schemas()).chain(access_schemas()) {
+    for (name, schema) in
+        alert_schemas().into_iter().chain(payment_schemas()).chain(credit_schemas()).chain(access_schemas())
+    {
         all[name] = schema;
     }
     all
@@ -200,12 +239,26 @@ fn access_schemas() -> Vec<(&'static str, Value)> {
     let role = json!({ "type": "string", "enum": ["operator", "reseller", "customer"] });
     let scope = json!({ "type": "string", "enum": ["read", "read_write"] });
     let key = object(
-        &[("id", id()), ("name", string()), ("prefix", string()), ("role", role.clone()), ("scope", scope.clone()), ("created_at", time())],
+        &[
+            ("id", id()),
+            ("name", string()),
+            ("prefix", string()),
+            ("role", role.clone()),
+            ("scope", scope.clone()),
+            ("created_at", time()),
+        ],
         &[("party", nullable(id())), ("revoked_at", nullable(time()))],
         false,
     );
     let user = object(
-        &[("id", id()), ("email", string()), ("name", string()), ("role", role.clone()), ("scope", scope.clone()), ("created_at", time())],
+        &[
+            ("id", id()),
+            ("email", string()),
+            ("name", string()),
+            ("role", role.clone()),
+            ("scope", scope.clone()),
+            ("created_at", time()),
+        ],
         &[("party", nullable(id())), ("disabled_at", nullable(time()))],
         false,
     );
@@ -229,7 +282,11 @@ fn access_schemas() -> Vec<(&'static str, Value)> {
         ("ApiKeyCreated", object(&[("key", reference("ApiKey")), ("secret", string())], &[], false)),
         (
             "NewApiKey",
-            object(&[("name", name.clone()), ("role", role.clone()), ("scope", scope.clone())], &[("party", nullable(id()))], true),
+            object(
+                &[("name", name.clone()), ("role", role.clone()), ("scope", scope.clone())],
+                &[("party", nullable(id()))],
+                true,
+            ),
         ),
         ("User", user),
         ("UserList", object(&[("data", list_of(reference("User")))], &[], false)),
@@ -281,7 +338,10 @@ pub fn document() -> Value {
             _ => "application/json",
         };
         let mut responses = Map::new();
-        responses.insert(status.to_string(), json!({ "description": "Success", "content": { content_type: { "schema": reference(schema) } } }));
+        responses.insert(
+            status.to_string(),
+            json!({ "description": "Success", "content": { content_type: { "schema": reference(schema) } } }),
+        );
         if r.access != Access::Public {
             if r.access == Access::Write {
                 // A replay of a client id used before answers 200 with the first outcome.
@@ -289,7 +349,10 @@ pub fn document() -> Value {
                     responses.insert("200".into(), json!({ "description": "Replay of a client id used before", "content": { "application/json": { "schema": reference(schema) } } }));
                 }
                 parameters.push(json!({ "name": "Idempotency-Key", "in": "header", "required": true, "schema": { "type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$" } }));
-                responses.insert("409".into(), error_response("Idempotency key in flight, or a client id used before with other content"));
+                responses.insert(
+                    "409".into(),
+                    error_response("Idempotency key in flight, or a client id used before with other content"),
+                );
                 responses.insert("503".into(), error_response("Overloaded or shutting down; retry after Retry-After"));
             }
             if r.request.is_some() {
@@ -298,8 +361,14 @@ pub fn document() -> Value {
             }
             if matches!(r.operation, "payNow" | "saveCard") {
                 responses.insert("402".into(), error_response("The card was declined; nothing changed"));
-                responses.insert("202".into(), error_response("Stripe did not answer in time; the payment completes in the background"));
-                responses.insert("409".into(), error_response("Card payments are not configured (no Stripe endpoint), or a request in flight"));
+                responses.insert(
+                    "202".into(),
+                    error_response("Stripe did not answer in time; the payment completes in the background"),
+                );
+                responses.insert(
+                    "409".into(),
+                    error_response("Card payments are not configured (no Stripe endpoint), or a request in flight"),
+                );
             }
             responses.insert("400".into(), error_response("Malformed request"));
             responses.insert("401".into(), error_response("Missing, unknown or revoked API key"));
@@ -320,7 +389,8 @@ pub fn document() -> Value {
             operation["security"] = json!([]);
         }
         if let Some(body) = r.request {
-            operation["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": reference(body) } } });
+            operation["requestBody"] =
+                json!({ "required": true, "content": { "application/json": { "schema": reference(body) } } });
         }
         let entry = paths.entry(r.path.to_owned()).or_insert_with(|| json!({}));
         entry[r.method.as_str().to_ascii_lowercase()] = operation;
@@ -352,14 +422,23 @@ fn alert_schemas() -> Vec<(&'static str, Value)> {
     let emails = json!({ "type": "array", "maxItems": 20, "items": { "type": "string", "maxLength": 254 } });
     let hours = json!({ "type": "integer", "format": "int64" });
     let rule = |inactivity: bool| {
-        let mut optional = vec![("notify", boolean()), ("users", json!({ "type": "array", "maxItems": 20, "items": id() })), ("emails", emails.clone())];
+        let mut optional = vec![
+            ("notify", boolean()),
+            ("users", json!({ "type": "array", "maxItems": 20, "items": id() })),
+            ("emails", emails.clone()),
+        ];
         if inactivity {
             optional.push(("inactivity_hours", nullable(hours.clone())));
         }
         nullable(object(&[("threshold", json!({ "type": "string", "maxLength": 40 }))], &optional, true))
     };
     let profile_body = object(
-        &[("name", json!({ "type": "string", "maxLength": 200 })), ("currency", currency()), ("max_quantity", hours.clone()), ("period_hours", hours.clone())],
+        &[
+            ("name", json!({ "type": "string", "maxLength": 200 })),
+            ("currency", currency()),
+            ("max_quantity", hours.clone()),
+            ("period_hours", hours.clone()),
+        ],
         &[
             ("reseller", nullable(id())),
             ("sort_order", hours.clone()),
@@ -375,7 +454,20 @@ fn alert_schemas() -> Vec<(&'static str, Value)> {
     vec![
         ("Deleted", object(&[("id", id()), ("deleted", boolean())], &[], false)),
         ("LowBalanceProfileBody", profile_body),
-        ("LowBalanceProfile", object(&[("id", id()), ("name", string()), ("currency", currency()), ("max_quantity", json!({ "type": "integer" })), ("period_hours", json!({ "type": "integer" }))], &[], false)),
+        (
+            "LowBalanceProfile",
+            object(
+                &[
+                    ("id", id()),
+                    ("name", string()),
+                    ("currency", currency()),
+                    ("max_quantity", json!({ "type": "integer" })),
+                    ("period_hours", json!({ "type": "integer" })),
+                ],
+                &[],
+                false,
+            ),
+        ),
         ("LowBalanceProfileList", object(&[("data", list_of(reference("LowBalanceProfile")))], &[], false)),
         (
             "AlertSettingsBody",
@@ -390,12 +482,39 @@ fn alert_schemas() -> Vec<(&'static str, Value)> {
                 true,
             ),
         ),
-        ("AlertSettings", object(&[("party", id()), ("alert_emails", list_of(string())), ("warning_thresholds", string())], &[], false)),
+        (
+            "AlertSettings",
+            object(
+                &[("party", id()), ("alert_emails", list_of(string())), ("warning_thresholds", string())],
+                &[],
+                false,
+            ),
+        ),
         ("WebhookEndpointBody", object(&[("url", json!({ "type": "string", "maxLength": 2000 }))], &[], true)),
-        ("WebhookEndpoint", object(&[("id", id()), ("url", string()), ("enabled", boolean())], &[("secret", string())], false)),
+        (
+            "WebhookEndpoint",
+            object(&[("id", id()), ("url", string()), ("enabled", boolean())], &[("secret", string())], false),
+        ),
         ("WebhookEndpointList", object(&[("data", list_of(reference("WebhookEndpoint")))], &[], false)),
-        ("NotificationList", object(&[("data", list_of(object(&[("id", id()), ("kind", string()), ("deliveries", list_of(json!({ "type": "object" })))], &[], false)))], &[], false)),
-        ("JobRunList", object(&[("data", list_of(object(&[("job", string()), ("key", string())], &[], false)))], &[], false)),
+        (
+            "NotificationList",
+            object(
+                &[(
+                    "data",
+                    list_of(object(
+                        &[("id", id()), ("kind", string()), ("deliveries", list_of(json!({ "type": "object" })))],
+                        &[],
+                        false,
+                    )),
+                )],
+                &[],
+                false,
+            ),
+        ),
+        (
+            "JobRunList",
+            object(&[("data", list_of(object(&[("job", string()), ("key", string())], &[], false)))], &[], false),
+        ),
     ]
 }
 
@@ -412,13 +531,26 @@ fn payment_schemas() -> Vec<(&'static str, Value)> {
         true,
     );
     let recharge = object(
-        &[("id", id()), ("customer", id()), ("method", string()), ("reason", string()), ("amount", amount()), ("currency", currency()), ("status", string())],
+        &[
+            ("id", id()),
+            ("customer", id()),
+            ("method", string()),
+            ("reason", string()),
+            ("amount", amount()),
+            ("currency", currency()),
+            ("status", string()),
+        ],
         &[],
         false,
     );
     let allocation = object(
         &[("id", id()), ("invoice", id()), ("receipt", id()), ("amount", amount()), ("at", time())],
-        &[("invoice_number", nullable(string())), ("receipt_number", nullable(string())), ("released_at", nullable(time())), ("release_reason", nullable(string()))],
+        &[
+            ("invoice_number", nullable(string())),
+            ("receipt_number", nullable(string())),
+            ("released_at", nullable(time())),
+            ("release_reason", nullable(string())),
+        ],
         false,
     );
     let receipt = object(
@@ -463,7 +595,14 @@ fn payment_schemas() -> Vec<(&'static str, Value)> {
             ("voided_at", nullable(time())),
             ("void_reason", nullable(string())),
             ("payment", id()),
-            ("lines", list_of(object(&[("service", string()), ("quantity", json!({ "type": "integer" })), ("amount", amount())], &[], false))),
+            (
+                "lines",
+                list_of(object(
+                    &[("service", string()), ("quantity", json!({ "type": "integer" })), ("amount", amount())],
+                    &[],
+                    false,
+                )),
+            ),
             ("allocations", list_of(allocation)),
         ],
         false,
@@ -472,7 +611,11 @@ fn payment_schemas() -> Vec<(&'static str, Value)> {
         (
             "RechargeSettingsBody",
             object(
-                &[("enabled", boolean()), ("method", json!({ "type": "string", "enum": ["card", "invoice", "master_account"] })), ("threshold", amount())],
+                &[
+                    ("enabled", boolean()),
+                    ("method", json!({ "type": "string", "enum": ["card", "invoice", "master_account"] })),
+                    ("threshold", amount()),
+                ],
                 &[
                     ("currency", nullable(currency())),
                     ("recharge_amount", nullable(positive_amount())),
@@ -487,7 +630,13 @@ fn payment_schemas() -> Vec<(&'static str, Value)> {
         (
             "RechargeSettings",
             object(
-                &[("customer", id()), ("enabled", boolean()), ("method", string()), ("threshold", amount()), ("per_day_max", json!({ "type": "integer" }))],
+                &[
+                    ("customer", id()),
+                    ("enabled", boolean()),
+                    ("method", string()),
+                    ("threshold", amount()),
+                    ("per_day_max", json!({ "type": "integer" })),
+                ],
                 &[],
                 false,
             ),
@@ -500,7 +649,10 @@ fn payment_schemas() -> Vec<(&'static str, Value)> {
                 &[
                     ("amount", nullable(positive_amount())),
                     ("card", nullable(card)),
-                    ("auto_recharge", nullable(object(&[("threshold", amount()), ("recharge_amount", positive_amount())], &[], true))),
+                    (
+                        "auto_recharge",
+                        nullable(object(&[("threshold", amount()), ("recharge_amount", positive_amount())], &[], true)),
+                    ),
                 ],
                 true,
             ),
@@ -511,11 +663,17 @@ fn payment_schemas() -> Vec<(&'static str, Value)> {
         ("RechargeList", object(&[("data", list_of(recharge))], &[], false)),
         ("Invoice", invoice.clone()),
         ("InvoiceList", object(&[("data", list_of(invoice))], &[], false)),
-        ("InvoiceVoid", object(&[("reason", json!({ "type": "string", "minLength": 1, "maxLength": 500 }))], &[], true)),
+        (
+            "InvoiceVoid",
+            object(&[("reason", json!({ "type": "string", "minLength": 1, "maxLength": 500 }))], &[], true),
+        ),
         (
             "BillingSettingsBody",
             object(
-                &[("cycle_day", json!({ "type": "integer", "minimum": 1, "maximum": 28 })), ("time_zone", json!({ "type": "string", "pattern": "^(UTC|Z|[+-][0-9]{2}:[0-9]{2})$" }))],
+                &[
+                    ("cycle_day", json!({ "type": "integer", "minimum": 1, "maximum": 28 })),
+                    ("time_zone", json!({ "type": "string", "pattern": "^(UTC|Z|[+-][0-9]{2}:[0-9]{2})$" })),
+                ],
                 &[],
                 true,
             ),
@@ -560,7 +718,15 @@ fn credit_schemas() -> Vec<(&'static str, Value)> {
         ],
         true,
     );
-    let state = object(&[("credit_limit", amount()), ("temporary_increase", json!({ "type": "object", "nullable": true })), ("effective", amount())], &[], false);
+    let state = object(
+        &[
+            ("credit_limit", amount()),
+            ("temporary_increase", json!({ "type": "object", "nullable": true })),
+            ("effective", amount()),
+        ],
+        &[],
+        false,
+    );
     let change = object(
         &[
             ("kind", json!({ "type": "string", "enum": ["permanent", "temporary", "revert"] })),
@@ -574,15 +740,42 @@ fn credit_schemas() -> Vec<(&'static str, Value)> {
         &[],
         false,
     );
-    let class = object(&[("id", id()), ("name", string()), ("subscriber_transfers", boolean()), ("maximum_increase", json!({ "type": "object", "nullable": true }))], &[], false);
+    let class = object(
+        &[
+            ("id", id()),
+            ("name", string()),
+            ("subscriber_transfers", boolean()),
+            ("maximum_increase", json!({ "type": "object", "nullable": true })),
+        ],
+        &[],
+        false,
+    );
     let entry = object(
-        &[("id", id()), ("at", time()), ("actor", string()), ("party", nullable(id())), ("entity", string()), ("entity_id", string()), ("action", string())],
+        &[
+            ("id", id()),
+            ("at", time()),
+            ("actor", string()),
+            ("party", nullable(id())),
+            ("entity", string()),
+            ("entity_id", string()),
+            ("action", string()),
+        ],
         &[("before", json!({ "nullable": true })), ("after", json!({ "nullable": true }))],
         false,
     );
     vec![
         ("CreditHistory", object(&[("account", id()), ("data", list_of(change))], &[], false)),
-        ("CustomerClassBody", object(&[("name", json!({ "type": "string", "minLength": 1, "maxLength": 100 })), ("subscriber_transfers", boolean())], &[("maximum_increase", nullable(max.clone()))], true)),
+        (
+            "CustomerClassBody",
+            object(
+                &[
+                    ("name", json!({ "type": "string", "minLength": 1, "maxLength": 100 })),
+                    ("subscriber_transfers", boolean()),
+                ],
+                &[("maximum_increase", nullable(max.clone()))],
+                true,
+            ),
+        ),
         ("CustomerClass", class.clone()),
         ("CustomerClassList", object(&[("data", list_of(class))], &[], false)),
         (
@@ -597,7 +790,10 @@ fn credit_schemas() -> Vec<(&'static str, Value)> {
                 true,
             ),
         ),
-        ("CreditSettings", json!({ "type": "object", "additionalProperties": true, "description": "A customer's Balance & Credits (credit_limit, temporary_increase, effective_credit_limit, maximum_increase, warning_thresholds, unallocated_payments, class, subscriber_transfers) or a reseller's maximum_increase." })),
+        (
+            "CreditSettings",
+            json!({ "type": "object", "additionalProperties": true, "description": "A customer's Balance & Credits (credit_limit, temporary_increase, effective_credit_limit, maximum_increase, warning_thresholds, unallocated_payments, class, subscriber_transfers) or a reseller's maximum_increase." }),
+        ),
         ("AuditLog", object(&[("data", list_of(entry)), ("next_before", nullable(id()))], &[], false)),
     ]
 }

@@ -1,10 +1,10 @@
 //! Every route of the API, in one table: the router is built from it and so is the OpenAPI
 //! document, so neither can list a route the other lacks.
 
-use axum::response::IntoResponse;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Method;
 use axum::middleware;
+use axum::response::IntoResponse;
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 
@@ -180,11 +180,19 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .route_layer(middleware::from_fn_with_state(state.clone(), metrics::observe))
         .fallback(|uri: axum::http::Uri| async move {
-            if uri.path().starts_with("/v1/") { crate::ApiError::NotFound("route").into_response() } else { crate::portal::not_found() }
+            if uri.path().starts_with("/v1/") {
+                crate::ApiError::NotFound("route").into_response()
+            } else {
+                crate::portal::not_found()
+            }
         })
         .method_not_allowed_fallback(|uri: axum::http::Uri| async move {
             let page = !uri.path().starts_with("/v1/") && !["/healthz", "/readyz", "/metrics"].contains(&uri.path());
-            if page { crate::portal::method_not_allowed() } else { crate::ApiError::MethodNotAllowed.into_response() }
+            if page {
+                crate::portal::method_not_allowed()
+            } else {
+                crate::ApiError::MethodNotAllowed.into_response()
+            }
         })
         .with_state(state)
 }

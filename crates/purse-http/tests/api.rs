@@ -66,13 +66,16 @@ impl Api {
         let body = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         };
         Reply { status, body, headers }
     }
 
     async fn get_as(&self, key: &str, uri: &str) -> (StatusCode, Value) {
-        let r = self.send(Request::get(uri).header("authorization", format!("Bearer {key}")).body(Body::empty()).unwrap()).await;
+        let r = self
+            .send(Request::get(uri).header("authorization", format!("Bearer {key}")).body(Body::empty()).unwrap())
+            .await;
         (r.status, r.body)
     }
 
@@ -111,11 +114,15 @@ impl Api {
         let (status, _) = self.post("/v1/currencies", json!({ "code": "USD" })).await;
         assert!(status == StatusCode::CREATED || status == StatusCode::UNPROCESSABLE_ENTITY);
         let (status, body) = self
-            .post("/v1/customers", json!({ "client_id": "c-1", "name": "Acme", "billing": "prepaid", "currency": "USD" }))
+            .post(
+                "/v1/customers",
+                json!({ "client_id": "c-1", "name": "Acme", "billing": "prepaid", "currency": "USD" }),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let wallet = body["wallet"].as_u64().unwrap();
-        let pay = json!({ "client_id": "p-1", "account": wallet, "amount": "10.00", "currency": "USD", "method": "cash" });
+        let pay =
+            json!({ "client_id": "p-1", "account": wallet, "amount": "10.00", "currency": "USD", "method": "cash" });
         assert_eq!(self.post("/v1/payments", pay).await.0, StatusCode::CREATED);
         wallet
     }
@@ -166,7 +173,10 @@ async fn a_charge_moves_the_balance_and_a_retry_replays_it() {
     let (status, journal) = api.get(&format!("/v1/accounts/{wallet}/journal?kind=charge")).await;
     assert_eq!(status, StatusCode::OK, "{journal}");
     assert_eq!(journal["data"].as_array().unwrap().len(), 1);
-    assert_eq!((journal["data"][0]["change"].clone(), journal["data"][0]["balance_after"].clone()), (json!("-2.50"), json!("7.50")));
+    assert_eq!(
+        (journal["data"][0]["change"].clone(), journal["data"][0]["balance_after"].clone()),
+        (json!("-2.50"), json!("7.50"))
+    );
     assert_eq!(journal["data"][0]["metadata"], json!({ "cdr": "A1" }));
     let (_, full) = api.get(&format!("/v1/accounts/{wallet}/journal?limit=1")).await;
     assert_eq!(full["data"][0]["kind"], "charge");
@@ -178,7 +188,8 @@ async fn a_charge_moves_the_balance_and_a_retry_replays_it() {
     let (_, before) = api.get(&format!("/v1/accounts/{wallet}/balance?at=2000-01-01T00:00:00Z")).await;
     assert_eq!(before["balance"], "0.00");
     // A reversed charge is no longer consumption to invoice.
-    let (status, reversal) = api.post("/v1/reversals", json!({ "client_id": "r-1", "transfer": first["transfer"] })).await;
+    let (status, reversal) =
+        api.post("/v1/reversals", json!({ "client_id": "r-1", "transfer": first["transfer"] })).await;
     assert_eq!(status, StatusCode::CREATED, "{reversal}");
     let (_, account) = api.get(&format!("/v1/accounts/{wallet}")).await;
     assert_eq!((account["uninvoiced"].clone(), account["balance"].clone()), (json!("0.00"), json!("10.00")));
@@ -244,7 +255,8 @@ async fn bad_input_is_a_clear_4xx_naming_the_field() {
 async fn a_batch_answers_each_item_and_one_bad_item_spoils_nothing() {
     let api = Api::new();
     let wallet = api.funded_wallet().await;
-    let item = |id: &str, amount: Value| json!({ "client_id": id, "account": wallet, "amount": amount, "currency": "USD" });
+    let item =
+        |id: &str, amount: Value| json!({ "client_id": id, "account": wallet, "amount": amount, "currency": "USD" });
     let batch = json!({ "items": [item("b-1", json!("1.00")), item("b-2", json!(1.0)), item("b-3", json!("20.00")), item("b-1", json!("1.00"))] });
     let (status, body) = api.post("/v1/charges/batch", batch).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "a float anywhere is refused before anything runs: {body}");
@@ -253,7 +265,11 @@ async fn a_batch_answers_each_item_and_one_bad_item_spoils_nothing() {
     // ledger does not know (found by schemathesis: an empty amount in an unknown currency).
     let unknown = json!({ "client_id": "b-9", "account": wallet, "amount": "", "currency": "AAA" });
     let (status, body) = api.post("/v1/charges/batch", json!({ "items": [item("b-1", json!("1.00")), unknown] })).await;
-    assert_eq!((status, error_of(&body)), (StatusCode::UNPROCESSABLE_ENTITY, ("invalid_amount", "items[1].amount")), "{body}");
+    assert_eq!(
+        (status, error_of(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, ("invalid_amount", "items[1].amount")),
+        "{body}"
+    );
     let lower = json!({ "client_id": "b-9", "account": wallet, "amount": "1", "currency": "usd" });
     let (status, body) = api.post("/v1/charges/batch", json!({ "items": [lower] })).await;
     assert_eq!((status, error_of(&body).1), (StatusCode::UNPROCESSABLE_ENTITY, "items[0].currency"), "{body}");
@@ -269,7 +285,10 @@ async fn a_batch_answers_each_item_and_one_bad_item_spoils_nothing() {
     assert_eq!(results[0]["replayed"], false);
     assert_eq!(results[1]["error"]["code"], "invalid_amount");
     assert_eq!(results[2]["overdrawn"], true);
-    assert_eq!((results[3]["replayed"].clone(), results[3]["transfer"].clone()), (json!(true), results[0]["transfer"].clone()));
+    assert_eq!(
+        (results[3]["replayed"].clone(), results[3]["transfer"].clone()),
+        (json!(true), results[0]["transfer"].clone())
+    );
     let (_, account) = api.get(&format!("/v1/accounts/{wallet}")).await;
     assert_eq!(account["balance"], "-11.00");
     let (status, body) = api.post("/v1/charges/batch", json!({ "items": [] })).await;
@@ -289,7 +308,10 @@ async fn idempotency_keys_replay_refuse_other_bodies_and_in_flight_twins() {
     assert_eq!(again.headers.get("idempotent-replayed").unwrap(), "true");
     let other = json!({ "client_id": "i-2", "account": wallet, "amount": "1.00", "currency": "USD" }).to_string();
     let reused = api.call(&op, "POST", "/v1/charges", &other, Some("idem-1")).await;
-    assert_eq!((reused.status, error_of(&reused.body)), (StatusCode::UNPROCESSABLE_ENTITY, ("idempotency_key_reused", "Idempotency-Key")));
+    assert_eq!(
+        (reused.status, error_of(&reused.body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, ("idempotency_key_reused", "Idempotency-Key"))
+    );
     let missing = api.call(&op, "POST", "/v1/charges", &other, None).await;
     assert_eq!((missing.status, error_of(&missing.body).0), (StatusCode::BAD_REQUEST, "idempotency_key_missing"));
     // Keys are scoped to the API key: another key may use the same one for its own request.
@@ -310,7 +332,8 @@ async fn idempotency_keys_replay_refuse_other_bodies_and_in_flight_twins() {
 
 #[tokio::test]
 async fn keys_are_checked_scoped_and_rate_limited() {
-    let api = Api::with(ApiSettings { rate_per_key: 1, burst_per_key: 5, log_requests: false, ..ApiSettings::default() });
+    let api =
+        Api::with(ApiSettings { rate_per_key: 1, burst_per_key: 5, log_requests: false, ..ApiSettings::default() });
     let r = api.send(Request::get("/v1/currencies").body(Body::empty()).unwrap()).await;
     assert_eq!((r.status, error_of(&r.body).0), (StatusCode::UNAUTHORIZED, "unauthenticated"));
     let (status, _) = api.get_as("purse_0123456789abcdef0123456789abcdef0123456789abcdef", "/v1/currencies").await;
@@ -325,13 +348,30 @@ async fn keys_are_checked_scoped_and_rate_limited() {
         statuses.push(call.await.0);
     }
     assert!(statuses.contains(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
-    let r = api.send(Request::get("/v1/currencies").header("authorization", format!("Bearer {reader}")).body(Body::empty()).unwrap()).await;
+    let r = api
+        .send(
+            Request::get("/v1/currencies")
+                .header("authorization", format!("Bearer {reader}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(r.headers.get("retry-after").is_some());
     // A revoked key stops working (at once when revoked through this process's cache).
     let record = api.state.access.keys().unwrap().into_iter().last().unwrap();
     api.state.access.revoke_key(record.id, Timestamp(1)).unwrap();
-    let fresh_api = Api { state: AppState::new(api.state.engine.clone(), api.state.access.clone(), api.state.alerts.clone(), api.state.payments.clone(), api.state.credit.clone(), ApiSettings { log_requests: false, ..ApiSettings::default() }), operator: api.operator.clone() };
+    let fresh_api = Api {
+        state: AppState::new(
+            api.state.engine.clone(),
+            api.state.access.clone(),
+            api.state.alerts.clone(),
+            api.state.payments.clone(),
+            api.state.credit.clone(),
+            ApiSettings { log_requests: false, ..ApiSettings::default() },
+        ),
+        operator: api.operator.clone(),
+    };
     let (status, body) = fresh_api.get_as(&reader, "/v1/currencies").await;
     assert_eq!((status, error_of(&body).0), (StatusCode::UNAUTHORIZED, "unauthenticated"));
 }
@@ -347,17 +387,34 @@ struct Tenant {
 }
 
 async fn tenant(api: &Api, name: &str) -> Tenant {
-    let (_, r) = api.post("/v1/resellers", json!({ "client_id": format!("{name}-r"), "name": format!("{name} reseller") })).await;
+    let (_, r) = api
+        .post("/v1/resellers", json!({ "client_id": format!("{name}-r"), "name": format!("{name} reseller") }))
+        .await;
     let reseller = r["id"].as_u64().unwrap();
     let (_, c) = api
         .post("/v1/customers", json!({ "client_id": format!("{name}-c"), "name": format!("{name} customer"), "reseller": reseller, "billing": "postpaid", "currency": "USD", "credit_limit": "100.00" }))
         .await;
     let (customer, wallet) = (c["id"].as_u64().unwrap(), c["wallet"].as_u64().unwrap());
-    let (_, s) = api.post("/v1/accounts", json!({ "client_id": format!("{name}-s"), "party": customer, "kind": "subscriber_debit" })).await;
+    let (_, s) = api
+        .post(
+            "/v1/accounts",
+            json!({ "client_id": format!("{name}-s"), "party": customer, "kind": "subscriber_debit" }),
+        )
+        .await;
     let subscriber = s["id"].as_u64().unwrap();
-    let (_, h) = api.post("/v1/holds", json!({ "client_id": format!("{name}-h"), "account": wallet, "amount": "5.00", "currency": "USD" })).await;
+    let (_, h) = api
+        .post(
+            "/v1/holds",
+            json!({ "client_id": format!("{name}-h"), "account": wallet, "amount": "5.00", "currency": "USD" }),
+        )
+        .await;
     let hold = h["hold"].as_u64().unwrap();
-    let (_, t) = api.post("/v1/charges", json!({ "client_id": format!("{name}-t"), "account": wallet, "amount": "3.00", "currency": "USD" })).await;
+    let (_, t) = api
+        .post(
+            "/v1/charges",
+            json!({ "client_id": format!("{name}-t"), "account": wallet, "amount": "3.00", "currency": "USD" }),
+        )
+        .await;
     let transfer = t["transfer"].as_u64().unwrap();
     Tenant { reseller, customer, wallet, subscriber, hold, transfer }
 }
@@ -379,13 +436,21 @@ async fn every_route_with_every_role_against_another_tenant_finds_nothing_and_ch
         match op {
             "createCurrency" => json!({ "code": "EUR" }),
             "createReseller" => json!({ "client_id": "x", "name": "x" }),
-            "createCustomer" => json!({ "client_id": "x", "name": "x", "reseller": t.reseller, "billing": "prepaid", "currency": "USD" }),
+            "createCustomer" => {
+                json!({ "client_id": "x", "name": "x", "reseller": t.reseller, "billing": "prepaid", "currency": "USD" })
+            }
             "openAccount" => json!({ "client_id": "x", "party": t.customer, "kind": "subscriber_debit" }),
             "updateAccount" => json!({ "credit_limit": "1.00" }),
             "createCharge" => json!({ "client_id": "x", "account": t.wallet, "amount": "1.00", "currency": "USD" }),
-            "createChargeBatch" => json!({ "items": [{ "client_id": "x", "account": t.wallet, "amount": "1.00", "currency": "USD" }] }),
-            "createPayment" => json!({ "client_id": "x", "account": t.wallet, "amount": "1.00", "currency": "USD", "method": "cash" }),
-            "createTransfer" => json!({ "client_id": "x", "source": t.wallet, "target": m.wallet, "amount": "1.00", "currency": "USD" }),
+            "createChargeBatch" => {
+                json!({ "items": [{ "client_id": "x", "account": t.wallet, "amount": "1.00", "currency": "USD" }] })
+            }
+            "createPayment" => {
+                json!({ "client_id": "x", "account": t.wallet, "amount": "1.00", "currency": "USD", "method": "cash" })
+            }
+            "createTransfer" => {
+                json!({ "client_id": "x", "source": t.wallet, "target": m.wallet, "amount": "1.00", "currency": "USD" })
+            }
             "createReversal" => json!({ "client_id": "x", "transfer": t.transfer }),
             "createHold" => json!({ "client_id": "x", "account": t.wallet, "amount": "1.00", "currency": "USD" }),
             "captureHold" | "releaseHold" => json!({ "client_id": "x" }),
@@ -393,7 +458,9 @@ async fn every_route_with_every_role_against_another_tenant_finds_nothing_and_ch
                 json!({ "name": "x", "reseller": t.reseller, "currency": "USD", "max_quantity": 1, "period_hours": 24 })
             }
             "createWebhookEndpoint" => json!({ "url": "http://127.0.0.1:9/" }),
-            "putRechargeSettings" => json!({ "enabled": true, "method": "invoice", "threshold": "1", "recharge_amount": "5" }),
+            "putRechargeSettings" => {
+                json!({ "enabled": true, "method": "invoice", "threshold": "1", "recharge_amount": "5" })
+            }
             "saveCard" => json!({ "number": "4242424242424242", "exp_month": 1, "exp_year": 2030, "cvc": "123" }),
             "payNow" => json!({ "amount": "1" }),
             "createCustomerClass" | "replaceCustomerClass" => json!({ "name": "x", "subscriber_transfers": true }),
@@ -402,9 +469,13 @@ async fn every_route_with_every_role_against_another_tenant_finds_nothing_and_ch
             "payInvoice" => json!({ "method": "cash", "amount": "1", "currency": "USD" }),
             "voidInvoice" => json!({ "reason": "x" }),
             "putBillingSettings" => json!({ "cycle_day": 5, "time_zone": "+03:00" }),
-            "createAdjustment" => json!({ "client_id": "x", "account": t.wallet, "amount": "1.00", "currency": "USD", "direction": "debit", "reason": "x" }),
+            "createAdjustment" => {
+                json!({ "client_id": "x", "account": t.wallet, "amount": "1.00", "currency": "USD", "direction": "debit", "reason": "x" })
+            }
             "createApiKey" => json!({ "name": "x", "role": "customer", "party": t.customer, "scope": "read" }),
-            "createUser" => json!({ "email": "x@example.com", "name": "x", "password": "a long password", "role": "customer", "party": t.customer, "scope": "read" }),
+            "createUser" => {
+                json!({ "email": "x@example.com", "name": "x", "password": "a long password", "role": "customer", "party": t.customer, "scope": "read" })
+            }
             _ => json!({}),
         }
     };
@@ -439,32 +510,49 @@ async fn every_route_with_every_role_against_another_tenant_finds_nothing_and_ch
             };
             walked += 1;
             let (code, field) = error_of(&reply.body);
-            let ok = match reply.status {
-                StatusCode::NOT_FOUND | StatusCode::FORBIDDEN => true,
-                StatusCode::UNPROCESSABLE_ENTITY => {
-                    code.ends_with("not_found")
+            let ok =
+                match reply.status {
+                    StatusCode::NOT_FOUND | StatusCode::FORBIDDEN => true,
+                    StatusCode::UNPROCESSABLE_ENTITY => {
+                        code.ends_with("not_found")
                         || code == "forbidden_field"
                         // An endpoint is the caller's own; this one is refused for its address.
                         || (route.operation == "createWebhookEndpoint" && code == "forbidden_address")
-                }
-                StatusCode::OK => {
-                    // Lists answer, but only with the caller's own objects.
-                    let text = reply.body.to_string();
-                    route.path == "/v1/currencies"
-                        || (route.operation == "createChargeBatch"
-                            && reply.body["results"].as_array().unwrap().iter().all(|r| r["error"]["code"] == "account_not_found"))
-                        || (matches!(route.operation, "listLowBalanceProfiles" | "listWebhookEndpoints" | "listNotifications" | "listRecharges" | "listInvoices" | "listCustomerClasses" | "listReceipts")
-                            && reply.body["data"].as_array().is_some_and(Vec::is_empty))
-                        || (matches!(route.operation, "listApiKeys" | "listUsers")
-                            && reply.body["data"].as_array().unwrap().iter().all(|e| e["party"] != json!(theirs.customer) && e["party"] != json!(theirs.reseller)))
-                        || (route.operation == "listAuditLog"
-                            && reply.body["data"].as_array().unwrap().iter().all(|e| e["party"] != json!(theirs.customer) && e["party"] != json!(theirs.reseller)))
-                        || (matches!(route.operation, "listCustomers" | "listResellers")
-                            && !text.contains(&format!("\"id\":{},", theirs.customer))
-                            && !text.contains(&format!("\"id\":{},", theirs.reseller)))
-                }
-                _ => false,
-            };
+                    }
+                    StatusCode::OK => {
+                        // Lists answer, but only with the caller's own objects.
+                        let text = reply.body.to_string();
+                        route.path == "/v1/currencies"
+                            || (route.operation == "createChargeBatch"
+                                && reply.body["results"]
+                                    .as_array()
+                                    .unwrap()
+                                    .iter()
+                                    .all(|r| r["error"]["code"] == "account_not_found"))
+                            || (matches!(
+                                route.operation,
+                                "listLowBalanceProfiles"
+                                    | "listWebhookEndpoints"
+                                    | "listNotifications"
+                                    | "listRecharges"
+                                    | "listInvoices"
+                                    | "listCustomerClasses"
+                                    | "listReceipts"
+                            ) && reply.body["data"].as_array().is_some_and(Vec::is_empty))
+                            || (matches!(route.operation, "listApiKeys" | "listUsers")
+                                && reply.body["data"].as_array().unwrap().iter().all(|e| {
+                                    e["party"] != json!(theirs.customer) && e["party"] != json!(theirs.reseller)
+                                }))
+                            || (route.operation == "listAuditLog"
+                                && reply.body["data"].as_array().unwrap().iter().all(|e| {
+                                    e["party"] != json!(theirs.customer) && e["party"] != json!(theirs.reseller)
+                                }))
+                            || (matches!(route.operation, "listCustomers" | "listResellers")
+                                && !text.contains(&format!("\"id\":{},", theirs.customer))
+                                && !text.contains(&format!("\"id\":{},", theirs.reseller)))
+                    }
+                    _ => false,
+                };
             assert!(ok, "{role} {} {path}: {} {code} {field} {}", route.method, reply.status, reply.body);
         }
     }
@@ -479,7 +567,15 @@ async fn every_route_with_every_role_against_another_tenant_finds_nothing_and_ch
     // And a customer may not raise its own wallet's limit, nor a reseller create elsewhere.
     let customer_key = &keys[1].1;
     assert_eq!(api.get_as(customer_key, &format!("/v1/accounts/{}", theirs.subscriber)).await.0, StatusCode::NOT_FOUND);
-    let r = api.call(customer_key, "PATCH", &format!("/v1/accounts/{}", mine.wallet), &json!({ "credit_limit": "1000.00" }).to_string(), Some(&fresh())).await;
+    let r = api
+        .call(
+            customer_key,
+            "PATCH",
+            &format!("/v1/accounts/{}", mine.wallet),
+            &json!({ "credit_limit": "1000.00" }).to_string(),
+            Some(&fresh()),
+        )
+        .await;
     assert_eq!((r.status, error_of(&r.body)), (StatusCode::FORBIDDEN, ("forbidden_field", "credit_limit")));
     let reseller_key = &keys[0].1;
     let (status, body) = api
@@ -487,7 +583,13 @@ async fn every_route_with_every_role_against_another_tenant_finds_nothing_and_ch
         .await;
     assert_eq!((status, error_of(&body)), (StatusCode::FORBIDDEN, ("forbidden_field", "reseller")));
     // While their own things work.
-    let (status, body) = api.post_as(reseller_key, "/v1/customers", json!({ "client_id": "y", "name": "y", "billing": "prepaid", "currency": "USD" })).await;
+    let (status, body) = api
+        .post_as(
+            reseller_key,
+            "/v1/customers",
+            json!({ "client_id": "y", "name": "y", "billing": "prepaid", "currency": "USD" }),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let (status, list) = api.get_as(reseller_key, "/v1/customers").await;
     assert_eq!((status, list["data"].as_array().unwrap().len()), (StatusCode::OK, 2));
@@ -522,7 +624,12 @@ async fn ids_beyond_the_database_range_are_not_found_and_break_nothing() {
     let api = Api::new();
     let wallet = api.funded_wallet().await;
     let huge = u64::MAX;
-    for path in [format!("/v1/accounts/{huge}"), format!("/v1/transfers/{huge}"), format!("/v1/holds/{huge}"), format!("/v1/customers/{huge}")] {
+    for path in [
+        format!("/v1/accounts/{huge}"),
+        format!("/v1/transfers/{huge}"),
+        format!("/v1/holds/{huge}"),
+        format!("/v1/customers/{huge}"),
+    ] {
         assert_eq!(api.get(&path).await.0, StatusCode::NOT_FOUND, "{path}");
     }
     assert_eq!(api.get("/v1/accounts/seven").await.0, StatusCode::NOT_FOUND);
@@ -530,14 +637,18 @@ async fn ids_beyond_the_database_range_are_not_found_and_break_nothing() {
     assert_eq!((status, error_of(&body)), (StatusCode::UNPROCESSABLE_ENTITY, ("invalid_type", "party")));
     let (status, body) = api.get(&format!("/v1/customers?after={huge}")).await;
     assert_eq!((status, error_of(&body)), (StatusCode::UNPROCESSABLE_ENTITY, ("invalid_type", "after")));
-    let (status, body) = api.post("/v1/charges", json!({ "client_id": "h-1", "account": huge, "amount": "1.00", "currency": "USD" })).await;
+    let (status, body) = api
+        .post("/v1/charges", json!({ "client_id": "h-1", "account": huge, "amount": "1.00", "currency": "USD" }))
+        .await;
     assert_eq!((status, error_of(&body)), (StatusCode::UNPROCESSABLE_ENTITY, ("account_not_found", "account")));
     let (status, body) = api.post("/v1/reversals", json!({ "client_id": "h-2", "transfer": huge })).await;
     assert_eq!((status, error_of(&body).0), (StatusCode::UNPROCESSABLE_ENTITY, "transfer_not_found"));
     // Reads and the engine still work.
     let (status, account) = api.get(&format!("/v1/accounts/{wallet}")).await;
     assert_eq!((status, account["balance"].clone()), (StatusCode::OK, json!("10.00")));
-    let (status, _) = api.post("/v1/charges", json!({ "client_id": "h-3", "account": wallet, "amount": "1.00", "currency": "USD" })).await;
+    let (status, _) = api
+        .post("/v1/charges", json!({ "client_id": "h-3", "account": wallet, "amount": "1.00", "currency": "USD" }))
+        .await;
     assert_eq!(status, StatusCode::CREATED);
 }
 
@@ -593,6 +704,11 @@ async fn portal_pages_need_a_session_and_carry_their_safety_headers() {
     let forged = "csrf=forged&email=ops%40example.com&password=a+long+enough+password".to_owned();
     assert_eq!(api.send(submit("http", forged)).await.status, StatusCode::FORBIDDEN);
     // A `next` leading off the site is not followed.
-    let r = api.send(submit("http", format!("csrf={token}&email=ops%40example.com&password=a+long+enough+password&next=%2F%2Fevil.example"))).await;
+    let r = api
+        .send(submit(
+            "http",
+            format!("csrf={token}&email=ops%40example.com&password=a+long+enough+password&next=%2F%2Fevil.example"),
+        ))
+        .await;
     assert_eq!(r.headers["location"], "/");
 }

@@ -6,12 +6,12 @@ use purse_core::alerts::{AlertSettings, Counter, Profile, Rule, RuleKind};
 use purse_core::{Amount, Event, PartyId, Timestamp};
 use purse_store::codec::{self, id_from_db, id_to_db};
 use purse_store::columns::{
-    ALERT_SETTINGS_COLUMNS, DELIVERY_COLUMNS, ENDPOINT_COLUMNS, JOB_RUN_COLUMNS, NOTIFICATION_COLUMNS, OUTBOX_COLUMNS, PROFILE_COLUMNS,
-    RULE_COLUMNS,
+    ALERT_SETTINGS_COLUMNS, DELIVERY_COLUMNS, ENDPOINT_COLUMNS, JOB_RUN_COLUMNS, NOTIFICATION_COLUMNS, OUTBOX_COLUMNS,
+    PROFILE_COLUMNS, RULE_COLUMNS,
 };
 use purse_store::{
-    AlertBatch, AlertKind, AlertStore, Attempt, Channel, DeliveryRecord, DeliveryStatus, JobRun, NotificationQuery, NotificationRecord,
-    StoreError, StoreResult, WebhookEndpoint,
+    AlertBatch, AlertKind, AlertStore, Attempt, Channel, DeliveryRecord, DeliveryStatus, JobRun, NotificationQuery,
+    NotificationRecord, StoreError, StoreResult, WebhookEndpoint,
 };
 
 use crate::{err, opt_id, PgReader};
@@ -68,7 +68,18 @@ fn settings_from_row(r: &Row) -> StoreResult<AlertSettings> {
 }
 
 fn event_from_row(r: &Row) -> StoreResult<Event> {
-    codec::parse_event(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6), r.get(7), r.get(8), r.get(9))
+    codec::parse_event(
+        r.get(0),
+        r.get(1),
+        r.get(2),
+        r.get(3),
+        r.get(4),
+        r.get(5),
+        r.get(6),
+        r.get(7),
+        r.get(8),
+        r.get(9),
+    )
 }
 
 fn notification_from_row(r: &Row) -> StoreResult<NotificationRecord> {
@@ -137,7 +148,15 @@ fn write_rules(c: &mut impl GenericClient, profile: &Profile) -> StoreResult<()>
     for rule in &profile.rules {
         c.execute(
             &format!("INSERT INTO profile_rules ({RULE_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7)"),
-            &[&id_to_db(profile.id), &rule.kind.as_str(), &rule.threshold.0, &rule.notify, &codec::ids(&rule.users), &codec::emails(&rule.emails), &rule.inactivity_s],
+            &[
+                &id_to_db(profile.id),
+                &rule.kind.as_str(),
+                &rule.threshold.0,
+                &rule.notify,
+                &codec::ids(&rule.users),
+                &codec::emails(&rule.emails),
+                &rule.inactivity_s,
+            ],
         )
         .map_err(err)?;
     }
@@ -147,7 +166,10 @@ fn write_rules(c: &mut impl GenericClient, profile: &Profile) -> StoreResult<()>
 pub(crate) fn record(c: &mut postgres::Transaction<'_>, batch: &AlertBatch, now: Timestamp) -> StoreResult<bool> {
     if let Some((from, to)) = batch.cursor {
         let moved = c
-            .execute("UPDATE alert_cursor SET value = $1 WHERE name = 'outbox' AND value = $2", &[&id_to_db(to), &id_to_db(from)])
+            .execute(
+                "UPDATE alert_cursor SET value = $1 WHERE name = 'outbox' AND value = $2",
+                &[&id_to_db(to), &id_to_db(from)],
+            )
             .map_err(err)?;
         if moved != 1 {
             return Ok(false);
@@ -166,7 +188,10 @@ pub(crate) fn record(c: &mut postgres::Transaction<'_>, batch: &AlertBatch, now:
             )
             .map_err(err)?;
             let row = c
-                .query_one("SELECT count, last_at FROM alert_counters WHERE party_id = $1 AND rule = $2 FOR UPDATE", &[&party, &rule.as_str()])
+                .query_one(
+                    "SELECT count, last_at FROM alert_counters WHERE party_id = $1 AND rule = $2 FOR UPDATE",
+                    &[&party, &rule.as_str()],
+                )
                 .map_err(err)?;
             let found = Counter { count: small(row.get(0)), last_at: row.get::<_, Option<i64>>(1).map(Timestamp) };
             if found != expected {
@@ -192,17 +217,25 @@ pub(crate) fn record(c: &mut postgres::Transaction<'_>, batch: &AlertBatch, now:
             c.execute(insert, &[&id, &Channel::Email.as_str(), email, &None::<i64>, &now.0]).map_err(err)?;
         }
         for (endpoint, url) in &n.endpoints {
-            c.execute(insert, &[&id, &Channel::Webhook.as_str(), url, &Some(id_to_db(*endpoint)), &now.0]).map_err(err)?;
+            c.execute(insert, &[&id, &Channel::Webhook.as_str(), url, &Some(id_to_db(*endpoint)), &now.0])
+                .map_err(err)?;
         }
     }
     for n in purse_store::invoices::record_payments(&mut crate::db::Pg(c), batch, now)? {
-        record(c, &AlertBatch { fires: vec![purse_store::Fire { counter: None, notification: n }], ..AlertBatch::default() }, now)?;
+        record(
+            c,
+            &AlertBatch { fires: vec![purse_store::Fire { counter: None, notification: n }], ..AlertBatch::default() },
+            now,
+        )?;
     }
     Ok(true)
 }
 
 /// Runs `f` in a transaction, committing when it returns `Ok(true)`.
-pub(crate) fn atomically(c: &mut Client, f: impl FnOnce(&mut postgres::Transaction<'_>) -> StoreResult<bool>) -> StoreResult<bool> {
+pub(crate) fn atomically(
+    c: &mut Client,
+    f: impl FnOnce(&mut postgres::Transaction<'_>) -> StoreResult<bool>,
+) -> StoreResult<bool> {
     let mut tx = c.transaction().map_err(err)?;
     if f(&mut tx)? {
         tx.commit().map_err(err)?;
@@ -215,8 +248,15 @@ pub(crate) fn atomically(c: &mut Client, f: impl FnOnce(&mut postgres::Transacti
 impl AlertStore for PgReader {
     fn profiles(&self) -> StoreResult<Vec<Profile>> {
         self.with(|c| {
-            let mut profiles = rows(c.query(&format!("SELECT {PROFILE_COLUMNS} FROM profiles ORDER BY id"), &[]).map_err(err)?, profile_from_row)?;
-            let rules = rows(c.query(&format!("SELECT {RULE_COLUMNS} FROM profile_rules ORDER BY profile_id, kind"), &[]).map_err(err)?, rule_from_row)?;
+            let mut profiles = rows(
+                c.query(&format!("SELECT {PROFILE_COLUMNS} FROM profiles ORDER BY id"), &[]).map_err(err)?,
+                profile_from_row,
+            )?;
+            let rules = rows(
+                c.query(&format!("SELECT {RULE_COLUMNS} FROM profile_rules ORDER BY profile_id, kind"), &[])
+                    .map_err(err)?,
+                rule_from_row,
+            )?;
             for (id, rule) in rules {
                 if let Some(p) = profiles.iter_mut().find(|p| p.id == id) {
                     p.rules.push(rule);
@@ -269,7 +309,8 @@ impl AlertStore for PgReader {
         self.with(|c| {
             atomically(c, |tx| {
                 tx.execute("DELETE FROM profile_rules WHERE profile_id = $1", &[&id_to_db(id)]).map_err(err)?;
-                tx.execute("UPDATE alert_settings SET profile_id = NULL WHERE profile_id = $1", &[&id_to_db(id)]).map_err(err)?;
+                tx.execute("UPDATE alert_settings SET profile_id = NULL WHERE profile_id = $1", &[&id_to_db(id)])
+                    .map_err(err)?;
                 Ok(tx.execute("DELETE FROM profiles WHERE id = $1", &[&id_to_db(id)]).map_err(err)? == 1)
             })
         })
@@ -277,16 +318,24 @@ impl AlertStore for PgReader {
 
     fn alert_settings(&self, party: PartyId) -> StoreResult<Option<AlertSettings>> {
         self.with(|c| {
-            c.query_opt(&format!("SELECT {ALERT_SETTINGS_COLUMNS} FROM alert_settings WHERE party_id = $1"), &[&id_to_db(party.0)])
-                .map_err(err)?
-                .as_ref()
-                .map(settings_from_row)
-                .transpose()
+            c.query_opt(
+                &format!("SELECT {ALERT_SETTINGS_COLUMNS} FROM alert_settings WHERE party_id = $1"),
+                &[&id_to_db(party.0)],
+            )
+            .map_err(err)?
+            .as_ref()
+            .map(settings_from_row)
+            .transpose()
         })
     }
 
     fn all_alert_settings(&self) -> StoreResult<Vec<AlertSettings>> {
-        self.with(|c| rows(c.query(&format!("SELECT {ALERT_SETTINGS_COLUMNS} FROM alert_settings"), &[]).map_err(err)?, settings_from_row))
+        self.with(|c| {
+            rows(
+                c.query(&format!("SELECT {ALERT_SETTINGS_COLUMNS} FROM alert_settings"), &[]).map_err(err)?,
+                settings_from_row,
+            )
+        })
     }
 
     fn put_alert_settings(&self, s: &AlertSettings) -> StoreResult<()> {
@@ -318,14 +367,21 @@ impl AlertStore for PgReader {
     }
 
     fn outbox_cursor(&self) -> StoreResult<u64> {
-        self.with(|c| Ok(id_from_db(c.query_one("SELECT value FROM alert_cursor WHERE name = 'outbox'", &[]).map_err(err)?.get(0))))
+        self.with(|c| {
+            Ok(id_from_db(
+                c.query_one("SELECT value FROM alert_cursor WHERE name = 'outbox'", &[]).map_err(err)?.get(0),
+            ))
+        })
     }
 
     fn events_after(&self, after: u64, limit: u32) -> StoreResult<Vec<Event>> {
         self.with(|c| {
             rows(
-                c.query(&format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id > $1 ORDER BY id LIMIT $2"), &[&id_to_db(after), &i64::from(limit)])
-                    .map_err(err)?,
+                c.query(
+                    &format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id > $1 ORDER BY id LIMIT $2"),
+                    &[&id_to_db(after), &i64::from(limit)],
+                )
+                .map_err(err)?,
                 event_from_row,
             )
         })
@@ -335,7 +391,13 @@ impl AlertStore for PgReader {
         self.with(|c| atomically(c, |tx| record(tx, batch, now)))
     }
 
-    fn claim_deliveries(&self, now: Timestamp, wall: i64, lease_until: i64, limit: u32) -> StoreResult<Vec<DeliveryRecord>> {
+    fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        wall: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<DeliveryRecord>> {
         self.with(|c| {
             rows(
                 c.query(
@@ -429,7 +491,12 @@ impl AlertStore for PgReader {
     }
 
     fn endpoints(&self) -> StoreResult<Vec<WebhookEndpoint>> {
-        self.with(|c| rows(c.query(&format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints ORDER BY id"), &[]).map_err(err)?, endpoint_from_row))
+        self.with(|c| {
+            rows(
+                c.query(&format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints ORDER BY id"), &[]).map_err(err)?,
+                endpoint_from_row,
+            )
+        })
     }
 
     fn delete_endpoint(&self, id: u64) -> StoreResult<bool> {
@@ -457,7 +524,15 @@ impl AlertStore for PgReader {
         })
     }
 
-    fn claim_job(&self, job: &str, key: &str, by: &str, now: Timestamp, wall: i64, lease_until: i64) -> StoreResult<bool> {
+    fn claim_job(
+        &self,
+        job: &str,
+        key: &str,
+        by: &str,
+        now: Timestamp,
+        wall: i64,
+        lease_until: i64,
+    ) -> StoreResult<bool> {
         self.with(|c| {
             let row = c
                 .query_opt(
@@ -473,16 +548,23 @@ impl AlertStore for PgReader {
 
     fn finish_job(&self, job: &str, key: &str, at: Timestamp, summary: &str) -> StoreResult<()> {
         self.with(|c| {
-            c.execute("UPDATE job_runs SET finished_at = $1, summary = $2 WHERE job = $3 AND key = $4", &[&at.0, &summary, &job, &key])
-                .map_err(err)
-                .map(drop)
+            c.execute(
+                "UPDATE job_runs SET finished_at = $1, summary = $2 WHERE job = $3 AND key = $4",
+                &[&at.0, &summary, &job, &key],
+            )
+            .map_err(err)
+            .map(drop)
         })
     }
 
     fn job_runs(&self, limit: u32) -> StoreResult<Vec<JobRun>> {
         self.with(|c| {
             rows(
-                c.query(&format!("SELECT {JOB_RUN_COLUMNS} FROM job_runs ORDER BY started_at DESC, job, key LIMIT $1"), &[&i64::from(limit)]).map_err(err)?,
+                c.query(
+                    &format!("SELECT {JOB_RUN_COLUMNS} FROM job_runs ORDER BY started_at DESC, job, key LIMIT $1"),
+                    &[&i64::from(limit)],
+                )
+                .map_err(err)?,
                 job_from_row,
             )
         })

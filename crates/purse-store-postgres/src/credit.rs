@@ -10,7 +10,6 @@ use crate::alerts::{atomically, rows};
 use crate::db::bind;
 use crate::{err, PgReader};
 
-
 fn run(c: &mut impl GenericClient, sql: &str, values: &[Value]) -> Result<u64, postgres::Error> {
     c.execute(sql, &bind(values))
 }
@@ -65,7 +64,10 @@ pub(crate) fn write_limit_changes(c: &mut impl GenericClient, changes: &[LimitCh
 }
 
 /// Writes the audit entries of postings made for someone else (in the batch's transaction).
-pub(crate) fn write_money_notes(c: &mut impl GenericClient, notes: &[purse_core::MoneyNote]) -> Result<(), postgres::Error> {
+pub(crate) fn write_money_notes(
+    c: &mut impl GenericClient,
+    notes: &[purse_core::MoneyNote],
+) -> Result<(), postgres::Error> {
     for note in notes {
         insert_audit(c, &credit::note_audit(note))?;
     }
@@ -99,7 +101,9 @@ impl CreditStore for PgReader {
     }
 
     fn credit_policy(&self, party: PartyId) -> StoreResult<Option<CreditPolicy>> {
-        self.with(|c| query(c, sql::POLICY, &[Value::from(id_to_db(party.0))])?.first().map(policy_from_row).transpose())
+        self.with(|c| {
+            query(c, sql::POLICY, &[Value::from(id_to_db(party.0))])?.first().map(policy_from_row).transpose()
+        })
     }
 
     fn credit_policies(&self) -> StoreResult<Vec<CreditPolicy>> {

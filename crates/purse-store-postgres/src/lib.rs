@@ -21,17 +21,17 @@ use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{ToSql, Type};
 use postgres::{Client, NoTls, Row};
 use purse_core::{
-    Account, AccountId, Amount, BatchOutput, ClientKey, Currency, Hold, HoldId,
-    HoldResolution, Party, PartyId, PartyKind, Prior, TemporaryIncrease, Timestamp, Transfer,
-    TransferId,
+    Account, AccountId, Amount, BatchOutput, ClientKey, Currency, Hold, HoldId, HoldResolution, Party, PartyId,
+    PartyKind, Prior, TemporaryIncrease, Timestamp, Transfer, TransferId,
 };
 use purse_store::codec::{self, id_from_db, id_to_db};
 use purse_store::columns::{
-    ACCOUNT_COLUMNS, ACCOUNT_SELECT, API_KEY_COLUMNS, HOLD_COLUMNS, PARTY_COLUMNS, PARTY_SELECT, SESSION_COLUMNS, TRANSFER_COLUMNS, USER_COLUMNS,
+    ACCOUNT_COLUMNS, ACCOUNT_SELECT, API_KEY_COLUMNS, HOLD_COLUMNS, PARTY_COLUMNS, PARTY_SELECT, SESSION_COLUMNS,
+    TRANSFER_COLUMNS, USER_COLUMNS,
 };
 use purse_store::{
-    AccessStore, ApiKeyRecord, Audit, BaseState, JournalQuery, NewApiKey, NewUser, PartyQuery, Reader, Store, StoreError, StoreResult,
-    SessionRecord, StoredResponse, UserRecord,
+    AccessStore, ApiKeyRecord, Audit, BaseState, JournalQuery, NewApiKey, NewUser, PartyQuery, Reader, SessionRecord,
+    Store, StoreError, StoreResult, StoredResponse, UserRecord,
 };
 
 const MIGRATIONS: &[(&str, &str)] = &[
@@ -48,7 +48,6 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0011_tenancy", include_str!("../migrations/0011_tenancy.sql")),
     ("0012_user_disabled", include_str!("../migrations/0012_user_disabled.sql")),
 ];
-
 
 /// Any arbitrary constant: the advisory lock that serializes concurrent migrations.
 const MIGRATION_LOCK: i64 = 0x70_7572_7365; // "purse" in ASCII
@@ -205,7 +204,9 @@ fn account_from_row(r: &Row) -> StoreResult<Account> {
         balance: Amount(r.get(8)),
         reserved: Amount(r.get(9)),
         credit_limit: Amount(r.get(10)),
-        temporary_increase: temp.zip(until).map(|(a, u)| TemporaryIncrease { amount: Amount(a), valid_until: Timestamp(u) }),
+        temporary_increase: temp
+            .zip(until)
+            .map(|(a, u)| TemporaryIncrease { amount: Amount(a), valid_until: Timestamp(u) }),
         children_balance: Amount(r.get(13)),
         thresholds: codec::parse_thresholds(r.get(14))?,
         last_charge_at: r.get::<_, Option<i64>>(15).map(Timestamp),
@@ -288,7 +289,12 @@ fn hold_from_row(r: &Row) -> StoreResult<Hold> {
     })
 }
 
-fn rows<T>(client: &mut Client, sql: &str, params: &[&(dyn ToSql + Sync)], f: fn(&Row) -> StoreResult<T>) -> StoreResult<Vec<T>> {
+fn rows<T>(
+    client: &mut Client,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    f: fn(&Row) -> StoreResult<T>,
+) -> StoreResult<Vec<T>> {
     client.query(sql, params).map_err(err)?.iter().map(f).collect()
 }
 
@@ -338,9 +344,9 @@ impl Store for PgStore {
                 Ok(Currency { code: codec::currency_code(r.get(0))?, scale: scale as u8 })
             })
             .collect::<StoreResult<Vec<_>>>()?;
-        let system_accounts =
-            rows(c, &format!("{ACCOUNT_SELECT} WHERE a.kind = 'system'"), &[], account_from_row)?;
-        let open_holds = rows(c, &format!("SELECT {HOLD_COLUMNS} FROM holds WHERE state = 'open'"), &[], hold_from_row)?;
+        let system_accounts = rows(c, &format!("{ACCOUNT_SELECT} WHERE a.kind = 'system'"), &[], account_from_row)?;
+        let open_holds =
+            rows(c, &format!("SELECT {HOLD_COLUMNS} FROM holds WHERE state = 'open'"), &[], hold_from_row)?;
         let row = c
             .query_one(
                 "SELECT (SELECT max(id) FROM parties), (SELECT max(id) FROM accounts), \
@@ -349,7 +355,8 @@ impl Store for PgStore {
             )
             .map_err(err)?;
         let next = |i: usize| row.get::<_, Option<i64>>(i).map_or(1, |m| id_from_db(m) + 1);
-        let next = purse_core::NextIds { party: next(0), account: next(1), transfer: next(2), hold: next(3), event: next(4) };
+        let next =
+            purse_core::NextIds { party: next(0), account: next(1), transfer: next(2), hold: next(3), event: next(4) };
         Ok(BaseState { currencies, system_accounts, open_holds, next })
     }
 
@@ -374,10 +381,7 @@ impl Store for PgStore {
              FROM transfers t WHERE id = ANY($1)"
         );
         let found = self.link.get()?.query(&sql, &[&ids(list, |i| i.0)]).map_err(err)?;
-        found
-            .iter()
-            .map(|r| Ok((transfer_from_row(r)?, opt_id(r.get(19)).map(TransferId))))
-            .collect()
+        found.iter().map(|r| Ok((transfer_from_row(r)?, opt_id(r.get(19)).map(TransferId)))).collect()
     }
 
     #[allow(clippy::type_complexity)]
@@ -421,10 +425,12 @@ impl Store for PgStore {
             let h = hold_from_row(&r)?;
             found.push((ClientKey::Hold(h.client_id.clone()), Prior::Hold(h)));
         }
-        let sql = format!("SELECT {HOLD_COLUMNS} FROM holds WHERE resolution_client_id = ANY($1) AND state = 'released'");
+        let sql =
+            format!("SELECT {HOLD_COLUMNS} FROM holds WHERE resolution_client_id = ANY($1) AND state = 'released'");
         for r in query(c, &sql, &wanted[2])? {
             let h = hold_from_row(&r)?;
-            let key = h.resolution.as_ref().and_then(|r| r.client_id.clone()).expect("released holds keep their client id");
+            let key =
+                h.resolution.as_ref().and_then(|r| r.client_id.clone()).expect("released holds keep their client id");
             found.push((ClientKey::Release(key), Prior::Hold(h)));
         }
         for r in query(c, &format!("SELECT {PARTY_SELECT} FROM parties WHERE client_id = ANY($1)"), &wanted[3])? {
@@ -523,11 +529,23 @@ impl Store for PgStore {
 #[allow(clippy::type_complexity)] // one vector per column, spelled out beside the SQL
 fn write_output(c: &mut Client, out: &BatchOutput) -> Result<(), postgres::Error> {
     for cur in &out.currencies {
-        c.execute("INSERT INTO currencies (code, scale) VALUES ($1, $2)", &[&cur.code.as_str(), &i16::from(cur.scale)])?;
+        c.execute(
+            "INSERT INTO currencies (code, scale) VALUES ($1, $2)",
+            &[&cur.code.as_str(), &i16::from(cur.scale)],
+        )?;
     }
     if !out.parties.is_empty() {
-        let mut cols: (Vec<i64>, Vec<&str>, Vec<&str>, Vec<&str>, Vec<Option<i64>>, Vec<Option<&str>>, Vec<Option<&str>>, Vec<Option<i64>>, Vec<i64>) =
-            Default::default();
+        let mut cols: (
+            Vec<i64>,
+            Vec<&str>,
+            Vec<&str>,
+            Vec<&str>,
+            Vec<Option<i64>>,
+            Vec<Option<&str>>,
+            Vec<Option<&str>>,
+            Vec<Option<i64>>,
+            Vec<i64>,
+        ) = Default::default();
         let tenants: Vec<String> = out.parties.iter().map(|p| codec::tenant(p.client_id.tenant())).collect();
         for p in &out.parties {
             let (kind, reseller, billing, currency, wallet) = codec::party_columns(&p.kind);
@@ -584,8 +602,18 @@ fn write_output(c: &mut Client, out: &BatchOutput) -> Result<(), postgres::Error
     }
     if !out.events.is_empty() {
         #[allow(clippy::type_complexity)]
-        let mut cols: (Vec<i64>, Vec<i64>, Vec<i64>, Vec<&str>, Vec<Option<i64>>, Vec<Option<&str>>, Vec<Option<i64>>, Vec<i64>, Vec<Option<i64>>, Vec<Option<i64>>) =
-            Default::default();
+        let mut cols: (
+            Vec<i64>,
+            Vec<i64>,
+            Vec<i64>,
+            Vec<&str>,
+            Vec<Option<i64>>,
+            Vec<Option<&str>>,
+            Vec<Option<i64>>,
+            Vec<i64>,
+            Vec<Option<i64>>,
+            Vec<Option<i64>>,
+        ) = Default::default();
         for e in &out.events {
             let (kind, threshold, direction, before, after, transfer, amount) = codec::event_columns(&e.kind);
             cols.0.push(id_to_db(e.id.0));
@@ -617,7 +645,12 @@ fn write_output(c: &mut Client, out: &BatchOutput) -> Result<(), postgres::Error
     Ok(())
 }
 
-fn write_accounts(c: &mut Client, accounts: &[Account], insert: bool, settings: &[AccountId]) -> Result<(), postgres::Error> {
+fn write_accounts(
+    c: &mut Client,
+    accounts: &[Account],
+    insert: bool,
+    settings: &[AccountId],
+) -> Result<(), postgres::Error> {
     if accounts.is_empty() {
         return Ok(());
     }
@@ -628,11 +661,8 @@ fn write_accounts(c: &mut Client, accounts: &[Account], insert: bool, settings: 
     let last_charge: Vec<Option<i64>> = accounts.iter().map(|a| a.last_charge_at.map(|t| t.0)).collect();
     let last_transfer: Vec<Option<i64>> = accounts.iter().map(|a| a.last_transfer.map(|t| id_to_db(t.0))).collect();
     let uninvoiced: Vec<i64> = accounts.iter().map(|a| a.uninvoiced.0).collect();
-    let with_settings: Vec<&Account> = if insert {
-        accounts.iter().collect()
-    } else {
-        accounts.iter().filter(|a| settings.contains(&a.id)).collect()
-    };
+    let with_settings: Vec<&Account> =
+        if insert { accounts.iter().collect() } else { accounts.iter().filter(|a| settings.contains(&a.id)).collect() };
     if insert {
         insert_account_settings(c, &with_settings)?;
         c.execute(
@@ -681,14 +711,30 @@ fn insert_account_settings(c: &mut Client, accounts: &[&Account]) -> Result<(), 
     let until: Vec<Option<i64>> = accounts.iter().map(|a| a.temporary_increase.map(|t| t.valid_until.0)).collect();
     let thresholds: Vec<String> = accounts.iter().map(|a| codec::thresholds(&a.thresholds)).collect();
     let created: Vec<i64> = accounts.iter().map(|a| a.created_at.0).collect();
-    let tenant: Vec<String> = accounts.iter().map(|a| a.client_id.as_ref().map_or_else(String::new, |c| codec::tenant(c.tenant()))).collect();
+    let tenant: Vec<String> =
+        accounts.iter().map(|a| a.client_id.as_ref().map_or_else(String::new, |c| codec::tenant(c.tenant()))).collect();
     c.execute(
         &format!(
             "INSERT INTO accounts ({ACCOUNT_COLUMNS}) SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], \
              $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[], \
              $12::text[], $13::bigint[], $14::text[])"
         ),
-        &[&id, &client_id, &party, &kind, &role, &parent, &currency, &status, &limit, &temp, &until, &thresholds, &created, &tenant],
+        &[
+            &id,
+            &client_id,
+            &party,
+            &kind,
+            &role,
+            &parent,
+            &currency,
+            &status,
+            &limit,
+            &temp,
+            &until,
+            &thresholds,
+            &created,
+            &tenant,
+        ],
     )?;
     Ok(())
 }
@@ -701,9 +747,26 @@ fn write_transfers(c: &mut Client, transfers: &[Transfer]) -> Result<(), postgre
     }
     let (int, text, boolean) = (Type::INT8, Type::TEXT, Type::BOOL);
     let types = [
-        int.clone(), text.clone(), text.clone(), int.clone(), int.clone(), int.clone(), text.clone(), int.clone(),
-        int.clone(), text.clone(), text.clone(), int.clone(), int.clone(), boolean, int.clone(), int.clone(), int.clone(),
-        int.clone(), text, int,
+        int.clone(),
+        text.clone(),
+        text.clone(),
+        int.clone(),
+        int.clone(),
+        int.clone(),
+        text.clone(),
+        int.clone(),
+        int.clone(),
+        text.clone(),
+        text.clone(),
+        int.clone(),
+        int.clone(),
+        boolean,
+        int.clone(),
+        int.clone(),
+        int.clone(),
+        int.clone(),
+        text,
+        int,
     ];
     let sink = c.copy_in(&format!("COPY transfers ({TRANSFER_COLUMNS}, client_key) FROM STDIN (FORMAT binary)"))?;
     let mut writer = BinaryCopyInWriter::new(sink, &types);
@@ -798,7 +861,14 @@ impl Reader for PgReader {
     }
 
     fn accounts_of(&self, party: PartyId) -> StoreResult<Vec<Account>> {
-        self.with(|c| rows(c, &format!("{ACCOUNT_SELECT} WHERE a.party_id = $1 ORDER BY a.id"), &[&id_to_db(party.0)], account_from_row))
+        self.with(|c| {
+            rows(
+                c,
+                &format!("{ACCOUNT_SELECT} WHERE a.party_id = $1 ORDER BY a.id"),
+                &[&id_to_db(party.0)],
+                account_from_row,
+            )
+        })
     }
 
     fn transfer(&self, id: TransferId) -> StoreResult<Option<Transfer>> {
@@ -931,7 +1001,15 @@ impl AccessStore for PgReader {
                 .query_one(
                     "INSERT INTO api_keys (prefix, hash, name, role, party_id, scope, created_at) \
                      VALUES ($1,$2,$3,$4,$5,$6,$7) RETURNING id",
-                    &[&key.prefix, &key.hash, &key.name, &role, &party.map(id_to_db), &codec::scope(key.scope), &key.created_at.0],
+                    &[
+                        &key.prefix,
+                        &key.hash,
+                        &key.name,
+                        &role,
+                        &party.map(id_to_db),
+                        &codec::scope(key.scope),
+                        &key.created_at.0,
+                    ],
                 )
                 .map_err(err)?;
             Ok(id_from_db(row.get(0)))
@@ -952,7 +1030,10 @@ impl AccessStore for PgReader {
     fn revoke_key(&self, id: u64, at: Timestamp) -> StoreResult<bool> {
         self.with(|c| {
             let n = c
-                .execute("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL", &[&at.0, &id_to_db(id)])
+                .execute(
+                    "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+                    &[&at.0, &id_to_db(id)],
+                )
                 .map_err(err)?;
             Ok(n == 1)
         })
@@ -965,7 +1046,15 @@ impl AccessStore for PgReader {
                 .query_opt(
                     "INSERT INTO portal_users (email, name, password_hash, role, party_id, scope, created_at) \
                      VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (email) DO NOTHING RETURNING id",
-                    &[&user.email, &user.name, &user.password_hash, &role, &party.map(id_to_db), &codec::scope(user.scope), &user.created_at.0],
+                    &[
+                        &user.email,
+                        &user.name,
+                        &user.password_hash,
+                        &role,
+                        &party.map(id_to_db),
+                        &codec::scope(user.scope),
+                        &user.created_at.0,
+                    ],
                 )
                 .map_err(err)?;
             Ok(row.map(|r| id_from_db(r.get(0))))
@@ -994,7 +1083,10 @@ impl AccessStore for PgReader {
         self.with(|c| {
             let mut tx = c.transaction().map_err(err)?;
             let changed = tx
-                .execute("UPDATE portal_users SET disabled_at = $1 WHERE id = $2 AND disabled_at IS NULL", &[&at.0, &id_to_db(user)])
+                .execute(
+                    "UPDATE portal_users SET disabled_at = $1 WHERE id = $2 AND disabled_at IS NULL",
+                    &[&at.0, &id_to_db(user)],
+                )
                 .map_err(err)?;
             tx.execute("DELETE FROM portal_sessions WHERE user_id = $1", &[&id_to_db(user)]).map_err(err)?;
             tx.commit().map_err(err)?;
@@ -1005,7 +1097,8 @@ impl AccessStore for PgReader {
     fn set_password(&self, user: u64, hash: &str, keep: Option<&str>) -> StoreResult<()> {
         self.with(|c| {
             let mut tx = c.transaction().map_err(err)?;
-            tx.execute("UPDATE portal_users SET password_hash = $1 WHERE id = $2", &[&hash, &id_to_db(user)]).map_err(err)?;
+            tx.execute("UPDATE portal_users SET password_hash = $1 WHERE id = $2", &[&hash, &id_to_db(user)])
+                .map_err(err)?;
             tx.execute(
                 "DELETE FROM portal_sessions WHERE user_id = $1 AND hash IS DISTINCT FROM $2",
                 &[&id_to_db(user), &keep],
@@ -1020,7 +1113,13 @@ impl AccessStore for PgReader {
             c.execute("DELETE FROM portal_sessions WHERE expires_at <= $1", &[&session.created_at.0]).map_err(err)?;
             c.execute(
                 &format!("INSERT INTO portal_sessions ({SESSION_COLUMNS}) VALUES ($1,$2,$3,$4,$5)"),
-                &[&session.hash, &id_to_db(session.user_id), &session.csrf, &session.created_at.0, &session.expires_at.0],
+                &[
+                    &session.hash,
+                    &id_to_db(session.user_id),
+                    &session.csrf,
+                    &session.created_at.0,
+                    &session.expires_at.0,
+                ],
             )
             .map_err(err)
             .map(drop)
@@ -1046,12 +1145,19 @@ impl AccessStore for PgReader {
 
     fn login_failures(&self, email: &str) -> StoreResult<Option<(u32, Timestamp)>> {
         self.with(|c| {
-            let row = c.query_opt("SELECT failures, last_at FROM login_failures WHERE email = $1", &[&email]).map_err(err)?;
+            let row =
+                c.query_opt("SELECT failures, last_at FROM login_failures WHERE email = $1", &[&email]).map_err(err)?;
             Ok(row.map(|r| (u32::try_from(r.get::<_, i32>(0)).unwrap_or(0), Timestamp(r.get(1)))))
         })
     }
 
-    fn reserve_login(&self, email: &str, at: Timestamp, forget_before: Timestamp, wait_s: &dyn Fn(u32, Timestamp) -> i64) -> StoreResult<Result<u32, i64>> {
+    fn reserve_login(
+        &self,
+        email: &str,
+        at: Timestamp,
+        forget_before: Timestamp,
+        wait_s: &dyn Fn(u32, Timestamp) -> i64,
+    ) -> StoreResult<Result<u32, i64>> {
         self.with(|c| {
             let mut tx = c.transaction().map_err(err)?;
             tx.execute("DELETE FROM login_failures WHERE last_at < $1", &[&forget_before.0]).map_err(err)?;

@@ -58,8 +58,6 @@ fn recharge_from_row(r: &Row) -> StoreResult<RechargeRecord> {
     )
 }
 
-
-
 fn used(c: &mut impl GenericClient, party: PartyId, day: &str, month: &str) -> StoreResult<Used> {
     let p = id_to_db(party.0);
     let today: i64 = c
@@ -83,9 +81,16 @@ fn notice(c: &mut postgres::Transaction<'_>, n: &NewNotification, at: Timestamp)
 fn start(c: &mut postgres::Transaction<'_>, new: &NewRecharge, out: &mut Option<RechargeRecord>) -> StoreResult<bool> {
     let party = id_to_db(new.party.0);
     if let Some(key) = &new.request_key {
-        c.execute("SELECT pg_advisory_xact_lock($1, $2::INT)", &[&RECHARGE_LOCK, &i32::try_from(party % 0x7fff_ffff).unwrap_or(0)]).map_err(err)?;
+        c.execute(
+            "SELECT pg_advisory_xact_lock($1, $2::INT)",
+            &[&RECHARGE_LOCK, &i32::try_from(party % 0x7fff_ffff).unwrap_or(0)],
+        )
+        .map_err(err)?;
         let found = c
-            .query_opt(&format!("SELECT {RECHARGE_COLUMNS} FROM recharges WHERE party_id = $1 AND request_key = $2"), &[&party, key])
+            .query_opt(
+                &format!("SELECT {RECHARGE_COLUMNS} FROM recharges WHERE party_id = $1 AND request_key = $2"),
+                &[&party, key],
+            )
             .map_err(err)?;
         if let Some(row) = found {
             *out = Some(recharge_from_row(&row)?);
@@ -93,7 +98,11 @@ fn start(c: &mut postgres::Transaction<'_>, new: &NewRecharge, out: &mut Option<
         }
     }
     if new.reason == RechargeReason::Auto {
-        c.execute("SELECT pg_advisory_xact_lock($1, $2::INT)", &[&RECHARGE_LOCK, &i32::try_from(party % 0x7fff_ffff).unwrap_or(0)]).map_err(err)?;
+        c.execute(
+            "SELECT pg_advisory_xact_lock($1, $2::INT)",
+            &[&RECHARGE_LOCK, &i32::try_from(party % 0x7fff_ffff).unwrap_or(0)],
+        )
+        .map_err(err)?;
         let busy: bool = c
             .query_one(
                 "SELECT EXISTS (SELECT 1 FROM recharges WHERE party_id = $1 AND reason = 'auto' AND status IN ('pending', 'processing', 'invoiced'))",
@@ -102,12 +111,17 @@ fn start(c: &mut postgres::Transaction<'_>, new: &NewRecharge, out: &mut Option<
             .map_err(err)?
             .get(0);
         let u = used(c, new.party, &new.day, &new.month)?;
-        let capped = u.today >= new.per_day_max || new.month_cap.is_some_and(|cap| u.month + i128::from(new.amount) > i128::from(cap));
+        let capped = u.today >= new.per_day_max
+            || new.month_cap.is_some_and(|cap| u.month + i128::from(new.amount) > i128::from(cap));
         if busy || capped {
             return Ok(true);
         }
     }
-    let status = if new.method == purse_core::recharge::RechargeMethod::Invoice { RechargeStatus::Invoiced } else { RechargeStatus::Pending };
+    let status = if new.method == purse_core::recharge::RechargeMethod::Invoice {
+        RechargeStatus::Invoiced
+    } else {
+        RechargeStatus::Pending
+    };
     let id: i64 = c
         .query_one(
             "INSERT INTO recharges (party_id, method, reason, amount, currency, status, created_at, day, month, lease_until, request_key) \
@@ -163,16 +177,25 @@ fn start(c: &mut postgres::Transaction<'_>, new: &NewRecharge, out: &mut Option<
 impl PaymentStore for PgReader {
     fn recharge_settings(&self, party: PartyId) -> StoreResult<Option<RechargeSettings>> {
         self.with(|c| {
-            c.query_opt(&format!("SELECT {RECHARGE_SETTINGS_COLUMNS} FROM recharge_settings WHERE party_id = $1"), &[&id_to_db(party.0)])
-                .map_err(err)?
-                .as_ref()
-                .map(settings_from_row)
-                .transpose()
+            c.query_opt(
+                &format!("SELECT {RECHARGE_SETTINGS_COLUMNS} FROM recharge_settings WHERE party_id = $1"),
+                &[&id_to_db(party.0)],
+            )
+            .map_err(err)?
+            .as_ref()
+            .map(settings_from_row)
+            .transpose()
         })
     }
 
     fn all_recharge_settings(&self) -> StoreResult<Vec<RechargeSettings>> {
-        self.with(|c| rows(c.query(&format!("SELECT {RECHARGE_SETTINGS_COLUMNS} FROM recharge_settings ORDER BY party_id"), &[]).map_err(err)?, settings_from_row))
+        self.with(|c| {
+            rows(
+                c.query(&format!("SELECT {RECHARGE_SETTINGS_COLUMNS} FROM recharge_settings ORDER BY party_id"), &[])
+                    .map_err(err)?,
+                settings_from_row,
+            )
+        })
     }
 
     fn put_recharge_settings(&self, s: &RechargeSettings) -> StoreResult<()> {
@@ -239,7 +262,13 @@ impl PaymentStore for PgReader {
         })
     }
 
-    fn update_recharge(&self, id: u64, update: &RechargeUpdate, at: Timestamp, n: Option<&NewNotification>) -> StoreResult<bool> {
+    fn update_recharge(
+        &self,
+        id: u64,
+        update: &RechargeUpdate,
+        at: Timestamp,
+        n: Option<&NewNotification>,
+    ) -> StoreResult<bool> {
         let mut changed = false;
         self.with(|c| {
             atomically(c, |tx| {
@@ -295,7 +324,15 @@ impl PaymentStore for PgReader {
         })
     }
 
-    fn card_result(&self, party: PartyId, ok: bool, failures_max: u32, reason: &str, at: Timestamp, n: Option<&NewNotification>) -> StoreResult<bool> {
+    fn card_result(
+        &self,
+        party: PartyId,
+        ok: bool,
+        failures_max: u32,
+        reason: &str,
+        at: Timestamp,
+        n: Option<&NewNotification>,
+    ) -> StoreResult<bool> {
         let mut disabled = false;
         self.with(|c| {
             atomically(c, |tx| {
@@ -327,11 +364,6 @@ impl PaymentStore for PgReader {
         })?;
         Ok(disabled)
     }
-
-
-
-
-
 
     fn invoice_paid(&self, id: u64, transfer: u64, at: Timestamp) -> StoreResult<bool> {
         let mut changed = false;

@@ -5,12 +5,12 @@ use purse_core::alerts::{AlertSettings, Counter, Profile, Rule, RuleKind};
 use purse_core::{Amount, Event, PartyId, Timestamp};
 use purse_store::codec::{self, id_from_db, id_to_db};
 use purse_store::columns::{
-    ALERT_SETTINGS_COLUMNS, DELIVERY_COLUMNS, ENDPOINT_COLUMNS, JOB_RUN_COLUMNS, NOTIFICATION_COLUMNS, OUTBOX_COLUMNS, PROFILE_COLUMNS,
-    RULE_COLUMNS,
+    ALERT_SETTINGS_COLUMNS, DELIVERY_COLUMNS, ENDPOINT_COLUMNS, JOB_RUN_COLUMNS, NOTIFICATION_COLUMNS, OUTBOX_COLUMNS,
+    PROFILE_COLUMNS, RULE_COLUMNS,
 };
 use purse_store::{
-    AlertBatch, AlertKind, AlertStore, Attempt, Channel, DeliveryRecord, DeliveryStatus, JobRun, NotificationQuery, NotificationRecord,
-    StoreError, StoreResult, WebhookEndpoint,
+    AlertBatch, AlertKind, AlertStore, Attempt, Channel, DeliveryRecord, DeliveryStatus, JobRun, NotificationQuery,
+    NotificationRecord, StoreError, StoreResult, WebhookEndpoint,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -66,7 +66,18 @@ fn settings_from_row(r: &Row<'_>) -> rusqlite::Result<AlertSettings> {
 fn event_from_row(r: &Row<'_>) -> rusqlite::Result<Event> {
     let kind: String = r.get(3)?;
     let direction: Option<String> = r.get(5)?;
-    conv(codec::parse_event(r.get(0)?, r.get(1)?, r.get(2)?, &kind, r.get(4)?, direction.as_deref(), r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?))
+    conv(codec::parse_event(
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        &kind,
+        r.get(4)?,
+        direction.as_deref(),
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+        r.get(9)?,
+    ))
 }
 
 fn notification_from_row(r: &Row<'_>) -> rusqlite::Result<NotificationRecord> {
@@ -144,7 +155,10 @@ fn write_rules(c: &Connection, profile: &Profile) -> rusqlite::Result<()> {
 }
 
 /// Runs `f` in a `BEGIN IMMEDIATE` transaction, committing when it returns `Ok(true)`.
-pub(crate) fn exclusive(c: &Connection, f: impl FnOnce(&Connection) -> rusqlite::Result<bool>) -> rusqlite::Result<bool> {
+pub(crate) fn exclusive(
+    c: &Connection,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<bool>,
+) -> rusqlite::Result<bool> {
     c.execute_batch("BEGIN IMMEDIATE")?;
     match f(c) {
         Ok(true) => {
@@ -160,7 +174,10 @@ pub(crate) fn exclusive(c: &Connection, f: impl FnOnce(&Connection) -> rusqlite:
 
 pub(crate) fn record(c: &Connection, batch: &AlertBatch, now: Timestamp) -> rusqlite::Result<bool> {
     if let Some((from, to)) = batch.cursor {
-        let moved = c.execute("UPDATE alert_cursor SET value = ? WHERE name = 'outbox' AND value = ?", params![id_to_db(to), id_to_db(from)])?;
+        let moved = c.execute(
+            "UPDATE alert_cursor SET value = ? WHERE name = 'outbox' AND value = ?",
+            params![id_to_db(to), id_to_db(from)],
+        )?;
         if moved != 1 {
             return Ok(false);
         }
@@ -179,11 +196,14 @@ pub(crate) fn record(c: &Connection, batch: &AlertBatch, now: Timestamp) -> rusq
         let n = &fire.notification;
         if let Some((rule, expected)) = fire.counter {
             let found: Option<(u32, Option<i64>)> = c
-                .query_row("SELECT count, last_at FROM alert_counters WHERE party_id = ? AND rule = ?", params![id_to_db(n.party.0), rule.as_str()], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
+                .query_row(
+                    "SELECT count, last_at FROM alert_counters WHERE party_id = ? AND rule = ?",
+                    params![id_to_db(n.party.0), rule.as_str()],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
                 .optional()?;
-            let found = found.map_or(Counter::default(), |(count, last)| Counter { count, last_at: last.map(Timestamp) });
+            let found =
+                found.map_or(Counter::default(), |(count, last)| Counter { count, last_at: last.map(Timestamp) });
             if found != expected {
                 return Ok(false);
             }
@@ -194,7 +214,17 @@ pub(crate) fn record(c: &Connection, batch: &AlertBatch, now: Timestamp) -> rusq
             )?;
         }
         let id: i64 = notification.query_row(
-            params![id_to_db(n.party.0), n.kind.as_str(), n.threshold, n.available, n.currency.as_str(), n.at.0, n.subject, n.body, n.payload],
+            params![
+                id_to_db(n.party.0),
+                n.kind.as_str(),
+                n.threshold,
+                n.available,
+                n.currency.as_str(),
+                n.at.0,
+                n.subject,
+                n.body,
+                n.payload
+            ],
             |r| r.get(0),
         )?;
         for email in &n.emails {
@@ -206,7 +236,11 @@ pub(crate) fn record(c: &Connection, batch: &AlertBatch, now: Timestamp) -> rusq
     }
     drop((notification, delivery));
     for n in conv(purse_store::invoices::record_payments(&mut crate::db::Lite(c), batch, now))? {
-        record(c, &AlertBatch { fires: vec![purse_store::Fire { counter: None, notification: n }], ..AlertBatch::default() }, now)?;
+        record(
+            c,
+            &AlertBatch { fires: vec![purse_store::Fire { counter: None, notification: n }], ..AlertBatch::default() },
+            now,
+        )?;
     }
     Ok(true)
 }
@@ -214,9 +248,12 @@ pub(crate) fn record(c: &Connection, batch: &AlertBatch, now: Timestamp) -> rusq
 impl AlertStore for SqliteReader {
     fn profiles(&self) -> StoreResult<Vec<Profile>> {
         self.with(|c| {
-            let mut profiles: Vec<Profile> =
-                c.prepare_cached(&format!("SELECT {PROFILE_COLUMNS} FROM profiles ORDER BY id"))?.query_map([], profile_from_row)?.collect::<Result<_, _>>()?;
-            let mut s = c.prepare_cached(&format!("SELECT {RULE_COLUMNS} FROM profile_rules ORDER BY profile_id, kind"))?;
+            let mut profiles: Vec<Profile> = c
+                .prepare_cached(&format!("SELECT {PROFILE_COLUMNS} FROM profiles ORDER BY id"))?
+                .query_map([], profile_from_row)?
+                .collect::<Result<_, _>>()?;
+            let mut s =
+                c.prepare_cached(&format!("SELECT {RULE_COLUMNS} FROM profile_rules ORDER BY profile_id, kind"))?;
             for row in s.query_map([], rule_from_row)? {
                 let (id, rule) = row?;
                 if let Some(p) = profiles.iter_mut().find(|p| p.id == id) {
@@ -234,7 +271,18 @@ impl AlertStore for SqliteReader {
         self.with(|c| {
             let id: i64 = c.query_row(
                 &format!("INSERT INTO profiles ({PROFILE_COLUMNS}) VALUES (NULL,?,?,?,?,?,?,?,?,?,?) RETURNING id"),
-                params![p.name, p.reseller.map(|r| id_to_db(r.0)), p.currency.as_str(), p.sort_order, p.max_quantity, p.period_s, p.subject, p.body, p.created_at.0, p.updated_at.0],
+                params![
+                    p.name,
+                    p.reseller.map(|r| id_to_db(r.0)),
+                    p.currency.as_str(),
+                    p.sort_order,
+                    p.max_quantity,
+                    p.period_s,
+                    p.subject,
+                    p.body,
+                    p.created_at.0,
+                    p.updated_at.0
+                ],
                 |r| r.get(0),
             )?;
             write_rules(c, &Profile { id: id_from_db(id), ..p.clone() })?;
@@ -278,7 +326,11 @@ impl AlertStore for SqliteReader {
     }
 
     fn all_alert_settings(&self) -> StoreResult<Vec<AlertSettings>> {
-        self.with(|c| c.prepare_cached(&format!("SELECT {ALERT_SETTINGS_COLUMNS} FROM alert_settings"))?.query_map([], settings_from_row)?.collect())
+        self.with(|c| {
+            c.prepare_cached(&format!("SELECT {ALERT_SETTINGS_COLUMNS} FROM alert_settings"))?
+                .query_map([], settings_from_row)?
+                .collect()
+        })
     }
 
     fn put_alert_settings(&self, s: &AlertSettings) -> StoreResult<()> {
@@ -318,7 +370,10 @@ impl AlertStore for SqliteReader {
     }
 
     fn outbox_cursor(&self) -> StoreResult<u64> {
-        self.with(|c| c.query_row("SELECT value FROM alert_cursor WHERE name = 'outbox'", [], |r| r.get::<_, i64>(0)).map(id_from_db))
+        self.with(|c| {
+            c.query_row("SELECT value FROM alert_cursor WHERE name = 'outbox'", [], |r| r.get::<_, i64>(0))
+                .map(id_from_db)
+        })
     }
 
     fn events_after(&self, after: u64, limit: u32) -> StoreResult<Vec<Event>> {
@@ -333,7 +388,13 @@ impl AlertStore for SqliteReader {
         self.with(|c| exclusive(c, |c| record(c, batch, now)))
     }
 
-    fn claim_deliveries(&self, now: Timestamp, wall: i64, lease_until: i64, limit: u32) -> StoreResult<Vec<DeliveryRecord>> {
+    fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        wall: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<DeliveryRecord>> {
         self.with(|c| {
             c.prepare_cached(&format!(
                 "UPDATE deliveries SET lease_until = ?1, attempts = attempts + 1 WHERE id IN \
@@ -375,14 +436,18 @@ impl AlertStore for SqliteReader {
 
     fn notifications(&self, q: &NotificationQuery) -> StoreResult<Vec<(NotificationRecord, Vec<DeliveryRecord>)>> {
         self.with(|c| {
-            let parties = q.parties.as_ref().map(|p| p.iter().map(|p| id_to_db(p.0).to_string()).collect::<Vec<_>>().join(","));
+            let parties =
+                q.parties.as_ref().map(|p| p.iter().map(|p| id_to_db(p.0).to_string()).collect::<Vec<_>>().join(","));
             let filter = parties.map_or(String::new(), |list| format!("AND party_id IN ({list})"));
             let mut s = c.prepare(&format!(
                 "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE id < ? {filter} ORDER BY id DESC LIMIT ?"
             ))?;
             let before = q.before.map_or(i64::MAX, id_to_db);
-            let found: Vec<NotificationRecord> = s.query_map(params![before, q.limit], notification_from_row)?.collect::<Result<_, _>>()?;
-            let mut deliveries = c.prepare_cached(&format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE notification_id = ? ORDER BY id"))?;
+            let found: Vec<NotificationRecord> =
+                s.query_map(params![before, q.limit], notification_from_row)?.collect::<Result<_, _>>()?;
+            let mut deliveries = c.prepare_cached(&format!(
+                "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE notification_id = ? ORDER BY id"
+            ))?;
             found
                 .into_iter()
                 .map(|n| {
@@ -397,7 +462,15 @@ impl AlertStore for SqliteReader {
         self.with(|c| {
             c.query_row(
                 &format!("INSERT INTO webhook_endpoints ({ENDPOINT_COLUMNS}) VALUES (NULL,?,?,?,?,?,?,?) RETURNING id"),
-                params![e.owner.map(|o| id_to_db(o.0)), e.url, e.secret, e.enabled, e.disabled_reason, e.failures, e.created_at.0],
+                params![
+                    e.owner.map(|o| id_to_db(o.0)),
+                    e.url,
+                    e.secret,
+                    e.enabled,
+                    e.disabled_reason,
+                    e.failures,
+                    e.created_at.0
+                ],
                 |r| r.get::<_, i64>(0),
             )
             .map(id_from_db)
@@ -405,7 +478,11 @@ impl AlertStore for SqliteReader {
     }
 
     fn endpoints(&self) -> StoreResult<Vec<WebhookEndpoint>> {
-        self.with(|c| c.prepare_cached(&format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints ORDER BY id"))?.query_map([], endpoint_from_row)?.collect())
+        self.with(|c| {
+            c.prepare_cached(&format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints ORDER BY id"))?
+                .query_map([], endpoint_from_row)?
+                .collect()
+        })
     }
 
     fn delete_endpoint(&self, id: u64) -> StoreResult<bool> {
@@ -429,7 +506,15 @@ impl AlertStore for SqliteReader {
         })
     }
 
-    fn claim_job(&self, job: &str, key: &str, by: &str, now: Timestamp, wall: i64, lease_until: i64) -> StoreResult<bool> {
+    fn claim_job(
+        &self,
+        job: &str,
+        key: &str,
+        by: &str,
+        now: Timestamp,
+        wall: i64,
+        lease_until: i64,
+    ) -> StoreResult<bool> {
         self.with(|c| {
             c.query_row(
                 "INSERT INTO job_runs (job, key, claimed_by, lease_until, started_at, summary) VALUES (?1,?2,?3,?4,?5,'') \
@@ -445,15 +530,21 @@ impl AlertStore for SqliteReader {
 
     fn finish_job(&self, job: &str, key: &str, at: Timestamp, summary: &str) -> StoreResult<()> {
         self.with(|c| {
-            c.execute("UPDATE job_runs SET finished_at = ?, summary = ? WHERE job = ? AND key = ?", params![at.0, summary, job, key]).map(drop)
+            c.execute(
+                "UPDATE job_runs SET finished_at = ?, summary = ? WHERE job = ? AND key = ?",
+                params![at.0, summary, job, key],
+            )
+            .map(drop)
         })
     }
 
     fn job_runs(&self, limit: u32) -> StoreResult<Vec<JobRun>> {
         self.with(|c| {
-            c.prepare_cached(&format!("SELECT {JOB_RUN_COLUMNS} FROM job_runs ORDER BY started_at DESC, job, key LIMIT ?"))?
-                .query_map([limit], job_from_row)?
-                .collect()
+            c.prepare_cached(&format!(
+                "SELECT {JOB_RUN_COLUMNS} FROM job_runs ORDER BY started_at DESC, job, key LIMIT ?"
+            ))?
+            .query_map([limit], job_from_row)?
+            .collect()
         })
     }
 }

@@ -15,17 +15,30 @@ fn q(sql: &str) -> String {
     sql.replace('$', "?")
 }
 
-
 fn class_from_row(r: &Row<'_>) -> rusqlite::Result<ClassRecord> {
     Ok(credit::class_from(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, (r.get(4)?, r.get(5)?, r.get(6)?), r.get(7)?))
 }
 
 fn policy_from_row(r: &Row<'_>) -> rusqlite::Result<CreditPolicy> {
-    conv(credit::policy_from(r.get(0)?, r.get(1)?, &r.get::<_, String>(2)?, (r.get(3)?, r.get(4)?, r.get(5)?), r.get(6)?))
+    conv(credit::policy_from(
+        r.get(0)?,
+        r.get(1)?,
+        &r.get::<_, String>(2)?,
+        (r.get(3)?, r.get(4)?, r.get(5)?),
+        r.get(6)?,
+    ))
 }
 
 fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<AuditEntry> {
-    Ok(credit::audit_from(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, (r.get(4)?, r.get(5)?, r.get(6)?), r.get(7)?, r.get(8)?))
+    Ok(credit::audit_from(
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        (r.get(4)?, r.get(5)?, r.get(6)?),
+        r.get(7)?,
+        r.get(8)?,
+    ))
 }
 
 fn limit_from_row(r: &Row<'_>) -> rusqlite::Result<LimitChange> {
@@ -81,7 +94,9 @@ impl CreditStore for SqliteReader {
             exclusive(c, |c| {
                 let mut values = credit::class_params(class);
                 if class.id == 0 {
-                    let id: i64 = c.prepare_cached(&q(sql::INSERT_CLASS))?.query_row(params_from_iter(bind(&values)), |r| r.get(0))?;
+                    let id: i64 = c
+                        .prepare_cached(&q(sql::INSERT_CLASS))?
+                        .query_row(params_from_iter(bind(&values)), |r| r.get(0))?;
                     stored.id = id_from_db(id);
                 } else {
                     values.push(Value::from(id_to_db(class.id)));
@@ -107,7 +122,8 @@ impl CreditStore for SqliteReader {
     fn put_credit_policy(&self, policy: &CreditPolicy, audit: &AuditEntry) -> StoreResult<()> {
         self.with(|c| {
             exclusive(c, |c| {
-                c.prepare_cached(&q(sql::PUT_POLICY))?.execute(params_from_iter(bind(&credit::policy_params(policy))))?;
+                c.prepare_cached(&q(sql::PUT_POLICY))?
+                    .execute(params_from_iter(bind(&credit::policy_params(policy))))?;
                 insert_audit(c, audit)?;
                 Ok(true)
             })
@@ -116,13 +132,17 @@ impl CreditStore for SqliteReader {
     }
 
     fn limit_history(&self, account: AccountId) -> StoreResult<Vec<LimitChange>> {
-        self.with(|c| c.prepare_cached(&q(sql::LIMIT_HISTORY))?.query_map([id_to_db(account.0)], limit_from_row)?.collect())
+        self.with(|c| {
+            c.prepare_cached(&q(sql::LIMIT_HISTORY))?.query_map([id_to_db(account.0)], limit_from_row)?.collect()
+        })
     }
 
     fn expired_increases(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<(AccountId, Timestamp)>> {
         self.with(|c| {
             c.prepare_cached(&q(sql::EXPIRED))?
-                .query_map(rusqlite::params![now.0, limit], |r| Ok((AccountId(id_from_db(r.get(0)?)), Timestamp(r.get(1)?))))?
+                .query_map(rusqlite::params![now.0, limit], |r| {
+                    Ok((AccountId(id_from_db(r.get(0)?)), Timestamp(r.get(1)?)))
+                })?
                 .collect()
         })
     }

@@ -31,7 +31,12 @@ impl Db for Lite<'_> {
                     ValueRef::Integer(v) => Value::Int(Some(v)),
                     ValueRef::Null => Value::Int(None),
                     ValueRef::Text(t) => Value::Text(Some(String::from_utf8_lossy(t).into_owned())),
-                    other => return Err(StoreError::Other(format!("sqlite: unexpected {:?} in column {i}", other.data_type()))),
+                    other => {
+                        return Err(StoreError::Other(format!(
+                            "sqlite: unexpected {:?} in column {i}",
+                            other.data_type()
+                        )))
+                    }
                 });
             }
             out.push(row);
@@ -40,7 +45,12 @@ impl Db for Lite<'_> {
     }
 
     fn run(&mut self, sql: &str, params: &[Value]) -> StoreResult<u64> {
-        let changed = self.0.prepare_cached(&sql.replace('$', "?")).map_err(err)?.execute(params_from_iter(bind(params))).map_err(err)?;
+        let changed = self
+            .0
+            .prepare_cached(&sql.replace('$', "?"))
+            .map_err(err)?
+            .execute(params_from_iter(bind(params)))
+            .map_err(err)?;
         Ok(changed as u64)
     }
 

@@ -15,17 +15,17 @@ mod payments;
 use std::sync::Mutex;
 
 use purse_core::{
-    Account, AccountId, Amount, BatchOutput, ClientKey, Currency, Hold, HoldId,
-    HoldResolution, Party, PartyId, PartyKind, Prior, TemporaryIncrease, Timestamp, Transfer,
-    TransferId,
+    Account, AccountId, Amount, BatchOutput, ClientKey, Currency, Hold, HoldId, HoldResolution, Party, PartyId,
+    PartyKind, Prior, TemporaryIncrease, Timestamp, Transfer, TransferId,
 };
 use purse_store::codec::{self, id_from_db, id_to_db};
 use purse_store::columns::{
-    ACCOUNT_COLUMNS, ACCOUNT_SELECT, API_KEY_COLUMNS, HOLD_COLUMNS, PARTY_COLUMNS, PARTY_SELECT, SESSION_COLUMNS, TRANSFER_COLUMNS, USER_COLUMNS,
+    ACCOUNT_COLUMNS, ACCOUNT_SELECT, API_KEY_COLUMNS, HOLD_COLUMNS, PARTY_COLUMNS, PARTY_SELECT, SESSION_COLUMNS,
+    TRANSFER_COLUMNS, USER_COLUMNS,
 };
 use purse_store::{
-    AccessStore, ApiKeyRecord, Audit, BaseState, JournalQuery, NewApiKey, NewUser, PartyQuery, Reader, Store, StoreError, StoreResult,
-    SessionRecord, StoredResponse, UserRecord,
+    AccessStore, ApiKeyRecord, Audit, BaseState, JournalQuery, NewApiKey, NewUser, PartyQuery, Reader, SessionRecord,
+    Store, StoreError, StoreResult, StoredResponse, UserRecord,
 };
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -45,7 +45,6 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0012_user_disabled", include_str!("../migrations/0012_user_disabled.sql")),
 ];
 
-
 /// Page cache of the writer's connection: large enough that the balances and the hot
 /// ends of the journal's indexes stay in memory.
 const WRITER_CACHE_KIB: i64 = 128 * 1024;
@@ -60,8 +59,19 @@ fn err(e: rusqlite::Error) -> StoreError {
     let detail = format!("sqlite: {e}");
     match e.sqlite_error() {
         // The file system, not the request: retry when space or the disk is back.
-        Some(f) if matches!(f.code, DiskFull | SystemIoFailure | CannotOpen | DatabaseBusy | DatabaseLocked | ReadOnly) => StoreError::Unavailable(detail),
-        Some(f) if matches!(f.extended_code, rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY) => StoreError::Conflict(detail),
+        Some(f)
+            if matches!(f.code, DiskFull | SystemIoFailure | CannotOpen | DatabaseBusy | DatabaseLocked | ReadOnly) =>
+        {
+            StoreError::Unavailable(detail)
+        }
+        Some(f)
+            if matches!(
+                f.extended_code,
+                rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            ) =>
+        {
+            StoreError::Conflict(detail)
+        }
         _ => StoreError::Other(detail),
     }
 }
@@ -135,7 +145,9 @@ fn account_from_row(r: &Row<'_>) -> rusqlite::Result<Account> {
         balance: Amount(r.get(8)?),
         reserved: Amount(r.get(9)?),
         credit_limit: Amount(r.get(10)?),
-        temporary_increase: temp.zip(until).map(|(a, u)| TemporaryIncrease { amount: Amount(a), valid_until: Timestamp(u) }),
+        temporary_increase: temp
+            .zip(until)
+            .map(|(a, u)| TemporaryIncrease { amount: Amount(a), valid_until: Timestamp(u) }),
         children_balance: Amount(r.get(13)?),
         thresholds: conv(codec::parse_thresholds(&r.get::<_, String>(14)?))?,
         last_charge_at: r.get::<_, Option<i64>>(15)?.map(Timestamp),
@@ -197,7 +209,10 @@ fn hold_from_row(r: &Row<'_>) -> rusqlite::Result<Hold> {
     let resolution = resolved_at.map(|at| -> rusqlite::Result<HoldResolution> {
         Ok(HoldResolution {
             at: Timestamp(at),
-            client_id: resolution_client.as_deref().map(|c| conv(codec::client_id(&r.get::<_, String>(15)?, c))).transpose()?,
+            client_id: resolution_client
+                .as_deref()
+                .map(|c| conv(codec::client_id(&r.get::<_, String>(15)?, c)))
+                .transpose()?,
             captured: Amount(r.get(12)?),
             transfer: opt_id(r.get(13)?).map(TransferId),
         })
@@ -254,14 +269,17 @@ impl SqliteStore {
 impl Store for SqliteStore {
     fn migrate(&mut self) -> StoreResult<()> {
         let c = &mut self.conn;
-        c.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)")
-            .map_err(err)?;
+        c.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)",
+        )
+        .map_err(err)?;
         // SQLite changes a constraint by rebuilding the table, which its foreign keys would
         // refuse midway: they are off while migrating (the pragma is a no-op inside a
         // transaction) and checked whole before they are on again.
         c.execute_batch("PRAGMA foreign_keys = OFF").map_err(err)?;
         let migrated = Self::apply_migrations(c);
-        let violations: rusqlite::Result<i64> = c.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0));
+        let violations: rusqlite::Result<i64> =
+            c.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0));
         c.execute_batch("PRAGMA foreign_keys = ON").map_err(err)?;
         migrated?;
         match violations.map_err(err)? {
@@ -379,24 +397,36 @@ impl Store for SqliteStore {
                 ClientKey::Hold(id) => {
                     let sql = format!("SELECT {HOLD_COLUMNS} FROM holds WHERE client_tenant = ? AND client_id = ?");
                     let mut s = c.prepare_cached(&sql).map_err(err)?;
-                    s.query_row(params![codec::tenant(id.tenant()), id.as_str()], hold_from_row).optional().map_err(err)?.map(Prior::Hold)
+                    s.query_row(params![codec::tenant(id.tenant()), id.as_str()], hold_from_row)
+                        .optional()
+                        .map_err(err)?
+                        .map(Prior::Hold)
                 }
                 ClientKey::Release(id) => {
                     let sql = format!(
                         "SELECT {HOLD_COLUMNS} FROM holds WHERE resolution_client_tenant = ? AND resolution_client_id = ? AND state = 'released'"
                     );
                     let mut s = c.prepare_cached(&sql).map_err(err)?;
-                    s.query_row(params![codec::tenant(id.tenant()), id.as_str()], hold_from_row).optional().map_err(err)?.map(Prior::Hold)
+                    s.query_row(params![codec::tenant(id.tenant()), id.as_str()], hold_from_row)
+                        .optional()
+                        .map_err(err)?
+                        .map(Prior::Hold)
                 }
                 ClientKey::Party(id) => {
                     let sql = format!("SELECT {PARTY_SELECT} FROM parties WHERE client_tenant = ? AND client_id = ?");
                     let mut s = c.prepare_cached(&sql).map_err(err)?;
-                    s.query_row(params![codec::tenant(id.tenant()), id.as_str()], party_from_row).optional().map_err(err)?.map(Prior::Party)
+                    s.query_row(params![codec::tenant(id.tenant()), id.as_str()], party_from_row)
+                        .optional()
+                        .map_err(err)?
+                        .map(Prior::Party)
                 }
                 ClientKey::Account(id) => {
                     let sql = format!("{ACCOUNT_SELECT} WHERE a.client_tenant = ? AND a.client_id = ?");
                     let mut s = c.prepare_cached(&sql).map_err(err)?;
-                    s.query_row(params![codec::tenant(id.tenant()), id.as_str()], account_from_row).optional().map_err(err)?.map(Prior::Account)
+                    s.query_row(params![codec::tenant(id.tenant()), id.as_str()], account_from_row)
+                        .optional()
+                        .map_err(err)?
+                        .map(Prior::Account)
                 }
             };
             if let Some(p) = prior {
@@ -431,7 +461,8 @@ impl Store for SqliteStore {
             )
             .map_err(err)?;
         for r in responses {
-            s.execute(params![id_to_db(r.api_key), r.key, r.request_hash, r.status, r.body, r.created_at.0]).map_err(err)?;
+            s.execute(params![id_to_db(r.api_key), r.key, r.request_hash, r.status, r.body, r.created_at.0])
+                .map_err(err)?;
         }
         Ok(())
     }
@@ -477,8 +508,20 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
     }
     for p in &out.parties {
         let (kind, reseller, billing, currency, wallet) = codec::party_columns(&p.kind);
-        c.prepare_cached(&format!("INSERT INTO parties ({PARTY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"))?
-            .execute(params![id_to_db(p.id.0), p.client_id.as_str(), p.name, kind, reseller, billing, currency, wallet, p.created_at.0, codec::tenant(p.client_id.tenant())])?;
+        c.prepare_cached(&format!("INSERT INTO parties ({PARTY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"))?.execute(
+            params![
+                id_to_db(p.id.0),
+                p.client_id.as_str(),
+                p.name,
+                kind,
+                reseller,
+                billing,
+                currency,
+                wallet,
+                p.created_at.0,
+                codec::tenant(p.client_id.tenant())
+            ],
+        )?;
     }
     if !out.accounts_new.is_empty() {
         let mut insert = c.prepare_cached(&format!(
@@ -541,7 +584,8 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
         "UPDATE accounts SET status = ?, credit_limit = ?, temp_increase = ?, temp_valid_until = ?, \
          thresholds = ? WHERE id = ?",
     )?;
-    let changed: std::collections::HashMap<AccountId, &Account> = out.accounts_changed.iter().map(|a| (a.id, a)).collect();
+    let changed: std::collections::HashMap<AccountId, &Account> =
+        out.accounts_changed.iter().map(|a| (a.id, a)).collect();
     for id in &out.settings_changed {
         let a = changed[id];
         settings.execute(params![
@@ -618,7 +662,18 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
     )?;
     for e in &out.events {
         let (kind, threshold, direction, before, after, transfer, amount) = codec::event_columns(&e.kind);
-        event.execute(params![id_to_db(e.id.0), e.at.0, id_to_db(e.account.0), kind, threshold, direction, before, after, transfer, amount])?;
+        event.execute(params![
+            id_to_db(e.id.0),
+            e.at.0,
+            id_to_db(e.account.0),
+            kind,
+            threshold,
+            direction,
+            before,
+            after,
+            transfer,
+            amount
+        ])?;
     }
     for p in &out.parties_changed {
         c.prepare_cached("UPDATE parties SET subscriber_transfers = ?, invoiced_until = ? WHERE id = ?")?
@@ -645,7 +700,12 @@ fn statement_sizes(mut n: usize) -> impl Iterator<Item = usize> {
 }
 
 /// Inserts rows with few, cached, multi-row statements. `suffix` may carry `ON CONFLICT`.
-fn insert_rows<const N: usize>(c: &Connection, prefix: &str, suffix: &str, rows: &[[Value; N]]) -> rusqlite::Result<()> {
+fn insert_rows<const N: usize>(
+    c: &Connection,
+    prefix: &str,
+    suffix: &str,
+    rows: &[[Value; N]],
+) -> rusqlite::Result<()> {
     let one = format!("({})", vec!["?"; N].join(","));
     let mut rest = rows;
     for size in statement_sizes(rows.len()) {
@@ -716,7 +776,13 @@ impl Reader for SqliteReader {
                  AND (?5 IS NULL OR instr(lower(name), ?5) > 0 OR instr(lower(client_id), ?5) > 0) ORDER BY id LIMIT ?4"
             ))?;
             let rows = s.query_map(
-                params![q.resellers, q.reseller.map(|p| id_to_db(p.0)), id_to_db(q.after.map_or(0, |p| p.0)), q.limit, q.search],
+                params![
+                    q.resellers,
+                    q.reseller.map(|p| id_to_db(p.0)),
+                    id_to_db(q.after.map_or(0, |p| p.0)),
+                    q.limit,
+                    q.search
+                ],
                 party_from_row,
             )?;
             rows.collect()
@@ -752,7 +818,10 @@ impl Reader for SqliteReader {
             c.prepare_cached(&format!(
                 "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE client_key = ? AND client_tenant = ? AND client_id = ?"
             ))?
-            .query_row(params![codec::client_key(client_id), codec::tenant(client_id.tenant()), client_id.as_str()], transfer_from_row)
+            .query_row(
+                params![codec::client_key(client_id), codec::tenant(client_id.tenant()), client_id.as_str()],
+                transfer_from_row,
+            )
             .optional()
         })
     }
@@ -887,8 +956,11 @@ impl AccessStore for SqliteReader {
 
     fn revoke_key(&self, id: u64, at: Timestamp) -> StoreResult<bool> {
         self.with(|c| {
-            c.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", params![at.0, id_to_db(id)])
-                .map(|n| n == 1)
+            c.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                params![at.0, id_to_db(id)],
+            )
+            .map(|n| n == 1)
         })
     }
 
@@ -898,7 +970,15 @@ impl AccessStore for SqliteReader {
             c.query_row(
                 "INSERT INTO portal_users (email, name, password_hash, role, party_id, scope, created_at) \
                  VALUES (?,?,?,?,?,?,?) ON CONFLICT (email) DO NOTHING RETURNING id",
-                params![user.email, user.name, user.password_hash, role, party.map(id_to_db), codec::scope(user.scope), user.created_at.0],
+                params![
+                    user.email,
+                    user.name,
+                    user.password_hash,
+                    role,
+                    party.map(id_to_db),
+                    codec::scope(user.scope),
+                    user.created_at.0
+                ],
                 |r| r.get::<_, i64>(0),
             )
             .optional()
@@ -933,7 +1013,10 @@ impl AccessStore for SqliteReader {
     fn disable_user(&self, user: u64, at: Timestamp) -> StoreResult<bool> {
         self.with(|c| {
             let tx = c.unchecked_transaction()?;
-            let changed = tx.execute("UPDATE portal_users SET disabled_at = ? WHERE id = ? AND disabled_at IS NULL", params![at.0, id_to_db(user)])?;
+            let changed = tx.execute(
+                "UPDATE portal_users SET disabled_at = ? WHERE id = ? AND disabled_at IS NULL",
+                params![at.0, id_to_db(user)],
+            )?;
             tx.execute("DELETE FROM portal_sessions WHERE user_id = ?", params![id_to_db(user)])?;
             tx.commit()?;
             Ok(changed == 1)
@@ -957,7 +1040,13 @@ impl AccessStore for SqliteReader {
             c.execute("DELETE FROM portal_sessions WHERE expires_at <= ?", [session.created_at.0])?;
             c.execute(
                 &format!("INSERT INTO portal_sessions ({SESSION_COLUMNS}) VALUES (?,?,?,?,?)"),
-                params![session.hash, id_to_db(session.user_id), session.csrf, session.created_at.0, session.expires_at.0],
+                params![
+                    session.hash,
+                    id_to_db(session.user_id),
+                    session.csrf,
+                    session.created_at.0,
+                    session.expires_at.0
+                ],
             )
             .map(drop)
         })
@@ -992,7 +1081,13 @@ impl AccessStore for SqliteReader {
         })
     }
 
-    fn reserve_login(&self, email: &str, at: Timestamp, forget_before: Timestamp, wait_s: &dyn Fn(u32, Timestamp) -> i64) -> StoreResult<Result<u32, i64>> {
+    fn reserve_login(
+        &self,
+        email: &str,
+        at: Timestamp,
+        forget_before: Timestamp,
+        wait_s: &dyn Fn(u32, Timestamp) -> i64,
+    ) -> StoreResult<Result<u32, i64>> {
         self.with(|c| {
             // The write lock first: two processes reserve one after the other.
             let tx = rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)?;
@@ -1036,7 +1131,11 @@ fn user_from_row(r: &Row<'_>) -> rusqlite::Result<UserRecord> {
 
 /// The posting before `t` in `account`'s chain.
 fn previous(t: &Transfer, account: AccountId) -> Option<TransferId> {
-    if t.debit == account { t.debit_prev } else { t.credit_prev }
+    if t.debit == account {
+        t.debit_prev
+    } else {
+        t.credit_prev
+    }
 }
 
 /// Runs raw SQL on a fresh connection: for tests that prove the schema refuses things.

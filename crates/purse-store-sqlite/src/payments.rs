@@ -54,8 +54,6 @@ fn recharge_from_row(r: &Row<'_>) -> rusqlite::Result<RechargeRecord> {
     ))
 }
 
-
-
 fn used(c: &Connection, party: PartyId, day: &str, month: &str) -> rusqlite::Result<Used> {
     let today: u32 = c.query_row(
         "SELECT COUNT(*) FROM recharges WHERE party_id = ? AND reason = 'auto' AND day = ?",
@@ -78,7 +76,11 @@ fn start(c: &Connection, new: &NewRecharge, out: &mut Option<RechargeRecord>) ->
     let party = id_to_db(new.party.0);
     if let Some(key) = &new.request_key {
         let found = c
-            .query_row(&format!("SELECT {RECHARGE_COLUMNS} FROM recharges WHERE party_id = ? AND request_key = ?"), params![party, key], recharge_from_row)
+            .query_row(
+                &format!("SELECT {RECHARGE_COLUMNS} FROM recharges WHERE party_id = ? AND request_key = ?"),
+                params![party, key],
+                recharge_from_row,
+            )
             .optional()?;
         if found.is_some() {
             *out = found;
@@ -92,12 +94,17 @@ fn start(c: &Connection, new: &NewRecharge, out: &mut Option<RechargeRecord>) ->
             |r| r.get(0),
         )?;
         let u = used(c, new.party, &new.day, &new.month)?;
-        let capped = u.today >= new.per_day_max || new.month_cap.is_some_and(|cap| u.month + i128::from(new.amount) > i128::from(cap));
+        let capped = u.today >= new.per_day_max
+            || new.month_cap.is_some_and(|cap| u.month + i128::from(new.amount) > i128::from(cap));
         if busy || capped {
             return Ok(true);
         }
     }
-    let status = if new.method == purse_core::recharge::RechargeMethod::Invoice { RechargeStatus::Invoiced } else { RechargeStatus::Pending };
+    let status = if new.method == purse_core::recharge::RechargeMethod::Invoice {
+        RechargeStatus::Invoiced
+    } else {
+        RechargeStatus::Pending
+    };
     let id: i64 = c.query_row(
         "INSERT INTO recharges (party_id, method, reason, amount, currency, status, created_at, day, month, lease_until, request_key) \
          VALUES (?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
@@ -138,7 +145,11 @@ fn start(c: &Connection, new: &NewRecharge, out: &mut Option<RechargeRecord>) ->
             notice(c, &n, new.at)?;
         }
     }
-    *out = Some(c.query_row(&format!("SELECT {RECHARGE_COLUMNS} FROM recharges WHERE id = ?"), [id], recharge_from_row)?);
+    *out = Some(c.query_row(
+        &format!("SELECT {RECHARGE_COLUMNS} FROM recharges WHERE id = ?"),
+        [id],
+        recharge_from_row,
+    )?);
     Ok(true)
 }
 
@@ -212,7 +223,13 @@ impl PaymentStore for SqliteReader {
         })
     }
 
-    fn update_recharge(&self, id: u64, update: &RechargeUpdate, at: Timestamp, n: Option<&NewNotification>) -> StoreResult<bool> {
+    fn update_recharge(
+        &self,
+        id: u64,
+        update: &RechargeUpdate,
+        at: Timestamp,
+        n: Option<&NewNotification>,
+    ) -> StoreResult<bool> {
         let mut changed = false;
         self.with(|c| {
             exclusive(c, |c| {
@@ -246,19 +263,31 @@ impl PaymentStore for SqliteReader {
 
     fn recharge(&self, id: u64) -> StoreResult<Option<RechargeRecord>> {
         self.with(|c| {
-            c.prepare_cached(&format!("SELECT {RECHARGE_COLUMNS} FROM recharges WHERE id = ?"))?.query_row([id_to_db(id)], recharge_from_row).optional()
+            c.prepare_cached(&format!("SELECT {RECHARGE_COLUMNS} FROM recharges WHERE id = ?"))?
+                .query_row([id_to_db(id)], recharge_from_row)
+                .optional()
         })
     }
 
     fn recharges(&self, party: Option<PartyId>, limit: u32) -> StoreResult<Vec<RechargeRecord>> {
         self.with(|c| {
-            c.prepare_cached(&format!("SELECT {RECHARGE_COLUMNS} FROM recharges WHERE ?1 IS NULL OR party_id = ?1 ORDER BY id DESC LIMIT ?2"))?
-                .query_map(params![party.map(|p| id_to_db(p.0)), limit], recharge_from_row)?
-                .collect()
+            c.prepare_cached(&format!(
+                "SELECT {RECHARGE_COLUMNS} FROM recharges WHERE ?1 IS NULL OR party_id = ?1 ORDER BY id DESC LIMIT ?2"
+            ))?
+            .query_map(params![party.map(|p| id_to_db(p.0)), limit], recharge_from_row)?
+            .collect()
         })
     }
 
-    fn card_result(&self, party: PartyId, ok: bool, failures_max: u32, reason: &str, at: Timestamp, n: Option<&NewNotification>) -> StoreResult<bool> {
+    fn card_result(
+        &self,
+        party: PartyId,
+        ok: bool,
+        failures_max: u32,
+        reason: &str,
+        at: Timestamp,
+        n: Option<&NewNotification>,
+    ) -> StoreResult<bool> {
         let mut disabled = false;
         self.with(|c| {
             exclusive(c, |c| {
@@ -289,11 +318,6 @@ impl PaymentStore for SqliteReader {
         })?;
         Ok(disabled)
     }
-
-
-
-
-
 
     fn invoice_paid(&self, id: u64, transfer: u64, at: Timestamp) -> StoreResult<bool> {
         let mut changed = false;

@@ -278,7 +278,13 @@ pub trait AlertStore: Send + Sync {
 
     /// Takes up to `limit` pending deliveries due at `now` that no live lease holds, leasing
     /// them until `lease_until` (wall-clock microseconds) and counting the attempt.
-    fn claim_deliveries(&self, now: Timestamp, wall: i64, lease_until: i64, limit: u32) -> StoreResult<Vec<DeliveryRecord>>;
+    fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        wall: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<DeliveryRecord>>;
     fn finish_delivery(&self, id: u64, attempt: &Attempt) -> StoreResult<()>;
     fn notification(&self, id: u64) -> StoreResult<Option<NotificationRecord>>;
     fn notifications(&self, query: &NotificationQuery) -> StoreResult<Vec<(NotificationRecord, Vec<DeliveryRecord>)>>;
@@ -292,7 +298,15 @@ pub trait AlertStore: Send + Sync {
 
     /// Claims run `key` of `job` for `by` until `lease_until` (wall clock), unless it
     /// finished or another live claim holds it.
-    fn claim_job(&self, job: &str, key: &str, by: &str, now: Timestamp, wall: i64, lease_until: i64) -> StoreResult<bool>;
+    fn claim_job(
+        &self,
+        job: &str,
+        key: &str,
+        by: &str,
+        now: Timestamp,
+        wall: i64,
+        lease_until: i64,
+    ) -> StoreResult<bool>;
     fn finish_job(&self, job: &str, key: &str, at: Timestamp, summary: &str) -> StoreResult<()>;
     fn job_runs(&self, limit: u32) -> StoreResult<Vec<JobRun>>;
 }

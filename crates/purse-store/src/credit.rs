@@ -6,7 +6,10 @@
 //! The SQL lives here once, with `$1`-style parameters both backends accept (SQLite reads
 //! `?1` for `$1`), and filters built from [`Value`]s, so the two backends only bind and run it.
 
-use purse_core::{AccountId, Amount, Currency, CurrencyCode, LimitChange, LimitChangeKind, Party, PartyId, PartyKind, TemporaryIncrease, Timestamp};
+use purse_core::{
+    AccountId, Amount, Currency, CurrencyCode, LimitChange, LimitChangeKind, Party, PartyId, PartyKind,
+    TemporaryIncrease, Timestamp,
+};
 
 use crate::codec::{id_from_db, id_to_db};
 use crate::{StoreError, StoreResult};
@@ -79,7 +82,13 @@ pub struct CreditPolicy {
 
 impl CreditPolicy {
     pub fn default_for(party: PartyId) -> CreditPolicy {
-        CreditPolicy { party, class: None, transfers: TransferSetting::Class, max: MaxIncrease::default(), updated_at: Timestamp(0) }
+        CreditPolicy {
+            party,
+            class: None,
+            transfers: TransferSetting::Class,
+            max: MaxIncrease::default(),
+            updated_at: Timestamp(0),
+        }
     }
 }
 
@@ -169,7 +178,11 @@ pub fn transfers_allowed(policy: Option<&CreditPolicy>, classes: &[ClassRecord])
 
 /// The customers whose ledger flag (`Party::subscriber_transfers`) differs from what their
 /// policy says, with the value it should have.
-pub fn transfer_changes<'a>(customers: impl IntoIterator<Item = &'a Party>, policies: &[CreditPolicy], classes: &[ClassRecord]) -> Vec<(PartyId, bool)> {
+pub fn transfer_changes<'a>(
+    customers: impl IntoIterator<Item = &'a Party>,
+    policies: &[CreditPolicy],
+    classes: &[ClassRecord],
+) -> Vec<(PartyId, bool)> {
     customers
         .into_iter()
         .filter(|p| matches!(p.kind, PartyKind::Customer { .. }))
@@ -202,24 +215,29 @@ pub mod sql {
     pub const CLASSES: &str = "SELECT id, reseller_id, name, transfers_allowed, max_amount, max_percent, max_days, updated_at FROM customer_classes ORDER BY id";
     pub const INSERT_CLASS: &str = "INSERT INTO customer_classes (reseller_id, name, transfers_allowed, max_amount, max_percent, max_days, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id";
-    pub const UPDATE_CLASS: &str = "UPDATE customer_classes SET reseller_id = $1, name = $2, transfers_allowed = $3, max_amount = $4, \
+    pub const UPDATE_CLASS: &str =
+        "UPDATE customer_classes SET reseller_id = $1, name = $2, transfers_allowed = $3, max_amount = $4, \
          max_percent = $5, max_days = $6, updated_at = $7 WHERE id = $8";
     pub const POLICY: &str = "SELECT party_id, class_id, transfers, max_amount, max_percent, max_days, updated_at FROM credit_policies WHERE party_id = $1";
     pub const POLICIES: &str = "SELECT party_id, class_id, transfers, max_amount, max_percent, max_days, updated_at FROM credit_policies ORDER BY party_id";
-    pub const PUT_POLICY: &str = "INSERT INTO credit_policies (party_id, class_id, transfers, max_amount, max_percent, max_days, updated_at) \
+    pub const PUT_POLICY: &str =
+        "INSERT INTO credit_policies (party_id, class_id, transfers, max_amount, max_percent, max_days, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (party_id) DO UPDATE SET class_id = excluded.class_id, \
          transfers = excluded.transfers, max_amount = excluded.max_amount, max_percent = excluded.max_percent, \
          max_days = excluded.max_days, updated_at = excluded.updated_at";
-    pub const LIMIT_COLUMNS: &str = "account_id, party_id, currency, scale, kind, at, recorded_at, old_limit, new_limit, \
+    pub const LIMIT_COLUMNS: &str =
+        "account_id, party_id, currency, scale, kind, at, recorded_at, old_limit, new_limit, \
          old_increase, old_until, new_increase, new_until, changed_by, reason";
     pub const INSERT_LIMIT: &str = "INSERT INTO limit_changes (account_id, party_id, currency, scale, kind, at, recorded_at, old_limit, new_limit, \
          old_increase, old_until, new_increase, new_until, changed_by, reason) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
     pub const LIMIT_HISTORY: &str = "SELECT account_id, party_id, currency, scale, kind, at, recorded_at, old_limit, new_limit, \
          old_increase, old_until, new_increase, new_until, changed_by, reason FROM limit_changes WHERE account_id = $1 ORDER BY id";
-    pub const EXPIRED: &str = "SELECT id, temp_valid_until FROM accounts WHERE temp_valid_until IS NOT NULL AND temp_valid_until <= $1 \
+    pub const EXPIRED: &str =
+        "SELECT id, temp_valid_until FROM accounts WHERE temp_valid_until IS NOT NULL AND temp_valid_until <= $1 \
          ORDER BY temp_valid_until LIMIT $2";
-    pub const INSERT_AUDIT: &str = "INSERT INTO audit_log (at, actor, party_id, entity, entity_id, action, before, after) \
+    pub const INSERT_AUDIT: &str =
+        "INSERT INTO audit_log (at, actor, party_id, entity, entity_id, action, before, after) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
     pub const AUDIT_COLUMNS: &str = "id, at, actor, party_id, entity, entity_id, action, before, after";
 }
@@ -231,7 +249,8 @@ pub fn insert_audit(db: &mut dyn crate::invoices::Db, e: &AuditEntry) -> StoreRe
 
 /// The parameters of [`sql::INSERT_LIMIT`] for one change.
 pub fn limit_params(c: &LimitChange) -> Vec<Value> {
-    let inc = |i: Option<TemporaryIncrease>| (Value::from(i.map(|i| i.amount.0)), Value::from(i.map(|i| i.valid_until.0)));
+    let inc =
+        |i: Option<TemporaryIncrease>| (Value::from(i.map(|i| i.amount.0)), Value::from(i.map(|i| i.valid_until.0)));
     let (old_increase, old_until) = inc(c.old_increase);
     let (new_increase, new_until) = inc(c.new_increase);
     vec![
@@ -336,7 +355,11 @@ pub fn audit_select(q: &AuditQuery) -> (String, Vec<Value>) {
         Visible::Party(p) => add(" AND party_id = $n", Value::from(id_to_db(p.0)), &mut sql),
         Visible::Reseller(r) => {
             add(" AND (party_id = $n", Value::from(id_to_db(r.0)), &mut sql);
-            add(" OR party_id IN (SELECT id FROM parties WHERE reseller_id = $n))", Value::from(id_to_db(r.0)), &mut sql);
+            add(
+                " OR party_id IN (SELECT id FROM parties WHERE reseller_id = $n))",
+                Value::from(id_to_db(r.0)),
+                &mut sql,
+            );
         }
     }
     if let Some(p) = q.party {
@@ -406,7 +429,8 @@ pub fn policy_from(
     Ok(CreditPolicy {
         party: PartyId(id_from_db(party)),
         class: class.map(id_from_db),
-        transfers: TransferSetting::parse(transfers).ok_or_else(|| StoreError::Other(format!("unknown transfers setting {transfers:?}")))?,
+        transfers: TransferSetting::parse(transfers)
+            .ok_or_else(|| StoreError::Other(format!("unknown transfers setting {transfers:?}")))?,
         max: MaxIncrease { amount, percent: to_u32(percent), days: to_u32(days) },
         updated_at: Timestamp(updated_at),
     })

@@ -40,7 +40,11 @@ pub trait Transact: Send + Sync {
     fn with_db(&self, write: bool, f: &mut dyn FnMut(&mut dyn Db) -> StoreResult<()>) -> StoreResult<()>;
 }
 
-fn run_db<T>(s: &(impl Transact + ?Sized), write: bool, mut f: impl FnMut(&mut dyn Db) -> StoreResult<T>) -> StoreResult<T> {
+fn run_db<T>(
+    s: &(impl Transact + ?Sized),
+    write: bool,
+    mut f: impl FnMut(&mut dyn Db) -> StoreResult<T>,
+) -> StoreResult<T> {
     let mut out = None;
     s.with_db(write, &mut |db| {
         out = Some(f(db)?);
@@ -134,10 +138,12 @@ pub enum VoidRefusal {
 }
 
 pub mod sql {
-    pub const INVOICE_COLUMNS: &str = "id, issuer_id, number, party_id, kind, amount, currency, status, created_at, paid_at, recharge_id, \
+    pub const INVOICE_COLUMNS: &str =
+        "id, issuer_id, number, party_id, kind, amount, currency, status, created_at, paid_at, recharge_id, \
          transfer_id, period_start, period_end, subtotal, carry_in, carry_out, allocated, voided_at, void_reason";
     pub const RECEIPT_COLUMNS: &str = "id, issuer_id, number, party_id, transfer_id, amount, currency, method, paid_at, invoice_id, allocated, reversed_at";
-    pub const ALLOCATION_COLUMNS: &str = "id, party_id, invoice_id, receipt_id, amount, at, released_at, release_reason";
+    pub const ALLOCATION_COLUMNS: &str =
+        "id, party_id, invoice_id, receipt_id, amount, at, released_at, release_reason";
 }
 use sql::{ALLOCATION_COLUMNS, INVOICE_COLUMNS, RECEIPT_COLUMNS};
 
@@ -157,7 +163,8 @@ fn invoice_from(r: &[Value]) -> StoreResult<InvoiceRecord> {
         kind: InvoiceKind::parse(&kind).ok_or_else(|| StoreError::Other(format!("unknown invoice kind {kind:?}")))?,
         amount: r[5].int()?,
         currency: currency_code(&r[6].text()?)?,
-        status: InvoiceStatus::parse(&status).ok_or_else(|| StoreError::Other(format!("unknown invoice status {status:?}")))?,
+        status: InvoiceStatus::parse(&status)
+            .ok_or_else(|| StoreError::Other(format!("unknown invoice status {status:?}")))?,
         created_at: Timestamp(r[8].int()?),
         paid_at: r[9].opt_int()?.map(Timestamp),
         recharge: r[10].opt_int()?.map(id_from_db),
@@ -222,7 +229,10 @@ pub fn write_issues(db: &mut dyn Db, issues: &[InvoiceIssue]) -> StoreResult<()>
         )?[0][0]
             .int()?;
         let carry_in = db
-            .rows("SELECT carry_out FROM invoices WHERE party_id = $1 AND kind = 'usage' ORDER BY id DESC LIMIT 1", &[party.clone()])?
+            .rows(
+                "SELECT carry_out FROM invoices WHERE party_id = $1 AND kind = 'usage' ORDER BY id DESC LIMIT 1",
+                &[party.clone()],
+            )?
             .first()
             .map(|r| r[0].int())
             .transpose()?
@@ -285,13 +295,23 @@ fn lock_party(db: &mut dyn Db, party: PartyId) -> StoreResult<()> {
 pub fn allocate(db: &mut dyn Db, party: PartyId, at: Timestamp) -> StoreResult<usize> {
     lock_party(db, party)?;
     let p = Value::from(id_to_db(party.0));
-    let payments = receipt_where(db, "WHERE party_id = $1 AND reversed_at IS NULL AND allocated < amount ORDER BY id", &[p.clone()])?;
+    let payments = receipt_where(
+        db,
+        "WHERE party_id = $1 AND reversed_at IS NULL AND allocated < amount ORDER BY id",
+        &[p.clone()],
+    )?;
     if payments.is_empty() {
         return Ok(0);
     }
-    let invoices = invoice_where(db, "WHERE party_id = $1 AND kind = 'usage' AND status IN ('open', 'partially_paid') ORDER BY id", &[p.clone()])?;
-    let payments: Vec<Unallocated> =
-        payments.iter().map(|r| Unallocated { payment: r.id, remaining: r.amount - r.allocated, invoice: r.invoice }).collect();
+    let invoices = invoice_where(
+        db,
+        "WHERE party_id = $1 AND kind = 'usage' AND status IN ('open', 'partially_paid') ORDER BY id",
+        &[p.clone()],
+    )?;
+    let payments: Vec<Unallocated> = payments
+        .iter()
+        .map(|r| Unallocated { payment: r.id, remaining: r.amount - r.allocated, invoice: r.invoice })
+        .collect();
     let dues: Vec<Due> = invoices.iter().map(|i| Due { invoice: i.id, due: i.amount - i.allocated }).collect();
     let made = rules::allocate(&payments, &dues);
     for a in &made {
@@ -299,8 +319,14 @@ pub fn allocate(db: &mut dyn Db, party: PartyId, at: Timestamp) -> StoreResult<u
             "INSERT INTO allocations (party_id, invoice_id, receipt_id, amount, at) VALUES ($1, $2, $3, $4, $5)",
             &[p.clone(), id(a.invoice), id(a.payment), Value::from(a.amount), Value::from(at.0)],
         )?;
-        db.run("UPDATE receipts SET allocated = allocated + $1 WHERE id = $2", &[Value::from(a.amount), id(a.payment)])?;
-        db.run("UPDATE invoices SET allocated = allocated + $1 WHERE id = $2", &[Value::from(a.amount), id(a.invoice)])?;
+        db.run(
+            "UPDATE receipts SET allocated = allocated + $1 WHERE id = $2",
+            &[Value::from(a.amount), id(a.payment)],
+        )?;
+        db.run(
+            "UPDATE invoices SET allocated = allocated + $1 WHERE id = $2",
+            &[Value::from(a.amount), id(a.invoice)],
+        )?;
         settle(db, a.invoice, at)?;
     }
     Ok(made.len())
@@ -319,13 +345,25 @@ fn settle(db: &mut dyn Db, invoice: u64, at: Timestamp) -> StoreResult<()> {
 /// Releases the live allocations `clause` selects (`invoice_id = $1` or `receipt_id = $1`).
 fn release(db: &mut dyn Db, clause: &str, key: u64, at: Timestamp, reason: &str) -> StoreResult<()> {
     let live = collect(
-        db.rows(&format!("SELECT {ALLOCATION_COLUMNS} FROM allocations WHERE {clause} AND released_at IS NULL ORDER BY id"), &[id(key)])?,
+        db.rows(
+            &format!("SELECT {ALLOCATION_COLUMNS} FROM allocations WHERE {clause} AND released_at IS NULL ORDER BY id"),
+            &[id(key)],
+        )?,
         allocation_from,
     )?;
     for a in live {
-        db.run("UPDATE allocations SET released_at = $1, release_reason = $2 WHERE id = $3", &[Value::from(at.0), Value::from(reason.to_owned()), id(a.id)])?;
-        db.run("UPDATE receipts SET allocated = allocated - $1 WHERE id = $2", &[Value::from(a.amount), id(a.receipt)])?;
-        db.run("UPDATE invoices SET allocated = allocated - $1 WHERE id = $2", &[Value::from(a.amount), id(a.invoice)])?;
+        db.run(
+            "UPDATE allocations SET released_at = $1, release_reason = $2 WHERE id = $3",
+            &[Value::from(at.0), Value::from(reason.to_owned()), id(a.id)],
+        )?;
+        db.run(
+            "UPDATE receipts SET allocated = allocated - $1 WHERE id = $2",
+            &[Value::from(a.amount), id(a.receipt)],
+        )?;
+        db.run(
+            "UPDATE invoices SET allocated = allocated - $1 WHERE id = $2",
+            &[Value::from(a.amount), id(a.invoice)],
+        )?;
         settle(db, a.invoice, at)?;
     }
     Ok(())
@@ -342,7 +380,11 @@ pub fn sync_reversals(db: &mut dyn Db, at: Timestamp) -> StoreResult<Vec<PartyId
     for row in found {
         let (receipt, party) = (id_from_db(row[0].int()?), PartyId(id_from_db(row[1].int()?)));
         lock_party(db, party)?;
-        if db.run("UPDATE receipts SET reversed_at = $1 WHERE id = $2 AND reversed_at IS NULL", &[Value::from(at.0), id(receipt)])? == 1 {
+        if db.run(
+            "UPDATE receipts SET reversed_at = $1 WHERE id = $2 AND reversed_at IS NULL",
+            &[Value::from(at.0), id(receipt)],
+        )? == 1
+        {
             release(db, "receipt_id = $1", receipt, at, "payment reversed")?;
             if !parties.contains(&party) {
                 parties.push(party);
@@ -357,12 +399,22 @@ pub fn sync_reversals(db: &mut dyn Db, at: Timestamp) -> StoreResult<Vec<PartyId
 
 /// Voids an invoice that is not paid in full: releases what was allocated to it (applied
 /// again to the customer's other invoices) and, for a top-up invoice, ends its recharge.
-pub fn void(db: &mut dyn Db, invoice: u64, at: Timestamp, reason: &str, audit: &AuditEntry) -> StoreResult<Result<InvoiceRecord, VoidRefusal>> {
+pub fn void(
+    db: &mut dyn Db,
+    invoice: u64,
+    at: Timestamp,
+    reason: &str,
+    audit: &AuditEntry,
+) -> StoreResult<Result<InvoiceRecord, VoidRefusal>> {
     sync_reversals(db, at)?;
-    let Some(found) = invoice_where(db, "WHERE id = $1", &[id(invoice)])?.pop() else { return Ok(Err(VoidRefusal::NotFound)) };
+    let Some(found) = invoice_where(db, "WHERE id = $1", &[id(invoice)])?.pop() else {
+        return Ok(Err(VoidRefusal::NotFound));
+    };
     lock_party(db, found.party)?;
     // Read again under the lock: an allocation may have paid it meanwhile.
-    let Some(found) = invoice_where(db, "WHERE id = $1", &[id(invoice)])?.pop() else { return Ok(Err(VoidRefusal::NotFound)) };
+    let Some(found) = invoice_where(db, "WHERE id = $1", &[id(invoice)])?.pop() else {
+        return Ok(Err(VoidRefusal::NotFound));
+    };
     match found.status {
         InvoiceStatus::Void => return Ok(Err(VoidRefusal::AlreadyVoid)),
         InvoiceStatus::Paid => return Ok(Err(VoidRefusal::Paid)),
@@ -388,7 +440,12 @@ pub trait InvoiceStore: Send + Sync {
     fn invoice(&self, id: u64) -> StoreResult<Option<InvoiceRecord>>;
     /// Newest first; `None`: every party's.
     fn invoices(&self, party: Option<PartyId>, limit: u32) -> StoreResult<Vec<InvoiceRecord>>;
-    fn invoice_by_number(&self, kind: InvoiceKind, issuer: Option<PartyId>, number: u64) -> StoreResult<Option<InvoiceRecord>>;
+    fn invoice_by_number(
+        &self,
+        kind: InvoiceKind,
+        issuer: Option<PartyId>,
+        number: u64,
+    ) -> StoreResult<Option<InvoiceRecord>>;
     fn invoice_accounts(&self, invoice: u64) -> StoreResult<Vec<InvoiceAccount>>;
     /// The lines kept for an invoice (none until [`lines`] first read them).
     fn stored_lines(&self, invoice: u64) -> StoreResult<Vec<Line>>;
@@ -401,13 +458,24 @@ pub trait InvoiceStore: Send + Sync {
     /// Receipts (one per payment), newest first.
     fn receipts(&self, party: Option<PartyId>, limit: u32) -> StoreResult<Vec<ReceiptRecord>>;
     /// Allocations (live and released) of a customer, an invoice or a receipt, oldest first.
-    fn allocations(&self, party: PartyId, invoice: Option<u64>, receipt: Option<u64>) -> StoreResult<Vec<AllocationRecord>>;
+    fn allocations(
+        &self,
+        party: PartyId,
+        invoice: Option<u64>,
+        receipt: Option<u64>,
+    ) -> StoreResult<Vec<AllocationRecord>>;
     /// What the customer paid that no invoice has taken yet (payments not reversed).
     fn unallocated(&self, party: PartyId) -> StoreResult<i64>;
     /// Applies the customer's unallocated payments to its open invoices.
     fn allocate(&self, party: PartyId, at: Timestamp) -> StoreResult<usize>;
     fn sync_reversals(&self, at: Timestamp) -> StoreResult<Vec<PartyId>>;
-    fn void_invoice(&self, id: u64, at: Timestamp, reason: &str, audit: &AuditEntry) -> StoreResult<Result<InvoiceRecord, VoidRefusal>>;
+    fn void_invoice(
+        &self,
+        id: u64,
+        at: Timestamp,
+        reason: &str,
+        audit: &AuditEntry,
+    ) -> StoreResult<Result<InvoiceRecord, VoidRefusal>>;
     fn billing_settings(&self, party: PartyId) -> StoreResult<Option<BillingSettings>>;
     fn all_billing_settings(&self) -> StoreResult<Vec<BillingSettings>>;
     /// Stores settings and records `audit` in the same transaction.
@@ -430,14 +498,28 @@ impl<T: Transact> InvoiceStore for T {
 
     fn invoices(&self, party: Option<PartyId>, limit: u32) -> StoreResult<Vec<InvoiceRecord>> {
         run_db(self, false, |db| match party {
-            Some(p) => invoice_where(db, "WHERE party_id = $1 ORDER BY id DESC LIMIT $2", &[id(p.0), Value::from(i64::from(limit))]),
+            Some(p) => invoice_where(
+                db,
+                "WHERE party_id = $1 ORDER BY id DESC LIMIT $2",
+                &[id(p.0), Value::from(i64::from(limit))],
+            ),
             None => invoice_where(db, "ORDER BY id DESC LIMIT $1", &[Value::from(i64::from(limit))]),
         })
     }
 
-    fn invoice_by_number(&self, kind: InvoiceKind, issuer: Option<PartyId>, number: u64) -> StoreResult<Option<InvoiceRecord>> {
+    fn invoice_by_number(
+        &self,
+        kind: InvoiceKind,
+        issuer: Option<PartyId>,
+        number: u64,
+    ) -> StoreResult<Option<InvoiceRecord>> {
         run_db(self, false, |db| {
-            Ok(invoice_where(db, "WHERE kind = $1 AND issuer_id = $2 AND number = $3", &[Value::from(kind.as_str().to_owned()), party_value(issuer), id(number)])?.pop())
+            Ok(invoice_where(
+                db,
+                "WHERE kind = $1 AND issuer_id = $2 AND number = $3",
+                &[Value::from(kind.as_str().to_owned()), party_value(issuer), id(number)],
+            )?
+            .pop())
         })
     }
 
@@ -459,9 +541,13 @@ impl<T: Transact> InvoiceStore for T {
 
     fn stored_lines(&self, invoice: u64) -> StoreResult<Vec<Line>> {
         run_db(self, false, |db| {
-            collect(db.rows("SELECT service, quantity, amount FROM invoice_lines WHERE invoice_id = $1 ORDER BY service", &[id(invoice)])?, |r| {
-                Ok(Line { service: r[0].text()?, count: r[1].int()?, amount: r[2].int()? })
-            })
+            collect(
+                db.rows(
+                    "SELECT service, quantity, amount FROM invoice_lines WHERE invoice_id = $1 ORDER BY service",
+                    &[id(invoice)],
+                )?,
+                |r| Ok(Line { service: r[0].text()?, count: r[1].int()?, amount: r[2].int()? }),
+            )
         })
     }
 
@@ -478,7 +564,13 @@ impl<T: Transact> InvoiceStore for T {
     }
 
     fn unsent_invoices(&self, limit: u32) -> StoreResult<Vec<InvoiceRecord>> {
-        run_db(self, false, |db| invoice_where(db, "WHERE kind = 'usage' AND notified_at IS NULL ORDER BY id LIMIT $1", &[Value::from(i64::from(limit))]))
+        run_db(self, false, |db| {
+            invoice_where(
+                db,
+                "WHERE kind = 'usage' AND notified_at IS NULL ORDER BY id LIMIT $1",
+                &[Value::from(i64::from(limit))],
+            )
+        })
     }
 
     fn receipt(&self, receipt: u64) -> StoreResult<Option<ReceiptRecord>> {
@@ -486,17 +578,28 @@ impl<T: Transact> InvoiceStore for T {
     }
 
     fn receipt_by_number(&self, issuer: Option<PartyId>, number: u64) -> StoreResult<Option<ReceiptRecord>> {
-        run_db(self, false, |db| Ok(receipt_where(db, "WHERE issuer_id = $1 AND number = $2", &[party_value(issuer), id(number)])?.pop()))
+        run_db(self, false, |db| {
+            Ok(receipt_where(db, "WHERE issuer_id = $1 AND number = $2", &[party_value(issuer), id(number)])?.pop())
+        })
     }
 
     fn receipts(&self, party: Option<PartyId>, limit: u32) -> StoreResult<Vec<ReceiptRecord>> {
         run_db(self, false, |db| match party {
-            Some(p) => receipt_where(db, "WHERE party_id = $1 ORDER BY id DESC LIMIT $2", &[id(p.0), Value::from(i64::from(limit))]),
+            Some(p) => receipt_where(
+                db,
+                "WHERE party_id = $1 ORDER BY id DESC LIMIT $2",
+                &[id(p.0), Value::from(i64::from(limit))],
+            ),
             None => receipt_where(db, "ORDER BY id DESC LIMIT $1", &[Value::from(i64::from(limit))]),
         })
     }
 
-    fn allocations(&self, party: PartyId, invoice: Option<u64>, receipt: Option<u64>) -> StoreResult<Vec<AllocationRecord>> {
+    fn allocations(
+        &self,
+        party: PartyId,
+        invoice: Option<u64>,
+        receipt: Option<u64>,
+    ) -> StoreResult<Vec<AllocationRecord>> {
         run_db(self, false, |db| {
             let (clause, key) = match (invoice, receipt) {
                 (Some(i), _) => ("invoice_id", i),
@@ -525,18 +628,38 @@ impl<T: Transact> InvoiceStore for T {
         run_db(self, true, |db| sync_reversals(db, at))
     }
 
-    fn void_invoice(&self, invoice: u64, at: Timestamp, reason: &str, audit: &AuditEntry) -> StoreResult<Result<InvoiceRecord, VoidRefusal>> {
+    fn void_invoice(
+        &self,
+        invoice: u64,
+        at: Timestamp,
+        reason: &str,
+        audit: &AuditEntry,
+    ) -> StoreResult<Result<InvoiceRecord, VoidRefusal>> {
         run_db(self, true, |db| void(db, invoice, at, reason, audit))
     }
 
     fn billing_settings(&self, party: PartyId) -> StoreResult<Option<BillingSettings>> {
         run_db(self, false, |db| {
-            first(db.rows("SELECT party_id, cycle_day, utc_offset_min, updated_at FROM billing_settings WHERE party_id = $1", &[id(party.0)])?, billing_from)
+            first(
+                db.rows(
+                    "SELECT party_id, cycle_day, utc_offset_min, updated_at FROM billing_settings WHERE party_id = $1",
+                    &[id(party.0)],
+                )?,
+                billing_from,
+            )
         })
     }
 
     fn all_billing_settings(&self) -> StoreResult<Vec<BillingSettings>> {
-        run_db(self, false, |db| collect(db.rows("SELECT party_id, cycle_day, utc_offset_min, updated_at FROM billing_settings ORDER BY party_id", &[])?, billing_from))
+        run_db(self, false, |db| {
+            collect(
+                db.rows(
+                    "SELECT party_id, cycle_day, utc_offset_min, updated_at FROM billing_settings ORDER BY party_id",
+                    &[],
+                )?,
+                billing_from,
+            )
+        })
     }
 
     fn put_billing_settings(&self, s: &BillingSettings, audit: &AuditEntry) -> StoreResult<()> {
@@ -554,7 +677,10 @@ impl<T: Transact> InvoiceStore for T {
 /// Marks a usage invoice e-mailed (once: `false` when it already was), inside the
 /// transaction that records its notification.
 pub fn mark_sent(db: &mut dyn Db, invoice: u64, at: Timestamp) -> StoreResult<bool> {
-    Ok(db.run("UPDATE invoices SET notified_at = $1 WHERE id = $2 AND notified_at IS NULL", &[Value::from(at.0), id(invoice)])? == 1)
+    Ok(db.run(
+        "UPDATE invoices SET notified_at = $1 WHERE id = $2 AND notified_at IS NULL",
+        &[Value::from(at.0), id(invoice)],
+    )? == 1)
 }
 
 /// Records a payment's receipt voucher, numbered per issuer without gaps; `None` when the
@@ -594,7 +720,11 @@ pub fn insert_receipt(db: &mut dyn Db, r: &crate::NewReceipt) -> StoreResult<Opt
 /// The receipts and invoice e-mails of an outbox pass, written in its transaction: each
 /// receipt once (then the customer's payments are allocated), each invoice marked sent
 /// once. Returns the notifications to record.
-pub fn record_payments(db: &mut dyn Db, batch: &crate::AlertBatch, now: Timestamp) -> StoreResult<Vec<crate::NewNotification>> {
+pub fn record_payments(
+    db: &mut dyn Db,
+    batch: &crate::AlertBatch,
+    now: Timestamp,
+) -> StoreResult<Vec<crate::NewNotification>> {
     let mut notices = Vec::new();
     let mut parties: Vec<PartyId> = Vec::new();
     for r in &batch.receipts {
@@ -634,7 +764,11 @@ pub struct Line {
 /// then kept, so the walk (one keyed read per posting) is made once per invoice.
 pub fn lines(reader: &dyn crate::Reader, store: &dyn InvoiceStore, i: &InvoiceRecord) -> StoreResult<Vec<Line>> {
     if i.kind != InvoiceKind::Usage {
-        return Ok(vec![Line { service: "Top-up of the balance (automatic recharge by invoice)".into(), count: 1, amount: i.amount }]);
+        return Ok(vec![Line {
+            service: "Top-up of the balance (automatic recharge by invoice)".into(),
+            count: 1,
+            amount: i.amount,
+        }]);
     }
     let kept = store.stored_lines(i.id)?;
     if !kept.is_empty() {
@@ -652,12 +786,16 @@ fn walk_lines(reader: &dyn crate::Reader, store: &dyn InvoiceStore, i: &InvoiceR
         let mut sum = 0i128;
         let mut next = part.through;
         while let Some(id) = next.filter(|id| Some(*id) != part.after) {
-            let t = reader.transfer(id)?.ok_or_else(|| StoreError::Other(format!("transfer {id} of invoice {} is missing", i.id)))?;
+            let t = reader
+                .transfer(id)?
+                .ok_or_else(|| StoreError::Other(format!("transfer {id} of invoice {} is missing", i.id)))?;
             let counted = if t.kind == TransferKind::Charge && t.debit == part.account {
                 Some((t.service.clone(), 1, t.amount.0))
             } else if t.kind == TransferKind::Reversal && t.credit == part.account {
                 let original = t.reverses.map(|o| reader.transfer(o)).transpose()?.flatten();
-                original.filter(|o| o.kind == TransferKind::Charge && o.debit == part.account).map(|o| (o.service, -1, -t.amount.0))
+                original
+                    .filter(|o| o.kind == TransferKind::Charge && o.debit == part.account)
+                    .map(|o| (o.service, -1, -t.amount.0))
             } else {
                 None
             };
@@ -670,7 +808,10 @@ fn walk_lines(reader: &dyn crate::Reader, store: &dyn InvoiceStore, i: &InvoiceR
             next = if t.debit == part.account { t.debit_prev } else { t.credit_prev };
         }
         if sum != i128::from(part.amount) {
-            return Err(StoreError::Other(format!("invoice {} does not reconcile with the journal of account {}", i.id, part.account)));
+            return Err(StoreError::Other(format!(
+                "invoice {} does not reconcile with the journal of account {}",
+                i.id, part.account
+            )));
         }
         total += sum;
     }

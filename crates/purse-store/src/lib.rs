@@ -19,15 +19,23 @@ pub mod payments;
 use std::fmt;
 
 use purse_core::{
-    Account, AccountId, AccountKind, AccountStatus, Amount, BatchOutput, Billing, ClientKey,
-    Currency, Direction, Hold, HoldId, HoldState, NextIds, PartyId, Party, PartyKind, Prior, Role, Scope,
-    SystemRole, Tenant, Timestamp, Transfer, TransferId,
+    Account, AccountId, AccountKind, AccountStatus, Amount, BatchOutput, Billing, ClientKey, Currency, Direction, Hold,
+    HoldId, HoldState, NextIds, Party, PartyId, PartyKind, Prior, Role, Scope, SystemRole, Tenant, Timestamp, Transfer,
+    TransferId,
 };
 
-pub use credit::{AuditEntry, AuditQuery, ClassRecord, CreditPolicy, CreditStore, MaxIncrease, TransferSetting, Visible};
+pub use alerts::{
+    AlertBatch, AlertKind, AlertStore, Attempt, Channel, DeliveryRecord, DeliveryStatus, Fire, JobRun, NewNotification,
+    NotificationQuery, NotificationRecord, PaymentNotice, WebhookEndpoint,
+};
+pub use credit::{
+    AuditEntry, AuditQuery, ClassRecord, CreditPolicy, CreditStore, MaxIncrease, TransferSetting, Visible,
+};
 pub use invoices::{AllocationRecord, BillingSettings, Db, InvoiceAccount, InvoiceStore, Transact, VoidRefusal};
-pub use payments::{InvoiceKind, InvoiceRecord, InvoiceStatus, NewReceipt, NewRecharge, ReceiptRecord, PaymentStore, RechargeReason, RechargeRecord, RechargeStatus, RechargeUpdate};
-pub use alerts::{PaymentNotice, AlertBatch, AlertKind, AlertStore, Attempt, Channel, DeliveryRecord, DeliveryStatus, Fire, JobRun, NewNotification, NotificationQuery, NotificationRecord, WebhookEndpoint};
+pub use payments::{
+    InvoiceKind, InvoiceRecord, InvoiceStatus, NewReceipt, NewRecharge, PaymentStore, ReceiptRecord, RechargeReason,
+    RechargeRecord, RechargeStatus, RechargeUpdate,
+};
 
 /// A database failure, by what the caller can do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,7 +239,13 @@ pub trait AccessStore: Send + Sync {
     /// guesses cannot all slip under the limit. Returns the count with this attempt.
     /// Failures before `forget_before` no longer count, and their rows (of every e-mail) are
     /// deleted, so the table holds only recent failures however many addresses are tried.
-    fn reserve_login(&self, email: &str, at: Timestamp, forget_before: Timestamp, wait_s: &dyn Fn(u32, Timestamp) -> i64) -> StoreResult<Result<u32, i64>>;
+    fn reserve_login(
+        &self,
+        email: &str,
+        at: Timestamp,
+        forget_before: Timestamp,
+        wait_s: &dyn Fn(u32, Timestamp) -> i64,
+    ) -> StoreResult<Result<u32, i64>>;
     fn clear_login_failures(&self, email: &str) -> StoreResult<()>;
 }
 
@@ -317,7 +331,8 @@ pub mod columns {
     pub const ACCOUNT_COLUMNS: &str = "id, client_id, party_id, kind, system_role, parent_id, currency, status, \
          credit_limit, temp_increase, temp_valid_until, thresholds, created_at, client_tenant";
     /// The columns a new party is inserted with.
-    pub const PARTY_COLUMNS: &str = "id, client_id, name, kind, reseller_id, billing, currency, wallet_id, created_at, client_tenant";
+    pub const PARTY_COLUMNS: &str =
+        "id, client_id, name, kind, reseller_id, billing, currency, wallet_id, created_at, client_tenant";
     /// The columns a party is read with (set later: `subscriber_transfers`).
     pub const PARTY_SELECT: &str = "id, client_id, name, kind, reseller_id, billing, currency, wallet_id, created_at, subscriber_transfers, invoiced_until, client_tenant";
     pub const TRANSFER_COLUMNS: &str = "id, client_id, kind, debit_account_id, credit_account_id, amount, currency, \
@@ -328,14 +343,18 @@ pub mod columns {
     pub const SESSION_COLUMNS: &str = "hash, user_id, csrf, created_at, expires_at";
     pub const OUTBOX_COLUMNS: &str =
         "id, at, account_id, kind, threshold, direction, available_before, available_after, transfer_id, amount";
-    pub const PROFILE_COLUMNS: &str = "id, name, reseller_id, currency, sort_order, max_quantity, period_s, subject, body, created_at, updated_at";
+    pub const PROFILE_COLUMNS: &str =
+        "id, name, reseller_id, currency, sort_order, max_quantity, period_s, subject, body, created_at, updated_at";
     pub const RULE_COLUMNS: &str = "profile_id, kind, threshold, notify, users, emails, inactivity_s";
     pub const ALERT_SETTINGS_COLUMNS: &str = "party_id, profile_id, email, alert_emails, warning, updated_at";
-    pub const NOTIFICATION_COLUMNS: &str = "id, party_id, kind, threshold, available, currency, at, subject, body, payload";
-    pub const DELIVERY_COLUMNS: &str = "id, notification_id, channel, target, endpoint_id, status, attempts, next_at, last_error, sent_at";
+    pub const NOTIFICATION_COLUMNS: &str =
+        "id, party_id, kind, threshold, available, currency, at, subject, body, payload";
+    pub const DELIVERY_COLUMNS: &str =
+        "id, notification_id, channel, target, endpoint_id, status, attempts, next_at, last_error, sent_at";
     pub const ENDPOINT_COLUMNS: &str = "id, owner_id, url, secret, enabled, disabled_reason, failures, created_at";
     pub const JOB_RUN_COLUMNS: &str = "job, key, claimed_by, started_at, finished_at, summary";
-    pub const RECHARGE_SETTINGS_COLUMNS: &str = "party_id, enabled, method, threshold, amount, target, per_day_max, month_cap, \
+    pub const RECHARGE_SETTINGS_COLUMNS: &str =
+        "party_id, enabled, method, threshold, amount, target, per_day_max, month_cap, \
          emails, stripe_customer, payment_method, card_brand, card_last4, failures, disabled_reason, updated_at";
     pub const RECHARGE_COLUMNS: &str =
         "id, party_id, method, reason, amount, currency, status, created_at, day, intent, transfer_id, invoice_id, error, finished_at";
@@ -440,7 +459,9 @@ pub mod codec {
 
     /// An event's columns: kind, threshold, direction, available before and after, transfer, amount.
     #[allow(clippy::type_complexity)]
-    pub fn event_columns(kind: &EventKind) -> (&'static str, Option<i64>, Option<&'static str>, Option<i64>, i64, Option<i64>, Option<i64>) {
+    pub fn event_columns(
+        kind: &EventKind,
+    ) -> (&'static str, Option<i64>, Option<&'static str>, Option<i64>, i64, Option<i64>, Option<i64>) {
         match kind {
             EventKind::ThresholdCrossed { threshold, direction: d, available_before, available_after, transfer } => (
                 "threshold_crossed",
@@ -484,7 +505,8 @@ pub mod codec {
             "refilled" => EventKind::Refilled {
                 amount: Amount(amount.unwrap_or(0)),
                 available_after: after,
-                transfer: transfer.ok_or_else(|| StoreError::Other(format!("refilled event {id} without a transfer")))?,
+                transfer: transfer
+                    .ok_or_else(|| StoreError::Other(format!("refilled event {id} without a transfer")))?,
             },
             other => return Err(StoreError::Other(format!("unknown event kind {other:?}"))),
         };
@@ -527,7 +549,10 @@ pub mod codec {
     }
 
     pub fn parse_ids(text: &str) -> StoreResult<Vec<u64>> {
-        text.split(',').filter(|t| !t.is_empty()).map(|t| t.parse().map_err(|_| StoreError::Other(format!("bad id list {text:?}")))).collect()
+        text.split(',')
+            .filter(|t| !t.is_empty())
+            .map(|t| t.parse().map_err(|_| StoreError::Other(format!("bad id list {text:?}"))))
+            .collect()
     }
 
     pub fn direction(direction: Direction) -> &'static str {
@@ -538,7 +563,9 @@ pub mod codec {
     }
 
     /// A party's kind as its columns: kind, reseller, billing, currency, wallet.
-    pub fn party_columns(kind: &PartyKind) -> (&'static str, Option<i64>, Option<&'static str>, Option<&str>, Option<i64>) {
+    pub fn party_columns(
+        kind: &PartyKind,
+    ) -> (&'static str, Option<i64>, Option<&'static str>, Option<&str>, Option<i64>) {
         match kind {
             PartyKind::Reseller => ("reseller", None, None, None, None),
             PartyKind::Customer { reseller, billing: b, currency, wallet } => (
@@ -604,7 +631,8 @@ pub mod codec {
 
     /// A client id from its tenant column and its text column.
     pub fn client_id(tenant_text: &str, text: &str) -> StoreResult<purse_core::ClientId> {
-        purse_core::ClientId::scoped(parse_tenant(tenant_text)?, text).ok_or_else(|| StoreError::Other(format!("bad client id {text:?}")))
+        purse_core::ClientId::scoped(parse_tenant(tenant_text)?, text)
+            .ok_or_else(|| StoreError::Other(format!("bad client id {text:?}")))
     }
 
     /// How a tenant is spelled in `client_tenant` columns: `''` the operator, `r12`, `c34`.
@@ -631,7 +659,8 @@ pub mod codec {
     }
 
     pub fn transfer_kind(text: &str) -> StoreResult<purse_core::TransferKind> {
-        purse_core::TransferKind::parse(text).ok_or_else(|| StoreError::Other(format!("unknown transfer kind {text:?}")))
+        purse_core::TransferKind::parse(text)
+            .ok_or_else(|| StoreError::Other(format!("unknown transfer kind {text:?}")))
     }
 
     /// The 64-bit index key of a client id. An operator's canonical UUID keeps its high 64
@@ -704,7 +733,8 @@ pub mod codec {
 
     pub fn recharge_settings(r: SettingsRow) -> StoreResult<purse_core::recharge::RechargeSettings> {
         use purse_core::recharge::{RechargeMethod, RechargeSettings, RechargeTarget, SavedCard};
-        let method = RechargeMethod::parse(&r.method).ok_or_else(|| StoreError::Other(format!("unknown recharge method {:?}", r.method)))?;
+        let method = RechargeMethod::parse(&r.method)
+            .ok_or_else(|| StoreError::Other(format!("unknown recharge method {:?}", r.method)))?;
         let target = match (r.amount, r.target) {
             (Some(a), _) => RechargeTarget::Amount(Amount(a)),
             (None, Some(t)) => RechargeTarget::Balance(Amount(t)),
@@ -765,7 +795,8 @@ pub mod codec {
         Ok(crate::RechargeRecord {
             id: id_from_db(id),
             party: PartyId(id_from_db(party)),
-            method: purse_core::recharge::RechargeMethod::parse(method).ok_or_else(|| bad("recharge method", method))?,
+            method: purse_core::recharge::RechargeMethod::parse(method)
+                .ok_or_else(|| bad("recharge method", method))?,
             reason: crate::RechargeReason::parse(reason).ok_or_else(|| bad("recharge reason", reason))?,
             amount,
             currency: currency_code(currency)?,
@@ -802,7 +833,10 @@ pub mod codec {
         fn a_tenants_key_is_the_key_its_prefixed_text_had() {
             // Rows stored when the tenant was a prefix of the text keep their index key.
             assert_eq!(key(Tenant::Customer(PartyId(34)), "x"), key(Tenant::Operator, "c34:x"));
-            assert_eq!(key(Tenant::Reseller(PartyId(12)), "0190a5c3-0000-7000-8000-000000000000"), key(Tenant::Operator, "r12:0190a5c3-0000-7000-8000-000000000000"));
+            assert_eq!(
+                key(Tenant::Reseller(PartyId(12)), "0190a5c3-0000-7000-8000-000000000000"),
+                key(Tenant::Operator, "r12:0190a5c3-0000-7000-8000-000000000000")
+            );
             for t in [Tenant::Operator, Tenant::Reseller(PartyId(7)), Tenant::Customer(PartyId(7))] {
                 assert_eq!(super::parse_tenant(&super::tenant(t)).unwrap(), t);
             }

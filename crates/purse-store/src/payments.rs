@@ -26,8 +26,13 @@ pub enum RechargeStatus {
 }
 
 impl RechargeStatus {
-    pub const ALL: [RechargeStatus; 5] =
-        [RechargeStatus::Pending, RechargeStatus::Processing, RechargeStatus::Invoiced, RechargeStatus::Succeeded, RechargeStatus::Failed];
+    pub const ALL: [RechargeStatus; 5] = [
+        RechargeStatus::Pending,
+        RechargeStatus::Processing,
+        RechargeStatus::Invoiced,
+        RechargeStatus::Succeeded,
+        RechargeStatus::Failed,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -130,7 +135,8 @@ pub enum InvoiceStatus {
 }
 
 impl InvoiceStatus {
-    pub const ALL: [InvoiceStatus; 4] = [InvoiceStatus::Open, InvoiceStatus::PartiallyPaid, InvoiceStatus::Paid, InvoiceStatus::Void];
+    pub const ALL: [InvoiceStatus; 4] =
+        [InvoiceStatus::Open, InvoiceStatus::PartiallyPaid, InvoiceStatus::Paid, InvoiceStatus::Void];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -226,9 +232,9 @@ pub fn usage_number(issuer: Option<PartyId>, number: u64) -> String {
 
 /// The first invoice number printed in `text` (a subject): its kind, issuer and number.
 pub fn find_invoice_number(text: &str) -> Option<(InvoiceKind, Option<PartyId>, u64)> {
-    [("INV-", InvoiceKind::Usage), ("TU-", InvoiceKind::TopUp)].into_iter().find_map(|(prefix, kind)| {
-        find_number(text, prefix).map(|(issuer, number)| (kind, issuer, number))
-    })
+    [("INV-", InvoiceKind::Usage), ("TU-", InvoiceKind::TopUp)]
+        .into_iter()
+        .find_map(|(prefix, kind)| find_number(text, prefix).map(|(issuer, number)| (kind, issuer, number)))
 }
 
 fn find_number(text: &str, prefix: &str) -> Option<(Option<PartyId>, u64)> {
@@ -309,8 +315,12 @@ pub enum RechargeUpdate {
     /// Stripe created the PaymentIntent.
     Intent(String),
     /// The ledger credited the customer with this transfer.
-    Succeeded { transfer: u64 },
-    Failed { error: String },
+    Succeeded {
+        transfer: u64,
+    },
+    Failed {
+        error: String,
+    },
 }
 
 pub trait PaymentStore: crate::invoices::InvoiceStore {
@@ -330,7 +340,13 @@ pub trait PaymentStore: crate::invoices::InvoiceStore {
     fn claim_recharges(&self, wall: i64, lease_until: i64, limit: u32) -> StoreResult<Vec<RechargeRecord>>;
     /// Records a step; the end of a recharge also releases its lease and may record a notice.
     /// Returns `false` when the recharge had already ended.
-    fn update_recharge(&self, id: u64, update: &RechargeUpdate, at: Timestamp, notice: Option<&NewNotification>) -> StoreResult<bool>;
+    fn update_recharge(
+        &self,
+        id: u64,
+        update: &RechargeUpdate,
+        at: Timestamp,
+        notice: Option<&NewNotification>,
+    ) -> StoreResult<bool>;
     fn recharge(&self, id: u64) -> StoreResult<Option<RechargeRecord>>;
     /// Newest first; `None`: every party's.
     fn recharges(&self, party: Option<PartyId>, limit: u32) -> StoreResult<Vec<RechargeRecord>>;
@@ -338,7 +354,15 @@ pub trait PaymentStore: crate::invoices::InvoiceStore {
     /// Counts a card result in the party's settings: success clears the failures; a failure
     /// counts one more and at `failures_max` turns auto-recharge off with `reason`. Returns
     /// whether this call turned it off, and then records `notice` in the same transaction.
-    fn card_result(&self, party: PartyId, ok: bool, failures_max: u32, reason: &str, at: Timestamp, notice: Option<&NewNotification>) -> StoreResult<bool>;
+    fn card_result(
+        &self,
+        party: PartyId,
+        ok: bool,
+        failures_max: u32,
+        reason: &str,
+        at: Timestamp,
+        notice: Option<&NewNotification>,
+    ) -> StoreResult<bool>;
 
     /// Marks an open invoice paid by `transfer`, and its recharge succeeded, in one
     /// transaction; `false` when it was not open.

@@ -5,9 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use purse_core::{
-    AccountId, Amount, Billing, ClientId, Command, CurrencyCode, Item, Money, NewCharge, Outcome,
-};
+use purse_core::{AccountId, Amount, Billing, ClientId, Command, CurrencyCode, Item, Money, NewCharge, Outcome};
 use purse_engine::{Engine, EngineConfig, SystemClock};
 
 use crate::ids::{unix_ms, uuid_v4, uuid_v7, Rng};
@@ -61,7 +59,6 @@ pub fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
-
 /// Creates the currency (if needed) and `n` prepaid customers; returns their wallets.
 pub fn create_customers(engine: &Engine, prefix: &str, n: u64) -> Result<Vec<AccountId>, String> {
     let usd = CurrencyCode::parse(CURRENCY).expect("valid code");
@@ -114,8 +111,8 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, String> {
     }
     let mut engine_config = options.engine.clone();
     engine_config.batch_size_max = engine_config.batch_size_max.max(options.batch);
-    let engine = crate::start_engine(&options.database_url, Arc::new(SystemClock), engine_config)
-        .map_err(|e| e.to_string())?;
+    let engine =
+        crate::start_engine(&options.database_url, Arc::new(SystemClock), engine_config).map_err(|e| e.to_string())?;
     let setup = Instant::now();
     let prefix = format!("bench-{:x}", Rng::from_kernel().next_u64() & 0xFFFF_FFFF);
     let wallets = Arc::new(create_customers(&engine, &prefix, options.accounts)?);
@@ -130,7 +127,8 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, String> {
     let usd = CurrencyCode::parse(CURRENCY).expect("valid code");
     let threads: Vec<_> = (0..options.concurrency)
         .map(|_| {
-            let (engine, wallets, next, barrier) = (engine.clone(), wallets.clone(), next_charge.clone(), barrier.clone());
+            let (engine, wallets, next, barrier) =
+                (engine.clone(), wallets.clone(), next_charge.clone(), barrier.clone());
             let options = options.clone();
             std::thread::spawn(move || -> Result<Vec<Duration>, String> {
                 let mut rng = Rng::from_kernel();
@@ -160,7 +158,12 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, String> {
 type BenchThread = std::thread::JoinHandle<Result<Vec<Duration>, String>>;
 
 /// Releases the threads waiting at `barrier`, times them to the end, and reports.
-fn measure(barrier: &Barrier, threads: Vec<BenchThread>, charges: u64, setup_seconds: f64) -> Result<BenchReport, String> {
+fn measure(
+    barrier: &Barrier,
+    threads: Vec<BenchThread>,
+    charges: u64,
+    setup_seconds: f64,
+) -> Result<BenchReport, String> {
     barrier.wait();
     let began = Instant::now();
     let mut latencies = Vec::with_capacity(usize::try_from(charges).unwrap_or(0));

@@ -70,7 +70,13 @@ impl Client {
 
     /// One request. A connection the server closed while idle is reopened once; the
     /// request is only resent when nothing of it can have been processed.
-    pub fn request(&mut self, method: &str, path: &str, body: Option<&[u8]>, headers: &[(&str, &str)]) -> std::io::Result<Reply> {
+    pub fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        headers: &[(&str, &str)],
+    ) -> std::io::Result<Reply> {
         let mut head = format!("{method} {path} HTTP/1.1\r\nhost: {}\r\n", self.host);
         if let Some(key) = &self.key {
             head.push_str(&format!("authorization: Bearer {key}\r\n"));
@@ -90,7 +96,15 @@ impl Client {
         let reused = self.conn.is_some();
         match self.exchange(&message) {
             Ok(reply) => Ok(reply),
-            Err(e) if reused && matches!(e.kind(), std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset) => {
+            Err(e)
+                if reused
+                    && matches!(
+                        e.kind(),
+                        std::io::ErrorKind::UnexpectedEof
+                            | std::io::ErrorKind::BrokenPipe
+                            | std::io::ErrorKind::ConnectionReset
+                    ) =>
+            {
                 self.conn = None;
                 self.exchange(&message)
             }

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use purse_core::{ChangeNote, 
-    AccountId, Amount, Billing, ClientId, Command, Currency, CurrencyCode, Item, Money,
-    NewAccountKind, NewCharge, Outcome, PartyId, PaymentMethod, Timestamp, TransferKind,
+use purse_core::{
+    AccountId, Amount, Billing, ChangeNote, ClientId, Command, Currency, CurrencyCode, Item, Money, NewAccountKind,
+    NewCharge, Outcome, PartyId, PaymentMethod, Timestamp, TransferKind,
 };
 use purse_engine::{Engine, EngineConfig, ManualClock};
 
@@ -43,10 +43,23 @@ impl Demo {
         Money { amount: self.usd.parse(text).expect("demo amounts are valid"), currency: self.usd.code }
     }
 
-    fn customer(&mut self, name: &str, reseller: Option<PartyId>, billing: Billing, limit: &str) -> Result<(PartyId, AccountId), String> {
+    fn customer(
+        &mut self,
+        name: &str,
+        reseller: Option<PartyId>,
+        billing: Billing,
+        limit: &str,
+    ) -> Result<(PartyId, AccountId), String> {
         let client_id = self.id("customer");
         let credit_limit = self.usd.parse(limit).expect("valid");
-        let command = Command::CreateCustomer { client_id, name: name.into(), reseller, billing, currency: self.usd.code, credit_limit };
+        let command = Command::CreateCustomer {
+            client_id,
+            name: name.into(),
+            reseller,
+            billing,
+            currency: self.usd.code,
+            credit_limit,
+        };
         match self.run(command)? {
             Outcome::PartyCreated { party, wallet: Some(w), .. } => Ok((party, w)),
             other => Err(format!("unexpected {other:?}")),
@@ -88,14 +101,34 @@ pub fn serve(
     let now = purse_engine::Clock::now(&purse_engine::SystemClock);
     let rw = purse_core::Scope::ReadWrite;
     let (_, operator) = crate::keys::create(&opened, "demo operator", purse_core::Role::Operator, rw, now)?;
-    let (_, reseller) = crate::keys::create(&opened, "demo reseller", purse_core::Role::Reseller(seeded.resellers[0]), rw, now)?;
-    let (_, customer) = crate::keys::create(&opened, "demo customer", purse_core::Role::Customer(seeded.customers[0].1), rw, now)?;
+    let (_, reseller) =
+        crate::keys::create(&opened, "demo reseller", purse_core::Role::Reseller(seeded.resellers[0]), rw, now)?;
+    let (_, customer) =
+        crate::keys::create(&opened, "demo customer", purse_core::Role::Customer(seeded.customers[0].1), rw, now)?;
     let (first_name, first_customer, first_wallet) = &seeded.customers[0];
     let logins = [
         ("operator@demo.purse", "Olivia Operator", purse_core::Role::Operator, rw, "operator admin"),
-        ("northwind@demo.purse", "Nadia Northwind", purse_core::Role::Reseller(seeded.resellers[0]), rw, "reseller admin"),
-        ("admin@customer.demo.purse", "Casey Customer", purse_core::Role::Customer(*first_customer), rw, "customer admin"),
-        ("viewer@customer.demo.purse", "Vic Viewer", purse_core::Role::Customer(*first_customer), purse_core::Scope::Read, "customer read-only"),
+        (
+            "northwind@demo.purse",
+            "Nadia Northwind",
+            purse_core::Role::Reseller(seeded.resellers[0]),
+            rw,
+            "reseller admin",
+        ),
+        (
+            "admin@customer.demo.purse",
+            "Casey Customer",
+            purse_core::Role::Customer(*first_customer),
+            rw,
+            "customer admin",
+        ),
+        (
+            "viewer@customer.demo.purse",
+            "Vic Viewer",
+            purse_core::Role::Customer(*first_customer),
+            purse_core::Scope::Read,
+            "customer read-only",
+        ),
     ];
     let mut printed = Vec::new();
     for (email, name, role, scope, what) in logins {
@@ -107,10 +140,18 @@ pub fn serve(
         alerts.mail = crate::alerts::MailConfig::Maildir(maildir.clone().into());
     }
     let mail = match &alerts.mail {
-        crate::alerts::MailConfig::Maildir(_) => format!("written to the maildir {maildir}/new and shown in the portal under Notifications"),
+        crate::alerts::MailConfig::Maildir(_) => {
+            format!("written to the maildir {maildir}/new and shown in the portal under Notifications")
+        }
         crate::alerts::MailConfig::Smtp { host, port, .. } => format!("sent through {host}:{port}"),
     };
-    let options = crate::serve::ServeOptions { listen: listen.to_owned(), engine: EngineConfig::default(), api, alerts: Some(alerts), payments };
+    let options = crate::serve::ServeOptions {
+        listen: listen.to_owned(),
+        engine: EngineConfig::default(),
+        api,
+        alerts: Some(alerts),
+        payments,
+    };
     let server = crate::serve::start(opened, Arc::new(purse_engine::SystemClock), options)?;
     let card_line = match &cards {
         Some(url) => match card_recharge(&server, &seeded) {
@@ -196,7 +237,8 @@ pub fn seed(path: &str) -> Result<Seeded, String> {
     let mut resellers = Vec::new();
     for name in ["Northwind Telecom", "Blue Harbor Networks"] {
         let client_id = demo.id("reseller");
-        let Outcome::PartyCreated { party, .. } = demo.run(Command::CreateReseller { client_id, name: name.into() })? else {
+        let Outcome::PartyCreated { party, .. } = demo.run(Command::CreateReseller { client_id, name: name.into() })?
+        else {
             return Err("reseller not created".into());
         };
         let client_id = demo.id("master");
@@ -227,22 +269,38 @@ pub fn seed(path: &str) -> Result<Seeded, String> {
     // A reseller issues credit from its master wallet; a postpaid customer gets subscriber accounts.
     let client_id = demo.id("issue");
     let money = demo.money("40");
-    demo.run(Command::Transfer { client_id, source: resellers[0].1, target: wallets[1].2, money, kind: TransferKind::Issue, metadata: None, note: None })?;
+    demo.run(Command::Transfer {
+        client_id,
+        source: resellers[0].1,
+        target: wallets[1].2,
+        money,
+        kind: TransferKind::Issue,
+        metadata: None,
+        note: None,
+    })?;
     let mut initech = vec![wallets[2].2];
     let client_id = demo.id("subscriber");
     let kind = NewAccountKind::SubscriberCredit { credit_limit: demo.usd.parse("100").expect("valid") };
-    if let Outcome::AccountOpened { account, .. } = demo.run(Command::OpenAccount { client_id, party: wallets[2].1, kind })? {
+    if let Outcome::AccountOpened { account, .. } =
+        demo.run(Command::OpenAccount { client_id, party: wallets[2].1, kind })?
+    {
         initech.push(account);
     }
     let client_id = demo.id("subscriber");
-    if let Outcome::AccountOpened { account, .. } = demo.run(Command::OpenAccount { client_id, party: wallets[2].1, kind: NewAccountKind::SubscriberDebit })? {
+    if let Outcome::AccountOpened { account, .. } =
+        demo.run(Command::OpenAccount { client_id, party: wallets[2].1, kind: NewAccountKind::SubscriberDebit })?
+    {
         initech.push(account);
     }
     // Its class (Gold, below) lets its subscriber accounts transfer to each other.
     demo.run(Command::SetSubscriberTransfers { party: wallets[2].1, allowed: true })?;
     // Initech's credit limit history: raised once, then a temporary increase for a week.
     let note = |reason: &str| ChangeNote { by: "demo".into(), reason: Some(reason.into()) };
-    demo.run(Command::SetCreditLimit { account: wallets[2].2, credit_limit: demo.usd.parse("600").expect("valid"), note: note("Annual review") })?;
+    demo.run(Command::SetCreditLimit {
+        account: wallets[2].2,
+        credit_limit: demo.usd.parse("600").expect("valid"),
+        note: note("Annual review"),
+    })?;
     let until = Timestamp::from_secs(day_start_s + 7 * 86_400);
     let increase = Some((demo.usd.parse("150").expect("valid"), until));
     demo.run(Command::SetTemporaryIncrease { account: wallets[2].2, increase, note: note("Seasonal peak") })?;
@@ -275,7 +333,14 @@ fn seed_alerts(
     let slug = |name: &str| name.split_whitespace().next().unwrap_or("x").to_ascii_lowercase();
     let twenty = usd.parse("20").expect("valid");
     for (n, (reseller, _)) in resellers.iter().enumerate() {
-        let rule = |kind| Rule { kind, threshold: twenty, notify: true, users: Vec::new(), emails: Vec::new(), inactivity_s: 0 };
+        let rule = |kind| Rule {
+            kind,
+            threshold: twenty,
+            notify: true,
+            users: Vec::new(),
+            emails: Vec::new(),
+            inactivity_s: 0,
+        };
         let profile = Profile {
             id: 0,
             name: "Standard".into(),
@@ -292,7 +357,14 @@ fn seed_alerts(
         };
         side.alerts.insert_profile(&profile).map_err(|e| e.to_string())?;
         let email = format!("billing@{}.demo", ["northwind", "blueharbor"][n.min(1)]);
-        let settings = AlertSettings { party: *reseller, profile: None, email: Some(email), alert_emails: Vec::new(), warning: Vec::new(), updated_at: now };
+        let settings = AlertSettings {
+            party: *reseller,
+            profile: None,
+            email: Some(email),
+            alert_emails: Vec::new(),
+            warning: Vec::new(),
+            updated_at: now,
+        };
         side.alerts.put_alert_settings(&settings).map_err(|e| e.to_string())?;
     }
     for (name, party, _) in wallets {
@@ -310,7 +382,9 @@ fn seed_alerts(
     // Auto-recharge: Acme from Northwind's master account below 20, Globex by top-up invoice
     // below 150 (so the demo opens with an invoice).
     use purse_core::recharge::{RechargeMethod, RechargeSettings, RechargeTarget};
-    for ((_, party, _), method, threshold, amount) in [(&wallets[0], RechargeMethod::MasterAccount, "20", "50"), (&wallets[1], RechargeMethod::Invoice, "150", "100")] {
+    for ((_, party, _), method, threshold, amount) in
+        [(&wallets[0], RechargeMethod::MasterAccount, "20", "50"), (&wallets[1], RechargeMethod::Invoice, "150", "100")]
+    {
         let settings = RechargeSettings {
             enabled: true,
             method,
@@ -346,7 +420,9 @@ fn seed_alerts(
     };
     let gold = side.credit.put_class(&gold, &audit("customer_class", None)).map_err(|e| e.to_string())?;
     let initech = CreditPolicy { class: Some(gold.id), ..CreditPolicy::default_for(wallets[2].1) };
-    side.credit.put_credit_policy(&initech, &audit("credit_settings", Some(initech.party))).map_err(|e| e.to_string())?;
+    side.credit
+        .put_credit_policy(&initech, &audit("credit_settings", Some(initech.party)))
+        .map_err(|e| e.to_string())?;
     let max = MaxIncrease { amount: Some("200".into()), percent: None, days: Some(14) };
     let harbor = CreditPolicy { max, transfers: TransferSetting::No, ..CreditPolicy::default_for(resellers[1].0) };
     side.credit.put_credit_policy(&harbor, &audit("credit_settings", Some(harbor.party))).map_err(|e| e.to_string())?;
@@ -361,9 +437,23 @@ fn card_recharge(server: &crate::serve::Server, seeded: &Seeded) -> Result<(), S
     let side = crate::open_side(&url).map_err(|e| e.to_string())?;
     let (_, party, _) = &seeded.customers[2];
     let party = side.reader.party(*party).map_err(|e| e.to_string())?.ok_or("no Initech")?;
-    let payments = crate::payments::Payments::new(server.engine.clone(), side.reader.clone(), side.alerts.clone(), side.payments.clone(), server.payments.clone(), None);
-    let card = purse_http::cards::CardDetails { number: "4242424242424242".into(), exp_month: 12, exp_year: 2034, cvc: "123".into() };
-    payments.save_card(&party, Some("billing@initech.demo"), &card).map_err(|e| format!("saving the demo card at Stripe: {e:?}"))?;
+    let payments = crate::payments::Payments::new(
+        server.engine.clone(),
+        side.reader.clone(),
+        side.alerts.clone(),
+        side.payments.clone(),
+        server.payments.clone(),
+        None,
+    );
+    let card = purse_http::cards::CardDetails {
+        number: "4242424242424242".into(),
+        exp_month: 12,
+        exp_year: 2034,
+        cvc: "123".into(),
+    };
+    payments
+        .save_card(&party, Some("billing@initech.demo"), &card)
+        .map_err(|e| format!("saving the demo card at Stripe: {e:?}"))?;
     let mut settings = side.payments.recharge_settings(party.id).map_err(|e| e.to_string())?.ok_or("no settings")?;
     let usd = purse_core::Currency { code: CurrencyCode::parse("USD").expect("valid"), scale: 4 };
     settings.enabled = true;

@@ -50,7 +50,8 @@ pub fn create(opened: &Opened, name: &str, role: Role, scope: Scope, now: Timest
 
 /// Revokes a key; `false` when there is no such active key.
 pub fn revoke(opened: &Opened, id: u64, now: Timestamp) -> Result<bool, String> {
-    let key = opened.access.keys().map_err(|e| e.to_string())?.into_iter().find(|k| k.id == id && k.revoked_at.is_none());
+    let key =
+        opened.access.keys().map_err(|e| e.to_string())?.into_iter().find(|k| k.id == id && k.revoked_at.is_none());
     let Some(key) = key else { return Ok(false) };
     if !opened.access.revoke_key(id, now).map_err(|e| e.to_string())? {
         return Ok(false);
@@ -86,7 +87,10 @@ fn audit(
 
 /// A table of keys: never the secrets, which are not stored.
 pub fn table(keys: &[ApiKeyRecord]) -> String {
-    let mut out = format!("{:>4}  {:<14}  {:<9}  {:>5}  {:<10}  {:<8}  {}\n", "id", "prefix", "role", "party", "scope", "status", "name");
+    let mut out = format!(
+        "{:>4}  {:<14}  {:<9}  {:>5}  {:<10}  {:<8}  {}\n",
+        "id", "prefix", "role", "party", "scope", "status", "name"
+    );
     for k in keys {
         let (role, party) = codec::role(k.role);
         let status = if k.revoked_at.is_some() { "revoked" } else { "active" };
@@ -106,7 +110,14 @@ pub fn table(keys: &[ApiKeyRecord]) -> String {
 }
 
 /// Creates a portal user with a random password; returns the password, to be shown once.
-pub fn create_user(opened: &Opened, email: &str, name: &str, role: Role, scope: Scope, now: Timestamp) -> Result<String, String> {
+pub fn create_user(
+    opened: &Opened,
+    email: &str,
+    name: &str,
+    role: Role,
+    scope: Scope,
+    now: Timestamp,
+) -> Result<String, String> {
     let email = email.trim().to_lowercase();
     if !purse_http::portal::users::valid_email(&email) {
         return Err(format!("--email {email:?}: not an e-mail address"));
@@ -116,7 +127,14 @@ pub fn create_user(opened: &Opened, email: &str, name: &str, role: Role, scope: 
     }
     let password = purse_http::portal::session::random_hex::<10>().map_err(|e| format!("{e:?}"))?;
     let password_hash = purse_http::portal::session::hash_password(&password).map_err(|e| format!("{e:?}"))?;
-    let user = purse_store::NewUser { email: email.clone(), name: name.trim().to_owned(), password_hash, role, scope, created_at: now };
+    let user = purse_store::NewUser {
+        email: email.clone(),
+        name: name.trim().to_owned(),
+        password_hash,
+        role,
+        scope,
+        created_at: now,
+    };
     match opened.access.insert_user(&user).map_err(|e| e.to_string())? {
         Some(id) => {
             let (mut after, party) = purse_http::AppState::access_view(role, scope);

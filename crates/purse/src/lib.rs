@@ -51,7 +51,13 @@ pub struct Side {
 
 fn side<R: Reader + AccessStore + AlertStore + PaymentStore + CreditStore + 'static>(reader: R) -> Side {
     let reader = Arc::new(reader);
-    Side { reader: reader.clone(), access: reader.clone(), alerts: reader.clone(), payments: reader.clone(), credit: reader }
+    Side {
+        reader: reader.clone(),
+        access: reader.clone(),
+        alerts: reader.clone(),
+        payments: reader.clone(),
+        credit: reader,
+    }
 }
 
 /// Opens the store named by `url` (`sqlite://PATH` or `postgres://...`) and migrates it.
@@ -68,7 +74,15 @@ pub fn open_store(url: &str) -> Result<Opened, StoreError> {
     } else {
         return Err(StoreError::Other(format!("database URL {url:?} must start with sqlite:// or postgres://")));
     };
-    Ok(Opened { store, reader: shared.reader, access: shared.access, alerts: shared.alerts, payments: shared.payments, credit: shared.credit, url: url.to_owned() })
+    Ok(Opened {
+        store,
+        reader: shared.reader,
+        access: shared.access,
+        alerts: shared.alerts,
+        payments: shared.payments,
+        credit: shared.credit,
+        url: url.to_owned(),
+    })
 }
 
 /// A connection of its own to a store [`open_store`] opened.
@@ -211,10 +225,12 @@ impl Config {
             config.api.listen = Some(listen);
         }
         if let Some(n) = number("PURSE_API_RATE_PER_KEY")? {
-            config.api.rate_per_key = Some(u32::try_from(n).map_err(|_| "PURSE_API_RATE_PER_KEY is too large".to_owned())?);
+            config.api.rate_per_key =
+                Some(u32::try_from(n).map_err(|_| "PURSE_API_RATE_PER_KEY is too large".to_owned())?);
         }
         if let Some(n) = number("PURSE_API_BURST_PER_KEY")? {
-            config.api.burst_per_key = Some(u32::try_from(n).map_err(|_| "PURSE_API_BURST_PER_KEY is too large".to_owned())?);
+            config.api.burst_per_key =
+                Some(u32::try_from(n).map_err(|_| "PURSE_API_BURST_PER_KEY is too large".to_owned())?);
         }
         if let Ok(v) = std::env::var("PURSE_API_LOG_REQUESTS") {
             config.api.log_requests = Some(!matches!(v.as_str(), "0" | "false" | "no"));
@@ -252,7 +268,9 @@ impl Config {
             a.allow_private_webhooks = Some(!matches!(v.as_str(), "0" | "false" | "no"));
         }
         let p = &mut config.payments;
-        for (name, slot) in [("PURSE_STRIPE_URL", &mut p.stripe_url), ("PURSE_STRIPE_SECRET_KEY", &mut p.stripe_secret_key)] {
+        for (name, slot) in
+            [("PURSE_STRIPE_URL", &mut p.stripe_url), ("PURSE_STRIPE_SECRET_KEY", &mut p.stripe_secret_key)]
+        {
             if let Some(v) = text(name) {
                 *slot = Some(v);
             }
@@ -301,16 +319,15 @@ impl Config {
             c.utc_offset_min = parse_utc_offset(offset)?;
         }
         if let Ok(f) = std::env::var("PURSE_RECHARGE_FAULT") {
-            let fault = payments::Fault::parse(&f).ok_or_else(|| format!("PURSE_RECHARGE_FAULT: unknown step {f:?}"))?;
+            let fault =
+                payments::Fault::parse(&f).ok_or_else(|| format!("PURSE_RECHARGE_FAULT: unknown step {f:?}"))?;
             c.fault = Some((fault, true));
         }
         Ok(c)
     }
 
     pub fn database_url(&self, flag: Option<&str>) -> String {
-        flag.map(str::to_owned)
-            .or_else(|| self.database_url.clone())
-            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned())
+        flag.map(str::to_owned).or_else(|| self.database_url.clone()).unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned())
     }
 
     pub fn engine_config(&self) -> Result<EngineConfig, String> {
@@ -443,7 +460,8 @@ impl Config {
 
 /// `+03:00`, `-05:30`, `UTC` or `Z` as minutes east of UTC.
 pub fn parse_utc_offset(text: &str) -> Result<i32, String> {
-    purse_core::time::parse_offset(text).ok_or_else(|| format!("alerts.utc_offset must look like +03:00 or -05:30 (or UTC), got {text:?}"))
+    purse_core::time::parse_offset(text)
+        .ok_or_else(|| format!("alerts.utc_offset must look like +03:00 or -05:30 (or UTC), got {text:?}"))
 }
 
 /// A clock read from a file holding microseconds since the epoch: every process pointed at
@@ -462,7 +480,8 @@ impl FileClock {
 
     fn read(&self) -> Result<i64, String> {
         let text = std::fs::read_to_string(&self.path).map_err(|e| e.to_string())?;
-        let t = text.trim().parse::<i64>().map_err(|_| format!("{:?} is not microseconds since the epoch", text.trim()))?;
+        let t =
+            text.trim().parse::<i64>().map_err(|_| format!("{:?} is not microseconds since the epoch", text.trim()))?;
         self.last.store(t, std::sync::atomic::Ordering::Relaxed);
         Ok(t)
     }

@@ -254,7 +254,9 @@ enum AccountAction {
         #[arg(long)]
         client_id: Option<String>,
     },
-    Show { id: u64 },
+    Show {
+        id: u64,
+    },
     List {
         #[arg(long)]
         party: u64,
@@ -263,7 +265,8 @@ enum AccountAction {
 
 fn remote(config: &Config, args: &RemoteArgs) -> Result<purse::remote::Remote, String> {
     let url = args.url.clone().or_else(|| config.url.clone()).unwrap_or_else(|| "http://127.0.0.1:8080".into());
-    let key = args.key.clone().or_else(|| config.api_key.clone()).ok_or("--key: an API key is needed (or PURSE_API_KEY)")?;
+    let key =
+        args.key.clone().or_else(|| config.api_key.clone()).ok_or("--key: an API key is needed (or PURSE_API_KEY)")?;
     purse::remote::Remote::new(&url, &key, args.json)
 }
 
@@ -359,7 +362,13 @@ fn run(cli: Cli) -> Result<(), String> {
         Cmd::Demo { path, once: true, .. } => print!("{}", purse::demo::run(&path)?),
         Cmd::Demo { path, listen, once: false } => {
             let listen = config.listen(listen.as_deref());
-            purse::demo::serve(&path, &listen, config.api_settings()?, config.alert_config(&listen)?, config.payment_config()?)?
+            purse::demo::serve(
+                &path,
+                &listen,
+                config.api_settings()?,
+                config.alert_config(&listen)?,
+                config.payment_config()?,
+            )?
         }
         Cmd::Bench { database, accounts, charges, batch, concurrency, ids, hot_percent, json, target, key } => {
             let target = match (target, key.or(config.api_key.clone())) {
@@ -435,7 +444,9 @@ fn run(cli: Cli) -> Result<(), String> {
             let mut r = remote(&config, &args)?;
             let out = match action {
                 CustomerAction::List { reseller } => {
-                    let path = reseller.map_or("/v1/customers?limit=500".to_owned(), |id| format!("/v1/customers?limit=500&reseller={id}"));
+                    let path = reseller.map_or("/v1/customers?limit=500".to_owned(), |id| {
+                        format!("/v1/customers?limit=500&reseller={id}")
+                    });
                     let v = r.get(&path)?;
                     r.show(&v, purse::remote::customers_table)
                 }
@@ -453,7 +464,8 @@ fn run(cli: Cli) -> Result<(), String> {
             let out = match action {
                 AccountAction::Open { party, kind, currency, credit_limit, client_id } => {
                     let client_id = client_id.unwrap_or_else(|| r.fresh_id());
-                    let mut body = serde_json::json!({ "client_id": client_id, "party": party, "kind": kind.replace('-', "_") });
+                    let mut body =
+                        serde_json::json!({ "client_id": client_id, "party": party, "kind": kind.replace('-', "_") });
                     if let Some(c) = currency {
                         body["currency"] = c.into();
                     }

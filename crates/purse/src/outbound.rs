@@ -31,9 +31,16 @@ pub struct Target<'a> {
 
 /// Sends one request with `headers` (each `Name: value`) and `body`, and reads the answer
 /// (the whole body unless `status_only`).
-pub fn send(method: &str, target: &Target<'_>, headers: &[(&str, &str)], body: &[u8], status_only: bool) -> Result<Answer, String> {
+pub fn send(
+    method: &str,
+    target: &Target<'_>,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    status_only: bool,
+) -> Result<Answer, String> {
     let url = parse_webhook_url(target.url)?;
-    let addresses: Vec<SocketAddr> = (url.host.as_str(), url.port).to_socket_addrs().map_err(|e| format!("{}: {e}", url.host))?.collect();
+    let addresses: Vec<SocketAddr> =
+        (url.host.as_str(), url.port).to_socket_addrs().map_err(|e| format!("{}: {e}", url.host))?.collect();
     let ips: Vec<IpAddr> = addresses.iter().map(SocketAddr::ip).collect();
     check_addresses(&url.host, &ips, target.allow_private)?;
     let tcp = addresses
@@ -55,16 +62,29 @@ pub fn send(method: &str, target: &Target<'_>, headers: &[(&str, &str)], body: &
         Box::new(tcp)
     };
     let host = if url.host.contains(':') { format!("[{}]", url.host) } else { url.host.clone() };
-    let mut head = format!("{method} {} HTTP/1.1\r\nHost: {host}:{}\r\nContent-Length: {}\r\nConnection: close\r\n", url.path, url.port, body.len());
+    let mut head = format!(
+        "{method} {} HTTP/1.1\r\nHost: {host}:{}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        url.path,
+        url.port,
+        body.len()
+    );
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(body)).and_then(|()| stream.flush()).map_err(|e| e.to_string())?;
+    stream
+        .write_all(head.as_bytes())
+        .and_then(|()| stream.write_all(body))
+        .and_then(|()| stream.flush())
+        .map_err(|e| e.to_string())?;
     let mut reader = BufReader::new(stream.take(BODY_MAX));
     let mut line = String::new();
     reader.read_line(&mut line).map_err(|e| e.to_string())?;
-    let status = line.split(' ').nth(1).and_then(|s| s.parse::<u16>().ok()).ok_or_else(|| format!("not an HTTP response: {:?}", line.trim_end()))?;
+    let status = line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse::<u16>().ok())
+        .ok_or_else(|| format!("not an HTTP response: {:?}", line.trim_end()))?;
     if status_only {
         return Ok(Answer { status, body: Vec::new() });
     }
@@ -90,7 +110,8 @@ pub fn send(method: &str, target: &Target<'_>, headers: &[(&str, &str)], body: &
         loop {
             line.clear();
             reader.read_line(&mut line).map_err(|e| e.to_string())?;
-            let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16).map_err(|_| "a bad chunk size".to_owned())?;
+            let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
+                .map_err(|_| "a bad chunk size".to_owned())?;
             if size == 0 {
                 break;
             }

@@ -32,7 +32,12 @@ impl Remote {
         }
         let e = &body["error"];
         let field = e["field"].as_str().map(|f| format!(" (field {f})")).unwrap_or_default();
-        Err(format!("{} {}: {}{field}", reply.status, e["code"].as_str().unwrap_or("error"), e["message"].as_str().unwrap_or("")))
+        Err(format!(
+            "{} {}: {}{field}",
+            reply.status,
+            e["code"].as_str().unwrap_or("error"),
+            e["message"].as_str().unwrap_or("")
+        ))
     }
 
     pub fn get(&mut self, path: &str) -> Result<Value, String> {
@@ -46,7 +51,11 @@ impl Remote {
 
     /// The JSON as the API answered, or `table` of it.
     pub fn show(&self, value: &Value, table: impl FnOnce(&Value) -> String) -> String {
-        if self.json { format!("{value}\n") } else { table(value) }
+        if self.json {
+            format!("{value}\n")
+        } else {
+            table(value)
+        }
     }
 }
 
@@ -78,7 +87,9 @@ pub fn table(columns: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 fn rows(value: &Value, key: &str, fields: &[&str]) -> Vec<Vec<String>> {
-    value[key].as_array().map_or_else(Vec::new, |items| items.iter().map(|i| fields.iter().map(|f| text(&i[*f])).collect()).collect())
+    value[key]
+        .as_array()
+        .map_or_else(Vec::new, |items| items.iter().map(|i| fields.iter().map(|f| text(&i[*f])).collect()).collect())
 }
 
 pub fn customers_table(v: &Value) -> String {
@@ -88,7 +99,11 @@ pub fn customers_table(v: &Value) -> String {
 
 pub fn accounts_table(v: &Value) -> String {
     let fields = ["id", "kind", "party", "currency", "balance", "reserved", "credit_limit", "available", "status"];
-    let list = if v.get("data").is_some() { rows(v, "data", &fields) } else { vec![fields.iter().map(|f| text(&v[*f])).collect()] };
+    let list = if v.get("data").is_some() {
+        rows(v, "data", &fields)
+    } else {
+        vec![fields.iter().map(|f| text(&v[*f])).collect()]
+    };
     table(&fields, &list)
 }
 
@@ -108,7 +123,15 @@ pub fn balances_table(v: &Value) -> String {
     if let Some(totals) = v["totals"].as_object() {
         let rows: Vec<Vec<String>> = totals
             .iter()
-            .map(|(c, t)| vec![c.clone(), text(&t["customer_accounts"]), text(&t["reserved"]), text(&t["all_accounts"]), text(&t["accounts"])])
+            .map(|(c, t)| {
+                vec![
+                    c.clone(),
+                    text(&t["customer_accounts"]),
+                    text(&t["reserved"]),
+                    text(&t["all_accounts"]),
+                    text(&t["accounts"]),
+                ]
+            })
             .collect();
         out.push_str(&table(&["currency", "customer_accounts", "reserved", "all_accounts", "accounts"], &rows));
     }
@@ -154,7 +177,9 @@ pub fn import(remote: &mut Remote, csv: &str) -> Result<String, String> {
             return Err(format!("line 1: the header lacks the column {required}"));
         }
     }
-    if let Some(unknown) = columns.iter().find(|c| !["client_id", "account", "amount", "currency", "service", "at"].contains(&c.as_str())) {
+    if let Some(unknown) =
+        columns.iter().find(|c| !["client_id", "account", "amount", "currency", "service", "at"].contains(&c.as_str()))
+    {
         return Err(format!("line 1: unknown column {unknown}"));
     }
     let mut items = Vec::new();
@@ -167,7 +192,9 @@ pub fn import(remote: &mut Remote, csv: &str) -> Result<String, String> {
         for (column, value) in columns.iter().zip(fields) {
             let value = value.trim().to_owned();
             let v = if column == "account" {
-                json!(value.parse::<u64>().map_err(|_| format!("line {}: account {value:?} is not a whole number", n + 1))?)
+                json!(value
+                    .parse::<u64>()
+                    .map_err(|_| format!("line {}: account {value:?} is not a whole number", n + 1))?)
             } else {
                 json!(value)
             };

@@ -44,7 +44,8 @@ impl Server {
 
     /// Blocks until the server stops by itself (a signal).
     pub fn wait(mut self) -> Result<(), String> {
-        let result = self.thread.take().map_or(Ok(()), |t| t.join().unwrap_or_else(|_| Err("server thread panicked".into())));
+        let result =
+            self.thread.take().map_or(Ok(()), |t| t.join().unwrap_or_else(|_| Err("server thread panicked".into())));
         self.worker.take();
         result
     }
@@ -88,14 +89,27 @@ pub fn start(opened: Opened, clock: Arc<dyn Clock>, options: ServeOptions) -> Re
 /// [`start`]; with `announce`, the "listening" line is written to standard error before the
 /// notification worker starts, so it is always the first line (scripts and tests wait for it).
 fn launch(opened: Opened, clock: Arc<dyn Clock>, options: ServeOptions, announce: bool) -> Result<Server, String> {
-    let (access, alerts, payments, credit, url) = (opened.access.clone(), opened.alerts.clone(), opened.payments.clone(), opened.credit.clone(), opened.url.clone());
+    let (access, alerts, payments, credit, url) = (
+        opened.access.clone(),
+        opened.alerts.clone(),
+        opened.payments.clone(),
+        opened.credit.clone(),
+        opened.url.clone(),
+    );
     let reader = opened.reader.clone();
     let engine = Arc::new(Engine::start(opened.store, opened.reader, clock, options.engine));
     let operator_email = options.alerts.as_ref().and_then(|a| a.operator_email.clone());
     let notifier = match options.alerts {
         Some(config) => {
             let side = crate::open_side(&url).map_err(|e| e.to_string())?;
-            let worker_payments = Payments::new(engine.clone(), side.reader.clone(), side.alerts.clone(), side.payments, options.payments.clone(), operator_email.clone());
+            let worker_payments = Payments::new(
+                engine.clone(),
+                side.reader.clone(),
+                side.alerts.clone(),
+                side.payments,
+                options.payments.clone(),
+                operator_email.clone(),
+            );
             let notifier = Notifier::new(engine.clone(), side.reader, side.alerts, side.access, config)?;
             Some(notifier.with_payments(Arc::new(worker_payments)).with_credit(side.credit))
         }
@@ -103,10 +117,13 @@ fn launch(opened: Opened, clock: Arc<dyn Clock>, options: ServeOptions, announce
     };
     let mail = notifier.as_ref().map(Notifier::describe_mail);
     let payment_config = options.payments.clone();
-    let cards = Payments::new(engine.clone(), reader, alerts.clone(), payments.clone(), options.payments, operator_email);
-    let state = AppState::new(engine.clone(), access, alerts, payments, credit, options.api).with_cards(Arc::new(cards));
+    let cards =
+        Payments::new(engine.clone(), reader, alerts.clone(), payments.clone(), options.payments, operator_email);
+    let state =
+        AppState::new(engine.clone(), access, alerts, payments, credit, options.api).with_cards(Arc::new(cards));
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
-    let std_listener = std::net::TcpListener::bind(&options.listen).map_err(|e| format!("--listen {}: {e}", options.listen))?;
+    let std_listener =
+        std::net::TcpListener::bind(&options.listen).map_err(|e| format!("--listen {}: {e}", options.listen))?;
     std_listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     let addr = std_listener.local_addr().map_err(|e| e.to_string())?;
     let (stop, stopped) = tokio::sync::oneshot::channel();
@@ -121,7 +138,10 @@ fn launch(opened: Opened, clock: Arc<dyn Clock>, options: ServeOptions, announce
         })
         .map_err(|e| e.to_string())?;
     if announce {
-        eprintln!("{}", serde_json::json!({ "level": "info", "msg": "listening", "addr": addr.to_string(), "listen": options.listen }));
+        eprintln!(
+            "{}",
+            serde_json::json!({ "level": "info", "msg": "listening", "addr": addr.to_string(), "listen": options.listen })
+        );
         if let Some(mail) = &mail {
             eprintln!("{}", serde_json::json!({ "level": "info", "msg": "notifications", "mail": mail }));
         }

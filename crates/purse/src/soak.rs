@@ -9,8 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use purse_core::{
-    AccountId, Amount, ClientId, Command, CurrencyCode, Item, Money, NewCharge, Outcome,
-    PaymentMethod, TransferKind,
+    AccountId, Amount, ClientId, Command, CurrencyCode, Item, Money, NewCharge, Outcome, PaymentMethod, TransferKind,
 };
 use purse_engine::{EngineConfig, SystemClock};
 
@@ -57,7 +56,9 @@ pub fn run(options: &SoakOptions) -> Result<(), String> {
     for chunk in funding.chunks(4096) {
         for result in engine.submit(chunk.to_vec()).map_err(|e| e.to_string())? {
             if let Err(r) = result {
-                return Err(format!("funding the soak customers was refused: {r} (same --accounts-prefix, other --funding?)"));
+                return Err(format!(
+                    "funding the soak customers was refused: {r} (same --accounts-prefix, other --funding?)"
+                ));
             }
         }
     }
@@ -73,7 +74,9 @@ pub fn run(options: &SoakOptions) -> Result<(), String> {
         let mut out = stdout.lock();
         for ((item, id), result) in items.iter().zip(&ids).zip(results) {
             let line = match result {
-                Ok(Outcome::Posted { .. }) => format!("posted {id} {} {}", kind_of(&item.command), amount_of(&item.command)),
+                Ok(Outcome::Posted { .. }) => {
+                    format!("posted {id} {} {}", kind_of(&item.command), amount_of(&item.command))
+                }
                 Ok(other) => return Err(format!("unexpected outcome {other:?}")),
                 Err(r) => format!("refused {id} {}", r.code()),
             };

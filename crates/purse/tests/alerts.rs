@@ -58,7 +58,10 @@ impl Smtp {
                 let header = |name: &str| {
                     head.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned())).unwrap_or_default()
                 };
-                (e.metadata().unwrap().modified().unwrap(), Mail { to: header("To:"), subject: header("Subject:"), body: body.replace("\r\n", "\n") })
+                (
+                    e.metadata().unwrap().modified().unwrap(),
+                    Mail { to: header("To:"), subject: header("Subject:"), body: body.replace("\r\n", "\n") },
+                )
             })
             .collect();
         out.sort_by_key(|(t, _)| *t);
@@ -92,7 +95,13 @@ struct World {
 
 fn alert_config(smtp_port: u16) -> AlertConfig {
     AlertConfig {
-        mail: MailConfig::Smtp { host: "127.0.0.1".into(), port: smtp_port, tls: SmtpTls::None, username: None, password: None },
+        mail: MailConfig::Smtp {
+            host: "127.0.0.1".into(),
+            port: smtp_port,
+            tls: SmtpTls::None,
+            username: None,
+            password: None,
+        },
         from: "Purse <alerts@purse.test>".into(),
         portal_url: "http://portal.test".into(),
         retry_base_s: 60,
@@ -107,8 +116,19 @@ impl World {
         let now = Timestamp::from_secs(T0);
         let (_, key) = purse::keys::create(&opened, "test", Role::Operator, Scope::ReadWrite, now).unwrap();
         let clock = Arc::new(ManualClock::new(now));
-        let api_settings = purse_http::ApiSettings { log_requests: false, allow_private_webhooks: true, rate_per_key: 0, ..purse_http::ApiSettings::default() };
-        let options = purse::serve::ServeOptions { listen: "127.0.0.1:0".into(), engine: purse_engine::EngineConfig::default(), api: api_settings, alerts: None, payments: Default::default() };
+        let api_settings = purse_http::ApiSettings {
+            log_requests: false,
+            allow_private_webhooks: true,
+            rate_per_key: 0,
+            ..purse_http::ApiSettings::default()
+        };
+        let options = purse::serve::ServeOptions {
+            listen: "127.0.0.1:0".into(),
+            engine: purse_engine::EngineConfig::default(),
+            api: api_settings,
+            alerts: None,
+            payments: Default::default(),
+        };
         let server = purse::serve::start(opened, clock.clone(), options).unwrap();
         let side = purse::open_side(url).unwrap();
         let notifier = Notifier::new(server.engine.clone(), side.reader, side.alerts, side.access, config).unwrap();
@@ -119,7 +139,8 @@ impl World {
     }
 
     fn call(&mut self, method: &str, path: &str, body: Value) -> Value {
-        let reply = self.api.send(method, path, &body, &purse::ids::uuid_v4(&mut purse::ids::Rng::from_kernel())).unwrap();
+        let reply =
+            self.api.send(method, path, &body, &purse::ids::uuid_v4(&mut purse::ids::Rng::from_kernel())).unwrap();
         assert!(reply.status < 300, "{method} {path}: {} {}", reply.status, reply.json());
         reply.json()
     }
@@ -161,16 +182,25 @@ impl World {
 
     fn pay(&mut self, wallet: u64, amount: &str) {
         let id = purse::ids::uuid_v4(&mut purse::ids::Rng::from_kernel());
-        self.call("POST", "/v1/payments", json!({ "client_id": id, "account": wallet, "amount": amount, "currency": "USD", "method": "cash" }));
+        self.call(
+            "POST",
+            "/v1/payments",
+            json!({ "client_id": id, "account": wallet, "amount": amount, "currency": "USD", "method": "cash" }),
+        );
     }
 
     fn charge(&mut self, wallet: u64, amount: &str) {
         let id = purse::ids::uuid_v4(&mut purse::ids::Rng::from_kernel());
-        self.call("POST", "/v1/charges", json!({ "client_id": id, "account": wallet, "amount": amount, "currency": "USD", "service": "sms" }));
+        self.call(
+            "POST",
+            "/v1/charges",
+            json!({ "client_id": id, "account": wallet, "amount": amount, "currency": "USD", "service": "sms" }),
+        );
     }
 
     fn notifications(&mut self, customer: u64) -> Vec<Value> {
-        let mut all = self.get(&format!("/v1/notifications?customer={customer}&limit=500"))["data"].as_array().unwrap().clone();
+        let mut all =
+            self.get(&format!("/v1/notifications?customer={customer}&limit=500"))["data"].as_array().unwrap().clone();
         all.reverse();
         all
     }
@@ -200,8 +230,13 @@ fn days(notes: &[Value], kind: &str) -> Vec<i64> {
 fn a_simulated_month_sends_exactly_the_expected_messages_and_a_payment_resets_the_count() {
     let smtp = Smtp::start();
     let mut w = World::new(&sqlite_url(), alert_config(smtp.port));
-    let reseller = w.call("POST", "/v1/resellers", json!({ "client_id": "north", "name": "Northwind" }))["id"].as_u64().unwrap();
-    w.call("PUT", &format!("/v1/resellers/{reseller}/alert-settings"), json!({ "billing_email": "billing@northwind.test" }));
+    let reseller =
+        w.call("POST", "/v1/resellers", json!({ "client_id": "north", "name": "Northwind" }))["id"].as_u64().unwrap();
+    w.call(
+        "PUT",
+        &format!("/v1/resellers/{reseller}/alert-settings"),
+        json!({ "billing_email": "billing@northwind.test" }),
+    );
     let profile = w.call(
         "POST",
         "/v1/low-balance-profiles",
@@ -259,7 +294,10 @@ fn a_simulated_month_sends_exactly_the_expected_messages_and_a_payment_resets_th
     assert_eq!(smtp.by_recipient(), expected);
     let first = &smtp.messages()[0];
     assert_eq!(first.subject, "acme: 15.00 USD left");
-    assert!(notes.iter().all(|n| n["deliveries"].as_array().unwrap().iter().all(|d| d["status"] == "sent")), "{notes:?}");
+    assert!(
+        notes.iter().all(|n| n["deliveries"].as_array().unwrap().iter().all(|d| d["status"] == "sent")),
+        "{notes:?}"
+    );
     // The customer's own log leaves out the staff-facing user rule.
     let user_link = smtp.messages().into_iter().find(|m| m.to == "noc@northwind.test").unwrap();
     assert!(user_link.body.contains(&format!("http://portal.test/customers/{acme}/balance")), "{}", user_link.body);
@@ -314,7 +352,11 @@ fn comma_separated_warning_thresholds_fire_once_per_downward_crossing() {
         let (status, reply) = w.refused("PUT", &format!("/v1/customers/{c}/alert-settings"), body);
         assert_eq!((status, reply["error"]["field"].as_str().unwrap()), (422, field), "{reply}");
     }
-    w.call("PUT", &format!("/v1/customers/{c}/alert-settings"), json!({ "billing_email": "w@c.test", "warning_thresholds": "100, 50,10" }));
+    w.call(
+        "PUT",
+        &format!("/v1/customers/{c}/alert-settings"),
+        json!({ "billing_email": "w@c.test", "warning_thresholds": "100, 50,10" }),
+    );
     let shown = w.get(&format!("/v1/customers/{c}/alert-settings"));
     assert_eq!(shown["warning_thresholds"], "100.00, 50.00, 10.00");
     w.pay(wallet, "150");
@@ -324,7 +366,11 @@ fn comma_separated_warning_thresholds_fire_once_per_downward_crossing() {
         w.advance(HOUR);
     }
     let warnings = |w: &mut World| -> Vec<String> {
-        w.notifications(c).iter().filter(|n| n["kind"] == "warning").map(|n| n["threshold"].as_str().unwrap().to_owned()).collect()
+        w.notifications(c)
+            .iter()
+            .filter(|n| n["kind"] == "warning")
+            .map(|n| n["threshold"].as_str().unwrap().to_owned())
+            .collect()
     };
     assert_eq!(warnings(&mut w), vec!["100.00", "50.00", "10.00"]);
     // Days pass below every level: nothing more. A refill and a new fall warn again.
@@ -338,7 +384,11 @@ fn comma_separated_warning_thresholds_fire_once_per_downward_crossing() {
     assert_eq!(smtp.messages().len(), 4);
     // Postpaid: a percentage of the permanent credit limit.
     let (p, pw) = w.customer("post", None, "postpaid", Some("1000"));
-    w.call("PUT", &format!("/v1/customers/{p}/alert-settings"), json!({ "billing_email": "p@c.test", "warning_thresholds": "50%" }));
+    w.call(
+        "PUT",
+        &format!("/v1/customers/{p}/alert-settings"),
+        json!({ "billing_email": "p@c.test", "warning_thresholds": "50%" }),
+    );
     assert_eq!(w.get(&format!("/v1/customers/{p}/alert-settings"))["warning_levels"], json!(["500.00"]));
     w.charge(pw, "499");
     w.advance(HOUR);
@@ -349,7 +399,11 @@ fn comma_separated_warning_thresholds_fire_once_per_downward_crossing() {
 }
 
 fn warnings_of(w: &mut World, c: u64) -> Vec<String> {
-    w.notifications(c).iter().filter(|n| n["kind"] == "warning").map(|n| n["threshold"].as_str().unwrap().to_owned()).collect()
+    w.notifications(c)
+        .iter()
+        .filter(|n| n["kind"] == "warning")
+        .map(|n| n["threshold"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 #[test]
@@ -381,21 +435,42 @@ fn webhooks_are_signed_retried_with_one_id_and_an_endpoint_answering_410_is_disa
         w.advance(60 * 1_000_000);
     }
     let seen = flaky.seen.lock().unwrap().clone();
-    assert_eq!(seen.iter().map(|(_, _, s)| *s).collect::<Vec<_>>(), vec![500, 503, 200], "one event, delivered once after two failures");
+    assert_eq!(
+        seen.iter().map(|(_, _, s)| *s).collect::<Vec<_>>(),
+        vec![500, 503, 200],
+        "one event, delivered once after two failures"
+    );
     let ids: Vec<&String> = seen.iter().map(|(h, _, _)| &h["webhook-id"]).collect();
     assert!(ids.iter().all(|id| *id == ids[0]), "the same id on every attempt: {ids:?}");
     for (headers, body, _) in &seen {
         let ts: i64 = headers["webhook-timestamp"].parse().unwrap();
-        assert!(purse::alerts::webhook::verify(&secret, &headers["webhook-id"], ts, body, &headers["webhook-signature"]));
+        assert!(purse::alerts::webhook::verify(
+            &secret,
+            &headers["webhook-id"],
+            ts,
+            body,
+            &headers["webhook-signature"]
+        ));
         let mut tampered = body.clone();
         tampered[5] ^= 1;
-        assert!(!purse::alerts::webhook::verify(&secret, &headers["webhook-id"], ts, &tampered, &headers["webhook-signature"]));
+        assert!(!purse::alerts::webhook::verify(
+            &secret,
+            &headers["webhook-id"],
+            ts,
+            &tampered,
+            &headers["webhook-signature"]
+        ));
         let event: Value = serde_json::from_slice(body).unwrap();
         assert_eq!((event["type"].as_str(), event["data"]["available"].as_str()), (Some("balance.low"), Some("5.00")));
     }
     assert_eq!(gone.seen.lock().unwrap().len(), 1);
     let endpoints = w.get("/v1/webhook-endpoints");
-    let states: Vec<(bool, Value)> = endpoints["data"].as_array().unwrap().iter().map(|e| (e["enabled"].as_bool().unwrap(), e["disabled_reason"].clone())).collect();
+    let states: Vec<(bool, Value)> = endpoints["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["enabled"].as_bool().unwrap(), e["disabled_reason"].clone()))
+        .collect();
     assert_eq!(states[0], (true, Value::Null));
     assert!(!states[1].0 && states[1].1.as_str().unwrap().contains("410"), "{states:?}");
 }
@@ -425,8 +500,16 @@ fn profiles_refuse_bad_input_naming_the_field_and_deleting_one_falls_back_to_the
         let (status, reply) = w.refused("POST", "/v1/low-balance-profiles", body);
         assert_eq!((status, reply["error"]["field"].as_str().unwrap_or("")), (422, field), "{reply}");
     }
-    let first = w.call("POST", "/v1/low-balance-profiles", with(json!({ "name": "Default", "sort_order": 1 })))["id"].as_u64().unwrap();
-    let second = w.call("POST", "/v1/low-balance-profiles", with(json!({ "name": "Strict", "sort_order": 5, "client_rule": { "threshold": "500" } })))["id"].as_u64().unwrap();
+    let first = w.call("POST", "/v1/low-balance-profiles", with(json!({ "name": "Default", "sort_order": 1 })))["id"]
+        .as_u64()
+        .unwrap();
+    let second = w.call(
+        "POST",
+        "/v1/low-balance-profiles",
+        with(json!({ "name": "Strict", "sort_order": 5, "client_rule": { "threshold": "500" } })),
+    )["id"]
+        .as_u64()
+        .unwrap();
     let (status, _) = w.refused("POST", "/v1/low-balance-profiles", with(json!({ "name": "default" })));
     assert_eq!(status, 422, "a name is unique per owner");
     let (c, wallet) = w.customer("assigned", None, "prepaid", None);
@@ -505,14 +588,30 @@ fn two_processes_on_one_postgresql_send_each_notification_once_and_run_each_dail
     );
     let mut wallets = Vec::new();
     for n in 0..5 {
-        let c = call("POST", "/v1/customers", json!({ "client_id": format!("c{n}"), "name": format!("C{n}"), "billing": "prepaid", "currency": "USD" }));
+        let c = call(
+            "POST",
+            "/v1/customers",
+            json!({ "client_id": format!("c{n}"), "name": format!("C{n}"), "billing": "prepaid", "currency": "USD" }),
+        );
         let id = c["id"].as_u64().unwrap();
-        call("PUT", &format!("/v1/customers/{id}/alert-settings"), json!({ "billing_email": format!("c{n}@two.test") }));
+        call(
+            "PUT",
+            &format!("/v1/customers/{id}/alert-settings"),
+            json!({ "billing_email": format!("c{n}@two.test") }),
+        );
         wallets.push(c["wallet"].as_u64().unwrap());
     }
     for (n, w) in wallets.iter().enumerate() {
-        call("POST", "/v1/payments", json!({ "client_id": format!("p{n}"), "account": w, "amount": "30", "currency": "USD", "method": "cash" }));
-        call("POST", "/v1/charges", json!({ "client_id": format!("ch{n}"), "account": w, "amount": "25", "currency": "USD" }));
+        call(
+            "POST",
+            "/v1/payments",
+            json!({ "client_id": format!("p{n}"), "account": w, "amount": "30", "currency": "USD", "method": "cash" }),
+        );
+        call(
+            "POST",
+            "/v1/charges",
+            json!({ "client_id": format!("ch{n}"), "account": w, "amount": "25", "currency": "USD" }),
+        );
     }
     // Five days in steps of six hours, each step waited out by both processes.
     for step in 1..=20 {
@@ -557,15 +656,42 @@ fn a_process_killed_before_delivering_loses_no_notification() {
         r.json()
     };
     call(&mut api, "POST", "/v1/currencies", json!({ "code": "USD" }));
-    call(&mut api, "POST", "/v1/low-balance-profiles", json!({ "name": "K", "currency": "USD", "max_quantity": 1, "period_hours": 24, "client_rule": { "threshold": "20", "notify": true } }));
-    let c = call(&mut api, "POST", "/v1/customers", json!({ "client_id": "k", "name": "K", "billing": "prepaid", "currency": "USD" }));
+    call(
+        &mut api,
+        "POST",
+        "/v1/low-balance-profiles",
+        json!({ "name": "K", "currency": "USD", "max_quantity": 1, "period_hours": 24, "client_rule": { "threshold": "20", "notify": true } }),
+    );
+    let c = call(
+        &mut api,
+        "POST",
+        "/v1/customers",
+        json!({ "client_id": "k", "name": "K", "billing": "prepaid", "currency": "USD" }),
+    );
     let (id, wallet) = (c["id"].as_u64().unwrap(), c["wallet"].as_u64().unwrap());
-    call(&mut api, "PUT", &format!("/v1/customers/{id}/alert-settings"), json!({ "billing_email": "k@kill.test", "alert_emails": ["k2@kill.test"] }));
-    call(&mut api, "POST", "/v1/payments", json!({ "client_id": "p", "account": wallet, "amount": "30", "currency": "USD", "method": "cash" }));
-    call(&mut api, "POST", "/v1/charges", json!({ "client_id": "c", "account": wallet, "amount": "25", "currency": "USD" }));
+    call(
+        &mut api,
+        "PUT",
+        &format!("/v1/customers/{id}/alert-settings"),
+        json!({ "billing_email": "k@kill.test", "alert_emails": ["k2@kill.test"] }),
+    );
+    call(
+        &mut api,
+        "POST",
+        "/v1/payments",
+        json!({ "client_id": "p", "account": wallet, "amount": "30", "currency": "USD", "method": "cash" }),
+    );
+    call(
+        &mut api,
+        "POST",
+        "/v1/charges",
+        json!({ "client_id": "c", "account": wallet, "amount": "25", "currency": "USD" }),
+    );
     wait_for("a failed attempt", || {
         let log = api.get(&format!("/v1/notifications?customer={id}")).unwrap().json();
-        log["data"].as_array().is_some_and(|d| d.iter().any(|n| n["deliveries"].as_array().unwrap().iter().any(|d| d["attempts"].as_u64() >= Some(1))))
+        log["data"].as_array().is_some_and(|d| {
+            d.iter().any(|n| n["deliveries"].as_array().unwrap().iter().any(|d| d["attempts"].as_u64() >= Some(1)))
+        })
     });
     first.kill().unwrap();
     first.wait().unwrap();

@@ -66,13 +66,7 @@ impl World {
         )["id"]
             .as_u64()
             .unwrap();
-        let mut world = World {
-            app,
-            op,
-            tenants: Vec::new(),
-            class,
-            parties: HashMap::new(),
-        };
+        let mut world = World { app, op, tenants: Vec::new(), class, parties: HashMap::new() };
         for r in 0..2 {
             let reseller = world
                 .post("/v1/resellers", json!({ "client_id": world.app.fresh("r"), "name": format!("Reseller {r}") }))
@@ -118,10 +112,7 @@ impl World {
             .await;
         let (customer, wallet) = (c["id"].as_u64().unwrap(), c["wallet"].as_u64().unwrap());
         let sub_debit = self
-            .post(
-                "/v1/accounts",
-                json!({ "client_id": a.fresh("s"), "party": customer, "kind": "subscriber_debit" }),
-            )
+            .post("/v1/accounts", json!({ "client_id": a.fresh("s"), "party": customer, "kind": "subscriber_debit" }))
             .await["id"]
             .as_u64()
             .unwrap();
@@ -147,13 +138,16 @@ impl World {
             .as_u64()
             .unwrap();
         let transfer = self.charge(wallet).await;
-        let invoice = self.post(&format!("/v1/customers/{customer}/invoices"), json!({})).await["id"]
-            .as_u64()
-            .unwrap();
+        let invoice = self.post(&format!("/v1/customers/{customer}/invoices"), json!({})).await["id"].as_u64().unwrap();
         let own = a.key(Role::Customer(PartyId(customer)), Scope::ReadWrite);
         let endpoint = ok(
-            &a.call(&own, "POST", "/v1/webhook-endpoints", Some(&json!({ "url": format!("http://127.0.0.1:9/{}", a.fresh("hook")) })))
-                .await,
+            &a.call(
+                &own,
+                "POST",
+                "/v1/webhook-endpoints",
+                Some(&json!({ "url": format!("http://127.0.0.1:9/{}", a.fresh("hook")) })),
+            )
+            .await,
             "endpoint",
         )["id"]
             .as_u64()
@@ -191,10 +185,8 @@ impl World {
         let dir = std::env::temp_dir().join(self.app.fresh(&format!("maildir-{}", std::process::id())));
         tokio::task::spawn_blocking(move || {
             let side = purse::open_side(&url).unwrap();
-            let config = purse::alerts::AlertConfig {
-                mail: purse::alerts::MailConfig::Maildir(dir),
-                ..Default::default()
-            };
+            let config =
+                purse::alerts::AlertConfig { mail: purse::alerts::MailConfig::Maildir(dir), ..Default::default() };
             let payments = std::sync::Arc::new(purse::payments::Payments::new(
                 engine.clone(),
                 side.reader.clone(),
@@ -262,14 +254,19 @@ impl World {
     async fn fresh_target(&self, action: Action, t: &Tenant) -> Option<u64> {
         let a = &self.app;
         Some(match action {
-            Action::DeleteLowBalanceProfile => self.post("/v1/low-balance-profiles", profile_body(&self.app, t.reseller)).await["id"]
-                .as_u64()
-                .unwrap(),
+            Action::DeleteLowBalanceProfile => {
+                self.post("/v1/low-balance-profiles", profile_body(&self.app, t.reseller)).await["id"].as_u64().unwrap()
+            }
             Action::DeleteWebhookEndpoint => {
                 let own = a.key(Role::Customer(PartyId(t.customer)), Scope::ReadWrite);
                 ok(
-                    &a.call(&own, "POST", "/v1/webhook-endpoints", Some(&json!({ "url": format!("http://127.0.0.1:9/{}", a.fresh("hook")) })))
-                        .await,
+                    &a.call(
+                        &own,
+                        "POST",
+                        "/v1/webhook-endpoints",
+                        Some(&json!({ "url": format!("http://127.0.0.1:9/{}", a.fresh("hook")) })),
+                    )
+                    .await,
                     "endpoint",
                 )["id"]
                     .as_u64()
@@ -338,40 +335,62 @@ fn body(app: &InProcess, action: Action, role: Role, t: &Tenant, fresh: Option<u
     Some(match action {
         Action::CreateCurrency => json!({ "code": "EUR" }),
         Action::CreateReseller => json!({ "client_id": id(), "name": "New" }),
-        Action::CreateCustomer => json!({ "client_id": id(), "name": "New", "reseller": t.reseller, "billing": "prepaid", "currency": "USD" }),
+        Action::CreateCustomer => {
+            json!({ "client_id": id(), "name": "New", "reseller": t.reseller, "billing": "prepaid", "currency": "USD" })
+        }
         Action::OpenAccount => json!({ "client_id": id(), "party": t.customer, "kind": "subscriber_debit" }),
         Action::UpdateAccount => json!({ "credit_limit": "5.00", "reason": "matrix" }),
         Action::CreateCharge => json!({ "client_id": id(), "account": t.wallet, "amount": "0.01", "currency": "USD" }),
-        Action::CreateChargeBatch => json!({ "items": [{ "client_id": id(), "account": t.wallet, "amount": "0.01", "currency": "USD" }] }),
-        Action::CreatePayment => json!({ "client_id": id(), "account": t.wallet, "amount": "0.01", "currency": "USD", "method": "cash" }),
+        Action::CreateChargeBatch => {
+            json!({ "items": [{ "client_id": id(), "account": t.wallet, "amount": "0.01", "currency": "USD" }] })
+        }
+        Action::CreatePayment => {
+            json!({ "client_id": id(), "account": t.wallet, "amount": "0.01", "currency": "USD", "method": "cash" })
+        }
         Action::CreateTransfer => match role {
-            Role::Customer(_) => json!({ "client_id": id(), "source": t.wallet, "target": t.sub_debit, "amount": "0.01", "currency": "USD" }),
-            _ => json!({ "client_id": id(), "source": t.master, "target": t.wallet, "amount": "0.01", "currency": "USD", "kind": "issue" }),
+            Role::Customer(_) => {
+                json!({ "client_id": id(), "source": t.wallet, "target": t.sub_debit, "amount": "0.01", "currency": "USD" })
+            }
+            _ => {
+                json!({ "client_id": id(), "source": t.master, "target": t.wallet, "amount": "0.01", "currency": "USD", "kind": "issue" })
+            }
         },
-        Action::CreateReversal => json!({ "client_id": id(), "transfer": fresh.expect("a charge to reverse"), "reason": "matrix" }),
+        Action::CreateReversal => {
+            json!({ "client_id": id(), "transfer": fresh.expect("a charge to reverse"), "reason": "matrix" })
+        }
         Action::CreateAdjustment => {
             json!({ "client_id": id(), "account": t.wallet, "amount": "0.01", "currency": "USD", "direction": "credit", "reason": "matrix" })
         }
         Action::CreateHold => json!({ "client_id": id(), "account": t.wallet, "amount": "0.01", "currency": "USD" }),
         Action::CaptureHold | Action::ReleaseHold => json!({ "client_id": id() }),
         Action::CreateLowBalanceProfile | Action::ReplaceLowBalanceProfile => profile_body(app, t.reseller),
-        Action::PutCustomerAlertSettings => json!({ "billing_email": "billing@example.com", "warning_thresholds": "10" }),
+        Action::PutCustomerAlertSettings => {
+            json!({ "billing_email": "billing@example.com", "warning_thresholds": "10" })
+        }
         Action::PutResellerAlertSettings => json!({ "billing_email": "reseller@example.com" }),
         Action::CreateWebhookEndpoint => json!({ "url": format!("http://127.0.0.1:9/{}", app.fresh("hook")) }),
-        Action::PutRechargeSettings => json!({ "enabled": false, "method": "invoice", "threshold": "1", "recharge_amount": "5" }),
+        Action::PutRechargeSettings => {
+            json!({ "enabled": false, "method": "invoice", "threshold": "1", "recharge_amount": "5" })
+        }
         Action::SaveCard => json!({ "number": "4242424242424242", "exp_month": 1, "exp_year": 2030, "cvc": "123" }),
         Action::PayNow => json!({ "amount": "1" }),
         Action::VoidInvoice => json!({ "reason": "matrix" }),
         Action::PayInvoice => json!({ "method": "cash", "amount": "0.01", "currency": "USD" }),
         Action::PutBillingSettings => json!({ "cycle_day": 5, "time_zone": "+03:00" }),
-        Action::CreateCustomerClass | Action::ReplaceCustomerClass => json!({ "name": "Silver", "subscriber_transfers": false }),
+        Action::CreateCustomerClass | Action::ReplaceCustomerClass => {
+            json!({ "name": "Silver", "subscriber_transfers": false })
+        }
         Action::PutCustomerCreditSettings => json!({ "subscriber_transfers": "yes" }),
         Action::PutResellerCreditSettings => json!({ "maximum_increase": { "percent": 10 } }),
         Action::CreateApiKey => json!({ "name": "k", "role": "customer", "party": t.customer, "scope": "read" }),
         Action::CreateUser => {
             json!({ "email": format!("{}@example.com", id()), "name": "U", "password": "a long password", "role": "customer", "party": t.customer, "scope": "read" })
         }
-        Action::IssueInvoice | Action::EmailReceipt | Action::CloseAccount | Action::RevokeApiKey | Action::DisableUser => json!({}),
+        Action::IssueInvoice
+        | Action::EmailReceipt
+        | Action::CloseAccount
+        | Action::RevokeApiKey
+        | Action::DisableUser => json!({}),
         _ => return None,
     })
 }
@@ -381,7 +400,9 @@ fn list_query(action: Action, t: &Tenant) -> Option<String> {
     Some(match action {
         Action::ListAccounts => format!("party={}", t.customer),
         Action::ListCustomers => format!("reseller={}", t.reseller),
-        Action::ListNotifications | Action::ListRecharges | Action::ListInvoices | Action::ListReceipts => format!("customer={}", t.customer),
+        Action::ListNotifications | Action::ListRecharges | Action::ListInvoices | Action::ListReceipts => {
+            format!("customer={}", t.customer)
+        }
         Action::ListAuditLog => format!("party={}", t.customer),
         _ => return None,
     })
@@ -410,7 +431,10 @@ fn matches(world: &World, role: Role, expected: Expect, r: &Reply, portal: bool)
         || (r.status == 422 && code.ends_with("_not_found"))
         || (r.status == 403 && code == "forbidden_field")
         || (r.status == 200 && r.body["data"].as_array().is_some_and(Vec::is_empty))
-        || (r.status == 200 && r.body["results"].as_array().is_some_and(|items| items.iter().all(|i| i["error"]["code"].as_str().is_some_and(|c| c.ends_with("_not_found")))));
+        || (r.status == 200
+            && r.body["results"].as_array().is_some_and(|items| {
+                items.iter().all(|i| i["error"]["code"].as_str().is_some_and(|c| c.ends_with("_not_found")))
+            }));
     match expected {
         Expect::Refused => r.status == 403 && (portal || code == "forbidden"),
         Expect::Hidden => hidden,
@@ -503,7 +527,12 @@ async fn api_matrix(world: &World) -> usize {
                         let global = route.path.starts_with("/v1/customer-classes/");
                         // A webhook endpoint is its own tenant's alone, not its reseller's.
                         let own_only = route.path.starts_with("/v1/webhook-endpoints/");
-                        let visible = global || if own_only { matches!(role, Role::Operator) || role == Role::Customer(PartyId(owner)) } else { world.sees(role, owner) };
+                        let visible = global
+                            || if own_only {
+                                matches!(role, Role::Operator) || role == Role::Customer(PartyId(owner))
+                            } else {
+                                world.sees(role, owner)
+                            };
                         (route.path.replace("{id}", &id.to_string()), visible)
                     } else if let Some(q) = list_query(route.action, t) {
                         let owner = if route.action == Action::ListCustomers { t.reseller } else { t.customer };
@@ -513,9 +542,16 @@ async fn api_matrix(world: &World) -> usize {
                         let names_tenant = body(app, route.action, role, t, Some(0)).is_some_and(|b| b != json!({}))
                             && !matches!(
                                 route.action,
-                                Action::CreateCurrency | Action::CreateReseller | Action::CreateWebhookEndpoint | Action::CreateCustomerClass
+                                Action::CreateCurrency
+                                    | Action::CreateReseller
+                                    | Action::CreateWebhookEndpoint
+                                    | Action::CreateCustomerClass
                             );
-                        let visible = !names_tenant || world.sees(role, if route.action == Action::CreateCustomer { t.reseller } else { t.customer });
+                        let visible = !names_tenant
+                            || world.sees(
+                                role,
+                                if route.action == Action::CreateCustomer { t.reseller } else { t.customer },
+                            );
                         (route.path.to_owned(), visible)
                     };
                     let method = route.method.as_str();
@@ -537,12 +573,7 @@ async fn api_matrix(world: &World) -> usize {
             }
         }
     }
-    assert!(
-        wrong.is_empty(),
-        "{} of {cells} cells disagree with the policy:\n{}",
-        wrong.len(),
-        wrong.join("\n")
-    );
+    assert!(wrong.is_empty(), "{} of {cells} cells disagree with the policy:\n{}", wrong.len(), wrong.join("\n"));
     cells
 }
 
@@ -567,7 +598,9 @@ fn fields(action: Action, t: &Tenant) -> Vec<(&'static str, String)> {
             ("amount_kind", "amount"),
             ("recharge_amount", "5"),
         ]),
-        Action::UpdateAccount => v(&[("account", &t.sub_credit.to_string()), ("credit_limit", "5.00"), ("reason", "matrix")]),
+        Action::UpdateAccount => {
+            v(&[("account", &t.sub_credit.to_string()), ("credit_limit", "5.00"), ("reason", "matrix")])
+        }
         _ => Vec::new(),
     }
 }
@@ -655,12 +688,15 @@ fn issue_17_a_customer_may_not_recharge_from_its_resellers_master_wallet() {
             ok(&world.app.call(&customer, "PUT", &path, Some(&own)).await, "invoice recharge");
             // Staff may choose the master account; the customer may then turn it off, not change it.
             let reseller = world.app.key(Role::Reseller(PartyId(t.reseller)), Scope::ReadWrite);
-            let staff = json!({ "enabled": true, "method": "master_account", "threshold": "10", "recharge_amount": "40" });
+            let staff =
+                json!({ "enabled": true, "method": "master_account", "threshold": "10", "recharge_amount": "40" });
             ok(&world.app.call(&reseller, "PUT", &path, Some(&staff)).await, "staff's master account recharge");
-            let raise = json!({ "enabled": true, "method": "master_account", "threshold": "10", "recharge_amount": "400" });
+            let raise =
+                json!({ "enabled": true, "method": "master_account", "threshold": "10", "recharge_amount": "400" });
             let r = world.app.call(&customer, "PUT", &path, Some(&raise)).await;
             assert_eq!((r.status.as_u16(), r.error()), (403, ("forbidden_field", "method")), "{}", r.body);
-            let off = json!({ "enabled": false, "method": "master_account", "threshold": "10", "recharge_amount": "40" });
+            let off =
+                json!({ "enabled": false, "method": "master_account", "threshold": "10", "recharge_amount": "40" });
             ok(&world.app.call(&customer, "PUT", &path, Some(&off)).await, "turning it off");
         });
     }
@@ -674,7 +710,8 @@ fn issue_17_a_reseller_may_not_take_its_customers_money() {
         with_world(&url, async |world| {
             let (t, u) = (&world.tenants[0], &world.tenants[1]);
             let reseller = world.app.key(Role::Reseller(PartyId(t.reseller)), Scope::ReadWrite);
-            let before = ok(&world.app.call(&world.op, "GET", &format!("/v1/accounts/{}", t.wallet), None).await, "wallet");
+            let before =
+                ok(&world.app.call(&world.op, "GET", &format!("/v1/accounts/{}", t.wallet), None).await, "wallet");
             let pull = json!({ "client_id": "pull", "source": t.wallet, "target": t.master, "amount": "5.00", "currency": "USD" });
             let r = world.app.call(&reseller, "POST", "/v1/transfers", Some(&pull)).await;
             assert_eq!((r.status.as_u16(), r.error()), (403, ("forbidden_field", "source")), "{}", r.body);
@@ -684,18 +721,17 @@ fn issue_17_a_reseller_may_not_take_its_customers_money() {
             // Even the operator cannot make a recharge between two customers: the ledger refuses it.
             let r = world.app.call(&world.op, "POST", "/v1/transfers", Some(&between)).await;
             assert_eq!((r.status.as_u16(), r.error()), (422, ("issue_needs_master_wallet", "source")), "{}", r.body);
-            let after = ok(&world.app.call(&world.op, "GET", &format!("/v1/accounts/{}", t.wallet), None).await, "wallet");
+            let after =
+                ok(&world.app.call(&world.op, "GET", &format!("/v1/accounts/{}", t.wallet), None).await, "wallet");
             assert_eq!(before["balance"], after["balance"]);
             // Taking money back is an adjustment with a reason, and it is in the audit log.
-            let adjust =
-                json!({ "client_id": "adj", "account": t.wallet, "amount": "5.00", "currency": "USD", "direction": "debit", "reason": "duplicate top-up" });
+            let adjust = json!({ "client_id": "adj", "account": t.wallet, "amount": "5.00", "currency": "USD", "direction": "debit", "reason": "duplicate top-up" });
             let r = world.app.call(&reseller, "POST", "/v1/adjustments", Some(&adjust)).await;
             let transfer = ok(&r, "adjustment")["transfer"].as_u64().unwrap();
             let no_reason = json!({ "client_id": "adj-2", "account": t.wallet, "amount": "5.00", "currency": "USD", "direction": "debit", "reason": " " });
             let r = world.app.call(&reseller, "POST", "/v1/adjustments", Some(&no_reason)).await;
             assert_eq!((r.status.as_u16(), r.error()), (422, ("reason_must_not_be_empty", "reason")), "{}", r.body);
-            let own_master =
-                json!({ "client_id": "adj-3", "account": t.master, "amount": "5.00", "currency": "USD", "direction": "credit", "reason": "gift to myself" });
+            let own_master = json!({ "client_id": "adj-3", "account": t.master, "amount": "5.00", "currency": "USD", "direction": "credit", "reason": "gift to myself" });
             let r = world.app.call(&reseller, "POST", "/v1/adjustments", Some(&own_master)).await;
             assert_eq!((r.status.as_u16(), r.error()), (403, ("forbidden_field", "account")), "{}", r.body);
             let log = ok(
@@ -715,7 +751,8 @@ fn issue_17_a_reseller_may_not_take_its_customers_money() {
             assert!(entry["after"].to_string().contains("duplicate top-up"), "{entry}");
             // A staff issue from the master wallet is audited too, with who made it.
             let issue = json!({ "client_id": "give", "source": t.master, "target": t.wallet, "amount": "1.00", "currency": "USD", "kind": "issue", "reason": "goodwill" });
-            let given = ok(&world.app.call(&reseller, "POST", "/v1/transfers", Some(&issue)).await, "issue")["transfer"]
+            let given = ok(&world.app.call(&reseller, "POST", "/v1/transfers", Some(&issue)).await, "issue")
+                ["transfer"]
                 .as_u64()
                 .unwrap();
             let log = ok(&world.app.call(&world.op, "GET", "/v1/audit-log?entity=transfer", None).await, "audit");
@@ -839,7 +876,8 @@ fn issue_17_keys_and_users_are_managed_over_the_api_within_the_tenant() {
             let r = world.app.call(&admin, "POST", "/v1/users", Some(&json!({ "email": "x@example.com", "name": "X", "password": "a long password", "role": "reseller", "party": t.reseller, "scope": "read" }))).await;
             assert_eq!(r.status, 422, "a customer does not see its reseller: {}", r.body);
             let id = made["id"].as_u64().unwrap();
-            let disabled = ok(&world.app.call(&admin, "POST", &format!("/v1/users/{id}/disable"), None).await, "disable");
+            let disabled =
+                ok(&world.app.call(&admin, "POST", &format!("/v1/users/{id}/disable"), None).await, "disable");
             assert!(disabled["disabled_at"].is_string());
             let other = world.app.key(Role::Customer(PartyId(u.customer)), Scope::ReadWrite);
             assert_eq!(world.app.call(&other, "POST", &format!("/v1/users/{id}/disable"), None).await.status, 404);
@@ -887,14 +925,39 @@ fn issue_17_a_wallets_credit_limit_changes_after_a_restart() {
         let app = InProcess::on(&url);
         runtime.block_on(async {
             let op = app.operator();
-            let r = app.call(&op, "PATCH", &format!("/v1/accounts/{}", t.wallet), Some(&json!({ "credit_limit": "700.00", "reason": "x" }))).await;
+            let r = app
+                .call(
+                    &op,
+                    "PATCH",
+                    &format!("/v1/accounts/{}", t.wallet),
+                    Some(&json!({ "credit_limit": "700.00", "reason": "x" })),
+                )
+                .await;
             assert_eq!(r.status, 200, "{url}: {}", r.body);
-            assert_eq!(ok(&app.call(&op, "GET", &format!("/v1/accounts/{}", t.wallet), None).await, "wallet")["credit_limit"], "700.00");
+            assert_eq!(
+                ok(&app.call(&op, "GET", &format!("/v1/accounts/{}", t.wallet), None).await, "wallet")["credit_limit"],
+                "700.00"
+            );
             let app2 = InProcess::on(&url);
             let staff = app2.session(Role::Reseller(PartyId(t.reseller)), Scope::ReadWrite);
-            let r = app2.page(&staff, "POST", &format!("/customers/{}/credit", t.customer), &[("account", &t.wallet.to_string()), ("credit_limit", "650.00"), ("reason", "y")]).await;
-            assert!(r.status.is_redirection() || r.status.is_success(), "{url}: {} {}", r.status, r.text().chars().take(400).collect::<String>());
-            assert_eq!(ok(&app2.call(&op, "GET", &format!("/v1/accounts/{}", t.wallet), None).await, "wallet")["credit_limit"], "650.00");
+            let r = app2
+                .page(
+                    &staff,
+                    "POST",
+                    &format!("/customers/{}/credit", t.customer),
+                    &[("account", &t.wallet.to_string()), ("credit_limit", "650.00"), ("reason", "y")],
+                )
+                .await;
+            assert!(
+                r.status.is_redirection() || r.status.is_success(),
+                "{url}: {} {}",
+                r.status,
+                r.text().chars().take(400).collect::<String>()
+            );
+            assert_eq!(
+                ok(&app2.call(&op, "GET", &format!("/v1/accounts/{}", t.wallet), None).await, "wallet")["credit_limit"],
+                "650.00"
+            );
             common::app::off_runtime(move || drop((app, app2)));
         });
     }

@@ -18,7 +18,11 @@ fn purse_with_env(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String)
         command.env(k, v);
     }
     let out = command.output().expect("run purse");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -60,8 +64,22 @@ fn demo_seeds_simulates_a_day_and_balances_its_books() {
 fn bench_reports_its_figures_as_json() {
     let url = common::sqlite_url();
     let (ok, stdout, stderr) = purse(&[
-        "bench", "--database", &url, "--accounts", "20", "--charges", "500", "--batch", "50", "--concurrency", "2",
-        "--ids", "random", "--hot-percent", "10", "--json",
+        "bench",
+        "--database",
+        &url,
+        "--accounts",
+        "20",
+        "--charges",
+        "500",
+        "--batch",
+        "50",
+        "--concurrency",
+        "2",
+        "--ids",
+        "random",
+        "--hot-percent",
+        "10",
+        "--json",
     ]);
     assert!(ok, "{stderr}");
     let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
@@ -101,8 +119,10 @@ fn configuration_comes_from_the_file_then_the_environment_then_flags() {
     assert_eq!(stdout.trim(), format!("migrated {from_env}"));
 
     let from_flag = common::sqlite_url();
-    let (ok, stdout, _) =
-        purse_with_env(&["migrate", "--config", config, "--database", &from_flag], &[("PURSE_DATABASE_URL", &from_env)]);
+    let (ok, stdout, _) = purse_with_env(
+        &["migrate", "--config", config, "--database", &from_flag],
+        &[("PURSE_DATABASE_URL", &from_env)],
+    );
     assert!(ok);
     assert_eq!(stdout.trim(), format!("migrated {from_flag}"));
 

@@ -47,7 +47,8 @@ impl World {
         let now = Timestamp::from_secs(T0);
         let (key_id, secret) = purse::keys::create(&opened, "test", Role::Operator, Scope::ReadWrite, now).unwrap();
         let clock = Arc::new(ManualClock::new(now));
-        let api = purse_http::ApiSettings { log_requests: false, rate_per_key: 0, ..purse_http::ApiSettings::default() };
+        let api =
+            purse_http::ApiSettings { log_requests: false, rate_per_key: 0, ..purse_http::ApiSettings::default() };
         let options = purse::serve::ServeOptions {
             listen: "127.0.0.1:0".into(),
             engine: purse_engine::EngineConfig::default(),
@@ -59,7 +60,9 @@ impl World {
         let side = purse::open_side(url).unwrap();
         let maildir = std::env::temp_dir().join(format!("purse-credit-mail-{}-{}", std::process::id(), key()));
         let config = AlertConfig { mail: MailConfig::Maildir(maildir.clone()), ..AlertConfig::default() };
-        let notifier = Notifier::new(server.engine.clone(), side.reader, side.alerts, side.access, config).unwrap().with_credit(side.credit);
+        let notifier = Notifier::new(server.engine.clone(), side.reader, side.alerts, side.access, config)
+            .unwrap()
+            .with_credit(side.credit);
         let api = Client::new(&format!("http://{}", server.addr), Some(secret.clone())).unwrap();
         let mut w = World { server, clock, notifier, api, key_id, secret, _maildir: tempdir::Dir(maildir) };
         w.call("POST", "/v1/currencies", json!({ "code": "USD" }));
@@ -82,7 +85,11 @@ impl World {
         let (status, reply) = self.send(method, path, body);
         assert_eq!(status, 422, "{method} {path}: {reply}");
         let e = &reply["error"];
-        (e["field"].as_str().unwrap_or("").to_owned(), e["code"].as_str().unwrap().to_owned(), e["message"].as_str().unwrap().to_owned())
+        (
+            e["field"].as_str().unwrap_or("").to_owned(),
+            e["code"].as_str().unwrap().to_owned(),
+            e["message"].as_str().unwrap().to_owned(),
+        )
     }
 
     fn get(&mut self, path: &str) -> Value {
@@ -92,7 +99,8 @@ impl World {
     }
 
     fn customer(&mut self, name: &str, billing: &str, limit: &str, reseller: Option<u64>) -> (u64, u64) {
-        let mut body = json!({ "client_id": name, "name": name, "billing": billing, "currency": "USD", "credit_limit": limit });
+        let mut body =
+            json!({ "client_id": name, "name": name, "billing": billing, "currency": "USD", "credit_limit": limit });
         if let Some(r) = reseller {
             body["reseller"] = json!(r);
         }
@@ -122,14 +130,22 @@ fn issue_7_a_temporary_increase_lets_a_charge_through_until_valid_until_even_wit
     for url in both_backends("credit_increase") {
         let mut w = World::new(&url);
         let (customer, wallet) = w.customer("Initech", "postpaid", "100", None);
-        w.call("PUT", &format!("/v1/customers/{customer}/alert-settings"), json!({ "billing_email": "i@initech.test", "warning_thresholds": "120" }));
+        w.call(
+            "PUT",
+            &format!("/v1/customers/{customer}/alert-settings"),
+            json!({ "billing_email": "i@initech.test", "warning_thresholds": "120" }),
+        );
         // The permanent limit refuses a charge of 150.
         let (status, body) = w.charge(wallet, "150");
         assert_eq!((status, body["error"]["code"].as_str()), (422, Some("insufficient_funds")), "{body}");
 
         let until = w.clock.now().plus_micros(DAY);
         let iso = w.iso(until);
-        w.call("PATCH", &format!("/v1/accounts/{wallet}"), json!({ "temporary_increase": { "amount": "60", "valid_until": iso }, "reason": "month-end traffic" }));
+        w.call(
+            "PATCH",
+            &format!("/v1/accounts/{wallet}"),
+            json!({ "temporary_increase": { "amount": "60", "valid_until": iso }, "reason": "month-end traffic" }),
+        );
         let (status, body) = w.charge(wallet, "150");
         assert_eq!(status, 201, "the increase lets it through: {body}");
         let first = body["transfer"].as_u64().unwrap();
@@ -143,7 +159,11 @@ fn issue_7_a_temporary_increase_lets_a_charge_through_until_valid_until_even_wit
         w.clock.set(until);
         assert_eq!(w.get(&format!("/v1/accounts/{wallet}/spendable"))["available"], "100.00");
         let (status, body) = w.charge(wallet, "150");
-        assert_eq!((status, body["error"]["code"].as_str()), (422, Some("insufficient_funds")), "the same charge is refused after valid until: {body}");
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (422, Some("insufficient_funds")),
+            "the same charge is refused after valid until: {body}"
+        );
         w.clock.advance_micros(3 * HOUR);
         let (status, _) = w.charge(wallet, "150");
         assert_eq!(status, 422, "and three hours later, with the scheduler still late");
@@ -186,36 +206,61 @@ fn issue_7_the_credit_limit_history_records_every_change_with_who_when_old_new_a
     w.call("PATCH", &format!("/v1/accounts/{wallet}"), json!({ "credit_limit": "200", "reason": "annual review" }));
     w.clock.advance_micros(60_000_000);
     let until = w.clock.now().plus_micros(2 * DAY);
-    w.call("PATCH", &format!("/v1/accounts/{wallet}"), json!({ "temporary_increase": { "percent": "25", "valid_until": w.iso(until) } }));
-    w.call("PATCH", &format!("/v1/accounts/{wallet}"), json!({ "temporary_increase": null, "reason": "no longer needed" }));
+    w.call(
+        "PATCH",
+        &format!("/v1/accounts/{wallet}"),
+        json!({ "temporary_increase": { "percent": "25", "valid_until": w.iso(until) } }),
+    );
+    w.call(
+        "PATCH",
+        &format!("/v1/accounts/{wallet}"),
+        json!({ "temporary_increase": null, "reason": "no longer needed" }),
+    );
     // Setting what is already set records nothing.
     w.call("PATCH", &format!("/v1/accounts/{wallet}"), json!({ "credit_limit": "200" }));
     let h = w.history(wallet);
     assert_eq!(h.len(), 3, "{h:?}");
     let who = format!("key {}", w.key_id);
     assert_eq!((h[0]["kind"].as_str(), h[0]["at"].as_str()), (Some("permanent"), Some(w.iso(t1).as_str())));
-    assert_eq!((h[0]["old"]["credit_limit"].as_str(), h[0]["new"]["credit_limit"].as_str()), (Some("100.00"), Some("200.00")));
+    assert_eq!(
+        (h[0]["old"]["credit_limit"].as_str(), h[0]["new"]["credit_limit"].as_str()),
+        (Some("100.00"), Some("200.00"))
+    );
     assert_eq!((h[0]["by"].as_str(), h[0]["reason"].as_str()), (Some(who.as_str()), Some("annual review")));
     assert_eq!(h[1]["kind"], "temporary");
     assert_eq!(h[1]["new"]["temporary_increase"]["amount"], "50.00", "25 % of the permanent 200");
     assert_eq!(h[1]["new"]["effective"], "250.00");
     assert!(h[1]["reason"].is_null());
-    assert_eq!((h[2]["kind"].as_str(), h[2]["new"]["effective"].as_str(), h[2]["reason"].as_str()), (Some("temporary"), Some("200.00"), Some("no longer needed")));
+    assert_eq!(
+        (h[2]["kind"].as_str(), h[2]["new"]["effective"].as_str(), h[2]["reason"].as_str()),
+        (Some("temporary"), Some("200.00"), Some("no longer needed"))
+    );
     // The audit log holds the same changes.
     let audit = w.get("/v1/audit-log?entity=credit_limit");
     assert_eq!(audit["data"].as_array().unwrap().len(), 3, "{audit}");
     // An increase that ran out before the scheduler came is recorded as reverted (dated valid
     // until) when the next change arrives first; the scheduler then has nothing to do.
     let until = w.clock.now().plus_micros(HOUR);
-    w.call("PATCH", &format!("/v1/accounts/{wallet}"), json!({ "temporary_increase": { "amount": "20", "valid_until": w.iso(until) } }));
+    w.call(
+        "PATCH",
+        &format!("/v1/accounts/{wallet}"),
+        json!({ "temporary_increase": { "amount": "20", "valid_until": w.iso(until) } }),
+    );
     w.clock.set(until.plus_micros(5_000_000));
     let later = w.iso(w.clock.now().plus_micros(DAY));
-    w.call("PATCH", &format!("/v1/accounts/{wallet}"), json!({ "temporary_increase": { "amount": "30", "valid_until": later }, "reason": "again" }));
+    w.call(
+        "PATCH",
+        &format!("/v1/accounts/{wallet}"),
+        json!({ "temporary_increase": { "amount": "30", "valid_until": later }, "reason": "again" }),
+    );
     let h = w.history(wallet);
     let kinds: Vec<&str> = h.iter().map(|c| c["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["permanent", "temporary", "temporary", "temporary", "revert", "temporary"]);
     assert_eq!((h[4]["at"].as_str(), h[4]["by"].as_str()), (Some(w.iso(until).as_str()), Some("scheduler")));
-    assert_eq!((h[5]["old"]["effective"].as_str(), h[5]["new"]["effective"].as_str()), (Some("200.00"), Some("230.00")));
+    assert_eq!(
+        (h[5]["old"]["effective"].as_str(), h[5]["new"]["effective"].as_str()),
+        (Some("200.00"), Some("230.00"))
+    );
     assert_eq!(w.notifier.step().unwrap().reverted, 0);
     assert_eq!(audit["data"][2]["before"]["credit_limit"], "100.00");
     assert_eq!(audit["data"][2]["after"]["credit_limit"], "200.00");
@@ -226,19 +271,31 @@ fn issue_7_the_credit_limit_history_records_every_change_with_who_when_old_new_a
 fn issue_7_the_maximum_possible_increase_is_enforced_for_amounts_percentages_and_validity() {
     for url in both_backends("credit_maximum") {
         let mut w = World::new(&url);
-        let reseller = w.call("POST", "/v1/resellers", json!({ "client_id": "north", "name": "Northwind" }))["id"].as_u64().unwrap();
+        let reseller = w.call("POST", "/v1/resellers", json!({ "client_id": "north", "name": "Northwind" }))["id"]
+            .as_u64()
+            .unwrap();
         let (customer, wallet) = w.customer("Umbrella", "postpaid", "200", Some(reseller));
-        w.call("PUT", &format!("/v1/resellers/{reseller}/credit-settings"), json!({ "maximum_increase": { "amount": "80", "days": 10 } }));
+        w.call(
+            "PUT",
+            &format!("/v1/resellers/{reseller}/credit-settings"),
+            json!({ "maximum_increase": { "amount": "80", "days": 10 } }),
+        );
         let soon = w.iso(w.clock.now().plus_micros(DAY));
         let path = format!("/v1/accounts/{wallet}");
 
-        let (field, code, message) = w.refused("PATCH", &path, json!({ "temporary_increase": { "amount": "80.01", "valid_until": soon } }));
+        let (field, code, message) =
+            w.refused("PATCH", &path, json!({ "temporary_increase": { "amount": "80.01", "valid_until": soon } }));
         assert_eq!((field.as_str(), code.as_str()), ("temporary_increase.amount", "above_maximum_increase"));
-        assert!(message.contains("80.00 USD") && message.contains("reseller Northwind"), "the refusal states the maximum: {message}");
-        let (field, _, message) = w.refused("PATCH", &path, json!({ "temporary_increase": { "percent": "40.01", "valid_until": soon } }));
+        assert!(
+            message.contains("80.00 USD") && message.contains("reseller Northwind"),
+            "the refusal states the maximum: {message}"
+        );
+        let (field, _, message) =
+            w.refused("PATCH", &path, json!({ "temporary_increase": { "percent": "40.01", "valid_until": soon } }));
         assert_eq!(field, "temporary_increase.amount", "40.01 % of 200 is 80.02: {message}");
         let late = w.iso(w.clock.now().plus_micros(10 * DAY + 1_000_000));
-        let (field, code, message) = w.refused("PATCH", &path, json!({ "temporary_increase": { "amount": "10", "valid_until": late } }));
+        let (field, code, message) =
+            w.refused("PATCH", &path, json!({ "temporary_increase": { "amount": "10", "valid_until": late } }));
         assert_eq!((field.as_str(), code.as_str()), ("temporary_increase.valid_until", "above_maximum_increase"));
         assert!(message.contains("10 days"), "{message}");
         assert!(w.account(wallet)["temporary_increase"].is_null(), "refusals change nothing");
@@ -248,11 +305,19 @@ fn issue_7_the_maximum_possible_increase_is_enforced_for_amounts_percentages_and
         assert_eq!(w.account(wallet)["temporary_increase"]["amount"], "80.00");
 
         // A class that sets a maximum comes before the reseller's.
-        let class = w.call("POST", "/v1/customer-classes", json!({ "name": "Silver", "subscriber_transfers": false, "maximum_increase": { "percent": 25 } }));
+        let class = w.call(
+            "POST",
+            "/v1/customer-classes",
+            json!({ "name": "Silver", "subscriber_transfers": false, "maximum_increase": { "percent": 25 } }),
+        );
         w.call("PUT", &format!("/v1/customers/{customer}/credit-settings"), json!({ "class": class["id"] }));
-        let (_, code, message) = w.refused("PATCH", &path, json!({ "temporary_increase": { "amount": "51", "valid_until": soon } }));
+        let (_, code, message) =
+            w.refused("PATCH", &path, json!({ "temporary_increase": { "amount": "51", "valid_until": soon } }));
         assert_eq!(code, "above_maximum_increase");
-        assert!(message.contains("50.00 USD") && message.contains("25%") && message.contains("customer class Silver"), "{message}");
+        assert!(
+            message.contains("50.00 USD") && message.contains("25%") && message.contains("customer class Silver"),
+            "{message}"
+        );
         w.call("PATCH", &path, json!({ "temporary_increase": { "amount": "50", "valid_until": late } }));
         let settings = w.get(&format!("/v1/customers/{customer}/credit-settings"));
         assert_eq!(settings["maximum_increase"]["amount"], "50.00", "{settings}");
@@ -261,19 +326,43 @@ fn issue_7_the_maximum_possible_increase_is_enforced_for_amounts_percentages_and
 
         // Bad input names its field and rule, and changes nothing.
         let (zero_customer, zero) = w.customer("Zero", "postpaid", "0", None);
-        let (field, code, _) = w.refused("PATCH", &format!("/v1/accounts/{zero}"), json!({ "temporary_increase": { "percent": "10", "valid_until": soon } }));
+        let (field, code, _) = w.refused(
+            "PATCH",
+            &format!("/v1/accounts/{zero}"),
+            json!({ "temporary_increase": { "percent": "10", "valid_until": soon } }),
+        );
         assert_eq!((field.as_str(), code.as_str()), ("temporary_increase.percent", "percent_needs_positive_limit"));
         let (_, prepaid) = w.customer("Prepaid", "prepaid", "0", None);
-        let (field, code, _) = w.refused("PATCH", &format!("/v1/accounts/{prepaid}"), json!({ "temporary_increase": { "amount": "10", "valid_until": soon } }));
+        let (field, code, _) = w.refused(
+            "PATCH",
+            &format!("/v1/accounts/{prepaid}"),
+            json!({ "temporary_increase": { "amount": "10", "valid_until": soon } }),
+        );
         assert_eq!((field.as_str(), code.as_str()), ("temporary_increase", "prepaid_customer"));
         let past = w.iso(w.clock.now().plus_micros(-1));
-        let (field, code, _) = w.refused("PATCH", &path, json!({ "temporary_increase": { "amount": "10", "valid_until": past } }));
-        assert_eq!((field.as_str(), code.as_str()), ("temporary_increase.valid_until", "valid_until_must_be_in_future"));
-        let (field, code, _) = w.refused("PATCH", &path, json!({ "temporary_increase": { "amount": "10", "percent": "5", "valid_until": soon } }));
+        let (field, code, _) =
+            w.refused("PATCH", &path, json!({ "temporary_increase": { "amount": "10", "valid_until": past } }));
+        assert_eq!(
+            (field.as_str(), code.as_str()),
+            ("temporary_increase.valid_until", "valid_until_must_be_in_future")
+        );
+        let (field, code, _) = w.refused(
+            "PATCH",
+            &path,
+            json!({ "temporary_increase": { "amount": "10", "percent": "5", "valid_until": soon } }),
+        );
         assert_eq!((field.as_str(), code.as_str()), ("temporary_increase.amount", "amount_or_percent"));
-        let (field, _, _) = w.refused("PUT", &format!("/v1/resellers/{reseller}/credit-settings"), json!({ "maximum_increase": { "percent": 0 } }));
+        let (field, _, _) = w.refused(
+            "PUT",
+            &format!("/v1/resellers/{reseller}/credit-settings"),
+            json!({ "maximum_increase": { "percent": 0 } }),
+        );
         assert_eq!(field, "maximum_increase.percent");
-        let (field, _, _) = w.refused("PUT", &format!("/v1/customers/{zero_customer}/credit-settings"), json!({ "subscriber_transfers": "maybe" }));
+        let (field, _, _) = w.refused(
+            "PUT",
+            &format!("/v1/customers/{zero_customer}/credit-settings"),
+            json!({ "subscriber_transfers": "maybe" }),
+        );
         assert_eq!(field, "subscriber_transfers");
         assert_eq!(w.account(wallet)["temporary_increase"]["amount"], "50.00", "nothing accepted before was changed");
         drop(w);
@@ -286,39 +375,75 @@ fn issue_7_subscriber_transfers_obey_the_class_policy_and_the_funds_check_also_c
         let mut w = World::new(&url);
         let (customer, wallet) = w.customer("Hooli", "prepaid", "0", None);
         let open = |w: &mut World, name: &str, kind: &str| {
-            w.call("POST", "/v1/accounts", json!({ "client_id": name, "party": customer, "kind": kind }))["id"].as_u64().unwrap()
+            w.call("POST", "/v1/accounts", json!({ "client_id": name, "party": customer, "kind": kind }))["id"]
+                .as_u64()
+                .unwrap()
         };
         let a = open(&mut w, "sub-a", "subscriber_debit");
         let b = open(&mut w, "sub-b", "subscriber_debit");
-        let c = w.call("POST", "/v1/accounts", json!({ "client_id": "sub-c", "party": customer, "kind": "subscriber_credit", "credit_limit": "30" }))["id"].as_u64().unwrap();
-        w.call("POST", "/v1/payments", json!({ "client_id": "fund-a", "account": a, "amount": "100", "currency": "USD", "method": "cash" }));
+        let c = w.call(
+            "POST",
+            "/v1/accounts",
+            json!({ "client_id": "sub-c", "party": customer, "kind": "subscriber_credit", "credit_limit": "30" }),
+        )["id"]
+            .as_u64()
+            .unwrap();
+        w.call(
+            "POST",
+            "/v1/payments",
+            json!({ "client_id": "fund-a", "account": a, "amount": "100", "currency": "USD", "method": "cash" }),
+        );
         w.call("POST", "/v1/payments", json!({ "client_id": "fund-wallet", "account": wallet, "amount": "100", "currency": "USD", "method": "cash" }));
         let transfer = |w: &mut World, source: u64, target: u64, amount: &str| {
-            w.send("POST", "/v1/transfers", json!({ "client_id": key(), "source": source, "target": target, "amount": amount, "currency": "USD" }))
+            w.send(
+                "POST",
+                "/v1/transfers",
+                json!({ "client_id": key(), "source": source, "target": target, "amount": amount, "currency": "USD" }),
+            )
         };
 
         // No class, "as defined by the customer class": not allowed.
         let (status, body) = transfer(&mut w, a, b, "10");
-        assert_eq!((status, body["error"]["code"].as_str(), body["error"]["field"].as_str()), (422, Some("transfers_not_allowed"), Some("source")), "{body}");
+        assert_eq!(
+            (status, body["error"]["code"].as_str(), body["error"]["field"].as_str()),
+            (422, Some("transfers_not_allowed"), Some("source")),
+            "{body}"
+        );
         let class = w.call("POST", "/v1/customer-classes", json!({ "name": "Family", "subscriber_transfers": true }));
         w.call("PUT", &format!("/v1/customers/{customer}/credit-settings"), json!({ "class": class["id"] }));
         assert_eq!(transfer(&mut w, a, b, "10").0, 201, "the class allows it");
         w.call("PUT", &format!("/v1/customers/{customer}/credit-settings"), json!({ "subscriber_transfers": "no" }));
         assert_eq!(transfer(&mut w, a, b, "10").0, 422, "the customer's No overrides the class");
-        w.call("PUT", &format!("/v1/customer-classes/{}", class["id"]), json!({ "name": "Family", "subscriber_transfers": false }));
+        w.call(
+            "PUT",
+            &format!("/v1/customer-classes/{}", class["id"]),
+            json!({ "name": "Family", "subscriber_transfers": false }),
+        );
         w.call("PUT", &format!("/v1/customers/{customer}/credit-settings"), json!({ "subscriber_transfers": "yes" }));
         assert_eq!(transfer(&mut w, a, b, "10").0, 201, "the customer's Yes overrides the class");
         // A credit account with its own limit sends and receives too (it draws on the wallet).
         assert_eq!(transfer(&mut w, c, b, "30").0, 201);
         let (status, body) = transfer(&mut w, c, b, "0.01");
-        assert_eq!((status, body["error"]["code"].as_str()), (422, Some("insufficient_funds")), "past its own limit: {body}");
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (422, Some("insufficient_funds")),
+            "past its own limit: {body}"
+        );
 
         // Another customer's account, another currency: refused, naming the field.
         let (_, other_wallet) = w.customer("Other", "prepaid", "0", None);
         let (status, body) = transfer(&mut w, a, other_wallet, "1");
-        assert_eq!((status, body["error"]["field"].as_str(), body["error"]["code"].as_str()), (422, Some("target"), Some("other_customer")), "{body}");
+        assert_eq!(
+            (status, body["error"]["field"].as_str(), body["error"]["code"].as_str()),
+            (422, Some("target"), Some("other_customer")),
+            "{body}"
+        );
         w.call("POST", "/v1/currencies", json!({ "code": "EUR" }));
-        let (status, body) = w.send("POST", "/v1/transfers", json!({ "client_id": key(), "source": a, "target": b, "amount": "1", "currency": "EUR" }));
+        let (status, body) = w.send(
+            "POST",
+            "/v1/transfers",
+            json!({ "client_id": key(), "source": a, "target": b, "amount": "1", "currency": "EUR" }),
+        );
         assert_eq!((status, body["error"]["code"].as_str()), (422, Some("currency_mismatch")), "{body}");
         assert_eq!(w.account(a)["balance"], "80.00", "refused transfers change nothing");
         assert_eq!(w.account(b)["balance"], "50.00");
@@ -326,7 +451,10 @@ fn issue_7_subscriber_transfers_obey_the_class_policy_and_the_funds_check_also_c
         // The ledger applies the setting and the transfers in order: in one batch, a transfer
         // after "not allowed" is refused and one after "allowed" passes.
         let engine = w.server.engine.clone();
-        let money = purse_core::Money { amount: purse_core::Amount(100), currency: purse_core::CurrencyCode::parse("USD").unwrap() };
+        let money = purse_core::Money {
+            amount: purse_core::Amount(100),
+            currency: purse_core::CurrencyCode::parse("USD").unwrap(),
+        };
         let transfer_cmd = |n: &str| purse_core::Command::Transfer {
             client_id: cid(n),
             source: purse_core::AccountId(a),
@@ -349,7 +477,11 @@ fn issue_7_subscriber_transfers_obey_the_class_policy_and_the_funds_check_also_c
         assert!(results[3].is_ok(), "{:?}", results[3]);
         assert_eq!(w.account(a)["balance"], "79.00");
         assert_eq!(w.account(b)["balance"], "51.00");
-        w.call("POST", "/v1/transfers", json!({ "client_id": "back", "source": b, "target": a, "amount": "1", "currency": "USD" }));
+        w.call(
+            "POST",
+            "/v1/transfers",
+            json!({ "client_id": "back", "source": b, "target": a, "amount": "1", "currency": "USD" }),
+        );
 
         // 40 concurrent transfers of 5 from 80: exactly 16 pass, the rest are refused.
         let base = format!("http://{}", w.server.addr);
@@ -384,13 +516,30 @@ fn issue_7_subscriber_transfers_obey_the_class_policy_and_the_funds_check_also_c
 #[test]
 fn issue_7_the_audit_log_records_settings_changes_made_through_the_api_with_before_and_after() {
     let mut w = World::new(&sqlite_url());
-    let reseller = w.call("POST", "/v1/resellers", json!({ "client_id": "north", "name": "Northwind" }))["id"].as_u64().unwrap();
+    let reseller =
+        w.call("POST", "/v1/resellers", json!({ "client_id": "north", "name": "Northwind" }))["id"].as_u64().unwrap();
     let (customer, _) = w.customer("Initech", "postpaid", "100", Some(reseller));
     let (other, _) = w.customer("Other", "postpaid", "100", None);
-    w.call("PUT", &format!("/v1/customers/{customer}/alert-settings"), json!({ "billing_email": "a@initech.test", "warning_thresholds": "50" }));
-    w.call("PUT", &format!("/v1/customers/{customer}/alert-settings"), json!({ "billing_email": "b@initech.test", "warning_thresholds": "50, 20" }));
-    w.call("PUT", &format!("/v1/customers/{customer}/recharge-settings"), json!({ "enabled": false, "method": "invoice", "threshold": "10", "recharge_amount": "50" }));
-    w.call("POST", "/v1/low-balance-profiles", json!({ "name": "Std", "reseller": reseller, "currency": "USD", "max_quantity": 1, "period_hours": 24 }));
+    w.call(
+        "PUT",
+        &format!("/v1/customers/{customer}/alert-settings"),
+        json!({ "billing_email": "a@initech.test", "warning_thresholds": "50" }),
+    );
+    w.call(
+        "PUT",
+        &format!("/v1/customers/{customer}/alert-settings"),
+        json!({ "billing_email": "b@initech.test", "warning_thresholds": "50, 20" }),
+    );
+    w.call(
+        "PUT",
+        &format!("/v1/customers/{customer}/recharge-settings"),
+        json!({ "enabled": false, "method": "invoice", "threshold": "10", "recharge_amount": "50" }),
+    );
+    w.call(
+        "POST",
+        "/v1/low-balance-profiles",
+        json!({ "name": "Std", "reseller": reseller, "currency": "USD", "max_quantity": 1, "period_hours": 24 }),
+    );
     w.call("PUT", &format!("/v1/customers/{other}/alert-settings"), json!({ "billing_email": "x@other.test" }));
 
     let log = w.get(&format!("/v1/audit-log?party={customer}&entity=alert_settings"));
@@ -416,15 +565,33 @@ fn issue_7_the_audit_log_records_settings_changes_made_through_the_api_with_befo
     assert_eq!(mine["data"].as_array().unwrap().len(), by_key);
     assert!(by_key >= 5, "{all}");
     // The key this test made on the command line is in it too, made by `cli`.
-    assert!(all["data"].as_array().unwrap().iter().any(|e| e["actor"] == "cli" && e["entity"] == "api_key" && e["after"]["role"] == "operator"), "{all}");
+    assert!(
+        all["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["actor"] == "cli" && e["entity"] == "api_key" && e["after"]["role"] == "operator"),
+        "{all}"
+    );
 
     // A reseller's key sees its own customers' changes, not another's.
     let opened = purse::open_store(&w.server.url).unwrap();
-    let (_, secret) = purse::keys::create(&opened, "reseller", Role::Reseller(purse_core::PartyId(reseller)), Scope::Read, w.clock.now()).unwrap();
+    let (_, secret) = purse::keys::create(
+        &opened,
+        "reseller",
+        Role::Reseller(purse_core::PartyId(reseller)),
+        Scope::Read,
+        w.clock.now(),
+    )
+    .unwrap();
     let mut theirs = Client::new(&format!("http://{}", w.server.addr), Some(secret)).unwrap();
     let seen = theirs.get("/v1/audit-log?limit=500").unwrap().json();
     let parties: Vec<u64> = seen["data"].as_array().unwrap().iter().filter_map(|e| e["party"].as_u64()).collect();
     assert!(!parties.is_empty() && parties.iter().all(|p| *p == customer || *p == reseller), "{seen}");
-    assert_eq!(theirs.get(&format!("/v1/audit-log?party={other}")).unwrap().status, 404, "another tenant's party is not found");
+    assert_eq!(
+        theirs.get(&format!("/v1/audit-log?party={other}")).unwrap().status,
+        404,
+        "another tenant's party is not found"
+    );
     drop(w);
 }

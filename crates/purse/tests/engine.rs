@@ -7,10 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use common::*;
-use purse_core::{
-    AccountId, BatchOutput, ClientKey, Hold, HoldId, Item, Party, PartyId, Prior, Transfer,
-    TransferId,
-};
+use purse_core::{AccountId, BatchOutput, ClientKey, Hold, HoldId, Item, Party, PartyId, Prior, Transfer, TransferId};
 use purse_engine::{Engine, EngineConfig, EngineError, ManualClock};
 use purse_store::{BaseState, Store, StoreError, StoreResult};
 
@@ -105,7 +102,13 @@ fn rig_on(url: &str, config: EngineConfig) -> Rig {
     let waiting = Arc::new(AtomicBool::new(false));
     let fail_next_write = Arc::new(AtomicBool::new(false));
     let refused = Arc::new(AtomicU64::new(0));
-    let controlled = Controlled { inner: opened.store, gate: gate.clone(), waiting: waiting.clone(), fail_next_write: fail_next_write.clone(), refused: refused.clone() };
+    let controlled = Controlled {
+        inner: opened.store,
+        gate: gate.clone(),
+        waiting: waiting.clone(),
+        fail_next_write: fail_next_write.clone(),
+        refused: refused.clone(),
+    };
     let clock = Arc::new(ManualClock::new(h.now()));
     let engine = Arc::new(Engine::start(Box::new(controlled), opened.reader, clock, config));
     Rig { engine, gate, waiting, fail_next_write, refused, h }

@@ -59,9 +59,15 @@ fn work(base: String, key: String, wallets: Vec<u64>, stop: Arc<AtomicBool>, see
         let payment = n % 5 == 0;
         let client_id = id("w");
         let (path, body) = if payment {
-            ("/v1/payments", json!({ "client_id": client_id, "account": wallet, "amount": "2.00", "currency": "USD", "method": "cash" }))
+            (
+                "/v1/payments",
+                json!({ "client_id": client_id, "account": wallet, "amount": "2.00", "currency": "USD", "method": "cash" }),
+            )
         } else {
-            ("/v1/charges", json!({ "client_id": client_id, "account": wallet, "amount": "0.01", "currency": "USD", "service": "voice" }))
+            (
+                "/v1/charges",
+                json!({ "client_id": client_id, "account": wallet, "amount": "0.01", "currency": "USD", "service": "voice" }),
+            )
         };
         loop {
             match c.send("POST", path, &body, &client_id) {
@@ -115,7 +121,8 @@ fn restart_under_load(servers: usize) {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let clients: Vec<_> = (0..4)
         .map(|i| {
-            let (base, key, wallets, stop, seen) = (served[i % servers].base(), key.clone(), wallets.clone(), stop.clone(), seen.clone());
+            let (base, key, wallets, stop, seen) =
+                (served[i % servers].base(), key.clone(), wallets.clone(), stop.clone(), seen.clone());
             std::thread::spawn(move || work(base, key, wallets, stop, seen))
         })
         .collect();
@@ -124,7 +131,9 @@ fn restart_under_load(servers: usize) {
     let restarted_at = Instant::now();
     pg.restart();
     // Work resumes by itself: new postings are acknowledged after the restart.
-    eventually(30, "postings acknowledged again after the restart", || seen.lock().unwrap().acknowledged.len() > before + 50);
+    eventually(30, "postings acknowledged again after the restart", || {
+        seen.lock().unwrap().acknowledged.len() > before + 50
+    });
     std::thread::sleep(Duration::from_secs(2));
     stop.store(true, Ordering::SeqCst);
     for c in clients {
@@ -137,7 +146,11 @@ fn restart_under_load(servers: usize) {
         assert!(span < Duration::from_secs(20), "503s for {span:?}");
         assert!(*last >= restarted_at - Duration::from_secs(1));
     }
-    eprintln!("{servers} server(s): {} acknowledged, {} answers of 503", seen.acknowledged.len(), seen.unavailable.len());
+    eprintln!(
+        "{servers} server(s): {} acknowledged, {} answers of 503",
+        seen.acknowledged.len(),
+        seen.unavailable.len()
+    );
     // Every server is ready again, without a restart of its own.
     for s in &served {
         let mut c = client(&s.base(), &key);
@@ -146,7 +159,11 @@ fn restart_under_load(servers: usize) {
     // Nothing acknowledged is lost, nothing is posted twice, and the books balance.
     let opened = purse::open_store(&url).unwrap();
     for (client_id, (units, _)) in &seen.acknowledged {
-        let t = opened.reader.transfer_by_client_id(&cid(client_id)).unwrap().unwrap_or_else(|| panic!("acknowledged {client_id} is missing"));
+        let t = opened
+            .reader
+            .transfer_by_client_id(&cid(client_id))
+            .unwrap()
+            .unwrap_or_else(|| panic!("acknowledged {client_id} is missing"));
         assert_eq!(t.amount.0, *units);
     }
     let audit = opened.reader.audit().unwrap();
@@ -157,7 +174,14 @@ fn restart_under_load(servers: usize) {
     assert!(payments > 10, "too few payments: {payments}");
     let mut c = client(&served[0].base(), &key);
     let receipts = |c: &mut Client| -> usize {
-        wallets_customers(c, &wallets).iter().map(|party| c.get(&format!("/v1/receipts?customer={party}&limit=500")).unwrap().json()["data"].as_array().map_or(0, Vec::len)).sum()
+        wallets_customers(c, &wallets)
+            .iter()
+            .map(|party| {
+                c.get(&format!("/v1/receipts?customer={party}&limit=500")).unwrap().json()["data"]
+                    .as_array()
+                    .map_or(0, Vec::len)
+            })
+            .sum()
     };
     eventually(30, "a receipt voucher for every payment, after the restart too", || receipts(&mut c) >= payments);
 }
@@ -248,7 +272,11 @@ async fn futures_join<F: std::future::Future>(futures: impl Iterator<Item = F>) 
                 }
             }
         }
-        if all { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
+        if all {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
     })
     .await;
     out.into_iter().map(|o| o.expect("every future finished")).collect()
@@ -262,18 +290,35 @@ fn issue_18_concurrent_login_guesses_check_at_most_five_passwords() {
         let app = InProcess::on(&url);
         let hash = purse_http::portal::session::hash_password("the right password").unwrap();
         for (n, email) in [(30, "ana@example.com"), (100, "bo@example.com")] {
-            let user = purse_store::NewUser { email: email.into(), name: "A".into(), password_hash: hash.clone(), role: Role::Operator, scope: Scope::ReadWrite, created_at: purse_core::Timestamp(0) };
+            let user = purse_store::NewUser {
+                email: email.into(),
+                name: "A".into(),
+                password_hash: hash.clone(),
+                role: Role::Operator,
+                scope: Scope::ReadWrite,
+                created_at: purse_core::Timestamp(0),
+            };
             app.state.access.insert_user(&user).unwrap().unwrap();
             let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
             let statuses: Vec<u16> = runtime.block_on(async {
                 let page = app.page(&Auth::Nobody, "GET", "/login", &[]).await;
-                let cookie = page.headers.get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).find(|c| c.starts_with("purse_login=")).unwrap();
+                let cookie = page
+                    .headers
+                    .get_all("set-cookie")
+                    .iter()
+                    .map(|v| v.to_str().unwrap().to_owned())
+                    .find(|c| c.starts_with("purse_login="))
+                    .unwrap();
                 let token = cookie.trim_start_matches("purse_login=").split(';').next().unwrap().to_owned();
                 let guesses = (0..n).map(|i| {
                     let password = if i == n / 2 { "the right password".to_owned() } else { format!("guess {i}") };
                     let (app, token) = (&app, token.clone());
                     async move {
-                        let form = format!("email={}&password={}&csrf={token}", email.replace('@', "%40"), password.replace(' ', "+"));
+                        let form = format!(
+                            "email={}&password={}&csrf={token}",
+                            email.replace('@', "%40"),
+                            password.replace(' ', "+")
+                        );
                         let request = axum::http::Request::post("/login")
                             .header("content-type", "application/x-www-form-urlencoded")
                             .header("cookie", format!("purse_login={token}"))
@@ -338,7 +383,10 @@ fn issue_18_smaller_inputs_are_refused_naming_their_field() {
 fn issue_18_a_full_disk_is_a_503_and_purse_recovers_when_space_returns() {
     let dir = std::env::temp_dir().join(id("full-disk"));
     std::fs::create_dir_all(&dir).unwrap();
-    let mount = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=6m", "tmpfs", dir.to_str().unwrap()]).status().unwrap();
+    let mount = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=6m", "tmpfs", dir.to_str().unwrap()])
+        .status()
+        .unwrap();
     assert!(mount.success(), "mounting a tmpfs for the disk-full test needs root (scripts/test.sh runs as root in CI)");
     struct Unmount(std::path::PathBuf);
     impl Drop for Unmount {
@@ -365,7 +413,9 @@ fn issue_18_a_full_disk_is_a_503_and_purse_recovers_when_space_returns() {
     small.truncate(1);
     while std::io::Write::write_all(&mut f, &small[..]).is_ok() {}
     drop(f);
-    let charge = |c: &mut Client| c.send("POST", "/v1/charges", &json!({ "client_id": id("x"), "account": wallet, "amount": "0.01", "currency": "USD", "service": "voice".repeat(12) }), &id("i")).unwrap();
+    let charge = |c: &mut Client| {
+        c.send("POST", "/v1/charges", &json!({ "client_id": id("x"), "account": wallet, "amount": "0.01", "currency": "USD", "service": "voice".repeat(12) }), &id("i")).unwrap()
+    };
     let mut refused = None;
     for _ in 0..2000 {
         let r = charge(&mut c);

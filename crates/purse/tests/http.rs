@@ -38,7 +38,11 @@ fn funded_customer(client: &mut Client, paid: &str, credit_limit: &str) -> u64 {
     );
     assert_eq!(status, 201, "{c}");
     let wallet = c["wallet"].as_u64().unwrap();
-    let (status, p) = post(client, "/v1/payments", json!({ "client_id": id("p"), "account": wallet, "amount": paid, "currency": "USD", "method": "cash" }));
+    let (status, p) = post(
+        client,
+        "/v1/payments",
+        json!({ "client_id": id("p"), "account": wallet, "amount": paid, "currency": "USD", "method": "cash" }),
+    );
     assert_eq!(status, 201, "{p}");
     wallet
 }
@@ -67,7 +71,10 @@ fn overdraft_race(url: &str) {
                 .collect();
             let results: Vec<(u16, Value)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
             let ok = results.iter().filter(|(s, _)| *s == 201).count();
-            assert!(results.iter().all(|(s, b)| *s == 201 || (*s == 422 && b["error"]["code"] == "insufficient_funds")), "{results:?}");
+            assert!(
+                results.iter().all(|(s, b)| *s == 201 || (*s == 422 && b["error"]["code"] == "insufficient_funds")),
+                "{results:?}"
+            );
             assert_eq!(ok, expected, "round {round}, limit {limit}");
             let account = setup.get(&format!("/v1/accounts/{wallet}")).unwrap().json();
             assert_eq!(account["balance"], format!("{}.00", 100 - 10 * expected as i64), "round {round}");
@@ -183,24 +190,40 @@ fn bank(url: &str) {
     server.stop();
 
     let book = book.lock().unwrap();
-    assert!(book.acknowledged.len() > 100 && book.snapshots > 5, "too little happened: {} acknowledged, {} snapshots", book.acknowledged.len(), book.snapshots);
+    assert!(
+        book.acknowledged.len() > 100 && book.snapshots > 5,
+        "too little happened: {} acknowledged, {} snapshots",
+        book.acknowledged.len(),
+        book.snapshots
+    );
     let opened = purse::open_store(url).unwrap();
     let audit = opened.reader.audit().unwrap();
     assert!(audit.is_consistent(), "{audit:?}");
     for client_id in &book.acknowledged {
-        assert!(opened.reader.transfer_by_client_id(&cid(client_id)).unwrap().is_some(), "acknowledged {client_id} is missing");
+        assert!(
+            opened.reader.transfer_by_client_id(&cid(client_id)).unwrap().is_some(),
+            "acknowledged {client_id} is missing"
+        );
     }
     for client_id in &book.refused {
-        assert!(opened.reader.transfer_by_client_id(&cid(client_id)).unwrap().is_none(), "refused {client_id} was posted");
+        assert!(
+            opened.reader.transfer_by_client_id(&cid(client_id)).unwrap().is_none(),
+            "refused {client_id} was posted"
+        );
     }
     let acknowledged: HashSet<&String> = book.acknowledged.iter().collect();
     assert_eq!(acknowledged.len(), book.acknowledged.len());
-    let sum: i64 = wallets.iter().map(|w| opened.reader.account(purse_core::AccountId(*w)).unwrap().unwrap().balance.0).sum();
+    let sum: i64 =
+        wallets.iter().map(|w| opened.reader.account(purse_core::AccountId(*w)).unwrap().unwrap().balance.0).sum();
     assert_eq!(sum, EACH * CUSTOMERS as i64 * 100);
     eprintln!(
         "bank on {}: {} acknowledged, {} refused, {} unknown, {} snapshots, {} transfers stored",
         if url.starts_with("sqlite") { "sqlite" } else { "postgres" },
-        book.acknowledged.len(), book.refused.len(), book.unknown.len(), book.snapshots, audit.transfer_count
+        book.acknowledged.len(),
+        book.refused.len(),
+        book.unknown.len(),
+        book.snapshots,
+        audit.transfer_count
     );
 }
 
@@ -281,20 +304,48 @@ fn the_cli_drives_the_api() {
     let key = operator_key(&url);
     let base = server.base();
     let cli = |args: &[&str]| -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_purse")).args(args).env("PURSE_URL", &base).env("PURSE_API_KEY", &key).output().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_purse"))
+            .args(args)
+            .env("PURSE_URL", &base)
+            .env("PURSE_API_KEY", &key)
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
     };
     let mut setup = Client::new(&base, Some(key.clone())).unwrap();
     post(&mut setup, "/v1/currencies", json!({ "code": "USD" }));
-    let created = cli(&["customers", "create", "--name", "Acme", "--billing", "prepaid", "--currency", "USD", "--json"]);
+    let created =
+        cli(&["customers", "create", "--name", "Acme", "--billing", "prepaid", "--currency", "USD", "--json"]);
     let created: Value = serde_json::from_str(&created).unwrap();
     let (customer, wallet) = (created["id"].as_u64().unwrap(), created["wallet"].as_u64().unwrap());
     assert!(cli(&["customers", "list"]).contains("Acme"));
     let opened = cli(&["accounts", "open", "--party", &customer.to_string(), "--kind", "subscriber-debit"]);
     assert!(opened.starts_with("account "), "{opened}");
-    assert!(cli(&["pay", "--account", &wallet.to_string(), "--amount", "20.00", "--currency", "USD", "--method", "cash"]).starts_with("posted transfer"));
-    assert!(cli(&["charge", "--account", &wallet.to_string(), "--amount", "1.25", "--currency", "USD", "--service", "voice"]).starts_with("posted transfer"));
+    assert!(cli(&[
+        "pay",
+        "--account",
+        &wallet.to_string(),
+        "--amount",
+        "20.00",
+        "--currency",
+        "USD",
+        "--method",
+        "cash"
+    ])
+    .starts_with("posted transfer"));
+    assert!(cli(&[
+        "charge",
+        "--account",
+        &wallet.to_string(),
+        "--amount",
+        "1.25",
+        "--currency",
+        "USD",
+        "--service",
+        "voice"
+    ])
+    .starts_with("posted transfer"));
     let dir = std::env::temp_dir().join(format!("purse-import-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let csv = dir.join("usage.csv");
@@ -306,14 +357,24 @@ fn the_cli_drives_the_api() {
     assert!(again.starts_with("0 posted, 2 already posted, 1 refused"), "{again}");
     let shown = cli(&["accounts", "show", &wallet.to_string()]);
     assert!(shown.contains("16.25"), "{shown}");
-    let journal: Value = serde_json::from_str(&cli(&["journal", &wallet.to_string(), "--json", "--kind", "charge"])).unwrap();
+    let journal: Value =
+        serde_json::from_str(&cli(&["journal", &wallet.to_string(), "--json", "--kind", "charge"])).unwrap();
     assert_eq!(journal["data"].as_array().unwrap().len(), 3);
     assert_eq!(journal["data"][0]["service"], "voice, intl");
     let balances = cli(&["balances"]);
     assert!(balances.contains("customer_accounts") && balances.contains("16.25"), "{balances}");
-    let out = Command::new(env!("CARGO_BIN_EXE_purse")).args(["charge", "--account", "999999", "--amount", "1", "--currency", "USD"]).env("PURSE_URL", &base).env("PURSE_API_KEY", &key).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_purse"))
+        .args(["charge", "--account", "999999", "--amount", "1", "--currency", "USD"])
+        .env("PURSE_URL", &base)
+        .env("PURSE_API_KEY", &key)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("account_not_found"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("account_not_found"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// schemathesis (installed by scripts/schemathesis.sh) fuzzes every operation of the served
@@ -331,11 +392,24 @@ fn schemathesis_finds_no_5xx_and_nothing_contradicting_the_document() {
     let key = operator_key(&url);
     let mut setup = Client::new(&server.base(), Some(key.clone())).unwrap();
     let wallet = funded_customer(&mut setup, "100.00", "0");
-    post(&mut setup, "/v1/charges", json!({ "client_id": id("c"), "account": wallet, "amount": "1.00", "currency": "USD" }));
+    post(
+        &mut setup,
+        "/v1/charges",
+        json!({ "client_id": id("c"), "account": wallet, "amount": "1.00", "currency": "USD" }),
+    );
     let run = || {
         Command::new(&st)
             .args(["run", &format!("{}/v1/openapi.json", server.base()), "-H", &format!("Authorization: Bearer {key}")])
-            .args(["--checks", "all", "--exclude-checks", "positive_data_acceptance", "--max-time", &seconds, "--workers", "2"])
+            .args([
+                "--checks",
+                "all",
+                "--exclude-checks",
+                "positive_data_acceptance",
+                "--max-time",
+                &seconds,
+                "--workers",
+                "2",
+            ])
             .args(["--seed", "20261122"])
             .env("NO_COLOR", "1")
             .current_dir(std::env::temp_dir()) // its cache goes there, not into the repository
@@ -347,7 +421,10 @@ fn schemathesis_finds_no_5xx_and_nothing_contradicting_the_document() {
     // is run once more; any failure it reports about the API fails the test at once.
     let crashed = |text: &str| text.contains("Runtime Error") && !text.contains("FAILURES");
     if !out.status.success() && crashed(&String::from_utf8_lossy(&out.stdout)) {
-        eprintln!("schemathesis crashed inside itself; running it once more:\n{}", String::from_utf8_lossy(&out.stdout));
+        eprintln!(
+            "schemathesis crashed inside itself; running it once more:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         out = run();
     }
     let report = String::from_utf8_lossy(&out.stdout);
@@ -378,7 +455,14 @@ fn request_logs_carry_a_request_id_and_no_secret() {
     let wallet = funded_customer(&mut client, "10.00", "0");
     let card = "4242424242424242";
     let body = json!({ "client_id": id("c"), "account": wallet, "amount": "1.00", "currency": "USD", "metadata": { "card": card } });
-    let reply = client.request("POST", "/v1/charges", Some(body.to_string().as_bytes()), &[("idempotency-key", "log-1"), ("x-request-id", "trace-abc")]).unwrap();
+    let reply = client
+        .request(
+            "POST",
+            "/v1/charges",
+            Some(body.to_string().as_bytes()),
+            &[("idempotency-key", "log-1"), ("x-request-id", "trace-abc")],
+        )
+        .unwrap();
     assert_eq!(reply.status, 201);
     assert_eq!(reply.header("x-request-id"), Some("trace-abc"));
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();

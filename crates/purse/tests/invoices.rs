@@ -34,7 +34,11 @@ fn units(text: &str) -> i64 {
     let negative = text.starts_with('-');
     let (whole, frac) = text.trim_start_matches('-').split_once('.').unwrap_or((text, ""));
     let v = whole.parse::<i64>().unwrap() * 10_000 + format!("{frac:0<4}").parse::<i64>().unwrap();
-    if negative { -v } else { v }
+    if negative {
+        -v
+    } else {
+        v
+    }
 }
 
 fn text(units: i64) -> String {
@@ -66,16 +70,37 @@ impl World {
         let port = free_port();
         let smtp = aiosmtpd(port);
         let side = purse::open_side(url).unwrap();
-        let mail = MailConfig::Smtp { host: "127.0.0.1".into(), port, tls: SmtpTls::None, username: None, password: None };
-        let config = AlertConfig { mail, from: "Purse <billing@purse.test>".into(), evaluate_every_s, allow_private_webhooks: true, ..AlertConfig::default() };
-        let payments = Arc::new(Payments::new(server.engine.clone(), side.reader.clone(), side.alerts.clone(), side.payments, PaymentConfig::default(), None));
-        let notifier = Notifier::new(server.engine.clone(), side.reader, side.alerts, side.access, config).unwrap().with_payments(payments);
+        let mail =
+            MailConfig::Smtp { host: "127.0.0.1".into(), port, tls: SmtpTls::None, username: None, password: None };
+        let config = AlertConfig {
+            mail,
+            from: "Purse <billing@purse.test>".into(),
+            evaluate_every_s,
+            allow_private_webhooks: true,
+            ..AlertConfig::default()
+        };
+        let payments = Arc::new(Payments::new(
+            server.engine.clone(),
+            side.reader.clone(),
+            side.alerts.clone(),
+            side.payments,
+            PaymentConfig::default(),
+            None,
+        ));
+        let notifier = Notifier::new(server.engine.clone(), side.reader, side.alerts, side.access, config)
+            .unwrap()
+            .with_payments(payments);
         let api = Client::new(&format!("http://{}", server.addr), Some(secret.clone())).unwrap();
         World { servers: vec![server], clock, notifier, api, secret, smtp, url: url.to_owned() }
     }
 
     fn serve(url: &str, clock: &Arc<ManualClock>) -> purse::serve::Server {
-        let api = purse_http::ApiSettings { log_requests: false, rate_per_key: 0, allow_private_webhooks: true, ..purse_http::ApiSettings::default() };
+        let api = purse_http::ApiSettings {
+            log_requests: false,
+            rate_per_key: 0,
+            allow_private_webhooks: true,
+            ..purse_http::ApiSettings::default()
+        };
         let options = purse::serve::ServeOptions {
             listen: "127.0.0.1:0".into(),
             engine: purse_engine::EngineConfig::default(),
@@ -99,7 +124,11 @@ impl World {
     fn refused(&mut self, method: &str, path: &str, body: Value) -> (u16, String, String) {
         let reply = self.api.send(method, path, &body, &key()).unwrap();
         let v = reply.json();
-        (reply.status, v["error"]["code"].as_str().unwrap_or("").to_owned(), v["error"]["field"].as_str().unwrap_or("").to_owned())
+        (
+            reply.status,
+            v["error"]["code"].as_str().unwrap_or("").to_owned(),
+            v["error"]["field"].as_str().unwrap_or("").to_owned(),
+        )
     }
 
     fn get(&mut self, path: &str) -> Value {
@@ -119,12 +148,20 @@ impl World {
         }
         let c = self.call("POST", "/v1/customers", body);
         let id = c["id"].as_u64().unwrap();
-        self.call("PUT", &format!("/v1/customers/{id}/alert-settings"), json!({ "billing_email": format!("{name}@billing.test") }));
+        self.call(
+            "PUT",
+            &format!("/v1/customers/{id}/alert-settings"),
+            json!({ "billing_email": format!("{name}@billing.test") }),
+        );
         (id, c["wallet"].as_u64().unwrap())
     }
 
     fn charge(&mut self, wallet: u64, amount: &str, service: &str) -> u64 {
-        let posted = self.call("POST", "/v1/charges", json!({ "client_id": key(), "account": wallet, "amount": amount, "currency": "USD", "service": service }));
+        let posted = self.call(
+            "POST",
+            "/v1/charges",
+            json!({ "client_id": key(), "account": wallet, "amount": amount, "currency": "USD", "service": service }),
+        );
         posted["transfer"].as_u64().unwrap()
     }
 
@@ -135,7 +172,8 @@ impl World {
 
     /// The customer's invoices, oldest first.
     fn invoices(&mut self, customer: u64) -> Vec<Value> {
-        let mut all = self.get(&format!("/v1/invoices?customer={customer}&limit=500"))["data"].as_array().unwrap().clone();
+        let mut all =
+            self.get(&format!("/v1/invoices?customer={customer}&limit=500"))["data"].as_array().unwrap().clone();
         all.reverse();
         all
     }
@@ -204,11 +242,13 @@ fn three_months(url: &str) {
     let mut w = World::new(url, start);
     w.call("POST", "/v1/currencies", json!({ "code": "USD", "scale": 4 }));
     let (c, wallet) = w.customer("acme", None);
-    let billing = w.call("PUT", &format!("/v1/customers/{c}/billing-settings"), json!({ "cycle_day": 5, "time_zone": "+03:00" }));
+    let billing =
+        w.call("PUT", &format!("/v1/customers/{c}/billing-settings"), json!({ "cycle_day": 5, "time_zone": "+03:00" }));
     assert_eq!((billing["cycle_day"].clone(), billing["time_zone"].clone()), (json!(5), json!("+03:00")));
     assert_eq!(billing["next_invoice_at"], "2026-02-04T21:00:00.000000Z");
     // A subscriber account's usage is the customer's too.
-    let sub = w.call("POST", "/v1/accounts", json!({ "client_id": "acme-sub", "party": c, "kind": "subscriber_debit" }));
+    let sub =
+        w.call("POST", "/v1/accounts", json!({ "client_id": "acme-sub", "party": c, "kind": "subscriber_debit" }));
     let sub = sub["id"].as_u64().unwrap();
     w.pay(sub, "5000.0000");
     let mut model = Model::default();
@@ -232,7 +272,11 @@ fn three_months(url: &str) {
             let hold = w.call("POST", "/v1/holds", json!({ "client_id": key(), "account": wallet, "amount": "1.0000", "currency": "USD", "service": "calls" }));
             let captured = 1 + rng.next(10_000) as i64;
             let hold = hold["hold"].as_u64().unwrap();
-            let done = w.call("POST", &format!("/v1/holds/{hold}/capture"), json!({ "client_id": key(), "amount": text(captured) }));
+            let done = w.call(
+                "POST",
+                &format!("/v1/holds/{hold}/capture"),
+                json!({ "client_id": key(), "amount": text(captured) }),
+            );
             charges.push((done["transfer"].as_u64().unwrap(), captured));
             model.uninvoiced += captured;
             model.consumed += captured;
@@ -247,10 +291,10 @@ fn three_months(url: &str) {
         }
         // Payments: a partial one, an overpayment, one between invoices, one on issue day.
         let paid = match day {
-            20 => Some(80_000),     // 8.0000: part of the first invoice
-            30 => Some(5_000_000),  // 500.0000: the rest, and an overpayment
-            55 => Some(1_234_567),  // 123.4567
-            85 => Some(2_000_000),  // 200.0000
+            20 => Some(80_000),    // 8.0000: part of the first invoice
+            30 => Some(5_000_000), // 500.0000: the rest, and an overpayment
+            55 => Some(1_234_567), // 123.4567
+            85 => Some(2_000_000), // 200.0000
             _ => None,
         };
         if let Some(amount) = paid {
@@ -264,7 +308,11 @@ fn three_months(url: &str) {
         if after.len() > before {
             assert_eq!(after.len(), before + 1, "one invoice per cycle");
             let i = &after[before];
-            assert_eq!(units(i["subtotal"].as_str().unwrap()), model.uninvoiced, "day {day}: the invoice holds exactly what was posted since the last");
+            assert_eq!(
+                units(i["subtotal"].as_str().unwrap()),
+                model.uninvoiced,
+                "day {day}: the invoice holds exactly what was posted since the last"
+            );
             model.uninvoiced = 0;
             model.invoices.push((units(i["amount"].as_str().unwrap()), 0));
             model.apply(); // then the new invoice takes unallocated payments
@@ -273,17 +321,35 @@ fn three_months(url: &str) {
         let shown = w.invoices(c);
         for (i, (total, allocated)) in shown.iter().zip(&model.invoices) {
             assert_eq!(units(i["amount"].as_str().unwrap()), *total);
-            assert_eq!(units(i["allocated"].as_str().unwrap()), *allocated, "day {day}: {} allocated oldest first", i["number"]);
-            let status = if allocated == total { "paid" } else if *allocated > 0 { "partially_paid" } else { "open" };
+            assert_eq!(
+                units(i["allocated"].as_str().unwrap()),
+                *allocated,
+                "day {day}: {} allocated oldest first",
+                i["number"]
+            );
+            let status = if allocated == total {
+                "paid"
+            } else if *allocated > 0 {
+                "partially_paid"
+            } else {
+                "open"
+            };
             assert_eq!(i["status"], status, "day {day}: {}", i["number"]);
         }
         let credit = w.get(&format!("/v1/customers/{c}/credit-settings"));
         // The subscriber account's own payment is a payment into that account, not the wallet.
-        assert_eq!(units(credit["unallocated_payments"].as_str().unwrap()), model.unallocated(), "day {day}: unallocated payments");
+        assert_eq!(
+            units(credit["unallocated_payments"].as_str().unwrap()),
+            model.unallocated(),
+            "day {day}: unallocated payments"
+        );
     }
     assert!(reversed > 3, "the story reverses charges ({reversed})");
     // Three cycles: Feb 5, Mar 5 and Apr 5, midnight at UTC+3.
-    assert_eq!(boundaries, ["2026-02-04T21:00:00.000000Z", "2026-03-04T21:00:00.000000Z", "2026-04-04T21:00:00.000000Z"]);
+    assert_eq!(
+        boundaries,
+        ["2026-02-04T21:00:00.000000Z", "2026-03-04T21:00:00.000000Z", "2026-04-04T21:00:00.000000Z"]
+    );
     let invoices = w.invoices(c);
     let numbers: Vec<&str> = invoices.iter().map(|i| i["number"].as_str().unwrap()).collect();
     assert_eq!(numbers, ["INV-0-000001", "INV-0-000002", "INV-0-000003"], "numbered without gaps");
@@ -295,26 +361,33 @@ fn three_months(url: &str) {
         let detail = w.get(&format!("/v1/invoices/{}", i["id"]));
         let lines: i64 = detail["lines"].as_array().unwrap().iter().map(|l| units(l["amount"].as_str().unwrap())).sum();
         let (subtotal, total) = (units(i["subtotal"].as_str().unwrap()), units(i["amount"].as_str().unwrap()));
-        let (carry_in, carry_out) = (units(i["rounding_carried_in"].as_str().unwrap()), units(i["rounding_carried_out"].as_str().unwrap()));
+        let (carry_in, carry_out) =
+            (units(i["rounding_carried_in"].as_str().unwrap()), units(i["rounding_carried_out"].as_str().unwrap()));
         assert_eq!(lines, subtotal, "{}: lines", i["number"]);
         assert_eq!(carry_in, carry);
         assert_eq!(total, subtotal + carry_in - carry_out);
         assert_eq!(total % 100, 0, "{}: rounded to cents", i["number"]);
         assert!(carry_out.abs() <= 50);
-        let services: Vec<&str> = detail["lines"].as_array().unwrap().iter().map(|l| l["service"].as_str().unwrap()).collect();
+        let services: Vec<&str> =
+            detail["lines"].as_array().unwrap().iter().map(|l| l["service"].as_str().unwrap()).collect();
         assert_eq!(services, ["calls", "data", "sms"]);
         carry = carry_out;
         invoiced += total;
     }
     // Reconciliation: every invoice's total, the last carry and what is still uninvoiced
     // equal the journal's consumption to the last unit.
-    let uninvoiced: i64 = [wallet, sub].iter().map(|a| units(w.get(&format!("/v1/accounts/{a}"))["uninvoiced"].as_str().unwrap())).sum();
+    let uninvoiced: i64 =
+        [wallet, sub].iter().map(|a| units(w.get(&format!("/v1/accounts/{a}"))["uninvoiced"].as_str().unwrap())).sum();
     assert_eq!(uninvoiced, model.uninvoiced);
     assert_eq!(invoiced + carry + uninvoiced, model.consumed, "invoices + carry + uninvoiced = consumption");
     // Every allocation is recorded: the payments list shows where each payment went.
     let receipts = w.get(&format!("/v1/receipts?customer={c}&limit=100"))["data"].as_array().unwrap().clone();
     assert_eq!(receipts.len(), 4, "one receipt per payment into the wallet");
-    let allocated: i64 = receipts.iter().flat_map(|r| r["allocations"].as_array().unwrap().clone()).map(|a| units(a["amount"].as_str().unwrap())).sum();
+    let allocated: i64 = receipts
+        .iter()
+        .flat_map(|r| r["allocations"].as_array().unwrap().clone())
+        .map(|a| units(a["amount"].as_str().unwrap()))
+        .sum();
     assert_eq!(allocated, model.invoices.iter().map(|(_, a)| a).sum::<i64>());
     // Each invoice was e-mailed once to the billing e-mail with its PDF, which names its
     // number and total.
@@ -352,7 +425,8 @@ fn numbering(url: &str) {
     let start = purse_core::time::parse("2026-05-10T00:00:00Z").unwrap();
     let mut w = World::new(url, start);
     w.call("POST", "/v1/currencies", json!({ "code": "USD" }));
-    let reseller = w.call("POST", "/v1/resellers", json!({ "client_id": "north", "name": "Northwind" }))["id"].as_u64().unwrap();
+    let reseller =
+        w.call("POST", "/v1/resellers", json!({ "client_id": "north", "name": "Northwind" }))["id"].as_u64().unwrap();
     let mut customers = Vec::new();
     for n in 0..16 {
         let (c, wallet) = w.customer(&format!("c{n}"), (n % 4 == 0).then_some(reseller));
@@ -373,8 +447,18 @@ fn numbering(url: &str) {
                     for (c, _, _) in chunk {
                         // Each customer asked twice at once, on both servers: one invoice.
                         let (a, b) = std::thread::scope(|s| {
-                            let first = s.spawn(|| client.send("POST", &format!("/v1/customers/{c}/invoices"), &json!({}), &key()).unwrap().status);
-                            let second = s.spawn(|| again.send("POST", &format!("/v1/customers/{c}/invoices"), &json!({}), &key()).unwrap().status);
+                            let first = s.spawn(|| {
+                                client
+                                    .send("POST", &format!("/v1/customers/{c}/invoices"), &json!({}), &key())
+                                    .unwrap()
+                                    .status
+                            });
+                            let second = s.spawn(|| {
+                                again
+                                    .send("POST", &format!("/v1/customers/{c}/invoices"), &json!({}), &key())
+                                    .unwrap()
+                                    .status
+                            });
                             (first.join().unwrap(), second.join().unwrap())
                         });
                         let mut statuses = [a, b];
@@ -446,12 +530,20 @@ fn issue_8_paying_and_voiding_follow_the_rules_and_bad_input_names_the_rule() {
         assert_eq!((status, named.as_str()), (422, field), "{code}");
     }
     let billing = w.get(&format!("/v1/customers/{c}/billing-settings"));
-    assert_eq!((billing["cycle_day"].clone(), billing["time_zone"].clone()), (json!(1), json!("UTC")), "the default stays");
+    assert_eq!(
+        (billing["cycle_day"].clone(), billing["time_zone"].clone()),
+        (json!(1), json!("UTC")),
+        "the default stays"
+    );
     // Nothing to invoice yet.
     let (status, code, _) = w.refused("POST", &format!("/v1/customers/{c}/invoices"), json!({}));
     assert_eq!((status, code.as_str()), (422, "nothing_to_invoice"));
     let (status, code, field) = w.refused("POST", &format!("/v1/customers/{c}/invoices"), json!({}));
-    assert_eq!((status, code.as_str(), field.as_str()), (422, "already_invoiced", "period_end"), "that instant is covered now");
+    assert_eq!(
+        (status, code.as_str(), field.as_str()),
+        (422, "already_invoiced", "period_end"),
+        "that instant is covered now"
+    );
     w.clock.advance_micros(MINUTE);
     w.charge(wallet, "30.00", "calls");
     let first = w.call("POST", &format!("/v1/customers/{c}/invoices"), json!({}));
@@ -459,16 +551,21 @@ fn issue_8_paying_and_voiding_follow_the_rules_and_bad_input_names_the_rule() {
     let first_id = first["id"].as_u64().unwrap();
     let pay = format!("/v1/invoices/{first_id}/payments");
     // A payment in another currency, or above what is due: refused.
-    let (status, code, field) = w.refused("POST", &pay, json!({ "method": "cash", "amount": "10.00", "currency": "EUR" }));
+    let (status, code, field) =
+        w.refused("POST", &pay, json!({ "method": "cash", "amount": "10.00", "currency": "EUR" }));
     assert_eq!((status, code.as_str(), field.as_str()), (422, "currency_mismatch", "currency"));
-    let (status, code, field) = w.refused("POST", &pay, json!({ "method": "cash", "amount": "30.01", "currency": "USD" }));
+    let (status, code, field) =
+        w.refused("POST", &pay, json!({ "method": "cash", "amount": "30.01", "currency": "USD" }));
     assert_eq!((status, code.as_str(), field.as_str()), (422, "amount_above_due", "amount"));
     let paid = w.call("POST", &pay, json!({ "method": "cash", "amount": "10.00", "currency": "USD" }));
     let payment = paid["payment"].as_u64().unwrap();
     w.clock.advance_micros(MINUTE);
     w.step();
     let first = w.get(&format!("/v1/invoices/{first_id}"));
-    assert_eq!((first["status"].clone(), first["allocated"].clone(), first["due"].clone()), (json!("partially_paid"), json!("10.00"), json!("20.00")));
+    assert_eq!(
+        (first["status"].clone(), first["allocated"].clone(), first["due"].clone()),
+        (json!("partially_paid"), json!("10.00"), json!("20.00"))
+    );
     // A second invoice; then the first is voided: its 10.00 goes to the second.
     w.charge(wallet, "5.00", "sms");
     w.clock.advance_micros(MINUTE);
@@ -478,11 +575,21 @@ fn issue_8_paying_and_voiding_follow_the_rules_and_bad_input_names_the_rule() {
     let (status, code, field) = w.refused("POST", &format!("/v1/invoices/{first_id}/void"), json!({ "reason": " " }));
     assert_eq!((status, code.as_str(), field.as_str()), (422, "invalid_reason", "reason"));
     let voided = w.call("POST", &format!("/v1/invoices/{first_id}/void"), json!({ "reason": "billed in error" }));
-    assert_eq!((voided["status"].clone(), voided["allocated"].clone(), voided["void_reason"].clone()), (json!("void"), json!("0.00"), json!("billed in error")));
+    assert_eq!(
+        (voided["status"].clone(), voided["allocated"].clone(), voided["void_reason"].clone()),
+        (json!("void"), json!("0.00"), json!("billed in error"))
+    );
     let released = &voided["allocations"][0];
-    assert_eq!((released["amount"].clone(), released["release_reason"].clone()), (json!("10.00"), json!("invoice voided")));
+    assert_eq!(
+        (released["amount"].clone(), released["release_reason"].clone()),
+        (json!("10.00"), json!("invoice voided"))
+    );
     let second = w.get(&format!("/v1/invoices/{second_id}"));
-    assert_eq!((second["status"].clone(), second["allocated"].clone()), (json!("paid"), json!("5.00")), "the released payment pays the next invoice");
+    assert_eq!(
+        (second["status"].clone(), second["allocated"].clone()),
+        (json!("paid"), json!("5.00")),
+        "the released payment pays the next invoice"
+    );
     let credit = w.get(&format!("/v1/customers/{c}/credit-settings"));
     assert_eq!(credit["unallocated_payments"], "5.00");
     // Paying a void invoice, voiding it again, voiding a paid one: refused with the rule.
@@ -490,7 +597,8 @@ fn issue_8_paying_and_voiding_follow_the_rules_and_bad_input_names_the_rule() {
     assert_eq!((status, code.as_str()), (422, "invoice_void"));
     let (status, code, _) = w.refused("POST", &format!("/v1/invoices/{first_id}/void"), json!({ "reason": "again" }));
     assert_eq!((status, code.as_str()), (422, "invoice_void"));
-    let reply = w.api.send("POST", &format!("/v1/invoices/{second_id}/void"), &json!({ "reason": "mistake" }), &key()).unwrap();
+    let reply =
+        w.api.send("POST", &format!("/v1/invoices/{second_id}/void"), &json!({ "reason": "mistake" }), &key()).unwrap();
     let refusal = reply.json();
     assert_eq!((reply.status, refusal["error"]["code"].as_str()), (422, Some("invoice_paid")));
     assert!(refusal["error"]["message"].as_str().unwrap().contains("reverse its payments first"), "{refusal}");
@@ -503,7 +611,8 @@ fn issue_8_paying_and_voiding_follow_the_rules_and_bad_input_names_the_rule() {
     let receipt = &w.get(&format!("/v1/receipts?customer={c}"))["data"][0];
     assert!(receipt["reversed_at"].is_string());
     assert_eq!(receipt["unallocated"], "0.00");
-    let reasons: Vec<Value> = receipt["allocations"].as_array().unwrap().iter().map(|a| a["release_reason"].clone()).collect();
+    let reasons: Vec<Value> =
+        receipt["allocations"].as_array().unwrap().iter().map(|a| a["release_reason"].clone()).collect();
     assert_eq!(reasons, [json!("invoice voided"), json!("payment reversed")], "every allocation is kept and explained");
     assert_eq!(w.get(&format!("/v1/customers/{c}/credit-settings"))["unallocated_payments"], "0.00");
     let voided = w.call("POST", &format!("/v1/invoices/{second_id}/void"), json!({ "reason": "mistake" }));
@@ -512,12 +621,20 @@ fn issue_8_paying_and_voiding_follow_the_rules_and_bad_input_names_the_rule() {
     let audit = w.get(&format!("/v1/audit-log?entity=invoice&party={c}"));
     assert_eq!(audit["data"].as_array().unwrap().len(), 2);
     let opened = purse::open_store(&w.url).unwrap();
-    let (_, secret) = purse::keys::create(&opened, "admin", Role::Customer(purse_core::PartyId(c)), Scope::ReadWrite, w.clock.now()).unwrap();
+    let (_, secret) =
+        purse::keys::create(&opened, "admin", Role::Customer(purse_core::PartyId(c)), Scope::ReadWrite, w.clock.now())
+            .unwrap();
     let mut admin = Client::new(&format!("http://{}", w.servers[0].addr), Some(secret)).unwrap();
     w.charge(wallet, "1.00", "calls");
     w.clock.advance_micros(MINUTE);
     let third = w.call("POST", &format!("/v1/customers/{c}/invoices"), json!({}));
-    assert_eq!(admin.send("POST", &format!("/v1/invoices/{}/void", third["id"]), &json!({ "reason": "x" }), "k1").unwrap().status, 403);
+    assert_eq!(
+        admin
+            .send("POST", &format!("/v1/invoices/{}/void", third["id"]), &json!({ "reason": "x" }), "k1")
+            .unwrap()
+            .status,
+        403
+    );
     assert_eq!(admin.get(&format!("/v1/invoices/{}", third["id"])).unwrap().status, 200, "but sees its invoice");
 }
 
@@ -540,11 +657,18 @@ fn issue_8_an_invoice_is_issued_when_the_cycle_starts_not_at_the_next_periodic_e
     w.step();
     let invoices = w.invoices(c);
     assert_eq!(invoices.len(), 1, "issued at the next step after the cycle start");
-    assert_eq!((invoices[0]["period_end"].clone(), invoices[0]["total"].clone()), (json!("2026-07-01T00:00:00.000000Z"), json!("12.00")));
+    assert_eq!(
+        (invoices[0]["period_end"].clone(), invoices[0]["total"].clone()),
+        (json!("2026-07-01T00:00:00.000000Z"), json!("12.00"))
+    );
     assert_eq!(w.mails("Invoice INV-0-000001").len(), 1, "and e-mailed in the same step");
-    let events: Vec<Value> = hooks.seen.lock().unwrap().iter().map(|(_, body, _)| serde_json::from_slice(body).unwrap()).collect();
+    let events: Vec<Value> =
+        hooks.seen.lock().unwrap().iter().map(|(_, body, _)| serde_json::from_slice(body).unwrap()).collect();
     assert_eq!(events.len(), 1, "and told to the webhook endpoint: {events:?}");
-    assert_eq!((events[0]["type"].clone(), events[0]["data"]["invoice"].clone(), events[0]["data"]["amount"].clone()), (json!("invoice.usage_issued"), json!("INV-0-000001"), json!("12.00")));
+    assert_eq!(
+        (events[0]["type"].clone(), events[0]["data"]["invoice"].clone(), events[0]["data"]["amount"].clone()),
+        (json!("invoice.usage_issued"), json!("INV-0-000001"), json!("12.00"))
+    );
     w.step();
     assert_eq!(w.invoices(c).len(), 1);
 }

@@ -3,9 +3,9 @@
 mod common;
 
 use common::*;
-use purse_core::{ChangeNote, 
-    Amount, Command, Direction, HoldState, Item, NewAccountKind, Outcome, Rejection,
-    Timestamp, TransferKind,
+use purse_core::{
+    Amount, ChangeNote, Command, Direction, HoldState, Item, NewAccountKind, Outcome, Rejection, Timestamp,
+    TransferKind,
 };
 use purse_store::JournalQuery;
 
@@ -14,7 +14,10 @@ fn charge_posts_even_when_it_overdraws_and_says_so() {
     let h = Harness::sqlite();
     let a = h.customer("0");
     h.pay(a, "5.00").unwrap();
-    assert_eq!(h.charge(a, "3.00"), Ok(Outcome::Posted { transfer: purse_core::TransferId(2), overdrawn: false, replayed: false }));
+    assert_eq!(
+        h.charge(a, "3.00"),
+        Ok(Outcome::Posted { transfer: purse_core::TransferId(2), overdrawn: false, replayed: false })
+    );
     let Ok(Outcome::Posted { overdrawn, .. }) = h.charge(a, "4.00") else { panic!() };
     assert!(overdrawn);
     assert_eq!(h.parts(a), (-200, 0, -200));
@@ -214,7 +217,12 @@ fn reversal_posts_a_linked_transfer_once() {
     let h = Harness::sqlite();
     let a = h.customer("0");
     let Ok(Outcome::Posted { transfer, .. }) = h.pay(a, "10.00") else { panic!() };
-    let reverse = |id| Command::Reverse { client_id: h.next_id("rev"), transfer: id, metadata: Some("wrong customer".into()), note: None };
+    let reverse = |id| Command::Reverse {
+        client_id: h.next_id("rev"),
+        transfer: id,
+        metadata: Some("wrong customer".into()),
+        note: None,
+    };
     let Ok(Outcome::Posted { transfer: reversal, .. }) = h.run(reverse(transfer)) else { panic!() };
     assert_eq!(h.parts(a).0, 0);
     assert_eq!(h.run(reverse(transfer)), Err(Rejection::TransferAlreadyReversed { by: reversal }));
@@ -244,7 +252,7 @@ fn a_linked_chain_succeeds_or_fails_whole() {
     let chain = vec![
         Item { command: t("3.00"), linked: true },
         Item { command: t("3.00"), linked: false }, // fails: only 2.00 left
-        Item::single(t("1.00")),                     // independent, succeeds
+        Item::single(t("1.00")),                    // independent, succeeds
     ];
     let results = h.submit(chain);
     assert_eq!(results[0], Err(Rejection::LinkedCommandFailed));
@@ -280,7 +288,8 @@ fn outbox(h: &Harness) -> Vec<(i64, Direction)> {
     // Read through a second SQLite connection: the outbox is part of the durable state.
     let path = h.url.strip_prefix("sqlite://").unwrap();
     let conn = rusqlite::Connection::open(path).unwrap();
-    let mut s = conn.prepare("SELECT threshold, direction FROM outbox WHERE kind = 'threshold_crossed' ORDER BY id").unwrap();
+    let mut s =
+        conn.prepare("SELECT threshold, direction FROM outbox WHERE kind = 'threshold_crossed' ORDER BY id").unwrap();
     let rows = s.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))).unwrap();
     rows.map(|r| {
         let (t, d) = r.unwrap();
@@ -313,7 +322,9 @@ fn subscriber_credit_accounts_draw_on_the_customer_up_to_their_own_limit() {
     else {
         panic!()
     };
-    let Ok(Outcome::AccountOpened { account: debit, .. }) = h.run(open(NewAccountKind::SubscriberDebit)) else { panic!() };
+    let Ok(Outcome::AccountOpened { account: debit, .. }) = h.run(open(NewAccountKind::SubscriberDebit)) else {
+        panic!()
+    };
     assert_eq!(h.parts(credit).2, 3000);
     assert!(h.run(h.charge_cmd(credit, "25.00", true)).is_ok());
     // Its own limit: 5.00 left.
@@ -334,7 +345,12 @@ fn temporary_increase_is_never_in_force_after_valid_until() {
     let h = Harness::sqlite();
     let a = h.customer("100.00");
     let until = h.now().plus_micros(3_600_000_000);
-    h.run(Command::SetTemporaryIncrease { account: a, increase: Some((h.amount("50.00"), until)), note: ChangeNote::by("test") }).unwrap();
+    h.run(Command::SetTemporaryIncrease {
+        account: a,
+        increase: Some((h.amount("50.00"), until)),
+        note: ChangeNote::by("test"),
+    })
+    .unwrap();
     assert_eq!(h.parts(a).2, 15_000);
     assert!(h.run(h.charge_cmd(a, "120.00", true)).is_ok());
     h.clock.set(until);
@@ -343,9 +359,17 @@ fn temporary_increase_is_never_in_force_after_valid_until() {
     assert_eq!(rejected(&h.run(h.charge_cmd(a, "0.01", true))), "insufficient_funds");
     let prepaid = h.customer("0");
     let later = h.now().plus_micros(1_000_000);
-    let refused = h.run(Command::SetTemporaryIncrease { account: prepaid, increase: Some((h.amount("1.00"), later)), note: ChangeNote::by("test") });
+    let refused = h.run(Command::SetTemporaryIncrease {
+        account: prepaid,
+        increase: Some((h.amount("1.00"), later)),
+        note: ChangeNote::by("test"),
+    });
     assert_eq!(rejected(&refused), "credit_limit_not_allowed_for_prepaid");
-    let past = h.run(Command::SetTemporaryIncrease { account: a, increase: Some((h.amount("1.00"), Timestamp(0))), note: ChangeNote::by("test") });
+    let past = h.run(Command::SetTemporaryIncrease {
+        account: a,
+        increase: Some((h.amount("1.00"), Timestamp(0))),
+        note: ChangeNote::by("test"),
+    });
     assert_eq!(rejected(&past), "valid_until_must_be_in_future");
 }
 
@@ -408,9 +432,11 @@ fn threshold_events_carry_the_transfer_that_caused_them() {
     let path = h.url.strip_prefix("sqlite://").unwrap();
     let conn = rusqlite::Connection::open(path).unwrap();
     let (cause, before, after): (i64, i64, i64) = conn
-        .query_row("SELECT transfer_id, available_before, available_after FROM outbox WHERE kind = 'threshold_crossed'", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
+        .query_row(
+            "SELECT transfer_id, available_before, available_after FROM outbox WHERE kind = 'threshold_crossed'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
         .unwrap();
     assert_eq!((cause as u64, before, after), (transfer.0, 0, 200));
 }
@@ -455,7 +481,8 @@ fn uninvoiced_counts_charges_and_captures_less_reversed_charges() {
         });
         let Ok(Outcome::HoldPlaced { hold, .. }) = hold else { panic!("hold: {hold:?}") };
         h.run(Command::Capture { client_id: h.next_id("capture"), hold, amount: Some(h.amount("3.00")) }).unwrap();
-        h.run(Command::Reverse { client_id: h.next_id("reverse"), transfer: charge, metadata: None, note: None }).unwrap();
+        h.run(Command::Reverse { client_id: h.next_id("reverse"), transfer: charge, metadata: None, note: None })
+            .unwrap();
         let stored = h.engine.reader().account(wallet).unwrap().unwrap();
         assert_eq!(stored.uninvoiced, h.amount("3.00"), "{url}");
         assert_eq!(stored.balance, h.amount("17.00"), "{url}");
@@ -468,7 +495,11 @@ fn uninvoiced_counts_charges_and_captures_less_reversed_charges() {
 fn issue_17_issues_and_recharges_go_from_a_master_wallet_to_its_own_customers() {
     let h = Harness::sqlite();
     let (ours, theirs) = (h.reseller(), h.reseller());
-    let open = |reseller| Command::OpenAccount { client_id: h.next_id("master"), party: reseller, kind: NewAccountKind::MasterWallet { currency: h.usd.code } };
+    let open = |reseller| Command::OpenAccount {
+        client_id: h.next_id("master"),
+        party: reseller,
+        kind: NewAccountKind::MasterWallet { currency: h.usd.code },
+    };
     let Ok(Outcome::AccountOpened { account: master, .. }) = h.run(open(ours)) else { panic!() };
     h.pay(master, "50.00").unwrap();
     let mine = h.customer_of(Some(ours), "0").1;
@@ -502,12 +533,23 @@ fn issue_17_a_wallets_credit_limit_changes_whatever_the_cache_holds() {
     let (wallet, prepaid) = (warm.customer("100.00"), warm.customer("0"));
     drop(warm);
     // A new process: nothing is cached, and every batch forgets what the last one loaded.
-    let cold = Harness::with_config(&url, purse_engine::EngineConfig { eviction: purse_engine::Eviction::Everything, ..Default::default() });
+    let cold = Harness::with_config(
+        &url,
+        purse_engine::EngineConfig { eviction: purse_engine::Eviction::Everything, ..Default::default() },
+    );
     let note = ChangeNote { by: "test".into(), reason: Some("x".into()) };
-    let limit = |amount: &str| Command::SetCreditLimit { account: wallet, credit_limit: cold.amount(amount), note: note.clone() };
+    let limit = |amount: &str| Command::SetCreditLimit {
+        account: wallet,
+        credit_limit: cold.amount(amount),
+        note: note.clone(),
+    };
     assert_eq!(cold.run(limit("700.00")), Ok(Outcome::AccountUpdated { account: wallet }));
     let until = cold.now().plus_micros(3_600_000_000);
-    let increase = Command::SetTemporaryIncrease { account: wallet, increase: Some((cold.amount("50.00"), until)), note: note.clone() };
+    let increase = Command::SetTemporaryIncrease {
+        account: wallet,
+        increase: Some((cold.amount("50.00"), until)),
+        note: note.clone(),
+    };
     assert_eq!(cold.run(increase), Ok(Outcome::AccountUpdated { account: wallet }));
     assert_eq!(cold.parts(wallet).2, 75_000);
     let refused = Command::SetCreditLimit { account: prepaid, credit_limit: cold.amount("1.00"), note };

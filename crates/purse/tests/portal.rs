@@ -44,7 +44,8 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .expect("chromedriver starts");
-        let mut http = Client::new(&format!("http://127.0.0.1:{port}"), None).unwrap().with_timeout(Duration::from_secs(60));
+        let mut http =
+            Client::new(&format!("http://127.0.0.1:{port}"), None).unwrap().with_timeout(Duration::from_secs(60));
         let deadline = Instant::now() + Duration::from_secs(30);
         while http.get("/status").map(|r| r.json()["value"]["ready"] != json!(true)).unwrap_or(true) {
             assert!(Instant::now() < deadline, "chromedriver did not become ready");
@@ -73,7 +74,8 @@ impl Browser {
 
     fn call(&mut self, method: &str, path: &str, body: Option<Value>) -> Value {
         let bytes = body.map(|b| serde_json::to_vec(&b).unwrap());
-        let reply = self.http.request(method, path, bytes.as_deref(), &[]).unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let reply =
+            self.http.request(method, path, bytes.as_deref(), &[]).unwrap_or_else(|e| panic!("{method} {path}: {e}"));
         let v = reply.json();
         assert_eq!(reply.status, 200, "{method} {path}: {v}");
         v["value"].clone()
@@ -109,7 +111,9 @@ impl Browser {
     }
 
     fn count(&mut self, css: &str) -> usize {
-        self.cmd("POST", "/elements", Some(json!({ "using": "css selector", "value": css }))).as_array().map_or(0, Vec::len)
+        self.cmd("POST", "/elements", Some(json!({ "using": "css selector", "value": css })))
+            .as_array()
+            .map_or(0, Vec::len)
     }
 
     fn text(&mut self, css: &str) -> String {
@@ -130,11 +134,13 @@ impl Browser {
         self.cmd("POST", &format!("/element/{id}/click"), Some(json!({})));
         let path = format!("/session/{}/execute/sync", self.session);
         let probe = serde_json::to_vec(&json!({
-            "script": "return !window.purseOldPage && document.readyState === 'complete';", "args": [] })).unwrap();
+            "script": "return !window.purseOldPage && document.readyState === 'complete';", "args": [] }))
+        .unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             // While the old page unloads the probe may fail; that is "not yet".
-            let ready = self.http.request("POST", &path, Some(&probe), &[]).is_ok_and(|r| r.json()["value"] == json!(true));
+            let ready =
+                self.http.request("POST", &path, Some(&probe), &[]).is_ok_and(|r| r.json()["value"] == json!(true));
             if ready {
                 return;
             }
@@ -232,7 +238,13 @@ fn site_paying(alerts: Option<purse::alerts::AlertConfig>, payments: purse::paym
     let viewer = user("viewer@test.purse", Role::Customer(seeded.customers[0].1), Scope::Read);
     let (_, operator_key) = purse::keys::create(&opened, "portal test", Role::Operator, Scope::ReadWrite, now).unwrap();
     let api = purse_http::ApiSettings { log_requests: false, ..purse_http::ApiSettings::default() };
-    let options = purse::serve::ServeOptions { listen: "127.0.0.1:0".into(), engine: purse_engine::EngineConfig::default(), api, alerts, payments };
+    let options = purse::serve::ServeOptions {
+        listen: "127.0.0.1:0".into(),
+        engine: purse_engine::EngineConfig::default(),
+        api,
+        alerts,
+        payments,
+    };
     let server = purse::serve::start(opened, Arc::new(purse_engine::SystemClock), options).expect("serves");
     let base = format!("http://{}", server.addr);
     Site { server, base, operator_key, seeded, operator, reseller, customer, viewer }
@@ -324,7 +336,11 @@ fn each_role_logs_in_and_sees_only_its_own_pages() {
     b.resize(1280, 900);
     // Another customer's pages answer "not found", by overview, Balance Details and export.
     let other = site.seeded.customers[1].1 .0;
-    for path in [format!("/customers/{other}"), format!("/customers/{other}/balance"), format!("/customers/{other}/balance.csv")] {
+    for path in [
+        format!("/customers/{other}"),
+        format!("/customers/{other}/balance"),
+        format!("/customers/{other}/balance.csv"),
+    ] {
         b.open(&path);
         assert!(b.source().contains("There is no such page"), "{path} is not found for another customer");
     }
@@ -433,7 +449,10 @@ fn sessions_csrf_and_login_throttling_hold() {
 fn staff_manage_low_balance_profiles_and_customers_their_alerts_and_read_the_notification_log() {
     let maildir = std::env::temp_dir().join(format!("purse-portal-mail-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&maildir);
-    let config = purse::alerts::AlertConfig { mail: purse::alerts::MailConfig::Maildir(maildir.clone()), ..purse::alerts::AlertConfig::default() };
+    let config = purse::alerts::AlertConfig {
+        mail: purse::alerts::MailConfig::Maildir(maildir.clone()),
+        ..purse::alerts::AlertConfig::default()
+    };
     let site = site_with(Some(config));
     let mut b = Browser::start(&site.base);
     b.login(&site.operator.0, &site.operator.1);
@@ -447,7 +466,11 @@ fn staff_manage_low_balance_profiles_and_customers_their_alerts_and_read_the_not
     b.click("#save-profile");
     assert!(b.text("#form-error").contains("period_hours"), "{}", b.source());
     assert_eq!(b.count(".field.invalid [name='period_hours']"), 1, "the error sits next to its field");
-    assert_eq!(b.script("return document.querySelector(\"[name='name']\").value;"), json!("Gold"), "what was entered comes back");
+    assert_eq!(
+        b.script("return document.querySelector(\"[name='name']\").value;"),
+        json!("Gold"),
+        "what was entered comes back"
+    );
     b.type_into("[name='period_hours']", "24");
     b.click("#save-profile");
     assert!(b.url().ends_with("/profiles"), "{}", b.url());
@@ -470,7 +493,10 @@ fn staff_manage_low_balance_profiles_and_customers_their_alerts_and_read_the_not
     assert!(b.text("#form-error").contains("warning_thresholds"), "{}", b.source());
     b.type_into("[name='warning_thresholds']", "100, 50");
     b.click("#save-alerts");
-    assert_eq!(b.script("return document.querySelector(\"[name='warning_thresholds']\").value;"), json!("100.0000, 50.0000"));
+    assert_eq!(
+        b.script("return document.querySelector(\"[name='warning_thresholds']\").value;"),
+        json!("100.0000, 50.0000")
+    );
     // Another customer's alerts are not found.
     let other = site.seeded.customers[1].1 .0;
     b.open(&format!("/customers/{other}/alerts"));
@@ -499,7 +525,8 @@ fn a_customer_admin_pays_now_from_balance_details_and_a_declined_card_changes_no
     let site = site_paying(None, stripe.config());
     let (_, customer, wallet) = site.seeded.customers[0].clone();
     let mut api = purse::client::Client::new(&site.base, Some(site.operator_key.clone())).unwrap();
-    let mut balance = || api.get(&format!("/v1/accounts/{}", wallet.0)).unwrap().json()["balance"].as_str().unwrap().to_owned();
+    let mut balance =
+        || api.get(&format!("/v1/accounts/{}", wallet.0)).unwrap().json()["balance"].as_str().unwrap().to_owned();
     let before = balance();
     let mut b = Browser::start(&site.base);
     b.login(&site.customer.0, &site.customer.1);
@@ -589,7 +616,11 @@ fn issue_7_staff_change_credit_limits_on_balance_and_credits_within_the_maximum_
     assert!(b.text("#form-error").contains("maximum possible increase"), "{}", b.source());
     assert!(b.text("#form-error").contains("300.0000"), "{}", b.source());
     assert_eq!(b.count(".field.invalid [name='increase_amount']"), 1);
-    assert_eq!(b.script("return document.querySelector(\"[name='increase_amount']\").value;"), json!("400"), "what was entered comes back");
+    assert_eq!(
+        b.script("return document.querySelector(\"[name='increase_amount']\").value;"),
+        json!("400"),
+        "what was entered comes back"
+    );
     // A percentage within it is accepted and lands in the history with who and why.
     b.type_into("[name='increase_amount']", "");
     b.type_into("[name='increase_percent']", "30");
@@ -632,7 +663,10 @@ fn issue_7_staff_change_credit_limits_on_balance_and_credits_within_the_maximum_
 #[test]
 fn issue_8_staff_see_invoices_with_lines_and_allocations_and_a_customer_admin_only_its_own() {
     let maildir = std::env::temp_dir().join(format!("purse-portal-invoices-{}", std::process::id()));
-    let config = purse::alerts::AlertConfig { mail: purse::alerts::MailConfig::Maildir(maildir), ..purse::alerts::AlertConfig::default() };
+    let config = purse::alerts::AlertConfig {
+        mail: purse::alerts::MailConfig::Maildir(maildir),
+        ..purse::alerts::AlertConfig::default()
+    };
     let site = site_with(Some(config));
     let (_, initech, _) = site.seeded.customers[2].clone();
     let reseller = site.seeded.resellers[1].0;
@@ -649,7 +683,11 @@ fn issue_8_staff_see_invoices_with_lines_and_allocations_and_a_customer_admin_on
         b.open(&format!("/customers/{}/invoices", initech.0));
     }
     assert!(b.text("#invoices").contains(&number), "{}", b.source());
-    assert!(b.text("#receipts").contains(&format!("5.0000 → {number}")), "the payment shows where it went: {}", b.source());
+    assert!(
+        b.text("#receipts").contains(&format!("5.0000 → {number}")),
+        "the payment shows where it went: {}",
+        b.source()
+    );
     // A cycle day outside 1-28 comes back next to its field; a good one is saved.
     b.type_into("[name='cycle_day']", "31");
     b.click("#save-billing");

@@ -55,7 +55,8 @@ impl World {
         let now = Timestamp::from_secs(T0);
         let (_, key) = purse::keys::create(&opened, "test", Role::Operator, Scope::ReadWrite, now).unwrap();
         let clock = Arc::new(ManualClock::new(now));
-        let api_settings = purse_http::ApiSettings { log_requests: false, rate_per_key: 0, ..purse_http::ApiSettings::default() };
+        let api_settings =
+            purse_http::ApiSettings { log_requests: false, rate_per_key: 0, ..purse_http::ApiSettings::default() };
         let options = purse::serve::ServeOptions {
             listen: "127.0.0.1:0".into(),
             engine: purse_engine::EngineConfig::default(),
@@ -67,8 +68,17 @@ impl World {
         let side = purse::open_side(url).unwrap();
         let maildir = std::env::temp_dir().join(format!("purse-recharge-mail-{}-{}", std::process::id(), wall_us()));
         let config = AlertConfig { mail: MailConfig::Maildir(maildir.clone()), ..AlertConfig::default() };
-        let payments = Arc::new(Payments::new(server.engine.clone(), side.reader.clone(), side.alerts.clone(), side.payments, payment_config(stripe), None));
-        let notifier = Notifier::new(server.engine.clone(), side.reader, side.alerts, side.access, config).unwrap().with_payments(payments.clone());
+        let payments = Arc::new(Payments::new(
+            server.engine.clone(),
+            side.reader.clone(),
+            side.alerts.clone(),
+            side.payments,
+            payment_config(stripe),
+            None,
+        ));
+        let notifier = Notifier::new(server.engine.clone(), side.reader, side.alerts, side.access, config)
+            .unwrap()
+            .with_payments(payments.clone());
         let api = Client::new(&format!("http://{}", server.addr), Some(key)).unwrap();
         let mut w = World { server: Some(server), clock, notifier, payments, api, maildir, url: url.to_owned() };
         w.call("POST", "/v1/currencies", json!({ "code": "USD" }));
@@ -76,13 +86,15 @@ impl World {
     }
 
     fn call(&mut self, method: &str, path: &str, body: Value) -> Value {
-        let reply = self.api.send(method, path, &body, &purse::ids::uuid_v4(&mut purse::ids::Rng::from_kernel())).unwrap();
+        let reply =
+            self.api.send(method, path, &body, &purse::ids::uuid_v4(&mut purse::ids::Rng::from_kernel())).unwrap();
         assert!(reply.status < 300, "{method} {path}: {} {}", reply.status, reply.json());
         reply.json()
     }
 
     fn refused(&mut self, method: &str, path: &str, body: Value) -> (u16, Value) {
-        let reply = self.api.send(method, path, &body, &purse::ids::uuid_v4(&mut purse::ids::Rng::from_kernel())).unwrap();
+        let reply =
+            self.api.send(method, path, &body, &purse::ids::uuid_v4(&mut purse::ids::Rng::from_kernel())).unwrap();
         (reply.status, reply.json())
     }
 
@@ -105,26 +117,43 @@ impl World {
         }
         let c = self.call("POST", "/v1/customers", body);
         let id = c["id"].as_u64().unwrap();
-        self.call("PUT", &format!("/v1/customers/{id}/alert-settings"), json!({ "billing_email": format!("{name}@billing.test") }));
+        self.call(
+            "PUT",
+            &format!("/v1/customers/{id}/alert-settings"),
+            json!({ "billing_email": format!("{name}@billing.test") }),
+        );
         (id, c["wallet"].as_u64().unwrap())
     }
 
     fn pay(&mut self, wallet: u64, amount: &str) {
         let id = purse::ids::uuid_v4(&mut purse::ids::Rng::from_kernel());
-        self.call("POST", "/v1/payments", json!({ "client_id": id, "account": wallet, "amount": amount, "currency": "USD", "method": "cash" }));
+        self.call(
+            "POST",
+            "/v1/payments",
+            json!({ "client_id": id, "account": wallet, "amount": amount, "currency": "USD", "method": "cash" }),
+        );
     }
 
     fn charge(&mut self, wallet: u64, amount: &str) {
         let id = purse::ids::uuid_v4(&mut purse::ids::Rng::from_kernel());
-        self.call("POST", "/v1/charges", json!({ "client_id": id, "account": wallet, "amount": amount, "currency": "USD", "service": "calls" }));
+        self.call(
+            "POST",
+            "/v1/charges",
+            json!({ "client_id": id, "account": wallet, "amount": amount, "currency": "USD", "service": "calls" }),
+        );
     }
 
     fn save_card(&mut self, customer: u64, number: &str) {
-        self.call("POST", &format!("/v1/customers/{customer}/card"), json!({ "number": number, "exp_month": 12, "exp_year": 2034, "cvc": "123" }));
+        self.call(
+            "POST",
+            &format!("/v1/customers/{customer}/card"),
+            json!({ "number": number, "exp_month": 12, "exp_year": 2034, "cvc": "123" }),
+        );
     }
 
     fn recharges(&mut self, customer: u64) -> Vec<Value> {
-        let mut all = self.get(&format!("/v1/recharges?customer={customer}&limit=500"))["data"].as_array().unwrap().clone();
+        let mut all =
+            self.get(&format!("/v1/recharges?customer={customer}&limit=500"))["data"].as_array().unwrap().clone();
         all.reverse();
         all
     }
@@ -187,9 +216,21 @@ fn a_simulated_month_recharges_by_card_on_exactly_the_expected_days_and_to_targe
         w.pay(wallet, "60");
         w.save_card(c, VISA);
     }
-    w.call("PUT", &format!("/v1/customers/{fixed}/recharge-settings"), json!({ "enabled": true, "method": "card", "threshold": "20", "recharge_amount": "50" }));
-    w.call("PUT", &format!("/v1/customers/{target}/recharge-settings"), json!({ "enabled": true, "method": "card", "threshold": "20", "target_balance": "100" }));
-    assert_eq!(w.get(&format!("/v1/accounts/{fixed_wallet}"))["thresholds"], json!(["20.00"]), "the ledger watches the recharge threshold");
+    w.call(
+        "PUT",
+        &format!("/v1/customers/{fixed}/recharge-settings"),
+        json!({ "enabled": true, "method": "card", "threshold": "20", "recharge_amount": "50" }),
+    );
+    w.call(
+        "PUT",
+        &format!("/v1/customers/{target}/recharge-settings"),
+        json!({ "enabled": true, "method": "card", "threshold": "20", "target_balance": "100" }),
+    );
+    assert_eq!(
+        w.get(&format!("/v1/accounts/{fixed_wallet}"))["thresholds"],
+        json!(["20.00"]),
+        "the ledger watches the recharge threshold"
+    );
     // The reference model: the same usage, and one recharge a day at most when below 20.
     let mut model = [(6000_i64, Vec::new(), -1_i64), (6000, Vec::new(), -1)];
     let start = w.now();
@@ -245,7 +286,11 @@ fn a_crash_at_any_step_of_a_card_recharge_never_charges_twice_nor_loses_a_credit
         let (c, wallet) = w.customer(&name, None);
         w.pay(wallet, "25");
         w.save_card(c, VISA);
-        w.call("PUT", &format!("/v1/customers/{c}/recharge-settings"), json!({ "enabled": true, "method": "card", "threshold": "20", "recharge_amount": "10" }));
+        w.call(
+            "PUT",
+            &format!("/v1/customers/{c}/recharge-settings"),
+            json!({ "enabled": true, "method": "card", "threshold": "20", "recharge_amount": "10" }),
+        );
         for run in 0..RUNS {
             // A new day, a charge below the threshold, and the process "dies" at `fault`.
             w.clock.set(w.now().plus_micros(DAY));
@@ -264,7 +309,13 @@ fn a_crash_at_any_step_of_a_card_recharge_never_charges_twice_nor_loses_a_credit
         assert_eq!(recharges.len(), RUNS, "{fault:?}: one recharge per run");
         // The ledger: exactly one credit per recharge.
         let journal = w.get(&format!("/v1/accounts/{wallet}/journal?kind=payment&limit=500"));
-        let credits: Vec<&str> = journal["data"].as_array().unwrap().iter().filter_map(|t| t["client_id"].as_str()).filter(|id| id.starts_with("recharge:")).collect();
+        let credits: Vec<&str> = journal["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|t| t["client_id"].as_str())
+            .filter(|id| id.starts_with("recharge:"))
+            .collect();
         assert_eq!(credits.len(), RUNS, "{fault:?}: one credit per recharge");
         let mut unique = credits.clone();
         unique.sort_unstable();
@@ -278,8 +329,12 @@ fn a_crash_at_any_step_of_a_card_recharge_never_charges_twice_nor_loses_a_credit
         }
         assert_eq!(per_intent.len(), RUNS, "{fault:?}: one successful charge per recharge");
         assert!(per_intent.values().all(|n| *n == 1));
-        let recorded: Vec<String> = recharges.iter().map(|r| r["payment_intent"].as_str().unwrap().to_owned()).collect();
-        assert!(recorded.iter().all(|pi| per_intent.contains_key(pi)), "{fault:?}: each recharge's intent is the one charged");
+        let recorded: Vec<String> =
+            recharges.iter().map(|r| r["payment_intent"].as_str().unwrap().to_owned()).collect();
+        assert!(
+            recorded.iter().all(|pi| per_intent.contains_key(pi)),
+            "{fault:?}: each recharge's intent is the one charged"
+        );
         // 25 + 50 × (−10 + 10).
         assert_eq!(w.balance(wallet), "25.00");
     }
@@ -309,7 +364,14 @@ fn two_hundred_concurrent_charges_leave_at_most_one_recharge_in_flight_per_custo
                 for i in 0..20 {
                     let (_, wallet) = wallets[(t * 20 + i) % 20];
                     let id = format!("load-{t}-{i}");
-                    let r = api.send("POST", "/v1/charges", &json!({ "client_id": id, "account": wallet, "amount": "6", "currency": "USD" }), &id).unwrap();
+                    let r = api
+                        .send(
+                            "POST",
+                            "/v1/charges",
+                            &json!({ "client_id": id, "account": wallet, "amount": "6", "currency": "USD" }),
+                            &id,
+                        )
+                        .unwrap();
                     assert_eq!(r.status, 201, "{}", r.json());
                 }
             })
@@ -326,12 +388,21 @@ fn two_hundred_concurrent_charges_leave_at_most_one_recharge_in_flight_per_custo
         assert_eq!(w.balance(*wallet), "40.00");
         let recharges = w.recharges(*c);
         let in_flight = recharges.iter().filter(|r| r["status"] == "invoiced").count();
-        assert_eq!((recharges.len(), in_flight), (1, 1), "customer {c}: exactly one recharge, in flight: {recharges:?}");
+        assert_eq!(
+            (recharges.len(), in_flight),
+            (1, 1),
+            "customer {c}: exactly one recharge, in flight: {recharges:?}"
+        );
         let invoices = w.get(&format!("/v1/invoices?customer={c}"))["data"].as_array().unwrap().clone();
         assert_eq!(invoices.len(), 1, "one open top-up invoice");
     }
     // Invoice numbers have no gaps.
-    let mut numbers: Vec<String> = w.get("/v1/invoices?limit=500")["data"].as_array().unwrap().iter().map(|i| i["number"].as_str().unwrap().to_owned()).collect();
+    let mut numbers: Vec<String> = w.get("/v1/invoices?limit=500")["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["number"].as_str().unwrap().to_owned())
+        .collect();
     numbers.sort();
     let expected: Vec<String> = (1..=20).map(|n| format!("TU-0-{n:06}")).collect();
     assert_eq!(numbers, expected);
@@ -353,7 +424,10 @@ fn declines_notify_and_turn_auto_recharge_off_after_three_in_a_row() {
     }
     let recharges = w.recharges(c);
     assert_eq!(recharges.len(), 3, "one attempt a day until it turned itself off");
-    assert!(recharges.iter().all(|r| r["status"] == "failed" && r["error"].as_str().unwrap().contains("declined")), "{recharges:?}");
+    assert!(
+        recharges.iter().all(|r| r["status"] == "failed" && r["error"].as_str().unwrap().contains("declined")),
+        "{recharges:?}"
+    );
     assert_eq!(w.balance(wallet), "-5.00", "a decline credits nothing");
     let settings = w.get(&format!("/v1/customers/{c}/recharge-settings"));
     assert!(settings["disabled_reason"].as_str().unwrap().contains("3 failed card recharges"), "{settings}");
@@ -365,8 +439,14 @@ fn declines_notify_and_turn_auto_recharge_off_after_three_in_a_row() {
         w.step();
     }
     let mails = w.mails();
-    assert!(mails.iter().any(|m| m.contains("To: ops@declined.test") && m.contains("Auto-recharge turned off")), "the alert e-mails hear of it");
-    assert!(mails.iter().any(|m| m.contains("To: declined@billing.test") && m.contains("declined")), "the customer hears of the decline");
+    assert!(
+        mails.iter().any(|m| m.contains("To: ops@declined.test") && m.contains("Auto-recharge turned off")),
+        "the alert e-mails hear of it"
+    );
+    assert!(
+        mails.iter().any(|m| m.contains("To: declined@billing.test") && m.contains("declined")),
+        "the customer hears of the decline"
+    );
     // Stripe charged nothing.
     assert!(stripe.charges(&w.stripe_customer(c)).iter().all(|ch| ch["status"] != "succeeded"));
 }
@@ -374,9 +454,14 @@ fn declines_notify_and_turn_auto_recharge_off_after_three_in_a_row() {
 #[test]
 fn an_invoice_recharge_is_numbered_mailed_once_and_credited_when_paid() {
     let mut w = World::new(&sqlite_url(), None);
-    let reseller = w.call("POST", "/v1/resellers", json!({ "client_id": "r", "name": "Reseller" }))["id"].as_u64().unwrap();
+    let reseller =
+        w.call("POST", "/v1/resellers", json!({ "client_id": "r", "name": "Reseller" }))["id"].as_u64().unwrap();
     let (c, wallet) = w.customer("invoiced", Some(reseller));
-    w.call("PUT", &format!("/v1/customers/{c}/recharge-settings"), json!({ "enabled": true, "method": "invoice", "threshold": "20", "recharge_amount": "75" }));
+    w.call(
+        "PUT",
+        &format!("/v1/customers/{c}/recharge-settings"),
+        json!({ "enabled": true, "method": "invoice", "threshold": "20", "recharge_amount": "75" }),
+    );
     w.charge(wallet, "1");
     for _ in 0..3 {
         w.clock.set(w.now().plus_micros(DAY));
@@ -385,23 +470,45 @@ fn an_invoice_recharge_is_numbered_mailed_once_and_credited_when_paid() {
     let invoices = w.get(&format!("/v1/invoices?customer={c}"))["data"].as_array().unwrap().clone();
     assert_eq!(invoices.len(), 1, "at most one open top-up invoice: {invoices:?}");
     let invoice = &invoices[0];
-    assert_eq!((invoice["number"].as_str(), invoice["amount"].as_str(), invoice["status"].as_str()), (Some(&*format!("TU-{reseller}-000001")), Some("75.00"), Some("open")));
+    assert_eq!(
+        (invoice["number"].as_str(), invoice["amount"].as_str(), invoice["status"].as_str()),
+        (Some(&*format!("TU-{reseller}-000001")), Some("75.00"), Some("open"))
+    );
     w.step();
     let mails = w.mails();
-    assert_eq!(mails.iter().filter(|m| m.contains(&format!("TU-{reseller}-000001"))).count(), 1, "the invoice is mailed once");
+    assert_eq!(
+        mails.iter().filter(|m| m.contains(&format!("TU-{reseller}-000001"))).count(),
+        1,
+        "the invoice is mailed once"
+    );
     // With the invoice attached as a PDF.
     let mail = mails.iter().find(|m| m.contains(&format!("TU-{reseller}-000001"))).unwrap();
     let (headers, pdf) = mail_attachment(mail, "application/pdf").expect("a PDF attachment");
     assert!(headers.contains(&format!("filename=\"TU-{reseller}-000001.pdf\"")), "{headers}");
     let text = pdf_text(&pdf);
-    assert!(text.contains(&format!("TU-{reseller}-000001")) && text.contains("75.00 USD") && text.contains("open"), "{text}");
+    assert!(
+        text.contains(&format!("TU-{reseller}-000001")) && text.contains("75.00 USD") && text.contains("open"),
+        "{text}"
+    );
     assert_eq!(w.balance(wallet), "-1.00", "nothing is credited before payment");
     let id = invoice["id"].as_u64().unwrap();
-    let (status, body) = w.refused("POST", &format!("/v1/invoices/{id}/payments"), json!({ "method": "cheque", "amount": "75", "currency": "EUR" }));
+    let (status, body) = w.refused(
+        "POST",
+        &format!("/v1/invoices/{id}/payments"),
+        json!({ "method": "cheque", "amount": "75", "currency": "EUR" }),
+    );
     assert_eq!((status, body["error"]["field"].as_str()), (422, Some("currency")));
-    let paid = w.call("POST", &format!("/v1/invoices/{id}/payments"), json!({ "method": "cheque", "amount": "75", "currency": "USD" }));
+    let paid = w.call(
+        "POST",
+        &format!("/v1/invoices/{id}/payments"),
+        json!({ "method": "cheque", "amount": "75", "currency": "USD" }),
+    );
     assert_eq!(paid["status"], "paid");
-    let again = w.call("POST", &format!("/v1/invoices/{id}/payments"), json!({ "method": "cheque", "amount": "75", "currency": "USD" }));
+    let again = w.call(
+        "POST",
+        &format!("/v1/invoices/{id}/payments"),
+        json!({ "method": "cheque", "amount": "75", "currency": "USD" }),
+    );
     assert_eq!(again["transfer"], paid["transfer"], "paying again credits nothing more");
     assert_eq!(w.balance(wallet), "74.00");
     assert_eq!(w.recharges(c)[0]["status"], "succeeded");
@@ -410,7 +517,9 @@ fn an_invoice_recharge_is_numbered_mailed_once_and_credited_when_paid() {
     assert_eq!((reply.status, reply.header("content-type")), (200, Some("application/pdf")));
     assert!(reply.header("content-disposition").is_some_and(|d| d.contains(&format!("TU-{reseller}-000001.pdf"))));
     let text = pdf_text(&reply.body);
-    for wanted in [format!("TU-{reseller}-000001"), "75.00 USD".into(), "invoiced".into(), "Reseller".into(), "paid on".into()] {
+    for wanted in
+        [format!("TU-{reseller}-000001"), "75.00 USD".into(), "invoiced".into(), "Reseller".into(), "paid on".into()]
+    {
         assert!(text.contains(&wanted), "{wanted:?} in {text}");
     }
 }
@@ -418,11 +527,26 @@ fn an_invoice_recharge_is_numbered_mailed_once_and_credited_when_paid() {
 #[test]
 fn the_master_account_recharges_with_funds_and_tells_the_reseller_without() {
     let mut w = World::new(&sqlite_url(), None);
-    let reseller = w.call("POST", "/v1/resellers", json!({ "client_id": "m", "name": "Master" }))["id"].as_u64().unwrap();
-    w.call("PUT", &format!("/v1/resellers/{reseller}/alert-settings"), json!({ "billing_email": "wallet@master.test" }));
-    let master = w.call("POST", "/v1/accounts", json!({ "client_id": "mw", "party": reseller, "kind": "master_wallet", "currency": "USD" }))["id"].as_u64().unwrap();
+    let reseller =
+        w.call("POST", "/v1/resellers", json!({ "client_id": "m", "name": "Master" }))["id"].as_u64().unwrap();
+    w.call(
+        "PUT",
+        &format!("/v1/resellers/{reseller}/alert-settings"),
+        json!({ "billing_email": "wallet@master.test" }),
+    );
+    let master = w.call(
+        "POST",
+        "/v1/accounts",
+        json!({ "client_id": "mw", "party": reseller, "kind": "master_wallet", "currency": "USD" }),
+    )["id"]
+        .as_u64()
+        .unwrap();
     let (c, wallet) = w.customer("child", Some(reseller));
-    w.call("PUT", &format!("/v1/customers/{c}/recharge-settings"), json!({ "enabled": true, "method": "master_account", "threshold": "20", "recharge_amount": "30" }));
+    w.call(
+        "PUT",
+        &format!("/v1/customers/{c}/recharge-settings"),
+        json!({ "enabled": true, "method": "master_account", "threshold": "20", "recharge_amount": "30" }),
+    );
     w.charge(wallet, "1");
     w.step();
     let r = w.recharges(c);
@@ -431,7 +555,10 @@ fn the_master_account_recharges_with_funds_and_tells_the_reseller_without() {
     let notes = w.get(&format!("/v1/notifications?customer={c}"))["data"].as_array().unwrap().clone();
     assert_eq!(notes[0]["kind"], "master_funds_short");
     w.step();
-    assert!(w.mails().iter().any(|m| m.contains("To: wallet@master.test") && m.contains("master wallet")), "the reseller is told");
+    assert!(
+        w.mails().iter().any(|m| m.contains("To: wallet@master.test") && m.contains("master wallet")),
+        "the reseller is told"
+    );
     // With funds, the next day's recharge moves them in one transfer.
     w.pay(master, "100");
     w.clock.set(w.now().plus_micros(DAY));
@@ -499,11 +626,21 @@ fn bad_recharge_settings_name_the_field_and_keep_the_previous_settings() {
     );
     assert_eq!(paid["status"], "succeeded");
     let now = w.get(&path);
-    assert_eq!((now["method"].as_str(), now["threshold"].as_str(), now["recharge_amount"].as_str(), now["card"]["last4"].as_str()), (Some("card"), Some("15.00"), Some("40.00"), Some("4242")));
+    assert_eq!(
+        (
+            now["method"].as_str(),
+            now["threshold"].as_str(),
+            now["recharge_amount"].as_str(),
+            now["card"]["last4"].as_str()
+        ),
+        (Some("card"), Some("15.00"), Some("40.00"), Some("4242"))
+    );
     // The same Idempotency-Key answers the first payment and charges once.
     let key = "pay-now-once";
-    let first = w.api.send("POST", &format!("/v1/customers/{c}/pay-now"), &json!({ "amount": "3" }), key).unwrap().json();
-    let second = w.api.send("POST", &format!("/v1/customers/{c}/pay-now"), &json!({ "amount": "3" }), key).unwrap().json();
+    let first =
+        w.api.send("POST", &format!("/v1/customers/{c}/pay-now"), &json!({ "amount": "3" }), key).unwrap().json();
+    let second =
+        w.api.send("POST", &format!("/v1/customers/{c}/pay-now"), &json!({ "amount": "3" }), key).unwrap().json();
     assert_eq!(first["id"], second["id"]);
     assert_eq!(stripe.charges(&w.stripe_customer(c)).iter().filter(|ch| ch["status"] == "succeeded").count(), 2);
 }
@@ -557,16 +694,33 @@ fn two_serve_processes_on_one_postgresql_recharge_each_customer_once() {
     call("POST", "/v1/currencies", json!({ "code": "USD" }));
     let mut customers = BTreeMap::new();
     for n in 0..5 {
-        let c = call("POST", "/v1/customers", json!({ "client_id": format!("c{n}"), "name": format!("C{n}"), "billing": "prepaid", "currency": "USD" }));
+        let c = call(
+            "POST",
+            "/v1/customers",
+            json!({ "client_id": format!("c{n}"), "name": format!("C{n}"), "billing": "prepaid", "currency": "USD" }),
+        );
         let (id, wallet) = (c["id"].as_u64().unwrap(), c["wallet"].as_u64().unwrap());
-        call("POST", &format!("/v1/customers/{id}/card"), json!({ "number": VISA, "exp_month": 12, "exp_year": 2034, "cvc": "123" }));
-        call("PUT", &format!("/v1/customers/{id}/recharge-settings"), json!({ "enabled": true, "method": "card", "threshold": "20", "recharge_amount": "50" }));
-        call("POST", "/v1/charges", json!({ "client_id": format!("ch{n}"), "account": wallet, "amount": "5", "currency": "USD" }));
+        call(
+            "POST",
+            &format!("/v1/customers/{id}/card"),
+            json!({ "number": VISA, "exp_month": 12, "exp_year": 2034, "cvc": "123" }),
+        );
+        call(
+            "PUT",
+            &format!("/v1/customers/{id}/recharge-settings"),
+            json!({ "enabled": true, "method": "card", "threshold": "20", "recharge_amount": "50" }),
+        );
+        call(
+            "POST",
+            "/v1/charges",
+            json!({ "client_id": format!("ch{n}"), "account": wallet, "amount": "5", "currency": "USD" }),
+        );
         customers.insert(id, wallet);
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let done = customers.values().all(|w| call("GET", &format!("/v1/accounts/{w}"), json!({}))["balance"] == "45.00");
+        let done =
+            customers.values().all(|w| call("GET", &format!("/v1/accounts/{w}"), json!({}))["balance"] == "45.00");
         if done {
             break;
         }
@@ -577,13 +731,18 @@ fn two_serve_processes_on_one_postgresql_recharge_each_customer_once() {
     std::thread::sleep(Duration::from_secs(2));
     for (id, wallet) in &customers {
         assert_eq!(call("GET", &format!("/v1/accounts/{wallet}"), json!({}))["balance"], "45.00");
-        let recharges = call("GET", &format!("/v1/recharges?customer={id}"), json!({}))["data"].as_array().unwrap().clone();
+        let recharges =
+            call("GET", &format!("/v1/recharges?customer={id}"), json!({}))["data"].as_array().unwrap().clone();
         assert_eq!(recharges.len(), 1, "customer {id}: {recharges:?}");
         let intent = recharges[0]["payment_intent"].as_str().unwrap().to_owned();
         let pi = stripe.get(&format!("/v1/payment_intents/{intent}"));
         assert_eq!(pi["status"], "succeeded");
         let charges = stripe.charges(pi["customer"].as_str().unwrap());
-        assert_eq!(charges.iter().filter(|ch| ch["status"] == "succeeded").count(), 1, "customer {id}: Stripe charged once");
+        assert_eq!(
+            charges.iter().filter(|ch| ch["status"] == "succeeded").count(),
+            1,
+            "customer {id}: Stripe charged once"
+        );
     }
     for child in &mut children {
         let _ = child.kill();
@@ -632,10 +791,25 @@ fn a_serve_process_killed_after_stripe_charged_is_reconciled_on_restart_with_one
         r.json()
     };
     call(&mut api, "POST", "/v1/currencies", json!({ "code": "USD" }));
-    let c = call(&mut api, "POST", "/v1/customers", json!({ "client_id": "k", "name": "K", "billing": "prepaid", "currency": "USD" }));
+    let c = call(
+        &mut api,
+        "POST",
+        "/v1/customers",
+        json!({ "client_id": "k", "name": "K", "billing": "prepaid", "currency": "USD" }),
+    );
     let (id, wallet) = (c["id"].as_u64().unwrap(), c["wallet"].as_u64().unwrap());
-    call(&mut api, "POST", &format!("/v1/customers/{id}/card"), json!({ "number": VISA, "exp_month": 12, "exp_year": 2034, "cvc": "123" }));
-    call(&mut api, "PUT", &format!("/v1/customers/{id}/recharge-settings"), json!({ "enabled": true, "method": "card", "threshold": "20", "recharge_amount": "50" }));
+    call(
+        &mut api,
+        "POST",
+        &format!("/v1/customers/{id}/card"),
+        json!({ "number": VISA, "exp_month": 12, "exp_year": 2034, "cvc": "123" }),
+    );
+    call(
+        &mut api,
+        "PUT",
+        &format!("/v1/customers/{id}/recharge-settings"),
+        json!({ "enabled": true, "method": "card", "threshold": "20", "recharge_amount": "50" }),
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     while first.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "the process never reached the fault");
@@ -656,7 +830,8 @@ fn a_serve_process_killed_after_stripe_charged_is_reconciled_on_restart_with_one
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_millis(500));
-    let recharges = call(&mut api, "GET", &format!("/v1/recharges?customer={id}"), json!({}))["data"].as_array().unwrap().clone();
+    let recharges =
+        call(&mut api, "GET", &format!("/v1/recharges?customer={id}"), json!({}))["data"].as_array().unwrap().clone();
     assert_eq!((recharges.len(), recharges[0]["status"].as_str()), (1, Some("succeeded")), "{recharges:?}");
     assert_eq!(call(&mut api, "GET", &format!("/v1/accounts/{wallet}"), json!({}))["balance"], "50.00");
     assert_eq!(charged(&stripe), 1, "no second charge");
@@ -675,9 +850,15 @@ fn issue_8_every_payment_gets_a_numbered_receipt_voucher_emailed_with_its_pdf_an
     w.step();
     w.step();
     let receipts = w.get(&format!("/v1/receipts?customer={c}"))["data"].as_array().unwrap().clone();
-    let shown: Vec<(&str, &str, &str)> =
-        receipts.iter().map(|r| (r["number"].as_str().unwrap(), r["amount"].as_str().unwrap(), r["method"].as_str().unwrap())).collect();
-    assert_eq!(shown, [("RV-0-000002", "20.50", "bank_transfer"), ("RV-0-000001", "10.00", "cash")], "numbered in order, newest first");
+    let shown: Vec<(&str, &str, &str)> = receipts
+        .iter()
+        .map(|r| (r["number"].as_str().unwrap(), r["amount"].as_str().unwrap(), r["method"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        shown,
+        [("RV-0-000002", "20.50", "bank_transfer"), ("RV-0-000001", "10.00", "cash")],
+        "numbered in order, newest first"
+    );
     // Each is e-mailed once to the billing e-mail, with its PDF.
     let mails = w.mails();
     for (number, amount) in [("RV-0-000001", "10.00 USD"), ("RV-0-000002", "20.50 USD")] {
@@ -709,7 +890,10 @@ fn issue_8_every_payment_gets_a_numbered_receipt_voucher_emailed_with_its_pdf_an
     w.step();
     let copies: Vec<String> = w.mails().into_iter().filter(|m| m.contains("RV-0-000001")).collect();
     assert_eq!(copies.len(), 2, "the original and the copy");
-    assert!(copies.iter().all(|m| mail_attachment(m, "application/pdf").is_some()), "the copy of an old receipt carries its PDF");
+    assert!(
+        copies.iter().all(|m| mail_attachment(m, "application/pdf").is_some()),
+        "the copy of an old receipt carries its PDF"
+    );
     // And as a PDF through the API.
     let reply = w.api.get(&format!("/v1/receipts/{id}/pdf")).unwrap();
     assert_eq!((reply.status, reply.header("content-type")), (200, Some("application/pdf")));
@@ -717,7 +901,9 @@ fn issue_8_every_payment_gets_a_numbered_receipt_voucher_emailed_with_its_pdf_an
     // Another tenant's receipt is not found.
     let (other, _) = w.customer("other", None);
     let opened = purse::open_store(&w.url).unwrap();
-    let (_, secret) = purse::keys::create(&opened, "theirs", Role::Customer(purse_core::PartyId(other)), Scope::ReadWrite, w.now()).unwrap();
+    let (_, secret) =
+        purse::keys::create(&opened, "theirs", Role::Customer(purse_core::PartyId(other)), Scope::ReadWrite, w.now())
+            .unwrap();
     let mut theirs = Client::new(&format!("http://{}", w.server.as_ref().unwrap().addr), Some(secret)).unwrap();
     assert_eq!(theirs.get(&format!("/v1/receipts/{id}/pdf")).unwrap().status, 404);
     assert_eq!(theirs.send("POST", &format!("/v1/receipts/{id}/email"), &json!({}), "k").unwrap().status, 404);

@@ -18,8 +18,8 @@ use std::collections::HashMap;
 use common::*;
 use purse::ids::Rng;
 use purse_core::{
-    AccountId, AdjustDirection, Amount, Billing, ChangeNote, Command, CommandResult, CurrencyCode, HoldId, Item, Money, NewAccountKind, NewCharge,
-    Outcome, PartyId, PaymentMethod, Rejection, Timestamp, TransferId, TransferKind,
+    AccountId, AdjustDirection, Amount, Billing, ChangeNote, Command, CommandResult, CurrencyCode, HoldId, Item, Money,
+    NewAccountKind, NewCharge, Outcome, PartyId, PaymentMethod, Rejection, Timestamp, TransferId, TransferKind,
 };
 use purse_engine::{EngineConfig, Eviction};
 
@@ -208,7 +208,8 @@ fn seeds() -> Vec<u64> {
     }
     let mut seeds = FIXED_SEEDS.to_vec();
     let extra: u64 = std::env::var("PURSE_SIM_SEEDS").ok().and_then(|n| n.parse().ok()).unwrap_or(0);
-    let mut rng = Rng::new(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
+    let mut rng =
+        Rng::new(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
     seeds.extend((0..extra).map(|_| rng.next_u64()));
     seeds
 }
@@ -278,7 +279,8 @@ impl Sim {
     }
 
     fn pick(&mut self, filter: impl Fn(&MAccount) -> bool) -> AccountId {
-        let mut ids: Vec<AccountId> = self.model.accounts.iter().filter(|(_, a)| filter(a)).map(|(id, _)| *id).collect();
+        let mut ids: Vec<AccountId> =
+            self.model.accounts.iter().filter(|(_, a)| filter(a)).map(|(id, _)| *id).collect();
         ids.sort();
         if ids.is_empty() || self.rng.chance(3) {
             return AccountId(777_777);
@@ -291,7 +293,8 @@ impl Sim {
     }
 
     fn party(&mut self, reseller: bool) -> PartyId {
-        let mut ids: Vec<PartyId> = self.model.parties.iter().filter(|(_, p)| p.reseller == reseller).map(|(id, _)| *id).collect();
+        let mut ids: Vec<PartyId> =
+            self.model.parties.iter().filter(|(_, p)| p.reseller == reseller).map(|(id, _)| *id).collect();
         ids.sort();
         if ids.is_empty() || self.rng.chance(3) {
             return PartyId(888_888);
@@ -314,8 +317,16 @@ impl Sim {
     fn new_customer(&mut self) -> Command {
         let reseller = self.rng.chance(60).then(|| self.party(true));
         let billing = if self.rng.chance(50) { Billing::Prepaid } else { Billing::Postpaid };
-        let credit_limit = Amount(if billing == Billing::Postpaid || self.rng.chance(5) { self.rng.below(3000) as i64 } else { 0 });
-        Command::CreateCustomer { client_id: self.id(), name: "Customer".into(), reseller, billing, currency: self.usd, credit_limit }
+        let credit_limit =
+            Amount(if billing == Billing::Postpaid || self.rng.chance(5) { self.rng.below(3000) as i64 } else { 0 });
+        Command::CreateCustomer {
+            client_id: self.id(),
+            name: "Customer".into(),
+            reseller,
+            billing,
+            currency: self.usd,
+            credit_limit,
+        }
     }
 
     fn one_step(&mut self) {
@@ -341,7 +352,10 @@ impl Sim {
                 let (party, kind) = match self.rng.below(3) {
                     0 => (self.party(true), NewAccountKind::MasterWallet { currency: self.usd }),
                     1 => (self.party(false), NewAccountKind::SubscriberDebit),
-                    _ => (self.party(false), NewAccountKind::SubscriberCredit { credit_limit: Amount(self.rng.below(2000) as i64) }),
+                    _ => (
+                        self.party(false),
+                        NewAccountKind::SubscriberCredit { credit_limit: Amount(self.rng.below(2000) as i64) },
+                    ),
                 };
                 Command::OpenAccount { client_id: self.id(), party, kind }
             }
@@ -370,7 +384,8 @@ impl Sim {
             20 => Command::SetSubscriberTransfers { party: self.party(false), allowed: self.rng.chance(60) },
             21..=22 => {
                 let party = self.party(false);
-                let mut accounts: Vec<AccountId> = self.model.accounts.iter().filter(|(_, a)| a.party == party).map(|(id, _)| *id).collect();
+                let mut accounts: Vec<AccountId> =
+                    self.model.accounts.iter().filter(|(_, a)| a.party == party).map(|(id, _)| *id).collect();
                 accounts.sort();
                 if self.rng.chance(10) {
                     accounts.push(self.any_account());
@@ -396,7 +411,13 @@ impl Sim {
             43..=52 => {
                 let account = self.any_account();
                 let units = self.amount();
-                Command::Payment { client_id: self.id(), account, money: self.money(units), method: PaymentMethod::Card, metadata: None }
+                Command::Payment {
+                    client_id: self.id(),
+                    account,
+                    money: self.money(units),
+                    method: PaymentMethod::Card,
+                    metadata: None,
+                }
             }
             53..=62 => {
                 let kind = match self.rng.below(4) {
@@ -404,23 +425,49 @@ impl Sim {
                     1 => TransferKind::Recharge,
                     _ => TransferKind::Transfer,
                 };
-                let source = if kind == TransferKind::Transfer { self.any_account() } else { self.pick(|a| a.kind == Kind::Master) };
+                let source = if kind == TransferKind::Transfer {
+                    self.any_account()
+                } else {
+                    self.pick(|a| a.kind == Kind::Master)
+                };
                 let target = self.any_account();
                 let units = self.amount();
-                Command::Transfer { client_id: self.id(), source, target, money: self.money(units), kind, metadata: None, note: None }
+                Command::Transfer {
+                    client_id: self.id(),
+                    source,
+                    target,
+                    money: self.money(units),
+                    kind,
+                    metadata: None,
+                    note: None,
+                }
             }
             63..=65 => {
                 let account = self.any_account();
                 let units = self.amount();
                 let direction = if self.rng.chance(50) { AdjustDirection::Credit } else { AdjustDirection::Debit };
                 let reason = (!self.rng.chance(10)).then(|| "correction".to_owned());
-                Command::Adjust { client_id: self.id(), account, money: self.money(units), direction, note: ChangeNote { by: "sim".into(), reason }, metadata: None }
+                Command::Adjust {
+                    client_id: self.id(),
+                    account,
+                    money: self.money(units),
+                    direction,
+                    note: ChangeNote { by: "sim".into(), reason },
+                    metadata: None,
+                }
             }
             66..=74 => {
                 let account = self.any_account();
                 let units = self.amount();
                 let ttl = (self.rng.below(120) as i64 - 5) * 1_000_000;
-                Command::Hold { client_id: self.id(), account, money: self.money(units), expires_at: Timestamp(now + ttl), service: None, metadata: None }
+                Command::Hold {
+                    client_id: self.id(),
+                    account,
+                    money: self.money(units),
+                    expires_at: Timestamp(now + ttl),
+                    service: None,
+                    metadata: None,
+                }
             }
             75..=81 => {
                 let hold = self.some_hold();
@@ -434,7 +481,11 @@ impl Sim {
             82..=86 => {
                 let mut known: Vec<TransferId> = self.model.transfers.keys().copied().collect();
                 known.sort();
-                let transfer = if known.is_empty() || self.rng.chance(10) { TransferId(987_654) } else { known[self.rng.below(known.len() as u64) as usize] };
+                let transfer = if known.is_empty() || self.rng.chance(10) {
+                    TransferId(987_654)
+                } else {
+                    known[self.rng.below(known.len() as u64) as usize]
+                };
                 Command::Reverse { client_id: self.id(), transfer, metadata: None, note: None }
             }
             _ => self.retry(),
@@ -493,7 +544,10 @@ impl Sim {
             if &original == command {
                 assert_eq!(result, &Ok(with_replayed(first)), "{ctx}: a retry must replay the first outcome");
             } else {
-                assert!(matches!(result, Err(r) if r.code().starts_with("exists_with_different")), "{ctx}: a conflicting retry must be refused, got {result:?}");
+                assert!(
+                    matches!(result, Err(r) if r.code().starts_with("exists_with_different")),
+                    "{ctx}: a conflicting retry must be refused, got {result:?}"
+                );
             }
             return;
         }
@@ -544,7 +598,12 @@ impl Sim {
                         if credit_limit.0 < 0 {
                             return Err("credit_limit_must_not_be_negative");
                         }
-                        let wallet = m.accounts.iter().find(|(_, a)| a.party == *party && matches!(a.kind, Kind::Wallet { .. })).map(|(id, _)| *id).unwrap();
+                        let wallet = m
+                            .accounts
+                            .iter()
+                            .find(|(_, a)| a.party == *party && matches!(a.kind, Kind::Wallet { .. }))
+                            .map(|(id, _)| *id)
+                            .unwrap();
                         m.open_account(wallet).map(|_| ())
                     }
                     _ => Err("party_kind_mismatch"),
@@ -700,14 +759,33 @@ impl Sim {
     fn apply(&mut self, command: &Command, outcome: &Outcome, now: i64) {
         let ctx = self.ctx();
         let m = &mut self.model;
-        let account = |party, kind| MAccount { kind, party, balance: 0, reserved: 0, limit: 0, increase: None, open: true, uninvoiced: 0, thresholds: Vec::new() };
+        let account = |party, kind| MAccount {
+            kind,
+            party,
+            balance: 0,
+            reserved: 0,
+            limit: 0,
+            increase: None,
+            open: true,
+            uninvoiced: 0,
+            thresholds: Vec::new(),
+        };
         match (command, outcome) {
             (Command::CreateCurrency { .. }, Outcome::CurrencyCreated) => m.eur = true,
             (Command::CreateReseller { .. }, Outcome::PartyCreated { party, .. }) => {
-                m.parties.insert(*party, MParty { reseller: true, of: None, transfers_allowed: false, invoiced_until: None });
+                m.parties.insert(
+                    *party,
+                    MParty { reseller: true, of: None, transfers_allowed: false, invoiced_until: None },
+                );
             }
-            (Command::CreateCustomer { reseller, billing, credit_limit, .. }, Outcome::PartyCreated { party, wallet: Some(w), .. }) => {
-                m.parties.insert(*party, MParty { reseller: false, of: *reseller, transfers_allowed: false, invoiced_until: None });
+            (
+                Command::CreateCustomer { reseller, billing, credit_limit, .. },
+                Outcome::PartyCreated { party, wallet: Some(w), .. },
+            ) => {
+                m.parties.insert(
+                    *party,
+                    MParty { reseller: false, of: *reseller, transfers_allowed: false, invoiced_until: None },
+                );
                 let mut a = account(*party, Kind::Wallet { prepaid: *billing == Billing::Prepaid });
                 a.limit = credit_limit.0.into();
                 m.accounts.insert(*w, a);
@@ -717,7 +795,12 @@ impl Sim {
                     NewAccountKind::MasterWallet { .. } => (Kind::Master, 0),
                     NewAccountKind::SubscriberDebit => (Kind::SubDebit, 0),
                     NewAccountKind::SubscriberCredit { credit_limit } => {
-                        let wallet = m.accounts.iter().find(|(_, a)| a.party == *party && matches!(a.kind, Kind::Wallet { .. })).map(|(id, _)| *id).unwrap();
+                        let wallet = m
+                            .accounts
+                            .iter()
+                            .find(|(_, a)| a.party == *party && matches!(a.kind, Kind::Wallet { .. }))
+                            .map(|(id, _)| *id)
+                            .unwrap();
                         (Kind::SubCredit { parent: wallet }, i128::from(credit_limit.0))
                     }
                 };
@@ -725,7 +808,9 @@ impl Sim {
                 a.limit = limit;
                 m.accounts.insert(*id, a);
             }
-            (Command::CloseAccount { account: id }, Outcome::AccountUpdated { .. }) => m.accounts.get_mut(id).unwrap().open = false,
+            (Command::CloseAccount { account: id }, Outcome::AccountUpdated { .. }) => {
+                m.accounts.get_mut(id).unwrap().open = false
+            }
             (Command::SetCreditLimit { account: id, credit_limit, .. }, Outcome::AccountUpdated { .. }) => {
                 m.revert_expired(*id, now);
                 m.accounts.get_mut(id).unwrap().limit = credit_limit.0.into();
@@ -746,7 +831,9 @@ impl Sim {
                 sorted.dedup();
                 m.accounts.get_mut(id).unwrap().thresholds = sorted;
             }
-            (Command::SetSubscriberTransfers { party, allowed }, Outcome::PartyUpdated { .. }) => m.parties.get_mut(party).unwrap().transfers_allowed = *allowed,
+            (Command::SetSubscriberTransfers { party, allowed }, Outcome::PartyUpdated { .. }) => {
+                m.parties.get_mut(party).unwrap().transfers_allowed = *allowed
+            }
             (Command::Invoice { party, accounts, period_end }, Outcome::Invoiced { issued, .. }) => {
                 m.parties.get_mut(party).unwrap().invoiced_until = Some(period_end.0);
                 let subtotal: i128 = {
@@ -828,7 +915,9 @@ impl Sim {
             assert_eq!(audit.transfer_count, self.model.posted_count, "{ctx}: postings");
             let accounts = reader.accounts().unwrap();
             let parties = reader.parties(purse_store::PartyQuery { limit: 500, ..Default::default() }).unwrap();
-            let holds: Vec<_> = (1..=self.model.holds.len() + self.model.resolved.len() + 1).map(|i| reader.hold(HoldId(i as u64)).unwrap()).collect();
+            let holds: Vec<_> = (1..=self.model.holds.len() + self.model.resolved.len() + 1)
+                .map(|i| reader.hold(HoldId(i as u64)).unwrap())
+                .collect();
             snapshots.push(format!("{accounts:?}\n{parties:?}\n{holds:?}"));
         }
         assert!(snapshots.windows(2).all(|w| w[0] == w[1]), "{ctx}: the engines stored different states");
@@ -837,15 +926,32 @@ impl Sim {
             let stored = reader.account(*id).unwrap().unwrap();
             let increase = stored.temporary_increase.map(|t| (i128::from(t.amount.0), t.valid_until.0));
             let thresholds: Vec<i64> = stored.thresholds.iter().map(|t| t.0).collect();
-            let got = (i128::from(stored.balance.0), i128::from(stored.reserved.0), i128::from(stored.credit_limit.0), increase, stored.status == purse_core::AccountStatus::Open, i128::from(stored.uninvoiced.0), thresholds);
+            let got = (
+                i128::from(stored.balance.0),
+                i128::from(stored.reserved.0),
+                i128::from(stored.credit_limit.0),
+                increase,
+                stored.status == purse_core::AccountStatus::Open,
+                i128::from(stored.uninvoiced.0),
+                thresholds,
+            );
             let want = (a.balance, a.reserved, a.limit, a.increase, a.open, a.uninvoiced, a.thresholds.clone());
             assert_eq!(got, want, "{ctx}: account {id}");
             let spendable = self.engines.warm.engine.spendable(*id, None).unwrap().unwrap().available.0;
-            assert_eq!(i128::from(spendable), self.model.available(*id, now), "{ctx}: available of {id}: {stored:?} {a:?} children {}", self.model.children(*id));
+            assert_eq!(
+                i128::from(spendable),
+                self.model.available(*id, now),
+                "{ctx}: available of {id}: {stored:?} {a:?} children {}",
+                self.model.children(*id)
+            );
         }
         for (id, p) in &self.model.parties {
             let stored = reader.party(*id).unwrap().unwrap();
-            assert_eq!((stored.subscriber_transfers, stored.invoiced_until.map(|t| t.0)), (p.transfers_allowed, p.invoiced_until), "{ctx}: party {id}");
+            assert_eq!(
+                (stored.subscriber_transfers, stored.invoiced_until.map(|t| t.0)),
+                (p.transfers_allowed, p.invoiced_until),
+                "{ctx}: party {id}"
+            );
         }
         for (hold, state) in &self.model.resolved {
             let stored = reader.hold(*hold).unwrap().unwrap();

@@ -8,9 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command as Process, Stdio};
 
 use common::*;
-use purse_core::{
-    Command, HoldState, NewAccountKind, Outcome, Rejection, TransferKind,
-};
+use purse_core::{Command, HoldState, NewAccountKind, Outcome, Rejection, TransferKind};
 use purse_store::JournalQuery;
 
 /// The story every backend must tell the same way.
@@ -263,7 +261,10 @@ fn two_processes_on_one_postgres_database_keep_every_limit_and_every_posting() {
             .query_one("SELECT count(*) FROM transfers WHERE client_id LIKE $1", &[&format!("{prefix}-%")])
             .unwrap()
             .get(0);
-        let posted = all.iter().filter(|(id, a)| id.starts_with(&format!("{prefix}-")) && matches!(a, Ack::Posted { .. })).count();
+        let posted = all
+            .iter()
+            .filter(|(id, a)| id.starts_with(&format!("{prefix}-")) && matches!(a, Ack::Posted { .. }))
+            .count();
         assert_eq!(stored as usize, posted, "{prefix}: no posting lost or duplicated");
     }
     // Prepaid wallets, only checked spending: no balance may be below zero.
@@ -299,10 +300,14 @@ fn key_story(url: &str) {
     let (customer, _) = h.customer_party("0");
     drop(h);
     let opened = purse::open_store(url).unwrap();
-    let (secret, record) = purse_http::auth::issue_key("billing bot", Role::Customer(customer), Scope::Read, Timestamp(7)).unwrap();
+    let (secret, record) =
+        purse_http::auth::issue_key("billing bot", Role::Customer(customer), Scope::Read, Timestamp(7)).unwrap();
     let id = opened.access.insert_key(&record).unwrap();
     let found = opened.access.key_by_hash(&purse_http::auth::hash_key(&secret)).unwrap().expect("found by hash");
-    assert_eq!((found.id, found.role, found.scope, found.revoked_at), (id, Role::Customer(customer), Scope::Read, None));
+    assert_eq!(
+        (found.id, found.role, found.scope, found.revoked_at),
+        (id, Role::Customer(customer), Scope::Read, None)
+    );
     assert_eq!(opened.access.key_by_hash(&purse_http::auth::hash_key("purse_nope")).unwrap(), None);
     // The same hash twice is refused by the database.
     assert!(opened.access.insert_key(&record).is_err());
@@ -342,7 +347,10 @@ fn user_story(url: &str) {
     let id = s.insert_user(&user).unwrap().expect("stored");
     assert_eq!(s.insert_user(&user).unwrap(), None, "an e-mail is taken once");
     let found = s.user_by_email("ana@example.com").unwrap().expect("found by e-mail");
-    assert_eq!((found.id, found.role, found.scope, found.name.as_str()), (id, Role::Customer(customer), Scope::Read, "Ana"));
+    assert_eq!(
+        (found.id, found.role, found.scope, found.name.as_str()),
+        (id, Role::Customer(customer), Scope::Read, "Ana")
+    );
     assert_eq!(s.user(id).unwrap(), Some(found));
     assert_eq!(s.users().unwrap().len(), 1);
 
@@ -374,7 +382,11 @@ fn user_story(url: &str) {
     assert_eq!(s.login_failures("ana@example.com").unwrap(), None);
     assert_eq!(s.reserve_login("ana@example.com", Timestamp(30), Timestamp(0), &never).unwrap(), Ok(1));
     assert_eq!(s.reserve_login("ana@example.com", Timestamp(31), Timestamp(0), &after_two).unwrap(), Ok(2));
-    assert_eq!(s.reserve_login("ana@example.com", Timestamp(32), Timestamp(0), &after_two).unwrap(), Err(7), "refused: not counted");
+    assert_eq!(
+        s.reserve_login("ana@example.com", Timestamp(32), Timestamp(0), &after_two).unwrap(),
+        Err(7),
+        "refused: not counted"
+    );
     assert_eq!(s.reserve_login("bo@example.com", Timestamp(32), Timestamp(0), &never).unwrap(), Ok(1));
     assert_eq!(s.login_failures("ana@example.com").unwrap(), Some((2, Timestamp(31))));
     s.clear_login_failures("ana@example.com").unwrap();
@@ -385,9 +397,15 @@ fn user_story(url: &str) {
     assert_eq!(s.login_failures("bo@example.com").unwrap(), None, "other e-mails' old failures are deleted too");
 
     // Customers are searched by name or client id, ignoring case.
-    let found = opened.reader.parties(PartyQuery { search: Some("customer".into()), limit: 10, ..PartyQuery::default() }).unwrap();
+    let found = opened
+        .reader
+        .parties(PartyQuery { search: Some("customer".into()), limit: 10, ..PartyQuery::default() })
+        .unwrap();
     assert!(found.iter().any(|p| p.id == customer));
-    let none = opened.reader.parties(PartyQuery { search: Some("no such name".into()), limit: 10, ..PartyQuery::default() }).unwrap();
+    let none = opened
+        .reader
+        .parties(PartyQuery { search: Some("no such name".into()), limit: 10, ..PartyQuery::default() })
+        .unwrap();
     assert!(none.is_empty());
 }
 
@@ -403,13 +421,17 @@ fn portal_users_sessions_and_login_failures_on_both_backends() {
 fn legacy_database(url: &str) {
     let backend = if url.starts_with("sqlite://") { "sqlite" } else { "postgres" };
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../purse-store-{backend}/migrations"));
-    let mut names: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut names: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     names.sort();
     let applied = if backend == "sqlite" { "INTEGER NOT NULL DEFAULT 0" } else { "TIMESTAMPTZ NOT NULL DEFAULT now()" };
     let mut sql = format!("CREATE TABLE schema_migrations (name TEXT PRIMARY KEY, applied_at {applied});\n");
     for name in names.iter().filter(|n| n.as_str() < "0011") {
         sql.push_str(&std::fs::read_to_string(dir.join(name)).unwrap());
-        sql.push_str(&format!(";\nINSERT INTO schema_migrations (name) VALUES ('{}');\n", name.trim_end_matches(".sql")));
+        sql.push_str(&format!(
+            ";\nINSERT INTO schema_migrations (name) VALUES ('{}');\n",
+            name.trim_end_matches(".sql")
+        ));
     }
     let key = |text: &str| purse_store::codec::client_key(&cid(text));
     let roles = ["usage_revenue", "card_clearing", "cash_clearing", "bank_clearing", "adjustments"];
@@ -464,7 +486,11 @@ fn issue_17_the_tenancy_migration_keeps_every_id_and_its_replay() {
         let customer = |text: &str| ClientId::scoped(Tenant::Customer(PartyId(2)), text).unwrap();
         assert_eq!(reader.transfer_by_client_id(&customer("x")).unwrap().map(|t| t.id.0), Some(1), "{url}");
         assert_eq!(reader.transfer_by_client_id(&cid("c2:x")).unwrap(), None, "the prefix moved out of the text");
-        assert_eq!(reader.transfer_by_client_id(&cid("c999:y")).unwrap().map(|t| t.id.0), Some(2), "no party 999: the operator's");
+        assert_eq!(
+            reader.transfer_by_client_id(&cid("c999:y")).unwrap().map(|t| t.id.0),
+            Some(2),
+            "no party 999: the operator's"
+        );
         assert_eq!(reader.transfer_by_client_id(&cid("c2-not-a-prefix")).unwrap().map(|t| t.id.0), Some(3));
         let party = reader.party(PartyId(2)).unwrap().unwrap();
         assert_eq!(party.client_id, ClientId::scoped(Tenant::Reseller(PartyId(1)), "cust").unwrap());
@@ -479,7 +505,11 @@ fn issue_17_the_tenancy_migration_keeps_every_id_and_its_replay() {
             metadata: None,
         };
         let replay = h.run(pay(customer("x"), 500));
-        assert_eq!(replay, Ok(Outcome::Posted { transfer: purse_core::TransferId(1), overdrawn: false, replayed: true }), "{url}");
+        assert_eq!(
+            replay,
+            Ok(Outcome::Posted { transfer: purse_core::TransferId(1), overdrawn: false, replayed: true }),
+            "{url}"
+        );
         assert!(matches!(h.run(pay(cid("x"), 5)), Ok(Outcome::Posted { replayed: false, .. })));
         assert!(matches!(h.run(pay(cid("c999:y"), 100)), Ok(Outcome::Posted { replayed: true, .. })));
         h.assert_consistent();

@@ -7,11 +7,16 @@ use std::collections::BTreeMap;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use purse_core::{Account, AccountId, AccountKind, Amount, Command, Item, NewAccountKind, Outcome, PartyId, PartyKind, TransferId, TransferKind};
+use purse_core::{
+    Account, AccountId, AccountKind, Amount, Command, Item, NewAccountKind, Outcome, PartyId, PartyKind, TransferId,
+    TransferKind,
+};
 use purse_store::JournalQuery;
 use serde::{Deserialize, Serialize};
 
-use super::{account_view, amount, clamp, created, currency_code, json_parts, outcome, page_limit, positive, timestamp};
+use super::{
+    account_view, amount, clamp, created, currency_code, json_parts, outcome, page_limit, positive, timestamp,
+};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::idempotency::Ctx;
@@ -65,24 +70,31 @@ struct Opened {
     replayed: bool,
 }
 
-pub async fn open_account(State(state): State<AppState>, ctx: Ctx, ApiJson(body): ApiJson<NewAccount>) -> Result<Response, ApiError> {
+pub async fn open_account(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    ApiJson(body): ApiJson<NewAccount>,
+) -> Result<Response, ApiError> {
     let who = ctx.principal;
     let party_id = body.party;
     let party = state
         .read(move |s| {
-            s.party_for(&who, party_id).map_err(|_| {
-                ApiError::invalid("party", "party_not_found", format!("party {party_id} does not exist"))
-            })
+            s.party_for(&who, party_id)
+                .map_err(|_| ApiError::invalid("party", "party_not_found", format!("party {party_id} does not exist")))
         })
         .await?;
     let kind = match body.kind {
         KindText::MasterWallet => {
             if !purse_app::policy::may_set(who.role, purse_app::policy::Field::MasterWallet) {
-                return Err(ApiError::ForbiddenField { field: "kind", message: "only the operator opens master wallets".into() });
+                return Err(ApiError::ForbiddenField {
+                    field: "kind",
+                    message: "only the operator opens master wallets".into(),
+                });
             }
-            let text = body.currency.as_deref().ok_or_else(|| {
-                ApiError::invalid("currency", "missing_field", "a master wallet needs its currency")
-            })?;
+            let text = body
+                .currency
+                .as_deref()
+                .ok_or_else(|| ApiError::invalid("currency", "missing_field", "a master wallet needs its currency"))?;
             NewAccountKind::MasterWallet { currency: currency_code("currency", text)? }
         }
         KindText::SubscriberDebit => NewAccountKind::SubscriberDebit,
@@ -99,15 +111,25 @@ pub async fn open_account(State(state): State<AppState>, ctx: Ctx, ApiJson(body)
         }
     };
     if body.credit_limit.is_some() && !matches!(body.kind, KindText::SubscriberCredit) {
-        return Err(ApiError::invalid("credit_limit", "not_allowed", "only credit subscriber accounts take a credit_limit here"));
+        return Err(ApiError::invalid(
+            "credit_limit",
+            "not_allowed",
+            "only credit subscriber accounts take a credit_limit here",
+        ));
     }
     if body.currency.is_some() && !matches!(body.kind, KindText::MasterWallet) {
         return Err(ApiError::invalid("currency", "not_allowed", "subscriber accounts take their customer's currency"));
     }
-    let command = Command::OpenAccount { client_id: who.client_id("client_id", &body.client_id)?, party: PartyId(party_id), kind };
+    let command = Command::OpenAccount {
+        client_id: who.client_id("client_id", &body.client_id)?,
+        party: PartyId(party_id),
+        kind,
+    };
     state
         .commit(&ctx, vec![Item::single(command)], |results| match outcome(results)? {
-            Outcome::AccountOpened { account, replayed } => json_parts(created(replayed), &Opened { id: account.0, replayed }),
+            Outcome::AccountOpened { account, replayed } => {
+                json_parts(created(replayed), &Opened { id: account.0, replayed })
+            }
             other => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
         })
         .await
@@ -119,9 +141,14 @@ pub async fn get_account(State(state): State<AppState>, who: Principal, Id(id): 
 }
 
 /// `GET /v1/accounts?party=ID`: the accounts of a party the caller sees.
-pub async fn list_accounts(State(state): State<AppState>, who: Principal, params: Params) -> Result<Response, ApiError> {
+pub async fn list_accounts(
+    State(state): State<AppState>,
+    who: Principal,
+    params: Params,
+) -> Result<Response, ApiError> {
     params.only(&["party"])?;
-    let party = params.id("party")?.ok_or_else(|| ApiError::invalid("party", "missing_parameter", "party is required"))?;
+    let party =
+        params.id("party")?.ok_or_else(|| ApiError::invalid("party", "missing_parameter", "party is required"))?;
     let views = state
         .read(move |s| {
             s.party_for(&who, party)?;
@@ -144,14 +171,22 @@ pub async fn close_account(State(state): State<AppState>, ctx: Ctx, Id(id): Id) 
         .await
 }
 
-pub async fn spendable(State(state): State<AppState>, who: Principal, Id(id): Id, params: Params) -> Result<Response, ApiError> {
+pub async fn spendable(
+    State(state): State<AppState>,
+    who: Principal,
+    Id(id): Id,
+    params: Params,
+) -> Result<Response, ApiError> {
     params.only(&["price"])?;
     let price = params.text("price").map(str::to_owned);
     let body = state
         .read(move |s| {
             let a = s.account_for(&who, id)?;
             let currency = s.currency("currency", a.currency)?;
-            let price = price.as_deref().map(|p| amount("price", p, currency).and_then(|p| positive("price", p))).transpose()?;
+            let price = price
+                .as_deref()
+                .map(|p| amount("price", p, currency).and_then(|p| positive("price", p)))
+                .transpose()?;
             let sp = s.engine.spendable(a.id, price)?.ok_or(ApiError::NotFound("account"))?;
             Ok(serde_json::json!({
                 "account": id,
@@ -166,7 +201,12 @@ pub async fn spendable(State(state): State<AppState>, who: Principal, Id(id): Id
 
 /// `GET /v1/accounts/{id}/balance?at=...`: the posted balance right after the last posting
 /// at or before `at` (now when absent).
-pub async fn balance_at(State(state): State<AppState>, who: Principal, Id(id): Id, params: Params) -> Result<Response, ApiError> {
+pub async fn balance_at(
+    State(state): State<AppState>,
+    who: Principal,
+    Id(id): Id,
+    params: Params,
+) -> Result<Response, ApiError> {
     params.only(&["at"])?;
     let at = params.text("at").map(|t| timestamp("at", t)).transpose()?;
     let body = state
@@ -205,7 +245,12 @@ struct JournalEntry {
 /// `GET /v1/accounts/{id}/journal?limit=&before=&from=&to=&kind=`: postings newest first.
 /// `from`/`to` bound the posting time (`from` inclusive, `to` exclusive); `kind` is a
 /// comma-separated list; `before` is the `next_before` of the previous page.
-pub async fn journal(State(state): State<AppState>, who: Principal, Id(id): Id, params: Params) -> Result<Response, ApiError> {
+pub async fn journal(
+    State(state): State<AppState>,
+    who: Principal,
+    Id(id): Id,
+    params: Params,
+) -> Result<Response, ApiError> {
     params.only(&["limit", "before", "from", "to", "kind"])?;
     let limit = page_limit(params.id("limit")?.map(|n| u32::try_from(n).unwrap_or(u32::MAX)))? as usize;
     let before = params.id("before")?.map(TransferId);
@@ -332,12 +377,15 @@ pub async fn balances(State(state): State<AppState>, _who: Principal) -> Result<
             let mut totals = BTreeMap::new();
             for (code, (all, customers, reserved, n)) in sums {
                 let currency = s.currency("currency", currency_code("currency", &code)?)?;
-                totals.insert(code, Totals {
-                    all_accounts: currency.format(clamp(all)),
-                    customer_accounts: currency.format(clamp(customers)),
-                    reserved: currency.format(clamp(reserved)),
-                    accounts: n,
-                });
+                totals.insert(
+                    code,
+                    Totals {
+                        all_accounts: currency.format(clamp(all)),
+                        customer_accounts: currency.format(clamp(customers)),
+                        reserved: currency.format(clamp(reserved)),
+                        accounts: n,
+                    },
+                );
             }
             Ok(serde_json::json!({ "as_of": time::format(now), "totals": totals, "accounts": rows }))
         })

@@ -66,7 +66,15 @@ pub(crate) fn emails(field: &str, list: &[String]) -> Result<Vec<String>, ApiErr
         .enumerate()
         .map(|(i, e)| {
             let e = e.trim().to_ascii_lowercase();
-            if valid_email(&e) { Ok(e) } else { Err(ApiError::invalid(format!("{field}[{i}]"), "invalid_email", format!("{e:?} is not an e-mail address"))) }
+            if valid_email(&e) {
+                Ok(e)
+            } else {
+                Err(ApiError::invalid(
+                    format!("{field}[{i}]"),
+                    "invalid_email",
+                    format!("{e:?} is not an e-mail address"),
+                ))
+            }
         })
         .collect()
 }
@@ -76,7 +84,9 @@ fn owner(who: &Principal, field: &'static str, asked: Option<u64>, s: &AppState)
     match (who.role, asked) {
         (Role::Operator, None) => Ok(None),
         (Role::Operator, Some(id)) | (Role::Reseller(_), Some(id)) => {
-            let party = s.party_for(who, id).map_err(|_| ApiError::invalid(field, "reseller_not_found", format!("no reseller {id}")))?;
+            let party = s
+                .party_for(who, id)
+                .map_err(|_| ApiError::invalid(field, "reseller_not_found", format!("no reseller {id}")))?;
             if !matches!(party.kind, PartyKind::Reseller) {
                 return Err(ApiError::invalid(field, "reseller_not_found", format!("party {id} is not a reseller")));
             }
@@ -88,23 +98,44 @@ fn owner(who: &Principal, field: &'static str, asked: Option<u64>, s: &AppState)
 }
 
 /// Checks a profile body and builds the profile. Blocking (reads currencies, users, parties).
-fn profile_from(s: &AppState, who: &Principal, body: ProfileBody, id: u64, now: Timestamp) -> Result<Profile, ApiError> {
+fn profile_from(
+    s: &AppState,
+    who: &Principal,
+    body: ProfileBody,
+    id: u64,
+    now: Timestamp,
+) -> Result<Profile, ApiError> {
     let name = body.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > alerts::PROFILE_NAME_LEN_MAX || !purse_core::text::is_single_line(&name) {
-        return Err(ApiError::invalid("name", "invalid_name", format!("a name of 1 to {} characters, none of them control characters", alerts::PROFILE_NAME_LEN_MAX)));
+    if name.is_empty()
+        || name.chars().count() > alerts::PROFILE_NAME_LEN_MAX
+        || !purse_core::text::is_single_line(&name)
+    {
+        return Err(ApiError::invalid(
+            "name",
+            "invalid_name",
+            format!("a name of 1 to {} characters, none of them control characters", alerts::PROFILE_NAME_LEN_MAX),
+        ));
     }
     let reseller = owner(who, "reseller", body.reseller, s)?;
     let currency = s.currency("currency", currency_code("currency", &body.currency)?)?;
-    let max_quantity = u32::try_from(body.max_quantity)
-        .ok()
-        .filter(|n| *n <= alerts::MAX_QUANTITY_MAX)
-        .ok_or_else(|| ApiError::invalid("max_quantity", "out_of_range", format!("max_quantity is 0 to {}", alerts::MAX_QUANTITY_MAX)))?;
+    let max_quantity =
+        u32::try_from(body.max_quantity).ok().filter(|n| *n <= alerts::MAX_QUANTITY_MAX).ok_or_else(|| {
+            ApiError::invalid(
+                "max_quantity",
+                "out_of_range",
+                format!("max_quantity is 0 to {}", alerts::MAX_QUANTITY_MAX),
+            )
+        })?;
     // Zero never means "always": a period or an inactivity lasts at least an hour.
     let hours = |field: &str, h: i64| -> Result<i64, ApiError> {
         if (1..=alerts::DURATION_S_MAX / HOUR_S).contains(&h) {
             Ok(h * HOUR_S)
         } else {
-            Err(ApiError::invalid(field, "out_of_range", format!("{field} is 1 to {} hours", alerts::DURATION_S_MAX / HOUR_S)))
+            Err(ApiError::invalid(
+                field,
+                "out_of_range",
+                format!("{field} is 1 to {} hours", alerts::DURATION_S_MAX / HOUR_S),
+            ))
         }
     };
     let period_s = hours("period_hours", body.period_hours)?;
@@ -117,13 +148,25 @@ fn profile_from(s: &AppState, who: &Principal, body: ProfileBody, id: u64, now: 
     ] {
         let Some(rule) = rule else { continue };
         let threshold = currency.parse(rule.threshold.trim()).map_err(|e| {
-            ApiError::invalid(format!("{field}.threshold"), "invalid_amount", format!("an amount in {} with at most {} decimals: {e}", currency.code, currency.scale))
+            ApiError::invalid(
+                format!("{field}.threshold"),
+                "invalid_amount",
+                format!("an amount in {} with at most {} decimals: {e}", currency.code, currency.scale),
+            )
         })?;
         if rule.users.len() > alerts::RECIPIENTS_MAX {
-            return Err(ApiError::invalid(format!("{field}.users"), "too_many", format!("at most {} users", alerts::RECIPIENTS_MAX)));
+            return Err(ApiError::invalid(
+                format!("{field}.users"),
+                "too_many",
+                format!("at most {} users", alerts::RECIPIENTS_MAX),
+            ));
         }
         if kind != RuleKind::User && !rule.users.is_empty() {
-            return Err(ApiError::invalid(format!("{field}.users"), "not_allowed", "only the user rule notifies portal users"));
+            return Err(ApiError::invalid(
+                format!("{field}.users"),
+                "not_allowed",
+                "only the user rule notifies portal users",
+            ));
         }
         for (i, u) in rule.users.iter().enumerate() {
             let fits = match (users.get(u), reseller) {
@@ -133,18 +176,39 @@ fn profile_from(s: &AppState, who: &Principal, body: ProfileBody, id: u64, now: 
                 _ => false,
             };
             if !fits {
-                return Err(ApiError::invalid(format!("{field}.users[{i}]"), "user_not_found", format!("no user {u} of the profile's owner")));
+                return Err(ApiError::invalid(
+                    format!("{field}.users[{i}]"),
+                    "user_not_found",
+                    format!("no user {u} of the profile's owner"),
+                ));
             }
         }
         let inactivity_s = match (kind, rule.inactivity_hours) {
             (RuleKind::Inactivity, Some(h)) if h > 0 => hours(&format!("{field}.inactivity_hours"), h)?,
             (RuleKind::Inactivity, _) => {
-                return Err(ApiError::invalid(format!("{field}.inactivity_hours"), "required", "the inactivity rule needs inactivity_hours above 0"))
+                return Err(ApiError::invalid(
+                    format!("{field}.inactivity_hours"),
+                    "required",
+                    "the inactivity rule needs inactivity_hours above 0",
+                ))
             }
-            (_, Some(_)) => return Err(ApiError::invalid(format!("{field}.inactivity_hours"), "not_allowed", "only the inactivity rule has a duration")),
+            (_, Some(_)) => {
+                return Err(ApiError::invalid(
+                    format!("{field}.inactivity_hours"),
+                    "not_allowed",
+                    "only the inactivity rule has a duration",
+                ))
+            }
             (_, None) => 0,
         };
-        rules.push(Rule { kind, threshold, notify: rule.notify, users: rule.users, emails: emails(&format!("{field}.emails"), &rule.emails)?, inactivity_s });
+        rules.push(Rule {
+            kind,
+            threshold,
+            notify: rule.notify,
+            users: rule.users,
+            emails: emails(&format!("{field}.emails"), &rule.emails)?,
+            inactivity_s,
+        });
     }
     let template = |field: &str, text: Option<String>, default: &str, max: usize| -> Result<String, ApiError> {
         let text = text.unwrap_or_else(|| default.to_owned());
@@ -152,10 +216,21 @@ fn profile_from(s: &AppState, who: &Principal, body: ProfileBody, id: u64, now: 
             return Err(ApiError::invalid(field, "invalid_template", format!("{field} is 1 to {max} bytes")));
         }
         if !purse_core::text::is_multi_line(&text) {
-            return Err(ApiError::invalid(field, "text_not_printable", format!("{field} must not contain control characters")));
+            return Err(ApiError::invalid(
+                field,
+                "text_not_printable",
+                format!("{field} must not contain control characters"),
+            ));
         }
         if let Some(unknown) = alerts::unknown_placeholder(&text) {
-            return Err(ApiError::invalid(field, "unknown_placeholder", format!("{{{unknown}}} is not a placeholder; use {}", alerts::PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(", "))));
+            return Err(ApiError::invalid(
+                field,
+                "unknown_placeholder",
+                format!(
+                    "{{{unknown}}} is not a placeholder; use {}",
+                    alerts::PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(", ")
+                ),
+            ));
         }
         Ok(text)
     };
@@ -164,7 +239,11 @@ fn profile_from(s: &AppState, who: &Principal, body: ProfileBody, id: u64, now: 
         return Err(ApiError::invalid("subject", "invalid_template", "a subject is one line"));
     }
     let body_text = template("body", body.body, alerts::DEFAULT_BODY, alerts::BODY_LEN_MAX)?;
-    let taken = s.alerts.profiles()?.into_iter().any(|p| p.id != id && p.reseller == reseller && p.name.eq_ignore_ascii_case(&name));
+    let taken = s
+        .alerts
+        .profiles()?
+        .into_iter()
+        .any(|p| p.id != id && p.reseller == reseller && p.name.eq_ignore_ascii_case(&name));
     if taken {
         return Err(ApiError::invalid("name", "name_taken", format!("the owner already has a profile named {name:?}")));
     }
@@ -227,7 +306,11 @@ fn visible_profile(s: &AppState, who: &Principal, id: u64) -> Result<Profile, Ap
 
 /// Sets the levels the ledger watches for `customers` (all customers when `None`) to what
 /// their settings and profiles ask. Blocking reads; the engine applies the changes.
-pub(crate) async fn sync_levels(state: &AppState, reseller: Option<Option<PartyId>>, customer: Option<PartyId>) -> Result<(), ApiError> {
+pub(crate) async fn sync_levels(
+    state: &AppState,
+    reseller: Option<Option<PartyId>>,
+    customer: Option<PartyId>,
+) -> Result<(), ApiError> {
     let items = state
         .read(move |s| {
             let reader = s.engine.reader();
@@ -237,16 +320,26 @@ pub(crate) async fn sync_levels(state: &AppState, reseller: Option<Option<PartyI
                     let mut all = Vec::new();
                     let mut after = None;
                     loop {
-                        let page = reader.parties(PartyQuery { resellers: Some(false), reseller: r, after, limit: 1000, ..PartyQuery::default() })?;
+                        let page = reader.parties(PartyQuery {
+                            resellers: Some(false),
+                            reseller: r,
+                            after,
+                            limit: 1000,
+                            ..PartyQuery::default()
+                        })?;
                         let Some(last) = page.last().map(|p| p.id) else { break };
-                        all.extend(page.into_iter().filter(|p| matches!(p.kind, PartyKind::Customer { reseller: x, .. } if x == r)));
+                        all.extend(
+                            page.into_iter()
+                                .filter(|p| matches!(p.kind, PartyKind::Customer { reseller: x, .. } if x == r)),
+                        );
                         after = Some(last);
                     }
                     all
                 }
                 (None, None) => Vec::new(),
             };
-            let settings: HashMap<PartyId, AlertSettings> = s.alerts.all_alert_settings()?.into_iter().map(|a| (a.party, a)).collect();
+            let settings: HashMap<PartyId, AlertSettings> =
+                s.alerts.all_alert_settings()?.into_iter().map(|a| (a.party, a)).collect();
             let profiles = s.alerts.profiles()?;
             let mut pairs = Vec::new();
             for p in &parties {
@@ -258,7 +351,10 @@ pub(crate) async fn sync_levels(state: &AppState, reseller: Option<Option<PartyI
             }
             let recharge = purse_core::recharge::watched(&s.payments.all_recharge_settings()?);
             let changes = alerts::level_changes(pairs.iter().map(|(p, w)| (*p, w)), &settings, &profiles, &recharge);
-            Ok(changes.into_iter().map(|(account, thresholds)| Item::single(Command::SetThresholds { account, thresholds })).collect::<Vec<_>>())
+            Ok(changes
+                .into_iter()
+                .map(|(account, thresholds)| Item::single(Command::SetThresholds { account, thresholds }))
+                .collect::<Vec<_>>())
         })
         .await?;
     for chunk in items.chunks(1000) {
@@ -267,7 +363,11 @@ pub(crate) async fn sync_levels(state: &AppState, reseller: Option<Option<PartyI
     Ok(())
 }
 
-pub async fn list_profiles(State(state): State<AppState>, who: Principal, params: Params) -> Result<Response, ApiError> {
+pub async fn list_profiles(
+    State(state): State<AppState>,
+    who: Principal,
+    params: Params,
+) -> Result<Response, ApiError> {
     params.only(&[])?;
     if matches!(who.role, Role::Customer(_)) {
         return Err(ApiError::Forbidden("a customer key may not list Low Balance Profiles".into()));
@@ -293,7 +393,12 @@ pub async fn get_profile(State(state): State<AppState>, who: Principal, Id(id): 
 }
 
 /// Creates or replaces a profile (blocking); returns it and the owners whose customers' levels change.
-pub(crate) fn save_profile(s: &AppState, who: &Principal, id: Option<u64>, body: ProfileBody) -> Result<(Profile, Vec<Option<PartyId>>), ApiError> {
+pub(crate) fn save_profile(
+    s: &AppState,
+    who: &Principal,
+    id: Option<u64>,
+    body: ProfileBody,
+) -> Result<(Profile, Vec<Option<PartyId>>), ApiError> {
     let now = s.engine.clock().now();
     match id {
         None => {
@@ -328,14 +433,23 @@ pub(crate) async fn sync_owners(state: &AppState, owners: Vec<Option<PartyId>>) 
     Ok(())
 }
 
-pub async fn create_profile(State(state): State<AppState>, who: Principal, ApiJson(body): ApiJson<ProfileBody>) -> Result<Response, ApiError> {
+pub async fn create_profile(
+    State(state): State<AppState>,
+    who: Principal,
+    ApiJson(body): ApiJson<ProfileBody>,
+) -> Result<Response, ApiError> {
     let (p, owners) = state.read(move |s| save_profile(s, &who, None, body)).await?;
     sync_owners(&state, owners).await?;
     let currency = state.read(move |s| s.currency("currency", p.currency).map(|c| profile_view(&p, &c))).await?;
     Ok(reply(StatusCode::CREATED, &currency))
 }
 
-pub async fn replace_profile(State(state): State<AppState>, who: Principal, Id(id): Id, ApiJson(body): ApiJson<ProfileBody>) -> Result<Response, ApiError> {
+pub async fn replace_profile(
+    State(state): State<AppState>,
+    who: Principal,
+    Id(id): Id,
+    ApiJson(body): ApiJson<ProfileBody>,
+) -> Result<Response, ApiError> {
     let (p, owners) = state.read(move |s| save_profile(s, &who, Some(id), body)).await?;
     sync_owners(&state, owners).await?;
     let view = state.read(move |s| s.currency("currency", p.currency).map(|c| profile_view(&p, &c))).await?;
@@ -417,17 +531,40 @@ pub(crate) fn save_settings(s: &AppState, who: &Principal, party: &Party, body: 
     let profile = match party.kind {
         PartyKind::Customer { reseller, currency, .. } => {
             let current = old.as_ref().and_then(|o| o.profile);
-            if !purse_app::policy::may_set(who.role, purse_app::policy::Field::CustomerProfile) && body.profile != current {
-                return Err(ApiError::ForbiddenField { field: "profile", message: "a customer's profile is chosen by its reseller or the operator".into() });
+            if !purse_app::policy::may_set(who.role, purse_app::policy::Field::CustomerProfile)
+                && body.profile != current
+            {
+                return Err(ApiError::ForbiddenField {
+                    field: "profile",
+                    message: "a customer's profile is chosen by its reseller or the operator".into(),
+                });
             }
             if let Some(id) = body.profile.filter(|id| Some(*id) != current) {
-                let p = s.alerts.profiles()?.into_iter().find(|p| p.id == id && (who.is_operator() || p.reseller == reseller));
-                let p = p.ok_or_else(|| ApiError::invalid("profile", "profile_not_found", format!("no profile {id} of this customer's reseller")))?;
+                let p = s
+                    .alerts
+                    .profiles()?
+                    .into_iter()
+                    .find(|p| p.id == id && (who.is_operator() || p.reseller == reseller));
+                let p = p.ok_or_else(|| {
+                    ApiError::invalid(
+                        "profile",
+                        "profile_not_found",
+                        format!("no profile {id} of this customer's reseller"),
+                    )
+                })?;
                 if p.reseller != reseller {
-                    return Err(ApiError::invalid("profile", "profile_not_found", format!("profile {id} belongs to another owner than this customer's reseller")));
+                    return Err(ApiError::invalid(
+                        "profile",
+                        "profile_not_found",
+                        format!("profile {id} belongs to another owner than this customer's reseller"),
+                    ));
                 }
                 if p.currency != currency {
-                    return Err(ApiError::invalid("profile", "currency_mismatch", format!("profile {id} is in {}, the customer in {currency}", p.currency)));
+                    return Err(ApiError::invalid(
+                        "profile",
+                        "currency_mismatch",
+                        format!("profile {id} is in {}, the customer in {currency}", p.currency),
+                    ));
                 }
             }
             body.profile
@@ -440,7 +577,13 @@ pub(crate) fn save_settings(s: &AppState, who: &Principal, party: &Party, body: 
         }
     };
     let email = match body.billing_email.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
-        Some(e) => Some(emails("billing_email", &[e.to_owned()]).map_err(|_| ApiError::invalid("billing_email", "invalid_email", format!("{e:?} is not an e-mail address")))?.remove(0)),
+        Some(e) => Some(
+            emails("billing_email", &[e.to_owned()])
+                .map_err(|_| {
+                    ApiError::invalid("billing_email", "invalid_email", format!("{e:?} is not an e-mail address"))
+                })?
+                .remove(0),
+        ),
         None => None,
     };
     let warning: Vec<WarningLevel> = match party.kind {
@@ -471,7 +614,13 @@ pub(crate) fn save_settings(s: &AppState, who: &Principal, party: &Party, body: 
     Ok(())
 }
 
-async fn put_settings(state: AppState, who: Principal, id: u64, reseller: bool, body: SettingsBody) -> Result<Response, ApiError> {
+async fn put_settings(
+    state: AppState,
+    who: Principal,
+    id: u64,
+    reseller: bool,
+    body: SettingsBody,
+) -> Result<Response, ApiError> {
     let party = state.read(move |s| super::party_of_kind(s, &who, id, reseller)).await?;
     let p = party.clone();
     state.read(move |s| save_settings(s, &who, &p, body)).await?;
@@ -483,25 +632,41 @@ async fn put_settings(state: AppState, who: Principal, id: u64, reseller: bool, 
 }
 
 async fn get_settings(state: AppState, who: Principal, id: u64, reseller: bool) -> Result<Response, ApiError> {
-    let view = state
-        .read(move |s| settings_view(s, &super::party_of_kind(s, &who, id, reseller)?))
-        .await?;
+    let view = state.read(move |s| settings_view(s, &super::party_of_kind(s, &who, id, reseller)?)).await?;
     Ok(reply(StatusCode::OK, &view))
 }
 
-pub async fn get_customer_settings(State(state): State<AppState>, who: Principal, Id(id): Id) -> Result<Response, ApiError> {
+pub async fn get_customer_settings(
+    State(state): State<AppState>,
+    who: Principal,
+    Id(id): Id,
+) -> Result<Response, ApiError> {
     get_settings(state, who, id, false).await
 }
 
-pub async fn put_customer_settings(State(state): State<AppState>, who: Principal, Id(id): Id, ApiJson(body): ApiJson<SettingsBody>) -> Result<Response, ApiError> {
+pub async fn put_customer_settings(
+    State(state): State<AppState>,
+    who: Principal,
+    Id(id): Id,
+    ApiJson(body): ApiJson<SettingsBody>,
+) -> Result<Response, ApiError> {
     put_settings(state, who, id, false, body).await
 }
 
-pub async fn get_reseller_settings(State(state): State<AppState>, who: Principal, Id(id): Id) -> Result<Response, ApiError> {
+pub async fn get_reseller_settings(
+    State(state): State<AppState>,
+    who: Principal,
+    Id(id): Id,
+) -> Result<Response, ApiError> {
     get_settings(state, who, id, true).await
 }
 
-pub async fn put_reseller_settings(State(state): State<AppState>, who: Principal, Id(id): Id, ApiJson(body): ApiJson<SettingsBody>) -> Result<Response, ApiError> {
+pub async fn put_reseller_settings(
+    State(state): State<AppState>,
+    who: Principal,
+    Id(id): Id,
+    ApiJson(body): ApiJson<SettingsBody>,
+) -> Result<Response, ApiError> {
     put_settings(state, who, id, true, body).await
 }
 
@@ -532,10 +697,11 @@ pub struct EndpointBody {
 pub(crate) fn add_endpoint(s: &AppState, who: &Principal, url: &str) -> Result<WebhookEndpoint, ApiError> {
     let url = url.trim();
     let parsed = crate::webhooks::parse_webhook_url(url).map_err(|m| ApiError::invalid("url", "invalid_url", m))?;
-    let addresses: Vec<std::net::IpAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(parsed.host.as_str(), parsed.port))
-        .map_err(|e| ApiError::invalid("url", "unresolvable_host", format!("{}: {e}", parsed.host)))?
-        .map(|a| a.ip())
-        .collect();
+    let addresses: Vec<std::net::IpAddr> =
+        std::net::ToSocketAddrs::to_socket_addrs(&(parsed.host.as_str(), parsed.port))
+            .map_err(|e| ApiError::invalid("url", "unresolvable_host", format!("{}: {e}", parsed.host)))?
+            .map(|a| a.ip())
+            .collect();
     crate::webhooks::check_addresses(&parsed.host, &addresses, s.settings.allow_private_webhooks)
         .map_err(|m| ApiError::invalid("url", "forbidden_address", m))?;
     let owner = match who.role {
@@ -560,16 +726,28 @@ pub(crate) fn add_endpoint(s: &AppState, who: &Principal, url: &str) -> Result<W
     Ok(endpoint)
 }
 
-pub async fn create_endpoint(State(state): State<AppState>, who: Principal, ApiJson(body): ApiJson<EndpointBody>) -> Result<Response, ApiError> {
+pub async fn create_endpoint(
+    State(state): State<AppState>,
+    who: Principal,
+    ApiJson(body): ApiJson<EndpointBody>,
+) -> Result<Response, ApiError> {
     let e = state.read(move |s| add_endpoint(s, &who, &body.url)).await?;
     let mut view = endpoint_view(&e);
     view["secret"] = json!(e.secret);
     Ok(reply(StatusCode::CREATED, &view))
 }
 
-pub async fn list_endpoints(State(state): State<AppState>, who: Principal, params: Params) -> Result<Response, ApiError> {
+pub async fn list_endpoints(
+    State(state): State<AppState>,
+    who: Principal,
+    params: Params,
+) -> Result<Response, ApiError> {
     params.only(&[])?;
-    let data = state.read(move |s| Ok(s.alerts.endpoints()?.iter().filter(|e| sees_endpoint(&who, e)).map(endpoint_view).collect::<Vec<_>>())).await?;
+    let data = state
+        .read(move |s| {
+            Ok(s.alerts.endpoints()?.iter().filter(|e| sees_endpoint(&who, e)).map(endpoint_view).collect::<Vec<_>>())
+        })
+        .await?;
     Ok(reply(StatusCode::OK, &json!({ "data": data })))
 }
 
@@ -601,7 +779,8 @@ pub(crate) fn visible_notifications(
         (_, Some(c)) => Some(vec![s.party_for(who, c)?.id]),
         (Role::Operator, None) => None,
         (Role::Reseller(me), None) => {
-            let query = PartyQuery { resellers: Some(false), reseller: Some(me), limit: 100_000, ..PartyQuery::default() };
+            let query =
+                PartyQuery { resellers: Some(false), reseller: Some(me), limit: 100_000, ..PartyQuery::default() };
             Some(s.engine.reader().parties(query)?.into_iter().map(|p| p.id).collect())
         }
         (Role::Customer(me), None) => Some(vec![me]),
@@ -639,7 +818,11 @@ pub(crate) fn notification_view(n: &NotificationRecord, deliveries: &[DeliveryRe
     })
 }
 
-pub async fn list_notifications(State(state): State<AppState>, who: Principal, params: Params) -> Result<Response, ApiError> {
+pub async fn list_notifications(
+    State(state): State<AppState>,
+    who: Principal,
+    params: Params,
+) -> Result<Response, ApiError> {
     params.only(&["customer", "before", "limit"])?;
     let limit = page_limit(params.id("limit")?.map(|n| u32::try_from(n).unwrap_or(u32::MAX)))?;
     let (customer, before) = (params.id("customer")?, params.id("before")?);
@@ -660,7 +843,11 @@ pub async fn list_notifications(State(state): State<AppState>, who: Principal, p
     Ok(reply(StatusCode::OK, &json!({ "data": data.0, "next_before": data.1 })))
 }
 
-pub async fn list_job_runs(State(state): State<AppState>, _who: Principal, params: Params) -> Result<Response, ApiError> {
+pub async fn list_job_runs(
+    State(state): State<AppState>,
+    _who: Principal,
+    params: Params,
+) -> Result<Response, ApiError> {
     params.only(&["limit"])?;
     let limit = page_limit(params.id("limit")?.map(|n| u32::try_from(n).unwrap_or(u32::MAX)))?;
     let runs = state.read(move |s| Ok(s.alerts.job_runs(limit)?)).await?;

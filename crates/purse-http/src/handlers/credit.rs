@@ -11,12 +11,15 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use purse_core::money::parse_units;
-use purse_core::{Account, AccountKind, Amount, Billing, ChangeNote, Command, Currency, Item, LimitChange, Party, PartyId, PartyKind, Role, TemporaryIncrease, Timestamp};
+use purse_core::{
+    Account, AccountKind, Amount, Billing, ChangeNote, Command, Currency, Item, LimitChange, Party, PartyId, PartyKind,
+    Role, TemporaryIncrease, Timestamp,
+};
 use purse_store::{AuditEntry, AuditQuery, ClassRecord, CreditPolicy, MaxIncrease, TransferSetting, Visible};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{amount, outcome, json_parts, page_limit, timestamp};
+use super::{amount, json_parts, outcome, page_limit, timestamp};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::idempotency::Ctx;
@@ -123,13 +126,21 @@ fn may_set_credit(who: &Principal, a: &Account) -> bool {
 
 /// Checks a change of credit and turns it into the ledger's linked commands (all or
 /// nothing), each carrying who asked and why. Blocking.
-pub(crate) fn credit_commands(s: &AppState, who: &Principal, account: &Account, change: &CreditChange) -> Result<Vec<Item>, ApiError> {
+pub(crate) fn credit_commands(
+    s: &AppState,
+    who: &Principal,
+    account: &Account,
+    change: &CreditChange,
+) -> Result<Vec<Item>, ApiError> {
     if change.credit_limit.is_none() && change.increase.is_none() {
         return Err(ApiError::invalid("", "nothing_to_change", "send credit_limit or temporary_increase"));
     }
     if !may_set_credit(who, account) {
         let field = if change.credit_limit.is_some() { "credit_limit" } else { "temporary_increase" };
-        return Err(ApiError::ForbiddenField { field, message: format!("this key may not change the {field} of account {}", account.id) });
+        return Err(ApiError::ForbiddenField {
+            field,
+            message: format!("this key may not change the {field} of account {}", account.id),
+        });
     }
     let reason = super::reason_text(change.reason.as_deref())?;
     let note = ChangeNote { by: s.actor(who)?, reason };
@@ -146,40 +157,75 @@ pub(crate) fn credit_commands(s: &AppState, who: &Principal, account: &Account, 
         let increase = match increase {
             None => None,
             Some(i) => {
-                if matches!(&party, Some(Party { kind: PartyKind::Customer { billing: Billing::Prepaid, .. }, .. })) && account.kind == AccountKind::Wallet {
-                    return Err(ApiError::invalid("temporary_increase", "prepaid_customer", "a temporary credit limit increase is for postpaid customers only"));
+                if matches!(&party, Some(Party { kind: PartyKind::Customer { billing: Billing::Prepaid, .. }, .. }))
+                    && account.kind == AccountKind::Wallet
+                {
+                    return Err(ApiError::invalid(
+                        "temporary_increase",
+                        "prepaid_customer",
+                        "a temporary credit limit increase is for postpaid customers only",
+                    ));
                 }
                 let value = match (&i.amount, &i.percent) {
                     (Some(a), None) => amount("temporary_increase.amount", a, c)?,
                     (None, Some(p)) => {
                         let bp = parse_units(p, 2).ok().filter(|bp| *bp > 0).ok_or_else(|| {
-                            ApiError::invalid("temporary_increase.percent", "invalid_percent", "percent must be a positive number with at most two decimals")
+                            ApiError::invalid(
+                                "temporary_increase.percent",
+                                "invalid_percent",
+                                "percent must be a positive number with at most two decimals",
+                            )
                         })?;
                         if !permanent.is_positive() {
                             return Err(ApiError::invalid(
                                 "temporary_increase.percent",
                                 "percent_needs_positive_limit",
-                                format!("a percentage increase needs a positive permanent credit limit; it is {}", c.format(permanent)),
+                                format!(
+                                    "a percentage increase needs a positive permanent credit limit; it is {}",
+                                    c.format(permanent)
+                                ),
                             ));
                         }
                         Amount(percent_of(permanent, bp))
                     }
-                    _ => return Err(ApiError::invalid("temporary_increase.amount", "amount_or_percent", "give either amount or percent")),
+                    _ => {
+                        return Err(ApiError::invalid(
+                            "temporary_increase.amount",
+                            "amount_or_percent",
+                            "give either amount or percent",
+                        ))
+                    }
                 };
                 if !value.is_positive() {
-                    return Err(ApiError::invalid("temporary_increase.amount", "temporary_increase_must_be_positive", "the increase must be positive"));
+                    return Err(ApiError::invalid(
+                        "temporary_increase.amount",
+                        "temporary_increase_must_be_positive",
+                        "the increase must be positive",
+                    ));
                 }
                 let until = timestamp("temporary_increase.valid_until", &i.valid_until)?;
                 if until <= now {
-                    return Err(ApiError::invalid("temporary_increase.valid_until", "valid_until_must_be_in_future", "valid_until must be in the future"));
+                    return Err(ApiError::invalid(
+                        "temporary_increase.valid_until",
+                        "valid_until_must_be_in_future",
+                        "valid_until must be in the future",
+                    ));
                 }
                 if let Some((max, source)) = party.as_ref().map(|p| maximum_of(s, p)).transpose()?.flatten() {
                     let b = bound(&max, source, c, permanent, now);
                     if b.amount.is_some_and(|m| value > m) {
-                        return Err(ApiError::invalid("temporary_increase.amount", "above_maximum_increase", format!("{} is above {}", c.format(value), b.text)));
+                        return Err(ApiError::invalid(
+                            "temporary_increase.amount",
+                            "above_maximum_increase",
+                            format!("{} is above {}", c.format(value), b.text),
+                        ));
                     }
                     if b.until.is_some_and(|m| until > m) {
-                        return Err(ApiError::invalid("temporary_increase.valid_until", "above_maximum_increase", format!("valid_until is later than {}", b.text)));
+                        return Err(ApiError::invalid(
+                            "temporary_increase.valid_until",
+                            "above_maximum_increase",
+                            format!("valid_until is later than {}", b.text),
+                        ));
                     }
                 }
                 Some((value, until))
@@ -207,9 +253,15 @@ fn some<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<O
     T::deserialize(d).map(Some)
 }
 
-pub async fn update_account(State(state): State<AppState>, ctx: Ctx, Id(id): Id, ApiJson(body): ApiJson<AccountChanges>) -> Result<Response, ApiError> {
+pub async fn update_account(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Id(id): Id,
+    ApiJson(body): ApiJson<AccountChanges>,
+) -> Result<Response, ApiError> {
     let who = ctx.principal;
-    let change = CreditChange { credit_limit: body.credit_limit, increase: body.temporary_increase, reason: body.reason };
+    let change =
+        CreditChange { credit_limit: body.credit_limit, increase: body.temporary_increase, reason: body.reason };
     let items = state
         .read(move |s| {
             let account = s.account_for(&who, id)?;
@@ -232,7 +284,9 @@ fn increase_view(c: &Currency, i: Option<TemporaryIncrease>) -> Value {
 
 pub(crate) fn history_view(h: &LimitChange) -> Value {
     let c = &h.currency;
-    let effective = |limit: Amount, i: Option<TemporaryIncrease>| c.format(Amount(limit.0.saturating_add(i.map_or(0, |i| i.amount.0))));
+    let effective = |limit: Amount, i: Option<TemporaryIncrease>| {
+        c.format(Amount(limit.0.saturating_add(i.map_or(0, |i| i.amount.0))))
+    };
     json!({
         "kind": h.kind.as_str(),
         "at": time::format(h.at),
@@ -281,19 +335,33 @@ pub(crate) fn check_max(field: &str, m: Option<&MaxText>) -> Result<MaxIncrease,
     let Some(m) = m else { return Ok(MaxIncrease::default()) };
     let amount = match m.amount.as_deref() {
         Some(a) => {
-            let units = parse_units(a, purse_core::money::SCALE_MAX).map_err(|e| ApiError::invalid(format!("{field}.amount"), "invalid_amount", format!("{field}.amount {e}")))?;
+            let units = parse_units(a, purse_core::money::SCALE_MAX).map_err(|e| {
+                ApiError::invalid(format!("{field}.amount"), "invalid_amount", format!("{field}.amount {e}"))
+            })?;
             if units <= 0 {
-                return Err(ApiError::invalid(format!("{field}.amount"), "amount_must_be_positive", format!("{field}.amount must be positive")));
+                return Err(ApiError::invalid(
+                    format!("{field}.amount"),
+                    "amount_must_be_positive",
+                    format!("{field}.amount must be positive"),
+                ));
             }
             Some(a.to_owned())
         }
         None => None,
     };
     if m.percent.is_some_and(|p| !(1..=1000).contains(&p)) {
-        return Err(ApiError::invalid(format!("{field}.percent"), "invalid_percent", format!("{field}.percent must be 1 to 1000")));
+        return Err(ApiError::invalid(
+            format!("{field}.percent"),
+            "invalid_percent",
+            format!("{field}.percent must be 1 to 1000"),
+        ));
     }
     if m.days.is_some_and(|d| !(1..=MAX_DAYS_LIMIT).contains(&d)) {
-        return Err(ApiError::invalid(format!("{field}.days"), "invalid_days", format!("{field}.days must be 1 to {MAX_DAYS_LIMIT}")));
+        return Err(ApiError::invalid(
+            format!("{field}.days"),
+            "invalid_days",
+            format!("{field}.days must be 1 to {MAX_DAYS_LIMIT}"),
+        ));
     }
     Ok(MaxIncrease { amount, percent: m.percent, days: m.days })
 }
@@ -317,7 +385,12 @@ pub(crate) fn class_view(c: &ClassRecord) -> Value {
 
 /// Checks and stores a class (new when `id` is 0), with its audit entry; returns it and the
 /// customers in it, whose transfers setting may follow. Blocking.
-pub(crate) fn save_class(s: &AppState, who: &Principal, id: u64, body: ClassBody) -> Result<(ClassRecord, Vec<PartyId>), ApiError> {
+pub(crate) fn save_class(
+    s: &AppState,
+    who: &Principal,
+    id: u64,
+    body: ClassBody,
+) -> Result<(ClassRecord, Vec<PartyId>), ApiError> {
     let name = body.name.trim();
     if name.is_empty() || name.len() > 100 || !purse_core::text::is_single_line(name) {
         return Err(ApiError::invalid("name", "invalid_name", "name must be 1 to 100 bytes"));
@@ -327,12 +400,32 @@ pub(crate) fn save_class(s: &AppState, who: &Principal, id: u64, body: ClassBody
     if classes.iter().any(|c| c.name == name && c.id != id) {
         return Err(ApiError::invalid("name", "name_taken", format!("a class named {name:?} exists")));
     }
-    let before = if id == 0 { None } else { Some(classes.iter().find(|c| c.id == id).ok_or(ApiError::NotFound("customer class"))?) };
-    let class = ClassRecord { id, reseller: None, name: name.to_owned(), transfers_allowed: body.subscriber_transfers, max, updated_at: s.engine.clock().now() };
+    let before = if id == 0 {
+        None
+    } else {
+        Some(classes.iter().find(|c| c.id == id).ok_or(ApiError::NotFound("customer class"))?)
+    };
+    let class = ClassRecord {
+        id,
+        reseller: None,
+        name: name.to_owned(),
+        transfers_allowed: body.subscriber_transfers,
+        max,
+        updated_at: s.engine.clock().now(),
+    };
     let after = class_view(&class);
-    let audit = s.audit_entry(who, None, "customer_class", id, if id == 0 { "create" } else { "update" }, before.map(class_view).as_ref(), Some(&after))?;
+    let audit = s.audit_entry(
+        who,
+        None,
+        "customer_class",
+        id,
+        if id == 0 { "create" } else { "update" },
+        before.map(class_view).as_ref(),
+        Some(&after),
+    )?;
     let class = s.credit.put_class(&class, &audit)?;
-    let members = s.credit.credit_policies()?.into_iter().filter(|p| p.class == Some(class.id)).map(|p| p.party).collect();
+    let members =
+        s.credit.credit_policies()?.into_iter().filter(|p| p.class == Some(class.id)).map(|p| p.party).collect();
     Ok((class, members))
 }
 
@@ -346,9 +439,14 @@ pub(crate) async fn sync_transfers(state: &AppState, parties: Vec<PartyId>) -> R
     let items = state
         .read(move |s| {
             let reader = s.engine.reader();
-            let customers = parties.iter().filter_map(|p| reader.party(*p).transpose()).collect::<Result<Vec<_>, _>>()?;
-            let changes = purse_store::credit::transfer_changes(&customers, &s.credit.credit_policies()?, &s.credit.classes()?);
-            Ok(changes.into_iter().map(|(party, allowed)| Item::single(Command::SetSubscriberTransfers { party, allowed })).collect::<Vec<_>>())
+            let customers =
+                parties.iter().filter_map(|p| reader.party(*p).transpose()).collect::<Result<Vec<_>, _>>()?;
+            let changes =
+                purse_store::credit::transfer_changes(&customers, &s.credit.credit_policies()?, &s.credit.classes()?);
+            Ok(changes
+                .into_iter()
+                .map(|(party, allowed)| Item::single(Command::SetSubscriberTransfers { party, allowed }))
+                .collect::<Vec<_>>())
         })
         .await?;
     if items.is_empty() {
@@ -361,16 +459,26 @@ pub(crate) async fn sync_transfers(state: &AppState, parties: Vec<PartyId>) -> R
 }
 
 pub async fn list_classes(State(state): State<AppState>, _who: Principal) -> Result<Response, ApiError> {
-    let body = state.read(|s| Ok(json!({ "data": s.credit.classes()?.iter().map(class_view).collect::<Vec<_>>() }))).await?;
+    let body =
+        state.read(|s| Ok(json!({ "data": s.credit.classes()?.iter().map(class_view).collect::<Vec<_>>() }))).await?;
     Ok(reply(StatusCode::OK, &body))
 }
 
-pub async fn create_class(State(state): State<AppState>, who: Principal, ApiJson(body): ApiJson<ClassBody>) -> Result<Response, ApiError> {
+pub async fn create_class(
+    State(state): State<AppState>,
+    who: Principal,
+    ApiJson(body): ApiJson<ClassBody>,
+) -> Result<Response, ApiError> {
     let (class, _) = state.read(move |s| save_class(s, &who, 0, body)).await?;
     Ok(reply(StatusCode::CREATED, &class_view(&class)))
 }
 
-pub async fn replace_class(State(state): State<AppState>, who: Principal, Id(id): Id, ApiJson(body): ApiJson<ClassBody>) -> Result<Response, ApiError> {
+pub async fn replace_class(
+    State(state): State<AppState>,
+    who: Principal,
+    Id(id): Id,
+    ApiJson(body): ApiJson<ClassBody>,
+) -> Result<Response, ApiError> {
     let (class, members) = state.read(move |s| save_class(s, &who, id, body)).await?;
     sync_transfers(&state, members).await?;
     Ok(reply(StatusCode::OK, &class_view(&class)))
@@ -382,7 +490,9 @@ pub async fn replace_class(State(state): State<AppState>, who: Principal, Id(id)
 pub(crate) fn settings_view(s: &AppState, party: &Party) -> Result<Value, ApiError> {
     let policy = s.credit.credit_policy(party.id)?.unwrap_or_else(|| CreditPolicy::default_for(party.id));
     let PartyKind::Customer { billing, currency, wallet, .. } = party.kind else {
-        return Ok(json!({ "reseller": party.id.0, "maximum_increase": max_view(&policy.max), "updated_at": time::format(policy.updated_at) }));
+        return Ok(
+            json!({ "reseller": party.id.0, "maximum_increase": max_view(&policy.max), "updated_at": time::format(policy.updated_at) }),
+        );
     };
     let c = s.currency("currency", currency)?;
     let now = s.engine.clock().now();
@@ -394,7 +504,11 @@ pub(crate) fn settings_view(s: &AppState, party: &Party) -> Result<Value, ApiErr
         let b = bound(&m, source.clone(), c, w.credit_limit, now);
         json!({ "amount": b.amount.map(|a| c.format(a)), "valid_until": b.until.map(time::format), "source": source, "text": b.text })
     });
-    let warning = s.alerts.alert_settings(party.id)?.map(|a| purse_core::alerts::format_warning_levels(&a.warning, &c)).unwrap_or_default();
+    let warning = s
+        .alerts
+        .alert_settings(party.id)?
+        .map(|a| purse_core::alerts::format_warning_levels(&a.warning, &c))
+        .unwrap_or_default();
     Ok(json!({
         "customer": party.id.0,
         "billing": if billing == Billing::Prepaid { "prepaid" } else { "postpaid" },
@@ -427,25 +541,43 @@ pub struct CreditSettingsBody {
 }
 
 /// Checks and stores a party's credit settings, with its audit entry. Blocking.
-pub(crate) fn save_credit_settings(s: &AppState, who: &Principal, party: &Party, body: CreditSettingsBody) -> Result<(), ApiError> {
+pub(crate) fn save_credit_settings(
+    s: &AppState,
+    who: &Principal,
+    party: &Party,
+    body: CreditSettingsBody,
+) -> Result<(), ApiError> {
     let old = s.credit.credit_policy(party.id)?;
     let mut policy = old.clone().unwrap_or_else(|| CreditPolicy::default_for(party.id));
     match party.kind {
         PartyKind::Customer { .. } => {
             if body.maximum_increase.is_some() {
-                return Err(ApiError::invalid("maximum_increase", "not_allowed", "a customer's maximum comes from its class or reseller"));
+                return Err(ApiError::invalid(
+                    "maximum_increase",
+                    "not_allowed",
+                    "a customer's maximum comes from its class or reseller",
+                ));
             }
             if let Some(class) = body.class {
                 if let Some(id) = class {
                     if !s.credit.classes()?.iter().any(|c| c.id == id) {
-                        return Err(ApiError::invalid("class", "class_not_found", format!("customer class {id} does not exist")));
+                        return Err(ApiError::invalid(
+                            "class",
+                            "class_not_found",
+                            format!("customer class {id} does not exist"),
+                        ));
                     }
                 }
                 policy.class = class;
             }
             if let Some(t) = &body.subscriber_transfers {
-                policy.transfers = TransferSetting::parse(t)
-                    .ok_or_else(|| ApiError::invalid("subscriber_transfers", "invalid_setting", "subscriber_transfers must be class, yes or no"))?;
+                policy.transfers = TransferSetting::parse(t).ok_or_else(|| {
+                    ApiError::invalid(
+                        "subscriber_transfers",
+                        "invalid_setting",
+                        "subscriber_transfers must be class, yes or no",
+                    )
+                })?;
             }
         }
         PartyKind::Reseller => {
@@ -460,19 +592,31 @@ pub(crate) fn save_credit_settings(s: &AppState, who: &Principal, party: &Party,
     }
     policy.updated_at = s.engine.clock().now();
     let view = |p: &CreditPolicy| json!({ "class": p.class, "subscriber_transfers": p.transfers.as_str(), "maximum_increase": max_view(&p.max) });
-    let audit = s.audit_entry(who, Some(party.id), "credit_settings", party.id, "update", old.as_ref().map(view).as_ref(), Some(&view(&policy)))?;
+    let audit = s.audit_entry(
+        who,
+        Some(party.id),
+        "credit_settings",
+        party.id,
+        "update",
+        old.as_ref().map(view).as_ref(),
+        Some(&view(&policy)),
+    )?;
     s.credit.put_credit_policy(&policy, &audit)?;
     Ok(())
 }
 
 async fn get_settings(state: AppState, who: Principal, id: u64, reseller: bool) -> Result<Response, ApiError> {
-    let body = state
-        .read(move |s| settings_view(s, &super::party_of_kind(s, &who, id, reseller)?))
-        .await?;
+    let body = state.read(move |s| settings_view(s, &super::party_of_kind(s, &who, id, reseller)?)).await?;
     Ok(reply(StatusCode::OK, &body))
 }
 
-async fn put_settings(state: AppState, who: Principal, id: u64, reseller: bool, body: CreditSettingsBody) -> Result<Response, ApiError> {
+async fn put_settings(
+    state: AppState,
+    who: Principal,
+    id: u64,
+    reseller: bool,
+    body: CreditSettingsBody,
+) -> Result<Response, ApiError> {
     let party = state
         .read(move |s| {
             let party = super::party_of_kind(s, &who, id, reseller)?;
@@ -484,19 +628,37 @@ async fn put_settings(state: AppState, who: Principal, id: u64, reseller: bool, 
     get_settings(state, who, id, reseller).await
 }
 
-pub async fn get_customer_credit(State(state): State<AppState>, who: Principal, Id(id): Id) -> Result<Response, ApiError> {
+pub async fn get_customer_credit(
+    State(state): State<AppState>,
+    who: Principal,
+    Id(id): Id,
+) -> Result<Response, ApiError> {
     get_settings(state, who, id, false).await
 }
 
-pub async fn put_customer_credit(State(state): State<AppState>, who: Principal, Id(id): Id, ApiJson(body): ApiJson<CreditSettingsBody>) -> Result<Response, ApiError> {
+pub async fn put_customer_credit(
+    State(state): State<AppState>,
+    who: Principal,
+    Id(id): Id,
+    ApiJson(body): ApiJson<CreditSettingsBody>,
+) -> Result<Response, ApiError> {
     put_settings(state, who, id, false, body).await
 }
 
-pub async fn get_reseller_credit(State(state): State<AppState>, who: Principal, Id(id): Id) -> Result<Response, ApiError> {
+pub async fn get_reseller_credit(
+    State(state): State<AppState>,
+    who: Principal,
+    Id(id): Id,
+) -> Result<Response, ApiError> {
     get_settings(state, who, id, true).await
 }
 
-pub async fn put_reseller_credit(State(state): State<AppState>, who: Principal, Id(id): Id, ApiJson(body): ApiJson<CreditSettingsBody>) -> Result<Response, ApiError> {
+pub async fn put_reseller_credit(
+    State(state): State<AppState>,
+    who: Principal,
+    Id(id): Id,
+    ApiJson(body): ApiJson<CreditSettingsBody>,
+) -> Result<Response, ApiError> {
     put_settings(state, who, id, true, body).await
 }
 
@@ -506,7 +668,8 @@ pub async fn put_reseller_credit(State(state): State<AppState>, who: Principal, 
 /// subscriber accounts the ledger checks this too, with the customer's transfers setting,
 /// in the batch that posts it.)
 pub(crate) fn check_subscriber_transfer(source: &Account, target: &Account) -> Result<(), ApiError> {
-    let subscriber = |a: &Account| matches!(a.kind, AccountKind::SubscriberDebit | AccountKind::SubscriberCredit { .. });
+    let subscriber =
+        |a: &Account| matches!(a.kind, AccountKind::SubscriberDebit | AccountKind::SubscriberCredit { .. });
     if (subscriber(source) || subscriber(target)) && source.party != target.party {
         return Err(ApiError::Rejected(purse_core::Rejection::OtherCustomer));
     }
@@ -516,7 +679,8 @@ pub(crate) fn check_subscriber_transfer(source: &Account, target: &Account) -> R
 // ------------------------------------------------------------------ audit log
 
 pub(crate) fn audit_view(e: &AuditEntry) -> Value {
-    let parse = |t: &Option<String>| t.as_deref().and_then(|t| serde_json::from_str::<Value>(t).ok()).unwrap_or(Value::Null);
+    let parse =
+        |t: &Option<String>| t.as_deref().and_then(|t| serde_json::from_str::<Value>(t).ok()).unwrap_or(Value::Null);
     json!({
         "id": e.id,
         "at": time::format(e.at),

@@ -10,7 +10,9 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use purse_core::command::REASON_LEN_MAX;
 use purse_core::invoice::{invoice_precision, CYCLE_DAY_MAX};
-use purse_core::{AccountId, AccountKind, Amount, ClientId, Command, Currency, Item, Money, Outcome, Party, PartyKind, PaymentMethod};
+use purse_core::{
+    AccountId, AccountKind, Amount, ClientId, Command, Currency, Item, Money, Outcome, Party, PartyKind, PaymentMethod,
+};
 use purse_store::invoices::Line;
 use purse_store::{AllocationRecord, BillingSettings, InvoiceKind, InvoiceRecord, InvoiceStatus, VoidRefusal};
 use serde::Deserialize;
@@ -58,7 +60,12 @@ pub(crate) fn invoice_view(i: &InvoiceRecord, c: &Currency) -> Value {
     })
 }
 
-pub(crate) fn allocation_view(a: &AllocationRecord, c: &Currency, invoice: Option<&str>, receipt: Option<&str>) -> Value {
+pub(crate) fn allocation_view(
+    a: &AllocationRecord,
+    c: &Currency,
+    invoice: Option<&str>,
+    receipt: Option<&str>,
+) -> Value {
     json!({
         "id": a.id,
         "invoice": a.invoice,
@@ -94,8 +101,19 @@ pub(crate) fn invoice_detail(s: &AppState, i: &InvoiceRecord) -> Result<Value, A
     Ok(view)
 }
 
-pub async fn list_invoices(State(state): State<AppState>, who: Principal, params: Params) -> Result<Response, ApiError> {
-    list_of(state, who, params, |s, p, n| Ok(s.payments.invoices(p, n)?), |s, i| Ok((i.party, invoice_view(i, &s.currency("currency", i.currency)?)))).await
+pub async fn list_invoices(
+    State(state): State<AppState>,
+    who: Principal,
+    params: Params,
+) -> Result<Response, ApiError> {
+    list_of(
+        state,
+        who,
+        params,
+        |s, p, n| Ok(s.payments.invoices(p, n)?),
+        |s, i| Ok((i.party, invoice_view(i, &s.currency("currency", i.currency)?))),
+    )
+    .await
 }
 
 pub async fn get_invoice(State(state): State<AppState>, who: Principal, Id(id): Id) -> Result<Response, ApiError> {
@@ -117,7 +135,14 @@ pub(crate) fn invoice_pdf(s: &AppState, i: &InvoiceRecord) -> Result<Vec<u8>, Ap
 /// The invoice as a PDF, made in-process: issuer (the reseller, else the operator), number,
 /// dates, period, status, whom it is billed to, its lines, the rounding, the total and what
 /// is due.
-pub fn invoice_document(i: &InvoiceRecord, lines: &[Line], customer: &Party, issuer: Option<&Party>, email: Option<&str>, c: &Currency) -> Vec<u8> {
+pub fn invoice_document(
+    i: &InvoiceRecord,
+    lines: &[Line],
+    customer: &Party,
+    issuer: Option<&Party>,
+    email: Option<&str>,
+    c: &Currency,
+) -> Vec<u8> {
     use crate::pdf::{Pdf, MARGIN, RIGHT};
     let issuer = issuer.map_or_else(|| "Purse".to_owned(), |p| p.name.clone());
     let number = i.display_number();
@@ -222,7 +247,12 @@ pub struct InvoicePaymentBody {
 }
 
 /// Checks a payment of an invoice and makes its ledger command. Blocking.
-pub(crate) fn invoice_payment(s: &AppState, who: &Principal, id: u64, body: &InvoicePaymentBody) -> Result<(InvoiceRecord, Option<Command>, Currency), ApiError> {
+pub(crate) fn invoice_payment(
+    s: &AppState,
+    who: &Principal,
+    id: u64,
+    body: &InvoicePaymentBody,
+) -> Result<(InvoiceRecord, Option<Command>, Currency), ApiError> {
     let i = visible_invoice(s, who, id)?;
     let c = s.currency("currency", i.currency)?;
     let method = match body.method.as_str() {
@@ -230,20 +260,38 @@ pub(crate) fn invoice_payment(s: &AppState, who: &Principal, id: u64, body: &Inv
         "cheque" => PaymentMethod::Cheque,
         "cash" => PaymentMethod::Cash,
         "card" => PaymentMethod::Card,
-        _ => return Err(ApiError::invalid("method", "invalid_method", "method must be bank_transfer, cheque, cash or card")),
+        _ => {
+            return Err(ApiError::invalid(
+                "method",
+                "invalid_method",
+                "method must be bank_transfer, cheque, cash or card",
+            ))
+        }
     };
     let code = currency_code("currency", &body.currency)?;
     if code != i.currency {
-        return Err(ApiError::invalid("currency", "currency_mismatch", format!("invoice {} is in {}, not {code}", i.display_number(), i.currency)));
+        return Err(ApiError::invalid(
+            "currency",
+            "currency_mismatch",
+            format!("invoice {} is in {}, not {code}", i.display_number(), i.currency),
+        ));
     }
     let paid = amount("amount", &body.amount, c)?;
     if i.status == InvoiceStatus::Void {
-        return Err(ApiError::invalid("invoice", "invoice_void", format!("invoice {} is void and cannot be paid", i.display_number())));
+        return Err(ApiError::invalid(
+            "invoice",
+            "invoice_void",
+            format!("invoice {} is void and cannot be paid", i.display_number()),
+        ));
     }
     let client_id = match i.kind {
         InvoiceKind::TopUp => {
             if paid.0 != i.amount {
-                return Err(ApiError::invalid("amount", "amount_mismatch", format!("a top-up invoice is paid whole: {} {}", c.format(Amount(i.amount)), c.code)));
+                return Err(ApiError::invalid(
+                    "amount",
+                    "amount_mismatch",
+                    format!("a top-up invoice is paid whole: {} {}", c.format(Amount(i.amount)), c.code),
+                ));
             }
             if i.status == InvoiceStatus::Paid && i.transfer.is_some() {
                 return Ok((i, None, c));
@@ -252,13 +300,22 @@ pub(crate) fn invoice_payment(s: &AppState, who: &Principal, id: u64, body: &Inv
         }
         InvoiceKind::Usage => {
             if i.due() <= 0 {
-                return Err(ApiError::invalid("invoice", "invoice_paid", format!("invoice {} is paid: nothing is due", i.display_number())));
+                return Err(ApiError::invalid(
+                    "invoice",
+                    "invoice_paid",
+                    format!("invoice {} is paid: nothing is due", i.display_number()),
+                ));
             }
             if paid.0 <= 0 || paid.0 > i.due() {
                 return Err(ApiError::invalid(
                     "amount",
                     "amount_above_due",
-                    format!("amount must be more than 0 and at most the {} {} due on {}", c.format(Amount(i.due())), c.code, i.display_number()),
+                    format!(
+                        "amount must be more than 0 and at most the {} {} due on {}",
+                        c.format(Amount(i.due())),
+                        c.code,
+                        i.display_number()
+                    ),
                 ));
             }
             // The same payment of the same amount due replays; the next one is new.
@@ -281,7 +338,12 @@ pub(crate) fn invoice_payment(s: &AppState, who: &Principal, id: u64, body: &Inv
 /// paid at once; a usage invoice's payment is a payment like any other, made for this
 /// invoice: it is allocated to it first when its receipt is recorded (the notifier's next
 /// pass, within a second), then to the oldest invoices due.
-pub async fn pay_invoice(State(state): State<AppState>, who: Principal, Id(id): Id, ApiJson(body): ApiJson<InvoicePaymentBody>) -> Result<Response, ApiError> {
+pub async fn pay_invoice(
+    State(state): State<AppState>,
+    who: Principal,
+    Id(id): Id,
+    ApiJson(body): ApiJson<InvoicePaymentBody>,
+) -> Result<Response, ApiError> {
     let (invoice, command, c) = state.read(move |s| invoice_payment(s, &who, id, &body)).await?;
     let Some(command) = command else { return Ok(reply(StatusCode::OK, &invoice_view(&invoice, &c))) };
     let transfer = post_payment(&state, &invoice, command).await?;
@@ -322,7 +384,11 @@ pub struct VoidBody {
 pub(crate) fn void_invoice(s: &AppState, who: &Principal, id: u64, reason: &str) -> Result<InvoiceRecord, ApiError> {
     let reason = reason.trim();
     if reason.is_empty() || reason.len() > REASON_LEN_MAX || !purse_core::text::is_single_line(reason) {
-        return Err(ApiError::invalid("reason", "invalid_reason", format!("reason must say why, in 1 to {REASON_LEN_MAX} bytes")));
+        return Err(ApiError::invalid(
+            "reason",
+            "invalid_reason",
+            format!("reason must say why, in 1 to {REASON_LEN_MAX} bytes"),
+        ));
     }
     let i = visible_invoice(s, who, id)?;
     let before = json!({ "status": i.status.as_str(), "allocated": i.allocated });
@@ -341,7 +407,12 @@ pub(crate) fn void_invoice(s: &AppState, who: &Principal, id: u64, reason: &str)
     }
 }
 
-pub async fn post_void(State(state): State<AppState>, who: Principal, Id(id): Id, ApiJson(body): ApiJson<VoidBody>) -> Result<Response, ApiError> {
+pub async fn post_void(
+    State(state): State<AppState>,
+    who: Principal,
+    Id(id): Id,
+    ApiJson(body): ApiJson<VoidBody>,
+) -> Result<Response, ApiError> {
     let view = state
         .read(move |s| {
             let i = void_invoice(s, &who, id, &body.reason)?;
@@ -392,7 +463,9 @@ pub async fn post_issue(State(state): State<AppState>, who: Principal, Id(id): I
             let view = state.read(move |s| invoice_detail(s, &i)).await?;
             Ok(reply(StatusCode::CREATED, &view))
         }
-        None => Err(ApiError::invalid("customer", "nothing_to_invoice", "the customer has no uninvoiced usage to invoice")),
+        None => {
+            Err(ApiError::invalid("customer", "nothing_to_invoice", "the customer has no uninvoiced usage to invoice"))
+        }
     }
 }
 
@@ -424,16 +497,44 @@ pub(crate) fn billing_view(b: &BillingSettings, s: &AppState) -> Result<Value, A
 }
 
 /// Checks and stores a customer's billing cycle (staff), with an audit entry. Blocking.
-pub(crate) fn save_billing(s: &AppState, who: &Principal, party: &Party, body: &BillingBody) -> Result<BillingSettings, ApiError> {
+pub(crate) fn save_billing(
+    s: &AppState,
+    who: &Principal,
+    party: &Party,
+    body: &BillingBody,
+) -> Result<BillingSettings, ApiError> {
     if !(1..=i64::from(CYCLE_DAY_MAX)).contains(&body.cycle_day) {
-        return Err(ApiError::invalid("cycle_day", "invalid_cycle_day", format!("cycle_day must be between 1 and {CYCLE_DAY_MAX} (every month has it)")));
+        return Err(ApiError::invalid(
+            "cycle_day",
+            "invalid_cycle_day",
+            format!("cycle_day must be between 1 and {CYCLE_DAY_MAX} (every month has it)"),
+        ));
     }
-    let offset = time::parse_offset(body.time_zone.trim())
-        .ok_or_else(|| ApiError::invalid("time_zone", "invalid_time_zone", "time_zone must be UTC or an offset such as +03:00 or -05:30"))?;
+    let offset = time::parse_offset(body.time_zone.trim()).ok_or_else(|| {
+        ApiError::invalid(
+            "time_zone",
+            "invalid_time_zone",
+            "time_zone must be UTC or an offset such as +03:00 or -05:30",
+        )
+    })?;
     let before = s.payments.billing_settings(party.id)?.unwrap_or_else(|| BillingSettings::default_for(party.id));
-    let settings = BillingSettings { party: party.id, cycle_day: body.cycle_day as u8, utc_offset_min: offset, updated_at: s.engine.clock().now() };
-    let view = |b: &BillingSettings| json!({ "cycle_day": b.cycle_day, "time_zone": time::format_offset(b.utc_offset_min) });
-    let audit = s.audit_entry(who, Some(party.id), "billing_settings", party.id, "update", Some(&view(&before)), Some(&view(&settings)))?;
+    let settings = BillingSettings {
+        party: party.id,
+        cycle_day: body.cycle_day as u8,
+        utc_offset_min: offset,
+        updated_at: s.engine.clock().now(),
+    };
+    let view =
+        |b: &BillingSettings| json!({ "cycle_day": b.cycle_day, "time_zone": time::format_offset(b.utc_offset_min) });
+    let audit = s.audit_entry(
+        who,
+        Some(party.id),
+        "billing_settings",
+        party.id,
+        "update",
+        Some(&view(&before)),
+        Some(&view(&settings)),
+    )?;
     s.payments.put_billing_settings(&settings, &audit)?;
     Ok(settings)
 }
@@ -442,13 +543,21 @@ pub async fn get_billing(State(state): State<AppState>, who: Principal, Id(id): 
     let view = state
         .read(move |s| {
             let party = super::party_of_kind(s, &who, id, false)?;
-            billing_view(&s.payments.billing_settings(party.id)?.unwrap_or_else(|| BillingSettings::default_for(party.id)), s)
+            billing_view(
+                &s.payments.billing_settings(party.id)?.unwrap_or_else(|| BillingSettings::default_for(party.id)),
+                s,
+            )
         })
         .await?;
     Ok(reply(StatusCode::OK, &view))
 }
 
-pub async fn put_billing(State(state): State<AppState>, who: Principal, Id(id): Id, ApiJson(body): ApiJson<BillingBody>) -> Result<Response, ApiError> {
+pub async fn put_billing(
+    State(state): State<AppState>,
+    who: Principal,
+    Id(id): Id,
+    ApiJson(body): ApiJson<BillingBody>,
+) -> Result<Response, ApiError> {
     let view = state
         .read(move |s| {
             let party = super::party_of_kind(s, &who, id, false)?;

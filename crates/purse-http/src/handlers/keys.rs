@@ -45,14 +45,19 @@ pub fn valid_email(email: &str) -> bool {
 /// The rule a password breaks, if any.
 pub fn password_rule(password: &str) -> Option<String> {
     let n = password.chars().count();
-    (!(PASSWORD_LEN_MIN..=PASSWORD_LEN_MAX).contains(&n)).then(|| format!("A password is {PASSWORD_LEN_MIN} to {PASSWORD_LEN_MAX} characters."))
+    (!(PASSWORD_LEN_MIN..=PASSWORD_LEN_MAX).contains(&n))
+        .then(|| format!("A password is {PASSWORD_LEN_MIN} to {PASSWORD_LEN_MAX} characters."))
 }
 
 /// A name of a key or a user: trimmed, 1 to 100 characters, none of them control characters.
 pub fn name(field: &str, text: &str) -> Result<String, ApiError> {
     let name = text.trim();
     if name.is_empty() || name.chars().count() > NAME_LEN_MAX || name.chars().any(char::is_control) {
-        return Err(ApiError::invalid(field, "invalid_name", format!("{field} must be 1 to {NAME_LEN_MAX} characters, none of them control characters")));
+        return Err(ApiError::invalid(
+            field,
+            "invalid_name",
+            format!("{field} must be 1 to {NAME_LEN_MAX} characters, none of them control characters"),
+        ));
     }
     Ok(name.to_owned())
 }
@@ -85,15 +90,25 @@ pub fn target_role(s: &AppState, who: &Principal, role: Option<&str>, party: Opt
     let target = match role_text {
         "operator" => {
             if party.is_some() {
-                return Err(ApiError::invalid("party", "party_not_allowed", "an operator key or user belongs to no party"));
+                return Err(ApiError::invalid(
+                    "party",
+                    "party_not_allowed",
+                    "an operator key or user belongs to no party",
+                ));
             }
             Role::Operator
         }
         "reseller" | "customer" => {
             let id = party.or(own_party.filter(|_| role.is_none())).ok_or_else(|| {
-                ApiError::invalid("party", "party_required", format!("give the id of the {role_text} the key or user belongs to"))
+                ApiError::invalid(
+                    "party",
+                    "party_required",
+                    format!("give the id of the {role_text} the key or user belongs to"),
+                )
             })?;
-            let not_found = || ApiError::invalid("party", "party_not_found", format!("there is no {role_text} {id} that you manage"));
+            let not_found = || {
+                ApiError::invalid("party", "party_not_found", format!("there is no {role_text} {id} that you manage"))
+            };
             let found = s.party_for(who, id).map_err(|_| not_found())?;
             match (role_text, &found.kind) {
                 ("reseller", PartyKind::Reseller) => Role::Reseller(PartyId(id)),
@@ -101,10 +116,19 @@ pub fn target_role(s: &AppState, who: &Principal, role: Option<&str>, party: Opt
                 _ => return Err(not_found()),
             }
         }
-        other => return Err(ApiError::invalid("role", "invalid_role", format!("role {other:?} is not one of operator, reseller, customer"))),
+        other => {
+            return Err(ApiError::invalid(
+                "role",
+                "invalid_role",
+                format!("role {other:?} is not one of operator, reseller, customer"),
+            ))
+        }
     };
     if !manages(s, who, target)? {
-        return Err(ApiError::ForbiddenField { field: "role", message: "you may not issue keys or users of this role or party".into() });
+        return Err(ApiError::ForbiddenField {
+            field: "role",
+            message: "you may not issue keys or users of this role or party".into(),
+        });
     }
     Ok(target)
 }
@@ -138,14 +162,29 @@ pub fn key_view(k: &ApiKeyRecord) -> Value {
 
 /// Issues a key of `role` and `scope` named `name`, audited; returns it and its secret,
 /// which is shown once. Blocking.
-pub fn create_key(s: &AppState, who: &Principal, name: &str, role: Role, scope: Scope) -> Result<(ApiKeyRecord, String), ApiError> {
+pub fn create_key(
+    s: &AppState,
+    who: &Principal,
+    name: &str,
+    role: Role,
+    scope: Scope,
+) -> Result<(ApiKeyRecord, String), ApiError> {
     let now = s.engine.clock().now();
     let (secret, record) = issue_key(name, role, scope, now).map_err(|e| ApiError::Internal(e.to_string()))?;
     let id = s.access.insert_key(&record)?;
     let (mut after, party) = AppState::access_view(record.role, record.scope);
     after["name"] = json!(record.name);
     s.audit(who, party, "api_key", id, "create", None, Some(&after))?;
-    let stored = ApiKeyRecord { id, prefix: record.prefix, hash: record.hash, name: record.name, role, scope, created_at: now, revoked_at: None };
+    let stored = ApiKeyRecord {
+        id,
+        prefix: record.prefix,
+        hash: record.hash,
+        name: record.name,
+        role,
+        scope,
+        created_at: now,
+        revoked_at: None,
+    };
     Ok((stored, secret))
 }
 
@@ -179,7 +218,11 @@ pub async fn list_api_keys(State(state): State<AppState>, who: Principal) -> Res
     Ok(reply(StatusCode::OK, &json!({ "data": keys.iter().map(key_view).collect::<Vec<_>>() })))
 }
 
-pub async fn create_api_key(State(state): State<AppState>, who: Principal, ApiJson(body): ApiJson<NewKeyBody>) -> Result<Response, ApiError> {
+pub async fn create_api_key(
+    State(state): State<AppState>,
+    who: Principal,
+    ApiJson(body): ApiJson<NewKeyBody>,
+) -> Result<Response, ApiError> {
     let name = name("name", &body.name)?;
     let scope = scope("scope", &body.scope)?;
     let (key, secret) = state
@@ -244,7 +287,11 @@ pub fn check_user(s: &AppState, who: &Principal, input: &UserInput) -> Result<(N
         errors.push(("email", "invalid_email", "Enter an e-mail address such as ana@example.com.".to_owned()));
     }
     let name = name("name", &input.name).unwrap_or_else(|_| {
-        errors.push(("name", "invalid_name", format!("A name is 1 to {NAME_LEN_MAX} characters, none of them control characters.")));
+        errors.push((
+            "name",
+            "invalid_name",
+            format!("A name is 1 to {NAME_LEN_MAX} characters, none of them control characters."),
+        ));
         String::new()
     });
     if let Some(rule) = password_rule(&input.password) {
@@ -266,7 +313,11 @@ pub fn check_user(s: &AppState, who: &Principal, input: &UserInput) -> Result<(N
         }
         Err(other) => return Err(other),
     };
-    let hash = if errors.is_empty() { hash_password(&input.password).map_err(|e| ApiError::Internal(format!("{e:?}")))? } else { String::new() };
+    let hash = if errors.is_empty() {
+        hash_password(&input.password).map_err(|e| ApiError::Internal(format!("{e:?}")))?
+    } else {
+        String::new()
+    };
     let user = NewUser { email, name, password_hash: hash, role, scope, created_at: s.engine.clock().now() };
     Ok((user, errors))
 }
@@ -314,8 +365,13 @@ pub async fn list_users(State(state): State<AppState>, who: Principal) -> Result
     Ok(reply(StatusCode::OK, &json!({ "data": users.iter().map(user_view).collect::<Vec<_>>() })))
 }
 
-pub async fn create_user_route(State(state): State<AppState>, who: Principal, ApiJson(b): ApiJson<NewUserBody>) -> Result<Response, ApiError> {
-    let input = UserInput { email: b.email, name: b.name, password: b.password, role: b.role, party: b.party, scope: b.scope };
+pub async fn create_user_route(
+    State(state): State<AppState>,
+    who: Principal,
+    ApiJson(b): ApiJson<NewUserBody>,
+) -> Result<Response, ApiError> {
+    let input =
+        UserInput { email: b.email, name: b.name, password: b.password, role: b.role, party: b.party, scope: b.scope };
     let user = state
         .read(move |s| {
             let (user, errors) = check_user(s, &who, &input)?;
@@ -330,7 +386,11 @@ pub async fn create_user_route(State(state): State<AppState>, who: Principal, Ap
     Ok(reply(StatusCode::CREATED, &user_view(&user)))
 }
 
-pub async fn disable_user_route(State(state): State<AppState>, who: Principal, Id(id): Id) -> Result<Response, ApiError> {
+pub async fn disable_user_route(
+    State(state): State<AppState>,
+    who: Principal,
+    Id(id): Id,
+) -> Result<Response, ApiError> {
     let user = state.read(move |s| disable_user(s, &who, id)).await?;
     Ok(reply(StatusCode::OK, &user_view(&user)))
 }

@@ -66,7 +66,11 @@ const TIME_END: Timestamp = Timestamp(4_133_980_800_000_000);
 /// An RFC 3339 time from 1970 to 2100 (a year 0000 or 9999 is a typo, not a time).
 pub(crate) fn timestamp(field: &str, text: &str) -> Result<Timestamp, ApiError> {
     let t = time::parse(text).ok_or_else(|| {
-        ApiError::invalid(field, "invalid_time", format!("{field} must be an RFC 3339 date-time such as 2026-11-22T10:15:30Z"))
+        ApiError::invalid(
+            field,
+            "invalid_time",
+            format!("{field} must be an RFC 3339 date-time such as 2026-11-22T10:15:30Z"),
+        )
     })?;
     if t < Timestamp(0) || t >= TIME_END {
         return Err(ApiError::invalid(field, "invalid_time", format!("{field} must be a time from 1970 to 2100")));
@@ -119,7 +123,9 @@ pub(crate) fn json_parts<T: Serialize>(status: StatusCode, body: &T) -> Result<(
 /// The first failure among `results` (a linked chain reports its cause first), or the
 /// outcome of the first command.
 pub(crate) fn outcome(results: &[CommandResult]) -> Result<Outcome, ApiError> {
-    if let Some(Err(r)) = results.iter().find(|r| matches!(r, Err(e) if *e != purse_core::Rejection::LinkedCommandFailed)) {
+    if let Some(Err(r)) =
+        results.iter().find(|r| matches!(r, Err(e) if *e != purse_core::Rejection::LinkedCommandFailed))
+    {
         return Err(ApiError::Rejected(r.clone()));
     }
     match results.first() {
@@ -131,7 +137,11 @@ pub(crate) fn outcome(results: &[CommandResult]) -> Result<Outcome, ApiError> {
 
 /// 201 for something new, 200 for a replay of a client id used before.
 pub(crate) fn created(replayed: bool) -> StatusCode {
-    if replayed { StatusCode::OK } else { StatusCode::CREATED }
+    if replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    }
 }
 
 impl AppState {
@@ -154,9 +164,9 @@ impl AppState {
         if let Ok(mut cache) = self.currencies.write() {
             cache.extend(all.iter().map(|c| (c.code, *c)));
         }
-        all.into_iter().find(|c| c.code == code).ok_or_else(|| {
-            ApiError::invalid(field, "currency_unknown", format!("currency {code} is not configured"))
-        })
+        all.into_iter()
+            .find(|c| c.code == code)
+            .ok_or_else(|| ApiError::invalid(field, "currency_unknown", format!("currency {code} is not configured")))
     }
 
     /// Whether `code` is a currency already in the cache (so reading it cannot block).
@@ -407,8 +417,12 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     match (reads, writes) {
         (Ok(_), Ok(())) => reply(StatusCode::OK, &serde_json::json!({ "status": "ready" })),
         (reads, _) => {
-            let reason = if reads.is_err() { "the database does not answer" } else { "the database does not take writes" };
-            let mut response = reply(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({ "status": "unavailable", "reason": reason }));
+            let reason =
+                if reads.is_err() { "the database does not answer" } else { "the database does not take writes" };
+            let mut response = reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &serde_json::json!({ "status": "unavailable", "reason": reason }),
+            );
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             response
         }
@@ -429,7 +443,11 @@ pub struct CurrencyView {
     scale: u8,
 }
 
-pub async fn create_currency(State(state): State<AppState>, ctx: Ctx, crate::json::ApiJson(body): crate::json::ApiJson<NewCurrency>) -> Result<Response, ApiError> {
+pub async fn create_currency(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    crate::json::ApiJson(body): crate::json::ApiJson<NewCurrency>,
+) -> Result<Response, ApiError> {
     let code = currency_code("code", &body.code)?;
     let scale = body.scale.unwrap_or_else(|| Currency::iso_scale(code));
     let command = purse_core::Command::CreateCurrency { code, scale };

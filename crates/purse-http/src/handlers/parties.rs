@@ -38,8 +38,13 @@ pub struct NewReseller {
     name: String,
 }
 
-pub async fn create_reseller(State(state): State<AppState>, ctx: Ctx, ApiJson(body): ApiJson<NewReseller>) -> Result<Response, ApiError> {
-    let command = Command::CreateReseller { client_id: ctx.principal.client_id("client_id", &body.client_id)?, name: body.name };
+pub async fn create_reseller(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    ApiJson(body): ApiJson<NewReseller>,
+) -> Result<Response, ApiError> {
+    let command =
+        Command::CreateReseller { client_id: ctx.principal.client_id("client_id", &body.client_id)?, name: body.name };
     state.commit(&ctx, vec![Item::single(command)], created_party).await
 }
 
@@ -63,7 +68,11 @@ pub enum BillingText {
     Postpaid,
 }
 
-pub async fn create_customer(State(state): State<AppState>, ctx: Ctx, ApiJson(body): ApiJson<NewCustomer>) -> Result<Response, ApiError> {
+pub async fn create_customer(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    ApiJson(body): ApiJson<NewCustomer>,
+) -> Result<Response, ApiError> {
     let who = ctx.principal;
     let reseller = match (who.role, body.reseller) {
         (Role::Reseller(me), None) => Some(me),
@@ -115,7 +124,8 @@ impl ListQuery {
 async fn list(state: AppState, who: Principal, resellers: bool, params: Params) -> Result<Response, ApiError> {
     let q = ListQuery::from(&params, resellers)?;
     let limit = page_limit(q.limit)?;
-    let query = PartyQuery { resellers: Some(resellers), reseller: None, after: q.after.map(PartyId), search: None, limit };
+    let query =
+        PartyQuery { resellers: Some(resellers), reseller: None, after: q.after.map(PartyId), search: None, limit };
     let page = state
         .read(move |s| {
             // A filter names a reseller the caller sees, or nothing is found.
@@ -150,11 +160,19 @@ async fn list(state: AppState, who: Principal, resellers: bool, params: Params) 
     Ok(reply(StatusCode::OK, &serde_json::json!({ "data": data, "next_after": next_after })))
 }
 
-pub async fn list_resellers(State(state): State<AppState>, who: Principal, params: Params) -> Result<Response, ApiError> {
+pub async fn list_resellers(
+    State(state): State<AppState>,
+    who: Principal,
+    params: Params,
+) -> Result<Response, ApiError> {
     list(state, who, true, params).await
 }
 
-pub async fn list_customers(State(state): State<AppState>, who: Principal, params: Params) -> Result<Response, ApiError> {
+pub async fn list_customers(
+    State(state): State<AppState>,
+    who: Principal,
+    params: Params,
+) -> Result<Response, ApiError> {
     list(state, who, false, params).await
 }
 

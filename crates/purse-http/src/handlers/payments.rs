@@ -57,7 +57,8 @@ fn customer(s: &AppState, who: &Principal, id: u64) -> Result<(Party, Currency),
 }
 
 pub(crate) fn settings_view(s: &AppState, party: &Party, c: &Currency) -> Result<Value, ApiError> {
-    let settings = s.payments.recharge_settings(party.id)?.unwrap_or_else(|| RechargeSettings::off(party.id, party.created_at));
+    let settings =
+        s.payments.recharge_settings(party.id)?.unwrap_or_else(|| RechargeSettings::off(party.id, party.created_at));
     let (amount, target) = match settings.target {
         RechargeTarget::Amount(a) => (Some(c.format(a)), None),
         RechargeTarget::Balance(t) => (None, Some(c.format(t))),
@@ -82,21 +83,38 @@ pub(crate) fn settings_view(s: &AppState, party: &Party, c: &Currency) -> Result
 }
 
 /// Checks and stores a customer's recharge settings (blocking); bad input changes nothing.
-pub(crate) fn save_settings(s: &AppState, who: &Principal, party: &Party, c: &Currency, body: RechargeBody) -> Result<(), ApiError> {
+pub(crate) fn save_settings(
+    s: &AppState,
+    who: &Principal,
+    party: &Party,
+    c: &Currency,
+    body: RechargeBody,
+) -> Result<(), ApiError> {
     let PartyKind::Customer { reseller, .. } = party.kind else { return Err(ApiError::NotFound("customer")) };
     if let Some(text) = body.currency.as_deref() {
         let code = currency_code("currency", text)?;
         if code != c.code {
-            return Err(ApiError::invalid("currency", "currency_mismatch", format!("the amounts must be in the customer's currency {}, not {code}", c.code)));
+            return Err(ApiError::invalid(
+                "currency",
+                "currency_mismatch",
+                format!("the amounts must be in the customer's currency {}, not {code}", c.code),
+            ));
         }
     }
-    let method = RechargeMethod::parse(&body.method)
-        .ok_or_else(|| ApiError::invalid("method", "invalid_method", "method must be card, invoice or master_account"))?;
+    let method = RechargeMethod::parse(&body.method).ok_or_else(|| {
+        ApiError::invalid("method", "invalid_method", "method must be card, invoice or master_account")
+    })?;
     let threshold = amount("threshold", &body.threshold, *c)?;
     let target = match (&body.recharge_amount, &body.target_balance) {
         (Some(a), None) => RechargeTarget::Amount(amount("recharge_amount", a, *c)?),
         (None, Some(t)) => RechargeTarget::Balance(amount("target_balance", t, *c)?),
-        _ => return Err(ApiError::invalid("recharge_amount", "invalid_target", "give either recharge_amount or target_balance")),
+        _ => {
+            return Err(ApiError::invalid(
+                "recharge_amount",
+                "invalid_target",
+                "give either recharge_amount or target_balance",
+            ))
+        }
     };
     let month_cap = body.month_cap.as_deref().map(|m| amount("month_cap", m, *c)).transpose()?;
     let old = s.payments.recharge_settings(party.id)?;
@@ -105,7 +123,11 @@ pub(crate) fn save_settings(s: &AppState, who: &Principal, party: &Party, c: &Cu
     if method == RechargeMethod::MasterAccount && !policy::may_set(who.role, Field::MasterAccountRecharge) {
         let per_day_max = body.per_day_max.unwrap_or(1);
         let unchanged = old.as_ref().is_some_and(|o| {
-            o.method == method && o.threshold == threshold && o.target == target && o.per_day_max == per_day_max && o.month_cap == month_cap
+            o.method == method
+                && o.threshold == threshold
+                && o.target == target
+                && o.per_day_max == per_day_max
+                && o.month_cap == month_cap
         });
         if !unchanged || (body.enabled && !old.as_ref().is_some_and(|o| o.enabled)) {
             return Err(ApiError::ForbiddenField {
@@ -129,14 +151,27 @@ pub(crate) fn save_settings(s: &AppState, who: &Principal, party: &Party, c: &Cu
         settings.disabled_reason = None;
         settings.failures = 0;
     }
-    recharge::check_settings(&settings, reseller.is_some()).map_err(|(field, m)| ApiError::invalid(field, "invalid_recharge_settings", m))?;
+    recharge::check_settings(&settings, reseller.is_some())
+        .map_err(|(field, m)| ApiError::invalid(field, "invalid_recharge_settings", m))?;
     let before = settings_view(s, party, c)?;
     s.payments.put_recharge_settings(&settings)?;
-    s.audit(who, Some(party.id), "recharge_settings", party.id, "update", Some(&before), Some(&settings_view(s, party, c)?))?;
+    s.audit(
+        who,
+        Some(party.id),
+        "recharge_settings",
+        party.id,
+        "update",
+        Some(&before),
+        Some(&settings_view(s, party, c)?),
+    )?;
     Ok(())
 }
 
-pub async fn get_recharge_settings(State(state): State<AppState>, who: Principal, Id(id): Id) -> Result<Response, ApiError> {
+pub async fn get_recharge_settings(
+    State(state): State<AppState>,
+    who: Principal,
+    Id(id): Id,
+) -> Result<Response, ApiError> {
     let view = state
         .read(move |s| {
             let (party, c) = customer(s, &who, id)?;
@@ -146,7 +181,12 @@ pub async fn get_recharge_settings(State(state): State<AppState>, who: Principal
     Ok(reply(StatusCode::OK, &view))
 }
 
-pub async fn put_recharge_settings(State(state): State<AppState>, who: Principal, Id(id): Id, ApiJson(body): ApiJson<RechargeBody>) -> Result<Response, ApiError> {
+pub async fn put_recharge_settings(
+    State(state): State<AppState>,
+    who: Principal,
+    Id(id): Id,
+    ApiJson(body): ApiJson<RechargeBody>,
+) -> Result<Response, ApiError> {
     let (party, c) = state
         .read(move |s| {
             let (party, c) = customer(s, &who, id)?;
@@ -197,16 +237,35 @@ fn pay_error(e: PayError) -> ApiError {
 }
 
 /// Saves a card at Stripe for the customer and records the change (blocking).
-pub(crate) fn saved_card(s: &AppState, who: &Principal, party: &Party, c: &Currency, details: &CardDetails) -> Result<(), ApiError> {
+pub(crate) fn saved_card(
+    s: &AppState,
+    who: &Principal,
+    party: &Party,
+    c: &Currency,
+    details: &CardDetails,
+) -> Result<(), ApiError> {
     let cards = s.cards.as_ref().filter(|k| k.configured()).ok_or(ApiError::CardsNotConfigured)?;
     let email = s.alerts.alert_settings(party.id)?.and_then(|a| a.email);
     let before = settings_view(s, party, c)?;
     cards.save_card(party, email.as_deref(), details).map_err(pay_error)?;
-    s.audit(who, Some(party.id), "card", party.id, "save", Some(&before["card"]), Some(&settings_view(s, party, c)?["card"]))?;
+    s.audit(
+        who,
+        Some(party.id),
+        "card",
+        party.id,
+        "save",
+        Some(&before["card"]),
+        Some(&settings_view(s, party, c)?["card"]),
+    )?;
     Ok(())
 }
 
-pub async fn save_card(State(state): State<AppState>, who: Principal, Id(id): Id, ApiJson(body): ApiJson<CardBody>) -> Result<Response, ApiError> {
+pub async fn save_card(
+    State(state): State<AppState>,
+    who: Principal,
+    Id(id): Id,
+    ApiJson(body): ApiJson<CardBody>,
+) -> Result<Response, ApiError> {
     let details = card_details(&body)?;
     let view = state
         .read(move |s| {
@@ -264,7 +323,13 @@ pub(crate) fn recharge_view(r: &RechargeRecord, c: &Currency) -> Value {
 
 /// Pay Now (blocking): saves a new card if given, charges, and on success may save
 /// auto-recharge settings. Shared with the portal.
-pub(crate) fn pay_now(s: &AppState, who: &Principal, id: u64, body: PayNowBody, request_key: Option<String>) -> Result<(RechargeRecord, Currency), ApiError> {
+pub(crate) fn pay_now(
+    s: &AppState,
+    who: &Principal,
+    id: u64,
+    body: PayNowBody,
+    request_key: Option<String>,
+) -> Result<(RechargeRecord, Currency), ApiError> {
     let (party, c) = customer(s, who, id)?;
     let cards = s.cards.as_ref().filter(|k| k.configured()).ok_or(ApiError::CardsNotConfigured)?;
     let amount = match &body.amount {
@@ -272,7 +337,11 @@ pub(crate) fn pay_now(s: &AppState, who: &Principal, id: u64, body: PayNowBody, 
         None => amount_due(s, &party)?,
     };
     if !amount.is_positive() {
-        return Err(ApiError::invalid("amount", "invalid_amount", "the amount must be more than zero (nothing is due: give an amount)"));
+        return Err(ApiError::invalid(
+            "amount",
+            "invalid_amount",
+            "the amount must be more than zero (nothing is due: give an amount)",
+        ));
     }
     let auto = match &body.auto_recharge {
         Some(a) => {
@@ -286,7 +355,11 @@ pub(crate) fn pay_now(s: &AppState, who: &Principal, id: u64, body: PayNowBody, 
             super::amount("auto_recharge.threshold", &body.threshold, c)?;
             let recharge_amount = super::amount("auto_recharge.recharge_amount", &a.recharge_amount, c)?;
             if !recharge_amount.is_positive() {
-                return Err(ApiError::invalid("auto_recharge.recharge_amount", "invalid_recharge_settings", "the recharge amount must be more than zero"));
+                return Err(ApiError::invalid(
+                    "auto_recharge.recharge_amount",
+                    "invalid_recharge_settings",
+                    "the recharge amount must be more than zero",
+                ));
             }
             Some(body)
         }
@@ -303,7 +376,13 @@ pub(crate) fn pay_now(s: &AppState, who: &Principal, id: u64, body: PayNowBody, 
     Ok((done, c))
 }
 
-pub async fn create_pay_now(State(state): State<AppState>, who: Principal, headers: HeaderMap, Id(id): Id, ApiJson(body): ApiJson<PayNowBody>) -> Result<Response, ApiError> {
+pub async fn create_pay_now(
+    State(state): State<AppState>,
+    who: Principal,
+    headers: HeaderMap,
+    Id(id): Id,
+    ApiJson(body): ApiJson<PayNowBody>,
+) -> Result<Response, ApiError> {
     let key = headers.get(idempotency::HEADER).and_then(|v| v.to_str().ok()).map(|k| format!("{}:{k}", who.key_id));
     let auto = body.auto_recharge.is_some();
     let (done, c) = state.read(move |s| pay_now(s, &who, id, body, key)).await?;
@@ -313,7 +392,11 @@ pub async fn create_pay_now(State(state): State<AppState>, who: Principal, heade
     Ok(reply(StatusCode::CREATED, &recharge_view(&done, &c)))
 }
 
-pub async fn list_recharges(State(state): State<AppState>, who: Principal, params: Params) -> Result<Response, ApiError> {
+pub async fn list_recharges(
+    State(state): State<AppState>,
+    who: Principal,
+    params: Params,
+) -> Result<Response, ApiError> {
     params.only(&["customer", "limit"])?;
     let limit = page_limit(params.id("limit")?.map(|n| u32::try_from(n).unwrap_or(u32::MAX)))?;
     let customer_id = params.id("customer")?;
@@ -334,7 +417,11 @@ pub async fn list_recharges(State(state): State<AppState>, who: Principal, param
     Ok(reply(StatusCode::OK, &json!({ "data": data })))
 }
 
-fn visible_customer(s: &AppState, who: &Principal, customer_id: Option<u64>) -> Result<Option<purse_core::PartyId>, ApiError> {
+fn visible_customer(
+    s: &AppState,
+    who: &Principal,
+    customer_id: Option<u64>,
+) -> Result<Option<purse_core::PartyId>, ApiError> {
     match (customer_id, who.role) {
         (Some(id), _) => Ok(Some(customer(s, who, id)?.0.id)),
         (None, Role::Customer(me)) => Ok(Some(me)),
@@ -348,7 +435,6 @@ pub(crate) fn sees(s: &AppState, who: &Principal, party: purse_core::PartyId) ->
         None => false,
     })
 }
-
 
 /// A list of a customer's documents (`?customer=&limit=`), newest first: what `rows` reads,
 /// kept to what the caller sees, each shown by `view`.
@@ -378,9 +464,6 @@ pub(crate) async fn list_of<T: 'static>(
     Ok(reply(StatusCode::OK, &json!({ "data": data })))
 }
 
-
-
-
 /// A payment's receipt voucher as a PDF (seed 002): issuer, number, date, who paid, how,
 /// and the amount received.
 pub fn receipt_document(r: &ReceiptRecord, customer: &Party, issuer: Option<&Party>, c: &Currency) -> Vec<u8> {
@@ -396,7 +479,13 @@ pub fn receipt_document(r: &ReceiptRecord, customer: &Party, issuer: Option<&Par
     let method = r.method.replace('_', " ");
     let from = format!("{} (customer {})", customer.name, customer.id);
     let reference = format!("payment {}", r.transfer);
-    for (label, value) in [("Receipt number", number.as_str()), ("Received on", &paid[..10]), ("Received from", &from), ("Paid by", &method), ("Reference", &reference)] {
+    for (label, value) in [
+        ("Receipt number", number.as_str()),
+        ("Received on", &paid[..10]),
+        ("Received from", &from),
+        ("Paid by", &method),
+        ("Reference", &reference),
+    ] {
         pdf.text(MARGIN, 10.0, false, label);
         pdf.right(RIGHT, 10.0, label == "Receipt number", value);
         pdf.down(14.0);
@@ -443,7 +532,11 @@ pub(crate) fn receipt_summary(r: &ReceiptRecord, c: &Currency) -> Value {
 
 /// A receipt the caller may see, with its PDF. Blocking.
 pub(crate) fn visible_receipt(s: &AppState, who: &Principal, id: u64) -> Result<(ReceiptRecord, Vec<u8>), ApiError> {
-    let r = s.payments.receipt(id)?.filter(|r| sees(s, who, r.party).unwrap_or(false)).ok_or(ApiError::NotFound("receipt"))?;
+    let r = s
+        .payments
+        .receipt(id)?
+        .filter(|r| sees(s, who, r.party).unwrap_or(false))
+        .ok_or(ApiError::NotFound("receipt"))?;
     let reader = s.engine.reader();
     let customer = reader.party(r.party)?.ok_or(ApiError::NotFound("customer"))?;
     let issuer = r.issuer.map(|i| reader.party(i)).transpose()?.flatten();
@@ -457,7 +550,11 @@ pub(crate) fn visible_receipt(s: &AppState, who: &Principal, id: u64) -> Result<
 pub(crate) fn email_receipt(s: &AppState, who: &Principal, id: u64) -> Result<(ReceiptRecord, String), ApiError> {
     let (r, _) = visible_receipt(s, who, id)?;
     let to = s.alerts.alert_settings(r.party)?.and_then(|a| a.email).ok_or_else(|| {
-        ApiError::invalid("billing_email", "no_billing_email", "the customer has no billing e-mail to send the receipt to")
+        ApiError::invalid(
+            "billing_email",
+            "no_billing_email",
+            "the customer has no billing e-mail to send the receipt to",
+        )
     })?;
     let c = s.currency("currency", r.currency)?;
     let customer = s.engine.reader().party(r.party)?.ok_or(ApiError::NotFound("customer"))?;
@@ -476,7 +573,10 @@ pub(crate) fn email_receipt(s: &AppState, who: &Principal, id: u64) -> Result<(R
         emails: vec![to.clone()],
         endpoints: Vec::new(),
     };
-    let batch = purse_store::AlertBatch { fires: vec![purse_store::Fire { counter: None, notification }], ..purse_store::AlertBatch::default() };
+    let batch = purse_store::AlertBatch {
+        fires: vec![purse_store::Fire { counter: None, notification }],
+        ..purse_store::AlertBatch::default()
+    };
     s.alerts.record_alerts(&batch, now)?;
     Ok((r, to))
 }
@@ -485,15 +585,24 @@ pub(crate) fn email_receipt(s: &AppState, who: &Principal, id: u64) -> Result<(R
 pub async fn get_receipt(State(state): State<AppState>, who: Principal, Id(id): Id) -> Result<Response, ApiError> {
     let view = state
         .read(move |s| {
-            let r = s.payments.receipt(id)?.filter(|r| sees(s, &who, r.party).unwrap_or(false)).ok_or(ApiError::NotFound("receipt"))?;
+            let r = s
+                .payments
+                .receipt(id)?
+                .filter(|r| sees(s, &who, r.party).unwrap_or(false))
+                .ok_or(ApiError::NotFound("receipt"))?;
             receipt_view(s, &r)
         })
         .await?;
     Ok(reply(StatusCode::OK, &view))
 }
 
-pub async fn list_receipts(State(state): State<AppState>, who: Principal, params: Params) -> Result<Response, ApiError> {
-    list_of(state, who, params, |s, p, n| Ok(s.payments.receipts(p, n)?), |s, r| Ok((r.party, receipt_view(s, r)?))).await
+pub async fn list_receipts(
+    State(state): State<AppState>,
+    who: Principal,
+    params: Params,
+) -> Result<Response, ApiError> {
+    list_of(state, who, params, |s, p, n| Ok(s.payments.receipts(p, n)?), |s, r| Ok((r.party, receipt_view(s, r)?)))
+        .await
 }
 
 pub async fn get_receipt_pdf(State(state): State<AppState>, who: Principal, Id(id): Id) -> Result<Response, ApiError> {
@@ -513,13 +622,16 @@ pub async fn send_receipt(State(state): State<AppState>, who: Principal, Id(id):
     Ok(reply(StatusCode::OK, &body))
 }
 
-
 /// A PDF download named `{name}.pdf`.
 pub(crate) fn pdf_response(name: &str, bytes: Vec<u8>) -> Response {
     use axum::response::IntoResponse;
     let disposition = format!("attachment; filename=\"{name}.pdf\"");
-    ([(axum::http::header::CONTENT_TYPE, "application/pdf".to_owned()), (axum::http::header::CONTENT_DISPOSITION, disposition)], bytes).into_response()
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "application/pdf".to_owned()),
+            (axum::http::header::CONTENT_DISPOSITION, disposition),
+        ],
+        bytes,
+    )
+        .into_response()
 }
-
-
-

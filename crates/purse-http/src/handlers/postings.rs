@@ -6,12 +6,15 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use purse_app::policy;
 use purse_core::{
-    AccountId, AdjustDirection, ChangeNote, Command, CommandResult, HoldId, Item, Money, NewCharge, Outcome, PaymentMethod, Timestamp, TransferId,
-    TransferKind,
+    AccountId, AdjustDirection, ChangeNote, Command, CommandResult, HoldId, Item, Money, NewCharge, Outcome,
+    PaymentMethod, Timestamp, TransferId, TransferKind,
 };
 use serde::{Deserialize, Serialize};
 
-use super::{amount, created, reason_text, currency_code, hold_view, json_parts, object_metadata, outcome, timestamp, transfer_view};
+use super::{
+    amount, created, currency_code, hold_view, json_parts, object_metadata, outcome, reason_text, timestamp,
+    transfer_view,
+};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::idempotency::Ctx;
@@ -104,15 +107,24 @@ impl ChargeRequest {
     fn check_shape(&self, who: &Principal, i: usize) -> Result<(), ApiError> {
         let field = |name: &str| format!("items[{i}].{name}");
         if i64::try_from(self.account).is_err() {
-            return Err(ApiError::invalid(field("account"), "invalid_id", format!("{} must be at most {}", field("account"), i64::MAX)));
+            return Err(ApiError::invalid(
+                field("account"),
+                "invalid_id",
+                format!("{} must be at most {}", field("account"), i64::MAX),
+            ));
         }
         if !amount_shaped(&self.amount) {
-            return Err(ApiError::invalid(field("amount"), "invalid_amount", format!("{} must be a decimal string such as \"12.50\"", field("amount"))));
+            return Err(ApiError::invalid(
+                field("amount"),
+                "invalid_amount",
+                format!("{} must be a decimal string such as \"12.50\"", field("amount")),
+            ));
         }
         currency_code(&field("currency"), &self.currency)?;
         who.client_id(&field("client_id"), &self.client_id)?;
         if self.service.as_ref().is_some_and(|s| s.chars().count() > purse_core::command::SERVICE_LEN_MAX) {
-            let message = format!("{} must be at most {} characters", field("service"), purse_core::command::SERVICE_LEN_MAX);
+            let message =
+                format!("{} must be at most {} characters", field("service"), purse_core::command::SERVICE_LEN_MAX);
             return Err(ApiError::invalid(field("service"), "invalid_service", message));
         }
         if self.service.as_deref().is_some_and(|s| !purse_core::text::is_single_line(s)) {
@@ -123,13 +135,21 @@ impl ChargeRequest {
             timestamp(&field("at"), t)?;
         }
         if !matches!(self.metadata, None | Some(serde_json::Value::Null | serde_json::Value::Object(_))) {
-            return Err(ApiError::invalid(field("metadata"), "invalid_metadata", format!("{} must be a JSON object", field("metadata"))));
+            return Err(ApiError::invalid(
+                field("metadata"),
+                "invalid_metadata",
+                format!("{} must be a JSON object", field("metadata")),
+            ));
         }
         Ok(())
     }
 }
 
-pub async fn create_charge(State(state): State<AppState>, ctx: Ctx, ApiJson(body): ApiJson<ChargeRequest>) -> Result<Response, ApiError> {
+pub async fn create_charge(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    ApiJson(body): ApiJson<ChargeRequest>,
+) -> Result<Response, ApiError> {
     let who = ctx.principal;
     // The hot path: an operator's charge in a known currency needs no store read at all.
     let command = if who.is_operator() && state.knows_currency(&body.currency) {
@@ -165,10 +185,18 @@ fn item_error(e: ApiError) -> ItemResult {
 
 /// Every item is checked at the edge and answered on its own; the good ones go to the
 /// engine as one request (each charge independent: one refusal spoils no other).
-pub async fn create_charge_batch(State(state): State<AppState>, ctx: Ctx, ApiJson(body): ApiJson<ChargeBatch>) -> Result<Response, ApiError> {
+pub async fn create_charge_batch(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    ApiJson(body): ApiJson<ChargeBatch>,
+) -> Result<Response, ApiError> {
     let who = ctx.principal;
     if body.items.is_empty() || body.items.len() > BATCH_ITEMS_MAX {
-        return Err(ApiError::invalid("items", "batch_size", format!("items must hold 1 to {BATCH_ITEMS_MAX} charges")));
+        return Err(ApiError::invalid(
+            "items",
+            "batch_size",
+            format!("items must hold 1 to {BATCH_ITEMS_MAX} charges"),
+        ));
     }
     for (i, item) in body.items.iter().enumerate() {
         item.check_shape(&who, i)?;
@@ -230,7 +258,11 @@ pub enum MethodText {
     Cheque,
 }
 
-pub async fn create_payment(State(state): State<AppState>, ctx: Ctx, ApiJson(r): ApiJson<PaymentRequest>) -> Result<Response, ApiError> {
+pub async fn create_payment(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    ApiJson(r): ApiJson<PaymentRequest>,
+) -> Result<Response, ApiError> {
     let who = ctx.principal;
     let command = state
         .read(move |s| {
@@ -270,14 +302,22 @@ pub struct TransferRequest {
     reason: Option<String>,
 }
 
-pub async fn create_transfer(State(state): State<AppState>, ctx: Ctx, ApiJson(r): ApiJson<TransferRequest>) -> Result<Response, ApiError> {
+pub async fn create_transfer(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    ApiJson(r): ApiJson<TransferRequest>,
+) -> Result<Response, ApiError> {
     let who = ctx.principal;
     let kind = match r.kind.as_deref() {
         None | Some("transfer") => TransferKind::Transfer,
         Some("recharge") => TransferKind::Recharge,
         Some("issue") => TransferKind::Issue,
         Some(other) => {
-            return Err(ApiError::invalid("kind", "invalid_kind", format!("kind {other:?} is not one of transfer, recharge, issue")))
+            return Err(ApiError::invalid(
+                "kind",
+                "invalid_kind",
+                format!("kind {other:?} is not one of transfer, recharge, issue"),
+            ))
         }
     };
     let reason = reason_text(r.reason.as_deref())?;
@@ -323,7 +363,11 @@ pub struct ReversalRequest {
     reason: Option<String>,
 }
 
-pub async fn create_reversal(State(state): State<AppState>, ctx: Ctx, ApiJson(r): ApiJson<ReversalRequest>) -> Result<Response, ApiError> {
+pub async fn create_reversal(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    ApiJson(r): ApiJson<ReversalRequest>,
+) -> Result<Response, ApiError> {
     let who = ctx.principal;
     let reason = reason_text(r.reason.as_deref())?;
     let by = state.read(move |s| s.actor(&who)).await?;
@@ -352,21 +396,29 @@ pub struct AdjustmentRequest {
 
 /// A staff member raises or lowers a balance against the adjustments account, with a
 /// reason; the posting and its audit entry are written together.
-pub async fn create_adjustment(State(state): State<AppState>, ctx: Ctx, ApiJson(r): ApiJson<AdjustmentRequest>) -> Result<Response, ApiError> {
+pub async fn create_adjustment(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    ApiJson(r): ApiJson<AdjustmentRequest>,
+) -> Result<Response, ApiError> {
     let who = ctx.principal;
     let direction = match r.direction.as_str() {
         "credit" => AdjustDirection::Credit,
         "debit" => AdjustDirection::Debit,
         _ => return Err(ApiError::invalid("direction", "invalid_direction", "direction must be credit or debit")),
     };
-    let reason = reason_text(Some(&r.reason))?
-        .ok_or_else(|| ApiError::invalid("reason", "reason_must_not_be_empty", "give a reason: it is kept in the audit log"))?;
+    let reason = reason_text(Some(&r.reason))?.ok_or_else(|| {
+        ApiError::invalid("reason", "reason_must_not_be_empty", "give a reason: it is kept in the audit log")
+    })?;
     let command = state
         .read(move |s| {
             s.check_account_field(&who, "account", r.account)?;
             if let Some(account) = s.engine.reader().account(AccountId(r.account))? {
                 if !policy::may_adjust(who.role, &account) {
-                    return Err(ApiError::ForbiddenField { field: "account", message: "a reseller adjusts its customers' accounts, not its own".into() });
+                    return Err(ApiError::ForbiddenField {
+                        field: "account",
+                        message: "a reseller adjusts its customers' accounts, not its own".into(),
+                    });
                 }
             }
             Ok(Command::Adjust {
@@ -430,7 +482,11 @@ fn render_hold(results: &[CommandResult]) -> Result<(StatusCode, Vec<u8>), ApiEr
     json_parts(created(replayed), &HoldAnswer { hold: hold.0, transfer, state, replayed })
 }
 
-pub async fn create_hold(State(state): State<AppState>, ctx: Ctx, ApiJson(r): ApiJson<HoldRequest>) -> Result<Response, ApiError> {
+pub async fn create_hold(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    ApiJson(r): ApiJson<HoldRequest>,
+) -> Result<Response, ApiError> {
     let who = ctx.principal;
     let command = state
         .read(move |s| {

@@ -48,10 +48,25 @@ fn checkbox(label: &str, name: &str, checked: bool) -> Markup {
 /// The form's values, as entered or as stored.
 fn values(form: &Form) -> HashMap<String, String> {
     let names = [
-        "name", "reseller", "currency", "sort_order", "max_quantity", "period_hours", "subject", "body",
-        "user_rule.threshold", "user_rule.notify", "user_rule.users", "user_rule.emails",
-        "client_rule.threshold", "client_rule.notify", "client_rule.emails",
-        "inactivity_rule.threshold", "inactivity_rule.notify", "inactivity_rule.emails", "inactivity_rule.inactivity_hours",
+        "name",
+        "reseller",
+        "currency",
+        "sort_order",
+        "max_quantity",
+        "period_hours",
+        "subject",
+        "body",
+        "user_rule.threshold",
+        "user_rule.notify",
+        "user_rule.users",
+        "user_rule.emails",
+        "client_rule.threshold",
+        "client_rule.notify",
+        "client_rule.emails",
+        "inactivity_rule.threshold",
+        "inactivity_rule.notify",
+        "inactivity_rule.emails",
+        "inactivity_rule.inactivity_hours",
     ];
     names.iter().map(|n| ((*n).to_owned(), form.get(n).to_owned())).collect()
 }
@@ -89,7 +104,9 @@ fn stored(p: &Profile, s: &AppState) -> HashMap<String, String> {
 
 fn body_from(v: &HashMap<String, String>) -> Result<ProfileBody, (String, String)> {
     let get = |k: &str| v.get(k).map_or("", |s| s.trim());
-    let number = |k: &str| -> Result<i64, (String, String)> { get(k).parse().map_err(|_| (k.to_owned(), format!("{k} is a whole number"))) };
+    let number = |k: &str| -> Result<i64, (String, String)> {
+        get(k).parse().map_err(|_| (k.to_owned(), format!("{k} is a whole number")))
+    };
     let rule = |k: &str| -> Result<Option<RuleBody>, (String, String)> {
         let threshold = get(&format!("{k}.threshold"));
         if threshold.is_empty() {
@@ -106,7 +123,11 @@ fn body_from(v: &HashMap<String, String>) -> Result<ProfileBody, (String, String
             users,
             emails: list(get(&format!("{k}.emails"))),
             inactivity_hours: if k == "inactivity_rule" && !hours.is_empty() {
-                Some(hours.parse().map_err(|_| (format!("{k}.inactivity_hours"), "a whole number of hours".to_owned()))?)
+                Some(
+                    hours
+                        .parse()
+                        .map_err(|_| (format!("{k}.inactivity_hours"), "a whole number of hours".to_owned()))?,
+                )
             } else {
                 None
             },
@@ -115,7 +136,11 @@ fn body_from(v: &HashMap<String, String>) -> Result<ProfileBody, (String, String
     let reseller = get("reseller");
     Ok(ProfileBody {
         name: get("name").to_owned(),
-        reseller: if reseller.is_empty() { None } else { Some(reseller.parse().map_err(|_| ("reseller".to_owned(), "a reseller id".to_owned()))?) },
+        reseller: if reseller.is_empty() {
+            None
+        } else {
+            Some(reseller.parse().map_err(|_| ("reseller".to_owned(), "a reseller id".to_owned()))?)
+        },
         currency: get("currency").to_owned(),
         sort_order: if get("sort_order").is_empty() { 0 } else { number("sort_order")? },
         max_quantity: number("max_quantity")?,
@@ -128,7 +153,12 @@ fn body_from(v: &HashMap<String, String>) -> Result<ProfileBody, (String, String
     })
 }
 
-fn profile_form(viewer: &Viewer, action: &str, v: &HashMap<String, String>, error: &Option<(String, String)>) -> Markup {
+fn profile_form(
+    viewer: &Viewer,
+    action: &str,
+    v: &HashMap<String, String>,
+    error: &Option<(String, String)>,
+) -> Markup {
     let get = |k: &str| v.get(k).map_or("", String::as_str);
     let f = |label: &str, name: &str| field(label, name, "text", get(name), error_for(error, name));
     html! {
@@ -193,16 +223,29 @@ fn profiles_page(viewer: &Viewer, profiles: &[Profile], form: Option<Markup>) ->
 }
 
 fn new_values() -> HashMap<String, String> {
-    [("currency", "USD"), ("sort_order", "0"), ("max_quantity", "3"), ("period_hours", "24"), ("client_rule.notify", "on"), ("user_rule.notify", "on")]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
+    [
+        ("currency", "USD"),
+        ("sort_order", "0"),
+        ("max_quantity", "3"),
+        ("period_hours", "24"),
+        ("client_rule.notify", "on"),
+        ("user_rule.notify", "on"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
 }
 
 async fn visible_profiles(state: &AppState, viewer: &Arc<Viewer>) -> Result<Vec<Profile>, PortalError> {
     let v = viewer.clone();
     read(state, move |s| {
-        Ok(s.alerts.profiles()?.into_iter().filter(|p| v.user.role == Role::Operator || matches!(v.user.role, Role::Reseller(r) if p.reseller == Some(r))).collect())
+        Ok(s.alerts
+            .profiles()?
+            .into_iter()
+            .filter(|p| {
+                v.user.role == Role::Operator || matches!(v.user.role, Role::Reseller(r) if p.reseller == Some(r))
+            })
+            .collect())
     })
     .await
 }
@@ -210,7 +253,8 @@ async fn visible_profiles(state: &AppState, viewer: &Arc<Viewer>) -> Result<Vec<
 pub async fn profiles(State(state): State<AppState>, viewer: Viewer) -> Result<Response, PortalError> {
     let viewer = Arc::new(viewer);
     let list = visible_profiles(&state, &viewer).await?;
-    let form = (viewer.user.scope == Scope::ReadWrite).then(|| profile_form(&viewer, "/profiles", &new_values(), &None));
+    let form =
+        (viewer.user.scope == Scope::ReadWrite).then(|| profile_form(&viewer, "/profiles", &new_values(), &None));
     Ok(page::ok(profiles_page(&viewer, &list, form)))
 }
 
@@ -223,7 +267,8 @@ async fn save(state: AppState, viewer: Viewer, id: Option<u64>, form: Form) -> R
         Err(e) => Err(e),
         Ok(body) => {
             let who = viewer.who;
-            match read(&state, move |s| api::save_profile(s, &who, id, body).map_err(PortalError::from_api_keep)).await {
+            match read(&state, move |s| api::save_profile(s, &who, id, body).map_err(PortalError::from_api_keep)).await
+            {
                 Ok((_, owners)) => {
                     api::sync_owners(&state, owners).await?;
                     Ok(())
@@ -240,7 +285,12 @@ async fn save(state: AppState, viewer: Viewer, id: Option<u64>, form: Form) -> R
             let action = id.map_or_else(|| "/profiles".to_owned(), |id| format!("/profiles/{id}"));
             let form = profile_form(&viewer, &action, &v, &error);
             let page = if id.is_some() {
-                page::layout("Edit profile", Some(&viewer), &[("Settings", "/settings"), ("Low Balance Profiles", "/profiles"), ("Edit", "")], form)
+                page::layout(
+                    "Edit profile",
+                    Some(&viewer),
+                    &[("Settings", "/settings"), ("Low Balance Profiles", "/profiles"), ("Edit", "")],
+                    form,
+                )
             } else {
                 profiles_page(&viewer, &visible_profiles(&state, &viewer).await?, Some(form))
             };
@@ -257,16 +307,34 @@ fn profile_id(id: &str) -> Result<u64, PortalError> {
     id.parse().map_err(|_| PortalError::NotFound)
 }
 
-pub async fn edit(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>) -> Result<Response, PortalError> {
+pub async fn edit(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, PortalError> {
     let id = profile_id(&id)?;
     let viewer = Arc::new(viewer);
     let p = visible_profiles(&state, &viewer).await?.into_iter().find(|p| p.id == id).ok_or(PortalError::NotFound)?;
     let v = read(&state, move |s| Ok(stored(&p, s))).await?;
-    let body = if viewer.user.scope == Scope::ReadWrite { profile_form(&viewer, &format!("/profiles/{id}"), &v, &None) } else { html! { p.muted { "Read-only access." } } };
-    Ok(page::ok(page::layout("Edit profile", Some(&viewer), &[("Settings", "/settings"), ("Low Balance Profiles", "/profiles"), ("Edit", "")], body)))
+    let body = if viewer.user.scope == Scope::ReadWrite {
+        profile_form(&viewer, &format!("/profiles/{id}"), &v, &None)
+    } else {
+        html! { p.muted { "Read-only access." } }
+    };
+    Ok(page::ok(page::layout(
+        "Edit profile",
+        Some(&viewer),
+        &[("Settings", "/settings"), ("Low Balance Profiles", "/profiles"), ("Edit", "")],
+        body,
+    )))
 }
 
-pub async fn update(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>, form: Form) -> Result<Response, PortalError> {
+pub async fn update(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    form: Form,
+) -> Result<Response, PortalError> {
     let id = profile_id(&id)?;
     // Another owner's profile is not found, whatever the form holds.
     let v = Arc::new(viewer);
@@ -275,7 +343,11 @@ pub async fn update(State(state): State<AppState>, viewer: Viewer, Path(id): Pat
     save(state, viewer, Some(id), form).await
 }
 
-pub async fn confirm_delete(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>) -> Result<Response, PortalError> {
+pub async fn confirm_delete(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, PortalError> {
     let id = profile_id(&id)?;
     let viewer = Arc::new(viewer);
     let p = visible_profiles(&state, &viewer).await?.into_iter().find(|p| p.id == id).ok_or(PortalError::NotFound)?;
@@ -289,10 +361,20 @@ pub async fn confirm_delete(State(state): State<AppState>, viewer: Viewer, Path(
             " " a href="/profiles" { "Cancel" }
         }
     };
-    Ok(page::ok(page::layout("Delete profile", Some(&viewer), &[("Settings", "/settings"), ("Low Balance Profiles", "/profiles"), ("Delete", "")], body)))
+    Ok(page::ok(page::layout(
+        "Delete profile",
+        Some(&viewer),
+        &[("Settings", "/settings"), ("Low Balance Profiles", "/profiles"), ("Delete", "")],
+        body,
+    )))
 }
 
-pub async fn delete(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>, form: Form) -> Result<Response, PortalError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    form: Form,
+) -> Result<Response, PortalError> {
     viewer.check(&form)?;
     let id = profile_id(&id)?;
     let who = viewer.who;
@@ -302,12 +384,22 @@ pub async fn delete(State(state): State<AppState>, viewer: Viewer, Path(id): Pat
 }
 
 /// A customer's alert settings: staff at `/customers/{id}/alerts`, a customer admin its own.
-pub async fn settings(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>) -> Result<Response, PortalError> {
+pub async fn settings(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, PortalError> {
     let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     settings_page(state, Arc::new(viewer), id, None, None).await
 }
 
-async fn settings_page(state: AppState, viewer: Arc<Viewer>, id: u64, entered: Option<HashMap<String, String>>, error: Option<(String, String)>) -> Result<Response, PortalError> {
+async fn settings_page(
+    state: AppState,
+    viewer: Arc<Viewer>,
+    id: u64,
+    entered: Option<HashMap<String, String>>,
+    error: Option<(String, String)>,
+) -> Result<Response, PortalError> {
     let v = viewer.clone();
     let (party, view, profiles, warning_text) = read(&state, move |s| {
         let party = s.party_for(&v.who, id)?;
@@ -332,7 +424,10 @@ async fn settings_page(state: AppState, viewer: Arc<Viewer>, id: u64, entered: O
     let stored = |k: &str| match k {
         "profile" => view["profile"].as_u64().map_or_else(String::new, |p| p.to_string()),
         "billing_email" => view["billing_email"].as_str().unwrap_or("").to_owned(),
-        "alert_emails" => view["alert_emails"].as_array().map(|a| a.iter().filter_map(|e| e.as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default(),
+        "alert_emails" => view["alert_emails"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|e| e.as_str()).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default(),
         _ => warning_text.clone(),
     };
     let value = |k: &str| entered.as_ref().map_or_else(|| stored(k), |e| e.get(k).cloned().unwrap_or_default());
@@ -364,7 +459,11 @@ async fn settings_page(state: AppState, viewer: Arc<Viewer>, id: u64, entered: O
     };
     let title = format!("Alerts of {}", party.name);
     let crumbs: Vec<(&str, String)> = if staff {
-        vec![("Customers", "/customers".into()), (party.name.as_str(), format!("/customers/{id}")), ("Alerts", String::new())]
+        vec![
+            ("Customers", "/customers".into()),
+            (party.name.as_str(), format!("/customers/{id}")),
+            ("Alerts", String::new()),
+        ]
     } else {
         vec![("Settings", "/settings".into()), ("Alerts", String::new())]
     };
@@ -373,11 +472,18 @@ async fn settings_page(state: AppState, viewer: Arc<Viewer>, id: u64, entered: O
     Ok(page::respond(status, page::layout(&title, Some(&viewer), &crumbs, body)))
 }
 
-pub async fn save_settings(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>, form: Form) -> Result<Response, PortalError> {
+pub async fn save_settings(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    form: Form,
+) -> Result<Response, PortalError> {
     viewer.check(&form)?;
     let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
-    let entered: HashMap<String, String> =
-        ["profile", "billing_email", "alert_emails", "warning_thresholds"].iter().map(|k| ((*k).to_owned(), form.get(k).to_owned())).collect();
+    let entered: HashMap<String, String> = ["profile", "billing_email", "alert_emails", "warning_thresholds"]
+        .iter()
+        .map(|k| ((*k).to_owned(), form.get(k).to_owned()))
+        .collect();
     let viewer = Arc::new(viewer);
     let v = viewer.clone();
     let e = entered.clone();

@@ -66,7 +66,8 @@ impl Period {
     }
 
     fn query(&self) -> String {
-        serde_urlencoded::to_string([("from", self.from_text.as_str()), ("to", self.to_text.as_str())]).unwrap_or_default()
+        serde_urlencoded::to_string([("from", self.from_text.as_str()), ("to", self.to_text.as_str())])
+            .unwrap_or_default()
     }
 }
 
@@ -84,7 +85,14 @@ struct Report {
 
 fn report(s: &AppState, wallet: &Account, from: Timestamp, to: Timestamp) -> Result<Report, PortalError> {
     let reader = s.engine.reader();
-    let mut r = Report { entries: Vec::new(), by_day: BTreeMap::new(), by_service: BTreeMap::new(), consumed: 0, credits: Vec::new(), truncated: false };
+    let mut r = Report {
+        entries: Vec::new(),
+        by_day: BTreeMap::new(),
+        by_service: BTreeMap::new(),
+        consumed: 0,
+        credits: Vec::new(),
+        truncated: false,
+    };
     let mut before = None;
     'pages: loop {
         let page = reader.journal(JournalQuery { account: wallet.id, before, limit: 512 })?;
@@ -103,7 +111,8 @@ fn report(s: &AppState, wallet: &Account, from: Timestamp, to: Timestamp) -> Res
             let debited = t.debit == wallet.id;
             if debited && t.kind == TransferKind::Charge {
                 *r.by_day.entry(time::day_of(t.posted_at)).or_default() += t.amount.0;
-                let service = r.by_service.entry(t.service.clone().unwrap_or_else(|| "(no service)".into())).or_default();
+                let service =
+                    r.by_service.entry(t.service.clone().unwrap_or_else(|| "(no service)".into())).or_default();
                 service.0 += t.amount.0;
                 service.1 += 1;
                 r.consumed += t.amount.0;
@@ -173,7 +182,9 @@ async fn load(state: &AppState, viewer: &Viewer, id: u64, days: Option<(i64, i64
                     .payments
                     .invoices(Some(party.id), 1000)?
                     .into_iter()
-                    .filter(|i| i.kind == purse_store::InvoiceKind::Usage && i.status != purse_store::InvoiceStatus::Void)
+                    .filter(|i| {
+                        i.kind == purse_store::InvoiceKind::Usage && i.status != purse_store::InvoiceStatus::Void
+                    })
                     .filter(|i| i.created_at >= from && i.created_at < to)
                     .collect();
                 (Some(report(s, &wallet, from, to)?), (issued.len(), issued.iter().map(|i| i.amount).sum()))
@@ -187,18 +198,32 @@ async fn load(state: &AppState, viewer: &Viewer, id: u64, days: Option<(i64, i64
 }
 
 /// `/customers/{id}/balance` for staff (and a customer admin's own id).
-pub async fn details(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>, Query(q): Query<HashMap<String, String>>) -> Result<Response, PortalError> {
+pub async fn details(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, PortalError> {
     let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     render(&state, &viewer, id, &q).await
 }
 
 /// Settings → Account Settings → Billing → Balance Details, for a customer admin.
-pub async fn own_details(State(state): State<AppState>, viewer: Viewer, Query(q): Query<HashMap<String, String>>) -> Result<Response, PortalError> {
+pub async fn own_details(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, PortalError> {
     let id = viewer.own_customer().ok_or(PortalError::NotFound)?;
     render(&state, &viewer, id, &q).await
 }
 
-async fn render(state: &AppState, viewer: &Viewer, id: u64, q: &HashMap<String, String>) -> Result<Response, PortalError> {
+async fn render(
+    state: &AppState,
+    viewer: &Viewer,
+    id: u64,
+    q: &HashMap<String, String>,
+) -> Result<Response, PortalError> {
     let period = Period::of(q, state.engine.clock().now());
     let page_no = match q.get("page").map(|p| p.parse::<usize>()) {
         None => 0,
@@ -207,7 +232,8 @@ async fn render(state: &AppState, viewer: &Viewer, id: u64, q: &HashMap<String, 
     };
     let d = load(state, viewer, id, period.days).await?;
     let own = viewer.own_customer() == Some(id);
-    let base = if own { "/settings/account/billing/balance-details".to_owned() } else { format!("/customers/{id}/balance") };
+    let base =
+        if own { "/settings/account/billing/balance-details".to_owned() } else { format!("/customers/{id}/balance") };
     let c = d.currency;
     let body = html! {
         (figures(&d.wallet, d.available, c))
@@ -275,19 +301,31 @@ async fn render(state: &AppState, viewer: &Viewer, id: u64, q: &HashMap<String, 
         }
     };
     let crumbs: Vec<(&str, &str)> = if own {
-        vec![("Settings", "/settings"), ("Account Settings", "/settings/account"), ("Billing", "/settings/account/billing"), ("Balance Details", "")]
+        vec![
+            ("Settings", "/settings"),
+            ("Account Settings", "/settings/account"),
+            ("Billing", "/settings/account/billing"),
+            ("Balance Details", ""),
+        ]
     } else {
         vec![("Customers", "/customers"), (d.name.as_str(), ""), ("Balance Details", "")]
     };
     let customer_link = format!("/customers/{id}");
-    let crumbs: Vec<(&str, &str)> =
-        crumbs.into_iter().map(|(label, href)| if label == d.name { (label, customer_link.as_str()) } else { (label, href) }).collect();
+    let crumbs: Vec<(&str, &str)> = crumbs
+        .into_iter()
+        .map(|(label, href)| if label == d.name { (label, customer_link.as_str()) } else { (label, href) })
+        .collect();
     let title = if own { "Balance Details".to_owned() } else { format!("Balance Details · {}", d.name) };
     Ok(page::ok(page::layout(&title, Some(viewer), &crumbs, body)))
 }
 
 /// `/customers/{id}/balance.csv?from=&to=`: every posting of the period, oldest first.
-pub async fn csv(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>, Query(q): Query<HashMap<String, String>>) -> Result<Response, PortalError> {
+pub async fn csv(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, PortalError> {
     let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     let period = Period::of(&q, state.engine.clock().now());
     let Some(days) = period.days else {
@@ -297,7 +335,9 @@ pub async fn csv(State(state): State<AppState>, viewer: Viewer, Path(id): Path<S
     let d = load(&state, &viewer, id, Some(days)).await?;
     let report = d.report.ok_or(PortalError::NotFound)?;
     if report.truncated {
-        return Err(PortalError::BadRequest("The period has too many postings for one export; choose a shorter one.".into()));
+        return Err(PortalError::BadRequest(
+            "The period has too many postings for one export; choose a shorter one.".into(),
+        ));
     }
     let c = d.currency;
     let mut out = String::from("transfer_id,posted_at,at,kind,service,client_id,amount,balance_after,currency\n");
@@ -322,7 +362,8 @@ pub async fn csv(State(state): State<AppState>, viewer: Viewer, Path(id): Path<S
     }
     let name = format!("balance-{id}-{}-{}.csv", time::format_date(days.0), time::format_date(days.1));
     let mut response = ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response();
-    let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")).map_err(|e| PortalError::Internal(e.to_string()))?;
+    let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{name}\""))
+        .map_err(|e| PortalError::Internal(e.to_string()))?;
     response.headers_mut().insert(header::CONTENT_DISPOSITION, disposition);
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
@@ -330,12 +371,17 @@ pub async fn csv(State(state): State<AppState>, viewer: Viewer, Path(id): Path<S
 
 /// A CSV field, quoted when it must be, and never read as a formula by a spreadsheet.
 fn csv_field(text: &str) -> String {
-    let guarded = if text.starts_with(['=', '+', '@', '\t', '\r']) || (text.starts_with('-') && text.parse::<f64>().is_err()) {
-        format!("'{text}")
+    let guarded =
+        if text.starts_with(['=', '+', '@', '\t', '\r']) || (text.starts_with('-') && text.parse::<f64>().is_err()) {
+            format!("'{text}")
+        } else {
+            text.to_owned()
+        };
+    if guarded.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", guarded.replace('"', "\"\""))
     } else {
-        text.to_owned()
-    };
-    if guarded.contains([',', '"', '\n', '\r']) { format!("\"{}\"", guarded.replace('"', "\"\"")) } else { guarded }
+        guarded
+    }
 }
 
 #[cfg(test)]
@@ -355,7 +401,9 @@ mod tests {
     #[test]
     fn periods_are_validated_per_field() {
         let now = time::parse("2026-11-22T10:00:00Z").unwrap();
-        let q = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<HashMap<_, _>>();
+        let q = |pairs: &[(&str, &str)]| {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<HashMap<_, _>>()
+        };
         let p = Period::of(&q(&[]), now);
         assert_eq!((p.from_text.as_str(), p.to_text.as_str()), ("2026-11-01", "2026-11-22"));
         assert!(p.days.is_some());

@@ -22,7 +22,11 @@ use super::{read, see_other, PortalError};
 use crate::handlers::credit::{self as api, CreditChange, CreditSettingsBody, IncreaseText};
 use crate::AppState;
 
-pub async fn show(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>) -> Result<Response, PortalError> {
+pub async fn show(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, PortalError> {
     let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     render(state, Arc::new(viewer), id, None, None).await
 }
@@ -35,7 +39,13 @@ fn text(v: &Value) -> String {
     }
 }
 
-async fn render(state: AppState, viewer: Arc<Viewer>, id: u64, entered: Option<HashMap<String, String>>, error: Option<(String, String)>) -> Result<Response, PortalError> {
+async fn render(
+    state: AppState,
+    viewer: Arc<Viewer>,
+    id: u64,
+    entered: Option<HashMap<String, String>>,
+    error: Option<(String, String)>,
+) -> Result<Response, PortalError> {
     let v = viewer.clone();
     let (name, view, history, classes) = read(&state, move |s| {
         let party = s.party_for(&v.who, id)?;
@@ -141,7 +151,11 @@ async fn render(state: AppState, viewer: Arc<Viewer>, id: u64, entered: Option<H
         }
     };
     let title = format!("Balance & Credits — {name}");
-    let crumbs = [("Customers", "/customers".to_owned()), (name.as_str(), format!("/customers/{id}")), ("Balance & Credits", String::new())];
+    let crumbs = [
+        ("Customers", "/customers".to_owned()),
+        (name.as_str(), format!("/customers/{id}")),
+        ("Balance & Credits", String::new()),
+    ];
     let crumbs: Vec<(&str, &str)> = crumbs.iter().map(|(a, b)| (*a, b.as_str())).collect();
     let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     Ok(page::respond(status, page::layout(&title, Some(&viewer), &crumbs, body)))
@@ -158,10 +172,16 @@ fn describe(state: &Value) -> String {
 
 const CREDIT_FIELDS: [&str; 5] = ["credit_limit", "increase_amount", "increase_percent", "valid_until", "reason"];
 
-pub async fn save(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>, form: Form) -> Result<Response, PortalError> {
+pub async fn save(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    form: Form,
+) -> Result<Response, PortalError> {
     viewer.check(&form)?;
     let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
-    let entered: HashMap<String, String> = CREDIT_FIELDS.iter().map(|k| ((*k).to_owned(), form.get(k).trim().to_owned())).collect();
+    let entered: HashMap<String, String> =
+        CREDIT_FIELDS.iter().map(|k| ((*k).to_owned(), form.get(k).trim().to_owned())).collect();
     let viewer = Arc::new(viewer);
     let (v, e) = (viewer.clone(), entered.clone());
     let items = read(&state, move |s| {
@@ -181,8 +201,17 @@ pub async fn save(State(state): State<AppState>, viewer: Viewer, Path(id): Path<
                 (None, None, _) => current.map(|_| None),
                 (amount, percent, until) => {
                     let same = percent.is_none()
-                        && current.is_some_and(|c| amount.as_deref().and_then(|a| currency.parse(a).ok()) == Some(c.amount) && until.as_deref().and_then(crate::time::parse) == Some(c.valid_until));
-                    (!same).then(|| Some(IncreaseText { amount: amount.filter(|_| percent.is_none()), percent, valid_until: until.unwrap_or_default() }))
+                        && current.is_some_and(|c| {
+                            amount.as_deref().and_then(|a| currency.parse(a).ok()) == Some(c.amount)
+                                && until.as_deref().and_then(crate::time::parse) == Some(c.valid_until)
+                        });
+                    (!same).then(|| {
+                        Some(IncreaseText {
+                            amount: amount.filter(|_| percent.is_none()),
+                            percent,
+                            valid_until: until.unwrap_or_default(),
+                        })
+                    })
                 }
             }
         };
@@ -210,10 +239,16 @@ pub async fn save(State(state): State<AppState>, viewer: Viewer, Path(id): Path<
     }
 }
 
-pub async fn save_settings(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>, form: Form) -> Result<Response, PortalError> {
+pub async fn save_settings(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    form: Form,
+) -> Result<Response, PortalError> {
     viewer.check(&form)?;
     let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
-    let entered: HashMap<String, String> = ["class", "subscriber_transfers"].iter().map(|k| ((*k).to_owned(), form.get(k).trim().to_owned())).collect();
+    let entered: HashMap<String, String> =
+        ["class", "subscriber_transfers"].iter().map(|k| ((*k).to_owned(), form.get(k).trim().to_owned())).collect();
     let viewer = Arc::new(viewer);
     let (v, e) = (viewer.clone(), entered.clone());
     let saved = read(&state, move |s| {
@@ -222,7 +257,11 @@ pub async fn save_settings(State(state): State<AppState>, viewer: Viewer, Path(i
             "" => None,
             t => Some(t.parse::<u64>().map_err(|_| PortalError::Field("class".into(), "choose a class".into()))?),
         };
-        let body = CreditSettingsBody { class: Some(class), subscriber_transfers: Some(e["subscriber_transfers"].clone()), maximum_increase: None };
+        let body = CreditSettingsBody {
+            class: Some(class),
+            subscriber_transfers: Some(e["subscriber_transfers"].clone()),
+            maximum_increase: None,
+        };
         api::save_credit_settings(s, &v.who, &party, body).map_err(PortalError::from_api_keep)?;
         Ok(party.id)
     })
@@ -251,7 +290,11 @@ pub struct AuditFilter {
     before: String,
 }
 
-pub async fn audit(State(state): State<AppState>, viewer: Viewer, Query(f): Query<AuditFilter>) -> Result<Response, PortalError> {
+pub async fn audit(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Query(f): Query<AuditFilter>,
+) -> Result<Response, PortalError> {
     let party = match f.party.trim() {
         "" => None,
         t => Some(PartyId(t.parse().map_err(|_| PortalError::BadRequest("party must be a number".into()))?)),
@@ -315,7 +358,13 @@ pub async fn audit(State(state): State<AppState>, viewer: Viewer, Query(f): Quer
 /// Percent-encodes a query value.
 fn enc(text: &str) -> String {
     text.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -328,7 +377,11 @@ pub async fn classes(State(state): State<AppState>, viewer: Viewer) -> Result<Re
     classes_page(state, Arc::new(viewer), None, None, None).await
 }
 
-pub async fn edit_class(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>) -> Result<Response, PortalError> {
+pub async fn edit_class(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, PortalError> {
     let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     classes_page(state, Arc::new(viewer), Some(id), None, None).await
 }
@@ -351,7 +404,13 @@ async fn classes_page(
         let Some(c) = &current else { return String::new() };
         match k {
             "name" => c.name.clone(),
-            "subscriber_transfers" => if c.transfers_allowed { "on".into() } else { String::new() },
+            "subscriber_transfers" => {
+                if c.transfers_allowed {
+                    "on".into()
+                } else {
+                    String::new()
+                }
+            }
             "max_amount" => c.max.amount.clone().unwrap_or_default(),
             "max_percent" => c.max.percent.map(|p| p.to_string()).unwrap_or_default(),
             _ => c.max.days.map(|d| d.to_string()).unwrap_or_default(),
@@ -395,16 +454,25 @@ async fn classes_page(
         }
     };
     let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
-    Ok(page::respond(status, page::layout("Customer classes", Some(&viewer), &[("Settings", "/settings"), ("Customer classes", "")], body)))
+    Ok(page::respond(
+        status,
+        page::layout("Customer classes", Some(&viewer), &[("Settings", "/settings"), ("Customer classes", "")], body),
+    ))
 }
 
-pub async fn save_class(State(state): State<AppState>, viewer: Viewer, path: Option<Path<String>>, form: Form) -> Result<Response, PortalError> {
+pub async fn save_class(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    path: Option<Path<String>>,
+    form: Form,
+) -> Result<Response, PortalError> {
     viewer.check(&form)?;
     let id: u64 = match path {
         Some(Path(id)) => id.parse().map_err(|_| PortalError::NotFound)?,
         None => 0,
     };
-    let entered: HashMap<String, String> = CLASS_FIELDS.iter().map(|k| ((*k).to_owned(), form.get(k).trim().to_owned())).collect();
+    let entered: HashMap<String, String> =
+        CLASS_FIELDS.iter().map(|k| ((*k).to_owned(), form.get(k).trim().to_owned())).collect();
     let number = |k: &str, field: &str| -> Result<Option<u32>, PortalError> {
         match entered[k].as_str() {
             "" => Ok(None),
@@ -412,15 +480,27 @@ pub async fn save_class(State(state): State<AppState>, viewer: Viewer, path: Opt
         }
     };
     let viewer = Arc::new(viewer);
-    let parsed = number("max_percent", "maximum_increase.percent").and_then(|p| Ok((p, number("max_days", "maximum_increase.days")?)));
+    let parsed = number("max_percent", "maximum_increase.percent")
+        .and_then(|p| Ok((p, number("max_days", "maximum_increase.days")?)));
     let saved = match parsed {
         Err(e) => Err(e),
         Ok((percent, days)) => {
             let amount = Some(entered["max_amount"].clone()).filter(|a| !a.is_empty());
-            let max = (amount.is_some() || percent.is_some() || days.is_some()).then_some(api::MaxText { amount, percent, days });
-            let body = api::ClassBody { name: entered["name"].clone(), subscriber_transfers: entered["subscriber_transfers"] == "on", maximum_increase: max };
+            let max = (amount.is_some() || percent.is_some() || days.is_some()).then_some(api::MaxText {
+                amount,
+                percent,
+                days,
+            });
+            let body = api::ClassBody {
+                name: entered["name"].clone(),
+                subscriber_transfers: entered["subscriber_transfers"] == "on",
+                maximum_increase: max,
+            };
             let who = viewer.who;
-            read(&state, move |s| api::save_class(s, &who, id, body).map(|(_, members)| members).map_err(PortalError::from_api_keep)).await
+            read(&state, move |s| {
+                api::save_class(s, &who, id, body).map(|(_, members)| members).map_err(PortalError::from_api_keep)
+            })
+            .await
         }
     };
     match saved {
@@ -428,7 +508,9 @@ pub async fn save_class(State(state): State<AppState>, viewer: Viewer, path: Opt
             api::sync_transfers(&state, members).await?;
             Ok(see_other("/classes"))
         }
-        Err(PortalError::Field(f, m)) => classes_page(state, viewer, (id != 0).then_some(id), Some(entered), Some((f, m))).await,
+        Err(PortalError::Field(f, m)) => {
+            classes_page(state, viewer, (id != 0).then_some(id), Some(entered), Some((f, m))).await
+        }
         Err(other) => Err(other),
     }
 }

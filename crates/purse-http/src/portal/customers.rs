@@ -79,7 +79,11 @@ struct Row {
 }
 
 /// `/customers?q=&status=&after=`: search by name or client id, filter by standing.
-pub async fn list(State(state): State<AppState>, viewer: Viewer, Query(q): Query<HashMap<String, String>>) -> Result<Response, PortalError> {
+pub async fn list(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, PortalError> {
     // The list is the staff's way in; a customer's own page is its home.
     if viewer.own_customer().is_some() {
         return Err(PortalError::NotFound);
@@ -107,7 +111,8 @@ pub async fn list(State(state): State<AppState>, viewer: Viewer, Query(q): Query
         let mut cursor = after;
         let mut scanned = 0;
         loop {
-            let query = PartyQuery { resellers: Some(false), reseller, after: cursor, search: lowered.clone(), limit: 100 };
+            let query =
+                PartyQuery { resellers: Some(false), reseller, after: cursor, search: lowered.clone(), limit: 100 };
             let page = reader.parties(query)?;
             for party in &page {
                 scanned += 1;
@@ -135,7 +140,11 @@ pub async fn list(State(state): State<AppState>, viewer: Viewer, Query(q): Query
     let statuses: Vec<(&str, &str)> =
         std::iter::once(("", "Any status")).chain(Standing::ALL.iter().map(|s| (s.as_str(), s.label()))).collect();
     let next_link = next.map(|c| {
-        let query = serde_urlencoded::to_string([("q", search.as_str()), ("status", status_text.as_str()), ("after", &c.0.to_string())]);
+        let query = serde_urlencoded::to_string([
+            ("q", search.as_str()),
+            ("status", status_text.as_str()),
+            ("after", &c.0.to_string()),
+        ]);
         format!("/customers?{}", query.unwrap_or_default())
     });
     let body = html! {
@@ -239,7 +248,11 @@ struct Overview {
 }
 
 /// `/customers/{id}`: overview, subscriber accounts, recent journal.
-pub async fn show(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>) -> Result<Response, PortalError> {
+pub async fn show(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, PortalError> {
     let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     let who = viewer.who;
     let o = read(&state, move |s| {
@@ -249,7 +262,8 @@ pub async fn show(State(state): State<AppState>, viewer: Viewer, Path(id): Path<
         for a in s.engine.reader().accounts_of(PartyId(id))? {
             let live = live(s, &a)?;
             if a.id == wallet {
-                overview.recent = s.engine.reader().journal(JournalQuery { account: a.id, before: None, limit: RECENT_POSTINGS })?;
+                overview.recent =
+                    s.engine.reader().journal(JournalQuery { account: a.id, before: None, limit: RECENT_POSTINGS })?;
                 overview.wallet = Some(live);
             } else {
                 overview.subscribers.push(live);
@@ -259,7 +273,11 @@ pub async fn show(State(state): State<AppState>, viewer: Viewer, Path(id): Path<
     })
     .await?;
     let Some((wallet, available, currency)) = &o.wallet else { return Err(PortalError::NotFound) };
-    let details = if viewer.own_customer().is_some() { "/settings/account/billing/balance-details".to_owned() } else { format!("/customers/{id}/balance") };
+    let details = if viewer.own_customer().is_some() {
+        "/settings/account/billing/balance-details".to_owned()
+    } else {
+        format!("/customers/{id}/balance")
+    };
     let body = html! {
         p.muted {
             (billing(&o.party)) " customer · " (currency.code) " · client id " (viewer.who.shown_client_id(&o.party.client_id))
@@ -288,6 +306,10 @@ pub async fn show(State(state): State<AppState>, viewer: Viewer, Path(id): Path<
         h2 { "Recent postings" }
         (journal_table("recent", wallet, *currency, &o.recent))
     };
-    let crumbs: Vec<(&str, &str)> = if viewer.own_customer().is_none() { vec![("Customers", "/customers"), (o.party.name.as_str(), "")] } else { Vec::new() };
+    let crumbs: Vec<(&str, &str)> = if viewer.own_customer().is_none() {
+        vec![("Customers", "/customers"), (o.party.name.as_str(), "")]
+    } else {
+        Vec::new()
+    };
     Ok(page::ok(page::layout(&o.party.name, Some(&viewer), &crumbs, body)))
 }

@@ -51,21 +51,40 @@ fn day(v: &Value) -> &str {
 }
 
 /// `/customers/{id}/invoices`.
-pub async fn list(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>) -> Result<Response, PortalError> {
+pub async fn list(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, PortalError> {
     let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     render_list(state, Arc::new(viewer), id, None, None).await
 }
 
-async fn render_list(state: AppState, viewer: Arc<Viewer>, id: u64, entered: Option<HashMap<String, String>>, error: Option<(String, String)>) -> Result<Response, PortalError> {
+async fn render_list(
+    state: AppState,
+    viewer: Arc<Viewer>,
+    id: u64,
+    entered: Option<HashMap<String, String>>,
+    error: Option<(String, String)>,
+) -> Result<Response, PortalError> {
     let v = viewer.clone();
     let (name, currency, invoices, receipts, unallocated, billing) = read(&state, move |s| {
         let party = s.party_for(&v.who, id)?;
         let PartyKind::Customer { currency, .. } = party.kind else { return Err(PortalError::NotFound) };
         let c = s.currency("currency", currency)?;
-        let invoices: Vec<Value> = s.payments.invoices(Some(party.id), 100)?.iter().map(|i| api::invoice_view(i, &c)).collect();
-        let receipts = s.payments.receipts(Some(party.id), 100)?.iter().map(|r| pay::receipt_view(s, r)).collect::<Result<Vec<_>, _>>()?;
+        let invoices: Vec<Value> =
+            s.payments.invoices(Some(party.id), 100)?.iter().map(|i| api::invoice_view(i, &c)).collect();
+        let receipts = s
+            .payments
+            .receipts(Some(party.id), 100)?
+            .iter()
+            .map(|r| pay::receipt_view(s, r))
+            .collect::<Result<Vec<_>, _>>()?;
         let unallocated = c.format(Amount(s.payments.unallocated(party.id)?));
-        let billing = api::billing_view(&s.payments.billing_settings(party.id)?.unwrap_or_else(|| BillingSettings::default_for(party.id)), s)?;
+        let billing = api::billing_view(
+            &s.payments.billing_settings(party.id)?.unwrap_or_else(|| BillingSettings::default_for(party.id)),
+            s,
+        )?;
         Ok((party.name, c.code.to_string(), invoices, receipts, unallocated, billing))
     })
     .await?;
@@ -166,16 +185,25 @@ fn crumbs<'a>(viewer: &Viewer, name: &'a str, id: u64, last: &'a str) -> Vec<(&'
 }
 
 /// Saves the billing cycle.
-pub async fn save_billing(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>, form: Form) -> Result<Response, PortalError> {
+pub async fn save_billing(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    form: Form,
+) -> Result<Response, PortalError> {
     viewer.check(&form)?;
     let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
-    let entered: HashMap<String, String> = ["cycle_day", "time_zone"].iter().map(|k| ((*k).to_owned(), form.get(k).trim().to_owned())).collect();
+    let entered: HashMap<String, String> =
+        ["cycle_day", "time_zone"].iter().map(|k| ((*k).to_owned(), form.get(k).trim().to_owned())).collect();
     let viewer = Arc::new(viewer);
     let (v, e) = (viewer.clone(), entered.clone());
     let saved = read(&state, move |s| {
         let party = crate::handlers::party_of_kind(s, &v.who, id, false)?;
-        let cycle_day = e["cycle_day"].parse().map_err(|_| PortalError::Field("cycle_day".into(), "cycle_day must be a whole number between 1 and 28".into()))?;
-        api::save_billing(s, &v.who, &party, &BillingBody { cycle_day, time_zone: e["time_zone"].clone() }).map_err(PortalError::from_api_keep)?;
+        let cycle_day = e["cycle_day"].parse().map_err(|_| {
+            PortalError::Field("cycle_day".into(), "cycle_day must be a whole number between 1 and 28".into())
+        })?;
+        api::save_billing(s, &v.who, &party, &BillingBody { cycle_day, time_zone: e["time_zone"].clone() })
+            .map_err(PortalError::from_api_keep)?;
         Ok(())
     })
     .await;
@@ -187,7 +215,12 @@ pub async fn save_billing(State(state): State<AppState>, viewer: Viewer, Path(id
 }
 
 /// "Issue invoice now".
-pub async fn issue(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>, form: Form) -> Result<Response, PortalError> {
+pub async fn issue(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    form: Form,
+) -> Result<Response, PortalError> {
     viewer.check(&form)?;
     let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     match api::issue_now(&state, viewer.who, id).await.map_err(PortalError::from_api_keep)? {
@@ -200,12 +233,22 @@ pub async fn issue(State(state): State<AppState>, viewer: Viewer, Path(id): Path
 }
 
 /// `/invoices/{id}`: one invoice.
-pub async fn show(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>) -> Result<Response, PortalError> {
+pub async fn show(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, PortalError> {
     let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     render_invoice(state, Arc::new(viewer), id, None, None).await
 }
 
-async fn render_invoice(state: AppState, viewer: Arc<Viewer>, id: u64, entered: Option<HashMap<String, String>>, error: Option<(String, String)>) -> Result<Response, PortalError> {
+async fn render_invoice(
+    state: AppState,
+    viewer: Arc<Viewer>,
+    id: u64,
+    entered: Option<HashMap<String, String>>,
+    error: Option<(String, String)>,
+) -> Result<Response, PortalError> {
     let who = viewer.who;
     let (i, name) = read(&state, move |s| {
         let i = api::visible_invoice(s, &who, id).map_err(|_| PortalError::NotFound)?;
@@ -217,7 +260,8 @@ async fn render_invoice(state: AppState, viewer: Arc<Viewer>, id: u64, entered: 
     let currency = s(&i["currency"]).to_owned();
     let staff = staff(&viewer) && viewer.user.scope == Scope::ReadWrite;
     let open = matches!(s(&i["status"]), "open" | "partially_paid");
-    let value = |k: &str, shown: &str| entered.as_ref().and_then(|e| e.get(k).cloned()).unwrap_or_else(|| shown.to_owned());
+    let value =
+        |k: &str, shown: &str| entered.as_ref().and_then(|e| e.get(k).cloned()).unwrap_or_else(|| shown.to_owned());
     let body = html! {
         @if let Some((f, m)) = &error { p.notice.bad id="form-error" { (f) ": " (m) } }
         dl.facts {
@@ -296,15 +340,25 @@ async fn render_invoice(state: AppState, viewer: Arc<Viewer>, id: u64, entered: 
 }
 
 /// Records a payment of the invoice.
-pub async fn pay(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>, form: Form) -> Result<Response, PortalError> {
+pub async fn pay(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    form: Form,
+) -> Result<Response, PortalError> {
     viewer.check(&form)?;
     let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
-    let entered: HashMap<String, String> = ["amount", "method"].iter().map(|k| ((*k).to_owned(), form.get(k).trim().to_owned())).collect();
+    let entered: HashMap<String, String> =
+        ["amount", "method"].iter().map(|k| ((*k).to_owned(), form.get(k).trim().to_owned())).collect();
     let viewer = Arc::new(viewer);
     let (who, e) = (viewer.who, entered.clone());
     let checked = read(&state, move |s| {
         let i = api::visible_invoice(s, &who, id).map_err(|_| PortalError::NotFound)?;
-        let body = InvoicePaymentBody { method: e["method"].clone(), amount: e["amount"].clone(), currency: i.currency.to_string() };
+        let body = InvoicePaymentBody {
+            method: e["method"].clone(),
+            amount: e["amount"].clone(),
+            currency: i.currency.to_string(),
+        };
         api::invoice_payment(s, &who, id, &body).map_err(PortalError::from_api_keep)
     })
     .await;
@@ -317,7 +371,14 @@ pub async fn pay(State(state): State<AppState>, viewer: Viewer, Path(id): Path<S
         match api::post_payment(&state, &invoice, command).await {
             Ok(_) => {}
             Err(crate::ApiError::Rejected(r)) => {
-                return render_invoice(state, viewer, id, Some(entered), Some((r.field().unwrap_or("amount").to_owned(), r.to_string()))).await;
+                return render_invoice(
+                    state,
+                    viewer,
+                    id,
+                    Some(entered),
+                    Some((r.field().unwrap_or("amount").to_owned(), r.to_string())),
+                )
+                .await;
             }
             Err(other) => return Err(other.into()),
         }
@@ -326,7 +387,12 @@ pub async fn pay(State(state): State<AppState>, viewer: Viewer, Path(id): Path<S
 }
 
 /// Voids the invoice.
-pub async fn void(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>, form: Form) -> Result<Response, PortalError> {
+pub async fn void(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    form: Form,
+) -> Result<Response, PortalError> {
     viewer.check(&form)?;
     let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     let reason = form.get("reason").trim().to_owned();
@@ -334,13 +400,19 @@ pub async fn void(State(state): State<AppState>, viewer: Viewer, Path(id): Path<
     let (who, r) = (viewer.who, reason.clone());
     match read(&state, move |s| api::void_invoice(s, &who, id, &r).map_err(PortalError::from_api_keep)).await {
         Ok(_) => Ok(see_other(&format!("/invoices/{id}"))),
-        Err(PortalError::Field(f, m)) => render_invoice(state, viewer, id, Some(HashMap::from([("reason".to_owned(), reason)])), Some((f, m))).await,
+        Err(PortalError::Field(f, m)) => {
+            render_invoice(state, viewer, id, Some(HashMap::from([("reason".to_owned(), reason)])), Some((f, m))).await
+        }
         Err(other) => Err(other),
     }
 }
 
 /// An invoice's PDF, for whoever may see its customer.
-pub async fn pdf(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>) -> Result<Response, PortalError> {
+pub async fn pdf(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, PortalError> {
     let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     let who = viewer.who;
     let (number, bytes) = read(&state, move |s| {
@@ -352,7 +424,11 @@ pub async fn pdf(State(state): State<AppState>, viewer: Viewer, Path(id): Path<S
 }
 
 /// `/receipts/{id}`: a receipt voucher (seed 002) with where its payment went.
-pub async fn receipt(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>) -> Result<Response, PortalError> {
+pub async fn receipt(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, PortalError> {
     let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     let who = viewer.who;
     let (r, name) = read(&state, move |s| {

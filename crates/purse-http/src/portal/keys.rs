@@ -111,7 +111,8 @@ pub async fn create(State(state): State<AppState>, viewer: Viewer, form: Form) -
     let (v, owned_name) = (viewer.clone(), name.to_owned());
     let created = match (name_error, scope) {
         (None, Some(scope)) => Some(
-            read(&state, move |s| Ok(crate::handlers::keys::create_key(s, &v.who, &owned_name, v.user.role, scope)?.1)).await?,
+            read(&state, move |s| Ok(crate::handlers::keys::create_key(s, &v.who, &owned_name, v.user.role, scope)?.1))
+                .await?,
         ),
         _ => None,
     };
@@ -126,7 +127,12 @@ pub async fn create(State(state): State<AppState>, viewer: Viewer, form: Form) -
     Ok(page::respond(status, keys_page(&viewer, &keys, &entered, created.as_deref())))
 }
 
-pub async fn revoke(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>, form: Form) -> Result<Response, PortalError> {
+pub async fn revoke(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    form: Form,
+) -> Result<Response, PortalError> {
     viewer.check(&form)?;
     let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     read(&state, move |s| Ok(crate::handlers::keys::revoke_key(s, &viewer.who, id)?)).await?;

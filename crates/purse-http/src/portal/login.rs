@@ -19,7 +19,11 @@ pub struct Next {
 /// Only a path of this site is followed after login (never `//elsewhere` or a full URL).
 fn safe_next(next: Option<&str>) -> &str {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') && !n.chars().any(char::is_control) => n,
+        Some(n)
+            if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') && !n.chars().any(char::is_control) =>
+        {
+            n
+        }
         _ => "/",
     }
 }
@@ -41,11 +45,17 @@ fn login_page(status: StatusCode, token: &str, email: &str, next: &str, error: O
 }
 
 /// The login form, with a fresh token that must come back both in the form and in a cookie.
-pub async fn form(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<Next>) -> Result<Response, PortalError> {
+pub async fn form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<Next>,
+) -> Result<Response, PortalError> {
     let token = session::random_hex::<16>()?;
     let mut response = login_page(StatusCode::OK, &token, "", safe_next(q.next.as_deref()), None);
     let cookie = set_cookie(&state, &headers, LOGIN_COOKIE, &token, 3600);
-    response.headers_mut().append(header::SET_COOKIE, HeaderValue::from_str(&cookie).map_err(|e| PortalError::Internal(e.to_string()))?);
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, HeaderValue::from_str(&cookie).map_err(|e| PortalError::Internal(e.to_string()))?);
     Ok(response)
 }
 
@@ -92,11 +102,20 @@ pub async fn submit(State(state): State<AppState>, headers: HeaderMap, form: For
             let max_age = i64::try_from(state.settings.session_ttl.as_secs()).unwrap_or(i64::MAX);
             let session_cookie = set_cookie(&state, &headers, SESSION_COOKIE, &session_token, max_age);
             let h = response.headers_mut();
-            h.append(header::SET_COOKIE, HeaderValue::from_str(&session_cookie).map_err(|e| PortalError::Internal(e.to_string()))?);
-            h.append(header::SET_COOKIE, HeaderValue::from_str(&set_cookie(&state, &headers, LOGIN_COOKIE, "", 0)).map_err(|e| PortalError::Internal(e.to_string()))?);
+            h.append(
+                header::SET_COOKIE,
+                HeaderValue::from_str(&session_cookie).map_err(|e| PortalError::Internal(e.to_string()))?,
+            );
+            h.append(
+                header::SET_COOKIE,
+                HeaderValue::from_str(&set_cookie(&state, &headers, LOGIN_COOKIE, "", 0))
+                    .map_err(|e| PortalError::Internal(e.to_string()))?,
+            );
             Ok(response)
         }
-        Outcome::Wrong => Ok(login_page(StatusCode::UNAUTHORIZED, &token, email, &next, Some("The e-mail or the password is wrong."))),
+        Outcome::Wrong => {
+            Ok(login_page(StatusCode::UNAUTHORIZED, &token, email, &next, Some("The e-mail or the password is wrong.")))
+        }
         Outcome::Throttled(wait_s) => {
             let message = format!("Too many failed logins for this e-mail. Try again in {wait_s} seconds.");
             Ok(login_page(StatusCode::TOO_MANY_REQUESTS, &token, email, &next, Some(&message)))
@@ -105,13 +124,20 @@ pub async fn submit(State(state): State<AppState>, headers: HeaderMap, form: For
 }
 
 /// Ends the session in the store (the cookie alone is worth nothing afterwards).
-pub async fn logout(State(state): State<AppState>, headers: HeaderMap, viewer: Viewer, form: Form) -> Result<Response, PortalError> {
+pub async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    viewer: Viewer,
+    form: Form,
+) -> Result<Response, PortalError> {
     viewer.check(&form)?;
     let hash = viewer.session.clone();
     read(&state, move |s| Ok(s.access.delete_session(&hash)?)).await?;
     let mut response = see_other("/login");
     let cleared = set_cookie(&state, &headers, SESSION_COOKIE, "", 0);
-    response.headers_mut().append(header::SET_COOKIE, HeaderValue::from_str(&cleared).map_err(|e| PortalError::Internal(e.to_string()))?);
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, HeaderValue::from_str(&cleared).map_err(|e| PortalError::Internal(e.to_string()))?);
     Ok(response)
 }
 
@@ -122,7 +148,9 @@ mod tests {
     #[test]
     fn only_paths_of_this_site_are_followed_after_login() {
         assert_eq!(safe_next(Some("/customers?q=a")), "/customers?q=a");
-        for bad in ["//evil.example", "https://evil.example", "/\\evil.example", "/x\r\nSet-Cookie: a=b", "", "customers"] {
+        for bad in
+            ["//evil.example", "https://evil.example", "/\\evil.example", "/x\r\nSet-Cookie: a=b", "", "customers"]
+        {
             assert_eq!(safe_next(Some(bad)), "/", "{bad:?}");
         }
         assert_eq!(safe_next(None), "/");

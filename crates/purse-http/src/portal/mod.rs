@@ -13,8 +13,8 @@ mod customers;
 mod invoices;
 mod keys;
 mod login;
-mod payments;
 pub mod page;
+mod payments;
 pub mod session;
 pub mod users;
 
@@ -180,9 +180,15 @@ impl PortalError {
         match e {
             ApiError::InvalidField { field, message, .. } => PortalError::Field(field, message),
             ApiError::ForbiddenField { field, message } => PortalError::Field(field.to_owned(), message),
-            ApiError::PaymentDeclined(m) => PortalError::Field("card".into(), format!("The card was declined ({m}). Nothing was charged.")),
-            ApiError::PaymentPending(m) => PortalError::Field("card".into(), format!("{m}; it completes in the background.")),
-            ApiError::CardsNotConfigured => PortalError::Field("card".into(), "card payments are not configured on this server".into()),
+            ApiError::PaymentDeclined(m) => {
+                PortalError::Field("card".into(), format!("The card was declined ({m}). Nothing was charged."))
+            }
+            ApiError::PaymentPending(m) => {
+                PortalError::Field("card".into(), format!("{m}; it completes in the background."))
+            }
+            ApiError::CardsNotConfigured => {
+                PortalError::Field("card".into(), "card payments are not configured on this server".into())
+            }
             other => other.into(),
         }
     }
@@ -301,7 +307,12 @@ async fn account_settings(viewer: Viewer) -> Result<Response, PortalError> {
             li { a href="/settings/account/billing" { "Billing" } }
         }
     };
-    Ok(page::ok(page::layout("Account Settings", Some(&viewer), &[("Settings", "/settings"), ("Account Settings", "")], body)))
+    Ok(page::ok(page::layout(
+        "Account Settings",
+        Some(&viewer),
+        &[("Settings", "/settings"), ("Account Settings", "")],
+        body,
+    )))
 }
 
 async fn billing(viewer: Viewer) -> Result<Response, PortalError> {

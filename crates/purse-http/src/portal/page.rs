@@ -150,7 +150,9 @@ pub fn respond(status: StatusCode, page: Markup) -> Response {
     response.headers_mut().insert("x-frame-options", header::HeaderValue::from_static("DENY"));
     response.headers_mut().insert(
         header::CONTENT_SECURITY_POLICY,
-        header::HeaderValue::from_static("default-src 'self'; img-src 'self' data:; style-src 'self'; form-action 'self'; frame-ancestors 'none'"),
+        header::HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; form-action 'self'; frame-ancestors 'none'",
+        ),
     );
     response
 }

@@ -20,9 +20,14 @@ use super::{read, see_other, PortalError};
 use crate::handlers::payments::{self as api, AutoRechargeBody, CardBody, PayNowBody, RechargeBody};
 use crate::AppState;
 
-const FIELDS: [&str; 8] = ["enabled", "method", "threshold", "recharge_amount", "target_balance", "per_day_max", "month_cap", "emails"];
+const FIELDS: [&str; 8] =
+    ["enabled", "method", "threshold", "recharge_amount", "target_balance", "per_day_max", "month_cap", "emails"];
 
-pub async fn show(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>) -> Result<Response, PortalError> {
+pub async fn show(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, PortalError> {
     let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     render(state, Arc::new(viewer), id, None, None, None).await
 }
@@ -47,21 +52,30 @@ async fn render(
         let c = s.currency("currency", currency)?;
         let settings = api::settings_view(s, &party, &c)?;
         let due = c.format(api::amount_due(s, &party)?);
-        let recharges: Vec<Value> = s.payments.recharges(Some(party.id), 20)?.iter().map(|r| api::recharge_view(r, &c)).collect();
+        let recharges: Vec<Value> =
+            s.payments.recharges(Some(party.id), 20)?.iter().map(|r| api::recharge_view(r, &c)).collect();
         Ok((party.name, settings, due, recharges))
     })
     .await?;
     let text = |k: &str| match &settings[k] {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),
-        Value::Bool(b) => if *b { "on".into() } else { String::new() },
+        Value::Bool(b) => {
+            if *b {
+                "on".into()
+            } else {
+                String::new()
+            }
+        }
         Value::Array(a) => a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "),
         _ => String::new(),
     };
     let value = |k: &str| entered.as_ref().map_or_else(|| text(k), |e| e.get(k).cloned().unwrap_or_default());
     let writable = viewer.user.scope == Scope::ReadWrite;
     let configured = settings["card_payments_configured"] == true;
-    let card = settings["card"]["last4"].as_str().map(|l| format!("{} ending {l}", settings["card"]["brand"].as_str().unwrap_or("card")));
+    let card = settings["card"]["last4"]
+        .as_str()
+        .map(|l| format!("{} ending {l}", settings["card"]["brand"].as_str().unwrap_or("card")));
     let chosen = value("method");
     let action = format!("/customers/{id}/recharge");
     let currency = text("currency");
@@ -141,7 +155,11 @@ async fn render(
     let staff = !matches!(viewer.user.role, Role::Customer(_));
     let title = format!("Automatic recharge and Pay Now — {name}");
     let crumbs: Vec<(&str, String)> = if staff {
-        vec![("Customers", "/customers".into()), (name.as_str(), format!("/customers/{id}")), ("Payment settings", String::new())]
+        vec![
+            ("Customers", "/customers".into()),
+            (name.as_str(), format!("/customers/{id}")),
+            ("Payment settings", String::new()),
+        ]
     } else {
         vec![
             ("Settings", "/settings".into()),
@@ -155,10 +173,16 @@ async fn render(
     Ok(page::respond(status, page::layout(&title, Some(&viewer), &crumbs, body)))
 }
 
-pub async fn save(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>, form: Form) -> Result<Response, PortalError> {
+pub async fn save(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    form: Form,
+) -> Result<Response, PortalError> {
     viewer.check(&form)?;
     let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
-    let entered: HashMap<String, String> = FIELDS.iter().map(|k| ((*k).to_owned(), form.get(k).trim().to_owned())).collect();
+    let entered: HashMap<String, String> =
+        FIELDS.iter().map(|k| ((*k).to_owned(), form.get(k).trim().to_owned())).collect();
     let viewer = Arc::new(viewer);
     let (v, e) = (viewer.clone(), entered.clone());
     let saved = read(&state, move |s| {
@@ -167,7 +191,9 @@ pub async fn save(State(state): State<AppState>, viewer: Viewer, Path(id): Path<
         let c = s.currency("currency", currency)?;
         let opt = |k: &str| Some(e[k].clone()).filter(|t| !t.is_empty());
         let per_day = match opt("per_day_max") {
-            Some(t) => Some(t.parse().map_err(|_| PortalError::Field("per_day_max".into(), "a whole number from 1".into()))?),
+            Some(t) => {
+                Some(t.parse().map_err(|_| PortalError::Field("per_day_max".into(), "a whole number from 1".into()))?)
+            }
             None => None,
         };
         let body = RechargeBody {
@@ -195,25 +221,39 @@ pub async fn save(State(state): State<AppState>, viewer: Viewer, Path(id): Path<
     }
 }
 
-pub async fn pay_now(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>, form: Form) -> Result<Response, PortalError> {
+pub async fn pay_now(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    form: Form,
+) -> Result<Response, PortalError> {
     viewer.check(&form)?;
     let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     let amount = form.get("amount").trim().to_owned();
     let number = form.get("card_number").trim().to_owned();
-    let card = if number.is_empty() {
-        None
-    } else {
-        let month = form.get("card_exp_month").trim().parse().map_err(|_| PortalError::Field("card.exp_month".into(), "the expiry month must be 1 to 12".into()));
-        let year = form.get("card_exp_year").trim().parse().map_err(|_| PortalError::Field("card.exp_year".into(), "the expiry year must be four digits".into()));
-        match (month, year) {
-            (Ok(exp_month), Ok(exp_year)) => Some(CardBody { number, exp_month, exp_year, cvc: form.get("card_cvc").trim().to_owned() }),
-            (Err(PortalError::Field(f, m)), _) | (_, Err(PortalError::Field(f, m))) => {
-                let entered = HashMap::from([("amount".to_owned(), amount)]);
-                return render(state, Arc::new(viewer), id, Some(entered), Some((f, m)), None).await;
+    let card =
+        if number.is_empty() {
+            None
+        } else {
+            let month =
+                form.get("card_exp_month").trim().parse().map_err(|_| {
+                    PortalError::Field("card.exp_month".into(), "the expiry month must be 1 to 12".into())
+                });
+            let year =
+                form.get("card_exp_year").trim().parse().map_err(|_| {
+                    PortalError::Field("card.exp_year".into(), "the expiry year must be four digits".into())
+                });
+            match (month, year) {
+                (Ok(exp_month), Ok(exp_year)) => {
+                    Some(CardBody { number, exp_month, exp_year, cvc: form.get("card_cvc").trim().to_owned() })
+                }
+                (Err(PortalError::Field(f, m)), _) | (_, Err(PortalError::Field(f, m))) => {
+                    let entered = HashMap::from([("amount".to_owned(), amount)]);
+                    return render(state, Arc::new(viewer), id, Some(entered), Some((f, m)), None).await;
+                }
+                _ => None,
             }
-            _ => None,
-        }
-    };
+        };
     let auto = match (form.get("auto_threshold").trim(), form.get("auto_amount").trim()) {
         ("", "") => None,
         (t, a) => Some(AutoRechargeBody { threshold: t.to_owned(), recharge_amount: a.to_owned() }),
@@ -229,7 +269,12 @@ pub async fn pay_now(State(state): State<AppState>, viewer: Viewer, Path(id): Pa
     match paid {
         Ok(receipt) => {
             if auto.is_some() {
-                crate::handlers::alerts::sync_levels(&state, None, receipt["customer"].as_u64().map(purse_core::PartyId)).await?;
+                crate::handlers::alerts::sync_levels(
+                    &state,
+                    None,
+                    receipt["customer"].as_u64().map(purse_core::PartyId),
+                )
+                .await?;
             }
             render(state, viewer, id, None, None, Some(Paid::Receipt(receipt))).await
         }
@@ -242,7 +287,11 @@ pub async fn pay_now(State(state): State<AppState>, viewer: Viewer, Path(id): Pa
 }
 
 /// A receipt voucher's PDF, for whoever may see its customer.
-pub async fn receipt_pdf(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>) -> Result<Response, PortalError> {
+pub async fn receipt_pdf(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, PortalError> {
     let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     let who = viewer.who;
     let (r, pdf) = read(&state, move |s| api::visible_receipt(s, &who, id).map_err(|_| PortalError::NotFound)).await?;
@@ -250,7 +299,12 @@ pub async fn receipt_pdf(State(state): State<AppState>, viewer: Viewer, Path(id)
 }
 
 /// "E-mail again": the receipt voucher goes to the billing e-mail once more.
-pub async fn email_receipt(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>, form: Form) -> Result<Response, PortalError> {
+pub async fn email_receipt(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    form: Form,
+) -> Result<Response, PortalError> {
     viewer.check(&form)?;
     let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     let viewer = Arc::new(viewer);
@@ -259,7 +313,9 @@ pub async fn email_receipt(State(state): State<AppState>, viewer: Viewer, Path(i
     match sent {
         Ok((r, _)) => Ok(see_other(&format!("/customers/{}/invoices#receipts", r.party.0))),
         Err(PortalError::Field(f, m)) => {
-            let party = read(&state, move |s| Ok(s.payments.receipt(id)?.map(|r| r.party.0))).await?.ok_or(PortalError::NotFound)?;
+            let party = read(&state, move |s| Ok(s.payments.receipt(id)?.map(|r| r.party.0)))
+                .await?
+                .ok_or(PortalError::NotFound)?;
             render(state, viewer, party, None, Some((f, m)), None).await
         }
         Err(other) => Err(other),

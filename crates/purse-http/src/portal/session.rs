@@ -131,7 +131,11 @@ pub struct Viewer {
 impl Viewer {
     /// Refuses a form without this session's CSRF token.
     pub fn check(&self, form: &Form) -> Result<(), PortalError> {
-        if same_secret(form.get("csrf"), &self.csrf) { Ok(()) } else { Err(PortalError::Csrf) }
+        if same_secret(form.get("csrf"), &self.csrf) {
+            Ok(())
+        } else {
+            Err(PortalError::Csrf)
+        }
     }
 
     /// Whether the policy lets this user take `action` (for what a page offers).
@@ -164,7 +168,9 @@ impl FromRequestParts<AppState> for Viewer {
         let found = tokio::task::spawn_blocking(move || -> Result<Option<Viewer>, PortalError> {
             let now = state.engine.clock().now();
             let Some(session) = state.access.session(&hash)?.filter(|s| s.expires_at > now) else { return Ok(None) };
-            let Some(user) = state.access.user(session.user_id)?.filter(|u| u.disabled_at.is_none()) else { return Ok(None) };
+            let Some(user) = state.access.user(session.user_id)?.filter(|u| u.disabled_at.is_none()) else {
+                return Ok(None);
+            };
             let party = match user.role {
                 Role::Operator => None,
                 Role::Reseller(p) | Role::Customer(p) => state.engine.reader().party(p)?,
@@ -203,7 +209,9 @@ impl FromRequest<AppState> for Form {
         let bytes = axum::body::Bytes::from_request(request, state)
             .await
             .map_err(|_| PortalError::BadRequest("The form is too large.".into()))?;
-        serde_urlencoded::from_bytes(&bytes).map(Form).map_err(|_| PortalError::BadRequest("The form is malformed.".into()))
+        serde_urlencoded::from_bytes(&bytes)
+            .map(Form)
+            .map_err(|_| PortalError::BadRequest("The form is malformed.".into()))
     }
 }
 

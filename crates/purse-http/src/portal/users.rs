@@ -30,7 +30,13 @@ fn role_text(role: Role) -> String {
     }
 }
 
-fn users_page(viewer: &Viewer, users: &[UserRecord], entered: &HashMap<&str, String>, errors: &HashMap<&str, String>, created: Option<&str>) -> Markup {
+fn users_page(
+    viewer: &Viewer,
+    users: &[UserRecord],
+    entered: &HashMap<&str, String>,
+    errors: &HashMap<&str, String>,
+    created: Option<&str>,
+) -> Markup {
     let value = |k: &str| entered.get(k).map_or("", String::as_str);
     let error = |k: &str| errors.get(k).map(String::as_str);
     let offered = |r: &str| match viewer.user.role {
@@ -106,7 +112,8 @@ pub async fn create(State(state): State<AppState>, viewer: Viewer, form: Form) -
     let v = viewer.clone();
     let (created, errors, users) = read(&state, move |s| {
         let (user, errors) = keys::check_user(s, &v.who, &input)?;
-        let mut errors: HashMap<&str, String> = errors.into_iter().map(|(field, _, message)| (field, message)).collect();
+        let mut errors: HashMap<&str, String> =
+            errors.into_iter().map(|(field, _, message)| (field, message)).collect();
         let mut created = None;
         if errors.is_empty() {
             match keys::create_user(s, &v.who, user) {
@@ -130,7 +137,12 @@ pub async fn create(State(state): State<AppState>, viewer: Viewer, form: Form) -
 }
 
 /// Disables a user: it no longer logs in, and its sessions end.
-pub async fn disable(State(state): State<AppState>, viewer: Viewer, Path(id): Path<String>, form: Form) -> Result<Response, PortalError> {
+pub async fn disable(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    form: Form,
+) -> Result<Response, PortalError> {
     viewer.check(&form)?;
     let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     read(&state, move |s| Ok(keys::disable_user(s, &viewer.who, id)?)).await?;
@@ -156,7 +168,11 @@ pub async fn password_form(viewer: Viewer) -> Response {
     page::ok(password_page(&viewer, &HashMap::new(), false))
 }
 
-pub async fn change_password(State(state): State<AppState>, viewer: Viewer, form: Form) -> Result<Response, PortalError> {
+pub async fn change_password(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    form: Form,
+) -> Result<Response, PortalError> {
     viewer.check(&form)?;
     let mut errors: HashMap<&str, String> = HashMap::new();
     if !verify_password(form.get("current"), &viewer.user.password_hash) {
@@ -189,7 +205,20 @@ mod tests {
         for good in ["ana@example.com", "a.b+c@mail.example.org"] {
             assert!(valid_email(good), "{good}");
         }
-        for bad in ["", "ana", "@example.com", "ana@example", "ana@.com", "ana@example.com.", "a na@example.com", "a@b@c.com", "<a@example.com>", "Ana <a@example.com>", "a@exa mple.com", "a@ex\u{0}ample.com"] {
+        for bad in [
+            "",
+            "ana",
+            "@example.com",
+            "ana@example",
+            "ana@.com",
+            "ana@example.com.",
+            "a na@example.com",
+            "a@b@c.com",
+            "<a@example.com>",
+            "Ana <a@example.com>",
+            "a@exa mple.com",
+            "a@ex\u{0}ample.com",
+        ] {
             assert!(!valid_email(bad), "{bad}");
         }
     }

@@ -23,10 +23,16 @@ impl Notifier {
     /// one (monthly, from its cycle day at midnight in its time zone). Returns how many
     /// periods were closed, and remembers when the next cycle starts, so that the step then
     /// issues at once instead of waiting for the periodic evaluation.
-    pub fn issue_due_invoices(&self, customers: &[Party], accounts: &[Account], now: Timestamp) -> Result<usize, String> {
+    pub fn issue_due_invoices(
+        &self,
+        customers: &[Party],
+        accounts: &[Account],
+        now: Timestamp,
+    ) -> Result<usize, String> {
         let Some(p) = &self.payments else { return Ok(0) };
         let mut next: Option<Timestamp> = None;
-        let settings: HashMap<PartyId, BillingSettings> = p.store().all_billing_settings().map_err(store)?.into_iter().map(|s| (s.party, s)).collect();
+        let settings: HashMap<PartyId, BillingSettings> =
+            p.store().all_billing_settings().map_err(store)?.into_iter().map(|s| (s.party, s)).collect();
         let mut by_party: HashMap<PartyId, Vec<&Account>> = HashMap::new();
         for a in accounts {
             if let (Some(party), false) = (a.party, matches!(a.kind, AccountKind::System(_))) {
@@ -117,15 +123,21 @@ impl Notifier {
 
     fn invoice_notice(&self, i: &InvoiceRecord, now: Timestamp) -> Result<Option<NewNotification>, String> {
         let Some(party) = self.reader.party(i.party).map_err(store)? else { return Ok(None) };
-        let emails: Vec<String> = self.alerts.alert_settings(i.party).map_err(store)?.and_then(|a| a.email).into_iter().collect();
+        let emails: Vec<String> =
+            self.alerts.alert_settings(i.party).map_err(store)?.and_then(|a| a.email).into_iter().collect();
         let endpoints = self.billing_endpoints(&party)?;
         if emails.is_empty() && endpoints.is_empty() {
             return Ok(None);
         }
-        let Some(c) = self.reader.currencies().map_err(store)?.into_iter().find(|c| c.code == i.currency) else { return Ok(None) };
+        let Some(c) = self.reader.currencies().map_err(store)?.into_iter().find(|c| c.code == i.currency) else {
+            return Ok(None);
+        };
         let number = i.display_number();
         let f = |units: i64| c.format(Amount(units));
-        let period = i.period.map(|(a, b)| format!("{} to {}", purse_core::time::format_short(a), purse_core::time::format_short(b))).unwrap_or_default();
+        let period = i
+            .period
+            .map(|(a, b)| format!("{} to {}", purse_core::time::format_short(a), purse_core::time::format_short(b)))
+            .unwrap_or_default();
         Ok(Some(NewNotification {
             party: i.party,
             kind: AlertKind::Payment(PaymentNotice::Invoice),
@@ -165,16 +177,33 @@ impl Notifier {
     }
 
     /// The PDF of the invoice an invoice e-mail names, made again at each attempt.
-    pub(super) fn invoice_attachment(&self, party: PartyId, subject: &str) -> Result<Option<(String, Vec<u8>)>, String> {
+    pub(super) fn invoice_attachment(
+        &self,
+        party: PartyId,
+        subject: &str,
+    ) -> Result<Option<(String, Vec<u8>)>, String> {
         let Some(p) = &self.payments else { return Ok(None) };
         let Some((kind, issuer, number)) = purse_store::payments::find_invoice_number(subject) else { return Ok(None) };
-        let Some(invoice) = p.store().invoice_by_number(kind, issuer, number).map_err(store)?.filter(|i| i.party == party) else { return Ok(None) };
+        let Some(invoice) =
+            p.store().invoice_by_number(kind, issuer, number).map_err(store)?.filter(|i| i.party == party)
+        else {
+            return Ok(None);
+        };
         let Some(customer) = self.reader.party(party).map_err(store)? else { return Ok(None) };
         let issuer = invoice.issuer.map(|r| self.reader.party(r)).transpose().map_err(store)?.flatten();
         let email = self.alerts.alert_settings(party).map_err(store)?.and_then(|a| a.email);
-        let Some(c) = self.reader.currencies().map_err(store)?.into_iter().find(|c| c.code == invoice.currency) else { return Ok(None) };
+        let Some(c) = self.reader.currencies().map_err(store)?.into_iter().find(|c| c.code == invoice.currency) else {
+            return Ok(None);
+        };
         let lines = purse_store::invoices::lines(self.reader.as_ref(), p.store().as_ref(), &invoice).map_err(store)?;
-        let pdf = purse_http::handlers::invoices::invoice_document(&invoice, &lines, &customer, issuer.as_ref(), email.as_deref(), &c);
+        let pdf = purse_http::handlers::invoices::invoice_document(
+            &invoice,
+            &lines,
+            &customer,
+            issuer.as_ref(),
+            email.as_deref(),
+            &c,
+        );
         Ok(Some((format!("{}.pdf", invoice.display_number()), pdf)))
     }
 }

@@ -61,7 +61,8 @@ impl Mailer {
                     SmtpTls::StartTls => Tls::Required(TlsParameters::new(host.clone()).map_err(|e| e.to_string())?),
                     SmtpTls::Tls => Tls::Wrapper(TlsParameters::new(host.clone()).map_err(|e| e.to_string())?),
                 };
-                let mut builder = SmtpTransport::builder_dangerous(host).port(*port).tls(tls).timeout(Some(Duration::from_secs(20)));
+                let mut builder =
+                    SmtpTransport::builder_dangerous(host).port(*port).tls(tls).timeout(Some(Duration::from_secs(20)));
                 if let (Some(u), Some(p)) = (username, password) {
                     builder = builder.credentials(Credentials::new(u.clone(), p.clone()));
                 }
@@ -87,21 +88,34 @@ impl Mailer {
     /// Sends one message. `message_id` is the same on every attempt, so a message sent again
     /// after a crash is recognisable as the same one.
     /// `attachment` is a file (name, content type, bytes) sent with the text.
-    pub fn send(&self, to: &str, subject: &str, body: &str, message_id: &str, attachment: Option<(&str, &str, Vec<u8>)>) -> Result<(), MailError> {
+    pub fn send(
+        &self,
+        to: &str,
+        subject: &str,
+        body: &str,
+        message_id: &str,
+        attachment: Option<(&str, &str, Vec<u8>)>,
+    ) -> Result<(), MailError> {
         let permanent = |message: String| MailError { message, permanent: true };
         let to: Mailbox = to.parse().map_err(|e| permanent(format!("{to:?} is not an e-mail address: {e}")))?;
-        let builder = Message::builder().from(self.from.clone()).to(to).subject(subject).message_id(Some(message_id.to_owned()));
+        let builder =
+            Message::builder().from(self.from.clone()).to(to).subject(subject).message_id(Some(message_id.to_owned()));
         let message = match attachment {
             None => builder.header(ContentType::TEXT_PLAIN).body(body.to_owned()),
             Some((name, kind, bytes)) => {
                 let kind = ContentType::parse(kind).map_err(|e| permanent(e.to_string()))?;
                 let text = SinglePart::builder().header(ContentType::TEXT_PLAIN).body(body.to_owned());
-                builder.multipart(MultiPart::mixed().singlepart(text).singlepart(Attachment::new(name.to_owned()).body(bytes, kind)))
+                builder.multipart(
+                    MultiPart::mixed().singlepart(text).singlepart(Attachment::new(name.to_owned()).body(bytes, kind)),
+                )
             }
         }
         .map_err(|e| permanent(e.to_string()))?;
         match (&self.transport, &self.config) {
-            (Some(smtp), _) => smtp.send(&message).map(drop).map_err(|e| MailError { message: e.to_string(), permanent: e.is_permanent() }),
+            (Some(smtp), _) => smtp
+                .send(&message)
+                .map(drop)
+                .map_err(|e| MailError { message: e.to_string(), permanent: e.is_permanent() }),
             (None, MailConfig::Maildir(dir)) => {
                 let name = format!("{}.purse", message_id.trim_matches(['<', '>']));
                 let tmp = dir.join("tmp").join(&name);

@@ -27,11 +27,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use purse_core::alerts::{self, AlertSettings, Counter, Profile, Rule, RuleKind};
 use purse_core::recharge::{self, RechargeSettings};
-use purse_core::{Account, AccountKind, Amount, Command, Currency, CurrencyCode, EventKind, Item, Party, PartyId, PartyKind, Timestamp};
+use purse_core::{
+    Account, AccountKind, Amount, Command, Currency, CurrencyCode, EventKind, Item, Party, PartyId, PartyKind,
+    Timestamp,
+};
 use purse_engine::Engine;
 use purse_store::{
-    AccessStore, AlertBatch, AlertKind, AlertStore, Attempt, Channel, CreditStore, DeliveryRecord, Fire, NewReceipt, NotificationRecord, PaymentNotice, NewNotification, PartyQuery, Reader,
-    StoreError, WebhookEndpoint,
+    AccessStore, AlertBatch, AlertKind, AlertStore, Attempt, Channel, CreditStore, DeliveryRecord, Fire,
+    NewNotification, NewReceipt, NotificationRecord, PartyQuery, PaymentNotice, Reader, StoreError, WebhookEndpoint,
 };
 use serde_json::json;
 
@@ -196,7 +199,10 @@ impl Notifier {
                 return Ok(reverted);
             }
             let n = due.len();
-            let items = due.into_iter().map(|(account, valid_until)| Item::single(Command::RevertIncrease { account, valid_until })).collect();
+            let items = due
+                .into_iter()
+                .map(|(account, valid_until)| Item::single(Command::RevertIncrease { account, valid_until }))
+                .collect();
             self.engine.submit(items).map_err(|e| e.to_string())?;
             reverted += n;
             if n < 256 {
@@ -273,7 +279,9 @@ impl Notifier {
             currencies: self.reader.currencies().map_err(store)?.into_iter().map(|c| (c.code, c)).collect(),
             emails: self.access.users().map_err(store)?.into_iter().map(|u| (u.id, u.email)).collect(),
             recharge: match &self.payments {
-                Some(p) => p.store().all_recharge_settings().map_err(store)?.into_iter().map(|s| (s.party, s)).collect(),
+                Some(p) => {
+                    p.store().all_recharge_settings().map_err(store)?.into_iter().map(|s| (s.party, s)).collect()
+                }
                 None => HashMap::new(),
             },
         })
@@ -281,7 +289,11 @@ impl Notifier {
 
     /// The wallet's available balance now, not counting holds that expired since the last batch.
     fn available(&self, wallet: &Account, now: Timestamp) -> Result<i128, String> {
-        let expired = if wallet.reserved.is_positive() { self.reader.expired_reservations(wallet.id, now).map_err(store)? } else { 0 };
+        let expired = if wallet.reserved.is_positive() {
+            self.reader.expired_reservations(wallet.id, now).map_err(store)?
+        } else {
+            0
+        };
         Ok(wallet.own_available(now) + i128::from(expired))
     }
 
@@ -312,11 +324,26 @@ impl Notifier {
                             }
                         }
                     }
-                    EventKind::ThresholdCrossed { threshold, direction: purse_core::Direction::Down, available_after, .. } => {
+                    EventKind::ThresholdCrossed {
+                        threshold,
+                        direction: purse_core::Direction::Down,
+                        available_after,
+                        ..
+                    } => {
                         let settings = ctx.settings.get(&party_id);
-                        let warned = settings.is_some_and(|s| s.warning.iter().any(|w| w.resolve(wallet.credit_limit) == *threshold));
+                        let warned = settings
+                            .is_some_and(|s| s.warning.iter().any(|w| w.resolve(wallet.credit_limit) == *threshold));
                         if warned {
-                            let n = self.notification(&ctx, &party, &wallet, AlertKind::Warning, None, *threshold, i128::from(available_after.0), event.at);
+                            let n = self.notification(
+                                &ctx,
+                                &party,
+                                &wallet,
+                                AlertKind::Warning,
+                                None,
+                                *threshold,
+                                i128::from(available_after.0),
+                                event.at,
+                            );
                             batch.fires.push(Fire { counter: None, notification: n });
                         }
                     }
@@ -349,7 +376,9 @@ impl Notifier {
         wallet: &Account,
         now: Timestamp,
     ) -> Result<Vec<Fire>, String> {
-        let Some(profile) = alerts::profile_of(party, ctx.settings.get(&party.id), &ctx.profiles) else { return Ok(Vec::new()) };
+        let Some(profile) = alerts::profile_of(party, ctx.settings.get(&party.id), &ctx.profiles) else {
+            return Ok(Vec::new());
+        };
         if wallet.status != purse_core::AccountStatus::Open {
             return Ok(Vec::new());
         }
@@ -359,7 +388,16 @@ impl Notifier {
         for rule in &profile.rules {
             let counter = counters.get(&(party.id, rule.kind)).copied().unwrap_or_default();
             if alerts::rule_due(profile, rule, available, quiet_since, counter, now) {
-                let n = self.notification(ctx, party, wallet, AlertKind::Rule(rule.kind), Some((profile, rule)), rule.threshold, available, now);
+                let n = self.notification(
+                    ctx,
+                    party,
+                    wallet,
+                    AlertKind::Rule(rule.kind),
+                    Some((profile, rule)),
+                    rule.threshold,
+                    available,
+                    now,
+                );
                 fires.push(Fire { counter: Some((rule.kind, counter)), notification: n });
             }
         }
@@ -418,7 +456,10 @@ impl Notifier {
         let mut customers: Vec<Party> = Vec::new();
         let mut after = None;
         loop {
-            let page = self.reader.parties(PartyQuery { resellers: Some(false), after, limit: 1000, ..PartyQuery::default() }).map_err(store)?;
+            let page = self
+                .reader
+                .parties(PartyQuery { resellers: Some(false), after, limit: 1000, ..PartyQuery::default() })
+                .map_err(store)?;
             let Some(last) = page.last().map(|p| p.id) else { break };
             customers.extend(page);
             after = Some(last);
@@ -442,22 +483,37 @@ impl Notifier {
     /// Policies are read after the parties, so a change saved meanwhile is applied, not undone.
     fn sync_transfers(&self, customers: &[Party]) -> Result<(), String> {
         let Some(credit) = &self.credit else { return Ok(()) };
-        let changes = purse_store::credit::transfer_changes(customers, &credit.credit_policies().map_err(store)?, &credit.classes().map_err(store)?);
+        let changes = purse_store::credit::transfer_changes(
+            customers,
+            &credit.credit_policies().map_err(store)?,
+            &credit.classes().map_err(store)?,
+        );
         if changes.is_empty() {
             return Ok(());
         }
-        let items = changes.into_iter().map(|(party, allowed)| Item::single(Command::SetSubscriberTransfers { party, allowed })).collect();
+        let items = changes
+            .into_iter()
+            .map(|(party, allowed)| Item::single(Command::SetSubscriberTransfers { party, allowed }))
+            .collect();
         self.engine.submit(items).map(drop).map_err(|e| e.to_string())
     }
 
     /// Sets the levels the ledger reports crossings of where they differ from the settings.
     fn sync_levels(&self, ctx: &Context, customers: &[(&Party, &Account)]) -> Result<(), String> {
         let enabled: Vec<RechargeSettings> = ctx.recharge.values().cloned().collect();
-        let changes = alerts::level_changes(customers.iter().copied(), &ctx.settings, &ctx.profiles, &recharge::watched(&enabled));
+        let changes = alerts::level_changes(
+            customers.iter().copied(),
+            &ctx.settings,
+            &ctx.profiles,
+            &recharge::watched(&enabled),
+        );
         if changes.is_empty() {
             return Ok(());
         }
-        let items = changes.into_iter().map(|(account, thresholds)| Item::single(Command::SetThresholds { account, thresholds })).collect();
+        let items = changes
+            .into_iter()
+            .map(|(account, thresholds)| Item::single(Command::SetThresholds { account, thresholds }))
+            .collect();
         self.engine.submit(items).map(drop).map_err(|e| e.to_string())
     }
 
@@ -505,7 +561,8 @@ impl Notifier {
         available: i128,
         at: Timestamp,
     ) -> NewNotification {
-        let currency = ctx.currencies.get(&wallet.currency).copied().unwrap_or(Currency { code: wallet.currency, scale: 0 });
+        let currency =
+            ctx.currencies.get(&wallet.currency).copied().unwrap_or(Currency { code: wallet.currency, scale: 0 });
         let shown = |v: i128| currency.format(Amount(v.clamp(i64::MIN.into(), i64::MAX.into()) as i64));
         let staff = kind == AlertKind::Rule(RuleKind::User);
         let link = if staff {
@@ -528,7 +585,8 @@ impl Notifier {
             ("rule", rule_title.to_owned()),
             ("portal_link", link),
         ];
-        let profile = rule.map(|(p, _)| p).or_else(|| alerts::profile_of(party, ctx.settings.get(&party.id), &ctx.profiles));
+        let profile =
+            rule.map(|(p, _)| p).or_else(|| alerts::profile_of(party, ctx.settings.get(&party.id), &ctx.profiles));
         let subject = alerts::render(profile.map_or(alerts::DEFAULT_SUBJECT, |p| &p.subject), &values);
         let body = alerts::render(profile.map_or(alerts::DEFAULT_BODY, |p| &p.body), &values);
         let payload = json!({
@@ -553,7 +611,9 @@ impl Notifier {
         let endpoints = ctx
             .endpoints
             .iter()
-            .filter(|e| e.enabled && (e.owner.is_none() || e.owner == reseller || (e.owner == Some(party.id) && !staff)))
+            .filter(|e| {
+                e.enabled && (e.owner.is_none() || e.owner == reseller || (e.owner == Some(party.id) && !staff))
+            })
             .map(|e| (e.id, e.url.clone()))
             .collect();
         NewNotification {
@@ -592,8 +652,10 @@ impl Notifier {
             }
         }
         let wall = wall_us();
-        let claimed = self.alerts.claim_job("daily_sweep", &key, &self.name, now, wall, wall + 600 * MICROS).map_err(store)?;
-        *self.sweep_checked.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((key.clone(), Instant::now()));
+        let claimed =
+            self.alerts.claim_job("daily_sweep", &key, &self.name, now, wall, wall + 600 * MICROS).map_err(store)?;
+        *self.sweep_checked.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((key.clone(), Instant::now()));
         if !claimed {
             return Ok(());
         }
@@ -624,7 +686,10 @@ impl Notifier {
                     Attempt::Retry { .. } => report.retried += 1,
                     Attempt::Failed { error } => {
                         report.failed += 1;
-                        log("delivery failed", json!({ "delivery": d.id, "channel": d.channel.as_str(), "target": d.target, "error": error }));
+                        log(
+                            "delivery failed",
+                            json!({ "delivery": d.id, "channel": d.channel.as_str(), "target": d.target, "error": error }),
+                        );
                     }
                 }
                 self.alerts.finish_delivery(d.id, &attempt).map_err(store)?;
@@ -635,7 +700,13 @@ impl Notifier {
     /// The receipt voucher of a payment that reached a customer's wallet (none for recharges
     /// from a master wallet or issued credit: nothing was received), with its e-mail to the
     /// billing e-mail.
-    fn receipt(&self, ctx: &Context, party: &Party, wallet: &Account, transfer: purse_core::TransferId) -> Result<Option<NewReceipt>, String> {
+    fn receipt(
+        &self,
+        ctx: &Context,
+        party: &Party,
+        wallet: &Account,
+        transfer: purse_core::TransferId,
+    ) -> Result<Option<NewReceipt>, String> {
         let Some(t) = self.reader.transfer(transfer).map_err(store)? else { return Ok(None) };
         if t.kind != purse_core::TransferKind::Payment || t.credit != wallet.id {
             return Ok(None);
@@ -692,11 +763,18 @@ impl Notifier {
     fn attachment(&self, n: &NotificationRecord) -> Result<Option<(String, Vec<u8>)>, String> {
         let Some(p) = &self.payments else { return Ok(None) };
         if n.kind == AlertKind::Payment(PaymentNotice::Receipt) {
-            let Some((issuer, number)) = purse_store::payments::find_receipt_number(&n.subject) else { return Ok(None) };
-            let Some(r) = p.store().receipt_by_number(issuer, number).map_err(store)?.filter(|r| r.party == n.party) else { return Ok(None) };
+            let Some((issuer, number)) = purse_store::payments::find_receipt_number(&n.subject) else {
+                return Ok(None);
+            };
+            let Some(r) = p.store().receipt_by_number(issuer, number).map_err(store)?.filter(|r| r.party == n.party)
+            else {
+                return Ok(None);
+            };
             let Some(customer) = self.reader.party(n.party).map_err(store)? else { return Ok(None) };
             let issuer = r.issuer.map(|i| self.reader.party(i)).transpose().map_err(store)?.flatten();
-            let Some(c) = self.reader.currencies().map_err(store)?.into_iter().find(|c| c.code == r.currency) else { return Ok(None) };
+            let Some(c) = self.reader.currencies().map_err(store)?.into_iter().find(|c| c.code == r.currency) else {
+                return Ok(None);
+            };
             let pdf = purse_http::handlers::payments::receipt_document(&r, &customer, issuer.as_ref(), &c);
             return Ok(Some((format!("{}.pdf", r.display_number()), pdf)));
         }
@@ -714,7 +792,8 @@ impl Notifier {
             if d.attempts >= self.config.attempts_max {
                 Attempt::Failed { error: format!("{error} (after {} attempts)", d.attempts) }
             } else {
-                let delay = self.config.retry_base_s.saturating_mul(1 << (d.attempts.saturating_sub(1)).min(20)).min(6 * 3600);
+                let delay =
+                    self.config.retry_base_s.saturating_mul(1 << (d.attempts.saturating_sub(1)).min(20)).min(6 * 3600);
                 Attempt::Retry { at: now.plus_micros(delay * MICROS), error }
             }
         };
@@ -722,7 +801,8 @@ impl Notifier {
             Channel::Email => {
                 let message_id = format!("<purse.n{}.d{}@purse>", n.id, d.id);
                 let attachment = self.attachment(&n)?;
-                let attachment = attachment.as_ref().map(|(name, bytes)| (name.as_str(), "application/pdf", bytes.clone()));
+                let attachment =
+                    attachment.as_ref().map(|(name, bytes)| (name.as_str(), "application/pdf", bytes.clone()));
                 Ok(match self.mailer.send(&d.target, &n.subject, &n.body, &message_id, attachment) {
                     Ok(()) => Attempt::Sent { at: now },
                     Err(e) if e.permanent => Attempt::Failed { error: e.message },
@@ -731,22 +811,35 @@ impl Notifier {
             }
             Channel::Webhook => {
                 let endpoint = d.endpoint.and_then(|id| self.alerts.endpoints().ok()?.into_iter().find(|e| e.id == id));
-                let Some(endpoint) = endpoint else { return Ok(Attempt::Failed { error: "the endpoint was deleted".into() }) };
+                let Some(endpoint) = endpoint else {
+                    return Ok(Attempt::Failed { error: "the endpoint was deleted".into() });
+                };
                 if !endpoint.enabled {
                     let why = endpoint.disabled_reason.unwrap_or_default();
                     return Ok(Attempt::Failed { error: format!("the endpoint is disabled: {why}") });
                 }
                 let id = format!("msg_{}", n.id);
-                let sent = webhook::post(&endpoint.url, &endpoint.secret, &id, now.0 / MICROS, n.payload.as_bytes(), self.config.allow_private_webhooks);
+                let sent = webhook::post(
+                    &endpoint.url,
+                    &endpoint.secret,
+                    &id,
+                    now.0 / MICROS,
+                    n.payload.as_bytes(),
+                    self.config.allow_private_webhooks,
+                );
                 let (attempt, ok, disable) = match sent {
                     webhook::Sent::Status(s) if (200..300).contains(&s) => (Attempt::Sent { at: now }, true, None),
-                    webhook::Sent::Status(410) => {
-                        (Attempt::Failed { error: "410 Gone: the endpoint was disabled".into() }, false, Some("the receiver answered 410 Gone"))
-                    }
+                    webhook::Sent::Status(410) => (
+                        Attempt::Failed { error: "410 Gone: the endpoint was disabled".into() },
+                        false,
+                        Some("the receiver answered 410 Gone"),
+                    ),
                     webhook::Sent::Status(s) => (retry(format!("the receiver answered {s}")), false, None),
                     webhook::Sent::Refused(e) => (retry(e), false, None),
                 };
-                self.alerts.endpoint_attempt(endpoint.id, ok, disable, self.config.webhook_failures_max).map_err(store)?;
+                self.alerts
+                    .endpoint_attempt(endpoint.id, ok, disable, self.config.webhook_failures_max)
+                    .map_err(store)?;
                 Ok(attempt)
             }
         }
@@ -792,7 +885,15 @@ fn settings_version(all: &[RechargeSettings]) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     for s in all {
-        (s.party.0, s.enabled, s.method.as_str(), s.threshold.0, s.updated_at.0, s.card.as_ref().map(|c| &c.payment_method)).hash(&mut h);
+        (
+            s.party.0,
+            s.enabled,
+            s.method.as_str(),
+            s.threshold.0,
+            s.updated_at.0,
+            s.card.as_ref().map(|c| &c.payment_method),
+        )
+            .hash(&mut h);
     }
     h.finish()
 }

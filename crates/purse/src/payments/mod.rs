@@ -22,13 +22,13 @@ use std::sync::{Arc, Mutex};
 
 use purse_core::recharge::{self, RechargeMethod, RechargeSettings, SavedCard};
 use purse_core::{
-    Account, AccountKind, Amount, ClientId, Command, Currency, Item, Money, Outcome, Party, PartyId, PartyKind, PaymentMethod, Rejection,
-    Timestamp, TransferKind,
+    Account, AccountKind, Amount, ClientId, Command, Currency, Item, Money, Outcome, Party, PartyId, PartyKind,
+    PaymentMethod, Rejection, Timestamp, TransferKind,
 };
 use purse_engine::Engine;
 use purse_store::{
-    AlertStore, NewNotification, NewRecharge, PaymentNotice, PaymentStore, Reader, RechargeReason, RechargeRecord, RechargeStatus,
-    RechargeUpdate,
+    AlertStore, NewNotification, NewRecharge, PaymentNotice, PaymentStore, Reader, RechargeReason, RechargeRecord,
+    RechargeStatus, RechargeUpdate,
 };
 use serde_json::json;
 
@@ -132,7 +132,10 @@ impl Payments {
         let fault = *self.fault.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match fault {
             Some((f, true)) if f == here => {
-                eprintln!("{}", json!({ "level": "error", "msg": "injected fault: aborting", "fields": { "fault": format!("{here:?}") } }));
+                eprintln!(
+                    "{}",
+                    json!({ "level": "error", "msg": "injected fault: aborting", "fields": { "fault": format!("{here:?}") } })
+                );
                 std::process::abort()
             }
             Some((f, false)) if f == here => Err(format!("injected fault {here:?}")),
@@ -149,15 +152,29 @@ impl Payments {
     }
 
     fn currency(&self, code: purse_core::CurrencyCode) -> Result<Currency, String> {
-        self.reader.currencies().map_err(store)?.into_iter().find(|c| c.code == code).ok_or_else(|| format!("no currency {code}"))
+        self.reader
+            .currencies()
+            .map_err(store)?
+            .into_iter()
+            .find(|c| c.code == code)
+            .ok_or_else(|| format!("no currency {code}"))
     }
 
     /// Starts the customer's automatic recharge if one is due at `available`; the store
     /// refuses it while another is in flight or the caps are used up.
-    pub fn evaluate(&self, party: &Party, wallet: &Account, available: i128, settings: Option<&RechargeSettings>, now: Timestamp) -> Result<Option<RechargeRecord>, String> {
+    pub fn evaluate(
+        &self,
+        party: &Party,
+        wallet: &Account,
+        available: i128,
+        settings: Option<&RechargeSettings>,
+        now: Timestamp,
+    ) -> Result<Option<RechargeRecord>, String> {
         let Some(s) = settings.filter(|s| s.enabled) else { return Ok(None) };
         let PartyKind::Customer { reseller, currency, .. } = party.kind else { return Ok(None) };
-        if wallet.status != purse_core::AccountStatus::Open || (s.method == RechargeMethod::Card && self.stripe.is_none()) {
+        if wallet.status != purse_core::AccountStatus::Open
+            || (s.method == RechargeMethod::Card && self.stripe.is_none())
+        {
             return Ok(None);
         }
         let (day, month) = self.day_month(now);
@@ -197,7 +214,10 @@ impl Payments {
         };
         let started = self.store.start_recharge(&new).map_err(store)?;
         if let Some(r) = &started {
-            log("recharge started", json!({ "recharge": r.id, "customer": party.id.0, "method": s.method.as_str(), "amount": c.format(amount) }));
+            log(
+                "recharge started",
+                json!({ "recharge": r.id, "customer": party.id.0, "method": s.method.as_str(), "amount": c.format(amount) }),
+            );
         }
         Ok(started)
     }
@@ -236,8 +256,11 @@ impl Payments {
 
     fn customer(&self, id: PartyId) -> Result<(Party, Account), String> {
         let party = self.reader.party(id).map_err(store)?.ok_or_else(|| format!("no customer {id}"))?;
-        let PartyKind::Customer { wallet, .. } = party.kind else { return Err(format!("party {id} is not a customer")) };
-        let wallet = self.reader.account(wallet).map_err(store)?.ok_or_else(|| format!("no wallet of customer {id}"))?;
+        let PartyKind::Customer { wallet, .. } = party.kind else {
+            return Err(format!("party {id} is not a customer"));
+        };
+        let wallet =
+            self.reader.account(wallet).map_err(store)?.ok_or_else(|| format!("no wallet of customer {id}"))?;
         Ok((party, wallet))
     }
 
@@ -260,9 +283,18 @@ impl Payments {
         let PartyKind::Customer { reseller: Some(reseller), .. } = party.kind else {
             return self.finish(r, RechargeUpdate::Failed { error: "the customer has no reseller".into() }, None);
         };
-        let master = self.reader.accounts_of(reseller).map_err(store)?.into_iter().find(|a| a.kind == AccountKind::MasterWallet && a.currency == r.currency);
+        let master = self
+            .reader
+            .accounts_of(reseller)
+            .map_err(store)?
+            .into_iter()
+            .find(|a| a.kind == AccountKind::MasterWallet && a.currency == r.currency);
         let c = self.currency(r.currency)?;
-        let settings = self.store.recharge_settings(r.party).map_err(store)?.unwrap_or_else(|| RechargeSettings::off(r.party, r.created_at));
+        let settings = self
+            .store
+            .recharge_settings(r.party)
+            .map_err(store)?
+            .unwrap_or_else(|| RechargeSettings::off(r.party, r.created_at));
         // The reseller is told what its wallet holds; the customer's record says only that it was short.
         let short = |why: String| -> Result<(), String> {
             let now = self.engine.clock().now();
@@ -274,7 +306,17 @@ impl Payments {
                 c.code,
                 party.name
             );
-            let n = self.notice(&party, &settings, PaymentNotice::MasterFundsShort, Amount(r.amount), 0, &c, subject, body, now)?;
+            let n = self.notice(
+                &party,
+                &settings,
+                PaymentNotice::MasterFundsShort,
+                Amount(r.amount),
+                0,
+                &c,
+                subject,
+                body,
+                now,
+            )?;
             let error = "the reseller's master wallet could not fund the recharge".to_owned();
             self.finish(r, RechargeUpdate::Failed { error }, Some(&n))
         };
@@ -298,7 +340,15 @@ impl Payments {
         }
     }
 
-    fn succeeded(&self, r: &RechargeRecord, party: &Party, wallet: &Account, s: &RechargeSettings, transfer: u64, c: &Currency) -> Result<(), String> {
+    fn succeeded(
+        &self,
+        r: &RechargeRecord,
+        party: &Party,
+        wallet: &Account,
+        s: &RechargeSettings,
+        transfer: u64,
+        c: &Currency,
+    ) -> Result<(), String> {
         let now = self.engine.clock().now();
         let after = self.reader.account(wallet.id).map_err(store)?.map_or(0, |w| w.own_available(now));
         let what = if r.reason == RechargeReason::Auto { "Automatic recharge" } else { "Payment" };
@@ -312,7 +362,8 @@ impl Payments {
             c.format(clamp(after)),
             c.code
         );
-        let n = self.notice(party, s, PaymentNotice::RechargeSucceeded, Amount(r.amount), after, c, subject, body, now)?;
+        let n =
+            self.notice(party, s, PaymentNotice::RechargeSucceeded, Amount(r.amount), after, c, subject, body, now)?;
         self.finish(r, RechargeUpdate::Succeeded { transfer }, Some(&n))
     }
 
@@ -326,7 +377,11 @@ impl Payments {
     fn run_card(&self, r: &RechargeRecord) -> Result<(), String> {
         let Some(stripe) = &self.stripe else { return Err("card payments are not configured".into()) };
         let (party, wallet) = self.customer(r.party)?;
-        let settings = self.store.recharge_settings(r.party).map_err(store)?.unwrap_or_else(|| RechargeSettings::off(r.party, r.created_at));
+        let settings = self
+            .store
+            .recharge_settings(r.party)
+            .map_err(store)?
+            .unwrap_or_else(|| RechargeSettings::off(r.party, r.created_at));
         let c = self.currency(r.currency)?;
         let mut intent_id = r.intent.clone();
         if intent_id.is_none() {
@@ -339,13 +394,22 @@ impl Payments {
             };
             self.at_fault(Fault::BeforeCreate)?;
             let key = format!("purse-recharge-{}", r.id);
-            let intent = match stripe.create_intent(amount, r.currency.as_str(), &card.customer, &card.payment_method, r.id, &key) {
+            let intent = match stripe.create_intent(
+                amount,
+                r.currency.as_str(),
+                &card.customer,
+                &card.payment_method,
+                r.id,
+                &key,
+            ) {
                 Ok(i) => i,
                 Err(StripeError::Unknown(e)) => return Err(e),
                 Err(e) => return self.card_failed(r, &party, &settings, &c, e.message().to_owned()),
             };
             self.at_fault(Fault::AfterCreate)?;
-            self.store.update_recharge(r.id, &RechargeUpdate::Intent(intent.id.clone()), self.engine.clock().now(), None).map_err(store)?;
+            self.store
+                .update_recharge(r.id, &RechargeUpdate::Intent(intent.id.clone()), self.engine.clock().now(), None)
+                .map_err(store)?;
             intent_id = Some(intent.id);
         }
         let id = intent_id.unwrap_or_default();
@@ -375,28 +439,53 @@ impl Payments {
                     method: PaymentMethod::Card,
                     metadata: Some(metadata),
                 };
-                let transfer = self.credit(r, command)?.map_err(|rej| format!("the ledger refused the credit of recharge {}: {rej}", r.id))?;
+                let transfer = self
+                    .credit(r, command)?
+                    .map_err(|rej| format!("the ledger refused the credit of recharge {}: {rej}", r.id))?;
                 self.at_fault(Fault::AfterCredit)?;
                 if r.reason == RechargeReason::Auto {
-                    self.store.card_result(r.party, true, self.config.failures_max, "", self.engine.clock().now(), None).map_err(store)?;
+                    self.store
+                        .card_result(r.party, true, self.config.failures_max, "", self.engine.clock().now(), None)
+                        .map_err(store)?;
                 }
                 self.succeeded(r, &party, &wallet, &settings, transfer, &c)
             }
             "processing" => Ok(()), // read again at the next claim
-            "requires_action" => self.card_failed(r, &party, &settings, &c, "the card asks for authentication, which an off-session charge cannot give".into()),
+            "requires_action" => self.card_failed(
+                r,
+                &party,
+                &settings,
+                &c,
+                "the card asks for authentication, which an off-session charge cannot give".into(),
+            ),
             "canceled" => self.card_failed(r, &party, &settings, &c, "the payment was canceled at Stripe".into()),
-            _ => self.card_failed(r, &party, &settings, &c, intent.error.unwrap_or_else(|| "the card was declined".into())),
+            _ => self.card_failed(
+                r,
+                &party,
+                &settings,
+                &c,
+                intent.error.unwrap_or_else(|| "the card was declined".into()),
+            ),
         }
     }
 
-    fn card_failed(&self, r: &RechargeRecord, party: &Party, s: &RechargeSettings, c: &Currency, error: String) -> Result<(), String> {
+    fn card_failed(
+        &self,
+        r: &RechargeRecord,
+        party: &Party,
+        s: &RechargeSettings,
+        c: &Currency,
+        error: String,
+    ) -> Result<(), String> {
         let now = self.engine.clock().now();
-        let available = self.reader.account(match party.kind {
-            PartyKind::Customer { wallet, .. } => wallet,
-            PartyKind::Reseller => return Err("not a customer".into()),
-        })
-        .map_err(store)?
-        .map_or(0, |w| w.own_available(now));
+        let available = self
+            .reader
+            .account(match party.kind {
+                PartyKind::Customer { wallet, .. } => wallet,
+                PartyKind::Reseller => return Err("not a customer".into()),
+            })
+            .map_err(store)?
+            .map_or(0, |w| w.own_available(now));
         if r.reason != RechargeReason::Auto {
             return self.finish(r, RechargeUpdate::Failed { error }, None);
         }
@@ -411,16 +500,19 @@ impl Payments {
             c.format(clamp(available)),
             c.code
         );
-        let n = self.notice(party, s, PaymentNotice::RechargeFailed, Amount(r.amount), available, c, subject, body, now)?;
+        let n =
+            self.notice(party, s, PaymentNotice::RechargeFailed, Amount(r.amount), available, c, subject, body, now)?;
         self.finish(r, RechargeUpdate::Failed { error: error.clone() }, Some(&n))?;
-        let reason = format!("turned off after {} failed card recharges in a row (last: {error})", self.config.failures_max);
+        let reason =
+            format!("turned off after {} failed card recharges in a row (last: {error})", self.config.failures_max);
         let subject = format!("Auto-recharge turned off for {}", party.name);
         let body = format!(
             "Hello,\n\nAuto-recharge of {} has been turned off: {reason}.\nSave a working card and turn it on again in Balance \
              Details.\n\n-- Purse",
             party.name
         );
-        let off = self.notice(party, s, PaymentNotice::RechargeDisabled, Amount(r.amount), available, c, subject, body, now)?;
+        let off =
+            self.notice(party, s, PaymentNotice::RechargeDisabled, Amount(r.amount), available, c, subject, body, now)?;
         if self.store.card_result(r.party, false, self.config.failures_max, &reason, now, Some(&off)).map_err(store)? {
             log("auto-recharge disabled", json!({ "customer": party.id.0, "reason": reason }));
         }
@@ -465,7 +557,9 @@ impl Payments {
             .endpoints()
             .map_err(store)?
             .into_iter()
-            .filter(|e| e.enabled && (e.owner.is_none() || e.owner == reseller || (e.owner == Some(party.id) && !staff)))
+            .filter(|e| {
+                e.enabled && (e.owner.is_none() || e.owner == reseller || (e.owner == Some(party.id) && !staff))
+            })
             .map(|e| (e.id, e.url))
             .collect();
         let payload = json!({
@@ -505,7 +599,9 @@ impl Payments {
         let current = self.store.recharge_settings(party.id).map_err(|e| PayError::Internal(e.to_string()))?;
         let customer = match current.as_ref().and_then(|s| s.card.as_ref()) {
             Some(card) => card.customer.clone(),
-            None => stripe.create_customer(&party.name, email, party.id.0, &format!("purse-customer-{}", party.id)).map_err(pay_error)?,
+            None => stripe
+                .create_customer(&party.name, email, party.id.0, &format!("purse-customer-{}", party.id))
+                .map_err(pay_error)?,
         };
         let card = stripe.save_card(&customer, details).map_err(pay_error)?;
         let saved = SavedCard { customer, payment_method: card.id, brand: card.brand, last4: card.last4 };
@@ -517,17 +613,28 @@ impl Payments {
     }
 
     /// Charges the saved card `amount` at once and credits the balance on success.
-    pub fn pay_now(&self, party: &Party, amount: Amount, request_key: Option<String>) -> Result<RechargeRecord, PayError> {
+    pub fn pay_now(
+        &self,
+        party: &Party,
+        amount: Amount,
+        request_key: Option<String>,
+    ) -> Result<RechargeRecord, PayError> {
         if self.stripe.is_none() {
             return Err(PayError::NotConfigured);
         }
-        let PartyKind::Customer { currency, .. } = party.kind else { return Err(PayError::Internal("not a customer".into())) };
+        let PartyKind::Customer { currency, .. } = party.kind else {
+            return Err(PayError::Internal("not a customer".into()));
+        };
         let settings = self.store.recharge_settings(party.id).map_err(|e| PayError::Internal(e.to_string()))?;
         if settings.as_ref().and_then(|s| s.card.as_ref()).is_none() {
-            return Err(PayError::Invalid { field: "card", message: "no card is saved: give the card's details".into() });
+            return Err(PayError::Invalid {
+                field: "card",
+                message: "no card is saved: give the card's details".into(),
+            });
         }
         let c = self.currency(currency).map_err(PayError::Internal)?;
-        stripe::stripe_amount(amount.0, c.scale, currency.as_str()).map_err(|m| PayError::Invalid { field: "amount", message: m })?;
+        stripe::stripe_amount(amount.0, c.scale, currency.as_str())
+            .map_err(|m| PayError::Invalid { field: "amount", message: m })?;
         let now = self.engine.clock().now();
         let (day, month) = self.day_month(now);
         let new = NewRecharge {
@@ -546,11 +653,17 @@ impl Payments {
             lease_until: wall_us() + self.config.lease_s * MICROS,
             request_key,
         };
-        let r = self.store.start_recharge(&new).map_err(|e| PayError::Internal(e.to_string()))?.ok_or_else(|| PayError::Internal("the payment was not recorded".into()))?;
+        let r = self
+            .store
+            .start_recharge(&new)
+            .map_err(|e| PayError::Internal(e.to_string()))?
+            .ok_or_else(|| PayError::Internal("the payment was not recorded".into()))?;
         let done = self.run(&r).map_err(PayError::Pending)?;
         match done.status {
             RechargeStatus::Succeeded => Ok(done),
-            RechargeStatus::Failed => Err(PayError::Declined(done.error.unwrap_or_else(|| "the card was declined".into()))),
+            RechargeStatus::Failed => {
+                Err(PayError::Declined(done.error.unwrap_or_else(|| "the card was declined".into())))
+            }
             _ => Err(PayError::Pending(format!("payment {} is still being processed", done.id))),
         }
     }
@@ -559,7 +672,9 @@ impl Payments {
 fn pay_error(e: StripeError) -> PayError {
     match e {
         StripeError::Declined(m) => PayError::Declined(m),
-        StripeError::Refused(m) => PayError::Invalid { field: "card", message: format!("Stripe refused the card: {m}") },
+        StripeError::Refused(m) => {
+            PayError::Invalid { field: "card", message: format!("Stripe refused the card: {m}") }
+        }
         StripeError::Unknown(m) => PayError::Pending(m),
     }
 }

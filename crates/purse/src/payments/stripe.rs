@@ -44,7 +44,6 @@ pub struct Card {
     pub last4: String,
 }
 
-
 #[derive(Clone)]
 pub struct Stripe {
     base: String,
@@ -86,18 +85,33 @@ impl Stripe {
         &self.base
     }
 
-    fn call(&self, method: &str, path: &str, fields: &[(&str, String)], idempotency_key: Option<&str>) -> Result<Value, StripeError> {
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        fields: &[(&str, String)],
+        idempotency_key: Option<&str>,
+    ) -> Result<Value, StripeError> {
         let url = format!("{}{path}", self.base);
         let body = form(fields);
         let auth = format!("Bearer {}", self.key);
-        let mut headers = vec![("Authorization", auth.as_str()), ("Content-Type", "application/x-www-form-urlencoded"), ("User-Agent", "Purse")];
+        let mut headers = vec![
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("User-Agent", "Purse"),
+        ];
         if let Some(k) = idempotency_key {
             headers.push(("Idempotency-Key", k));
         }
-        let answer = outbound::send(method, &Target { url: &url, allow_private: true }, &headers, body.as_bytes(), false)
-            .map_err(|e| StripeError::Unknown(format!("Stripe could not be reached: {e}")))?;
+        let answer =
+            outbound::send(method, &Target { url: &url, allow_private: true }, &headers, body.as_bytes(), false)
+                .map_err(|e| StripeError::Unknown(format!("Stripe could not be reached: {e}")))?;
         let value: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
-        let message = || value["error"]["message"].as_str().map_or_else(|| format!("Stripe answered {}", answer.status), str::to_owned);
+        let message = || {
+            value["error"]["message"]
+                .as_str()
+                .map_or_else(|| format!("Stripe answered {}", answer.status), str::to_owned)
+        };
         match answer.status {
             200..=299 => Ok(value),
             402 => Err(StripeError::Declined(message())),
@@ -106,13 +120,22 @@ impl Stripe {
         }
     }
 
-    pub fn create_customer(&self, name: &str, email: Option<&str>, party: u64, idempotency_key: &str) -> Result<String, StripeError> {
+    pub fn create_customer(
+        &self,
+        name: &str,
+        email: Option<&str>,
+        party: u64,
+        idempotency_key: &str,
+    ) -> Result<String, StripeError> {
         let mut fields = vec![("name", name.to_owned()), ("metadata[purse_party]", party.to_string())];
         if let Some(e) = email {
             fields.push(("email", e.to_owned()));
         }
         let v = self.call("POST", "/v1/customers", &fields, Some(idempotency_key))?;
-        v["id"].as_str().map(str::to_owned).ok_or_else(|| StripeError::Unknown("Stripe made a customer without an id".into()))
+        v["id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| StripeError::Unknown("Stripe made a customer without an id".into()))
     }
 
     /// Creates a card payment method and attaches it to `customer`.
@@ -125,7 +148,8 @@ impl Stripe {
             ("card[cvc]", card.cvc.clone()),
         ];
         let v = self.call("POST", "/v1/payment_methods", &fields, None)?;
-        let id = v["id"].as_str().ok_or_else(|| StripeError::Unknown("Stripe made a card without an id".into()))?.to_owned();
+        let id =
+            v["id"].as_str().ok_or_else(|| StripeError::Unknown("Stripe made a card without an id".into()))?.to_owned();
         self.call("POST", &format!("/v1/payment_methods/{id}/attach"), &[("customer", customer.to_owned())], None)?;
         Ok(Card {
             id,
@@ -168,7 +192,9 @@ impl Stripe {
 
 /// Digits of Stripe's smallest unit in `currency` (ISO 4217, with Stripe's zero-decimal list).
 pub fn minor_digits(currency: &str) -> u8 {
-    const ZERO: [&str; 16] = ["BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"];
+    const ZERO: [&str; 16] = [
+        "BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF",
+    ];
     const THREE: [&str; 5] = ["BHD", "JOD", "KWD", "OMR", "TND"];
     if ZERO.contains(&currency) {
         0

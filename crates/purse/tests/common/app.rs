@@ -69,13 +69,9 @@ impl InProcess {
             allow_private_webhooks: true,
             ..ApiSettings::default()
         };
-        let state = AppState::new(Arc::new(engine), opened.access, opened.alerts, opened.payments, opened.credit, settings);
-        InProcess {
-            state,
-            clock,
-            url: url.to_owned(),
-            n: std::sync::atomic::AtomicU64::new(0),
-        }
+        let state =
+            AppState::new(Arc::new(engine), opened.access, opened.alerts, opened.payments, opened.credit, settings);
+        InProcess { state, clock, url: url.to_owned(), n: std::sync::atomic::AtomicU64::new(0) }
     }
 
     /// A unique text, for client ids, names and e-mails.
@@ -93,14 +89,8 @@ impl InProcess {
     /// A new portal user of `role` and `scope`, signed in.
     pub fn session(&self, role: Role, scope: Scope) -> Auth {
         let email = format!("{}@example.com", self.fresh("user"));
-        let user = NewUser {
-            email,
-            name: "Test".into(),
-            password_hash: "x".into(),
-            role,
-            scope,
-            created_at: Timestamp(0),
-        };
+        let user =
+            NewUser { email, name: "Test".into(), password_hash: "x".into(), role, scope, created_at: Timestamp(0) };
         let id = off_runtime(|| self.state.access.insert_user(&user).unwrap().expect("a fresh e-mail"));
         let cookie = self.fresh("cookie-secret-of-at-least-some-length");
         let csrf = self.fresh("csrf");
@@ -123,7 +113,8 @@ impl InProcess {
         let body = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         };
         Reply { status, headers, body }
     }

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use purse_core::{
-    AccountId, Amount, Billing, ClientId, Command, CommandResult, Currency, CurrencyCode, Item, Money, NewCharge, Outcome, PartyId, PaymentMethod, Timestamp,
-    TransferKind,
+    AccountId, Amount, Billing, ClientId, Command, CommandResult, Currency, CurrencyCode, Item, Money, NewCharge,
+    Outcome, PartyId, PaymentMethod, Timestamp, TransferKind,
 };
 use purse_engine::{Engine, EngineConfig, ManualClock};
 
@@ -110,10 +110,7 @@ impl Harness {
     }
 
     pub fn usd(&self, text: &str) -> Money {
-        Money {
-            amount: self.usd.parse(text).expect("valid amount"),
-            currency: self.usd.code,
-        }
+        Money { amount: self.usd.parse(text).expect("valid amount"), currency: self.usd.code }
     }
 
     pub fn amount(&self, text: &str) -> Amount {
@@ -125,10 +122,7 @@ impl Harness {
     }
 
     pub fn reseller(&self) -> PartyId {
-        match self.run(Command::CreateReseller {
-            client_id: self.next_id("reseller"),
-            name: "Reseller".into(),
-        }) {
+        match self.run(Command::CreateReseller { client_id: self.next_id("reseller"), name: "Reseller".into() }) {
             Ok(Outcome::PartyCreated { party, .. }) => party,
             other => panic!("reseller: {other:?}"),
         }
@@ -242,10 +236,7 @@ impl LocalStripe {
             assert!(std::time::Instant::now() < deadline, "localstripe never listened");
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        LocalStripe {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        }
+        LocalStripe { child, url: format!("http://127.0.0.1:{port}") }
     }
 
     /// Payments configured to pay through this emulator.
@@ -260,10 +251,7 @@ impl LocalStripe {
     pub fn get(&self, path: &str) -> serde_json::Value {
         let answer = purse::outbound::send(
             "GET",
-            &purse::outbound::Target {
-                url: &format!("{}{path}", self.url),
-                allow_private: true,
-            },
+            &purse::outbound::Target { url: &format!("{}{path}", self.url), allow_private: true },
             &[("Authorization", "Bearer sk_test_purse")],
             b"",
             false,
@@ -304,12 +292,12 @@ impl Drop for LocalStripe {
 pub fn pdf_text(bytes: &[u8]) -> String {
     let tool = std::env::var("PURSE_PDFTOTEXT")
         .unwrap_or_else(|_| panic!("PURSE_PDFTOTEXT is not set: run the tests with scripts/test.sh, which installs pdftotext (scripts/poppler.sh)"));
-    assert!(
-        bytes.starts_with(b"%PDF-"),
-        "not a PDF: {:?}",
-        String::from_utf8_lossy(&bytes[..bytes.len().min(64)])
-    );
-    let path = std::env::temp_dir().join(format!("purse-test-{}-{}.pdf", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst)));
+    assert!(bytes.starts_with(b"%PDF-"), "not a PDF: {:?}", String::from_utf8_lossy(&bytes[..bytes.len().min(64)]));
+    let path = std::env::temp_dir().join(format!(
+        "purse-test-{}-{}.pdf",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    ));
     std::fs::write(&path, bytes).expect("write the PDF");
     let out = std::process::Command::new(tool)
         .args(["-layout", path.to_str().unwrap(), "-"])

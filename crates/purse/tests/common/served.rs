@@ -41,7 +41,13 @@ impl Served {
     /// With extra environment (configuration) for the process.
     pub fn start_with(url: &str, env: &[(&str, &str)]) -> Served {
         let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        let mut s = Served { url: url.to_owned(), listen: format!("127.0.0.1:{}", free_port()), child: None, env, log: Default::default() };
+        let mut s = Served {
+            url: url.to_owned(),
+            listen: format!("127.0.0.1:{}", free_port()),
+            child: None,
+            env,
+            log: Default::default(),
+        };
         s.spawn();
         s
     }
@@ -114,12 +120,18 @@ fn as_postgres(program: &str, args: &[&str]) -> std::process::Output {
     let root = std::process::Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
     let path = format!("{PG_BIN}/{program}");
     let output = if root {
-        let line = std::iter::once(path.as_str()).chain(args.iter().copied()).map(|a| format!("'{a}'")).collect::<Vec<_>>().join(" ");
+        let line = std::iter::once(path.as_str())
+            .chain(args.iter().copied())
+            .map(|a| format!("'{a}'"))
+            .collect::<Vec<_>>()
+            .join(" ");
         Command::new("su").args(["postgres", "-s", "/bin/sh", "-c", &line]).output()
     } else {
         Command::new(&path).args(args).output()
     };
-    output.unwrap_or_else(|e| panic!("{path} did not run ({e}): run the tests with scripts/test.sh, which installs PostgreSQL 15"))
+    output.unwrap_or_else(|e| {
+        panic!("{path} did not run ({e}): run the tests with scripts/test.sh, which installs PostgreSQL 15")
+    })
 }
 
 impl PrivatePostgres {
@@ -146,8 +158,14 @@ impl PrivatePostgres {
 
     fn start_server(&self) {
         let log = self.dir.join("log").display().to_string();
-        let out = as_postgres("pg_ctl", &["-D", &self.data(), "-o", &self.options(), "-l", &log, "-w", "-t", "60", "start"]);
-        assert!(out.status.success(), "pg_ctl start: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let out =
+            as_postgres("pg_ctl", &["-D", &self.data(), "-o", &self.options(), "-l", &log, "-w", "-t", "60", "start"]);
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// A fresh database on this server; returns its URL.
@@ -162,7 +180,10 @@ impl PrivatePostgres {
     pub fn restart(&self) {
         // With its log in a file: the new server must not hold this call's output open.
         let log = self.dir.join("log").display().to_string();
-        let out = as_postgres("pg_ctl", &["-D", &self.data(), "-o", &self.options(), "-l", &log, "-m", "fast", "-w", "-t", "60", "restart"]);
+        let out = as_postgres(
+            "pg_ctl",
+            &["-D", &self.data(), "-o", &self.options(), "-l", &log, "-m", "fast", "-w", "-t", "60", "restart"],
+        );
         assert!(out.status.success(), "pg_ctl restart: {}", String::from_utf8_lossy(&out.stderr));
     }
 
