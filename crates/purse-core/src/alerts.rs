@@ -112,12 +112,12 @@ impl Profile {
 
 /// The profile a customer falls under: the one assigned to it if it still exists, else its
 /// reseller's default for its currency (the lowest sort order, then the oldest).
-pub fn effective_profile<'a>(
+pub fn effective_profile(
     assigned: Option<u64>,
     reseller: Option<PartyId>,
     currency: CurrencyCode,
-    profiles: &'a [Profile],
-) -> Option<&'a Profile> {
+    profiles: &[Profile],
+) -> Option<&Profile> {
     if let Some(p) = assigned.and_then(|id| profiles.iter().find(|p| p.id == id)) {
         return Some(p);
     }

@@ -20,10 +20,10 @@ use axum::response::{IntoResponse, Response};
 
 use sha2::{Digest, Sha256};
 
-use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::routes::BATCH_BODY_BYTES_MAX;
 use crate::AppState;
+use purse_app::{AppError, Principal};
 
 pub const HEADER: &str = "idempotency-key";
 const KEY_LEN_MAX: usize = 255;
@@ -71,7 +71,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Ctx, ApiError> {
-        let principal = Principal::from_request_parts(parts, state).await?;
+        let crate::auth::Caller(principal) = crate::auth::Caller::from_request_parts(parts, state).await?;
         Ok(Ctx { principal, idempotency: parts.extensions.get::<Idempotency>().cloned() })
     }
 }
@@ -131,7 +131,7 @@ async fn prepare(state: &AppState, request: Request) -> Result<(Request, Claim),
         .idempotency
         .0
         .lock()
-        .map_err(|_| ApiError::Internal("idempotency set poisoned".into()))?
+        .map_err(|_| ApiError::App(AppError::Internal("idempotency set poisoned".into())))?
         .insert(entry.clone());
     if !claimed {
         return Err(ApiError::IdempotencyKeyInFlight);

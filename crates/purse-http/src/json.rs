@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::ApiError;
+use purse_app::{AppError, Code};
 
 /// A JSON body, parsed strictly (request types deny unknown fields).
 pub struct ApiJson<T>(pub T);
@@ -37,7 +38,7 @@ where
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     // Every body is an object: serde would otherwise read `[null, null]` as a struct's fields.
     if bytes.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|b| *b != b'{') {
-        return Err(ApiError::invalid("body", "invalid_type", "the body must be a JSON object"));
+        return Err(ApiError::invalid("body", Code::InvalidType, "the body must be a JSON object"));
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
@@ -59,21 +60,21 @@ fn field_error(path: &str, message: &str) -> ApiError {
     let join = |name: &str| if path == "." || path.is_empty() { name.to_owned() } else { format!("{path}.{name}") };
     let message = message.split(" at line ").next().unwrap_or(message).to_owned();
     if message.starts_with("unknown field") {
-        return ApiError::invalid(path, "unknown_field", message);
+        return ApiError::invalid(path, Code::UnknownField, message);
     }
     if message.starts_with("missing field") {
-        return ApiError::invalid(join(quoted), "missing_field", message);
+        return ApiError::invalid(join(quoted), Code::MissingField, message);
     }
     let field = if path == "." { String::new() } else { path.to_owned() };
     let money = ["amount", "price", "credit_limit"].iter().any(|m| field.ends_with(m));
     if money && message.starts_with("invalid type") {
         return ApiError::invalid(
             field,
-            "invalid_amount",
+            Code::InvalidAmount,
             "must be a decimal string such as \"12.50\", never a JSON number",
         );
     }
-    ApiError::invalid(field, "invalid_type", message)
+    ApiError::invalid(field, Code::InvalidType, message)
 }
 
 /// A JSON response with a status.
@@ -84,7 +85,7 @@ pub fn reply<T: Serialize>(status: StatusCode, body: &T) -> Response {
             response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             response
         }
-        Err(e) => ApiError::Internal(format!("serializing a response: {e}")).into_response(),
+        Err(e) => ApiError::App(AppError::Internal(format!("serializing a response: {e}"))).into_response(),
     }
 }
 
@@ -97,12 +98,17 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Params {
 
     async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Params, ApiError> {
         let query = parts.uri.query().unwrap_or("");
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
-            .map_err(|e| ApiError::invalid("query", "invalid_query", format!("the query string is malformed: {e}")))?;
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).map_err(|e| {
+            ApiError::invalid("query", Code::InvalidQuery, format!("the query string is malformed: {e}"))
+        })?;
         let mut map = std::collections::HashMap::new();
         for (name, value) in pairs {
             if map.insert(name.clone(), value).is_some() {
-                return Err(ApiError::invalid(name.clone(), "duplicate_parameter", format!("{name} is given twice")));
+                return Err(ApiError::invalid(
+                    name.clone(),
+                    Code::DuplicateParameter,
+                    format!("{name} is given twice"),
+                ));
             }
         }
         Ok(Params(map))
@@ -115,7 +121,7 @@ impl Params {
         match self.0.keys().find(|k| !allowed.contains(&k.as_str())) {
             Some(k) => Err(ApiError::invalid(
                 k.clone(),
-                "unknown_parameter",
+                Code::UnknownParameter,
                 format!("unknown query parameter {k}; expected one of {}", allowed.join(", ")),
             )),
             None => Ok(()),
@@ -133,7 +139,7 @@ impl Params {
                 v.parse::<u64>().ok().filter(|n| i64::try_from(*n).is_ok()).ok_or_else(|| {
                     ApiError::invalid(
                         name,
-                        "invalid_type",
+                        Code::InvalidType,
                         format!("{name} must be a whole number from 0 to {}", i64::MAX),
                     )
                 })
@@ -151,7 +157,11 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Id {
     async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Id, ApiError> {
         let axum::extract::Path(text) = axum::extract::Path::<String>::from_request_parts(parts, state)
             .await
-            .map_err(|_| ApiError::NotFound("resource"))?;
-        text.parse::<u64>().ok().filter(|n| i64::try_from(*n).is_ok()).map(Id).ok_or(ApiError::NotFound("resource"))
+            .map_err(|_| ApiError::App(AppError::NotFound("resource")))?;
+        text.parse::<u64>()
+            .ok()
+            .filter(|n| i64::try_from(*n).is_ok())
+            .map(Id)
+            .ok_or(ApiError::App(AppError::NotFound("resource")))
     }
 }

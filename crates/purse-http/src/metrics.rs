@@ -100,7 +100,7 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     if state.settings.log_requests {
         let now = purse_engine::Clock::now(&purse_engine::SystemClock);
         let line = serde_json::json!({
-            "ts": crate::time::format(now),
+            "ts": purse_core::time::format(now),
             "level": if status >= 500 { "error" } else { "info" },
             "msg": "request",
             "request_id": id,

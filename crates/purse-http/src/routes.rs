@@ -11,7 +11,7 @@ use axum::Router;
 use purse_app::policy::Action;
 
 use crate::handlers::{self, accounts, alerts, credit, invoices, keys, parties, payments, postings};
-use crate::{auth, idempotency, metrics, openapi, AppState};
+use crate::{auth, idempotency, metrics, openapi, ApiError, AppState};
 
 /// Largest body of an ordinary request.
 pub const BODY_BYTES_MAX: usize = 64 * 1024;
@@ -160,8 +160,10 @@ pub fn action_of(method: &Method, path: &str) -> Option<Action> {
     actions.iter().find(|(m, p, _)| m == method && *p == path).map(|(_, _, a)| *a)
 }
 
-/// The whole application, for `purse serve` and for tests that call it without a socket.
-pub fn app(state: AppState) -> Router {
+/// The API's routes with their authentication and idempotency layers. Paths it
+/// does not know are for whoever merges it (`purse::router` adds the portal and answers
+/// unknown `/v1/` paths with [`not_found`]; it measures both with [`metrics::observe`]).
+pub fn api(state: AppState) -> Router {
     let mut public = Router::new();
     let mut private = Router::new();
     for r in table() {
@@ -174,25 +176,20 @@ pub fn app(state: AppState) -> Router {
     let private = private
         .route_layer(middleware::from_fn_with_state(state.clone(), idempotency::guard))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
-    public
-        .merge(private)
-        .merge(crate::portal::routes(state.clone()))
-        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
-        .route_layer(middleware::from_fn_with_state(state.clone(), metrics::observe))
-        .fallback(|uri: axum::http::Uri| async move {
-            if uri.path().starts_with("/v1/") {
-                crate::ApiError::NotFound("route").into_response()
-            } else {
-                crate::portal::not_found()
-            }
-        })
-        .method_not_allowed_fallback(|uri: axum::http::Uri| async move {
-            let page = !uri.path().starts_with("/v1/") && !["/healthz", "/readyz", "/metrics"].contains(&uri.path());
-            if page {
-                crate::portal::method_not_allowed()
-            } else {
-                crate::ApiError::MethodNotAllowed.into_response()
-            }
-        })
-        .with_state(state)
+    public.merge(private).layer(DefaultBodyLimit::max(BODY_BYTES_MAX)).with_state(state)
+}
+
+/// Whether `path` is the API's (so its errors are JSON), rather than a page's.
+pub fn is_api_path(path: &str) -> bool {
+    path.starts_with("/v1/") || ["/healthz", "/readyz", "/metrics"].contains(&path)
+}
+
+/// The answer to a path of the API that does not exist.
+pub fn not_found() -> axum::response::Response {
+    ApiError::App(purse_app::AppError::NotFound("route")).into_response()
+}
+
+/// The answer to a path of the API that exists, but not with this method.
+pub fn method_not_allowed() -> axum::response::Response {
+    ApiError::MethodNotAllowed.into_response()
 }

@@ -91,7 +91,7 @@ pub fn run(path: &str) -> Result<String, String> {
 pub fn serve(
     path: &str,
     listen: &str,
-    api: purse_http::ApiSettings,
+    web: crate::web::WebSettings,
     mut alerts: crate::alerts::AlertConfig,
     payments: crate::payments::PaymentConfig,
 ) -> Result<(), String> {
@@ -148,7 +148,7 @@ pub fn serve(
     let options = crate::serve::ServeOptions {
         listen: listen.to_owned(),
         engine: EngineConfig::default(),
-        api,
+        web,
         alerts: Some(alerts),
         payments,
     };
@@ -445,7 +445,7 @@ fn card_recharge(server: &crate::serve::Server, seeded: &Seeded) -> Result<(), S
         server.payments.clone(),
         None,
     );
-    let card = purse_http::cards::CardDetails {
+    let card = purse_app::cards::CardDetails {
         number: "4242424242424242".into(),
         exp_month: 12,
         exp_year: 2034,

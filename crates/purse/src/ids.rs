@@ -20,7 +20,7 @@ impl Rng {
     /// Seeded from the kernel: for ids that must not repeat between runs, threads or
     /// processes (client ids, idempotency keys). A clock-based seed did repeat.
     pub fn from_kernel() -> Rng {
-        let seed = purse_http::auth::random_bytes::<8>().expect("/dev/urandom is readable");
+        let seed = purse_app::secrets::random_bytes::<8>().expect("/dev/urandom is readable");
         Rng(u64::from_le_bytes(seed))
     }
     pub fn next_u64(&mut self) -> u64 {

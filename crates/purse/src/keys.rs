@@ -40,9 +40,9 @@ pub fn create(opened: &Opened, name: &str, role: Role, scope: Scope, now: Timest
     if name.trim().is_empty() || name.len() > 100 {
         return Err("--name: must be 1 to 100 characters".into());
     }
-    let (secret, record) = purse_http::auth::issue_key(name, role, scope, now).map_err(|e| e.to_string())?;
+    let (secret, record) = purse_app::secrets::issue_key(name, role, scope, now).map_err(|e| e.to_string())?;
     let id = opened.access.insert_key(&record).map_err(|e| e.to_string())?;
-    let (mut after, party) = purse_http::AppState::access_view(role, scope);
+    let (mut after, party) = purse_app::audit::access_view(role, scope);
     after["name"] = serde_json::json!(record.name);
     audit(opened, now, party, ("api_key", id, "create"), None, Some(after))?;
     Ok((id, secret))
@@ -56,7 +56,7 @@ pub fn revoke(opened: &Opened, id: u64, now: Timestamp) -> Result<bool, String> 
     if !opened.access.revoke_key(id, now).map_err(|e| e.to_string())? {
         return Ok(false);
     }
-    let (mut before, party) = purse_http::AppState::access_view(key.role, key.scope);
+    let (mut before, party) = purse_app::audit::access_view(key.role, key.scope);
     before["name"] = serde_json::json!(key.name);
     audit(opened, now, party, ("api_key", id, "revoke"), Some(before), None)?;
     Ok(true)
@@ -119,14 +119,14 @@ pub fn create_user(
     now: Timestamp,
 ) -> Result<String, String> {
     let email = email.trim().to_lowercase();
-    if !purse_http::portal::users::valid_email(&email) {
+    if !purse_app::parse::valid_email(&email) {
         return Err(format!("--email {email:?}: not an e-mail address"));
     }
     if name.trim().is_empty() || name.len() > 100 {
         return Err("--name: must be 1 to 100 characters".into());
     }
-    let password = purse_http::portal::session::random_hex::<10>().map_err(|e| format!("{e:?}"))?;
-    let password_hash = purse_http::portal::session::hash_password(&password).map_err(|e| format!("{e:?}"))?;
+    let password = purse_app::secrets::random_hex::<10>().map_err(|e| format!("{e:?}"))?;
+    let password_hash = purse_app::secrets::hash_password(&password).map_err(|e| format!("{e:?}"))?;
     let user = purse_store::NewUser {
         email: email.clone(),
         name: name.trim().to_owned(),
@@ -137,7 +137,7 @@ pub fn create_user(
     };
     match opened.access.insert_user(&user).map_err(|e| e.to_string())? {
         Some(id) => {
-            let (mut after, party) = purse_http::AppState::access_view(role, scope);
+            let (mut after, party) = purse_app::audit::access_view(role, scope);
             after["email"] = serde_json::json!(email);
             after["name"] = serde_json::json!(user.name);
             audit(opened, now, party, ("user", id, "create"), None, Some(after))?;

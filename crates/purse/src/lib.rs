@@ -17,6 +17,7 @@ pub mod payments;
 pub mod remote;
 pub mod serve;
 pub mod soak;
+pub mod web;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -297,7 +298,7 @@ impl Config {
         let mut c = payments::PaymentConfig::default();
         c.stripe = match (&p.stripe_url, &p.stripe_secret_key) {
             (Some(url), Some(key)) => {
-                purse_http::webhooks::parse_webhook_url(url).map_err(|e| format!("payments.stripe_url: {e}"))?;
+                purse_app::webhooks::parse_webhook_url(url).map_err(|e| format!("payments.stripe_url: {e}"))?;
                 Some((url.clone(), key.clone()))
             }
             (None, None) => None,
@@ -356,9 +357,11 @@ impl Config {
         Ok(c)
     }
 
-    pub fn api_settings(&self) -> Result<purse_http::ApiSettings, String> {
-        let mut s = purse_http::ApiSettings::default();
-        s.allow_private_webhooks = self.alerts.allow_private_webhooks.unwrap_or(false);
+    /// The application's, the API's and the portal's settings.
+    pub fn web_settings(&self) -> Result<web::WebSettings, String> {
+        let mut w = web::WebSettings::default();
+        w.app.allow_private_webhooks = self.alerts.allow_private_webhooks.unwrap_or(false);
+        let s = &mut w.api;
         if let Some(n) = self.api.rate_per_key {
             s.rate_per_key = n;
         }
@@ -374,12 +377,12 @@ impl Config {
             if !(1..=24 * 30).contains(&hours) {
                 return Err(format!("api.session_hours must be 1 to 720, got {hours}"));
             }
-            s.session_ttl = std::time::Duration::from_secs(hours * 3600);
+            w.portal.session_ttl = std::time::Duration::from_secs(hours * 3600);
         }
         if let Some(v) = self.api.secure_cookies {
-            s.secure_cookies = v;
+            w.portal.secure_cookies = v;
         }
-        Ok(s)
+        Ok(w)
     }
 
     /// Notifications and the scheduler for a server listening at `listen`.

@@ -365,7 +365,7 @@ fn run(cli: Cli) -> Result<(), String> {
             purse::demo::serve(
                 &path,
                 &listen,
-                config.api_settings()?,
+                config.web_settings()?,
                 config.alert_config(&listen)?,
                 config.payment_config()?,
             )?
@@ -409,7 +409,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 payments: config.payment_config()?,
                 listen,
                 engine: config.engine_config()?,
-                api: config.api_settings()?,
+                web: config.web_settings()?,
             };
             purse::serve::run(opened, config.clock()?, options)?;
         }

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
-use purse_http::webhooks::{check_addresses, parse_webhook_url};
+use purse_app::webhooks::{check_addresses, parse_webhook_url};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 /// Largest response body read.

@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use purse_engine::{Clock, Engine, EngineConfig};
-use purse_http::{ApiSettings, AppState};
 
 use crate::alerts::{AlertConfig, Notifier, Worker};
 use crate::Opened;
@@ -14,7 +13,8 @@ use crate::Opened;
 pub struct ServeOptions {
     pub listen: String,
     pub engine: EngineConfig,
-    pub api: ApiSettings,
+    /// The application's, the API's and the portal's settings.
+    pub web: crate::web::WebSettings,
     /// Notifications and the scheduler; `None` runs no worker.
     pub alerts: Option<AlertConfig>,
     /// Auto-recharge and card payments (Stripe, when configured).
@@ -119,8 +119,9 @@ fn launch(opened: Opened, clock: Arc<dyn Clock>, options: ServeOptions, announce
     let payment_config = options.payments.clone();
     let cards =
         Payments::new(engine.clone(), reader, alerts.clone(), payments.clone(), options.payments, operator_email);
-    let state =
-        AppState::new(engine.clone(), access, alerts, payments, credit, options.api).with_cards(Arc::new(cards));
+    let app = purse_app::App::new(engine.clone(), access, alerts, payments, credit, options.web.app.clone())
+        .with_cards(Arc::new(cards));
+    let router = crate::web::router(Arc::new(app), options.web.api, options.web.portal);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     let std_listener =
         std::net::TcpListener::bind(&options.listen).map_err(|e| format!("--listen {}: {e}", options.listen))?;
@@ -132,8 +133,10 @@ fn launch(opened: Opened, clock: Arc<dyn Clock>, options: ServeOptions, announce
         .spawn(move || {
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(std_listener).map_err(|e| e.to_string())?;
-                let app = purse_http::app(state);
-                axum::serve(listener, app).with_graceful_shutdown(signalled(stopped)).await.map_err(|e| e.to_string())
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(signalled(stopped))
+                    .await
+                    .map_err(|e| e.to_string())
             })
         })
         .map_err(|e| e.to_string())?;

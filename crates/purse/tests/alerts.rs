@@ -116,19 +116,7 @@ impl World {
         let now = Timestamp::from_secs(T0);
         let (_, key) = purse::keys::create(&opened, "test", Role::Operator, Scope::ReadWrite, now).unwrap();
         let clock = Arc::new(ManualClock::new(now));
-        let api_settings = purse_http::ApiSettings {
-            log_requests: false,
-            allow_private_webhooks: true,
-            rate_per_key: 0,
-            ..purse_http::ApiSettings::default()
-        };
-        let options = purse::serve::ServeOptions {
-            listen: "127.0.0.1:0".into(),
-            engine: purse_engine::EngineConfig::default(),
-            api: api_settings,
-            alerts: None,
-            payments: Default::default(),
-        };
+        let options = serve_options(Default::default());
         let server = purse::serve::start(opened, clock.clone(), options).unwrap();
         let side = purse::open_side(url).unwrap();
         let notifier = Notifier::new(server.engine.clone(), side.reader, side.alerts, side.access, config).unwrap();
@@ -220,7 +208,7 @@ fn days(notes: &[Value], kind: &str) -> Vec<i64> {
         .iter()
         .filter(|n| n["kind"] == kind)
         .map(|n| {
-            let at = purse_http::time::parse(n["at"].as_str().unwrap()).unwrap();
+            let at = purse_core::time::parse(n["at"].as_str().unwrap()).unwrap();
             (at.0 - Timestamp::from_secs(T0).0) / DAY
         })
         .collect()

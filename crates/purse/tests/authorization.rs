@@ -491,7 +491,7 @@ async fn matrix(world: &World) {
     let used: BTreeSet<Action> = purse_http::routes::table()
         .iter()
         .map(|r| r.action)
-        .chain(purse_http::portal::pages().iter().map(|p| p.action))
+        .chain(purse_portal::pages().iter().map(|p| p.action))
         .collect();
     let unused: Vec<&Action> = Action::ALL.iter().filter(|a| !used.contains(a)).collect();
     assert!(unused.is_empty(), "actions no route or page uses: {unused:?}");
@@ -609,7 +609,7 @@ async fn portal_matrix(world: &World) -> usize {
     let app = &world.app;
     let mut cells = 0;
     let mut wrong = Vec::new();
-    for page in purse_http::portal::pages() {
+    for page in purse_portal::pages() {
         if page.action.rule().requires == Requires::Public || page.action == Action::Logout {
             continue; // The login page and the stylesheet; logging out ends the session the cells share.
         }

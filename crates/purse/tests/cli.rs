@@ -149,7 +149,7 @@ fn keys_are_shown_once_listed_by_prefix_and_revoked() {
     assert!(ok, "{stderr}");
     assert!(stderr.contains("cannot show it again"));
     let secret = stdout.trim().rsplit(' ').next().unwrap().to_owned();
-    assert!(purse_http::auth::looks_like_key(&secret), "{stdout}");
+    assert!(purse_app::secrets::looks_like_key(&secret), "{stdout}");
     let (ok, listing, _) = purse(&["keys", "list", "--database", &url]);
     assert!(ok);
     assert!(listing.contains(&secret[..14]) && !listing.contains(&secret), "{listing}");

@@ -47,15 +47,7 @@ impl World {
         let now = Timestamp::from_secs(T0);
         let (key_id, secret) = purse::keys::create(&opened, "test", Role::Operator, Scope::ReadWrite, now).unwrap();
         let clock = Arc::new(ManualClock::new(now));
-        let api =
-            purse_http::ApiSettings { log_requests: false, rate_per_key: 0, ..purse_http::ApiSettings::default() };
-        let options = purse::serve::ServeOptions {
-            listen: "127.0.0.1:0".into(),
-            engine: purse_engine::EngineConfig::default(),
-            api,
-            alerts: None,
-            payments: purse::payments::PaymentConfig::default(),
-        };
+        let options = serve_options(purse::payments::PaymentConfig::default());
         let server = purse::serve::start(opened, clock.clone(), options).unwrap();
         let side = purse::open_side(url).unwrap();
         let maildir = std::env::temp_dir().join(format!("purse-credit-mail-{}-{}", std::process::id(), key()));

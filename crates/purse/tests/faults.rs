@@ -56,7 +56,7 @@ fn work(base: String, key: String, wallets: Vec<u64>, stop: Arc<AtomicBool>, see
     while !stop.load(Ordering::SeqCst) {
         n += 1;
         let wallet = wallets[(n as usize) % wallets.len()];
-        let payment = n % 5 == 0;
+        let payment = n.is_multiple_of(5);
         let client_id = id("w");
         let (path, body) = if payment {
             (
@@ -288,7 +288,7 @@ async fn futures_join<F: std::future::Future>(futures: impl Iterator<Item = F>) 
 fn issue_18_concurrent_login_guesses_check_at_most_five_passwords() {
     for url in both_backends("issue_18_login") {
         let app = InProcess::on(&url);
-        let hash = purse_http::portal::session::hash_password("the right password").unwrap();
+        let hash = purse_app::secrets::hash_password("the right password").unwrap();
         for (n, email) in [(30, "ana@example.com"), (100, "bo@example.com")] {
             let user = purse_store::NewUser {
                 email: email.into(),

@@ -95,19 +95,7 @@ impl World {
     }
 
     fn serve(url: &str, clock: &Arc<ManualClock>) -> purse::serve::Server {
-        let api = purse_http::ApiSettings {
-            log_requests: false,
-            rate_per_key: 0,
-            allow_private_webhooks: true,
-            ..purse_http::ApiSettings::default()
-        };
-        let options = purse::serve::ServeOptions {
-            listen: "127.0.0.1:0".into(),
-            engine: purse_engine::EngineConfig::default(),
-            api,
-            alerts: None,
-            payments: PaymentConfig::default(),
-        };
+        let options = serve_options(PaymentConfig::default());
         purse::serve::start(purse::open_store(url).unwrap(), clock.clone(), options).unwrap()
     }
 

@@ -237,14 +237,7 @@ fn site_paying(alerts: Option<purse::alerts::AlertConfig>, payments: purse::paym
     let customer = user("customer@test.purse", Role::Customer(seeded.customers[0].1), Scope::ReadWrite);
     let viewer = user("viewer@test.purse", Role::Customer(seeded.customers[0].1), Scope::Read);
     let (_, operator_key) = purse::keys::create(&opened, "portal test", Role::Operator, Scope::ReadWrite, now).unwrap();
-    let api = purse_http::ApiSettings { log_requests: false, ..purse_http::ApiSettings::default() };
-    let options = purse::serve::ServeOptions {
-        listen: "127.0.0.1:0".into(),
-        engine: purse_engine::EngineConfig::default(),
-        api,
-        alerts,
-        payments,
-    };
+    let options = purse::serve::ServeOptions { alerts: alerts, ..common::serve_options(payments) };
     let server = purse::serve::start(opened, Arc::new(purse_engine::SystemClock), options).expect("serves");
     let base = format!("http://{}", server.addr);
     Site { server, base, operator_key, seeded, operator, reseller, customer, viewer }

@@ -55,15 +55,7 @@ impl World {
         let now = Timestamp::from_secs(T0);
         let (_, key) = purse::keys::create(&opened, "test", Role::Operator, Scope::ReadWrite, now).unwrap();
         let clock = Arc::new(ManualClock::new(now));
-        let api_settings =
-            purse_http::ApiSettings { log_requests: false, rate_per_key: 0, ..purse_http::ApiSettings::default() };
-        let options = purse::serve::ServeOptions {
-            listen: "127.0.0.1:0".into(),
-            engine: purse_engine::EngineConfig::default(),
-            api: api_settings,
-            alerts: None,
-            payments: payment_config(stripe),
-        };
+        let options = serve_options(payment_config(stripe));
         let server = purse::serve::start(opened, clock.clone(), options).unwrap();
         let side = purse::open_side(url).unwrap();
         let maildir = std::env::temp_dir().join(format!("purse-recharge-mail-{}-{}", std::process::id(), wall_us()));
@@ -190,7 +182,7 @@ fn units(text: &str) -> i64 {
 }
 
 fn epoch_day(at: &str) -> i64 {
-    purse_http::time::parse(at).unwrap().0.div_euclid(DAY)
+    purse_core::time::parse(at).unwrap().0.div_euclid(DAY)
 }
 
 /// Usage of hour `h` (of the month) in cents: heavier in the middle ten days.

@@ -301,18 +301,19 @@ fn key_story(url: &str) {
     drop(h);
     let opened = purse::open_store(url).unwrap();
     let (secret, record) =
-        purse_http::auth::issue_key("billing bot", Role::Customer(customer), Scope::Read, Timestamp(7)).unwrap();
+        purse_app::secrets::issue_key("billing bot", Role::Customer(customer), Scope::Read, Timestamp(7)).unwrap();
     let id = opened.access.insert_key(&record).unwrap();
-    let found = opened.access.key_by_hash(&purse_http::auth::hash_key(&secret)).unwrap().expect("found by hash");
+    let found = opened.access.key_by_hash(&purse_app::secrets::hash_key(&secret)).unwrap().expect("found by hash");
     assert_eq!(
         (found.id, found.role, found.scope, found.revoked_at),
         (id, Role::Customer(customer), Scope::Read, None)
     );
-    assert_eq!(opened.access.key_by_hash(&purse_http::auth::hash_key("purse_nope")).unwrap(), None);
+    assert_eq!(opened.access.key_by_hash(&purse_app::secrets::hash_key("purse_nope")).unwrap(), None);
     // The same hash twice is refused by the database.
     assert!(opened.access.insert_key(&record).is_err());
     // A second key, an operator's, revoked once and only once.
-    let (_, operator_key) = purse_http::auth::issue_key("ops", Role::Operator, Scope::ReadWrite, Timestamp(7)).unwrap();
+    let (_, operator_key) =
+        purse_app::secrets::issue_key("ops", Role::Operator, Scope::ReadWrite, Timestamp(7)).unwrap();
     let operator = opened.access.insert_key(&operator_key).unwrap();
     assert!(opened.access.revoke_key(operator, Timestamp(9)).unwrap());
     assert!(!opened.access.revoke_key(operator, Timestamp(10)).unwrap(), "revoking twice changes nothing");

@@ -17,11 +17,14 @@ use serde::{Deserialize, Serialize};
 use super::{
     account_view, amount, clamp, created, currency_code, json_parts, outcome, page_limit, positive, timestamp,
 };
-use crate::auth::Principal;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::idempotency::Ctx;
 use crate::json::{reply, ApiJson, Id, Params};
-use crate::{time, AppState};
+use crate::AppState;
+use purse_app::accounts::live;
+use purse_app::{AppError, Code};
+use purse_core::time;
 
 /// The account as of now: holds that expired since the last batch no longer count, so
 /// `reserved` and `available` agree with the spendable query. Blocking.
@@ -32,18 +35,6 @@ fn current_view(s: &AppState, a: &Account) -> Result<super::AccountView, ApiErro
 
 /// An account as of now (expired holds discounted), its available balance, and its
 /// currency: what every view of an account shows. Blocking.
-pub(crate) fn live(s: &AppState, a: &Account) -> Result<(Account, i128, purse_core::Currency), ApiError> {
-    let currency = s.currency("currency", a.currency)?;
-    let now = purse_engine::Clock::now(s.engine.clock().as_ref());
-    let a = s.engine.as_of(a.clone(), now)?;
-    let parent = match a.kind {
-        AccountKind::SubscriberCredit { parent } => s.engine.current(parent, now)?,
-        _ => None,
-    };
-    let available = purse_core::ledger::available(&a, parent.as_ref(), now);
-    Ok((a, available, currency))
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewAccount {
@@ -79,30 +70,30 @@ pub async fn open_account(
     let party_id = body.party;
     let party = state
         .read(move |s| {
-            s.party_for(&who, party_id)
-                .map_err(|_| ApiError::invalid("party", "party_not_found", format!("party {party_id} does not exist")))
+            s.party_for(&who, party_id).map_err(|_| {
+                ApiError::invalid("party", Code::PartyNotFound, format!("party {party_id} does not exist"))
+            })
         })
         .await?;
     let kind = match body.kind {
         KindText::MasterWallet => {
             if !purse_app::policy::may_set(who.role, purse_app::policy::Field::MasterWallet) {
-                return Err(ApiError::ForbiddenField {
+                return Err(ApiError::App(AppError::ForbiddenField {
                     field: "kind",
                     message: "only the operator opens master wallets".into(),
-                });
+                }));
             }
-            let text = body
-                .currency
-                .as_deref()
-                .ok_or_else(|| ApiError::invalid("currency", "missing_field", "a master wallet needs its currency"))?;
+            let text = body.currency.as_deref().ok_or_else(|| {
+                ApiError::invalid("currency", Code::MissingField, "a master wallet needs its currency")
+            })?;
             NewAccountKind::MasterWallet { currency: currency_code("currency", text)? }
         }
         KindText::SubscriberDebit => NewAccountKind::SubscriberDebit,
         KindText::SubscriberCredit => {
             let PartyKind::Customer { currency, .. } = party.kind else {
-                return Err(ApiError::Rejected(purse_core::Rejection::PartyKindMismatch));
+                return Err(ApiError::App(AppError::Rejected(purse_core::Rejection::PartyKindMismatch)));
             };
-            let currency = state.read(move |s| s.currency("currency", currency)).await?;
+            let currency = state.read(move |s| Ok(s.currency("currency", currency)?)).await?;
             let credit_limit = match &body.credit_limit {
                 Some(text) => amount("credit_limit", text, currency)?,
                 None => Amount::ZERO,
@@ -113,12 +104,16 @@ pub async fn open_account(
     if body.credit_limit.is_some() && !matches!(body.kind, KindText::SubscriberCredit) {
         return Err(ApiError::invalid(
             "credit_limit",
-            "not_allowed",
+            Code::NotAllowed,
             "only credit subscriber accounts take a credit_limit here",
         ));
     }
     if body.currency.is_some() && !matches!(body.kind, KindText::MasterWallet) {
-        return Err(ApiError::invalid("currency", "not_allowed", "subscriber accounts take their customer's currency"));
+        return Err(ApiError::invalid(
+            "currency",
+            Code::NotAllowed,
+            "subscriber accounts take their customer's currency",
+        ));
     }
     let command = Command::OpenAccount {
         client_id: who.client_id("client_id", &body.client_id)?,
@@ -130,12 +125,12 @@ pub async fn open_account(
             Outcome::AccountOpened { account, replayed } => {
                 json_parts(created(replayed), &Opened { id: account.0, replayed })
             }
-            other => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
+            other => Err(ApiError::App(AppError::Internal(format!("unexpected outcome {other:?}")))),
         })
         .await
 }
 
-pub async fn get_account(State(state): State<AppState>, who: Principal, Id(id): Id) -> Result<Response, ApiError> {
+pub async fn get_account(State(state): State<AppState>, Caller(who): Caller, Id(id): Id) -> Result<Response, ApiError> {
     let view = state.read(move |s| current_view(s, &s.account_for(&who, id)?)).await?;
     Ok(reply(StatusCode::OK, &view))
 }
@@ -143,12 +138,12 @@ pub async fn get_account(State(state): State<AppState>, who: Principal, Id(id): 
 /// `GET /v1/accounts?party=ID`: the accounts of a party the caller sees.
 pub async fn list_accounts(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     params: Params,
 ) -> Result<Response, ApiError> {
     params.only(&["party"])?;
     let party =
-        params.id("party")?.ok_or_else(|| ApiError::invalid("party", "missing_parameter", "party is required"))?;
+        params.id("party")?.ok_or_else(|| ApiError::invalid("party", Code::MissingParameter, "party is required"))?;
     let views = state
         .read(move |s| {
             s.party_for(&who, party)?;
@@ -161,7 +156,7 @@ pub async fn list_accounts(
 
 pub async fn close_account(State(state): State<AppState>, ctx: Ctx, Id(id): Id) -> Result<Response, ApiError> {
     let who = ctx.principal;
-    state.read(move |s| s.account_for(&who, id)).await?;
+    state.read(move |s| Ok(s.account_for(&who, id)?)).await?;
     let command = Command::CloseAccount { account: AccountId(id) };
     state
         .commit(&ctx, vec![Item::single(command)], move |results| {
@@ -173,7 +168,7 @@ pub async fn close_account(State(state): State<AppState>, ctx: Ctx, Id(id): Id) 
 
 pub async fn spendable(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Id(id): Id,
     params: Params,
 ) -> Result<Response, ApiError> {
@@ -187,7 +182,7 @@ pub async fn spendable(
                 .as_deref()
                 .map(|p| amount("price", p, currency).and_then(|p| positive("price", p)))
                 .transpose()?;
-            let sp = s.engine.spendable(a.id, price)?.ok_or(ApiError::NotFound("account"))?;
+            let sp = s.engine.spendable(a.id, price)?.ok_or(ApiError::App(AppError::NotFound("account")))?;
             Ok(serde_json::json!({
                 "account": id,
                 "currency": a.currency.to_string(),
@@ -203,7 +198,7 @@ pub async fn spendable(
 /// at or before `at` (now when absent).
 pub async fn balance_at(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Id(id): Id,
     params: Params,
 ) -> Result<Response, ApiError> {
@@ -247,7 +242,7 @@ struct JournalEntry {
 /// comma-separated list; `before` is the `next_before` of the previous page.
 pub async fn journal(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Id(id): Id,
     params: Params,
 ) -> Result<Response, ApiError> {
@@ -262,7 +257,7 @@ pub async fn journal(
             text.split(',')
                 .map(|k| {
                     TransferKind::parse(k.trim()).ok_or_else(|| {
-                        ApiError::invalid("kind", "invalid_kind", format!("kind {k:?} is not one of charge, payment, recharge, transfer, issue, refund, reversal, adjustment"))
+                        ApiError::invalid("kind", Code::InvalidKind, format!("kind {k:?} is not one of charge, payment, recharge, transfer, issue, refund, reversal, adjustment"))
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?,
@@ -343,7 +338,7 @@ struct Totals {
 
 /// `GET /v1/balances` (operators): every account's balance from one consistent read, with
 /// totals per currency.
-pub async fn balances(State(state): State<AppState>, _who: Principal) -> Result<Response, ApiError> {
+pub async fn balances(State(state): State<AppState>, _: Caller) -> Result<Response, ApiError> {
     let body = state
         .read(move |s| {
             let now = purse_engine::Clock::now(s.engine.clock().as_ref());

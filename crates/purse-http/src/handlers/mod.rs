@@ -17,74 +17,17 @@ pub mod postings;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use purse_core::{
-    Account, Amount, CommandResult, Currency, CurrencyCode, Hold, Item, Outcome, Party, PartyKind, Timestamp, Transfer,
-};
+use purse_core::{Account, CommandResult, Currency, Hold, Item, Outcome, Party, PartyKind, Timestamp, Transfer};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::Principal;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::idempotency::Ctx;
 use crate::json::reply;
-use crate::{time, AppState};
-
-/// Default and largest page of every list.
-pub const PAGE_DEFAULT: u32 = 50;
-pub const PAGE_MAX: u32 = 500;
-
-// ------------------------------------------------------------------ shared helpers
-
-/// The reseller (`reseller`) or customer a path names, if the caller sees it. Blocking.
-pub(crate) fn party_of_kind(s: &AppState, who: &Principal, id: u64, reseller: bool) -> Result<Party, ApiError> {
-    let party = s.party_for(who, id)?;
-    if matches!(party.kind, purse_core::PartyKind::Reseller) != reseller {
-        return Err(ApiError::NotFound(if reseller { "reseller" } else { "customer" }));
-    }
-    Ok(party)
-}
-
-pub(crate) fn currency_code(field: &str, text: &str) -> Result<CurrencyCode, ApiError> {
-    CurrencyCode::parse(text).map_err(|e| ApiError::invalid(field, "invalid_currency", format!("{field} {e}")))
-}
-
-/// Parses `text` as an amount of `currency`, naming `field` on failure.
-pub(crate) fn amount(field: &str, text: &str, currency: Currency) -> Result<Amount, ApiError> {
-    currency.parse(text).map_err(|e| ApiError::invalid(field, "invalid_amount", format!("{field} {e}")))
-}
-
-pub(crate) fn positive(field: &str, value: Amount) -> Result<Amount, ApiError> {
-    if value.is_positive() {
-        Ok(value)
-    } else {
-        Err(ApiError::invalid(field, "amount_must_be_positive", format!("{field} must be positive")))
-    }
-}
-
-/// The first instant after the years an API time may name (2101-01-01T00:00:00Z).
-const TIME_END: Timestamp = Timestamp(4_133_980_800_000_000);
-
-/// An RFC 3339 time from 1970 to 2100 (a year 0000 or 9999 is a typo, not a time).
-pub(crate) fn timestamp(field: &str, text: &str) -> Result<Timestamp, ApiError> {
-    let t = time::parse(text).ok_or_else(|| {
-        ApiError::invalid(
-            field,
-            "invalid_time",
-            format!("{field} must be an RFC 3339 date-time such as 2026-11-22T10:15:30Z"),
-        )
-    })?;
-    if t < Timestamp(0) || t >= TIME_END {
-        return Err(ApiError::invalid(field, "invalid_time", format!("{field} must be a time from 1970 to 2100")));
-    }
-    Ok(t)
-}
-
-pub(crate) fn object_metadata(value: Option<serde_json::Value>) -> Result<Option<String>, ApiError> {
-    match value {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(v @ serde_json::Value::Object(_)) => Ok(Some(v.to_string())),
-        Some(_) => Err(ApiError::invalid("metadata", "invalid_metadata", "metadata must be a JSON object")),
-    }
-}
+use crate::AppState;
+pub(crate) use purse_app::parse::*;
+use purse_app::{AppError, Principal};
+pub(crate) use purse_core::time;
 
 fn metadata_value(text: &Option<String>) -> serde_json::Value {
     match text {
@@ -93,46 +36,16 @@ fn metadata_value(text: &Option<String>) -> serde_json::Value {
     }
 }
 
-/// An optional reason: trimmed, printable, at most `REASON_LEN_MAX` bytes (`None` when blank).
-pub(crate) fn reason_text(text: Option<&str>) -> Result<Option<String>, ApiError> {
-    let max = purse_core::command::REASON_LEN_MAX;
-    let Some(reason) = text.map(str::trim).filter(|r| !r.is_empty()) else { return Ok(None) };
-    if reason.len() > max {
-        return Err(ApiError::invalid("reason", "text_too_long", format!("reason must be at most {max} bytes")));
-    }
-    if !purse_core::text::is_single_line(reason) {
-        return Err(ApiError::invalid("reason", "text_not_printable", "reason must not contain control characters"));
-    }
-    Ok(Some(reason.to_owned()))
-}
-
-/// `limit` of a list: 1 to [`PAGE_MAX`], [`PAGE_DEFAULT`] when absent.
-pub(crate) fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
-    match limit {
-        None => Ok(PAGE_DEFAULT),
-        Some(n) if (1..=PAGE_MAX).contains(&n) => Ok(n),
-        Some(_) => Err(ApiError::invalid("limit", "invalid_page_size", format!("limit must be 1 to {PAGE_MAX}"))),
-    }
-}
-
 /// A JSON body already serialized, with its status.
 pub(crate) fn json_parts<T: Serialize>(status: StatusCode, body: &T) -> Result<(StatusCode, Vec<u8>), ApiError> {
-    serde_json::to_vec(body).map(|b| (status, b)).map_err(|e| ApiError::Internal(format!("serializing: {e}")))
+    serde_json::to_vec(body)
+        .map(|b| (status, b))
+        .map_err(|e| ApiError::App(AppError::Internal(format!("serializing: {e}"))))
 }
 
-/// The first failure among `results` (a linked chain reports its cause first), or the
-/// outcome of the first command.
+/// The first failure among `results`, or the outcome of the first command.
 pub(crate) fn outcome(results: &[CommandResult]) -> Result<Outcome, ApiError> {
-    if let Some(Err(r)) =
-        results.iter().find(|r| matches!(r, Err(e) if *e != purse_core::Rejection::LinkedCommandFailed))
-    {
-        return Err(ApiError::Rejected(r.clone()));
-    }
-    match results.first() {
-        Some(Ok(o)) => Ok(o.clone()),
-        Some(Err(r)) => Err(ApiError::Rejected(r.clone())),
-        None => Err(ApiError::Internal("no result".into())),
-    }
+    Ok(purse_app::accounts::outcome(results)?)
 }
 
 /// 201 for something new, 200 for a replay of a client id used before.
@@ -151,27 +64,9 @@ impl AppState {
         f: impl FnOnce(&AppState) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
         let state = self.clone();
-        tokio::task::spawn_blocking(move || f(&state)).await.map_err(|e| ApiError::Internal(e.to_string()))?
-    }
-
-    /// The currency named by `code`, as the ledger knows it. Currencies never change once
-    /// created, so they are cached. Blocking on a miss.
-    pub(crate) fn currency(&self, field: &str, code: CurrencyCode) -> Result<Currency, ApiError> {
-        if let Some(c) = self.currencies.read().ok().and_then(|m| m.get(&code).copied()) {
-            return Ok(c);
-        }
-        let all = self.engine.reader().currencies()?;
-        if let Ok(mut cache) = self.currencies.write() {
-            cache.extend(all.iter().map(|c| (c.code, *c)));
-        }
-        all.into_iter()
-            .find(|c| c.code == code)
-            .ok_or_else(|| ApiError::invalid(field, "currency_unknown", format!("currency {code} is not configured")))
-    }
-
-    /// Whether `code` is a currency already in the cache (so reading it cannot block).
-    pub(crate) fn knows_currency(&self, code: &str) -> bool {
-        CurrencyCode::parse(code).is_ok_and(|c| self.currencies.read().is_ok_and(|m| m.contains_key(&c)))
+        tokio::task::spawn_blocking(move || f(&state))
+            .await
+            .map_err(|e| ApiError::App(AppError::Internal(e.to_string())))?
     }
 
     /// Sends commands to the engine; `render` turns their results into the response, which
@@ -291,10 +186,6 @@ pub struct AccountView {
 pub struct TemporaryIncreaseView {
     pub amount: String,
     pub valid_until: String,
-}
-
-pub(crate) fn clamp(v: i128) -> Amount {
-    Amount(v.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
 }
 
 pub(crate) fn account_view(a: &Account, available: i128, currency: Currency) -> AccountView {
@@ -459,7 +350,7 @@ pub async fn create_currency(
         .await
 }
 
-pub async fn list_currencies(State(state): State<AppState>, _who: Principal) -> Result<Response, ApiError> {
+pub async fn list_currencies(State(state): State<AppState>, _: Caller) -> Result<Response, ApiError> {
     let currencies = state.read(|s| Ok(s.engine.reader().currencies()?)).await?;
     let views: Vec<CurrencyView> =
         currencies.into_iter().map(|c| CurrencyView { code: c.code.to_string(), scale: c.scale }).collect();

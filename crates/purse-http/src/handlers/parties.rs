@@ -8,11 +8,12 @@ use purse_store::PartyQuery;
 use serde::{Deserialize, Serialize};
 
 use super::{amount, created, currency_code, json_parts, outcome, page_limit, party_view};
-use crate::auth::Principal;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::idempotency::Ctx;
 use crate::json::{reply, ApiJson, Id, Params};
 use crate::AppState;
+use purse_app::{AppError, Principal};
 
 #[derive(Serialize)]
 struct Created {
@@ -27,7 +28,7 @@ fn created_party(results: &[purse_core::CommandResult]) -> Result<(StatusCode, V
         Outcome::PartyCreated { party, wallet, replayed } => {
             json_parts(created(replayed), &Created { id: party.0, wallet: wallet.map(|w| w.0), replayed })
         }
-        other => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
+        other => Err(ApiError::App(AppError::Internal(format!("unexpected outcome {other:?}")))),
     }
 }
 
@@ -78,15 +79,15 @@ pub async fn create_customer(
         (Role::Reseller(me), None) => Some(me),
         (Role::Reseller(me), Some(r)) if r == me.0 => Some(me),
         (role, Some(_)) if !purse_app::policy::may_set(role, purse_app::policy::Field::CustomerReseller) => {
-            return Err(ApiError::ForbiddenField {
+            return Err(ApiError::App(AppError::ForbiddenField {
                 field: "reseller",
                 message: "a reseller's key creates customers only under that reseller".into(),
-            })
+            }))
         }
         (_, r) => r.map(PartyId),
     };
     let code = currency_code("currency", &body.currency)?;
-    let currency = state.read(move |s| s.currency("currency", code)).await?;
+    let currency = state.read(move |s| Ok(s.currency("currency", code)?)).await?;
     let credit_limit = match &body.credit_limit {
         Some(text) => amount("credit_limit", text, currency)?,
         None => Amount::ZERO,
@@ -131,7 +132,7 @@ async fn list(state: AppState, who: Principal, resellers: bool, params: Params) 
             // A filter names a reseller the caller sees, or nothing is found.
             if let Some(r) = q.reseller {
                 if !matches!(s.party_for(&who, r).map(|p| p.kind), Ok(purse_core::PartyKind::Reseller)) {
-                    return Err(ApiError::NotFound("reseller"));
+                    return Err(ApiError::App(AppError::NotFound("reseller")));
                 }
             }
             let reader = s.engine.reader();
@@ -162,7 +163,7 @@ async fn list(state: AppState, who: Principal, resellers: bool, params: Params) 
 
 pub async fn list_resellers(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     params: Params,
 ) -> Result<Response, ApiError> {
     list(state, who, true, params).await
@@ -170,24 +171,32 @@ pub async fn list_resellers(
 
 pub async fn list_customers(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     params: Params,
 ) -> Result<Response, ApiError> {
     list(state, who, false, params).await
 }
 
 async fn get(state: AppState, who: Principal, id: u64, reseller: bool) -> Result<Response, ApiError> {
-    let party = state.read(move |s| s.party_for(&who, id)).await?;
+    let party = state.read(move |s| Ok(s.party_for(&who, id)?)).await?;
     if matches!(party.kind, purse_core::PartyKind::Reseller) != reseller {
-        return Err(ApiError::NotFound(if reseller { "reseller" } else { "customer" }));
+        return Err(ApiError::App(AppError::NotFound(if reseller { "reseller" } else { "customer" })));
     }
     Ok(reply(StatusCode::OK, &party_view(&who, &party)))
 }
 
-pub async fn get_reseller(State(state): State<AppState>, who: Principal, Id(id): Id) -> Result<Response, ApiError> {
+pub async fn get_reseller(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Id(id): Id,
+) -> Result<Response, ApiError> {
     get(state, who, id, true).await
 }
 
-pub async fn get_customer(State(state): State<AppState>, who: Principal, Id(id): Id) -> Result<Response, ApiError> {
+pub async fn get_customer(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Id(id): Id,
+) -> Result<Response, ApiError> {
     get(state, who, id, false).await
 }

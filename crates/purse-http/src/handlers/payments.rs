@@ -9,173 +9,26 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use purse_app::policy::{self, Field};
-use purse_core::recharge::{self, RechargeMethod, RechargeSettings, RechargeTarget};
-use purse_core::{Amount, Currency, Party, PartyKind, Role};
-use purse_store::{ReceiptRecord, RechargeRecord};
-use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::alerts::{emails, sync_levels};
-use super::{amount, currency_code, page_limit};
-use crate::auth::Principal;
-use crate::cards::{CardDetails, PayError};
+use super::page_limit;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::json::{reply, ApiJson, Id, Params};
-use crate::{idempotency, time, AppState};
-
-#[derive(Deserialize, Clone, Default)]
-#[serde(deny_unknown_fields)]
-pub struct RechargeBody {
-    pub enabled: bool,
-    /// `card`, `invoice` or `master_account`.
-    pub method: String,
-    /// The currency the amounts are in; must be the customer's (its currency when absent).
-    pub currency: Option<String>,
-    pub threshold: String,
-    /// A fixed recharge amount; or `target_balance` to recharge up to it.
-    pub recharge_amount: Option<String>,
-    pub target_balance: Option<String>,
-    /// Automatic recharges per day at most (default 1).
-    pub per_day_max: Option<u32>,
-    /// Most recharged per calendar month.
-    pub month_cap: Option<String>,
-    #[serde(default)]
-    pub emails: Vec<String>,
-}
-
-/// The customer a path names, if the caller sees it.
-fn customer(s: &AppState, who: &Principal, id: u64) -> Result<(Party, Currency), ApiError> {
-    let party = s.party_for(who, id)?;
-    match party.kind {
-        PartyKind::Customer { currency, .. } => {
-            let c = s.currency("currency", currency)?;
-            Ok((party, c))
-        }
-        PartyKind::Reseller => Err(ApiError::NotFound("customer")),
-    }
-}
-
-pub(crate) fn settings_view(s: &AppState, party: &Party, c: &Currency) -> Result<Value, ApiError> {
-    let settings =
-        s.payments.recharge_settings(party.id)?.unwrap_or_else(|| RechargeSettings::off(party.id, party.created_at));
-    let (amount, target) = match settings.target {
-        RechargeTarget::Amount(a) => (Some(c.format(a)), None),
-        RechargeTarget::Balance(t) => (None, Some(c.format(t))),
-    };
-    Ok(json!({
-        "customer": party.id.0,
-        "enabled": settings.enabled,
-        "method": settings.method.as_str(),
-        "currency": c.code.to_string(),
-        "threshold": c.format(settings.threshold),
-        "recharge_amount": amount,
-        "target_balance": target,
-        "per_day_max": settings.per_day_max,
-        "month_cap": settings.month_cap.map(|m| c.format(m)),
-        "emails": settings.emails,
-        "card": settings.card.as_ref().map(|k| json!({ "brand": k.brand, "last4": k.last4 })),
-        "consecutive_failures": settings.failures,
-        "disabled_reason": settings.disabled_reason,
-        "card_payments_configured": s.cards.as_ref().is_some_and(|k| k.configured()),
-        "updated_at": time::format(settings.updated_at),
-    }))
-}
-
-/// Checks and stores a customer's recharge settings (blocking); bad input changes nothing.
-pub(crate) fn save_settings(
-    s: &AppState,
-    who: &Principal,
-    party: &Party,
-    c: &Currency,
-    body: RechargeBody,
-) -> Result<(), ApiError> {
-    let PartyKind::Customer { reseller, .. } = party.kind else { return Err(ApiError::NotFound("customer")) };
-    if let Some(text) = body.currency.as_deref() {
-        let code = currency_code("currency", text)?;
-        if code != c.code {
-            return Err(ApiError::invalid(
-                "currency",
-                "currency_mismatch",
-                format!("the amounts must be in the customer's currency {}, not {code}", c.code),
-            ));
-        }
-    }
-    let method = RechargeMethod::parse(&body.method).ok_or_else(|| {
-        ApiError::invalid("method", "invalid_method", "method must be card, invoice or master_account")
-    })?;
-    let threshold = amount("threshold", &body.threshold, *c)?;
-    let target = match (&body.recharge_amount, &body.target_balance) {
-        (Some(a), None) => RechargeTarget::Amount(amount("recharge_amount", a, *c)?),
-        (None, Some(t)) => RechargeTarget::Balance(amount("target_balance", t, *c)?),
-        _ => {
-            return Err(ApiError::invalid(
-                "recharge_amount",
-                "invalid_target",
-                "give either recharge_amount or target_balance",
-            ))
-        }
-    };
-    let month_cap = body.month_cap.as_deref().map(|m| amount("month_cap", m, *c)).transpose()?;
-    let old = s.payments.recharge_settings(party.id)?;
-    // The reseller's master wallet is the reseller's money: only staff choose it, with its
-    // threshold, amount and caps. A customer may turn such settings off, or leave them be.
-    if method == RechargeMethod::MasterAccount && !policy::may_set(who.role, Field::MasterAccountRecharge) {
-        let per_day_max = body.per_day_max.unwrap_or(1);
-        let unchanged = old.as_ref().is_some_and(|o| {
-            o.method == method
-                && o.threshold == threshold
-                && o.target == target
-                && o.per_day_max == per_day_max
-                && o.month_cap == month_cap
-        });
-        if !unchanged || (body.enabled && !old.as_ref().is_some_and(|o| o.enabled)) {
-            return Err(ApiError::ForbiddenField {
-                field: "method",
-                message: "only the operator's or the reseller's staff choose recharges from the reseller's master account; choose card or invoice".into(),
-            });
-        }
-    }
-    let now = s.engine.clock().now();
-    let mut settings = old.clone().unwrap_or_else(|| RechargeSettings::off(party.id, now));
-    settings.enabled = body.enabled;
-    settings.method = method;
-    settings.threshold = threshold;
-    settings.target = target;
-    settings.per_day_max = body.per_day_max.unwrap_or(1);
-    settings.month_cap = month_cap;
-    settings.emails = emails("emails", &body.emails)?;
-    settings.updated_at = now;
-    if body.enabled {
-        // Turning it on again clears what turned it off.
-        settings.disabled_reason = None;
-        settings.failures = 0;
-    }
-    recharge::check_settings(&settings, reseller.is_some())
-        .map_err(|(field, m)| ApiError::invalid(field, "invalid_recharge_settings", m))?;
-    let before = settings_view(s, party, c)?;
-    s.payments.put_recharge_settings(&settings)?;
-    s.audit(
-        who,
-        Some(party.id),
-        "recharge_settings",
-        party.id,
-        "update",
-        Some(&before),
-        Some(&settings_view(s, party, c)?),
-    )?;
-    Ok(())
-}
+use crate::{idempotency, AppState};
+use purse_app::alerts::sync_levels;
+use purse_app::payments::*;
+use purse_app::{AppError, Principal};
 
 pub async fn get_recharge_settings(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Id(id): Id,
 ) -> Result<Response, ApiError> {
     let view = state
         .read(move |s| {
             let (party, c) = customer(s, &who, id)?;
-            settings_view(s, &party, &c)
+            Ok(settings_view(s, &party, &c)?)
         })
         .await?;
     Ok(reply(StatusCode::OK, &view))
@@ -183,7 +36,7 @@ pub async fn get_recharge_settings(
 
 pub async fn put_recharge_settings(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Id(id): Id,
     ApiJson(body): ApiJson<RechargeBody>,
 ) -> Result<Response, ApiError> {
@@ -194,75 +47,14 @@ pub async fn put_recharge_settings(
             Ok((party, c))
         })
         .await?;
-    sync_levels(&state, None, Some(party.id)).await?;
-    let view = state.read(move |s| settings_view(s, &party, &c)).await?;
+    state.read(move |s| Ok(sync_levels(s, None, Some(party.id))?)).await?;
+    let view = state.read(move |s| Ok(settings_view(s, &party, &c)?)).await?;
     Ok(reply(StatusCode::OK, &view))
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct CardBody {
-    pub number: String,
-    pub exp_month: u32,
-    pub exp_year: u32,
-    pub cvc: String,
-}
-
-/// Checks card details as typed (Stripe checks the rest).
-pub(crate) fn card_details(body: &CardBody) -> Result<CardDetails, ApiError> {
-    let number: String = body.number.chars().filter(|c| !c.is_whitespace()).collect();
-    if !(12..=19).contains(&number.len()) || !number.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ApiError::invalid("card.number", "invalid_card", "the card number must be 12 to 19 digits"));
-    }
-    if !(1..=12).contains(&body.exp_month) {
-        return Err(ApiError::invalid("card.exp_month", "invalid_card", "the expiry month must be 1 to 12"));
-    }
-    if !(2000..=2100).contains(&body.exp_year) {
-        return Err(ApiError::invalid("card.exp_year", "invalid_card", "the expiry year must be four digits"));
-    }
-    if !(3..=4).contains(&body.cvc.len()) || !body.cvc.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ApiError::invalid("card.cvc", "invalid_card", "the CVC must be 3 or 4 digits"));
-    }
-    Ok(CardDetails { number, exp_month: body.exp_month, exp_year: body.exp_year, cvc: body.cvc.clone() })
-}
-
-fn pay_error(e: PayError) -> ApiError {
-    match e {
-        PayError::NotConfigured => ApiError::CardsNotConfigured,
-        PayError::Invalid { field, message } => ApiError::invalid(field, "invalid_payment", message),
-        PayError::Declined(m) => ApiError::PaymentDeclined(m),
-        PayError::Pending(m) => ApiError::PaymentPending(m),
-        PayError::Internal(m) => ApiError::Internal(m),
-    }
-}
-
-/// Saves a card at Stripe for the customer and records the change (blocking).
-pub(crate) fn saved_card(
-    s: &AppState,
-    who: &Principal,
-    party: &Party,
-    c: &Currency,
-    details: &CardDetails,
-) -> Result<(), ApiError> {
-    let cards = s.cards.as_ref().filter(|k| k.configured()).ok_or(ApiError::CardsNotConfigured)?;
-    let email = s.alerts.alert_settings(party.id)?.and_then(|a| a.email);
-    let before = settings_view(s, party, c)?;
-    cards.save_card(party, email.as_deref(), details).map_err(pay_error)?;
-    s.audit(
-        who,
-        Some(party.id),
-        "card",
-        party.id,
-        "save",
-        Some(&before["card"]),
-        Some(&settings_view(s, party, c)?["card"]),
-    )?;
-    Ok(())
 }
 
 pub async fn save_card(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Id(id): Id,
     ApiJson(body): ApiJson<CardBody>,
 ) -> Result<Response, ApiError> {
@@ -271,130 +63,31 @@ pub async fn save_card(
         .read(move |s| {
             let (party, c) = customer(s, &who, id)?;
             saved_card(s, &who, &party, &c, &details)?;
-            settings_view(s, &party, &c)
+            Ok(settings_view(s, &party, &c)?)
         })
         .await?;
     Ok(reply(StatusCode::OK, &view))
 }
 
-#[derive(Deserialize, Clone, Default)]
-#[serde(deny_unknown_fields)]
-pub struct PayNowBody {
-    /// What to pay; the amount due when absent.
-    pub amount: Option<String>,
-    /// A new card to save first (the first online top-up); the saved card when absent.
-    pub card: Option<CardBody>,
-    /// Saves auto-recharge by card with this threshold and amount once the payment succeeds
-    /// (seed 004: the first online top-up sets them).
-    pub auto_recharge: Option<AutoRechargeBody>,
-}
-
-#[derive(Deserialize, Clone, Default)]
-#[serde(deny_unknown_fields)]
-pub struct AutoRechargeBody {
-    pub threshold: String,
-    pub recharge_amount: String,
-}
-
-/// What the customer owes: the posted balance below zero.
-pub(crate) fn amount_due(s: &AppState, party: &Party) -> Result<Amount, ApiError> {
-    let PartyKind::Customer { wallet, .. } = party.kind else { return Ok(Amount::ZERO) };
-    let w = s.engine.reader().account(wallet)?.ok_or(ApiError::NotFound("account"))?;
-    Ok(Amount(w.balance.0.min(0).saturating_neg()))
-}
-
-pub(crate) fn recharge_view(r: &RechargeRecord, c: &Currency) -> Value {
-    json!({
-        "id": r.id,
-        "customer": r.party.0,
-        "method": r.method.as_str(),
-        "reason": r.reason.as_str(),
-        "amount": c.format(Amount(r.amount)),
-        "currency": r.currency.to_string(),
-        "status": r.status.as_str(),
-        "created_at": time::format(r.created_at),
-        "finished_at": r.finished_at.map(time::format),
-        "payment_intent": r.intent,
-        "transfer": r.transfer,
-        "invoice": r.invoice,
-        "error": r.error,
-    })
-}
-
-/// Pay Now (blocking): saves a new card if given, charges, and on success may save
-/// auto-recharge settings. Shared with the portal.
-pub(crate) fn pay_now(
-    s: &AppState,
-    who: &Principal,
-    id: u64,
-    body: PayNowBody,
-    request_key: Option<String>,
-) -> Result<(RechargeRecord, Currency), ApiError> {
-    let (party, c) = customer(s, who, id)?;
-    let cards = s.cards.as_ref().filter(|k| k.configured()).ok_or(ApiError::CardsNotConfigured)?;
-    let amount = match &body.amount {
-        Some(a) => amount("amount", a, c)?,
-        None => amount_due(s, &party)?,
-    };
-    if !amount.is_positive() {
-        return Err(ApiError::invalid(
-            "amount",
-            "invalid_amount",
-            "the amount must be more than zero (nothing is due: give an amount)",
-        ));
-    }
-    let auto = match &body.auto_recharge {
-        Some(a) => {
-            let body = RechargeBody {
-                enabled: true,
-                method: "card".into(),
-                threshold: a.threshold.clone(),
-                recharge_amount: Some(a.recharge_amount.clone()),
-                ..RechargeBody::default()
-            };
-            super::amount("auto_recharge.threshold", &body.threshold, c)?;
-            let recharge_amount = super::amount("auto_recharge.recharge_amount", &a.recharge_amount, c)?;
-            if !recharge_amount.is_positive() {
-                return Err(ApiError::invalid(
-                    "auto_recharge.recharge_amount",
-                    "invalid_recharge_settings",
-                    "the recharge amount must be more than zero",
-                ));
-            }
-            Some(body)
-        }
-        None => None,
-    };
-    let details = body.card.as_ref().map(card_details).transpose()?;
-    if let Some(details) = &details {
-        saved_card(s, who, &party, &c, details)?;
-    }
-    let done = cards.pay_now(&party, amount, request_key).map_err(pay_error)?;
-    if let Some(auto) = auto {
-        save_settings(s, who, &party, &c, auto)?;
-    }
-    Ok((done, c))
-}
-
 pub async fn create_pay_now(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     headers: HeaderMap,
     Id(id): Id,
     ApiJson(body): ApiJson<PayNowBody>,
 ) -> Result<Response, ApiError> {
     let key = headers.get(idempotency::HEADER).and_then(|v| v.to_str().ok()).map(|k| format!("{}:{k}", who.key_id));
     let auto = body.auto_recharge.is_some();
-    let (done, c) = state.read(move |s| pay_now(s, &who, id, body, key)).await?;
+    let (done, c) = state.read(move |s| Ok(pay_now(s, &who, id, body, key)?)).await?;
     if auto {
-        sync_levels(&state, None, Some(done.party)).await?;
+        state.read(move |s| Ok(sync_levels(s, None, Some(done.party))?)).await?;
     }
     Ok(reply(StatusCode::CREATED, &recharge_view(&done, &c)))
 }
 
 pub async fn list_recharges(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     params: Params,
 ) -> Result<Response, ApiError> {
     params.only(&["customer", "limit"])?;
@@ -415,25 +108,6 @@ pub async fn list_recharges(
         })
         .await?;
     Ok(reply(StatusCode::OK, &json!({ "data": data })))
-}
-
-fn visible_customer(
-    s: &AppState,
-    who: &Principal,
-    customer_id: Option<u64>,
-) -> Result<Option<purse_core::PartyId>, ApiError> {
-    match (customer_id, who.role) {
-        (Some(id), _) => Ok(Some(customer(s, who, id)?.0.id)),
-        (None, Role::Customer(me)) => Ok(Some(me)),
-        (None, _) => Ok(None),
-    }
-}
-
-pub(crate) fn sees(s: &AppState, who: &Principal, party: purse_core::PartyId) -> Result<bool, ApiError> {
-    Ok(match s.engine.reader().party(party)? {
-        Some(p) => who.sees_party(&p),
-        None => false,
-    })
 }
 
 /// A list of a customer's documents (`?customer=&limit=`), newest first: what `rows` reads,
@@ -464,133 +138,16 @@ pub(crate) async fn list_of<T: 'static>(
     Ok(reply(StatusCode::OK, &json!({ "data": data })))
 }
 
-/// A payment's receipt voucher as a PDF (seed 002): issuer, number, date, who paid, how,
-/// and the amount received.
-pub fn receipt_document(r: &ReceiptRecord, customer: &Party, issuer: Option<&Party>, c: &Currency) -> Vec<u8> {
-    use crate::pdf::{Pdf, MARGIN, RIGHT};
-    let issuer = issuer.map_or_else(|| "Purse".to_owned(), |p| p.name.clone());
-    let number = r.display_number();
-    let amount = format!("{} {}", c.format(Amount(r.amount)), c.code);
-    let mut pdf = Pdf::new(&format!("Receipt voucher {number}"));
-    pdf.text(MARGIN, 18.0, true, &issuer);
-    pdf.right(RIGHT, 18.0, true, "RECEIPT VOUCHER");
-    pdf.down(26.0);
-    let paid = time::format(r.paid_at);
-    let method = r.method.replace('_', " ");
-    let from = format!("{} (customer {})", customer.name, customer.id);
-    let reference = format!("payment {}", r.transfer);
-    for (label, value) in [
-        ("Receipt number", number.as_str()),
-        ("Received on", &paid[..10]),
-        ("Received from", &from),
-        ("Paid by", &method),
-        ("Reference", &reference),
-    ] {
-        pdf.text(MARGIN, 10.0, false, label);
-        pdf.right(RIGHT, 10.0, label == "Receipt number", value);
-        pdf.down(14.0);
-    }
-    pdf.rule();
-    pdf.down(20.0);
-    pdf.text(MARGIN, 12.0, true, "Amount received");
-    pdf.right(RIGHT, 12.0, true, &amount);
-    pdf.down(36.0);
-    pdf.text(MARGIN, 9.0, false, "The amount was credited to the balance when it was received.");
-    pdf.finish()
-}
-
-/// A payment's receipt with what of it is allocated, and to which invoices. Blocking.
-pub(crate) fn receipt_view(s: &AppState, r: &ReceiptRecord) -> Result<Value, ApiError> {
-    let c = s.currency("currency", r.currency)?;
-    let mut allocations = Vec::new();
-    for a in s.payments.allocations(r.party, None, Some(r.id))? {
-        let number = s.payments.invoice(a.invoice)?.map(|i| i.display_number());
-        allocations.push(super::invoices::allocation_view(&a, &c, number.as_deref(), Some(&r.display_number())));
-    }
-    let mut view = receipt_summary(r, &c);
-    view["allocations"] = Value::Array(allocations);
-    Ok(view)
-}
-
-pub(crate) fn receipt_summary(r: &ReceiptRecord, c: &Currency) -> Value {
-    let unallocated = if r.reversed_at.is_some() { 0 } else { r.amount - r.allocated };
-    json!({
-        "allocated": c.format(Amount(r.allocated)),
-        "unallocated": c.format(Amount(unallocated)),
-        "reversed_at": r.reversed_at.map(time::format),
-        "id": r.id,
-        "number": r.display_number(),
-        "customer": r.party.0,
-        "issuer": r.issuer.map(|p| p.0),
-        "transfer": r.transfer,
-        "amount": c.format(Amount(r.amount)),
-        "currency": r.currency.to_string(),
-        "method": r.method,
-        "paid_at": time::format(r.paid_at),
-    })
-}
-
-/// A receipt the caller may see, with its PDF. Blocking.
-pub(crate) fn visible_receipt(s: &AppState, who: &Principal, id: u64) -> Result<(ReceiptRecord, Vec<u8>), ApiError> {
-    let r = s
-        .payments
-        .receipt(id)?
-        .filter(|r| sees(s, who, r.party).unwrap_or(false))
-        .ok_or(ApiError::NotFound("receipt"))?;
-    let reader = s.engine.reader();
-    let customer = reader.party(r.party)?.ok_or(ApiError::NotFound("customer"))?;
-    let issuer = r.issuer.map(|i| reader.party(i)).transpose()?.flatten();
-    let c = s.currency("currency", r.currency)?;
-    let pdf = receipt_document(&r, &customer, issuer.as_ref(), &c);
-    Ok((r, pdf))
-}
-
-/// E-mails a receipt voucher again to the customer's billing e-mail, with its PDF (staff
-/// and the customer's admin). Blocking.
-pub(crate) fn email_receipt(s: &AppState, who: &Principal, id: u64) -> Result<(ReceiptRecord, String), ApiError> {
-    let (r, _) = visible_receipt(s, who, id)?;
-    let to = s.alerts.alert_settings(r.party)?.and_then(|a| a.email).ok_or_else(|| {
-        ApiError::invalid(
-            "billing_email",
-            "no_billing_email",
-            "the customer has no billing e-mail to send the receipt to",
-        )
-    })?;
-    let c = s.currency("currency", r.currency)?;
-    let customer = s.engine.reader().party(r.party)?.ok_or(ApiError::NotFound("customer"))?;
-    let number = r.display_number();
-    let now = s.engine.clock().now();
-    let notification = purse_store::NewNotification {
-        party: r.party,
-        kind: purse_store::AlertKind::Payment(purse_store::PaymentNotice::Receipt),
-        threshold: r.amount,
-        available: 0,
-        currency: r.currency,
-        at: now,
-        subject: format!("Receipt voucher {number}: {} {} received from {} (copy)", c.format(Amount(r.amount)), c.code, customer.name),
-        body: format!("Hello,\n\nAs asked, here is receipt voucher {number} again: {} {} received on {}.\n\n-- Purse", c.format(Amount(r.amount)), c.code, &time::format(r.paid_at)[..10]),
-        payload: json!({ "type": "payment.receipt", "timestamp": time::format(now), "data": { "customer": r.party.0, "receipt": number } }).to_string(),
-        emails: vec![to.clone()],
-        endpoints: Vec::new(),
-    };
-    let batch = purse_store::AlertBatch {
-        fires: vec![purse_store::Fire { counter: None, notification }],
-        ..purse_store::AlertBatch::default()
-    };
-    s.alerts.record_alerts(&batch, now)?;
-    Ok((r, to))
-}
-
 /// `GET /v1/receipts/{id}`: a payment's receipt with its allocations.
-pub async fn get_receipt(State(state): State<AppState>, who: Principal, Id(id): Id) -> Result<Response, ApiError> {
+pub async fn get_receipt(State(state): State<AppState>, Caller(who): Caller, Id(id): Id) -> Result<Response, ApiError> {
     let view = state
         .read(move |s| {
             let r = s
                 .payments
                 .receipt(id)?
                 .filter(|r| sees(s, &who, r.party).unwrap_or(false))
-                .ok_or(ApiError::NotFound("receipt"))?;
-            receipt_view(s, &r)
+                .ok_or(ApiError::App(AppError::NotFound("receipt")))?;
+            Ok(receipt_view(s, &r)?)
         })
         .await?;
     Ok(reply(StatusCode::OK, &view))
@@ -598,19 +155,27 @@ pub async fn get_receipt(State(state): State<AppState>, who: Principal, Id(id): 
 
 pub async fn list_receipts(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     params: Params,
 ) -> Result<Response, ApiError> {
     list_of(state, who, params, |s, p, n| Ok(s.payments.receipts(p, n)?), |s, r| Ok((r.party, receipt_view(s, r)?)))
         .await
 }
 
-pub async fn get_receipt_pdf(State(state): State<AppState>, who: Principal, Id(id): Id) -> Result<Response, ApiError> {
-    let (r, pdf) = state.read(move |s| visible_receipt(s, &who, id)).await?;
+pub async fn get_receipt_pdf(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Id(id): Id,
+) -> Result<Response, ApiError> {
+    let (r, pdf) = state.read(move |s| Ok(visible_receipt(s, &who, id)?)).await?;
     Ok(pdf_response(&r.display_number(), pdf))
 }
 
-pub async fn send_receipt(State(state): State<AppState>, who: Principal, Id(id): Id) -> Result<Response, ApiError> {
+pub async fn send_receipt(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Id(id): Id,
+) -> Result<Response, ApiError> {
     let body = state
         .read(move |s| {
             let (r, to) = email_receipt(s, &who, id)?;

@@ -15,11 +15,12 @@ use super::{
     amount, created, currency_code, hold_view, json_parts, object_metadata, outcome, reason_text, timestamp,
     transfer_view,
 };
-use crate::auth::Principal;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::idempotency::Ctx;
 use crate::json::{reply, ApiJson, Id};
 use crate::AppState;
+use purse_app::{AppError, Code, Principal};
 
 /// Most items in one `POST /v1/charges/batch`.
 pub const BATCH_ITEMS_MAX: usize = 8192;
@@ -42,7 +43,7 @@ fn posted(outcome: Outcome) -> Result<(StatusCode, Posted), ApiError> {
         Outcome::HoldCaptured { transfer, replayed, .. } => {
             Ok((created(replayed), Posted { transfer: transfer.0, overdrawn: false, replayed }))
         }
-        other => Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
+        other => Err(ApiError::App(AppError::Internal(format!("unexpected outcome {other:?}")))),
     }
 }
 
@@ -109,14 +110,14 @@ impl ChargeRequest {
         if i64::try_from(self.account).is_err() {
             return Err(ApiError::invalid(
                 field("account"),
-                "invalid_id",
+                Code::InvalidId,
                 format!("{} must be at most {}", field("account"), i64::MAX),
             ));
         }
         if !amount_shaped(&self.amount) {
             return Err(ApiError::invalid(
                 field("amount"),
-                "invalid_amount",
+                Code::InvalidAmount,
                 format!("{} must be a decimal string such as \"12.50\"", field("amount")),
             ));
         }
@@ -125,11 +126,11 @@ impl ChargeRequest {
         if self.service.as_ref().is_some_and(|s| s.chars().count() > purse_core::command::SERVICE_LEN_MAX) {
             let message =
                 format!("{} must be at most {} characters", field("service"), purse_core::command::SERVICE_LEN_MAX);
-            return Err(ApiError::invalid(field("service"), "invalid_service", message));
+            return Err(ApiError::invalid(field("service"), Code::InvalidService, message));
         }
         if self.service.as_deref().is_some_and(|s| !purse_core::text::is_single_line(s)) {
             let message = format!("{} must not contain control characters", field("service"));
-            return Err(ApiError::invalid(field("service"), "text_not_printable", message));
+            return Err(ApiError::invalid(field("service"), Code::TextNotPrintable, message));
         }
         if let Some(t) = &self.at {
             timestamp(&field("at"), t)?;
@@ -137,7 +138,7 @@ impl ChargeRequest {
         if !matches!(self.metadata, None | Some(serde_json::Value::Null | serde_json::Value::Object(_))) {
             return Err(ApiError::invalid(
                 field("metadata"),
-                "invalid_metadata",
+                Code::InvalidMetadata,
                 format!("{} must be a JSON object", field("metadata")),
             ));
         }
@@ -176,8 +177,8 @@ enum ItemResult {
 
 fn item_error(e: ApiError) -> ItemResult {
     let (code, message, field) = match e {
-        ApiError::Rejected(r) => (r.code().to_owned(), r.to_string(), r.field().map(str::to_owned)),
-        ApiError::InvalidField { field, code, message } => (code.to_owned(), message, Some(field)),
+        ApiError::App(AppError::Rejected(r)) => (r.code().to_owned(), r.to_string(), r.field().map(str::to_owned)),
+        ApiError::App(AppError::Invalid { field, code, message }) => (code.as_str().to_owned(), message, Some(field)),
         other => ("internal".to_owned(), format!("{other:?}"), None),
     };
     ItemResult::Failed { error: serde_json::json!({ "code": code, "message": message, "field": field }) }
@@ -194,7 +195,7 @@ pub async fn create_charge_batch(
     if body.items.is_empty() || body.items.len() > BATCH_ITEMS_MAX {
         return Err(ApiError::invalid(
             "items",
-            "batch_size",
+            Code::BatchSize,
             format!("items must hold 1 to {BATCH_ITEMS_MAX} charges"),
         ));
     }
@@ -226,8 +227,8 @@ pub async fn create_charge_batch(
                 Some(e) => item_error(e.clone()),
                 None => match results.next() {
                     Some(Ok(o)) => posted(o.clone()).map_or_else(item_error, |(_, p)| ItemResult::Posted(p)),
-                    Some(Err(r)) => item_error(ApiError::Rejected(r.clone())),
-                    None => item_error(ApiError::Internal("missing result".into())),
+                    Some(Err(r)) => item_error(ApiError::App(AppError::Rejected(r.clone()))),
+                    None => item_error(ApiError::App(AppError::Internal("missing result".into()))),
                 },
             })
             .collect();
@@ -315,7 +316,7 @@ pub async fn create_transfer(
         Some(other) => {
             return Err(ApiError::invalid(
                 "kind",
-                "invalid_kind",
+                Code::InvalidKind,
                 format!("kind {other:?} is not one of transfer, recharge, issue"),
             ))
         }
@@ -329,12 +330,12 @@ pub async fn create_transfer(
             let mut note = None;
             if let (Some(source), Some(target)) = (reader.account(AccountId(r.source))?, reader.account(AccountId(r.target))?) {
                 if !policy::may_move_from(who.role, &source) {
-                    return Err(ApiError::ForbiddenField {
+                    return Err(ApiError::App(AppError::ForbiddenField {
                         field: "source",
                         message: "money leaves a customer's account only by the customer's own transfer; staff take it back with an adjustment and a reason (POST /v1/adjustments)".into(),
-                    });
+                    }));
                 }
-                super::credit::check_subscriber_transfer(&source, &target)?;
+                purse_app::credit::check_subscriber_transfer(&source, &target)?;
                 if policy::on_behalf(who.role, &source, &target) {
                     note = Some(ChangeNote { by: s.actor(&who)?, reason });
                 }
@@ -370,7 +371,7 @@ pub async fn create_reversal(
 ) -> Result<Response, ApiError> {
     let who = ctx.principal;
     let reason = reason_text(r.reason.as_deref())?;
-    let by = state.read(move |s| s.actor(&who)).await?;
+    let by = state.read(move |s| Ok(s.actor(&who)?)).await?;
     let command = Command::Reverse {
         client_id: who.client_id("client_id", &r.client_id)?,
         transfer: TransferId(r.transfer),
@@ -405,20 +406,20 @@ pub async fn create_adjustment(
     let direction = match r.direction.as_str() {
         "credit" => AdjustDirection::Credit,
         "debit" => AdjustDirection::Debit,
-        _ => return Err(ApiError::invalid("direction", "invalid_direction", "direction must be credit or debit")),
+        _ => return Err(ApiError::invalid("direction", Code::InvalidDirection, "direction must be credit or debit")),
     };
     let reason = reason_text(Some(&r.reason))?.ok_or_else(|| {
-        ApiError::invalid("reason", "reason_must_not_be_empty", "give a reason: it is kept in the audit log")
+        ApiError::invalid("reason", Code::ReasonMustNotBeEmpty, "give a reason: it is kept in the audit log")
     })?;
     let command = state
         .read(move |s| {
             s.check_account_field(&who, "account", r.account)?;
             if let Some(account) = s.engine.reader().account(AccountId(r.account))? {
                 if !policy::may_adjust(who.role, &account) {
-                    return Err(ApiError::ForbiddenField {
+                    return Err(ApiError::App(AppError::ForbiddenField {
                         field: "account",
                         message: "a reseller adjusts its customers' accounts, not its own".into(),
-                    });
+                    }));
                 }
             }
             Ok(Command::Adjust {
@@ -434,13 +435,17 @@ pub async fn create_adjustment(
     state.commit(&ctx, vec![Item::single(command)], render_posted).await
 }
 
-pub async fn get_transfer(State(state): State<AppState>, who: Principal, Id(id): Id) -> Result<Response, ApiError> {
+pub async fn get_transfer(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Id(id): Id,
+) -> Result<Response, ApiError> {
     let view = state
         .read(move |s| {
-            let t = s.engine.reader().transfer(TransferId(id))?.ok_or(ApiError::NotFound("transfer"))?;
+            let t = s.engine.reader().transfer(TransferId(id))?.ok_or(ApiError::App(AppError::NotFound("transfer")))?;
             let visible = s.account_for(&who, t.debit.0).is_ok() || s.account_for(&who, t.credit.0).is_ok();
             if !visible {
-                return Err(ApiError::NotFound("transfer"));
+                return Err(ApiError::App(AppError::NotFound("transfer")));
             }
             Ok(transfer_view(&who, &t, s.currency("currency", t.currency)?))
         })
@@ -477,7 +482,7 @@ fn render_hold(results: &[CommandResult]) -> Result<(StatusCode, Vec<u8>), ApiEr
         Outcome::HoldPlaced { hold, replayed } => (hold, None, "open", replayed),
         Outcome::HoldCaptured { hold, transfer, replayed } => (hold, Some(transfer.0), "captured", replayed),
         Outcome::HoldReleased { hold, replayed } => (hold, None, "released", replayed),
-        other => return Err(ApiError::Internal(format!("unexpected outcome {other:?}"))),
+        other => return Err(ApiError::App(AppError::Internal(format!("unexpected outcome {other:?}")))),
     };
     json_parts(created(replayed), &HoldAnswer { hold: hold.0, transfer, state, replayed })
 }
@@ -511,12 +516,12 @@ pub async fn create_hold(
 
 /// The hold, if the caller sees its account. Blocking.
 fn hold_for(s: &AppState, who: &Principal, id: u64) -> Result<purse_core::Hold, ApiError> {
-    let hold = s.engine.reader().hold(HoldId(id))?.ok_or(ApiError::NotFound("hold"))?;
-    s.account_for(who, hold.account.0).map_err(|_| ApiError::NotFound("hold"))?;
+    let hold = s.engine.reader().hold(HoldId(id))?.ok_or(ApiError::App(AppError::NotFound("hold")))?;
+    s.account_for(who, hold.account.0).map_err(|_| ApiError::App(AppError::NotFound("hold")))?;
     Ok(hold)
 }
 
-pub async fn get_hold(State(state): State<AppState>, who: Principal, Id(id): Id) -> Result<Response, ApiError> {
+pub async fn get_hold(State(state): State<AppState>, Caller(who): Caller, Id(id): Id) -> Result<Response, ApiError> {
     let view = state
         .read(move |s| {
             let hold = hold_for(s, &who, id)?;

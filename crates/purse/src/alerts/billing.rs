@@ -196,14 +196,8 @@ impl Notifier {
             return Ok(None);
         };
         let lines = purse_store::invoices::lines(self.reader.as_ref(), p.store().as_ref(), &invoice).map_err(store)?;
-        let pdf = purse_http::handlers::invoices::invoice_document(
-            &invoice,
-            &lines,
-            &customer,
-            issuer.as_ref(),
-            email.as_deref(),
-            &c,
-        );
+        let pdf =
+            purse_app::invoices::invoice_document(&invoice, &lines, &customer, issuer.as_ref(), email.as_deref(), &c);
         Ok(Some((format!("{}.pdf", invoice.display_number()), pdf)))
     }
 }

@@ -591,7 +591,7 @@ impl Notifier {
         let body = alerts::render(profile.map_or(alerts::DEFAULT_BODY, |p| &p.body), &values);
         let payload = json!({
             "type": kind.event_type(),
-            "timestamp": purse_http::time::format(at),
+            "timestamp": purse_core::time::format(at),
             "data": {
                 "customer": party.id.0,
                 "client_id": party.client_id.as_str(),
@@ -638,7 +638,7 @@ impl Notifier {
         if local - day * DAY_US < i64::from(self.config.daily_hour) * 3600 * MICROS {
             day -= 1;
         }
-        purse_http::time::format_date(day)
+        purse_core::time::format_date(day)
     }
 
     fn daily_sweep(&self, now: Timestamp, report: &mut Report) -> Result<(), String> {
@@ -734,11 +734,11 @@ impl Notifier {
                 c.code,
                 party.name,
                 method.replace('_', " "),
-                &purse_http::time::format(t.posted_at)[..10]
+                &purse_core::time::format(t.posted_at)[..10]
             ),
             payload: json!({
                 "type": PaymentNotice::Receipt.event_type(),
-                "timestamp": purse_http::time::format(t.posted_at),
+                "timestamp": purse_core::time::format(t.posted_at),
                 "data": { "customer": party.id.0, "transfer": t.id.0, "amount": c.format(t.amount), "currency": c.code.to_string() }
             })
             .to_string(),
@@ -775,7 +775,7 @@ impl Notifier {
             let Some(c) = self.reader.currencies().map_err(store)?.into_iter().find(|c| c.code == r.currency) else {
                 return Ok(None);
             };
-            let pdf = purse_http::handlers::payments::receipt_document(&r, &customer, issuer.as_ref(), &c);
+            let pdf = purse_app::payments::receipt_document(&r, &customer, issuer.as_ref(), &c);
             return Ok(Some((format!("{}.pdf", r.display_number()), pdf)));
         }
         if matches!(n.kind, AlertKind::Payment(PaymentNotice::TopUpInvoice | PaymentNotice::Invoice)) {

@@ -32,7 +32,7 @@ use purse_store::{
 };
 use serde_json::json;
 
-pub use purse_http::cards::{CardDetails, PayError};
+pub use purse_app::cards::{CardDetails, PayError};
 
 use crate::alerts::{store, wall_us};
 pub use stripe::{Stripe, StripeError};
@@ -146,7 +146,7 @@ impl Payments {
     /// The local date and month of `now`, which the caps count in.
     pub fn day_month(&self, now: Timestamp) -> (String, String) {
         let local = now.0 + i64::from(self.config.utc_offset_min) * 60 * MICROS;
-        let day = purse_http::time::format_date(local.div_euclid(DAY_US));
+        let day = purse_core::time::format_date(local.div_euclid(DAY_US));
         let month = day[..7].to_owned();
         (day, month)
     }
@@ -564,7 +564,7 @@ impl Payments {
             .collect();
         let payload = json!({
             "type": kind.event_type(),
-            "timestamp": purse_http::time::format(at),
+            "timestamp": purse_core::time::format(at),
             "data": {
                 "customer": party.id.0,
                 "client_id": party.client_id.as_str(),
@@ -687,7 +687,7 @@ fn log(msg: &str, fields: serde_json::Value) {
     eprintln!("{}", json!({ "level": "info", "msg": msg, "fields": fields }));
 }
 
-impl purse_http::cards::Cards for Payments {
+impl purse_app::cards::Cards for Payments {
     fn configured(&self) -> bool {
         self.card_configured()
     }

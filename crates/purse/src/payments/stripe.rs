@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use purse_http::cards::CardDetails;
+use purse_app::cards::CardDetails;
 
 use crate::outbound::{self, Target};
 

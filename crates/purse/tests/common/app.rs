@@ -1,4 +1,4 @@
-//! The whole application in-process: the API and the portal answered by `app(state).oneshot`,
+//! The whole application in-process: the API and the portal answered by `router.oneshot`,
 //! without a socket, on either backend, with a clock the test moves. Keys and portal sessions
 //! are made directly in the store.
 
@@ -7,9 +7,10 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt;
+use purse_app::{App, AppConfig};
 use purse_core::{Role, Scope, Timestamp};
 use purse_engine::{Engine, EngineConfig, ManualClock};
-use purse_http::{app, ApiSettings, AppState};
+use purse_http::ApiSettings;
 use purse_store::{NewUser, SessionRecord};
 use serde_json::Value;
 use tower::ServiceExt;
@@ -46,7 +47,8 @@ impl Reply {
 }
 
 pub struct InProcess {
-    pub state: AppState,
+    pub state: Arc<App>,
+    router: axum::Router,
     pub clock: Arc<ManualClock>,
     pub url: String,
     n: std::sync::atomic::AtomicU64,
@@ -63,15 +65,12 @@ impl InProcess {
         let clock = Arc::new(ManualClock::new(Timestamp::from_secs(T0)));
         let opened = off_runtime(|| purse::open_store(url).expect("store opens"));
         let engine = Engine::start(opened.store, opened.reader.clone(), clock.clone(), EngineConfig::default());
-        let settings = ApiSettings {
-            log_requests: false,
-            rate_per_key: 0,
-            allow_private_webhooks: true,
-            ..ApiSettings::default()
-        };
+        let config = AppConfig { allow_private_webhooks: true };
         let state =
-            AppState::new(Arc::new(engine), opened.access, opened.alerts, opened.payments, opened.credit, settings);
-        InProcess { state, clock, url: url.to_owned(), n: std::sync::atomic::AtomicU64::new(0) }
+            Arc::new(App::new(Arc::new(engine), opened.access, opened.alerts, opened.payments, opened.credit, config));
+        let api = ApiSettings { log_requests: false, rate_per_key: 0, ..ApiSettings::default() };
+        let router = purse::web::router(state.clone(), api, Default::default());
+        InProcess { state, router, clock, url: url.to_owned(), n: std::sync::atomic::AtomicU64::new(0) }
     }
 
     /// A unique text, for client ids, names and e-mails.
@@ -81,7 +80,7 @@ impl InProcess {
 
     /// A new API key of `role` and `scope`.
     pub fn key(&self, role: Role, scope: Scope) -> Auth {
-        let (secret, record) = purse_http::auth::issue_key("test", role, scope, Timestamp(0)).unwrap();
+        let (secret, record) = purse_app::secrets::issue_key("test", role, scope, Timestamp(0)).unwrap();
         off_runtime(|| self.state.access.insert_key(&record).unwrap());
         Auth::Key(secret)
     }
@@ -95,7 +94,7 @@ impl InProcess {
         let cookie = self.fresh("cookie-secret-of-at-least-some-length");
         let csrf = self.fresh("csrf");
         let record = SessionRecord {
-            hash: purse_http::auth::hash_key(&cookie),
+            hash: purse_app::secrets::hash_key(&cookie),
             user_id: id,
             csrf: csrf.clone(),
             created_at: Timestamp::from_secs(T0),
@@ -106,7 +105,7 @@ impl InProcess {
     }
 
     pub async fn send(&self, request: Request<Body>) -> Reply {
-        let response = app(self.state.clone()).oneshot(request).await.unwrap();
+        let response = self.router.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();

@@ -5,6 +5,22 @@
 pub mod app;
 pub mod served;
 
+/// Options of an in-process server for tests: quiet, no rate limit, webhooks to loopback
+/// allowed, no worker (tests run theirs by hand), `payments` as given.
+pub fn serve_options(payments: purse::payments::PaymentConfig) -> purse::serve::ServeOptions {
+    let mut web = purse::web::WebSettings::default();
+    web.app.allow_private_webhooks = true;
+    web.api.log_requests = false;
+    web.api.rate_per_key = 0;
+    purse::serve::ServeOptions {
+        listen: "127.0.0.1:0".into(),
+        engine: purse_engine::EngineConfig::default(),
+        web,
+        alerts: None,
+        payments,
+    }
+}
+
 use std::io::{BufRead, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

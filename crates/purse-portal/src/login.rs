@@ -9,7 +9,7 @@ use purse_core::Timestamp;
 use super::page::{self, field};
 use super::session::{self, cookie, set_cookie, Form, Viewer, LOGIN_COOKIE, SESSION_COOKIE};
 use super::{read, see_other, PortalError};
-use crate::AppState;
+use crate::PortalState;
 
 #[derive(serde::Deserialize)]
 pub struct Next {
@@ -46,11 +46,11 @@ fn login_page(status: StatusCode, token: &str, email: &str, next: &str, error: O
 
 /// The login form, with a fresh token that must come back both in the form and in a cookie.
 pub async fn form(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     headers: HeaderMap,
     Query(q): Query<Next>,
 ) -> Result<Response, PortalError> {
-    let token = session::random_hex::<16>()?;
+    let token = purse_app::secrets::random_hex::<16>()?;
     let mut response = login_page(StatusCode::OK, &token, "", safe_next(q.next.as_deref()), None);
     let cookie = set_cookie(&state, &headers, LOGIN_COOKIE, &token, 3600);
     response
@@ -65,7 +65,7 @@ enum Outcome {
     Throttled(i64),
 }
 
-pub async fn submit(State(state): State<AppState>, headers: HeaderMap, form: Form) -> Result<Response, PortalError> {
+pub async fn submit(State(state): State<PortalState>, headers: HeaderMap, form: Form) -> Result<Response, PortalError> {
     let token = cookie(&headers, LOGIN_COOKIE).unwrap_or_default().to_owned();
     if token.is_empty() || !session::same_secret(form.get("csrf"), &token) {
         return Err(PortalError::Csrf);
@@ -83,8 +83,8 @@ pub async fn submit(State(state): State<AppState>, headers: HeaderMap, form: For
             return Ok(Outcome::Throttled(wait_s));
         }
         let user = s.access.user_by_email(&email)?;
-        let hash = user.as_ref().map_or(session::decoy_hash(), |u| u.password_hash.as_str());
-        let matches = session::verify_password(&password, hash);
+        let hash = user.as_ref().map_or(purse_app::secrets::decoy_hash(), |u| u.password_hash.as_str());
+        let matches = purse_app::secrets::verify_password(&password, hash);
         match user {
             Some(user) if matches && user.disabled_at.is_none() => {
                 s.access.clear_login_failures(&email)?;
@@ -125,7 +125,7 @@ pub async fn submit(State(state): State<AppState>, headers: HeaderMap, form: For
 
 /// Ends the session in the store (the cookie alone is worth nothing afterwards).
 pub async fn logout(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     headers: HeaderMap,
     viewer: Viewer,
     form: Form,

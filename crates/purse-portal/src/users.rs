@@ -12,15 +12,18 @@ use purse_core::{Role, Scope};
 use purse_store::UserRecord;
 
 use super::page::{self, field, select};
-use super::session::{hash_password, verify_password, Form, Viewer};
+use super::session::{Form, Viewer};
 use super::{read, see_other, PortalError};
-use crate::handlers::keys::{self, password_rule};
-use crate::{ApiError, AppState};
+use crate::PortalState;
+use purse_app::keys;
+use purse_app::parse::password_rule;
+use purse_app::secrets::{hash_password, verify_password};
+use purse_app::AppError;
 
 const ROLES: [(&str, &str); 3] = [("customer", "Customer"), ("reseller", "Reseller"), ("operator", "Operator")];
 const SCOPES: [(&str, &str); 2] = [("read_write", "Admin (read and write)"), ("read", "Read only")];
 
-pub use crate::handlers::keys::valid_email;
+pub use purse_app::parse::valid_email;
 
 fn role_text(role: Role) -> String {
     match role {
@@ -34,7 +37,7 @@ fn users_page(
     viewer: &Viewer,
     users: &[UserRecord],
     entered: &HashMap<&str, String>,
-    errors: &HashMap<&str, String>,
+    errors: &HashMap<String, String>,
     created: Option<&str>,
 ) -> Markup {
     let value = |k: &str| entered.get(k).map_or("", String::as_str);
@@ -55,8 +58,8 @@ fn users_page(
                         tr {
                             td { (u.name) } td { (u.email) } td { (role_text(u.role)) }
                             td { @if u.scope == Scope::Read { "Read only" } @else { "Admin" } }
-                            td.optional { (crate::time::format_short(u.created_at)) }
-                            td { @if let Some(at) = u.disabled_at { span.badge.closed { "Disabled " (crate::time::format_short(at)) } } @else { span.badge.ok { "Active" } } }
+                            td.optional { (purse_core::time::format_short(u.created_at)) }
+                            td { @if let Some(at) = u.disabled_at { span.badge.closed { "Disabled " (purse_core::time::format_short(at)) } } @else { span.badge.ok { "Active" } } }
                             td {
                                 @if u.disabled_at.is_none() && u.id != viewer.user.id && viewer.may(Action::DisableUser) {
                                     form.inline method="post" action=(format!("/users/{}/disable", u.id)) {
@@ -87,7 +90,7 @@ fn users_page(
     page::layout("Users", Some(viewer), &[("Settings", "/settings"), ("Users", "")], body)
 }
 
-pub async fn list(State(state): State<AppState>, viewer: Viewer) -> Result<Response, PortalError> {
+pub async fn list(State(state): State<PortalState>, viewer: Viewer) -> Result<Response, PortalError> {
     let viewer = std::sync::Arc::new(viewer);
     let v = viewer.clone();
     let users = read(&state, move |s| Ok(keys::visible_users(s, &v.who)?)).await?;
@@ -96,7 +99,7 @@ pub async fn list(State(state): State<AppState>, viewer: Viewer) -> Result<Respo
 }
 
 /// Validates the whole form first and saves nothing unless every field is right.
-pub async fn create(State(state): State<AppState>, viewer: Viewer, form: Form) -> Result<Response, PortalError> {
+pub async fn create(State(state): State<PortalState>, viewer: Viewer, form: Form) -> Result<Response, PortalError> {
     viewer.check(&form)?;
     let party_text = form.get("party").trim();
     let party = if party_text.is_empty() { None } else { party_text.parse::<u64>().ok().or(Some(u64::MAX)) };
@@ -112,14 +115,14 @@ pub async fn create(State(state): State<AppState>, viewer: Viewer, form: Form) -
     let v = viewer.clone();
     let (created, errors, users) = read(&state, move |s| {
         let (user, errors) = keys::check_user(s, &v.who, &input)?;
-        let mut errors: HashMap<&str, String> =
-            errors.into_iter().map(|(field, _, message)| (field, message)).collect();
+        let mut errors: HashMap<String, String> =
+            errors.iter().map(|e| (e.field().unwrap_or("email").to_owned(), e.to_string())).collect();
         let mut created = None;
         if errors.is_empty() {
             match keys::create_user(s, &v.who, user) {
                 Ok(u) => created = Some(u.email),
-                Err(ApiError::InvalidField { message, .. }) => {
-                    errors.insert("email", format!("{}.", crate::portal::sentence(&message)));
+                Err(AppError::Invalid { message, .. }) => {
+                    errors.insert("email".to_owned(), format!("{}.", crate::sentence(&message)));
                 }
                 Err(other) => return Err(other.into()),
             }
@@ -138,7 +141,7 @@ pub async fn create(State(state): State<AppState>, viewer: Viewer, form: Form) -
 
 /// Disables a user: it no longer logs in, and its sessions end.
 pub async fn disable(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     viewer: Viewer,
     Path(id): Path<String>,
     form: Form,
@@ -169,7 +172,7 @@ pub async fn password_form(viewer: Viewer) -> Response {
 }
 
 pub async fn change_password(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     viewer: Viewer,
     form: Form,
 ) -> Result<Response, PortalError> {
@@ -187,7 +190,7 @@ pub async fn change_password(
         return Ok(page::respond(StatusCode::UNPROCESSABLE_ENTITY, password_page(&viewer, &errors, false)));
     }
     let (user, keep, new, who) = (viewer.user.id, viewer.session.clone(), form.get("new").to_owned(), viewer.who);
-    let party = AppState::access_view(viewer.user.role, viewer.user.scope).1;
+    let party = purse_app::audit::access_view(viewer.user.role, viewer.user.scope).1;
     read(&state, move |s| {
         s.access.set_password(user, &hash_password(&new)?, Some(&keep))?;
         Ok(s.audit(&who, party, "user", user, "password_change", None, None)?)

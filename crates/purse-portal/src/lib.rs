@@ -3,7 +3,7 @@
 //! forms post, charts are SVG drawn on the server, and nothing is fetched from elsewhere.
 //!
 //! A portal user has the role and scope of an API key, and every page reads through the
-//! same tenancy checks as the API ([`crate::access`]): another tenant's page is "not found".
+//! same tenancy checks as the API (`purse_app::tenancy`): another tenant's page is "not found".
 //! Sessions, passwords, CSRF and login throttling live in [`session`].
 
 mod alerts;
@@ -18,6 +18,8 @@ mod payments;
 pub mod session;
 pub mod users;
 
+use std::sync::Arc;
+
 use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
@@ -27,18 +29,56 @@ use axum::Router;
 use maud::html;
 use purse_app::policy::{self, Action, Requires};
 
-use crate::{ApiError, AppState};
+use purse_app::{App, AppError};
 use session::Viewer;
+
+/// Settings of the portal.
+#[derive(Clone, Debug)]
+pub struct PortalSettings {
+    /// How long a portal session lasts after login, whatever its cookie says.
+    pub session_ttl: std::time::Duration,
+    /// Mark session cookies `Secure` (set when Purse is served over TLS; a proxy in front can
+    /// say so per request with `X-Forwarded-Proto: https`).
+    pub secure_cookies: bool,
+}
+
+impl Default for PortalSettings {
+    fn default() -> Self {
+        PortalSettings { session_ttl: std::time::Duration::from_secs(12 * 3600), secure_cookies: false }
+    }
+}
+
+/// What every page shares: the application and the portal's settings. It dereferences to
+/// the [`App`].
+#[derive(Clone)]
+pub struct PortalState {
+    pub app: Arc<App>,
+    pub settings: Arc<PortalSettings>,
+}
+
+impl PortalState {
+    pub fn new(app: Arc<App>, settings: PortalSettings) -> PortalState {
+        PortalState { app, settings: Arc::new(settings) }
+    }
+}
+
+impl std::ops::Deref for PortalState {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.app
+    }
+}
 
 /// A page or a form of the portal and its action in the authorization policy.
 pub struct Page {
     pub method: Method,
     pub path: &'static str,
     pub action: Action,
-    pub handler: MethodRouter<AppState>,
+    pub handler: MethodRouter<PortalState>,
 }
 
-fn page(method: Method, path: &'static str, action: Action, handler: MethodRouter<AppState>) -> Page {
+fn page(method: Method, path: &'static str, action: Action, handler: MethodRouter<PortalState>) -> Page {
     Page { method, path, action, handler }
 }
 
@@ -110,19 +150,19 @@ pub fn action_of(method: &Method, path: &str) -> Option<Action> {
     actions.iter().find(|(m, p, _)| m == method && *p == path).map(|(_, _, a)| *a)
 }
 
-/// The portal's routes (merged with the API's by [`crate::app`]): every page of [`pages`],
+/// The portal's routes (merged with the API's by `purse::router`): every page of [`pages`],
 /// each behind the policy.
-pub fn routes(state: AppState) -> Router<AppState> {
+pub fn routes(state: PortalState) -> Router {
     let mut router = Router::new();
     for p in pages() {
         router = router.route(p.path, p.handler);
     }
-    router.route_layer(axum::middleware::from_fn_with_state(state, authorize))
+    router.route_layer(axum::middleware::from_fn_with_state(state.clone(), authorize)).with_state(state)
 }
 
 /// Middleware on every page: a page that is not public needs a signed-in user whose role
 /// and scope the policy allows to take the page's action; the user goes into the request.
-async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn authorize(State(state): State<PortalState>, request: Request, next: Next) -> Response {
     let path = request.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
     let Some(action) = path.and_then(|p| action_of(request.method(), &p)) else { return next.run(request).await };
     if action.rule().requires == Requires::Public {
@@ -175,18 +215,18 @@ pub enum PortalError {
 }
 
 impl PortalError {
-    /// Keeps a field error of the API as a field error (other errors as usual).
-    pub(crate) fn from_api_keep(e: ApiError) -> PortalError {
+    /// Keeps a field error of the application as a field error (others as usual).
+    pub(crate) fn keep_field(e: AppError) -> PortalError {
         match e {
-            ApiError::InvalidField { field, message, .. } => PortalError::Field(field, message),
-            ApiError::ForbiddenField { field, message } => PortalError::Field(field.to_owned(), message),
-            ApiError::PaymentDeclined(m) => {
+            AppError::Invalid { field, message, .. } => PortalError::Field(field, message),
+            AppError::ForbiddenField { field, message } => PortalError::Field(field.to_owned(), message),
+            AppError::PaymentDeclined(m) => {
                 PortalError::Field("card".into(), format!("The card was declined ({m}). Nothing was charged."))
             }
-            ApiError::PaymentPending(m) => {
+            AppError::PaymentPending(m) => {
                 PortalError::Field("card".into(), format!("{m}; it completes in the background."))
             }
-            ApiError::CardsNotConfigured => {
+            AppError::CardsNotConfigured => {
                 PortalError::Field("card".into(), "card payments are not configured on this server".into())
             }
             other => other.into(),
@@ -194,26 +234,24 @@ impl PortalError {
     }
 }
 
-impl From<ApiError> for PortalError {
-    fn from(e: ApiError) -> PortalError {
+impl From<AppError> for PortalError {
+    fn from(e: AppError) -> PortalError {
         match e {
-            ApiError::NotFound(_) => PortalError::NotFound,
-            ApiError::Forbidden(m) => PortalError::Forbidden(m),
-            ApiError::ForbiddenField { message, .. } => PortalError::Forbidden(message),
-            ApiError::InvalidField { message, .. } => PortalError::Refused(message),
-            ApiError::Rejected(r) => PortalError::Refused(r.to_string()),
-            ApiError::Internal(m) => PortalError::Internal(m),
-            other => PortalError::Internal(format!("{other:?}")),
+            AppError::NotFound(_) => PortalError::NotFound,
+            AppError::Forbidden(m) => PortalError::Forbidden(m),
+            AppError::ForbiddenField { message, .. } => PortalError::Forbidden(message),
+            AppError::Invalid { message, .. } => PortalError::Refused(message),
+            AppError::Rejected(r) => PortalError::Refused(r.to_string()),
+            AppError::StorageUnavailable | AppError::Overloaded | AppError::Stopped => PortalError::Unavailable,
+            AppError::Internal(m) => PortalError::Internal(m),
+            other => PortalError::Refused(other.to_string()),
         }
     }
 }
 
 impl From<purse_store::StoreError> for PortalError {
     fn from(e: purse_store::StoreError) -> PortalError {
-        match e {
-            purse_store::StoreError::Unavailable(_) => PortalError::Unavailable,
-            other => PortalError::Internal(other.to_string()),
-        }
+        AppError::from(e).into()
     }
 }
 
@@ -268,8 +306,8 @@ pub fn not_found() -> Response {
 
 /// Runs blocking store reads off the async runtime.
 pub(crate) async fn read<T: Send + 'static>(
-    state: &AppState,
-    f: impl FnOnce(&AppState) -> Result<T, PortalError> + Send + 'static,
+    state: &PortalState,
+    f: impl FnOnce(&PortalState) -> Result<T, PortalError> + Send + 'static,
 ) -> Result<T, PortalError> {
     let state = state.clone();
     tokio::task::spawn_blocking(move || f(&state)).await.map_err(|e| PortalError::Internal(e.to_string()))?

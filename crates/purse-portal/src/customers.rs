@@ -11,9 +11,10 @@ use purse_store::{JournalQuery, PartyQuery};
 use super::page::{self, money, select};
 use super::session::Viewer;
 use super::{read, PortalError};
-use crate::handlers::accounts::live;
-use crate::handlers::clamp;
-use crate::{time, AppState};
+use crate::PortalState;
+use purse_app::accounts::live;
+use purse_app::parse::clamp;
+use purse_core::time;
 
 /// Customers shown per page of the list, and parties read at most to fill one.
 const PAGE_ROWS: usize = 50;
@@ -80,7 +81,7 @@ struct Row {
 
 /// `/customers?q=&status=&after=`: search by name or client id, filter by standing.
 pub async fn list(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     viewer: Viewer,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, PortalError> {
@@ -249,7 +250,7 @@ struct Overview {
 
 /// `/customers/{id}`: overview, subscriber accounts, recent journal.
 pub async fn show(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     viewer: Viewer,
     Path(id): Path<String>,
 ) -> Result<Response, PortalError> {

@@ -19,8 +19,9 @@ use super::customers::{figures, journal_table};
 use super::page::{self, money};
 use super::session::Viewer;
 use super::{read, PortalError};
-use crate::handlers::accounts::live;
-use crate::{time, AppState};
+use crate::PortalState;
+use purse_app::accounts::live;
+use purse_core::time;
 
 /// The longest period one page covers, and the postings read at most for it.
 const PERIOD_DAYS_MAX: i64 = 366;
@@ -83,7 +84,7 @@ struct Report {
     truncated: bool,
 }
 
-fn report(s: &AppState, wallet: &Account, from: Timestamp, to: Timestamp) -> Result<Report, PortalError> {
+fn report(s: &PortalState, wallet: &Account, from: Timestamp, to: Timestamp) -> Result<Report, PortalError> {
     let reader = s.engine.reader();
     let mut r = Report {
         entries: Vec::new(),
@@ -168,7 +169,7 @@ struct Details {
     recharge: serde_json::Value,
 }
 
-async fn load(state: &AppState, viewer: &Viewer, id: u64, days: Option<(i64, i64)>) -> Result<Details, PortalError> {
+async fn load(state: &PortalState, viewer: &Viewer, id: u64, days: Option<(i64, i64)>) -> Result<Details, PortalError> {
     let who = viewer.who;
     read(state, move |s| {
         let party = s.party_for(&who, id)?;
@@ -191,7 +192,7 @@ async fn load(state: &AppState, viewer: &Viewer, id: u64, days: Option<(i64, i64
             }
             None => (None, (0, 0)),
         };
-        let recharge = crate::handlers::payments::settings_view(s, &party, &currency)?;
+        let recharge = purse_app::payments::settings_view(s, &party, &currency)?;
         Ok(Details { name: party.name, wallet, available, currency, report, invoiced, recharge })
     })
     .await
@@ -199,7 +200,7 @@ async fn load(state: &AppState, viewer: &Viewer, id: u64, days: Option<(i64, i64
 
 /// `/customers/{id}/balance` for staff (and a customer admin's own id).
 pub async fn details(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     viewer: Viewer,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
@@ -210,7 +211,7 @@ pub async fn details(
 
 /// Settings → Account Settings → Billing → Balance Details, for a customer admin.
 pub async fn own_details(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     viewer: Viewer,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, PortalError> {
@@ -219,7 +220,7 @@ pub async fn own_details(
 }
 
 async fn render(
-    state: &AppState,
+    state: &PortalState,
     viewer: &Viewer,
     id: u64,
     q: &HashMap<String, String>,
@@ -321,7 +322,7 @@ async fn render(
 
 /// `/customers/{id}/balance.csv?from=&to=`: every posting of the period, oldest first.
 pub async fn csv(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     viewer: Viewer,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,

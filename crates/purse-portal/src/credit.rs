@@ -19,11 +19,11 @@ use super::alerts::error_for;
 use super::page::{self, field};
 use super::session::{Form, Viewer};
 use super::{read, see_other, PortalError};
-use crate::handlers::credit::{self as api, CreditChange, CreditSettingsBody, IncreaseText};
-use crate::AppState;
+use crate::PortalState;
+use purse_app::credit::{self as api, CreditChange, CreditSettingsBody, IncreaseText};
 
 pub async fn show(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     viewer: Viewer,
     Path(id): Path<String>,
 ) -> Result<Response, PortalError> {
@@ -40,7 +40,7 @@ fn text(v: &Value) -> String {
 }
 
 async fn render(
-    state: AppState,
+    state: PortalState,
     viewer: Arc<Viewer>,
     id: u64,
     entered: Option<HashMap<String, String>>,
@@ -173,7 +173,7 @@ fn describe(state: &Value) -> String {
 const CREDIT_FIELDS: [&str; 5] = ["credit_limit", "increase_amount", "increase_percent", "valid_until", "reason"];
 
 pub async fn save(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     viewer: Viewer,
     Path(id): Path<String>,
     form: Form,
@@ -203,7 +203,7 @@ pub async fn save(
                     let same = percent.is_none()
                         && current.is_some_and(|c| {
                             amount.as_deref().and_then(|a| currency.parse(a).ok()) == Some(c.amount)
-                                && until.as_deref().and_then(crate::time::parse) == Some(c.valid_until)
+                                && until.as_deref().and_then(purse_core::time::parse) == Some(c.valid_until)
                         });
                     (!same).then(|| {
                         Some(IncreaseText {
@@ -219,16 +219,16 @@ pub async fn save(
         if change.credit_limit.is_none() && change.increase.is_none() {
             return Ok(None);
         }
-        api::credit_commands(s, &v.who, &account, &change).map(Some).map_err(PortalError::from_api_keep)
+        api::credit_commands(s, &v.who, &account, &change).map(Some).map_err(PortalError::keep_field)
     })
     .await;
     match items {
         Ok(None) => Ok(see_other(&format!("/customers/{id}/credit"))),
         Ok(Some(items)) => {
             let results = state.engine.submit_async(items).await.map_err(|e| PortalError::Internal(e.to_string()))?;
-            match crate::handlers::outcome(&results) {
+            match purse_app::accounts::outcome(&results) {
                 Ok(_) => Ok(see_other(&format!("/customers/{id}/credit"))),
-                Err(e) => match PortalError::from_api_keep(e) {
+                Err(e) => match PortalError::keep_field(e) {
                     PortalError::Field(f, m) => render(state, viewer, id, Some(entered), Some((f, m))).await,
                     other => Err(other),
                 },
@@ -240,7 +240,7 @@ pub async fn save(
 }
 
 pub async fn save_settings(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     viewer: Viewer,
     Path(id): Path<String>,
     form: Form,
@@ -262,13 +262,13 @@ pub async fn save_settings(
             subscriber_transfers: Some(e["subscriber_transfers"].clone()),
             maximum_increase: None,
         };
-        api::save_credit_settings(s, &v.who, &party, body).map_err(PortalError::from_api_keep)?;
+        api::save_credit_settings(s, &v.who, &party, body).map_err(PortalError::keep_field)?;
         Ok(party.id)
     })
     .await;
     match saved {
         Ok(party) => {
-            api::sync_transfers(&state, vec![party]).await?;
+            read(&state, move |s| Ok(api::sync_transfers(s, vec![party])?)).await?;
             Ok(see_other(&format!("/customers/{id}/credit")))
         }
         Err(PortalError::Field(f, m)) => render(state, viewer, id, Some(entered), Some((f, m))).await,
@@ -291,7 +291,7 @@ pub struct AuditFilter {
 }
 
 pub async fn audit(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     viewer: Viewer,
     Query(f): Query<AuditFilter>,
 ) -> Result<Response, PortalError> {
@@ -335,7 +335,7 @@ pub async fn audit(
                 tbody {
                     @for e in &rows {
                         tr {
-                            td { (crate::time::format(e.at)) }
+                            td { (purse_core::time::format(e.at)) }
                             td { (e.actor) }
                             td { (e.entity) " " (e.entity_id) }
                             td { (e.party.map(|p| p.to_string()).unwrap_or_default()) }
@@ -373,12 +373,12 @@ fn enc(text: &str) -> String {
 /// Customer classes (operators change them; everyone may read them): each one's default for
 /// subscriber transfers and its maximum possible increase. `/classes` lists and creates,
 /// `/classes/{id}` edits.
-pub async fn classes(State(state): State<AppState>, viewer: Viewer) -> Result<Response, PortalError> {
+pub async fn classes(State(state): State<PortalState>, viewer: Viewer) -> Result<Response, PortalError> {
     classes_page(state, Arc::new(viewer), None, None, None).await
 }
 
 pub async fn edit_class(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     viewer: Viewer,
     Path(id): Path<String>,
 ) -> Result<Response, PortalError> {
@@ -389,7 +389,7 @@ pub async fn edit_class(
 const CLASS_FIELDS: [&str; 5] = ["name", "subscriber_transfers", "max_amount", "max_percent", "max_days"];
 
 async fn classes_page(
-    state: AppState,
+    state: PortalState,
     viewer: Arc<Viewer>,
     editing: Option<u64>,
     entered: Option<HashMap<String, String>>,
@@ -461,7 +461,7 @@ async fn classes_page(
 }
 
 pub async fn save_class(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     viewer: Viewer,
     path: Option<Path<String>>,
     form: Form,
@@ -498,14 +498,14 @@ pub async fn save_class(
             };
             let who = viewer.who;
             read(&state, move |s| {
-                api::save_class(s, &who, id, body).map(|(_, members)| members).map_err(PortalError::from_api_keep)
+                api::save_class(s, &who, id, body).map(|(_, members)| members).map_err(PortalError::keep_field)
             })
             .await
         }
     };
     match saved {
         Ok(members) => {
-            api::sync_transfers(&state, members).await?;
+            read(&state, move |s| Ok(api::sync_transfers(s, members)?)).await?;
             Ok(see_other("/classes"))
         }
         Err(PortalError::Field(f, m)) => {

@@ -6,7 +6,7 @@
 //! - A session is a random 256-bit token in an `HttpOnly`, `SameSite=Lax` cookie (`Secure`
 //!   when served over TLS); the store keeps only its SHA-256. Login always makes a new
 //!   session, logout deletes it from the store, and it expires after
-//!   [`crate::ApiSettings::session_ttl`] whatever the cookie says.
+//!   [`crate::PortalSettings::session_ttl`] whatever the cookie says.
 //! - Every form that changes something carries the session's CSRF token; the login form,
 //!   before any session exists, carries a token that must equal a cookie set with it.
 //! - Failed logins are counted per e-mail in the store (so every process sees them): after
@@ -14,8 +14,6 @@
 //!   up to [`LOCKOUT_S_MAX`]; a correct password, or [`FAILURES_REMEMBERED_S`] without a
 //!   failure, resets the count.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
@@ -23,8 +21,9 @@ use purse_core::{Party, Role, Timestamp};
 use purse_store::{SessionRecord, UserRecord};
 
 use super::PortalError;
-use crate::auth::{hash_key, random_bytes, Principal};
-use crate::AppState;
+use crate::PortalState;
+use purse_app::secrets::{hash_key, random_hex};
+use purse_app::Principal;
 
 pub const SESSION_COOKIE: &str = "purse_session";
 pub const LOGIN_COOKIE: &str = "purse_login";
@@ -34,39 +33,6 @@ pub const LOCKOUT_S_MIN: i64 = 30;
 pub const LOCKOUT_S_MAX: i64 = 900;
 /// A failure older than this no longer counts (an hour without failures starts over).
 pub const FAILURES_REMEMBERED_S: i64 = 3600;
-pub const PASSWORD_LEN_MIN: usize = 10;
-pub const PASSWORD_LEN_MAX: usize = 256;
-
-fn random<const N: usize>() -> Result<[u8; N], PortalError> {
-    random_bytes::<N>().map_err(|e| PortalError::Internal(format!("reading /dev/urandom: {e}")))
-}
-
-/// `N` random bytes as lowercase hex.
-pub fn random_hex<const N: usize>() -> Result<String, PortalError> {
-    Ok(random::<N>()?.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// An argon2id PHC string for `password`.
-pub fn hash_password(password: &str) -> Result<String, PortalError> {
-    let salt = random::<16>()?;
-    let salt = SaltString::encode_b64(&salt).map_err(|e| PortalError::Internal(e.to_string()))?;
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| PortalError::Internal(e.to_string()))
-}
-
-/// Whether `password` matches the stored PHC string.
-pub fn verify_password(password: &str, stored: &str) -> bool {
-    PasswordHash::new(stored).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
-}
-
-/// A hash with the cost of a real one, verified against when the e-mail is unknown so that
-/// a wrong e-mail takes as long to refuse as a wrong password.
-pub fn decoy_hash() -> &'static str {
-    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DECOY.get_or_init(|| hash_password("decoy password, never a real one").unwrap_or_default())
-}
 
 /// How long the next login for an e-mail with `failures` must wait after the last one.
 pub fn lockout_s(failures: u32) -> i64 {
@@ -94,14 +60,14 @@ pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 
 /// A `Set-Cookie` value: `HttpOnly`, `SameSite=Lax`, `Secure` when the request came over TLS
 /// (directly configured, or as a proxy in front says with `X-Forwarded-Proto: https`).
-pub fn set_cookie(state: &AppState, headers: &HeaderMap, name: &str, value: &str, max_age_s: i64) -> String {
+pub fn set_cookie(state: &PortalState, headers: &HeaderMap, name: &str, value: &str, max_age_s: i64) -> String {
     let forwarded_tls = headers.get("x-forwarded-proto").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
     let secure = if state.settings.secure_cookies || forwarded_tls { "; Secure" } else { "" };
     format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_s}{secure}")
 }
 
 /// Starts a new session for `user`; returns the cookie token (only its hash is stored).
-pub fn start_session(state: &AppState, user: &UserRecord, now: Timestamp) -> Result<String, PortalError> {
+pub fn start_session(state: &PortalState, user: &UserRecord, now: Timestamp) -> Result<String, PortalError> {
     let token = random_hex::<32>()?;
     let ttl_us = i64::try_from(state.settings.session_ttl.as_micros()).unwrap_or(i64::MAX);
     let record = SessionRecord {
@@ -152,10 +118,10 @@ impl Viewer {
     }
 }
 
-impl FromRequestParts<AppState> for Viewer {
+impl FromRequestParts<PortalState> for Viewer {
     type Rejection = PortalError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Viewer, PortalError> {
+    async fn from_request_parts(parts: &mut Parts, state: &PortalState) -> Result<Viewer, PortalError> {
         // The policy's middleware found the user already.
         if let Some(viewer) = parts.extensions.get::<Viewer>() {
             return Ok(viewer.clone());
@@ -194,10 +160,10 @@ impl Form {
     }
 }
 
-impl FromRequest<AppState> for Form {
+impl FromRequest<PortalState> for Form {
     type Rejection = PortalError;
 
-    async fn from_request(request: Request, state: &AppState) -> Result<Form, PortalError> {
+    async fn from_request(request: Request, state: &PortalState) -> Result<Form, PortalError> {
         let urlencoded = request
             .headers()
             .get(header::CONTENT_TYPE)
@@ -218,16 +184,6 @@ impl FromRequest<AppState> for Form {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_hash_with_argon2id_and_verify() {
-        let h = hash_password("correct horse battery").unwrap();
-        assert!(h.starts_with("$argon2id$"), "{h}");
-        assert!(verify_password("correct horse battery", &h));
-        assert!(!verify_password("correct horse batterY", &h));
-        assert!(!verify_password("x", "not a hash"));
-        assert_ne!(h, hash_password("correct horse battery").unwrap(), "salted");
-    }
 
     #[test]
     fn lockouts_grow_after_the_free_failures_and_are_capped() {

@@ -11,14 +11,14 @@ use purse_store::ApiKeyRecord;
 use super::page::{self, field, select};
 use super::session::{Form, Viewer};
 use super::{read, see_other, PortalError};
-use crate::AppState;
+use crate::PortalState;
 
 const NAME_LEN_MAX: usize = 100;
 const SCOPES: [(&str, &str); 2] = [("read_write", "Read and write"), ("read", "Read only")];
 
 /// The keys `viewer` manages (the policy's rule). Blocking.
-fn visible(s: &AppState, viewer: &Viewer) -> Result<Vec<ApiKeyRecord>, PortalError> {
-    Ok(crate::handlers::keys::visible_keys(s, &viewer.who)?)
+fn visible(s: &PortalState, viewer: &Viewer) -> Result<Vec<ApiKeyRecord>, PortalError> {
+    Ok(purse_app::keys::visible_keys(s, &viewer.who)?)
 }
 
 fn role_text(role: Role) -> String {
@@ -54,8 +54,8 @@ fn keys_page(viewer: &Viewer, keys: &[ApiKeyRecord], entered: &Entered<'_>, crea
                             td { code { (k.prefix) "…" } }
                             td.optional { (role_text(k.role)) }
                             td { @if k.scope == Scope::Read { "Read only" } @else { "Read and write" } }
-                            td.optional { (crate::time::format_short(k.created_at)) }
-                            td { @if let Some(at) = k.revoked_at { span.badge.closed { "Revoked " (crate::time::format_short(at)) } } @else { span.badge.ok { "Active" } } }
+                            td.optional { (purse_core::time::format_short(k.created_at)) }
+                            td { @if let Some(at) = k.revoked_at { span.badge.closed { "Revoked " (purse_core::time::format_short(at)) } } @else { span.badge.ok { "Active" } } }
                             td {
                                 @if k.revoked_at.is_none() && viewer.user.scope == Scope::ReadWrite {
                                     form.inline method="post" action=(format!("/keys/{}/revoke", k.id)) {
@@ -84,7 +84,7 @@ fn keys_page(viewer: &Viewer, keys: &[ApiKeyRecord], entered: &Entered<'_>, crea
     page::layout("API keys", Some(viewer), &[("Settings", "/settings"), ("API keys", "")], body)
 }
 
-pub async fn list(State(state): State<AppState>, viewer: Viewer) -> Result<Response, PortalError> {
+pub async fn list(State(state): State<PortalState>, viewer: Viewer) -> Result<Response, PortalError> {
     let viewer = std::sync::Arc::new(viewer);
     let v = viewer.clone();
     let keys = read(&state, move |s| visible(s, &v)).await?;
@@ -92,7 +92,7 @@ pub async fn list(State(state): State<AppState>, viewer: Viewer) -> Result<Respo
     Ok(page::ok(keys_page(&viewer, &keys, &entered, None)))
 }
 
-pub async fn create(State(state): State<AppState>, viewer: Viewer, form: Form) -> Result<Response, PortalError> {
+pub async fn create(State(state): State<PortalState>, viewer: Viewer, form: Form) -> Result<Response, PortalError> {
     viewer.check(&form)?;
     let name = form.get("name").trim();
     let scope_text = form.get("scope");
@@ -111,7 +111,7 @@ pub async fn create(State(state): State<AppState>, viewer: Viewer, form: Form) -
     let (v, owned_name) = (viewer.clone(), name.to_owned());
     let created = match (name_error, scope) {
         (None, Some(scope)) => Some(
-            read(&state, move |s| Ok(crate::handlers::keys::create_key(s, &v.who, &owned_name, v.user.role, scope)?.1))
+            read(&state, move |s| Ok(purse_app::keys::create_key(s, &v.who, &owned_name, v.user.role, scope)?.1))
                 .await?,
         ),
         _ => None,
@@ -128,13 +128,13 @@ pub async fn create(State(state): State<AppState>, viewer: Viewer, form: Form) -
 }
 
 pub async fn revoke(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     viewer: Viewer,
     Path(id): Path<String>,
     form: Form,
 ) -> Result<Response, PortalError> {
     viewer.check(&form)?;
     let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
-    read(&state, move |s| Ok(crate::handlers::keys::revoke_key(s, &viewer.who, id)?)).await?;
+    read(&state, move |s| Ok(purse_app::keys::revoke_key(s, &viewer.who, id)?)).await?;
     Ok(see_other("/keys"))
 }

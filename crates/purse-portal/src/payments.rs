@@ -17,14 +17,14 @@ use super::alerts::{error_for, list};
 use super::page::{self, field};
 use super::session::{Form, Viewer};
 use super::{read, see_other, PortalError};
-use crate::handlers::payments::{self as api, AutoRechargeBody, CardBody, PayNowBody, RechargeBody};
-use crate::AppState;
+use crate::PortalState;
+use purse_app::payments::{self as api, AutoRechargeBody, CardBody, PayNowBody, RechargeBody};
 
 const FIELDS: [&str; 8] =
     ["enabled", "method", "threshold", "recharge_amount", "target_balance", "per_day_max", "month_cap", "emails"];
 
 pub async fn show(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     viewer: Viewer,
     Path(id): Path<String>,
 ) -> Result<Response, PortalError> {
@@ -38,7 +38,7 @@ enum Paid {
 }
 
 async fn render(
-    state: AppState,
+    state: PortalState,
     viewer: Arc<Viewer>,
     id: u64,
     entered: Option<HashMap<String, String>>,
@@ -174,7 +174,7 @@ async fn render(
 }
 
 pub async fn save(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     viewer: Viewer,
     Path(id): Path<String>,
     form: Form,
@@ -207,13 +207,13 @@ pub async fn save(
             month_cap: opt("month_cap"),
             emails: list(&e["emails"]),
         };
-        api::save_settings(s, &v.who, &party, &c, body).map_err(PortalError::from_api_keep)?;
+        api::save_settings(s, &v.who, &party, &c, body).map_err(PortalError::keep_field)?;
         Ok(party.id)
     })
     .await;
     match saved {
         Ok(party) => {
-            crate::handlers::alerts::sync_levels(&state, None, Some(party)).await?;
+            read(&state, move |s| Ok(purse_app::alerts::sync_levels(s, None, Some(party))?)).await?;
             Ok(see_other(&format!("/customers/{id}/recharge")))
         }
         Err(PortalError::Field(f, m)) => render(state, viewer, id, Some(entered), Some((f, m)), None).await,
@@ -222,7 +222,7 @@ pub async fn save(
 }
 
 pub async fn pay_now(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     viewer: Viewer,
     Path(id): Path<String>,
     form: Form,
@@ -262,19 +262,15 @@ pub async fn pay_now(
     let viewer = Arc::new(viewer);
     let v = viewer.clone();
     let paid = read(&state, move |s| {
-        let (done, c) = api::pay_now(s, &v.who, id, body, None).map_err(PortalError::from_api_keep)?;
+        let (done, c) = api::pay_now(s, &v.who, id, body, None).map_err(PortalError::keep_field)?;
         Ok(api::recharge_view(&done, &c))
     })
     .await;
     match paid {
         Ok(receipt) => {
             if auto.is_some() {
-                crate::handlers::alerts::sync_levels(
-                    &state,
-                    None,
-                    receipt["customer"].as_u64().map(purse_core::PartyId),
-                )
-                .await?;
+                let customer = receipt["customer"].as_u64().map(purse_core::PartyId);
+                read(&state, move |s| Ok(purse_app::alerts::sync_levels(s, None, customer)?)).await?;
             }
             render(state, viewer, id, None, None, Some(Paid::Receipt(receipt))).await
         }
@@ -288,19 +284,19 @@ pub async fn pay_now(
 
 /// A receipt voucher's PDF, for whoever may see its customer.
 pub async fn receipt_pdf(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     viewer: Viewer,
     Path(id): Path<String>,
 ) -> Result<Response, PortalError> {
     let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     let who = viewer.who;
     let (r, pdf) = read(&state, move |s| api::visible_receipt(s, &who, id).map_err(|_| PortalError::NotFound)).await?;
-    Ok(api::pdf_response(&r.display_number(), pdf))
+    Ok(page::pdf(&r.display_number(), pdf))
 }
 
 /// "E-mail again": the receipt voucher goes to the billing e-mail once more.
 pub async fn email_receipt(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     viewer: Viewer,
     Path(id): Path<String>,
     form: Form,
@@ -309,7 +305,7 @@ pub async fn email_receipt(
     let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     let viewer = Arc::new(viewer);
     let who = viewer.who;
-    let sent = read(&state, move |s| api::email_receipt(s, &who, id).map_err(PortalError::from_api_keep)).await;
+    let sent = read(&state, move |s| api::email_receipt(s, &who, id).map_err(PortalError::keep_field)).await;
     match sent {
         Ok((r, _)) => Ok(see_other(&format!("/customers/{}/invoices#receipts", r.party.0))),
         Err(PortalError::Field(f, m)) => {

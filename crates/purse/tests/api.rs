@@ -1,4 +1,4 @@
-//! The API through `app(state).oneshot(..)`: shapes, codes, bad input, keys and tenancy,
+//! The API through `router.oneshot(..)`: shapes, codes, bad input, keys and tenancy,
 //! idempotency, rate limits and the OpenAPI document.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -7,9 +7,10 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
+use purse_app::{App, AppConfig};
 use purse_core::{PartyId, Role, Scope, Timestamp};
 use purse_engine::{Engine, EngineConfig, ManualClock};
-use purse_http::{app, ApiSettings, AppState};
+use purse_http::{ApiSettings, AppState};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -46,20 +47,22 @@ impl Api {
         let reader = Arc::new(reader);
         let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_790_000_000)));
         let engine = Engine::start(Box::new(store), reader.clone(), clock, EngineConfig::default());
-        let state = AppState::new(Arc::new(engine), reader.clone(), reader.clone(), reader.clone(), reader, settings);
+        let app =
+            App::new(Arc::new(engine), reader.clone(), reader.clone(), reader.clone(), reader, AppConfig::default());
+        let state = AppState::new(Arc::new(app), settings);
         let mut api = Api { state, operator: String::new() };
         api.operator = api.key(Role::Operator, Scope::ReadWrite);
         api
     }
 
     fn key(&self, role: Role, scope: Scope) -> String {
-        let (secret, record) = purse_http::auth::issue_key("test", role, scope, Timestamp(0)).unwrap();
+        let (secret, record) = purse_app::secrets::issue_key("test", role, scope, Timestamp(0)).unwrap();
         self.state.access.insert_key(&record).unwrap();
         secret
     }
 
     async fn send(&self, request: Request<Body>) -> Reply {
-        let response = app(self.state.clone()).oneshot(request).await.unwrap();
+        let response = purse::web::router_of(self.state.clone(), Default::default()).oneshot(request).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
@@ -362,14 +365,7 @@ async fn keys_are_checked_scoped_and_rate_limited() {
     let record = api.state.access.keys().unwrap().into_iter().last().unwrap();
     api.state.access.revoke_key(record.id, Timestamp(1)).unwrap();
     let fresh_api = Api {
-        state: AppState::new(
-            api.state.engine.clone(),
-            api.state.access.clone(),
-            api.state.alerts.clone(),
-            api.state.payments.clone(),
-            api.state.credit.clone(),
-            ApiSettings { log_requests: false, ..ApiSettings::default() },
-        ),
+        state: AppState::new(api.state.app.clone(), ApiSettings { log_requests: false, ..ApiSettings::default() }),
         operator: api.operator.clone(),
     };
     let (status, body) = fresh_api.get_as(&reader, "/v1/currencies").await;
@@ -671,7 +667,7 @@ async fn portal_pages_need_a_session_and_carry_their_safety_headers() {
     let user = purse_store::NewUser {
         email: "ops@example.com".into(),
         name: "Ops".into(),
-        password_hash: purse_http::portal::session::hash_password(password).unwrap(),
+        password_hash: purse_app::secrets::hash_password(password).unwrap(),
         role: Role::Operator,
         scope: Scope::ReadWrite,
         created_at: Timestamp(0),

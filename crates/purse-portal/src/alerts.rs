@@ -18,8 +18,8 @@ use purse_core::{PartyKind, Role, Scope};
 use super::page::{self, field};
 use super::session::{Form, Viewer};
 use super::{read, see_other, PortalError};
-use crate::handlers::alerts::{self as api, ProfileBody, RuleBody, SettingsBody};
-use crate::AppState;
+use crate::PortalState;
+use purse_app::alerts::{self as api, ProfileBody, RuleBody, SettingsBody};
 
 pub(super) fn list(text: &str) -> Vec<String> {
     text.split([',', '\n', ' ']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
@@ -71,7 +71,7 @@ fn values(form: &Form) -> HashMap<String, String> {
     names.iter().map(|n| ((*n).to_owned(), form.get(n).to_owned())).collect()
 }
 
-fn stored(p: &Profile, s: &AppState) -> HashMap<String, String> {
+fn stored(p: &Profile, s: &PortalState) -> HashMap<String, String> {
     let c = s.currency("currency", p.currency).ok();
     let amount = |a| c.map_or_else(String::new, |c| c.format(a));
     let mut v: HashMap<String, String> = [
@@ -236,7 +236,7 @@ fn new_values() -> HashMap<String, String> {
     .collect()
 }
 
-async fn visible_profiles(state: &AppState, viewer: &Arc<Viewer>) -> Result<Vec<Profile>, PortalError> {
+async fn visible_profiles(state: &PortalState, viewer: &Arc<Viewer>) -> Result<Vec<Profile>, PortalError> {
     let v = viewer.clone();
     read(state, move |s| {
         Ok(s.alerts
@@ -250,7 +250,7 @@ async fn visible_profiles(state: &AppState, viewer: &Arc<Viewer>) -> Result<Vec<
     .await
 }
 
-pub async fn profiles(State(state): State<AppState>, viewer: Viewer) -> Result<Response, PortalError> {
+pub async fn profiles(State(state): State<PortalState>, viewer: Viewer) -> Result<Response, PortalError> {
     let viewer = Arc::new(viewer);
     let list = visible_profiles(&state, &viewer).await?;
     let form =
@@ -259,7 +259,7 @@ pub async fn profiles(State(state): State<AppState>, viewer: Viewer) -> Result<R
 }
 
 /// Saves a profile from the form (`id`: replace); on a refusal the form comes back.
-async fn save(state: AppState, viewer: Viewer, id: Option<u64>, form: Form) -> Result<Response, PortalError> {
+async fn save(state: PortalState, viewer: Viewer, id: Option<u64>, form: Form) -> Result<Response, PortalError> {
     viewer.check(&form)?;
     let v = values(&form);
     let viewer = Arc::new(viewer);
@@ -267,10 +267,9 @@ async fn save(state: AppState, viewer: Viewer, id: Option<u64>, form: Form) -> R
         Err(e) => Err(e),
         Ok(body) => {
             let who = viewer.who;
-            match read(&state, move |s| api::save_profile(s, &who, id, body).map_err(PortalError::from_api_keep)).await
-            {
+            match read(&state, move |s| api::save_profile(s, &who, id, body).map_err(PortalError::keep_field)).await {
                 Ok((_, owners)) => {
-                    api::sync_owners(&state, owners).await?;
+                    read(&state, move |s| Ok(api::sync_owners(s, owners)?)).await?;
                     Ok(())
                 }
                 Err(PortalError::Field(f, m)) => Err((f, m)),
@@ -299,7 +298,7 @@ async fn save(state: AppState, viewer: Viewer, id: Option<u64>, form: Form) -> R
     }
 }
 
-pub async fn create(State(state): State<AppState>, viewer: Viewer, form: Form) -> Result<Response, PortalError> {
+pub async fn create(State(state): State<PortalState>, viewer: Viewer, form: Form) -> Result<Response, PortalError> {
     save(state, viewer, None, form).await
 }
 
@@ -308,7 +307,7 @@ fn profile_id(id: &str) -> Result<u64, PortalError> {
 }
 
 pub async fn edit(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     viewer: Viewer,
     Path(id): Path<String>,
 ) -> Result<Response, PortalError> {
@@ -330,7 +329,7 @@ pub async fn edit(
 }
 
 pub async fn update(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     viewer: Viewer,
     Path(id): Path<String>,
     form: Form,
@@ -344,7 +343,7 @@ pub async fn update(
 }
 
 pub async fn confirm_delete(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     viewer: Viewer,
     Path(id): Path<String>,
 ) -> Result<Response, PortalError> {
@@ -370,7 +369,7 @@ pub async fn confirm_delete(
 }
 
 pub async fn delete(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     viewer: Viewer,
     Path(id): Path<String>,
     form: Form,
@@ -379,13 +378,13 @@ pub async fn delete(
     let id = profile_id(&id)?;
     let who = viewer.who;
     let owner = read(&state, move |s| Ok(api::remove_profile(s, &who, id)?)).await?;
-    api::sync_owners(&state, vec![owner]).await?;
+    read(&state, move |s| Ok(api::sync_owners(s, vec![owner])?)).await?;
     Ok(see_other("/profiles"))
 }
 
 /// A customer's alert settings: staff at `/customers/{id}/alerts`, a customer admin its own.
 pub async fn settings(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     viewer: Viewer,
     Path(id): Path<String>,
 ) -> Result<Response, PortalError> {
@@ -394,7 +393,7 @@ pub async fn settings(
 }
 
 async fn settings_page(
-    state: AppState,
+    state: PortalState,
     viewer: Arc<Viewer>,
     id: u64,
     entered: Option<HashMap<String, String>>,
@@ -473,7 +472,7 @@ async fn settings_page(
 }
 
 pub async fn save_settings(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     viewer: Viewer,
     Path(id): Path<String>,
     form: Form,
@@ -504,13 +503,13 @@ pub async fn save_settings(
             alert_emails: list(&e["alert_emails"]),
             warning_thresholds: e["warning_thresholds"].clone(),
         };
-        api::save_settings(s, &v.who, &party, body).map_err(PortalError::from_api_keep)?;
+        api::save_settings(s, &v.who, &party, body).map_err(PortalError::keep_field)?;
         Ok(party.id)
     })
     .await;
     match saved {
         Ok(party) => {
-            api::sync_levels(&state, None, Some(party)).await?;
+            read(&state, move |s| Ok(api::sync_levels(s, None, Some(party))?)).await?;
             Ok(see_other(&format!("/customers/{id}/alerts")))
         }
         Err(PortalError::Field(f, m)) => settings_page(state, viewer, id, Some(entered), Some((f, m))).await,
@@ -519,7 +518,7 @@ pub async fn save_settings(
 }
 
 /// The notification log: staff see their customers', customers their own.
-pub async fn log(State(state): State<AppState>, viewer: Viewer) -> Result<Response, PortalError> {
+pub async fn log(State(state): State<PortalState>, viewer: Viewer) -> Result<Response, PortalError> {
     let viewer = Arc::new(viewer);
     let v = viewer.clone();
     let rows = read(&state, move |s| {

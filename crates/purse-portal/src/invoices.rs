@@ -19,9 +19,9 @@ use super::alerts::error_for;
 use super::page::{self, field};
 use super::session::{Form, Viewer};
 use super::{read, see_other, PortalError};
-use crate::handlers::invoices::{self as api, BillingBody, InvoicePaymentBody};
-use crate::handlers::payments as pay;
-use crate::AppState;
+use crate::PortalState;
+use purse_app::invoices::{self as api, BillingBody, InvoicePaymentBody};
+use purse_app::payments as pay;
 
 fn staff(viewer: &Viewer) -> bool {
     !matches!(viewer.user.role, Role::Customer(_))
@@ -52,7 +52,7 @@ fn day(v: &Value) -> &str {
 
 /// `/customers/{id}/invoices`.
 pub async fn list(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     viewer: Viewer,
     Path(id): Path<String>,
 ) -> Result<Response, PortalError> {
@@ -61,7 +61,7 @@ pub async fn list(
 }
 
 async fn render_list(
-    state: AppState,
+    state: PortalState,
     viewer: Arc<Viewer>,
     id: u64,
     entered: Option<HashMap<String, String>>,
@@ -186,7 +186,7 @@ fn crumbs<'a>(viewer: &Viewer, name: &'a str, id: u64, last: &'a str) -> Vec<(&'
 
 /// Saves the billing cycle.
 pub async fn save_billing(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     viewer: Viewer,
     Path(id): Path<String>,
     form: Form,
@@ -198,12 +198,12 @@ pub async fn save_billing(
     let viewer = Arc::new(viewer);
     let (v, e) = (viewer.clone(), entered.clone());
     let saved = read(&state, move |s| {
-        let party = crate::handlers::party_of_kind(s, &v.who, id, false)?;
+        let party = s.party_of_kind(&v.who, id, false)?;
         let cycle_day = e["cycle_day"].parse().map_err(|_| {
             PortalError::Field("cycle_day".into(), "cycle_day must be a whole number between 1 and 28".into())
         })?;
         api::save_billing(s, &v.who, &party, &BillingBody { cycle_day, time_zone: e["time_zone"].clone() })
-            .map_err(PortalError::from_api_keep)?;
+            .map_err(PortalError::keep_field)?;
         Ok(())
     })
     .await;
@@ -216,14 +216,15 @@ pub async fn save_billing(
 
 /// "Issue invoice now".
 pub async fn issue(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     viewer: Viewer,
     Path(id): Path<String>,
     form: Form,
 ) -> Result<Response, PortalError> {
     viewer.check(&form)?;
     let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
-    match api::issue_now(&state, viewer.who, id).await.map_err(PortalError::from_api_keep)? {
+    let who = viewer.who;
+    match read(&state, move |s| api::issue_now(s, who, id).map_err(PortalError::keep_field)).await? {
         Some(i) => Ok(see_other(&format!("/invoices/{}", i.id))),
         None => {
             let error = ("customer".to_owned(), "nothing to invoice: the customer has no uninvoiced usage".to_owned());
@@ -234,7 +235,7 @@ pub async fn issue(
 
 /// `/invoices/{id}`: one invoice.
 pub async fn show(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     viewer: Viewer,
     Path(id): Path<String>,
 ) -> Result<Response, PortalError> {
@@ -243,7 +244,7 @@ pub async fn show(
 }
 
 async fn render_invoice(
-    state: AppState,
+    state: PortalState,
     viewer: Arc<Viewer>,
     id: u64,
     entered: Option<HashMap<String, String>>,
@@ -341,7 +342,7 @@ async fn render_invoice(
 
 /// Records a payment of the invoice.
 pub async fn pay(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     viewer: Viewer,
     Path(id): Path<String>,
     form: Form,
@@ -359,7 +360,7 @@ pub async fn pay(
             amount: e["amount"].clone(),
             currency: i.currency.to_string(),
         };
-        api::invoice_payment(s, &who, id, &body).map_err(PortalError::from_api_keep)
+        api::invoice_payment(s, &who, id, &body).map_err(PortalError::keep_field)
     })
     .await;
     let (invoice, command) = match checked {
@@ -368,9 +369,10 @@ pub async fn pay(
         Err(other) => return Err(other),
     };
     if let Some(command) = command {
-        match api::post_payment(&state, &invoice, command).await {
+        let posted = read(&state, move |s| Ok(api::post_payment(s, &invoice, command))).await?;
+        match posted {
             Ok(_) => {}
-            Err(crate::ApiError::Rejected(r)) => {
+            Err(purse_app::AppError::Rejected(r)) => {
                 return render_invoice(
                     state,
                     viewer,
@@ -388,7 +390,7 @@ pub async fn pay(
 
 /// Voids the invoice.
 pub async fn void(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     viewer: Viewer,
     Path(id): Path<String>,
     form: Form,
@@ -398,7 +400,7 @@ pub async fn void(
     let reason = form.get("reason").trim().to_owned();
     let viewer = Arc::new(viewer);
     let (who, r) = (viewer.who, reason.clone());
-    match read(&state, move |s| api::void_invoice(s, &who, id, &r).map_err(PortalError::from_api_keep)).await {
+    match read(&state, move |s| api::void_invoice(s, &who, id, &r).map_err(PortalError::keep_field)).await {
         Ok(_) => Ok(see_other(&format!("/invoices/{id}"))),
         Err(PortalError::Field(f, m)) => {
             render_invoice(state, viewer, id, Some(HashMap::from([("reason".to_owned(), reason)])), Some((f, m))).await
@@ -409,7 +411,7 @@ pub async fn void(
 
 /// An invoice's PDF, for whoever may see its customer.
 pub async fn pdf(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     viewer: Viewer,
     Path(id): Path<String>,
 ) -> Result<Response, PortalError> {
@@ -420,12 +422,12 @@ pub async fn pdf(
         Ok((i.display_number(), api::invoice_pdf(s, &i)?))
     })
     .await?;
-    Ok(pay::pdf_response(&number, bytes))
+    Ok(page::pdf(&number, bytes))
 }
 
 /// `/receipts/{id}`: a receipt voucher (seed 002) with where its payment went.
 pub async fn receipt(
-    State(state): State<AppState>,
+    State(state): State<PortalState>,
     viewer: Viewer,
     Path(id): Path<String>,
 ) -> Result<Response, PortalError> {

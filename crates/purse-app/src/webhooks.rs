@@ -7,9 +7,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// A new signing secret: `whsec_` and 24 random bytes from the kernel, in base64.
-pub fn new_secret() -> std::io::Result<String> {
+pub fn new_secret() -> crate::AppResult<String> {
     use base64::Engine as _;
-    Ok(format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(crate::auth::random_bytes::<24>()?)))
+    Ok(format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(crate::secrets::random_bytes::<24>()?)))
 }
 
 /// Longest endpoint URL.
