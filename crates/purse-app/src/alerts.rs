@@ -564,14 +564,15 @@ pub fn sees_endpoint(who: &Principal, e: &WebhookEndpoint) -> bool {
 /// Registers an endpoint for the caller's tenant (blocking); returns it with its secret.
 pub fn add_endpoint(s: &App, who: &Principal, url: &str) -> Result<WebhookEndpoint, AppError> {
     let url = url.trim();
-    let parsed = crate::webhooks::parse_webhook_url(url).map_err(|m| AppError::invalid("url", Code::InvalidUrl, m))?;
+    let parsed = crate::webhooks::parse_webhook_url(url)
+        .map_err(|e| AppError::invalid("url", Code::InvalidUrl, e.to_string()))?;
     let addresses: Vec<std::net::IpAddr> =
         std::net::ToSocketAddrs::to_socket_addrs(&(parsed.host.as_str(), parsed.port))
             .map_err(|e| AppError::invalid("url", Code::UnresolvableHost, format!("{}: {e}", parsed.host)))?
             .map(|a| a.ip())
             .collect();
     crate::webhooks::check_addresses(&parsed.host, &addresses, s.config.allow_private_webhooks)
-        .map_err(|m| AppError::invalid("url", Code::ForbiddenAddress, m))?;
+        .map_err(|e| AppError::invalid("url", Code::ForbiddenAddress, e.to_string()))?;
     let owner = match who.role {
         Role::Operator => None,
         Role::Reseller(me) | Role::Customer(me) => Some(me),

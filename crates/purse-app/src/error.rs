@@ -137,7 +137,22 @@ pub enum AppError {
     StorageUnavailable,
     /// Something broke inside; callers are told only that.
     Internal(String),
+    /// A service Purse calls (Stripe, a mail server) failed or did not answer; nothing is
+    /// known to have happened there.
+    Upstream(String),
 }
+
+/// A setting that cannot be used, found when a worker or a server starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
 
 impl AppError {
     pub fn invalid(field: impl Into<String>, code: Code, message: impl Into<String>) -> AppError {
@@ -159,6 +174,15 @@ impl AppError {
             AppError::Stopped => "unavailable",
             AppError::StorageUnavailable => "storage_unavailable",
             AppError::Internal(_) => "internal",
+            AppError::Upstream(_) => "upstream_unavailable",
+        }
+    }
+
+    /// The whole text, an internal error's detail too: for logs, never for callers.
+    pub fn detail(&self) -> String {
+        match self {
+            AppError::Internal(detail) => format!("internal: {detail}"),
+            other => other.to_string(),
         }
     }
 
@@ -196,6 +220,7 @@ impl fmt::Display for AppError {
                 f.write_str("the database cannot be reached or cannot write right now; nothing was done; retry shortly")
             }
             AppError::Internal(_) => f.write_str("an internal error occurred; it has been logged"),
+            AppError::Upstream(why) => write!(f, "{why}; retry shortly"),
         }
     }
 }

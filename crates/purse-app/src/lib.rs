@@ -22,9 +22,12 @@ pub mod documents;
 pub mod error;
 pub mod invoices;
 pub mod keys;
+pub mod notifier;
+pub mod outbound;
 pub mod parse;
 pub mod payments;
 pub mod policy;
+pub mod recharger;
 pub mod secrets;
 pub mod tenancy;
 pub mod webhooks;
@@ -36,7 +39,7 @@ use purse_core::{Currency, CurrencyCode, PartyId, Role, Scope};
 use purse_engine::Engine;
 use purse_store::{AccessStore, AlertStore, CreditStore, PaymentStore};
 
-pub use error::{AppError, Code};
+pub use error::{AppError, Code, ConfigError};
 
 /// What the application's functions answer.
 pub type AppResult<T> = Result<T, AppError>;

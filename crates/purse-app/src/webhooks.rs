@@ -4,7 +4,41 @@
 //! allows it, both when it is registered and, after a fresh lookup, at every delivery, so a
 //! name that later resolves to such an address gets nothing.
 
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Why a URL may not receive Purse's requests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AddressError {
+    TooLong,
+    Scheme,
+    Fragment,
+    Credentials,
+    Host,
+    Port,
+    DoesNotResolve { host: String },
+    Forbidden { host: String, ip: IpAddr, why: &'static str },
+}
+
+impl fmt::Display for AddressError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AddressError::TooLong => write!(f, "a URL of at most {URL_LEN_MAX} characters without spaces"),
+            AddressError::Scheme => f.write_str("must start with http:// or https://"),
+            AddressError::Fragment => f.write_str("must not have a #fragment"),
+            AddressError::Credentials => f.write_str("must not carry credentials"),
+            AddressError::Host => f.write_str("needs a host name or address"),
+            AddressError::Port => f.write_str("the port must be 1 to 65535"),
+            AddressError::DoesNotResolve { host } => write!(f, "{host} does not resolve"),
+            AddressError::Forbidden { host, ip, why } => write!(
+                f,
+                "{host} resolves to {ip}, {why}; webhooks to this host's or private networks are refused unless alerts.allow_private_webhooks is set"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for AddressError {}
 
 /// A new signing secret: `whsec_` and 24 random bytes from the kernel, in base64.
 pub fn new_secret() -> crate::AppResult<String> {
@@ -25,19 +59,19 @@ pub struct WebhookUrl {
 }
 
 /// Parses an `http://` or `https://` URL without credentials or fragment.
-pub fn parse_webhook_url(text: &str) -> Result<WebhookUrl, String> {
+pub fn parse_webhook_url(text: &str) -> Result<WebhookUrl, AddressError> {
     if text.len() > URL_LEN_MAX || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("a URL of at most {URL_LEN_MAX} characters without spaces"));
+        return Err(AddressError::TooLong);
     }
     let (https, rest) = if let Some(rest) = text.strip_prefix("https://") {
         (true, rest)
     } else if let Some(rest) = text.strip_prefix("http://") {
         (false, rest)
     } else {
-        return Err("must start with http:// or https://".into());
+        return Err(AddressError::Scheme);
     };
     if text.contains('#') {
-        return Err("must not have a #fragment".into());
+        return Err(AddressError::Fragment);
     }
     let (authority, path) = match rest.find(['/', '?']) {
         Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_owned()),
@@ -45,10 +79,10 @@ pub fn parse_webhook_url(text: &str) -> Result<WebhookUrl, String> {
         None => (rest, "/".to_owned()),
     };
     if authority.contains('@') {
-        return Err("must not carry credentials".into());
+        return Err(AddressError::Credentials);
     }
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, after) = v6.split_once(']').ok_or("an IPv6 host is written [addr]")?;
+        let (h, after) = v6.split_once(']').ok_or(AddressError::Host)?;
         (h.to_owned(), after.strip_prefix(':'))
     } else {
         match authority.rsplit_once(':') {
@@ -57,10 +91,10 @@ pub fn parse_webhook_url(text: &str) -> Result<WebhookUrl, String> {
         }
     };
     if host.is_empty() || !host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':')) {
-        return Err("needs a host name or address".into());
+        return Err(AddressError::Host);
     }
     let port = match port {
-        Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or("the port must be 1 to 65535")?,
+        Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or(AddressError::Port)?,
         None if https => 443,
         None => 80,
     };
@@ -109,15 +143,15 @@ fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
 }
 
 /// Checks every address a host resolved to.
-pub fn check_addresses(host: &str, addresses: &[IpAddr], allow_private: bool) -> Result<(), String> {
+pub fn check_addresses(host: &str, addresses: &[IpAddr], allow_private: bool) -> Result<(), AddressError> {
     if addresses.is_empty() {
-        return Err(format!("{host} does not resolve"));
+        return Err(AddressError::DoesNotResolve { host: host.to_owned() });
     }
     if allow_private {
         return Ok(());
     }
     match addresses.iter().find_map(|ip| forbidden_ip(*ip).map(|why| (ip, why))) {
-        Some((ip, why)) => Err(format!("{host} resolves to {ip}, {why}; webhooks to this host's or private networks are refused unless alerts.allow_private_webhooks is set")),
+        Some((ip, why)) => Err(AddressError::Forbidden { host: host.to_owned(), ip: *ip, why }),
         None => Ok(()),
     }
 }
@@ -133,11 +167,11 @@ mod tests {
         let u = parse_webhook_url("http://127.0.0.1:9000").unwrap();
         assert_eq!((u.port, u.path.as_str()), (9000, "/"));
         assert_eq!(parse_webhook_url("http://[::1]:80/h").unwrap().host, "::1");
-        assert!(parse_webhook_url("ftp://x").unwrap_err().contains("http://"));
-        assert!(parse_webhook_url("https://u:p@x.com/").unwrap_err().contains("credentials"));
-        assert!(parse_webhook_url("https://x.com:0/").unwrap_err().contains("port"));
-        assert!(parse_webhook_url("https:///x").unwrap_err().contains("host"));
-        assert!(parse_webhook_url("https://x.com/#f").unwrap_err().contains("fragment"));
+        assert!(parse_webhook_url("ftp://x").unwrap_err().to_string().contains("http://"));
+        assert!(parse_webhook_url("https://u:p@x.com/").unwrap_err().to_string().contains("credentials"));
+        assert!(parse_webhook_url("https://x.com:0/").unwrap_err().to_string().contains("port"));
+        assert!(parse_webhook_url("https:///x").unwrap_err().to_string().contains("host"));
+        assert!(parse_webhook_url("https://x.com/#f").unwrap_err().to_string().contains("fragment"));
     }
 
     #[test]
@@ -161,7 +195,7 @@ mod tests {
             assert_eq!(forbidden_ip(good.parse().unwrap()), None, "{good}");
         }
         let local: Vec<IpAddr> = vec!["127.0.0.1".parse().unwrap()];
-        assert!(check_addresses("localhost", &local, false).unwrap_err().contains("loopback"));
+        assert!(check_addresses("localhost", &local, false).unwrap_err().to_string().contains("loopback"));
         assert!(check_addresses("localhost", &local, true).is_ok());
     }
 }

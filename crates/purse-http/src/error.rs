@@ -58,6 +58,7 @@ impl ApiError {
                 AppError::PaymentPending(_) => StatusCode::ACCEPTED,
                 AppError::CardsNotConfigured => StatusCode::CONFLICT,
                 AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                AppError::Upstream(_) => StatusCode::BAD_GATEWAY,
             },
             ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,

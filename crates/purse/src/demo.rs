@@ -92,8 +92,8 @@ pub fn serve(
     path: &str,
     listen: &str,
     web: crate::web::WebSettings,
-    mut alerts: crate::alerts::AlertConfig,
-    payments: crate::payments::PaymentConfig,
+    mut alerts: purse_app::notifier::AlertConfig,
+    payments: purse_app::recharger::PaymentConfig,
 ) -> Result<(), String> {
     let seeded = seed(path)?;
     let cards = payments.stripe.as_ref().map(|(url, _)| url.clone());
@@ -136,14 +136,14 @@ pub fn serve(
         printed.push(format!("    {what:<19} {email:<28} {password}"));
     }
     let maildir = format!("{path}.maildir");
-    if matches!(alerts.mail, crate::alerts::MailConfig::Maildir(_)) {
-        alerts.mail = crate::alerts::MailConfig::Maildir(maildir.clone().into());
+    if matches!(alerts.mail, purse_app::notifier::MailConfig::Maildir(_)) {
+        alerts.mail = purse_app::notifier::MailConfig::Maildir(maildir.clone().into());
     }
     let mail = match &alerts.mail {
-        crate::alerts::MailConfig::Maildir(_) => {
+        purse_app::notifier::MailConfig::Maildir(_) => {
             format!("written to the maildir {maildir}/new and shown in the portal under Notifications")
         }
-        crate::alerts::MailConfig::Smtp { host, port, .. } => format!("sent through {host}:{port}"),
+        purse_app::notifier::MailConfig::Smtp { host, port, .. } => format!("sent through {host}:{port}"),
     };
     let options = crate::serve::ServeOptions {
         listen: listen.to_owned(),
@@ -437,7 +437,7 @@ fn card_recharge(server: &crate::serve::Server, seeded: &Seeded) -> Result<(), S
     let side = crate::open_side(&url).map_err(|e| e.to_string())?;
     let (_, party, _) = &seeded.customers[2];
     let party = side.reader.party(*party).map_err(|e| e.to_string())?.ok_or("no Initech")?;
-    let payments = crate::payments::Payments::new(
+    let payments = purse_app::recharger::Recharger::new(
         server.engine.clone(),
         side.reader.clone(),
         side.alerts.clone(),

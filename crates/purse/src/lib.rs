@@ -6,14 +6,11 @@
 
 #![forbid(unsafe_code)]
 
-pub mod alerts;
 pub mod bench;
 pub mod client;
 pub mod demo;
 pub mod ids;
 pub mod keys;
-pub mod outbound;
-pub mod payments;
 pub mod remote;
 pub mod serve;
 pub mod soak;
@@ -291,11 +288,11 @@ impl Config {
         Ok(config)
     }
 
-    /// Payments as configured. `PURSE_RECHARGE_FAULT` (tests only) makes the process abort
+    /// Recharger as configured. `PURSE_RECHARGE_FAULT` (tests only) makes the process abort
     /// at a step of card recharges.
-    pub fn payment_config(&self) -> Result<payments::PaymentConfig, String> {
+    pub fn payment_config(&self) -> Result<purse_app::recharger::PaymentConfig, String> {
         let p = &self.payments;
-        let mut c = payments::PaymentConfig::default();
+        let mut c = purse_app::recharger::PaymentConfig::default();
         c.stripe = match (&p.stripe_url, &p.stripe_secret_key) {
             (Some(url), Some(key)) => {
                 purse_app::webhooks::parse_webhook_url(url).map_err(|e| format!("payments.stripe_url: {e}"))?;
@@ -320,8 +317,8 @@ impl Config {
             c.utc_offset_min = parse_utc_offset(offset)?;
         }
         if let Ok(f) = std::env::var("PURSE_RECHARGE_FAULT") {
-            let fault =
-                payments::Fault::parse(&f).ok_or_else(|| format!("PURSE_RECHARGE_FAULT: unknown step {f:?}"))?;
+            let fault = purse_app::recharger::Fault::parse(&f)
+                .ok_or_else(|| format!("PURSE_RECHARGE_FAULT: unknown step {f:?}"))?;
             c.fault = Some((fault, true));
         }
         Ok(c)
@@ -386,18 +383,21 @@ impl Config {
     }
 
     /// Notifications and the scheduler for a server listening at `listen`.
-    pub fn alert_config(&self, listen: &str) -> Result<alerts::AlertConfig, String> {
+    pub fn alert_config(&self, listen: &str) -> Result<purse_app::notifier::AlertConfig, String> {
         let a = &self.alerts;
-        let mut c = alerts::AlertConfig::default();
+        let mut c = purse_app::notifier::AlertConfig::default();
         c.mail = match &a.smtp_host {
-            Some(host) => alerts::MailConfig::Smtp {
+            Some(host) => purse_app::notifier::MailConfig::Smtp {
                 host: host.clone(),
                 port: a.smtp_port.unwrap_or(587),
-                tls: alerts::SmtpTls::parse(a.smtp_tls.as_deref().unwrap_or("starttls"))?,
+                tls: purse_app::notifier::SmtpTls::parse(a.smtp_tls.as_deref().unwrap_or("starttls"))
+                    .map_err(|e| e.to_string())?,
                 username: a.smtp_username.clone(),
                 password: a.smtp_password.clone(),
             },
-            None => alerts::MailConfig::Maildir(a.maildir.clone().unwrap_or_else(|| "purse-maildir".into()).into()),
+            None => purse_app::notifier::MailConfig::Maildir(
+                a.maildir.clone().unwrap_or_else(|| "purse-maildir".into()).into(),
+            ),
         };
         if let Some(from) = &a.from {
             c.from = from.clone();

@@ -1,14 +1,14 @@
 //! `purse serve`: the HTTP server over one engine. Stops gracefully on SIGTERM or Ctrl-C:
 //! no new connections, in-flight requests answered, queued batches committed, then exit.
 
-use crate::payments::Payments;
+use purse_app::recharger::Recharger;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use purse_engine::{Clock, Engine, EngineConfig};
 
-use crate::alerts::{AlertConfig, Notifier, Worker};
 use crate::Opened;
+use purse_app::notifier::{AlertConfig, Notifier, Worker};
 
 pub struct ServeOptions {
     pub listen: String,
@@ -18,7 +18,7 @@ pub struct ServeOptions {
     /// Notifications and the scheduler; `None` runs no worker.
     pub alerts: Option<AlertConfig>,
     /// Auto-recharge and card payments (Stripe, when configured).
-    pub payments: crate::payments::PaymentConfig,
+    pub payments: purse_app::recharger::PaymentConfig,
 }
 
 /// A running server: its address, and a way to stop it and wait.
@@ -33,7 +33,7 @@ pub struct Server {
     /// The database it serves.
     pub url: String,
     /// Its payment settings.
-    pub payments: crate::payments::PaymentConfig,
+    pub payments: purse_app::recharger::PaymentConfig,
 }
 
 impl Server {
@@ -102,7 +102,7 @@ fn launch(opened: Opened, clock: Arc<dyn Clock>, options: ServeOptions, announce
     let notifier = match options.alerts {
         Some(config) => {
             let side = crate::open_side(&url).map_err(|e| e.to_string())?;
-            let worker_payments = Payments::new(
+            let worker_payments = Recharger::new(
                 engine.clone(),
                 side.reader.clone(),
                 side.alerts.clone(),
@@ -110,7 +110,8 @@ fn launch(opened: Opened, clock: Arc<dyn Clock>, options: ServeOptions, announce
                 options.payments.clone(),
                 operator_email.clone(),
             );
-            let notifier = Notifier::new(engine.clone(), side.reader, side.alerts, side.access, config)?;
+            let notifier = Notifier::new(engine.clone(), side.reader, side.alerts, side.access, config)
+                .map_err(|e| e.to_string())?;
             Some(notifier.with_payments(Arc::new(worker_payments)).with_credit(side.credit))
         }
         None => None,
@@ -118,7 +119,7 @@ fn launch(opened: Opened, clock: Arc<dyn Clock>, options: ServeOptions, announce
     let mail = notifier.as_ref().map(Notifier::describe_mail);
     let payment_config = options.payments.clone();
     let cards =
-        Payments::new(engine.clone(), reader, alerts.clone(), payments.clone(), options.payments, operator_email);
+        Recharger::new(engine.clone(), reader, alerts.clone(), payments.clone(), options.payments, operator_email);
     let app = purse_app::App::new(engine.clone(), access, alerts, payments, credit, options.web.app.clone())
         .with_cards(Arc::new(cards));
     let router = crate::web::router(Arc::new(app), options.web.api, options.web.portal);
@@ -149,7 +150,7 @@ fn launch(opened: Opened, clock: Arc<dyn Clock>, options: ServeOptions, announce
             eprintln!("{}", serde_json::json!({ "level": "info", "msg": "notifications", "mail": mail }));
         }
     }
-    let worker = notifier.map(|n| Arc::new(n).spawn()).transpose()?;
+    let worker = notifier.map(|n| Arc::new(n).spawn()).transpose().map_err(|e| e.detail())?;
     Ok(Server { addr, engine, stop: Some(stop), thread: Some(thread), worker, mail, url, payments: payment_config })
 }
 

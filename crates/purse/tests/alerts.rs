@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use purse::alerts::{AlertConfig, MailConfig, Notifier, SmtpTls};
 use purse::client::Client;
+use purse_app::notifier::{AlertConfig, MailConfig, Notifier, SmtpTls};
 use purse_core::{Role, Scope, Timestamp};
 use purse_engine::{Clock, ManualClock};
 use serde_json::{json, Value};
@@ -432,7 +432,7 @@ fn webhooks_are_signed_retried_with_one_id_and_an_endpoint_answering_410_is_disa
     assert!(ids.iter().all(|id| *id == ids[0]), "the same id on every attempt: {ids:?}");
     for (headers, body, _) in &seen {
         let ts: i64 = headers["webhook-timestamp"].parse().unwrap();
-        assert!(purse::alerts::webhook::verify(
+        assert!(purse_app::notifier::webhook::verify(
             &secret,
             &headers["webhook-id"],
             ts,
@@ -441,7 +441,7 @@ fn webhooks_are_signed_retried_with_one_id_and_an_endpoint_answering_410_is_disa
         ));
         let mut tampered = body.clone();
         tampered[5] ^= 1;
-        assert!(!purse::alerts::webhook::verify(
+        assert!(!purse_app::notifier::webhook::verify(
             &secret,
             &headers["webhook-id"],
             ts,

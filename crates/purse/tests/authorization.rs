@@ -185,17 +185,19 @@ impl World {
         let dir = std::env::temp_dir().join(self.app.fresh(&format!("maildir-{}", std::process::id())));
         tokio::task::spawn_blocking(move || {
             let side = purse::open_side(&url).unwrap();
-            let config =
-                purse::alerts::AlertConfig { mail: purse::alerts::MailConfig::Maildir(dir), ..Default::default() };
-            let payments = std::sync::Arc::new(purse::payments::Payments::new(
+            let config = purse_app::notifier::AlertConfig {
+                mail: purse_app::notifier::MailConfig::Maildir(dir),
+                ..Default::default()
+            };
+            let payments = std::sync::Arc::new(purse_app::recharger::Recharger::new(
                 engine.clone(),
                 side.reader.clone(),
                 side.alerts.clone(),
                 side.payments,
-                purse::payments::PaymentConfig::default(),
+                purse_app::recharger::PaymentConfig::default(),
                 None,
             ));
-            let notifier = purse::alerts::Notifier::new(engine, side.reader, side.alerts, side.access, config)
+            let notifier = purse_app::notifier::Notifier::new(engine, side.reader, side.alerts, side.access, config)
                 .unwrap()
                 .with_payments(payments);
             notifier.step().unwrap();

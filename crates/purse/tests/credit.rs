@@ -9,8 +9,8 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use purse::alerts::{AlertConfig, MailConfig, Notifier};
 use purse::client::Client;
+use purse_app::notifier::{AlertConfig, MailConfig, Notifier};
 use purse_core::{Role, Scope, Timestamp};
 use purse_engine::{Clock, ManualClock};
 use serde_json::{json, Value};
@@ -47,7 +47,7 @@ impl World {
         let now = Timestamp::from_secs(T0);
         let (key_id, secret) = purse::keys::create(&opened, "test", Role::Operator, Scope::ReadWrite, now).unwrap();
         let clock = Arc::new(ManualClock::new(now));
-        let options = serve_options(purse::payments::PaymentConfig::default());
+        let options = serve_options(purse_app::recharger::PaymentConfig::default());
         let server = purse::serve::start(opened, clock.clone(), options).unwrap();
         let side = purse::open_side(url).unwrap();
         let maildir = std::env::temp_dir().join(format!("purse-credit-mail-{}-{}", std::process::id(), key()));

@@ -11,9 +11,9 @@ use std::process::Child;
 use std::sync::Arc;
 
 use common::*;
-use purse::alerts::{AlertConfig, MailConfig, Notifier, SmtpTls};
 use purse::client::Client;
-use purse::payments::{PaymentConfig, Payments};
+use purse_app::notifier::{AlertConfig, MailConfig, Notifier, SmtpTls};
+use purse_app::recharger::{PaymentConfig, Recharger};
 use purse_core::{Role, Scope, Timestamp};
 use purse_engine::{Clock, ManualClock};
 use serde_json::{json, Value};
@@ -79,7 +79,7 @@ impl World {
             allow_private_webhooks: true,
             ..AlertConfig::default()
         };
-        let payments = Arc::new(Payments::new(
+        let payments = Arc::new(Recharger::new(
             server.engine.clone(),
             side.reader.clone(),
             side.alerts.clone(),
@@ -202,7 +202,7 @@ struct Model {
     /// Consumption posted since the last invoice, and in all.
     uninvoiced: i64,
     consumed: i64,
-    /// Payments with what is left of each, oldest first.
+    /// Recharger with what is left of each, oldest first.
     payments: Vec<i64>,
     /// Invoices with their total and what is allocated, oldest first.
     invoices: Vec<(i64, i64)>,
@@ -277,7 +277,7 @@ fn three_months(url: &str) {
             model.consumed -= amount;
             reversed += 1;
         }
-        // Payments: a partial one, an overpayment, one between invoices, one on issue day.
+        // Recharger: a partial one, an overpayment, one between invoices, one on issue day.
         let paid = match day {
             20 => Some(80_000),    // 8.0000: part of the first invoice
             30 => Some(5_000_000), // 500.0000: the rest, and an overpayment

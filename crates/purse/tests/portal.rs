@@ -218,11 +218,14 @@ fn site() -> Site {
     site_with(None)
 }
 
-fn site_with(alerts: Option<purse::alerts::AlertConfig>) -> Site {
-    site_paying(alerts, purse::payments::PaymentConfig::default())
+fn site_with(alerts: Option<purse_app::notifier::AlertConfig>) -> Site {
+    site_paying(alerts, purse_app::recharger::PaymentConfig::default())
 }
 
-fn site_paying(alerts: Option<purse::alerts::AlertConfig>, payments: purse::payments::PaymentConfig) -> Site {
+fn site_paying(
+    alerts: Option<purse_app::notifier::AlertConfig>,
+    payments: purse_app::recharger::PaymentConfig,
+) -> Site {
     let url = common::sqlite_url();
     let path = url.strip_prefix("sqlite://").unwrap().to_owned();
     let seeded = purse::demo::seed(&path).expect("seeded");
@@ -442,9 +445,9 @@ fn sessions_csrf_and_login_throttling_hold() {
 fn staff_manage_low_balance_profiles_and_customers_their_alerts_and_read_the_notification_log() {
     let maildir = std::env::temp_dir().join(format!("purse-portal-mail-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&maildir);
-    let config = purse::alerts::AlertConfig {
-        mail: purse::alerts::MailConfig::Maildir(maildir.clone()),
-        ..purse::alerts::AlertConfig::default()
+    let config = purse_app::notifier::AlertConfig {
+        mail: purse_app::notifier::MailConfig::Maildir(maildir.clone()),
+        ..purse_app::notifier::AlertConfig::default()
     };
     let site = site_with(Some(config));
     let mut b = Browser::start(&site.base);
@@ -656,9 +659,9 @@ fn issue_7_staff_change_credit_limits_on_balance_and_credits_within_the_maximum_
 #[test]
 fn issue_8_staff_see_invoices_with_lines_and_allocations_and_a_customer_admin_only_its_own() {
     let maildir = std::env::temp_dir().join(format!("purse-portal-invoices-{}", std::process::id()));
-    let config = purse::alerts::AlertConfig {
-        mail: purse::alerts::MailConfig::Maildir(maildir),
-        ..purse::alerts::AlertConfig::default()
+    let config = purse_app::notifier::AlertConfig {
+        mail: purse_app::notifier::MailConfig::Maildir(maildir),
+        ..purse_app::notifier::AlertConfig::default()
     };
     let site = site_with(Some(config));
     let (_, initech, _) = site.seeded.customers[2].clone();

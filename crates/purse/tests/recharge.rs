@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
-use purse::alerts::{AlertConfig, MailConfig, Notifier};
 use purse::client::Client;
-use purse::payments::{Fault, PaymentConfig, Payments};
+use purse_app::notifier::{AlertConfig, MailConfig, Notifier};
+use purse_app::recharger::{Fault, PaymentConfig, Recharger};
 use purse_core::{Role, Scope, Timestamp};
 use purse_engine::{Clock, ManualClock};
 use serde_json::{json, Value};
@@ -39,7 +39,7 @@ struct World {
     server: Option<purse::serve::Server>,
     clock: Arc<ManualClock>,
     notifier: Notifier,
-    payments: Arc<Payments>,
+    payments: Arc<Recharger>,
     api: Client,
     maildir: PathBuf,
     url: String,
@@ -60,7 +60,7 @@ impl World {
         let side = purse::open_side(url).unwrap();
         let maildir = std::env::temp_dir().join(format!("purse-recharge-mail-{}-{}", std::process::id(), wall_us()));
         let config = AlertConfig { mail: MailConfig::Maildir(maildir.clone()), ..AlertConfig::default() };
-        let payments = Arc::new(Payments::new(
+        let payments = Arc::new(Recharger::new(
             server.engine.clone(),
             side.reader.clone(),
             side.alerts.clone(),

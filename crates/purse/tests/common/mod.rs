@@ -7,7 +7,7 @@ pub mod served;
 
 /// Options of an in-process server for tests: quiet, no rate limit, webhooks to loopback
 /// allowed, no worker (tests run theirs by hand), `payments` as given.
-pub fn serve_options(payments: purse::payments::PaymentConfig) -> purse::serve::ServeOptions {
+pub fn serve_options(payments: purse_app::recharger::PaymentConfig) -> purse::serve::ServeOptions {
     let mut web = purse::web::WebSettings::default();
     web.app.allow_private_webhooks = true;
     web.api.log_requests = false;
@@ -255,19 +255,19 @@ impl LocalStripe {
         LocalStripe { child, url: format!("http://127.0.0.1:{port}") }
     }
 
-    /// Payments configured to pay through this emulator.
-    pub fn config(&self) -> purse::payments::PaymentConfig {
-        purse::payments::PaymentConfig {
+    /// Recharger configured to pay through this emulator.
+    pub fn config(&self) -> purse_app::recharger::PaymentConfig {
+        purse_app::recharger::PaymentConfig {
             stripe: Some((self.url.clone(), "sk_test_purse".to_owned())),
             failures_max: 3,
-            ..purse::payments::PaymentConfig::default()
+            ..purse_app::recharger::PaymentConfig::default()
         }
     }
 
     pub fn get(&self, path: &str) -> serde_json::Value {
-        let answer = purse::outbound::send(
+        let answer = purse_app::outbound::send(
             "GET",
-            &purse::outbound::Target { url: &format!("{}{path}", self.url), allow_private: true },
+            &purse_app::outbound::Target { url: &format!("{}{path}", self.url), allow_private: true },
             &[("Authorization", "Bearer sk_test_purse")],
             b"",
             false,

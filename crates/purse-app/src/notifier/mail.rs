@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::ConfigError;
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, Message, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
@@ -22,12 +23,12 @@ pub enum SmtpTls {
 }
 
 impl SmtpTls {
-    pub fn parse(text: &str) -> Result<SmtpTls, String> {
+    pub fn parse(text: &str) -> Result<SmtpTls, ConfigError> {
         match text {
             "none" => Ok(SmtpTls::None),
             "starttls" => Ok(SmtpTls::StartTls),
             "tls" => Ok(SmtpTls::Tls),
-            other => Err(format!("alerts.smtp_tls must be none, starttls or tls, got {other:?}")),
+            other => Err(ConfigError(format!("alerts.smtp_tls must be none, starttls or tls, got {other:?}"))),
         }
     }
 }
@@ -52,14 +53,19 @@ pub struct Mailer {
 }
 
 impl Mailer {
-    pub fn new(config: MailConfig, from: &str) -> Result<Mailer, String> {
-        let from: Mailbox = from.parse().map_err(|e| format!("alerts.from {from:?} is not an e-mail address: {e}"))?;
+    pub fn new(config: MailConfig, from: &str) -> Result<Mailer, ConfigError> {
+        let from: Mailbox =
+            from.parse().map_err(|e| ConfigError(format!("alerts.from {from:?} is not an e-mail address: {e}")))?;
         let transport = match &config {
             MailConfig::Smtp { host, port, tls, username, password } => {
                 let tls = match tls {
                     SmtpTls::None => Tls::None,
-                    SmtpTls::StartTls => Tls::Required(TlsParameters::new(host.clone()).map_err(|e| e.to_string())?),
-                    SmtpTls::Tls => Tls::Wrapper(TlsParameters::new(host.clone()).map_err(|e| e.to_string())?),
+                    SmtpTls::StartTls => Tls::Required(
+                        TlsParameters::new(host.clone()).map_err(|e| ConfigError(format!("alerts.smtp_host: {e}")))?,
+                    ),
+                    SmtpTls::Tls => Tls::Wrapper(
+                        TlsParameters::new(host.clone()).map_err(|e| ConfigError(format!("alerts.smtp_host: {e}")))?,
+                    ),
                 };
                 let mut builder =
                     SmtpTransport::builder_dangerous(host).port(*port).tls(tls).timeout(Some(Duration::from_secs(20)));
@@ -70,7 +76,8 @@ impl Mailer {
             }
             MailConfig::Maildir(dir) => {
                 for sub in ["tmp", "new", "cur"] {
-                    std::fs::create_dir_all(dir.join(sub)).map_err(|e| format!("maildir {}: {e}", dir.display()))?;
+                    std::fs::create_dir_all(dir.join(sub))
+                        .map_err(|e| ConfigError(format!("alerts.maildir {}: {e}", dir.display())))?;
                 }
                 None
             }

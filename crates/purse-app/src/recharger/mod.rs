@@ -32,9 +32,10 @@ use purse_store::{
 };
 use serde_json::json;
 
-pub use purse_app::cards::{CardDetails, PayError};
+pub use crate::cards::{CardDetails, PayError};
 
-use crate::alerts::{store, wall_us};
+use crate::notifier::wall_us;
+use crate::{AppError, AppResult};
 pub use stripe::{Stripe, StripeError};
 
 const MICROS: i64 = Timestamp::MICROS_PER_S;
@@ -88,7 +89,7 @@ impl Default for PaymentConfig {
     }
 }
 
-pub struct Payments {
+pub struct Recharger {
     engine: Arc<Engine>,
     reader: Arc<dyn Reader>,
     alerts: Arc<dyn AlertStore>,
@@ -100,7 +101,7 @@ pub struct Payments {
     fault: Mutex<Option<(Fault, bool)>>,
 }
 
-impl Payments {
+impl Recharger {
     pub fn new(
         engine: Arc<Engine>,
         reader: Arc<dyn Reader>,
@@ -108,10 +109,10 @@ impl Payments {
         store: Arc<dyn PaymentStore>,
         config: PaymentConfig,
         operator_email: Option<String>,
-    ) -> Payments {
+    ) -> Recharger {
         let stripe = config.stripe.as_ref().map(|(url, key)| Stripe::new(url, key));
         let fault = Mutex::new(config.fault);
-        Payments { engine, reader, alerts, store, stripe, config, operator_email, fault }
+        Recharger { engine, reader, alerts, store, stripe, config, operator_email, fault }
     }
 
     /// Whether card payments can be made.
@@ -128,7 +129,7 @@ impl Payments {
         *self.fault.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = fault.map(|f| (f, false));
     }
 
-    fn at_fault(&self, here: Fault) -> Result<(), String> {
+    fn at_fault(&self, here: Fault) -> AppResult<()> {
         let fault = *self.fault.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match fault {
             Some((f, true)) if f == here => {
@@ -138,7 +139,7 @@ impl Payments {
                 );
                 std::process::abort()
             }
-            Some((f, false)) if f == here => Err(format!("injected fault {here:?}")),
+            Some((f, false)) if f == here => Err(AppError::Internal(format!("injected fault {here:?}"))),
             _ => Ok(()),
         }
     }
@@ -151,13 +152,12 @@ impl Payments {
         (day, month)
     }
 
-    fn currency(&self, code: purse_core::CurrencyCode) -> Result<Currency, String> {
+    fn currency(&self, code: purse_core::CurrencyCode) -> AppResult<Currency> {
         self.reader
-            .currencies()
-            .map_err(store)?
+            .currencies()?
             .into_iter()
             .find(|c| c.code == code)
-            .ok_or_else(|| format!("no currency {code}"))
+            .ok_or_else(|| AppError::Internal(format!("no currency {code}")))
     }
 
     /// Starts the customer's automatic recharge if one is due at `available`; the store
@@ -169,7 +169,7 @@ impl Payments {
         available: i128,
         settings: Option<&RechargeSettings>,
         now: Timestamp,
-    ) -> Result<Option<RechargeRecord>, String> {
+    ) -> AppResult<Option<RechargeRecord>> {
         let Some(s) = settings.filter(|s| s.enabled) else { return Ok(None) };
         let PartyKind::Customer { reseller, currency, .. } = party.kind else { return Ok(None) };
         if wallet.status != purse_core::AccountStatus::Open
@@ -178,7 +178,7 @@ impl Payments {
             return Ok(None);
         }
         let (day, month) = self.day_month(now);
-        let used = self.store.recharges_used(party.id, &day, &month).map_err(store)?;
+        let used = self.store.recharges_used(party.id, &day, &month)?;
         let Some(amount) = recharge::recharge_due(s, available, used) else { return Ok(None) };
         let c = self.currency(currency)?;
         let notice = (s.method == RechargeMethod::Invoice).then(|| {
@@ -212,7 +212,7 @@ impl Payments {
             lease_until: 0,
             request_key: None,
         };
-        let started = self.store.start_recharge(&new).map_err(store)?;
+        let started = self.store.start_recharge(&new)?;
         if let Some(r) = &started {
             log(
                 "recharge started",
@@ -223,54 +223,56 @@ impl Payments {
     }
 
     /// Runs every recharge that is waiting and that no live lease holds, as of wall time `wall`.
-    pub fn work(&self, wall: i64) -> Result<usize, String> {
+    pub fn work(&self, wall: i64) -> AppResult<usize> {
         let mut done = 0;
         loop {
-            let claimed = self.store.claim_recharges(wall, wall + self.config.lease_s * MICROS, 20).map_err(store)?;
+            let claimed = self.store.claim_recharges(wall, wall + self.config.lease_s * MICROS, 20)?;
             if claimed.is_empty() {
                 return Ok(done);
             }
             for r in claimed {
                 match self.run(&r) {
                     Ok(_) => done += 1,
-                    Err(e) => log("recharge step failed", json!({ "recharge": r.id, "error": e })),
+                    Err(e) => log("recharge step failed", json!({ "recharge": r.id, "error": e.detail() })),
                 }
             }
         }
     }
 
     /// Waiting recharges, now.
-    pub fn step(&self) -> Result<usize, String> {
+    pub fn step(&self) -> AppResult<usize> {
         self.work(wall_us())
     }
 
     /// Carries a recharge as far as it can go now.
-    pub fn run(&self, r: &RechargeRecord) -> Result<RechargeRecord, String> {
+    pub fn run(&self, r: &RechargeRecord) -> AppResult<RechargeRecord> {
         match r.method {
             RechargeMethod::Card => self.run_card(r)?,
             RechargeMethod::MasterAccount => self.run_master(r)?,
             RechargeMethod::Invoice => {}
         }
-        self.store.recharge(r.id).map_err(store)?.ok_or_else(|| format!("recharge {} is gone", r.id))
+        self.store.recharge(r.id)?.ok_or_else(|| AppError::Internal(format!("recharge {} is gone", r.id)))
     }
 
-    fn customer(&self, id: PartyId) -> Result<(Party, Account), String> {
-        let party = self.reader.party(id).map_err(store)?.ok_or_else(|| format!("no customer {id}"))?;
+    fn customer(&self, id: PartyId) -> AppResult<(Party, Account)> {
+        let party = self.reader.party(id)?.ok_or_else(|| AppError::Internal(format!("no customer {id}")))?;
         let PartyKind::Customer { wallet, .. } = party.kind else {
-            return Err(format!("party {id} is not a customer"));
+            return Err(AppError::NotFound("customer"));
         };
         let wallet =
-            self.reader.account(wallet).map_err(store)?.ok_or_else(|| format!("no wallet of customer {id}"))?;
+            self.reader.account(wallet)?.ok_or_else(|| AppError::Internal(format!("no wallet of customer {id}")))?;
         Ok((party, wallet))
     }
 
-    fn credit(&self, r: &RechargeRecord, command: Command) -> Result<Result<u64, Rejection>, String> {
-        let results = self.engine.submit(vec![Item::single(command)]).map_err(|e| e.to_string())?;
+    fn credit(&self, r: &RechargeRecord, command: Command) -> AppResult<Result<u64, Rejection>> {
+        let results = self.engine.submit(vec![Item::single(command)])?;
         Ok(match results.into_iter().next() {
             Some(Ok(Outcome::Posted { transfer, .. })) => Ok(transfer.0),
-            Some(Ok(other)) => return Err(format!("recharge {}: unexpected outcome {other:?}", r.id)),
+            Some(Ok(other)) => {
+                return Err(AppError::Internal(format!("recharge {}: unexpected outcome {other:?}", r.id)))
+            }
             Some(Err(rejection)) => Err(rejection),
-            None => return Err("the engine answered nothing".into()),
+            None => return Err(AppError::Internal("the engine answered nothing".into())),
         })
     }
 
@@ -278,25 +280,21 @@ impl Payments {
         ClientId::new(&format!("recharge:{}", r.id)).unwrap_or_else(|| unreachable!("a short printable id"))
     }
 
-    fn run_master(&self, r: &RechargeRecord) -> Result<(), String> {
+    fn run_master(&self, r: &RechargeRecord) -> AppResult<()> {
         let (party, wallet) = self.customer(r.party)?;
         let PartyKind::Customer { reseller: Some(reseller), .. } = party.kind else {
             return self.finish(r, RechargeUpdate::Failed { error: "the customer has no reseller".into() }, None);
         };
         let master = self
             .reader
-            .accounts_of(reseller)
-            .map_err(store)?
+            .accounts_of(reseller)?
             .into_iter()
             .find(|a| a.kind == AccountKind::MasterWallet && a.currency == r.currency);
         let c = self.currency(r.currency)?;
-        let settings = self
-            .store
-            .recharge_settings(r.party)
-            .map_err(store)?
-            .unwrap_or_else(|| RechargeSettings::off(r.party, r.created_at));
+        let settings =
+            self.store.recharge_settings(r.party)?.unwrap_or_else(|| RechargeSettings::off(r.party, r.created_at));
         // The reseller is told what its wallet holds; the customer's record says only that it was short.
-        let short = |why: String| -> Result<(), String> {
+        let short = |why: String| -> AppResult<()> {
             let now = self.engine.clock().now();
             let subject = format!("Recharge refused: master wallet short for {}", party.name);
             let body = format!(
@@ -348,9 +346,9 @@ impl Payments {
         s: &RechargeSettings,
         transfer: u64,
         c: &Currency,
-    ) -> Result<(), String> {
+    ) -> AppResult<()> {
         let now = self.engine.clock().now();
-        let after = self.reader.account(wallet.id).map_err(store)?.map_or(0, |w| w.own_available(now));
+        let after = self.reader.account(wallet.id)?.map_or(0, |w| w.own_available(now));
         let what = if r.reason == RechargeReason::Auto { "Automatic recharge" } else { "Payment" };
         let subject = format!("{what} of {} {} for {}", c.format(Amount(r.amount)), c.code, party.name);
         let body = format!(
@@ -367,21 +365,18 @@ impl Payments {
         self.finish(r, RechargeUpdate::Succeeded { transfer }, Some(&n))
     }
 
-    fn finish(&self, r: &RechargeRecord, update: RechargeUpdate, n: Option<&NewNotification>) -> Result<(), String> {
+    fn finish(&self, r: &RechargeRecord, update: RechargeUpdate, n: Option<&NewNotification>) -> AppResult<()> {
         let now = self.engine.clock().now();
-        self.store.update_recharge(r.id, &update, now, n).map_err(store)?;
+        self.store.update_recharge(r.id, &update, now, n)?;
         log("recharge finished", json!({ "recharge": r.id, "update": format!("{update:?}") }));
         Ok(())
     }
 
-    fn run_card(&self, r: &RechargeRecord) -> Result<(), String> {
-        let Some(stripe) = &self.stripe else { return Err("card payments are not configured".into()) };
+    fn run_card(&self, r: &RechargeRecord) -> AppResult<()> {
+        let Some(stripe) = &self.stripe else { return Err(AppError::CardsNotConfigured) };
         let (party, wallet) = self.customer(r.party)?;
-        let settings = self
-            .store
-            .recharge_settings(r.party)
-            .map_err(store)?
-            .unwrap_or_else(|| RechargeSettings::off(r.party, r.created_at));
+        let settings =
+            self.store.recharge_settings(r.party)?.unwrap_or_else(|| RechargeSettings::off(r.party, r.created_at));
         let c = self.currency(r.currency)?;
         let mut intent_id = r.intent.clone();
         if intent_id.is_none() {
@@ -390,7 +385,7 @@ impl Payments {
             };
             let amount = match stripe::stripe_amount(r.amount, c.scale, r.currency.as_str()) {
                 Ok(a) => a,
-                Err(e) => return self.card_failed(r, &party, &settings, &c, e),
+                Err(e) => return self.card_failed(r, &party, &settings, &c, e.to_string()),
             };
             self.at_fault(Fault::BeforeCreate)?;
             let key = format!("purse-recharge-{}", r.id);
@@ -403,26 +398,29 @@ impl Payments {
                 &key,
             ) {
                 Ok(i) => i,
-                Err(StripeError::Unknown(e)) => return Err(e),
+                Err(StripeError::Unknown(e)) => return Err(AppError::Upstream(e)),
                 Err(e) => return self.card_failed(r, &party, &settings, &c, e.message().to_owned()),
             };
             self.at_fault(Fault::AfterCreate)?;
-            self.store
-                .update_recharge(r.id, &RechargeUpdate::Intent(intent.id.clone()), self.engine.clock().now(), None)
-                .map_err(store)?;
+            self.store.update_recharge(
+                r.id,
+                &RechargeUpdate::Intent(intent.id.clone()),
+                self.engine.clock().now(),
+                None,
+            )?;
             intent_id = Some(intent.id);
         }
         let id = intent_id.unwrap_or_default();
-        let mut intent = stripe.intent(&id).map_err(|e| e.message().to_owned())?;
+        let mut intent = stripe.intent(&id)?;
         if intent.status == "requires_confirmation" {
             intent = match stripe.confirm(&id, &format!("purse-recharge-{}-confirm", r.id)) {
                 Ok(i) => i,
                 Err(StripeError::Declined(m)) => return self.card_failed(r, &party, &settings, &c, m),
                 Err(e) => {
                     // The answer is unknown or refused: what Stripe holds decides.
-                    let read = stripe.intent(&id).map_err(|_| e.message().to_owned())?;
+                    let read = stripe.intent(&id).map_err(|_| AppError::from(e.clone()))?;
                     if read.status == "requires_confirmation" {
-                        return Err(e.message().to_owned());
+                        return Err(e.into());
                     }
                     read
                 }
@@ -439,14 +437,17 @@ impl Payments {
                     method: PaymentMethod::Card,
                     metadata: Some(metadata),
                 };
-                let transfer = self
-                    .credit(r, command)?
-                    .map_err(|rej| format!("the ledger refused the credit of recharge {}: {rej}", r.id))?;
+                let transfer = self.credit(r, command)?.map_err(AppError::Rejected)?;
                 self.at_fault(Fault::AfterCredit)?;
                 if r.reason == RechargeReason::Auto {
-                    self.store
-                        .card_result(r.party, true, self.config.failures_max, "", self.engine.clock().now(), None)
-                        .map_err(store)?;
+                    self.store.card_result(
+                        r.party,
+                        true,
+                        self.config.failures_max,
+                        "",
+                        self.engine.clock().now(),
+                        None,
+                    )?;
                 }
                 self.succeeded(r, &party, &wallet, &settings, transfer, &c)
             }
@@ -476,15 +477,14 @@ impl Payments {
         s: &RechargeSettings,
         c: &Currency,
         error: String,
-    ) -> Result<(), String> {
+    ) -> AppResult<()> {
         let now = self.engine.clock().now();
         let available = self
             .reader
             .account(match party.kind {
                 PartyKind::Customer { wallet, .. } => wallet,
-                PartyKind::Reseller => return Err("not a customer".into()),
-            })
-            .map_err(store)?
+                PartyKind::Reseller => return Err(AppError::NotFound("customer")),
+            })?
             .map_or(0, |w| w.own_available(now));
         if r.reason != RechargeReason::Auto {
             return self.finish(r, RechargeUpdate::Failed { error }, None);
@@ -513,7 +513,7 @@ impl Payments {
         );
         let off =
             self.notice(party, s, PaymentNotice::RechargeDisabled, Amount(r.amount), available, c, subject, body, now)?;
-        if self.store.card_result(r.party, false, self.config.failures_max, &reason, now, Some(&off)).map_err(store)? {
+        if self.store.card_result(r.party, false, self.config.failures_max, &reason, now, Some(&off))? {
             log("auto-recharge disabled", json!({ "customer": party.id.0, "reason": reason }));
         }
         Ok(())
@@ -534,7 +534,7 @@ impl Payments {
         subject: String,
         body: String,
         at: Timestamp,
-    ) -> Result<NewNotification, String> {
+    ) -> AppResult<NewNotification> {
         let reseller = match party.kind {
             PartyKind::Customer { reseller, .. } => reseller,
             PartyKind::Reseller => None,
@@ -543,19 +543,18 @@ impl Payments {
         let mut emails: Vec<String> = Vec::new();
         if staff {
             match reseller {
-                Some(r) => emails.extend(self.alerts.alert_settings(r).map_err(store)?.and_then(|a| a.email)),
+                Some(r) => emails.extend(self.alerts.alert_settings(r)?.and_then(|a| a.email)),
                 None => emails.extend(self.operator_email.clone()),
             }
         } else {
-            emails.extend(self.alerts.alert_settings(party.id).map_err(store)?.and_then(|a| a.email));
+            emails.extend(self.alerts.alert_settings(party.id)?.and_then(|a| a.email));
             emails.extend(s.emails.iter().cloned());
         }
         let mut seen = std::collections::HashSet::new();
         emails.retain(|e| seen.insert(e.to_ascii_lowercase()));
         let endpoints = self
             .alerts
-            .endpoints()
-            .map_err(store)?
+            .endpoints()?
             .into_iter()
             .filter(|e| {
                 e.enabled && (e.owner.is_none() || e.owner == reseller || (e.owner == Some(party.id) && !staff))
@@ -632,9 +631,9 @@ impl Payments {
                 message: "no card is saved: give the card's details".into(),
             });
         }
-        let c = self.currency(currency).map_err(PayError::Internal)?;
+        let c = self.currency(currency).map_err(|e| PayError::Internal(e.detail()))?;
         stripe::stripe_amount(amount.0, c.scale, currency.as_str())
-            .map_err(|m| PayError::Invalid { field: "amount", message: m })?;
+            .map_err(|e| PayError::Invalid { field: "amount", message: e.to_string() })?;
         let now = self.engine.clock().now();
         let (day, month) = self.day_month(now);
         let new = NewRecharge {
@@ -658,7 +657,7 @@ impl Payments {
             .start_recharge(&new)
             .map_err(|e| PayError::Internal(e.to_string()))?
             .ok_or_else(|| PayError::Internal("the payment was not recorded".into()))?;
-        let done = self.run(&r).map_err(PayError::Pending)?;
+        let done = self.run(&r).map_err(|e| PayError::Pending(e.to_string()))?;
         match done.status {
             RechargeStatus::Succeeded => Ok(done),
             RechargeStatus::Failed => {
@@ -687,16 +686,16 @@ fn log(msg: &str, fields: serde_json::Value) {
     eprintln!("{}", json!({ "level": "info", "msg": msg, "fields": fields }));
 }
 
-impl purse_app::cards::Cards for Payments {
+impl crate::cards::Cards for Recharger {
     fn configured(&self) -> bool {
         self.card_configured()
     }
 
     fn save_card(&self, party: &Party, email: Option<&str>, card: &CardDetails) -> Result<SavedCard, PayError> {
-        Payments::save_card(self, party, email, card)
+        Recharger::save_card(self, party, email, card)
     }
 
     fn pay_now(&self, party: &Party, amount: Amount, request_key: Option<String>) -> Result<RechargeRecord, PayError> {
-        Payments::pay_now(self, party, amount, request_key)
+        Recharger::pay_now(self, party, amount, request_key)
     }
 }

@@ -4,9 +4,10 @@
 
 use serde_json::Value;
 
-use purse_app::cards::CardDetails;
+use crate::cards::CardDetails;
 
 use crate::outbound::{self, Target};
+use crate::{AppError, AppResult};
 
 /// Stripe's answer to a payment, or why there is none.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +18,16 @@ pub enum StripeError {
     Refused(String),
     /// No answer, or a 5xx: the outcome is unknown and must be read back later.
     Unknown(String),
+}
+
+impl From<StripeError> for AppError {
+    fn from(e: StripeError) -> AppError {
+        match e {
+            StripeError::Declined(m) => AppError::PaymentDeclined(m),
+            StripeError::Refused(m) => AppError::Upstream(format!("Stripe refused the request: {m}")),
+            StripeError::Unknown(m) => AppError::Upstream(m),
+        }
+    }
 }
 
 impl StripeError {
@@ -206,16 +217,22 @@ pub fn minor_digits(currency: &str) -> u8 {
 }
 
 /// `units` at Purse's `scale` in Stripe's smallest unit, exactly, or why not.
-pub fn stripe_amount(units: i64, scale: u8, currency: &str) -> Result<i64, String> {
+pub fn stripe_amount(units: i64, scale: u8, currency: &str) -> AppResult<i64> {
     let digits = minor_digits(currency);
     if scale >= digits {
         let factor = 10_i64.pow(u32::from(scale - digits));
         if units % factor != 0 {
-            return Err(format!("card payments in {currency} have {digits} decimals; this amount has more"));
+            return Err(AppError::invalid(
+                "amount",
+                crate::Code::InvalidAmount,
+                format!("card payments in {currency} have {digits} decimals; this amount has more"),
+            ));
         }
         Ok(units / factor)
     } else {
-        units.checked_mul(10_i64.pow(u32::from(digits - scale))).ok_or_else(|| "the amount is too large".into())
+        units
+            .checked_mul(10_i64.pow(u32::from(digits - scale)))
+            .ok_or_else(|| AppError::invalid("amount", crate::Code::InvalidAmount, "the amount is too large"))
     }
 }
 

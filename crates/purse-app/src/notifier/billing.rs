@@ -13,7 +13,8 @@ use purse_core::{Account, AccountKind, Amount, Command, Item, Party, PartyId, Pa
 use purse_store::{AlertBatch, AlertKind, BillingSettings, InvoiceRecord, NewNotification, PaymentNotice};
 use serde_json::json;
 
-use super::{store, Notifier};
+use super::Notifier;
+use crate::{AppError, AppResult};
 
 /// Most invoices issued in one ledger batch.
 const ISSUE_BATCH: usize = 256;
@@ -23,16 +24,11 @@ impl Notifier {
     /// one (monthly, from its cycle day at midnight in its time zone). Returns how many
     /// periods were closed, and remembers when the next cycle starts, so that the step then
     /// issues at once instead of waiting for the periodic evaluation.
-    pub fn issue_due_invoices(
-        &self,
-        customers: &[Party],
-        accounts: &[Account],
-        now: Timestamp,
-    ) -> Result<usize, String> {
+    pub fn issue_due_invoices(&self, customers: &[Party], accounts: &[Account], now: Timestamp) -> AppResult<usize> {
         let Some(p) = &self.payments else { return Ok(0) };
         let mut next: Option<Timestamp> = None;
         let settings: HashMap<PartyId, BillingSettings> =
-            p.store().all_billing_settings().map_err(store)?.into_iter().map(|s| (s.party, s)).collect();
+            p.store().all_billing_settings()?.into_iter().map(|s| (s.party, s)).collect();
         let mut by_party: HashMap<PartyId, Vec<&Account>> = HashMap::new();
         for a in accounts {
             if let (Some(party), false) = (a.party, matches!(a.kind, AccountKind::System(_))) {
@@ -56,11 +52,11 @@ impl Notifier {
         *self.next_invoicing.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = next;
         let mut closed = 0;
         for chunk in items.chunks(ISSUE_BATCH) {
-            for result in self.engine.submit(chunk.to_vec()).map_err(|e| e.to_string())? {
+            for result in self.engine.submit(chunk.to_vec())? {
                 match result {
                     Ok(_) => closed += 1,
                     Err(Rejection::AlreadyInvoiced { .. }) => {} // another process was first
-                    Err(r) => return Err(format!("issuing an invoice: {r}")),
+                    Err(r) => return Err(AppError::Rejected(r)),
                 }
             }
         }
@@ -73,28 +69,28 @@ impl Notifier {
     }
 
     /// Issues the invoices due now, between periodic evaluations.
-    pub(super) fn issue_now_due(&self, now: Timestamp) -> Result<usize, String> {
+    pub(super) fn issue_now_due(&self, now: Timestamp) -> AppResult<usize> {
         let customers = self.customers()?;
-        let accounts = self.reader.accounts().map_err(store)?;
+        let accounts = self.reader.accounts()?;
         self.issue_due_invoices(&customers, &accounts, now)
     }
 
     /// E-mails each usage invoice not sent yet to the customer's billing e-mail, after
     /// applying the customer's unallocated payments to it; marks it sent in the transaction
     /// that records the e-mail, so it goes once. Returns how many were sent.
-    pub fn send_invoices(&self, now: Timestamp) -> Result<usize, String> {
+    pub fn send_invoices(&self, now: Timestamp) -> AppResult<usize> {
         let Some(p) = &self.payments else { return Ok(0) };
         let store = p.store();
         let mut sent = 0;
         loop {
-            let unsent = store.unsent_invoices(100).map_err(super::store)?;
+            let unsent = store.unsent_invoices(100)?;
             let n = unsent.len();
             for i in unsent {
-                store.allocate(i.party, now).map_err(super::store)?;
-                let Some(i) = store.invoice(i.id).map_err(super::store)? else { continue };
+                store.allocate(i.party, now)?;
+                let Some(i) = store.invoice(i.id)? else { continue };
                 let notice = self.invoice_notice(&i, now)?;
                 let batch = AlertBatch { sent_invoices: vec![(i.id, notice)], ..AlertBatch::default() };
-                if self.alerts.record_alerts(&batch, now).map_err(super::store)? {
+                if self.alerts.record_alerts(&batch, now)? {
                     sent += 1;
                 }
             }
@@ -106,30 +102,28 @@ impl Notifier {
 
     /// The enabled webhook endpoints told about a customer's invoices and payments: the
     /// operator's, its reseller's and its own.
-    pub(super) fn billing_endpoints(&self, party: &Party) -> Result<Vec<(u64, String)>, String> {
+    pub(super) fn billing_endpoints(&self, party: &Party) -> AppResult<Vec<(u64, String)>> {
         let reseller = match party.kind {
             PartyKind::Customer { reseller, .. } => reseller,
             PartyKind::Reseller => None,
         };
         Ok(self
             .alerts
-            .endpoints()
-            .map_err(store)?
+            .endpoints()?
             .into_iter()
             .filter(|e| e.enabled && (e.owner.is_none() || e.owner == reseller || e.owner == Some(party.id)))
             .map(|e| (e.id, e.url))
             .collect())
     }
 
-    fn invoice_notice(&self, i: &InvoiceRecord, now: Timestamp) -> Result<Option<NewNotification>, String> {
-        let Some(party) = self.reader.party(i.party).map_err(store)? else { return Ok(None) };
-        let emails: Vec<String> =
-            self.alerts.alert_settings(i.party).map_err(store)?.and_then(|a| a.email).into_iter().collect();
+    fn invoice_notice(&self, i: &InvoiceRecord, now: Timestamp) -> AppResult<Option<NewNotification>> {
+        let Some(party) = self.reader.party(i.party)? else { return Ok(None) };
+        let emails: Vec<String> = self.alerts.alert_settings(i.party)?.and_then(|a| a.email).into_iter().collect();
         let endpoints = self.billing_endpoints(&party)?;
         if emails.is_empty() && endpoints.is_empty() {
             return Ok(None);
         }
-        let Some(c) = self.reader.currencies().map_err(store)?.into_iter().find(|c| c.code == i.currency) else {
+        let Some(c) = self.reader.currencies()?.into_iter().find(|c| c.code == i.currency) else {
             return Ok(None);
         };
         let number = i.display_number();
@@ -171,33 +165,26 @@ impl Notifier {
 
     /// Releases the allocations of payments that were reversed (and applies the customers'
     /// other payments again).
-    pub fn sync_reversals(&self, now: Timestamp) -> Result<usize, String> {
+    pub fn sync_reversals(&self, now: Timestamp) -> AppResult<usize> {
         let Some(p) = &self.payments else { return Ok(0) };
-        Ok(p.store().sync_reversals(now).map_err(store)?.len())
+        Ok(p.store().sync_reversals(now)?.len())
     }
 
     /// The PDF of the invoice an invoice e-mail names, made again at each attempt.
-    pub(super) fn invoice_attachment(
-        &self,
-        party: PartyId,
-        subject: &str,
-    ) -> Result<Option<(String, Vec<u8>)>, String> {
+    pub(super) fn invoice_attachment(&self, party: PartyId, subject: &str) -> AppResult<Option<(String, Vec<u8>)>> {
         let Some(p) = &self.payments else { return Ok(None) };
         let Some((kind, issuer, number)) = purse_store::payments::find_invoice_number(subject) else { return Ok(None) };
-        let Some(invoice) =
-            p.store().invoice_by_number(kind, issuer, number).map_err(store)?.filter(|i| i.party == party)
-        else {
+        let Some(invoice) = p.store().invoice_by_number(kind, issuer, number)?.filter(|i| i.party == party) else {
             return Ok(None);
         };
-        let Some(customer) = self.reader.party(party).map_err(store)? else { return Ok(None) };
-        let issuer = invoice.issuer.map(|r| self.reader.party(r)).transpose().map_err(store)?.flatten();
-        let email = self.alerts.alert_settings(party).map_err(store)?.and_then(|a| a.email);
-        let Some(c) = self.reader.currencies().map_err(store)?.into_iter().find(|c| c.code == invoice.currency) else {
+        let Some(customer) = self.reader.party(party)? else { return Ok(None) };
+        let issuer = invoice.issuer.map(|r| self.reader.party(r)).transpose()?.flatten();
+        let email = self.alerts.alert_settings(party)?.and_then(|a| a.email);
+        let Some(c) = self.reader.currencies()?.into_iter().find(|c| c.code == invoice.currency) else {
             return Ok(None);
         };
-        let lines = purse_store::invoices::lines(self.reader.as_ref(), p.store().as_ref(), &invoice).map_err(store)?;
-        let pdf =
-            purse_app::invoices::invoice_document(&invoice, &lines, &customer, issuer.as_ref(), email.as_deref(), &c);
+        let lines = purse_store::invoices::lines(self.reader.as_ref(), p.store().as_ref(), &invoice)?;
+        let pdf = crate::invoices::invoice_document(&invoice, &lines, &customer, issuer.as_ref(), email.as_deref(), &c);
         Ok(Some((format!("{}.pdf", invoice.display_number()), pdf)))
     }
 }

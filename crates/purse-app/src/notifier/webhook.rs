@@ -8,22 +8,22 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-/// The signature of one message.
-pub fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Result<String, String> {
+/// The signature of one message; none when the secret is not `whsec_` and base64.
+pub fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Option<String> {
     let key = secret.strip_prefix("whsec_").unwrap_or(secret);
-    let key = STANDARD.decode(key).map_err(|_| "the endpoint's secret is not whsec_ and base64".to_owned())?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key).map_err(|e| e.to_string())?;
+    let key = STANDARD.decode(key).ok()?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).ok()?;
     mac.update(id.as_bytes());
     mac.update(b".");
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    Ok(format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes())))
+    Some(format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes())))
 }
 
 /// Whether `header` (space-separated `v1,...` signatures) holds a valid signature of the message.
 pub fn verify(secret: &str, id: &str, timestamp: i64, body: &[u8], header: &str) -> bool {
-    let Ok(expected) = sign(secret, id, timestamp, body) else { return false };
+    let Some(expected) = sign(secret, id, timestamp, body) else { return false };
     header.split(' ').any(|s| constant_time_eq(s.as_bytes(), expected.as_bytes()))
 }
 
@@ -34,15 +34,14 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// How a delivery went: the status code, or why there was none.
 pub enum Sent {
     Status(u16),
-    Refused(String),
+    /// The endpoint's secret is unusable.
+    BadSecret,
+    Failed(crate::outbound::OutboundError),
 }
 
 /// POSTs `body` to `url`, signed, and returns the response status.
 pub fn post(url: &str, secret: &str, id: &str, timestamp: i64, body: &[u8], allow_private: bool) -> Sent {
-    let signature = match sign(secret, id, timestamp, body) {
-        Ok(s) => s,
-        Err(e) => return Sent::Refused(e),
-    };
+    let Some(signature) = sign(secret, id, timestamp, body) else { return Sent::BadSecret };
     let timestamp = timestamp.to_string();
     let headers = [
         ("User-Agent", "Purse-Webhooks"),
@@ -53,7 +52,7 @@ pub fn post(url: &str, secret: &str, id: &str, timestamp: i64, body: &[u8], allo
     ];
     match crate::outbound::send("POST", &crate::outbound::Target { url, allow_private }, &headers, body, true) {
         Ok(answer) => Sent::Status(answer.status),
-        Err(e) => Sent::Refused(e),
+        Err(e) => Sent::Failed(e),
     }
 }
 

@@ -34,13 +34,14 @@ use purse_core::{
 use purse_engine::Engine;
 use purse_store::{
     AccessStore, AlertBatch, AlertKind, AlertStore, Attempt, Channel, CreditStore, DeliveryRecord, Fire,
-    NewNotification, NewReceipt, NotificationRecord, PartyQuery, PaymentNotice, Reader, StoreError, WebhookEndpoint,
+    NewNotification, NewReceipt, NotificationRecord, PartyQuery, PaymentNotice, Reader, WebhookEndpoint,
 };
 use serde_json::json;
 
 pub use mail::{MailConfig, Mailer, SmtpTls};
 
-use crate::payments::Payments;
+use crate::recharger::Recharger;
+use crate::{AppError, AppResult};
 
 const MICROS: i64 = Timestamp::MICROS_PER_S;
 const DAY_US: i64 = 86_400 * MICROS;
@@ -115,10 +116,6 @@ pub(crate) fn wall_us() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
-pub(crate) fn store(e: StoreError) -> String {
-    e.to_string()
-}
-
 /// What an evaluation needs besides the accounts, read once per pass.
 struct Context {
     profiles: Vec<Profile>,
@@ -142,7 +139,7 @@ pub struct Notifier {
     last_evaluation: Mutex<Option<Timestamp>>,
     sweep_checked: Mutex<Option<(String, Instant)>>,
     /// Auto-recharge, evaluated with the notifications and run after them.
-    payments: Option<Arc<Payments>>,
+    payments: Option<Arc<Recharger>>,
     /// The version of the recharge settings last evaluated.
     recharge_seen: Mutex<Option<u64>>,
     /// Where expired temporary increases are found, to revert them.
@@ -159,7 +156,7 @@ impl Notifier {
         alerts: Arc<dyn AlertStore>,
         access: Arc<dyn AccessStore>,
         config: AlertConfig,
-    ) -> Result<Notifier, String> {
+    ) -> Result<Notifier, crate::ConfigError> {
         let mailer = Mailer::new(config.mail.clone(), &config.from)?;
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         let name = format!("{}:{}", host.trim(), std::process::id());
@@ -190,11 +187,11 @@ impl Notifier {
     /// ledger never counts such an increase however late this runs; this only removes it
     /// and writes the history's revert (as of its *valid until*). Repeating it, or running it
     /// in several processes at once, reverts each increase once.
-    pub fn revert_increases(&self, now: Timestamp) -> Result<usize, String> {
+    pub fn revert_increases(&self, now: Timestamp) -> AppResult<usize> {
         let Some(credit) = &self.credit else { return Ok(0) };
         let mut reverted = 0;
         loop {
-            let due = credit.expired_increases(now, 256).map_err(store)?;
+            let due = credit.expired_increases(now, 256)?;
             if due.is_empty() {
                 return Ok(reverted);
             }
@@ -203,7 +200,7 @@ impl Notifier {
                 .into_iter()
                 .map(|(account, valid_until)| Item::single(Command::RevertIncrease { account, valid_until }))
                 .collect();
-            self.engine.submit(items).map_err(|e| e.to_string())?;
+            self.engine.submit(items)?;
             reverted += n;
             if n < 256 {
                 return Ok(reverted);
@@ -212,12 +209,12 @@ impl Notifier {
     }
 
     /// Evaluates and runs auto-recharge too.
-    pub fn with_payments(mut self, payments: Arc<Payments>) -> Notifier {
+    pub fn with_payments(mut self, payments: Arc<Recharger>) -> Notifier {
         self.payments = Some(payments);
         self
     }
 
-    pub fn payments(&self) -> Option<&Arc<Payments>> {
+    pub fn payments(&self) -> Option<&Arc<Recharger>> {
         self.payments.as_ref()
     }
 
@@ -230,7 +227,7 @@ impl Notifier {
     }
 
     /// One pass of everything due. Errors are reported; the next pass tries again.
-    pub fn step(&self) -> Result<Report, String> {
+    pub fn step(&self) -> AppResult<Report> {
         let mut report = Report::default();
         self.drain_outbox(&mut report)?;
         let now = self.now();
@@ -242,7 +239,7 @@ impl Notifier {
         // Changed recharge settings (or a newly saved card) are evaluated at once: a customer
         // already below its new threshold crosses nothing, so the outbox would not tell.
         let recharge_version = match &self.payments {
-            Some(p) => Some(settings_version(&p.store().all_recharge_settings().map_err(store)?)),
+            Some(p) => Some(settings_version(&p.store().all_recharge_settings()?)),
             None => None,
         };
         if recharge_version != *self.recharge_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner) {
@@ -268,40 +265,35 @@ impl Notifier {
         Ok(report)
     }
 
-    fn context(&self) -> Result<Context, String> {
-        let settings = self.alerts.all_alert_settings().map_err(store)?.into_iter().map(|s| (s.party, s)).collect();
-        let counters = self.alerts.counters().map_err(store)?.into_iter().map(|(p, k, c)| ((p, k), c)).collect();
+    fn context(&self) -> AppResult<Context> {
+        let settings = self.alerts.all_alert_settings()?.into_iter().map(|s| (s.party, s)).collect();
+        let counters = self.alerts.counters()?.into_iter().map(|(p, k, c)| ((p, k), c)).collect();
         Ok(Context {
-            profiles: self.alerts.profiles().map_err(store)?,
+            profiles: self.alerts.profiles()?,
             settings,
             counters,
-            endpoints: self.alerts.endpoints().map_err(store)?,
-            currencies: self.reader.currencies().map_err(store)?.into_iter().map(|c| (c.code, c)).collect(),
-            emails: self.access.users().map_err(store)?.into_iter().map(|u| (u.id, u.email)).collect(),
+            endpoints: self.alerts.endpoints()?,
+            currencies: self.reader.currencies()?.into_iter().map(|c| (c.code, c)).collect(),
+            emails: self.access.users()?.into_iter().map(|u| (u.id, u.email)).collect(),
             recharge: match &self.payments {
-                Some(p) => {
-                    p.store().all_recharge_settings().map_err(store)?.into_iter().map(|s| (s.party, s)).collect()
-                }
+                Some(p) => p.store().all_recharge_settings()?.into_iter().map(|s| (s.party, s)).collect(),
                 None => HashMap::new(),
             },
         })
     }
 
     /// The wallet's available balance now, not counting holds that expired since the last batch.
-    fn available(&self, wallet: &Account, now: Timestamp) -> Result<i128, String> {
-        let expired = if wallet.reserved.is_positive() {
-            self.reader.expired_reservations(wallet.id, now).map_err(store)?
-        } else {
-            0
-        };
+    fn available(&self, wallet: &Account, now: Timestamp) -> AppResult<i128> {
+        let expired =
+            if wallet.reserved.is_positive() { self.reader.expired_reservations(wallet.id, now)? } else { 0 };
         Ok(wallet.own_available(now) + i128::from(expired))
     }
 
     /// Evaluates every outbox event since the cursor, in batches.
-    fn drain_outbox(&self, report: &mut Report) -> Result<(), String> {
+    fn drain_outbox(&self, report: &mut Report) -> AppResult<()> {
         for _ in 0..1000 {
-            let cursor = self.alerts.outbox_cursor().map_err(store)?;
-            let events = self.alerts.events_after(cursor, 500).map_err(store)?;
+            let cursor = self.alerts.outbox_cursor()?;
+            let events = self.alerts.events_after(cursor, 500)?;
             let Some(last) = events.last().map(|e| e.id.0) else { return Ok(()) };
             let ctx = self.context()?;
             let now = self.now();
@@ -309,9 +301,9 @@ impl Notifier {
             let mut touched: Vec<(Party, Account)> = Vec::new();
             let mut counters = ctx.counters.clone();
             for event in &events {
-                let Some(wallet) = self.reader.account(event.account).map_err(store)? else { continue };
+                let Some(wallet) = self.reader.account(event.account)? else { continue };
                 let (Some(party_id), AccountKind::Wallet) = (wallet.party, wallet.kind) else { continue };
-                let Some(party) = self.reader.party(party_id).map_err(store)? else { continue };
+                let Some(party) = self.reader.party(party_id)? else { continue };
                 match &event.kind {
                     EventKind::Refilled { transfer, .. } => {
                         batch.receipts.extend(self.receipt(&ctx, &party, &wallet, *transfer)?);
@@ -358,7 +350,7 @@ impl Notifier {
                 self.recharge(&ctx, party, wallet, now)?;
             }
             let fired = batch.fires.len();
-            if self.alerts.record_alerts(&batch, now).map_err(store)? {
+            if self.alerts.record_alerts(&batch, now)? {
                 report.events += events.len();
                 report.notifications += fired;
             }
@@ -375,7 +367,7 @@ impl Notifier {
         party: &Party,
         wallet: &Account,
         now: Timestamp,
-    ) -> Result<Vec<Fire>, String> {
+    ) -> AppResult<Vec<Fire>> {
         let Some(profile) = alerts::profile_of(party, ctx.settings.get(&party.id), &ctx.profiles) else {
             return Ok(Vec::new());
         };
@@ -408,10 +400,10 @@ impl Notifier {
     /// Returns the notifications recorded.
     /// Evaluates every customer: notifications and recharges due, and the usage invoices of
     /// cycles that started. Returns (notifications recorded, billing periods closed).
-    pub fn evaluate_all(&self, now: Timestamp) -> Result<(usize, usize), String> {
+    pub fn evaluate_all(&self, now: Timestamp) -> AppResult<(usize, usize)> {
         let customers = self.customers()?;
         self.sync_transfers(&customers)?;
-        let all = self.reader.accounts().map_err(store)?;
+        let all = self.reader.accounts()?;
         let invoiced = self.issue_due_invoices(&customers, &all, now)?;
         let accounts: HashMap<_, _> = all.into_iter().map(|a| (a.id, a)).collect();
         let pairs: Vec<(&Party, &Account)> = customers
@@ -439,12 +431,12 @@ impl Notifier {
                     break;
                 }
                 let n = batch.fires.len();
-                if self.alerts.record_alerts(&batch, now).map_err(store)? {
+                if self.alerts.record_alerts(&batch, now)? {
                     recorded += n;
                     break;
                 }
                 if attempt >= 5 {
-                    return Err("notification counters kept changing under the evaluation".into());
+                    return Err(AppError::Internal("notification counters kept changing under the evaluation".into()));
                 }
             }
         }
@@ -452,14 +444,16 @@ impl Notifier {
     }
 
     /// Every customer, a page at a time.
-    fn customers(&self) -> Result<Vec<Party>, String> {
+    fn customers(&self) -> AppResult<Vec<Party>> {
         let mut customers: Vec<Party> = Vec::new();
         let mut after = None;
         loop {
-            let page = self
-                .reader
-                .parties(PartyQuery { resellers: Some(false), after, limit: 1000, ..PartyQuery::default() })
-                .map_err(store)?;
+            let page = self.reader.parties(PartyQuery {
+                resellers: Some(false),
+                after,
+                limit: 1000,
+                ..PartyQuery::default()
+            })?;
             let Some(last) = page.last().map(|p| p.id) else { break };
             customers.extend(page);
             after = Some(last);
@@ -469,7 +463,7 @@ impl Notifier {
 
     /// Starts the customer's automatic recharge if it is due (the store refuses a second one
     /// in flight, so evaluating twice is harmless).
-    fn recharge(&self, ctx: &Context, party: &Party, wallet: &Account, now: Timestamp) -> Result<(), String> {
+    fn recharge(&self, ctx: &Context, party: &Party, wallet: &Account, now: Timestamp) -> AppResult<()> {
         let (Some(p), Some(s)) = (&self.payments, ctx.recharge.get(&party.id)) else { return Ok(()) };
         if !s.enabled {
             return Ok(());
@@ -481,13 +475,9 @@ impl Notifier {
     /// Repairs the ledger's subscriber-transfers flags that differ from the customers'
     /// policies (a process that stopped between saving a policy and setting the flag).
     /// Policies are read after the parties, so a change saved meanwhile is applied, not undone.
-    fn sync_transfers(&self, customers: &[Party]) -> Result<(), String> {
+    fn sync_transfers(&self, customers: &[Party]) -> AppResult<()> {
         let Some(credit) = &self.credit else { return Ok(()) };
-        let changes = purse_store::credit::transfer_changes(
-            customers,
-            &credit.credit_policies().map_err(store)?,
-            &credit.classes().map_err(store)?,
-        );
+        let changes = purse_store::credit::transfer_changes(customers, &credit.credit_policies()?, &credit.classes()?);
         if changes.is_empty() {
             return Ok(());
         }
@@ -495,11 +485,11 @@ impl Notifier {
             .into_iter()
             .map(|(party, allowed)| Item::single(Command::SetSubscriberTransfers { party, allowed }))
             .collect();
-        self.engine.submit(items).map(drop).map_err(|e| e.to_string())
+        self.engine.submit(items).map(drop).map_err(AppError::from)
     }
 
     /// Sets the levels the ledger reports crossings of where they differ from the settings.
-    fn sync_levels(&self, ctx: &Context, customers: &[(&Party, &Account)]) -> Result<(), String> {
+    fn sync_levels(&self, ctx: &Context, customers: &[(&Party, &Account)]) -> AppResult<()> {
         let enabled: Vec<RechargeSettings> = ctx.recharge.values().cloned().collect();
         let changes = alerts::level_changes(
             customers.iter().copied(),
@@ -514,7 +504,7 @@ impl Notifier {
             .into_iter()
             .map(|(account, thresholds)| Item::single(Command::SetThresholds { account, thresholds }))
             .collect();
-        self.engine.submit(items).map(drop).map_err(|e| e.to_string())
+        self.engine.submit(items).map(drop).map_err(AppError::from)
     }
 
     fn recipients(&self, ctx: &Context, party: &Party, kind: AlertKind, rule: Option<&Rule>) -> Vec<String> {
@@ -641,7 +631,7 @@ impl Notifier {
         purse_core::time::format_date(day)
     }
 
-    fn daily_sweep(&self, now: Timestamp, report: &mut Report) -> Result<(), String> {
+    fn daily_sweep(&self, now: Timestamp, report: &mut Report) -> AppResult<()> {
         let key = self.sweep_key(now);
         {
             let checked = self.sweep_checked.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -652,8 +642,7 @@ impl Notifier {
             }
         }
         let wall = wall_us();
-        let claimed =
-            self.alerts.claim_job("daily_sweep", &key, &self.name, now, wall, wall + 600 * MICROS).map_err(store)?;
+        let claimed = self.alerts.claim_job("daily_sweep", &key, &self.name, now, wall, wall + 600 * MICROS)?;
         *self.sweep_checked.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
             Some((key.clone(), Instant::now()));
         if !claimed {
@@ -664,18 +653,18 @@ impl Notifier {
         report.notifications += fired;
         report.invoiced += invoiced;
         let summary = format!("evaluated every customer; {fired} notifications, {invoiced} billing periods closed");
-        self.alerts.finish_job("daily_sweep", &key, now, &summary).map_err(store)?;
+        self.alerts.finish_job("daily_sweep", &key, now, &summary)?;
         log("daily sweep", json!({ "key": key, "summary": summary, "by": self.name }));
         report.swept = Some(key);
         Ok(())
     }
 
     /// Sends every due delivery.
-    fn deliver(&self, report: &mut Report) -> Result<(), String> {
+    fn deliver(&self, report: &mut Report) -> AppResult<()> {
         loop {
             let now = self.now();
             let wall = wall_us();
-            let due = self.alerts.claim_deliveries(now, wall, wall + 120 * MICROS, 20).map_err(store)?;
+            let due = self.alerts.claim_deliveries(now, wall, wall + 120 * MICROS, 20)?;
             if due.is_empty() {
                 return Ok(());
             }
@@ -692,7 +681,7 @@ impl Notifier {
                         );
                     }
                 }
-                self.alerts.finish_delivery(d.id, &attempt).map_err(store)?;
+                self.alerts.finish_delivery(d.id, &attempt)?;
             }
         }
     }
@@ -706,12 +695,12 @@ impl Notifier {
         party: &Party,
         wallet: &Account,
         transfer: purse_core::TransferId,
-    ) -> Result<Option<NewReceipt>, String> {
-        let Some(t) = self.reader.transfer(transfer).map_err(store)? else { return Ok(None) };
+    ) -> AppResult<Option<NewReceipt>> {
+        let Some(t) = self.reader.transfer(transfer)? else { return Ok(None) };
         if t.kind != purse_core::TransferKind::Payment || t.credit != wallet.id {
             return Ok(None);
         }
-        let method = match self.reader.account(t.debit).map_err(store)?.map(|a| a.kind) {
+        let method = match self.reader.account(t.debit)?.map(|a| a.kind) {
             Some(AccountKind::System(purse_core::SystemRole::CardClearing)) => "card",
             Some(AccountKind::System(purse_core::SystemRole::CashClearing)) => "cash",
             _ => "bank_transfer",
@@ -760,22 +749,21 @@ impl Notifier {
 
     /// The PDF an e-mail carries: a top-up invoice's notice carries the invoice, a receipt's
     /// the voucher (made again at each attempt).
-    fn attachment(&self, n: &NotificationRecord) -> Result<Option<(String, Vec<u8>)>, String> {
+    fn attachment(&self, n: &NotificationRecord) -> AppResult<Option<(String, Vec<u8>)>> {
         let Some(p) = &self.payments else { return Ok(None) };
         if n.kind == AlertKind::Payment(PaymentNotice::Receipt) {
             let Some((issuer, number)) = purse_store::payments::find_receipt_number(&n.subject) else {
                 return Ok(None);
             };
-            let Some(r) = p.store().receipt_by_number(issuer, number).map_err(store)?.filter(|r| r.party == n.party)
-            else {
+            let Some(r) = p.store().receipt_by_number(issuer, number)?.filter(|r| r.party == n.party) else {
                 return Ok(None);
             };
-            let Some(customer) = self.reader.party(n.party).map_err(store)? else { return Ok(None) };
-            let issuer = r.issuer.map(|i| self.reader.party(i)).transpose().map_err(store)?.flatten();
-            let Some(c) = self.reader.currencies().map_err(store)?.into_iter().find(|c| c.code == r.currency) else {
+            let Some(customer) = self.reader.party(n.party)? else { return Ok(None) };
+            let issuer = r.issuer.map(|i| self.reader.party(i)).transpose()?.flatten();
+            let Some(c) = self.reader.currencies()?.into_iter().find(|c| c.code == r.currency) else {
                 return Ok(None);
             };
-            let pdf = purse_app::payments::receipt_document(&r, &customer, issuer.as_ref(), &c);
+            let pdf = crate::payments::receipt_document(&r, &customer, issuer.as_ref(), &c);
             return Ok(Some((format!("{}.pdf", r.display_number()), pdf)));
         }
         if matches!(n.kind, AlertKind::Payment(PaymentNotice::TopUpInvoice | PaymentNotice::Invoice)) {
@@ -784,8 +772,8 @@ impl Notifier {
         Ok(None)
     }
 
-    fn attempt(&self, d: &DeliveryRecord, now: Timestamp) -> Result<Attempt, String> {
-        let Some(n) = self.alerts.notification(d.notification).map_err(store)? else {
+    fn attempt(&self, d: &DeliveryRecord, now: Timestamp) -> AppResult<Attempt> {
+        let Some(n) = self.alerts.notification(d.notification)? else {
             return Ok(Attempt::Failed { error: "the notification is gone".into() });
         };
         let retry = |error: String| {
@@ -835,18 +823,19 @@ impl Notifier {
                         Some("the receiver answered 410 Gone"),
                     ),
                     webhook::Sent::Status(s) => (retry(format!("the receiver answered {s}")), false, None),
-                    webhook::Sent::Refused(e) => (retry(e), false, None),
+                    webhook::Sent::BadSecret => {
+                        (retry("the endpoint's secret is not whsec_ and base64".into()), false, None)
+                    }
+                    webhook::Sent::Failed(e) => (retry(e.to_string()), false, None),
                 };
-                self.alerts
-                    .endpoint_attempt(endpoint.id, ok, disable, self.config.webhook_failures_max)
-                    .map_err(store)?;
+                self.alerts.endpoint_attempt(endpoint.id, ok, disable, self.config.webhook_failures_max)?;
                 Ok(attempt)
             }
         }
     }
 
     /// Runs steps every `tick` on a thread of its own until the handle is stopped.
-    pub fn spawn(self: Arc<Self>) -> Result<Worker, String> {
+    pub fn spawn(self: Arc<Self>) -> AppResult<Worker> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -858,7 +847,7 @@ impl Notifier {
                 while !flag.load(Ordering::Relaxed) {
                     match self.step() {
                         Err(e) if !failing => {
-                            log("alerts step failed; retrying every tick", json!({ "error": e }));
+                            log("alerts step failed; retrying every tick", json!({ "error": e.detail() }));
                             failing = true;
                         }
                         Ok(_) if failing => {
@@ -870,7 +859,7 @@ impl Notifier {
                     std::thread::sleep(self.config.tick);
                 }
             })
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| AppError::Internal(format!("starting the alerts thread: {e}")))?;
         Ok(Worker { stop, thread: Some(thread) })
     }
 }
