@@ -518,7 +518,7 @@ pub fn save_settings(s: &App, who: &Principal, party: &Party, body: SettingsBody
             let limit = s.engine.reader().account(wallet)?.map_or(purse_core::Amount::ZERO, |w| w.credit_limit);
             let permanent = if billing == Billing::Postpaid { limit } else { purse_core::Amount::ZERO };
             alerts::parse_warning_levels(&body.warning_thresholds, &c, billing, permanent)
-                .map_err(|m| AppError::invalid("warning_thresholds", Code::InvalidThresholds, m))?
+                .map_err(|e| AppError::invalid("warning_thresholds", Code::InvalidThresholds, e.to_string()))?
         }
         PartyKind::Reseller if !body.warning_thresholds.trim().is_empty() => {
             return Err(AppError::invalid(

@@ -156,6 +156,48 @@ pub fn format_warning_levels(levels: &[WarningLevel], currency: &Currency) -> St
     levels.iter().map(|l| l.format(currency)).collect::<Vec<_>>().join(", ")
 }
 
+/// Which entry of a list of warning thresholds breaks which rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ThresholdError {
+    /// The entry at this position (from 1) is empty.
+    Empty(usize),
+    PercentForPrepaid(String),
+    PercentWithoutLimit(String),
+    NotPercent(String),
+    PercentRange(String),
+    NotAmount {
+        entry: String,
+        currency: crate::CurrencyCode,
+        scale: u8,
+        why: String,
+    },
+    Negative(String),
+    Twice(String),
+    TooMany,
+}
+
+impl std::fmt::Display for ThresholdError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ThresholdError::Empty(n) => write!(f, "entry {n} is empty; separate thresholds with single commas"),
+            ThresholdError::PercentForPrepaid(e) => {
+                write!(f, "{e:?}: a prepaid customer's thresholds are amounts of available funds, not percentages")
+            }
+            ThresholdError::PercentWithoutLimit(e) => {
+                write!(f, "{e:?}: a percentage needs a positive permanent credit limit")
+            }
+            ThresholdError::NotPercent(e) => write!(f, "{e:?} is not a percentage like 10% or 12.5%"),
+            ThresholdError::PercentRange(e) => write!(f, "{e:?}: a percentage is above 0 and at most 100"),
+            ThresholdError::NotAmount { entry, currency, scale, why } => {
+                write!(f, "{entry:?} is not an amount in {currency} with at most {scale} decimals ({why})")
+            }
+            ThresholdError::Negative(e) => write!(f, "{e:?}: a threshold is not negative"),
+            ThresholdError::Twice(e) => write!(f, "{e:?} is listed twice"),
+            ThresholdError::TooMany => write!(f, "at most {WARNING_LEVELS_MAX} thresholds"),
+        }
+    }
+}
+
 /// Parses a comma-separated list of warning thresholds. Prepaid customers list amounts of
 /// available funds; postpaid ones amounts or percentages (`"10%"`, up to two decimals, at
 /// most 100) of a positive permanent credit limit. Errors say which entry broke which rule.
@@ -164,50 +206,48 @@ pub fn parse_warning_levels(
     currency: &Currency,
     billing: Billing,
     permanent_limit: Amount,
-) -> Result<Vec<WarningLevel>, String> {
+) -> Result<Vec<WarningLevel>, ThresholdError> {
     let mut levels = Vec::new();
     for (i, raw) in text.split(',').enumerate() {
         let entry = raw.trim();
+        let named = || entry.to_owned();
         if entry.is_empty() {
             if text.trim().is_empty() {
                 return Ok(Vec::new());
             }
-            return Err(format!("entry {} is empty; separate thresholds with single commas", i + 1));
+            return Err(ThresholdError::Empty(i + 1));
         }
         let level = if let Some(number) = entry.strip_suffix('%') {
             if billing == Billing::Prepaid {
-                return Err(format!(
-                    "{entry:?}: a prepaid customer's thresholds are amounts of available funds, not percentages"
-                ));
+                return Err(ThresholdError::PercentForPrepaid(named()));
             }
             if permanent_limit.0 <= 0 {
-                return Err(format!("{entry:?}: a percentage needs a positive permanent credit limit"));
+                return Err(ThresholdError::PercentWithoutLimit(named()));
             }
-            let bp = crate::money::parse_units(number.trim(), 2)
-                .map_err(|_| format!("{entry:?} is not a percentage like 10% or 12.5%"))?;
+            let bp = crate::money::parse_units(number.trim(), 2).map_err(|_| ThresholdError::NotPercent(named()))?;
             if !(1..=10_000).contains(&bp) {
-                return Err(format!("{entry:?}: a percentage is above 0 and at most 100"));
+                return Err(ThresholdError::PercentRange(named()));
             }
             WarningLevel::Percent(bp as u32)
         } else {
-            let amount = currency.parse(entry).map_err(|e| {
-                format!(
-                    "{entry:?} is not an amount in {} with at most {} decimals ({e})",
-                    currency.code, currency.scale
-                )
+            let amount = currency.parse(entry).map_err(|e| ThresholdError::NotAmount {
+                entry: named(),
+                currency: currency.code,
+                scale: currency.scale,
+                why: e.to_string(),
             })?;
             if amount.0 < 0 {
-                return Err(format!("{entry:?}: a threshold is not negative"));
+                return Err(ThresholdError::Negative(named()));
             }
             WarningLevel::Amount(amount)
         };
         if levels.contains(&level) {
-            return Err(format!("{entry:?} is listed twice"));
+            return Err(ThresholdError::Twice(named()));
         }
         levels.push(level);
     }
     if levels.len() > WARNING_LEVELS_MAX {
-        return Err(format!("at most {WARNING_LEVELS_MAX} thresholds"));
+        return Err(ThresholdError::TooMany);
     }
     Ok(levels)
 }
@@ -375,14 +415,15 @@ mod tests {
             ]
         );
         assert_eq!(pre("  ").unwrap(), vec![]);
-        assert!(pre("10%").unwrap_err().contains("not percentages"));
-        assert!(pre("10,,5").unwrap_err().contains("entry 2 is empty"));
-        assert!(pre("1.234").unwrap_err().contains("at most 2 decimals"));
-        assert!(pre("-5").unwrap_err().contains("not negative"));
-        assert!(pre("abc").unwrap_err().contains("\"abc\" is not an amount"));
-        assert!(pre("5, 5.00").unwrap_err().contains("twice"));
+        assert!(pre("10%").unwrap_err().to_string().contains("not percentages"));
+        assert!(pre("10,,5").unwrap_err().to_string().contains("entry 2 is empty"));
+        assert!(pre("1.234").unwrap_err().to_string().contains("at most 2 decimals"));
+        assert!(pre("-5").unwrap_err().to_string().contains("not negative"));
+        assert!(pre("abc").unwrap_err().to_string().contains("\"abc\" is not an amount"));
+        assert!(pre("5, 5.00").unwrap_err().to_string().contains("twice"));
         assert!(pre(&["1"; 11].iter().enumerate().map(|(i, _)| i.to_string()).collect::<Vec<_>>().join(","))
             .unwrap_err()
+            .to_string()
             .contains("at most 10"));
         let levels = post("10%, 12.5%, 200").unwrap();
         assert_eq!(
@@ -391,9 +432,10 @@ mod tests {
         );
         assert_eq!(levels[1].resolve(Amount(100_000)), Amount(12_500));
         assert_eq!(format_warning_levels(&levels, &usd), "10%, 12.5%, 200.00");
-        assert!(post("101%").unwrap_err().contains("at most 100"));
+        assert!(post("101%").unwrap_err().to_string().contains("at most 100"));
         assert!(parse_warning_levels("10%", &usd, Billing::Postpaid, Amount(0))
             .unwrap_err()
+            .to_string()
             .contains("positive permanent credit limit"));
     }
 

@@ -6,8 +6,8 @@ use purse_store::codec::{id_from_db, id_to_db};
 use purse_store::credit::{self, sql, AuditEntry, AuditQuery, ClassRecord, CreditPolicy, CreditStore, LimitRow, Value};
 use purse_store::StoreResult;
 
-use crate::alerts::{atomically, rows};
 use crate::db::bind;
+use crate::db::{atomically, rows};
 use crate::{err, PgReader};
 
 fn run(c: &mut impl GenericClient, sql: &str, values: &[Value]) -> Result<u64, postgres::Error> {

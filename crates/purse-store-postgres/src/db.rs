@@ -2,7 +2,7 @@
 //! [`Transact`] for the reader's connection.
 
 use postgres::types::{ToSql, Type};
-use postgres::GenericClient;
+use postgres::{Client, GenericClient, Row};
 use purse_store::credit::Value;
 use purse_store::{Db, StoreError, StoreResult, Transact};
 
@@ -52,6 +52,14 @@ impl<C: GenericClient> Db for Pg<'_, C> {
     fn lock(&mut self, key: i64) -> StoreResult<()> {
         self.0.execute("SELECT pg_advisory_xact_lock($1)", &[&key]).map_err(err).map(|_| ())
     }
+
+    fn row_lock(&self, skip_locked: bool) -> &'static str {
+        if skip_locked {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            " FOR UPDATE"
+        }
+    }
 }
 
 impl Transact for PgReader {
@@ -64,5 +72,23 @@ impl Transact for PgReader {
             f(&mut Pg(&mut tx))?;
             tx.commit().map_err(err)
         })
+    }
+}
+
+pub(crate) fn rows<T>(rows: Vec<Row>, f: impl Fn(&Row) -> StoreResult<T>) -> StoreResult<Vec<T>> {
+    rows.iter().map(f).collect()
+}
+
+/// Runs `f` in a transaction, committing when it returns `Ok(true)`.
+pub(crate) fn atomically(
+    c: &mut Client,
+    f: impl FnOnce(&mut postgres::Transaction<'_>) -> StoreResult<bool>,
+) -> StoreResult<bool> {
+    let mut tx = c.transaction().map_err(err)?;
+    if f(&mut tx)? {
+        tx.commit().map_err(err)?;
+        Ok(true)
+    } else {
+        Ok(false) // dropped: rolled back
     }
 }

@@ -12,7 +12,7 @@ use purse_store::{
     RechargeUpdate, StoreResult,
 };
 
-use crate::alerts::{atomically, record, rows};
+use crate::db::{atomically, rows};
 use crate::{err, PgReader};
 
 /// The advisory lock namespace of recharges (the other half is the party id).
@@ -75,7 +75,8 @@ fn used(c: &mut impl GenericClient, party: PartyId, day: &str, month: &str) -> S
 }
 
 fn notice(c: &mut postgres::Transaction<'_>, n: &NewNotification, at: Timestamp) -> StoreResult<bool> {
-    record(c, &AlertBatch { fires: vec![Fire { counter: None, notification: n.clone() }], ..AlertBatch::default() }, at)
+    let batch = AlertBatch { fires: vec![Fire { counter: None, notification: n.clone() }], ..AlertBatch::default() };
+    purse_store::alert_sql::record(&mut crate::db::Pg(c), &batch, at)
 }
 
 fn start(c: &mut postgres::Transaction<'_>, new: &NewRecharge, out: &mut Option<RechargeRecord>) -> StoreResult<bool> {

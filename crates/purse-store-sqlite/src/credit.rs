@@ -6,8 +6,8 @@ use purse_store::credit::{self, sql, AuditEntry, AuditQuery, ClassRecord, Credit
 use purse_store::StoreResult;
 use rusqlite::{params_from_iter, Connection, OptionalExtension, Row};
 
-use crate::alerts::exclusive;
 use crate::db::bind;
+use crate::db::exclusive;
 use crate::{conv, SqliteReader};
 
 /// The shared SQL with SQLite's numbered parameters.

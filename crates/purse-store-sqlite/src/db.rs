@@ -57,6 +57,10 @@ impl Db for Lite<'_> {
     fn lock(&mut self, _key: i64) -> StoreResult<()> {
         Ok(()) // the write transaction is exclusive
     }
+
+    fn row_lock(&self, _skip_locked: bool) -> &'static str {
+        ""
+    }
 }
 
 impl Transact for SqliteReader {
@@ -72,6 +76,24 @@ impl Transact for SqliteReader {
                 let _ = conn.execute_batch("ROLLBACK");
                 Err(e)
             }
+        }
+    }
+}
+
+/// Runs `f` in a `BEGIN IMMEDIATE` transaction, committing when it returns `Ok(true)`.
+pub(crate) fn exclusive(
+    c: &Connection,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<bool>,
+) -> rusqlite::Result<bool> {
+    c.execute_batch("BEGIN IMMEDIATE")?;
+    match f(c) {
+        Ok(true) => {
+            c.execute_batch("COMMIT")?;
+            Ok(true)
+        }
+        other => {
+            c.execute_batch("ROLLBACK")?;
+            other
         }
     }
 }

@@ -11,7 +11,7 @@ use purse_store::{
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::alerts::{exclusive, record};
+use crate::db::exclusive;
 use crate::{conv, SqliteReader};
 
 fn settings_from_row(r: &Row<'_>) -> rusqlite::Result<RechargeSettings> {
@@ -69,7 +69,8 @@ fn used(c: &Connection, party: PartyId, day: &str, month: &str) -> rusqlite::Res
 }
 
 fn notice(c: &Connection, n: &NewNotification, at: Timestamp) -> rusqlite::Result<bool> {
-    record(c, &AlertBatch { fires: vec![Fire { counter: None, notification: n.clone() }], ..AlertBatch::default() }, at)
+    let batch = AlertBatch { fires: vec![Fire { counter: None, notification: n.clone() }], ..AlertBatch::default() };
+    crate::conv(purse_store::alert_sql::record(&mut crate::db::Lite(c), &batch, at))
 }
 
 fn start(c: &Connection, new: &NewRecharge, out: &mut Option<RechargeRecord>) -> rusqlite::Result<bool> {

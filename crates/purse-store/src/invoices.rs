@@ -32,6 +32,10 @@ pub trait Db {
     /// Holds a lock on `key` until the transaction ends (SQLite's write transaction is
     /// exclusive already).
     fn lock(&mut self, key: i64) -> StoreResult<()>;
+    /// What a `SELECT` appends to lock the rows it reads until the transaction ends (with
+    /// `skip_locked`: passing over rows another transaction holds); nothing on SQLite,
+    /// whose write transaction is exclusive already.
+    fn row_lock(&self, skip_locked: bool) -> &'static str;
 }
 
 /// A backend that runs a closure on its connection: `write` in one transaction that is
@@ -40,7 +44,7 @@ pub trait Transact: Send + Sync {
     fn with_db(&self, write: bool, f: &mut dyn FnMut(&mut dyn Db) -> StoreResult<()>) -> StoreResult<()>;
 }
 
-fn run_db<T>(
+pub(crate) fn run_db<T>(
     s: &(impl Transact + ?Sized),
     write: bool,
     mut f: impl FnMut(&mut dyn Db) -> StoreResult<T>,

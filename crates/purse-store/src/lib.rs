@@ -11,6 +11,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod access;
+pub mod alert_sql;
 pub mod alerts;
 pub mod credit;
 pub mod invoices;
