@@ -18,8 +18,11 @@ export PURSE_LOCALSTRIPE_PYTHON
 PURSE_PDFTOTEXT="$(scripts/poppler.sh)"
 export PURSE_PDFTOTEXT
 
-# Arguments narrow the run (e.g. `scripts/test.sh -p purse --test stores`); none runs all.
+# Arguments narrow the run (e.g. `scripts/test.sh -p purse --test stores`); none runs all,
+# after checking the formatting and the lints (warnings are errors).
 if [ "$#" -eq 0 ]; then
+    cargo fmt --all --check
+    cargo clippy --locked --workspace --all-targets -- -D warnings
     set -- --workspace
 fi
 cargo test --locked "$@"

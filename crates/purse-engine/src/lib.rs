@@ -30,6 +30,9 @@ pub trait Clock: Send + Sync {
 }
 
 /// Wall-clock time.
+/// A rendered response: its HTTP status and body.
+type Response = (u16, Vec<u8>);
+
 pub struct SystemClock;
 
 impl Clock for SystemClock {
@@ -529,7 +532,7 @@ impl Writer {
 
     /// For each sealed request whose key was stored before: the stored response when the
     /// request is the same, its `reused` answer when not.
-    fn replays(&mut self, batch: &[Request]) -> Result<Vec<Option<(u16, Vec<u8>)>>, StoreError> {
+    fn replays(&mut self, batch: &[Request]) -> Result<Vec<Option<Response>>, StoreError> {
         let keys: Vec<(u64, &str)> =
             batch.iter().filter_map(|r| r.seal.as_ref()).map(|s| (s.api_key, s.key.as_str())).collect();
         let mut answers = vec![None; batch.len()];
@@ -558,10 +561,10 @@ impl Writer {
     fn seal(
         &mut self,
         batch: &[Request],
-        replayed: &[Option<(u16, Vec<u8>)>],
+        replayed: &[Option<Response>],
         results: &[CommandResult],
         now: Timestamp,
-    ) -> Result<Vec<Option<(u16, Vec<u8>)>>, StoreError> {
+    ) -> Result<Vec<Option<Response>>, StoreError> {
         let mut rendered = Vec::with_capacity(batch.len());
         let mut stored = Vec::new();
         let mut offset = 0;

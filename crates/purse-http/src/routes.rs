@@ -52,6 +52,8 @@ pub struct Route {
     pub handler: MethodRouter<AppState>,
 }
 
+/// One row of the table, in the order the table's columns read.
+#[allow(clippy::too_many_arguments)]
 fn route(
     method: Method,
     path: &'static str,

@@ -161,6 +161,13 @@ pub fn ok(page: Markup) -> Response {
     respond(StatusCode::OK, page)
 }
 
+/// A PDF document to download as `{name}.pdf`.
+pub fn pdf(name: &str, bytes: Vec<u8>) -> Response {
+    let disposition = format!("attachment; filename=\"{name}.pdf\"");
+    ([(header::CONTENT_TYPE, "application/pdf".to_owned()), (header::CONTENT_DISPOSITION, disposition)], bytes)
+        .into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,11 +181,4 @@ mod tests {
         assert_eq!(grouped("123"), "123");
         assert_eq!(grouped("1234"), "1,234");
     }
-}
-
-/// A PDF document to download as `{name}.pdf`.
-pub fn pdf(name: &str, bytes: Vec<u8>) -> Response {
-    let disposition = format!("attachment; filename=\"{name}.pdf\"");
-    ([(header::CONTENT_TYPE, "application/pdf".to_owned()), (header::CONTENT_DISPOSITION, disposition)], bytes)
-        .into_response()
 }

@@ -262,7 +262,7 @@ pub fn record(db: &mut dyn Db, batch: &AlertBatch, now: Timestamp) -> StoreResul
              VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) RETURNING id",
             &[
                 id(n.party.0),
-                text(&n.kind.as_str()),
+                text(n.kind.as_str()),
                 int(n.threshold),
                 int(n.available),
                 text(n.currency.as_str()),

@@ -235,7 +235,7 @@ pub fn write_issues(db: &mut dyn Db, issues: &[InvoiceIssue]) -> StoreResult<()>
         let carry_in = db
             .rows(
                 "SELECT carry_out FROM invoices WHERE party_id = $1 AND kind = 'usage' ORDER BY id DESC LIMIT 1",
-                &[party.clone()],
+                std::slice::from_ref(&party),
             )?
             .first()
             .map(|r| r[0].int())
@@ -267,7 +267,7 @@ pub fn write_issues(db: &mut dyn Db, issues: &[InvoiceIssue]) -> StoreResult<()>
         for a in &issue.accounts {
             let account = Value::from(id_to_db(a.account.0));
             let after = db
-                .rows("SELECT through_transfer FROM invoice_accounts WHERE account_id = $1 ORDER BY invoice_id DESC LIMIT 1", &[account.clone()])?
+                .rows("SELECT through_transfer FROM invoice_accounts WHERE account_id = $1 ORDER BY invoice_id DESC LIMIT 1", std::slice::from_ref(&account))?
                 .first()
                 .map(|r| r[0].opt_int())
                 .transpose()?
@@ -302,7 +302,7 @@ pub fn allocate(db: &mut dyn Db, party: PartyId, at: Timestamp) -> StoreResult<u
     let payments = receipt_where(
         db,
         "WHERE party_id = $1 AND reversed_at IS NULL AND allocated < amount ORDER BY id",
-        &[p.clone()],
+        std::slice::from_ref(&p),
     )?;
     if payments.is_empty() {
         return Ok(0);
@@ -310,7 +310,7 @@ pub fn allocate(db: &mut dyn Db, party: PartyId, at: Timestamp) -> StoreResult<u
     let invoices = invoice_where(
         db,
         "WHERE party_id = $1 AND kind = 'usage' AND status IN ('open', 'partially_paid') ORDER BY id",
-        &[p.clone()],
+        std::slice::from_ref(&p),
     )?;
     let payments: Vec<Unallocated> = payments
         .iter()
@@ -691,7 +691,7 @@ pub fn mark_sent(db: &mut dyn Db, invoice: u64, at: Timestamp) -> StoreResult<bo
 /// payment has one already, else its e-mail with the number filled in (if it has one).
 pub fn insert_receipt(db: &mut dyn Db, r: &crate::NewReceipt) -> StoreResult<Option<Option<crate::NewNotification>>> {
     let transfer = id(r.transfer);
-    if !db.rows("SELECT id FROM receipts WHERE transfer_id = $1", &[transfer.clone()])?.is_empty() {
+    if !db.rows("SELECT id FROM receipts WHERE transfer_id = $1", std::slice::from_ref(&transfer))?.is_empty() {
         return Ok(None);
     }
     let number = db.rows(

@@ -292,8 +292,7 @@ impl Config {
     /// at a step of card recharges.
     pub fn payment_config(&self) -> Result<purse_app::recharger::PaymentConfig, String> {
         let p = &self.payments;
-        let mut c = purse_app::recharger::PaymentConfig::default();
-        c.stripe = match (&p.stripe_url, &p.stripe_secret_key) {
+        let stripe = match (&p.stripe_url, &p.stripe_secret_key) {
             (Some(url), Some(key)) => {
                 purse_app::webhooks::parse_webhook_url(url).map_err(|e| format!("payments.stripe_url: {e}"))?;
                 Some((url.clone(), key.clone()))
@@ -301,6 +300,7 @@ impl Config {
             (None, None) => None,
             _ => return Err("payments: give both stripe_url and stripe_secret_key, or neither".into()),
         };
+        let mut c = purse_app::recharger::PaymentConfig { stripe, ..Default::default() };
         if let Some(n) = p.failures_max {
             if !(1..=100).contains(&n) {
                 return Err(format!("payments.failures_max must be 1 to 100, got {n}"));
@@ -385,8 +385,7 @@ impl Config {
     /// Notifications and the scheduler for a server listening at `listen`.
     pub fn alert_config(&self, listen: &str) -> Result<purse_app::notifier::AlertConfig, String> {
         let a = &self.alerts;
-        let mut c = purse_app::notifier::AlertConfig::default();
-        c.mail = match &a.smtp_host {
+        let mail = match &a.smtp_host {
             Some(host) => purse_app::notifier::MailConfig::Smtp {
                 host: host.clone(),
                 port: a.smtp_port.unwrap_or(587),
@@ -399,6 +398,7 @@ impl Config {
                 a.maildir.clone().unwrap_or_else(|| "purse-maildir".into()).into(),
             ),
         };
+        let mut c = purse_app::notifier::AlertConfig { mail, ..Default::default() };
         if let Some(from) = &a.from {
             c.from = from.clone();
         }

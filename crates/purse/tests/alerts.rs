@@ -6,92 +6,23 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command as Process, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use common::served::{free_port, Served};
 
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use common::world::MailTo;
 use common::*;
 use purse::client::Client;
-use purse_app::notifier::{AlertConfig, MailConfig, Notifier, SmtpTls};
+use purse_app::notifier::{AlertConfig, MailConfig, SmtpTls};
 use purse_core::{Role, Scope, Timestamp};
-use purse_engine::{Clock, ManualClock};
 use serde_json::{json, Value};
 
 const HOUR: i64 = 3600 * 1_000_000;
 const DAY: i64 = 24 * HOUR;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A real SMTP server storing every message in a maildir.
-struct Smtp {
-    child: Child,
-    dir: PathBuf,
-    port: u16,
-}
-
-#[derive(Debug, Clone)]
-struct Mail {
-    to: String,
-    subject: String,
-    body: String,
-}
-
-impl Smtp {
-    fn start() -> Smtp {
-        Smtp::start_on(free_port())
-    }
-
-    /// The balance notifications received, oldest first. (The receipt vouchers of the
-    /// payments these stories make are `recharge.rs`'s to test.)
-    fn messages(&self) -> Vec<Mail> {
-        let Ok(entries) = std::fs::read_dir(self.dir.join("new")) else { return Vec::new() };
-        let mut out: Vec<(std::time::SystemTime, Mail)> = entries
-            .flatten()
-            .map(|e| {
-                let text = std::fs::read_to_string(e.path()).unwrap();
-                let (head, body) = text.split_once("\n\n").unwrap_or((&text, ""));
-                let header = |name: &str| {
-                    head.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned())).unwrap_or_default()
-                };
-                (
-                    e.metadata().unwrap().modified().unwrap(),
-                    Mail { to: header("To:"), subject: header("Subject:"), body: body.replace("\r\n", "\n") },
-                )
-            })
-            .collect();
-        out.sort_by_key(|(t, _)| *t);
-        out.into_iter().map(|(_, m)| m).filter(|m| !m.subject.starts_with("Receipt voucher")).collect()
-    }
-
-    /// Messages per recipient.
-    fn by_recipient(&self) -> BTreeMap<String, usize> {
-        let mut counts = BTreeMap::new();
-        for m in self.messages() {
-            *counts.entry(m.to).or_insert(0) += 1;
-        }
-        counts
-    }
-}
-
-impl Drop for Smtp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A server over a database with a clock the test moves, and a worker the test steps.
-struct World {
-    server: Option<purse::serve::Server>,
-    clock: Arc<ManualClock>,
-    notifier: Notifier,
-    api: Client,
-}
+world!();
 
 fn alert_config(smtp_port: u16) -> AlertConfig {
     AlertConfig {
@@ -112,25 +43,8 @@ fn alert_config(smtp_port: u16) -> AlertConfig {
 
 impl World {
     fn new(url: &str, config: AlertConfig) -> World {
-        let opened = purse::open_store(url).unwrap();
-        let now = Timestamp::from_secs(T0);
-        let (_, key) = purse::keys::create(&opened, "test", Role::Operator, Scope::ReadWrite, now).unwrap();
-        let clock = Arc::new(ManualClock::new(now));
-        let options = serve_options(Default::default());
-        let server = purse::serve::start(opened, clock.clone(), options).unwrap();
-        let side = purse::open_side(url).unwrap();
-        let notifier = Notifier::new(server.engine.clone(), side.reader, side.alerts, side.access, config).unwrap();
-        let api = Client::new(&format!("http://{}", server.addr), Some(key)).unwrap();
-        let mut w = World { server: Some(server), clock, notifier, api };
-        w.call("POST", "/v1/currencies", json!({ "code": "USD" }));
-        w
-    }
-
-    fn call(&mut self, method: &str, path: &str, body: Value) -> Value {
-        let reply =
-            self.api.send(method, path, &body, &purse::ids::uuid_v4(&mut purse::ids::Rng::from_kernel())).unwrap();
-        assert!(reply.status < 300, "{method} {path}: {} {}", reply.status, reply.json());
-        reply.json()
+        let options = common::world::Options { alerts: config, mail: MailTo::Configured, ..Default::default() };
+        World(common::world::World::with(url, options))
     }
 
     fn refused(&mut self, method: &str, path: &str, body: Value) -> (u16, Value) {
@@ -138,47 +52,23 @@ impl World {
         (reply.status, reply.json())
     }
 
-    fn get(&mut self, path: &str) -> Value {
-        self.api.get(path).unwrap().json()
-    }
-
-    fn now(&self) -> Timestamp {
-        self.clock.now()
-    }
-
-    /// Moves the clock and lets the worker catch up.
-    fn advance(&mut self, micros: i64) {
-        self.clock.set(self.now().plus_micros(micros));
-        self.step();
-    }
-
-    fn step(&mut self) {
-        self.notifier.step().expect("the worker steps");
-    }
-
     fn customer(&mut self, name: &str, reseller: Option<u64>, billing: &str, limit: Option<&str>) -> (u64, u64) {
-        let mut body = json!({ "client_id": name, "name": name, "billing": billing, "currency": "USD" });
+        let mut body = json!({ "billing": billing });
         if let Some(r) = reseller {
             body["reseller"] = json!(r);
         }
         if let Some(l) = limit {
             body["credit_limit"] = json!(l);
         }
-        let c = self.call("POST", "/v1/customers", body);
-        (c["id"].as_u64().unwrap(), c["wallet"].as_u64().unwrap())
+        self.new_customer(name, body)
     }
 
     fn pay(&mut self, wallet: u64, amount: &str) {
-        let id = purse::ids::uuid_v4(&mut purse::ids::Rng::from_kernel());
-        self.call(
-            "POST",
-            "/v1/payments",
-            json!({ "client_id": id, "account": wallet, "amount": amount, "currency": "USD", "method": "cash" }),
-        );
+        self.payment(wallet, amount, "cash");
     }
 
     fn charge(&mut self, wallet: u64, amount: &str) {
-        let id = purse::ids::uuid_v4(&mut purse::ids::Rng::from_kernel());
+        let id = key();
         self.call(
             "POST",
             "/v1/charges",
@@ -191,14 +81,6 @@ impl World {
             self.get(&format!("/v1/notifications?customer={customer}&limit=500"))["data"].as_array().unwrap().clone();
         all.reverse();
         all
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        if let Some(s) = self.server.take() {
-            let _ = s.stop();
-        }
     }
 }
 
@@ -511,37 +393,21 @@ fn profiles_refuse_bad_input_naming_the_field_and_deleting_one_falls_back_to_the
 }
 
 /// A `purse serve` process with a clock file, e-mail to `smtp_port`.
-fn serve(url: &str, listen: &str, clock: &Path, smtp_port: u16) -> Child {
-    Process::new(env!("CARGO_BIN_EXE_purse"))
-        .args(["serve", "--database", url, "--listen", listen])
-        .env("PURSE_CLOCK_FILE", clock)
-        .env("PURSE_SMTP_HOST", "127.0.0.1")
-        .env("PURSE_SMTP_PORT", smtp_port.to_string())
-        .env("PURSE_SMTP_TLS", "none")
-        .env("PURSE_ALERTS_TICK_MS", "50")
-        .env("PURSE_ALERTS_RETRY_BASE_S", "1")
-        .env("PURSE_API_LOG_REQUESTS", "false")
-        .env("PURSE_API_RATE_PER_KEY", "0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("purse serve starts")
+fn serve(url: &str, clock: &Path, smtp_port: u16) -> Served {
+    let port = smtp_port.to_string();
+    let env = [
+        ("PURSE_CLOCK_FILE", clock.to_str().unwrap()),
+        ("PURSE_SMTP_HOST", "127.0.0.1"),
+        ("PURSE_SMTP_PORT", port.as_str()),
+        ("PURSE_SMTP_TLS", "none"),
+        ("PURSE_ALERTS_TICK_MS", "50"),
+        ("PURSE_ALERTS_RETRY_BASE_S", "1"),
+    ];
+    Served::start_with(url, &env)
 }
 
-fn wait_listening(listen: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(listen).is_err() {
-        assert!(Instant::now() < deadline, "{listen} never listened");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_for(what: &str, done: impl FnMut() -> bool) {
+    common::wait_for(60, what, done);
 }
 
 fn operator_key(url: &str) -> String {
@@ -559,10 +425,8 @@ fn two_processes_on_one_postgresql_send_each_notification_once_and_run_each_dail
     let start = Timestamp::from_secs(T0);
     purse::FileClock::set(&clock, start).unwrap();
     let key = operator_key(&url);
-    let listens = [format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port())];
-    let mut children: Vec<Child> = listens.iter().map(|l| serve(&url, l, &clock, smtp.port)).collect();
-    listens.iter().for_each(|l| wait_listening(l));
-    let mut api = Client::new(&format!("http://{}", listens[0]), Some(key)).unwrap();
+    let servers: Vec<Served> = (0..2).map(|_| serve(&url, &clock, smtp.port)).collect();
+    let mut api = Client::new(&servers[0].base(), Some(key)).unwrap();
     let mut call = |method: &str, path: &str, body: Value| {
         let r = api.send(method, path, &body, &purse::ids::uuid_v4(&mut purse::ids::Rng::from_kernel())).unwrap();
         assert!(r.status < 300, "{path}: {}", r.json());
@@ -607,7 +471,7 @@ fn two_processes_on_one_postgresql_send_each_notification_once_and_run_each_dail
         std::thread::sleep(Duration::from_millis(300));
     }
     wait_for("15 messages", || smtp.messages().len() >= 15);
-    std::thread::sleep(Duration::from_secs(1));
+    stays(Duration::from_secs(1), "no message beyond the 15", || smtp.messages().len() == 15);
     let counts = smtp.by_recipient();
     assert_eq!(counts.len(), 5, "{counts:?}");
     assert!(counts.values().all(|n| *n == 3), "each customer exactly max quantity: {counts:?}");
@@ -618,10 +482,6 @@ fn two_processes_on_one_postgresql_send_each_notification_once_and_run_each_dail
     unique.dedup();
     assert_eq!(keys.len(), unique.len(), "each day's sweep once: {runs}");
     assert!(keys.len() >= 5, "a sweep every simulated day: {runs}");
-    for child in &mut children {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
 }
 
 #[test]
@@ -632,12 +492,10 @@ fn a_process_killed_before_delivering_loses_no_notification() {
     let clock = dir.join("clock");
     purse::FileClock::set(&clock, Timestamp::from_secs(T0)).unwrap();
     let key = operator_key(&url);
-    let listen = format!("127.0.0.1:{}", free_port());
     // Nothing listens on this port yet: the notifications are recorded, not delivered.
     let dead = free_port();
-    let mut first = serve(&url, &listen, &clock, dead);
-    wait_listening(&listen);
-    let mut api = Client::new(&format!("http://{listen}"), Some(key)).unwrap();
+    let mut served = serve(&url, &clock, dead);
+    let mut api = Client::new(&served.base(), Some(key)).unwrap();
     let call = |api: &mut Client, method: &str, path: &str, body: Value| {
         let r = api.send(method, path, &body, &purse::ids::uuid_v4(&mut purse::ids::Rng::from_kernel())).unwrap();
         assert!(r.status < 300, "{path}: {}", r.json());
@@ -681,21 +539,11 @@ fn a_process_killed_before_delivering_loses_no_notification() {
             d.iter().any(|n| n["deliveries"].as_array().unwrap().iter().any(|d| d["attempts"].as_u64() >= Some(1)))
         })
     });
-    first.kill().unwrap();
-    first.wait().unwrap();
+    served.kill();
     let smtp = Smtp::start_on(dead);
     purse::FileClock::set(&clock, Timestamp::from_secs(T0).plus_micros(HOUR)).unwrap();
-    let mut second = serve(&url, &listen, &clock, dead);
+    served.spawn();
     wait_for("both messages", || smtp.messages().len() >= 2);
-    std::thread::sleep(Duration::from_millis(500));
+    stays(Duration::from_millis(500), "no message sent twice", || smtp.messages().len() == 2);
     assert_eq!(smtp.by_recipient(), BTreeMap::from([("k2@kill.test".to_owned(), 1), ("k@kill.test".to_owned(), 1)]));
-    let _ = second.kill();
-    let _ = second.wait();
-}
-
-impl Smtp {
-    fn start_on(port: u16) -> Smtp {
-        let (child, dir) = aiosmtpd(port);
-        Smtp { child, dir, port }
-    }
 }

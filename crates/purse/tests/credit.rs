@@ -6,70 +6,24 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::*;
 use purse::client::Client;
-use purse_app::notifier::{AlertConfig, MailConfig, Notifier};
 use purse_core::{Role, Scope, Timestamp};
-use purse_engine::{Clock, ManualClock};
+use purse_engine::Clock;
 use serde_json::{json, Value};
 
 const HOUR: i64 = 3600 * 1_000_000;
 const DAY: i64 = 24 * HOUR;
 
-struct World {
-    server: purse::serve::Server,
-    clock: Arc<ManualClock>,
-    notifier: Notifier,
-    api: Client,
-    key_id: u64,
-    secret: String,
-    _maildir: tempdir::Dir,
-}
+world!();
 
-mod tempdir {
-    pub struct Dir(pub std::path::PathBuf);
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-fn key() -> String {
-    purse::ids::uuid_v4(&mut purse::ids::Rng::from_kernel())
+fn iso_time(t: Timestamp) -> String {
+    purse_core::time::format(t)
 }
 
 impl World {
     fn new(url: &str) -> World {
-        let opened = purse::open_store(url).unwrap();
-        let now = Timestamp::from_secs(T0);
-        let (key_id, secret) = purse::keys::create(&opened, "test", Role::Operator, Scope::ReadWrite, now).unwrap();
-        let clock = Arc::new(ManualClock::new(now));
-        let options = serve_options(purse_app::recharger::PaymentConfig::default());
-        let server = purse::serve::start(opened, clock.clone(), options).unwrap();
-        let side = purse::open_side(url).unwrap();
-        let maildir = std::env::temp_dir().join(format!("purse-credit-mail-{}-{}", std::process::id(), key()));
-        let config = AlertConfig { mail: MailConfig::Maildir(maildir.clone()), ..AlertConfig::default() };
-        let notifier = Notifier::new(server.engine.clone(), side.reader, side.alerts, side.access, config)
-            .unwrap()
-            .with_credit(side.credit);
-        let api = Client::new(&format!("http://{}", server.addr), Some(secret.clone())).unwrap();
-        let mut w = World { server, clock, notifier, api, key_id, secret, _maildir: tempdir::Dir(maildir) };
-        w.call("POST", "/v1/currencies", json!({ "code": "USD" }));
-        w
-    }
-
-    fn send(&mut self, method: &str, path: &str, body: Value) -> (u16, Value) {
-        let reply = self.api.send(method, path, &body, &key()).unwrap();
-        (reply.status, reply.json())
-    }
-
-    fn call(&mut self, method: &str, path: &str, body: Value) -> Value {
-        let (status, reply) = self.send(method, path, body);
-        assert!(status < 300, "{method} {path}: {status} {reply}");
-        reply
+        World(common::world::World::with(url, common::world::Options { credit: true, ..Default::default() }))
     }
 
     /// Refused with 422: the error's (field, code, message).
@@ -82,12 +36,6 @@ impl World {
             e["code"].as_str().unwrap().to_owned(),
             e["message"].as_str().unwrap().to_owned(),
         )
-    }
-
-    fn get(&mut self, path: &str) -> Value {
-        let reply = self.api.get(path).unwrap();
-        assert_eq!(reply.status, 200, "GET {path}: {}", reply.json());
-        reply.json()
     }
 
     fn customer(&mut self, name: &str, billing: &str, limit: &str, reseller: Option<u64>) -> (u64, u64) {
@@ -111,10 +59,6 @@ impl World {
     fn history(&mut self, account: u64) -> Vec<Value> {
         self.get(&format!("/v1/accounts/{account}/credit-history"))["data"].as_array().unwrap().clone()
     }
-
-    fn iso(&self, t: Timestamp) -> String {
-        purse_core::time::format(t)
-    }
 }
 
 #[test]
@@ -132,7 +76,7 @@ fn issue_7_a_temporary_increase_lets_a_charge_through_until_valid_until_even_wit
         assert_eq!((status, body["error"]["code"].as_str()), (422, Some("insufficient_funds")), "{body}");
 
         let until = w.clock.now().plus_micros(DAY);
-        let iso = w.iso(until);
+        let iso = iso_time(until);
         w.call(
             "PATCH",
             &format!("/v1/accounts/{wallet}"),
@@ -179,7 +123,7 @@ fn issue_7_a_temporary_increase_lets_a_charge_through_until_valid_until_even_wit
         let revert = &history[1];
         assert_eq!(revert["kind"], "revert");
         assert_eq!(revert["at"], iso, "the revert is dated valid until");
-        assert_eq!(revert["recorded_at"], w.iso(w.clock.now()), "and recorded when the scheduler ran");
+        assert_eq!(revert["recorded_at"], iso_time(w.clock.now()), "and recorded when the scheduler ran");
         assert_eq!(revert["old"]["effective"], "160.00");
         assert_eq!(revert["new"]["effective"], "100.00");
         assert_eq!(revert["by"], "scheduler");
@@ -201,7 +145,7 @@ fn issue_7_the_credit_limit_history_records_every_change_with_who_when_old_new_a
     w.call(
         "PATCH",
         &format!("/v1/accounts/{wallet}"),
-        json!({ "temporary_increase": { "percent": "25", "valid_until": w.iso(until) } }),
+        json!({ "temporary_increase": { "percent": "25", "valid_until": iso_time(until) } }),
     );
     w.call(
         "PATCH",
@@ -213,7 +157,7 @@ fn issue_7_the_credit_limit_history_records_every_change_with_who_when_old_new_a
     let h = w.history(wallet);
     assert_eq!(h.len(), 3, "{h:?}");
     let who = format!("key {}", w.key_id);
-    assert_eq!((h[0]["kind"].as_str(), h[0]["at"].as_str()), (Some("permanent"), Some(w.iso(t1).as_str())));
+    assert_eq!((h[0]["kind"].as_str(), h[0]["at"].as_str()), (Some("permanent"), Some(iso_time(t1).as_str())));
     assert_eq!(
         (h[0]["old"]["credit_limit"].as_str(), h[0]["new"]["credit_limit"].as_str()),
         (Some("100.00"), Some("200.00"))
@@ -236,10 +180,10 @@ fn issue_7_the_credit_limit_history_records_every_change_with_who_when_old_new_a
     w.call(
         "PATCH",
         &format!("/v1/accounts/{wallet}"),
-        json!({ "temporary_increase": { "amount": "20", "valid_until": w.iso(until) } }),
+        json!({ "temporary_increase": { "amount": "20", "valid_until": iso_time(until) } }),
     );
     w.clock.set(until.plus_micros(5_000_000));
-    let later = w.iso(w.clock.now().plus_micros(DAY));
+    let later = iso_time(w.clock.now().plus_micros(DAY));
     w.call(
         "PATCH",
         &format!("/v1/accounts/{wallet}"),
@@ -248,7 +192,7 @@ fn issue_7_the_credit_limit_history_records_every_change_with_who_when_old_new_a
     let h = w.history(wallet);
     let kinds: Vec<&str> = h.iter().map(|c| c["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["permanent", "temporary", "temporary", "temporary", "revert", "temporary"]);
-    assert_eq!((h[4]["at"].as_str(), h[4]["by"].as_str()), (Some(w.iso(until).as_str()), Some("scheduler")));
+    assert_eq!((h[4]["at"].as_str(), h[4]["by"].as_str()), (Some(iso_time(until).as_str()), Some("scheduler")));
     assert_eq!(
         (h[5]["old"]["effective"].as_str(), h[5]["new"]["effective"].as_str()),
         (Some("200.00"), Some("230.00"))
@@ -272,7 +216,7 @@ fn issue_7_the_maximum_possible_increase_is_enforced_for_amounts_percentages_and
             &format!("/v1/resellers/{reseller}/credit-settings"),
             json!({ "maximum_increase": { "amount": "80", "days": 10 } }),
         );
-        let soon = w.iso(w.clock.now().plus_micros(DAY));
+        let soon = iso_time(w.clock.now().plus_micros(DAY));
         let path = format!("/v1/accounts/{wallet}");
 
         let (field, code, message) =
@@ -285,7 +229,7 @@ fn issue_7_the_maximum_possible_increase_is_enforced_for_amounts_percentages_and
         let (field, _, message) =
             w.refused("PATCH", &path, json!({ "temporary_increase": { "percent": "40.01", "valid_until": soon } }));
         assert_eq!(field, "temporary_increase.amount", "40.01 % of 200 is 80.02: {message}");
-        let late = w.iso(w.clock.now().plus_micros(10 * DAY + 1_000_000));
+        let late = iso_time(w.clock.now().plus_micros(10 * DAY + 1_000_000));
         let (field, code, message) =
             w.refused("PATCH", &path, json!({ "temporary_increase": { "amount": "10", "valid_until": late } }));
         assert_eq!((field.as_str(), code.as_str()), ("temporary_increase.valid_until", "above_maximum_increase"));
@@ -331,7 +275,7 @@ fn issue_7_the_maximum_possible_increase_is_enforced_for_amounts_percentages_and
             json!({ "temporary_increase": { "amount": "10", "valid_until": soon } }),
         );
         assert_eq!((field.as_str(), code.as_str()), ("temporary_increase", "prepaid_customer"));
-        let past = w.iso(w.clock.now().plus_micros(-1));
+        let past = iso_time(w.clock.now().plus_micros(-1));
         let (field, code, _) =
             w.refused("PATCH", &path, json!({ "temporary_increase": { "amount": "10", "valid_until": past } }));
         assert_eq!(
@@ -442,7 +386,7 @@ fn issue_7_subscriber_transfers_obey_the_class_policy_and_the_funds_check_also_c
 
         // The ledger applies the setting and the transfers in order: in one batch, a transfer
         // after "not allowed" is refused and one after "allowed" passes.
-        let engine = w.server.engine.clone();
+        let engine = w.servers[0].engine.clone();
         let money = purse_core::Money {
             amount: purse_core::Amount(100),
             currency: purse_core::CurrencyCode::parse("USD").unwrap(),
@@ -476,7 +420,7 @@ fn issue_7_subscriber_transfers_obey_the_class_policy_and_the_funds_check_also_c
         );
 
         // 40 concurrent transfers of 5 from 80: exactly 16 pass, the rest are refused.
-        let base = format!("http://{}", w.server.addr);
+        let base = format!("http://{}", w.servers[0].addr);
         let secret = w.secret.clone();
         let threads: Vec<_> = (0..8)
             .map(|t| {
@@ -553,7 +497,8 @@ fn issue_7_the_audit_log_records_settings_changes_made_through_the_api_with_befo
     assert_eq!(rest["data"].as_array().unwrap().len() + 2, entities.len());
     let actor = format!("key {}", w.key_id);
     let by_key = all["data"].as_array().unwrap().iter().filter(|e| e["actor"] == actor.as_str()).count();
-    let mine = w.get(&format!("/v1/audit-log?limit=500&actor=key%20{}", w.key_id));
+    let key_id = w.key_id;
+    let mine = w.get(&format!("/v1/audit-log?limit=500&actor=key%20{key_id}"));
     assert_eq!(mine["data"].as_array().unwrap().len(), by_key);
     assert!(by_key >= 5, "{all}");
     // The key this test made on the command line is in it too, made by `cli`.
@@ -567,7 +512,7 @@ fn issue_7_the_audit_log_records_settings_changes_made_through_the_api_with_befo
     );
 
     // A reseller's key sees its own customers' changes, not another's.
-    let opened = purse::open_store(&w.server.url).unwrap();
+    let opened = purse::open_store(&w.servers[0].url).unwrap();
     let (_, secret) = purse::keys::create(
         &opened,
         "reseller",
@@ -576,7 +521,7 @@ fn issue_7_the_audit_log_records_settings_changes_made_through_the_api_with_befo
         w.clock.now(),
     )
     .unwrap();
-    let mut theirs = Client::new(&format!("http://{}", w.server.addr), Some(secret)).unwrap();
+    let mut theirs = Client::new(&format!("http://{}", w.servers[0].addr), Some(secret)).unwrap();
     let seen = theirs.get("/v1/audit-log?limit=500").unwrap().json();
     let parties: Vec<u64> = seen["data"].as_array().unwrap().iter().filter_map(|e| e["party"].as_u64()).collect();
     assert!(!parties.is_empty() && parties.iter().all(|p| *p == customer || *p == reseller), "{seen}");

@@ -30,15 +30,6 @@ fn client(base: &str, key: &str) -> Client {
     Client::new(base, Some(key.to_owned())).unwrap().with_timeout(Duration::from_secs(20))
 }
 
-/// Polls `done` until it holds or `deadline_s` passes.
-fn eventually(deadline_s: u64, what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(deadline_s);
-    while !done() {
-        assert!(Instant::now() < deadline, "{what}: not within {deadline_s} s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// What the clients saw: every acknowledged posting, the 503s and when they came.
 #[derive(Default)]
 struct Seen {
@@ -126,15 +117,15 @@ fn restart_under_load(servers: usize) {
             std::thread::spawn(move || work(base, key, wallets, stop, seen))
         })
         .collect();
-    std::thread::sleep(Duration::from_secs(2));
+    wait_for(30, "load under way", || seen.lock().unwrap().acknowledged.len() >= 200);
     let before = seen.lock().unwrap().acknowledged.len();
     let restarted_at = Instant::now();
     pg.restart();
     // Work resumes by itself: new postings are acknowledged after the restart.
-    eventually(30, "postings acknowledged again after the restart", || {
+    wait_for(30, "postings acknowledged again after the restart", || {
         seen.lock().unwrap().acknowledged.len() > before + 50
     });
-    std::thread::sleep(Duration::from_secs(2));
+    wait_for(30, "the load keeps going", || seen.lock().unwrap().acknowledged.len() > before + 250);
     stop.store(true, Ordering::SeqCst);
     for c in clients {
         c.join().expect("a client failed");
@@ -154,7 +145,7 @@ fn restart_under_load(servers: usize) {
     // Every server is ready again, without a restart of its own.
     for s in &served {
         let mut c = client(&s.base(), &key);
-        eventually(10, "ready again", || c.get("/readyz").is_ok_and(|r| r.status == 200));
+        wait_for(10, "ready again", || c.get("/readyz").is_ok_and(|r| r.status == 200));
     }
     // Nothing acknowledged is lost, nothing is posted twice, and the books balance.
     let opened = purse::open_store(&url).unwrap();
@@ -183,7 +174,7 @@ fn restart_under_load(servers: usize) {
             })
             .sum()
     };
-    eventually(30, "a receipt voucher for every payment, after the restart too", || receipts(&mut c) >= payments);
+    wait_for(30, "a receipt voucher for every payment, after the restart too", || receipts(&mut c) >= payments);
 }
 
 /// The customers whose wallets these are.
@@ -434,7 +425,7 @@ fn issue_18_a_full_disk_is_a_503_and_purse_recovers_when_space_returns() {
     assert_eq!(c.get("/healthz").unwrap().status, 200, "alive all the same");
     // Space returns: Purse recovers by itself.
     std::fs::remove_file(&filler).unwrap();
-    eventually(10, "ready once space returns", || c.get("/readyz").is_ok_and(|r| r.status == 200));
+    wait_for(10, "ready once space returns", || c.get("/readyz").is_ok_and(|r| r.status == 200));
     assert_eq!(charge(&mut c).status, 201);
     served.stop();
     let log = log.lock().unwrap();

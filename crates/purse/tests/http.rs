@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::served::*;
 use common::*;
@@ -103,11 +103,12 @@ struct Ledgerbook {
 const CUSTOMERS: u64 = 10;
 const EACH: i64 = 1000;
 
-/// The bank test: 8 clients move money between 10 wallets for a while (60 s unless
-/// PURSE_BANK_SECONDS says otherwise) and read snapshots, while the server is SIGKILLed and
-/// restarted 5 times. Then every promise is checked against the database itself.
+/// The bank test: 8 clients move money between 10 wallets and read snapshots while the
+/// server is SIGKILLed and restarted 5 times, each time after the clients got at least
+/// `PURSE_BANK_ACKS` (500) more transfers acknowledged, and once more after the last restart.
+/// Then every promise is checked against the database itself.
 fn bank(url: &str) {
-    let seconds: u64 = std::env::var("PURSE_BANK_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    let acks: usize = std::env::var("PURSE_BANK_ACKS").ok().and_then(|s| s.parse().ok()).unwrap_or(500);
     let mut server = Served::start(url);
     let key = operator_key(url);
     let mut setup = Client::new(&server.base(), Some(key.clone())).unwrap();
@@ -173,16 +174,17 @@ fn bank(url: &str) {
             })
         })
         .collect();
-    let started = Instant::now();
-    for kill in 1..=5u32 {
-        let at = Duration::from_secs(seconds) * kill / 6;
-        if let Some(wait) = at.checked_sub(started.elapsed()) {
-            std::thread::sleep(wait);
+    let acknowledged = || book.lock().unwrap().acknowledged.len();
+    for round in 0..=5 {
+        let before = acknowledged();
+        wait_for(120, &format!("{acks} more transfers acknowledged in round {round}"), || {
+            acknowledged() >= before + acks
+        });
+        if round < 5 {
+            server.kill();
+            server.spawn();
         }
-        server.kill();
-        server.spawn();
     }
-    std::thread::sleep(Duration::from_secs(seconds).saturating_sub(started.elapsed()));
     running.store(false, Ordering::SeqCst);
     for c in clients {
         c.join().expect("a client failed");
@@ -270,8 +272,11 @@ fn the_demo_serves_with_keys_for_each_role_and_usage_flowing() {
     let base = format!("http://{listen}");
     let mut operator = Client::new(&base, Some(keys[0].clone())).unwrap();
     let first = operator.get("/v1/balances").unwrap().json();
-    std::thread::sleep(Duration::from_millis(1500));
-    let later = operator.get("/v1/balances").unwrap().json();
+    let mut later = first.clone();
+    wait_for(30, "balances move", || {
+        later = operator.get("/v1/balances").unwrap().json();
+        later["accounts"] != first["accounts"]
+    });
     assert_eq!(later["totals"]["USD"]["all_accounts"], "0.0000");
     assert_ne!(first["accounts"], later["accounts"], "balances move");
     let mut customer = Client::new(&base, Some(keys[2].clone())).unwrap();
@@ -446,12 +451,7 @@ fn request_logs_carry_a_request_id_and_no_secret() {
         .unwrap();
     let base = format!("http://{listen}");
     let mut client = Client::new(&base, Some(key.clone())).unwrap();
-    for _ in 0..50 {
-        if client.get("/healthz").is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for(30, "the server answers", || client.get("/healthz").is_ok());
     let wallet = funded_customer(&mut client, "10.00", "0");
     let card = "4242424242424242";
     let body = json!({ "client_id": id("c"), "account": wallet, "amount": "1.00", "currency": "USD", "metadata": { "card": card } });

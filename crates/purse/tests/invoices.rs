@@ -6,28 +6,16 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Child;
-use std::sync::Arc;
-
+use common::world::MailTo;
 use common::*;
 use purse::client::Client;
-use purse_app::notifier::{AlertConfig, MailConfig, Notifier, SmtpTls};
-use purse_app::recharger::{PaymentConfig, Recharger};
+use purse_app::notifier::AlertConfig;
 use purse_core::{Role, Scope, Timestamp};
-use purse_engine::{Clock, ManualClock};
+use purse_engine::Clock;
 use serde_json::{json, Value};
 
 const MINUTE: i64 = 60 * 1_000_000;
 const DAY: i64 = 24 * 60 * MINUTE;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn key() -> String {
-    purse::ids::uuid_v4(&mut purse::ids::Rng::from_kernel())
-}
 
 /// Units of a 4-digit currency as the API writes them.
 fn units(text: &str) -> i64 {
@@ -45,17 +33,7 @@ fn text(units: i64) -> String {
     format!("{}{}.{:04}", if units < 0 { "-" } else { "" }, units.abs() / 10_000, units.abs() % 10_000)
 }
 
-/// Servers over one database with a clock the test moves, and a worker the test steps
-/// that mails through a real SMTP server.
-struct World {
-    servers: Vec<purse::serve::Server>,
-    clock: Arc<ManualClock>,
-    notifier: Notifier,
-    api: Client,
-    secret: String,
-    smtp: (Child, PathBuf),
-    url: String,
-}
+world!();
 
 impl World {
     fn new(url: &str, start: Timestamp) -> World {
@@ -63,50 +41,21 @@ impl World {
     }
 
     fn evaluating_every(url: &str, start: Timestamp, evaluate_every_s: i64) -> World {
-        let opened = purse::open_store(url).unwrap();
-        let (_, secret) = purse::keys::create(&opened, "test", Role::Operator, Scope::ReadWrite, start).unwrap();
-        let clock = Arc::new(ManualClock::new(start));
-        let server = World::serve(url, &clock);
-        let port = free_port();
-        let smtp = aiosmtpd(port);
-        let side = purse::open_side(url).unwrap();
-        let mail =
-            MailConfig::Smtp { host: "127.0.0.1".into(), port, tls: SmtpTls::None, username: None, password: None };
-        let config = AlertConfig {
-            mail,
+        let alerts = AlertConfig {
             from: "Purse <billing@purse.test>".into(),
             evaluate_every_s,
             allow_private_webhooks: true,
             ..AlertConfig::default()
         };
-        let payments = Arc::new(Recharger::new(
-            server.engine.clone(),
-            side.reader.clone(),
-            side.alerts.clone(),
-            side.payments,
-            PaymentConfig::default(),
-            None,
-        ));
-        let notifier = Notifier::new(server.engine.clone(), side.reader, side.alerts, side.access, config)
-            .unwrap()
-            .with_payments(payments);
-        let api = Client::new(&format!("http://{}", server.addr), Some(secret.clone())).unwrap();
-        World { servers: vec![server], clock, notifier, api, secret, smtp, url: url.to_owned() }
-    }
-
-    fn serve(url: &str, clock: &Arc<ManualClock>) -> purse::serve::Server {
-        let options = serve_options(PaymentConfig::default());
-        purse::serve::start(purse::open_store(url).unwrap(), clock.clone(), options).unwrap()
-    }
-
-    fn client(&self, server: usize) -> Client {
-        Client::new(&format!("http://{}", self.servers[server].addr), Some(self.secret.clone())).unwrap()
-    }
-
-    fn call(&mut self, method: &str, path: &str, body: Value) -> Value {
-        let reply = self.api.send(method, path, &body, &key()).unwrap();
-        assert!(reply.status < 300, "{method} {path}: {} {}", reply.status, reply.json());
-        reply.json()
+        let options = common::world::Options {
+            start,
+            alerts,
+            mail: MailTo::Smtp,
+            recharges: true,
+            usd: false,
+            ..Default::default()
+        };
+        World(common::world::World::with(url, options))
     }
 
     fn refused(&mut self, method: &str, path: &str, body: Value) -> (u16, String, String) {
@@ -119,29 +68,14 @@ impl World {
         )
     }
 
-    fn get(&mut self, path: &str) -> Value {
-        let reply = self.api.get(path).unwrap();
-        assert_eq!(reply.status, 200, "GET {path}: {}", reply.json());
-        reply.json()
-    }
-
-    fn step(&mut self) {
-        self.notifier.step().expect("the worker steps");
-    }
-
     fn customer(&mut self, name: &str, reseller: Option<u64>) -> (u64, u64) {
-        let mut body = json!({ "client_id": name, "name": name, "billing": "postpaid", "currency": "USD", "credit_limit": "100000" });
+        let mut body = json!({ "billing": "postpaid", "credit_limit": "100000" });
         if let Some(r) = reseller {
             body["reseller"] = json!(r);
         }
-        let c = self.call("POST", "/v1/customers", body);
-        let id = c["id"].as_u64().unwrap();
-        self.call(
-            "PUT",
-            &format!("/v1/customers/{id}/alert-settings"),
-            json!({ "billing_email": format!("{name}@billing.test") }),
-        );
-        (id, c["wallet"].as_u64().unwrap())
+        let (id, wallet) = self.new_customer(name, body);
+        self.billing_email(id, name);
+        (id, wallet)
     }
 
     fn charge(&mut self, wallet: u64, amount: &str, service: &str) -> u64 {
@@ -154,8 +88,7 @@ impl World {
     }
 
     fn pay(&mut self, wallet: u64, amount: &str) -> u64 {
-        let posted = self.call("POST", "/v1/payments", json!({ "client_id": key(), "account": wallet, "amount": amount, "currency": "USD", "method": "bank_transfer" }));
-        posted["transfer"].as_u64().unwrap()
+        self.payment(wallet, amount, "bank_transfer")["transfer"].as_u64().unwrap()
     }
 
     /// The customer's invoices, oldest first.
@@ -166,22 +99,9 @@ impl World {
         all
     }
 
-    /// The e-mails the SMTP server received whose subject contains `what`.
+    /// The e-mails received whose subject contains `what`, as received.
     fn mails(&self, what: &str) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(self.smtp.1.join("new")) else { return Vec::new() };
-        let mut mails: Vec<String> = entries.flatten().map(|e| std::fs::read_to_string(e.path()).unwrap()).collect();
-        mails.retain(|m| m.lines().any(|l| l.starts_with("Subject:") && l.contains(what)));
-        mails
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        for s in self.servers.drain(..) {
-            let _ = s.stop();
-        }
-        let _ = self.smtp.0.kill();
-        let _ = self.smtp.0.wait();
+        self.messages().into_iter().filter(|m| m.subject.contains(what)).map(|m| m.raw).collect()
     }
 }
 
@@ -421,7 +341,7 @@ fn numbering(url: &str) {
         customers.push((c, wallet, n % 4 == 0));
     }
     // A second server on the same database: two processes' engines issue at once.
-    w.servers.push(World::serve(url, &w.clock));
+    w.serve();
     w.clock.advance_micros(MINUTE);
     let issue_all = |w: &mut World, round: usize| {
         for (_, wallet, _) in customers.clone() {
@@ -462,8 +382,8 @@ fn numbering(url: &str) {
     for s in w.servers.drain(..) {
         s.stop().unwrap();
     }
-    w.servers.push(World::serve(url, &w.clock));
-    w.servers.push(World::serve(url, &w.clock));
+    w.serve();
+    w.serve();
     w.api = w.client(0);
     w.clock.advance_micros(MINUTE);
     issue_all(&mut w, 1);

@@ -5,17 +5,15 @@
 
 mod common;
 
+use common::served::free_port;
+
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use purse::client::Client;
 use purse_core::{Role, Scope};
 use serde_json::{json, Value};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// The ChromeDriver the test script installed. Never skipped: a missing one fails.
 fn chromedriver() -> String {
@@ -46,11 +44,9 @@ impl Browser {
             .expect("chromedriver starts");
         let mut http =
             Client::new(&format!("http://127.0.0.1:{port}"), None).unwrap().with_timeout(Duration::from_secs(60));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while http.get("/status").map(|r| r.json()["value"]["ready"] != json!(true)).unwrap_or(true) {
-            assert!(Instant::now() < deadline, "chromedriver did not become ready");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        common::wait_for(30, "chromedriver ready", || {
+            http.get("/status").is_ok_and(|r| r.json()["value"]["ready"] == json!(true))
+        });
         let profile = std::env::temp_dir().join(format!("purse-chromium-{}-{port}", std::process::id()));
         let args = [
             "--headless=new".to_owned(),
@@ -136,17 +132,11 @@ impl Browser {
         let probe = serde_json::to_vec(&json!({
             "script": "return !window.purseOldPage && document.readyState === 'complete';", "args": [] }))
         .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            // While the old page unloads the probe may fail; that is "not yet".
-            let ready =
-                self.http.request("POST", &path, Some(&probe), &[]).is_ok_and(|r| r.json()["value"] == json!(true));
-            if ready {
-                return;
-            }
-            assert!(Instant::now() < deadline, "clicking {css} led to no new page");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        // While the old page unloads the probe may fail; that is "not yet".
+        let http = &mut self.http;
+        common::wait_for(20, &format!("a new page after clicking {css}"), || {
+            http.request("POST", &path, Some(&probe), &[]).is_ok_and(|r| r.json()["value"] == json!(true))
+        });
     }
 
     fn script(&mut self, script: &str) -> Value {
@@ -240,7 +230,7 @@ fn site_paying(
     let customer = user("customer@test.purse", Role::Customer(seeded.customers[0].1), Scope::ReadWrite);
     let viewer = user("viewer@test.purse", Role::Customer(seeded.customers[0].1), Scope::Read);
     let (_, operator_key) = purse::keys::create(&opened, "portal test", Role::Operator, Scope::ReadWrite, now).unwrap();
-    let options = purse::serve::ServeOptions { alerts: alerts, ..common::serve_options(payments) };
+    let options = purse::serve::ServeOptions { alerts, ..common::serve_options(payments) };
     let server = purse::serve::start(opened, Arc::new(purse_engine::SystemClock), options).expect("serves");
     let base = format!("http://{}", server.addr);
     Site { server, base, operator_key, seeded, operator, reseller, customer, viewer }
@@ -500,15 +490,10 @@ fn staff_manage_low_balance_profiles_and_customers_their_alerts_and_read_the_not
 
     // The worker has turned the demo day's crossings into warnings; the log shows them, with
     // the e-mail written to the maildir.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    common::wait_for(30, "a sent notification in the log", || {
         b.open("/notifications");
-        if b.text("#notifications").contains("sent email") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no notification reached the log: {}", b.source());
-        std::thread::sleep(Duration::from_millis(300));
-    }
+        b.text("#notifications").contains("sent email")
+    });
     assert!(b.text("#notifications").contains("billing@acme.demo"), "{}", b.source());
     b.screenshot("notifications");
     assert!(std::fs::read_dir(maildir.join("new")).unwrap().count() >= 1, "the maildir holds the e-mail");
@@ -672,12 +657,10 @@ fn issue_8_staff_see_invoices_with_lines_and_allocations_and_a_customer_admin_on
     b.click("#invoices");
     // The demo invoiced Initech's usage and recorded a payment of 5: the scheduler applies it.
     let number = format!("INV-{reseller}-000001");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !b.text("#invoices").contains("partially paid") {
-        assert!(std::time::Instant::now() < deadline, "the payment is allocated: {}", b.source());
-        std::thread::sleep(std::time::Duration::from_millis(300));
+    common::wait_for(20, "the payment allocated", || {
         b.open(&format!("/customers/{}/invoices", initech.0));
-    }
+        b.text("#invoices").contains("partially paid")
+    });
     assert!(b.text("#invoices").contains(&number), "{}", b.source());
     assert!(
         b.text("#receipts").contains(&format!("5.0000 → {number}")),

@@ -6,19 +6,16 @@
 
 mod common;
 
+use common::served::Served;
+
 use std::collections::{BTreeMap, HashMap};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command as Process, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use purse::client::Client;
-use purse_app::notifier::{AlertConfig, MailConfig, Notifier};
-use purse_app::recharger::{Fault, PaymentConfig, Recharger};
+use purse_app::recharger::{Fault, PaymentConfig};
 use purse_core::{Role, Scope, Timestamp};
-use purse_engine::{Clock, ManualClock};
 use serde_json::{json, Value};
 
 const HOUR: i64 = 3600 * 1_000_000;
@@ -27,23 +24,11 @@ const VISA: &str = "4242424242424242";
 /// Attaches, then every charge is declined.
 const DECLINES: &str = "4000000000000341";
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn wall_us() -> i64 {
     i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros()).unwrap()
 }
 
-struct World {
-    server: Option<purse::serve::Server>,
-    clock: Arc<ManualClock>,
-    notifier: Notifier,
-    payments: Arc<Recharger>,
-    api: Client,
-    maildir: PathBuf,
-    url: String,
-}
+world!();
 
 fn payment_config(stripe: Option<&LocalStripe>) -> PaymentConfig {
     stripe.map_or_else(PaymentConfig::default, LocalStripe::config)
@@ -51,37 +36,9 @@ fn payment_config(stripe: Option<&LocalStripe>) -> PaymentConfig {
 
 impl World {
     fn new(url: &str, stripe: Option<&LocalStripe>) -> World {
-        let opened = purse::open_store(url).unwrap();
-        let now = Timestamp::from_secs(T0);
-        let (_, key) = purse::keys::create(&opened, "test", Role::Operator, Scope::ReadWrite, now).unwrap();
-        let clock = Arc::new(ManualClock::new(now));
-        let options = serve_options(payment_config(stripe));
-        let server = purse::serve::start(opened, clock.clone(), options).unwrap();
-        let side = purse::open_side(url).unwrap();
-        let maildir = std::env::temp_dir().join(format!("purse-recharge-mail-{}-{}", std::process::id(), wall_us()));
-        let config = AlertConfig { mail: MailConfig::Maildir(maildir.clone()), ..AlertConfig::default() };
-        let payments = Arc::new(Recharger::new(
-            server.engine.clone(),
-            side.reader.clone(),
-            side.alerts.clone(),
-            side.payments,
-            payment_config(stripe),
-            None,
-        ));
-        let notifier = Notifier::new(server.engine.clone(), side.reader, side.alerts, side.access, config)
-            .unwrap()
-            .with_payments(payments.clone());
-        let api = Client::new(&format!("http://{}", server.addr), Some(key)).unwrap();
-        let mut w = World { server: Some(server), clock, notifier, payments, api, maildir, url: url.to_owned() };
-        w.call("POST", "/v1/currencies", json!({ "code": "USD" }));
-        w
-    }
-
-    fn call(&mut self, method: &str, path: &str, body: Value) -> Value {
-        let reply =
-            self.api.send(method, path, &body, &purse::ids::uuid_v4(&mut purse::ids::Rng::from_kernel())).unwrap();
-        assert!(reply.status < 300, "{method} {path}: {} {}", reply.status, reply.json());
-        reply.json()
+        let options =
+            common::world::Options { payments: payment_config(stripe), recharges: true, ..Default::default() };
+        World(common::world::World::with(url, options))
     }
 
     fn refused(&mut self, method: &str, path: &str, body: Value) -> (u16, Value) {
@@ -90,40 +47,18 @@ impl World {
         (reply.status, reply.json())
     }
 
-    fn get(&mut self, path: &str) -> Value {
-        self.api.get(path).unwrap().json()
-    }
-
-    fn now(&self) -> Timestamp {
-        self.clock.now()
-    }
-
-    fn step(&mut self) {
-        self.notifier.step().expect("the worker steps");
-    }
-
     fn customer(&mut self, name: &str, reseller: Option<u64>) -> (u64, u64) {
-        let mut body = json!({ "client_id": name, "name": name, "billing": "prepaid", "currency": "USD" });
+        let mut body = json!({ "billing": "prepaid" });
         if let Some(r) = reseller {
             body["reseller"] = json!(r);
         }
-        let c = self.call("POST", "/v1/customers", body);
-        let id = c["id"].as_u64().unwrap();
-        self.call(
-            "PUT",
-            &format!("/v1/customers/{id}/alert-settings"),
-            json!({ "billing_email": format!("{name}@billing.test") }),
-        );
-        (id, c["wallet"].as_u64().unwrap())
+        let (id, wallet) = self.new_customer(name, body);
+        self.billing_email(id, name);
+        (id, wallet)
     }
 
     fn pay(&mut self, wallet: u64, amount: &str) {
-        let id = purse::ids::uuid_v4(&mut purse::ids::Rng::from_kernel());
-        self.call(
-            "POST",
-            "/v1/payments",
-            json!({ "client_id": id, "account": wallet, "amount": amount, "currency": "USD", "method": "cash" }),
-        );
+        self.payment(wallet, amount, "cash");
     }
 
     fn charge(&mut self, wallet: u64, amount: &str) {
@@ -156,22 +91,12 @@ impl World {
 
     fn stripe_customer(&self, customer: u64) -> String {
         // The Stripe customer id is never shown by the API; the store has it.
-        let s = self.payments.store().recharge_settings(purse_core::PartyId(customer)).unwrap().unwrap();
+        let s = self.recharger.store().recharge_settings(purse_core::PartyId(customer)).unwrap().unwrap();
         s.card.unwrap().customer
     }
 
     fn mails(&self) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(self.maildir.join("new")) else { return Vec::new() };
-        entries.flatten().map(|e| std::fs::read_to_string(e.path()).unwrap()).collect()
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        if let Some(s) = self.server.take() {
-            let _ = s.stop();
-        }
-        let _ = std::fs::remove_dir_all(&self.maildir);
+        self.messages().into_iter().map(|m| m.raw).collect()
     }
 }
 
@@ -287,13 +212,13 @@ fn a_crash_at_any_step_of_a_card_recharge_never_charges_twice_nor_loses_a_credit
             // A new day, a charge below the threshold, and the process "dies" at `fault`.
             w.clock.set(w.now().plus_micros(DAY));
             w.charge(wallet, "10");
-            w.payments.set_fault(Some(fault));
+            w.recharger.set_fault(Some(fault));
             w.step();
             let r = w.recharges(c).last().cloned().unwrap();
             assert_ne!(r["status"], "succeeded", "{fault:?} run {run}: the fault stopped it: {r}");
             // The restart: another process claims it once the lease is over.
-            w.payments.set_fault(None);
-            w.payments.work(wall_us() + 61 * 1_000_000).unwrap();
+            w.recharger.set_fault(None);
+            w.recharger.work(wall_us() + 61 * 1_000_000).unwrap();
             let r = w.recharges(c).last().cloned().unwrap();
             assert_eq!(r["status"], "succeeded", "{fault:?} run {run}: finished after the restart: {r}");
         }
@@ -342,7 +267,7 @@ fn two_hundred_concurrent_charges_leave_at_most_one_recharge_in_flight_per_custo
         w.call("PUT", &format!("/v1/customers/{c}/recharge-settings"), json!({ "enabled": true, "method": "invoice", "threshold": "50", "recharge_amount": "100", "per_day_max": 24 }));
         wallets.push((c, wallet));
     }
-    let addr = w.server.as_ref().unwrap().addr;
+    let addr = w.servers[0].addr;
     let key = {
         let opened = purse::open_store(&w.url).unwrap();
         purse::keys::create(&opened, "load", Role::Operator, Scope::ReadWrite, w.now()).unwrap().1
@@ -638,20 +563,15 @@ fn bad_recharge_settings_name_the_field_and_keep_the_previous_settings() {
 }
 
 /// A `purse serve` process with a clock file, paying through `stripe`.
-fn serve(url: &str, listen: &str, clock: &Path, stripe: &LocalStripe, maildir: &Path) -> Child {
-    Process::new(env!("CARGO_BIN_EXE_purse"))
-        .args(["serve", "--database", url, "--listen", listen])
-        .env("PURSE_CLOCK_FILE", clock)
-        .env("PURSE_MAILDIR", maildir)
-        .env("PURSE_STRIPE_URL", &stripe.url)
-        .env("PURSE_STRIPE_SECRET_KEY", "sk_test_purse")
-        .env("PURSE_ALERTS_TICK_MS", "20")
-        .env("PURSE_API_LOG_REQUESTS", "false")
-        .env("PURSE_API_RATE_PER_KEY", "0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("purse serve starts")
+fn serve(url: &str, clock: &Path, stripe: &LocalStripe, maildir: &Path) -> Served {
+    let env = [
+        ("PURSE_CLOCK_FILE", clock.to_str().unwrap()),
+        ("PURSE_MAILDIR", maildir.to_str().unwrap()),
+        ("PURSE_STRIPE_URL", stripe.url.as_str()),
+        ("PURSE_STRIPE_SECRET_KEY", "sk_test_purse"),
+        ("PURSE_ALERTS_TICK_MS", "20"),
+    ];
+    Served::start_with(url, &env)
 }
 
 #[test]
@@ -668,16 +588,8 @@ fn two_serve_processes_on_one_postgresql_recharge_each_customer_once() {
         let opened = purse::open_store(&url).unwrap();
         purse::keys::create(&opened, "t", Role::Operator, Scope::ReadWrite, start).unwrap().1
     };
-    let listens = [format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port())];
-    let mut children: Vec<Child> = listens.iter().map(|l| serve(&url, l, &clock, &stripe, &dir.join("mail"))).collect();
-    for l in &listens {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(l).is_err() {
-            assert!(Instant::now() < deadline, "{l} never listened");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    let mut api = Client::new(&format!("http://{}", listens[0]), Some(key)).unwrap();
+    let servers: Vec<Served> = (0..2).map(|_| serve(&url, &clock, &stripe, &dir.join("mail"))).collect();
+    let mut api = Client::new(&servers[0].base(), Some(key)).unwrap();
     let mut call = |method: &str, path: &str, body: Value| {
         let r = api.send(method, path, &body, &purse::ids::uuid_v4(&mut purse::ids::Rng::from_kernel())).unwrap();
         assert!(r.status < 300, "{path}: {}", r.json());
@@ -709,18 +621,12 @@ fn two_serve_processes_on_one_postgresql_recharge_each_customer_once() {
         );
         customers.insert(id, wallet);
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let done =
-            customers.values().all(|w| call("GET", &format!("/v1/accounts/{w}"), json!({}))["balance"] == "45.00");
-        if done {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the recharges never happened");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let recharged = |call: &mut dyn FnMut(&str, &str, Value) -> Value| {
+        customers.values().all(|w| call("GET", &format!("/v1/accounts/{w}"), json!({}))["balance"] == "45.00")
+    };
+    common::wait_for(60, "the recharges", || recharged(&mut call));
     // Both workers keep running a while: nothing more happens on the same day.
-    std::thread::sleep(Duration::from_secs(2));
+    stays(Duration::from_secs(2), "no second recharge", || recharged(&mut call));
     for (id, wallet) in &customers {
         assert_eq!(call("GET", &format!("/v1/accounts/{wallet}"), json!({}))["balance"], "45.00");
         let recharges =
@@ -736,10 +642,6 @@ fn two_serve_processes_on_one_postgresql_recharge_each_customer_once() {
             "customer {id}: Stripe charged once"
         );
     }
-    for child in &mut children {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
 }
 
 #[test]
@@ -750,33 +652,18 @@ fn a_serve_process_killed_after_stripe_charged_is_reconciled_on_restart_with_one
         let opened = purse::open_store(&url).unwrap();
         purse::keys::create(&opened, "t", Role::Operator, Scope::ReadWrite, Timestamp::from_secs(T0)).unwrap().1
     };
-    let listen = format!("127.0.0.1:{}", free_port());
     let maildir = std::env::temp_dir().join(format!("purse-recharge-abort-{}", std::process::id()));
-    let start = |fault: Option<&str>| {
-        let mut p = Process::new(env!("CARGO_BIN_EXE_purse"));
-        p.args(["serve", "--database", &url, "--listen", &listen])
-            .env("PURSE_MAILDIR", &maildir)
-            .env("PURSE_STRIPE_URL", &stripe.url)
-            .env("PURSE_STRIPE_SECRET_KEY", "sk_test_purse")
-            .env("PURSE_ALERTS_TICK_MS", "20")
-            .env("PURSE_RECHARGE_LEASE_S", "0")
-            .env("PURSE_API_LOG_REQUESTS", "false")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if let Some(f) = fault {
-            p.env("PURSE_RECHARGE_FAULT", f);
-        }
-        let child = p.spawn().expect("purse serve starts");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(&listen).is_err() {
-            assert!(Instant::now() < deadline, "{listen} never listened");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        child
-    };
+    let env = [
+        ("PURSE_MAILDIR", maildir.to_str().unwrap()),
+        ("PURSE_STRIPE_URL", stripe.url.as_str()),
+        ("PURSE_STRIPE_SECRET_KEY", "sk_test_purse"),
+        ("PURSE_ALERTS_TICK_MS", "20"),
+        ("PURSE_RECHARGE_LEASE_S", "0"),
+        ("PURSE_RECHARGE_FAULT", "after_confirm"),
+    ];
     // Stripe charges the card, then the process dies before the ledger credits it.
-    let mut first = start(Some("after_confirm"));
-    let mut api = Client::new(&format!("http://{listen}"), Some(key.clone())).unwrap();
+    let mut served = Served::start_with(&url, &env);
+    let mut api = Client::new(&served.base(), Some(key.clone())).unwrap();
     let call = |api: &mut Client, method: &str, path: &str, body: Value| {
         let r = api.send(method, path, &body, &purse::ids::uuid_v4(&mut purse::ids::Rng::from_kernel())).unwrap();
         assert!(r.status < 300, "{path}: {}", r.json());
@@ -802,11 +689,9 @@ fn a_serve_process_killed_after_stripe_charged_is_reconciled_on_restart_with_one
         &format!("/v1/customers/{id}/recharge-settings"),
         json!({ "enabled": true, "method": "card", "threshold": "20", "recharge_amount": "50" }),
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while first.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "the process never reached the fault");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_for(30, "the process stopped at the fault", || {
+        served.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_some())
+    });
     let intent_customer = {
         let opened = purse::open_store(&url).unwrap();
         opened.payments.recharge_settings(purse_core::PartyId(id)).unwrap().unwrap().card.unwrap().customer
@@ -814,21 +699,22 @@ fn a_serve_process_killed_after_stripe_charged_is_reconciled_on_restart_with_one
     let charged = |s: &LocalStripe| s.charges(&intent_customer).iter().filter(|ch| ch["status"] == "succeeded").count();
     assert_eq!(charged(&stripe), 1, "Stripe charged before the crash");
     // The restart finds the charge and credits it, once.
-    let mut second = start(None);
-    let mut api = Client::new(&format!("http://{listen}"), Some(key)).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while call(&mut api, "GET", &format!("/v1/accounts/{wallet}"), json!({}))["balance"] != "50.00" {
-        assert!(Instant::now() < deadline, "the restart never credited the charge");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_millis(500));
+    served.env.retain(|(k, _)| k != "PURSE_RECHARGE_FAULT");
+    served.kill();
+    served.spawn();
+    let mut api = Client::new(&served.base(), Some(key)).unwrap();
+    common::wait_for(30, "the restart credited the charge", || {
+        call(&mut api, "GET", &format!("/v1/accounts/{wallet}"), json!({}))["balance"] == "50.00"
+    });
+    stays(Duration::from_millis(500), "credited once", || {
+        call(&mut api, "GET", &format!("/v1/accounts/{wallet}"), json!({}))["balance"] == "50.00"
+    });
     let recharges =
         call(&mut api, "GET", &format!("/v1/recharges?customer={id}"), json!({}))["data"].as_array().unwrap().clone();
     assert_eq!((recharges.len(), recharges[0]["status"].as_str()), (1, Some("succeeded")), "{recharges:?}");
     assert_eq!(call(&mut api, "GET", &format!("/v1/accounts/{wallet}"), json!({}))["balance"], "50.00");
     assert_eq!(charged(&stripe), 1, "no second charge");
-    let _ = second.kill();
-    let _ = second.wait();
+    drop(served);
     let _ = std::fs::remove_dir_all(&maildir);
 }
 
@@ -896,7 +782,7 @@ fn issue_8_every_payment_gets_a_numbered_receipt_voucher_emailed_with_its_pdf_an
     let (_, secret) =
         purse::keys::create(&opened, "theirs", Role::Customer(purse_core::PartyId(other)), Scope::ReadWrite, w.now())
             .unwrap();
-    let mut theirs = Client::new(&format!("http://{}", w.server.as_ref().unwrap().addr), Some(secret)).unwrap();
+    let mut theirs = Client::new(&format!("http://{}", w.servers[0].addr), Some(secret)).unwrap();
     assert_eq!(theirs.get(&format!("/v1/receipts/{id}/pdf")).unwrap().status, 404);
     assert_eq!(theirs.send("POST", &format!("/v1/receipts/{id}/email"), &json!({}), "k").unwrap().status, 404);
 }

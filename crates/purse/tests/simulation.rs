@@ -68,11 +68,14 @@ struct Model {
     resolved: HashMap<HoldId, &'static str>,
     /// Posted client ids and what the engine first answered for them.
     posted: HashMap<String, (Command, Outcome)>,
-    /// Transfers that may be reversed: id -> (debit, credit, amount, reversed, is a charge).
-    transfers: HashMap<TransferId, (Option<AccountId>, Option<AccountId>, i128, bool, bool)>,
+    /// Transfers that may be reversed.
+    transfers: HashMap<TransferId, MTransfer>,
     posted_count: u64,
     eur: bool,
 }
+
+/// A posted transfer as the model keeps it: debit, credit, amount, reversed, is a charge.
+type MTransfer = (Option<AccountId>, Option<AccountId>, i128, bool, bool);
 
 impl Model {
     fn effective_limit(&self, a: &MAccount, now: i64) -> i128 {

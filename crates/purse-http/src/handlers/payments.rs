@@ -110,14 +110,19 @@ pub async fn list_recharges(
     Ok(reply(StatusCode::OK, &json!({ "data": data })))
 }
 
+/// Reads up to `limit` documents of a customer (all customers' when none), newest first.
+type Rows<T> = fn(&AppState, Option<purse_core::PartyId>, u32) -> Result<Vec<T>, ApiError>;
+/// A document's owner and how it is shown.
+type View<T> = fn(&AppState, &T) -> Result<(purse_core::PartyId, Value), ApiError>;
+
 /// A list of a customer's documents (`?customer=&limit=`), newest first: what `rows` reads,
 /// kept to what the caller sees, each shown by `view`.
 pub(crate) async fn list_of<T: 'static>(
     state: AppState,
     who: Principal,
     params: Params,
-    rows: fn(&AppState, Option<purse_core::PartyId>, u32) -> Result<Vec<T>, ApiError>,
-    view: fn(&AppState, &T) -> Result<(purse_core::PartyId, Value), ApiError>,
+    rows: Rows<T>,
+    view: View<T>,
 ) -> Result<Response, ApiError> {
     params.only(&["customer", "limit"])?;
     let limit = page_limit(params.id("limit")?.map(|n| u32::try_from(n).unwrap_or(u32::MAX)))?;

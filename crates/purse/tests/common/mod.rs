@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod served;
+pub mod world;
 
 /// Options of an in-process server for tests: quiet, no rate limit, webhooks to loopback
 /// allowed, no worker (tests run theirs by hand), `payments` as given.
@@ -69,6 +70,110 @@ pub fn pg_url(name: &str) -> String {
 /// Both backends, for stories that must hold on each.
 pub fn both_backends(name: &str) -> Vec<String> {
     vec![sqlite_url(), pg_url(name)]
+}
+
+/// Waits until `done` holds, checking every 20 ms; fails the test with `what` after
+/// `within_s` seconds. Tests synchronise with this, never with a bare sleep.
+pub fn wait_for(within_s: u64, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(within_s);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{what}: not within {within_s} s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Checks that `holds` stays true for `during` (for "nothing more happens" after the
+/// work a test waited for): fails the test at the first check where it does not.
+pub fn stays(during: std::time::Duration, what: &str, mut holds: impl FnMut() -> bool) {
+    let until = std::time::Instant::now() + during;
+    while std::time::Instant::now() < until {
+        assert!(holds(), "{what}: no longer true");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Waits until something listens at `addr` (`host:port`).
+pub fn wait_listening(addr: &str) {
+    wait_for(30, &format!("{addr} listening"), || std::net::TcpStream::connect(addr).is_ok());
+}
+
+/// A fresh random id, for client ids and idempotency keys.
+pub fn key() -> String {
+    purse::ids::uuid_v4(&mut purse::ids::Rng::from_kernel())
+}
+
+/// A real SMTP server storing every message in a maildir.
+pub struct Smtp {
+    child: std::process::Child,
+    pub dir: std::path::PathBuf,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub to: String,
+    pub subject: String,
+    pub body: String,
+    /// The whole message as received.
+    pub raw: String,
+}
+
+impl Smtp {
+    pub fn start() -> Smtp {
+        Smtp::start_on(served::free_port())
+    }
+
+    pub fn start_on(port: u16) -> Smtp {
+        let (child, dir) = aiosmtpd(port);
+        Smtp { child, dir, port }
+    }
+
+    /// The balance notifications received, oldest first (receipt vouchers left out).
+    pub fn messages(&self) -> Vec<Mail> {
+        read_maildir(&self.dir).into_iter().filter(|m| !m.subject.starts_with("Receipt voucher")).collect()
+    }
+
+    /// Messages per recipient.
+    pub fn by_recipient(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut counts = std::collections::BTreeMap::new();
+        for m in self.messages() {
+            *counts.entry(m.to).or_insert(0) += 1;
+        }
+        counts
+    }
+}
+
+/// Every message of a maildir, oldest first.
+pub fn read_maildir(dir: &std::path::Path) -> Vec<Mail> {
+    let Ok(entries) = std::fs::read_dir(dir.join("new")) else { return Vec::new() };
+    let mut out: Vec<(std::time::SystemTime, Mail)> = entries
+        .flatten()
+        .map(|e| {
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            let (head, body) = text.split_once("\n\n").unwrap_or((&text, ""));
+            let header = |name: &str| {
+                head.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned())).unwrap_or_default()
+            };
+            (
+                e.metadata().unwrap().modified().unwrap(),
+                Mail {
+                    to: header("To:"),
+                    subject: header("Subject:"),
+                    body: body.replace("\r\n", "\n"),
+                    raw: text.clone(),
+                },
+            )
+        })
+        .collect();
+    out.sort_by_key(|(t, _)| *t);
+    out.into_iter().map(|(_, m)| m).collect()
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 pub const T0: i64 = 1_790_000_000; // seconds; any fixed instant will do
@@ -247,11 +352,7 @@ impl LocalStripe {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("localstripe starts");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "localstripe never listened");
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        wait_for(30, "localstripe listening", || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
         LocalStripe { child, url: format!("http://127.0.0.1:{port}") }
     }
 
@@ -358,7 +459,7 @@ pub fn mail_attachment(mail: &str, content_type: &str) -> Option<(String, Vec<u8
 /// message in a fresh maildir: the process and the maildir. Never skipped: without it, fails.
 pub fn aiosmtpd(port: u16) -> (std::process::Child, std::path::PathBuf) {
     use std::process::{Command, Stdio};
-    use std::time::{Duration, Instant};
+
     let python = std::env::var("PURSE_AIOSMTPD_PYTHON").expect("PURSE_AIOSMTPD_PYTHON (scripts/test.sh)");
     let dir = std::env::temp_dir().join(format!("purse-smtp-{}-{port}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -369,19 +470,19 @@ pub fn aiosmtpd(port: u16) -> (std::process::Child, std::path::PathBuf) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "aiosmtpd did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for(20, "aiosmtpd listening", || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
     (child, dir)
 }
+
+/// A request a [`Receiver`] got: its headers (names lowercased), its body, and the status
+/// it was answered with.
+pub type Received = (std::collections::BTreeMap<String, String>, Vec<u8>, u16);
 
 /// A real HTTP receiver: answers each request with the next status of `script` (then 200)
 /// and records the headers and body of each.
 pub struct Receiver {
     pub url: String,
-    pub seen: Arc<std::sync::Mutex<Vec<(std::collections::BTreeMap<String, String>, Vec<u8>, u16)>>>,
+    pub seen: Arc<std::sync::Mutex<Vec<Received>>>,
 }
 
 impl Receiver {

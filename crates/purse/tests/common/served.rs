@@ -28,7 +28,8 @@ pub struct Served {
     pub url: String,
     pub listen: String,
     pub child: Option<Child>,
-    env: Vec<(String, String)>,
+    /// The extra environment each start of the process gets.
+    pub env: Vec<(String, String)>,
     /// What the process wrote to standard error, line by line.
     log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
