@@ -60,10 +60,10 @@ pub fn peak_rss_mib() -> f64 {
 }
 
 /// Creates the currency (if needed) and `n` prepaid customers; returns their wallets.
-pub fn create_customers(engine: &Engine, prefix: &str, n: u64) -> Result<Vec<AccountId>, String> {
+pub fn create_customers(engine: &Engine, prefix: &str, n: u64) -> crate::error::Result<Vec<AccountId>> {
     let usd = CurrencyCode::parse(CURRENCY).expect("valid code");
     // A replayed currency answers CurrencyExists: both mean "it is there".
-    let _ = engine.execute(Command::CreateCurrency { code: usd, scale: 6 }).map_err(|e| e.to_string())?;
+    let _ = engine.execute(Command::CreateCurrency { code: usd, scale: 6 }).map_err(crate::Error::from)?;
     let mut wallets = Vec::with_capacity(n as usize);
     let mut i = 0;
     while i < n {
@@ -80,10 +80,10 @@ pub fn create_customers(engine: &Engine, prefix: &str, n: u64) -> Result<Vec<Acc
                 })
             })
             .collect();
-        for result in engine.submit(items).map_err(|e| e.to_string())? {
+        for result in engine.submit(items).map_err(crate::Error::from)? {
             match result {
                 Ok(Outcome::PartyCreated { wallet: Some(w), .. }) => wallets.push(w),
-                other => return Err(format!("creating a customer failed: {other:?}")),
+                other => return Err(crate::Error::Failed(format!("creating a customer failed: {other:?}"))),
             }
         }
         i = end;
@@ -99,12 +99,14 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[index].as_secs_f64() * 1000.0
 }
 
-pub fn run(options: &BenchOptions) -> Result<BenchReport, String> {
+pub fn run(options: &BenchOptions) -> crate::error::Result<BenchReport> {
     if options.accounts == 0 || options.charges == 0 || options.batch == 0 || options.concurrency == 0 {
-        return Err("--accounts, --charges, --batch and --concurrency must each be at least 1".into());
+        return Err(crate::Error::Failed(
+            "--accounts, --charges, --batch and --concurrency must each be at least 1".into(),
+        ));
     }
     if options.hot_percent > 100 {
-        return Err("--hot-percent must be between 0 and 100".into());
+        return Err(crate::Error::Failed("--hot-percent must be between 0 and 100".into()));
     }
     if let Some((url, key)) = &options.target {
         return run_http(options, url, key);
@@ -112,7 +114,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, String> {
     let mut engine_config = options.engine.clone();
     engine_config.batch_size_max = engine_config.batch_size_max.max(options.batch);
     let engine =
-        crate::start_engine(&options.database_url, Arc::new(SystemClock), engine_config).map_err(|e| e.to_string())?;
+        crate::start_engine(&options.database_url, Arc::new(SystemClock), engine_config).map_err(crate::Error::from)?;
     let setup = Instant::now();
     let prefix = format!("bench-{:x}", Rng::from_kernel().next_u64() & 0xFFFF_FFFF);
     let wallets = Arc::new(create_customers(&engine, &prefix, options.accounts)?);
@@ -130,7 +132,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, String> {
             let (engine, wallets, next, barrier) =
                 (engine.clone(), wallets.clone(), next_charge.clone(), barrier.clone());
             let options = options.clone();
-            std::thread::spawn(move || -> Result<Vec<Duration>, String> {
+            std::thread::spawn(move || -> crate::error::Result<Vec<Duration>> {
                 let mut rng = Rng::from_kernel();
                 let mut latencies = Vec::new();
                 barrier.wait();
@@ -142,10 +144,10 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, String> {
                     let len = (options.charges - start).min(options.batch as u64) as usize;
                     let items = (0..len).map(|_| charge(&mut rng, &options, &wallets, usd)).collect();
                     let began = Instant::now();
-                    let results = engine.submit(items).map_err(|e| e.to_string())?;
+                    let results = engine.submit(items).map_err(crate::Error::from)?;
                     let took = began.elapsed();
                     if let Some(bad) = results.iter().find(|r| r.is_err()) {
-                        return Err(format!("a charge was refused: {bad:?}"));
+                        return Err(crate::Error::Failed(format!("a charge was refused: {bad:?}")));
                     }
                     latencies.extend(std::iter::repeat_n(took, len));
                 }
@@ -155,7 +157,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, String> {
     measure(&barrier, threads, options.charges, setup_seconds)
 }
 
-type BenchThread = std::thread::JoinHandle<Result<Vec<Duration>, String>>;
+type BenchThread = std::thread::JoinHandle<crate::error::Result<Vec<Duration>>>;
 
 /// Releases the threads waiting at `barrier`, times them to the end, and reports.
 fn measure(
@@ -163,12 +165,12 @@ fn measure(
     threads: Vec<BenchThread>,
     charges: u64,
     setup_seconds: f64,
-) -> Result<BenchReport, String> {
+) -> crate::error::Result<BenchReport> {
     barrier.wait();
     let began = Instant::now();
     let mut latencies = Vec::with_capacity(usize::try_from(charges).unwrap_or(0));
     for t in threads {
-        latencies.extend(t.join().map_err(|_| "a bench thread panicked".to_string())??);
+        latencies.extend(t.join().map_err(|_| crate::Error::Failed("a bench thread panicked".to_string()))??);
     }
     let seconds = began.elapsed().as_secs_f64();
     latencies.sort_unstable();
@@ -234,26 +236,83 @@ fn round(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
+/// The load generator of `--target`: one keep-alive HTTP/1.1 connection that POSTs JSON and
+/// reads answers with a `Content-Length` (all the API sends). It is not the CLI's client
+/// (`client::Client`, over ureq) on purpose: on a machine whose cores the server shares,
+/// the load generator must cost less than what it measures, and ureq costs 1.45 times the
+/// CPU per request (15,400 against 22,100 single charges per second, BENCHMARKS.md).
+struct Loader {
+    host: String,
+    key: String,
+    conn: std::io::BufReader<std::net::TcpStream>,
+}
+
+impl Loader {
+    fn connect(url: &str, key: &str) -> crate::error::Result<Loader> {
+        let host = url.strip_prefix("http://").unwrap_or(url).trim_end_matches('/').to_owned();
+        let stream = std::net::TcpStream::connect(&host)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+        Ok(Loader { host, key: key.to_owned(), conn: std::io::BufReader::with_capacity(64 * 1024, stream) })
+    }
+
+    fn post(&mut self, path: &str, body: &[u8], idempotency_key: &str) -> std::io::Result<(u16, Vec<u8>)> {
+        use std::io::{BufRead, Read, Write};
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {}\r\nidempotency-key: {idempotency_key}\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            self.host,
+            self.key,
+            body.len()
+        );
+        let mut message = head.into_bytes();
+        message.extend_from_slice(body);
+        self.conn.get_mut().write_all(&message)?;
+        let mut line = String::new();
+        self.conn.read_line(&mut line)?;
+        let status = line.split_whitespace().nth(1).and_then(|s| s.parse::<u16>().ok());
+        let status = status.ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+        let mut length = None;
+        loop {
+            line.clear();
+            self.conn.read_line(&mut line)?;
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                if name.trim().eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse::<usize>().ok();
+                }
+            }
+        }
+        let mut reply = vec![0; length.ok_or_else(|| std::io::Error::other("an answer without content-length"))?];
+        self.conn.read_exact(&mut reply)?;
+        Ok((status, reply))
+    }
+}
+
 /// The same measurement through the real API of a running server: `--batch 1` posts one
 /// charge per `POST /v1/charges`, more posts `POST /v1/charges/batch`; `--concurrency`
 /// connections, each on its own thread. Latency is per request.
-fn run_http(options: &BenchOptions, url: &str, key: &str) -> Result<BenchReport, String> {
+fn run_http(options: &BenchOptions, url: &str, key: &str) -> crate::error::Result<BenchReport> {
     use crate::client::Client;
     if options.batch > 8192 {
-        return Err("--batch: the batch endpoint takes at most 8192 charges".into());
+        return Err(crate::Error::Failed("--batch: the batch endpoint takes at most 8192 charges".into()));
     }
     let setup = Instant::now();
     let mut client = Client::new(url, Some(key.to_owned()))?;
     let mut rng = Rng::from_kernel();
-    let mut post = |client: &mut Client, path: &str, body: serde_json::Value| -> Result<serde_json::Value, String> {
-        let reply = client.send("POST", path, &body, &uuid_v4(&mut rng))?;
-        match reply.status {
-            200 | 201 => Ok(reply.json()),
-            s => Err(format!("POST {path}: {s} {}", String::from_utf8_lossy(&reply.body))),
-        }
-    };
+    let mut post =
+        |client: &mut Client, path: &str, body: serde_json::Value| -> crate::error::Result<serde_json::Value> {
+            let reply = client.send("POST", path, &body, &uuid_v4(&mut rng))?;
+            match reply.status {
+                200 | 201 => Ok(reply.json()),
+                s => Err(crate::Error::Failed(format!("POST {path}: {s} {}", String::from_utf8_lossy(&reply.body)))),
+            }
+        };
     if let Err(e) = post(&mut client, "/v1/currencies", serde_json::json!({ "code": CURRENCY })) {
-        if !e.contains("currency_exists") {
+        if !e.to_string().contains("currency_exists") {
             return Err(e);
         }
     }
@@ -262,7 +321,7 @@ fn run_http(options: &BenchOptions, url: &str, key: &str) -> Result<BenchReport,
     for n in 0..options.accounts {
         let body = serde_json::json!({ "client_id": format!("{prefix}-{n}"), "name": format!("Bench {n}"), "billing": "prepaid", "currency": CURRENCY });
         let created = post(&mut client, "/v1/customers", body)?;
-        wallets.push(created["wallet"].as_u64().ok_or("no wallet in the answer")?);
+        wallets.push(created["wallet"].as_u64().ok_or_else(|| crate::Error::Failed("no wallet in the answer".into()))?);
     }
     let setup_seconds = setup.elapsed().as_secs_f64();
     let wallets = Arc::new(wallets);
@@ -272,10 +331,9 @@ fn run_http(options: &BenchOptions, url: &str, key: &str) -> Result<BenchReport,
         .map(|_| {
             let (wallets, next, barrier, options) = (wallets.clone(), next_charge.clone(), barrier.clone(), options.clone());
             let (url, key) = (url.to_owned(), key.to_owned());
-            std::thread::spawn(move || -> Result<Vec<Duration>, String> {
+            std::thread::spawn(move || -> crate::error::Result<Vec<Duration>> {
                 let mut rng = Rng::from_kernel();
-                let mut client = Client::new(&url, Some(key))?;
-                client.get("/healthz")?;
+                let mut client = Loader::connect(&url, &key)?;
                 let mut latencies = Vec::new();
                 let mut body = Vec::with_capacity(options.batch * 128);
                 barrier.wait();
@@ -307,17 +365,17 @@ fn run_http(options: &BenchOptions, url: &str, key: &str) -> Result<BenchReport,
                     let path = if options.batch == 1 { "/v1/charges" } else { "/v1/charges/batch" };
                     let idempotency_key = uuid_v7(unix_ms(), &mut rng);
                     let began = Instant::now();
-                    let reply = client
-                        .request("POST", path, Some(&body), &[("idempotency-key", &idempotency_key)])
-                        .map_err(|e| format!("POST {path}: {e}"))?;
+                    let (status, reply) = client
+                        .post(path, &body, &idempotency_key)
+                        .map_err(|e| crate::Error::Failed(format!("POST {path}: {e}")))?;
                     latencies.push(began.elapsed());
-                    let ok = match reply.status {
+                    let ok = match status {
                         201 => true,
-                        200 => !String::from_utf8_lossy(&reply.body).contains("\"error\""),
+                        200 => !String::from_utf8_lossy(&reply).contains("\"error\""),
                         _ => false,
                     };
                     if !ok {
-                        return Err(format!("POST {path}: {} {}", reply.status, String::from_utf8_lossy(&reply.body)));
+                        return Err(crate::Error::Failed(format!("POST {path}: {status} {}", String::from_utf8_lossy(&reply))));
                     }
                 }
             })

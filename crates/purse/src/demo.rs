@@ -32,10 +32,10 @@ impl Demo {
         ClientId::new(&format!("demo-{what}-{}", self.counter)).expect("short")
     }
 
-    fn run(&self, command: Command) -> Result<Outcome, String> {
-        match self.engine.execute(command).map_err(|e| e.to_string())? {
+    fn run(&self, command: Command) -> crate::error::Result<Outcome> {
+        match self.engine.execute(command).map_err(crate::Error::from)? {
             Ok(o) => Ok(o),
-            Err(r) => Err(format!("demo command refused: {r}")),
+            Err(r) => Err(crate::Error::Failed(format!("demo command refused: {r}"))),
         }
     }
 
@@ -49,7 +49,7 @@ impl Demo {
         reseller: Option<PartyId>,
         billing: Billing,
         limit: &str,
-    ) -> Result<(PartyId, AccountId), String> {
+    ) -> crate::error::Result<(PartyId, AccountId)> {
         let client_id = self.id("customer");
         let credit_limit = self.usd.parse(limit).expect("valid");
         let command = Command::CreateCustomer {
@@ -62,11 +62,11 @@ impl Demo {
         };
         match self.run(command)? {
             Outcome::PartyCreated { party, wallet: Some(w), .. } => Ok((party, w)),
-            other => Err(format!("unexpected {other:?}")),
+            other => Err(crate::Error::Failed(format!("unexpected {other:?}"))),
         }
     }
 
-    fn pay(&mut self, account: AccountId, amount: &str, method: PaymentMethod) -> Result<(), String> {
+    fn pay(&mut self, account: AccountId, amount: &str, method: PaymentMethod) -> crate::error::Result<()> {
         let client_id = self.id("payment");
         let money = self.money(amount);
         self.run(Command::Payment { client_id, account, money, method, metadata: None }).map(drop)
@@ -82,7 +82,7 @@ pub struct Seeded {
 }
 
 /// Seeds a fresh database at `path` with a simulated day and returns the report to print.
-pub fn run(path: &str) -> Result<String, String> {
+pub fn run(path: &str) -> crate::error::Result<String> {
     seed(path).map(|s| s.report)
 }
 
@@ -94,10 +94,10 @@ pub fn serve(
     web: crate::web::WebSettings,
     mut alerts: purse_app::notifier::AlertConfig,
     payments: purse_app::recharger::PaymentConfig,
-) -> Result<(), String> {
+) -> crate::error::Result<()> {
     let seeded = seed(path)?;
     let cards = payments.stripe.as_ref().map(|(url, _)| url.clone());
-    let opened = crate::open_store(&format!("sqlite://{path}")).map_err(|e| e.to_string())?;
+    let opened = crate::open_store(&format!("sqlite://{path}")).map_err(crate::Error::from)?;
     let now = purse_engine::Clock::now(&purse_engine::SystemClock);
     let rw = purse_core::Scope::ReadWrite;
     let (_, operator) = crate::keys::create(&opened, "demo operator", purse_core::Role::Operator, rw, now)?;
@@ -222,14 +222,14 @@ fn live_usage(engine: &Engine, wallets: &[AccountId], running: &std::sync::atomi
 
 /// Seeds a fresh database at `path` (removing any file there): resellers, customers,
 /// subscriber accounts and a simulated day of usage.
-pub fn seed(path: &str) -> Result<Seeded, String> {
+pub fn seed(path: &str) -> crate::error::Result<Seeded> {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{path}{suffix}"));
     }
     let day_start_s = day_start_s();
     let clock = Arc::new(ManualClock::new(Timestamp::from_secs(day_start_s)));
     let engine = crate::start_engine(&format!("sqlite://{path}"), clock.clone(), EngineConfig::default())
-        .map_err(|e| e.to_string())?;
+        .map_err(crate::Error::from)?;
     let code = CurrencyCode::parse("USD").expect("valid");
     let mut demo = Demo { engine, clock, usd: Currency { code, scale: 4 }, counter: 0 };
     demo.run(Command::CreateCurrency { code, scale: 4 })?;
@@ -239,13 +239,13 @@ pub fn seed(path: &str) -> Result<Seeded, String> {
         let client_id = demo.id("reseller");
         let Outcome::PartyCreated { party, .. } = demo.run(Command::CreateReseller { client_id, name: name.into() })?
         else {
-            return Err("reseller not created".into());
+            return Err(crate::Error::Failed("reseller not created".into()));
         };
         let client_id = demo.id("master");
         let Outcome::AccountOpened { account, .. } =
             demo.run(Command::OpenAccount { client_id, party, kind: NewAccountKind::MasterWallet { currency: code } })?
         else {
-            return Err("master wallet not opened".into());
+            return Err(crate::Error::Failed("master wallet not opened".into()));
         };
         demo.pay(account, "5000", PaymentMethod::BankTransfer)?;
         resellers.push((party, account));
@@ -327,9 +327,9 @@ fn seed_alerts(
     wallets: &[(&str, PartyId, AccountId)],
     usd: Currency,
     now: Timestamp,
-) -> Result<(), String> {
+) -> crate::error::Result<()> {
     use purse_core::alerts::{AlertSettings, Profile, Rule, RuleKind, WarningLevel};
-    let side = crate::open_side(&format!("sqlite://{path}")).map_err(|e| e.to_string())?;
+    let side = crate::open_side(&format!("sqlite://{path}")).map_err(crate::Error::from)?;
     let slug = |name: &str| name.split_whitespace().next().unwrap_or("x").to_ascii_lowercase();
     let twenty = usd.parse("20").expect("valid");
     for (n, (reseller, _)) in resellers.iter().enumerate() {
@@ -355,7 +355,7 @@ fn seed_alerts(
             created_at: now,
             updated_at: now,
         };
-        side.alerts.insert_profile(&profile).map_err(|e| e.to_string())?;
+        side.alerts.insert_profile(&profile).map_err(crate::Error::from)?;
         let email = format!("billing@{}.demo", ["northwind", "blueharbor"][n.min(1)]);
         let settings = AlertSettings {
             party: *reseller,
@@ -365,7 +365,7 @@ fn seed_alerts(
             warning: Vec::new(),
             updated_at: now,
         };
-        side.alerts.put_alert_settings(&settings).map_err(|e| e.to_string())?;
+        side.alerts.put_alert_settings(&settings).map_err(crate::Error::from)?;
     }
     for (name, party, _) in wallets {
         let warning = ["50", "20", "10"].map(|t| WarningLevel::Amount(usd.parse(t).expect("valid"))).to_vec();
@@ -377,7 +377,7 @@ fn seed_alerts(
             warning,
             updated_at: now,
         };
-        side.alerts.put_alert_settings(&settings).map_err(|e| e.to_string())?;
+        side.alerts.put_alert_settings(&settings).map_err(crate::Error::from)?;
     }
     // Auto-recharge: Acme from Northwind's master account below 20, Globex by top-up invoice
     // below 150 (so the demo opens with an invoice).
@@ -394,7 +394,7 @@ fn seed_alerts(
             emails: vec![format!("finance@{}.demo", slug(wallets.iter().find(|w| w.1 == *party).map_or("x", |w| w.0)))],
             ..RechargeSettings::off(*party, now)
         };
-        side.payments.put_recharge_settings(&settings).map_err(|e| e.to_string())?;
+        side.payments.put_recharge_settings(&settings).map_err(crate::Error::from)?;
     }
     // Credit control: a Gold class (subscriber transfers, increases up to 50 % for 30 days)
     // for Initech, and Blue Harbor's own bound of 200 for its other customers.
@@ -418,25 +418,31 @@ fn seed_alerts(
         max: MaxIncrease { amount: None, percent: Some(50), days: Some(30) },
         updated_at: now,
     };
-    let gold = side.credit.put_class(&gold, &audit("customer_class", None)).map_err(|e| e.to_string())?;
+    let gold = side.credit.put_class(&gold, &audit("customer_class", None)).map_err(crate::Error::from)?;
     let initech = CreditPolicy { class: Some(gold.id), ..CreditPolicy::default_for(wallets[2].1) };
     side.credit
         .put_credit_policy(&initech, &audit("credit_settings", Some(initech.party)))
-        .map_err(|e| e.to_string())?;
+        .map_err(crate::Error::from)?;
     let max = MaxIncrease { amount: Some("200".into()), percent: None, days: Some(14) };
     let harbor = CreditPolicy { max, transfers: TransferSetting::No, ..CreditPolicy::default_for(resellers[1].0) };
-    side.credit.put_credit_policy(&harbor, &audit("credit_settings", Some(harbor.party))).map_err(|e| e.to_string())?;
+    side.credit
+        .put_credit_policy(&harbor, &audit("credit_settings", Some(harbor.party)))
+        .map_err(crate::Error::from)?;
     Ok(())
 }
 
 /// With Stripe configured: Initech (postpaid, limit 500) saves the test card 4242 and
 /// recharges 200 by card whenever its available credit falls below 500, i.e. it owes.
-fn card_recharge(server: &crate::serve::Server, seeded: &Seeded) -> Result<(), String> {
+fn card_recharge(server: &crate::serve::Server, seeded: &Seeded) -> crate::error::Result<()> {
     use purse_core::recharge::{RechargeMethod, RechargeTarget};
     let url = server.url.clone();
-    let side = crate::open_side(&url).map_err(|e| e.to_string())?;
+    let side = crate::open_side(&url).map_err(crate::Error::from)?;
     let (_, party, _) = &seeded.customers[2];
-    let party = side.reader.party(*party).map_err(|e| e.to_string())?.ok_or("no Initech")?;
+    let party = side
+        .reader
+        .party(*party)
+        .map_err(crate::Error::from)?
+        .ok_or_else(|| crate::Error::Failed("no Initech".into()))?;
     let payments = purse_app::recharger::Recharger::new(
         server.engine.clone(),
         side.reader.clone(),
@@ -453,20 +459,28 @@ fn card_recharge(server: &crate::serve::Server, seeded: &Seeded) -> Result<(), S
     };
     payments
         .save_card(&party, Some("billing@initech.demo"), &card)
-        .map_err(|e| format!("saving the demo card at Stripe: {e:?}"))?;
-    let mut settings = side.payments.recharge_settings(party.id).map_err(|e| e.to_string())?.ok_or("no settings")?;
+        .map_err(|e| crate::Error::Failed(format!("saving the demo card at Stripe: {e:?}")))?;
+    let mut settings = side
+        .payments
+        .recharge_settings(party.id)
+        .map_err(crate::Error::from)?
+        .ok_or_else(|| crate::Error::Failed("no settings".into()))?;
     let usd = purse_core::Currency { code: CurrencyCode::parse("USD").expect("valid"), scale: 4 };
     settings.enabled = true;
     settings.method = RechargeMethod::Card;
     settings.threshold = usd.parse("500").expect("valid");
     settings.target = RechargeTarget::Amount(usd.parse("200").expect("valid"));
     settings.per_day_max = 24;
-    side.payments.put_recharge_settings(&settings).map_err(|e| e.to_string())?;
+    side.payments.put_recharge_settings(&settings).map_err(crate::Error::from)?;
     Ok(())
 }
 
 /// 24 simulated hours of calls and SMS, rated per minute and per message.
-fn simulate_day(demo: &mut Demo, wallets: &[(&str, PartyId, AccountId)], day_start_s: i64) -> Result<u64, String> {
+fn simulate_day(
+    demo: &mut Demo,
+    wallets: &[(&str, PartyId, AccountId)],
+    day_start_s: i64,
+) -> crate::error::Result<u64> {
     let mut rng = Rng::new(2026);
     for hour in 0..24 {
         demo.clock.set(Timestamp::from_secs(day_start_s).plus_micros(hour * HOUR_US));
@@ -487,9 +501,9 @@ fn simulate_day(demo: &mut Demo, wallets: &[(&str, PartyId, AccountId)], day_sta
                 })));
             }
         }
-        let results = demo.engine.submit(items).map_err(|e| e.to_string())?;
+        let results = demo.engine.submit(items).map_err(crate::Error::from)?;
         if let Some(Err(r)) = results.iter().find(|r| r.is_err()) {
-            return Err(format!("a demo charge was refused: {r}"));
+            return Err(crate::Error::Failed(format!("a demo charge was refused: {r}")));
         }
     }
     // A real-time session: hold, then capture part of it.
@@ -507,7 +521,7 @@ fn simulate_day(demo: &mut Demo, wallets: &[(&str, PartyId, AccountId)], day_sta
         let client_id = demo.id("capture");
         demo.run(Command::Capture { client_id, hold, amount: Some(demo.usd.parse("1.2").expect("valid")) })?;
     }
-    demo.engine.reader().outbox_count().map_err(|e| e.to_string())
+    demo.engine.reader().outbox_count().map_err(crate::Error::from)
 }
 
 trait NowPlus {
@@ -520,7 +534,7 @@ impl NowPlus for ManualClock {
     }
 }
 
-fn report(demo: &Demo, wallets: &[(&str, PartyId, AccountId)], events: u64) -> Result<String, String> {
+fn report(demo: &Demo, wallets: &[(&str, PartyId, AccountId)], events: u64) -> crate::error::Result<String> {
     let reader = demo.engine.reader();
     let now = purse_engine::Clock::now(demo.clock.as_ref());
     let mut out = String::from("Purse demo: one simulated day of usage\n\n");
@@ -529,7 +543,10 @@ fn report(demo: &Demo, wallets: &[(&str, PartyId, AccountId)], events: u64) -> R
         "customer", "balance", "reserved", "credit limit", "available"
     ));
     for (name, _, wallet) in wallets {
-        let a = reader.account(*wallet).map_err(|e| e.to_string())?.ok_or("wallet missing")?;
+        let a = reader
+            .account(*wallet)
+            .map_err(crate::Error::from)?
+            .ok_or_else(|| crate::Error::Failed("wallet missing".into()))?;
         let available = purse_core::ledger::available(&a, None, now);
         let f = |x: i64| demo.usd.format(Amount(x));
         out.push_str(&format!(
@@ -541,7 +558,7 @@ fn report(demo: &Demo, wallets: &[(&str, PartyId, AccountId)], events: u64) -> R
             f(available.clamp(i64::MIN.into(), i64::MAX.into()) as i64),
         ));
     }
-    let audit = reader.audit().map_err(|e| e.to_string())?;
+    let audit = reader.audit().map_err(crate::Error::from)?;
     out.push_str(&format!(
         "\n{} transfers posted; {} threshold events in the outbox; books {}.\n",
         audit.transfer_count,

@@ -15,33 +15,43 @@ pub enum RoleName {
 }
 
 /// Checks that `party` fits `role` and returns the role to store.
-pub fn role_for(opened: &Opened, role: RoleName, party: Option<u64>) -> Result<Role, String> {
-    let lookup = |id: u64| -> Result<PartyKind, String> {
-        let party = opened.reader.party(PartyId(id)).map_err(|e| e.to_string())?;
-        party.map(|p| p.kind).ok_or_else(|| format!("--party {id}: no such party"))
+pub fn role_for(opened: &Opened, role: RoleName, party: Option<u64>) -> crate::error::Result<Role> {
+    let lookup = |id: u64| -> crate::error::Result<PartyKind> {
+        let party = opened.reader.party(PartyId(id)).map_err(crate::Error::from)?;
+        party.map(|p| p.kind).ok_or_else(|| crate::Error::Usage(format!("--party {id}: no such party")))
     };
     match (role, party) {
         (RoleName::Operator, None) => Ok(Role::Operator),
-        (RoleName::Operator, Some(_)) => Err("--party: an operator key belongs to no party".into()),
-        (_, None) => Err("--party: a reseller or customer key needs the party it belongs to".into()),
+        (RoleName::Operator, Some(_)) => {
+            Err(crate::Error::Usage("--party: an operator key belongs to no party".into()))
+        }
+        (_, None) => {
+            Err(crate::Error::Usage("--party: a reseller or customer key needs the party it belongs to".into()))
+        }
         (RoleName::Reseller, Some(id)) => match lookup(id)? {
             PartyKind::Reseller => Ok(Role::Reseller(PartyId(id))),
-            _ => Err(format!("--party {id}: is a customer, not a reseller")),
+            _ => Err(crate::Error::Usage(format!("--party {id}: is a customer, not a reseller"))),
         },
         (RoleName::Customer, Some(id)) => match lookup(id)? {
             PartyKind::Customer { .. } => Ok(Role::Customer(PartyId(id))),
-            PartyKind::Reseller => Err(format!("--party {id}: is a reseller, not a customer")),
+            PartyKind::Reseller => Err(crate::Error::Usage(format!("--party {id}: is a reseller, not a customer"))),
         },
     }
 }
 
 /// Issues a key and stores its hash; returns the id and the secret, to be shown once.
-pub fn create(opened: &Opened, name: &str, role: Role, scope: Scope, now: Timestamp) -> Result<(u64, String), String> {
+pub fn create(
+    opened: &Opened,
+    name: &str,
+    role: Role,
+    scope: Scope,
+    now: Timestamp,
+) -> crate::error::Result<(u64, String)> {
     if name.trim().is_empty() || name.len() > 100 {
-        return Err("--name: must be 1 to 100 characters".into());
+        return Err(crate::Error::Usage("--name: must be 1 to 100 characters".into()));
     }
-    let (secret, record) = purse_app::secrets::issue_key(name, role, scope, now).map_err(|e| e.to_string())?;
-    let id = opened.access.insert_key(&record).map_err(|e| e.to_string())?;
+    let (secret, record) = purse_app::secrets::issue_key(name, role, scope, now).map_err(crate::Error::from)?;
+    let id = opened.access.insert_key(&record).map_err(crate::Error::from)?;
     let (mut after, party) = purse_app::audit::access_view(role, scope);
     after["name"] = serde_json::json!(record.name);
     audit(opened, now, party, ("api_key", id, "create"), None, Some(after))?;
@@ -49,11 +59,11 @@ pub fn create(opened: &Opened, name: &str, role: Role, scope: Scope, now: Timest
 }
 
 /// Revokes a key; `false` when there is no such active key.
-pub fn revoke(opened: &Opened, id: u64, now: Timestamp) -> Result<bool, String> {
+pub fn revoke(opened: &Opened, id: u64, now: Timestamp) -> crate::error::Result<bool> {
     let key =
-        opened.access.keys().map_err(|e| e.to_string())?.into_iter().find(|k| k.id == id && k.revoked_at.is_none());
+        opened.access.keys().map_err(crate::Error::from)?.into_iter().find(|k| k.id == id && k.revoked_at.is_none());
     let Some(key) = key else { return Ok(false) };
-    if !opened.access.revoke_key(id, now).map_err(|e| e.to_string())? {
+    if !opened.access.revoke_key(id, now).map_err(crate::Error::from)? {
         return Ok(false);
     }
     let (mut before, party) = purse_app::audit::access_view(key.role, key.scope);
@@ -70,7 +80,7 @@ fn audit(
     (entity, id, action): (&str, u64, &str),
     before: Option<serde_json::Value>,
     after: Option<serde_json::Value>,
-) -> Result<(), String> {
+) -> crate::error::Result<()> {
     let entry = purse_store::AuditEntry {
         id: 0,
         at,
@@ -82,7 +92,7 @@ fn audit(
         before: before.map(|b| b.to_string()),
         after: after.map(|a| a.to_string()),
     };
-    opened.credit.record_audit(&entry).map_err(|e| e.to_string())
+    opened.credit.record_audit(&entry).map_err(crate::Error::from)
 }
 
 /// A table of keys: never the secrets, which are not stored.
@@ -117,16 +127,17 @@ pub fn create_user(
     role: Role,
     scope: Scope,
     now: Timestamp,
-) -> Result<String, String> {
+) -> crate::error::Result<String> {
     let email = email.trim().to_lowercase();
     if !purse_app::parse::valid_email(&email) {
-        return Err(format!("--email {email:?}: not an e-mail address"));
+        return Err(crate::Error::Usage(format!("--email {email:?}: not an e-mail address")));
     }
     if name.trim().is_empty() || name.len() > 100 {
-        return Err("--name: must be 1 to 100 characters".into());
+        return Err(crate::Error::Usage("--name: must be 1 to 100 characters".into()));
     }
-    let password = purse_app::secrets::random_hex::<10>().map_err(|e| format!("{e:?}"))?;
-    let password_hash = purse_app::secrets::hash_password(&password).map_err(|e| format!("{e:?}"))?;
+    let password = purse_app::secrets::random_hex::<10>().map_err(|e| crate::Error::Usage(format!("{e:?}")))?;
+    let password_hash =
+        purse_app::secrets::hash_password(&password).map_err(|e| crate::Error::Usage(format!("{e:?}")))?;
     let user = purse_store::NewUser {
         email: email.clone(),
         name: name.trim().to_owned(),
@@ -135,7 +146,7 @@ pub fn create_user(
         scope,
         created_at: now,
     };
-    match opened.access.insert_user(&user).map_err(|e| e.to_string())? {
+    match opened.access.insert_user(&user).map_err(crate::Error::from)? {
         Some(id) => {
             let (mut after, party) = purse_app::audit::access_view(role, scope);
             after["email"] = serde_json::json!(email);
@@ -143,6 +154,6 @@ pub fn create_user(
             audit(opened, now, party, ("user", id, "create"), None, Some(after))?;
             Ok(password)
         }
-        None => Err(format!("--email {email}: a user with this e-mail exists")),
+        None => Err(crate::Error::Usage(format!("--email {email}: a user with this e-mail exists"))),
     }
 }

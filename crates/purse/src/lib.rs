@@ -9,6 +9,7 @@
 pub mod bench;
 pub mod client;
 pub mod demo;
+pub mod error;
 pub mod ids;
 pub mod keys;
 pub mod remote;
@@ -22,6 +23,8 @@ use std::sync::Arc;
 use purse_engine::{Clock, Engine, EngineConfig};
 use purse_store::{AccessStore, AlertStore, CreditStore, PaymentStore, Reader, Store, StoreError};
 use serde::Deserialize;
+
+pub use error::Error;
 
 /// The database URL when none is configured: an SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://purse.db";
@@ -191,22 +194,26 @@ pub struct EngineSettings {
 
 impl Config {
     /// Reads the file if given (or `purse.toml` if it exists), then the environment.
-    pub fn load(path: Option<&Path>) -> Result<Config, String> {
+    pub fn load(path: Option<&Path>) -> crate::error::Result<Config> {
         let default = Path::new("purse.toml");
         let path = path.or_else(|| default.exists().then_some(default));
         let mut config = match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
-                toml::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?
+                let text =
+                    std::fs::read_to_string(p).map_err(|e| crate::Error::Usage(format!("{}: {e}", p.display())))?;
+                toml::from_str(&text).map_err(|e| crate::Error::Usage(format!("{}: {e}", p.display())))?
             }
             None => Config::default(),
         };
         if let Ok(url) = std::env::var("PURSE_DATABASE_URL") {
             config.database_url = Some(url);
         }
-        let number = |name: &str| -> Result<Option<u64>, String> {
+        let number = |name: &str| -> crate::error::Result<Option<u64>> {
             match std::env::var(name) {
-                Ok(v) => v.parse().map(Some).map_err(|_| format!("{name} must be a whole number, got {v:?}")),
+                Ok(v) => v
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| crate::Error::Usage(format!("{name} must be a whole number, got {v:?}"))),
                 Err(_) => Ok(None),
             }
         };
@@ -223,12 +230,14 @@ impl Config {
             config.api.listen = Some(listen);
         }
         if let Some(n) = number("PURSE_API_RATE_PER_KEY")? {
-            config.api.rate_per_key =
-                Some(u32::try_from(n).map_err(|_| "PURSE_API_RATE_PER_KEY is too large".to_owned())?);
+            config.api.rate_per_key = Some(
+                u32::try_from(n).map_err(|_| crate::Error::Usage("PURSE_API_RATE_PER_KEY is too large".to_owned()))?,
+            );
         }
         if let Some(n) = number("PURSE_API_BURST_PER_KEY")? {
-            config.api.burst_per_key =
-                Some(u32::try_from(n).map_err(|_| "PURSE_API_BURST_PER_KEY is too large".to_owned())?);
+            config.api.burst_per_key = Some(
+                u32::try_from(n).map_err(|_| crate::Error::Usage("PURSE_API_BURST_PER_KEY is too large".to_owned()))?,
+            );
         }
         if let Ok(v) = std::env::var("PURSE_API_LOG_REQUESTS") {
             config.api.log_requests = Some(!matches!(v.as_str(), "0" | "false" | "no"));
@@ -251,7 +260,9 @@ impl Config {
             }
         }
         if let Some(n) = number("PURSE_SMTP_PORT")? {
-            a.smtp_port = Some(u16::try_from(n).map_err(|_| "PURSE_SMTP_PORT must be 1 to 65535".to_owned())?);
+            a.smtp_port = Some(
+                u16::try_from(n).map_err(|_| crate::Error::Usage("PURSE_SMTP_PORT must be 1 to 65535".to_owned()))?,
+            );
         }
         if let Some(n) = number("PURSE_ALERTS_TICK_MS")? {
             a.tick_ms = Some(n);
@@ -274,7 +285,10 @@ impl Config {
             }
         }
         if let Some(n) = number("PURSE_RECHARGE_FAILURES_MAX")? {
-            p.failures_max = Some(u32::try_from(n).map_err(|_| "PURSE_RECHARGE_FAILURES_MAX is too large".to_owned())?);
+            p.failures_max = Some(
+                u32::try_from(n)
+                    .map_err(|_| crate::Error::Usage("PURSE_RECHARGE_FAILURES_MAX is too large".to_owned()))?,
+            );
         }
         if let Some(n) = number("PURSE_RECHARGE_LEASE_S")? {
             p.lease_s = Some(n as i64);
@@ -290,26 +304,31 @@ impl Config {
 
     /// Recharger as configured. `PURSE_RECHARGE_FAULT` (tests only) makes the process abort
     /// at a step of card recharges.
-    pub fn payment_config(&self) -> Result<purse_app::recharger::PaymentConfig, String> {
+    pub fn payment_config(&self) -> crate::error::Result<purse_app::recharger::PaymentConfig> {
         let p = &self.payments;
         let stripe = match (&p.stripe_url, &p.stripe_secret_key) {
             (Some(url), Some(key)) => {
-                purse_app::webhooks::parse_webhook_url(url).map_err(|e| format!("payments.stripe_url: {e}"))?;
+                purse_app::webhooks::parse_webhook_url(url)
+                    .map_err(|e| crate::Error::Usage(format!("payments.stripe_url: {e}")))?;
                 Some((url.clone(), key.clone()))
             }
             (None, None) => None,
-            _ => return Err("payments: give both stripe_url and stripe_secret_key, or neither".into()),
+            _ => {
+                return Err(crate::Error::Usage(
+                    "payments: give both stripe_url and stripe_secret_key, or neither".into(),
+                ))
+            }
         };
         let mut c = purse_app::recharger::PaymentConfig { stripe, ..Default::default() };
         if let Some(n) = p.failures_max {
             if !(1..=100).contains(&n) {
-                return Err(format!("payments.failures_max must be 1 to 100, got {n}"));
+                return Err(crate::Error::Usage(format!("payments.failures_max must be 1 to 100, got {n}")));
             }
             c.failures_max = n;
         }
         if let Some(s) = p.lease_s {
             if !(0..=3600).contains(&s) {
-                return Err(format!("payments.lease_s must be 0 to 3600, got {s}"));
+                return Err(crate::Error::Usage(format!("payments.lease_s must be 0 to 3600, got {s}")));
             }
             c.lease_s = s;
         }
@@ -318,7 +337,7 @@ impl Config {
         }
         if let Ok(f) = std::env::var("PURSE_RECHARGE_FAULT") {
             let fault = purse_app::recharger::Fault::parse(&f)
-                .ok_or_else(|| format!("PURSE_RECHARGE_FAULT: unknown step {f:?}"))?;
+                .ok_or_else(|| crate::Error::Usage(format!("PURSE_RECHARGE_FAULT: unknown step {f:?}")))?;
             c.fault = Some((fault, true));
         }
         Ok(c)
@@ -328,7 +347,7 @@ impl Config {
         flag.map(str::to_owned).or_else(|| self.database_url.clone()).unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned())
     }
 
-    pub fn engine_config(&self) -> Result<EngineConfig, String> {
+    pub fn engine_config(&self) -> crate::error::Result<EngineConfig> {
         let mut c = EngineConfig::default();
         if let Some(n) = self.engine.queue_len_max {
             c.queue_len_max = n;
@@ -340,14 +359,16 @@ impl Config {
             c.batch_wait = std::time::Duration::from_micros(us);
         }
         if c.queue_len_max == 0 || c.batch_size_max == 0 {
-            return Err("engine.queue_len_max and engine.batch_size_max must be at least 1".into());
+            return Err(crate::Error::Usage(
+                "engine.queue_len_max and engine.batch_size_max must be at least 1".into(),
+            ));
         }
         if c.batch_wait > std::time::Duration::from_secs(1) {
-            return Err("engine.batch_wait_us must be at most 1000000".into());
+            return Err(crate::Error::Usage("engine.batch_wait_us must be at most 1000000".into()));
         }
         if let Some(hours) = self.api.idempotency_retention_hours {
             if hours == 0 || hours > 24 * 365 {
-                return Err("api.idempotency_retention_hours must be 1 to 8760".into());
+                return Err(crate::Error::Usage("api.idempotency_retention_hours must be 1 to 8760".into()));
             }
             c.response_retention = std::time::Duration::from_secs(hours * 3600);
         }
@@ -355,7 +376,7 @@ impl Config {
     }
 
     /// The application's, the API's and the portal's settings.
-    pub fn web_settings(&self) -> Result<web::WebSettings, String> {
+    pub fn web_settings(&self) -> crate::error::Result<web::WebSettings> {
         let mut w = web::WebSettings::default();
         w.app.allow_private_webhooks = self.alerts.allow_private_webhooks.unwrap_or(false);
         let s = &mut w.api;
@@ -372,7 +393,7 @@ impl Config {
         }
         if let Some(hours) = self.api.session_hours {
             if !(1..=24 * 30).contains(&hours) {
-                return Err(format!("api.session_hours must be 1 to 720, got {hours}"));
+                return Err(crate::Error::Usage(format!("api.session_hours must be 1 to 720, got {hours}")));
             }
             w.portal.session_ttl = std::time::Duration::from_secs(hours * 3600);
         }
@@ -383,14 +404,14 @@ impl Config {
     }
 
     /// Notifications and the scheduler for a server listening at `listen`.
-    pub fn alert_config(&self, listen: &str) -> Result<purse_app::notifier::AlertConfig, String> {
+    pub fn alert_config(&self, listen: &str) -> crate::error::Result<purse_app::notifier::AlertConfig> {
         let a = &self.alerts;
         let mail = match &a.smtp_host {
             Some(host) => purse_app::notifier::MailConfig::Smtp {
                 host: host.clone(),
                 port: a.smtp_port.unwrap_or(587),
                 tls: purse_app::notifier::SmtpTls::parse(a.smtp_tls.as_deref().unwrap_or("starttls"))
-                    .map_err(|e| e.to_string())?,
+                    .map_err(crate::Error::from)?,
                 username: a.smtp_username.clone(),
                 password: a.smtp_password.clone(),
             },
@@ -406,7 +427,7 @@ impl Config {
         c.operator_email = a.operator_email.clone();
         if let Some(h) = a.daily_hour {
             if h > 23 {
-                return Err(format!("alerts.daily_hour must be 0 to 23, got {h}"));
+                return Err(crate::Error::Usage(format!("alerts.daily_hour must be 0 to 23, got {h}")));
             }
             c.daily_hour = h;
         }
@@ -415,31 +436,31 @@ impl Config {
         }
         if let Some(s) = a.evaluate_every_s {
             if !(1..=86_400).contains(&s) {
-                return Err(format!("alerts.evaluate_every_s must be 1 to 86400, got {s}"));
+                return Err(crate::Error::Usage(format!("alerts.evaluate_every_s must be 1 to 86400, got {s}")));
             }
             c.evaluate_every_s = s;
         }
         if let Some(ms) = a.tick_ms {
             if !(10..=60_000).contains(&ms) {
-                return Err(format!("alerts.tick_ms must be 10 to 60000, got {ms}"));
+                return Err(crate::Error::Usage(format!("alerts.tick_ms must be 10 to 60000, got {ms}")));
             }
             c.tick = std::time::Duration::from_millis(ms);
         }
         if let Some(s) = a.retry_base_s {
             if !(0..=86_400).contains(&s) {
-                return Err(format!("alerts.retry_base_s must be 0 to 86400, got {s}"));
+                return Err(crate::Error::Usage(format!("alerts.retry_base_s must be 0 to 86400, got {s}")));
             }
             c.retry_base_s = s;
         }
         if let Some(n) = a.attempts_max {
             if !(1..=100).contains(&n) {
-                return Err(format!("alerts.attempts_max must be 1 to 100, got {n}"));
+                return Err(crate::Error::Usage(format!("alerts.attempts_max must be 1 to 100, got {n}")));
             }
             c.attempts_max = n;
         }
         if let Some(n) = a.webhook_failures_max {
             if n == 0 {
-                return Err("alerts.webhook_failures_max must be at least 1".into());
+                return Err(crate::Error::Usage("alerts.webhook_failures_max must be at least 1".into()));
             }
             c.webhook_failures_max = n;
         }
@@ -448,7 +469,7 @@ impl Config {
     }
 
     /// The clock every decision is made by: the system's, or the configured file's.
-    pub fn clock(&self) -> Result<Arc<dyn Clock>, String> {
+    pub fn clock(&self) -> crate::error::Result<Arc<dyn Clock>> {
         match &self.clock_file {
             Some(path) => Ok(Arc::new(FileClock::open(path)?)),
             None => Ok(Arc::new(purse_engine::SystemClock)),
@@ -462,9 +483,10 @@ impl Config {
 }
 
 /// `+03:00`, `-05:30`, `UTC` or `Z` as minutes east of UTC.
-pub fn parse_utc_offset(text: &str) -> Result<i32, String> {
-    purse_core::time::parse_offset(text)
-        .ok_or_else(|| format!("alerts.utc_offset must look like +03:00 or -05:30 (or UTC), got {text:?}"))
+pub fn parse_utc_offset(text: &str) -> crate::error::Result<i32> {
+    purse_core::time::parse_offset(text).ok_or_else(|| {
+        crate::Error::Usage(format!("alerts.utc_offset must look like +03:00 or -05:30 (or UTC), got {text:?}"))
+    })
 }
 
 /// A clock read from a file holding microseconds since the epoch: every process pointed at
@@ -475,16 +497,18 @@ pub struct FileClock {
 }
 
 impl FileClock {
-    pub fn open(path: &str) -> Result<FileClock, String> {
+    pub fn open(path: &str) -> crate::error::Result<FileClock> {
         let clock = FileClock { path: path.into(), last: std::sync::atomic::AtomicI64::new(0) };
-        clock.read().map_err(|e| format!("clock_file {path}: {e}"))?;
+        clock.read().map_err(|e| crate::Error::Usage(format!("clock_file {path}: {e}")))?;
         Ok(clock)
     }
 
-    fn read(&self) -> Result<i64, String> {
-        let text = std::fs::read_to_string(&self.path).map_err(|e| e.to_string())?;
-        let t =
-            text.trim().parse::<i64>().map_err(|_| format!("{:?} is not microseconds since the epoch", text.trim()))?;
+    fn read(&self) -> crate::error::Result<i64> {
+        let text = std::fs::read_to_string(&self.path).map_err(crate::Error::from)?;
+        let t = text
+            .trim()
+            .parse::<i64>()
+            .map_err(|_| crate::Error::Usage(format!("{:?} is not microseconds since the epoch", text.trim())))?;
         self.last.store(t, std::sync::atomic::Ordering::Relaxed);
         Ok(t)
     }

@@ -263,10 +263,13 @@ enum AccountAction {
     },
 }
 
-fn remote(config: &Config, args: &RemoteArgs) -> Result<purse::remote::Remote, String> {
+fn remote(config: &Config, args: &RemoteArgs) -> purse::error::Result<purse::remote::Remote> {
     let url = args.url.clone().or_else(|| config.url.clone()).unwrap_or_else(|| "http://127.0.0.1:8080".into());
-    let key =
-        args.key.clone().or_else(|| config.api_key.clone()).ok_or("--key: an API key is needed (or PURSE_API_KEY)")?;
+    let key = args
+        .key
+        .clone()
+        .or_else(|| config.api_key.clone())
+        .ok_or_else(|| purse::Error::Usage("--key: an API key is needed (or PURSE_API_KEY)".into()))?;
     purse::remote::Remote::new(&url, &key, args.json)
 }
 
@@ -312,7 +315,7 @@ struct Grant {
 
 impl Grant {
     /// The role and scope to store, once the party is checked to fit the role.
-    fn resolve(&self, opened: &purse::Opened) -> Result<(purse_core::Role, purse_core::Scope), String> {
+    fn resolve(&self, opened: &purse::Opened) -> purse::error::Result<(purse_core::Role, purse_core::Scope)> {
         let name = match self.role {
             RoleArg::Operator => purse::keys::RoleName::Operator,
             RoleArg::Reseller => purse::keys::RoleName::Reseller,
@@ -350,13 +353,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<(), String> {
+fn run(cli: Cli) -> purse::error::Result<()> {
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
         Cmd::Policy => print!("{}", purse_app::policy::markdown()),
         Cmd::Migrate { database } => {
             let url = config.database_url(database.as_deref());
-            purse::open_store(&url).map_err(|e| e.to_string())?;
+            purse::open_store(&url).map_err(purse::Error::from)?;
             println!("migrated {url}");
         }
         Cmd::Demo { path, once: true, .. } => print!("{}", purse::demo::run(&path)?),
@@ -373,7 +376,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Cmd::Bench { database, accounts, charges, batch, concurrency, ids, hot_percent, json, target, key } => {
             let target = match (target, key.or(config.api_key.clone())) {
                 (Some(url), Some(key)) => Some((url, key)),
-                (Some(_), None) => return Err("--key: --target needs an operator API key".into()),
+                (Some(_), None) => return Err(purse::Error::Usage("--key: --target needs an operator API key".into())),
                 (None, _) => None,
             };
             let options = BenchOptions {
@@ -402,7 +405,7 @@ fn run(cli: Cli) -> Result<(), String> {
             }
         }
         Cmd::Serve { database, listen } => {
-            let opened = purse::open_store(&config.database_url(database.as_deref())).map_err(|e| e.to_string())?;
+            let opened = purse::open_store(&config.database_url(database.as_deref())).map_err(purse::Error::from)?;
             let listen = config.listen(listen.as_deref());
             let options = purse::serve::ServeOptions {
                 alerts: Some(config.alert_config(&listen)?),
@@ -414,7 +417,7 @@ fn run(cli: Cli) -> Result<(), String> {
             purse::serve::run(opened, config.clock()?, options)?;
         }
         Cmd::Keys { database, action } => {
-            let opened = purse::open_store(&config.database_url(database.as_deref())).map_err(|e| e.to_string())?;
+            let opened = purse::open_store(&config.database_url(database.as_deref())).map_err(purse::Error::from)?;
             let now = purse_engine::Clock::now(&purse_engine::SystemClock);
             match action {
                 KeyAction::Create { grant, name } => {
@@ -423,17 +426,17 @@ fn run(cli: Cli) -> Result<(), String> {
                     println!("key {id}: {secret}");
                     eprintln!("Store it now: Purse keeps only its hash and cannot show it again.");
                 }
-                KeyAction::List => print!("{}", purse::keys::table(&opened.access.keys().map_err(|e| e.to_string())?)),
+                KeyAction::List => print!("{}", purse::keys::table(&opened.access.keys().map_err(purse::Error::from)?)),
                 KeyAction::Revoke { id } => {
                     if !purse::keys::revoke(&opened, id, now)? {
-                        return Err(format!("key {id}: no such active key"));
+                        return Err(purse::Error::Usage(format!("key {id}: no such active key")));
                     }
                     println!("key {id} revoked");
                 }
             }
         }
         Cmd::Users { database, action: UserAction::Create { email, name, grant } } => {
-            let opened = purse::open_store(&config.database_url(database.as_deref())).map_err(|e| e.to_string())?;
+            let opened = purse::open_store(&config.database_url(database.as_deref())).map_err(purse::Error::from)?;
             let now = purse_engine::Clock::now(&purse_engine::SystemClock);
             let (role, scope) = grant.resolve(&opened)?;
             let password = purse::keys::create_user(&opened, &email, &name, role, scope, now)?;
@@ -495,7 +498,8 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Cmd::Import { remote: args, file } => {
             let mut r = remote(&config, &args)?;
-            let csv = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let csv =
+                std::fs::read_to_string(&file).map_err(|e| purse::Error::Usage(format!("{}: {e}", file.display())))?;
             print!("{}", purse::remote::import(&mut r, &csv)?);
         }
         Cmd::Pay { remote: args, account, amount, currency, method, client_id } => {

@@ -17,7 +17,7 @@ pub struct Remote {
 }
 
 impl Remote {
-    pub fn new(url: &str, key: &str, json: bool) -> Result<Remote, String> {
+    pub fn new(url: &str, key: &str, json: bool) -> crate::error::Result<Remote> {
         Ok(Remote { client: Client::new(url, Some(key.to_owned()))?, rng: Rng::from_kernel(), json })
     }
 
@@ -25,26 +25,26 @@ impl Remote {
         uuid_v4(&mut self.rng)
     }
 
-    fn check(reply: crate::client::Reply) -> Result<Value, String> {
+    fn check(reply: crate::client::Reply) -> crate::error::Result<Value> {
         let body = reply.json();
         if (200..300).contains(&reply.status) {
             return Ok(body);
         }
         let e = &body["error"];
         let field = e["field"].as_str().map(|f| format!(" (field {f})")).unwrap_or_default();
-        Err(format!(
+        Err(crate::Error::Remote(format!(
             "{} {}: {}{field}",
             reply.status,
             e["code"].as_str().unwrap_or("error"),
             e["message"].as_str().unwrap_or("")
-        ))
+        )))
     }
 
-    pub fn get(&mut self, path: &str) -> Result<Value, String> {
+    pub fn get(&mut self, path: &str) -> crate::error::Result<Value> {
         Self::check(self.client.get(path)?)
     }
 
-    pub fn post(&mut self, path: &str, body: &Value) -> Result<Value, String> {
+    pub fn post(&mut self, path: &str, body: &Value) -> crate::error::Result<Value> {
         let key = self.fresh_id();
         Self::check(self.client.send("POST", path, body, &key)?)
     }
@@ -168,33 +168,39 @@ fn csv_fields(line: &str) -> Vec<String> {
 /// Posts a CSV of usage through the batch endpoint. The header names the columns:
 /// `client_id,account,amount,currency` and optionally `service`, `at`. Client ids make a
 /// re-run safe: rows already posted are replayed, not posted twice.
-pub fn import(remote: &mut Remote, csv: &str) -> Result<String, String> {
+pub fn import(remote: &mut Remote, csv: &str) -> crate::error::Result<String> {
     let mut lines = csv.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    let (_, header) = lines.next().ok_or("the file is empty")?;
+    let (_, header) = lines.next().ok_or_else(|| crate::Error::Remote("the file is empty".into()))?;
     let columns: Vec<String> = csv_fields(header).iter().map(|c| c.trim().to_ascii_lowercase()).collect();
     for required in ["client_id", "account", "amount", "currency"] {
         if !columns.iter().any(|c| c == required) {
-            return Err(format!("line 1: the header lacks the column {required}"));
+            return Err(crate::Error::Remote(format!("line 1: the header lacks the column {required}")));
         }
     }
     if let Some(unknown) =
         columns.iter().find(|c| !["client_id", "account", "amount", "currency", "service", "at"].contains(&c.as_str()))
     {
-        return Err(format!("line 1: unknown column {unknown}"));
+        return Err(crate::Error::Remote(format!("line 1: unknown column {unknown}")));
     }
     let mut items = Vec::new();
     for (n, line) in lines {
         let fields = csv_fields(line);
         if fields.len() != columns.len() {
-            return Err(format!("line {}: {} fields, the header has {}", n + 1, fields.len(), columns.len()));
+            return Err(crate::Error::Remote(format!(
+                "line {}: {} fields, the header has {}",
+                n + 1,
+                fields.len(),
+                columns.len()
+            )));
         }
         let mut item = serde_json::Map::new();
         for (column, value) in columns.iter().zip(fields) {
             let value = value.trim().to_owned();
             let v = if column == "account" {
-                json!(value
-                    .parse::<u64>()
-                    .map_err(|_| format!("line {}: account {value:?} is not a whole number", n + 1))?)
+                json!(value.parse::<u64>().map_err(|_| crate::Error::Remote(format!(
+                    "line {}: account {value:?} is not a whole number",
+                    n + 1
+                )))?)
             } else {
                 json!(value)
             };
@@ -208,7 +214,8 @@ pub fn import(remote: &mut Remote, csv: &str) -> Result<String, String> {
     for chunk in items.chunks(IMPORT_CHUNK) {
         let body = json!({ "items": chunk.iter().map(|(_, i)| i.clone()).collect::<Vec<_>>() });
         let answer = remote.post("/v1/charges/batch", &body)?;
-        let results = answer["results"].as_array().ok_or("no results in the answer")?;
+        let results =
+            answer["results"].as_array().ok_or_else(|| crate::Error::Remote("no results in the answer".into()))?;
         for ((line, _), r) in chunk.iter().zip(results) {
             if r.get("error").is_some() {
                 failed.push(format!("line {line}: {} {}", text(&r["error"]["code"]), text(&r["error"]["message"])));

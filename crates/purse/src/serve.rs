@@ -26,7 +26,7 @@ pub struct Server {
     pub addr: SocketAddr,
     pub engine: Arc<Engine>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
+    thread: Option<std::thread::JoinHandle<crate::error::Result<()>>>,
     worker: Option<Worker>,
     /// Where notification e-mail goes, when notifications run.
     pub mail: Option<String>,
@@ -38,24 +38,27 @@ pub struct Server {
 
 impl Server {
     /// Stops taking connections, finishes in-flight requests and queued batches.
-    pub fn stop(mut self) -> Result<(), String> {
+    pub fn stop(mut self) -> crate::error::Result<()> {
         self.shutdown()
     }
 
     /// Blocks until the server stops by itself (a signal).
-    pub fn wait(mut self) -> Result<(), String> {
-        let result =
-            self.thread.take().map_or(Ok(()), |t| t.join().unwrap_or_else(|_| Err("server thread panicked".into())));
+    pub fn wait(mut self) -> crate::error::Result<()> {
+        let result = self.thread.take().map_or(Ok(()), |t| {
+            t.join().unwrap_or_else(|_| Err(crate::Error::Failed("server thread panicked".into())))
+        });
         self.worker.take();
         result
     }
 
-    fn shutdown(&mut self) -> Result<(), String> {
+    fn shutdown(&mut self) -> crate::error::Result<()> {
         self.worker.take();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        self.thread.take().map_or(Ok(()), |t| t.join().unwrap_or_else(|_| Err("server thread panicked".into())))
+        self.thread
+            .take()
+            .map_or(Ok(()), |t| t.join().unwrap_or_else(|_| Err(crate::Error::Failed("server thread panicked".into()))))
     }
 }
 
@@ -82,13 +85,18 @@ async fn signalled(stop: tokio::sync::oneshot::Receiver<()>) {
 
 /// Starts the engine and the server on its own thread (with its own runtime) and returns
 /// once it listens.
-pub fn start(opened: Opened, clock: Arc<dyn Clock>, options: ServeOptions) -> Result<Server, String> {
+pub fn start(opened: Opened, clock: Arc<dyn Clock>, options: ServeOptions) -> crate::error::Result<Server> {
     launch(opened, clock, options, false)
 }
 
 /// [`start`]; with `announce`, the "listening" line is written to standard error before the
 /// notification worker starts, so it is always the first line (scripts and tests wait for it).
-fn launch(opened: Opened, clock: Arc<dyn Clock>, options: ServeOptions, announce: bool) -> Result<Server, String> {
+fn launch(
+    opened: Opened,
+    clock: Arc<dyn Clock>,
+    options: ServeOptions,
+    announce: bool,
+) -> crate::error::Result<Server> {
     let (access, alerts, payments, credit, url) = (
         opened.access.clone(),
         opened.alerts.clone(),
@@ -101,7 +109,7 @@ fn launch(opened: Opened, clock: Arc<dyn Clock>, options: ServeOptions, announce
     let operator_email = options.alerts.as_ref().and_then(|a| a.operator_email.clone());
     let notifier = match options.alerts {
         Some(config) => {
-            let side = crate::open_side(&url).map_err(|e| e.to_string())?;
+            let side = crate::open_side(&url).map_err(crate::Error::from)?;
             let worker_payments = Recharger::new(
                 engine.clone(),
                 side.reader.clone(),
@@ -111,7 +119,7 @@ fn launch(opened: Opened, clock: Arc<dyn Clock>, options: ServeOptions, announce
                 operator_email.clone(),
             );
             let notifier = Notifier::new(engine.clone(), side.reader, side.alerts, side.access, config)
-                .map_err(|e| e.to_string())?;
+                .map_err(crate::Error::from)?;
             Some(notifier.with_payments(Arc::new(worker_payments)).with_credit(side.credit))
         }
         None => None,
@@ -123,24 +131,24 @@ fn launch(opened: Opened, clock: Arc<dyn Clock>, options: ServeOptions, announce
     let app = purse_app::App::new(engine.clone(), access, alerts, payments, credit, options.web.app.clone())
         .with_cards(Arc::new(cards));
     let router = crate::web::router(Arc::new(app), options.web.api, options.web.portal);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
-    let std_listener =
-        std::net::TcpListener::bind(&options.listen).map_err(|e| format!("--listen {}: {e}", options.listen))?;
-    std_listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-    let addr = std_listener.local_addr().map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(crate::Error::from)?;
+    let std_listener = std::net::TcpListener::bind(&options.listen)
+        .map_err(|e| crate::Error::Failed(format!("--listen {}: {e}", options.listen)))?;
+    std_listener.set_nonblocking(true).map_err(crate::Error::from)?;
+    let addr = std_listener.local_addr().map_err(crate::Error::from)?;
     let (stop, stopped) = tokio::sync::oneshot::channel();
     let thread = std::thread::Builder::new()
         .name("purse-http".into())
         .spawn(move || {
             runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(std_listener).map_err(|e| e.to_string())?;
+                let listener = tokio::net::TcpListener::from_std(std_listener).map_err(crate::Error::from)?;
                 axum::serve(listener, router)
                     .with_graceful_shutdown(signalled(stopped))
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(crate::Error::from)
             })
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(crate::Error::from)?;
     if announce {
         eprintln!(
             "{}",
@@ -150,12 +158,12 @@ fn launch(opened: Opened, clock: Arc<dyn Clock>, options: ServeOptions, announce
             eprintln!("{}", serde_json::json!({ "level": "info", "msg": "notifications", "mail": mail }));
         }
     }
-    let worker = notifier.map(|n| Arc::new(n).spawn()).transpose().map_err(|e| e.detail())?;
+    let worker = notifier.map(|n| Arc::new(n).spawn()).transpose()?;
     Ok(Server { addr, engine, stop: Some(stop), thread: Some(thread), worker, mail, url, payments: payment_config })
 }
 
 /// `purse serve`: runs until SIGTERM or Ctrl-C.
-pub fn run(opened: Opened, clock: Arc<dyn Clock>, options: ServeOptions) -> Result<(), String> {
+pub fn run(opened: Opened, clock: Arc<dyn Clock>, options: ServeOptions) -> crate::error::Result<()> {
     let server = launch(opened, clock, options, true)?;
     let engine = server.engine.clone();
     server.wait()?;

@@ -35,9 +35,9 @@ pub struct SoakOptions {
 
 const REQUEST_LEN_MAX: u64 = 32;
 
-pub fn run(options: &SoakOptions) -> Result<(), String> {
+pub fn run(options: &SoakOptions) -> crate::error::Result<()> {
     let engine = crate::start_engine(&options.database_url, Arc::new(SystemClock), EngineConfig::default())
-        .map_err(|e| e.to_string())?;
+        .map_err(crate::Error::from)?;
     let usd = CurrencyCode::parse("USD").expect("valid");
     let wallets = create_customers(&engine, &options.accounts_prefix, options.accounts)?;
     let funding: Vec<Item> = wallets
@@ -54,11 +54,11 @@ pub fn run(options: &SoakOptions) -> Result<(), String> {
         })
         .collect();
     for chunk in funding.chunks(4096) {
-        for result in engine.submit(chunk.to_vec()).map_err(|e| e.to_string())? {
+        for result in engine.submit(chunk.to_vec()).map_err(crate::Error::from)? {
             if let Err(r) = result {
-                return Err(format!(
+                return Err(crate::Error::Failed(format!(
                     "funding the soak customers was refused: {r} (same --accounts-prefix, other --funding?)"
-                ));
+                )));
             }
         }
     }
@@ -70,19 +70,19 @@ pub fn run(options: &SoakOptions) -> Result<(), String> {
         let len = (1 + rng.below(REQUEST_LEN_MAX)).min(options.commands - n);
         let items: Vec<Item> = (0..len).map(|k| command(&mut rng, options, &wallets, n + k, usd)).collect();
         let ids: Vec<String> = items.iter().map(|i| client_id_of(&i.command)).collect();
-        let results = engine.submit(items.clone()).map_err(|e| e.to_string())?;
+        let results = engine.submit(items.clone()).map_err(crate::Error::from)?;
         let mut out = stdout.lock();
         for ((item, id), result) in items.iter().zip(&ids).zip(results) {
             let line = match result {
                 Ok(Outcome::Posted { .. }) => {
                     format!("posted {id} {} {}", kind_of(&item.command), amount_of(&item.command))
                 }
-                Ok(other) => return Err(format!("unexpected outcome {other:?}")),
+                Ok(other) => return Err(crate::Error::Failed(format!("unexpected outcome {other:?}"))),
                 Err(r) => format!("refused {id} {}", r.code()),
             };
-            writeln!(out, "{line}").map_err(|e| e.to_string())?;
+            writeln!(out, "{line}").map_err(crate::Error::from)?;
         }
-        out.flush().map_err(|e| e.to_string())?;
+        out.flush().map_err(crate::Error::from)?;
         n += len;
     }
     engine.shutdown();
