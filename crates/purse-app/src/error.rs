@@ -107,6 +107,17 @@ codes! {
     ValidUntilMustBeInFuture = "valid_until_must_be_in_future",
     AmountAboveDue = "amount_above_due",
     InvalidAllocation = "invalid_allocation",
+    NoRatePlan = "no_rate_plan",
+    NoRate = "no_rate",
+    InvalidDeck = "invalid_deck",
+    InvalidDestination = "invalid_destination",
+    InvalidQuantity = "invalid_quantity",
+    NotFound = "not_found",
+    SessionEnded = "session_ended",
+    StaleSequence = "stale_sequence",
+    SessionBusy = "session_busy",
+    InsufficientFunds = "insufficient_funds",
+    NothingToCharge = "nothing_to_charge",
 }
 
 /// Every failure a workflow can answer with. Internal details go to the log, never to a

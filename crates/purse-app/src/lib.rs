@@ -27,8 +27,10 @@ pub mod outbound;
 pub mod parse;
 pub mod payments;
 pub mod policy;
+pub mod rating;
 pub mod recharger;
 pub mod secrets;
+pub mod sessions;
 pub mod tenancy;
 pub mod webhooks;
 
@@ -37,7 +39,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use purse_core::{Currency, CurrencyCode, PartyId, Role, Scope};
 use purse_engine::Engine;
-use purse_store::{AccessStore, AlertStore, CreditStore, PaymentStore};
+use purse_store::{AccessStore, AlertStore, CreditStore, PaymentStore, RatingStore};
 
 pub use error::{AppError, Code, ConfigError};
 
@@ -91,6 +93,8 @@ pub struct App {
     pub payments: Arc<dyn PaymentStore>,
     /// Customer classes, credit policies, the credit limit history and the audit log.
     pub credit: Arc<dyn CreditStore>,
+    /// Rate plans, their rates and assignments, and charging sessions.
+    pub rating: Arc<dyn RatingStore>,
     /// Card payments through Stripe, when configured.
     pub cards: Option<Arc<dyn cards::Cards>>,
     pub config: AppConfig,
@@ -100,6 +104,7 @@ pub struct App {
     owners: Mutex<HashMap<u64, Option<PartyId>>>,
     resellers: Mutex<HashMap<PartyId, Option<PartyId>>>,
     currencies: RwLock<HashMap<CurrencyCode, Currency>>,
+    rating_cache: rating::RatingCache,
 }
 
 impl App {
@@ -109,6 +114,7 @@ impl App {
         alerts: Arc<dyn AlertStore>,
         payments: Arc<dyn PaymentStore>,
         credit: Arc<dyn CreditStore>,
+        rating: Arc<dyn RatingStore>,
         config: AppConfig,
     ) -> App {
         App {
@@ -117,12 +123,14 @@ impl App {
             alerts,
             payments,
             credit,
+            rating,
             cards: None,
             config,
             keys_revoked: std::sync::atomic::AtomicU64::new(0),
             owners: Mutex::default(),
             resellers: Mutex::default(),
             currencies: RwLock::default(),
+            rating_cache: rating::RatingCache::default(),
         }
     }
 

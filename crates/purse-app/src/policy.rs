@@ -180,6 +180,21 @@ actions! {
     PutResellerCreditSettings = "putResellerCreditSettings", "set a reseller's maximum possible increase", OPERATOR, Write;
     ListAuditLog = "listAuditLog", "read the audit log", ANYONE, Read;
     ListSchedulerRuns = "listSchedulerRuns", "see the scheduler's runs", OPERATOR, Read;
+    // Rating and real-time sessions.
+    ListRatePlans = "listRatePlans", "list rate plans", ANYONE, Read;
+    CreateRatePlan = "createRatePlan", "create rate plans", STAFF, Write;
+    GetRatePlan = "getRatePlan", "see a rate plan's rates", ANYONE, Read;
+    ImportRates = "importRates", "import rate decks", STAFF, Write;
+    ExportRates = "exportRates", "export rate decks", ANYONE, Read;
+    PutCustomerRatePlan = "putCustomerRatePlan", "give customers rate plans", STAFF, Write;
+    PutResellerRatePlans = "putResellerRatePlans", "set a reseller's rate plans", STAFF, Write;
+    CreateUsage = "createUsage", "post rated usage", STAFF, Write;
+    CreateUsageBatch = "createUsageBatch", "post rated usage", STAFF, Write;
+    CreateSession = "createSession", "authorize charging sessions", STAFF, Write;
+    UpdateSession = "updateSession", "update charging sessions", STAFF, Write;
+    TerminateSession = "terminateSession", "end charging sessions", STAFF, Write;
+    GetSession = "getSession", "see a charging session", ANYONE, Read;
+    ListSessions = "listSessions", "list charging sessions", ANYONE, Read;
     // Keys and users.
     ListApiKeys = "listApiKeys", "list API keys", ANYONE, Read;
     CreateApiKey = "createApiKey", "issue API keys", ANYONE, Write;

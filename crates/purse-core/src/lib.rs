@@ -15,6 +15,7 @@ pub mod invoice;
 pub mod ledger;
 pub mod model;
 pub mod money;
+pub mod rating;
 pub mod recharge;
 pub mod rejection;
 pub mod text;

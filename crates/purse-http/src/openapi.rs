@@ -226,8 +226,12 @@ fn schemas() -> Value {
         "Capture": object(&[("client_id", client_id())], &[("amount", nullable(positive_amount()))], true),
         "Release": object(&[("client_id", client_id())], &[], true),
     });
-    for (name, schema) in
-        alert_schemas().into_iter().chain(payment_schemas()).chain(credit_schemas()).chain(access_schemas())
+    for (name, schema) in alert_schemas()
+        .into_iter()
+        .chain(payment_schemas())
+        .chain(credit_schemas())
+        .chain(access_schemas())
+        .chain(rating_schemas())
     {
         all[name] = schema;
     }
@@ -307,6 +311,107 @@ fn access_schemas() -> Vec<(&'static str, Value)> {
     ]
 }
 
+fn rating_schemas() -> Vec<(&'static str, Value)> {
+    let name = json!({ "type": "string", "minLength": 1, "maxLength": 200 });
+    let service = json!({ "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[!-~]+$" });
+    let destination = json!({ "type": "string", "pattern": "^\\+?[0-9]{1,15}$" });
+    let quantity = json!({ "type": "integer", "minimum": 0, "maximum": 1_000_000_000_000_i64 });
+    let plan = object(
+        &[
+            ("id", id()),
+            ("name", string()),
+            ("currency", currency()),
+            ("owner", nullable(id())),
+            ("rates", json!({ "type": "integer" })),
+            ("version", json!({ "type": "integer" })),
+            ("updated_at", time()),
+        ],
+        &[("data", list_of(json!({ "type": "object" }))), ("imported", json!({ "type": "integer" }))],
+        false,
+    );
+    let usage = object(
+        &[("client_id", client_id()), ("account", id()), ("service", service.clone()), ("quantity", quantity.clone())],
+        &[("destination", nullable(destination.clone())), ("at", nullable(time()))],
+        true,
+    );
+    let session = object(
+        &[("id", id()), ("status", string()), ("granted", json!({ "type": "integer" })), ("final", boolean())],
+        &[],
+        false,
+    );
+    vec![
+        ("Csv", string()),
+        ("RatePlan", plan),
+        ("RatePlanList", object(&[("data", list_of(reference("RatePlan")))], &[], false)),
+        ("RatePlanBody", object(&[("name", name), ("currency", currency())], &[("owner", nullable(id()))], true)),
+        (
+            "RateImport",
+            object(
+                &[(
+                    "csv",
+                    json!({ "type": "string", "description": "A header line naming the columns, then one rate a line." }),
+                )],
+                &[("service", nullable(service.clone()))],
+                true,
+            ),
+        ),
+        ("CustomerRatePlan", object(&[], &[("plan", nullable(id()))], true)),
+        (
+            "CustomerRatePlanView",
+            object(&[("customer", id())], &[("plan", json!({ "type": "object", "nullable": true }))], false),
+        ),
+        ("ResellerRatePlans", object(&[], &[("pays", nullable(id())), ("customers_default", nullable(id()))], true)),
+        ("ResellerRatePlansView", object(&[("reseller", id())], &[], false)),
+        ("Usage", usage),
+        (
+            "UsageBatch",
+            object(
+                &[("items", json!({ "type": "array", "items": reference("Usage"), "minItems": 1, "maxItems": 8192 }))],
+                &[],
+                true,
+            ),
+        ),
+        (
+            "SessionAuthorize",
+            object(
+                &[("account", id()), ("service", service)],
+                &[
+                    ("destination", nullable(destination)),
+                    ("slice", nullable(json!({ "type": "integer", "minimum": 1, "maximum": 86_400 }))),
+                    (
+                        "max_units",
+                        nullable(json!({ "type": "integer", "minimum": 1, "maximum": 1_000_000_000_000_i64 })),
+                    ),
+                    ("ttl_seconds", nullable(json!({ "type": "integer", "minimum": 5, "maximum": 86_400 }))),
+                    ("on_expiry", nullable(json!({ "type": "string", "enum": ["granted", "reported"] }))),
+                ],
+                true,
+            ),
+        ),
+        (
+            "SessionUpdate",
+            object(
+                &[
+                    ("sequence", json!({ "type": "integer", "minimum": 1, "maximum": i64::MAX })),
+                    ("used", quantity.clone()),
+                ],
+                &[],
+                true,
+            ),
+        ),
+        (
+            "SessionTerminate",
+            object(
+                &[("used", quantity)],
+                &[("sequence", nullable(json!({ "type": "integer", "minimum": 0, "maximum": i64::MAX })))],
+                true,
+            ),
+        ),
+        ("Session", session),
+        ("SessionList", object(&[("data", list_of(reference("Session")))], &[], false)),
+    ]
+}
+
 fn error_response(description: &str) -> Value {
     json!({ "description": description, "content": { "application/json": { "schema": reference("Error") } } })
 }
@@ -334,6 +439,7 @@ pub fn document() -> Value {
         let (status, schema) = r.success;
         let content_type = match schema {
             "Text" => "text/plain",
+            "Csv" => "text/csv",
             "Pdf" => "application/pdf",
             _ => "application/json",
         };

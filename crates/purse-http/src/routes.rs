@@ -10,13 +10,15 @@ use axum::Router;
 
 use purse_app::policy::Action;
 
-use crate::handlers::{self, accounts, alerts, credit, invoices, keys, parties, payments, postings};
+use crate::handlers::{self, accounts, alerts, credit, invoices, keys, parties, payments, postings, rating};
 use crate::{auth, idempotency, metrics, openapi, ApiError, AppState};
 
 /// Largest body of an ordinary request.
 pub const BODY_BYTES_MAX: usize = 64 * 1024;
 /// Largest body of a batch request (8,192 charges of about 300 bytes).
 pub const BATCH_BODY_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// Largest rate deck import (100,000 prefixes of about 80 bytes, with room).
+pub const IMPORT_BODY_BYTES_MAX: usize = 32 * 1024 * 1024;
 
 /// What kind of request a route is, for the document and the idempotency guard. Who may
 /// call it is the policy's to say ([`Action::rule`]); a test keeps the two in agreement.
@@ -151,6 +153,20 @@ pub fn table() -> Vec<Route> {
         route(Method::GET, "/v1/users", Action::ListUsers, "The portal users the caller manages.", Read, &[], None, (200, "UserList"), get(keys::list_users)),
         route(Method::POST, "/v1/users", Action::CreateUser, "Create a portal user for the caller's tenant or one it manages.", Settings, &[], Some("NewUser"), (201, "User"), post(keys::create_user_route)),
         route(Method::POST, "/v1/users/{id}/disable", Action::DisableUser, "Disable a portal user the caller manages: it no longer logs in and its sessions end.", Settings, &[], None, (200, "User"), post(keys::disable_user_route)),
+        route(Method::GET, "/v1/rate-plans", Action::ListRatePlans, "Rate plans: all (operators); a reseller's own and the one it pays by; a customer's own.", Read, &[], None, (200, "RatePlanList"), get(rating::list_plans)),
+        route(Method::POST, "/v1/rate-plans", Action::CreateRatePlan, "Create a rate plan in a currency (operators: their own or a reseller's; resellers: their own).", Settings, &[], Some("RatePlanBody"), (201, "RatePlan"), post(rating::create_plan)),
+        route(Method::GET, "/v1/rate-plans/{id}", Action::GetRatePlan, "A rate plan with its rates (every version), narrowed by `prefix`.", Read, &["prefix", "limit"], None, (200, "RatePlan"), get(rating::get_plan)),
+        route(Method::POST, "/v1/rate-plans/{id}/import", Action::ImportRates, "Import a rate deck (CSV: prefix, description, price, connection_fee, minimum, increments, unit, effective_from), all or nothing; every bad line is named.", Settings, &[], Some("RateImport"), (200, "RatePlan"), post(rating::import_rates).layer(DefaultBodyLimit::max(IMPORT_BODY_BYTES_MAX))),
+        route(Method::GET, "/v1/rate-plans/{id}/export", Action::ExportRates, "The plan's rates as a CSV deck, in the format import reads.", Read, &[], None, (200, "Csv"), get(rating::export_rates)),
+        route(Method::PUT, "/v1/customers/{id}/rate-plan", Action::PutCustomerRatePlan, "Give a customer a rate plan (null: its reseller's default applies).", Settings, &[], Some("CustomerRatePlan"), (200, "CustomerRatePlanView"), axum::routing::put(rating::put_customer_plan)),
+        route(Method::PUT, "/v1/resellers/{id}/rate-plans", Action::PutResellerRatePlans, "Set the plan a reseller pays by (operators) and its customers' default plan.", Settings, &[], Some("ResellerRatePlans"), (200, "ResellerRatePlansView"), axum::routing::put(rating::put_reseller_plans)),
+        route(Method::POST, "/v1/usage", Action::CreateUsage, "Post one usage event (service, destination, quantity): rated with the customer's plan at the usage's time and charged.", Write, &[], Some("Usage"), (201, "Posted"), post(rating::create_usage)),
+        route(Method::POST, "/v1/usage/batch", Action::CreateUsageBatch, "Post up to 8,192 usage events; one result per item.", Write, &[], Some("UsageBatch"), (200, "BatchResults"), post(rating::create_usage_batch).layer(DefaultBodyLimit::max(BATCH_BODY_BYTES_MAX))),
+        route(Method::POST, "/v1/sessions", Action::CreateSession, "Authorize a real-time session: the units granted (what the balance pays for, up to a slice) are reserved.", Write, &[], Some("SessionAuthorize"), (201, "Session"), post(rating::create_session)),
+        route(Method::GET, "/v1/sessions", Action::ListSessions, "Charging sessions, newest first (`active`: only active ones, the default).", Read, &["customer", "active"], None, (200, "SessionList"), get(rating::list_sessions)),
+        route(Method::GET, "/v1/sessions/{id}", Action::GetSession, "One charging session.", Read, &[], None, (200, "Session"), get(rating::get_session)),
+        route(Method::POST, "/v1/sessions/{id}/update", Action::UpdateSession, "Report the units used so far: what they cost is charged and the next slice granted (`final` when money runs out).", Write, &[], Some("SessionUpdate"), (200, "Session"), post(rating::update_session)),
+        route(Method::POST, "/v1/sessions/{id}/terminate", Action::TerminateSession, "End a session with its final usage: the exact charge is posted, the rest released.", Write, &[], Some("SessionTerminate"), (200, "Session"), post(rating::terminate_session)),
         route(Method::GET, "/v1/scheduler/runs", Action::ListSchedulerRuns, "The scheduler's job runs, newest first (operators).", Read, &["limit"], None, (200, "JobRunList"), get(alerts::list_job_runs)),
     ]
 }

@@ -38,6 +38,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0010_invoices", include_str!("../migrations/0010_invoices.sql")),
     ("0011_tenancy", include_str!("../migrations/0011_tenancy.sql")),
     ("0012_user_disabled", include_str!("../migrations/0012_user_disabled.sql")),
+    ("0013_rating", include_str!("../migrations/0013_rating.sql")),
 ];
 
 /// Page cache of the writer's connection: large enough that the balances and the hot

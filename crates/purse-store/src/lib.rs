@@ -17,6 +17,7 @@ pub mod alerts;
 pub mod credit;
 pub mod invoices;
 pub mod payments;
+pub mod rating;
 
 use std::fmt;
 
@@ -38,6 +39,7 @@ pub use payments::{
     InvoiceKind, InvoiceRecord, InvoiceStatus, NewReceipt, NewRecharge, PaymentStore, ReceiptRecord, RechargeReason,
     RechargeRecord, RechargeStatus, RechargeUpdate,
 };
+pub use rating::{PlanRole, RatePlan, RatingStore, SessionQuery, SessionRow};
 
 /// A database failure, by what the caller can do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -383,3 +383,181 @@ fn run_http(options: &BenchOptions, url: &str, key: &str) -> crate::error::Resul
         .collect();
     measure(&barrier, threads, options.charges, setup_seconds)
 }
+
+/// What `purse bench --calls` measured.
+#[derive(Debug, Clone)]
+pub struct CallsReport {
+    pub deck_prefixes: usize,
+    /// Importing the deck through the API (one request, all or nothing).
+    pub import_seconds: f64,
+    /// Rate lookups per second on the deck, in this process (one thread).
+    pub lookups_per_s: f64,
+    pub calls: u64,
+    pub seconds: f64,
+    pub calls_per_s: f64,
+    /// Per request (authorize, update, update, terminate).
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// A random deck of `n` voice prefixes (2 to 7 digits) with a fallback, as CSV.
+fn random_deck(n: usize, rng: &mut Rng) -> (String, Vec<String>) {
+    let mut csv = String::from("prefix,description,price,increments\n*,Rest of world,0.50,60/60\n");
+    let mut seen = std::collections::HashSet::new();
+    let mut prefixes = Vec::with_capacity(n);
+    while prefixes.len() < n {
+        let len = 2 + rng.below(6) as usize;
+        let p: String = (0..len).map(|_| char::from(b'0' + rng.below(10) as u8)).collect();
+        if seen.insert(p.clone()) {
+            csv.push_str(&format!("{p},Zone {},0.{:04},1/1\n", prefixes.len(), 1 + rng.below(9_999)));
+            prefixes.push(p);
+        }
+    }
+    (csv, prefixes)
+}
+
+/// `purse bench --calls N --target URL`: imports a deck of `deck` prefixes into a new plan,
+/// measures in-process lookups on it, then runs `N` complete calls (authorize, two updates,
+/// terminate) over `concurrency` connections against the running server.
+pub fn run_calls(
+    url: &str,
+    key: &str,
+    calls: u64,
+    concurrency: usize,
+    deck: usize,
+) -> crate::error::Result<CallsReport> {
+    use crate::client::Client;
+    let mut client = Client::new(url, Some(key.to_owned()))?.with_timeout(Duration::from_secs(300));
+    let mut rng = Rng::from_kernel();
+    let mut post =
+        |client: &mut Client, path: &str, body: serde_json::Value| -> crate::error::Result<serde_json::Value> {
+            let reply = client.send("POST", path, &body, &uuid_v4(&mut rng))?;
+            match reply.status {
+                200 | 201 => Ok(reply.json()),
+                s => Err(crate::Error::Failed(format!("POST {path}: {s} {}", String::from_utf8_lossy(&reply.body)))),
+            }
+        };
+    if let Err(e) = post(&mut client, "/v1/currencies", serde_json::json!({ "code": CURRENCY })) {
+        if !e.to_string().contains("currency_exists") {
+            return Err(e);
+        }
+    }
+    let mut deck_rng = Rng::from_kernel();
+    let (csv, prefixes) = random_deck(deck, &mut deck_rng);
+    let plan = post(&mut client, "/v1/rate-plans", serde_json::json!({ "name": "Bench deck", "currency": CURRENCY }))?;
+    let plan = plan["id"].as_u64().ok_or_else(|| crate::Error::Failed("no plan id".into()))?;
+    let began = Instant::now();
+    post(&mut client, &format!("/v1/rate-plans/{plan}/import"), serde_json::json!({ "csv": csv, "service": "voice" }))?;
+    let import_seconds = began.elapsed().as_secs_f64();
+    // Lookups: the same deck, parsed here, on random destinations.
+    let now = purse_core::Timestamp::from_secs(unix_ms() as i64 / 1000);
+    let rates = purse_app::rating::parse_deck(&csv, Some("voice"), purse_core::Timestamp(0))
+        .map_err(|e| crate::Error::Failed(e.to_string()))?;
+    let table = purse_core::rating::Deck::new(rates);
+    let destinations: Vec<String> = (0..100_000)
+        .map(|i| {
+            let p = &prefixes[deck_rng.below(prefixes.len() as u64) as usize];
+            format!("{p}{:06}", i % 1_000_000)
+        })
+        .collect();
+    let began = Instant::now();
+    let mut found = 0_u64;
+    for _ in 0..20 {
+        for d in &destinations {
+            found += u64::from(table.lookup("voice", Some(d), now).is_some());
+        }
+    }
+    let lookups_per_s = (20 * destinations.len()) as f64 / began.elapsed().as_secs_f64();
+    std::hint::black_box(found);
+    // Customers with money, given the plan.
+    let mut wallets = Vec::new();
+    let tag = format!("cbench-{:x}", rng_tag());
+    for n in 0..concurrency.max(1) {
+        let body = serde_json::json!({ "client_id": format!("{tag}-{n}"), "name": format!("Caller {n}"), "billing": "prepaid", "currency": CURRENCY });
+        let c = post(&mut client, "/v1/customers", body)?;
+        let (id, wallet) = (c["id"].as_u64().unwrap_or(0), c["wallet"].as_u64().unwrap_or(0));
+        post(
+            &mut client,
+            "/v1/payments",
+            serde_json::json!({ "client_id": format!("{tag}-p{n}"), "account": wallet, "amount": "100000000", "currency": CURRENCY, "method": "cash" }),
+        )?;
+        let reply = client.send(
+            "PUT",
+            &format!("/v1/customers/{id}/rate-plan"),
+            &serde_json::json!({ "plan": plan }),
+            "put",
+        )?;
+        if reply.status != 200 {
+            return Err(crate::Error::Failed(format!("rate plan: {}", reply.status)));
+        }
+        wallets.push(wallet);
+    }
+    let prefixes = Arc::new(prefixes);
+    let next = Arc::new(AtomicU64::new(0));
+    let barrier = Arc::new(Barrier::new(concurrency + 1));
+    let threads: Vec<_> = wallets
+        .into_iter()
+        .map(|wallet| {
+            let (prefixes, next, barrier) = (prefixes.clone(), next.clone(), barrier.clone());
+            let (url, key) = (url.to_owned(), key.to_owned());
+            std::thread::spawn(move || -> crate::error::Result<Vec<Duration>> {
+                let mut rng = Rng::from_kernel();
+                let mut loader = Loader::connect(&url, &key)?;
+                let mut latencies = Vec::new();
+                let mut step =
+                    |loader: &mut Loader, path: &str, body: String| -> crate::error::Result<serde_json::Value> {
+                        let began = Instant::now();
+                        let (status, reply) = loader
+                            .post(path, body.as_bytes(), &uuid_v7(unix_ms(), &mut rng))
+                            .map_err(|e| crate::Error::Failed(format!("POST {path}: {e}")))?;
+                        latencies.push(began.elapsed());
+                        if !(200..300).contains(&status) {
+                            return Err(crate::Error::Failed(format!(
+                                "POST {path}: {status} {}",
+                                String::from_utf8_lossy(&reply)
+                            )));
+                        }
+                        serde_json::from_slice(&reply).map_err(|e| crate::Error::Failed(format!("POST {path}: {e}")))
+                    };
+                barrier.wait();
+                let mut n = 0_u64;
+                while next.fetch_add(1, Ordering::Relaxed) < calls {
+                    n += 1;
+                    let destination = format!("{}{:04}", prefixes[(n as usize * 7919) % prefixes.len()], n % 10_000);
+                    let s = step(
+                        &mut loader,
+                        "/v1/sessions",
+                        format!("{{\"account\":{wallet},\"service\":\"voice\",\"destination\":\"{destination}\"}}"),
+                    )?;
+                    let id = s["id"].as_u64().unwrap_or(0);
+                    step(&mut loader, &format!("/v1/sessions/{id}/update"), "{\"sequence\":1,\"used\":60}".into())?;
+                    step(&mut loader, &format!("/v1/sessions/{id}/update"), "{\"sequence\":2,\"used\":120}".into())?;
+                    step(&mut loader, &format!("/v1/sessions/{id}/terminate"), "{\"used\":150}".into())?;
+                }
+                Ok(latencies)
+            })
+        })
+        .collect();
+    barrier.wait();
+    let began = Instant::now();
+    let mut latencies = Vec::new();
+    for t in threads {
+        latencies.extend(t.join().map_err(|_| crate::Error::Failed("a caller thread panicked".into()))??);
+    }
+    let seconds = began.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    Ok(CallsReport {
+        deck_prefixes: deck,
+        import_seconds,
+        lookups_per_s,
+        calls,
+        seconds,
+        calls_per_s: calls as f64 / seconds,
+        p50_ms: percentile(&latencies, 0.50),
+        p99_ms: percentile(&latencies, 0.99),
+    })
+}
+
+fn rng_tag() -> u64 {
+    Rng::from_kernel().next_u64() & 0xFFFF_FFFF
+}

@@ -71,8 +71,24 @@ impl Client {
         self
     }
 
-    /// One request (JSON unless `headers` say otherwise).
+    /// One request (JSON unless `headers` say otherwise). A request safe to repeat (a read,
+    /// or one with an idempotency key) is sent once more if the connection broke under it:
+    /// a pooled keep-alive connection the server had closed fails only when used.
     pub fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, ureq::Error> {
+        let safe = method == "GET" || headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("idempotency-key"));
+        match self.request_once(method, path, body, headers) {
+            Err(ureq::Error::Io(_)) if safe => self.request_once(method, path, body, headers),
+            other => other,
+        }
+    }
+
+    fn request_once(
         &mut self,
         method: &str,
         path: &str,

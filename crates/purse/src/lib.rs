@@ -21,7 +21,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use purse_engine::{Clock, Engine, EngineConfig};
-use purse_store::{AccessStore, AlertStore, CreditStore, PaymentStore, Reader, Store, StoreError};
+use purse_store::{AccessStore, AlertStore, CreditStore, PaymentStore, RatingStore, Reader, Store, StoreError};
 use serde::Deserialize;
 
 pub use error::Error;
@@ -38,6 +38,7 @@ pub struct Opened {
     pub alerts: Arc<dyn AlertStore>,
     pub payments: Arc<dyn PaymentStore>,
     pub credit: Arc<dyn CreditStore>,
+    pub rating: Arc<dyn RatingStore>,
     pub url: String,
 }
 
@@ -48,16 +49,18 @@ pub struct Side {
     pub alerts: Arc<dyn AlertStore>,
     pub payments: Arc<dyn PaymentStore>,
     pub credit: Arc<dyn CreditStore>,
+    pub rating: Arc<dyn RatingStore>,
 }
 
-fn side<R: Reader + AccessStore + AlertStore + PaymentStore + CreditStore + 'static>(reader: R) -> Side {
+fn side<R: Reader + AccessStore + AlertStore + PaymentStore + CreditStore + RatingStore + 'static>(reader: R) -> Side {
     let reader = Arc::new(reader);
     Side {
         reader: reader.clone(),
         access: reader.clone(),
         alerts: reader.clone(),
         payments: reader.clone(),
-        credit: reader,
+        credit: reader.clone(),
+        rating: reader,
     }
 }
 
@@ -82,6 +85,7 @@ pub fn open_store(url: &str) -> Result<Opened, StoreError> {
         alerts: shared.alerts,
         payments: shared.payments,
         credit: shared.credit,
+        rating: shared.rating,
         url: url.to_owned(),
     })
 }

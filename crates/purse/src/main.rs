@@ -82,6 +82,13 @@ enum Cmd {
         /// An operator API key (read-write) for --target.
         #[arg(long, env = "PURSE_API_KEY")]
         key: Option<String>,
+        /// With --target: run this many complete calls (authorize, two updates, terminate)
+        /// over --concurrency connections instead of charges, after importing a deck.
+        #[arg(long)]
+        calls: Option<u64>,
+        /// Prefixes in the deck of --calls.
+        #[arg(long, default_value_t = 100_000)]
+        deck: usize,
     },
     /// Serves the HTTP API until SIGTERM or Ctrl-C (then finishes in-flight work).
     Serve {
@@ -373,12 +380,40 @@ fn run(cli: Cli) -> purse::error::Result<()> {
                 config.payment_config()?,
             )?
         }
-        Cmd::Bench { database, accounts, charges, batch, concurrency, ids, hot_percent, json, target, key } => {
+        Cmd::Bench {
+            database,
+            accounts,
+            charges,
+            batch,
+            concurrency,
+            ids,
+            hot_percent,
+            json,
+            target,
+            key,
+            calls,
+            deck,
+        } => {
             let target = match (target, key.or(config.api_key.clone())) {
                 (Some(url), Some(key)) => Some((url, key)),
                 (Some(_), None) => return Err(purse::Error::Usage("--key: --target needs an operator API key".into())),
                 (None, _) => None,
             };
+            if let Some(calls) = calls {
+                let Some((url, key)) = &target else {
+                    return Err(purse::Error::Usage("--calls: needs --target and --key".into()));
+                };
+                let r = purse::bench::run_calls(url, key, calls, concurrency, deck)?;
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "deck_prefixes": r.deck_prefixes, "import_seconds": r.import_seconds,
+                        "lookups_per_s": r.lookups_per_s.round(), "calls": r.calls, "seconds": r.seconds,
+                        "calls_per_s": r.calls_per_s.round(), "p50_ms": r.p50_ms, "p99_ms": r.p99_ms,
+                    })
+                );
+                return Ok(());
+            }
             let options = BenchOptions {
                 database_url: config.database_url(database.as_deref()),
                 accounts,

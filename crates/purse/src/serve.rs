@@ -97,11 +97,12 @@ fn launch(
     options: ServeOptions,
     announce: bool,
 ) -> crate::error::Result<Server> {
-    let (access, alerts, payments, credit, url) = (
+    let (access, alerts, payments, credit, rating, url) = (
         opened.access.clone(),
         opened.alerts.clone(),
         opened.payments.clone(),
         opened.credit.clone(),
+        opened.rating.clone(),
         opened.url.clone(),
     );
     let reader = opened.reader.clone();
@@ -128,9 +129,11 @@ fn launch(
     let payment_config = options.payments.clone();
     let cards =
         Recharger::new(engine.clone(), reader, alerts.clone(), payments.clone(), options.payments, operator_email);
-    let app = purse_app::App::new(engine.clone(), access, alerts, payments, credit, options.web.app.clone())
+    let app = purse_app::App::new(engine.clone(), access, alerts, payments, credit, rating, options.web.app.clone())
         .with_cards(Arc::new(cards));
-    let router = crate::web::router(Arc::new(app), options.web.api, options.web.portal);
+    let app = Arc::new(app);
+    spawn_session_expiry(Arc::downgrade(&app));
+    let router = crate::web::router(app, options.web.api, options.web.portal);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(crate::Error::from)?;
     let std_listener = std::net::TcpListener::bind(&options.listen)
         .map_err(|e| crate::Error::Failed(format!("--listen {}: {e}", options.listen)))?;
@@ -160,6 +163,29 @@ fn launch(
     }
     let worker = notifier.map(|n| Arc::new(n).spawn()).transpose()?;
     Ok(Server { addr, engine, stop: Some(stop), thread: Some(thread), worker, mail, url, payments: payment_config })
+}
+
+/// Closes charging sessions not heard from within their time to live, every half second,
+/// for as long as the application lives (several processes may: each session is closed once).
+fn spawn_session_expiry(app: std::sync::Weak<purse_app::App>) {
+    let _ = std::thread::Builder::new().name("purse-sessions".into()).spawn(move || {
+        let mut failing = false;
+        while let Some(app) = app.upgrade() {
+            match app.expire_sessions() {
+                Ok(_) => failing = false,
+                Err(e) if !failing => {
+                    failing = true;
+                    eprintln!(
+                        "{}",
+                        serde_json::json!({ "level": "warn", "msg": "session expiry failed", "error": e.detail() })
+                    );
+                }
+                Err(_) => {}
+            }
+            drop(app);
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    });
 }
 
 /// `purse serve`: runs until SIGTERM or Ctrl-C.

@@ -47,8 +47,15 @@ impl Api {
         let reader = Arc::new(reader);
         let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_790_000_000)));
         let engine = Engine::start(Box::new(store), reader.clone(), clock, EngineConfig::default());
-        let app =
-            App::new(Arc::new(engine), reader.clone(), reader.clone(), reader.clone(), reader, AppConfig::default());
+        let app = App::new(
+            Arc::new(engine),
+            reader.clone(),
+            reader.clone(),
+            reader.clone(),
+            reader.clone(),
+            reader,
+            AppConfig::default(),
+        );
         let state = AppState::new(Arc::new(app), settings);
         let mut api = Api { state, operator: String::new() };
         api.operator = api.key(Role::Operator, Scope::ReadWrite);
@@ -472,6 +479,15 @@ async fn every_route_with_every_role_against_another_tenant_finds_nothing_and_ch
             "createUser" => {
                 json!({ "email": "x@example.com", "name": "x", "password": "a long password", "role": "customer", "party": t.customer, "scope": "read" })
             }
+            "createRatePlan" => json!({ "name": "x", "currency": "USD", "owner": t.reseller }),
+            "importRates" => json!({ "csv": "prefix,price\n1,1", "service": "voice" }),
+            "createUsage" => json!({ "client_id": "x", "account": t.wallet, "service": "voice", "quantity": 60 }),
+            "createUsageBatch" => {
+                json!({ "items": [{ "client_id": "x", "account": t.wallet, "service": "voice", "quantity": 60 }] })
+            }
+            "createSession" => json!({ "account": t.wallet, "service": "voice" }),
+            "updateSession" => json!({ "sequence": 1, "used": 1 }),
+            "terminateSession" => json!({ "used": 1 }),
             _ => json!({}),
         }
     };
@@ -519,7 +535,7 @@ async fn every_route_with_every_role_against_another_tenant_finds_nothing_and_ch
                         // Lists answer, but only with the caller's own objects.
                         let text = reply.body.to_string();
                         route.path == "/v1/currencies"
-                            || (route.operation == "createChargeBatch"
+                            || (matches!(route.operation, "createChargeBatch" | "createUsageBatch")
                                 && reply.body["results"]
                                     .as_array()
                                     .unwrap()
@@ -534,6 +550,8 @@ async fn every_route_with_every_role_against_another_tenant_finds_nothing_and_ch
                                     | "listInvoices"
                                     | "listCustomerClasses"
                                     | "listReceipts"
+                                    | "listRatePlans"
+                                    | "listSessions"
                             ) && reply.body["data"].as_array().is_some_and(Vec::is_empty))
                             || (matches!(route.operation, "listApiKeys" | "listUsers")
                                 && reply.body["data"].as_array().unwrap().iter().all(|e| {

@@ -33,6 +33,8 @@ struct Tenant {
     endpoint: u64,
     invoice: u64,
     receipt: u64,
+    plan: u64,
+    session: u64,
 }
 
 struct World {
@@ -139,6 +141,22 @@ impl World {
             .unwrap();
         let transfer = self.charge(wallet).await;
         let invoice = self.post(&format!("/v1/customers/{customer}/invoices"), json!({})).await["id"].as_u64().unwrap();
+        let plan = self
+            .post("/v1/rate-plans", json!({ "name": a.fresh("Plan"), "currency": "USD", "owner": reseller }))
+            .await["id"]
+            .as_u64()
+            .unwrap();
+        self.post(
+            &format!("/v1/rate-plans/{plan}/import"),
+            json!({ "csv": "prefix,price\n*,0.01\n44,0.02", "service": "voice" }),
+        )
+        .await;
+        ok(
+            &a.call(&self.op, "PUT", &format!("/v1/customers/{customer}/rate-plan"), Some(&json!({ "plan": plan })))
+                .await,
+            "rate plan",
+        );
+        let session = self.session(wallet).await;
         let own = a.key(Role::Customer(PartyId(customer)), Scope::ReadWrite);
         let endpoint = ok(
             &a.call(
@@ -165,7 +183,15 @@ impl World {
             endpoint,
             invoice,
             receipt: 0,
+            plan,
+            session,
         }
+    }
+
+    async fn session(&self, wallet: u64) -> u64 {
+        self.post("/v1/sessions", json!({ "account": wallet, "service": "voice", "destination": "4420" })).await["id"]
+            .as_u64()
+            .unwrap()
     }
 
     async fn charge(&self, wallet: u64) -> u64 {
@@ -290,6 +316,7 @@ impl World {
                 .await["hold"]
                 .as_u64()
                 .unwrap(),
+            Action::UpdateSession | Action::TerminateSession => self.session(t.wallet).await,
             Action::RevokeApiKey => {
                 let body = json!({ "name": "k", "role": "customer", "party": t.customer, "scope": "read" });
                 self.post("/v1/api-keys", body).await["key"]["id"].as_u64().unwrap()
@@ -327,6 +354,8 @@ fn target(path: &str, action: Action, t: &Tenant, class: u64) -> u64 {
         _ if after("/v1/invoices/") || after("/invoices/") => t.invoice,
         _ if after("/v1/receipts/") || after("/receipts/") => t.receipt,
         _ if after("/v1/customer-classes/") || after("/classes/") => class,
+        _ if after("/v1/rate-plans/") => t.plan,
+        _ if after("/v1/sessions/") => t.session,
         other => panic!("no target for {path}: {other:?}"),
     }
 }
@@ -388,6 +417,19 @@ fn body(app: &InProcess, action: Action, role: Role, t: &Tenant, fresh: Option<u
         Action::CreateUser => {
             json!({ "email": format!("{}@example.com", id()), "name": "U", "password": "a long password", "role": "customer", "party": t.customer, "scope": "read" })
         }
+        Action::CreateRatePlan => json!({ "name": app.fresh("Plan"), "currency": "USD", "owner": t.reseller }),
+        Action::ImportRates => json!({ "csv": "prefix,price\n1,0.05", "service": "voice" }),
+        Action::PutCustomerRatePlan => json!({ "plan": t.plan }),
+        Action::PutResellerRatePlans => json!({ "customers_default": t.plan }),
+        Action::CreateUsage => {
+            json!({ "client_id": id(), "account": t.wallet, "service": "voice", "destination": "4420", "quantity": 60 })
+        }
+        Action::CreateUsageBatch => {
+            json!({ "items": [{ "client_id": id(), "account": t.wallet, "service": "voice", "destination": "4420", "quantity": 60 }] })
+        }
+        Action::CreateSession => json!({ "account": t.wallet, "service": "voice", "destination": "4420" }),
+        Action::UpdateSession => json!({ "sequence": 1, "used": 30 }),
+        Action::TerminateSession => json!({ "used": 30 }),
         Action::IssueInvoice
         | Action::EmailReceipt
         | Action::CloseAccount
@@ -406,6 +448,7 @@ fn list_query(action: Action, t: &Tenant) -> Option<String> {
             format!("customer={}", t.customer)
         }
         Action::ListAuditLog => format!("party={}", t.customer),
+        Action::ListSessions => format!("customer={}", t.customer),
         _ => return None,
     })
 }

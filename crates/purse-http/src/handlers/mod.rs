@@ -13,6 +13,7 @@ pub mod keys;
 pub mod parties;
 pub mod payments;
 pub mod postings;
+pub mod rating;
 
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};

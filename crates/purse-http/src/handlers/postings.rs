@@ -47,7 +47,7 @@ fn posted(outcome: Outcome) -> Result<(StatusCode, Posted), ApiError> {
     }
 }
 
-fn render_posted(results: &[CommandResult]) -> Result<(StatusCode, Vec<u8>), ApiError> {
+pub(crate) fn render_posted(results: &[CommandResult]) -> Result<(StatusCode, Vec<u8>), ApiError> {
     let (status, body) = posted(outcome(results)?)?;
     json_parts(status, &body)
 }
@@ -208,6 +208,15 @@ pub async fn create_charge_batch(
     } else {
         state.read(move |s| Ok(body.items.into_iter().map(|r| charge_command(s, &who, r)).collect())).await?
     };
+    commit_items(&state, &ctx, prepared).await
+}
+
+/// Commits the good items of a batch as one request; each item is answered on its own.
+pub(crate) async fn commit_items(
+    state: &AppState,
+    ctx: &Ctx,
+    prepared: Vec<Result<Command, ApiError>>,
+) -> Result<Response, ApiError> {
     let mut commands = Vec::with_capacity(prepared.len());
     let mut slots = Vec::with_capacity(prepared.len());
     for p in prepared {
@@ -234,7 +243,7 @@ pub async fn create_charge_batch(
             .collect();
         json_parts(StatusCode::OK, &serde_json::json!({ "results": items }))
     };
-    state.commit(&ctx, commands, render).await
+    state.commit(ctx, commands, render).await
 }
 
 // ------------------------------------------------------------------ payments
