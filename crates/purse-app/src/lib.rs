@@ -102,9 +102,12 @@ pub struct App {
     /// caches verified keys forgets them at once.
     pub keys_revoked: std::sync::atomic::AtomicU64,
     owners: Mutex<HashMap<u64, Option<PartyId>>>,
+    account_facts: Mutex<HashMap<u64, rating::AccountFacts>>,
     resellers: Mutex<HashMap<PartyId, Option<PartyId>>>,
     currencies: RwLock<HashMap<CurrencyCode, Currency>>,
     rating_cache: rating::RatingCache,
+    /// Active sessions as this process last wrote them (see `sessions`).
+    live_sessions: Mutex<HashMap<u64, purse_store::SessionRow>>,
 }
 
 impl App {
@@ -128,9 +131,11 @@ impl App {
             config,
             keys_revoked: std::sync::atomic::AtomicU64::new(0),
             owners: Mutex::default(),
+            account_facts: Mutex::default(),
             resellers: Mutex::default(),
             currencies: RwLock::default(),
             rating_cache: rating::RatingCache::default(),
+            live_sessions: Mutex::default(),
         }
     }
 

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use purse_core::rating::{self, Deck, Increments, Prefix, Price, Rate};
-use purse_core::{Account, AccountId, Command, Currency, Money, NewCharge, PartyId, PartyKind, Role, Timestamp};
+use purse_core::{AccountId, Command, Currency, Money, NewCharge, PartyId, PartyKind, Role, Timestamp};
 use purse_store::{PlanRole, RatePlan};
 
 use crate::{App, AppError, AppResult, Code, Principal};
@@ -280,7 +280,7 @@ impl App {
 
     /// Rates one usage event for the customer that owns `account`: the rate in force at the
     /// usage's time, the customer's charge and (with a reseller's plan) the reseller's cost.
-    pub fn rate_usage(&self, account: &Account, usage: &Usage) -> AppResult<RatedUsage> {
+    pub fn rate_usage(&self, account: &AccountFacts, usage: &Usage) -> AppResult<RatedUsage> {
         let customer = account.party.ok_or_else(|| {
             AppError::invalid("account", Code::AccountNotFound, "account: usage is rated on a customer's account")
         })?;
@@ -324,12 +324,19 @@ impl App {
         })
     }
 
-    /// The account a body's `account` field names, if the caller sees it.
-    pub fn account_field(&self, who: &Principal, id: u64) -> AppResult<Account> {
+    /// What never changes of the account a body's `account` field names, if the caller
+    /// sees it (cached: its owner and currency are fixed when it is opened).
+    pub fn account_field(&self, who: &Principal, id: u64) -> AppResult<AccountFacts> {
         self.check_account_field(who, "account", id)?;
-        self.engine.reader().account(AccountId(id))?.ok_or_else(|| {
+        if let Some(f) = self.account_facts.lock().ok().and_then(|m| m.get(&id).copied()) {
+            return Ok(f);
+        }
+        let a = self.engine.reader().account(AccountId(id))?.ok_or_else(|| {
             AppError::invalid("account", Code::AccountNotFound, format!("account: account {id} does not exist"))
-        })
+        })?;
+        let facts = AccountFacts { id: a.id, party: a.party, currency: a.currency };
+        crate::remember(&self.account_facts, id, facts);
+        Ok(facts)
     }
 
     /// The charge command of one usage event. Blocking.
@@ -444,6 +451,14 @@ pub fn service_name(field: &str, text: &str) -> AppResult<String> {
         ));
     }
     Ok(t.to_owned())
+}
+
+/// What never changes of an account: which it is, its owner, its currency.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AccountFacts {
+    pub id: AccountId,
+    pub party: Option<PartyId>,
+    pub currency: purse_core::CurrencyCode,
 }
 
 /// What a usage event costs and why.

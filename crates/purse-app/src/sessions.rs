@@ -16,7 +16,8 @@
 
 use purse_core::rating::Rate;
 use purse_core::{
-    AccountId, Amount, ClientId, Command, Currency, HoldId, Money, NewCharge, Outcome, Rejection, Role, Timestamp,
+    AccountId, Amount, ClientId, Command, CommandResult, HoldId, Item, Money, NewCharge, Outcome, Rejection, Role,
+    Timestamp,
 };
 use purse_store::{SessionQuery, SessionRow};
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,8 @@ pub const SLICE_DEFAULT: u64 = 60;
 pub const TTL_DEFAULT_S: i64 = 120;
 /// Holds outlive the session's expiry by this much, so the expiry pass can still charge them.
 const HOLD_GRACE_S: i64 = 600;
+/// Most sessions one process remembers (a bound, not a tuning knob).
+const LIVE_SESSIONS_MAX: usize = 1_000_000;
 /// Attempts at a grant when other sessions take the money in between.
 const GRANT_ATTEMPTS: usize = 8;
 
@@ -112,6 +115,8 @@ impl KeptRate {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct State {
     tenant: i64,
+    /// The session's name in its commands' client ids (a hash of the authorizing request's key).
+    reference: String,
     service: String,
     destination: Option<String>,
     currency: String,
@@ -138,17 +143,18 @@ struct State {
 }
 
 impl App {
-    fn session_client(&self, state: &State, id: u64, step: &str) -> ClientId {
+    fn session_client(&self, state: &State, step: &str) -> ClientId {
         let tenant = match state.tenant {
             0 => purse_core::Tenant::Operator,
             t if t > 0 => purse_core::Tenant::Reseller(purse_core::PartyId(t as u64)),
             t => purse_core::Tenant::Customer(purse_core::PartyId(t.unsigned_abs())),
         };
-        ClientId::scoped(tenant, &format!("session:{id}:{step}")).expect("a session client id is printable")
+        ClientId::scoped(tenant, &format!("session:{}:{step}", state.reference))
+            .expect("a session client id is printable")
     }
 
     /// Authorizes a session: rates it, grants the first slice the money pays for and
-    /// reserves it. `key` (the Idempotency-Key) makes a retry answer the same session.
+    /// reserves it. `key` (the caller's Idempotency-Key) makes a retry answer the same session.
     pub fn authorize_session(&self, who: &Principal, key: &str, r: Authorize) -> AppResult<(bool, Value)> {
         let account = self.account_field(who, r.account)?;
         let now = self.now();
@@ -173,10 +179,11 @@ impl App {
         if !(5..=86_400).contains(&ttl_s) {
             return Err(AppError::invalid("ttl_seconds", Code::InvalidQuantity, "ttl_seconds must be 5 to 86,400"));
         }
-        let rated = self.rate_usage(&account, &usage)?;
         let tenant = tenant_number(who.role);
+        let rated = self.rate_usage(&account, &usage)?;
         let state = State {
             tenant,
+            reference: reference(tenant, key),
             service: usage.service.clone(),
             destination: usage.destination.clone(),
             currency: rated.currency.code.to_string(),
@@ -197,164 +204,144 @@ impl App {
             answer: Value::Null,
         };
         let party = account.party.ok_or(AppError::NotFound("account"))?;
-        let row = SessionRow {
+        let template = SessionRow {
             id: 0,
             party,
             account: account.id.0,
-            status: "authorizing".into(),
-            expires_at: Timestamp(now.0 + ttl_s * 1_000_000),
+            status: String::new(),
+            expires_at: now,
             version: 1,
-            state: encode(&state)?,
+            state: String::new(),
             created_at: now,
             updated_at: now,
         };
-        let (row, _new) = self.rating.create_session(tenant, key, &row)?;
-        let mut state: State = decode(&row.state)?;
-        if row.status != "authorizing" {
-            return answer_of(&row, &state);
-        }
-        let currency = Currency::new(purse_core::CurrencyCode::parse(&state.currency).map_err(internal)?, state.scale)
-            .map_err(internal)?;
-        let rate = state.rate.rate(&state.service);
-        let wanted = state.slice.min(state.max_units);
-        match self.grant(&row, &mut state, &rate, currency, wanted, "0")? {
-            true => {
-                let expires_at = Timestamp(now.0 + state.ttl_s * 1_000_000);
-                state.answer = view(&row, &state, "active", expires_at);
-                let row =
-                    SessionRow { status: "active".into(), expires_at, state: encode(&state)?, updated_at: now, ..row };
-                self.write_session(&row)?;
-                Ok((true, state.answer))
+        let wanted = slice.min(max_units);
+        let written = match self.step(&template, state, 0, wanted, "0", Persist::Create { tenant, key: key.to_owned() })
+        {
+            Ok(written) => written,
+            // A twin of this request made the session first: its answer.
+            Err(AppError::Invalid { code: Code::SessionBusy, .. }) => {
+                let row = self.rating.session_by_key(tenant, key)?.ok_or_else(busy)?;
+                return answer_of(&row, &decode(&row.state)?);
             }
-            false => {
-                let one = rate.cost(u64::from(rate.increments.first), state.scale).amount;
-                let available = self.available(AccountId(row.account))?;
-                let message = format!(
-                    "the available balance ({}) does not pay for the first increment ({} units for {} {})",
-                    currency.format(available),
-                    rate.increments.first,
-                    currency.format(one),
-                    currency.code
-                );
-                state.answer =
-                    json!({ "error": { "code": "insufficient_funds", "message": message, "field": "account" } });
-                let row = SessionRow { status: "refused".into(), state: encode(&state)?, updated_at: now, ..row };
-                self.write_session(&row)?;
-                Err(AppError::invalid("account", Code::InsufficientFunds, message))
-            }
-        }
+            Err(e) => return Err(e),
+        };
+        answer_of(&written, &decode(&written.state)?).map(|(_, answer)| (true, answer))
     }
 
-    fn available(&self, account: AccountId) -> AppResult<Amount> {
-        Ok(self.engine.spendable(account, None)?.map_or(Amount::ZERO, |s| s.available))
-    }
-
-    /// Grants up to `wanted` more units beyond `state.used` and reserves their money; false
-    /// when not even the next increment can be paid. The step's hold has a client id of its
-    /// own per amount tried, so a retried step never meets its own earlier attempt.
-    fn grant(
+    /// One step of a session: charges what `used` (cumulative) costs beyond what was charged
+    /// (from the step's hold, whose rest is released, and past the grant as a charge of its
+    /// own), grants up to `wanted` more units the money pays for and reserves them with a
+    /// hold, and writes the session as it then is, in the ledger's transaction: the
+    /// session and its money change together or not at all. Every command's client id is the
+    /// session's and the step's, so a retried step replays; a hold's also names its amount.
+    ///
+    /// The whole slice is asked for first: most accounts pay for it, and a refusal says what
+    /// is available once this step's charges are posted (the ledger applies a batch in
+    /// order), so the grant is computed again from that, the step's charges already made.
+    fn step(
         &self,
         row: &SessionRow,
-        state: &mut State,
-        rate: &Rate,
-        currency: Currency,
+        mut state: State,
+        used: u64,
         wanted: u64,
         step: &str,
-    ) -> AppResult<bool> {
+        persist: Persist,
+    ) -> AppResult<SessionRow> {
+        let rate = state.rate.rate(&state.service);
+        let currency = purse_core::CurrencyCode::parse(&state.currency).map_err(internal)?;
         let account = AccountId(row.account);
-        let mut available = self.available(account)?;
-        for _ in 0..GRANT_ATTEMPTS {
-            let Some((units, need)) = rate.grant(state.used, wanted, available, currency.scale) else {
-                return Ok(false);
-            };
-            if need.0 == 0 {
-                let units = units.min(state.max_units.saturating_sub(state.used));
-                state.granted = state.used + units;
-                state.hold = None;
-                state.held = 0;
-                state.last = units < wanted || state.granted >= state.max_units;
-                return Ok(true);
-            }
-            let command = Command::Hold {
-                client_id: self.session_client(state, row.id, &format!("{step}:h:{}", need.0)),
-                account,
-                money: Money { amount: need, currency: currency.code },
-                expires_at: Timestamp(self.now().0 + (state.ttl_s + HOLD_GRACE_S) * 1_000_000),
-                service: Some(state.service.clone()),
-                metadata: Some(json!({ "session": row.id }).to_string()),
-            };
-            match self.engine.execute(command)? {
-                Ok(Outcome::HoldPlaced { hold, .. }) => {
-                    // A slice ends on a billing boundary, but never past the session's cap.
-                    let units = units.min(state.max_units.saturating_sub(state.used));
-                    state.granted = state.used + units;
-                    state.hold = Some(hold.0);
-                    state.held = need.0;
-                    state.last = units < wanted || state.granted >= state.max_units;
-                    return Ok(true);
+        let cost = rate.cost(used, state.scale).amount.0;
+        let due = cost - state.charged;
+        let from_hold = due.min(state.held).max(0);
+        let beyond = due - from_hold;
+        let mut items = Vec::new();
+        if let Some(hold) = state.hold {
+            items.push(Item::single(if from_hold > 0 {
+                Command::Capture {
+                    client_id: self.session_client(&state, &format!("{step}:c")),
+                    hold: HoldId(hold),
+                    amount: Some(Amount(from_hold)),
                 }
-                Ok(other) => return Err(AppError::Internal(format!("unexpected outcome {other:?}"))),
-                Err(Rejection::InsufficientFunds { available: now_available }) => available = now_available,
-                Err(r) => return Err(AppError::Rejected(r)),
+            } else {
+                Command::Release { client_id: self.session_client(&state, &format!("{step}:r")), hold: HoldId(hold) }
+            }));
+        }
+        if beyond > 0 {
+            items.push(Item::single(Command::Charge(NewCharge {
+                client_id: self.session_client(&state, &format!("{step}:x")),
+                account,
+                money: Money { amount: Amount(beyond), currency },
+                service: Some(state.service.clone()),
+                at: None,
+                metadata: Some(json!({ "session": state.reference, "beyond_grant": true }).to_string()),
+                refuse_if_insufficient: false,
+            })));
+        }
+        let mut plan = Plan { settling: items.len(), from_hold, used, cost, wanted, candidate: None };
+        let mut available = Amount(i64::MAX);
+        for _ in 0..GRANT_ATTEMPTS {
+            plan.candidate = if wanted > 0 { rate.grant(used, wanted, available, state.scale) } else { None };
+            if let Some((_, need)) = plan.candidate.filter(|(_, need)| need.is_positive()) {
+                items.push(Item::single(Command::Hold {
+                    client_id: self.session_client(&state, &format!("{step}:h:{}", need.0)),
+                    account,
+                    money: Money { amount: need, currency },
+                    expires_at: Timestamp(self.now().0 + (state.ttl_s + HOLD_GRACE_S) * 1_000_000),
+                    service: Some(state.service.clone()),
+                    metadata: Some(json!({ "session": state.reference }).to_string()),
+                }));
+            }
+            let written = std::sync::Arc::new(std::sync::Mutex::new(None));
+            let after = {
+                let (before, plan, row, persist, written) =
+                    (state.clone(), plan.clone(), row.clone(), persist.clone(), written.clone());
+                let now = self.now();
+                Box::new(move |results: &[CommandResult], db: &mut dyn purse_store::Db| {
+                    let Advanced::Done(state) = advance(&before, results, &plan).map_err(|e| match e {
+                        // A twin of this step (a retry, another process) got there first.
+                        AppError::Rejected(r) if r.code().starts_with("exists_with_different") => {
+                            purse_store::StoreError::Conflict(format!("a twin of this session step: {r}"))
+                        }
+                        e => purse_store::StoreError::Other(format!("a session step was refused: {e}")),
+                    })?
+                    else {
+                        return Ok(()); // the grant is tried again; nothing of the session changes yet
+                    };
+                    let new = persist.write(db, &row, state, now)?;
+                    *written.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(new);
+                    Ok(())
+                }) as purse_engine::After
+            };
+            let results = match self.engine.submit_with(std::mem::take(&mut items), after) {
+                Ok(results) => results,
+                Err(purse_engine::EngineError::Store(purse_store::StoreError::Conflict(_))) => return Err(busy()),
+                Err(e) => return Err(e.into()),
+            };
+            if let Some(new) = written.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+                self.remember_session(&new);
+                return Ok(new);
+            }
+            match advance(&state, &results, &plan)? {
+                Advanced::Done(_) => return Err(AppError::Internal("a session step was not written".into())),
+                Advanced::Short { settled, available: now } => {
+                    state = settled;
+                    available = now;
+                    plan.settling = 0;
+                    plan.from_hold = 0;
+                }
             }
         }
         Err(AppError::Overloaded)
     }
 
-    /// Charges `used` (cumulative) so far: what it costs beyond what was charged, from the
-    /// step's hold (the rest is released) and, past the grant, as a charge of its own.
-    fn settle(&self, row: &SessionRow, state: &mut State, used: u64, step: &str) -> AppResult<()> {
-        let rate = state.rate.rate(&state.service);
-        let cost = rate.cost(used, state.scale).amount.0;
-        let due = cost - state.charged;
-        let currency = purse_core::CurrencyCode::parse(&state.currency).map_err(internal)?;
-        let from_hold = due.min(state.held).max(0);
-        if let Some(hold) = state.hold.take() {
-            let command = if from_hold > 0 {
-                Command::Capture {
-                    client_id: self.session_client(state, row.id, &format!("{step}:c")),
-                    hold: HoldId(hold),
-                    amount: Some(Amount(from_hold)),
-                }
-            } else {
-                Command::Release {
-                    client_id: self.session_client(state, row.id, &format!("{step}:r")),
-                    hold: HoldId(hold),
-                }
-            };
-            match self.engine.execute(command)? {
-                Ok(Outcome::HoldCaptured { transfer, .. }) => state.transfers.push(transfer.0),
-                Ok(_) | Err(Rejection::HoldAlreadyResolved { .. }) => {}
-                Err(Rejection::HoldExpired) if from_hold == 0 => {}
-                Err(r) => return Err(AppError::Rejected(r)),
-            }
-        }
-        state.held = 0;
-        let beyond = due - from_hold;
-        if beyond > 0 {
-            let command = Command::Charge(NewCharge {
-                client_id: self.session_client(state, row.id, &format!("{step}:x")),
-                account: AccountId(row.account),
-                money: Money { amount: Amount(beyond), currency },
-                service: Some(state.service.clone()),
-                at: None,
-                metadata: Some(json!({ "session": row.id, "beyond_grant": true }).to_string()),
-                refuse_if_insufficient: false,
-            });
-            match self.engine.execute(command)? {
-                Ok(Outcome::Posted { transfer, .. }) => state.transfers.push(transfer.0),
-                Ok(other) => return Err(AppError::Internal(format!("unexpected outcome {other:?}"))),
-                Err(r) => return Err(AppError::Rejected(r)),
-            }
-        }
-        state.used = used;
-        state.charged = cost.max(state.charged);
-        Ok(())
-    }
-
     /// The session `id`, if the caller sees it.
     fn session_for(&self, who: &Principal, id: u64) -> AppResult<(SessionRow, State)> {
-        let row = self.rating.session(id)?.ok_or(AppError::NotFound("session"))?;
+        let cached = self.live_sessions.lock().ok().and_then(|m| m.get(&id).cloned());
+        let row = match cached {
+            Some(row) => row,
+            None => self.rating.session(id)?.ok_or(AppError::NotFound("session"))?,
+        };
         let sees = self.ask(|reseller_of| policy::sees_owner(who.role, Some(row.party), reseller_of))?;
         if !sees {
             return Err(AppError::NotFound("session"));
@@ -363,9 +350,53 @@ impl App {
         Ok((row, state))
     }
 
+    /// Remembers an active session as this process last wrote it, or forgets it. A step
+    /// taken on a copy another process has since changed fails its compare-and-set in the
+    /// ledger's transaction (nothing of it is applied) and is taken again from the database.
+    fn remember_session(&self, row: &SessionRow) {
+        if let Ok(mut m) = self.live_sessions.lock() {
+            if row.status == "active" {
+                if m.len() >= LIVE_SESSIONS_MAX {
+                    m.clear();
+                }
+                m.insert(row.id, row.clone());
+            } else {
+                m.remove(&row.id);
+            }
+        }
+    }
+
+    fn forget_session(&self, id: u64) {
+        if let Ok(mut m) = self.live_sessions.lock() {
+            m.remove(&id);
+        }
+    }
+
+    /// Runs a step on the session as this process knows it, and once more from the
+    /// database if another process changed it meanwhile.
+    fn with_session<T>(
+        &self,
+        who: &Principal,
+        id: u64,
+        mut f: impl FnMut(SessionRow, State) -> AppResult<T>,
+    ) -> AppResult<T> {
+        let (row, state) = self.session_for(who, id)?;
+        match f(row, state) {
+            Err(AppError::Invalid { code: Code::SessionBusy, .. }) => {
+                self.forget_session(id);
+                let (row, state) = self.session_for(who, id)?;
+                f(row, state)
+            }
+            other => other,
+        }
+    }
+
     /// Charges what was used since the last step and grants the next slice.
     pub fn update_session(&self, who: &Principal, id: u64, u: Update) -> AppResult<Value> {
-        let (row, mut state) = self.session_for(who, id)?;
+        self.with_session(who, id, |row, state| self.update_step(row, state, &u))
+    }
+
+    fn update_step(&self, row: SessionRow, mut state: State, u: &Update) -> AppResult<Value> {
         if u.sequence == state.sequence && u.sequence > 0 {
             return Ok(state.answer);
         }
@@ -389,32 +420,26 @@ impl App {
                 format!("used: {} is less than already reported ({}); used counts from the start", u.used, state.used),
             ));
         }
-        let step = u.sequence.to_string();
-        self.settle(&row, &mut state, u.used, &step)?;
-        let rate = state.rate.rate(&state.service);
-        let currency = Currency::new(purse_core::CurrencyCode::parse(&state.currency).map_err(internal)?, state.scale)
-            .map_err(internal)?;
-        let left = state.max_units.saturating_sub(state.used);
-        let wanted = state.slice.min(left);
-        let granted = wanted > 0 && self.grant(&row, &mut state, &rate, currency, wanted, &step)?;
-        if !granted {
-            state.granted = state.used;
-            state.last = true;
-        }
+        let wanted = state.slice.min(state.max_units.saturating_sub(u.used));
         state.sequence = u.sequence;
-        let now = self.now();
-        let expires_at = Timestamp(now.0 + state.ttl_s * 1_000_000);
-        state.answer = view(&row, &state, "active", expires_at);
-        let new = SessionRow { expires_at, state: encode(&state)?, updated_at: now, ..row.clone() };
-        if !self.rating.update_session(&new, row.version)? {
-            return Err(busy());
-        }
-        Ok(state.answer)
+        let version = row.version;
+        let new = self.step(
+            &row,
+            state,
+            u.used,
+            wanted,
+            &u.sequence.to_string(),
+            Persist::Update { version, status: "active" },
+        )?;
+        Ok(decode(&new.state)?.answer)
     }
 
     /// Ends a session with its final usage: the exact charge is posted, the rest released.
     pub fn terminate_session(&self, who: &Principal, id: u64, t: Terminate) -> AppResult<Value> {
-        let (row, state) = self.session_for(who, id)?;
+        self.with_session(who, id, |row, state| self.terminate_step(row, state, &t))
+    }
+
+    fn terminate_step(&self, row: SessionRow, state: State, t: &Terminate) -> AppResult<Value> {
         if row.status == "ended" {
             return Ok(state.answer);
         }
@@ -434,27 +459,20 @@ impl App {
         self.close(row, state, t.used, "ended").map(|(_, v)| v)
     }
 
-    fn close(&self, row: SessionRow, mut state: State, used: u64, status: &str) -> AppResult<(SessionRow, Value)> {
-        self.settle(&row, &mut state, used, "end")?;
-        state.granted = state.used;
-        state.last = true;
-        let now = self.now();
-        state.answer = view(&row, &state, status, now);
-        let new = SessionRow {
-            status: status.into(),
-            expires_at: now,
-            state: encode(&state)?,
-            updated_at: now,
-            ..row.clone()
-        };
-        if !self.rating.update_session(&new, row.version)? {
-            return Err(busy());
-        }
-        Ok((new, state.answer))
+    fn close(&self, row: SessionRow, state: State, used: u64, status: &'static str) -> AppResult<(SessionRow, Value)> {
+        let version = row.version;
+        let new = self.step(&row, state, used, 0, "end", Persist::Update { version, status })?;
+        let answer = decode(&new.state)?.answer;
+        Ok((new, answer))
     }
 
+    /// The session as the database has it (another process may have taken its last step).
     pub fn get_session(&self, who: &Principal, id: u64) -> AppResult<Value> {
-        let (row, state) = self.session_for(who, id)?;
+        let row = self.rating.session(id)?.ok_or(AppError::NotFound("session"))?;
+        if !self.ask(|reseller_of| policy::sees_owner(who.role, Some(row.party), reseller_of))? {
+            return Err(AppError::NotFound("session"));
+        }
+        let state = decode(&row.state)?;
         Ok(view(&row, &state, &row.status, row.expires_at))
     }
 
@@ -498,6 +516,136 @@ impl App {
     }
 }
 
+/// How a step writes its session.
+#[derive(Clone, Debug)]
+enum Persist {
+    /// Makes the session of (`tenant`, `key`); a twin made first is a conflict.
+    Create { tenant: i64, key: String },
+    /// Replaces the session if it is still at `version`, with `status`.
+    Update { version: i64, status: &'static str },
+}
+
+impl Persist {
+    /// Writes `row` with `state` as the step leaves it, in the ledger's open transaction.
+    fn write(
+        &self,
+        db: &mut dyn purse_store::Db,
+        row: &SessionRow,
+        mut state: State,
+        now: Timestamp,
+    ) -> Result<SessionRow, purse_store::StoreError> {
+        let conflict = || purse_store::StoreError::Conflict("the session changed under this step".into());
+        let status = match self {
+            Persist::Create { .. } if state.granted == 0 && state.last => "refused",
+            Persist::Create { .. } => "active",
+            Persist::Update { status, .. } => status,
+        };
+        let expires_at = if status == "active" { Timestamp(now.0 + state.ttl_s * 1_000_000) } else { now };
+        state.answer = match status {
+            "refused" => {
+                let rate = state.rate.rate(&state.service);
+                let one = rate.cost(u64::from(rate.increments.first), state.scale).amount;
+                let message = format!(
+                    "the available balance does not pay for the first increment ({} units for {} {})",
+                    rate.increments.first,
+                    purse_core::money::format_units(one.0, state.scale),
+                    state.currency
+                );
+                json!({ "error": { "code": "insufficient_funds", "message": message, "field": "account" } })
+            }
+            _ => view(row, &state, status, expires_at),
+        };
+        let mut new = SessionRow {
+            status: status.to_owned(),
+            expires_at,
+            state: serde_json::to_string(&state).map_err(|e| purse_store::StoreError::Other(e.to_string()))?,
+            updated_at: now,
+            ..row.clone()
+        };
+        match self {
+            Persist::Create { tenant, key } => {
+                let (made, fresh) = purse_store::rating::create_session(db, *tenant, key, &new)?;
+                if !fresh {
+                    return Err(conflict());
+                }
+                Ok(made)
+            }
+            Persist::Update { version, .. } => {
+                if !purse_store::rating::update_session(db, &new, *version)? {
+                    return Err(conflict());
+                }
+                new.version = version + 1;
+                Ok(new)
+            }
+        }
+    }
+}
+
+/// What a step sends, for reading its results.
+#[derive(Clone, Debug)]
+struct Plan {
+    /// Commands before the hold that settle what was used.
+    settling: usize,
+    from_hold: i64,
+    used: u64,
+    cost: i64,
+    wanted: u64,
+    /// The grant asked for: units beyond `used`, and the money they need.
+    candidate: Option<(u64, Amount)>,
+}
+
+/// What a step's results make of the session.
+enum Advanced {
+    /// The step is complete: the session as it now is.
+    Done(State),
+    /// The hold was refused for funds: the session with this step's charges made, and what
+    /// the ledger says is available.
+    Short { settled: State, available: Amount },
+}
+
+fn advance(before: &State, results: &[CommandResult], plan: &Plan) -> AppResult<Advanced> {
+    let mut state = before.clone();
+    let (settled, hold) = results.split_at(plan.settling.min(results.len()));
+    for r in settled {
+        match r {
+            Ok(Outcome::HoldCaptured { transfer, .. } | Outcome::Posted { transfer, .. }) => {
+                state.transfers.push(transfer.0)
+            }
+            Ok(_) | Err(Rejection::HoldAlreadyResolved { .. }) => {}
+            Err(Rejection::HoldExpired) if plan.from_hold == 0 => {}
+            Err(r) => return Err(AppError::Rejected(r.clone())),
+        }
+    }
+    if plan.settling > 0 || state.used != plan.used {
+        state.hold = None;
+        state.held = 0;
+    }
+    state.used = plan.used;
+    state.charged = plan.cost.max(state.charged);
+    let Some((units, need)) = plan.candidate else {
+        state.granted = plan.used;
+        state.last = true;
+        return Ok(Advanced::Done(state));
+    };
+    match hold.first() {
+        None => {}
+        Some(Ok(Outcome::HoldPlaced { hold, .. })) => {
+            state.hold = Some(hold.0);
+            state.held = need.0;
+        }
+        Some(Err(Rejection::InsufficientFunds { available })) => {
+            return Ok(Advanced::Short { settled: state, available: *available })
+        }
+        Some(Err(r)) => return Err(AppError::Rejected(r.clone())),
+        Some(Ok(other)) => return Err(AppError::Internal(format!("unexpected outcome {other:?}"))),
+    }
+    // A slice ends on a billing boundary, but never past the session's cap.
+    let units = units.min(state.max_units.saturating_sub(plan.used));
+    state.granted = plan.used + units;
+    state.last = units < plan.wanted || state.granted >= state.max_units;
+    Ok(Advanced::Done(state))
+}
+
 fn kept(r: &RatedUsage) -> KeptRate {
     KeptRate {
         plan: r.plan.id,
@@ -513,6 +661,13 @@ fn kept(r: &RatedUsage) -> KeptRate {
     }
 }
 
+/// The name of the session authorized with `key` by `tenant`: 32 hex digits of a hash.
+fn reference(tenant: i64, key: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("{tenant}:{key}").as_bytes());
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
 /// A tenant as a number for the session's key: 0 the operator, +id a reseller, −id a customer.
 fn tenant_number(role: Role) -> i64 {
     match role {
@@ -520,10 +675,6 @@ fn tenant_number(role: Role) -> i64 {
         Role::Reseller(p) => p.0 as i64,
         Role::Customer(p) => -(p.0 as i64),
     }
-}
-
-fn encode(state: &State) -> AppResult<String> {
-    serde_json::to_string(state).map_err(internal)
 }
 
 fn decode(text: &str) -> AppResult<State> {
@@ -548,10 +699,10 @@ fn answer_of(row: &SessionRow, state: &State) -> AppResult<(bool, Value)> {
         let message = state.answer["error"]["message"].as_str().unwrap_or("insufficient funds").to_owned();
         return Err(AppError::invalid("account", Code::InsufficientFunds, message));
     }
-    Ok((
-        false,
-        if state.answer.is_null() { view(row, state, &row.status, row.expires_at) } else { state.answer.clone() },
-    ))
+    let mut answer =
+        if state.answer.is_null() { view(row, state, &row.status, row.expires_at) } else { state.answer.clone() };
+    answer["id"] = row.id.into();
+    Ok((false, answer))
 }
 
 fn view(row: &SessionRow, state: &State, status: &str, expires_at: Timestamp) -> Value {
@@ -582,14 +733,4 @@ fn view(row: &SessionRow, state: &State, status: &str, expires_at: Timestamp) ->
         "expires_at": purse_core::time::format(expires_at),
         "started_at": purse_core::time::format(row.created_at),
     })
-}
-
-impl App {
-    fn write_session(&self, row: &SessionRow) -> AppResult<()> {
-        let current = self.rating.session(row.id)?.ok_or(AppError::NotFound("session"))?;
-        if !self.rating.update_session(row, current.version)? {
-            return Err(busy());
-        }
-        Ok(())
-    }
 }

@@ -159,9 +159,15 @@ pub struct Seal {
     pub reused: (u16, Vec<u8>),
 }
 
+/// Rows a request writes with its commands, in the batch's own transaction: given the
+/// request's results and the open transaction. An error fails the request alone (the others
+/// of the batch commit without it) and undoes its commands. It may be called more than once.
+pub type After = Box<dyn Fn(&[CommandResult], &mut dyn purse_store::Db) -> Result<(), StoreError> + Send>;
+
 struct Request {
     items: Vec<Item>,
     seal: Option<Seal>,
+    after: Option<After>,
     reply: flume::Sender<(Reply, Option<SealedResponse>)>,
 }
 
@@ -232,7 +238,7 @@ impl Engine {
             return Err(EngineError::BatchTooLarge { max: self.config.batch_size_max });
         }
         let (reply, answer) = flume::bounded(1);
-        Ok((Request { items, seal, reply }, answer))
+        Ok((Request { items, seal, after: None, reply }, answer))
     }
 
     fn queue(&self) -> Result<&flume::Sender<Request>, EngineError> {
@@ -259,6 +265,15 @@ impl Engine {
     /// Submits a request and waits until its batch is durable. Blocks while the queue is full.
     pub fn submit(&self, items: Vec<Item>) -> Reply {
         let (request, answer) = self.request(items, None)?;
+        self.queue()?.send(request).map_err(|_| EngineError::Stopped)?;
+        answer.recv().map_err(|_| EngineError::Stopped)?.0
+    }
+
+    /// Like [`Engine::submit`], and `after` writes rows of the caller's in the same
+    /// transaction as the commands: both are committed, or neither.
+    pub fn submit_with(&self, items: Vec<Item>, after: After) -> Reply {
+        let (mut request, answer) = self.request(items, None)?;
+        request.after = Some(after);
         self.queue()?.send(request).map_err(|_| EngineError::Stopped)?;
         answer.recv().map_err(|_| EngineError::Stopped)?.0
     }
@@ -492,6 +507,7 @@ impl Writer {
         let output = self.ledger.apply(requests, now, &mut lookups);
         let t3 = Instant::now();
         self.store.write(&output)?;
+        self.after(batch, &replayed, &output.results)?;
         let responses = self.seal(batch, &replayed, &output.results, now)?;
         let mut results = output.results.into_iter();
         let answers = requests
@@ -554,6 +570,25 @@ impl Writer {
             }
         }
         Ok(answers)
+    }
+
+    /// Writes the rows of requests that carry them, in the open transaction.
+    fn after(
+        &mut self,
+        batch: &[Request],
+        replayed: &[Option<Response>],
+        results: &[CommandResult],
+    ) -> Result<(), StoreError> {
+        let mut offset = 0;
+        for (request, replay) in batch.iter().zip(replayed) {
+            let len = if replay.is_some() { 0 } else { request.items.len() };
+            let mine = &results[offset..offset + len];
+            offset += len;
+            if let (Some(after), None) = (&request.after, replay) {
+                self.store.in_batch(&mut |db| after(mine, db))?;
+            }
+        }
+        Ok(())
     }
 
     /// Renders the responses of sealed requests not replayed and stores them in the open

@@ -463,6 +463,11 @@ impl Store for PgStore {
         result
     }
 
+    fn in_batch(&mut self, f: &mut dyn FnMut(&mut dyn purse_store::Db) -> StoreResult<()>) -> StoreResult<()> {
+        let result = self.link.get().and_then(|c| f(&mut crate::db::Pg(c)));
+        self.link.check(result)
+    }
+
     fn write_responses(&mut self, responses: &[StoredResponse]) -> StoreResult<()> {
         if responses.is_empty() {
             return Ok(());

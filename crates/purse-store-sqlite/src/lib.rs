@@ -448,6 +448,10 @@ impl Store for SqliteStore {
         self.conn.execute_batch("ROLLBACK").map_err(err)
     }
 
+    fn in_batch(&mut self, f: &mut dyn FnMut(&mut dyn purse_store::Db) -> StoreResult<()>) -> StoreResult<()> {
+        f(&mut crate::db::Lite(&self.conn))
+    }
+
     fn write_responses(&mut self, responses: &[StoredResponse]) -> StoreResult<()> {
         let mut s = self
             .conn

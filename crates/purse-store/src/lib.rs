@@ -116,6 +116,8 @@ pub trait Store: Send {
     fn stored_responses(&mut self, keys: &[(u64, &str)]) -> StoreResult<Vec<StoredResponse>>;
     /// Forgets stored responses created before `before`, inside the open transaction.
     fn purge_responses(&mut self, before: Timestamp) -> StoreResult<u64>;
+    /// Runs `f` on the open batch transaction (rows written with a batch's commands).
+    fn in_batch(&mut self, f: &mut dyn FnMut(&mut dyn Db) -> StoreResult<()>) -> StoreResult<()>;
 }
 
 /// The response to an API request made with an `Idempotency-Key`, kept so that a retry

@@ -92,13 +92,8 @@ pub trait RatingStore: Send + Sync {
     fn assigned_plans(&self, party: PartyId) -> StoreResult<Vec<(PlanRole, u64)>>;
     /// Every assignment: (party, role, plan).
     fn all_assignments(&self) -> StoreResult<Vec<(PartyId, PlanRole, u64)>>;
-    /// Creates the session of (`tenant`, `client_key`) unless it exists; returns it and whether
-    /// it is new.
-    fn create_session(&self, tenant: i64, client_key: &str, row: &SessionRow) -> StoreResult<(SessionRow, bool)>;
     fn session(&self, id: u64) -> StoreResult<Option<SessionRow>>;
-    /// Replaces the session's status, expiry and state if its version is still `version`
-    /// (then it becomes `version + 1`); false when someone else wrote it first.
-    fn update_session(&self, row: &SessionRow, version: i64) -> StoreResult<bool>;
+    fn session_by_key(&self, tenant: i64, client_key: &str) -> StoreResult<Option<SessionRow>>;
     fn sessions(&self, query: &SessionQuery) -> StoreResult<Vec<SessionRow>>;
     /// Active sessions whose expiry is at or before `now`, oldest first.
     fn expired_sessions(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<SessionRow>>;
@@ -167,6 +162,58 @@ fn session_from(r: &[Value]) -> StoreResult<SessionRow> {
 fn one_plan(db: &mut dyn Db, id: u64) -> StoreResult<Option<RatePlan>> {
     let sql = format!("SELECT {PLAN_COLUMNS} FROM rate_plans p WHERE p.id = $1");
     db.rows(&sql, &[int(id_to_db(id))])?.first().map(|r| plan_from(r)).transpose()
+}
+
+/// Creates the session of (`tenant`, `client_key`) unless it exists; returns it and whether it
+/// is new.
+pub fn create_session(
+    db: &mut dyn Db,
+    tenant: i64,
+    client_key: &str,
+    row: &SessionRow,
+) -> StoreResult<(SessionRow, bool)> {
+    let inserted = db.rows(
+        "INSERT INTO charging_sessions (client_tenant, client_key, party_id, account_id, status, expires_at, \
+                 version, state, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $8) \
+                 ON CONFLICT (client_tenant, client_key) DO NOTHING RETURNING id",
+        &[
+            int(tenant),
+            text(client_key),
+            int(id_to_db(row.party.0)),
+            int(id_to_db(row.account)),
+            text(&row.status),
+            int(row.expires_at.0),
+            text(&row.state),
+            int(row.created_at.0),
+        ],
+    )?;
+    let (sql, params, new) = match inserted.first() {
+        Some(r) => (format!("SELECT {SESSION_COLUMNS} FROM charging_sessions WHERE id = $1"), vec![r[0].clone()], true),
+        None => (
+            format!("SELECT {SESSION_COLUMNS} FROM charging_sessions WHERE client_tenant = $1 AND client_key = $2"),
+            vec![int(tenant), text(client_key)],
+            false,
+        ),
+    };
+    let row = db.rows(&sql, &params)?.first().map(|r| session_from(r)).transpose()?;
+    Ok((row.ok_or_else(|| bad("session"))?, new))
+}
+
+/// Replaces the session if its version is still `version`; false when it is not.
+pub fn update_session(db: &mut dyn Db, row: &SessionRow, version: i64) -> StoreResult<bool> {
+    let n = db.run(
+        "UPDATE charging_sessions SET status = $3, expires_at = $4, state = $5, updated_at = $6, \
+                 version = version + 1 WHERE id = $1 AND version = $2",
+        &[
+            int(id_to_db(row.id)),
+            int(version),
+            text(&row.status),
+            int(row.expires_at.0),
+            text(&row.state),
+            int(row.updated_at.0),
+        ],
+    )?;
+    Ok(n == 1)
 }
 
 /// Rows per multi-row insert: few statements, well under PostgreSQL's 65,535 parameters.
@@ -310,40 +357,6 @@ impl<T: Transact> RatingStore for T {
         })
     }
 
-    fn create_session(&self, tenant: i64, client_key: &str, row: &SessionRow) -> StoreResult<(SessionRow, bool)> {
-        run_db(self, true, |db| {
-            let inserted = db.rows(
-                "INSERT INTO charging_sessions (client_tenant, client_key, party_id, account_id, status, expires_at, \
-                 version, state, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $8) \
-                 ON CONFLICT (client_tenant, client_key) DO NOTHING RETURNING id",
-                &[
-                    int(tenant),
-                    text(client_key),
-                    int(id_to_db(row.party.0)),
-                    int(id_to_db(row.account)),
-                    text(&row.status),
-                    int(row.expires_at.0),
-                    text(&row.state),
-                    int(row.created_at.0),
-                ],
-            )?;
-            let (sql, params, new) = match inserted.first() {
-                Some(r) => {
-                    (format!("SELECT {SESSION_COLUMNS} FROM charging_sessions WHERE id = $1"), vec![r[0].clone()], true)
-                }
-                None => (
-                    format!(
-                        "SELECT {SESSION_COLUMNS} FROM charging_sessions WHERE client_tenant = $1 AND client_key = $2"
-                    ),
-                    vec![int(tenant), text(client_key)],
-                    false,
-                ),
-            };
-            let row = db.rows(&sql, &params)?.first().map(|r| session_from(r)).transpose()?;
-            Ok((row.ok_or_else(|| bad("session"))?, new))
-        })
-    }
-
     fn session(&self, id: u64) -> StoreResult<Option<SessionRow>> {
         run_db(self, false, |db| {
             let sql = format!("SELECT {SESSION_COLUMNS} FROM charging_sessions WHERE id = $1");
@@ -351,21 +364,11 @@ impl<T: Transact> RatingStore for T {
         })
     }
 
-    fn update_session(&self, row: &SessionRow, version: i64) -> StoreResult<bool> {
-        run_db(self, true, |db| {
-            let n = db.run(
-                "UPDATE charging_sessions SET status = $3, expires_at = $4, state = $5, updated_at = $6, \
-                 version = version + 1 WHERE id = $1 AND version = $2",
-                &[
-                    int(id_to_db(row.id)),
-                    int(version),
-                    text(&row.status),
-                    int(row.expires_at.0),
-                    text(&row.state),
-                    int(row.updated_at.0),
-                ],
-            )?;
-            Ok(n == 1)
+    fn session_by_key(&self, tenant: i64, client_key: &str) -> StoreResult<Option<SessionRow>> {
+        run_db(self, false, |db| {
+            let sql =
+                format!("SELECT {SESSION_COLUMNS} FROM charging_sessions WHERE client_tenant = $1 AND client_key = $2");
+            db.rows(&sql, &[int(tenant), text(client_key)])?.first().map(|r| session_from(r)).transpose()
         })
     }
 

@@ -79,6 +79,13 @@ impl Store for Controlled {
     fn purge_responses(&mut self, before: purse_core::Timestamp) -> StoreResult<u64> {
         self.inner.purge_responses(before)
     }
+
+    fn in_batch(
+        &mut self,
+        f: &mut dyn FnMut(&mut dyn purse_store::Db) -> Result<(), purse_store::StoreError>,
+    ) -> Result<(), purse_store::StoreError> {
+        self.inner.in_batch(f)
+    }
 }
 
 struct Rig {

@@ -14,6 +14,7 @@ mod common;
 use std::sync::Arc;
 
 use common::app::{Auth, InProcess, Reply};
+use common::served::{operator_key, Served};
 use common::*;
 use purse_core::{PartyId, Role, Scope};
 use serde_json::{json, Value};
@@ -447,4 +448,129 @@ fn issue_20_a_session_not_heard_from_is_closed_and_charged_what_was_granted() {
         let list = ok(&shop.call("GET", &format!("/v1/sessions?customer={customer}"), Value::Null).await, "list");
         assert_eq!(list["data"].as_array().unwrap().len(), 0, "no active session is left");
     });
+}
+
+#[test]
+fn issue_20_a_retried_authorization_answers_the_same_session_and_reserves_once() {
+    with_shop(&sqlite_url(), async |shop| {
+        shop.setup(2).await;
+        let plan = shop.plan("prefix,price,increments\n*,0.10,60/60\n", "voice").await;
+        let (customer, wallet) = shop.customer("1.00").await;
+        shop.give(customer, plan).await;
+        let body = json!({ "account": wallet, "service": "voice", "destination": "4420", "slice": 120 });
+        let first = shop.app.call_with_key(&shop.op, "POST", "/v1/sessions", Some(&body), Some("call-1")).await;
+        assert_eq!(first.status, 201, "{}", first.body);
+        let again = shop.app.call_with_key(&shop.op, "POST", "/v1/sessions", Some(&body), Some("call-1")).await;
+        assert_eq!(again.status, 200, "{}", again.body);
+        assert_eq!(again.body["id"], first.body["id"]);
+        assert_eq!(again.body["granted"], 120);
+        assert_eq!(shop.available(wallet).await, "0.80", "reserved once");
+    });
+}
+
+/// Two processes take turns on one session; each step is taken on the session as the
+/// database has it, whatever the process last saw itself.
+fn issue_20_two_processes(url: &str) {
+    let (session, wallet) = with_shop(url, async |a| {
+        a.setup(2).await;
+        let plan = a.plan("prefix,price,increments\n*,0.10,60/60\n", "voice").await;
+        let (customer, wallet) = a.customer("5.00").await;
+        a.give(customer, plan).await;
+        let s = a.post("/v1/sessions", json!({ "account": wallet, "service": "voice" })).await;
+        (s["id"].as_u64().unwrap(), wallet)
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (a, b) = (Shop::new(url), Shop::new(url));
+    async fn update(shop: &Shop, session: u64, sequence: u64, used: u64) -> Value {
+        let body = json!({ "sequence": sequence, "used": used });
+        ok(&shop.call("POST", &format!("/v1/sessions/{session}/update"), body).await, "update")
+    }
+    runtime.block_on(async {
+        assert_eq!(update(&a, session, 1, 60).await["charged"], "0.10");
+        assert_eq!(update(&b, session, 2, 120).await["charged"], "0.20");
+        // `a` last wrote the session at its first step; its copy is stale.
+        assert_eq!(update(&a, session, 3, 180).await["charged"], "0.30");
+        assert_eq!(update(&b, session, 4, 240).await["charged"], "0.40");
+        let end =
+            ok(&a.call("POST", &format!("/v1/sessions/{session}/terminate"), json!({ "used": 250 })).await, "end");
+        assert_eq!(end["charged"], "0.50");
+        assert_eq!(a.available(wallet).await, "4.50");
+        assert_eq!(b.available(wallet).await, "4.50");
+    });
+    drop(runtime);
+}
+
+#[test]
+fn issue_20_two_processes_take_turns_on_one_session_on_sqlite() {
+    issue_20_two_processes(&sqlite_url());
+}
+
+#[test]
+fn issue_20_two_processes_take_turns_on_one_session_on_postgres() {
+    issue_20_two_processes(&pg_url("rating_two"));
+}
+
+/// A `purse serve` killed with SIGKILL in the middle of calls: the sessions carry on in the
+/// restarted process, and what they charge is exact.
+#[test]
+fn issue_20_sessions_survive_a_sigkill_of_purse_serve() {
+    use purse::client::Client;
+    let url = sqlite_url();
+    let key = operator_key(&url);
+    let mut served = Served::start(&url);
+    let mut api = Client::new(&served.base(), Some(key.clone())).unwrap();
+    let mut n = 0;
+    let mut call = |api: &mut Client, method: &str, path: &str, body: Value| {
+        n += 1;
+        let r = api.send(method, path, &body, &format!("k{n}")).unwrap();
+        assert!(r.status < 300, "{path}: {} {}", r.status, String::from_utf8_lossy(&r.body));
+        r.json()
+    };
+    call(&mut api, "POST", "/v1/currencies", json!({ "code": "USD", "scale": 2 }));
+    let plan =
+        call(&mut api, "POST", "/v1/rate-plans", json!({ "name": "Voice", "currency": "USD" }))["id"].as_u64().unwrap();
+    call(
+        &mut api,
+        "POST",
+        &format!("/v1/rate-plans/{plan}/import"),
+        json!({ "csv": "prefix,price,increments\n*,0.10,60/60", "service": "voice" }),
+    );
+    let c = call(
+        &mut api,
+        "POST",
+        "/v1/customers",
+        json!({ "client_id": "c", "name": "C", "billing": "prepaid", "currency": "USD" }),
+    );
+    let (customer, wallet) = (c["id"].as_u64().unwrap(), c["wallet"].as_u64().unwrap());
+    call(
+        &mut api,
+        "POST",
+        "/v1/payments",
+        json!({ "client_id": "p", "account": wallet, "amount": "3.00", "currency": "USD", "method": "cash" }),
+    );
+    call(&mut api, "PUT", &format!("/v1/customers/{customer}/rate-plan"), json!({ "plan": plan }));
+    let sessions: Vec<u64> = (0..3)
+        .map(|_| {
+            call(&mut api, "POST", "/v1/sessions", json!({ "account": wallet, "service": "voice" }))["id"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    for s in &sessions {
+        call(&mut api, "POST", &format!("/v1/sessions/{s}/update"), json!({ "sequence": 1, "used": 60 }));
+    }
+    served.kill();
+    served.spawn();
+    let mut api = Client::new(&served.base(), Some(key)).unwrap();
+    let listed = call(&mut api, "GET", &format!("/v1/sessions?customer={customer}"), Value::Null);
+    assert_eq!(listed["data"].as_array().unwrap().len(), 3, "the active sessions are still there");
+    for s in &sessions {
+        let r = call(&mut api, "POST", &format!("/v1/sessions/{s}/update"), json!({ "sequence": 2, "used": 120 }));
+        assert_eq!(r["charged"], "0.20");
+        let r = call(&mut api, "POST", &format!("/v1/sessions/{s}/terminate"), json!({ "used": 130 }));
+        assert_eq!(r["charged"], "0.30");
+    }
+    let spendable = call(&mut api, "GET", &format!("/v1/accounts/{wallet}/spendable"), Value::Null);
+    assert_eq!(spendable["available"], "2.10");
+    served.stop();
 }

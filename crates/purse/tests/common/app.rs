@@ -127,12 +127,25 @@ impl InProcess {
 
     /// An API call; changing methods carry a fresh Idempotency-Key.
     pub async fn call(&self, auth: &Auth, method: &str, path: &str, body: Option<&Value>) -> Reply {
+        let key = (method != "GET").then(|| self.fresh("idem"));
+        self.call_with_key(auth, method, path, body, key.as_deref()).await
+    }
+
+    /// An API call with the Idempotency-Key given (a retry sends the same one).
+    pub async fn call_with_key(
+        &self,
+        auth: &Auth,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        idempotency_key: Option<&str>,
+    ) -> Reply {
         let mut request = Request::builder().method(method).uri(path);
         if let Auth::Key(k) = auth {
             request = request.header("authorization", format!("Bearer {k}"));
         }
-        if method != "GET" {
-            request = request.header("idempotency-key", self.fresh("idem"));
+        if let Some(key) = idempotency_key {
+            request = request.header("idempotency-key", key);
         }
         let body = match body {
             Some(b) => {
