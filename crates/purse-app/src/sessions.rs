@@ -85,6 +85,8 @@ struct KeptRate {
     plan: u64,
     plan_name: String,
     prefix: String,
+    #[serde(default)]
+    description: String,
     price: i64,
     connection_fee: i64,
     minimum: i64,
@@ -274,7 +276,7 @@ impl App {
                 money: Money { amount: Amount(beyond), currency },
                 service: Some(state.service.clone()),
                 at: None,
-                metadata: Some(json!({ "session": state.reference, "beyond_grant": true }).to_string()),
+                metadata: Some(session_metadata(&state, true)),
                 refuse_if_insufficient: false,
             })));
         }
@@ -289,7 +291,7 @@ impl App {
                     money: Money { amount: need, currency },
                     expires_at: Timestamp(self.now().0 + (state.ttl_s + HOLD_GRACE_S) * 1_000_000),
                     service: Some(state.service.clone()),
-                    metadata: Some(json!({ "session": state.reference }).to_string()),
+                    metadata: Some(session_metadata(&state, false)),
                 }));
             }
             let written = std::sync::Arc::new(std::sync::Mutex::new(None));
@@ -646,11 +648,30 @@ fn advance(before: &State, results: &[CommandResult], plan: &Plan) -> AppResult<
     Ok(Advanced::Done(state))
 }
 
+/// The metadata of a session's postings: the session, and the rate and destination, as a
+/// usage event's postings have them.
+fn session_metadata(state: &State, beyond_grant: bool) -> String {
+    let mut m = json!({
+        "session": state.reference,
+        "rated": {
+            "plan": state.rate.plan_name,
+            "prefix": state.rate.prefix,
+            "description": state.rate.description,
+            "destination": state.destination,
+        },
+    });
+    if beyond_grant {
+        m["beyond_grant"] = true.into();
+    }
+    m.to_string()
+}
+
 fn kept(r: &RatedUsage) -> KeptRate {
     KeptRate {
         plan: r.plan.id,
         plan_name: r.plan.name.clone(),
         prefix: r.rate.prefix.as_str().to_owned(),
+        description: r.rate.description.clone(),
         price: r.rate.price.0,
         connection_fee: r.rate.connection_fee.0,
         minimum: r.rate.minimum.0,

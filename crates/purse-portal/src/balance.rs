@@ -78,10 +78,24 @@ struct Report {
     /// Charges by day and by service.
     by_day: BTreeMap<i64, i64>,
     by_service: BTreeMap<String, (i64, u64)>,
+    /// Rated usage (usage events and calls) by destination: the rate's description and prefix.
+    by_destination: BTreeMap<String, (i64, u64)>,
     consumed: i64,
     /// Payments, recharges and credits issued to the wallet.
     credits: Vec<Transfer>,
     truncated: bool,
+}
+
+/// The destination a rated charge was for, as its rate names it: "United Kingdom (44)".
+fn rated_destination(t: &Transfer) -> Option<String> {
+    let meta: serde_json::Value = serde_json::from_str(t.metadata.as_deref()?).ok()?;
+    let rated = meta.get("rated")?;
+    let prefix = rated["prefix"].as_str()?;
+    let prefix = if prefix == "*" { "any" } else { prefix };
+    Some(match rated["description"].as_str().filter(|d| !d.is_empty()) {
+        Some(d) => format!("{d} ({prefix})"),
+        None => prefix.to_owned(),
+    })
 }
 
 fn report(s: &PortalState, wallet: &Account, from: Timestamp, to: Timestamp) -> Result<Report, PortalError> {
@@ -90,6 +104,7 @@ fn report(s: &PortalState, wallet: &Account, from: Timestamp, to: Timestamp) -> 
         entries: Vec::new(),
         by_day: BTreeMap::new(),
         by_service: BTreeMap::new(),
+        by_destination: BTreeMap::new(),
         consumed: 0,
         credits: Vec::new(),
         truncated: false,
@@ -116,6 +131,11 @@ fn report(s: &PortalState, wallet: &Account, from: Timestamp, to: Timestamp) -> 
                     r.by_service.entry(t.service.clone().unwrap_or_else(|| "(no service)".into())).or_default();
                 service.0 += t.amount.0;
                 service.1 += 1;
+                if let Some(destination) = rated_destination(t) {
+                    let d = r.by_destination.entry(destination).or_default();
+                    d.0 += t.amount.0;
+                    d.1 += 1;
+                }
                 r.consumed += t.amount.0;
             }
             if !debited && matches!(t.kind, TransferKind::Payment | TransferKind::Recharge | TransferKind::Issue) {
@@ -264,6 +284,19 @@ async fn render(
                             tr { td { (service) } td.num { (count) } td.num { (money(c, Amount(*amount))) } }
                         }
                         @if r.by_service.is_empty() { tr { td colspan="3" .muted { "No consumption in this period." } } }
+                    }
+                }
+            }
+            @if !r.by_destination.is_empty() {
+                h2 { "Rated usage by destination" }
+                div.scroll {
+                    table id="by-destination" {
+                        thead { tr { th { "Destination" } th.num { "Charges" } th.num { "Amount" } } }
+                        tbody {
+                            @for (destination, (amount, count)) in &r.by_destination {
+                                tr { td { (destination) } td.num { (count) } td.num { (money(c, Amount(*amount))) } }
+                            }
+                        }
                     }
                 }
             }

@@ -246,6 +246,8 @@ struct Overview {
     wallet: Option<(Account, i128, Currency)>,
     subscribers: Vec<(Account, i128, Currency)>,
     recent: Vec<Transfer>,
+    /// Its rate plan, the plans the viewer may give it, its calls in progress.
+    rating: (Option<purse_store::RatePlan>, Vec<purse_store::RatePlan>, Vec<serde_json::Value>),
 }
 
 /// `/customers/{id}`: overview, subscriber accounts, recent journal.
@@ -259,7 +261,23 @@ pub async fn show(
     let o = read(&state, move |s| {
         let party = s.party_for(&who, id)?;
         let PartyKind::Customer { wallet, .. } = party.kind else { return Err(PortalError::NotFound) };
-        let mut overview = Overview { party, wallet: None, subscribers: Vec::new(), recent: Vec::new() };
+        let plan = s.customer_plan(party.id)?;
+        let plans = if who.is_operator() || matches!(who.role, Role::Reseller(_)) {
+            s.list_plans(&who)?
+                .into_iter()
+                .filter(|p| who.is_operator() || matches!(who.role, Role::Reseller(r) if p.owner == Some(r)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let sessions = s.list_sessions(&who, Some(id), true)?;
+        let mut overview = Overview {
+            party,
+            wallet: None,
+            subscribers: Vec::new(),
+            recent: Vec::new(),
+            rating: (plan, plans, sessions),
+        };
         for a in s.engine.reader().accounts_of(PartyId(id))? {
             let live = live(s, &a)?;
             if a.id == wallet {
@@ -304,6 +322,7 @@ pub async fn show(
                 }
             }
         }
+        (crate::rating::customer_section(&viewer, id, o.rating.0.as_ref(), &o.rating.1, &o.rating.2))
         h2 { "Recent postings" }
         (journal_table("recent", wallet, *currency, &o.recent))
     };

@@ -15,6 +15,7 @@ mod keys;
 mod login;
 pub mod page;
 mod payments;
+mod rating;
 pub mod session;
 pub mod users;
 
@@ -140,6 +141,12 @@ pub fn pages() -> Vec<Page> {
         page(M::POST, "/classes", A::CreateCustomerClass, post(credit::save_class)),
         page(M::GET, "/classes/{id}", A::ListCustomerClasses, get(credit::edit_class)),
         page(M::POST, "/classes/{id}", A::ReplaceCustomerClass, post(credit::save_class)),
+        page(M::GET, "/rate-plans", A::ListRatePlans, get(rating::list)),
+        page(M::POST, "/rate-plans", A::CreateRatePlan, post(rating::create)),
+        page(M::GET, "/rate-plans/{id}", A::GetRatePlan, get(rating::show)),
+        page(M::POST, "/rate-plans/{id}/import", A::ImportRates, post(rating::import)),
+        page(M::GET, "/rate-plans/{id}/export.csv", A::ExportRates, get(rating::export)),
+        page(M::POST, "/customers/{id}/rate-plan", A::PutCustomerRatePlan, post(rating::save_customer_plan)),
     ]
 }
 

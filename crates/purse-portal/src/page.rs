@@ -91,6 +91,7 @@ fn nav(v: &Viewer) -> Markup {
                 a href="/customers" { "Customers" }
                 a href="/users" { "Users" }
                 a href="/profiles" { "Low Balance Profiles" }
+                a href="/rate-plans" { "Rate plans" }
                 a href="/notifications" { "Notifications" }
                 a href="/settings" { "Settings" }
             }

@@ -161,6 +161,10 @@ pub fn serve(
         None => "(card payments are not configured: set PURSE_STRIPE_URL and PURSE_STRIPE_SECRET_KEY, e.g. to a localstripe), ".into(),
     };
     let base = format!("http://{}", server.addr);
+    let rating = match seed_calls(&base, &operator, &seeded) {
+        Ok(()) => "Northwind Voice (Acme Call Center's plan, with a call in progress) and Wholesale Voice".to_owned(),
+        Err(e) => format!("not seeded ({e})"),
+    };
     println!("{}", seeded.report);
     println!("Purse is serving {path} at {base}");
     println!("  Portal at {base}/ (logins shown once; only argon2id hashes are stored):");
@@ -169,6 +173,7 @@ pub fn serve(
     }
     println!("  Low-balance e-mails are {mail}.");
     println!("  Auto-recharge: from Northwind's master account (Acme Call Center), by top-up invoice (Globex SMS), {card_line}as usage flows.");
+    println!("  Rate plans: {rating}.");
     println!("  API keys (shown once; only their hashes are stored):");
     println!("    operator              {operator}");
     println!("    reseller {:<12} {reseller}", "Northwind");
@@ -566,4 +571,73 @@ fn report(demo: &Demo, wallets: &[(&str, PartyId, AccountId)], events: u64) -> c
         if audit.is_consistent() { "balance (every currency sums to zero)" } else { "DO NOT BALANCE" }
     ));
     Ok(out)
+}
+
+/// The demo's rate decks: what Northwind sells voice for, and (cheaper) what it pays.
+const DEMO_DECK: &str = "prefix,description,price,connection_fee,increments
+*,Rest of world,0.25,0,60/60
+1,United States,0.012,0,6/6
+44,United Kingdom,0.018,0,1/1
+447,United Kingdom mobile,0.045,0.01,1/1
+49,Germany,0.02,0,1/1
+4915,Germany mobile,0.06,0,1/1
+971,United Arab Emirates,0.11,0,60/60
+";
+
+/// Rating on a served demo, through its API: Northwind's voice plan (its customers' default,
+/// Acme's own) and the operator's wholesale plan Northwind pays by; a dozen rated calls for
+/// Acme and one call still in progress.
+pub fn seed_calls(base: &str, operator_key: &str, seeded: &Seeded) -> crate::error::Result<()> {
+    let mut api = crate::client::Client::new(base, Some(operator_key.to_owned()))?;
+    let mut n = 0;
+    let mut call = |method: &str, path: &str, body: serde_json::Value| -> crate::error::Result<serde_json::Value> {
+        n += 1;
+        let r = api.send(method, path, &body, &format!("demo-rating-{n}"))?;
+        if r.status >= 300 {
+            return Err(crate::Error::Failed(format!("{path}: {} {}", r.status, String::from_utf8_lossy(&r.body))));
+        }
+        Ok(r.json())
+    };
+    let id = |v: serde_json::Value| v["id"].as_u64().unwrap_or(0);
+    let northwind = seeded.resellers[0].0;
+    let retail = id(call(
+        "POST",
+        "/v1/rate-plans",
+        serde_json::json!({ "name": "Northwind Voice", "currency": "USD", "owner": northwind }),
+    )?);
+    call(
+        "POST",
+        &format!("/v1/rate-plans/{retail}/import"),
+        serde_json::json!({ "csv": DEMO_DECK, "service": "voice" }),
+    )?;
+    let wholesale =
+        id(call("POST", "/v1/rate-plans", serde_json::json!({ "name": "Wholesale Voice", "currency": "USD" }))?);
+    let cheaper = DEMO_DECK.replace("0.018", "0.009").replace("0.045", "0.021").replace("0.06,", "0.03,");
+    call(
+        "POST",
+        &format!("/v1/rate-plans/{wholesale}/import"),
+        serde_json::json!({ "csv": cheaper, "service": "voice" }),
+    )?;
+    call(
+        "PUT",
+        &format!("/v1/resellers/{northwind}/rate-plans"),
+        serde_json::json!({ "pays": wholesale, "customers_default": retail }),
+    )?;
+    let (_, acme, wallet) = &seeded.customers[0];
+    call("PUT", &format!("/v1/customers/{}/rate-plan", acme.0), serde_json::json!({ "plan": retail }))?;
+    let destinations = ["447700900123", "442079460000", "12125550100", "4915112345678", "97145550000", "33142680000"];
+    for (i, d) in destinations.iter().cycle().take(12).enumerate() {
+        let body = serde_json::json!({
+            "client_id": format!("demo-call-{i}"), "account": wallet.0, "service": "voice",
+            "destination": d, "quantity": 30 + (i as u64 * 47) % 400,
+        });
+        call("POST", "/v1/usage", body)?;
+    }
+    let s = call(
+        "POST",
+        "/v1/sessions",
+        serde_json::json!({ "account": wallet.0, "service": "voice", "destination": "447700900456", "ttl_seconds": 86_400 }),
+    )?;
+    call("POST", &format!("/v1/sessions/{}/update", id(s)), serde_json::json!({ "sequence": 1, "used": 42 }))?;
+    Ok(())
 }

@@ -354,7 +354,7 @@ fn target(path: &str, action: Action, t: &Tenant, class: u64) -> u64 {
         _ if after("/v1/invoices/") || after("/invoices/") => t.invoice,
         _ if after("/v1/receipts/") || after("/receipts/") => t.receipt,
         _ if after("/v1/customer-classes/") || after("/classes/") => class,
-        _ if after("/v1/rate-plans/") => t.plan,
+        _ if after("/v1/rate-plans/") || after("/rate-plans/") => t.plan,
         _ if after("/v1/sessions/") => t.session,
         other => panic!("no target for {path}: {other:?}"),
     }
@@ -646,6 +646,9 @@ fn fields(action: Action, t: &Tenant) -> Vec<(&'static str, String)> {
         Action::UpdateAccount => {
             v(&[("account", &t.sub_credit.to_string()), ("credit_limit", "5.00"), ("reason", "matrix")])
         }
+        Action::CreateRatePlan => v(&[("name", "Portal plan"), ("currency", "USD")]),
+        Action::ImportRates => v(&[("csv", "prefix,price\n9,0.01"), ("service", "voice")]),
+        Action::PutCustomerRatePlan => vec![("plan", t.plan.to_string())],
         _ => Vec::new(),
     }
 }

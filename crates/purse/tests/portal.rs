@@ -720,3 +720,49 @@ fn issue_8_staff_see_invoices_with_lines_and_allocations_and_a_customer_admin_on
     assert!(b.source().contains("no such page"), "another customer's invoices are not found");
     drop(site.server);
 }
+
+/// Issue 20 in the portal: rate plans (list, new, import with every bad line named, search by
+/// prefix, export), a customer's plan and its calls in progress, rated usage by destination.
+#[test]
+fn issue_20_staff_manage_rate_plans_and_see_calls_in_progress_and_usage_by_destination() {
+    let site = site();
+    purse::demo::seed_calls(&site.base, &site.operator_key, &site.seeded).expect("rating seeded");
+    let (_, acme, _) = site.seeded.customers[0].clone();
+    let mut b = Browser::start(&site.base);
+    b.login(&site.operator.0, &site.operator.1);
+    b.open("/rate-plans");
+    let plans = b.text("#rate-plans");
+    assert!(plans.contains("Northwind Voice") && plans.contains("Wholesale Voice"), "{plans}");
+    // A plan without a name is refused next to the field; with one, its page opens.
+    b.click("#create-plan");
+    assert!(b.text("#form-error").contains("name"), "{}", b.source());
+    b.type_into("[name='name']", "Test plan");
+    b.click("#create-plan");
+    assert!(b.source().contains("No rates match."), "{}", b.source());
+    // A deck with a bad line imports nothing and names the line; a good one shows its rates.
+    b.type_into("#csv", "prefix,price\n44x,0.10\n");
+    b.click("#import");
+    assert!(b.text("#form-error").contains("line 2: prefix"), "{}", b.source());
+    assert!(b.source().contains("No rates match."), "nothing was imported");
+    b.type_into("#csv", "prefix,description,price,increments\n44,United Kingdom,0.10,60/60\n");
+    b.click("#import");
+    assert!(b.text("#rates").contains("United Kingdom"), "{}", b.source());
+    // Northwind's deck, searched by prefix.
+    b.open("/rate-plans");
+    let href = b.script(
+        "return [...document.querySelectorAll('#rate-plans a')].find(a => a.textContent === 'Northwind Voice').getAttribute('href');",
+    );
+    b.open(&format!("{}?prefix=447", href.as_str().unwrap()));
+    let rates = b.text("#rates");
+    assert!(rates.contains("United Kingdom mobile") && !rates.contains("Germany"), "{rates}");
+    assert_eq!(b.count("#export"), 1);
+    b.screenshot("rate-plan");
+    // Acme's page: its plan and its call in progress; Balance Details by destination.
+    b.open(&format!("/customers/{}", acme.0));
+    assert!(b.text("#rate-plan").contains("Northwind Voice"), "{}", b.source());
+    assert!(b.text("#sessions").contains("447700900456"), "{}", b.source());
+    b.open(&format!("/customers/{}/balance", acme.0));
+    let by_destination = b.text("#by-destination");
+    assert!(by_destination.contains("United Kingdom mobile (447)"), "{by_destination}");
+    drop(site.server);
+}
