@@ -188,6 +188,7 @@ actions! {
     ExportRates = "exportRates", "export rate decks", ANYONE, Read;
     PutCustomerRatePlan = "putCustomerRatePlan", "give customers rate plans", STAFF, Write;
     PutResellerRatePlans = "putResellerRatePlans", "set a reseller's rate plans", STAFF, Write;
+    GetResellerMargin = "getResellerMargin", "see a reseller's margin", STAFF, Read;
     CreateUsage = "createUsage", "post rated usage", STAFF, Write;
     CreateUsageBatch = "createUsageBatch", "post rated usage", STAFF, Write;
     CreateSession = "createSession", "authorize charging sessions", STAFF, Write;

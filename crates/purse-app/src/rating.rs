@@ -303,12 +303,10 @@ impl App {
         let rate =
             deck.lookup(&usage.service, usage.destination.as_deref(), usage.at).ok_or_else(|| no_rate(&plan, usage))?;
         let rated = rate.cost(usage.quantity, currency.scale);
-        let cost = match self.reseller_of(customer)? {
+        let reseller_rate = match self.reseller_of(customer)? {
             Some(r) => match self.reseller_plan(r)? {
                 Some(p) if p.currency == plan.currency => {
-                    let d = self.deck(&p)?;
-                    d.lookup(&usage.service, usage.destination.as_deref(), usage.at)
-                        .map(|r| r.cost(usage.quantity, currency.scale).amount)
+                    self.deck(&p)?.lookup(&usage.service, usage.destination.as_deref(), usage.at).cloned()
                 }
                 _ => None,
             },
@@ -319,9 +317,112 @@ impl App {
             rate: rate.clone(),
             billed: rated.billed,
             amount: rated.amount,
-            reseller_cost: cost,
+            reseller_cost: reseller_rate.as_ref().map(|r| r.cost(usage.quantity, currency.scale).amount),
+            reseller_rate,
             currency,
         })
+    }
+
+    /// What a reseller sold and what it cost it, from rated usage (usage events and calls) of
+    /// its customers posted in [`from`, `to`): by customer and in total, per currency.
+    pub fn reseller_margin(
+        &self,
+        who: &Principal,
+        reseller: u64,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> AppResult<serde_json::Value> {
+        let reseller = self.party_of_kind(who, reseller, true)?;
+        let reader = self.engine.reader();
+        let mut customers = Vec::new();
+        let mut after = None;
+        loop {
+            let page = reader.parties(purse_store::PartyQuery {
+                resellers: Some(false),
+                reseller: Some(reseller.id),
+                after,
+                search: None,
+                limit: 500,
+            })?;
+            after = page.last().map(|p| p.id);
+            let done = page.len() < 500;
+            customers.extend(page);
+            if done {
+                break;
+            }
+        }
+        let mut rows = Vec::new();
+        let mut totals: std::collections::BTreeMap<String, (i64, i64, Currency)> = std::collections::BTreeMap::new();
+        for c in &customers {
+            let (mut sold, mut cost, mut events) = (0_i64, 0_i64, 0_u64);
+            let mut currency = None;
+            for account in reader.accounts_of(c.id)? {
+                let cur = self.currency("currency", account.currency)?;
+                currency = Some(cur);
+                let mut before = None;
+                'journal: loop {
+                    let page = reader.journal(purse_store::JournalQuery { account: account.id, before, limit: 500 })?;
+                    for t in &page {
+                        before = Some(t.id);
+                        if t.posted_at < from {
+                            break 'journal;
+                        }
+                        if t.posted_at >= to || t.debit != account.id || t.kind != purse_core::TransferKind::Charge {
+                            continue;
+                        }
+                        let Some(meta) =
+                            t.metadata.as_deref().and_then(|m| serde_json::from_str::<serde_json::Value>(m).ok())
+                        else {
+                            continue;
+                        };
+                        // Calls are counted from their sessions, below.
+                        if meta.get("session").is_some() || meta.get("rated").is_none() {
+                            continue;
+                        }
+                        sold += t.amount.0;
+                        events += 1;
+                        if let Some(rc) = meta["rated"]["reseller_cost"].as_str() {
+                            cost += cur.parse(rc).map(|a| a.0).unwrap_or(0);
+                        }
+                    }
+                    if page.len() < 500 {
+                        break;
+                    }
+                }
+            }
+            for (charged, reseller_cost, at) in self.session_money(c.id)? {
+                if at >= from && at < to {
+                    sold += charged;
+                    cost += reseller_cost;
+                    events += 1;
+                }
+            }
+            let Some(cur) = currency else { continue };
+            if events == 0 {
+                continue;
+            }
+            let total = totals.entry(cur.code.to_string()).or_insert((0, 0, cur));
+            total.0 += sold;
+            total.1 += cost;
+            rows.push(serde_json::json!({
+                "customer": c.id.0, "name": c.name, "currency": cur.code.to_string(), "rated": events,
+                "sold": cur.format(purse_core::Amount(sold)), "cost": cur.format(purse_core::Amount(cost)),
+                "margin": cur.format(purse_core::Amount(sold - cost)),
+            }));
+        }
+        let totals: Vec<serde_json::Value> = totals
+            .into_iter()
+            .map(|(code, (sold, cost, cur))| {
+                serde_json::json!({
+                    "currency": code, "sold": cur.format(purse_core::Amount(sold)),
+                    "cost": cur.format(purse_core::Amount(cost)), "margin": cur.format(purse_core::Amount(sold - cost)),
+                })
+            })
+            .collect();
+        Ok(serde_json::json!({
+            "reseller": reseller.id.0, "from": purse_core::time::format(from), "to": purse_core::time::format(to),
+            "totals": totals, "data": rows,
+        }))
     }
 
     /// What never changes of the account a body's `account` field names, if the caller
@@ -469,6 +570,8 @@ pub struct RatedUsage {
     pub billed: u64,
     pub amount: purse_core::Amount,
     pub reseller_cost: Option<purse_core::Amount>,
+    /// The rate the customer's reseller pays for this usage, when it pays by a plan.
+    pub reseller_rate: Option<Rate>,
     pub currency: Currency,
 }
 

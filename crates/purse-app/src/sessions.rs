@@ -124,6 +124,12 @@ struct State {
     currency: String,
     scale: u8,
     rate: KeptRate,
+    /// The rate the customer's reseller pays, when it pays by a plan.
+    #[serde(default)]
+    reseller_rate: Option<KeptRate>,
+    /// What the usage charged so far costs the reseller.
+    #[serde(default)]
+    reseller_cost: i64,
     slice: u64,
     max_units: u64,
     ttl_s: i64,
@@ -190,7 +196,9 @@ impl App {
             destination: usage.destination.clone(),
             currency: rated.currency.code.to_string(),
             scale: rated.currency.scale,
-            rate: kept(&rated),
+            rate: kept(&rated, &rated.rate),
+            reseller_rate: rated.reseller_rate.as_ref().map(|r| kept(&rated, r)),
+            reseller_cost: 0,
             slice,
             max_units,
             ttl_s,
@@ -431,7 +439,7 @@ impl App {
             u.used,
             wanted,
             &u.sequence.to_string(),
-            Persist::Update { version, status: "active" },
+            Persist::Update { version, status: "active", tell: Vec::new() },
         )?;
         Ok(decode(&new.state)?.answer)
     }
@@ -463,9 +471,34 @@ impl App {
 
     fn close(&self, row: SessionRow, state: State, used: u64, status: &'static str) -> AppResult<(SessionRow, Value)> {
         let version = row.version;
-        let new = self.step(&row, state, used, 0, "end", Persist::Update { version, status })?;
+        let tell = if status == "expired" { self.session_endpoints(row.party)? } else { Vec::new() };
+        let new = self.step(&row, state, used, 0, "end", Persist::Update { version, status, tell })?;
         let answer = decode(&new.state)?.answer;
         Ok((new, answer))
+    }
+
+    /// Each session of a customer: what it charged, what that cost its reseller, and when it started.
+    pub fn session_money(&self, customer: purse_core::PartyId) -> AppResult<Vec<(i64, i64, Timestamp)>> {
+        let rows = self.rating.sessions(&SessionQuery { party: Some(customer), active_only: false, limit: 1000 })?;
+        rows.iter()
+            .map(|row| {
+                let state: State = decode(&row.state)?;
+                Ok((state.charged, state.reseller_cost, row.created_at))
+            })
+            .collect()
+    }
+
+    /// The enabled webhook endpoints told about a customer's sessions: the operator's, its
+    /// reseller's and its own.
+    fn session_endpoints(&self, customer: purse_core::PartyId) -> AppResult<Vec<(u64, String)>> {
+        let reseller = self.reseller_of(customer)?;
+        Ok(self
+            .alerts
+            .endpoints()?
+            .into_iter()
+            .filter(|e| e.enabled && (e.owner.is_none() || e.owner == reseller || e.owner == Some(customer)))
+            .map(|e| (e.id, e.url))
+            .collect())
     }
 
     /// The session as the database has it (another process may have taken its last step).
@@ -523,8 +556,9 @@ impl App {
 enum Persist {
     /// Makes the session of (`tenant`, `key`); a twin made first is a conflict.
     Create { tenant: i64, key: String },
-    /// Replaces the session if it is still at `version`, with `status`.
-    Update { version: i64, status: &'static str },
+    /// Replaces the session if it is still at `version`, with `status`; `tell` are the webhook
+    /// endpoints told that Purse closed it (`session.expired`), in the same transaction.
+    Update { version: i64, status: &'static str, tell: Vec<(u64, String)> },
 }
 
 impl Persist {
@@ -572,15 +606,68 @@ impl Persist {
                 }
                 Ok(made)
             }
-            Persist::Update { version, .. } => {
+            Persist::Update { version, tell, .. } => {
                 if !purse_store::rating::update_session(db, &new, *version)? {
                     return Err(conflict());
+                }
+                if status == "expired" && !tell.is_empty() {
+                    expired_notice(db, &new, &state, tell.clone(), now)?;
                 }
                 new.version = version + 1;
                 Ok(new)
             }
         }
     }
+}
+
+/// Records the `session.expired` webhook of a session Purse closed, in the transaction
+/// that closes it; the notifier delivers it.
+fn expired_notice(
+    db: &mut dyn purse_store::Db,
+    row: &SessionRow,
+    state: &State,
+    endpoints: Vec<(u64, String)>,
+    now: Timestamp,
+) -> Result<(), purse_store::StoreError> {
+    use purse_store::{AlertBatch, AlertKind, Fire, NewNotification, PaymentNotice};
+    let kind = PaymentNotice::SessionExpired;
+    let currency =
+        purse_core::CurrencyCode::parse(&state.currency).map_err(|e| purse_store::StoreError::Other(e.to_string()))?;
+    let charged = purse_core::money::format_units(state.charged, state.scale);
+    let notification = NewNotification {
+        party: row.party,
+        kind: AlertKind::Payment(kind),
+        threshold: state.charged,
+        available: 0,
+        currency,
+        at: now,
+        subject: format!("Call {} closed: not heard from in {} s", row.id, state.ttl_s),
+        body: format!(
+            "Purse closed session {} ({} to {}) after {} s without an update and charged {} {} for {} units.",
+            row.id,
+            state.service,
+            state.destination.as_deref().unwrap_or("no destination"),
+            state.ttl_s,
+            charged,
+            state.currency,
+            state.used
+        ),
+        payload: json!({
+            "type": kind.event_type(),
+            "timestamp": purse_core::time::format(now),
+            "data": {
+                "session": row.id, "customer": row.party.0, "account": row.account, "service": state.service,
+                "destination": state.destination, "used": state.used, "charged": charged, "currency": state.currency,
+                "on_expiry": state.on_expiry,
+            }
+        })
+        .to_string(),
+        emails: Vec::new(),
+        endpoints,
+    };
+    let batch = AlertBatch { fires: vec![Fire { counter: None, notification }], ..AlertBatch::default() };
+    purse_store::alert_sql::record(db, &batch, now)?;
+    Ok(())
 }
 
 /// What a step sends, for reading its results.
@@ -624,6 +711,9 @@ fn advance(before: &State, results: &[CommandResult], plan: &Plan) -> AppResult<
     }
     state.used = plan.used;
     state.charged = plan.cost.max(state.charged);
+    if let Some(r) = &state.reseller_rate {
+        state.reseller_cost = r.rate(&state.service).cost(plan.used, state.scale).amount.0;
+    }
     let Some((units, need)) = plan.candidate else {
         state.granted = plan.used;
         state.last = true;
@@ -666,19 +756,19 @@ fn session_metadata(state: &State, beyond_grant: bool) -> String {
     m.to_string()
 }
 
-fn kept(r: &RatedUsage) -> KeptRate {
+fn kept(r: &RatedUsage, rate: &Rate) -> KeptRate {
     KeptRate {
         plan: r.plan.id,
         plan_name: r.plan.name.clone(),
-        prefix: r.rate.prefix.as_str().to_owned(),
-        description: r.rate.description.clone(),
-        price: r.rate.price.0,
-        connection_fee: r.rate.connection_fee.0,
-        minimum: r.rate.minimum.0,
-        first: r.rate.increments.first,
-        next: r.rate.increments.next,
-        unit: r.rate.unit,
-        effective_from: r.rate.effective_from.0,
+        prefix: rate.prefix.as_str().to_owned(),
+        description: rate.description.clone(),
+        price: rate.price.0,
+        connection_fee: rate.connection_fee.0,
+        minimum: rate.minimum.0,
+        first: rate.increments.first,
+        next: rate.increments.next,
+        unit: rate.unit,
+        effective_from: rate.effective_from.0,
     }
 }
 

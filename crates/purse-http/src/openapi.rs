@@ -341,6 +341,18 @@ fn rating_schemas() -> Vec<(&'static str, Value)> {
     );
     vec![
         ("Csv", string()),
+        (
+            "Margin",
+            object(
+                &[
+                    ("reseller", id()),
+                    ("totals", list_of(json!({ "type": "object" }))),
+                    ("data", list_of(json!({ "type": "object" }))),
+                ],
+                &[],
+                false,
+            ),
+        ),
         ("RatePlan", plan),
         ("RatePlanList", object(&[("data", list_of(reference("RatePlan")))], &[], false)),
         ("RatePlanBody", object(&[("name", name), ("currency", currency())], &[("owner", nullable(id()))], true)),

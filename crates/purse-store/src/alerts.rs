@@ -36,10 +36,12 @@ pub enum PaymentNotice {
     Receipt,
     /// A usage invoice was issued.
     Invoice,
+    /// A charging session was closed by Purse: nothing heard from it within its time to live.
+    SessionExpired,
 }
 
 impl PaymentNotice {
-    pub const ALL: [PaymentNotice; 7] = [
+    pub const ALL: [PaymentNotice; 8] = [
         PaymentNotice::RechargeSucceeded,
         PaymentNotice::RechargeFailed,
         PaymentNotice::RechargeDisabled,
@@ -47,6 +49,7 @@ impl PaymentNotice {
         PaymentNotice::MasterFundsShort,
         PaymentNotice::Receipt,
         PaymentNotice::Invoice,
+        PaymentNotice::SessionExpired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -58,6 +61,7 @@ impl PaymentNotice {
             PaymentNotice::MasterFundsShort => "master_funds_short",
             PaymentNotice::Receipt => "receipt",
             PaymentNotice::Invoice => "invoice",
+            PaymentNotice::SessionExpired => "session_expired",
         }
     }
 
@@ -70,6 +74,7 @@ impl PaymentNotice {
             PaymentNotice::MasterFundsShort => "recharge.refused",
             PaymentNotice::Receipt => "payment.receipt",
             PaymentNotice::Invoice => "invoice.usage_issued",
+            PaymentNotice::SessionExpired => "session.expired",
         }
     }
 }

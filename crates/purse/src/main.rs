@@ -143,7 +143,9 @@ enum Cmd {
         #[arg(long)]
         client_id: Option<String>,
     },
-    /// Posts a CSV file of usage (header: client_id,account,amount,currency[,service][,at]).
+    /// Posts a CSV file of usage: priced charges (header: client_id,account,amount,currency
+    /// [,service][,at]) or call-detail records rated by each customer's plan (header:
+    /// client_id,account,service,quantity[,destination][,at]).
     Import {
         #[command(flatten)]
         remote: RemoteArgs,

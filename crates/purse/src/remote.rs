@@ -144,76 +144,83 @@ pub fn posted_line(v: &Value) -> String {
     format!("posted transfer {}{overdrawn}{replayed}\n", text(&v["transfer"]))
 }
 
-/// Splits one CSV line, honouring double quotes (`""` inside quotes is a quote).
-fn csv_fields(line: &str) -> Vec<String> {
-    let mut fields = Vec::new();
-    let mut field = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                field.push('"');
-                chars.next();
-            }
-            ('"', _) => quoted = !quoted,
-            (',', false) => fields.push(std::mem::take(&mut field)),
-            _ => field.push(c),
-        }
-    }
-    fields.push(field);
-    fields
+/// What a usage file holds, by its header: priced charges or call-detail records.
+struct ImportKind {
+    endpoint: &'static str,
+    required: &'static [&'static str],
+    optional: &'static [&'static str],
+    /// Columns whose values are whole numbers.
+    numbers: &'static [&'static str],
 }
 
-/// Posts a CSV of usage through the batch endpoint. The header names the columns:
-/// `client_id,account,amount,currency` and optionally `service`, `at`. Client ids make a
-/// re-run safe: rows already posted are replayed, not posted twice.
+const CHARGES: ImportKind = ImportKind {
+    endpoint: "/v1/charges/batch",
+    required: &["client_id", "account", "amount", "currency"],
+    optional: &["service", "at"],
+    numbers: &["account"],
+};
+
+/// Call-detail records: quantities, rated by the customer's plan.
+const RECORDS: ImportKind = ImportKind {
+    endpoint: "/v1/usage/batch",
+    required: &["client_id", "account", "service", "quantity"],
+    optional: &["destination", "at"],
+    numbers: &["account", "quantity"],
+};
+
+/// Posts a CSV of usage through a batch endpoint. The header names the columns: priced
+/// charges (`client_id,account,amount,currency` and optionally `service`, `at`) or
+/// call-detail records (`client_id,account,service,quantity` and optionally `destination`,
+/// `at`), rated with each customer's plan. Client ids make a re-run safe: rows already
+/// posted are replayed, not posted twice.
 pub fn import(remote: &mut Remote, csv: &str) -> crate::error::Result<String> {
-    let mut lines = csv.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    let (_, header) = lines.next().ok_or_else(|| crate::Error::Remote("the file is empty".into()))?;
-    let columns: Vec<String> = csv_fields(header).iter().map(|c| c.trim().to_ascii_lowercase()).collect();
-    for required in ["client_id", "account", "amount", "currency"] {
+    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(csv.as_bytes());
+    let columns: Vec<String> = reader
+        .headers()
+        .map_err(|e| crate::Error::Remote(format!("line 1: {e}")))?
+        .iter()
+        .map(str::to_ascii_lowercase)
+        .collect();
+    if columns.iter().all(String::is_empty) {
+        return Err(crate::Error::Remote("the file is empty".into()));
+    }
+    let kind = if columns.iter().any(|c| c == "quantity") { &RECORDS } else { &CHARGES };
+    for required in kind.required {
         if !columns.iter().any(|c| c == required) {
             return Err(crate::Error::Remote(format!("line 1: the header lacks the column {required}")));
         }
     }
     if let Some(unknown) =
-        columns.iter().find(|c| !["client_id", "account", "amount", "currency", "service", "at"].contains(&c.as_str()))
+        columns.iter().find(|c| !kind.required.contains(&c.as_str()) && !kind.optional.contains(&c.as_str()))
     {
         return Err(crate::Error::Remote(format!("line 1: unknown column {unknown}")));
     }
     let mut items = Vec::new();
-    for (n, line) in lines {
-        let fields = csv_fields(line);
-        if fields.len() != columns.len() {
-            return Err(crate::Error::Remote(format!(
-                "line {}: {} fields, the header has {}",
-                n + 1,
-                fields.len(),
-                columns.len()
-            )));
+    for record in reader.records() {
+        let record = record.map_err(|e| crate::Error::Remote(e.to_string()))?;
+        let n = record.position().map_or(0, |p| p.line());
+        if record.iter().all(str::is_empty) {
+            continue;
         }
         let mut item = serde_json::Map::new();
-        for (column, value) in columns.iter().zip(fields) {
-            let value = value.trim().to_owned();
-            let v = if column == "account" {
-                json!(value.parse::<u64>().map_err(|_| crate::Error::Remote(format!(
-                    "line {}: account {value:?} is not a whole number",
-                    n + 1
-                )))?)
+        for (column, value) in columns.iter().zip(record.iter()) {
+            let v = if kind.numbers.contains(&column.as_str()) {
+                json!(value
+                    .parse::<u64>()
+                    .map_err(|_| crate::Error::Remote(format!("line {n}: {column} {value:?} is not a whole number")))?)
             } else {
                 json!(value)
             };
-            if !(value.is_empty() && matches!(column.as_str(), "service" | "at")) {
+            if !(value.is_empty() && kind.optional.contains(&column.as_str())) {
                 item.insert(column.clone(), v);
             }
         }
-        items.push((n + 1, Value::Object(item)));
+        items.push((n, Value::Object(item)));
     }
     let (mut posted, mut replayed, mut failed) = (0, 0, Vec::new());
     for chunk in items.chunks(IMPORT_CHUNK) {
         let body = json!({ "items": chunk.iter().map(|(_, i)| i.clone()).collect::<Vec<_>>() });
-        let answer = remote.post("/v1/charges/batch", &body)?;
+        let answer = remote.post(kind.endpoint, &body)?;
         let results =
             answer["results"].as_array().ok_or_else(|| crate::Error::Remote("no results in the answer".into()))?;
         for ((line, _), r) in chunk.iter().zip(results) {

@@ -368,6 +368,24 @@ fn the_cli_drives_the_api() {
     assert_eq!(journal["data"][0]["service"], "voice, intl");
     let balances = cli(&["balances"]);
     assert!(balances.contains("customer_accounts") && balances.contains("16.25"), "{balances}");
+    // Call-detail records (quantities) are rated with the customer's plan (issue 20).
+    let plan =
+        post(&mut setup, "/v1/rate-plans", json!({ "name": "Voice", "currency": "USD" })).1["id"].as_u64().unwrap();
+    post(
+        &mut setup,
+        &format!("/v1/rate-plans/{plan}/import"),
+        json!({ "csv": "prefix,price,increments\n44,0.10,60/60\n*,1.00,60/60", "service": "voice" }),
+    );
+    let given =
+        setup.send("PUT", &format!("/v1/customers/{customer}/rate-plan"), &json!({ "plan": plan }), "p").unwrap();
+    assert_eq!(given.status, 200);
+    let cdr = dir.join("calls.csv");
+    std::fs::write(&cdr, format!("client_id,account,service,destination,quantity\nc-1,{wallet},voice,+442071234567,61\nc-2,{wallet},voice,44x,60\nc-3,{wallet},voice,12125550100,30\n")).unwrap();
+    let rated = cli(&["import", cdr.to_str().unwrap()]);
+    assert!(rated.starts_with("2 posted, 0 already posted, 1 refused"), "{rated}");
+    assert!(rated.contains("line 3: invalid_destination"), "{rated}");
+    let shown = cli(&["accounts", "show", &wallet.to_string()]);
+    assert!(shown.contains("15.05"), "16.25 less 0.20 (two minutes to 44) and 1.00 (a minute elsewhere): {shown}");
     let out = Command::new(env!("CARGO_BIN_EXE_purse"))
         .args(["charge", "--account", "999999", "--amount", "1", "--currency", "USD"])
         .env("PURSE_URL", &base)

@@ -423,6 +423,10 @@ fn issue_20_a_session_not_heard_from_is_closed_and_charged_what_was_granted() {
         let plan = shop.plan("prefix,price,increments\n*,0.10,60/60\n", "voice").await;
         let (customer, wallet) = shop.customer("1.00").await;
         shop.give(customer, plan).await;
+        // The customer's webhook endpoint is told when Purse closes one of its calls.
+        let own = shop.app.key(Role::Customer(PartyId(customer)), Scope::ReadWrite);
+        let hook = json!({ "url": "http://127.0.0.1:9/calls" });
+        assert_eq!(shop.app.call(&own, "POST", "/v1/webhook-endpoints", Some(&hook)).await.status, 201);
         let granted = shop
             .post("/v1/sessions", json!({ "account": wallet, "service": "voice", "ttl_seconds": 30, "slice": 120 }))
             .await;
@@ -447,6 +451,11 @@ fn issue_20_a_session_not_heard_from_is_closed_and_charged_what_was_granted() {
         assert_eq!(shop.available(wallet).await, "0.80");
         let list = ok(&shop.call("GET", &format!("/v1/sessions?customer={customer}"), Value::Null).await, "list");
         assert_eq!(list["data"].as_array().unwrap().len(), 0, "no active session is left");
+        let log = ok(&shop.call("GET", &format!("/v1/notifications?customer={customer}"), Value::Null).await, "log");
+        let expired: Vec<&Value> =
+            log["data"].as_array().unwrap().iter().filter(|n| n["kind"] == "session_expired").collect();
+        assert_eq!(expired.len(), 2, "{log}");
+        assert_eq!(expired[0]["deliveries"].as_array().unwrap().len(), 1, "one webhook to deliver: {log}");
     });
 }
 
@@ -573,4 +582,51 @@ fn issue_20_sessions_survive_a_sigkill_of_purse_serve() {
     let spendable = call(&mut api, "GET", &format!("/v1/accounts/{wallet}/spendable"), Value::Null);
     assert_eq!(spendable["available"], "2.10");
     served.stop();
+}
+
+/// One usage event yields the customer's charge and its reseller's cost; the margin per
+/// reseller is the operator's and the reseller's to see.
+#[test]
+fn issue_20_a_reseller_sees_what_it_sold_what_it_cost_and_its_margin() {
+    with_shop(&sqlite_url(), async |shop| {
+        shop.setup(2).await;
+        let reseller =
+            shop.post("/v1/resellers", json!({ "client_id": "r", "name": "Northwind" })).await["id"].as_u64().unwrap();
+        let other =
+            shop.post("/v1/resellers", json!({ "client_id": "o", "name": "Other" })).await["id"].as_u64().unwrap();
+        let retail = shop.plan("prefix,price,increments\n*,0.10,60/60\n", "voice").await;
+        let wholesale = shop.plan("prefix,price,increments\n*,0.05,60/60\n", "voice").await;
+        let plans = json!({ "pays": wholesale, "customers_default": retail });
+        ok(&shop.call("PUT", &format!("/v1/resellers/{reseller}/rate-plans"), plans).await, "plans");
+        let c = shop
+            .post("/v1/customers", json!({ "client_id": "c", "name": "Acme", "reseller": reseller, "billing": "prepaid", "currency": "USD" }))
+            .await;
+        let wallet = c["wallet"].as_u64().unwrap();
+        shop.post(
+            "/v1/payments",
+            json!({ "client_id": "p", "account": wallet, "amount": "10.00", "currency": "USD", "method": "cash" }),
+        )
+        .await;
+        // The customer has no plan of its own: its reseller's default rates it.
+        let u = shop
+            .post("/v1/usage", json!({ "client_id": "u1", "account": wallet, "service": "voice", "destination": "4420", "quantity": 120 }))
+            .await;
+        let t = ok(&shop.call("GET", &format!("/v1/transfers/{}", u["transfer"]), Value::Null).await, "transfer");
+        assert_eq!(t["amount"], "0.20");
+        assert_eq!(t["metadata"]["rated"]["reseller_cost"], "0.10");
+        let s = shop.post("/v1/sessions", json!({ "account": wallet, "service": "voice" })).await;
+        ok(&shop.call("POST", &format!("/v1/sessions/{}/terminate", s["id"]), json!({ "used": 60 })).await, "end");
+        let margin = ok(&shop.call("GET", &format!("/v1/resellers/{reseller}/margin"), Value::Null).await, "margin");
+        assert_eq!(margin["totals"][0]["sold"], "0.30", "{margin}");
+        assert_eq!(margin["totals"][0]["cost"], "0.15", "{margin}");
+        assert_eq!(margin["totals"][0]["margin"], "0.15", "{margin}");
+        assert_eq!(margin["data"][0]["name"], "Acme");
+        let own = shop.app.key(Role::Reseller(PartyId(reseller)), Scope::Read);
+        let theirs = shop.app.key(Role::Reseller(PartyId(other)), Scope::Read);
+        let customer = shop.app.key(Role::Customer(PartyId(c["id"].as_u64().unwrap())), Scope::Read);
+        let path = format!("/v1/resellers/{reseller}/margin");
+        assert_eq!(shop.app.call(&own, "GET", &path, None).await.body["totals"][0]["margin"], "0.15");
+        assert_eq!(shop.app.call(&theirs, "GET", &path, None).await.status, 404);
+        assert_eq!(shop.app.call(&customer, "GET", &path, None).await.status, 403);
+    });
 }

@@ -786,3 +786,46 @@ fn issue_8_every_payment_gets_a_numbered_receipt_voucher_emailed_with_its_pdf_an
     assert_eq!(theirs.get(&format!("/v1/receipts/{id}/pdf")).unwrap().status, 404);
     assert_eq!(theirs.send("POST", &format!("/v1/receipts/{id}/email"), &json!({}), "k").unwrap().status, 404);
 }
+
+/// Issue 20's story: a prepaid call centre with 5.00 at 0.10 a minute (60/60) calls five
+/// minutes at a time. Its calls' reservations and charges cross the auto-recharge threshold
+/// (2.00) like any charge: its card is charged 10.00, and the next call is granted in full.
+#[test]
+fn issue_20_a_call_centre_calls_on_through_auto_recharge_by_card() {
+    let stripe = LocalStripe::start();
+    let mut w = World::new(&sqlite_url(), Some(&stripe));
+    let (c, wallet) = w.customer("callcentre", None);
+    w.pay(wallet, "5.00");
+    w.save_card(c, VISA);
+    w.call(
+        "PUT",
+        &format!("/v1/customers/{c}/recharge-settings"),
+        json!({ "enabled": true, "method": "card", "threshold": "2", "recharge_amount": "10" }),
+    );
+    let plan = w.call("POST", "/v1/rate-plans", json!({ "name": "Voice", "currency": "USD" }))["id"].as_u64().unwrap();
+    w.call(
+        "POST",
+        &format!("/v1/rate-plans/{plan}/import"),
+        json!({ "csv": "prefix,price,increments\n*,0.10,60/60", "service": "voice" }),
+    );
+    w.call("PUT", &format!("/v1/customers/{c}/rate-plan"), json!({ "plan": plan }));
+    for call in 0..15 {
+        let mut s = w.call("POST", "/v1/sessions", json!({ "account": wallet, "service": "voice", "max_units": 300 }));
+        let id = s["id"].as_u64().unwrap();
+        let mut sequence = 0;
+        while !s["final"].as_bool().unwrap() {
+            sequence += 1;
+            let used = s["granted"].as_u64().unwrap();
+            s = w.call("POST", &format!("/v1/sessions/{id}/update"), json!({ "sequence": sequence, "used": used }));
+        }
+        assert_eq!(s["granted"], 300, "call {call} is granted its five minutes: {s}");
+        w.call("POST", &format!("/v1/sessions/{id}/terminate"), json!({ "used": 300 }));
+        // Between calls the worker sees the balance below the threshold and recharges.
+        w.step();
+    }
+    let recharges = w.recharges(c);
+    assert!(!recharges.is_empty() && recharges.iter().all(|r| r["status"] == "succeeded"), "{recharges:?}");
+    // 5.00 paid, 15 calls of 0.50, and 10.00 per recharge.
+    let expected = 500 - 15 * 50 + 1000 * recharges.len() as i64;
+    assert_eq!(units(&w.balance(wallet)), expected);
+}

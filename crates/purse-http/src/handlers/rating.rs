@@ -8,7 +8,7 @@ use purse_app::rating::UsageRequest;
 use purse_app::sessions::{Authorize, Terminate, Update};
 use purse_app::{AppError, Code};
 use purse_core::rating::Rate;
-use purse_core::{Command, CommandResult, Item};
+use purse_core::{Command, CommandResult, Item, Timestamp};
 use purse_store::RatePlan;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -195,6 +195,27 @@ pub async fn put_reseller_plans(
             "customers_default": default.map(|p| plan_view(&p, false)),
         }),
     ))
+}
+
+pub async fn get_margin(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Id(id): Id,
+    params: Params,
+) -> Result<Response, ApiError> {
+    params.only(&["from", "to"])?;
+    let from = params.text("from").map(|t| purse_app::parse::timestamp("from", t)).transpose()?;
+    let to = params.text("to").map(|t| purse_app::parse::timestamp("to", t)).transpose()?;
+    let body = state
+        .read(move |s| {
+            let now = s.now();
+            let from = from.unwrap_or_else(|| {
+                purse_core::time::day_start(purse_core::time::month_start(purse_core::time::day_of(now)))
+            });
+            Ok(s.reseller_margin(&who, id, from, to.unwrap_or(Timestamp(now.0 + 1)))?)
+        })
+        .await?;
+    Ok(reply(StatusCode::OK, &body))
 }
 
 // ------------------------------------------------------------------ usage
