@@ -191,6 +191,7 @@ actions! {
     GetResellerMargin = "getResellerMargin", "see a reseller's margin", STAFF, Read;
     CreateUsage = "createUsage", "post rated usage", STAFF, Write;
     CreateUsageBatch = "createUsageBatch", "post rated usage", STAFF, Write;
+    ListUnratedUsage = "listUnratedUsage", "see usage no rate matched", ANYONE, Read;
     CreateSession = "createSession", "authorize charging sessions", STAFF, Write;
     UpdateSession = "updateSession", "update charging sessions", STAFF, Write;
     TerminateSession = "terminateSession", "end charging sessions", STAFF, Write;

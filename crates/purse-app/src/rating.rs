@@ -323,6 +323,22 @@ impl App {
         })
     }
 
+    /// Usage no rate matched, newest first: a customer's own, or every customer the caller sees.
+    pub fn unrated_usage(&self, who: &Principal, customer: Option<u64>) -> AppResult<Vec<purse_store::UnratedUsage>> {
+        let party = match (who.role, customer) {
+            (_, Some(c)) => Some(self.party_of_kind(who, c, false)?.id),
+            (Role::Customer(c), None) => Some(c),
+            _ => None,
+        };
+        let mut out = Vec::new();
+        for u in self.rating.unrated(party, 500)? {
+            if party.is_some() || self.ask(|r| crate::policy::sees_owner(who.role, Some(u.party), r))? {
+                out.push(u);
+            }
+        }
+        Ok(out)
+    }
+
     /// What a reseller sold and what it cost it, from rated usage (usage events and calls) of
     /// its customers posted in [`from`, `to`): by customer and in total, per currency.
     pub fn reseller_margin(
@@ -443,8 +459,29 @@ impl App {
     /// The charge command of one usage event. Blocking.
     pub fn usage_command(&self, who: &Principal, r: UsageRequest) -> AppResult<Command> {
         let account = self.account_field(who, r.account)?;
+        let client_id = who.client_id("client_id", &r.client_id)?;
         let usage = r.usage(self.now())?;
-        let rated = self.rate_usage(&account, &usage)?;
+        let rated = match self.rate_usage(&account, &usage) {
+            Ok(rated) => rated,
+            // Usage no rate matches is refused, and kept where staff and the customer see it.
+            Err(AppError::Invalid { field, code: code @ (Code::NoRate | Code::NoRatePlan), message }) => {
+                if let Some(party) = account.party {
+                    self.rating.record_unrated(&purse_store::UnratedUsage {
+                        party,
+                        client_id: r.client_id.clone(),
+                        account: account.id.0,
+                        service: usage.service.clone(),
+                        destination: usage.destination.clone(),
+                        quantity: usage.quantity,
+                        at: usage.at,
+                        reason: message.clone(),
+                        recorded_at: self.now(),
+                    })?;
+                }
+                return Err(AppError::Invalid { field, code, message });
+            }
+            Err(e) => return Err(e),
+        };
         if !rated.amount.is_positive() {
             return Err(AppError::invalid(
                 "quantity",
@@ -457,7 +494,7 @@ impl App {
             ));
         }
         Ok(Command::Charge(NewCharge {
-            client_id: who.client_id("client_id", &r.client_id)?,
+            client_id,
             account: account.id,
             money: Money { amount: rated.amount, currency: rated.currency.code },
             service: Some(usage.service.clone()),

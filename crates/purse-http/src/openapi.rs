@@ -341,6 +341,7 @@ fn rating_schemas() -> Vec<(&'static str, Value)> {
     );
     vec![
         ("Csv", string()),
+        ("UnratedUsageList", object(&[("data", list_of(json!({ "type": "object" })))], &[], false)),
         (
             "Margin",
             object(

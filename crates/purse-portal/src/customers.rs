@@ -247,7 +247,13 @@ struct Overview {
     subscribers: Vec<(Account, i128, Currency)>,
     recent: Vec<Transfer>,
     /// Its rate plan, the plans the viewer may give it, its calls in progress.
-    rating: (Option<purse_store::RatePlan>, Vec<purse_store::RatePlan>, Vec<serde_json::Value>),
+    #[allow(clippy::type_complexity)]
+    rating: (
+        Option<purse_store::RatePlan>,
+        Vec<purse_store::RatePlan>,
+        Vec<serde_json::Value>,
+        Vec<purse_store::UnratedUsage>,
+    ),
 }
 
 /// `/customers/{id}`: overview, subscriber accounts, recent journal.
@@ -271,12 +277,13 @@ pub async fn show(
             Vec::new()
         };
         let sessions = s.list_sessions(&who, Some(id), true)?;
+        let unrated = s.unrated_usage(&who, Some(id))?;
         let mut overview = Overview {
             party,
             wallet: None,
             subscribers: Vec::new(),
             recent: Vec::new(),
-            rating: (plan, plans, sessions),
+            rating: (plan, plans, sessions, unrated),
         };
         for a in s.engine.reader().accounts_of(PartyId(id))? {
             let live = live(s, &a)?;
@@ -322,7 +329,7 @@ pub async fn show(
                 }
             }
         }
-        (crate::rating::customer_section(&viewer, id, o.rating.0.as_ref(), &o.rating.1, &o.rating.2))
+        (crate::rating::customer_section(&viewer, id, o.rating.0.as_ref(), &o.rating.1, &o.rating.2, &o.rating.3))
         h2 { "Recent postings" }
         (journal_table("recent", wallet, *currency, &o.recent))
     };

@@ -261,6 +261,7 @@ pub fn customer_section(
     plan: Option<&RatePlan>,
     plans: &[RatePlan],
     sessions: &[Value],
+    unrated: &[purse_store::UnratedUsage],
 ) -> Markup {
     let chosen = plan.map(|p| p.id.to_string()).unwrap_or_default();
     let options: Vec<(String, String)> = std::iter::once((String::new(), "None (the reseller's default)".to_owned()))
@@ -300,6 +301,26 @@ pub fn customer_section(
                         }
                     }
                     @if sessions.is_empty() { tr { td colspan="7" .muted { "No calls in progress." } } }
+                }
+            }
+        }
+        @if !unrated.is_empty() {
+            h2 { "Usage no rate matched" }
+            p.muted { "Refused and kept here: post it again with the same client id once a rate covers it." }
+            div.scroll {
+                table id="unrated" {
+                    thead { tr { th { "When" } th { "Service" } th { "Destination" } th.num { "Quantity" } th { "Why" } } }
+                    tbody {
+                        @for u in unrated.iter().take(20) {
+                            tr {
+                                td { (purse_core::time::format_short(u.at)) }
+                                td { (u.service) }
+                                td { (u.destination.as_deref().unwrap_or("—")) }
+                                td.num { (u.quantity) }
+                                td { (u.reason) }
+                            }
+                        }
+                    }
                 }
             }
         }

@@ -46,3 +46,16 @@ CREATE TABLE charging_sessions (
 );
 CREATE INDEX charging_sessions_party ON charging_sessions (party_id, id);
 CREATE INDEX charging_sessions_expiry ON charging_sessions (status, expires_at);
+-- Usage refused because no rate matched it: kept to be seen (and posted again once rated).
+CREATE TABLE unrated_usage (
+    party_id     BIGINT NOT NULL REFERENCES parties (id),
+    client_id    TEXT NOT NULL,
+    account_id   BIGINT NOT NULL,
+    service      TEXT NOT NULL,
+    destination  TEXT,
+    quantity     BIGINT NOT NULL,
+    at           BIGINT NOT NULL,
+    reason       TEXT NOT NULL,
+    recorded_at  BIGINT NOT NULL,
+    PRIMARY KEY (party_id, client_id)
+);

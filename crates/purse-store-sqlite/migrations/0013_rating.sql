@@ -46,3 +46,16 @@ CREATE TABLE charging_sessions (
 );
 CREATE INDEX charging_sessions_party ON charging_sessions (party_id, id);
 CREATE INDEX charging_sessions_expiry ON charging_sessions (status, expires_at);
+-- Usage refused because no rate matched it: kept to be seen (and posted again once rated).
+CREATE TABLE unrated_usage (
+    party_id     INTEGER NOT NULL REFERENCES parties (id),
+    client_id    TEXT NOT NULL,
+    account_id   INTEGER NOT NULL,
+    service      TEXT NOT NULL,
+    destination  TEXT,
+    quantity     INTEGER NOT NULL,
+    at           INTEGER NOT NULL,
+    reason       TEXT NOT NULL,
+    recorded_at  INTEGER NOT NULL,
+    PRIMARY KEY (party_id, client_id)
+);

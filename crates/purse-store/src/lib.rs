@@ -39,7 +39,7 @@ pub use payments::{
     InvoiceKind, InvoiceRecord, InvoiceStatus, NewReceipt, NewRecharge, PaymentStore, ReceiptRecord, RechargeReason,
     RechargeRecord, RechargeStatus, RechargeUpdate,
 };
-pub use rating::{PlanRole, RatePlan, RatingStore, SessionQuery, SessionRow};
+pub use rating::{PlanRole, RatePlan, RatingStore, SessionQuery, SessionRow, UnratedUsage};
 
 /// A database failure, by what the caller can do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -71,6 +71,22 @@ pub struct SessionQuery {
     pub limit: u32,
 }
 
+/// A usage event no rate matched: refused, and kept to be seen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnratedUsage {
+    pub party: PartyId,
+    /// The client id as its caller sent it.
+    pub client_id: String,
+    pub account: u64,
+    pub service: String,
+    pub destination: Option<String>,
+    pub quantity: u64,
+    pub at: Timestamp,
+    /// Why no rate matched, as the refusal said.
+    pub reason: String,
+    pub recorded_at: Timestamp,
+}
+
 pub trait RatingStore: Send + Sync {
     fn create_plan(
         &self,
@@ -95,6 +111,10 @@ pub trait RatingStore: Send + Sync {
     fn session(&self, id: u64) -> StoreResult<Option<SessionRow>>;
     fn session_by_key(&self, tenant: i64, client_key: &str) -> StoreResult<Option<SessionRow>>;
     fn sessions(&self, query: &SessionQuery) -> StoreResult<Vec<SessionRow>>;
+    /// Keeps a usage event no rate matched (the same client id again replaces it).
+    fn record_unrated(&self, usage: &UnratedUsage) -> StoreResult<()>;
+    /// Unrated usage, newest first (of one party, or every party's).
+    fn unrated(&self, party: Option<PartyId>, limit: u32) -> StoreResult<Vec<UnratedUsage>>;
     /// Active sessions whose expiry is at or before `now`, oldest first.
     fn expired_sessions(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<SessionRow>>;
 }
@@ -385,6 +405,60 @@ impl<T: Transact> RatingStore for T {
             }
             sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", query.limit.clamp(1, 1000)));
             db.rows(&sql, &params)?.iter().map(|r| session_from(r)).collect()
+        })
+    }
+
+    fn record_unrated(&self, u: &UnratedUsage) -> StoreResult<()> {
+        run_db(self, true, |db| {
+            db.run(
+                "INSERT INTO unrated_usage (party_id, client_id, account_id, service, destination, quantity, at, reason, \
+                 recorded_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (party_id, client_id) DO UPDATE SET \
+                 account_id = excluded.account_id, service = excluded.service, destination = excluded.destination, \
+                 quantity = excluded.quantity, at = excluded.at, reason = excluded.reason, recorded_at = excluded.recorded_at",
+                &[
+                    int(id_to_db(u.party.0)),
+                    text(&u.client_id),
+                    int(id_to_db(u.account)),
+                    text(&u.service),
+                    Value::from(u.destination.clone()),
+                    int(i64::try_from(u.quantity).unwrap_or(i64::MAX)),
+                    int(u.at.0),
+                    text(&u.reason),
+                    int(u.recorded_at.0),
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn unrated(&self, party: Option<PartyId>, limit: u32) -> StoreResult<Vec<UnratedUsage>> {
+        run_db(self, false, |db| {
+            let mut sql =
+                "SELECT party_id, client_id, account_id, service, destination, quantity, at, reason, recorded_at \
+                           FROM unrated_usage"
+                    .to_owned();
+            let mut params = Vec::new();
+            if let Some(p) = party {
+                sql.push_str(" WHERE party_id = $1");
+                params.push(int(id_to_db(p.0)));
+            }
+            sql.push_str(&format!(" ORDER BY recorded_at DESC LIMIT {}", limit.clamp(1, 1000)));
+            db.rows(&sql, &params)?
+                .iter()
+                .map(|r| {
+                    Ok(UnratedUsage {
+                        party: PartyId(id_from_db(r[0].int()?)),
+                        client_id: r[1].text()?,
+                        account: id_from_db(r[2].int()?),
+                        service: r[3].text()?,
+                        destination: r[4].opt_text()?,
+                        quantity: r[5].int()?.max(0) as u64,
+                        at: Timestamp(r[6].int()?),
+                        reason: r[7].text()?,
+                        recorded_at: Timestamp(r[8].int()?),
+                    })
+                })
+                .collect()
         })
     }
 

@@ -448,7 +448,7 @@ fn list_query(action: Action, t: &Tenant) -> Option<String> {
             format!("customer={}", t.customer)
         }
         Action::ListAuditLog => format!("party={}", t.customer),
-        Action::ListSessions => format!("customer={}", t.customer),
+        Action::ListSessions | Action::ListUnratedUsage => format!("customer={}", t.customer),
         _ => return None,
     })
 }
@@ -952,10 +952,7 @@ fn issue_17_the_documented_policy_is_the_codes() {
     let table = policy::markdown();
     for file in ["../../README.md", "../../docs/authorization.md"] {
         let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
-        assert!(
-            text.contains(&table),
-            "{file} does not carry the policy's table: run `cargo run -p purse -- policy` and paste it"
-        );
+        assert!(text.contains(&table), "{file} does not carry the policy's table: run scripts/policy.sh");
     }
 }
 

@@ -222,6 +222,12 @@ fn issue_20_rating_agrees_with_the_model(url: &str) {
         assert_eq!(r.status, 422, "{}", r.body);
         assert_eq!(r.error().0, "no_rate");
         assert_eq!(r.body["error"]["field"], "destination");
+        // …and kept, where staff and the customer see it.
+        let unrated =
+            ok(&shop.call("GET", &format!("/v1/usage/unrated?customer={customer}"), Value::Null).await, "unrated");
+        assert_eq!(unrated["data"].as_array().unwrap().len(), 1, "{unrated}");
+        assert_eq!(unrated["data"][0]["service"], "sms");
+        assert!(unrated["data"][0]["reason"].as_str().unwrap().contains("no rate of plan"), "{unrated}");
     });
 }
 

@@ -276,6 +276,30 @@ fn item_field(e: AppError, i: usize) -> AppError {
     }
 }
 
+pub async fn list_unrated(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    params: Params,
+) -> Result<Response, ApiError> {
+    params.only(&["customer"])?;
+    let customer = params.id("customer")?;
+    let data = state
+        .read(move |s| {
+            Ok(s.unrated_usage(&who, customer)?
+                .iter()
+                .map(|u| {
+                    json!({
+                        "customer": u.party.0, "client_id": u.client_id, "account": u.account, "service": u.service,
+                        "destination": u.destination, "quantity": u.quantity, "at": purse_core::time::format(u.at),
+                        "reason": u.reason, "recorded_at": purse_core::time::format(u.recorded_at),
+                    })
+                })
+                .collect::<Vec<_>>())
+        })
+        .await?;
+    Ok(reply(StatusCode::OK, &json!({ "data": data })))
+}
+
 // ------------------------------------------------------------------ sessions
 
 pub async fn create_session(
