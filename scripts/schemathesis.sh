@@ -17,10 +17,41 @@ if [ ! -x "$ST" ]; then
     "$VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==$VERSION" >&2
 fi
 # CPython 3.11.7 turns a RecursionError inside ast.parse into "SystemError: AST constructor
-# recursion depth mismatch"; hypothesis parses its own sources while schemathesis is deep in
-# a schema walk, and the default limit of 1000 frames is sometimes reached. A higher limit
-# removes the trigger (written every run, so an older install gets it too).
+# recursion depth mismatch"; hypothesis parses its own sources (to describe a lambda) while
+# schemathesis is deep in a schema walk. A higher limit removes most of it; what is left (seen
+# on the first runs after a fresh install) is parsed again on a thread of its own, whose stack
+# starts empty. Written every run, so an older install gets it too.
 SITE="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-echo 'import sys; sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))' > "$SITE/sitecustomize.py"
+cat > "$SITE/sitecustomize.py" <<'PY'
+import ast
+import sys
+import threading
+
+sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
+_parse = ast.parse
+
+
+def _parse_on_a_fresh_stack(*args, **kwargs):
+    try:
+        return _parse(*args, **kwargs)
+    except SystemError:
+        out = {}
+
+        def run():
+            try:
+                out["tree"] = _parse(*args, **kwargs)
+            except BaseException as e:  # noqa: BLE001 - handed back to the caller
+                out["error"] = e
+
+        t = threading.Thread(target=run)
+        t.start()
+        t.join()
+        if "error" in out:
+            raise out["error"]
+        return out["tree"]
+
+
+ast.parse = _parse_on_a_fresh_stack
+PY
 "$ST" --version >/dev/null
 echo "$ST"

@@ -145,6 +145,7 @@ pub fn pages() -> Vec<Page> {
         page(M::POST, "/rate-plans", A::CreateRatePlan, post(rating::create)),
         page(M::GET, "/rate-plans/{id}", A::GetRatePlan, get(rating::show)),
         page(M::POST, "/rate-plans/{id}/import", A::ImportRates, post(rating::import)),
+        page(M::POST, "/rate-plans/{id}/assign", A::PutResellerRatePlans, post(rating::assign)),
         page(M::GET, "/rate-plans/{id}/export.csv", A::ExportRates, get(rating::export)),
         page(M::POST, "/customers/{id}/rate-plan", A::PutCustomerRatePlan, post(rating::save_customer_plan)),
     ]

@@ -136,11 +136,22 @@ async fn plan_page(
 ) -> Result<Response, PortalError> {
     let who = viewer.who;
     let search = prefix.trim().to_owned();
-    let (plan, rates, currency) = read(&state, move |s| {
+    let (plan, rates, currency, resellers) = read(&state, move |s| {
         let wanted = (!search.is_empty()).then_some(search.as_str());
         let (plan, rates) = s.plan_rates(&who, id, wanted, RATES_SHOWN).map_err(PortalError::keep_field)?;
         let currency = s.currency("currency", plan.currency)?;
-        Ok((plan, rates, currency))
+        let resellers: Vec<(u64, String)> = match who.role {
+            Role::Operator => s
+                .engine
+                .reader()
+                .parties(purse_store::PartyQuery { resellers: Some(true), limit: 500, ..Default::default() })?
+                .into_iter()
+                .map(|p| (p.id.0, p.name))
+                .collect(),
+            Role::Reseller(r) if plan.owner == Some(r) => vec![(r.0, s.party_for(&who, r.0)?.name)],
+            _ => Vec::new(),
+        };
+        Ok((plan, rates, currency, resellers))
     })
     .await?;
     let owner = match viewer.user.role {
@@ -179,6 +190,22 @@ async fn plan_page(
             }
         }
         @if rates.len() as u32 == RATES_SHOWN { p.muted { "The first " (RATES_SHOWN) " rates are shown; search by prefix to narrow." } }
+        @if !resellers.is_empty() && viewer.user.scope == Scope::ReadWrite {
+            h2 { "Give this plan to a reseller" }
+            form.card method="post" action=(format!("/rate-plans/{id}/assign")) id="assign-form" {
+                input type="hidden" name="csrf" value=(viewer.csrf);
+                @let options: Vec<(String, String)> = resellers.iter().map(|(r, n)| (r.to_string(), n.clone())).collect();
+                @let options: Vec<(&str, &str)> = options.iter().map(|(v, t)| (v.as_str(), t.as_str())).collect();
+                (select("Reseller", "reseller", &options, "", error_for(&error, "reseller")))
+                @let roles: Vec<(&str, &str)> = if viewer.user.role == Role::Operator {
+                    vec![("customers_default", "Its customers' default plan"), ("pays", "The plan it pays by")]
+                } else {
+                    vec![("customers_default", "My customers' default plan")]
+                };
+                (select("As", "role", &roles, "customers_default", error_for(&error, "pays")))
+                button type="submit" id="assign" { "Give" }
+            }
+        }
         @if owner {
             h2 { "Import rates" }
             form.card method="post" action=(format!("/rate-plans/{id}/import")) id="import-form" {
@@ -231,6 +258,39 @@ pub async fn import(
         Ok(_) => Ok(see_other(&format!("/rate-plans/{id}"))),
         Err(PortalError::Field(f, m)) => {
             plan_page(state, Arc::new(viewer), id, String::new(), Some((csv, service)), Some((f, m))).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Gives the plan to a reseller: as its customers' default, or (operators) as what it pays by.
+pub async fn assign(
+    State(state): State<PortalState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    form: Form,
+) -> Result<Response, PortalError> {
+    viewer.check(&form)?;
+    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
+    let reseller: u64 = form
+        .get("reseller")
+        .trim()
+        .parse()
+        .map_err(|_| PortalError::Field("reseller".into(), "choose a reseller".into()))?;
+    let role = form.get("role").to_owned();
+    let who = viewer.who;
+    let done = read(&state, move |s| {
+        let (pays, default) = match role.as_str() {
+            "pays" => (Some(Some(id)), None),
+            _ => (None, Some(Some(id))),
+        };
+        s.assign_reseller_plans(&who, reseller, pays, default).map_err(PortalError::keep_field)
+    })
+    .await;
+    match done {
+        Ok(()) => Ok(see_other(&format!("/rate-plans/{id}"))),
+        Err(PortalError::Field(f, m)) => {
+            plan_page(state, Arc::new(viewer), id, String::new(), None, Some((f, m))).await
         }
         Err(e) => Err(e),
     }
@@ -306,7 +366,7 @@ pub fn customer_section(
         }
         @if !unrated.is_empty() {
             h2 { "Usage no rate matched" }
-            p.muted { "Refused and kept here: post it again with the same client id once a rate covers it." }
+            p.muted { "Refused, and kept here as a log: post it again with the same client id once a rate covers it." }
             div.scroll {
                 table id="unrated" {
                     thead { tr { th { "When" } th { "Service" } th { "Destination" } th.num { "Quantity" } th { "Why" } } }

@@ -649,6 +649,9 @@ fn fields(action: Action, t: &Tenant) -> Vec<(&'static str, String)> {
         Action::CreateRatePlan => v(&[("name", "Portal plan"), ("currency", "USD")]),
         Action::ImportRates => v(&[("csv", "prefix,price\n9,0.01"), ("service", "voice")]),
         Action::PutCustomerRatePlan => vec![("plan", t.plan.to_string())],
+        Action::PutResellerRatePlans => {
+            vec![("reseller", t.reseller.to_string()), ("role", "customers_default".into())]
+        }
         _ => Vec::new(),
     }
 }
