@@ -91,12 +91,76 @@ pub fn create_customers(engine: &Engine, prefix: &str, n: u64) -> crate::error::
     Ok(wallets)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
+/// Latencies in bounded memory, whatever the number recorded: log-linear buckets of a
+/// sixty-fourth of a power of two (1.6 % resolution) from 1 µs, and the exact maximum.
+#[derive(Clone, Debug, Default)]
+pub struct Histogram {
+    counts: Vec<u64>,
+    total: u64,
+    max_us: u64,
+}
+
+impl Histogram {
+    fn bucket(us: u64) -> usize {
+        if us < 64 {
+            return us as usize;
+        }
+        let high = 63 - us.leading_zeros() as usize;
+        (high - 5) * 64 + ((us >> (high - 6)) & 63) as usize
     }
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index].as_secs_f64() * 1000.0
+
+    fn lower_us(i: usize) -> u64 {
+        if i < 64 {
+            return i as u64;
+        }
+        ((64 + (i % 64)) as u64) << (i / 64 - 1)
+    }
+
+    pub fn record(&mut self, d: Duration) {
+        self.record_n(d, 1);
+    }
+
+    pub fn record_n(&mut self, d: Duration, n: u64) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let i = Self::bucket(us);
+        if self.counts.len() <= i {
+            self.counts.resize(i + 1, 0);
+        }
+        self.counts[i] += n;
+        self.total += n;
+        self.max_us = self.max_us.max(us);
+    }
+
+    pub fn merge(&mut self, other: &Histogram) {
+        if self.counts.len() < other.counts.len() {
+            self.counts.resize(other.counts.len(), 0);
+        }
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+        self.total += other.total;
+        self.max_us = self.max_us.max(other.max_us);
+    }
+
+    /// The latency below which a fraction `p` of the recorded ones fall, in milliseconds
+    /// (its bucket's lower bound; `p` = 1 is the exact maximum).
+    pub fn percentile_ms(&self, p: f64) -> f64 {
+        if self.total == 0 {
+            return 0.0;
+        }
+        if p >= 1.0 {
+            return self.max_us as f64 / 1000.0;
+        }
+        let rank = ((self.total as f64 * p).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (i, n) in self.counts.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Self::lower_us(i) as f64 / 1000.0;
+            }
+        }
+        self.max_us as f64 / 1000.0
+    }
 }
 
 pub fn run(options: &BenchOptions) -> crate::error::Result<BenchReport> {
@@ -132,9 +196,9 @@ pub fn run(options: &BenchOptions) -> crate::error::Result<BenchReport> {
             let (engine, wallets, next, barrier) =
                 (engine.clone(), wallets.clone(), next_charge.clone(), barrier.clone());
             let options = options.clone();
-            std::thread::spawn(move || -> crate::error::Result<Vec<Duration>> {
+            std::thread::spawn(move || -> crate::error::Result<Histogram> {
                 let mut rng = Rng::from_kernel();
-                let mut latencies = Vec::new();
+                let mut latencies = Histogram::default();
                 barrier.wait();
                 loop {
                     let start = next.fetch_add(options.batch as u64, Ordering::Relaxed);
@@ -149,7 +213,7 @@ pub fn run(options: &BenchOptions) -> crate::error::Result<BenchReport> {
                     if let Some(bad) = results.iter().find(|r| r.is_err()) {
                         return Err(crate::Error::Failed(format!("a charge was refused: {bad:?}")));
                     }
-                    latencies.extend(std::iter::repeat_n(took, len));
+                    latencies.record_n(took, len as u64);
                 }
             })
         })
@@ -157,7 +221,7 @@ pub fn run(options: &BenchOptions) -> crate::error::Result<BenchReport> {
     measure(&barrier, threads, options.charges, setup_seconds)
 }
 
-type BenchThread = std::thread::JoinHandle<crate::error::Result<Vec<Duration>>>;
+type BenchThread = std::thread::JoinHandle<crate::error::Result<Histogram>>;
 
 /// Releases the threads waiting at `barrier`, times them to the end, and reports.
 fn measure(
@@ -168,19 +232,18 @@ fn measure(
 ) -> crate::error::Result<BenchReport> {
     barrier.wait();
     let began = Instant::now();
-    let mut latencies = Vec::with_capacity(usize::try_from(charges).unwrap_or(0));
+    let mut latencies = Histogram::default();
     for t in threads {
-        latencies.extend(t.join().map_err(|_| crate::Error::Failed("a bench thread panicked".to_string()))??);
+        latencies.merge(&t.join().map_err(|_| crate::Error::Failed("a bench thread panicked".to_string()))??);
     }
     let seconds = began.elapsed().as_secs_f64();
-    latencies.sort_unstable();
     Ok(BenchReport {
         charges,
         seconds,
         charges_per_s: charges as f64 / seconds,
-        p50_ms: percentile(&latencies, 0.50),
-        p99_ms: percentile(&latencies, 0.99),
-        max_ms: percentile(&latencies, 1.0),
+        p50_ms: latencies.percentile_ms(0.50),
+        p99_ms: latencies.percentile_ms(0.99),
+        max_ms: latencies.percentile_ms(1.0),
         peak_rss_mib: peak_rss_mib(),
         setup_seconds,
     })
@@ -331,10 +394,10 @@ fn run_http(options: &BenchOptions, url: &str, key: &str) -> crate::error::Resul
         .map(|_| {
             let (wallets, next, barrier, options) = (wallets.clone(), next_charge.clone(), barrier.clone(), options.clone());
             let (url, key) = (url.to_owned(), key.to_owned());
-            std::thread::spawn(move || -> crate::error::Result<Vec<Duration>> {
+            std::thread::spawn(move || -> crate::error::Result<Histogram> {
                 let mut rng = Rng::from_kernel();
                 let mut client = Loader::connect(&url, &key)?;
-                let mut latencies = Vec::new();
+                let mut latencies = Histogram::default();
                 let mut body = Vec::with_capacity(options.batch * 128);
                 barrier.wait();
                 loop {
@@ -368,7 +431,7 @@ fn run_http(options: &BenchOptions, url: &str, key: &str) -> crate::error::Resul
                     let (status, reply) = client
                         .post(path, &body, &idempotency_key)
                         .map_err(|e| crate::Error::Failed(format!("POST {path}: {e}")))?;
-                    latencies.push(began.elapsed());
+                    latencies.record(began.elapsed());
                     let ok = match status {
                         201 => true,
                         200 => !String::from_utf8_lossy(&reply).contains("\"error\""),
@@ -500,17 +563,17 @@ pub fn run_calls(
         .map(|wallet| {
             let (prefixes, next, barrier) = (prefixes.clone(), next.clone(), barrier.clone());
             let (url, key) = (url.to_owned(), key.to_owned());
-            std::thread::spawn(move || -> crate::error::Result<Vec<Duration>> {
+            std::thread::spawn(move || -> crate::error::Result<Histogram> {
                 let mut rng = Rng::from_kernel();
                 let mut loader = Loader::connect(&url, &key)?;
-                let mut latencies = Vec::new();
+                let mut latencies = Histogram::default();
                 let mut step =
                     |loader: &mut Loader, path: &str, body: String| -> crate::error::Result<serde_json::Value> {
                         let began = Instant::now();
                         let (status, reply) = loader
                             .post(path, body.as_bytes(), &uuid_v7(unix_ms(), &mut rng))
                             .map_err(|e| crate::Error::Failed(format!("POST {path}: {e}")))?;
-                        latencies.push(began.elapsed());
+                        latencies.record(began.elapsed());
                         if !(200..300).contains(&status) {
                             return Err(crate::Error::Failed(format!(
                                 "POST {path}: {status} {}",
@@ -540,12 +603,11 @@ pub fn run_calls(
         .collect();
     barrier.wait();
     let began = Instant::now();
-    let mut latencies = Vec::new();
+    let mut latencies = Histogram::default();
     for t in threads {
-        latencies.extend(t.join().map_err(|_| crate::Error::Failed("a caller thread panicked".into()))??);
+        latencies.merge(&t.join().map_err(|_| crate::Error::Failed("a caller thread panicked".into()))??);
     }
     let seconds = began.elapsed().as_secs_f64();
-    latencies.sort_unstable();
     Ok(CallsReport {
         deck_prefixes: deck,
         import_seconds,
@@ -553,11 +615,34 @@ pub fn run_calls(
         calls,
         seconds,
         calls_per_s: calls as f64 / seconds,
-        p50_ms: percentile(&latencies, 0.50),
-        p99_ms: percentile(&latencies, 0.99),
+        p50_ms: latencies.percentile_ms(0.50),
+        p99_ms: latencies.percentile_ms(0.99),
     })
 }
 
 fn rng_tag() -> u64 {
     Rng::from_kernel().next_u64() & 0xFFFF_FFFF
+}
+
+#[cfg(test)]
+mod histogram_tests {
+    use super::Histogram;
+    use std::time::Duration;
+
+    #[test]
+    fn percentiles_are_within_two_percent_in_bounded_memory() {
+        let mut h = Histogram::default();
+        for us in 1..=100_000_u64 {
+            h.record(Duration::from_micros(us));
+        }
+        let near = |got: f64, want: f64| (got - want).abs() <= want * 0.02;
+        assert!(near(h.percentile_ms(0.50), 50.0), "{}", h.percentile_ms(0.50));
+        assert!(near(h.percentile_ms(0.99), 99.0), "{}", h.percentile_ms(0.99));
+        assert_eq!(h.percentile_ms(1.0), 100.0);
+        assert!(h.counts.len() < 1_000, "{} buckets for 100,000 latencies", h.counts.len());
+        // Each bucket's lower bound maps back to that bucket, in order.
+        for i in 0..h.counts.len() {
+            assert_eq!(Histogram::bucket(Histogram::lower_us(i)), i);
+        }
+    }
 }
