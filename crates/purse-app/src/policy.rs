@@ -414,6 +414,7 @@ mod tests {
             uninvoiced: Amount::ZERO,
             last_transfer: None,
             created_at: Timestamp(0),
+            grants: Vec::new(),
         }
     }
 

@@ -1,6 +1,8 @@
 //! What callers ask of the ledger, and what it answers.
 
-use crate::model::{AccountId, Billing, ClientId, HoldId, PartyId, SystemRole, Timestamp, TransferId, TransferKind};
+use crate::model::{
+    AccountId, Billing, ClientId, GrantId, HoldId, PartyId, Rollover, SystemRole, Timestamp, TransferId, TransferKind,
+};
 use crate::money::{Amount, CurrencyCode};
 use crate::rejection::Rejection;
 
@@ -53,6 +55,34 @@ pub struct NewCharge {
     pub metadata: Option<String>,
     /// Refuse instead of overdrawing when funds are insufficient.
     pub refuse_if_insufficient: bool,
+}
+
+/// Most services one grant's scope may name.
+pub const GRANT_SCOPE_MAX: usize = 16;
+/// The lowest priority a grant may have (1 is drawn first).
+pub const GRANT_PRIORITY_MAX: u32 = 1000;
+/// Longest grant kind.
+pub const GRANT_KIND_LEN_MAX: usize = 32;
+
+/// Credit given to an account (see [`crate::model::Grant`]): `funding` is the system account
+/// the money comes from, the grants account for free credit or a clearing account for
+/// credit the customer paid for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewGrant {
+    pub client_id: ClientId,
+    pub account: AccountId,
+    pub money: Money,
+    pub kind: String,
+    pub funding: SystemRole,
+    pub priority: u32,
+    /// When it starts to count; the batch's time when absent.
+    pub effective_at: Option<Timestamp>,
+    pub expires_at: Option<Timestamp>,
+    pub scope: Vec<String>,
+    pub rollover: Option<Rollover>,
+    /// Who granted it and why (the reason is required).
+    pub note: ChangeNote,
+    pub metadata: Option<String>,
 }
 
 /// Who changed a setting, and why: kept in the credit limit history.
@@ -212,6 +242,22 @@ pub enum Command {
     Release {
         client_id: ClientId,
         hold: HoldId,
+    },
+    /// Gives credit to an account.
+    Grant(NewGrant),
+    /// The scheduler's sweep: if the grant has reached its expiry, its remainder goes to
+    /// breakage (or, up to its rollover, into a new grant). Does nothing otherwise, or if it
+    /// is closed already: a late or repeated sweep is harmless.
+    ExpireGrant {
+        account: AccountId,
+        grant: GrantId,
+    },
+    /// Staff take back what is left of a grant (not purchased, no open holds on it): it goes
+    /// back to the account it came from, with the reason in the audit log.
+    VoidGrant {
+        account: AccountId,
+        grant: GrantId,
+        note: ChangeNote,
     },
     /// Posts a new transfer that undoes a posted one; a `note` puts it in the audit log.
     Reverse {

@@ -8,13 +8,15 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::command::{
-    AdjustDirection, ChangeNote, Command, CommandResult, Item, Money, NewAccountKind, NewCharge, Outcome,
-    PaymentMethod, METADATA_LEN_MAX, NAME_LEN_MAX, REASON_LEN_MAX, SERVICE_LEN_MAX, THRESHOLDS_MAX,
+    AdjustDirection, ChangeNote, Command, CommandResult, Item, Money, NewAccountKind, NewCharge, NewGrant, Outcome,
+    PaymentMethod, GRANT_KIND_LEN_MAX, GRANT_PRIORITY_MAX, GRANT_SCOPE_MAX, METADATA_LEN_MAX, NAME_LEN_MAX,
+    REASON_LEN_MAX, SERVICE_LEN_MAX, THRESHOLDS_MAX,
 };
 use crate::model::{
-    Account, AccountId, AccountKind, AccountStatus, Billing, ClientId, Direction, Event, EventId, EventKind, Hold,
-    HoldId, HoldResolution, HoldState, InvoiceIssue, InvoicedAccount, LimitChange, LimitChangeKind, Party, PartyId,
-    PartyKind, SystemRole, TemporaryIncrease, Timestamp, Transfer, TransferId, TransferKind,
+    Account, AccountId, AccountKind, AccountStatus, Billing, ClientId, Direction, Event, EventId, EventKind, Grant,
+    GrantId, GrantState, GrantUse, GrantUseKind, Hold, HoldId, HoldResolution, HoldState, InvoiceIssue,
+    InvoicedAccount, LimitChange, LimitChangeKind, Party, PartyId, PartyKind, SystemRole, TemporaryIncrease, Timestamp,
+    Transfer, TransferId, TransferKind,
 };
 use crate::money::{Amount, Currency, CurrencyCode, SCALE_MAX};
 use crate::rejection::Rejection;
@@ -66,6 +68,8 @@ pub struct Lookups {
     pub absent_transfers: FastSet<TransferId>,
     pub absent_accounts: FastSet<AccountId>,
     pub absent_parties: FastSet<PartyId>,
+    /// Of the transfers in `transfers`, which grants paid how much (reversals give it back).
+    pub grant_parts: FastMap<TransferId, Vec<(GrantId, Amount)>>,
 }
 
 /// What the engine must load before `apply` can run.
@@ -112,6 +116,9 @@ pub fn needs(command: &Command, out: &mut Vec<Need>) {
         | Command::SetThresholds { account, .. }
         | Command::Charge(NewCharge { account, .. })
         | Command::Payment { account, .. }
+        | Command::Grant(NewGrant { account, .. })
+        | Command::ExpireGrant { account, .. }
+        | Command::VoidGrant { account, .. }
         | Command::Hold { account, .. } => out.push(Need::Account(*account)),
         // The wallet's customer says whether it is prepaid.
         Command::SetCreditLimit { account, .. }
@@ -177,6 +184,10 @@ pub struct BatchOutput {
     /// Money a person moved for someone else (adjustments, reversals, staff transfers),
     /// for the audit log, written with the postings.
     pub notes: Vec<MoneyNote>,
+    /// Grants made or changed, in their final state (closed ones included, once).
+    pub grants: Vec<Grant>,
+    /// What moved each grant's remainder.
+    pub grant_uses: Vec<GrantUse>,
 }
 
 /// A posting a person made on someone else's behalf, with who and why: the store records
@@ -215,6 +226,7 @@ struct Checkpoint {
     limit_changes: usize,
     invoices: usize,
     notes: usize,
+    grant_uses: usize,
     undo: Vec<Undo>,
 }
 
@@ -228,6 +240,7 @@ struct Scratch {
     new_parties: Vec<PartyId>,
     changed_parties: Vec<PartyId>,
     dirty_holds: Vec<HoldId>,
+    dirty_grants: Vec<(AccountId, GrantId)>,
     new_currencies: Vec<CurrencyCode>,
     checkpoint: Option<Checkpoint>,
     #[cfg(debug_assertions)]
@@ -257,7 +270,11 @@ fn may_overdraw(kind: TransferKind, refuse_if_insufficient: bool) -> bool {
         TransferKind::Charge => !refuse_if_insufficient,
         // Corrections restore the truth whatever it does to the balance.
         TransferKind::Reversal | TransferKind::Adjustment => true,
-        TransferKind::Payment
+        // A grant's expiry or void takes exactly its remainder, which is in the balance:
+        // the account's own money does not change.
+        TransferKind::Expiry | TransferKind::Void => true,
+        TransferKind::Grant
+        | TransferKind::Payment
         | TransferKind::Recharge
         | TransferKind::Transfer
         | TransferKind::Issue
@@ -293,6 +310,7 @@ impl Ledger {
             .flat_map(|r| r.iter())
             .filter_map(|item| match &item.command {
                 Command::Charge(c) => Some(ClientKey::Transfer(c.client_id.clone())),
+                Command::Grant(g) => Some(ClientKey::Transfer(g.client_id.clone())),
                 Command::Payment { client_id, .. }
                 | Command::Transfer { client_id, .. }
                 | Command::Adjust { client_id, .. }
@@ -311,6 +329,8 @@ impl Ledger {
                 | Command::RevertIncrease { .. }
                 | Command::SetSubscriberTransfers { .. }
                 | Command::Invoice { .. }
+                | Command::ExpireGrant { .. }
+                | Command::VoidGrant { .. }
                 | Command::SetThresholds { .. } => None,
             })
             .collect()
@@ -467,21 +487,25 @@ impl Ledger {
     /// The available balance: what the account can spend now. For a credit subscriber
     /// account, the lesser of its own and its customer's.
     fn available(&self, id: AccountId, now: Timestamp) -> Option<i128> {
+        self.available_for(id, now, Spend::Shown)
+    }
+
+    fn available_for(&self, id: AccountId, now: Timestamp, spend: Spend<'_>) -> Option<i128> {
         let account = self.account(id)?;
         let parent = match account.kind {
             AccountKind::SubscriberCredit { parent } => Some(self.account(parent)?),
             _ => None,
         };
-        Some(available(account, parent, now))
+        Some(spend.available(account, parent, now))
     }
 
-    /// Whether `amount` may be spent from the account now.
-    fn check_spend(&self, id: AccountId, amount: Amount, now: Timestamp) -> Result<(), Rejection> {
+    /// Whether `amount` may be spent from the account now, by a spend of this kind.
+    fn check_spend(&self, id: AccountId, amount: Amount, now: Timestamp, spend: Spend<'_>) -> Result<(), Rejection> {
         let account = self.account(id).ok_or(Rejection::AccountNotFound)?;
         if account.is_system() {
             return Ok(());
         }
-        let available = self.available(id, now).ok_or(Rejection::AccountNotFound)?;
+        let available = self.available_for(id, now, spend).ok_or(Rejection::AccountNotFound)?;
         if available < i128::from(amount.0) {
             return Err(Rejection::InsufficientFunds { available: clamp(available.max(0)) });
         }
@@ -528,6 +552,7 @@ impl Ledger {
             limit_changes: self.scratch.output.limit_changes.len(),
             invoices: self.scratch.output.invoices.len(),
             notes: self.scratch.output.notes.len(),
+            grant_uses: self.scratch.output.grant_uses.len(),
             undo: Vec::new(),
         });
         let first = self.scratch.output.results.len();
@@ -566,6 +591,7 @@ impl Ledger {
         self.scratch.output.limit_changes.truncate(checkpoint.limit_changes);
         self.scratch.output.invoices.truncate(checkpoint.invoices);
         self.scratch.output.notes.truncate(checkpoint.notes);
+        self.scratch.output.grant_uses.truncate(checkpoint.grant_uses);
         for undo in checkpoint.undo.into_iter().rev() {
             match undo {
                 Undo::Account(id, Some(old)) => {
@@ -613,6 +639,22 @@ impl Ledger {
             if let Some(c) = self.currencies.get(&code) {
                 if seen.insert(code.as_str().to_owned()) {
                     out.currencies.push(*c);
+                }
+            }
+        }
+        let mut grant_ids = FastSet::default();
+        for (account, grant) in scratch.dirty_grants {
+            let Some(a) = self.accounts.get(&account) else { continue };
+            if let Some(g) = a.grants.iter().find(|g| g.id == grant) {
+                if grant_ids.insert(grant) {
+                    out.grants.push(g.clone());
+                }
+            }
+        }
+        for g in &out.grants {
+            if g.state != GrantState::Open {
+                if let Some(a) = self.accounts.get_mut(&g.account) {
+                    a.grants.retain(|x| x.id != g.id);
                 }
             }
         }
@@ -850,6 +892,7 @@ impl Ledger {
             if self.change_reserved(hold.account, -i128::from(hold.amount.0), now).is_err() {
                 continue;
             }
+            self.unreserve(hold.account, &hold.grant_parts);
             let resolution = HoldResolution { at: now, client_id: None, captured: Amount::ZERO, transfer: None };
             self.resolve_hold(hold, HoldState::Expired, resolution, lookups);
         }
@@ -953,6 +996,17 @@ impl Ledger {
             }
             Command::Capture { client_id, hold, amount } => self.capture(client_id, *hold, *amount, now, lookups),
             Command::Release { client_id, hold } => self.release(client_id, *hold, now, lookups),
+            Command::Grant(g) => {
+                let t = self.grant(g, now, lookups)?;
+                self.note_posting(&t, Some(&g.note));
+                Ok(t)
+            }
+            Command::ExpireGrant { account, grant } => self.expire_grant(*account, *grant, now, lookups),
+            Command::VoidGrant { account, grant, note } => {
+                let t = self.void_grant(*account, *grant, note, now, lookups)?;
+                self.note_posting(&t, Some(note));
+                Ok(t)
+            }
             Command::Reverse { client_id, transfer, metadata, note } => {
                 let t = self.reverse(client_id, *transfer, metadata, now, lookups)?;
                 self.note_posting(&t, note.as_ref());
@@ -1441,7 +1495,10 @@ impl Ledger {
         self.post(transfer, now)?;
         self.next.transfer += 1;
         let index = self.scratch.output.transfers.len() - 1;
-        let overdrawn = kind == TransferKind::Charge && self.available(debit, now).is_some_and(|a| a < 0);
+        let overdrawn = kind == TransferKind::Charge && {
+            let service = self.scratch.output.transfers[index].service.as_deref();
+            self.available_for(debit, now, Spend::Service(service)).is_some_and(|a| a < 0)
+        };
         self.scratch.output.transfers[index].overdrawn = overdrawn;
         self.insert_prior(lookups, ClientKey::Transfer(client_id.clone()), Prior::InBatch(index));
         Ok(Posted { id, overdrawn })
@@ -1464,7 +1521,7 @@ impl Ledger {
         check_text(&c.metadata, "metadata", METADATA_LEN_MAX)?;
         self.spendable_account(c.account, c.money)?;
         if !may_overdraw(TransferKind::Charge, c.refuse_if_insufficient) {
-            self.check_spend(c.account, c.money.amount, now)?;
+            self.check_spend(c.account, c.money.amount, now, Spend::Service(c.service.as_deref()))?;
         }
         let revenue = self.system_account(c.money.currency, SystemRole::UsageRevenue)?;
         let at = c.at.unwrap_or(now);
@@ -1482,6 +1539,7 @@ impl Ledger {
         let account = self.account_mut(c.account);
         account.last_charge_at = Some(account.last_charge_at.map_or(at, |l| l.max(at)));
         account.uninvoiced = Amount(account.uninvoiced.0.saturating_add(c.money.amount.0));
+        self.draw(c.account, c.money.amount, c.service.as_deref(), now, t.id);
         Ok(Outcome::Posted { transfer: t.id, overdrawn: t.overdrawn, replayed: false })
     }
 
@@ -1541,7 +1599,7 @@ impl Ledger {
             self.check_issue(source, target)?;
         }
         if !may_overdraw(kind, false) {
-            self.check_spend(source, money.amount, now)?;
+            self.check_spend(source, money.amount, now, Spend::Cash)?;
         }
         let details = (None, metadata.clone(), None, None);
         let t = self.post_new(lookups, client_id, kind, (source, target), money, now, details, now)?;
@@ -1617,8 +1675,9 @@ impl Ledger {
         if expires_at <= now {
             return Err(Rejection::HoldExpiryMustBeInFuture);
         }
-        self.check_spend(account, money.amount, now)?;
+        self.check_spend(account, money.amount, now, Spend::Service(service.as_deref()))?;
         self.change_reserved(account, i128::from(money.amount.0), now)?;
+        let grant_parts = self.reserve(account, money.amount, service.as_deref(), now);
         let id = HoldId(Self::next_id(&mut self.next.hold));
         let hold = Hold {
             id,
@@ -1632,6 +1691,7 @@ impl Ledger {
             service: service.clone(),
             metadata: metadata.clone(),
             resolution: None,
+            grant_parts,
         };
         self.insert_prior(lookups, key, Prior::Hold(hold.clone()));
         self.set_open_hold(id, Some(hold));
@@ -1691,6 +1751,7 @@ impl Ledger {
         self.open_account(hold.account)?;
         let revenue = self.system_account(hold.currency, SystemRole::UsageRevenue)?;
         self.change_reserved(hold.account, -i128::from(hold.amount.0), now)?;
+        self.unreserve(hold.account, &hold.grant_parts);
         let money = Money { amount: captured, currency: hold.currency };
         let details = (hold.service.clone(), hold.metadata.clone(), Some(hold_id), None);
         let t =
@@ -1698,6 +1759,7 @@ impl Ledger {
         let account = self.account_mut(hold.account);
         account.last_charge_at = Some(account.last_charge_at.map_or(now, |l| l.max(now)));
         account.uninvoiced = Amount(account.uninvoiced.0.saturating_add(captured.0));
+        self.draw(hold.account, captured, hold.service.as_deref(), now, t.id);
         let resolution = HoldResolution { at: now, client_id: Some(client_id.clone()), captured, transfer: Some(t.id) };
         self.resolve_hold(hold, HoldState::Captured, resolution, lookups);
         Ok(Outcome::HoldCaptured { hold: hold_id, transfer: t.id, replayed: false })
@@ -1720,6 +1782,7 @@ impl Ledger {
         }
         let hold = self.resolvable_hold(hold_id, now, lookups)?;
         self.change_reserved(hold.account, -i128::from(hold.amount.0), now)?;
+        self.unreserve(hold.account, &hold.grant_parts);
         let resolution =
             HoldResolution { at: now, client_id: Some(client_id.clone()), captured: Amount::ZERO, transfer: None };
         self.resolve_hold(hold, HoldState::Released, resolution, lookups);
@@ -1748,6 +1811,10 @@ impl Ledger {
         if original.kind == TransferKind::Reversal {
             return Err(Rejection::ReversalCannotBeReversed);
         }
+        if matches!(original.kind, TransferKind::Grant | TransferKind::Expiry | TransferKind::Void) {
+            // A grant's money moves with the grant: it is voided, not reversed.
+            return Err(Rejection::TransferKindNotAllowed);
+        }
         if let Some(by) = reversed_by {
             return Err(Rejection::TransferAlreadyReversed { by });
         }
@@ -1771,11 +1838,364 @@ impl Ledger {
             // A reversed charge is no longer consumption to invoice.
             let account = self.account_mut(original.debit);
             account.uninvoiced = Amount(account.uninvoiced.0.saturating_sub(original.amount.0));
+            if let Some(parts) = lookups.grant_parts.get(&original_id) {
+                self.give_back(original.debit, parts, now, t.id);
+            }
         }
         if let Some(entry) = lookups.transfers.get_mut(&original_id) {
             entry.1 = Some(t.id);
         }
         Ok(Outcome::Posted { transfer: t.id, overdrawn: false, replayed: false })
+    }
+}
+
+impl Ledger {
+    // ---------------------------------------------------------------- grants
+
+    fn touch_grant(&mut self, account: AccountId, grant: GrantId) {
+        self.scratch.dirty_grants.push((account, grant));
+    }
+
+    fn record_use(
+        &mut self,
+        (account, grant): (AccountId, GrantId),
+        transfer: Option<TransferId>,
+        kind: GrantUseKind,
+        amount: i64,
+        now: Timestamp,
+    ) {
+        self.scratch.dirty_grants.push((account, grant));
+        self.scratch.output.grant_uses.push(GrantUse {
+            grant,
+            account,
+            transfer,
+            kind,
+            amount: Amount(amount),
+            at: now,
+        });
+    }
+
+    /// Takes `amount` from the free part of the account's grants that may pay for
+    /// `service`, in draw-down order: spends it (`reserve` false) or reserves it for a hold.
+    /// Returns what each grant gave; the rest is the account's own money.
+    fn take(
+        &mut self,
+        id: AccountId,
+        amount: Amount,
+        service: Option<&str>,
+        now: Timestamp,
+        reserve: bool,
+    ) -> Vec<(GrantId, Amount)> {
+        if self.accounts[&id].grants.is_empty() {
+            return Vec::new();
+        }
+        let order = self.accounts[&id].grants_for(now, service);
+        let mut left = amount.0;
+        let mut parts = Vec::new();
+        let account = self.account_mut(id);
+        for i in order {
+            let g = &mut account.grants[i];
+            let take = g.free().min(left);
+            if take <= 0 {
+                continue;
+            }
+            left -= take;
+            if reserve {
+                g.reserved = Amount(g.reserved.0 + take);
+            } else {
+                g.remaining = Amount(g.remaining.0 - take);
+                if g.remaining.0 == 0 && g.reserved.0 == 0 && g.expires_at.is_none() {
+                    g.state = GrantState::UsedUp;
+                    g.closed_at = Some(now);
+                }
+            }
+            parts.push((g.id, Amount(take)));
+        }
+        for (g, _) in &parts {
+            self.touch_grant(id, *g);
+        }
+        parts
+    }
+
+    /// Says which grants paid `amount` of the posting `transfer` (the balance already moved).
+    fn draw(&mut self, id: AccountId, amount: Amount, service: Option<&str>, now: Timestamp, transfer: TransferId) {
+        for (g, take) in self.take(id, amount, service, now, false) {
+            self.record_use((id, g), Some(transfer), GrantUseKind::Charge, take.0, now);
+        }
+    }
+
+    /// Reserves `amount` of a hold on the grants that may pay for it.
+    fn reserve(
+        &mut self,
+        id: AccountId,
+        amount: Amount,
+        service: Option<&str>,
+        now: Timestamp,
+    ) -> Vec<(GrantId, Amount)> {
+        self.take(id, amount, service, now, true)
+    }
+
+    /// Gives back what a hold reserved on grants still open (a swept grant's reservations
+    /// went with it).
+    fn unreserve(&mut self, id: AccountId, parts: &[(GrantId, Amount)]) {
+        if parts.is_empty() {
+            return;
+        }
+        let account = self.account_mut(id);
+        let mut touched = Vec::new();
+        for (grant, amount) in parts {
+            if let Some(g) = account.grants.iter_mut().find(|g| g.id == *grant && g.state == GrantState::Open) {
+                g.reserved = Amount(g.reserved.0 - amount.0.min(g.reserved.0));
+                touched.push(*grant);
+            }
+        }
+        for g in touched {
+            self.touch_grant(id, g);
+        }
+    }
+
+    /// A reversed charge gives back to each grant still open what it paid; what a closed
+    /// grant paid comes back as the account's own money.
+    fn give_back(&mut self, id: AccountId, parts: &[(GrantId, Amount)], now: Timestamp, transfer: TransferId) {
+        let account = self.account_mut(id);
+        let mut back = Vec::new();
+        for (grant, amount) in parts {
+            if let Some(g) = account.grants.iter_mut().find(|g| g.id == *grant && g.state == GrantState::Open) {
+                g.remaining = Amount(g.remaining.0.saturating_add(amount.0));
+                back.push((g.id, amount.0));
+            }
+        }
+        for (g, amount) in back {
+            self.record_use((id, g), Some(transfer), GrantUseKind::Return, -amount, now);
+        }
+    }
+
+    fn check_grant(g: &NewGrant, now: Timestamp) -> Result<(), Rejection> {
+        let kind_ok = !g.kind.is_empty()
+            && g.kind.len() <= GRANT_KIND_LEN_MAX
+            && g.kind.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !kind_ok {
+            return Err(Rejection::GrantKindInvalid);
+        }
+        if !(1..=GRANT_PRIORITY_MAX).contains(&g.priority) {
+            return Err(Rejection::GrantPriorityOutOfRange);
+        }
+        let effective = g.effective_at.unwrap_or(now);
+        if g.expires_at.is_some_and(|e| e <= effective || e <= now) {
+            return Err(Rejection::GrantExpiryMustFollowEffective);
+        }
+        if g.scope.len() > GRANT_SCOPE_MAX || g.scope.iter().any(|s| s.trim().is_empty()) {
+            return Err(Rejection::GrantScopeInvalid);
+        }
+        for service in &g.scope {
+            check_text(&Some(service.clone()), "scope", SERVICE_LEN_MAX)?;
+        }
+        if let Some(r) = g.rollover {
+            if r.max.0 < 0 || r.valid_for_us <= 0 || g.expires_at.is_none() {
+                return Err(Rejection::GrantRolloverInvalid);
+            }
+        }
+        if g.note.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+            return Err(Rejection::ReasonMustNotBeEmpty);
+        }
+        check_text(&g.note.reason, "reason", REASON_LEN_MAX)?;
+        check_text(&g.metadata, "metadata", METADATA_LEN_MAX)?;
+        let funding_ok = matches!(
+            g.funding,
+            SystemRole::Grants | SystemRole::CardClearing | SystemRole::CashClearing | SystemRole::BankClearing
+        );
+        if !funding_ok {
+            return Err(Rejection::GrantFundingNotAllowed);
+        }
+        Ok(())
+    }
+
+    fn grant(&mut self, g: &NewGrant, now: Timestamp, lookups: &mut Lookups) -> CommandResult {
+        let funding = self.system_account(g.money.currency, g.funding);
+        let debit = *funding.as_ref().unwrap_or(&AccountId(u64::MAX));
+        let expect =
+            TransferExpectation::movement(TransferKind::Grant, (debit, g.account), g.money.amount, &g.metadata);
+        if let Some(replay) = self.replay_transfer(lookups, &g.client_id, &expect) {
+            return replay;
+        }
+        Self::check_grant(g, now)?;
+        let account = self.spendable_account(g.account, g.money)?;
+        if !matches!(
+            account.kind,
+            AccountKind::Wallet | AccountKind::SubscriberDebit | AccountKind::SubscriberCredit { .. }
+        ) {
+            return Err(Rejection::GrantAccountKind);
+        }
+        let funding = funding?;
+        let details = (None, g.metadata.clone(), None, None);
+        let t = self.post_new(
+            lookups,
+            &g.client_id,
+            TransferKind::Grant,
+            (funding, g.account),
+            g.money,
+            now,
+            details,
+            now,
+        )?;
+        let grant = Grant {
+            // A grant is known by the posting that made it.
+            id: GrantId(t.id.0),
+            client_id: g.client_id.clone(),
+            account: g.account,
+            kind: g.kind.clone(),
+            funding: g.funding,
+            priority: g.priority,
+            amount: g.money.amount,
+            remaining: g.money.amount,
+            reserved: Amount::ZERO,
+            effective_at: g.effective_at.unwrap_or(now),
+            expires_at: g.expires_at,
+            scope: g.scope.clone(),
+            rollover: g.rollover,
+            state: GrantState::Open,
+            transfer: Some(t.id),
+            rolled_from: None,
+            created_at: now,
+            closed_at: None,
+            by: g.note.by.clone(),
+            reason: g.note.reason.clone(),
+        };
+        self.touch_grant(g.account, grant.id);
+        self.account_mut(g.account).grants.push(grant);
+        Ok(Outcome::Posted { transfer: t.id, overdrawn: false, replayed: false })
+    }
+
+    /// A client id of Purse's own for a posting a grant causes.
+    fn grant_client_id(grant: GrantId, what: &str) -> ClientId {
+        ClientId::new(&format!("purse:grant:{grant}:{what}")).expect("printable and short")
+    }
+
+    fn expire_grant(&mut self, id: AccountId, grant: GrantId, now: Timestamp, lookups: &mut Lookups) -> CommandResult {
+        let account = self.account(id).ok_or(Rejection::AccountNotFound)?;
+        let unchanged = Ok(Outcome::AccountUpdated { account: id });
+        let Some(i) = account.grants.iter().position(|g| g.id == grant && g.state == GrantState::Open) else {
+            return unchanged;
+        };
+        let g = account.grants[i].clone();
+        let Some(expires_at) = g.expires_at.filter(|e| *e <= now) else { return unchanged };
+        // What the account could spend just before the expiry, for the thresholds it crossed.
+        let before = self.available(id, now).map(|a| a + i128::from(g.remaining.0));
+        let rolled = g.rollover.map_or(0, |r| r.max.0.min(g.remaining.0));
+        let breakage = g.remaining.0 - rolled;
+        let mut transfer = None;
+        if breakage > 0 {
+            let sink = self.system_account(account.currency, SystemRole::Breakage)?;
+            let money = Money { amount: Amount(breakage), currency: account.currency };
+            let cid = Self::grant_client_id(grant, "expiry");
+            let details = (None, None, None, None);
+            let t = self.post_new(lookups, &cid, TransferKind::Expiry, (id, sink), money, expires_at, details, now)?;
+            transfer = Some(t.id);
+        }
+        let account = self.account_mut(id);
+        let closed = &mut account.grants[i];
+        closed.state = if g.remaining.0 == 0 { GrantState::UsedUp } else { GrantState::Expired };
+        closed.remaining = Amount::ZERO;
+        closed.reserved = Amount::ZERO;
+        closed.closed_at = Some(now);
+        self.touch_grant(id, grant);
+        if breakage > 0 {
+            self.record_use((id, grant), transfer, GrantUseKind::Expiry, breakage, now);
+        }
+        if let (Some(r), true) = (g.rollover, rolled > 0) {
+            self.record_use((id, grant), None, GrantUseKind::Rollover, rolled, now);
+            let next = Grant {
+                // An id of the postings' sequence that no posting takes, as every grant's is.
+                id: GrantId(Self::next_id(&mut self.next.transfer)),
+                client_id: Self::grant_client_id(grant, "rollover"),
+                amount: Amount(rolled),
+                remaining: Amount(rolled),
+                reserved: Amount::ZERO,
+                effective_at: expires_at,
+                expires_at: Some(expires_at.plus_micros(r.valid_for_us)),
+                rollover: None,
+                state: GrantState::Open,
+                transfer: None,
+                rolled_from: Some(grant),
+                created_at: now,
+                closed_at: None,
+                by: "scheduler".to_owned(),
+                reason: Some(format!("rollover of grant {grant}")),
+                ..g
+            };
+            self.touch_grant(id, next.id);
+            self.account_mut(id).grants.push(next);
+        }
+        if let Some(before) = before {
+            self.emit_crossings(id, before, now, transfer);
+        }
+        unchanged
+    }
+
+    fn void_grant(
+        &mut self,
+        id: AccountId,
+        grant: GrantId,
+        note: &ChangeNote,
+        now: Timestamp,
+        lookups: &mut Lookups,
+    ) -> CommandResult {
+        if note.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+            return Err(Rejection::ReasonMustNotBeEmpty);
+        }
+        check_text(&note.reason, "reason", REASON_LEN_MAX)?;
+        let account = self.open_account(id)?;
+        let currency = account.currency;
+        let i = account.grants.iter().position(|g| g.id == grant).ok_or(Rejection::GrantNotFound)?;
+        let g = &account.grants[i];
+        if g.state != GrantState::Open || g.remaining.0 == 0 {
+            return Err(Rejection::GrantClosed);
+        }
+        if g.funding != SystemRole::Grants || g.reserved.is_positive() {
+            return Err(Rejection::GrantNotVoidable);
+        }
+        let remaining = g.remaining;
+        let source = self.system_account(currency, g.funding)?;
+        let money = Money { amount: remaining, currency };
+        let cid = Self::grant_client_id(grant, "void");
+        let t =
+            self.post_new(lookups, &cid, TransferKind::Void, (id, source), money, now, (None, None, None, None), now)?;
+        let account = self.account_mut(id);
+        let voided = &mut account.grants[i];
+        voided.state = GrantState::Voided;
+        voided.remaining = Amount::ZERO;
+        voided.closed_at = Some(now);
+        self.record_use((id, grant), Some(t.id), GrantUseKind::Void, remaining.0, now);
+        Ok(Outcome::Posted { transfer: t.id, overdrawn: false, replayed: false })
+    }
+}
+
+/// What a spend may take from an account's grants.
+#[derive(Clone, Copy, Debug)]
+pub enum Spend<'a> {
+    /// The available balance shown, and watched by thresholds: every grant in force.
+    Shown,
+    /// A charge or a hold for a service: the grants in force that apply to it.
+    Service(Option<&'a str>),
+    /// Money moved to another account: never a grant's.
+    Cash,
+}
+
+impl Spend<'_> {
+    fn usable(self, g: &Grant) -> bool {
+        match self {
+            Spend::Shown => true,
+            Spend::Service(service) => g.applies(service),
+            Spend::Cash => false,
+        }
+    }
+
+    /// What the account can spend so: its own available balance, and for a credit
+    /// subscriber account no more than its customer's own money (`parent`) either, whose
+    /// grants are the customer's, not the subscriber's.
+    pub fn available(self, account: &Account, parent: Option<&Account>, now: Timestamp) -> i128 {
+        let own = account.available_for(now, &|g| self.usable(g));
+        parent.map_or(own, |p| own.min(p.available_for(now, &|_| false)))
     }
 }
 
@@ -1843,11 +2263,10 @@ impl<'a> TransferExpectation<'a> {
     }
 }
 
-/// What an account can spend now: its own available balance, and for a credit
-/// subscriber account no more than its customer's (`parent`) either.
+/// The available balance shown: what the account can spend now, its grants in force
+/// included, and for a credit subscriber account no more than its customer's own money.
 pub fn available(account: &Account, parent: Option<&Account>, now: Timestamp) -> i128 {
-    let own = account.own_available(now);
-    parent.map_or(own, |p| own.min(p.own_available(now)))
+    Spend::Shown.available(account, parent, now)
 }
 
 fn check_credit_limit(billing: Billing, limit: Amount) -> Result<(), Rejection> {
@@ -1885,6 +2304,7 @@ fn new_account(
         uninvoiced: Amount::ZERO,
         last_transfer: None,
         created_at: now,
+        grants: Vec::new(),
     }
 }
 

@@ -51,6 +51,10 @@ id_type!(
     /// An outbox event.
     EventId
 );
+id_type!(
+    /// A credit grant.
+    GrantId
+);
 
 /// Whose namespace a client id lives in. Every tenant has its own, so two tenants never
 /// collide on an id (nor learn of each other's through a collision): the tenant is a part
@@ -144,15 +148,21 @@ pub enum SystemRole {
     CashClearing,
     BankClearing,
     Adjustments,
+    /// Where free credit comes from (promotional, goodwill, commitment grants): an expense.
+    Grants,
+    /// Where the unused remainder of an expired grant goes.
+    Breakage,
 }
 
 impl SystemRole {
-    pub const ALL: [SystemRole; 5] = [
+    pub const ALL: [SystemRole; 7] = [
         SystemRole::UsageRevenue,
         SystemRole::CardClearing,
         SystemRole::CashClearing,
         SystemRole::BankClearing,
         SystemRole::Adjustments,
+        SystemRole::Grants,
+        SystemRole::Breakage,
     ];
 }
 
@@ -300,6 +310,9 @@ pub struct Account {
     /// The account's most recent posting: the head of its chain in the journal.
     pub last_transfer: Option<TransferId>,
     pub created_at: Timestamp,
+    /// The credit grants not yet closed, in the order they were made. Their remainders are
+    /// part of `balance`; what they may pay for is decided by [`Account::grants_excluded`].
+    pub grants: Vec<Grant>,
 }
 
 impl Account {
@@ -317,11 +330,183 @@ impl Account {
         i128::from(self.credit_limit.0) + i128::from(increase)
     }
 
-    /// balance + children − reserved + effective credit limit, exact in i128.
+    /// balance + children − reserved + effective credit limit − the grant money that may not
+    /// be spent now ([`Account::grants_excluded`] with every grant that is in force usable):
+    /// the available balance shown and watched by thresholds. Exact in i128.
     pub fn own_available(&self, now: Timestamp) -> i128 {
+        self.available_for(now, &|_| true)
+    }
+
+    /// The available balance for a spend that grants for which `usable` is true may pay.
+    pub fn available_for(&self, now: Timestamp, usable: &dyn Fn(&Grant) -> bool) -> i128 {
         i128::from(self.balance.0) + i128::from(self.children_balance.0) - i128::from(self.reserved.0)
             + self.effective_credit_limit(now)
+            - self.grants_excluded(now, usable)
     }
+
+    /// How much of `balance` a spend may not use: the whole remainder of a grant that is not
+    /// in force (not yet effective, or at or after its expiry, however late the sweep is),
+    /// and the free part of one in force that may not pay for it (`usable` false; its
+    /// reservations already count in `reserved`).
+    pub fn grants_excluded(&self, now: Timestamp, usable: &dyn Fn(&Grant) -> bool) -> i128 {
+        self.grants
+            .iter()
+            .map(|g| {
+                if !g.in_force(now) {
+                    i128::from(g.remaining.0)
+                } else if !usable(g) {
+                    i128::from(g.remaining.0) - i128::from(g.reserved.0)
+                } else {
+                    0
+                }
+            })
+            .sum()
+    }
+
+    /// The grants in force that may pay for `service`, in draw-down order.
+    pub fn grants_for(&self, now: Timestamp, service: Option<&str>) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.grants.len())
+            .filter(|&i| self.grants[i].in_force(now) && self.grants[i].applies(service))
+            .collect();
+        order.sort_by_key(|&i| self.grants[i].draw_order());
+        order
+    }
+}
+
+/// Where a grant stands. Only `Open` grants are kept with their account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrantState {
+    Open,
+    /// Spent to the last unit (a grant without an expiry closes so; one with an expiry
+    /// stays open until it, so that a reversed charge can give back what it took).
+    UsedUp,
+    /// Reached its expiry: the remainder went to breakage (or rolled over).
+    Expired,
+    /// Taken back by staff before it was used up.
+    Voided,
+}
+
+impl GrantState {
+    pub const ALL: [GrantState; 4] = [GrantState::Open, GrantState::UsedUp, GrantState::Expired, GrantState::Voided];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantState::Open => "open",
+            GrantState::UsedUp => "used_up",
+            GrantState::Expired => "expired",
+            GrantState::Voided => "voided",
+        }
+    }
+    pub fn parse(text: &str) -> Option<GrantState> {
+        GrantState::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+}
+
+/// What happens to a grant's remainder at its expiry: up to `max` becomes a new grant,
+/// valid for `valid_for_us` more; the rest goes to breakage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rollover {
+    pub max: Amount,
+    pub valid_for_us: i64,
+}
+
+/// Credit given to an account that is not cash: promotional, purchased, a commitment, a
+/// goodwill gesture. It pays for the charges it applies to before the account's own money,
+/// in a fixed order (lower `priority` first, then soonest expiry, then oldest).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub id: GrantId,
+    pub client_id: ClientId,
+    pub account: AccountId,
+    /// `promotional`, `purchased`, `commitment`, `goodwill`, or a word the operator chose.
+    pub kind: String,
+    /// The system account the money came from (and goes back to if voided).
+    pub funding: SystemRole,
+    pub priority: u32,
+    pub amount: Amount,
+    pub remaining: Amount,
+    /// Of `remaining`, what open holds reserved.
+    pub reserved: Amount,
+    pub effective_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    /// The services it may pay for; empty: any.
+    pub scope: Vec<String>,
+    pub rollover: Option<Rollover>,
+    pub state: GrantState,
+    /// The posting that brought the money in (none for a rolled-over remainder).
+    pub transfer: Option<TransferId>,
+    pub rolled_from: Option<GrantId>,
+    pub created_at: Timestamp,
+    pub closed_at: Option<Timestamp>,
+    pub by: String,
+    pub reason: Option<String>,
+}
+
+impl Grant {
+    /// Counts now: open, effective, and strictly before its expiry.
+    pub fn in_force(&self, now: Timestamp) -> bool {
+        self.state == GrantState::Open && self.effective_at <= now && self.expires_at.is_none_or(|e| now < e)
+    }
+
+    pub fn expired(&self, now: Timestamp) -> bool {
+        self.expires_at.is_some_and(|e| now >= e)
+    }
+
+    /// Whether it may pay for a spend on `service` (a charge without a service: only
+    /// grants without a scope).
+    pub fn applies(&self, service: Option<&str>) -> bool {
+        self.scope.is_empty() || service.is_some_and(|s| self.scope.iter().any(|x| x == s))
+    }
+
+    /// Unreserved remainder.
+    pub fn free(&self) -> i64 {
+        self.remaining.0 - self.reserved.0
+    }
+
+    /// Priority, then soonest expiry (none last), then oldest.
+    pub fn draw_order(&self) -> (u32, i64, u64) {
+        (self.priority, self.expires_at.map_or(i64::MAX, |e| e.0), self.id.0)
+    }
+}
+
+/// What moved a grant's remainder: a posting paid by it, a reversal that gave back, its
+/// expiry, its rollover into a new grant, or its void.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrantUseKind {
+    Charge,
+    Return,
+    Expiry,
+    Rollover,
+    Void,
+}
+
+impl GrantUseKind {
+    pub const ALL: [GrantUseKind; 5] =
+        [GrantUseKind::Charge, GrantUseKind::Return, GrantUseKind::Expiry, GrantUseKind::Rollover, GrantUseKind::Void];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantUseKind::Charge => "charge",
+            GrantUseKind::Return => "return",
+            GrantUseKind::Expiry => "expiry",
+            GrantUseKind::Rollover => "rollover",
+            GrantUseKind::Void => "void",
+        }
+    }
+    pub fn parse(text: &str) -> Option<GrantUseKind> {
+        GrantUseKind::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+}
+
+/// One movement of a grant's remainder: `amount` left the grant (negative: came back),
+/// by the posting `transfer` (a charge or capture it paid, a reversal, an expiry, a void;
+/// none for a rollover, which moves no money).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrantUse {
+    pub grant: GrantId,
+    pub account: AccountId,
+    pub transfer: Option<TransferId>,
+    pub kind: GrantUseKind,
+    pub amount: Amount,
+    pub at: Timestamp,
 }
 
 /// The kinds of movement in the journal.
@@ -335,10 +520,16 @@ pub enum TransferKind {
     Refund,
     Reversal,
     Adjustment,
+    /// Credit granted from a system account.
+    Grant,
+    /// A grant's unused remainder moved to breakage at its expiry.
+    Expiry,
+    /// A grant's remainder taken back before use.
+    Void,
 }
 
 impl TransferKind {
-    pub const ALL: [TransferKind; 8] = [
+    pub const ALL: [TransferKind; 11] = [
         TransferKind::Charge,
         TransferKind::Payment,
         TransferKind::Recharge,
@@ -347,6 +538,9 @@ impl TransferKind {
         TransferKind::Refund,
         TransferKind::Reversal,
         TransferKind::Adjustment,
+        TransferKind::Grant,
+        TransferKind::Expiry,
+        TransferKind::Void,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -358,6 +552,9 @@ impl TransferKind {
             TransferKind::Refund => "refund",
             TransferKind::Reversal => "reversal",
             TransferKind::Adjustment => "adjustment",
+            TransferKind::Grant => "grant",
+            TransferKind::Expiry => "expiry",
+            TransferKind::Void => "void",
         }
     }
     pub fn parse(text: &str) -> Option<TransferKind> {
@@ -418,6 +615,8 @@ pub struct Hold {
     pub metadata: Option<String>,
     /// Set once, when the hold leaves `Open`.
     pub resolution: Option<HoldResolution>,
+    /// What of `amount` it reserved on which grants (the rest on the account's own money).
+    pub grant_parts: Vec<(GrantId, Amount)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -82,6 +82,26 @@ pub enum Rejection {
         held: Amount,
     },
 
+    // Grants.
+    /// A grant's kind is 1 to 32 lowercase letters, digits or underscores.
+    GrantKindInvalid,
+    /// A grant's priority is 1 (drawn first) to 1000.
+    GrantPriorityOutOfRange,
+    GrantExpiryMustFollowEffective,
+    /// A grant's scope names at most 16 services, each non-empty.
+    GrantScopeInvalid,
+    /// A rollover keeps a non-negative amount for a positive time.
+    GrantRolloverInvalid,
+    /// Grants go to customers' wallets and subscriber accounts.
+    GrantAccountKind,
+    /// Grants are funded by the grants account or a clearing account (purchased credit).
+    GrantFundingNotAllowed,
+    GrantNotFound,
+    /// The grant is not open: it was used up, expired or voided.
+    GrantClosed,
+    /// Purchased credit is refunded, not voided; a grant with open holds on it waits.
+    GrantNotVoidable,
+
     // Reversals.
     TransferNotFound,
     TransferAlreadyReversed {
@@ -158,6 +178,16 @@ impl Rejection {
             HoldExpired => "hold_expired",
             HoldExpiryMustBeInFuture => "hold_expiry_must_be_in_future",
             CaptureExceedsHold { .. } => "capture_exceeds_hold",
+            GrantKindInvalid => "grant_kind_invalid",
+            GrantPriorityOutOfRange => "grant_priority_out_of_range",
+            GrantExpiryMustFollowEffective => "grant_expiry_must_follow_effective",
+            GrantScopeInvalid => "grant_scope_invalid",
+            GrantRolloverInvalid => "grant_rollover_invalid",
+            GrantAccountKind => "grant_account_kind",
+            GrantFundingNotAllowed => "grant_funding_not_allowed",
+            GrantNotFound => "grant_not_found",
+            GrantClosed => "grant_closed",
+            GrantNotVoidable => "grant_not_voidable",
             TransferNotFound => "transfer_not_found",
             TransferAlreadyReversed { .. } => "transfer_already_reversed",
             ReversalCannotBeReversed => "reversal_cannot_be_reversed",
@@ -206,6 +236,13 @@ impl Rejection {
             HoldNotFound | HoldAlreadyResolved { .. } | HoldExpired => "hold",
             ExistsWithDifferentHold => "hold",
             HoldExpiryMustBeInFuture | ExistsWithDifferentExpiry => "expires_at",
+            GrantKindInvalid | GrantFundingNotAllowed => "kind",
+            GrantPriorityOutOfRange => "priority",
+            GrantExpiryMustFollowEffective => "expires_at",
+            GrantScopeInvalid => "scope",
+            GrantRolloverInvalid => "rollover",
+            GrantAccountKind => "account",
+            GrantNotFound | GrantClosed | GrantNotVoidable => "grant",
             TransferNotFound | TransferAlreadyReversed { .. } => "transfer",
             ReversalCannotBeReversed => "transfer",
             ExistsWithDifferentKind | TransferKindNotAllowed => "kind",
@@ -248,6 +285,19 @@ impl fmt::Display for Rejection {
                 f.write_str("an issue or a recharge goes to a customer of the master wallet's reseller")
             }
             ReasonMustNotBeEmpty => f.write_str("give a reason: it is kept in the audit log"),
+            GrantKindInvalid => f.write_str("a grant's kind is 1 to 32 lowercase letters, digits or underscores"),
+            GrantPriorityOutOfRange => f.write_str("a grant's priority is from 1 (drawn first) to 1000"),
+            GrantExpiryMustFollowEffective => f.write_str("a grant expires after it takes effect, and in the future"),
+            GrantScopeInvalid => f.write_str("a grant's scope names at most 16 services, each non-empty"),
+            GrantRolloverInvalid => f.write_str("a rollover keeps a non-negative amount for a positive time"),
+            GrantAccountKind => f.write_str("grants go to a customer's wallet or subscriber accounts"),
+            GrantFundingNotAllowed => {
+                f.write_str("a grant is funded by the grants account, or a clearing account when purchased")
+            }
+            GrantClosed => f.write_str("the grant was used up, expired or voided"),
+            GrantNotVoidable => {
+                f.write_str("purchased credit is refunded, not voided; a grant with open holds on it cannot be voided")
+            }
             other => {
                 // The code is the sentence: "account_not_found" -> "account not found".
                 f.write_str(&other.code().replace('_', " "))

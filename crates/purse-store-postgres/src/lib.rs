@@ -43,6 +43,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0011_tenancy", include_str!("../migrations/0011_tenancy.sql")),
     ("0012_user_disabled", include_str!("../migrations/0012_user_disabled.sql")),
     ("0013_rating", include_str!("../migrations/0013_rating.sql")),
+    ("0014_grants", include_str!("../migrations/0014_grants.sql")),
 ];
 
 /// Any arbitrary constant: the advisory lock that serializes concurrent migrations.
@@ -209,6 +210,7 @@ fn account_from_row(r: &Row) -> StoreResult<Account> {
         created_at: Timestamp(r.get(16)),
         last_transfer: opt_id(r.get(17)).map(TransferId),
         uninvoiced: Amount(r.get(18)),
+        grants: Vec::new(),
     })
 }
 
@@ -282,6 +284,7 @@ fn hold_from_row(r: &Row) -> StoreResult<Hold> {
         service: r.get(8),
         metadata: r.get(9),
         resolution,
+        grant_parts: codec::parse_grant_parts(r.get(16))?,
     })
 }
 
@@ -346,7 +349,8 @@ impl Store for PgStore {
         let row = c
             .query_one(
                 "SELECT (SELECT max(id) FROM parties), (SELECT max(id) FROM accounts), \
-                 (SELECT max(id) FROM transfers), (SELECT max(id) FROM holds), (SELECT max(id) FROM outbox)",
+                 (SELECT GREATEST(max(id), (SELECT max(id) FROM grants)) FROM transfers), (SELECT max(id) FROM holds), \
+                 (SELECT max(id) FROM outbox)",
                 &[],
             )
             .map_err(err)?;
@@ -446,6 +450,7 @@ impl Store for PgStore {
     fn write(&mut self, out: &BatchOutput) -> StoreResult<()> {
         let c = self.link.get()?;
         write_output(c, out).map_err(err)?;
+        purse_store::grants::write(&mut db::Pg(c), out)?;
         purse_store::invoices::write_issues(&mut db::Pg(c), &out.invoices)
     }
 
@@ -575,7 +580,7 @@ fn write_output(c: &mut Client, out: &BatchOutput) -> Result<(), postgres::Error
         let r = h.resolution.as_ref();
         c.execute(
             &format!(
-                "INSERT INTO holds ({HOLD_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16) \
+                "INSERT INTO holds ({HOLD_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17) \
                  ON CONFLICT (id) DO UPDATE SET state = excluded.state, resolved_at = excluded.resolved_at, \
                  resolution_client_id = excluded.resolution_client_id, captured = excluded.captured, \
                  capture_transfer_id = excluded.capture_transfer_id, \
@@ -598,6 +603,7 @@ fn write_output(c: &mut Client, out: &BatchOutput) -> Result<(), postgres::Error
                 &r.and_then(|r| r.transfer.map(|t| id_to_db(t.0))),
                 &codec::tenant(h.client_id.tenant()),
                 &r.and_then(|r| r.client_id.as_ref()).map_or_else(String::new, |c| codec::tenant(c.tenant())),
+                &codec::grant_parts(&h.grant_parts),
             ],
         )?;
     }
@@ -805,6 +811,21 @@ impl PgReader {
         let result = link.get().and_then(f);
         link.check(result)
     }
+
+    /// Accounts read by `f` with their open grants, from one snapshot.
+    fn with_grants(&self, f: impl FnOnce(&mut Client) -> StoreResult<Vec<Account>>) -> StoreResult<Vec<Account>> {
+        self.with(|c| {
+            c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").map_err(err)?;
+            let read = f(c).and_then(|mut accounts| {
+                purse_store::grants::attach(&mut db::Pg(c), &mut accounts)?;
+                Ok(accounts)
+            });
+            let end = c.batch_execute(if read.is_ok() { "COMMIT" } else { "ROLLBACK" }).map_err(err);
+            let accounts = read?;
+            end?;
+            Ok(accounts)
+        })
+    }
 }
 
 fn mismatches(c: &mut Client, sql: &str) -> StoreResult<Vec<(AccountId, i64, i128)>> {
@@ -831,10 +852,13 @@ impl Reader for PgReader {
     }
 
     fn account(&self, id: AccountId) -> StoreResult<Option<Account>> {
-        self.with(|c| {
+        self.with_grants(|c| {
             let sql = format!("{ACCOUNT_SELECT} WHERE a.id = $1");
-            c.query_opt(&sql, &[&id_to_db(id.0)]).map_err(err)?.as_ref().map(account_from_row).transpose()
+            let found =
+                c.query_opt(&sql, &[&id_to_db(id.0)]).map_err(err)?.as_ref().map(account_from_row).transpose()?;
+            Ok(found.into_iter().collect())
         })
+        .map(|mut v| v.pop())
     }
 
     fn accounts(&self) -> StoreResult<Vec<Account>> {
@@ -862,7 +886,7 @@ impl Reader for PgReader {
     }
 
     fn accounts_of(&self, party: PartyId) -> StoreResult<Vec<Account>> {
-        self.with(|c| {
+        self.with_grants(|c| {
             rows(
                 c,
                 &format!("{ACCOUNT_SELECT} WHERE a.party_id = $1 ORDER BY a.id"),

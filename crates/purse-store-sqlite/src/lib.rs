@@ -39,6 +39,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0011_tenancy", include_str!("../migrations/0011_tenancy.sql")),
     ("0012_user_disabled", include_str!("../migrations/0012_user_disabled.sql")),
     ("0013_rating", include_str!("../migrations/0013_rating.sql")),
+    ("0014_grants", include_str!("../migrations/0014_grants.sql")),
 ];
 
 /// Page cache of the writer's connection: large enough that the balances and the hot
@@ -150,6 +151,7 @@ fn account_from_row(r: &Row<'_>) -> rusqlite::Result<Account> {
         created_at: Timestamp(r.get(16)?),
         last_transfer: opt_id(r.get(17)?).map(TransferId),
         uninvoiced: Amount(r.get(18)?),
+        grants: Vec::new(),
     })
 }
 
@@ -225,6 +227,7 @@ fn hold_from_row(r: &Row<'_>) -> rusqlite::Result<Hold> {
         service: r.get(8)?,
         metadata: r.get(9)?,
         resolution: resolution.transpose()?,
+        grant_parts: conv(codec::parse_grant_parts(&r.get::<_, String>(16)?))?,
     })
 }
 
@@ -322,7 +325,9 @@ impl Store for SqliteStore {
         let next = purse_core::NextIds {
             party: next("parties")?,
             account: next("accounts")?,
-            transfer: next("transfers")?,
+            // Grants are numbered in the postings' sequence (a rolled-over one takes an id no
+            // posting has).
+            transfer: next("transfers")?.max(next("grants")?),
             hold: next("holds")?,
             event: next("outbox")?,
         };
@@ -434,6 +439,7 @@ impl Store for SqliteStore {
 
     fn write(&mut self, out: &BatchOutput) -> StoreResult<()> {
         write_output(&self.conn, out).map_err(err)?;
+        purse_store::grants::write(&mut db::Lite(&self.conn), out)?;
         purse_store::invoices::write_issues(&mut db::Lite(&self.conn), &out.invoices)
     }
 
@@ -631,7 +637,7 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
     for h in &out.holds {
         let r = h.resolution.as_ref();
         c.prepare_cached(&format!(
-            "INSERT INTO holds ({HOLD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) \
+            "INSERT INTO holds ({HOLD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) \
              ON CONFLICT (id) DO UPDATE SET state = excluded.state, resolved_at = excluded.resolved_at, \
              resolution_client_id = excluded.resolution_client_id, captured = excluded.captured, \
              capture_transfer_id = excluded.capture_transfer_id, \
@@ -654,6 +660,7 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
             r.and_then(|r| r.transfer.map(|t| id_to_db(t.0))),
             codec::tenant(h.client_id.tenant()),
             r.and_then(|r| r.client_id.as_ref()).map_or_else(String::new, |c| codec::tenant(c.tenant())),
+            codec::grant_parts(&h.grant_parts),
         ])?;
     }
     let mut event = c.prepare_cached(
@@ -723,6 +730,18 @@ impl SqliteReader {
         f(&conn).map_err(err)
     }
 
+    /// Accounts read by `f` with their open grants, from one snapshot.
+    fn with_grants(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<Vec<Account>>) -> StoreResult<Vec<Account>> {
+        let conn = self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        conn.execute_batch("BEGIN").map_err(err)?;
+        let read = f(&conn).map_err(err).and_then(|mut accounts| {
+            purse_store::grants::attach(&mut db::Lite(&conn), &mut accounts)?;
+            Ok(accounts)
+        });
+        conn.execute_batch("COMMIT").map_err(err)?;
+        read
+    }
+
     fn mismatches(c: &Connection, sql: &str) -> rusqlite::Result<Vec<(AccountId, i64, i128)>> {
         let mut s = c.prepare(sql)?;
         let rows = s.query_map([], |r| {
@@ -745,11 +764,14 @@ impl Reader for SqliteReader {
     }
 
     fn account(&self, id: AccountId) -> StoreResult<Option<Account>> {
-        self.with(|c| {
-            c.prepare_cached(&format!("{ACCOUNT_SELECT} WHERE a.id = ?"))?
+        self.with_grants(|c| {
+            let found = c
+                .prepare_cached(&format!("{ACCOUNT_SELECT} WHERE a.id = ?"))?
                 .query_row([id_to_db(id.0)], account_from_row)
-                .optional()
+                .optional()?;
+            Ok(found.into_iter().collect())
         })
+        .map(|mut v| v.pop())
     }
 
     fn accounts(&self) -> StoreResult<Vec<Account>> {
@@ -790,7 +812,7 @@ impl Reader for SqliteReader {
     }
 
     fn accounts_of(&self, party: PartyId) -> StoreResult<Vec<Account>> {
-        self.with(|c| {
+        self.with_grants(|c| {
             let mut s = c.prepare_cached(&format!("{ACCOUNT_SELECT} WHERE a.party_id = ? ORDER BY a.id"))?;
             let rows = s.query_map([id_to_db(party.0)], account_from_row)?;
             rows.collect()

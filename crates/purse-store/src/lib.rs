@@ -15,6 +15,7 @@ pub mod access;
 pub mod alert_sql;
 pub mod alerts;
 pub mod credit;
+pub mod grants;
 pub mod invoices;
 pub mod payments;
 pub mod rating;
@@ -34,6 +35,7 @@ pub use alerts::{
 pub use credit::{
     AuditEntry, AuditQuery, ClassRecord, CreditPolicy, CreditStore, MaxIncrease, TransferSetting, Visible,
 };
+pub use grants::{GrantQuery, GrantStore};
 pub use invoices::{AllocationRecord, BillingSettings, Db, InvoiceAccount, InvoiceStore, Transact, VoidRefusal};
 pub use payments::{
     InvoiceKind, InvoiceRecord, InvoiceStatus, NewReceipt, NewRecharge, PaymentStore, ReceiptRecord, RechargeReason,
@@ -118,6 +120,27 @@ pub trait Store: Send {
     fn purge_responses(&mut self, before: Timestamp) -> StoreResult<u64>;
     /// Runs `f` on the open batch transaction (rows written with a batch's commands).
     fn in_batch(&mut self, f: &mut dyn FnMut(&mut dyn Db) -> StoreResult<()>) -> StoreResult<()>;
+    /// Puts each loaded account's open grants in it.
+    fn attach_grants(&mut self, accounts: &mut [Account]) -> StoreResult<()> {
+        if accounts.iter().all(Account::is_system) {
+            return Ok(());
+        }
+        self.in_batch(&mut |db| grants::attach(db, accounts))
+    }
+    /// Which grants paid how much of these transfers (charges a reversal gives back).
+    fn load_grant_parts(
+        &mut self,
+        transfers: &[TransferId],
+    ) -> StoreResult<Vec<(TransferId, purse_core::GrantId, Amount)>> {
+        let mut out = Vec::new();
+        if !transfers.is_empty() {
+            self.in_batch(&mut |db| {
+                out = grants::parts_of(db, transfers)?;
+                Ok(())
+            })?;
+        }
+        Ok(out)
+    }
 }
 
 /// The response to an API request made with an `Idempotency-Key`, kept so that a retry
@@ -365,7 +388,8 @@ pub mod columns {
     pub const RECHARGE_COLUMNS: &str =
         "id, party_id, method, reason, amount, currency, status, created_at, day, intent, transfer_id, invoice_id, error, finished_at";
     pub const HOLD_COLUMNS: &str = "id, client_id, account_id, amount, currency, created_at, expires_at, state, \
-         service, metadata, resolved_at, resolution_client_id, captured, capture_transfer_id, client_tenant, resolution_client_tenant";
+         service, metadata, resolved_at, resolution_client_id, captured, capture_transfer_id, client_tenant, resolution_client_tenant, \
+         grant_parts";
 }
 
 /// How records are spelled in database columns, shared by every backend so that both
@@ -404,6 +428,8 @@ pub mod codec {
             SystemRole::CashClearing => "cash_clearing",
             SystemRole::BankClearing => "bank_clearing",
             SystemRole::Adjustments => "adjustments",
+            SystemRole::Grants => "grants",
+            SystemRole::Breakage => "breakage",
         }
     }
 
@@ -617,6 +643,27 @@ pub mod codec {
     }
 
     /// Thresholds as comma-separated units: `"10000,5000"`.
+    /// What a hold reserved on grants, as one column: `12:500,14:250`.
+    pub fn grant_parts(parts: &[(purse_core::GrantId, Amount)]) -> String {
+        let parts: Vec<String> = parts.iter().map(|(g, a)| format!("{}:{}", g.0, a.0)).collect();
+        parts.join(",")
+    }
+
+    pub fn parse_grant_parts(text: &str) -> StoreResult<Vec<(purse_core::GrantId, Amount)>> {
+        if text.is_empty() {
+            return Ok(Vec::new());
+        }
+        text.split(',')
+            .map(|p| {
+                let (g, a) = p.split_once(':').ok_or_else(|| StoreError::Other(format!("bad grant parts {text:?}")))?;
+                match (g.parse::<u64>(), a.parse::<i64>()) {
+                    (Ok(g), Ok(a)) => Ok((purse_core::GrantId(g), Amount(a))),
+                    _ => Err(StoreError::Other(format!("bad grant parts {text:?}"))),
+                }
+            })
+            .collect()
+    }
+
     pub fn thresholds(values: &[Amount]) -> String {
         let parts: Vec<String> = values.iter().map(|a| a.0.to_string()).collect();
         parts.join(",")

@@ -21,7 +21,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use purse_engine::{Clock, Engine, EngineConfig};
-use purse_store::{AccessStore, AlertStore, CreditStore, PaymentStore, RatingStore, Reader, Store, StoreError};
+use purse_store::{
+    AccessStore, AlertStore, CreditStore, GrantStore, PaymentStore, RatingStore, Reader, Store, StoreError,
+};
 use serde::Deserialize;
 
 pub use error::Error;
@@ -39,6 +41,7 @@ pub struct Opened {
     pub payments: Arc<dyn PaymentStore>,
     pub credit: Arc<dyn CreditStore>,
     pub rating: Arc<dyn RatingStore>,
+    pub grants: Arc<dyn GrantStore>,
     pub url: String,
 }
 
@@ -50,9 +53,12 @@ pub struct Side {
     pub payments: Arc<dyn PaymentStore>,
     pub credit: Arc<dyn CreditStore>,
     pub rating: Arc<dyn RatingStore>,
+    pub grants: Arc<dyn GrantStore>,
 }
 
-fn side<R: Reader + AccessStore + AlertStore + PaymentStore + CreditStore + RatingStore + 'static>(reader: R) -> Side {
+fn side<R: Reader + AccessStore + AlertStore + PaymentStore + CreditStore + RatingStore + GrantStore + 'static>(
+    reader: R,
+) -> Side {
     let reader = Arc::new(reader);
     Side {
         reader: reader.clone(),
@@ -60,7 +66,8 @@ fn side<R: Reader + AccessStore + AlertStore + PaymentStore + CreditStore + Rati
         alerts: reader.clone(),
         payments: reader.clone(),
         credit: reader.clone(),
-        rating: reader,
+        rating: reader.clone(),
+        grants: reader,
     }
 }
 
@@ -86,6 +93,7 @@ pub fn open_store(url: &str) -> Result<Opened, StoreError> {
         payments: shared.payments,
         credit: shared.credit,
         rating: shared.rating,
+        grants: shared.grants,
         url: url.to_owned(),
     })
 }

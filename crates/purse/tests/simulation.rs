@@ -13,13 +13,15 @@
 
 mod common;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use common::*;
 use purse::ids::Rng;
+use purse_core::command::NewGrant;
 use purse_core::{
-    AccountId, AdjustDirection, Amount, Billing, ChangeNote, Command, CommandResult, CurrencyCode, HoldId, Item, Money,
-    NewAccountKind, NewCharge, Outcome, PartyId, PaymentMethod, Rejection, Timestamp, TransferId, TransferKind,
+    AccountId, AdjustDirection, Amount, Billing, ChangeNote, Command, CommandResult, CurrencyCode, GrantId, HoldId,
+    Item, Money, NewAccountKind, NewCharge, Outcome, PartyId, PaymentMethod, Rejection, Rollover, SystemRole,
+    Timestamp, TransferId, TransferKind,
 };
 use purse_engine::{EngineConfig, Eviction};
 
@@ -58,6 +60,31 @@ struct MParty {
     invoiced_until: Option<i64>,
 }
 
+/// A credit grant as the model keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct MGrant {
+    account: AccountId,
+    priority: u32,
+    effective: i64,
+    expires: Option<i64>,
+    /// The one service it may pay for, or any.
+    scope: Option<&'static str>,
+    remaining: i128,
+    reserved: i128,
+    open: bool,
+    /// Free credit (voidable), not purchased.
+    free: bool,
+    rollover: Option<(i128, i64)>,
+}
+
+/// What a spend may take from grants, as the ledger's `Spend`.
+#[derive(Clone, Copy)]
+enum Use {
+    Shown,
+    Service(Option<&'static str>),
+    Cash,
+}
+
 /// The reference model: plain integers and maps, no cleverness.
 #[derive(Default)]
 struct Model {
@@ -71,7 +98,17 @@ struct Model {
     /// Transfers that may be reversed.
     transfers: HashMap<TransferId, MTransfer>,
     posted_count: u64,
+    /// Ids of the postings' sequence taken without a posting (rolled-over grants).
+    silent_ids: u64,
     eur: bool,
+    grants: BTreeMap<GrantId, MGrant>,
+    /// What each hold reserved on grants, and each charge took from them.
+    hold_parts: HashMap<HoldId, Vec<(GrantId, i128)>>,
+    charge_parts: HashMap<TransferId, Vec<(GrantId, i128)>>,
+    /// How many holds reserved on grants (for the run's summary).
+    held_on_grants: u64,
+    /// The service of each open hold.
+    hold_service: HashMap<HoldId, Option<&'static str>>,
 }
 
 /// A posted transfer as the model keeps it: debit, credit, amount, reversed, is a charge.
@@ -91,23 +128,116 @@ impl Model {
         self.holds.values().filter(|h| h.0 == id && h.2 <= now).map(|h| h.1).sum()
     }
 
-    fn own(&self, id: AccountId, now: i64) -> i128 {
-        let a = &self.accounts[&id];
-        a.balance + self.children(id) - (a.reserved - self.expired_reserved(id, now)) + self.effective_limit(a, now)
+    fn in_force(g: &MGrant, now: i64) -> bool {
+        g.open && g.effective <= now && g.expires.is_none_or(|e| now < e)
     }
 
-    fn available(&self, id: AccountId, now: i64) -> i128 {
-        match self.accounts[&id].kind {
-            Kind::SubCredit { parent } => self.own(id, now).min(self.own(parent, now)),
-            _ => self.own(id, now),
+    fn usable(g: &MGrant, spend: Use) -> bool {
+        match spend {
+            Use::Shown => true,
+            Use::Service(service) => g.scope.is_none() || g.scope == service,
+            Use::Cash => false,
         }
     }
 
+    /// The grant money of `id` a spend may not use.
+    fn excluded(&self, id: AccountId, now: i64, spend: Use) -> i128 {
+        self.grants
+            .values()
+            .filter(|g| g.account == id && g.open)
+            .map(|g| {
+                if !Self::in_force(g, now) {
+                    g.remaining
+                } else if !Self::usable(g, spend) {
+                    g.remaining - g.reserved
+                } else {
+                    0
+                }
+            })
+            .sum()
+    }
+
+    fn own(&self, id: AccountId, now: i64, spend: Use) -> i128 {
+        let a = &self.accounts[&id];
+        a.balance + self.children(id) - (a.reserved - self.expired_reserved(id, now)) + self.effective_limit(a, now)
+            - self.excluded(id, now, spend)
+    }
+
+    /// The available balance shown.
+    fn available(&self, id: AccountId, now: i64) -> i128 {
+        self.available_for(id, now, Use::Shown)
+    }
+
+    fn available_for(&self, id: AccountId, now: i64, spend: Use) -> i128 {
+        match self.accounts[&id].kind {
+            Kind::SubCredit { parent } => self.own(id, now, spend).min(self.own(parent, now, Use::Cash)),
+            _ => self.own(id, now, spend),
+        }
+    }
+
+    /// The account's grants in force for `service`, in draw-down order.
+    fn draw_order(&self, id: AccountId, now: i64, service: Option<&'static str>) -> Vec<GrantId> {
+        let mut ids: Vec<GrantId> = self
+            .grants
+            .iter()
+            .filter(|(_, g)| g.account == id && Self::in_force(g, now) && Self::usable(g, Use::Service(service)))
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_by_key(|g| {
+            let grant = &self.grants[g];
+            (grant.priority, grant.expires.unwrap_or(i64::MAX), g.0)
+        });
+        ids
+    }
+
+    /// Takes `amount` from the grants (free part), or reserves it (`reserve`), in order.
+    fn draw(
+        &mut self,
+        id: AccountId,
+        amount: i128,
+        service: Option<&'static str>,
+        now: i64,
+        reserve: bool,
+    ) -> Vec<(GrantId, i128)> {
+        let mut left = amount;
+        let mut parts = Vec::new();
+        for g in self.draw_order(id, now, service) {
+            let grant = self.grants.get_mut(&g).unwrap();
+            let take = (grant.remaining - grant.reserved).min(left);
+            if left == 0 || take <= 0 {
+                continue;
+            }
+            left -= take;
+            if reserve {
+                grant.reserved += take;
+            } else {
+                grant.remaining -= take;
+                if grant.remaining == 0 && grant.reserved == 0 && grant.expires.is_none() {
+                    grant.open = false;
+                }
+            }
+            parts.push((g, take));
+        }
+        parts
+    }
+
+    fn unreserve(&mut self, hold: HoldId) {
+        for (g, part) in self.hold_parts.remove(&hold).unwrap_or_default() {
+            let grant = self.grants.get_mut(&g).unwrap();
+            if grant.open {
+                grant.reserved -= part.min(grant.reserved);
+            }
+        }
+        self.hold_service.remove(&hold);
+    }
+
     fn expire(&mut self, now: i64) {
-        let expired: Vec<HoldId> = self.holds.iter().filter(|(_, h)| h.2 <= now).map(|(id, _)| *id).collect();
+        let mut expired: Vec<HoldId> = self.holds.iter().filter(|(_, h)| h.2 <= now).map(|(id, _)| *id).collect();
+        expired.sort();
         for id in expired {
             let (a, amount, _) = self.holds.remove(&id).unwrap();
             self.accounts.get_mut(&a).unwrap().reserved -= amount;
+            self.unreserve(id);
             self.resolved.insert(id, "expired");
         }
     }
@@ -159,17 +289,19 @@ struct Engines {
     warm: Harness,
     cold: Harness,
     chaos: Option<Harness>,
+    /// Each engine's grants, read from its database.
+    grants: Vec<std::sync::Arc<dyn purse_store::GrantStore>>,
 }
 
 impl Engines {
     fn new(url: impl Fn(&str) -> String, seed: u64) -> Engines {
         let cold = EngineConfig { eviction: Eviction::Everything, ..EngineConfig::default() };
         let chaos = EngineConfig { eviction: Eviction::Random { seed }, ..EngineConfig::default() };
-        Engines {
-            warm: Harness::on(&url("warm")),
-            cold: Harness::with_config(&url("cold"), cold),
-            chaos: Some(Harness::with_config(&url("chaos"), chaos)),
-        }
+        let warm = Harness::on(&url("warm"));
+        let cold = Harness::with_config(&url("cold"), cold);
+        let chaos = Harness::with_config(&url("chaos"), chaos);
+        let grants = [&warm, &cold, &chaos].iter().map(|h| purse::open_side(&h.url).expect("side").grants).collect();
+        Engines { warm, cold, chaos: Some(chaos), grants }
     }
 
     fn all(&self) -> [&Harness; 3] {
@@ -253,6 +385,15 @@ fn run(seed: u64, url: impl Fn(&str) -> String) {
             sim.engines.restart_chaos();
         }
     }
+    let m = &sim.model;
+    eprintln!(
+        "seed {seed}: {} grants ({} closed, {} rolled over), {} charges paid by grants, {} holds on grants",
+        m.grants.len(),
+        m.grants.values().filter(|g| !g.open).count(),
+        m.silent_ids,
+        m.charge_parts.values().filter(|p| !p.is_empty()).count(),
+        m.held_on_grants,
+    );
 }
 
 impl Sim {
@@ -335,8 +476,18 @@ impl Sim {
     fn one_step(&mut self) {
         let roll = self.rng.below(100);
         if roll < 5 {
-            // Time passes: holds expire and temporary increases run out.
-            self.engines.advance((1 + self.rng.below(90)) as i64 * 1_000_000);
+            // Time passes: holds expire, temporary increases and grants run out. Now and
+            // then to the very instant a grant expires, with a restart there.
+            let now = self.now();
+            let next_expiry =
+                self.model.grants.values().filter(|g| g.open).filter_map(|g| g.expires).filter(|e| *e > now).min();
+            match next_expiry {
+                Some(e) if self.rng.chance(40) => {
+                    self.engines.advance(e - now);
+                    self.engines.restart_chaos();
+                }
+                _ => self.engines.advance((1 + self.rng.below(90)) as i64 * 1_000_000),
+            }
             return;
         }
         let now = self.now();
@@ -401,11 +552,12 @@ impl Sim {
                 let account = self.pick(|a| !matches!(a.kind, Kind::Master));
                 let units = if self.rng.chance(4) { 0 } else { self.amount() };
                 let refuse = self.rng.chance(50);
+                let service = self.service();
                 Command::Charge(NewCharge {
                     client_id: self.id(),
                     account,
                     money: self.money(units),
-                    service: Some("voice".into()),
+                    service: service.map(str::to_owned),
                     at: None,
                     metadata: None,
                     refuse_if_insufficient: refuse,
@@ -463,12 +615,13 @@ impl Sim {
                 let account = self.any_account();
                 let units = self.amount();
                 let ttl = (self.rng.below(120) as i64 - 5) * 1_000_000;
+                let service = self.service();
                 Command::Hold {
                     client_id: self.id(),
                     account,
                     money: self.money(units),
                     expires_at: Timestamp(now + ttl),
-                    service: None,
+                    service: service.map(str::to_owned),
                     metadata: None,
                 }
             }
@@ -491,8 +644,70 @@ impl Sim {
                 };
                 Command::Reverse { client_id: self.id(), transfer, metadata: None, note: None }
             }
+            87..=94 => self.new_grant(now),
+            95..=96 => {
+                let (account, grant) = self.some_grant();
+                Command::ExpireGrant { account, grant }
+            }
+            97 => {
+                let (account, grant) = self.some_grant();
+                let reason = (!self.rng.chance(10)).then(|| "granted by mistake".to_owned());
+                Command::VoidGrant { account, grant, note: ChangeNote { by: "sim".into(), reason } }
+            }
             _ => self.retry(),
         }
+    }
+
+    /// The service of a charge or hold: voice mostly, SMS, or none.
+    fn service(&mut self) -> Option<&'static str> {
+        match self.rng.below(8) {
+            0..=4 => Some("voice"),
+            5..=6 => Some("sms"),
+            _ => None,
+        }
+    }
+
+    fn new_grant(&mut self, now: i64) -> Command {
+        let account = self.any_account();
+        let units = if self.rng.chance(5) { 0 } else { self.amount() };
+        let priority = if self.rng.chance(4) { 0 } else { 1 + self.rng.below(3) as u32 * 5 };
+        let effective_at = self.rng.chance(20).then(|| Timestamp(now + self.rng.below(60) as i64 * 1_000_000));
+        let expires_at = self.rng.chance(75).then(|| Timestamp(now + (self.rng.below(300) as i64 - 5) * 1_000_000));
+        let scope = match self.rng.below(3) {
+            0 => vec!["voice".to_owned()],
+            1 => vec!["sms".to_owned()],
+            _ => Vec::new(),
+        };
+        let rollover = (expires_at.is_some() && self.rng.chance(30)).then(|| Rollover {
+            max: Amount(self.rng.below(1000) as i64),
+            valid_for_us: (1 + self.rng.below(120) as i64) * 1_000_000,
+        });
+        let purchased = self.rng.chance(20);
+        let reason = (!self.rng.chance(5)).then(|| "welcome".to_owned());
+        Command::Grant(NewGrant {
+            client_id: self.id(),
+            account,
+            money: self.money(units),
+            kind: if purchased { "purchased" } else { "promotional" }.into(),
+            funding: if purchased { SystemRole::CardClearing } else { SystemRole::Grants },
+            priority,
+            effective_at,
+            expires_at,
+            scope,
+            rollover,
+            note: ChangeNote { by: "sim".into(), reason },
+            metadata: None,
+        })
+    }
+
+    fn some_grant(&mut self) -> (AccountId, GrantId) {
+        let mut ids: Vec<(GrantId, AccountId)> = self.model.grants.iter().map(|(id, g)| (*id, g.account)).collect();
+        ids.sort();
+        if ids.is_empty() || self.rng.chance(8) {
+            return (self.any_account(), GrantId(999_999));
+        }
+        let (grant, account) = ids[self.rng.below(ids.len() as u64) as usize];
+        (account, grant)
     }
 
     fn some_hold(&mut self) -> HoldId {
@@ -526,6 +741,7 @@ impl Sim {
     fn client_key(command: &Command) -> Option<String> {
         match command {
             Command::Charge(c) => Some(c.client_id.as_str().to_owned()),
+            Command::Grant(g) => Some(g.client_id.as_str().to_owned()),
             Command::Payment { client_id, .. }
             | Command::Transfer { client_id, .. }
             | Command::Adjust { client_id, .. }
@@ -679,8 +895,41 @@ impl Sim {
             }
             Command::Charge(c) => {
                 m.spendable(c.account, c.money.amount.0)?;
-                if c.refuse_if_insufficient && m.available(c.account, now) < c.money.amount.0.into() {
+                let spend = Use::Service(service_of(&c.service));
+                if c.refuse_if_insufficient && m.available_for(c.account, now, spend) < c.money.amount.0.into() {
                     return Err("insufficient_funds");
+                }
+                Ok(())
+            }
+            Command::Grant(g) => {
+                if !(1..=1000).contains(&g.priority) {
+                    return Err("grant_priority_out_of_range");
+                }
+                let effective = g.effective_at.map_or(now, |t| t.0);
+                if g.expires_at.is_some_and(|e| e.0 <= effective || e.0 <= now) {
+                    return Err("grant_expiry_must_follow_effective");
+                }
+                if g.note.reason.is_none() {
+                    return Err("reason_must_not_be_empty");
+                }
+                let a = m.spendable(g.account, g.money.amount.0)?;
+                if a.kind == Kind::Master {
+                    return Err("grant_account_kind");
+                }
+                Ok(())
+            }
+            Command::ExpireGrant { account, .. } => m.accounts.get(account).map(|_| ()).ok_or("account_not_found"),
+            Command::VoidGrant { account, grant, note } => {
+                if note.reason.is_none() {
+                    return Err("reason_must_not_be_empty");
+                }
+                m.open_account(*account)?;
+                let g = m.grants.get(grant).filter(|g| g.account == *account && g.open).ok_or("grant_not_found")?;
+                if g.remaining == 0 {
+                    return Err("grant_closed");
+                }
+                if !g.free || g.reserved > 0 {
+                    return Err("grant_not_voidable");
                 }
                 Ok(())
             }
@@ -709,7 +958,7 @@ impl Sim {
                         return Err("not_resellers_customer");
                     }
                 }
-                if m.available(*source, now) < money.amount.0.into() {
+                if m.available_for(*source, now, Use::Cash) < money.amount.0.into() {
                     return Err("insufficient_funds");
                 }
                 Ok(())
@@ -720,12 +969,12 @@ impl Sim {
                 }
                 m.spendable(*account, money.amount.0).map(|_| ())
             }
-            Command::Hold { account, money, expires_at, .. } => {
+            Command::Hold { account, money, expires_at, service, .. } => {
                 m.spendable(*account, money.amount.0)?;
                 if expires_at.0 <= now {
                     return Err("hold_expiry_must_be_in_future");
                 }
-                if m.available(*account, now) < money.amount.0.into() {
+                if m.available_for(*account, now, Use::Service(service_of(service))) < money.amount.0.into() {
                     return Err("insufficient_funds");
                 }
                 Ok(())
@@ -856,6 +1105,61 @@ impl Sim {
                 m.post(Some(c.account), None, c.money.amount.0.into());
                 m.accounts.get_mut(&c.account).unwrap().uninvoiced += i128::from(c.money.amount.0);
                 m.transfers.insert(*transfer, (Some(c.account), None, c.money.amount.0.into(), false, true));
+                let parts = m.draw(c.account, c.money.amount.0.into(), service_of(&c.service), now, false);
+                m.charge_parts.insert(*transfer, parts);
+            }
+            (Command::Grant(g), Outcome::Posted { transfer, .. }) => {
+                assert_eq!(transfer.0, m.posted_count + m.silent_ids + 1, "{ctx}: postings are numbered in order");
+                m.post(None, Some(g.account), g.money.amount.0.into());
+                let grant = MGrant {
+                    account: g.account,
+                    priority: g.priority,
+                    effective: g.effective_at.map_or(now, |t| t.0),
+                    expires: g.expires_at.map(|t| t.0),
+                    scope: g.scope.first().map(|s| service_of(&Some(s.clone())).expect("a known service")),
+                    remaining: g.money.amount.0.into(),
+                    reserved: 0,
+                    open: true,
+                    free: g.funding == SystemRole::Grants,
+                    rollover: g.rollover.map(|r| (i128::from(r.max.0), r.valid_for_us)),
+                };
+                m.grants.insert(GrantId(transfer.0), grant);
+            }
+            (Command::ExpireGrant { account, grant }, Outcome::AccountUpdated { .. }) => {
+                let due = m
+                    .grants
+                    .get(grant)
+                    .filter(|g| g.account == *account && g.open && g.expires.is_some_and(|e| e <= now));
+                if let Some(g) = due.cloned() {
+                    let rolled = g.rollover.map_or(0, |(max, _)| max.min(g.remaining));
+                    let breakage = g.remaining - rolled;
+                    if breakage > 0 {
+                        m.post(Some(*account), None, breakage);
+                    }
+                    let closed = m.grants.get_mut(grant).unwrap();
+                    (closed.open, closed.remaining, closed.reserved) = (false, 0, 0);
+                    if let (Some((_, valid_for)), true) = (g.rollover, rolled > 0) {
+                        let id = GrantId(m.posted_count + m.silent_ids + 1);
+                        m.silent_ids += 1;
+                        let expires = g.expires.unwrap();
+                        let next = MGrant {
+                            effective: expires,
+                            expires: Some(expires + valid_for),
+                            remaining: rolled,
+                            reserved: 0,
+                            open: true,
+                            rollover: None,
+                            ..g
+                        };
+                        m.grants.insert(id, next);
+                    }
+                }
+            }
+            (Command::VoidGrant { account, grant, .. }, Outcome::Posted { .. }) => {
+                let g = m.grants.get_mut(grant).unwrap();
+                let remaining = g.remaining;
+                (g.open, g.remaining) = (false, 0);
+                m.post(Some(*account), None, remaining);
             }
             (Command::Payment { account, money, .. }, Outcome::Posted { transfer, .. }) => {
                 m.post(None, Some(*account), money.amount.0.into());
@@ -873,21 +1177,31 @@ impl Sim {
                 m.post(debit, credit, money.amount.0.into());
                 m.transfers.insert(*transfer, (debit, credit, money.amount.0.into(), false, false));
             }
-            (Command::Hold { account, money, expires_at, .. }, Outcome::HoldPlaced { hold, .. }) => {
+            (Command::Hold { account, money, expires_at, service, .. }, Outcome::HoldPlaced { hold, .. }) => {
                 m.accounts.get_mut(account).unwrap().reserved += i128::from(money.amount.0);
                 m.holds.insert(*hold, (*account, money.amount.0.into(), expires_at.0));
+                let service = service_of(service);
+                let parts = m.draw(*account, money.amount.0.into(), service, now, true);
+                m.held_on_grants += u64::from(!parts.is_empty());
+                m.hold_parts.insert(*hold, parts);
+                m.hold_service.insert(*hold, service);
             }
             (Command::Capture { hold, amount, .. }, Outcome::HoldCaptured { transfer, .. }) => {
                 let (a, held, _) = m.holds.remove(hold).unwrap();
+                let service = m.hold_service.get(hold).copied().flatten();
+                m.unreserve(*hold);
                 m.accounts.get_mut(&a).unwrap().reserved -= held;
                 let captured = amount.map_or(held, |x| x.0.into());
                 m.post(Some(a), None, captured);
                 m.accounts.get_mut(&a).unwrap().uninvoiced += captured;
                 m.transfers.insert(*transfer, (Some(a), None, captured, false, true));
+                let parts = m.draw(a, captured, service, now, false);
+                m.charge_parts.insert(*transfer, parts);
                 assert!(m.resolved.insert(*hold, "captured").is_none(), "a hold resolves once");
             }
             (Command::Release { hold, .. }, Outcome::HoldReleased { .. }) => {
                 let (a, held, _) = m.holds.remove(hold).unwrap();
+                m.unreserve(*hold);
                 m.accounts.get_mut(&a).unwrap().reserved -= held;
                 assert!(m.resolved.insert(*hold, "released").is_none(), "a hold resolves once");
             }
@@ -899,6 +1213,12 @@ impl Sim {
                 if let (true, Some(d)) = (charge, debit) {
                     let a = m.accounts.get_mut(&d).unwrap();
                     a.uninvoiced = (a.uninvoiced - amount).max(i128::from(i64::MIN));
+                    for (g, part) in m.charge_parts.get(transfer).cloned().unwrap_or_default() {
+                        let grant = m.grants.get_mut(&g).unwrap();
+                        if grant.open {
+                            grant.remaining += part;
+                        }
+                    }
                 }
             }
             other => panic!("{ctx}: unexpected pair {other:?}"),
@@ -924,6 +1244,21 @@ impl Sim {
             snapshots.push(format!("{accounts:?}\n{parties:?}\n{holds:?}"));
         }
         assert!(snapshots.windows(2).all(|w| w[0] == w[1]), "{ctx}: the engines stored different states");
+        let mut ids: Vec<AccountId> = self.model.accounts.keys().copied().collect();
+        ids.sort();
+        let query = purse_store::GrantQuery { accounts: ids, open_only: false, before: None, limit: 100_000 };
+        let stored: Vec<_> = self.engines.grants.iter().map(|g| g.grants(&query).unwrap()).collect();
+        assert!(stored.windows(2).all(|w| w[0] == w[1]), "{ctx}: the engines stored different grants");
+        let got: BTreeMap<GrantId, (AccountId, i128, i128, bool)> = stored[0]
+            .iter()
+            .map(|g| {
+                let open = g.state == purse_core::GrantState::Open;
+                (g.id, (g.account, i128::from(g.remaining.0), i128::from(g.reserved.0), open))
+            })
+            .collect();
+        let want: BTreeMap<GrantId, (AccountId, i128, i128, bool)> =
+            self.model.grants.iter().map(|(id, g)| (*id, (g.account, g.remaining, g.reserved, g.open))).collect();
+        assert_eq!(got, want, "{ctx}: grants");
         let reader = self.engines.warm.engine.reader();
         for (id, a) in &self.model.accounts {
             let stored = reader.account(*id).unwrap().unwrap();
@@ -960,6 +1295,16 @@ impl Sim {
             let stored = reader.hold(*hold).unwrap().unwrap();
             assert_eq!(purse_store::codec::hold_state(stored.state), *state, "{ctx}: hold {hold}");
         }
+    }
+}
+
+/// A command's service as one of the model's words.
+fn service_of(service: &Option<String>) -> Option<&'static str> {
+    match service.as_deref() {
+        None => None,
+        Some("voice") => Some("voice"),
+        Some("sms") => Some("sms"),
+        Some(other) => panic!("the simulation has no service {other:?}"),
     }
 }
 

@@ -1,0 +1,57 @@
+-- Credit grants: credit that is not cash (promotional, purchased, commitment, goodwill),
+-- each with a priority, an effective instant, an optional expiry and scope. Their
+-- remainders are part of their account's balance; grant_uses says what moved each.
+CREATE TABLE grants (
+    id            INTEGER PRIMARY KEY,
+    client_id     TEXT NOT NULL,
+    client_tenant TEXT NOT NULL,
+    account_id    INTEGER NOT NULL REFERENCES accounts (id),
+    kind          TEXT NOT NULL,
+    funding       TEXT NOT NULL,
+    priority      INTEGER NOT NULL,
+    amount        INTEGER NOT NULL CHECK (amount > 0),
+    remaining     INTEGER NOT NULL CHECK (remaining >= 0),
+    reserved      INTEGER NOT NULL CHECK (reserved >= 0 AND reserved <= remaining),
+    effective_at  INTEGER NOT NULL,
+    expires_at    INTEGER,
+    scope         TEXT NOT NULL,
+    rollover_max  INTEGER,
+    rollover_us   INTEGER,
+    state         TEXT NOT NULL CHECK (state IN ('open', 'used_up', 'expired', 'voided')),
+    transfer_id   INTEGER REFERENCES transfers (id),
+    rolled_from   INTEGER REFERENCES grants (id),
+    created_at    INTEGER NOT NULL,
+    closed_at     INTEGER,
+    granted_by    TEXT NOT NULL,
+    reason        TEXT
+);
+CREATE INDEX grants_open ON grants (account_id) WHERE state = 'open';
+CREATE INDEX grants_account ON grants (account_id, id);
+CREATE INDEX grants_expiring ON grants (expires_at) WHERE state = 'open';
+CREATE UNIQUE INDEX grants_transfer ON grants (transfer_id);
+
+CREATE TABLE grant_uses (
+    grant_id     INTEGER NOT NULL REFERENCES grants (id),
+    account_id   INTEGER NOT NULL REFERENCES accounts (id),
+    transfer_id  INTEGER REFERENCES transfers (id),
+    kind         TEXT NOT NULL CHECK (kind IN ('charge', 'return', 'expiry', 'rollover', 'void')),
+    amount       INTEGER NOT NULL,
+    at           INTEGER NOT NULL
+);
+CREATE INDEX grant_uses_grant ON grant_uses (grant_id);
+CREATE INDEX grant_uses_transfer ON grant_uses (transfer_id);
+
+-- What an open hold reserved on which grants: `grant:amount,…`.
+ALTER TABLE holds ADD COLUMN grant_parts TEXT NOT NULL DEFAULT '';
+
+-- Every currency gets the two new system accounts: where free credit comes from, and
+-- where expired credit goes.
+INSERT INTO accounts (id, client_id, party_id, kind, system_role, parent_id, currency, status, credit_limit,
+                      temp_increase, temp_valid_until, thresholds, created_at, client_tenant)
+SELECT (SELECT COALESCE(MAX(id), 0) FROM accounts) + ROW_NUMBER() OVER (ORDER BY c.code, r.role),
+       NULL, NULL, 'system', r.role, NULL, c.code, 'open', 0, NULL, NULL, '', 0, ''
+FROM currencies c CROSS JOIN (SELECT 'grants' AS role UNION ALL SELECT 'breakage') r
+WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.currency = c.code AND a.system_role = r.role);
+INSERT INTO balances (account_id, balance, reserved, children_balance, last_charge_at, last_transfer_id, uninvoiced)
+SELECT id, 0, 0, 0, NULL, NULL, 0 FROM accounts
+WHERE kind = 'system' AND system_role IN ('grants', 'breakage') AND id NOT IN (SELECT account_id FROM balances);

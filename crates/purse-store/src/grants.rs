@@ -1,0 +1,317 @@
+//! Credit grants and what moved their remainders, written once for both backends over
+//! [`Db`]: the ledger's batch writes them in its transaction ([`write`]), the engine loads
+//! an account's open grants with the account ([`open_of`]), and [`GrantStore`] answers the
+//! application's questions.
+
+use purse_core::{
+    AccountId, Amount, BatchOutput, Grant, GrantId, GrantState, GrantUse, GrantUseKind, Rollover, Timestamp, TransferId,
+};
+
+use crate::codec::{self, id_from_db, id_to_db};
+use crate::credit::Value;
+use crate::invoices::{run_db, Db, Transact};
+use crate::{StoreError, StoreResult};
+
+const GRANT_COLUMNS: &str = "id, client_id, client_tenant, account_id, kind, funding, priority, amount, remaining, \
+     reserved, effective_at, expires_at, scope, rollover_max, rollover_us, state, transfer_id, rolled_from, \
+     created_at, closed_at, granted_by, reason";
+const GRANT_FIELDS: usize = 22;
+const USE_COLUMNS: &str = "grant_id, account_id, transfer_id, kind, amount, at";
+/// Rows per multi-row statement: a handful of sizes, so every statement stays prepared.
+const ROWS: [usize; 4] = [64, 16, 4, 1];
+
+fn int(v: i64) -> Value {
+    Value::Int(Some(v))
+}
+
+fn id(v: u64) -> Value {
+    int(id_to_db(v))
+}
+
+fn text(t: &str) -> Value {
+    Value::Text(Some(t.to_owned()))
+}
+
+fn bad(what: &str) -> StoreError {
+    StoreError::Other(format!("grants: bad {what}"))
+}
+
+/// A grant's scope in one column: services are printable, so a line break separates them.
+fn scope(services: &[String]) -> String {
+    services.join("\n")
+}
+
+fn grant_row(g: &Grant) -> [Value; GRANT_FIELDS] {
+    [
+        id(g.id.0),
+        text(g.client_id.as_str()),
+        text(&codec::tenant(g.client_id.tenant())),
+        id(g.account.0),
+        text(&g.kind),
+        text(codec::system_role(g.funding)),
+        int(i64::from(g.priority)),
+        int(g.amount.0),
+        int(g.remaining.0),
+        int(g.reserved.0),
+        int(g.effective_at.0),
+        Value::Int(g.expires_at.map(|t| t.0)),
+        text(&scope(&g.scope)),
+        Value::Int(g.rollover.map(|r| r.max.0)),
+        Value::Int(g.rollover.map(|r| r.valid_for_us)),
+        text(g.state.as_str()),
+        Value::Int(g.transfer.map(|t| id_to_db(t.0))),
+        Value::Int(g.rolled_from.map(|t| id_to_db(t.0))),
+        int(g.created_at.0),
+        Value::Int(g.closed_at.map(|t| t.0)),
+        text(&g.by),
+        Value::Text(g.reason.clone()),
+    ]
+}
+
+fn grant_from(r: &[Value]) -> StoreResult<Grant> {
+    let rollover = match (r[13].opt_int()?, r[14].opt_int()?) {
+        (Some(max), Some(us)) => Some(Rollover { max: Amount(max), valid_for_us: us }),
+        _ => None,
+    };
+    let services = r[12].text()?;
+    Ok(Grant {
+        id: GrantId(id_from_db(r[0].int()?)),
+        client_id: codec::client_id(&r[2].text()?, &r[1].text()?)?,
+        account: AccountId(id_from_db(r[3].int()?)),
+        kind: r[4].text()?,
+        funding: codec::parse_system_role(&r[5].text()?)?,
+        priority: u32::try_from(r[6].int()?).map_err(|_| bad("priority"))?,
+        amount: Amount(r[7].int()?),
+        remaining: Amount(r[8].int()?),
+        reserved: Amount(r[9].int()?),
+        effective_at: Timestamp(r[10].int()?),
+        expires_at: r[11].opt_int()?.map(Timestamp),
+        scope: if services.is_empty() { Vec::new() } else { services.split('\n').map(str::to_owned).collect() },
+        rollover,
+        state: GrantState::parse(&r[15].text()?).ok_or_else(|| bad("state"))?,
+        transfer: r[16].opt_int()?.map(|t| TransferId(id_from_db(t))),
+        rolled_from: r[17].opt_int()?.map(|t| GrantId(id_from_db(t))),
+        created_at: Timestamp(r[18].int()?),
+        closed_at: r[19].opt_int()?.map(Timestamp),
+        by: r[20].text()?,
+        reason: r[21].opt_text()?,
+    })
+}
+
+fn use_from(r: &[Value]) -> StoreResult<GrantUse> {
+    Ok(GrantUse {
+        grant: GrantId(id_from_db(r[0].int()?)),
+        account: AccountId(id_from_db(r[1].int()?)),
+        transfer: r[2].opt_int()?.map(|t| TransferId(id_from_db(t))),
+        kind: GrantUseKind::parse(&r[3].text()?).ok_or_else(|| bad("use kind"))?,
+        amount: Amount(r[4].int()?),
+        at: Timestamp(r[5].int()?),
+    })
+}
+
+/// `($1,…,$n),($n+1,…)`: `rows` tuples of `width` placeholders.
+fn tuples(rows: usize, width: usize) -> String {
+    let mut sql = String::new();
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for j in 1..=width {
+            if j > 1 {
+                sql.push(',');
+            }
+            sql.push_str(&format!("${}", i * width + j));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// Inserts rows with few statements of a handful of sizes.
+fn insert_all<const N: usize>(db: &mut dyn Db, prefix: &str, suffix: &str, rows: &[[Value; N]]) -> StoreResult<()> {
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let size = ROWS.into_iter().find(|s| *s <= rest.len()).unwrap_or(1);
+        let (chunk, tail) = rest.split_at(size);
+        let sql = format!("{prefix}{}{suffix}", tuples(size, N));
+        let params: Vec<Value> = chunk.iter().flatten().cloned().collect();
+        db.run(&sql, &params)?;
+        rest = tail;
+    }
+    Ok(())
+}
+
+/// `$1,…,$n` for an `IN` list.
+fn list(n: usize) -> String {
+    (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(",")
+}
+
+/// Runs `sql` (with `{}` where the `IN` list goes) over `ids` in chunks of a few sizes.
+fn rows_in(db: &mut dyn Db, sql: &str, ids: &[u64]) -> StoreResult<Vec<Vec<Value>>> {
+    let mut out = Vec::new();
+    let mut rest = ids;
+    while !rest.is_empty() {
+        let size = ROWS.into_iter().find(|s| *s <= rest.len()).unwrap_or(1);
+        let (chunk, tail) = rest.split_at(size);
+        let params: Vec<Value> = chunk.iter().map(|i| id(*i)).collect();
+        out.extend(db.rows(&sql.replace("{}", &list(size)), &params)?);
+        rest = tail;
+    }
+    Ok(out)
+}
+
+/// Writes a batch's grants (made or changed) and their uses, in the batch's transaction.
+pub fn write(db: &mut dyn Db, out: &BatchOutput) -> StoreResult<()> {
+    if !out.grants.is_empty() {
+        let rows: Vec<[Value; GRANT_FIELDS]> = out.grants.iter().map(grant_row).collect();
+        insert_all(
+            db,
+            &format!("INSERT INTO grants ({GRANT_COLUMNS}) VALUES "),
+            " ON CONFLICT (id) DO UPDATE SET remaining = excluded.remaining, reserved = excluded.reserved, \
+             state = excluded.state, closed_at = excluded.closed_at",
+            &rows,
+        )?;
+    }
+    if !out.grant_uses.is_empty() {
+        let rows: Vec<[Value; 6]> = out
+            .grant_uses
+            .iter()
+            .map(|u| {
+                [
+                    id(u.grant.0),
+                    id(u.account.0),
+                    Value::Int(u.transfer.map(|t| id_to_db(t.0))),
+                    text(u.kind.as_str()),
+                    int(u.amount.0),
+                    int(u.at.0),
+                ]
+            })
+            .collect();
+        insert_all(db, &format!("INSERT INTO grant_uses ({USE_COLUMNS}) VALUES "), "", &rows)?;
+    }
+    Ok(())
+}
+
+/// The open grants of these accounts, oldest first: what the ledger keeps with each.
+pub fn open_of(db: &mut dyn Db, accounts: &[AccountId]) -> StoreResult<Vec<Grant>> {
+    let ids: Vec<u64> = accounts.iter().map(|a| a.0).collect();
+    let sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE state = 'open' AND account_id IN ({{}}) ORDER BY id");
+    rows_in(db, &sql, &ids)?.iter().map(|r| grant_from(r)).collect()
+}
+
+/// Puts each account's open grants in it.
+pub fn attach(db: &mut dyn Db, accounts: &mut [purse_core::Account]) -> StoreResult<()> {
+    let ids: Vec<AccountId> = accounts.iter().filter(|a| !a.is_system()).map(|a| a.id).collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut grants = open_of(db, &ids)?;
+    grants.sort_by_key(|g| g.id);
+    for g in grants {
+        if let Some(a) = accounts.iter_mut().find(|a| a.id == g.account) {
+            a.grants.push(g);
+        }
+    }
+    Ok(())
+}
+
+/// Which grants paid how much of these charges.
+pub fn parts_of(db: &mut dyn Db, transfers: &[TransferId]) -> StoreResult<Vec<(TransferId, GrantId, Amount)>> {
+    let ids: Vec<u64> = transfers.iter().map(|t| t.0).collect();
+    let sql = "SELECT transfer_id, grant_id, amount FROM grant_uses WHERE kind = 'charge' AND transfer_id IN ({}) \
+               ORDER BY transfer_id, grant_id";
+    rows_in(db, sql, &ids)?
+        .iter()
+        .map(|r| Ok((TransferId(id_from_db(r[0].int()?)), GrantId(id_from_db(r[1].int()?)), Amount(r[2].int()?))))
+        .collect()
+}
+
+/// Which grants to list.
+#[derive(Clone, Debug, Default)]
+pub struct GrantQuery {
+    /// Only the grants of these accounts (a customer's wallet and subscriber accounts).
+    pub accounts: Vec<AccountId>,
+    /// Only open grants.
+    pub open_only: bool,
+    /// Only grants with an id below this (the cursor of the previous page), newest first.
+    pub before: Option<GrantId>,
+    pub limit: u32,
+}
+
+/// The application's questions about grants.
+pub trait GrantStore: Send + Sync {
+    fn grant(&self, id: GrantId) -> StoreResult<Option<Grant>>;
+    fn grant_by_transfer(&self, transfer: TransferId) -> StoreResult<Option<Grant>>;
+    /// Newest first.
+    fn grants(&self, query: &GrantQuery) -> StoreResult<Vec<Grant>>;
+    /// What moved the grant's remainder, oldest first.
+    fn uses_of(&self, grant: GrantId) -> StoreResult<Vec<GrantUse>>;
+    /// Which grants paid these postings.
+    fn paid_by(&self, transfers: &[TransferId]) -> StoreResult<Vec<GrantUse>>;
+    /// Open grants whose expiry is at or before `at`, soonest first: the sweep's work.
+    fn expiring(&self, at: Timestamp, limit: u32) -> StoreResult<Vec<Grant>>;
+}
+
+impl<T: Transact> GrantStore for T {
+    fn grant(&self, grant: GrantId) -> StoreResult<Option<Grant>> {
+        run_db(self, false, |db| {
+            let sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = $1");
+            db.rows(&sql, &[id(grant.0)])?.first().map(|r| grant_from(r)).transpose()
+        })
+    }
+
+    fn grant_by_transfer(&self, transfer: TransferId) -> StoreResult<Option<Grant>> {
+        run_db(self, false, |db| {
+            let sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE transfer_id = $1");
+            db.rows(&sql, &[id(transfer.0)])?.first().map(|r| grant_from(r)).transpose()
+        })
+    }
+
+    fn grants(&self, q: &GrantQuery) -> StoreResult<Vec<Grant>> {
+        if q.accounts.is_empty() {
+            return Ok(Vec::new());
+        }
+        run_db(self, false, |db| {
+            let n = q.accounts.len();
+            let mut params: Vec<Value> = q.accounts.iter().map(|a| id(a.0)).collect();
+            let mut sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE account_id IN ({})", list(n));
+            if q.open_only {
+                sql.push_str(" AND state = 'open'");
+            }
+            if let Some(before) = q.before {
+                params.push(id(before.0));
+                sql.push_str(&format!(" AND id < ${}", params.len()));
+            }
+            params.push(int(i64::from(q.limit)));
+            sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}", params.len()));
+            db.rows(&sql, &params)?.iter().map(|r| grant_from(r)).collect()
+        })
+    }
+
+    fn uses_of(&self, grant: GrantId) -> StoreResult<Vec<GrantUse>> {
+        run_db(self, false, |db| {
+            let sql =
+                format!("SELECT {USE_COLUMNS} FROM grant_uses WHERE grant_id = $1 ORDER BY at, transfer_id NULLS LAST");
+            db.rows(&sql, &[id(grant.0)])?.iter().map(|r| use_from(r)).collect()
+        })
+    }
+
+    fn paid_by(&self, transfers: &[TransferId]) -> StoreResult<Vec<GrantUse>> {
+        run_db(self, false, |db| {
+            let ids: Vec<u64> = transfers.iter().map(|t| t.0).collect();
+            let sql = format!("SELECT {USE_COLUMNS} FROM grant_uses WHERE transfer_id IN ({{}}) ORDER BY grant_id");
+            rows_in(db, &sql, &ids)?.iter().map(|r| use_from(r)).collect()
+        })
+    }
+
+    fn expiring(&self, at: Timestamp, limit: u32) -> StoreResult<Vec<Grant>> {
+        run_db(self, false, |db| {
+            let sql = format!(
+                "SELECT {GRANT_COLUMNS} FROM grants WHERE state = 'open' AND expires_at <= $1 \
+                 ORDER BY expires_at, id LIMIT $2"
+            );
+            db.rows(&sql, &[int(at.0), int(i64::from(limit))])?.iter().map(|r| grant_from(r)).collect()
+        })
+    }
+}

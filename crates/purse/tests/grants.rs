@@ -1,0 +1,273 @@
+//! Credit grants in the ledger (issue 21): draw-down order, scope, holds, expiry and
+//! breakage, rollover, void, reversal, traceability, on both backends.
+
+mod common;
+
+use common::*;
+use purse_core::command::NewGrant;
+use purse_core::{
+    AccountId, Amount, ChangeNote, Command, GrantId, GrantState, GrantUseKind, Outcome, Rejection, Rollover,
+    SystemRole, Timestamp, TransferId,
+};
+use purse_store::GrantStore;
+
+const DAY_US: i64 = 86_400_000_000;
+
+struct Grants {
+    h: Harness,
+    store: std::sync::Arc<dyn GrantStore>,
+}
+
+impl Grants {
+    fn on(url: &str) -> Grants {
+        let h = Harness::on(url);
+        let store = purse::open_side(url).expect("side opens").grants;
+        Grants { h, store }
+    }
+
+    fn new_grant(&self, account: AccountId, amount: &str, priority: u32, expires_in_days: Option<i64>) -> NewGrant {
+        NewGrant {
+            client_id: self.h.next_id("grant"),
+            account,
+            money: self.h.usd(amount),
+            kind: "promotional".into(),
+            funding: SystemRole::Grants,
+            priority,
+            effective_at: None,
+            expires_at: expires_in_days.map(|d| self.h.now().plus_micros(d * DAY_US)),
+            scope: Vec::new(),
+            rollover: None,
+            note: ChangeNote { by: "user ann@example.com".into(), reason: Some("welcome".into()) },
+            metadata: None,
+        }
+    }
+
+    fn grant(&self, g: NewGrant) -> GrantId {
+        match self.h.run(Command::Grant(g)) {
+            Ok(Outcome::Posted { transfer, .. }) => GrantId(transfer.0),
+            other => panic!("grant: {other:?}"),
+        }
+    }
+
+    fn remaining(&self, g: GrantId) -> i64 {
+        self.store.grant(g).unwrap().expect("grant stored").remaining.0
+    }
+
+    fn charge(&self, account: AccountId, amount: &str, service: &str, refuse: bool) -> Result<TransferId, Rejection> {
+        let Command::Charge(mut c) = self.h.charge_cmd(account, amount, refuse) else { unreachable!() };
+        c.service = Some(service.into());
+        match self.h.run(Command::Charge(c))? {
+            Outcome::Posted { transfer, .. } => Ok(transfer),
+            other => panic!("charge: {other:?}"),
+        }
+    }
+
+    fn paid_by(&self, t: TransferId) -> Vec<(GrantId, i64)> {
+        self.store.paid_by(&[t]).unwrap().into_iter().map(|u| (u.grant, u.amount.0)).collect()
+    }
+
+    fn sweep(&self) {
+        for g in self.store.expiring(self.h.now(), 100).unwrap() {
+            self.h.run(Command::ExpireGrant { account: g.account, grant: g.id }).unwrap();
+        }
+    }
+
+    fn available(&self, a: AccountId) -> i64 {
+        self.h.parts(a).2
+    }
+}
+
+fn each_backend(name: &str, test: impl Fn(&Grants)) {
+    for url in both_backends(name) {
+        let g = Grants::on(&url);
+        test(&g);
+        g.h.assert_consistent();
+    }
+}
+
+#[test]
+fn issue_21_charges_draw_grants_by_priority_then_soonest_expiry_then_age_within_their_scope() {
+    each_backend("grants_order", |s| {
+        let a = s.h.customer("0");
+        s.h.pay(a, "10.00").unwrap();
+        let later = s.grant(s.new_grant(a, "5.00", 10, Some(30)));
+        let first = s.grant(s.new_grant(a, "3.00", 5, None));
+        let sooner = s.grant(s.new_grant(a, "4.00", 10, Some(10)));
+        let mut voice = s.new_grant(a, "2.00", 1, None);
+        voice.scope = vec!["voice".into()];
+        let voice = s.grant(voice);
+        assert_eq!(s.available(a), 2_400, "cash and every grant in force");
+
+        // An SMS may not use the voice grant: priority 5 first, then the sooner expiry.
+        let t = s.charge(a, "6.00", "sms", false).unwrap();
+        assert_eq!(s.paid_by(t), vec![(first, 300), (sooner, 300)]);
+        assert_eq!(
+            (s.remaining(first), s.remaining(sooner), s.remaining(later), s.remaining(voice)),
+            (0, 100, 500, 200)
+        );
+        assert_eq!(s.store.grant(first).unwrap().unwrap().state, GrantState::UsedUp);
+        // Voice: its own grant first (priority 1), then the sooner one, then the later one.
+        let t = s.charge(a, "4.00", "voice", false).unwrap();
+        assert_eq!(s.paid_by(t), vec![(later, 100), (sooner, 100), (voice, 200)]);
+        assert_eq!(s.available(a), 1_400);
+        // The cash is untouched: 10.00 of the 14.00 left is the customer's own.
+        assert_eq!(s.h.parts(a).0, 1_400);
+        // Grant money never leaves by a transfer: only cash moves.
+        let b = s.h.customer("0");
+        assert_eq!(rejected(&s.h.transfer(a, b, "10.01")), "insufficient_funds");
+
+        // What a grant paid, and what it was granted with.
+        let uses = s.store.uses_of(sooner).unwrap();
+        assert_eq!(
+            uses.iter().map(|u| (u.kind, u.amount.0)).collect::<Vec<_>>(),
+            vec![(GrantUseKind::Charge, 300), (GrantUseKind::Charge, 100)]
+        );
+        let g = s.store.grant(later).unwrap().unwrap();
+        assert_eq!(
+            (g.kind.as_str(), g.by.as_str(), g.reason.as_deref()),
+            ("promotional", "user ann@example.com", Some("welcome"))
+        );
+    });
+}
+
+#[test]
+fn issue_21_an_expired_grant_never_counts_however_late_the_sweep_and_its_remainder_goes_to_breakage() {
+    each_backend("grants_expiry", |s| {
+        let a = s.h.customer("0");
+        s.h.pay(a, "1.00").unwrap();
+        let g = s.grant(s.new_grant(a, "5.00", 10, Some(1)));
+        s.charge(a, "2.00", "voice", true).unwrap();
+        assert_eq!(s.available(a), 400);
+        // At the instant of expiry, before any sweep: only the cash is left.
+        s.h.clock.set(s.h.now().plus_micros(DAY_US));
+        assert_eq!(s.available(a), 100);
+        assert_eq!(rejected(&s.h.run(s.h.charge_cmd(a, "1.01", true))), "insufficient_funds");
+        s.charge(a, "1.00", "voice", true).unwrap();
+        assert_eq!(s.remaining(g), 300, "the charge at expiry took nothing from the expired grant");
+        // A restart at the expiry instant agrees (nothing cached).
+        let url = s.h.url.clone();
+        let restarted = Grants { h: Harness::on(&url), store: purse::open_side(&url).unwrap().grants };
+        restarted.h.clock.set(s.h.now());
+        assert_eq!(rejected(&restarted.h.run(restarted.h.charge_cmd(a, "0.01", true))), "insufficient_funds");
+        restarted.h.engine.shutdown();
+        // The sweep moves the remainder out; a second sweep does nothing.
+        s.sweep();
+        s.h.run(Command::ExpireGrant { account: a, grant: g }).unwrap();
+        let closed = s.store.grant(g).unwrap().unwrap();
+        assert_eq!((closed.state, closed.remaining.0), (GrantState::Expired, 0));
+        let uses = s.store.uses_of(g).unwrap();
+        assert_eq!(uses.last().map(|u| (u.kind, u.amount.0)), Some((GrantUseKind::Expiry, 300)));
+        assert_eq!(s.h.parts(a), (0, 0, 0));
+    });
+}
+
+#[test]
+fn issue_21_holds_reserve_on_the_grants_that_apply_and_a_capture_draws_from_them() {
+    each_backend("grants_holds", |s| {
+        let a = s.h.customer("0");
+        s.h.pay(a, "10.00").unwrap();
+        let mut voice = s.new_grant(a, "10.00", 10, Some(30));
+        voice.scope = vec!["voice".into()];
+        let voice = s.grant(voice);
+        let hold = Command::Hold {
+            client_id: s.h.next_id("hold"),
+            account: a,
+            money: s.h.usd("8.00"),
+            expires_at: s.h.now().plus_micros(60_000_000),
+            service: Some("voice".into()),
+            metadata: None,
+        };
+        let Ok(Outcome::HoldPlaced { hold, .. }) = s.h.run(hold) else { panic!("hold") };
+        assert_eq!(s.store.grant(voice).unwrap().unwrap().reserved.0, 800);
+        // The hold sits on the voice grant, so SMS can still spend all the cash.
+        s.charge(a, "10.00", "sms", true).unwrap();
+        assert_eq!(rejected(&s.h.run(s.h.charge_cmd(a, "2.01", true))), "insufficient_funds");
+        let capture = Command::Capture { client_id: s.h.next_id("capture"), hold, amount: Some(s.h.amount("5.00")) };
+        let Ok(Outcome::HoldCaptured { transfer, .. }) = s.h.run(capture) else { panic!("capture") };
+        assert_eq!(s.paid_by(transfer), vec![(voice, 500)]);
+        let g = s.store.grant(voice).unwrap().unwrap();
+        assert_eq!((g.remaining.0, g.reserved.0), (500, 0));
+    });
+}
+
+#[test]
+fn issue_21_a_reversed_charge_gives_back_to_its_grants_and_staff_void_what_is_left() {
+    each_backend("grants_void", |s| {
+        let a = s.h.customer("0");
+        let g = s.grant(s.new_grant(a, "5.00", 10, None));
+        let t = s.charge(a, "2.00", "voice", false).unwrap();
+        assert_eq!(s.remaining(g), 300);
+        let reverse = Command::Reverse { client_id: s.h.next_id("rev"), transfer: t, metadata: None, note: None };
+        s.h.run(reverse).unwrap();
+        assert_eq!(s.remaining(g), 500);
+        let note = ChangeNote { by: "user ann@example.com".into(), reason: Some("granted by mistake".into()) };
+        let void = Command::VoidGrant { account: a, grant: g, note: note.clone() };
+        assert!(matches!(s.h.run(void.clone()), Ok(Outcome::Posted { .. })));
+        assert_eq!(s.h.parts(a), (0, 0, 0));
+        assert_eq!(s.store.grant(g).unwrap().unwrap().state, GrantState::Voided);
+        assert_eq!(s.h.run(void), Err(Rejection::GrantNotFound));
+        // A grant's posting is not reversed: the grant is voided.
+        let reverse =
+            Command::Reverse { client_id: s.h.next_id("rev"), transfer: TransferId(g.0), metadata: None, note: None };
+        assert_eq!(s.h.run(reverse), Err(Rejection::TransferKindNotAllowed));
+        // Purchased credit is refunded, not voided.
+        let mut bought = s.new_grant(a, "5.00", 10, None);
+        bought.kind = "purchased".into();
+        bought.funding = SystemRole::CardClearing;
+        let bought = s.grant(bought);
+        assert_eq!(s.h.run(Command::VoidGrant { account: a, grant: bought, note }), Err(Rejection::GrantNotVoidable));
+    });
+}
+
+#[test]
+fn issue_21_the_unused_part_rolls_over_up_to_its_maximum_and_the_rest_is_breakage() {
+    each_backend("grants_rollover", |s| {
+        let a = s.h.customer("0");
+        let mut monthly = s.new_grant(a, "10.00", 10, Some(30));
+        monthly.rollover = Some(Rollover { max: s.h.amount("4.00"), valid_for_us: 30 * DAY_US });
+        let g = s.grant(monthly);
+        s.charge(a, "3.00", "voice", false).unwrap();
+        s.h.clock.set(s.h.now().plus_micros(30 * DAY_US));
+        s.sweep();
+        let open =
+            s.store.grants(&purse_store::GrantQuery { accounts: vec![a], open_only: true, before: None, limit: 10 });
+        let open = open.unwrap();
+        assert_eq!(open.len(), 1);
+        let rolled = &open[0];
+        assert_eq!((rolled.remaining.0, rolled.rolled_from), (400, Some(g)));
+        assert_eq!(rolled.expires_at, Some(Timestamp(s.h.now().0 + 30 * DAY_US)));
+        assert_eq!(s.available(a), 400);
+        let kinds: Vec<_> = s.store.uses_of(g).unwrap().iter().map(|u| (u.kind, u.amount.0)).collect();
+        assert_eq!(
+            kinds,
+            vec![(GrantUseKind::Charge, 300), (GrantUseKind::Expiry, 300), (GrantUseKind::Rollover, 400)]
+        );
+        // The rolled-over grant pays the next charge, and ids never collide after a restart.
+        let t = s.charge(a, "1.00", "voice", false).unwrap();
+        assert_eq!(s.paid_by(t), vec![(rolled.id, 100)]);
+        assert!(t.0 > rolled.id.0);
+    });
+}
+
+#[test]
+fn issue_21_bad_grants_are_refused_naming_the_rule() {
+    let s = Grants::on(&sqlite_url());
+    let a = s.h.customer("0");
+    type Change = Box<dyn Fn(&mut NewGrant)>;
+    let cases: Vec<(Change, &str)> = vec![
+        (Box::new(|g| g.kind = "Promo!".into()), "grant_kind_invalid"),
+        (Box::new(|g| g.priority = 0), "grant_priority_out_of_range"),
+        (Box::new(|g| g.expires_at = Some(Timestamp(1))), "grant_expiry_must_follow_effective"),
+        (Box::new(|g| g.scope = vec![" ".into()]), "grant_scope_invalid"),
+        (Box::new(|g| g.rollover = Some(Rollover { max: Amount(1), valid_for_us: 1 })), "grant_rollover_invalid"),
+        (Box::new(|g| g.note.reason = None), "reason_must_not_be_empty"),
+        (Box::new(|g| g.funding = SystemRole::UsageRevenue), "grant_funding_not_allowed"),
+        (Box::new(|g| g.money.amount = Amount(0)), "amount_must_be_positive"),
+    ];
+    for (change, code) in cases {
+        let mut g = s.new_grant(a, "1.00", 10, None);
+        change(&mut g);
+        assert_eq!(rejected(&s.h.run(Command::Grant(g))), code);
+    }
+    assert_eq!(s.h.parts(a), (0, 0, 0));
+}
