@@ -20,6 +20,7 @@ pub mod cards;
 pub mod credit;
 pub mod documents;
 pub mod error;
+pub mod grants;
 pub mod invoices;
 pub mod keys;
 pub mod notifier;
@@ -39,7 +40,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use purse_core::{Currency, CurrencyCode, PartyId, Role, Scope};
 use purse_engine::Engine;
-use purse_store::{AccessStore, AlertStore, CreditStore, PaymentStore, RatingStore};
+use purse_store::{AccessStore, AlertStore, CreditStore, GrantStore, PaymentStore, RatingStore};
 
 pub use error::{AppError, Code, ConfigError};
 
@@ -95,6 +96,8 @@ pub struct App {
     pub credit: Arc<dyn CreditStore>,
     /// Rate plans, their rates and assignments, and charging sessions.
     pub rating: Arc<dyn RatingStore>,
+    /// Credit grants, what they paid, recurring grants.
+    pub grants: Arc<dyn GrantStore>,
     /// Card payments through Stripe, when configured.
     pub cards: Option<Arc<dyn cards::Cards>>,
     pub config: AppConfig,
@@ -110,16 +113,19 @@ pub struct App {
     live_sessions: Mutex<HashMap<u64, purse_store::SessionRow>>,
 }
 
+/// The stores the application reads and writes besides the engine's ledger.
+pub struct Stores {
+    pub access: Arc<dyn AccessStore>,
+    pub alerts: Arc<dyn AlertStore>,
+    pub payments: Arc<dyn PaymentStore>,
+    pub credit: Arc<dyn CreditStore>,
+    pub rating: Arc<dyn RatingStore>,
+    pub grants: Arc<dyn GrantStore>,
+}
+
 impl App {
-    pub fn new(
-        engine: Arc<Engine>,
-        access: Arc<dyn AccessStore>,
-        alerts: Arc<dyn AlertStore>,
-        payments: Arc<dyn PaymentStore>,
-        credit: Arc<dyn CreditStore>,
-        rating: Arc<dyn RatingStore>,
-        config: AppConfig,
-    ) -> App {
+    pub fn new(engine: Arc<Engine>, stores: Stores, config: AppConfig) -> App {
+        let Stores { access, alerts, payments, credit, rating, grants } = stores;
         App {
             engine,
             access,
@@ -127,6 +133,7 @@ impl App {
             payments,
             credit,
             rating,
+            grants,
             cards: None,
             config,
             keys_revoked: std::sync::atomic::AtomicU64::new(0),

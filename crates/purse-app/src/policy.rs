@@ -180,6 +180,14 @@ actions! {
     PutResellerCreditSettings = "putResellerCreditSettings", "set a reseller's maximum possible increase", OPERATOR, Write;
     ListAuditLog = "listAuditLog", "read the audit log", ANYONE, Read;
     ListSchedulerRuns = "listSchedulerRuns", "see the scheduler's runs", OPERATOR, Read;
+    // Credit grants.
+    CreateGrant = "createGrant", "give credit grants", OPERATOR, Write;
+    ListGrants = "listGrants", "see credit grants", ANYONE, Read;
+    GetGrant = "getGrant", "see a credit grant", ANYONE, Read;
+    VoidGrant = "voidGrant", "void credit grants", OPERATOR, Write;
+    CreateAllowance = "createAllowance", "start recurring grants", OPERATOR, Write;
+    ListAllowances = "listAllowances", "see recurring grants", ANYONE, Read;
+    EndAllowance = "endAllowance", "stop recurring grants", OPERATOR, Write;
     // Rating and real-time sessions.
     ListRatePlans = "listRatePlans", "list rate plans", ANYONE, Read;
     CreateRatePlan = "createRatePlan", "create rate plans", STAFF, Write;

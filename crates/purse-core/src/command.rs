@@ -85,6 +85,34 @@ pub struct NewGrant {
     pub metadata: Option<String>,
 }
 
+impl NewGrant {
+    /// The grant this makes, known by `transfer`, the posting that brings its money in.
+    pub fn made(&self, transfer: TransferId, now: Timestamp) -> crate::model::Grant {
+        crate::model::Grant {
+            id: GrantId(transfer.0),
+            client_id: self.client_id.clone(),
+            account: self.account,
+            kind: self.kind.clone(),
+            funding: self.funding,
+            priority: self.priority,
+            amount: self.money.amount,
+            remaining: self.money.amount,
+            reserved: crate::money::Amount::ZERO,
+            effective_at: self.effective_at.unwrap_or(now),
+            expires_at: self.expires_at,
+            scope: self.scope.clone(),
+            rollover: self.rollover,
+            state: crate::model::GrantState::Open,
+            transfer: Some(transfer),
+            rolled_from: None,
+            created_at: now,
+            closed_at: None,
+            by: self.note.by.clone(),
+            reason: self.note.reason.clone(),
+        }
+    }
+}
+
 /// Who changed a setting, and why: kept in the credit limit history.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct ChangeNote {

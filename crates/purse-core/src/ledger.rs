@@ -2038,29 +2038,8 @@ impl Ledger {
             details,
             now,
         )?;
-        let grant = Grant {
-            // A grant is known by the posting that made it.
-            id: GrantId(t.id.0),
-            client_id: g.client_id.clone(),
-            account: g.account,
-            kind: g.kind.clone(),
-            funding: g.funding,
-            priority: g.priority,
-            amount: g.money.amount,
-            remaining: g.money.amount,
-            reserved: Amount::ZERO,
-            effective_at: g.effective_at.unwrap_or(now),
-            expires_at: g.expires_at,
-            scope: g.scope.clone(),
-            rollover: g.rollover,
-            state: GrantState::Open,
-            transfer: Some(t.id),
-            rolled_from: None,
-            created_at: now,
-            closed_at: None,
-            by: g.note.by.clone(),
-            reason: g.note.reason.clone(),
-        };
+        // A grant is known by the posting that made it.
+        let grant = g.made(t.id, now);
         self.touch_grant(g.account, grant.id);
         self.account_mut(g.account).grants.push(grant);
         Ok(Outcome::Posted { transfer: t.id, overdrawn: false, replayed: false })

@@ -232,6 +232,7 @@ fn schemas() -> Value {
         .chain(credit_schemas())
         .chain(access_schemas())
         .chain(rating_schemas())
+        .chain(grant_schemas())
     {
         all[name] = schema;
     }
@@ -308,6 +309,101 @@ fn access_schemas() -> Vec<(&'static str, Value)> {
                 true,
             ),
         ),
+    ]
+}
+
+fn grant_schemas() -> Vec<(&'static str, Value)> {
+    let service = json!({ "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[!-~]+$" });
+    let scope = json!({ "type": "array", "items": service, "maxItems": 16 });
+    let kind = json!({ "type": "string", "pattern": "^[a-z0-9_]{1,32}$", "description": "promotional (the default), purchased, commitment, goodwill, or a word of your own." });
+    let priority =
+        json!({ "type": "integer", "minimum": 1, "maximum": 1000, "description": "1 is drawn first; 10 when absent." });
+    let rollover = object(
+        &[("max", positive_amount()), ("valid_for_days", json!({ "type": "integer", "minimum": 1, "maximum": 3660 }))],
+        &[],
+        true,
+    );
+    let grant = object(
+        &[
+            ("id", id()),
+            ("customer", id()),
+            ("account", id()),
+            ("kind", string()),
+            ("amount", amount()),
+            ("remaining", amount()),
+            ("reserved", amount()),
+            ("currency", currency()),
+            ("priority", json!({ "type": "integer" })),
+            ("state", json!({ "type": "string", "enum": ["open", "used_up", "expired", "voided"] })),
+        ],
+        &[
+            ("effective_at", nullable(time())),
+            ("expires_at", nullable(time())),
+            ("scope", list_of(string())),
+            ("rollover", json!({ "type": "object", "nullable": true })),
+            ("rolled_from", nullable(id())),
+            ("reason", nullable(string())),
+            ("granted_by", string()),
+            ("created_at", time()),
+            ("closed_at", nullable(time())),
+            ("transfer", id()),
+            ("replayed", boolean()),
+            ("uses", list_of(json!({ "type": "object" }))),
+        ],
+        false,
+    );
+    let allowance = object(
+        &[
+            ("id", id()),
+            ("customer", id()),
+            ("account", id()),
+            ("amount", amount()),
+            ("day", json!({ "type": "integer" })),
+        ],
+        &[("next_at", time()), ("ended_at", nullable(time()))],
+        false,
+    );
+    vec![
+        (
+            "GrantBody",
+            object(
+                &[("client_id", client_id()), ("customer", id()), ("amount", positive_amount()), ("reason", reason())],
+                &[
+                    ("account", nullable(id())),
+                    ("kind", nullable(kind.clone())),
+                    ("priority", nullable(priority.clone())),
+                    ("effective_at", nullable(time())),
+                    ("expires_at", nullable(time())),
+                    ("scope", scope.clone()),
+                    ("rollover", nullable(rollover.clone())),
+                    (
+                        "paid_by",
+                        nullable(json!({ "type": "string", "enum": ["card", "cash", "bank_transfer", "cheque"] })),
+                    ),
+                ],
+                true,
+            ),
+        ),
+        ("Grant", grant),
+        ("GrantList", object(&[("data", list_of(reference("Grant")))], &[], false)),
+        ("GrantVoid", object(&[("reason", reason())], &[], true)),
+        (
+            "AllowanceBody",
+            object(
+                &[("customer", id()), ("amount", positive_amount()), ("reason", reason())],
+                &[
+                    ("account", nullable(id())),
+                    ("kind", nullable(kind)),
+                    ("priority", nullable(priority)),
+                    ("scope", scope),
+                    ("day", nullable(json!({ "type": "integer", "minimum": 1, "maximum": 28 }))),
+                    ("rollover", nullable(rollover)),
+                ],
+                true,
+            ),
+        ),
+        ("Allowance", allowance),
+        ("AllowanceList", object(&[("data", list_of(reference("Allowance")))], &[], false)),
     ]
 }
 

@@ -10,7 +10,7 @@ use axum::Router;
 
 use purse_app::policy::Action;
 
-use crate::handlers::{self, accounts, alerts, credit, invoices, keys, parties, payments, postings, rating};
+use crate::handlers::{self, accounts, alerts, credit, grants, invoices, keys, parties, payments, postings, rating};
 use crate::{auth, idempotency, metrics, openapi, ApiError, AppState};
 
 /// Largest body of an ordinary request.
@@ -153,6 +153,13 @@ pub fn table() -> Vec<Route> {
         route(Method::GET, "/v1/users", Action::ListUsers, "The portal users the caller manages.", Read, &[], None, (200, "UserList"), get(keys::list_users)),
         route(Method::POST, "/v1/users", Action::CreateUser, "Create a portal user for the caller's tenant or one it manages.", Settings, &[], Some("NewUser"), (201, "User"), post(keys::create_user_route)),
         route(Method::POST, "/v1/users/{id}/disable", Action::DisableUser, "Disable a portal user the caller manages: it no longer logs in and its sessions end.", Settings, &[], None, (200, "User"), post(keys::disable_user_route)),
+        route(Method::POST, "/v1/grants", Action::CreateGrant, "Give a customer credit that is not cash (promotional, purchased, commitment, goodwill): drawn before its own money by priority, then soonest expiry, then age, for the services in its scope.", Write, &[], Some("GrantBody"), (201, "Grant"), post(grants::create_grant)),
+        route(Method::GET, "/v1/grants", Action::ListGrants, "A customer's grants, newest first, with what remains and when they expire (`state`: open, the default, or all).", Read, &["customer", "state", "limit"], None, (200, "GrantList"), get(grants::list_grants)),
+        route(Method::GET, "/v1/grants/{id}", Action::GetGrant, "A grant and every movement of its remainder: the charges it paid, what reversals gave back, its expiry or void.", Read, &[], None, (200, "Grant"), get(grants::get_grant)),
+        route(Method::POST, "/v1/grants/{id}/void", Action::VoidGrant, "Take back what is left of a grant (not purchased credit, no open holds on it), with a reason kept in the audit log.", Write, &[], Some("GrantVoid"), (200, "Grant"), post(grants::void_grant)),
+        route(Method::POST, "/v1/allowances", Action::CreateAllowance, "Start a recurring grant: `amount` at the start of every monthly period (on `day`), valid until the next, its unused part rolling over as `rollover` says.", Settings, &[], Some("AllowanceBody"), (201, "Allowance"), post(grants::create_allowance)),
+        route(Method::GET, "/v1/allowances", Action::ListAllowances, "A customer's recurring grants.", Read, &["customer"], None, (200, "AllowanceList"), get(grants::list_allowances)),
+        route(Method::POST, "/v1/allowances/{id}/end", Action::EndAllowance, "Stop a recurring grant; the grants it made keep running.", Settings, &[], None, (200, "Allowance"), post(grants::end_allowance)),
         route(Method::GET, "/v1/rate-plans", Action::ListRatePlans, "Rate plans: all (operators); a reseller's own and the one it pays by; a customer's own.", Read, &[], None, (200, "RatePlanList"), get(rating::list_plans)),
         route(Method::POST, "/v1/rate-plans", Action::CreateRatePlan, "Create a rate plan in a currency (operators: their own or a reseller's; resellers: their own).", Settings, &[], Some("RatePlanBody"), (201, "RatePlan"), post(rating::create_plan)),
         route(Method::GET, "/v1/rate-plans/{id}", Action::GetRatePlan, "A rate plan with its rates (every version), narrowed by `prefix`.", Read, &["prefix", "limit"], None, (200, "RatePlan"), get(rating::get_plan)),

@@ -41,6 +41,29 @@ CREATE TABLE grant_uses (
 CREATE INDEX grant_uses_grant ON grant_uses (grant_id);
 CREATE INDEX grant_uses_transfer ON grant_uses (transfer_id);
 
+-- Recurring grants (allowances): the scheduler grants `amount` at the start of every
+-- monthly period (on `day`), valid until the next; `next_at` is the next period's start,
+-- moved on by compare-and-set once its grant is made.
+CREATE TABLE allowances (
+    id              BIGSERIAL PRIMARY KEY,
+    party_id        BIGINT NOT NULL REFERENCES parties (id),
+    account_id      BIGINT NOT NULL REFERENCES accounts (id),
+    amount          BIGINT NOT NULL CHECK (amount > 0),
+    kind            TEXT NOT NULL,
+    priority        BIGINT NOT NULL,
+    scope           TEXT NOT NULL,
+    day             BIGINT NOT NULL CHECK (day BETWEEN 1 AND 28),
+    rollover_max    BIGINT,
+    rollover_days   BIGINT,
+    next_at         BIGINT NOT NULL,
+    created_at      BIGINT NOT NULL,
+    granted_by      TEXT NOT NULL,
+    reason          TEXT NOT NULL,
+    ended_at        BIGINT
+);
+CREATE INDEX allowances_due ON allowances (next_at) WHERE ended_at IS NULL;
+CREATE INDEX allowances_party ON allowances (party_id);
+
 -- What an open hold reserved on which grants: `grant:amount,…`.
 ALTER TABLE holds ADD COLUMN grant_parts TEXT NOT NULL DEFAULT '';
 

@@ -41,6 +41,29 @@ CREATE TABLE grant_uses (
 CREATE INDEX grant_uses_grant ON grant_uses (grant_id);
 CREATE INDEX grant_uses_transfer ON grant_uses (transfer_id);
 
+-- Recurring grants (allowances): the scheduler grants `amount` at the start of every
+-- monthly period (on `day`), valid until the next; `next_at` is the next period's start,
+-- moved on by compare-and-set once its grant is made.
+CREATE TABLE allowances (
+    id              INTEGER PRIMARY KEY,
+    party_id        INTEGER NOT NULL REFERENCES parties (id),
+    account_id      INTEGER NOT NULL REFERENCES accounts (id),
+    amount          INTEGER NOT NULL CHECK (amount > 0),
+    kind            TEXT NOT NULL,
+    priority        INTEGER NOT NULL,
+    scope           TEXT NOT NULL,
+    day             INTEGER NOT NULL CHECK (day BETWEEN 1 AND 28),
+    rollover_max    INTEGER,
+    rollover_days   INTEGER,
+    next_at         INTEGER NOT NULL,
+    created_at      INTEGER NOT NULL,
+    granted_by      TEXT NOT NULL,
+    reason          TEXT NOT NULL,
+    ended_at        INTEGER
+);
+CREATE INDEX allowances_due ON allowances (next_at) WHERE ended_at IS NULL;
+CREATE INDEX allowances_party ON allowances (party_id);
+
 -- What an open hold reserved on which grants: `grant:amount,…`.
 ALTER TABLE holds ADD COLUMN grant_parts TEXT NOT NULL DEFAULT '';
 

@@ -4,7 +4,8 @@
 //! application's questions.
 
 use purse_core::{
-    AccountId, Amount, BatchOutput, Grant, GrantId, GrantState, GrantUse, GrantUseKind, Rollover, Timestamp, TransferId,
+    AccountId, Amount, BatchOutput, Grant, GrantId, GrantState, GrantUse, GrantUseKind, PartyId, Rollover, Timestamp,
+    TransferId,
 };
 
 use crate::codec::{self, id_from_db, id_to_db};
@@ -239,6 +240,53 @@ pub struct GrantQuery {
     pub limit: u32,
 }
 
+/// A recurring grant: `amount` at the start of every monthly period (on `day`, UTC), valid
+/// until the next period starts, its unused part rolling over up to `rollover_max` for
+/// `rollover_days`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Allowance {
+    pub id: u64,
+    pub party: PartyId,
+    pub account: AccountId,
+    pub amount: Amount,
+    pub kind: String,
+    pub priority: u32,
+    pub scope: Vec<String>,
+    pub day: u8,
+    pub rollover_max: Option<Amount>,
+    pub rollover_days: Option<u32>,
+    /// When the next period's grant is due.
+    pub next_at: Timestamp,
+    pub created_at: Timestamp,
+    pub by: String,
+    pub reason: String,
+    pub ended_at: Option<Timestamp>,
+}
+
+const ALLOWANCE_COLUMNS: &str = "id, party_id, account_id, amount, kind, priority, scope, day, rollover_max, \
+     rollover_days, next_at, created_at, granted_by, reason, ended_at";
+
+fn allowance_from(r: &[Value]) -> StoreResult<Allowance> {
+    let services = r[6].text()?;
+    Ok(Allowance {
+        id: id_from_db(r[0].int()?),
+        party: PartyId(id_from_db(r[1].int()?)),
+        account: AccountId(id_from_db(r[2].int()?)),
+        amount: Amount(r[3].int()?),
+        kind: r[4].text()?,
+        priority: u32::try_from(r[5].int()?).map_err(|_| bad("priority"))?,
+        scope: if services.is_empty() { Vec::new() } else { services.split('\n').map(str::to_owned).collect() },
+        day: u8::try_from(r[7].int()?).map_err(|_| bad("day"))?,
+        rollover_max: r[8].opt_int()?.map(Amount),
+        rollover_days: r[9].opt_int()?.map(|d| u32::try_from(d).unwrap_or(0)),
+        next_at: Timestamp(r[10].int()?),
+        created_at: Timestamp(r[11].int()?),
+        by: r[12].text()?,
+        reason: r[13].text()?,
+        ended_at: r[14].opt_int()?.map(Timestamp),
+    })
+}
+
 /// The application's questions about grants.
 pub trait GrantStore: Send + Sync {
     fn grant(&self, id: GrantId) -> StoreResult<Option<Grant>>;
@@ -251,6 +299,19 @@ pub trait GrantStore: Send + Sync {
     fn paid_by(&self, transfers: &[TransferId]) -> StoreResult<Vec<GrantUse>>;
     /// Open grants whose expiry is at or before `at`, soonest first: the sweep's work.
     fn expiring(&self, at: Timestamp, limit: u32) -> StoreResult<Vec<Grant>>;
+
+    /// Stores a recurring grant (its `id` is chosen by the store).
+    fn create_allowance(&self, allowance: &Allowance) -> StoreResult<Allowance>;
+    fn allowance(&self, id: u64) -> StoreResult<Option<Allowance>>;
+    /// A customer's recurring grants, oldest first (ended ones too).
+    fn allowances_of(&self, party: PartyId) -> StoreResult<Vec<Allowance>>;
+    /// Recurring grants whose next period is due at `now`.
+    fn due_allowances(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<Allowance>>;
+    /// Moves a recurring grant's next period on from `from` to `to`; `false` when another
+    /// process moved it first.
+    fn advance_allowance(&self, id: u64, from: Timestamp, to: Timestamp) -> StoreResult<bool>;
+    /// Stops a recurring grant; `false` when it had ended already.
+    fn end_allowance(&self, id: u64, at: Timestamp) -> StoreResult<bool>;
 }
 
 impl<T: Transact> GrantStore for T {
@@ -312,6 +373,71 @@ impl<T: Transact> GrantStore for T {
                  ORDER BY expires_at, id LIMIT $2"
             );
             db.rows(&sql, &[int(at.0), int(i64::from(limit))])?.iter().map(|r| grant_from(r)).collect()
+        })
+    }
+
+    fn create_allowance(&self, a: &Allowance) -> StoreResult<Allowance> {
+        run_db(self, true, |db| {
+            let rows = db.rows(
+                "INSERT INTO allowances (party_id, account_id, amount, kind, priority, scope, day, rollover_max, \
+                 rollover_days, next_at, created_at, granted_by, reason) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+                &[
+                    id(a.party.0),
+                    id(a.account.0),
+                    int(a.amount.0),
+                    text(&a.kind),
+                    int(i64::from(a.priority)),
+                    text(&scope(&a.scope)),
+                    int(i64::from(a.day)),
+                    Value::Int(a.rollover_max.map(|m| m.0)),
+                    Value::Int(a.rollover_days.map(i64::from)),
+                    int(a.next_at.0),
+                    int(a.created_at.0),
+                    text(&a.by),
+                    text(&a.reason),
+                ],
+            )?;
+            let new = rows.first().ok_or_else(|| bad("allowance id"))?[0].int()?;
+            Ok(Allowance { id: id_from_db(new), ..a.clone() })
+        })
+    }
+
+    fn allowance(&self, allowance: u64) -> StoreResult<Option<Allowance>> {
+        run_db(self, false, |db| {
+            let sql = format!("SELECT {ALLOWANCE_COLUMNS} FROM allowances WHERE id = $1");
+            db.rows(&sql, &[id(allowance)])?.first().map(|r| allowance_from(r)).transpose()
+        })
+    }
+
+    fn allowances_of(&self, party: PartyId) -> StoreResult<Vec<Allowance>> {
+        run_db(self, false, |db| {
+            let sql = format!("SELECT {ALLOWANCE_COLUMNS} FROM allowances WHERE party_id = $1 ORDER BY id");
+            db.rows(&sql, &[id(party.0)])?.iter().map(|r| allowance_from(r)).collect()
+        })
+    }
+
+    fn due_allowances(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<Allowance>> {
+        run_db(self, false, |db| {
+            let sql = format!(
+                "SELECT {ALLOWANCE_COLUMNS} FROM allowances WHERE ended_at IS NULL AND next_at <= $1 \
+                 ORDER BY next_at, id LIMIT $2"
+            );
+            db.rows(&sql, &[int(now.0), int(i64::from(limit))])?.iter().map(|r| allowance_from(r)).collect()
+        })
+    }
+
+    fn advance_allowance(&self, allowance: u64, from: Timestamp, to: Timestamp) -> StoreResult<bool> {
+        run_db(self, true, |db| {
+            let sql = "UPDATE allowances SET next_at = $1 WHERE id = $2 AND next_at = $3";
+            Ok(db.run(sql, &[int(to.0), id(allowance), int(from.0)])? == 1)
+        })
+    }
+
+    fn end_allowance(&self, allowance: u64, at: Timestamp) -> StoreResult<bool> {
+        run_db(self, true, |db| {
+            let sql = "UPDATE allowances SET ended_at = $1 WHERE id = $2 AND ended_at IS NULL";
+            Ok(db.run(sql, &[int(at.0), id(allowance)])? == 1)
         })
     }
 }

@@ -126,6 +126,13 @@ enum Cmd {
         #[command(subcommand)]
         action: AccountAction,
     },
+    /// Credit grants of a running server: give, list a customer's, void.
+    Grants {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        #[command(subcommand)]
+        action: GrantAction,
+    },
     /// Posts one charge.
     Charge {
         #[command(flatten)]
@@ -245,6 +252,50 @@ enum CustomerAction {
         credit_limit: Option<String>,
         #[arg(long)]
         client_id: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum GrantAction {
+    /// Gives a customer credit that is not cash, drawn before its own money.
+    Give {
+        #[arg(long)]
+        customer: u64,
+        /// In the customer's currency, e.g. 50.00.
+        #[arg(long)]
+        amount: String,
+        /// promotional, purchased (with --paid-by), commitment, goodwill, or a word of yours.
+        #[arg(long, default_value = "promotional")]
+        kind: String,
+        /// 1 is drawn first.
+        #[arg(long)]
+        priority: Option<u32>,
+        /// RFC 3339; never when absent.
+        #[arg(long)]
+        expires_at: Option<String>,
+        /// The services it may pay for, comma-separated; any when absent.
+        #[arg(long, value_delimiter = ',')]
+        scope: Vec<String>,
+        /// card, cash, bank_transfer or cheque: how purchased credit was paid.
+        #[arg(long)]
+        paid_by: Option<String>,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        client_id: Option<String>,
+    },
+    /// A customer's grants with what remains.
+    List {
+        customer: u64,
+        /// Closed grants too.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Takes back what is left of a grant.
+    Void {
+        id: u64,
+        #[arg(long)]
+        reason: String,
     },
 }
 
@@ -522,6 +573,48 @@ fn run(cli: Cli) -> purse::error::Result<()> {
                 AccountAction::List { party } => {
                     let v = r.get(&format!("/v1/accounts?party={party}"))?;
                     r.show(&v, purse::remote::accounts_table)
+                }
+            };
+            print!("{out}");
+        }
+        Cmd::Grants { remote: args, action } => {
+            let mut r = remote(&config, &args)?;
+            let out = match action {
+                GrantAction::Give {
+                    customer,
+                    amount,
+                    kind,
+                    priority,
+                    expires_at,
+                    scope,
+                    paid_by,
+                    reason,
+                    client_id,
+                } => {
+                    let client_id = client_id.unwrap_or_else(|| r.fresh_id());
+                    let body = serde_json::json!({
+                        "client_id": client_id, "customer": customer, "amount": amount, "kind": kind,
+                        "priority": priority, "expires_at": expires_at, "scope": scope, "paid_by": paid_by,
+                        "reason": reason,
+                    });
+                    let v = r.post("/v1/grants", &body)?;
+                    r.show(&v, |v| {
+                        format!(
+                            "grant {} of {} {}\n",
+                            v["id"],
+                            v["amount"].as_str().unwrap_or("?"),
+                            v["currency"].as_str().unwrap_or("")
+                        )
+                    })
+                }
+                GrantAction::List { customer, all } => {
+                    let state = if all { "all" } else { "open" };
+                    let v = r.get(&format!("/v1/grants?customer={customer}&state={state}"))?;
+                    r.show(&v, purse::remote::grants_table)
+                }
+                GrantAction::Void { id, reason } => {
+                    let v = r.post(&format!("/v1/grants/{id}/void"), &serde_json::json!({ "reason": reason }))?;
+                    r.show(&v, |v| format!("grant {} voided\n", v["id"]))
                 }
             };
             print!("{out}");

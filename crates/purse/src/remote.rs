@@ -97,6 +97,11 @@ pub fn customers_table(v: &Value) -> String {
     table(&fields, &rows(v, "data", &fields))
 }
 
+pub fn grants_table(v: &Value) -> String {
+    let fields = ["id", "kind", "amount", "remaining", "currency", "priority", "expires_at", "state"];
+    table(&fields, &rows(v, "data", &fields))
+}
+
 pub fn accounts_table(v: &Value) -> String {
     let fields = ["id", "kind", "party", "currency", "balance", "reserved", "credit_limit", "available", "status"];
     let list = if v.get("data").is_some() {

@@ -97,12 +97,13 @@ fn launch(
     options: ServeOptions,
     announce: bool,
 ) -> crate::error::Result<Server> {
-    let (access, alerts, payments, credit, rating, url) = (
+    let (access, alerts, payments, credit, rating, grants, url) = (
         opened.access.clone(),
         opened.alerts.clone(),
         opened.payments.clone(),
         opened.credit.clone(),
         opened.rating.clone(),
+        opened.grants.clone(),
         opened.url.clone(),
     );
     let reader = opened.reader.clone();
@@ -121,7 +122,7 @@ fn launch(
             );
             let notifier = Notifier::new(engine.clone(), side.reader, side.alerts, side.access, config)
                 .map_err(crate::Error::from)?;
-            Some(notifier.with_payments(Arc::new(worker_payments)).with_credit(side.credit))
+            Some(notifier.with_payments(Arc::new(worker_payments)).with_credit(side.credit).with_grants(side.grants))
         }
         None => None,
     };
@@ -129,8 +130,8 @@ fn launch(
     let payment_config = options.payments.clone();
     let cards =
         Recharger::new(engine.clone(), reader, alerts.clone(), payments.clone(), options.payments, operator_email);
-    let app = purse_app::App::new(engine.clone(), access, alerts, payments, credit, rating, options.web.app.clone())
-        .with_cards(Arc::new(cards));
+    let stores = purse_app::Stores { access, alerts, payments, credit, rating, grants };
+    let app = purse_app::App::new(engine.clone(), stores, options.web.app.clone()).with_cards(Arc::new(cards));
     let app = Arc::new(app);
     spawn_session_expiry(Arc::downgrade(&app));
     let router = crate::web::router(app, options.web.api, options.web.portal);

@@ -47,15 +47,15 @@ impl Api {
         let reader = Arc::new(reader);
         let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_790_000_000)));
         let engine = Engine::start(Box::new(store), reader.clone(), clock, EngineConfig::default());
-        let app = App::new(
-            Arc::new(engine),
-            reader.clone(),
-            reader.clone(),
-            reader.clone(),
-            reader.clone(),
-            reader,
-            AppConfig::default(),
-        );
+        let stores = purse_app::Stores {
+            access: reader.clone(),
+            alerts: reader.clone(),
+            payments: reader.clone(),
+            credit: reader.clone(),
+            rating: reader.clone(),
+            grants: reader,
+        };
+        let app = App::new(Arc::new(engine), stores, AppConfig::default());
         let state = AppState::new(Arc::new(app), settings);
         let mut api = Api { state, operator: String::new() };
         api.operator = api.key(Role::Operator, Scope::ReadWrite);
@@ -488,6 +488,9 @@ async fn every_route_with_every_role_against_another_tenant_finds_nothing_and_ch
             "createSession" => json!({ "account": t.wallet, "service": "voice" }),
             "updateSession" => json!({ "sequence": 1, "used": 1 }),
             "terminateSession" => json!({ "used": 1 }),
+            "createGrant" => json!({ "client_id": "x", "customer": t.customer, "amount": "1.00", "reason": "x" }),
+            "voidGrant" => json!({ "reason": "x" }),
+            "createAllowance" => json!({ "customer": t.customer, "amount": "1.00", "reason": "x" }),
             _ => json!({}),
         }
     };
@@ -513,6 +516,9 @@ async fn every_route_with_every_role_against_another_tenant_finds_nothing_and_ch
             let mut path = route.path.replace("{id}", &id.to_string());
             if route.operation == "listAccounts" {
                 path.push_str(&format!("?party={}", theirs.customer));
+            }
+            if matches!(route.operation, "listGrants" | "listAllowances") {
+                path.push_str(&format!("?customer={}", theirs.customer));
             }
             let reply = if route.method == axum::http::Method::GET {
                 let (status, body) = api.get_as(key, &path).await;

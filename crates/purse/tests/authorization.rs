@@ -35,6 +35,8 @@ struct Tenant {
     receipt: u64,
     plan: u64,
     session: u64,
+    grant: u64,
+    allowance: u64,
 }
 
 struct World {
@@ -157,6 +159,12 @@ impl World {
             "rate plan",
         );
         let session = self.session(wallet).await;
+        let grant = self.grant(customer).await;
+        let allowance = self
+            .post("/v1/allowances", json!({ "customer": customer, "amount": "1.00", "reason": "monthly" }))
+            .await["id"]
+            .as_u64()
+            .unwrap();
         let own = a.key(Role::Customer(PartyId(customer)), Scope::ReadWrite);
         let endpoint = ok(
             &a.call(
@@ -185,7 +193,15 @@ impl World {
             receipt: 0,
             plan,
             session,
+            grant,
+            allowance,
         }
+    }
+
+    async fn grant(&self, customer: u64) -> u64 {
+        let body =
+            json!({ "client_id": self.app.fresh("g"), "customer": customer, "amount": "1.00", "reason": "welcome" });
+        self.post("/v1/grants", body).await["id"].as_u64().unwrap()
     }
 
     async fn session(&self, wallet: u64) -> u64 {
@@ -317,6 +333,7 @@ impl World {
                 .as_u64()
                 .unwrap(),
             Action::UpdateSession | Action::TerminateSession => self.session(t.wallet).await,
+            Action::VoidGrant => self.grant(t.customer).await,
             Action::RevokeApiKey => {
                 let body = json!({ "name": "k", "role": "customer", "party": t.customer, "scope": "read" });
                 self.post("/v1/api-keys", body).await["key"]["id"].as_u64().unwrap()
@@ -356,6 +373,8 @@ fn target(path: &str, action: Action, t: &Tenant, class: u64) -> u64 {
         _ if after("/v1/customer-classes/") || after("/classes/") => class,
         _ if after("/v1/rate-plans/") || after("/rate-plans/") => t.plan,
         _ if after("/v1/sessions/") => t.session,
+        _ if after("/v1/grants/") || after("/grants/") => t.grant,
+        _ if after("/v1/allowances/") || after("/allowances/") => t.allowance,
         other => panic!("no target for {path}: {other:?}"),
     }
 }
@@ -430,7 +449,13 @@ fn body(app: &InProcess, action: Action, role: Role, t: &Tenant, fresh: Option<u
         Action::CreateSession => json!({ "account": t.wallet, "service": "voice", "destination": "4420" }),
         Action::UpdateSession => json!({ "sequence": 1, "used": 30 }),
         Action::TerminateSession => json!({ "used": 30 }),
+        Action::CreateGrant => {
+            json!({ "client_id": id(), "customer": t.customer, "amount": "0.50", "reason": "matrix" })
+        }
+        Action::VoidGrant => json!({ "reason": "matrix" }),
+        Action::CreateAllowance => json!({ "customer": t.customer, "amount": "0.50", "reason": "matrix" }),
         Action::IssueInvoice
+        | Action::EndAllowance
         | Action::EmailReceipt
         | Action::CloseAccount
         | Action::RevokeApiKey
@@ -449,6 +474,7 @@ fn list_query(action: Action, t: &Tenant) -> Option<String> {
         }
         Action::ListAuditLog => format!("party={}", t.customer),
         Action::ListSessions | Action::ListUnratedUsage => format!("customer={}", t.customer),
+        Action::ListGrants | Action::ListAllowances => format!("customer={}", t.customer),
         _ => return None,
     })
 }

@@ -271,3 +271,166 @@ fn issue_21_bad_grants_are_refused_naming_the_rule() {
     }
     assert_eq!(s.h.parts(a), (0, 0, 0));
 }
+
+// ---------------------------------------------------------------- the API
+
+async fn api_story(url: &str) -> common::app::InProcess {
+    use common::app::InProcess;
+    use serde_json::json;
+    let app = InProcess::on(url);
+    let op = app.operator();
+    let ok = |r: &common::app::Reply, what: &str| {
+        assert!(r.status.is_success(), "{what}: {} {}", r.status, r.body);
+        r.body.clone()
+    };
+    ok(&app.call(&op, "POST", "/v1/currencies", Some(&json!({ "code": "USD" }))).await, "currency");
+    let c = ok(
+        &app.call(
+            &op,
+            "POST",
+            "/v1/customers",
+            Some(&json!({ "client_id": "c", "name": "Ann", "billing": "prepaid", "currency": "USD" })),
+        )
+        .await,
+        "customer",
+    );
+    let (customer, wallet) = (c["id"].as_u64().unwrap(), c["wallet"].as_u64().unwrap());
+    let pay = json!({ "client_id": "p", "account": wallet, "amount": "10.00", "currency": "USD", "method": "cash" });
+    ok(&app.call(&op, "POST", "/v1/payments", Some(&pay)).await, "payment");
+    let expires = purse_core::time::format(Timestamp(purse_engine::Clock::now(app.clock.as_ref()).0 + 30 * DAY_US));
+    let grant = json!({
+        "client_id": "g1", "customer": customer, "amount": "5.00", "priority": 1, "expires_at": expires,
+        "scope": ["voice"], "reason": "welcome offer"
+    });
+
+    // Bad input names the field and changes nothing.
+    let bad = [
+        ("amount", json!({ "amount": "5.001" })),
+        ("amount", json!({ "amount": "-1.00" })),
+        ("kind", json!({ "kind": "Welcome!" })),
+        ("priority", json!({ "priority": 0 })),
+        ("expires_at", json!({ "expires_at": "2001-01-01T00:00:00Z" })),
+        ("scope", json!({ "scope": [""] })),
+        ("paid_by", json!({ "paid_by": "card" })),
+        ("paid_by", json!({ "kind": "purchased" })),
+        ("rollover", json!({ "expires_at": null, "rollover": { "max": "1.00", "valid_for_days": 30 } })),
+        ("rollover.valid_for_days", json!({ "rollover": { "max": "1.00", "valid_for_days": 0 } })),
+        ("reason", json!({ "reason": "  " })),
+        ("customer", json!({ "customer": 999_999 })),
+    ];
+    for (field, change) in bad {
+        let mut body = grant.clone();
+        for (k, v) in change.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body["client_id"] = json!(app.fresh("bad"));
+        let r = app.call(&op, "POST", "/v1/grants", Some(&body)).await;
+        assert_eq!((r.status.as_u16(), r.error().1), (422, field), "{change}: {}", r.body);
+    }
+    let account = ok(&app.call(&op, "GET", &format!("/v1/accounts/{wallet}"), None).await, "account");
+    assert_eq!(account["balance"], "10.00");
+
+    let made = app.call(&op, "POST", "/v1/grants", Some(&grant)).await;
+    assert_eq!(made.status.as_u16(), 201, "{}", made.body);
+    let id = made.body["id"].as_u64().unwrap();
+    assert_eq!((made.body["remaining"].clone(), made.body["state"].clone()), (json!("5.00"), json!("open")));
+    let again = app.call(&op, "POST", "/v1/grants", Some(&grant)).await;
+    assert_eq!((again.status.as_u16(), again.body["id"].as_u64()), (200, Some(id)), "a retry replays");
+
+    // A voice charge is paid by the grant first; GET /v1/transfers says so.
+    let charge =
+        json!({ "client_id": "ch", "account": wallet, "amount": "3.00", "currency": "USD", "service": "voice" });
+    let t = ok(&app.call(&op, "POST", "/v1/charges", Some(&charge)).await, "charge")["transfer"].as_u64().unwrap();
+    let transfer = ok(&app.call(&op, "GET", &format!("/v1/transfers/{t}"), None).await, "transfer");
+    assert_eq!(
+        transfer["paid_by_grants"],
+        json!([{ "grant": id, "kind": "charge", "amount": "3.00", "transfer": t, "at": transfer["posted_at"] }])
+    );
+    let account = ok(&app.call(&op, "GET", &format!("/v1/accounts/{wallet}"), None).await, "account");
+    assert_eq!((account["balance"].clone(), account["available"].clone()), (json!("12.00"), json!("12.00")));
+
+    // The customer sees its grants (not who on the operator's staff granted them).
+    let own = app.key(purse_core::Role::Customer(purse_core::PartyId(customer)), purse_core::Scope::Read);
+    let list = ok(&app.call(&own, "GET", "/v1/grants", None).await, "grants");
+    assert_eq!(list["data"][0]["remaining"], "2.00");
+    assert!(list["data"][0].get("granted_by").is_none());
+    let detail = ok(&app.call(&op, "GET", &format!("/v1/grants/{id}"), None).await, "grant");
+    assert_eq!(detail["uses"][0]["amount"], "3.00");
+    assert!(detail["granted_by"].as_str().unwrap().starts_with("key "));
+    // Customers do not give themselves credit.
+    let own_rw = app.key(purse_core::Role::Customer(purse_core::PartyId(customer)), purse_core::Scope::ReadWrite);
+    let r = app
+        .call(
+            &own_rw,
+            "POST",
+            "/v1/grants",
+            Some(&json!({ "client_id": "x", "customer": customer, "amount": "100.00", "reason": "me" })),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 403);
+
+    // Void what is left: the customer's own money is untouched.
+    let voided = ok(
+        &app.call(&op, "POST", &format!("/v1/grants/{id}/void"), Some(&json!({ "reason": "offer withdrawn" }))).await,
+        "void",
+    );
+    assert_eq!((voided["state"].clone(), voided["remaining"].clone()), (json!("voided"), json!("0.00")));
+    let account = ok(&app.call(&op, "GET", &format!("/v1/accounts/{wallet}"), None).await, "account");
+    assert_eq!(account["balance"], "10.00");
+    let audit = ok(&app.call(&op, "GET", &format!("/v1/audit-log?party={customer}"), None).await, "audit");
+    let text = audit.to_string();
+    assert!(text.contains("welcome offer") && text.contains("offer withdrawn"), "{text}");
+
+    // A monthly allowance: made once per period whoever runs the scheduler, rolling over.
+    let allowance = json!({ "customer": customer, "amount": "20.00", "day": 1, "scope": ["voice"], "rollover": { "max": "5.00", "valid_for_days": 10 }, "reason": "plan minutes" });
+    let a = ok(&app.call(&op, "POST", "/v1/allowances", Some(&allowance)).await, "allowance");
+    assert_eq!(a["day"], 1);
+    let run = |app: &InProcess| {
+        let (engine, grants, now) =
+            (app.state.engine.clone(), app.state.grants.clone(), purse_engine::Clock::now(app.clock.as_ref()));
+        common::app::off_runtime(move || {
+            let s = purse_app::grants::GrantScheduler { engine: &engine, grants: grants.as_ref() };
+            (s.sweep(now).unwrap(), s.allowances(now).unwrap())
+        })
+    };
+    assert_eq!(run(&app), (0, 1));
+    assert_eq!(run(&app), (0, 0), "once per period");
+    let open = ok(&app.call(&op, "GET", &format!("/v1/grants?customer={customer}"), None).await, "grants");
+    assert_eq!(open["data"].as_array().unwrap().len(), 1);
+    let monthly = open["data"][0].clone();
+    assert_eq!((monthly["amount"].clone(), monthly["kind"].clone()), (json!("20.00"), json!("promotional")));
+    let period_end = purse_core::time::parse(monthly["expires_at"].as_str().unwrap()).unwrap();
+    let charge =
+        json!({ "client_id": "ch2", "account": wallet, "amount": "12.00", "currency": "USD", "service": "voice" });
+    ok(&app.call(&op, "POST", "/v1/charges", Some(&charge)).await, "charge");
+    app.clock.set(period_end);
+    assert_eq!(run(&app), (1, 1), "the first period's grant expires, the second's is made");
+    let open = ok(&app.call(&op, "GET", &format!("/v1/grants?customer={customer}"), None).await, "grants");
+    let remaining: Vec<&str> =
+        open["data"].as_array().unwrap().iter().map(|g| g["remaining"].as_str().unwrap()).collect();
+    assert_eq!(remaining, vec!["20.00", "5.00"], "the new period's grant and 5.00 of the 8.00 left rolled over");
+    let account = ok(&app.call(&op, "GET", &format!("/v1/accounts/{wallet}"), None).await, "account");
+    assert_eq!(account["balance"], "35.00", "10.00 of its own, 25.00 of grants; 3.00 went to breakage");
+    let ended = ok(&app.call(&op, "POST", &format!("/v1/allowances/{}/end", a["id"]), None).await, "end");
+    assert!(ended["ended_at"].is_string());
+    app
+}
+
+/// Runs the story, then drops the application outside the runtime (PostgreSQL's blocking
+/// client may not be dropped inside one).
+fn run_api_story(url: &str) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let app = runtime.block_on(api_story(url));
+    drop(runtime);
+    drop(app);
+}
+
+#[test]
+fn issue_21_grants_over_the_api_on_sqlite() {
+    run_api_story(&sqlite_url());
+}
+
+#[test]
+fn issue_21_grants_over_the_api_on_postgres() {
+    run_api_story(&pg_url("grants_api"));
+}

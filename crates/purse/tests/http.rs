@@ -386,6 +386,27 @@ fn the_cli_drives_the_api() {
     assert!(rated.contains("line 3: invalid_destination"), "{rated}");
     let shown = cli(&["accounts", "show", &wallet.to_string()]);
     assert!(shown.contains("15.05"), "16.25 less 0.20 (two minutes to 44) and 1.00 (a minute elsewhere): {shown}");
+    // Credit grants (issue 21): give, list, void.
+    let given = cli(&[
+        "grants",
+        "give",
+        "--customer",
+        &customer.to_string(),
+        "--amount",
+        "5.00",
+        "--scope",
+        "voice,sms",
+        "--priority",
+        "1",
+        "--reason",
+        "welcome",
+    ]);
+    assert!(given.starts_with("grant ") && given.contains("5.00 USD"), "{given}");
+    let listed = cli(&["grants", "list", &customer.to_string()]);
+    assert!(listed.contains("promotional") && listed.contains("5.00"), "{listed}");
+    let id = given.split_whitespace().nth(1).unwrap();
+    assert!(cli(&["grants", "void", id, "--reason", "withdrawn"]).contains("voided"));
+    assert!(cli(&["grants", "list", &customer.to_string(), "--all", "--json"]).contains("\"voided\""));
     let out = Command::new(env!("CARGO_BIN_EXE_purse"))
         .args(["charge", "--account", "999999", "--amount", "1", "--currency", "USD"])
         .env("PURSE_URL", &base)

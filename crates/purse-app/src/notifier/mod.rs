@@ -110,6 +110,10 @@ pub struct Report {
     pub invoiced: usize,
     /// Usage invoices e-mailed.
     pub invoices_sent: usize,
+    /// Grants swept at their expiry.
+    pub grants_expired: usize,
+    /// Recurring grants' grants made.
+    pub grants_made: usize,
 }
 
 pub(crate) fn wall_us() -> i64 {
@@ -146,6 +150,8 @@ pub struct Notifier {
     credit: Option<Arc<dyn CreditStore>>,
     /// When the next customer's billing cycle starts (as of the last invoicing pass).
     next_invoicing: Mutex<Option<Timestamp>>,
+    /// Where expiring grants and due recurring grants are found.
+    grants: Option<Arc<dyn purse_store::GrantStore>>,
 }
 
 impl Notifier {
@@ -174,6 +180,7 @@ impl Notifier {
             recharge_seen: Mutex::new(None),
             credit: None,
             next_invoicing: Mutex::new(None),
+            grants: None,
         })
     }
 
@@ -208,6 +215,12 @@ impl Notifier {
         }
     }
 
+    /// Sweeps expired grants and makes recurring grants' grants too.
+    pub fn with_grants(mut self, grants: Arc<dyn purse_store::GrantStore>) -> Notifier {
+        self.grants = Some(grants);
+        self
+    }
+
     /// Evaluates and runs auto-recharge too.
     pub fn with_payments(mut self, payments: Arc<Recharger>) -> Notifier {
         self.payments = Some(payments);
@@ -232,6 +245,11 @@ impl Notifier {
         self.drain_outbox(&mut report)?;
         let now = self.now();
         report.reverted = self.revert_increases(now)?;
+        if let Some(grants) = &self.grants {
+            let scheduler = crate::grants::GrantScheduler { engine: &self.engine, grants: grants.as_ref() };
+            report.grants_expired = scheduler.sweep(now)?;
+            report.grants_made = scheduler.allowances(now)?;
+        }
         let mut due = {
             let last = self.last_evaluation.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             last.is_none_or(|l| now.0.saturating_sub(l.0) >= self.config.evaluate_every_s * MICROS || now < l)
@@ -889,6 +907,10 @@ fn settings_version(all: &[RechargeSettings]) -> u64 {
 
 fn log(msg: &str, fields: serde_json::Value) {
     eprintln!("{}", json!({ "level": "info", "msg": msg, "fields": fields }));
+}
+
+pub(crate) fn log_warning(msg: &str, fields: serde_json::Value) {
+    eprintln!("{}", json!({ "level": "warn", "msg": msg, "fields": fields }));
 }
 
 /// The worker thread; dropping it stops it after its current step.

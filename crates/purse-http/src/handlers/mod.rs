@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod alerts;
 pub mod credit;
+pub mod grants;
 pub mod invoices;
 pub mod keys;
 pub mod parties;

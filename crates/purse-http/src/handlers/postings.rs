@@ -456,7 +456,15 @@ pub async fn get_transfer(
             if !visible {
                 return Err(ApiError::App(AppError::NotFound("transfer")));
             }
-            Ok(transfer_view(&who, &t, s.currency("currency", t.currency)?))
+            let currency = s.currency("currency", t.currency)?;
+            let mut view = serde_json::to_value(transfer_view(&who, &t, currency))
+                .map_err(|e| ApiError::App(AppError::Internal(e.to_string())))?;
+            // For a charge: which grants paid how much of it (the rest was the account's own).
+            if t.kind == purse_core::TransferKind::Charge {
+                let uses = s.paid_by_grants(t.id)?;
+                view["paid_by_grants"] = uses.iter().map(|u| super::grants::use_view(u, currency)).collect();
+            }
+            Ok(view)
         })
         .await?;
     Ok(reply(StatusCode::OK, &view))

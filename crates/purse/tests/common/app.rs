@@ -66,15 +66,15 @@ impl InProcess {
         let opened = off_runtime(|| purse::open_store(url).expect("store opens"));
         let engine = Engine::start(opened.store, opened.reader.clone(), clock.clone(), EngineConfig::default());
         let config = AppConfig { allow_private_webhooks: true };
-        let state = Arc::new(App::new(
-            Arc::new(engine),
-            opened.access,
-            opened.alerts,
-            opened.payments,
-            opened.credit,
-            opened.rating,
-            config,
-        ));
+        let stores = purse_app::Stores {
+            access: opened.access,
+            alerts: opened.alerts,
+            payments: opened.payments,
+            credit: opened.credit,
+            rating: opened.rating,
+            grants: opened.grants,
+        };
+        let state = Arc::new(App::new(Arc::new(engine), stores, config));
         let api = ApiSettings { log_requests: false, rate_per_key: 0, ..ApiSettings::default() };
         let router = purse::web::router(state.clone(), api, Default::default());
         InProcess { state, router, clock, url: url.to_owned(), n: std::sync::atomic::AtomicU64::new(0) }
