@@ -13,6 +13,8 @@ use serde::Deserialize;
 use crate::parse;
 use crate::{App, AppError, AppResult, Code, Principal};
 
+/// Most charges a grant's history lists.
+pub const USES_SHOWN: usize = 1000;
 /// The priority of a grant that names none.
 pub const PRIORITY_DEFAULT: u32 = 10;
 const DAY_US: i64 = 86_400_000_000;
@@ -252,15 +254,16 @@ impl App {
         Ok(self.grants.grants(&GrantQuery { accounts, open_only, before: None, limit })?)
     }
 
-    /// What moved the grant's remainder, oldest first.
+    /// What moved the grant's remainder, oldest first (the latest charges it paid, up to
+    /// [`USES_SHOWN`]).
     pub fn grant_uses(&self, who: &Principal, id: u64) -> AppResult<Vec<GrantUse>> {
-        self.grant_for(who, id)?;
-        Ok(self.grants.uses_of(GrantId(id))?)
-    }
-
-    /// Which grants paid the posting (a charge or capture), if any.
-    pub fn paid_by_grants(&self, transfer: purse_core::TransferId) -> AppResult<Vec<GrantUse>> {
-        Ok(self.grants.paid_by(&[transfer])?)
+        let detail = self.grant_for(who, id)?;
+        Ok(purse_store::grants::history(
+            self.engine.reader().as_ref(),
+            self.grants.as_ref(),
+            &detail.grant,
+            USES_SHOWN,
+        )?)
     }
 
     /// Starts a recurring grant; its first period's grant is made by the scheduler's next pass.

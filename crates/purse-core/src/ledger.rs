@@ -68,8 +68,6 @@ pub struct Lookups {
     pub absent_transfers: FastSet<TransferId>,
     pub absent_accounts: FastSet<AccountId>,
     pub absent_parties: FastSet<PartyId>,
-    /// Of the transfers in `transfers`, which grants paid how much (reversals give it back).
-    pub grant_parts: FastMap<TransferId, Vec<(GrantId, Amount)>>,
 }
 
 /// What the engine must load before `apply` can run.
@@ -184,8 +182,11 @@ pub struct BatchOutput {
     /// Money a person moved for someone else (adjustments, reversals, staff transfers),
     /// for the audit log, written with the postings.
     pub notes: Vec<MoneyNote>,
-    /// Grants made or changed, in their final state (closed ones included, once).
+    /// Grants made, or closed, in their final state.
     pub grants: Vec<Grant>,
+    /// The remainder and reservation of every grant made or changed: (grant, remaining,
+    /// reserved).
+    pub grant_balances: Vec<(GrantId, Amount, Amount)>,
     /// What moved each grant's remainder.
     pub grant_uses: Vec<GrantUse>,
 }
@@ -240,7 +241,10 @@ struct Scratch {
     new_parties: Vec<PartyId>,
     changed_parties: Vec<PartyId>,
     dirty_holds: Vec<HoldId>,
+    /// Grants whose remainder or reservation changed.
     dirty_grants: Vec<(AccountId, GrantId)>,
+    /// Grants made or closed (their whole row is written).
+    grant_rows: Vec<(AccountId, GrantId)>,
     new_currencies: Vec<CurrencyCode>,
     checkpoint: Option<Checkpoint>,
     #[cfg(debug_assertions)]
@@ -643,10 +647,19 @@ impl Ledger {
             }
         }
         let mut grant_ids = FastSet::default();
-        for (account, grant) in scratch.dirty_grants {
-            let Some(a) = self.accounts.get(&account) else { continue };
-            if let Some(g) = a.grants.iter().find(|g| g.id == grant) {
-                if grant_ids.insert(grant) {
+        for (account, grant) in scratch.grant_rows.iter().chain(&scratch.dirty_grants) {
+            let Some(a) = self.accounts.get(account) else { continue };
+            if let Some(g) = a.grants.iter().find(|g| g.id == *grant) {
+                if grant_ids.insert(*grant) {
+                    out.grant_balances.push((g.id, g.remaining, g.reserved));
+                }
+            }
+        }
+        let mut row_ids = FastSet::default();
+        for (account, grant) in &scratch.grant_rows {
+            let Some(a) = self.accounts.get(account) else { continue };
+            if let Some(g) = a.grants.iter().find(|g| g.id == *grant) {
+                if row_ids.insert(*grant) {
                     out.grants.push(g.clone());
                 }
             }
@@ -670,8 +683,17 @@ impl Ledger {
             scratch.dirty_accounts.into_iter().filter(|id| !new_ids.contains(id)).collect();
         changed.sort_unstable();
         out.settings_changed = changed.iter().copied().filter(|id| scratch.settings_changed.contains(id)).collect();
-        out.accounts_changed =
-            changed.into_iter().filter_map(|id| self.accounts.get(&id).map(|a| (**a).clone())).collect();
+        // The store writes an account's balance parts and settings; its grants go apart.
+        out.accounts_changed = changed
+            .into_iter()
+            .filter_map(|id| {
+                let a = self.accounts.get_mut(&id)?;
+                let grants = std::mem::take(&mut a.grants);
+                let copy = (**a).clone();
+                a.grants = grants;
+                Some(copy)
+            })
+            .collect();
         let mut party_ids = FastSet::default();
         for id in scratch.new_parties {
             if let Some(p) = self.parties.get(&id) {
@@ -1491,6 +1513,7 @@ impl Ledger {
             credit_prev: None,
             debit_balance: Amount::ZERO,
             credit_balance: Amount::ZERO,
+            grant_parts: Vec::new(),
         };
         self.post(transfer, now)?;
         self.next.transfer += 1;
@@ -1838,8 +1861,8 @@ impl Ledger {
             // A reversed charge is no longer consumption to invoice.
             let account = self.account_mut(original.debit);
             account.uninvoiced = Amount(account.uninvoiced.0.saturating_sub(original.amount.0));
-            if let Some(parts) = lookups.grant_parts.get(&original_id) {
-                self.give_back(original.debit, parts, now, t.id);
+            if !original.grant_parts.is_empty() {
+                self.give_back(original.debit, &original.grant_parts, now, t.id);
             }
         }
         if let Some(entry) = lookups.transfers.get_mut(&original_id) {
@@ -1854,6 +1877,11 @@ impl Ledger {
 
     fn touch_grant(&mut self, account: AccountId, grant: GrantId) {
         self.scratch.dirty_grants.push((account, grant));
+    }
+
+    /// A grant made or closed: its whole row is written.
+    fn touch_grant_row(&mut self, account: AccountId, grant: GrantId) {
+        self.scratch.grant_rows.push((account, grant));
     }
 
     fn record_use(
@@ -1889,12 +1917,18 @@ impl Ledger {
         if self.accounts[&id].grants.is_empty() {
             return Vec::new();
         }
-        let order = self.accounts[&id].grants_for(now, service);
         let mut left = amount.0;
         let mut parts = Vec::new();
+        let mut closed = Vec::new();
         let account = self.account_mut(id);
-        for i in order {
-            let g = &mut account.grants[i];
+        // `grants` is kept in draw-down order.
+        for g in &mut account.grants {
+            if left == 0 {
+                break;
+            }
+            if !g.in_force(now) || !g.applies(service) {
+                continue;
+            }
             let take = g.free().min(left);
             if take <= 0 {
                 continue;
@@ -1907,6 +1941,7 @@ impl Ledger {
                 if g.remaining.0 == 0 && g.reserved.0 == 0 && g.expires_at.is_none() {
                     g.state = GrantState::UsedUp;
                     g.closed_at = Some(now);
+                    closed.push(g.id);
                 }
             }
             parts.push((g.id, Amount(take)));
@@ -1914,13 +1949,18 @@ impl Ledger {
         for (g, _) in &parts {
             self.touch_grant(id, *g);
         }
+        for g in closed {
+            self.touch_grant_row(id, g);
+        }
         parts
     }
 
-    /// Says which grants paid `amount` of the posting `transfer` (the balance already moved).
+    /// Says which grants paid `amount` of the posting `transfer`, the batch's last (the
+    /// balance already moved): the posting itself records it.
     fn draw(&mut self, id: AccountId, amount: Amount, service: Option<&str>, now: Timestamp, transfer: TransferId) {
-        for (g, take) in self.take(id, amount, service, now, false) {
-            self.record_use((id, g), Some(transfer), GrantUseKind::Charge, take.0, now);
+        let parts = self.take(id, amount, service, now, false);
+        if let Some(t) = self.scratch.output.transfers.last_mut().filter(|t| t.id == transfer) {
+            t.grant_parts = parts;
         }
     }
 
@@ -2040,8 +2080,8 @@ impl Ledger {
         )?;
         // A grant is known by the posting that made it.
         let grant = g.made(t.id, now);
-        self.touch_grant(g.account, grant.id);
-        self.account_mut(g.account).grants.push(grant);
+        self.touch_grant_row(g.account, grant.id);
+        self.account_mut(g.account).add_grant(grant);
         Ok(Outcome::Posted { transfer: t.id, overdrawn: false, replayed: false })
     }
 
@@ -2077,7 +2117,7 @@ impl Ledger {
         closed.remaining = Amount::ZERO;
         closed.reserved = Amount::ZERO;
         closed.closed_at = Some(now);
-        self.touch_grant(id, grant);
+        self.touch_grant_row(id, grant);
         if breakage > 0 {
             self.record_use((id, grant), transfer, GrantUseKind::Expiry, breakage, now);
         }
@@ -2102,8 +2142,8 @@ impl Ledger {
                 reason: Some(format!("rollover of grant {grant}")),
                 ..g
             };
-            self.touch_grant(id, next.id);
-            self.account_mut(id).grants.push(next);
+            self.touch_grant_row(id, next.id);
+            self.account_mut(id).add_grant(next);
         }
         if let Some(before) = before {
             self.emit_crossings(id, before, now, transfer);
@@ -2144,6 +2184,7 @@ impl Ledger {
         voided.state = GrantState::Voided;
         voided.remaining = Amount::ZERO;
         voided.closed_at = Some(now);
+        self.touch_grant_row(id, grant);
         self.record_use((id, grant), Some(t.id), GrantUseKind::Void, remaining.0, now);
         Ok(Outcome::Posted { transfer: t.id, overdrawn: false, replayed: false })
     }

@@ -310,8 +310,9 @@ pub struct Account {
     /// The account's most recent posting: the head of its chain in the journal.
     pub last_transfer: Option<TransferId>,
     pub created_at: Timestamp,
-    /// The credit grants not yet closed, in the order they were made. Their remainders are
-    /// part of `balance`; what they may pay for is decided by [`Account::grants_excluded`].
+    /// The credit grants not yet closed, in draw-down order ([`Grant::draw_order`]). Their
+    /// remainders are part of `balance`; what they may pay for is decided by
+    /// [`Account::grants_excluded`].
     pub grants: Vec<Grant>,
 }
 
@@ -363,13 +364,10 @@ impl Account {
             .sum()
     }
 
-    /// The grants in force that may pay for `service`, in draw-down order.
-    pub fn grants_for(&self, now: Timestamp, service: Option<&str>) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.grants.len())
-            .filter(|&i| self.grants[i].in_force(now) && self.grants[i].applies(service))
-            .collect();
-        order.sort_by_key(|&i| self.grants[i].draw_order());
-        order
+    /// Keeps `grant` with the account, in draw-down order.
+    pub fn add_grant(&mut self, grant: Grant) {
+        let at = self.grants.partition_point(|g| g.draw_order() < grant.draw_order());
+        self.grants.insert(at, grant);
     }
 }
 
@@ -590,6 +588,8 @@ pub struct Transfer {
     pub debit_balance: Amount,
     /// The credited account's balance right after this posting.
     pub credit_balance: Amount,
+    /// Of a charge: what each credit grant paid of it (the rest was the account's own money).
+    pub grant_parts: Vec<(GrantId, Amount)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -656,14 +656,6 @@ impl Writer {
             let transfers = self.store.load_transfers(&missing.transfers)?;
             let found: purse_core::ledger::FastSet<_> = transfers.iter().map(|(t, _)| t.id).collect();
             lookups.absent_transfers.extend(missing.transfers.iter().filter(|id| !found.contains(id)));
-            let charges: Vec<_> = transfers
-                .iter()
-                .filter(|(t, _)| t.kind == purse_core::TransferKind::Charge)
-                .map(|(t, _)| t.id)
-                .collect();
-            for (transfer, grant, amount) in self.store.load_grant_parts(&charges)? {
-                lookups.grant_parts.entry(transfer).or_default().push((grant, amount));
-            }
             lookups.transfers.extend(transfers.into_iter().map(|(t, by)| (t.id, (t, by))));
         }
         Err(StoreError::Other("references did not resolve in four rounds".into()))

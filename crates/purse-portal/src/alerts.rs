@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{html, Markup};
@@ -16,7 +16,7 @@ use purse_core::alerts::{format_warning_levels, Profile, RuleKind};
 use purse_core::{PartyKind, Role, Scope};
 
 use super::page::{self, field};
-use super::session::{Form, Viewer};
+use super::session::{Form, PathId, Viewer};
 use super::{read, see_other, PortalError};
 use crate::PortalState;
 use purse_app::alerts::{self as api, ProfileBody, RuleBody, SettingsBody};
@@ -302,16 +302,11 @@ pub async fn create(State(state): State<PortalState>, viewer: Viewer, form: Form
     save(state, viewer, None, form).await
 }
 
-fn profile_id(id: &str) -> Result<u64, PortalError> {
-    id.parse().map_err(|_| PortalError::NotFound)
-}
-
 pub async fn edit(
     State(state): State<PortalState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Response, PortalError> {
-    let id = profile_id(&id)?;
     let viewer = Arc::new(viewer);
     let p = visible_profiles(&state, &viewer).await?.into_iter().find(|p| p.id == id).ok_or(PortalError::NotFound)?;
     let v = read(&state, move |s| Ok(stored(&p, s))).await?;
@@ -331,10 +326,9 @@ pub async fn edit(
 pub async fn update(
     State(state): State<PortalState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     form: Form,
 ) -> Result<Response, PortalError> {
-    let id = profile_id(&id)?;
     // Another owner's profile is not found, whatever the form holds.
     let v = Arc::new(viewer);
     visible_profiles(&state, &v).await?.into_iter().find(|p| p.id == id).ok_or(PortalError::NotFound)?;
@@ -345,9 +339,8 @@ pub async fn update(
 pub async fn confirm_delete(
     State(state): State<PortalState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Response, PortalError> {
-    let id = profile_id(&id)?;
     let viewer = Arc::new(viewer);
     let p = visible_profiles(&state, &viewer).await?.into_iter().find(|p| p.id == id).ok_or(PortalError::NotFound)?;
     let body = html! {
@@ -371,11 +364,10 @@ pub async fn confirm_delete(
 pub async fn delete(
     State(state): State<PortalState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     form: Form,
 ) -> Result<Response, PortalError> {
     viewer.check(&form)?;
-    let id = profile_id(&id)?;
     let who = viewer.who;
     let owner = read(&state, move |s| Ok(api::remove_profile(s, &who, id)?)).await?;
     read(&state, move |s| Ok(api::sync_owners(s, vec![owner])?)).await?;
@@ -386,9 +378,8 @@ pub async fn delete(
 pub async fn settings(
     State(state): State<PortalState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Response, PortalError> {
-    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     settings_page(state, Arc::new(viewer), id, None, None).await
 }
 
@@ -474,11 +465,10 @@ async fn settings_page(
 pub async fn save_settings(
     State(state): State<PortalState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     form: Form,
 ) -> Result<Response, PortalError> {
     viewer.check(&form)?;
-    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     let entered: HashMap<String, String> = ["profile", "billing_email", "alert_emails", "warning_thresholds"]
         .iter()
         .map(|k| ((*k).to_owned(), form.get(k).to_owned()))

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use maud::{html, Markup};
@@ -17,7 +17,7 @@ use purse_store::JournalQuery;
 
 use super::customers::{figures, journal_table};
 use super::page::{self, money};
-use super::session::Viewer;
+use super::session::{PathId, Viewer};
 use super::{read, PortalError};
 use crate::PortalState;
 use purse_app::accounts::live;
@@ -187,6 +187,8 @@ struct Details {
     /// Usage invoices issued in the period (not void): how many, and their total.
     invoiced: (usize, i64),
     recharge: serde_json::Value,
+    /// The credit grants in force.
+    grants: Vec<purse_core::Grant>,
 }
 
 async fn load(state: &PortalState, viewer: &Viewer, id: u64, days: Option<(i64, i64)>) -> Result<Details, PortalError> {
@@ -213,7 +215,8 @@ async fn load(state: &PortalState, viewer: &Viewer, id: u64, days: Option<(i64, 
             None => (None, (0, 0)),
         };
         let recharge = purse_app::payments::settings_view(s, &party, &currency)?;
-        Ok(Details { name: party.name, wallet, available, currency, report, invoiced, recharge })
+        let grants = s.grants_of(&who, id, true, 50)?;
+        Ok(Details { name: party.name, wallet, available, currency, report, invoiced, recharge, grants })
     })
     .await
 }
@@ -222,10 +225,9 @@ async fn load(state: &PortalState, viewer: &Viewer, id: u64, days: Option<(i64, 
 pub async fn details(
     State(state): State<PortalState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, PortalError> {
-    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     render(&state, &viewer, id, &q).await
 }
 
@@ -259,6 +261,11 @@ async fn render(
     let body = html! {
         (figures(&d.wallet, d.available, c))
         (super::payments::summary(&d.recharge, id))
+        @if !d.grants.is_empty() {
+            h2 { "Credit grants in force" }
+            p.muted { "Included in the available balance for the services they are for; each grant's page says what it paid." }
+            (super::grants::table("balance-grants", &d.grants, c))
+        }
         form.filters method="get" action=(base) id="period" {
             (page::field("From", "from", "date", &period.from_text, period.from_error.as_deref()))
             (page::field("To", "to", "date", &period.to_text, period.to_error.as_deref()))
@@ -357,10 +364,9 @@ async fn render(
 pub async fn csv(
     State(state): State<PortalState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, PortalError> {
-    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     let period = Period::of(&q, state.engine.clock().now());
     let Some(days) = period.days else {
         let message = period.from_error.or(period.to_error).unwrap_or_default();

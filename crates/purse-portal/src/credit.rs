@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use maud::html;
@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::alerts::error_for;
 use super::page::{self, field};
-use super::session::{Form, Viewer};
+use super::session::{Form, PathId, Viewer};
 use super::{read, see_other, PortalError};
 use crate::PortalState;
 use purse_app::credit::{self as api, CreditChange, CreditSettingsBody, IncreaseText};
@@ -25,9 +25,8 @@ use purse_app::credit::{self as api, CreditChange, CreditSettingsBody, IncreaseT
 pub async fn show(
     State(state): State<PortalState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Response, PortalError> {
-    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     render(state, Arc::new(viewer), id, None, None).await
 }
 
@@ -175,11 +174,10 @@ const CREDIT_FIELDS: [&str; 5] = ["credit_limit", "increase_amount", "increase_p
 pub async fn save(
     State(state): State<PortalState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     form: Form,
 ) -> Result<Response, PortalError> {
     viewer.check(&form)?;
-    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     let entered: HashMap<String, String> =
         CREDIT_FIELDS.iter().map(|k| ((*k).to_owned(), form.get(k).trim().to_owned())).collect();
     let viewer = Arc::new(viewer);
@@ -242,11 +240,10 @@ pub async fn save(
 pub async fn save_settings(
     State(state): State<PortalState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     form: Form,
 ) -> Result<Response, PortalError> {
     viewer.check(&form)?;
-    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     let entered: HashMap<String, String> =
         ["class", "subscriber_transfers"].iter().map(|k| ((*k).to_owned(), form.get(k).trim().to_owned())).collect();
     let viewer = Arc::new(viewer);
@@ -380,9 +377,8 @@ pub async fn classes(State(state): State<PortalState>, viewer: Viewer) -> Result
 pub async fn edit_class(
     State(state): State<PortalState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Response, PortalError> {
-    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     classes_page(state, Arc::new(viewer), Some(id), None, None).await
 }
 
@@ -463,12 +459,12 @@ async fn classes_page(
 pub async fn save_class(
     State(state): State<PortalState>,
     viewer: Viewer,
-    path: Option<Path<String>>,
+    path: Option<axum::extract::Path<String>>,
     form: Form,
 ) -> Result<Response, PortalError> {
     viewer.check(&form)?;
     let id: u64 = match path {
-        Some(Path(id)) => id.parse().map_err(|_| PortalError::NotFound)?,
+        Some(axum::extract::Path(id)) => id.parse().map_err(|_| PortalError::NotFound)?,
         None => 0,
     };
     let entered: HashMap<String, String> =

@@ -2,14 +2,14 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::response::Response;
 use maud::{html, Markup};
 use purse_core::{Account, AccountKind, AccountStatus, Amount, Currency, Party, PartyId, PartyKind, Role, Transfer};
 use purse_store::{JournalQuery, PartyQuery};
 
 use super::page::{self, money, select};
-use super::session::Viewer;
+use super::session::{PathId, Viewer};
 use super::{read, PortalError};
 use crate::PortalState;
 use purse_app::accounts::live;
@@ -246,6 +246,8 @@ struct Overview {
     wallet: Option<(Account, i128, Currency)>,
     subscribers: Vec<(Account, i128, Currency)>,
     recent: Vec<Transfer>,
+    /// Its credit grants in force.
+    grants: Vec<purse_core::Grant>,
     /// Its rate plan, the plans the viewer may give it, its calls in progress.
     #[allow(clippy::type_complexity)]
     rating: (
@@ -260,9 +262,8 @@ struct Overview {
 pub async fn show(
     State(state): State<PortalState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Response, PortalError> {
-    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     let who = viewer.who;
     let o = read(&state, move |s| {
         let party = s.party_for(&who, id)?;
@@ -283,6 +284,7 @@ pub async fn show(
             wallet: None,
             subscribers: Vec::new(),
             recent: Vec::new(),
+            grants: s.grants_of(&who, id, true, 50)?,
             rating: (plan, plans, sessions, unrated),
         };
         for a in s.engine.reader().accounts_of(PartyId(id))? {
@@ -310,7 +312,7 @@ pub async fn show(
             " · " (Standing::of(wallet, *available).badge())
         }
         (figures(wallet, *available, *currency))
-        p { a href=(details) id="balance-details" { "Balance Details →" } " · " a href=(format!("/customers/{id}/alerts")) id="alerts" { "Alerts and warning thresholds →" } " · " a href=(format!("/customers/{id}/recharge")) id="payment-settings" { "Payment settings and Pay Now →" } " · " a href=(format!("/customers/{id}/credit")) id="balance-credits" { "Balance & Credits →" } " · " a href=(format!("/customers/{id}/invoices")) id="invoices" { "Invoices and payments →" } }
+        p { a href=(details) id="balance-details" { "Balance Details →" } " · " a href=(format!("/customers/{id}/alerts")) id="alerts" { "Alerts and warning thresholds →" } " · " a href=(format!("/customers/{id}/recharge")) id="payment-settings" { "Payment settings and Pay Now →" } " · " a href=(format!("/customers/{id}/credit")) id="balance-credits" { "Balance & Credits →" } " · " a href=(format!("/customers/{id}/invoices")) id="invoices" { "Invoices and payments →" } " · " a href=(format!("/customers/{id}/grants")) id="grants-link" { "Credit grants →" } }
         h2 { "Subscriber accounts" }
         div.scroll {
             table id="subscribers" {
@@ -328,6 +330,10 @@ pub async fn show(
                     @if o.subscribers.is_empty() { tr { td colspan="5" .muted { "No subscriber accounts." } } }
                 }
             }
+        }
+        @if !o.grants.is_empty() {
+            h2 { "Credit grants in force" }
+            (crate::grants::table("customer-grants", &o.grants, *currency))
         }
         (crate::rating::customer_section(&viewer, id, o.rating.0.as_ref(), &o.rating.1, &o.rating.2, &o.rating.3))
         h2 { "Recent postings" }

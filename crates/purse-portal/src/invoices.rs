@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use maud::html;
@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::alerts::error_for;
 use super::page::{self, field};
-use super::session::{Form, Viewer};
+use super::session::{Form, PathId, Viewer};
 use super::{read, see_other, PortalError};
 use crate::PortalState;
 use purse_app::invoices::{self as api, BillingBody, InvoicePaymentBody};
@@ -54,9 +54,8 @@ fn day(v: &Value) -> &str {
 pub async fn list(
     State(state): State<PortalState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Response, PortalError> {
-    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     render_list(state, Arc::new(viewer), id, None, None).await
 }
 
@@ -188,11 +187,10 @@ fn crumbs<'a>(viewer: &Viewer, name: &'a str, id: u64, last: &'a str) -> Vec<(&'
 pub async fn save_billing(
     State(state): State<PortalState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     form: Form,
 ) -> Result<Response, PortalError> {
     viewer.check(&form)?;
-    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     let entered: HashMap<String, String> =
         ["cycle_day", "time_zone"].iter().map(|k| ((*k).to_owned(), form.get(k).trim().to_owned())).collect();
     let viewer = Arc::new(viewer);
@@ -218,11 +216,10 @@ pub async fn save_billing(
 pub async fn issue(
     State(state): State<PortalState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     form: Form,
 ) -> Result<Response, PortalError> {
     viewer.check(&form)?;
-    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     let who = viewer.who;
     match read(&state, move |s| api::issue_now(s, who, id).map_err(PortalError::keep_field)).await? {
         Some(i) => Ok(see_other(&format!("/invoices/{}", i.id))),
@@ -237,9 +234,8 @@ pub async fn issue(
 pub async fn show(
     State(state): State<PortalState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Response, PortalError> {
-    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     render_invoice(state, Arc::new(viewer), id, None, None).await
 }
 
@@ -344,11 +340,10 @@ async fn render_invoice(
 pub async fn pay(
     State(state): State<PortalState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     form: Form,
 ) -> Result<Response, PortalError> {
     viewer.check(&form)?;
-    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     let entered: HashMap<String, String> =
         ["amount", "method"].iter().map(|k| ((*k).to_owned(), form.get(k).trim().to_owned())).collect();
     let viewer = Arc::new(viewer);
@@ -392,11 +387,10 @@ pub async fn pay(
 pub async fn void(
     State(state): State<PortalState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     form: Form,
 ) -> Result<Response, PortalError> {
     viewer.check(&form)?;
-    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     let reason = form.get("reason").trim().to_owned();
     let viewer = Arc::new(viewer);
     let (who, r) = (viewer.who, reason.clone());
@@ -413,9 +407,8 @@ pub async fn void(
 pub async fn pdf(
     State(state): State<PortalState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Response, PortalError> {
-    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     let who = viewer.who;
     let (number, bytes) = read(&state, move |s| {
         let i = api::visible_invoice(s, &who, id).map_err(|_| PortalError::NotFound)?;
@@ -429,9 +422,8 @@ pub async fn pdf(
 pub async fn receipt(
     State(state): State<PortalState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Response, PortalError> {
-    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     let who = viewer.who;
     let (r, name) = read(&state, move |s| {
         let (r, _) = pay::visible_receipt(s, &who, id).map_err(|_| PortalError::NotFound)?;

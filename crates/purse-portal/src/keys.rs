@@ -1,7 +1,7 @@
 //! API keys in the portal: list the keys of one's own tenant, create one (its secret is
 //! shown once, on the page that answers the form), revoke one.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{html, Markup};
@@ -9,7 +9,7 @@ use purse_core::{Role, Scope};
 use purse_store::ApiKeyRecord;
 
 use super::page::{self, field, select};
-use super::session::{Form, Viewer};
+use super::session::{Form, PathId, Viewer};
 use super::{read, see_other, PortalError};
 use crate::PortalState;
 
@@ -130,11 +130,10 @@ pub async fn create(State(state): State<PortalState>, viewer: Viewer, form: Form
 pub async fn revoke(
     State(state): State<PortalState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     form: Form,
 ) -> Result<Response, PortalError> {
     viewer.check(&form)?;
-    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     read(&state, move |s| Ok(purse_app::keys::revoke_key(s, &viewer.who, id)?)).await?;
     Ok(see_other("/keys"))
 }

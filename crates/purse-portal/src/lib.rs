@@ -10,6 +10,7 @@ mod alerts;
 mod balance;
 mod credit;
 mod customers;
+mod grants;
 mod invoices;
 mod keys;
 mod login;
@@ -148,6 +149,10 @@ pub fn pages() -> Vec<Page> {
         page(M::POST, "/rate-plans/{id}/assign", A::PutResellerRatePlans, post(rating::assign)),
         page(M::GET, "/rate-plans/{id}/export.csv", A::ExportRates, get(rating::export)),
         page(M::POST, "/customers/{id}/rate-plan", A::PutCustomerRatePlan, post(rating::save_customer_plan)),
+        page(M::GET, "/customers/{id}/grants", A::ListGrants, get(grants::list)),
+        page(M::POST, "/customers/{id}/grants", A::CreateGrant, post(grants::create)),
+        page(M::GET, "/grants/{id}", A::GetGrant, get(grants::show)),
+        page(M::POST, "/grants/{id}/void", A::VoidGrant, post(grants::void)),
     ]
 }
 

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use maud::html;
@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::alerts::{error_for, list};
 use super::page::{self, field};
-use super::session::{Form, Viewer};
+use super::session::{Form, PathId, Viewer};
 use super::{read, see_other, PortalError};
 use crate::PortalState;
 use purse_app::payments::{self as api, AutoRechargeBody, CardBody, PayNowBody, RechargeBody};
@@ -26,9 +26,8 @@ const FIELDS: [&str; 8] =
 pub async fn show(
     State(state): State<PortalState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Response, PortalError> {
-    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     render(state, Arc::new(viewer), id, None, None, None).await
 }
 
@@ -176,11 +175,10 @@ async fn render(
 pub async fn save(
     State(state): State<PortalState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     form: Form,
 ) -> Result<Response, PortalError> {
     viewer.check(&form)?;
-    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     let entered: HashMap<String, String> =
         FIELDS.iter().map(|k| ((*k).to_owned(), form.get(k).trim().to_owned())).collect();
     let viewer = Arc::new(viewer);
@@ -224,11 +222,10 @@ pub async fn save(
 pub async fn pay_now(
     State(state): State<PortalState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     form: Form,
 ) -> Result<Response, PortalError> {
     viewer.check(&form)?;
-    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     let amount = form.get("amount").trim().to_owned();
     let number = form.get("card_number").trim().to_owned();
     let card =
@@ -286,9 +283,8 @@ pub async fn pay_now(
 pub async fn receipt_pdf(
     State(state): State<PortalState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Response, PortalError> {
-    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     let who = viewer.who;
     let (r, pdf) = read(&state, move |s| api::visible_receipt(s, &who, id).map_err(|_| PortalError::NotFound)).await?;
     Ok(page::pdf(&r.display_number(), pdf))
@@ -298,11 +294,10 @@ pub async fn receipt_pdf(
 pub async fn email_receipt(
     State(state): State<PortalState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     form: Form,
 ) -> Result<Response, PortalError> {
     viewer.check(&form)?;
-    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     let viewer = Arc::new(viewer);
     let who = viewer.who;
     let sent = read(&state, move |s| api::email_receipt(s, &who, id).map_err(PortalError::keep_field)).await;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use maud::{html, Markup};
@@ -12,7 +12,7 @@ use purse_store::RatePlan;
 use serde_json::Value;
 
 use super::page::{self, field, select};
-use super::session::{Form, Viewer};
+use super::session::{Form, PathId, Viewer};
 use super::{read, see_other, PortalError};
 use crate::PortalState;
 
@@ -119,10 +119,9 @@ pub struct Search {
 pub async fn show(
     State(state): State<PortalState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     Query(q): Query<Search>,
 ) -> Result<Response, PortalError> {
-    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     plan_page(state, Arc::new(viewer), id, q.prefix.unwrap_or_default(), None, None).await
 }
 
@@ -241,11 +240,10 @@ fn unit_name(service: &str, unit: u32) -> String {
 pub async fn import(
     State(state): State<PortalState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     form: Form,
 ) -> Result<Response, PortalError> {
     viewer.check(&form)?;
-    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     let (csv, service) = (form.get("csv").to_owned(), form.get("service").trim().to_owned());
     let who = viewer.who;
     let (c, sv) = (csv.clone(), service.clone());
@@ -267,11 +265,10 @@ pub async fn import(
 pub async fn assign(
     State(state): State<PortalState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     form: Form,
 ) -> Result<Response, PortalError> {
     viewer.check(&form)?;
-    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     let reseller: u64 = form
         .get("reseller")
         .trim()
@@ -299,9 +296,8 @@ pub async fn assign(
 pub async fn export(
     State(state): State<PortalState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Response, PortalError> {
-    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     let who = viewer.who;
     let text = read(&state, move |s| Ok(s.export_deck(&who, id)?)).await?;
     Ok((
@@ -390,11 +386,10 @@ pub fn customer_section(
 pub async fn save_customer_plan(
     State(state): State<PortalState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     form: Form,
 ) -> Result<Response, PortalError> {
     viewer.check(&form)?;
-    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     let plan = match form.get("plan").trim() {
         "" => None,
         t => Some(

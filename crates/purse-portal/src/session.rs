@@ -118,6 +118,19 @@ impl Viewer {
     }
 }
 
+/// The `{id}` of a page's path: a number, or the page is not found.
+pub struct PathId(pub u64);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = PortalError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<PathId, PortalError> {
+        let axum::extract::Path(text) =
+            axum::extract::Path::<String>::from_request_parts(parts, state).await.map_err(|_| PortalError::NotFound)?;
+        text.parse().map(PathId).map_err(|_| PortalError::NotFound)
+    }
+}
+
 impl FromRequestParts<PortalState> for Viewer {
     type Rejection = PortalError;
 

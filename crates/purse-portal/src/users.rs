@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{html, Markup};
@@ -12,7 +12,7 @@ use purse_core::{Role, Scope};
 use purse_store::UserRecord;
 
 use super::page::{self, field, select};
-use super::session::{Form, Viewer};
+use super::session::{Form, PathId, Viewer};
 use super::{read, see_other, PortalError};
 use crate::PortalState;
 use purse_app::keys;
@@ -143,11 +143,10 @@ pub async fn create(State(state): State<PortalState>, viewer: Viewer, form: Form
 pub async fn disable(
     State(state): State<PortalState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     form: Form,
 ) -> Result<Response, PortalError> {
     viewer.check(&form)?;
-    let id: u64 = id.parse().map_err(|_| PortalError::NotFound)?;
     read(&state, move |s| Ok(keys::disable_user(s, &viewer.who, id)?)).await?;
     Ok(see_other("/users"))
 }

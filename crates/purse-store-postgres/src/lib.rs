@@ -257,6 +257,10 @@ fn transfer_from_row(r: &Row) -> StoreResult<Transfer> {
         credit_prev: opt_id(r.get(15)).map(TransferId),
         debit_balance: Amount(r.get(16)),
         credit_balance: Amount(r.get(17)),
+        grant_parts: match r.get::<_, Option<&str>>(19) {
+            Some(parts) => codec::parse_grant_parts(parts)?,
+            None => Vec::new(),
+        },
     })
 }
 
@@ -381,7 +385,7 @@ impl Store for PgStore {
              FROM transfers t WHERE id = ANY($1)"
         );
         let found = self.link.get()?.query(&sql, &[&ids(list, |i| i.0)]).map_err(err)?;
-        found.iter().map(|r| Ok((transfer_from_row(r)?, opt_id(r.get(19)).map(TransferId)))).collect()
+        found.iter().map(|r| Ok((transfer_from_row(r)?, opt_id(r.get(20)).map(TransferId)))).collect()
     }
 
     #[allow(clippy::type_complexity)]
@@ -772,6 +776,7 @@ fn write_transfers(c: &mut Client, transfers: &[Transfer]) -> Result<(), postgre
         int.clone(),
         int.clone(),
         int.clone(),
+        text.clone(),
         text,
         int,
     ];
@@ -798,6 +803,7 @@ fn write_transfers(c: &mut Client, transfers: &[Transfer]) -> Result<(), postgre
             &t.debit_balance.0,
             &t.credit_balance.0,
             &codec::tenant(t.client_id.tenant()),
+            &(!t.grant_parts.is_empty()).then(|| codec::grant_parts(&t.grant_parts)),
             &codec::client_key(&t.client_id),
         ])?;
     }

@@ -10,8 +10,6 @@ CREATE TABLE grants (
     funding       TEXT NOT NULL,
     priority      INTEGER NOT NULL,
     amount        INTEGER NOT NULL CHECK (amount > 0),
-    remaining     INTEGER NOT NULL CHECK (remaining >= 0),
-    reserved      INTEGER NOT NULL CHECK (reserved >= 0 AND reserved <= remaining),
     effective_at  INTEGER NOT NULL,
     expires_at    INTEGER,
     scope         TEXT NOT NULL,
@@ -30,10 +28,21 @@ CREATE INDEX grants_account ON grants (account_id, id);
 CREATE INDEX grants_expiring ON grants (expires_at) WHERE state = 'open';
 CREATE UNIQUE INDEX grants_transfer ON grants (transfer_id);
 
+-- A grant's remainder and what holds reserved of it: narrow, because every batch that
+-- draws on a grant rewrites its row (as `balances` for accounts).
+CREATE TABLE grant_balances (
+    grant_id   INTEGER PRIMARY KEY REFERENCES grants (id),
+    remaining  INTEGER NOT NULL CHECK (remaining >= 0),
+    reserved   INTEGER NOT NULL CHECK (reserved >= 0 AND reserved <= remaining)
+);
+
+-- What moved each grant's remainder: one row per charge a grant paid (and per return,
+-- expiry, rollover, void). Written only by the ledger's batch, in its transaction, so it
+-- carries no foreign keys: checking three parents per charge cost more than the row.
 CREATE TABLE grant_uses (
-    grant_id     INTEGER NOT NULL REFERENCES grants (id),
-    account_id   INTEGER NOT NULL REFERENCES accounts (id),
-    transfer_id  INTEGER REFERENCES transfers (id),
+    grant_id     INTEGER NOT NULL,
+    account_id   INTEGER NOT NULL,
+    transfer_id  INTEGER,
     kind         TEXT NOT NULL CHECK (kind IN ('charge', 'return', 'expiry', 'rollover', 'void')),
     amount       INTEGER NOT NULL,
     at           INTEGER NOT NULL
@@ -63,6 +72,10 @@ CREATE TABLE allowances (
 );
 CREATE INDEX allowances_due ON allowances (next_at) WHERE ended_at IS NULL;
 CREATE INDEX allowances_party ON allowances (party_id);
+
+-- Of a charge: what each grant paid of it (`grant:amount,…`; NULL when none did). Kept on
+-- the posting itself, so a charge costs no row and no index entry more.
+ALTER TABLE transfers ADD COLUMN grant_parts TEXT;
 
 -- What an open hold reserved on which grants: `grant:amount,…`.
 ALTER TABLE holds ADD COLUMN grant_parts TEXT NOT NULL DEFAULT '';

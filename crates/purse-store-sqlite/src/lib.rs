@@ -198,6 +198,10 @@ fn transfer_from_row(r: &Row<'_>) -> rusqlite::Result<Transfer> {
         credit_prev: opt_id(r.get(15)?).map(TransferId),
         debit_balance: Amount(r.get(16)?),
         credit_balance: Amount(r.get(17)?),
+        grant_parts: match r.get::<_, Option<String>>(19)? {
+            Some(parts) => conv(codec::parse_grant_parts(&parts))?,
+            None => Vec::new(),
+        },
     })
 }
 
@@ -605,7 +609,7 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
     }
     let text = |t: Option<&str>| t.map_or(Value::Null, |t| Value::Text(t.to_owned()));
     let int = |i: Option<u64>| i.map_or(Value::Null, |i| Value::Integer(id_to_db(i)));
-    let rows: Vec<[Value; 20]> = out
+    let rows: Vec<[Value; 21]> = out
         .transfers
         .iter()
         .map(|t| {
@@ -629,6 +633,8 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
                 Value::Integer(t.debit_balance.0),
                 Value::Integer(t.credit_balance.0),
                 Value::Text(codec::tenant(t.client_id.tenant())),
+                // Most postings no grant paid: NULL costs a byte.
+                if t.grant_parts.is_empty() { Value::Null } else { Value::Text(codec::grant_parts(&t.grant_parts)) },
                 Value::Integer(codec::client_key(&t.client_id)),
             ]
         })

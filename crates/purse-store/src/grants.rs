@@ -13,10 +13,15 @@ use crate::credit::Value;
 use crate::invoices::{run_db, Db, Transact};
 use crate::{StoreError, StoreResult};
 
-const GRANT_COLUMNS: &str = "id, client_id, client_tenant, account_id, kind, funding, priority, amount, remaining, \
-     reserved, effective_at, expires_at, scope, rollover_max, rollover_us, state, transfer_id, rolled_from, \
-     created_at, closed_at, granted_by, reason";
-const GRANT_FIELDS: usize = 22;
+/// A grant is read joined with its balance; the order is [`grant_from`]'s.
+const GRANT_SELECT: &str = "SELECT g.id, g.client_id, g.client_tenant, g.account_id, g.kind, g.funding, g.priority, \
+     g.amount, b.remaining, b.reserved, g.effective_at, g.expires_at, g.scope, g.rollover_max, g.rollover_us, g.state, \
+     g.transfer_id, g.rolled_from, g.created_at, g.closed_at, g.granted_by, g.reason \
+     FROM grants g JOIN grant_balances b ON b.grant_id = g.id";
+const GRANT_COLUMNS: &str = "id, client_id, client_tenant, account_id, kind, funding, priority, amount, effective_at, \
+     expires_at, scope, rollover_max, rollover_us, state, transfer_id, rolled_from, created_at, closed_at, granted_by, \
+     reason";
+const GRANT_FIELDS: usize = 20;
 const USE_COLUMNS: &str = "grant_id, account_id, transfer_id, kind, amount, at";
 /// Rows per multi-row statement: a handful of sizes, so every statement stays prepared.
 const ROWS: [usize; 4] = [64, 16, 4, 1];
@@ -52,8 +57,6 @@ fn grant_row(g: &Grant) -> [Value; GRANT_FIELDS] {
         text(codec::system_role(g.funding)),
         int(i64::from(g.priority)),
         int(g.amount.0),
-        int(g.remaining.0),
-        int(g.reserved.0),
         int(g.effective_at.0),
         Value::Int(g.expires_at.map(|t| t.0)),
         text(&scope(&g.scope)),
@@ -169,8 +172,20 @@ pub fn write(db: &mut dyn Db, out: &BatchOutput) -> StoreResult<()> {
         insert_all(
             db,
             &format!("INSERT INTO grants ({GRANT_COLUMNS}) VALUES "),
-            " ON CONFLICT (id) DO UPDATE SET remaining = excluded.remaining, reserved = excluded.reserved, \
-             state = excluded.state, closed_at = excluded.closed_at",
+            " ON CONFLICT (id) DO UPDATE SET state = excluded.state, closed_at = excluded.closed_at",
+            &rows,
+        )?;
+    }
+    if !out.grant_balances.is_empty() {
+        let rows: Vec<[Value; 3]> = out
+            .grant_balances
+            .iter()
+            .map(|(g, remaining, reserved)| [id(g.0), int(remaining.0), int(reserved.0)])
+            .collect();
+        insert_all(
+            db,
+            "INSERT INTO grant_balances (grant_id, remaining, reserved) VALUES ",
+            " ON CONFLICT (grant_id) DO UPDATE SET remaining = excluded.remaining, reserved = excluded.reserved",
             &rows,
         )?;
     }
@@ -197,7 +212,7 @@ pub fn write(db: &mut dyn Db, out: &BatchOutput) -> StoreResult<()> {
 /// The open grants of these accounts, oldest first: what the ledger keeps with each.
 pub fn open_of(db: &mut dyn Db, accounts: &[AccountId]) -> StoreResult<Vec<Grant>> {
     let ids: Vec<u64> = accounts.iter().map(|a| a.0).collect();
-    let sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE state = 'open' AND account_id IN ({{}}) ORDER BY id");
+    let sql = format!("{GRANT_SELECT} WHERE g.state = 'open' AND g.account_id IN ({{}}) ORDER BY g.id");
     rows_in(db, &sql, &ids)?.iter().map(|r| grant_from(r)).collect()
 }
 
@@ -207,25 +222,53 @@ pub fn attach(db: &mut dyn Db, accounts: &mut [purse_core::Account]) -> StoreRes
     if ids.is_empty() {
         return Ok(());
     }
-    let mut grants = open_of(db, &ids)?;
-    grants.sort_by_key(|g| g.id);
-    for g in grants {
+    for g in open_of(db, &ids)? {
         if let Some(a) = accounts.iter_mut().find(|a| a.id == g.account) {
-            a.grants.push(g);
+            a.add_grant(g);
         }
     }
     Ok(())
 }
 
-/// Which grants paid how much of these charges.
-pub fn parts_of(db: &mut dyn Db, transfers: &[TransferId]) -> StoreResult<Vec<(TransferId, GrantId, Amount)>> {
-    let ids: Vec<u64> = transfers.iter().map(|t| t.0).collect();
-    let sql = "SELECT transfer_id, grant_id, amount FROM grant_uses WHERE kind = 'charge' AND transfer_id IN ({}) \
-               ORDER BY transfer_id, grant_id";
-    rows_in(db, sql, &ids)?
-        .iter()
-        .map(|r| Ok((TransferId(id_from_db(r[0].int()?)), GrantId(id_from_db(r[1].int()?)), Amount(r[2].int()?))))
-        .collect()
+/// Everything that moved `grant`'s remainder, oldest first: the charges it paid (found on
+/// its account's postings since it was made, newest first, at most `limit` of them) and its
+/// returns, expiry, rollover or void.
+pub fn history(
+    reader: &dyn crate::Reader,
+    grants: &dyn GrantStore,
+    grant: &Grant,
+    limit: usize,
+) -> StoreResult<Vec<GrantUse>> {
+    const PAGE: u32 = 500;
+    let mut uses = grants.uses_of(grant.id)?;
+    let mut paid = Vec::new();
+    let mut before = None;
+    'pages: loop {
+        let page = reader.journal(crate::JournalQuery { account: grant.account, before, limit: PAGE })?;
+        for t in &page {
+            // A grant's id is in the postings' sequence: nothing before it can be its.
+            if t.id.0 < grant.id.0 || paid.len() >= limit {
+                break 'pages;
+            }
+            if let Some((_, amount)) = t.grant_parts.iter().find(|(g, _)| *g == grant.id) {
+                paid.push(GrantUse {
+                    grant: grant.id,
+                    account: grant.account,
+                    transfer: Some(t.id),
+                    kind: GrantUseKind::Charge,
+                    amount: *amount,
+                    at: t.posted_at,
+                });
+            }
+        }
+        match page.last() {
+            Some(t) if page.len() == PAGE as usize => before = Some(t.id),
+            _ => break,
+        }
+    }
+    uses.extend(paid);
+    uses.sort_by_key(|u| (u.at, u.transfer.map_or(u64::MAX, |t| t.0)));
+    Ok(uses)
 }
 
 /// Which grants to list.
@@ -293,10 +336,9 @@ pub trait GrantStore: Send + Sync {
     fn grant_by_transfer(&self, transfer: TransferId) -> StoreResult<Option<Grant>>;
     /// Newest first.
     fn grants(&self, query: &GrantQuery) -> StoreResult<Vec<Grant>>;
-    /// What moved the grant's remainder, oldest first.
+    /// What moved the grant's remainder besides the charges it paid (those are on the
+    /// postings: see [`history`]), oldest first.
     fn uses_of(&self, grant: GrantId) -> StoreResult<Vec<GrantUse>>;
-    /// Which grants paid these postings.
-    fn paid_by(&self, transfers: &[TransferId]) -> StoreResult<Vec<GrantUse>>;
     /// Open grants whose expiry is at or before `at`, soonest first: the sweep's work.
     fn expiring(&self, at: Timestamp, limit: u32) -> StoreResult<Vec<Grant>>;
 
@@ -317,14 +359,14 @@ pub trait GrantStore: Send + Sync {
 impl<T: Transact> GrantStore for T {
     fn grant(&self, grant: GrantId) -> StoreResult<Option<Grant>> {
         run_db(self, false, |db| {
-            let sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = $1");
+            let sql = format!("{GRANT_SELECT} WHERE g.id = $1");
             db.rows(&sql, &[id(grant.0)])?.first().map(|r| grant_from(r)).transpose()
         })
     }
 
     fn grant_by_transfer(&self, transfer: TransferId) -> StoreResult<Option<Grant>> {
         run_db(self, false, |db| {
-            let sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE transfer_id = $1");
+            let sql = format!("{GRANT_SELECT} WHERE g.transfer_id = $1");
             db.rows(&sql, &[id(transfer.0)])?.first().map(|r| grant_from(r)).transpose()
         })
     }
@@ -336,16 +378,16 @@ impl<T: Transact> GrantStore for T {
         run_db(self, false, |db| {
             let n = q.accounts.len();
             let mut params: Vec<Value> = q.accounts.iter().map(|a| id(a.0)).collect();
-            let mut sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE account_id IN ({})", list(n));
+            let mut sql = format!("{GRANT_SELECT} WHERE g.account_id IN ({})", list(n));
             if q.open_only {
-                sql.push_str(" AND state = 'open'");
+                sql.push_str(" AND g.state = 'open'");
             }
             if let Some(before) = q.before {
                 params.push(id(before.0));
-                sql.push_str(&format!(" AND id < ${}", params.len()));
+                sql.push_str(&format!(" AND g.id < ${}", params.len()));
             }
             params.push(int(i64::from(q.limit)));
-            sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}", params.len()));
+            sql.push_str(&format!(" ORDER BY g.id DESC LIMIT ${}", params.len()));
             db.rows(&sql, &params)?.iter().map(|r| grant_from(r)).collect()
         })
     }
@@ -358,19 +400,10 @@ impl<T: Transact> GrantStore for T {
         })
     }
 
-    fn paid_by(&self, transfers: &[TransferId]) -> StoreResult<Vec<GrantUse>> {
-        run_db(self, false, |db| {
-            let ids: Vec<u64> = transfers.iter().map(|t| t.0).collect();
-            let sql = format!("SELECT {USE_COLUMNS} FROM grant_uses WHERE transfer_id IN ({{}}) ORDER BY grant_id");
-            rows_in(db, &sql, &ids)?.iter().map(|r| use_from(r)).collect()
-        })
-    }
-
     fn expiring(&self, at: Timestamp, limit: u32) -> StoreResult<Vec<Grant>> {
         run_db(self, false, |db| {
             let sql = format!(
-                "SELECT {GRANT_COLUMNS} FROM grants WHERE state = 'open' AND expires_at <= $1 \
-                 ORDER BY expires_at, id LIMIT $2"
+                "{GRANT_SELECT} WHERE g.state = 'open' AND g.expires_at <= $1 ORDER BY g.expires_at, g.id LIMIT $2"
             );
             db.rows(&sql, &[int(at.0), int(i64::from(limit))])?.iter().map(|r| grant_from(r)).collect()
         })

@@ -127,20 +127,6 @@ pub trait Store: Send {
         }
         self.in_batch(&mut |db| grants::attach(db, accounts))
     }
-    /// Which grants paid how much of these transfers (charges a reversal gives back).
-    fn load_grant_parts(
-        &mut self,
-        transfers: &[TransferId],
-    ) -> StoreResult<Vec<(TransferId, purse_core::GrantId, Amount)>> {
-        let mut out = Vec::new();
-        if !transfers.is_empty() {
-            self.in_batch(&mut |db| {
-                out = grants::parts_of(db, transfers)?;
-                Ok(())
-            })?;
-        }
-        Ok(out)
-    }
 }
 
 /// The response to an API request made with an `Idempotency-Key`, kept so that a retry
@@ -366,7 +352,7 @@ pub mod columns {
     pub const PARTY_SELECT: &str = "id, client_id, name, kind, reseller_id, billing, currency, wallet_id, created_at, subscriber_transfers, invoiced_until, client_tenant";
     pub const TRANSFER_COLUMNS: &str = "id, client_id, kind, debit_account_id, credit_account_id, amount, currency, \
          at, posted_at, service, metadata, hold_id, reverses_id, overdrawn, debit_prev_id, credit_prev_id, \
-         debit_balance, credit_balance, client_tenant";
+         debit_balance, credit_balance, client_tenant, grant_parts";
     pub const API_KEY_COLUMNS: &str = "id, prefix, hash, name, role, party_id, scope, created_at, revoked_at";
     pub const USER_COLUMNS: &str = "id, email, name, password_hash, role, party_id, scope, created_at, disabled_at";
     pub const SESSION_COLUMNS: &str = "hash, user_id, csrf, created_at, expires_at";

@@ -28,6 +28,8 @@ pub struct BenchOptions {
     pub ids: IdStyle,
     /// Share of charges on one hot account.
     pub hot_percent: u64,
+    /// Credit grants in force on every account.
+    pub grants: u32,
     pub engine: EngineConfig,
     /// Drive a running server instead: its base URL and an operator key (read-write).
     pub target: Option<(String, String)>,
@@ -89,6 +91,42 @@ pub fn create_customers(engine: &Engine, prefix: &str, n: u64) -> crate::error::
         i = end;
     }
     Ok(wallets)
+}
+
+/// Gives every wallet `n` grants in force for a year, large enough never to run out: the
+/// first scoped to a service the bench's charges do not have, the others by priority.
+pub fn give_grants(engine: &Engine, prefix: &str, wallets: &[AccountId], n: u32) -> crate::error::Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    let usd = CurrencyCode::parse(CURRENCY).expect("valid code");
+    let now = purse_engine::Clock::now(&SystemClock);
+    let all: Vec<(usize, u32)> = (0..wallets.len()).flat_map(|w| (0..n).map(move |g| (w, g))).collect();
+    for chunk in all.chunks(SETUP_REQUEST_LEN) {
+        let items = chunk
+            .iter()
+            .map(|&(w, g)| {
+                Item::single(Command::Grant(purse_core::command::NewGrant {
+                    client_id: ClientId::new(&format!("{prefix}-grant-{w}-{g}")).expect("short"),
+                    account: wallets[w],
+                    money: Money { amount: Amount(1_000_000_000_000), currency: usd },
+                    kind: "promotional".into(),
+                    funding: purse_core::SystemRole::Grants,
+                    priority: g + 1,
+                    effective_at: None,
+                    expires_at: Some(now.plus_micros(365 * 86_400_000_000)),
+                    scope: if g == 0 { vec!["roaming".into()] } else { Vec::new() },
+                    rollover: None,
+                    note: purse_core::ChangeNote { by: "bench".into(), reason: Some("bench".into()) },
+                    metadata: None,
+                }))
+            })
+            .collect();
+        if let Some(bad) = engine.submit(items).map_err(crate::Error::from)?.into_iter().find(|r| r.is_err()) {
+            return Err(crate::Error::Failed(format!("a grant was refused: {bad:?}")));
+        }
+    }
+    Ok(())
 }
 
 /// Latencies in bounded memory, whatever the number recorded: log-linear buckets of a
@@ -182,6 +220,7 @@ pub fn run(options: &BenchOptions) -> crate::error::Result<BenchReport> {
     let setup = Instant::now();
     let prefix = format!("bench-{:x}", Rng::from_kernel().next_u64() & 0xFFFF_FFFF);
     let wallets = Arc::new(create_customers(&engine, &prefix, options.accounts)?);
+    give_grants(&engine, &prefix, &wallets, options.grants)?;
     let setup_seconds = setup.elapsed().as_secs_f64();
     if std::env::var_os("PURSE_TRACE").is_some() {
         eprintln!("peak RSS after setup: {:.0} MiB", peak_rss_mib());
@@ -290,6 +329,7 @@ impl BenchReport {
             "concurrency": options.concurrency,
             "ids": match options.ids { IdStyle::Time => "time", IdStyle::Random => "random" },
             "hot_percent": options.hot_percent,
+            "grants": options.grants,
             "backend": if options.target.is_some() { "http" } else { options.database_url.split("://").next().unwrap_or("") },
         })
     }

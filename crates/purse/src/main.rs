@@ -71,6 +71,10 @@ enum Cmd {
         /// Percentage of charges on one hot account.
         #[arg(long, default_value_t = 0)]
         hot_percent: u64,
+        /// Credit grants in force on every account (priorities 1.., one scoped to a service
+        /// the charges do not have): each charge is drawn from them.
+        #[arg(long, default_value_t = 0)]
+        grants: u32,
         /// One JSON object instead of a table.
         #[arg(long)]
         json: bool,
@@ -441,6 +445,7 @@ fn run(cli: Cli) -> purse::error::Result<()> {
             concurrency,
             ids,
             hot_percent,
+            grants,
             json,
             target,
             key,
@@ -478,6 +483,7 @@ fn run(cli: Cli) -> purse::error::Result<()> {
                     Ids::Random => IdStyle::Random,
                 },
                 hot_percent,
+                grants,
                 engine: config.engine_config()?,
                 target,
             };

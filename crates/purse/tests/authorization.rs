@@ -678,6 +678,8 @@ fn fields(action: Action, t: &Tenant) -> Vec<(&'static str, String)> {
         Action::PutResellerRatePlans => {
             vec![("reseller", t.reseller.to_string()), ("role", "customers_default".into())]
         }
+        Action::CreateGrant => v(&[("amount", "0.50"), ("kind", "goodwill"), ("reason", "matrix")]),
+        Action::VoidGrant => v(&[("reason", "matrix")]),
         _ => Vec::new(),
     }
 }

@@ -766,3 +766,52 @@ fn issue_20_staff_manage_rate_plans_and_see_calls_in_progress_and_usage_by_desti
     assert!(by_destination.contains("United Kingdom mobile (447)"), "{by_destination}");
     drop(site.server);
 }
+
+#[test]
+fn issue_21_operator_staff_give_and_void_credit_and_the_customer_sees_what_each_grant_paid() {
+    let site = site();
+    let (_, acme, wallet) = site.seeded.customers[0].clone();
+    let mut b = Browser::start(&site.base);
+    b.login(&site.operator.0, &site.operator.1);
+    b.open(&format!("/customers/{}", acme.0));
+    b.click("#grants-link");
+    // An empty form is refused, naming what is missing; nothing is granted.
+    b.click("#give-credit");
+    assert!(b.text("#form-error").contains("amount"), "{}", b.source());
+    b.type_into("[name='amount']", "10.00");
+    b.type_into("[name='reason']", "Welcome offer");
+    b.type_into("[name='scope']", "video-conference");
+    b.click("#give-credit");
+    assert!(b.text("#done").contains("Credit granted"), "{}", b.source());
+    let grants = b.text("#grants");
+    assert!(
+        grants.contains("Promotional") && grants.contains("10.0000 USD") && grants.contains("video-conference"),
+        "{grants}"
+    );
+    b.screenshot("credit-grants");
+    // A charge for that service is paid by the grant; its page says so.
+    let mut api = Client::new(&site.base, Some(site.operator_key.clone())).unwrap();
+    let charge = json!({ "client_id": "grant-charge", "account": wallet.0, "amount": "2.50", "currency": "USD", "service": "video-conference" });
+    assert_eq!(api.send("POST", "/v1/charges", &charge, "grant-charge").unwrap().status, 201);
+    b.open(&format!("/customers/{}", acme.0));
+    assert!(b.text("#customer-grants").contains("7.5000 USD"), "{}", b.source());
+    b.open(&format!("/customers/{}/balance", acme.0));
+    assert!(b.text("#balance-grants").contains("7.5000 USD"), "{}", b.source());
+    b.open(&format!("/customers/{}/grants", acme.0));
+    b.click("#grants a");
+    assert!(b.text("#grant-uses").contains("2.5000 USD"), "{}", b.source());
+    // Void: without a reason it is refused; with one, what is left goes back.
+    b.click("#void-grant");
+    assert!(b.text("#form-error").contains("reason"), "{}", b.source());
+    b.type_into("[name='reason']", "Offer withdrawn");
+    b.click("#void-grant");
+    assert!(b.text("#done").contains("voided"), "{}", b.source());
+    assert_eq!(b.text("#state"), "Voided");
+    b.logout();
+    // The customer's admin sees its grants, and no form to give itself credit.
+    b.login(&site.customer.0, &site.customer.1);
+    b.open(&format!("/customers/{}/grants", acme.0));
+    assert!(b.text("#closed-grants").contains("Voided"), "{}", b.source());
+    assert_eq!(b.count("#grant-form"), 0);
+    drop(site.server);
+}

@@ -461,8 +461,11 @@ pub async fn get_transfer(
                 .map_err(|e| ApiError::App(AppError::Internal(e.to_string())))?;
             // For a charge: which grants paid how much of it (the rest was the account's own).
             if t.kind == purse_core::TransferKind::Charge {
-                let uses = s.paid_by_grants(t.id)?;
-                view["paid_by_grants"] = uses.iter().map(|u| super::grants::use_view(u, currency)).collect();
+                view["paid_by_grants"] = t
+                    .grant_parts
+                    .iter()
+                    .map(|(g, amount)| serde_json::json!({ "grant": g.0, "amount": currency.format(*amount) }))
+                    .collect();
             }
             Ok(view)
         })
