@@ -89,6 +89,13 @@ fn invalid(field: &str, code: Code, message: impl Into<String>) -> AppError {
     AppError::invalid(field, code, message)
 }
 
+/// A kind as people read it: `goodwill` → "Goodwill".
+pub fn kind_label(kind: &str) -> String {
+    let words = kind.replace('_', " ");
+    let mut chars = words.chars();
+    chars.next().map_or_else(String::new, |c| c.to_uppercase().chain(chars).collect())
+}
+
 /// A grant's kind: a word of lowercase letters, digits and underscores.
 pub fn kind(field: &str, text: Option<&str>) -> AppResult<String> {
     let kind = text.map(str::trim).filter(|k| !k.is_empty()).unwrap_or("promotional");

@@ -23,6 +23,31 @@ pub fn invoice_lines(s: &App, i: &InvoiceRecord) -> Result<Vec<Line>, AppError> 
     Ok(purse_store::invoices::lines(reader.as_ref(), s.payments.as_ref(), i)?)
 }
 
+/// What credit grants paid of a usage invoice's charges, by kind of grant (kind, amount),
+/// from its walk of the journal. Blocking.
+pub fn credits_by_kind(
+    reader: &dyn purse_store::Reader,
+    store: &dyn purse_store::InvoiceStore,
+    grants: &dyn purse_store::GrantStore,
+    i: &InvoiceRecord,
+) -> Result<Vec<(String, i64)>, AppError> {
+    let mut by_kind: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
+    for (grant, amount) in purse_store::invoices::credits(reader, store, i)? {
+        let kind = grants.grant(grant)?.map_or_else(|| "credit".to_owned(), |g| g.kind);
+        *by_kind.entry(kind).or_default() += amount;
+    }
+    Ok(by_kind.into_iter().collect())
+}
+
+/// How an invoice names credit of a kind: purchased credit was paid in advance, and its use
+/// is when that cash becomes revenue.
+pub fn credit_label(kind: &str) -> String {
+    match kind {
+        "purchased" => "Purchased credit applied (paid in advance; revenue as it is used)".to_owned(),
+        other => format!("{} credit applied", crate::grants::kind_label(other)),
+    }
+}
+
 pub fn invoice_view(i: &InvoiceRecord, c: &Currency) -> Value {
     let f = |units: i64| c.format(Amount(units));
     json!({
@@ -75,9 +100,17 @@ pub fn visible_invoice(s: &App, who: &Principal, id: u64) -> Result<InvoiceRecor
 pub fn invoice_detail(s: &App, i: &InvoiceRecord) -> Result<Value, AppError> {
     let c = s.currency("currency", i.currency)?;
     let mut view = invoice_view(i, &c);
-    view["lines"] = invoice_lines(s, i)?
+    let lines = invoice_lines(s, i)?;
+    view["lines"] = lines
         .iter()
         .map(|l| json!({ "service": l.service, "quantity": l.count, "amount": c.format(Amount(l.amount)) }))
+        .collect();
+    // Usage, then the credits that paid part of it, by kind; the subtotal is what is left.
+    let credits = credits_by_kind(s.engine.reader().as_ref(), s.payments.as_ref(), s.grants.as_ref(), i)?;
+    view["usage"] = json!(c.format(Amount(lines.iter().map(|l| l.amount).sum())));
+    view["credits"] = credits
+        .iter()
+        .map(|(kind, amount)| json!({ "kind": kind, "label": credit_label(kind), "amount": c.format(Amount(-amount)) }))
         .collect();
     let mut allocations = Vec::new();
     for a in s.payments.allocations(i.party, Some(i.id), None)? {
@@ -96,7 +129,8 @@ pub fn invoice_pdf(s: &App, i: &InvoiceRecord) -> Result<Vec<u8>, AppError> {
     let issuer = i.issuer.map(|r| reader.party(r)).transpose()?.flatten();
     let email = s.alerts.alert_settings(i.party)?.and_then(|a| a.email);
     let lines = invoice_lines(s, i)?;
-    Ok(invoice_document(i, &lines, &customer, issuer.as_ref(), email.as_deref(), &c))
+    let credits = credits_by_kind(reader.as_ref(), s.payments.as_ref(), s.grants.as_ref(), i)?;
+    Ok(invoice_document(i, &lines, &credits, &customer, issuer.as_ref(), email.as_deref(), &c))
 }
 
 /// The invoice as a PDF, made in-process: issuer (the reseller, else the operator), number,
@@ -105,6 +139,7 @@ pub fn invoice_pdf(s: &App, i: &InvoiceRecord) -> Result<Vec<u8>, AppError> {
 pub fn invoice_document(
     i: &InvoiceRecord,
     lines: &[Line],
+    credits: &[(String, i64)],
     customer: &Party,
     issuer: Option<&Party>,
     email: Option<&str>,
@@ -151,6 +186,11 @@ pub fn invoice_document(
         pdf.text(MARGIN, 10.0, false, &l.service);
         pdf.right(RIGHT - 120.0, 10.0, false, &l.count.to_string());
         pdf.right(RIGHT, 10.0, false, &f(l.amount));
+    }
+    for (kind, amount) in credits {
+        pdf.down(16.0);
+        pdf.text(MARGIN, 10.0, false, &credit_label(kind));
+        pdf.right(RIGHT, 10.0, false, &f(-amount));
     }
     pdf.rule();
     let mut totals = Vec::new();

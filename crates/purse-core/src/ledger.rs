@@ -1860,7 +1860,9 @@ impl Ledger {
         if original.kind == TransferKind::Charge {
             // A reversed charge is no longer consumption to invoice.
             let account = self.account_mut(original.debit);
-            account.uninvoiced = Amount(account.uninvoiced.0.saturating_sub(original.amount.0));
+            // What grants paid was never to invoice.
+            let paid: i64 = original.grant_parts.iter().map(|(_, a)| a.0).sum();
+            account.uninvoiced = Amount(account.uninvoiced.0.saturating_sub(original.amount.0 - paid));
             if !original.grant_parts.is_empty() {
                 self.give_back(original.debit, &original.grant_parts, now, t.id);
             }
@@ -1959,6 +1961,13 @@ impl Ledger {
     /// balance already moved): the posting itself records it.
     fn draw(&mut self, id: AccountId, amount: Amount, service: Option<&str>, now: Timestamp, transfer: TransferId) {
         let parts = self.take(id, amount, service, now, false);
+        if parts.is_empty() {
+            return;
+        }
+        // What grants paid is not the customer's to pay: it is not invoiced.
+        let paid: i64 = parts.iter().map(|(_, a)| a.0).sum();
+        let account = self.account_mut(id);
+        account.uninvoiced = Amount(account.uninvoiced.0.saturating_sub(paid));
         if let Some(t) = self.scratch.output.transfers.last_mut().filter(|t| t.id == transfer) {
             t.grant_parts = parts;
         }

@@ -304,8 +304,9 @@ pub struct Account {
     /// Levels of available balance whose crossing is reported, highest first.
     pub thresholds: Vec<Amount>,
     pub last_charge_at: Option<Timestamp>,
-    /// Consumption posted since the account's last invoice: charges (captures included),
-    /// less the charges reversed. Invoicing sets it back to zero.
+    /// Consumption posted since the account's last invoice that the account's own money paid:
+    /// charges (captures included) less what credit grants paid of them, less the charges
+    /// reversed. Invoicing sets it back to zero.
     pub uninvoiced: Amount,
     /// The account's most recent posting: the head of its chain in the journal.
     pub last_transfer: Option<TransferId>,

@@ -37,14 +37,6 @@ fn state_name(s: GrantState) -> &'static str {
     }
 }
 
-fn kind_name(kind: &str) -> String {
-    let mut chars = kind.replace('_', " ").chars().collect::<Vec<_>>();
-    if let Some(c) = chars.first_mut() {
-        *c = c.to_ascii_uppercase();
-    }
-    chars.into_iter().collect()
-}
-
 fn expires(g: &Grant) -> String {
     g.expires_at.map_or_else(|| "Never".to_owned(), purse_core::time::format_short)
 }
@@ -58,7 +50,7 @@ pub fn table(id: &str, grants: &[Grant], currency: Currency) -> Markup {
                 tbody {
                     @for g in grants {
                         tr {
-                            td { a href=(format!("/grants/{}", g.id)) { (kind_name(&g.kind)) } }
+                            td { a href=(format!("/grants/{}", g.id)) { (purse_app::grants::kind_label(&g.kind)) } }
                             td.num { (money(currency, g.amount)) }
                             td.num { (money(currency, g.remaining)) }
                             td { (expires(g)) }
@@ -254,7 +246,7 @@ async fn show_page(
         @if done { p.notice.good role="status" id="done" { "The grant was voided: what was left went back." } }
         @if let Some(m) = &error { p.notice.bad role="alert" id="form-error" { (m) } }
         dl.figures {
-            div { dt { "Kind" } dd { (kind_name(&g.kind)) } }
+            div { dt { "Kind" } dd { (purse_app::grants::kind_label(&g.kind)) } }
             div { dt { "Granted" } dd { (money(c, g.amount)) } }
             div { dt { "Remaining" } dd id="remaining" { (money(c, g.remaining)) } }
             div { dt { "Held for calls" } dd { (money(c, g.reserved)) } }

@@ -278,6 +278,9 @@ async fn render_invoice(
                 }
             }
             tfoot {
+                @for c in i["credits"].as_array().into_iter().flatten() {
+                    tr.credit { td colspan="2" { (s(&c["label"])) } td.num { (s(&c["amount"])) } }
+                }
                 @if s(&i["kind"]) == "usage" {
                     tr { td colspan="2" { "Subtotal (as posted)" } td.num id="subtotal" { (s(&i["subtotal"])) } }
                     tr { td colspan="2" { "Rounding carried from the previous invoice" } td.num id="carry-in" { (s(&i["rounding_carried_in"])) } }

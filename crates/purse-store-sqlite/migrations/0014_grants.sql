@@ -91,3 +91,12 @@ WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.currency = c.code AND a.syste
 INSERT INTO balances (account_id, balance, reserved, children_balance, last_charge_at, last_transfer_id, uninvoiced)
 SELECT id, 0, 0, 0, NULL, NULL, 0 FROM accounts
 WHERE kind = 'system' AND system_role IN ('grants', 'breakage') AND id NOT IN (SELECT account_id FROM balances);
+
+-- What credit grants paid of a usage invoice's charges, by grant: walked from the journal
+-- with its lines and kept with them.
+CREATE TABLE invoice_credits (
+    invoice_id  INTEGER NOT NULL REFERENCES invoices (id),
+    grant_id    INTEGER NOT NULL,
+    amount      INTEGER NOT NULL,
+    PRIMARY KEY (invoice_id, grant_id)
+);

@@ -454,7 +454,10 @@ pub trait InvoiceStore: Send + Sync {
     /// The lines kept for an invoice (none until [`lines`] first read them).
     fn stored_lines(&self, invoice: u64) -> StoreResult<Vec<Line>>;
     /// Keeps an invoice's lines (once: lines kept already stay as they are).
-    fn store_lines(&self, invoice: u64, lines: &[Line]) -> StoreResult<()>;
+    /// Keeps an invoice's lines and what grants paid of it (by grant), in one transaction.
+    fn store_lines(&self, invoice: u64, lines: &[Line], credits: &[(purse_core::GrantId, i64)]) -> StoreResult<()>;
+    /// What grants paid of a usage invoice's charges, by grant (kept with its lines).
+    fn stored_credits(&self, invoice: u64) -> StoreResult<Vec<(purse_core::GrantId, i64)>>;
     /// Usage invoices not e-mailed yet, oldest first.
     fn unsent_invoices(&self, limit: u32) -> StoreResult<Vec<InvoiceRecord>>;
     fn receipt(&self, id: u64) -> StoreResult<Option<ReceiptRecord>>;
@@ -555,7 +558,7 @@ impl<T: Transact> InvoiceStore for T {
         })
     }
 
-    fn store_lines(&self, invoice: u64, lines: &[Line]) -> StoreResult<()> {
+    fn store_lines(&self, invoice: u64, lines: &[Line], credits: &[(purse_core::GrantId, i64)]) -> StoreResult<()> {
         run_db(self, true, |db| {
             for l in lines {
                 db.run(
@@ -563,7 +566,25 @@ impl<T: Transact> InvoiceStore for T {
                     &[id(invoice), Value::from(l.service.clone()), Value::from(l.count), Value::from(l.amount)],
                 )?;
             }
+            for (grant, amount) in credits {
+                db.run(
+                    "INSERT INTO invoice_credits (invoice_id, grant_id, amount) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                    &[id(invoice), id(grant.0), Value::from(*amount)],
+                )?;
+            }
             Ok(())
+        })
+    }
+
+    fn stored_credits(&self, invoice: u64) -> StoreResult<Vec<(purse_core::GrantId, i64)>> {
+        run_db(self, false, |db| {
+            collect(
+                db.rows(
+                    "SELECT grant_id, amount FROM invoice_credits WHERE invoice_id = $1 ORDER BY grant_id",
+                    &[id(invoice)],
+                )?,
+                |r| Ok((purse_core::GrantId(id_from_db(r[0].int()?)), r[1].int()?)),
+            )
         })
     }
 
@@ -778,13 +799,35 @@ pub fn lines(reader: &dyn crate::Reader, store: &dyn InvoiceStore, i: &InvoiceRe
     if !kept.is_empty() {
         return Ok(kept);
     }
-    let walked = walk_lines(reader, store, i)?;
-    store.store_lines(i.id, &walked)?;
+    let (walked, credits) = walk_lines(reader, store, i)?;
+    store.store_lines(i.id, &walked, &credits)?;
     Ok(walked)
 }
 
-fn walk_lines(reader: &dyn crate::Reader, store: &dyn InvoiceStore, i: &InvoiceRecord) -> StoreResult<Vec<Line>> {
+/// What credit grants paid of a usage invoice's charges, by grant: the walk of its lines
+/// finds them ([`lines`]).
+pub fn credits(
+    reader: &dyn crate::Reader,
+    store: &dyn InvoiceStore,
+    i: &InvoiceRecord,
+) -> StoreResult<Vec<(purse_core::GrantId, i64)>> {
+    if i.kind != InvoiceKind::Usage {
+        return Ok(Vec::new());
+    }
+    lines(reader, store, i)?;
+    store.stored_credits(i.id)
+}
+
+/// An invoice's lines (charges at their full amount) and, by grant, what grants paid of
+/// them: each account's charges less what grants paid reconcile with what the ledger moved.
+#[allow(clippy::type_complexity)]
+fn walk_lines(
+    reader: &dyn crate::Reader,
+    store: &dyn InvoiceStore,
+    i: &InvoiceRecord,
+) -> StoreResult<(Vec<Line>, Vec<(purse_core::GrantId, i64)>)> {
     let mut lines: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    let mut credits: BTreeMap<purse_core::GrantId, i64> = BTreeMap::new();
     let mut total = 0i128;
     for part in store.invoice_accounts(i.id)? {
         let mut sum = 0i128;
@@ -794,20 +837,25 @@ fn walk_lines(reader: &dyn crate::Reader, store: &dyn InvoiceStore, i: &InvoiceR
                 .transfer(id)?
                 .ok_or_else(|| StoreError::Other(format!("transfer {id} of invoice {} is missing", i.id)))?;
             let counted = if t.kind == TransferKind::Charge && t.debit == part.account {
-                Some((t.service.clone(), 1, t.amount.0))
+                Some((t.service.clone(), 1, t.amount.0, t.grant_parts.clone()))
             } else if t.kind == TransferKind::Reversal && t.credit == part.account {
                 let original = t.reverses.map(|o| reader.transfer(o)).transpose()?.flatten();
-                original
-                    .filter(|o| o.kind == TransferKind::Charge && o.debit == part.account)
-                    .map(|o| (o.service, -1, -t.amount.0))
+                original.filter(|o| o.kind == TransferKind::Charge && o.debit == part.account).map(|o| {
+                    let back = o.grant_parts.iter().map(|(g, a)| (*g, purse_core::Amount(-a.0))).collect();
+                    (o.service, -1, -t.amount.0, back)
+                })
             } else {
                 None
             };
-            if let Some((service, count, amount)) = counted {
+            if let Some((service, count, amount, parts)) = counted {
                 let line = lines.entry(service.unwrap_or_else(|| "usage".into())).or_default();
                 line.0 += count;
                 line.1 += amount;
-                sum += i128::from(amount);
+                let paid: i64 = parts.iter().map(|(_, a)| a.0).sum();
+                for (g, a) in parts {
+                    *credits.entry(g).or_default() += a.0;
+                }
+                sum += i128::from(amount - paid);
             }
             next = if t.debit == part.account { t.debit_prev } else { t.credit_prev };
         }
@@ -822,5 +870,6 @@ fn walk_lines(reader: &dyn crate::Reader, store: &dyn InvoiceStore, i: &InvoiceR
     if total != i128::from(i.subtotal) {
         return Err(StoreError::Other(format!("the lines of invoice {} do not sum to its subtotal", i.id)));
     }
-    Ok(lines.into_iter().map(|(service, (count, amount))| Line { service, count, amount }).collect())
+    let lines = lines.into_iter().map(|(service, (count, amount))| Line { service, count, amount }).collect();
+    Ok((lines, credits.into_iter().filter(|(_, a)| *a != 0).collect()))
 }

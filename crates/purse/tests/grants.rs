@@ -416,6 +416,30 @@ async fn api_story(url: &str) -> common::app::InProcess {
     assert_eq!(account["balance"], "35.00", "10.00 of its own, 25.00 of grants; 3.00 went to breakage");
     let ended = ok(&app.call(&op, "POST", &format!("/v1/allowances/{}/end", a["id"]), None).await, "end");
     assert!(ended["ended_at"].is_string());
+
+    // An invoice shows usage, then the credits that paid part of it by kind, then what is due.
+    let c = ok(
+        &app.call(&op, "POST", "/v1/customers", Some(&json!({ "client_id": "pp", "name": "Bob", "billing": "postpaid", "currency": "USD", "credit_limit": "100.00" })))
+            .await,
+        "postpaid customer",
+    );
+    let (bob, bob_wallet) = (c["id"].as_u64().unwrap(), c["wallet"].as_u64().unwrap());
+    let promo = json!({ "client_id": "g-bob", "customer": bob, "amount": "5.00", "reason": "welcome" });
+    ok(&app.call(&op, "POST", "/v1/grants", Some(&promo)).await, "grant");
+    let bought = json!({ "client_id": "g-bob-2", "customer": bob, "amount": "1.00", "kind": "purchased", "paid_by": "card", "priority": 20, "reason": "top-up bundle" });
+    ok(&app.call(&op, "POST", "/v1/grants", Some(&bought)).await, "purchased grant");
+    let charge =
+        json!({ "client_id": "bob-1", "account": bob_wallet, "amount": "8.00", "currency": "USD", "service": "voice" });
+    ok(&app.call(&op, "POST", "/v1/charges", Some(&charge)).await, "charge");
+    let invoice =
+        ok(&app.call(&op, "POST", &format!("/v1/customers/{bob}/invoices"), Some(&json!({}))).await, "invoice");
+    let invoice = ok(&app.call(&op, "GET", &format!("/v1/invoices/{}", invoice["id"]), None).await, "invoice");
+    assert_eq!(invoice["usage"], "8.00");
+    assert_eq!(invoice["credits"][0]["kind"], "promotional");
+    assert_eq!(invoice["credits"][0]["amount"], "-5.00");
+    assert_eq!(invoice["credits"][1]["kind"], "purchased");
+    assert!(invoice["credits"][1]["label"].as_str().unwrap().contains("revenue as it is used"));
+    assert_eq!((invoice["subtotal"].clone(), invoice["due"].clone()), (json!("2.00"), json!("2.00")), "{invoice}");
     app
 }
 
@@ -436,4 +460,54 @@ fn issue_21_grants_over_the_api_on_sqlite() {
 #[test]
 fn issue_21_grants_over_the_api_on_postgres() {
     run_api_story(&pg_url("grants_api"));
+}
+
+#[test]
+fn issue_21_charges_racing_an_expiry_never_spend_expired_credit() {
+    for url in both_backends("grants_race") {
+        let s = Grants::on(&url);
+        let a = s.h.customer("0");
+        let expires = s.h.now().plus_micros(2_000_000);
+        let mut g = s.new_grant(a, "100.00", 10, None);
+        g.expires_at = Some(expires);
+        let grant = s.grant(g);
+        let accepted = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for _ in 0..150 {
+                        if s.h.run(s.h.charge_cmd(a, "0.10", true)).is_ok() {
+                            accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                    }
+                });
+            }
+            // Time runs past the expiry while the charges flow.
+            scope.spawn(|| {
+                for _ in 0..40 {
+                    s.h.clock.advance_micros(100_000);
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+            });
+        });
+        assert!(s.h.now() >= expires, "the race crossed the expiry");
+        // The account has no money of its own: every accepted charge was paid by the grant,
+        // before its expiry, and none after.
+        let journal = s.h.engine.reader().journal(purse_store::JournalQuery { account: a, before: None, limit: 1000 });
+        let charges: Vec<_> =
+            journal.unwrap().into_iter().filter(|t| t.kind == purse_core::TransferKind::Charge).collect();
+        let n = accepted.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(charges.len() as u64, n);
+        assert!(n > 0, "some charges came before the expiry");
+        for t in &charges {
+            assert!(t.posted_at < expires, "a charge at {:?} spent credit that expired at {expires:?}", t.posted_at);
+            assert_eq!(t.grant_parts, vec![(grant, Amount(10))]);
+        }
+        s.sweep();
+        let uses = s.uses_of(grant);
+        let breakage: i64 = uses.iter().filter(|u| u.kind == GrantUseKind::Expiry).map(|u| u.amount.0).sum();
+        assert_eq!(breakage + n as i64 * 10, 10_000, "what was used and what expired make the grant");
+        assert_eq!(s.h.parts(a), (0, 0, 0));
+        s.h.assert_consistent();
+    }
 }

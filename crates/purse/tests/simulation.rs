@@ -1106,6 +1106,7 @@ impl Sim {
                 m.accounts.get_mut(&c.account).unwrap().uninvoiced += i128::from(c.money.amount.0);
                 m.transfers.insert(*transfer, (Some(c.account), None, c.money.amount.0.into(), false, true));
                 let parts = m.draw(c.account, c.money.amount.0.into(), service_of(&c.service), now, false);
+                m.accounts.get_mut(&c.account).unwrap().uninvoiced -= parts.iter().map(|p| p.1).sum::<i128>();
                 m.charge_parts.insert(*transfer, parts);
             }
             (Command::Grant(g), Outcome::Posted { transfer, .. }) => {
@@ -1196,6 +1197,7 @@ impl Sim {
                 m.accounts.get_mut(&a).unwrap().uninvoiced += captured;
                 m.transfers.insert(*transfer, (Some(a), None, captured, false, true));
                 let parts = m.draw(a, captured, service, now, false);
+                m.accounts.get_mut(&a).unwrap().uninvoiced -= parts.iter().map(|p| p.1).sum::<i128>();
                 m.charge_parts.insert(*transfer, parts);
                 assert!(m.resolved.insert(*hold, "captured").is_none(), "a hold resolves once");
             }
@@ -1212,7 +1214,8 @@ impl Sim {
                 m.post(credit, debit, amount);
                 if let (true, Some(d)) = (charge, debit) {
                     let a = m.accounts.get_mut(&d).unwrap();
-                    a.uninvoiced = (a.uninvoiced - amount).max(i128::from(i64::MIN));
+                    let paid: i128 = m.charge_parts.get(transfer).map_or(0, |p| p.iter().map(|x| x.1).sum());
+                    a.uninvoiced = (a.uninvoiced - (amount - paid)).max(i128::from(i64::MIN));
                     for (g, part) in m.charge_parts.get(transfer).cloned().unwrap_or_default() {
                         let grant = m.grants.get_mut(&g).unwrap();
                         if grant.open {

@@ -184,7 +184,21 @@ impl Notifier {
             return Ok(None);
         };
         let lines = purse_store::invoices::lines(self.reader.as_ref(), p.store().as_ref(), &invoice)?;
-        let pdf = crate::invoices::invoice_document(&invoice, &lines, &customer, issuer.as_ref(), email.as_deref(), &c);
+        let credits = match &self.grants {
+            Some(g) => {
+                crate::invoices::credits_by_kind(self.reader.as_ref(), p.store().as_ref(), g.as_ref(), &invoice)?
+            }
+            None => Vec::new(),
+        };
+        let pdf = crate::invoices::invoice_document(
+            &invoice,
+            &lines,
+            &credits,
+            &customer,
+            issuer.as_ref(),
+            email.as_deref(),
+            &c,
+        );
         Ok(Some((format!("{}.pdf", invoice.display_number()), pdf)))
     }
 }
