@@ -364,6 +364,84 @@ impl GrantScheduler<'_> {
         }
     }
 
+    /// Tells each customer (its alert e-mail, and the webhooks of the operator, its reseller
+    /// and its own) once that a grant with credit left expires within `lead_us`, and once
+    /// that a grant was used up.
+    pub fn notices(&self, alerts: &dyn purse_store::AlertStore, now: Timestamp, lead_us: i64) -> AppResult<usize> {
+        use purse_store::{AlertBatch, AlertKind, Fire, GrantNotice, NewNotification, PaymentNotice};
+        let reader = self.engine.reader();
+        let mut told = 0;
+        for (g, notice) in self.grants.due_notices(now, lead_us, 256)? {
+            let Some(account) = reader.account(g.account)? else { continue };
+            let Some(party) = account.party.map(|p| reader.party(p)).transpose()?.flatten() else { continue };
+            let Some(c) = reader.currencies()?.into_iter().find(|c| c.code == account.currency) else { continue };
+            let reseller = match party.kind {
+                PartyKind::Customer { reseller, .. } => reseller,
+                PartyKind::Reseller => None,
+            };
+            let kind_label = kind_label(&g.kind);
+            let (kind, subject, body) = match notice {
+                GrantNotice::Expiring => {
+                    let when = g.expires_at.map(purse_core::time::format_short).unwrap_or_default();
+                    (
+                        PaymentNotice::GrantExpiring,
+                        format!("{kind_label} credit of {} {} expires {when}", c.format(g.remaining), c.code),
+                        format!(
+                            "{}: {} {} of your {kind_label} credit is left and expires {when} UTC. Credit left then is not kept.",
+                            party.name,
+                            c.format(g.remaining),
+                            c.code
+                        ),
+                    )
+                }
+                GrantNotice::UsedUp => (
+                    PaymentNotice::GrantUsedUp,
+                    format!("{kind_label} credit of {} {} used up", c.format(g.amount), c.code),
+                    format!(
+                        "{}: your {kind_label} credit of {} {} is used up; usage is now paid from your balance.",
+                        party.name,
+                        c.format(g.amount),
+                        c.code
+                    ),
+                ),
+            };
+            let endpoints = alerts
+                .endpoints()?
+                .into_iter()
+                .filter(|e| e.enabled && (e.owner.is_none() || e.owner == reseller || e.owner == Some(party.id)))
+                .map(|e| (e.id, e.url))
+                .collect();
+            let payload = serde_json::json!({
+                "type": kind.event_type(),
+                "timestamp": purse_core::time::format(now),
+                "data": {
+                    "customer": party.id.0, "grant": g.id.0, "kind": g.kind, "amount": c.format(g.amount),
+                    "remaining": c.format(g.remaining), "currency": c.code.to_string(),
+                    "expires_at": g.expires_at.map(purse_core::time::format),
+                }
+            })
+            .to_string();
+            let notification = NewNotification {
+                party: party.id,
+                kind: AlertKind::Payment(kind),
+                threshold: g.remaining.0,
+                available: g.remaining.0,
+                currency: c.code,
+                at: now,
+                subject,
+                body,
+                payload,
+                emails: alerts.alert_settings(party.id)?.and_then(|a| a.email).into_iter().collect(),
+                endpoints,
+            };
+            let batch = AlertBatch { fires: vec![Fire { counter: None, notification }], ..AlertBatch::default() };
+            if self.grants.tell(g.id, notice, now, &batch)? {
+                told += 1;
+            }
+        }
+        Ok(told)
+    }
+
     /// Makes the grant of every recurring grant whose period started. A period missed
     /// entirely (the scheduler was down past its end) is skipped, not granted late.
     pub fn allowances(&self, now: Timestamp) -> AppResult<usize> {

@@ -21,7 +21,10 @@ CREATE TABLE grants (
     created_at    BIGINT NOT NULL,
     closed_at     BIGINT,
     granted_by    TEXT NOT NULL,
-    reason        TEXT
+    reason        TEXT,
+    -- When "about to expire" and "used up" were told (compare-and-set: told once).
+    expiring_noticed_at  BIGINT,
+    used_up_noticed_at   BIGINT
 );
 CREATE INDEX grants_open ON grants (account_id) WHERE state = 'open';
 CREATE INDEX grants_account ON grants (account_id, id);

@@ -21,7 +21,10 @@ CREATE TABLE grants (
     created_at    INTEGER NOT NULL,
     closed_at     INTEGER,
     granted_by    TEXT NOT NULL,
-    reason        TEXT
+    reason        TEXT,
+    -- When "about to expire" and "used up" were told (compare-and-set: told once).
+    expiring_noticed_at  INTEGER,
+    used_up_noticed_at   INTEGER
 );
 CREATE INDEX grants_open ON grants (account_id) WHERE state = 'open';
 CREATE INDEX grants_account ON grants (account_id, id);

@@ -38,10 +38,14 @@ pub enum PaymentNotice {
     Invoice,
     /// A charging session was closed by Purse: nothing heard from it within its time to live.
     SessionExpired,
+    /// A credit grant expires soon with credit left.
+    GrantExpiring,
+    /// A credit grant was used up.
+    GrantUsedUp,
 }
 
 impl PaymentNotice {
-    pub const ALL: [PaymentNotice; 8] = [
+    pub const ALL: [PaymentNotice; 10] = [
         PaymentNotice::RechargeSucceeded,
         PaymentNotice::RechargeFailed,
         PaymentNotice::RechargeDisabled,
@@ -50,6 +54,8 @@ impl PaymentNotice {
         PaymentNotice::Receipt,
         PaymentNotice::Invoice,
         PaymentNotice::SessionExpired,
+        PaymentNotice::GrantExpiring,
+        PaymentNotice::GrantUsedUp,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +68,8 @@ impl PaymentNotice {
             PaymentNotice::Receipt => "receipt",
             PaymentNotice::Invoice => "invoice",
             PaymentNotice::SessionExpired => "session_expired",
+            PaymentNotice::GrantExpiring => "grant_expiring",
+            PaymentNotice::GrantUsedUp => "grant_used_up",
         }
     }
 
@@ -75,6 +83,8 @@ impl PaymentNotice {
             PaymentNotice::Receipt => "payment.receipt",
             PaymentNotice::Invoice => "invoice.usage_issued",
             PaymentNotice::SessionExpired => "session.expired",
+            PaymentNotice::GrantExpiring => "grant.expiring",
+            PaymentNotice::GrantUsedUp => "grant.used_up",
         }
     }
 }

@@ -330,6 +330,22 @@ fn allowance_from(r: &[Value]) -> StoreResult<Allowance> {
     })
 }
 
+/// What the scheduler tells a customer about a grant, once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrantNotice {
+    Expiring,
+    UsedUp,
+}
+
+impl GrantNotice {
+    fn column(self) -> &'static str {
+        match self {
+            GrantNotice::Expiring => "expiring_noticed_at",
+            GrantNotice::UsedUp => "used_up_noticed_at",
+        }
+    }
+}
+
 /// The application's questions about grants.
 pub trait GrantStore: Send + Sync {
     fn grant(&self, id: GrantId) -> StoreResult<Option<Grant>>;
@@ -341,6 +357,14 @@ pub trait GrantStore: Send + Sync {
     fn uses_of(&self, grant: GrantId) -> StoreResult<Vec<GrantUse>>;
     /// Open grants whose expiry is at or before `at`, soonest first: the sweep's work.
     fn expiring(&self, at: Timestamp, limit: u32) -> StoreResult<Vec<Grant>>;
+
+    /// Grants to tell about: open ones with credit left that expire within `lead_us` of
+    /// `now` (not told yet), and used-up ones (not told yet).
+    fn due_notices(&self, now: Timestamp, lead_us: i64, limit: u32) -> StoreResult<Vec<(Grant, GrantNotice)>>;
+    /// Marks the grant told about `notice` and records `batch` (its notification) in the
+    /// same transaction; `false` when another process told first.
+    fn tell(&self, grant: GrantId, notice: GrantNotice, now: Timestamp, batch: &crate::AlertBatch)
+        -> StoreResult<bool>;
 
     /// Stores a recurring grant (its `id` is chosen by the store).
     fn create_allowance(&self, allowance: &Allowance) -> StoreResult<Allowance>;
@@ -406,6 +430,45 @@ impl<T: Transact> GrantStore for T {
                 "{GRANT_SELECT} WHERE g.state = 'open' AND g.expires_at <= $1 ORDER BY g.expires_at, g.id LIMIT $2"
             );
             db.rows(&sql, &[int(at.0), int(i64::from(limit))])?.iter().map(|r| grant_from(r)).collect()
+        })
+    }
+
+    fn due_notices(&self, now: Timestamp, lead_us: i64, limit: u32) -> StoreResult<Vec<(Grant, GrantNotice)>> {
+        run_db(self, false, |db| {
+            let expiring = format!(
+                "{GRANT_SELECT} WHERE g.state = 'open' AND g.expiring_noticed_at IS NULL AND g.expires_at > $1 \
+                 AND g.expires_at <= $2 AND b.remaining > 0 ORDER BY g.expires_at, g.id LIMIT $3"
+            );
+            let used_up = format!(
+                "{GRANT_SELECT} WHERE g.state IN ('open', 'used_up') AND g.used_up_noticed_at IS NULL \
+                 AND b.remaining = 0 AND b.reserved = 0 ORDER BY g.id LIMIT $1"
+            );
+            let mut out = Vec::new();
+            let params = [int(now.0), int(now.0.saturating_add(lead_us)), int(i64::from(limit))];
+            for r in db.rows(&expiring, &params)? {
+                out.push((grant_from(&r)?, GrantNotice::Expiring));
+            }
+            for r in db.rows(&used_up, &[int(i64::from(limit))])? {
+                out.push((grant_from(&r)?, GrantNotice::UsedUp));
+            }
+            Ok(out)
+        })
+    }
+
+    fn tell(
+        &self,
+        grant: GrantId,
+        notice: GrantNotice,
+        now: Timestamp,
+        batch: &crate::AlertBatch,
+    ) -> StoreResult<bool> {
+        run_db(self, true, |db| {
+            let sql = format!("UPDATE grants SET {0} = $1 WHERE id = $2 AND {0} IS NULL", notice.column());
+            if db.run(&sql, &[int(now.0), id(grant.0)])? != 1 {
+                return Ok(false);
+            }
+            crate::alert_sql::record(db, batch, now)?;
+            Ok(true)
         })
     }
 

@@ -35,7 +35,7 @@ pub use alerts::{
 pub use credit::{
     AuditEntry, AuditQuery, ClassRecord, CreditPolicy, CreditStore, MaxIncrease, TransferSetting, Visible,
 };
-pub use grants::{Allowance, GrantQuery, GrantStore};
+pub use grants::{Allowance, GrantNotice, GrantQuery, GrantStore};
 pub use invoices::{AllocationRecord, BillingSettings, Db, InvoiceAccount, InvoiceStore, Transact, VoidRefusal};
 pub use payments::{
     InvoiceKind, InvoiceRecord, InvoiceStatus, NewReceipt, NewRecharge, PaymentStore, ReceiptRecord, RechargeReason,

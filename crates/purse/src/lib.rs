@@ -180,6 +180,8 @@ pub struct AlertsConfig {
     pub attempts_max: Option<u32>,
     pub webhook_failures_max: Option<u32>,
     pub allow_private_webhooks: Option<bool>,
+    /// Days before a credit grant with credit left expires that its customer is told (default 7).
+    pub grant_notice_days: Option<i64>,
 }
 
 /// `[payments]`: Stripe and auto-recharge.
@@ -445,6 +447,12 @@ impl Config {
         }
         if let Some(offset) = &a.utc_offset {
             c.utc_offset_min = parse_utc_offset(offset)?;
+        }
+        if let Some(d) = a.grant_notice_days {
+            if !(0..=365).contains(&d) {
+                return Err(crate::Error::Usage(format!("alerts.grant_notice_days must be 0 to 365, got {d}")));
+            }
+            c.grant_notice_lead_s = d * 86_400;
         }
         if let Some(s) = a.evaluate_every_s {
             if !(1..=86_400).contains(&s) {

@@ -440,6 +440,32 @@ async fn api_story(url: &str) -> common::app::InProcess {
     assert_eq!(invoice["credits"][1]["kind"], "purchased");
     assert!(invoice["credits"][1]["label"].as_str().unwrap().contains("revenue as it is used"));
     assert_eq!((invoice["subtotal"].clone(), invoice["due"].clone()), (json!("2.00"), json!("2.00")), "{invoice}");
+
+    // Customers are told once that credit expires soon, and that a grant was used up.
+    let tell = |app: &InProcess| {
+        let (engine, grants, alerts) = (app.state.engine.clone(), app.state.grants.clone(), app.state.alerts.clone());
+        let now = purse_engine::Clock::now(app.clock.as_ref());
+        common::app::off_runtime(move || {
+            let s = purse_app::grants::GrantScheduler { engine: &engine, grants: grants.as_ref() };
+            s.notices(alerts.as_ref(), now, 30 * DAY_US).unwrap()
+        })
+    };
+    assert!(tell(&app) >= 3, "Ann's two grants expire within 30 days; Bob's welcome credit is used up");
+    assert_eq!(tell(&app), 0, "told once");
+    let kinds = |customer: u64| {
+        let app = &app;
+        async move {
+            let log = app.call(&app.operator(), "GET", &format!("/v1/notifications?customer={customer}"), None).await;
+            log.body["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n["kind"].as_str().unwrap_or("").to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert!(kinds(customer).await.iter().any(|k| k == "grant_expiring"));
+    assert!(kinds(bob).await.iter().any(|k| k == "grant_used_up"));
     app
 }
 

@@ -71,6 +71,8 @@ pub struct AlertConfig {
     pub webhook_failures_max: u32,
     /// Let webhooks reach loopback, private and link-local addresses.
     pub allow_private_webhooks: bool,
+    /// How long (clock time) before a grant with credit left expires its customer is told.
+    pub grant_notice_lead_s: i64,
 }
 
 impl Default for AlertConfig {
@@ -88,6 +90,7 @@ impl Default for AlertConfig {
             attempts_max: 8,
             webhook_failures_max: 20,
             allow_private_webhooks: false,
+            grant_notice_lead_s: 7 * 86_400,
         }
     }
 }
@@ -264,6 +267,11 @@ impl Notifier {
             due = true;
         }
         if due {
+            if let Some(grants) = &self.grants {
+                let scheduler = crate::grants::GrantScheduler { engine: &self.engine, grants: grants.as_ref() };
+                let lead_us = self.config.grant_notice_lead_s.saturating_mul(MICROS);
+                report.notifications += scheduler.notices(self.alerts.as_ref(), now, lead_us)?;
+            }
             self.sync_reversals(now)?;
             let (notifications, invoiced) = self.evaluate_all(now)?;
             report.notifications += notifications;
