@@ -103,6 +103,7 @@ impl NewGrant {
             scope: self.scope.clone(),
             rollover: self.rollover,
             state: crate::model::GrantState::Open,
+            used_up_at: None,
             transfer: Some(transfer),
             rolled_from: None,
             created_at: now,

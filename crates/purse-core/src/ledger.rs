@@ -184,12 +184,15 @@ pub struct BatchOutput {
     pub notes: Vec<MoneyNote>,
     /// Grants made, or closed, in their final state.
     pub grants: Vec<Grant>,
-    /// The remainder and reservation of every grant made or changed: (grant, remaining,
-    /// reserved).
-    pub grant_balances: Vec<(GrantId, Amount, Amount)>,
+    /// For each account whose grants changed, the remainder and reservation of each of its
+    /// open grants (grant, remaining, reserved), kept with the account's balance.
+    pub grant_balances: Vec<(AccountId, Vec<GrantBalance>)>,
     /// What moved each grant's remainder.
     pub grant_uses: Vec<GrantUse>,
 }
+
+/// A grant's remainder and what holds reserved of it: (grant, remaining, reserved).
+pub type GrantBalance = (GrantId, Amount, Amount);
 
 /// A posting a person made on someone else's behalf, with who and why: the store records
 /// it in the audit log in the transaction that posts it, so neither exists without the other.
@@ -241,8 +244,8 @@ struct Scratch {
     new_parties: Vec<PartyId>,
     changed_parties: Vec<PartyId>,
     dirty_holds: Vec<HoldId>,
-    /// Grants whose remainder or reservation changed.
-    dirty_grants: Vec<(AccountId, GrantId)>,
+    /// Accounts some grant of which changed its remainder or reservation.
+    grant_accounts: Vec<AccountId>,
     /// Grants made or closed (their whole row is written).
     grant_rows: Vec<(AccountId, GrantId)>,
     new_currencies: Vec<CurrencyCode>,
@@ -646,15 +649,6 @@ impl Ledger {
                 }
             }
         }
-        let mut grant_ids = FastSet::default();
-        for (account, grant) in scratch.grant_rows.iter().chain(&scratch.dirty_grants) {
-            let Some(a) = self.accounts.get(account) else { continue };
-            if let Some(g) = a.grants.iter().find(|g| g.id == *grant) {
-                if grant_ids.insert(*grant) {
-                    out.grant_balances.push((g.id, g.remaining, g.reserved));
-                }
-            }
-        }
         let mut row_ids = FastSet::default();
         for (account, grant) in &scratch.grant_rows {
             let Some(a) = self.accounts.get(account) else { continue };
@@ -669,6 +663,15 @@ impl Ledger {
                 if let Some(a) = self.accounts.get_mut(&g.account) {
                     a.grants.retain(|x| x.id != g.id);
                 }
+            }
+        }
+        let mut grant_accounts = FastSet::default();
+        for account in scratch.grant_accounts.iter().chain(scratch.grant_rows.iter().map(|(a, _)| a)) {
+            if !grant_accounts.insert(*account) {
+                continue;
+            }
+            if let Some(a) = self.accounts.get(account) {
+                out.grant_balances.push((*account, a.grants.iter().map(|g| (g.id, g.remaining, g.reserved)).collect()));
             }
         }
         let mut new_ids = FastSet::default();
@@ -1877,8 +1880,8 @@ impl Ledger {
 impl Ledger {
     // ---------------------------------------------------------------- grants
 
-    fn touch_grant(&mut self, account: AccountId, grant: GrantId) {
-        self.scratch.dirty_grants.push((account, grant));
+    fn touch_grant(&mut self, account: AccountId) {
+        self.scratch.grant_accounts.push(account);
     }
 
     /// A grant made or closed: its whole row is written.
@@ -1894,7 +1897,7 @@ impl Ledger {
         amount: i64,
         now: Timestamp,
     ) {
-        self.scratch.dirty_grants.push((account, grant));
+        self.scratch.grant_accounts.push(account);
         self.scratch.output.grant_uses.push(GrantUse {
             grant,
             account,
@@ -1921,7 +1924,7 @@ impl Ledger {
         }
         let mut left = amount.0;
         let mut parts = Vec::new();
-        let mut closed = Vec::new();
+        let mut used_up = Vec::new();
         let account = self.account_mut(id);
         // `grants` is kept in draw-down order.
         for g in &mut account.grants {
@@ -1940,18 +1943,23 @@ impl Ledger {
                 g.reserved = Amount(g.reserved.0 + take);
             } else {
                 g.remaining = Amount(g.remaining.0 - take);
-                if g.remaining.0 == 0 && g.reserved.0 == 0 && g.expires_at.is_none() {
-                    g.state = GrantState::UsedUp;
-                    g.closed_at = Some(now);
-                    closed.push(g.id);
+                if g.remaining.0 == 0 && g.reserved.0 == 0 {
+                    // Used up: one without an expiry closes; one with stays open until it, so
+                    // that a reversed charge can give back what it took.
+                    g.used_up_at = Some(now);
+                    if g.expires_at.is_none() {
+                        g.state = GrantState::UsedUp;
+                        g.closed_at = Some(now);
+                    }
+                    used_up.push(g.id);
                 }
             }
             parts.push((g.id, Amount(take)));
         }
-        for (g, _) in &parts {
-            self.touch_grant(id, *g);
+        if !parts.is_empty() {
+            self.touch_grant(id);
         }
-        for g in closed {
+        for g in used_up {
             self.touch_grant_row(id, g);
         }
         parts
@@ -1991,16 +1999,12 @@ impl Ledger {
             return;
         }
         let account = self.account_mut(id);
-        let mut touched = Vec::new();
         for (grant, amount) in parts {
             if let Some(g) = account.grants.iter_mut().find(|g| g.id == *grant && g.state == GrantState::Open) {
                 g.reserved = Amount(g.reserved.0 - amount.0.min(g.reserved.0));
-                touched.push(*grant);
             }
         }
-        for g in touched {
-            self.touch_grant(id, g);
-        }
+        self.touch_grant(id);
     }
 
     /// A reversed charge gives back to each grant still open what it paid; what a closed
@@ -2011,10 +2015,12 @@ impl Ledger {
         for (grant, amount) in parts {
             if let Some(g) = account.grants.iter_mut().find(|g| g.id == *grant && g.state == GrantState::Open) {
                 g.remaining = Amount(g.remaining.0.saturating_add(amount.0));
+                g.used_up_at = None;
                 back.push((g.id, amount.0));
             }
         }
         for (g, amount) in back {
+            self.touch_grant_row(id, g);
             self.record_use((id, g), Some(transfer), GrantUseKind::Return, -amount, now);
         }
     }
@@ -2143,6 +2149,7 @@ impl Ledger {
                 expires_at: Some(expires_at.plus_micros(r.valid_for_us)),
                 rollover: None,
                 state: GrantState::Open,
+                used_up_at: None,
                 transfer: None,
                 rolled_from: Some(grant),
                 created_at: now,

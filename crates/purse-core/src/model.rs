@@ -431,6 +431,8 @@ pub struct Grant {
     pub scope: Vec<String>,
     pub rollover: Option<Rollover>,
     pub state: GrantState,
+    /// When its remainder last reached zero (cleared when a reversal gives some back).
+    pub used_up_at: Option<Timestamp>,
     /// The posting that brought the money in (none for a rolled-over remainder).
     pub transfer: Option<TransferId>,
     pub rolled_from: Option<GrantId>,

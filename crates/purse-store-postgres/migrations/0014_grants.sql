@@ -16,6 +16,7 @@ CREATE TABLE grants (
     rollover_max  BIGINT,
     rollover_us   BIGINT,
     state         TEXT NOT NULL CHECK (state IN ('open', 'used_up', 'expired', 'voided')),
+    used_up_at    BIGINT,
     transfer_id   BIGINT REFERENCES transfers (id),
     rolled_from   BIGINT REFERENCES grants (id),
     created_at    BIGINT NOT NULL,
@@ -29,15 +30,13 @@ CREATE TABLE grants (
 CREATE INDEX grants_open ON grants (account_id) WHERE state = 'open';
 CREATE INDEX grants_account ON grants (account_id, id);
 CREATE INDEX grants_expiring ON grants (expires_at) WHERE state = 'open';
+CREATE INDEX grants_used_up ON grants (id) WHERE used_up_at IS NOT NULL AND used_up_noticed_at IS NULL;
 CREATE UNIQUE INDEX grants_transfer ON grants (transfer_id);
 
--- A grant's remainder and what holds reserved of it: narrow, because every batch that
--- draws on a grant rewrites its row (as `balances` for accounts).
-CREATE TABLE grant_balances (
-    grant_id   BIGINT PRIMARY KEY REFERENCES grants (id),
-    remaining  BIGINT NOT NULL CHECK (remaining >= 0),
-    reserved   BIGINT NOT NULL CHECK (reserved >= 0 AND reserved <= remaining)
-) WITH (fillfactor = 50);
+-- The remainder of each open grant of an account, and what holds reserved of it
+-- (`grant:remaining:reserved,…`; NULL or '' when none), kept with the account's balance:
+-- a charge a grant pays rewrites one row, as one it does not.
+ALTER TABLE balances ADD COLUMN grants TEXT;
 
 -- What moved each grant's remainder: one row per charge a grant paid (and per return,
 -- expiry, rollover, void). Written only by the ledger's batch, in its transaction, so it

@@ -577,8 +577,12 @@ fn write_output(c: &mut Client, out: &BatchOutput) -> Result<(), postgres::Error
             &[&cols.0, &cols.1, &cols.2, &cols.3, &cols.4, &cols.5, &cols.6, &cols.7, &cols.8, &tenants],
         )?;
     }
-    write_accounts(c, &out.accounts_new, true, &[])?;
-    write_accounts(c, &out.accounts_changed, false, &out.settings_changed)?;
+    // The remainders of the grants of the accounts whose grants changed ('' when none is
+    // left); the other accounts keep what is stored.
+    let grants: std::collections::HashMap<AccountId, String> =
+        out.grant_balances.iter().map(|(a, g)| (*a, codec::grant_balances(g))).collect();
+    write_accounts(c, &out.accounts_new, true, &[], &grants)?;
+    write_accounts(c, &out.accounts_changed, false, &out.settings_changed, &grants)?;
     write_transfers(c, &out.transfers)?;
     for h in &out.holds {
         let r = h.resolution.as_ref();
@@ -661,6 +665,7 @@ fn write_accounts(
     accounts: &[Account],
     insert: bool,
     settings: &[AccountId],
+    grants: &std::collections::HashMap<AccountId, String>,
 ) -> Result<(), postgres::Error> {
     if accounts.is_empty() {
         return Ok(());
@@ -672,23 +677,25 @@ fn write_accounts(
     let last_charge: Vec<Option<i64>> = accounts.iter().map(|a| a.last_charge_at.map(|t| t.0)).collect();
     let last_transfer: Vec<Option<i64>> = accounts.iter().map(|a| a.last_transfer.map(|t| id_to_db(t.0))).collect();
     let uninvoiced: Vec<i64> = accounts.iter().map(|a| a.uninvoiced.0).collect();
+    let grant_text: Vec<Option<&str>> = accounts.iter().map(|a| grants.get(&a.id).map(String::as_str)).collect();
     let with_settings: Vec<&Account> =
         if insert { accounts.iter().collect() } else { accounts.iter().filter(|a| settings.contains(&a.id)).collect() };
     if insert {
         insert_account_settings(c, &with_settings)?;
         c.execute(
-            "INSERT INTO balances (account_id, balance, reserved, children_balance, last_charge_at, last_transfer_id, uninvoiced) \
-             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[])",
-            &[&id, &balance, &reserved, &children, &last_charge, &last_transfer, &uninvoiced],
+            "INSERT INTO balances (account_id, balance, reserved, children_balance, last_charge_at, last_transfer_id, uninvoiced, grants) \
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::text[])",
+            &[&id, &balance, &reserved, &children, &last_charge, &last_transfer, &uninvoiced, &grant_text],
         )?;
         return Ok(());
     }
     c.execute(
         "UPDATE balances b SET balance = u.balance, reserved = u.reserved, children_balance = u.children, \
-         last_charge_at = u.last_charge, last_transfer_id = u.last_transfer, uninvoiced = u.uninvoiced FROM \
-         unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[]) \
-         AS u(id, balance, reserved, children, last_charge, last_transfer, uninvoiced) WHERE b.account_id = u.id",
-        &[&id, &balance, &reserved, &children, &last_charge, &last_transfer, &uninvoiced],
+         last_charge_at = u.last_charge, last_transfer_id = u.last_transfer, uninvoiced = u.uninvoiced, \
+         grants = COALESCE(u.grants, b.grants) FROM \
+         unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::text[]) \
+         AS u(id, balance, reserved, children, last_charge, last_transfer, uninvoiced, grants) WHERE b.account_id = u.id",
+        &[&id, &balance, &reserved, &children, &last_charge, &last_transfer, &uninvoiced, &grant_text],
     )?;
     for a in with_settings {
         c.execute(

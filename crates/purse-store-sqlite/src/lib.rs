@@ -533,11 +533,16 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
             ],
         )?;
     }
+    // The remainders of the grants of the accounts whose grants changed ('' when none is
+    // left); the other accounts keep what is stored.
+    let mut grant_text: purse_core::ledger::FastMap<AccountId, String> =
+        out.grant_balances.iter().map(|(a, g)| (*a, codec::grant_balances(g))).collect();
+    let mut grants_of = |id: AccountId| grant_text.remove(&id).map_or(Value::Null, Value::Text);
     if !out.accounts_new.is_empty() {
         let mut insert = c.prepare_cached(&format!(
             "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
         ))?;
-        let mut balances = c.prepare_cached("INSERT INTO balances (account_id, balance, reserved, children_balance, last_charge_at, last_transfer_id, uninvoiced) VALUES (?,?,?,?,?,?,?)")?;
+        let mut balances = c.prepare_cached("INSERT INTO balances (account_id, balance, reserved, children_balance, last_charge_at, last_transfer_id, uninvoiced, grants) VALUES (?,?,?,?,?,?,?,?)")?;
         for a in &out.accounts_new {
             let (kind, role, parent) = codec::account_kind(a.kind);
             insert.execute(params![
@@ -564,10 +569,11 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
                 a.last_charge_at.map(|t| t.0),
                 a.last_transfer.map(|t| id_to_db(t.0)),
                 a.uninvoiced.0,
+                grants_of(a.id),
             ])?;
         }
     }
-    let rows: Vec<[Value; 7]> = out
+    let rows: Vec<[Value; 8]> = out
         .accounts_changed
         .iter()
         .map(|a| {
@@ -579,15 +585,17 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
                 a.last_charge_at.map_or(Value::Null, |t| Value::Integer(t.0)),
                 a.last_transfer.map_or(Value::Null, |t| Value::Integer(id_to_db(t.0))),
                 Value::Integer(a.uninvoiced.0),
+                grants_of(a.id),
             ]
         })
         .collect();
     insert_rows(
         c,
-        "INSERT INTO balances (account_id, balance, reserved, children_balance, last_charge_at, last_transfer_id, uninvoiced) VALUES ",
+        "INSERT INTO balances (account_id, balance, reserved, children_balance, last_charge_at, last_transfer_id, uninvoiced, grants) VALUES ",
         " ON CONFLICT (account_id) DO UPDATE SET balance = excluded.balance, reserved = excluded.reserved, \
          children_balance = excluded.children_balance, last_charge_at = excluded.last_charge_at, \
-         last_transfer_id = excluded.last_transfer_id, uninvoiced = excluded.uninvoiced",
+         last_transfer_id = excluded.last_transfer_id, uninvoiced = excluded.uninvoiced, \
+         grants = COALESCE(excluded.grants, balances.grants)",
         &rows,
     )?;
     let mut settings = c.prepare_cached(

@@ -14,14 +14,15 @@ use crate::invoices::{run_db, Db, Transact};
 use crate::{StoreError, StoreResult};
 
 /// A grant is read joined with its balance; the order is [`grant_from`]'s.
+/// An open grant's remainder is kept with its account's balance (`balances.grants`).
 const GRANT_SELECT: &str = "SELECT g.id, g.client_id, g.client_tenant, g.account_id, g.kind, g.funding, g.priority, \
-     g.amount, b.remaining, b.reserved, g.effective_at, g.expires_at, g.scope, g.rollover_max, g.rollover_us, g.state, \
+     g.amount, b.grants, g.used_up_at, g.effective_at, g.expires_at, g.scope, g.rollover_max, g.rollover_us, g.state, \
      g.transfer_id, g.rolled_from, g.created_at, g.closed_at, g.granted_by, g.reason \
-     FROM grants g JOIN grant_balances b ON b.grant_id = g.id";
-const GRANT_COLUMNS: &str = "id, client_id, client_tenant, account_id, kind, funding, priority, amount, effective_at, \
-     expires_at, scope, rollover_max, rollover_us, state, transfer_id, rolled_from, created_at, closed_at, granted_by, \
-     reason";
-const GRANT_FIELDS: usize = 20;
+     FROM grants g JOIN balances b ON b.account_id = g.account_id";
+const GRANT_COLUMNS: &str = "id, client_id, client_tenant, account_id, kind, funding, priority, amount, used_up_at, \
+     effective_at, expires_at, scope, rollover_max, rollover_us, state, transfer_id, rolled_from, created_at, closed_at, \
+     granted_by, reason";
+const GRANT_FIELDS: usize = 21;
 const USE_COLUMNS: &str = "grant_id, account_id, transfer_id, kind, amount, at";
 /// Rows per multi-row statement: a handful of sizes, so every statement stays prepared.
 const ROWS: [usize; 4] = [64, 16, 4, 1];
@@ -57,6 +58,7 @@ fn grant_row(g: &Grant) -> [Value; GRANT_FIELDS] {
         text(codec::system_role(g.funding)),
         int(i64::from(g.priority)),
         int(g.amount.0),
+        Value::Int(g.used_up_at.map(|t| t.0)),
         int(g.effective_at.0),
         Value::Int(g.expires_at.map(|t| t.0)),
         text(&scope(&g.scope)),
@@ -78,21 +80,29 @@ fn grant_from(r: &[Value]) -> StoreResult<Grant> {
         _ => None,
     };
     let services = r[12].text()?;
+    let id = GrantId(id_from_db(r[0].int()?));
+    let state = GrantState::parse(&r[15].text()?).ok_or_else(|| bad("state"))?;
+    let (remaining, reserved) = if state == GrantState::Open {
+        codec::grant_balance(r[8].opt_text()?.as_deref(), id)?
+    } else {
+        (Amount::ZERO, Amount::ZERO)
+    };
     Ok(Grant {
-        id: GrantId(id_from_db(r[0].int()?)),
+        id,
         client_id: codec::client_id(&r[2].text()?, &r[1].text()?)?,
         account: AccountId(id_from_db(r[3].int()?)),
         kind: r[4].text()?,
         funding: codec::parse_system_role(&r[5].text()?)?,
         priority: u32::try_from(r[6].int()?).map_err(|_| bad("priority"))?,
         amount: Amount(r[7].int()?),
-        remaining: Amount(r[8].int()?),
-        reserved: Amount(r[9].int()?),
+        remaining,
+        reserved,
+        used_up_at: r[9].opt_int()?.map(Timestamp),
         effective_at: Timestamp(r[10].int()?),
         expires_at: r[11].opt_int()?.map(Timestamp),
         scope: if services.is_empty() { Vec::new() } else { services.split('\n').map(str::to_owned).collect() },
         rollover,
-        state: GrantState::parse(&r[15].text()?).ok_or_else(|| bad("state"))?,
+        state,
         transfer: r[16].opt_int()?.map(|t| TransferId(id_from_db(t))),
         rolled_from: r[17].opt_int()?.map(|t| GrantId(id_from_db(t))),
         created_at: Timestamp(r[18].int()?),
@@ -172,20 +182,8 @@ pub fn write(db: &mut dyn Db, out: &BatchOutput) -> StoreResult<()> {
         insert_all(
             db,
             &format!("INSERT INTO grants ({GRANT_COLUMNS}) VALUES "),
-            " ON CONFLICT (id) DO UPDATE SET state = excluded.state, closed_at = excluded.closed_at",
-            &rows,
-        )?;
-    }
-    if !out.grant_balances.is_empty() {
-        let rows: Vec<[Value; 3]> = out
-            .grant_balances
-            .iter()
-            .map(|(g, remaining, reserved)| [id(g.0), int(remaining.0), int(reserved.0)])
-            .collect();
-        insert_all(
-            db,
-            "INSERT INTO grant_balances (grant_id, remaining, reserved) VALUES ",
-            " ON CONFLICT (grant_id) DO UPDATE SET remaining = excluded.remaining, reserved = excluded.reserved",
+            " ON CONFLICT (id) DO UPDATE SET state = excluded.state, closed_at = excluded.closed_at, \
+             used_up_at = excluded.used_up_at",
             &rows,
         )?;
     }
@@ -437,16 +435,19 @@ impl<T: Transact> GrantStore for T {
         run_db(self, false, |db| {
             let expiring = format!(
                 "{GRANT_SELECT} WHERE g.state = 'open' AND g.expiring_noticed_at IS NULL AND g.expires_at > $1 \
-                 AND g.expires_at <= $2 AND b.remaining > 0 ORDER BY g.expires_at, g.id LIMIT $3"
+                 AND g.expires_at <= $2 ORDER BY g.expires_at, g.id LIMIT $3"
             );
             let used_up = format!(
-                "{GRANT_SELECT} WHERE g.state IN ('open', 'used_up') AND g.used_up_noticed_at IS NULL \
-                 AND b.remaining = 0 AND b.reserved = 0 ORDER BY g.id LIMIT $1"
+                "{GRANT_SELECT} WHERE g.used_up_at IS NOT NULL AND g.used_up_noticed_at IS NULL \
+                 AND g.state IN ('open', 'used_up') ORDER BY g.id LIMIT $1"
             );
             let mut out = Vec::new();
             let params = [int(now.0), int(now.0.saturating_add(lead_us)), int(i64::from(limit))];
             for r in db.rows(&expiring, &params)? {
-                out.push((grant_from(&r)?, GrantNotice::Expiring));
+                let g = grant_from(&r)?;
+                if g.remaining.is_positive() {
+                    out.push((g, GrantNotice::Expiring));
+                }
             }
             for r in db.rows(&used_up, &[int(i64::from(limit))])? {
                 out.push((grant_from(&r)?, GrantNotice::UsedUp));

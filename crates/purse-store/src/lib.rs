@@ -629,6 +629,33 @@ pub mod codec {
     }
 
     /// Thresholds as comma-separated units: `"10000,5000"`.
+    /// An account's open grants' remainders and reservations, as one column:
+    /// `12:500:0,14:250:100`.
+    pub fn grant_balances(grants: &[(purse_core::GrantId, Amount, Amount)]) -> String {
+        use std::fmt::Write;
+        let mut text = String::with_capacity(grants.len() * 24);
+        for (i, (g, r, h)) in grants.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let _ = write!(text, "{sep}{}:{}:{}", g.0, r.0, h.0);
+        }
+        text
+    }
+
+    /// The remainder and reservation of `grant` in an account's `grants` column.
+    pub fn grant_balance(text: Option<&str>, grant: purse_core::GrantId) -> StoreResult<(Amount, Amount)> {
+        let bad = || StoreError::Other(format!("bad grant balances {text:?}"));
+        for part in text.unwrap_or_default().split(',').filter(|p| !p.is_empty()) {
+            let mut fields = part.split(':').map(str::parse::<i64>);
+            let (Some(Ok(g)), Some(Ok(r)), Some(Ok(h))) = (fields.next(), fields.next(), fields.next()) else {
+                return Err(bad());
+            };
+            if g == id_to_db(grant.0) {
+                return Ok((Amount(r), Amount(h)));
+            }
+        }
+        Ok((Amount::ZERO, Amount::ZERO))
+    }
+
     /// What a hold reserved on grants, as one column: `12:500,14:250`.
     pub fn grant_parts(parts: &[(purse_core::GrantId, Amount)]) -> String {
         let parts: Vec<String> = parts.iter().map(|(g, a)| format!("{}:{}", g.0, a.0)).collect();
