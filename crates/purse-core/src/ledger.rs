@@ -690,6 +690,10 @@ impl Ledger {
         out.accounts_changed = changed
             .into_iter()
             .filter_map(|id| {
+                let a = self.accounts.get(&id)?;
+                if a.grants.is_empty() {
+                    return Some((**a).clone());
+                }
                 let a = self.accounts.get_mut(&id)?;
                 let grants = std::mem::take(&mut a.grants);
                 let copy = (**a).clone();

@@ -537,7 +537,9 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
     // left); the other accounts keep what is stored.
     let mut grant_text: purse_core::ledger::FastMap<AccountId, String> =
         out.grant_balances.iter().map(|(a, g)| (*a, codec::grant_balances(g))).collect();
-    let mut grants_of = |id: AccountId| grant_text.remove(&id).map_or(Value::Null, Value::Text);
+    let grants_of = |text: &mut purse_core::ledger::FastMap<AccountId, String>, id: AccountId| {
+        text.remove(&id).map_or(Value::Null, Value::Text)
+    };
     if !out.accounts_new.is_empty() {
         let mut insert = c.prepare_cached(&format!(
             "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
@@ -569,33 +571,47 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
                 a.last_charge_at.map(|t| t.0),
                 a.last_transfer.map(|t| id_to_db(t.0)),
                 a.uninvoiced.0,
-                grants_of(a.id),
+                grants_of(&mut grant_text, a.id),
             ])?;
         }
     }
-    let rows: Vec<[Value; 8]> = out
-        .accounts_changed
-        .iter()
+    // Accounts whose grants changed also write their grants' remainders; the others keep
+    // the narrower statement.
+    let balance = |a: &Account| {
+        [
+            Value::Integer(id_to_db(a.id.0)),
+            Value::Integer(a.balance.0),
+            Value::Integer(a.reserved.0),
+            Value::Integer(a.children_balance.0),
+            a.last_charge_at.map_or(Value::Null, |t| Value::Integer(t.0)),
+            a.last_transfer.map_or(Value::Null, |t| Value::Integer(id_to_db(t.0))),
+            Value::Integer(a.uninvoiced.0),
+        ]
+    };
+    const BALANCE_SET: &str = " ON CONFLICT (account_id) DO UPDATE SET balance = excluded.balance, \
+         reserved = excluded.reserved, children_balance = excluded.children_balance, \
+         last_charge_at = excluded.last_charge_at, last_transfer_id = excluded.last_transfer_id, \
+         uninvoiced = excluded.uninvoiced";
+    let (with_grants, plain): (Vec<&Account>, Vec<&Account>) =
+        out.accounts_changed.iter().partition(|a| grant_text.contains_key(&a.id));
+    let rows: Vec<[Value; 7]> = plain.into_iter().map(balance).collect();
+    insert_rows(
+        c,
+        "INSERT INTO balances (account_id, balance, reserved, children_balance, last_charge_at, last_transfer_id, uninvoiced) VALUES ",
+        BALANCE_SET,
+        &rows,
+    )?;
+    let rows: Vec<[Value; 8]> = with_grants
+        .into_iter()
         .map(|a| {
-            [
-                Value::Integer(id_to_db(a.id.0)),
-                Value::Integer(a.balance.0),
-                Value::Integer(a.reserved.0),
-                Value::Integer(a.children_balance.0),
-                a.last_charge_at.map_or(Value::Null, |t| Value::Integer(t.0)),
-                a.last_transfer.map_or(Value::Null, |t| Value::Integer(id_to_db(t.0))),
-                Value::Integer(a.uninvoiced.0),
-                grants_of(a.id),
-            ]
+            let [a0, a1, a2, a3, a4, a5, a6] = balance(a);
+            [a0, a1, a2, a3, a4, a5, a6, grants_of(&mut grant_text, a.id)]
         })
         .collect();
     insert_rows(
         c,
         "INSERT INTO balances (account_id, balance, reserved, children_balance, last_charge_at, last_transfer_id, uninvoiced, grants) VALUES ",
-        " ON CONFLICT (account_id) DO UPDATE SET balance = excluded.balance, reserved = excluded.reserved, \
-         children_balance = excluded.children_balance, last_charge_at = excluded.last_charge_at, \
-         last_transfer_id = excluded.last_transfer_id, uninvoiced = excluded.uninvoiced, \
-         grants = COALESCE(excluded.grants, balances.grants)",
+        &format!("{BALANCE_SET}, grants = excluded.grants"),
         &rows,
     )?;
     let mut settings = c.prepare_cached(
@@ -617,37 +633,50 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
     }
     let text = |t: Option<&str>| t.map_or(Value::Null, |t| Value::Text(t.to_owned()));
     let int = |i: Option<u64>| i.map_or(Value::Null, |i| Value::Integer(id_to_db(i)));
-    let rows: Vec<[Value; 21]> = out
-        .transfers
-        .iter()
-        .map(|t| {
-            [
-                Value::Integer(id_to_db(t.id.0)),
-                Value::Text(t.client_id.as_str().to_owned()),
-                Value::Text(t.kind.as_str().to_owned()),
-                Value::Integer(id_to_db(t.debit.0)),
-                Value::Integer(id_to_db(t.credit.0)),
-                Value::Integer(t.amount.0),
-                Value::Text(t.currency.as_str().to_owned()),
-                Value::Integer(t.at.0),
-                Value::Integer(t.posted_at.0),
-                text(t.service.as_deref()),
-                text(t.metadata.as_deref()),
-                int(t.hold.map(|h| h.0)),
-                int(t.reverses.map(|r| r.0)),
-                Value::Integer(i64::from(t.overdrawn)),
-                int(t.debit_prev.map(|p| p.0)),
-                int(t.credit_prev.map(|p| p.0)),
-                Value::Integer(t.debit_balance.0),
-                Value::Integer(t.credit_balance.0),
-                Value::Text(codec::tenant(t.client_id.tenant())),
-                // Most postings no grant paid: NULL costs a byte.
-                if t.grant_parts.is_empty() { Value::Null } else { Value::Text(codec::grant_parts(&t.grant_parts)) },
-                Value::Integer(codec::client_key(&t.client_id)),
-            ]
-        })
-        .collect();
-    insert_rows(c, &format!("INSERT INTO transfers ({TRANSFER_COLUMNS}, client_key) VALUES "), "", &rows)?;
+    let transfer = |t: &Transfer| {
+        [
+            Value::Integer(id_to_db(t.id.0)),
+            Value::Text(t.client_id.as_str().to_owned()),
+            Value::Text(t.kind.as_str().to_owned()),
+            Value::Integer(id_to_db(t.debit.0)),
+            Value::Integer(id_to_db(t.credit.0)),
+            Value::Integer(t.amount.0),
+            Value::Text(t.currency.as_str().to_owned()),
+            Value::Integer(t.at.0),
+            Value::Integer(t.posted_at.0),
+            text(t.service.as_deref()),
+            text(t.metadata.as_deref()),
+            int(t.hold.map(|h| h.0)),
+            int(t.reverses.map(|r| r.0)),
+            Value::Integer(i64::from(t.overdrawn)),
+            int(t.debit_prev.map(|p| p.0)),
+            int(t.credit_prev.map(|p| p.0)),
+            Value::Integer(t.debit_balance.0),
+            Value::Integer(t.credit_balance.0),
+            Value::Text(codec::tenant(t.client_id.tenant())),
+            Value::Integer(codec::client_key(&t.client_id)),
+        ]
+    };
+    // Most postings no grant paid: they leave `grant_parts` out (NULL). Runs are written in
+    // order (a reversal names a posting before it).
+    let columns = TRANSFER_COLUMNS.trim_end_matches(", grant_parts");
+    for run in out.transfers.chunk_by(|a, b| a.grant_parts.is_empty() == b.grant_parts.is_empty()) {
+        if run[0].grant_parts.is_empty() {
+            let rows: Vec<[Value; 20]> = run.iter().map(transfer).collect();
+            insert_rows(c, &format!("INSERT INTO transfers ({columns}, client_key) VALUES "), "", &rows)?;
+        } else {
+            let rows: Vec<[Value; 21]> = run
+                .iter()
+                .map(|t| {
+                    let mut row = transfer(t).to_vec();
+                    row.push(Value::Text(codec::grant_parts(&t.grant_parts)));
+                    row.try_into().expect("21 columns")
+                })
+                .collect();
+            insert_rows(c, &format!("INSERT INTO transfers ({columns}, client_key, grant_parts) VALUES "), "", &rows)?;
+        }
+    }
+
     for h in &out.holds {
         let r = h.resolution.as_ref();
         c.prepare_cached(&format!(
