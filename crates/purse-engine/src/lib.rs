@@ -320,13 +320,28 @@ impl Engine {
     /// How much the account can spend now, and how many units of `price` that buys.
     /// A read of committed state: it never waits for the writer.
     pub fn spendable(&self, account: AccountId, price: Option<Amount>) -> Result<Option<Spendable>, EngineError> {
+        self.spendable_for(account, price, None)
+    }
+
+    /// Like [`Engine::spendable`], for a charge of `service`: only the credit grants that may
+    /// pay for it count (`None`: every grant in force, as the available balance shown).
+    pub fn spendable_for(
+        &self,
+        account: AccountId,
+        price: Option<Amount>,
+        service: Option<&str>,
+    ) -> Result<Option<Spendable>, EngineError> {
         let now = self.clock.now();
         let Some(acc) = self.current(account, now)? else { return Ok(None) };
         let parent: Option<Account> = match acc.kind {
             AccountKind::SubscriberCredit { parent } => self.current(parent, now)?,
             _ => None,
         };
-        let available = purse_core::ledger::available(&acc, parent.as_ref(), now);
+        let spend = match service {
+            Some(s) => purse_core::ledger::Spend::Service(Some(s)),
+            None => purse_core::ledger::Spend::Shown,
+        };
+        let available = spend.available(&acc, parent.as_ref(), now);
         let units = price.filter(|p| p.is_positive()).map(|p| {
             if available <= 0 {
                 0

@@ -352,6 +352,12 @@ async fn api_story(url: &str) -> common::app::InProcess {
     let account = ok(&app.call(&op, "GET", &format!("/v1/accounts/{wallet}"), None).await, "account");
     assert_eq!((account["balance"].clone(), account["available"].clone()), (json!("12.00"), json!("12.00")));
 
+    // What it can spend on voice counts the voice grant; on SMS, not.
+    let voice =
+        ok(&app.call(&op, "GET", &format!("/v1/accounts/{wallet}/spendable?service=voice"), None).await, "spendable");
+    let sms =
+        ok(&app.call(&op, "GET", &format!("/v1/accounts/{wallet}/spendable?service=sms"), None).await, "spendable");
+    assert_eq!((voice["available"].clone(), sms["available"].clone()), (json!("12.00"), json!("10.00")));
     // The customer sees its grants (not who on the operator's staff granted them).
     let own = app.key(purse_core::Role::Customer(purse_core::PartyId(customer)), purse_core::Scope::Read);
     let list = ok(&app.call(&own, "GET", "/v1/grants", None).await, "grants");

@@ -172,8 +172,9 @@ pub async fn spendable(
     Id(id): Id,
     params: Params,
 ) -> Result<Response, ApiError> {
-    params.only(&["price"])?;
+    params.only(&["price", "service"])?;
     let price = params.text("price").map(str::to_owned);
+    let service = params.text("service").map(str::to_owned);
     let body = state
         .read(move |s| {
             let a = s.account_for(&who, id)?;
@@ -182,7 +183,10 @@ pub async fn spendable(
                 .as_deref()
                 .map(|p| amount("price", p, currency).and_then(|p| positive("price", p)))
                 .transpose()?;
-            let sp = s.engine.spendable(a.id, price)?.ok_or(ApiError::App(AppError::NotFound("account")))?;
+            let sp = s
+                .engine
+                .spendable_for(a.id, price, service.as_deref())?
+                .ok_or(ApiError::App(AppError::NotFound("account")))?;
             Ok(serde_json::json!({
                 "account": id,
                 "currency": a.currency.to_string(),
