@@ -310,6 +310,23 @@ pub fn seed(path: &str) -> crate::error::Result<Seeded> {
     let increase = Some((demo.usd.parse("150").expect("valid"), until));
     demo.run(Command::SetTemporaryIncrease { account: wallets[2].2, increase, note: note("Seasonal peak") })?;
 
+    // Umbrella got goodwill credit for voice after an outage, valid a month: its calls use it first.
+    let client_id = demo.id("grant");
+    let money = demo.money("25");
+    demo.run(Command::Grant(purse_core::command::NewGrant {
+        client_id,
+        account: wallets[3].2,
+        money,
+        kind: "goodwill".into(),
+        funding: purse_core::SystemRole::Grants,
+        priority: 5,
+        effective_at: None,
+        expires_at: Some(Timestamp::from_secs(day_start_s + 30 * 86_400)),
+        scope: vec!["voice".into()],
+        rollover: None,
+        note: note("Outage on the 3rd"),
+        metadata: None,
+    }))?;
     seed_alerts(path, &resellers, &wallets, demo.usd, Timestamp::from_secs(day_start_s))?;
     let events = simulate_day(&mut demo, &wallets, day_start_s)?;
     // Initech's usage so far is invoiced at once, and partly paid: the scheduler allocates

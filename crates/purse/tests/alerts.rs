@@ -540,7 +540,15 @@ fn a_process_killed_before_delivering_loses_no_notification() {
         })
     });
     served.kill();
-    let smtp = Smtp::start_on(dead);
+    // The mail server comes up on a port of its own, told to the restarted process: reusing
+    // the dead port raced other tests' servers for it (a port free at the start may be
+    // taken by the time the mail server binds it).
+    let smtp = Smtp::start();
+    for (k, v) in &mut served.env {
+        if k == "PURSE_SMTP_PORT" {
+            *v = smtp.port.to_string();
+        }
+    }
     purse::FileClock::set(&clock, Timestamp::from_secs(T0).plus_micros(HOUR)).unwrap();
     served.spawn();
     wait_for("both messages", || smtp.messages().len() >= 2);
