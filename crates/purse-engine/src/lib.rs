@@ -17,7 +17,7 @@
 #![forbid(unsafe_code)]
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -195,6 +195,23 @@ pub struct Engine {
     config: EngineConfig,
     writer: Option<JoinHandle<()>>,
     writable: Arc<AtomicBool>,
+    events: Arc<Committed>,
+}
+
+/// Counts the committed batches that recorded outbox events (threshold crossings, refills),
+/// so that a worker waits for the next one instead of polling the outbox.
+#[derive(Default)]
+struct Committed {
+    count: Mutex<u64>,
+    changed: Condvar,
+}
+
+impl Committed {
+    fn bump(&self) {
+        let mut count = self.count.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *count += 1;
+        self.changed.notify_all();
+    }
 }
 
 impl Engine {
@@ -207,7 +224,9 @@ impl Engine {
     ) -> Engine {
         let (queue, requests) = flume::bounded(config.queue_len_max);
         let writable = Arc::new(AtomicBool::new(true));
+        let events = Arc::new(Committed::default());
         let mut writer = Writer {
+            events: events.clone(),
             store,
             ledger: Ledger::default(),
             cache_epoch: None,
@@ -222,7 +241,7 @@ impl Engine {
             .name("purse-writer".into())
             .spawn(move || writer.run(requests))
             .expect("spawning the writer thread");
-        Engine { queue: Some(queue), reader, clock, config, writer: Some(handle), writable }
+        Engine { queue: Some(queue), reader, clock, config, writer: Some(handle), writable, events }
     }
 
     pub fn reader(&self) -> &Arc<dyn Reader> {
@@ -255,6 +274,24 @@ impl Engine {
     /// whether writes work again after a failure.
     pub async fn probe(&self) -> Result<(), EngineError> {
         self.submit_async(Vec::new()).await.map(drop)
+    }
+
+    /// How many committed batches of this process recorded outbox events so far.
+    pub fn events_committed(&self) -> u64 {
+        *self.events.count.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Waits until a batch with outbox events commits after `seen` (a value of
+    /// [`Engine::events_committed`]) or `timeout` passes; returns the count then. Another
+    /// process's commits are not seen: whoever waits still looks at the outbox every `timeout`.
+    pub fn wait_for_events(&self, seen: u64, timeout: Duration) -> u64 {
+        let count = self.events.count.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (count, _) = self
+            .events
+            .changed
+            .wait_timeout_while(count, timeout, |c| *c == seen)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *count
     }
 
     /// Requests waiting for the writer right now (a gauge for metrics and tests).
@@ -406,6 +443,8 @@ struct Writer {
     evictions: u64,
     /// Whether the last batch reached the store (false while it is unavailable).
     writable: Arc<AtomicBool>,
+    /// Bumped after each commit of a batch with outbox events.
+    events: Arc<Committed>,
 }
 
 /// How often the writer forgets stored responses past their retention.
@@ -521,6 +560,7 @@ impl Writer {
         let t2 = Instant::now();
         let output = self.ledger.apply(requests, now, &mut lookups);
         let t3 = Instant::now();
+        let evented = !output.events.is_empty();
         self.store.write(&output)?;
         self.after(batch, &replayed, &output.results)?;
         let responses = self.seal(batch, &replayed, &output.results, now)?;
@@ -551,6 +591,9 @@ impl Writer {
             );
         }
         self.cache_epoch = Some(epoch + 1);
+        if evented {
+            self.events.bump();
+        }
         if self.ledger.accounts.len() > self.config.cached_accounts_max {
             self.cache_epoch = None;
         }

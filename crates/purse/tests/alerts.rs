@@ -555,3 +555,55 @@ fn a_process_killed_before_delivering_loses_no_notification() {
     stays(Duration::from_millis(500), "no message sent twice", || smtp.messages().len() == 2);
     assert_eq!(smtp.by_recipient(), BTreeMap::from([("k2@kill.test".to_owned(), 1), ("k@kill.test".to_owned(), 1)]));
 }
+
+/// Issue 22: a threshold crossed in a process wakes that process's notifier at once. The
+/// worker's tick here is a minute, so a message that arrives within the 20 s waited below
+/// came from the event, not from a poll. (How fast is measured by `scripts/bench-alerts.sh`,
+/// never asserted.)
+#[test]
+fn issue_22_a_threshold_crossing_wakes_the_notifier_without_waiting_for_its_tick() {
+    let url = sqlite_url();
+    let smtp = Smtp::start();
+    let hooks = Receiver::start(Vec::new());
+    let key = operator_key(&url);
+    let port = smtp.port.to_string();
+    let env = [
+        ("PURSE_SMTP_HOST", "127.0.0.1"),
+        ("PURSE_SMTP_PORT", port.as_str()),
+        ("PURSE_SMTP_TLS", "none"),
+        ("PURSE_ALERTS_TICK_MS", "60000"),
+        ("PURSE_ALLOW_PRIVATE_WEBHOOKS", "1"),
+    ];
+    let served = Served::start_with(&url, &env);
+    let mut api = Client::new(&served.base(), Some(key)).unwrap();
+    let mut call = |method: &str, path: &str, body: Value| {
+        let r = api.send(method, path, &body, &purse::ids::uuid_v4(&mut purse::ids::Rng::from_kernel())).unwrap();
+        assert!(r.status < 300, "{path}: {}", r.json());
+        r.json()
+    };
+    call("POST", "/v1/currencies", json!({ "code": "USD" }));
+    call("POST", "/v1/webhook-endpoints", json!({ "url": hooks.url }));
+    let c = call(
+        "POST",
+        "/v1/customers",
+        json!({ "client_id": "woken", "name": "Woken", "billing": "prepaid", "currency": "USD" }),
+    );
+    let (id, wallet) = (c["id"].as_u64().unwrap(), c["wallet"].as_u64().unwrap());
+    call(
+        "PUT",
+        &format!("/v1/customers/{id}/alert-settings"),
+        json!({ "billing_email": "woken@wake.test", "warning_thresholds": "50" }),
+    );
+    call(
+        "POST",
+        "/v1/payments",
+        json!({ "client_id": "p", "account": wallet, "amount": "100", "currency": "USD", "method": "cash" }),
+    );
+    call("POST", "/v1/charges", json!({ "client_id": "c", "account": wallet, "amount": "60", "currency": "USD" }));
+    common::wait_for(20, "the warning by e-mail and webhook", || {
+        smtp.messages().len() == 1 && !hooks.seen.lock().unwrap().is_empty()
+    });
+    assert!(smtp.messages()[0].subject.starts_with("Low balance: Woken"), "{}", smtp.messages()[0].subject);
+    let event: Value = serde_json::from_slice(&hooks.seen.lock().unwrap()[0].1).unwrap();
+    assert_eq!((event["data"]["rule"].as_str(), event["data"]["available"].as_str()), (Some("warning"), Some("40.00")));
+}

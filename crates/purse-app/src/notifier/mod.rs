@@ -860,7 +860,8 @@ impl Notifier {
         }
     }
 
-    /// Runs steps every `tick` on a thread of its own until the handle is stopped.
+    /// Runs steps on a thread of its own until the handle is stopped: at once after a batch of
+    /// this process's engine recorded outbox events, else every `tick`.
     pub fn spawn(self: Arc<Self>) -> AppResult<Worker> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -870,6 +871,7 @@ impl Notifier {
                 // A failing step is logged once, not at every tick of an outage (a database
                 // restarting); the step after it resumes by itself.
                 let mut failing = false;
+                let mut seen = self.engine.events_committed();
                 while !flag.load(Ordering::Relaxed) {
                     match self.step() {
                         Err(e) if !failing => {
@@ -882,7 +884,15 @@ impl Notifier {
                         }
                         _ => {}
                     }
-                    std::thread::sleep(self.config.tick);
+                    // A threshold crossed or a refill in this process wakes the worker at once
+                    // (an event, not a poll); the tick remains for time-driven work and for
+                    // other processes' commits.
+                    if failing {
+                        std::thread::sleep(self.config.tick);
+                        seen = self.engine.events_committed();
+                    } else {
+                        seen = self.engine.wait_for_events(seen, self.config.tick);
+                    }
                 }
             })
             .map_err(|e| AppError::Internal(format!("starting the alerts thread: {e}")))?;
