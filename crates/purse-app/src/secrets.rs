@@ -23,8 +23,18 @@ pub const PASSWORD_LEN_MAX: usize = 256;
 
 /// The stored form of a key or a session token: lowercase hex SHA-256.
 pub fn hash_key(secret: &str) -> String {
-    let digest = Sha256::digest(secret.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(secret.as_bytes()))
+}
+
+/// `bytes` as lowercase hex digits (no allocation per byte: it runs on every API request).
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    out
 }
 
 /// Whether `text` has the shape of a key (before any lookup).
@@ -44,7 +54,7 @@ pub fn random_bytes<const N: usize>() -> AppResult<[u8; N]> {
 
 /// `N` random bytes as lowercase hex.
 pub fn random_hex<const N: usize>() -> AppResult<String> {
-    Ok(random_bytes::<N>()?.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex(&random_bytes::<N>()?))
 }
 
 /// A new key: the secret to show once, and the record to store.
@@ -86,6 +96,12 @@ pub fn decoy_hash() -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_is_lowercase_two_digits_a_byte() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        assert_eq!(hash_key("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
 
     #[test]
     fn keys_are_random_recognisable_and_stored_only_as_hashes() {

@@ -776,7 +776,7 @@ fn kept(r: &RatedUsage, rate: &Rate) -> KeptRate {
 fn reference(tenant: i64, key: &str) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(format!("{tenant}:{key}").as_bytes());
-    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    crate::secrets::hex(&digest[..16])
 }
 
 /// A tenant as a number for the session's key: 0 the operator, +id a reseller, −id a customer.

@@ -106,8 +106,8 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
         return ApiError::RateLimited { retry_after_s }.into_response();
     }
     // A method the path does not have has no action: the router answers it (405).
-    let path = request.extensions().get::<axum::extract::MatchedPath>().map(|m| m.as_str().to_owned());
-    if let Some(action) = path.and_then(|p| crate::routes::action_of(request.method(), &p)) {
+    let path = request.extensions().get::<axum::extract::MatchedPath>();
+    if let Some(action) = path.and_then(|p| crate::routes::action_of(request.method(), p.as_str())) {
         if let Err(refusal) = purse_app::policy::authorize(principal.role, principal.scope, action) {
             return ApiError::App(AppError::Forbidden(refusal.to_string())).into_response();
         }

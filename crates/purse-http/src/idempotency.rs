@@ -8,7 +8,7 @@
 //! extra read here. Requests refused before reaching the ledger (bad input) store nothing:
 //! a retry is checked again. Retention is the engine's `response_retention`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use axum::body::{to_bytes, Body};
@@ -83,7 +83,7 @@ fn hash(method: &Method, path: &str, body: &[u8]) -> String {
     h.update(path.as_bytes());
     h.update(b"\n");
     h.update(body);
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    purse_app::secrets::hex(&h.finalize())
 }
 
 /// Middleware (inside authentication): enforces the header on every request that is not a
@@ -91,8 +91,11 @@ fn hash(method: &Method, path: &str, body: &[u8]) -> String {
 pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
     // Only the routes that change something; anything else (a read, or a method the path
     // does not have, which the router answers with 405) passes.
-    let route = request.extensions().get::<axum::extract::MatchedPath>().map(|m| m.as_str().to_owned());
-    if !route.is_some_and(|path| changing_routes().contains(&(request.method().clone(), path))) {
+    let route = request.extensions().get::<axum::extract::MatchedPath>();
+    let changes = route
+        .and_then(|path| changing_routes().get(path.as_str()))
+        .is_some_and(|methods| methods.contains(request.method()));
+    if !changes {
         return next.run(request).await;
     }
     match prepare(&state, request).await {
@@ -101,15 +104,15 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
     }
 }
 
-/// (method, path) of every route that changes something, from the route table.
-fn changing_routes() -> &'static HashSet<(Method, String)> {
-    static ROUTES: std::sync::OnceLock<HashSet<(Method, String)>> = std::sync::OnceLock::new();
+/// The methods of each path that change something, from the route table.
+fn changing_routes() -> &'static HashMap<&'static str, Vec<Method>> {
+    static ROUTES: std::sync::OnceLock<HashMap<&'static str, Vec<Method>>> = std::sync::OnceLock::new();
     ROUTES.get_or_init(|| {
-        crate::routes::table()
-            .into_iter()
-            .filter(|r| r.access == crate::routes::Access::Write)
-            .map(|r| (r.method, r.path.to_owned()))
-            .collect()
+        let mut routes: HashMap<&'static str, Vec<Method>> = HashMap::new();
+        for r in crate::routes::table().into_iter().filter(|r| r.access == crate::routes::Access::Write) {
+            routes.entry(r.path).or_default().push(r.method);
+        }
+        routes
     })
 }
 

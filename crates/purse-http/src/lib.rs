@@ -55,9 +55,14 @@ impl Default for ApiSettings {
 }
 
 /// What every handler shares: the application, and what only the API keeps (verified
-/// keys, rate limits, idempotency keys in flight, metrics). It dereferences to the [`App`].
+/// keys, rate limits, idempotency keys in flight, metrics). One `Arc`, because axum clones
+/// the state for every extractor of every request. It dereferences to [`Shared`] and so to
+/// the [`App`].
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// The fields of [`AppState`].
+pub struct Shared {
     pub app: Arc<App>,
     pub settings: Arc<ApiSettings>,
     pub(crate) auth: Arc<auth::KeyCache>,
@@ -68,18 +73,26 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(app: Arc<App>, settings: ApiSettings) -> AppState {
-        AppState {
+        AppState(Arc::new(Shared {
             app,
             limiter: Arc::new(limits::RateLimiter::new(settings.rate_per_key, settings.burst_per_key)),
             auth: Arc::new(auth::KeyCache::default()),
             idempotency: Arc::new(idempotency::InFlight::default()),
             metrics: Arc::new(metrics::Metrics::default()),
             settings: Arc::new(settings),
-        }
+        }))
     }
 }
 
 impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Shared {
     type Target = App;
 
     fn deref(&self) -> &App {

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -17,10 +17,14 @@ use crate::AppState;
 /// Upper bounds (seconds) of the request duration histogram.
 const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
 
+/// Requests answered with one method and status on a route.
+type Count = (Method, u16, u64);
+
 #[derive(Default)]
 pub struct Metrics {
-    /// (method, route, status) → count.
-    requests: Mutex<HashMap<(String, String, u16), u64>>,
+    /// route → (method, status, count): looked up by the route's text, so recording a request
+    /// allocates nothing once its route was seen.
+    requests: Mutex<HashMap<String, Vec<Count>>>,
     /// Cumulative counts per bucket, then the +Inf count.
     durations: [AtomicU64; BUCKETS.len() + 1],
     duration_sum_us: AtomicU64,
@@ -28,9 +32,16 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    fn record(&self, method: &str, route: &str, status: u16, seconds: f64) {
+    fn record(&self, method: &Method, route: &str, status: u16, seconds: f64) {
         if let Ok(mut requests) = self.requests.lock() {
-            *requests.entry((method.to_owned(), route.to_owned(), status)).or_default() += 1;
+            let counts = match requests.get_mut(route) {
+                Some(counts) => counts,
+                None => requests.entry(route.to_owned()).or_default(),
+            };
+            match counts.iter_mut().find(|(m, s, _)| m == method && *s == status) {
+                Some((_, _, n)) => *n += 1,
+                None => counts.push((method.clone(), status, 1)),
+            }
         }
         let bucket = BUCKETS.iter().position(|b| seconds <= *b).unwrap_or(BUCKETS.len());
         self.durations[bucket].fetch_add(1, Ordering::Relaxed);
@@ -43,9 +54,12 @@ impl Metrics {
         out.push_str("# HELP purse_http_requests_total HTTP requests answered, by route and status.\n");
         out.push_str("# TYPE purse_http_requests_total counter\n");
         if let Ok(requests) = self.requests.lock() {
-            let mut rows: Vec<_> = requests.iter().collect();
-            rows.sort();
-            for ((method, route, status), n) in rows {
+            let mut rows: Vec<(&str, &str, u16, u64)> = requests
+                .iter()
+                .flat_map(|(route, counts)| counts.iter().map(move |(m, s, n)| (m.as_str(), route.as_str(), *s, *n)))
+                .collect();
+            rows.sort_unstable();
+            for (method, route, status, n) in rows {
                 out.push_str(&format!(
                     "purse_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}\n"
                 ));
@@ -91,12 +105,13 @@ fn request_id(request: &Request, metrics: &Metrics) -> String {
 pub async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = request_id(&request, &state.metrics);
-    let method = request.method().as_str().to_owned();
-    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |m| m.as_str()).to_owned();
+    let method = request.method().clone();
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let mut response = next.run(request).await;
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     let status = response.status().as_u16();
     let seconds = started.elapsed().as_secs_f64();
-    state.metrics.record(&method, &route, status, seconds);
+    state.metrics.record(&method, route, status, seconds);
     if state.settings.log_requests {
         let now = purse_engine::Clock::now(&purse_engine::SystemClock);
         let line = serde_json::json!({
@@ -104,7 +119,7 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
             "level": if status >= 500 { "error" } else { "info" },
             "msg": "request",
             "request_id": id,
-            "method": method,
+            "method": method.as_str(),
             "route": route,
             "status": status,
             "duration_us": (seconds * 1e6) as u64,

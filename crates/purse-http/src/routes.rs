@@ -182,9 +182,16 @@ pub fn table() -> Vec<Route> {
 
 /// The action of the route `path` (as matched, `/v1/accounts/{id}`) answers for `method`.
 pub fn action_of(method: &Method, path: &str) -> Option<Action> {
-    static ACTIONS: std::sync::OnceLock<Vec<(Method, &'static str, Action)>> = std::sync::OnceLock::new();
-    let actions = ACTIONS.get_or_init(|| table().into_iter().map(|r| (r.method, r.path, r.action)).collect());
-    actions.iter().find(|(m, p, _)| m == method && *p == path).map(|(_, _, a)| *a)
+    type Actions = std::collections::HashMap<&'static str, Vec<(Method, Action)>>;
+    static ACTIONS: std::sync::OnceLock<Actions> = std::sync::OnceLock::new();
+    let actions = ACTIONS.get_or_init(|| {
+        let mut actions = Actions::new();
+        for r in table() {
+            actions.entry(r.path).or_default().push((r.method, r.action));
+        }
+        actions
+    });
+    actions.get(path)?.iter().find(|(m, _)| m == method).map(|(_, a)| *a)
 }
 
 /// The API's routes with their authentication and idempotency layers. Paths it
