@@ -878,6 +878,13 @@ impl Reader for PgReader {
         self.with(|c| rows(c, &format!("{ACCOUNT_SELECT} ORDER BY a.id"), &[], account_from_row))
     }
 
+    fn accounts_of_parties(&self, parties: &[PartyId]) -> StoreResult<Vec<Account>> {
+        let list = ids(parties, |p| p.0);
+        self.with(|c| {
+            rows(c, &format!("{ACCOUNT_SELECT} WHERE a.party_id = ANY($1) ORDER BY a.id"), &[&list], account_from_row)
+        })
+    }
+
     fn party(&self, id: PartyId) -> StoreResult<Option<Party>> {
         self.with(|c| {
             let sql = format!("SELECT {PARTY_SELECT} FROM parties WHERE id = $1");

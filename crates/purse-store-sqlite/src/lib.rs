@@ -825,6 +825,19 @@ impl Reader for SqliteReader {
         })
     }
 
+    fn accounts_of_parties(&self, parties: &[PartyId]) -> StoreResult<Vec<Account>> {
+        if parties.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.with(|c| {
+            let marks = vec!["?"; parties.len()].join(",");
+            let mut s = c.prepare(&format!("{ACCOUNT_SELECT} WHERE a.party_id IN ({marks}) ORDER BY a.id"))?;
+            let rows =
+                s.query_map(rusqlite::params_from_iter(parties.iter().map(|p| id_to_db(p.0))), account_from_row)?;
+            rows.collect()
+        })
+    }
+
     fn party(&self, id: PartyId) -> StoreResult<Option<Party>> {
         self.with(|c| {
             c.prepare_cached(&format!("SELECT {PARTY_SELECT} FROM parties WHERE id = ?"))?

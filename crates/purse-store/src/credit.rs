@@ -183,11 +183,12 @@ pub fn transfer_changes<'a>(
     policies: &[CreditPolicy],
     classes: &[ClassRecord],
 ) -> Vec<(PartyId, bool)> {
+    let policies: std::collections::HashMap<PartyId, &CreditPolicy> = policies.iter().map(|x| (x.party, x)).collect();
     customers
         .into_iter()
         .filter(|p| matches!(p.kind, PartyKind::Customer { .. }))
         .filter_map(|p| {
-            let allowed = transfers_allowed(policies.iter().find(|x| x.party == p.id), classes);
+            let allowed = transfers_allowed(policies.get(&p.id).copied(), classes);
             (allowed != p.subscriber_transfers).then_some((p.id, allowed))
         })
         .collect()

@@ -304,6 +304,9 @@ pub trait Reader: Send + Sync {
     fn currencies(&self) -> StoreResult<Vec<Currency>>;
     fn account(&self, id: AccountId) -> StoreResult<Option<Account>>;
     fn accounts(&self) -> StoreResult<Vec<Account>>;
+    /// The accounts the given parties own (a page of customers' accounts, for the workers
+    /// that go through every customer without holding them all at once), by id.
+    fn accounts_of_parties(&self, parties: &[PartyId]) -> StoreResult<Vec<Account>>;
     fn party(&self, id: PartyId) -> StoreResult<Option<Party>>;
     fn parties(&self, query: PartyQuery) -> StoreResult<Vec<Party>>;
     /// The accounts a party owns, oldest first.

@@ -607,3 +607,24 @@ fn issue_22_a_threshold_crossing_wakes_the_notifier_without_waiting_for_its_tick
     let event: Value = serde_json::from_slice(&hooks.seen.lock().unwrap()[0].1).unwrap();
     assert_eq!((event["data"]["rule"].as_str(), event["data"]["available"].as_str()), (Some("warning"), Some("40.00")));
 }
+
+/// Issue 22: the periodic evaluation takes customers a page (1,000) at a time with their
+/// accounts, so a million customers never sit in memory at once; every page is evaluated.
+#[test]
+fn issue_22_the_periodic_evaluation_reaches_customers_on_every_page() {
+    let smtp = Smtp::start();
+    let mut w = World::new(&sqlite_url(), alert_config(smtp.port));
+    let customers: Vec<u64> = (0..1_003).map(|n| w.customer(&format!("paged-{n}"), None, "prepaid", None).0).collect();
+    // The profile comes after the customers, at zero balance: nothing crosses, so only the
+    // periodic evaluation can notice them.
+    w.call(
+        "POST",
+        "/v1/low-balance-profiles",
+        json!({ "name": "Paged", "currency": "USD", "max_quantity": 1, "period_hours": 24, "client_rule": { "threshold": "10", "notify": false } }),
+    );
+    w.advance(2 * 60 * 1_000_000);
+    for c in [customers[0], customers[999], customers[1_000], customers[1_002]] {
+        let kinds: Vec<Value> = w.notifications(c).iter().map(|n| n["kind"].clone()).collect();
+        assert_eq!(kinds, vec![json!("client")], "customer {c}");
+    }
+}

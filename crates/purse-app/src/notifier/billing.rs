@@ -20,15 +20,29 @@ use crate::{AppError, AppResult};
 const ISSUE_BATCH: usize = 256;
 
 impl Notifier {
-    /// Issues the usage invoice of every customer whose billing cycle started since its last
-    /// one (monthly, from its cycle day at midnight in its time zone). Returns how many
-    /// periods were closed, and remembers when the next cycle starts, so that the step then
-    /// issues at once instead of waiting for the periodic evaluation.
-    pub fn issue_due_invoices(&self, customers: &[Party], accounts: &[Account], now: Timestamp) -> AppResult<usize> {
-        let Some(p) = &self.payments else { return Ok(0) };
-        let mut next: Option<Timestamp> = None;
-        let settings: HashMap<PartyId, BillingSettings> =
-            p.store().all_billing_settings()?.into_iter().map(|s| (s.party, s)).collect();
+    /// Every customer's billing settings, for [`Notifier::issue_due_invoices`] (empty without
+    /// payments, which invoicing needs).
+    pub(super) fn billing_settings(&self) -> AppResult<HashMap<PartyId, BillingSettings>> {
+        let Some(p) = &self.payments else { return Ok(HashMap::new()) };
+        Ok(p.store().all_billing_settings()?.into_iter().map(|s| (s.party, s)).collect())
+    }
+
+    /// Issues the usage invoice of each of `customers` (a page) whose billing cycle started
+    /// since its last one (monthly, from its cycle day at midnight in its time zone). Returns
+    /// how many periods were closed; `next` becomes the soonest start of a next cycle, which
+    /// the caller remembers so that the step then issues at once instead of waiting for the
+    /// periodic evaluation.
+    pub fn issue_due_invoices(
+        &self,
+        customers: &[Party],
+        accounts: &[Account],
+        settings: &HashMap<PartyId, BillingSettings>,
+        now: Timestamp,
+        next: &mut Option<Timestamp>,
+    ) -> AppResult<usize> {
+        if self.payments.is_none() {
+            return Ok(0);
+        }
         let mut by_party: HashMap<PartyId, Vec<&Account>> = HashMap::new();
         for a in accounts {
             if let (Some(party), false) = (a.party, matches!(a.kind, AccountKind::System(_))) {
@@ -41,7 +55,7 @@ impl Notifier {
             let s = settings.get(&party.id).copied().unwrap_or_else(|| BillingSettings::default_for(party.id));
             let start = cycle_start(now, s.cycle_day, s.utc_offset_min);
             let following = next_cycle_start(start, s.cycle_day, s.utc_offset_min);
-            next = Some(next.map_or(following, |n| n.min(following)));
+            *next = Some(next.map_or(following, |n| n.min(following)));
             if start <= party.created_at || party.invoiced_until.is_some_and(|u| u >= start) {
                 continue;
             }
@@ -49,7 +63,6 @@ impl Notifier {
             let accounts = mine.iter().filter(|a| a.currency == currency).map(|a| a.id).collect();
             items.push(Item::single(Command::Invoice { party: party.id, accounts, period_end: start }));
         }
-        *self.next_invoicing.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = next;
         let mut closed = 0;
         for chunk in items.chunks(ISSUE_BATCH) {
             for result in self.engine.submit(chunk.to_vec())? {
@@ -70,9 +83,15 @@ impl Notifier {
 
     /// Issues the invoices due now, between periodic evaluations.
     pub(super) fn issue_now_due(&self, now: Timestamp) -> AppResult<usize> {
-        let customers = self.customers()?;
-        let accounts = self.reader.accounts()?;
-        self.issue_due_invoices(&customers, &accounts, now)
+        let settings = self.billing_settings()?;
+        let mut next = None;
+        let mut closed = 0;
+        self.each_customer_page(|customers, accounts| {
+            closed += self.issue_due_invoices(customers, accounts, &settings, now, &mut next)?;
+            Ok(())
+        })?;
+        *self.next_invoicing.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = next;
+        Ok(closed)
     }
 
     /// E-mails each usage invoice not sent yet to the customer's billing e-mail, after

@@ -426,52 +426,41 @@ impl Notifier {
     /// Returns the notifications recorded.
     /// Evaluates every customer: notifications and recharges due, and the usage invoices of
     /// cycles that started. Returns (notifications recorded, billing periods closed).
+    ///
+    /// Customers are taken a page at a time with their accounts, so memory stays bounded
+    /// however many there are; what is the same for all (profiles, settings, counters, billing
+    /// settings, credit policies) is read once per pass, and again only when a compare-and-set
+    /// on the counters finds that another process recorded meanwhile.
     pub fn evaluate_all(&self, now: Timestamp) -> AppResult<(usize, usize)> {
-        let customers = self.customers()?;
-        self.sync_transfers(&customers)?;
-        let all = self.reader.accounts()?;
-        let invoiced = self.issue_due_invoices(&customers, &all, now)?;
-        let accounts: HashMap<_, _> = all.into_iter().map(|a| (a.id, a)).collect();
-        let pairs: Vec<(&Party, &Account)> = customers
-            .iter()
-            .filter_map(|p| match p.kind {
-                PartyKind::Customer { wallet, .. } => accounts.get(&wallet).map(|w| (p, w)),
-                PartyKind::Reseller => None,
-            })
-            .collect();
-        let mut recorded = 0;
-        for chunk in pairs.chunks(200) {
-            for attempt in 0.. {
-                let ctx = self.context()?;
-                if attempt == 0 {
-                    self.sync_levels(&ctx, chunk)?;
-                }
-                let mut batch = AlertBatch::default();
-                for (party, wallet) in chunk {
-                    batch.fires.extend(self.rule_fires(&ctx, &ctx.counters, party, wallet, now)?);
-                    if attempt == 0 {
-                        self.recharge(&ctx, party, wallet, now)?;
-                    }
-                }
-                if batch.fires.is_empty() {
-                    break;
-                }
-                let n = batch.fires.len();
-                if self.alerts.record_alerts(&batch, now)? {
-                    recorded += n;
-                    break;
-                }
-                if attempt >= 5 {
-                    return Err(AppError::Internal("notification counters kept changing under the evaluation".into()));
-                }
+        let billing = self.billing_settings()?;
+        let policies = match &self.credit {
+            Some(credit) => Some((credit.credit_policies()?, credit.classes()?)),
+            None => None,
+        };
+        let mut ctx = self.context()?;
+        let (mut recorded, mut invoiced, mut next) = (0, 0, None);
+        self.each_customer_page(|customers, all| {
+            if let Some((policies, classes)) = &policies {
+                self.sync_transfers(customers, policies, classes)?;
             }
-        }
+            invoiced += self.issue_due_invoices(customers, all, &billing, now, &mut next)?;
+            let accounts: HashMap<_, _> = all.iter().map(|a| (a.id, a)).collect();
+            let pairs: Vec<(&Party, &Account)> = customers
+                .iter()
+                .filter_map(|p| match p.kind {
+                    PartyKind::Customer { wallet, .. } => accounts.get(&wallet).map(|w| (p, *w)),
+                    PartyKind::Reseller => None,
+                })
+                .collect();
+            recorded += self.evaluate(&mut ctx, &pairs, now)?;
+            Ok(())
+        })?;
+        *self.next_invoicing.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = next;
         Ok((recorded, invoiced))
     }
 
-    /// Every customer, a page at a time.
-    fn customers(&self) -> AppResult<Vec<Party>> {
-        let mut customers: Vec<Party> = Vec::new();
+    /// Runs `f` on every customer, a page at a time, with the accounts the page's customers own.
+    pub(super) fn each_customer_page(&self, mut f: impl FnMut(&[Party], &[Account]) -> AppResult<()>) -> AppResult<()> {
         let mut after = None;
         loop {
             let page = self.reader.parties(PartyQuery {
@@ -480,11 +469,48 @@ impl Notifier {
                 limit: 1000,
                 ..PartyQuery::default()
             })?;
-            let Some(last) = page.last().map(|p| p.id) else { break };
-            customers.extend(page);
+            let Some(last) = page.last().map(|p| p.id) else { return Ok(()) };
+            let ids: Vec<PartyId> = page.iter().map(|p| p.id).collect();
+            let accounts = self.reader.accounts_of_parties(&ids)?;
+            f(&page, &accounts)?;
             after = Some(last);
         }
-        Ok(customers)
+    }
+
+    /// Evaluates the rules of `pairs` (customers and their wallets), records what fires and
+    /// starts the recharges that are due. Returns how many notifications were recorded.
+    fn evaluate(&self, ctx: &mut Context, pairs: &[(&Party, &Account)], now: Timestamp) -> AppResult<usize> {
+        let mut recorded = 0;
+        for chunk in pairs.chunks(200) {
+            for attempt in 0.. {
+                if attempt > 0 {
+                    *ctx = self.context()?;
+                } else {
+                    self.sync_levels(ctx, chunk)?;
+                }
+                let mut batch = AlertBatch::default();
+                for (party, wallet) in chunk {
+                    batch.fires.extend(self.rule_fires(ctx, &ctx.counters, party, wallet, now)?);
+                    if attempt == 0 {
+                        self.recharge(ctx, party, wallet, now)?;
+                    }
+                }
+                if batch.fires.is_empty() {
+                    break;
+                }
+                let n = batch.fires.len();
+                if self.alerts.record_alerts(&batch, now)? {
+                    // The snapshot's counters are now behind what was recorded; a later
+                    // chunk that shares one fails its compare-and-set and reads them again.
+                    recorded += n;
+                    break;
+                }
+                if attempt >= 5 {
+                    return Err(AppError::Internal("notification counters kept changing under the evaluation".into()));
+                }
+            }
+        }
+        Ok(recorded)
     }
 
     /// Starts the customer's automatic recharge if it is due (the store refuses a second one
@@ -501,9 +527,13 @@ impl Notifier {
     /// Repairs the ledger's subscriber-transfers flags that differ from the customers'
     /// policies (a process that stopped between saving a policy and setting the flag).
     /// Policies are read after the parties, so a change saved meanwhile is applied, not undone.
-    fn sync_transfers(&self, customers: &[Party]) -> AppResult<()> {
-        let Some(credit) = &self.credit else { return Ok(()) };
-        let changes = purse_store::credit::transfer_changes(customers, &credit.credit_policies()?, &credit.classes()?);
+    fn sync_transfers(
+        &self,
+        customers: &[Party],
+        policies: &[purse_store::CreditPolicy],
+        classes: &[purse_store::ClassRecord],
+    ) -> AppResult<()> {
+        let changes = purse_store::credit::transfer_changes(customers, policies, classes);
         if changes.is_empty() {
             return Ok(());
         }
