@@ -26,16 +26,7 @@ pub fn hash_key(secret: &str) -> String {
     hex(&Sha256::digest(secret.as_bytes()))
 }
 
-/// `bytes` as lowercase hex digits (no allocation per byte: it runs on every API request).
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 15)]));
-    }
-    out
-}
+pub use purse_core::text::hex;
 
 /// Whether `text` has the shape of a key (before any lookup).
 pub fn looks_like_key(text: &str) -> bool {
@@ -98,8 +89,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hex_is_lowercase_two_digits_a_byte() {
-        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+    fn key_hashes_are_hex_sha256() {
         assert_eq!(hash_key("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 

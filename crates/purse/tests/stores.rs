@@ -146,6 +146,46 @@ fn the_database_refuses_to_update_or_delete_journal_rows() {
     refuse_journal_edits(&pg_url("immutable"));
 }
 
+/// Issue 22: SQLite's journal keeps a canonical UUID client id as its 16 bytes and a charge's
+/// kind as `c`. Rows posted before, with the id as text and the kind `charge`, read the same:
+/// found by their client id after a restart, and a retry is answered, never posted twice.
+#[test]
+fn issue_22_journal_rows_written_before_the_compact_form_read_the_same() {
+    let url = sqlite_url();
+    let path = url.strip_prefix("sqlite://").unwrap().to_owned();
+    let h = Harness::on(&url);
+    let a = h.customer("0");
+    h.pay(a, "10.00").unwrap();
+    let uuid = "0190b1c2-d3e4-7f56-8a9b-0c1d2e3f4a5b";
+    let Command::Charge(mut charge) = h.charge_cmd(a, "2.00", true) else { unreachable!() };
+    charge.client_id = cid(uuid);
+    let Ok(Outcome::Posted { transfer, replayed: false, .. }) = h.run(Command::Charge(charge.clone())) else {
+        panic!("posted")
+    };
+    drop(h);
+    let count = |sql: &str| purse_store_sqlite::execute_raw(&path, sql).unwrap();
+    count("DROP TRIGGER transfers_are_immutable");
+    assert_eq!(
+        count(&format!(
+            "UPDATE transfers SET client_id = '{uuid}', kind = 'charge' WHERE typeof(client_id) = 'blob' AND kind = 'c'"
+        )),
+        1,
+        "the charge was kept compact"
+    );
+    count(
+        "CREATE TRIGGER transfers_are_immutable BEFORE UPDATE ON transfers \
+         BEGIN SELECT RAISE(ABORT, 'journal rows are immutable: post a reversal instead'); END",
+    );
+    let h = Harness::on(&url);
+    let found = h.engine.reader().transfer_by_client_id(&cid(uuid)).unwrap().expect("found by its client id");
+    assert_eq!((found.id, found.kind, found.client_id.as_str()), (transfer, TransferKind::Charge, uuid));
+    assert!(matches!(
+        h.run(Command::Charge(charge)),
+        Ok(Outcome::Posted { transfer: t, replayed: true, .. }) if t == transfer
+    ));
+    assert_eq!(h.engine.reader().account(a).unwrap().unwrap().balance, h.amount("8.00"));
+}
+
 // ---------------------------------------------------------------- processes
 
 fn soak(url: &str, prefix: &str, args: &[&str]) -> Child {
