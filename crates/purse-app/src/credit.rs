@@ -403,7 +403,7 @@ pub fn settings_view(s: &App, party: &Party) -> Result<Value, AppError> {
     let policy = s.credit.credit_policy(party.id)?.unwrap_or_else(|| CreditPolicy::default_for(party.id));
     let PartyKind::Customer { billing, currency, wallet, .. } = party.kind else {
         return Ok(
-            json!({ "reseller": party.id.0, "maximum_increase": max_view(&policy.max), "updated_at": time::format(policy.updated_at) }),
+            json!({ "reseller": party.id.0, "maximum_increase": max_view(&policy.max), "updated_at": changed_at(&policy) }),
         );
     };
     let c = s.currency("currency", currency)?;
@@ -435,8 +435,17 @@ pub fn settings_view(s: &App, party: &Party) -> Result<Value, AppError> {
         "subscriber_transfers": policy.transfers.as_str(),
         // What the ledger enforces now.
         "subscriber_transfers_allowed": party.subscriber_transfers,
-        "updated_at": time::format(policy.updated_at),
+        "updated_at": changed_at(&policy),
     }))
+}
+
+/// When the settings were last saved; null when never (the defaults were never changed).
+fn changed_at(policy: &CreditPolicy) -> Value {
+    if policy.updated_at.0 == 0 {
+        Value::Null
+    } else {
+        json!(time::format(policy.updated_at))
+    }
 }
 
 #[derive(Deserialize, Clone, Default)]

@@ -725,8 +725,9 @@ fn advance(before: &State, results: &[CommandResult], plan: &Plan) -> AppResult<
             state.hold = Some(hold.0);
             state.held = need.0;
         }
-        Some(Err(Rejection::InsufficientFunds { available })) => {
-            return Ok(Advanced::Short { settled: state, available: *available })
+        Some(Err(Rejection::InsufficientFunds { available, .. })) => {
+            // Overdrawn already: nothing to grant.
+            return Ok(Advanced::Short { settled: state, available: (*available).max(purse_core::Amount(0)) });
         }
         Some(Err(r)) => return Err(AppError::Rejected(r.clone())),
         Some(Ok(other)) => return Err(AppError::Internal(format!("unexpected outcome {other:?}"))),

@@ -506,6 +506,11 @@ impl Ledger {
         Some(spend.available(account, parent, now))
     }
 
+    /// A currency the ledger knows (every account's is: it was checked when it opened).
+    fn currency(&self, code: CurrencyCode) -> Result<Currency, Rejection> {
+        self.currencies.get(&code).copied().ok_or(Rejection::CurrencyUnknown)
+    }
+
     /// Whether `amount` may be spent from the account now, by a spend of this kind.
     fn check_spend(&self, id: AccountId, amount: Amount, now: Timestamp, spend: Spend<'_>) -> Result<(), Rejection> {
         let account = self.account(id).ok_or(Rejection::AccountNotFound)?;
@@ -514,7 +519,8 @@ impl Ledger {
         }
         let available = self.available_for(id, now, spend).ok_or(Rejection::AccountNotFound)?;
         if available < i128::from(amount.0) {
-            return Err(Rejection::InsufficientFunds { available: clamp(available.max(0)) });
+            let currency = self.currency(account.currency)?;
+            return Err(Rejection::InsufficientFunds { available: clamp(available), currency });
         }
         Ok(())
     }
@@ -1776,7 +1782,7 @@ impl Ledger {
             return Err(Rejection::AmountMustBePositive);
         }
         if captured > hold.amount {
-            return Err(Rejection::CaptureExceedsHold { held: hold.amount });
+            return Err(Rejection::CaptureExceedsHold { held: hold.amount, currency: self.currency(hold.currency)? });
         }
         self.open_account(hold.account)?;
         let revenue = self.system_account(hold.currency, SystemRole::UsageRevenue)?;

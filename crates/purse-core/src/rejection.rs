@@ -4,7 +4,7 @@
 use std::fmt;
 
 use crate::model::{HoldState, TransferId};
-use crate::money::{Amount, CurrencyCode};
+use crate::money::{Amount, Currency, CurrencyCode};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Rejection {
@@ -66,9 +66,11 @@ pub enum Rejection {
     ReasonMustNotBeEmpty,
 
     // Funds.
-    /// Spending would leave the available balance below zero.
+    /// Spending would leave the available balance below zero. `available` is what was
+    /// available (negative when already overdrawn), in `currency`.
     InsufficientFunds {
         available: Amount,
+        currency: Currency,
     },
 
     // Holds.
@@ -80,6 +82,7 @@ pub enum Rejection {
     HoldExpiryMustBeInFuture,
     CaptureExceedsHold {
         held: Amount,
+        currency: Currency,
     },
 
     // Grants.
@@ -264,15 +267,23 @@ impl fmt::Display for Rejection {
             CurrencyMismatch { expected, actual } => {
                 write!(f, "currency {actual} does not match the account's currency {expected}")
             }
-            InsufficientFunds { available } => {
-                write!(f, "insufficient funds: available balance is {} units", available.0)
-            }
+            InsufficientFunds { available, currency } => write!(
+                f,
+                "insufficient funds: the available balance is {} {}",
+                currency.format(*available),
+                currency.code
+            ),
             ThresholdsTooMany { max } => write!(f, "at most {max} thresholds per account"),
             TextTooLong { field, max } => write!(f, "{field} must be at most {max} bytes"),
             TextNotPrintable { field } => write!(f, "{field} must not contain control characters"),
-            HoldAlreadyResolved { state } => write!(f, "hold is already {state:?}"),
-            CaptureExceedsHold { held } => {
-                write!(f, "capture exceeds the held amount of {} units", held.0)
+            HoldAlreadyResolved { state } => f.write_str(match state {
+                HoldState::Open => "the hold is still open",
+                HoldState::Captured => "the hold was already captured",
+                HoldState::Released => "the hold was already released",
+                HoldState::Expired => "the hold has already expired",
+            }),
+            CaptureExceedsHold { held, currency } => {
+                write!(f, "the capture is more than the held amount of {} {}", currency.format(*held), currency.code)
             }
             TransferAlreadyReversed { by } => write!(f, "transfer already reversed by {by}"),
             AlreadyInvoiced { until } => {

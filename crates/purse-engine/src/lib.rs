@@ -33,6 +33,14 @@ pub trait Clock: Send + Sync {
 /// A rendered response: its HTTP status and body.
 type Response = (u16, Vec<u8>);
 
+/// What the writer answers a sealed request whose key was used before, without applying it:
+/// the stored response (`replayed`), or the seal's `reused` refusal (not a replay).
+#[derive(Clone)]
+struct Replay {
+    response: Response,
+    replayed: bool,
+}
+
 pub struct SystemClock;
 
 impl Clock for SystemClock {
@@ -570,7 +578,9 @@ impl Writer {
             .zip(responses.into_iter().zip(replayed))
             .map(|(items, (rendered, replay))| {
                 let answer = match replay {
-                    Some((status, body)) => Some(SealedResponse { status, body, replayed: true }),
+                    Some(Replay { response: (status, body), replayed }) => {
+                        Some(SealedResponse { status, body, replayed })
+                    }
                     None => rendered.map(|(status, body)| SealedResponse { status, body, replayed: false }),
                 };
                 (results.by_ref().take(items.len()).collect(), answer)
@@ -606,7 +616,7 @@ impl Writer {
 
     /// For each sealed request whose key was stored before: the stored response when the
     /// request is the same, its `reused` answer when not.
-    fn replays(&mut self, batch: &[Request]) -> Result<Vec<Option<Response>>, StoreError> {
+    fn replays(&mut self, batch: &[Request]) -> Result<Vec<Option<Replay>>, StoreError> {
         let keys: Vec<(u64, &str)> =
             batch.iter().filter_map(|r| r.seal.as_ref()).map(|s| (s.api_key, s.key.as_str())).collect();
         let mut answers = vec![None; batch.len()];
@@ -621,9 +631,9 @@ impl Writer {
             let Some(seal) = &request.seal else { continue };
             if let Some(r) = stored.iter().find(|r| r.api_key == seal.api_key && r.key == seal.key) {
                 *answer = Some(if r.request_hash == seal.request_hash {
-                    (r.status, r.body.clone())
+                    Replay { response: (r.status, r.body.clone()), replayed: true }
                 } else {
-                    seal.reused.clone()
+                    Replay { response: seal.reused.clone(), replayed: false }
                 });
             }
         }
@@ -634,7 +644,7 @@ impl Writer {
     fn after(
         &mut self,
         batch: &[Request],
-        replayed: &[Option<Response>],
+        replayed: &[Option<Replay>],
         results: &[CommandResult],
     ) -> Result<(), StoreError> {
         let mut offset = 0;
@@ -654,7 +664,7 @@ impl Writer {
     fn seal(
         &mut self,
         batch: &[Request],
-        replayed: &[Option<Response>],
+        replayed: &[Option<Replay>],
         results: &[CommandResult],
         now: Timestamp,
     ) -> Result<Vec<Option<Response>>, StoreError> {

@@ -420,7 +420,7 @@ async fn settings_page(
             .unwrap_or_default(),
         _ => warning_text.clone(),
     };
-    let value = |k: &str| entered.as_ref().map_or_else(|| stored(k), |e| e.get(k).cloned().unwrap_or_default());
+    let value = |k: &str| entered.as_ref().and_then(|e| e.get(k).cloned()).unwrap_or_else(|| stored(k));
     let staff = !matches!(viewer.user.role, Role::Customer(_));
     let mut options: Vec<(String, String)> = vec![(String::new(), "The reseller's default".to_owned())];
     options.extend(profiles);

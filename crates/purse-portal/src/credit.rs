@@ -58,7 +58,8 @@ async fn render(
     let postpaid = view["billing"] == "postpaid";
     let staff = !matches!(viewer.user.role, Role::Customer(_));
     let writable = staff && viewer.user.scope == Scope::ReadWrite;
-    let value = |k: &str, default: String| entered.as_ref().map_or(default, |e| e.get(k).cloned().unwrap_or_default());
+    // Only the submitted form's fields are in `entered`: every other form shows what is saved.
+    let value = |k: &str, saved: String| entered.as_ref().and_then(|e| e.get(k).cloned()).unwrap_or(saved);
     let currency = text(&view["currency"]);
     let increase = &view["temporary_increase"];
     let action = format!("/customers/{id}/credit");
@@ -412,7 +413,7 @@ async fn classes_page(
             _ => c.max.days.map(|d| d.to_string()).unwrap_or_default(),
         }
     };
-    let value = |k: &str| entered.as_ref().map_or_else(|| stored(k), |e| e.get(k).cloned().unwrap_or_default());
+    let value = |k: &str| entered.as_ref().and_then(|e| e.get(k).cloned()).unwrap_or_else(|| stored(k));
     let operator = viewer.user.role == Role::Operator && viewer.user.scope == Scope::ReadWrite;
     let action = editing.map_or_else(|| "/classes".to_owned(), |id| format!("/classes/{id}"));
     let body = html! {

@@ -69,7 +69,9 @@ async fn render(
         Value::Array(a) => a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "),
         _ => String::new(),
     };
-    let value = |k: &str| entered.as_ref().map_or_else(|| text(k), |e| e.get(k).cloned().unwrap_or_default());
+    // Only the submitted form's fields are in `entered`: the recharge form after a refused
+    // Pay Now shows the saved settings.
+    let value = |k: &str| entered.as_ref().and_then(|e| e.get(k).cloned()).unwrap_or_else(|| text(k));
     let writable = viewer.user.scope == Scope::ReadWrite;
     let configured = settings["card_payments_configured"] == true;
     let card = settings["card"]["last4"]

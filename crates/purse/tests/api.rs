@@ -322,6 +322,8 @@ async fn idempotency_keys_replay_refuse_other_bodies_and_in_flight_twins() {
         (reused.status, error_of(&reused.body)),
         (StatusCode::UNPROCESSABLE_ENTITY, ("idempotency_key_reused", "Idempotency-Key"))
     );
+    // Issue 23: the refusal is not a replay of anything.
+    assert_eq!(reused.headers.get("idempotent-replayed"), None);
     let missing = api.call(&op, "POST", "/v1/charges", &other, None).await;
     assert_eq!((missing.status, error_of(&missing.body).0), (StatusCode::BAD_REQUEST, "idempotency_key_missing"));
     // Keys are scoped to the API key: another key may use the same one for its own request.

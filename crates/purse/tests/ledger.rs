@@ -40,7 +40,9 @@ fn a_charge_may_ask_to_be_refused_instead_of_overdrawing() {
     let a = h.customer("0");
     h.pay(a, "5.00").unwrap();
     let refused = h.run(h.charge_cmd(a, "5.01", true));
-    assert_eq!(refused, Err(Rejection::InsufficientFunds { available: Amount(500) }));
+    assert_eq!(refused, Err(Rejection::InsufficientFunds { available: Amount(500), currency: h.usd }));
+    // Issue 23: the message says money at the currency's scale, not units.
+    assert_eq!(refused.unwrap_err().to_string(), "insufficient funds: the available balance is 5.00 USD");
     assert!(h.run(h.charge_cmd(a, "5.00", true)).is_ok());
     assert_eq!(h.parts(a), (0, 0, 0));
 }
@@ -185,7 +187,7 @@ fn holds_reserve_capture_part_release_and_expire() {
     let Ok(Outcome::HoldPlaced { hold: h1, .. }) = h.run(place("6.00", 60)) else { panic!() };
     assert_eq!(h.parts(a), (1000, 600, 400));
     // More than available is refused with the available amount.
-    assert_eq!(h.run(place("4.01", 60)), Err(Rejection::InsufficientFunds { available: Amount(400) }));
+    assert_eq!(h.run(place("4.01", 60)), Err(Rejection::InsufficientFunds { available: Amount(400), currency: h.usd }));
     // Capture part: the rest is released at once.
     let capture = Command::Capture { client_id: h.next_id("cap"), hold: h1, amount: Some(h.amount("2.50")) };
     assert!(matches!(h.run(capture.clone()), Ok(Outcome::HoldCaptured { replayed: false, .. })));

@@ -544,6 +544,12 @@ fn a_customer_admin_pays_now_from_balance_details_and_a_declined_card_changes_no
     assert_eq!(b.script("return document.querySelector(\"[name='threshold']\").value;"), json!("10.0000"));
     assert_eq!(b.script("return document.querySelector(\"[name='method']\").value;"), json!("card"));
     b.screenshot("pay-now");
+    // Issue 23: a refused Pay Now leaves the recharge form showing the saved settings.
+    b.type_into("[name='amount']", "-3");
+    b.click("#pay-now");
+    assert_eq!(b.count(".field.invalid [name='amount']"), 1, "{}", b.source());
+    assert_eq!(b.script("return document.querySelector(\"[name='threshold']\").value;"), json!("10.0000"));
+    assert_eq!(b.script("return document.querySelector(\"[name='method']\").value;"), json!("card"));
     // The saved card pays again without its details; a bad recharge setting is refused in place.
     b.type_into("[name='amount']", "5");
     b.click("#pay-now");
@@ -602,6 +608,11 @@ fn issue_7_staff_change_credit_limits_on_balance_and_credits_within_the_maximum_
         json!("400"),
         "what was entered comes back"
     );
+    // Issue 23: the page's other forms still show what is saved, so the class form's Update
+    // after a refused change keeps the class (it used to come back as "None" and remove it).
+    assert_eq!(b.script("return document.querySelector('#class').selectedOptions[0].text;"), json!("Gold"));
+    b.click("#save-credit-settings");
+    assert!(b.text("#customer-class").contains("Gold"), "{}", b.source());
     // A percentage within it is accepted and lands in the history with who and why.
     b.type_into("[name='increase_amount']", "");
     b.type_into("[name='increase_percent']", "30");

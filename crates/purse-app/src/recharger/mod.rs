@@ -331,7 +331,7 @@ impl Recharger {
         };
         match self.credit(r, command)? {
             Ok(transfer) => self.succeeded(r, &party, &wallet, &settings, transfer, &c),
-            Err(Rejection::InsufficientFunds { available }) => {
+            Err(Rejection::InsufficientFunds { available, .. }) => {
                 short(format!("the master wallet has {} {} available", c.format(available), c.code))
             }
             Err(other) => self.finish(r, RechargeUpdate::Failed { error: other.to_string() }, None),
