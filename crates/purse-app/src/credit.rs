@@ -79,9 +79,9 @@ pub fn bound(max: &MaxIncrease, source: String, c: Currency, permanent: Amount, 
         parts.push(t);
     }
     if let (Some(u), Some(d)) = (until, max.days) {
-        parts.push(format!("valid for at most {d} days (until {})", time::format(u)));
+        parts.push(format!("for at most {d} days (until {})", time::format(u)));
     }
-    Bound { amount, until, text: format!("the maximum possible increase ({source}) is {}", parts.join(", ")), source }
+    Bound { amount, until, text: format!("{}, set by {source}", parts.join(", ")), source }
 }
 
 /// `permanent` × `basis_points` / 10 000, rounded down to the currency's unit.
@@ -209,14 +209,19 @@ pub fn credit_commands(
                         return Err(AppError::invalid(
                             "temporary_increase.amount",
                             Code::AboveMaximumIncrease,
-                            format!("{} is above {}", c.format(value), b.text),
+                            format!(
+                                "{} {} is above the maximum possible increase: {}",
+                                c.format(value),
+                                c.code,
+                                b.text
+                            ),
                         ));
                     }
                     if b.until.is_some_and(|m| until > m) {
                         return Err(AppError::invalid(
                             "temporary_increase.valid_until",
                             Code::AboveMaximumIncrease,
-                            format!("valid_until is later than {}", b.text),
+                            format!("valid_until is later than the maximum possible increase allows: {}", b.text),
                         ));
                     }
                 }

@@ -69,6 +69,9 @@ pub fn invoice_view(i: &InvoiceRecord, c: &Currency) -> Value {
         "rounding_carried_in": f(i.carry_in),
         "rounding_carried_out": f(i.carry_out),
         "allocated": f(i.allocated),
+        // What was paid: a top-up invoice is paid whole by its payment (never allocated); a
+        // usage invoice by the payments allocated to it.
+        "paid": f(if i.kind == InvoiceKind::TopUp && i.paid_at.is_some() { i.amount } else { i.allocated }),
         "due": f(i.due()),
         "voided_at": i.voided_at.map(time::format),
         "void_reason": i.void_reason,

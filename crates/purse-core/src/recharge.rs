@@ -119,6 +119,17 @@ pub fn check_settings(s: &RechargeSettings, has_reseller: bool) -> Result<(), (&
         }
         _ => {}
     }
+    if s.threshold.0 < 0 {
+        return Err(("threshold", "the threshold must not be negative".into()));
+    }
+    if let (Some(cap), RechargeTarget::Amount(amount)) = (s.month_cap, s.target) {
+        if cap.is_positive() && cap < amount {
+            return Err((
+                "month_cap",
+                "the monthly cap must be at least the recharge amount, or no recharge could ever run".into(),
+            ));
+        }
+    }
     if s.per_day_max == 0 || s.per_day_max > PER_DAY_MAX {
         return Err(("per_day_max", format!("recharges per day must be 1 to {PER_DAY_MAX}")));
     }
@@ -185,6 +196,19 @@ mod tests {
             target,
             ..RechargeSettings::off(PartyId(1), Timestamp(0))
         }
+    }
+
+    /// Issue 23: settings that could never work are refused, naming the field.
+    #[test]
+    fn a_negative_threshold_and_a_monthly_cap_below_the_recharge_amount_are_refused() {
+        let ok = RechargeSettings { method: RechargeMethod::Invoice, ..settings(RechargeTarget::Amount(Amount(5000))) };
+        assert_eq!(check_settings(&ok, false), Ok(()));
+        let negative = RechargeSettings { threshold: Amount(-1), ..ok.clone() };
+        assert_eq!(check_settings(&negative, false).unwrap_err().0, "threshold");
+        let below = RechargeSettings { month_cap: Some(Amount(4999)), ..ok.clone() };
+        assert_eq!(check_settings(&below, false).unwrap_err().0, "month_cap");
+        let equal = RechargeSettings { month_cap: Some(Amount(5000)), ..ok };
+        assert_eq!(check_settings(&equal, false), Ok(()));
     }
 
     #[test]

@@ -801,6 +801,7 @@ fn payment_schemas() -> Vec<(&'static str, Value)> {
             ("rounding_carried_in", amount()),
             ("rounding_carried_out", amount()),
             ("allocated", amount()),
+            ("paid", amount()),
             ("due", amount()),
         ],
         &[

@@ -164,7 +164,7 @@ fn profile_form(
     html! {
         form.card method="post" action=(action) id="profile-form" {
             input type="hidden" name="csrf" value=(viewer.csrf);
-            @if let Some((name, message)) = error { p.notice.bad id="form-error" { (name) ": " (message) } }
+            @if let Some((name, message)) = error { p.notice.bad id="form-error" role="alert" { (name) ": " (message) } }
             h3 { "General" }
             (f("Name", "name"))
             @if viewer.user.role == Role::Operator { (f("Reseller (id; empty: the operator's own)", "reseller")) }
@@ -425,9 +425,19 @@ async fn settings_page(
     let mut options: Vec<(String, String)> = vec![(String::new(), "The reseller's default".to_owned())];
     options.extend(profiles);
     let chosen = value("profile");
+    // The profile's name, never its id (the reseller's default is one of `options` too).
+    let in_force = view["effective_profile"].as_u64().map_or_else(
+        || "none".to_owned(),
+        |p| {
+            options
+                .iter()
+                .find(|(id, _)| *id == p.to_string())
+                .map_or_else(|| "the default".to_owned(), |(_, n)| n.clone())
+        },
+    );
     let body = html! {
-        @if let Some((f, m)) = &error { p.notice.bad id="form-error" { (f) ": " (m) } }
-        p.muted { "Profile in force: " (view["effective_profile"].as_u64().map_or_else(|| "none".to_owned(), |p| format!("#{p}"))) "." }
+        @if let Some((f, m)) = &error { p.notice.bad id="form-error" role="alert" { (f) ": " (m) } }
+        p.muted id="profile-in-force" { "Profile in force: " (in_force) "." }
         @if viewer.user.scope == Scope::ReadWrite {
             form.card method="post" action=(format!("/customers/{id}/alerts")) id="alert-settings" {
                 input type="hidden" name="csrf" value=(viewer.csrf);

@@ -105,7 +105,7 @@ async fn render(
     };
     let body = html! {
         @if done { p.notice.good role="status" id="done" { "Credit granted." } }
-        @if let Some((_, m)) = &error { p.notice.bad role="alert" id="form-error" { (m) } }
+        @if let Some((_, m)) = &error { p.notice.bad role="alert" id="form-error" role="alert" { (m) } }
         p.muted {
             "Credit that is not cash: it pays for the services it is for before the customer's own money, "
             "lowest priority number first, then the soonest to expire, then the oldest. What is left at its expiry is breakage."
@@ -244,7 +244,7 @@ async fn show_page(
     };
     let body = html! {
         @if done { p.notice.good role="status" id="done" { "The grant was voided: what was left went back." } }
-        @if let Some(m) = &error { p.notice.bad role="alert" id="form-error" { (m) } }
+        @if let Some(m) = &error { p.notice.bad role="alert" id="form-error" role="alert" { (m) } }
         dl.figures {
             div { dt { "Kind" } dd { (purse_app::grants::kind_label(&g.kind)) } }
             div { dt { "Granted" } dd { (money(c, g.amount)) } }

@@ -91,7 +91,7 @@ async fn render_list(
     let writable = viewer.user.scope == Scope::ReadWrite;
     let value = |k: &str, shown: String| entered.as_ref().and_then(|e| e.get(k).cloned()).unwrap_or(shown);
     let body = html! {
-        @if let Some((f, m)) = &error { p.notice.bad id="form-error" { (f) ": " (m) } }
+        @if let Some((f, m)) = &error { p.notice.bad id="form-error" role="alert" { (f) ": " (m) } }
         div.figures {
             div.figure { div.label { "Unallocated payments" } div.value id="unallocated" { (unallocated) " " (currency) } }
             div.figure { div.label { "Billing cycle" } div.value id="billing-cycle" { "monthly, day " (billing["cycle_day"]) ", " (s(&billing["time_zone"])) } }
@@ -260,7 +260,7 @@ async fn render_invoice(
     let value =
         |k: &str, shown: &str| entered.as_ref().and_then(|e| e.get(k).cloned()).unwrap_or_else(|| shown.to_owned());
     let body = html! {
-        @if let Some((f, m)) = &error { p.notice.bad id="form-error" { (f) ": " (m) } }
+        @if let Some((f, m)) = &error { p.notice.bad id="form-error" role="alert" { (f) ": " (m) } }
         dl.facts {
             dt { "Invoice number" } dd id="invoice-number" { (s(&i["number"])) }
             dt { "Kind" } dd { @if s(&i["kind"]) == "usage" { "Usage" } @else { "Top-up" } }
@@ -287,7 +287,7 @@ async fn render_invoice(
                     tr { td colspan="2" { "Rounding carried to the next invoice" } td.num id="carry-out" { (negated(&i["rounding_carried_out"])) } }
                 }
                 tr { th colspan="2" { "Total" } th.num id="invoice-total" { (s(&i["total"])) " " (currency) } }
-                tr { td colspan="2" { "Paid (allocated payments)" } td.num id="invoice-allocated" { (s(&i["allocated"])) } }
+                tr { td colspan="2" { "Paid" } td.num id="invoice-allocated" { (s(&i["paid"])) } }
                 tr { th colspan="2" { "Amount due" } th.num id="invoice-due" { (s(&i["due"])) " " (currency) } }
             }
         }
@@ -303,7 +303,13 @@ async fn render_invoice(
                         td { @if a["released_at"].is_string() { (when(&a["released_at"])) " (" (s(&a["release_reason"])) ")" } }
                     }
                 }
-                @if i["allocations"].as_array().is_none_or(Vec::is_empty) { tr { td colspan="4" .muted { "No payment is allocated to this invoice." } } }
+                @if i["allocations"].as_array().is_none_or(Vec::is_empty) {
+                    @if s(&i["kind"]) == "top_up" && i["paid_at"].is_string() {
+                        tr { td colspan="4" id="paid-whole" { "Paid in full by its top-up payment on " (when(&i["paid_at"])) "." } }
+                    } @else {
+                        tr { td colspan="4" .muted { "No payment is allocated to this invoice." } }
+                    }
+                }
             }
         }
         @if staff && open {

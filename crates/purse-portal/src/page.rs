@@ -48,6 +48,7 @@ pub fn layout(title: &str, viewer: Option<&Viewer>, crumbs: &[(&str, &str)], bod
                 link rel="stylesheet" href="/assets/portal.css";
             }
             body {
+                a.skip href="#main" { "Skip to content" }
                 header.top {
                     a.brand href="/" { "Purse" }
                     @if let Some(v) = viewer {
@@ -61,7 +62,7 @@ pub fn layout(title: &str, viewer: Option<&Viewer>, crumbs: &[(&str, &str)], bod
                         }
                     }
                 }
-                main {
+                main id="main" {
                     @if !crumbs.is_empty() {
                         ol.crumbs {
                             @for (label, href) in crumbs {
@@ -122,7 +123,21 @@ pub fn field(label: &str, name: &str, kind: &str, value: &str, error: Option<&st
     html! {
         div.field.invalid[error.is_some()] {
             label for=(name) { (label) }
-            input id=(name) name=(name) type=(kind) value=(value) aria-invalid=[error.map(|_| "true")];
+            input id=(name) name=(name) type=(kind) value=(value) aria-invalid=[error.map(|_| "true")]
+                aria-describedby=[error.map(|_| format!("{name}-error"))];
+            @if let Some(e) = error { p.error id=(format!("{name}-error")) { (e) } }
+        }
+    }
+}
+
+/// A text field the browser and a phone's keyboard know the purpose of: `autocomplete` (e.g.
+/// `cc-number`) and `inputmode` (e.g. `numeric`).
+pub fn field_for(label: &str, name: &str, autocomplete: &str, inputmode: &str, error: Option<&str>) -> Markup {
+    html! {
+        div.field.invalid[error.is_some()] {
+            label for=(name) { (label) }
+            input id=(name) name=(name) type="text" value="" autocomplete=(autocomplete) inputmode=(inputmode)
+                aria-invalid=[error.map(|_| "true")] aria-describedby=[error.map(|_| format!("{name}-error"))];
             @if let Some(e) = error { p.error id=(format!("{name}-error")) { (e) } }
         }
     }
@@ -133,7 +148,8 @@ pub fn select(label: &str, name: &str, options: &[(&str, &str)], chosen: &str, e
     html! {
         div.field.invalid[error.is_some()] {
             label for=(name) { (label) }
-            select id=(name) name=(name) {
+            select id=(name) name=(name) aria-invalid=[error.map(|_| "true")]
+                aria-describedby=[error.map(|_| format!("{name}-error"))] {
                 @for (value, text) in options {
                     option value=(value) selected[*value == chosen] { (text) }
                 }

@@ -14,7 +14,7 @@ use purse_core::{PartyKind, Role, Scope};
 use serde_json::Value;
 
 use super::alerts::{error_for, list};
-use super::page::{self, field};
+use super::page::{self, field, field_for};
 use super::session::{Form, PathId, Viewer};
 use super::{read, see_other, PortalError};
 use crate::PortalState;
@@ -88,7 +88,7 @@ async fn render(
                 " by card, credited to the balance (transfer #" (r["transfer"]) ")."
             }
         }
-        @if let Some((f, m)) = &error { p.notice.bad id="form-error" { (f) ": " (m) } }
+        @if let Some((f, m)) = &error { p.notice.bad id="form-error" role="alert" { (f) ": " (m) } }
         @if let Some(reason) = settings["disabled_reason"].as_str() {
             p.notice.bad id="recharge-disabled" { "Auto-recharge is off: " (reason) }
         }
@@ -102,10 +102,10 @@ async fn render(
                     Some(c) => p.muted id="saved-card" { "Pays with the saved " (c) "." },
                     None => {
                         p.muted { "No card is saved: this first online top-up saves it (details go to Stripe only)." }
-                        (field("Card number", "card_number", "text", "", error_for(&error, "card.number").or(error_for(&error, "card"))))
-                        (field("Expiry month", "card_exp_month", "text", "", error_for(&error, "card.exp_month")))
-                        (field("Expiry year", "card_exp_year", "text", "", error_for(&error, "card.exp_year")))
-                        (field("CVC", "card_cvc", "text", "", error_for(&error, "card.cvc")))
+                        (field_for("Card number", "card_number", "cc-number", "numeric", error_for(&error, "card.number").or(error_for(&error, "card"))))
+                        (field_for("Expiry month", "card_exp_month", "cc-exp-month", "numeric", error_for(&error, "card.exp_month")))
+                        (field_for("Expiry year", "card_exp_year", "cc-exp-year", "numeric", error_for(&error, "card.exp_year")))
+                        (field_for("CVC", "card_cvc", "cc-csc", "numeric", error_for(&error, "card.cvc")))
                         (field("Then recharge automatically below (threshold, optional)", "auto_threshold", "text", "", error_for(&error, "auto_recharge.threshold")))
                         (field("by (recharge amount)", "auto_amount", "text", "", error_for(&error, "auto_recharge.recharge_amount")))
                     }

@@ -11,6 +11,7 @@ use purse_core::{PartyId, Role, Scope};
 use purse_store::RatePlan;
 use serde_json::Value;
 
+use super::alerts::error_for;
 use super::page::{self, field, select};
 use super::session::{Form, PathId, Viewer};
 use super::{read, see_other, PortalError};
@@ -21,10 +22,6 @@ const RATES_SHOWN: u32 = 200;
 
 fn staff_admin(viewer: &Viewer) -> bool {
     viewer.user.scope == Scope::ReadWrite && !matches!(viewer.user.role, Role::Customer(_))
-}
-
-fn error_for<'a>(error: &'a Option<(String, String)>, name: &str) -> Option<&'a str> {
-    error.as_ref().filter(|(f, _)| f == name).map(|(_, m)| m.as_str())
 }
 
 /// `/rate-plans`: the plans the viewer sees, and a new one (staff).
@@ -56,7 +53,7 @@ async fn plans_page(
     let (name, currency) = entered.unwrap_or_default();
     let options: Vec<(&str, &str)> = currencies.iter().map(|c| (c.as_str(), c.as_str())).collect();
     let body = html! {
-        @if let Some((f, m)) = &error { p.notice.bad id="form-error" { (f) ": " (m) } }
+        @if let Some((f, m)) = &error { p.notice.bad id="form-error" role="alert" { (f) ": " (m) } }
         div.scroll {
             table id="rate-plans" {
                 thead { tr { th { "Plan" } th { "Currency" } th { "Seller" } th.num { "Rates" } th { "Last changed" } } }
@@ -161,7 +158,7 @@ async fn plan_page(
     let (csv, service) = entered.unwrap_or_else(|| (String::new(), "voice".into()));
     let body = html! {
         p.muted { (plan.currency) " · " (page::grouped(&plan.rates.to_string())) " rates · changed " (purse_core::time::format_short(plan.updated_at)) }
-        @if let Some((f, m)) = &error { p.notice.bad id="form-error" { (f) ": " (m) } }
+        @if let Some((f, m)) = &error { p.notice.bad id="form-error" role="alert" { (f) ": " (m) } }
         form.inline method="get" action=(format!("/rate-plans/{id}")) id="search" {
             (field("Prefix starts with", "prefix", "text", &prefix, error_for(&error, "prefix")))
             button type="submit" id="search-rates" { "Search" }

@@ -295,7 +295,8 @@ impl<T: Transact> AlertStore for T {
     fn profiles(&self) -> StoreResult<Vec<Profile>> {
         run_db(self, false, |db| {
             let mut profiles =
-                all(db, &format!("SELECT {PROFILE_COLUMNS} FROM profiles ORDER BY id"), &[], profile_from)?;
+                // In the order they are chosen in (the lowest sort order first), as every list shows them.
+                all(db, &format!("SELECT {PROFILE_COLUMNS} FROM profiles ORDER BY sort_order, id"), &[], profile_from)?;
             let rules = all(
                 db,
                 &format!("SELECT {RULE_COLUMNS} FROM profile_rules ORDER BY profile_id, kind"),

@@ -631,3 +631,26 @@ fn issue_22_the_periodic_evaluation_reaches_customers_on_every_page() {
         assert_eq!(kinds, vec![json!("client")], "customer {c}");
     }
 }
+
+/// Issue 23: Low Balance Profiles are listed in their sort order (the order the one in force
+/// is chosen in), not in the order they were made.
+#[test]
+fn issue_23_profiles_are_listed_by_their_sort_order() {
+    let smtp = Smtp::start();
+    let mut w = World::new(&sqlite_url(), alert_config(smtp.port));
+    for (name, order) in [("Late", 5), ("Early", 1), ("Middle", 3)] {
+        w.call(
+            "POST",
+            "/v1/low-balance-profiles",
+            json!({ "name": name, "currency": "USD", "sort_order": order, "max_quantity": 1, "period_hours": 24, "client_rule": { "threshold": "10", "notify": true } }),
+        );
+    }
+    let names: Vec<String> = w.get("/v1/low-balance-profiles")["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .filter(|n| ["Late", "Early", "Middle"].contains(&n.as_str()))
+        .collect();
+    assert_eq!(names, vec!["Early", "Middle", "Late"]);
+}

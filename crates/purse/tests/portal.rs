@@ -474,6 +474,9 @@ fn staff_manage_low_balance_profiles_and_customers_their_alerts_and_read_the_not
     b.login(&site.customer.0, &site.customer.1);
     b.open(&format!("/customers/{own}/alerts"));
     assert_eq!(b.count("#profile"), 0, "the profile is the reseller's choice");
+    // Issue 23: the profile in force by its name, not an id.
+    let in_force = b.text("#profile-in-force");
+    assert!(!in_force.contains('#') && !in_force.contains("none"), "{in_force}");
     b.type_into("[name='warning_thresholds']", "100, lots");
     b.click("#save-alerts");
     assert!(b.text("#form-error").contains("warning_thresholds"), "{}", b.source());
@@ -515,6 +518,9 @@ fn a_customer_admin_pays_now_from_balance_details_and_a_declined_card_changes_no
     assert!(b.text("#recharge-summary").contains("Automatic recharge"), "{}", b.source());
     b.click("#pay-now-link");
     assert!(b.url().ends_with(&format!("/customers/{}/recharge", customer.0)), "{}", b.url());
+    // Issue 23: the card fields tell the browser and a phone's keyboard what they hold.
+    assert_eq!(b.count("[name='card_number'][autocomplete='cc-number'][inputmode='numeric']"), 1, "{}", b.source());
+    assert_eq!(b.count("[name='card_cvc'][autocomplete='cc-csc']"), 1);
     // A declined card: a clear message, the amount kept, nothing charged.
     b.type_into("[name='amount']", "25");
     b.type_into("[name='card_number']", "4000000000000002");
@@ -600,9 +606,20 @@ fn issue_7_staff_change_credit_limits_on_balance_and_credits_within_the_maximum_
     b.type_into("[name='increase_amount']", "400");
     b.type_into("[name='reason']", "too much");
     b.click("#save-credit");
-    assert!(b.text("#form-error").contains("maximum possible increase"), "{}", b.source());
+    // Issue 23: one plain sentence (it used to say "is above the maximum … is 300.0000").
+    assert!(
+        b.text("#form-error").contains("400.0000 USD is above the maximum possible increase: 300.0000 USD"),
+        "{}",
+        b.source()
+    );
     assert!(b.text("#form-error").contains("300.0000"), "{}", b.source());
     assert_eq!(b.count(".field.invalid [name='increase_amount']"), 1);
+    // Issue 23: the error is announced and tied to its field for screen readers; a skip link
+    // comes first.
+    assert_eq!(b.count("#form-error[role='alert']"), 1);
+    assert_eq!(b.count("[name='increase_amount'][aria-describedby='increase_amount-error']"), 1);
+    assert_eq!(b.count("#increase_amount-error"), 1);
+    assert_eq!(b.count("a.skip[href='#main']"), 1);
     assert_eq!(
         b.script("return document.querySelector(\"[name='increase_amount']\").value;"),
         json!("400"),

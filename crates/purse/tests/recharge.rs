@@ -429,6 +429,10 @@ fn an_invoice_recharge_is_numbered_mailed_once_and_credited_when_paid() {
     assert_eq!(again["transfer"], paid["transfer"], "paying again credits nothing more");
     assert_eq!(w.balance(wallet), "74.00");
     assert_eq!(w.recharges(c)[0]["status"], "succeeded");
+    // Issue 23: a paid top-up invoice says what was paid (it used to say 0.00: its payment is
+    // never allocated, it is the top-up itself).
+    let shown = w.get(&format!("/v1/invoices/{id}"));
+    assert_eq!((shown["paid"].as_str(), shown["due"].as_str()), (Some("75.00"), Some("0.00")), "{shown}");
     // The invoice as a PDF, made in-process and read back by an independent parser.
     let reply = w.api.get(&format!("/v1/invoices/{id}/pdf")).unwrap();
     assert_eq!((reply.status, reply.header("content-type")), (200, Some("application/pdf")));
@@ -441,16 +445,9 @@ fn an_invoice_recharge_is_numbered_mailed_once_and_credited_when_paid() {
     }
 }
 
-#[test]
-fn the_master_account_recharges_with_funds_and_tells_the_reseller_without() {
-    let mut w = World::new(&sqlite_url(), None);
-    let reseller =
-        w.call("POST", "/v1/resellers", json!({ "client_id": "m", "name": "Master" }))["id"].as_u64().unwrap();
-    w.call(
-        "PUT",
-        &format!("/v1/resellers/{reseller}/alert-settings"),
-        json!({ "billing_email": "wallet@master.test" }),
-    );
+/// A reseller's empty master wallet and a customer of it whose master-account recharge is
+/// due (and refused for want of funds after one step): (master wallet, customer, its wallet).
+fn short_master_recharge(w: &mut World, reseller: u64) -> (u64, u64, u64) {
     let master = w.call(
         "POST",
         "/v1/accounts",
@@ -466,6 +463,20 @@ fn the_master_account_recharges_with_funds_and_tells_the_reseller_without() {
     );
     w.charge(wallet, "1");
     w.step();
+    (master, c, wallet)
+}
+
+#[test]
+fn the_master_account_recharges_with_funds_and_tells_the_reseller_without() {
+    let mut w = World::new(&sqlite_url(), None);
+    let reseller =
+        w.call("POST", "/v1/resellers", json!({ "client_id": "m", "name": "Master" }))["id"].as_u64().unwrap();
+    w.call(
+        "PUT",
+        &format!("/v1/resellers/{reseller}/alert-settings"),
+        json!({ "billing_email": "wallet@master.test" }),
+    );
+    let (master, c, wallet) = short_master_recharge(&mut w, reseller);
     let r = w.recharges(c);
     assert_eq!((r.len(), r[0]["status"].as_str()), (1, Some("failed")), "{r:?}");
     assert_eq!(w.balance(wallet), "-1.00");
@@ -828,4 +839,28 @@ fn issue_20_a_call_centre_calls_on_through_auto_recharge_by_card() {
     // 5.00 paid, 15 calls of 0.50, and 10.00 per recharge.
     let expected = 500 - 15 * 50 + 1000 * recharges.len() as i64;
     assert_eq!(units(&w.balance(wallet)), expected);
+}
+
+/// Issue 23: a reseller with no e-mail of its own does not leave the master-wallet notice
+/// undelivered: the operator's address is told instead.
+#[test]
+fn issue_23_a_master_wallet_notice_of_a_reseller_without_e_mail_goes_to_the_operator() {
+    let options = common::world::Options {
+        alerts: purse_app::notifier::AlertConfig {
+            operator_email: Some("ops@operator.test".into()),
+            ..purse_app::notifier::AlertConfig::default()
+        },
+        recharges: true,
+        ..Default::default()
+    };
+    let mut w = World(common::world::World::with(&sqlite_url(), options));
+    let reseller =
+        w.call("POST", "/v1/resellers", json!({ "client_id": "quiet", "name": "Quiet" }))["id"].as_u64().unwrap();
+    short_master_recharge(&mut w, reseller);
+    w.step();
+    assert!(
+        w.mails().iter().any(|m| m.contains("To: ops@operator.test") && m.contains("master wallet")),
+        "the operator is told: {:?}",
+        w.mails()
+    );
 }

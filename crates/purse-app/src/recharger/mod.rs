@@ -520,7 +520,8 @@ impl Recharger {
     }
 
     /// A notice about a customer's payments: to its billing e-mail and the recharge e-mails
-    /// (the reseller's e-mail, or the operator's, for a master wallet short of funds), and
+    /// (for a master wallet short of funds: the reseller's e-mail, or the operator's when it has
+    /// none or there is no reseller), and
     /// to the webhook endpoints that see the customer.
     #[allow(clippy::too_many_arguments)]
     fn notice(
@@ -542,9 +543,12 @@ impl Recharger {
         let staff = kind == PaymentNotice::MasterFundsShort;
         let mut emails: Vec<String> = Vec::new();
         if staff {
-            match reseller {
-                Some(r) => emails.extend(self.alerts.alert_settings(r)?.and_then(|a| a.email)),
-                None => emails.extend(self.operator_email.clone()),
+            if let Some(r) = reseller {
+                emails.extend(self.alerts.alert_settings(r)?.and_then(|a| a.email));
+            }
+            // A reseller without an e-mail (or no reseller): the operator is told instead of nobody.
+            if emails.is_empty() {
+                emails.extend(self.operator_email.clone());
             }
         } else {
             emails.extend(self.alerts.alert_settings(party.id)?.and_then(|a| a.email));

@@ -117,7 +117,7 @@ impl World {
             side.alerts.clone(),
             side.payments,
             o.payments.clone(),
-            None,
+            o.alerts.operator_email.clone(),
         ));
         let config = AlertConfig { mail, ..o.alerts };
         let mut notifier = Notifier::new(server.engine.clone(), side.reader, side.alerts, side.access, config).unwrap();
