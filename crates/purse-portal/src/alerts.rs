@@ -17,7 +17,7 @@ use purse_core::{PartyKind, Role, Scope};
 
 use super::page::{self, field};
 use super::session::{Form, PathId, Viewer};
-use super::{read, see_other, PortalError};
+use super::{done, read, PortalError};
 use crate::PortalState;
 use purse_app::alerts::{self as api, ProfileBody, RuleBody, SettingsBody};
 
@@ -278,7 +278,7 @@ async fn save(state: PortalState, viewer: Viewer, id: Option<u64>, form: Form) -
         }
     };
     match outcome {
-        Ok(()) => Ok(see_other("/profiles")),
+        Ok(()) => Ok(done("/profiles", "The Low Balance Profile was saved.")),
         Err(error) => {
             let error = Some(error);
             let action = id.map_or_else(|| "/profiles".to_owned(), |id| format!("/profiles/{id}"));
@@ -371,7 +371,7 @@ pub async fn delete(
     let who = viewer.who;
     let owner = read(&state, move |s| Ok(api::remove_profile(s, &who, id)?)).await?;
     read(&state, move |s| Ok(api::sync_owners(s, vec![owner])?)).await?;
-    Ok(see_other("/profiles"))
+    Ok(done("/profiles", "The Low Balance Profile was deleted."))
 }
 
 /// A customer's alert settings: staff at `/customers/{id}/alerts`, a customer admin its own.
@@ -510,7 +510,7 @@ pub async fn save_settings(
     match saved {
         Ok(party) => {
             read(&state, move |s| Ok(api::sync_levels(s, None, Some(party))?)).await?;
-            Ok(see_other(&format!("/customers/{id}/alerts")))
+            Ok(done(&format!("/customers/{id}/alerts"), "The alert settings were saved."))
         }
         Err(PortalError::Field(f, m)) => settings_page(state, viewer, id, Some(entered), Some((f, m))).await,
         Err(other) => Err(other),

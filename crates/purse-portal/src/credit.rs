@@ -18,7 +18,7 @@ use serde_json::Value;
 use super::alerts::error_for;
 use super::page::{self, field};
 use super::session::{Form, PathId, Viewer};
-use super::{read, see_other, PortalError};
+use super::{done, read, PortalError};
 use crate::PortalState;
 use purse_app::credit::{self as api, CreditChange, CreditSettingsBody, IncreaseText};
 
@@ -222,11 +222,16 @@ pub async fn save(
     })
     .await;
     match items {
-        Ok(None) => Ok(see_other(&format!("/customers/{id}/credit"))),
+        Ok(None) => {
+            Ok(done(&format!("/customers/{id}/credit"), "Nothing was changed: the form holds the saved values."))
+        }
         Ok(Some(items)) => {
             let results = state.engine.submit_async(items).await.map_err(|e| PortalError::Internal(e.to_string()))?;
             match purse_app::accounts::outcome(&results) {
-                Ok(_) => Ok(see_other(&format!("/customers/{id}/credit"))),
+                Ok(_) => Ok(done(
+                    &format!("/customers/{id}/credit"),
+                    "The credit limit was changed; the history below shows it.",
+                )),
                 Err(e) => match PortalError::keep_field(e) {
                     PortalError::Field(f, m) => render(state, viewer, id, Some(entered), Some((f, m))).await,
                     other => Err(other),
@@ -267,7 +272,7 @@ pub async fn save_settings(
     match saved {
         Ok(party) => {
             read(&state, move |s| Ok(api::sync_transfers(s, vec![party])?)).await?;
-            Ok(see_other(&format!("/customers/{id}/credit")))
+            Ok(done(&format!("/customers/{id}/credit"), "The class and transfer settings were saved."))
         }
         Err(PortalError::Field(f, m)) => render(state, viewer, id, Some(entered), Some((f, m))).await,
         Err(other) => Err(other),
@@ -503,7 +508,7 @@ pub async fn save_class(
     match saved {
         Ok(members) => {
             read(&state, move |s| Ok(api::sync_transfers(s, members)?)).await?;
-            Ok(see_other("/classes"))
+            Ok(done("/classes", "The customer class was saved."))
         }
         Err(PortalError::Field(f, m)) => {
             classes_page(state, viewer, (id != 0).then_some(id), Some(entered), Some((f, m))).await

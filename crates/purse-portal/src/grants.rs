@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{html, Markup};
@@ -13,7 +13,7 @@ use purse_core::{Currency, Grant, GrantState, Item, PartyKind, Role, Scope};
 
 use super::page::{self, field, money, select};
 use super::session::{Form, PathId, Viewer};
-use super::{read, see_other, PortalError};
+use super::{done, read, PortalError};
 use crate::PortalState;
 
 /// The kinds offered in the form (the API takes any word).
@@ -71,17 +71,14 @@ pub async fn list(
     State(state): State<PortalState>,
     viewer: Viewer,
     PathId(id): PathId,
-    Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, PortalError> {
-    let done = q.get("done").map(|d| d == "granted").unwrap_or(false);
-    render(state, Arc::new(viewer), id, done, HashMap::new(), None).await
+    render(state, Arc::new(viewer), id, HashMap::new(), None).await
 }
 
 async fn render(
     state: PortalState,
     viewer: Arc<Viewer>,
     id: u64,
-    done: bool,
     entered: HashMap<String, String>,
     error: Option<(String, String)>,
 ) -> Result<Response, PortalError> {
@@ -104,7 +101,6 @@ async fn render(
         r => r.to_owned(),
     };
     let body = html! {
-        @if done { p.notice.good role="status" id="done" { "Credit granted." } }
         @if let Some((_, m)) = &error { p.notice.bad role="alert" id="form-error" role="alert" { (m) } }
         p.muted {
             "Credit that is not cash: it pays for the services it is for before the customer's own money, "
@@ -196,7 +192,7 @@ pub async fn create(
     .await;
     let command = match made {
         Ok(c) => c,
-        Err(PortalError::Field(f, m)) => return render(state, viewer, id, false, entered, Some((f, m))).await,
+        Err(PortalError::Field(f, m)) => return render(state, viewer, id, entered, Some((f, m))).await,
         Err(other) => return Err(other),
     };
     let results = state
@@ -205,9 +201,9 @@ pub async fn create(
         .await
         .map_err(|e| PortalError::Internal(e.to_string()))?;
     match purse_app::accounts::outcome(&results) {
-        Ok(_) => Ok(see_other(&format!("/customers/{id}/grants?done=granted"))),
+        Ok(_) => Ok(done(&format!("/customers/{id}/grants"), "Credit granted.")),
         Err(e) => match PortalError::keep_field(e) {
-            PortalError::Field(f, m) => render(state, viewer, id, false, entered, Some((f, m))).await,
+            PortalError::Field(f, m) => render(state, viewer, id, entered, Some((f, m))).await,
             other => Err(other),
         },
     }
@@ -218,17 +214,14 @@ pub async fn show(
     State(state): State<PortalState>,
     viewer: Viewer,
     PathId(id): PathId,
-    Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, PortalError> {
-    let done = q.get("done").is_some_and(|d| d == "voided");
-    show_page(state, Arc::new(viewer), id, done, None).await
+    show_page(state, Arc::new(viewer), id, None).await
 }
 
 async fn show_page(
     state: PortalState,
     viewer: Arc<Viewer>,
     id: u64,
-    done: bool,
     error: Option<String>,
 ) -> Result<Response, PortalError> {
     let who = viewer.who;
@@ -243,7 +236,6 @@ async fn show_page(
         purse_core::GrantUseKind::Void => "Voided",
     };
     let body = html! {
-        @if done { p.notice.good role="status" id="done" { "The grant was voided: what was left went back." } }
         @if let Some(m) = &error { p.notice.bad role="alert" id="form-error" role="alert" { (m) } }
         dl.figures {
             div { dt { "Kind" } dd { (purse_app::grants::kind_label(&g.kind)) } }
@@ -303,7 +295,7 @@ pub async fn void(
     let command =
         match read(&state, move |s| s.void_grant_command(&v.who, id, &reason).map_err(PortalError::keep_field)).await {
             Ok(c) => c,
-            Err(PortalError::Field(_, m)) => return show_page(state, viewer, id, false, Some(m)).await,
+            Err(PortalError::Field(_, m)) => return show_page(state, viewer, id, Some(m)).await,
             Err(other) => return Err(other),
         };
     let results = state
@@ -312,8 +304,8 @@ pub async fn void(
         .await
         .map_err(|e| PortalError::Internal(e.to_string()))?;
     match purse_app::accounts::outcome(&results) {
-        Ok(_) => Ok(see_other(&format!("/grants/{id}?done=voided"))),
-        Err(purse_app::AppError::Rejected(r)) => show_page(state, viewer, id, false, Some(r.to_string())).await,
+        Ok(_) => Ok(done(&format!("/grants/{id}"), "The grant was voided: what was left went back.")),
+        Err(purse_app::AppError::Rejected(r)) => show_page(state, viewer, id, Some(r.to_string())).await,
         Err(e) => Err(PortalError::from(e)),
     }
 }

@@ -18,7 +18,7 @@ use serde_json::Value;
 use super::alerts::error_for;
 use super::page::{self, field};
 use super::session::{Form, PathId, Viewer};
-use super::{read, see_other, PortalError};
+use super::{done, read, PortalError};
 use crate::PortalState;
 use purse_app::invoices::{self as api, BillingBody, InvoicePaymentBody};
 use purse_app::payments as pay;
@@ -206,7 +206,7 @@ pub async fn save_billing(
     })
     .await;
     match saved {
-        Ok(()) => Ok(see_other(&format!("/customers/{id}/invoices"))),
+        Ok(()) => Ok(done(&format!("/customers/{id}/invoices"), "The billing settings were saved.")),
         Err(PortalError::Field(f, m)) => render_list(state, viewer, id, Some(entered), Some((f, m))).await,
         Err(other) => Err(other),
     }
@@ -222,7 +222,7 @@ pub async fn issue(
     viewer.check(&form)?;
     let who = viewer.who;
     match read(&state, move |s| api::issue_now(s, who, id).map_err(PortalError::keep_field)).await? {
-        Some(i) => Ok(see_other(&format!("/invoices/{}", i.id))),
+        Some(i) => Ok(done(&format!("/invoices/{}", i.id), &format!("Invoice {} was issued.", i.display_number()))),
         None => {
             let error = ("customer".to_owned(), "nothing to invoice: the customer has no uninvoiced usage".to_owned());
             render_list(state, Arc::new(viewer), id, None, Some(error)).await
@@ -389,7 +389,7 @@ pub async fn pay(
             Err(other) => return Err(other.into()),
         }
     }
-    Ok(see_other(&format!("/invoices/{id}")))
+    Ok(done(&format!("/invoices/{id}"), "The payment was recorded."))
 }
 
 /// Voids the invoice.
@@ -404,7 +404,7 @@ pub async fn void(
     let viewer = Arc::new(viewer);
     let (who, r) = (viewer.who, reason.clone());
     match read(&state, move |s| api::void_invoice(s, &who, id, &r).map_err(PortalError::keep_field)).await {
-        Ok(_) => Ok(see_other(&format!("/invoices/{id}"))),
+        Ok(_) => Ok(done(&format!("/invoices/{id}"), "The invoice was voided.")),
         Err(PortalError::Field(f, m)) => {
             render_invoice(state, viewer, id, Some(HashMap::from([("reason".to_owned(), reason)])), Some((f, m))).await
         }

@@ -10,7 +10,7 @@ use purse_store::ApiKeyRecord;
 
 use super::page::{self, field, select};
 use super::session::{Form, PathId, Viewer};
-use super::{read, see_other, PortalError};
+use super::{done, read, PortalError};
 use crate::PortalState;
 
 const NAME_LEN_MAX: usize = 100;
@@ -135,5 +135,5 @@ pub async fn revoke(
 ) -> Result<Response, PortalError> {
     viewer.check(&form)?;
     read(&state, move |s| Ok(purse_app::keys::revoke_key(s, &viewer.who, id)?)).await?;
-    Ok(see_other("/keys"))
+    Ok(done("/keys", "The API key was revoked: it no longer works."))
 }

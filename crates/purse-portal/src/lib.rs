@@ -193,8 +193,17 @@ async fn authorize(State(state): State<PortalState>, request: Request, next: Nex
         };
         return PortalError::Forbidden(message).into_response();
     }
+    let shown = viewer.flash.is_some();
     parts.extensions.insert(viewer);
-    next.run(Request::from_parts(parts, body)).await
+    let mut response = next.run(Request::from_parts(parts, body)).await;
+    // The message was shown on this page (not on a redirect): once is enough.
+    if shown && !response.status().is_redirection() {
+        let gone = format!("{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0", session::FLASH_COOKIE);
+        if let Ok(v) = axum::http::HeaderValue::from_str(&gone) {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    response
 }
 
 /// `text` as a sentence: capitalized.
@@ -382,4 +391,20 @@ async fn billing(viewer: Viewer) -> Result<Response, PortalError> {
 /// Redirects back to a page after a change, as HTTP's "see other".
 pub(crate) fn see_other(path: &str) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, path.to_owned())]).into_response()
+}
+
+/// The answer to a form that worked: back to `path` (post/redirect/get, so reloading the page
+/// submits nothing again), where `message` says once what happened.
+pub(crate) fn done(path: &str, message: &str) -> Response {
+    let value = serde_urlencoded::to_string([("m", message)]).unwrap_or_default();
+    let cookie = format!(
+        "{}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age=300",
+        session::FLASH_COOKIE,
+        value.strip_prefix("m=").unwrap_or("")
+    );
+    let mut response = see_other(path);
+    if let Ok(v) = axum::http::HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+    response
 }

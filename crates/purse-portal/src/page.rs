@@ -71,6 +71,9 @@ pub fn layout(title: &str, viewer: Option<&Viewer>, crumbs: &[(&str, &str)], bod
                         }
                     }
                     h1 { (title) }
+                    @if let Some(message) = viewer.and_then(|v| v.flash.as_deref()) {
+                        p.notice.good id="flash" role="status" { (message) }
+                    }
                     (body)
                 }
             }

@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::alerts::{error_for, list};
 use super::page::{self, field, field_for};
 use super::session::{Form, PathId, Viewer};
-use super::{read, see_other, PortalError};
+use super::{done, read, PortalError};
 use crate::PortalState;
 use purse_app::payments::{self as api, AutoRechargeBody, CardBody, PayNowBody, RechargeBody};
 
@@ -28,12 +28,7 @@ pub async fn show(
     viewer: Viewer,
     PathId(id): PathId,
 ) -> Result<Response, PortalError> {
-    render(state, Arc::new(viewer), id, None, None, None).await
-}
-
-/// A Pay Now outcome shown on the page.
-enum Paid {
-    Receipt(Value),
+    render(state, Arc::new(viewer), id, None, None).await
 }
 
 async fn render(
@@ -42,7 +37,6 @@ async fn render(
     id: u64,
     entered: Option<HashMap<String, String>>,
     error: Option<(String, String)>,
-    paid: Option<Paid>,
 ) -> Result<Response, PortalError> {
     let v = viewer.clone();
     let (name, settings, due, recharges) = read(&state, move |s| {
@@ -81,13 +75,6 @@ async fn render(
     let action = format!("/customers/{id}/recharge");
     let currency = text("currency");
     let body = html! {
-        @if let Some(Paid::Receipt(r)) = &paid {
-            div.notice.good id="receipt" {
-                strong { "Payment received. " }
-                "Receipt: payment #" (r["id"]) " of " (r["amount"].as_str().unwrap_or("")) " " (r["currency"].as_str().unwrap_or(""))
-                " by card, credited to the balance (transfer #" (r["transfer"]) ")."
-            }
-        }
         @if let Some((f, m)) = &error { p.notice.bad id="form-error" role="alert" { (f) ": " (m) } }
         @if let Some(reason) = settings["disabled_reason"].as_str() {
             p.notice.bad id="recharge-disabled" { "Auto-recharge is off: " (reason) }
@@ -214,9 +201,9 @@ pub async fn save(
     match saved {
         Ok(party) => {
             read(&state, move |s| Ok(purse_app::alerts::sync_levels(s, None, Some(party))?)).await?;
-            Ok(see_other(&format!("/customers/{id}/recharge")))
+            Ok(done(&format!("/customers/{id}/recharge"), "The automatic recharge settings were saved."))
         }
-        Err(PortalError::Field(f, m)) => render(state, viewer, id, Some(entered), Some((f, m)), None).await,
+        Err(PortalError::Field(f, m)) => render(state, viewer, id, Some(entered), Some((f, m))).await,
         Err(other) => Err(other),
     }
 }
@@ -248,7 +235,7 @@ pub async fn pay_now(
                 }
                 (Err(PortalError::Field(f, m)), _) | (_, Err(PortalError::Field(f, m))) => {
                     let entered = HashMap::from([("amount".to_owned(), amount)]);
-                    return render(state, Arc::new(viewer), id, Some(entered), Some((f, m)), None).await;
+                    return render(state, Arc::new(viewer), id, Some(entered), Some((f, m))).await;
                 }
                 _ => None,
             }
@@ -271,11 +258,17 @@ pub async fn pay_now(
                 let customer = receipt["customer"].as_u64().map(purse_core::PartyId);
                 read(&state, move |s| Ok(purse_app::alerts::sync_levels(s, None, customer)?)).await?;
             }
-            render(state, viewer, id, None, None, Some(Paid::Receipt(receipt))).await
+            // Post/redirect/get: reloading the page never offers to pay again.
+            let message = format!(
+                "Payment received: {} {} by card, credited to the balance. Its receipt voucher is e-mailed and listed under Invoices.",
+                receipt["amount"].as_str().unwrap_or(""),
+                receipt["currency"].as_str().unwrap_or("")
+            );
+            Ok(done(&format!("/customers/{id}/recharge"), &message))
         }
         Err(PortalError::Field(f, m)) => {
             let entered = HashMap::from([("amount".to_owned(), amount)]);
-            render(state, viewer, id, Some(entered), Some((f, m)), None).await
+            render(state, viewer, id, Some(entered), Some((f, m))).await
         }
         Err(other) => Err(other),
     }
@@ -304,12 +297,15 @@ pub async fn email_receipt(
     let who = viewer.who;
     let sent = read(&state, move |s| api::email_receipt(s, &who, id).map_err(PortalError::keep_field)).await;
     match sent {
-        Ok((r, _)) => Ok(see_other(&format!("/customers/{}/invoices#receipts", r.party.0))),
+        Ok((r, _)) => Ok(done(
+            &format!("/customers/{}/invoices#receipts", r.party.0),
+            "The receipt voucher was e-mailed again to the billing e-mail.",
+        )),
         Err(PortalError::Field(f, m)) => {
             let party = read(&state, move |s| Ok(s.payments.receipt(id)?.map(|r| r.party.0)))
                 .await?
                 .ok_or(PortalError::NotFound)?;
-            render(state, viewer, party, None, Some((f, m)), None).await
+            render(state, viewer, party, None, Some((f, m))).await
         }
         Err(other) => Err(other),
     }

@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::alerts::error_for;
 use super::page::{self, field, select};
 use super::session::{Form, PathId, Viewer};
-use super::{read, see_other, PortalError};
+use super::{done, read, PortalError};
 use crate::PortalState;
 
 /// Rates shown on a plan's page.
@@ -99,7 +99,7 @@ pub async fn create(State(state): State<PortalState>, viewer: Viewer, form: Form
     let who = viewer.who;
     let (n, c) = (name.clone(), currency.clone());
     match read(&state, move |s| s.create_plan(&who, &n, &c, None).map_err(PortalError::keep_field)).await {
-        Ok(plan) => Ok(see_other(&format!("/rate-plans/{}", plan.id))),
+        Ok(plan) => Ok(done(&format!("/rate-plans/{}", plan.id), "The rate plan was created.")),
         Err(PortalError::Field(f, m)) => {
             plans_page(state, Arc::new(viewer), Some((name, currency)), Some((f, m))).await
         }
@@ -244,13 +244,13 @@ pub async fn import(
     let (csv, service) = (form.get("csv").to_owned(), form.get("service").trim().to_owned());
     let who = viewer.who;
     let (c, sv) = (csv.clone(), service.clone());
-    let done = read(&state, move |s| {
+    let outcome = read(&state, move |s| {
         let service = (!sv.is_empty()).then_some(sv.as_str());
         s.import_deck(&who, id, &c, service).map_err(PortalError::keep_field)
     })
     .await;
-    match done {
-        Ok(_) => Ok(see_other(&format!("/rate-plans/{id}"))),
+    match outcome {
+        Ok((_, n)) => Ok(done(&format!("/rate-plans/{id}"), &format!("{n} rates were imported."))),
         Err(PortalError::Field(f, m)) => {
             plan_page(state, Arc::new(viewer), id, String::new(), Some((csv, service)), Some((f, m))).await
         }
@@ -273,7 +273,7 @@ pub async fn assign(
         .map_err(|_| PortalError::Field("reseller".into(), "choose a reseller".into()))?;
     let role = form.get("role").to_owned();
     let who = viewer.who;
-    let done = read(&state, move |s| {
+    let outcome = read(&state, move |s| {
         let (pays, default) = match role.as_str() {
             "pays" => (Some(Some(id)), None),
             _ => (None, Some(Some(id))),
@@ -281,8 +281,8 @@ pub async fn assign(
         s.assign_reseller_plans(&who, reseller, pays, default).map_err(PortalError::keep_field)
     })
     .await;
-    match done {
-        Ok(()) => Ok(see_other(&format!("/rate-plans/{id}"))),
+    match outcome {
+        Ok(()) => Ok(done(&format!("/rate-plans/{id}"), "The reseller's plans were saved.")),
         Err(PortalError::Field(f, m)) => {
             plan_page(state, Arc::new(viewer), id, String::new(), None, Some((f, m))).await
         }
@@ -395,5 +395,5 @@ pub async fn save_customer_plan(
     };
     let who = viewer.who;
     read(&state, move |s| s.assign_customer_plan(&who, id, plan).map_err(PortalError::keep_field)).await?;
-    Ok(see_other(&format!("/customers/{id}")))
+    Ok(done(&format!("/customers/{id}"), "The customer's rate plan was changed."))
 }

@@ -92,6 +92,18 @@ pub struct Viewer {
     pub session: String,
     /// The reseller or customer the user belongs to.
     pub party: Option<Party>,
+    /// What the form submitted just before this page did (post/redirect/get), shown once.
+    pub flash: Option<String>,
+}
+
+/// The cookie that carries a form's outcome across its redirect, for one page.
+pub const FLASH_COOKIE: &str = "purse_flash";
+
+/// The one-time message a request carries, if any.
+pub fn flash(headers: &HeaderMap) -> Option<String> {
+    let value = cookie(headers, FLASH_COOKIE).filter(|v| !v.is_empty())?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&format!("m={value}")).ok()?;
+    pairs.into_iter().next().map(|(_, m)| m).filter(|m| !m.is_empty())
 }
 
 impl Viewer {
@@ -155,11 +167,13 @@ impl FromRequestParts<PortalState> for Viewer {
                 Role::Reseller(p) | Role::Customer(p) => state.engine.reader().party(p)?,
             };
             let who = Principal::for_user(user.role, user.scope, user.id);
-            Ok(Some(Viewer { user, who, csrf: session.csrf, session: session.hash, party }))
+            Ok(Some(Viewer { user, who, csrf: session.csrf, session: session.hash, party, flash: None }))
         })
         .await
         .map_err(|e| PortalError::Internal(e.to_string()))??;
-        found.ok_or_else(login)
+        let mut viewer = found.ok_or_else(login)?;
+        viewer.flash = flash(&parts.headers);
+        Ok(viewer)
     }
 }
 

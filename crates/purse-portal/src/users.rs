@@ -13,7 +13,7 @@ use purse_store::UserRecord;
 
 use super::page::{self, field, select};
 use super::session::{Form, PathId, Viewer};
-use super::{read, see_other, PortalError};
+use super::{done, read, PortalError};
 use crate::PortalState;
 use purse_app::keys;
 use purse_app::parse::password_rule;
@@ -148,7 +148,7 @@ pub async fn disable(
 ) -> Result<Response, PortalError> {
     viewer.check(&form)?;
     read(&state, move |s| Ok(keys::disable_user(s, &viewer.who, id)?)).await?;
-    Ok(see_other("/users"))
+    Ok(done("/users", "The user was disabled: it can no longer log in."))
 }
 
 fn password_page(viewer: &Viewer, errors: &HashMap<&str, String>, changed: bool) -> Markup {
