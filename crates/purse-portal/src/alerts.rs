@@ -15,7 +15,7 @@ use maud::{html, Markup};
 use purse_core::alerts::{format_warning_levels, Profile, RuleKind};
 use purse_core::{PartyKind, Role, Scope};
 
-use super::page::{self, field};
+use super::page::{self, field, select};
 use super::session::{Form, PathId, Viewer};
 use super::{done, read, PortalError};
 use crate::PortalState;
@@ -153,22 +153,46 @@ fn body_from(v: &HashMap<String, String>) -> Result<ProfileBody, (String, String
     })
 }
 
+/// What the profile form offers to choose from: resellers by name (operators only) and the
+/// currencies, so nobody types an id or a code.
+struct Choices {
+    resellers: Vec<(String, String)>,
+    currencies: Vec<String>,
+}
+
+async fn choices(state: &PortalState, viewer: &Viewer) -> Result<Choices, PortalError> {
+    let operator = viewer.user.role == Role::Operator;
+    read(state, move |s| {
+        let mut resellers = vec![(String::new(), "None: the operator's own".to_owned())];
+        if operator {
+            let query = purse_store::PartyQuery { resellers: Some(true), limit: 1000, ..Default::default() };
+            resellers.extend(s.engine.reader().parties(query)?.into_iter().map(|p| (p.id.0.to_string(), p.name)));
+        }
+        let currencies = s.engine.reader().currencies()?.into_iter().map(|c| c.code.to_string()).collect();
+        Ok(Choices { resellers, currencies })
+    })
+    .await
+}
+
 fn profile_form(
     viewer: &Viewer,
     action: &str,
     v: &HashMap<String, String>,
     error: &Option<(String, String)>,
+    choices: &Choices,
 ) -> Markup {
     let get = |k: &str| v.get(k).map_or("", String::as_str);
     let f = |label: &str, name: &str| field(label, name, "text", get(name), error_for(error, name));
+    let resellers: Vec<(&str, &str)> = choices.resellers.iter().map(|(id, n)| (id.as_str(), n.as_str())).collect();
+    let currencies: Vec<(&str, &str)> = choices.currencies.iter().map(|c| (c.as_str(), c.as_str())).collect();
     html! {
         form.card method="post" action=(action) id="profile-form" {
             input type="hidden" name="csrf" value=(viewer.csrf);
             @if let Some((name, message)) = error { p.notice.bad id="form-error" role="alert" { (name) ": " (message) } }
             h3 { "General" }
             (f("Name", "name"))
-            @if viewer.user.role == Role::Operator { (f("Reseller (id; empty: the operator's own)", "reseller")) }
-            (f("Currency", "currency"))
+            @if viewer.user.role == Role::Operator { (select("Reseller", "reseller", &resellers, get("reseller"), error_for(error, "reseller"))) }
+            (select("Currency", "currency", &currencies, get("currency"), error_for(error, "currency")))
             (f("Sort order", "sort_order"))
             (f("Max quantity (per rule, until the balance is refilled)", "max_quantity"))
             (f("Period (hours between notifications of a rule)", "period_hours"))
@@ -253,8 +277,9 @@ async fn visible_profiles(state: &PortalState, viewer: &Arc<Viewer>) -> Result<V
 pub async fn profiles(State(state): State<PortalState>, viewer: Viewer) -> Result<Response, PortalError> {
     let viewer = Arc::new(viewer);
     let list = visible_profiles(&state, &viewer).await?;
-    let form =
-        (viewer.user.scope == Scope::ReadWrite).then(|| profile_form(&viewer, "/profiles", &new_values(), &None));
+    let choices = choices(&state, &viewer).await?;
+    let form = (viewer.user.scope == Scope::ReadWrite)
+        .then(|| profile_form(&viewer, "/profiles", &new_values(), &None, &choices));
     Ok(page::ok(profiles_page(&viewer, &list, form)))
 }
 
@@ -282,7 +307,7 @@ async fn save(state: PortalState, viewer: Viewer, id: Option<u64>, form: Form) -
         Err(error) => {
             let error = Some(error);
             let action = id.map_or_else(|| "/profiles".to_owned(), |id| format!("/profiles/{id}"));
-            let form = profile_form(&viewer, &action, &v, &error);
+            let form = profile_form(&viewer, &action, &v, &error, &choices(&state, &viewer).await?);
             let page = if id.is_some() {
                 page::layout(
                     "Edit profile",
@@ -310,8 +335,9 @@ pub async fn edit(
     let viewer = Arc::new(viewer);
     let p = visible_profiles(&state, &viewer).await?.into_iter().find(|p| p.id == id).ok_or(PortalError::NotFound)?;
     let v = read(&state, move |s| Ok(stored(&p, s))).await?;
+    let choices = choices(&state, &viewer).await?;
     let body = if viewer.user.scope == Scope::ReadWrite {
-        profile_form(&viewer, &format!("/profiles/{id}"), &v, &None)
+        profile_form(&viewer, &format!("/profiles/{id}"), &v, &None, &choices)
     } else {
         html! { p.muted { "Read-only access." } }
     };

@@ -446,7 +446,12 @@ fn staff_manage_low_balance_profiles_and_customers_their_alerts_and_read_the_not
     assert_eq!(b.count("#profiles tbody tr"), 2, "the demo's profile of each reseller: {}", b.source());
     let reseller = site.seeded.resellers[0].0.to_string();
     b.type_into("[name='name']", "Gold");
-    b.type_into("[name='reseller']", &reseller);
+    // Issue 23: resellers and currencies are chosen by name, not typed as ids or codes.
+    let offered = b.script("return [...document.querySelectorAll('#reseller option')].map(o => o.text).join('|');");
+    assert!(offered.as_str().unwrap().contains("None: the operator's own"), "{offered}");
+    assert!(!offered.as_str().unwrap().chars().any(|c| c.is_ascii_digit()), "names, not ids: {offered}");
+    assert_eq!(b.script("return document.querySelector('#currency').tagName;"), json!("SELECT"));
+    b.script(&format!("document.querySelector('#reseller').value = '{reseller}';"));
     b.type_into("[name='period_hours']", "-1");
     b.type_into("[name='client_rule.threshold']", "100");
     b.click("#save-profile");
