@@ -188,7 +188,7 @@ fn profile_form(
     html! {
         form.card method="post" action=(action) id="profile-form" {
             input type="hidden" name="csrf" value=(viewer.csrf);
-            @if let Some((name, message)) = error { p.notice.bad id="form-error" role="alert" { (name) ": " (message) } }
+            @if let Some((name, message)) = error { p.notice.bad id="form-error" role="alert" { (page::field_name(name)) ": " (message) } }
             h3 { "General" }
             (f("Name", "name"))
             @if viewer.user.role == Role::Operator { (select("Reseller", "reseller", &resellers, get("reseller"), error_for(error, "reseller"))) }
@@ -462,7 +462,7 @@ async fn settings_page(
         },
     );
     let body = html! {
-        @if let Some((f, m)) = &error { p.notice.bad id="form-error" role="alert" { (f) ": " (m) } }
+        @if let Some((f, m)) = &error { p.notice.bad id="form-error" role="alert" { (page::field_name(f)) ": " (m) } }
         p.muted id="profile-in-force" { "Profile in force: " (in_force) "." }
         @if viewer.user.scope == Scope::ReadWrite {
             form.card method="post" action=(format!("/customers/{id}/alerts")) id="alert-settings" {

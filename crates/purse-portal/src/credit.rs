@@ -68,7 +68,7 @@ async fn render(
     let class_now = view["class"]["id"].as_u64().map(|c| c.to_string()).unwrap_or_default();
     let chosen_class = value("class", class_now);
     let body = html! {
-        @if let Some((f, m)) = &error { p.notice.bad id="form-error" role="alert" { (f) ": " (m) } }
+        @if let Some((f, m)) = &error { p.notice.bad id="form-error" role="alert" { (page::field_name(f)) ": " (m) } }
         dl.figures id="credit-figures" {
             dt { "Permanent Credit Limit" } dd id="permanent-limit" { (text(&view["credit_limit"])) " " (currency) }
             @if postpaid {
@@ -422,7 +422,7 @@ async fn classes_page(
     let operator = viewer.user.role == Role::Operator && viewer.user.scope == Scope::ReadWrite;
     let action = editing.map_or_else(|| "/classes".to_owned(), |id| format!("/classes/{id}"));
     let body = html! {
-        @if let Some((f, m)) = &error { p.notice.bad id="form-error" role="alert" { (f) ": " (m) } }
+        @if let Some((f, m)) = &error { p.notice.bad id="form-error" role="alert" { (page::field_name(f)) ": " (m) } }
         div.scroll {
             table id="classes" {
                 thead { tr { th { "Class" } th { "Subscriber transfers" } th { "Maximum possible increase" } @if operator { th {} } } }

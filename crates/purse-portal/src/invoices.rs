@@ -91,7 +91,7 @@ async fn render_list(
     let writable = viewer.user.scope == Scope::ReadWrite;
     let value = |k: &str, shown: String| entered.as_ref().and_then(|e| e.get(k).cloned()).unwrap_or(shown);
     let body = html! {
-        @if let Some((f, m)) = &error { p.notice.bad id="form-error" role="alert" { (f) ": " (m) } }
+        @if let Some((f, m)) = &error { p.notice.bad id="form-error" role="alert" { (page::field_name(f)) ": " (m) } }
         div.figures {
             div.figure { div.label { "Unallocated payments" } div.value id="unallocated" { (unallocated) " " (currency) } }
             div.figure { div.label { "Billing cycle" } div.value id="billing-cycle" { "monthly, day " (billing["cycle_day"]) ", " (s(&billing["time_zone"])) } }
@@ -260,7 +260,7 @@ async fn render_invoice(
     let value =
         |k: &str, shown: &str| entered.as_ref().and_then(|e| e.get(k).cloned()).unwrap_or_else(|| shown.to_owned());
     let body = html! {
-        @if let Some((f, m)) = &error { p.notice.bad id="form-error" role="alert" { (f) ": " (m) } }
+        @if let Some((f, m)) = &error { p.notice.bad id="form-error" role="alert" { (page::field_name(f)) ": " (m) } }
         dl.facts {
             dt { "Invoice number" } dd id="invoice-number" { (s(&i["number"])) }
             dt { "Kind" } dd { @if s(&i["kind"]) == "usage" { "Usage" } @else { "Top-up" } }

@@ -146,6 +146,29 @@ pub fn field_for(label: &str, name: &str, autocomplete: &str, inputmode: &str, e
     }
 }
 
+/// A field's name as people read it in an error summary: `temporary_increase.amount` is
+/// "Temporary increase amount", `alert_emails[1]` is "Alert emails (the 2nd)".
+pub fn field_name(path: &str) -> String {
+    let (base, index) = match path.split_once('[') {
+        Some((b, rest)) => (b, rest.trim_end_matches(']').parse::<usize>().ok()),
+        None => (path, None),
+    };
+    let words = base.replace(['_', '.'], " ");
+    let mut name = crate::sentence(words.trim());
+    if let Some(i) = index {
+        let n = i + 1;
+        let suffix = match (n % 10, n % 100) {
+            (1, 11) | (2, 12) | (3, 13) => "th",
+            (1, _) => "st",
+            (2, _) => "nd",
+            (3, _) => "rd",
+            _ => "th",
+        };
+        name.push_str(&format!(" (the {n}{suffix})"));
+    }
+    name
+}
+
 /// A `<select>` with the chosen option kept.
 pub fn select(label: &str, name: &str, options: &[(&str, &str)], chosen: &str, error: Option<&str>) -> Markup {
     html! {
@@ -200,5 +223,13 @@ mod tests {
         assert_eq!(money(usd, Amount(5)), "0.05 USD");
         assert_eq!(grouped("123"), "123");
         assert_eq!(grouped("1234"), "1,234");
+    }
+
+    #[test]
+    fn field_paths_read_as_words() {
+        assert_eq!(field_name("temporary_increase.amount"), "Temporary increase amount");
+        assert_eq!(field_name("alert_emails[1]"), "Alert emails (the 2nd)");
+        assert_eq!(field_name("items[10]"), "Items (the 11th)");
+        assert_eq!(field_name("name"), "Name");
     }
 }

@@ -75,7 +75,7 @@ async fn render(
     let action = format!("/customers/{id}/recharge");
     let currency = text("currency");
     let body = html! {
-        @if let Some((f, m)) = &error { p.notice.bad id="form-error" role="alert" { (f) ": " (m) } }
+        @if let Some((f, m)) = &error { p.notice.bad id="form-error" role="alert" { (page::field_name(f)) ": " (m) } }
         @if let Some(reason) = settings["disabled_reason"].as_str() {
             p.notice.bad id="recharge-disabled" { "Auto-recharge is off: " (reason) }
         }

@@ -53,7 +53,7 @@ async fn plans_page(
     let (name, currency) = entered.unwrap_or_default();
     let options: Vec<(&str, &str)> = currencies.iter().map(|c| (c.as_str(), c.as_str())).collect();
     let body = html! {
-        @if let Some((f, m)) = &error { p.notice.bad id="form-error" role="alert" { (f) ": " (m) } }
+        @if let Some((f, m)) = &error { p.notice.bad id="form-error" role="alert" { (page::field_name(f)) ": " (m) } }
         div.scroll {
             table id="rate-plans" {
                 thead { tr { th { "Plan" } th { "Currency" } th { "Seller" } th.num { "Rates" } th { "Last changed" } } }
@@ -158,7 +158,7 @@ async fn plan_page(
     let (csv, service) = entered.unwrap_or_else(|| (String::new(), "voice".into()));
     let body = html! {
         p.muted { (plan.currency) " · " (page::grouped(&plan.rates.to_string())) " rates · changed " (purse_core::time::format_short(plan.updated_at)) }
-        @if let Some((f, m)) = &error { p.notice.bad id="form-error" role="alert" { (f) ": " (m) } }
+        @if let Some((f, m)) = &error { p.notice.bad id="form-error" role="alert" { (page::field_name(f)) ": " (m) } }
         form.inline method="get" action=(format!("/rate-plans/{id}")) id="search" {
             (field("Prefix starts with", "prefix", "text", &prefix, error_for(&error, "prefix")))
             button type="submit" id="search-rates" { "Search" }
