@@ -219,16 +219,16 @@ fn profile_form(
     }
 }
 
-fn profiles_page(viewer: &Viewer, profiles: &[Profile], form: Option<Markup>) -> Markup {
+fn profiles_page(viewer: &Viewer, profiles: &[(Profile, String)], form: Option<Markup>) -> Markup {
     let body = html! {
         div.scroll {
             table id="profiles" {
                 thead { tr { th { "Name" } th { "Reseller" } th { "Currency" } th { "Sort order" } th { "Max qty" } th { "Period" } th { "Rules" } th {} } }
                 tbody {
-                    @for p in profiles {
+                    @for (p, owner) in profiles {
                         tr {
                             td { a href=(format!("/profiles/{}", p.id)) { (p.name) } }
-                            td { (p.reseller.map_or_else(|| "operator".to_owned(), |r| r.0.to_string())) }
+                            td { (owner) }
                             td { (p.currency) }
                             td { (p.sort_order) }
                             td { (p.max_quantity) }
@@ -260,16 +260,31 @@ fn new_values() -> HashMap<String, String> {
     .collect()
 }
 
-async fn visible_profiles(state: &PortalState, viewer: &Arc<Viewer>) -> Result<Vec<Profile>, PortalError> {
+/// The profiles the viewer sees, each with its owner's name (a reseller's, or the operator).
+async fn visible_profiles(state: &PortalState, viewer: &Arc<Viewer>) -> Result<Vec<(Profile, String)>, PortalError> {
     let v = viewer.clone();
     read(state, move |s| {
-        Ok(s.alerts
-            .profiles()?
-            .into_iter()
-            .filter(|p| {
-                v.user.role == Role::Operator || matches!(v.user.role, Role::Reseller(r) if p.reseller == Some(r))
-            })
-            .collect())
+        let mut names: HashMap<u64, String> = HashMap::new();
+        let mut visible = Vec::new();
+        for p in s.alerts.profiles()? {
+            if !(v.user.role == Role::Operator || matches!(v.user.role, Role::Reseller(r) if p.reseller == Some(r))) {
+                continue;
+            }
+            let owner = match p.reseller {
+                None => "The operator".to_owned(),
+                Some(r) => match names.get(&r.0) {
+                    Some(n) => n.clone(),
+                    None => {
+                        let name =
+                            s.engine.reader().party(r)?.map_or_else(|| "A former reseller".to_owned(), |x| x.name);
+                        names.insert(r.0, name.clone());
+                        name
+                    }
+                },
+            };
+            visible.push((p, owner));
+        }
+        Ok(visible)
     })
     .await
 }
@@ -333,7 +348,8 @@ pub async fn edit(
     PathId(id): PathId,
 ) -> Result<Response, PortalError> {
     let viewer = Arc::new(viewer);
-    let p = visible_profiles(&state, &viewer).await?.into_iter().find(|p| p.id == id).ok_or(PortalError::NotFound)?;
+    let (p, _) =
+        visible_profiles(&state, &viewer).await?.into_iter().find(|(p, _)| p.id == id).ok_or(PortalError::NotFound)?;
     let v = read(&state, move |s| Ok(stored(&p, s))).await?;
     let choices = choices(&state, &viewer).await?;
     let body = if viewer.user.scope == Scope::ReadWrite {
@@ -357,7 +373,7 @@ pub async fn update(
 ) -> Result<Response, PortalError> {
     // Another owner's profile is not found, whatever the form holds.
     let v = Arc::new(viewer);
-    visible_profiles(&state, &v).await?.into_iter().find(|p| p.id == id).ok_or(PortalError::NotFound)?;
+    visible_profiles(&state, &v).await?.into_iter().find(|(p, _)| p.id == id).ok_or(PortalError::NotFound)?;
     let viewer = Arc::try_unwrap(v).unwrap_or_else(|v| (*v).clone());
     save(state, viewer, Some(id), form).await
 }
@@ -368,7 +384,8 @@ pub async fn confirm_delete(
     PathId(id): PathId,
 ) -> Result<Response, PortalError> {
     let viewer = Arc::new(viewer);
-    let p = visible_profiles(&state, &viewer).await?.into_iter().find(|p| p.id == id).ok_or(PortalError::NotFound)?;
+    let (p, _) =
+        visible_profiles(&state, &viewer).await?.into_iter().find(|(p, _)| p.id == id).ok_or(PortalError::NotFound)?;
     let body = html! {
         section.card.notice.bad id="confirm" {
             p { "Delete the Low Balance Profile " strong { (p.name) } "? Customers assigned to it fall back to their reseller's default profile for " (p.currency) "." }

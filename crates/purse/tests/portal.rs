@@ -444,6 +444,8 @@ fn staff_manage_low_balance_profiles_and_customers_their_alerts_and_read_the_not
     b.login(&site.operator.0, &site.operator.1);
     b.open("/profiles");
     assert_eq!(b.count("#profiles tbody tr"), 2, "the demo's profile of each reseller: {}", b.source());
+    // Issue 23: each profile's owner by name, not an id.
+    assert!(b.text("#profiles").contains("Northwind Telecom"), "{}", b.source());
     let reseller = site.seeded.resellers[0].0.to_string();
     b.type_into("[name='name']", "Gold");
     // Issue 23: resellers and currencies are chosen by name, not typed as ids or codes.
