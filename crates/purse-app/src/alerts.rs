@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::parse::{currency_code, valid_email};
-use crate::{App, AppError, AppResult, Code, Principal};
+use crate::{App, AppError, AppResult, Code, Principal, Problems};
 
 const HOUR_S: i64 = 3600;
 
@@ -87,29 +87,28 @@ fn owner(who: &Principal, field: &'static str, asked: Option<u64>, s: &App) -> R
     }
 }
 
-/// Checks a profile body and builds the profile. Blocking (reads currencies, users, parties).
+/// Checks a profile body and builds the profile, telling every wrong field at once.
+/// Blocking (reads currencies, users, parties).
 fn profile_from(s: &App, who: &Principal, body: ProfileBody, id: u64, now: Timestamp) -> Result<Profile, AppError> {
+    let mut problems = Problems::default();
     let name = body.name.trim().to_owned();
     if name.is_empty()
         || name.chars().count() > alerts::PROFILE_NAME_LEN_MAX
         || !purse_core::text::is_single_line(&name)
     {
-        return Err(AppError::invalid(
+        problems.note(AppError::invalid(
             "name",
             Code::InvalidName,
             format!("a name of 1 to {} characters, none of them control characters", alerts::PROFILE_NAME_LEN_MAX),
         ));
     }
-    let reseller = owner(who, "reseller", body.reseller, s)?;
-    let currency = s.currency("currency", currency_code("currency", &body.currency)?)?;
-    let max_quantity =
+    let reseller = problems.check(owner(who, "reseller", body.reseller, s));
+    let currency = problems.check(currency_code("currency", &body.currency).and_then(|c| s.currency("currency", c)));
+    let max_quantity = problems.check(
         u32::try_from(body.max_quantity).ok().filter(|n| *n <= alerts::MAX_QUANTITY_MAX).ok_or_else(|| {
-            AppError::invalid(
-                "max_quantity",
-                Code::OutOfRange,
-                format!("max_quantity is 0 to {}", alerts::MAX_QUANTITY_MAX),
-            )
-        })?;
+            AppError::invalid("max_quantity", Code::OutOfRange, format!("must be 0 to {}", alerts::MAX_QUANTITY_MAX))
+        }),
+    );
     // Zero never means "always": a period or an inactivity lasts at least an hour.
     let hours = |field: &str, h: i64| -> Result<i64, AppError> {
         if (1..=alerts::DURATION_S_MAX / HOUR_S).contains(&h) {
@@ -118,11 +117,11 @@ fn profile_from(s: &App, who: &Principal, body: ProfileBody, id: u64, now: Times
             Err(AppError::invalid(
                 field,
                 Code::OutOfRange,
-                format!("{field} is 1 to {} hours", alerts::DURATION_S_MAX / HOUR_S),
+                format!("must be 1 to {} hours", alerts::DURATION_S_MAX / HOUR_S),
             ))
         }
     };
-    let period_s = hours("period_hours", body.period_hours)?;
+    let period_s = problems.check(hours("period_hours", body.period_hours));
     let users: HashMap<u64, Role> = s.access.users()?.into_iter().map(|u| (u.id, u.role)).collect();
     let mut rules = Vec::new();
     for (kind, field, rule) in [
@@ -131,80 +130,75 @@ fn profile_from(s: &App, who: &Principal, body: ProfileBody, id: u64, now: Times
         (RuleKind::Inactivity, "inactivity_rule", body.inactivity_rule),
     ] {
         let Some(rule) = rule else { continue };
-        let threshold = currency.parse(rule.threshold.trim()).map_err(|e| {
-            AppError::invalid(
-                format!("{field}.threshold"),
-                Code::InvalidAmount,
-                format!("an amount in {} with at most {} decimals: {e}", currency.code, currency.scale),
-            )
-        })?;
+        let threshold = currency.as_ref().and_then(|currency| {
+            problems.check(currency.parse(rule.threshold.trim()).map_err(|e| {
+                AppError::invalid(
+                    format!("{field}.threshold"),
+                    Code::InvalidAmount,
+                    format!("an amount in {} with at most {} decimals: {e}", currency.code, currency.scale),
+                )
+            }))
+        });
+        let users_field = format!("{field}.users");
         if rule.users.len() > alerts::RECIPIENTS_MAX {
-            return Err(AppError::invalid(
-                format!("{field}.users"),
+            problems.note(AppError::invalid(
+                &users_field,
                 Code::TooMany,
                 format!("at most {} users", alerts::RECIPIENTS_MAX),
             ));
-        }
-        if kind != RuleKind::User && !rule.users.is_empty() {
-            return Err(AppError::invalid(
-                format!("{field}.users"),
+        } else if kind != RuleKind::User && !rule.users.is_empty() {
+            problems.note(AppError::invalid(
+                &users_field,
                 Code::NotAllowed,
                 "only the user rule notifies portal users",
             ));
-        }
-        for (i, u) in rule.users.iter().enumerate() {
-            let fits = match (users.get(u), reseller) {
+        } else if let Some(reseller) = reseller {
+            if let Some(u) = rule.users.iter().find(|u| !match (users.get(u), reseller) {
                 (Some(Role::Operator), None) => true,
                 (Some(Role::Reseller(r)), Some(owner)) => *r == owner,
                 (Some(_), _) if who.is_operator() => true,
                 _ => false,
-            };
-            if !fits {
-                return Err(AppError::invalid(
-                    format!("{field}.users[{i}]"),
+            }) {
+                problems.note(AppError::invalid(
+                    &users_field,
                     Code::UserNotFound,
-                    format!("no user {u} of the profile's owner"),
+                    format!("user {u} is not a user of the profile's owner"),
                 ));
             }
         }
+        let hours_field = format!("{field}.inactivity_hours");
         let inactivity_s = match (kind, rule.inactivity_hours) {
-            (RuleKind::Inactivity, Some(h)) if h > 0 => hours(&format!("{field}.inactivity_hours"), h)?,
+            (RuleKind::Inactivity, Some(h)) if h > 0 => problems.check(hours(&hours_field, h)),
             (RuleKind::Inactivity, _) => {
-                return Err(AppError::invalid(
-                    format!("{field}.inactivity_hours"),
+                problems.note(AppError::invalid(
+                    &hours_field,
                     Code::Required,
-                    "the inactivity rule needs inactivity_hours above 0",
-                ))
+                    "the inactivity rule needs a number of hours above 0",
+                ));
+                None
             }
             (_, Some(_)) => {
-                return Err(AppError::invalid(
-                    format!("{field}.inactivity_hours"),
+                problems.note(AppError::invalid(
+                    &hours_field,
                     Code::NotAllowed,
                     "only the inactivity rule has a duration",
-                ))
+                ));
+                None
             }
-            (_, None) => 0,
+            (_, None) => Some(0),
         };
-        rules.push(Rule {
-            kind,
-            threshold,
-            notify: rule.notify,
-            users: rule.users,
-            emails: emails(&format!("{field}.emails"), &rule.emails)?,
-            inactivity_s,
-        });
+        let emails = problems.check(emails(&format!("{field}.emails"), &rule.emails));
+        if let (Some(threshold), Some(inactivity_s), Some(emails)) = (threshold, inactivity_s, emails) {
+            rules.push(Rule { kind, threshold, notify: rule.notify, users: rule.users, emails, inactivity_s });
+        }
     }
     let template = |field: &str, text: Option<String>, default: &str, max: usize| -> Result<String, AppError> {
         let text = text.unwrap_or_else(|| default.to_owned());
         if text.trim().is_empty() || text.len() > max {
-            return Err(AppError::invalid(field, Code::InvalidTemplate, format!("{field} is 1 to {max} bytes")));
+            return Err(AppError::invalid(field, Code::InvalidTemplate, format!("1 to {max} bytes")));
         }
         if !purse_core::text::is_multi_line(&text) {
-            return Err(AppError::invalid(
-                field,
-                Code::TextNotPrintable,
-                format!("{field} must not contain control characters"),
-            ));
+            return Err(AppError::invalid(field, Code::TextNotPrintable, "must not contain control characters"));
         }
         if let Some(unknown) = alerts::unknown_placeholder(&text) {
             return Err(AppError::invalid(
@@ -218,23 +212,36 @@ fn profile_from(s: &App, who: &Principal, body: ProfileBody, id: u64, now: Times
         }
         Ok(text)
     };
-    let subject = template("subject", body.subject, alerts::DEFAULT_SUBJECT, alerts::SUBJECT_LEN_MAX)?;
-    if subject.contains(['\r', '\n']) {
-        return Err(AppError::invalid("subject", Code::InvalidTemplate, "a subject is one line"));
+    let subject = problems.check(
+        template("subject", body.subject, alerts::DEFAULT_SUBJECT, alerts::SUBJECT_LEN_MAX).and_then(|subject| {
+            if subject.contains(['\r', '\n']) {
+                Err(AppError::invalid("subject", Code::InvalidTemplate, "a subject is one line"))
+            } else {
+                Ok(subject)
+            }
+        }),
+    );
+    let body_text = problems.check(template("body", body.body, alerts::DEFAULT_BODY, alerts::BODY_LEN_MAX));
+    if let Some(reseller) = reseller {
+        let taken = s
+            .alerts
+            .profiles()?
+            .into_iter()
+            .any(|p| p.id != id && p.reseller == reseller && p.name.eq_ignore_ascii_case(&name));
+        if taken {
+            problems.note(AppError::invalid(
+                "name",
+                Code::NameTaken,
+                format!("the owner already has a profile named {name:?}"),
+            ));
+        }
     }
-    let body_text = template("body", body.body, alerts::DEFAULT_BODY, alerts::BODY_LEN_MAX)?;
-    let taken = s
-        .alerts
-        .profiles()?
-        .into_iter()
-        .any(|p| p.id != id && p.reseller == reseller && p.name.eq_ignore_ascii_case(&name));
-    if taken {
-        return Err(AppError::invalid(
-            "name",
-            Code::NameTaken,
-            format!("the owner already has a profile named {name:?}"),
-        ));
-    }
+    problems.finish()?;
+    let (Some(reseller), Some(currency), Some(max_quantity), Some(period_s), Some(subject), Some(body_text)) =
+        (reseller, currency, max_quantity, period_s, subject, body_text)
+    else {
+        return Err(AppError::Internal("a profile check passed without a value".into()));
+    };
     Ok(Profile {
         id,
         name,
@@ -377,6 +384,14 @@ pub fn save_profile(
             Ok((p, owners))
         }
     }
+}
+
+/// Checks a profile body as [`save_profile`] would, saving nothing.
+pub fn check_profile(s: &App, who: &Principal, id: Option<u64>, body: ProfileBody) -> Result<(), AppError> {
+    if let Some(id) = id {
+        visible_profile(s, who, id)?;
+    }
+    profile_from(s, who, body, id.unwrap_or(0), s.engine.clock().now()).map(|_| ())
 }
 
 pub fn sync_owners(state: &App, owners: Vec<Option<PartyId>>) -> Result<(), AppError> {

@@ -126,6 +126,9 @@ codes! {
 pub enum AppError {
     /// A field of the request breaks a rule.
     Invalid { field: String, code: Code, message: String },
+    /// Several fields break rules: each is an `Invalid`, in the order of the form. Forms are
+    /// checked whole, so one submit tells every wrong field at once.
+    Fields(Vec<AppError>),
     /// The caller's role may not set this field.
     ForbiddenField { field: &'static str, message: String },
     /// The caller's role or scope may not take the action.
@@ -153,6 +156,58 @@ pub enum AppError {
     Upstream(String),
 }
 
+/// What a whole form or body breaks, gathered so that one answer names every wrong field:
+/// `check` keeps the value of a check that passed and notes a field error; any other error
+/// (a database that cannot be read) wins over field errors and is answered alone.
+#[derive(Default, Debug)]
+pub struct Problems {
+    fields: Vec<AppError>,
+    other: Option<AppError>,
+}
+
+impl Problems {
+    pub fn check<T>(&mut self, result: Result<T, AppError>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(e) => {
+                self.note(e);
+                None
+            }
+        }
+    }
+
+    /// Notes an error; a field already wrong keeps its first message.
+    pub fn note(&mut self, e: AppError) {
+        match e {
+            AppError::Invalid { .. } | AppError::ForbiddenField { .. } => {
+                if !self.fields.iter().any(|f| f.field() == e.field()) {
+                    self.fields.push(e);
+                }
+            }
+            AppError::Fields(all) => all.into_iter().for_each(|e| self.note(e)),
+            other => {
+                self.other.get_or_insert(other);
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty() && self.other.is_none()
+    }
+
+    /// Nothing wrong, or the one error that says everything that was.
+    pub fn finish(mut self) -> Result<(), AppError> {
+        if let Some(e) = self.other {
+            return Err(e);
+        }
+        match self.fields.len() {
+            0 => Ok(()),
+            1 => Err(self.fields.remove(0)),
+            _ => Err(AppError::Fields(self.fields)),
+        }
+    }
+}
+
 /// A setting that cannot be used, found when a worker or a server starts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError(pub String);
@@ -170,10 +225,20 @@ impl AppError {
         AppError::Invalid { field: field.into(), code, message: message.into() }
     }
 
+    /// Each wrong field on its own: one for `Invalid`, all of `Fields`, none for the rest.
+    pub fn each_field(&self) -> Vec<&AppError> {
+        match self {
+            AppError::Fields(all) => all.iter().collect(),
+            AppError::Invalid { .. } | AppError::ForbiddenField { .. } => vec![self],
+            _ => Vec::new(),
+        }
+    }
+
     /// The stable code callers branch on.
     pub fn code(&self) -> &'static str {
         match self {
             AppError::Invalid { code, .. } => code.as_str(),
+            AppError::Fields(all) => all.first().map_or("invalid", AppError::code),
             AppError::ForbiddenField { .. } => "forbidden_field",
             AppError::Forbidden(_) => "forbidden",
             AppError::NotFound(_) => "not_found",
@@ -201,6 +266,7 @@ impl AppError {
     pub fn field(&self) -> Option<&str> {
         match self {
             AppError::Invalid { field, .. } => Some(field),
+            AppError::Fields(all) => all.first().and_then(AppError::field),
             AppError::ForbiddenField { field, .. } => Some(field),
             AppError::Rejected(r) => r.field(),
             AppError::PaymentDeclined(_) => Some("card"),
@@ -214,6 +280,10 @@ impl fmt::Display for AppError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AppError::Invalid { message, .. } | AppError::ForbiddenField { message, .. } => f.write_str(message),
+            AppError::Fields(all) => match all.first() {
+                Some(first) => write!(f, "{first}"),
+                None => f.write_str("the request is invalid"),
+            },
             AppError::Forbidden(why) => f.write_str(why),
             AppError::NotFound(what) => write!(f, "no such {what}"),
             AppError::Rejected(r) => write!(f, "{r}"),

@@ -42,7 +42,7 @@ use purse_core::{Currency, CurrencyCode, PartyId, Role, Scope};
 use purse_engine::Engine;
 use purse_store::{AccessStore, AlertStore, CreditStore, GrantStore, PaymentStore, RatingStore};
 
-pub use error::{AppError, Code, ConfigError};
+pub use error::{AppError, Code, ConfigError, Problems};
 
 /// What the application's functions answer.
 pub type AppResult<T> = Result<T, AppError>;

@@ -13,7 +13,7 @@ use crate::alerts::emails;
 use crate::cards::{CardDetails, PayError};
 use crate::parse::{amount, currency_code};
 use crate::policy::{self, Field};
-use crate::{App, AppError, Code, Principal};
+use crate::{App, AppError, Code, Principal, Problems};
 
 #[derive(Deserialize, Clone, Default)]
 #[serde(deny_unknown_fields)]
@@ -82,36 +82,48 @@ pub fn save_settings(
     body: RechargeBody,
 ) -> Result<(), AppError> {
     let PartyKind::Customer { reseller, .. } = party.kind else { return Err(AppError::NotFound("customer")) };
+    let mut problems = Problems::default();
     if let Some(text) = body.currency.as_deref() {
-        let code = currency_code("currency", text)?;
-        if code != c.code {
-            return Err(AppError::invalid(
-                "currency",
-                Code::CurrencyMismatch,
-                format!("the amounts must be in the customer's currency {}, not {code}", c.code),
-            ));
+        if let Some(code) = problems.check(currency_code("currency", text)) {
+            if code != c.code {
+                problems.note(AppError::invalid(
+                    "currency",
+                    Code::CurrencyMismatch,
+                    format!("the amounts must be in the customer's currency {}, not {code}", c.code),
+                ));
+            }
         }
     }
-    let method = RechargeMethod::parse(&body.method).ok_or_else(|| {
-        AppError::invalid("method", Code::InvalidMethod, "method must be card, invoice or master_account")
-    })?;
-    let threshold = amount("threshold", &body.threshold, *c)?;
+    let method = problems.check(RechargeMethod::parse(&body.method).ok_or_else(|| {
+        AppError::invalid("method", Code::InvalidMethod, "choose card, invoice or the reseller's master account")
+    }));
+    let threshold = problems.check(amount("threshold", &body.threshold, *c));
     let target = match (&body.recharge_amount, &body.target_balance) {
-        (Some(a), None) => RechargeTarget::Amount(amount("recharge_amount", a, *c)?),
-        (None, Some(t)) => RechargeTarget::Balance(amount("target_balance", t, *c)?),
+        (Some(a), None) => problems.check(amount("recharge_amount", a, *c)).map(RechargeTarget::Amount),
+        (None, Some(t)) => problems.check(amount("target_balance", t, *c)).map(RechargeTarget::Balance),
         _ => {
-            return Err(AppError::invalid(
+            problems.note(AppError::invalid(
                 "recharge_amount",
                 Code::InvalidTarget,
-                "give either recharge_amount or target_balance",
-            ))
+                "give either a recharge amount or a target balance",
+            ));
+            None
         }
     };
-    let month_cap = body.month_cap.as_deref().map(|m| amount("month_cap", m, *c)).transpose()?;
+    let month_cap = problems.check(body.month_cap.as_deref().map(|m| amount("month_cap", m, *c)).transpose());
+    let emails = problems.check(emails("emails", &body.emails));
+    // What could not be read stands in as a harmless value, so the rules below are still
+    // checked on everything else and one answer names every wrong field.
+    let read_all = problems.is_empty();
+    let method = method.unwrap_or(RechargeMethod::Invoice);
+    let threshold = threshold.unwrap_or(Amount::ZERO);
+    let target = target.unwrap_or(RechargeTarget::Amount(Amount(1)));
+    let month_cap = month_cap.flatten();
+    let emails = emails.unwrap_or_default();
     let old = s.payments.recharge_settings(party.id)?;
     // The reseller's master wallet is the reseller's money: only staff choose it, with its
     // threshold, amount and caps. A customer may turn such settings off, or leave them be.
-    if method == RechargeMethod::MasterAccount && !policy::may_set(who.role, Field::MasterAccountRecharge) {
+    if read_all && method == RechargeMethod::MasterAccount && !policy::may_set(who.role, Field::MasterAccountRecharge) {
         let per_day_max = body.per_day_max.unwrap_or(1);
         let unchanged = old.as_ref().is_some_and(|o| {
             o.method == method
@@ -135,15 +147,17 @@ pub fn save_settings(
     settings.target = target;
     settings.per_day_max = body.per_day_max.unwrap_or(1);
     settings.month_cap = month_cap;
-    settings.emails = emails("emails", &body.emails)?;
+    settings.emails = emails;
     settings.updated_at = now;
     if body.enabled {
         // Turning it on again clears what turned it off.
         settings.disabled_reason = None;
         settings.failures = 0;
     }
-    recharge::check_settings(&settings, reseller.is_some())
-        .map_err(|(field, m)| AppError::invalid(field, Code::InvalidRechargeSettings, m))?;
+    for (field, m) in recharge::settings_problems(&settings, reseller.is_some()) {
+        problems.note(AppError::invalid(field, Code::InvalidRechargeSettings, m));
+    }
+    problems.finish()?;
     let before = settings_view(s, party, c)?;
     s.payments.put_recharge_settings(&settings)?;
     s.audit(

@@ -108,46 +108,53 @@ impl RechargeSettings {
     }
 }
 
-/// Checks settings for a customer; the error names the field and the rule broken.
+/// Checks settings for a customer; the error names the field and the rule broken (the first
+/// of [`settings_problems`]).
 pub fn check_settings(s: &RechargeSettings, has_reseller: bool) -> Result<(), (&'static str, String)> {
-    match s.target {
-        RechargeTarget::Amount(a) if !a.is_positive() => {
-            return Err(("recharge_amount", "the recharge amount must be more than zero".into()));
+    settings_problems(s, has_reseller).into_iter().next().map_or(Ok(()), Err)
+}
+
+/// Every rule the settings break, each with its field, in the form's order.
+pub fn settings_problems(s: &RechargeSettings, has_reseller: bool) -> Vec<(&'static str, String)> {
+    let mut problems = Vec::new();
+    match s.method {
+        RechargeMethod::Card if s.card.is_none() => {
+            problems.push(("method", "the card method needs a saved card: make an online top-up first".into()));
         }
-        RechargeTarget::Balance(t) if t <= s.threshold => {
-            return Err(("target_balance", "the target balance must be above the threshold".into()));
+        RechargeMethod::MasterAccount if !has_reseller => {
+            problems.push(("method", "the master account method needs a customer with a reseller".into()));
         }
         _ => {}
     }
     if s.threshold.0 < 0 {
-        return Err(("threshold", "the threshold must not be negative".into()));
+        problems.push(("threshold", "the threshold must not be negative".into()));
     }
-    if let (Some(cap), RechargeTarget::Amount(amount)) = (s.month_cap, s.target) {
-        if cap.is_positive() && cap < amount {
-            return Err((
+    match s.target {
+        RechargeTarget::Amount(a) if !a.is_positive() => {
+            problems.push(("recharge_amount", "the recharge amount must be more than zero".into()));
+        }
+        RechargeTarget::Balance(t) if t <= s.threshold => {
+            problems.push(("target_balance", "the target balance must be above the threshold".into()));
+        }
+        _ => {}
+    }
+    if s.per_day_max == 0 || s.per_day_max > PER_DAY_MAX {
+        problems.push(("per_day_max", format!("recharges per day must be 1 to {PER_DAY_MAX}")));
+    }
+    if s.month_cap.is_some_and(|c| !c.is_positive()) {
+        problems.push(("month_cap", "the monthly cap must be more than zero".into()));
+    } else if let (Some(cap), RechargeTarget::Amount(amount)) = (s.month_cap, s.target) {
+        if cap < amount {
+            problems.push((
                 "month_cap",
                 "the monthly cap must be at least the recharge amount, or no recharge could ever run".into(),
             ));
         }
     }
-    if s.per_day_max == 0 || s.per_day_max > PER_DAY_MAX {
-        return Err(("per_day_max", format!("recharges per day must be 1 to {PER_DAY_MAX}")));
-    }
-    if s.month_cap.is_some_and(|c| !c.is_positive()) {
-        return Err(("month_cap", "the monthly cap must be more than zero".into()));
-    }
     if s.emails.len() > EMAILS_MAX {
-        return Err(("emails", format!("at most {EMAILS_MAX} e-mail addresses")));
+        problems.push(("emails", format!("at most {EMAILS_MAX} e-mail addresses")));
     }
-    match s.method {
-        RechargeMethod::Card if s.card.is_none() => {
-            Err(("method", "the card method needs a saved card: make an online top-up first".into()))
-        }
-        RechargeMethod::MasterAccount if !has_reseller => {
-            Err(("method", "the master account method needs a customer with a reseller".into()))
-        }
-        _ => Ok(()),
-    }
+    problems
 }
 
 /// The thresholds of enabled auto-recharge, which the ledger must report crossings of.

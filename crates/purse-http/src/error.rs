@@ -46,7 +46,7 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::App(e) => match e {
-                AppError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+                AppError::Invalid { .. } | AppError::Fields(_) => StatusCode::UNPROCESSABLE_ENTITY,
                 AppError::NotFound(_) => StatusCode::NOT_FOUND,
                 AppError::Forbidden(_) | AppError::ForbiddenField { .. } => StatusCode::FORBIDDEN,
                 AppError::Rejected(r) if r.code().starts_with("exists_with_different") => StatusCode::CONFLICT,
@@ -128,9 +128,24 @@ impl ApiError {
             code: &'a str,
             message: String,
             field: Option<&'a str>,
+            /// Every wrong field when there are several (the first is also above).
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            errors: Vec<Each<'a>>,
+        }
+        #[derive(Serialize)]
+        struct Each<'a> {
+            code: &'a str,
+            message: String,
+            field: Option<&'a str>,
         }
         let (code, message, field) = self.detail();
-        let body = serde_json::to_vec(&Body { error: Detail { code, message, field } }).expect("serializable");
+        let errors = match self {
+            ApiError::App(AppError::Fields(all)) => {
+                all.iter().map(|e| Each { code: e.code(), message: e.to_string(), field: e.field() }).collect()
+            }
+            _ => Vec::new(),
+        };
+        let body = serde_json::to_vec(&Body { error: Detail { code, message, field, errors } }).expect("serializable");
         (self.status(), body)
     }
 }

@@ -134,7 +134,11 @@ fn schemas() -> Value {
         true,
     );
     let mut all = json!({
-        "Error": object(&[("error", object(&[("code", string()), ("message", string()), ("field", nullable(string()))], &[], false))], &[], false),
+        "Error": object(&[("error", object(
+            &[("code", string()), ("message", string()), ("field", nullable(string()))],
+            &[("errors", json!({ "type": "array", "items": object(&[("code", string()), ("message", string()), ("field", nullable(string()))], &[], false) }))],
+            false,
+        ))], &[], false),
         "Status": object(&[("status", string())], &[], false),
         "Text": string(),
         "Pdf": json!({ "type": "string", "format": "binary" }),

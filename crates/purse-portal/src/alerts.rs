@@ -15,7 +15,7 @@ use maud::{html, Markup};
 use purse_core::alerts::{format_warning_levels, Profile, RuleKind};
 use purse_core::{PartyKind, Role, Scope};
 
-use super::page::{self, field, select};
+use super::page::{self, error_for, field, select};
 use super::session::{Form, PathId, Viewer};
 use super::{done, read, PortalError};
 use crate::PortalState;
@@ -25,16 +25,13 @@ pub(super) fn list(text: &str) -> Vec<String> {
     text.split([',', '\n', ' ']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
-pub(super) fn error_for<'a>(error: &'a Option<(String, String)>, name: &str) -> Option<&'a str> {
-    error.as_ref().filter(|(f, _)| f == name || f.starts_with(&format!("{name}["))).map(|(_, m)| m.as_str())
-}
-
 fn textarea(label: &str, name: &str, value: &str, error: Option<&str>) -> Markup {
     html! {
         div.field.invalid[error.is_some()] {
             label for=(name) { (label) }
-            textarea id=(name) name=(name) rows="6" { (value) }
-            @if let Some(e) = error { p.error { (e) } }
+            textarea id=(name) name=(name) rows="6" aria-invalid=[error.map(|_| "true")]
+                aria-describedby=[error.map(|_| format!("{name}-error"))] { (value) }
+            @if let Some(e) = error { p.error id=(format!("{name}-error")) { (e) } }
         }
     }
 }
@@ -68,7 +65,7 @@ fn values(form: &Form) -> HashMap<String, String> {
         "inactivity_rule.emails",
         "inactivity_rule.inactivity_hours",
     ];
-    names.iter().map(|n| ((*n).to_owned(), form.get(n).to_owned())).collect()
+    names.iter().map(|n| ((*n).to_owned(), form.all(n).join(", "))).collect()
 }
 
 fn stored(p: &Profile, s: &PortalState) -> HashMap<String, String> {
@@ -102,55 +99,81 @@ fn stored(p: &Profile, s: &PortalState) -> HashMap<String, String> {
     v
 }
 
-fn body_from(v: &HashMap<String, String>) -> Result<ProfileBody, (String, String)> {
+/// The body the form stands for, and what in it could not even be read (a number that is
+/// not one): such a field takes a stand-in value so the rest is still checked, and the form
+/// is not saved.
+fn body_from(v: &HashMap<String, String>) -> (ProfileBody, page::Errors) {
+    let mut errors = page::Errors::new();
     let get = |k: &str| v.get(k).map_or("", |s| s.trim());
-    let number = |k: &str| -> Result<i64, (String, String)> {
-        get(k).parse().map_err(|_| (k.to_owned(), format!("{k} is a whole number")))
+    let mut number = |k: &str, empty: Option<i64>| -> i64 {
+        match (get(k), empty) {
+            ("", Some(n)) => n,
+            (t, _) => t.parse().unwrap_or_else(|_| {
+                errors.push((k.to_owned(), "a whole number".to_owned()));
+                1
+            }),
+        }
     };
-    let rule = |k: &str| -> Result<Option<RuleBody>, (String, String)> {
+    let sort_order = number("sort_order", Some(0));
+    let max_quantity = number("max_quantity", None);
+    let period_hours = number("period_hours", None);
+    let mut rule = |k: &str| -> Option<RuleBody> {
         let threshold = get(&format!("{k}.threshold"));
         if threshold.is_empty() {
-            return Ok(None);
+            return None;
         }
         let users = list(get(&format!("{k}.users")))
             .iter()
-            .map(|u| u.parse().map_err(|_| (format!("{k}.users"), "user ids are whole numbers".to_owned())))
-            .collect::<Result<_, _>>()?;
+            .filter_map(|u| match u.parse() {
+                Ok(id) => Some(id),
+                Err(_) => {
+                    errors.push((format!("{k}.users"), "choose users from the list".to_owned()));
+                    None
+                }
+            })
+            .collect();
         let hours = get(&format!("{k}.inactivity_hours"));
-        Ok(Some(RuleBody {
+        let inactivity_hours = if k == "inactivity_rule" && !hours.is_empty() {
+            Some(hours.parse().unwrap_or_else(|_| {
+                errors.push((format!("{k}.inactivity_hours"), "a whole number of hours".to_owned()));
+                1
+            }))
+        } else {
+            None
+        };
+        Some(RuleBody {
             threshold: threshold.to_owned(),
             notify: get(&format!("{k}.notify")) == "on",
             users,
             emails: list(get(&format!("{k}.emails"))),
-            inactivity_hours: if k == "inactivity_rule" && !hours.is_empty() {
-                Some(
-                    hours
-                        .parse()
-                        .map_err(|_| (format!("{k}.inactivity_hours"), "a whole number of hours".to_owned()))?,
-                )
-            } else {
+            inactivity_hours,
+        })
+    };
+    let (user_rule, client_rule, inactivity_rule) = (rule("user_rule"), rule("client_rule"), rule("inactivity_rule"));
+    let reseller = match get("reseller") {
+        "" => None,
+        r => r.parse().map_or_else(
+            |_| {
+                errors.push(("reseller".to_owned(), "choose a reseller from the list".to_owned()));
                 None
             },
-        }))
+            Some,
+        ),
     };
-    let reseller = get("reseller");
-    Ok(ProfileBody {
+    let body = ProfileBody {
         name: get("name").to_owned(),
-        reseller: if reseller.is_empty() {
-            None
-        } else {
-            Some(reseller.parse().map_err(|_| ("reseller".to_owned(), "a reseller id".to_owned()))?)
-        },
+        reseller,
         currency: get("currency").to_owned(),
-        sort_order: if get("sort_order").is_empty() { 0 } else { number("sort_order")? },
-        max_quantity: number("max_quantity")?,
-        period_hours: number("period_hours")?,
-        user_rule: rule("user_rule")?,
-        client_rule: rule("client_rule")?,
-        inactivity_rule: rule("inactivity_rule")?,
+        sort_order,
+        max_quantity,
+        period_hours,
+        user_rule,
+        client_rule,
+        inactivity_rule,
         subject: Some(get("subject").to_owned()).filter(|s| !s.is_empty()),
         body: Some(v.get("body").cloned().unwrap_or_default()).filter(|s| !s.trim().is_empty()),
-    })
+    };
+    (body, errors)
 }
 
 /// What the profile form offers to choose from: resellers by name (operators only) and the
@@ -158,10 +181,13 @@ fn body_from(v: &HashMap<String, String>) -> Result<ProfileBody, (String, String
 struct Choices {
     resellers: Vec<(String, String)>,
     currencies: Vec<String>,
+    /// Portal users a user rule may notify, by owner: (owner's name, [(id, "name (e-mail)")]).
+    users: Vec<(String, Vec<(String, String)>)>,
 }
 
-async fn choices(state: &PortalState, viewer: &Viewer) -> Result<Choices, PortalError> {
+async fn choices(state: &PortalState, viewer: &Arc<Viewer>) -> Result<Choices, PortalError> {
     let operator = viewer.user.role == Role::Operator;
+    let v = viewer.clone();
     read(state, move |s| {
         let mut resellers = vec![(String::new(), "None: the operator's own".to_owned())];
         if operator {
@@ -169,7 +195,27 @@ async fn choices(state: &PortalState, viewer: &Viewer) -> Result<Choices, Portal
             resellers.extend(s.engine.reader().parties(query)?.into_iter().map(|p| (p.id.0.to_string(), p.name)));
         }
         let currencies = s.engine.reader().currencies()?.into_iter().map(|c| c.code.to_string()).collect();
-        Ok(Choices { resellers, currencies })
+        let mut users: Vec<(String, Vec<(String, String)>)> = Vec::new();
+        for u in s.access.users()? {
+            let owner = match (u.role, v.user.role) {
+                (Role::Operator, Role::Operator) => "The operator".to_owned(),
+                (Role::Reseller(r), Role::Operator) => resellers
+                    .iter()
+                    .find(|(id, _)| *id == r.0.to_string())
+                    .map_or_else(|| "A former reseller".to_owned(), |(_, n)| n.clone()),
+                (Role::Reseller(r), Role::Reseller(me)) if r == me => "Your users".to_owned(),
+                _ => continue,
+            };
+            if u.disabled_at.is_some() {
+                continue;
+            }
+            let label = format!("{} ({})", u.name, u.email);
+            match users.iter_mut().find(|(o, _)| *o == owner) {
+                Some((_, list)) => list.push((u.id.to_string(), label)),
+                None => users.push((owner, vec![(u.id.to_string(), label)])),
+            }
+        }
+        Ok(Choices { resellers, currencies, users })
     })
     .await
 }
@@ -178,7 +224,7 @@ fn profile_form(
     viewer: &Viewer,
     action: &str,
     v: &HashMap<String, String>,
-    error: &Option<(String, String)>,
+    error: &[(String, String)],
     choices: &Choices,
 ) -> Markup {
     let get = |k: &str| v.get(k).map_or("", String::as_str);
@@ -188,7 +234,7 @@ fn profile_form(
     html! {
         form.card method="post" action=(action) id="profile-form" {
             input type="hidden" name="csrf" value=(viewer.csrf);
-            @if let Some((name, message)) = error { p.notice.bad id="form-error" role="alert" { (page::field_name(name)) ": " (message) } }
+            (page::summary(error))
             h3 { "General" }
             (f("Name", "name"))
             @if viewer.user.role == Role::Operator { (select("Reseller", "reseller", &resellers, get("reseller"), error_for(error, "reseller"))) }
@@ -199,7 +245,7 @@ fn profile_form(
             h3 { "User notification" }
             (f("Threshold (empty: no such rule)", "user_rule.threshold"))
             (checkbox("Notify the reseller's e-mail", "user_rule.notify", get("user_rule.notify") == "on"))
-            (f("Users (ids)", "user_rule.users"))
+            (users_select(&choices.users, get("user_rule.users"), error_for(error, "user_rule.users")))
             (f("E-mails", "user_rule.emails"))
             h3 { "Client notification" }
             (f("Threshold", "client_rule.threshold"))
@@ -215,6 +261,25 @@ fn profile_form(
             (f("Subject", "subject"))
             (textarea("Body", "body", get("body"), error_for(error, "body")))
             button type="submit" id="save-profile" { "OK" }
+        }
+    }
+}
+
+/// The portal users a user rule notifies, chosen by name under their owner.
+fn users_select(users: &[(String, Vec<(String, String)>)], chosen: &str, error: Option<&str>) -> Markup {
+    let chosen = list(chosen);
+    html! {
+        div.field.invalid[error.is_some()] {
+            label for="user_rule.users" { "Portal users to notify (hold Ctrl or ⌘ to choose several)" }
+            select id="user_rule.users" name="user_rule.users" multiple size="4" aria-invalid=[error.map(|_| "true")]
+                aria-describedby=[error.map(|_| "user_rule.users-error")] {
+                @for (owner, list) in users {
+                    optgroup label=(owner) {
+                        @for (id, label) in list { option value=(id) selected[chosen.contains(id)] { (label) } }
+                    }
+                }
+            }
+            @if let Some(e) = error { p.error id="user_rule.users-error" { (e) } }
         }
     }
 }
@@ -294,7 +359,7 @@ pub async fn profiles(State(state): State<PortalState>, viewer: Viewer) -> Resul
     let list = visible_profiles(&state, &viewer).await?;
     let choices = choices(&state, &viewer).await?;
     let form = (viewer.user.scope == Scope::ReadWrite)
-        .then(|| profile_form(&viewer, "/profiles", &new_values(), &None, &choices));
+        .then(|| profile_form(&viewer, "/profiles", &new_values(), &[], &choices));
     Ok(page::ok(profiles_page(&viewer, &list, form)))
 }
 
@@ -303,24 +368,37 @@ async fn save(state: PortalState, viewer: Viewer, id: Option<u64>, form: Form) -
     viewer.check(&form)?;
     let v = values(&form);
     let viewer = Arc::new(viewer);
-    let outcome = match body_from(&v) {
-        Err(e) => Err(e),
-        Ok(body) => {
-            let who = viewer.who;
-            match read(&state, move |s| api::save_profile(s, &who, id, body).map_err(PortalError::keep_field)).await {
-                Ok((_, owners)) => {
-                    read(&state, move |s| Ok(api::sync_owners(s, owners)?)).await?;
-                    Ok(())
-                }
-                Err(PortalError::Field(f, m)) => Err((f, m)),
-                Err(other) => return Err(other),
-            }
+    let (body, mut unread) = body_from(&v);
+    let who = viewer.who;
+    let outcome = if unread.is_empty() {
+        read(&state, move |s| api::save_profile(s, &who, id, body).map_err(PortalError::keep_field))
+            .await
+            .map(|(_, owners)| Some(owners))
+    } else {
+        // Something could not be read: nothing is saved, but the rest is checked too.
+        read(&state, move |s| api::check_profile(s, &who, id, body).map_err(PortalError::keep_field))
+            .await
+            .map(|()| None)
+    };
+    let outcome = match outcome {
+        Ok(Some(owners)) => {
+            read(&state, move |s| Ok(api::sync_owners(s, owners)?)).await?;
+            Ok(())
         }
+        Ok(None) => Err(unread),
+        Err(PortalError::Fields(errors)) => {
+            for e in errors {
+                if !unread.iter().any(|(f, _)| *f == e.0) {
+                    unread.push(e);
+                }
+            }
+            Err(unread)
+        }
+        Err(other) => return Err(other),
     };
     match outcome {
         Ok(()) => Ok(done("/profiles", "The Low Balance Profile was saved.")),
         Err(error) => {
-            let error = Some(error);
             let action = id.map_or_else(|| "/profiles".to_owned(), |id| format!("/profiles/{id}"));
             let form = profile_form(&viewer, &action, &v, &error, &choices(&state, &viewer).await?);
             let page = if id.is_some() {
@@ -353,7 +431,7 @@ pub async fn edit(
     let v = read(&state, move |s| Ok(stored(&p, s))).await?;
     let choices = choices(&state, &viewer).await?;
     let body = if viewer.user.scope == Scope::ReadWrite {
-        profile_form(&viewer, &format!("/profiles/{id}"), &v, &None, &choices)
+        profile_form(&viewer, &format!("/profiles/{id}"), &v, &[], &choices)
     } else {
         html! { p.muted { "Read-only access." } }
     };
@@ -423,7 +501,7 @@ pub async fn settings(
     viewer: Viewer,
     PathId(id): PathId,
 ) -> Result<Response, PortalError> {
-    settings_page(state, Arc::new(viewer), id, None, None).await
+    settings_page(state, Arc::new(viewer), id, None, Vec::new()).await
 }
 
 async fn settings_page(
@@ -431,7 +509,7 @@ async fn settings_page(
     viewer: Arc<Viewer>,
     id: u64,
     entered: Option<HashMap<String, String>>,
-    error: Option<(String, String)>,
+    error: page::Errors,
 ) -> Result<Response, PortalError> {
     let v = viewer.clone();
     let (party, view, profiles, warning_text) = read(&state, move |s| {
@@ -479,7 +557,7 @@ async fn settings_page(
         },
     );
     let body = html! {
-        @if let Some((f, m)) = &error { p.notice.bad id="form-error" role="alert" { (page::field_name(f)) ": " (m) } }
+        (page::summary(&error))
         p.muted id="profile-in-force" { "Profile in force: " (in_force) "." }
         @if viewer.user.scope == Scope::ReadWrite {
             form.card method="post" action=(format!("/customers/{id}/alerts")) id="alert-settings" {
@@ -511,7 +589,7 @@ async fn settings_page(
         vec![("Settings", "/settings".into()), ("Alerts", String::new())]
     };
     let crumbs: Vec<(&str, &str)> = crumbs.iter().map(|(a, b)| (*a, b.as_str())).collect();
-    let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    let status = if !error.is_empty() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     Ok(page::respond(status, page::layout(&title, Some(&viewer), &crumbs, body)))
 }
 
@@ -537,7 +615,7 @@ pub async fn save_settings(
         } else {
             match e["profile"].trim() {
                 "" => None,
-                p => Some(p.parse().map_err(|_| PortalError::Field("profile".into(), "choose a profile".into()))?),
+                p => Some(p.parse().map_err(|_| PortalError::field("profile", "choose a profile"))?),
             }
         };
         let body = SettingsBody {
@@ -555,7 +633,7 @@ pub async fn save_settings(
             read(&state, move |s| Ok(api::sync_levels(s, None, Some(party))?)).await?;
             Ok(done(&format!("/customers/{id}/alerts"), "The alert settings were saved."))
         }
-        Err(PortalError::Field(f, m)) => settings_page(state, viewer, id, Some(entered), Some((f, m))).await,
+        Err(PortalError::Fields(errors)) => settings_page(state, viewer, id, Some(entered), errors).await,
         Err(other) => Err(other),
     }
 }

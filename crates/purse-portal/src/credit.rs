@@ -15,7 +15,7 @@ use purse_core::{PartyId, PartyKind, Role, Scope};
 use purse_store::AuditQuery;
 use serde_json::Value;
 
-use super::alerts::error_for;
+use super::page::error_for;
 use super::page::{self, field};
 use super::session::{Form, PathId, Viewer};
 use super::{done, read, PortalError};
@@ -27,7 +27,7 @@ pub async fn show(
     viewer: Viewer,
     PathId(id): PathId,
 ) -> Result<Response, PortalError> {
-    render(state, Arc::new(viewer), id, None, None).await
+    render(state, Arc::new(viewer), id, None, Vec::new()).await
 }
 
 fn text(v: &Value) -> String {
@@ -43,7 +43,7 @@ async fn render(
     viewer: Arc<Viewer>,
     id: u64,
     entered: Option<HashMap<String, String>>,
-    error: Option<(String, String)>,
+    error: page::Errors,
 ) -> Result<Response, PortalError> {
     let v = viewer.clone();
     let (name, view, history, classes) = read(&state, move |s| {
@@ -68,7 +68,7 @@ async fn render(
     let class_now = view["class"]["id"].as_u64().map(|c| c.to_string()).unwrap_or_default();
     let chosen_class = value("class", class_now);
     let body = html! {
-        @if let Some((f, m)) = &error { p.notice.bad id="form-error" role="alert" { (page::field_name(f)) ": " (m) } }
+        (page::summary(&error))
         dl.figures id="credit-figures" {
             dt { "Permanent Credit Limit" } dd id="permanent-limit" { (text(&view["credit_limit"])) " " (currency) }
             @if postpaid {
@@ -157,7 +157,7 @@ async fn render(
         ("Balance & Credits", String::new()),
     ];
     let crumbs: Vec<(&str, &str)> = crumbs.iter().map(|(a, b)| (*a, b.as_str())).collect();
-    let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    let status = if !error.is_empty() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     Ok(page::respond(status, page::layout(&title, Some(&viewer), &crumbs, body)))
 }
 
@@ -233,12 +233,12 @@ pub async fn save(
                     "The credit limit was changed; the history below shows it.",
                 )),
                 Err(e) => match PortalError::keep_field(e) {
-                    PortalError::Field(f, m) => render(state, viewer, id, Some(entered), Some((f, m))).await,
+                    PortalError::Fields(errors) => render(state, viewer, id, Some(entered), errors).await,
                     other => Err(other),
                 },
             }
         }
-        Err(PortalError::Field(f, m)) => render(state, viewer, id, Some(entered), Some((f, m))).await,
+        Err(PortalError::Fields(errors)) => render(state, viewer, id, Some(entered), errors).await,
         Err(other) => Err(other),
     }
 }
@@ -258,7 +258,7 @@ pub async fn save_settings(
         let party = s.party_for(&v.who, id)?;
         let class = match e["class"].as_str() {
             "" => None,
-            t => Some(t.parse::<u64>().map_err(|_| PortalError::Field("class".into(), "choose a class".into()))?),
+            t => Some(t.parse::<u64>().map_err(|_| PortalError::field("class", "choose a class"))?),
         };
         let body = CreditSettingsBody {
             class: Some(class),
@@ -274,7 +274,7 @@ pub async fn save_settings(
             read(&state, move |s| Ok(api::sync_transfers(s, vec![party])?)).await?;
             Ok(done(&format!("/customers/{id}/credit"), "The class and transfer settings were saved."))
         }
-        Err(PortalError::Field(f, m)) => render(state, viewer, id, Some(entered), Some((f, m))).await,
+        Err(PortalError::Fields(errors)) => render(state, viewer, id, Some(entered), errors).await,
         Err(other) => Err(other),
     }
 }
@@ -377,7 +377,7 @@ fn enc(text: &str) -> String {
 /// subscriber transfers and its maximum possible increase. `/classes` lists and creates,
 /// `/classes/{id}` edits.
 pub async fn classes(State(state): State<PortalState>, viewer: Viewer) -> Result<Response, PortalError> {
-    classes_page(state, Arc::new(viewer), None, None, None).await
+    classes_page(state, Arc::new(viewer), None, None, Vec::new()).await
 }
 
 pub async fn edit_class(
@@ -385,7 +385,7 @@ pub async fn edit_class(
     viewer: Viewer,
     PathId(id): PathId,
 ) -> Result<Response, PortalError> {
-    classes_page(state, Arc::new(viewer), Some(id), None, None).await
+    classes_page(state, Arc::new(viewer), Some(id), None, Vec::new()).await
 }
 
 const CLASS_FIELDS: [&str; 5] = ["name", "subscriber_transfers", "max_amount", "max_percent", "max_days"];
@@ -395,7 +395,7 @@ async fn classes_page(
     viewer: Arc<Viewer>,
     editing: Option<u64>,
     entered: Option<HashMap<String, String>>,
-    error: Option<(String, String)>,
+    error: page::Errors,
 ) -> Result<Response, PortalError> {
     let list = read(&state, |s| Ok(s.credit.classes()?)).await?;
     let current = match editing {
@@ -422,7 +422,7 @@ async fn classes_page(
     let operator = viewer.user.role == Role::Operator && viewer.user.scope == Scope::ReadWrite;
     let action = editing.map_or_else(|| "/classes".to_owned(), |id| format!("/classes/{id}"));
     let body = html! {
-        @if let Some((f, m)) = &error { p.notice.bad id="form-error" role="alert" { (page::field_name(f)) ": " (m) } }
+        (page::summary(&error))
         div.scroll {
             table id="classes" {
                 thead { tr { th { "Class" } th { "Subscriber transfers" } th { "Maximum possible increase" } @if operator { th {} } } }
@@ -455,7 +455,7 @@ async fn classes_page(
             }
         }
     };
-    let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    let status = if !error.is_empty() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     Ok(page::respond(
         status,
         page::layout("Customer classes", Some(&viewer), &[("Settings", "/settings"), ("Customer classes", "")], body),
@@ -478,7 +478,7 @@ pub async fn save_class(
     let number = |k: &str, field: &str| -> Result<Option<u32>, PortalError> {
         match entered[k].as_str() {
             "" => Ok(None),
-            t => t.parse().map(Some).map_err(|_| PortalError::Field(field.into(), "a whole number".into())),
+            t => t.parse().map(Some).map_err(|_| PortalError::field(field, "a whole number")),
         }
     };
     let viewer = Arc::new(viewer);
@@ -510,8 +510,8 @@ pub async fn save_class(
             read(&state, move |s| Ok(api::sync_transfers(s, members)?)).await?;
             Ok(done("/classes", "The customer class was saved."))
         }
-        Err(PortalError::Field(f, m)) => {
-            classes_page(state, viewer, (id != 0).then_some(id), Some(entered), Some((f, m))).await
+        Err(PortalError::Fields(errors)) => {
+            classes_page(state, viewer, (id != 0).then_some(id), Some(entered), errors).await
         }
         Err(other) => Err(other),
     }

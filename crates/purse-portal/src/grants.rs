@@ -72,7 +72,7 @@ pub async fn list(
     viewer: Viewer,
     PathId(id): PathId,
 ) -> Result<Response, PortalError> {
-    render(state, Arc::new(viewer), id, HashMap::new(), None).await
+    render(state, Arc::new(viewer), id, HashMap::new(), Vec::new()).await
 }
 
 async fn render(
@@ -80,7 +80,7 @@ async fn render(
     viewer: Arc<Viewer>,
     id: u64,
     entered: HashMap<String, String>,
-    error: Option<(String, String)>,
+    error: page::Errors,
 ) -> Result<Response, PortalError> {
     let who = viewer.who;
     let (party, grants, currency) = read(&state, move |s| {
@@ -90,7 +90,7 @@ async fn render(
         Ok((party, grants, s.currency("currency", currency)?))
     })
     .await?;
-    let err = |name: &str| error.as_ref().filter(|(f, _)| f == name).map(|(_, m)| m.as_str());
+    let err = |name: &str| page::error_for(&error, name);
     let value = |name: &str| entered.get(name).map(String::as_str).unwrap_or_default();
     let in_force: Vec<Grant> = grants.iter().filter(|g| g.state == GrantState::Open).cloned().collect();
     let closed: Vec<Grant> = grants.iter().filter(|g| g.state != GrantState::Open).cloned().collect();
@@ -101,7 +101,7 @@ async fn render(
         r => r.to_owned(),
     };
     let body = html! {
-        @if let Some((_, m)) = &error { p.notice.bad role="alert" id="form-error" role="alert" { (m) } }
+        (page::summary(&error))
         p.muted {
             "Credit that is not cash: it pays for the services it is for before the customer's own money, "
             "lowest priority number first, then the soonest to expire, then the oldest. What is left at its expiry is breakage."
@@ -128,7 +128,7 @@ async fn render(
             }
         }
     };
-    let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    let status = if !error.is_empty() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     let back = format!("/customers/{id}");
     let crumbs: Vec<(&str, &str)> = if viewer.own_customer().is_none() {
         vec![("Customers", "/customers"), (party.name.as_str(), back.as_str()), ("Credit grants", "")]
@@ -155,16 +155,16 @@ pub async fn create(
         let opt = |k: &str| Some(e[k].clone()).filter(|x| !x.is_empty());
         let priority = match opt("priority") {
             None => None,
-            Some(p) => Some(p.parse::<u32>().map_err(|_| {
-                PortalError::Field("priority".into(), "priority is a whole number from 1 to 1000".into())
-            })?),
+            Some(p) => Some(
+                p.parse::<u32>()
+                    .map_err(|_| PortalError::field("priority", "priority is a whole number from 1 to 1000"))?,
+            ),
         };
         let expires_at = match opt("expires_on") {
             None => None,
             Some(d) => {
-                let day = purse_core::time::parse_date(&d).ok_or_else(|| {
-                    PortalError::Field("expires_at".into(), "choose a date such as 2027-01-31".into())
-                })?;
+                let day = purse_core::time::parse_date(&d)
+                    .ok_or_else(|| PortalError::field("expires_at", "choose a date such as 2027-01-31"))?;
                 // Valid through the whole day: it expires when the next one starts.
                 Some(purse_core::time::format(purse_core::time::day_start(day + 1)))
             }
@@ -192,7 +192,7 @@ pub async fn create(
     .await;
     let command = match made {
         Ok(c) => c,
-        Err(PortalError::Field(f, m)) => return render(state, viewer, id, entered, Some((f, m))).await,
+        Err(PortalError::Fields(errors)) => return render(state, viewer, id, entered, errors).await,
         Err(other) => return Err(other),
     };
     let results = state
@@ -203,7 +203,7 @@ pub async fn create(
     match purse_app::accounts::outcome(&results) {
         Ok(_) => Ok(done(&format!("/customers/{id}/grants"), "Credit granted.")),
         Err(e) => match PortalError::keep_field(e) {
-            PortalError::Field(f, m) => render(state, viewer, id, entered, Some((f, m))).await,
+            PortalError::Fields(errors) => render(state, viewer, id, entered, errors).await,
             other => Err(other),
         },
     }
@@ -295,7 +295,10 @@ pub async fn void(
     let command =
         match read(&state, move |s| s.void_grant_command(&v.who, id, &reason).map_err(PortalError::keep_field)).await {
             Ok(c) => c,
-            Err(PortalError::Field(_, m)) => return show_page(state, viewer, id, Some(m)).await,
+            Err(PortalError::Fields(errors)) => {
+                let message = errors.into_iter().map(|(_, m)| m).collect::<Vec<_>>().join("; ");
+                return show_page(state, viewer, id, Some(message)).await;
+            }
             Err(other) => return Err(other),
         };
     let results = state

@@ -15,7 +15,7 @@ use purse_core::{Amount, PartyKind, Role, Scope};
 use purse_store::BillingSettings;
 use serde_json::Value;
 
-use super::alerts::error_for;
+use super::page::error_for;
 use super::page::{self, field};
 use super::session::{Form, PathId, Viewer};
 use super::{done, read, PortalError};
@@ -56,7 +56,7 @@ pub async fn list(
     viewer: Viewer,
     PathId(id): PathId,
 ) -> Result<Response, PortalError> {
-    render_list(state, Arc::new(viewer), id, None, None).await
+    render_list(state, Arc::new(viewer), id, None, Vec::new()).await
 }
 
 async fn render_list(
@@ -64,7 +64,7 @@ async fn render_list(
     viewer: Arc<Viewer>,
     id: u64,
     entered: Option<HashMap<String, String>>,
-    error: Option<(String, String)>,
+    error: page::Errors,
 ) -> Result<Response, PortalError> {
     let v = viewer.clone();
     let (name, currency, invoices, receipts, unallocated, billing) = read(&state, move |s| {
@@ -91,7 +91,7 @@ async fn render_list(
     let writable = viewer.user.scope == Scope::ReadWrite;
     let value = |k: &str, shown: String| entered.as_ref().and_then(|e| e.get(k).cloned()).unwrap_or(shown);
     let body = html! {
-        @if let Some((f, m)) = &error { p.notice.bad id="form-error" role="alert" { (page::field_name(f)) ": " (m) } }
+        (page::summary(&error))
         div.figures {
             div.figure { div.label { "Unallocated payments" } div.value id="unallocated" { (unallocated) " " (currency) } }
             div.figure { div.label { "Billing cycle" } div.value id="billing-cycle" { "monthly, day " (billing["cycle_day"]) ", " (s(&billing["time_zone"])) } }
@@ -171,7 +171,7 @@ async fn render_list(
     let title = format!("Invoices and payments — {name}");
     let crumbs = crumbs(&viewer, &name, id, "Invoices and payments");
     let crumbs: Vec<(&str, &str)> = crumbs.iter().map(|(a, b)| (*a, b.as_str())).collect();
-    let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    let status = if !error.is_empty() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     Ok(page::respond(status, page::layout(&title, Some(&viewer), &crumbs, body)))
 }
 
@@ -197,9 +197,9 @@ pub async fn save_billing(
     let (v, e) = (viewer.clone(), entered.clone());
     let saved = read(&state, move |s| {
         let party = s.party_of_kind(&v.who, id, false)?;
-        let cycle_day = e["cycle_day"].parse().map_err(|_| {
-            PortalError::Field("cycle_day".into(), "cycle_day must be a whole number between 1 and 28".into())
-        })?;
+        let cycle_day = e["cycle_day"]
+            .parse()
+            .map_err(|_| PortalError::field("cycle_day", "cycle_day must be a whole number between 1 and 28"))?;
         api::save_billing(s, &v.who, &party, &BillingBody { cycle_day, time_zone: e["time_zone"].clone() })
             .map_err(PortalError::keep_field)?;
         Ok(())
@@ -207,7 +207,7 @@ pub async fn save_billing(
     .await;
     match saved {
         Ok(()) => Ok(done(&format!("/customers/{id}/invoices"), "The billing settings were saved.")),
-        Err(PortalError::Field(f, m)) => render_list(state, viewer, id, Some(entered), Some((f, m))).await,
+        Err(PortalError::Fields(errors)) => render_list(state, viewer, id, Some(entered), errors).await,
         Err(other) => Err(other),
     }
 }
@@ -225,7 +225,7 @@ pub async fn issue(
         Some(i) => Ok(done(&format!("/invoices/{}", i.id), &format!("Invoice {} was issued.", i.display_number()))),
         None => {
             let error = ("customer".to_owned(), "nothing to invoice: the customer has no uninvoiced usage".to_owned());
-            render_list(state, Arc::new(viewer), id, None, Some(error)).await
+            render_list(state, Arc::new(viewer), id, None, vec![error]).await
         }
     }
 }
@@ -236,7 +236,7 @@ pub async fn show(
     viewer: Viewer,
     PathId(id): PathId,
 ) -> Result<Response, PortalError> {
-    render_invoice(state, Arc::new(viewer), id, None, None).await
+    render_invoice(state, Arc::new(viewer), id, None, Vec::new()).await
 }
 
 async fn render_invoice(
@@ -244,7 +244,7 @@ async fn render_invoice(
     viewer: Arc<Viewer>,
     id: u64,
     entered: Option<HashMap<String, String>>,
-    error: Option<(String, String)>,
+    error: page::Errors,
 ) -> Result<Response, PortalError> {
     let who = viewer.who;
     let (i, name) = read(&state, move |s| {
@@ -260,7 +260,7 @@ async fn render_invoice(
     let value =
         |k: &str, shown: &str| entered.as_ref().and_then(|e| e.get(k).cloned()).unwrap_or_else(|| shown.to_owned());
     let body = html! {
-        @if let Some((f, m)) = &error { p.notice.bad id="form-error" role="alert" { (page::field_name(f)) ": " (m) } }
+        (page::summary(&error))
         dl.facts {
             dt { "Invoice number" } dd id="invoice-number" { (s(&i["number"])) }
             dt { "Kind" } dd { @if s(&i["kind"]) == "usage" { "Usage" } @else { "Top-up" } }
@@ -341,7 +341,7 @@ async fn render_invoice(
     crumbs.last_mut().expect("crumbs end with the list").1 = format!("/customers/{customer}/invoices");
     crumbs.push((number.as_str(), String::new()));
     let crumbs: Vec<(&str, &str)> = crumbs.iter().map(|(a, b)| (*a, b.as_str())).collect();
-    let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    let status = if !error.is_empty() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     Ok(page::respond(status, page::layout(&title, Some(&viewer), &crumbs, body)))
 }
 
@@ -369,7 +369,7 @@ pub async fn pay(
     .await;
     let (invoice, command) = match checked {
         Ok((i, command, _)) => (i, command),
-        Err(PortalError::Field(f, m)) => return render_invoice(state, viewer, id, Some(entered), Some((f, m))).await,
+        Err(PortalError::Fields(errors)) => return render_invoice(state, viewer, id, Some(entered), errors).await,
         Err(other) => return Err(other),
     };
     if let Some(command) = command {
@@ -382,7 +382,7 @@ pub async fn pay(
                     viewer,
                     id,
                     Some(entered),
-                    Some((r.field().unwrap_or("amount").to_owned(), r.to_string())),
+                    vec![(r.field().unwrap_or("amount").to_owned(), r.to_string())],
                 )
                 .await;
             }
@@ -405,8 +405,8 @@ pub async fn void(
     let (who, r) = (viewer.who, reason.clone());
     match read(&state, move |s| api::void_invoice(s, &who, id, &r).map_err(PortalError::keep_field)).await {
         Ok(_) => Ok(done(&format!("/invoices/{id}"), "The invoice was voided.")),
-        Err(PortalError::Field(f, m)) => {
-            render_invoice(state, viewer, id, Some(HashMap::from([("reason".to_owned(), reason)])), Some((f, m))).await
+        Err(PortalError::Fields(errors)) => {
+            render_invoice(state, viewer, id, Some(HashMap::from([("reason".to_owned(), reason)])), errors).await
         }
         Err(other) => Err(other),
     }

@@ -227,8 +227,8 @@ pub enum PortalError {
     /// A changing form without this session's CSRF token.
     Csrf,
     BadRequest(String),
-    /// A form field breaks a rule: (field, message); the form comes back with it.
-    Field(String, String),
+    /// Form fields break rules: (field, message) each; the form comes back with them.
+    Fields(page::Errors),
     /// The ledger or a rule refused what was asked, as a sentence.
     Refused(String),
     /// The database cannot be reached or write right now.
@@ -237,19 +237,25 @@ pub enum PortalError {
 }
 
 impl PortalError {
+    /// One field breaks a rule.
+    pub(crate) fn field(name: impl Into<String>, message: impl Into<String>) -> PortalError {
+        PortalError::Fields(vec![(name.into(), message.into())])
+    }
+
     /// Keeps a field error of the application as a field error (others as usual).
     pub(crate) fn keep_field(e: AppError) -> PortalError {
         match e {
-            AppError::Invalid { field, message, .. } => PortalError::Field(field, message),
-            AppError::ForbiddenField { field, message } => PortalError::Field(field.to_owned(), message),
+            AppError::Invalid { field, message, .. } => PortalError::field(field, message),
+            AppError::ForbiddenField { field, message } => PortalError::field(field.to_owned(), message),
+            AppError::Fields(all) => PortalError::Fields(
+                all.iter().map(|e| (e.field().unwrap_or_default().to_owned(), e.to_string())).collect(),
+            ),
             AppError::PaymentDeclined(m) => {
-                PortalError::Field("card".into(), format!("The card was declined ({m}). Nothing was charged."))
+                PortalError::field("card", format!("The card was declined ({m}). Nothing was charged."))
             }
-            AppError::PaymentPending(m) => {
-                PortalError::Field("card".into(), format!("{m}; it completes in the background."))
-            }
+            AppError::PaymentPending(m) => PortalError::field("card", format!("{m}; it completes in the background.")),
             AppError::CardsNotConfigured => {
-                PortalError::Field("card".into(), "card payments are not configured on this server".into())
+                PortalError::field("card", "card payments are not configured on this server")
             }
             other => other.into(),
         }
@@ -263,6 +269,7 @@ impl From<AppError> for PortalError {
             AppError::Forbidden(m) => PortalError::Forbidden(m),
             AppError::ForbiddenField { message, .. } => PortalError::Forbidden(message),
             AppError::Invalid { message, .. } => PortalError::Refused(message),
+            e @ AppError::Fields(_) => PortalError::Refused(e.to_string()),
             AppError::Rejected(r) => PortalError::Refused(r.to_string()),
             AppError::StorageUnavailable | AppError::Overloaded | AppError::Stopped => PortalError::Unavailable,
             AppError::Internal(m) => PortalError::Internal(m),
@@ -292,7 +299,11 @@ impl IntoResponse for PortalError {
                 "This form was not sent from your current Purse session (its security token is missing or stale). Reload the page and try again.".to_owned(),
             ),
             PortalError::BadRequest(m) => (StatusCode::BAD_REQUEST, "Bad request", m),
-            PortalError::Field(f, m) => (StatusCode::UNPROCESSABLE_ENTITY, "Refused", format!("{f}: {m}")),
+            PortalError::Fields(errors) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Refused",
+                errors.iter().map(|(f, m)| format!("{}: {m}.", page::field_name(f))).collect::<Vec<_>>().join(" "),
+            ),
             PortalError::Refused(m) => (StatusCode::UNPROCESSABLE_ENTITY, "Refused", format!("{}.", capitalized(m.trim_end_matches('.')))),
             PortalError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,

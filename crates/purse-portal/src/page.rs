@@ -121,6 +121,34 @@ pub fn role_name(v: &Viewer) -> String {
     }
 }
 
+/// What is wrong with a form: each wrong field with its message, in the form's order.
+pub type Errors = Vec<(String, String)>;
+
+/// The message of a wrong field (or of one of its items, `emails[2]` for `emails`).
+pub fn error_for<'a>(errors: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    errors
+        .iter()
+        .find(|(f, _)| f == name || f.strip_prefix(name).is_some_and(|rest| rest.starts_with('[')))
+        .map(|(_, m)| m.as_str())
+}
+
+/// The summary above a form that was refused: every wrong field at once, each named in words
+/// and linked to its input.
+pub fn summary(errors: &[(String, String)]) -> Markup {
+    html! {
+        @if let [(f, m)] = errors {
+            p.notice.bad id="form-error" role="alert" { (field_name(f)) ": " (m) }
+        } @else if !errors.is_empty() {
+            div.notice.bad id="form-error" role="alert" {
+                p { (errors.len()) " fields need a change:" }
+                ul {
+                    @for (f, m) in errors { li { (field_name(f)) ": " (m) } }
+                }
+            }
+        }
+    }
+}
+
 /// A labelled input that shows its error next to it and keeps what was entered.
 pub fn field(label: &str, name: &str, kind: &str, value: &str, error: Option<&str>) -> Markup {
     html! {

@@ -13,7 +13,8 @@ use maud::html;
 use purse_core::{PartyKind, Role, Scope};
 use serde_json::Value;
 
-use super::alerts::{error_for, list};
+use super::alerts::list;
+use super::page::error_for;
 use super::page::{self, field, field_for};
 use super::session::{Form, PathId, Viewer};
 use super::{done, read, PortalError};
@@ -28,7 +29,7 @@ pub async fn show(
     viewer: Viewer,
     PathId(id): PathId,
 ) -> Result<Response, PortalError> {
-    render(state, Arc::new(viewer), id, None, None).await
+    render(state, Arc::new(viewer), id, None, Vec::new()).await
 }
 
 async fn render(
@@ -36,7 +37,7 @@ async fn render(
     viewer: Arc<Viewer>,
     id: u64,
     entered: Option<HashMap<String, String>>,
-    error: Option<(String, String)>,
+    error: page::Errors,
 ) -> Result<Response, PortalError> {
     let v = viewer.clone();
     let (name, settings, due, recharges) = read(&state, move |s| {
@@ -75,7 +76,7 @@ async fn render(
     let action = format!("/customers/{id}/recharge");
     let currency = text("currency");
     let body = html! {
-        @if let Some((f, m)) = &error { p.notice.bad id="form-error" role="alert" { (page::field_name(f)) ": " (m) } }
+        (page::summary(&error))
         @if let Some(reason) = settings["disabled_reason"].as_str() {
             p.notice.bad id="recharge-disabled" { "Auto-recharge is off: " (reason) }
         }
@@ -157,7 +158,7 @@ async fn render(
         ]
     };
     let crumbs: Vec<(&str, &str)> = crumbs.iter().map(|(a, b)| (*a, b.as_str())).collect();
-    let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    let status = if !error.is_empty() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     Ok(page::respond(status, page::layout(&title, Some(&viewer), &crumbs, body)))
 }
 
@@ -177,12 +178,8 @@ pub async fn save(
         let PartyKind::Customer { currency, .. } = party.kind else { return Err(PortalError::NotFound) };
         let c = s.currency("currency", currency)?;
         let opt = |k: &str| Some(e[k].clone()).filter(|t| !t.is_empty());
-        let per_day = match opt("per_day_max") {
-            Some(t) => {
-                Some(t.parse().map_err(|_| PortalError::Field("per_day_max".into(), "a whole number from 1".into()))?)
-            }
-            None => None,
-        };
+        // Not a number: zero, which the rules refuse by name along with every other field.
+        let per_day = opt("per_day_max").map(|t| t.parse().unwrap_or(0));
         let body = RechargeBody {
             enabled: e["enabled"] == "on",
             method: e["method"].clone(),
@@ -203,7 +200,7 @@ pub async fn save(
             read(&state, move |s| Ok(purse_app::alerts::sync_levels(s, None, Some(party))?)).await?;
             Ok(done(&format!("/customers/{id}/recharge"), "The automatic recharge settings were saved."))
         }
-        Err(PortalError::Field(f, m)) => render(state, viewer, id, Some(entered), Some((f, m))).await,
+        Err(PortalError::Fields(errors)) => render(state, viewer, id, Some(entered), errors).await,
         Err(other) => Err(other),
     }
 }
@@ -217,29 +214,36 @@ pub async fn pay_now(
     viewer.check(&form)?;
     let amount = form.get("amount").trim().to_owned();
     let number = form.get("card_number").trim().to_owned();
-    let card =
-        if number.is_empty() {
-            None
-        } else {
-            let month =
-                form.get("card_exp_month").trim().parse().map_err(|_| {
-                    PortalError::Field("card.exp_month".into(), "the expiry month must be 1 to 12".into())
-                });
-            let year =
-                form.get("card_exp_year").trim().parse().map_err(|_| {
-                    PortalError::Field("card.exp_year".into(), "the expiry year must be four digits".into())
-                });
-            match (month, year) {
-                (Ok(exp_month), Ok(exp_year)) => {
-                    Some(CardBody { number, exp_month, exp_year, cvc: form.get("card_cvc").trim().to_owned() })
-                }
-                (Err(PortalError::Field(f, m)), _) | (_, Err(PortalError::Field(f, m))) => {
-                    let entered = HashMap::from([("amount".to_owned(), amount)]);
-                    return render(state, Arc::new(viewer), id, Some(entered), Some((f, m))).await;
-                }
-                _ => None,
+    let card = if number.is_empty() {
+        None
+    } else {
+        let month = form
+            .get("card_exp_month")
+            .trim()
+            .parse()
+            .map_err(|_| PortalError::field("card.exp_month", "the expiry month must be 1 to 12"));
+        let year = form
+            .get("card_exp_year")
+            .trim()
+            .parse()
+            .map_err(|_| PortalError::field("card.exp_year", "the expiry year must be four digits"));
+        match (month, year) {
+            (Ok(exp_month), Ok(exp_year)) => {
+                Some(CardBody { number, exp_month, exp_year, cvc: form.get("card_cvc").trim().to_owned() })
             }
-        };
+            (month, year) => {
+                let mut errors = Vec::new();
+                for e in [month.err(), year.err()].into_iter().flatten() {
+                    match e {
+                        PortalError::Fields(each) => errors.extend(each),
+                        other => return Err(other),
+                    }
+                }
+                let entered = HashMap::from([("amount".to_owned(), amount)]);
+                return render(state, Arc::new(viewer), id, Some(entered), errors).await;
+            }
+        }
+    };
     let auto = match (form.get("auto_threshold").trim(), form.get("auto_amount").trim()) {
         ("", "") => None,
         (t, a) => Some(AutoRechargeBody { threshold: t.to_owned(), recharge_amount: a.to_owned() }),
@@ -266,9 +270,9 @@ pub async fn pay_now(
             );
             Ok(done(&format!("/customers/{id}/recharge"), &message))
         }
-        Err(PortalError::Field(f, m)) => {
+        Err(PortalError::Fields(errors)) => {
             let entered = HashMap::from([("amount".to_owned(), amount)]);
-            render(state, viewer, id, Some(entered), Some((f, m))).await
+            render(state, viewer, id, Some(entered), errors).await
         }
         Err(other) => Err(other),
     }
@@ -301,11 +305,11 @@ pub async fn email_receipt(
             &format!("/customers/{}/invoices#receipts", r.party.0),
             "The receipt voucher was e-mailed again to the billing e-mail.",
         )),
-        Err(PortalError::Field(f, m)) => {
+        Err(PortalError::Fields(errors)) => {
             let party = read(&state, move |s| Ok(s.payments.receipt(id)?.map(|r| r.party.0)))
                 .await?
                 .ok_or(PortalError::NotFound)?;
-            render(state, viewer, party, None, Some((f, m))).await
+            render(state, viewer, party, None, errors).await
         }
         Err(other) => Err(other),
     }

@@ -11,7 +11,7 @@ use purse_core::{PartyId, Role, Scope};
 use purse_store::RatePlan;
 use serde_json::Value;
 
-use super::alerts::error_for;
+use super::page::error_for;
 use super::page::{self, field, select};
 use super::session::{Form, PathId, Viewer};
 use super::{done, read, PortalError};
@@ -26,14 +26,14 @@ fn staff_admin(viewer: &Viewer) -> bool {
 
 /// `/rate-plans`: the plans the viewer sees, and a new one (staff).
 pub async fn list(State(state): State<PortalState>, viewer: Viewer) -> Result<Response, PortalError> {
-    plans_page(state, Arc::new(viewer), None, None).await
+    plans_page(state, Arc::new(viewer), None, Vec::new()).await
 }
 
 async fn plans_page(
     state: PortalState,
     viewer: Arc<Viewer>,
     entered: Option<(String, String)>,
-    error: Option<(String, String)>,
+    error: page::Errors,
 ) -> Result<Response, PortalError> {
     let who = viewer.who;
     let (plans, owners, currencies) = read(&state, move |s| {
@@ -53,7 +53,7 @@ async fn plans_page(
     let (name, currency) = entered.unwrap_or_default();
     let options: Vec<(&str, &str)> = currencies.iter().map(|c| (c.as_str(), c.as_str())).collect();
     let body = html! {
-        @if let Some((f, m)) = &error { p.notice.bad id="form-error" role="alert" { (page::field_name(f)) ": " (m) } }
+        (page::summary(&error))
         div.scroll {
             table id="rate-plans" {
                 thead { tr { th { "Plan" } th { "Currency" } th { "Seller" } th.num { "Rates" } th { "Last changed" } } }
@@ -81,7 +81,7 @@ async fn plans_page(
             }
         }
     };
-    let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    let status = if !error.is_empty() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     Ok(page::respond(status, page::layout("Rate plans", Some(&viewer), &[("Rate plans", "")], body)))
 }
 
@@ -100,9 +100,7 @@ pub async fn create(State(state): State<PortalState>, viewer: Viewer, form: Form
     let (n, c) = (name.clone(), currency.clone());
     match read(&state, move |s| s.create_plan(&who, &n, &c, None).map_err(PortalError::keep_field)).await {
         Ok(plan) => Ok(done(&format!("/rate-plans/{}", plan.id), "The rate plan was created.")),
-        Err(PortalError::Field(f, m)) => {
-            plans_page(state, Arc::new(viewer), Some((name, currency)), Some((f, m))).await
-        }
+        Err(PortalError::Fields(errors)) => plans_page(state, Arc::new(viewer), Some((name, currency)), errors).await,
         Err(e) => Err(e),
     }
 }
@@ -119,7 +117,7 @@ pub async fn show(
     PathId(id): PathId,
     Query(q): Query<Search>,
 ) -> Result<Response, PortalError> {
-    plan_page(state, Arc::new(viewer), id, q.prefix.unwrap_or_default(), None, None).await
+    plan_page(state, Arc::new(viewer), id, q.prefix.unwrap_or_default(), None, Vec::new()).await
 }
 
 async fn plan_page(
@@ -128,7 +126,7 @@ async fn plan_page(
     id: u64,
     prefix: String,
     entered: Option<(String, String)>,
-    error: Option<(String, String)>,
+    error: page::Errors,
 ) -> Result<Response, PortalError> {
     let who = viewer.who;
     let search = prefix.trim().to_owned();
@@ -158,7 +156,7 @@ async fn plan_page(
     let (csv, service) = entered.unwrap_or_else(|| (String::new(), "voice".into()));
     let body = html! {
         p.muted { (plan.currency) " · " (page::grouped(&plan.rates.to_string())) " rates · changed " (purse_core::time::format_short(plan.updated_at)) }
-        @if let Some((f, m)) = &error { p.notice.bad id="form-error" role="alert" { (page::field_name(f)) ": " (m) } }
+        (page::summary(&error))
         form.inline method="get" action=(format!("/rate-plans/{id}")) id="search" {
             (field("Prefix starts with", "prefix", "text", &prefix, error_for(&error, "prefix")))
             button type="submit" id="search-rates" { "Search" }
@@ -216,7 +214,7 @@ async fn plan_page(
             }
         }
     };
-    let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    let status = if !error.is_empty() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     Ok(page::respond(
         status,
         page::layout(&plan.name, Some(&viewer), &[("Rate plans", "/rate-plans"), (plan.name.as_str(), "")], body),
@@ -251,8 +249,8 @@ pub async fn import(
     .await;
     match outcome {
         Ok((_, n)) => Ok(done(&format!("/rate-plans/{id}"), &format!("{n} rates were imported."))),
-        Err(PortalError::Field(f, m)) => {
-            plan_page(state, Arc::new(viewer), id, String::new(), Some((csv, service)), Some((f, m))).await
+        Err(PortalError::Fields(errors)) => {
+            plan_page(state, Arc::new(viewer), id, String::new(), Some((csv, service)), errors).await
         }
         Err(e) => Err(e),
     }
@@ -266,11 +264,8 @@ pub async fn assign(
     form: Form,
 ) -> Result<Response, PortalError> {
     viewer.check(&form)?;
-    let reseller: u64 = form
-        .get("reseller")
-        .trim()
-        .parse()
-        .map_err(|_| PortalError::Field("reseller".into(), "choose a reseller".into()))?;
+    let reseller: u64 =
+        form.get("reseller").trim().parse().map_err(|_| PortalError::field("reseller", "choose a reseller"))?;
     let role = form.get("role").to_owned();
     let who = viewer.who;
     let outcome = read(&state, move |s| {
@@ -283,9 +278,7 @@ pub async fn assign(
     .await;
     match outcome {
         Ok(()) => Ok(done(&format!("/rate-plans/{id}"), "The reseller's plans were saved.")),
-        Err(PortalError::Field(f, m)) => {
-            plan_page(state, Arc::new(viewer), id, String::new(), None, Some((f, m))).await
-        }
+        Err(PortalError::Fields(errors)) => plan_page(state, Arc::new(viewer), id, String::new(), None, errors).await,
         Err(e) => Err(e),
     }
 }
@@ -389,9 +382,7 @@ pub async fn save_customer_plan(
     viewer.check(&form)?;
     let plan = match form.get("plan").trim() {
         "" => None,
-        t => Some(
-            t.parse::<u64>().map_err(|_| PortalError::Field("plan".into(), "choose a plan from the list".into()))?,
-        ),
+        t => Some(t.parse::<u64>().map_err(|_| PortalError::field("plan", "choose a plan from the list"))?),
     };
     let who = viewer.who;
     read(&state, move |s| s.assign_customer_plan(&who, id, plan).map_err(PortalError::keep_field)).await?;

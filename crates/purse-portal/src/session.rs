@@ -185,6 +185,11 @@ impl Form {
     pub fn get(&self, name: &str) -> &str {
         self.0.iter().find(|(k, _)| k == name).map_or("", |(_, v)| v.as_str())
     }
+
+    /// Every value of `name` (a multiple choice sends one per option chosen).
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
+    }
 }
 
 impl FromRequest<PortalState> for Form {

@@ -370,6 +370,33 @@ fn profiles_refuse_bad_input_naming_the_field_and_deleting_one_falls_back_to_the
         let (status, reply) = w.refused("POST", "/v1/low-balance-profiles", body);
         assert_eq!((status, reply["error"]["field"].as_str().unwrap_or("")), (422, field), "{reply}");
     }
+    // Issue 23: every wrong field at once, in the form's order; nothing is saved.
+    let all_wrong = with(json!({
+        "name": "", "max_quantity": -2, "period_hours": -1,
+        "client_rule": { "threshold": "1.234", "emails": ["bad"] },
+        "inactivity_rule": { "threshold": "1" }, "subject": "Hello {nobody}",
+    }));
+    let (status, reply) = w.refused("POST", "/v1/low-balance-profiles", all_wrong);
+    let fields: Vec<&str> =
+        reply["error"]["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(
+        (status, fields),
+        (
+            422,
+            vec![
+                "name",
+                "max_quantity",
+                "period_hours",
+                "client_rule.threshold",
+                "client_rule.emails[0]",
+                "inactivity_rule.inactivity_hours",
+                "subject"
+            ]
+        ),
+        "{reply}"
+    );
+    assert_eq!(reply["error"]["field"], "name", "the first is also the error's own field");
+    assert_eq!(w.get("/v1/low-balance-profiles")["data"].as_array().map(Vec::len), Some(0), "nothing was saved");
     let first = w.call("POST", "/v1/low-balance-profiles", with(json!({ "name": "Default", "sort_order": 1 })))["id"]
         .as_u64()
         .unwrap();

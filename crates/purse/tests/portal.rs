@@ -454,6 +454,49 @@ fn staff_manage_low_balance_profiles_and_customers_their_alerts_and_read_the_not
     assert!(!offered.as_str().unwrap().chars().any(|c| c.is_ascii_digit()), "names, not ids: {offered}");
     assert_eq!(b.script("return document.querySelector('#currency').tagName;"), json!("SELECT"));
     b.script(&format!("document.querySelector('#reseller').value = '{reseller}';"));
+    // Issue 23: nine wrong fields are told at once, each next to its field.
+    b.type_into("[name='max_quantity']", "lots");
+    b.type_into("[name='period_hours']", "-1");
+    b.type_into("[name='user_rule.threshold']", "abc");
+    b.type_into("[name='user_rule.emails']", "nobody");
+    b.type_into("[name='client_rule.threshold']", "1.23456");
+    b.type_into("[name='client_rule.emails']", "x@y.test, bad");
+    b.type_into("[name='inactivity_rule.threshold']", "5");
+    b.type_into("[name='inactivity_rule.inactivity_hours']", "soon");
+    b.type_into("[name='subject']", "Hi {nobody}");
+    b.click("#save-profile");
+    let summary = b.text("#form-error");
+    for name in [
+        "Max quantity",
+        "Period hours",
+        "User rule threshold",
+        "User rule emails",
+        "Client rule threshold",
+        "Client rule emails",
+        "Inactivity rule inactivity hours",
+        "Subject",
+    ] {
+        assert!(summary.contains(name), "{name} in {summary}");
+    }
+    assert!(summary.contains("fields need a change"), "{summary}");
+    assert!(b.count(".field.invalid") >= 8, "{}", b.source());
+    assert_eq!(b.count("#profiles tbody tr"), 2, "nothing was saved");
+    // The user rule's portal users are chosen by name from the owner's users.
+    let users = b
+        .script("return [...document.querySelectorAll('[id=\"user_rule.users\"] option')].map(o => o.text).join('|');");
+    assert!(users.as_str().unwrap().contains('@'), "users by name and e-mail: {users}");
+    for (name, value) in [
+        ("max_quantity", "3"),
+        ("user_rule.threshold", ""),
+        ("user_rule.emails", ""),
+        ("client_rule.threshold", "100"),
+        ("client_rule.emails", ""),
+        ("inactivity_rule.threshold", ""),
+        ("inactivity_rule.inactivity_hours", ""),
+        ("subject", ""),
+    ] {
+        b.type_into(&format!("[name='{name}']"), value);
+    }
     b.type_into("[name='period_hours']", "-1");
     b.type_into("[name='client_rule.threshold']", "100");
     b.click("#save-profile");
@@ -572,8 +615,15 @@ fn a_customer_admin_pays_now_from_balance_details_and_a_declined_card_changes_no
     b.click("#pay-now");
     assert!(b.text("#flash").contains("5.0000"), "{}", b.source());
     b.type_into("[name='recharge_amount']", "0");
+    // Issue 23: every wrong field of the form at once.
+    b.type_into("[name='threshold']", "-1");
+    b.type_into("[name='per_day_max']", "many");
+    b.type_into("[name='emails']", "not-an-address");
     b.click("#save-recharge");
-    assert!(b.text("#form-error").contains("Recharge amount"), "{}", b.source());
+    let summary = b.text("#form-error");
+    for name in ["Recharge amount", "Threshold", "Per day max", "Emails"] {
+        assert!(summary.contains(name), "{name} in {summary}");
+    }
     assert_eq!(b.count(".field.invalid [name='recharge_amount']"), 1);
     drop(site.server);
 }
