@@ -200,7 +200,7 @@ pub fn credit_commands(
                     return Err(AppError::invalid(
                         "temporary_increase.valid_until",
                         Code::ValidUntilMustBeInFuture,
-                        "valid_until must be in the future",
+                        "must be in the future",
                     ));
                 }
                 if let Some((max, source)) = party.as_ref().map(|p| maximum_of(s, p)).transpose()?.flatten() {
@@ -221,7 +221,7 @@ pub fn credit_commands(
                         return Err(AppError::invalid(
                             "temporary_increase.valid_until",
                             Code::AboveMaximumIncrease,
-                            format!("valid_until is later than the maximum possible increase allows: {}", b.text),
+                            format!("is later than the maximum possible increase allows: {}", b.text),
                         ));
                     }
                 }
@@ -496,7 +496,7 @@ pub fn save_credit_settings(s: &App, who: &Principal, party: &Party, body: Credi
                     AppError::invalid(
                         "subscriber_transfers",
                         Code::InvalidSetting,
-                        "subscriber_transfers must be class, yes or no",
+                        "choose as the class says, yes or no",
                     )
                 })?;
             }

@@ -155,7 +155,7 @@ fn rollover(r: Option<&RolloverRequest>, currency: Currency) -> AppResult<Option
         return Err(invalid(
             "rollover.valid_for_days",
             Code::InvalidDays,
-            format!("rollover.valid_for_days must be 1 to {ROLLOVER_DAYS_MAX}"),
+            format!("must be 1 to {ROLLOVER_DAYS_MAX} days"),
         ));
     }
     Ok(Some(Rollover { max, valid_for_us: i64::from(r.valid_for_days) * DAY_US }))
@@ -202,7 +202,7 @@ impl App {
             }
             (_, None) => SystemRole::Grants,
             (_, Some(_)) => {
-                return Err(invalid("paid_by", Code::NotAllowed, "paid_by is only for kind purchased"));
+                return Err(invalid("paid_by", Code::NotAllowed, "only purchased credit is paid for"));
             }
         };
         let now = self.now();
@@ -213,7 +213,7 @@ impl App {
                 return Err(invalid(
                     "expires_at",
                     Code::InvalidTime,
-                    "expires_at must be in the future and after effective_at",
+                    "the expiry must be in the future and after the grant takes effect",
                 ));
             }
         }
@@ -328,9 +328,7 @@ fn payment_method(text: &str) -> AppResult<purse_core::PaymentMethod> {
         "cash" => Cash,
         "bank_transfer" => BankTransfer,
         "cheque" => Cheque,
-        _ => {
-            return Err(invalid("paid_by", Code::InvalidMethod, "paid_by must be card, cash, bank_transfer or cheque"))
-        }
+        _ => return Err(invalid("paid_by", Code::InvalidMethod, "choose card, cash, bank transfer or cheque")),
     })
 }
 
@@ -447,8 +445,9 @@ impl GrantScheduler<'_> {
     pub fn allowances(&self, now: Timestamp) -> AppResult<usize> {
         let mut made = 0;
         for a in self.grants.due_allowances(now, 256)? {
-            let start = purse_core::invoice::cycle_start(a.next_at, a.day, 0);
-            let end = purse_core::invoice::next_cycle_start(start, a.day, 0);
+            let utc = purse_core::time::Zone::utc();
+            let start = purse_core::invoice::cycle_start(a.next_at, a.day, &utc);
+            let end = purse_core::invoice::next_cycle_start(start, a.day, &utc);
             let account = self.engine.reader().account(a.account)?;
             if let Some(account) = account.filter(|_| end > now) {
                 let client_id = purse_core::ClientId::new(&format!("purse:allowance:{}:{}", a.id, end.0))

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use crate::parse::{amount, currency_code};
 use crate::payments::sees;
-use crate::{App, AppError, AppResult, Code, Principal};
+use crate::{App, AppError, AppResult, Code, Principal, Problems};
 
 /// An invoice's lines, from the journal ([`purse_store::invoices::lines`]). Blocking.
 pub fn invoice_lines(s: &App, i: &InvoiceRecord) -> Result<Vec<Line>, AppError> {
@@ -426,14 +426,14 @@ pub struct BillingBody {
 
 pub fn billing_view(b: &BillingSettings, s: &App) -> Result<Value, AppError> {
     let now = s.engine.clock().now();
-    let start = purse_core::invoice::cycle_start(now, b.cycle_day, b.utc_offset_min);
-    let next = purse_core::invoice::next_cycle_start(start, b.cycle_day, b.utc_offset_min);
+    let start = purse_core::invoice::cycle_start(now, b.cycle_day, &b.time_zone);
+    let next = purse_core::invoice::next_cycle_start(start, b.cycle_day, &b.time_zone);
     let party = s.engine.reader().party(b.party)?;
     Ok(json!({
         "customer": b.party.0,
         "frequency": "monthly",
         "cycle_day": b.cycle_day,
-        "time_zone": time::format_offset(b.utc_offset_min),
+        "time_zone": b.time_zone.name(),
         "current_cycle_start": time::format(start),
         "next_invoice_at": time::format(next),
         "invoiced_until": party.and_then(|p| p.invoiced_until).map(time::format),
@@ -442,29 +442,32 @@ pub fn billing_view(b: &BillingSettings, s: &App) -> Result<Value, AppError> {
 
 /// Checks and stores a customer's billing cycle (staff), with an audit entry. Blocking.
 pub fn save_billing(s: &App, who: &Principal, party: &Party, body: &BillingBody) -> Result<BillingSettings, AppError> {
+    let mut problems = Problems::default();
     if !(1..=i64::from(CYCLE_DAY_MAX)).contains(&body.cycle_day) {
-        return Err(AppError::invalid(
+        problems.note(AppError::invalid(
             "cycle_day",
             Code::InvalidCycleDay,
-            format!("cycle_day must be between 1 and {CYCLE_DAY_MAX} (every month has it)"),
+            format!("must be a day from 1 to {CYCLE_DAY_MAX} (every month has it)"),
         ));
     }
-    let offset = time::parse_offset(body.time_zone.trim()).ok_or_else(|| {
-        AppError::invalid(
+    let zone = time::Zone::parse(&body.time_zone);
+    if zone.is_none() {
+        problems.note(AppError::invalid(
             "time_zone",
             Code::InvalidTimeZone,
-            "time_zone must be UTC or an offset such as +03:00 or -05:30",
-        )
-    })?;
+            "a time zone such as Europe/Berlin or America/New_York, UTC, or a fixed offset such as +03:00",
+        ));
+    }
+    problems.finish()?;
+    let Some(zone) = zone else { return Err(AppError::Internal("a zone passed its check without a value".into())) };
     let before = s.payments.billing_settings(party.id)?.unwrap_or_else(|| BillingSettings::default_for(party.id));
     let settings = BillingSettings {
         party: party.id,
         cycle_day: body.cycle_day as u8,
-        utc_offset_min: offset,
+        time_zone: zone,
         updated_at: s.engine.clock().now(),
     };
-    let view =
-        |b: &BillingSettings| json!({ "cycle_day": b.cycle_day, "time_zone": time::format_offset(b.utc_offset_min) });
+    let view = |b: &BillingSettings| json!({ "cycle_day": b.cycle_day, "time_zone": b.time_zone.name() });
     let audit = s.audit_entry(
         who,
         Some(party.id),

@@ -76,6 +76,8 @@ impl Principal {
 pub struct AppConfig {
     /// Let webhook endpoints be registered at loopback, private and link-local addresses.
     pub allow_private_webhooks: bool,
+    /// The server's time zone: the days of customers without a zone of their own.
+    pub zone: purse_core::time::Zone,
 }
 
 /// Entries past which the caches of facts that never change start over (a bound, not a
@@ -124,6 +126,12 @@ pub struct Stores {
 }
 
 impl App {
+    /// The time zone a customer's days are counted in: its billing settings', else the
+    /// server's. Blocking.
+    pub fn zone_of(&self, party: PartyId) -> AppResult<purse_core::time::Zone> {
+        Ok(self.payments.billing_settings(party)?.map_or_else(|| self.config.zone.clone(), |b| b.time_zone))
+    }
+
     pub fn new(engine: Arc<Engine>, stores: Stores, config: AppConfig) -> App {
         let Stores { access, alerts, payments, credit, rating, grants } = stores;
         App {

@@ -105,6 +105,7 @@ actions! {
     Logout = "logout", "log out", ANYONE, Read;
     Home = "home", "see the portal's home and settings pages", ANYONE, Read;
     ChangeOwnPassword = "changeOwnPassword", "change their own password", ANYONE, Read;
+    ChooseOwnLanguage = "chooseOwnLanguage", "choose the portal's language for themselves", ANYONE, Read;
     // Currencies and parties.
     CreateCurrency = "createCurrency", "configure currencies", OPERATOR, Write;
     ListCurrencies = "listCurrencies", "list currencies", ANYONE, Read;
@@ -133,6 +134,8 @@ actions! {
     GetTransfer = "getTransfer", "see a transfer", ANYONE, Read;
     CreateReversal = "createReversal", "reverse transfers", OPERATOR, Write;
     CreateAdjustment = "createAdjustment", "adjust balances", STAFF, Write;
+    GetMasterWallet = "getMasterWallet", "see resellers' master wallets and what they funded", STAFF, Read;
+    IssueCredit = "issueCredit", "issue credit from a master wallet", STAFF, Write;
     CreateHold = "createHold", "place holds", STAFF, Write;
     GetHold = "getHold", "see a hold", ANYONE, Read;
     CaptureHold = "captureHold", "capture holds", STAFF, Write;

@@ -181,11 +181,11 @@ impl App {
         }
         let max_units = r.max_units.unwrap_or(crate::rating::QUANTITY_MAX);
         if max_units == 0 || max_units > crate::rating::QUANTITY_MAX {
-            return Err(AppError::invalid("max_units", Code::InvalidQuantity, "max_units must be 1 to 10^12"));
+            return Err(AppError::invalid("max_units", Code::InvalidQuantity, "must be 1 to 10^12"));
         }
         let ttl_s = r.ttl_seconds.unwrap_or(TTL_DEFAULT_S);
         if !(5..=86_400).contains(&ttl_s) {
-            return Err(AppError::invalid("ttl_seconds", Code::InvalidQuantity, "ttl_seconds must be 5 to 86,400"));
+            return Err(AppError::invalid("ttl_seconds", Code::InvalidQuantity, "must be 5 to 86,400 seconds"));
         }
         let tenant = tenant_number(who.role);
         let rated = self.rate_usage(&account, &usage)?;

@@ -12,7 +12,7 @@
 
 use crate::model::Timestamp;
 use crate::money::Currency;
-use crate::time::{civil_from_days, days_from_civil, DAY_US};
+use crate::time::{civil_from_days, days_from_civil, Zone, DAY_US};
 
 /// Longest cycle day: every month has it.
 pub const CYCLE_DAY_MAX: u8 = 28;
@@ -52,12 +52,10 @@ pub fn round_total(subtotal: i64, carry_in: i64, scale: u8, precision: u8) -> (i
     (total, i64::try_from(exact - i128::from(total)).unwrap_or(0))
 }
 
-/// The start (local midnight on `cycle_day`, at `offset_min` minutes east of UTC) of the
+/// The start (local midnight on `cycle_day` in `zone`, whatever its offset that day) of the
 /// monthly billing cycle that `now` falls in.
-pub fn cycle_start(now: Timestamp, cycle_day: u8, offset_min: i32) -> Timestamp {
-    let offset = i64::from(offset_min) * 60_000_000;
-    let local_day = (now.0 + offset).div_euclid(DAY_US);
-    let (y, m, d) = civil_from_days(local_day);
+pub fn cycle_start(now: Timestamp, cycle_day: u8, zone: &Zone) -> Timestamp {
+    let (y, m, d) = civil_from_days(zone.day_of(now));
     let day = i64::from(cycle_day.clamp(1, CYCLE_DAY_MAX));
     let (y, m) = if d >= day {
         (y, m)
@@ -66,13 +64,13 @@ pub fn cycle_start(now: Timestamp, cycle_day: u8, offset_min: i32) -> Timestamp 
     } else {
         (y, m - 1)
     };
-    Timestamp(days_from_civil(y, m, day) * DAY_US - offset)
+    zone.day_start(days_from_civil(y, m, day))
 }
 
 /// The start of the cycle after the one starting at `start`.
-pub fn next_cycle_start(start: Timestamp, cycle_day: u8, offset_min: i32) -> Timestamp {
+pub fn next_cycle_start(start: Timestamp, cycle_day: u8, zone: &Zone) -> Timestamp {
     // 32 days on from any cycle start lands in the next cycle, never the one after.
-    cycle_start(Timestamp(start.0 + 32 * DAY_US), cycle_day, offset_min)
+    cycle_start(Timestamp(start.0 + 32 * DAY_US), cycle_day, zone)
 }
 
 /// A payment with what is left of it to allocate.
@@ -161,16 +159,39 @@ mod tests {
     #[test]
     fn cycles_start_at_local_midnight_of_the_cycle_day() {
         let t = |s: &str| parse(s).unwrap();
-        assert_eq!(format(cycle_start(t("2026-03-15T10:00:00Z"), 1, 0)), "2026-03-01T00:00:00.000000Z");
-        assert_eq!(format(cycle_start(t("2026-03-15T10:00:00Z"), 20, 0)), "2026-02-20T00:00:00.000000Z");
-        assert_eq!(format(cycle_start(t("2026-01-05T00:00:00Z"), 28, 0)), "2025-12-28T00:00:00.000000Z");
+        let (utc, plus3, minus5) = (Zone::utc(), Zone::fixed(180), Zone::fixed(-300));
+        assert_eq!(format(cycle_start(t("2026-03-15T10:00:00Z"), 1, &utc)), "2026-03-01T00:00:00.000000Z");
+        assert_eq!(format(cycle_start(t("2026-03-15T10:00:00Z"), 20, &utc)), "2026-02-20T00:00:00.000000Z");
+        assert_eq!(format(cycle_start(t("2026-01-05T00:00:00Z"), 28, &utc)), "2025-12-28T00:00:00.000000Z");
         // At +03:00 the cycle of the 1st starts at 21:00 UTC the day before.
-        assert_eq!(format(cycle_start(t("2026-02-28T21:30:00Z"), 1, 180)), "2026-02-28T21:00:00.000000Z");
-        assert_eq!(format(cycle_start(t("2026-02-28T20:30:00Z"), 1, 180)), "2026-01-31T21:00:00.000000Z");
-        assert_eq!(format(cycle_start(t("2026-03-01T04:00:00Z"), 1, -300)), "2026-02-01T05:00:00.000000Z");
-        let start = cycle_start(t("2026-12-10T00:00:00Z"), 5, 0);
-        assert_eq!(format(next_cycle_start(start, 5, 0)), "2027-01-05T00:00:00.000000Z");
-        assert_eq!(format(next_cycle_start(t("2026-01-28T00:00:00Z"), 28, 0)), "2026-02-28T00:00:00.000000Z");
+        assert_eq!(format(cycle_start(t("2026-02-28T21:30:00Z"), 1, &plus3)), "2026-02-28T21:00:00.000000Z");
+        assert_eq!(format(cycle_start(t("2026-02-28T20:30:00Z"), 1, &plus3)), "2026-01-31T21:00:00.000000Z");
+        assert_eq!(format(cycle_start(t("2026-03-01T04:00:00Z"), 1, &minus5)), "2026-02-01T05:00:00.000000Z");
+        let start = cycle_start(t("2026-12-10T00:00:00Z"), 5, &utc);
+        assert_eq!(format(next_cycle_start(start, 5, &utc)), "2027-01-05T00:00:00.000000Z");
+        assert_eq!(format(next_cycle_start(t("2026-01-28T00:00:00Z"), 28, &utc)), "2026-02-28T00:00:00.000000Z");
+    }
+
+    #[test]
+    fn issue_23_cycles_follow_daylight_saving_in_a_named_zone() {
+        let t = |s: &str| parse(s).unwrap();
+        let ny = Zone::parse("America/New_York").unwrap();
+        // New York leaves standard time (-05:00) on 8 March 2026 and returns on 1 November.
+        let march = cycle_start(t("2026-03-15T10:00:00Z"), 1, &ny);
+        assert_eq!(format(march), "2026-03-01T05:00:00.000000Z", "midnight EST");
+        let april = next_cycle_start(march, 1, &ny);
+        assert_eq!(format(april), "2026-04-01T04:00:00.000000Z", "midnight EDT: an hour earlier in UTC");
+        let november = cycle_start(t("2026-11-20T00:00:00Z"), 1, &ny);
+        assert_eq!(format(november), "2026-11-01T04:00:00.000000Z", "1 November starts in EDT");
+        assert_eq!(format(next_cycle_start(november, 1, &ny)), "2026-12-01T05:00:00.000000Z");
+        // A fixed offset would have drifted by the hour: -05:00 all year puts April's start at 05:00Z.
+        assert_eq!(
+            format(cycle_start(t("2026-04-15T00:00:00Z"), 1, &Zone::fixed(-300))),
+            "2026-04-01T05:00:00.000000Z"
+        );
+        // Where a change skips midnight (Santiago, 6 September 2026), the day starts at 01:00.
+        let santiago = Zone::parse("America/Santiago").unwrap();
+        assert_eq!(format(cycle_start(t("2026-09-10T12:00:00Z"), 6, &santiago)), "2026-09-06T04:00:00.000000Z");
     }
 
     #[test]

@@ -192,9 +192,57 @@ pub fn recharge_due(s: &RechargeSettings, available: i128, used: Used) -> Option
     i64::try_from(amount).ok().map(Amount)
 }
 
+/// A cap that holds back a recharge that would otherwise be due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cap {
+    /// Recharges per day are used up.
+    Daily,
+    /// The month's cap would be passed.
+    Monthly,
+}
+
+/// The cap that stops a recharge now, when one is below its threshold and enabled.
+pub fn cap_reached(s: &RechargeSettings, available: i128, used: Used) -> Option<Cap> {
+    if !s.enabled || available >= i128::from(s.threshold.0) {
+        return None;
+    }
+    if used.today >= s.per_day_max {
+        return Some(Cap::Daily);
+    }
+    let amount = match s.target {
+        RechargeTarget::Amount(a) => i128::from(a.0),
+        RechargeTarget::Balance(t) => i128::from(t.0) - available,
+    };
+    match s.month_cap {
+        Some(cap) if amount > 0 && used.month + amount > i128::from(cap.0) => Some(Cap::Monthly),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn issue_23_a_cap_that_holds_back_a_due_recharge_is_named() {
+        let mut s = RechargeSettings {
+            enabled: true,
+            threshold: Amount(2000),
+            target: RechargeTarget::Amount(Amount(5000)),
+            per_day_max: 2,
+            month_cap: Some(Amount(12_000)),
+            ..RechargeSettings::off(PartyId(1), Timestamp(0))
+        };
+        let used = |today, month| Used { today, month };
+        assert_eq!(cap_reached(&s, 1000, used(1, 5000)), None, "a recharge is due");
+        assert!(recharge_due(&s, 1000, used(1, 5000)).is_some());
+        assert_eq!(cap_reached(&s, 1000, used(2, 5000)), Some(Cap::Daily));
+        assert_eq!(cap_reached(&s, 1000, used(1, 10_000)), Some(Cap::Monthly));
+        assert!(recharge_due(&s, 1000, used(1, 10_000)).is_none());
+        assert_eq!(cap_reached(&s, 3000, used(2, 10_000)), None, "above the threshold nothing is held back");
+        s.enabled = false;
+        assert_eq!(cap_reached(&s, 1000, used(2, 10_000)), None);
+    }
 
     fn settings(target: RechargeTarget) -> RechargeSettings {
         RechargeSettings {

@@ -146,6 +146,167 @@ pub fn format_offset(minutes: i32) -> String {
     format!("{sign}{:02}:{:02}", minutes.abs() / 60, minutes.abs() % 60)
 }
 
+/// A time zone: `UTC`, a fixed offset (`+03:00`) or an IANA name (`Europe/Berlin`), whose
+/// offset changes with daylight saving. Days, billing cycles and daily caps are counted in
+/// a customer's zone; the database of zones is built in (`jiff`), nothing is read at run time.
+#[derive(Clone, Debug)]
+pub struct Zone {
+    name: String,
+    tz: jiff::tz::TimeZone,
+}
+
+impl PartialEq for Zone {
+    fn eq(&self, other: &Zone) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for Zone {}
+
+impl Default for Zone {
+    fn default() -> Zone {
+        Zone::utc()
+    }
+}
+
+impl Zone {
+    pub fn utc() -> Zone {
+        Zone { name: "UTC".into(), tz: jiff::tz::TimeZone::UTC }
+    }
+
+    /// A fixed offset, minutes east of UTC.
+    pub fn fixed(minutes: i32) -> Zone {
+        match jiff::tz::Offset::from_seconds(minutes.saturating_mul(60)) {
+            Ok(offset) if minutes != 0 => Zone { name: format_offset(minutes), tz: jiff::tz::TimeZone::fixed(offset) },
+            _ => Zone::utc(),
+        }
+    }
+
+    /// `UTC`, `Z`, `+03:00` or an IANA name such as `America/New_York`; `None` for anything
+    /// else. Names are matched without regard to case and kept as the database spells them.
+    pub fn parse(text: &str) -> Option<Zone> {
+        let text = text.trim();
+        if let Some(minutes) = parse_offset(text) {
+            return Some(Zone::fixed(minutes));
+        }
+        if text.is_empty() || text.len() > 64 || !text.bytes().all(|b| b.is_ascii_graphic()) {
+            return None;
+        }
+        let tz = jiff::tz::TimeZone::get(text).ok()?;
+        let name = tz.iana_name().unwrap_or(text).to_owned();
+        Some(Zone { name, tz })
+    }
+
+    /// As stored and shown: `UTC`, `+03:00`, `Europe/Berlin`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Seconds east of UTC at `t` (it changes with daylight saving).
+    pub fn offset_s(&self, t: Timestamp) -> i64 {
+        let at = jiff::Timestamp::from_microsecond(t.0).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        i64::from(self.tz.to_offset(at).seconds())
+    }
+
+    /// The local day (days since 1970-01-01 on the local calendar) `t` falls on.
+    pub fn day_of(&self, t: Timestamp) -> i64 {
+        (t.0 + self.offset_s(t) * 1_000_000).div_euclid(DAY_US)
+    }
+
+    /// The first instant of a local day: local midnight, or the first time after it where a
+    /// daylight-saving change skips midnight.
+    pub fn day_start(&self, day: i64) -> Timestamp {
+        let start = civil(day)
+            .and_then(|(y, m, d)| jiff::civil::Date::new(y, m, d).ok())
+            .and_then(|date| date.to_zoned(self.tz.clone()).ok());
+        match start {
+            Some(z) => Timestamp(z.timestamp().as_microsecond()),
+            None => day_start(day),
+        }
+    }
+
+    /// A time for people in this zone: `6 Dec 2026, 15:24`.
+    pub fn format(&self, t: Timestamp) -> String {
+        let local = t.0 + self.offset_s(t) * 1_000_000;
+        let secs = local.div_euclid(1_000_000);
+        let rem = secs.rem_euclid(86_400);
+        format!("{}, {:02}:{:02}", format_day(secs.div_euclid(86_400)), rem / 3600, rem % 3600 / 60)
+    }
+
+    /// The local date of `t` for people: `6 Dec 2026`.
+    pub fn format_date(&self, t: Timestamp) -> String {
+        format_day(self.day_of(t))
+    }
+
+    /// The local date and time of `t` as a date-time input shows it: `2026-12-06T15:24`.
+    pub fn input_value(&self, t: Timestamp) -> String {
+        let local = t.0 + self.offset_s(t) * 1_000_000;
+        let secs = local.div_euclid(1_000_000);
+        let rem = secs.rem_euclid(86_400);
+        format!("{}T{:02}:{:02}", format_date(secs.div_euclid(86_400)), rem / 3600, rem % 3600 / 60)
+    }
+
+    /// A local date (`2026-12-31`) or date and time (`2026-12-31T18:00`, as a date-time
+    /// input sends it) in this zone, or an RFC 3339 time; a date alone is the end of that day
+    /// (the start of the next). `None` when it is none of these.
+    pub fn parse_local(&self, text: &str) -> Option<Timestamp> {
+        let text = text.trim();
+        if let Some(day) = parse_date(text) {
+            return Some(self.day_start(day + 1));
+        }
+        if let Some(t) = parse(text) {
+            return Some(t);
+        }
+        let (date, clock) = text.split_once(['T', ' '])?;
+        let day = parse_date(date)?;
+        let b = clock.as_bytes();
+        let (h, m, s): (i8, i8, i8) = match b.len() {
+            5 if b[2] == b':' => (clock[..2].parse().ok()?, clock[3..5].parse().ok()?, 0),
+            8 if b[2] == b':' && b[5] == b':' => {
+                (clock[..2].parse().ok()?, clock[3..5].parse().ok()?, clock[6..8].parse().ok()?)
+            }
+            _ => return None,
+        };
+        let (y, mo, d) = civil(day)?;
+        let local = jiff::civil::DateTime::new(y, mo, d, h, m, s, 0).ok()?;
+        let z = local.to_zoned(self.tz.clone()).ok()?;
+        Some(Timestamp(z.timestamp().as_microsecond()))
+    }
+}
+
+/// A day as jiff's (year, month, day), when it is in jiff's range.
+fn civil(day: i64) -> Option<(i16, i8, i8)> {
+    let (y, m, d) = civil_from_days(day);
+    Some((i16::try_from(y).ok()?, i8::try_from(m).ok()?, i8::try_from(d).ok()?))
+}
+
+/// Every IANA time zone name the built-in database knows, sorted (for choosers).
+pub fn zone_names() -> &'static [String] {
+    static NAMES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        let mut names: Vec<String> = jiff::tz::db()
+            .available()
+            .map(|n| n.as_str().to_owned())
+            .filter(|n| {
+                n.contains('/') && !n.starts_with("Etc/") && !n.starts_with("posix/") && !n.starts_with("right/")
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        names.insert(0, "UTC".into());
+        names
+    })
+}
+
+const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+/// A day for people: `6 Dec 2026`.
+pub fn format_day(day: i64) -> String {
+    let (y, m, d) = civil_from_days(day);
+    let month = usize::try_from(m).unwrap_or(1).clamp(1, 12);
+    format!("{d} {} {y}", MONTHS[month - 1])
+}
+
 /// A time for people: `2026-11-22 10:15 UTC`.
 pub fn format_short(t: Timestamp) -> String {
     let secs = t.0.div_euclid(1_000_000);
@@ -156,6 +317,32 @@ pub fn format_short(t: Timestamp) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn issue_23_zones_are_named_or_fixed_and_days_follow_daylight_saving() {
+        assert_eq!(Zone::parse("utc").unwrap().name(), "UTC", "names are kept as the database spells them");
+        assert_eq!(Zone::parse("UTC").unwrap().name(), "UTC");
+        assert_eq!(Zone::parse("+03:00").unwrap().name(), "+03:00");
+        assert_eq!(Zone::parse("europe/berlin").unwrap().name(), "Europe/Berlin");
+        assert!(Zone::parse("Mars/Olympus").is_none());
+        assert!(Zone::parse("Europe/Berlin\n").is_some(), "trimmed");
+        assert!(Zone::parse("../../etc/passwd").is_none());
+        let berlin = Zone::parse("Europe/Berlin").unwrap();
+        // Berlin moves to summer time at 01:00 UTC on 29 March 2026: 23:30 UTC the 28th is
+        // still the 28th locally (+01:00), 22:30 UTC the 29th is already the 30th (+02:00).
+        let t = |s: &str| parse(s).unwrap();
+        assert_eq!(format_date(berlin.day_of(t("2026-03-28T22:30:00Z"))), "2026-03-28");
+        assert_eq!(format_date(berlin.day_of(t("2026-03-29T22:30:00Z"))), "2026-03-30");
+        assert_eq!(format(berlin.day_start(berlin.day_of(t("2026-03-30T12:00:00Z")))), "2026-03-29T22:00:00.000000Z");
+        assert_eq!(format(berlin.day_start(berlin.day_of(t("2026-03-28T12:00:00Z")))), "2026-03-27T23:00:00.000000Z");
+        assert_eq!(berlin.format(t("2026-07-01T10:05:00Z")), "1 Jul 2026, 12:05");
+        assert_eq!(berlin.format(t("2026-12-01T10:05:00Z")), "1 Dec 2026, 11:05");
+        assert_eq!(berlin.input_value(t("2026-07-01T10:05:00Z")), "2026-07-01T12:05");
+        assert_eq!(berlin.parse_local("2026-07-01T12:05"), Some(t("2026-07-01T10:05:00Z")));
+        assert_eq!(berlin.parse_local("2026-12-31"), Some(t("2026-12-31T23:00:00Z")), "a date: the end of that day");
+        assert_eq!(berlin.parse_local("2026-12-31T23:59:00Z"), Some(t("2026-12-31T23:59:00Z")));
+        assert_eq!(berlin.parse_local("31/12/2026"), None);
+    }
 
     #[test]
     fn round_trips_and_refuses_what_is_not_rfc_3339() {

@@ -892,7 +892,10 @@ fn payment_schemas() -> Vec<(&'static str, Value)> {
             object(
                 &[
                     ("cycle_day", json!({ "type": "integer", "minimum": 1, "maximum": 28 })),
-                    ("time_zone", json!({ "type": "string", "pattern": "^(UTC|Z|[+-][0-9]{2}:[0-9]{2})$" })),
+                    (
+                        "time_zone",
+                        json!({ "type": "string", "maxLength": 64, "description": "An IANA time zone (Europe/Berlin), UTC, or a fixed offset (+03:00)" }),
+                    ),
                 ],
                 &[],
                 true,

@@ -298,7 +298,7 @@ fn profiles_page(viewer: &Viewer, profiles: &[(Profile, String)], form: Option<M
                             td { (p.sort_order) }
                             td { (p.max_quantity) }
                             td { (p.period_s / 3600) " h" }
-                            td { (p.rules.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>().join(", ")) }
+                            td { (p.rules.iter().map(|r| r.kind.title()).collect::<Vec<_>>().join(", ")) }
                             td { @if viewer.user.scope == Scope::ReadWrite { a.danger href=(format!("/profiles/{}/delete", p.id)) id=(format!("delete-{}", p.id)) { "Delete" } } }
                         }
                     }
@@ -643,10 +643,22 @@ pub async fn log(State(state): State<PortalState>, viewer: Viewer) -> Result<Res
     let viewer = Arc::new(viewer);
     let v = viewer.clone();
     let rows = read(&state, move |s| {
-        let found = api::visible_notifications(s, &v.who, None, None, 200)?;
+        let mut found = api::visible_notifications(s, &v.who, None, None, 200)?;
+        // Newest first, by when it happened (ids follow insertion, not the clock).
+        found.sort_by(|(a, _), (b, _)| b.at.cmp(&a.at).then(b.id.cmp(&a.id)));
+        let mut names: HashMap<u64, String> = HashMap::new();
         let mut rows = Vec::new();
         for (n, d) in &found {
-            rows.push(api::notification_view(n, d, &s.currency("currency", n.currency)?));
+            let name = match names.get(&n.party.0) {
+                Some(name) => name.clone(),
+                None => {
+                    let name =
+                        s.engine.reader().party(n.party)?.map_or_else(|| "A former customer".to_owned(), |p| p.name);
+                    names.insert(n.party.0, name.clone());
+                    name
+                }
+            };
+            rows.push((api::notification_view(n, d, &s.currency("currency", n.currency)?), name, n.kind.words()));
         }
         Ok(rows)
     })
@@ -657,16 +669,16 @@ pub async fn log(State(state): State<PortalState>, viewer: Viewer) -> Result<Res
             table id="notifications" {
                 thead { tr { th { "When" } th { "Customer" } th { "Rule" } th { "Threshold" } th { "Available" } th { "Deliveries" } th { "Message" } } }
                 tbody {
-                    @for n in &rows {
+                    @for (n, customer, kind) in &rows {
                         tr {
-                            td { (n["at"].as_str().unwrap_or("")) }
-                            td { (n["customer"]) }
-                            td { (n["kind"].as_str().unwrap_or("")) }
+                            td { (viewer.when_text(&n["at"])) }
+                            td { (customer) }
+                            td { (kind) }
                             td { (n["threshold"].as_str().unwrap_or("")) " " (n["currency"].as_str().unwrap_or("")) }
                             td { (n["available"].as_str().unwrap_or("")) }
                             td {
                                 @for d in n["deliveries"].as_array().into_iter().flatten() {
-                                    div { span.badge.ok[d["status"] == "sent"].closed[d["status"] == "failed"] { (d["status"].as_str().unwrap_or("")) } " " (d["channel"].as_str().unwrap_or("")) " " (d["target"].as_str().unwrap_or(""))
+                                    div { span.badge.ok[d["status"] == "sent"].closed[d["status"] == "failed"] { (crate::sentence(d["status"].as_str().unwrap_or(""))) } " " (match d["channel"].as_str() { Some("email") => "e-mail to", Some("webhook") => "webhook to", _ => "" }) " " (d["target"].as_str().unwrap_or(""))
                                         @if let Some(e) = d["last_error"].as_str() { " — " span.muted { (e) } } }
                                 }
                             }

@@ -40,9 +40,9 @@ struct Period {
 }
 
 impl Period {
-    /// From the query, defaulting to this month so far.
-    fn of(q: &HashMap<String, String>, now: Timestamp) -> Period {
-        let today = time::day_of(now);
+    /// From the query, defaulting to this month so far; days are the customer's (`zone`).
+    fn of(q: &HashMap<String, String>, now: Timestamp, zone: &time::Zone) -> Period {
+        let today = zone.day_of(now);
         let from_text = q.get("from").cloned().unwrap_or_else(|| time::format_date(time::month_start(today)));
         let to_text = q.get("to").cloned().unwrap_or_else(|| time::format_date(today));
         let mut p = Period { from_text, to_text, days: None, from_error: None, to_error: None };
@@ -98,7 +98,13 @@ fn rated_destination(t: &Transfer) -> Option<String> {
     })
 }
 
-fn report(s: &PortalState, wallet: &Account, from: Timestamp, to: Timestamp) -> Result<Report, PortalError> {
+fn report(
+    s: &PortalState,
+    wallet: &Account,
+    from: Timestamp,
+    to: Timestamp,
+    zone: &time::Zone,
+) -> Result<Report, PortalError> {
     let reader = s.engine.reader();
     let mut r = Report {
         entries: Vec::new(),
@@ -126,7 +132,7 @@ fn report(s: &PortalState, wallet: &Account, from: Timestamp, to: Timestamp) -> 
             }
             let debited = t.debit == wallet.id;
             if debited && t.kind == TransferKind::Charge {
-                *r.by_day.entry(time::day_of(t.posted_at)).or_default() += t.amount.0;
+                *r.by_day.entry(zone.day_of(t.posted_at)).or_default() += t.amount.0;
                 let service =
                     r.by_service.entry(t.service.clone().unwrap_or_else(|| "(no service)".into())).or_default();
                 service.0 += t.amount.0;
@@ -169,11 +175,11 @@ fn chart(period: (i64, i64), by_day: &BTreeMap<i64, i64>, currency: Currency) ->
                 @let x = left + (day - from) * plot_w / days;
                 @let h = (i128::from(*amount) * i128::from(plot_h) / i128::from(max)) as i64;
                 rect.bar x=(x + 1) y=(12 + plot_h - h) width=((bar_w - 2).max(1)) height=(h) {
-                    title { (time::format_date(*day)) ": " (money(currency, Amount(*amount))) }
+                    title { (time::format_day(*day)) ": " (money(currency, Amount(*amount))) }
                 }
             }
-            text x=(left) y=(height - 6) { (time::format_date(from)) }
-            text x=(width - 10) y=(height - 6) text-anchor="end" { (time::format_date(to)) }
+            text x=(left) y=(height - 6) { (time::format_day(from)) }
+            text x=(width - 10) y=(height - 6) text-anchor="end" { (time::format_day(to)) }
         }
     }
 }
@@ -191,7 +197,13 @@ struct Details {
     grants: Vec<purse_core::Grant>,
 }
 
-async fn load(state: &PortalState, viewer: &Viewer, id: u64, days: Option<(i64, i64)>) -> Result<Details, PortalError> {
+async fn load(
+    state: &PortalState,
+    viewer: &Viewer,
+    id: u64,
+    days: Option<(i64, i64)>,
+    zone: time::Zone,
+) -> Result<Details, PortalError> {
     let who = viewer.who;
     read(state, move |s| {
         let party = s.party_for(&who, id)?;
@@ -200,7 +212,7 @@ async fn load(state: &PortalState, viewer: &Viewer, id: u64, days: Option<(i64, 
         let (wallet, available, currency) = live(s, &account)?;
         let (report, invoiced) = match days {
             Some((f, t)) => {
-                let (from, to) = (time::day_start(f), time::day_start(t + 1));
+                let (from, to) = (zone.day_start(f), zone.day_start(t + 1));
                 let issued: Vec<_> = s
                     .payments
                     .invoices(Some(party.id), 1000)?
@@ -210,7 +222,7 @@ async fn load(state: &PortalState, viewer: &Viewer, id: u64, days: Option<(i64, 
                     })
                     .filter(|i| i.created_at >= from && i.created_at < to)
                     .collect();
-                (Some(report(s, &wallet, from, to)?), (issued.len(), issued.iter().map(|i| i.amount).sum()))
+                (Some(report(s, &wallet, from, to, &zone)?), (issued.len(), issued.iter().map(|i| i.amount).sum()))
             }
             None => (None, (0, 0)),
         };
@@ -241,30 +253,37 @@ pub async fn own_details(
     render(&state, &viewer, id, &q).await
 }
 
+/// The customer's time zone, which its days are counted in (whose customer it is, `load`
+/// checks).
+async fn zone_of(state: &PortalState, id: u64) -> Result<time::Zone, PortalError> {
+    read(state, move |s| Ok(s.zone_of(purse_core::PartyId(id))?)).await
+}
+
 async fn render(
     state: &PortalState,
     viewer: &Viewer,
     id: u64,
     q: &HashMap<String, String>,
 ) -> Result<Response, PortalError> {
-    let period = Period::of(q, state.engine.clock().now());
+    let zone = zone_of(state, id).await?;
+    let period = Period::of(q, state.engine.clock().now(), &zone);
     let page_no = match q.get("page").map(|p| p.parse::<usize>()) {
         None => 0,
         Some(Ok(n)) if n >= 1 => n - 1,
         Some(_) => return Err(PortalError::BadRequest("page must be a number from 1".into())),
     };
-    let d = load(state, viewer, id, period.days).await?;
+    let d = load(state, viewer, id, period.days, zone.clone()).await?;
     let own = viewer.own_customer() == Some(id);
     let base =
         if own { "/settings/account/billing/balance-details".to_owned() } else { format!("/customers/{id}/balance") };
     let c = d.currency;
     let body = html! {
-        (figures(&d.wallet, d.available, c))
+        (figures(viewer, &d.wallet, d.available, c))
         (super::payments::summary(&d.recharge, id))
         @if !d.grants.is_empty() {
             h2 { "Credit grants in force" }
             p.muted { "Included in the available balance for the services they are for; each grant's page says what it paid." }
-            (super::grants::table("balance-grants", &d.grants, c))
+            (super::grants::table(viewer, "balance-grants", &d.grants, c))
         }
         form.filters method="get" action=(base) id="period" {
             (page::field("From", "from", "date", &period.from_text, period.from_error.as_deref()))
@@ -276,11 +295,11 @@ async fn render(
         }
         @if let (Some(r), Some(days)) = (&d.report, period.days) {
             @if r.truncated { p.notice.bad { "This period has more postings than one page can add up; choose a shorter one." } }
-            h2 { "Consumption " span.muted { (money(c, Amount(r.consumed))) } }
-            p id="invoiced-period" {
-                "Invoiced in this period: " strong id="invoiced" { (money(c, Amount(d.invoiced.1))) } " (" (d.invoiced.0) (if d.invoiced.0 == 1 { " invoice" } else { " invoices" }) ") · uninvoiced now: "
-                strong id="uninvoiced-now" { (money(c, d.wallet.uninvoiced)) } " · "
-                a href=(format!("/customers/{id}/invoices")) id="invoices-link" { "Invoices and payments →" }
+            h2 { "Consumption" " " span.muted { (money(c, Amount(r.consumed))) } }
+            ul.facts id="invoiced-period" {
+                li { span { "Invoiced in this period" } " " strong id="invoiced" { (money(c, Amount(d.invoiced.1))) } " " span.muted { (if d.invoiced.0 == 1 { "1 invoice".to_owned() } else { format!("{} invoices", d.invoiced.0) }) } }
+                li { span { "Uninvoiced now" } " " strong id="uninvoiced-now" { (money(c, d.wallet.uninvoiced)) } }
+                li { a href=(format!("/customers/{id}/invoices")) id="invoices-link" { "Invoices and payments →" } }
             }
             (chart(days, &r.by_day, c))
             div.scroll {
@@ -313,7 +332,7 @@ async fn render(
                     thead { tr { th { "Day" } th.num { "Amount" } } }
                     tbody {
                         @for (day, amount) in r.by_day.iter().rev() {
-                            tr { td { (time::format_date(*day)) } td.num { (money(c, Amount(*amount))) } }
+                            tr { td { (time::format_day(*day)) } td.num { (money(c, Amount(*amount))) } }
                         }
                     }
                 }
@@ -324,7 +343,7 @@ async fn render(
                     thead { tr { th { "Posted" } th { "Kind" } th.num { "Amount" } } }
                     tbody {
                         @for t in &r.credits {
-                            tr { td { (time::format_short(t.posted_at)) } td { (t.kind.as_str()) } td.num { (money(c, t.amount)) } }
+                            tr { td { (viewer.when(t.posted_at)) } td { (page::words(t.kind.as_str())) } td.num { (money(c, t.amount)) } }
                         }
                         @if r.credits.is_empty() { tr { td colspan="3" .muted { "No payments or recharges in this period." } } }
                     }
@@ -333,7 +352,7 @@ async fn render(
             @let pages = r.entries.len().div_ceil(JOURNAL_PAGE).max(1);
             @let shown = r.entries.iter().skip(page_no * JOURNAL_PAGE).take(JOURNAL_PAGE).cloned().collect::<Vec<_>>();
             h2 { "Journal " span.muted { (r.entries.len()) " postings" } }
-            (journal_table("journal", &d.wallet, c, &shown))
+            (journal_table(viewer, "journal", &d.wallet, c, &shown))
             div.pager {
                 @if page_no > 0 { a id="prev" href=(format!("{base}?{}&page={}", period.query(), page_no)) { "← Newer" } }
                 span.muted { "Page " (page_no + 1) " of " (pages) }
@@ -367,12 +386,13 @@ pub async fn csv(
     PathId(id): PathId,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, PortalError> {
-    let period = Period::of(&q, state.engine.clock().now());
+    let zone = zone_of(&state, id).await?;
+    let period = Period::of(&q, state.engine.clock().now(), &zone);
     let Some(days) = period.days else {
         let message = period.from_error.or(period.to_error).unwrap_or_default();
         return Err(PortalError::BadRequest(format!("from/to: {message}")));
     };
-    let d = load(&state, &viewer, id, Some(days)).await?;
+    let d = load(&state, &viewer, id, Some(days), zone).await?;
     let report = d.report.ok_or(PortalError::NotFound)?;
     if report.truncated {
         return Err(PortalError::BadRequest(
@@ -444,14 +464,14 @@ mod tests {
         let q = |pairs: &[(&str, &str)]| {
             pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<HashMap<_, _>>()
         };
-        let p = Period::of(&q(&[]), now);
+        let p = Period::of(&q(&[]), now, &time::Zone::utc());
         assert_eq!((p.from_text.as_str(), p.to_text.as_str()), ("2026-11-01", "2026-11-22"));
         assert!(p.days.is_some());
-        let p = Period::of(&q(&[("from", "2026-11-30"), ("to", "2026-11-01")]), now);
+        let p = Period::of(&q(&[("from", "2026-11-30"), ("to", "2026-11-01")]), now, &time::Zone::utc());
         assert!(p.days.is_none() && p.to_error.is_some() && p.from_error.is_none());
-        let p = Period::of(&q(&[("from", "nope"), ("to", "2026-11-01")]), now);
+        let p = Period::of(&q(&[("from", "nope"), ("to", "2026-11-01")]), now, &time::Zone::utc());
         assert!(p.from_error.is_some() && p.to_error.is_none());
-        let p = Period::of(&q(&[("from", "2024-01-01"), ("to", "2026-01-01")]), now);
+        let p = Period::of(&q(&[("from", "2024-01-01"), ("to", "2026-01-01")]), now, &time::Zone::utc());
         assert!(p.to_error.unwrap().contains("366"));
     }
 }

@@ -73,7 +73,7 @@ async fn render(
             dt { "Permanent Credit Limit" } dd id="permanent-limit" { (text(&view["credit_limit"])) " " (currency) }
             @if postpaid {
                 dt { "Temporary Credit Limit Increase" } dd id="temporary-increase" { @if increase.is_null() { "None" } @else { (text(&increase["amount"])) " " (currency) } }
-                dt { "Valid Until" } dd id="valid-until" { @if increase.is_null() { "—" } @else { (text(&increase["valid_until"])) } }
+                dt { "Valid Until" } dd id="valid-until" { @if increase.is_null() { "—" } @else { (viewer.when_text(&increase["valid_until"])) } }
                 dt { "Effective credit limit" } dd id="effective-limit" { (text(&view["effective_credit_limit"])) " " (currency) }
             }
             dt { (if postpaid { "Credit Limit Warning Threshold" } else { "Low Funds Warning Threshold" }) }
@@ -100,7 +100,7 @@ async fn render(
                 @if postpaid {
                     (field("Temporary Credit Limit Increase (amount; empty for none)", "increase_amount", "text", &value("increase_amount", text(&increase["amount"])), error_for(&error, "temporary_increase.amount").or(error_for(&error, "temporary_increase"))))
                     (field("…or as a percentage of the permanent limit", "increase_percent", "text", &value("increase_percent", String::new()), error_for(&error, "temporary_increase.percent")))
-                    (field("Valid Until (RFC 3339, e.g. 2026-12-31T23:59:00Z)", "valid_until", "text", &value("valid_until", text(&increase["valid_until"])), error_for(&error, "temporary_increase.valid_until")))
+                    (field(&format!("Valid Until (date and time, {})", viewer.zone.name()), "valid_until", "datetime-local", &value("valid_until", increase["valid_until"].as_str().and_then(purse_core::time::parse).map(|t| viewer.zone.input_value(t)).unwrap_or_default()), error_for(&error, "temporary_increase.valid_until")))
                 }
                 (field("Reason (kept in the history)", "reason", "text", &value("reason", String::new()), error_for(&error, "reason")))
                 button type="submit" id="save-credit" { "Update" }
@@ -136,10 +136,10 @@ async fn render(
                     tbody {
                         @for h in &history {
                             tr {
-                                td { (text(&h["at"])) }
+                                td { (viewer.when_text(&h["at"])) }
                                 td { (match h["kind"].as_str() { Some("permanent") => "Permanent limit", Some("temporary") => "Temporary increase", _ => "Automatic revert" }) }
-                                td.num { (describe(&h["old"])) }
-                                td.num { (describe(&h["new"])) }
+                                td.num { (describe(&viewer, &h["old"])) }
+                                td.num { (describe(&viewer, &h["new"])) }
                                 td { (text(&h["by"])) }
                                 td { (text(&h["reason"])) }
                             }
@@ -161,11 +161,11 @@ async fn render(
     Ok(page::respond(status, page::layout(&title, Some(&viewer), &crumbs, body)))
 }
 
-/// `100.00 + 50.00 until 2026-12-31T…` or `100.00`.
-fn describe(state: &Value) -> String {
+/// `100.00 + 50.00 until 31 Dec 2026, 23:59` or `100.00`.
+fn describe(viewer: &Viewer, state: &Value) -> String {
     let limit = text(&state["credit_limit"]);
     match state["temporary_increase"].as_object() {
-        Some(i) => format!("{limit} + {} until {}", text(&i["amount"]), text(&i["valid_until"])),
+        Some(i) => format!("{limit} + {} until {}", text(&i["amount"]), viewer.when_text(&i["valid_until"])),
         None => limit,
     }
 }
@@ -179,8 +179,7 @@ pub async fn save(
     form: Form,
 ) -> Result<Response, PortalError> {
     viewer.check(&form)?;
-    let entered: HashMap<String, String> =
-        CREDIT_FIELDS.iter().map(|k| ((*k).to_owned(), form.get(k).trim().to_owned())).collect();
+    let entered = form.entered(&CREDIT_FIELDS);
     let viewer = Arc::new(viewer);
     let (v, e) = (viewer.clone(), entered.clone());
     let items = read(&state, move |s| {
@@ -196,7 +195,19 @@ pub async fn save(
         let increase = if billing == purse_core::Billing::Prepaid {
             None
         } else {
-            match (opt("increase_amount"), opt("increase_percent"), opt("valid_until")) {
+            // Valid Until is entered in the viewer's zone (a date-time input, or a date for the
+            // end of that day); what cannot be read goes on as typed, refused by name below.
+            let until = opt("valid_until").map(|u| v.zone.parse_local(&u).map_or(u, purse_core::time::format));
+            let typed_amount =
+                opt("increase_amount").filter(|a| current.is_none_or(|c| currency.parse(a).ok() != Some(c.amount)));
+            if typed_amount.is_some() && opt("increase_percent").is_some() {
+                let both = "give the increase as an amount or as a percentage, not both";
+                return Err(PortalError::Fields(vec![
+                    ("temporary_increase.amount".into(), both.into()),
+                    ("temporary_increase.percent".into(), both.into()),
+                ]));
+            }
+            match (opt("increase_amount"), opt("increase_percent"), until) {
                 (None, None, _) => current.map(|_| None),
                 (amount, percent, until) => {
                     let same = percent.is_none()
@@ -250,8 +261,7 @@ pub async fn save_settings(
     form: Form,
 ) -> Result<Response, PortalError> {
     viewer.check(&form)?;
-    let entered: HashMap<String, String> =
-        ["class", "subscriber_transfers"].iter().map(|k| ((*k).to_owned(), form.get(k).trim().to_owned())).collect();
+    let entered = form.entered(&["class", "subscriber_transfers"]);
     let viewer = Arc::new(viewer);
     let (v, e) = (viewer.clone(), entered.clone());
     let saved = read(&state, move |s| {
@@ -321,33 +331,48 @@ pub async fn audit(
         if let Some(p) = query.party {
             s.party_for(&who, p.0)?;
         }
-        Ok(s.credit.audit_log(&query)?)
+        let rows = s.credit.audit_log(&query)?;
+        let mut names: HashMap<u64, String> = HashMap::new();
+        for p in rows.iter().filter_map(|r| r.party) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(p.0) {
+                slot.insert(s.engine.reader().party(p)?.map_or_else(|| "A former party".to_owned(), |x| x.name));
+            }
+        }
+        Ok((rows, names))
     })
     .await?;
+    let (rows, names) = rows;
     let next = (rows.len() == 50).then(|| rows.last().map(|r| r.id)).flatten();
     let body = html! {
         form.filters method="get" action="/audit" id="audit-filter" {
-            (field("What (credit_limit, alert_settings, recharge_settings, profile, user, api_key, …)", "entity", "text", &f.entity, None))
+            (page::select("What changed", "entity", &AUDITED.map(|(code, name)| (code, name)), f.entity.trim(), None))
             (field("Who (e.g. user ann@example.com, key 3, scheduler)", "actor", "text", &f.actor, None))
             (field("Customer or reseller id", "party", "text", &f.party, None))
             button type="submit" id="filter" { "Filter" }
         }
         div.scroll {
             table id="audit-log" {
-                thead { tr { th { "When" } th { "Who" } th { "What" } th { "Party" } th { "Action" } th { "Before" } th { "After" } } }
+                thead { tr { th { "When" } th { "Who" } th { "What" } th { "Customer or reseller" } th { "Action" } th { "Changes" } } }
                 tbody {
                     @for e in &rows {
                         tr {
-                            td { (purse_core::time::format(e.at)) }
+                            td { (viewer.when(e.at)) }
                             td { (e.actor) }
-                            td { (e.entity) " " (e.entity_id) }
-                            td { (e.party.map(|p| p.to_string()).unwrap_or_default()) }
-                            td { (e.action) }
-                            td { code { (e.before.clone().unwrap_or_default()) } }
-                            td { code { (e.after.clone().unwrap_or_default()) } }
+                            td { (AUDITED.iter().find(|(code, _)| *code == e.entity).map_or_else(|| page::words(&e.entity), |(_, name)| (*name).to_owned())) }
+                            td { (e.party.and_then(|p| names.get(&p.0)).map_or("The operator", String::as_str)) }
+                            td { (page::words(&e.action)) }
+                            td {
+                                ul.changes {
+                                    @for (field, was, now) in changes(&viewer.zone, e.before.as_deref(), e.after.as_deref()) {
+                                        li { (field) ": "
+                                            @if let Some(w) = was { span.was { (w) } " → " }
+                                            (now.unwrap_or_else(|| "removed".into())) }
+                                    }
+                                }
+                            }
                         }
                     }
-                    @if rows.is_empty() { tr { td colspan="7" .muted { "No changes match." } } }
+                    @if rows.is_empty() { tr { td colspan="6" .muted { "No changes match." } } }
                 }
             }
         }
@@ -357,6 +382,83 @@ pub async fn audit(
     };
     Ok(page::ok(page::layout("Audit log", Some(&viewer), &[("Settings", "/settings"), ("Audit log", "")], body)))
 }
+
+/// What an audit entry changed, field by field in words: (field, before, after); a field
+/// that is new has no before, one that went has no after.
+fn changes(
+    zone: &purse_core::time::Zone,
+    before: Option<&str>,
+    after: Option<&str>,
+) -> Vec<(String, Option<String>, Option<String>)> {
+    fn flat(zone: &purse_core::time::Zone, prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
+        match v {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    flat(zone, &key, v, out);
+                }
+            }
+            other => out.push((prefix.to_owned(), shown(zone, other))),
+        }
+    }
+    fn shown(zone: &purse_core::time::Zone, v: &Value) -> String {
+        match v {
+            Value::Null => "none".into(),
+            Value::Bool(true) => "yes".into(),
+            Value::Bool(false) => "no".into(),
+            Value::String(s) => purse_core::time::parse(s)
+                .filter(|_| s.len() >= 20 && s.as_bytes().get(10) == Some(&b'T'))
+                .map_or_else(|| s.clone(), |t| zone.format(t)),
+            Value::Array(items) if items.is_empty() => "none".into(),
+            Value::Array(items) => items.iter().map(|i| shown(zone, i)).collect::<Vec<_>>().join(", "),
+            other => other.to_string(),
+        }
+    }
+    let read = |text: Option<&str>| -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Some(v) = text.and_then(|t| serde_json::from_str::<Value>(t).ok()) {
+            flat(zone, "", &v, &mut out);
+        }
+        out
+    };
+    let (was, now) = (read(before), read(after));
+    let mut out = Vec::new();
+    for (k, v) in &now {
+        let old = was.iter().find(|(w, _)| w == k).map(|(_, x)| x.clone());
+        if old.as_ref() != Some(v) {
+            out.push((page::field_name(k), old, Some(v.clone())));
+        }
+    }
+    for (k, v) in &was {
+        if !now.iter().any(|(n, _)| n == k) && after.is_some() {
+            out.push((page::field_name(k), Some(v.clone()), None));
+        }
+    }
+    if after.is_none() {
+        out = was.into_iter().map(|(k, v)| (page::field_name(&k), Some(v), None)).collect();
+    }
+    out
+}
+
+/// What the audit log records changes of, as the filter offers them.
+const AUDITED: [(&str, &str); 16] = [
+    ("", "Anything"),
+    ("credit_limit", "Credit limit"),
+    ("credit_settings", "Class and transfers"),
+    ("customer_class", "Customer class"),
+    ("alert_settings", "Alert settings"),
+    ("profile", "Low Balance Profile"),
+    ("recharge_settings", "Automatic recharge"),
+    ("card", "Saved card"),
+    ("billing_settings", "Billing cycle"),
+    ("invoice", "Invoice"),
+    ("transfer", "Money moved by staff"),
+    ("rate_plan", "Rate plan"),
+    ("user", "Portal user"),
+    ("api_key", "API key"),
+    ("webhook_endpoint", "Webhook endpoint"),
+    ("grant", "Credit grant"),
+];
 
 /// Percent-encodes a query value.
 fn enc(text: &str) -> String {
@@ -473,8 +575,7 @@ pub async fn save_class(
         Some(axum::extract::Path(id)) => id.parse().map_err(|_| PortalError::NotFound)?,
         None => 0,
     };
-    let entered: HashMap<String, String> =
-        CLASS_FIELDS.iter().map(|k| ((*k).to_owned(), form.get(k).trim().to_owned())).collect();
+    let entered = form.entered(&CLASS_FIELDS);
     let number = |k: &str, field: &str| -> Result<Option<u32>, PortalError> {
         match entered[k].as_str() {
             "" => Ok(None),

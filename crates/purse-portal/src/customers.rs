@@ -14,7 +14,6 @@ use super::{read, PortalError};
 use crate::PortalState;
 use purse_app::accounts::live;
 use purse_app::parse::clamp;
-use purse_core::time;
 
 /// Customers shown per page of the list, and parties read at most to fill one.
 const PAGE_ROWS: usize = 50;
@@ -201,7 +200,7 @@ pub fn kind_name(kind: AccountKind) -> &'static str {
 }
 
 /// An account's balance parts, as the figures at the top of a page.
-pub fn figures(a: &Account, available: i128, currency: Currency) -> Markup {
+pub fn figures(viewer: &Viewer, a: &Account, available: i128, currency: Currency) -> Markup {
     let increase = a.temporary_increase.map(|t| t.amount).unwrap_or(Amount::ZERO);
     html! {
         div.figures id="figures" {
@@ -211,30 +210,34 @@ pub fn figures(a: &Account, available: i128, currency: Currency) -> Markup {
             div.figure { div.label { "Uninvoiced amount" } div.value id="uninvoiced" { (money(currency, a.uninvoiced)) } }
             div.figure { div.label { "Credit limit" } div.value id="credit-limit" { (money(currency, a.credit_limit)) } }
             @if let Some(t) = a.temporary_increase {
-                div.figure { div.label { "Temporary increase" } div.value { (money(currency, increase)) } div.muted { "until " (time::format_short(t.valid_until)) } }
+                div.figure { div.label { "Temporary increase" } div.value { (money(currency, increase)) } div.muted { "until " (viewer.when(t.valid_until)) } }
             }
         }
     }
 }
 
 /// Journal rows of `account`: time, kind, service, change, balance after.
-pub fn journal_table(id: &str, account: &Account, currency: Currency, entries: &[Transfer]) -> Markup {
+pub fn journal_table(viewer: &Viewer, id: &str, account: &Account, currency: Currency, entries: &[Transfer]) -> Markup {
     html! {
         div.scroll {
             table id=(id) {
-                thead { tr { th { "Posted" } th { "Kind" } th.optional { "Service" } th.num { "Amount" } th.num { "Balance after" } } }
+                @let staff = viewer.may(purse_app::policy::Action::CreateAdjustment);
+                thead { tr { th { "Posted" } th { "Kind" } th.optional { "Service" } th.num { "Amount" } th.num { "Balance after" } @if staff { th {} } } }
                 tbody {
                     @for t in entries {
                         @let debited = t.debit == account.id;
                         tr {
-                            td { (time::format_short(t.posted_at)) }
-                            td { (t.kind.as_str()) }
+                            td { (viewer.when(t.posted_at)) }
+                            td { (page::words(t.kind.as_str())) }
                             td.optional { (t.service.as_deref().unwrap_or("")) }
                             td.num.neg[debited] { (money(currency, if debited { Amount(-t.amount.0) } else { t.amount })) }
                             td.num { (money(currency, if debited { t.debit_balance } else { t.credit_balance })) }
+                            @if staff {
+                                td { @if crate::adjust::reversible(t.kind) { a href=(format!("/transfers/{}/adjust", t.id.0)) class="reverse-link" { "Reverse…" } } }
+                            }
                         }
                     }
-                    @if entries.is_empty() { tr { td colspan="5" .muted { "No postings." } } }
+                    @if entries.is_empty() { tr { td colspan="6" .muted { "No postings." } } }
                 }
             }
         }
@@ -311,7 +314,7 @@ pub async fn show(
             (billing(&o.party)) " customer · " (currency.code) " · client id " (viewer.who.shown_client_id(&o.party.client_id))
             " · " (Standing::of(wallet, *available).badge())
         }
-        (figures(wallet, *available, *currency))
+        (figures(&viewer, wallet, *available, *currency))
         p { a href=(details) id="balance-details" { "Balance Details →" } " · " a href=(format!("/customers/{id}/alerts")) id="alerts" { "Alerts and warning thresholds →" } " · " a href=(format!("/customers/{id}/recharge")) id="payment-settings" { "Payment settings and Pay Now →" } " · " a href=(format!("/customers/{id}/credit")) id="balance-credits" { "Balance & Credits →" } " · " a href=(format!("/customers/{id}/invoices")) id="invoices" { "Invoices and payments →" } " · " a href=(format!("/customers/{id}/grants")) id="grants-link" { "Credit grants →" } }
         h2 { "Subscriber accounts" }
         div.scroll {
@@ -333,11 +336,11 @@ pub async fn show(
         }
         @if !o.grants.is_empty() {
             h2 { "Credit grants in force" }
-            (crate::grants::table("customer-grants", &o.grants, *currency))
+            (crate::grants::table(&viewer, "customer-grants", &o.grants, *currency))
         }
         (crate::rating::customer_section(&viewer, id, o.rating.0.as_ref(), &o.rating.1, &o.rating.2, &o.rating.3))
         h2 { "Recent postings" }
-        (journal_table("recent", wallet, *currency, &o.recent))
+        (journal_table(&viewer, "recent", wallet, *currency, &o.recent))
     };
     let crumbs: Vec<(&str, &str)> = if viewer.own_customer().is_none() {
         vec![("Customers", "/customers"), (o.party.name.as_str(), "")]

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{html, Markup};
 use purse_app::grants::GrantRequest;
-use purse_core::{Currency, Grant, GrantState, Item, PartyKind, Role, Scope};
+use purse_core::{Currency, Grant, GrantState, PartyKind, Role, Scope};
 
 use super::page::{self, field, money, select};
 use super::session::{Form, PathId, Viewer};
@@ -37,12 +37,12 @@ fn state_name(s: GrantState) -> &'static str {
     }
 }
 
-fn expires(g: &Grant) -> String {
-    g.expires_at.map_or_else(|| "Never".to_owned(), purse_core::time::format_short)
+fn expires(viewer: &Viewer, g: &Grant) -> String {
+    g.expires_at.map_or_else(|| "Never".to_owned(), |t| viewer.when(t))
 }
 
 /// A table of grants: kind, granted, remaining, expiry, scope, state; each links to its page.
-pub fn table(id: &str, grants: &[Grant], currency: Currency) -> Markup {
+pub fn table(viewer: &Viewer, id: &str, grants: &[Grant], currency: Currency) -> Markup {
     html! {
         div.scroll {
             table id=(id) {
@@ -53,7 +53,7 @@ pub fn table(id: &str, grants: &[Grant], currency: Currency) -> Markup {
                             td { a href=(format!("/grants/{}", g.id)) { (purse_app::grants::kind_label(&g.kind)) } }
                             td.num { (money(currency, g.amount)) }
                             td.num { (money(currency, g.remaining)) }
-                            td { (expires(g)) }
+                            td { (expires(viewer, g)) }
                             td { @if g.scope.is_empty() { "Any service" } @else { (g.scope.join(", ")) } }
                             td.num { (g.priority) }
                             td { (state_name(g.state)) }
@@ -107,10 +107,10 @@ async fn render(
             "lowest priority number first, then the soonest to expire, then the oldest. What is left at its expiry is breakage."
         }
         p id="grants-total" { "In force: " strong { (money(currency, purse_core::Amount(remaining))) } }
-        (table("grants", &in_force, currency))
+        (table(&viewer, "grants", &in_force, currency))
         @if !closed.is_empty() {
             h2 { "Used up, expired and voided" }
-            (table("closed-grants", &closed, currency))
+            (table(&viewer, "closed-grants", &closed, currency))
         }
         @if may_grant(&viewer) {
             h2 { "Give credit" }
@@ -121,7 +121,7 @@ async fn render(
                 (select("Kind", "kind", &KINDS, if value("kind").is_empty() { "promotional" } else { value("kind") }, err("kind")))
                 (select("Paid by (purchased credit)", "paid_by", &[("", "Not purchased"), ("card", "Card"), ("cash", "Cash"), ("bank_transfer", "Bank transfer"), ("cheque", "Cheque")], value("paid_by"), err("paid_by")))
                 (field("Priority (1 is used first)", "priority", "number", if value("priority").is_empty() { "10" } else { value("priority") }, err("priority")))
-                (field("Valid through (date, UTC; empty: never expires)", "expires_on", "date", value("expires_on"), err("expires_at")))
+                (field("Valid through (date; empty: never expires)", "expires_on", "date", value("expires_on"), err("expires_at")))
                 (field("Only for services (comma-separated; empty: any)", "scope", "text", value("scope"), err("scope")))
                 (field("Reason", "reason", "text", value("reason"), err("reason")))
                 button type="submit" id="give-credit" { "Give credit" }
@@ -147,8 +147,7 @@ pub async fn create(
 ) -> Result<Response, PortalError> {
     viewer.check(&form)?;
     let names = ["amount", "kind", "paid_by", "priority", "expires_on", "scope", "reason", "request"];
-    let entered: HashMap<String, String> =
-        names.iter().map(|k| ((*k).to_owned(), form.get(k).trim().to_owned())).collect();
+    let entered = form.entered(&names);
     let viewer = Arc::new(viewer);
     let (v, e) = (viewer.clone(), entered.clone());
     let made = read(&state, move |s| {
@@ -165,8 +164,8 @@ pub async fn create(
             Some(d) => {
                 let day = purse_core::time::parse_date(&d)
                     .ok_or_else(|| PortalError::field("expires_at", "choose a date such as 2027-01-31"))?;
-                // Valid through the whole day: it expires when the next one starts.
-                Some(purse_core::time::format(purse_core::time::day_start(day + 1)))
+                // Valid through the whole day in the viewer's zone: it expires when the next starts.
+                Some(purse_core::time::format(v.zone.day_start(day + 1)))
             }
         };
         let request = GrantRequest {
@@ -195,12 +194,7 @@ pub async fn create(
         Err(PortalError::Fields(errors)) => return render(state, viewer, id, entered, errors).await,
         Err(other) => return Err(other),
     };
-    let results = state
-        .engine
-        .submit_async(vec![Item::single(command)])
-        .await
-        .map_err(|e| PortalError::Internal(e.to_string()))?;
-    match purse_app::accounts::outcome(&results) {
+    match super::submit(&state, command).await? {
         Ok(_) => Ok(done(&format!("/customers/{id}/grants"), "Credit granted.")),
         Err(e) => match PortalError::keep_field(e) {
             PortalError::Fields(errors) => render(state, viewer, id, entered, errors).await,
@@ -245,11 +239,11 @@ async fn show_page(
             div { dt { "State" } dd id="state" { (state_name(g.state)) } }
         }
         p {
-            "In force from " (purse_core::time::format_short(g.effective_at)) "; expires: " (expires(g)) ". "
+            "In force from " (viewer.when(g.effective_at)) "; expires: " (expires(&viewer, g)) ". "
             "For: " @if g.scope.is_empty() { "any service" } @else { (g.scope.join(", ")) } ". Priority " (g.priority) "."
         }
         @if let Some(r) = &g.reason { p { "Why: " (r) } }
-        @if viewer.user.role == Role::Operator { p.muted { "Granted by " (g.by) " on " (purse_core::time::format_short(g.created_at)) "." } }
+        @if viewer.user.role == Role::Operator { p.muted { "Granted by " (g.by) " on " (viewer.when(g.created_at)) "." } }
         h2 { "What it paid" }
         div.scroll {
             table id="grant-uses" {
@@ -257,7 +251,7 @@ async fn show_page(
                 tbody {
                     @for u in &uses {
                         tr {
-                            td { (purse_core::time::format_short(u.at)) }
+                            td { (viewer.when(u.at)) }
                             td { (use_name(u.kind)) }
                             td.num { (money(c, u.amount)) }
                         }
@@ -301,12 +295,7 @@ pub async fn void(
             }
             Err(other) => return Err(other),
         };
-    let results = state
-        .engine
-        .submit_async(vec![Item::single(command)])
-        .await
-        .map_err(|e| PortalError::Internal(e.to_string()))?;
-    match purse_app::accounts::outcome(&results) {
+    match super::submit(&state, command).await? {
         Ok(_) => Ok(done(&format!("/grants/{id}"), "The grant was voided: what was left went back.")),
         Err(purse_app::AppError::Rejected(r)) => show_page(state, viewer, id, Some(r.to_string())).await,
         Err(e) => Err(PortalError::from(e)),

@@ -31,11 +31,6 @@ fn s(v: &Value) -> &str {
     v.as_str().unwrap_or("")
 }
 
-/// A time for people: `2026-12-01 23:00`.
-fn when(v: &Value) -> String {
-    v.as_str().and_then(purse_core::time::parse).map(purse_core::time::format_short).unwrap_or_default()
-}
-
 /// An amount to subtract, as shown: `0.0022` becomes `-0.0022`, `-0.0010` becomes `0.0010`.
 fn negated(v: &Value) -> String {
     let text = s(v);
@@ -44,10 +39,6 @@ fn negated(v: &Value) -> String {
         None if text.trim_start_matches(['0', '.']).is_empty() => text.to_owned(),
         None => format!("-{text}"),
     }
-}
-
-fn day(v: &Value) -> &str {
-    v.as_str().map_or("", |t| &t[..t.len().min(10)])
 }
 
 /// `/customers/{id}/invoices`.
@@ -95,14 +86,14 @@ async fn render_list(
         div.figures {
             div.figure { div.label { "Unallocated payments" } div.value id="unallocated" { (unallocated) " " (currency) } }
             div.figure { div.label { "Billing cycle" } div.value id="billing-cycle" { "monthly, day " (billing["cycle_day"]) ", " (s(&billing["time_zone"])) } }
-            div.figure { div.label { "Next invoice" } div.value id="next-invoice" { (day(&billing["next_invoice_at"])) } }
+            div.figure { div.label { "Next invoice" } div.value id="next-invoice" { (viewer.date_text(&billing["next_invoice_at"])) } }
         }
         p.muted { "Payments are applied to open invoices oldest first; what is left is an unallocated payment, applied to the next invoices automatically. It is not a cash reserve: every payment was credited to the balance when it was received." }
         @if staff {
             form.card method="post" action=(format!("/customers/{id}/billing-settings")) id="billing-form" {
                 input type="hidden" name="csrf" value=(viewer.csrf);
                 (field("Cycle day (1-28)", "cycle_day", "text", &value("cycle_day", billing["cycle_day"].to_string()), error_for(&error, "cycle_day")))
-                (field("Time zone (UTC or +03:00)", "time_zone", "text", &value("time_zone", s(&billing["time_zone"]).to_owned()), error_for(&error, "time_zone")))
+                (page::zone_field("Time zone (e.g. Europe/Berlin; days, cycles and caps follow it)", "time_zone", &value("time_zone", s(&billing["time_zone"]).to_owned()), error_for(&error, "time_zone")))
                 button type="submit" id="save-billing" { "Save billing cycle" }
             }
             form.inline method="post" action=(format!("/customers/{id}/invoices")) id="issue-form" {
@@ -119,13 +110,13 @@ async fn render_list(
                     @for i in &invoices {
                         tr {
                             td { a.invoice-link href=(format!("/invoices/{}", i["id"])) { (s(&i["number"])) } }
-                            td { (s(&i["kind"]).replace('_', "-")) }
-                            td { (day(&i["created_at"])) }
-                            td { @if i["period_start"].is_string() { (day(&i["period_start"])) " – " (day(&i["period_end"])) } }
+                            td { (page::words(s(&i["kind"]))) }
+                            td { (viewer.date_text(&i["created_at"])) }
+                            td { @if i["period_start"].is_string() { (viewer.date_text(&i["period_start"])) " – " (viewer.date_text(&i["period_end"])) } }
                             td.num { (s(&i["total"])) }
                             td.num { (s(&i["allocated"])) }
                             td.num { (s(&i["due"])) }
-                            td.status { (s(&i["status"]).replace('_', " ")) }
+                            td.status { (page::words(s(&i["status"]))) }
                             td { a.invoice-pdf href=(format!("/invoices/{}/pdf", i["id"])) { "PDF" } }
                         }
                     }
@@ -141,9 +132,9 @@ async fn render_list(
                     @for r in &receipts {
                         tr {
                             td { a.receipt-link href=(format!("/receipts/{}", r["id"])) { (s(&r["number"])) } " " a.receipt-pdf href=(format!("/receipts/{}/pdf", r["id"])) { "(PDF)" } }
-                            td { (day(&r["paid_at"])) }
+                            td { (viewer.date_text(&r["paid_at"])) }
                             td.num { (s(&r["amount"])) }
-                            td { (s(&r["method"]).replace('_', " ")) @if r["reversed_at"].is_string() { " " span.bad { "(reversed)" } } }
+                            td { (page::words(s(&r["method"]))) @if r["reversed_at"].is_string() { " " span.bad { "(reversed)" } } }
                             td.num { (s(&r["unallocated"])) }
                             td {
                                 @for a in r["allocations"].as_array().into_iter().flatten() {
@@ -191,15 +182,13 @@ pub async fn save_billing(
     form: Form,
 ) -> Result<Response, PortalError> {
     viewer.check(&form)?;
-    let entered: HashMap<String, String> =
-        ["cycle_day", "time_zone"].iter().map(|k| ((*k).to_owned(), form.get(k).trim().to_owned())).collect();
+    let entered = form.entered(&["cycle_day", "time_zone"]);
     let viewer = Arc::new(viewer);
     let (v, e) = (viewer.clone(), entered.clone());
     let saved = read(&state, move |s| {
         let party = s.party_of_kind(&v.who, id, false)?;
-        let cycle_day = e["cycle_day"]
-            .parse()
-            .map_err(|_| PortalError::field("cycle_day", "cycle_day must be a whole number between 1 and 28"))?;
+        let cycle_day =
+            e["cycle_day"].parse().map_err(|_| PortalError::field("cycle_day", "a whole number from 1 to 28"))?;
         api::save_billing(s, &v.who, &party, &BillingBody { cycle_day, time_zone: e["time_zone"].clone() })
             .map_err(PortalError::keep_field)?;
         Ok(())
@@ -264,9 +253,9 @@ async fn render_invoice(
         dl.facts {
             dt { "Invoice number" } dd id="invoice-number" { (s(&i["number"])) }
             dt { "Kind" } dd { @if s(&i["kind"]) == "usage" { "Usage" } @else { "Top-up" } }
-            dt { "Status" } dd id="invoice-status" { (s(&i["status"]).replace('_', " ")) @if let Some(r) = i["void_reason"].as_str() { " — " (r) } }
-            dt { "Issued" } dd { (when(&i["created_at"])) " UTC" }
-            @if i["period_start"].is_string() { dt { "Billing period" } dd id="invoice-period" { (when(&i["period_start"])) " to " (when(&i["period_end"])) " UTC" } }
+            dt { "Status" } dd id="invoice-status" { (page::words(s(&i["status"]))) @if let Some(r) = i["void_reason"].as_str() { " — " (r) } }
+            dt { "Issued" } dd { (viewer.when_text(&i["created_at"])) }
+            @if i["period_start"].is_string() { dt { "Billing period" } dd id="invoice-period" { (viewer.when_text(&i["period_start"])) " to " (viewer.when_text(&i["period_end"])) } }
         }
         p { a.button href=(format!("/invoices/{id}/pdf")) id="invoice-pdf" { "Download PDF" } }
         h2 { "Lines" }
@@ -299,13 +288,13 @@ async fn render_invoice(
                     tr {
                         td { (s(&a["receipt_number"])) }
                         td.num { (s(&a["amount"])) }
-                        td { (when(&a["at"])) }
-                        td { @if a["released_at"].is_string() { (when(&a["released_at"])) " (" (s(&a["release_reason"])) ")" } }
+                        td { (viewer.when_text(&a["at"])) }
+                        td { @if a["released_at"].is_string() { (viewer.when_text(&a["released_at"])) " (" (s(&a["release_reason"])) ")" } }
                     }
                 }
                 @if i["allocations"].as_array().is_none_or(Vec::is_empty) {
                     @if s(&i["kind"]) == "top_up" && i["paid_at"].is_string() {
-                        tr { td colspan="4" id="paid-whole" { "Paid in full by its top-up payment on " (when(&i["paid_at"])) "." } }
+                        tr { td colspan="4" id="paid-whole" { "Paid in full by its top-up payment on " (viewer.when_text(&i["paid_at"])) "." } }
                     } @else {
                         tr { td colspan="4" .muted { "No payment is allocated to this invoice." } }
                     }
@@ -331,6 +320,10 @@ async fn render_invoice(
             form.card method="post" action=(format!("/invoices/{id}/void")) id="void-form" {
                 input type="hidden" name="csrf" value=(viewer.csrf);
                 (field("Reason", "reason", "text", &value("reason", ""), error_for(&error, "reason").or(error_for(&error, "invoice"))))
+                div.field.invalid[error_for(&error, "confirm").is_some()] {
+                    label { input type="checkbox" name="confirm" value="yes" aria-describedby=[error_for(&error, "confirm").map(|_| "confirm-error")]; " I understand: a void invoice is no longer due, and this cannot be undone." }
+                    @if let Some(e) = error_for(&error, "confirm") { p.error id="confirm-error" { (e) } }
+                }
                 button.danger type="submit" id="void-invoice" { "Void invoice" }
             }
         }
@@ -353,8 +346,7 @@ pub async fn pay(
     form: Form,
 ) -> Result<Response, PortalError> {
     viewer.check(&form)?;
-    let entered: HashMap<String, String> =
-        ["amount", "method"].iter().map(|k| ((*k).to_owned(), form.get(k).trim().to_owned())).collect();
+    let entered = form.entered(&["amount", "method"]);
     let viewer = Arc::new(viewer);
     let (who, e) = (viewer.who, entered.clone());
     let checked = read(&state, move |s| {
@@ -402,6 +394,14 @@ pub async fn void(
     viewer.check(&form)?;
     let reason = form.get("reason").trim().to_owned();
     let viewer = Arc::new(viewer);
+    if form.get("confirm") != "yes" {
+        let mut error = Vec::new();
+        if reason.is_empty() {
+            error.push(("reason".to_owned(), "give a reason: it is kept with the invoice".to_owned()));
+        }
+        error.push(("confirm".to_owned(), "tick the box to confirm: voiding cannot be undone".to_owned()));
+        return render_invoice(state, viewer, id, Some(HashMap::from([("reason".to_owned(), reason)])), error).await;
+    }
     let (who, r) = (viewer.who, reason.clone());
     match read(&state, move |s| api::void_invoice(s, &who, id, &r).map_err(PortalError::keep_field)).await {
         Ok(_) => Ok(done(&format!("/invoices/{id}"), "The invoice was voided.")),
@@ -446,11 +446,11 @@ pub async fn receipt(
         dl.facts {
             dt { "Receipt number" } dd id="receipt-number" { (s(&r["number"])) }
             dt { "Received from" } dd { (name) }
-            dt { "Received on" } dd { (when(&r["paid_at"])) " UTC" }
+            dt { "Received on" } dd { (viewer.when_text(&r["paid_at"])) }
             dt { "Amount" } dd id="receipt-amount" { (s(&r["amount"])) " " (s(&r["currency"])) }
-            dt { "Paid by" } dd { (s(&r["method"]).replace('_', " ")) }
+            dt { "Paid by" } dd { (page::words(s(&r["method"]))) }
             dt { "Reference" } dd { "payment " (r["transfer"]) }
-            dt { "Unallocated" } dd id="receipt-unallocated" { (s(&r["unallocated"])) @if r["reversed_at"].is_string() { " " span.bad { "(reversed " (when(&r["reversed_at"])) ")" } } }
+            dt { "Unallocated" } dd id="receipt-unallocated" { (s(&r["unallocated"])) @if r["reversed_at"].is_string() { " " span.bad { "(reversed " (viewer.when_text(&r["reversed_at"])) ")" } } }
         }
         p {
             a.button href=(format!("/receipts/{id}/pdf")) id="receipt-pdf" { "Download PDF" }
@@ -470,8 +470,8 @@ pub async fn receipt(
                     tr {
                         td { a href=(format!("/invoices/{}", a["invoice"])) { (s(&a["invoice_number"])) } }
                         td.num { (s(&a["amount"])) }
-                        td { (when(&a["at"])) }
-                        td { @if a["released_at"].is_string() { (when(&a["released_at"])) " (" (s(&a["release_reason"])) ")" } }
+                        td { (viewer.when_text(&a["at"])) }
+                        td { @if a["released_at"].is_string() { (viewer.when_text(&a["released_at"])) " (" (s(&a["release_reason"])) ")" } }
                     }
                 }
                 @if r["allocations"].as_array().is_none_or(Vec::is_empty) { tr { td colspan="4" .muted { "Not allocated to an invoice yet: an unallocated payment, applied to the next invoice." } } }

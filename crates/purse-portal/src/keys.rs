@@ -54,14 +54,11 @@ fn keys_page(viewer: &Viewer, keys: &[ApiKeyRecord], entered: &Entered<'_>, crea
                             td { code { (k.prefix) "…" } }
                             td.optional { (role_text(k.role)) }
                             td { @if k.scope == Scope::Read { "Read only" } @else { "Read and write" } }
-                            td.optional { (purse_core::time::format_short(k.created_at)) }
-                            td { @if let Some(at) = k.revoked_at { span.badge.closed { "Revoked " (purse_core::time::format_short(at)) } } @else { span.badge.ok { "Active" } } }
+                            td.optional { (viewer.when(k.created_at)) }
+                            td { @if let Some(at) = k.revoked_at { span.badge.closed { "Revoked " (viewer.when(at)) } } @else { span.badge.ok { "Active" } } }
                             td {
                                 @if k.revoked_at.is_none() && viewer.user.scope == Scope::ReadWrite {
-                                    form.inline method="post" action=(format!("/keys/{}/revoke", k.id)) {
-                                        input type="hidden" name="csrf" value=(viewer.csrf);
-                                        button.danger type="submit" id=(format!("revoke-{}", k.id)) { "Revoke" }
-                                    }
+                                    a.danger href=(format!("/keys/{}/revoke", k.id)) id=(format!("revoke-{}", k.id)) { "Revoke" }
                                 }
                             }
                         }
@@ -125,6 +122,32 @@ pub async fn create(State(state): State<PortalState>, viewer: Viewer, form: Form
         Entered { name, scope: scope_text, name_error, scope_error }
     };
     Ok(page::respond(status, keys_page(&viewer, &keys, &entered, created.as_deref())))
+}
+
+/// "Revoke this key?": what stops working, before anything is done.
+pub async fn confirm_revoke(
+    State(state): State<PortalState>,
+    viewer: Viewer,
+    PathId(id): PathId,
+) -> Result<Response, PortalError> {
+    let viewer = std::sync::Arc::new(viewer);
+    let v = viewer.clone();
+    let key = read(&state, move |s| visible(s, &v))
+        .await?
+        .into_iter()
+        .find(|k| k.id == id && k.revoked_at.is_none())
+        .ok_or(PortalError::NotFound)?;
+    let body = html! {
+        section.card.notice.bad id="confirm" {
+            p { "Revoke the API key " strong { (key.name) } " (" code { (key.prefix) "…" } ")? Every program using it is refused from now on. This cannot be undone: a new key would have to be created and given to them." }
+            form.inline method="post" action=(format!("/keys/{id}/revoke")) {
+                input type="hidden" name="csrf" value=(viewer.csrf);
+                button.danger type="submit" id="confirm-revoke" { "Revoke" }
+            }
+            " " a href="/keys" { "Cancel" }
+        }
+    };
+    Ok(page::ok(page::layout("Revoke API key", Some(&viewer), &[("API keys", "/keys"), ("Revoke", "")], body)))
 }
 
 pub async fn revoke(

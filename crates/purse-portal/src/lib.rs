@@ -6,17 +6,20 @@
 //! same tenancy checks as the API (`purse_app::tenancy`): another tenant's page is "not found".
 //! Sessions, passwords, CSRF and login throttling live in [`session`].
 
+mod adjust;
 mod alerts;
 mod balance;
 mod credit;
 mod customers;
 mod grants;
+pub mod i18n;
 mod invoices;
 mod keys;
 mod login;
 pub mod page;
 mod payments;
 mod rating;
+mod resellers;
 pub mod session;
 pub mod users;
 
@@ -106,8 +109,10 @@ pub fn pages() -> Vec<Page> {
         page(M::GET, "/settings/account/billing/balance-details", A::GetJournal, get(balance::own_details)),
         page(M::GET, "/settings/password", A::ChangeOwnPassword, get(users::password_form)),
         page(M::POST, "/settings/password", A::ChangeOwnPassword, post(users::change_password)),
+        page(M::POST, "/settings/language", A::ChooseOwnLanguage, post(choose_language)),
         page(M::GET, "/keys", A::ListApiKeys, get(keys::list)),
         page(M::POST, "/keys", A::CreateApiKey, post(keys::create)),
+        page(M::GET, "/keys/{id}/revoke", A::RevokeApiKey, get(keys::confirm_revoke)),
         page(M::POST, "/keys/{id}/revoke", A::RevokeApiKey, post(keys::revoke)),
         page(M::GET, "/users", A::ListUsers, get(users::list)),
         page(M::POST, "/users", A::CreateUser, post(users::create)),
@@ -149,6 +154,12 @@ pub fn pages() -> Vec<Page> {
         page(M::POST, "/rate-plans/{id}/assign", A::PutResellerRatePlans, post(rating::assign)),
         page(M::GET, "/rate-plans/{id}/export.csv", A::ExportRates, get(rating::export)),
         page(M::POST, "/customers/{id}/rate-plan", A::PutCustomerRatePlan, post(rating::save_customer_plan)),
+        page(M::GET, "/transfers/{id}/adjust", A::CreateAdjustment, get(adjust::form)),
+        page(M::POST, "/transfers/{id}/adjust", A::CreateAdjustment, post(adjust::save)),
+        page(M::GET, "/resellers", A::GetMasterWallet, get(resellers::list)),
+        page(M::GET, "/resellers/{id}", A::GetMasterWallet, get(resellers::show)),
+        page(M::POST, "/resellers/{id}/issue", A::IssueCredit, post(resellers::issue)),
+        page(M::POST, "/resellers/{id}/alerts", A::PutResellerAlertSettings, post(resellers::save_alerts)),
         page(M::GET, "/customers/{id}/grants", A::ListGrants, get(grants::list)),
         page(M::POST, "/customers/{id}/grants", A::CreateGrant, post(grants::create)),
         page(M::GET, "/grants/{id}", A::GetGrant, get(grants::show)),
@@ -176,22 +187,36 @@ pub fn routes(state: PortalState) -> Router {
 /// Middleware on every page: a page that is not public needs a signed-in user whose role
 /// and scope the policy allows to take the page's action; the user goes into the request.
 async fn authorize(State(state): State<PortalState>, request: Request, next: Next) -> Response {
+    let (asked, by_query) = i18n::Lang::requested(request.uri().query(), request.headers());
+    let mut response = checked(state, request, next, asked).await;
+    if by_query {
+        if let Some(v) = i18n::cookie(asked) {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    response
+}
+
+/// The policy's check of a page, and the page in the language of its viewer: the user's own
+/// choice, else what the request asked for (`asked`).
+async fn checked(state: PortalState, request: Request, next: Next, asked: i18n::Lang) -> Response {
     let path = request.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
     let Some(action) = path.and_then(|p| action_of(request.method(), &p)) else { return next.run(request).await };
     if action.rule().requires == Requires::Public {
-        return next.run(request).await;
+        return i18n::localize(next.run(request).await, asked).await;
     }
     let (mut parts, body) = request.into_parts();
     let viewer = match Viewer::from_request_parts(&mut parts, &state).await {
         Ok(v) => v,
-        Err(e) => return e.into_response(),
+        Err(e) => return i18n::localize(e.into_response(), asked).await,
     };
+    let lang = viewer.user.lang.as_deref().and_then(i18n::Lang::parse).unwrap_or(asked);
     if let Err(refusal) = policy::authorize(viewer.user.role, viewer.user.scope, action) {
         let message = match refusal {
             policy::Refusal::ReadOnly => "Your user is read-only.".to_owned(),
             other => format!("{}.", capitalized(&other.to_string())),
         };
-        return PortalError::Forbidden(message).into_response();
+        return i18n::localize(PortalError::Forbidden(message).into_response(), lang).await;
     }
     let shown = viewer.flash.is_some();
     parts.extensions.insert(viewer);
@@ -203,7 +228,7 @@ async fn authorize(State(state): State<PortalState>, request: Request, next: Nex
             response.headers_mut().append(header::SET_COOKIE, v);
         }
     }
-    response
+    i18n::localize(response, lang).await
 }
 
 /// `text` as a sentence: capitalized.
@@ -337,6 +362,19 @@ pub fn not_found() -> Response {
     PortalError::NotFound.into_response()
 }
 
+/// Sends one ledger command and says how it ended: posted, or why the ledger refused it.
+pub(crate) async fn submit(
+    state: &PortalState,
+    command: purse_core::Command,
+) -> Result<Result<purse_core::Outcome, AppError>, PortalError> {
+    let results = state
+        .engine
+        .submit_async(vec![purse_core::Item::single(command)])
+        .await
+        .map_err(|e| PortalError::Internal(e.to_string()))?;
+    Ok(purse_app::accounts::outcome(&results))
+}
+
 /// Runs blocking store reads off the async runtime.
 pub(crate) async fn read<T: Send + 'static>(
     state: &PortalState,
@@ -362,6 +400,17 @@ async fn settings(viewer: Viewer) -> Response {
                 li { a href="/settings/account" { "Account Settings" } " — billing, balance, auto-recharge" }
             }
             li { a href="/settings/password" { "Change password" } }
+            li {
+                form.filters method="post" action="/settings/language" id="language-form" {
+                    input type="hidden" name="csrf" value=(viewer.csrf);
+                    @let chosen = viewer.user.lang.clone().unwrap_or_default();
+                    @let options: Vec<(&str, &str)> = std::iter::once(("", "As the browser prefers"))
+                        .chain(i18n::Lang::ALL.iter().map(|l| (l.code(), l.name())))
+                        .collect();
+                    (page::select("Language", "lang", &options, &chosen, None))
+                    button type="submit" id="save-language" { "Save language" }
+                }
+            }
             li { a href="/keys" { "API keys" } }
             @if viewer.may(Action::ListUsers) { li { a href="/users" { "Users" } } }
             li { a href="/audit" id="audit-link" { "Audit log" } " — every settings change: who, when, before, after" }
@@ -397,6 +446,24 @@ async fn billing(viewer: Viewer) -> Result<Response, PortalError> {
     };
     let crumbs = [("Settings", "/settings"), ("Account Settings", "/settings/account"), ("Billing", "")];
     Ok(page::ok(page::layout("Billing", Some(&viewer), &crumbs, body)))
+}
+
+/// Settings → Language: the portal's language for this user, kept with the user.
+async fn choose_language(
+    State(state): State<PortalState>,
+    viewer: Viewer,
+    form: session::Form,
+) -> Result<Response, PortalError> {
+    viewer.check(&form)?;
+    let lang = match form.get("lang") {
+        "" => None,
+        code => {
+            Some(i18n::Lang::parse(code).ok_or_else(|| PortalError::field("lang", "choose a language from the list"))?)
+        }
+    };
+    let user = viewer.user.id;
+    read(&state, move |s| Ok(s.access.set_user_lang(user, lang.map(i18n::Lang::code))?)).await?;
+    Ok(done("/settings", "The language was saved."))
 }
 
 /// Redirects back to a page after a change, as HTTP's "see other".

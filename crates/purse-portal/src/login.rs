@@ -39,6 +39,11 @@ fn login_page(status: StatusCode, token: &str, email: &str, next: &str, error: O
                 (field("Password", "password", "password", "", None))
                 button type="submit" id="login" { "Log in" }
             }
+            p.languages id="languages" {
+                @for lang in crate::i18n::Lang::ALL {
+                    a href=(format!("/login?lang={}", lang.code())) lang=(lang.code()) hreflang=(lang.code()) { (lang.name()) } " "
+                }
+            }
         }
     };
     page::respond(status, page::layout("Log in to Purse", None, &[], body))

@@ -76,6 +76,9 @@ pub fn layout(title: &str, viewer: Option<&Viewer>, crumbs: &[(&str, &str)], bod
                     }
                     (body)
                 }
+                @if let Some(v) = viewer {
+                    footer.muted id="zone" { (format!("Times are shown in {}.", v.zone.name())) }
+                }
             }
         }
     }
@@ -91,8 +94,18 @@ fn nav(v: &Viewer) -> Markup {
                 a href=(format!("/customers/{}/alerts", p.0)) { "Alerts" }
                 a href="/notifications" { "Notifications" }
             }
-            _ => {
+            Role::Reseller(me) => {
                 a href="/customers" { "Customers" }
+                a href=(format!("/resellers/{}", me.0)) id="nav-master-wallet" { "Master wallet" }
+                a href="/users" { "Users" }
+                a href="/profiles" { "Low Balance Profiles" }
+                a href="/rate-plans" { "Rate plans" }
+                a href="/notifications" { "Notifications" }
+                a href="/settings" { "Settings" }
+            }
+            Role::Operator => {
+                a href="/customers" { "Customers" }
+                a href="/resellers" id="nav-resellers" { "Resellers" }
                 a href="/users" { "Users" }
                 a href="/profiles" { "Low Balance Profiles" }
                 a href="/rate-plans" { "Rate plans" }
@@ -195,6 +208,46 @@ pub fn field_name(path: &str) -> String {
         name.push_str(&format!(" (the {n}{suffix})"));
     }
     name
+}
+
+/// An internal code as people read it: `master_account` is "Reseller's master account",
+/// `partially_paid` is "Partially paid".
+pub fn words(code: &str) -> String {
+    let known = match code {
+        "master_account" => "Reseller's master account",
+        "top_up" => "Top-up",
+        "pay_now" => "Pay Now",
+        "auto" | "automatic" => "Automatic",
+        "manual" => "By hand",
+        "card" => "Card",
+        "invoice" => "Top-up invoice",
+        "bank_transfer" => "Bank transfer",
+        "cheque" => "Cheque",
+        "in_flight" | "pending" => "In progress",
+        "succeeded" => "Succeeded",
+        "failed" => "Failed",
+        _ => "",
+    };
+    if known.is_empty() {
+        crate::sentence(&code.replace('_', " "))
+    } else {
+        known.to_owned()
+    }
+}
+
+/// A time zone field: typed, with every IANA name offered as the viewer types.
+pub fn zone_field(label: &str, name: &str, value: &str, error: Option<&str>) -> Markup {
+    html! {
+        div.field.invalid[error.is_some()] {
+            label for=(name) { (label) }
+            input id=(name) name=(name) type="text" value=(value) list="time-zones" autocomplete="off"
+                aria-invalid=[error.map(|_| "true")] aria-describedby=[error.map(|_| format!("{name}-error"))];
+            datalist id="time-zones" {
+                @for zone in purse_core::time::zone_names() { option value=(zone) {} }
+            }
+            @if let Some(e) = error { p.error id=(format!("{name}-error")) { (e) } }
+        }
+    }
 }
 
 /// A `<select>` with the chosen option kept.

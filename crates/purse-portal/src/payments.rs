@@ -132,8 +132,8 @@ async fn render(
                 thead { tr { th { "#" } th { "Created" } th { "Method" } th { "Why" } th.num { "Amount" } th { "Status" } th { "Error" } } }
                 tbody {
                     @for r in &recharges {
-                        tr { td { (r["id"]) } td { (r["created_at"].as_str().unwrap_or("")) } td { (r["method"].as_str().unwrap_or("")) } td { (r["reason"].as_str().unwrap_or("")) }
-                             td.num { (r["amount"].as_str().unwrap_or("")) } td { (r["status"].as_str().unwrap_or("")) } td { (r["error"].as_str().unwrap_or("")) } }
+                        tr { td { (r["id"]) } td { (viewer.when_text(&r["created_at"])) } td { (page::words(r["method"].as_str().unwrap_or(""))) } td { (page::words(r["reason"].as_str().unwrap_or(""))) }
+                             td.num { (r["amount"].as_str().unwrap_or("")) } td { (page::words(r["status"].as_str().unwrap_or(""))) } td { (r["error"].as_str().unwrap_or("")) } }
                     }
                     @if recharges.is_empty() { tr { td colspan="7" .muted { "No recharges yet." } } }
                 }
@@ -169,8 +169,7 @@ pub async fn save(
     form: Form,
 ) -> Result<Response, PortalError> {
     viewer.check(&form)?;
-    let entered: HashMap<String, String> =
-        FIELDS.iter().map(|k| ((*k).to_owned(), form.get(k).trim().to_owned())).collect();
+    let entered = form.entered(&FIELDS);
     let viewer = Arc::new(viewer);
     let (v, e) = (viewer.clone(), entered.clone());
     let saved = read(&state, move |s| {
@@ -317,15 +316,17 @@ pub async fn email_receipt(
 
 /// Shown on Balance Details: the recharge settings in brief and the Pay Now button.
 pub(crate) fn summary(settings: &Value, id: u64) -> maud::Markup {
-    let what = match (settings["recharge_amount"].as_str(), settings["target_balance"].as_str()) {
-        (Some(a), _) => format!("recharge {a}"),
-        (None, Some(t)) => format!("recharge up to {t}"),
-        _ => String::new(),
+    let threshold = settings["threshold"].as_str().unwrap_or("");
+    let method = page::words(settings["method"].as_str().unwrap_or("")).to_lowercase();
+    let rule = match (settings["recharge_amount"].as_str(), settings["target_balance"].as_str()) {
+        (Some(a), _) => format!("Automatic recharge: below {threshold}, recharge {a} by {method}."),
+        (None, Some(t)) => format!("Automatic recharge: below {threshold}, recharge up to {t} by {method}."),
+        _ => format!("Automatic recharge: below {threshold} by {method}."),
     };
     html! {
         div.card id="recharge-summary" {
             @if settings["enabled"] == true {
-                p { "Automatic recharge: below " strong { (settings["threshold"].as_str().unwrap_or("")) } ", " (what) " by " (settings["method"].as_str().unwrap_or("")) "." }
+                p id="recharge-rule" { (rule) }
             } @else {
                 p { "Automatic recharge is off." @if let Some(r) = settings["disabled_reason"].as_str() { " " span.bad { (r) } } }
             }

@@ -64,7 +64,7 @@ async fn plans_page(
                             td { (p.currency) }
                             td { (seller(p, &owners, &viewer)) }
                             td.num { (page::grouped(&p.rates.to_string())) }
-                            td { (purse_core::time::format_short(p.updated_at)) }
+                            td { (viewer.when(p.updated_at)) }
                         }
                     }
                     @if plans.is_empty() { tr { td colspan="5" .muted { "No rate plans yet." } } }
@@ -155,7 +155,7 @@ async fn plan_page(
     } && viewer.user.scope == Scope::ReadWrite;
     let (csv, service) = entered.unwrap_or_else(|| (String::new(), "voice".into()));
     let body = html! {
-        p.muted { (plan.currency) " · " (page::grouped(&plan.rates.to_string())) " rates · changed " (purse_core::time::format_short(plan.updated_at)) }
+        p.muted { (plan.currency) " · " (page::grouped(&plan.rates.to_string())) " rates · changed " (viewer.when(plan.updated_at)) }
         (page::summary(&error))
         form.inline method="get" action=(format!("/rate-plans/{id}")) id="search" {
             (field("Prefix starts with", "prefix", "text", &prefix, error_for(&error, "prefix")))
@@ -176,7 +176,7 @@ async fn plan_page(
                             td.num { (r.minimum.format(currency.scale)) }
                             td { (r.increments.to_string()) }
                             td { (unit_name(&r.service, r.unit)) }
-                            td { (purse_core::time::format_short(r.effective_from)) }
+                            td { (viewer.when(r.effective_from)) }
                         }
                     }
                     @if rates.is_empty() { tr { td colspan="9" .muted { "No rates match." } } }
@@ -337,7 +337,7 @@ pub fn customer_section(
                 tbody {
                     @for s in sessions {
                         tr {
-                            td { (s["started_at"].as_str().unwrap_or_default()) }
+                            td { (viewer.when_text(&s["started_at"])) }
                             td { (s["service"].as_str().unwrap_or_default()) }
                             td { (s["destination"].as_str().unwrap_or("—")) }
                             td.num { (s["used"]) }
@@ -359,7 +359,7 @@ pub fn customer_section(
                     tbody {
                         @for u in unrated.iter().take(20) {
                             tr {
-                                td { (purse_core::time::format_short(u.at)) }
+                                td { (viewer.when(u.at)) }
                                 td { (u.service) }
                                 td { (u.destination.as_deref().unwrap_or("—")) }
                                 td.num { (u.quantity) }

@@ -94,6 +94,8 @@ pub struct Viewer {
     pub party: Option<Party>,
     /// What the form submitted just before this page did (post/redirect/get), shown once.
     pub flash: Option<String>,
+    /// The zone times are shown and entered in: a customer's own, else the server's.
+    pub zone: purse_core::time::Zone,
 }
 
 /// The cookie that carries a form's outcome across its redirect, for one page.
@@ -107,6 +109,26 @@ pub fn flash(headers: &HeaderMap) -> Option<String> {
 }
 
 impl Viewer {
+    /// A time as people read it, in the viewer's zone: `6 Dec 2026, 15:24`.
+    pub fn when(&self, t: purse_core::Timestamp) -> String {
+        self.zone.format(t)
+    }
+
+    /// The same for a time the API layer gave as RFC 3339 text ("" when there is none).
+    pub fn when_text(&self, v: &serde_json::Value) -> String {
+        v.as_str().and_then(purse_core::time::parse).map(|t| self.when(t)).unwrap_or_default()
+    }
+
+    /// A date as people read it, in the viewer's zone: `6 Dec 2026`.
+    pub fn date(&self, t: purse_core::Timestamp) -> String {
+        self.zone.format_date(t)
+    }
+
+    /// The same for RFC 3339 text.
+    pub fn date_text(&self, v: &serde_json::Value) -> String {
+        v.as_str().and_then(purse_core::time::parse).map(|t| self.date(t)).unwrap_or_default()
+    }
+
     /// Refuses a form without this session's CSRF token.
     pub fn check(&self, form: &Form) -> Result<(), PortalError> {
         if same_secret(form.get("csrf"), &self.csrf) {
@@ -167,7 +189,11 @@ impl FromRequestParts<PortalState> for Viewer {
                 Role::Reseller(p) | Role::Customer(p) => state.engine.reader().party(p)?,
             };
             let who = Principal::for_user(user.role, user.scope, user.id);
-            Ok(Some(Viewer { user, who, csrf: session.csrf, session: session.hash, party, flash: None }))
+            let zone = match user.role {
+                Role::Customer(p) => state.zone_of(p)?,
+                _ => state.config.zone.clone(),
+            };
+            Ok(Some(Viewer { user, who, csrf: session.csrf, session: session.hash, party, flash: None, zone }))
         })
         .await
         .map_err(|e| PortalError::Internal(e.to_string()))??;
@@ -184,6 +210,11 @@ impl Form {
     /// The first value of `name`, or "" when absent.
     pub fn get(&self, name: &str) -> &str {
         self.0.iter().find(|(k, _)| k == name).map_or("", |(_, v)| v.as_str())
+    }
+
+    /// What was entered in the fields `names`, trimmed, by name.
+    pub fn entered(&self, names: &[&str]) -> std::collections::HashMap<String, String> {
+        names.iter().map(|k| ((*k).to_owned(), self.get(k).trim().to_owned())).collect()
     }
 
     /// Every value of `name` (a multiple choice sends one per option chosen).

@@ -58,8 +58,8 @@ fn users_page(
                         tr {
                             td { (u.name) } td { (u.email) } td { (role_text(u.role)) }
                             td { @if u.scope == Scope::Read { "Read only" } @else { "Admin" } }
-                            td.optional { (purse_core::time::format_short(u.created_at)) }
-                            td { @if let Some(at) = u.disabled_at { span.badge.closed { "Disabled " (purse_core::time::format_short(at)) } } @else { span.badge.ok { "Active" } } }
+                            td.optional { (viewer.when(u.created_at)) }
+                            td { @if let Some(at) = u.disabled_at { span.badge.closed { "Disabled " (viewer.when(at)) } } @else { span.badge.ok { "Active" } } }
                             td {
                                 @if u.disabled_at.is_none() && u.id != viewer.user.id && viewer.may(Action::DisableUser) {
                                     form.inline method="post" action=(format!("/users/{}/disable", u.id)) {

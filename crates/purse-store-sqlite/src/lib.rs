@@ -40,6 +40,8 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0012_user_disabled", include_str!("../migrations/0012_user_disabled.sql")),
     ("0013_rating", include_str!("../migrations/0013_rating.sql")),
     ("0014_grants", include_str!("../migrations/0014_grants.sql")),
+    ("0015_time_zones", include_str!("../migrations/0015_time_zones.sql")),
+    ("0016_user_lang", include_str!("../migrations/0016_user_lang.sql")),
 ];
 
 /// Page cache of the writer's connection: large enough that the balances and the hot

@@ -49,6 +49,7 @@ fn user_from(r: &[Value]) -> StoreResult<UserRecord> {
         scope: codec::parse_scope(&r[6].text()?)?,
         created_at: Timestamp(r[7].int()?),
         disabled_at: opt_time(&r[8])?,
+        lang: r[9].opt_text()?,
     })
 }
 
@@ -161,6 +162,16 @@ impl<T: Transact> AccessStore for T {
             )?;
             db.run("DELETE FROM portal_sessions WHERE user_id = $1", &[id(user)])?;
             Ok(changed == 1)
+        })
+    }
+
+    fn set_user_lang(&self, user: u64, lang: Option<&str>) -> StoreResult<()> {
+        run_db(self, true, |db| {
+            db.run(
+                "UPDATE portal_users SET lang = $1 WHERE id = $2",
+                &[Value::from(lang.map(str::to_owned)), id(user)],
+            )?;
+            Ok(())
         })
     }
 

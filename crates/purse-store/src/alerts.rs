@@ -42,10 +42,12 @@ pub enum PaymentNotice {
     GrantExpiring,
     /// A credit grant was used up.
     GrantUsedUp,
+    /// A daily or monthly cap held back an automatic recharge that was due.
+    RechargeCapped,
 }
 
 impl PaymentNotice {
-    pub const ALL: [PaymentNotice; 10] = [
+    pub const ALL: [PaymentNotice; 11] = [
         PaymentNotice::RechargeSucceeded,
         PaymentNotice::RechargeFailed,
         PaymentNotice::RechargeDisabled,
@@ -56,6 +58,7 @@ impl PaymentNotice {
         PaymentNotice::SessionExpired,
         PaymentNotice::GrantExpiring,
         PaymentNotice::GrantUsedUp,
+        PaymentNotice::RechargeCapped,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -70,6 +73,7 @@ impl PaymentNotice {
             PaymentNotice::SessionExpired => "session_expired",
             PaymentNotice::GrantExpiring => "grant_expiring",
             PaymentNotice::GrantUsedUp => "grant_used_up",
+            PaymentNotice::RechargeCapped => "recharge_capped",
         }
     }
 
@@ -85,6 +89,7 @@ impl PaymentNotice {
             PaymentNotice::SessionExpired => "session.expired",
             PaymentNotice::GrantExpiring => "grant.expiring",
             PaymentNotice::GrantUsedUp => "grant.used_up",
+            PaymentNotice::RechargeCapped => "recharge.capped",
         }
     }
 }
@@ -105,6 +110,29 @@ impl AlertKind {
         RuleKind::parse(text)
             .map(AlertKind::Rule)
             .or_else(|| PaymentNotice::ALL.into_iter().find(|n| n.as_str() == text).map(AlertKind::Payment))
+    }
+
+    /// What it is, for people.
+    pub fn words(self) -> &'static str {
+        match self {
+            AlertKind::Rule(RuleKind::User) => "Low balance (to staff)",
+            AlertKind::Rule(RuleKind::Client) => "Low balance",
+            AlertKind::Rule(RuleKind::Inactivity) => "Low balance, no usage",
+            AlertKind::Warning => "Warning threshold reached",
+            AlertKind::Payment(n) => match n {
+                PaymentNotice::RechargeSucceeded => "Automatic recharge made",
+                PaymentNotice::RechargeFailed => "Automatic recharge failed",
+                PaymentNotice::RechargeDisabled => "Automatic recharge turned off",
+                PaymentNotice::TopUpInvoice => "Top-up invoice issued",
+                PaymentNotice::MasterFundsShort => "Reseller's master wallet short",
+                PaymentNotice::Receipt => "Receipt voucher",
+                PaymentNotice::Invoice => "Usage invoice issued",
+                PaymentNotice::SessionExpired => "Session ended unused",
+                PaymentNotice::GrantExpiring => "Credit grant expiring",
+                PaymentNotice::GrantUsedUp => "Credit grant used up",
+                PaymentNotice::RechargeCapped => "Automatic recharge held back by its cap",
+            },
+        }
     }
 
     /// The webhook event type.

@@ -14,6 +14,7 @@
 //!   processes never allocate the same money twice.
 
 use purse_core::invoice::{self as rules, Due, Unallocated};
+use purse_core::time::Zone;
 use std::collections::BTreeMap;
 
 use purse_core::{AccountId, InvoiceIssue, PartyId, Timestamp, TransferId, TransferKind};
@@ -92,19 +93,20 @@ fn party_value(p: Option<PartyId>) -> Value {
 }
 
 /// What a customer's usage invoices follow: the day of the month each cycle starts
-/// (1–28) and the time zone, as minutes east of UTC, that day starts in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// (1–28) and the customer's time zone, in which its days start (cycles, daily recharge caps,
+/// Balance Details' days).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BillingSettings {
     pub party: PartyId,
     pub cycle_day: u8,
-    pub utc_offset_min: i32,
+    pub time_zone: Zone,
     pub updated_at: Timestamp,
 }
 
 impl BillingSettings {
     /// Monthly on the 1st, UTC.
     pub fn default_for(party: PartyId) -> BillingSettings {
-        BillingSettings { party, cycle_day: 1, utc_offset_min: 0, updated_at: Timestamp(0) }
+        BillingSettings { party, cycle_day: 1, time_zone: Zone::utc(), updated_at: Timestamp(0) }
     }
 }
 
@@ -493,7 +495,11 @@ fn billing_from(r: &[Value]) -> StoreResult<BillingSettings> {
     Ok(BillingSettings {
         party: PartyId(id_from_db(r[0].int()?)),
         cycle_day: u8::try_from(r[1].int()?).map_err(|_| StoreError::Other("bad cycle day".into()))?,
-        utc_offset_min: i32::try_from(r[2].int()?).map_err(|_| StoreError::Other("bad offset".into()))?,
+        // Settings saved before named zones have only the offset (migration 0015).
+        time_zone: match r[4].opt_text()? {
+            Some(name) => Zone::parse(&name).ok_or_else(|| StoreError::Other(format!("unknown time zone {name:?}")))?,
+            None => Zone::fixed(i32::try_from(r[2].int()?).map_err(|_| StoreError::Other("bad offset".into()))?),
+        },
         updated_at: Timestamp(r[3].int()?),
     })
 }
@@ -667,7 +673,7 @@ impl<T: Transact> InvoiceStore for T {
         run_db(self, false, |db| {
             first(
                 db.rows(
-                    "SELECT party_id, cycle_day, utc_offset_min, updated_at FROM billing_settings WHERE party_id = $1",
+                    "SELECT party_id, cycle_day, utc_offset_min, updated_at, time_zone FROM billing_settings WHERE party_id = $1",
                     &[id(party.0)],
                 )?,
                 billing_from,
@@ -679,7 +685,7 @@ impl<T: Transact> InvoiceStore for T {
         run_db(self, false, |db| {
             collect(
                 db.rows(
-                    "SELECT party_id, cycle_day, utc_offset_min, updated_at FROM billing_settings ORDER BY party_id",
+                    "SELECT party_id, cycle_day, utc_offset_min, updated_at, time_zone FROM billing_settings ORDER BY party_id",
                     &[],
                 )?,
                 billing_from,
@@ -690,9 +696,17 @@ impl<T: Transact> InvoiceStore for T {
     fn put_billing_settings(&self, s: &BillingSettings, audit: &AuditEntry) -> StoreResult<()> {
         run_db(self, true, |db| {
             db.run(
-                "INSERT INTO billing_settings (party_id, cycle_day, utc_offset_min, updated_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (party_id) DO UPDATE SET cycle_day = excluded.cycle_day, utc_offset_min = excluded.utc_offset_min, updated_at = excluded.updated_at",
-                &[id(s.party.0), Value::from(i64::from(s.cycle_day)), Value::from(i64::from(s.utc_offset_min)), Value::from(s.updated_at.0)],
+                "INSERT INTO billing_settings (party_id, cycle_day, utc_offset_min, updated_at, time_zone) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (party_id) DO UPDATE SET cycle_day = excluded.cycle_day, utc_offset_min = excluded.utc_offset_min, \
+                 updated_at = excluded.updated_at, time_zone = excluded.time_zone",
+                &[
+                    id(s.party.0),
+                    Value::from(i64::from(s.cycle_day)),
+                    // The offset in force when saved, for readers of the table; the zone rules.
+                    Value::from(s.time_zone.offset_s(s.updated_at).div_euclid(60).clamp(-840, 840)),
+                    Value::from(s.updated_at.0),
+                    Value::from(s.time_zone.name().to_owned()),
+                ],
             )?;
             crate::credit::insert_audit(db, audit)
         })

@@ -196,6 +196,8 @@ pub struct UserRecord {
     pub created_at: Timestamp,
     /// When the user was disabled: it no longer logs in.
     pub disabled_at: Option<Timestamp>,
+    /// The portal language the user chose (`en`, `ar`); `None`: the browser's.
+    pub lang: Option<String>,
 }
 
 /// A user to store (it has no id yet).
@@ -239,6 +241,8 @@ pub trait AccessStore: Send + Sync {
     fn disable_user(&self, user: u64, at: Timestamp) -> StoreResult<bool>;
     /// Sets a user's password hash and ends every session of the user except `keep`.
     fn set_password(&self, user: u64, hash: &str, keep: Option<&str>) -> StoreResult<()>;
+    /// Sets the portal language a user chose (`None`: the browser's).
+    fn set_user_lang(&self, user: u64, lang: Option<&str>) -> StoreResult<()>;
 
     /// Stores a session and forgets every session expired at its creation.
     fn insert_session(&self, session: &SessionRecord) -> StoreResult<()>;
@@ -357,7 +361,8 @@ pub mod columns {
          at, posted_at, service, metadata, hold_id, reverses_id, overdrawn, debit_prev_id, credit_prev_id, \
          debit_balance, credit_balance, client_tenant, grant_parts";
     pub const API_KEY_COLUMNS: &str = "id, prefix, hash, name, role, party_id, scope, created_at, revoked_at";
-    pub const USER_COLUMNS: &str = "id, email, name, password_hash, role, party_id, scope, created_at, disabled_at";
+    pub const USER_COLUMNS: &str =
+        "id, email, name, password_hash, role, party_id, scope, created_at, disabled_at, lang";
     pub const SESSION_COLUMNS: &str = "hash, user_id, csrf, created_at, expires_at";
     pub const OUTBOX_COLUMNS: &str =
         "id, at, account_id, kind, threshold, direction, available_before, available_after, transfer_id, amount";

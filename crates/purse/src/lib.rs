@@ -169,8 +169,12 @@ pub struct AlertsConfig {
     /// The portal's address, for links in messages (default `http://` + the listen address).
     pub portal_url: Option<String>,
     pub operator_email: Option<String>,
-    /// The daily sweep's hour, 0-23 (default 6), in `utc_offset` (`+03:00`; default UTC).
+    /// The daily sweep's hour, 0-23 (default 6), in `time_zone`.
     pub daily_hour: Option<u32>,
+    /// The server's time zone (`Europe/Berlin`, `UTC`, `+03:00`; default UTC): the daily
+    /// sweep's, and the caps' of customers without a zone of their own.
+    pub time_zone: Option<String>,
+    /// The same as a fixed offset (`+03:00`), as older settings files give it.
     pub utc_offset: Option<String>,
     /// Seconds of clock time between evaluations of every customer (default 60).
     pub evaluate_every_s: Option<i64>,
@@ -182,6 +186,17 @@ pub struct AlertsConfig {
     pub allow_private_webhooks: Option<bool>,
     /// Days before a credit grant with credit left expires that its customer is told (default 7).
     pub grant_notice_days: Option<i64>,
+}
+
+impl AlertsConfig {
+    /// The server's zone: `time_zone`, else `utc_offset`, else none given.
+    fn zone(&self) -> crate::error::Result<Option<purse_core::time::Zone>> {
+        match (&self.time_zone, &self.utc_offset) {
+            (Some(z), _) => parse_zone("alerts.time_zone", z).map(Some),
+            (None, Some(o)) => parse_zone("alerts.utc_offset", o).map(Some),
+            (None, None) => Ok(None),
+        }
+    }
 }
 
 /// `[payments]`: Stripe and auto-recharge.
@@ -346,8 +361,8 @@ impl Config {
             }
             c.lease_s = s;
         }
-        if let Some(offset) = &self.alerts.utc_offset {
-            c.utc_offset_min = parse_utc_offset(offset)?;
+        if let Some(zone) = self.alerts.zone()? {
+            c.zone = zone;
         }
         if let Ok(f) = std::env::var("PURSE_RECHARGE_FAULT") {
             let fault = purse_app::recharger::Fault::parse(&f)
@@ -393,6 +408,9 @@ impl Config {
     pub fn web_settings(&self) -> crate::error::Result<web::WebSettings> {
         let mut w = web::WebSettings::default();
         w.app.allow_private_webhooks = self.alerts.allow_private_webhooks.unwrap_or(false);
+        if let Some(zone) = self.alerts.zone()? {
+            w.app.zone = zone;
+        }
         let s = &mut w.api;
         if let Some(n) = self.api.rate_per_key {
             s.rate_per_key = n;
@@ -445,8 +463,8 @@ impl Config {
             }
             c.daily_hour = h;
         }
-        if let Some(offset) = &a.utc_offset {
-            c.utc_offset_min = parse_utc_offset(offset)?;
+        if let Some(zone) = a.zone()? {
+            c.zone = zone;
         }
         if let Some(d) = a.grant_notice_days {
             if !(0..=365).contains(&d) {
@@ -503,9 +521,12 @@ impl Config {
 }
 
 /// `+03:00`, `-05:30`, `UTC` or `Z` as minutes east of UTC.
-pub fn parse_utc_offset(text: &str) -> crate::error::Result<i32> {
-    purse_core::time::parse_offset(text).ok_or_else(|| {
-        crate::Error::Usage(format!("alerts.utc_offset must look like +03:00 or -05:30 (or UTC), got {text:?}"))
+/// A time zone of the settings file, naming its key when it is not one.
+pub fn parse_zone(key: &str, text: &str) -> crate::error::Result<purse_core::time::Zone> {
+    purse_core::time::Zone::parse(text).ok_or_else(|| {
+        crate::Error::Usage(format!(
+            "{key} must be a time zone such as Europe/Berlin, UTC or a fixed offset such as +03:00, got {text:?}"
+        ))
     })
 }
 

@@ -355,7 +355,7 @@ fn profile_body(app: &InProcess, reseller: u64) -> Value {
 fn target(path: &str, action: Action, t: &Tenant, class: u64) -> u64 {
     let after = |prefix: &str| path.starts_with(prefix);
     match () {
-        _ if after("/v1/resellers/") => t.reseller,
+        _ if after("/v1/resellers/") || after("/resellers/") => t.reseller,
         _ if after("/v1/customers/") || after("/customers/") => t.customer,
         _ if after("/v1/accounts/") => {
             if action == Action::UpdateAccount {
@@ -364,7 +364,7 @@ fn target(path: &str, action: Action, t: &Tenant, class: u64) -> u64 {
                 t.wallet
             }
         }
-        _ if after("/v1/transfers/") => t.transfer,
+        _ if after("/v1/transfers/") || after("/transfers/") => t.transfer,
         _ if after("/v1/holds/") => t.hold,
         _ if after("/v1/low-balance-profiles/") || after("/profiles/") => t.profile,
         _ if after("/v1/webhook-endpoints/") => t.endpoint,

@@ -177,6 +177,26 @@ impl Browser {
     fn resize(&mut self, width: u32, height: u32) {
         self.cmd("POST", "/window/rect", Some(json!({ "width": width, "height": height })));
     }
+
+    /// Issue 23: at a phone's 390 px the page is as wide as the screen (nothing overflows
+    /// sideways but tables, which scroll in their box), the header menu is one line, and
+    /// every link of the menu is at least 24 px tall.
+    fn assert_fits_a_phone(&mut self, what: &str) {
+        self.resize(390, 844);
+        let fit = self.script(
+            "const w = document.documentElement.clientWidth;
+             const wide = [...document.querySelectorAll('main input, main select, main button, main textarea')]
+               .filter(e => e.offsetParent && e.getBoundingClientRect().right > w + 1).map(e => e.name || e.id);
+             const links = [...document.querySelectorAll('header nav a')].map(a => a.getBoundingClientRect().height);
+             return { page: document.documentElement.scrollWidth - w, wide,
+                      header: document.querySelector('header.top').getBoundingClientRect().height,
+                      shortest: Math.min(...links) };",
+        );
+        assert_eq!(fit["page"], json!(0), "{what}: the page scrolls sideways: {fit}");
+        assert_eq!(fit["wide"], json!([]), "{what}: fields wider than the screen: {fit}");
+        assert!(fit["header"].as_f64().unwrap() <= 70.0, "{what}: the header wraps: {fit}");
+        assert!(fit["shortest"].as_f64().unwrap() >= 24.0, "{what}: a menu link under 24 px: {fit}");
+    }
 }
 
 impl Drop for Browser {
@@ -317,7 +337,7 @@ fn each_role_logs_in_and_sees_only_its_own_pages() {
     }
     assert_eq!(b.count("#consumption-chart"), 1, "a chart of consumption");
     b.screenshot("balance-details");
-    b.resize(390, 844);
+    b.assert_fits_a_phone("Balance Details");
     b.screenshot("balance-details-phone");
     b.resize(1280, 900);
     // Another customer's pages answer "not found", by overview, Balance Details and export.
@@ -421,6 +441,19 @@ fn sessions_csrf_and_login_throttling_hold() {
     assert!(!b.source().contains(&secret), "the secret is shown once");
     let mut api = Client::new(&site.base, Some(secret.clone())).unwrap();
     assert_eq!(api.get(&format!("/v1/resellers/{}", site.seeded.resellers[0].0)).unwrap().status, 200);
+    // Issue 23: revoking asks first, naming the key; cancelling changes nothing.
+    let revoke = b.script(
+        "return [...document.querySelectorAll('#keys tr')].find(r => r.textContent.includes('billing robot')).querySelector('a.danger').id;",
+    );
+    b.click(&format!("#{}", revoke.as_str().unwrap()));
+    assert!(b.text("#confirm").contains("billing robot"), "{}", b.source());
+    b.click("#confirm a");
+    assert!(b.url().ends_with("/keys"), "{}", b.url());
+    assert_eq!(api.get(&format!("/v1/resellers/{}", site.seeded.resellers[0].0)).unwrap().status, 200);
+    b.click(&format!("#{}", revoke.as_str().unwrap()));
+    b.click("#confirm-revoke");
+    assert!(b.text("#flash").contains("revoked"), "{}", b.source());
+    assert_eq!(api.get(&format!("/v1/resellers/{}", site.seeded.resellers[0].0)).unwrap().status, 401);
 
     // Logout ends the session in the store: the old cookie is worth nothing.
     let session = b.cookie("purse_session").expect("a session cookie");
@@ -546,9 +579,18 @@ fn staff_manage_low_balance_profiles_and_customers_their_alerts_and_read_the_not
     // the e-mail written to the maildir.
     common::wait_for(30, "a sent notification in the log", || {
         b.open("/notifications");
-        b.text("#notifications").contains("sent email")
+        b.text("#notifications").contains("Sent e-mail to")
     });
     assert!(b.text("#notifications").contains("billing@acme.demo"), "{}", b.source());
+    // Issue 23: the customer by name, the notice in words, newest first.
+    let first_customer = b.text("#notifications tbody tr:first-child td:nth-child(2)");
+    assert!(!first_customer.chars().all(|c| c.is_ascii_digit()), "a name, not an id: {first_customer}");
+    assert!(b.text("#notifications").contains("Warning threshold reached"), "{}", b.source());
+    let times: Vec<String> = serde_json::from_value(b.script(
+        "return [...document.querySelectorAll('#notifications tbody tr td:first-child')].map(td => td.textContent);",
+    ))
+    .unwrap();
+    assert!(times.iter().all(|t| !t.contains('T') && !t.contains('Z')), "people's dates: {times:?}");
     b.screenshot("notifications");
     assert!(std::fs::read_dir(maildir.join("new")).unwrap().count() >= 1, "the maildir holds the e-mail");
     drop(site.server);
@@ -631,7 +673,7 @@ fn a_customer_admin_pays_now_from_balance_details_and_a_declined_card_changes_no
 #[test]
 fn issue_7_staff_change_credit_limits_on_balance_and_credits_within_the_maximum_and_the_audit_log_shows_it() {
     let site = site();
-    let (_, initech, wallet) = site.seeded.customers[2].clone();
+    let (_, initech, _) = site.seeded.customers[2].clone();
     let mut b = Browser::start(&site.base);
     b.login(&site.operator.0, &site.operator.1);
     // Customer classes: a bad maximum comes back next to its field; a good class is listed.
@@ -709,16 +751,23 @@ fn issue_7_staff_change_credit_limits_on_balance_and_credits_within_the_maximum_
     assert!(b.text("#transfers-setting").contains("No"), "{}", b.source());
     assert!(b.text("#transfers-setting").contains("(not allowed now)"));
     b.screenshot("balance-credits");
+    b.assert_fits_a_phone("Balance & Credits with its forms");
+    b.screenshot("balance-credits-phone");
+    b.resize(1280, 900);
 
     // The audit log shows both changes made in the portal, filterable by what changed.
     b.open("/settings");
     b.click("#audit-link");
-    assert!(b.text("#audit-log").contains("credit_settings"), "{}", b.source());
-    b.type_into("[name='entity']", "credit_limit");
+    // Issue 23: what changed in words, the customer by name, each change as "field: was → now".
+    assert!(b.text("#audit-log").contains("Class and transfers"), "{}", b.source());
+    assert!(!b.text("#audit-log").contains('{'), "no raw JSON: {}", b.source());
+    b.script("document.querySelector('#entity').value = 'credit_limit';");
     b.click("#filter");
     let log = b.text("#audit-log");
-    assert!(log.contains(&format!("credit_limit {}", wallet.0)) && log.contains("user operator@test.purse"), "{log}");
-    assert!(!log.contains("credit_settings"), "filtered: {log}");
+    assert!(log.contains("Credit limit") && log.contains("user operator@test.purse"), "{log}");
+    assert!(log.contains("Initech"), "the customer by name: {log}");
+    assert!(log.contains("→"), "before and after: {log}");
+    assert!(!log.contains("Class and transfers"), "filtered: {log}");
     b.screenshot("audit-log");
     // A customer admin reads its own Balance & Credits but has no forms.
     b.logout();
@@ -750,7 +799,7 @@ fn issue_8_staff_see_invoices_with_lines_and_allocations_and_a_customer_admin_on
     let number = format!("INV-{reseller}-000001");
     common::wait_for(20, "the payment allocated", || {
         b.open(&format!("/customers/{}/invoices", initech.0));
-        b.text("#invoices").contains("partially paid")
+        b.text("#invoices").contains("Partially paid")
     });
     assert!(b.text("#invoices").contains(&number), "{}", b.source());
     assert!(
@@ -764,15 +813,20 @@ fn issue_8_staff_see_invoices_with_lines_and_allocations_and_a_customer_admin_on
     assert!(b.text("#form-error").contains("Cycle day"), "{}", b.source());
     assert_eq!(b.count(".field.invalid [name='cycle_day']"), 1);
     b.type_into("[name='cycle_day']", "15");
-    b.type_into("[name='time_zone']", "+03:00");
+    // Issue 23: a named zone, offered from the time zone database.
+    b.type_into("[name='time_zone']", "Mars/Olympus");
     b.click("#save-billing");
-    assert!(b.text("#billing-cycle").contains("day 15, +03:00"), "{}", b.source());
+    assert_eq!(b.count(".field.invalid [name='time_zone']"), 1, "{}", b.source());
+    assert!(b.count("#time-zones option[value='America/New_York']") == 1, "{}", b.source());
+    b.type_into("[name='time_zone']", "America/New_York");
+    b.click("#save-billing");
+    assert!(b.text("#billing-cycle").contains("day 15, America/New_York"), "{}", b.source());
     // The invoice's page: its lines by service from the journal, totals, the allocation.
     b.click(".invoice-link");
     assert_eq!(b.text("#invoice-number"), number);
     let lines = b.text("#lines");
     assert!(lines.contains("voice") && lines.contains("sms"), "{lines}");
-    assert!(b.text("#invoice-status").contains("partially paid"));
+    assert!(b.text("#invoice-status").contains("Partially paid"));
     assert_eq!(b.text("#invoice-allocated"), "5.0000");
     assert!(b.text("#allocations").contains("RV-"), "{}", b.source());
     // A payment above what is due, and a void without a reason: refused next to the field.
@@ -782,7 +836,13 @@ fn issue_8_staff_see_invoices_with_lines_and_allocations_and_a_customer_admin_on
     assert_eq!(b.count(".field.invalid [name='amount']"), 1);
     b.click("#void-invoice");
     assert!(b.text("#form-error").to_lowercase().contains("reason"), "{}", b.source());
-    assert!(b.text("#invoice-status").contains("partially paid"), "nothing changed");
+    // Issue 23: voiding asks to confirm first.
+    assert!(b.text("#form-error").contains("cannot be undone"), "{}", b.source());
+    assert!(b.text("#invoice-status").contains("Partially paid"), "nothing changed");
+    b.type_into("#void-form [name='reason']", "Billed twice");
+    b.click("#void-invoice");
+    assert!(b.text("#form-error").contains("Confirm"), "{}", b.source());
+    assert!(b.text("#invoice-status").contains("Partially paid"), "nothing changed without the tick");
     b.screenshot("invoice");
     // The PDF link serves the invoice.
     let href = b.script("return document.querySelector('#invoice-pdf').href;");
@@ -797,7 +857,7 @@ fn issue_8_staff_see_invoices_with_lines_and_allocations_and_a_customer_admin_on
     let today = purse_core::time::day_of(purse_engine::Clock::now(&purse_engine::SystemClock));
     let (from, to) = (purse_core::time::format_date(today - 2), purse_core::time::format_date(today));
     b.open(&format!("/customers/{}/balance?from={from}&to={to}", initech.0));
-    assert!(b.text("#invoiced-period").contains("(1 invoice)"), "{}", b.source());
+    assert!(b.text("#invoiced-period").contains("1 invoice"), "{}", b.source());
     assert_ne!(b.text("#invoiced"), "0.0000 USD");
     assert!(!b.text("#uninvoiced-now").is_empty());
     // A customer admin sees its own invoices page without staff forms, not Initech's.
@@ -904,5 +964,119 @@ fn issue_21_operator_staff_give_and_void_credit_and_the_customer_sees_what_each_
     b.open(&format!("/customers/{}/grants", acme.0));
     assert!(b.text("#closed-grants").contains("Voided"), "{}", b.source());
     assert_eq!(b.count("#grant-form"), 0);
+    drop(site.server);
+}
+
+#[test]
+fn issue_23_a_reseller_sees_its_master_wallet_and_issues_credit_and_staff_reverse_a_charge_in_part() {
+    let site = site();
+    let (acme, customer, wallet) = site.seeded.customers[0].clone();
+    let mut api = Client::new(&site.base, Some(site.operator_key.clone())).unwrap();
+    let balance = |api: &mut Client| api.get(&format!("/v1/accounts/{}", wallet.0)).unwrap().json()["balance"].clone();
+    let mut b = Browser::start(&site.base);
+    b.login(&site.reseller.0, &site.reseller.1);
+    b.click("#nav-master-wallet");
+    assert!(b.text("h1").contains("master wallet"), "{}", b.source());
+    assert!(b.text("#master-wallet").contains("USD"), "{}", b.source());
+    assert!(b.text("#drawers").contains(acme.as_str()), "Acme recharges from it: {}", b.source());
+    assert!(b.text("#funded tbody").contains("Globex SMS"), "what it funded, by customer: {}", b.source());
+    assert!(b.text("#master-alert").contains("told"), "{}", b.source());
+    // Issuing credit: every wrong field at once, then credit lands on the customer's balance.
+    let before = balance(&mut api);
+    b.type_into("#issue-form [name='amount']", "-3");
+    b.click("#issue");
+    assert!(b.text("#form-error").contains("Customer"), "{}", b.source());
+    assert_eq!(balance(&mut api), before, "nothing moved");
+    b.script(&format!("document.querySelector('#customer').value = '{}';", customer.0));
+    b.type_into("#issue-form [name='amount']", "5");
+    b.type_into("#issue-form [name='reason']", "Goodwill");
+    b.click("#issue");
+    assert!(b.text("#flash").contains(&format!("5.0000 USD was issued to {acme}")), "{}", b.source());
+    let units = |v: &serde_json::Value| v.as_str().unwrap().replace('.', "").parse::<i64>().unwrap();
+    assert_eq!(units(&balance(&mut api)) - units(&before), 50_000);
+    assert!(b.text("#funded tbody tr:first-child").contains(acme.as_str()), "{}", b.source());
+    b.screenshot("master-wallet");
+    b.assert_fits_a_phone("the master wallet page");
+    b.resize(1280, 900);
+
+    // A disputed call: staff give part of a charge back, with a reason; too much is refused.
+    let charge = json!({ "client_id": "disputed-call", "account": wallet.0, "amount": "2", "currency": "USD", "service": "voice" });
+    let reply = api.send("POST", "/v1/charges", &charge, "disputed-call").unwrap();
+    assert_eq!(reply.status, 201, "{}", String::from_utf8_lossy(&reply.body));
+    let transfer = reply.json()["transfer"].as_u64().unwrap();
+    b.open(&format!("/customers/{}/balance", customer.0));
+    assert!(b.count(&format!("a[href='/transfers/{transfer}/adjust']")) == 1, "{}", b.source());
+    b.click(&format!("a[href='/transfers/{transfer}/adjust']"));
+    assert!(b.text("#posting").contains("2.0000 USD"), "{}", b.source());
+    b.type_into("[name='amount']", "2.5");
+    b.click("#save-adjust");
+    let summary = b.text("#form-error");
+    assert!(summary.contains("Amount") && summary.contains("Reason"), "both at once: {summary}");
+    let before = balance(&mut api);
+    b.type_into("[name='amount']", "0.5");
+    b.type_into("[name='reason']", "Disputed call");
+    b.click("#save-adjust");
+    assert!(b.text("#flash").contains(&format!("0.5000 USD was given back to {acme}")), "{}", b.source());
+    assert_eq!(units(&balance(&mut api)) - units(&before), 5_000);
+    // A customer admin has no such page.
+    b.logout();
+    b.login(&site.customer.0, &site.customer.1);
+    b.open(&format!("/transfers/{transfer}/adjust"));
+    assert!(b.source().contains("Not allowed") || b.source().contains("no such page"), "{}", b.source());
+    b.open("/resellers");
+    assert!(b.source().contains("Not allowed"), "the policy refuses customers: {}", b.source());
+    drop(site.server);
+}
+
+#[test]
+fn issue_23_a_customer_admin_reads_the_portal_in_arabic_right_to_left() {
+    let site = site();
+    // Before login the browser's language decides (here by its Accept-Language header).
+    let mut http = Client::new(&site.base, None).unwrap();
+    let login = http.request("GET", "/login", None, &[("accept-language", "ar-EG,ar;q=0.9,en;q=0.5")]).unwrap();
+    let text = String::from_utf8_lossy(&login.body).to_string();
+    assert!(text.contains("<html lang=\"ar\" dir=\"rtl\">"), "{text}");
+    assert!(text.contains("تسجيل الدخول"), "{text}");
+    let english = http.request("GET", "/login", None, &[("accept-language", "en-GB,en")]).unwrap();
+    assert!(String::from_utf8_lossy(&english.body).contains("<html lang=\"en\">"));
+
+    // ?lang=ar chooses it in the browser, kept by a cookie through the login.
+    let mut b = Browser::start(&site.base);
+    b.open("/login?lang=ar");
+    assert_eq!(b.script("return document.documentElement.dir;"), json!("rtl"));
+    assert_eq!(b.text("#login"), "تسجيل الدخول");
+    b.type_into("#email", &site.customer.0);
+    b.type_into("#password", &site.customer.1);
+    b.click("#login");
+    assert_eq!(b.script("return document.documentElement.lang;"), json!("ar"), "{}", b.source());
+    assert_eq!(b.text("header nav a[href='/settings']"), "الإعدادات");
+    b.click("header nav a[href='/settings/account/billing/balance-details']");
+    assert_eq!(b.text("h1"), "تفاصيل الرصيد");
+    let available = b.text("#available");
+    assert!(available.ends_with("USD") && available.chars().any(|c| ('٠'..='٩').contains(&c)), "{available}");
+    assert!(!available.chars().any(|c| c.is_ascii_digit()), "Arabic digits: {available}");
+    let headers = b.script("return [...document.querySelectorAll('main th')].map(t => t.textContent).join('|');");
+    assert!(
+        !headers.as_str().unwrap().chars().any(|c| c.is_ascii_alphabetic()),
+        "every column header in Arabic: {headers}"
+    );
+    // Right to left: the menu starts at the right edge.
+    let nav = b.script(
+        "const r = document.querySelector('header .brand').getBoundingClientRect(); return r.left > window.innerWidth / 2;",
+    );
+    assert_eq!(nav, json!(true), "the brand sits on the right");
+    b.screenshot("arabic-balance-details");
+    b.assert_fits_a_phone("Balance Details in Arabic");
+    b.screenshot("arabic-balance-details-phone");
+    b.resize(1280, 900);
+
+    // Each user keeps a language of its own: this one chooses English in Settings.
+    b.click("header nav a[href='/settings']");
+    b.script("document.querySelector('#lang').value = 'en';");
+    b.click("#save-language");
+    assert_eq!(b.script("return document.documentElement.lang;"), json!("en"), "{}", b.source());
+    assert!(b.text("#flash").contains("The language was saved"), "{}", b.source());
+    b.open("/settings/account/billing/balance-details?lang=ar");
+    assert_eq!(b.text("h1"), "Balance Details", "the user's own choice wins over the cookie");
     drop(site.server);
 }

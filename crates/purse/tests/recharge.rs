@@ -864,3 +864,45 @@ fn issue_23_a_master_wallet_notice_of_a_reseller_without_e_mail_goes_to_the_oper
         w.mails()
     );
 }
+
+#[test]
+fn issue_23_a_cap_that_holds_back_a_due_recharge_is_told_once_a_day() {
+    let mut w = World::new(&sqlite_url(), None);
+    let reseller =
+        w.call("POST", "/v1/resellers", json!({ "client_id": "capped", "name": "Capped" }))["id"].as_u64().unwrap();
+    let (master, c, wallet) = short_master_recharge(&mut w, reseller);
+    w.call("PUT", &format!("/v1/customers/{c}/alert-settings"), json!({ "billing_email": "child@capped.test" }));
+    w.pay(master, "100");
+    w.clock.set(w.now().plus_micros(DAY));
+    w.step();
+    assert_eq!(w.balance(wallet), "29.00", "one recharge today: {:?}", w.recharges(c));
+    let capped = |w: &mut World| {
+        w.get(&format!("/v1/notifications?customer={c}"))["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["kind"] == "recharge_capped")
+            .count()
+    };
+    assert_eq!(capped(&mut w), 0);
+    // Below the threshold again the same day: the daily limit of one holds the recharge back,
+    // and the customer is told why, once.
+    w.charge(wallet, "20");
+    w.step();
+    w.charge(wallet, "1");
+    w.step();
+    assert_eq!(w.balance(wallet), "8.00", "no second recharge today");
+    assert_eq!(capped(&mut w), 1, "told once: {}", w.get(&format!("/v1/notifications?customer={c}")));
+    w.step();
+    assert!(
+        w.mails().iter().any(|m| m.contains("To: child@capped.test") && m.contains("held back")),
+        "the e-mail says why: {:?}",
+        w.mails()
+    );
+    // The next day the recharge runs again.
+    w.clock.set(w.now().plus_micros(DAY));
+    w.charge(wallet, "1");
+    w.step();
+    assert_eq!(w.balance(wallet), "37.00", "{:?}", w.recharges(c));
+    assert_eq!(capped(&mut w), 1);
+}

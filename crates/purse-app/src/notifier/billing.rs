@@ -52,9 +52,9 @@ impl Notifier {
         let mut items = Vec::new();
         for party in customers {
             let PartyKind::Customer { currency, .. } = party.kind else { continue };
-            let s = settings.get(&party.id).copied().unwrap_or_else(|| BillingSettings::default_for(party.id));
-            let start = cycle_start(now, s.cycle_day, s.utc_offset_min);
-            let following = next_cycle_start(start, s.cycle_day, s.utc_offset_min);
+            let s = settings.get(&party.id).cloned().unwrap_or_else(|| BillingSettings::default_for(party.id));
+            let start = cycle_start(now, s.cycle_day, &s.time_zone);
+            let following = next_cycle_start(start, s.cycle_day, &s.time_zone);
             *next = Some(next.map_or(following, |n| n.min(following)));
             if start <= party.created_at || party.invoiced_until.is_some_and(|u| u >= start) {
                 continue;

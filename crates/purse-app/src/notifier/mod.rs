@@ -44,7 +44,6 @@ use crate::recharger::Recharger;
 use crate::{AppError, AppResult};
 
 const MICROS: i64 = Timestamp::MICROS_PER_S;
-const DAY_US: i64 = 86_400 * MICROS;
 
 /// Settings of notifications and the scheduler (`[alerts]` in the configuration).
 #[derive(Clone, Debug)]
@@ -60,9 +59,9 @@ pub struct AlertConfig {
     pub tick: Duration,
     /// How often (clock time) every customer is evaluated.
     pub evaluate_every_s: i64,
-    /// The daily sweep's hour (0-23) in `utc_offset_min`.
+    /// The daily sweep's hour (0-23) in `zone`.
     pub daily_hour: u32,
-    pub utc_offset_min: i32,
+    pub zone: purse_core::time::Zone,
     /// First retry after this many seconds, doubling each time up to six hours.
     pub retry_base_s: i64,
     /// Attempts per delivery before it is failed.
@@ -85,7 +84,7 @@ impl Default for AlertConfig {
             tick: Duration::from_millis(250),
             evaluate_every_s: 60,
             daily_hour: 6,
-            utc_offset_min: 0,
+            zone: purse_core::time::Zone::utc(),
             retry_base_s: 30,
             attempts_max: 8,
             webhook_failures_max: 20,
@@ -679,9 +678,9 @@ impl Notifier {
 
     /// The key of the latest daily sweep due at `now`: the local date whose sweep hour has passed.
     pub fn sweep_key(&self, now: Timestamp) -> String {
-        let local = now.0 + i64::from(self.config.utc_offset_min) * 60 * MICROS;
-        let mut day = local.div_euclid(DAY_US);
-        if local - day * DAY_US < i64::from(self.config.daily_hour) * 3600 * MICROS {
+        let zone = &self.config.zone;
+        let mut day = zone.day_of(now);
+        if now.0 - zone.day_start(day).0 < i64::from(self.config.daily_hour) * 3600 * MICROS {
             day -= 1;
         }
         purse_core::time::format_date(day)

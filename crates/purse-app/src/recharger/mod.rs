@@ -39,7 +39,6 @@ use crate::{AppError, AppResult};
 pub use stripe::{Stripe, StripeError};
 
 const MICROS: i64 = Timestamp::MICROS_PER_S;
-const DAY_US: i64 = 86_400 * MICROS;
 
 /// Where a card recharge may be made to stop, as if the process died there (tests).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,14 +77,14 @@ pub struct PaymentConfig {
     /// How long (wall clock) a process may work on a recharge before another takes it over.
     pub lease_s: i64,
     /// The offset of the days and months the caps count in.
-    pub utc_offset_min: i32,
+    pub zone: purse_core::time::Zone,
     /// A step at which card recharges stop; `abort` kills the process there.
     pub fault: Option<(Fault, bool)>,
 }
 
 impl Default for PaymentConfig {
     fn default() -> Self {
-        PaymentConfig { stripe: None, failures_max: 3, lease_s: 60, utc_offset_min: 0, fault: None }
+        PaymentConfig { stripe: None, failures_max: 3, lease_s: 60, zone: purse_core::time::Zone::utc(), fault: None }
     }
 }
 
@@ -144,12 +143,13 @@ impl Recharger {
         }
     }
 
-    /// The local date and month of `now`, which the caps count in.
-    pub fn day_month(&self, now: Timestamp) -> (String, String) {
-        let local = now.0 + i64::from(self.config.utc_offset_min) * 60 * MICROS;
-        let day = purse_core::time::format_date(local.div_euclid(DAY_US));
+    /// The date and month of `now` in the customer's time zone (its billing settings', else
+    /// the server's), which the daily and monthly caps count in.
+    pub fn day_month(&self, party: PartyId, now: Timestamp) -> AppResult<(String, String)> {
+        let zone = self.store.billing_settings(party)?.map_or_else(|| self.config.zone.clone(), |b| b.time_zone);
+        let day = purse_core::time::format_date(zone.day_of(now));
         let month = day[..7].to_owned();
-        (day, month)
+        Ok((day, month))
     }
 
     fn currency(&self, code: purse_core::CurrencyCode) -> AppResult<Currency> {
@@ -177,9 +177,21 @@ impl Recharger {
         {
             return Ok(None);
         }
-        let (day, month) = self.day_month(now);
+        let (day, month) = self.day_month(party.id, now)?;
         let used = self.store.recharges_used(party.id, &day, &month)?;
-        let Some(amount) = recharge::recharge_due(s, available, used) else { return Ok(None) };
+        let Some(amount) = recharge::recharge_due(s, available, used) else {
+            if let Some(cap) = recharge::cap_reached(s, available, used) {
+                self.tell_capped(
+                    party,
+                    s,
+                    cap,
+                    available,
+                    if cap == recharge::Cap::Daily { &day } else { &month },
+                    now,
+                )?;
+            }
+            return Ok(None);
+        };
         let c = self.currency(currency)?;
         let notice = (s.method == RechargeMethod::Invoice).then(|| {
             let text = format!(
@@ -220,6 +232,58 @@ impl Recharger {
             );
         }
         Ok(started)
+    }
+
+    /// Tells the customer (and its alert e-mails) once per day or month, across processes,
+    /// that a cap held back a recharge that was due: nobody is left wondering why the balance
+    /// was not topped up. Not while a recharge is still in flight (it may yet succeed).
+    fn tell_capped(
+        &self,
+        party: &Party,
+        s: &RechargeSettings,
+        cap: recharge::Cap,
+        available: i128,
+        period: &str,
+        now: Timestamp,
+    ) -> AppResult<()> {
+        if self.store.recharges(Some(party.id), 3)?.iter().any(|r| r.status.in_flight()) {
+            return Ok(());
+        }
+        let key = format!("{}:{period}", party.id.0);
+        let wall = wall_us();
+        if !self.alerts.claim_job("recharge_capped", &key, "recharger", now, wall, wall + 300 * MICROS)? {
+            return Ok(());
+        }
+        let PartyKind::Customer { currency, .. } = party.kind else { return Ok(()) };
+        let c = self.currency(currency)?;
+        let (which, until) = match cap {
+            recharge::Cap::Daily => (format!("its limit of {} recharges a day", s.per_day_max), "tomorrow"),
+            recharge::Cap::Monthly => (
+                format!("its monthly cap of {} {}", s.month_cap.map(|m| c.format(m)).unwrap_or_default(), c.code),
+                "next month",
+            ),
+        };
+        let subject = format!("Automatic recharge held back for {}: {which} is reached", party.name);
+        let body = format!(
+            "Hello,\n\nThe available balance of {} is {} {}, below the recharge threshold of {} {}, but no automatic \
+             recharge was made: {which} is reached. Recharges start again {until}, or pay now in the portal (Balance \
+             Details → Pay Now), or raise the limit in the automatic recharge settings.\n\n-- Purse",
+            party.name,
+            c.format(clamp(available)),
+            c.code,
+            c.format(s.threshold),
+            c.code,
+        );
+        let notification =
+            self.notice(party, s, PaymentNotice::RechargeCapped, s.threshold, available, &c, subject, body, now)?;
+        let batch = purse_store::AlertBatch {
+            fires: vec![purse_store::Fire { counter: None, notification }],
+            ..purse_store::AlertBatch::default()
+        };
+        self.alerts.record_alerts(&batch, now)?;
+        self.alerts.finish_job("recharge_capped", &key, now, "told")?;
+        log("recharge held back by a cap", json!({ "customer": party.id.0, "cap": format!("{cap:?}") }));
+        Ok(())
     }
 
     /// Runs every recharge that is waiting and that no live lease holds, as of wall time `wall`.
@@ -639,7 +703,7 @@ impl Recharger {
         stripe::stripe_amount(amount.0, c.scale, currency.as_str())
             .map_err(|e| PayError::Invalid { field: "amount", message: e.to_string() })?;
         let now = self.engine.clock().now();
-        let (day, month) = self.day_month(now);
+        let (day, month) = self.day_month(party.id, now).map_err(|e| PayError::Internal(e.detail()))?;
         let new = NewRecharge {
             party: party.id,
             method: RechargeMethod::Card,

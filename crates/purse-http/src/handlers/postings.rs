@@ -4,7 +4,6 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use purse_app::policy;
 use purse_core::{
     AccountId, AdjustDirection, ChangeNote, Command, CommandResult, HoldId, Item, Money, NewCharge, Outcome,
     PaymentMethod, Timestamp, TransferId, TransferKind,
@@ -333,31 +332,17 @@ pub async fn create_transfer(
     let reason = reason_text(r.reason.as_deref())?;
     let command = state
         .read(move |s| {
-            s.check_account_field(&who, "source", r.source)?;
-            s.check_account_field(&who, "target", r.target)?;
-            let reader = s.engine.reader();
-            let mut note = None;
-            if let (Some(source), Some(target)) = (reader.account(AccountId(r.source))?, reader.account(AccountId(r.target))?) {
-                if !policy::may_move_from(who.role, &source) {
-                    return Err(ApiError::App(AppError::ForbiddenField {
-                        field: "source",
-                        message: "money leaves a customer's account only by the customer's own transfer; staff take it back with an adjustment and a reason (POST /v1/adjustments)".into(),
-                    }));
-                }
-                purse_app::credit::check_subscriber_transfer(&source, &target)?;
-                if policy::on_behalf(who.role, &source, &target) {
-                    note = Some(ChangeNote { by: s.actor(&who)?, reason });
-                }
-            }
-            Ok(Command::Transfer {
-                client_id: who.client_id("client_id", &r.client_id)?,
-                money: money(s, &r.amount, &r.currency)?,
-                source: AccountId(r.source),
-                target: AccountId(r.target),
+            Ok(purse_app::accounts::transfer_command(
+                s,
+                &who,
+                who.client_id("client_id", &r.client_id)?,
+                r.source,
+                r.target,
+                money(s, &r.amount, &r.currency)?,
                 kind,
-                metadata: object_metadata(r.metadata)?,
-                note,
-            })
+                reason,
+                object_metadata(r.metadata)?,
+            )?)
         })
         .await?;
     state.commit(&ctx, vec![Item::single(command)], render_posted).await
@@ -417,28 +402,18 @@ pub async fn create_adjustment(
         "debit" => AdjustDirection::Debit,
         _ => return Err(ApiError::invalid("direction", Code::InvalidDirection, "direction must be credit or debit")),
     };
-    let reason = reason_text(Some(&r.reason))?.ok_or_else(|| {
-        ApiError::invalid("reason", Code::ReasonMustNotBeEmpty, "give a reason: it is kept in the audit log")
-    })?;
     let command = state
         .read(move |s| {
-            s.check_account_field(&who, "account", r.account)?;
-            if let Some(account) = s.engine.reader().account(AccountId(r.account))? {
-                if !policy::may_adjust(who.role, &account) {
-                    return Err(ApiError::App(AppError::ForbiddenField {
-                        field: "account",
-                        message: "a reseller adjusts its customers' accounts, not its own".into(),
-                    }));
-                }
-            }
-            Ok(Command::Adjust {
-                client_id: who.client_id("client_id", &r.client_id)?,
-                account: AccountId(r.account),
-                money: money(s, &r.amount, &r.currency)?,
+            Ok(purse_app::accounts::adjustment_command(
+                s,
+                &who,
+                who.client_id("client_id", &r.client_id)?,
+                r.account,
+                money(s, &r.amount, &r.currency)?,
                 direction,
-                note: ChangeNote { by: s.actor(&who)?, reason: Some(reason) },
-                metadata: object_metadata(r.metadata)?,
-            })
+                &r.reason,
+                object_metadata(r.metadata)?,
+            )?)
         })
         .await?;
     state.commit(&ctx, vec![Item::single(command)], render_posted).await

@@ -65,7 +65,7 @@ impl InProcess {
         let clock = Arc::new(ManualClock::new(Timestamp::from_secs(T0)));
         let opened = off_runtime(|| purse::open_store(url).expect("store opens"));
         let engine = Engine::start(opened.store, opened.reader.clone(), clock.clone(), EngineConfig::default());
-        let config = AppConfig { allow_private_webhooks: true };
+        let config = AppConfig { allow_private_webhooks: true, ..AppConfig::default() };
         let stores = purse_app::Stores {
             access: opened.access,
             alerts: opened.alerts,

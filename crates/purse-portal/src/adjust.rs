@@ -1,0 +1,167 @@
+//! Staff reverse a posting in part or whole, with a reason: a disputed call given back, a
+//! payment that bounced taken back. Each is an adjustment of the customer's balance against
+//! the adjustments account (`purse_app::accounts::adjustment_command`), kept in the audit log
+//! with who and why, and tied to the posting it reverses by its metadata.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use maud::html;
+use purse_app::accounts::adjustment_command;
+use purse_core::{AdjustDirection, Money, Transfer, TransferKind};
+
+use super::page::{self, error_for, field, money};
+use super::session::{Form, PathId, Viewer};
+use super::{done, read, PortalError};
+use crate::PortalState;
+
+/// The postings staff may reverse from the portal: what a customer was charged or paid.
+pub fn reversible(kind: TransferKind) -> bool {
+    matches!(kind, TransferKind::Charge | TransferKind::Payment | TransferKind::Recharge | TransferKind::Issue)
+}
+
+/// The posting, the customer account it touched, and which way a reversal moves money: a
+/// charge is given back (credit), money received is taken back (debit).
+struct Target {
+    transfer: Transfer,
+    account: purse_core::Account,
+    currency: purse_core::Currency,
+    direction: AdjustDirection,
+    customer: (u64, String),
+}
+
+fn target(s: &PortalState, viewer: &Viewer, id: u64) -> Result<Target, PortalError> {
+    let reader = s.engine.reader();
+    let transfer = reader.transfer(purse_core::TransferId(id))?.ok_or(PortalError::NotFound)?;
+    if !reversible(transfer.kind) {
+        return Err(PortalError::NotFound);
+    }
+    let (account_id, direction) = match transfer.kind {
+        TransferKind::Charge => (transfer.debit, AdjustDirection::Credit),
+        _ => (transfer.credit, AdjustDirection::Debit),
+    };
+    let account = s.account_for(&viewer.who, account_id.0).map_err(|_| PortalError::NotFound)?;
+    let party = account.party.ok_or(PortalError::NotFound)?;
+    let customer = s.party_of_kind(&viewer.who, party.0, false).map_err(|_| PortalError::NotFound)?;
+    let currency = s.currency("currency", account.currency)?;
+    Ok(Target { transfer, account, currency, direction, customer: (customer.id.0, customer.name) })
+}
+
+pub async fn form(
+    State(state): State<PortalState>,
+    viewer: Viewer,
+    PathId(id): PathId,
+) -> Result<Response, PortalError> {
+    render(state, Arc::new(viewer), id, HashMap::new(), Vec::new()).await
+}
+
+async fn render(
+    state: PortalState,
+    viewer: Arc<Viewer>,
+    id: u64,
+    entered: HashMap<String, String>,
+    error: page::Errors,
+) -> Result<Response, PortalError> {
+    let v = viewer.clone();
+    let t = read(&state, move |s| target(s, &v, id)).await?;
+    let value = |k: &str, default: String| entered.get(k).cloned().unwrap_or(default);
+    let request = match entered.get("request").map(String::as_str) {
+        None | Some("") => format!("portal-{}", purse_app::secrets::random_hex::<12>()?),
+        Some(r) => r.to_owned(),
+    };
+    let give_back = t.direction == AdjustDirection::Credit;
+    let what = page::words(t.transfer.kind.as_str()).to_lowercase();
+    let body = html! {
+        section.card id="posting" {
+            p { "The " (what) " of " strong { (money(t.currency, t.transfer.amount)) } " on " (viewer.when(t.transfer.posted_at))
+                @if let Some(s) = &t.transfer.service { " for " (s) } ", " (t.customer.1) "." }
+            p.muted { @if give_back { "Reversing it gives the amount below back to the customer's balance." } @else { "Reversing it takes the amount below back from the customer's balance." }
+                " It is an adjustment with your reason, kept in the audit log; the " (what) " itself stays in the journal." }
+        }
+        form.card method="post" action=(format!("/transfers/{id}/adjust")) id="adjust-form" {
+            input type="hidden" name="csrf" value=(viewer.csrf);
+            input type="hidden" name="request" value=(request);
+            (page::summary(&error))
+            (field(&format!("Amount ({}; all of it, or a part)", t.currency.code), "amount", "text", &value("amount", t.currency.format(t.transfer.amount)), error_for(&error, "amount")))
+            (field("Reason (kept in the audit log)", "reason", "text", &value("reason", String::new()), error_for(&error, "reason")))
+            button.danger type="submit" id="save-adjust" { @if give_back { "Give back" } @else { "Take back" } }
+            " " a href=(format!("/customers/{}/balance", t.customer.0)) { "Cancel" }
+        }
+    };
+    let crumbs = [
+        ("Customers", "/customers".to_owned()),
+        (t.customer.1.as_str(), format!("/customers/{}", t.customer.0)),
+        ("Balance Details", format!("/customers/{}/balance", t.customer.0)),
+        ("Reverse", String::new()),
+    ];
+    let crumbs: Vec<(&str, &str)> = crumbs.iter().map(|(a, b)| (*a, b.as_str())).collect();
+    let status = if error.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    Ok(page::respond(status, page::layout(&format!("Reverse a {what}"), Some(&viewer), &crumbs, body)))
+}
+
+const FIELDS: [&str; 3] = ["amount", "reason", "request"];
+
+pub async fn save(
+    State(state): State<PortalState>,
+    viewer: Viewer,
+    PathId(id): PathId,
+    form: Form,
+) -> Result<Response, PortalError> {
+    viewer.check(&form)?;
+    let entered = form.entered(&FIELDS);
+    let viewer = Arc::new(viewer);
+    let (v, e) = (viewer.clone(), entered.clone());
+    let built = read(&state, move |s| {
+        let t = target(s, &v, id)?;
+        let c = t.currency;
+        let mut errors = page::Errors::new();
+        let amount = match c.parse(&e["amount"]) {
+            Ok(a) if a.is_positive() && a <= t.transfer.amount => Some(a),
+            Ok(a) if a.is_positive() => {
+                errors.push(("amount".into(), format!("at most the posting's {}", money(c, t.transfer.amount))));
+                None
+            }
+            _ => {
+                errors.push((
+                    "amount".into(),
+                    format!("an amount above zero in {} with at most {} decimals", c.code, c.scale),
+                ));
+                None
+            }
+        };
+        if e["reason"].is_empty() {
+            errors.push(("reason".into(), "give a reason: it is kept in the audit log".into()));
+        }
+        let Some(amount) = amount.filter(|_| errors.is_empty()) else { return Err(PortalError::Fields(errors)) };
+        let metadata = serde_json::json!({ "reverses": t.transfer.id.0 }).to_string();
+        let command = adjustment_command(
+            s,
+            &v.who,
+            v.who.client_id("request", &e["request"])?,
+            t.account.id.0,
+            Money { amount, currency: t.account.currency },
+            t.direction,
+            &e["reason"],
+            Some(metadata),
+        )
+        .map_err(PortalError::keep_field)?;
+        let what = if t.direction == AdjustDirection::Credit { "given back to" } else { "taken back from" };
+        Ok((command, format!("{} was {what} {}.", money(c, amount), t.customer.1), t.customer.0))
+    })
+    .await;
+    let (command, message, customer) = match built {
+        Ok(b) => b,
+        Err(PortalError::Fields(errors)) => return render(state, viewer, id, entered, errors).await,
+        Err(other) => return Err(other),
+    };
+    match super::submit(&state, command).await? {
+        Ok(_) => Ok(done(&format!("/customers/{customer}/balance"), &message)),
+        Err(purse_app::AppError::Rejected(r)) => {
+            render(state, viewer, id, entered, vec![("amount".into(), super::sentence(&r.to_string()))]).await
+        }
+        Err(other) => Err(other.into()),
+    }
+}
