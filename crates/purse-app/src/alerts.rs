@@ -467,91 +467,94 @@ pub fn settings_view(s: &App, party: &Party) -> Result<SettingsView, AppError> {
 /// but their profile, which is their reseller's or operator's choice.
 pub fn save_settings(s: &App, who: &Principal, party: &Party, body: SettingsBody) -> Result<(), AppError> {
     let old = s.alerts.alert_settings(party.id)?;
-    let profile = match party.kind {
-        PartyKind::Customer { reseller, currency, .. } => {
-            let current = old.as_ref().and_then(|o| o.profile);
-            if !crate::policy::may_set(who.role, crate::policy::Field::CustomerProfile) && body.profile != current {
-                return Err(AppError::ForbiddenField {
-                    field: "profile",
-                    message: "a customer's profile is chosen by its reseller or the operator".into(),
-                });
+    let mut problems = Problems::default();
+    let profile = problems.check((|| -> Result<Option<u64>, AppError> {
+        Ok(match party.kind {
+            PartyKind::Customer { reseller, currency, .. } => {
+                let current = old.as_ref().and_then(|o| o.profile);
+                if !crate::policy::may_set(who.role, crate::policy::Field::CustomerProfile) && body.profile != current {
+                    return Err(AppError::ForbiddenField {
+                        field: "profile",
+                        message: "a customer's profile is chosen by its reseller or the operator".into(),
+                    });
+                }
+                if let Some(id) = body.profile.filter(|id| Some(*id) != current) {
+                    let p = s
+                        .alerts
+                        .profiles()?
+                        .into_iter()
+                        .find(|p| p.id == id && (who.is_operator() || p.reseller == reseller));
+                    let p = p.ok_or_else(|| {
+                        AppError::invalid(
+                            "profile",
+                            Code::ProfileNotFound,
+                            format!("no profile {id} of this customer's reseller"),
+                        )
+                    })?;
+                    if p.reseller != reseller {
+                        return Err(AppError::invalid(
+                            "profile",
+                            Code::ProfileNotFound,
+                            format!("profile {id} belongs to another owner than this customer's reseller"),
+                        ));
+                    }
+                    if p.currency != currency {
+                        return Err(AppError::invalid(
+                            "profile",
+                            Code::CurrencyMismatch,
+                            format!("profile {id} is in {}, the customer in {currency}", p.currency),
+                        ));
+                    }
+                }
+                body.profile
             }
-            if let Some(id) = body.profile.filter(|id| Some(*id) != current) {
-                let p = s
-                    .alerts
-                    .profiles()?
-                    .into_iter()
-                    .find(|p| p.id == id && (who.is_operator() || p.reseller == reseller));
-                let p = p.ok_or_else(|| {
-                    AppError::invalid(
-                        "profile",
-                        Code::ProfileNotFound,
-                        format!("no profile {id} of this customer's reseller"),
-                    )
-                })?;
-                if p.reseller != reseller {
+            PartyKind::Reseller => {
+                if body.profile.is_some() {
                     return Err(AppError::invalid(
                         "profile",
-                        Code::ProfileNotFound,
-                        format!("profile {id} belongs to another owner than this customer's reseller"),
+                        Code::NotAllowed,
+                        "a reseller has no profile; its customers do",
                     ));
                 }
-                if p.currency != currency {
-                    return Err(AppError::invalid(
-                        "profile",
-                        Code::CurrencyMismatch,
-                        format!("profile {id} is in {}, the customer in {currency}", p.currency),
-                    ));
-                }
+                None
             }
-            body.profile
-        }
-        PartyKind::Reseller => {
-            if body.profile.is_some() {
-                return Err(AppError::invalid(
-                    "profile",
-                    Code::NotAllowed,
-                    "a reseller has no profile; its customers do",
-                ));
-            }
-            None
-        }
-    };
-    let email = match body.billing_email.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
-        Some(e) => Some(
-            emails("billing_email", &[e.to_owned()])
-                .map_err(|_| {
-                    AppError::invalid("billing_email", Code::InvalidEmail, format!("{e:?} is not an e-mail address"))
-                })?
-                .remove(0),
-        ),
-        None => None,
-    };
+        })
+    })());
+    let email = problems.check(match body.billing_email.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
+        Some(e) => emails("billing_email", &[e.to_owned()]).map(|mut found| Some(found.remove(0))).map_err(|_| {
+            AppError::invalid("billing_email", Code::InvalidEmail, format!("{e:?} is not an e-mail address"))
+        }),
+        None => Ok(None),
+    });
     let warning: Vec<WarningLevel> = match party.kind {
         PartyKind::Customer { currency, billing, wallet, .. } => {
             let c = s.currency("currency", currency)?;
             let limit = s.engine.reader().account(wallet)?.map_or(purse_core::Amount::ZERO, |w| w.credit_limit);
             let permanent = if billing == Billing::Postpaid { limit } else { purse_core::Amount::ZERO };
-            alerts::parse_warning_levels(&body.warning_thresholds, &c, billing, permanent)
-                .map_err(|e| AppError::invalid("warning_thresholds", Code::InvalidThresholds, e.to_string()))?
+            problems
+                .check(
+                    alerts::parse_warning_levels(&body.warning_thresholds, &c, billing, permanent)
+                        .map_err(|e| AppError::invalid("warning_thresholds", Code::InvalidThresholds, e.to_string())),
+                )
+                .unwrap_or_default()
         }
         PartyKind::Reseller if !body.warning_thresholds.trim().is_empty() => {
-            return Err(AppError::invalid(
+            problems.note(AppError::invalid(
                 "warning_thresholds",
                 Code::NotAllowed,
                 "warning thresholds are a customer's",
             ));
+            Vec::new()
         }
         PartyKind::Reseller => Vec::new(),
     };
-    let settings = AlertSettings {
-        party: party.id,
-        profile,
-        email,
-        alert_emails: emails("alert_emails", &body.alert_emails)?,
-        warning,
-        updated_at: s.engine.clock().now(),
+    let alert_emails = problems.check(emails("alert_emails", &body.alert_emails));
+    problems.finish()?;
+    let (Some(profile), Some(email), Some(alert_emails)) = (profile, email, alert_emails) else {
+        return Err(AppError::Internal("alert settings passed their checks without values".into()));
     };
+    let settings =
+        AlertSettings { party: party.id, profile, email, alert_emails, warning, updated_at: s.engine.clock().now() };
     let before = serde_json::to_value(settings_view(s, party)?).map_err(|e| AppError::Internal(e.to_string()))?;
     s.alerts.put_alert_settings(&settings)?;
     let after = serde_json::to_value(settings_view(s, party)?).map_err(|e| AppError::Internal(e.to_string()))?;

@@ -134,7 +134,9 @@ pub fn credit_commands(
             message: format!("this key may not change the {field} of account {}", account.id),
         });
     }
-    let reason = crate::parse::reason_text(change.reason.as_deref())?;
+    // Every wrong field is told at once; nothing is sent unless all are right.
+    let mut problems = crate::Problems::default();
+    let reason = problems.check(crate::parse::reason_text(change.reason.as_deref())).flatten();
     let note = ChangeNote { by: s.actor(who)?, reason };
     let c = s.currency("currency", account.currency)?;
     let party = account.party.map(|p| s.engine.reader().party(p)).transpose()?.flatten();
@@ -142,34 +144,38 @@ pub fn credit_commands(
     let mut commands = Vec::new();
     let mut permanent = account.credit_limit;
     if let Some(text) = &change.credit_limit {
-        permanent = amount("credit_limit", text, c)?;
-        commands.push(Command::SetCreditLimit { account: account.id, credit_limit: permanent, note: note.clone() });
+        if let Some(limit) = problems.check(amount("credit_limit", text, c)) {
+            permanent = limit;
+            commands.push(Command::SetCreditLimit { account: account.id, credit_limit: permanent, note: note.clone() });
+        }
     }
     if let Some(increase) = &change.increase {
         let increase = match increase {
-            None => None,
+            None => Some(None),
             Some(i) => {
-                if matches!(&party, Some(Party { kind: PartyKind::Customer { billing: Billing::Prepaid, .. }, .. }))
-                    && account.kind == AccountKind::Wallet
-                {
-                    return Err(AppError::invalid(
+                let prepaid =
+                    matches!(&party, Some(Party { kind: PartyKind::Customer { billing: Billing::Prepaid, .. }, .. }))
+                        && account.kind == AccountKind::Wallet;
+                if prepaid {
+                    problems.note(AppError::invalid(
                         "temporary_increase",
                         Code::PrepaidCustomer,
                         "a temporary credit limit increase is for postpaid customers only",
                     ));
                 }
                 let value = match (&i.amount, &i.percent) {
-                    (Some(a), None) => amount("temporary_increase.amount", a, c)?,
-                    (None, Some(p)) => {
-                        let bp = parse_units(p, 2).ok().filter(|bp| *bp > 0).ok_or_else(|| {
-                            AppError::invalid(
+                    (Some(a), None) => problems.check(amount("temporary_increase.amount", a, c)),
+                    (None, Some(p)) => match parse_units(p, 2).ok().filter(|bp| *bp > 0) {
+                        None => {
+                            problems.note(AppError::invalid(
                                 "temporary_increase.percent",
                                 Code::InvalidPercent,
                                 "percent must be a positive number with at most two decimals",
-                            )
-                        })?;
-                        if !permanent.is_positive() {
-                            return Err(AppError::invalid(
+                            ));
+                            None
+                        }
+                        Some(_) if !permanent.is_positive() => {
+                            problems.note(AppError::invalid(
                                 "temporary_increase.percent",
                                 Code::PercentNeedsPositiveLimit,
                                 format!(
@@ -177,36 +183,45 @@ pub fn credit_commands(
                                     c.format(permanent)
                                 ),
                             ));
+                            None
                         }
-                        Amount(percent_of(permanent, bp))
-                    }
+                        Some(bp) => Some(Amount(percent_of(permanent, bp))),
+                    },
                     _ => {
-                        return Err(AppError::invalid(
+                        problems.note(AppError::invalid(
                             "temporary_increase.amount",
                             Code::AmountOrPercent,
                             "give either amount or percent",
-                        ))
+                        ));
+                        None
                     }
                 };
-                if !value.is_positive() {
-                    return Err(AppError::invalid(
-                        "temporary_increase.amount",
-                        Code::TemporaryIncreaseMustBePositive,
-                        "the increase must be positive",
-                    ));
-                }
-                let until = timestamp("temporary_increase.valid_until", &i.valid_until)?;
-                if until <= now {
-                    return Err(AppError::invalid(
-                        "temporary_increase.valid_until",
-                        Code::ValidUntilMustBeInFuture,
-                        "must be in the future",
-                    ));
-                }
+                let value = value.filter(|v| {
+                    let positive = v.is_positive();
+                    if !positive {
+                        problems.note(AppError::invalid(
+                            "temporary_increase.amount",
+                            Code::TemporaryIncreaseMustBePositive,
+                            "the increase must be positive",
+                        ));
+                    }
+                    positive
+                });
+                let until = problems.check(timestamp("temporary_increase.valid_until", &i.valid_until)).filter(|u| {
+                    let future = *u > now;
+                    if !future {
+                        problems.note(AppError::invalid(
+                            "temporary_increase.valid_until",
+                            Code::ValidUntilMustBeInFuture,
+                            "must be in the future",
+                        ));
+                    }
+                    future
+                });
                 if let Some((max, source)) = party.as_ref().map(|p| maximum_of(s, p)).transpose()?.flatten() {
                     let b = bound(&max, source, c, permanent, now);
-                    if b.amount.is_some_and(|m| value > m) {
-                        return Err(AppError::invalid(
+                    if let Some(value) = value.filter(|v| b.amount.is_some_and(|m| *v > m)) {
+                        problems.note(AppError::invalid(
                             "temporary_increase.amount",
                             Code::AboveMaximumIncrease,
                             format!(
@@ -217,19 +232,22 @@ pub fn credit_commands(
                             ),
                         ));
                     }
-                    if b.until.is_some_and(|m| until > m) {
-                        return Err(AppError::invalid(
+                    if until.is_some_and(|u| b.until.is_some_and(|m| u > m)) {
+                        problems.note(AppError::invalid(
                             "temporary_increase.valid_until",
                             Code::AboveMaximumIncrease,
                             format!("is later than the maximum possible increase allows: {}", b.text),
                         ));
                     }
                 }
-                Some((value, until))
+                value.zip(until).map(Some)
             }
         };
-        commands.push(Command::SetTemporaryIncrease { account: account.id, increase, note });
+        if let Some(increase) = increase {
+            commands.push(Command::SetTemporaryIncrease { account: account.id, increase, note });
+        }
     }
+    problems.finish()?;
     let last = commands.len() - 1;
     Ok(commands.into_iter().enumerate().map(|(i, command)| Item { command, linked: i < last }).collect())
 }

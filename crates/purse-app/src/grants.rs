@@ -189,50 +189,75 @@ impl App {
         Ok((party, acc))
     }
 
-    /// The ledger command for a grant staff asked for.
+    /// The ledger command for a grant staff asked for; every wrong field is told at once.
     pub fn grant_command(&self, who: &Principal, r: &GrantRequest) -> AppResult<Command> {
         let (_, account) = self.grant_target(who, r.customer, r.account)?;
         let currency = self.currency("currency", account.currency)?;
-        let amount = parse::positive("amount", parse::amount("amount", &r.amount, currency)?)?;
-        let kind = kind("kind", r.kind.as_deref())?;
-        let funding = match (kind.as_str(), r.paid_by.as_deref()) {
-            ("purchased", Some(method)) => payment_method(method)?.clearing_role(),
-            ("purchased", None) => {
-                return Err(invalid("paid_by", Code::Required, "purchased credit says how it was paid: paid_by"))
+        let mut problems = crate::Problems::default();
+        let amount =
+            problems.check(parse::amount("amount", &r.amount, currency).and_then(|a| parse::positive("amount", a)));
+        let kind = problems.check(kind("kind", r.kind.as_deref()));
+        let funding = match (kind.as_deref(), r.paid_by.as_deref()) {
+            (Some("purchased"), Some(method)) => problems.check(payment_method(method)).map(|m| m.clearing_role()),
+            (Some("purchased"), None) => {
+                problems.note(invalid("paid_by", Code::Required, "purchased credit says how it was paid"));
+                None
             }
-            (_, None) => SystemRole::Grants,
+            (_, None) => Some(SystemRole::Grants),
             (_, Some(_)) => {
-                return Err(invalid("paid_by", Code::NotAllowed, "only purchased credit is paid for"));
+                problems.note(invalid("paid_by", Code::NotAllowed, "only purchased credit is paid for"));
+                None
             }
         };
         let now = self.now();
-        let effective_at = r.effective_at.as_deref().map(|t| parse::timestamp("effective_at", t)).transpose()?;
-        let expires_at = r.expires_at.as_deref().map(|t| parse::timestamp("expires_at", t)).transpose()?;
-        if let Some(e) = expires_at {
+        let effective_at =
+            problems.check(r.effective_at.as_deref().map(|t| parse::timestamp("effective_at", t)).transpose());
+        let expires_at = problems.check(r.expires_at.as_deref().map(|t| parse::timestamp("expires_at", t)).transpose());
+        if let (Some(Some(e)), Some(effective_at)) = (expires_at, effective_at) {
             if e <= effective_at.unwrap_or(now).max(now) {
-                return Err(invalid(
+                problems.note(invalid(
                     "expires_at",
                     Code::InvalidTime,
                     "the expiry must be in the future and after the grant takes effect",
                 ));
             }
         }
-        let rollover = rollover(r.rollover.as_ref(), currency)?;
-        if rollover.is_some() && expires_at.is_none() {
-            return Err(invalid("rollover", Code::NotAllowed, "only a grant that expires rolls over"));
+        let rollover = problems.check(rollover(r.rollover.as_ref(), currency));
+        if matches!(rollover, Some(Some(_))) && matches!(expires_at, Some(None)) {
+            problems.note(invalid("rollover", Code::NotAllowed, "only a grant that expires rolls over"));
         }
+        let priority = problems.check(priority(r.priority));
+        let scope = problems.check(scope(&r.scope));
+        let reason = problems.check(reason(&r.reason));
+        let client_id = problems.check(who.client_id("client_id", &r.client_id));
+        problems.finish()?;
+        let (
+            Some(amount),
+            Some(kind),
+            Some(funding),
+            Some(effective_at),
+            Some(expires_at),
+            Some(rollover),
+            Some(priority),
+            Some(scope),
+            Some(reason),
+            Some(client_id),
+        ) = (amount, kind, funding, effective_at, expires_at, rollover, priority, scope, reason, client_id)
+        else {
+            return Err(AppError::Internal("a grant passed its checks without a value".into()));
+        };
         Ok(Command::Grant(NewGrant {
-            client_id: who.client_id("client_id", &r.client_id)?,
+            client_id,
             account: account.id,
             money: Money { amount, currency: account.currency },
             kind,
             funding,
-            priority: priority(r.priority)?,
+            priority,
             effective_at,
             expires_at,
-            scope: scope(&r.scope)?,
+            scope,
             rollover,
-            note: ChangeNote { by: self.actor(who)?, reason: Some(reason(&r.reason)?) },
+            note: ChangeNote { by: self.actor(who)?, reason: Some(reason) },
             metadata: None,
         }))
     }

@@ -374,11 +374,13 @@ pub fn void_invoice(s: &App, who: &Principal, id: u64, reason: &str) -> Result<I
     match s.payments.void_invoice(id, s.engine.clock().now(), reason, &audit)? {
         Ok(voided) => Ok(voided),
         Err(VoidRefusal::NotFound) => Err(AppError::NotFound("invoice")),
-        Err(VoidRefusal::AlreadyVoid) => Err(AppError::invalid("invoice", Code::InvoiceVoid, format!("invoice {number} is void already"))),
+        Err(VoidRefusal::AlreadyVoid) => {
+            Err(AppError::invalid("invoice", Code::InvoiceVoid, format!("invoice {number} is void already")))
+        }
         Err(VoidRefusal::Paid) => Err(AppError::invalid(
             "invoice",
             Code::InvoicePaid,
-            format!("invoice {number} is paid: reverse its payments first (POST /v1/reversals), which releases their allocations"),
+            format!("invoice {number} is paid: reverse its payments first (a reversal releases their allocations)"),
         )),
     }
 }

@@ -13,7 +13,7 @@ use crate::alerts::emails;
 use crate::cards::{CardDetails, PayError};
 use crate::parse::{amount, currency_code};
 use crate::policy::{self, Field};
-use crate::{App, AppError, Code, Principal, Problems};
+use crate::{App, AppError, AppResult, Code, Principal, Problems};
 
 #[derive(Deserialize, Clone, Default)]
 #[serde(deny_unknown_fields)]
@@ -170,6 +170,33 @@ pub fn save_settings(
         Some(&settings_view(s, party, c)?),
     )?;
     Ok(())
+}
+
+/// What a customer's automatic recharges used of their caps today and this month (in the
+/// customer's time zone), and the cap that holds back a recharge due now, if one does:
+/// `{"today", "per_day_max", "month", "month_cap", "held_back": null | "daily_limit" |
+/// "monthly_cap"}`; `null` without settings. Blocking.
+pub fn caps_view(s: &App, party: &Party, c: &Currency) -> AppResult<Value> {
+    let Some(settings) = s.payments.recharge_settings(party.id)? else { return Ok(Value::Null) };
+    let PartyKind::Customer { wallet, .. } = party.kind else { return Ok(Value::Null) };
+    let now = s.engine.clock().now();
+    let day = time::format_date(s.zone_of(party.id)?.day_of(now));
+    let used = s.payments.recharges_used(party.id, &day, &day[..7])?;
+    let available = match s.engine.reader().account(wallet)? {
+        Some(account) => crate::accounts::live(s, &account)?.1,
+        None => 0,
+    };
+    let held = recharge::cap_reached(&settings, available, used).map(|cap| match cap {
+        recharge::Cap::Daily => "daily_limit",
+        recharge::Cap::Monthly => "monthly_cap",
+    });
+    Ok(json!({
+        "today": used.today,
+        "per_day_max": settings.per_day_max,
+        "month": c.format(Amount(i64::try_from(used.month).unwrap_or(i64::MAX))),
+        "month_cap": settings.month_cap.map(|m| c.format(m)),
+        "held_back": held,
+    }))
 }
 
 #[derive(Deserialize, Clone)]

@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use maud::html;
 use purse_app::accounts::adjustment_command;
+use purse_app::policy::Action;
 use purse_core::{AdjustDirection, Money, Transfer, TransferKind};
 
 use super::page::{self, error_for, field, money};
@@ -81,14 +82,24 @@ async fn render(
             p.muted { @if give_back { "Reversing it gives the amount below back to the customer's balance." } @else { "Reversing it takes the amount below back from the customer's balance." }
                 " It is an adjustment with your reason, kept in the audit log; the " (what) " itself stays in the journal." }
         }
+        (page::summary(&error))
         form.card method="post" action=(format!("/transfers/{id}/adjust")) id="adjust-form" {
             input type="hidden" name="csrf" value=(viewer.csrf);
             input type="hidden" name="request" value=(request);
-            (page::summary(&error))
             (field(&format!("Amount ({}; all of it, or a part)", t.currency.code), "amount", "text", &value("amount", t.currency.format(t.transfer.amount)), error_for(&error, "amount")))
             (field("Reason (kept in the audit log)", "reason", "text", &value("reason", String::new()), error_for(&error, "reason")))
             button.danger type="submit" id="save-adjust" { @if give_back { "Give back" } @else { "Take back" } }
             " " a href=(format!("/customers/{}/balance", t.customer.0)) { "Cancel" }
+        }
+        @if viewer.may(Action::CreateReversal) {
+            h2 { "Or reverse it whole in the ledger" }
+            form.card method="post" action=(format!("/transfers/{id}/reverse")) id="reverse-form" {
+                input type="hidden" name="csrf" value=(viewer.csrf);
+                input type="hidden" name="request" value=(request);
+                p.muted { "The ledger posts the exact opposite, linked to it. A payment reversed this way also leaves the invoices it paid, which can then be voided." }
+                (field("Reason (kept in the audit log)", "whole_reason", "text", &value("whole_reason", String::new()), error_for(&error, "whole_reason")))
+                button.danger type="submit" id="reverse-whole" { "Reverse it whole" }
+            }
         }
     };
     let crumbs = [
@@ -103,6 +114,51 @@ async fn render(
 }
 
 const FIELDS: [&str; 3] = ["amount", "reason", "request"];
+
+/// The operator reverses a posting whole with the ledger's own reversal: the opposite
+/// posting, linked to it; a payment's invoice allocations are released with it.
+pub async fn reverse(
+    State(state): State<PortalState>,
+    viewer: Viewer,
+    PathId(id): PathId,
+    form: Form,
+) -> Result<Response, PortalError> {
+    viewer.check(&form)?;
+    let entered = form.entered(&["whole_reason", "request"]);
+    let viewer = Arc::new(viewer);
+    let (v, e) = (viewer.clone(), entered.clone());
+    let built = read(&state, move |s| {
+        let t = target(s, &v, id)?;
+        if e["whole_reason"].is_empty() {
+            return Err(PortalError::field("whole_reason", "give a reason: it is kept in the audit log"));
+        }
+        let command = purse_core::Command::Reverse {
+            client_id: v.who.client_id("request", &format!("{}-whole", e["request"]))?,
+            transfer: t.transfer.id,
+            metadata: None,
+            note: Some(purse_core::ChangeNote { by: s.actor(&v.who)?, reason: Some(e["whole_reason"].clone()) }),
+        };
+        let what = page::words(t.transfer.kind.as_str()).to_lowercase();
+        Ok((
+            command,
+            format!("The {what} of {} was reversed whole.", money(t.currency, t.transfer.amount)),
+            t.customer.0,
+        ))
+    })
+    .await;
+    let (command, message, customer) = match built {
+        Ok(b) => b,
+        Err(PortalError::Fields(errors)) => return render(state, viewer, id, entered, errors).await,
+        Err(other) => return Err(other),
+    };
+    match super::submit(&state, command).await? {
+        Ok(_) => Ok(done(&format!("/customers/{customer}/balance"), &message)),
+        Err(purse_app::AppError::Rejected(r)) => {
+            render(state, viewer, id, entered, vec![("whole_reason".into(), super::sentence(&r.to_string()))]).await
+        }
+        Err(other) => Err(other.into()),
+    }
+}
 
 pub async fn save(
     State(state): State<PortalState>,

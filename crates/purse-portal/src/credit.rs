@@ -332,22 +332,25 @@ pub async fn audit(
             s.party_for(&who, p.0)?;
         }
         let rows = s.credit.audit_log(&query)?;
+        let parties = super::visible_parties(s, &who)?;
         let mut names: HashMap<u64, String> = HashMap::new();
         for p in rows.iter().filter_map(|r| r.party) {
             if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(p.0) {
                 slot.insert(s.engine.reader().party(p)?.map_or_else(|| "A former party".to_owned(), |x| x.name));
             }
         }
-        Ok((rows, names))
+        Ok((rows, names, parties))
     })
     .await?;
-    let (rows, names) = rows;
+    let (rows, names, parties) = rows;
+    let mut party_options: Vec<(String, String)> = vec![(String::new(), "Anyone".to_owned())];
+    party_options.extend(parties.iter().map(|p| (p.id.0.to_string(), p.name.clone())));
     let next = (rows.len() == 50).then(|| rows.last().map(|r| r.id)).flatten();
     let body = html! {
         form.filters method="get" action="/audit" id="audit-filter" {
             (page::select("What changed", "entity", &AUDITED.map(|(code, name)| (code, name)), f.entity.trim(), None))
             (field("Who (e.g. user ann@example.com, key 3, scheduler)", "actor", "text", &f.actor, None))
-            (field("Customer or reseller id", "party", "text", &f.party, None))
+            (page::select("Customer or reseller", "party", &party_options.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect::<Vec<_>>(), f.party.trim(), None))
             button type="submit" id="filter" { "Filter" }
         }
         div.scroll {

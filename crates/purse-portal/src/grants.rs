@@ -152,22 +152,22 @@ pub async fn create(
     let (v, e) = (viewer.clone(), entered.clone());
     let made = read(&state, move |s| {
         let opt = |k: &str| Some(e[k].clone()).filter(|x| !x.is_empty());
-        let priority = match opt("priority") {
-            None => None,
-            Some(p) => Some(
-                p.parse::<u32>()
-                    .map_err(|_| PortalError::field("priority", "priority is a whole number from 1 to 1000"))?,
-            ),
-        };
-        let expires_at = match opt("expires_on") {
-            None => None,
-            Some(d) => {
-                let day = purse_core::time::parse_date(&d)
-                    .ok_or_else(|| PortalError::field("expires_at", "choose a date such as 2027-01-31"))?;
-                // Valid through the whole day in the viewer's zone: it expires when the next starts.
-                Some(purse_core::time::format(v.zone.day_start(day + 1)))
+        // What cannot be read is told with what the rules refuse, all at once.
+        let mut unread = page::Errors::new();
+        let priority = opt("priority").map(|p| {
+            p.parse::<u32>().unwrap_or_else(|_| {
+                unread.push(("priority".into(), "a whole number from 1 to 1000".into()));
+                1
+            })
+        });
+        let expires_at = opt("expires_on").and_then(|d| match purse_core::time::parse_date(&d) {
+            // Valid through the whole day in the viewer's zone: it expires when the next starts.
+            Some(day) => Some(purse_core::time::format(v.zone.day_start(day + 1))),
+            None => {
+                unread.push(("expires_at".into(), "choose a date such as 2027-01-31".into()));
+                None
             }
-        };
+        });
         let request = GrantRequest {
             // The form's own id: a second submit of the same form grants once.
             client_id: match opt("request") {
@@ -186,7 +186,19 @@ pub async fn create(
             paid_by: opt("paid_by"),
             reason: e["reason"].clone(),
         };
-        s.grant_command(&v.who, &request).map_err(PortalError::keep_field)
+        match s.grant_command(&v.who, &request).map_err(PortalError::keep_field) {
+            Ok(command) if unread.is_empty() => Ok(command),
+            Ok(_) => Err(PortalError::Fields(unread)),
+            Err(PortalError::Fields(more)) => {
+                for e in more {
+                    if !unread.iter().any(|(f, _)| *f == e.0) {
+                        unread.push(e);
+                    }
+                }
+                Err(PortalError::Fields(unread))
+            }
+            Err(other) => Err(other),
+        }
     })
     .await;
     let command = match made {

@@ -156,6 +156,7 @@ pub fn pages() -> Vec<Page> {
         page(M::POST, "/customers/{id}/rate-plan", A::PutCustomerRatePlan, post(rating::save_customer_plan)),
         page(M::GET, "/transfers/{id}/adjust", A::CreateAdjustment, get(adjust::form)),
         page(M::POST, "/transfers/{id}/adjust", A::CreateAdjustment, post(adjust::save)),
+        page(M::POST, "/transfers/{id}/reverse", A::CreateReversal, post(adjust::reverse)),
         page(M::GET, "/resellers", A::GetMasterWallet, get(resellers::list)),
         page(M::GET, "/resellers/{id}", A::GetMasterWallet, get(resellers::show)),
         page(M::POST, "/resellers/{id}/issue", A::IssueCredit, post(resellers::issue)),
@@ -373,6 +374,25 @@ pub(crate) async fn submit(
         .await
         .map_err(|e| PortalError::Internal(e.to_string()))?;
     Ok(purse_app::accounts::outcome(&results))
+}
+
+/// The resellers and customers a principal may name in a form (at most 1,000), by name.
+/// Blocking.
+pub(crate) fn visible_parties(
+    s: &PortalState,
+    who: &purse_app::Principal,
+) -> Result<Vec<purse_core::Party>, PortalError> {
+    let reader = s.engine.reader();
+    let (reseller, own) = match who.role {
+        purse_core::Role::Operator => (None, None),
+        purse_core::Role::Reseller(me) => (Some(me), Some(me)),
+        purse_core::Role::Customer(me) => return Ok(reader.party(me)?.into_iter().collect()),
+    };
+    let mut parties: Vec<purse_core::Party> =
+        own.map(|me| reader.party(me)).transpose()?.flatten().into_iter().collect();
+    let query = purse_store::PartyQuery { reseller, limit: 1000, ..Default::default() };
+    parties.extend(reader.parties(query)?.into_iter().filter(|p| who.sees_party(p)));
+    Ok(parties)
 }
 
 /// Runs blocking store reads off the async runtime.

@@ -194,6 +194,11 @@ pub fn field_name(path: &str) -> String {
         Some((b, rest)) => (b, rest.trim_end_matches(']').parse::<usize>().ok()),
         None => (path, None),
     };
+    // Names a form uses twice on one page (two reasons) read as the one word.
+    let base = match base {
+        "whole_reason" => "reason",
+        other => other,
+    };
     let words = base.replace(['_', '.'], " ");
     let mut name = crate::sentence(words.trim());
     if let Some(i) = index {

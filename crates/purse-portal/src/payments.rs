@@ -40,7 +40,7 @@ async fn render(
     error: page::Errors,
 ) -> Result<Response, PortalError> {
     let v = viewer.clone();
-    let (name, settings, due, recharges) = read(&state, move |s| {
+    let (name, settings, due, recharges, caps) = read(&state, move |s| {
         let party = s.party_for(&v.who, id)?;
         let PartyKind::Customer { currency, .. } = party.kind else { return Err(PortalError::NotFound) };
         let c = s.currency("currency", currency)?;
@@ -48,7 +48,8 @@ async fn render(
         let due = c.format(api::amount_due(s, &party)?);
         let recharges: Vec<Value> =
             s.payments.recharges(Some(party.id), 20)?.iter().map(|r| api::recharge_view(r, &c)).collect();
-        Ok((party.name, settings, due, recharges))
+        let caps = api::caps_view(s, &party, &c)?;
+        Ok((party.name, settings, due, recharges, caps))
     })
     .await?;
     let text = |k: &str| match &settings[k] {
@@ -79,6 +80,11 @@ async fn render(
         (page::summary(&error))
         @if let Some(reason) = settings["disabled_reason"].as_str() {
             p.notice.bad id="recharge-disabled" { "Auto-recharge is off: " (reason) }
+        }
+        @match caps["held_back"].as_str() {
+            Some("daily_limit") => { p.notice.bad id="recharge-held" { (format!("No automatic recharge now: the limit of {} a day is reached. They start again tomorrow; Pay Now works meanwhile.", caps["per_day_max"])) } }
+            Some(_) => { p.notice.bad id="recharge-held" { (format!("No automatic recharge now: this month's cap of {} {} is reached. They start again next month; Pay Now works meanwhile.", caps["month_cap"].as_str().unwrap_or(""), text("currency"))) } }
+            None => {}
         }
         @if !configured { p.notice id="cards-not-configured" { "Card payments are not configured on this server (no Stripe endpoint): Pay Now and the card method are unavailable." } }
         h2 { "Pay Now" }

@@ -25,21 +25,30 @@ const SCOPES: [(&str, &str); 2] = [("read_write", "Admin (read and write)"), ("r
 
 pub use purse_app::parse::valid_email;
 
-fn role_text(role: Role) -> String {
+/// A user's role with whose it is, by name: "Reseller · Northwind Telecom".
+fn role_text(role: Role, names: &HashMap<u64, String>) -> String {
+    let name = |p: purse_core::PartyId| names.get(&p.0).cloned().unwrap_or_else(|| "a former party".to_owned());
     match role {
         Role::Operator => "Operator".into(),
-        Role::Reseller(p) => format!("Reseller {}", p.0),
-        Role::Customer(p) => format!("Customer {}", p.0),
+        Role::Reseller(p) => format!("Reseller · {}", name(p)),
+        Role::Customer(p) => format!("Customer · {}", name(p)),
     }
 }
 
 fn users_page(
     viewer: &Viewer,
     users: &[UserRecord],
+    parties: &[purse_core::Party],
     entered: &HashMap<&str, String>,
     errors: &HashMap<String, String>,
-    created: Option<&str>,
 ) -> Markup {
+    let names: HashMap<u64, String> = parties.iter().map(|p| (p.id.0, p.name.clone())).collect();
+    let mut party_options: Vec<(String, String)> = vec![(String::new(), "None (an operator user)".to_owned())];
+    party_options.extend(parties.iter().map(|p| {
+        let kind = if matches!(p.kind, purse_core::PartyKind::Reseller) { "reseller" } else { "customer" };
+        (p.id.0.to_string(), format!("{} ({kind})", p.name))
+    }));
+    let party_options: Vec<(&str, &str)> = party_options.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
     let value = |k: &str| entered.get(k).map_or("", String::as_str);
     let error = |k: &str| errors.get(k).map(String::as_str);
     let offered = |r: &str| match viewer.user.role {
@@ -49,14 +58,13 @@ fn users_page(
     };
     let roles: Vec<(&str, &str)> = ROLES.iter().copied().filter(|(r, _)| offered(r)).collect();
     let body = html! {
-        @if let Some(email) = created { p.notice.good id="created" { "User " (email) " created." } }
         div.scroll {
             table id="users" {
                 thead { tr { th { "Name" } th { "E-mail" } th { "Role" } th { "Access" } th.optional { "Created" } th { "Status" } th {} } }
                 tbody {
                     @for u in users {
                         tr {
-                            td { (u.name) } td { (u.email) } td { (role_text(u.role)) }
+                            td { (u.name) } td { (u.email) } td { (role_text(u.role, &names)) }
                             td { @if u.scope == Scope::Read { "Read only" } @else { "Admin" } }
                             td.optional { (viewer.when(u.created_at)) }
                             td { @if let Some(at) = u.disabled_at { span.badge.closed { "Disabled " (viewer.when(at)) } } @else { span.badge.ok { "Active" } } }
@@ -81,7 +89,7 @@ fn users_page(
                 (field("Name", "name", "text", value("name"), error("name")))
                 (field("Password", "password", "password", "", error("password")))
                 (select("Role", "role", &roles, value("role"), error("role")))
-                (field("Reseller or customer id", "party", "text", value("party"), error("party")))
+                (select("Reseller or customer it belongs to", "party", &party_options, value("party"), error("party")))
                 (select("Access", "scope", &SCOPES, value("scope"), error("scope")))
                 button type="submit" id="create" { "Create user" }
             }
@@ -93,9 +101,10 @@ fn users_page(
 pub async fn list(State(state): State<PortalState>, viewer: Viewer) -> Result<Response, PortalError> {
     let viewer = std::sync::Arc::new(viewer);
     let v = viewer.clone();
-    let users = read(&state, move |s| Ok(keys::visible_users(s, &v.who)?)).await?;
+    let (users, parties) =
+        read(&state, move |s| Ok((keys::visible_users(s, &v.who)?, super::visible_parties(s, &v.who)?))).await?;
     let entered = HashMap::from([("role", "customer".to_owned()), ("scope", "read_write".to_owned())]);
-    Ok(page::ok(users_page(&viewer, &users, &entered, &HashMap::new(), None)))
+    Ok(page::ok(users_page(&viewer, &users, &parties, &entered, &HashMap::new())))
 }
 
 /// Validates the whole form first and saves nothing unless every field is right.
@@ -113,7 +122,7 @@ pub async fn create(State(state): State<PortalState>, viewer: Viewer, form: Form
     };
     let viewer = std::sync::Arc::new(viewer);
     let v = viewer.clone();
-    let (created, errors, users) = read(&state, move |s| {
+    let (created, errors, users, parties) = read(&state, move |s| {
         let (user, errors) = keys::check_user(s, &v.who, &input)?;
         let mut errors: HashMap<String, String> =
             errors.iter().map(|e| (e.field().unwrap_or("email").to_owned(), e.to_string())).collect();
@@ -127,16 +136,16 @@ pub async fn create(State(state): State<PortalState>, viewer: Viewer, form: Form
                 Err(other) => return Err(other.into()),
             }
         }
-        Ok((created, errors, keys::visible_users(s, &v.who)?))
+        Ok((created, errors, keys::visible_users(s, &v.who)?, super::visible_parties(s, &v.who)?))
     })
     .await?;
+    if let Some(email) = created {
+        return Ok(done("/users", &format!("The user {email} was created.")));
+    }
     let keep = |k: &'static str| (k, form.get(k).to_owned());
-    let entered: HashMap<&str, String> = match created {
-        Some(_) => HashMap::from([("role", "customer".to_owned()), ("scope", "read_write".to_owned())]),
-        None => HashMap::from([keep("email"), keep("name"), keep("role"), keep("party"), keep("scope")]),
-    };
-    let status = if created.is_some() { StatusCode::CREATED } else { StatusCode::UNPROCESSABLE_ENTITY };
-    Ok(page::respond(status, users_page(&viewer, &users, &entered, &errors, created.as_deref())))
+    let entered: HashMap<&str, String> =
+        HashMap::from([keep("email"), keep("name"), keep("role"), keep("party"), keep("scope")]);
+    Ok(page::respond(StatusCode::UNPROCESSABLE_ENTITY, users_page(&viewer, &users, &parties, &entered, &errors)))
 }
 
 /// Disables a user: it no longer logs in, and its sessions end.

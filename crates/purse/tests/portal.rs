@@ -287,9 +287,13 @@ fn each_role_logs_in_and_sees_only_its_own_pages() {
     b.type_into("#email", "nadia@northwind.example");
     b.type_into("#password", "first password 123");
     b.script("document.querySelector('#role').value = 'reseller';");
-    b.type_into("#party", &site.seeded.resellers[0].0.to_string());
+    // Issue 23: whose user it is, chosen by name.
+    let offered = b.script("return [...document.querySelectorAll('#party option')].map(o => o.text).join('|');");
+    assert!(offered.as_str().unwrap().contains("Northwind Telecom (reseller)"), "{offered}");
+    b.script(&format!("document.querySelector('#party').value = '{}';", site.seeded.resellers[0].0));
     b.click("#create");
-    assert!(b.text("#created").contains("nadia@northwind.example"), "{}", b.source());
+    assert!(b.text("#flash").contains("nadia@northwind.example"), "{}", b.source());
+    assert!(b.text("#users").contains("Reseller · Northwind Telecom"), "{}", b.source());
     assert!(b.text("#users").contains("nadia@northwind.example"));
     b.logout();
     b.login("nadia@northwind.example", "first password 123");
@@ -562,8 +566,18 @@ fn staff_manage_low_balance_profiles_and_customers_their_alerts_and_read_the_not
     let in_force = b.text("#profile-in-force");
     assert!(!in_force.contains('#') && !in_force.contains("none"), "{in_force}");
     b.type_into("[name='warning_thresholds']", "100, lots");
+    // Issue 23: every wrong field at once.
+    let saved_email = b.script("return document.querySelector(\"[name='billing_email']\").value;");
+    let saved_alerts = b.script("return document.querySelector(\"[name='alert_emails']\").value;");
+    b.type_into("[name='billing_email']", "not an address");
+    b.type_into("[name='alert_emails']", "ok@acme.demo, nope");
     b.click("#save-alerts");
-    assert!(b.text("#form-error").contains("Warning thresholds"), "{}", b.source());
+    let summary = b.text("#form-error");
+    for name in ["Warning thresholds", "Billing email", "Alert emails"] {
+        assert!(summary.contains(name), "{name} in {summary}");
+    }
+    b.type_into("[name='billing_email']", saved_email.as_str().unwrap());
+    b.type_into("[name='alert_emails']", saved_alerts.as_str().unwrap());
     b.type_into("[name='warning_thresholds']", "100, 50");
     b.click("#save-alerts");
     assert_eq!(
@@ -705,6 +719,14 @@ fn issue_7_staff_change_credit_limits_on_balance_and_credits_within_the_maximum_
     assert_eq!(b.count("#credit-history tbody tr"), 2, "the demo's two changes: {}", b.source());
     assert!(b.text("#credit-history").contains("Seasonal peak"));
 
+    // Issue 23: a wrong limit and an increase above the maximum are told at once.
+    let saved_limit = b.script("return document.querySelector(\"[name='credit_limit']\").value;");
+    b.type_into("[name='credit_limit']", "lots");
+    b.type_into("[name='increase_amount']", "400");
+    b.click("#save-credit");
+    let summary = b.text("#form-error");
+    assert!(summary.contains("Credit limit") && summary.contains("Temporary increase amount"), "{summary}");
+    b.type_into("[name='credit_limit']", saved_limit.as_str().unwrap());
     // Above the maximum: refused next to the field, stating the maximum; nothing changes.
     b.type_into("[name='increase_amount']", "400");
     b.type_into("[name='reason']", "too much");
@@ -929,6 +951,16 @@ fn issue_21_operator_staff_give_and_void_credit_and_the_customer_sees_what_each_
     // An empty form is refused, naming what is missing; nothing is granted.
     b.click("#give-credit");
     assert!(b.text("#form-error").to_lowercase().contains("amount"), "{}", b.source());
+    // Issue 23: every wrong field at once: amount, priority, expiry and reason.
+    b.type_into("[name='priority']", "0");
+    b.script("document.querySelector(\"[name='expires_on']\").value = '2020-01-01';");
+    b.click("#give-credit");
+    let summary = b.text("#form-error");
+    for name in ["Amount", "Priority", "Expires at", "Reason"] {
+        assert!(summary.contains(name), "{name} in {summary}");
+    }
+    b.type_into("[name='priority']", "");
+    b.script("document.querySelector(\"[name='expires_on']\").value = '';");
     b.type_into("[name='amount']", "10.00");
     b.type_into("[name='reason']", "Welcome offer");
     b.type_into("[name='scope']", "video-conference");
@@ -1018,6 +1050,24 @@ fn issue_23_a_reseller_sees_its_master_wallet_and_issues_credit_and_staff_revers
     b.click("#save-adjust");
     assert!(b.text("#flash").contains(&format!("0.5000 USD was given back to {acme}")), "{}", b.source());
     assert_eq!(units(&balance(&mut api)) - units(&before), 5_000);
+    b.open(&format!("/transfers/{transfer}/adjust"));
+    assert_eq!(b.count("#reverse-form"), 0, "a reseller does not reverse in the ledger");
+    // The operator reverses a posting whole in the ledger, with a reason.
+    b.logout();
+    b.login(&site.operator.0, &site.operator.1);
+    let charge =
+        json!({ "client_id": "wrong-call", "account": wallet.0, "amount": "3", "currency": "USD", "service": "voice" });
+    let reply = api.send("POST", "/v1/charges", &charge, "wrong-call").unwrap();
+    let wrong = reply.json()["transfer"].as_u64().unwrap();
+    let before = balance(&mut api);
+    b.open(&format!("/transfers/{wrong}/adjust"));
+    b.click("#reverse-whole");
+    assert!(b.text("#form-error").contains("Reason"), "a reason is required: {}", b.source());
+    assert_eq!(b.count("#reverse-form .field.invalid [name='whole_reason']"), 1);
+    b.type_into("[name='whole_reason']", "Rated twice");
+    b.click("#reverse-whole");
+    assert!(b.text("#flash").contains("The charge of 3.0000 USD was reversed whole"), "{}", b.source());
+    assert_eq!(units(&balance(&mut api)) - units(&before), 30_000);
     // A customer admin has no such page.
     b.logout();
     b.login(&site.customer.0, &site.customer.1);

@@ -892,6 +892,13 @@ fn issue_23_a_cap_that_holds_back_a_due_recharge_is_told_once_a_day() {
     w.charge(wallet, "1");
     w.step();
     assert_eq!(w.balance(wallet), "8.00", "no second recharge today");
+    // The settings say which cap holds it back, and what is used of each.
+    let caps = w.get(&format!("/v1/customers/{c}/recharge-settings"))["caps"].clone();
+    assert_eq!(
+        (caps["held_back"].as_str(), caps["today"].as_u64(), caps["per_day_max"].as_u64()),
+        (Some("daily_limit"), Some(1), Some(1)),
+        "{caps}"
+    );
     assert_eq!(capped(&mut w), 1, "told once: {}", w.get(&format!("/v1/notifications?customer={c}")));
     w.step();
     assert!(

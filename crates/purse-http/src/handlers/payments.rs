@@ -28,7 +28,10 @@ pub async fn get_recharge_settings(
     let view = state
         .read(move |s| {
             let (party, c) = customer(s, &who, id)?;
-            Ok(settings_view(s, &party, &c)?)
+            let mut view = settings_view(s, &party, &c)?;
+            // What the caps allow now: not part of the settings (nor of their audit entries).
+            view["caps"] = caps_view(s, &party, &c)?;
+            Ok(view)
         })
         .await?;
     Ok(reply(StatusCode::OK, &view))
