@@ -12,7 +12,7 @@ use axum::response::Response;
 use maud::html;
 use purse_app::accounts::adjustment_command;
 use purse_app::policy::Action;
-use purse_core::{AdjustDirection, Money, Transfer, TransferKind};
+use purse_core::{AdjustDirection, Amount, Money, Transfer, TransferKind};
 
 use super::page::{self, error_for, field, money};
 use super::session::{Form, PathId, Viewer};
@@ -51,6 +51,49 @@ fn target(s: &PortalState, viewer: &Viewer, id: u64) -> Result<Target, PortalErr
     Ok(Target { transfer, account, currency, direction, customer: (customer.id.0, customer.name) })
 }
 
+/// Postings of an account read at most when adding up what was reversed of one of them.
+const SCAN_MAX: usize = 200_000;
+
+/// How much of the posting was already reversed: the adjustments made here that name it
+/// (`{"reverses": id}`), and the ledger's own reversal of it (all of it). Blocking.
+fn already_reversed(s: &PortalState, t: &Target) -> Result<i64, PortalError> {
+    let reader = s.engine.reader();
+    let mut total: i64 = 0;
+    let mut before = None;
+    let mut scanned = 0usize;
+    loop {
+        let page = reader.journal(purse_store::JournalQuery { account: t.account.id, before, limit: 512 })?;
+        for p in &page {
+            if p.id <= t.transfer.id {
+                return Ok(total);
+            }
+            before = Some(p.id);
+            scanned += 1;
+            if p.reverses == Some(t.transfer.id) {
+                total = total.saturating_add(p.amount.0);
+            } else if p.kind == TransferKind::Adjustment {
+                let names_it = p
+                    .metadata
+                    .as_deref()
+                    .and_then(|m| serde_json::from_str::<serde_json::Value>(m).ok())
+                    .is_some_and(|m| m["reverses"].as_u64() == Some(t.transfer.id.0));
+                if names_it {
+                    total = total.saturating_add(p.amount.0);
+                }
+            }
+        }
+        if page.len() < 512 {
+            return Ok(total);
+        }
+        if scanned >= SCAN_MAX {
+            return Err(PortalError::field(
+                "amount",
+                "this posting is too far back in a busy journal to reverse here; adjust the balance instead",
+            ));
+        }
+    }
+}
+
 pub async fn form(
     State(state): State<PortalState>,
     viewer: Viewer,
@@ -67,7 +110,13 @@ async fn render(
     error: page::Errors,
 ) -> Result<Response, PortalError> {
     let v = viewer.clone();
-    let t = read(&state, move |s| target(s, &v, id)).await?;
+    let (t, done_before) = read(&state, move |s| {
+        let t = target(s, &v, id)?;
+        let done_before = already_reversed(s, &t).unwrap_or(0);
+        Ok((t, done_before))
+    })
+    .await?;
+    let left = Amount(t.transfer.amount.0.saturating_sub(done_before));
     let value = |k: &str, default: String| entered.get(k).cloned().unwrap_or(default);
     let request = match entered.get("request").map(String::as_str) {
         None | Some("") => format!("portal-{}", purse_app::secrets::random_hex::<12>()?),
@@ -79,6 +128,7 @@ async fn render(
         section.card id="posting" {
             p { "The " (what) " of " strong { (money(t.currency, t.transfer.amount)) } " on " (viewer.when(t.transfer.posted_at))
                 @if let Some(s) = &t.transfer.service { " for " (s) } ", " (t.customer.1) "." }
+            @if done_before > 0 { p id="already-reversed" { (format!("Already reversed: {}; left to reverse: {}.", money(t.currency, Amount(done_before)), money(t.currency, left))) } }
             p.muted { @if give_back { "Reversing it gives the amount below back to the customer's balance." } @else { "Reversing it takes the amount below back from the customer's balance." }
                 " It is an adjustment with your reason, kept in the audit log; the " (what) " itself stays in the journal." }
         }
@@ -86,7 +136,7 @@ async fn render(
         form.card method="post" action=(format!("/transfers/{id}/adjust")) id="adjust-form" {
             input type="hidden" name="csrf" value=(viewer.csrf);
             input type="hidden" name="request" value=(request);
-            (field(&format!("Amount ({}; all of it, or a part)", t.currency.code), "amount", "text", &value("amount", t.currency.format(t.transfer.amount)), error_for(&error, "amount")))
+            (field(&format!("Amount ({}; all of it, or a part)", t.currency.code), "amount", "text", &value("amount", t.currency.format(left)), error_for(&error, "amount")))
             (field("Reason (kept in the audit log)", "reason", "text", &value("reason", String::new()), error_for(&error, "reason")))
             button.danger type="submit" id="save-adjust" { @if give_back { "Give back" } @else { "Take back" } }
             " " a href=(format!("/customers/{}/balance", t.customer.0)) { "Cancel" }
@@ -129,6 +179,12 @@ pub async fn reverse(
     let (v, e) = (viewer.clone(), entered.clone());
     let built = read(&state, move |s| {
         let t = target(s, &v, id)?;
+        if already_reversed(s, &t)? > 0 {
+            return Err(PortalError::field(
+                "whole_reason",
+                "part of it was reversed already: reverse the rest with an amount instead",
+            ));
+        }
         if e["whole_reason"].is_empty() {
             return Err(PortalError::field("whole_reason", "give a reason: it is kept in the audit log"));
         }
@@ -174,10 +230,16 @@ pub async fn save(
         let t = target(s, &v, id)?;
         let c = t.currency;
         let mut errors = page::Errors::new();
+        // What is left to reverse: partial reversals add up to the posting at most.
+        let left = Amount(t.transfer.amount.0.saturating_sub(already_reversed(s, &t)?));
         let amount = match c.parse(&e["amount"]) {
-            Ok(a) if a.is_positive() && a <= t.transfer.amount => Some(a),
-            Ok(a) if a.is_positive() => {
-                errors.push(("amount".into(), format!("at most the posting's {}", money(c, t.transfer.amount))));
+            Ok(a) if a.is_positive() && a <= left => Some(a),
+            Ok(a) if a.is_positive() && left.is_positive() => {
+                errors.push(("amount".into(), format!("at most what is left to reverse, {}", money(c, left))));
+                None
+            }
+            Ok(_) if !left.is_positive() => {
+                errors.push(("amount".into(), "all of it was reversed already".into()));
                 None
             }
             _ => {

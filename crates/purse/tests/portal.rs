@@ -1050,6 +1050,14 @@ fn issue_23_a_reseller_sees_its_master_wallet_and_issues_credit_and_staff_revers
     b.click("#save-adjust");
     assert!(b.text("#flash").contains(&format!("0.5000 USD was given back to {acme}")), "{}", b.source());
     assert_eq!(units(&balance(&mut api)) - units(&before), 5_000);
+    // Partial reversals add up to the posting at most.
+    b.open(&format!("/transfers/{transfer}/adjust"));
+    assert!(b.text("#already-reversed").contains("1.5000 USD"), "{}", b.source());
+    b.type_into("[name='amount']", "1.6");
+    b.type_into("[name='reason']", "Disputed again");
+    b.click("#save-adjust");
+    assert!(b.text("#form-error").contains("at most what is left to reverse, 1.5000 USD"), "{}", b.source());
+    assert_eq!(units(&balance(&mut api)) - units(&before), 5_000, "nothing moved");
     b.open(&format!("/transfers/{transfer}/adjust"));
     assert_eq!(b.count("#reverse-form"), 0, "a reseller does not reverse in the ledger");
     // The operator reverses a posting whole in the ledger, with a reason.
