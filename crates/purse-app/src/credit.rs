@@ -302,37 +302,30 @@ pub struct ClassBody {
 /// against each customer's currency when used.
 pub fn check_max(field: &str, m: Option<&MaxText>) -> Result<MaxIncrease, AppError> {
     let Some(m) = m else { return Ok(MaxIncrease::default()) };
-    let amount = match m.amount.as_deref() {
-        Some(a) => {
-            let units = parse_units(a, purse_core::money::SCALE_MAX).map_err(|e| {
-                AppError::invalid(format!("{field}.amount"), Code::InvalidAmount, format!("{field}.amount {e}"))
-            })?;
-            if units <= 0 {
-                return Err(AppError::invalid(
-                    format!("{field}.amount"),
-                    Code::AmountMustBePositive,
-                    format!("{field}.amount must be positive"),
-                ));
-            }
-            Some(a.to_owned())
+    let mut problems = crate::Problems::default();
+    if let Some(a) = m.amount.as_deref() {
+        match parse_units(a, purse_core::money::SCALE_MAX) {
+            Err(e) => problems.note(AppError::invalid(format!("{field}.amount"), Code::InvalidAmount, e.to_string())),
+            Ok(units) if units <= 0 => problems.note(AppError::invalid(
+                format!("{field}.amount"),
+                Code::AmountMustBePositive,
+                "must be positive",
+            )),
+            Ok(_) => {}
         }
-        None => None,
-    };
+    }
     if m.percent.is_some_and(|p| !(1..=1000).contains(&p)) {
-        return Err(AppError::invalid(
-            format!("{field}.percent"),
-            Code::InvalidPercent,
-            format!("{field}.percent must be 1 to 1000"),
-        ));
+        problems.note(AppError::invalid(format!("{field}.percent"), Code::InvalidPercent, "must be 1 to 1000"));
     }
     if m.days.is_some_and(|d| !(1..=MAX_DAYS_LIMIT).contains(&d)) {
-        return Err(AppError::invalid(
+        problems.note(AppError::invalid(
             format!("{field}.days"),
             Code::InvalidDays,
-            format!("{field}.days must be 1 to {MAX_DAYS_LIMIT}"),
+            format!("must be 1 to {MAX_DAYS_LIMIT} days"),
         ));
     }
-    Ok(MaxIncrease { amount, percent: m.percent, days: m.days })
+    problems.finish()?;
+    Ok(MaxIncrease { amount: m.amount.clone(), percent: m.percent, days: m.days })
 }
 
 fn max_view(m: &MaxIncrease) -> Value {
@@ -356,14 +349,17 @@ pub fn class_view(c: &ClassRecord) -> Value {
 /// customers in it, whose transfers setting may follow. Blocking.
 pub fn save_class(s: &App, who: &Principal, id: u64, body: ClassBody) -> Result<(ClassRecord, Vec<PartyId>), AppError> {
     let name = body.name.trim();
+    let mut problems = crate::Problems::default();
     if name.is_empty() || name.len() > 100 || !purse_core::text::is_single_line(name) {
-        return Err(AppError::invalid("name", Code::InvalidName, "name must be 1 to 100 bytes"));
+        problems.note(AppError::invalid("name", Code::InvalidName, "a name of 1 to 100 bytes on one line"));
     }
-    let max = check_max("maximum_increase", body.maximum_increase.as_ref())?;
+    let max = problems.check(check_max("maximum_increase", body.maximum_increase.as_ref()));
     let classes = s.credit.classes()?;
     if classes.iter().any(|c| c.name == name && c.id != id) {
-        return Err(AppError::invalid("name", Code::NameTaken, format!("a class named {name:?} exists")));
+        problems.note(AppError::invalid("name", Code::NameTaken, format!("a class named {name:?} exists")));
     }
+    problems.finish()?;
+    let Some(max) = max else { return Err(AppError::Internal("a class passed its checks without a value".into())) };
     let before = if id == 0 {
         None
     } else {

@@ -696,6 +696,16 @@ fn issue_7_staff_change_credit_limits_on_balance_and_credits_within_the_maximum_
     assert!(b.text("#classes").contains("Gold"), "{}", b.source());
     b.type_into("[name='name']", "Platinum");
     b.type_into("[name='max_percent']", "2000");
+    // Issue 23: every wrong field of the class at once.
+    b.type_into("[name='max_days']", "many");
+    b.type_into("[name='max_amount']", "-5");
+    b.click("#save-class");
+    let summary = b.text("#form-error");
+    for name in ["Maximum increase percent", "Maximum increase days", "Maximum increase amount"] {
+        assert!(summary.contains(name), "{name} in {summary}");
+    }
+    b.type_into("[name='max_days']", "");
+    b.type_into("[name='max_amount']", "");
     b.click("#save-class");
     assert!(b.text("#form-error").contains("Maximum increase percent"), "{}", b.source());
     assert_eq!(b.count(".field.invalid [name='max_percent']"), 1);
