@@ -1148,3 +1148,82 @@ fn issue_23_a_customer_admin_reads_the_portal_in_arabic_right_to_left() {
     assert_eq!(b.text("h1"), "Balance Details", "the user's own choice wins over the cookie");
     drop(site.server);
 }
+
+#[test]
+fn issue_23_staff_pages_in_arabic_have_their_labels_translated() {
+    let site = site();
+    let mut b = Browser::start(&site.base);
+    b.open("/login?lang=ar");
+    b.type_into("#email", &site.operator.0);
+    b.type_into("#password", &site.operator.1);
+    b.click("#login");
+    let (_, acme, _) = site.seeded.customers[0].clone();
+    let (_, initech, _) = site.seeded.customers[2].clone();
+    let pages = [
+        "/customers".to_owned(),
+        format!("/customers/{}", acme.0),
+        format!("/customers/{}/balance", acme.0),
+        format!("/customers/{}/credit", initech.0),
+        format!("/customers/{}/invoices", initech.0),
+        format!("/customers/{}/recharge", acme.0),
+        format!("/customers/{}/alerts", acme.0),
+        format!("/customers/{}/grants", acme.0),
+        "/profiles".to_owned(),
+        "/notifications".to_owned(),
+        "/rate-plans".to_owned(),
+        "/users".to_owned(),
+        "/keys".to_owned(),
+        "/settings".to_owned(),
+        "/audit".to_owned(),
+        "/classes".to_owned(),
+        "/resellers".to_owned(),
+        format!("/resellers/{}", site.seeded.resellers[0].0),
+    ];
+    let mut untranslated = Vec::new();
+    for path in &pages {
+        b.open(path);
+        // Headings, column headers, labels, buttons and the menu: what the page itself says.
+        let found = b.script(
+            "const allowed = /^(Purse|USD|PDF|CSV|API|CVC|SMTP|Stripe|Webhook|UTC|[A-Z]{2,5}-?)$/;
+             return [...document.querySelectorAll('h1, h2, h3, th, label, button, header nav a, .figure .label, legend, option')]
+               .map(e => [...e.childNodes].filter(n => n.nodeType === 3).map(n => n.textContent.trim()).join(' ').trim())
+               .filter(t => t && t.split(/\\s+/).some(w => /[A-Za-z]{2,}/.test(w) && !allowed.test(w.replace(/[()]/g, ''))));",
+        );
+        for text in found.as_array().unwrap() {
+            untranslated.push(format!("{path}: {}", text.as_str().unwrap()));
+        }
+    }
+    // What is left are names people gave (customers, resellers, users, profiles, a class)
+    // and examples of what to type: take those out, and no English word may remain.
+    let data = [
+        "Acme Call Center",
+        "Blue Harbor Networks",
+        "Globex SMS",
+        "Initech Cloud",
+        "Northwind Telecom",
+        "Umbrella Voice",
+        "Test User",
+        "Standard",
+        "Gold",
+        "English",
+        "Europe/Berlin",
+        "user ann@example.com",
+        "key",
+        "scheduler",
+        "Ctrl",
+    ];
+    let left: Vec<String> = untranslated
+        .iter()
+        .filter(|u| {
+            let mut text = u.split_once(": ").map_or("", |(_, t)| t).to_owned();
+            for d in data {
+                text = text.replace(d, "");
+            }
+            text.split_whitespace()
+                .any(|w| w.chars().filter(char::is_ascii_alphabetic).count() >= 2 && !w.contains('@'))
+        })
+        .cloned()
+        .collect();
+    assert!(left.is_empty(), "texts without a translation: {left:#?}");
+    drop(site.server);
+}
