@@ -320,7 +320,14 @@ pub async fn audit(
         visible: api::visible(&viewer.who),
         party,
         entity: Some(f.entity.trim().to_owned()).filter(|e| !e.is_empty()),
-        actor: Some(f.actor.trim().to_owned()).filter(|e| !e.is_empty()),
+        // People type an e-mail; the log says "user " before it.
+        actor: Some(f.actor.trim().to_owned()).filter(|e| !e.is_empty()).map(|a| {
+            if a.contains('@') && !a.starts_with("user ") {
+                format!("user {a}")
+            } else {
+                a
+            }
+        }),
         from: None,
         to: None,
         before,
@@ -333,23 +340,26 @@ pub async fn audit(
         }
         let rows = s.credit.audit_log(&query)?;
         let parties = super::visible_parties(s, &who)?;
+        // "key 12" is shown as the key's name.
+        let keys: HashMap<String, String> =
+            s.access.keys()?.into_iter().map(|k| (format!("key {}", k.id), format!("API key “{}”", k.name))).collect();
         let mut names: HashMap<u64, String> = HashMap::new();
         for p in rows.iter().filter_map(|r| r.party) {
             if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(p.0) {
                 slot.insert(s.engine.reader().party(p)?.map_or_else(|| "A former party".to_owned(), |x| x.name));
             }
         }
-        Ok((rows, names, parties))
+        Ok((rows, names, parties, keys))
     })
     .await?;
-    let (rows, names, parties) = rows;
+    let (rows, names, parties, keys) = rows;
     let mut party_options: Vec<(String, String)> = vec![(String::new(), "Anyone".to_owned())];
     party_options.extend(parties.iter().map(|p| (p.id.0.to_string(), p.name.clone())));
     let next = (rows.len() == 50).then(|| rows.last().map(|r| r.id)).flatten();
     let body = html! {
         form.filters method="get" action="/audit" id="audit-filter" {
             (page::select("What changed", "entity", &AUDITED.map(|(code, name)| (code, name)), f.entity.trim(), None))
-            (field("Who (e.g. user ann@example.com, key 3, scheduler)", "actor", "text", &f.actor, None))
+            (field("Who (an e-mail such as ann@example.com, or scheduler)", "actor", "text", &f.actor, None))
             (page::select("Customer or reseller", "party", &party_options.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect::<Vec<_>>(), f.party.trim(), None))
             button type="submit" id="filter" { "Filter" }
         }
@@ -360,7 +370,7 @@ pub async fn audit(
                     @for e in &rows {
                         tr {
                             td { (viewer.when(e.at)) }
-                            td { (e.actor) }
+                            td { (keys.get(&e.actor).cloned().unwrap_or_else(|| e.actor.strip_prefix("user ").unwrap_or(&e.actor).to_owned())) }
                             td { (AUDITED.iter().find(|(code, _)| *code == e.entity).map_or_else(|| page::words(&e.entity), |(_, name)| (*name).to_owned())) }
                             td { (e.party.and_then(|p| names.get(&p.0)).map_or("The operator", String::as_str)) }
                             td { (page::words(&e.action)) }
