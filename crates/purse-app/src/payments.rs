@@ -247,7 +247,11 @@ pub fn saved_card(
     let cards = s.cards.as_ref().filter(|k| k.configured()).ok_or(AppError::CardsNotConfigured)?;
     let email = s.alerts.alert_settings(party.id)?.and_then(|a| a.email);
     let before = settings_view(s, party, c)?;
-    cards.save_card(party, email.as_deref(), details).map_err(pay_error)?;
+    cards.save_card(party, email.as_deref(), details).map_err(|e| match e {
+        // Nothing finishes a card's saving in the background: say so, and that a retry is safe.
+        PayError::Pending(m) => AppError::Upstream(format!("{m}; the card was not saved")),
+        other => pay_error(other),
+    })?;
     s.audit(
         who,
         Some(party.id),

@@ -98,7 +98,14 @@ pub struct Recharger {
     /// Operator e-mail for notices about customers without a reseller.
     operator_email: Option<String>,
     fault: Mutex<Option<(Fault, bool)>>,
+    /// Cap notices this process knows were told (`party:period`), so a periodic evaluation
+    /// of a capped customer does not write to the database each time; the store's job claim
+    /// stays the once-only guard across processes. Cleared when it grows past a bound.
+    told_capped: Mutex<std::collections::HashSet<String>>,
 }
+
+/// Cap notices remembered per process before the memory starts over.
+const TOLD_CAPPED_MAX: usize = 100_000;
 
 impl Recharger {
     pub fn new(
@@ -111,7 +118,17 @@ impl Recharger {
     ) -> Recharger {
         let stripe = config.stripe.as_ref().map(|(url, key)| Stripe::new(url, key));
         let fault = Mutex::new(config.fault);
-        Recharger { engine, reader, alerts, store, stripe, config, operator_email, fault }
+        Recharger {
+            engine,
+            reader,
+            alerts,
+            store,
+            stripe,
+            config,
+            operator_email,
+            fault,
+            told_capped: Mutex::default(),
+        }
     }
 
     /// Whether card payments can be made.
@@ -246,12 +263,23 @@ impl Recharger {
         period: &str,
         now: Timestamp,
     ) -> AppResult<()> {
-        if self.store.recharges(Some(party.id), 3)?.iter().any(|r| r.status.in_flight()) {
+        let key = format!("{}:{period}", party.id.0);
+        let told = |key: &str| {
+            let mut told = self.told_capped.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if told.len() >= TOLD_CAPPED_MAX {
+                told.clear();
+            }
+            told.insert(key.to_owned())
+        };
+        if self.told_capped.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(&key)
+            || self.store.recharges(Some(party.id), 3)?.iter().any(|r| r.status.in_flight())
+        {
             return Ok(());
         }
-        let key = format!("{}:{period}", party.id.0);
         let wall = wall_us();
         if !self.alerts.claim_job("recharge_capped", &key, "recharger", now, wall, wall + 300 * MICROS)? {
+            // Another process told it, or is telling it now.
+            told(&key);
             return Ok(());
         }
         let PartyKind::Customer { currency, .. } = party.kind else { return Ok(()) };
@@ -282,6 +310,7 @@ impl Recharger {
         };
         self.alerts.record_alerts(&batch, now)?;
         self.alerts.finish_job("recharge_capped", &key, now, "told")?;
+        told(&key);
         log("recharge held back by a cap", json!({ "customer": party.id.0, "cap": format!("{cap:?}") }));
         Ok(())
     }
