@@ -31,6 +31,10 @@ macro_rules! codes {
 
 codes! {
     AboveMaximumIncrease = "above_maximum_increase",
+    AboveWhatIsOwed = "above_what_is_owed",
+    CategoryOnlyRaises = "category_only_raises",
+    InvalidCategory = "invalid_category",
+    NothingOwed = "nothing_owed",
     AccountNotFound = "account_not_found",
     AmountMismatch = "amount_mismatch",
     AmountMustBePositive = "amount_must_be_positive",

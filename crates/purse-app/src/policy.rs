@@ -134,6 +134,7 @@ actions! {
     GetTransfer = "getTransfer", "see a transfer", ANYONE, Read;
     CreateReversal = "createReversal", "reverse transfers", OPERATOR, Write;
     CreateAdjustment = "createAdjustment", "adjust balances", STAFF, Write;
+    ListAdjustments = "listAdjustments", "see adjustments", ANYONE, Read;
     GetMasterWallet = "getMasterWallet", "see resellers' master wallets and what they funded", STAFF, Read;
     IssueCredit = "issueCredit", "issue credit from a master wallet", STAFF, Write;
     CreateHold = "createHold", "place holds", STAFF, Write;

@@ -145,6 +145,49 @@ impl AdjustDirection {
     }
 }
 
+/// Why staff adjust a balance. Each category has a system account of its own, so the books
+/// keep goodwill given, corrections made and debts written off apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AdjustCategory {
+    /// A gesture to the customer: raises the balance, an expense.
+    Goodwill,
+    /// Puts a wrong balance right, either way.
+    Correction,
+    /// Gives up what a customer owes: raises a balance below zero, at most to zero.
+    WriteOff,
+}
+
+impl AdjustCategory {
+    pub const ALL: [AdjustCategory; 3] =
+        [AdjustCategory::Goodwill, AdjustCategory::Correction, AdjustCategory::WriteOff];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdjustCategory::Goodwill => "goodwill",
+            AdjustCategory::Correction => "correction",
+            AdjustCategory::WriteOff => "write_off",
+        }
+    }
+    pub fn parse(text: &str) -> Option<AdjustCategory> {
+        AdjustCategory::ALL.into_iter().find(|c| c.as_str() == text)
+    }
+    /// The system account on the other side of the adjustment.
+    pub fn role(self) -> SystemRole {
+        match self {
+            AdjustCategory::Goodwill => SystemRole::Goodwill,
+            AdjustCategory::Correction => SystemRole::Adjustments,
+            AdjustCategory::WriteOff => SystemRole::WriteOffs,
+        }
+    }
+    /// The category of an adjustment posted against `role`, if it is one.
+    pub fn of_role(role: SystemRole) -> Option<AdjustCategory> {
+        AdjustCategory::ALL.into_iter().find(|c| c.role() == role)
+    }
+    /// Whether the category only ever raises a balance.
+    pub fn credits_only(self) -> bool {
+        self != AdjustCategory::Correction
+    }
+}
+
 /// The kinds of account a caller may open (system accounts come with their currency).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NewAccountKind {
@@ -203,6 +246,14 @@ pub enum Command {
         account: AccountId,
         valid_until: Timestamp,
     },
+    /// Suspends the customer (`suspended`) or lifts its suspension: each of `accounts` (the
+    /// customer's open ones) refuses to spend while suspended. Subscriber accounts opened
+    /// while the wallet is suspended start suspended.
+    Suspend {
+        party: PartyId,
+        accounts: Vec<AccountId>,
+        suspended: bool,
+    },
     /// Whether the customer's subscriber accounts may transfer to each other.
     SetSubscriberTransfers {
         party: PartyId,
@@ -251,6 +302,8 @@ pub enum Command {
         account: AccountId,
         money: Money,
         direction: AdjustDirection,
+        /// Which system account is the other side.
+        category: AdjustCategory,
         note: ChangeNote,
         metadata: Option<String>,
     },

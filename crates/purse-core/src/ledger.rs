@@ -8,9 +8,9 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::command::{
-    AdjustDirection, ChangeNote, Command, CommandResult, Item, Money, NewAccountKind, NewCharge, NewGrant, Outcome,
-    PaymentMethod, GRANT_KIND_LEN_MAX, GRANT_PRIORITY_MAX, GRANT_SCOPE_MAX, METADATA_LEN_MAX, NAME_LEN_MAX,
-    REASON_LEN_MAX, SERVICE_LEN_MAX, THRESHOLDS_MAX,
+    AdjustCategory, AdjustDirection, ChangeNote, Command, CommandResult, Item, Money, NewAccountKind, NewCharge,
+    NewGrant, Outcome, PaymentMethod, GRANT_KIND_LEN_MAX, GRANT_PRIORITY_MAX, GRANT_SCOPE_MAX, METADATA_LEN_MAX,
+    NAME_LEN_MAX, REASON_LEN_MAX, SERVICE_LEN_MAX, THRESHOLDS_MAX,
 };
 use crate::model::{
     Account, AccountId, AccountKind, AccountStatus, Billing, ClientId, Direction, Event, EventId, EventKind, Grant,
@@ -129,7 +129,7 @@ pub fn needs(command: &Command, out: &mut Vec<Need>) {
             out.push(Need::AccountAndParty(*target));
         }
         Command::SetSubscriberTransfers { party, .. } => out.push(Need::Party(*party)),
-        Command::Invoice { party, accounts, .. } => {
+        Command::Invoice { party, accounts, .. } | Command::Suspend { party, accounts, .. } => {
             out.push(Need::Party(*party));
             out.extend(accounts.iter().copied().map(Need::Account));
         }
@@ -209,6 +209,8 @@ pub struct MoneyNote {
     pub at: Timestamp,
     pub by: String,
     pub reason: Option<String>,
+    /// Of an adjustment: its category, from the system account on its other side.
+    pub category: Option<AdjustCategory>,
 }
 
 /// One entry of the undo log kept while a linked chain is applied.
@@ -336,6 +338,7 @@ impl Ledger {
                 | Command::RevertIncrease { .. }
                 | Command::SetSubscriberTransfers { .. }
                 | Command::Invoice { .. }
+                | Command::Suspend { .. }
                 | Command::ExpireGrant { .. }
                 | Command::VoidGrant { .. }
                 | Command::SetThresholds { .. } => None,
@@ -943,6 +946,15 @@ impl Ledger {
         Ok(account)
     }
 
+    /// An account money is spent from (a charge, a hold, a transfer out): open, not suspended.
+    fn spending_account(&self, id: AccountId, money: Money) -> Result<&Account, Rejection> {
+        let account = self.spendable_account(id, money)?;
+        if account.status == AccountStatus::Suspended {
+            return Err(Rejection::Suspended);
+        }
+        Ok(account)
+    }
+
     /// A non-system, open account in the money's currency, for a positive amount.
     fn spendable_account(&self, id: AccountId, money: Money) -> Result<&Account, Rejection> {
         let account = self.open_account(id)?;
@@ -1012,6 +1024,7 @@ impl Ledger {
                 Ok(Outcome::PartyUpdated { party: *party })
             }
             Command::Invoice { party, accounts, period_end } => self.invoice(*party, accounts, *period_end, now),
+            Command::Suspend { party, accounts, suspended } => self.suspend(*party, accounts, *suspended),
             Command::Charge(charge) => self.charge(charge, now, lookups),
             Command::Payment { client_id, account, money, method, metadata } => {
                 self.payment(client_id, *account, *money, *method, metadata, now, lookups)
@@ -1021,8 +1034,9 @@ impl Ledger {
                 self.note_posting(&t, note.as_ref());
                 Ok(t)
             }
-            Command::Adjust { client_id, account, money, direction, note, metadata } => {
-                let t = self.adjust(client_id, *account, *money, *direction, note, metadata, now, lookups)?;
+            Command::Adjust { client_id, account, money, direction, category, note, metadata } => {
+                let t =
+                    self.adjust(client_id, *account, (*money, *direction, *category), note, metadata, now, lookups)?;
                 self.note_posting(&t, Some(note));
                 Ok(t)
             }
@@ -1197,12 +1211,22 @@ impl Ledger {
             }
             _ => return Err(Rejection::PartyKindMismatch),
         };
+        // A suspended customer's new account is suspended with the rest.
+        let suspended = match &party.kind {
+            PartyKind::Customer { wallet, .. } => {
+                self.account(*wallet).is_some_and(|w| w.status == AccountStatus::Suspended)
+            }
+            PartyKind::Reseller => false,
+        };
         if !self.currencies.contains_key(&currency) {
             return Err(Rejection::CurrencyUnknown);
         }
         let id = AccountId(Self::next_id(&mut self.next.account));
         let mut account = new_account(id, Some(client_id.clone()), Some(party_id), account_kind, currency, now);
         account.credit_limit = limit;
+        if suspended {
+            account.status = AccountStatus::Suspended;
+        }
         self.insert_prior(lookups, key, Prior::Account(account.clone()));
         self.insert_account(account);
         Ok(Outcome::AccountOpened { account: id, replayed: false })
@@ -1349,6 +1373,31 @@ impl Ledger {
         });
     }
 
+    /// Suspends a customer's accounts or lifts the suspension (see [`Command::Suspend`]).
+    fn suspend(&mut self, party: PartyId, accounts: &[AccountId], suspended: bool) -> CommandResult {
+        let p = self.party(party).ok_or(Rejection::PartyNotFound)?;
+        if !matches!(p.kind, PartyKind::Customer { .. }) {
+            return Err(Rejection::PartyKindMismatch);
+        }
+        for id in accounts {
+            let a = self.account(*id).ok_or(Rejection::AccountNotFound)?;
+            if a.party != Some(party) {
+                return Err(Rejection::AccountOfOtherParty);
+            }
+        }
+        let (from, to) = if suspended {
+            (AccountStatus::Open, AccountStatus::Suspended)
+        } else {
+            (AccountStatus::Suspended, AccountStatus::Open)
+        };
+        for id in accounts {
+            if self.account(*id).is_some_and(|a| a.status == from) {
+                self.settings_mut(*id).status = to;
+            }
+        }
+        Ok(Outcome::PartyUpdated { party })
+    }
+
     /// Moves the accounts' uninvoiced amounts to a usage invoice (see [`Command::Invoice`]).
     fn invoice(
         &mut self,
@@ -1443,6 +1492,13 @@ impl Ledger {
         let (Some(note), Outcome::Posted { transfer, replayed: false, .. }) = (note, outcome) else { return };
         let Some(t) = self.scratch.output.transfers.iter().rev().find(|t| t.id == *transfer) else { return };
         let owner = |id: AccountId| self.accounts.get(&id).and_then(|a| a.party);
+        let role = |id: AccountId| match self.accounts.get(&id).map(|a| a.kind) {
+            Some(AccountKind::System(role)) => Some(role),
+            _ => None,
+        };
+        let category = (t.kind == TransferKind::Adjustment)
+            .then(|| role(t.debit).or_else(|| role(t.credit)).and_then(AdjustCategory::of_role))
+            .flatten();
         let currency = self.currencies.get(&t.currency).copied().unwrap_or(Currency { code: t.currency, scale: 0 });
         let entry = MoneyNote {
             transfer: t.id,
@@ -1455,6 +1511,7 @@ impl Ledger {
             at: t.posted_at,
             by: note.by.clone(),
             reason: note.reason.clone(),
+            category,
         };
         self.scratch.output.notes.push(entry);
     }
@@ -1555,7 +1612,7 @@ impl Ledger {
         }
         check_text(&c.service, "service", SERVICE_LEN_MAX)?;
         check_text(&c.metadata, "metadata", METADATA_LEN_MAX)?;
-        self.spendable_account(c.account, c.money)?;
+        self.spending_account(c.account, c.money)?;
         if !may_overdraw(TransferKind::Charge, c.refuse_if_insufficient) {
             self.check_spend(c.account, c.money.amount, now, Spend::Service(c.service.as_deref()))?;
         }
@@ -1628,7 +1685,7 @@ impl Ledger {
         if source == target {
             return Err(Rejection::AccountsMustDiffer);
         }
-        self.spendable_account(source, money)?;
+        self.spending_account(source, money)?;
         self.spendable_account(target, money)?;
         self.check_subscriber_transfer(source, target)?;
         if matches!(kind, TransferKind::Issue | TransferKind::Recharge) {
@@ -1647,14 +1704,13 @@ impl Ledger {
         &mut self,
         client_id: &ClientId,
         account: AccountId,
-        money: Money,
-        direction: AdjustDirection,
+        (money, direction, category): (Money, AdjustDirection, AdjustCategory),
         note: &ChangeNote,
         metadata: &Option<String>,
         now: Timestamp,
         lookups: &mut Lookups,
     ) -> CommandResult {
-        let adjustments = self.system_account(money.currency, SystemRole::Adjustments);
+        let adjustments = self.system_account(money.currency, category.role());
         let system = *adjustments.as_ref().unwrap_or(&AccountId(u64::MAX));
         let sides = match direction {
             AdjustDirection::Credit => (system, account),
@@ -1707,7 +1763,7 @@ impl Ledger {
         }
         check_text(service, "service", SERVICE_LEN_MAX)?;
         check_text(metadata, "metadata", METADATA_LEN_MAX)?;
-        self.spendable_account(account, money)?;
+        self.spending_account(account, money)?;
         if expires_at <= now {
             return Err(Rejection::HoldExpiryMustBeInFuture);
         }

@@ -22,7 +22,8 @@ pub mod text;
 pub mod time;
 
 pub use command::{
-    AdjustDirection, ChangeNote, Command, CommandResult, Item, Money, NewAccountKind, NewCharge, Outcome, PaymentMethod,
+    AdjustCategory, AdjustDirection, ChangeNote, Command, CommandResult, Item, Money, NewAccountKind, NewCharge,
+    Outcome, PaymentMethod,
 };
 pub use ledger::{BatchOutput, ClientKey, Ledger, Lookups, Missing, MoneyNote, Need, NextIds, Prior};
 pub use model::*;

@@ -152,10 +152,14 @@ pub enum SystemRole {
     Grants,
     /// Where the unused remainder of an expired grant goes.
     Breakage,
+    /// Where goodwill adjustments come from: an expense.
+    Goodwill,
+    /// Where written-off debts go: bad debt.
+    WriteOffs,
 }
 
 impl SystemRole {
-    pub const ALL: [SystemRole; 7] = [
+    pub const ALL: [SystemRole; 9] = [
         SystemRole::UsageRevenue,
         SystemRole::CardClearing,
         SystemRole::CashClearing,
@@ -163,6 +167,8 @@ impl SystemRole {
         SystemRole::Adjustments,
         SystemRole::Grants,
         SystemRole::Breakage,
+        SystemRole::Goodwill,
+        SystemRole::WriteOffs,
     ];
 }
 
@@ -183,6 +189,10 @@ pub enum AccountKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AccountStatus {
     Open,
+    /// Its customer is suspended (an overdue invoice, a balance too far below zero, or staff):
+    /// nothing is spent from it (charges, holds, transfers out) until it is lifted; money
+    /// still comes in.
+    Suspended,
     Closed,
 }
 

@@ -44,6 +44,8 @@ pub enum Rejection {
     PartyKindMismatch,
     AccountNotFound,
     AccountClosed,
+    /// The account's customer is suspended: it spends nothing until the suspension is lifted.
+    Suspended,
     AccountHasBalance,
     AccountHasHolds,
     /// System accounts cannot be charged, paid into, or transferred from by a command.
@@ -164,6 +166,7 @@ impl Rejection {
             PartyKindMismatch => "party_kind_mismatch",
             AccountNotFound => "account_not_found",
             AccountClosed => "account_closed",
+            Suspended => "suspended",
             AccountHasBalance => "account_has_balance",
             AccountHasHolds => "account_has_holds",
             SystemAccountNotAllowed => "system_account_not_allowed",
@@ -228,7 +231,7 @@ impl Rejection {
             NameMustNotBeEmpty | ExistsWithDifferentName => "name",
             PartyNotFound | PartyKindMismatch => "party",
             ResellerNotFound => "reseller",
-            AccountNotFound | AccountClosed | AccountHasBalance | AccountHasHolds => "account",
+            AccountNotFound | AccountClosed | AccountHasBalance | AccountHasHolds | Suspended => "account",
             SystemAccountNotAllowed | ExistsWithDifferentAccount => "account",
             CurrencyMismatchWithCustomer => "currency",
             IssueNeedsMasterWallet => "source",
@@ -296,6 +299,9 @@ impl fmt::Display for Rejection {
                 f.write_str("an issue or a recharge goes to a customer of the master wallet's reseller")
             }
             ReasonMustNotBeEmpty => f.write_str("give a reason: it is kept in the audit log"),
+            Suspended => f.write_str(
+                "the customer is suspended: nothing is spent from its accounts until what is overdue is paid",
+            ),
             GrantKindInvalid => f.write_str("a grant's kind is 1 to 32 lowercase letters, digits or underscores"),
             GrantPriorityOutOfRange => f.write_str("a grant's priority is from 1 (drawn first) to 1000"),
             GrantExpiryMustFollowEffective => f.write_str("a grant expires after it takes effect, and in the future"),

@@ -83,13 +83,14 @@ fn schemas() -> Value {
         ],
         false,
     );
+    let system_role = json!({ "type": "string", "enum": ["usage_revenue", "card_clearing", "cash_clearing", "bank_clearing", "adjustments", "grants", "breakage", "goodwill", "write_offs"], "description": "Of a system account: which side of which movements it holds." });
     let account = object(
         &[
             ("id", id()),
             ("kind", string()),
             ("party", nullable(id())),
             ("currency", currency()),
-            ("status", json!({ "type": "string", "enum": ["open", "closed"] })),
+            ("status", json!({ "type": "string", "enum": ["open", "suspended", "closed"] })),
             ("balance", amount()),
             ("reserved", amount()),
             ("uninvoiced", amount()),
@@ -101,7 +102,7 @@ fn schemas() -> Value {
             ("last_charge_at", nullable(time())),
             ("created_at", time()),
         ],
-        &[("parent", id())],
+        &[("parent", id()), ("system_role", system_role.clone())],
         false,
     );
     let transfer_fields = [
@@ -189,7 +190,7 @@ fn schemas() -> Value {
             &[
                 ("as_of", time()),
                 ("totals", json!({ "type": "object", "additionalProperties": object(&[("all_accounts", amount()), ("customer_accounts", amount()), ("reserved", amount()), ("accounts", json!({ "type": "integer" }))], &[], false) })),
-                ("accounts", list_of(object(&[("id", id()), ("kind", string()), ("party", nullable(id())), ("currency", currency()), ("balance", amount()), ("reserved", amount()), ("available", amount())], &[], false))),
+                ("accounts", list_of(object(&[("id", id()), ("kind", string()), ("party", nullable(id())), ("currency", currency()), ("balance", amount()), ("reserved", amount()), ("available", amount())], &[("system_role", system_role)], false))),
             ],
             &[],
             false,
@@ -280,12 +281,36 @@ fn access_schemas() -> Vec<(&'static str, Value)> {
             ("direction", json!({ "type": "string", "enum": ["credit", "debit"] })),
             ("reason", reason()),
         ],
-        &[("metadata", metadata())],
+        &[
+            ("metadata", metadata()),
+            (
+                "category",
+                json!({ "type": "string", "enum": ["goodwill", "correction", "write_off"], "default": "correction" }),
+            ),
+        ],
         true,
+    );
+    let adjustment_entry = object(
+        &[
+            ("id", id()),
+            ("transfer", id()),
+            ("at", string()),
+            ("by", string()),
+            ("customer", nullable(id())),
+            ("account", id()),
+            ("direction", json!({ "type": "string", "enum": ["credit", "debit"] })),
+            ("category", json!({ "type": "string", "enum": ["goodwill", "correction", "write_off"] })),
+            ("amount", string()),
+            ("currency", string()),
+            ("reason", string()),
+        ],
+        &[],
+        false,
     );
     let name = json!({ "type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[^\\u0000-\\u001f\\u007f]*$" });
     vec![
         ("Adjustment", adjustment),
+        ("AdjustmentList", object(&[("data", list_of(adjustment_entry)), ("next_before", nullable(id()))], &[], false)),
         ("ApiKey", key),
         ("ApiKeyList", object(&[("data", list_of(reference("ApiKey")))], &[], false)),
         ("ApiKeyCreated", object(&[("key", reference("ApiKey")), ("secret", string())], &[], false)),

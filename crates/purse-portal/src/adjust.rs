@@ -10,9 +10,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use maud::html;
-use purse_app::accounts::adjustment_command;
+use purse_app::accounts::{adjustment_command, Adjustment};
 use purse_app::policy::Action;
-use purse_core::{AdjustDirection, Amount, Money, Transfer, TransferKind};
+use purse_core::{AdjustCategory, AdjustDirection, Amount, Money, PartyKind, Transfer, TransferKind};
 
 use super::page::{self, error_for, field, money};
 use super::session::{Form, PathId, Viewer};
@@ -118,10 +118,7 @@ async fn render(
     .await?;
     let left = Amount(t.transfer.amount.0.saturating_sub(done_before));
     let value = |k: &str, default: String| entered.get(k).cloned().unwrap_or(default);
-    let request = match entered.get("request").map(String::as_str) {
-        None | Some("") => format!("portal-{}", purse_app::secrets::random_hex::<12>()?),
-        Some(r) => r.to_owned(),
-    };
+    let request = page::request_id(&entered)?;
     let give_back = t.direction == AdjustDirection::Credit;
     let what = page::words(t.transfer.kind.as_str()).to_lowercase();
     let body = html! {
@@ -137,6 +134,9 @@ async fn render(
             input type="hidden" name="csrf" value=(viewer.csrf);
             input type="hidden" name="request" value=(request);
             (field(&format!("Amount ({}; all of it, or a part)", t.currency.code), "amount", "text", &value("amount", t.currency.format(left)), error_for(&error, "amount")))
+            @if give_back {
+                (page::select("Category", "category", &[("correction", "Correction"), ("goodwill", "Goodwill")], &value("category", "correction".into()), error_for(&error, "category")))
+            }
             (field("Reason (kept in the audit log)", "reason", "text", &value("reason", String::new()), error_for(&error, "reason")))
             button.danger type="submit" id="save-adjust" { @if give_back { "Give back" } @else { "Take back" } }
             " " a href=(format!("/customers/{}/balance", t.customer.0)) { "Cancel" }
@@ -163,7 +163,7 @@ async fn render(
     Ok(page::respond(status, page::layout(&format!("Reverse a {what}"), Some(&viewer), &crumbs, body)))
 }
 
-const FIELDS: [&str; 3] = ["amount", "reason", "request"];
+const FIELDS: [&str; 4] = ["amount", "category", "reason", "request"];
 
 /// The operator reverses a posting whole with the ledger's own reversal: the opposite
 /// posting, linked to it; a payment's invoice allocations are released with it.
@@ -255,17 +255,17 @@ pub async fn save(
         }
         let Some(amount) = amount.filter(|_| errors.is_empty()) else { return Err(PortalError::Fields(errors)) };
         let metadata = serde_json::json!({ "reverses": t.transfer.id.0 }).to_string();
-        let command = adjustment_command(
-            s,
-            &v.who,
-            v.who.client_id("request", &e["request"])?,
-            t.account.id.0,
-            Money { amount, currency: t.account.currency },
-            t.direction,
-            &e["reason"],
-            Some(metadata),
-        )
-        .map_err(PortalError::keep_field)?;
+        let category = AdjustCategory::parse(&e["category"]).unwrap_or(AdjustCategory::Correction);
+        let adjustment = Adjustment {
+            account: t.account.id.0,
+            money: Money { amount, currency: t.account.currency },
+            direction: t.direction,
+            category,
+            reason: e["reason"].clone(),
+            metadata: Some(metadata),
+        };
+        let command = adjustment_command(s, &v.who, v.who.client_id("request", &e["request"])?, adjustment)
+            .map_err(PortalError::keep_field)?;
         let what = if t.direction == AdjustDirection::Credit { "given back to" } else { "taken back from" };
         Ok((command, format!("{} was {what} {}.", money(c, amount), t.customer.1), t.customer.0))
     })
@@ -279,6 +279,207 @@ pub async fn save(
         Ok(_) => Ok(done(&format!("/customers/{customer}/balance"), &message)),
         Err(purse_app::AppError::Rejected(r)) => {
             render(state, viewer, id, entered, vec![("amount".into(), super::sentence(&r.to_string()))]).await
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// How a category reads.
+pub fn category_name(c: AdjustCategory) -> &'static str {
+    match c {
+        AdjustCategory::Goodwill => "Goodwill",
+        AdjustCategory::Correction => "Correction",
+        AdjustCategory::WriteOff => "Write-off",
+    }
+}
+
+const ADJUST_FIELDS: [&str; 6] = ["amount", "direction", "category", "reason", "request", "account"];
+
+/// `/customers/{id}/adjustments`: the customer's adjustments, and for staff the form that
+/// raises or lowers a balance with a category and a reason.
+pub async fn list(
+    State(state): State<PortalState>,
+    viewer: Viewer,
+    PathId(id): PathId,
+) -> Result<Response, PortalError> {
+    render_list(state, Arc::new(viewer), id, HashMap::new(), Vec::new()).await
+}
+
+async fn render_list(
+    state: PortalState,
+    viewer: Arc<Viewer>,
+    id: u64,
+    entered: HashMap<String, String>,
+    error: page::Errors,
+) -> Result<Response, PortalError> {
+    let v = viewer.clone();
+    let (party, accounts, rows, keys) = read(&state, move |s| {
+        let party = s.party_of_kind(&v.who, id, false)?;
+        let accounts = s.engine.reader().accounts_of(party.id)?;
+        let rows = purse_app::accounts::adjustments(s, &v.who, Some(id), None, 200)?;
+        Ok((party, accounts, rows, super::credit::key_names(s)?))
+    })
+    .await?;
+    let PartyKind::Customer { wallet, .. } = party.kind else { return Err(PortalError::NotFound) };
+    let name_of = |account: u64| -> String {
+        if account == wallet.0 {
+            "Wallet".to_owned()
+        } else {
+            accounts
+                .iter()
+                .find(|a| a.id.0 == account)
+                .and_then(|a| a.client_id.as_ref())
+                .map_or_else(|| "Subscriber account".to_owned(), |c| viewer.who.shown_client_id(c))
+        }
+    };
+    let value = |k: &str, default: &str| entered.get(k).cloned().unwrap_or_else(|| default.to_owned());
+    let request = page::request_id(&entered)?;
+    let open: Vec<(String, String)> = accounts
+        .iter()
+        .filter(|a| a.status != purse_core::AccountStatus::Closed)
+        .map(|a| (a.id.0.to_string(), name_of(a.id.0)))
+        .collect();
+    let open: Vec<(&str, &str)> = open.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let body = html! {
+        @if viewer.may(Action::CreateAdjustment) {
+            (page::summary(&error))
+            form.card method="post" action=(format!("/customers/{id}/adjustments")) id="adjustment-form" {
+                input type="hidden" name="csrf" value=(viewer.csrf);
+                input type="hidden" name="request" value=(request);
+                @if open.len() > 1 {
+                    (page::select("Account", "account", &open, &value("account", &wallet.0.to_string()), error_for(&error, "account")))
+                } @else {
+                    input type="hidden" name="account" value=(wallet.0);
+                }
+                (page::select("Which way", "direction", &[("credit", "Raise the balance"), ("debit", "Lower the balance")], &value("direction", "credit"), error_for(&error, "direction")))
+                (page::select("Category", "category", &[("goodwill", "Goodwill"), ("correction", "Correction"), ("write_off", "Write-off")], &value("category", "correction"), error_for(&error, "category")))
+                (field("Amount", "amount", "text", &value("amount", ""), error_for(&error, "amount")))
+                (field("Reason (kept in the audit log)", "reason", "text", &value("reason", ""), error_for(&error, "reason")))
+                p.muted { "Goodwill and write-offs only raise a balance; a write-off gives up what is owed, at most down to zero. Each category is booked against its own account." }
+                button type="submit" id="save-adjustment" { "Adjust" }
+            }
+        }
+        h2 { "Adjustments" }
+        div.scroll {
+            table id="adjustments" {
+                thead { tr { th { "When" } th { "Account" } th { "Category" } th.num { "Amount" } th { "Reason" } th.optional { "By" } } }
+                tbody {
+                    @for a in &rows {
+                        tr {
+                            td { (viewer.when(a.at)) }
+                            td { (name_of(a.account)) }
+                            td { (category_name(a.category)) }
+                            td.num.neg[a.direction == AdjustDirection::Debit] {
+                                @if a.direction == AdjustDirection::Debit { "−" } (a.amount) " " (a.currency)
+                            }
+                            td { (a.reason) }
+                            td.optional { (super::credit::shown_actor(&keys, &a.by)) }
+                        }
+                    }
+                    @if rows.is_empty() { tr { td colspan="6" .muted { "No adjustments." } } }
+                }
+            }
+        }
+    };
+    let crumbs = [
+        ("Customers", "/customers".to_owned()),
+        (party.name.as_str(), format!("/customers/{id}")),
+        ("Adjustments", String::new()),
+    ];
+    let crumbs: Vec<(&str, &str)> = crumbs.iter().map(|(a, b)| (*a, b.as_str())).collect();
+    let status = if error.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    Ok(page::respond(status, page::layout("Adjustments", Some(&viewer), &crumbs, body)))
+}
+
+/// Raises or lowers one of the customer's balances with a category and a reason.
+pub async fn create(
+    State(state): State<PortalState>,
+    viewer: Viewer,
+    PathId(id): PathId,
+    form: Form,
+) -> Result<Response, PortalError> {
+    viewer.check(&form)?;
+    let entered = form.entered(&ADJUST_FIELDS);
+    let viewer = Arc::new(viewer);
+    let (v, e) = (viewer.clone(), entered.clone());
+    let built = read(&state, move |s| {
+        let party = s.party_of_kind(&v.who, id, false)?;
+        let PartyKind::Customer { wallet, currency, .. } = party.kind else { return Err(PortalError::NotFound) };
+        let c = s.currency("currency", currency)?;
+        let mut errors = page::Errors::new();
+        let account = match e["account"].parse::<u64>() {
+            Ok(a)
+                if s.engine.reader().account(purse_core::AccountId(a))?.is_some_and(|x| x.party == Some(party.id)) =>
+            {
+                a
+            }
+            _ => {
+                errors.push(("account".into(), "choose one of the customer's accounts".into()));
+                wallet.0
+            }
+        };
+        let direction = match e["direction"].as_str() {
+            "debit" => AdjustDirection::Debit,
+            _ => AdjustDirection::Credit,
+        };
+        let category = AdjustCategory::parse(&e["category"]).unwrap_or_else(|| {
+            errors.push(("category".into(), "choose goodwill, correction or write-off".into()));
+            AdjustCategory::Correction
+        });
+        let amount = match c.parse(&e["amount"]) {
+            Ok(a) if a.is_positive() => a,
+            _ => {
+                errors.push((
+                    "amount".into(),
+                    format!("an amount above zero in {} with at most {} decimals", c.code, c.scale),
+                ));
+                Amount(1)
+            }
+        };
+        let adjustment = Adjustment {
+            account,
+            money: Money { amount, currency },
+            direction,
+            category,
+            reason: e["reason"].clone(),
+            metadata: None,
+        };
+        // The application's own checks run too, so every wrong field is named at once.
+        let command = adjustment_command(s, &v.who, v.who.client_id("request", &e["request"])?, adjustment);
+        if let Err(err) = &command {
+            if let PortalError::Fields(more) = PortalError::keep_field(err.clone()) {
+                for (f, m) in more {
+                    if !errors.iter().any(|(g, _)| *g == f) {
+                        errors.push((f, m));
+                    }
+                }
+            } else if errors.is_empty() {
+                return Err(PortalError::keep_field(err.clone()));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(PortalError::Fields(errors));
+        }
+        let command = command.map_err(PortalError::keep_field)?;
+        let which = if direction == AdjustDirection::Credit { "raised" } else { "lowered" };
+        let message = format!(
+            "{}'s balance was {which} by {} ({}).",
+            party.name,
+            money(c, amount),
+            category_name(category).to_lowercase()
+        );
+        Ok((command, message))
+    })
+    .await;
+    let (command, message) = match built {
+        Ok(b) => b,
+        Err(PortalError::Fields(errors)) => return render_list(state, viewer, id, entered, errors).await,
+        Err(other) => return Err(other),
+    };
+    match super::submit(&state, command).await? {
+        Ok(_) => Ok(done(&format!("/customers/{id}/adjustments"), &message)),
+        Err(purse_app::AppError::Rejected(r)) => {
+            render_list(state, viewer, id, entered, vec![("amount".into(), super::sentence(&r.to_string()))]).await
         }
         Err(other) => Err(other.into()),
     }

@@ -321,6 +321,7 @@ pub async fn audit(
         party,
         entity: Some(f.entity.trim().to_owned()).filter(|e| !e.is_empty()),
         // People type an e-mail; the log says "user " before it.
+        action: None,
         actor: Some(f.actor.trim().to_owned()).filter(|e| !e.is_empty()).map(|a| {
             if a.contains('@') && !a.starts_with("user ") {
                 format!("user {a}")
@@ -340,9 +341,7 @@ pub async fn audit(
         }
         let rows = s.credit.audit_log(&query)?;
         let parties = super::visible_parties(s, &who)?;
-        // "key 12" is shown as the key's name.
-        let keys: HashMap<String, String> =
-            s.access.keys()?.into_iter().map(|k| (format!("key {}", k.id), format!("API key “{}”", k.name))).collect();
+        let keys = key_names(s)?;
         let mut names: HashMap<u64, String> = HashMap::new();
         for p in rows.iter().filter_map(|r| r.party) {
             if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(p.0) {
@@ -370,7 +369,7 @@ pub async fn audit(
                     @for e in &rows {
                         tr {
                             td { (viewer.when(e.at)) }
-                            td { (keys.get(&e.actor).cloned().unwrap_or_else(|| e.actor.strip_prefix("user ").unwrap_or(&e.actor).to_owned())) }
+                            td { (shown_actor(&keys, &e.actor)) }
                             td { (AUDITED.iter().find(|(code, _)| *code == e.entity).map_or_else(|| page::words(&e.entity), |(_, name)| (*name).to_owned())) }
                             td { (e.party.and_then(|p| names.get(&p.0)).map_or("The operator", String::as_str)) }
                             td { (page::words(&e.action)) }
@@ -629,4 +628,14 @@ pub async fn save_class(
         }
         Err(other) => Err(other),
     }
+}
+
+/// Actors as the audit log names them (`key 12`) against the names people see. Blocking.
+pub(crate) fn key_names(s: &PortalState) -> Result<HashMap<String, String>, PortalError> {
+    Ok(s.access.keys()?.into_iter().map(|k| (format!("key {}", k.id), format!("API key “{}”", k.name))).collect())
+}
+
+/// An actor as people read it: an API key by its name, a user by e-mail.
+pub(crate) fn shown_actor(keys: &HashMap<String, String>, actor: &str) -> String {
+    keys.get(actor).cloned().unwrap_or_else(|| actor.strip_prefix("user ").unwrap_or(actor).to_owned())
 }

@@ -315,7 +315,7 @@ pub async fn show(
             " · " (Standing::of(wallet, *available).badge())
         }
         (figures(&viewer, wallet, *available, *currency))
-        p { a href=(details) id="balance-details" { "Balance Details →" } " · " a href=(format!("/customers/{id}/alerts")) id="alerts" { "Alerts and warning thresholds →" } " · " a href=(format!("/customers/{id}/recharge")) id="payment-settings" { "Payment settings and Pay Now →" } " · " a href=(format!("/customers/{id}/credit")) id="balance-credits" { "Balance & Credits →" } " · " a href=(format!("/customers/{id}/invoices")) id="invoices" { "Invoices and payments →" } " · " a href=(format!("/customers/{id}/grants")) id="grants-link" { "Credit grants →" } }
+        p { a href=(details) id="balance-details" { "Balance Details →" } " · " a href=(format!("/customers/{id}/alerts")) id="alerts" { "Alerts and warning thresholds →" } " · " a href=(format!("/customers/{id}/recharge")) id="payment-settings" { "Payment settings and Pay Now →" } " · " a href=(format!("/customers/{id}/credit")) id="balance-credits" { "Balance & Credits →" } " · " a href=(format!("/customers/{id}/invoices")) id="invoices" { "Invoices and payments →" } " · " a href=(format!("/customers/{id}/grants")) id="grants-link" { "Credit grants →" } " · " a href=(format!("/customers/{id}/adjustments")) id="adjustments-link" { "Adjustments →" } }
         h2 { "Subscriber accounts" }
         div.scroll {
             table id="subscribers" {

@@ -96,10 +96,7 @@ async fn render(
     let closed: Vec<Grant> = grants.iter().filter(|g| g.state != GrantState::Open).cloned().collect();
     let remaining: i64 = in_force.iter().map(|g| g.remaining.0).sum();
     // The form's own id, so that submitting it twice grants once.
-    let request = match value("request") {
-        "" => format!("portal-{}", purse_app::secrets::random_hex::<12>()?),
-        r => r.to_owned(),
-    };
+    let request = page::request_id(&entered)?;
     let body = html! {
         (page::summary(&error))
         p.muted {

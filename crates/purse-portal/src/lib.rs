@@ -157,6 +157,8 @@ pub fn pages() -> Vec<Page> {
         page(M::GET, "/transfers/{id}/adjust", A::CreateAdjustment, get(adjust::form)),
         page(M::POST, "/transfers/{id}/adjust", A::CreateAdjustment, post(adjust::save)),
         page(M::POST, "/transfers/{id}/reverse", A::CreateReversal, post(adjust::reverse)),
+        page(M::GET, "/customers/{id}/adjustments", A::ListAdjustments, get(adjust::list)),
+        page(M::POST, "/customers/{id}/adjustments", A::CreateAdjustment, post(adjust::create)),
         page(M::GET, "/resellers", A::GetMasterWallet, get(resellers::list)),
         page(M::GET, "/resellers/{id}", A::GetMasterWallet, get(resellers::show)),
         page(M::POST, "/resellers/{id}/issue", A::IssueCredit, post(resellers::issue)),

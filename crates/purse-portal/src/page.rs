@@ -297,6 +297,15 @@ pub fn pdf(name: &str, bytes: Vec<u8>) -> Response {
         .into_response()
 }
 
+/// A form's own id (its `request` field as entered, else a new one), so that submitting the
+/// same form twice posts once.
+pub fn request_id(entered: &std::collections::HashMap<String, String>) -> Result<String, crate::PortalError> {
+    match entered.get("request").map(String::as_str) {
+        None | Some("") => Ok(format!("portal-{}", purse_app::secrets::random_hex::<12>()?)),
+        Some(r) => Ok(r.to_owned()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -168,10 +168,7 @@ async fn render(
     let v = viewer.clone();
     let d = read(&state, move |s| details(s, &v, id)).await?;
     let value = |k: &str| entered.get(k).map_or("", String::as_str);
-    let request = match value("request") {
-        "" => format!("portal-{}", purse_app::secrets::random_hex::<12>()?),
-        r => r.to_owned(),
-    };
+    let request = page::request_id(&entered)?;
     let issues = viewer.may(Action::IssueCredit) && !d.wallets.is_empty();
     let mut customers = vec![(String::new(), "Choose a customer".to_owned())];
     customers.extend(d.customers.iter().cloned());

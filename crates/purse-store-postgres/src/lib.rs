@@ -46,6 +46,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0014_grants", include_str!("../migrations/0014_grants.sql")),
     ("0015_time_zones", include_str!("../migrations/0015_time_zones.sql")),
     ("0016_user_lang", include_str!("../migrations/0016_user_lang.sql")),
+    ("0017_adjustments_suspension", include_str!("../migrations/0017_adjustments_suspension.sql")),
 ];
 
 /// Any arbitrary constant: the advisory lock that serializes concurrent migrations.

@@ -126,6 +126,8 @@ pub struct AuditQuery {
     pub visible: Visible,
     pub party: Option<PartyId>,
     pub entity: Option<String>,
+    /// What was done (`adjustment`, `update`, …).
+    pub action: Option<String>,
     pub actor: Option<String>,
     pub from: Option<Timestamp>,
     pub to: Option<Timestamp>,
@@ -293,8 +295,9 @@ pub fn limit_audit(c: &LimitChange) -> AuditEntry {
 /// transfer): who, when, and in `after` the movement and the reason given.
 pub fn note_audit(n: &purse_core::MoneyNote) -> AuditEntry {
     let reason = n.reason.as_deref().map_or_else(|| "null".to_owned(), json_string);
+    let category = n.category.map(|c| format!(",\"category\":\"{}\"", c.as_str())).unwrap_or_default();
     let after = format!(
-        "{{\"kind\":\"{}\",\"amount\":\"{}\",\"currency\":\"{}\",\"debit\":{},\"credit\":{},\"reason\":{reason}}}",
+        "{{\"kind\":\"{}\",\"amount\":\"{}\",\"currency\":\"{}\",\"debit\":{},\"credit\":{},\"reason\":{reason}{category}}}",
         n.kind.as_str(),
         n.currency.format(n.amount),
         n.currency.code,
@@ -368,6 +371,9 @@ pub fn audit_select(q: &AuditQuery) -> (String, Vec<Value>) {
     }
     if let Some(e) = &q.entity {
         add(" AND entity = $n", Value::from(e.clone()), &mut sql);
+    }
+    if let Some(a) = &q.action {
+        add(" AND action = $n", Value::from(a.clone()), &mut sql);
     }
     if let Some(a) = &q.actor {
         add(" AND actor = $n", Value::from(a.clone()), &mut sql);

@@ -424,6 +424,8 @@ pub mod codec {
             SystemRole::Adjustments => "adjustments",
             SystemRole::Grants => "grants",
             SystemRole::Breakage => "breakage",
+            SystemRole::Goodwill => "goodwill",
+            SystemRole::WriteOffs => "write_offs",
         }
     }
 
@@ -437,6 +439,7 @@ pub mod codec {
     pub fn status(status: AccountStatus) -> &'static str {
         match status {
             AccountStatus::Open => "open",
+            AccountStatus::Suspended => "suspended",
             AccountStatus::Closed => "closed",
         }
     }
@@ -444,6 +447,7 @@ pub mod codec {
     pub fn parse_status(text: &str) -> StoreResult<AccountStatus> {
         match text {
             "open" => Ok(AccountStatus::Open),
+            "suspended" => Ok(AccountStatus::Suspended),
             "closed" => Ok(AccountStatus::Closed),
             _ => Err(StoreError::Other(format!("unknown account status {text:?}"))),
         }

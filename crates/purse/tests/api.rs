@@ -558,6 +558,7 @@ async fn every_route_with_every_role_against_another_tenant_finds_nothing_and_ch
                                     | "listInvoices"
                                     | "listCustomerClasses"
                                     | "listReceipts"
+                                    | "listAdjustments"
                                     | "listRatePlans"
                                     | "listSessions"
                                     | "listUnratedUsage"

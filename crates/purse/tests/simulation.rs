@@ -19,9 +19,9 @@ use common::*;
 use purse::ids::Rng;
 use purse_core::command::NewGrant;
 use purse_core::{
-    AccountId, AdjustDirection, Amount, Billing, ChangeNote, Command, CommandResult, CurrencyCode, GrantId, HoldId,
-    Item, Money, NewAccountKind, NewCharge, Outcome, PartyId, PaymentMethod, Rejection, Rollover, SystemRole,
-    Timestamp, TransferId, TransferKind,
+    AccountId, AdjustCategory, AdjustDirection, Amount, Billing, ChangeNote, Command, CommandResult, CurrencyCode,
+    GrantId, HoldId, Item, Money, NewAccountKind, NewCharge, Outcome, PartyId, PaymentMethod, Rejection, Rollover,
+    SystemRole, Timestamp, TransferId, TransferKind,
 };
 use purse_engine::{EngineConfig, Eviction};
 
@@ -47,6 +47,8 @@ struct MAccount {
     /// A temporary increase: amount, valid until (microseconds).
     increase: Option<(i128, i64)>,
     open: bool,
+    /// Its customer is suspended: it spends nothing (charges, holds, transfers out).
+    suspended: bool,
     uninvoiced: i128,
     thresholds: Vec<i64>,
 }
@@ -266,6 +268,15 @@ impl Model {
         let a = self.open_account(id)?;
         if amount <= 0 {
             return Err("amount_must_be_positive");
+        }
+        Ok(a)
+    }
+
+    /// The checks of an account money is spent from: not suspended either.
+    fn spending(&self, id: AccountId, amount: i64) -> Result<&MAccount, &'static str> {
+        let a = self.spendable(id, amount)?;
+        if a.suspended {
+            return Err("suspended");
         }
         Ok(a)
     }
@@ -536,7 +547,17 @@ impl Sim {
                 Command::SetThresholds { account: self.any_account(), thresholds }
             }
             20 => Command::SetSubscriberTransfers { party: self.party(false), allowed: self.rng.chance(60) },
-            21..=22 => {
+            22 | 98 => {
+                let party = self.party(false);
+                let mut accounts: Vec<AccountId> =
+                    self.model.accounts.iter().filter(|(_, a)| a.party == party).map(|(id, _)| *id).collect();
+                accounts.sort();
+                if self.rng.chance(10) {
+                    accounts.push(self.any_account());
+                }
+                Command::Suspend { party, accounts, suspended: self.rng.chance(60) }
+            }
+            21 => {
                 let party = self.party(false);
                 let mut accounts: Vec<AccountId> =
                     self.model.accounts.iter().filter(|(_, a)| a.party == party).map(|(id, _)| *id).collect();
@@ -602,11 +623,13 @@ impl Sim {
                 let units = self.amount();
                 let direction = if self.rng.chance(50) { AdjustDirection::Credit } else { AdjustDirection::Debit };
                 let reason = (!self.rng.chance(10)).then(|| "correction".to_owned());
+                let category = AdjustCategory::ALL[self.rng.below(3) as usize];
                 Command::Adjust {
                     client_id: self.id(),
                     account,
                     money: self.money(units),
                     direction,
+                    category,
                     note: ChangeNote { by: "sim".into(), reason },
                     metadata: None,
                 }
@@ -893,8 +916,22 @@ impl Sim {
                 }
                 Ok(())
             }
+            Command::Suspend { party, accounts, .. } => {
+                let p = m.parties.get(party).ok_or("party_not_found")?;
+                if p.reseller {
+                    return Err("party_kind_mismatch");
+                }
+                for id in accounts {
+                    match m.accounts.get(id) {
+                        None => return Err("account_not_found"),
+                        Some(a) if a.party != *party => return Err("account_of_other_party"),
+                        Some(_) => {}
+                    }
+                }
+                Ok(())
+            }
             Command::Charge(c) => {
-                m.spendable(c.account, c.money.amount.0)?;
+                m.spending(c.account, c.money.amount.0)?;
                 let spend = Use::Service(service_of(&c.service));
                 if c.refuse_if_insufficient && m.available_for(c.account, now, spend) < c.money.amount.0.into() {
                     return Err("insufficient_funds");
@@ -938,7 +975,7 @@ impl Sim {
                 if source == target {
                     return Err("accounts_must_differ");
                 }
-                let from = m.spendable(*source, money.amount.0)?;
+                let from = m.spending(*source, money.amount.0)?;
                 let to = m.spendable(*target, money.amount.0)?;
                 let subscriber = |a: &MAccount| matches!(a.kind, Kind::SubDebit | Kind::SubCredit { .. });
                 if subscriber(from) && subscriber(to) {
@@ -970,7 +1007,7 @@ impl Sim {
                 m.spendable(*account, money.amount.0).map(|_| ())
             }
             Command::Hold { account, money, expires_at, service, .. } => {
-                m.spendable(*account, money.amount.0)?;
+                m.spending(*account, money.amount.0)?;
                 if expires_at.0 <= now {
                     return Err("hold_expiry_must_be_in_future");
                 }
@@ -1019,6 +1056,7 @@ impl Sim {
             limit: 0,
             increase: None,
             open: true,
+            suspended: false,
             uninvoiced: 0,
             thresholds: Vec::new(),
         };
@@ -1058,10 +1096,24 @@ impl Sim {
                 };
                 let mut a = account(*party, k);
                 a.limit = limit;
+                // A suspended customer's new account starts suspended.
+                a.suspended = m
+                    .accounts
+                    .values()
+                    .any(|w| w.party == *party && matches!(w.kind, Kind::Wallet { .. }) && w.suspended);
                 m.accounts.insert(*id, a);
             }
             (Command::CloseAccount { account: id }, Outcome::AccountUpdated { .. }) => {
-                m.accounts.get_mut(id).unwrap().open = false
+                let a = m.accounts.get_mut(id).unwrap();
+                (a.open, a.suspended) = (false, false);
+            }
+            (Command::Suspend { accounts, suspended, .. }, Outcome::PartyUpdated { .. }) => {
+                for id in accounts {
+                    let a = m.accounts.get_mut(id).unwrap();
+                    if a.open {
+                        a.suspended = *suspended;
+                    }
+                }
             }
             (Command::SetCreditLimit { account: id, credit_limit, .. }, Outcome::AccountUpdated { .. }) => {
                 m.revert_expired(*id, now);
@@ -1272,11 +1324,16 @@ impl Sim {
                 i128::from(stored.reserved.0),
                 i128::from(stored.credit_limit.0),
                 increase,
-                stored.status == purse_core::AccountStatus::Open,
+                stored.status,
                 i128::from(stored.uninvoiced.0),
                 thresholds,
             );
-            let want = (a.balance, a.reserved, a.limit, a.increase, a.open, a.uninvoiced, a.thresholds.clone());
+            let status = match (a.open, a.suspended) {
+                (false, _) => purse_core::AccountStatus::Closed,
+                (true, true) => purse_core::AccountStatus::Suspended,
+                (true, false) => purse_core::AccountStatus::Open,
+            };
+            let want = (a.balance, a.reserved, a.limit, a.increase, status, a.uninvoiced, a.thresholds.clone());
             assert_eq!(got, want, "{ctx}: account {id}");
             let spendable = self.engines.warm.engine.spendable(*id, None).unwrap().unwrap().available.0;
             assert_eq!(

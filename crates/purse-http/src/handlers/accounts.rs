@@ -321,6 +321,8 @@ pub async fn journal(
 struct SnapshotRow {
     id: u64,
     kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system_role: Option<&'static str>,
     party: Option<u64>,
     currency: String,
     balance: String,
@@ -366,6 +368,7 @@ pub async fn balances(State(state): State<AppState>, _: Caller) -> Result<Respon
                 rows.push(SnapshotRow {
                     id: a.id.0,
                     kind: purse_store::codec::account_kind(a.kind).0,
+                    system_role: purse_store::codec::account_kind(a.kind).1,
                     party: a.party.map(|p| p.0),
                     currency: a.currency.to_string(),
                     balance: currency.format(a.balance),

@@ -169,6 +169,7 @@ pub async fn audit_log(
         visible: visible(&who),
         party: params.id("party")?.map(PartyId),
         entity: params.text("entity").map(str::to_owned),
+        action: None,
         actor: params.text("actor").map(str::to_owned),
         from: params.text("from").map(|t| timestamp("from", t)).transpose()?,
         to: params.text("to").map(|t| timestamp("to", t)).transpose()?,

@@ -161,6 +161,9 @@ pub(crate) fn party_view(who: &Principal, p: &Party) -> PartyView {
 pub struct AccountView {
     pub id: u64,
     pub kind: &'static str,
+    /// Of a system account: its role (`goodwill`, `write_offs`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system_role: Option<&'static str>,
     pub party: Option<u64>,
     /// The wallet a credit subscriber account draws on.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -198,6 +201,7 @@ pub(crate) fn account_view(a: &Account, available: i128, currency: Currency) -> 
     AccountView {
         id: a.id.0,
         kind: purse_store::codec::account_kind(a.kind).0,
+        system_role: purse_store::codec::account_kind(a.kind).1,
         party: a.party.map(|p| p.0),
         parent,
         currency: a.currency.to_string(),

@@ -5,21 +5,22 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use purse_core::{
-    AccountId, AdjustDirection, ChangeNote, Command, CommandResult, HoldId, Item, Money, NewCharge, Outcome,
-    PaymentMethod, Timestamp, TransferId, TransferKind,
+    AccountId, AdjustCategory, AdjustDirection, ChangeNote, Command, CommandResult, HoldId, Item, Money, NewCharge,
+    Outcome, PaymentMethod, Timestamp, TransferId, TransferKind,
 };
 use serde::{Deserialize, Serialize};
 
 use super::{
-    amount, created, currency_code, hold_view, json_parts, object_metadata, outcome, reason_text, timestamp,
-    transfer_view,
+    amount, created, currency_code, hold_view, json_parts, object_metadata, outcome, page_limit, reason_text, time,
+    timestamp, transfer_view,
 };
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::idempotency::Ctx;
 use crate::json::{reply, ApiJson, Id};
 use crate::AppState;
-use purse_app::{AppError, Code, Principal};
+use purse_app::accounts::Adjustment;
+use purse_app::{AppError, Code, Principal, Problems};
 
 /// Most items in one `POST /v1/charges/batch`.
 pub const BATCH_ITEMS_MAX: usize = 8192;
@@ -384,6 +385,8 @@ pub struct AdjustmentRequest {
     currency: String,
     /// `credit` adds to the balance, `debit` takes from it.
     direction: String,
+    /// `goodwill`, `correction` (the default) or `write_off`.
+    category: Option<String>,
     /// Why: required, kept in the audit log.
     reason: String,
     metadata: Option<serde_json::Value>,
@@ -397,23 +400,77 @@ pub async fn create_adjustment(
     ApiJson(r): ApiJson<AdjustmentRequest>,
 ) -> Result<Response, ApiError> {
     let who = ctx.principal;
-    let direction = match r.direction.as_str() {
-        "credit" => AdjustDirection::Credit,
-        "debit" => AdjustDirection::Debit,
-        _ => return Err(ApiError::invalid("direction", Code::InvalidDirection, "direction must be credit or debit")),
-    };
     let command = state
         .read(move |s| {
-            Ok(purse_app::accounts::adjustment_command(
-                s,
-                &who,
-                who.client_id("client_id", &r.client_id)?,
-                r.account,
-                money(s, &r.amount, &r.currency)?,
-                direction,
-                &r.reason,
-                object_metadata(r.metadata)?,
-            )?)
+            let mut problems = Problems::default();
+            let client_id = problems.check(who.client_id("client_id", &r.client_id));
+            let direction = match r.direction.as_str() {
+                "credit" => Some(AdjustDirection::Credit),
+                "debit" => Some(AdjustDirection::Debit),
+                _ => {
+                    problems.note(AppError::invalid(
+                        "direction",
+                        Code::InvalidDirection,
+                        "direction must be credit or debit",
+                    ));
+                    None
+                }
+            };
+            let category = match r.category.as_deref() {
+                None => Some(AdjustCategory::Correction),
+                Some(c) => AdjustCategory::parse(c).or_else(|| {
+                    problems.note(AppError::invalid(
+                        "category",
+                        Code::InvalidCategory,
+                        "category must be goodwill, correction or write_off",
+                    ));
+                    None
+                }),
+            };
+            let money = problems.check((|| {
+                let code = currency_code("currency", &r.currency)?;
+                let currency = s.currency("currency", code)?;
+                Ok::<_, AppError>(Money { amount: amount("amount", &r.amount, currency)?, currency: code })
+            })());
+            let metadata = problems.check(object_metadata(r.metadata));
+            let adjustment = match (client_id, direction, category, money, metadata) {
+                (Some(client_id), Some(direction), Some(category), Some(money), Some(metadata)) => {
+                    let a = Adjustment {
+                        account: r.account,
+                        money,
+                        direction,
+                        category,
+                        reason: r.reason.clone(),
+                        metadata,
+                    };
+                    Some((client_id, a))
+                }
+                _ => None,
+            };
+            // The command's own checks run even when a field above is wrong, so every
+            // wrong field is named at once.
+            match adjustment {
+                Some((client_id, a)) => match purse_app::accounts::adjustment_command(s, &who, client_id, a) {
+                    Ok(c) => {
+                        problems.finish()?;
+                        Ok(c)
+                    }
+                    Err(e) => {
+                        problems.note(e);
+                        Err(problems.finish().expect_err("an error was noted").into())
+                    }
+                },
+                None => {
+                    if r.reason.trim().is_empty() {
+                        problems.note(AppError::invalid(
+                            "reason",
+                            Code::ReasonMustNotBeEmpty,
+                            "give a reason: it is kept in the audit log",
+                        ));
+                    }
+                    Err(problems.finish().expect_err("a field was wrong").into())
+                }
+            }
         })
         .await?;
     state.commit(&ctx, vec![Item::single(command)], render_posted).await
@@ -572,4 +629,41 @@ pub async fn release_hold(
     state.read(move |s| hold_for(s, &who, id)).await?;
     let command = Command::Release { client_id: who.client_id("client_id", &r.client_id)?, hold: HoldId(id) };
     state.commit(&ctx, vec![Item::single(command)], render_hold).await
+}
+
+/// `GET /v1/adjustments?customer=&before=&limit=`: newest first, from the audit log.
+pub async fn list_adjustments(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    params: crate::json::Params,
+) -> Result<Response, ApiError> {
+    params.only(&["customer", "before", "limit"])?;
+    let limit = page_limit(params.id("limit")?.map(|n| u32::try_from(n).unwrap_or(u32::MAX)))?;
+    let (customer, before) = (params.id("customer")?, params.id("before")?);
+    let body = state
+        .read(move |s| {
+            let rows = purse_app::accounts::adjustments(s, &who, customer, before, limit)?;
+            let next = (rows.len() == limit as usize).then(|| rows.last().map(|r| r.id)).flatten();
+            let data: Vec<_> = rows
+                .iter()
+                .map(|a| {
+                    serde_json::json!({
+                        "id": a.id,
+                        "transfer": a.transfer,
+                        "at": time::format(a.at),
+                        "by": a.by,
+                        "customer": a.customer.map(|p| p.0),
+                        "account": a.account,
+                        "direction": a.direction.as_str(),
+                        "category": a.category.as_str(),
+                        "amount": a.amount,
+                        "currency": a.currency,
+                        "reason": a.reason,
+                    })
+                })
+                .collect();
+            Ok(serde_json::json!({ "data": data, "next_before": next }))
+        })
+        .await?;
+    Ok(reply(StatusCode::OK, &body))
 }
