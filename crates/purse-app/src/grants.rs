@@ -398,10 +398,6 @@ impl GrantScheduler<'_> {
             let Some(account) = reader.account(g.account)? else { continue };
             let Some(party) = account.party.map(|p| reader.party(p)).transpose()?.flatten() else { continue };
             let Some(c) = reader.currencies()?.into_iter().find(|c| c.code == account.currency) else { continue };
-            let reseller = match party.kind {
-                PartyKind::Customer { reseller, .. } => reseller,
-                PartyKind::Reseller => None,
-            };
             let kind_label = kind_label(&g.kind);
             let (kind, subject, body) = match notice {
                 GrantNotice::Expiring => {
@@ -428,12 +424,7 @@ impl GrantScheduler<'_> {
                     ),
                 ),
             };
-            let endpoints = alerts
-                .endpoints()?
-                .into_iter()
-                .filter(|e| e.enabled && (e.owner.is_none() || e.owner == reseller || e.owner == Some(party.id)))
-                .map(|e| (e.id, e.url))
-                .collect();
+            let endpoints = crate::collections::billing_recipients(alerts, &party)?.1;
             let payload = serde_json::json!({
                 "type": kind.event_type(),
                 "timestamp": purse_core::time::format(now),

@@ -17,6 +17,7 @@ pub mod accounts;
 pub mod alerts;
 pub mod audit;
 pub mod cards;
+pub mod collections;
 pub mod credit;
 pub mod documents;
 pub mod error;

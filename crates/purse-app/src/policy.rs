@@ -170,6 +170,11 @@ actions! {
     PayInvoice = "payInvoice", "record the payment of an invoice", STAFF, Write;
     GetBillingSettings = "getBillingSettings", "see a billing cycle", ANYONE, Read;
     PutBillingSettings = "putBillingSettings", "change a customer's billing cycle", STAFF, Write;
+    ListDunningPolicies = "listDunningPolicies", "see dunning policies", STAFF, Read;
+    PutDunningPolicy = "putDunningPolicy", "set dunning policies", STAFF, Write;
+    DeleteDunningPolicy = "deleteDunningPolicy", "delete dunning policies", STAFF, Write;
+    GetSuspension = "getSuspension", "see whether a customer is suspended and why", ANYONE, Read;
+    PutSuspension = "putSuspension", "suspend customers or lift a suspension", STAFF, Write;
     ListReceipts = "listReceipts", "list receipt vouchers", ANYONE, Read;
     GetReceipt = "getReceipt", "see a receipt voucher", ANYONE, Read;
     GetReceiptPdf = "getReceiptPdf", "download a receipt voucher", ANYONE, Read;

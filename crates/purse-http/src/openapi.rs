@@ -307,10 +307,70 @@ fn access_schemas() -> Vec<(&'static str, Value)> {
         &[],
         false,
     );
+    let days = json!({ "type": "integer", "minimum": 0, "maximum": 365 });
+    let dunning = object(
+        &[
+            ("owner", string()),
+            ("payment_terms_days", days.clone()),
+            ("reminder_days", list_of(days.clone())),
+            ("suspend_after_days", nullable(days.clone())),
+            ("suspend_below", nullable(string())),
+            ("updated_at", string()),
+        ],
+        &[],
+        false,
+    );
+    let suspension = object(
+        &[
+            ("id", id()),
+            ("customer", id()),
+            ("cause", json!({ "type": "string", "enum": ["overdue", "negative_balance", "staff"] })),
+            ("detail", string()),
+            ("started_at", string()),
+            ("started_by", string()),
+            ("lifted_at", nullable(string())),
+            ("lifted_by", nullable(string())),
+            ("lift_reason", nullable(string())),
+        ],
+        &[],
+        false,
+    );
     let name = json!({ "type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[^\\u0000-\\u001f\\u007f]*$" });
     vec![
         ("Adjustment", adjustment),
         ("AdjustmentList", object(&[("data", list_of(adjustment_entry)), ("next_before", nullable(id()))], &[], false)),
+        ("DunningPolicy", dunning.clone()),
+        ("DunningPolicyList", object(&[("data", list_of(dunning))], &[], false)),
+        (
+            "DunningPolicyBody",
+            object(
+                &[("owner", json!({ "type": "string", "pattern": "^(operator|reseller:[0-9]+|class:[0-9]+)$" }))],
+                &[
+                    ("payment_terms_days", nullable(days.clone())),
+                    ("reminder_days", json!({ "type": "array", "maxItems": 10, "items": days.clone() })),
+                    ("suspend_after_days", nullable(days.clone())),
+                    (
+                        "suspend_below",
+                        nullable(json!({ "type": "string", "pattern": "^(-[0-9]+(\\.[0-9]+)?|0+(\\.0+)?)$" })),
+                    ),
+                ],
+                true,
+            ),
+        ),
+        (
+            "Suspension",
+            object(
+                &[
+                    ("customer", id()),
+                    ("suspended", boolean()),
+                    ("current", nullable(suspension.clone())),
+                    ("history", list_of(suspension)),
+                ],
+                &[],
+                false,
+            ),
+        ),
+        ("SuspensionBody", object(&[("suspended", boolean()), ("reason", reason())], &[], true)),
         ("ApiKey", key),
         ("ApiKeyList", object(&[("data", list_of(reference("ApiKey")))], &[], false)),
         ("ApiKeyCreated", object(&[("key", reference("ApiKey")), ("secret", string())], &[], false)),

@@ -10,7 +10,9 @@ use axum::Router;
 
 use purse_app::policy::Action;
 
-use crate::handlers::{self, accounts, alerts, credit, grants, invoices, keys, parties, payments, postings, rating};
+use crate::handlers::{
+    self, accounts, alerts, collections, credit, grants, invoices, keys, parties, payments, postings, rating,
+};
 use crate::{auth, idempotency, metrics, openapi, ApiError, AppState};
 
 /// Largest body of an ordinary request.
@@ -134,6 +136,11 @@ pub fn table() -> Vec<Route> {
         route(Method::POST, "/v1/customers/{id}/invoices", Action::IssueInvoice, "Issue the customer's usage invoice now, for everything uninvoiced (operators, resellers).", Write, &[], None, (201, "Invoice"), post(invoices::post_issue)),
         route(Method::GET, "/v1/customers/{id}/billing-settings", Action::GetBillingSettings, "The customer's billing cycle: monthly, from its cycle day at midnight in its time zone.", Read, &[], None, (200, "BillingSettings"), get(invoices::get_billing)),
         route(Method::PUT, "/v1/customers/{id}/billing-settings", Action::PutBillingSettings, "Set the customer's cycle day (1-28) and time zone (operators, resellers).", Settings, &[], Some("BillingSettingsBody"), (200, "BillingSettings"), axum::routing::put(invoices::put_billing)),
+        route(Method::GET, "/v1/dunning-policies", Action::ListDunningPolicies, "Dunning policies: payment terms, reminder days after the due date, and when a customer is suspended (days overdue, or a prepaid balance below a floor); a class's policy wins over its reseller's, a reseller's over the operator's default.", Read, &[], None, (200, "DunningPolicyList"), get(collections::list_policies)),
+        route(Method::PUT, "/v1/dunning-policies", Action::PutDunningPolicy, "Create or replace the policy of `owner` (`operator`, `reseller:{id}`, `class:{id}`; resellers: their own), all or nothing.", Settings, &[], Some("DunningPolicyBody"), (200, "DunningPolicy"), axum::routing::put(collections::put_policy)),
+        route(Method::DELETE, "/v1/dunning-policies", Action::DeleteDunningPolicy, "Delete the policy of `owner`; its customers fall back to the next one.", Settings, &["owner"], None, (200, "Deleted"), axum::routing::delete(collections::delete_policy)),
+        route(Method::GET, "/v1/customers/{id}/suspension", Action::GetSuspension, "Whether the customer is suspended (its charges, holds and sessions refused with `suspended`), why, since when, and its past suspensions.", Read, &[], None, (200, "Suspension"), get(collections::get_suspension)),
+        route(Method::PUT, "/v1/customers/{id}/suspension", Action::PutSuspension, "Suspend the customer by hand or lift its suspension, whatever its cause, with a reason (operators, resellers); audited and notified.", Settings, &[], Some("SuspensionBody"), (200, "Suspension"), axum::routing::put(collections::put_suspension)),
         route(Method::GET, "/v1/receipts", Action::ListReceipts, "Receipt vouchers, one per payment received, newest first.", Read, &["customer", "limit"], None, (200, "ReceiptList"), get(payments::list_receipts)),
         route(Method::GET, "/v1/receipts/{id}", Action::GetReceipt, "A receipt voucher: the payment, what of it is allocated and to which invoices.", Read, &[], None, (200, "Receipt"), get(payments::get_receipt)),
         route(Method::GET, "/v1/receipts/{id}/pdf", Action::GetReceiptPdf, "A receipt voucher as a PDF.", Read, &[], None, (200, "Pdf"), get(payments::get_receipt_pdf)),

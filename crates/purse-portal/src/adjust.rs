@@ -351,7 +351,7 @@ async fn render_list(
                 } @else {
                     input type="hidden" name="account" value=(wallet.0);
                 }
-                (page::select("Which way", "direction", &[("credit", "Raise the balance"), ("debit", "Lower the balance")], &value("direction", "credit"), error_for(&error, "direction")))
+                (page::select("Direction", "direction", &[("credit", "Raise the balance"), ("debit", "Lower the balance")], &value("direction", "credit"), error_for(&error, "direction")))
                 (page::select("Category", "category", &[("goodwill", "Goodwill"), ("correction", "Correction"), ("write_off", "Write-off")], &value("category", "correction"), error_for(&error, "category")))
                 (field("Amount", "amount", "text", &value("amount", ""), error_for(&error, "amount")))
                 (field("Reason (kept in the audit log)", "reason", "text", &value("reason", ""), error_for(&error, "reason")))
@@ -446,21 +446,13 @@ pub async fn create(
         };
         // The application's own checks run too, so every wrong field is named at once.
         let command = adjustment_command(s, &v.who, v.who.client_id("request", &e["request"])?, adjustment);
-        if let Err(err) = &command {
-            if let PortalError::Fields(more) = PortalError::keep_field(err.clone()) {
-                for (f, m) in more {
-                    if !errors.iter().any(|(g, _)| *g == f) {
-                        errors.push((f, m));
-                    }
-                }
-            } else if errors.is_empty() {
-                return Err(PortalError::keep_field(err.clone()));
+        let command = match command {
+            Ok(c) => {
+                PortalError::with_app(errors, Ok(()))?;
+                c
             }
-        }
-        if !errors.is_empty() {
-            return Err(PortalError::Fields(errors));
-        }
-        let command = command.map_err(PortalError::keep_field)?;
+            Err(e) => return Err(PortalError::with_app(errors, Err(e)).expect_err("an error was found")),
+        };
         let which = if direction == AdjustDirection::Credit { "raised" } else { "lowered" };
         let message = format!(
             "{}'s balance was {which} by {} ({}).",

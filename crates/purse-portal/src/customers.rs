@@ -29,15 +29,20 @@ pub enum Standing {
     Low,
     /// Nothing left to spend.
     Exhausted,
+    /// Its customer is suspended: nothing is spent until it is lifted.
+    Suspended,
     Closed,
 }
 
 impl Standing {
-    pub const ALL: [Standing; 4] = [Standing::Ok, Standing::Low, Standing::Exhausted, Standing::Closed];
+    pub const ALL: [Standing; 5] =
+        [Standing::Ok, Standing::Low, Standing::Exhausted, Standing::Suspended, Standing::Closed];
 
     pub fn of(wallet: &Account, available: i128) -> Standing {
         if wallet.status == AccountStatus::Closed {
             Standing::Closed
+        } else if wallet.status == AccountStatus::Suspended {
+            Standing::Suspended
         } else if available <= 0 {
             Standing::Exhausted
         } else if wallet.thresholds.iter().any(|t| available < i128::from(t.0)) {
@@ -52,6 +57,7 @@ impl Standing {
             Standing::Ok => "ok",
             Standing::Low => "low",
             Standing::Exhausted => "exhausted",
+            Standing::Suspended => "suspended",
             Standing::Closed => "closed",
         }
     }
@@ -61,6 +67,7 @@ impl Standing {
             Standing::Ok => "OK",
             Standing::Low => "Low",
             Standing::Exhausted => "No funds",
+            Standing::Suspended => "Suspended",
             Standing::Closed => "Closed",
         }
     }
@@ -251,6 +258,8 @@ struct Overview {
     recent: Vec<Transfer>,
     /// Its credit grants in force.
     grants: Vec<purse_core::Grant>,
+    /// Its suspension in force.
+    suspension: Option<purse_store::Suspension>,
     /// Its rate plan, the plans the viewer may give it, its calls in progress.
     #[allow(clippy::type_complexity)]
     rating: (
@@ -289,6 +298,7 @@ pub async fn show(
             recent: Vec::new(),
             grants: s.grants_of(&who, id, true, 50)?,
             rating: (plan, plans, sessions, unrated),
+            suspension: s.payments.suspension(PartyId(id))?,
         };
         for a in s.engine.reader().accounts_of(PartyId(id))? {
             let live = live(s, &a)?;
@@ -314,6 +324,7 @@ pub async fn show(
             (billing(&o.party)) " customer · " (currency.code) " · client id " (viewer.who.shown_client_id(&o.party.client_id))
             " · " (Standing::of(wallet, *available).badge())
         }
+        (crate::collections::banner(&viewer, id, o.suspension.as_ref()))
         (figures(&viewer, wallet, *available, *currency))
         p { a href=(details) id="balance-details" { "Balance Details →" } " · " a href=(format!("/customers/{id}/alerts")) id="alerts" { "Alerts and warning thresholds →" } " · " a href=(format!("/customers/{id}/recharge")) id="payment-settings" { "Payment settings and Pay Now →" } " · " a href=(format!("/customers/{id}/credit")) id="balance-credits" { "Balance & Credits →" } " · " a href=(format!("/customers/{id}/invoices")) id="invoices" { "Invoices and payments →" } " · " a href=(format!("/customers/{id}/grants")) id="grants-link" { "Credit grants →" } " · " a href=(format!("/customers/{id}/adjustments")) id="adjustments-link" { "Adjustments →" } }
         h2 { "Subscriber accounts" }
@@ -325,7 +336,7 @@ pub async fn show(
                         tr {
                             td { (a.client_id.as_ref().map_or_else(|| a.id.0.to_string(), |c| viewer.who.shown_client_id(c))) }
                             td { (kind_name(a.kind)) }
-                            td { @if a.status == AccountStatus::Open { "Open" } @else { "Closed" } }
+                            td { (match a.status { AccountStatus::Open => "Open", AccountStatus::Suspended => "Suspended", AccountStatus::Closed => "Closed" }) }
                             td.num { (money(*c, a.balance)) }
                             td.num { (money(*c, clamp(*available))) }
                         }

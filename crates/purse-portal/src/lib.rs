@@ -9,6 +9,7 @@
 mod adjust;
 mod alerts;
 mod balance;
+mod collections;
 mod credit;
 mod customers;
 mod grants;
@@ -158,6 +159,9 @@ pub fn pages() -> Vec<Page> {
         page(M::POST, "/transfers/{id}/adjust", A::CreateAdjustment, post(adjust::save)),
         page(M::POST, "/transfers/{id}/reverse", A::CreateReversal, post(adjust::reverse)),
         page(M::GET, "/customers/{id}/adjustments", A::ListAdjustments, get(adjust::list)),
+        page(M::POST, "/customers/{id}/suspension", A::PutSuspension, post(collections::save_suspension)),
+        page(M::GET, "/dunning", A::ListDunningPolicies, get(collections::policies)),
+        page(M::POST, "/dunning", A::PutDunningPolicy, post(collections::save_policy)),
         page(M::POST, "/customers/{id}/adjustments", A::CreateAdjustment, post(adjust::create)),
         page(M::GET, "/resellers", A::GetMasterWallet, get(resellers::list)),
         page(M::GET, "/resellers/{id}", A::GetMasterWallet, get(resellers::show)),
@@ -271,6 +275,30 @@ impl PortalError {
     }
 
     /// Keeps a field error of the application as a field error (others as usual).
+    /// The fields the form found wrong itself, with what the application found too (a field
+    /// already wrong keeps its first message): every wrong field at once. An error about no
+    /// field is the answer when the form found nothing.
+    pub(crate) fn with_app(mut errors: page::Errors, result: Result<(), AppError>) -> Result<(), PortalError> {
+        if let Err(e) = result {
+            match PortalError::keep_field(e) {
+                PortalError::Fields(more) => {
+                    for (f, m) in more {
+                        if !errors.iter().any(|(g, _)| *g == f) {
+                            errors.push((f, m));
+                        }
+                    }
+                }
+                other if errors.is_empty() => return Err(other),
+                _ => {}
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(PortalError::Fields(errors))
+        }
+    }
+
     pub(crate) fn keep_field(e: AppError) -> PortalError {
         match e {
             AppError::Invalid { field, message, .. } => PortalError::field(field, message),
@@ -437,6 +465,7 @@ async fn settings(viewer: Viewer) -> Response {
             @if viewer.may(Action::ListUsers) { li { a href="/users" { "Users" } } }
             li { a href="/audit" id="audit-link" { "Audit log" } " — every settings change: who, when, before, after" }
             @if viewer.may(Action::ListCustomerClasses) { li { a href="/classes" id="classes-link" { "Customer classes" } " — subscriber transfers and the maximum possible increase" } }
+            @if viewer.may(Action::ListDunningPolicies) { li { a href="/dunning" id="dunning-link" { "Dunning policies" } " — when invoices are due, reminders, suspension" } }
         }
     };
     page::ok(page::layout("Settings", Some(&viewer), &[("Settings", "")], body))

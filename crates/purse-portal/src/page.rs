@@ -197,6 +197,11 @@ pub fn field_name(path: &str) -> String {
     // Names a form uses twice on one page (two reasons) read as the one word.
     let base = match base {
         "whole_reason" => "reason",
+        // The dunning policy's fields, as its form names them.
+        "payment_terms_days" => "due after",
+        "reminder_days" => "reminders",
+        "suspend_after_days" => "suspend after",
+        "suspend_below" => "suspend a prepaid customer below",
         other => other,
     };
     let words = base.replace(['_', '.'], " ");

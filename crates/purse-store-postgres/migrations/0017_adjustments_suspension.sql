@@ -9,3 +9,30 @@ WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.currency = c.code AND a.syste
 INSERT INTO balances (account_id, balance, reserved, children_balance, last_charge_at, last_transfer_id, uninvoiced)
 SELECT id, 0, 0, 0, NULL, NULL, 0 FROM accounts
 WHERE kind = 'system' AND system_role IN ('goodwill', 'write_offs') AND id NOT IN (SELECT account_id FROM balances);
+
+-- Dunning policies: the operator's default, a reseller's, a customer class's (the class's
+-- wins, then the reseller's, then the operator's). Amounts below which a prepaid customer is
+-- suspended are decimals in the customer's currency.
+CREATE TABLE dunning_policies (
+    owner              TEXT PRIMARY KEY,
+    payment_terms_days BIGINT NOT NULL,
+    reminder_days      TEXT NOT NULL,
+    suspend_after_days BIGINT,
+    suspend_below      TEXT,
+    updated_at         BIGINT NOT NULL
+);
+
+-- A customer's suspensions: at most one in force (not lifted) per customer.
+CREATE TABLE suspensions (
+    id          BIGSERIAL PRIMARY KEY,
+    party_id    BIGINT NOT NULL,
+    cause       TEXT NOT NULL CHECK (cause IN ('overdue', 'negative_balance', 'staff')),
+    detail      TEXT NOT NULL,
+    started_at  BIGINT NOT NULL,
+    started_by  TEXT NOT NULL,
+    lifted_at   BIGINT,
+    lifted_by   TEXT,
+    lift_reason TEXT
+);
+CREATE UNIQUE INDEX suspensions_in_force ON suspensions (party_id) WHERE lifted_at IS NULL;
+CREATE INDEX suspensions_party ON suspensions (party_id, id);

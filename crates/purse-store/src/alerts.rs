@@ -44,10 +44,16 @@ pub enum PaymentNotice {
     GrantUsedUp,
     /// A daily or monthly cap held back an automatic recharge that was due.
     RechargeCapped,
+    /// A usage invoice is overdue: a dunning reminder.
+    InvoiceOverdue,
+    /// The customer was suspended.
+    Suspended,
+    /// The customer's suspension was lifted.
+    SuspensionLifted,
 }
 
 impl PaymentNotice {
-    pub const ALL: [PaymentNotice; 11] = [
+    pub const ALL: [PaymentNotice; 14] = [
         PaymentNotice::RechargeSucceeded,
         PaymentNotice::RechargeFailed,
         PaymentNotice::RechargeDisabled,
@@ -59,6 +65,9 @@ impl PaymentNotice {
         PaymentNotice::GrantExpiring,
         PaymentNotice::GrantUsedUp,
         PaymentNotice::RechargeCapped,
+        PaymentNotice::InvoiceOverdue,
+        PaymentNotice::Suspended,
+        PaymentNotice::SuspensionLifted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -74,6 +83,9 @@ impl PaymentNotice {
             PaymentNotice::GrantExpiring => "grant_expiring",
             PaymentNotice::GrantUsedUp => "grant_used_up",
             PaymentNotice::RechargeCapped => "recharge_capped",
+            PaymentNotice::InvoiceOverdue => "invoice_overdue",
+            PaymentNotice::Suspended => "suspended",
+            PaymentNotice::SuspensionLifted => "suspension_lifted",
         }
     }
 
@@ -90,6 +102,9 @@ impl PaymentNotice {
             PaymentNotice::GrantExpiring => "grant.expiring",
             PaymentNotice::GrantUsedUp => "grant.used_up",
             PaymentNotice::RechargeCapped => "recharge.capped",
+            PaymentNotice::InvoiceOverdue => "invoice.overdue",
+            PaymentNotice::Suspended => "customer.suspended",
+            PaymentNotice::SuspensionLifted => "customer.suspension_lifted",
         }
     }
 }
@@ -131,6 +146,9 @@ impl AlertKind {
                 PaymentNotice::GrantExpiring => "Credit grant expiring",
                 PaymentNotice::GrantUsedUp => "Credit grant used up",
                 PaymentNotice::RechargeCapped => "Automatic recharge held back by its cap",
+                PaymentNotice::InvoiceOverdue => "Overdue invoice reminder",
+                PaymentNotice::Suspended => "Customer suspended",
+                PaymentNotice::SuspensionLifted => "Suspension lifted",
             },
         }
     }

@@ -283,7 +283,7 @@ pub fn write_issues(db: &mut dyn Db, issues: &[InvoiceIssue]) -> StoreResult<()>
     Ok(())
 }
 
-fn invoice_where(db: &mut dyn Db, clause: &str, params: &[Value]) -> StoreResult<Vec<InvoiceRecord>> {
+pub(crate) fn invoice_where(db: &mut dyn Db, clause: &str, params: &[Value]) -> StoreResult<Vec<InvoiceRecord>> {
     collect(db.rows(&format!("SELECT {INVOICE_COLUMNS} FROM invoices {clause}"), params)?, invoice_from)
 }
 

@@ -14,6 +14,7 @@
 pub mod access;
 pub mod alert_sql;
 pub mod alerts;
+pub mod collections;
 pub mod credit;
 pub mod grants;
 pub mod invoices;
@@ -32,6 +33,7 @@ pub use alerts::{
     AlertBatch, AlertKind, AlertStore, Attempt, Channel, DeliveryRecord, DeliveryStatus, Fire, JobRun, NewNotification,
     NotificationQuery, NotificationRecord, PaymentNotice, WebhookEndpoint,
 };
+pub use collections::{CollectionStore, DunningPolicy, PolicyOwner, Suspension};
 pub use credit::{
     AuditEntry, AuditQuery, ClassRecord, CreditPolicy, CreditStore, MaxIncrease, TransferSetting, Visible,
 };

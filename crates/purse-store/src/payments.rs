@@ -323,7 +323,7 @@ pub enum RechargeUpdate {
     },
 }
 
-pub trait PaymentStore: crate::invoices::InvoiceStore {
+pub trait PaymentStore: crate::invoices::InvoiceStore + crate::collections::CollectionStore {
     fn recharge_settings(&self, party: PartyId) -> StoreResult<Option<RechargeSettings>>;
     fn all_recharge_settings(&self) -> StoreResult<Vec<RechargeSettings>>;
     /// Stores settings as given (the failure count and disabled reason included).

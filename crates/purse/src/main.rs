@@ -130,6 +130,20 @@ enum Cmd {
         #[command(subcommand)]
         action: AccountAction,
     },
+    /// Adjustments of a running server: raise or lower a balance by category, list a customer's.
+    Adjustments {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        #[command(subcommand)]
+        action: AdjustmentAction,
+    },
+    /// Collections of a running server: dunning policies, suspending and lifting customers.
+    Collections {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        #[command(subcommand)]
+        action: CollectionAction,
+    },
     /// Credit grants of a running server: give, list a customer's, void.
     Grants {
         #[command(flatten)]
@@ -298,6 +312,68 @@ enum GrantAction {
     /// Takes back what is left of a grant.
     Void {
         id: u64,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdjustmentAction {
+    /// Raises (credit) or lowers (debit) an account's balance, with a category and a reason.
+    Make {
+        #[arg(long)]
+        account: u64,
+        /// credit (raise) or debit (lower).
+        #[arg(long)]
+        direction: String,
+        /// goodwill, correction or write_off.
+        #[arg(long, default_value = "correction")]
+        category: String,
+        #[arg(long)]
+        amount: String,
+        #[arg(long)]
+        currency: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        client_id: Option<String>,
+    },
+    /// A customer's adjustments, newest first.
+    List { customer: u64 },
+}
+
+#[derive(Subcommand)]
+enum CollectionAction {
+    /// The dunning policies.
+    Policies,
+    /// Sets the policy of an owner: operator, reseller:{id} or class:{id}.
+    SetPolicy {
+        #[arg(long)]
+        owner: String,
+        /// Days from an invoice's issue to its due date.
+        #[arg(long)]
+        terms: Option<i64>,
+        /// Days after the due date reminders go, e.g. 3,7,14.
+        #[arg(long, value_delimiter = ',')]
+        reminders: Vec<i64>,
+        /// Days overdue after which the customer is suspended.
+        #[arg(long)]
+        suspend_after: Option<i64>,
+        /// A prepaid balance below which the customer is suspended, e.g. -50.00.
+        #[arg(long, allow_hyphen_values = true)]
+        suspend_below: Option<String>,
+    },
+    /// Whether a customer is suspended, and why.
+    Status { customer: u64 },
+    /// Suspends a customer by hand.
+    Suspend {
+        customer: u64,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Lifts a customer's suspension.
+    Lift {
+        customer: u64,
         #[arg(long)]
         reason: String,
     },
@@ -579,6 +655,57 @@ fn run(cli: Cli) -> purse::error::Result<()> {
                 AccountAction::List { party } => {
                     let v = r.get(&format!("/v1/accounts?party={party}"))?;
                     r.show(&v, purse::remote::accounts_table)
+                }
+            };
+            print!("{out}");
+        }
+        Cmd::Adjustments { remote: args, action } => {
+            let mut r = remote(&config, &args)?;
+            let out = match action {
+                AdjustmentAction::Make { account, direction, category, amount, currency, reason, client_id } => {
+                    let client_id = client_id.unwrap_or_else(|| r.fresh_id());
+                    let body = serde_json::json!({
+                        "client_id": client_id, "account": account, "direction": direction, "category": category,
+                        "amount": amount, "currency": currency, "reason": reason,
+                    });
+                    let v = r.post("/v1/adjustments", &body)?;
+                    r.show(&v, purse::remote::posted_line)
+                }
+                AdjustmentAction::List { customer } => {
+                    let v = r.get(&format!("/v1/adjustments?customer={customer}"))?;
+                    r.show(&v, purse::remote::adjustments_table)
+                }
+            };
+            print!("{out}");
+        }
+        Cmd::Collections { remote: args, action } => {
+            let mut r = remote(&config, &args)?;
+            let out = match action {
+                CollectionAction::Policies => {
+                    let v = r.get("/v1/dunning-policies")?;
+                    r.show(&v, purse::remote::policies_table)
+                }
+                CollectionAction::SetPolicy { owner, terms, reminders, suspend_after, suspend_below } => {
+                    let body = serde_json::json!({
+                        "owner": owner, "payment_terms_days": terms, "reminder_days": reminders,
+                        "suspend_after_days": suspend_after, "suspend_below": suspend_below,
+                    });
+                    let v = r.send("PUT", "/v1/dunning-policies", &body)?;
+                    r.show(&v, |v| format!("policy of {} saved\n", v["owner"].as_str().unwrap_or("?")))
+                }
+                CollectionAction::Status { customer } => {
+                    let v = r.get(&format!("/v1/customers/{customer}/suspension"))?;
+                    r.show(&v, purse::remote::suspension_line)
+                }
+                CollectionAction::Suspend { customer, reason } => {
+                    let body = serde_json::json!({ "suspended": true, "reason": reason });
+                    let v = r.send("PUT", &format!("/v1/customers/{customer}/suspension"), &body)?;
+                    r.show(&v, purse::remote::suspension_line)
+                }
+                CollectionAction::Lift { customer, reason } => {
+                    let body = serde_json::json!({ "suspended": false, "reason": reason });
+                    let v = r.send("PUT", &format!("/v1/customers/{customer}/suspension"), &body)?;
+                    r.show(&v, purse::remote::suspension_line)
                 }
             };
             print!("{out}");

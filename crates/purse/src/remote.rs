@@ -45,8 +45,12 @@ impl Remote {
     }
 
     pub fn post(&mut self, path: &str, body: &Value) -> crate::error::Result<Value> {
+        self.send("POST", path, body)
+    }
+
+    pub fn send(&mut self, method: &str, path: &str, body: &Value) -> crate::error::Result<Value> {
         let key = self.fresh_id();
-        Self::check(self.client.send("POST", path, body, &key)?)
+        Self::check(self.client.send(method, path, body, &key)?)
     }
 
     /// The JSON as the API answered, or `table` of it.
@@ -244,6 +248,29 @@ pub fn import(remote: &mut Remote, csv: &str) -> crate::error::Result<String> {
         out.push('\n');
     }
     Ok(out)
+}
+
+pub fn adjustments_table(v: &Value) -> String {
+    let fields = ["at", "account", "category", "direction", "amount", "currency", "reason", "by"];
+    table(&fields, &rows(v, "data", &fields))
+}
+
+pub fn policies_table(v: &Value) -> String {
+    let fields = ["owner", "payment_terms_days", "reminder_days", "suspend_after_days", "suspend_below"];
+    table(&fields, &rows(v, "data", &fields))
+}
+
+pub fn suspension_line(v: &Value) -> String {
+    match v["current"].as_object() {
+        Some(c) => format!(
+            "customer {} is suspended since {}: {} ({})\n",
+            v["customer"],
+            text(&c["started_at"]),
+            text(&c["detail"]),
+            text(&c["cause"])
+        ),
+        None => format!("customer {} is not suspended\n", v["customer"]),
+    }
 }
 
 #[cfg(test)]

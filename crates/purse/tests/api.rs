@@ -493,6 +493,8 @@ async fn every_route_with_every_role_against_another_tenant_finds_nothing_and_ch
             "createGrant" => json!({ "client_id": "x", "customer": t.customer, "amount": "1.00", "reason": "x" }),
             "voidGrant" => json!({ "reason": "x" }),
             "createAllowance" => json!({ "customer": t.customer, "amount": "1.00", "reason": "x" }),
+            "putDunningPolicy" => json!({ "owner": format!("reseller:{}", t.reseller), "reminder_days": [3] }),
+            "putSuspension" => json!({ "suspended": true, "reason": "x" }),
             _ => json!({}),
         }
     };
@@ -518,6 +520,9 @@ async fn every_route_with_every_role_against_another_tenant_finds_nothing_and_ch
             let mut path = route.path.replace("{id}", &id.to_string());
             if route.operation == "listAccounts" {
                 path.push_str(&format!("?party={}", theirs.customer));
+            }
+            if route.operation == "deleteDunningPolicy" {
+                path.push_str(&format!("?owner=reseller:{}", theirs.reseller));
             }
             if matches!(route.operation, "listGrants" | "listAllowances") {
                 path.push_str(&format!("?customer={}", theirs.customer));
@@ -559,6 +564,7 @@ async fn every_route_with_every_role_against_another_tenant_finds_nothing_and_ch
                                     | "listCustomerClasses"
                                     | "listReceipts"
                                     | "listAdjustments"
+                                    | "listDunningPolicies"
                                     | "listRatePlans"
                                     | "listSessions"
                                     | "listUnratedUsage"

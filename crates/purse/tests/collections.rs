@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use purse_engine::Clock;
 use serde_json::{json, Value};
 
 world!();
@@ -137,6 +138,162 @@ fn issue_24_adjustments_are_booked_by_category_against_their_own_accounts_and_li
         let categories: Vec<&str> =
             log["data"].as_array().unwrap().iter().map(|e| e["after"]["category"].as_str().unwrap()).collect();
         assert_eq!(categories, ["correction", "write_off", "goodwill"], "{log}");
+        drop(w);
+    }
+}
+
+impl World {
+    fn billing(url: &str) -> World {
+        World(common::world::World::with(
+            url,
+            common::world::Options { credit: true, recharges: true, ..Default::default() },
+        ))
+    }
+
+    /// The kinds in the customer's notification log, oldest first.
+    fn notices(&mut self, customer: u64) -> Vec<String> {
+        let log = self.get(&format!("/v1/notifications?customer={customer}"));
+        let mut kinds: Vec<String> =
+            log["data"].as_array().unwrap().iter().map(|n| n["kind"].as_str().unwrap().to_owned()).collect();
+        kinds.reverse();
+        kinds
+    }
+
+    fn days(&mut self, n: i64) {
+        self.clock.advance_micros(n * DAY);
+        self.step();
+        self.step();
+    }
+
+    fn suspended(&mut self, customer: u64) -> Value {
+        self.get(&format!("/v1/customers/{customer}/suspension"))
+    }
+}
+
+const DAY: i64 = 86_400 * 1_000_000;
+
+#[test]
+fn issue_24_an_overdue_invoice_is_reminded_then_suspends_and_paying_it_lifts_the_suspension_at_once() {
+    for url in both_backends("issue_24_dunning") {
+        let mut w = World::billing(&url);
+        let (customer, wallet) = w.customer("Hooli", "postpaid", "500");
+        w.call("PUT", &format!("/v1/customers/{customer}/alert-settings"), json!({ "billing_email": "ap@hooli.test" }));
+        // Bad policies are refused whole, naming each field, and nothing is saved.
+        let (status, body) = w.send(
+            "PUT",
+            "/v1/dunning-policies",
+            json!({ "owner": "operator", "payment_terms_days": 400, "reminder_days": [7, 3],
+                    "suspend_after_days": 0, "suspend_below": "50" }),
+        );
+        assert_eq!(status, 422, "{body}");
+        let mut got = fields(&body);
+        got.sort();
+        assert_eq!(got, ["payment_terms_days", "reminder_days", "suspend_after_days", "suspend_below"], "{body}");
+        assert_eq!(w.get("/v1/dunning-policies")["data"], json!([]));
+        let policy = w.call(
+            "PUT",
+            "/v1/dunning-policies",
+            json!({ "owner": "operator", "payment_terms_days": 14, "reminder_days": [3, 7], "suspend_after_days": 10 }),
+        );
+        assert_eq!(policy["reminder_days"], json!([3, 7]));
+
+        assert_eq!(w.charge(wallet, "60.00").0, 201);
+        let invoice = w.call("POST", &format!("/v1/customers/{customer}/invoices"), json!({}));
+        let invoice_id = invoice["id"].as_u64().unwrap();
+        w.days(14);
+        assert!(!w.notices(customer).contains(&"invoice_overdue".to_owned()), "due today, not overdue yet");
+        w.days(3);
+        w.days(1);
+        let reminders = |w: &mut World| w.notices(customer).iter().filter(|k| *k == "invoice_overdue").count();
+        assert_eq!(reminders(&mut w), 1, "the 3-day reminder, once: {:?}", w.notices(customer));
+        w.days(4);
+        assert_eq!(reminders(&mut w), 2, "the 7-day reminder: {:?}", w.notices(customer));
+        assert_eq!(w.suspended(customer)["suspended"], false);
+
+        // Ten days overdue: suspended; it spends nothing, but money still comes in.
+        w.days(3);
+        let standing = w.suspended(customer);
+        assert_eq!(standing["suspended"], true, "{standing}");
+        assert_eq!(standing["current"]["cause"], "overdue");
+        assert!(standing["current"]["detail"].as_str().unwrap().ends_with("days overdue"), "{standing}");
+        let (status, body) = w.charge(wallet, "1.00");
+        assert_eq!((status, body["error"]["code"].as_str()), (422, Some("suspended")), "{body}");
+        let expires = purse_core::time::format(w.clock.now().plus_micros(DAY));
+        let (status, body) = w.send(
+            "POST",
+            "/v1/holds",
+            json!({ "client_id": key(), "account": wallet, "amount": "1.00", "currency": "USD",
+                    "expires_at": expires }),
+        );
+        assert_eq!((status, body["error"]["code"].as_str()), (422, Some("suspended")), "{body}");
+        assert_eq!(w.get(&format!("/v1/accounts/{wallet}"))["status"], "suspended");
+        w.days(1);
+        assert_eq!(w.notices(customer).iter().filter(|k| *k == "suspended").count(), 1, "told once");
+
+        // Paying the invoice lifts the suspension in the step that allocates the payment.
+        w.call(
+            "POST",
+            &format!("/v1/invoices/{invoice_id}/payments"),
+            json!({ "method": "bank_transfer", "amount": "60.00", "currency": "USD" }),
+        );
+        w.step();
+        let standing = w.suspended(customer);
+        assert_eq!(standing["suspended"], false, "{standing}");
+        assert_eq!(standing["history"][0]["lift_reason"], "what was overdue is paid");
+        assert_eq!(w.charge(wallet, "1.00").0, 201);
+        let kinds = w.notices(customer);
+        assert!(kinds.ends_with(&["suspension_lifted".to_owned()]) || kinds.contains(&"suspension_lifted".to_owned()));
+        let log = w.get(&format!("/v1/audit-log?party={customer}&entity=suspension"));
+        let actions: Vec<&str> =
+            log["data"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+        assert_eq!(actions, ["lift", "suspend"], "{log}");
+
+        // Staff suspend by hand, with a reason; the scheduler does not lift that; staff do.
+        let (status, body) =
+            w.send("PUT", &format!("/v1/customers/{customer}/suspension"), json!({ "suspended": true, "reason": " " }));
+        assert_eq!((status, fields(&body)), (422, vec!["reason".to_owned()]), "{body}");
+        w.call(
+            "PUT",
+            &format!("/v1/customers/{customer}/suspension"),
+            json!({ "suspended": true, "reason": "fraud check" }),
+        );
+        w.days(1);
+        assert_eq!(w.suspended(customer)["current"]["cause"], "staff");
+        assert_eq!(w.charge(wallet, "1.00").0, 422);
+        w.call(
+            "PUT",
+            &format!("/v1/customers/{customer}/suspension"),
+            json!({ "suspended": false, "reason": "cleared" }),
+        );
+        assert_eq!(w.charge(wallet, "1.00").0, 201);
+        drop(w);
+    }
+}
+
+#[test]
+fn issue_24_a_prepaid_balance_below_the_floor_suspends_and_a_payment_lifts_it() {
+    for url in both_backends("issue_24_floor") {
+        let mut w = World::billing(&url);
+        let (customer, wallet) = w.customer("Pied Piper", "prepaid", "0");
+        w.call("PUT", "/v1/dunning-policies", json!({ "owner": "operator", "suspend_below": "-5.00" }));
+        w.call(
+            "POST",
+            "/v1/payments",
+            json!({ "client_id": key(), "account": wallet, "amount": "10.00", "currency": "USD", "method": "cash" }),
+        );
+        // A late usage record may overdraw a prepaid balance; below the floor it suspends.
+        assert_eq!(w.charge(wallet, "18.00").0, 201);
+        w.days(1);
+        assert_eq!(w.suspended(customer)["current"]["cause"], "negative_balance");
+        assert_eq!(w.charge(wallet, "1.00").0, 422);
+        w.call(
+            "POST",
+            "/v1/payments",
+            json!({ "client_id": key(), "account": wallet, "amount": "20.00", "currency": "USD", "method": "cash" }),
+        );
+        w.step();
+        assert_eq!(w.suspended(customer)["suspended"], false);
+        assert_eq!(w.charge(wallet, "1.00").0, 201);
         drop(w);
     }
 }

@@ -407,6 +407,34 @@ fn the_cli_drives_the_api() {
     let id = given.split_whitespace().nth(1).unwrap();
     assert!(cli(&["grants", "void", id, "--reason", "withdrawn"]).contains("voided"));
     assert!(cli(&["grants", "list", &customer.to_string(), "--all", "--json"]).contains("\"voided\""));
+    // Adjustments by category and collections (issue 24).
+    let made = cli(&[
+        "adjustments",
+        "make",
+        "--account",
+        &wallet.to_string(),
+        "--direction",
+        "credit",
+        "--category",
+        "goodwill",
+        "--amount",
+        "1.00",
+        "--currency",
+        "USD",
+        "--reason",
+        "late fix",
+    ]);
+    assert!(made.starts_with("posted transfer"), "{made}");
+    let listed = cli(&["adjustments", "list", &customer.to_string()]);
+    assert!(listed.contains("goodwill") && listed.contains("late fix"), "{listed}");
+    let set =
+        cli(&["collections", "set-policy", "--owner", "operator", "--reminders", "3,7", "--suspend-below", "-5.00"]);
+    assert!(set.contains("policy of operator saved"), "{set}");
+    assert!(cli(&["collections", "policies"]).contains("3,7") || cli(&["collections", "policies"]).contains("[3,7]"));
+    let suspended = cli(&["collections", "suspend", &customer.to_string(), "--reason", "fraud check"]);
+    assert!(suspended.contains("is suspended since") && suspended.contains("fraud check"), "{suspended}");
+    let lifted = cli(&["collections", "lift", &customer.to_string(), "--reason", "cleared"]);
+    assert!(lifted.contains("is not suspended"), "{lifted}");
     let out = Command::new(env!("CARGO_BIN_EXE_purse"))
         .args(["charge", "--account", "999999", "--amount", "1", "--currency", "USD"])
         .env("PURSE_URL", &base)

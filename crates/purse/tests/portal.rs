@@ -1173,6 +1173,8 @@ fn issue_23_staff_pages_in_arabic_have_their_labels_translated() {
         format!("/customers/{}/recharge", acme.0),
         format!("/customers/{}/alerts", acme.0),
         format!("/customers/{}/grants", acme.0),
+        format!("/customers/{}/adjustments", acme.0),
+        "/dunning".to_owned(),
         "/profiles".to_owned(),
         "/notifications".to_owned(),
         "/rate-plans".to_owned(),
@@ -1230,5 +1232,98 @@ fn issue_23_staff_pages_in_arabic_have_their_labels_translated() {
         .cloned()
         .collect();
     assert!(left.is_empty(), "texts without a translation: {left:#?}");
+    drop(site.server);
+}
+
+#[test]
+fn issue_24_staff_adjust_by_category_set_a_dunning_policy_and_suspend_and_the_customer_sees_why() {
+    let site = site();
+    let (acme, customer, wallet) = site.seeded.customers[0].clone();
+    let mut api = Client::new(&site.base, Some(site.operator_key.clone())).unwrap();
+    let balance = |api: &mut Client| api.get(&format!("/v1/accounts/{}", wallet.0)).unwrap().json()["balance"].clone();
+    let mut b = Browser::start(&site.base);
+    b.login(&site.operator.0, &site.operator.1);
+
+    // Adjustments: every wrong field at once, then a goodwill credit listed with its reason.
+    b.open(&format!("/customers/{}", customer.0));
+    b.click("#adjustments-link");
+    let before = balance(&mut api);
+    b.script(
+        "document.querySelector('#direction').value = 'debit'; document.querySelector('#category').value = 'goodwill';",
+    );
+    b.type_into("#adjustment-form [name='amount']", "x");
+    b.click("#save-adjustment");
+    let summary = b.text("#form-error");
+    assert!(summary.contains("Amount") && summary.contains("Reason") && summary.contains("Direction"), "{summary}");
+    assert_eq!(balance(&mut api), before, "nothing moved");
+    b.script("document.querySelector('#direction').value = 'credit';");
+    b.type_into("#adjustment-form [name='amount']", "2");
+    b.type_into("#adjustment-form [name='reason']", "Outage on Monday");
+    b.click("#save-adjustment");
+    assert!(
+        b.text("#flash").contains(&format!("{acme}'s balance was raised by 2.0000 USD (goodwill)")),
+        "{}",
+        b.source()
+    );
+    assert!(b.text("#adjustments tbody tr:first-child").contains("Goodwill"), "{}", b.source());
+    assert!(b.text("#adjustments tbody tr:first-child").contains("Outage on Monday"), "{}", b.source());
+    b.screenshot("adjustments");
+
+    // A dunning policy: every wrong field at once, then saved and listed in words.
+    b.open("/settings");
+    b.click("#dunning-link");
+    b.type_into("#policy-form [name='payment_terms_days']", "400");
+    b.type_into("#policy-form [name='reminder_days']", "7, 3");
+    b.type_into("#policy-form [name='suspend_below']", "50");
+    b.click("#save-policy");
+    let summary = b.text("#form-error");
+    assert!(
+        summary.contains("Due after") && summary.contains("Reminders") && summary.contains("Suspend a prepaid"),
+        "{summary}"
+    );
+    assert!(b.text("#policies").contains("No policy"), "nothing was saved: {}", b.source());
+    b.type_into("#policy-form [name='payment_terms_days']", "14");
+    b.type_into("#policy-form [name='reminder_days']", "3, 7, 14");
+    b.type_into("#policy-form [name='suspend_after_days']", "21");
+    b.type_into("#policy-form [name='suspend_below']", "");
+    b.click("#save-policy");
+    assert!(b.text("#flash").contains("The dunning policy is saved"), "{}", b.source());
+    assert!(
+        b.text("#policies").contains("3, 7, 14") && b.text("#policies").contains("21 days overdue"),
+        "{}",
+        b.source()
+    );
+
+    // Staff suspend by hand; the customer's page says why and how to lift it.
+    b.open(&format!("/customers/{}", customer.0));
+    b.script("document.querySelector('#suspend').open = true;");
+    b.type_into("#suspend-form [name='reason']", "Card chargeback under review");
+    b.click("#save-suspend");
+    assert!(b.text("#flash").contains(&format!("{acme} is suspended")), "{}", b.source());
+    assert!(b.text("#suspended").contains("Card chargeback under review"), "{}", b.source());
+    let charge = json!({ "client_id": "while-suspended", "account": wallet.0, "amount": "1", "currency": "USD" });
+    let reply = api.send("POST", "/v1/charges", &charge, "while-suspended").unwrap();
+    assert_eq!((reply.status, reply.json()["error"]["code"].clone()), (422, json!("suspended")));
+    b.logout();
+    b.login(&site.customer.0, &site.customer.1);
+    assert!(b.text("#suspended").contains("refused"), "the customer sees why: {}", b.source());
+    assert_eq!(b.count("#lift-form"), 0, "and cannot lift it");
+    b.screenshot("suspended");
+    b.logout();
+    b.login(&site.operator.0, &site.operator.1);
+    b.open(&format!("/customers/{}", customer.0));
+    b.type_into("#lift-form [name='reason']", "Chargeback won");
+    b.click("#lift");
+    assert!(b.text("#flash").contains("is lifted"), "{}", b.source());
+    assert_eq!(b.count("#suspended"), 0);
+    let reply = api
+        .send(
+            "POST",
+            "/v1/charges",
+            &json!({ "client_id": "after-lift", "account": wallet.0, "amount": "1", "currency": "USD" }),
+            "after-lift",
+        )
+        .unwrap();
+    assert_eq!(reply.status, 201);
     drop(site.server);
 }

@@ -122,17 +122,7 @@ impl Notifier {
     /// The enabled webhook endpoints told about a customer's invoices and payments: the
     /// operator's, its reseller's and its own.
     pub(super) fn billing_endpoints(&self, party: &Party) -> AppResult<Vec<(u64, String)>> {
-        let reseller = match party.kind {
-            PartyKind::Customer { reseller, .. } => reseller,
-            PartyKind::Reseller => None,
-        };
-        Ok(self
-            .alerts
-            .endpoints()?
-            .into_iter()
-            .filter(|e| e.enabled && (e.owner.is_none() || e.owner == reseller || e.owner == Some(party.id)))
-            .map(|e| (e.id, e.url))
-            .collect())
+        Ok(crate::collections::billing_recipients(self.alerts.as_ref(), party)?.1)
     }
 
     fn invoice_notice(&self, i: &InvoiceRecord, now: Timestamp) -> AppResult<Option<NewNotification>> {

@@ -17,6 +17,7 @@
 //! seconds; only leases (how long a process may work on something) use the wall clock.
 
 mod billing;
+mod collections;
 pub mod mail;
 pub mod webhook;
 
@@ -116,6 +117,9 @@ pub struct Report {
     pub grants_expired: usize,
     /// Recurring grants' grants made.
     pub grants_made: usize,
+    /// Customers suspended and suspensions lifted by the dunning policy.
+    pub suspended: usize,
+    pub lifted: usize,
 }
 
 pub(crate) fn wall_us() -> i64 {
@@ -282,6 +286,7 @@ impl Notifier {
             report.invoiced += self.issue_now_due(now)?;
         }
         report.invoices_sent = self.send_invoices(now)?;
+        self.collect(now, due, &mut report)?;
         self.daily_sweep(now, &mut report)?;
         if let Some(p) = &self.payments {
             report.recharges += p.step()?;

@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod alerts;
+pub mod collections;
 pub mod credit;
 pub mod grants;
 pub mod invoices;

@@ -1,0 +1,137 @@
+//! Dunning policies and customers' suspensions. The workflows are `purse_app::collections`'.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use purse_app::collections::{self, PolicyInput};
+use purse_store::Suspension;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::json::{reply, ApiJson, Id, Params};
+use crate::AppState;
+
+fn time(t: purse_core::Timestamp) -> String {
+    purse_core::time::format(t)
+}
+
+fn suspension_view(s: &Suspension) -> Value {
+    json!({
+        "id": s.id,
+        "customer": s.party.0,
+        "cause": s.cause.as_str(),
+        "detail": s.detail,
+        "started_at": time(s.started_at),
+        "started_by": s.started_by,
+        "lifted_at": s.lifted_at.map(time),
+        "lifted_by": s.lifted_by,
+        "lift_reason": s.lift_reason,
+    })
+}
+
+/// `GET /v1/dunning-policies`.
+pub async fn list_policies(State(state): State<AppState>, Caller(who): Caller) -> Result<Response, ApiError> {
+    let body = state
+        .read(move |s| {
+            let all = collections::visible_policies(s, &who)?;
+            Ok(json!({ "data": all.iter().map(collections::policy_json).collect::<Vec<_>>() }))
+        })
+        .await?;
+    Ok(reply(StatusCode::OK, &body))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyBody {
+    /// `operator`, `reseller:{id}` or `class:{id}`.
+    owner: String,
+    payment_terms_days: Option<i64>,
+    #[serde(default)]
+    reminder_days: Vec<i64>,
+    suspend_after_days: Option<i64>,
+    suspend_below: Option<String>,
+}
+
+/// `PUT /v1/dunning-policies`: creates or replaces the owner's policy, all or nothing.
+pub async fn put_policy(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    ApiJson(body): ApiJson<PolicyBody>,
+) -> Result<Response, ApiError> {
+    let view = state
+        .read(move |s| {
+            let owner = collections::owner_for(s, &who, &body.owner)?;
+            let input = PolicyInput {
+                payment_terms_days: body.payment_terms_days,
+                reminder_days: body.reminder_days,
+                suspend_after_days: body.suspend_after_days,
+                suspend_below: body.suspend_below,
+            };
+            Ok(collections::policy_json(&collections::put_policy(s, &who, owner, input)?))
+        })
+        .await?;
+    Ok(reply(StatusCode::OK, &view))
+}
+
+/// `DELETE /v1/dunning-policies?owner=`: its customers fall back to the next policy.
+pub async fn delete_policy(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    params: Params,
+) -> Result<Response, ApiError> {
+    params.only(&["owner"])?;
+    let owner = params.text("owner").unwrap_or_default().to_owned();
+    state
+        .read(move |s| {
+            let owner = collections::owner_for(s, &who, &owner)?;
+            Ok(collections::delete_policy(s, &who, owner)?)
+        })
+        .await?;
+    Ok(reply(StatusCode::OK, &json!({ "deleted": true })))
+}
+
+/// `GET /v1/customers/{id}/suspension`: whether the customer is suspended, why, and before.
+pub async fn get_suspension(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Id(id): Id,
+) -> Result<Response, ApiError> {
+    let body = state.read(move |s| standing_view(s, &who, id)).await?;
+    Ok(reply(StatusCode::OK, &body))
+}
+
+fn standing_view(s: &purse_app::App, who: &purse_app::Principal, id: u64) -> Result<Value, ApiError> {
+    let (party, current, history) = collections::standing(s, who, id)?;
+    Ok(json!({
+        "customer": party.id.0,
+        "suspended": current.is_some(),
+        "current": current.as_ref().map(suspension_view),
+        "history": history.iter().map(suspension_view).collect::<Vec<_>>(),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuspensionBody {
+    suspended: bool,
+    /// Why: required, kept in the audit log.
+    reason: String,
+}
+
+/// `PUT /v1/customers/{id}/suspension`: staff suspend a customer or lift its suspension.
+pub async fn put_suspension(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Id(id): Id,
+    ApiJson(body): ApiJson<SuspensionBody>,
+) -> Result<Response, ApiError> {
+    let view = state
+        .read(move |s| {
+            collections::set_standing(s, &who, id, body.suspended, &body.reason)?;
+            standing_view(s, &who, id)
+        })
+        .await?;
+    Ok(reply(StatusCode::OK, &view))
+}
