@@ -390,6 +390,8 @@ fn body(app: &InProcess, action: Action, role: Role, t: &Tenant, fresh: Option<u
         }
         Action::OpenAccount => json!({ "client_id": id(), "party": t.customer, "kind": "subscriber_debit" }),
         Action::UpdateAccount => json!({ "credit_limit": "5.00", "reason": "matrix" }),
+        Action::PutDunningPolicy => json!({ "owner": format!("reseller:{}", t.reseller), "reminder_days": [3] }),
+        Action::PutSuspension => json!({ "suspended": false, "reason": "matrix" }),
         Action::CreateCharge => json!({ "client_id": id(), "account": t.wallet, "amount": "0.01", "currency": "USD" }),
         Action::CreateChargeBatch => {
             json!({ "items": [{ "client_id": id(), "account": t.wallet, "amount": "0.01", "currency": "USD" }] })
@@ -474,7 +476,7 @@ fn list_query(action: Action, t: &Tenant) -> Option<String> {
         }
         Action::ListAuditLog => format!("party={}", t.customer),
         Action::ListSessions | Action::ListUnratedUsage => format!("customer={}", t.customer),
-        Action::ListGrants | Action::ListAllowances => format!("customer={}", t.customer),
+        Action::ListGrants | Action::ListAllowances | Action::ListAdjustments => format!("customer={}", t.customer),
         _ => return None,
     })
 }
