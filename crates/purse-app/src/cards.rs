@@ -37,4 +37,7 @@ pub trait Cards: Send + Sync {
     fn save_card(&self, party: &Party, email: Option<&str>, card: &CardDetails) -> Result<SavedCard, PayError>;
     /// Charges the saved card at once; `request_key` makes a repeat return the first payment.
     fn pay_now(&self, party: &Party, amount: Amount, request_key: Option<String>) -> Result<RechargeRecord, PayError>;
+    /// Refunds a reserved card refund, which the caller holds the lease of, through Stripe,
+    /// then books it; crash-safe.
+    fn refund_claimed(&self, refund: &purse_store::RefundRecord) -> Result<purse_store::RefundRecord, PayError>;
 }

@@ -31,6 +31,7 @@ macro_rules! codes {
 
 codes! {
     AboveMaximumIncrease = "above_maximum_increase",
+    AboveRefundable = "above_refundable",
     AboveWhatIsOwed = "above_what_is_owed",
     CategoryOnlyRaises = "category_only_raises",
     InvalidCategory = "invalid_category",

@@ -31,6 +31,7 @@ pub mod payments;
 pub mod policy;
 pub mod rating;
 pub mod recharger;
+pub mod refunds;
 pub mod secrets;
 pub mod sessions;
 pub mod tenancy;

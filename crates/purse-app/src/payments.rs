@@ -226,7 +226,7 @@ pub fn card_details(body: &CardBody) -> Result<CardDetails, AppError> {
     Ok(CardDetails { number, exp_month: body.exp_month, exp_year: body.exp_year, cvc: body.cvc.clone() })
 }
 
-fn pay_error(e: PayError) -> AppError {
+pub(crate) fn pay_error(e: PayError) -> AppError {
     match e {
         PayError::NotConfigured => AppError::CardsNotConfigured,
         PayError::Invalid { field, message } => AppError::invalid(field, Code::InvalidPayment, message),

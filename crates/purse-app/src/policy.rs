@@ -179,6 +179,9 @@ actions! {
     GetReceipt = "getReceipt", "see a receipt voucher", ANYONE, Read;
     GetReceiptPdf = "getReceiptPdf", "download a receipt voucher", ANYONE, Read;
     EmailReceipt = "emailReceipt", "e-mail a receipt voucher again", ANYONE, Write;
+    CreateRefund = "createRefund", "refund payments", STAFF, Write;
+    ListRefunds = "listRefunds", "list refunds", ANYONE, Read;
+    GetRefund = "getRefund", "see a refund", ANYONE, Read;
     // Credit control.
     ListCustomerClasses = "listCustomerClasses", "see customer classes", STAFF, Read;
     CreateCustomerClass = "createCustomerClass", "set customer classes", OPERATOR, Write;

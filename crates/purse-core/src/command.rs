@@ -282,6 +282,18 @@ pub enum Command {
         method: PaymentMethod,
         metadata: Option<String>,
     },
+    /// Money given back to whoever paid: debits the account (its own money, never a grant's,
+    /// and never below what it may spend) and credits the method's clearing account. Which
+    /// payment it refunds, and that refunds never add up to more than it, is the
+    /// application's (its refunds are counted in the same transaction).
+    Refund {
+        client_id: ClientId,
+        account: AccountId,
+        money: Money,
+        method: PaymentMethod,
+        metadata: Option<String>,
+        note: Option<ChangeNote>,
+    },
     /// Moves funds between two non-system accounts, checked against the source. An
     /// `Issue` or a `Recharge` goes from a reseller's master wallet to one of its customers.
     /// A `note` (a person acting for someone else) puts the transfer in the audit log.

@@ -114,6 +114,7 @@ pub fn needs(command: &Command, out: &mut Vec<Need>) {
         | Command::SetThresholds { account, .. }
         | Command::Charge(NewCharge { account, .. })
         | Command::Payment { account, .. }
+        | Command::Refund { account, .. }
         | Command::Grant(NewGrant { account, .. })
         | Command::ExpireGrant { account, .. }
         | Command::VoidGrant { account, .. }
@@ -321,6 +322,7 @@ impl Ledger {
                 Command::Charge(c) => Some(ClientKey::Transfer(c.client_id.clone())),
                 Command::Grant(g) => Some(ClientKey::Transfer(g.client_id.clone())),
                 Command::Payment { client_id, .. }
+                | Command::Refund { client_id, .. }
                 | Command::Transfer { client_id, .. }
                 | Command::Adjust { client_id, .. }
                 | Command::Capture { client_id, .. }
@@ -1027,7 +1029,13 @@ impl Ledger {
             Command::Suspend { party, accounts, suspended } => self.suspend(*party, accounts, *suspended),
             Command::Charge(charge) => self.charge(charge, now, lookups),
             Command::Payment { client_id, account, money, method, metadata } => {
-                self.payment(client_id, *account, *money, *method, metadata, now, lookups)
+                self.payment(client_id, TransferKind::Payment, *account, *money, *method, metadata, now, lookups)
+            }
+            Command::Refund { client_id, account, money, method, metadata, note } => {
+                let kind = TransferKind::Refund;
+                let t = self.payment(client_id, kind, *account, *money, *method, metadata, now, lookups)?;
+                self.note_posting(&t, note.as_ref());
+                Ok(t)
             }
             Command::Transfer { client_id, source, target, money, kind, metadata, note } => {
                 let t = self.transfer(client_id, *source, *target, *money, *kind, metadata, now, lookups)?;
@@ -1636,10 +1644,13 @@ impl Ledger {
         Ok(Outcome::Posted { transfer: t.id, overdrawn: t.overdrawn, replayed: false })
     }
 
+    /// Money received (`Payment`: from the method's clearing account into `account`) or given
+    /// back (`Refund`: out of `account`'s own money, never below what it may spend, into it).
     #[allow(clippy::too_many_arguments)]
     fn payment(
         &mut self,
         client_id: &ClientId,
+        kind: TransferKind,
         account: AccountId,
         money: Money,
         method: PaymentMethod,
@@ -1648,17 +1659,21 @@ impl Ledger {
         lookups: &mut Lookups,
     ) -> CommandResult {
         let clearing = self.system_account(money.currency, method.clearing_role());
-        let debit = *clearing.as_ref().unwrap_or(&AccountId(u64::MAX));
-        let expect = TransferExpectation::movement(TransferKind::Payment, (debit, account), money.amount, metadata);
+        let system = *clearing.as_ref().unwrap_or(&AccountId(u64::MAX));
+        let sides = if kind == TransferKind::Refund { (account, system) } else { (system, account) };
+        let expect = TransferExpectation::movement(kind, sides, money.amount, metadata);
         if let Some(replay) = self.replay_transfer(lookups, client_id, &expect) {
             return replay;
         }
         check_text(metadata, "metadata", METADATA_LEN_MAX)?;
         self.spendable_account(account, money)?;
         let clearing = clearing?;
+        let sides = if kind == TransferKind::Refund { (account, clearing) } else { (clearing, account) };
+        if !may_overdraw(kind, false) && kind == TransferKind::Refund {
+            self.check_spend(account, money.amount, now, Spend::Cash)?;
+        }
         let details = (None, metadata.clone(), None, None);
-        let t =
-            self.post_new(lookups, client_id, TransferKind::Payment, (clearing, account), money, now, details, now)?;
+        let t = self.post_new(lookups, client_id, kind, sides, money, now, details, now)?;
         Ok(Outcome::Posted { transfer: t.id, overdrawn: false, replayed: false })
     }
 

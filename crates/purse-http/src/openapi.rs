@@ -335,6 +335,27 @@ fn access_schemas() -> Vec<(&'static str, Value)> {
         &[],
         false,
     );
+    let refund = object(
+        &[
+            ("id", id()),
+            ("number", nullable(string())),
+            ("customer", id()),
+            ("receipt", id()),
+            ("receipt_number", nullable(string())),
+            ("amount", string()),
+            ("currency", string()),
+            ("method", string()),
+            ("status", json!({ "type": "string", "enum": ["pending", "succeeded", "failed"] })),
+            ("reason", string()),
+            ("requested_by", string()),
+            ("transfer", nullable(id())),
+            ("created_at", string()),
+            ("finished_at", nullable(string())),
+            ("failure", nullable(string())),
+        ],
+        &[],
+        false,
+    );
     let name = json!({ "type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[^\\u0000-\\u001f\\u007f]*$" });
     vec![
         ("Adjustment", adjustment),
@@ -371,6 +392,9 @@ fn access_schemas() -> Vec<(&'static str, Value)> {
             ),
         ),
         ("SuspensionBody", object(&[("suspended", boolean()), ("reason", reason())], &[], true)),
+        ("RefundBody", object(&[("receipt", id()), ("amount", positive_amount()), ("reason", reason())], &[], true)),
+        ("Refund", refund.clone()),
+        ("RefundList", object(&[("data", list_of(refund))], &[], false)),
         ("ApiKey", key),
         ("ApiKeyList", object(&[("data", list_of(reference("ApiKey")))], &[], false)),
         ("ApiKeyCreated", object(&[("key", reference("ApiKey")), ("secret", string())], &[], false)),

@@ -433,13 +433,30 @@ pub async fn receipt(
     viewer: Viewer,
     PathId(id): PathId,
 ) -> Result<Response, PortalError> {
+    render_receipt(state, std::sync::Arc::new(viewer), id, HashMap::new(), Vec::new()).await
+}
+
+async fn render_receipt(
+    state: PortalState,
+    viewer: std::sync::Arc<Viewer>,
+    id: u64,
+    entered: HashMap<String, String>,
+    error: page::Errors,
+) -> Result<Response, PortalError> {
     let who = viewer.who;
-    let (r, name) = read(&state, move |s| {
+    let (r, name, refunds, left) = read(&state, move |s| {
         let (r, _) = pay::visible_receipt(s, &who, id).map_err(|_| PortalError::NotFound)?;
         let name = s.engine.reader().party(r.party)?.map(|p| p.name).unwrap_or_default();
-        Ok((pay::receipt_view(s, &r)?, name))
+        let refunds = s.payments.refunds_of_receipt(r.id)?;
+        let c = s.currency("currency", r.currency)?;
+        let left = c.format(purse_core::Amount(purse_app::refunds::left_to_refund(s, &r)?.max(0)));
+        let refunds: Vec<(purse_store::RefundRecord, String)> =
+            refunds.into_iter().map(|x| (x.clone(), c.format(purse_core::Amount(x.amount)))).collect();
+        Ok((pay::receipt_view(s, &r)?, name, refunds, left))
     })
     .await?;
+    let value = |k: &str, default: &str| entered.get(k).cloned().unwrap_or_else(|| default.to_owned());
+    let request = page::request_id(&entered)?;
     let customer = r["customer"].as_u64().unwrap_or(0);
     let writable = viewer.user.scope == Scope::ReadWrite;
     let body = html! {
@@ -477,6 +494,34 @@ pub async fn receipt(
                 @if r["allocations"].as_array().is_none_or(Vec::is_empty) { tr { td colspan="4" .muted { "Not allocated to an invoice yet: an unallocated payment, applied to the next invoice." } } }
             }
         }
+        h2 { "Refunds" }
+        table id="receipt-refunds" {
+            thead { tr { th { "Refund" } th.num { "Amount" } th { "Status" } th { "Reason" } th { "Asked" } } }
+            tbody {
+                @for (x, amount) in &refunds {
+                    tr {
+                        td { (x.display_number().unwrap_or_else(|| "—".into())) }
+                        td.num { (amount) " " (x.currency) }
+                        td { (page::words(x.status.as_str())) @if let Some(f) = &x.failure { " (" (f) ")" } }
+                        td { (x.reason) }
+                        td { (viewer.when(x.created_at)) }
+                    }
+                }
+                @if refunds.is_empty() { tr { td colspan="5" .muted { "Nothing of this payment was refunded." } } }
+            }
+        }
+        @if viewer.may(purse_app::policy::Action::CreateRefund) && r["reversed_at"].is_null() {
+            (page::summary(&error))
+            form.card method="post" action=(format!("/receipts/{id}/refund")) id="refund-form" {
+                input type="hidden" name="csrf" value=(viewer.csrf);
+                input type="hidden" name="request" value=(request);
+                p.muted { "Left to refund: " strong id="left-to-refund" { (left) " " (s(&r["currency"])) } ". "
+                    @if s(&r["method"]) == "card" { "It goes back to the card through Stripe." } @else { "Give the money back the way it was paid; the balance is lowered now." } }
+                (page::field("Amount", "amount", "text", &value("amount", &left), page::error_for(&error, "amount")))
+                (page::field("Reason (kept in the audit log)", "reason", "text", &value("reason", ""), page::error_for(&error, "reason")))
+                button.danger type="submit" id="save-refund" { "Refund" }
+            }
+        }
     };
     let title = format!("Receipt voucher {}", s(&r["number"]));
     let number = s(&r["number"]).to_owned();
@@ -484,5 +529,38 @@ pub async fn receipt(
     crumbs.last_mut().expect("crumbs end with the list").1 = format!("/customers/{customer}/invoices");
     crumbs.push((number.as_str(), String::new()));
     let crumbs: Vec<(&str, &str)> = crumbs.iter().map(|(a, b)| (*a, b.as_str())).collect();
-    Ok(page::ok(page::layout(&title, Some(&viewer), &crumbs, body)))
+    let status =
+        if error.is_empty() { axum::http::StatusCode::OK } else { axum::http::StatusCode::UNPROCESSABLE_ENTITY };
+    Ok(page::respond(status, page::layout(&title, Some(&viewer), &crumbs, body)))
+}
+
+/// Staff refund all or part of the payment; a card payment goes back through Stripe.
+pub async fn refund(
+    State(state): State<PortalState>,
+    viewer: Viewer,
+    PathId(id): PathId,
+    form: super::session::Form,
+) -> Result<Response, PortalError> {
+    viewer.check(&form)?;
+    let entered = form.entered(&["amount", "reason", "request"]);
+    let viewer = std::sync::Arc::new(viewer);
+    let (v, e) = (viewer.clone(), entered.clone());
+    let key = format!("portal:{}:{}", v.who.key_id, e["request"]);
+    let done = read(&state, move |s| {
+        let req =
+            purse_app::refunds::RefundRequest { receipt: id, amount: e["amount"].clone(), reason: e["reason"].clone() };
+        purse_app::refunds::request(s, &v.who, req, Some(key)).map_err(PortalError::keep_field)
+    })
+    .await;
+    match done {
+        Ok(r) => {
+            let message = match (r.status, r.display_number()) {
+                (purse_store::RefundStatus::Succeeded, Some(n)) => format!("Refund {n} is made."),
+                _ => "The refund is asked for; it completes in the background.".to_owned(),
+            };
+            Ok(super::done(&format!("/receipts/{id}"), &message))
+        }
+        Err(PortalError::Fields(errors)) => render_receipt(state, viewer, id, entered, errors).await,
+        Err(other) => Err(other),
+    }
 }

@@ -47,6 +47,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0015_time_zones", include_str!("../migrations/0015_time_zones.sql")),
     ("0016_user_lang", include_str!("../migrations/0016_user_lang.sql")),
     ("0017_adjustments_suspension", include_str!("../migrations/0017_adjustments_suspension.sql")),
+    ("0018_refunds", include_str!("../migrations/0018_refunds.sql")),
 ];
 
 /// Any arbitrary constant: the advisory lock that serializes concurrent migrations.

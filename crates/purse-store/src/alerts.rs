@@ -50,10 +50,12 @@ pub enum PaymentNotice {
     Suspended,
     /// The customer's suspension was lifted.
     SuspensionLifted,
+    /// A payment was refunded, in whole or in part.
+    Refund,
 }
 
 impl PaymentNotice {
-    pub const ALL: [PaymentNotice; 14] = [
+    pub const ALL: [PaymentNotice; 15] = [
         PaymentNotice::RechargeSucceeded,
         PaymentNotice::RechargeFailed,
         PaymentNotice::RechargeDisabled,
@@ -68,6 +70,7 @@ impl PaymentNotice {
         PaymentNotice::InvoiceOverdue,
         PaymentNotice::Suspended,
         PaymentNotice::SuspensionLifted,
+        PaymentNotice::Refund,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -86,6 +89,7 @@ impl PaymentNotice {
             PaymentNotice::InvoiceOverdue => "invoice_overdue",
             PaymentNotice::Suspended => "suspended",
             PaymentNotice::SuspensionLifted => "suspension_lifted",
+            PaymentNotice::Refund => "refund",
         }
     }
 
@@ -105,6 +109,7 @@ impl PaymentNotice {
             PaymentNotice::InvoiceOverdue => "invoice.overdue",
             PaymentNotice::Suspended => "customer.suspended",
             PaymentNotice::SuspensionLifted => "customer.suspension_lifted",
+            PaymentNotice::Refund => "payment.refunded",
         }
     }
 }
@@ -149,6 +154,7 @@ impl AlertKind {
                 PaymentNotice::InvoiceOverdue => "Overdue invoice reminder",
                 PaymentNotice::Suspended => "Customer suspended",
                 PaymentNotice::SuspensionLifted => "Suspension lifted",
+                PaymentNotice::Refund => "Refund",
             },
         }
     }

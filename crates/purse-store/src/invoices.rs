@@ -147,7 +147,7 @@ pub mod sql {
     pub const INVOICE_COLUMNS: &str =
         "id, issuer_id, number, party_id, kind, amount, currency, status, created_at, paid_at, recharge_id, \
          transfer_id, period_start, period_end, subtotal, carry_in, carry_out, allocated, voided_at, void_reason";
-    pub const RECEIPT_COLUMNS: &str = "id, issuer_id, number, party_id, transfer_id, amount, currency, method, paid_at, invoice_id, allocated, reversed_at";
+    pub const RECEIPT_COLUMNS: &str = "id, issuer_id, number, party_id, transfer_id, amount, currency, method, paid_at, invoice_id, allocated, reversed_at, refunded";
     pub const ALLOCATION_COLUMNS: &str =
         "id, party_id, invoice_id, receipt_id, amount, at, released_at, release_reason";
 }
@@ -200,6 +200,7 @@ fn receipt_from(r: &[Value]) -> StoreResult<ReceiptRecord> {
         invoice: r[9].opt_int()?.map(id_from_db),
         allocated: r[10].int()?,
         reversed_at: r[11].opt_int()?.map(Timestamp),
+        refunded: r[12].int()?,
     })
 }
 
@@ -287,11 +288,11 @@ pub(crate) fn invoice_where(db: &mut dyn Db, clause: &str, params: &[Value]) -> 
     collect(db.rows(&format!("SELECT {INVOICE_COLUMNS} FROM invoices {clause}"), params)?, invoice_from)
 }
 
-fn receipt_where(db: &mut dyn Db, clause: &str, params: &[Value]) -> StoreResult<Vec<ReceiptRecord>> {
+pub(crate) fn receipt_where(db: &mut dyn Db, clause: &str, params: &[Value]) -> StoreResult<Vec<ReceiptRecord>> {
     collect(db.rows(&format!("SELECT {RECEIPT_COLUMNS} FROM receipts {clause}"), params)?, receipt_from)
 }
 
-fn lock_party(db: &mut dyn Db, party: PartyId) -> StoreResult<()> {
+pub(crate) fn lock_party(db: &mut dyn Db, party: PartyId) -> StoreResult<()> {
     // A key of its own, apart from other advisory locks: "PRSE" then the party.
     db.lock(0x5052_5345_0000_0000 | (id_to_db(party.0) & 0xffff_ffff))
 }
@@ -303,7 +304,7 @@ pub fn allocate(db: &mut dyn Db, party: PartyId, at: Timestamp) -> StoreResult<u
     let p = Value::from(id_to_db(party.0));
     let payments = receipt_where(
         db,
-        "WHERE party_id = $1 AND reversed_at IS NULL AND allocated < amount ORDER BY id",
+        "WHERE party_id = $1 AND reversed_at IS NULL AND allocated + refunded < amount ORDER BY id",
         std::slice::from_ref(&p),
     )?;
     if payments.is_empty() {
@@ -316,7 +317,7 @@ pub fn allocate(db: &mut dyn Db, party: PartyId, at: Timestamp) -> StoreResult<u
     )?;
     let payments: Vec<Unallocated> = payments
         .iter()
-        .map(|r| Unallocated { payment: r.id, remaining: r.amount - r.allocated, invoice: r.invoice })
+        .map(|r| Unallocated { payment: r.id, remaining: r.amount - r.refunded - r.allocated, invoice: r.invoice })
         .collect();
     let dues: Vec<Due> = invoices.iter().map(|i| Due { invoice: i.id, due: i.amount - i.allocated }).collect();
     let made = rules::allocate(&payments, &dues);
@@ -349,7 +350,7 @@ fn settle(db: &mut dyn Db, invoice: u64, at: Timestamp) -> StoreResult<()> {
 }
 
 /// Releases the live allocations `clause` selects (`invoice_id = $1` or `receipt_id = $1`).
-fn release(db: &mut dyn Db, clause: &str, key: u64, at: Timestamp, reason: &str) -> StoreResult<()> {
+pub(crate) fn release(db: &mut dyn Db, clause: &str, key: u64, at: Timestamp, reason: &str) -> StoreResult<()> {
     let live = collect(
         db.rows(
             &format!("SELECT {ALLOCATION_COLUMNS} FROM allocations WHERE {clause} AND released_at IS NULL ORDER BY id"),
@@ -646,8 +647,8 @@ impl<T: Transact> InvoiceStore for T {
 
     fn unallocated(&self, party: PartyId) -> StoreResult<i64> {
         run_db(self, false, |db| {
-            let rows = db.rows("SELECT amount, allocated FROM receipts WHERE party_id = $1 AND reversed_at IS NULL AND allocated < amount", &[id(party.0)])?;
-            rows.iter().try_fold(0i64, |sum, r| Ok(sum.saturating_add(r[0].int()? - r[1].int()?)))
+            let rows = db.rows("SELECT amount, allocated, refunded FROM receipts WHERE party_id = $1 AND reversed_at IS NULL AND allocated + refunded < amount", &[id(party.0)])?;
+            rows.iter().try_fold(0i64, |sum, r| Ok(sum.saturating_add(r[0].int()? - r[1].int()? - r[2].int()?)))
         })
     }
 

@@ -20,6 +20,7 @@ pub mod grants;
 pub mod invoices;
 pub mod payments;
 pub mod rating;
+pub mod refunds;
 
 use std::fmt;
 
@@ -44,6 +45,7 @@ pub use payments::{
     RechargeRecord, RechargeStatus, RechargeUpdate,
 };
 pub use rating::{PlanRole, RatePlan, RatingStore, SessionQuery, SessionRow, UnratedUsage};
+pub use refunds::{RefundRecord, RefundStatus, RefundStore};
 
 /// A database failure, by what the caller can do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -274,6 +274,8 @@ pub struct ReceiptRecord {
     pub allocated: i64,
     /// When the notifier saw the payment reversed (its allocations were released then).
     pub reversed_at: Option<Timestamp>,
+    /// How much of it was given back by refunds that succeeded.
+    pub refunded: i64,
 }
 
 impl ReceiptRecord {
@@ -323,7 +325,9 @@ pub enum RechargeUpdate {
     },
 }
 
-pub trait PaymentStore: crate::invoices::InvoiceStore + crate::collections::CollectionStore {
+pub trait PaymentStore:
+    crate::invoices::InvoiceStore + crate::collections::CollectionStore + crate::refunds::RefundStore
+{
     fn recharge_settings(&self, party: PartyId) -> StoreResult<Option<RechargeSettings>>;
     fn all_recharge_settings(&self) -> StoreResult<Vec<RechargeSettings>>;
     /// Stores settings as given (the failure count and disabled reason included).

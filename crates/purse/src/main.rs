@@ -137,6 +137,13 @@ enum Cmd {
         #[command(subcommand)]
         action: AdjustmentAction,
     },
+    /// Refunds of a running server: give back all or part of a payment, list a customer's.
+    Refunds {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        #[command(subcommand)]
+        action: RefundAction,
+    },
     /// Collections of a running server: dunning policies, suspending and lifting customers.
     Collections {
         #[command(flatten)]
@@ -339,6 +346,21 @@ enum AdjustmentAction {
         client_id: Option<String>,
     },
     /// A customer's adjustments, newest first.
+    List { customer: u64 },
+}
+
+#[derive(Subcommand)]
+enum RefundAction {
+    /// Refunds all or part of the payment of a receipt voucher (a card payment through Stripe).
+    Create {
+        #[arg(long)]
+        receipt: u64,
+        #[arg(long)]
+        amount: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// A customer's refunds, newest first.
     List { customer: u64 },
 }
 
@@ -674,6 +696,29 @@ fn run(cli: Cli) -> purse::error::Result<()> {
                 AdjustmentAction::List { customer } => {
                     let v = r.get(&format!("/v1/adjustments?customer={customer}"))?;
                     r.show(&v, purse::remote::adjustments_table)
+                }
+            };
+            print!("{out}");
+        }
+        Cmd::Refunds { remote: args, action } => {
+            let mut r = remote(&config, &args)?;
+            let out = match action {
+                RefundAction::Create { receipt, amount, reason } => {
+                    let body = serde_json::json!({ "receipt": receipt, "amount": amount, "reason": reason });
+                    let v = r.post("/v1/refunds", &body)?;
+                    r.show(&v, |v| {
+                        format!(
+                            "refund {} of {} {}: {}\n",
+                            v["number"].as_str().unwrap_or("-"),
+                            v["amount"].as_str().unwrap_or("?"),
+                            v["currency"].as_str().unwrap_or(""),
+                            v["status"].as_str().unwrap_or("?")
+                        )
+                    })
+                }
+                RefundAction::List { customer } => {
+                    let v = r.get(&format!("/v1/refunds?customer={customer}"))?;
+                    r.show(&v, purse::remote::refunds_table)
                 }
             };
             print!("{out}");

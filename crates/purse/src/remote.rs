@@ -255,6 +255,11 @@ pub fn adjustments_table(v: &Value) -> String {
     table(&fields, &rows(v, "data", &fields))
 }
 
+pub fn refunds_table(v: &Value) -> String {
+    let fields = ["number", "receipt_number", "amount", "currency", "method", "status", "reason", "created_at"];
+    table(&fields, &rows(v, "data", &fields))
+}
+
 pub fn policies_table(v: &Value) -> String {
     let fields = ["owner", "payment_terms_days", "reminder_days", "suspend_after_days", "suspend_below"];
     table(&fields, &rows(v, "data", &fields))

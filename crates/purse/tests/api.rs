@@ -495,6 +495,7 @@ async fn every_route_with_every_role_against_another_tenant_finds_nothing_and_ch
             "createAllowance" => json!({ "customer": t.customer, "amount": "1.00", "reason": "x" }),
             "putDunningPolicy" => json!({ "owner": format!("reseller:{}", t.reseller), "reminder_days": [3] }),
             "putSuspension" => json!({ "suspended": true, "reason": "x" }),
+            "createRefund" => json!({ "receipt": 999_999, "amount": "1.00", "reason": "x" }),
             _ => json!({}),
         }
     };
@@ -565,6 +566,7 @@ async fn every_route_with_every_role_against_another_tenant_finds_nothing_and_ch
                                     | "listReceipts"
                                     | "listAdjustments"
                                     | "listDunningPolicies"
+                                    | "listRefunds"
                                     | "listRatePlans"
                                     | "listSessions"
                                     | "listUnratedUsage"

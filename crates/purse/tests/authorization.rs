@@ -33,6 +33,7 @@ struct Tenant {
     endpoint: u64,
     invoice: u64,
     receipt: u64,
+    refund: u64,
     plan: u64,
     session: u64,
     grant: u64,
@@ -191,6 +192,7 @@ impl World {
             endpoint,
             invoice,
             receipt: 0,
+            refund: 0,
             plan,
             session,
             grant,
@@ -252,6 +254,10 @@ impl World {
                 "receipts",
             );
             t.receipt = list["data"][0]["id"].as_u64().expect("a receipt for the payment");
+            let body = json!({ "receipt": t.receipt, "amount": "0.01", "reason": "matrix" });
+            t.refund = ok(&self.app.call(&self.op, "POST", "/v1/refunds", Some(&body)).await, "refund")["id"]
+                .as_u64()
+                .unwrap();
         }
     }
 
@@ -370,6 +376,7 @@ fn target(path: &str, action: Action, t: &Tenant, class: u64) -> u64 {
         _ if after("/v1/webhook-endpoints/") => t.endpoint,
         _ if after("/v1/invoices/") || after("/invoices/") => t.invoice,
         _ if after("/v1/receipts/") || after("/receipts/") => t.receipt,
+        _ if after("/v1/refunds/") => t.refund,
         _ if after("/v1/customer-classes/") || after("/classes/") => class,
         _ if after("/v1/rate-plans/") || after("/rate-plans/") => t.plan,
         _ if after("/v1/sessions/") => t.session,
@@ -392,6 +399,7 @@ fn body(app: &InProcess, action: Action, role: Role, t: &Tenant, fresh: Option<u
         Action::UpdateAccount => json!({ "credit_limit": "5.00", "reason": "matrix" }),
         Action::PutDunningPolicy => json!({ "owner": format!("reseller:{}", t.reseller), "reminder_days": [3] }),
         Action::PutSuspension => json!({ "suspended": false, "reason": "matrix" }),
+        Action::CreateRefund => json!({ "receipt": t.receipt, "amount": "0.01", "reason": "matrix" }),
         Action::CreateCharge => json!({ "client_id": id(), "account": t.wallet, "amount": "0.01", "currency": "USD" }),
         Action::CreateChargeBatch => {
             json!({ "items": [{ "client_id": id(), "account": t.wallet, "amount": "0.01", "currency": "USD" }] })
@@ -476,7 +484,9 @@ fn list_query(action: Action, t: &Tenant) -> Option<String> {
         }
         Action::ListAuditLog => format!("party={}", t.customer),
         Action::ListSessions | Action::ListUnratedUsage => format!("customer={}", t.customer),
-        Action::ListGrants | Action::ListAllowances | Action::ListAdjustments => format!("customer={}", t.customer),
+        Action::ListGrants | Action::ListAllowances | Action::ListAdjustments | Action::ListRefunds => {
+            format!("customer={}", t.customer)
+        }
         _ => return None,
     })
 }

@@ -297,3 +297,80 @@ fn issue_24_a_prepaid_balance_below_the_floor_suspends_and_a_payment_lifts_it() 
         drop(w);
     }
 }
+
+impl World {
+    /// The receipt voucher of the customer's newest payment (made by the notifier's step).
+    fn last_receipt(&mut self, customer: u64) -> Value {
+        self.step();
+        self.get(&format!("/v1/receipts?customer={customer}"))["data"][0].clone()
+    }
+}
+
+#[test]
+fn issue_24_a_payment_is_refunded_in_part_never_above_what_was_paid_and_its_allocations_follow() {
+    for url in both_backends("issue_24_refunds") {
+        let mut w = World::billing(&url);
+        let (customer, wallet) = w.customer("Umbrella", "postpaid", "100");
+        w.call(
+            "PUT",
+            &format!("/v1/customers/{customer}/alert-settings"),
+            json!({ "billing_email": "ap@umbrella.test" }),
+        );
+        assert_eq!(w.charge(wallet, "30.00").0, 201);
+        let invoice = w.call("POST", &format!("/v1/customers/{customer}/invoices"), json!({}));
+        let invoice_id = invoice["id"].as_u64().unwrap();
+        w.call(
+            "POST",
+            "/v1/payments",
+            json!({ "client_id": key(), "account": wallet, "amount": "50.00", "currency": "USD", "method": "bank_transfer" }),
+        );
+        let receipt = w.last_receipt(customer);
+        let receipt_id = receipt["id"].as_u64().unwrap();
+        assert_eq!(w.get(&format!("/v1/invoices/{invoice_id}"))["status"], "paid");
+
+        // Bad input: every wrong field at once, nothing changed.
+        let (status, body) =
+            w.send("POST", "/v1/refunds", json!({ "receipt": receipt_id, "amount": "abc", "reason": " " }));
+        assert_eq!(status, 422, "{body}");
+        let mut got = fields(&body);
+        got.sort();
+        assert_eq!(got, ["amount", "reason"], "{body}");
+        let (status, body) =
+            w.send("POST", "/v1/refunds", json!({ "receipt": receipt_id, "amount": "50.01", "reason": "too much" }));
+        assert_eq!((status, body["error"]["code"].as_str()), (422, Some("above_refundable")), "{body}");
+        assert_eq!(w.balance(wallet), "20.00");
+
+        // 25.00 back: the balance, the number, and the invoice's allocation (only 25.00 of the
+        // payment is left, the invoice was paid with 30.00 of it).
+        let key = "refund-once";
+        let body = json!({ "receipt": receipt_id, "amount": "25.00", "reason": "double payment" });
+        let first = w.api.send("POST", "/v1/refunds", &body, key).unwrap();
+        assert_eq!(first.status, 201, "{}", first.json());
+        let refund = first.json();
+        assert_eq!((refund["status"].as_str(), refund["number"].as_str()), (Some("succeeded"), Some("RF-0-000001")));
+        let again = w.api.send("POST", "/v1/refunds", &body, key).unwrap().json();
+        assert_eq!(again["id"], refund["id"], "a repeated request is the same refund");
+        assert_eq!(w.balance(wallet), "-5.00");
+        w.step();
+        let invoice = w.get(&format!("/v1/invoices/{invoice_id}"));
+        assert_eq!(
+            (invoice["status"].as_str(), invoice["due"].as_str()),
+            (Some("partially_paid"), Some("5.00")),
+            "{invoice}"
+        );
+        // What is left to refund is 25.00: more is refused, naming it.
+        let (status, body) =
+            w.send("POST", "/v1/refunds", json!({ "receipt": receipt_id, "amount": "25.01", "reason": "again" }));
+        assert_eq!(status, 422, "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("25.00 USD"), "{body}");
+        let list = w.get(&format!("/v1/refunds?customer={customer}"));
+        assert_eq!(list["data"].as_array().unwrap().len(), 1, "{list}");
+        assert!(w.notices(customer).contains(&"refund".to_owned()));
+        // The ledger's posting: a refund from the wallet to the bank clearing account, audited.
+        let journal = w.get(&format!("/v1/accounts/{wallet}/journal?kind=refund"));
+        assert_eq!(journal["data"].as_array().unwrap().len(), 1, "{journal}");
+        let log = w.get(&format!("/v1/audit-log?party={customer}&entity=transfer"));
+        assert!(log["data"].as_array().unwrap().iter().any(|e| e["action"] == "refund"), "{log}");
+        drop(w);
+    }
+}

@@ -435,6 +435,8 @@ fn the_cli_drives_the_api() {
     assert!(suspended.contains("is suspended since") && suspended.contains("fraud check"), "{suspended}");
     let lifted = cli(&["collections", "lift", &customer.to_string(), "--reason", "cleared"]);
     assert!(lifted.contains("is not suspended"), "{lifted}");
+    let receipt = cli(&["refunds", "list", &customer.to_string(), "--json"]);
+    assert!(receipt.contains("\"data\":[]"), "{receipt}");
     let out = Command::new(env!("CARGO_BIN_EXE_purse"))
         .args(["charge", "--account", "999999", "--amount", "1", "--currency", "USD"])
         .env("PURSE_URL", &base)

@@ -1237,7 +1237,13 @@ fn issue_23_staff_pages_in_arabic_have_their_labels_translated() {
 
 #[test]
 fn issue_24_staff_adjust_by_category_set_a_dunning_policy_and_suspend_and_the_customer_sees_why() {
-    let site = site();
+    // A scheduler, so payments get their receipt vouchers.
+    let maildir = std::env::temp_dir().join(format!("purse-portal-refunds-{}", std::process::id()));
+    let config = purse_app::notifier::AlertConfig {
+        mail: purse_app::notifier::MailConfig::Maildir(maildir),
+        ..purse_app::notifier::AlertConfig::default()
+    };
+    let site = site_with(Some(config));
     let (acme, customer, wallet) = site.seeded.customers[0].clone();
     let mut api = Client::new(&site.base, Some(site.operator_key.clone())).unwrap();
     let balance = |api: &mut Client| api.get(&format!("/v1/accounts/{}", wallet.0)).unwrap().json()["balance"].clone();
@@ -1325,5 +1331,30 @@ fn issue_24_staff_adjust_by_category_set_a_dunning_policy_and_suspend_and_the_cu
         )
         .unwrap();
     assert_eq!(reply.status, 201);
+
+    // A refund from the receipt voucher: too much is refused naming the amount, then a part.
+    let paid =
+        json!({ "client_id": "paid-by-hand", "account": wallet.0, "amount": "3", "currency": "USD", "method": "cash" });
+    assert_eq!(api.send("POST", "/v1/payments", &paid, "paid-by-hand").unwrap().status, 201);
+    let mut receipt = json!(null);
+    common::wait_for(20, "the payment's receipt voucher", || {
+        let receipts = api.get(&format!("/v1/receipts?customer={}", customer.0)).unwrap().json();
+        receipt =
+            receipts["data"].as_array().unwrap().iter().find(|r| r["method"] == "cash").cloned().unwrap_or_default();
+        !receipt.is_null()
+    });
+    b.open(&format!("/receipts/{}", receipt["id"]));
+    let left = b.text("#left-to-refund");
+    b.type_into("#refund-form [name='amount']", "100000");
+    b.type_into("#refund-form [name='reason']", "");
+    b.click("#save-refund");
+    let summary = b.text("#form-error");
+    assert!(summary.contains("Amount") && summary.contains("Reason"), "{summary}");
+    assert!(summary.contains(left.split_whitespace().next().unwrap()), "it says what is left: {summary}");
+    b.type_into("#refund-form [name='amount']", "0.5");
+    b.type_into("#refund-form [name='reason']", "Paid twice by mistake");
+    b.click("#save-refund");
+    assert!(b.text("#flash").contains("Refund RF-") && b.text("#flash").contains("is made"), "{}", b.source());
+    assert!(b.text("#receipt-refunds").contains("Paid twice by mistake"), "{}", b.source());
     drop(site.server);
 }

@@ -921,3 +921,65 @@ fn issue_23_a_cap_that_holds_back_a_due_recharge_is_told_once_a_day() {
     assert_eq!(w.balance(wallet), "37.00", "{:?}", w.recharges(c));
     assert_eq!(capped(&mut w), 1);
 }
+
+/// Issue 24: a card payment is refunded in part through Stripe; a process that dies after
+/// Stripe refunded and before the ledger booked it is finished by the next, which finds
+/// Stripe's refund instead of making another: one refund at Stripe, one posting, per refund.
+#[test]
+fn issue_24_a_card_payment_is_refunded_through_stripe_once_even_when_the_process_dies_after_stripe() {
+    let stripe = LocalStripe::start();
+    for dies in [false, true] {
+        for url in both_backends(&format!("issue_24_card_refund_{dies}")) {
+            // The server's own card payments stop after Stripe refunded when `dies`.
+            let mut payments = stripe.config();
+            payments.fault = dies.then_some((Fault::AfterRefund, false));
+            let options = common::world::Options { payments, recharges: true, ..Default::default() };
+            let mut w = World(common::world::World::with(&url, options));
+            w.recharger.set_fault(None);
+            let (c, wallet) = w.customer(if dies { "refund-dies" } else { "refund-card" }, None);
+            w.save_card(c, VISA);
+            w.call("POST", &format!("/v1/customers/{c}/pay-now"), json!({ "amount": "30" }));
+            w.step();
+            let receipt = w.get(&format!("/v1/receipts?customer={c}"))["data"][0].clone();
+            assert_eq!(receipt["method"], "card", "{receipt}");
+            let receipt_id = receipt["id"].as_u64().unwrap();
+            let intent = w.recharges(c).last().unwrap()["payment_intent"].as_str().unwrap().to_owned();
+            let at_stripe = || {
+                stripe.get(&format!("/v1/refunds?payment_intent={intent}&limit=100"))["data"]
+                    .as_array()
+                    .unwrap()
+                    .clone()
+            };
+            let (status, refund) = w.refused(
+                "POST",
+                "/v1/refunds",
+                json!({ "receipt": receipt_id, "amount": "10.00", "reason": "unused" }),
+            );
+            assert_eq!(at_stripe().len(), 1, "Stripe refunded");
+            assert_eq!(at_stripe()[0]["amount"], 1000, "10.00 is 1000 cents");
+            if dies {
+                assert_eq!(status, 500, "{refund}");
+                assert_eq!(w.balance(wallet), "30.00", "not booked before the ledger knows Stripe's refund");
+                // While it is pending it counts: 20.00 is left to refund, not 30.00.
+                let (status, body) = w.refused(
+                    "POST",
+                    "/v1/refunds",
+                    json!({ "receipt": receipt_id, "amount": "20.01", "reason": "too much" }),
+                );
+                assert_eq!((status, body["error"]["code"].as_str()), (422, Some("above_refundable")), "{body}");
+                // The next process, once the lease is over, finds Stripe's refund and books it once.
+                assert_eq!(w.recharger.finish_refunds(wall_us() + 61 * 1_000_000).unwrap(), 1);
+                assert_eq!(w.recharger.finish_refunds(wall_us() + 122 * 1_000_000).unwrap(), 0);
+            } else {
+                assert_eq!((status, refund["status"].as_str()), (201, Some("succeeded")), "{refund}");
+            }
+            assert_eq!(w.balance(wallet), "20.00");
+            assert_eq!(at_stripe().len(), 1, "never refunded twice at Stripe");
+            let list = w.get(&format!("/v1/refunds?customer={c}"));
+            assert_eq!(list["data"][0]["status"], "succeeded", "{list}");
+            let journal = w.get(&format!("/v1/accounts/{wallet}/journal?kind=refund"));
+            assert_eq!(journal["data"].as_array().unwrap().len(), 1, "one posting: {journal}");
+            drop(w);
+        }
+    }
+}

@@ -584,7 +584,21 @@ impl Sim {
                     refuse_if_insufficient: refuse,
                 })
             }
-            43..=52 => {
+            50..=52 => {
+                let account = self.any_account();
+                let units = self.amount();
+                let method = if self.rng.chance(50) { PaymentMethod::Card } else { PaymentMethod::Cash };
+                let note = self.rng.chance(50).then(|| self.note());
+                Command::Refund {
+                    client_id: self.id(),
+                    account,
+                    money: self.money(units),
+                    method,
+                    metadata: None,
+                    note,
+                }
+            }
+            43..=49 => {
                 let account = self.any_account();
                 let units = self.amount();
                 Command::Payment {
@@ -766,6 +780,7 @@ impl Sim {
             Command::Charge(c) => Some(c.client_id.as_str().to_owned()),
             Command::Grant(g) => Some(g.client_id.as_str().to_owned()),
             Command::Payment { client_id, .. }
+            | Command::Refund { client_id, .. }
             | Command::Transfer { client_id, .. }
             | Command::Adjust { client_id, .. }
             | Command::Hold { client_id, .. }
@@ -971,6 +986,13 @@ impl Sim {
                 Ok(())
             }
             Command::Payment { account, money, .. } => m.spendable(*account, money.amount.0).map(|_| ()),
+            Command::Refund { account, money, .. } => {
+                m.spendable(*account, money.amount.0)?;
+                if m.available_for(*account, now, Use::Cash) < money.amount.0.into() {
+                    return Err("insufficient_funds");
+                }
+                Ok(())
+            }
             Command::Transfer { source, target, money, kind, .. } => {
                 if source == target {
                     return Err("accounts_must_differ");
@@ -1217,6 +1239,10 @@ impl Sim {
             (Command::Payment { account, money, .. }, Outcome::Posted { transfer, .. }) => {
                 m.post(None, Some(*account), money.amount.0.into());
                 m.transfers.insert(*transfer, (None, Some(*account), money.amount.0.into(), false, false));
+            }
+            (Command::Refund { account, money, .. }, Outcome::Posted { transfer, .. }) => {
+                m.post(Some(*account), None, money.amount.0.into());
+                m.transfers.insert(*transfer, (Some(*account), None, money.amount.0.into(), false, false));
             }
             (Command::Transfer { source, target, money, .. }, Outcome::Posted { transfer, .. }) => {
                 m.post(Some(*source), Some(*target), money.amount.0.into());

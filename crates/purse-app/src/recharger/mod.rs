@@ -51,6 +51,8 @@ pub enum Fault {
     AfterConfirm,
     /// The ledger credited it; the success is not recorded (nor answered).
     AfterCredit,
+    /// Stripe refunded a card payment; the ledger has not booked it (refunds only).
+    AfterRefund,
 }
 
 impl Fault {
@@ -62,6 +64,7 @@ impl Fault {
             "after_create" => Fault::AfterCreate,
             "after_confirm" => Fault::AfterConfirm,
             "after_credit" => Fault::AfterCredit,
+            "after_refund" => Fault::AfterRefund,
             _ => return None,
         })
     }
@@ -332,9 +335,10 @@ impl Recharger {
         }
     }
 
-    /// Waiting recharges, now.
+    /// Waiting recharges and refunds, now.
     pub fn step(&self) -> AppResult<usize> {
-        self.work(wall_us())
+        let wall = wall_us();
+        Ok(self.work(wall)? + self.finish_refunds(wall)?)
     }
 
     /// Carries a recharge as far as it can go now.
@@ -794,5 +798,95 @@ impl crate::cards::Cards for Recharger {
 
     fn pay_now(&self, party: &Party, amount: Amount, request_key: Option<String>) -> Result<RechargeRecord, PayError> {
         Recharger::pay_now(self, party, amount, request_key)
+    }
+
+    fn refund_claimed(&self, refund: &purse_store::RefundRecord) -> Result<purse_store::RefundRecord, PayError> {
+        self.run_refund(refund)
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> PayError {
+    PayError::Internal(e.to_string())
+}
+
+impl Recharger {
+    /// Carries a claimed refund through: by hand, booked at once; by card, Stripe's refund
+    /// (found again by its metadata if a crash came after it, else made), then booked.
+    fn run_refund(&self, r: &purse_store::RefundRecord) -> Result<purse_store::RefundRecord, PayError> {
+        let now = self.engine.clock().now();
+        if r.method != "card" {
+            return crate::refunds::settle(
+                &self.engine,
+                self.reader.as_ref(),
+                self.alerts.as_ref(),
+                &self.store,
+                r,
+                None,
+                now,
+            )
+            .map_err(|e| PayError::Internal(e.detail()));
+        }
+        let stripe = self.stripe.as_ref().ok_or(PayError::NotConfigured)?;
+        let receipt =
+            self.store.receipt(r.receipt).map_err(internal)?.ok_or_else(|| internal("the receipt is gone"))?;
+        let intent = self
+            .store
+            .recharges(Some(r.party), 1000)
+            .map_err(internal)?
+            .into_iter()
+            .find(|x| x.transfer == Some(receipt.transfer))
+            .and_then(|x| x.intent);
+        let Some(intent) = intent else {
+            let why = "no card payment at Stripe was found for this receipt";
+            self.store.fail_refund(r.id, why, now).map_err(internal)?;
+            return Err(PayError::Invalid { field: "receipt", message: why.into() });
+        };
+        let currency = self.currency(r.currency).map_err(|e| PayError::Internal(e.detail()))?;
+        let units = stripe::stripe_amount(r.amount, currency.scale, r.currency.as_str())
+            .map_err(|e| PayError::Internal(e.detail()))?;
+        let made = match stripe.refund_made(&intent, r.id).map_err(pay_error)? {
+            Some(made) => made,
+            None => match stripe.refund(&intent, units, r.id, &format!("purse-refund-{}", r.id)) {
+                Ok(made) => made,
+                Err(StripeError::Declined(m) | StripeError::Refused(m)) => {
+                    self.store.fail_refund(r.id, &m, now).map_err(internal)?;
+                    log("card refund refused", json!({ "refund": r.id, "error": m }));
+                    return Err(PayError::Declined(m));
+                }
+                Err(e) => return Err(pay_error(e)),
+            },
+        };
+        if made.status != "succeeded" && made.status != "pending" {
+            self.store.fail_refund(r.id, &format!("Stripe's refund is {}", made.status), now).map_err(internal)?;
+            return Err(PayError::Declined(format!("Stripe's refund is {}", made.status)));
+        }
+        self.store.set_stripe_refund(r.id, &made.id).map_err(internal)?;
+        self.at_fault(Fault::AfterRefund).map_err(|e| PayError::Internal(e.detail()))?;
+        crate::refunds::settle(
+            &self.engine,
+            self.reader.as_ref(),
+            self.alerts.as_ref(),
+            &self.store,
+            r,
+            Some(&made.id),
+            now,
+        )
+        .map_err(|e| PayError::Internal(e.detail()))
+    }
+
+    /// Refunds a process left pending (it died, or Stripe did not answer): each claimed and
+    /// carried through again. Returns how many were finished.
+    pub fn finish_refunds(&self, wall: i64) -> AppResult<usize> {
+        let mut done = 0;
+        for r in self.store.stale_refunds(wall, 20)? {
+            if !self.store.claim_refund(r.id, wall, wall + self.config.lease_s * MICROS)? {
+                continue;
+            }
+            match self.run_refund(&r) {
+                Ok(_) => done += 1,
+                Err(e) => log("refund step failed", json!({ "refund": r.id, "error": format!("{e:?}") })),
+            }
+        }
+        Ok(done)
     }
 }

@@ -199,6 +199,31 @@ impl Stripe {
     pub fn intent(&self, intent: &str) -> Result<Intent, StripeError> {
         intent_of(&self.call("GET", &format!("/v1/payment_intents/{intent}"), &[], None)?)
     }
+
+    /// The refund made for Purse's refund `refund` of the intent's payment, if there is one
+    /// (found by its metadata, so a refund made before a crash is never made again, whether
+    /// or not Stripe kept the idempotency key).
+    pub fn refund_made(&self, intent: &str, refund: u64) -> Result<Option<Intent>, StripeError> {
+        let path = format!("/v1/refunds?payment_intent={}&limit=100", encode(intent));
+        let list = self.call("GET", &path, &[], None)?;
+        let mine = list["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["metadata"]["purse_refund"].as_str() == Some(refund.to_string().as_str()));
+        mine.map(intent_of).transpose()
+    }
+
+    /// Refunds `amount` (Stripe's smallest units) of the intent's payment, tagged with Purse's
+    /// refund id.
+    pub fn refund(&self, intent: &str, amount: i64, refund: u64, idempotency_key: &str) -> Result<Intent, StripeError> {
+        let fields = [
+            ("payment_intent", intent.to_owned()),
+            ("amount", amount.to_string()),
+            ("metadata[purse_refund]", refund.to_string()),
+        ];
+        intent_of(&self.call("POST", "/v1/refunds", &fields, Some(idempotency_key))?)
+    }
 }
 
 /// Digits of Stripe's smallest unit in `currency` (ISO 4217, with Stripe's zero-decimal list).

@@ -135,3 +135,92 @@ pub async fn put_suspension(
         .await?;
     Ok(reply(StatusCode::OK, &view))
 }
+
+fn refund_view(s: &purse_app::App, r: &purse_store::RefundRecord) -> Result<Value, ApiError> {
+    let c = s.currency("currency", r.currency)?;
+    let receipt = s.payments.receipt(r.receipt)?.map(|x| x.display_number());
+    Ok(json!({
+        "id": r.id,
+        "number": r.display_number(),
+        "customer": r.party.0,
+        "receipt": r.receipt,
+        "receipt_number": receipt,
+        "amount": c.format(purse_core::Amount(r.amount)),
+        "currency": c.code.as_str(),
+        "method": r.method,
+        "status": r.status.as_str(),
+        "reason": r.reason,
+        "requested_by": r.requested_by,
+        "transfer": r.transfer,
+        "created_at": time(r.created_at),
+        "finished_at": r.finished_at.map(time),
+        "failure": r.failure,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundBody {
+    /// The receipt voucher of the payment to refund.
+    receipt: u64,
+    amount: String,
+    /// Why: required, kept in the audit log.
+    reason: String,
+}
+
+/// `POST /v1/refunds`: gives back all or part of a payment; a card payment through Stripe.
+pub async fn create_refund(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    headers: axum::http::HeaderMap,
+    ApiJson(body): ApiJson<RefundBody>,
+) -> Result<Response, ApiError> {
+    let key =
+        headers.get(crate::idempotency::HEADER).and_then(|v| v.to_str().ok()).map(|k| format!("{}:{k}", who.key_id));
+    let view = state
+        .read(move |s| {
+            let req =
+                purse_app::refunds::RefundRequest { receipt: body.receipt, amount: body.amount, reason: body.reason };
+            let done = purse_app::refunds::request(s, &who, req, key)?;
+            refund_view(s, &done)
+        })
+        .await?;
+    Ok(reply(StatusCode::CREATED, &view))
+}
+
+/// `GET /v1/refunds?customer=&limit=`: newest first.
+pub async fn list_refunds(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    params: Params,
+) -> Result<Response, ApiError> {
+    params.only(&["customer", "limit"])?;
+    let limit = super::page_limit(params.id("limit")?.map(|n| u32::try_from(n).unwrap_or(u32::MAX)))?;
+    let customer = params.id("customer")?;
+    let body = state
+        .read(move |s| {
+            let party = purse_app::payments::visible_customer(s, &who, customer)?;
+            let mut data = Vec::new();
+            for r in s.payments.refunds(party, limit)? {
+                if party.is_some() || s.party_of_kind(&who, r.party.0, false).is_ok() {
+                    data.push(refund_view(s, &r)?);
+                }
+            }
+            Ok(json!({ "data": data }))
+        })
+        .await?;
+    Ok(reply(StatusCode::OK, &body))
+}
+
+/// `GET /v1/refunds/{id}`.
+pub async fn get_refund(State(state): State<AppState>, Caller(who): Caller, Id(id): Id) -> Result<Response, ApiError> {
+    let body = state
+        .read(move |s| {
+            let r = s.payments.refund(id)?.ok_or(ApiError::App(purse_app::AppError::NotFound("refund")))?;
+            s.party_of_kind(&who, r.party.0, false)
+                .map_err(|_| ApiError::App(purse_app::AppError::NotFound("refund")))?;
+            refund_view(s, &r)
+        })
+        .await?;
+    Ok(reply(StatusCode::OK, &body))
+}
