@@ -97,7 +97,13 @@ pub fn adjustment_command(s: &App, who: &Principal, client_id: ClientId, a: Adju
             AppError::invalid("reason", Code::ReasonMustNotBeEmpty, "give a reason: it is kept in the audit log")
         })
     }));
-    if a.category.credits_only() && a.direction == AdjustDirection::Debit {
+    if a.category == AdjustCategory::CreditNote {
+        problems.note(AppError::invalid(
+            "category",
+            Code::InvalidCategory,
+            "a credit note is issued against an invoice, from the invoice",
+        ));
+    } else if a.category.credits_only() && a.direction == AdjustDirection::Debit {
         problems.note(AppError::invalid(
             "direction",
             Code::CategoryOnlyRaises,

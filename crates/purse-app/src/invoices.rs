@@ -121,6 +121,10 @@ pub fn invoice_detail(s: &App, i: &InvoiceRecord) -> Result<Value, AppError> {
         allocations.push(allocation_view(&a, &c, Some(&i.display_number()), receipt.as_deref()));
     }
     view["allocations"] = Value::Array(allocations);
+    view["credited"] = json!(c.format(Amount(i.credited)));
+    let notes: Result<Vec<Value>, AppError> =
+        s.payments.credit_notes_of_invoice(i.id)?.iter().map(|n| crate::credit_notes::view(s, n)).collect();
+    view["credit_notes"] = Value::Array(notes?);
     Ok(view)
 }
 

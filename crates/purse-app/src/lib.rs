@@ -19,6 +19,7 @@ pub mod audit;
 pub mod cards;
 pub mod collections;
 pub mod credit;
+pub mod credit_notes;
 pub mod documents;
 pub mod error;
 pub mod grants;

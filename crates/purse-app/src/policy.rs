@@ -180,6 +180,10 @@ actions! {
     GetReceiptPdf = "getReceiptPdf", "download a receipt voucher", ANYONE, Read;
     EmailReceipt = "emailReceipt", "e-mail a receipt voucher again", ANYONE, Write;
     CreateRefund = "createRefund", "refund payments", STAFF, Write;
+    CreateCreditNote = "createCreditNote", "issue credit notes", STAFF, Write;
+    ListCreditNotes = "listCreditNotes", "list credit notes", ANYONE, Read;
+    GetCreditNote = "getCreditNote", "see a credit note", ANYONE, Read;
+    GetCreditNotePdf = "getCreditNotePdf", "download a credit note", ANYONE, Read;
     ListRefunds = "listRefunds", "list refunds", ANYONE, Read;
     GetRefund = "getRefund", "see a refund", ANYONE, Read;
     // Credit control.

@@ -155,16 +155,19 @@ pub enum AdjustCategory {
     Correction,
     /// Gives up what a customer owes: raises a balance below zero, at most to zero.
     WriteOff,
+    /// A credit note against an invoice: revenue given back, raising the balance.
+    CreditNote,
 }
 
 impl AdjustCategory {
-    pub const ALL: [AdjustCategory; 3] =
-        [AdjustCategory::Goodwill, AdjustCategory::Correction, AdjustCategory::WriteOff];
+    pub const ALL: [AdjustCategory; 4] =
+        [AdjustCategory::Goodwill, AdjustCategory::Correction, AdjustCategory::WriteOff, AdjustCategory::CreditNote];
     pub fn as_str(self) -> &'static str {
         match self {
             AdjustCategory::Goodwill => "goodwill",
             AdjustCategory::Correction => "correction",
             AdjustCategory::WriteOff => "write_off",
+            AdjustCategory::CreditNote => "credit_note",
         }
     }
     pub fn parse(text: &str) -> Option<AdjustCategory> {
@@ -176,6 +179,7 @@ impl AdjustCategory {
             AdjustCategory::Goodwill => SystemRole::Goodwill,
             AdjustCategory::Correction => SystemRole::Adjustments,
             AdjustCategory::WriteOff => SystemRole::WriteOffs,
+            AdjustCategory::CreditNote => SystemRole::UsageRevenue,
         }
     }
     /// The category of an adjustment posted against `role`, if it is one.

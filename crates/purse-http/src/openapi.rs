@@ -335,6 +335,24 @@ fn access_schemas() -> Vec<(&'static str, Value)> {
         &[],
         false,
     );
+    let credit_note = object(
+        &[
+            ("id", id()),
+            ("number", string()),
+            ("customer", id()),
+            ("invoice", id()),
+            ("invoice_number", nullable(string())),
+            ("amount", string()),
+            ("currency", string()),
+            ("lines", list_of(string())),
+            ("apply", json!({ "type": "string", "enum": ["invoice", "balance"] })),
+            ("reason", string()),
+            ("created_at", string()),
+            ("created_by", string()),
+        ],
+        &[],
+        false,
+    );
     let refund = object(
         &[
             ("id", id()),
@@ -393,6 +411,23 @@ fn access_schemas() -> Vec<(&'static str, Value)> {
         ),
         ("SuspensionBody", object(&[("suspended", boolean()), ("reason", reason())], &[], true)),
         ("RefundBody", object(&[("receipt", id()), ("amount", positive_amount()), ("reason", reason())], &[], true)),
+        (
+            "CreditNoteBody",
+            object(
+                &[("invoice", id()), ("reason", reason())],
+                &[
+                    ("amount", positive_amount()),
+                    (
+                        "lines",
+                        json!({ "type": "array", "maxItems": 100, "items": { "type": "string", "minLength": 1, "maxLength": 100 } }),
+                    ),
+                    ("apply", json!({ "type": "string", "enum": ["invoice", "balance"] })),
+                ],
+                true,
+            ),
+        ),
+        ("CreditNote", credit_note.clone()),
+        ("CreditNoteList", object(&[("data", list_of(credit_note))], &[], false)),
         ("Refund", refund.clone()),
         ("RefundList", object(&[("data", list_of(refund))], &[], false)),
         ("ApiKey", key),
@@ -933,6 +968,8 @@ fn payment_schemas() -> Vec<(&'static str, Value)> {
                 )),
             ),
             ("allocations", list_of(allocation)),
+            ("credited", amount()),
+            ("credit_notes", list_of(json!({ "type": "object" }))),
         ],
         false,
     );

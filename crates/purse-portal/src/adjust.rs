@@ -290,6 +290,7 @@ pub fn category_name(c: AdjustCategory) -> &'static str {
         AdjustCategory::Goodwill => "Goodwill",
         AdjustCategory::Correction => "Correction",
         AdjustCategory::WriteOff => "Write-off",
+        AdjustCategory::CreditNote => "Credit note",
     }
 }
 

@@ -277,6 +277,9 @@ async fn render_invoice(
                 }
                 tr { th colspan="2" { "Total" } th.num id="invoice-total" { (s(&i["total"])) " " (currency) } }
                 tr { td colspan="2" { "Paid" } td.num id="invoice-allocated" { (s(&i["paid"])) } }
+                @if i["credit_notes"].as_array().is_some_and(|n| !n.is_empty()) {
+                    tr { td colspan="2" { "Credited by credit notes" } td.num id="invoice-credited" { (s(&i["credited"])) } }
+                }
                 tr { th colspan="2" { "Amount due" } th.num id="invoice-due" { (s(&i["due"])) " " (currency) } }
             }
         }
@@ -298,6 +301,34 @@ async fn render_invoice(
                     } @else {
                         tr { td colspan="4" .muted { "No payment is allocated to this invoice." } }
                     }
+                }
+            }
+        }
+        @if s(&i["kind"]) == "usage" {
+            h2 { "Credit notes" }
+            table id="credit-notes" {
+                thead { tr { th { "Credit note" } th.num { "Amount" } th { "Applied" } th { "Reason" } th { "Issued" } } }
+                tbody {
+                    @for n in i["credit_notes"].as_array().into_iter().flatten() {
+                        tr {
+                            td { a href=(format!("/credit-notes/{}/pdf", n["id"])) { (s(&n["number"])) } }
+                            td.num { (s(&n["amount"])) }
+                            td { @if s(&n["apply"]) == "invoice" { "Off this invoice" } @else { "To the balance" } }
+                            td { (s(&n["reason"])) }
+                            td { (viewer.when_text(&n["created_at"])) }
+                        }
+                    }
+                    @if i["credit_notes"].as_array().is_none_or(Vec::is_empty) { tr { td colspan="5" .muted { "No credit note." } } }
+                }
+            }
+            @if staff && viewer.may(purse_app::policy::Action::CreateCreditNote) && s(&i["status"]) != "void" {
+                form.card method="post" action=(format!("/invoices/{id}/credit-note")) id="credit-note-form" {
+                    input type="hidden" name="csrf" value=(viewer.csrf);
+                    input type="hidden" name="request" value=(value("request", &format!("portal-{}", purse_app::secrets::random_hex::<12>().unwrap_or_default())));
+                    (field(&format!("Amount to credit ({currency})"), "cn_amount", "text", &value("cn_amount", ""), error_for(&error, "amount").or(error_for(&error, "lines"))))
+                    (page::select("Apply it", "apply", &[("invoice", "Off what this invoice asks"), ("balance", "To the customer's balance")], &value("apply", "invoice"), error_for(&error, "apply")))
+                    (field("Reason (kept in the audit log)", "cn_reason", "text", &value("cn_reason", ""), error_for(&error, "reason")))
+                    button type="submit" id="save-credit-note" { "Issue credit note" }
                 }
             }
         }
@@ -563,4 +594,53 @@ pub async fn refund(
         Err(PortalError::Fields(errors)) => render_receipt(state, viewer, id, entered, errors).await,
         Err(other) => Err(other),
     }
+}
+
+/// Staff issue a credit note against the invoice.
+pub async fn credit_note(
+    State(state): State<PortalState>,
+    viewer: Viewer,
+    PathId(id): PathId,
+    form: Form,
+) -> Result<Response, PortalError> {
+    viewer.check(&form)?;
+    let entered = form.entered(&["cn_amount", "apply", "cn_reason", "request"]);
+    let viewer = Arc::new(viewer);
+    let (v, e) = (viewer.clone(), entered.clone());
+    let done = read(&state, move |s| {
+        let req = purse_app::credit_notes::CreditNoteRequest {
+            invoice: id,
+            amount: Some(e["cn_amount"].clone()),
+            lines: Vec::new(),
+            apply: Some(e["apply"].clone()),
+            reason: e["cn_reason"].clone(),
+        };
+        let request = format!("portal:{}:{}", v.who.key_id, e["request"]);
+        purse_app::credit_notes::issue(s, &v.who, req, &request).map_err(PortalError::keep_field)
+    })
+    .await;
+    match done {
+        Ok(n) => Ok(done_page(id, &format!("Credit note {} is issued.", n.display_number()))),
+        Err(PortalError::Fields(errors)) => render_invoice(state, viewer, id, Some(entered), errors).await,
+        Err(other) => Err(other),
+    }
+}
+
+fn done_page(id: u64, message: &str) -> Response {
+    done(&format!("/invoices/{id}"), message)
+}
+
+/// The credit note's PDF.
+pub async fn credit_note_pdf(
+    State(state): State<PortalState>,
+    viewer: Viewer,
+    PathId(id): PathId,
+) -> Result<Response, PortalError> {
+    let who = viewer.who;
+    let (number, bytes) = read(&state, move |s| {
+        let n = purse_app::credit_notes::visible(s, &who, id).map_err(|_| PortalError::NotFound)?;
+        Ok((n.display_number(), purse_app::credit_notes::document(s, &n)?))
+    })
+    .await?;
+    Ok(page::pdf(&number, bytes))
 }

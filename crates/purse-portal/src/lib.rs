@@ -136,6 +136,8 @@ pub fn pages() -> Vec<Page> {
         page(M::GET, "/invoices/{id}", A::GetInvoice, get(invoices::show)),
         page(M::POST, "/invoices/{id}/pay", A::PayInvoice, post(invoices::pay)),
         page(M::POST, "/invoices/{id}/void", A::VoidInvoice, post(invoices::void)),
+        page(M::POST, "/invoices/{id}/credit-note", A::CreateCreditNote, post(invoices::credit_note)),
+        page(M::GET, "/credit-notes/{id}/pdf", A::GetCreditNotePdf, get(invoices::credit_note_pdf)),
         page(M::GET, "/invoices/{id}/pdf", A::GetInvoicePdf, get(invoices::pdf)),
         page(M::GET, "/receipts/{id}", A::GetReceipt, get(invoices::receipt)),
         page(M::GET, "/receipts/{id}/pdf", A::GetReceiptPdf, get(payments::receipt_pdf)),

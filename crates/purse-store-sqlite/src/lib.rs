@@ -44,6 +44,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0016_user_lang", include_str!("../migrations/0016_user_lang.sql")),
     ("0017_adjustments_suspension", include_str!("../migrations/0017_adjustments_suspension.sql")),
     ("0018_refunds", include_str!("../migrations/0018_refunds.sql")),
+    ("0019_credit_notes", include_str!("../migrations/0019_credit_notes.sql")),
 ];
 
 /// Page cache of the writer's connection: large enough that the balances and the hot

@@ -146,7 +146,7 @@ pub enum VoidRefusal {
 pub mod sql {
     pub const INVOICE_COLUMNS: &str =
         "id, issuer_id, number, party_id, kind, amount, currency, status, created_at, paid_at, recharge_id, \
-         transfer_id, period_start, period_end, subtotal, carry_in, carry_out, allocated, voided_at, void_reason";
+         transfer_id, period_start, period_end, subtotal, carry_in, carry_out, allocated, voided_at, void_reason, credited";
     pub const RECEIPT_COLUMNS: &str = "id, issuer_id, number, party_id, transfer_id, amount, currency, method, paid_at, invoice_id, allocated, reversed_at, refunded";
     pub const ALLOCATION_COLUMNS: &str =
         "id, party_id, invoice_id, receipt_id, amount, at, released_at, release_reason";
@@ -182,6 +182,7 @@ fn invoice_from(r: &[Value]) -> StoreResult<InvoiceRecord> {
         allocated: r[17].int()?,
         voided_at: r[18].opt_int()?.map(Timestamp),
         void_reason: r[19].opt_text()?,
+        credited: r[20].int()?,
     })
 }
 
@@ -319,7 +320,8 @@ pub fn allocate(db: &mut dyn Db, party: PartyId, at: Timestamp) -> StoreResult<u
         .iter()
         .map(|r| Unallocated { payment: r.id, remaining: r.amount - r.refunded - r.allocated, invoice: r.invoice })
         .collect();
-    let dues: Vec<Due> = invoices.iter().map(|i| Due { invoice: i.id, due: i.amount - i.allocated }).collect();
+    let dues: Vec<Due> =
+        invoices.iter().map(|i| Due { invoice: i.id, due: i.amount - i.credited - i.allocated }).collect();
     let made = rules::allocate(&payments, &dues);
     for a in &made {
         db.run(
@@ -340,10 +342,11 @@ pub fn allocate(db: &mut dyn Db, party: PartyId, at: Timestamp) -> StoreResult<u
 }
 
 /// Sets a usage invoice's status from what is allocated to it.
-fn settle(db: &mut dyn Db, invoice: u64, at: Timestamp) -> StoreResult<()> {
+pub(crate) fn settle(db: &mut dyn Db, invoice: u64, at: Timestamp) -> StoreResult<()> {
     db.run(
-        "UPDATE invoices SET status = CASE WHEN allocated >= amount THEN 'paid' WHEN allocated > 0 THEN 'partially_paid' ELSE 'open' END, \
-         paid_at = CASE WHEN allocated >= amount THEN CAST($1 AS BIGINT) ELSE NULL END WHERE id = $2 AND status <> 'void'",
+        "UPDATE invoices SET status = CASE WHEN allocated + credited >= amount THEN 'paid' \
+         WHEN allocated + credited > 0 THEN 'partially_paid' ELSE 'open' END, \
+         paid_at = CASE WHEN allocated + credited >= amount THEN CAST($1 AS BIGINT) ELSE NULL END WHERE id = $2 AND status <> 'void'",
         &[Value::from(at.0), id(invoice)],
     )?;
     Ok(())

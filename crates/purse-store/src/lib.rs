@@ -16,6 +16,7 @@ pub mod alert_sql;
 pub mod alerts;
 pub mod collections;
 pub mod credit;
+pub mod credit_notes;
 pub mod grants;
 pub mod invoices;
 pub mod payments;
@@ -38,6 +39,7 @@ pub use collections::{CollectionStore, DunningPolicy, PolicyOwner, Suspension};
 pub use credit::{
     AuditEntry, AuditQuery, ClassRecord, CreditPolicy, CreditStore, MaxIncrease, TransferSetting, Visible,
 };
+pub use credit_notes::{CreditNoteRecord, CreditNoteStore};
 pub use grants::{Allowance, GrantNotice, GrantQuery, GrantStore};
 pub use invoices::{AllocationRecord, BillingSettings, Db, InvoiceAccount, InvoiceStore, Transact, VoidRefusal};
 pub use payments::{

@@ -203,6 +203,8 @@ pub struct InvoiceRecord {
     pub allocated: i64,
     pub voided_at: Option<Timestamp>,
     pub void_reason: Option<String>,
+    /// What credit notes took off what it asks.
+    pub credited: i64,
 }
 
 impl InvoiceRecord {
@@ -219,7 +221,7 @@ impl InvoiceRecord {
     pub fn due(&self) -> i64 {
         match (self.status, self.kind) {
             (InvoiceStatus::Void | InvoiceStatus::Paid, _) => 0,
-            (_, InvoiceKind::Usage) => self.amount - self.allocated,
+            (_, InvoiceKind::Usage) => self.amount - self.credited - self.allocated,
             (_, InvoiceKind::TopUp) => self.amount,
         }
     }
@@ -326,7 +328,10 @@ pub enum RechargeUpdate {
 }
 
 pub trait PaymentStore:
-    crate::invoices::InvoiceStore + crate::collections::CollectionStore + crate::refunds::RefundStore
+    crate::invoices::InvoiceStore
+    + crate::collections::CollectionStore
+    + crate::refunds::RefundStore
+    + crate::credit_notes::CreditNoteStore
 {
     fn recharge_settings(&self, party: PartyId) -> StoreResult<Option<RechargeSettings>>;
     fn all_recharge_settings(&self) -> StoreResult<Vec<RechargeSettings>>;

@@ -496,6 +496,7 @@ async fn every_route_with_every_role_against_another_tenant_finds_nothing_and_ch
             "putDunningPolicy" => json!({ "owner": format!("reseller:{}", t.reseller), "reminder_days": [3] }),
             "putSuspension" => json!({ "suspended": true, "reason": "x" }),
             "createRefund" => json!({ "receipt": 999_999, "amount": "1.00", "reason": "x" }),
+            "createCreditNote" => json!({ "invoice": 999_999, "amount": "1.00", "reason": "x" }),
             _ => json!({}),
         }
     };
@@ -567,6 +568,7 @@ async fn every_route_with_every_role_against_another_tenant_finds_nothing_and_ch
                                     | "listAdjustments"
                                     | "listDunningPolicies"
                                     | "listRefunds"
+                                    | "listCreditNotes"
                                     | "listRatePlans"
                                     | "listSessions"
                                     | "listUnratedUsage"

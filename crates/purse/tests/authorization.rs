@@ -34,6 +34,7 @@ struct Tenant {
     invoice: u64,
     receipt: u64,
     refund: u64,
+    credit_note: u64,
     plan: u64,
     session: u64,
     grant: u64,
@@ -193,6 +194,7 @@ impl World {
             invoice,
             receipt: 0,
             refund: 0,
+            credit_note: 0,
             plan,
             session,
             grant,
@@ -256,6 +258,11 @@ impl World {
             t.receipt = list["data"][0]["id"].as_u64().expect("a receipt for the payment");
             let body = json!({ "receipt": t.receipt, "amount": "0.01", "reason": "matrix" });
             t.refund = ok(&self.app.call(&self.op, "POST", "/v1/refunds", Some(&body)).await, "refund")["id"]
+                .as_u64()
+                .unwrap();
+            let body = json!({ "invoice": t.invoice, "amount": "0.01", "apply": "balance", "reason": "matrix" });
+            t.credit_note = ok(&self.app.call(&self.op, "POST", "/v1/credit-notes", Some(&body)).await, "credit note")
+                ["id"]
                 .as_u64()
                 .unwrap();
         }
@@ -377,6 +384,7 @@ fn target(path: &str, action: Action, t: &Tenant, class: u64) -> u64 {
         _ if after("/v1/invoices/") || after("/invoices/") => t.invoice,
         _ if after("/v1/receipts/") || after("/receipts/") => t.receipt,
         _ if after("/v1/refunds/") => t.refund,
+        _ if after("/v1/credit-notes/") || after("/credit-notes/") => t.credit_note,
         _ if after("/v1/customer-classes/") || after("/classes/") => class,
         _ if after("/v1/rate-plans/") || after("/rate-plans/") => t.plan,
         _ if after("/v1/sessions/") => t.session,
@@ -400,6 +408,9 @@ fn body(app: &InProcess, action: Action, role: Role, t: &Tenant, fresh: Option<u
         Action::PutDunningPolicy => json!({ "owner": format!("reseller:{}", t.reseller), "reminder_days": [3] }),
         Action::PutSuspension => json!({ "suspended": false, "reason": "matrix" }),
         Action::CreateRefund => json!({ "receipt": t.receipt, "amount": "0.01", "reason": "matrix" }),
+        Action::CreateCreditNote => {
+            json!({ "invoice": t.invoice, "amount": "0.01", "apply": "balance", "reason": "matrix" })
+        }
         Action::CreateCharge => json!({ "client_id": id(), "account": t.wallet, "amount": "0.01", "currency": "USD" }),
         Action::CreateChargeBatch => {
             json!({ "items": [{ "client_id": id(), "account": t.wallet, "amount": "0.01", "currency": "USD" }] })
@@ -484,7 +495,11 @@ fn list_query(action: Action, t: &Tenant) -> Option<String> {
         }
         Action::ListAuditLog => format!("party={}", t.customer),
         Action::ListSessions | Action::ListUnratedUsage => format!("customer={}", t.customer),
-        Action::ListGrants | Action::ListAllowances | Action::ListAdjustments | Action::ListRefunds => {
+        Action::ListGrants
+        | Action::ListAllowances
+        | Action::ListAdjustments
+        | Action::ListRefunds
+        | Action::ListCreditNotes => {
             format!("customer={}", t.customer)
         }
         _ => return None,
@@ -692,6 +707,7 @@ fn fields(action: Action, t: &Tenant) -> Vec<(&'static str, String)> {
         }
         Action::CreateGrant => v(&[("amount", "0.50"), ("kind", "goodwill"), ("reason", "matrix")]),
         Action::VoidGrant => v(&[("reason", "matrix")]),
+        Action::CreateCreditNote => v(&[("cn_amount", "0.01"), ("apply", "balance"), ("cn_reason", "matrix")]),
         _ => Vec::new(),
     }
 }

@@ -374,3 +374,84 @@ fn issue_24_a_payment_is_refunded_in_part_never_above_what_was_paid_and_its_allo
         drop(w);
     }
 }
+
+#[test]
+fn issue_24_credit_notes_credit_an_invoice_by_lines_or_amount_never_above_it_and_go_where_staff_say() {
+    for url in both_backends("issue_24_credit_notes") {
+        let mut w = World::billing(&url);
+        let (customer, wallet) = w.customer("Soylent", "postpaid", "100");
+        for (amount, service) in [("20.00", "voice"), ("10.00", "sms")] {
+            let body = json!({ "client_id": key(), "account": wallet, "amount": amount, "currency": "USD", "service": service });
+            w.call("POST", "/v1/charges", body);
+        }
+        let invoice = w.call("POST", &format!("/v1/customers/{customer}/invoices"), json!({}));
+        let invoice_id = invoice["id"].as_u64().unwrap();
+        assert_eq!(invoice["amount"], "30.00");
+
+        // Every wrong field at once; nothing credited.
+        let (status, body) = w.send(
+            "POST",
+            "/v1/credit-notes",
+            json!({ "invoice": invoice_id, "lines": ["fax"], "apply": "sideways", "reason": " " }),
+        );
+        assert_eq!(status, 422, "{body}");
+        let mut got = fields(&body);
+        got.sort();
+        assert_eq!(got, ["apply", "lines", "reason"], "{body}");
+
+        // The SMS line, off what the invoice asks: numbered, the balance raised.
+        let note = w.call(
+            "POST",
+            "/v1/credit-notes",
+            json!({ "invoice": invoice_id, "lines": ["sms"], "reason": "SMS gateway outage" }),
+        );
+        assert_eq!((note["number"].as_str(), note["amount"].as_str()), (Some("CN-0-000001"), Some("10.00")), "{note}");
+        assert_eq!(w.balance(wallet), "-20.00");
+        let shown = w.get(&format!("/v1/invoices/{invoice_id}"));
+        assert_eq!((shown["due"].as_str(), shown["credited"].as_str()), (Some("20.00"), Some("10.00")), "{shown}");
+
+        // Never above what is left of the invoice, nor above what it asks when applied to it.
+        let (status, body) =
+            w.send("POST", "/v1/credit-notes", json!({ "invoice": invoice_id, "amount": "20.01", "reason": "x" }));
+        assert_eq!((status, fields(&body)), (422, vec!["amount".to_owned()]), "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("20.00 USD is left"), "{body}");
+        w.call("POST", "/v1/credit-notes", json!({ "invoice": invoice_id, "amount": "15.00", "reason": "goodwill" }));
+        let (status, body) = w.send(
+            "POST",
+            "/v1/credit-notes",
+            json!({ "invoice": invoice_id, "amount": "5.01", "reason": "x", "apply": "balance" }),
+        );
+        assert_eq!((status, fields(&body)), (422, vec!["amount".to_owned()]), "{body}");
+        // The rest to the balance: the invoice still asks 5.00, the balance shows the credit.
+        let last = w.call(
+            "POST",
+            "/v1/credit-notes",
+            json!({ "invoice": invoice_id, "amount": "5.00", "apply": "balance", "reason": "rounding" }),
+        );
+        assert_eq!(last["number"], "CN-0-000003");
+        assert_eq!(w.balance(wallet), "0.00", "-30.00 + 10.00 + 15.00 + 5.00");
+        let shown = w.get(&format!("/v1/invoices/{invoice_id}"));
+        assert_eq!(
+            (shown["due"].as_str(), shown["status"].as_str()),
+            (Some("5.00"), Some("partially_paid")),
+            "{shown}"
+        );
+        assert_eq!(shown["credit_notes"].as_array().unwrap().len(), 3);
+        let (status, body) =
+            w.send("POST", "/v1/credit-notes", json!({ "invoice": invoice_id, "amount": "0.01", "reason": "x" }));
+        assert_eq!(status, 422, "{body}");
+        // Its PDF.
+        let pdf = w.api.get(&format!("/v1/credit-notes/{}/pdf", note["id"])).unwrap();
+        assert_eq!(pdf.status, 200);
+        assert!(pdf.body.starts_with(b"%PDF"), "a PDF");
+        // A payment of what is left pays it.
+        w.call(
+            "POST",
+            &format!("/v1/invoices/{invoice_id}/payments"),
+            json!({ "method": "cash", "amount": "5.00", "currency": "USD" }),
+        );
+        w.step();
+        assert_eq!(w.get(&format!("/v1/invoices/{invoice_id}"))["status"], "paid");
+        drop(w);
+    }
+}

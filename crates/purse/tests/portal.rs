@@ -1356,5 +1356,22 @@ fn issue_24_staff_adjust_by_category_set_a_dunning_policy_and_suspend_and_the_cu
     b.click("#save-refund");
     assert!(b.text("#flash").contains("Refund RF-") && b.text("#flash").contains("is made"), "{}", b.source());
     assert!(b.text("#receipt-refunds").contains("Paid twice by mistake"), "{}", b.source());
+
+    // A credit note from a usage invoice's page: too much is refused, then a part is credited.
+    let (_, initech, _) = site.seeded.customers[2].clone();
+    let invoices = api.get(&format!("/v1/invoices?customer={}", initech.0)).unwrap().json();
+    let invoice =
+        invoices["data"].as_array().unwrap().iter().find(|i| i["kind"] == "usage" && i["status"] != "void").cloned();
+    let invoice = invoice.unwrap_or_else(|| panic!("a usage invoice: {invoices}"));
+    b.open(&format!("/invoices/{}", invoice["id"]));
+    b.type_into("#credit-note-form [name='cn_amount']", "100000");
+    b.click("#save-credit-note");
+    let summary = b.text("#form-error");
+    assert!(summary.contains("Amount") && summary.contains("Reason"), "{summary}");
+    b.type_into("#credit-note-form [name='cn_amount']", "0.5");
+    b.type_into("#credit-note-form [name='cn_reason']", "Calls dropped on Monday");
+    b.click("#save-credit-note");
+    assert!(b.text("#flash").contains("Credit note CN-") && b.text("#flash").contains("is issued"), "{}", b.source());
+    assert!(b.text("#credit-notes").contains("Calls dropped on Monday"), "{}", b.source());
     drop(site.server);
 }

@@ -637,7 +637,7 @@ impl Sim {
                 let units = self.amount();
                 let direction = if self.rng.chance(50) { AdjustDirection::Credit } else { AdjustDirection::Debit };
                 let reason = (!self.rng.chance(10)).then(|| "correction".to_owned());
-                let category = AdjustCategory::ALL[self.rng.below(3) as usize];
+                let category = AdjustCategory::ALL[self.rng.below(AdjustCategory::ALL.len() as u64) as usize];
                 Command::Adjust {
                     client_id: self.id(),
                     account,

@@ -189,10 +189,24 @@ pub async fn create_refund(
 }
 
 /// `GET /v1/refunds?customer=&limit=`: newest first.
-pub async fn list_refunds(
+pub async fn list_refunds(state: State<AppState>, who: Caller, params: Params) -> Result<Response, ApiError> {
+    customer_list(state, who, params, |s, party, limit| {
+        let rows = s.payments.refunds(party, limit)?;
+        rows.iter().map(|r| Ok((r.party, refund_view(s, r)?))).collect()
+    })
+    .await
+}
+
+/// Reads a page of a customer's things (all customers' for `None`), each with its customer.
+type Fetch =
+    fn(&purse_app::App, Option<purse_core::PartyId>, u32) -> Result<Vec<(purse_core::PartyId, Value)>, ApiError>;
+
+/// A list of a customer's things (`?customer=&limit=`), or of every customer the caller sees.
+async fn customer_list(
     State(state): State<AppState>,
     Caller(who): Caller,
     params: Params,
+    fetch: Fetch,
 ) -> Result<Response, ApiError> {
     params.only(&["customer", "limit"])?;
     let limit = super::page_limit(params.id("limit")?.map(|n| u32::try_from(n).unwrap_or(u32::MAX)))?;
@@ -200,12 +214,11 @@ pub async fn list_refunds(
     let body = state
         .read(move |s| {
             let party = purse_app::payments::visible_customer(s, &who, customer)?;
-            let mut data = Vec::new();
-            for r in s.payments.refunds(party, limit)? {
-                if party.is_some() || s.party_of_kind(&who, r.party.0, false).is_ok() {
-                    data.push(refund_view(s, &r)?);
-                }
-            }
+            let data: Vec<Value> = fetch(s, party, limit)?
+                .into_iter()
+                .filter(|(p, _)| party.is_some() || s.party_of_kind(&who, p.0, false).is_ok())
+                .map(|(_, v)| v)
+                .collect();
             Ok(json!({ "data": data }))
         })
         .await?;
@@ -223,4 +236,81 @@ pub async fn get_refund(State(state): State<AppState>, Caller(who): Caller, Id(i
         })
         .await?;
     Ok(reply(StatusCode::OK, &body))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreditNoteBody {
+    invoice: u64,
+    amount: Option<String>,
+    #[serde(default)]
+    lines: Vec<String>,
+    /// `invoice` (the default) or `balance`.
+    apply: Option<String>,
+    /// Why: required, kept in the audit log.
+    reason: String,
+}
+
+/// `POST /v1/credit-notes`.
+pub async fn create_credit_note(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    headers: axum::http::HeaderMap,
+    ApiJson(body): ApiJson<CreditNoteBody>,
+) -> Result<Response, ApiError> {
+    let key = headers.get(crate::idempotency::HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let view = state
+        .read(move |s| {
+            let req = purse_app::credit_notes::CreditNoteRequest {
+                invoice: body.invoice,
+                amount: body.amount,
+                lines: body.lines,
+                apply: body.apply,
+                reason: body.reason,
+            };
+            let request = format!("{}:{key}", who.key_id);
+            let n = purse_app::credit_notes::issue(s, &who, req, &request)?;
+            Ok(purse_app::credit_notes::view(s, &n)?)
+        })
+        .await?;
+    Ok(reply(StatusCode::CREATED, &view))
+}
+
+/// `GET /v1/credit-notes?customer=&limit=`: newest first.
+pub async fn list_credit_notes(state: State<AppState>, who: Caller, params: Params) -> Result<Response, ApiError> {
+    customer_list(state, who, params, |s, party, limit| {
+        let rows = s.payments.credit_notes(party, limit)?;
+        rows.iter().map(|n| Ok((n.party, purse_app::credit_notes::view(s, n)?))).collect()
+    })
+    .await
+}
+
+/// `GET /v1/credit-notes/{id}`.
+pub async fn get_credit_note(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Id(id): Id,
+) -> Result<Response, ApiError> {
+    let body = state
+        .read(move |s| {
+            let n = purse_app::credit_notes::visible(s, &who, id)?;
+            Ok(purse_app::credit_notes::view(s, &n)?)
+        })
+        .await?;
+    Ok(reply(StatusCode::OK, &body))
+}
+
+/// `GET /v1/credit-notes/{id}/pdf`.
+pub async fn get_credit_note_pdf(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Id(id): Id,
+) -> Result<Response, ApiError> {
+    let (number, pdf) = state
+        .read(move |s| {
+            let n = purse_app::credit_notes::visible(s, &who, id)?;
+            Ok((n.display_number(), purse_app::credit_notes::document(s, &n)?))
+        })
+        .await?;
+    Ok(super::payments::pdf_response(&number, pdf))
 }

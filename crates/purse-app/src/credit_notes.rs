@@ -1,0 +1,259 @@
+//! Credit notes: staff credit an issued usage invoice, for some of its lines or an amount,
+//! with a reason. The credit raises the customer's balance (the ledger's adjustment against
+//! usage revenue, category `credit_note`) and is taken off what the invoice still asks, or
+//! left on the balance, as the staff member chooses; numbered `CN-{issuer}-000001` in the
+//! posting's transaction, never adding up to more than the invoice.
+
+use std::sync::{Arc, Mutex};
+
+use purse_core::{
+    AdjustCategory, AdjustDirection, Amount, ChangeNote, ClientId, Command, CommandResult, Item, Money, Outcome,
+    PartyKind, Rejection,
+};
+use purse_store::credit_notes::{self as store, Applied, NewCreditNote, Refused};
+use purse_store::{CreditNoteRecord, InvoiceKind, InvoiceStatus};
+use serde_json::json;
+
+use crate::{App, AppError, AppResult, Code, Principal, Problems};
+
+/// A credit note as asked for: an amount, or the invoice lines (services) to credit whole.
+#[derive(Clone, Debug, Default)]
+pub struct CreditNoteRequest {
+    pub invoice: u64,
+    pub amount: Option<String>,
+    pub lines: Vec<String>,
+    /// `invoice` (the default) or `balance`.
+    pub apply: Option<String>,
+    pub reason: String,
+}
+
+/// Checks a credit note whole (every wrong field at once), posts it and records it. `request`
+/// (the caller's idempotency key) makes a repeat find the first. Blocking.
+pub fn issue(s: &App, who: &Principal, req: CreditNoteRequest, request: &str) -> AppResult<CreditNoteRecord> {
+    let invoice = crate::invoices::visible_invoice(s, who, req.invoice)?;
+    let c = s.currency("currency", invoice.currency)?;
+    let client_id = ClientId::new(&format!("credit-note:{}:{request}", invoice.id))
+        .ok_or_else(|| AppError::invalid("request", Code::InvalidClientId, "the request's key is too long"))?;
+    let mut problems = Problems::default();
+    if invoice.kind != InvoiceKind::Usage || invoice.status == InvoiceStatus::Void {
+        problems.note(AppError::invalid(
+            "invoice",
+            Code::InvalidTarget,
+            "a credit note is issued against a usage invoice that is not void",
+        ));
+    }
+    let amount = match (&req.amount, req.lines.is_empty()) {
+        (Some(_), false) => {
+            problems.note(AppError::invalid("lines", Code::AmountOrPercent, "give an amount or lines, not both"));
+            None
+        }
+        (Some(a), true) => problems.check(crate::parse::amount("amount", a, c).and_then(|a| {
+            if a.is_positive() {
+                Ok(a)
+            } else {
+                Err(AppError::invalid("amount", Code::AmountMustBePositive, "a credit note is an amount above zero"))
+            }
+        })),
+        (None, false) => {
+            let lines = crate::invoices::invoice_lines(s, &invoice)?;
+            let mut sum = 0i64;
+            for service in &req.lines {
+                match lines.iter().find(|l| l.service == *service) {
+                    Some(l) => sum = sum.saturating_add(l.amount),
+                    None => problems.note(AppError::invalid(
+                        "lines",
+                        Code::InvalidService,
+                        format!("the invoice has no line {service:?}"),
+                    )),
+                }
+            }
+            (sum > 0).then_some(Amount(sum))
+        }
+        (None, true) => {
+            problems.note(AppError::invalid("amount", Code::Required, "give an amount or the lines to credit"));
+            None
+        }
+    };
+    let applied = match req.apply.as_deref() {
+        None => Some(Applied::Invoice),
+        Some(a) => Applied::parse(a).or_else(|| {
+            problems.note(AppError::invalid("apply", Code::InvalidTarget, "apply is invoice or balance"));
+            None
+        }),
+    };
+    let reason = problems.check(crate::parse::reason_text(Some(&req.reason)).and_then(|r| {
+        r.ok_or_else(|| {
+            AppError::invalid("reason", Code::ReasonMustNotBeEmpty, "give a reason: it is kept in the audit log")
+        })
+    }));
+    if let (Some(a), Some(applied)) = (amount, applied) {
+        if let Some((left, due)) = s.payments.credit_room(invoice.id)? {
+            if let Err(e) = room_check(a.0, applied, left, due, c) {
+                problems.note(e);
+            }
+        }
+    }
+    problems.finish()?;
+    let (amount, applied, reason) =
+        (amount.unwrap_or_default(), applied.unwrap_or(Applied::Invoice), reason.unwrap_or_default());
+    let party = s.engine.reader().party(invoice.party)?.ok_or(AppError::NotFound("customer"))?;
+    let PartyKind::Customer { wallet, .. } = party.kind else { return Err(AppError::NotFound("customer")) };
+    let by = s.actor(who)?;
+    let command = Command::Adjust {
+        client_id,
+        account: wallet,
+        money: Money { amount, currency: invoice.currency },
+        direction: AdjustDirection::Credit,
+        category: AdjustCategory::CreditNote,
+        note: ChangeNote { by: by.clone(), reason: Some(reason.clone()) },
+        metadata: Some(json!({ "credit_note_for": invoice.display_number() }).to_string()),
+    };
+    let recorded: Arc<Mutex<Option<Result<CreditNoteRecord, Refused>>>> = Arc::new(Mutex::new(None));
+    let after = {
+        let recorded = recorded.clone();
+        let (invoice_id, lines, at) = (invoice.id, req.lines.clone(), s.now());
+        Box::new(move |results: &[CommandResult], db: &mut dyn purse_store::Db| {
+            let Some(Ok(Outcome::Posted { transfer, replayed: false, .. })) = results.first() else { return Ok(()) };
+            let new = NewCreditNote {
+                invoice: invoice_id,
+                amount: amount.0,
+                lines: lines.clone(),
+                applied,
+                transfer: transfer.0,
+                reason: reason.clone(),
+                at,
+                by: by.clone(),
+            };
+            let done = store::record(db, &new)?;
+            let refused = done.is_err();
+            *recorded.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(done);
+            if refused {
+                // Another credit note got there first: nothing of this one is written.
+                return Err(purse_store::StoreError::Conflict("the invoice has less left to credit".into()));
+            }
+            Ok(())
+        }) as purse_engine::After
+    };
+    let results = match s.engine.submit_with(vec![Item::single(command)], after) {
+        Ok(r) => r,
+        Err(purse_engine::EngineError::Store(purse_store::StoreError::Conflict(_))) => {
+            let refused = recorded.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+            if let Some(Err(r)) = refused {
+                let (left, due) = match r {
+                    Refused::AboveInvoice(left) => (left, i64::MAX),
+                    Refused::AboveDue(due) => (i64::MAX, due),
+                };
+                return Err(room_check(amount.0, applied, left, due, c).expect_err("refused"));
+            }
+            return Err(AppError::Overloaded);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    match results.into_iter().next() {
+        Some(Ok(Outcome::Posted { transfer, replayed, .. })) => {
+            if let Some(Ok(done)) = recorded.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+                return Ok(done);
+            }
+            // A repeated request: the credit note its posting made.
+            let _ = replayed;
+            s.payments
+                .credit_notes_of_invoice(invoice.id)?
+                .into_iter()
+                .find(|n| n.transfer == transfer.0)
+                .ok_or(AppError::NotFound("credit note"))
+        }
+        Some(Ok(_)) | None => Err(AppError::Internal("no posting for the credit note".into())),
+        Some(Err(Rejection::ExistsWithDifferentAmount)) => Err(AppError::invalid(
+            "amount",
+            Code::Duplicate,
+            "this request made a credit note of another amount already",
+        )),
+        Some(Err(r)) => Err(AppError::Rejected(r)),
+    }
+}
+
+fn room_check(amount: i64, applied: Applied, left: i64, due: i64, c: purse_core::Currency) -> Result<(), AppError> {
+    let money = |v: i64| format!("{} {}", c.format(Amount(v.max(0))), c.code);
+    if amount > left {
+        return Err(AppError::invalid(
+            "amount",
+            Code::AboveRefundable,
+            format!("credit notes add up to the invoice at most: {} is left to credit", money(left)),
+        ));
+    }
+    if applied == Applied::Invoice && amount > due {
+        return Err(AppError::invalid(
+            "apply",
+            Code::AmountAboveDue,
+            format!("the invoice asks {} still: apply the rest to the balance", money(due)),
+        ));
+    }
+    Ok(())
+}
+
+/// The credit note, if the caller may see it.
+pub fn visible(s: &App, who: &Principal, id: u64) -> AppResult<CreditNoteRecord> {
+    let n = s.payments.credit_note(id)?.ok_or(AppError::NotFound("credit note"))?;
+    s.party_of_kind(who, n.party.0, false).map_err(|_| AppError::NotFound("credit note"))?;
+    Ok(n)
+}
+
+/// A credit note as a PDF. Blocking.
+pub fn document(s: &App, n: &CreditNoteRecord) -> AppResult<Vec<u8>> {
+    use crate::documents::{Pdf, MARGIN, RIGHT};
+    let reader = s.engine.reader();
+    let customer = reader.party(n.party)?.map(|p| p.name).unwrap_or_default();
+    let issuer =
+        n.issuer.map(|p| reader.party(p)).transpose()?.flatten().map_or_else(|| "Purse".to_owned(), |p| p.name);
+    let invoice = s.payments.invoice(n.invoice)?.map(|i| i.display_number()).unwrap_or_default();
+    let c = s.currency("currency", n.currency)?;
+    let number = n.display_number();
+    let mut pdf = Pdf::new(&format!("Credit note {number}"));
+    pdf.text(MARGIN, 18.0, true, &issuer);
+    pdf.right(RIGHT, 18.0, true, "CREDIT NOTE");
+    pdf.down(26.0);
+    let date = purse_core::time::format(n.created_at);
+    let applied = match n.applied {
+        Applied::Invoice => format!("taken off invoice {invoice}"),
+        Applied::Balance => "added to the balance".to_owned(),
+    };
+    let lines = if n.lines.is_empty() { "an amount".to_owned() } else { n.lines.join(", ") };
+    for (label, value) in [
+        ("Credit note number", number.as_str()),
+        ("Issued on", &date[..10]),
+        ("Customer", customer.as_str()),
+        ("Against invoice", invoice.as_str()),
+        ("Credits", lines.as_str()),
+        ("Applied", applied.as_str()),
+        ("Reason", n.reason.as_str()),
+    ] {
+        pdf.text(MARGIN, 10.0, false, label);
+        pdf.right(RIGHT, 10.0, label == "Credit note number", value);
+        pdf.down(14.0);
+    }
+    pdf.rule();
+    pdf.down(20.0);
+    pdf.text(MARGIN, 12.0, true, "Amount credited");
+    pdf.right(RIGHT, 12.0, true, &format!("{} {}", c.format(Amount(n.amount)), c.code));
+    Ok(pdf.finish())
+}
+
+/// A credit note as the API shows it. Blocking.
+pub fn view(s: &App, n: &CreditNoteRecord) -> AppResult<serde_json::Value> {
+    let c = s.currency("currency", n.currency)?;
+    let invoice = s.payments.invoice(n.invoice)?.map(|i| i.display_number());
+    Ok(json!({
+        "id": n.id,
+        "number": n.display_number(),
+        "customer": n.party.0,
+        "invoice": n.invoice,
+        "invoice_number": invoice,
+        "amount": c.format(Amount(n.amount)),
+        "currency": c.code.as_str(),
+        "lines": n.lines,
+        "apply": n.applied.as_str(),
+        "reason": n.reason,
+        "created_at": purse_core::time::format(n.created_at),
+        "created_by": n.created_by,
+    }))
+}
