@@ -186,6 +186,7 @@ actions! {
     GetCreditNotePdf = "getCreditNotePdf", "download a credit note", ANYONE, Read;
     ListRefunds = "listRefunds", "list refunds", ANYONE, Read;
     GetRefund = "getRefund", "see a refund", ANYONE, Read;
+    GetRefundPdf = "getRefundPdf", "download a refund receipt", ANYONE, Read;
     // Credit control.
     ListCustomerClasses = "listCustomerClasses", "see customer classes", STAFF, Read;
     CreateCustomerClass = "createCustomerClass", "set customer classes", OPERATOR, Write;

@@ -286,3 +286,49 @@ fn notice(
         endpoints,
     }
 }
+
+/// A refund as a PDF: the refund receipt. Blocking.
+pub fn document(reader: &dyn Reader, store: &dyn purse_store::PaymentStore, r: &RefundRecord) -> AppResult<Vec<u8>> {
+    use crate::documents::{Pdf, MARGIN, RIGHT};
+    let customer = reader.party(r.party)?.map(|p| p.name).unwrap_or_default();
+    let issuer =
+        r.issuer.map(|p| reader.party(p)).transpose()?.flatten().map_or_else(|| "Purse".to_owned(), |p| p.name);
+    let c = reader
+        .currencies()?
+        .into_iter()
+        .find(|c| c.code == r.currency)
+        .ok_or_else(|| AppError::Internal(format!("unknown currency {}", r.currency)))?;
+    let receipt = store.receipt(r.receipt)?.map(|x| x.display_number()).unwrap_or_default();
+    let number = r.display_number().unwrap_or_else(|| "(pending)".to_owned());
+    let mut pdf = Pdf::new(&format!("Refund {number}"));
+    pdf.text(MARGIN, 18.0, true, &issuer);
+    pdf.right(RIGHT, 18.0, true, "REFUND");
+    pdf.down(26.0);
+    let date = purse_core::time::format(r.finished_at.unwrap_or(r.created_at));
+    let method =
+        if r.method == "card" { "to the card it was paid with".to_owned() } else { r.method.replace('_', " ") };
+    for (label, value) in [
+        ("Refund number", number.as_str()),
+        ("Refunded on", &date[..10]),
+        ("Refunded to", customer.as_str()),
+        ("Of the payment on", receipt.as_str()),
+        ("Paid back", method.as_str()),
+        ("Reason", r.reason.as_str()),
+    ] {
+        pdf.text(MARGIN, 10.0, false, label);
+        pdf.right(RIGHT, 10.0, label == "Refund number", value);
+        pdf.down(14.0);
+    }
+    pdf.rule();
+    pdf.down(20.0);
+    pdf.text(MARGIN, 12.0, true, "Amount refunded");
+    pdf.right(RIGHT, 12.0, true, &format!("{} {}", c.format(purse_core::Amount(r.amount)), c.code));
+    Ok(pdf.finish())
+}
+
+/// The refund, if the caller may see it.
+pub fn visible(s: &App, who: &Principal, id: u64) -> AppResult<RefundRecord> {
+    let r = s.payments.refund(id)?.ok_or(AppError::NotFound("refund"))?;
+    s.party_of_kind(who, r.party.0, false).map_err(|_| AppError::NotFound("refund"))?;
+    Ok(r)
+}

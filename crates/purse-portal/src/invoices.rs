@@ -531,7 +531,7 @@ async fn render_receipt(
             tbody {
                 @for (x, amount) in &refunds {
                     tr {
-                        td { (x.display_number().unwrap_or_else(|| "—".into())) }
+                        td { @match x.display_number() { Some(n) => { a href=(format!("/refunds/{}/pdf", x.id)) { (n) } }, None => { "—" } } }
                         td.num { (amount) " " (x.currency) }
                         td { (page::words(x.status.as_str())) @if let Some(f) = &x.failure { " (" (f) ")" } }
                         td { (x.reason) }
@@ -640,6 +640,23 @@ pub async fn credit_note_pdf(
     let (number, bytes) = read(&state, move |s| {
         let n = purse_app::credit_notes::visible(s, &who, id).map_err(|_| PortalError::NotFound)?;
         Ok((n.display_number(), purse_app::credit_notes::document(s, &n)?))
+    })
+    .await?;
+    Ok(page::pdf(&number, bytes))
+}
+
+/// The refund receipt's PDF.
+pub async fn refund_pdf(
+    State(state): State<PortalState>,
+    viewer: Viewer,
+    PathId(id): PathId,
+) -> Result<Response, PortalError> {
+    let who = viewer.who;
+    let (number, bytes) = read(&state, move |s| {
+        let r = purse_app::refunds::visible(s, &who, id).map_err(|_| PortalError::NotFound)?;
+        let reader = s.engine.reader();
+        let pdf = purse_app::refunds::document(reader.as_ref(), s.payments.as_ref(), &r)?;
+        Ok((r.display_number().unwrap_or_else(|| format!("refund-{id}")), pdf))
     })
     .await?;
     Ok(page::pdf(&number, bytes))

@@ -142,6 +142,7 @@ pub fn pages() -> Vec<Page> {
         page(M::GET, "/receipts/{id}", A::GetReceipt, get(invoices::receipt)),
         page(M::GET, "/receipts/{id}/pdf", A::GetReceiptPdf, get(payments::receipt_pdf)),
         page(M::POST, "/receipts/{id}/refund", A::CreateRefund, post(invoices::refund)),
+        page(M::GET, "/refunds/{id}/pdf", A::GetRefundPdf, get(invoices::refund_pdf)),
         page(M::POST, "/receipts/{id}/email", A::EmailReceipt, post(payments::email_receipt)),
         page(M::GET, "/customers/{id}/credit", A::GetCustomerCreditSettings, get(credit::show)),
         page(M::POST, "/customers/{id}/credit", A::UpdateAccount, post(credit::save)),

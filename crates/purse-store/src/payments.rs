@@ -297,6 +297,11 @@ pub fn find_receipt_number(text: &str) -> Option<(Option<PartyId>, u64)> {
     find_number(text, "RV-")
 }
 
+/// The first refund number printed in `text` (a subject): its issuer and number.
+pub fn find_refund_number(text: &str) -> Option<(Option<PartyId>, u64)> {
+    find_number(text, "RF-")
+}
+
 /// A receipt to record for a payment, with the e-mail that sends it (`{receipt}` in its
 /// subject and body becomes the number).
 #[derive(Clone, Debug, PartialEq, Eq)]

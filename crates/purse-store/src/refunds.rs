@@ -214,6 +214,7 @@ pub trait RefundStore: Send + Sync {
     /// Newest first: a customer's, or all.
     fn refunds(&self, party: Option<PartyId>, limit: u32) -> StoreResult<Vec<RefundRecord>>;
     fn refunds_of_receipt(&self, receipt: u64) -> StoreResult<Vec<RefundRecord>>;
+    fn refund_by_number(&self, issuer: Option<PartyId>, number: u64) -> StoreResult<Option<RefundRecord>>;
     /// See [`reserve`].
     fn reserve_refund(&self, new: &NewRefund<'_>) -> StoreResult<Result<RefundRecord, i64>>;
     /// Marks a pending refund failed: what it reserved is free again.
@@ -236,6 +237,18 @@ impl<T: Transact> RefundStore for T {
         run_db(self, false, |db| match party {
             Some(p) => refunds_where(db, "WHERE party_id = $1 ORDER BY id DESC LIMIT $2", &[id(p.0), limit.clone()]),
             None => refunds_where(db, "ORDER BY id DESC LIMIT $1", std::slice::from_ref(&limit)),
+        })
+    }
+
+    fn refund_by_number(&self, issuer: Option<PartyId>, number: u64) -> StoreResult<Option<RefundRecord>> {
+        let issuer = Value::from(issuer.map_or(0, |p| id_to_db(p.0)));
+        run_db(self, false, |db| {
+            Ok(refunds_where(
+                db,
+                "WHERE issuer_id = $1 AND number = $2",
+                &[issuer.clone(), Value::from(id_to_db(number))],
+            )?
+            .pop())
         })
     }
 

@@ -144,6 +144,13 @@ enum Cmd {
         #[command(subcommand)]
         action: RefundAction,
     },
+    /// Credit notes of a running server: credit an invoice, list a customer's.
+    CreditNotes {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        #[command(subcommand)]
+        action: CreditNoteAction,
+    },
     /// Collections of a running server: dunning policies, suspending and lifting customers.
     Collections {
         #[command(flatten)]
@@ -361,6 +368,27 @@ enum RefundAction {
         reason: String,
     },
     /// A customer's refunds, newest first.
+    List { customer: u64 },
+}
+
+#[derive(Subcommand)]
+enum CreditNoteAction {
+    /// Credits an issued usage invoice: an amount, or some of its lines whole.
+    Create {
+        #[arg(long)]
+        invoice: u64,
+        #[arg(long)]
+        amount: Option<String>,
+        /// Services of the invoice's lines, e.g. voice,sms.
+        #[arg(long, value_delimiter = ',')]
+        lines: Vec<String>,
+        /// invoice (off what it asks) or balance.
+        #[arg(long, default_value = "invoice")]
+        apply: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// A customer's credit notes, newest first.
     List { customer: u64 },
 }
 
@@ -719,6 +747,34 @@ fn run(cli: Cli) -> purse::error::Result<()> {
                 RefundAction::List { customer } => {
                     let v = r.get(&format!("/v1/refunds?customer={customer}"))?;
                     r.show(&v, purse::remote::refunds_table)
+                }
+            };
+            print!("{out}");
+        }
+        Cmd::CreditNotes { remote: args, action } => {
+            let mut r = remote(&config, &args)?;
+            let out = match action {
+                CreditNoteAction::Create { invoice, amount, lines, apply, reason } => {
+                    let mut body = serde_json::json!({ "invoice": invoice, "apply": apply, "reason": reason });
+                    if let Some(a) = amount {
+                        body["amount"] = serde_json::json!(a);
+                    }
+                    if !lines.is_empty() {
+                        body["lines"] = serde_json::json!(lines);
+                    }
+                    let v = r.post("/v1/credit-notes", &body)?;
+                    r.show(&v, |v| {
+                        format!(
+                            "credit note {} of {} {}\n",
+                            v["number"].as_str().unwrap_or("?"),
+                            v["amount"].as_str().unwrap_or("?"),
+                            v["currency"].as_str().unwrap_or("")
+                        )
+                    })
+                }
+                CreditNoteAction::List { customer } => {
+                    let v = r.get(&format!("/v1/credit-notes?customer={customer}"))?;
+                    r.show(&v, purse::remote::credit_notes_table)
                 }
             };
             print!("{out}");

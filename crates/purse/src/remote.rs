@@ -260,6 +260,11 @@ pub fn refunds_table(v: &Value) -> String {
     table(&fields, &rows(v, "data", &fields))
 }
 
+pub fn credit_notes_table(v: &Value) -> String {
+    let fields = ["number", "invoice_number", "amount", "currency", "apply", "reason", "created_at"];
+    table(&fields, &rows(v, "data", &fields))
+}
+
 pub fn policies_table(v: &Value) -> String {
     let fields = ["owner", "payment_terms_days", "reminder_days", "suspend_after_days", "suspend_below"];
     table(&fields, &rows(v, "data", &fields))

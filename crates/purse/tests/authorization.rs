@@ -383,7 +383,7 @@ fn target(path: &str, action: Action, t: &Tenant, class: u64) -> u64 {
         _ if after("/v1/webhook-endpoints/") => t.endpoint,
         _ if after("/v1/invoices/") || after("/invoices/") => t.invoice,
         _ if after("/v1/receipts/") || after("/receipts/") => t.receipt,
-        _ if after("/v1/refunds/") => t.refund,
+        _ if after("/v1/refunds/") || after("/refunds/") => t.refund,
         _ if after("/v1/credit-notes/") || after("/credit-notes/") => t.credit_note,
         _ if after("/v1/customer-classes/") || after("/classes/") => class,
         _ if after("/v1/rate-plans/") || after("/rate-plans/") => t.plan,

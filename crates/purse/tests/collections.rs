@@ -371,6 +371,15 @@ fn issue_24_a_payment_is_refunded_in_part_never_above_what_was_paid_and_its_allo
         assert_eq!(journal["data"].as_array().unwrap().len(), 1, "{journal}");
         let log = w.get(&format!("/v1/audit-log?party={customer}&entity=transfer"));
         assert!(log["data"].as_array().unwrap().iter().any(|e| e["action"] == "refund"), "{log}");
+        // The refund receipt: a PDF, e-mailed to the billing e-mail with it attached.
+        let pdf = w.api.get(&format!("/v1/refunds/{}/pdf", refund["id"])).unwrap();
+        assert!(pdf.status == 200 && pdf.body.starts_with(b"%PDF"), "a PDF");
+        w.step();
+        let mail = w.messages().into_iter().find(|m| m.subject.starts_with("Refund RF-0-000001"));
+        let mail = mail.unwrap_or_else(|| {
+            panic!("the refund's e-mail: {:?}", w.messages().iter().map(|m| m.subject.clone()).collect::<Vec<_>>())
+        });
+        assert!(mail.raw.contains("RF-0-000001.pdf"), "with its PDF attached");
         drop(w);
     }
 }

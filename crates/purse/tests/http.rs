@@ -437,6 +437,22 @@ fn the_cli_drives_the_api() {
     assert!(lifted.contains("is not suspended"), "{lifted}");
     let receipt = cli(&["refunds", "list", &customer.to_string(), "--json"]);
     assert!(receipt.contains("\"data\":[]"), "{receipt}");
+    let invoice = post(&mut setup, &format!("/v1/customers/{customer}/invoices"), json!({})).1;
+    let invoice = invoice["id"].as_u64().unwrap_or_else(|| panic!("an invoice: {invoice}"));
+    let noted = cli(&[
+        "credit-notes",
+        "create",
+        "--invoice",
+        &invoice.to_string(),
+        "--amount",
+        "0.50",
+        "--apply",
+        "balance",
+        "--reason",
+        "dropped calls",
+    ]);
+    assert!(noted.starts_with("credit note CN-"), "{noted}");
+    assert!(cli(&["credit-notes", "list", &customer.to_string()]).contains("dropped calls"));
     let out = Command::new(env!("CARGO_BIN_EXE_purse"))
         .args(["charge", "--account", "999999", "--amount", "1", "--currency", "USD"])
         .env("PURSE_URL", &base)

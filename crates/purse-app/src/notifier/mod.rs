@@ -829,6 +829,14 @@ impl Notifier {
         if matches!(n.kind, AlertKind::Payment(PaymentNotice::TopUpInvoice | PaymentNotice::Invoice)) {
             return self.invoice_attachment(n.party, &n.subject);
         }
+        if n.kind == AlertKind::Payment(PaymentNotice::Refund) {
+            let Some((issuer, number)) = purse_store::payments::find_refund_number(&n.subject) else { return Ok(None) };
+            let Some(r) = p.store().refund_by_number(issuer, number)?.filter(|r| r.party == n.party) else {
+                return Ok(None);
+            };
+            let pdf = crate::refunds::document(self.reader.as_ref(), p.store().as_ref(), &r)?;
+            return Ok(Some((format!("{}.pdf", r.display_number().unwrap_or_default()), pdf)));
+        }
         Ok(None)
     }
 

@@ -314,3 +314,20 @@ pub async fn get_credit_note_pdf(
         .await?;
     Ok(super::payments::pdf_response(&number, pdf))
 }
+
+/// `GET /v1/refunds/{id}/pdf`: the refund receipt.
+pub async fn get_refund_pdf(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Id(id): Id,
+) -> Result<Response, ApiError> {
+    let (number, pdf) = state
+        .read(move |s| {
+            let r = purse_app::refunds::visible(s, &who, id)?;
+            let reader = s.engine.reader();
+            let pdf = purse_app::refunds::document(reader.as_ref(), s.payments.as_ref(), &r)?;
+            Ok((r.display_number().unwrap_or_else(|| format!("refund-{id}")), pdf))
+        })
+        .await?;
+    Ok(super::payments::pdf_response(&number, pdf))
+}
