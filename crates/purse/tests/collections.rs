@@ -464,3 +464,122 @@ fn issue_24_credit_notes_credit_an_invoice_by_lines_or_amount_never_above_it_and
         drop(w);
     }
 }
+
+/// Issue 24's story, on both backends: three months of a postpaid customer with usage,
+/// invoices, a card payment refunded in part through localstripe, a credit note, a goodwill
+/// adjustment, an invoice going overdue → reminder → suspension → payment → lifted; the
+/// balance, the invoices and Stripe reconciled against a model kept here to the last cent.
+#[test]
+fn issue_24_three_months_of_money_back_and_collections_reconcile_to_the_cent() {
+    let stripe = LocalStripe::start();
+    for url in both_backends("issue_24_story") {
+        let options =
+            common::world::Options { payments: stripe.config(), recharges: true, credit: true, ..Default::default() };
+        let mut w = World(common::world::World::with(&url, options));
+        let at = |text: &str| purse_core::time::parse(text).unwrap();
+        // The model: the balance in cents, each movement as the story makes it.
+        let mut model: i64 = 0;
+        let cents = |v: &Value| -> i64 { v.as_str().unwrap().replace('.', "").parse().unwrap() };
+        let (customer, wallet) = w.customer("Story Inc", "postpaid", "500");
+        w.call("PUT", &format!("/v1/customers/{customer}/alert-settings"), json!({ "billing_email": "ap@story.test" }));
+        w.call(
+            "PUT",
+            "/v1/dunning-policies",
+            json!({ "owner": "operator", "payment_terms_days": 10, "reminder_days": [3], "suspend_after_days": 7 }),
+        );
+        // Month 1: a card payment of 50.00 and 150.00 of usage.
+        w.call(
+            "POST",
+            &format!("/v1/customers/{customer}/card"),
+            json!({ "number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123" }),
+        );
+        w.call("POST", &format!("/v1/customers/{customer}/pay-now"), json!({ "amount": "50" }));
+        model += 5000;
+        for (amount, service) in [("120.00", "voice"), ("30.00", "sms")] {
+            let body = json!({ "client_id": key(), "account": wallet, "amount": amount, "currency": "USD", "service": service });
+            w.call("POST", "/v1/charges", body);
+        }
+        model -= 15000;
+        // Month 2: the first invoice; the card payment goes to it.
+        w.clock.set(at("2026-10-01T00:01:00Z"));
+        w.step();
+        w.step();
+        let i1 = w.get(&format!("/v1/invoices?customer={customer}"))["data"][0].clone();
+        let i1_id = i1["id"].as_u64().unwrap();
+        assert_eq!((i1["amount"].as_str(), i1["due"].as_str()), (Some("150.00"), Some("100.00")), "{i1}");
+        // 20.00 of the card payment back through Stripe: the invoice asks 20.00 more.
+        let receipt = w.get(&format!("/v1/receipts?customer={customer}"))["data"][0]["id"].as_u64().unwrap();
+        let refund =
+            w.call("POST", "/v1/refunds", json!({ "receipt": receipt, "amount": "20.00", "reason": "partly unused" }));
+        assert_eq!(refund["status"], "succeeded", "{refund}");
+        model -= 2000;
+        // A credit note for the SMS line, off the invoice; a goodwill adjustment.
+        w.call("POST", "/v1/credit-notes", json!({ "invoice": i1_id, "lines": ["sms"], "reason": "SMS outage" }));
+        model += 3000;
+        w.call(
+            "POST",
+            "/v1/adjustments",
+            json!({ "client_id": key(), "account": wallet, "amount": "10.00", "currency": "USD", "direction": "credit",
+                    "category": "goodwill", "reason": "sorry" }),
+        );
+        model += 1000;
+        w.step();
+        let shown = w.get(&format!("/v1/invoices/{i1_id}"));
+        assert_eq!(shown["due"], "90.00", "150.00 − 30.00 of the card payment − 30.00 credited: {shown}");
+        w.call(
+            "POST",
+            &format!("/v1/invoices/{i1_id}/payments"),
+            json!({ "method": "bank_transfer", "amount": "90.00", "currency": "USD" }),
+        );
+        model += 9000;
+        w.step();
+        assert_eq!(w.get(&format!("/v1/invoices/{i1_id}"))["status"], "paid");
+        // Month 2's usage; month 3's invoice goes unpaid: due on the 11th, reminded on the
+        // 14th, suspended on the 18th; paying lifts it.
+        w.call(
+            "POST",
+            "/v1/charges",
+            json!({ "client_id": key(), "account": wallet, "amount": "80.00", "currency": "USD", "service": "voice" }),
+        );
+        model -= 8000;
+        w.clock.set(at("2026-11-01T00:01:00Z"));
+        w.step();
+        w.step();
+        let i2 = w.get(&format!("/v1/invoices?customer={customer}"))["data"][0].clone();
+        let i2_id = i2["id"].as_u64().unwrap();
+        assert_eq!((i2["amount"].as_str(), i2["due"].as_str()), (Some("80.00"), Some("80.00")), "{i2}");
+        w.clock.set(at("2026-11-14T09:00:00Z"));
+        w.step();
+        assert!(w.notices(customer).contains(&"invoice_overdue".to_owned()));
+        assert_eq!(w.suspended(customer)["suspended"], false);
+        w.clock.set(at("2026-11-18T09:00:00Z"));
+        w.step();
+        assert_eq!(w.suspended(customer)["suspended"], true);
+        assert_eq!(w.charge(wallet, "1.00").0, 422);
+        w.call(
+            "POST",
+            &format!("/v1/invoices/{i2_id}/payments"),
+            json!({ "method": "bank_transfer", "amount": "80.00", "currency": "USD" }),
+        );
+        model += 8000;
+        w.step();
+        assert_eq!(w.suspended(customer)["suspended"], false);
+        // Reconciled: the balance to the cent, every account summing to zero, Stripe's refund.
+        assert_eq!(cents(&json!(w.balance(wallet))), model, "the balance is the model's");
+        let all = w.get("/v1/balances");
+        assert_eq!(all["totals"]["USD"]["all_accounts"], "0.00", "double entry: {}", all["totals"]);
+        let intent = w.get(&format!("/v1/recharges?customer={customer}"))["data"][0]["payment_intent"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let refunds = stripe.get(&format!("/v1/refunds?payment_intent={intent}&limit=100"));
+        let at_stripe: Vec<i64> =
+            refunds["data"].as_array().unwrap().iter().map(|r| r["amount"].as_i64().unwrap()).collect();
+        assert_eq!(at_stripe, [2000], "one refund of 20.00 at Stripe");
+        let kinds = w.notices(customer);
+        for kind in ["refund", "invoice_overdue", "suspended", "suspension_lifted"] {
+            assert!(kinds.contains(&kind.to_owned()), "{kind} in {kinds:?}");
+        }
+        drop(w);
+    }
+}
