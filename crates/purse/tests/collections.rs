@@ -277,6 +277,11 @@ fn issue_24_a_prepaid_balance_below_the_floor_suspends_and_a_payment_lifts_it() 
         let (customer, wallet) = w.customer("Pied Piper", "prepaid", "0");
         w.call("PUT", "/v1/dunning-policies", json!({ "owner": "operator", "suspend_below": "-5.00" }));
         w.call(
+            "PUT",
+            &format!("/v1/customers/{customer}/alert-settings"),
+            json!({ "billing_email": "ap@piedpiper.test" }),
+        );
+        w.call(
             "POST",
             "/v1/payments",
             json!({ "client_id": key(), "account": wallet, "amount": "10.00", "currency": "USD", "method": "cash" }),
@@ -286,6 +291,15 @@ fn issue_24_a_prepaid_balance_below_the_floor_suspends_and_a_payment_lifts_it() 
         w.days(1);
         assert_eq!(w.suspended(customer)["current"]["cause"], "negative_balance");
         assert_eq!(w.charge(wallet, "1.00").0, 422);
+        // Suspended, it is still recharged automatically: that is how the money comes back.
+        w.call(
+            "PUT",
+            &format!("/v1/customers/{customer}/recharge-settings"),
+            json!({ "enabled": true, "method": "invoice", "threshold": "0", "recharge_amount": "20" }),
+        );
+        w.step();
+        let recharges = w.get(&format!("/v1/recharges?customer={customer}"));
+        assert_eq!(recharges["data"].as_array().unwrap().len(), 1, "a top-up invoice while suspended: {recharges}");
         w.call(
             "POST",
             "/v1/payments",

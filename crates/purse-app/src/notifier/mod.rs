@@ -401,7 +401,7 @@ impl Notifier {
         let Some(profile) = alerts::profile_of(party, ctx.settings.get(&party.id), &ctx.profiles) else {
             return Ok(Vec::new());
         };
-        if wallet.status != purse_core::AccountStatus::Open {
+        if wallet.status == purse_core::AccountStatus::Closed {
             return Ok(Vec::new());
         }
         let available = self.available(wallet, now)?;

@@ -192,7 +192,7 @@ impl Recharger {
     ) -> AppResult<Option<RechargeRecord>> {
         let Some(s) = settings.filter(|s| s.enabled) else { return Ok(None) };
         let PartyKind::Customer { reseller, currency, .. } = party.kind else { return Ok(None) };
-        if wallet.status != purse_core::AccountStatus::Open
+        if wallet.status == purse_core::AccountStatus::Closed
             || (s.method == RechargeMethod::Card && self.stripe.is_none())
         {
             return Ok(None);
