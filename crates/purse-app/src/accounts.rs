@@ -97,11 +97,11 @@ pub fn adjustment_command(s: &App, who: &Principal, client_id: ClientId, a: Adju
             AppError::invalid("reason", Code::ReasonMustNotBeEmpty, "give a reason: it is kept in the audit log")
         })
     }));
-    if a.category == AdjustCategory::CreditNote {
+    if matches!(a.category, AdjustCategory::CreditNote | AdjustCategory::Tax) {
         problems.note(AppError::invalid(
             "category",
             Code::InvalidCategory,
-            "a credit note is issued against an invoice, from the invoice",
+            "credit notes and tax come from invoices: choose goodwill, correction or write_off",
         ));
     } else if a.category.credits_only() && a.direction == AdjustDirection::Debit {
         problems.note(AppError::invalid(

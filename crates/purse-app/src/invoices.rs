@@ -77,6 +77,14 @@ pub fn invoice_view(i: &InvoiceRecord, c: &Currency) -> Value {
         "void_reason": i.void_reason,
         "recharge": i.recharge,
         "transfer": i.transfer,
+        // Net, the tax by rate and the gross (`amount`) of an invoice issued with a rate.
+        "net": i.tax.as_ref().map(|t| f(t.net)),
+        "tax": i.tax.as_ref().map(|t| json!({
+            "name": t.name,
+            "percent": crate::taxes::percent_text(t.rate),
+            "inclusive": t.inclusive,
+            "amount": f(t.amount),
+        })),
     })
 }
 
@@ -137,7 +145,8 @@ pub fn invoice_pdf(s: &App, i: &InvoiceRecord) -> Result<Vec<u8>, AppError> {
     let email = s.alerts.alert_settings(i.party)?.and_then(|a| a.email);
     let lines = invoice_lines(s, i)?;
     let credits = credits_by_kind(reader.as_ref(), s.payments.as_ref(), s.grants.as_ref(), i)?;
-    Ok(invoice_document(i, &lines, &credits, &customer, issuer.as_ref(), email.as_deref(), &c))
+    let tax = s.payments.customer_tax(i.party)?;
+    Ok(invoice_document(i, &lines, &credits, &customer, (issuer.as_ref(), email.as_deref(), tax.as_ref()), &c))
 }
 
 /// The invoice as a PDF, made in-process: issuer (the reseller, else the operator), number,
@@ -148,8 +157,7 @@ pub fn invoice_document(
     lines: &[Line],
     credits: &[(String, i64)],
     customer: &Party,
-    issuer: Option<&Party>,
-    email: Option<&str>,
+    (issuer, email, tax): (Option<&Party>, Option<&str>, Option<&purse_store::CustomerTax>),
     c: &Currency,
 ) -> Vec<u8> {
     use crate::documents::{Pdf, MARGIN, RIGHT};
@@ -183,6 +191,16 @@ pub fn invoice_document(
         pdf.down(14.0);
         pdf.text(MARGIN, 10.0, false, e);
     }
+    if let Some(t) = tax {
+        for line in t.address.lines().filter(|l| !l.trim().is_empty()) {
+            pdf.down(14.0);
+            pdf.text(MARGIN, 10.0, false, line);
+        }
+        if !t.tax_id.is_empty() {
+            pdf.down(14.0);
+            pdf.text(MARGIN, 10.0, false, &format!("Tax id: {}", t.tax_id));
+        }
+    }
     pdf.down(28.0);
     pdf.text(MARGIN, 10.0, true, "Description");
     pdf.right(RIGHT - 120.0, 10.0, true, "Quantity");
@@ -215,9 +233,22 @@ pub fn invoice_document(
         pdf.text(MARGIN, 10.0, false, label);
         pdf.right(RIGHT, 10.0, false, &value);
     }
-    pdf.down(18.0);
-    pdf.text(MARGIN, 11.0, true, "Total");
     let payable = |units: i64| format!("{} {}", purse_core::invoice::format_total(*c, units), c.code);
+    if let Some(t) = &i.tax {
+        let rate = format!(
+            "{} {}%{}",
+            t.name,
+            crate::taxes::percent_text(t.rate),
+            if t.inclusive { ", included" } else { "" }
+        );
+        for (label, value) in [("Net".to_owned(), payable(t.net)), (rate, payable(t.amount))] {
+            pdf.down(16.0);
+            pdf.text(MARGIN, 10.0, false, &label);
+            pdf.right(RIGHT, 10.0, false, &value);
+        }
+    }
+    pdf.down(18.0);
+    pdf.text(MARGIN, 11.0, true, if i.tax.is_some() { "Total with tax" } else { "Total" });
     pdf.right(RIGHT, 11.0, true, &payable(i.amount));
     if i.kind == InvoiceKind::Usage && i.status != InvoiceStatus::Void {
         pdf.down(16.0);
@@ -415,8 +446,40 @@ pub fn issue_now(state: &App, who: Principal, id: u64) -> Result<Option<InvoiceR
     }
     (move |s: &App| -> AppResult<_> {
         let newest = s.payments.invoices(Some(party), 10)?.into_iter().find(|i| i.kind == InvoiceKind::Usage);
-        newest.map(Some).ok_or_else(|| AppError::Internal("the invoice issued is missing".into()))
+        let newest = newest.ok_or_else(|| AppError::Internal("the invoice issued is missing".into()))?;
+        post_tax(&s.engine, s.engine.reader().as_ref(), &newest)?;
+        Ok(Some(newest))
     })(state)
+}
+
+/// Books the tax an invoice adds (an exclusive rate) as owed by the customer: an adjustment
+/// (category `tax`) from its wallet to the tax payable account, with the client id
+/// `tax:{invoice}`, so whoever books it first (the request that issued it, the scheduler that
+/// sends it, another process) books it once. Inclusive tax is inside the prices already.
+pub fn post_tax(engine: &purse_engine::Engine, reader: &dyn purse_store::Reader, i: &InvoiceRecord) -> AppResult<()> {
+    let Some(tax) = i.tax.as_ref().filter(|t| !t.inclusive && t.amount > 0) else { return Ok(()) };
+    let Some(party) = reader.party(i.party)? else { return Ok(()) };
+    let PartyKind::Customer { wallet, .. } = party.kind else { return Ok(()) };
+    let client_id = purse_core::ClientId::new(&format!("tax:{}", i.id))
+        .ok_or_else(|| AppError::Internal("tax client id".into()))?;
+    let command = Command::Adjust {
+        client_id,
+        account: wallet,
+        money: purse_core::Money { amount: Amount(tax.amount), currency: i.currency },
+        direction: purse_core::AdjustDirection::Debit,
+        category: purse_core::AdjustCategory::Tax,
+        note: purse_core::ChangeNote::by("scheduler").with_reason(format!(
+            "{} on invoice {}",
+            tax.name,
+            i.display_number()
+        )),
+        metadata: Some(json!({ "tax_for": i.display_number() }).to_string()),
+    };
+    match engine.submit(vec![Item::single(command)])?.into_iter().next() {
+        Some(Ok(_)) => Ok(()),
+        Some(Err(r)) => Err(AppError::Rejected(r)),
+        None => Err(AppError::Internal("no result".into())),
+    }
 }
 
 // ------------------------------------------------------------------ billing settings

@@ -35,6 +35,7 @@ pub mod recharger;
 pub mod refunds;
 pub mod secrets;
 pub mod sessions;
+pub mod taxes;
 pub mod tenancy;
 pub mod webhooks;
 

@@ -170,6 +170,10 @@ actions! {
     PayInvoice = "payInvoice", "record the payment of an invoice", STAFF, Write;
     GetBillingSettings = "getBillingSettings", "see a billing cycle", ANYONE, Read;
     PutBillingSettings = "putBillingSettings", "change a customer's billing cycle", STAFF, Write;
+    ListTaxRates = "listTaxRates", "see tax rates", STAFF, Read;
+    CreateTaxRate = "createTaxRate", "create tax rates", STAFF, Write;
+    GetCustomerTax = "getCustomerTax", "see a customer's tax settings", ANYONE, Read;
+    PutCustomerTax = "putCustomerTax", "set a customer's tax rate, tax id and billing address", STAFF, Write;
     ListDunningPolicies = "listDunningPolicies", "see dunning policies", STAFF, Read;
     PutDunningPolicy = "putDunningPolicy", "set dunning policies", STAFF, Write;
     DeleteDunningPolicy = "deleteDunningPolicy", "delete dunning policies", STAFF, Write;

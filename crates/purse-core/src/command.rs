@@ -125,6 +125,11 @@ impl ChangeNote {
     pub fn by(by: impl Into<String>) -> ChangeNote {
         ChangeNote { by: by.into(), reason: None }
     }
+
+    pub fn with_reason(mut self, reason: impl Into<String>) -> ChangeNote {
+        self.reason = Some(reason.into());
+        self
+    }
 }
 
 /// Which way an adjustment moves money.
@@ -157,17 +162,25 @@ pub enum AdjustCategory {
     WriteOff,
     /// A credit note against an invoice: revenue given back, raising the balance.
     CreditNote,
+    /// The tax an invoice adds, owed by the customer: lowers the balance.
+    Tax,
 }
 
 impl AdjustCategory {
-    pub const ALL: [AdjustCategory; 4] =
-        [AdjustCategory::Goodwill, AdjustCategory::Correction, AdjustCategory::WriteOff, AdjustCategory::CreditNote];
+    pub const ALL: [AdjustCategory; 5] = [
+        AdjustCategory::Goodwill,
+        AdjustCategory::Correction,
+        AdjustCategory::WriteOff,
+        AdjustCategory::CreditNote,
+        AdjustCategory::Tax,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             AdjustCategory::Goodwill => "goodwill",
             AdjustCategory::Correction => "correction",
             AdjustCategory::WriteOff => "write_off",
             AdjustCategory::CreditNote => "credit_note",
+            AdjustCategory::Tax => "tax",
         }
     }
     pub fn parse(text: &str) -> Option<AdjustCategory> {
@@ -180,6 +193,7 @@ impl AdjustCategory {
             AdjustCategory::Correction => SystemRole::Adjustments,
             AdjustCategory::WriteOff => SystemRole::WriteOffs,
             AdjustCategory::CreditNote => SystemRole::UsageRevenue,
+            AdjustCategory::Tax => SystemRole::TaxPayable,
         }
     }
     /// The category of an adjustment posted against `role`, if it is one.
@@ -188,7 +202,7 @@ impl AdjustCategory {
     }
     /// Whether the category only ever raises a balance.
     pub fn credits_only(self) -> bool {
-        self != AdjustCategory::Correction
+        !matches!(self, AdjustCategory::Correction | AdjustCategory::Tax)
     }
 }
 

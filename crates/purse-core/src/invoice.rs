@@ -52,6 +52,33 @@ pub fn round_total(subtotal: i64, carry_in: i64, scale: u8, precision: u8) -> (i
     (total, i64::try_from(exact - i128::from(total)).unwrap_or(0))
 }
 
+/// A tax rate's percentage in millionths of the whole: 20 % is 200,000; 100 % is the most.
+pub const TAX_WHOLE: i64 = 1_000_000;
+
+/// Net, tax and gross of an invoice total (already at the invoice precision) under a rate of
+/// `rate` millionths: an exclusive rate adds the tax to the total, an inclusive one finds it
+/// inside. The tax is rounded half away from zero to the same precision, so net + tax =
+/// gross exactly and every figure is payable.
+pub fn tax_of(total: i64, rate: i64, inclusive: bool, scale: u8, precision: u8) -> (i64, i64, i64) {
+    let step = 10i128.pow(u32::from(scale.saturating_sub(precision)));
+    let round = |num: i128, den: i128| -> i128 {
+        // num / den rounded half away from zero to a multiple of `step`.
+        let (num, den) = (num, den * step);
+        let q = (num.abs() * 2 + den) / (den * 2);
+        q * step * num.signum()
+    };
+    let (t, r) = (i128::from(total), i128::from(rate.clamp(0, TAX_WHOLE)));
+    let whole = i128::from(TAX_WHOLE);
+    let clamp = |v: i128| i64::try_from(v).unwrap_or(if v > 0 { i64::MAX } else { i64::MIN });
+    if inclusive {
+        let net = round(t * whole, whole + r);
+        (clamp(net), clamp(t - net), total)
+    } else {
+        let tax = round(t * r, whole);
+        (total, clamp(tax), clamp(t + tax))
+    }
+}
+
 /// The start (local midnight on `cycle_day` in `zone`, whatever its offset that day) of the
 /// monthly billing cycle that `now` falls in.
 pub fn cycle_start(now: Timestamp, cycle_day: u8, zone: &Zone) -> Timestamp {
@@ -206,5 +233,21 @@ mod tests {
         );
         assert_eq!(allocate(&[p(1, 30, None)], &[d(10, 0), d(11, 20)]), vec![a(1, 11, 20)]);
         assert!(allocate(&[p(1, 30, None)], &[]).is_empty());
+    }
+
+    #[test]
+    fn issue_24_tax_is_exact_and_payable_whether_added_or_inside() {
+        // 20 % on 100.00 USD (scale 4, precision 2): 20.00 added, gross 120.00.
+        assert_eq!(tax_of(1_000_000, 200_000, false, 4, 2), (1_000_000, 200_000, 1_200_000));
+        // Inside 120.00: net 100.00, tax 20.00.
+        assert_eq!(tax_of(1_200_000, 200_000, true, 4, 2), (1_000_000, 200_000, 1_200_000));
+        // 7.25 % on 33.33: 2.416425 → 2.42 (half away from zero at the cent).
+        assert_eq!(tax_of(333_300, 72_500, false, 4, 2), (333_300, 24_200, 357_500));
+        // Inside 10.00 at 7.25 %: net 9.3240… → 9.32, tax 0.68; net + tax = gross.
+        let (net, tax, gross) = tax_of(100_000, 72_500, true, 4, 2);
+        assert_eq!((net, tax, gross), (93_200, 6_800, 100_000));
+        // A negative total (a credit) rounds away from zero too.
+        assert_eq!(tax_of(-1_000_000, 200_000, false, 4, 2), (-1_000_000, -200_000, -1_200_000));
+        assert_eq!(tax_of(1_000_000, 0, false, 4, 2), (1_000_000, 0, 1_000_000));
     }
 }

@@ -156,10 +156,12 @@ pub enum SystemRole {
     Goodwill,
     /// Where written-off debts go: bad debt.
     WriteOffs,
+    /// The tax customers owe on their invoices, until it is paid over.
+    TaxPayable,
 }
 
 impl SystemRole {
-    pub const ALL: [SystemRole; 9] = [
+    pub const ALL: [SystemRole; 10] = [
         SystemRole::UsageRevenue,
         SystemRole::CardClearing,
         SystemRole::CashClearing,
@@ -169,6 +171,7 @@ impl SystemRole {
         SystemRole::Breakage,
         SystemRole::Goodwill,
         SystemRole::WriteOffs,
+        SystemRole::TaxPayable,
     ];
 }
 

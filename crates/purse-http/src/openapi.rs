@@ -83,7 +83,7 @@ fn schemas() -> Value {
         ],
         false,
     );
-    let system_role = json!({ "type": "string", "enum": ["usage_revenue", "card_clearing", "cash_clearing", "bank_clearing", "adjustments", "grants", "breakage", "goodwill", "write_offs"], "description": "Of a system account: which side of which movements it holds." });
+    let system_role = json!({ "type": "string", "enum": ["usage_revenue", "card_clearing", "cash_clearing", "bank_clearing", "adjustments", "grants", "breakage", "goodwill", "write_offs", "tax_payable"], "description": "Of a system account: which side of which movements it holds." });
     let account = object(
         &[
             ("id", id()),
@@ -299,7 +299,10 @@ fn access_schemas() -> Vec<(&'static str, Value)> {
             ("customer", nullable(id())),
             ("account", id()),
             ("direction", json!({ "type": "string", "enum": ["credit", "debit"] })),
-            ("category", json!({ "type": "string", "enum": ["goodwill", "correction", "write_off"] })),
+            (
+                "category",
+                json!({ "type": "string", "enum": ["goodwill", "correction", "write_off", "credit_note", "tax"] }),
+            ),
             ("amount", string()),
             ("currency", string()),
             ("reason", string()),
@@ -331,6 +334,18 @@ fn access_schemas() -> Vec<(&'static str, Value)> {
             ("lifted_at", nullable(string())),
             ("lifted_by", nullable(string())),
             ("lift_reason", nullable(string())),
+        ],
+        &[],
+        false,
+    );
+    let tax_rate = object(
+        &[
+            ("id", id()),
+            ("owner", nullable(id())),
+            ("name", string()),
+            ("percent", string()),
+            ("inclusive", boolean()),
+            ("created_at", string()),
         ],
         &[],
         false,
@@ -410,6 +425,44 @@ fn access_schemas() -> Vec<(&'static str, Value)> {
             ),
         ),
         ("SuspensionBody", object(&[("suspended", boolean()), ("reason", reason())], &[], true)),
+        ("TaxRate", tax_rate.clone()),
+        ("TaxRateList", object(&[("data", list_of(tax_rate))], &[], false)),
+        (
+            "TaxRateBody",
+            object(
+                &[
+                    ("name", json!({ "type": "string", "minLength": 1, "maxLength": 100 })),
+                    ("percent", json!({ "type": "string", "pattern": "^[0-9]{1,3}(\\.[0-9]{1,4})?$" })),
+                ],
+                &[("inclusive", boolean()), ("owner", nullable(id()))],
+                true,
+            ),
+        ),
+        (
+            "TaxSettings",
+            object(
+                &[
+                    ("customer", id()),
+                    ("tax_rate", nullable(json!({ "type": "object" }))),
+                    ("tax_id", string()),
+                    ("address", string()),
+                ],
+                &[],
+                false,
+            ),
+        ),
+        (
+            "TaxSettingsBody",
+            object(
+                &[],
+                &[
+                    ("tax_rate", nullable(id())),
+                    ("tax_id", json!({ "type": "string", "maxLength": 64 })),
+                    ("address", json!({ "type": "string", "maxLength": 500 })),
+                ],
+                true,
+            ),
+        ),
         ("RefundBody", object(&[("receipt", id()), ("amount", positive_amount()), ("reason", reason())], &[], true)),
         (
             "CreditNoteBody",
@@ -970,6 +1023,8 @@ fn payment_schemas() -> Vec<(&'static str, Value)> {
             ("allocations", list_of(allocation)),
             ("credited", amount()),
             ("credit_notes", list_of(json!({ "type": "object" }))),
+            ("net", nullable(amount())),
+            ("tax", nullable(json!({ "type": "object" }))),
         ],
         false,
     );

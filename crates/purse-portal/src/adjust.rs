@@ -291,6 +291,7 @@ pub fn category_name(c: AdjustCategory) -> &'static str {
         AdjustCategory::Correction => "Correction",
         AdjustCategory::WriteOff => "Write-off",
         AdjustCategory::CreditNote => "Credit note",
+        AdjustCategory::Tax => "Tax",
     }
 }
 

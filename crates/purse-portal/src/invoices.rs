@@ -275,6 +275,10 @@ async fn render_invoice(
                     tr { td colspan="2" { "Rounding carried from the previous invoice" } td.num id="carry-in" { (s(&i["rounding_carried_in"])) } }
                     tr { td colspan="2" { "Rounding carried to the next invoice" } td.num id="carry-out" { (negated(&i["rounding_carried_out"])) } }
                 }
+                @if i["tax"].is_object() {
+                    tr { td colspan="2" { "Net" } td.num id="invoice-net" { (s(&i["net"])) } }
+                    tr { td colspan="2" { (s(&i["tax"]["name"])) " " (s(&i["tax"]["percent"])) "%" @if i["tax"]["inclusive"] == true { " (included)" } } td.num id="invoice-tax" { (s(&i["tax"]["amount"])) } }
+                }
                 tr { th colspan="2" { "Total" } th.num id="invoice-total" { (s(&i["total"])) " " (currency) } }
                 tr { td colspan="2" { "Paid" } td.num id="invoice-allocated" { (s(&i["paid"])) } }
                 @if i["credit_notes"].as_array().is_some_and(|n| !n.is_empty()) {

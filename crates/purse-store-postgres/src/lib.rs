@@ -49,6 +49,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0017_adjustments_suspension", include_str!("../migrations/0017_adjustments_suspension.sql")),
     ("0018_refunds", include_str!("../migrations/0018_refunds.sql")),
     ("0019_credit_notes", include_str!("../migrations/0019_credit_notes.sql")),
+    ("0020_taxes", include_str!("../migrations/0020_taxes.sql")),
 ];
 
 /// Any arbitrary constant: the advisory lock that serializes concurrent migrations.

@@ -45,6 +45,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0017_adjustments_suspension", include_str!("../migrations/0017_adjustments_suspension.sql")),
     ("0018_refunds", include_str!("../migrations/0018_refunds.sql")),
     ("0019_credit_notes", include_str!("../migrations/0019_credit_notes.sql")),
+    ("0020_taxes", include_str!("../migrations/0020_taxes.sql")),
 ];
 
 /// Page cache of the writer's connection: large enough that the balances and the hot

@@ -146,7 +146,7 @@ pub enum VoidRefusal {
 pub mod sql {
     pub const INVOICE_COLUMNS: &str =
         "id, issuer_id, number, party_id, kind, amount, currency, status, created_at, paid_at, recharge_id, \
-         transfer_id, period_start, period_end, subtotal, carry_in, carry_out, allocated, voided_at, void_reason, credited";
+         transfer_id, period_start, period_end, subtotal, carry_in, carry_out, allocated, voided_at, void_reason, credited, tax_name, tax_rate, tax_inclusive, tax, net";
     pub const RECEIPT_COLUMNS: &str = "id, issuer_id, number, party_id, transfer_id, amount, currency, method, paid_at, invoice_id, allocated, reversed_at, refunded";
     pub const ALLOCATION_COLUMNS: &str =
         "id, party_id, invoice_id, receipt_id, amount, at, released_at, release_reason";
@@ -183,6 +183,16 @@ fn invoice_from(r: &[Value]) -> StoreResult<InvoiceRecord> {
         voided_at: r[18].opt_int()?.map(Timestamp),
         void_reason: r[19].opt_text()?,
         credited: r[20].int()?,
+        tax: match (r[21].opt_text()?, r[22].opt_int()?) {
+            (Some(name), Some(rate)) => Some(crate::payments::InvoiceTax {
+                name,
+                rate,
+                inclusive: r[23].int()? != 0,
+                amount: r[24].int()?,
+                net: r[25].opt_int()?.unwrap_or(0),
+            }),
+            _ => None,
+        },
     })
 }
 
@@ -246,11 +256,21 @@ pub fn write_issues(db: &mut dyn Db, issues: &[InvoiceIssue]) -> StoreResult<()>
             .transpose()?
             .unwrap_or(0);
         let precision = rules::invoice_precision(issue.currency);
-        let (amount, carry_out) = rules::round_total(issue.subtotal, carry_in, issue.currency.scale, precision);
+        let (total, carry_out) = rules::round_total(issue.subtotal, carry_in, issue.currency.scale, precision);
+        // The customer's tax rate as of now: exclusive tax is added to what the invoice asks.
+        let rate = crate::taxes::of_party(db, issue.party)?;
+        let (amount, tax) = match &rate {
+            Some(r) => {
+                let (net, tax, gross) = rules::tax_of(total, r.rate, r.inclusive, issue.currency.scale, precision);
+                (gross, Some((r, net, tax)))
+            }
+            None => (total, None),
+        };
         let (status, paid_at) = if amount == 0 { ("paid", Some(issue.issued_at.0)) } else { ("open", None) };
         let invoice = db.rows(
             "INSERT INTO invoices (issuer_id, number, party_id, kind, amount, currency, status, created_at, paid_at, period_start, period_end, \
-             subtotal, carry_in, carry_out, allocated) VALUES ($1, $2, $3, 'usage', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0) RETURNING id",
+             subtotal, carry_in, carry_out, allocated, tax_name, tax_rate, tax_inclusive, tax, net) \
+             VALUES ($1, $2, $3, 'usage', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0, $14, $15, $16, $17, $18) RETURNING id",
             &[
                 party_value(issue.issuer),
                 Value::from(number),
@@ -265,6 +285,11 @@ pub fn write_issues(db: &mut dyn Db, issues: &[InvoiceIssue]) -> StoreResult<()>
                 Value::from(issue.subtotal),
                 Value::from(carry_in),
                 Value::from(carry_out),
+                Value::from(tax.map(|(r, _, _)| r.name.clone())),
+                Value::from(tax.map(|(r, _, _)| r.rate)),
+                Value::from(i64::from(tax.is_some_and(|(r, _, _)| r.inclusive))),
+                Value::from(tax.map_or(0, |(_, _, t)| t)),
+                Value::from(tax.map(|(_, n, _)| n)),
             ],
         )?[0][0]
             .int()?;

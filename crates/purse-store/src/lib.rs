@@ -22,6 +22,7 @@ pub mod invoices;
 pub mod payments;
 pub mod rating;
 pub mod refunds;
+pub mod taxes;
 
 use std::fmt;
 
@@ -48,6 +49,7 @@ pub use payments::{
 };
 pub use rating::{PlanRole, RatePlan, RatingStore, SessionQuery, SessionRow, UnratedUsage};
 pub use refunds::{RefundRecord, RefundStatus, RefundStore};
+pub use taxes::{CustomerTax, TaxRate, TaxStore};
 
 /// A database failure, by what the caller can do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -432,6 +434,7 @@ pub mod codec {
             SystemRole::Breakage => "breakage",
             SystemRole::Goodwill => "goodwill",
             SystemRole::WriteOffs => "write_offs",
+            SystemRole::TaxPayable => "tax_payable",
         }
     }
 

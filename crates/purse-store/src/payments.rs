@@ -205,6 +205,19 @@ pub struct InvoiceRecord {
     pub void_reason: Option<String>,
     /// What credit notes took off what it asks.
     pub credited: i64,
+    /// The tax of a usage invoice issued with a rate.
+    pub tax: Option<InvoiceTax>,
+}
+
+/// A usage invoice's tax as issued: `amount` is the gross (net + tax).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvoiceTax {
+    pub name: String,
+    /// Millionths of the whole.
+    pub rate: i64,
+    pub inclusive: bool,
+    pub amount: i64,
+    pub net: i64,
 }
 
 impl InvoiceRecord {
@@ -337,6 +350,7 @@ pub trait PaymentStore:
     + crate::collections::CollectionStore
     + crate::refunds::RefundStore
     + crate::credit_notes::CreditNoteStore
+    + crate::taxes::TaxStore
 {
     fn recharge_settings(&self, party: PartyId) -> StoreResult<Option<RechargeSettings>>;
     fn all_recharge_settings(&self) -> StoreResult<Vec<RechargeSettings>>;

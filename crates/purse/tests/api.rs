@@ -497,6 +497,8 @@ async fn every_route_with_every_role_against_another_tenant_finds_nothing_and_ch
             "putSuspension" => json!({ "suspended": true, "reason": "x" }),
             "createRefund" => json!({ "receipt": 999_999, "amount": "1.00", "reason": "x" }),
             "createCreditNote" => json!({ "invoice": 999_999, "amount": "1.00", "reason": "x" }),
+            "createTaxRate" => json!({ "name": "x", "percent": "5", "owner": t.reseller }),
+            "putCustomerTax" => json!({ "tax_rate": null, "tax_id": "x", "address": "y" }),
             _ => json!({}),
         }
     };
@@ -569,6 +571,7 @@ async fn every_route_with_every_role_against_another_tenant_finds_nothing_and_ch
                                     | "listDunningPolicies"
                                     | "listRefunds"
                                     | "listCreditNotes"
+                                    | "listTaxRates"
                                     | "listRatePlans"
                                     | "listSessions"
                                     | "listUnratedUsage"

@@ -408,6 +408,8 @@ fn body(app: &InProcess, action: Action, role: Role, t: &Tenant, fresh: Option<u
         Action::PutDunningPolicy => json!({ "owner": format!("reseller:{}", t.reseller), "reminder_days": [3] }),
         Action::PutSuspension => json!({ "suspended": false, "reason": "matrix" }),
         Action::CreateRefund => json!({ "receipt": t.receipt, "amount": "0.01", "reason": "matrix" }),
+        Action::CreateTaxRate => json!({ "name": "Matrix tax", "percent": "5" }),
+        Action::PutCustomerTax => json!({ "tax_rate": null, "tax_id": "matrix", "address": "1 Matrix Way" }),
         Action::CreateCreditNote => {
             json!({ "invoice": t.invoice, "amount": "0.01", "apply": "balance", "reason": "matrix" })
         }
@@ -644,6 +646,7 @@ async fn api_matrix(world: &World) -> usize {
                                     | Action::CreateReseller
                                     | Action::CreateWebhookEndpoint
                                     | Action::CreateCustomerClass
+                                    | Action::CreateTaxRate
                             );
                         let visible = !names_tenant
                             || world.sees(

@@ -597,3 +597,77 @@ fn issue_24_three_months_of_money_back_and_collections_reconcile_to_the_cent() {
         drop(w);
     }
 }
+
+#[test]
+fn issue_24_invoices_carry_tax_added_or_included_and_the_balance_owes_exactly_it() {
+    for url in both_backends("issue_24_taxes") {
+        let mut w = World::billing(&url);
+        // Bad rates are refused naming each field.
+        let (status, body) = w.send("POST", "/v1/tax-rates", json!({ "name": " ", "percent": "150" }));
+        assert_eq!(status, 422, "{body}");
+        let mut got = fields(&body);
+        got.sort();
+        assert_eq!(got, ["name", "percent"], "{body}");
+        let vat = w.call("POST", "/v1/tax-rates", json!({ "name": "VAT", "percent": "20" }));
+        let gst = w.call("POST", "/v1/tax-rates", json!({ "name": "GST", "percent": "7.25", "inclusive": true }));
+        assert_eq!((vat["percent"].as_str(), gst["percent"].as_str()), (Some("20"), Some("7.25")));
+        let (added, wallet_a) = w.customer("Added Ltd", "postpaid", "500");
+        let (inside, wallet_b) = w.customer("Inside Ltd", "postpaid", "500");
+        let (status, body) = w.send(
+            "PUT",
+            &format!("/v1/customers/{added}/tax-settings"),
+            json!({ "tax_rate": 999, "tax_id": "GB\u{0}1", "address": "1 High St" }),
+        );
+        assert_eq!(status, 422, "{body}");
+        let mut got = fields(&body);
+        got.sort();
+        assert_eq!(got, ["tax_id", "tax_rate"], "{body}");
+        w.call(
+            "PUT",
+            &format!("/v1/customers/{added}/tax-settings"),
+            json!({ "tax_rate": vat["id"], "tax_id": "GB123456789", "address": "1 High Street\nLondon" }),
+        );
+        w.call("PUT", &format!("/v1/customers/{inside}/tax-settings"), json!({ "tax_rate": gst["id"] }));
+        w.charge(wallet_a, "100.00");
+        w.charge(wallet_b, "10.00");
+
+        // Added: 100.00 net, 20.00 VAT, 120.00 asked; the balance owes the tax too, once.
+        let a = w.call("POST", &format!("/v1/customers/{added}/invoices"), json!({}));
+        assert_eq!(
+            (a["net"].as_str(), a["tax"]["amount"].as_str(), a["amount"].as_str(), a["due"].as_str()),
+            (Some("100.00"), Some("20.00"), Some("120.00"), Some("120.00")),
+            "{a}"
+        );
+        w.step();
+        w.step();
+        assert_eq!(w.balance(wallet_a), "-120.00", "usage and the tax it adds");
+        let journal = w.get(&format!("/v1/accounts/{wallet_a}/journal?kind=adjustment"));
+        assert_eq!(journal["data"].as_array().unwrap().len(), 1, "the tax is booked once: {journal}");
+        // Inside: 10.00 asked, of which 0.68 GST on a net of 9.32.
+        let b = w.call("POST", &format!("/v1/customers/{inside}/invoices"), json!({}));
+        assert_eq!(
+            (b["net"].as_str(), b["tax"]["amount"].as_str(), b["amount"].as_str()),
+            (Some("9.32"), Some("0.68"), Some("10.00")),
+            "{b}"
+        );
+        w.step();
+        assert_eq!(w.balance(wallet_b), "-10.00", "inclusive tax is inside the usage");
+        // Paying the gross clears the balance to zero; the tax payable account holds 20.00.
+        w.call(
+            "POST",
+            &format!("/v1/invoices/{}/payments", a["id"]),
+            json!({ "method": "bank_transfer", "amount": "120.00", "currency": "USD" }),
+        );
+        w.step();
+        assert_eq!(w.balance(wallet_a), "0.00");
+        assert_eq!(w.get(&format!("/v1/invoices/{}", a["id"]))["status"], "paid");
+        assert_eq!(w.system("tax_payable"), "20.00");
+        // The PDF carries the address, the tax id and the tax line.
+        let pdf = w.api.get(&format!("/v1/invoices/{}/pdf", a["id"])).unwrap();
+        let text = String::from_utf8_lossy(&pdf.body).to_string();
+        for wanted in ["GB123456789", "High Street", "VAT 20%", "Total with tax"] {
+            assert!(text.contains(wanted), "{wanted} in the PDF");
+        }
+        drop(w);
+    }
+}

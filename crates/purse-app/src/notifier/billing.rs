@@ -105,6 +105,13 @@ impl Notifier {
             let unsent = store.unsent_invoices(100)?;
             let n = unsent.len();
             for i in unsent {
+                // The tax it adds is owed before anything is applied to it.
+                if let Err(e) = crate::invoices::post_tax(&self.engine, self.reader.as_ref(), &i) {
+                    super::log_warning(
+                        "invoice tax not booked",
+                        json!({ "invoice": i.display_number(), "error": e.detail() }),
+                    );
+                }
                 store.allocate(i.party, now)?;
                 let Some(i) = store.invoice(i.id)? else { continue };
                 let notice = self.invoice_notice(&i, now)?;
@@ -199,13 +206,13 @@ impl Notifier {
             }
             None => Vec::new(),
         };
+        let tax = p.store().customer_tax(party)?;
         let pdf = crate::invoices::invoice_document(
             &invoice,
             &lines,
             &credits,
             &customer,
-            issuer.as_ref(),
-            email.as_deref(),
+            (issuer.as_ref(), email.as_deref(), tax.as_ref()),
             &c,
         );
         Ok(Some((format!("{}.pdf", invoice.display_number()), pdf)))

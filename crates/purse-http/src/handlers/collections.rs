@@ -331,3 +331,82 @@ pub async fn get_refund_pdf(
         .await?;
     Ok(super::payments::pdf_response(&number, pdf))
 }
+
+/// `GET /v1/tax-rates`.
+pub async fn list_tax_rates(State(state): State<AppState>, Caller(who): Caller) -> Result<Response, ApiError> {
+    let body = state
+        .read(move |s| {
+            let rates = purse_app::taxes::visible_rates(s, &who)?;
+            Ok(json!({ "data": rates.iter().map(purse_app::taxes::rate_json).collect::<Vec<_>>() }))
+        })
+        .await?;
+    Ok(reply(StatusCode::OK, &body))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaxRateBody {
+    name: String,
+    /// A percentage: `20`, `7.25`.
+    percent: String,
+    /// Inside the prices (else added to them).
+    #[serde(default)]
+    inclusive: bool,
+    owner: Option<u64>,
+}
+
+/// `POST /v1/tax-rates`.
+pub async fn create_tax_rate(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    ApiJson(body): ApiJson<TaxRateBody>,
+) -> Result<Response, ApiError> {
+    let view = state
+        .read(move |s| {
+            let made = purse_app::taxes::create_rate(s, &who, &body.name, &body.percent, body.inclusive, body.owner)?;
+            Ok(purse_app::taxes::rate_json(&made))
+        })
+        .await?;
+    Ok(reply(StatusCode::CREATED, &view))
+}
+
+/// `GET /v1/customers/{id}/tax-settings`.
+pub async fn get_customer_tax(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Id(id): Id,
+) -> Result<Response, ApiError> {
+    let body = state
+        .read(move |s| {
+            let t = purse_app::taxes::customer_tax(s, &who, id)?;
+            Ok(purse_app::taxes::customer_tax_json(s, &t)?)
+        })
+        .await?;
+    Ok(reply(StatusCode::OK, &body))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaxSettingsBody {
+    tax_rate: Option<u64>,
+    #[serde(default)]
+    tax_id: String,
+    #[serde(default)]
+    address: String,
+}
+
+/// `PUT /v1/customers/{id}/tax-settings`.
+pub async fn put_customer_tax(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Id(id): Id,
+    ApiJson(body): ApiJson<TaxSettingsBody>,
+) -> Result<Response, ApiError> {
+    let view = state
+        .read(move |s| {
+            let t = purse_app::taxes::put_customer_tax(s, &who, id, body.tax_rate, &body.tax_id, &body.address)?;
+            Ok(purse_app::taxes::customer_tax_json(s, &t)?)
+        })
+        .await?;
+    Ok(reply(StatusCode::OK, &view))
+}
