@@ -151,6 +151,13 @@ enum Cmd {
         #[command(subcommand)]
         action: CreditNoteAction,
     },
+    /// Taxes of a running server: rates, and a customer's rate, tax id and address.
+    Taxes {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        #[command(subcommand)]
+        action: TaxAction,
+    },
     /// Collections of a running server: dunning policies, suspending and lifting customers.
     Collections {
         #[command(flatten)]
@@ -390,6 +397,31 @@ enum CreditNoteAction {
     },
     /// A customer's credit notes, newest first.
     List { customer: u64 },
+}
+
+#[derive(Subcommand)]
+enum TaxAction {
+    /// The tax rates.
+    Rates,
+    /// Creates a tax rate: a percentage added to the prices, or included with --inclusive.
+    CreateRate {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        percent: String,
+        #[arg(long)]
+        inclusive: bool,
+    },
+    /// Sets a customer's rate (none without --rate), tax id and billing address.
+    Set {
+        customer: u64,
+        #[arg(long)]
+        rate: Option<u64>,
+        #[arg(long, default_value = "")]
+        tax_id: String,
+        #[arg(long, default_value = "")]
+        address: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -775,6 +807,29 @@ fn run(cli: Cli) -> purse::error::Result<()> {
                 CreditNoteAction::List { customer } => {
                     let v = r.get(&format!("/v1/credit-notes?customer={customer}"))?;
                     r.show(&v, purse::remote::credit_notes_table)
+                }
+            };
+            print!("{out}");
+        }
+        Cmd::Taxes { remote: args, action } => {
+            let mut r = remote(&config, &args)?;
+            let out = match action {
+                TaxAction::Rates => {
+                    let v = r.get("/v1/tax-rates")?;
+                    r.show(&v, purse::remote::tax_rates_table)
+                }
+                TaxAction::CreateRate { name, percent, inclusive } => {
+                    let body = serde_json::json!({ "name": name, "percent": percent, "inclusive": inclusive });
+                    let v = r.post("/v1/tax-rates", &body)?;
+                    r.show(&v, |v| format!("tax rate {} ({}%)\n", v["id"], v["percent"].as_str().unwrap_or("?")))
+                }
+                TaxAction::Set { customer, rate, tax_id, address } => {
+                    let body = serde_json::json!({ "tax_rate": rate, "tax_id": tax_id, "address": address });
+                    let v = r.send("PUT", &format!("/v1/customers/{customer}/tax-settings"), &body)?;
+                    r.show(&v, |v| {
+                        let rate = v["tax_rate"]["name"].as_str().unwrap_or("no rate");
+                        format!("customer {}: {rate}, tax id {}\n", v["customer"], v["tax_id"].as_str().unwrap_or(""))
+                    })
                 }
             };
             print!("{out}");

@@ -265,6 +265,11 @@ pub fn credit_notes_table(v: &Value) -> String {
     table(&fields, &rows(v, "data", &fields))
 }
 
+pub fn tax_rates_table(v: &Value) -> String {
+    let fields = ["id", "name", "percent", "inclusive", "owner"];
+    table(&fields, &rows(v, "data", &fields))
+}
+
 pub fn policies_table(v: &Value) -> String {
     let fields = ["owner", "payment_terms_days", "reminder_days", "suspend_after_days", "suspend_below"];
     table(&fields, &rows(v, "data", &fields))

@@ -453,6 +453,12 @@ fn the_cli_drives_the_api() {
     ]);
     assert!(noted.starts_with("credit note CN-"), "{noted}");
     assert!(cli(&["credit-notes", "list", &customer.to_string()]).contains("dropped calls"));
+    let rate = cli(&["taxes", "create-rate", "--name", "VAT", "--percent", "20"]);
+    assert!(rate.starts_with("tax rate ") && rate.contains("(20%)"), "{rate}");
+    let id = rate.split_whitespace().nth(2).unwrap();
+    assert!(cli(&["taxes", "rates"]).contains("VAT"));
+    let set = cli(&["taxes", "set", &customer.to_string(), "--rate", id, "--tax-id", "GB1"]);
+    assert!(set.contains("VAT") && set.contains("GB1"), "{set}");
     let out = Command::new(env!("CARGO_BIN_EXE_purse"))
         .args(["charge", "--account", "999999", "--amount", "1", "--currency", "USD"])
         .env("PURSE_URL", &base)
