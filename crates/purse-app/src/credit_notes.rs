@@ -86,6 +86,20 @@ pub fn issue(s: &App, who: &Principal, req: CreditNoteRequest, request: &str) ->
             AppError::invalid("reason", Code::ReasonMustNotBeEmpty, "give a reason: it is kept in the audit log")
         })
     }));
+    // Against a taxed invoice the credit carries its tax: credited lines are priced as the
+    // invoice's were (an exclusive rate adds the tax to them), an amount is a gross with the
+    // tax inside; the tax is rounded with the difference carried from the customer's last
+    // credit note, like invoices' own.
+    let carry_in = if invoice.tax.is_some() { s.payments.credit_tax_carry(invoice.party)? } else { 0 };
+    let taxed = match (amount, &invoice.tax) {
+        (Some(a), Some(t)) => {
+            let precision = purse_core::invoice::invoice_precision(c);
+            let inclusive = t.inclusive || req.amount.is_some();
+            Some(purse_core::invoice::tax_of(a.0, t.rate, inclusive, carry_in, c.scale, precision))
+        }
+        _ => None,
+    };
+    let amount = taxed.map_or(amount, |x| Some(Amount(x.gross)));
     if let (Some(a), Some(applied)) = (amount, applied) {
         if let Some((left, due)) = s.payments.credit_room(invoice.id)? {
             if let Err(e) = room_check(a.0, applied, left, due, c) {
@@ -99,15 +113,30 @@ pub fn issue(s: &App, who: &Principal, req: CreditNoteRequest, request: &str) ->
     let party = s.engine.reader().party(invoice.party)?.ok_or(AppError::NotFound("customer"))?;
     let PartyKind::Customer { wallet, .. } = party.kind else { return Err(AppError::NotFound("customer")) };
     let by = s.actor(who)?;
-    let command = Command::Adjust {
+    // An added tax was booked as owed: its share comes back from there, the net from revenue.
+    let tax_back = taxed.filter(|x| x.tax != 0 && invoice.tax.as_ref().is_some_and(|t| !t.inclusive));
+    let metadata = Some(json!({ "credit_note_for": invoice.display_number() }).to_string());
+    let adjust = |client_id: ClientId, amount: i64, category| Command::Adjust {
         client_id,
         account: wallet,
-        money: Money { amount, currency: invoice.currency },
+        money: Money { amount: Amount(amount), currency: invoice.currency },
         direction: AdjustDirection::Credit,
-        category: AdjustCategory::CreditNote,
+        category,
         note: ChangeNote { by: by.clone(), reason: Some(reason.clone()) },
-        metadata: Some(json!({ "credit_note_for": invoice.display_number() }).to_string()),
+        metadata: metadata.clone(),
     };
+    let items = match tax_back {
+        None => vec![Item::single(adjust(client_id, amount.0, AdjustCategory::CreditNote))],
+        Some(x) => {
+            let tax_id = ClientId::new(&format!("{}:tax", client_id.as_str()))
+                .ok_or_else(|| AppError::invalid("request", Code::InvalidClientId, "the request's key is too long"))?;
+            vec![
+                Item { command: adjust(client_id, x.net, AdjustCategory::CreditNote), linked: true },
+                Item::single(adjust(tax_id, x.tax, AdjustCategory::Tax)),
+            ]
+        }
+    };
+    let tax = taxed.map(|x| (x.tax, carry_in, x.carry));
     let recorded: Arc<Mutex<Option<Result<CreditNoteRecord, Refused>>>> = Arc::new(Mutex::new(None));
     let after = {
         let recorded = recorded.clone();
@@ -117,6 +146,7 @@ pub fn issue(s: &App, who: &Principal, req: CreditNoteRequest, request: &str) ->
             let new = NewCreditNote {
                 invoice: invoice_id,
                 amount: amount.0,
+                tax,
                 lines: lines.clone(),
                 applied,
                 transfer: transfer.0,
@@ -134,7 +164,7 @@ pub fn issue(s: &App, who: &Principal, req: CreditNoteRequest, request: &str) ->
             Ok(())
         }) as purse_engine::After
     };
-    let results = match s.engine.submit_with(vec![Item::single(command)], after) {
+    let results = match s.engine.submit_with(items, after) {
         Ok(r) => r,
         Err(purse_engine::EngineError::Store(purse_store::StoreError::Conflict(_))) => {
             let refused = recorded.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
@@ -142,6 +172,8 @@ pub fn issue(s: &App, who: &Principal, req: CreditNoteRequest, request: &str) ->
                 let (left, due) = match r {
                     Refused::AboveInvoice(left) => (left, i64::MAX),
                     Refused::AboveDue(due) => (i64::MAX, due),
+                    // Another credit note for the customer at the same moment: ask again.
+                    Refused::CarryMoved => return Err(AppError::Overloaded),
                 };
                 return Err(room_check(amount.0, applied, left, due, c).expect_err("refused"));
             }
@@ -233,7 +265,22 @@ pub fn document(s: &App, n: &CreditNoteRecord) -> AppResult<Vec<u8>> {
     }
     pdf.rule();
     pdf.down(20.0);
-    pdf.text(MARGIN, 12.0, true, "Amount credited");
+    if let Some(t) = &n.tax {
+        let money = |v: i64| format!("{} {}", c.format(Amount(v)), c.code);
+        let rate = format!(
+            "{} {}%{}",
+            t.name,
+            crate::taxes::percent_text(t.rate),
+            if t.inclusive { " (included)" } else { "" }
+        );
+        for (label, value) in [("Net", money(t.net)), (rate.as_str(), money(t.amount))] {
+            pdf.text(MARGIN, 10.0, false, label);
+            pdf.right(RIGHT, 10.0, false, &value);
+            pdf.down(14.0);
+        }
+        pdf.down(6.0);
+    }
+    pdf.text(MARGIN, 12.0, true, if n.tax.is_some() { "Amount credited with tax" } else { "Amount credited" });
     pdf.right(RIGHT, 12.0, true, &format!("{} {}", c.format(Amount(n.amount)), c.code));
     Ok(pdf.finish())
 }
@@ -249,6 +296,13 @@ pub fn view(s: &App, n: &CreditNoteRecord) -> AppResult<serde_json::Value> {
         "invoice": n.invoice,
         "invoice_number": invoice,
         "amount": c.format(Amount(n.amount)),
+        "net": n.tax.as_ref().map(|t| c.format(Amount(t.net))),
+        "tax": n.tax.as_ref().map(|t| json!({
+            "name": t.name,
+            "percent": crate::taxes::percent_text(t.rate),
+            "inclusive": t.inclusive,
+            "amount": c.format(Amount(t.amount)),
+        })),
         "currency": c.code.as_str(),
         "lines": n.lines,
         "apply": n.applied.as_str(),

@@ -457,23 +457,37 @@ pub fn issue_now(state: &App, who: Principal, id: u64) -> Result<Option<InvoiceR
 /// `tax:{invoice}`, so whoever books it first (the request that issued it, the scheduler that
 /// sends it, another process) books it once. Inclusive tax is inside the prices already.
 pub fn post_tax(engine: &purse_engine::Engine, reader: &dyn purse_store::Reader, i: &InvoiceRecord) -> AppResult<()> {
-    let Some(tax) = i.tax.as_ref().filter(|t| !t.inclusive && t.amount > 0) else { return Ok(()) };
-    let Some(party) = reader.party(i.party)? else { return Ok(()) };
+    let Some(tax) = i.tax.as_ref().filter(|t| !t.inclusive && t.amount > 0 && i.kind == InvoiceKind::Usage) else {
+        return Ok(());
+    };
+    let money = purse_core::Money { amount: Amount(tax.amount), currency: i.currency };
+    let reason = format!("{} on invoice {}", tax.name, i.display_number());
+    let metadata = json!({ "tax_for": i.display_number() }).to_string();
+    book_tax(engine, reader, i.party, &format!("tax:{}", i.id), money, reason, metadata)
+}
+
+/// Books tax the customer owes: an adjustment (category `tax`) from its wallet to the tax
+/// payable account under `client_id`, so a repeat books nothing more.
+pub fn book_tax(
+    engine: &purse_engine::Engine,
+    reader: &dyn purse_store::Reader,
+    party: purse_core::PartyId,
+    client_id: &str,
+    money: purse_core::Money,
+    reason: String,
+    metadata: String,
+) -> AppResult<()> {
+    let Some(party) = reader.party(party)? else { return Ok(()) };
     let PartyKind::Customer { wallet, .. } = party.kind else { return Ok(()) };
-    let client_id = purse_core::ClientId::new(&format!("tax:{}", i.id))
-        .ok_or_else(|| AppError::Internal("tax client id".into()))?;
+    let client_id = purse_core::ClientId::new(client_id).ok_or_else(|| AppError::Internal("tax client id".into()))?;
     let command = Command::Adjust {
         client_id,
         account: wallet,
-        money: purse_core::Money { amount: Amount(tax.amount), currency: i.currency },
+        money,
         direction: purse_core::AdjustDirection::Debit,
         category: purse_core::AdjustCategory::Tax,
-        note: purse_core::ChangeNote::by("scheduler").with_reason(format!(
-            "{} on invoice {}",
-            tax.name,
-            i.display_number()
-        )),
-        metadata: Some(json!({ "tax_for": i.display_number() }).to_string()),
+        note: purse_core::ChangeNote::by("scheduler").with_reason(reason),
+        metadata: Some(metadata),
     };
     match engine.submit(vec![Item::single(command)])?.into_iter().next() {
         Some(Ok(_)) => Ok(()),

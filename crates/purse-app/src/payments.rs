@@ -410,10 +410,32 @@ pub fn receipt_document(r: &ReceiptRecord, customer: &Party, issuer: Option<&Par
     }
     pdf.rule();
     pdf.down(20.0);
+    if let Some(name) = r.tax_name.as_deref().filter(|_| r.tax != 0) {
+        // Taxed at top-up: the tax is inside what was received; the net is what it buys.
+        let money = |v: i64| format!("{} {}", c.format(Amount(v)), c.code);
+        for (label, value) in [
+            ("Net", money(r.amount - r.tax)),
+            (format!("{name} {}%", crate::taxes::percent_text(r.tax_rate)).as_str(), money(r.tax)),
+        ] {
+            pdf.text(MARGIN, 10.0, false, label);
+            pdf.right(RIGHT, 10.0, false, &value);
+            pdf.down(14.0);
+        }
+        pdf.down(6.0);
+    }
     pdf.text(MARGIN, 12.0, true, "Amount received");
     pdf.right(RIGHT, 12.0, true, &amount);
     pdf.down(36.0);
-    pdf.text(MARGIN, 9.0, false, "The amount was credited to the balance when it was received.");
+    pdf.text(
+        MARGIN,
+        9.0,
+        false,
+        if r.tax != 0 {
+            "The amount less its tax was credited to the balance when it was received."
+        } else {
+            "The amount was credited to the balance when it was received."
+        },
+    );
     pdf.finish()
 }
 
@@ -431,8 +453,15 @@ pub fn receipt_view(s: &App, r: &ReceiptRecord) -> Result<Value, AppError> {
 }
 
 pub fn receipt_summary(r: &ReceiptRecord, c: &Currency) -> Value {
-    let unallocated = if r.reversed_at.is_some() { 0 } else { r.amount - r.allocated };
+    let unallocated = if r.reversed_at.is_some() { 0 } else { r.net_left() - r.allocated };
     json!({
+        // Taxed at top-up: the tax inside the payment (owed) and the net the balance gained.
+        "net": r.tax_name.as_ref().map(|_| c.format(Amount(r.amount - r.tax))),
+        "tax": r.tax_name.as_ref().map(|name| json!({
+            "name": name,
+            "percent": crate::taxes::percent_text(r.tax_rate),
+            "amount": c.format(Amount(r.tax)),
+        })),
         "allocated": c.format(Amount(r.allocated)),
         "unallocated": c.format(Amount(unallocated)),
         "reversed_at": r.reversed_at.map(time::format),

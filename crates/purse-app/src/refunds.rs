@@ -174,9 +174,29 @@ pub fn settle(
         .into_iter()
         .find(|c| c.code == r.currency)
         .ok_or_else(|| AppError::Internal(format!("unknown currency {}", r.currency)))?;
-    let receipt = store.receipt(r.receipt)?.map(|x| x.display_number()).unwrap_or_default();
+    let paid = store.receipt(r.receipt)?;
+    let receipt = paid.as_ref().map(|x| x.display_number()).unwrap_or_default();
+    // A payment taxed at top-up left only its net on the balance: the tax inside what is given
+    // back comes back from what is owed, in the same chain.
+    let tax = paid.as_ref().map_or(0, |p| tax_inside(p, r.amount));
+    let with_tax = |command: Command| -> AppResult<Vec<Item>> {
+        if tax == 0 {
+            return Ok(vec![Item::single(command)]);
+        }
+        let back = Command::Adjust {
+            client_id: ClientId::new(&format!("refund:{}:tax", r.id))
+                .ok_or_else(|| AppError::Internal("refund id".into()))?,
+            account: wallet,
+            money: Money { amount: purse_core::Amount(tax), currency: r.currency },
+            direction: AdjustDirection::Credit,
+            category: AdjustCategory::Tax,
+            note: ChangeNote { by: r.requested_by.clone(), reason: Some(format!("tax inside refund {}", r.id)) },
+            metadata: metadata.clone(),
+        };
+        Ok(vec![Item { command: back, linked: true }, Item::single(command)])
+    };
     let told = Told { party: &party, currency, receipt: &receipt };
-    let mut settled = book(engine, alerts, &told, r, refund, stripe_refund, now)?;
+    let mut settled = book(engine, alerts, &told, r, with_tax(refund)?, stripe_refund, now)?;
     if let Err(Rejection::InsufficientFunds { .. }) = &settled.0 {
         if stripe_refund.is_some() {
             // The card has the money back already: the books must say so.
@@ -189,9 +209,9 @@ pub fn settle(
                 direction: AdjustDirection::Debit,
                 category: AdjustCategory::Correction,
                 note: ChangeNote { by: r.requested_by.clone(), reason: Some(reason) },
-                metadata,
+                metadata: metadata.clone(),
             };
-            settled = book(engine, alerts, &told, r, correction, stripe_refund, now)?;
+            settled = book(engine, alerts, &told, r, with_tax(correction)?, stripe_refund, now)?;
         }
     }
     match settled {
@@ -205,6 +225,12 @@ pub fn settle(
     }
 }
 
+/// The tax inside `amount` given back of a payment taxed at top-up, counted on what was
+/// refunded before so that refunding it all gives back its tax exactly.
+fn tax_inside(p: &purse_store::ReceiptRecord, amount: i64) -> i64 {
+    p.tax_share(p.refunded.saturating_add(amount)) - p.tax_share(p.refunded)
+}
+
 /// What the refund's notice names.
 struct Told<'a> {
     party: &'a Party,
@@ -213,13 +239,14 @@ struct Told<'a> {
     receipt: &'a str,
 }
 
-/// One ledger command for the refund and, in its transaction, the refund's success and notice.
+/// The ledger's commands for the refund (the posting last) and, in their transaction, the
+/// refund's success and notice.
 fn book(
     engine: &Engine,
     alerts: &dyn AlertStore,
     told: &Told<'_>,
     r: &RefundRecord,
-    command: Command,
+    items: Vec<Item>,
     stripe_refund: Option<&str>,
     now: Timestamp,
 ) -> AppResult<(Result<Outcome, Rejection>, Option<RefundRecord>)> {
@@ -229,7 +256,7 @@ fn book(
         let (id, stripe, done) = (r.id, stripe_refund.map(str::to_owned), done.clone());
         let (name, currency, receipt) = (told.party.name.clone(), told.currency, told.receipt.to_owned());
         Box::new(move |results: &[CommandResult], db: &mut dyn purse_store::Db| {
-            let Some(Ok(Outcome::Posted { transfer, .. })) = results.first() else { return Ok(()) };
+            let Some(Ok(Outcome::Posted { transfer, .. })) = results.last() else { return Ok(()) };
             let Some(rec) = purse_store::refunds::succeed(db, id, transfer.0, stripe.as_deref(), now)? else {
                 return Ok(());
             };
@@ -242,11 +269,13 @@ fn book(
             Ok(())
         }) as purse_engine::After
     };
-    let results = engine.submit_with(vec![Item::single(command)], after)?;
-    let outcome = match results.into_iter().next() {
-        Some(Ok(o)) => Ok(o),
-        Some(Err(e)) => Err(e),
-        None => return Err(AppError::Internal("no result".into())),
+    let results = engine.submit_with(items, after)?;
+    // A chain that failed says why at the command that failed; the others say "linked".
+    let failed = results.iter().find_map(|r| r.clone().err().filter(|e| *e != Rejection::LinkedCommandFailed));
+    let outcome = match (failed, results.into_iter().last()) {
+        (Some(e), _) => Err(e),
+        (None, Some(o)) => o,
+        (None, None) => return Err(AppError::Internal("no result".into())),
     };
     let done = done.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
     Ok((outcome, done))

@@ -8,12 +8,7 @@ use serde_json::json;
 
 use crate::{App, AppError, AppResult, Code, Principal, Problems};
 
-/// A rate's percentage as people write it (`20`, `7.25`), from millionths.
-pub fn percent_text(rate: i64) -> String {
-    let p = purse_core::Currency { code: purse_core::CurrencyCode::parse("XXX").expect("a code"), scale: 4 }
-        .format(purse_core::Amount(rate));
-    p.trim_end_matches('0').trim_end_matches('.').to_owned()
-}
+pub use purse_store::taxes::percent_text;
 
 pub fn rate_json(r: &TaxRate) -> serde_json::Value {
     json!({
@@ -89,6 +84,7 @@ pub fn customer_tax(s: &App, who: &Principal, customer: u64) -> AppResult<Custom
     Ok(s.payments.customer_tax(party.id)?.unwrap_or(CustomerTax {
         party: party.id,
         rate: None,
+        taxed_at: purse_store::TaxedAt::Invoice,
         tax_id: String::new(),
         address: String::new(),
         updated_at: purse_core::Timestamp(0),
@@ -100,19 +96,33 @@ pub fn customer_tax_json(s: &App, t: &CustomerTax) -> AppResult<serde_json::Valu
         Some(id) => s.payments.tax_rates()?.into_iter().find(|r| r.id == id).map(|r| rate_json(&r)),
         None => None,
     };
-    Ok(json!({ "customer": t.party.0, "tax_rate": rate, "tax_id": t.tax_id, "address": t.address }))
+    Ok(json!({
+        "customer": t.party.0,
+        "tax_rate": rate,
+        "taxed_at": t.taxed_at.as_str(),
+        "tax_id": t.tax_id,
+        "address": t.address,
+    }))
 }
 
-/// Sets a customer's rate (one the caller may use, or none), tax id and billing address,
-/// checked whole; audited.
-pub fn put_customer_tax(
-    s: &App,
-    who: &Principal,
-    customer: u64,
-    rate: Option<u64>,
-    tax_id: &str,
-    address: &str,
-) -> AppResult<CustomerTax> {
+/// A customer's tax settings as asked for.
+#[derive(serde::Deserialize, Clone, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TaxSettingsBody {
+    pub tax_rate: Option<u64>,
+    /// `invoice` (the default): usage invoices carry the tax; `top_up`: money coming in does.
+    #[serde(default)]
+    pub taxed_at: Option<String>,
+    #[serde(default)]
+    pub tax_id: String,
+    #[serde(default)]
+    pub address: String,
+}
+
+/// Sets a customer's rate (one the caller may use, or none), when it is taxed, tax id and
+/// billing address, checked whole; audited.
+pub fn put_customer_tax(s: &App, who: &Principal, customer: u64, body: &TaxSettingsBody) -> AppResult<CustomerTax> {
+    let (rate, tax_id, address) = (body.tax_rate, body.tax_id.as_str(), body.address.as_str());
     let before = customer_tax(s, who, customer)?;
     let mut problems = Problems::default();
     if let Some(id) = rate {
@@ -131,12 +141,20 @@ pub fn put_customer_tax(
         }
         Ok(v.to_owned())
     };
+    let taxed_at = match body.taxed_at.as_deref().map(str::trim) {
+        None | Some("") => Some(purse_store::TaxedAt::Invoice),
+        Some(t) => purse_store::TaxedAt::parse(t).or_else(|| {
+            problems.note(AppError::invalid("taxed_at", Code::InvalidTarget, "taxed_at is invoice or top_up"));
+            None
+        }),
+    };
     let tax_id = problems.check(text("tax_id", tax_id, 64));
     let address = problems.check(text("address", &address.replace("\r\n", "\n"), 500));
     problems.finish()?;
     let after = CustomerTax {
         party: PartyId(customer),
         rate,
+        taxed_at: taxed_at.unwrap_or_default(),
         tax_id: tax_id.unwrap_or_default(),
         address: address.unwrap_or_default(),
         updated_at: s.now(),

@@ -55,27 +55,35 @@ pub fn round_total(subtotal: i64, carry_in: i64, scale: u8, precision: u8) -> (i
 /// A tax rate's percentage in millionths of the whole: 20 % is 200,000; 100 % is the most.
 pub const TAX_WHOLE: i64 = 1_000_000;
 
-/// Net, tax and gross of an invoice total (already at the invoice precision) under a rate of
-/// `rate` millionths: an exclusive rate adds the tax to the total, an inclusive one finds it
-/// inside. The tax is rounded half away from zero to the same precision, so net + tax =
-/// gross exactly and every figure is payable.
-pub fn tax_of(total: i64, rate: i64, inclusive: bool, scale: u8, precision: u8) -> (i64, i64, i64) {
-    let step = 10i128.pow(u32::from(scale.saturating_sub(precision)));
-    let round = |num: i128, den: i128| -> i128 {
-        // num / den rounded half away from zero to a multiple of `step`.
-        let (num, den) = (num, den * step);
-        let q = (num.abs() * 2 + den) / (den * 2);
-        q * step * num.signum()
-    };
+/// A document's tax: net + tax = gross exactly, every figure payable, and what rounding the
+/// tax left over to carry to the customer's next taxed document.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Taxed {
+    pub net: i64,
+    pub tax: i64,
+    pub gross: i64,
+    pub carry: i64,
+}
+
+/// Net, tax and gross of a total (at the invoice precision) under a rate of `rate`
+/// millionths: an exclusive rate adds the tax to the total, an inclusive one finds it inside.
+/// The rule is the invoice totals' own: the tax is first found at the currency's scale (half
+/// away from zero), then rounded once to the invoice precision after adding the difference
+/// carried from the customer's previous taxed document, and what rounding left over is
+/// carried on. So the tax of all a customer's documents plus the last carry equals the sum
+/// of their taxes at the scale, to the last unit.
+pub fn tax_of(total: i64, rate: i64, inclusive: bool, carry_in: i64, scale: u8, precision: u8) -> Taxed {
+    // num / den rounded half away from zero to a whole unit of the scale.
+    let round = |num: i128, den: i128| -> i128 { (num.abs() * 2 + den) / (den * 2) * num.signum() };
     let (t, r) = (i128::from(total), i128::from(rate.clamp(0, TAX_WHOLE)));
     let whole = i128::from(TAX_WHOLE);
     let clamp = |v: i128| i64::try_from(v).unwrap_or(if v > 0 { i64::MAX } else { i64::MIN });
+    let at_scale = if inclusive { t - round(t * whole, whole + r) } else { round(t * r, whole) };
+    let (tax, carry) = round_total(clamp(at_scale), carry_in, scale, precision);
     if inclusive {
-        let net = round(t * whole, whole + r);
-        (clamp(net), clamp(t - net), total)
+        Taxed { net: total.saturating_sub(tax), tax, gross: total, carry }
     } else {
-        let tax = round(t * r, whole);
-        (total, clamp(tax), clamp(t + tax))
+        Taxed { net: total, tax, gross: total.saturating_add(tax), carry }
     }
 }
 
@@ -237,17 +245,31 @@ mod tests {
 
     #[test]
     fn issue_24_tax_is_exact_and_payable_whether_added_or_inside() {
+        let t = |net, tax, gross, carry| Taxed { net, tax, gross, carry };
         // 20 % on 100.00 USD (scale 4, precision 2): 20.00 added, gross 120.00.
-        assert_eq!(tax_of(1_000_000, 200_000, false, 4, 2), (1_000_000, 200_000, 1_200_000));
+        assert_eq!(tax_of(1_000_000, 200_000, false, 0, 4, 2), t(1_000_000, 200_000, 1_200_000, 0));
         // Inside 120.00: net 100.00, tax 20.00.
-        assert_eq!(tax_of(1_200_000, 200_000, true, 4, 2), (1_000_000, 200_000, 1_200_000));
-        // 7.25 % on 33.33: 2.416425 → 2.42 (half away from zero at the cent).
-        assert_eq!(tax_of(333_300, 72_500, false, 4, 2), (333_300, 24_200, 357_500));
-        // Inside 10.00 at 7.25 %: net 9.3240… → 9.32, tax 0.68; net + tax = gross.
-        let (net, tax, gross) = tax_of(100_000, 72_500, true, 4, 2);
-        assert_eq!((net, tax, gross), (93_200, 6_800, 100_000));
+        assert_eq!(tax_of(1_200_000, 200_000, true, 0, 4, 2), t(1_000_000, 200_000, 1_200_000, 0));
+        // 7.25 % on 33.33: 2.416425 → 2.4164 at the scale → 2.42, carrying −0.0036.
+        assert_eq!(tax_of(333_300, 72_500, false, 0, 4, 2), t(333_300, 24_200, 357_500, -36));
+        // Inside 10.00 at 7.25 %: net 9.3240… → tax 0.6760 at the scale → 0.68; net + tax = gross.
+        assert_eq!(tax_of(100_000, 72_500, true, 0, 4, 2), t(93_200, 6_800, 100_000, -40));
         // A negative total (a credit) rounds away from zero too.
-        assert_eq!(tax_of(-1_000_000, 200_000, false, 4, 2), (-1_000_000, -200_000, -1_200_000));
-        assert_eq!(tax_of(1_000_000, 0, false, 4, 2), (1_000_000, 0, 1_000_000));
+        assert_eq!(tax_of(-1_000_000, 200_000, false, 0, 4, 2), t(-1_000_000, -200_000, -1_200_000, 0));
+        assert_eq!(tax_of(1_000_000, 0, false, 0, 4, 2), t(1_000_000, 0, 1_000_000, 0));
+        // The carry comes in: 2.4164 − 0.0036 = 2.4128 → 2.41, carrying 0.0028.
+        assert_eq!(tax_of(333_300, 72_500, false, -36, 4, 2), t(333_300, 24_100, 357_400, 28));
+        // Over many documents the taxes plus the last carry equal the taxes at the scale exactly.
+        let (mut carry, mut taxed, mut exact) = (0i64, 0i64, 0i64);
+        for i in 0..1000i64 {
+            let total = (i * 7919) % 100_003 * 100;
+            let inclusive = i % 3 == 0;
+            let x = tax_of(total, 72_500 + i, inclusive, carry, 4, 2);
+            assert_eq!((x.tax % 100, x.net + x.tax), (0, x.gross));
+            assert!(x.carry.abs() <= 50);
+            exact += tax_of(total, 72_500 + i, inclusive, 0, 4, 4).tax;
+            (carry, taxed) = (x.carry, taxed + x.tax);
+        }
+        assert_eq!(taxed + carry, exact);
     }
 }

@@ -365,7 +365,7 @@ fn access_schemas() -> Vec<(&'static str, Value)> {
             ("created_at", string()),
             ("created_by", string()),
         ],
-        &[],
+        &[("net", nullable(string())), ("tax", nullable(json!({ "type": "object" })))],
         false,
     );
     let refund = object(
@@ -444,6 +444,7 @@ fn access_schemas() -> Vec<(&'static str, Value)> {
                 &[
                     ("customer", id()),
                     ("tax_rate", nullable(json!({ "type": "object" }))),
+                    ("taxed_at", json!({ "type": "string", "enum": ["invoice", "top_up"] })),
                     ("tax_id", string()),
                     ("address", string()),
                 ],
@@ -457,6 +458,7 @@ fn access_schemas() -> Vec<(&'static str, Value)> {
                 &[],
                 &[
                     ("tax_rate", nullable(id())),
+                    ("taxed_at", json!({ "type": "string", "enum": ["invoice", "top_up"] })),
                     ("tax_id", json!({ "type": "string", "maxLength": 64 })),
                     ("address", json!({ "type": "string", "maxLength": 500 })),
                 ],
@@ -984,7 +986,7 @@ fn payment_schemas() -> Vec<(&'static str, Value)> {
             ("reversed_at", nullable(time())),
             ("allocations", list_of(allocation.clone())),
         ],
-        &[("emailed_to", string())],
+        &[("emailed_to", string()), ("net", nullable(amount())), ("tax", nullable(json!({ "type": "object" })))],
         false,
     );
     let invoice = object(

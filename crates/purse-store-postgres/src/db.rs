@@ -32,6 +32,8 @@ impl<C: GenericClient> Db for Pg<'_, C> {
                             Value::Int(r.get::<_, Option<i64>>(i))
                         } else if *t == Type::INT4 {
                             Value::Int(r.get::<_, Option<i32>>(i).map(i64::from))
+                        } else if *t == Type::INT2 {
+                            Value::Int(r.get::<_, Option<i16>>(i).map(i64::from))
                         } else if *t == Type::BOOL {
                             Value::Int(r.get::<_, Option<bool>>(i).map(i64::from))
                         } else if *t == Type::TEXT || *t == Type::VARCHAR {

@@ -138,11 +138,15 @@ fn start(c: &Connection, new: &NewRecharge, out: &mut Option<RechargeRecord>) ->
             |r| r.get(0),
         )?;
         c.execute("UPDATE recharges SET invoice_id = ? WHERE id = ?", params![invoice, id])?;
+        let taxed = crate::conv(purse_store::taxes::tax_top_up_invoice(&mut crate::db::Lite(c), invoice))?;
         if let Some(n) = &new.notice {
             let number = purse_store::payments::top_up_number(new.issuer, codec::id_from_db(number));
             let mut n = n.clone();
             n.subject = n.subject.replace("{invoice}", &number);
             n.body = n.body.replace("{invoice}", &number);
+            if let Some(line) = taxed {
+                n.body = purse_store::taxes::with_tax_line(&n.body, &line);
+            }
             notice(c, &n, new.at)?;
         }
     }

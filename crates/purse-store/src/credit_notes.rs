@@ -50,6 +50,8 @@ pub struct CreditNoteRecord {
     pub reason: String,
     pub created_at: Timestamp,
     pub created_by: String,
+    /// The invoice's tax, credited with it: `amount` is the gross, `amount - tax` the net.
+    pub tax: Option<crate::payments::InvoiceTax>,
 }
 
 impl CreditNoteRecord {
@@ -63,7 +65,11 @@ impl CreditNoteRecord {
 #[derive(Clone, Debug)]
 pub struct NewCreditNote {
     pub invoice: u64,
+    /// The gross credited.
     pub amount: i64,
+    /// The tax inside it, at the invoice's rate, with the carry it was worked out from (the
+    /// customer's last credit note's) and the one it leaves.
+    pub tax: Option<(i64, i64, i64)>,
     pub lines: Vec<String>,
     pub applied: Applied,
     pub transfer: u64,
@@ -79,10 +85,12 @@ pub enum Refused {
     AboveInvoice(i64),
     /// Applied to the invoice, more than it still asks: what it asks.
     AboveDue(i64),
+    /// Another credit note changed the tax carried meanwhile: work it out again.
+    CarryMoved,
 }
 
 const COLUMNS: &str = "id, issuer_id, number, party_id, invoice_id, amount, currency, lines, applied, transfer_id, \
-     reason, created_at, created_by";
+     reason, created_at, created_by, tax_name, tax_rate, tax_inclusive, tax";
 
 fn from_row(r: &[Value]) -> StoreResult<CreditNoteRecord> {
     let issuer = r[1].int()?;
@@ -102,7 +110,27 @@ fn from_row(r: &[Value]) -> StoreResult<CreditNoteRecord> {
         reason: r[10].text()?,
         created_at: Timestamp(r[11].int()?),
         created_by: r[12].text()?,
+        tax: match (r[13].opt_text()?, r[14].opt_int()?) {
+            (Some(name), Some(rate)) => Some(crate::payments::InvoiceTax {
+                name,
+                rate,
+                inclusive: r[15].int()? != 0,
+                amount: r[16].int()?,
+                net: r[5].int()? - r[16].int()?,
+            }),
+            _ => None,
+        },
     })
+}
+
+/// The tax rounding difference a customer's last taxed credit note carried on.
+pub fn carry(db: &mut dyn Db, party: PartyId) -> StoreResult<i64> {
+    db.rows(
+        "SELECT tax_carry FROM credit_notes WHERE party_id = $1 AND tax_name IS NOT NULL ORDER BY id DESC LIMIT 1",
+        &[id(party.0)],
+    )?
+    .first()
+    .map_or(Ok(0), |r| r[0].int())
 }
 
 fn id(v: u64) -> Value {
@@ -137,6 +165,12 @@ pub fn record(db: &mut dyn Db, n: &NewCreditNote) -> StoreResult<Result<CreditNo
     if n.applied == Applied::Invoice && n.amount > due {
         return Ok(Err(Refused::AboveDue(due.max(0))));
     }
+    if let Some((_, carry_in, _)) = n.tax {
+        if carry_in != carry(db, invoice.party)? {
+            return Ok(Err(Refused::CarryMoved));
+        }
+    }
+    let taxed = invoice.tax.as_ref().filter(|_| n.tax.is_some());
     let issuer = Value::from(invoice.issuer.map_or(0, |p| id_to_db(p.0)));
     let number = db.rows(
         "INSERT INTO credit_note_numbers (issuer_id, last) VALUES ($1, 1) ON CONFLICT (issuer_id) DO UPDATE SET last = credit_note_numbers.last + 1 RETURNING last",
@@ -146,7 +180,8 @@ pub fn record(db: &mut dyn Db, n: &NewCreditNote) -> StoreResult<Result<CreditNo
     let row = db.rows(
         &format!(
             "INSERT INTO credit_notes (issuer_id, number, party_id, invoice_id, amount, currency, lines, applied, transfer_id, \
-             reason, created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING {COLUMNS}"
+             reason, created_at, created_by, tax_name, tax_rate, tax_inclusive, tax, tax_carry) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING {COLUMNS}"
         ),
         &[
             issuer,
@@ -161,6 +196,11 @@ pub fn record(db: &mut dyn Db, n: &NewCreditNote) -> StoreResult<Result<CreditNo
             Value::from(n.reason.clone()),
             Value::from(n.at.0),
             Value::from(n.by.clone()),
+            Value::from(taxed.map(|t| t.name.clone())),
+            Value::from(taxed.map(|t| t.rate)),
+            Value::from(i64::from(taxed.is_some_and(|t| t.inclusive))),
+            Value::from(n.tax.map_or(0, |t| t.0)),
+            Value::from(n.tax.map_or(0, |t| t.2)),
         ],
     )?;
     if n.applied == Applied::Invoice {
@@ -178,6 +218,8 @@ pub trait CreditNoteStore: Send + Sync {
     fn credit_notes(&self, party: Option<PartyId>, limit: u32) -> StoreResult<Vec<CreditNoteRecord>>;
     /// See [`room`].
     fn credit_room(&self, invoice: u64) -> StoreResult<Option<(i64, i64)>>;
+    /// See [`carry`].
+    fn credit_tax_carry(&self, party: PartyId) -> StoreResult<i64>;
 }
 
 impl<T: Transact> CreditNoteStore for T {
@@ -199,5 +241,9 @@ impl<T: Transact> CreditNoteStore for T {
 
     fn credit_room(&self, invoice: u64) -> StoreResult<Option<(i64, i64)>> {
         run_db(self, false, |db| room(db, invoice))
+    }
+
+    fn credit_tax_carry(&self, party: PartyId) -> StoreResult<i64> {
+        run_db(self, false, |db| carry(db, party))
     }
 }

@@ -147,7 +147,7 @@ pub mod sql {
     pub const INVOICE_COLUMNS: &str =
         "id, issuer_id, number, party_id, kind, amount, currency, status, created_at, paid_at, recharge_id, \
          transfer_id, period_start, period_end, subtotal, carry_in, carry_out, allocated, voided_at, void_reason, credited, tax_name, tax_rate, tax_inclusive, tax, net";
-    pub const RECEIPT_COLUMNS: &str = "id, issuer_id, number, party_id, transfer_id, amount, currency, method, paid_at, invoice_id, allocated, reversed_at, refunded";
+    pub const RECEIPT_COLUMNS: &str = "id, issuer_id, number, party_id, transfer_id, amount, currency, method, paid_at, invoice_id, allocated, reversed_at, refunded, tax_name, tax_rate, tax";
     pub const ALLOCATION_COLUMNS: &str =
         "id, party_id, invoice_id, receipt_id, amount, at, released_at, release_reason";
 }
@@ -212,6 +212,9 @@ fn receipt_from(r: &[Value]) -> StoreResult<ReceiptRecord> {
         allocated: r[10].int()?,
         reversed_at: r[11].opt_int()?.map(Timestamp),
         refunded: r[12].int()?,
+        tax_name: r[13].opt_text()?,
+        tax_rate: r[14].opt_int()?.unwrap_or(0),
+        tax: r[15].int()?,
     })
 }
 
@@ -257,20 +260,16 @@ pub fn write_issues(db: &mut dyn Db, issues: &[InvoiceIssue]) -> StoreResult<()>
             .unwrap_or(0);
         let precision = rules::invoice_precision(issue.currency);
         let (total, carry_out) = rules::round_total(issue.subtotal, carry_in, issue.currency.scale, precision);
-        // The customer's tax rate as of now: exclusive tax is added to what the invoice asks.
-        let rate = crate::taxes::of_party(db, issue.party)?;
-        let (amount, tax) = match &rate {
-            Some(r) => {
-                let (net, tax, gross) = rules::tax_of(total, r.rate, r.inclusive, issue.currency.scale, precision);
-                (gross, Some((r, net, tax)))
-            }
-            None => (total, None),
-        };
+        // The customer's tax rate as of now (taxed at invoice): exclusive tax is added to
+        // what the invoice asks; the tax's rounding difference is carried like the total's.
+        let code = issue.currency.code.to_string();
+        let tax = crate::taxes::next_tax(db, "invoices", issue.party, crate::TaxedAt::Invoice, total, &code, false)?;
+        let amount = tax.as_ref().map_or(total, |(_, t)| t.gross);
         let (status, paid_at) = if amount == 0 { ("paid", Some(issue.issued_at.0)) } else { ("open", None) };
         let invoice = db.rows(
             "INSERT INTO invoices (issuer_id, number, party_id, kind, amount, currency, status, created_at, paid_at, period_start, period_end, \
-             subtotal, carry_in, carry_out, allocated, tax_name, tax_rate, tax_inclusive, tax, net) \
-             VALUES ($1, $2, $3, 'usage', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0, $14, $15, $16, $17, $18) RETURNING id",
+             subtotal, carry_in, carry_out, allocated, tax_name, tax_rate, tax_inclusive, tax, net, tax_carry) \
+             VALUES ($1, $2, $3, 'usage', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0, $14, $15, $16, $17, $18, $19) RETURNING id",
             &[
                 party_value(issue.issuer),
                 Value::from(number),
@@ -285,11 +284,12 @@ pub fn write_issues(db: &mut dyn Db, issues: &[InvoiceIssue]) -> StoreResult<()>
                 Value::from(issue.subtotal),
                 Value::from(carry_in),
                 Value::from(carry_out),
-                Value::from(tax.map(|(r, _, _)| r.name.clone())),
-                Value::from(tax.map(|(r, _, _)| r.rate)),
-                Value::from(i64::from(tax.is_some_and(|(r, _, _)| r.inclusive))),
-                Value::from(tax.map_or(0, |(_, _, t)| t)),
-                Value::from(tax.map(|(_, n, _)| n)),
+                Value::from(tax.as_ref().map(|(r, _)| r.name.clone())),
+                Value::from(tax.as_ref().map(|(r, _)| r.rate)),
+                Value::from(i64::from(tax.as_ref().is_some_and(|(r, _)| r.inclusive))),
+                Value::from(tax.as_ref().map_or(0, |(_, t)| t.tax)),
+                Value::from(tax.as_ref().map(|(_, t)| t.net)),
+                Value::from(tax.as_ref().map_or(0, |(_, t)| t.carry)),
             ],
         )?[0][0]
             .int()?;
@@ -343,7 +343,11 @@ pub fn allocate(db: &mut dyn Db, party: PartyId, at: Timestamp) -> StoreResult<u
     )?;
     let payments: Vec<Unallocated> = payments
         .iter()
-        .map(|r| Unallocated { payment: r.id, remaining: r.amount - r.refunded - r.allocated, invoice: r.invoice })
+        .map(|r| Unallocated {
+            payment: r.id,
+            remaining: r.amount - r.tax - r.refunded - r.allocated,
+            invoice: r.invoice,
+        })
         .collect();
     let dues: Vec<Due> =
         invoices.iter().map(|i| Due { invoice: i.id, due: i.amount - i.credited - i.allocated }).collect();
@@ -763,8 +767,29 @@ pub fn insert_receipt(db: &mut dyn Db, r: &crate::NewReceipt) -> StoreResult<Opt
         &[party_value(r.issuer)],
     )?[0][0]
         .int()?;
+    // Taxed at top-up: the tax inside the payment is owed (a top-up invoice's as it asked).
+    let currency = r.currency.to_string();
+    let invoiced = match r.invoice {
+        Some(i) => invoice_where(db, "WHERE id = $1 AND kind = 'top_up' AND tax_name IS NOT NULL", &[id(i)])?.pop(),
+        None => None,
+    };
+    let tax = match invoiced.and_then(|i| i.tax.filter(|_| i.amount == r.amount)) {
+        Some(t) => {
+            let carry = db
+                .rows(
+                    "SELECT tax_carry FROM receipts WHERE party_id = $1 AND tax_name IS NOT NULL ORDER BY id DESC LIMIT 1",
+                    &[id(r.party.0)],
+                )?
+                .first()
+                .map_or(Ok(0), |row| row[0].int())?;
+            Some((t.name, t.rate, t.amount, carry))
+        }
+        None => crate::taxes::next_tax(db, "receipts", r.party, crate::TaxedAt::TopUp, r.amount, &currency, true)?
+            .map(|(rate, t)| (rate.name, rate.rate, t.tax, t.carry)),
+    };
     db.run(
-        "INSERT INTO receipts (issuer_id, number, party_id, transfer_id, amount, currency, method, paid_at, invoice_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO receipts (issuer_id, number, party_id, transfer_id, amount, currency, method, paid_at, invoice_id, \
+         tax_name, tax_rate, tax, tax_carry) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         &[
             party_value(r.issuer),
             Value::from(number),
@@ -775,12 +800,34 @@ pub fn insert_receipt(db: &mut dyn Db, r: &crate::NewReceipt) -> StoreResult<Opt
             Value::from(r.method.clone()),
             Value::from(r.paid_at.0),
             Value::from(r.invoice.map(id_to_db)),
+            Value::from(tax.as_ref().map(|t| t.0.clone())),
+            Value::from(tax.as_ref().map(|t| t.1)),
+            Value::from(tax.as_ref().map_or(0, |t| t.2)),
+            Value::from(tax.as_ref().map_or(0, |t| t.3)),
         ],
     )?;
+    let line = match &tax {
+        Some((name, rate, tax, _)) if *tax != 0 => {
+            let scale = db.rows("SELECT scale FROM currencies WHERE code = $1", &[Value::from(currency.clone())])?;
+            let scale = u8::try_from(scale.first().map_or(Ok(0), |row| row[0].int())?).unwrap_or(0);
+            let c = purse_core::Currency { code: r.currency, scale };
+            let f = |v: i64| rules::format_total(c, v);
+            Some(format!(
+                "Of which {name} {}%: {} {currency}; {} {currency} is added to the balance.",
+                crate::taxes::percent_text(*rate),
+                f(*tax),
+                f(r.amount - tax)
+            ))
+        }
+        _ => None,
+    };
     Ok(Some(r.notice.clone().map(|mut n| {
         let shown = crate::payments::receipt_number(r.issuer, id_from_db(number));
         n.subject = n.subject.replace("{receipt}", &shown);
         n.body = n.body.replace("{receipt}", &shown);
+        if let Some(line) = &line {
+            n.body = crate::taxes::with_tax_line(&n.body, line);
+        }
         n
     })))
 }

@@ -49,7 +49,7 @@ pub use payments::{
 };
 pub use rating::{PlanRole, RatePlan, RatingStore, SessionQuery, SessionRow, UnratedUsage};
 pub use refunds::{RefundRecord, RefundStatus, RefundStore};
-pub use taxes::{CustomerTax, TaxRate, TaxStore};
+pub use taxes::{CustomerTax, TaxRate, TaxStore, TaxedAt};
 
 /// A database failure, by what the caller can do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -291,12 +291,34 @@ pub struct ReceiptRecord {
     pub reversed_at: Option<Timestamp>,
     /// How much of it was given back by refunds that succeeded.
     pub refunded: i64,
+    /// Taxed at top-up: the rate's name and millionths, and the tax inside the payment, owed
+    /// (the rest, net, is what the balance gains).
+    pub tax_name: Option<String>,
+    pub tax_rate: i64,
+    pub tax: i64,
 }
 
 impl ReceiptRecord {
     /// The number as printed: `RV-`, the issuer (`0`: the operator), the number.
     pub fn display_number(&self) -> String {
         receipt_number(self.issuer, self.number)
+    }
+
+    /// The tax inside `part` of the payment (taxed at top-up): its share of the payment's
+    /// tax, half away from zero, so that all of it holds all the tax.
+    pub fn tax_share(&self, part: i64) -> i64 {
+        if self.tax == 0 || self.amount <= 0 {
+            return 0;
+        }
+        let (num, den) = (i128::from(part.min(self.amount)) * i128::from(self.tax), i128::from(self.amount));
+        i64::try_from((num.abs() * 2 + den) / (den * 2) * num.signum()).unwrap_or(0)
+    }
+
+    /// What the payment put on the balance and is still there to apply to invoices: what
+    /// was paid less what was refunded, less the tax still inside it.
+    pub fn net_left(&self) -> i64 {
+        let left = self.amount - self.refunded;
+        left - (self.tax - self.tax_share(self.refunded))
     }
 }
 

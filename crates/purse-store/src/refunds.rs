@@ -200,7 +200,7 @@ pub fn succeed(
     }
     db.run("UPDATE receipts SET refunded = refunded + $1 WHERE id = $2", &[Value::from(r.amount), id(r.receipt)])?;
     if let Some(receipt) = receipt_where(db, "WHERE id = $1", &[id(r.receipt)])?.pop() {
-        if receipt.allocated > receipt.amount - receipt.refunded {
+        if receipt.allocated > receipt.net_left() {
             release(db, "receipt_id = $1", receipt.id, at, "refunded")?;
             allocate(db, receipt.party, at)?;
         }

@@ -412,11 +412,14 @@ enum TaxAction {
         #[arg(long)]
         inclusive: bool,
     },
-    /// Sets a customer's rate (none without --rate), tax id and billing address.
+    /// Sets a customer's rate (none without --rate), when it is taxed (--taxed-at invoice, the
+    /// default, or top_up), tax id and billing address.
     Set {
         customer: u64,
         #[arg(long)]
         rate: Option<u64>,
+        #[arg(long, default_value = "invoice")]
+        taxed_at: String,
         #[arg(long, default_value = "")]
         tax_id: String,
         #[arg(long, default_value = "")]
@@ -823,12 +826,17 @@ fn run(cli: Cli) -> purse::error::Result<()> {
                     let v = r.post("/v1/tax-rates", &body)?;
                     r.show(&v, |v| format!("tax rate {} ({}%)\n", v["id"], v["percent"].as_str().unwrap_or("?")))
                 }
-                TaxAction::Set { customer, rate, tax_id, address } => {
-                    let body = serde_json::json!({ "tax_rate": rate, "tax_id": tax_id, "address": address });
+                TaxAction::Set { customer, rate, taxed_at, tax_id, address } => {
+                    let body = serde_json::json!({ "tax_rate": rate, "taxed_at": taxed_at, "tax_id": tax_id, "address": address });
                     let v = r.send("PUT", &format!("/v1/customers/{customer}/tax-settings"), &body)?;
                     r.show(&v, |v| {
                         let rate = v["tax_rate"]["name"].as_str().unwrap_or("no rate");
-                        format!("customer {}: {rate}, tax id {}\n", v["customer"], v["tax_id"].as_str().unwrap_or(""))
+                        let at = if v["taxed_at"] == "top_up" { "taxed at top-up" } else { "taxed on invoices" };
+                        format!(
+                            "customer {}: {rate}, {at}, tax id {}\n",
+                            v["customer"],
+                            v["tax_id"].as_str().unwrap_or("")
+                        )
                     })
                 }
             };

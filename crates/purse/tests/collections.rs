@@ -671,3 +671,160 @@ fn issue_24_invoices_carry_tax_added_or_included_and_the_balance_owes_exactly_it
         drop(w);
     }
 }
+
+#[test]
+fn issue_24_tax_rounding_is_carried_and_a_credit_note_gives_back_its_tax() {
+    for url in both_backends("issue_24_tax_carry") {
+        // USD kept to 4 digits, as telecom rates are; invoices are payable in cents.
+        let options = common::world::Options { credit: true, recharges: true, usd: false, ..Default::default() };
+        let mut w = World(common::world::World::with(&url, options));
+        w.call("POST", "/v1/currencies", json!({ "code": "USD", "scale": 4 }));
+        let rate = w.call("POST", "/v1/tax-rates", json!({ "name": "Sales tax", "percent": "7.25" }));
+        let (customer, wallet) = w.customer("Carry Co", "postpaid", "500");
+        w.call("PUT", &format!("/v1/customers/{customer}/tax-settings"), json!({ "tax_rate": rate["id"] }));
+        // 7.25 % of 33.33 is 2.416425: 2.42 on the first invoice, carrying -0.0036 (at the
+        // scale of 4: 2.4164), so the second asks 2.41 and the two add up to the taxes exactly.
+        let mut taxes = Vec::new();
+        for _ in 0..2 {
+            w.charge(wallet, "33.33");
+            let i = w.call("POST", &format!("/v1/customers/{customer}/invoices"), json!({}));
+            taxes.push((i["tax"]["amount"].as_str().unwrap().to_owned(), i["amount"].as_str().unwrap().to_owned()));
+            w.days(1);
+        }
+        assert_eq!(
+            taxes,
+            [("2.4200".to_owned(), "35.7500".to_owned()), ("2.4100".to_owned(), "35.7400".to_owned())],
+            "the tax's rounding difference is carried"
+        );
+        w.step();
+        assert_eq!(w.balance(wallet), "-71.4900", "usage 66.66 and tax 4.83");
+        assert_eq!(w.system("tax_payable"), "4.8300");
+
+        // A credit note for the first invoice's line: the line and its tax come back, the tax
+        // from what is owed.
+        let first = w.get(&format!("/v1/invoices?customer={customer}"))["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["tax"]["amount"] == "2.4200")
+            .cloned()
+            .unwrap();
+        let service =
+            w.get(&format!("/v1/invoices/{}", first["id"]))["lines"][0]["service"].as_str().unwrap().to_owned();
+        let note = w.call(
+            "POST",
+            "/v1/credit-notes",
+            json!({ "invoice": first["id"], "lines": [service], "reason": "line billed in error" }),
+        );
+        assert_eq!(
+            (note["amount"].as_str(), note["net"].as_str(), note["tax"]["amount"].as_str()),
+            (Some("35.7500"), Some("33.3300"), Some("2.4200")),
+            "{note}"
+        );
+        assert_eq!(w.get(&format!("/v1/invoices/{}", first["id"]))["status"], "paid", "credited whole");
+        assert_eq!(w.balance(wallet), "-35.7400");
+        assert_eq!(w.system("tax_payable"), "2.4100");
+        // An amount is a gross with the tax inside: of 10.00, 0.6760 at the scale, less the
+        // -0.0036 the first credit note carried, is 0.67 tax and 9.33 net.
+        let second = w.get(&format!("/v1/invoices?customer={customer}"))["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["tax"]["amount"] == "2.4100")
+            .cloned()
+            .unwrap();
+        let note = w.call(
+            "POST",
+            "/v1/credit-notes",
+            json!({ "invoice": second["id"], "amount": "10.00", "reason": "goodwill" }),
+        );
+        assert_eq!((note["net"].as_str(), note["tax"]["amount"].as_str()), (Some("9.3300"), Some("0.6700")), "{note}");
+        assert_eq!(w.balance(wallet), "-25.7400");
+        assert_eq!(w.system("tax_payable"), "1.7400");
+        let pdf = w.api.get(&format!("/v1/credit-notes/{}/pdf", note["id"])).unwrap();
+        let text = String::from_utf8_lossy(&pdf.body).to_string();
+        for wanted in ["Net", "Sales tax 7.25%", "Amount credited with tax"] {
+            assert!(text.contains(wanted), "{wanted} in the credit note's PDF");
+        }
+        drop(w);
+    }
+}
+
+#[test]
+fn issue_24_prepaid_usage_taxed_at_top_up_leaves_the_net_to_spend_and_invoices_untaxed() {
+    for url in both_backends("issue_24_tax_top_up") {
+        let mut w = World::billing(&url);
+        let vat = w.call("POST", "/v1/tax-rates", json!({ "name": "VAT", "percent": "20" }));
+        let (customer, wallet) = w.customer("Prepaid Plc", "prepaid", "0");
+        let (status, body) = w.send(
+            "PUT",
+            &format!("/v1/customers/{customer}/tax-settings"),
+            json!({ "tax_rate": vat["id"], "taxed_at": "later" }),
+        );
+        assert_eq!((status, fields(&body)), (422, vec!["taxed_at".to_owned()]), "{body}");
+        let set = w.call(
+            "PUT",
+            &format!("/v1/customers/{customer}/tax-settings"),
+            json!({ "tax_rate": vat["id"], "taxed_at": "top_up" }),
+        );
+        assert_eq!(set["taxed_at"], "top_up");
+        // 120.00 paid by hand: 20.00 of it is VAT, owed; 100.00 is left to spend.
+        w.call(
+            "POST",
+            "/v1/payments",
+            json!({ "client_id": key(), "account": wallet, "amount": "120.00", "currency": "USD", "method": "cash" }),
+        );
+        let receipt = w.last_receipt(customer);
+        assert_eq!((receipt["net"].as_str(), receipt["tax"]["amount"].as_str()), (Some("100.00"), Some("20.00")));
+        w.step();
+        assert_eq!(w.balance(wallet), "100.00");
+        assert_eq!(w.system("tax_payable"), "20.00");
+        w.step();
+        assert_eq!(w.system("tax_payable"), "20.00", "booked once");
+        let pdf = w.api.get(&format!("/v1/receipts/{}/pdf", receipt["id"])).unwrap();
+        let text = String::from_utf8_lossy(&pdf.body).to_string();
+        assert!(text.contains("VAT 20%") && text.contains("Net"), "the receipt shows its tax");
+
+        // Its usage invoice carries no tax: it was paid at top-up.
+        w.charge(wallet, "30.00");
+        let i = w.call("POST", &format!("/v1/customers/{customer}/invoices"), json!({}));
+        assert_eq!((i["amount"].as_str(), i["tax"].is_null()), (Some("30.00"), true), "{i}");
+
+        // A top-up invoice for 50.00 asks 60.00 with its VAT; paid, the balance gains 50.00.
+        w.call(
+            "PUT",
+            &format!("/v1/customers/{customer}/recharge-settings"),
+            json!({ "enabled": true, "method": "invoice", "threshold": "80", "recharge_amount": "50" }),
+        );
+        w.step();
+        let top_up = w.get(&format!("/v1/invoices?customer={customer}"))["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["kind"] == "top_up")
+            .cloned()
+            .expect("a top-up invoice");
+        assert_eq!(
+            (top_up["net"].as_str(), top_up["tax"]["amount"].as_str(), top_up["amount"].as_str()),
+            (Some("50.00"), Some("10.00"), Some("60.00")),
+            "{top_up}"
+        );
+        w.call(
+            "POST",
+            &format!("/v1/invoices/{}/payments", top_up["id"]),
+            json!({ "method": "bank_transfer", "amount": "60.00", "currency": "USD" }),
+        );
+        w.step();
+        w.step();
+        assert_eq!(w.balance(wallet), "120.00", "100.00 - 30.00 + 50.00");
+        assert_eq!(w.system("tax_payable"), "30.00");
+
+        // Refunding half the first payment gives back 60.00: 50.00 off the balance, 10.00 of tax.
+        let refund =
+            w.call("POST", "/v1/refunds", json!({ "receipt": receipt["id"], "amount": "60.00", "reason": "overpaid" }));
+        assert_eq!(refund["status"], "succeeded", "{refund}");
+        assert_eq!(w.balance(wallet), "70.00");
+        assert_eq!(w.system("tax_payable"), "20.00");
+        drop(w);
+    }
+}

@@ -126,6 +126,42 @@ impl Notifier {
         }
     }
 
+    /// Books the tax inside each payment of a customer taxed at top-up as owed: an adjustment
+    /// (category `tax`) from its wallet with the client id `tax:receipt:{id}`, so it is booked
+    /// once whoever gets there first; then marks the receipt. Returns how many were booked.
+    pub fn book_receipt_taxes(&self, now: Timestamp) -> AppResult<usize> {
+        let Some(p) = &self.payments else { return Ok(0) };
+        let store = p.store();
+        let mut booked = 0;
+        for purse_store::taxes::UnbookedTax { receipt, party, tax, currency, name } in
+            store.unbooked_receipt_taxes(100)?
+        {
+            let Some(c) = self.reader.currencies()?.into_iter().find(|c| c.code.as_str() == currency) else { continue };
+            let number = store.receipt(receipt)?.map(|r| r.display_number()).unwrap_or_default();
+            let money = purse_core::Money { amount: purse_core::Amount(tax), currency: c.code };
+            let reason = format!("{name} inside the payment on receipt voucher {number}");
+            let metadata = json!({ "tax_for": number }).to_string();
+            match crate::invoices::book_tax(
+                &self.engine,
+                self.reader.as_ref(),
+                party,
+                &format!("tax:receipt:{receipt}"),
+                money,
+                reason,
+                metadata,
+            ) {
+                Ok(()) => {
+                    store.receipt_tax_booked(receipt, now)?;
+                    booked += 1;
+                }
+                Err(e) => {
+                    super::log_warning("receipt tax not booked", json!({ "receipt": number, "error": e.detail() }))
+                }
+            }
+        }
+        Ok(booked)
+    }
+
     /// The enabled webhook endpoints told about a customer's invoices and payments: the
     /// operator's, its reseller's and its own.
     pub(super) fn billing_endpoints(&self, party: &Party) -> AppResult<Vec<(u64, String)>> {

@@ -286,6 +286,7 @@ impl Notifier {
             report.invoiced += self.issue_now_due(now)?;
         }
         report.invoices_sent = self.send_invoices(now)?;
+        self.book_receipt_taxes(now)?;
         self.collect(now, due, &mut report)?;
         self.daily_sweep(now, &mut report)?;
         if let Some(p) = &self.payments {

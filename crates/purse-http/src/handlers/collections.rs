@@ -385,26 +385,16 @@ pub async fn get_customer_tax(
     Ok(reply(StatusCode::OK, &body))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TaxSettingsBody {
-    tax_rate: Option<u64>,
-    #[serde(default)]
-    tax_id: String,
-    #[serde(default)]
-    address: String,
-}
-
 /// `PUT /v1/customers/{id}/tax-settings`.
 pub async fn put_customer_tax(
     State(state): State<AppState>,
     Caller(who): Caller,
     Id(id): Id,
-    ApiJson(body): ApiJson<TaxSettingsBody>,
+    ApiJson(body): ApiJson<purse_app::taxes::TaxSettingsBody>,
 ) -> Result<Response, ApiError> {
     let view = state
         .read(move |s| {
-            let t = purse_app::taxes::put_customer_tax(s, &who, id, body.tax_rate, &body.tax_id, &body.address)?;
+            let t = purse_app::taxes::put_customer_tax(s, &who, id, &body)?;
             Ok(purse_app::taxes::customer_tax_json(s, &t)?)
         })
         .await?;
