@@ -326,7 +326,7 @@ pub async fn show(
         }
         (crate::collections::banner(&viewer, id, o.suspension.as_ref()))
         (figures(&viewer, wallet, *available, *currency))
-        p { a href=(details) id="balance-details" { "Balance Details →" } " · " a href=(format!("/customers/{id}/alerts")) id="alerts" { "Alerts and warning thresholds →" } " · " a href=(format!("/customers/{id}/recharge")) id="payment-settings" { "Payment settings and Pay Now →" } " · " a href=(format!("/customers/{id}/credit")) id="balance-credits" { "Balance & Credits →" } " · " a href=(format!("/customers/{id}/invoices")) id="invoices" { "Invoices and payments →" } " · " a href=(format!("/customers/{id}/grants")) id="grants-link" { "Credit grants →" } " · " a href=(format!("/customers/{id}/adjustments")) id="adjustments-link" { "Adjustments →" } }
+        p { a href=(details) id="balance-details" { "Balance Details →" } " · " a href=(format!("/customers/{id}/alerts")) id="alerts" { "Alerts and warning thresholds →" } " · " a href=(format!("/customers/{id}/recharge")) id="payment-settings" { "Payment settings and Pay Now →" } " · " a href=(format!("/customers/{id}/credit")) id="balance-credits" { "Balance & Credits →" } " · " a href=(format!("/customers/{id}/invoices")) id="invoices" { "Invoices and payments →" } " · " a href=(format!("/customers/{id}/grants")) id="grants-link" { "Credit grants →" } " · " a href=(format!("/customers/{id}/adjustments")) id="adjustments-link" { "Adjustments →" } " · " a href=(format!("/customers/{id}/taxes")) id="taxes-link" { "Taxes →" } }
         h2 { "Subscriber accounts" }
         div.scroll {
             table id="subscribers" {

@@ -22,6 +22,7 @@ mod payments;
 mod rating;
 mod resellers;
 pub mod session;
+mod taxes;
 pub mod users;
 
 use std::sync::Arc;
@@ -166,6 +167,10 @@ pub fn pages() -> Vec<Page> {
         page(M::POST, "/customers/{id}/suspension", A::PutSuspension, post(collections::save_suspension)),
         page(M::GET, "/dunning", A::ListDunningPolicies, get(collections::policies)),
         page(M::POST, "/dunning", A::PutDunningPolicy, post(collections::save_policy)),
+        page(M::GET, "/taxes", A::ListTaxRates, get(taxes::rates)),
+        page(M::POST, "/taxes", A::CreateTaxRate, post(taxes::create_rate)),
+        page(M::GET, "/customers/{id}/taxes", A::GetCustomerTax, get(taxes::settings)),
+        page(M::POST, "/customers/{id}/taxes", A::PutCustomerTax, post(taxes::save_settings)),
         page(M::POST, "/customers/{id}/adjustments", A::CreateAdjustment, post(adjust::create)),
         page(M::GET, "/resellers", A::GetMasterWallet, get(resellers::list)),
         page(M::GET, "/resellers/{id}", A::GetMasterWallet, get(resellers::show)),
@@ -470,6 +475,7 @@ async fn settings(viewer: Viewer) -> Response {
             li { a href="/audit" id="audit-link" { "Audit log" } " — every settings change: who, when, before, after" }
             @if viewer.may(Action::ListCustomerClasses) { li { a href="/classes" id="classes-link" { "Customer classes" } " — subscriber transfers and the maximum possible increase" } }
             @if viewer.may(Action::ListDunningPolicies) { li { a href="/dunning" id="dunning-link" { "Dunning policies" } " — when invoices are due, reminders, suspension" } }
+            @if viewer.may(Action::CreateTaxRate) { li { a href="/taxes" id="taxes-link" { "Tax rates" } " — the rates invoices and top-ups carry" } }
         }
     };
     page::ok(page::layout("Settings", Some(&viewer), &[("Settings", "")], body))

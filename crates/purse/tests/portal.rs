@@ -1174,7 +1174,9 @@ fn issue_23_staff_pages_in_arabic_have_their_labels_translated() {
         format!("/customers/{}/alerts", acme.0),
         format!("/customers/{}/grants", acme.0),
         format!("/customers/{}/adjustments", acme.0),
+        format!("/customers/{}/taxes", acme.0),
         "/dunning".to_owned(),
+        "/taxes".to_owned(),
         "/profiles".to_owned(),
         "/notifications".to_owned(),
         "/rate-plans".to_owned(),
@@ -1373,5 +1375,57 @@ fn issue_24_staff_adjust_by_category_set_a_dunning_policy_and_suspend_and_the_cu
     b.click("#save-credit-note");
     assert!(b.text("#flash").contains("Credit note CN-") && b.text("#flash").contains("is issued"), "{}", b.source());
     assert!(b.text("#credit-notes").contains("Calls dropped on Monday"), "{}", b.source());
+    drop(site.server);
+}
+
+#[test]
+fn issue_24_staff_add_a_tax_rate_and_set_a_customer_s_taxes_and_the_customer_sees_them() {
+    let site = site_with(None);
+    let (acme, customer, _) = site.seeded.customers[0].clone();
+    let mut b = Browser::start(&site.base);
+    b.login(&site.operator.0, &site.operator.1);
+    b.open("/settings");
+    b.click("#taxes-link");
+    // Every wrong field at once; nothing added.
+    b.type_into("#tax-rate-form [name='name']", " ");
+    b.type_into("#tax-rate-form [name='percent']", "150");
+    b.click("#save-tax-rate");
+    let summary = b.text("#form-error");
+    assert!(summary.contains("Name") && summary.contains("Percent"), "{summary}");
+    assert!(b.text("#tax-rates").contains("No tax rates yet"), "nothing was added: {}", b.source());
+    b.type_into("#tax-rate-form [name='name']", "VAT");
+    b.type_into("#tax-rate-form [name='percent']", "20");
+    b.click("#save-tax-rate");
+    assert!(b.text("#flash").contains("The tax rate VAT 20% is added"), "{}", b.source());
+    assert!(b.text("#tax-rates").contains("Tax added on top"), "{}", b.source());
+
+    // The customer's settings: chosen by name, a bad tax id refused with nothing saved.
+    b.open(&format!("/customers/{}", customer.0));
+    b.click("#taxes-link");
+    let vat = b.script(
+        "return [...document.querySelectorAll('#tax_rate option')].find(o => o.textContent.startsWith('VAT')).value;",
+    );
+    b.script(&format!("document.querySelector('#tax_rate').value = {vat};"));
+    b.script("document.querySelector('#taxed_at').value = 'top_up';");
+    b.type_into("#tax-settings-form [name='tax_id']", &"X".repeat(65));
+    b.type_into("#address", "1 High Street\nLondon");
+    b.click("#save-tax-settings");
+    assert!(b.text("#form-error").contains("Tax id"), "{}", b.source());
+    assert!(b.text("#tax-now").contains("No tax"), "nothing was saved: {}", b.source());
+    b.type_into("#tax-settings-form [name='tax_id']", "GB123456789");
+    b.click("#save-tax-settings");
+    assert!(b.text("#flash").contains(&format!("The tax settings of {acme} are saved")), "{}", b.source());
+    let now = b.text("#tax-now");
+    for wanted in ["VAT 20%", "When it tops up", "GB123456789", "High Street"] {
+        assert!(now.contains(wanted), "{wanted} in {now}");
+    }
+    b.screenshot("taxes");
+
+    // The customer sees its own, without the form.
+    b.logout();
+    b.login(&site.customer.0, &site.customer.1);
+    b.open(&format!("/customers/{}/taxes", customer.0));
+    assert!(b.text("#tax-now").contains("VAT 20%"), "{}", b.source());
+    assert_eq!(b.count("#tax-settings-form"), 0);
     drop(site.server);
 }
