@@ -22,8 +22,10 @@ pub struct CreditNoteRequest {
     pub invoice: u64,
     pub amount: Option<String>,
     pub lines: Vec<String>,
-    /// `invoice` (the default) or `balance`.
+    /// `invoice` (the default), `unallocated`, `balance` or `refund`.
     pub apply: Option<String>,
+    /// With `refund`: the receipt voucher of the payment the credit is given back through.
+    pub receipt: Option<u64>,
     pub reason: String,
 }
 
@@ -77,9 +79,40 @@ pub fn issue(s: &App, who: &Principal, req: CreditNoteRequest, request: &str) ->
     let applied = match req.apply.as_deref() {
         None => Some(Applied::Invoice),
         Some(a) => Applied::parse(a).or_else(|| {
-            problems.note(AppError::invalid("apply", Code::InvalidTarget, "apply is invoice or balance"));
+            problems.note(AppError::invalid(
+                "apply",
+                Code::InvalidTarget,
+                "apply is invoice, unallocated, balance or refund",
+            ));
             None
         }),
+    };
+    // Given back through a payment: one of the customer's, with that much left to refund.
+    let receipt = match (applied, req.receipt) {
+        (Some(Applied::Refund), None) => {
+            problems.note(AppError::invalid(
+                "receipt",
+                Code::Required,
+                "name the payment to refund the credit through",
+            ));
+            None
+        }
+        (Some(Applied::Refund), Some(r)) => match crate::refunds::visible_receipt(s, who, r) {
+            Ok(r) if r.party == invoice.party && r.currency == invoice.currency => Some(r),
+            _ => {
+                problems.note(AppError::invalid("receipt", Code::NotFound, "no such payment of this customer"));
+                None
+            }
+        },
+        (_, Some(_)) => {
+            problems.note(AppError::invalid(
+                "receipt",
+                Code::InvalidTarget,
+                "a payment is named only to refund through",
+            ));
+            None
+        }
+        (_, None) => None,
     };
     let reason = problems.check(crate::parse::reason_text(Some(&req.reason)).and_then(|r| {
         r.ok_or_else(|| {
@@ -104,6 +137,21 @@ pub fn issue(s: &App, who: &Principal, req: CreditNoteRequest, request: &str) ->
         if let Some((left, due)) = s.payments.credit_room(invoice.id)? {
             if let Err(e) = room_check(a.0, applied, left, due, c) {
                 problems.note(e);
+            }
+        }
+        if let Some(r) = &receipt {
+            let left = crate::refunds::left_to_refund(s, r)?;
+            if a.0 > left {
+                problems.note(AppError::invalid(
+                    "receipt",
+                    Code::AboveRefundable,
+                    format!(
+                        "payment {} has {} {} left to refund",
+                        r.display_number(),
+                        c.format(Amount(left.max(0))),
+                        c.code
+                    ),
+                ));
             }
         }
     }
@@ -181,26 +229,71 @@ pub fn issue(s: &App, who: &Principal, req: CreditNoteRequest, request: &str) ->
         }
         Err(e) => return Err(e.into()),
     };
-    match results.into_iter().next() {
-        Some(Ok(Outcome::Posted { transfer, replayed, .. })) => {
-            if let Some(Ok(done)) = recorded.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
-                return Ok(done);
+    let note = match results.into_iter().next() {
+        Some(Ok(Outcome::Posted { transfer, .. })) => {
+            match recorded.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+                Some(Ok(done)) => done,
+                // A repeated request: the credit note its posting made.
+                _ => s
+                    .payments
+                    .credit_notes_of_invoice(invoice.id)?
+                    .into_iter()
+                    .find(|n| n.transfer == transfer.0)
+                    .ok_or(AppError::NotFound("credit note"))?,
             }
-            // A repeated request: the credit note its posting made.
-            let _ = replayed;
-            s.payments
-                .credit_notes_of_invoice(invoice.id)?
-                .into_iter()
-                .find(|n| n.transfer == transfer.0)
-                .ok_or(AppError::NotFound("credit note"))
         }
-        Some(Ok(_)) | None => Err(AppError::Internal("no posting for the credit note".into())),
-        Some(Err(Rejection::ExistsWithDifferentAmount)) => Err(AppError::invalid(
-            "amount",
-            Code::Duplicate,
-            "this request made a credit note of another amount already",
+        Some(Ok(_)) | None => return Err(AppError::Internal("no posting for the credit note".into())),
+        Some(Err(Rejection::ExistsWithDifferentAmount)) => {
+            return Err(AppError::invalid(
+                "amount",
+                Code::Duplicate,
+                "this request made a credit note of another amount already",
+            ))
+        }
+        Some(Err(r)) => return Err(AppError::Rejected(r)),
+    };
+    match (note.applied, note.refund, req.receipt) {
+        (Applied::Refund, None, Some(receipt)) => give_back(s, who, note, receipt, c),
+        _ => Ok(note),
+    }
+}
+
+/// Refunds a credit note's credit through the payment named; a repeat of the request (its
+/// refund keyed by the credit note) finishes a refund a failure left undone.
+fn give_back(
+    s: &App,
+    who: &Principal,
+    note: CreditNoteRecord,
+    receipt: u64,
+    c: purse_core::Currency,
+) -> AppResult<CreditNoteRecord> {
+    let number = note.display_number();
+    let req = crate::refunds::RefundRequest {
+        receipt,
+        amount: c.format(Amount(note.amount)),
+        reason: format!("the credit of credit note {number}"),
+    };
+    match crate::refunds::request(s, who, req, Some(format!("credit-note:{}", note.id))) {
+        Ok(refund) if refund.status != purse_store::RefundStatus::Failed => {
+            s.payments.credit_note_refunded(note.id, refund.id)?;
+            s.payments.credit_note(note.id)?.ok_or(AppError::NotFound("credit note"))
+        }
+        Ok(refund) => Err(AppError::invalid(
+            "receipt",
+            Code::InvalidTarget,
+            format!(
+                "credit note {number} is issued and its credit is on the balance, but the refund failed ({}); send the same request again to retry",
+                refund.failure.unwrap_or_default()
+            ),
         )),
-        Some(Err(r)) => Err(AppError::Rejected(r)),
+        Err(e) => Err(AppError::invalid(
+            "receipt",
+            Code::InvalidTarget,
+            format!(
+                "credit note {number} is issued and its credit is on the balance, but the refund failed ({}); send the same request again to retry",
+                e.detail()
+            ),
+        )),
     }
 }
 
@@ -248,6 +341,8 @@ pub fn document(s: &App, n: &CreditNoteRecord) -> AppResult<Vec<u8>> {
     let applied = match n.applied {
         Applied::Invoice => format!("taken off invoice {invoice}"),
         Applied::Balance => "added to the balance".to_owned(),
+        Applied::Unallocated => "kept as credit for invoices still due".to_owned(),
+        Applied::Refund => "refunded to the payment".to_owned(),
     };
     let lines = if n.lines.is_empty() { "an amount".to_owned() } else { n.lines.join(", ") };
     for (label, value) in [
@@ -306,6 +401,9 @@ pub fn view(s: &App, n: &CreditNoteRecord) -> AppResult<serde_json::Value> {
         "currency": c.code.as_str(),
         "lines": n.lines,
         "apply": n.applied.as_str(),
+        // An unallocated credit: what invoices drew on it; refunded: the refund.
+        "drawn": c.format(Amount(n.drawn)),
+        "refund": n.refund,
         "reason": n.reason,
         "created_at": purse_core::time::format(n.created_at),
         "created_by": n.created_by,

@@ -133,6 +133,14 @@ pub fn invoice_detail(s: &App, i: &InvoiceRecord) -> Result<Value, AppError> {
     let notes: Result<Vec<Value>, AppError> =
         s.payments.credit_notes_of_invoice(i.id)?.iter().map(|n| crate::credit_notes::view(s, n)).collect();
     view["credit_notes"] = Value::Array(notes?);
+    // What it drew on the customer's unallocated credit notes (of other invoices too).
+    let c = s.currency("currency", i.currency)?;
+    view["credits_drawn"] = s
+        .payments
+        .credits_drawn_by(i.id)?
+        .iter()
+        .map(|(n, amount)| json!({ "credit_note": n.id, "number": n.display_number(), "amount": c.format(Amount(*amount)) }))
+        .collect();
     Ok(view)
 }
 

@@ -236,10 +236,29 @@ async fn render_invoice(
     error: page::Errors,
 ) -> Result<Response, PortalError> {
     let who = viewer.who;
-    let (i, name) = read(&state, move |s| {
+    let (i, name, payments) = read(&state, move |s| {
         let i = api::visible_invoice(s, &who, id).map_err(|_| PortalError::NotFound)?;
         let name = s.engine.reader().party(i.party)?.map(|p| p.name).unwrap_or_default();
-        Ok((api::invoice_detail(s, &i)?, name))
+        // The payments a credit may be refunded through, by number, amount and date.
+        let c = s.currency("currency", i.currency)?;
+        let payments: Vec<(String, String)> = s
+            .payments
+            .receipts(Some(i.party), 50)?
+            .iter()
+            .filter(|r| r.reversed_at.is_none() && r.refunded < r.amount)
+            .map(|r| {
+                let when = purse_core::time::format(r.paid_at);
+                let shown = format!(
+                    "{} · {} {} · {}",
+                    r.display_number(),
+                    c.format(purse_core::Amount(r.amount)),
+                    c.code,
+                    &when[..10]
+                );
+                (r.id.to_string(), shown)
+            })
+            .collect();
+        Ok((api::invoice_detail(s, &i)?, name, payments))
     })
     .await?;
     let customer = i["customer"].as_u64().unwrap_or(0);
@@ -317,7 +336,14 @@ async fn render_invoice(
                         tr {
                             td { a href=(format!("/credit-notes/{}/pdf", n["id"])) { (s(&n["number"])) } }
                             td.num { (s(&n["amount"])) }
-                            td { @if s(&n["apply"]) == "invoice" { "Off this invoice" } @else { "To the balance" } }
+                            td {
+                                @match s(&n["apply"]) {
+                                    "invoice" => { "Off this invoice" }
+                                    "unallocated" => { "Credit for invoices due · " (s(&n["drawn"])) " drawn" }
+                                    "refund" => { "Refunded" }
+                                    _ => { "To the balance" }
+                                }
+                            }
                             td { (s(&n["reason"])) }
                             td { (viewer.when_text(&n["created_at"])) }
                         }
@@ -325,12 +351,23 @@ async fn render_invoice(
                     @if i["credit_notes"].as_array().is_none_or(Vec::is_empty) { tr { td colspan="5" .muted { "No credit note." } } }
                 }
             }
+            @if let Some(drawn) = i["credits_drawn"].as_array().filter(|d| !d.is_empty()) {
+                p id="credits-drawn" {
+                    "Credit drawn: "
+                    @for (k, d) in drawn.iter().enumerate() {
+                        @if k > 0 { ", " }
+                        (s(&d["amount"])) " from " a href=(format!("/credit-notes/{}/pdf", d["credit_note"])) { (s(&d["number"])) }
+                    }
+                }
+            }
             @if staff && viewer.may(purse_app::policy::Action::CreateCreditNote) && s(&i["status"]) != "void" {
                 form.card method="post" action=(format!("/invoices/{id}/credit-note")) id="credit-note-form" {
                     input type="hidden" name="csrf" value=(viewer.csrf);
                     input type="hidden" name="request" value=(value("request", &format!("portal-{}", purse_app::secrets::random_hex::<12>().unwrap_or_default())));
                     (field(&format!("Amount to credit ({currency})"), "cn_amount", "text", &value("cn_amount", ""), error_for(&error, "amount").or(error_for(&error, "lines"))))
-                    (page::select("Apply it", "apply", &[("invoice", "Off what this invoice asks"), ("balance", "To the customer's balance")], &value("apply", "invoice"), error_for(&error, "apply")))
+                    (page::select("Apply it", "apply", &[("invoice", "Off what this invoice asks"), ("unallocated", "As credit for the invoices still due, now and later"), ("balance", "To the customer's balance"), ("refund", "Refund it through a payment")], &value("apply", "invoice"), error_for(&error, "apply")))
+                    @let choices: Vec<(&str, &str)> = std::iter::once(("", "None")).chain(payments.iter().map(|(a, b)| (a.as_str(), b.as_str()))).collect();
+                    (page::select("Payment to refund it through (when refunding)", "cn_receipt", &choices, &value("cn_receipt", ""), error_for(&error, "receipt")))
                     (field("Reason (kept in the audit log)", "cn_reason", "text", &value("cn_reason", ""), error_for(&error, "reason")))
                     button type="submit" id="save-credit-note" { "Issue credit note" }
                 }
@@ -608,7 +645,7 @@ pub async fn credit_note(
     form: Form,
 ) -> Result<Response, PortalError> {
     viewer.check(&form)?;
-    let entered = form.entered(&["cn_amount", "apply", "cn_reason", "request"]);
+    let entered = form.entered(&["cn_amount", "apply", "cn_receipt", "cn_reason", "request"]);
     let viewer = Arc::new(viewer);
     let (v, e) = (viewer.clone(), entered.clone());
     let done = read(&state, move |s| {
@@ -617,6 +654,7 @@ pub async fn credit_note(
             amount: Some(e["cn_amount"].clone()),
             lines: Vec::new(),
             apply: Some(e["apply"].clone()),
+            receipt: e["cn_receipt"].parse().ok(),
             reason: e["cn_reason"].clone(),
         };
         let request = format!("portal:{}:{}", v.who.key_id, e["request"]);

@@ -47,6 +47,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0019_credit_notes", include_str!("../migrations/0019_credit_notes.sql")),
     ("0020_taxes", include_str!("../migrations/0020_taxes.sql")),
     ("0021_tax_everywhere", include_str!("../migrations/0021_tax_everywhere.sql")),
+    ("0022_credit_note_choices", include_str!("../migrations/0022_credit_note_choices.sql")),
 ];
 
 /// Page cache of the writer's connection: large enough that the balances and the hot

@@ -17,18 +17,27 @@ pub enum Applied {
     Invoice,
     /// To the customer's balance, the invoice unchanged.
     Balance,
+    /// An unallocated credit: the customer's invoices still due draw on it, oldest first, as
+    /// they do on an unallocated payment (now and as later invoices are issued).
+    Unallocated,
+    /// Given back by a refund of one of the customer's payments.
+    Refund,
 }
 
 impl Applied {
+    pub const ALL: [Applied; 4] = [Applied::Invoice, Applied::Unallocated, Applied::Balance, Applied::Refund];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Applied::Invoice => "invoice",
             Applied::Balance => "balance",
+            Applied::Unallocated => "unallocated",
+            Applied::Refund => "refund",
         }
     }
 
     pub fn parse(text: &str) -> Option<Applied> {
-        [Applied::Invoice, Applied::Balance].into_iter().find(|a| a.as_str() == text)
+        Applied::ALL.into_iter().find(|a| a.as_str() == text)
     }
 }
 
@@ -52,6 +61,10 @@ pub struct CreditNoteRecord {
     pub created_by: String,
     /// The invoice's tax, credited with it: `amount` is the gross, `amount - tax` the net.
     pub tax: Option<crate::payments::InvoiceTax>,
+    /// An unallocated credit: how much of it invoices have drawn.
+    pub drawn: i64,
+    /// Given back: the refund that did it.
+    pub refund: Option<u64>,
 }
 
 impl CreditNoteRecord {
@@ -90,7 +103,7 @@ pub enum Refused {
 }
 
 const COLUMNS: &str = "id, issuer_id, number, party_id, invoice_id, amount, currency, lines, applied, transfer_id, \
-     reason, created_at, created_by, tax_name, tax_rate, tax_inclusive, tax";
+     reason, created_at, created_by, tax_name, tax_rate, tax_inclusive, tax, drawn, refund_id";
 
 fn from_row(r: &[Value]) -> StoreResult<CreditNoteRecord> {
     let issuer = r[1].int()?;
@@ -120,6 +133,8 @@ fn from_row(r: &[Value]) -> StoreResult<CreditNoteRecord> {
             }),
             _ => None,
         },
+        drawn: r[17].int()?,
+        refund: r[18].opt_int()?.map(id_from_db),
     })
 }
 
@@ -203,11 +218,92 @@ pub fn record(db: &mut dyn Db, n: &NewCreditNote) -> StoreResult<Result<CreditNo
             Value::from(n.tax.map_or(0, |t| t.2)),
         ],
     )?;
-    if n.applied == Applied::Invoice {
-        db.run("UPDATE invoices SET credited = credited + $1 WHERE id = $2", &[Value::from(n.amount), id(invoice.id)])?;
-        settle(db, invoice.id, n.at)?;
+    match n.applied {
+        Applied::Invoice => {
+            db.run(
+                "UPDATE invoices SET credited = credited + $1 WHERE id = $2",
+                &[Value::from(n.amount), id(invoice.id)],
+            )?;
+            settle(db, invoice.id, n.at)?;
+        }
+        // What is due now draws on it at once.
+        Applied::Unallocated => {
+            crate::invoices::allocate(db, invoice.party, n.at)?;
+        }
+        Applied::Balance | Applied::Refund => {}
     }
-    Ok(Ok(from_row(&row[0])?))
+    let made = from_row(&row[0])?;
+    Ok(Ok(notes_where(db, "WHERE id = $1", &[id(made.id)])?.pop().unwrap_or(made)))
+}
+
+/// Lets the customer's invoices still due draw on its unallocated credit notes, oldest
+/// first (after its payments were applied). Under the customer's lock, in a write
+/// transaction. Returns how many applications were made.
+pub fn draw(db: &mut dyn Db, party: PartyId, at: Timestamp) -> StoreResult<usize> {
+    let p = id(party.0);
+    let credits: Vec<purse_core::invoice::Unallocated> = notes_where(
+        db,
+        "WHERE party_id = $1 AND applied = 'unallocated' AND drawn < amount ORDER BY id",
+        std::slice::from_ref(&p),
+    )?
+    .iter()
+    .map(|n| purse_core::invoice::Unallocated { payment: n.id, remaining: n.amount - n.drawn, invoice: None })
+    .collect();
+    if credits.is_empty() {
+        return Ok(0);
+    }
+    let dues: Vec<purse_core::invoice::Due> = invoice_where(
+        db,
+        "WHERE party_id = $1 AND kind = 'usage' AND status IN ('open', 'partially_paid') ORDER BY id",
+        std::slice::from_ref(&p),
+    )?
+    .iter()
+    .map(|i| purse_core::invoice::Due { invoice: i.id, due: i.due() })
+    .collect();
+    let made = purse_core::invoice::allocate(&credits, &dues);
+    for a in &made {
+        db.run(
+            "INSERT INTO credit_applications (party_id, credit_note_id, invoice_id, amount, at) VALUES ($1, $2, $3, $4, $5)",
+            &[p.clone(), id(a.payment), id(a.invoice), Value::from(a.amount), Value::from(at.0)],
+        )?;
+        db.run("UPDATE credit_notes SET drawn = drawn + $1 WHERE id = $2", &[Value::from(a.amount), id(a.payment)])?;
+        db.run("UPDATE invoices SET credited = credited + $1 WHERE id = $2", &[Value::from(a.amount), id(a.invoice)])?;
+        settle(db, a.invoice, at)?;
+    }
+    Ok(made.len())
+}
+
+/// Gives back to their credit notes what a voided invoice drew on them.
+pub fn release_drawn(db: &mut dyn Db, invoice: u64, at: Timestamp) -> StoreResult<()> {
+    let live = db.rows(
+        "SELECT id, credit_note_id, amount FROM credit_applications WHERE invoice_id = $1 AND released_at IS NULL",
+        &[id(invoice)],
+    )?;
+    for r in &live {
+        let (application, note, amount) = (r[0].int()?, r[1].int()?, r[2].int()?);
+        db.run("UPDATE credit_notes SET drawn = drawn - $1 WHERE id = $2", &[Value::from(amount), Value::from(note)])?;
+        db.run("UPDATE invoices SET credited = credited - $1 WHERE id = $2", &[Value::from(amount), id(invoice)])?;
+        db.run(
+            "UPDATE credit_applications SET released_at = $1 WHERE id = $2",
+            &[Value::from(at.0), Value::from(application)],
+        )?;
+    }
+    Ok(())
+}
+
+/// What an invoice drew on unallocated credit notes: each credit note and the amount.
+pub fn drawn_by(db: &mut dyn Db, invoice: u64) -> StoreResult<Vec<(CreditNoteRecord, i64)>> {
+    let rows = db.rows(
+        "SELECT credit_note_id, amount FROM credit_applications WHERE invoice_id = $1 AND released_at IS NULL ORDER BY id",
+        &[id(invoice)],
+    )?;
+    let mut out = Vec::new();
+    for r in &rows {
+        if let Some(n) = notes_where(db, "WHERE id = $1", &[Value::from(r[0].int()?)])?.pop() {
+            out.push((n, r[1].int()?));
+        }
+    }
+    Ok(out)
 }
 
 /// The application's questions about credit notes.
@@ -220,6 +316,10 @@ pub trait CreditNoteStore: Send + Sync {
     fn credit_room(&self, invoice: u64) -> StoreResult<Option<(i64, i64)>>;
     /// See [`carry`].
     fn credit_tax_carry(&self, party: PartyId) -> StoreResult<i64>;
+    /// See [`drawn_by`].
+    fn credits_drawn_by(&self, invoice: u64) -> StoreResult<Vec<(CreditNoteRecord, i64)>>;
+    /// Records the refund that gave a credit note back.
+    fn credit_note_refunded(&self, note: u64, refund: u64) -> StoreResult<()>;
 }
 
 impl<T: Transact> CreditNoteStore for T {
@@ -245,5 +345,15 @@ impl<T: Transact> CreditNoteStore for T {
 
     fn credit_tax_carry(&self, party: PartyId) -> StoreResult<i64> {
         run_db(self, false, |db| carry(db, party))
+    }
+
+    fn credits_drawn_by(&self, invoice: u64) -> StoreResult<Vec<(CreditNoteRecord, i64)>> {
+        run_db(self, false, |db| drawn_by(db, invoice))
+    }
+
+    fn credit_note_refunded(&self, note: u64, refund: u64) -> StoreResult<()> {
+        run_db(self, true, |db| {
+            db.run("UPDATE credit_notes SET refund_id = $1 WHERE id = $2", &[id(refund), id(note)]).map(drop)
+        })
     }
 }

@@ -334,7 +334,7 @@ pub fn allocate(db: &mut dyn Db, party: PartyId, at: Timestamp) -> StoreResult<u
         std::slice::from_ref(&p),
     )?;
     if payments.is_empty() {
-        return Ok(0);
+        return crate::credit_notes::draw(db, party, at);
     }
     let invoices = invoice_where(
         db,
@@ -367,7 +367,8 @@ pub fn allocate(db: &mut dyn Db, party: PartyId, at: Timestamp) -> StoreResult<u
         )?;
         settle(db, a.invoice, at)?;
     }
-    Ok(made.len())
+    // Then what is still due draws on the customer's unallocated credit notes.
+    Ok(made.len() + crate::credit_notes::draw(db, party, at)?)
 }
 
 /// Sets a usage invoice's status from what is allocated to it.
@@ -460,6 +461,7 @@ pub fn void(
         InvoiceStatus::Open | InvoiceStatus::PartiallyPaid => {}
     }
     release(db, "invoice_id = $1", invoice, at, "invoice voided")?;
+    crate::credit_notes::release_drawn(db, invoice, at)?;
     db.run(
         "UPDATE invoices SET status = 'void', voided_at = $1, void_reason = $2, paid_at = NULL WHERE id = $3",
         &[Value::from(at.0), Value::from(reason.to_owned()), id(invoice)],

@@ -389,9 +389,13 @@ enum CreditNoteAction {
         /// Services of the invoice's lines, e.g. voice,sms.
         #[arg(long, value_delimiter = ',')]
         lines: Vec<String>,
-        /// invoice (off what it asks) or balance.
+        /// invoice (off what it asks), unallocated (credit for invoices due, now and later),
+        /// balance, or refund (through the payment --receipt names).
         #[arg(long, default_value = "invoice")]
         apply: String,
+        /// With --apply refund: the receipt voucher (id) of the payment to refund through.
+        #[arg(long)]
+        receipt: Option<u64>,
         #[arg(long)]
         reason: String,
     },
@@ -789,8 +793,11 @@ fn run(cli: Cli) -> purse::error::Result<()> {
         Cmd::CreditNotes { remote: args, action } => {
             let mut r = remote(&config, &args)?;
             let out = match action {
-                CreditNoteAction::Create { invoice, amount, lines, apply, reason } => {
+                CreditNoteAction::Create { invoice, amount, lines, apply, receipt, reason } => {
                     let mut body = serde_json::json!({ "invoice": invoice, "apply": apply, "reason": reason });
+                    if let Some(r) = receipt {
+                        body["receipt"] = serde_json::json!(r);
+                    }
                     if let Some(a) = amount {
                         body["amount"] = serde_json::json!(a);
                     }

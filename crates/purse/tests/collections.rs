@@ -828,3 +828,79 @@ fn issue_24_prepaid_usage_taxed_at_top_up_leaves_the_net_to_spend_and_invoices_u
         drop(w);
     }
 }
+
+#[test]
+fn issue_24_a_credit_note_becomes_credit_for_later_invoices_or_is_refunded_through_a_payment() {
+    for url in both_backends("issue_24_credit_note_choices") {
+        let mut w = World::billing(&url);
+        let (customer, wallet) = w.customer("Hooli", "postpaid", "500");
+        w.charge(wallet, "30.00");
+        let first = w.call("POST", &format!("/v1/customers/{customer}/invoices"), json!({}));
+        w.call(
+            "POST",
+            &format!("/v1/invoices/{}/payments", first["id"]),
+            json!({ "method": "cash", "amount": "30.00", "currency": "USD" }),
+        );
+        w.step();
+        assert_eq!(w.get(&format!("/v1/invoices/{}", first["id"]))["status"], "paid");
+
+        // Nothing is due: kept as credit, drawn by the next invoice when it is issued.
+        let credit = w.call(
+            "POST",
+            "/v1/credit-notes",
+            json!({ "invoice": first["id"], "amount": "10.00", "apply": "unallocated", "reason": "outage" }),
+        );
+        assert_eq!((credit["apply"].as_str(), credit["drawn"].as_str()), (Some("unallocated"), Some("0.00")));
+        w.days(1);
+        w.charge(wallet, "25.00");
+        let second = w.call("POST", &format!("/v1/customers/{customer}/invoices"), json!({}));
+        w.step();
+        let shown = w.get(&format!("/v1/invoices/{}", second["id"]));
+        assert_eq!(
+            (shown["due"].as_str(), shown["status"].as_str(), shown["credits_drawn"][0]["amount"].as_str()),
+            (Some("15.00"), Some("partially_paid"), Some("10.00")),
+            "{shown}"
+        );
+        assert_eq!(w.get(&format!("/v1/credit-notes/{}", credit["id"]))["drawn"], "10.00");
+        assert_eq!(w.balance(wallet), "-15.00", "-30 + 30 + 10 - 25");
+
+        // Refunded through the payment: every wrong field at once, nothing credited.
+        let receipt = w.get(&format!("/v1/receipts?customer={customer}"))["data"][0]["id"].as_u64().unwrap();
+        let (status, body) = w.send(
+            "POST",
+            "/v1/credit-notes",
+            json!({ "invoice": first["id"], "amount": "5.00", "apply": "refund", "reason": "x" }),
+        );
+        assert_eq!((status, fields(&body)), (422, vec!["receipt".to_owned()]), "{body}");
+        let (status, body) = w.send(
+            "POST",
+            "/v1/credit-notes",
+            json!({ "invoice": second["id"], "amount": "15.00", "apply": "refund", "receipt": receipt, "reason": "x",
+                    "lines": ["voice"] }),
+        );
+        assert_eq!(status, 422, "{body}");
+        let mut got = fields(&body);
+        got.sort();
+        assert_eq!(got, ["lines"], "{body}");
+        assert_eq!(w.balance(wallet), "-15.00", "nothing credited");
+        let back = w.call(
+            "POST",
+            "/v1/credit-notes",
+            json!({ "invoice": first["id"], "amount": "5.00", "apply": "refund", "receipt": receipt,
+                    "reason": "price dispute settled in cash" }),
+        );
+        assert!(back["refund"].is_u64(), "{back}");
+        let refund = w.get(&format!("/v1/refunds/{}", back["refund"]));
+        assert_eq!((refund["status"].as_str(), refund["amount"].as_str()), (Some("succeeded"), Some("5.00")));
+        assert_eq!(w.balance(wallet), "-15.00", "credited 5.00 and given back 5.00");
+        // Never above what is left of the payment to refund.
+        let (status, body) = w.send(
+            "POST",
+            "/v1/credit-notes",
+            json!({ "invoice": second["id"], "amount": "25.01", "apply": "refund", "receipt": receipt, "reason": "x" }),
+        );
+        assert_eq!(status, 422, "{body}");
+        assert!(fields(&body).contains(&"receipt".to_owned()), "{body}");
+        drop(w);
+    }
+}

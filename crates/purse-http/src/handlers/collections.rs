@@ -245,8 +245,10 @@ pub struct CreditNoteBody {
     amount: Option<String>,
     #[serde(default)]
     lines: Vec<String>,
-    /// `invoice` (the default) or `balance`.
+    /// `invoice` (the default), `unallocated`, `balance` or `refund`.
     apply: Option<String>,
+    /// With `refund`: the receipt voucher of the payment to refund the credit through.
+    receipt: Option<u64>,
     /// Why: required, kept in the audit log.
     reason: String,
 }
@@ -266,6 +268,7 @@ pub async fn create_credit_note(
                 amount: body.amount,
                 lines: body.lines,
                 apply: body.apply,
+                receipt: body.receipt,
                 reason: body.reason,
             };
             let request = format!("{}:{key}", who.key_id);
