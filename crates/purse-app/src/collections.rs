@@ -50,9 +50,33 @@ pub fn policy_for<'a>(policies: &'a [DunningPolicy], party: &Party, class: Optio
         .or_else(|| find(PolicyOwner::Operator))
 }
 
-/// When a usage invoice is due under `policy`.
+/// When a usage invoice is due: the date fixed when it was sent, else as `policy` says.
 pub fn due_at(invoice: &InvoiceRecord, policy: &DunningPolicy) -> Timestamp {
+    invoice.due_at.unwrap_or_else(|| terms_due(invoice, policy))
+}
+
+/// When a usage invoice is due under `policy`'s payment terms.
+pub fn terms_due(invoice: &InvoiceRecord, policy: &DunningPolicy) -> Timestamp {
     Timestamp(invoice.created_at.0.saturating_add(i64::from(policy.payment_terms_days) * DAY_US))
+}
+
+/// A usage invoice's due date as the customer is told it: the date fixed when it was sent,
+/// else what the policy in force says; none without a policy. Blocking.
+pub fn invoice_due(
+    store: &dyn purse_store::PaymentStore,
+    credit: Option<&dyn purse_store::CreditStore>,
+    party: &Party,
+    invoice: &InvoiceRecord,
+) -> AppResult<Option<Timestamp>> {
+    if invoice.due_at.is_some() || invoice.kind != purse_store::InvoiceKind::Usage {
+        return Ok(invoice.due_at);
+    }
+    let policies = store.dunning_policies()?;
+    let class = match credit {
+        Some(c) => c.credit_policy(party.id)?.and_then(|p| p.class),
+        None => None,
+    };
+    Ok(policy_for(&policies, party, class).map(|p| terms_due(invoice, p)))
 }
 
 /// Whole days an invoice is overdue at `now` (0 on its due day; none before it is due).

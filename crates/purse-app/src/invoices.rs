@@ -62,6 +62,8 @@ pub fn invoice_view(i: &InvoiceRecord, c: &Currency) -> Value {
         "currency": i.currency.to_string(),
         "status": i.status.as_str(),
         "created_at": time::format(i.created_at),
+        // A usage invoice's due date: fixed when it was sent, else by the terms in force.
+        "due_at": i.due_at.map(time::format),
         "paid_at": i.paid_at.map(time::format),
         "period_start": i.period.map(|p| time::format(p.0)),
         "period_end": i.period.map(|p| time::format(p.1)),
@@ -110,6 +112,7 @@ pub fn visible_invoice(s: &App, who: &Principal, id: u64) -> Result<InvoiceRecor
 /// An invoice with its lines and allocations. Blocking.
 pub fn invoice_detail(s: &App, i: &InvoiceRecord) -> Result<Value, AppError> {
     let c = s.currency("currency", i.currency)?;
+    let i = &with_due(s, i)?;
     let mut view = invoice_view(i, &c);
     let lines = invoice_lines(s, i)?;
     view["lines"] = lines
@@ -144,9 +147,20 @@ pub fn invoice_detail(s: &App, i: &InvoiceRecord) -> Result<Value, AppError> {
     Ok(view)
 }
 
+/// The invoice with its due date as the customer is told it (see
+/// [`crate::collections::invoice_due`]). Blocking.
+fn with_due(s: &App, i: &InvoiceRecord) -> Result<InvoiceRecord, AppError> {
+    let mut i = i.clone();
+    if let Some(party) = s.engine.reader().party(i.party)? {
+        i.due_at = crate::collections::invoice_due(s.payments.as_ref(), Some(s.credit.as_ref()), &party, &i)?;
+    }
+    Ok(i)
+}
+
 /// The invoice as a PDF, with what it names read from the stores. Blocking.
 pub fn invoice_pdf(s: &App, i: &InvoiceRecord) -> Result<Vec<u8>, AppError> {
     let c = s.currency("currency", i.currency)?;
+    let i = &with_due(s, i)?;
     let reader = s.engine.reader();
     let customer = reader.party(i.party)?.ok_or(AppError::NotFound("customer"))?;
     let issuer = i.issuer.map(|r| reader.party(r)).transpose()?.flatten();
@@ -185,6 +199,7 @@ pub fn invoice_document(
     let period = i.period.map(|(a, b)| format!("{} to {}", time::format_short(a), time::format_short(b)));
     let mut facts = vec![("Invoice number", number.clone(), true), ("Issued", day(i.created_at), false)];
     facts.extend(period.map(|p| ("Billing period", p, false)));
+    facts.extend(i.due_at.filter(|_| i.voided_at.is_none()).map(|d| ("Due on", day(d), true)));
     facts.push(("Status", status, false));
     for (label, value, bold) in &facts {
         pdf.text(MARGIN, 10.0, false, label);

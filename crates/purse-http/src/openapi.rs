@@ -1006,6 +1006,7 @@ fn payment_schemas() -> Vec<(&'static str, Value)> {
             ("currency", currency()),
             ("status", json!({ "type": "string", "enum": ["open", "partially_paid", "paid", "void"] })),
             ("created_at", time()),
+            ("due_at", nullable(time())),
             ("subtotal", amount()),
             ("rounding_carried_in", amount()),
             ("rounding_carried_out", amount()),

@@ -274,6 +274,7 @@ async fn render_invoice(
             dt { "Kind" } dd { @if s(&i["kind"]) == "usage" { "Usage" } @else { "Top-up" } }
             dt { "Status" } dd id="invoice-status" { (page::words(s(&i["status"]))) @if let Some(r) = i["void_reason"].as_str() { " — " (r) } }
             dt { "Issued" } dd { (viewer.when_text(&i["created_at"])) }
+            @if i["due_at"].is_string() && s(&i["status"]) != "void" { dt { "Due on" } dd id="invoice-due-on" { (viewer.when_text(&i["due_at"])) } }
             @if i["period_start"].is_string() { dt { "Billing period" } dd id="invoice-period" { (viewer.when_text(&i["period_start"])) " to " (viewer.when_text(&i["period_end"])) } }
         }
         p { a.button href=(format!("/invoices/{id}/pdf")) id="invoice-pdf" { "Download PDF" } }

@@ -52,6 +52,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0020_taxes", include_str!("../migrations/0020_taxes.sql")),
     ("0021_tax_everywhere", include_str!("../migrations/0021_tax_everywhere.sql")),
     ("0022_credit_note_choices", include_str!("../migrations/0022_credit_note_choices.sql")),
+    ("0023_due_dates", include_str!("../migrations/0023_due_dates.sql")),
 ];
 
 /// Any arbitrary constant: the advisory lock that serializes concurrent migrations.

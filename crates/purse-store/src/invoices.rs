@@ -146,7 +146,7 @@ pub enum VoidRefusal {
 pub mod sql {
     pub const INVOICE_COLUMNS: &str =
         "id, issuer_id, number, party_id, kind, amount, currency, status, created_at, paid_at, recharge_id, \
-         transfer_id, period_start, period_end, subtotal, carry_in, carry_out, allocated, voided_at, void_reason, credited, tax_name, tax_rate, tax_inclusive, tax, net";
+         transfer_id, period_start, period_end, subtotal, carry_in, carry_out, allocated, voided_at, void_reason, credited, tax_name, tax_rate, tax_inclusive, tax, net, due_at";
     pub const RECEIPT_COLUMNS: &str = "id, issuer_id, number, party_id, transfer_id, amount, currency, method, paid_at, invoice_id, allocated, reversed_at, refunded, tax_name, tax_rate, tax";
     pub const ALLOCATION_COLUMNS: &str =
         "id, party_id, invoice_id, receipt_id, amount, at, released_at, release_reason";
@@ -193,6 +193,7 @@ fn invoice_from(r: &[Value]) -> StoreResult<InvoiceRecord> {
             }),
             _ => None,
         },
+        due_at: r[26].opt_int()?.map(Timestamp),
     })
 }
 
@@ -479,6 +480,8 @@ pub fn void(
 /// shared SQL.
 pub trait InvoiceStore: Send + Sync {
     fn invoice(&self, id: u64) -> StoreResult<Option<InvoiceRecord>>;
+    /// Fixes a usage invoice's due date, unless it has one.
+    fn set_due_at(&self, invoice: u64, due_at: Timestamp) -> StoreResult<()>;
     /// Newest first; `None`: every party's.
     fn invoices(&self, party: Option<PartyId>, limit: u32) -> StoreResult<Vec<InvoiceRecord>>;
     fn invoice_by_number(
@@ -540,6 +543,16 @@ fn billing_from(r: &[Value]) -> StoreResult<BillingSettings> {
 }
 
 impl<T: Transact> InvoiceStore for T {
+    fn set_due_at(&self, invoice: u64, due_at: Timestamp) -> StoreResult<()> {
+        run_db(self, true, |db| {
+            db.run(
+                "UPDATE invoices SET due_at = $1 WHERE id = $2 AND due_at IS NULL",
+                &[Value::from(due_at.0), id(invoice)],
+            )
+            .map(drop)
+        })
+    }
+
     fn invoice(&self, invoice: u64) -> StoreResult<Option<InvoiceRecord>> {
         run_db(self, false, |db| Ok(invoice_where(db, "WHERE id = $1", &[id(invoice)])?.pop()))
     }

@@ -207,6 +207,8 @@ pub struct InvoiceRecord {
     pub credited: i64,
     /// The tax of a usage invoice issued with a rate.
     pub tax: Option<InvoiceTax>,
+    /// A usage invoice's due date, fixed when it is first sent (by the payment terms then).
+    pub due_at: Option<Timestamp>,
 }
 
 /// A usage invoice's tax as issued: `amount` is the gross (net + tax).

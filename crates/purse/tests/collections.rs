@@ -200,6 +200,25 @@ fn issue_24_an_overdue_invoice_is_reminded_then_suspends_and_paying_it_lifts_the
         assert_eq!(w.charge(wallet, "60.00").0, 201);
         let invoice = w.call("POST", &format!("/v1/customers/{customer}/invoices"), json!({}));
         let invoice_id = invoice["id"].as_u64().unwrap();
+        // Sent, its due date is fixed by the terms then: a later change of terms moves it not.
+        w.step();
+        let due_at = w.get(&format!("/v1/invoices/{invoice_id}"))["due_at"].as_str().unwrap().to_owned();
+        let issued = purse_core::time::parse(invoice["created_at"].as_str().unwrap()).unwrap();
+        assert_eq!(purse_core::time::parse(&due_at).unwrap().0 - issued.0, 14 * 86_400 * 1_000_000, "{due_at}");
+        w.call(
+            "PUT",
+            "/v1/dunning-policies",
+            json!({ "owner": "operator", "payment_terms_days": 30, "reminder_days": [3, 7], "suspend_after_days": 10 }),
+        );
+        assert_eq!(w.get(&format!("/v1/invoices/{invoice_id}"))["due_at"], due_at.as_str());
+        w.call(
+            "PUT",
+            "/v1/dunning-policies",
+            json!({ "owner": "operator", "payment_terms_days": 14, "reminder_days": [3, 7], "suspend_after_days": 10 }),
+        );
+        let sent = w.messages().into_iter().find(|m| m.subject.contains("Invoice INV-")).expect("the invoice e-mail");
+        let text = sent.raw.replace("=\r\n", "").replace("=\n", "");
+        assert!(text.contains(&format!("due on {}", &due_at[..10])), "{text}");
         w.days(14);
         assert!(!w.notices(customer).contains(&"invoice_overdue".to_owned()), "due today, not overdue yet");
         w.days(3);

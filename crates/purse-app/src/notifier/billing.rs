@@ -113,6 +113,13 @@ impl Notifier {
                     );
                 }
                 store.allocate(i.party, now)?;
+                // Its due date is fixed now, by the payment terms in force.
+                if let Some(party) = self.reader.party(i.party)? {
+                    let credit = self.credit.as_deref();
+                    if let Some(due) = crate::collections::invoice_due(store.as_ref(), credit, &party, &i)? {
+                        store.set_due_at(i.id, due)?;
+                    }
+                }
                 let Some(i) = store.invoice(i.id)? else { continue };
                 let notice = self.invoice_notice(&i, now)?;
                 let batch = AlertBatch { sent_invoices: vec![(i.id, notice)], ..AlertBatch::default() };
@@ -194,7 +201,7 @@ impl Notifier {
             subject: format!("Invoice {number}: {} {} for {}", format_total(c, i.amount), c.code, party.name),
             body: format!(
                 "Hello,\n\nInvoice {number} for {} covers the usage from {period}: {} {} (rounded to {} decimals).\n\
-                 Payments already received cover {} {}; the amount due is {} {}.\nThe invoice is attached as a PDF.\n\n-- Purse",
+                 Payments already received cover {} {}; the amount due is {} {}{}.\nThe invoice is attached as a PDF.\n\n-- Purse",
                 party.name,
                 format_total(c, i.amount),
                 c.code,
@@ -203,11 +210,13 @@ impl Notifier {
                 c.code,
                 format_total(c, i.due()),
                 c.code,
+                i.due_at.map(|d| format!(", due on {}", &purse_core::time::format(d)[..10])).unwrap_or_default(),
             ),
             payload: json!({
                 "type": PaymentNotice::Invoice.event_type(),
                 "timestamp": purse_core::time::format(now),
-                "data": { "customer": i.party.0, "invoice": number, "amount": f(i.amount), "due": f(i.due()), "currency": c.code.to_string() }
+                "data": { "customer": i.party.0, "invoice": number, "amount": f(i.amount), "due": f(i.due()), "currency": c.code.to_string(),
+                          "due_at": i.due_at.map(purse_core::time::format) }
             })
             .to_string(),
             emails,
