@@ -499,9 +499,10 @@ fn issue_24_credit_notes_credit_an_invoice_by_lines_or_amount_never_above_it_and
 }
 
 /// Issue 24's story, on both backends: three months of a postpaid customer with usage,
-/// invoices, a card payment refunded in part through localstripe, a credit note, a goodwill
-/// adjustment, an invoice going overdue → reminder → suspension → payment → lifted; the
-/// balance, the invoices and Stripe reconciled against a model kept here to the last cent.
+/// invoices with VAT, a card payment refunded in part through localstripe, a credit note
+/// (with its VAT) applied to the next invoice, a goodwill adjustment, an invoice going
+/// overdue → reminder → suspension → payment → lifted; the balance, the tax owed, the
+/// invoices and Stripe reconciled against a model kept here to the last cent.
 #[test]
 fn issue_24_three_months_of_money_back_and_collections_reconcile_to_the_cent() {
     let stripe = LocalStripe::start();
@@ -510,8 +511,8 @@ fn issue_24_three_months_of_money_back_and_collections_reconcile_to_the_cent() {
             common::world::Options { payments: stripe.config(), recharges: true, credit: true, ..Default::default() };
         let mut w = World(common::world::World::with(&url, options));
         let at = |text: &str| purse_core::time::parse(text).unwrap();
-        // The model: the balance in cents, each movement as the story makes it.
-        let mut model: i64 = 0;
+        // The model: the balance and the tax owed in cents, each movement as the story makes it.
+        let (mut model, mut owed): (i64, i64) = (0, 0);
         let cents = |v: &Value| -> i64 { v.as_str().unwrap().replace('.', "").parse().unwrap() };
         let (customer, wallet) = w.customer("Story Inc", "postpaid", "500");
         w.call("PUT", &format!("/v1/customers/{customer}/alert-settings"), json!({ "billing_email": "ap@story.test" }));
@@ -519,6 +520,13 @@ fn issue_24_three_months_of_money_back_and_collections_reconcile_to_the_cent() {
             "PUT",
             "/v1/dunning-policies",
             json!({ "owner": "operator", "payment_terms_days": 10, "reminder_days": [3], "suspend_after_days": 7 }),
+        );
+        // 10 % VAT added to its invoices.
+        let vat = w.call("POST", "/v1/tax-rates", json!({ "name": "VAT", "percent": "10" }));
+        w.call(
+            "PUT",
+            &format!("/v1/customers/{customer}/tax-settings"),
+            json!({ "tax_rate": vat["id"], "tax_id": "GB999", "address": "1 Story Street" }),
         );
         // Month 1: a card payment of 50.00 and 150.00 of usage.
         w.call(
@@ -533,22 +541,25 @@ fn issue_24_three_months_of_money_back_and_collections_reconcile_to_the_cent() {
             w.call("POST", "/v1/charges", body);
         }
         model -= 15000;
-        // Month 2: the first invoice; the card payment goes to it.
+        // Month 2: the first invoice, 150.00 and 15.00 VAT; the card payment goes to it.
         w.clock.set(at("2026-10-01T00:01:00Z"));
         w.step();
         w.step();
         let i1 = w.get(&format!("/v1/invoices?customer={customer}"))["data"][0].clone();
         let i1_id = i1["id"].as_u64().unwrap();
-        assert_eq!((i1["amount"].as_str(), i1["due"].as_str()), (Some("150.00"), Some("100.00")), "{i1}");
+        assert_eq!(
+            (i1["net"].as_str(), i1["tax"]["amount"].as_str(), i1["amount"].as_str(), i1["due"].as_str()),
+            (Some("150.00"), Some("15.00"), Some("165.00"), Some("115.00")),
+            "{i1}"
+        );
+        (model, owed) = (model - 1500, owed + 1500);
         // 20.00 of the card payment back through Stripe: the invoice asks 20.00 more.
         let receipt = w.get(&format!("/v1/receipts?customer={customer}"))["data"][0]["id"].as_u64().unwrap();
         let refund =
             w.call("POST", "/v1/refunds", json!({ "receipt": receipt, "amount": "20.00", "reason": "partly unused" }));
         assert_eq!(refund["status"], "succeeded", "{refund}");
         model -= 2000;
-        // A credit note for the SMS line, off the invoice; a goodwill adjustment.
-        w.call("POST", "/v1/credit-notes", json!({ "invoice": i1_id, "lines": ["sms"], "reason": "SMS outage" }));
-        model += 3000;
+        // A goodwill adjustment; the invoice paid by bank transfer.
         w.call(
             "POST",
             "/v1/adjustments",
@@ -558,17 +569,26 @@ fn issue_24_three_months_of_money_back_and_collections_reconcile_to_the_cent() {
         model += 1000;
         w.step();
         let shown = w.get(&format!("/v1/invoices/{i1_id}"));
-        assert_eq!(shown["due"], "90.00", "150.00 − 30.00 of the card payment − 30.00 credited: {shown}");
+        assert_eq!(shown["due"], "135.00", "165.00 − 30.00 left of the card payment: {shown}");
         w.call(
             "POST",
             &format!("/v1/invoices/{i1_id}/payments"),
-            json!({ "method": "bank_transfer", "amount": "90.00", "currency": "USD" }),
+            json!({ "method": "bank_transfer", "amount": "135.00", "currency": "USD" }),
         );
-        model += 9000;
+        model += 13500;
         w.step();
         assert_eq!(w.get(&format!("/v1/invoices/{i1_id}"))["status"], "paid");
-        // Month 2's usage; month 3's invoice goes unpaid: due on the 11th, reminded on the
-        // 14th, suspended on the 18th; paying lifts it.
+        // A credit note for the paid invoice's SMS line with its VAT, 33.00, kept as credit:
+        // the next invoice draws on it.
+        let note = w.call(
+            "POST",
+            "/v1/credit-notes",
+            json!({ "invoice": i1_id, "lines": ["sms"], "apply": "unallocated", "reason": "SMS outage" }),
+        );
+        assert_eq!((note["amount"].as_str(), note["tax"]["amount"].as_str()), (Some("33.00"), Some("3.00")), "{note}");
+        (model, owed) = (model + 3300, owed - 300);
+        // Month 2's usage; month 3's invoice, 88.00 with VAT less the 33.00 credit, goes unpaid:
+        // due on the 11th, reminded on the 14th, suspended on the 18th; paying lifts it.
         w.call(
             "POST",
             "/v1/charges",
@@ -580,7 +600,13 @@ fn issue_24_three_months_of_money_back_and_collections_reconcile_to_the_cent() {
         w.step();
         let i2 = w.get(&format!("/v1/invoices?customer={customer}"))["data"][0].clone();
         let i2_id = i2["id"].as_u64().unwrap();
-        assert_eq!((i2["amount"].as_str(), i2["due"].as_str()), (Some("80.00"), Some("80.00")), "{i2}");
+        (model, owed) = (model - 800, owed + 800);
+        let i2 = w.get(&format!("/v1/invoices/{i2_id}"));
+        assert_eq!(
+            (i2["amount"].as_str(), i2["due"].as_str(), i2["credits_drawn"][0]["amount"].as_str()),
+            (Some("88.00"), Some("55.00"), Some("33.00")),
+            "{i2}"
+        );
         w.clock.set(at("2026-11-14T09:00:00Z"));
         w.step();
         assert!(w.notices(customer).contains(&"invoice_overdue".to_owned()));
@@ -592,13 +618,15 @@ fn issue_24_three_months_of_money_back_and_collections_reconcile_to_the_cent() {
         w.call(
             "POST",
             &format!("/v1/invoices/{i2_id}/payments"),
-            json!({ "method": "bank_transfer", "amount": "80.00", "currency": "USD" }),
+            json!({ "method": "bank_transfer", "amount": "55.00", "currency": "USD" }),
         );
-        model += 8000;
+        model += 5500;
         w.step();
         assert_eq!(w.suspended(customer)["suspended"], false);
+        assert_eq!(w.get(&format!("/v1/invoices/{i2_id}"))["status"], "paid");
         // Reconciled: the balance to the cent, every account summing to zero, Stripe's refund.
         assert_eq!(cents(&json!(w.balance(wallet))), model, "the balance is the model's");
+        assert_eq!(cents(&json!(w.system("tax_payable"))), owed, "the tax owed is the model's");
         let all = w.get("/v1/balances");
         assert_eq!(all["totals"]["USD"]["all_accounts"], "0.00", "double entry: {}", all["totals"]);
         let intent = w.get(&format!("/v1/recharges?customer={customer}"))["data"][0]["payment_intent"]
