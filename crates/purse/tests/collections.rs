@@ -803,6 +803,7 @@ fn issue_24_prepaid_usage_taxed_at_top_up_leaves_the_net_to_spend_and_invoices_u
         let mut w = World::billing(&url);
         let vat = w.call("POST", "/v1/tax-rates", json!({ "name": "VAT", "percent": "20" }));
         let (customer, wallet) = w.customer("Prepaid Plc", "prepaid", "0");
+        w.billing_email(customer, "prepaid");
         let (status, body) = w.send(
             "PUT",
             &format!("/v1/customers/{customer}/tax-settings"),
@@ -855,6 +856,24 @@ fn issue_24_prepaid_usage_taxed_at_top_up_leaves_the_net_to_spend_and_invoices_u
             (top_up["net"].as_str(), top_up["tax"]["amount"].as_str(), top_up["amount"].as_str()),
             (Some("50.00"), Some("10.00"), Some("60.00")),
             "{top_up}"
+        );
+        let pdf = w.api.get(&format!("/v1/invoices/{}/pdf", top_up["id"])).unwrap();
+        let text = String::from_utf8_lossy(&pdf.body).to_string();
+        for wanted in ["VAT 20%", "Total with tax", "60.00"] {
+            assert!(text.contains(wanted), "{wanted} in the top-up invoice's PDF");
+        }
+        let mail = w.messages().into_iter().find(|m| m.subject.contains("Top-up invoice")).expect("its e-mail");
+        let body = mail.raw.replace("=\r\n", "").replace("=\n", "");
+        assert!(body.contains("VAT 20%: 10.00 USD, to pay 60.00 USD"), "{body}");
+        let receipts: Vec<String> = w
+            .messages()
+            .into_iter()
+            .filter(|m| m.subject.contains("RV-"))
+            .map(|m| m.raw.replace("=\r\n", "").replace("=\n", ""))
+            .collect();
+        assert!(
+            receipts.iter().any(|r| r.contains("Of which VAT 20%: 20.00 USD; 100.00 USD is added to the balance.")),
+            "{receipts:?}"
         );
         w.call(
             "POST",
