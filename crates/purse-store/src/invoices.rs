@@ -823,9 +823,7 @@ pub fn insert_receipt(db: &mut dyn Db, r: &crate::NewReceipt) -> StoreResult<Opt
     )?;
     let line = match &tax {
         Some((name, rate, tax, _)) if *tax != 0 => {
-            let scale = db.rows("SELECT scale FROM currencies WHERE code = $1", &[Value::from(currency.clone())])?;
-            let scale = u8::try_from(scale.first().map_or(Ok(0), |row| row[0].int())?).unwrap_or(0);
-            let c = purse_core::Currency { code: r.currency, scale };
+            let c = crate::taxes::currency_of(db, &currency)?;
             let f = |v: i64| rules::format_total(c, v);
             Some(format!(
                 "Of which {name} {}%: {} {currency}; {} {currency} is added to the balance.",

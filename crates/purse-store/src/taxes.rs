@@ -83,6 +83,15 @@ pub fn of_party(db: &mut dyn Db, party: PartyId, at: TaxedAt) -> StoreResult<Opt
     rows.first().map(|r| rate_from(r)).transpose()
 }
 
+/// A currency as the database holds it (its code and scale).
+pub fn currency_of(db: &mut dyn Db, code: &str) -> StoreResult<purse_core::Currency> {
+    let rows = db.rows("SELECT scale FROM currencies WHERE code = $1", &[Value::from(code.to_owned())])?;
+    let scale = u8::try_from(rows.first().map_or(Ok(0), |r| r[0].int())?).unwrap_or(0);
+    let code =
+        purse_core::CurrencyCode::parse(code).map_err(|_| crate::StoreError::Other(format!("bad currency {code}")))?;
+    Ok(purse_core::Currency { code, scale })
+}
+
 /// The tax of a customer's next document of `table` (`invoices` or `receipts`): its rate
 /// when it is taxed `at`, and the figures with the difference carried from the customer's
 /// previous taxed document there. `inclusive`: the rate's own setting, or always for money
@@ -97,10 +106,8 @@ pub fn next_tax(
     received: bool,
 ) -> StoreResult<Option<(TaxRate, purse_core::invoice::Taxed)>> {
     let Some(rate) = of_party(db, party, at)? else { return Ok(None) };
-    let scale = db.rows("SELECT scale FROM currencies WHERE code = $1", &[Value::from(currency.to_owned())])?;
-    let scale = u8::try_from(scale.first().map_or(Ok(0), |r| r[0].int())?).unwrap_or(0);
-    let code = purse_core::CurrencyCode::parse(currency).map_err(|_| crate::StoreError::Other(currency.into()))?;
-    let precision = purse_core::invoice::invoice_precision(purse_core::Currency { code, scale });
+    let c = currency_of(db, currency)?;
+    let (scale, precision) = (c.scale, purse_core::invoice::invoice_precision(c));
     let carry = db
         .rows(
             &format!(
@@ -137,10 +144,8 @@ pub fn tax_top_up_invoice(db: &mut dyn Db, invoice: i64) -> StoreResult<Option<S
             Value::from(invoice),
         ],
     )?;
-    let scale = db.rows("SELECT scale FROM currencies WHERE code = $1", &[Value::from(currency.clone())])?;
-    let scale = u8::try_from(scale.first().map_or(Ok(0), |r| r[0].int())?).unwrap_or(0);
-    let code = purse_core::CurrencyCode::parse(&currency).map_err(|_| crate::StoreError::Other(currency.clone()))?;
-    let f = |v: i64| purse_core::invoice::format_total(purse_core::Currency { code, scale }, v);
+    let c = currency_of(db, &currency)?;
+    let f = |v: i64| purse_core::invoice::format_total(c, v);
     Ok(Some(format!(
         "Net {} {currency}, {} {}%: {} {currency}, to pay {} {currency}.",
         f(t.net),
