@@ -366,6 +366,21 @@ async fn render_invoice(
                     input type="hidden" name="csrf" value=(viewer.csrf);
                     input type="hidden" name="request" value=(value("request", &format!("portal-{}", purse_app::secrets::random_hex::<12>().unwrap_or_default())));
                     (field(&format!("Amount to credit ({currency})"), "cn_amount", "text", &value("cn_amount", ""), error_for(&error, "amount").or(error_for(&error, "lines"))))
+                    @let chosen = value("cn_lines", "");
+                    @let chosen: Vec<&str> = chosen.split('\n').collect();
+                    @if i["lines"].as_array().is_some_and(|l| !l.is_empty()) {
+                        fieldset id="credit-lines" {
+                            legend { "Or credit whole lines (with their tax), leaving the amount empty" }
+                            @for l in i["lines"].as_array().into_iter().flatten() {
+                                div.field {
+                                    label {
+                                        input type="checkbox" name="cn_lines" value=(s(&l["service"])) checked[chosen.contains(&s(&l["service"]))];
+                                        " " (s(&l["service"])) " · " (s(&l["amount"])) " " (currency)
+                                    }
+                                }
+                            }
+                        }
+                    }
                     (page::select("Apply it", "apply", &[("invoice", "Off what this invoice asks"), ("unallocated", "As credit for the invoices still due, now and later"), ("balance", "To the customer's balance"), ("refund", "Refund it through a payment")], &value("apply", "invoice"), error_for(&error, "apply")))
                     @let choices: Vec<(&str, &str)> = std::iter::once(("", "None")).chain(payments.iter().map(|(a, b)| (a.as_str(), b.as_str()))).collect();
                     (page::select("Payment to refund it through (when refunding)", "cn_receipt", &choices, &value("cn_receipt", ""), error_for(&error, "receipt")))
@@ -646,14 +661,18 @@ pub async fn credit_note(
     form: Form,
 ) -> Result<Response, PortalError> {
     viewer.check(&form)?;
-    let entered = form.entered(&["cn_amount", "apply", "cn_receipt", "cn_reason", "request"]);
+    let mut entered = form.entered(&["cn_amount", "apply", "cn_receipt", "cn_reason", "request"]);
+    let lines: Vec<String> = form.all("cn_lines").into_iter().map(str::to_owned).collect();
+    entered.insert("cn_lines".into(), lines.join("\n"));
     let viewer = Arc::new(viewer);
     let (v, e) = (viewer.clone(), entered.clone());
     let done = read(&state, move |s| {
+        // Lines chosen with no amount credit the lines; an amount with lines is refused.
+        let amount = (!e["cn_amount"].is_empty() || lines.is_empty()).then(|| e["cn_amount"].clone());
         let req = purse_app::credit_notes::CreditNoteRequest {
             invoice: id,
-            amount: Some(e["cn_amount"].clone()),
-            lines: Vec::new(),
+            amount,
+            lines,
             apply: Some(e["apply"].clone()),
             receipt: e["cn_receipt"].parse().ok(),
             reason: e["cn_reason"].clone(),

@@ -1375,6 +1375,26 @@ fn issue_24_staff_adjust_by_category_set_a_dunning_policy_and_suspend_and_the_cu
     b.click("#save-credit-note");
     assert!(b.text("#flash").contains("Credit note CN-") && b.text("#flash").contains("is issued"), "{}", b.source());
     assert!(b.text("#credit-notes").contains("Calls dropped on Monday"), "{}", b.source());
+    // Whole lines, chosen by ticking them: an amount with them is refused, then the line alone
+    // is credited, to the balance.
+    let detail = api.get(&format!("/v1/invoices/{}", invoice["id"])).unwrap().json();
+    let line = detail["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .min_by_key(|l| l["amount"].as_str().unwrap().replace('.', "").parse::<i64>().unwrap());
+    let service = line.unwrap()["service"].as_str().unwrap().to_owned();
+    b.script(&format!("document.querySelector(\"#credit-lines input[value='{service}']\").checked = true;"));
+    b.type_into("#credit-note-form [name='cn_amount']", "1");
+    b.type_into("#credit-note-form [name='cn_reason']", "Line billed twice");
+    b.click("#save-credit-note");
+    assert!(b.text("#form-error").contains("not both"), "{}", b.source());
+    assert_eq!(b.count(&format!("#credit-lines input[value='{service}']:checked")), 1, "the choice is kept");
+    b.type_into("#credit-note-form [name='cn_amount']", "");
+    b.script("document.querySelector('#apply').value = 'balance';");
+    b.click("#save-credit-note");
+    assert!(b.text("#flash").contains("is issued"), "{}", b.source());
+    assert!(b.text("#credit-notes").contains("Line billed twice"), "{}", b.source());
     drop(site.server);
 }
 
