@@ -1,3 +1,6 @@
 -- A usage invoice's due date (issue 24), fixed by the payment terms in force when it is first
 -- sent, so a later change of terms moves no issued invoice's due date.
 ALTER TABLE invoices ADD COLUMN due_at BIGINT;
+-- The scheduler looks for receipts whose tax (taxed at top-up) is not booked yet at every
+-- step: a partial index keeps that a look at the few, not a scan of every receipt.
+CREATE INDEX receipts_tax_unbooked ON receipts (id) WHERE tax <> 0 AND tax_booked_at IS NULL;
