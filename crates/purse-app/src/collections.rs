@@ -32,6 +32,9 @@ const DAY_US: i64 = 86_400 * 1_000_000;
 pub struct PolicyInput {
     pub payment_terms_days: Option<i64>,
     pub reminder_days: Vec<i64>,
+    /// Each reminder's own text, by step (see [`render_reminder`]); fewer than the reminders
+    /// or empty: the default text for the rest.
+    pub reminder_texts: Vec<String>,
     pub suspend_after_days: Option<i64>,
     pub suspend_below: Option<String>,
 }
@@ -155,6 +158,27 @@ pub fn check_policy(owner: PolicyOwner, input: PolicyInput, now: Timestamp) -> A
             Err(e) => problems.note(e),
         }
     }
+    if input.reminder_texts.len() > input.reminder_days.len() {
+        problems.note(AppError::invalid(
+            "reminder_texts",
+            Code::TooMany,
+            "one text per reminder at most: there are more texts than reminder days",
+        ));
+    }
+    let mut texts = Vec::new();
+    for text in &input.reminder_texts {
+        let text = text.replace("\r\n", "\n").trim().to_owned();
+        match check_reminder_text(&text) {
+            Ok(()) => texts.push(text),
+            Err(e) => {
+                problems.note(e);
+                break;
+            }
+        }
+    }
+    while texts.last().is_some_and(String::is_empty) {
+        texts.pop();
+    }
     let suspend_after =
         input.suspend_after_days.map(|d| days("suspend_after_days", d, 1, "a customer is suspended")).transpose();
     let suspend_after = problems.check(suspend_after);
@@ -178,10 +202,40 @@ pub fn check_policy(owner: PolicyOwner, input: PolicyInput, now: Timestamp) -> A
         owner,
         payment_terms_days: terms.unwrap_or(14),
         reminder_days: reminders,
+        reminder_texts: texts,
         suspend_after_days: suspend_after.flatten(),
         suspend_below: below,
         updated_at: now,
     })
+}
+
+/// What a reminder's text may say of the invoice and the customer.
+pub const REMINDER_FIELDS: [&str; 6] = ["customer", "invoice", "amount_due", "due_on", "days_overdue", "suspend_after"];
+/// The longest reminder text.
+pub const REMINDER_TEXT_MAX: usize = 2000;
+
+/// A reminder's text is printable (lines and tabs allowed), at most 2,000 bytes, and names
+/// only the fields of [`REMINDER_FIELDS`] in braces.
+fn check_reminder_text(text: &str) -> AppResult<()> {
+    let field = "reminder_texts";
+    if text.len() > REMINDER_TEXT_MAX {
+        let message = format!("a reminder's text is at most {REMINDER_TEXT_MAX} bytes");
+        return Err(AppError::invalid(field, Code::TextTooLong, message));
+    }
+    if !purse_core::text::is_multi_line(text) {
+        return Err(AppError::invalid(field, Code::TextNotPrintable, "a reminder's text has a control character"));
+    }
+    match purse_core::alerts::unknown_of(text, &REMINDER_FIELDS) {
+        Some(unknown) => Err(AppError::invalid(
+            field,
+            Code::UnknownPlaceholder,
+            format!(
+                "{{{unknown}}} is not a placeholder; use {}",
+                REMINDER_FIELDS.map(|p| format!("{{{p}}}")).join(", ")
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Saves a checked policy with its audit entry (the state before and after).
@@ -217,6 +271,7 @@ pub fn policy_json(p: &DunningPolicy) -> serde_json::Value {
         "owner": p.owner.key(),
         "payment_terms_days": p.payment_terms_days,
         "reminder_days": p.reminder_days,
+        "reminder_texts": p.reminder_texts,
         "suspend_after_days": p.suspend_after_days,
         "suspend_below": p.suspend_below,
         "updated_at": purse_core::time::format(p.updated_at),

@@ -331,7 +331,7 @@ pub fn rule_due(
         && counter.last_at.is_none_or(|last| now.0.saturating_sub(last.0) >= s(profile.period_s))
 }
 
-/// Replaces each `{name}` of [`PLACEHOLDERS`] with its value.
+/// Replaces each `{name}` of `values` (such as [`PLACEHOLDERS`]) with its value.
 pub fn render(template: &str, values: &[(&str, String)]) -> String {
     let mut out = String::with_capacity(template.len() + 64);
     let mut rest = template;
@@ -356,12 +356,17 @@ pub fn render(template: &str, values: &[(&str, String)]) -> String {
 
 /// The first `{name}` in `template` that is not a placeholder, if any.
 pub fn unknown_placeholder(template: &str) -> Option<String> {
+    unknown_of(template, &PLACEHOLDERS)
+}
+
+/// The first `{name}` in `template` that is not one of `known`, if any.
+pub fn unknown_of(template: &str, known: &[&str]) -> Option<String> {
     let mut rest = template;
     while let Some(open) = rest.find('{') {
         let after = &rest[open + 1..];
         let close = after.find('}')?;
         let name = &after[..close];
-        if !PLACEHOLDERS.contains(&name) {
+        if !known.contains(&name) {
             return Some(name.to_owned());
         }
         rest = &after[close + 1..];

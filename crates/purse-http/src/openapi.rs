@@ -320,7 +320,7 @@ fn access_schemas() -> Vec<(&'static str, Value)> {
             ("suspend_below", nullable(string())),
             ("updated_at", string()),
         ],
-        &[],
+        &[("reminder_texts", list_of(string()))],
         false,
     );
     let suspension = object(
@@ -407,6 +407,10 @@ fn access_schemas() -> Vec<(&'static str, Value)> {
                 &[
                     ("payment_terms_days", nullable(days.clone())),
                     ("reminder_days", json!({ "type": "array", "maxItems": 10, "items": days.clone() })),
+                    (
+                        "reminder_texts",
+                        json!({ "type": "array", "maxItems": 10, "items": { "type": "string", "maxLength": 2000 } }),
+                    ),
                     ("suspend_after_days", nullable(days.clone())),
                     (
                         "suspend_below",

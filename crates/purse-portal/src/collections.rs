@@ -84,6 +84,24 @@ pub async fn save_suspension(
     })
 }
 
+/// The reminder texts of the form's text area: separated by a line of `---`.
+fn split_texts(text: &str) -> Vec<String> {
+    let text = text.replace("\r\n", "\n");
+    if text.trim().is_empty() {
+        return Vec::new();
+    }
+    let mut texts = vec![String::new()];
+    for line in text.lines() {
+        if line.trim() == TEXTS_BETWEEN {
+            texts.push(String::new());
+        } else if let Some(last) = texts.last_mut() {
+            last.push_str(line);
+            last.push('\n');
+        }
+    }
+    texts.iter().map(|t| t.trim().to_owned()).collect()
+}
+
 /// How a policy's owner reads.
 fn owner_name(owner: PolicyOwner, names: &HashMap<String, String>) -> String {
     match owner {
@@ -92,7 +110,11 @@ fn owner_name(owner: PolicyOwner, names: &HashMap<String, String>) -> String {
     }
 }
 
-const FIELDS: [&str; 5] = ["owner", "payment_terms_days", "reminder_days", "suspend_after_days", "suspend_below"];
+const FIELDS: [&str; 6] =
+    ["owner", "payment_terms_days", "reminder_days", "reminder_texts", "suspend_after_days", "suspend_below"];
+
+/// Between reminder texts in the form's one text area: a line of its own.
+const TEXTS_BETWEEN: &str = "---";
 
 /// `/dunning`: the dunning policies, and the form that sets one.
 pub async fn policies(State(state): State<PortalState>, viewer: Viewer) -> Result<Response, PortalError> {
@@ -138,7 +160,10 @@ async fn render(
                         tr {
                             td { (owner_name(p.owner, &names)) }
                             td.num { (p.payment_terms_days) " days" }
-                            td { @if p.reminder_days.is_empty() { "None" } @else { (days(p)) } }
+                            td {
+                                @if p.reminder_days.is_empty() { "None" } @else { (days(p)) }
+                                @if !p.reminder_texts.is_empty() { " · " (p.reminder_texts.len()) " with their own text" }
+                            }
                             td {
                                 @match (p.suspend_after_days, &p.suspend_below) {
                                     (None, None) => { "Never" }
@@ -161,6 +186,14 @@ async fn render(
                 (page::select("For", "owner", &options, &value("owner", options[0].0), error_for(&error, "owner")))
                 (field("Due after (days from the invoice)", "payment_terms_days", "number", &value("payment_terms_days", "14"), error_for(&error, "payment_terms_days")))
                 (field("Reminders (days after the due date, such as 3, 7, 14)", "reminder_days", "text", &value("reminder_days", "3, 7, 14"), error_for(&error, "reminder_days")))
+                @let texts_error = error_for(&error, "reminder_texts");
+                div.field.invalid[texts_error.is_some()] {
+                    label for="reminder_texts" { "Each reminder's own text, in order, separated by a line of --- (empty: the standard text)" }
+                    textarea id="reminder_texts" name="reminder_texts" rows="6" aria-invalid=[texts_error.map(|_| "true")]
+                        aria-describedby=[texts_error.map(|_| "reminder_texts-error")] { (value("reminder_texts", "")) }
+                    p.muted { "Filled in: {customer}, {invoice}, {amount_due}, {due_on}, {days_overdue}, {suspend_after}." }
+                    @if let Some(e) = texts_error { p.error id="reminder_texts-error" { (e) } }
+                }
                 (field("Suspend after (days overdue; empty: never)", "suspend_after_days", "number", &value("suspend_after_days", ""), error_for(&error, "suspend_after_days")))
                 (field("Suspend a prepaid customer below (a balance such as -50.00; empty: never)", "suspend_below", "text", &value("suspend_below", ""), error_for(&error, "suspend_below")))
                 button type="submit" id="save-policy" { "Save policy" }
@@ -215,6 +248,7 @@ pub async fn save_policy(
         let input = PolicyInput {
             payment_terms_days: terms,
             reminder_days: reminders,
+            reminder_texts: split_texts(&e["reminder_texts"]),
             suspend_after_days: after,
             suspend_below: Some(e["suspend_below"].clone()),
         };

@@ -49,6 +49,9 @@ pub struct DunningPolicy {
     pub payment_terms_days: u32,
     /// Days after the due date a reminder goes, ascending.
     pub reminder_days: Vec<u32>,
+    /// Each reminder's own text, a template (`{customer}`, `{invoice}`, ...), by step; a step
+    /// without one (or an empty one) says the default.
+    pub reminder_texts: Vec<String>,
     /// Days overdue after which the customer is suspended (none: never for that).
     pub suspend_after_days: Option<u32>,
     /// A prepaid customer whose balance is below this (a decimal in its currency, zero or
@@ -96,7 +99,10 @@ pub struct Suspension {
     pub lift_reason: Option<String>,
 }
 
-const POLICY_COLUMNS: &str = "owner, payment_terms_days, reminder_days, suspend_after_days, suspend_below, updated_at";
+const POLICY_COLUMNS: &str =
+    "owner, payment_terms_days, reminder_days, suspend_after_days, suspend_below, updated_at, reminder_texts";
+/// Between reminder texts in their column: no text holds it.
+const TEXTS_SEPARATOR: char = '\u{1e}';
 const SUSPENSION_COLUMNS: &str =
     "id, party_id, cause, detail, started_at, started_by, lifted_at, lifted_by, lift_reason";
 
@@ -115,6 +121,14 @@ fn policy_from(r: &[Value]) -> StoreResult<DunningPolicy> {
         suspend_after_days: r[3].opt_int()?.map(days).transpose()?,
         suspend_below: r[4].opt_text()?,
         updated_at: Timestamp(r[5].int()?),
+        reminder_texts: {
+            let texts = r[6].text()?;
+            if texts.is_empty() {
+                Vec::new()
+            } else {
+                texts.split(TEXTS_SEPARATOR).map(str::to_owned).collect()
+            }
+        },
     })
 }
 
@@ -246,10 +260,11 @@ impl<T: Transact> CollectionStore for T {
         let days: Vec<String> = p.reminder_days.iter().map(u32::to_string).collect();
         run_db(self, true, |db| {
             db.run(
-                "INSERT INTO dunning_policies (owner, payment_terms_days, reminder_days, suspend_after_days, suspend_below, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (owner) DO UPDATE SET payment_terms_days = excluded.payment_terms_days, \
-                 reminder_days = excluded.reminder_days, suspend_after_days = excluded.suspend_after_days, \
-                 suspend_below = excluded.suspend_below, updated_at = excluded.updated_at",
+                "INSERT INTO dunning_policies (owner, payment_terms_days, reminder_days, suspend_after_days, suspend_below, updated_at, \
+                 reminder_texts) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (owner) DO UPDATE SET \
+                 payment_terms_days = excluded.payment_terms_days, reminder_days = excluded.reminder_days, \
+                 suspend_after_days = excluded.suspend_after_days, suspend_below = excluded.suspend_below, \
+                 updated_at = excluded.updated_at, reminder_texts = excluded.reminder_texts",
                 &[
                     Value::from(p.owner.key()),
                     Value::from(i64::from(p.payment_terms_days)),
@@ -257,6 +272,7 @@ impl<T: Transact> CollectionStore for T {
                     Value::from(p.suspend_after_days.map(i64::from)),
                     Value::from(p.suspend_below.clone()),
                     Value::from(p.updated_at.0),
+                    Value::from(p.reminder_texts.join(&TEXTS_SEPARATOR.to_string())),
                 ],
             )?;
             insert_audit(db, audit)

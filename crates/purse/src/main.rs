@@ -445,6 +445,10 @@ enum CollectionAction {
         /// Days after the due date reminders go, e.g. 3,7,14.
         #[arg(long, value_delimiter = ',')]
         reminders: Vec<i64>,
+        /// A reminder's own text, once per reminder in order ({customer}, {invoice},
+        /// {amount_due}, {due_on}, {days_overdue}, {suspend_after} are filled in).
+        #[arg(long = "reminder-text")]
+        reminder_texts: Vec<String>,
         /// Days overdue after which the customer is suspended.
         #[arg(long)]
         suspend_after: Option<i64>,
@@ -856,9 +860,17 @@ fn run(cli: Cli) -> purse::error::Result<()> {
                     let v = r.get("/v1/dunning-policies")?;
                     r.show(&v, purse::remote::policies_table)
                 }
-                CollectionAction::SetPolicy { owner, terms, reminders, suspend_after, suspend_below } => {
+                CollectionAction::SetPolicy {
+                    owner,
+                    terms,
+                    reminders,
+                    reminder_texts,
+                    suspend_after,
+                    suspend_below,
+                } => {
                     let body = serde_json::json!({
                         "owner": owner, "payment_terms_days": terms, "reminder_days": reminders,
+                        "reminder_texts": reminder_texts,
                         "suspend_after_days": suspend_after, "suspend_below": suspend_below,
                     });
                     let v = r.send("PUT", "/v1/dunning-policies", &body)?;

@@ -183,19 +183,29 @@ fn issue_24_an_overdue_invoice_is_reminded_then_suspends_and_paying_it_lifts_the
             "PUT",
             "/v1/dunning-policies",
             json!({ "owner": "operator", "payment_terms_days": 400, "reminder_days": [7, 3],
-                    "suspend_after_days": 0, "suspend_below": "50" }),
+                    "reminder_texts": ["Dear {name}"], "suspend_after_days": 0, "suspend_below": "50" }),
         );
         assert_eq!(status, 422, "{body}");
         let mut got = fields(&body);
         got.sort();
-        assert_eq!(got, ["payment_terms_days", "reminder_days", "suspend_after_days", "suspend_below"], "{body}");
-        assert_eq!(w.get("/v1/dunning-policies")["data"], json!([]));
-        let policy = w.call(
-            "PUT",
-            "/v1/dunning-policies",
-            json!({ "owner": "operator", "payment_terms_days": 14, "reminder_days": [3, 7], "suspend_after_days": 10 }),
+        assert_eq!(
+            got,
+            ["payment_terms_days", "reminder_days", "reminder_texts", "suspend_after_days", "suspend_below"],
+            "{body}"
         );
-        assert_eq!(policy["reminder_days"], json!([3, 7]));
+        assert_eq!(w.get("/v1/dunning-policies")["data"], json!([]));
+        // The first reminder has a text of its own; the second says the standard one.
+        let first = "Dear {customer}, invoice {invoice} ({amount_due}) was due on {due_on}, {days_overdue} days ago. \
+                     Suspension after {suspend_after} days.";
+        let policy_of = |terms: u32| {
+            json!({ "owner": "operator", "payment_terms_days": terms, "reminder_days": [3, 7],
+                    "reminder_texts": [first], "suspend_after_days": 10 })
+        };
+        let policy = w.call("PUT", "/v1/dunning-policies", policy_of(14));
+        assert_eq!(
+            (policy["reminder_days"].clone(), policy["reminder_texts"][0].as_str()),
+            (json!([3, 7]), Some(first))
+        );
 
         assert_eq!(w.charge(wallet, "60.00").0, 201);
         let invoice = w.call("POST", &format!("/v1/customers/{customer}/invoices"), json!({}));
@@ -205,17 +215,9 @@ fn issue_24_an_overdue_invoice_is_reminded_then_suspends_and_paying_it_lifts_the
         let due_at = w.get(&format!("/v1/invoices/{invoice_id}"))["due_at"].as_str().unwrap().to_owned();
         let issued = purse_core::time::parse(invoice["created_at"].as_str().unwrap()).unwrap();
         assert_eq!(purse_core::time::parse(&due_at).unwrap().0 - issued.0, 14 * 86_400 * 1_000_000, "{due_at}");
-        w.call(
-            "PUT",
-            "/v1/dunning-policies",
-            json!({ "owner": "operator", "payment_terms_days": 30, "reminder_days": [3, 7], "suspend_after_days": 10 }),
-        );
+        w.call("PUT", "/v1/dunning-policies", policy_of(30));
         assert_eq!(w.get(&format!("/v1/invoices/{invoice_id}"))["due_at"], due_at.as_str());
-        w.call(
-            "PUT",
-            "/v1/dunning-policies",
-            json!({ "owner": "operator", "payment_terms_days": 14, "reminder_days": [3, 7], "suspend_after_days": 10 }),
-        );
+        w.call("PUT", "/v1/dunning-policies", policy_of(14));
         let sent = w.messages().into_iter().find(|m| m.subject.contains("Invoice INV-")).expect("the invoice e-mail");
         let text = sent.raw.replace("=\r\n", "").replace("=\n", "");
         assert!(text.contains(&format!("due on {}", &due_at[..10])), "{text}");
@@ -225,8 +227,25 @@ fn issue_24_an_overdue_invoice_is_reminded_then_suspends_and_paying_it_lifts_the
         w.days(1);
         let reminders = |w: &mut World| w.notices(customer).iter().filter(|k| *k == "invoice_overdue").count();
         assert_eq!(reminders(&mut w), 1, "the 3-day reminder, once: {:?}", w.notices(customer));
+        let unfolded = |w: &World| -> Vec<String> {
+            w.messages()
+                .into_iter()
+                .filter(|m| m.subject.starts_with("Reminder:"))
+                .map(|m| m.raw.replace("=\r\n", "").replace("=\n", ""))
+                .collect()
+        };
+        let sent = unfolded(&w);
+        let wanted = format!(
+            "Dear Hooli, invoice {} (60.00 USD) was due on {}",
+            invoice["number"].as_str().unwrap(),
+            purse_core::time::format_short(purse_core::time::parse(&due_at).unwrap())
+        );
+        assert!(sent.len() == 1 && sent[0].contains(&wanted), "{wanted} in {sent:?}");
+        assert!(sent[0].contains("3 days ago. Suspension after 10 days."), "{sent:?}");
         w.days(4);
         assert_eq!(reminders(&mut w), 2, "the 7-day reminder: {:?}", w.notices(customer));
+        let sent = unfolded(&w);
+        assert!(sent.iter().any(|m| m.contains("of it is still unpaid")), "the standard text: {sent:?}");
         assert_eq!(w.suspended(customer)["suspended"], false);
 
         // Ten days overdue: suspended; it spends nothing, but money still comes in.

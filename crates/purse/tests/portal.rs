@@ -1283,10 +1283,14 @@ fn issue_24_staff_adjust_by_category_set_a_dunning_policy_and_suspend_and_the_cu
     b.type_into("#policy-form [name='payment_terms_days']", "400");
     b.type_into("#policy-form [name='reminder_days']", "7, 3");
     b.type_into("#policy-form [name='suspend_below']", "50");
+    b.type_into("#reminder_texts", "Dear {name}");
     b.click("#save-policy");
     let summary = b.text("#form-error");
     assert!(
-        summary.contains("Due after") && summary.contains("Reminders") && summary.contains("Suspend a prepaid"),
+        summary.contains("Due after")
+            && summary.contains("Reminders")
+            && summary.contains("Suspend a prepaid")
+            && summary.contains("Reminder texts"),
         "{summary}"
     );
     assert!(b.text("#policies").contains("No policy"), "nothing was saved: {}", b.source());
@@ -1294,6 +1298,10 @@ fn issue_24_staff_adjust_by_category_set_a_dunning_policy_and_suspend_and_the_cu
     b.type_into("#policy-form [name='reminder_days']", "3, 7, 14");
     b.type_into("#policy-form [name='suspend_after_days']", "21");
     b.type_into("#policy-form [name='suspend_below']", "");
+    b.type_into(
+        "#reminder_texts",
+        "Dear {customer}, {invoice} is {days_overdue} days late.\n---\nFinal notice for {invoice}.",
+    );
     b.click("#save-policy");
     assert!(b.text("#flash").contains("The dunning policy is saved"), "{}", b.source());
     assert!(
@@ -1301,6 +1309,7 @@ fn issue_24_staff_adjust_by_category_set_a_dunning_policy_and_suspend_and_the_cu
         "{}",
         b.source()
     );
+    assert!(b.text("#policies").contains("2 with their own text"), "{}", b.source());
 
     // Staff suspend by hand; the customer's page says why and how to lift it.
     b.open(&format!("/customers/{}", customer.0));

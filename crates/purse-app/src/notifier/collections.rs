@@ -186,20 +186,38 @@ impl Notifier {
             let due = purse_core::invoice::format_total(c, invoice.due());
             let due_on = purse_core::time::format_short(due_at(invoice, policy));
             let subject = format!("Reminder: invoice {number} for {} is {days} days overdue", customer.name);
-            let mut body = format!(
-                "Hello,\n\nInvoice {number} for {} was due on {due_on}; {due} {} of it is still unpaid.\nPlease pay it \
-                 in the portal (Invoices and payments) or by bank transfer quoting {number}.",
-                customer.name, c.code
-            );
-            if let Some(n) = policy.suspend_after_days.filter(|n| *n > days) {
-                body.push_str(&format!(
-                    "\nIf it is still unpaid {n} days after its due date, the account is suspended: charges and calls \
-                     are refused until it is paid."
-                ));
-            }
+            // The step's own text, if the policy gives one; else the default.
+            let step = policy.reminder_days.iter().position(|d| *d == latest).unwrap_or(0);
+            let own = policy.reminder_texts.get(step).filter(|t| !t.is_empty());
+            let mut body = match own {
+                Some(text) => {
+                    let (amount, days_text) = (format!("{due} {}", c.code), days.to_string());
+                    let after = policy.suspend_after_days.map(|n| n.to_string()).unwrap_or_default();
+                    let values: Vec<(&str, String)> = crate::collections::REMINDER_FIELDS
+                        .into_iter()
+                        .zip([customer.name.clone(), number.clone(), amount, due_on.clone(), days_text, after])
+                        .collect();
+                    purse_core::alerts::render(text, &values)
+                }
+                None => {
+                    let mut body = format!(
+                        "Hello,\n\nInvoice {number} for {} was due on {due_on}; {due} {} of it is still unpaid.\nPlease pay it \
+                         in the portal (Invoices and payments) or by bank transfer quoting {number}.",
+                        customer.name, c.code
+                    );
+                    if let Some(n) = policy.suspend_after_days.filter(|n| *n > days) {
+                        body.push_str(&format!(
+                            "\nIf it is still unpaid {n} days after its due date, the account is suspended: charges and calls \
+                             are refused until it is paid."
+                        ));
+                    }
+                    body
+                }
+            };
             body.push_str("\n\n-- Purse");
             let data = json!({ "customer": customer.id.0, "invoice": number, "due": due, "currency": c.code.to_string(),
-                               "due_at": purse_core::time::format(due_at(invoice, policy)), "days_overdue": days });
+                               "due_at": purse_core::time::format(due_at(invoice, policy)), "days_overdue": days,
+                               "reminder": step + 1 });
             let n = notice(
                 self.alerts.as_ref(),
                 customer,

@@ -50,6 +50,10 @@ pub struct PolicyBody {
     payment_terms_days: Option<i64>,
     #[serde(default)]
     reminder_days: Vec<i64>,
+    /// Each reminder's own text, by step: placeholders `{customer}`, `{invoice}`,
+    /// `{amount_due}`, `{due_on}`, `{days_overdue}`, `{suspend_after}`.
+    #[serde(default)]
+    reminder_texts: Vec<String>,
     suspend_after_days: Option<i64>,
     suspend_below: Option<String>,
 }
@@ -66,6 +70,7 @@ pub async fn put_policy(
             let input = PolicyInput {
                 payment_terms_days: body.payment_terms_days,
                 reminder_days: body.reminder_days,
+                reminder_texts: body.reminder_texts,
                 suspend_after_days: body.suspend_after_days,
                 suspend_below: body.suspend_below,
             };
