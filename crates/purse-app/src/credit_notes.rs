@@ -36,6 +36,13 @@ pub fn issue(s: &App, who: &Principal, req: CreditNoteRequest, request: &str) ->
     let c = s.currency("currency", invoice.currency)?;
     let client_id = ClientId::new(&format!("credit-note:{}:{request}", invoice.id))
         .ok_or_else(|| AppError::invalid("request", Code::InvalidClientId, "the request's key is too long"))?;
+    // A repeated request finds the credit note it made, whatever was credited since (a tax
+    // worked out again could differ by the carry another credit note moved).
+    if let Some(t) = s.engine.reader().transfer_by_client_id(&client_id)? {
+        if let Some(n) = s.payments.credit_notes_of_invoice(invoice.id)?.into_iter().find(|n| n.transfer == t.id.0) {
+            return finish(s, who, n, req.receipt, c);
+        }
+    }
     let mut problems = Problems::default();
     if invoice.kind != InvoiceKind::Usage || invoice.status == InvoiceStatus::Void {
         problems.note(AppError::invalid(
@@ -252,7 +259,18 @@ pub fn issue(s: &App, who: &Principal, req: CreditNoteRequest, request: &str) ->
         }
         Some(Err(r)) => return Err(AppError::Rejected(r)),
     };
-    match (note.applied, note.refund, req.receipt) {
+    finish(s, who, note, req.receipt, c)
+}
+
+/// A credit note made (or found again): one to refund that has no refund yet is refunded now.
+fn finish(
+    s: &App,
+    who: &Principal,
+    note: CreditNoteRecord,
+    receipt: Option<u64>,
+    c: purse_core::Currency,
+) -> AppResult<CreditNoteRecord> {
+    match (note.applied, note.refund, receipt) {
         (Applied::Refund, None, Some(receipt)) => give_back(s, who, note, receipt, c),
         _ => Ok(note),
     }

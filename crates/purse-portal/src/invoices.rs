@@ -365,7 +365,7 @@ async fn render_invoice(
                 form.card method="post" action=(format!("/invoices/{id}/credit-note")) id="credit-note-form" {
                     input type="hidden" name="csrf" value=(viewer.csrf);
                     input type="hidden" name="request" value=(value("request", &format!("portal-{}", purse_app::secrets::random_hex::<12>().unwrap_or_default())));
-                    (field(&format!("Amount to credit ({currency})"), "cn_amount", "text", &value("cn_amount", ""), error_for(&error, "amount").or(error_for(&error, "lines"))))
+                    (field(&format!("Amount to credit ({currency})"), "cn_amount", "text", &value("cn_amount", ""), error_for(&error, "cn_amount")))
                     @let chosen = value("cn_lines", "");
                     @let chosen: Vec<&str> = chosen.split('\n').collect();
                     @if i["lines"].as_array().is_some_and(|l| !l.is_empty()) {
@@ -383,8 +383,8 @@ async fn render_invoice(
                     }
                     (page::select("Apply it", "apply", &[("invoice", "Off what this invoice asks"), ("unallocated", "As credit for the invoices still due, now and later"), ("balance", "To the customer's balance"), ("refund", "Refund it through a payment")], &value("apply", "invoice"), error_for(&error, "apply")))
                     @let choices: Vec<(&str, &str)> = std::iter::once(("", "None")).chain(payments.iter().map(|(a, b)| (a.as_str(), b.as_str()))).collect();
-                    (page::select("Payment to refund it through (when refunding)", "cn_receipt", &choices, &value("cn_receipt", ""), error_for(&error, "receipt")))
-                    (field("Reason (kept in the audit log)", "cn_reason", "text", &value("cn_reason", ""), error_for(&error, "reason")))
+                    (page::select("Payment to refund it through (when refunding)", "cn_receipt", &choices, &value("cn_receipt", ""), error_for(&error, "cn_receipt")))
+                    (field("Reason (kept in the audit log)", "cn_reason", "text", &value("cn_reason", ""), error_for(&error, "cn_reason")))
                     button type="submit" id="save-credit-note" { "Issue credit note" }
                 }
             }
@@ -683,7 +683,23 @@ pub async fn credit_note(
     .await;
     match done {
         Ok(n) => Ok(done_page(id, &format!("Credit note {} is issued.", n.display_number()))),
-        Err(PortalError::Fields(errors)) => render_invoice(state, viewer, id, Some(entered), errors).await,
+        Err(PortalError::Fields(errors)) => {
+            // The page has other forms with an amount and a reason: the errors are this one's.
+            let errors = errors
+                .into_iter()
+                .map(|(f, m)| {
+                    let f = match f.as_str() {
+                        "amount" | "lines" => "cn_amount",
+                        "reason" => "cn_reason",
+                        "receipt" => "cn_receipt",
+                        "invoice" => "credit_note",
+                        other => other,
+                    };
+                    (f.to_owned(), m)
+                })
+                .collect();
+            render_invoice(state, viewer, id, Some(entered), errors).await
+        }
         Err(other) => Err(other),
     }
 }

@@ -196,7 +196,10 @@ pub fn field_name(path: &str) -> String {
     };
     // Names a form uses twice on one page (two reasons) read as the one word.
     let base = match base {
-        "whole_reason" => "reason",
+        "whole_reason" | "cn_reason" => "reason",
+        // The credit note form's fields, beside the payment form's on an invoice's page.
+        "cn_amount" => "amount to credit",
+        "cn_receipt" => "payment to refund through",
         // The dunning policy's fields, as its form names them.
         "payment_terms_days" => "due after",
         "reminder_days" => "reminders",

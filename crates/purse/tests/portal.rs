@@ -1378,7 +1378,9 @@ fn issue_24_staff_adjust_by_category_set_a_dunning_policy_and_suspend_and_the_cu
     b.type_into("#credit-note-form [name='cn_amount']", "100000");
     b.click("#save-credit-note");
     let summary = b.text("#form-error");
-    assert!(summary.contains("Amount") && summary.contains("Reason"), "{summary}");
+    assert!(summary.contains("Amount to credit") && summary.contains("Reason"), "{summary}");
+    assert_eq!(b.count("#cn_amount-error") + b.count("#cn_reason-error"), 2, "beside the credit note's fields");
+    assert_eq!(b.count("#amount-error") + b.count("#reason-error"), 0, "not beside the payment's or the void's");
     b.type_into("#credit-note-form [name='cn_amount']", "0.5");
     b.type_into("#credit-note-form [name='cn_reason']", "Calls dropped on Monday");
     b.click("#save-credit-note");
@@ -1404,6 +1406,51 @@ fn issue_24_staff_adjust_by_category_set_a_dunning_policy_and_suspend_and_the_cu
     b.click("#save-credit-note");
     assert!(b.text("#flash").contains("is issued"), "{}", b.source());
     assert!(b.text("#credit-notes").contains("Line billed twice"), "{}", b.source());
+    drop(site.server);
+}
+
+#[test]
+fn issue_24_a_credit_note_form_sent_twice_makes_one_credit_note_even_after_another_moved_the_tax() {
+    let site = site_with(None);
+    let (_, initech, wallet) = site.seeded.customers[2].clone();
+    let mut api = Client::new(&site.base, Some(site.operator_key.clone())).unwrap();
+    let mut call = |method: &str, path: &str, body: Value, key: &str| {
+        let reply = api.send(method, path, &body, key).unwrap();
+        assert!(reply.status < 300, "{method} {path}: {} {}", reply.status, String::from_utf8_lossy(&reply.body));
+        reply.json()
+    };
+    // A taxed invoice: 7.25 % added, so credits carry a rounding difference to the next.
+    let rate = call("POST", "/v1/tax-rates", json!({ "name": "Sales tax", "percent": "7.25" }), "twice-rate");
+    let settings = json!({ "tax_rate": rate["id"] });
+    call("PUT", &format!("/v1/customers/{}/tax-settings", initech.0), settings, "twice-tax");
+    let charge = json!({ "client_id": "twice-usage", "account": wallet.0, "amount": "33.33", "currency": "USD" });
+    call("POST", "/v1/charges", charge, "twice-charge");
+    let invoice = call("POST", &format!("/v1/customers/{}/invoices", initech.0), json!({}), "twice-invoice");
+    assert!(invoice["tax"].is_object(), "{invoice}");
+
+    let mut b = Browser::start(&site.base);
+    b.login(&site.operator.0, &site.operator.1);
+    b.open(&format!("/invoices/{}", invoice["id"]));
+    let request = b.script("return document.querySelector('#credit-note-form [name=request]').value;");
+    b.type_into("#credit-note-form [name='cn_amount']", "3.33");
+    b.type_into("#credit-note-form [name='cn_reason']", "Dropped calls");
+    b.click("#save-credit-note");
+    let first = b.text("#flash");
+    assert!(first.contains("is issued"), "{}", b.source());
+    // Another credit note moves the customer's tax carry: 3.33 has 0.2251 of tax at the
+    // scale, 0.23 with a carry of 0; after 1.04 the carry is -0.0046, and 0.2205 rounds to 0.22.
+    let other = json!({ "invoice": invoice["id"], "amount": "1.04", "apply": "balance", "reason": "goodwill" });
+    call("POST", "/v1/credit-notes", other, "twice-other");
+    // The first form sent again (its request id, as a second click would send it): the same
+    // credit note, not a new one, and no error.
+    b.script(&format!("document.querySelector('#credit-note-form [name=request]').value = {request};"));
+    b.type_into("#credit-note-form [name='cn_amount']", "3.33");
+    b.type_into("#credit-note-form [name='cn_reason']", "Dropped calls");
+    b.click("#save-credit-note");
+    assert_eq!(b.text("#flash"), first, "{}", b.source());
+    let notes = api.get(&format!("/v1/credit-notes?customer={}", initech.0)).unwrap().json();
+    let against = notes["data"].as_array().unwrap().iter().filter(|n| n["invoice"] == invoice["id"]).count();
+    assert_eq!(against, 2, "one from the form, one from the API: {notes}");
     drop(site.server);
 }
 
