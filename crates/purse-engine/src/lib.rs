@@ -81,7 +81,8 @@ pub struct EngineConfig {
     /// How long the writer waits for more requests once it has one. Zero: take what is
     /// queued and go (batches still form naturally while the previous one commits).
     pub batch_wait: Duration,
-    /// Accounts kept in memory; past it the cache is emptied and refilled on demand.
+    /// Accounts kept in memory; past it the cache is emptied and refilled on demand. The
+    /// default keeps an operator with a million subscribers warm (about 0.3 KiB each).
     pub cached_accounts_max: usize,
     /// Parties kept in memory. Charges never need them, so a bulk import of customers is
     /// dropped from memory right after it is written.
@@ -112,7 +113,7 @@ impl Default for EngineConfig {
             queue_len_max: 4096,
             batch_size_max: 8192,
             batch_wait: Duration::ZERO,
-            cached_accounts_max: 1_000_000,
+            cached_accounts_max: 2_000_000,
             cached_parties_max: 10_000,
             response_retention: Duration::from_secs(24 * 3600),
             eviction: Eviction::Nothing,

@@ -49,6 +49,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0021_tax_everywhere", include_str!("../migrations/0021_tax_everywhere.sql")),
     ("0022_credit_note_choices", include_str!("../migrations/0022_credit_note_choices.sql")),
     ("0023_due_dates", include_str!("../migrations/0023_due_dates.sql")),
+    ("0024_balance_tail", include_str!("../migrations/0024_balance_tail.sql")),
 ];
 
 /// Page cache of the writer's connection: large enough that the balances and the hot
@@ -109,6 +110,93 @@ fn connect(path: &str, cache_kib: i64) -> StoreResult<Connection> {
 /// The write side of the SQLite store.
 pub struct SqliteStore {
     conn: Connection,
+    tail: BalanceTail,
+}
+
+/// Rows of `balance_tail` kept before a batch folds some back, unless the database URL
+/// says otherwise (`?balance_tail=N`).
+pub const BALANCE_TAIL_ROWS: usize = 65_536;
+
+/// The balances recent batches wrote (migration 0024): a batch writes the rows it changed
+/// into the small `balance_tail`, whose pages stay few and hot, instead of into
+/// `balances_base`, where 8,192 accounts spread over a million dirty nearly as many pages.
+/// When the tail holds more than its bound, the batch moves its next run of rows, in account
+/// order from where the last fold stopped, back into `balances_base` in the same transaction:
+/// a contiguous range of ids, so each base page is rewritten once per lap rather than once
+/// per batch. The `balances` view joins the two; readers never see the difference.
+struct BalanceTail {
+    /// The most rows the tail keeps after a batch.
+    max: usize,
+    /// Rows counted at the last count or fold (None: not counted since opening or since a
+    /// batch was rolled back).
+    rows: Option<usize>,
+    /// Rows written since then (an upper bound of the rows added).
+    since: usize,
+    /// The account id the next fold starts from.
+    cursor: i64,
+}
+
+impl BalanceTail {
+    fn new(max: usize) -> BalanceTail {
+        BalanceTail { max: max.max(1), rows: None, since: 0, cursor: i64::MIN }
+    }
+
+    /// After a batch's rows are written: folds rows back when the tail may be past its bound.
+    fn after_write(&mut self, c: &Connection, written: usize) -> rusqlite::Result<()> {
+        self.since += written;
+        if self.rows.is_some_and(|r| r + self.since <= self.max) {
+            return Ok(());
+        }
+        let rows =
+            c.prepare_cached("SELECT count(*) FROM balance_tail")?.query_row([], |r| r.get::<_, i64>(0))? as usize;
+        self.since = 0;
+        self.rows = Some(rows);
+        if rows > self.max {
+            // Down to three quarters, so the tail is counted again only after a quarter of
+            // its bound is written.
+            let folded = self.fold(c, rows - self.max * 3 / 4)?;
+            self.rows = Some(rows - folded);
+        }
+        Ok(())
+    }
+
+    /// Moves `wanted` rows (or all there are) from the tail into `balances_base`, from the
+    /// cursor on, wrapping around once. Returns the rows moved.
+    fn fold(&mut self, c: &Connection, wanted: usize) -> rusqlite::Result<usize> {
+        let mut moved = 0;
+        for _ in 0..2 {
+            if moved >= wanted {
+                break;
+            }
+            let last: Option<i64> = c
+                .prepare_cached(
+                    "SELECT account_id FROM balance_tail WHERE account_id >= ? ORDER BY account_id LIMIT 1 OFFSET ?",
+                )?
+                .query_row(params![self.cursor, (wanted - moved - 1) as i64], |r| r.get(0))
+                .optional()?;
+            let to = last.unwrap_or(i64::MAX);
+            c.prepare_cached(
+                // An upsert walks the tail's rows and finds each base row by its key (an
+                // UPDATE … FROM would walk every base row in the range instead).
+                "INSERT INTO balances_base (account_id, balance, reserved, children_balance, last_charge_at, \
+                 last_transfer_id, uninvoiced, grants) SELECT account_id, balance, reserved, children_balance, \
+                 last_charge_at, last_transfer_id, uninvoiced, grants FROM balance_tail WHERE account_id BETWEEN ? AND ? \
+                 ON CONFLICT (account_id) DO UPDATE SET balance = excluded.balance, reserved = excluded.reserved, \
+                 children_balance = excluded.children_balance, last_charge_at = excluded.last_charge_at, \
+                 last_transfer_id = excluded.last_transfer_id, uninvoiced = excluded.uninvoiced, \
+                 grants = coalesce(excluded.grants, balances_base.grants)",
+            )?
+            .execute(params![self.cursor, to])?;
+            moved += c
+                .prepare_cached("DELETE FROM balance_tail WHERE account_id BETWEEN ? AND ?")?
+                .execute(params![self.cursor, to])?;
+            self.cursor = match last {
+                Some(l) if l < i64::MAX => l + 1,
+                _ => i64::MIN,
+            };
+        }
+        Ok(moved)
+    }
 }
 
 /// The read side of the SQLite store.
@@ -116,18 +204,32 @@ pub struct SqliteReader {
     conn: Mutex<Connection>,
 }
 
-/// Opens both sides and migrates the schema.
+/// Opens both sides and migrates the schema. `path` may end in `?balance_tail=N`, the rows
+/// of recent balances kept before batches fold them back (tests set it low to fold often).
 pub fn open(path: &str) -> StoreResult<(SqliteStore, SqliteReader)> {
-    let mut store = SqliteStore { conn: connect(path, WRITER_CACHE_KIB)? };
+    let (file, tail_rows) = file_and_options(path)?;
+    let mut store = SqliteStore { conn: connect(file, WRITER_CACHE_KIB)?, tail: BalanceTail::new(tail_rows) };
     store.migrate()?;
-    let reader = SqliteReader { conn: Mutex::new(connect(path, READER_CACHE_KIB)?) };
+    let reader = SqliteReader { conn: Mutex::new(connect(file, READER_CACHE_KIB)?) };
     Ok((store, reader))
 }
 
 /// Another read-side connection to a database [`open`] migrated (for a background worker,
 /// so its scans never wait behind the API's reads).
 pub fn open_reader(path: &str) -> StoreResult<SqliteReader> {
-    Ok(SqliteReader { conn: Mutex::new(connect(path, READER_CACHE_KIB)?) })
+    let (file, _) = file_and_options(path)?;
+    Ok(SqliteReader { conn: Mutex::new(connect(file, READER_CACHE_KIB)?) })
+}
+
+/// The file of a `sqlite://` URL's path and the one option it may carry.
+fn file_and_options(path: &str) -> StoreResult<(&str, usize)> {
+    let Some((file, options)) = path.split_once('?') else { return Ok((path, BALANCE_TAIL_ROWS)) };
+    match options.strip_prefix("balance_tail=").map(str::parse::<usize>) {
+        Some(Ok(n)) if n > 0 => Ok((file, n)),
+        _ => Err(StoreError::Other(format!(
+            "sqlite URL option {options:?}: the only option is balance_tail=N, a whole number of rows above 0"
+        ))),
+    }
 }
 
 fn opt_id(v: Option<i64>) -> Option<u64> {
@@ -542,6 +644,7 @@ impl Store for SqliteStore {
 
     fn write(&mut self, out: &BatchOutput) -> StoreResult<()> {
         write_output(&self.conn, out).map_err(err)?;
+        self.tail.after_write(&self.conn, out.accounts_changed.len()).map_err(err)?;
         purse_store::grants::write(&mut db::Lite(&self.conn), out)?;
         purse_store::invoices::write_issues(&mut db::Lite(&self.conn), &out.invoices)
     }
@@ -551,6 +654,7 @@ impl Store for SqliteStore {
     }
 
     fn rollback(&mut self) -> StoreResult<()> {
+        self.tail.rows = None;
         if self.conn.is_autocommit() {
             return Ok(());
         }
@@ -643,7 +747,7 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
         let mut insert = c.prepare_cached(&format!(
             "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
         ))?;
-        let mut balances = c.prepare_cached("INSERT INTO balances (account_id, balance, reserved, children_balance, last_charge_at, last_transfer_id, uninvoiced, grants) VALUES (?,?,?,?,?,?,?,?)")?;
+        let mut balances = c.prepare_cached("INSERT INTO balances_base (account_id, balance, reserved, children_balance, last_charge_at, last_transfer_id, uninvoiced, grants) VALUES (?,?,?,?,?,?,?,?)")?;
         for a in &out.accounts_new {
             let (kind, role, parent) = codec::account_kind(a.kind);
             insert.execute(params![
@@ -674,8 +778,8 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
             ])?;
         }
     }
-    // Accounts whose grants changed also write their grants' remainders; the others keep
-    // the narrower statement.
+    // Changed balances go to the tail (see `BalanceTail`). Accounts whose grants changed
+    // also write their grants' remainders; the others keep what is stored.
     let balance = |a: &Account| {
         [
             Value::Integer(id_to_db(a.id.0)),
@@ -696,7 +800,7 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
     let rows: Vec<[Value; 7]> = plain.into_iter().map(balance).collect();
     insert_rows(
         c,
-        "INSERT INTO balances (account_id, balance, reserved, children_balance, last_charge_at, last_transfer_id, uninvoiced) VALUES ",
+        "INSERT INTO balance_tail (account_id, balance, reserved, children_balance, last_charge_at, last_transfer_id, uninvoiced) VALUES ",
         BALANCE_SET,
         &rows,
     )?;
@@ -709,7 +813,7 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
         .collect();
     insert_rows(
         c,
-        "INSERT INTO balances (account_id, balance, reserved, children_balance, last_charge_at, last_transfer_id, uninvoiced, grants) VALUES ",
+        "INSERT INTO balance_tail (account_id, balance, reserved, children_balance, last_charge_at, last_transfer_id, uninvoiced, grants) VALUES ",
         &format!("{BALANCE_SET}, grants = excluded.grants"),
         &rows,
     )?;

@@ -219,6 +219,7 @@ pub struct EngineSettings {
     pub queue_len_max: Option<usize>,
     pub batch_size_max: Option<usize>,
     pub batch_wait_us: Option<u64>,
+    pub cached_accounts_max: Option<usize>,
 }
 
 impl Config {
@@ -254,6 +255,9 @@ impl Config {
         }
         if let Some(n) = number("PURSE_ENGINE_BATCH_WAIT_US")? {
             config.engine.batch_wait_us = Some(n);
+        }
+        if let Some(n) = number("PURSE_ENGINE_CACHED_ACCOUNTS_MAX")? {
+            config.engine.cached_accounts_max = Some(n as usize);
         }
         if let Ok(listen) = std::env::var("PURSE_LISTEN") {
             config.api.listen = Some(listen);
@@ -387,10 +391,17 @@ impl Config {
         if let Some(us) = self.engine.batch_wait_us {
             c.batch_wait = std::time::Duration::from_micros(us);
         }
-        if c.queue_len_max == 0 || c.batch_size_max == 0 {
-            return Err(crate::Error::Usage(
-                "engine.queue_len_max and engine.batch_size_max must be at least 1".into(),
-            ));
+        if let Some(n) = self.engine.cached_accounts_max {
+            c.cached_accounts_max = n;
+        }
+        for (name, n) in [
+            ("queue_len_max", c.queue_len_max),
+            ("batch_size_max", c.batch_size_max),
+            ("cached_accounts_max", c.cached_accounts_max),
+        ] {
+            if n == 0 {
+                return Err(crate::Error::Usage(format!("engine.{name} must be at least 1")));
+            }
         }
         if c.batch_wait > std::time::Duration::from_secs(1) {
             return Err(crate::Error::Usage("engine.batch_wait_us must be at most 1000000".into()));

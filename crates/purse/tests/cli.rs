@@ -133,6 +133,13 @@ fn configuration_comes_from_the_file_then_the_environment_then_flags() {
     let (ok, _, stderr) = purse_with_env(&["migrate", "--config", config], &[("PURSE_ENGINE_BATCH_SIZE_MAX", "many")]);
     assert!(!ok, "a malformed setting is refused, not ignored");
     assert!(stderr.contains("PURSE_ENGINE_BATCH_SIZE_MAX must be a whole number"), "{stderr}");
+    // Issue 22: the writer's cache bound is a setting too; none at all is refused.
+    let (ok, _, stderr) = purse_with_env(
+        &["bench", "--config", config, "--accounts", "10", "--charges", "10"],
+        &[("PURSE_ENGINE_CACHED_ACCOUNTS_MAX", "0")],
+    );
+    assert!(!ok, "a cache of no accounts is refused");
+    assert!(stderr.contains("engine.cached_accounts_max must be at least 1"), "{stderr}");
 }
 
 #[test]

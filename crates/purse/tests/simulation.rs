@@ -295,8 +295,8 @@ impl Model {
 }
 
 /// Three engines in lockstep over three databases: warm, cold, and randomly evicted (and
-/// bounded to a dozen accounts) with restarts. Each step's answer must be the same from all
-/// three.
+/// bounded to a dozen accounts, and on SQLite to two unfolded balances) with restarts. Each
+/// step's answer must be the same from all three.
 struct Engines {
     warm: Harness,
     cold: Harness,
@@ -318,7 +318,13 @@ impl Engines {
         };
         let warm = Harness::on(&url("warm"));
         let cold = Harness::with_config(&url("cold"), cold);
-        let chaos = Harness::with_config(&url("chaos"), chaos);
+        // On SQLite it also keeps at most two recent balances unfolded (issue 22), so nearly
+        // every batch folds balances back from the tail.
+        let chaos_url = match url("chaos") {
+            u if u.starts_with("sqlite://") => format!("{u}?balance_tail=2"),
+            u => u,
+        };
+        let chaos = Harness::with_config(&chaos_url, chaos);
         let grants = [&warm, &cold, &chaos].iter().map(|h| purse::open_side(&h.url).expect("side").grants).collect();
         Engines { warm, cold, chaos: Some(chaos), grants }
     }

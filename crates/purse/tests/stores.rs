@@ -276,6 +276,64 @@ fn sigkill_while_ingesting_loses_no_acknowledged_charge_on_sqlite() {
     crash_and_recover(&sqlite_url());
 }
 
+/// Issue 22: the same with a tail of three unfolded balances, so the batches SIGKILL
+/// interrupts are folding balances back into `balances_base`.
+#[test]
+fn issue_22_sigkill_while_folding_balances_loses_nothing_on_sqlite() {
+    crash_and_recover(&format!("{}?balance_tail=3", sqlite_url()));
+}
+
+/// Issue 22: on SQLite a batch writes the balances it changed into a small tail and folds a
+/// run of the tail back into the stored balances once it holds more than its bound. With a
+/// bound of three nearly every batch folds: the tail never keeps more, the folded rows are
+/// in `balances_base`, and every balance reads as the journal says, warm and after a restart.
+#[test]
+fn issue_22_balances_fold_back_from_a_bounded_tail_and_read_the_same() {
+    let url = format!("{}?balance_tail=3", sqlite_url());
+    let h = Harness::on(&url);
+    let accounts: Vec<_> = (0..10).map(|_| h.customer("0")).collect();
+    let db =
+        rusqlite::Connection::open(url.trim_start_matches("sqlite://").trim_end_matches("?balance_tail=3")).unwrap();
+    let tail_rows = || db.query_row("SELECT count(*) FROM balance_tail", [], |r| r.get::<_, i64>(0)).unwrap();
+    for (i, a) in accounts.iter().enumerate() {
+        h.pay(*a, &format!("{}.00", 10 + i)).unwrap();
+        assert!(tail_rows() <= 3, "the tail keeps at most its bound");
+    }
+    for _ in 0..3 {
+        for a in &accounts {
+            h.charge(*a, "1.25").unwrap();
+            assert!(tail_rows() <= 3, "the tail keeps at most its bound");
+        }
+    }
+    let expected = |i: usize| (10 + i as i64) * 100 - 375;
+    let folded: i64 = accounts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            db.query_row(
+                "SELECT count(*) FROM balances_base WHERE account_id = ? AND balance = ?",
+                rusqlite::params![a.0 as i64, expected(i)],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap()
+        })
+        .sum();
+    assert!(folded >= 7, "all but the tail's three are folded back: {folded}");
+    for (i, a) in accounts.iter().enumerate() {
+        assert_eq!(h.parts(*a).0, expected(i));
+    }
+    h.assert_consistent();
+    let h = h.restarted();
+    for (i, a) in accounts.iter().enumerate() {
+        assert_eq!(h.parts(*a).0, expected(i), "a cold engine reads the same");
+        h.charge(*a, "0.25").unwrap();
+        assert_eq!(h.parts(*a).0, expected(i) - 25);
+    }
+    h.assert_consistent();
+    let wrong = purse::open_store(&format!("{}?tail=3", sqlite_url())).err().expect("an unknown option is refused");
+    assert!(wrong.to_string().contains("balance_tail=N"), "{wrong}");
+}
+
 #[test]
 fn sigkill_while_ingesting_loses_no_acknowledged_charge_on_postgres() {
     crash_and_recover(&pg_url("crash"));
