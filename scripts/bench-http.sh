@@ -3,12 +3,17 @@
 # `purse bench --target` driving its API from the same machine (client and server share
 # the cores). Prints one JSON object per case.
 # Usage: scripts/bench-http.sh [SINGLE_CHARGES] [BATCH_CHARGES]  (default 200,000 and 1,000,000)
+# PURSE_BIN=path/to/purse runs another build (for A/B runs) instead of building this one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SINGLE="${1:-200000}"
 BATCH="${2:-1000000}"
-cargo build --release -p purse >&2
-PURSE="$PWD/target/release/purse"
+if [ -n "${PURSE_BIN:-}" ]; then
+    PURSE="$PURSE_BIN"
+else
+    cargo build --release -p purse >&2
+    PURSE="$PWD/target/release/purse"
+fi
 DIR="$(mktemp -d)"
 PORT=18181
 trap 'kill "$SERVER" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$DIR"' EXIT

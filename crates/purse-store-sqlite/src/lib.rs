@@ -50,6 +50,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0022_credit_note_choices", include_str!("../migrations/0022_credit_note_choices.sql")),
     ("0023_due_dates", include_str!("../migrations/0023_due_dates.sql")),
     ("0024_balance_tail", include_str!("../migrations/0024_balance_tail.sql")),
+    ("0025_client_keys", include_str!("../migrations/0025_client_keys.sql")),
 ];
 
 /// Page cache of the writer's connection: large enough that the balances and the hot
@@ -110,21 +111,33 @@ fn connect(path: &str, cache_kib: i64) -> StoreResult<Connection> {
 /// The write side of the SQLite store.
 pub struct SqliteStore {
     conn: Connection,
-    tail: BalanceTail,
+    balances: Tail,
+    keys: Tail,
+    /// The highest client key in `client_keys` as far as this writer knows (None: to be read).
+    /// Keys above it are appended there; the others wait in `client_key_tail`.
+    keys_max: Option<i64>,
 }
 
-/// Rows of `balance_tail` kept before a batch folds some back, unless the database URL
-/// says otherwise (`?balance_tail=N`).
-pub const BALANCE_TAIL_ROWS: usize = 65_536;
+/// Rows each tail keeps before a batch folds some back, unless the database URL says
+/// otherwise (`?tail_rows=N`).
+pub const TAIL_ROWS: usize = 65_536;
 
-/// The balances recent batches wrote (migration 0024): a batch writes the rows it changed
-/// into the small `balance_tail`, whose pages stay few and hot, instead of into
-/// `balances_base`, where 8,192 accounts spread over a million dirty nearly as many pages.
-/// When the tail holds more than its bound, the batch moves its next run of rows, in account
-/// order from where the last fold stopped, back into `balances_base` in the same transaction:
-/// a contiguous range of ids, so each base page is rewritten once per lap rather than once
-/// per batch. The `balances` view joins the two; readers never see the difference.
-struct BalanceTail {
+/// A small table that takes the rows batches would otherwise write all over a big one
+/// (migrations 0024 and 0025). Balances: a batch writes the rows it changed into
+/// `balance_tail` instead of `balances_base`, where 8,192 accounts spread over a million
+/// dirty nearly as many pages. Client keys: a key that is not above every key of
+/// `client_keys` (a random UUID's, unlike a time-ordered one's) goes into `client_key_tail`
+/// instead of the middle of that big B-tree. When a tail holds more than its bound, the batch
+/// moves its next run of rows, in key order from where the last fold stopped, into the big
+/// table in the same transaction: a contiguous range, so each big page is rewritten once per
+/// lap of the tail rather than once per batch. Readers see both (the `balances` view; the
+/// client-key look-ups search both tables), so nothing depends on what a tail holds.
+struct Tail {
+    /// The small table and its key column.
+    table: &'static str,
+    key: &'static str,
+    /// Moves the tail's rows with keys between the two parameters into the big table.
+    fold: &'static str,
     /// The most rows the tail keeps after a batch.
     max: usize,
     /// Rows counted at the last count or fold (None: not counted since opening or since a
@@ -132,64 +145,53 @@ struct BalanceTail {
     rows: Option<usize>,
     /// Rows written since then (an upper bound of the rows added).
     since: usize,
-    /// The account id the next fold starts from.
+    /// The key the next fold starts from.
     cursor: i64,
 }
 
-impl BalanceTail {
-    fn new(max: usize) -> BalanceTail {
-        BalanceTail { max: max.max(1), rows: None, since: 0, cursor: i64::MIN }
+impl Tail {
+    fn new(table: &'static str, key: &'static str, fold: &'static str, max: usize) -> Tail {
+        Tail { table, key, fold, max: max.max(1), rows: None, since: 0, cursor: i64::MIN }
     }
 
-    /// After a batch's rows are written: folds rows back when the tail may be past its bound.
+    /// After a batch wrote `written` rows into the tail: folds rows back when the tail may be
+    /// past its bound.
     fn after_write(&mut self, c: &Connection, written: usize) -> rusqlite::Result<()> {
         self.since += written;
         if self.rows.is_some_and(|r| r + self.since <= self.max) {
             return Ok(());
         }
-        let rows =
-            c.prepare_cached("SELECT count(*) FROM balance_tail")?.query_row([], |r| r.get::<_, i64>(0))? as usize;
+        let count = format!("SELECT count(*) FROM {}", self.table);
+        let rows = c.prepare_cached(&count)?.query_row([], |r| r.get::<_, i64>(0))? as usize;
         self.since = 0;
         self.rows = Some(rows);
         if rows > self.max {
             // Down to three quarters, so the tail is counted again only after a quarter of
             // its bound is written.
             let folded = self.fold(c, rows - self.max * 3 / 4)?;
-            self.rows = Some(rows - folded);
+            self.rows = Some(rows.saturating_sub(folded));
         }
         Ok(())
     }
 
-    /// Moves `wanted` rows (or all there are) from the tail into `balances_base`, from the
-    /// cursor on, wrapping around once. Returns the rows moved.
+    /// Moves about `wanted` rows (or all there are) from the tail into the big table, from
+    /// the cursor on, wrapping around once. Returns the rows moved.
     fn fold(&mut self, c: &Connection, wanted: usize) -> rusqlite::Result<usize> {
+        let (table, key) = (self.table, self.key);
+        let nth = format!("SELECT {key} FROM {table} WHERE {key} >= ? ORDER BY {key} LIMIT 1 OFFSET ?");
+        let delete = format!("DELETE FROM {table} WHERE {key} BETWEEN ? AND ?");
         let mut moved = 0;
         for _ in 0..2 {
             if moved >= wanted {
                 break;
             }
             let last: Option<i64> = c
-                .prepare_cached(
-                    "SELECT account_id FROM balance_tail WHERE account_id >= ? ORDER BY account_id LIMIT 1 OFFSET ?",
-                )?
+                .prepare_cached(&nth)?
                 .query_row(params![self.cursor, (wanted - moved - 1) as i64], |r| r.get(0))
                 .optional()?;
             let to = last.unwrap_or(i64::MAX);
-            c.prepare_cached(
-                // An upsert walks the tail's rows and finds each base row by its key (an
-                // UPDATE … FROM would walk every base row in the range instead).
-                "INSERT INTO balances_base (account_id, balance, reserved, children_balance, last_charge_at, \
-                 last_transfer_id, uninvoiced, grants) SELECT account_id, balance, reserved, children_balance, \
-                 last_charge_at, last_transfer_id, uninvoiced, grants FROM balance_tail WHERE account_id BETWEEN ? AND ? \
-                 ON CONFLICT (account_id) DO UPDATE SET balance = excluded.balance, reserved = excluded.reserved, \
-                 children_balance = excluded.children_balance, last_charge_at = excluded.last_charge_at, \
-                 last_transfer_id = excluded.last_transfer_id, uninvoiced = excluded.uninvoiced, \
-                 grants = coalesce(excluded.grants, balances_base.grants)",
-            )?
-            .execute(params![self.cursor, to])?;
-            moved += c
-                .prepare_cached("DELETE FROM balance_tail WHERE account_id BETWEEN ? AND ?")?
-                .execute(params![self.cursor, to])?;
+            c.prepare_cached(self.fold)?.execute(params![self.cursor, to])?;
+            moved += c.prepare_cached(&delete)?.execute(params![self.cursor, to])?;
             self.cursor = match last {
                 Some(l) if l < i64::MAX => l + 1,
                 _ => i64::MIN,
@@ -199,16 +201,74 @@ impl BalanceTail {
     }
 }
 
+/// Folds a run of `balance_tail` into `balances_base`. An upsert walks the tail's rows and
+/// finds each base row by its key (an UPDATE … FROM would walk every base row in the range).
+const FOLD_BALANCES: &str = "INSERT INTO balances_base (account_id, balance, reserved, children_balance, \
+     last_charge_at, last_transfer_id, uninvoiced, grants) SELECT account_id, balance, reserved, children_balance, \
+     last_charge_at, last_transfer_id, uninvoiced, grants FROM balance_tail WHERE account_id BETWEEN ? AND ? \
+     ON CONFLICT (account_id) DO UPDATE SET balance = excluded.balance, reserved = excluded.reserved, \
+     children_balance = excluded.children_balance, last_charge_at = excluded.last_charge_at, \
+     last_transfer_id = excluded.last_transfer_id, uninvoiced = excluded.uninvoiced, \
+     grants = coalesce(excluded.grants, balances_base.grants)";
+
+/// Folds a run of `client_key_tail` into `client_keys`.
+const FOLD_KEYS: &str = "INSERT INTO client_keys (client_key, transfer_id) SELECT client_key, transfer_id \
+     FROM client_key_tail WHERE client_key BETWEEN ? AND ? ORDER BY client_key, transfer_id";
+
+impl SqliteStore {
+    fn new(conn: Connection, tail_rows: usize) -> SqliteStore {
+        SqliteStore {
+            conn,
+            balances: Tail::new("balance_tail", "account_id", FOLD_BALANCES, tail_rows),
+            keys: Tail::new("client_key_tail", "client_key", FOLD_KEYS, tail_rows),
+            keys_max: None,
+        }
+    }
+
+    /// Indexes the client keys of a batch's postings: above every key `client_keys` holds,
+    /// appended there; the others into `client_key_tail`.
+    fn write_client_keys(&mut self, transfers: &[Transfer]) -> rusqlite::Result<()> {
+        if transfers.is_empty() {
+            return Ok(());
+        }
+        let c = &self.conn;
+        let max = match self.keys_max {
+            Some(m) => m,
+            None => c
+                .prepare_cached("SELECT max(client_key) FROM client_keys")?
+                .query_row([], |r| r.get::<_, Option<i64>>(0))?
+                .unwrap_or(i64::MIN),
+        };
+        let mut keys: Vec<[Value; 2]> = transfers
+            .iter()
+            .map(|t| [Value::Integer(codec::client_key(&t.client_id)), Value::Integer(id_to_db(t.id.0))])
+            .collect();
+        keys.sort_unstable_by_key(|[k, id]| match (k, id) {
+            (Value::Integer(k), Value::Integer(id)) => (*k, *id),
+            _ => unreachable!("keys are integers"),
+        });
+        let above = keys.partition_point(|[k, _]| matches!(k, Value::Integer(k) if *k <= max));
+        let (inside, past) = keys.split_at(above);
+        insert_rows(c, "INSERT INTO client_key_tail (client_key, transfer_id) VALUES ", "", inside)?;
+        insert_rows(c, "INSERT INTO client_keys (client_key, transfer_id) VALUES ", "", past)?;
+        self.keys_max = match past.last() {
+            Some([Value::Integer(k), _]) => Some(*k),
+            _ => Some(max),
+        };
+        self.keys.after_write(c, inside.len())
+    }
+}
+
 /// The read side of the SQLite store.
 pub struct SqliteReader {
     conn: Mutex<Connection>,
 }
 
-/// Opens both sides and migrates the schema. `path` may end in `?balance_tail=N`, the rows
-/// of recent balances kept before batches fold them back (tests set it low to fold often).
+/// Opens both sides and migrates the schema. `path` may end in `?tail_rows=N`, the rows each
+/// tail keeps before batches fold them back (see `Tail`; tests set it low to fold often).
 pub fn open(path: &str) -> StoreResult<(SqliteStore, SqliteReader)> {
     let (file, tail_rows) = file_and_options(path)?;
-    let mut store = SqliteStore { conn: connect(file, WRITER_CACHE_KIB)?, tail: BalanceTail::new(tail_rows) };
+    let mut store = SqliteStore::new(connect(file, WRITER_CACHE_KIB)?, tail_rows);
     store.migrate()?;
     let reader = SqliteReader { conn: Mutex::new(connect(file, READER_CACHE_KIB)?) };
     Ok((store, reader))
@@ -223,11 +283,11 @@ pub fn open_reader(path: &str) -> StoreResult<SqliteReader> {
 
 /// The file of a `sqlite://` URL's path and the one option it may carry.
 fn file_and_options(path: &str) -> StoreResult<(&str, usize)> {
-    let Some((file, options)) = path.split_once('?') else { return Ok((path, BALANCE_TAIL_ROWS)) };
-    match options.strip_prefix("balance_tail=").map(str::parse::<usize>) {
+    let Some((file, options)) = path.split_once('?') else { return Ok((path, TAIL_ROWS)) };
+    match options.strip_prefix("tail_rows=").map(str::parse::<usize>) {
         Some(Ok(n)) if n > 0 => Ok((file, n)),
         _ => Err(StoreError::Other(format!(
-            "sqlite URL option {options:?}: the only option is balance_tail=N, a whole number of rows above 0"
+            "sqlite URL option {options:?}: the only option is tail_rows=N, a whole number of rows above 0"
         ))),
     }
 }
@@ -582,18 +642,22 @@ impl Store for SqliteStore {
         for size in statement_sizes(rest.len()) {
             let (chunk, tail) = rest.split_at(size);
             rest = tail;
-            let sql = format!(
-                "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE client_key IN ({})",
-                vec!["?"; chunk.len()].join(",")
-            );
-            let mut stmt = c.prepare_cached(&sql).map_err(err)?;
-            let keys = chunk.iter().map(|id| codec::client_key(id));
-            let rows = stmt.query_map(rusqlite::params_from_iter(keys), transfer_from_row).map_err(err)?;
-            for t in rows {
-                let t = t.map_err(err)?;
-                // Keys may collide: only exact client ids are earlier uses.
-                if wanted.contains(&t.client_id) {
-                    found.push((ClientKey::Transfer(t.client_id.clone()), Prior::Transfer(t)));
+            // A key is in one of the two tables (see `Tail`).
+            for table in ["client_keys", "client_key_tail"] {
+                let sql = format!(
+                    "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id IN \
+                     (SELECT transfer_id FROM {table} WHERE client_key IN ({}))",
+                    vec!["?"; chunk.len()].join(",")
+                );
+                let mut stmt = c.prepare_cached(&sql).map_err(err)?;
+                let keys = chunk.iter().map(|id| codec::client_key(id));
+                let rows = stmt.query_map(rusqlite::params_from_iter(keys), transfer_from_row).map_err(err)?;
+                for t in rows {
+                    let t = t.map_err(err)?;
+                    // Keys may collide: only exact client ids are earlier uses.
+                    if wanted.contains(&t.client_id) {
+                        found.push((ClientKey::Transfer(t.client_id.clone()), Prior::Transfer(t)));
+                    }
                 }
             }
         }
@@ -644,7 +708,8 @@ impl Store for SqliteStore {
 
     fn write(&mut self, out: &BatchOutput) -> StoreResult<()> {
         write_output(&self.conn, out).map_err(err)?;
-        self.tail.after_write(&self.conn, out.accounts_changed.len()).map_err(err)?;
+        self.balances.after_write(&self.conn, out.accounts_changed.len()).map_err(err)?;
+        self.write_client_keys(&out.transfers).map_err(err)?;
         purse_store::grants::write(&mut db::Lite(&self.conn), out)?;
         purse_store::invoices::write_issues(&mut db::Lite(&self.conn), &out.invoices)
     }
@@ -654,7 +719,9 @@ impl Store for SqliteStore {
     }
 
     fn rollback(&mut self) -> StoreResult<()> {
-        self.tail.rows = None;
+        self.balances.rows = None;
+        self.keys.rows = None;
+        self.keys_max = None;
         if self.conn.is_autocommit() {
             return Ok(());
         }
@@ -778,7 +845,7 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
             ])?;
         }
     }
-    // Changed balances go to the tail (see `BalanceTail`). Accounts whose grants changed
+    // Changed balances go to the tail (see `Tail`). Accounts whose grants changed
     // also write their grants' remainders; the others keep what is stored.
     let balance = |a: &Account| {
         [
@@ -857,7 +924,9 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
             Value::Integer(t.debit_balance.0),
             Value::Integer(t.credit_balance.0),
             Value::Text(codec::tenant(t.client_id.tenant())),
-            Value::Integer(codec::client_key(&t.client_id)),
+            // The key lives in `client_keys` or `client_key_tail` (migration 0025); a zero
+            // here costs no byte of the row.
+            Value::Integer(0),
         ]
     };
     // Most postings no grant paid: they leave `grant_parts` out (NULL). Runs are written in
@@ -1099,7 +1168,9 @@ impl Reader for SqliteReader {
         // text or as bytes depending on when it was posted).
         self.with(|c| {
             let mut s = c.prepare_cached(&format!(
-                "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE client_key = ? AND client_tenant = ?"
+                "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE client_tenant = ?2 AND id IN \
+                 (SELECT transfer_id FROM client_keys WHERE client_key = ?1 \
+                  UNION ALL SELECT transfer_id FROM client_key_tail WHERE client_key = ?1)"
             ))?;
             let rows = s.query_map(
                 params![codec::client_key(client_id), codec::tenant(client_id.tenant())],

@@ -321,7 +321,7 @@ impl Engines {
         // On SQLite it also keeps at most two recent balances unfolded (issue 22), so nearly
         // every batch folds balances back from the tail.
         let chaos_url = match url("chaos") {
-            u if u.starts_with("sqlite://") => format!("{u}?balance_tail=2"),
+            u if u.starts_with("sqlite://") => format!("{u}?tail_rows=2"),
             u => u,
         };
         let chaos = Harness::with_config(&chaos_url, chaos);

@@ -276,11 +276,11 @@ fn sigkill_while_ingesting_loses_no_acknowledged_charge_on_sqlite() {
     crash_and_recover(&sqlite_url());
 }
 
-/// Issue 22: the same with a tail of three unfolded balances, so the batches SIGKILL
-/// interrupts are folding balances back into `balances_base`.
+/// Issue 22: the same with tails of three rows, so the batches SIGKILL interrupts are
+/// folding balances into `balances_base` and client keys into `client_keys`.
 #[test]
-fn issue_22_sigkill_while_folding_balances_loses_nothing_on_sqlite() {
-    crash_and_recover(&format!("{}?balance_tail=3", sqlite_url()));
+fn issue_22_sigkill_while_folding_the_tails_loses_nothing_on_sqlite() {
+    crash_and_recover(&format!("{}?tail_rows=3", sqlite_url()));
 }
 
 /// Issue 22: on SQLite a batch writes the balances it changed into a small tail and folds a
@@ -289,11 +289,10 @@ fn issue_22_sigkill_while_folding_balances_loses_nothing_on_sqlite() {
 /// in `balances_base`, and every balance reads as the journal says, warm and after a restart.
 #[test]
 fn issue_22_balances_fold_back_from_a_bounded_tail_and_read_the_same() {
-    let url = format!("{}?balance_tail=3", sqlite_url());
+    let url = format!("{}?tail_rows=3", sqlite_url());
     let h = Harness::on(&url);
     let accounts: Vec<_> = (0..10).map(|_| h.customer("0")).collect();
-    let db =
-        rusqlite::Connection::open(url.trim_start_matches("sqlite://").trim_end_matches("?balance_tail=3")).unwrap();
+    let db = rusqlite::Connection::open(url.trim_start_matches("sqlite://").trim_end_matches("?tail_rows=3")).unwrap();
     let tail_rows = || db.query_row("SELECT count(*) FROM balance_tail", [], |r| r.get::<_, i64>(0)).unwrap();
     for (i, a) in accounts.iter().enumerate() {
         h.pay(*a, &format!("{}.00", 10 + i)).unwrap();
@@ -331,7 +330,82 @@ fn issue_22_balances_fold_back_from_a_bounded_tail_and_read_the_same() {
     }
     h.assert_consistent();
     let wrong = purse::open_store(&format!("{}?tail=3", sqlite_url())).err().expect("an unknown option is refused");
-    assert!(wrong.to_string().contains("balance_tail=N"), "{wrong}");
+    assert!(wrong.to_string().contains("tail_rows=N"), "{wrong}");
+}
+
+/// Issue 22: on SQLite a client key that is not above every indexed key (a random UUID's,
+/// or a hashed text id's) waits in `client_key_tail` until a batch folds it into
+/// `client_keys`. With a tail of three rows nearly every batch folds, and every client id
+/// sent again (however old, before and after its key moved, warm and cold) is answered with
+/// its first posting, never posted twice.
+#[test]
+fn issue_22_a_client_id_sent_again_after_its_key_moved_is_replayed_never_posted_twice() {
+    let url = format!("{}?tail_rows=3", sqlite_url());
+    let h = Harness::on(&url);
+    let account = h.customer("0");
+    h.pay(account, "1000.00").unwrap();
+    let db = rusqlite::Connection::open(url.trim_start_matches("sqlite://").trim_end_matches("?tail_rows=3")).unwrap();
+    let count = |sql: &str| db.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+    // UUIDv4 texts (their key is their high bits, so random) and hashed text ids.
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let ids: Vec<String> = (0..40)
+        .map(|i| {
+            let (a, b) = (next(), next());
+            if i % 2 == 0 {
+                format!(
+                    "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+                    a >> 32,
+                    a & 0xffff,
+                    b >> 52,
+                    (b >> 40) & 0xfff,
+                    b & 0xffff_ffff_ffff
+                )
+            } else {
+                format!("order-{a:x}")
+            }
+        })
+        .collect();
+    let charge = |h: &Harness, id: &str| {
+        let mut c = h.charge_cmd(account, "0.10", false);
+        if let Command::Charge(ref mut n) = c {
+            n.client_id = cid(id);
+        }
+        c
+    };
+    let mut first = Vec::new();
+    for id in &ids {
+        let Ok(Outcome::Posted { transfer, replayed: false, .. }) = h.run(charge(&h, id)) else { panic!("{id}") };
+        first.push(transfer);
+        assert!(count("SELECT count(*) FROM client_key_tail") <= 3, "the tail keeps at most its bound");
+    }
+    assert!(count("SELECT count(*) FROM client_key_tail") > 0, "keys inside the range wait in the tail");
+    assert_eq!(
+        count("SELECT count(*) FROM client_keys") + count("SELECT count(*) FROM client_key_tail"),
+        count("SELECT count(*) FROM transfers"),
+        "every posting's key is in one of the two"
+    );
+    let again = |h: &Harness| {
+        for (id, t) in ids.iter().zip(&first) {
+            assert!(
+                matches!(h.run(charge(h, id)), Ok(Outcome::Posted { transfer, replayed: true, .. }) if transfer == *t),
+                "{id} is replayed"
+            );
+            assert_eq!(h.engine.reader().transfer_by_client_id(&cid(id)).unwrap().map(|t| t.id), Some(*t), "{id}");
+        }
+    };
+    again(&h);
+    let h = h.restarted();
+    again(&h);
+    assert_eq!(h.parts(account).0, 100_000 - 40 * 10, "each charge once");
+    let audit = h.engine.reader().audit().unwrap();
+    assert_eq!(audit.duplicate_client_ids, 0);
+    assert!(audit.is_consistent(), "{audit:?}");
 }
 
 #[test]
