@@ -1,5 +1,5 @@
 //! Store behaviour on both backends: one conformance story, the journal's immutability,
-//! crash safety under SIGKILL, and two processes sharing one PostgreSQL database.
+//! crash safety under SIGKILL, and two processes sharing one database.
 
 mod common;
 
@@ -413,27 +413,32 @@ fn sigkill_while_ingesting_loses_no_acknowledged_charge_on_postgres() {
     crash_and_recover(&pg_url("crash"));
 }
 
-#[test]
-fn two_processes_on_one_postgres_database_keep_every_limit_and_every_posting() {
-    let url = pg_url("two_processes");
+/// One number from the database behind `url`, read without Purse.
+fn scalar(url: &str, sql: &str) -> i64 {
+    match url.strip_prefix("sqlite://") {
+        Some(path) => {
+            let file = path.split('?').next().unwrap();
+            rusqlite::Connection::open(file).unwrap().query_row(sql, [], |r| r.get(0)).unwrap()
+        }
+        None => postgres::Client::connect(url, postgres::NoTls).unwrap().query_one(sql, &[]).unwrap().get(0),
+    }
+}
+
+fn two_processes(url: &str) {
     // Both processes create (or replay) the same 20 customers and funding.
-    collect(soak(&url, "setup", &["--commands", "0", "--funding", "2000"]), None);
-    let first = soak(&url, "p1", &["--commands", "1500", "--checked", "--seed", "11", "--funding", "2000"]);
-    let second = soak(&url, "p2", &["--commands", "1500", "--checked", "--seed", "22", "--funding", "2000"]);
+    collect(soak(url, "setup", &["--commands", "0", "--funding", "2000"]), None);
+    let first = soak(url, "p1", &["--commands", "1500", "--checked", "--seed", "11", "--funding", "2000"]);
+    let second = soak(url, "p2", &["--commands", "1500", "--checked", "--seed", "22", "--funding", "2000"]);
     let (a, b) = (collect(first, None), collect(second, None));
     assert_eq!((a.len(), b.len()), (1500, 1500));
     let mut all = a;
     all.extend(b);
-    verify_acks(&url, &all);
+    verify_acks(url, &all);
     let refused = all.values().filter(|a| **a == Ack::Refused).count();
     assert!(refused > 0, "the funding is small enough that some spending must be refused");
 
-    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     for prefix in ["p1", "p2"] {
-        let stored: i64 = client
-            .query_one("SELECT count(*) FROM transfers WHERE client_id LIKE $1", &[&format!("{prefix}-%")])
-            .unwrap()
-            .get(0);
+        let stored = scalar(url, &format!("SELECT count(*) FROM transfers WHERE client_id LIKE '{prefix}-%'"));
         let posted = all
             .iter()
             .filter(|(id, a)| id.starts_with(&format!("{prefix}-")) && matches!(a, Ack::Posted { .. }))
@@ -441,14 +446,11 @@ fn two_processes_on_one_postgres_database_keep_every_limit_and_every_posting() {
         assert_eq!(stored as usize, posted, "{prefix}: no posting lost or duplicated");
     }
     // Prepaid wallets, only checked spending: no balance may be below zero.
-    let negative: i64 = client
-        .query_one(
-            "SELECT count(*) FROM balances b JOIN accounts a ON a.id = b.account_id \
-             WHERE a.kind = 'wallet' AND b.balance - b.reserved < 0",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let negative = scalar(
+        url,
+        "SELECT count(*) FROM balances b JOIN accounts a ON a.id = b.account_id \
+         WHERE a.kind = 'wallet' AND b.balance - b.reserved < 0",
+    );
     assert_eq!(negative, 0);
     let charged: i64 = all
         .values()
@@ -457,14 +459,23 @@ fn two_processes_on_one_postgres_database_keep_every_limit_and_every_posting() {
             _ => None,
         })
         .sum();
-    let revenue: i64 = client
-        .query_one(
-            "SELECT b.balance FROM balances b JOIN accounts a ON a.id = b.account_id WHERE a.system_role = 'usage_revenue'",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let revenue = scalar(
+        url,
+        "SELECT b.balance FROM balances b JOIN accounts a ON a.id = b.account_id WHERE a.system_role = 'usage_revenue'",
+    );
     assert_eq!(revenue, charged, "revenue equals the acknowledged charges exactly");
+}
+
+#[test]
+fn two_processes_on_one_postgres_database_keep_every_limit_and_every_posting() {
+    two_processes(&pg_url("two_processes"));
+}
+
+/// Issue 22: two processes on one SQLite file, each folding the tails (three rows) the other
+/// writes into, each with its own idea of the highest client key.
+#[test]
+fn issue_22_two_processes_on_one_sqlite_file_with_small_tails_keep_every_limit_and_every_posting() {
+    two_processes(&format!("{}?tail_rows=3", sqlite_url()));
 }
 
 fn key_story(url: &str) {
