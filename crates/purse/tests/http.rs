@@ -234,6 +234,13 @@ fn bank_over_http_with_five_sigkills_on_sqlite() {
     bank(&sqlite_url());
 }
 
+/// Issue 22: the same with tails of three rows, so the snapshots read balances while batches
+/// fold them, and the SIGKILLs land in folds.
+#[test]
+fn issue_22_bank_over_http_with_five_sigkills_on_sqlite_with_small_tails() {
+    bank(&format!("{}?tail_rows=3", sqlite_url()));
+}
+
 #[test]
 fn bank_over_http_with_five_sigkills_on_postgres() {
     bank(&pg_url("http_bank"));
