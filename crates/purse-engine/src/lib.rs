@@ -561,6 +561,8 @@ impl Writer {
         let tr = Instant::now();
         let mut lookups = Lookups::default();
         let keys = Ledger::client_keys(requests);
+        // Every posting of the batch adds its key: grown once, not rehashed as it fills.
+        lookups.prior.reserve(keys.len());
         for (key, prior) in self.store.lookup_client_keys(&keys)? {
             lookups.prior.insert(key, prior);
         }

@@ -249,8 +249,8 @@ impl SqliteStore {
         });
         let above = keys.partition_point(|[k, _]| matches!(k, Value::Integer(k) if *k <= max));
         let (inside, past) = keys.split_at(above);
-        insert_rows(c, "INSERT INTO client_key_tail (client_key, transfer_id) VALUES ", "", inside)?;
-        insert_rows(c, "INSERT INTO client_keys (client_key, transfer_id) VALUES ", "", past)?;
+        insert_rows(c, "INSERT INTO client_key_tail (client_key, transfer_id) VALUES ", "", inside.iter().cloned())?;
+        insert_rows(c, "INSERT INTO client_keys (client_key, transfer_id) VALUES ", "", past.iter().cloned())?;
         self.keys_max = match past.last() {
             Some([Value::Integer(k), _]) => Some(*k),
             _ => Some(max),
@@ -864,25 +864,21 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
          uninvoiced = excluded.uninvoiced";
     let (with_grants, plain): (Vec<&Account>, Vec<&Account>) =
         out.accounts_changed.iter().partition(|a| grant_text.contains_key(&a.id));
-    let rows: Vec<[Value; 7]> = plain.into_iter().map(balance).collect();
     insert_rows(
         c,
         "INSERT INTO balance_tail (account_id, balance, reserved, children_balance, last_charge_at, last_transfer_id, uninvoiced) VALUES ",
         BALANCE_SET,
-        &rows,
+        plain.into_iter().map(balance),
     )?;
-    let rows: Vec<[Value; 8]> = with_grants
-        .into_iter()
-        .map(|a| {
-            let [a0, a1, a2, a3, a4, a5, a6] = balance(a);
-            [a0, a1, a2, a3, a4, a5, a6, grants_of(&mut grant_text, a.id)]
-        })
-        .collect();
+    let rows = with_grants.into_iter().map(|a| {
+        let [a0, a1, a2, a3, a4, a5, a6] = balance(a);
+        [a0, a1, a2, a3, a4, a5, a6, grants_of(&mut grant_text, a.id)]
+    });
     insert_rows(
         c,
         "INSERT INTO balance_tail (account_id, balance, reserved, children_balance, last_charge_at, last_transfer_id, uninvoiced, grants) VALUES ",
         &format!("{BALANCE_SET}, grants = excluded.grants"),
-        &rows,
+        rows,
     )?;
     let mut settings = c.prepare_cached(
         "UPDATE accounts SET status = ?, credit_limit = ?, temp_increase = ?, temp_valid_until = ?, \
@@ -934,18 +930,19 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
     let columns = TRANSFER_COLUMNS.trim_end_matches(", grant_parts");
     for run in out.transfers.chunk_by(|a, b| a.grant_parts.is_empty() == b.grant_parts.is_empty()) {
         if run[0].grant_parts.is_empty() {
-            let rows: Vec<[Value; 20]> = run.iter().map(transfer).collect();
-            insert_rows(c, &format!("INSERT INTO transfers ({columns}, client_key) VALUES "), "", &rows)?;
+            insert_rows(
+                c,
+                &format!("INSERT INTO transfers ({columns}, client_key) VALUES "),
+                "",
+                run.iter().map(transfer),
+            )?;
         } else {
-            let rows: Vec<[Value; 21]> = run
-                .iter()
-                .map(|t| {
-                    let mut row = transfer(t).to_vec();
-                    row.push(Value::Text(codec::grant_parts(&t.grant_parts)));
-                    row.try_into().expect("21 columns")
-                })
-                .collect();
-            insert_rows(c, &format!("INSERT INTO transfers ({columns}, client_key, grant_parts) VALUES "), "", &rows)?;
+            let rows = run.iter().map(|t| -> [Value; 21] {
+                let mut row = transfer(t).to_vec();
+                row.push(Value::Text(codec::grant_parts(&t.grant_parts)));
+                row.try_into().expect("21 columns")
+            });
+            insert_rows(c, &format!("INSERT INTO transfers ({columns}, client_key, grant_parts) VALUES "), "", rows)?;
         }
     }
 
@@ -1022,19 +1019,33 @@ fn statement_sizes(mut n: usize) -> impl Iterator<Item = usize> {
 }
 
 /// Inserts rows with few, cached, multi-row statements. `suffix` may carry `ON CONFLICT`.
+/// Rows are made as they are bound, a statement's worth at a time: a batch's rows are never
+/// all in memory at once (8,192 journal rows would be 5 MB of fresh pages per batch).
 fn insert_rows<const N: usize>(
     c: &Connection,
     prefix: &str,
     suffix: &str,
-    rows: &[[Value; N]],
+    mut rows: impl ExactSizeIterator<Item = [Value; N]>,
 ) -> rusqlite::Result<()> {
+    let n = rows.len();
     let one = format!("({})", vec!["?"; N].join(","));
-    let mut rest = rows;
-    for size in statement_sizes(rows.len()) {
-        let (chunk, tail) = rest.split_at(size);
-        let sql = format!("{prefix}{}{suffix}", vec![one.as_str(); size].join(","));
-        c.prepare_cached(&sql)?.execute(rusqlite::params_from_iter(chunk.iter().flatten()))?;
-        rest = tail;
+    let sql = |size: usize| format!("{prefix}{}{suffix}", vec![one.as_str(); size].join(","));
+    let mut chunk: Vec<[Value; N]> = Vec::with_capacity(n.min(ROWS_PER_STATEMENT));
+    // The full-size statement is written and looked up once per call, not once per chunk
+    // (a batch of 8,192 journal rows is 128 of them).
+    let full = n / ROWS_PER_STATEMENT;
+    if full > 0 {
+        let mut statement = c.prepare_cached(&sql(ROWS_PER_STATEMENT))?;
+        for _ in 0..full {
+            chunk.clear();
+            chunk.extend(rows.by_ref().take(ROWS_PER_STATEMENT));
+            statement.execute(rusqlite::params_from_iter(chunk.iter().flatten()))?;
+        }
+    }
+    for size in statement_sizes(n - full * ROWS_PER_STATEMENT) {
+        chunk.clear();
+        chunk.extend(rows.by_ref().take(size));
+        c.prepare_cached(&sql(size))?.execute(rusqlite::params_from_iter(chunk.iter().flatten()))?;
     }
     Ok(())
 }
