@@ -630,10 +630,20 @@ impl Store for SqliteStore {
     fn lookup_client_keys(&mut self, keys: &[ClientKey]) -> StoreResult<Vec<(ClientKey, Prior)>> {
         let c = &self.conn;
         let mut found = Vec::new();
+        // Every stored key is at most the largest of `client_keys` (a key goes to the tail
+        // only when it is not above it, and nothing is deleted), so a key above it was never
+        // stored: a time-ordered id's, nearly always. Read in the writer's transaction, so a
+        // key another process stored is counted.
+        let max: i64 = c
+            .prepare_cached("SELECT max(client_key) FROM client_keys")
+            .and_then(|mut s| s.query_row([], |r| r.get::<_, Option<i64>>(0)))
+            .map_err(err)?
+            .unwrap_or(i64::MIN);
+        self.keys_max = Some(max);
         let transfer_ids: Vec<&purse_core::ClientId> = keys
             .iter()
             .filter_map(|k| match k {
-                ClientKey::Transfer(id) => Some(id),
+                ClientKey::Transfer(id) if codec::client_key(id) <= max => Some(id),
                 _ => None,
             })
             .collect();

@@ -408,6 +408,54 @@ fn issue_22_a_client_id_sent_again_after_its_key_moved_is_replayed_never_posted_
     assert!(audit.is_consistent(), "{audit:?}");
 }
 
+/// Issue 22: a client key above the highest stored one is not looked up (a time-ordered id's,
+/// nearly always). The highest is read in the writer's transaction, not remembered: an id
+/// another process posted above every key this one wrote is found when it is sent here again.
+#[test]
+fn issue_22_a_time_ordered_id_another_process_posted_is_replayed_when_sent_again() {
+    let url = format!("{}?tail_rows=3", sqlite_url());
+    let first = Harness::on(&url);
+    let account = first.customer("0");
+    first.pay(account, "1000.00").unwrap();
+    // UUIDv7-like texts: their key is their high bits, so it grows with n.
+    let id = |n: u32| format!("{:08x}-0000-7000-8000-000000000000", 0x0190_0000 + n);
+    let charge = |h: &Harness, n: u32| {
+        let mut c = h.charge_cmd(account, "0.10", false);
+        if let Command::Charge(ref mut c) = c {
+            c.client_id = cid(&id(n));
+        }
+        h.run(c)
+    };
+    let posted = |h: &Harness, range: std::ops::Range<u32>| -> Vec<purse_core::TransferId> {
+        range
+            .map(|n| match charge(h, n) {
+                Ok(Outcome::Posted { transfer, replayed: false, .. }) => transfer,
+                other => panic!("{}: {other:?}", id(n)),
+            })
+            .collect()
+    };
+    let replayed = |h: &Harness, range: std::ops::Range<u32>, firsts: &[purse_core::TransferId]| {
+        for (n, t) in range.zip(firsts) {
+            assert!(
+                matches!(charge(h, n), Ok(Outcome::Posted { transfer, replayed: true, .. }) if transfer == *t),
+                "{} is replayed with its first posting",
+                id(n)
+            );
+        }
+    };
+    let by_first = posted(&first, 0..10);
+    let second = Harness::on(&url);
+    let by_second = posted(&second, 10..20);
+    // The first process last wrote id 9's key; the second's are all above it.
+    replayed(&first, 10..20, &by_second);
+    replayed(&second, 0..10, &by_first);
+    replayed(&first, 0..10, &by_first);
+    let audit = first.engine.reader().audit().unwrap();
+    assert_eq!(audit.duplicate_client_ids, 0);
+    assert!(audit.is_consistent(), "{audit:?}");
+    assert_eq!(first.parts(account).0, 100_000 - 20 * 10, "each charge once");
+}
+
 #[test]
 fn sigkill_while_ingesting_loses_no_acknowledged_charge_on_postgres() {
     crash_and_recover(&pg_url("crash"));
