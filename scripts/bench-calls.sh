@@ -5,12 +5,17 @@
 # terminate) over 64 connections; then single charges over HTTP in the same run, as the
 # reference. Prints one JSON object per case.
 # Usage: scripts/bench-calls.sh [CALLS] [SINGLE_CHARGES]  (default 20,000 and 100,000)
+# PURSE_BIN=path/to/purse runs another build (for A/B runs) instead of building this one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CALLS="${1:-20000}"
 SINGLE="${2:-100000}"
-cargo build --release -p purse >&2
-PURSE="$PWD/target/release/purse"
+if [ -n "${PURSE_BIN:-}" ]; then
+    PURSE="$PURSE_BIN"
+else
+    cargo build --release -p purse >&2
+    PURSE="$PWD/target/release/purse"
+fi
 DIR="$(mktemp -d)"
 PORT=18182
 trap 'kill "$SERVER" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$DIR"' EXIT

@@ -339,28 +339,38 @@ fn round(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-/// The load generator of `--target`: one keep-alive HTTP/1.1 connection that POSTs JSON and
-/// reads answers with a `Content-Length` (all the API sends). It is not the CLI's client
-/// (`client::Client`, over ureq) on purpose: on a machine whose cores the server shares,
-/// the load generator must cost less than what it measures, and ureq costs 1.45 times the
-/// CPU per request (15,400 against 22,100 single charges per second, BENCHMARKS.md).
+/// The load generator of `--target`: keep-alive HTTP/1.1 connections that POST JSON and
+/// read answers with a `Content-Length` (all the API sends), every one on the same thread's
+/// event loop. It is not the CLI's client (`client::Client`, over ureq) on purpose: on a
+/// machine whose cores the server shares, the load generator must cost less than what it
+/// measures. ureq costs 1.45 times the CPU per request, and a blocking thread per connection
+/// made each answer wake a thread that took the core from the server (BENCHMARKS.md).
 struct Loader {
     host: String,
     key: String,
-    conn: std::io::BufReader<std::net::TcpStream>,
+    conn: tokio::io::BufReader<tokio::net::TcpStream>,
 }
 
+/// How long the load generator waits for an answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+
 impl Loader {
-    fn connect(url: &str, key: &str) -> crate::error::Result<Loader> {
+    async fn connect(url: &str, key: &str) -> std::io::Result<Loader> {
         let host = url.strip_prefix("http://").unwrap_or(url).trim_end_matches('/').to_owned();
-        let stream = std::net::TcpStream::connect(&host)?;
+        let stream = tokio::net::TcpStream::connect(&host).await?;
         stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-        Ok(Loader { host, key: key.to_owned(), conn: std::io::BufReader::with_capacity(64 * 1024, stream) })
+        Ok(Loader { host, key: key.to_owned(), conn: tokio::io::BufReader::with_capacity(64 * 1024, stream) })
     }
 
-    fn post(&mut self, path: &str, body: &[u8], idempotency_key: &str) -> std::io::Result<(u16, Vec<u8>)> {
-        use std::io::{BufRead, Read, Write};
+    async fn post(&mut self, path: &str, body: &[u8], idempotency_key: &str) -> std::io::Result<(u16, Vec<u8>)> {
+        match tokio::time::timeout(ANSWER_TIMEOUT, self.exchange(path, body, idempotency_key)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in 60 s")),
+        }
+    }
+
+    async fn exchange(&mut self, path: &str, body: &[u8], idempotency_key: &str) -> std::io::Result<(u16, Vec<u8>)> {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
         let head = format!(
             "POST {path} HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {}\r\nidempotency-key: {idempotency_key}\r\n\
              content-type: application/json\r\ncontent-length: {}\r\n\r\n",
@@ -370,15 +380,15 @@ impl Loader {
         );
         let mut message = head.into_bytes();
         message.extend_from_slice(body);
-        self.conn.get_mut().write_all(&message)?;
+        self.conn.get_mut().write_all(&message).await?;
         let mut line = String::new();
-        self.conn.read_line(&mut line)?;
+        self.conn.read_line(&mut line).await?;
         let status = line.split_whitespace().nth(1).and_then(|s| s.parse::<u16>().ok());
         let status = status.ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
         let mut length = None;
         loop {
             line.clear();
-            self.conn.read_line(&mut line)?;
+            self.conn.read_line(&mut line).await?;
             let header = line.trim_end();
             if header.is_empty() {
                 break;
@@ -390,14 +400,97 @@ impl Loader {
             }
         }
         let mut reply = vec![0; length.ok_or_else(|| std::io::Error::other("an answer without content-length"))?];
-        self.conn.read_exact(&mut reply)?;
+        self.conn.read_exact(&mut reply).await?;
         Ok((status, reply))
+    }
+}
+
+/// Opens `connections` loaders and, once `barrier` is passed, runs `task` on each, all on one
+/// thread's event loop; the thread answers with their latencies merged.
+fn on_one_thread<F, Fut>(url: &str, key: &str, connections: usize, barrier: Arc<Barrier>, task: F) -> BenchThread
+where
+    F: Fn(usize, Loader) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = crate::error::Result<Histogram>> + Send + 'static,
+{
+    let (url, key) = (url.to_owned(), key.to_owned());
+    std::thread::spawn(move || -> crate::error::Result<Histogram> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        runtime.block_on(async move {
+            let mut loaders = Vec::with_capacity(connections);
+            for _ in 0..connections {
+                loaders.push(Loader::connect(&url, &key).await?);
+            }
+            barrier.wait();
+            let mut tasks = tokio::task::JoinSet::new();
+            for (n, loader) in loaders.into_iter().enumerate() {
+                tasks.spawn(task(n, loader));
+            }
+            let mut latencies = Histogram::default();
+            while let Some(done) = tasks.join_next().await {
+                latencies.merge(&done.map_err(|_| crate::Error::Failed("a bench connection panicked".into()))??);
+            }
+            Ok(latencies)
+        })
+    })
+}
+
+/// One connection's share of the charges: posts until `next` passes `options.charges`.
+async fn drive(
+    mut client: Loader,
+    options: Arc<BenchOptions>,
+    wallets: Arc<Vec<u64>>,
+    next: Arc<AtomicU64>,
+) -> crate::error::Result<Histogram> {
+    let mut rng = Rng::from_kernel();
+    let mut latencies = Histogram::default();
+    let mut body = Vec::with_capacity(options.batch * 128);
+    loop {
+        let start = next.fetch_add(options.batch as u64, Ordering::Relaxed);
+        if start >= options.charges {
+            return Ok(latencies);
+        }
+        let len = (options.charges - start).min(options.batch as u64) as usize;
+        body.clear();
+        body.extend_from_slice(if options.batch == 1 { b"" } else { b"{\"items\":[" });
+        for i in 0..len {
+            if i > 0 {
+                body.push(b',');
+            }
+            let amount = 1 + rng.below(5_000);
+            let item = format!(
+                "{{\"client_id\":\"{}\",\"account\":{},\"amount\":\"{}.{:02}\",\"currency\":\"{CURRENCY}\"}}",
+                uuid_v7(unix_ms(), &mut rng),
+                pick(&mut rng, &options, &wallets),
+                amount / 100,
+                amount % 100
+            );
+            body.extend_from_slice(item.as_bytes());
+        }
+        if options.batch > 1 {
+            body.extend_from_slice(b"]}");
+        }
+        let path = if options.batch == 1 { "/v1/charges" } else { "/v1/charges/batch" };
+        let idempotency_key = uuid_v7(unix_ms(), &mut rng);
+        let began = Instant::now();
+        let (status, reply) = client
+            .post(path, &body, &idempotency_key)
+            .await
+            .map_err(|e| crate::Error::Failed(format!("POST {path}: {e}")))?;
+        latencies.record(began.elapsed());
+        let ok = match status {
+            201 => true,
+            200 => !String::from_utf8_lossy(&reply).contains("\"error\""),
+            _ => false,
+        };
+        if !ok {
+            return Err(crate::Error::Failed(format!("POST {path}: {status} {}", String::from_utf8_lossy(&reply))));
+        }
     }
 }
 
 /// The same measurement through the real API of a running server: `--batch 1` posts one
 /// charge per `POST /v1/charges`, more posts `POST /v1/charges/batch`; `--concurrency`
-/// connections, each on its own thread. Latency is per request.
+/// connections, all on one thread's event loop. Latency is per request.
 fn run_http(options: &BenchOptions, url: &str, key: &str) -> crate::error::Result<BenchReport> {
     use crate::client::Client;
     if options.batch > 8192 {
@@ -428,63 +521,30 @@ fn run_http(options: &BenchOptions, url: &str, key: &str) -> crate::error::Resul
     }
     let setup_seconds = setup.elapsed().as_secs_f64();
     let wallets = Arc::new(wallets);
+    let arc_options = Arc::new(options.clone());
     let next_charge = Arc::new(AtomicU64::new(0));
-    let barrier = Arc::new(Barrier::new(options.concurrency + 1));
-    let threads: Vec<_> = (0..options.concurrency)
-        .map(|_| {
-            let (wallets, next, barrier, options) = (wallets.clone(), next_charge.clone(), barrier.clone(), options.clone());
-            let (url, key) = (url.to_owned(), key.to_owned());
-            std::thread::spawn(move || -> crate::error::Result<Histogram> {
-                let mut rng = Rng::from_kernel();
-                let mut client = Loader::connect(&url, &key)?;
-                let mut latencies = Histogram::default();
-                let mut body = Vec::with_capacity(options.batch * 128);
-                barrier.wait();
-                loop {
-                    let start = next.fetch_add(options.batch as u64, Ordering::Relaxed);
-                    if start >= options.charges {
-                        return Ok(latencies);
-                    }
-                    let len = (options.charges - start).min(options.batch as u64) as usize;
-                    body.clear();
-                    body.extend_from_slice(if options.batch == 1 { b"" } else { b"{\"items\":[" });
-                    for i in 0..len {
-                        if i > 0 {
-                            body.push(b',');
-                        }
-                        let amount = 1 + rng.below(5_000);
-                        let item = format!(
-                            "{{\"client_id\":\"{}\",\"account\":{},\"amount\":\"{}.{:02}\",\"currency\":\"{CURRENCY}\"}}",
-                            uuid_v7(unix_ms(), &mut rng),
-                            pick(&mut rng, &options, &wallets),
-                            amount / 100,
-                            amount % 100
-                        );
-                        body.extend_from_slice(item.as_bytes());
-                    }
-                    if options.batch > 1 {
-                        body.extend_from_slice(b"]}");
-                    }
-                    let path = if options.batch == 1 { "/v1/charges" } else { "/v1/charges/batch" };
-                    let idempotency_key = uuid_v7(unix_ms(), &mut rng);
-                    let began = Instant::now();
-                    let (status, reply) = client
-                        .post(path, &body, &idempotency_key)
-                        .map_err(|e| crate::Error::Failed(format!("POST {path}: {e}")))?;
-                    latencies.record(began.elapsed());
-                    let ok = match status {
-                        201 => true,
-                        200 => !String::from_utf8_lossy(&reply).contains("\"error\""),
-                        _ => false,
-                    };
-                    if !ok {
-                        return Err(crate::Error::Failed(format!("POST {path}: {status} {}", String::from_utf8_lossy(&reply))));
-                    }
-                }
-            })
-        })
-        .collect();
-    measure(&barrier, threads, options.charges, setup_seconds)
+    let barrier = Arc::new(Barrier::new(2));
+    let thread = on_one_thread(url, key, options.concurrency, barrier.clone(), move |_, loader| {
+        drive(loader, arc_options.clone(), wallets.clone(), next_charge.clone())
+    });
+    measure(&barrier, vec![thread], options.charges, setup_seconds)
+}
+
+/// One request of a rated call: its answer as JSON, or why it failed.
+async fn call_step(
+    loader: &mut Loader,
+    rng: &mut Rng,
+    path: &str,
+    body: String,
+) -> crate::error::Result<serde_json::Value> {
+    let (status, reply) = loader
+        .post(path, body.as_bytes(), &uuid_v7(unix_ms(), rng))
+        .await
+        .map_err(|e| crate::Error::Failed(format!("POST {path}: {e}")))?;
+    if !(200..300).contains(&status) {
+        return Err(crate::Error::Failed(format!("POST {path}: {status} {}", String::from_utf8_lossy(&reply))));
+    }
+    serde_json::from_slice(&reply).map_err(|e| crate::Error::Failed(format!("POST {path}: {e}")))
 }
 
 /// What `purse bench --calls` measured.
@@ -595,52 +655,38 @@ pub fn run_calls(
         }
         wallets.push(wallet);
     }
-    let prefixes = Arc::new(prefixes);
+    let (prefixes, wallets) = (Arc::new(prefixes), Arc::new(wallets));
     let next = Arc::new(AtomicU64::new(0));
-    let barrier = Arc::new(Barrier::new(concurrency + 1));
-    let threads: Vec<_> = wallets
-        .into_iter()
-        .map(|wallet| {
-            let (prefixes, next, barrier) = (prefixes.clone(), next.clone(), barrier.clone());
-            let (url, key) = (url.to_owned(), key.to_owned());
-            std::thread::spawn(move || -> crate::error::Result<Histogram> {
-                let mut rng = Rng::from_kernel();
-                let mut loader = Loader::connect(&url, &key)?;
-                let mut latencies = Histogram::default();
-                let mut step =
-                    |loader: &mut Loader, path: &str, body: String| -> crate::error::Result<serde_json::Value> {
-                        let began = Instant::now();
-                        let (status, reply) = loader
-                            .post(path, body.as_bytes(), &uuid_v7(unix_ms(), &mut rng))
-                            .map_err(|e| crate::Error::Failed(format!("POST {path}: {e}")))?;
-                        latencies.record(began.elapsed());
-                        if !(200..300).contains(&status) {
-                            return Err(crate::Error::Failed(format!(
-                                "POST {path}: {status} {}",
-                                String::from_utf8_lossy(&reply)
-                            )));
-                        }
-                        serde_json::from_slice(&reply).map_err(|e| crate::Error::Failed(format!("POST {path}: {e}")))
-                    };
-                barrier.wait();
-                let mut n = 0_u64;
-                while next.fetch_add(1, Ordering::Relaxed) < calls {
-                    n += 1;
-                    let destination = format!("{}{:04}", prefixes[(n as usize * 7919) % prefixes.len()], n % 10_000);
-                    let s = step(
-                        &mut loader,
-                        "/v1/sessions",
-                        format!("{{\"account\":{wallet},\"service\":\"voice\",\"destination\":\"{destination}\"}}"),
-                    )?;
-                    let id = s["id"].as_u64().unwrap_or(0);
-                    step(&mut loader, &format!("/v1/sessions/{id}/update"), "{\"sequence\":1,\"used\":60}".into())?;
-                    step(&mut loader, &format!("/v1/sessions/{id}/update"), "{\"sequence\":2,\"used\":120}".into())?;
-                    step(&mut loader, &format!("/v1/sessions/{id}/terminate"), "{\"used\":150}".into())?;
-                }
-                Ok(latencies)
-            })
-        })
-        .collect();
+    let barrier = Arc::new(Barrier::new(2));
+    let thread = on_one_thread(url, key, wallets.len(), barrier.clone(), move |caller, mut loader| {
+        let (prefixes, next, wallet) = (prefixes.clone(), next.clone(), wallets[caller]);
+        async move {
+            let mut rng = Rng::from_kernel();
+            let mut latencies = Histogram::default();
+            let mut n = 0_u64;
+            while next.fetch_add(1, Ordering::Relaxed) < calls {
+                n += 1;
+                let destination = format!("{}{:04}", prefixes[(n as usize * 7919) % prefixes.len()], n % 10_000);
+                let mut step = async |path: &str, body: String| {
+                    let began = Instant::now();
+                    let answer = call_step(&mut loader, &mut rng, path, body).await;
+                    latencies.record(began.elapsed());
+                    answer
+                };
+                let s = step(
+                    "/v1/sessions",
+                    format!("{{\"account\":{wallet},\"service\":\"voice\",\"destination\":\"{destination}\"}}"),
+                )
+                .await?;
+                let id = s["id"].as_u64().unwrap_or(0);
+                step(&format!("/v1/sessions/{id}/update"), "{\"sequence\":1,\"used\":60}".into()).await?;
+                step(&format!("/v1/sessions/{id}/update"), "{\"sequence\":2,\"used\":120}".into()).await?;
+                step(&format!("/v1/sessions/{id}/terminate"), "{\"used\":150}".into()).await?;
+            }
+            Ok(latencies)
+        }
+    });
+    let threads = vec![thread];
     barrier.wait();
     let began = Instant::now();
     let mut latencies = Histogram::default();

@@ -571,3 +571,45 @@ fn request_logs_carry_a_request_id_and_no_secret() {
     assert_eq!((parsed["route"].as_str(), parsed["status"].as_u64()), (Some("/v1/charges"), Some(201)));
     assert!(!text.contains(&key[6..]) && !text.contains(card) && !text.contains("metadata"), "{text}");
 }
+
+/// Issue 22: `purse bench --target` drives a real server from one thread's event loop: single
+/// charges, batches and rated calls, each counted once in the server's journal.
+#[test]
+fn issue_22_the_http_bench_drives_a_server_from_one_event_loop() {
+    let url = sqlite_url();
+    let key = operator_key(&url);
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_purse"))
+        .args(["serve", "--database", &url, "--listen", &listen])
+        .env("PURSE_API_RATE_PER_KEY", "0")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://{listen}");
+    let mut client = Client::new(&base, Some(key.clone())).unwrap();
+    wait_for(30, "the server answers", || client.get("/healthz").is_ok());
+    let bench = |args: &[&str]| -> Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_purse"))
+            .args(["bench", "--json", "--target", &base, "--key", &key])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("one JSON object")
+    };
+    let single = bench(&["--accounts", "5", "--charges", "300", "--batch", "1", "--concurrency", "16"]);
+    assert_eq!((single["charges"].as_u64(), single["backend"].as_str()), (Some(300), Some("http")));
+    let batched = bench(&["--accounts", "5", "--charges", "400", "--batch", "50", "--concurrency", "3"]);
+    assert_eq!(batched["charges"].as_u64(), Some(400));
+    let calls = bench(&["--calls", "12", "--concurrency", "4", "--deck", "50"]);
+    assert_eq!(calls["calls"].as_u64(), Some(12), "{calls}");
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    child.wait().unwrap();
+    let reader = purse::open_store(&url).unwrap().reader;
+    let audit = reader.audit().unwrap();
+    assert!(audit.is_consistent(), "{audit:?}");
+    assert_eq!(audit.duplicate_client_ids, 0);
+    // 700 charges, 4 callers' payments and 12 calls of three postings (two updates and the
+    // terminate each post what was used); nothing else posts.
+    assert_eq!(audit.transfer_count, 700 + 4 + 12 * 3, "{audit:?}");
+}
