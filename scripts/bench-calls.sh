@@ -21,7 +21,7 @@ PORT=18182
 trap 'kill "$SERVER" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$DIR"' EXIT
 
 KEY="$("$PURSE" keys create --database "sqlite://$DIR/c.db" --role operator --name bench 2>/dev/null | awk '{print $3}')"
-PURSE_API_LOG_REQUESTS=0 PURSE_API_RATE_PER_KEY=0 \
+PURSE_API_RATE_PER_KEY=0 \
     "$PURSE" serve --database "sqlite://$DIR/c.db" --listen "127.0.0.1:$PORT" 2>"$DIR/serve.log" &
 SERVER=$!
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The HTTP benchmark of BENCHMARKS.md: a release `purse serve` on a fresh SQLite file, and
 # `purse bench --target` driving its API from the same machine (client and server share
-# the cores). Prints one JSON object per case.
+# the cores). The request log is on, as by default (to a file); only the rate limit is off.
+# Prints one JSON object per case.
 # Usage: scripts/bench-http.sh [SINGLE_CHARGES] [BATCH_CHARGES]  (default 200,000 and 1,000,000)
 # PURSE_BIN=path/to/purse runs another build (for A/B runs) instead of building this one.
 set -euo pipefail
@@ -19,7 +20,7 @@ PORT=18181
 trap 'kill "$SERVER" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$DIR"' EXIT
 
 KEY="$("$PURSE" keys create --database "sqlite://$DIR/h.db" --role operator --name bench 2>/dev/null | awk '{print $3}')"
-PURSE_API_LOG_REQUESTS=0 PURSE_API_RATE_PER_KEY=0 \
+PURSE_API_RATE_PER_KEY=0 \
     "$PURSE" serve --database "sqlite://$DIR/h.db" --listen "127.0.0.1:$PORT" 2>"$DIR/serve.log" &
 SERVER=$!
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done

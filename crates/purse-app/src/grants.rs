@@ -488,7 +488,7 @@ impl GrantScheduler<'_> {
                 match self.engine.execute(command)? {
                     Ok(_) => made += 1,
                     // A closed account or the like: this period is skipped, and said so.
-                    Err(rejection) => crate::notifier::log_warning(
+                    Err(rejection) => crate::log::warn(
                         "a recurring grant was refused",
                         serde_json::json!({ "allowance": a.id, "code": rejection.code() }),
                     ),

@@ -25,6 +25,7 @@ pub mod error;
 pub mod grants;
 pub mod invoices;
 pub mod keys;
+pub mod log;
 pub mod notifier;
 pub mod outbound;
 pub mod parse;

@@ -2,7 +2,6 @@
 //! writes its structured log line, with a request id and never a key or a body).
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -99,6 +98,19 @@ fn request_id(request: &Request, metrics: &Metrics) -> String {
     }
 }
 
+/// The log line of one request.
+#[derive(serde::Serialize)]
+struct RequestLine<'a> {
+    ts: String,
+    level: &'static str,
+    msg: &'static str,
+    request_id: &'a str,
+    method: &'a str,
+    route: &'a str,
+    status: u16,
+    duration_us: u64,
+}
+
 /// Outermost middleware: request id, timing, metrics, one JSON log line per request. The
 /// line holds the route pattern (not the raw path or query) and never a header or a body,
 /// so no key, password or card number can reach the log.
@@ -114,17 +126,16 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     state.metrics.record(&method, route, status, seconds);
     if state.settings.log_requests {
         let now = purse_engine::Clock::now(&purse_engine::SystemClock);
-        let line = serde_json::json!({
-            "ts": purse_core::time::format(now),
-            "level": if status >= 500 { "error" } else { "info" },
-            "msg": "request",
-            "request_id": id,
-            "method": method.as_str(),
-            "route": route,
-            "status": status,
-            "duration_us": (seconds * 1e6) as u64,
+        purse_app::log::line(&RequestLine {
+            ts: purse_core::time::format(now),
+            level: if status >= 500 { "error" } else { "info" },
+            msg: "request",
+            request_id: &id,
+            method: method.as_str(),
+            route,
+            status,
+            duration_us: (seconds * 1e6) as u64,
         });
-        let _ = writeln!(std::io::stderr().lock(), "{line}");
     }
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);

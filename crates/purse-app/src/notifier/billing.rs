@@ -107,7 +107,7 @@ impl Notifier {
             for i in unsent {
                 // The tax it adds is owed before anything is applied to it.
                 if let Err(e) = crate::invoices::post_tax(&self.engine, self.reader.as_ref(), &i) {
-                    super::log_warning(
+                    crate::log::warn(
                         "invoice tax not booked",
                         json!({ "invoice": i.display_number(), "error": e.detail() }),
                     );
@@ -161,9 +161,7 @@ impl Notifier {
                     store.receipt_tax_booked(receipt, now)?;
                     booked += 1;
                 }
-                Err(e) => {
-                    super::log_warning("receipt tax not booked", json!({ "receipt": number, "error": e.detail() }))
-                }
+                Err(e) => crate::log::warn("receipt tax not booked", json!({ "receipt": number, "error": e.detail() })),
             }
         }
         Ok(booked)

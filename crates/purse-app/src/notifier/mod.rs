@@ -715,7 +715,7 @@ impl Notifier {
         report.invoiced += invoiced;
         let summary = format!("evaluated every customer; {fired} notifications, {invoiced} billing periods closed");
         self.alerts.finish_job("daily_sweep", &key, now, &summary)?;
-        log("daily sweep", json!({ "key": key, "summary": summary, "by": self.name }));
+        crate::log::info("daily sweep", json!({ "key": key, "summary": summary, "by": self.name }));
         report.swept = Some(key);
         Ok(())
     }
@@ -736,7 +736,7 @@ impl Notifier {
                     Attempt::Retry { .. } => report.retried += 1,
                     Attempt::Failed { error } => {
                         report.failed += 1;
-                        log(
+                        crate::log::info(
                             "delivery failed",
                             json!({ "delivery": d.id, "channel": d.channel.as_str(), "target": d.target, "error": error }),
                         );
@@ -918,11 +918,11 @@ impl Notifier {
                 while !flag.load(Ordering::Relaxed) {
                     match self.step() {
                         Err(e) if !failing => {
-                            log("alerts step failed; retrying every tick", json!({ "error": e.detail() }));
+                            crate::log::info("alerts step failed; retrying every tick", json!({ "error": e.detail() }));
                             failing = true;
                         }
                         Ok(_) if failing => {
-                            log("alerts steps succeed again", json!({}));
+                            crate::log::info("alerts steps succeed again", json!({}));
                             failing = false;
                         }
                         _ => {}
@@ -964,14 +964,6 @@ fn settings_version(all: &[RechargeSettings]) -> u64 {
             .hash(&mut h);
     }
     h.finish()
-}
-
-fn log(msg: &str, fields: serde_json::Value) {
-    eprintln!("{}", json!({ "level": "info", "msg": msg, "fields": fields }));
-}
-
-pub(crate) fn log_warning(msg: &str, fields: serde_json::Value) {
-    eprintln!("{}", json!({ "level": "warn", "msg": msg, "fields": fields }));
 }
 
 /// The worker thread; dropping it stops it after its current step.

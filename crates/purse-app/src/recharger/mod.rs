@@ -152,9 +152,8 @@ impl Recharger {
         let fault = *self.fault.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match fault {
             Some((f, true)) if f == here => {
-                eprintln!(
-                    "{}",
-                    json!({ "level": "error", "msg": "injected fault: aborting", "fields": { "fault": format!("{here:?}") } })
+                crate::log::line(
+                    &json!({ "level": "error", "msg": "injected fault: aborting", "fields": { "fault": format!("{here:?}") } }),
                 );
                 std::process::abort()
             }
@@ -246,7 +245,7 @@ impl Recharger {
         };
         let started = self.store.start_recharge(&new)?;
         if let Some(r) = &started {
-            log(
+            crate::log::info(
                 "recharge started",
                 json!({ "recharge": r.id, "customer": party.id.0, "method": s.method.as_str(), "amount": c.format(amount) }),
             );
@@ -314,7 +313,7 @@ impl Recharger {
         self.alerts.record_alerts(&batch, now)?;
         self.alerts.finish_job("recharge_capped", &key, now, "told")?;
         told(&key);
-        log("recharge held back by a cap", json!({ "customer": party.id.0, "cap": format!("{cap:?}") }));
+        crate::log::info("recharge held back by a cap", json!({ "customer": party.id.0, "cap": format!("{cap:?}") }));
         Ok(())
     }
 
@@ -329,7 +328,9 @@ impl Recharger {
             for r in claimed {
                 match self.run(&r) {
                     Ok(_) => done += 1,
-                    Err(e) => log("recharge step failed", json!({ "recharge": r.id, "error": e.detail() })),
+                    Err(e) => {
+                        crate::log::info("recharge step failed", json!({ "recharge": r.id, "error": e.detail() }))
+                    }
                 }
             }
         }
@@ -465,7 +466,7 @@ impl Recharger {
     fn finish(&self, r: &RechargeRecord, update: RechargeUpdate, n: Option<&NewNotification>) -> AppResult<()> {
         let now = self.engine.clock().now();
         self.store.update_recharge(r.id, &update, now, n)?;
-        log("recharge finished", json!({ "recharge": r.id, "update": format!("{update:?}") }));
+        crate::log::info("recharge finished", json!({ "recharge": r.id, "update": format!("{update:?}") }));
         Ok(())
     }
 
@@ -611,7 +612,7 @@ impl Recharger {
         let off =
             self.notice(party, s, PaymentNotice::RechargeDisabled, Amount(r.amount), available, c, subject, body, now)?;
         if self.store.card_result(r.party, false, self.config.failures_max, &reason, now, Some(&off))? {
-            log("auto-recharge disabled", json!({ "customer": party.id.0, "reason": reason }));
+            crate::log::info("auto-recharge disabled", json!({ "customer": party.id.0, "reason": reason }));
         }
         Ok(())
     }
@@ -783,10 +784,6 @@ fn clamp(v: i128) -> Amount {
     Amount(v.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
 }
 
-fn log(msg: &str, fields: serde_json::Value) {
-    eprintln!("{}", json!({ "level": "info", "msg": msg, "fields": fields }));
-}
-
 impl crate::cards::Cards for Recharger {
     fn configured(&self) -> bool {
         self.card_configured()
@@ -850,7 +847,7 @@ impl Recharger {
                 Ok(made) => made,
                 Err(StripeError::Declined(m) | StripeError::Refused(m)) => {
                     self.store.fail_refund(r.id, &m, now).map_err(internal)?;
-                    log("card refund refused", json!({ "refund": r.id, "error": m }));
+                    crate::log::info("card refund refused", json!({ "refund": r.id, "error": m }));
                     return Err(PayError::Declined(m));
                 }
                 Err(e) => return Err(pay_error(e)),
@@ -884,7 +881,7 @@ impl Recharger {
             }
             match self.run_refund(&r) {
                 Ok(_) => done += 1,
-                Err(e) => log("refund step failed", json!({ "refund": r.id, "error": format!("{e:?}") })),
+                Err(e) => crate::log::info("refund step failed", json!({ "refund": r.id, "error": format!("{e:?}") })),
             }
         }
         Ok(done)
