@@ -296,12 +296,17 @@ fn pick<T: Copy>(rng: &mut Rng, options: &BenchOptions, wallets: &[T]) -> T {
     }
 }
 
-fn charge(rng: &mut Rng, options: &BenchOptions, wallets: &[AccountId], usd: CurrencyCode) -> Item {
-    let account = pick(rng, options, wallets);
-    let id = match options.ids {
+/// A client id (or, over HTTP, an idempotency key) in the style `--ids` asks for.
+fn new_id(style: IdStyle, rng: &mut Rng) -> String {
+    match style {
         IdStyle::Time => uuid_v7(unix_ms(), rng),
         IdStyle::Random => uuid_v4(rng),
-    };
+    }
+}
+
+fn charge(rng: &mut Rng, options: &BenchOptions, wallets: &[AccountId], usd: CurrencyCode) -> Item {
+    let account = pick(rng, options, wallets);
+    let id = new_id(options.ids, rng);
     Item::single(Command::Charge(NewCharge {
         client_id: ClientId::new(&id).expect("uuid fits"),
         account,
@@ -459,7 +464,7 @@ async fn drive(
             let amount = 1 + rng.below(5_000);
             let item = format!(
                 "{{\"client_id\":\"{}\",\"account\":{},\"amount\":\"{}.{:02}\",\"currency\":\"{CURRENCY}\"}}",
-                uuid_v7(unix_ms(), &mut rng),
+                new_id(options.ids, &mut rng),
                 pick(&mut rng, &options, &wallets),
                 amount / 100,
                 amount % 100
@@ -470,7 +475,7 @@ async fn drive(
             body.extend_from_slice(b"]}");
         }
         let path = if options.batch == 1 { "/v1/charges" } else { "/v1/charges/batch" };
-        let idempotency_key = uuid_v7(unix_ms(), &mut rng);
+        let idempotency_key = new_id(options.ids, &mut rng);
         let began = Instant::now();
         let (status, reply) = client
             .post(path, &body, &idempotency_key)

@@ -599,7 +599,8 @@ fn issue_22_the_http_bench_drives_a_server_from_one_event_loop() {
     };
     let single = bench(&["--accounts", "5", "--charges", "300", "--batch", "1", "--concurrency", "16"]);
     assert_eq!((single["charges"].as_u64(), single["backend"].as_str()), (Some(300), Some("http")));
-    let batched = bench(&["--accounts", "5", "--charges", "400", "--batch", "50", "--concurrency", "3"]);
+    let batched =
+        bench(&["--accounts", "5", "--charges", "400", "--batch", "50", "--concurrency", "3", "--ids", "random"]);
     assert_eq!(batched["charges"].as_u64(), Some(400));
     let calls = bench(&["--calls", "12", "--concurrency", "4", "--deck", "50"]);
     assert_eq!(calls["calls"].as_u64(), Some(12), "{calls}");
@@ -612,4 +613,14 @@ fn issue_22_the_http_bench_drives_a_server_from_one_event_loop() {
     // 700 charges, 4 callers' payments and 12 calls of three postings (two updates and the
     // terminate each post what was used); nothing else posts.
     assert_eq!(audit.transfer_count, 700 + 4 + 12 * 3, "{audit:?}");
+    // Each request's idempotency key is in the style `--ids` asks for (UUIDv7 or UUIDv4).
+    let db = rusqlite::Connection::open(url.trim_start_matches("sqlite://")).unwrap();
+    let keys = |version: &str| -> i64 {
+        db.query_row("SELECT count(*) FROM idempotent_responses WHERE substr(key, 15, 1) = ?", [version], |r| r.get(0))
+            .unwrap()
+    };
+    // Time-ordered: the 300 single charges' alone; the batches' are random (as are the set-up
+    // requests'; the calls' steps store no response).
+    assert_eq!(keys("7"), 300);
+    assert!(keys("4") >= 400 / 50);
 }
