@@ -743,18 +743,23 @@ impl Store for SqliteStore {
     }
 
     fn write_responses(&mut self, responses: &[StoredResponse]) -> StoreResult<()> {
-        let mut s = self
-            .conn
-            .prepare_cached(
-                "INSERT INTO idempotent_responses (api_key_id, key, request_hash, status, body, created_at) \
-                 VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING",
-            )
-            .map_err(err)?;
-        for r in responses {
-            s.execute(params![id_to_db(r.api_key), r.key, r.request_hash, r.status, r.body, r.created_at.0])
-                .map_err(err)?;
-        }
-        Ok(())
+        let rows = responses.iter().map(|r| {
+            [
+                Value::Integer(id_to_db(r.api_key)),
+                Value::Text(r.key.clone()),
+                Value::Text(r.request_hash.clone()),
+                Value::Integer(i64::from(r.status)),
+                Value::Blob(r.body.clone()),
+                Value::Integer(r.created_at.0),
+            ]
+        });
+        insert_rows(
+            &self.conn,
+            "INSERT INTO idempotent_responses (api_key_id, key, request_hash, status, body, created_at) VALUES ",
+            " ON CONFLICT DO NOTHING",
+            rows,
+        )
+        .map_err(err)
     }
 
     fn stored_responses(&mut self, keys: &[(u64, &str)]) -> StoreResult<Vec<StoredResponse>> {
