@@ -1,7 +1,7 @@
 //! Log lines: one JSON object per line on stderr. A line is serialized first and written
 //! with one `write`, so lines of different threads never interleave and a line costs one
 //! system call (stderr is unbuffered: printing a JSON value with `eprintln!` wrote each of
-//! its tokens apart, and the request log alone cost two thirds of a busy server's CPU).
+//! its tokens apart, and the request log alone cost about 60 % of a busy server's CPU).
 
 use serde::Serialize;
 use std::io::Write;
