@@ -422,10 +422,21 @@ where
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         runtime.block_on(async move {
             let mut loaders = Vec::with_capacity(connections);
+            let mut failed = None;
             for _ in 0..connections {
-                loaders.push(Loader::connect(&url, &key).await?);
+                match Loader::connect(&url, &key).await {
+                    Ok(loader) => loaders.push(loader),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
             }
+            // Passed even when a connection failed: the measuring thread waits on it too.
             barrier.wait();
+            if let Some(e) = failed {
+                return Err(e.into());
+            }
             let mut tasks = tokio::task::JoinSet::new();
             for (n, loader) in loaders.into_iter().enumerate() {
                 tasks.spawn(task(n, loader));

@@ -184,3 +184,65 @@ fn a_key_must_fit_its_party() {
         assert!(!ok && stderr.contains(message), "{args:?}: {stderr}");
     }
 }
+
+/// Issue 22: `purse bench --target` whose load connections are refused after its set-up
+/// (here a stand-in server that answers the set-up on one connection, then stops listening)
+/// fails with the reason instead of waiting forever for connections that never open.
+#[test]
+fn issue_22_the_http_bench_fails_when_its_connections_are_refused() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = format!("http://{}", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        drop(listener); // every later connection is refused
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut stream = stream;
+        // The currency, then the two customers.
+        for answer in [r#"{"code":"USD"}"#, r#"{"id":1,"wallet":7}"#, r#"{"id":2,"wallet":8}"#] {
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line.trim().is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':') {
+                    if name.eq_ignore_ascii_case("content-length") {
+                        length = value.trim().parse().unwrap();
+                    }
+                }
+            }
+            reader.by_ref().take(length).read_to_end(&mut Vec::new()).unwrap();
+            write!(
+                stream,
+                "HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
+                answer.len()
+            )
+            .unwrap();
+        }
+    });
+    let mut child = Command::new(env!("CARGO_BIN_EXE_purse"))
+        .args(["bench", "--target", &target, "--key", "purse_x", "--accounts", "2", "--charges", "10", "--batch", "1"])
+        .args(["--concurrency", "4"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("purse bench still waits 30 s after its connections were refused");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    server.join().unwrap();
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(stderr.to_lowercase().contains("refused"), "{stderr}");
+}
