@@ -119,13 +119,16 @@ pub struct Mail {
 }
 
 impl Smtp {
+    /// On a free port. A port free when chosen may be taken (by another test's server) by
+    /// the time aiosmtpd binds it; then aiosmtpd exits and another port is tried.
     pub fn start() -> Smtp {
-        Smtp::start_on(served::free_port())
-    }
-
-    pub fn start_on(port: u16) -> Smtp {
-        let (child, dir) = aiosmtpd(port);
-        Smtp { child, dir, port }
+        for _ in 0..5 {
+            let port = served::free_port();
+            if let Some((child, dir)) = aiosmtpd(port) {
+                return Smtp { child, dir, port };
+            }
+        }
+        panic!("aiosmtpd did not start on any of five free ports");
     }
 
     /// The balance notifications received, oldest first (receipt vouchers left out).
@@ -457,21 +460,37 @@ pub fn mail_attachment(mail: &str, content_type: &str) -> Option<(String, Vec<u8
 
 /// A real SMTP server (aiosmtpd, installed by `scripts/smtp.sh`) on `port`, storing every
 /// message in a fresh maildir: the process and the maildir. Never skipped: without it, fails.
-pub fn aiosmtpd(port: u16) -> (std::process::Child, std::path::PathBuf) {
+/// aiosmtpd on `port`, once it greets with `220` (a connection alone could be another
+/// server's, on a port taken meanwhile); None when it exits first (it could not bind).
+pub fn aiosmtpd(port: u16) -> Option<(std::process::Child, std::path::PathBuf)> {
+    use std::io::Read;
     use std::process::{Command, Stdio};
 
     let python = std::env::var("PURSE_AIOSMTPD_PYTHON").expect("PURSE_AIOSMTPD_PYTHON (scripts/test.sh)");
     let dir = std::env::temp_dir().join(format!("purse-smtp-{}-{port}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let child = Command::new(python)
+    let mut child = Command::new(python)
         .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
         .arg(&dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_for(20, "aiosmtpd listening", || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
-    (child, dir)
+    let greets = || {
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
+        let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+        let mut code = [0; 3];
+        stream.read_exact(&mut code).is_ok() && &code == b"220"
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !greets() {
+        if child.try_wait().unwrap().is_some() {
+            return None;
+        }
+        assert!(std::time::Instant::now() < deadline, "aiosmtpd on port {port}: no greeting within 20 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Some((child, dir))
 }
 
 /// A request a [`Receiver`] got: its headers (names lowercased), its body, and the status

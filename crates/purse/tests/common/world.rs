@@ -14,7 +14,6 @@ use purse_core::{Role, Scope, Timestamp};
 use purse_engine::{Clock, ManualClock};
 use serde_json::{json, Value};
 
-use super::served::free_port;
 use super::{read_maildir, serve_options, Mail, Smtp, T0};
 
 /// How a world is made.
@@ -91,7 +90,7 @@ impl World {
                 (MailConfig::Maildir(dir.clone()), dir, None)
             }
             MailTo::Smtp => {
-                let smtp = Smtp::start_on(free_port());
+                let smtp = Smtp::start();
                 let port = smtp.port;
                 let mail = MailConfig::Smtp {
                     host: "127.0.0.1".into(),
