@@ -8,6 +8,10 @@
 //! only after the commit returned. A full queue blocks (or, with `try_submit`, refuses)
 //! callers: back-pressure, never unbounded memory.
 //!
+//! While a batch of plain charges waits behind one being written, the ledger applies it on a
+//! second thread meanwhile (see `Writer::may_apply_ahead`); its output stands only if no one
+//! else committed in between.
+//!
 //! The cache is trusted only while the store's epoch is the one this engine last wrote; if
 //! another process committed in between, the cache is dropped and reloaded, which is what
 //! keeps several processes on one PostgreSQL database correct.
@@ -16,12 +20,15 @@
 
 #![forbid(unsafe_code)]
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use purse_core::{Account, AccountId, AccountKind, Amount, Command, CommandResult, Item, Ledger, Lookups, Timestamp};
+use purse_core::{
+    Account, AccountId, AccountKind, Amount, BatchOutput, ClientKey, Command, CommandResult, Item, Ledger, Lookups,
+    Timestamp,
+};
 use purse_store::{Reader, Store, StoreError, StoredResponse};
 
 /// The one source of time for the engine (and later the scheduler and the API).
@@ -92,6 +99,10 @@ pub struct EngineConfig {
     /// What the writer forgets of its cache before each batch: nothing in production; tests
     /// of cache independence make it forget everything, or a random part.
     pub eviction: Eviction,
+    /// Commands a queued batch must have for the ledger to apply it on another thread while
+    /// the batch before it is written (only batches of plain charges qualify; see
+    /// `Writer::may_apply_ahead`). Below it, a thread costs more than it saves.
+    pub apply_ahead_min: usize,
 }
 
 /// What the writer forgets of its cache before each batch (see [`EngineConfig::eviction`]).
@@ -117,6 +128,7 @@ impl Default for EngineConfig {
             cached_parties_max: 10_000,
             response_retention: Duration::from_secs(24 * 3600),
             eviction: Eviction::Nothing,
+            apply_ahead_min: 256,
         }
     }
 }
@@ -205,6 +217,7 @@ pub struct Engine {
     writer: Option<JoinHandle<()>>,
     writable: Arc<AtomicBool>,
     events: Arc<Committed>,
+    applied_ahead: Arc<AtomicU64>,
 }
 
 /// Counts the committed batches that recorded outbox events (threshold crossings, refills),
@@ -234,7 +247,9 @@ impl Engine {
         let (queue, requests) = flume::bounded(config.queue_len_max);
         let writable = Arc::new(AtomicBool::new(true));
         let events = Arc::new(Committed::default());
+        let applied_ahead = Arc::new(AtomicU64::new(0));
         let mut writer = Writer {
+            applied_ahead: applied_ahead.clone(),
             events: events.clone(),
             store,
             ledger: Ledger::default(),
@@ -250,7 +265,13 @@ impl Engine {
             .name("purse-writer".into())
             .spawn(move || writer.run(requests))
             .expect("spawning the writer thread");
-        Engine { queue: Some(queue), reader, clock, config, writer: Some(handle), writable, events }
+        Engine { queue: Some(queue), reader, clock, config, writer: Some(handle), writable, events, applied_ahead }
+    }
+
+    /// Batches the ledger applied while the batch before them was written (see
+    /// [`EngineConfig::apply_ahead_min`]).
+    pub fn applied_ahead(&self) -> u64 {
+        self.applied_ahead.load(Ordering::Relaxed)
     }
 
     pub fn reader(&self) -> &Arc<dyn Reader> {
@@ -454,58 +475,126 @@ struct Writer {
     writable: Arc<AtomicBool>,
     /// Bumped after each commit of a batch with outbox events.
     events: Arc<Committed>,
+    /// Batches applied while the one before them was written.
+    applied_ahead: Arc<AtomicU64>,
 }
 
 /// How often the writer forgets stored responses past their retention.
 const PURGE_INTERVAL_US: i64 = 60 * Timestamp::MICROS_PER_S;
 
-impl Writer {
-    fn run(&mut self, requests: flume::Receiver<Request>) {
-        let mut carried: Option<Request> = None;
-        loop {
-            let first = match carried.take() {
-                Some(r) => r,
-                None => match requests.recv() {
+/// The requests waiting for the writer, and the one that did not fit in the last batch.
+struct Queue {
+    requests: flume::Receiver<Request>,
+    carried: Option<Request>,
+}
+
+impl Queue {
+    /// The next batch: as many queued requests as fit in `max` commands. With `wait`, blocks
+    /// for the first one (and up to `batch_wait` for more); `None` when every sender is gone
+    /// and the queue is drained. Without, `None` when nothing is queued.
+    fn take(&mut self, max: usize, batch_wait: Duration, wait: bool) -> Option<Vec<Request>> {
+        let first = match self.carried.take() {
+            Some(r) => r,
+            None if wait => self.requests.recv().ok()?,
+            None => self.requests.try_recv().ok()?,
+        };
+        let mut batch = vec![first];
+        let deadline = Instant::now() + batch_wait;
+        self.top_up(&mut batch, max, if wait && !batch_wait.is_zero() { Some(deadline) } else { None });
+        Some(batch)
+    }
+
+    /// Adds queued requests to `batch` while they fit in `max` commands, waiting for them
+    /// until `deadline` if there is one.
+    fn top_up(&mut self, batch: &mut Vec<Request>, max: usize, deadline: Option<Instant>) {
+        if self.carried.is_some() {
+            return; // The batch was already cut where the next request did not fit.
+        }
+        let mut count: usize = batch.iter().map(|r| r.items.len()).sum();
+        while count < max {
+            let next = match (self.requests.try_recv(), deadline) {
+                (Ok(r), _) => r,
+                (Err(_), None) => break,
+                (Err(_), Some(deadline)) => match self.requests.recv_deadline(deadline) {
                     Ok(r) => r,
-                    Err(_) => return, // Every sender is gone and the queue is drained.
+                    Err(_) => break,
                 },
             };
-            let mut count = first.items.len();
-            let mut batch = vec![first];
-            let deadline = Instant::now() + self.config.batch_wait;
-            while count < self.config.batch_size_max {
-                let next = match requests.try_recv() {
-                    Ok(r) => r,
-                    Err(_) if self.config.batch_wait.is_zero() => break,
-                    Err(_) => match requests.recv_deadline(deadline) {
-                        Ok(r) => r,
-                        Err(_) => break,
-                    },
-                };
-                if count + next.items.len() > self.config.batch_size_max {
-                    carried = Some(next);
-                    break;
-                }
-                count += next.items.len();
-                batch.push(next);
+            if count + next.items.len() > max {
+                self.carried = Some(next);
+                break;
             }
-            self.process(batch);
+            count += next.items.len();
+            batch.push(next);
+        }
+    }
+}
+
+/// A batch taken from the queue while the one before it was being written, with what the
+/// ledger made of it meanwhile (see [`Writer::may_apply_ahead`]); `applied` is `None` when it
+/// goes the usual way.
+struct Ahead {
+    batch: Vec<Request>,
+    applied: Option<Applied>,
+}
+
+/// A batch's ledger output, computed before its own transaction began: it stands only if the
+/// store's epoch at that `begin` is the one the batch before it left.
+struct Applied {
+    now: Timestamp,
+    output: BatchOutput,
+}
+
+/// Per request: its commands' results, and the response its seal rendered or replayed.
+type Answers = Vec<(Vec<CommandResult>, Option<SealedResponse>)>;
+
+/// A batch that failed: why, and the batch taken ahead of it, if any (not applied).
+type Failed = (StoreError, Option<Vec<Request>>);
+
+/// The items each request of `batch` has the ledger apply (none for a replayed one).
+fn items<'a>(batch: &'a [Request], replayed: &[Option<Replay>]) -> Vec<&'a [Item]> {
+    batch.iter().zip(replayed).map(|(r, done)| if done.is_some() { &[][..] } else { r.items.as_slice() }).collect()
+}
+
+impl Writer {
+    fn run(&mut self, requests: flume::Receiver<Request>) {
+        let mut queue = Queue { requests, carried: None };
+        let mut ahead: Option<Ahead> = None;
+        loop {
+            let (batch, applied) = match ahead.take() {
+                Some(Ahead { batch, applied: Some(applied) }) => (batch, Some(applied)),
+                // Taken early but not applied: what arrived since joins it, as it would have.
+                Some(Ahead { mut batch, applied: None }) => {
+                    queue.top_up(&mut batch, self.config.batch_size_max, None);
+                    (batch, None)
+                }
+                None => match queue.take(self.config.batch_size_max, self.config.batch_wait, true) {
+                    Some(b) => (b, None),
+                    None => return, // Every sender is gone and the queue is drained.
+                },
+            };
+            ahead = self.process(batch, applied, Some(&mut queue));
         }
     }
 
-    fn process(&mut self, batch: Vec<Request>) {
-        let now = self.clock.now();
-        match self.apply_durably(&batch, now) {
-            Ok(answers) => {
+    /// Commits the batch and answers its callers. With `queue`, may take the next batch and
+    /// apply it while this one is written; returns it, to be committed next.
+    fn process(&mut self, batch: Vec<Request>, applied: Option<Applied>, queue: Option<&mut Queue>) -> Option<Ahead> {
+        let now = applied.as_ref().map_or_else(|| self.clock.now(), |a| a.now);
+        match self.apply_durably(&batch, now, applied, queue) {
+            Ok((answers, ahead)) => {
                 self.writable(None);
                 for (request, (mine, response)) in batch.iter().zip(answers) {
                     let _ = request.reply.send((Ok(mine), response));
                 }
+                ahead
             }
-            Err(e) => {
-                // The cache may hold changes that never reached the store: forget it.
+            Err((e, ahead)) => {
+                // The cache may hold changes that never reached the store: forget it. A batch
+                // taken ahead goes the usual way next.
                 self.cache_epoch = None;
                 let _ = self.store.rollback();
+                let ahead = ahead.map(|batch| Ahead { batch, applied: None });
                 if e.is_unavailable() || batch.len() == 1 {
                     // The database, not a request, is at fault (or the request is alone):
                     // nothing of it was applied, and its callers are told so.
@@ -513,14 +602,15 @@ impl Writer {
                     for request in &batch {
                         let _ = request.reply.send((Err(EngineError::Store(e.clone())), None));
                     }
-                    return;
+                    return ahead;
                 }
                 // One request's input broke the write: commit the others without it. Halving
                 // finds it in a logarithmic number of tries; no caller fails another's.
                 let mut first = batch;
                 let second = first.split_off(first.len() / 2);
-                self.process(first);
-                self.process(second);
+                self.process(first, None, None);
+                self.process(second, None, None);
+                ahead
             }
         }
     }
@@ -535,30 +625,31 @@ impl Writer {
         }
     }
 
-    /// Applies and commits the batch; returns, per request, its commands' results and the
-    /// response its seal rendered (stored in the same transaction) or replayed.
-    #[allow(clippy::type_complexity)]
-    fn apply_durably(
-        &mut self,
-        batch: &[Request],
-        now: Timestamp,
-    ) -> Result<Vec<(Vec<CommandResult>, Option<SealedResponse>)>, StoreError> {
-        let t0 = Instant::now();
-        let epoch = self.store.begin()?;
-        let tb = Instant::now();
-        if self.cache_epoch != Some(epoch) {
-            self.reload()?;
+    /// Whether `next` may be applied while `batch` is written, on top of what the ledger made
+    /// of `batch`, from reads made before `batch` is written. It may when what it reads is
+    /// either in the ledger's memory as `batch` left it, or in the store and not written by
+    /// `batch`: every command is a charge (which reads its account, the account's parent and
+    /// grants, and its client id), no request of either batch writes rows of its own, no
+    /// request of `next` is sealed (its stored response would be read), no client id is in
+    /// both, and `next` is large enough to be worth a thread.
+    fn may_apply_ahead(&self, next: &[Request], batch: &[Request]) -> bool {
+        let plain = |r: &Request| r.seal.is_none() && r.after.is_none();
+        let size: usize = next.iter().map(|r| r.items.len()).sum();
+        if size < self.config.apply_ahead_min || !next.iter().all(plain) || batch.iter().any(|r| r.after.is_some()) {
+            return false;
         }
-        self.evict();
-        // Retries of sealed requests answered before: their stored response, nothing applied.
-        let replayed = self.replays(batch)?;
-        let requests: Vec<&[Item]> = batch
-            .iter()
-            .zip(&replayed)
-            .map(|(r, done)| if done.is_some() { &[][..] } else { r.items.as_slice() })
-            .collect();
-        let requests = requests.as_slice();
-        let tr = Instant::now();
+        if !next.iter().flat_map(|r| &r.items).all(|i| matches!(i.command, Command::Charge(_))) {
+            return false;
+        }
+        let mine: Vec<&[Item]> = batch.iter().map(|r| r.items.as_slice()).collect();
+        let theirs: Vec<&[Item]> = next.iter().map(|r| r.items.as_slice()).collect();
+        let keys: std::collections::HashSet<ClientKey> = Ledger::client_keys(&mine).into_iter().collect();
+        !Ledger::client_keys(&theirs).iter().any(|k| keys.contains(k))
+    }
+
+    /// What the store holds of the batch's client ids, with what the batch references loaded
+    /// into the ledger (read in the open transaction).
+    fn lookups(&mut self, requests: &[&[Item]], now: Timestamp) -> Result<Lookups, StoreError> {
         let mut lookups = Lookups::default();
         let keys = Ledger::client_keys(requests);
         // Every posting of the batch adds its key: grown once, not rehashed as it fills.
@@ -566,19 +657,119 @@ impl Writer {
         for (key, prior) in self.store.lookup_client_keys(&keys)? {
             lookups.prior.insert(key, prior);
         }
-        let t1 = Instant::now();
         self.load_missing(requests, now, &mut lookups)?;
-        let t2 = Instant::now();
-        let output = self.ledger.apply(requests, now, &mut lookups);
+        Ok(lookups)
+    }
+
+    /// Applies and commits the batch; returns, per request, its commands' results and the
+    /// response its seal rendered (stored in the same transaction) or replayed. With `queue`,
+    /// also takes the next batch and, when [`Writer::may_apply_ahead`], has the ledger apply
+    /// it on another thread while this one is written and committed (its reads made first, in
+    /// this transaction). On failure, also returns the batch taken.
+    fn apply_durably(
+        &mut self,
+        batch: &[Request],
+        now: Timestamp,
+        applied: Option<Applied>,
+        queue: Option<&mut Queue>,
+    ) -> Result<(Answers, Option<Ahead>), Failed> {
+        let t0 = Instant::now();
+        let epoch = self.store.begin().map_err(|e| (e, None))?;
+        let tb = Instant::now();
+        // What the ledger made of the batch ahead stands only while the store holds what the
+        // ledger does: no other process committed since the batch before it.
+        let (replayed, output, ahead_of_time) = match applied.filter(|_| self.cache_epoch == Some(epoch)) {
+            Some(a) => (vec![None; batch.len()], a.output, true),
+            None => {
+                let (replayed, output) = self.prepare_and_apply(batch, now, epoch).map_err(|e| (e, None))?;
+                (replayed, output, false)
+            }
+        };
         let t3 = Instant::now();
+        let next = queue.and_then(|q| q.take(self.config.batch_size_max, Duration::ZERO, false));
+        let (finished, ahead) = match next {
+            Some(next) if self.may_apply_ahead(&next, batch) => {
+                let next_now = self.clock.now();
+                let requests: Vec<&[Item]> = next.iter().map(|r| r.items.as_slice()).collect();
+                let mut lookups = match self.lookups(&requests, next_now) {
+                    Ok(l) => l,
+                    Err(e) => return Err((e, Some(next))),
+                };
+                let mut ledger = std::mem::take(&mut self.ledger);
+                let (finished, (ledger, output)) = std::thread::scope(|s| {
+                    let apply = s.spawn(move || {
+                        let output = ledger.apply(&requests, next_now, &mut lookups);
+                        (ledger, output)
+                    });
+                    let finished = self.finish(batch, &replayed, output, now);
+                    (finished, apply.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+                });
+                self.ledger = ledger;
+                self.applied_ahead.fetch_add(1, Ordering::Relaxed);
+                (finished, Some(Ahead { batch: next, applied: Some(Applied { now: next_now, output }) }))
+            }
+            next => (self.finish(batch, &replayed, output, now), next.map(|batch| Ahead { batch, applied: None })),
+        };
+        let answers = match finished {
+            Ok(answers) => answers,
+            // What the ledger made of the batch taken ahead is thrown away with the cache.
+            Err(e) => return Err((e, ahead.map(|a| a.batch))),
+        };
+        if self.trace {
+            eprintln!(
+                "begin {:?} {} {:?} write and commit {:?}",
+                tb - t0,
+                if ahead_of_time { "applied ahead, checked" } else { "read and applied" },
+                t3 - tb,
+                t3.elapsed()
+            );
+        }
+        self.cache_epoch = Some(epoch + 1);
+        if self.ledger.accounts.len() > self.config.cached_accounts_max {
+            self.cache_epoch = None;
+        }
+        if self.ledger.parties.len() > self.config.cached_parties_max {
+            // Parties are loaded on demand (see `Ledger::missing`); forgetting them is safe.
+            self.ledger.parties = Default::default();
+        }
+        Ok((answers, ahead))
+    }
+
+    /// Reads what the batch needs in the open transaction (`epoch`) and applies it.
+    fn prepare_and_apply(
+        &mut self,
+        batch: &[Request],
+        now: Timestamp,
+        epoch: u64,
+    ) -> Result<(Vec<Option<Replay>>, BatchOutput), StoreError> {
+        if self.cache_epoch != Some(epoch) {
+            self.reload()?;
+        }
+        self.evict();
+        // Retries of sealed requests answered before: their stored response, nothing applied.
+        let replayed = self.replays(batch)?;
+        let requests = items(batch, &replayed);
+        let mut lookups = self.lookups(&requests, now)?;
+        let output = self.ledger.apply(&requests, now, &mut lookups);
+        Ok((replayed, output))
+    }
+
+    /// Writes the batch's output and its requests' rows and responses, and commits.
+    fn finish(
+        &mut self,
+        batch: &[Request],
+        replayed: &[Option<Replay>],
+        output: BatchOutput,
+        now: Timestamp,
+    ) -> Result<Answers, StoreError> {
         let evented = !output.events.is_empty();
         self.store.write(&output)?;
-        self.after(batch, &replayed, &output.results)?;
-        let responses = self.seal(batch, &replayed, &output.results, now)?;
+        self.after(batch, replayed, &output.results)?;
+        let responses = self.seal(batch, replayed, &output.results, now)?;
         let mut results = output.results.into_iter();
-        let answers = requests
+        let answers = items(batch, replayed)
             .iter()
-            .zip(responses.into_iter().zip(replayed))
+            .zip(responses.into_iter().zip(replayed.iter().cloned()))
             .map(|(items, (rendered, replay))| {
                 let answer = match replay {
                     Some(Replay { response: (status, body), replayed }) => {
@@ -589,30 +780,9 @@ impl Writer {
                 (results.by_ref().take(items.len()).collect(), answer)
             })
             .collect();
-        let t4 = Instant::now();
         self.store.commit()?;
-        if self.trace {
-            eprintln!(
-                "begin {:?} reload {:?} lookup {:?} load {:?} apply {:?} write {:?} commit {:?}",
-                tb - t0,
-                tr - tb,
-                t1 - tr,
-                t2 - t1,
-                t3 - t2,
-                t4 - t3,
-                t4.elapsed()
-            );
-        }
-        self.cache_epoch = Some(epoch + 1);
         if evented {
             self.events.bump();
-        }
-        if self.ledger.accounts.len() > self.config.cached_accounts_max {
-            self.cache_epoch = None;
-        }
-        if self.ledger.parties.len() > self.config.cached_parties_max {
-            // Parties are loaded on demand (see `Ledger::missing`); forgetting them is safe.
-            self.ledger.parties = Default::default();
         }
         Ok(answers)
     }
