@@ -119,16 +119,10 @@ pub struct Mail {
 }
 
 impl Smtp {
-    /// On a free port. A port free when chosen may be taken (by another test's server) by
-    /// the time aiosmtpd binds it; then aiosmtpd exits and another port is tried.
+    /// On a port the kernel gave it (see [`aiosmtpd`]).
     pub fn start() -> Smtp {
-        for _ in 0..5 {
-            let port = served::free_port();
-            if let Some((child, dir)) = aiosmtpd(port) {
-                return Smtp { child, dir, port };
-            }
-        }
-        panic!("aiosmtpd did not start on any of five free ports");
+        let (child, dir, port) = aiosmtpd();
+        Smtp { child, dir, port }
     }
 
     /// The balance notifications received, oldest first (receipt vouchers left out).
@@ -458,39 +452,43 @@ pub fn mail_attachment(mail: &str, content_type: &str) -> Option<(String, Vec<u8
     Some((headers.to_owned(), base64_decode(body)))
 }
 
-/// A real SMTP server (aiosmtpd, installed by `scripts/smtp.sh`) on `port`, storing every
-/// message in a fresh maildir: the process and the maildir. Never skipped: without it, fails.
-/// aiosmtpd on `port`, once it greets with `220` (a connection alone could be another
-/// server's, on a port taken meanwhile); None when it exits first (it could not bind).
-pub fn aiosmtpd(port: u16) -> Option<(std::process::Child, std::path::PathBuf)> {
-    use std::io::Read;
+/// A real SMTP server (aiosmtpd, installed by `scripts/smtp.sh`) storing every message in a
+/// fresh maildir; never skipped: without it, fails. It listens on a port the kernel chose for
+/// it, which it prints: a port picked free beforehand could be taken by another test's server
+/// by the time aiosmtpd binds it, and the greeting then was the other server's, which got this
+/// test's mail (how `a_process_killed_before_delivering_loses_no_notification` failed under
+/// load). Returns the process, its maildir and the port.
+pub fn aiosmtpd() -> (std::process::Child, std::path::PathBuf, u16) {
     use std::process::{Command, Stdio};
 
+    const SERVE: &str = "import asyncio, sys
+from aiosmtpd.handlers import Mailbox
+from aiosmtpd.smtp import SMTP
+
+async def main():
+    handler = Mailbox(sys.argv[1])
+    server = await asyncio.get_running_loop().create_server(lambda: SMTP(handler), '127.0.0.1', 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+";
+    static N: AtomicU64 = AtomicU64::new(0);
     let python = std::env::var("PURSE_AIOSMTPD_PYTHON").expect("PURSE_AIOSMTPD_PYTHON (scripts/test.sh)");
-    let dir = std::env::temp_dir().join(format!("purse-smtp-{}-{port}", std::process::id()));
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("purse-smtp-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut child = Command::new(python)
-        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+        .args(["-c", SERVE])
         .arg(&dir)
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let greets = || {
-        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
-        let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(2)));
-        let mut code = [0; 3];
-        stream.read_exact(&mut code).is_ok() && &code == b"220"
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !greets() {
-        if child.try_wait().unwrap().is_some() {
-            return None;
-        }
-        assert!(std::time::Instant::now() < deadline, "aiosmtpd on port {port}: no greeting within 20 s");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    Some((child, dir))
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let port = line.trim().parse().unwrap_or_else(|_| panic!("aiosmtpd printed no port: {line:?}"));
+    (child, dir, port)
 }
 
 /// A request a [`Receiver`] got: its headers (names lowercased), its body, and the status
