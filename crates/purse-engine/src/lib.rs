@@ -687,6 +687,7 @@ impl Writer {
         };
         let t3 = Instant::now();
         let next = queue.and_then(|q| q.take(self.config.batch_size_max, Duration::ZERO, false));
+        let mut lost_cache = false;
         let (finished, ahead) = match next {
             Some(next) if self.may_apply_ahead(&next, batch) => {
                 let next_now = self.clock.now();
@@ -695,18 +696,30 @@ impl Writer {
                     Ok(l) => l,
                     Err(e) => return Err((e, Some(next))),
                 };
-                let mut ledger = std::mem::take(&mut self.ledger);
-                let (finished, (ledger, output)) = std::thread::scope(|s| {
-                    let apply = s.spawn(move || {
+                let ledger = std::mem::take(&mut self.ledger);
+                let (finished, applied) = std::thread::scope(|s| {
+                    let apply = std::thread::Builder::new().name("purse-apply".into()).spawn_scoped(s, move || {
+                        let mut ledger = ledger;
                         let output = ledger.apply(&requests, next_now, &mut lookups);
                         (ledger, output)
                     });
                     let finished = self.finish(batch, &replayed, output, now);
-                    (finished, apply.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+                    // No thread to be had (the system's limit): the ledger went with the
+                    // closure, and is loaded again for the next batch, which goes the usual way.
+                    let applied = apply.ok().map(|a| a.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+                    (finished, applied)
                 });
-                self.ledger = ledger;
-                self.applied_ahead.fetch_add(1, Ordering::Relaxed);
-                (finished, Some(Ahead { batch: next, applied: Some(Applied { now: next_now, output }) }))
+                match applied {
+                    Some((ledger, output)) => {
+                        self.ledger = ledger;
+                        self.applied_ahead.fetch_add(1, Ordering::Relaxed);
+                        (finished, Some(Ahead { batch: next, applied: Some(Applied { now: next_now, output }) }))
+                    }
+                    None => {
+                        lost_cache = true;
+                        (finished, Some(Ahead { batch: next, applied: None }))
+                    }
+                }
             }
             next => (self.finish(batch, &replayed, output, now), next.map(|batch| Ahead { batch, applied: None })),
         };
@@ -725,7 +738,7 @@ impl Writer {
             );
         }
         self.cache_epoch = Some(epoch + 1);
-        if self.ledger.accounts.len() > self.config.cached_accounts_max {
+        if lost_cache || self.ledger.accounts.len() > self.config.cached_accounts_max {
             self.cache_epoch = None;
         }
         if self.ledger.parties.len() > self.config.cached_parties_max {
