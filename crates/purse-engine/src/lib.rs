@@ -548,8 +548,20 @@ struct Applied {
 /// Per request: its commands' results, and the response its seal rendered or replayed.
 type Answers = Vec<(Vec<CommandResult>, Option<SealedResponse>)>;
 
-/// A batch that failed: why, and the batch taken ahead of it, if any (not applied).
-type Failed = (StoreError, Option<Vec<Request>>);
+/// Why a batch was not committed, and the batch taken ahead of it, if any (not applied).
+struct Failed {
+    error: StoreError,
+    taken: Option<Vec<Request>>,
+    /// What failed was reading for the batch taken ahead, not this batch: it is committed
+    /// again without looking ahead, and the other fails (or not) on its own.
+    ahead_read: bool,
+}
+
+impl From<StoreError> for Failed {
+    fn from(error: StoreError) -> Failed {
+        Failed { error, taken: None, ahead_read: false }
+    }
+}
 
 /// The items each request of `batch` has the ledger apply (none for a replayed one).
 fn items<'a>(batch: &'a [Request], replayed: &[Option<Replay>]) -> Vec<&'a [Item]> {
@@ -589,12 +601,17 @@ impl Writer {
                 }
                 ahead
             }
-            Err((e, ahead)) => {
+            Err(Failed { error: e, taken, ahead_read }) => {
                 // The cache may hold changes that never reached the store: forget it. A batch
                 // taken ahead goes the usual way next.
                 self.cache_epoch = None;
                 let _ = self.store.rollback();
-                let ahead = ahead.map(|batch| Ahead { batch, applied: None });
+                let ahead = taken.map(|batch| Ahead { batch, applied: None });
+                if ahead_read {
+                    // Another batch's reads failed, not this one: commit it on its own.
+                    self.process(batch, None, None);
+                    return ahead;
+                }
                 if e.is_unavailable() || batch.len() == 1 {
                     // The database, not a request, is at fault (or the request is alone):
                     // nothing of it was applied, and its callers are told so.
@@ -674,14 +691,14 @@ impl Writer {
         queue: Option<&mut Queue>,
     ) -> Result<(Answers, Option<Ahead>), Failed> {
         let t0 = Instant::now();
-        let epoch = self.store.begin().map_err(|e| (e, None))?;
+        let epoch = self.store.begin()?;
         let tb = Instant::now();
         // What the ledger made of the batch ahead stands only while the store holds what the
         // ledger does: no other process committed since the batch before it.
         let (replayed, output, ahead_of_time) = match applied.filter(|_| self.cache_epoch == Some(epoch)) {
             Some(a) => (vec![None; batch.len()], a.output, true),
             None => {
-                let (replayed, output) = self.prepare_and_apply(batch, now, epoch).map_err(|e| (e, None))?;
+                let (replayed, output) = self.prepare_and_apply(batch, now, epoch)?;
                 (replayed, output, false)
             }
         };
@@ -694,7 +711,7 @@ impl Writer {
                 let requests: Vec<&[Item]> = next.iter().map(|r| r.items.as_slice()).collect();
                 let mut lookups = match self.lookups(&requests, next_now) {
                     Ok(l) => l,
-                    Err(e) => return Err((e, Some(next))),
+                    Err(error) => return Err(Failed { error, taken: Some(next), ahead_read: true }),
                 };
                 let ledger = std::mem::take(&mut self.ledger);
                 let (finished, applied) = std::thread::scope(|s| {
@@ -726,7 +743,7 @@ impl Writer {
         let answers = match finished {
             Ok(answers) => answers,
             // What the ledger made of the batch taken ahead is thrown away with the cache.
-            Err(e) => return Err((e, ahead.map(|a| a.batch))),
+            Err(error) => return Err(Failed { error, taken: ahead.map(|a| a.batch), ahead_read: false }),
         };
         if self.trace {
             eprintln!(

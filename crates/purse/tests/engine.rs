@@ -14,8 +14,8 @@ use purse_engine::{Engine, EngineConfig, EngineError, ManualClock};
 use purse_store::{BaseState, Store, StoreError, StoreResult};
 
 /// A store that can hold the writer at `begin`, run something just before a given `begin`,
-/// fail the next `write`, and refuse (as a database refuses a value it cannot store) any
-/// write holding a charge for the service "poison".
+/// fail the next `write`, refuse (as a database refuses a value it cannot store) any write
+/// holding a charge for the service "poison", and any look-up of the client id "poison-read".
 struct Controlled {
     inner: Box<dyn Store>,
     gate: Arc<(Mutex<bool>, Condvar)>,
@@ -71,6 +71,9 @@ impl Store for Controlled {
         self.inner.load_transfers(ids)
     }
     fn lookup_client_keys(&mut self, keys: &[ClientKey]) -> StoreResult<Vec<(ClientKey, Prior)>> {
+        if keys.iter().any(|k| matches!(k, ClientKey::Transfer(id) if id.as_str() == "poison-read")) {
+            return Err(StoreError::Other("the database refused to read a value of the batch".into()));
+        }
         self.inner.lookup_client_keys(keys)
     }
     fn write(&mut self, output: &BatchOutput) -> StoreResult<()> {
@@ -502,6 +505,29 @@ fn issue_22_a_batch_applied_ahead_is_applied_again_when_another_process_wrote_me
         assert_eq!(posted, 49, "{url}: the second request spent money the other process took");
         let reader = r.engine.reader();
         assert_eq!(reader.account(wallet).unwrap().unwrap().balance.0, 0);
+        assert!(reader.audit().unwrap().is_consistent());
+    }
+}
+
+/// Issue 22: the reads for a batch taken ahead are made in the transaction of the batch before
+/// it. When they fail, the batch before is committed on its own and the batch taken ahead
+/// fails alone: one caller's input never fails another's request.
+#[test]
+fn issue_22_reads_for_the_batch_taken_ahead_that_fail_fail_that_batch_alone() {
+    for url in both_backends("issue_22_ahead_read") {
+        let r = rig_on(&url, EngineConfig { batch_size_max: 100, apply_ahead_min: 1, ..EngineConfig::default() });
+        let wallet = r.h.customer("0");
+        assert!(r.h.pay(wallet, "5.00").is_ok());
+        let mine: Vec<Item> = (0..100).map(|_| Item::single(r.h.charge_cmd(wallet, "0.01", true))).collect();
+        let mut theirs: Vec<Item> = (0..99).map(|_| Item::single(r.h.charge_cmd(wallet, "0.01", true))).collect();
+        theirs.push(Item::single(charge_with(&r.h, "poison-read", wallet, "0.01", true)));
+        let (held, answers) = queued_in_order(&r, wallet, vec![mine, theirs]);
+        assert!(held.is_ok(), "{url}: {held:?}");
+        let mine = answers[0].as_ref().expect("the first request is committed, whatever the second reads");
+        assert!(mine.iter().all(|a| a.is_ok()), "{url}");
+        assert!(matches!(answers[1], Err(EngineError::Store(_))), "{url}: {:?}", answers[1]);
+        let reader = r.engine.reader();
+        assert_eq!(reader.account(wallet).unwrap().unwrap().balance.0, 500 - 1 - 100);
         assert!(reader.audit().unwrap().is_consistent());
     }
 }
