@@ -8,9 +8,9 @@
 //! only after the commit returned. A full queue blocks (or, with `try_submit`, refuses)
 //! callers: back-pressure, never unbounded memory.
 //!
-//! While a batch of plain charges waits behind one being written, the ledger applies it on a
-//! second thread meanwhile (see `Writer::may_apply_ahead`); its output stands only if no one
-//! else committed in between.
+//! While a batch of plain charges waits behind one being written, or arrives while it is
+//! written, the ledger applies it on a second thread meanwhile (see `AheadRules` and
+//! `wait_and_apply`); its output stands only if no one else committed in between.
 //!
 //! The cache is trusted only while the store's epoch is the one this engine last wrote; if
 //! another process committed in between, the cache is dropped and reloaded, which is what
@@ -101,7 +101,8 @@ pub struct EngineConfig {
     pub eviction: Eviction,
     /// Commands a queued batch must have for the ledger to apply it on another thread while
     /// the batch before it is written (only batches of plain charges qualify; see
-    /// `Writer::may_apply_ahead`). Below it, a thread costs more than it saves.
+    /// `AheadRules`), and a batch must have for that thread to wait for the next one while it
+    /// is written. Below it, a thread costs more than it saves.
     pub apply_ahead_min: usize,
 }
 
@@ -531,7 +532,7 @@ impl Queue {
 }
 
 /// A batch taken from the queue while the one before it was being written, with what the
-/// ledger made of it meanwhile (see [`Writer::may_apply_ahead`]); `applied` is `None` when it
+/// ledger made of it meanwhile (see [`AheadRules`]); `applied` is `None` when it
 /// goes the usual way.
 struct Ahead {
     batch: Vec<Request>,
@@ -561,6 +562,87 @@ impl From<StoreError> for Failed {
     fn from(error: StoreError) -> Failed {
         Failed { error, taken: None, ahead_read: false }
     }
+}
+
+/// Whether a batch taken from the queue while `batch` is written may be applied meanwhile,
+/// on top of what the ledger made of `batch`, without reads made after `batch` is written.
+struct AheadRules {
+    /// [`EngineConfig::apply_ahead_min`].
+    min: usize,
+    /// The client ids of `batch`.
+    keys: std::collections::HashSet<ClientKey>,
+}
+
+impl AheadRules {
+    /// For a batch that writes no rows of its own (no request with an `after`, whose rows a
+    /// batch applied ahead could not see).
+    fn new(batch: &[Request], min: usize) -> AheadRules {
+        let mine: Vec<&[Item]> = batch.iter().map(|r| r.items.as_slice()).collect();
+        AheadRules { min, keys: Ledger::client_keys(&mine).into_iter().collect() }
+    }
+
+    /// Whether `next` may be applied while the batch is written, from reads made before it
+    /// is written. It may when what it reads is either in the ledger's memory as the batch
+    /// left it, or in the store and not written by the batch: every command is a charge
+    /// (which reads its account, the account's parent and grants, and its client id), no
+    /// request is sealed (its stored response would be read) or writes rows of its own, no
+    /// client id is in both, and `next` is large enough to be worth a thread.
+    fn allow(&self, next: &[Request]) -> bool {
+        plain_charges(next, self.min) && {
+            let theirs: Vec<&[Item]> = next.iter().map(|r| r.items.as_slice()).collect();
+            !Ledger::client_keys(&theirs).iter().any(|k| self.keys.contains(k))
+        }
+    }
+}
+
+/// Whether `next` is at least `min` commands, all charges, of requests that are not sealed
+/// and write no rows of their own.
+fn plain_charges(next: &[Request], min: usize) -> bool {
+    let plain = |r: &Request| r.seal.is_none() && r.after.is_none();
+    let size: usize = next.iter().map(|r| r.items.len()).sum();
+    size >= min
+        && next.iter().all(plain)
+        && next.iter().flat_map(|r| &r.items).all(|i| matches!(i.command, Command::Charge(_)))
+}
+
+/// A batch the ledger's thread took from the queue itself, while the batch before it was
+/// written, and the request that did not fit in it.
+struct Taken {
+    ahead: Ahead,
+    carried: Option<Request>,
+}
+
+/// Waits for the next batch while the one before it is written (until `stop` is dropped),
+/// and applies it when [`AheadRules::allow`] and it needs no read at all: every account it
+/// charges is in the ledger's memory and every client id's key is above `keys_max`, the
+/// largest the store held before the batch being written (whose own ids `rules` excludes).
+/// Returns the ledger, and the batch if one came.
+fn wait_and_apply(
+    mut ledger: Ledger,
+    requests: flume::Receiver<Request>,
+    stop: flume::Receiver<()>,
+    rules: &AheadRules,
+    keys_max: i64,
+    batch_size_max: usize,
+    clock: &dyn Clock,
+) -> (Ledger, Option<Taken>) {
+    let first = flume::Selector::new().recv(&requests, Result::ok).recv(&stop, |_| None).wait();
+    let Some(first) = first else { return (ledger, None) };
+    let mut queue = Queue { requests, carried: None };
+    let mut batch = vec![first];
+    queue.top_up(&mut batch, batch_size_max, None);
+    let now = clock.now();
+    let applied = {
+        let items: Vec<&[Item]> = batch.iter().map(|r| r.items.as_slice()).collect();
+        let mut lookups = Lookups::default();
+        let unused =
+            |k: &ClientKey| matches!(k, ClientKey::Transfer(id) if purse_store::codec::client_key(id) > keys_max);
+        let ready = rules.allow(&batch)
+            && Ledger::client_keys(&items).iter().all(unused)
+            && ledger.missing(&items, now, &lookups).is_empty();
+        ready.then(|| Applied { now, output: ledger.apply(&items, now, &mut lookups) })
+    };
+    (ledger, Some(Taken { ahead: Ahead { batch, applied }, carried: queue.carried }))
 }
 
 /// The items each request of `batch` has the ledger apply (none for a replayed one).
@@ -594,13 +676,7 @@ impl Writer {
     fn process(&mut self, batch: Vec<Request>, applied: Option<Applied>, queue: Option<&mut Queue>) -> Option<Ahead> {
         let now = applied.as_ref().map_or_else(|| self.clock.now(), |a| a.now);
         match self.apply_durably(&batch, now, applied, queue) {
-            Ok((answers, ahead)) => {
-                self.writable(None);
-                for (request, (mine, response)) in batch.iter().zip(answers) {
-                    let _ = request.reply.send((Ok(mine), response));
-                }
-                ahead
-            }
+            Ok(ahead) => ahead,
             Err(Failed { error: e, taken, ahead_read }) => {
                 // The cache may hold changes that never reached the store: forget it. A batch
                 // taken ahead goes the usual way next.
@@ -642,28 +718,6 @@ impl Writer {
         }
     }
 
-    /// Whether `next` may be applied while `batch` is written, on top of what the ledger made
-    /// of `batch`, from reads made before `batch` is written. It may when what it reads is
-    /// either in the ledger's memory as `batch` left it, or in the store and not written by
-    /// `batch`: every command is a charge (which reads its account, the account's parent and
-    /// grants, and its client id), no request of either batch writes rows of its own, no
-    /// request of `next` is sealed (its stored response would be read), no client id is in
-    /// both, and `next` is large enough to be worth a thread.
-    fn may_apply_ahead(&self, next: &[Request], batch: &[Request]) -> bool {
-        let plain = |r: &Request| r.seal.is_none() && r.after.is_none();
-        let size: usize = next.iter().map(|r| r.items.len()).sum();
-        if size < self.config.apply_ahead_min || !next.iter().all(plain) || batch.iter().any(|r| r.after.is_some()) {
-            return false;
-        }
-        if !next.iter().flat_map(|r| &r.items).all(|i| matches!(i.command, Command::Charge(_))) {
-            return false;
-        }
-        let mine: Vec<&[Item]> = batch.iter().map(|r| r.items.as_slice()).collect();
-        let theirs: Vec<&[Item]> = next.iter().map(|r| r.items.as_slice()).collect();
-        let keys: std::collections::HashSet<ClientKey> = Ledger::client_keys(&mine).into_iter().collect();
-        !Ledger::client_keys(&theirs).iter().any(|k| keys.contains(k))
-    }
-
     /// What the store holds of the batch's client ids, with what the batch references loaded
     /// into the ledger (read in the open transaction).
     fn lookups(&mut self, requests: &[&[Item]], now: Timestamp) -> Result<Lookups, StoreError> {
@@ -678,18 +732,20 @@ impl Writer {
         Ok(lookups)
     }
 
-    /// Applies and commits the batch; returns, per request, its commands' results and the
-    /// response its seal rendered (stored in the same transaction) or replayed. With `queue`,
-    /// also takes the next batch and, when [`Writer::may_apply_ahead`], has the ledger apply
-    /// it on another thread while this one is written and committed (its reads made first, in
-    /// this transaction). On failure, also returns the batch taken.
+    /// Applies and commits the batch, and answers its callers: per request, its commands'
+    /// results and the response its seal rendered (stored in the same transaction) or
+    /// replayed. With `queue`, also has the ledger apply the next batch on another thread
+    /// while this one is written and committed: one already queued when
+    /// [`AheadRules::allow`] (its reads made first, in this transaction), else the first to
+    /// arrive meanwhile if it needs no read (see [`wait_and_apply`]). Returns the next batch
+    /// taken; on failure, also the batch taken.
     fn apply_durably(
         &mut self,
         batch: &[Request],
         now: Timestamp,
         applied: Option<Applied>,
         queue: Option<&mut Queue>,
-    ) -> Result<(Answers, Option<Ahead>), Failed> {
+    ) -> Result<Option<Ahead>, Failed> {
         let t0 = Instant::now();
         let epoch = self.store.begin()?;
         let tb = Instant::now();
@@ -703,48 +759,49 @@ impl Writer {
             }
         };
         let t3 = Instant::now();
-        let next = queue.and_then(|q| q.take(self.config.batch_size_max, Duration::ZERO, false));
-        let mut lost_cache = false;
-        let (finished, ahead) = match next {
-            Some(next) if self.may_apply_ahead(&next, batch) => {
-                let next_now = self.clock.now();
-                let requests: Vec<&[Item]> = next.iter().map(|r| r.items.as_slice()).collect();
-                let mut lookups = match self.lookups(&requests, next_now) {
-                    Ok(l) => l,
-                    Err(error) => return Err(Failed { error, taken: Some(next), ahead_read: true }),
-                };
-                let ledger = std::mem::take(&mut self.ledger);
-                let (finished, applied) = std::thread::scope(|s| {
-                    let apply = std::thread::Builder::new().name("purse-apply".into()).spawn_scoped(s, move || {
-                        let mut ledger = ledger;
-                        let output = ledger.apply(&requests, next_now, &mut lookups);
-                        (ledger, output)
-                    });
-                    let finished = self.finish(batch, &replayed, output, now);
-                    // No thread to be had (the system's limit): the ledger went with the
-                    // closure, and is loaded again for the next batch, which goes the usual way.
-                    let applied = apply.ok().map(|a| a.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
-                    (finished, applied)
-                });
-                match applied {
-                    Some((ledger, output)) => {
-                        self.ledger = ledger;
-                        self.applied_ahead.fetch_add(1, Ordering::Relaxed);
-                        (finished, Some(Ahead { batch: next, applied: Some(Applied { now: next_now, output }) }))
-                    }
-                    None => {
-                        lost_cache = true;
-                        (finished, Some(Ahead { batch: next, applied: None }))
-                    }
+        let min = self.config.apply_ahead_min;
+        let size: usize = batch.iter().map(|r| r.items.len()).sum();
+        let plain = batch.iter().all(|r| r.after.is_none());
+        let (finished, ahead, lost_cache) = match queue {
+            Some(queue) if plain => match queue.take(self.config.batch_size_max, Duration::ZERO, false) {
+                Some(next) if plain_charges(&next, min) && AheadRules::new(batch, min).allow(&next) => {
+                    let next_now = self.clock.now();
+                    let requests: Vec<&[Item]> = next.iter().map(|r| r.items.as_slice()).collect();
+                    let lookups = match self.lookups(&requests, next_now) {
+                        Ok(l) => l,
+                        Err(error) => return Err(Failed { error, taken: Some(next), ahead_read: true }),
+                    };
+                    drop(requests);
+                    self.finish_applying_ahead(batch, &replayed, output, now, next, next_now, lookups)
                 }
+                // Nothing queued yet: the next batch of a large one usually arrives while it
+                // is written (its caller was answered one batch ago).
+                None if size >= min => match self.store.client_keys_max() {
+                    Some(keys_max) => {
+                        let rules = AheadRules::new(batch, min);
+                        self.finish_waiting(batch, &replayed, output, now, queue, &rules, keys_max)
+                    }
+                    None => (self.finish(batch, &replayed, output, now), None, false),
+                },
+                next => (
+                    self.finish(batch, &replayed, output, now),
+                    next.map(|batch| Ahead { batch, applied: None }),
+                    false,
+                ),
+            },
+            Some(queue) => {
+                let next = queue.take(self.config.batch_size_max, Duration::ZERO, false);
+                (self.finish(batch, &replayed, output, now), next.map(|batch| Ahead { batch, applied: None }), false)
             }
-            next => (self.finish(batch, &replayed, output, now), next.map(|batch| Ahead { batch, applied: None })),
+            None => (self.finish(batch, &replayed, output, now), None, false),
         };
-        let answers = match finished {
-            Ok(answers) => answers,
+        if let Err(error) = finished {
             // What the ledger made of the batch taken ahead is thrown away with the cache.
-            Err(error) => return Err(Failed { error, taken: ahead.map(|a| a.batch), ahead_read: false }),
-        };
+            return Err(Failed { error, taken: ahead.map(|a| a.batch), ahead_read: false });
+        }
+        if ahead.as_ref().is_some_and(|a| a.applied.is_some()) {
+            self.applied_ahead.fetch_add(1, Ordering::Relaxed);
+        }
         if self.trace {
             eprintln!(
                 "begin {:?} {} {:?} write and commit {:?}",
@@ -762,7 +819,82 @@ impl Writer {
             // Parties are loaded on demand (see `Ledger::missing`); forgetting them is safe.
             self.ledger.parties = Default::default();
         }
-        Ok((answers, ahead))
+        Ok(ahead)
+    }
+
+    /// Writes and commits the batch (answering its callers) while the ledger applies `next`,
+    /// read for already, on another thread. Returns the commit's result, `next` with what the
+    /// ledger made of it, and whether the ledger was lost (no thread to be had).
+    #[allow(clippy::too_many_arguments)]
+    fn finish_applying_ahead(
+        &mut self,
+        batch: &[Request],
+        replayed: &[Option<Replay>],
+        output: BatchOutput,
+        now: Timestamp,
+        next: Vec<Request>,
+        next_now: Timestamp,
+        mut lookups: Lookups,
+    ) -> (Result<(), StoreError>, Option<Ahead>, bool) {
+        let ledger = std::mem::take(&mut self.ledger);
+        let (finished, applied) = std::thread::scope(|s| {
+            let requests: Vec<&[Item]> = next.iter().map(|r| r.items.as_slice()).collect();
+            let apply = std::thread::Builder::new().name("purse-apply".into()).spawn_scoped(s, move || {
+                let mut ledger = ledger;
+                let output = ledger.apply(&requests, next_now, &mut lookups);
+                (ledger, output)
+            });
+            let finished = self.finish(batch, replayed, output, now);
+            // No thread to be had (the system's limit): the ledger went with the closure, and
+            // is loaded again for the next batch, which goes the usual way.
+            let applied = apply.ok().map(|a| a.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+            (finished, applied)
+        });
+        match applied {
+            Some((ledger, output)) => {
+                self.ledger = ledger;
+                (finished, Some(Ahead { batch: next, applied: Some(Applied { now: next_now, output }) }), false)
+            }
+            None => (finished, Some(Ahead { batch: next, applied: None }), true),
+        }
+    }
+
+    /// Writes and commits the batch (answering its callers) while the ledger's thread waits
+    /// for the next batch and applies it if it can without reading (see [`wait_and_apply`]).
+    #[allow(clippy::too_many_arguments)]
+    fn finish_waiting(
+        &mut self,
+        batch: &[Request],
+        replayed: &[Option<Replay>],
+        output: BatchOutput,
+        now: Timestamp,
+        queue: &mut Queue,
+        rules: &AheadRules,
+        keys_max: i64,
+    ) -> (Result<(), StoreError>, Option<Ahead>, bool) {
+        let ledger = std::mem::take(&mut self.ledger);
+        let (requests, clock, max) = (queue.requests.clone(), self.clock.clone(), self.config.batch_size_max);
+        let (finished, waited) = std::thread::scope(|s| {
+            let (stop, stopped) = flume::bounded::<()>(0);
+            let wait = std::thread::Builder::new().name("purse-apply".into()).spawn_scoped(s, move || {
+                wait_and_apply(ledger, requests, stopped, rules, keys_max, max, clock.as_ref())
+            });
+            let finished = self.finish(batch, replayed, output, now);
+            drop(stop);
+            let waited = wait.ok().map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+            (finished, waited)
+        });
+        match waited {
+            Some((ledger, taken)) => {
+                self.ledger = ledger;
+                let ahead = taken.map(|Taken { ahead, carried }| {
+                    queue.carried = carried;
+                    ahead
+                });
+                (finished, ahead, false)
+            }
+            None => (finished, None, true),
+        }
     }
 
     /// Reads what the batch needs in the open transaction (`epoch`) and applies it.
@@ -784,20 +916,21 @@ impl Writer {
         Ok((replayed, output))
     }
 
-    /// Writes the batch's output and its requests' rows and responses, and commits.
+    /// Writes the batch's output and its requests' rows and responses, commits, and answers
+    /// the batch's callers.
     fn finish(
         &mut self,
         batch: &[Request],
         replayed: &[Option<Replay>],
         output: BatchOutput,
         now: Timestamp,
-    ) -> Result<Answers, StoreError> {
+    ) -> Result<(), StoreError> {
         let evented = !output.events.is_empty();
         self.store.write(&output)?;
         self.after(batch, replayed, &output.results)?;
         let responses = self.seal(batch, replayed, &output.results, now)?;
         let mut results = output.results.into_iter();
-        let answers = items(batch, replayed)
+        let answers: Answers = items(batch, replayed)
             .iter()
             .zip(responses.into_iter().zip(replayed.iter().cloned()))
             .map(|(items, (rendered, replay))| {
@@ -814,7 +947,11 @@ impl Writer {
         if evented {
             self.events.bump();
         }
-        Ok(answers)
+        self.writable(None);
+        for (request, (mine, response)) in batch.iter().zip(answers) {
+            let _ = request.reply.send((Ok(mine), response));
+        }
+        Ok(())
     }
 
     /// For each sealed request whose key was stored before: the stored response when the

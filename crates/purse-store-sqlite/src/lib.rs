@@ -716,6 +716,10 @@ impl Store for SqliteStore {
         Ok(found)
     }
 
+    fn client_keys_max(&self) -> Option<i64> {
+        self.keys_max
+    }
+
     fn write(&mut self, out: &BatchOutput) -> StoreResult<()> {
         write_output(&self.conn, out).map_err(err)?;
         self.balances.after_write(&self.conn, out.accounts_changed.len()).map_err(err)?;

@@ -114,6 +114,12 @@ pub trait Store: Send {
     fn load_transfers(&mut self, ids: &[TransferId]) -> StoreResult<Vec<(Transfer, Option<TransferId>)>>;
     /// The earlier records of the client ids that were used before; absent ones are omitted.
     fn lookup_client_keys(&mut self, keys: &[ClientKey]) -> StoreResult<Vec<(ClientKey, Prior)>>;
+    /// The largest [`codec::client_key`] of a posting the store holds, when this writer knows
+    /// it from the open transaction and what it wrote since: a posting's client id whose key
+    /// is above it was never used. `None` when not known (the engine then reads).
+    fn client_keys_max(&self) -> Option<i64> {
+        None
+    }
     /// Writes a batch's output and bumps the epoch, inside the open transaction.
     fn write(&mut self, output: &BatchOutput) -> StoreResult<()>;
     /// Makes the batch durable. The engine answers callers only after this returns.

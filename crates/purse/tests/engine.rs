@@ -13,9 +13,10 @@ use purse_core::{
 use purse_engine::{Engine, EngineConfig, EngineError, ManualClock};
 use purse_store::{BaseState, Store, StoreError, StoreResult};
 
-/// A store that can hold the writer at `begin`, run something just before a given `begin`,
-/// fail the next `write`, refuse (as a database refuses a value it cannot store) any write
-/// holding a charge for the service "poison", and any look-up of the client id "poison-read".
+/// A store that can hold the writer at `begin`, run something just before a given `begin`
+/// and at the start of each `write`, fail the next `write`, refuse (as a database refuses a value it
+/// cannot store) any write holding a charge for the service "poison", and any look-up of the
+/// client id "poison-read".
 struct Controlled {
     inner: Box<dyn Store>,
     gate: Arc<(Mutex<bool>, Condvar)>,
@@ -23,6 +24,24 @@ struct Controlled {
     fail_next_write: Arc<AtomicBool>,
     refused: Arc<AtomicU64>,
     before_begin: BeforeBegin,
+    on_write: OnWrite,
+}
+
+/// What to run at the start of every `write` of a batch's rows.
+type OnWrite = Arc<Mutex<Option<Box<dyn FnMut() + Send>>>>;
+
+/// The engine's clock, counting who asks it the time: while the writer waits in a store call,
+/// only the ledger's other thread does.
+struct CountingClock {
+    inner: ManualClock,
+    calls: Arc<AtomicU64>,
+}
+
+impl purse_engine::Clock for CountingClock {
+    fn now(&self) -> purse_core::Timestamp {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.now()
+    }
 }
 
 /// What to run just before the n-th `begin` (counted from 1), and the begins counted so far.
@@ -77,6 +96,9 @@ impl Store for Controlled {
         self.inner.lookup_client_keys(keys)
     }
     fn write(&mut self, output: &BatchOutput) -> StoreResult<()> {
+        if let Some(f) = self.on_write.lock().unwrap().as_mut() {
+            f();
+        }
         if output.transfers.iter().any(|t| t.service.as_deref() == Some("poison")) {
             self.refused.fetch_add(1, Ordering::SeqCst);
             return Err(StoreError::Other("the database refused a value of the batch".into()));
@@ -89,6 +111,9 @@ impl Store for Controlled {
     }
     fn commit(&mut self) -> StoreResult<()> {
         self.inner.commit()
+    }
+    fn client_keys_max(&self) -> Option<i64> {
+        self.inner.client_keys_max()
     }
     fn rollback(&mut self) -> StoreResult<()> {
         self.inner.rollback()
@@ -118,6 +143,8 @@ struct Rig {
     fail_next_write: Arc<AtomicBool>,
     refused: Arc<AtomicU64>,
     before_begin: BeforeBegin,
+    on_write: OnWrite,
+    clock_calls: Arc<AtomicU64>,
     h: Harness,
 }
 
@@ -134,6 +161,7 @@ fn rig_on(url: &str, config: EngineConfig) -> Rig {
     let fail_next_write = Arc::new(AtomicBool::new(false));
     let refused = Arc::new(AtomicU64::new(0));
     let before_begin: BeforeBegin = Arc::new(Mutex::new((0, None)));
+    let on_write: OnWrite = Arc::new(Mutex::new(None));
     let controlled = Controlled {
         inner: opened.store,
         gate: gate.clone(),
@@ -141,10 +169,12 @@ fn rig_on(url: &str, config: EngineConfig) -> Rig {
         fail_next_write: fail_next_write.clone(),
         refused: refused.clone(),
         before_begin: before_begin.clone(),
+        on_write: on_write.clone(),
     };
-    let clock = Arc::new(ManualClock::new(h.now()));
+    let clock_calls = Arc::new(AtomicU64::new(0));
+    let clock = Arc::new(CountingClock { inner: ManualClock::new(h.now()), calls: clock_calls.clone() });
     let engine = Arc::new(Engine::start(Box::new(controlled), opened.reader, clock, config));
-    Rig { engine, gate, waiting, fail_next_write, refused, before_begin, h }
+    Rig { engine, gate, waiting, fail_next_write, refused, before_begin, on_write, clock_calls, h }
 }
 
 fn set_gate(gate: &(Mutex<bool>, Condvar), open: bool) {
@@ -318,6 +348,50 @@ fn charge_with(h: &Harness, client_id: &str, account: AccountId, amount: &str, r
     c
 }
 
+/// A cash payment of `amount` into `account`.
+fn cash(h: &Harness, client_id: &str, account: AccountId, amount: &str) -> Command {
+    Command::Payment {
+        client_id: cid(client_id),
+        account,
+        money: h.usd(amount),
+        method: purse_core::PaymentMethod::Cash,
+        metadata: None,
+    }
+}
+
+/// A reproducible generator: each call gives a number below its argument (xorshift64).
+fn xorshift(mut x: u64) -> impl FnMut(u64) -> u64 {
+    move |n| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    }
+}
+
+/// A charge of the request `back` requests before the end of `requests` (none when `back` is
+/// 0 or it has none), picked with `next`: as it was (a replay) or, one time in three, its
+/// client id with one more cent.
+fn sent_again(requests: &[Vec<Item>], back: usize, next: &mut impl FnMut(u64) -> u64) -> Option<Command> {
+    let earlier = requests.len().checked_sub(back).filter(|_| back > 0).map(|k| &requests[k]);
+    let charges: Vec<&purse_core::NewCharge> = earlier
+        .into_iter()
+        .flatten()
+        .filter_map(|i| match &i.command {
+            Command::Charge(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    if charges.is_empty() {
+        return None;
+    }
+    let mut again = charges[next(charges.len() as u64) as usize].clone();
+    if next(3) == 0 {
+        again.money.amount.0 += 1;
+    }
+    Some(Command::Charge(again))
+}
+
 /// Issue 22: while a batch is written, the writer has the ledger apply the next batch of
 /// charges on another thread. The answers, balances and journal must be exactly those of
 /// the same queue applied one batch after another: charges refused for want of money,
@@ -343,25 +417,12 @@ fn issue_22_charges_applied_while_the_batch_before_is_written_answer_as_one_afte
             let journal =
                 |a| r.engine.reader().journal(purse_store::JournalQuery { account: a, before: None, limit: 1 });
             let first_posting = journal(prepaid).unwrap()[0].id.0 + 2;
-            let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-            let mut next = move |n: u64| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x % n
-            };
+            let mut next = xorshift(0x2545_f491_4f6c_dd1d);
             let mut requests: Vec<Vec<Item>> = Vec::new();
             let mut reversals: Vec<(usize, usize)> = Vec::new();
             for req in 0..80u64 {
                 if req % 9 == 4 {
-                    let pay = Command::Payment {
-                        client_id: cid(&format!("pay-{req}")),
-                        account: prepaid,
-                        money: r.h.usd("0.40"),
-                        method: purse_core::PaymentMethod::Cash,
-                        metadata: None,
-                    };
-                    requests.push(vec![Item::single(pay)]);
+                    requests.push(vec![Item::single(cash(&r.h, &format!("pay-{req}"), prepaid, "0.40"))]);
                     continue;
                 }
                 let mut items = Vec::new();
@@ -376,21 +437,8 @@ fn issue_22_charges_applied_while_the_batch_before_is_written_answer_as_one_afte
                         1..=3 => 2,
                         _ => 0,
                     };
-                    let earlier = requests.len().checked_sub(back).filter(|_| back > 0).map(|k| &requests[k]);
-                    let charges: Vec<&purse_core::NewCharge> = earlier
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|i| match &i.command {
-                            Command::Charge(c) => Some(c),
-                            _ => None,
-                        })
-                        .collect();
-                    if !charges.is_empty() {
-                        let mut again = charges[next(charges.len() as u64) as usize].clone();
-                        if next(3) == 0 {
-                            again.money.amount.0 += 1;
-                        }
-                        command = Command::Charge(again);
+                    if let Some(again) = sent_again(&requests, back, &mut next) {
+                        command = again;
                     }
                     let linked = next(5) == 0;
                     items.push(Item { command, linked });
@@ -530,4 +578,159 @@ fn issue_22_reads_for_the_batch_taken_ahead_that_fail_fail_that_batch_alone() {
         assert_eq!(reader.account(wallet).unwrap().unwrap().balance.0, 500 - 1 - 100);
         assert!(reader.audit().unwrap().is_consistent());
     }
+}
+
+/// Sends each request at the start of the write of the batch before it, as a caller answered
+/// one batch ago does while the next is written, and returns the answers in order, and how
+/// many requests the ledger's other thread took. With `late`, each write waits until that
+/// thread has taken the request (it asks the clock the time) or, when it does not wait for
+/// it, 50 ms; without, until the request is queued.
+fn arriving_during_writes(r: &Rig, requests: Vec<Vec<Item>>, late: bool) -> (Vec<Reply>, u64) {
+    let count = requests.len();
+    let mut pending: std::collections::VecDeque<Vec<Item>> = requests.into();
+    let first = pending.pop_front().expect("a request");
+    type Sent = Arc<Mutex<Vec<Option<std::thread::JoinHandle<Reply>>>>>;
+    let sent: Sent = Arc::default();
+    let taken = Arc::new(AtomicU64::new(0));
+    let (engine, calls, handles, took) = (r.engine.clone(), r.clock_calls.clone(), sent.clone(), taken.clone());
+    *r.on_write.lock().unwrap() = Some(Box::new(move || {
+        let Some(items) = pending.pop_front() else { return };
+        let before = calls.load(Ordering::SeqCst);
+        let submitter = engine.clone();
+        handles.lock().unwrap().push(Some(std::thread::spawn(move || submitter.submit(items))));
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_secs(5) {
+            if late && calls.load(Ordering::SeqCst) > before {
+                took.fetch_add(1, Ordering::SeqCst);
+                break;
+            }
+            if engine.queued() > 0 && (!late || start.elapsed() > std::time::Duration::from_millis(50)) {
+                break;
+            }
+            std::thread::yield_now();
+        }
+    }));
+    let mut answers = vec![r.engine.submit(first)];
+    for k in 0..count - 1 {
+        wait_for(30, "the next request to be sent", || sent.lock().unwrap().len() > k);
+        let handle = sent.lock().unwrap()[k].take().unwrap();
+        answers.push(handle.join().unwrap());
+    }
+    *r.on_write.lock().unwrap() = None; // The hook holds the engine.
+    (answers, taken.load(Ordering::SeqCst))
+}
+
+/// A canonical UUID whose high 64 bits grow with `n`, as a time-ordered (v7) id's do, from
+/// above nearly every hashed client id's key.
+fn time_id(n: u64) -> String {
+    let high = 0x7ff0_0000_0000_0000u64 + (n << 4);
+    format!("{:08x}-{:04x}-{:04x}-8000-{:012x}", high >> 32, (high >> 16) & 0xffff, high & 0xffff, n)
+}
+
+/// Issue 22: a batch of charges that arrives while the batch before it is written (its caller
+/// was answered one batch ago) is applied meanwhile by the ledger's other thread, when it needs
+/// nothing read: its accounts in memory and its client ids' keys above every stored one. The
+/// answers, balances and journal must be exactly those of the same requests applied one after
+/// another: client ids used again one, two or more batches before (a stored key is never
+/// above the largest, so those are read), an unknown account, refusals for want of money,
+/// and payments in between. SQLite only: the PostgreSQL store does not keep the largest key.
+#[test]
+fn issue_22_a_batch_arriving_while_the_one_before_is_written_answers_as_one_after_another() {
+    let mut runs = Vec::new();
+    for late in [true, false] {
+        // The writer forgets about half its accounts before each batch it reads for: a batch
+        // applied meanwhile finds some of its accounts missing and goes the usual way.
+        let config = EngineConfig {
+            apply_ahead_min: if late { 1 } else { usize::MAX },
+            eviction: if late { purse_engine::Eviction::Random { seed: 7 } } else { purse_engine::Eviction::Nothing },
+            ..EngineConfig::default()
+        };
+        let r = rig_on(&sqlite_url(), config);
+        let prepaid = r.h.customer("0");
+        assert!(r.h.pay(prepaid, "2.00").is_ok());
+        let postpaid = r.h.customer("1.50");
+        let empty = r.h.customer("0");
+        let accounts = [prepaid, postpaid, empty, AccountId(999_999)];
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
+        let mut requests: Vec<Vec<Item>> = Vec::new();
+        let mut replays = 0;
+        for req in 0..80u64 {
+            if req % 9 == 4 {
+                requests.push(vec![Item::single(cash(&r.h, &time_id(req * 16), prepaid, "0.40"))]);
+                continue;
+            }
+            let mut items = Vec::new();
+            for i in 0..(1 + next(6)) {
+                // Mostly the three customers; now and then an account that does not exist.
+                let account = accounts[if next(12) == 0 { 3 } else { next(3) as usize }];
+                let amount = format!("0.{:02}", 1 + next(30));
+                let mut command = charge_with(&r.h, &time_id(req * 16 + i), account, &amount, next(2) == 0);
+                let back = match next(16) {
+                    0..=2 => 1,
+                    3 => 2,
+                    4 => 3 + next(5) as usize,
+                    _ => 0,
+                };
+                if let Some(again) = sent_again(&requests, back, &mut next) {
+                    command = again;
+                    replays += 1;
+                }
+                items.push(Item::single(command));
+            }
+            requests.push(items);
+        }
+        assert!(replays >= 15, "{replays} client ids used again");
+        let (answers, _) = arriving_during_writes(&r, requests, late);
+        let answers: Vec<_> = answers.into_iter().map(|a| a.expect("the engine answers")).collect();
+        let reader = r.engine.reader();
+        let balances: Vec<i64> = accounts[..3].iter().map(|a| reader.account(*a).unwrap().unwrap().balance.0).collect();
+        let journal: Vec<_> = accounts[..3]
+            .iter()
+            .map(|a| reader.journal(purse_store::JournalQuery { account: *a, before: None, limit: 1000 }).unwrap())
+            .collect();
+        assert!(reader.audit().unwrap().is_consistent());
+        if late {
+            eprintln!("{} batches applied while the one before was written", r.engine.applied_ahead());
+            assert!(r.engine.applied_ahead() >= 6, "batches applied ahead: {}", r.engine.applied_ahead());
+        } else {
+            assert_eq!(r.engine.applied_ahead(), 0);
+        }
+        runs.push((answers, balances, journal));
+    }
+    let (sequential, late) = (runs.pop().unwrap(), runs.pop().unwrap());
+    assert_eq!(late.0, sequential.0, "the answers differ");
+    assert_eq!(late.1, sequential.1, "the balances differ");
+    assert_eq!(late.2, sequential.2, "the journals differ");
+    assert!(late.0.iter().flatten().any(|a| a.is_err()), "some charges were refused");
+    let replayed =
+        late.0.iter().flatten().filter(|a| matches!(a, Ok(purse_core::Outcome::Posted { replayed: true, .. })));
+    assert!(replayed.count() >= 5, "charges sent again were answered as replays");
+}
+
+/// Issue 22: when the store refuses a batch while the ledger's other thread applied the next
+/// one, taken from the queue meanwhile, on top of it, that is thrown away: the next batch is
+/// applied again to what the store holds.
+#[test]
+fn issue_22_a_batch_taken_while_the_one_before_is_written_is_applied_again_when_that_one_is_refused() {
+    let r = rig_on(&sqlite_url(), EngineConfig { batch_size_max: 300, apply_ahead_min: 1, ..EngineConfig::default() });
+    let wallet = r.h.customer("0");
+    assert!(r.h.pay(wallet, "5.00").is_ok());
+    // 3.00 of charges, then one the store refuses: the whole request fails.
+    let charge = |n: u64, amount| Item::single(charge_with(&r.h, &time_id(n), wallet, amount, true));
+    let mut refused: Vec<Item> = (0..299).map(|n| charge(n, "0.01")).collect();
+    let mut poison = charge_with(&r.h, &time_id(299), wallet, "0.01", true);
+    if let Command::Charge(c) = &mut poison {
+        c.service = Some("poison".into());
+    }
+    refused.push(Item::single(poison));
+    // 4.00 that fits only if the refused 3.00 never happened.
+    let after: Vec<Item> = (300..500).map(|n| charge(n, "0.02")).collect();
+    let (answers, taken) = arriving_during_writes(&r, vec![refused, after], true);
+    assert_eq!(taken, 1, "the second request was taken while the first was written");
+    assert!(matches!(answers[0], Err(EngineError::Store(_))), "{:?}", answers[0]);
+    let after = answers[1].as_ref().expect("the second request is answered");
+    assert!(after.iter().all(|a| a.is_ok()), "a charge was refused as if the refused request had spent");
+    let reader = r.engine.reader();
+    assert_eq!(reader.account(wallet).unwrap().unwrap().balance.0, 500 - 400);
+    assert!(reader.audit().unwrap().is_consistent());
 }
