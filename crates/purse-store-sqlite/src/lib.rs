@@ -58,8 +58,9 @@ const MIGRATIONS: &[(&str, &str)] = &[
 const WRITER_CACHE_KIB: i64 = 128 * 1024;
 /// Page cache of the reader's connection.
 const READER_CACHE_KIB: i64 = 16 * 1024;
-/// WAL pages before a checkpoint copies them into the database file. Batches rewrite the
-/// same balance pages again and again; a longer WAL copies each of them once, not per batch.
+/// WAL pages before a checkpoint copies them into the database file (128 MiB of them with
+/// [`PAGE_SIZE`]). Batches rewrite the same balance pages again and again; a longer WAL
+/// copies each of them once, not per batch.
 const WAL_PAGES_MAX: i64 = 16_384;
 
 fn err(e: rusqlite::Error) -> StoreError {
@@ -88,12 +89,18 @@ fn conv<T>(r: StoreResult<T>) -> rusqlite::Result<T> {
     r.map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
 }
 
+/// Pages of a new database file (one made before keeps its own, 4,096 bytes; SQLite changes
+/// it only by rewriting the whole file). A batch of charges rewrites balance rows all over
+/// their table: twice the bytes per page, half the pages, WAL frames and write calls per
+/// commit (BENCHMARKS.md, fourth session of issue 22).
+const PAGE_SIZE: i64 = 8192;
+
 /// Opens (creating if needed) the database file with durable settings, and verifies them.
 fn connect(path: &str, cache_kib: i64) -> StoreResult<Connection> {
     let conn = Connection::open(path).map_err(err)?;
     conn.set_prepared_statement_cache_capacity(128);
     conn.execute_batch(&format!(
-        "PRAGMA page_size=4096; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000; \
+        "PRAGMA page_size={PAGE_SIZE}; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000; \
          PRAGMA cache_size=-{cache_kib}; PRAGMA temp_store=MEMORY; \
          PRAGMA wal_autocheckpoint={WAL_PAGES_MAX};"
     ))

@@ -748,3 +748,36 @@ fn issue_17_the_tenancy_migration_keeps_every_id_and_its_replay() {
         h.assert_consistent();
     }
 }
+
+/// Issue 22: a new SQLite file has 8 KiB pages (half the pages, WAL frames and writes per
+/// batch); a file made before with 4 KiB pages keeps them, opens, takes charges and reads
+/// them back, before and after a restart.
+#[test]
+fn issue_22_a_new_sqlite_file_has_8_kib_pages_and_one_made_before_keeps_its_own() {
+    let page_size = |url: &str| {
+        let db = rusqlite::Connection::open(url.trim_start_matches("sqlite://")).unwrap();
+        db.query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0)).unwrap()
+    };
+    let new = sqlite_url();
+    let h = Harness::on(&new);
+    let a = h.customer("0");
+    h.pay(a, "5.00").unwrap();
+    assert_eq!(page_size(&new), 8192);
+    drop(h);
+    let old = sqlite_url();
+    {
+        // An empty file as earlier versions made it: 4 KiB pages, WAL.
+        let db = rusqlite::Connection::open(old.trim_start_matches("sqlite://")).unwrap();
+        db.execute_batch("PRAGMA page_size=4096; PRAGMA journal_mode=WAL; CREATE TABLE made_before (x)").unwrap();
+    }
+    let h = Harness::on(&old);
+    let a = h.customer("0");
+    h.pay(a, "5.00").unwrap();
+    h.charge(a, "1.25").unwrap();
+    assert_eq!(h.parts(a).0, 375);
+    let h = h.restarted();
+    h.charge(a, "0.25").unwrap();
+    assert_eq!(h.parts(a).0, 350);
+    h.assert_consistent();
+    assert_eq!(page_size(&old), 4096);
+}
