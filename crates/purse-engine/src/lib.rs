@@ -576,9 +576,8 @@ struct AheadRules {
 impl AheadRules {
     /// For a batch that writes no rows of its own (no request with an `after`, whose rows a
     /// batch applied ahead could not see).
-    fn new(batch: &[Request], min: usize) -> AheadRules {
-        let mine: Vec<&[Item]> = batch.iter().map(|r| r.items.as_slice()).collect();
-        AheadRules { min, keys: Ledger::client_keys(&mine).into_iter().collect() }
+    fn new(batch: &[&[Item]], min: usize) -> AheadRules {
+        AheadRules { min, keys: Ledger::client_keys(batch).into_iter().collect() }
     }
 
     /// Whether `next` may be applied while the batch is written, from reads made before it
@@ -589,7 +588,7 @@ impl AheadRules {
     /// client id is in both, and `next` is large enough to be worth a thread.
     fn allow(&self, next: &[Request]) -> bool {
         plain_charges(next, self.min) && {
-            let theirs: Vec<&[Item]> = next.iter().map(|r| r.items.as_slice()).collect();
+            let theirs = all_items(next);
             !Ledger::client_keys(&theirs).iter().any(|k| self.keys.contains(k))
         }
     }
@@ -612,37 +611,44 @@ struct Taken {
     carried: Option<Request>,
 }
 
-/// Waits for the next batch while the one before it is written (until `stop` is dropped),
-/// and applies it when [`AheadRules::allow`] and it needs no read at all: every account it
-/// charges is in the ledger's memory and every client id's key is above `keys_max`, the
-/// largest the store held before the batch being written (whose own ids `rules` excludes).
-/// Returns the ledger, and the batch if one came.
+/// Waits for the next batch while `written` is written (until `stop` is dropped), and applies
+/// it when [`AheadRules::allow`] and it needs no read at all: every account it charges is in
+/// the ledger's memory and every client id's key is above `keys_max`, the largest the store
+/// held before `written` (whose own ids the rules exclude). Returns the ledger, and the
+/// batch if one came.
+#[allow(clippy::too_many_arguments)]
 fn wait_and_apply(
     mut ledger: Ledger,
     requests: flume::Receiver<Request>,
     stop: flume::Receiver<()>,
-    rules: &AheadRules,
+    written: &[&[Item]],
+    config: &EngineConfig,
     keys_max: i64,
-    batch_size_max: usize,
     clock: &dyn Clock,
 ) -> (Ledger, Option<Taken>) {
     let first = flume::Selector::new().recv(&requests, Result::ok).recv(&stop, |_| None).wait();
     let Some(first) = first else { return (ledger, None) };
     let mut queue = Queue { requests, carried: None };
     let mut batch = vec![first];
-    queue.top_up(&mut batch, batch_size_max, None);
+    queue.top_up(&mut batch, config.batch_size_max, None);
     let now = clock.now();
     let applied = {
-        let items: Vec<&[Item]> = batch.iter().map(|r| r.items.as_slice()).collect();
+        let items = all_items(&batch);
         let mut lookups = Lookups::default();
         let unused =
             |k: &ClientKey| matches!(k, ClientKey::Transfer(id) if purse_store::codec::client_key(id) > keys_max);
-        let ready = rules.allow(&batch)
+        let ready = plain_charges(&batch, config.apply_ahead_min)
+            && AheadRules::new(written, config.apply_ahead_min).allow(&batch)
             && Ledger::client_keys(&items).iter().all(unused)
             && ledger.missing(&items, now, &lookups).is_empty();
         ready.then(|| Applied { now, output: ledger.apply(&items, now, &mut lookups) })
     };
     (ledger, Some(Taken { ahead: Ahead { batch, applied }, carried: queue.carried }))
+}
+
+/// The items of every request of `batch`.
+fn all_items(batch: &[Request]) -> Vec<&[Item]> {
+    batch.iter().map(|r| r.items.as_slice()).collect()
 }
 
 /// The items each request of `batch` has the ledger apply (none for a replayed one).
@@ -764,9 +770,9 @@ impl Writer {
         let plain = batch.iter().all(|r| r.after.is_none());
         let (finished, ahead, lost_cache) = match queue {
             Some(queue) if plain => match queue.take(self.config.batch_size_max, Duration::ZERO, false) {
-                Some(next) if plain_charges(&next, min) && AheadRules::new(batch, min).allow(&next) => {
+                Some(next) if plain_charges(&next, min) && AheadRules::new(&all_items(batch), min).allow(&next) => {
                     let next_now = self.clock.now();
-                    let requests: Vec<&[Item]> = next.iter().map(|r| r.items.as_slice()).collect();
+                    let requests = all_items(&next);
                     let lookups = match self.lookups(&requests, next_now) {
                         Ok(l) => l,
                         Err(error) => return Err(Failed { error, taken: Some(next), ahead_read: true }),
@@ -777,10 +783,7 @@ impl Writer {
                 // Nothing queued yet: the next batch of a large one usually arrives while it
                 // is written (its caller was answered one batch ago).
                 None if size >= min => match self.store.client_keys_max() {
-                    Some(keys_max) => {
-                        let rules = AheadRules::new(batch, min);
-                        self.finish_waiting(batch, &replayed, output, now, queue, &rules, keys_max)
-                    }
+                    Some(keys_max) => self.finish_waiting(batch, &replayed, output, now, queue, keys_max),
                     None => (self.finish(batch, &replayed, output, now), None, false),
                 },
                 next => (
@@ -838,7 +841,7 @@ impl Writer {
     ) -> (Result<(), StoreError>, Option<Ahead>, bool) {
         let ledger = std::mem::take(&mut self.ledger);
         let (finished, applied) = std::thread::scope(|s| {
-            let requests: Vec<&[Item]> = next.iter().map(|r| r.items.as_slice()).collect();
+            let requests = all_items(&next);
             let apply = std::thread::Builder::new().name("purse-apply".into()).spawn_scoped(s, move || {
                 let mut ledger = ledger;
                 let output = ledger.apply(&requests, next_now, &mut lookups);
@@ -869,15 +872,17 @@ impl Writer {
         output: BatchOutput,
         now: Timestamp,
         queue: &mut Queue,
-        rules: &AheadRules,
         keys_max: i64,
     ) -> (Result<(), StoreError>, Option<Ahead>, bool) {
         let ledger = std::mem::take(&mut self.ledger);
-        let (requests, clock, max) = (queue.requests.clone(), self.clock.clone(), self.config.batch_size_max);
+        let (requests, clock, config) = (queue.requests.clone(), self.clock.clone(), self.config.clone());
         let (finished, waited) = std::thread::scope(|s| {
             let (stop, stopped) = flume::bounded::<()>(0);
+            // The client ids of this batch are gathered by the other thread, and only if a
+            // batch comes: the writer's time is the write's.
+            let written = all_items(batch);
             let wait = std::thread::Builder::new().name("purse-apply".into()).spawn_scoped(s, move || {
-                wait_and_apply(ledger, requests, stopped, rules, keys_max, max, clock.as_ref())
+                wait_and_apply(ledger, requests, stopped, &written, &config, keys_max, clock.as_ref())
             });
             let finished = self.finish(batch, replayed, output, now);
             drop(stop);
