@@ -331,7 +331,11 @@ pub fn rejected(result: &CommandResult) -> &'static str {
 }
 
 /// A localstripe process of the test's own (a stateful Stripe emulator; `scripts/stripe.sh`
-/// installs it and `scripts/test.sh` says where).
+/// installs it and `scripts/test.sh` says where). It listens on a port the kernel chose for
+/// it, which it prints: a port picked free beforehand could be taken by another test's
+/// emulator first, whose answers then passed for ours until that test ended and took its
+/// emulator away (how `a_crash_at_any_step_of_a_card_recharge_never_charges_twice_nor_loses_a_credit`
+/// failed in a clean-clone run: "Stripe could not be reached: Connection refused").
 pub struct LocalStripe {
     child: std::process::Child,
     pub url: String,
@@ -342,13 +346,25 @@ impl LocalStripe {
         let python = std::env::var("PURSE_LOCALSTRIPE_PYTHON").unwrap_or_else(|_| {
             panic!("PURSE_LOCALSTRIPE_PYTHON is not set: run the tests with scripts/test.sh, which installs localstripe (scripts/stripe.sh)")
         });
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = std::process::Command::new(python)
-            .args(["-m", "localstripe", "--port", &port.to_string(), "--from-scratch"])
-            .stdout(std::process::Stdio::null())
+        // What `python -m localstripe --from-scratch` does, on a socket bound to port 0.
+        const SERVE: &str = "import os, socket
+from aiohttp import web
+from localstripe.server import app
+sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+sock.bind(('127.0.0.1', 0))
+print(sock.getsockname()[1], flush=True)
+os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+web.run_app(app, sock=sock, access_log=None, print=None)
+";
+        let mut child = std::process::Command::new(python)
+            .args(["-c", SERVE])
+            .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("localstripe starts");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let port: u16 = line.trim().parse().unwrap_or_else(|_| panic!("localstripe printed no port: {line:?}"));
         wait_for(30, "localstripe listening", || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
         LocalStripe { child, url: format!("http://127.0.0.1:{port}") }
     }
