@@ -23,7 +23,7 @@ pub fn operator_key(url: &str) -> String {
     String::from_utf8(out.stdout).unwrap().split_whitespace().last().unwrap().to_owned()
 }
 
-/// A `purse serve` process on a fixed port, restartable after a kill.
+/// A `purse serve` process on a port of its own, the same after a restart.
 pub struct Served {
     pub url: String,
     pub listen: String,
@@ -44,7 +44,9 @@ impl Served {
         let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         let mut s = Served {
             url: url.to_owned(),
-            listen: format!("127.0.0.1:{}", free_port()),
+            // The kernel's choice, which the first start reports and every restart keeps: a
+            // port picked free beforehand could be bound by another test's server first.
+            listen: "127.0.0.1:0".to_owned(),
             child: None,
             env,
             log: Default::default(),
@@ -65,6 +67,8 @@ impl Served {
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let first = lines.next().expect("a line").expect("readable");
         assert!(first.contains("listening"), "serve said: {first}");
+        let said: serde_json::Value = serde_json::from_str(&first).expect("a JSON line");
+        self.listen = said["addr"].as_str().expect("the address it listens on").to_owned();
         let log = self.log.clone();
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
