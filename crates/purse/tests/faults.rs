@@ -273,8 +273,11 @@ async fn futures_join<F: std::future::Future>(futures: impl Iterator<Item = F>) 
     out.into_iter().map(|o| o.expect("every future finished")).collect()
 }
 
-/// Issue 18, item 3: 30 (and 100) simultaneous guesses for one e-mail check at most five
-/// passwords; the rest are throttled before any check.
+/// Issue 18, item 3: 30 (and 100) simultaneous wrong guesses for one e-mail check at most
+/// five passwords; the rest are throttled before any check, and so is the right password
+/// right after. (The right password used to be one of the guesses: when it happened to be
+/// checked among the first five, the sign-in cleared the count and five more were checked,
+/// as it should, for whoever knows the password; the test failed so in a clean-clone run.)
 #[test]
 fn issue_18_concurrent_login_guesses_check_at_most_five_passwords() {
     for url in both_backends("issue_18_login") {
@@ -301,8 +304,7 @@ fn issue_18_concurrent_login_guesses_check_at_most_five_passwords() {
                     .find(|c| c.starts_with("purse_login="))
                     .unwrap();
                 let token = cookie.trim_start_matches("purse_login=").split(';').next().unwrap().to_owned();
-                let guesses = (0..n).map(|i| {
-                    let password = if i == n / 2 { "the right password".to_owned() } else { format!("guess {i}") };
+                let attempt = |password: String| {
                     let (app, token) = (&app, token.clone());
                     async move {
                         let form = format!(
@@ -317,14 +319,17 @@ fn issue_18_concurrent_login_guesses_check_at_most_five_passwords() {
                             .unwrap();
                         app.send(request).await.status.as_u16()
                     }
-                });
-                futures_join(guesses).await
+                };
+                let mut statuses = futures_join((0..n).map(|i| attempt(format!("guess {i}")))).await;
+                statuses.push(attempt("the right password".to_owned()).await);
+                statuses
             });
             drop(runtime);
             // 401: a password checked and wrong; 303: checked and right; 429: throttled unchecked.
             let checked = statuses.iter().filter(|s| matches!(s, 401 | 303)).count();
             assert!(checked <= 5, "{url}: {n} guesses checked {checked} passwords: {statuses:?}");
-            assert!(statuses.iter().all(|s| matches!(s, 401 | 303 | 429)), "{statuses:?}");
+            assert!(statuses.iter().all(|s| matches!(s, 401 | 429)), "{statuses:?}");
+            assert_eq!(statuses.last(), Some(&429), "{url}: the right password right after is throttled too");
         }
         off_runtime(move || drop(app));
     }
