@@ -15,6 +15,20 @@ pub fn is_multi_line(text: &str) -> bool {
 
 /// `bytes` as lowercase hex digits, two a byte (no allocation per byte: it runs on every API
 /// request and for every UUID the journal reads).
+/// Each byte's value as a hexadecimal digit: 0–15 for `0`–`9` and `a`–`f`; the same plus 16
+/// for `A`–`F` (so a reader that takes lowercase only sees it above 15); 255 for any other.
+/// A table, for readers of UUIDs on the writer's path (once per posting).
+pub const HEX_VALUES: [u8; 256] = {
+    let mut table = [u8::MAX; 256];
+    let mut c = 0;
+    while c < 16 {
+        table[b"0123456789abcdef"[c] as usize] = c as u8;
+        table[b"0123456789ABCDEF"[c] as usize] = if c < 10 { c as u8 } else { 16 + c as u8 };
+        c += 1;
+    }
+    table
+};
+
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);

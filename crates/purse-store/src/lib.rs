@@ -785,10 +785,16 @@ pub mod codec {
         if b.len() != 36 || b[8] != b'-' || b[13] != b'-' || b[18] != b'-' || b[23] != b'-' {
             return None;
         }
+        // The 16 digits before the third hyphen, by position and table (once per posting, on
+        // the writer's thread); either case, as `char::to_digit` read them before.
+        const AT: [usize; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 14, 15, 16, 17];
         let mut high: u64 = 0;
-        for &c in b[..19].iter().filter(|c| **c != b'-') {
-            let digit = (c as char).to_digit(16)?;
-            high = (high << 4) | u64::from(digit);
+        for at in AT {
+            let digit = purse_core::text::HEX_VALUES[usize::from(b[at])];
+            if digit == u8::MAX {
+                return None;
+            }
+            high = (high << 4) | u64::from(digit & 15);
         }
         Some(high)
     }
@@ -918,6 +924,16 @@ pub mod codec {
             let b = key(Tenant::Operator, "0190a5c3-0001-7000-8000-000000000000");
             assert!(a < b);
             assert_eq!(a, 0x0190_a5c3_0000_7000);
+            assert_eq!(key(Tenant::Operator, "0190A5C3-0000-7000-8000-000000000000"), a, "either case");
+            // Not a UUID (a 'g' among the first 16 digits, a hyphen misplaced): hashed.
+            let fnv = |text: &str| {
+                text.bytes()
+                    .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+                    as i64
+            };
+            for text in ["0190a5c3-0000-7g00-8000-000000000000", "0190a5c30-000-7000-8000-000000000000"] {
+                assert_eq!(key(Tenant::Operator, text), fnv(text), "{text}");
+            }
             assert_ne!(key(Tenant::Operator, "call-1"), key(Tenant::Operator, "call-2"));
             assert_eq!(key(Tenant::Operator, "call-1"), key(Tenant::Operator, "call-1"));
         }

@@ -333,6 +333,56 @@ fn issue_22_balances_fold_back_from_a_bounded_tail_and_read_the_same() {
     assert!(wrong.to_string().contains("tail_rows=N"), "{wrong}");
 }
 
+/// Issue 22: on SQLite a batch's bulk inserts (journal rows, balances, client keys) say OR
+/// ROLLBACK, so SQLite keeps no statement journal for them. A constraint one of them breaks
+/// rolls the batch's whole transaction back at once, rows written before it in the batch
+/// included: the write fails, the store's rollback finds nothing left open, nothing of the
+/// batch is kept, and the next batch commits as usual.
+#[test]
+fn issue_22_a_constraint_broken_in_a_bulk_insert_rolls_the_whole_batch_back_and_the_next_commits() {
+    use purse_core::{AccountId, Amount, BatchOutput, ClientId, CurrencyCode, Timestamp, Transfer, TransferId};
+    let url = sqlite_url();
+    let mut opened = purse::open_store(&url).unwrap();
+    let posting = |id: u64, amount: i64| Transfer {
+        id: TransferId(id),
+        client_id: ClientId::new(&format!("posting-{id}")).unwrap(),
+        kind: TransferKind::Charge,
+        debit: AccountId(7),
+        credit: AccountId(8),
+        amount: Amount(amount),
+        currency: CurrencyCode::parse("USD").unwrap(),
+        at: Timestamp(1),
+        posted_at: Timestamp(1),
+        service: None,
+        metadata: None,
+        hold: None,
+        reverses: None,
+        overdrawn: false,
+        debit_prev: None,
+        credit_prev: None,
+        debit_balance: Amount(-amount),
+        credit_balance: Amount(amount),
+        grant_parts: Vec::new(),
+    };
+    let batch = |transfers: Vec<Transfer>| BatchOutput { transfers, ..Default::default() };
+    let store = &mut opened.store;
+    // 70 good rows (a full 64-row statement, then more), then one whose amount breaks
+    // CHECK (amount > 0).
+    let mut broken: Vec<Transfer> = (1..=70).map(|id| posting(id, 5)).collect();
+    broken.push(posting(71, 0));
+    store.begin().unwrap();
+    let error = store.write(&batch(broken)).expect_err("an amount of zero breaks the journal's check");
+    assert!(error.to_string().to_lowercase().contains("constraint"), "{error}");
+    store.rollback().expect("nothing is left open to roll back");
+    store.begin().unwrap();
+    store.write(&batch(vec![posting(72, 5)])).unwrap();
+    store.commit().unwrap();
+    for id in 1..=71 {
+        assert!(opened.reader.transfer(TransferId(id)).unwrap().is_none(), "posting {id} of the broken batch");
+    }
+    assert_eq!(opened.reader.transfer(TransferId(72)).unwrap().map(|t| t.amount), Some(Amount(5)));
+}
+
 /// Issue 22: on SQLite a client key that is not above every indexed key (a random UUID's,
 /// or a hashed text id's) waits in `client_key_tail` until a batch folds it into
 /// `client_keys`. With a tail of three rows nearly every batch folds, and every client id
