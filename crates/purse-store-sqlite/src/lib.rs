@@ -210,7 +210,8 @@ impl Tail {
 
 /// Folds a run of `balance_tail` into `balances_base`. An upsert walks the tail's rows and
 /// finds each base row by its key (an UPDATE … FROM would walk every base row in the range).
-const FOLD_BALANCES: &str = "INSERT INTO balances_base (account_id, balance, reserved, children_balance, \
+/// OR ROLLBACK, as every bulk insert of a batch (see [`BULK_INSERT`]).
+const FOLD_BALANCES: &str = "INSERT OR ROLLBACK INTO balances_base (account_id, balance, reserved, children_balance, \
      last_charge_at, last_transfer_id, uninvoiced, grants) SELECT account_id, balance, reserved, children_balance, \
      last_charge_at, last_transfer_id, uninvoiced, grants FROM balance_tail WHERE account_id BETWEEN ? AND ? \
      ON CONFLICT (account_id) DO UPDATE SET balance = excluded.balance, reserved = excluded.reserved, \
@@ -218,8 +219,8 @@ const FOLD_BALANCES: &str = "INSERT INTO balances_base (account_id, balance, res
      last_transfer_id = excluded.last_transfer_id, uninvoiced = excluded.uninvoiced, \
      grants = coalesce(excluded.grants, balances_base.grants)";
 
-/// Folds a run of `client_key_tail` into `client_keys`.
-const FOLD_KEYS: &str = "INSERT INTO client_keys (client_key, transfer_id) SELECT client_key, transfer_id \
+/// Folds a run of `client_key_tail` into `client_keys` (OR ROLLBACK: see [`BULK_INSERT`]).
+const FOLD_KEYS: &str = "INSERT OR ROLLBACK INTO client_keys (client_key, transfer_id) SELECT client_key, transfer_id \
      FROM client_key_tail WHERE client_key BETWEEN ? AND ? ORDER BY client_key, transfer_id";
 
 impl SqliteStore {
@@ -779,7 +780,9 @@ impl Store for SqliteStore {
         });
         insert_rows(
             &self.conn,
-            "INSERT INTO idempotent_responses (api_key_id, key, request_hash, status, body, created_at) VALUES ",
+            &format!(
+                "{BULK_INSERT} idempotent_responses (api_key_id, key, request_hash, status, body, created_at) VALUES "
+            ),
             " ON CONFLICT DO NOTHING",
             rows,
         )
