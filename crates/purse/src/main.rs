@@ -577,7 +577,10 @@ enum UserAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    let result = run(cli);
+    // Log lines are written a moment after they are made: none is left behind.
+    purse_app::log::flush();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("purse: {e}");
