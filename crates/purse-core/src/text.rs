@@ -13,8 +13,6 @@ pub fn is_multi_line(text: &str) -> bool {
     !text.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
 }
 
-/// `bytes` as lowercase hex digits, two a byte (no allocation per byte: it runs on every API
-/// request and for every UUID the journal reads).
 /// Each byte's value as a hexadecimal digit: 0–15 for `0`–`9` and `a`–`f`; the same plus 16
 /// for `A`–`F` (so a reader that takes lowercase only sees it above 15); 255 for any other.
 /// A table, for readers of UUIDs on the writer's path (once per posting).
@@ -29,6 +27,8 @@ pub const HEX_VALUES: [u8; 256] = {
     table
 };
 
+/// `bytes` as lowercase hex digits, two a byte (no allocation per byte: it runs on every API
+/// request and for every UUID the journal reads).
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
@@ -42,6 +42,18 @@ pub fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_values_read_every_byte_as_char_to_digit_does_with_uppercase_marked() {
+        for b in 0..=255u8 {
+            let v = HEX_VALUES[usize::from(b)];
+            match char::from(b).to_digit(16) {
+                Some(d) if b.is_ascii_uppercase() => assert_eq!(v, 16 + d as u8, "{b}"),
+                Some(d) => assert_eq!(v, d as u8, "{b}"),
+                None => assert_eq!(v, u8::MAX, "{b}"),
+            }
+        }
+    }
 
     #[test]
     fn hex_is_lowercase_two_digits_a_byte() {
