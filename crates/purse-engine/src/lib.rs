@@ -1149,3 +1149,28 @@ impl Writer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Bin;
+    use std::sync::mpsc;
+
+    /// Says on which thread it was dropped.
+    struct Tell(mpsc::Sender<Option<String>>);
+
+    impl Drop for Tell {
+        fn drop(&mut self) {
+            let _ = self.0.send(std::thread::current().name().map(str::to_owned));
+        }
+    }
+
+    #[test]
+    fn a_large_batch_is_freed_on_the_bins_thread_and_a_small_one_where_it_is() {
+        let bin = Bin::start();
+        let (told, tells) = mpsc::channel();
+        bin.throw(Bin::ITEMS_MIN, Tell(told.clone()));
+        assert_eq!(tells.recv().unwrap().as_deref(), Some("purse-free"));
+        bin.throw(Bin::ITEMS_MIN - 1, Tell(told));
+        assert_eq!(tells.recv().unwrap(), std::thread::current().name().map(str::to_owned));
+    }
+}
