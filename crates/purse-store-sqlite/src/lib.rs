@@ -247,32 +247,25 @@ impl SqliteStore {
                 .query_row([], |r| r.get::<_, Option<i64>>(0))?
                 .unwrap_or(i64::MIN),
         };
-        let mut keys: Vec<[Value; 2]> = transfers
-            .iter()
-            .map(|t| [Value::Integer(codec::client_key(&t.client_id)), Value::Integer(id_to_db(t.id.0))])
-            .collect();
-        keys.sort_unstable_by_key(|[k, id]| match (k, id) {
-            (Value::Integer(k), Value::Integer(id)) => (*k, *id),
-            _ => unreachable!("keys are integers"),
-        });
-        let above = keys.partition_point(|[k, _]| matches!(k, Value::Integer(k) if *k <= max));
+        let mut keys: Vec<(i64, i64)> =
+            transfers.iter().map(|t| (codec::client_key(&t.client_id), id_to_db(t.id.0))).collect();
+        keys.sort_unstable();
+        let above = keys.partition_point(|&(k, _)| k <= max);
         let (inside, past) = keys.split_at(above);
+        let row = |&(k, id): &(i64, i64)| [Value::Integer(k), Value::Integer(id)];
         insert_rows(
             c,
             &format!("{BULK_INSERT} client_key_tail (client_key, transfer_id) VALUES "),
             "",
-            inside.iter().cloned(),
+            inside.iter().map(row),
         )?;
         insert_rows(
             c,
             &format!("{BULK_INSERT} client_keys (client_key, transfer_id) VALUES "),
             "",
-            past.iter().cloned(),
+            past.iter().map(row),
         )?;
-        self.keys_max = match past.last() {
-            Some([Value::Integer(k), _]) => Some(*k),
-            _ => Some(max),
-        };
+        self.keys_max = Some(past.last().map_or(max, |&(k, _)| k));
         self.keys.after_write(c, inside.len())
     }
 }
