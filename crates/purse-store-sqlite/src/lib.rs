@@ -1045,16 +1045,20 @@ fn write_output(c: &Connection, out: &BatchOutput) -> rusqlite::Result<()> {
 /// How a batch's bulk inserts begin. OR ROLLBACK: a constraint broken there rolls the
 /// batch's whole transaction back, as the engine does anyway on any failed write (and then
 /// commits the batch in halves), so SQLite keeps no statement journal for them. Otherwise each
-/// 64-row statement first copied every page it was about to change, in case it alone had to
-/// be undone: some 7 % of the writer's time on large batches (BENCHMARKS.md).
+/// multi-row statement first copied every page it was about to change, in case it alone had
+/// to be undone: some 7 % of the writer's time on large batches (BENCHMARKS.md).
 const BULK_INSERT: &str = "INSERT OR ROLLBACK INTO";
 
 /// Rows per multi-row statement: statement overhead (step, halt) dominates single-row
-/// inserts, and 64 rows of 18 columns stay far below SQLite's bound-variable limit.
-const ROWS_PER_STATEMENT: usize = 64;
+/// inserts, and 256 rows of 21 columns (5,376 variables) stay far below SQLite's
+/// bound-variable limit (32,766). 256 rather than 64: an upsert's statement still keeps a
+/// statement journal (SQLite codes its DO UPDATE to abort on a broken constraint), which
+/// copies each page the statement changes once; fewer, larger statements copy fewer
+/// (BENCHMARKS.md).
+const ROWS_PER_STATEMENT: usize = 256;
 
 /// Splits `n` rows into statement sizes: full [`ROWS_PER_STATEMENT`] chunks, then powers
-/// of two. Every size is one of seven, so every statement stays in the prepared cache.
+/// of two. Every size is one of nine, so every statement stays in the prepared cache.
 fn statement_sizes(mut n: usize) -> impl Iterator<Item = usize> {
     std::iter::from_fn(move || {
         let size = if n >= ROWS_PER_STATEMENT { ROWS_PER_STATEMENT } else { 1 << n.checked_ilog2()? };

@@ -366,10 +366,10 @@ fn issue_22_a_constraint_broken_in_a_bulk_insert_rolls_the_whole_batch_back_and_
     };
     let batch = |transfers: Vec<Transfer>| BatchOutput { transfers, ..Default::default() };
     let store = &mut opened.store;
-    // 70 good rows (a full 64-row statement, then more), then one whose amount breaks
+    // 300 good rows (a full multi-row statement, then more), then one whose amount breaks
     // CHECK (amount > 0).
-    let mut broken: Vec<Transfer> = (1..=70).map(|id| posting(id, 5)).collect();
-    broken.push(posting(71, 0));
+    let mut broken: Vec<Transfer> = (1..=300).map(|id| posting(id, 5)).collect();
+    broken.push(posting(301, 0));
     store.begin().unwrap();
     let error = store.write(&batch(broken)).expect_err("an amount of zero breaks the journal's check");
     assert!(error.to_string().to_lowercase().contains("constraint"), "{error}");
@@ -381,12 +381,12 @@ fn issue_22_a_constraint_broken_in_a_bulk_insert_rolls_the_whole_batch_back_and_
     other.execute_batch("BEGIN IMMEDIATE; ROLLBACK").expect("the broken batch holds no lock");
     store.rollback().expect("nothing is left open to roll back");
     store.begin().unwrap();
-    store.write(&batch(vec![posting(72, 5)])).unwrap();
+    store.write(&batch(vec![posting(302, 5)])).unwrap();
     store.commit().unwrap();
-    for id in 1..=71 {
+    for id in 1..=301 {
         assert!(opened.reader.transfer(TransferId(id)).unwrap().is_none(), "posting {id} of the broken batch");
     }
-    assert_eq!(opened.reader.transfer(TransferId(72)).unwrap().map(|t| t.amount), Some(Amount(5)));
+    assert_eq!(opened.reader.transfer(TransferId(302)).unwrap().map(|t| t.amount), Some(Amount(5)));
 }
 
 /// Issue 22: on SQLite a client key that is not above every indexed key (a random UUID's,
