@@ -35,18 +35,7 @@ struct Browser {
 
 impl Browser {
     fn start(base: &str) -> Browser {
-        let port = free_port();
-        let driver = Command::new(chromedriver())
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
-        let mut http =
-            Client::new(&format!("http://127.0.0.1:{port}"), None).unwrap().with_timeout(Duration::from_secs(60));
-        common::wait_for(30, "chromedriver ready", || {
-            http.get("/status").is_ok_and(|r| r.json()["value"]["ready"] == json!(true))
-        });
+        let (driver, http, port) = Browser::driver();
         let profile = std::env::temp_dir().join(format!("purse-chromium-{}-{port}", std::process::id()));
         let args = [
             "--headless=new".to_owned(),
@@ -66,6 +55,31 @@ impl Browser {
         let created = browser.call("POST", "/session", Some(caps));
         browser.session = created["sessionId"].as_str().expect("a session id").to_owned();
         browser
+    }
+
+    /// A ChromeDriver ready on a free port. The port is picked before the driver binds it,
+    /// so another process may take it first: the driver then exits, and another port is tried.
+    fn driver() -> (Child, Client, u16) {
+        for _ in 0..5 {
+            let port = free_port();
+            let mut driver = Command::new(chromedriver())
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("chromedriver starts");
+            let mut http =
+                Client::new(&format!("http://127.0.0.1:{port}"), None).unwrap().with_timeout(Duration::from_secs(60));
+            let mut exited = false;
+            common::wait_for(30, "chromedriver ready", || {
+                exited = driver.try_wait().expect("chromedriver's status").is_some();
+                exited || http.get("/status").is_ok_and(|r| r.json()["value"]["ready"] == json!(true))
+            });
+            if !exited {
+                return (driver, http, port);
+            }
+        }
+        panic!("chromedriver exited five times on ports picked free")
     }
 
     fn call(&mut self, method: &str, path: &str, body: Option<Value>) -> Value {
