@@ -148,7 +148,16 @@ impl PrivatePostgres {
         let data = dir.join("data");
         let out = as_postgres("initdb", &["-D", data.to_str().unwrap(), "-A", "trust", "-U", "purse", "--no-sync"]);
         assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
-        let pg = PrivatePostgres { dir, port: free_port() };
+        // The port is picked before the server binds it, so another process may take it
+        // first: the server then does not start, and another port is tried. (A restart keeps
+        // the port: the test's URLs name it.)
+        let mut pg = PrivatePostgres { dir, port: free_port() };
+        for _ in 0..4 {
+            if pg.try_start_server().status.success() {
+                return pg;
+            }
+            pg.port = free_port();
+        }
         pg.start_server();
         pg
     }
@@ -161,10 +170,13 @@ impl PrivatePostgres {
         format!("-p {} -k {} -c listen_addresses=127.0.0.1", self.port, self.dir.display())
     }
 
-    fn start_server(&self) {
+    fn try_start_server(&self) -> std::process::Output {
         let log = self.dir.join("log").display().to_string();
-        let out =
-            as_postgres("pg_ctl", &["-D", &self.data(), "-o", &self.options(), "-l", &log, "-w", "-t", "60", "start"]);
+        as_postgres("pg_ctl", &["-D", &self.data(), "-o", &self.options(), "-l", &log, "-w", "-t", "60", "start"])
+    }
+
+    fn start_server(&self) {
+        let out = self.try_start_server();
         assert!(
             out.status.success(),
             "pg_ctl start: {}{}",
