@@ -80,13 +80,16 @@ fn field_error(path: &str, message: &str) -> ApiError {
 /// A JSON response with a status.
 pub fn reply<T: Serialize>(status: StatusCode, body: &T) -> Response {
     match serde_json::to_vec(body) {
-        Ok(bytes) => {
-            let mut response = (status, bytes).into_response();
-            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            response
-        }
+        Ok(bytes) => json_bytes(status, bytes),
         Err(e) => ApiError::App(AppError::Internal(format!("serializing a response: {e}"))).into_response(),
     }
+}
+
+/// A response with a status and a JSON body serialized already.
+pub fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 /// The query string of a request as named parameters, each checked by name: unknown names

@@ -29,6 +29,8 @@ struct Reply {
     status: StatusCode,
     body: Value,
     headers: axum::http::HeaderMap,
+    /// The body as sent.
+    bytes: axum::body::Bytes,
 }
 
 impl Api {
@@ -76,10 +78,10 @@ impl Api {
         let body = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes)
+            serde_json::from_slice(&bytes[..])
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         };
-        Reply { status, body, headers }
+        Reply { status, body, headers, bytes }
     }
 
     async fn get_as(&self, key: &str, uri: &str) -> (StatusCode, Value) {
@@ -203,6 +205,43 @@ async fn a_charge_moves_the_balance_and_a_retry_replays_it() {
     assert_eq!(status, StatusCode::CREATED, "{reversal}");
     let (_, account) = api.get(&format!("/v1/accounts/{wallet}")).await;
     assert_eq!((account["uninvoiced"].clone(), account["balance"].clone()), (json!("0.00"), json!("10.00")));
+}
+
+/// The snapshot's rows are written as they are made (issue 22: a million accounts cost their
+/// JSON, not a copy of every row); what it says and how it says it stay as they were.
+#[tokio::test]
+async fn issue_22_the_balance_snapshot_lists_every_account_and_totals_in_the_same_shape() {
+    let api = Api::new();
+    let wallet = api.funded_wallet().await;
+    let charge = json!({ "client_id": "s-1", "account": wallet, "amount": "2.50", "currency": "USD" });
+    assert_eq!(api.post("/v1/charges", charge).await.0, StatusCode::CREATED);
+    let operator = api.operator.clone();
+    let reply = api
+        .send(
+            Request::get("/v1/balances")
+                .header("authorization", format!("Bearer {operator}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.headers["content-type"], "application/json");
+    // Every object's keys in alphabetical order, as the snapshot has always written them.
+    assert_eq!(serde_json::to_vec(&reply.body).unwrap(), reply.bytes.to_vec(), "keys in order: {}", reply.body);
+    let rows = reply.body["accounts"].as_array().unwrap();
+    let row = rows.iter().find(|r| r["id"] == wallet).expect("the wallet's row");
+    let keys: Vec<&str> = row.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, ["available", "balance", "currency", "id", "kind", "party", "reserved"]);
+    assert_eq!(
+        (row["balance"].as_str(), row["available"].as_str(), row["currency"].as_str()),
+        (Some("7.50"), Some("7.50"), Some("USD"))
+    );
+    assert!(rows.iter().any(|r| r["system_role"].is_string()), "system accounts carry their role: {rows:?}");
+    let usd = &reply.body["totals"]["USD"];
+    assert_eq!(usd["all_accounts"], "0.00", "double entry: {usd}");
+    assert_eq!(usd["customer_accounts"], "7.50");
+    assert_eq!(usd["accounts"], rows.len());
+    assert!(reply.body["as_of"].is_string());
 }
 
 #[tokio::test]
@@ -533,7 +572,7 @@ async fn every_route_with_every_role_against_another_tenant_finds_nothing_and_ch
             }
             let reply = if route.method == axum::http::Method::GET {
                 let (status, body) = api.get_as(key, &path).await;
-                Reply { status, body, headers: Default::default() }
+                Reply { status, body, headers: Default::default(), bytes: Default::default() }
             } else {
                 api.call(key, route.method.as_str(), &path, &bodies(route.operation).to_string(), Some(&fresh())).await
             };

@@ -20,7 +20,7 @@ use super::{
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::idempotency::Ctx;
-use crate::json::{reply, ApiJson, Id, Params};
+use crate::json::{json_bytes, reply, ApiJson, Id, Params};
 use crate::AppState;
 use purse_app::accounts::live;
 use purse_app::{AppError, Code};
@@ -317,21 +317,24 @@ pub async fn journal(
     Ok(reply(StatusCode::OK, &body))
 }
 
+/// Fields in alphabetical order, as the snapshot has always listed them.
 #[derive(Serialize)]
-struct SnapshotRow {
+struct SnapshotRow<'a> {
+    available: String,
+    balance: String,
+    currency: &'a str,
     id: u64,
     kind: &'static str,
+    party: Option<u64>,
+    reserved: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     system_role: Option<&'static str>,
-    party: Option<u64>,
-    currency: String,
-    balance: String,
-    reserved: String,
-    available: String,
 }
 
+/// Fields in alphabetical order, as the snapshot has always listed them.
 #[derive(Serialize, Default)]
 struct Totals {
+    accounts: u64,
     /// Sum over every account, the operator's system accounts included: always zero.
     all_accounts: String,
     /// Sum over customer, reseller and subscriber accounts: what the operator owes them
@@ -339,7 +342,48 @@ struct Totals {
     customer_accounts: String,
     /// Sum of open holds.
     reserved: String,
-    accounts: u64,
+}
+
+/// The body of `GET /v1/balances`. Each account's row is made as it is written out, so a
+/// million accounts cost their JSON, not a copy of every row before it.
+#[derive(Serialize)]
+struct Snapshot<'a> {
+    accounts: SnapshotRows<'a>,
+    as_of: String,
+    totals: BTreeMap<String, Totals>,
+}
+
+struct SnapshotRows<'a> {
+    accounts: &'a [Account],
+    by_id: std::collections::HashMap<AccountId, &'a Account>,
+    currencies: std::collections::HashMap<purse_core::CurrencyCode, (String, purse_core::Currency)>,
+    now: purse_core::Timestamp,
+}
+
+impl Serialize for SnapshotRows<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeSeq};
+        let mut seq = serializer.serialize_seq(Some(self.accounts.len()))?;
+        for a in self.accounts {
+            let (code, currency) = self.currencies.get(&a.currency).ok_or_else(|| S::Error::custom("a currency"))?;
+            let parent = match a.kind {
+                AccountKind::SubscriberCredit { parent } => self.by_id.get(&parent).copied(),
+                _ => None,
+            };
+            let (kind, system_role, _) = purse_store::codec::account_kind(a.kind);
+            seq.serialize_element(&SnapshotRow {
+                id: a.id.0,
+                kind,
+                system_role,
+                party: a.party.map(|p| p.0),
+                currency: code,
+                balance: currency.format(a.balance),
+                reserved: currency.format(a.reserved),
+                available: currency.format(clamp(purse_core::ledger::available(a, parent, self.now))),
+            })?;
+        }
+        seq.end()
+    }
 }
 
 /// `GET /v1/balances` (operators): every account's balance from one consistent read, with
@@ -349,32 +393,19 @@ pub async fn balances(State(state): State<AppState>, _: Caller) -> Result<Respon
         .read(move |s| {
             let now = purse_engine::Clock::now(s.engine.clock().as_ref());
             let accounts = s.engine.reader().accounts()?;
-            let by_id: std::collections::HashMap<AccountId, &Account> = accounts.iter().map(|a| (a.id, a)).collect();
+            let mut currencies = std::collections::HashMap::new();
             let mut sums: BTreeMap<String, (i128, i128, i128, u64)> = BTreeMap::new();
-            let mut rows = Vec::with_capacity(accounts.len());
             for a in &accounts {
-                let currency = s.currency("currency", a.currency)?;
-                let parent = match a.kind {
-                    AccountKind::SubscriberCredit { parent } => by_id.get(&parent).copied(),
-                    _ => None,
-                };
-                let sum = sums.entry(a.currency.to_string()).or_default();
+                if let std::collections::hash_map::Entry::Vacant(new) = currencies.entry(a.currency) {
+                    new.insert((a.currency.to_string(), s.currency("currency", a.currency)?));
+                }
+                let sum = sums.entry(currencies[&a.currency].0.clone()).or_default();
                 sum.0 += i128::from(a.balance.0);
                 if !a.is_system() {
                     sum.1 += i128::from(a.balance.0);
                 }
                 sum.2 += i128::from(a.reserved.0);
                 sum.3 += 1;
-                rows.push(SnapshotRow {
-                    id: a.id.0,
-                    kind: purse_store::codec::account_kind(a.kind).0,
-                    system_role: purse_store::codec::account_kind(a.kind).1,
-                    party: a.party.map(|p| p.0),
-                    currency: a.currency.to_string(),
-                    balance: currency.format(a.balance),
-                    reserved: currency.format(a.reserved),
-                    available: currency.format(clamp(purse_core::ledger::available(a, parent, now))),
-                });
             }
             let mut totals = BTreeMap::new();
             for (code, (all, customers, reserved, n)) in sums {
@@ -389,8 +420,11 @@ pub async fn balances(State(state): State<AppState>, _: Caller) -> Result<Respon
                     },
                 );
             }
-            Ok(serde_json::json!({ "as_of": time::format(now), "totals": totals, "accounts": rows }))
+            let by_id = accounts.iter().map(|a| (a.id, a)).collect();
+            let rows = SnapshotRows { accounts: &accounts, by_id, currencies, now };
+            serde_json::to_vec(&Snapshot { accounts: rows, as_of: time::format(now), totals })
+                .map_err(|e| ApiError::App(AppError::Internal(format!("serializing the balances: {e}"))))
         })
         .await?;
-    Ok(reply(StatusCode::OK, &body))
+    Ok(json_bytes(StatusCode::OK, body))
 }
