@@ -579,7 +579,10 @@ pub struct CallsReport {
     pub p99_ms: f64,
 }
 
-/// A random deck of `n` voice prefixes (2 to 7 digits) with a fallback, as CSV.
+/// A random deck of `n` voice prefixes (2 to 7 digits) with a fallback, as CSV. Prices are
+/// 0.0200 to 0.9999 a minute, billed by the second: from 0.02 a minute up, each step of a
+/// bench call (60, 120, then 150 seconds used) costs at least a cent more than the one before,
+/// so every call posts three times (a cheaper rate would round some steps to nothing).
 fn random_deck(n: usize, rng: &mut Rng) -> (String, Vec<String>) {
     let mut csv = String::from("prefix,description,price,increments\n*,Rest of world,0.50,60/60\n");
     let mut seen = std::collections::HashSet::new();
@@ -588,7 +591,7 @@ fn random_deck(n: usize, rng: &mut Rng) -> (String, Vec<String>) {
         let len = 2 + rng.below(6) as usize;
         let p: String = (0..len).map(|_| char::from(b'0' + rng.below(10) as u8)).collect();
         if seen.insert(p.clone()) {
-            csv.push_str(&format!("{p},Zone {},0.{:04},1/1\n", prefixes.len(), 1 + rng.below(9_999)));
+            csv.push_str(&format!("{p},Zone {},0.{:04},1/1\n", prefixes.len(), 200 + rng.below(9_800)));
             prefixes.push(p);
         }
     }
@@ -745,6 +748,27 @@ mod histogram_tests {
         // Each bucket's lower bound maps back to that bucket, in order.
         for i in 0..h.counts.len() {
             assert_eq!(Histogram::bucket(Histogram::lower_us(i)), i);
+        }
+    }
+}
+
+#[cfg(test)]
+mod deck_tests {
+    use super::random_deck;
+    use crate::ids::Rng;
+
+    /// The calls bench expects three postings a call (the HTTP bench test counts them): every
+    /// step of its calls must cost more than the one before, whatever the deck drew.
+    #[test]
+    fn every_step_of_a_bench_call_costs_more_than_the_one_before_on_any_deck() {
+        for seed in 0..200 {
+            let (csv, _) = random_deck(50, &mut Rng::new(seed));
+            let rates = purse_app::rating::parse_deck(&csv, Some("voice"), purse_core::Timestamp(0)).unwrap();
+            assert_eq!(rates.len(), 51, "50 prefixes and the fallback");
+            for rate in &rates {
+                let cost = |used: u64| rate.cost(used, 2).amount.0;
+                assert!(0 < cost(60) && cost(60) < cost(120) && cost(120) < cost(150), "seed {seed}: {rate:?}");
+            }
         }
     }
 }
