@@ -84,10 +84,12 @@ impl Api {
         Reply { status, body, headers, bytes }
     }
 
+    async fn get_reply(&self, key: &str, uri: &str) -> Reply {
+        self.send(Request::get(uri).header("authorization", format!("Bearer {key}")).body(Body::empty()).unwrap()).await
+    }
+
     async fn get_as(&self, key: &str, uri: &str) -> (StatusCode, Value) {
-        let r = self
-            .send(Request::get(uri).header("authorization", format!("Bearer {key}")).body(Body::empty()).unwrap())
-            .await;
+        let r = self.get_reply(key, uri).await;
         (r.status, r.body)
     }
 
@@ -215,15 +217,7 @@ async fn issue_22_the_balance_snapshot_lists_every_account_and_totals_in_the_sam
     let wallet = api.funded_wallet().await;
     let charge = json!({ "client_id": "s-1", "account": wallet, "amount": "2.50", "currency": "USD" });
     assert_eq!(api.post("/v1/charges", charge).await.0, StatusCode::CREATED);
-    let operator = api.operator.clone();
-    let reply = api
-        .send(
-            Request::get("/v1/balances")
-                .header("authorization", format!("Bearer {operator}"))
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+    let reply = api.get_reply(&api.operator, "/v1/balances").await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(reply.headers["content-type"], "application/json");
     // Every object's keys in alphabetical order, as the snapshot has always written them.
@@ -399,14 +393,7 @@ async fn keys_are_checked_scoped_and_rate_limited() {
         statuses.push(call.await.0);
     }
     assert!(statuses.contains(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
-    let r = api
-        .send(
-            Request::get("/v1/currencies")
-                .header("authorization", format!("Bearer {reader}"))
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+    let r = api.get_reply(&reader, "/v1/currencies").await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(r.headers.get("retry-after").is_some());
     // A revoked key stops working (at once when revoked through this process's cache).
