@@ -394,12 +394,13 @@ pub async fn balances(State(state): State<AppState>, _: Caller) -> Result<Respon
             let now = purse_engine::Clock::now(s.engine.clock().as_ref());
             let accounts = s.engine.reader().accounts()?;
             let mut currencies = std::collections::HashMap::new();
-            let mut sums: BTreeMap<String, (i128, i128, i128, u64)> = BTreeMap::new();
+            let mut sums: std::collections::HashMap<purse_core::CurrencyCode, (i128, i128, i128, u64)> =
+                std::collections::HashMap::new();
             for a in &accounts {
                 if let std::collections::hash_map::Entry::Vacant(new) = currencies.entry(a.currency) {
                     new.insert((a.currency.to_string(), s.currency("currency", a.currency)?));
                 }
-                let sum = sums.entry(currencies[&a.currency].0.clone()).or_default();
+                let sum = sums.entry(a.currency).or_default();
                 sum.0 += i128::from(a.balance.0);
                 if !a.is_system() {
                     sum.1 += i128::from(a.balance.0);
@@ -407,19 +408,19 @@ pub async fn balances(State(state): State<AppState>, _: Caller) -> Result<Respon
                 sum.2 += i128::from(a.reserved.0);
                 sum.3 += 1;
             }
-            let mut totals = BTreeMap::new();
-            for (code, (all, customers, reserved, n)) in sums {
-                let currency = s.currency("currency", currency_code("currency", &code)?)?;
-                totals.insert(
-                    code,
-                    Totals {
+            let totals: BTreeMap<String, Totals> = sums
+                .into_iter()
+                .map(|(code, (all, customers, reserved, n))| {
+                    let (name, currency) = &currencies[&code];
+                    let totals = Totals {
                         all_accounts: currency.format(clamp(all)),
                         customer_accounts: currency.format(clamp(customers)),
                         reserved: currency.format(clamp(reserved)),
                         accounts: n,
-                    },
-                );
-            }
+                    };
+                    (name.clone(), totals)
+                })
+                .collect();
             let by_id = accounts.iter().map(|a| (a.id, a)).collect();
             let rows = SnapshotRows { accounts: &accounts, by_id, currencies, now };
             serde_json::to_vec(&Snapshot { accounts: rows, as_of: time::format(now), totals })
