@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::served::{free_port, Served};
+use common::served::Served;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -433,6 +433,20 @@ fn serve(url: &str, clock: &Path, smtp_port: u16) -> Served {
     Served::start_with(url, &env)
 }
 
+/// A port a connection to is refused at once: a privileged one nothing listens on. (A port
+/// the kernel handed out and freed is in the ephemeral range: a connection to it can be
+/// given it as its own source port and connect to itself, or another test's server can
+/// take it, and an SMTP client then waits 20 s for a greeting.)
+fn refused_port() -> u16 {
+    (1..1024)
+        .find(|p| {
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], *p));
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused)
+        })
+        .expect("a privileged port nothing listens on")
+}
+
 fn wait_for(what: &str, done: impl FnMut() -> bool) {
     common::wait_for(60, what, done);
 }
@@ -519,9 +533,14 @@ fn a_process_killed_before_delivering_loses_no_notification() {
     let clock = dir.join("clock");
     purse::FileClock::set(&clock, Timestamp::from_secs(T0)).unwrap();
     let key = operator_key(&url);
-    // Nothing listens on this port yet: the notifications are recorded, not delivered.
-    let dead = free_port();
+    // Nothing listens on this port: the notifications are recorded, not delivered.
+    let dead = refused_port();
     let mut served = serve(&url, &clock, dead);
+    // The day's sweep first: run after the customer below is made and before its e-mails
+    // are set (a busy machine), it records a notice to nobody that uses the profile's one
+    // notice a day, and the charge's crossing below then sends none.
+    let said = served.collect_log();
+    wait_for("the day's sweep", || said.lock().unwrap().iter().any(|l| l.contains("daily sweep")));
     let mut api = Client::new(&served.base(), Some(key)).unwrap();
     let call = |api: &mut Client, method: &str, path: &str, body: Value| {
         let r = api.send(method, path, &body, &purse::ids::uuid_v4(&mut purse::ids::Rng::from_kernel())).unwrap();
@@ -560,15 +579,26 @@ fn a_process_killed_before_delivering_loses_no_notification() {
         "/v1/charges",
         json!({ "client_id": "c", "account": wallet, "amount": "25", "currency": "USD" }),
     );
-    // Every delivery's attempt finished (its error recorded): a delivery claimed but not yet
-    // tried stays leased to the killed process for two minutes, which this test is not about.
-    wait_for("a failed attempt of each delivery", || {
-        let log = api.get(&format!("/v1/notifications?customer={id}")).unwrap().json();
+    // The low-balance notice recorded and every delivery's attempt finished (its error
+    // recorded): a delivery claimed but not yet tried stays leased to the killed process for
+    // two minutes, which this test is not about. (Waiting for the deliveries there were
+    // let the payment's receipt alone pass before the notice existed: the notice's deliveries
+    // were then killed mid-attempt, leased past the wait below.)
+    let mut log = Value::Null;
+    let attempted = common::wait_until(60, || {
+        log = api.get(&format!("/v1/notifications?customer={id}")).unwrap().json();
         log["data"].as_array().is_some_and(|d| {
+            let notice =
+                d.iter().any(|n| n["event_type"] == "balance.low" && n["deliveries"].as_array().unwrap().len() == 2);
             let deliveries: Vec<&Value> = d.iter().flat_map(|n| n["deliveries"].as_array().unwrap()).collect();
-            !deliveries.is_empty() && deliveries.iter().all(|d| d["last_error"].is_string())
+            notice && deliveries.iter().all(|d| d["last_error"].is_string())
         })
     });
+    assert!(
+        attempted,
+        "a failed attempt of each delivery of the low-balance notice: not within 60 s; the notifications: {log}; the process said:\n{}",
+        served.collect_log().lock().unwrap().join("\n")
+    );
     served.kill();
     // The mail server comes up on a port of its own, told to the restarted process: reusing
     // the dead port raced other tests' servers for it (a port free at the start may be

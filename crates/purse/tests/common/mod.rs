@@ -74,12 +74,21 @@ pub fn both_backends(name: &str) -> Vec<String> {
 
 /// Waits until `done` holds, checking every 20 ms; fails the test with `what` after
 /// `within_s` seconds. Tests synchronise with this, never with a bare sleep.
-pub fn wait_for(within_s: u64, what: &str, mut done: impl FnMut() -> bool) {
+pub fn wait_for(within_s: u64, what: &str, done: impl FnMut() -> bool) {
+    assert!(wait_until(within_s, done), "{what}: not within {within_s} s");
+}
+
+/// Waits until `done` holds, checking every 20 ms, for at most `within_s` seconds: whether
+/// it did (for a test that says more than [`wait_for`] when it did not).
+pub fn wait_until(within_s: u64, mut done: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(within_s);
     while !done() {
-        assert!(std::time::Instant::now() < deadline, "{what}: not within {within_s} s");
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    true
 }
 
 /// Checks that `holds` stays true for `during` (for "nothing more happens" after the
