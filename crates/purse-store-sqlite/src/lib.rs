@@ -97,7 +97,11 @@ const PAGE_SIZE: i64 = 8192;
 
 /// Opens (creating if needed) the database file with durable settings, and verifies them.
 fn connect(path: &str, cache_kib: i64) -> StoreResult<Connection> {
-    let conn = Connection::open(path).map_err(err)?;
+    // SQLite's own VFS, but a commit's WAL frames go out in a few write calls, not two each
+    // (`purse-sqlite-wal`).
+    purse_sqlite_wal::register().map_err(StoreError::Other)?;
+    let conn = Connection::open_with_flags_and_vfs(path, rusqlite::OpenFlags::default(), purse_sqlite_wal::NAME)
+        .map_err(err)?;
     conn.set_prepared_statement_cache_capacity(128);
     conn.execute_batch(&format!(
         "PRAGMA page_size={PAGE_SIZE}; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000; \
