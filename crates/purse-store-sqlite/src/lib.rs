@@ -1348,3 +1348,20 @@ pub fn execute_raw(path: &str, sql: &str) -> StoreResult<usize> {
     let conn = connect(path, READER_CACHE_KIB)?;
     conn.execute(sql, []).map_err(err)
 }
+
+#[cfg(test)]
+mod tests {
+    /// The store's connections write their WAL through `purse-sqlite-wal` (a new file's
+    /// migrations commit through it; without it, nothing in this process would).
+    #[test]
+    fn the_store_writes_its_wal_through_the_gathering_vfs() {
+        let dir = std::env::temp_dir().join(format!("purse-store-wal-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let before = purse_sqlite_wal::wal_writes();
+        let opened = super::open(dir.join("db").to_str().unwrap());
+        assert!(opened.is_ok());
+        assert!(purse_sqlite_wal::wal_writes() > before, "no WAL write went through the VFS");
+        drop(opened);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
