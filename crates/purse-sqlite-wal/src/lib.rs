@@ -5,10 +5,10 @@
 //! (900 calls); a small batch over HTTP about 15 (30 calls), on the writer's thread, where
 //! every request of the batch waits for them. This VFS is SQLite's own ("unix"), except that
 //! the writes to a WAL file that follow one another are gathered in memory and handed to the
-//! file in calls of up to 124 KiB before anything else touches it: a sync, a read, a truncation, its size,
-//! any file control, its close, or a write somewhere else. Measured on this machine
-//! (BENCHMARKS.md): 15 frames took 52 µs of write calls, 15 µs as one call; 450 frames 1.17 ms
-//! and 0.70 ms.
+//! file in calls of 124 KiB as they fill, and the rest before anything else touches the file:
+//! a sync, a read, a truncation, its size, any file control, its close, or a write somewhere
+//! else. Measured on this machine (BENCHMARKS.md): 15 frames took 52 µs of write calls, 15 µs
+//! as one call; 450 frames 1.17 ms and 0.70 ms.
 //!
 //! Why it is safe: nothing reads a WAL frame before it is committed, and SQLite commits
 //! (with `synchronous=FULL`, which the store insists on) by syncing the WAL, which writes out
@@ -28,10 +28,6 @@ use rusqlite::ffi;
 /// The VFS's name, for `Connection::open_with_flags_and_vfs`.
 pub const NAME: &str = "purse-wal";
 const NAME_C: &CStr = c"purse-wal";
-
-/// Gathered bytes past which they are written at once (a batch of 8,192 charges gathers
-/// about 4 MB, written in calls of [`WRITE_MAX`]).
-const GATHERED_MAX: usize = 32 << 20;
 
 /// The most one call hands the platform VFS: SQLite's unix VFS writes at most 128 KiB − 1
 /// bytes per call (`seekAndWriteFd` masks the length with 0x1ffff), as SQLite itself never
@@ -167,34 +163,48 @@ unsafe fn inner(file: *mut ffi::sqlite3_file) -> (*mut ffi::sqlite3_file, &'stat
     }
 }
 
-/// Writes what is gathered (nothing when nothing is), in one call.
+/// Writes out what is gathered (nothing when nothing is).
 ///
 /// # Safety
 /// As [`inner`].
 unsafe fn flush(file: *mut ffi::sqlite3_file) -> c_int {
+    // SAFETY: per the contract.
+    unsafe { write_out(file, true) }
+}
+
+/// Writes out the gathered bytes in calls of [`WRITE_MAX`]: all of them, or (`all` false)
+/// the whole calls' worth, keeping the rest gathered.
+///
+/// # Safety
+/// As [`inner`].
+unsafe fn write_out(file: *mut ffi::sqlite3_file, all: bool) -> c_int {
     // SAFETY: per the contract; SQLite never uses one file from two threads at once.
     unsafe {
         let gathered = &mut *(*file.cast::<WalFile>()).gathered;
-        if gathered.bytes.is_empty() {
+        let keep = if all { 0 } else { gathered.bytes.len() % WRITE_MAX };
+        let whole = gathered.bytes.len() - keep;
+        if whole == 0 {
             return ffi::SQLITE_OK;
         }
         let (inner, methods) = inner(file);
         let Some(write) = methods.xWrite else { return ffi::SQLITE_IOERR_WRITE };
-        let mut rc = ffi::SQLITE_OK;
         let mut at = gathered.at;
-        for chunk in gathered.bytes.chunks(WRITE_MAX) {
+        for chunk in gathered.bytes[..whole].chunks(WRITE_MAX) {
             WAL_WRITES.fetch_add(1, Ordering::Relaxed);
             let len = c_int::try_from(chunk.len()).expect("chunks are bounded");
-            rc = write(inner, chunk.as_ptr().cast::<c_void>(), len, at);
+            let rc = write(inner, chunk.as_ptr().cast::<c_void>(), len, at);
             if rc != ffi::SQLITE_OK {
-                break;
+                // Gone with the failure: it fails what sent them, and SQLite rolls the
+                // transaction back.
+                gathered.bytes.clear();
+                return rc;
             }
             at += i64::from(len);
         }
-        // Written or failed, they are gone: a failure fails what sent them, and SQLite
-        // rolls the transaction back.
-        gathered.bytes.clear();
-        rc
+        gathered.bytes.copy_within(whole.., 0);
+        gathered.bytes.truncate(keep);
+        gathered.at = at;
+        ffi::SQLITE_OK
     }
 }
 
@@ -243,8 +253,10 @@ unsafe extern "C" fn write(file: *mut ffi::sqlite3_file, buf: *const c_void, amt
         }
         let Ok(amt) = usize::try_from(amt) else { return ffi::SQLITE_IOERR_WRITE };
         gathered.bytes.extend_from_slice(std::slice::from_raw_parts(buf.cast::<u8>(), amt));
-        if gathered.bytes.len() >= GATHERED_MAX {
-            return flush(file);
+        // A whole call's worth goes out at once: what is gathered stays small (and in the
+        // processor's cache), however many frames a commit has.
+        if gathered.bytes.len() >= WRITE_MAX {
+            return write_out(file, false);
         }
         ffi::SQLITE_OK
     }
