@@ -399,27 +399,33 @@ pub async fn csv(
             "The period has too many postings for one export; choose a shorter one.".into(),
         ));
     }
-    let c = d.currency;
-    let mut out = String::from("transfer_id,posted_at,at,kind,service,client_id,amount,balance_after,currency\n");
-    for t in report.entries.iter().rev() {
-        let debited = t.debit == d.wallet.id;
-        let change = if debited { Amount(-t.amount.0) } else { t.amount };
-        let after = if debited { t.debit_balance } else { t.credit_balance };
-        let fields = [
-            t.id.0.to_string(),
-            time::format(t.posted_at),
-            time::format(t.at),
-            t.kind.as_str().to_owned(),
-            t.service.clone().unwrap_or_default(),
-            viewer.who.shown_client_id(&t.client_id),
-            c.format(change),
-            c.format(after),
-            c.code.to_string(),
-        ];
-        let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
-        out.push_str(&line.join(","));
-        out.push('\n');
-    }
+    let (c, wallet, who) = (d.currency, d.wallet.id, viewer.who);
+    // Up to PERIOD_SCAN_MAX lines: written on the blocking pool like the scan, so an export
+    // never holds the runtime's worker that answers charges (one on 2 cores).
+    let out = read(&state, move |_| {
+        let mut out = String::from("transfer_id,posted_at,at,kind,service,client_id,amount,balance_after,currency\n");
+        for t in report.entries.iter().rev() {
+            let debited = t.debit == wallet;
+            let change = if debited { Amount(-t.amount.0) } else { t.amount };
+            let after = if debited { t.debit_balance } else { t.credit_balance };
+            let fields = [
+                t.id.0.to_string(),
+                time::format(t.posted_at),
+                time::format(t.at),
+                t.kind.as_str().to_owned(),
+                t.service.clone().unwrap_or_default(),
+                who.shown_client_id(&t.client_id),
+                c.format(change),
+                c.format(after),
+                c.code.to_string(),
+            ];
+            let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+            out.push_str(&line.join(","));
+            out.push('\n');
+        }
+        Ok(out)
+    })
+    .await?;
     let name = format!("balance-{id}-{}-{}.csv", time::format_date(days.0), time::format_date(days.1));
     let mut response = ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response();
     let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{name}\""))
