@@ -2,7 +2,7 @@
 # The HTTP benchmark of BENCHMARKS.md: a release `purse serve` on a fresh SQLite file, and
 # `purse bench --target` driving its API from the same machine (client and server share
 # the cores). The request log is on, as by default (to a file); only the rate limit is off.
-# Prints one JSON object per case.
+# Prints one JSON object per case; the last two ran at the same time.
 # Usage: scripts/bench-http.sh [SINGLE_CHARGES] [BATCH_CHARGES]  (default 200,000 and 1,000,000)
 # PURSE_BIN=path/to/purse runs another build (for A/B runs) instead of building this one.
 set -euo pipefail
@@ -32,3 +32,12 @@ run() {
 }
 run http_single_64 --charges "$SINGLE" --batch 1 --concurrency 64
 run http_batch_1000 --charges "$BATCH" --batch 1000 --concurrency 4
+# Single charges while another client streams batches of 8,192, as a switch's charges beside
+# a bulk import: the batches start a second earlier and, at the default sizes, outlast them.
+"$PURSE" bench --json --target "http://127.0.0.1:$PORT" --key "$KEY" --accounts 1000 \
+    --charges "$((BATCH * 2))" --batch 8192 --concurrency 1 >"$DIR/beside.json" &
+BESIDE=$!
+sleep 1
+run http_single_64_beside_batches --charges "$((SINGLE / 2))" --batch 1 --concurrency 64
+wait "$BESIDE"
+printf '{"case":"%s","result":%s}\n' http_batch_8192_beside_singles "$(cat "$DIR/beside.json")"
