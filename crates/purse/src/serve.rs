@@ -174,7 +174,8 @@ fn launch(
 /// `TOKIO_WORKER_THREADS` overrides it): one fewer than the cores, at least one. The ledger's
 /// writer is a thread of its own, busy whenever charges arrive; a worker for every core as
 /// well makes the threads take the cores from each other (on 2 cores, one worker answered
-/// single charges 7 % faster at 64 connections and 10 % at 16: BENCHMARKS.md).
+/// single charges 10 % faster at 16 connections, and with a quarter of the p99 beside a
+/// stream of batches: BENCHMARKS.md).
 fn http_workers(cores: usize) -> usize {
     cores.saturating_sub(1).max(1)
 }
