@@ -47,6 +47,7 @@ codes! {
     CurrencyMismatch = "currency_mismatch",
     CurrencyUnknown = "currency_unknown",
     Duplicate = "duplicate",
+    DuplicateField = "duplicate_field",
     DuplicateParameter = "duplicate_parameter",
     EmailTaken = "email_taken",
     ForbiddenAddress = "forbidden_address",

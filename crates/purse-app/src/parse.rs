@@ -114,7 +114,7 @@ pub fn password_rule(password: &str) -> Option<String> {
 /// A name of a key or a user: trimmed, 1 to 100 characters, none of them control characters.
 pub fn name(field: &str, text: &str) -> Result<String, AppError> {
     let name = text.trim();
-    if name.is_empty() || name.chars().count() > NAME_LEN_MAX || name.chars().any(char::is_control) {
+    if name.is_empty() || name.chars().count() > NAME_LEN_MAX || !purse_core::text::is_single_line(name) {
         return Err(AppError::invalid(
             field,
             Code::InvalidName,

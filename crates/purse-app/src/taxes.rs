@@ -136,7 +136,7 @@ pub fn put_customer_tax(s: &App, who: &Principal, customer: u64, body: &TaxSetti
             return Err(AppError::invalid(field, Code::TextTooLong, format!("{field} is at most {max} bytes")));
         }
         // Line breaks belong in an address; other control characters nowhere.
-        if v.chars().any(|c| c.is_control() && !(field == "address" && c == '\n')) {
+        if v.chars().any(|c| purse_core::text::is_control(c) && !(field == "address" && c == '\n')) {
             return Err(AppError::invalid(field, Code::TextNotPrintable, format!("{field} has a control character")));
         }
         Ok(v.to_owned())

@@ -60,7 +60,7 @@ pub struct WebhookUrl {
 
 /// Parses an `http://` or `https://` URL without credentials or fragment.
 pub fn parse_webhook_url(text: &str) -> Result<WebhookUrl, AddressError> {
-    if text.len() > URL_LEN_MAX || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if text.len() > URL_LEN_MAX || text.chars().any(|c| c.is_whitespace() || purse_core::text::is_control(c)) {
         return Err(AddressError::TooLong);
     }
     let (https, rest) = if let Some(rest) = text.strip_prefix("https://") {

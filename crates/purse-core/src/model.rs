@@ -79,16 +79,23 @@ pub struct ClientId {
 impl ClientId {
     pub const LEN_MAX: usize = 128;
 
-    /// An id in the operator's namespace: 1 to 128 bytes of printable text (no control
-    /// characters).
+    /// An id in the operator's namespace: 1 to 128 bytes of one-line text (no control
+    /// characters, [`crate::text::is_single_line`]).
     pub fn new(text: &str) -> Option<ClientId> {
         ClientId::scoped(Tenant::Operator, text)
     }
 
     /// An id in `tenant`'s namespace, with the same rules as [`ClientId::new`].
     pub fn scoped(tenant: Tenant, text: &str) -> Option<ClientId> {
-        let ok = !text.is_empty() && text.len() <= Self::LEN_MAX && !text.chars().any(char::is_control);
+        let ok = !text.is_empty() && text.len() <= Self::LEN_MAX && crate::text::is_single_line(text);
         ok.then(|| ClientId { tenant, text: text.into() })
+    }
+
+    /// A client id read back from the store, as it was stored: an id an earlier version
+    /// accepted stays readable when the rules for new ones grow stricter (`None` only when
+    /// empty, which no version stored).
+    pub fn stored(tenant: Tenant, text: &str) -> Option<ClientId> {
+        (!text.is_empty()).then(|| ClientId { tenant, text: text.into() })
     }
 
     /// The text as its caller sent it.

@@ -2,15 +2,26 @@
 //! refuses a NUL character that SQLite would keep, and a control character in a name or a
 //! one-line field would break every page, e-mail and CSV that shows it.
 
-/// One-line text (a name, a service, a reason): no control characters at all.
+/// Whether `c` is a control character no text may hold: one of Unicode's control characters
+/// (a NUL, an escape, a line break where one line is expected), or a bidirectional
+/// embedding, override or isolate (U+202A–U+202E, U+2066–U+2069). Those reorder whatever
+/// follows them on their line: a customer named with one could make the amount after the
+/// name in a low-balance e-mail read backwards. The direction marks (U+200E, U+200F,
+/// U+061C), which names in right-to-left scripts use and which reorder nothing after them,
+/// are text.
+pub fn is_control(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// One-line text (a name, a service, a reason, a client id): no control characters at all.
 pub fn is_single_line(text: &str) -> bool {
-    !text.chars().any(char::is_control)
+    !text.chars().any(is_control)
 }
 
 /// Text that may span lines (a template's body, metadata): no control characters but tab,
 /// line feed and carriage return.
 pub fn is_multi_line(text: &str) -> bool {
-    !text.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    !text.chars().any(|c| is_control(c) && !matches!(c, '\t' | '\n' | '\r'))
 }
 
 /// Each byte's value as a hexadecimal digit: 0–15 for `0`–`9` and `a`–`f`; the same plus 16
@@ -68,5 +79,26 @@ mod tests {
         }
         assert!(is_multi_line("Dear {customer},\r\n\tyour balance is low."));
         assert!(!is_multi_line("a\u{0}b") && !is_multi_line("\u{1b}"));
+    }
+
+    #[test]
+    fn direction_overrides_are_control_characters_and_direction_marks_are_text() {
+        for bad in [
+            "Evil\u{202E}proC",
+            "\u{202A}x",
+            "\u{202B}x",
+            "\u{202C}",
+            "\u{202D}x",
+            "a\u{2066}b",
+            "\u{2067}",
+            "\u{2068}",
+            "\u{2069}",
+        ] {
+            assert!(!is_single_line(bad) && !is_multi_line(bad), "{bad:?}");
+        }
+        for good in ["\u{5e9}\u{5dc}\u{5d5}\u{5dd} \u{200F}(2)", "\u{627}\u{644}\u{200E}ACME", "\u{61C}1", "a\u{200D}b"]
+        {
+            assert!(is_single_line(good) && is_multi_line(good), "{good:?}");
+        }
     }
 }

@@ -65,6 +65,10 @@ fn field_error(path: &str, message: &str) -> ApiError {
     if message.starts_with("missing field") {
         return ApiError::invalid(join(quoted), Code::MissingField, message);
     }
+    // A field given twice is reported at its object, like a missing one.
+    if message.starts_with("duplicate field") {
+        return ApiError::invalid(join(quoted), Code::DuplicateField, format!("{} is given twice", join(quoted)));
+    }
     let field = if path == "." { String::new() } else { path.to_owned() };
     let money = ["amount", "price", "credit_limit"].iter().any(|m| field.ends_with(m));
     if money && message.starts_with("invalid type") {

@@ -13,7 +13,6 @@ use super::session::{Form, PathId, Viewer};
 use super::{done, read, PortalError};
 use crate::PortalState;
 
-const NAME_LEN_MAX: usize = 100;
 const SCOPES: [(&str, &str); 2] = [("read_write", "Read and write"), ("read", "Read only")];
 
 /// The keys `viewer` manages (the policy's rule). Blocking.
@@ -93,7 +92,7 @@ pub async fn create(State(state): State<PortalState>, viewer: Viewer, form: Form
     viewer.check(&form)?;
     let name = form.get("name").trim();
     let scope_text = form.get("scope");
-    let name_error = if name.is_empty() || name.chars().count() > NAME_LEN_MAX || name.chars().any(char::is_control) {
+    let name_error = if purse_app::parse::name("name", name).is_err() {
         Some("A name is 1 to 100 characters, none of them control characters.")
     } else {
         None

@@ -724,7 +724,7 @@ pub mod codec {
 
     /// A client id from its tenant column and its text column.
     pub fn client_id(tenant_text: &str, text: &str) -> StoreResult<purse_core::ClientId> {
-        purse_core::ClientId::scoped(parse_tenant(tenant_text)?, text)
+        purse_core::ClientId::stored(parse_tenant(tenant_text)?, text)
             .ok_or_else(|| StoreError::Other(format!("bad client id {text:?}")))
     }
 
@@ -950,6 +950,16 @@ pub mod codec {
                 assert_eq!(super::parse_tenant(&super::tenant(t)).unwrap(), t);
             }
             assert!(super::parse_tenant("x1").is_err() && super::parse_tenant("r").is_err());
+        }
+
+        #[test]
+        fn a_client_id_stored_under_looser_rules_reads_back_as_it_was() {
+            // A direction override was accepted before text refused it: such rows stay readable.
+            let text = "call-\u{202E}1";
+            assert!(ClientId::scoped(Tenant::Operator, text).is_none(), "refused as new input");
+            let read = super::client_id("c34", text).expect("readable");
+            assert_eq!((read.as_str(), read.tenant()), (text, Tenant::Customer(PartyId(34))));
+            assert!(super::client_id("", "").is_err());
         }
     }
 }

@@ -264,6 +264,15 @@ async fn bad_input_is_a_clear_4xx_naming_the_field() {
         (with("at", json!("yesterday")), StatusCode::UNPROCESSABLE_ENTITY, "invalid_time", "at"),
         (with("metadata", json!([1, 2])), StatusCode::UNPROCESSABLE_ENTITY, "invalid_metadata", "metadata"),
         (with("client_id", json!("")), StatusCode::UNPROCESSABLE_ENTITY, "invalid_client_id", "client_id"),
+        // A direction override reorders what follows it on the line wherever the text is shown.
+        (with("client_id", json!("x-\u{202E}1")), StatusCode::UNPROCESSABLE_ENTITY, "invalid_client_id", "client_id"),
+        (with("service", json!("voice\u{2066}")), StatusCode::UNPROCESSABLE_ENTITY, "text_not_printable", "service"),
+        (
+            with("metadata", json!({ "note": "a \u{202D}b" })),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "text_not_printable",
+            "metadata",
+        ),
     ];
     for (body, status, code, field) in cases {
         let (got, response) = api.post("/v1/charges", body.clone()).await;
@@ -273,6 +282,13 @@ async fn bad_input_is_a_clear_4xx_naming_the_field() {
     missing.as_object_mut().unwrap().remove("amount");
     let (status, body) = api.post("/v1/charges", missing).await;
     assert_eq!((status, error_of(&body)), (StatusCode::UNPROCESSABLE_ENTITY, ("missing_field", "amount")));
+    let evil = json!({ "client_id": "c-2", "name": "Evil\u{202E}proC", "billing": "prepaid", "currency": "USD" });
+    let (status, body) = api.post("/v1/customers", evil).await;
+    assert_eq!((status, error_of(&body)), (StatusCode::UNPROCESSABLE_ENTITY, ("text_not_printable", "name")));
+    // A field given twice is named, whichever value would have won.
+    let twice = r#"{"client_id": "x-2", "account": 1, "amount": "1.00", "amount": "2.00", "currency": "USD"}"#;
+    let (status, body) = api.post_text("/v1/charges", twice).await;
+    assert_eq!((status, error_of(&body)), (StatusCode::UNPROCESSABLE_ENTITY, ("duplicate_field", "amount")));
     let (status, body) = api.post_text("/v1/charges", "{\"client_id\": ").await;
     assert_eq!((status, error_of(&body).0), (StatusCode::BAD_REQUEST, "malformed_json"));
     let plain = Request::post("/v1/charges")
