@@ -250,12 +250,17 @@ pub async fn save(
                 None
             }
         };
+        let category = AdjustCategory::parse(&e["category"]);
+        if category.is_none() {
+            errors.push(("category".into(), "choose correction or goodwill".into()));
+        }
         if e["reason"].is_empty() {
             errors.push(("reason".into(), "give a reason: it is kept in the audit log".into()));
         }
-        let Some(amount) = amount.filter(|_| errors.is_empty()) else { return Err(PortalError::Fields(errors)) };
+        let (Some(amount), Some(category)) = (amount.filter(|_| errors.is_empty()), category) else {
+            return Err(PortalError::Fields(errors));
+        };
         let metadata = serde_json::json!({ "reverses": t.transfer.id.0 }).to_string();
-        let category = AdjustCategory::parse(&e["category"]).unwrap_or(AdjustCategory::Correction);
         let adjustment = Adjustment {
             account: t.account.id.0,
             money: Money { amount, currency: t.account.currency },
@@ -422,7 +427,11 @@ pub async fn create(
         };
         let direction = match e["direction"].as_str() {
             "debit" => AdjustDirection::Debit,
-            _ => AdjustDirection::Credit,
+            "credit" => AdjustDirection::Credit,
+            _ => {
+                errors.push(("direction".into(), "choose to raise or to lower the balance".into()));
+                AdjustDirection::Credit
+            }
         };
         let category = AdjustCategory::parse(&e["category"]).unwrap_or_else(|| {
             errors.push(("category".into(), "choose goodwill, correction or write-off".into()));

@@ -62,11 +62,20 @@ pub async fn save_suspension(
     form: Form,
 ) -> Result<Response, PortalError> {
     viewer.check(&form)?;
-    let suspend = form.get("suspended") == "yes";
+    // The two buttons' forms say yes or no; anything else is a form edited by hand.
+    let choice = match form.get("suspended") {
+        "yes" => Some(true),
+        "no" => Some(false),
+        _ => None,
+    };
+    let suspend = choice == Some(true);
     let reason = form.get("reason").trim().to_owned();
     let who = viewer.who;
     let outcome = read(&state, move |s| {
         let name = s.party_of_kind(&who, id, false)?.name;
+        let Some(suspend) = choice else {
+            return Ok(Err("choose to suspend the customer or to lift its suspension".to_owned()));
+        };
         match collections::set_standing(s, &who, id, suspend, &reason) {
             Ok(changed) => Ok(Ok((name, changed))),
             Err(purse_app::AppError::Invalid { message, .. }) => Ok(Err(message)),

@@ -335,13 +335,17 @@ fn issue_18_concurrent_login_guesses_check_at_most_five_passwords() {
     }
 }
 
+/// The whole application on a fresh SQLite file, and a runtime to call it from.
+fn in_process() -> (InProcess, tokio::runtime::Runtime) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    (InProcess::on(&sqlite_url()), runtime)
+}
+
 /// Issue 18, item 5: the smaller inputs, refused naming their field, and a wrong method
 /// answered in the error shape.
 #[test]
 fn issue_18_smaller_inputs_are_refused_naming_their_field() {
-    let url = sqlite_url();
-    let app = InProcess::on(&url);
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (app, runtime) = in_process();
     runtime.block_on(async {
         let op = app.operator();
         app.call(&op, "POST", "/v1/currencies", Some(&json!({ "code": "USD" }))).await;
@@ -367,6 +371,76 @@ fn issue_18_smaller_inputs_are_refused_naming_their_field() {
         // A period of zero hours is no period.
         let r = app.call(&op, "POST", "/v1/low-balance-profiles", Some(&json!({ "name": "Low", "reseller": reseller, "currency": "USD", "max_quantity": 1, "period_hours": 0 }))).await;
         assert_eq!((r.status.as_u16(), r.error()), (422, ("out_of_range", "period_hours")), "{}", r.body);
+    });
+    drop(runtime);
+}
+
+/// A portal form's choice that is none of its options (a page edited by hand, a stale form)
+/// is refused naming the field, never read as the first option: a staff adjustment whose
+/// direction is neither raise nor lower moves no money, and a suspension form that says
+/// neither suspend nor lift changes nothing.
+#[test]
+fn tampered_portal_choices_are_refused_not_defaulted() {
+    let (app, runtime) = in_process();
+    runtime.block_on(async {
+        let op = app.operator();
+        app.call(&op, "POST", "/v1/currencies", Some(&json!({ "code": "USD" }))).await;
+        let c = app
+            .call(
+                &op,
+                "POST",
+                "/v1/customers",
+                Some(&json!({ "client_id": "c", "name": "C", "billing": "prepaid", "currency": "USD" })),
+            )
+            .await;
+        let (customer, wallet) = (c.body["id"].as_u64().unwrap(), c.body["wallet"].as_u64().unwrap());
+        let balance =
+            || async { app.call(&op, "GET", &format!("/v1/accounts/{wallet}"), None).await.body["balance"].clone() };
+        let before = balance().await;
+        let staff = app.session(Role::Operator, Scope::ReadWrite);
+        let path = format!("/customers/{customer}/adjustments");
+        for direction in ["raise", "", "CREDIT"] {
+            let request = id("portal");
+            let form = [
+                ("request", request.as_str()),
+                ("account", &wallet.to_string()),
+                ("direction", direction),
+                ("category", "correction"),
+                ("amount", "5"),
+                ("reason", "tampered"),
+            ];
+            let r = app.page(&staff, "POST", &path, &form).await;
+            assert_eq!(r.status, 422, "{direction:?}: {}", r.text());
+            assert!(r.text().contains("choose to raise or to lower the balance"), "the field is named: {}", r.text());
+            assert_eq!(balance().await, before, "{direction:?} moved no money");
+        }
+        // Giving back part of a posting: a category that is neither offered is named too.
+        let pay =
+            json!({ "client_id": id("pay"), "account": wallet, "amount": "9.00", "currency": "USD", "method": "cash" });
+        let paid = app.call(&op, "POST", "/v1/payments", Some(&pay)).await;
+        let charge = json!({ "client_id": id("charge"), "account": wallet, "amount": "4.00", "currency": "USD" });
+        let charged = app.call(&op, "POST", "/v1/charges", Some(&charge)).await;
+        assert_eq!((paid.status.as_u16(), charged.status.as_u16()), (201, 201), "{} {}", paid.body, charged.body);
+        let before = balance().await;
+        let path = format!("/transfers/{}/adjust", charged.body["transfer"]);
+        let request = id("portal");
+        let form = [("request", request.as_str()), ("category", "bonus"), ("amount", "1"), ("reason", "tampered")];
+        let r = app.page(&staff, "POST", &path, &form).await;
+        assert_eq!(r.status, 422, "{}", r.text());
+        assert!(r.text().contains("choose correction or goodwill"), "the field is named: {}", r.text());
+        assert_eq!(balance().await, before, "nothing was given back");
+        let path = format!("/customers/{customer}/suspension");
+        let r = app.page(&staff, "POST", &path, &[("suspended", "yes"), ("reason", "chargeback")]).await;
+        assert_eq!(r.status, 303, "{}", r.text());
+        let suspended = || async {
+            app.call(&op, "GET", &format!("/v1/customers/{customer}/suspension"), None).await.body["suspended"].clone()
+        };
+        assert_eq!(suspended().await, json!(true));
+        for value in ["", "maybe"] {
+            let r = app.page(&staff, "POST", &path, &[("suspended", value), ("reason", "tampered")]).await;
+            assert_eq!(r.status, 303, "{}", r.text());
+            assert_eq!(suspended().await, json!(true), "{value:?} lifted nothing");
+        }
     });
     drop(runtime);
 }
