@@ -3,7 +3,9 @@
 # SQLite ceilings of ../shared/limits (built as it is, with fsync, and with this project's
 # SQLite flags, fdatasync), then every case once on a release build; then prints each
 # round's ratios and their medians. Ratios are taken within a round: the machine's speed
-# drifts between runs, ratios much less.
+# drifts between runs, ratios much less. For HTTP it also prints the CPU a request costs the
+# server and the load generator, which share this machine's cores, and the ratio that CPU
+# would allow if every core were busy: a bound on the HTTP targets here.
 # Usage: scripts/bench-targets.sh [ROUNDS]   (default 3; about a minute a round)
 # LIMITS=path/to/limits overrides ../shared/limits; PURSE_BIN=path/to/purse runs another build.
 set -euo pipefail
@@ -42,7 +44,21 @@ http() { # a fresh release server, a warm-up, then single charges on $1 connecti
     SERVER=$!
     for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
     "$PURSE" bench --json --target "http://127.0.0.1:$port" --key "$key" --accounts 1000 --charges 2000 --batch 1 --concurrency "$1" >/dev/null
-    "$PURSE" bench --json --target "http://127.0.0.1:$port" --key "$key" --accounts 1000 --charges 100000 --batch 1 --concurrency "$1"
+    # The timed run, with the CPU the server (its /proc ticks) and the load generator (its
+    # rusage) spend on it: they share this machine's cores.
+    python3 -c '
+import json, os, resource, subprocess, sys
+def ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+before = ticks(sys.argv[1])
+line = json.loads(subprocess.run(sys.argv[2:], stdout=subprocess.PIPE, text=True, check=True).stdout)
+line["server_cpu_s"] = round((ticks(sys.argv[1]) - before) / os.sysconf("SC_CLK_TCK"), 2)
+used = resource.getrusage(resource.RUSAGE_CHILDREN)
+line["loadgen_cpu_s"] = round(used.ru_utime + used.ru_stime, 3)
+print(json.dumps(line, separators=(",", ":")))
+' "$SERVER" "$PURSE" bench --json --target "http://127.0.0.1:$port" --key "$key" --accounts 1000 --charges 100000 --batch 1 --concurrency "$1"
     kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=
 }
 
@@ -58,7 +74,7 @@ for round in $(seq "$ROUNDS"); do
 done | tee "$DIR/rounds.jsonl"
 
 python3 - "$DIR/rounds.jsonl" <<'EOF'
-import json, statistics, sys
+import json, os, statistics, sys
 rounds = [json.loads(line) for line in open(sys.argv[1])]
 rate = lambda r, case: r[case]["charges_per_s"]
 targets = [
@@ -77,4 +93,13 @@ randoms = [rate(r, "random") for r in rounds]
 p99 = [r["http_64"]["p99_ms"] for r in rounds]
 print(f"{'random ids, charges/s':42} {' '.join(f'{v / 1000:.0f}k' for v in randoms):34} {statistics.median(randoms) / 1000:.0f}k   100k")
 print(f"{'HTTP 64 p99, ms':42} {' '.join(f'{v:.1f}' for v in p99):34} {statistics.median(p99):.1f}   10")
+# What bounds the HTTP ratios on this machine: the CPU a request costs the server and the
+# load generator together, on cores they share. At most cores / (that CPU) requests a second.
+cores = os.cpu_count()
+for case, engine in (("http_64", "engine_64"), ("http_16", "engine_16")):
+    per = [(r[case]["server_cpu_s"] * 1e6 / r[case]["charges"], r[case]["loadgen_cpu_s"] * 1e6 / r[case]["charges"]) for r in rounds]
+    bound = [cores * 1e6 / (s + l) / rate(r, engine) for (s, l), r in zip(per, rounds)]
+    label = case.replace("http_", "HTTP ")
+    print(f"{label + ' µs CPU a request (server+load gen)':42} {' '.join(f'{s:.0f}+{l:.0f}' for s, l in per):34}")
+    print(f"{label + ' ratio if every core were busy':42} {' '.join(f'{b:.2f}' for b in bound):34} {statistics.median(bound):.2f}")
 EOF
