@@ -26,18 +26,24 @@ impl Remote {
     }
 
     fn check(reply: crate::client::Reply) -> crate::error::Result<Value> {
+        Self::refused(reply).map_err(|(status, e)| {
+            let field = e["field"].as_str().map(|f| format!(" (field {f})")).unwrap_or_default();
+            crate::Error::Remote(format!(
+                "{status} {}: {}{field}",
+                e["code"].as_str().unwrap_or("error"),
+                e["message"].as_str().unwrap_or("")
+            ))
+        })
+    }
+
+    /// The body of a 2xx answer, or the status and the error object of any other.
+    fn refused(reply: crate::client::Reply) -> Result<Value, (u16, Value)> {
         let body = reply.json();
         if (200..300).contains(&reply.status) {
-            return Ok(body);
+            Ok(body)
+        } else {
+            Err((reply.status, body["error"].clone()))
         }
-        let e = &body["error"];
-        let field = e["field"].as_str().map(|f| format!(" (field {f})")).unwrap_or_default();
-        Err(crate::Error::Remote(format!(
-            "{} {}: {}{field}",
-            reply.status,
-            e["code"].as_str().unwrap_or("error"),
-            e["message"].as_str().unwrap_or("")
-        )))
     }
 
     pub fn get(&mut self, path: &str) -> crate::error::Result<Value> {
@@ -204,6 +210,9 @@ pub fn import(remote: &mut Remote, csv: &str) -> crate::error::Result<String> {
     {
         return Err(crate::Error::Remote(format!("line 1: unknown column {unknown}")));
     }
+    if let Some((i, twice)) = columns.iter().enumerate().find(|(i, c)| columns[..*i].contains(c)) {
+        return Err(crate::Error::Remote(format!("line 1: the column {twice} is given twice (column {})", i + 1)));
+    }
     let mut items = Vec::new();
     for record in reader.records() {
         let record = record.map_err(|e| crate::Error::Remote(e.to_string()))?;
@@ -229,7 +238,12 @@ pub fn import(remote: &mut Remote, csv: &str) -> crate::error::Result<String> {
     let (mut posted, mut replayed, mut failed) = (0, 0, Vec::new());
     for chunk in items.chunks(IMPORT_CHUNK) {
         let body = json!({ "items": chunk.iter().map(|(_, i)| i.clone()).collect::<Vec<_>>() });
-        let answer = remote.post(kind.endpoint, &body)?;
+        let key = remote.fresh_id();
+        let answer = match Remote::refused(remote.client.send("POST", kind.endpoint, &body, &key)?) {
+            Ok(answer) => answer,
+            // A malformed row refuses its whole request: named by its line, not its place in it.
+            Err((status, e)) => return Err(refused_rows(status, &e, chunk, posted + replayed + failed.len())),
+        };
         let results =
             answer["results"].as_array().ok_or_else(|| crate::Error::Remote("no results in the answer".into()))?;
         for ((line, _), r) in chunk.iter().zip(results) {
@@ -248,6 +262,30 @@ pub fn import(remote: &mut Remote, csv: &str) -> crate::error::Result<String> {
         out.push('\n');
     }
     Ok(out)
+}
+
+/// The error of a request of rows refused whole, naming the row's line when the API names
+/// the item (`items[i].field`), and what was and was not posted.
+fn refused_rows(status: u16, e: &Value, chunk: &[(u64, Value)], before: usize) -> crate::Error {
+    let (code, field) = (text(&e["code"]), e["field"].as_str().unwrap_or(""));
+    let mut message = e["message"].as_str().unwrap_or("").to_owned();
+    let item = field
+        .strip_prefix("items[")
+        .and_then(|rest| rest.split_once(']'))
+        .and_then(|(i, rest)| Some((i.parse::<usize>().ok()?, rest.trim_start_matches('.'))));
+    let at = match item.and_then(|(i, column)| Some((chunk.get(i)?.0, column, i))) {
+        Some((line, column, i)) => {
+            message = message.replace(&format!("items[{i}]."), "");
+            format!("line {line}: {column}: ")
+        }
+        None => format!("{status} "),
+    };
+    let first = chunk.first().map_or(0, |(line, _)| *line);
+    let earlier = if before > 0 { format!(" ({before} rows before it were)") } else { String::new() };
+    crate::Error::Remote(format!(
+        "{at}{code}: {message}\nNothing from line {first} on was posted{earlier}. Fix the line and run the import \
+         again: rows posted already are replayed, not posted twice."
+    ))
 }
 
 pub fn adjustments_table(v: &Value) -> String {

@@ -315,13 +315,16 @@ fn the_cli_drives_the_api() {
     let server = Served::start(&url);
     let key = operator_key(&url);
     let base = server.base();
-    let cli = |args: &[&str]| -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_purse"))
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_purse"))
             .args(args)
             .env("PURSE_URL", &base)
             .env("PURSE_API_KEY", &key)
             .output()
-            .unwrap();
+            .unwrap()
+    };
+    let cli = |args: &[&str]| -> String {
+        let out = run(args);
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
     };
@@ -367,6 +370,21 @@ fn the_cli_drives_the_api() {
     assert!(first.contains("line 3: invalid_amount"), "{first}");
     let again = cli(&["import", csv.to_str().unwrap()]);
     assert!(again.starts_with("0 posted, 2 already posted, 1 refused"), "{again}");
+    // A malformed row refuses its whole request: it is named by its line, and nothing moves.
+    let failing = |args: &[&str]| -> String {
+        let out = run(args);
+        assert!(!out.status.success(), "{args:?} fails");
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let bad = dir.join("bad.csv");
+    std::fs::write(&bad, format!("client_id,account,amount,currency\nb-1,{wallet},0.50,USD\nb-2,{wallet},-1,USD\n"))
+        .unwrap();
+    let refused = failing(&["import", bad.to_str().unwrap()]);
+    assert!(refused.contains("line 3: amount: invalid_amount: amount must be a positive decimal"), "{refused}");
+    assert!(refused.contains("Nothing from line 2 on was posted"), "{refused}");
+    std::fs::write(&bad, format!("client_id,account,amount,amount,currency\nb-3,{wallet},0.50,9.00,USD\n")).unwrap();
+    let refused = failing(&["import", bad.to_str().unwrap()]);
+    assert!(refused.contains("line 1: the column amount is given twice"), "{refused}");
     let shown = cli(&["accounts", "show", &wallet.to_string()]);
     assert!(shown.contains("16.25"), "{shown}");
     let journal: Value =

@@ -118,7 +118,7 @@ impl ChargeRequest {
             return Err(ApiError::invalid(
                 field("amount"),
                 Code::InvalidAmount,
-                format!("{} must be a decimal string such as \"12.50\"", field("amount")),
+                format!("{} must be a positive decimal string such as \"12.50\"", field("amount")),
             ));
         }
         currency_code(&field("currency"), &self.currency)?;
