@@ -653,6 +653,12 @@ pub fn parse_deck(text: &str, service: Option<&str>, now: Timestamp) -> AppResul
             return Err(deck_error(format!("csv: unknown column {h:?}; the columns are {}", DECK_COLUMNS.join(", "))));
         }
     }
+    // A column named twice would be read from one of the two, silently: a price among them.
+    if let Some((i, twice)) =
+        headers.iter().enumerate().find(|(i, h)| headers.iter().take(*i).any(|e| e.eq_ignore_ascii_case(h)))
+    {
+        return Err(deck_error(format!("csv: the column {twice:?} is named twice (column {})", i + 1)));
+    }
     let (Some(prefix_at), Some(price_at)) = (column("prefix"), column("price")) else {
         return Err(deck_error("csv: the header line must name at least prefix and price".into()));
     };

@@ -255,8 +255,15 @@ fn issue_20_a_deck_with_bad_lines_imports_nothing_and_names_each_line() {
         for needle in ["line 3: prefix", "line 4: price", "line 5: increments", "nothing was imported"] {
             assert!(message.contains(needle), "{needle} not in {message}");
         }
+        // A column named twice is refused, not read from one of the two.
+        let twice = "prefix,price,Price,increments\n447,0.10,0.20,60/60\n";
+        let r = shop
+            .call("POST", &format!("/v1/rate-plans/{plan}/import"), json!({ "csv": twice, "service": "voice" }))
+            .await;
+        assert_eq!(r.status, 422, "{}", r.body);
+        assert!(r.body["error"]["message"].as_str().unwrap().contains("\"Price\" is named twice"), "{}", r.body);
         let p = ok(&shop.call("GET", &format!("/v1/rate-plans/{plan}"), Value::Null).await, "plan");
-        assert_eq!(p["rates"], 1, "nothing of the bad deck was kept");
+        assert_eq!(p["rates"], 1, "nothing of the bad decks was kept");
         // Export reads back as the same rates.
         let r = shop.app.call(&shop.op, "GET", &format!("/v1/rate-plans/{plan}/export"), None).await;
         let text = r.text();
