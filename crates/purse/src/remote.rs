@@ -26,14 +26,17 @@ impl Remote {
     }
 
     fn check(reply: crate::client::Reply) -> crate::error::Result<Value> {
-        Self::refused(reply).map_err(|(status, e)| {
-            let field = e["field"].as_str().map(|f| format!(" (field {f})")).unwrap_or_default();
-            crate::Error::Remote(format!(
-                "{status} {}: {}{field}",
-                e["code"].as_str().unwrap_or("error"),
-                e["message"].as_str().unwrap_or("")
-            ))
-        })
+        Self::refused(reply).map_err(Self::error)
+    }
+
+    /// A refusal as the CLI prints it: status, code, message and field.
+    fn error((status, e): (u16, Value)) -> crate::Error {
+        let field = e["field"].as_str().map(|f| format!(" (field {f})")).unwrap_or_default();
+        crate::Error::Remote(format!(
+            "{status} {}: {}{field}",
+            e["code"].as_str().unwrap_or("error"),
+            e["message"].as_str().unwrap_or("")
+        ))
     }
 
     /// The body of a 2xx answer, or the status and the error object of any other.
@@ -55,8 +58,18 @@ impl Remote {
     }
 
     pub fn send(&mut self, method: &str, path: &str, body: &Value) -> crate::error::Result<Value> {
+        self.try_send(method, path, body)?.map_err(Self::error)
+    }
+
+    /// A request whose refusal (status and error object) the caller reads itself.
+    fn try_send(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &Value,
+    ) -> crate::error::Result<Result<Value, (u16, Value)>> {
         let key = self.fresh_id();
-        Self::check(self.client.send(method, path, body, &key)?)
+        Ok(Self::refused(self.client.send(method, path, body, &key)?))
     }
 
     /// The JSON as the API answered, or `table` of it.
@@ -238,8 +251,7 @@ pub fn import(remote: &mut Remote, csv: &str) -> crate::error::Result<String> {
     let (mut posted, mut replayed, mut failed) = (0, 0, Vec::new());
     for chunk in items.chunks(IMPORT_CHUNK) {
         let body = json!({ "items": chunk.iter().map(|(_, i)| i.clone()).collect::<Vec<_>>() });
-        let key = remote.fresh_id();
-        let answer = match Remote::refused(remote.client.send("POST", kind.endpoint, &body, &key)?) {
+        let answer = match remote.try_send("POST", kind.endpoint, &body)? {
             Ok(answer) => answer,
             // A malformed row refuses its whole request: named by its line, not its place in it.
             Err((status, e)) => return Err(refused_rows(status, &e, chunk, posted + replayed + failed.len())),
