@@ -205,6 +205,10 @@ pub fn field_name(path: &str) -> String {
         "reminder_days" => "reminders",
         "suspend_after_days" => "suspend after",
         "suspend_below" => "suspend a prepaid customer below",
+        // The automatic recharge's fields, as its form names them.
+        "target_balance" => "recharge up to this balance",
+        "per_day_max" => "recharges per day at most",
+        "month_cap" => "monthly cap",
         other => other,
     };
     let words = base.replace(['_', '.'], " ");
@@ -334,5 +338,8 @@ mod tests {
         assert_eq!(field_name("alert_emails[1]"), "Alert emails (the 2nd)");
         assert_eq!(field_name("items[10]"), "Items (the 11th)");
         assert_eq!(field_name("name"), "Name");
+        // A form's own words where the field's name would read otherwise.
+        assert_eq!(field_name("per_day_max"), "Recharges per day at most");
+        assert_eq!(field_name("month_cap"), "Monthly cap");
     }
 }

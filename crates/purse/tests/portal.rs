@@ -691,7 +691,7 @@ fn a_customer_admin_pays_now_from_balance_details_and_a_declined_card_changes_no
     b.type_into("[name='emails']", "not-an-address");
     b.click("#save-recharge");
     let summary = b.text("#form-error");
-    for name in ["Recharge amount", "Threshold", "Per day max", "Emails"] {
+    for name in ["Recharge amount", "Threshold", "Recharges per day at most", "Emails"] {
         assert!(summary.contains(name), "{name} in {summary}");
     }
     assert_eq!(b.count(".field.invalid [name='recharge_amount']"), 1);
