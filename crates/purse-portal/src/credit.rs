@@ -196,8 +196,18 @@ pub async fn save(
             None
         } else {
             // Valid Until is entered in the viewer's zone (a date-time input, or a date for the
-            // end of that day); what cannot be read goes on as typed, refused by name below.
-            let until = opt("valid_until").map(|u| v.zone.parse_local(&u).map_or(u, purse_core::time::format));
+            // end of that day); what cannot be read is refused here in people's words.
+            let until = match opt("valid_until") {
+                Some(u) => match v.zone.parse_local(&u) {
+                    Some(t) => Some(purse_core::time::format(t)),
+                    None => {
+                        let message =
+                            format!("a date, or a date and time, such as 2026-12-31 18:00 ({})", v.zone.name());
+                        return Err(PortalError::Fields(vec![("temporary_increase.valid_until".into(), message)]));
+                    }
+                },
+                None => None,
+            };
             let typed_amount =
                 opt("increase_amount").filter(|a| current.is_none_or(|c| currency.parse(a).ok() != Some(c.amount)));
             if typed_amount.is_some() && opt("increase_percent").is_some() {

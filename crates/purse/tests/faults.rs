@@ -429,6 +429,16 @@ fn tampered_portal_choices_are_refused_not_defaulted() {
         assert_eq!(r.status, 422, "{}", r.text());
         assert!(r.text().contains("choose correction or goodwill"), "the field is named: {}", r.text());
         assert_eq!(balance().await, before, "nothing was given back");
+        // A Valid Until the browser would never send is refused in people's words.
+        let body =
+            json!({ "client_id": "p", "name": "P", "billing": "postpaid", "currency": "USD", "credit_limit": "100" });
+        let postpaid = app.call(&op, "POST", "/v1/customers", Some(&body)).await.body["id"].as_u64().unwrap();
+        let form =
+            [("credit_limit", "100"), ("increase_amount", "10"), ("valid_until", "next friday"), ("reason", "x")];
+        let r = app.page(&staff, "POST", &format!("/customers/{postpaid}/credit"), &form).await;
+        assert_eq!(r.status, 422, "{}", r.text());
+        assert!(r.text().contains("such as 2026-12-31 18:00"), "{}", r.text());
+        assert!(!r.text().contains("RFC 3339"), "no jargon: {}", r.text());
         let path = format!("/customers/{customer}/suspension");
         let r = app.page(&staff, "POST", &path, &[("suspended", "yes"), ("reason", "chargeback")]).await;
         assert_eq!(r.status, 303, "{}", r.text());
