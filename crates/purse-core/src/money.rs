@@ -119,12 +119,13 @@ pub enum AmountError {
     ScaleTooLarge,
 }
 
+/// What [`AmountError::NotADecimal`] says, for an API's callers (the portal says it in words).
+pub const NOT_A_DECIMAL: &str = "must be a decimal string such as \"12.50\" (no exponent, no float)";
+
 impl fmt::Display for AmountError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            AmountError::NotADecimal => {
-                f.write_str("must be a decimal string such as \"12.50\" (no exponent, no float)")
-            }
+            AmountError::NotADecimal => f.write_str(NOT_A_DECIMAL),
             AmountError::TooPrecise { scale } => {
                 write!(f, "has more than {scale} digits after the point")
             }

@@ -310,10 +310,19 @@ impl PortalError {
 
     pub(crate) fn keep_field(e: AppError) -> PortalError {
         match e {
-            AppError::Invalid { field, message, .. } => PortalError::field(field, message),
+            AppError::Invalid { field, message, .. } => {
+                let message = in_words(&field, &message);
+                PortalError::field(field, message)
+            }
             AppError::ForbiddenField { field, message } => PortalError::field(field.to_owned(), message),
             AppError::Fields(all) => PortalError::Fields(
-                all.iter().map(|e| (e.field().unwrap_or_default().to_owned(), e.to_string())).collect(),
+                all.iter()
+                    .map(|e| {
+                        let field = e.field().unwrap_or_default().to_owned();
+                        let message = in_words(&field, &e.to_string());
+                        (field, message)
+                    })
+                    .collect(),
             ),
             AppError::PaymentDeclined(m) => {
                 PortalError::field("card", format!("The card was declined ({m}). Nothing was charged."))
@@ -325,6 +334,14 @@ impl PortalError {
             other => other.into(),
         }
     }
+}
+
+/// An application's message about `field` as people read it beside the field: without the
+/// field's path the application put first for an API's callers (`credit_limit must be …`;
+/// the page names the field in words), and an amount's rule without the API's terms.
+fn in_words(field: &str, message: &str) -> String {
+    let message = message.strip_prefix(field).and_then(|rest| rest.strip_prefix(' ')).unwrap_or(message);
+    message.replace(purse_core::money::NOT_A_DECIMAL, "must be an amount such as 12.50")
 }
 
 impl From<AppError> for PortalError {

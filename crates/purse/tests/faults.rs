@@ -439,6 +439,15 @@ fn tampered_portal_choices_are_refused_not_defaulted() {
         assert_eq!(r.status, 422, "{}", r.text());
         assert!(r.text().contains("such as 2026-12-31 18:00"), "{}", r.text());
         assert!(!r.text().contains("RFC 3339"), "no jargon: {}", r.text());
+        // The application's messages lose the API's field paths and terms on the page.
+        let form =
+            [("credit_limit", "abc"), ("increase_amount", "1e3"), ("valid_until", "2031-01-01"), ("reason", "x")];
+        let r = app.page(&staff, "POST", &format!("/customers/{postpaid}/credit"), &form).await;
+        assert_eq!(r.status, 422, "{}", r.text());
+        assert!(r.text().contains("Credit limit: must be an amount such as 12.50"), "{}", r.text());
+        for jargon in ["credit_limit must", "temporary_increase.amount", "no float"] {
+            assert!(!r.text().contains(jargon), "{jargon}: {}", r.text());
+        }
         let path = format!("/customers/{customer}/suspension");
         let r = app.page(&staff, "POST", &path, &[("suspended", "yes"), ("reason", "chargeback")]).await;
         assert_eq!(r.status, 303, "{}", r.text());
