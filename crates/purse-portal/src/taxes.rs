@@ -93,7 +93,15 @@ pub async fn create_rate(
     let viewer = Arc::new(viewer);
     let (v, e) = (viewer.clone(), entered.clone());
     let made = read(&state, move |s| {
-        let made = taxes::create_rate(s, &v.who, &e["name"], &e["percent"], e["inclusive"] == "yes", None);
+        let inclusive = match e["inclusive"].as_str() {
+            "yes" => true,
+            "no" => false,
+            _ => {
+                let choose = "choose tax added on top or included in the price";
+                return Err(PortalError::Fields(vec![("inclusive".into(), choose.into())]));
+            }
+        };
+        let made = taxes::create_rate(s, &v.who, &e["name"], &e["percent"], inclusive, None);
         match made {
             Ok(r) => Ok(rate_name(&r)),
             Err(err) => PortalError::with_app(Vec::new(), Err(err)).map(|()| String::new()),

@@ -448,6 +448,12 @@ fn tampered_portal_choices_are_refused_not_defaulted() {
         for jargon in ["credit_limit must", "temporary_increase.amount", "no float"] {
             assert!(!r.text().contains(jargon), "{jargon}: {}", r.text());
         }
+        // A tax rate whose prices are neither taxed on top nor inclusive is not made.
+        let r = app.page(&staff, "POST", "/taxes", &[("name", "VAT"), ("percent", "20"), ("inclusive", "maybe")]).await;
+        assert_eq!(r.status, 422, "{}", r.text());
+        assert!(r.text().contains("choose tax added on top or included in the price"), "{}", r.text());
+        let rates = app.call(&op, "GET", "/v1/tax-rates", None).await;
+        assert_eq!(rates.body["data"].as_array().map(Vec::len), Some(0), "{}", rates.body);
         let path = format!("/customers/{customer}/suspension");
         let r = app.page(&staff, "POST", &path, &[("suspended", "yes"), ("reason", "chargeback")]).await;
         assert_eq!(r.status, 303, "{}", r.text());
