@@ -375,12 +375,13 @@ fn issue_18_smaller_inputs_are_refused_naming_their_field() {
     drop(runtime);
 }
 
-/// A portal form's choice that is none of its options (a page edited by hand, a stale form)
-/// is refused naming the field, never read as the first option: a staff adjustment whose
-/// direction is neither raise nor lower moves no money, and a suspension form that says
-/// neither suspend nor lift changes nothing.
+/// A portal form edited by hand (or sent by a stale page) is refused naming its field, in
+/// people's words, and changes nothing: a choice that is none of the form's options is never
+/// read as one of them (an adjustment's direction or category, a tax rate's prices, a
+/// suspension), and a date or an amount that cannot be read is not described in the API's
+/// terms.
 #[test]
-fn tampered_portal_choices_are_refused_not_defaulted() {
+fn hand_edited_portal_forms_are_refused_in_peoples_words() {
     let (app, runtime) = in_process();
     runtime.block_on(async {
         let op = app.operator();
