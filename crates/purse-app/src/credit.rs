@@ -79,7 +79,7 @@ pub fn bound(max: &MaxIncrease, source: String, c: Currency, permanent: Amount, 
         parts.push(t);
     }
     if let (Some(u), Some(d)) = (until, max.days) {
-        parts.push(format!("for at most {d} days (until {})", time::format(u)));
+        parts.push(format!("for at most {d} days (until {} UTC)", time::format_short(u)));
     }
     Bound { amount, until, text: format!("{}, set by {source}", parts.join(", ")), source }
 }

@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use maud::html;
 use purse_core::{PartyId, PartyKind, Role, Scope};
+use purse_store::collections::PolicyOwner;
 use purse_store::AuditQuery;
 use serde_json::Value;
 
@@ -352,16 +353,11 @@ pub async fn audit(
         let rows = s.credit.audit_log(&query)?;
         let parties = super::visible_parties(s, &who)?;
         let keys = key_names(s)?;
-        let mut names: HashMap<u64, String> = HashMap::new();
-        for p in rows.iter().filter_map(|r| r.party) {
-            if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(p.0) {
-                slot.insert(s.engine.reader().party(p)?.map_or_else(|| "A former party".to_owned(), |x| x.name));
-            }
-        }
-        Ok((rows, names, parties, keys))
+        let named = Named::read(s, &rows)?;
+        Ok((rows, named, parties, keys))
     })
     .await?;
-    let (rows, names, parties, keys) = rows;
+    let (rows, named, parties, keys) = rows;
     let mut party_options: Vec<(String, String)> = vec![(String::new(), "Anyone".to_owned())];
     party_options.extend(parties.iter().map(|p| (p.id.0.to_string(), p.name.clone())));
     let next = (rows.len() == 50).then(|| rows.last().map(|r| r.id)).flatten();
@@ -381,11 +377,11 @@ pub async fn audit(
                             td { (viewer.when(e.at)) }
                             td { (shown_actor(&keys, &e.actor)) }
                             td { (AUDITED.iter().find(|(code, _)| *code == e.entity).map_or_else(|| page::words(&e.entity), |(_, name)| (*name).to_owned())) }
-                            td { (e.party.and_then(|p| names.get(&p.0)).map_or("The operator", String::as_str)) }
+                            td { (e.party.map_or_else(|| "The operator".to_owned(), |p| named.party(p.0))) }
                             td { (page::words(&e.action)) }
                             td {
                                 ul.changes {
-                                    @for (field, was, now) in changes(&viewer.zone, e.before.as_deref(), e.after.as_deref()) {
+                                    @for (field, was, now) in changes(&viewer.zone, &named, &e.entity, e.before.as_deref(), e.after.as_deref()) {
                                         li { (field) ": "
                                             @if let Some(w) = was { span.was { (w) } " → " }
                                             (now.unwrap_or_else(|| "removed".into())) }
@@ -405,43 +401,203 @@ pub async fn audit(
     Ok(page::ok(page::layout("Audit log", Some(&viewer), &[("Settings", "/settings"), ("Audit log", "")], body)))
 }
 
+/// What an audit entry's values refer to by id, by name: read once for a page of the log,
+/// so that people see names where the entry keeps ids.
+#[derive(Default)]
+struct Named {
+    parties: HashMap<u64, String>,
+    accounts: HashMap<u64, String>,
+    plans: HashMap<u64, String>,
+    classes: HashMap<u64, String>,
+    users: HashMap<u64, String>,
+}
+
+/// What an audit value refers to by id, by its key (the last part of its path).
+#[derive(Clone, Copy, PartialEq)]
+enum Refers {
+    Party,
+    Account,
+    Plan,
+    Class,
+    User,
+}
+
+fn refers(entity: &str, key: &str) -> Option<Refers> {
+    match key.rsplit('.').next().unwrap_or(key) {
+        "party" | "owner" | "reseller" | "customer" => Some(Refers::Party),
+        // A posting's two sides (elsewhere `credit…` names a credit limit).
+        "debit" | "credit" if entity == "transfer" => Some(Refers::Account),
+        "plan" => Some(Refers::Plan),
+        "class" => Some(Refers::Class),
+        "users" => Some(Refers::User),
+        _ => None,
+    }
+}
+
+/// An audit entry's values, path by path (`temporary_increase.amount`).
+fn flat(prefix: &str, v: Value, out: &mut Vec<(String, Value)>) {
+    match v {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() { k } else { format!("{prefix}.{k}") };
+                flat(&key, v, out);
+            }
+        }
+        other => out.push((prefix.to_owned(), other)),
+    }
+}
+
+fn flat_json(text: Option<&str>) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    if let Some(v) = text.and_then(|t| serde_json::from_str::<Value>(t).ok()) {
+        flat("", v, &mut out);
+    }
+    out
+}
+
+impl Named {
+    /// The names of every party, account, plan, class and user `rows` refer to. Blocking.
+    fn read(s: &PortalState, rows: &[purse_store::AuditEntry]) -> Result<Named, PortalError> {
+        let mut wanted: Vec<(Refers, u64)> = Vec::new();
+        for e in rows {
+            wanted.extend(e.party.map(|p| (Refers::Party, p.0)));
+            for (key, v) in flat_json(e.before.as_deref()).into_iter().chain(flat_json(e.after.as_deref())) {
+                let Some(r) = refers(&e.entity, &key) else { continue };
+                match (&v, v.as_str().and_then(PolicyOwner::parse)) {
+                    (_, Some(PolicyOwner::Reseller(p))) => wanted.push((Refers::Party, p.0)),
+                    (_, Some(PolicyOwner::Class(c))) => wanted.push((Refers::Class, c)),
+                    (Value::Array(items), _) => wanted.extend(items.iter().filter_map(Value::as_u64).map(|id| (r, id))),
+                    _ => wanted.extend(v.as_u64().map(|id| (r, id))),
+                }
+            }
+        }
+        wanted.sort_unstable_by_key(|&(r, id)| (r as u8, id));
+        wanted.dedup();
+        let reader = s.engine.reader();
+        let mut named = Named::default();
+        if wanted.iter().any(|(r, _)| *r == Refers::Class) {
+            named.classes = s.credit.classes()?.into_iter().map(|c| (c.id, c.name)).collect();
+        }
+        for (r, id) in wanted {
+            match r {
+                Refers::Party => {
+                    if let Some(p) = reader.party(PartyId(id))? {
+                        named.parties.insert(id, p.name);
+                    }
+                }
+                Refers::Account => {
+                    if let Some(a) = reader.account(purse_core::AccountId(id))? {
+                        let owner = match a.party {
+                            Some(p) => reader.party(p)?.map_or_else(|| "A former customer".to_owned(), |p| p.name),
+                            None => "The operator".to_owned(),
+                        };
+                        let what = match a.kind {
+                            purse_core::AccountKind::System(role) => {
+                                format!("{} ({})", page::words(purse_store::codec::system_role(role)), a.currency)
+                            }
+                            kind => super::customers::kind_name(kind).to_owned(),
+                        };
+                        named.accounts.insert(id, format!("{owner} · {what}"));
+                    }
+                }
+                Refers::Plan => {
+                    if let Some(p) = s.rating.plan(id)? {
+                        named.plans.insert(id, p.name);
+                    }
+                }
+                Refers::User => {
+                    if let Some(u) = s.access.user(id)? {
+                        named.users.insert(id, format!("{} ({})", u.name, u.email));
+                    }
+                }
+                Refers::Class => {}
+            }
+        }
+        Ok(named)
+    }
+
+    fn party(&self, id: u64) -> String {
+        self.parties.get(&id).cloned().unwrap_or_else(|| "A former customer or reseller".to_owned())
+    }
+
+    /// `v`, a value of what `r` refers to, by name.
+    fn of(&self, r: Refers, v: &Value) -> Option<String> {
+        let one = |id: u64| match r {
+            Refers::Party => self.party(id),
+            Refers::Account => self.accounts.get(&id).cloned().unwrap_or_else(|| "An account".to_owned()),
+            Refers::Plan => self.plans.get(&id).cloned().unwrap_or_else(|| "A former rate plan".to_owned()),
+            Refers::Class => self.classes.get(&id).cloned().unwrap_or_else(|| "A former customer class".to_owned()),
+            Refers::User => self.users.get(&id).cloned().unwrap_or_else(|| "A former user".to_owned()),
+        };
+        match v {
+            Value::Null if r == Refers::Party => Some("The operator".to_owned()),
+            Value::Null => Some("none".to_owned()),
+            Value::Number(n) => n.as_u64().map(one),
+            Value::Array(items) if items.is_empty() => Some("none".to_owned()),
+            Value::Array(items) => Some(items.iter().filter_map(Value::as_u64).map(one).collect::<Vec<_>>().join(", ")),
+            Value::String(key) => PolicyOwner::parse(key).map(|o| match o {
+                PolicyOwner::Operator => "The operator".to_owned(),
+                PolicyOwner::Reseller(p) => self.party(p.0),
+                PolicyOwner::Class(c) => match self.classes.get(&c) {
+                    Some(name) => format!("Customer class {name}"),
+                    None => "A former customer class".to_owned(),
+                },
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// An audit value in words: names for ids, words for codes, times in the viewer's zone.
+fn shown(zone: &purse_core::time::Zone, named: &Named, entity: &str, key: &str, v: &Value) -> String {
+    if let Some(name) = refers(entity, key).and_then(|r| named.of(r, v)) {
+        return name;
+    }
+    let last = key.rsplit('.').next().unwrap_or(key);
+    match v {
+        Value::Null => "none".into(),
+        Value::Bool(true) => "yes".into(),
+        Value::Bool(false) => "no".into(),
+        Value::String(code) if CODED.contains(&last) => match (last, code.as_str()) {
+            ("scope", "read") => "Read only".into(),
+            ("scope", "read_write") => "Read and write".into(),
+            ("role", "customers_default") => "Its customers' default plan".into(),
+            ("role", "pays") => "The plan it pays by".into(),
+            ("subscriber_transfers", "class") => "As defined by the customer class".into(),
+            _ => page::words(code),
+        },
+        Value::String(s) => purse_core::time::parse(s)
+            .filter(|_| s.len() >= 20 && s.as_bytes().get(10) == Some(&b'T'))
+            .map_or_else(|| s.clone(), |t| zone.format(t)),
+        Value::Array(items) if items.is_empty() => "none".into(),
+        Value::Array(items) => items.iter().map(|i| shown(zone, named, entity, key, i)).collect::<Vec<_>>().join(", "),
+        other => other.to_string(),
+    }
+}
+
+/// The keys whose text values are codes, shown as words.
+const CODED: [&str; 9] =
+    ["role", "scope", "kind", "category", "status", "cause", "subscriber_transfers", "taxed_at", "frequency"];
+
 /// What an audit entry changed, field by field in words: (field, before, after); a field
-/// that is new has no before, one that went has no after.
+/// that is new has no before, one that went has no after. An entity's own id is left out:
+/// the page names what changed.
 fn changes(
     zone: &purse_core::time::Zone,
+    named: &Named,
+    entity: &str,
     before: Option<&str>,
     after: Option<&str>,
 ) -> Vec<(String, Option<String>, Option<String>)> {
-    fn flat(zone: &purse_core::time::Zone, prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
-        match v {
-            Value::Object(map) => {
-                for (k, v) in map {
-                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-                    flat(zone, &key, v, out);
-                }
-            }
-            other => out.push((prefix.to_owned(), shown(zone, other))),
-        }
-    }
-    fn shown(zone: &purse_core::time::Zone, v: &Value) -> String {
-        match v {
-            Value::Null => "none".into(),
-            Value::Bool(true) => "yes".into(),
-            Value::Bool(false) => "no".into(),
-            Value::String(s) => purse_core::time::parse(s)
-                .filter(|_| s.len() >= 20 && s.as_bytes().get(10) == Some(&b'T'))
-                .map_or_else(|| s.clone(), |t| zone.format(t)),
-            Value::Array(items) if items.is_empty() => "none".into(),
-            Value::Array(items) => items.iter().map(|i| shown(zone, i)).collect::<Vec<_>>().join(", "),
-            other => other.to_string(),
-        }
-    }
     let read = |text: Option<&str>| -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        if let Some(v) = text.and_then(|t| serde_json::from_str::<Value>(t).ok()) {
-            flat(zone, "", &v, &mut out);
-        }
-        out
+        flat_json(text)
+            .into_iter()
+            .filter(|(k, _)| k.rsplit('.').next() != Some("id"))
+            .map(|(k, v)| {
+                let shown = shown(zone, named, entity, &k, &v);
+                (k, shown)
+            })
+            .collect()
     };
     let (was, now) = (read(before), read(after));
     let mut out = Vec::new();

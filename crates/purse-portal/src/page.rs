@@ -63,6 +63,12 @@ pub fn layout(title: &str, viewer: Option<&Viewer>, crumbs: &[(&str, &str)], bod
                     }
                 }
                 main id="main" {
+                    // The customer list is the staff's way in (`customers::list`): a customer's
+                    // trail starts at its own page.
+                    @let crumbs: Vec<_> = crumbs
+                        .iter()
+                        .filter(|(_, href)| *href != "/customers" || viewer.is_none_or(|v| v.own_customer().is_none()))
+                        .collect();
                     @if !crumbs.is_empty() {
                         ol.crumbs {
                             @for (label, href) in crumbs {

@@ -471,6 +471,110 @@ fn hand_edited_portal_forms_are_refused_in_peoples_words() {
     drop(runtime);
 }
 
+/// What people read in the portal's audit log, Balance & Credits page and the trail above
+/// each page: names, money and times in words; never an id, an internal code or an RFC 3339
+/// time, and never a link to a page the viewer may not open.
+#[test]
+fn the_portal_names_people_and_things_never_ids_or_codes() {
+    let (app, runtime) = in_process();
+    runtime.block_on(async {
+        let op = app.operator();
+        let post = |path: &'static str, body: Value| {
+            let (app, op) = (&app, &op);
+            async move {
+                let r = app.call(op, "POST", path, Some(&body)).await;
+                assert!(r.status.as_u16() < 300, "{path}: {}", r.text());
+                r.body
+            }
+        };
+        post("/v1/currencies", json!({ "code": "USD" })).await;
+        let c = post(
+            "/v1/customers",
+            json!({ "client_id": "acme", "name": "Acme Calls", "billing": "postpaid", "currency": "USD", "credit_limit": "100" }),
+        )
+        .await;
+        let (customer, wallet) = (c["id"].as_u64().unwrap(), c["wallet"].as_u64().unwrap());
+        let class = post(
+            "/v1/customer-classes",
+            json!({ "name": "Gold", "subscriber_transfers": false, "maximum_increase": { "amount": "50", "days": 30 } }),
+        )
+        .await["id"]
+            .as_u64()
+            .unwrap();
+        let settings = json!({ "class": class });
+        let r = app.call(&op, "PUT", &format!("/v1/customers/{customer}/credit-settings"), Some(&settings)).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        post("/v1/api-keys", json!({ "name": "switch", "role": "customer", "party": customer, "scope": "read_write" }))
+            .await;
+        post(
+            "/v1/adjustments",
+            json!({ "client_id": id("adj"), "account": wallet, "amount": "5", "currency": "USD",
+                    "direction": "credit", "category": "goodwill", "reason": "Outage on the 3rd" }),
+        )
+        .await;
+        let plan = post("/v1/rate-plans", json!({ "name": "Retail Voice", "currency": "USD" })).await["id"].as_u64().unwrap();
+        let r = app.call(&op, "PUT", &format!("/v1/customers/{customer}/rate-plan"), Some(&json!({ "plan": plan }))).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+
+        let staff = app.session(Role::Operator, Scope::ReadWrite);
+        let page = app.page(&staff, "GET", "/audit", &[]).await;
+        assert_eq!(page.status, 200);
+        let visible = |html: &str| {
+            let mut text = String::new();
+            let mut in_tag = false;
+            for ch in html.chars() {
+                match ch {
+                    '<' => in_tag = true,
+                    '>' => {
+                        in_tag = false;
+                        text.push(' ');
+                    }
+                    c if !in_tag => text.push(c),
+                    _ => {}
+                }
+            }
+            text.split_whitespace().collect::<Vec<_>>().join(" ")
+        };
+        let log = visible(&page.text());
+        for said in [
+            "Party: Acme Calls",
+            "Role: Customer",
+            "Scope: Read and write",
+            "Kind: Adjustment",
+            "Credit: Acme Calls · Wallet",
+            "Debit: The operator · Goodwill (USD)",
+            "Category: Goodwill",
+            "Plan: none → Retail Voice",
+            "Class: Gold",
+            "Subscriber transfers: As defined by the customer class",
+        ] {
+            assert!(log.contains(said), "the audit log says {said:?}: {log}");
+        }
+        for code in ["read_write", "Id:", &format!("Party: {customer} "), &format!("→ {plan} "), &format!("Class: {class} ")] {
+            assert!(!log.contains(code), "the audit log shows {code:?}: {log}");
+        }
+
+        // The maximum possible increase's last day reads as a time, not as RFC 3339.
+        let credit = visible(&app.page(&staff, "GET", &format!("/customers/{customer}/credit"), &[]).await.text());
+        let said = credit.split("Maximum possible increase: ").nth(1).unwrap_or_default();
+        assert!(said.starts_with("50.00 USD, for at most 30 days (until 20"), "{credit}");
+        assert!(said.contains(" UTC), set by customer class Gold"), "{said}");
+
+        // A customer's trail starts at its own page: the customer list is not for it.
+        let own = app.session(Role::Customer(PartyId(customer)), Scope::ReadWrite);
+        for path in [format!("/customers/{customer}/credit"), "/settings/account/billing/balance-details".to_owned()] {
+            let r = app.page(&own, "GET", &path, &[]).await;
+            assert_eq!(r.status, 200, "{path}");
+            assert!(!r.text().contains(r#"href="/customers""#), "{path} links to a page its viewer may not open");
+        }
+        assert_eq!(app.page(&own, "GET", "/customers", &[]).await.status, 404);
+        let r = app.page(&staff, "GET", &format!("/customers/{customer}/credit"), &[]).await;
+        assert!(r.text().contains(r#"href="/customers""#), "staff keep the way back to the list");
+    });
+    off_runtime(move || drop(app));
+    drop(runtime);
+}
+
 /// Issue 18, item 4: with the SQLite file on a full file system, writes answer 503
 /// `storage_unavailable` with `Retry-After`, `/readyz` says not ready (while `/healthz` says
 /// alive), the log says so once, and Purse recovers by itself when space returns. The test
