@@ -283,7 +283,14 @@ pub async fn issue(
             }
         };
         let reason = Some(e["reason"].clone()).filter(|r| !r.is_empty());
-        let Some(customer) = customer else { return Err(PortalError::Fields(errors)) };
+        let Some(customer) = customer else {
+            // The amount's decimals depend on the customer's currency; that it is an amount
+            // above zero at all is said at once.
+            if !purse_core::money::parse_units(&e["amount"], purse_core::money::SCALE_MAX).is_ok_and(|a| a > 0) {
+                errors.push(("amount".into(), "an amount above zero".into()));
+            }
+            return Err(PortalError::Fields(errors));
+        };
         let PartyKind::Customer { wallet, currency, .. } = customer.kind else { return Err(PortalError::NotFound) };
         let c = s.currency("currency", currency)?;
         let Some((master, _, _)) = master_wallets(s, &reseller)?.into_iter().find(|(w, _, _)| w.currency == currency)

@@ -341,6 +341,15 @@ fn in_process() -> (InProcess, tokio::runtime::Runtime) {
     (InProcess::on(&sqlite_url()), runtime)
 }
 
+/// USD and the customer `body` describes, made by the operator: its id and its wallet's.
+async fn usd_customer(app: &InProcess, body: Value) -> (u64, u64) {
+    let op = app.operator();
+    app.call(&op, "POST", "/v1/currencies", Some(&json!({ "code": "USD" }))).await;
+    let c = app.call(&op, "POST", "/v1/customers", Some(&body)).await;
+    assert_eq!(c.status, 201, "{}", c.text());
+    (c.body["id"].as_u64().unwrap(), c.body["wallet"].as_u64().unwrap())
+}
+
 /// Issue 18, item 5: the smaller inputs, refused naming their field, and a wrong method
 /// answered in the error shape.
 #[test]
@@ -385,16 +394,8 @@ fn hand_edited_portal_forms_are_refused_in_peoples_words() {
     let (app, runtime) = in_process();
     runtime.block_on(async {
         let op = app.operator();
-        app.call(&op, "POST", "/v1/currencies", Some(&json!({ "code": "USD" }))).await;
-        let c = app
-            .call(
-                &op,
-                "POST",
-                "/v1/customers",
-                Some(&json!({ "client_id": "c", "name": "C", "billing": "prepaid", "currency": "USD" })),
-            )
-            .await;
-        let (customer, wallet) = (c.body["id"].as_u64().unwrap(), c.body["wallet"].as_u64().unwrap());
+        let body = json!({ "client_id": "c", "name": "C", "billing": "prepaid", "currency": "USD" });
+        let (customer, wallet) = usd_customer(&app, body).await;
         let balance =
             || async { app.call(&op, "GET", &format!("/v1/accounts/{wallet}"), None).await.body["balance"].clone() };
         let before = balance().await;
@@ -487,13 +488,9 @@ fn the_portal_names_people_and_things_never_ids_or_codes() {
                 r.body
             }
         };
-        post("/v1/currencies", json!({ "code": "USD" })).await;
-        let c = post(
-            "/v1/customers",
-            json!({ "client_id": "acme", "name": "Acme Calls", "billing": "postpaid", "currency": "USD", "credit_limit": "100" }),
-        )
-        .await;
-        let (customer, wallet) = (c["id"].as_u64().unwrap(), c["wallet"].as_u64().unwrap());
+        let body =
+            json!({ "client_id": "acme", "name": "Acme Calls", "billing": "postpaid", "currency": "USD", "credit_limit": "100" });
+        let (customer, wallet) = usd_customer(&app, body).await;
         let class = post(
             "/v1/customer-classes",
             json!({ "name": "Gold", "subscriber_transfers": false, "maximum_increase": { "amount": "50", "days": 30 } }),
@@ -572,6 +569,44 @@ fn the_portal_names_people_and_things_never_ids_or_codes() {
         assert!(r.text().contains(r#"href="/customers""#), "staff keep the way back to the list");
     });
     off_runtime(move || drop(app));
+    drop(runtime);
+}
+
+/// A portal form with several wrong fields names each of them at once, not one per try:
+/// a billing cycle day and a time zone both wrong, a reseller's credit issue with neither a
+/// customer nor an amount.
+#[test]
+fn every_wrong_field_of_a_portal_form_is_reported_at_once() {
+    let (app, runtime) = in_process();
+    runtime.block_on(async {
+        let op = app.operator();
+        let body = json!({ "client_id": "c", "name": "C", "billing": "postpaid", "currency": "USD" });
+        let (customer, _) = usd_customer(&app, body).await;
+        let r = app.call(&op, "POST", "/v1/resellers", Some(&json!({ "client_id": "r", "name": "R" }))).await;
+        let reseller = r.body["id"].as_u64().unwrap();
+        let wallet = json!({ "client_id": "mw", "party": reseller, "kind": "master_wallet", "currency": "USD" });
+        assert_eq!(app.call(&op, "POST", "/v1/accounts", Some(&wallet)).await.status, 201);
+        let staff = app.session(Role::Operator, Scope::ReadWrite);
+        let cases = [
+            (
+                format!("/customers/{customer}/billing-settings"),
+                vec![("cycle_day", "first"), ("time_zone", "Mars/Base")],
+                ["cycle_day", "time_zone"],
+            ),
+            (
+                format!("/resellers/{reseller}/issue"),
+                vec![("request", "r1"), ("customer", ""), ("amount", "lots"), ("reason", "promo")],
+                ["customer", "amount"],
+            ),
+        ];
+        for (path, form, wrong) in cases {
+            let r = app.page(&staff, "POST", &path, &form).await;
+            assert_eq!(r.status, 422, "{path}: {}", r.text());
+            for field in wrong {
+                assert!(r.text().contains(&format!(r#"id="{field}-error""#)), "{path} names {field}: {}", r.text());
+            }
+        }
+    });
     drop(runtime);
 }
 
