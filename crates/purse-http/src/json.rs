@@ -139,6 +139,13 @@ impl Params {
         self.0.get(name).map(String::as_str)
     }
 
+    /// `limit`, a page's size: 1 to [`purse_app::parse::PAGE_MAX`], the default when absent.
+    /// Anything else, a number or not, is refused with that one rule.
+    pub fn limit(&self) -> Result<u32, ApiError> {
+        let asked = self.text("limit").map(|v| v.trim().parse::<u32>().unwrap_or(0));
+        Ok(purse_app::parse::page_limit(asked)?)
+    }
+
     /// A whole number from 0 to 2^63 − 1 (every id, and every count, fits).
     pub fn id(&self, name: &str) -> Result<Option<u64>, ApiError> {
         self.text(name)

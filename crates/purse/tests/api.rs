@@ -197,8 +197,14 @@ async fn a_charge_moves_the_balance_and_a_retry_replays_it() {
     let cursor = full["next_before"].as_u64().expect("a second page");
     let (_, rest) = api.get(&format!("/v1/accounts/{wallet}/journal?limit=5&before={cursor}")).await;
     assert_eq!((rest["data"][0]["kind"].clone(), rest["next_before"].clone()), (json!("payment"), Value::Null));
-    let (status, body) = api.get(&format!("/v1/accounts/{wallet}/journal?limit=501")).await;
-    assert_eq!((status, error_of(&body)), (StatusCode::UNPROCESSABLE_ENTITY, ("invalid_page_size", "limit")));
+    // A page size out of range, or not a number at all, is told the one rule.
+    for limit in ["501", "0", "-1", "abc", "99999999999999999999"] {
+        for path in [format!("/v1/accounts/{wallet}/journal"), "/v1/customers".to_owned(), "/v1/audit-log".to_owned()] {
+            let (status, body) = api.get(&format!("{path}?limit={limit}")).await;
+            assert_eq!((status, error_of(&body)), (StatusCode::UNPROCESSABLE_ENTITY, ("invalid_page_size", "limit")));
+            assert_eq!(body["error"]["message"], "limit must be 1 to 500", "{path}?limit={limit}");
+        }
+    }
     let (_, before) = api.get(&format!("/v1/accounts/{wallet}/balance?at=2000-01-01T00:00:00Z")).await;
     assert_eq!(before["balance"], "0.00");
     // A reversed charge is no longer consumption to invoice.

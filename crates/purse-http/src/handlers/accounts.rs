@@ -14,9 +14,7 @@ use purse_core::{
 use purse_store::JournalQuery;
 use serde::{Deserialize, Serialize};
 
-use super::{
-    account_view, amount, clamp, created, currency_code, json_parts, outcome, page_limit, positive, timestamp,
-};
+use super::{account_view, amount, clamp, created, currency_code, json_parts, outcome, positive, timestamp};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::idempotency::Ctx;
@@ -251,7 +249,7 @@ pub async fn journal(
     params: Params,
 ) -> Result<Response, ApiError> {
     params.only(&["limit", "before", "from", "to", "kind"])?;
-    let limit = page_limit(params.id("limit")?.map(|n| u32::try_from(n).unwrap_or(u32::MAX)))? as usize;
+    let limit = params.limit()? as usize;
     let before = params.id("before")?.map(TransferId);
     let from = params.text("from").map(|t| timestamp("from", t)).transpose()?;
     let to = params.text("to").map(|t| timestamp("to", t)).transpose()?;

@@ -15,7 +15,6 @@ use purse_core::{Currency, CurrencyCode, Role};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::page_limit;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::json::{reply, ApiJson, Id, Params};
@@ -188,7 +187,7 @@ pub async fn list_notifications(
     params: Params,
 ) -> Result<Response, ApiError> {
     params.only(&["customer", "before", "limit"])?;
-    let limit = page_limit(params.id("limit")?.map(|n| u32::try_from(n).unwrap_or(u32::MAX)))?;
+    let limit = params.limit()?;
     let (customer, before) = (params.id("customer")?, params.id("before")?);
     let data = state
         .read(move |s| {
@@ -209,7 +208,7 @@ pub async fn list_notifications(
 
 pub async fn list_job_runs(State(state): State<AppState>, _: Caller, params: Params) -> Result<Response, ApiError> {
     params.only(&["limit"])?;
-    let limit = page_limit(params.id("limit")?.map(|n| u32::try_from(n).unwrap_or(u32::MAX)))?;
+    let limit = params.limit()?;
     let runs = state.read(move |s| Ok(s.alerts.job_runs(limit)?)).await?;
     let data: Vec<Value> = runs
         .iter()

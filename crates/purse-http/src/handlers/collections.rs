@@ -214,7 +214,7 @@ async fn customer_list(
     fetch: Fetch,
 ) -> Result<Response, ApiError> {
     params.only(&["customer", "limit"])?;
-    let limit = super::page_limit(params.id("limit")?.map(|n| u32::try_from(n).unwrap_or(u32::MAX)))?;
+    let limit = params.limit()?;
     let customer = params.id("customer")?;
     let body = state
         .read(move |s| {

@@ -15,7 +15,7 @@ use purse_store::AuditQuery;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{json_parts, outcome, page_limit, timestamp};
+use super::{json_parts, outcome, timestamp};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::idempotency::Ctx;
@@ -164,7 +164,7 @@ pub async fn audit_log(
     params: Params,
 ) -> Result<Response, ApiError> {
     params.only(&["party", "entity", "actor", "from", "to", "before", "limit"])?;
-    let limit = page_limit(params.id("limit")?.map(|n| u32::try_from(n).unwrap_or(u32::MAX)))?;
+    let limit = params.limit()?;
     let query = AuditQuery {
         visible: visible(&who),
         party: params.id("party")?.map(PartyId),

@@ -117,7 +117,7 @@ pub async fn list_grants(
         Some("all") => false,
         Some(_) => return Err(ApiError::invalid("state", Code::InvalidQuery, "state must be open or all")),
     };
-    let limit = purse_app::parse::page_limit(params.id("limit")?.map(|n| u32::try_from(n).unwrap_or(u32::MAX)))?;
+    let limit = params.limit()?;
     let data = state
         .read(move |s| {
             let grants = s.grants_of(&who, customer, open_only, limit)?;

@@ -7,7 +7,7 @@ use purse_core::{Amount, Billing, Command, Item, Outcome, PartyId, Role};
 use purse_store::PartyQuery;
 use serde::{Deserialize, Serialize};
 
-use super::{amount, created, currency_code, json_parts, outcome, page_limit, party_view};
+use super::{amount, created, currency_code, json_parts, outcome, party_view};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::idempotency::Ctx;
@@ -109,7 +109,7 @@ pub async fn create_customer(
 
 /// `limit`, `after` (the last id of the previous page) and, for customers, `reseller`.
 struct ListQuery {
-    limit: Option<u32>,
+    limit: u32,
     after: Option<u64>,
     reseller: Option<u64>,
 }
@@ -117,14 +117,13 @@ struct ListQuery {
 impl ListQuery {
     fn from(params: &Params, resellers: bool) -> Result<ListQuery, ApiError> {
         params.only(if resellers { &["limit", "after"] } else { &["limit", "after", "reseller"] })?;
-        let limit = params.id("limit")?.map(|n| u32::try_from(n).unwrap_or(u32::MAX));
-        Ok(ListQuery { limit, after: params.id("after")?, reseller: params.id("reseller")? })
+        Ok(ListQuery { limit: params.limit()?, after: params.id("after")?, reseller: params.id("reseller")? })
     }
 }
 
 async fn list(state: AppState, who: Principal, resellers: bool, params: Params) -> Result<Response, ApiError> {
     let q = ListQuery::from(&params, resellers)?;
-    let limit = page_limit(q.limit)?;
+    let limit = q.limit;
     let query =
         PartyQuery { resellers: Some(resellers), reseller: None, after: q.after.map(PartyId), search: None, limit };
     let page = state

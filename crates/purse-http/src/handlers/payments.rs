@@ -11,7 +11,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::page_limit;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::json::{reply, ApiJson, Id, Params};
@@ -94,7 +93,7 @@ pub async fn list_recharges(
     params: Params,
 ) -> Result<Response, ApiError> {
     params.only(&["customer", "limit"])?;
-    let limit = page_limit(params.id("limit")?.map(|n| u32::try_from(n).unwrap_or(u32::MAX)))?;
+    let limit = params.limit()?;
     let customer_id = params.id("customer")?;
     let data = state
         .read(move |s| {
@@ -128,7 +127,7 @@ pub(crate) async fn list_of<T: 'static>(
     view: View<T>,
 ) -> Result<Response, ApiError> {
     params.only(&["customer", "limit"])?;
-    let limit = page_limit(params.id("limit")?.map(|n| u32::try_from(n).unwrap_or(u32::MAX)))?;
+    let limit = params.limit()?;
     let customer_id = params.id("customer")?;
     let data = state
         .read(move |s| {

@@ -11,8 +11,8 @@ use purse_core::{
 use serde::{Deserialize, Serialize};
 
 use super::{
-    amount, created, currency_code, hold_view, json_parts, object_metadata, outcome, page_limit, reason_text, time,
-    timestamp, transfer_view,
+    amount, created, currency_code, hold_view, json_parts, object_metadata, outcome, reason_text, time, timestamp,
+    transfer_view,
 };
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -638,7 +638,7 @@ pub async fn list_adjustments(
     params: crate::json::Params,
 ) -> Result<Response, ApiError> {
     params.only(&["customer", "before", "limit"])?;
-    let limit = page_limit(params.id("limit")?.map(|n| u32::try_from(n).unwrap_or(u32::MAX)))?;
+    let limit = params.limit()?;
     let (customer, before) = (params.id("customer")?, params.id("before")?);
     let body = state
         .read(move |s| {

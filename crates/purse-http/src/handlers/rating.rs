@@ -82,7 +82,7 @@ pub async fn get_plan(
 ) -> Result<Response, ApiError> {
     params.only(&["prefix", "limit"])?;
     let prefix = params.text("prefix").map(str::to_owned);
-    let limit = purse_app::parse::page_limit(params.id("limit")?.map(|n| u32::try_from(n).unwrap_or(u32::MAX)))?;
+    let limit = params.limit()?;
     let customer = matches!(who.role, purse_core::Role::Customer(_));
     let body = state
         .read(move |s| {
