@@ -4,6 +4,7 @@
 use purse_app::recharger::Recharger;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use purse_engine::{Clock, Engine, EngineConfig};
 
@@ -19,7 +20,14 @@ pub struct ServeOptions {
     pub alerts: Option<AlertConfig>,
     /// Auto-recharge and card payments (Stripe, when configured).
     pub payments: purse_app::recharger::PaymentConfig,
+    /// How long a connection may take to send a request's head, the wait between two
+    /// requests on a kept-alive connection included (see [`serve_http`]).
+    pub header_timeout: Duration,
 }
+
+/// [`ServeOptions::header_timeout`] unless configured: hyper's own default, which
+/// `axum::serve` never armed (it sets no timer).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A running server: its address, and a way to stop it and wait.
 pub struct Server {
@@ -140,6 +148,7 @@ fn launch(
         runtime.worker_threads(http_workers(std::thread::available_parallelism().map_or(1, |n| n.get())));
     }
     let runtime = runtime.enable_all().build().map_err(crate::Error::from)?;
+    let header_timeout = options.header_timeout;
     let std_listener = std::net::TcpListener::bind(&options.listen)
         .map_err(|e| crate::Error::Failed(format!("--listen {}: {e}", options.listen)))?;
     std_listener.set_nonblocking(true).map_err(crate::Error::from)?;
@@ -150,10 +159,8 @@ fn launch(
         .spawn(move || {
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(std_listener).map_err(crate::Error::from)?;
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(signalled(stopped))
-                    .await
-                    .map_err(crate::Error::from)
+                serve_http(listener, router, signalled(stopped), header_timeout).await;
+                Ok(())
             })
         })
         .map_err(crate::Error::from)?;
@@ -168,6 +175,54 @@ fn launch(
     }
     let worker = notifier.map(|n| Arc::new(n).spawn()).transpose()?;
     Ok(Server { addr, engine, stop: Some(stop), thread: Some(thread), worker, mail, url, payments: payment_config })
+}
+
+/// Serves HTTP/1.1 on `listener` until `stop`: then accepts no more, lets every connection
+/// finish the request it is answering, and returns once all are closed. A connection that
+/// takes longer than `header_timeout` to send a request's head (a client that trickles its
+/// headers, or one that holds a kept-alive connection idle) is closed, so that clients who
+/// never finish cannot hold the process's file descriptors from everyone else.
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    stop: impl std::future::Future<Output = ()>,
+    header_timeout: Duration,
+) {
+    let (closing, _) = tokio::sync::watch::channel(());
+    let mut connections = tokio::task::JoinSet::new();
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut stop => break,
+            // Finished connections leave the set as they go.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            // Out of file descriptors, or a connection reset before it was accepted: the
+            // listener stays, and the next accept comes after a pause rather than a spin.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let mut closing = closing.subscribe();
+        connections.spawn(async move {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
+            let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => return,
+                _ = closing.changed() => connection.as_mut().graceful_shutdown(),
+            }
+            let _ = connection.await;
+        });
+    }
+    drop(closing);
+    while connections.join_next().await.is_some() {}
 }
 
 /// The HTTP runtime's worker threads on a machine of `cores` (tokio's own

@@ -610,6 +610,47 @@ fn every_wrong_field_of_a_portal_form_is_reported_at_once() {
     drop(runtime);
 }
 
+/// A client that opens connections and never finishes a request (its headers trickled, or a
+/// kept-alive connection left idle) is cut off after the header timeout
+/// (`api.header_timeout_seconds`), and everyone else is answered meanwhile: such
+/// connections cannot hold the process's file descriptors from other callers.
+#[test]
+fn a_client_that_never_finishes_a_request_is_cut_off_and_holds_no_one_up() {
+    use std::io::{Read, Write};
+    let served = Served::start_with(&sqlite_url(), &[("PURSE_API_HEADER_TIMEOUT_SECONDS", "1")]);
+    let healthz = || {
+        let mut s = std::net::TcpStream::connect(&served.listen).unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: purse\r\nConnection: close\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    let stalled: Vec<std::net::TcpStream> = (0..200)
+        .map(|i| {
+            let mut s = std::net::TcpStream::connect(&served.listen).unwrap();
+            if i % 2 == 0 {
+                s.write_all(b"GET /healthz HTTP/1.1\r\nHost: purse\r\n").unwrap();
+                // never finished
+            }
+            s
+        })
+        .collect();
+    assert!(healthz().starts_with("HTTP/1.1 200"), "others are answered at once");
+    std::thread::sleep(Duration::from_millis(2500));
+    for (i, mut s) in stalled.into_iter().enumerate() {
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut rest = Vec::new();
+        match s.read_to_end(&mut rest) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("connection {i} is still held open after the header timeout: {e}"),
+        }
+        let rest = String::from_utf8_lossy(&rest);
+        assert!(rest.is_empty() || rest.starts_with("HTTP/1.1 408"), "connection {i} was told: {rest}");
+    }
+    assert!(healthz().starts_with("HTTP/1.1 200"));
+}
+
 /// Issue 18, item 4: with the SQLite file on a full file system, writes answer 503
 /// `storage_unavailable` with `Retry-After`, `/readyz` says not ready (while `/healthz` says
 /// alive), the log says so once, and Purse recovers by itself when space returns. The test

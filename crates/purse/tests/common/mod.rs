@@ -19,6 +19,7 @@ pub fn serve_options(payments: purse_app::recharger::PaymentConfig) -> purse::se
         web,
         alerts: None,
         payments,
+        header_timeout: purse::serve::HEADER_TIMEOUT,
     }
 }
 
