@@ -20,6 +20,8 @@ pub enum ApiError {
     UnsupportedMediaType,
     /// The body is larger than the route accepts.
     PayloadTooLarge,
+    /// The body stopped arriving before it was whole (see [`crate::body::Patient`]).
+    BodyTimedOut,
     /// No API key, or one that is unknown, malformed or revoked.
     Unauthenticated(&'static str),
     /// The key made more requests than its rate allows.
@@ -38,6 +40,15 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// Why a body could not be read: it stopped arriving, or it is larger than allowed.
+    pub fn of_body(e: &(dyn std::error::Error + 'static)) -> ApiError {
+        if crate::body::timed_out(e) {
+            ApiError::BodyTimedOut
+        } else {
+            ApiError::PayloadTooLarge
+        }
+    }
+
     /// A field of the request breaks a rule.
     pub fn invalid(field: impl Into<String>, code: Code, message: impl Into<String>) -> ApiError {
         ApiError::App(AppError::invalid(field, code, message))
@@ -63,6 +74,7 @@ impl ApiError {
             ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimedOut => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::IdempotencyKeyMissing | ApiError::IdempotencyKeyInvalid => StatusCode::BAD_REQUEST,
@@ -89,6 +101,11 @@ impl ApiError {
             ApiError::PayloadTooLarge => {
                 ("payload_too_large", "the body is larger than this route accepts".into(), None)
             }
+            ApiError::BodyTimedOut => (
+                "body_timeout",
+                "the body stopped arriving before it was whole; send it again without pausing".into(),
+                None,
+            ),
             ApiError::Unauthenticated(why) => ("unauthenticated", (*why).to_owned(), None),
             ApiError::RateLimited { retry_after_s } => {
                 ("rate_limited", format!("this API key is over its rate limit; retry in {retry_after_s} s"), None)

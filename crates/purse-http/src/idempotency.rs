@@ -126,7 +126,7 @@ async fn prepare(state: &AppState, request: Request) -> Result<(Request, Claim),
         return Err(ApiError::IdempotencyKeyInvalid);
     }
     let (mut parts, body) = request.into_parts();
-    let bytes = to_bytes(body, BATCH_BODY_BYTES_MAX).await.map_err(|_| ApiError::PayloadTooLarge)?;
+    let bytes = to_bytes(body, BATCH_BODY_BYTES_MAX).await.map_err(|e| ApiError::of_body(&e))?;
     let path = parts.uri.path_and_query().map_or("", |p| p.as_str()).to_owned();
     let request_hash = hash(&parts.method, &path, &bytes);
     let entry = (principal.key_id, key.clone());

@@ -29,7 +29,7 @@ where
         if !is_json {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|_| ApiError::PayloadTooLarge)?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| ApiError::of_body(&e))?;
         parse(&bytes).map(ApiJson)
     }
 }

@@ -235,9 +235,10 @@ impl FromRequest<PortalState> for Form {
         if !urlencoded {
             return Err(PortalError::BadRequest("Forms are sent as application/x-www-form-urlencoded.".into()));
         }
-        let bytes = axum::body::Bytes::from_request(request, state)
-            .await
-            .map_err(|_| PortalError::BadRequest("The form is too large.".into()))?;
+        // Too large, or it stopped arriving before it was whole (`purse serve` times a body out).
+        let bytes = axum::body::Bytes::from_request(request, state).await.map_err(|_| {
+            PortalError::BadRequest("The form could not be read whole: it is too large, or it stopped arriving.".into())
+        })?;
         serde_urlencoded::from_bytes(&bytes)
             .map(Form)
             .map_err(|_| PortalError::BadRequest("The form is malformed.".into()))

@@ -151,7 +151,7 @@ pub fn serve(
         web,
         alerts: Some(alerts),
         payments,
-        header_timeout: crate::serve::HEADER_TIMEOUT,
+        read_timeout: crate::serve::READ_TIMEOUT,
     };
     let server = crate::serve::start(opened, Arc::new(purse_engine::SystemClock), options)?;
     let card_line = match &cards {

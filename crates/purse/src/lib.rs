@@ -153,7 +153,7 @@ pub struct ApiConfig {
     pub secure_cookies: Option<bool>,
     /// How long a connection may take to send a request's head, the wait between two
     /// requests on a kept-alive connection included, before it is closed (default 30).
-    pub header_timeout_seconds: Option<u64>,
+    pub read_timeout_seconds: Option<u64>,
 }
 
 /// `[alerts]`: notifications and the scheduler. With no `smtp_host`, e-mail goes to `maildir`.
@@ -275,8 +275,8 @@ impl Config {
                 u32::try_from(n).map_err(|_| crate::Error::Usage("PURSE_API_BURST_PER_KEY is too large".to_owned()))?,
             );
         }
-        if let Some(n) = number("PURSE_API_HEADER_TIMEOUT_SECONDS")? {
-            config.api.header_timeout_seconds = Some(n);
+        if let Some(n) = number("PURSE_API_READ_TIMEOUT_SECONDS")? {
+            config.api.read_timeout_seconds = Some(n);
         }
         if let Ok(v) = std::env::var("PURSE_API_LOG_REQUESTS") {
             config.api.log_requests = Some(!matches!(v.as_str(), "0" | "false" | "no"));
@@ -532,11 +532,11 @@ impl Config {
     }
 
     /// The address to listen on: the flag, else the configuration, else 127.0.0.1:8080.
-    /// `[api] header_timeout_seconds`: at least a second.
-    pub fn header_timeout(&self) -> crate::error::Result<std::time::Duration> {
-        match self.api.header_timeout_seconds {
-            None => Ok(serve::HEADER_TIMEOUT),
-            Some(0) => Err(crate::Error::Usage("api.header_timeout_seconds must be at least 1".to_owned())),
+    /// `[api] read_timeout_seconds`: at least a second.
+    pub fn read_timeout(&self) -> crate::error::Result<std::time::Duration> {
+        match self.api.read_timeout_seconds {
+            None => Ok(serve::READ_TIMEOUT),
+            Some(0) => Err(crate::Error::Usage("api.read_timeout_seconds must be at least 1".to_owned())),
             Some(n) => Ok(std::time::Duration::from_secs(n)),
         }
     }

@@ -679,7 +679,7 @@ fn run(cli: Cli) -> purse::error::Result<()> {
                 listen,
                 engine: config.engine_config()?,
                 web: config.web_settings()?,
-                header_timeout: config.header_timeout()?,
+                read_timeout: config.read_timeout()?,
             };
             purse::serve::run(opened, config.clock()?, options)?;
         }

@@ -20,14 +20,14 @@ pub struct ServeOptions {
     pub alerts: Option<AlertConfig>,
     /// Auto-recharge and card payments (Stripe, when configured).
     pub payments: purse_app::recharger::PaymentConfig,
-    /// How long a connection may take to send a request's head, the wait between two
-    /// requests on a kept-alive connection included (see [`serve_http`]).
-    pub header_timeout: Duration,
+    /// How long Purse waits for the next bytes of a request: its head, each piece of its
+    /// body, or a kept-alive connection's next request (see [`serve_http`]).
+    pub read_timeout: Duration,
 }
 
-/// [`ServeOptions::header_timeout`] unless configured: hyper's own default, which
-/// `axum::serve` never armed (it sets no timer).
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// [`ServeOptions::read_timeout`] unless configured: hyper's own default for a request's
+/// head, which `axum::serve` never armed (it sets no timer).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A running server: its address, and a way to stop it and wait.
 pub struct Server {
@@ -148,7 +148,7 @@ fn launch(
         runtime.worker_threads(http_workers(std::thread::available_parallelism().map_or(1, |n| n.get())));
     }
     let runtime = runtime.enable_all().build().map_err(crate::Error::from)?;
-    let header_timeout = options.header_timeout;
+    let read_timeout = options.read_timeout;
     let std_listener = std::net::TcpListener::bind(&options.listen)
         .map_err(|e| crate::Error::Failed(format!("--listen {}: {e}", options.listen)))?;
     std_listener.set_nonblocking(true).map_err(crate::Error::from)?;
@@ -159,7 +159,7 @@ fn launch(
         .spawn(move || {
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(std_listener).map_err(crate::Error::from)?;
-                serve_http(listener, router, signalled(stopped), header_timeout).await;
+                serve_http(listener, router, signalled(stopped), read_timeout).await;
                 Ok(())
             })
         })
@@ -179,14 +179,15 @@ fn launch(
 
 /// Serves HTTP/1.1 on `listener` until `stop`: then accepts no more, lets every connection
 /// finish the request it is answering, and returns once all are closed. A connection that
-/// takes longer than `header_timeout` to send a request's head (a client that trickles its
-/// headers, or one that holds a kept-alive connection idle) is closed, so that clients who
-/// never finish cannot hold the process's file descriptors from everyone else.
+/// takes longer than `read_timeout` to send a request's head (a client that trickles its
+/// headers, or one that holds a kept-alive connection idle) is closed, and a body that stops
+/// arriving for as long fails its request (408, `purse_http::body::Patient`): clients who
+/// never finish cannot hold the process's file descriptors, or its handlers, from anyone.
 async fn serve_http(
     listener: tokio::net::TcpListener,
     router: axum::Router,
     stop: impl std::future::Future<Output = ()>,
-    header_timeout: Duration,
+    read_timeout: Duration,
 ) {
     let (closing, _) = tokio::sync::watch::channel(());
     let mut connections = tokio::task::JoinSet::new();
@@ -207,11 +208,15 @@ async fn serve_http(
                 continue;
             }
         };
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+            let request = request.map(|body| axum::body::Body::new(purse_http::body::Patient::new(body, read_timeout)));
+            tower::ServiceExt::oneshot(router.clone(), request)
+        });
         let mut closing = closing.subscribe();
         connections.spawn(async move {
             let mut http = hyper::server::conn::http1::Builder::new();
-            http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
+            http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(read_timeout);
             let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
             let mut connection = std::pin::pin!(connection);
             tokio::select! {

@@ -610,14 +610,30 @@ fn every_wrong_field_of_a_portal_form_is_reported_at_once() {
     drop(runtime);
 }
 
-/// A client that opens connections and never finishes a request (its headers trickled, or a
-/// kept-alive connection left idle) is cut off after the header timeout
-/// (`api.header_timeout_seconds`), and everyone else is answered meanwhile: such
-/// connections cannot hold the process's file descriptors from other callers.
+/// A client that opens connections and never finishes a request (its headers trickled, a
+/// kept-alive connection left idle, or a body that stops arriving) is cut off after the read
+/// timeout (`api.read_timeout_seconds`), and everyone else is answered meanwhile: such
+/// connections cannot hold the process's file descriptors, or its handlers, from other callers.
 #[test]
 fn a_client_that_never_finishes_a_request_is_cut_off_and_holds_no_one_up() {
     use std::io::{Read, Write};
-    let served = Served::start_with(&sqlite_url(), &[("PURSE_API_HEADER_TIMEOUT_SECONDS", "1")]);
+    let url = sqlite_url();
+    let key = operator_key(&url);
+    let served = Served::start_with(&url, &[("PURSE_API_READ_TIMEOUT_SECONDS", "1")]);
+    // A charge whose body stops halfway: refused as a timeout, not as too large, and closed.
+    let started = Instant::now();
+    let mut s = std::net::TcpStream::connect(&served.listen).unwrap();
+    let head = format!(
+        "POST /v1/charges HTTP/1.1\r\nHost: purse\r\nAuthorization: Bearer {key}\r\nIdempotency-Key: stalled-1\r\n\
+         Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{{\"client_id\": "
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("answered and closed");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#""code":"body_timeout""#), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     let healthz = || {
         let mut s = std::net::TcpStream::connect(&served.listen).unwrap();
         s.write_all(b"GET /healthz HTTP/1.1\r\nHost: purse\r\nConnection: close\r\n\r\n").unwrap();

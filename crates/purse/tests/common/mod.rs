@@ -19,7 +19,7 @@ pub fn serve_options(payments: purse_app::recharger::PaymentConfig) -> purse::se
         web,
         alerts: None,
         payments,
-        header_timeout: purse::serve::HEADER_TIMEOUT,
+        read_timeout: purse::serve::READ_TIMEOUT,
     }
 }
 
