@@ -784,6 +784,7 @@ pub fn document() -> Value {
                 responses.insert("503".into(), error_response("Overloaded or shutting down; retry after Retry-After"));
             }
             if r.request.is_some() {
+                responses.insert("408".into(), error_response("The body stopped arriving before it was whole"));
                 responses.insert("413".into(), error_response("Body too large"));
                 responses.insert("415".into(), error_response("Body is not application/json"));
             }
