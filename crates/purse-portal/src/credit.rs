@@ -47,13 +47,13 @@ async fn render(
     error: page::Errors,
 ) -> Result<Response, PortalError> {
     let v = viewer.clone();
-    let (name, view, history, classes) = read(&state, move |s| {
+    let (name, view, history, classes, keys) = read(&state, move |s| {
         let party = s.party_for(&v.who, id)?;
         let PartyKind::Customer { wallet, .. } = party.kind else { return Err(PortalError::NotFound) };
         let view = api::settings_view(s, &party)?;
         let history: Vec<Value> = s.credit.limit_history(wallet)?.iter().rev().map(api::history_view).collect();
         let classes: Vec<(u64, String)> = s.credit.classes()?.into_iter().map(|c| (c.id, c.name)).collect();
-        Ok((party.name, view, history, classes))
+        Ok((party.name, view, history, classes, key_names(s)?))
     })
     .await?;
     let postpaid = view["billing"] == "postpaid";
@@ -141,7 +141,7 @@ async fn render(
                                 td { (match h["kind"].as_str() { Some("permanent") => "Permanent limit", Some("temporary") => "Temporary increase", _ => "Automatic revert" }) }
                                 td.num { (describe(&viewer, &h["old"])) }
                                 td.num { (describe(&viewer, &h["new"])) }
-                                td { (text(&h["by"])) }
+                                td { (shown_actor(&keys, &text(&h["by"]))) }
                                 td { (text(&h["reason"])) }
                             }
                         }
@@ -801,7 +801,12 @@ pub(crate) fn key_names(s: &PortalState) -> Result<HashMap<String, String>, Port
     Ok(s.access.keys()?.into_iter().map(|k| (format!("key {}", k.id), format!("API key “{}”", k.name))).collect())
 }
 
-/// An actor as people read it: an API key by its name, a user by e-mail.
+/// An actor as people read it: an API key by its name, a user by e-mail, Purse's own
+/// workers and commands in words.
 pub(crate) fn shown_actor(keys: &HashMap<String, String>, actor: &str) -> String {
-    keys.get(actor).cloned().unwrap_or_else(|| actor.strip_prefix("user ").unwrap_or(actor).to_owned())
+    match actor {
+        "scheduler" => "The scheduler".to_owned(),
+        "cli" => "The command line (purse keys, purse users)".to_owned(),
+        _ => keys.get(actor).cloned().unwrap_or_else(|| actor.strip_prefix("user ").unwrap_or(actor).to_owned()),
+    }
 }

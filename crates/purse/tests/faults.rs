@@ -551,8 +551,15 @@ fn the_portal_names_people_and_things_never_ids_or_codes() {
             assert!(!log.contains(code), "the audit log shows {code:?}: {log}");
         }
 
+        // The credit limit's history names who changed it, not the key's number.
+        let change = json!({ "credit_limit": "150", "reason": "Good payer" });
+        let r = app.call(&op, "PATCH", &format!("/v1/accounts/{wallet}"), Some(&change)).await;
+        assert_eq!(r.status, 200, "{}", r.text());
         // The maximum possible increase's last day reads as a time, not as RFC 3339.
         let credit = visible(&app.page(&staff, "GET", &format!("/customers/{customer}/credit"), &[]).await.text());
+        assert!(credit.contains("API key “test” Good payer"), "{credit}");
+        let words: Vec<&str> = credit.split_whitespace().collect();
+        assert!(!words.windows(2).any(|w| w[0] == "key" && w[1].parse::<u64>().is_ok()), "{credit}");
         let said = credit.split("Maximum possible increase: ").nth(1).unwrap_or_default();
         assert!(said.starts_with("50.00 USD, for at most 30 days (until 20"), "{credit}");
         assert!(said.contains(" UTC), set by customer class Gold"), "{said}");

@@ -790,7 +790,9 @@ fn issue_7_staff_change_credit_limits_on_balance_and_credits_within_the_maximum_
     assert!(b.text("#temporary-increase").contains("180.0000"), "{}", b.source());
     assert_eq!(b.count("#credit-history tbody tr"), 3);
     let newest = b.text("#credit-history tbody tr:first-child");
-    assert!(newest.contains("Busy week") && newest.contains("user operator@test.purse"), "{newest}");
+    // Who: the user by e-mail, as the audit log names people.
+    assert!(newest.contains("Busy week") && newest.contains("operator@test.purse"), "{newest}");
+    assert!(!newest.contains("user operator"), "{newest}");
     // The transfers setting.
     b.script("document.querySelector('#subscriber_transfers').value = 'no';");
     b.click("#save-credit-settings");
