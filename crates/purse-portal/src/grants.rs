@@ -228,7 +228,9 @@ async fn show_page(
     error: Option<String>,
 ) -> Result<Response, PortalError> {
     let who = viewer.who;
-    let (detail, uses) = read(&state, move |s| Ok((s.grant_for(&who, id)?, s.grant_uses(&who, id)?))).await?;
+    let (detail, uses, keys) =
+        read(&state, move |s| Ok((s.grant_for(&who, id)?, s.grant_uses(&who, id)?, super::credit::key_names(s)?)))
+            .await?;
     let (g, c) = (&detail.grant, detail.currency);
     let customer = detail.customer.id.0;
     let use_name = |k: purse_core::GrantUseKind| match k {
@@ -252,7 +254,7 @@ async fn show_page(
             "For: " @if g.scope.is_empty() { "any service" } @else { (g.scope.join(", ")) } ". Priority " (g.priority) "."
         }
         @if let Some(r) = &g.reason { p { "Why: " (r) } }
-        @if viewer.user.role == Role::Operator { p.muted { "Granted by " (g.by) " on " (viewer.when(g.created_at)) "." } }
+        @if viewer.user.role == Role::Operator { p.muted { "Granted by " (super::credit::shown_actor(&keys, &g.by)) " on " (viewer.when(g.created_at)) "." } }
         h2 { "What it paid" }
         div.scroll {
             table id="grant-uses" {

@@ -551,6 +551,11 @@ fn the_portal_names_people_and_things_never_ids_or_codes() {
             assert!(!log.contains(code), "the audit log shows {code:?}: {log}");
         }
 
+        // A grant's page names who gave it.
+        let grant = json!({ "client_id": "g1", "customer": customer, "amount": "5.00", "priority": 1, "reason": "Welcome" });
+        let g = post("/v1/grants", grant).await["id"].as_u64().unwrap();
+        let shown = visible(&app.page(&staff, "GET", &format!("/grants/{g}"), &[]).await.text());
+        assert!(shown.contains("Granted by API key “test” on"), "{shown}");
         // The credit limit's history names who changed it, not the key's number.
         let change = json!({ "credit_limit": "150", "reason": "Good payer" });
         let r = app.call(&op, "PATCH", &format!("/v1/accounts/{wallet}"), Some(&change)).await;
