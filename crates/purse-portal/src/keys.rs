@@ -1,15 +1,17 @@
 //! API keys in the portal: list the keys of one's own tenant, create one (its secret is
-//! shown once, on the page that answers the form), revoke one.
+//! shown once, on the page the form redirects to), revoke one.
+
+use std::collections::HashMap;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use maud::{html, Markup};
 use purse_core::{Role, Scope};
 use purse_store::ApiKeyRecord;
 
 use super::page::{self, field, select};
-use super::session::{Form, PathId, Viewer};
+use super::session::{self, Form, PathId, Viewer};
 use super::{done, read, PortalError};
 use crate::PortalState;
 
@@ -20,12 +22,34 @@ fn visible(s: &PortalState, viewer: &Viewer) -> Result<Vec<ApiKeyRecord>, Portal
     Ok(purse_app::keys::visible_keys(s, &viewer.who)?)
 }
 
-fn role_text(role: Role) -> String {
+/// The cookie that carries a new key's secret across the form's redirect, to the one page
+/// that shows it (and clears it): the secret is never stored, so it cannot be shown again.
+const NEW_KEY_COOKIE: &str = "purse_new_key";
+
+/// A key's role as people read it, its reseller or customer by name.
+fn role_text(role: Role, names: &HashMap<u64, String>) -> String {
+    let name = |p: purse_core::PartyId| names.get(&p.0).cloned().unwrap_or_else(|| "a former party".to_owned());
     match role {
-        Role::Operator => "operator".into(),
-        Role::Reseller(p) => format!("reseller {}", p.0),
-        Role::Customer(p) => format!("customer {}", p.0),
+        Role::Operator => "Operator".into(),
+        Role::Reseller(p) => format!("Reseller ({})", name(p)),
+        Role::Customer(p) => format!("Customer ({})", name(p)),
     }
+}
+
+/// The keys `viewer` manages, and the names of the parties they belong to. Blocking.
+fn visible_named(s: &PortalState, viewer: &Viewer) -> Result<(Vec<ApiKeyRecord>, HashMap<u64, String>), PortalError> {
+    let keys = visible(s, viewer)?;
+    let mut names = HashMap::new();
+    for k in &keys {
+        if let Role::Reseller(p) | Role::Customer(p) = k.role {
+            if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(p.0) {
+                if let Some(party) = s.engine.reader().party(p)? {
+                    slot.insert(party.name);
+                }
+            }
+        }
+    }
+    Ok((keys, names))
 }
 
 struct Entered<'a> {
@@ -35,7 +59,12 @@ struct Entered<'a> {
     scope_error: Option<&'a str>,
 }
 
-fn keys_page(viewer: &Viewer, keys: &[ApiKeyRecord], entered: &Entered<'_>, created: Option<&str>) -> Markup {
+fn keys_page(
+    viewer: &Viewer,
+    (keys, names): &(Vec<ApiKeyRecord>, HashMap<u64, String>),
+    entered: &Entered<'_>,
+    created: Option<&str>,
+) -> Markup {
     let body = html! {
         @if let Some(secret) = created {
             section.card.notice.good id="new-key" {
@@ -51,7 +80,7 @@ fn keys_page(viewer: &Viewer, keys: &[ApiKeyRecord], entered: &Entered<'_>, crea
                         tr {
                             td { (k.name) }
                             td { code { (k.prefix) "…" } }
-                            td.optional { (role_text(k.role)) }
+                            td.optional { (role_text(k.role, names)) }
                             td { @if k.scope == Scope::Read { "Read only" } @else { "Read and write" } }
                             td.optional { (viewer.when(k.created_at)) }
                             td { @if let Some(at) = k.revoked_at { span.badge.closed { "Revoked " (viewer.when(at)) } } @else { span.badge.ok { "Active" } } }
@@ -80,15 +109,39 @@ fn keys_page(viewer: &Viewer, keys: &[ApiKeyRecord], entered: &Entered<'_>, crea
     page::layout("API keys", Some(viewer), &[("Settings", "/settings"), ("API keys", "")], body)
 }
 
-pub async fn list(State(state): State<PortalState>, viewer: Viewer) -> Result<Response, PortalError> {
+/// The keys page; right after a key was made, with its secret, once.
+pub async fn list(
+    State(state): State<PortalState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+) -> Result<Response, PortalError> {
     let viewer = std::sync::Arc::new(viewer);
     let v = viewer.clone();
-    let keys = read(&state, move |s| visible(s, &v)).await?;
+    let keys = read(&state, move |s| visible_named(s, &v)).await?;
+    // Shown only if it is the secret of a key this viewer manages that is still active.
+    let created = session::cookie(&headers, NEW_KEY_COOKIE).filter(|secret| {
+        let hash = purse_app::secrets::hash_key(secret);
+        keys.0.iter().any(|k| k.revoked_at.is_none() && k.hash == hash)
+    });
     let entered = Entered { name: "", scope: "read_write", name_error: None, scope_error: None };
-    Ok(page::ok(keys_page(&viewer, &keys, &entered, None)))
+    let mut response = page::ok(keys_page(&viewer, &keys, &entered, created));
+    if session::cookie(&headers, NEW_KEY_COOKIE).is_some() {
+        let gone = session::set_cookie(&state, &headers, NEW_KEY_COOKIE, "", 0);
+        if let Ok(v) = HeaderValue::from_str(&gone) {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    Ok(response)
 }
 
-pub async fn create(State(state): State<PortalState>, viewer: Viewer, form: Form) -> Result<Response, PortalError> {
+/// Makes a key and answers with a redirect to the keys page, which shows its secret once
+/// (post/redirect/get: reloading that page makes no second key).
+pub async fn create(
+    State(state): State<PortalState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    form: Form,
+) -> Result<Response, PortalError> {
     viewer.check(&form)?;
     let name = form.get("name").trim();
     let scope_text = form.get("scope");
@@ -112,15 +165,18 @@ pub async fn create(State(state): State<PortalState>, viewer: Viewer, form: Form
         ),
         _ => None,
     };
+    if let Some(secret) = created {
+        let mut response = done("/keys", &format!("The API key “{name}” was created: copy its secret now."));
+        let cookie = session::set_cookie(&state, &headers, NEW_KEY_COOKIE, &secret, 120);
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+        return Ok(response);
+    }
     let v = viewer.clone();
-    let keys = read(&state, move |s| visible(s, &v)).await?;
-    let status = if created.is_some() { StatusCode::CREATED } else { StatusCode::UNPROCESSABLE_ENTITY };
-    let entered = if created.is_some() {
-        Entered { name: "", scope: "read_write", name_error: None, scope_error: None }
-    } else {
-        Entered { name, scope: scope_text, name_error, scope_error }
-    };
-    Ok(page::respond(status, keys_page(&viewer, &keys, &entered, created.as_deref())))
+    let keys = read(&state, move |s| visible_named(s, &v)).await?;
+    let entered = Entered { name, scope: scope_text, name_error, scope_error };
+    Ok(page::respond(StatusCode::UNPROCESSABLE_ENTITY, keys_page(&viewer, &keys, &entered, None)))
 }
 
 /// "Revoke this key?": what stops working, before anything is done.

@@ -679,6 +679,54 @@ fn a_client_that_never_finishes_a_request_is_cut_off_and_holds_no_one_up() {
     assert!(healthz().starts_with("HTTP/1.1 200"));
 }
 
+/// Creating an API key in the portal answers with a redirect, as every form does, and the
+/// page it leads to shows the secret once: reloading it neither shows the secret again nor
+/// makes a second key. The keys list names whose each key is, never by number.
+#[test]
+fn an_api_key_made_in_the_portal_redirects_and_shows_its_secret_once() {
+    let (app, runtime) = in_process();
+    runtime.block_on(async {
+        let body = json!({ "client_id": "c", "name": "Acme Calls", "billing": "prepaid", "currency": "USD" });
+        let (customer, _) = usd_customer(&app, body).await;
+        let admin = app.session(Role::Customer(PartyId(customer)), Scope::ReadWrite);
+        let Auth::Session { cookie: session, .. } = &admin else { unreachable!() };
+        let made = app.page(&admin, "POST", "/keys", &[("name", "switch"), ("scope", "read")]).await;
+        assert_eq!(made.status, 303, "{}", made.text());
+        assert_eq!(made.headers["location"], "/keys");
+        let cookies: Vec<String> =
+            made.headers.get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+        let carried: Vec<String> = cookies.iter().map(|c| c.split(';').next().unwrap().to_owned()).collect();
+        let secret =
+            carried.iter().find_map(|c| c.strip_prefix("purse_new_key=")).expect("the secret crosses the redirect");
+        assert!(secret.starts_with("purse_"), "{cookies:?}");
+        let get = |extra: Vec<String>| {
+            let cookie =
+                std::iter::once(format!("purse_session={session}")).chain(extra).collect::<Vec<_>>().join("; ");
+            app.send(
+                axum::http::Request::get("/keys").header("cookie", cookie).body(axum::body::Body::empty()).unwrap(),
+            )
+        };
+        let page = get(carried.clone()).await;
+        assert_eq!(page.status, 200);
+        assert!(page.text().contains(secret), "shown on the page the form leads to");
+        assert!(page.text().contains("The API key “switch” was created"), "{}", page.text());
+        assert!(page.text().contains("Customer (Acme Calls)"), "whose key, by name: {}", page.text());
+        let cleared = page.headers.get_all("set-cookie").iter().any(|v| {
+            let v = v.to_str().unwrap();
+            v.starts_with("purse_new_key=;") && v.contains("Max-Age=0")
+        });
+        assert!(cleared, "the page clears the secret's cookie");
+        // Reloaded without it: no secret, and still one key.
+        let again = get(Vec::new()).await;
+        assert!(!again.text().contains(secret));
+        assert_eq!(again.text().matches("<td>switch</td>").count(), 1, "{}", again.text());
+        // A secret that is not one of the viewer's keys is never shown.
+        let forged = get(vec!["purse_new_key=purse_0000000000000000000000000000000000000000000000000".into()]).await;
+        assert!(!forged.text().contains("purse_0000"), "{}", forged.text());
+    });
+    drop(runtime);
+}
+
 /// Issue 18, item 4: with the SQLite file on a full file system, writes answer 503
 /// `storage_unavailable` with `Retry-After`, `/readyz` says not ready (while `/healthz` says
 /// alive), the log says so once, and Purse recovers by itself when space returns. The test
