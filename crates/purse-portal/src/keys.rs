@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use maud::{html, Markup};
 use purse_core::{Role, Scope};
@@ -126,10 +126,7 @@ pub async fn list(
     let entered = Entered { name: "", scope: "read_write", name_error: None, scope_error: None };
     let mut response = page::ok(keys_page(&viewer, &keys, &entered, created));
     if session::cookie(&headers, NEW_KEY_COOKIE).is_some() {
-        let gone = session::set_cookie(&state, &headers, NEW_KEY_COOKIE, "", 0);
-        if let Ok(v) = HeaderValue::from_str(&gone) {
-            response.headers_mut().append(header::SET_COOKIE, v);
-        }
+        session::add_cookie(&mut response, &session::set_cookie(&state, &headers, NEW_KEY_COOKIE, "", 0));
     }
     Ok(response)
 }
@@ -167,10 +164,7 @@ pub async fn create(
     };
     if let Some(secret) = created {
         let mut response = done("/keys", &format!("The API key “{name}” was created: copy its secret now."));
-        let cookie = session::set_cookie(&state, &headers, NEW_KEY_COOKIE, &secret, 120);
-        if let Ok(v) = HeaderValue::from_str(&cookie) {
-            response.headers_mut().append(header::SET_COOKIE, v);
-        }
+        session::add_cookie(&mut response, &session::set_cookie(&state, &headers, NEW_KEY_COOKIE, &secret, 120));
         return Ok(response);
     }
     let v = viewer.clone();

@@ -239,10 +239,10 @@ async fn checked(state: PortalState, request: Request, next: Next, asked: i18n::
     let mut response = next.run(Request::from_parts(parts, body)).await;
     // The message was shown on this page (not on a redirect): once is enough.
     if shown && !response.status().is_redirection() {
-        let gone = format!("{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0", session::FLASH_COOKIE);
-        if let Ok(v) = axum::http::HeaderValue::from_str(&gone) {
-            response.headers_mut().append(header::SET_COOKIE, v);
-        }
+        session::add_cookie(
+            &mut response,
+            &format!("{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0", session::FLASH_COOKIE),
+        );
     }
     i18n::localize(response, lang).await
 }
@@ -559,8 +559,6 @@ pub(crate) fn done(path: &str, message: &str) -> Response {
         value.strip_prefix("m=").unwrap_or("")
     );
     let mut response = see_other(path);
-    if let Ok(v) = axum::http::HeaderValue::from_str(&cookie) {
-        response.headers_mut().append(header::SET_COOKIE, v);
-    }
+    session::add_cookie(&mut response, &cookie);
     response
 }

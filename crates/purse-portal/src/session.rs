@@ -66,6 +66,14 @@ pub fn set_cookie(state: &PortalState, headers: &HeaderMap, name: &str, value: &
     format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_s}{secure}")
 }
 
+/// Adds a `Set-Cookie` of `cookie` (a [`set_cookie`] value) to `response`. The values made
+/// here are ASCII; one that is not a valid header is left out rather than fail the page.
+pub fn add_cookie(response: &mut axum::response::Response, cookie: &str) {
+    if let Ok(v) = axum::http::HeaderValue::from_str(cookie) {
+        response.headers_mut().append(axum::http::header::SET_COOKIE, v);
+    }
+}
+
 /// Starts a new session for `user`; returns the cookie token (only its hash is stored).
 pub fn start_session(state: &PortalState, user: &UserRecord, now: Timestamp) -> Result<String, PortalError> {
     let token = random_hex::<32>()?;
