@@ -303,12 +303,16 @@ pub struct InvoicePaymentBody {
     pub currency: String,
 }
 
-/// Checks a payment of an invoice and makes its ledger command. Blocking.
+/// Checks a payment of an invoice and makes its ledger command. `request` is the id of the
+/// form that asks (the portal's): the same form sent twice records one payment. Without it
+/// (the API, whose retries carry their Idempotency-Key), the same amount due replays.
+/// Blocking.
 pub fn invoice_payment(
     s: &App,
     who: &Principal,
     id: u64,
     body: &InvoicePaymentBody,
+    request: Option<&str>,
 ) -> Result<(InvoiceRecord, Option<Command>, Currency), AppError> {
     let i = visible_invoice(s, who, id)?;
     let c = s.currency("currency", i.currency)?;
@@ -356,27 +360,43 @@ pub fn invoice_payment(
             format!("invoice:{}", i.id)
         }
         InvoiceKind::Usage => {
-            if i.due() <= 0 {
-                return Err(AppError::invalid(
-                    "invoice",
-                    Code::InvoicePaid,
-                    format!("invoice {} is paid: nothing is due", i.display_number()),
-                ));
+            let asked = match request {
+                Some(r) => {
+                    who.client_id("request", r)?;
+                    Some(format!("invoice:{}:{r}", i.id))
+                }
+                None => None,
+            };
+            // The same form sent again: the ledger answers with the payment it recorded,
+            // whatever is due now.
+            let again = match asked.as_deref().and_then(ClientId::new) {
+                Some(id) => s.engine.reader().transfer_by_client_id(&id)?.is_some(),
+                None => false,
+            };
+            if !again {
+                if i.due() <= 0 {
+                    return Err(AppError::invalid(
+                        "invoice",
+                        Code::InvoicePaid,
+                        format!("invoice {} is paid: nothing is due", i.display_number()),
+                    ));
+                }
+                if paid.0 <= 0 || paid.0 > i.due() {
+                    return Err(AppError::invalid(
+                        "amount",
+                        Code::AmountAboveDue,
+                        format!(
+                            "amount must be more than 0 and at most the {} {} due on {}",
+                            c.format(Amount(i.due())),
+                            c.code,
+                            i.display_number()
+                        ),
+                    ));
+                }
             }
-            if paid.0 <= 0 || paid.0 > i.due() {
-                return Err(AppError::invalid(
-                    "amount",
-                    Code::AmountAboveDue,
-                    format!(
-                        "amount must be more than 0 and at most the {} {} due on {}",
-                        c.format(Amount(i.due())),
-                        c.code,
-                        i.display_number()
-                    ),
-                ));
-            }
-            // The same payment of the same amount due replays; the next one is new.
-            format!("invoice:{}:{}", i.id, i.due())
+            // Without a form's id, the same payment of the same amount due replays; the next
+            // one is new.
+            asked.unwrap_or_else(|| format!("invoice:{}:{}", i.id, i.due()))
         }
     };
     let party = s.engine.reader().party(i.party)?.ok_or(AppError::NotFound("customer"))?;

@@ -393,6 +393,8 @@ async fn render_invoice(
             h2 { "Record a payment" }
             form.card method="post" action=(format!("/invoices/{id}/pay")) id="pay-invoice-form" {
                 input type="hidden" name="csrf" value=(viewer.csrf);
+                // The form's own id: sent twice (a double click, the browser's resend), it records one payment.
+                input type="hidden" name="pay_request" value=(Some(value("pay_request", "")).filter(|r| !r.is_empty()).unwrap_or_else(|| format!("portal-{}", purse_app::secrets::random_hex::<12>().unwrap_or_default())));
                 (field(&format!("Amount ({currency})"), "amount", "text", &value("amount", s(&i["due"])), error_for(&error, "amount")))
                 div.field {
                     label for="method" { "Method" }
@@ -434,7 +436,7 @@ pub async fn pay(
     form: Form,
 ) -> Result<Response, PortalError> {
     viewer.check(&form)?;
-    let entered = form.entered(&["amount", "method"]);
+    let entered = form.entered(&["amount", "method", "pay_request"]);
     let viewer = Arc::new(viewer);
     let (who, e) = (viewer.who, entered.clone());
     let checked = read(&state, move |s| {
@@ -444,7 +446,8 @@ pub async fn pay(
             amount: e["amount"].clone(),
             currency: i.currency.to_string(),
         };
-        api::invoice_payment(s, &who, id, &body).map_err(PortalError::keep_field)
+        api::invoice_payment(s, &who, id, &body, Some(e["pay_request"].as_str()).filter(|r| !r.is_empty()))
+            .map_err(PortalError::keep_field)
     })
     .await;
     let (invoice, command) = match checked {

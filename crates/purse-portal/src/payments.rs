@@ -91,6 +91,8 @@ async fn render(
         @if writable && configured {
             form.card method="post" action=(format!("{action}/pay-now")) id="pay-now-form" {
                 input type="hidden" name="csrf" value=(viewer.csrf);
+                // The form's own id: sent twice (a double click, the browser's resend), it pays once.
+                input type="hidden" name="request" value=(format!("portal-{}", purse_app::secrets::random_hex::<12>().unwrap_or_default()));
                 (field(&format!("Amount ({currency}); amount due: {due}"), "amount", "text", &entered.as_ref().and_then(|e| e.get("amount").cloned()).unwrap_or_else(|| due.clone()), error_for(&error, "amount")))
                 @match &card {
                     Some(c) => p.muted id="saved-card" { "Pays with the saved " (c) "." },
@@ -218,6 +220,16 @@ pub async fn pay_now(
 ) -> Result<Response, PortalError> {
     viewer.check(&form)?;
     let amount = form.get("amount").trim().to_owned();
+    // Payments are looked up by the form's id among the customer's own (see `NewRecharge`).
+    let request = match form.get("request").trim() {
+        "" => None,
+        r if r.len() <= 100 && r.bytes().all(|b| b.is_ascii_graphic()) => Some(format!("portal:{r}")),
+        _ => {
+            let (entered, error) = (HashMap::from([("amount".to_owned(), amount)]), "this form was changed: pay again");
+            return render(state, Arc::new(viewer), id, Some(entered), vec![("request".to_owned(), error.to_owned())])
+                .await;
+        }
+    };
     let number = form.get("card_number").trim().to_owned();
     let card = if number.is_empty() {
         None
@@ -257,7 +269,7 @@ pub async fn pay_now(
     let viewer = Arc::new(viewer);
     let v = viewer.clone();
     let paid = read(&state, move |s| {
-        let (done, c) = api::pay_now(s, &v.who, id, body, None).map_err(PortalError::keep_field)?;
+        let (done, c) = api::pay_now(s, &v.who, id, body, request).map_err(PortalError::keep_field)?;
         Ok(api::recharge_view(&done, &c))
     })
     .await;

@@ -117,8 +117,8 @@ pub struct NewRecharge {
     /// No other process claims it before this wall-clock time (a Pay Now runs at once in
     /// its request; 0 lets the worker take it).
     pub lease_until: i64,
-    /// The Idempotency-Key of the request that asked for it: a second start with the same
-    /// key returns the first recharge.
+    /// The Idempotency-Key of the API request that asked for it, or the id of the portal's
+    /// Pay Now form: a second start with the same key returns the first recharge.
     pub request_key: Option<String>,
     /// Sent with the invoice, in the same transaction; `{invoice}` in its subject and body
     /// becomes the invoice's number.

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::world::MailTo;
+use common::world::{MailTo, Portal};
 use common::*;
 use purse::client::Client;
 use purse_app::notifier::AlertConfig;
@@ -419,6 +419,44 @@ fn issue_8_invoice_numbers_have_no_gaps_under_concurrency_and_across_restarts_on
 #[test]
 fn issue_8_invoice_numbers_have_no_gaps_under_concurrency_and_across_restarts_on_postgres() {
     numbering(&pg_url("issue_8_numbering"));
+}
+
+/// A payment form sent twice (a double click on "Record payment", or the browser sending it
+/// again after a slow answer) records one payment: the form carries its own id, and the
+/// payment is posted under it. Before, once the first payment had been applied to the
+/// invoice, the second was a payment of its own.
+#[test]
+fn a_payment_form_sent_twice_records_one_payment() {
+    let mut w = World::new(&sqlite_url(), Timestamp::from_secs(T0));
+    w.call("POST", "/v1/currencies", json!({ "code": "USD" }));
+    let (customer, wallet) = w.customer("Hooli", None);
+    w.charge(wallet, "60", "voice");
+    let invoice = w.call("POST", &format!("/v1/customers/{customer}/invoices"), json!({}))["id"].as_u64().unwrap();
+    w.step();
+    let path = format!("/invoices/{invoice}");
+    let due = |w: &mut World| w.get(&format!("/v1{path}"))["due"].as_str().unwrap().to_owned();
+    assert_eq!(due(&mut w), "60.00");
+    let mut clerk = w.portal(Role::Operator, Scope::ReadWrite);
+    let (_, page) = clerk.get(&path);
+    let token = Portal::hidden(&page, "pay_request").expect("the payment form carries its own id");
+    let form = [("amount", "20.00"), ("method", "bank_transfer"), ("pay_request", token.as_str())];
+    for _ in 0..2 {
+        let (status, body) = clerk.post(&format!("{path}/pay"), &form);
+        assert_eq!(status, 303, "{body}");
+        // Its receipt is made and applied to the invoice before the form comes again.
+        w.step();
+        assert_eq!(due(&mut w), "40.00", "one payment of 20.00");
+    }
+    assert_eq!(w.get(&format!("/v1/accounts/{wallet}"))["balance"], "-40.00");
+    // A new form is a new payment.
+    let (_, page) = clerk.get(&path);
+    let fresh = Portal::hidden(&page, "pay_request").unwrap();
+    assert_ne!(fresh, token);
+    let (status, _) =
+        clerk.post(&format!("{path}/pay"), &[("amount", "20.00"), ("method", "cash"), ("pay_request", &fresh)]);
+    assert_eq!(status, 303);
+    w.step();
+    assert_eq!(due(&mut w), "20.00");
 }
 
 #[test]

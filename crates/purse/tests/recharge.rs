@@ -499,6 +499,38 @@ fn the_master_account_recharges_with_funds_and_tells_the_reseller_without() {
     assert_eq!(w.balance(wallet), "34.00");
 }
 
+/// Pay Now in the portal sent twice (a double click while the card is charged, or the
+/// browser sending the form again) charges the card once: the form carries its own id, and
+/// the payment is started under it. Before, each submission was a payment of its own.
+#[test]
+fn pay_now_sent_twice_from_the_portal_charges_the_card_once() {
+    let stripe = LocalStripe::start();
+    let mut w = World::new(&sqlite_url(), Some(&stripe));
+    let (c, wallet) = w.customer("hasty", None);
+    w.save_card(c, VISA);
+    let mut admin = w.portal(Role::Customer(purse_core::PartyId(c)), Scope::ReadWrite);
+    let path = format!("/customers/{c}/recharge");
+    let (_, page) = admin.get(&path);
+    let token = common::world::Portal::hidden(&page, "request").expect("the Pay Now form carries its own id");
+    for _ in 0..2 {
+        let (status, body) = admin.post(&format!("{path}/pay-now"), &[("amount", "7.00"), ("request", &token)]);
+        assert_eq!(status, 303, "{body}");
+    }
+    let paid =
+        |w: &World| stripe.charges(&w.stripe_customer(c)).iter().filter(|ch| ch["status"] == "succeeded").count();
+    assert_eq!(paid(&w), 1, "one card payment");
+    assert_eq!(w.balance(wallet), "7.00");
+    // The next form is the next payment; a form changed by hand is refused, naming it.
+    let (_, page) = admin.get(&path);
+    let fresh = common::world::Portal::hidden(&page, "request").unwrap();
+    assert_ne!(fresh, token);
+    assert_eq!(admin.post(&format!("{path}/pay-now"), &[("amount", "3.00"), ("request", &fresh)]).0, 303);
+    let (status, body) = admin.post(&format!("{path}/pay-now"), &[("amount", "3.00"), ("request", "a b")]);
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("this form was changed"), "{body}");
+    assert_eq!((paid(&w), w.balance(wallet).as_str()), (2, "10.00"));
+}
+
 #[test]
 fn bad_recharge_settings_name_the_field_and_keep_the_previous_settings() {
     let stripe = LocalStripe::start();

@@ -64,7 +64,7 @@ pub async fn pay_invoice(
     Id(id): Id,
     ApiJson(body): ApiJson<InvoicePaymentBody>,
 ) -> Result<Response, ApiError> {
-    let (invoice, command, c) = state.read(move |s| Ok(invoice_payment(s, &who, id, &body)?)).await?;
+    let (invoice, command, c) = state.read(move |s| Ok(invoice_payment(s, &who, id, &body, None)?)).await?;
     let Some(command) = command else { return Ok(reply(StatusCode::OK, &invoice_view(&invoice, &c))) };
     let view = state
         .read(move |s| {

@@ -169,7 +169,7 @@ impl InProcess {
             Body::empty()
         } else {
             request = request.header("content-type", "application/x-www-form-urlencoded");
-            Body::from(serde_urlencoded_pairs(&form))
+            Body::from(form_body(&form))
         };
         self.send(request.body(body).unwrap()).await
     }
@@ -180,7 +180,8 @@ impl InProcess {
     }
 }
 
-fn serde_urlencoded_pairs(pairs: &[(String, String)]) -> String {
+/// A form's fields as `application/x-www-form-urlencoded`.
+pub fn form_body(pairs: &[(String, String)]) -> String {
     let encode = |s: &str| {
         s.bytes()
             .map(|b| match b {

@@ -224,6 +224,65 @@ impl World {
     pub fn messages(&self) -> Vec<Mail> {
         read_maildir(&self.maildir)
     }
+
+    /// A portal user of `role` and `scope`, signed in on server 0 (its session made in the
+    /// store, as signing in does).
+    pub fn portal(&self, role: Role, scope: Scope) -> Portal {
+        let access = purse::open_side(&self.url).unwrap().access;
+        let email = format!("{}@portal.test", super::key());
+        let user = purse_store::NewUser {
+            email,
+            name: "Clerk".into(),
+            password_hash: "x".into(),
+            role,
+            scope,
+            created_at: Timestamp(0),
+        };
+        let user_id = access.insert_user(&user).unwrap().expect("a fresh e-mail");
+        let (cookie, csrf) = (super::key(), super::key());
+        let record = purse_store::SessionRecord {
+            hash: purse_app::secrets::hash_key(&cookie),
+            user_id,
+            csrf: csrf.clone(),
+            created_at: self.now(),
+            expires_at: self.now().plus_micros(365 * 86_400 * 1_000_000),
+        };
+        access.insert_session(&record).unwrap();
+        let client = Client::new(&format!("http://{}", self.servers[0].addr), None).unwrap();
+        Portal { client, cookie: format!("purse_session={cookie}"), csrf }
+    }
+}
+
+/// A signed-in portal user: pages and forms, as a browser without scripts sends them.
+pub struct Portal {
+    client: Client,
+    cookie: String,
+    csrf: String,
+}
+
+impl Portal {
+    /// A page: its status and HTML.
+    pub fn get(&mut self, path: &str) -> (u16, String) {
+        let reply = self.client.request("GET", path, None, &[("cookie", &self.cookie)]).unwrap();
+        (reply.status, String::from_utf8_lossy(&reply.body).into_owned())
+    }
+
+    /// Sends a form (with the session's CSRF token): its status and HTML (empty for a redirect).
+    pub fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> (u16, String) {
+        let mut pairs: Vec<(String, String)> = fields.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        pairs.push(("csrf".into(), self.csrf.clone()));
+        let body = super::app::form_body(&pairs);
+        let headers = [("cookie", self.cookie.as_str()), ("content-type", "application/x-www-form-urlencoded")];
+        let reply = self.client.request("POST", path, Some(body.as_bytes()), &headers).unwrap();
+        (reply.status, String::from_utf8_lossy(&reply.body).into_owned())
+    }
+
+    /// The value of the hidden field `name` of the page's forms (the first).
+    pub fn hidden(page: &str, name: &str) -> Option<String> {
+        let at = page.find(&format!(r#"name="{name}" value=""#))?;
+        let rest = &page[at + name.len() + 15..];
+        rest.split('"').next().map(str::to_owned)
+    }
 }
 
 impl Drop for World {
