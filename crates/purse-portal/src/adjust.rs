@@ -131,7 +131,7 @@ async fn render(
         }
         (page::summary(&error))
         form.card method="post" action=(format!("/transfers/{id}/adjust")) id="adjust-form" {
-            input type="hidden" name="csrf" value=(viewer.csrf);
+            input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
             input type="hidden" name="request" value=(request);
             (field(&format!("Amount ({}; all of it, or a part)", t.currency.code), "amount", "text", &value("amount", t.currency.format(left)), error_for(&error, "amount")))
             @if give_back {
@@ -144,7 +144,7 @@ async fn render(
         @if viewer.may(Action::CreateReversal) {
             h2 { "Or reverse it whole in the ledger" }
             form.card method="post" action=(format!("/transfers/{id}/reverse")) id="reverse-form" {
-                input type="hidden" name="csrf" value=(viewer.csrf);
+                input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
                 input type="hidden" name="request" value=(request);
                 p.muted { "The ledger posts the exact opposite, linked to it. A payment reversed this way also leaves the invoices it paid, which can then be voided." }
                 (field("Reason (kept in the audit log)", "whole_reason", "text", &value("whole_reason", String::new()), error_for(&error, "whole_reason")))
@@ -351,7 +351,7 @@ async fn render_list(
         @if viewer.may(Action::CreateAdjustment) {
             (page::summary(&error))
             form.card method="post" action=(format!("/customers/{id}/adjustments")) id="adjustment-form" {
-                input type="hidden" name="csrf" value=(viewer.csrf);
+                input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
                 input type="hidden" name="request" value=(request);
                 @if open.len() > 1 {
                     (page::select("Account", "account", &open, &value("account", &wallet.0.to_string()), error_for(&error, "account")))

@@ -112,7 +112,7 @@ async fn render(
         @if may_grant(&viewer) {
             h2 { "Give credit" }
             form.card method="post" action=(format!("/customers/{id}/grants")) id="grant-form" {
-                input type="hidden" name="csrf" value=(viewer.csrf);
+                input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
                 input type="hidden" name="request" value=(request);
                 (field(&format!("Amount ({})", currency.code), "amount", "text", value("amount"), err("amount")))
                 (select("Kind", "kind", &KINDS, if value("kind").is_empty() { "promotional" } else { value("kind") }, err("kind")))
@@ -274,7 +274,7 @@ async fn show_page(
         @if may_grant(&viewer) && g.state == GrantState::Open && g.remaining.is_positive() {
             h2 { "Void" }
             form.card method="post" action=(format!("/grants/{id}/void")) id="void-form" {
-                input type="hidden" name="csrf" value=(viewer.csrf);
+                input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
                 (field("Reason", "reason", "text", "", None))
                 button.danger type="submit" id="void-grant" { "Void what is left (" (money(c, g.remaining)) ")" }
             }

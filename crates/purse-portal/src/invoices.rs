@@ -91,13 +91,13 @@ async fn render_list(
         p.muted { "Payments are applied to open invoices oldest first; what is left is an unallocated payment, applied to the next invoices automatically. It is not a cash reserve: every payment was credited to the balance when it was received." }
         @if staff {
             form.card method="post" action=(format!("/customers/{id}/billing-settings")) id="billing-form" {
-                input type="hidden" name="csrf" value=(viewer.csrf);
+                input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
                 (field("Cycle day (1-28)", "cycle_day", "text", &value("cycle_day", billing["cycle_day"].to_string()), error_for(&error, "cycle_day")))
                 (page::zone_field("Time zone (e.g. Europe/Berlin; days, cycles and caps follow it)", "time_zone", &value("time_zone", s(&billing["time_zone"]).to_owned()), error_for(&error, "time_zone")))
                 button type="submit" id="save-billing" { "Save billing cycle" }
             }
             form.inline method="post" action=(format!("/customers/{id}/invoices")) id="issue-form" {
-                input type="hidden" name="csrf" value=(viewer.csrf);
+                input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
                 button type="submit" id="issue-invoice" { "Issue invoice now (everything uninvoiced)" }
                 @if let Some(e) = error_for(&error, "customer") { p.error id="issue-error" { (e) } }
             }
@@ -147,7 +147,7 @@ async fn render_list(
                             @if writable {
                                 td {
                                     form.inline method="post" action=(format!("/receipts/{}/email", r["id"])) {
-                                        input type="hidden" name="csrf" value=(viewer.csrf);
+                                        input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
                                         button.secondary type="submit" id=(format!("email-receipt-{}", r["id"])) { "E-mail again" }
                                     }
                                 }
@@ -363,7 +363,7 @@ async fn render_invoice(
             }
             @if staff && viewer.may(purse_app::policy::Action::CreateCreditNote) && s(&i["status"]) != "void" {
                 form.card method="post" action=(format!("/invoices/{id}/credit-note")) id="credit-note-form" {
-                    input type="hidden" name="csrf" value=(viewer.csrf);
+                    input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
                     input type="hidden" name="request" value=(value("request", &format!("portal-{}", purse_app::secrets::random_hex::<12>().unwrap_or_default())));
                     (field(&format!("Amount to credit ({currency})"), "cn_amount", "text", &value("cn_amount", ""), error_for(&error, "cn_amount")))
                     @let chosen = value("cn_lines", "");
@@ -392,7 +392,7 @@ async fn render_invoice(
         @if staff && open {
             h2 { "Record a payment" }
             form.card method="post" action=(format!("/invoices/{id}/pay")) id="pay-invoice-form" {
-                input type="hidden" name="csrf" value=(viewer.csrf);
+                input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
                 // The form's own id: sent twice (a double click, the browser's resend), it records one payment.
                 input type="hidden" name="pay_request" value=(Some(value("pay_request", "")).filter(|r| !r.is_empty()).unwrap_or_else(|| format!("portal-{}", purse_app::secrets::random_hex::<12>().unwrap_or_default())));
                 (field(&format!("Amount ({currency})"), "amount", "text", &value("amount", s(&i["due"])), error_for(&error, "amount")))
@@ -408,7 +408,7 @@ async fn render_invoice(
         @if staff && s(&i["status"]) != "void" {
             h2 { "Void" }
             form.card method="post" action=(format!("/invoices/{id}/void")) id="void-form" {
-                input type="hidden" name="csrf" value=(viewer.csrf);
+                input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
                 (field("Reason", "reason", "text", &value("reason", ""), error_for(&error, "reason").or(error_for(&error, "invoice"))))
                 div.field.invalid[error_for(&error, "confirm").is_some()] {
                     label { input type="checkbox" name="confirm" value="yes" aria-describedby=[error_for(&error, "confirm").map(|_| "confirm-error")]; " I understand: a void invoice is no longer due, and this cannot be undone." }
@@ -565,7 +565,7 @@ async fn render_receipt(
             @if writable {
                 " "
                 form.inline method="post" action=(format!("/receipts/{id}/email")) {
-                    input type="hidden" name="csrf" value=(viewer.csrf);
+                    input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
                     button.secondary type="submit" id="email-receipt" { "E-mail again" }
                 }
             }
@@ -604,7 +604,7 @@ async fn render_receipt(
         @if viewer.may(purse_app::policy::Action::CreateRefund) && r["reversed_at"].is_null() {
             (page::summary(&error))
             form.card method="post" action=(format!("/receipts/{id}/refund")) id="refund-form" {
-                input type="hidden" name="csrf" value=(viewer.csrf);
+                input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
                 input type="hidden" name="request" value=(request);
                 p.muted { "Left to refund: " strong id="left-to-refund" { (left) " " (s(&r["currency"])) } ". "
                     @if s(&r["method"]) == "card" { "It goes back to the card through Stripe." } @else { "Give the money back the way it was paid; the balance is lowered now." } }

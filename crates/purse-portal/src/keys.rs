@@ -98,7 +98,7 @@ fn keys_page(
         @if viewer.user.scope == Scope::ReadWrite {
             h2 { "Create a key" }
             form.card method="post" action="/keys" id="create-key" {
-                input type="hidden" name="csrf" value=(viewer.csrf);
+                input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
                 (field("Name", "name", "text", entered.name, entered.name_error))
                 (select("Access", "scope", &SCOPES, entered.scope, entered.scope_error))
                 p.muted { "The key acts as " (page::role_name(viewer)) " does: it sees what you see." }
@@ -190,7 +190,7 @@ pub async fn confirm_revoke(
         section.card.notice.bad id="confirm" {
             p { "Revoke the API key " strong { (key.name) } " (" code { (key.prefix) "…" } ")? Every program using it is refused from now on. This cannot be undone: a new key would have to be created and given to them." }
             form.inline method="post" action=(format!("/keys/{id}/revoke")) {
-                input type="hidden" name="csrf" value=(viewer.csrf);
+                input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
                 button.danger type="submit" id="confirm-revoke" { "Revoke" }
             }
             " " a href="/keys" { "Cancel" }

@@ -17,6 +17,7 @@ pub mod i18n;
 mod invoices;
 mod keys;
 mod login;
+pub mod once;
 pub mod page;
 mod payments;
 mod rating;
@@ -61,11 +62,13 @@ impl Default for PortalSettings {
 pub struct PortalState {
     pub app: Arc<App>,
     pub settings: Arc<PortalSettings>,
+    /// Forms done lately, for the same form sent again (see [`once`]).
+    pub sent: Arc<once::Sent>,
 }
 
 impl PortalState {
     pub fn new(app: Arc<App>, settings: PortalSettings) -> PortalState {
-        PortalState { app, settings: Arc::new(settings) }
+        PortalState { app, settings: Arc::new(settings), sent: Arc::default() }
     }
 }
 
@@ -235,8 +238,16 @@ async fn checked(state: PortalState, request: Request, next: Next, asked: i18n::
         return i18n::localize(PortalError::Forbidden(message).into_response(), lang).await;
     }
     let shown = viewer.flash.is_some();
+    // A form's id is claimed when its form is read, and its answer kept after it.
+    let slot = (parts.method == Method::POST).then(|| once::Slot::new(state.sent.clone(), viewer.user.id));
+    if let Some(slot) = &slot {
+        parts.extensions.insert(slot.clone());
+    }
     parts.extensions.insert(viewer);
     let mut response = next.run(Request::from_parts(parts, body)).await;
+    if let Some(slot) = &slot {
+        slot.answered(&response);
+    }
     // The message was shown on this page (not on a redirect): once is enough.
     if shown && !response.status().is_redirection() {
         session::add_cookie(
@@ -275,6 +286,8 @@ pub enum PortalError {
     /// The database cannot be reached or write right now.
     Unavailable,
     Internal(String),
+    /// The same form was sent before and answered: that answer again.
+    Replay(once::Replay),
 }
 
 impl PortalError {
@@ -373,6 +386,7 @@ impl IntoResponse for PortalError {
                 let query = serde_urlencoded::to_string([("next", next.as_str())]).unwrap_or_default();
                 return Redirect::to(&format!("/login?{query}")).into_response();
             }
+            PortalError::Replay(first) => return first.into_response(),
             PortalError::NotFound => (StatusCode::NOT_FOUND, "Not found", "There is no such page, or it is not yours to see.".to_owned()),
             PortalError::Forbidden(m) => (StatusCode::FORBIDDEN, "Not allowed", m),
             PortalError::Csrf => (
@@ -478,7 +492,7 @@ async fn settings(viewer: Viewer) -> Response {
             li { a href="/settings/password" { "Change password" } }
             li {
                 form.filters method="post" action="/settings/language" id="language-form" {
-                    input type="hidden" name="csrf" value=(viewer.csrf);
+                    input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
                     @let chosen = viewer.user.lang.clone().unwrap_or_default();
                     @let options: Vec<(&str, &str)> = std::iter::once(("", "As the browser prefers"))
                         .chain(i18n::Lang::ALL.iter().map(|l| (l.code(), l.name())))

@@ -90,7 +90,7 @@ async fn render(
         h2 { "Pay Now" }
         @if writable && configured {
             form.card method="post" action=(format!("{action}/pay-now")) id="pay-now-form" {
-                input type="hidden" name="csrf" value=(viewer.csrf);
+                input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
                 // The form's own id: sent twice (a double click, the browser's resend), it pays once.
                 input type="hidden" name="request" value=(format!("portal-{}", purse_app::secrets::random_hex::<12>().unwrap_or_default()));
                 (field(&format!("Amount ({currency}); amount due: {due}"), "amount", "text", &entered.as_ref().and_then(|e| e.get("amount").cloned()).unwrap_or_else(|| due.clone()), error_for(&error, "amount")))
@@ -113,7 +113,7 @@ async fn render(
         h2 { "Automatic recharge" }
         @if writable {
             form.card method="post" action=(action.clone()) id="recharge-settings" {
-                input type="hidden" name="csrf" value=(viewer.csrf);
+                input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
                 div.field {
                     label { input type="checkbox" name="enabled" id="enabled" value="on" checked[value("enabled") == "on"]; " Enable auto-trigger" }
                 }

@@ -74,7 +74,7 @@ async fn plans_page(
         @if staff_admin(&viewer) {
             h2 { "New rate plan" }
             form.card method="post" action="/rate-plans" id="plan-form" {
-                input type="hidden" name="csrf" value=(viewer.csrf);
+                input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
                 (field("Name", "name", "text", &name, error_for(&error, "name")))
                 (select("Currency", "currency", &options, &currency, error_for(&error, "currency")))
                 button type="submit" id="create-plan" { "Create" }
@@ -187,7 +187,7 @@ async fn plan_page(
         @if !resellers.is_empty() && viewer.user.scope == Scope::ReadWrite {
             h2 { "Give this plan to a reseller" }
             form.card method="post" action=(format!("/rate-plans/{id}/assign")) id="assign-form" {
-                input type="hidden" name="csrf" value=(viewer.csrf);
+                input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
                 @let options: Vec<(String, String)> = resellers.iter().map(|(r, n)| (r.to_string(), n.clone())).collect();
                 @let options: Vec<(&str, &str)> = options.iter().map(|(v, t)| (v.as_str(), t.as_str())).collect();
                 (select("Reseller", "reseller", &options, "", error_for(&error, "reseller")))
@@ -203,7 +203,7 @@ async fn plan_page(
         @if owner {
             h2 { "Import rates" }
             form.card method="post" action=(format!("/rate-plans/{id}/import")) id="import-form" {
-                input type="hidden" name="csrf" value=(viewer.csrf);
+                input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
                 (field("Service (for a deck without a service column)", "service", "text", &service, error_for(&error, "service")))
                 div.field.invalid[error_for(&error, "csv").is_some()] {
                     label for="csv" { "Deck (CSV with a header line: prefix, description, price, connection_fee, minimum, increments, unit, effective_from)" }
@@ -325,7 +325,7 @@ pub fn customer_section(
         }
         @if staff_admin(viewer) {
             form.inline method="post" action=(format!("/customers/{customer}/rate-plan")) id="plan-choice" {
-                input type="hidden" name="csrf" value=(viewer.csrf);
+                input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
                 (select("Rate plan", "plan", &options, &chosen, None))
                 button type="submit" id="save-plan" { "Save" }
             }

@@ -190,7 +190,7 @@ async fn render(
         }
         @if viewer.may(Action::PutResellerAlertSettings) {
             form.filters method="post" action=(format!("/resellers/{id}/alerts")) id="master-alert-form" {
-                input type="hidden" name="csrf" value=(viewer.csrf);
+                input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
                 (field("Alert e-mail for the master wallet", "billing_email", "email", entered.get("billing_email").map_or_else(|| d.email.as_deref().unwrap_or(""), String::as_str), error_for(&error, "billing_email")))
                 button type="submit" id="save-master-alert" { "Save" }
             }
@@ -198,7 +198,7 @@ async fn render(
         @if issues {
             h2 { "Issue credit to a customer" }
             form.card method="post" action=(format!("/resellers/{id}/issue")) id="issue-form" {
-                input type="hidden" name="csrf" value=(viewer.csrf);
+                input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
                 input type="hidden" name="request" value=(request);
                 (page::summary(&error.iter().filter(|(f, _)| f != "billing_email").cloned().collect::<Vec<_>>()))
                 (select("Customer", "customer", &customer_options, value("customer"), error_for(&error, "customer").or(error_for(&error, "target"))))

@@ -243,13 +243,18 @@ impl FromRequest<PortalState> for Form {
         if !urlencoded {
             return Err(PortalError::BadRequest("Forms are sent as application/x-www-form-urlencoded.".into()));
         }
+        let slot = request.extensions().get::<crate::once::Slot>().cloned();
         // Too large, or it stopped arriving before it was whole (`purse serve` times a body out).
         let bytes = axum::body::Bytes::from_request(request, state).await.map_err(|_| {
             PortalError::BadRequest("The form could not be read whole: it is too large, or it stopped arriving.".into())
         })?;
-        serde_urlencoded::from_bytes(&bytes)
+        let form = serde_urlencoded::from_bytes(&bytes)
             .map(Form)
-            .map_err(|_| PortalError::BadRequest("The form is malformed.".into()))
+            .map_err(|_| PortalError::BadRequest("The form is malformed.".into()))?;
+        if let Some(slot) = slot {
+            slot.claim(form.get(crate::once::FIELD), &bytes).await.map_err(PortalError::Replay)?;
+        }
+        Ok(form)
     }
 }
 

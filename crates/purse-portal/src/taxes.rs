@@ -67,7 +67,7 @@ async fn render_rates(
             h2 { "Add a tax rate" }
             (page::summary(&error))
             form.card method="post" action="/taxes" id="tax-rate-form" {
-                input type="hidden" name="csrf" value=(viewer.csrf);
+                input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
                 (field("Name (as invoices print it, such as VAT)", "name", "text", &value("name", ""), error_for(&error, "name")))
                 (field("Percentage (such as 20 or 7.25)", "percent", "text", &value("percent", ""), error_for(&error, "percent")))
                 (page::select("Prices", "inclusive", &[("no", "Tax added on top"), ("yes", "Include the tax")], &value("inclusive", "no"), error_for(&error, "inclusive")))
@@ -179,7 +179,7 @@ async fn render_settings(
             h2 { "Change the tax settings" }
             (page::summary(&error))
             form.card method="post" action=(format!("/customers/{id}/taxes")) id="tax-settings-form" {
-                input type="hidden" name="csrf" value=(viewer.csrf);
+                input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
                 (page::select("Tax rate", "tax_rate", &choices, &value("tax_rate"), error_for(&error, "tax_rate")))
                 (page::select("Taxed", "taxed_at", &when, &value("taxed_at"), error_for(&error, "taxed_at")))
                 (field("Tax id (such as a VAT number)", "tax_id", "text", &value("tax_id"), error_for(&error, "tax_id")))

@@ -727,6 +727,62 @@ fn an_api_key_made_in_the_portal_redirects_and_shows_its_secret_once() {
     drop(runtime);
 }
 
+/// A form sent twice (a double click, or the browser sending it again after a slow answer)
+/// is done once: every form carries an id of its own, and the same form with the same values
+/// gets the first answer again, also while the first is still being done. The same form sent
+/// back with other values (after "back"), or after it was refused, is done as it comes.
+#[test]
+fn a_form_sent_twice_is_done_once() {
+    let (app, runtime) = in_process();
+    runtime.block_on(async {
+        let body = json!({ "client_id": "c", "name": "Acme Calls", "billing": "prepaid", "currency": "USD" });
+        let (customer, _) = usd_customer(&app, body).await;
+        let admin = app.session(Role::Customer(PartyId(customer)), Scope::ReadWrite);
+        let once = |page: &str| {
+            page.split(r#"name="once" value=""#).nth(1).and_then(|r| r.split('"').next()).map(str::to_owned)
+        };
+        let keys = |page: &str, name: &str| page.matches(&format!("<td>{name}</td>")).count();
+        let page = app.page(&admin, "GET", "/keys", &[]).await.text();
+        let id = once(&page).expect("every form carries an id of its own");
+        let form = [("name", "switch"), ("scope", "read"), ("once", id.as_str())];
+        // Sent twice at once: the second waits for the first and gets its answer.
+        let (first, second) =
+            tokio::join!(app.page(&admin, "POST", "/keys", &form), app.page(&admin, "POST", "/keys", &form));
+        let secret = |r: &common::app::Reply| {
+            r.headers.get_all("set-cookie").iter().find_map(|v| {
+                v.to_str().unwrap().strip_prefix("purse_new_key=").map(|c| c.split(';').next().unwrap().to_owned())
+            })
+        };
+        assert_eq!((first.status.as_u16(), second.status.as_u16()), (303, 303), "{}", second.text());
+        assert_eq!(second.headers["location"], "/keys");
+        assert!(secret(&first).is_some());
+        assert_eq!(secret(&first), secret(&second), "the same key's secret, once made");
+        // Sent again later: the same answer, still one key.
+        let third = app.page(&admin, "POST", "/keys", &form).await;
+        assert_eq!((third.status.as_u16(), secret(&third)), (303, secret(&first)));
+        let listed = app.page(&admin, "GET", "/keys", &[]).await.text();
+        assert_eq!(keys(&listed, "switch"), 1, "{listed}");
+        // The same form sent back with another name is a form of its own.
+        let other = [("name", "billing"), ("scope", "read"), ("once", id.as_str())];
+        assert_eq!(app.page(&admin, "POST", "/keys", &other).await.status, 303);
+        // A refused form is not kept: sent again, corrected, it is done.
+        let id = once(&app.page(&admin, "GET", "/keys", &[]).await.text()).unwrap();
+        let refused =
+            app.page(&admin, "POST", "/keys", &[("name", ""), ("scope", "read"), ("once", id.as_str())]).await;
+        assert_eq!(refused.status, 422);
+        let again = app.page(&admin, "POST", "/keys", &[("name", ""), ("scope", "read"), ("once", id.as_str())]).await;
+        assert_eq!(again.status, 422, "refused again, not replayed");
+        let listed = app.page(&admin, "GET", "/keys", &[]).await.text();
+        assert_eq!((keys(&listed, "switch"), keys(&listed, "billing")), (1, 1), "{listed}");
+        // Another user's form with the same id is that user's own.
+        let colleague = app.session(Role::Customer(PartyId(customer)), Scope::ReadWrite);
+        let theirs = app.page(&colleague, "POST", "/keys", &form).await;
+        assert_eq!(theirs.status, 303);
+        assert_ne!(secret(&theirs), secret(&first));
+    });
+    drop(runtime);
+}
+
 /// Issue 18, item 4: with the SQLite file on a full file system, writes answer 503
 /// `storage_unavailable` with `Retry-After`, `/readyz` says not ready (while `/healthz` says
 /// alive), the log says so once, and Purse recovers by itself when space returns. The test
