@@ -251,9 +251,12 @@ pub fn record(db: &mut dyn Db, batch: &AlertBatch, now: Timestamp) -> StoreResul
             if found != expected {
                 return Ok(false);
             }
+            // A notice that reaches nobody (no e-mail, no webhook) is logged and waits its
+            // period, but is not one of the rule's max quantity: those are notices sent.
+            let sent = u32::from(!n.emails.is_empty() || !n.endpoints.is_empty());
             db.run(
                 "UPDATE alert_counters SET count = $3, last_at = $4 WHERE party_id = $1 AND rule = $2",
-                &[id(n.party.0), text(rule.as_str()), int(expected.count + 1), int(now.0)],
+                &[id(n.party.0), text(rule.as_str()), int(expected.count + sent), int(now.0)],
             )?;
         }
         let notification = new_id(

@@ -206,6 +206,36 @@ fn the_inactivity_rule_fires_only_after_the_quiet_period() {
     assert_eq!(days(&w.notifications(c), "inactivity"), vec![7]);
 }
 
+/// A notice that reaches nobody (no e-mail, no webhook) is logged and waits its period, but
+/// is not one of the rule's max quantity (notices sent): a billing e-mail given later still
+/// gets them. Before, two days without an address used up a max quantity of two.
+#[test]
+fn a_notice_to_nobody_is_logged_but_not_one_of_the_max_quantity() {
+    let smtp = Smtp::start();
+    let mut w = World::new(&sqlite_url(), alert_config(smtp.port));
+    w.call(
+        "POST",
+        "/v1/low-balance-profiles",
+        json!({ "name": "Twice", "currency": "USD", "max_quantity": 2, "period_hours": 24,
+                "client_rule": { "threshold": "20", "notify": true } }),
+    );
+    let (c, wallet) = w.customer("mute", None, "prepaid", None);
+    w.pay(wallet, "30");
+    w.charge(wallet, "15");
+    for _ in 0..(2 * 24) {
+        w.advance(HOUR);
+    }
+    assert!(smtp.messages().is_empty());
+    let nobody = days(&w.notifications(c), "client");
+    assert_eq!(nobody.len(), 2, "logged once a period: {nobody:?}");
+    w.call("PUT", &format!("/v1/customers/{c}/alert-settings"), json!({ "billing_email": "mute@c.test" }));
+    for _ in 0..(4 * 24) {
+        w.advance(HOUR);
+    }
+    assert_eq!(smtp.by_recipient(), BTreeMap::from([("mute@c.test".to_owned(), 2)]), "max quantity: two sent");
+    assert_eq!(days(&w.notifications(c), "client").len(), 4);
+}
+
 #[test]
 fn comma_separated_warning_thresholds_fire_once_per_downward_crossing() {
     let smtp = Smtp::start();
