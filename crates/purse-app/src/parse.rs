@@ -124,6 +124,18 @@ pub fn name(field: &str, text: &str) -> Result<String, AppError> {
     Ok(name.to_owned())
 }
 
+/// What is wrong with a line of a CSV file, in people's words (without the line: each caller
+/// says which).
+pub fn csv_line_error(e: &csv::Error) -> String {
+    match e.kind() {
+        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+            format!("it has {len} fields where the header line has {expected_len}")
+        }
+        csv::ErrorKind::Utf8 { .. } => "it is not UTF-8 text".into(),
+        _ => e.to_string(),
+    }
+}
+
 pub fn scope(field: &str, text: &str) -> Result<Scope, AppError> {
     match text {
         "read_write" => Ok(Scope::ReadWrite),

@@ -677,7 +677,7 @@ pub fn parse_deck(text: &str, service: Option<&str>, now: Timestamp) -> AppResul
         let record = match record {
             Ok(r) => r,
             Err(e) => {
-                errors.push(format!("line {line}: {e}"));
+                errors.push(format!("line {line}: {}", crate::parse::csv_line_error(&e)));
                 continue;
             }
         };

@@ -228,7 +228,10 @@ pub fn import(remote: &mut Remote, csv: &str) -> crate::error::Result<String> {
     }
     let mut items = Vec::new();
     for record in reader.records() {
-        let record = record.map_err(|e| crate::Error::Remote(e.to_string()))?;
+        let record = record.map_err(|e| {
+            let line = e.position().map_or(0, |p| p.line());
+            crate::Error::Remote(format!("line {line}: {}", purse_app::parse::csv_line_error(&e)))
+        })?;
         let n = record.position().map_or(0, |p| p.line());
         if record.iter().all(str::is_empty) {
             continue;
@@ -350,5 +353,15 @@ mod tests {
         let mut a = Remote::new("http://127.0.0.1:1", "k", false).unwrap();
         let mut b = Remote::new("http://127.0.0.1:1", "k", false).unwrap();
         assert_ne!(a.fresh_id(), b.fresh_id());
+    }
+
+    /// A line with fewer or more fields than the header is named, with its number and in
+    /// words, before anything is sent.
+    #[test]
+    fn a_ragged_line_is_named_before_anything_is_sent() {
+        let mut r = Remote::new("http://127.0.0.1:1", "k", false).unwrap();
+        let csv = "client_id,account,amount,currency\nc1,3,1.00,USD\nc2,3\n";
+        let e = super::import(&mut r, csv).unwrap_err().to_string();
+        assert!(e.contains("line 3: it has 2 fields where the header line has 4"), "{e}");
     }
 }

@@ -246,13 +246,19 @@ fn issue_20_a_deck_with_bad_lines_imports_nothing_and_names_each_line() {
     with_shop(&sqlite_url(), async |shop| {
         shop.setup(2).await;
         let plan = shop.plan("prefix,price,increments\n44,0.10,60/60\n", "voice").await;
-        let bad = "prefix,price,increments\n447,0.20,60/60\n44x,0.10,1/1\n448,-1,1/1\n449,0.1,0/5\n";
+        let bad = "prefix,price,increments\n447,0.20,60/60\n44x,0.10,1/1\n448,-1,1/1\n449,0.1,0/5\n450,0.1\n";
         let r = shop
             .call("POST", &format!("/v1/rate-plans/{plan}/import"), json!({ "csv": bad, "service": "voice" }))
             .await;
         assert_eq!(r.status, 422, "{}", r.body);
         let message = r.body["error"]["message"].as_str().unwrap().to_owned();
-        for needle in ["line 3: prefix", "line 4: price", "line 5: increments", "nothing was imported"] {
+        for needle in [
+            "line 3: prefix",
+            "line 4: price",
+            "line 5: increments",
+            "line 6: it has 2 fields where the header line has 3",
+            "nothing was imported",
+        ] {
             assert!(message.contains(needle), "{needle} not in {message}");
         }
         // A column named twice is refused, not read from one of the two.
