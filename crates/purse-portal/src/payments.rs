@@ -45,7 +45,8 @@ async fn render(
         let PartyKind::Customer { currency, .. } = party.kind else { return Err(PortalError::NotFound) };
         let c = s.currency("currency", currency)?;
         let settings = api::settings_view(s, &party, &c)?;
-        let due = c.format(api::amount_due(s, &party)?);
+        // Nothing due: the amount is left for the payer to write.
+        let due = Some(api::amount_due(s, &party)?).filter(|d| d.is_positive()).map(|d| c.format(d));
         let recharges: Vec<Value> =
             s.payments.recharges(Some(party.id), 20)?.iter().map(|r| api::recharge_view(r, &c)).collect();
         let caps = api::caps_view(s, &party, &c)?;
@@ -72,7 +73,7 @@ async fn render(
     let configured = settings["card_payments_configured"] == true;
     let card = settings["card"]["last4"]
         .as_str()
-        .map(|l| format!("{} ending {l}", settings["card"]["brand"].as_str().unwrap_or("card")));
+        .map(|l| format!("{} ending {l}", card_brand(settings["card"]["brand"].as_str().unwrap_or(""))));
     let chosen = value("method");
     let action = format!("/customers/{id}/recharge");
     let currency = text("currency");
@@ -93,7 +94,7 @@ async fn render(
                 input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
                 // The form's own id: sent twice (a double click, the browser's resend), it pays once.
                 input type="hidden" name="request" value=(format!("portal-{}", purse_app::secrets::random_hex::<12>().unwrap_or_default()));
-                (field(&format!("Amount ({currency}); amount due: {due}"), "amount", "text", &entered.as_ref().and_then(|e| e.get("amount").cloned()).unwrap_or_else(|| due.clone()), error_for(&error, "amount")))
+                (field(&match &due { Some(d) => format!("Amount ({currency}); amount due: {d}"), None => format!("Amount ({currency}); nothing is due") }, "amount", "text", &entered.as_ref().and_then(|e| e.get("amount").cloned()).or_else(|| due.clone()).unwrap_or_default(), error_for(&error, "amount")))
                 @match &card {
                     Some(c) => p.muted id="saved-card" { "Pays with the saved " (c) "." },
                     None => {
@@ -352,5 +353,20 @@ pub(crate) fn summary(settings: &Value, id: u64) -> maud::Markup {
             " "
             a.button.secondary href=(format!("/customers/{id}/recharge#recharge-settings")) id="recharge-link" { "Automatic recharge settings" }
         }
+    }
+}
+
+/// A card's brand as Stripe names it (`visa`, `amex`…), as people write it.
+fn card_brand(brand: &str) -> &str {
+    match brand {
+        "visa" => "Visa",
+        "mastercard" => "Mastercard",
+        "amex" => "American Express",
+        "discover" => "Discover",
+        "diners" => "Diners Club",
+        "jcb" => "JCB",
+        "unionpay" => "UnionPay",
+        "" | "unknown" => "card",
+        other => other,
     }
 }

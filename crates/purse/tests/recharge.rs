@@ -512,6 +512,11 @@ fn pay_now_sent_twice_from_the_portal_charges_the_card_once() {
     let path = format!("/customers/{c}/recharge");
     let (_, page) = admin.get(&path);
     let token = common::world::Portal::hidden(&page, "request").expect("the Pay Now form carries its own id");
+    assert!(page.contains("Pays with the saved Visa ending 4242."), "the brand as people write it: {page}");
+    assert!(
+        page.contains("nothing is due") && page.contains(r#"name="amount" type="text" value="""#),
+        "nothing due, nothing filled in"
+    );
     for _ in 0..2 {
         let (status, body) = admin.post(&format!("{path}/pay-now"), &[("amount", "7.00"), ("request", &token)]);
         assert_eq!(status, 303, "{body}");
