@@ -245,8 +245,12 @@ impl FromRequest<PortalState> for Form {
         }
         let slot = request.extensions().get::<crate::once::Slot>().cloned();
         // Too large, or it stopped arriving before it was whole (`purse serve` times a body out).
-        let bytes = axum::body::Bytes::from_request(request, state).await.map_err(|_| {
-            PortalError::BadRequest("The form could not be read whole: it is too large, or it stopped arriving.".into())
+        let bytes = axum::body::Bytes::from_request(request, state).await.map_err(|e| {
+            PortalError::BadRequest(if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                "The form is too large to be read: shorten what was entered and send it again.".into()
+            } else {
+                "The form stopped arriving before it was whole: send it again.".into()
+            })
         })?;
         let form = serde_urlencoded::from_bytes(&bytes)
             .map(Form)

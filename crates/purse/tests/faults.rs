@@ -646,6 +646,24 @@ fn a_client_that_never_finishes_a_request_is_cut_off_and_holds_no_one_up() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains(r#""code":"body_timeout""#), "{answer}");
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    // A portal form whose body stops halfway is told so, and one too large is told that.
+    let form = |length: usize, sent: &str| {
+        let mut s = std::net::TcpStream::connect(&served.listen).unwrap();
+        let head = format!(
+            "POST /login HTTP/1.1\r\nHost: purse\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: {length}\r\nConnection: close\r\n\r\n{sent}"
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).expect("answered and closed");
+        answer
+    };
+    let stalled = form(200, "email=a%40b.test&pass");
+    assert!(stalled.contains("The form stopped arriving before it was whole"), "{stalled}");
+    let large = "x".repeat(70 * 1024);
+    let too_large = form(large.len() + 6, &format!("email={large}"));
+    assert!(too_large.contains("The form is too large to be read"), "{too_large}");
     let healthz = || {
         let mut s = std::net::TcpStream::connect(&served.listen).unwrap();
         s.write_all(b"GET /healthz HTTP/1.1\r\nHost: purse\r\nConnection: close\r\n\r\n").unwrap();
