@@ -3,14 +3,15 @@
 use std::collections::HashMap;
 
 use axum::extract::{Query, State};
+use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{html, Markup};
 use purse_core::{Account, AccountKind, AccountStatus, Amount, Currency, Party, PartyId, PartyKind, Role, Transfer};
 use purse_store::{JournalQuery, PartyQuery};
 
 use super::page::{self, money, select};
-use super::session::{PathId, Viewer};
-use super::{read, PortalError};
+use super::session::{Form, PathId, Viewer};
+use super::{done, read, PortalError};
 use crate::PortalState;
 use purse_app::accounts::live;
 use purse_app::parse::clamp;
@@ -276,6 +277,17 @@ pub async fn show(
     viewer: Viewer,
     PathId(id): PathId,
 ) -> Result<Response, PortalError> {
+    render(state, std::sync::Arc::new(viewer), id, None, Vec::new()).await
+}
+
+/// The customer's page; after a refused transfer, with what was entered and what is wrong.
+async fn render(
+    state: PortalState,
+    viewer: std::sync::Arc<Viewer>,
+    id: u64,
+    entered: Option<HashMap<String, String>>,
+    error: page::Errors,
+) -> Result<Response, PortalError> {
     let who = viewer.who;
     let o = read(&state, move |s| {
         let party = s.party_for(&who, id)?;
@@ -319,7 +331,12 @@ pub async fn show(
     } else {
         format!("/customers/{id}/balance")
     };
+    // Offered to whoever the policy lets move money out of the customer's accounts.
+    let transfers = viewer.may(purse_app::policy::Action::CreateTransfer)
+        && purse_app::policy::may_move_from(viewer.user.role, wallet)
+        && !o.subscribers.is_empty();
     let body = html! {
+        (page::summary(&error))
         p.muted {
             (billing(&o.party)) " customer · " (currency.code) " · client id " (viewer.who.shown_client_id(&o.party.client_id))
             " · " (Standing::of(wallet, *available).badge())
@@ -345,6 +362,9 @@ pub async fn show(
                 }
             }
         }
+        @if transfers {
+            (transfer_form(&viewer, id, wallet, &o.subscribers, *currency, entered.as_ref(), &error)?)
+        }
         @if !o.grants.is_empty() {
             h2 { "Credit grants in force" }
             (crate::grants::table(&viewer, "customer-grants", &o.grants, *currency))
@@ -358,5 +378,158 @@ pub async fn show(
     } else {
         Vec::new()
     };
-    Ok(page::ok(page::layout(&o.party.name, Some(&viewer), &crumbs, body)))
+    let response = page::layout(&o.party.name, Some(&viewer), &crumbs, body);
+    Ok(if error.is_empty() { page::ok(response) } else { page::respond(StatusCode::UNPROCESSABLE_ENTITY, response) })
+}
+
+/// An account of the customer as its users know it: the wallet, or a subscriber account by
+/// its client id.
+fn account_name(viewer: &Viewer, a: &Account) -> String {
+    match (a.kind, &a.client_id) {
+        (AccountKind::Wallet, _) => "Main wallet".to_owned(),
+        (_, Some(c)) => viewer.who.shown_client_id(c),
+        (kind, None) => kind_name(kind).to_owned(),
+    }
+}
+
+/// Moving funds between the customer's own accounts (seed 003's subscriber-to-subscriber
+/// transfers, when its class or its settings allow them).
+fn transfer_form(
+    viewer: &Viewer,
+    id: u64,
+    wallet: &Account,
+    subscribers: &[(Account, i128, Currency)],
+    currency: Currency,
+    entered: Option<&HashMap<String, String>>,
+    error: &page::Errors,
+) -> Result<Markup, PortalError> {
+    let value = |k: &str| entered.and_then(|e| e.get(k).cloned()).unwrap_or_default();
+    let request = page::request_id(&entered.cloned().unwrap_or_default())?;
+    let choices: Vec<(String, String)> = std::iter::once(wallet)
+        .chain(subscribers.iter().map(|(a, _, _)| a))
+        .filter(|a| a.status == AccountStatus::Open && a.currency == currency.code)
+        .map(|a| (a.id.0.to_string(), account_name(viewer, a)))
+        .collect();
+    let options: Vec<(&str, &str)> =
+        std::iter::once(("", "Choose…")).chain(choices.iter().map(|(v, l)| (v.as_str(), l.as_str()))).collect();
+    let error_for = |f: &str| error.iter().find(|(k, _)| k == f).map(|(_, m)| m.as_str());
+    Ok(html! {
+        h2 { "Move funds between accounts" }
+        form.card method="post" action=(format!("/customers/{id}/transfers")) id="transfer-form" {
+            input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
+            input type="hidden" name="request" value=(request);
+            (select("From", "from", &options, &value("from"), error_for("from")))
+            (select("To", "to", &options, &value("to"), error_for("to")))
+            (page::field(&format!("Amount ({})", currency.code), "amount", "text", &value("amount"), error_for("amount")))
+            @if viewer.own_customer() != Some(id) {
+                (page::field("Reason (kept in the audit log)", "reason", "text", &value("reason"), error_for("reason")))
+            }
+            p.muted { "The account the funds leave needs them available; transfers between subscriber accounts follow the customer's class or its own setting." }
+            button type="submit" id="transfer" { "Move funds" }
+        }
+    })
+}
+
+/// Moves funds between two of the customer's own accounts: as its own user asked, or on its
+/// behalf by whoever the policy lets move them (with a reason, kept in the audit log).
+pub async fn transfer(
+    State(state): State<PortalState>,
+    viewer: Viewer,
+    PathId(id): PathId,
+    form: Form,
+) -> Result<Response, PortalError> {
+    viewer.check(&form)?;
+    let entered = form.entered(&["from", "to", "amount", "reason", "request"]);
+    let viewer = std::sync::Arc::new(viewer);
+    let (v, e) = (viewer.clone(), entered.clone());
+    let moved = read(&state, move |s| {
+        let party = s.party_for(&v.who, id)?;
+        let accounts = s.engine.reader().accounts_of(party.id)?;
+        let pick = |field: &str| e[field].parse::<u64>().ok().and_then(|n| accounts.iter().find(|a| a.id.0 == n));
+        let (from, to) = (pick("from"), pick("to"));
+        let mut errors: page::Errors = Vec::new();
+        if from.is_none() {
+            errors.push(("from".into(), "choose the account the funds leave".into()));
+        }
+        match (from, to) {
+            (_, None) => errors.push(("to".into(), "choose the account the funds go to".into())),
+            (Some(f), Some(t)) if f.id == t.id => {
+                errors.push(("to".into(), "choose another account than the one the funds leave".into()));
+            }
+            _ => {}
+        }
+        let wallet = accounts.iter().find(|a| a.kind == AccountKind::Wallet).ok_or(PortalError::NotFound)?;
+        let c = s.currency("currency", wallet.currency)?;
+        let amount = match purse_app::parse::amount("amount", &e["amount"], c)
+            .and_then(|a| purse_app::parse::positive("amount", a))
+        {
+            Ok(a) => Some(a),
+            Err(err) => match PortalError::keep_field(err) {
+                PortalError::Fields(each) => {
+                    errors.extend(each);
+                    None
+                }
+                other => return Err(other),
+            },
+        };
+        let reason = match purse_app::parse::reason_text(Some(&e["reason"])) {
+            Ok(r) => r,
+            Err(err) => {
+                errors.push(("reason".into(), err.to_string()));
+                None
+            }
+        };
+        let (Some(from), Some(to), Some(amount), true) = (from, to, amount, errors.is_empty()) else {
+            return Err(PortalError::Fields(errors));
+        };
+        let client_id = v.who.client_id("request", &e["request"]).map_err(PortalError::keep_field)?;
+        let money = purse_core::Money { amount, currency: wallet.currency };
+        let command = purse_app::accounts::transfer_command(
+            s,
+            &v.who,
+            client_id,
+            from.id.0,
+            to.id.0,
+            money,
+            purse_core::TransferKind::Transfer,
+            reason,
+            None,
+        )
+        .map_err(|err| match err {
+            purse_app::AppError::Rejected(r) => PortalError::field(form_field(r.field()), r.to_string()),
+            other => match PortalError::keep_field(other) {
+                PortalError::Fields(each) => {
+                    PortalError::Fields(each.into_iter().map(|(f, m)| (form_field(Some(&f)).to_owned(), m)).collect())
+                }
+                other => other,
+            },
+        })?;
+        let results = s.engine.submit(vec![purse_core::Item::single(command)]).map_err(purse_app::AppError::from)?;
+        match results.into_iter().next() {
+            Some(Ok(_)) => Ok(format!(
+                "Moved {} from {} to {}.",
+                page::money(c, amount),
+                account_name(&v, from),
+                account_name(&v, to)
+            )),
+            Some(Err(r)) => Err(PortalError::field(form_field(r.field()), r.to_string())),
+            None => Err(PortalError::Internal("the engine answered nothing".into())),
+        }
+    })
+    .await;
+    match moved {
+        Ok(message) => Ok(done(&format!("/customers/{id}"), &message)),
+        Err(PortalError::Fields(errors)) => render(state, viewer, id, Some(entered), errors).await,
+        Err(other) => Err(other),
+    }
+}
+
+/// The form's field for what the application or the ledger says is wrong.
+fn form_field(field: Option<&str>) -> &'static str {
+    match field {
+        Some("source" | "account" | "from") => "from",
+        Some("target" | "to") => "to",
+        Some("reason") => "reason",
+        _ => "amount",
+    }
 }

@@ -106,6 +106,7 @@ pub fn pages() -> Vec<Page> {
         page(M::POST, "/logout", A::Logout, post(login::logout)),
         page(M::GET, "/customers", A::ListCustomers, get(customers::list)),
         page(M::GET, "/customers/{id}", A::GetCustomer, get(customers::show)),
+        page(M::POST, "/customers/{id}/transfers", A::CreateTransfer, post(customers::transfer)),
         page(M::GET, "/customers/{id}/balance", A::GetJournal, get(balance::details)),
         page(M::GET, "/customers/{id}/balance.csv", A::GetJournal, get(balance::csv)),
         page(M::GET, "/settings", A::Home, get(settings)),

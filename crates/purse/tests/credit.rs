@@ -449,6 +449,89 @@ fn issue_7_subscriber_transfers_obey_the_class_policy_and_the_funds_check_also_c
     }
 }
 
+/// A customer's own user moves funds between its accounts in the portal (seed 003's
+/// subscriber-to-subscriber transfers): refused naming the account while they are not
+/// allowed; moved once allowed, and once even when the form is sent twice; above what is
+/// available, refused naming the amount. Staff are not offered the form, and are refused it.
+#[test]
+fn a_customer_moves_funds_between_its_own_accounts_in_the_portal() {
+    let mut w = World::new(&sqlite_url());
+    let (customer, _) = w.customer("Hooli", "prepaid", "0", None);
+    let open = |w: &mut World, name: &str| {
+        let body = json!({ "client_id": name, "party": customer, "kind": "subscriber_debit" });
+        w.call("POST", "/v1/accounts", body)["id"].as_u64().unwrap()
+    };
+    let (a, b) = (open(&mut w, "sub-a"), open(&mut w, "sub-b"));
+    w.call(
+        "POST",
+        "/v1/payments",
+        json!({ "client_id": "fund-a", "account": a, "amount": "100", "currency": "USD", "method": "cash" }),
+    );
+    let balance =
+        |w: &mut World, account: u64| w.get(&format!("/v1/accounts/{account}"))["balance"].as_str().unwrap().to_owned();
+    let mut admin = w.portal(Role::Customer(purse_core::PartyId(customer)), Scope::ReadWrite);
+    let path = format!("/customers/{customer}");
+    let (_, page) = admin.get(&path);
+    assert!(page.contains("Move funds between accounts") && page.contains(">sub-a<"), "{page}");
+    let request = common::world::Portal::hidden(&page, "request").unwrap();
+    let (a_text, b_text) = (a.to_string(), b.to_string());
+    let form = |amount: &'static str, request: &str| {
+        vec![
+            ("from", a_text.clone()),
+            ("to", b_text.clone()),
+            ("amount", amount.to_owned()),
+            ("request", request.to_owned()),
+        ]
+    };
+    let send = |admin: &mut common::world::Portal, fields: Vec<(&'static str, String)>| {
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        admin.post(&format!("{path}/transfers"), &fields)
+    };
+    let (status, body) = send(&mut admin, form("10", &request));
+    assert_eq!(status, 422, "not allowed yet: {body}");
+    assert!(body.contains(r#"id="from-error""#) && body.contains(r#"value="10""#), "{body}");
+    w.call("PUT", &format!("/v1/customers/{customer}/credit-settings"), json!({ "subscriber_transfers": "yes" }));
+    for _ in 0..2 {
+        let (status, body) = send(&mut admin, form("10", &request));
+        assert_eq!(status, 303, "{body}");
+    }
+    assert_eq!((balance(&mut w, a), balance(&mut w, b)), ("90.00".to_owned(), "10.00".to_owned()), "moved once");
+    let (_, page) = admin.get(&path);
+    assert!(page.contains("Moved 10.00 USD from sub-a to sub-b."), "{page}");
+    let fresh = common::world::Portal::hidden(&page, "request").unwrap();
+    let (status, body) = send(&mut admin, form("1000", &fresh));
+    assert_eq!(status, 422);
+    assert!(body.contains(r#"id="amount-error""#) && body.contains("insufficient funds"), "{body}");
+    let (status, body) = send(
+        &mut admin,
+        vec![("from", a_text.clone()), ("to", a_text.clone()), ("amount", "x".into()), ("request", fresh.clone())],
+    );
+    assert_eq!(status, 422);
+    assert!(
+        body.contains(r#"id="to-error""#) && body.contains(r#"id="amount-error""#),
+        "every wrong field at once: {body}"
+    );
+    // A reseller never moves money out of its customer's accounts (the policy's
+    // `may_move_from`): no form, and refused naming the account.
+    let reseller =
+        w.call("POST", "/v1/resellers", json!({ "client_id": "north", "name": "North" }))["id"].as_u64().unwrap();
+    let (theirs, _) = w.customer("Initech", "prepaid", "0", Some(reseller));
+    let body = json!({ "client_id": "sub-i", "party": theirs, "kind": "subscriber_debit" });
+    let i = w.call("POST", "/v1/accounts", body)["id"].as_u64().unwrap();
+    let mut partner = w.portal(Role::Reseller(purse_core::PartyId(reseller)), Scope::ReadWrite);
+    let theirs_path = format!("/customers/{theirs}");
+    assert!(!partner.get(&theirs_path).1.contains("Move funds between accounts"));
+    let wallet_i = w.get(&format!("/v1/customers/{theirs}"))["wallet"].as_u64().unwrap();
+    let (i_text, wallet_text) = (i.to_string(), wallet_i.to_string());
+    let fields = [("from", i_text.as_str()), ("to", wallet_text.as_str()), ("amount", "1"), ("request", "r-1")];
+    let (status, body) = partner.post(&format!("{theirs_path}/transfers"), &fields);
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("From: money leaves a customer's account only by the customer's own transfer"), "{body}");
+    // Another reseller's customer is not found.
+    assert_eq!(partner.post(&format!("{path}/transfers"), &fields).0, 404);
+    assert_eq!(balance(&mut w, a), "90.00");
+}
+
 #[test]
 fn issue_7_the_audit_log_records_settings_changes_made_through_the_api_with_before_and_after() {
     let mut w = World::new(&sqlite_url());

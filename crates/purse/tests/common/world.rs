@@ -249,22 +249,41 @@ impl World {
         };
         access.insert_session(&record).unwrap();
         let client = Client::new(&format!("http://{}", self.servers[0].addr), None).unwrap();
-        Portal { client, cookie: format!("purse_session={cookie}"), csrf }
+        Portal { client, cookies: vec![("purse_session".into(), cookie)], csrf }
     }
 }
 
-/// A signed-in portal user: pages and forms, as a browser without scripts sends them.
+/// A signed-in portal user: pages and forms, as a browser without scripts sends them (the
+/// cookies the portal sets, such as a form's one-time message, are sent back).
 pub struct Portal {
     client: Client,
-    cookie: String,
+    cookies: Vec<(String, String)>,
     csrf: String,
 }
 
 impl Portal {
     /// A page: its status and HTML.
     pub fn get(&mut self, path: &str) -> (u16, String) {
-        let reply = self.client.request("GET", path, None, &[("cookie", &self.cookie)]).unwrap();
+        let cookie = self.cookie();
+        let reply = self.client.request("GET", path, None, &[("cookie", &cookie)]).unwrap();
+        self.keep(&reply);
         (reply.status, String::from_utf8_lossy(&reply.body).into_owned())
+    }
+
+    fn cookie(&self) -> String {
+        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    /// Keeps the cookies a reply sets, and forgets those it clears.
+    fn keep(&mut self, reply: &purse::client::Reply) {
+        for (_, set) in reply.headers.iter().filter(|(n, _)| n == "set-cookie") {
+            let pair = set.split(';').next().unwrap_or_default();
+            let Some((name, value)) = pair.split_once('=') else { continue };
+            self.cookies.retain(|(k, _)| k != name);
+            if !value.is_empty() && !set.contains("Max-Age=0") {
+                self.cookies.push((name.to_owned(), value.to_owned()));
+            }
+        }
     }
 
     /// Sends a form (with the session's CSRF token): its status and HTML (empty for a redirect).
@@ -272,8 +291,10 @@ impl Portal {
         let mut pairs: Vec<(String, String)> = fields.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         pairs.push(("csrf".into(), self.csrf.clone()));
         let body = super::app::form_body(&pairs);
-        let headers = [("cookie", self.cookie.as_str()), ("content-type", "application/x-www-form-urlencoded")];
+        let cookie = self.cookie();
+        let headers = [("cookie", cookie.as_str()), ("content-type", "application/x-www-form-urlencoded")];
         let reply = self.client.request("POST", path, Some(body.as_bytes()), &headers).unwrap();
+        self.keep(&reply);
         (reply.status, String::from_utf8_lossy(&reply.body).into_owned())
     }
 
