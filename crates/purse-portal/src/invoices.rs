@@ -267,6 +267,9 @@ async fn render_invoice(
     let open = matches!(s(&i["status"]), "open" | "partially_paid");
     let value =
         |k: &str, shown: &str| entered.as_ref().and_then(|e| e.get(k).cloned()).unwrap_or_else(|| shown.to_owned());
+    let ids = (page::new_request_id()?, page::new_request_id()?);
+    let credit_note_request = value("request", &ids.0);
+    let pay_request = Some(value("pay_request", "")).filter(|r| !r.is_empty()).unwrap_or(ids.1);
     let body = html! {
         (page::summary(&error))
         dl.facts {
@@ -364,7 +367,7 @@ async fn render_invoice(
             @if staff && viewer.may(purse_app::policy::Action::CreateCreditNote) && s(&i["status"]) != "void" {
                 form.card method="post" action=(format!("/invoices/{id}/credit-note")) id="credit-note-form" {
                     input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
-                    input type="hidden" name="request" value=(value("request", &format!("portal-{}", purse_app::secrets::random_hex::<12>().unwrap_or_default())));
+                    input type="hidden" name="request" value=(credit_note_request);
                     (field(&format!("Amount to credit ({currency})"), "cn_amount", "text", &value("cn_amount", ""), error_for(&error, "cn_amount")))
                     @let chosen = value("cn_lines", "");
                     @let chosen: Vec<&str> = chosen.split('\n').collect();
@@ -394,7 +397,7 @@ async fn render_invoice(
             form.card method="post" action=(format!("/invoices/{id}/pay")) id="pay-invoice-form" {
                 input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
                 // The form's own id: sent twice (a double click, the browser's resend), it records one payment.
-                input type="hidden" name="pay_request" value=(Some(value("pay_request", "")).filter(|r| !r.is_empty()).unwrap_or_else(|| format!("portal-{}", purse_app::secrets::random_hex::<12>().unwrap_or_default())));
+                input type="hidden" name="pay_request" value=(pay_request);
                 (field(&format!("Amount ({currency})"), "amount", "text", &value("amount", s(&i["due"])), error_for(&error, "amount")))
                 div.field {
                     label for="method" { "Method" }

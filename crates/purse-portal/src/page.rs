@@ -319,9 +319,15 @@ pub fn pdf(name: &str, bytes: Vec<u8>) -> Response {
 /// same form twice posts once.
 pub fn request_id(entered: &std::collections::HashMap<String, String>) -> Result<String, crate::PortalError> {
     match entered.get("request").map(String::as_str) {
-        None | Some("") => Ok(format!("portal-{}", purse_app::secrets::random_hex::<12>()?)),
+        None | Some("") => new_request_id(),
         Some(r) => Ok(r.to_owned()),
     }
+}
+
+/// A new id for a form that moves money (never a shared one: without the kernel's
+/// randomness the page fails rather than give two forms the same id).
+pub fn new_request_id() -> Result<String, crate::PortalError> {
+    Ok(format!("portal-{}", purse_app::secrets::random_hex::<12>()?))
 }
 
 #[cfg(test)]

@@ -76,6 +76,8 @@ async fn render(
         .map(|l| format!("{} ending {l}", card_brand(settings["card"]["brand"].as_str().unwrap_or(""))));
     let chosen = value("method");
     let action = format!("/customers/{id}/recharge");
+    // Pay Now's own id: new each time the form is shown, also after a refused one.
+    let request = page::new_request_id()?;
     let currency = text("currency");
     let body = html! {
         (page::summary(&error))
@@ -93,7 +95,7 @@ async fn render(
             form.card method="post" action=(format!("{action}/pay-now")) id="pay-now-form" {
                 input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
                 // The form's own id: sent twice (a double click, the browser's resend), it pays once.
-                input type="hidden" name="request" value=(format!("portal-{}", purse_app::secrets::random_hex::<12>().unwrap_or_default()));
+                input type="hidden" name="request" value=(request);
                 (field(&match &due { Some(d) => format!("Amount ({currency}); amount due: {d}"), None => format!("Amount ({currency}); nothing is due") }, "amount", "text", &entered.as_ref().and_then(|e| e.get("amount").cloned()).or_else(|| due.clone()).unwrap_or_default(), error_for(&error, "amount")))
                 @match &card {
                     Some(c) => p.muted id="saved-card" { "Pays with the saved " (c) "." },
