@@ -460,25 +460,12 @@ pub async fn transfer(
         }
         let wallet = accounts.iter().find(|a| a.kind == AccountKind::Wallet).ok_or(PortalError::NotFound)?;
         let c = s.currency("currency", wallet.currency)?;
-        let amount = match purse_app::parse::amount("amount", &e["amount"], c)
-            .and_then(|a| purse_app::parse::positive("amount", a))
-        {
-            Ok(a) => Some(a),
-            Err(err) => match PortalError::keep_field(err) {
-                PortalError::Fields(each) => {
-                    errors.extend(each);
-                    None
-                }
-                other => return Err(other),
-            },
-        };
-        let reason = match purse_app::parse::reason_text(Some(&e["reason"])) {
-            Ok(r) => r,
-            Err(err) => {
-                errors.push(("reason".into(), err.to_string()));
-                None
-            }
-        };
+        // Each field's own rule, in people's words; every wrong field is told at once.
+        let amount = noted(
+            purse_app::parse::amount("amount", &e["amount"], c).and_then(|a| purse_app::parse::positive("amount", a)),
+            &mut errors,
+        )?;
+        let reason = noted(purse_app::parse::reason_text(Some(&e["reason"])), &mut errors)?.flatten();
         let (Some(from), Some(to), Some(amount), true) = (from, to, amount, errors.is_empty()) else {
             return Err(PortalError::Fields(errors));
         };
@@ -521,6 +508,20 @@ pub async fn transfer(
         Ok(message) => Ok(done(&format!("/customers/{id}"), &message)),
         Err(PortalError::Fields(errors)) => render(state, viewer, id, Some(entered), errors).await,
         Err(other) => Err(other),
+    }
+}
+
+/// A field's value, or its error added to `errors` (in people's words).
+fn noted<T>(result: Result<T, purse_app::AppError>, errors: &mut page::Errors) -> Result<Option<T>, PortalError> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(err) => match PortalError::keep_field(err) {
+            PortalError::Fields(each) => {
+                errors.extend(each);
+                Ok(None)
+            }
+            other => Err(other),
+        },
     }
 }
 

@@ -511,6 +511,24 @@ fn a_customer_moves_funds_between_its_own_accounts_in_the_portal() {
         body.contains(r#"id="to-error""#) && body.contains(r#"id="amount-error""#),
         "every wrong field at once: {body}"
     );
+    // The operator may, on the customer's behalf, with a reason (checked with the rest).
+    let mut operator = w.portal(Role::Operator, Scope::ReadWrite);
+    let (_, page) = operator.get(&path);
+    assert!(page.contains("Move funds between accounts") && page.contains(r#"name="reason""#), "{page}");
+    let on_behalf = |amount: &'static str, reason: &'static str| {
+        vec![
+            ("from", a_text.clone()),
+            ("to", b_text.clone()),
+            ("amount", amount.to_owned()),
+            ("reason", reason.to_owned()),
+            ("request", format!("op-{amount}")),
+        ]
+    };
+    let (status, body) = send(&mut operator, on_behalf("x", "bell\u{7}"));
+    assert_eq!(status, 422);
+    assert!(body.contains(r#"id="amount-error""#) && body.contains(r#"id="reason-error""#), "{body}");
+    assert_eq!(send(&mut operator, on_behalf("5", "moved at the customer's call")).0, 303);
+    assert_eq!((balance(&mut w, a), balance(&mut w, b)), ("85.00".to_owned(), "15.00".to_owned()));
     // A reseller never moves money out of its customer's accounts (the policy's
     // `may_move_from`): no form, and refused naming the account.
     let reseller =
@@ -529,7 +547,7 @@ fn a_customer_moves_funds_between_its_own_accounts_in_the_portal() {
     assert!(body.contains("From: money leaves a customer's account only by the customer's own transfer"), "{body}");
     // Another reseller's customer is not found.
     assert_eq!(partner.post(&format!("{path}/transfers"), &fields).0, 404);
-    assert_eq!(balance(&mut w, a), "90.00");
+    assert_eq!(balance(&mut w, a), "85.00");
 }
 
 #[test]
