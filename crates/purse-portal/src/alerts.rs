@@ -233,7 +233,9 @@ fn profile_form(
     let currencies: Vec<(&str, &str)> = choices.currencies.iter().map(|c| (c.as_str(), c.as_str())).collect();
     html! {
         form.card method="post" action=(action) id="profile-form" {
-            input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
+            input type="hidden" name="csrf" value=(viewer.csrf);
+            // Making one, sent twice, makes one (editing sends the same values again).
+            @if action == "/profiles" { (crate::once::field()) }
             (page::summary(error))
             h3 { "General" }
             (f("Name", "name"))
@@ -468,7 +470,7 @@ pub async fn confirm_delete(
         section.card.notice.bad id="confirm" {
             p { "Delete the Low Balance Profile " strong { (p.name) } "? Customers assigned to it fall back to their reseller's default profile for " (p.currency) "." }
             form.inline method="post" action=(format!("/profiles/{id}/delete")) {
-                input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
+                input type="hidden" name="csrf" value=(viewer.csrf);
                 button.danger type="submit" id="confirm-delete" { "Delete" }
             }
             " " a href="/profiles" { "Cancel" }
@@ -561,7 +563,7 @@ async fn settings_page(
         p.muted id="profile-in-force" { "Profile in force: " (in_force) "." }
         @if viewer.user.scope == Scope::ReadWrite {
             form.card method="post" action=(format!("/customers/{id}/alerts")) id="alert-settings" {
-                input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
+                input type="hidden" name="csrf" value=(viewer.csrf);
                 @if staff {
                     div.field.invalid[error_for(&error, "profile").is_some()] {
                         label for="profile" { "Low Balance Profile" }

@@ -32,7 +32,7 @@ pub fn banner(viewer: &Viewer, customer: u64, current: Option<&Suspension>) -> M
                 }
                 @if staff {
                     form.filters method="post" action=(format!("/customers/{customer}/suspension")) id="lift-form" {
-                        input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
+                        input type="hidden" name="csrf" value=(viewer.csrf);
                         input type="hidden" name="suspended" value="no";
                         (field("Reason for lifting (kept in the audit log)", "reason", "text", "", None))
                         button type="submit" id="lift" { "Lift the suspension" }
@@ -43,7 +43,7 @@ pub fn banner(viewer: &Viewer, customer: u64, current: Option<&Suspension>) -> M
             details id="suspend" {
                 summary { "Suspend this customer…" }
                 form.card method="post" action=(format!("/customers/{customer}/suspension")) id="suspend-form" {
-                    input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
+                    input type="hidden" name="csrf" value=(viewer.csrf);
                     input type="hidden" name="suspended" value="yes";
                     p.muted { "Its charges, holds and calls are refused until staff lift it." }
                     (field("Reason (kept in the audit log)", "reason", "text", "", None))
@@ -191,7 +191,7 @@ async fn render(
             h2 { "Set a policy" }
             (page::summary(&error))
             form.card method="post" action="/dunning" id="policy-form" {
-                input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
+                input type="hidden" name="csrf" value=(viewer.csrf);
                 (page::select("For", "owner", &options, &value("owner", options[0].0), error_for(&error, "owner")))
                 (field("Due after (days from the invoice)", "payment_terms_days", "number", &value("payment_terms_days", "14"), error_for(&error, "payment_terms_days")))
                 (field("Reminders (days after the due date, such as 3, 7, 14)", "reminder_days", "text", &value("reminder_days", "3, 7, 14"), error_for(&error, "reminder_days")))

@@ -96,7 +96,7 @@ async fn render(
         @if writable {
             h2 { "Change the credit limit" }
             form.card method="post" action=(action.clone()) id="credit-form" {
-                input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
+                input type="hidden" name="csrf" value=(viewer.csrf);
                 (field(&format!("Permanent Credit Limit ({currency})"), "credit_limit", "text", &value("credit_limit", text(&view["credit_limit"])), error_for(&error, "credit_limit")))
                 @if postpaid {
                     (field("Temporary Credit Limit Increase (amount; empty for none)", "increase_amount", "text", &value("increase_amount", text(&increase["amount"])), error_for(&error, "temporary_increase.amount").or(error_for(&error, "temporary_increase"))))
@@ -108,7 +108,7 @@ async fn render(
             }
             h2 { "Class and transfers" }
             form.card method="post" action=(format!("{action}/settings")) id="credit-settings-form" {
-                input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
+                input type="hidden" name="csrf" value=(viewer.csrf);
                 div.field.invalid[error_for(&error, "class").is_some()] {
                     label for="class" { "Customer class" }
                     select id="class" name="class" {
@@ -725,7 +725,8 @@ async fn classes_page(
         @if operator {
             h2 { (if editing.is_some() { "Edit the class" } else { "New class" }) }
             form.card method="post" action=(action) id="class-form" {
-                input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
+                input type="hidden" name="csrf" value=(viewer.csrf);
+                @if editing.is_none() { (crate::once::field()) }
                 (field("Name", "name", "text", &value("name"), error_for(&error, "name")))
                 div.field { label { input type="checkbox" name="subscriber_transfers" id="subscriber_transfers" value="on" checked[value("subscriber_transfers") == "on"]; " Subscriber-to-subscriber transfers allowed" } }
                 (field("Maximum possible increase: amount (in the customer's currency)", "max_amount", "text", &value("max_amount"), error_for(&error, "maximum_increase.amount")))

@@ -274,7 +274,7 @@ async fn show_page(
         @if may_grant(&viewer) && g.state == GrantState::Open && g.remaining.is_positive() {
             h2 { "Void" }
             form.card method="post" action=(format!("/grants/{id}/void")) id="void-form" {
-                input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
+                input type="hidden" name="csrf" value=(viewer.csrf);
                 (field("Reason", "reason", "text", "", None))
                 button.danger type="submit" id="void-grant" { "Void what is left (" (money(c, g.remaining)) ")" }
             }

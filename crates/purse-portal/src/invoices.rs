@@ -91,7 +91,7 @@ async fn render_list(
         p.muted { "Payments are applied to open invoices oldest first; what is left is an unallocated payment, applied to the next invoices automatically. It is not a cash reserve: every payment was credited to the balance when it was received." }
         @if staff {
             form.card method="post" action=(format!("/customers/{id}/billing-settings")) id="billing-form" {
-                input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
+                input type="hidden" name="csrf" value=(viewer.csrf);
                 (field("Cycle day (1-28)", "cycle_day", "text", &value("cycle_day", billing["cycle_day"].to_string()), error_for(&error, "cycle_day")))
                 (page::zone_field("Time zone (e.g. Europe/Berlin; days, cycles and caps follow it)", "time_zone", &value("time_zone", s(&billing["time_zone"]).to_owned()), error_for(&error, "time_zone")))
                 button type="submit" id="save-billing" { "Save billing cycle" }
@@ -411,7 +411,7 @@ async fn render_invoice(
         @if staff && s(&i["status"]) != "void" {
             h2 { "Void" }
             form.card method="post" action=(format!("/invoices/{id}/void")) id="void-form" {
-                input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
+                input type="hidden" name="csrf" value=(viewer.csrf);
                 (field("Reason", "reason", "text", &value("reason", ""), error_for(&error, "reason").or(error_for(&error, "invoice"))))
                 div.field.invalid[error_for(&error, "confirm").is_some()] {
                     label { input type="checkbox" name="confirm" value="yes" aria-describedby=[error_for(&error, "confirm").map(|_| "confirm-error")]; " I understand: a void invoice is no longer due, and this cannot be undone." }

@@ -190,7 +190,7 @@ pub async fn confirm_revoke(
         section.card.notice.bad id="confirm" {
             p { "Revoke the API key " strong { (key.name) } " (" code { (key.prefix) "…" } ")? Every program using it is refused from now on. This cannot be undone: a new key would have to be created and given to them." }
             form.inline method="post" action=(format!("/keys/{id}/revoke")) {
-                input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
+                input type="hidden" name="csrf" value=(viewer.csrf);
                 button.danger type="submit" id="confirm-revoke" { "Revoke" }
             }
             " " a href="/keys" { "Cancel" }

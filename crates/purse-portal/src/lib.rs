@@ -493,7 +493,7 @@ async fn settings(viewer: Viewer) -> Response {
             li { a href="/settings/password" { "Change password" } }
             li {
                 form.filters method="post" action="/settings/language" id="language-form" {
-                    input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
+                    input type="hidden" name="csrf" value=(viewer.csrf);
                     @let chosen = viewer.user.lang.clone().unwrap_or_default();
                     @let options: Vec<(&str, &str)> = std::iter::once(("", "As the browser prefers"))
                         .chain(i18n::Lang::ALL.iter().map(|l| (l.code(), l.name())))

@@ -1,11 +1,13 @@
 //! A form sent twice is done once. A double click, or the browser sending a form again after
-//! a slow answer, sends the same form twice; every form carries an id of its own (`once`,
-//! new each time the form is shown), and a second form with the id of one that was answered
-//! with a redirect gets that redirect again (its one-time message and cookies too) instead
-//! of being done again. A second form that arrives while the first is being done waits for
-//! its answer. The forms that move money also post under an id of their own in the ledger
-//! (`request`), which holds across processes and restarts; this holds within a process, for
-//! every form (a key, a profile, a user, a rate plan made twice).
+//! a slow answer, sends the same form twice; every form that makes something or moves money
+//! carries an id of its own (`once`, new each time the form is shown), and a second form with
+//! the id and the values of one that was answered with a redirect gets that redirect again
+//! (its one-time message and cookies too) instead of being done again. A second form that
+//! arrives while the first is being done waits for its answer. The forms that move money also
+//! post under an id of their own in the ledger (`request`), which holds across processes and
+//! restarts; this holds within a process (a key, a profile, a user, a rate plan made twice).
+//! Forms that set values (settings, a suspension, a language, edits) carry no id: sending one
+//! again does no harm, and going back to an earlier page and sending it again must apply it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

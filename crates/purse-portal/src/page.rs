@@ -56,7 +56,7 @@ pub fn layout(title: &str, viewer: Option<&Viewer>, crumbs: &[(&str, &str)], bod
                         div.me {
                             span.who { (v.user.name) " · " (role_name(v)) }
                             form.inline method="post" action="/logout" {
-                                input type="hidden" name="csrf" value=(v.csrf); (crate::once::field())
+                                input type="hidden" name="csrf" value=(v.csrf);
                                 button.link type="submit" id="logout" { "Log out" }
                             }
                         }

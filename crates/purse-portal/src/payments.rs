@@ -116,7 +116,7 @@ async fn render(
         h2 { "Automatic recharge" }
         @if writable {
             form.card method="post" action=(action.clone()) id="recharge-settings" {
-                input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
+                input type="hidden" name="csrf" value=(viewer.csrf);
                 div.field {
                     label { input type="checkbox" name="enabled" id="enabled" value="on" checked[value("enabled") == "on"]; " Enable auto-trigger" }
                 }

@@ -187,7 +187,7 @@ async fn plan_page(
         @if !resellers.is_empty() && viewer.user.scope == Scope::ReadWrite {
             h2 { "Give this plan to a reseller" }
             form.card method="post" action=(format!("/rate-plans/{id}/assign")) id="assign-form" {
-                input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
+                input type="hidden" name="csrf" value=(viewer.csrf);
                 @let options: Vec<(String, String)> = resellers.iter().map(|(r, n)| (r.to_string(), n.clone())).collect();
                 @let options: Vec<(&str, &str)> = options.iter().map(|(v, t)| (v.as_str(), t.as_str())).collect();
                 (select("Reseller", "reseller", &options, "", error_for(&error, "reseller")))
@@ -325,7 +325,7 @@ pub fn customer_section(
         }
         @if staff_admin(viewer) {
             form.inline method="post" action=(format!("/customers/{customer}/rate-plan")) id="plan-choice" {
-                input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
+                input type="hidden" name="csrf" value=(viewer.csrf);
                 (select("Rate plan", "plan", &options, &chosen, None))
                 button type="submit" id="save-plan" { "Save" }
             }

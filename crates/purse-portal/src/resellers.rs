@@ -190,7 +190,7 @@ async fn render(
         }
         @if viewer.may(Action::PutResellerAlertSettings) {
             form.filters method="post" action=(format!("/resellers/{id}/alerts")) id="master-alert-form" {
-                input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
+                input type="hidden" name="csrf" value=(viewer.csrf);
                 (field("Alert e-mail for the master wallet", "billing_email", "email", entered.get("billing_email").map_or_else(|| d.email.as_deref().unwrap_or(""), String::as_str), error_for(&error, "billing_email")))
                 button type="submit" id="save-master-alert" { "Save" }
             }

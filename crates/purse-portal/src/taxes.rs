@@ -179,7 +179,7 @@ async fn render_settings(
             h2 { "Change the tax settings" }
             (page::summary(&error))
             form.card method="post" action=(format!("/customers/{id}/taxes")) id="tax-settings-form" {
-                input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
+                input type="hidden" name="csrf" value=(viewer.csrf);
                 (page::select("Tax rate", "tax_rate", &choices, &value("tax_rate"), error_for(&error, "tax_rate")))
                 (page::select("Taxed", "taxed_at", &when, &value("taxed_at"), error_for(&error, "taxed_at")))
                 (field("Tax id (such as a VAT number)", "tax_id", "text", &value("tax_id"), error_for(&error, "tax_id")))

@@ -71,7 +71,7 @@ fn users_page(
                             td {
                                 @if u.disabled_at.is_none() && u.id != viewer.user.id && viewer.may(Action::DisableUser) {
                                     form.inline method="post" action=(format!("/users/{}/disable", u.id)) {
-                                        input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
+                                        input type="hidden" name="csrf" value=(viewer.csrf);
                                         button.danger type="submit" id=(format!("disable-{}", u.id)) { "Disable" }
                                     }
                                 }
@@ -165,7 +165,7 @@ fn password_page(viewer: &Viewer, errors: &HashMap<&str, String>, changed: bool)
     let body = html! {
         @if changed { p.notice.good id="changed" { "Your password is changed. Your other sessions have been ended." } }
         form.card method="post" action="/settings/password" id="password-form" {
-            input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())
+            input type="hidden" name="csrf" value=(viewer.csrf);
             (field("Current password", "current", "password", "", error("current")))
             (field("New password", "new", "password", "", error("new")))
             (field("New password again", "confirm", "password", "", error("confirm")))

@@ -797,6 +797,19 @@ fn a_form_sent_twice_is_done_once() {
         let theirs = app.page(&colleague, "POST", "/keys", &form).await;
         assert_eq!(theirs.status, 303);
         assert_ne!(secret(&theirs), secret(&first));
+        // A form that sets values (here the language) carries no id: going back to an earlier
+        // page and choosing again always applies the choice.
+        let settings = app.page(&admin, "GET", "/settings", &[]).await.text();
+        let language_form =
+            settings.split(r#"id="language-form""#).nth(1).and_then(|f| f.split("</form>").next()).unwrap();
+        assert!(!language_form.contains(r#"name="once""#), "{language_form}");
+        for lang in ["ar", "en", "ar"] {
+            assert_eq!(app.page(&admin, "POST", "/settings/language", &[("lang", lang)]).await.status, 303);
+        }
+        assert!(
+            app.page(&admin, "GET", "/settings", &[]).await.text().contains(r#"lang="ar""#),
+            "the last choice holds"
+        );
     });
     drop(runtime);
 }
