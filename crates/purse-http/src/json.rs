@@ -72,13 +72,40 @@ fn field_error(path: &str, message: &str) -> ApiError {
     let field = if path == "." { String::new() } else { path.to_owned() };
     let money = ["amount", "price", "credit_limit"].iter().any(|m| field.ends_with(m));
     if money && message.starts_with("invalid type") {
-        return ApiError::invalid(
-            field,
-            Code::InvalidAmount,
-            "must be a decimal string such as \"12.50\", never a JSON number",
-        );
+        let message = format!("{field} must be a decimal string such as \"12.50\", never a JSON number");
+        return ApiError::invalid(field, Code::InvalidAmount, message);
     }
+    let message = type_message(if field.is_empty() { "the body" } else { &field }, &message);
     ApiError::invalid(field, Code::InvalidType, message)
+}
+
+/// serde's words for a value of the wrong type ("invalid type: string \"13\", expected u64")
+/// in an API user's: "account must be a whole number from 0, not the string \"13\"".
+fn type_message(field: &str, serde: &str) -> String {
+    let Some((got, expected)) = serde.split_once(", expected ") else {
+        return format!("{field}: {}", serde.replace('`', ""));
+    };
+    let Some(got) = got.strip_prefix("invalid type: ").or_else(|| got.strip_prefix("invalid value: ")) else {
+        return format!("{field}: {}", serde.replace('`', ""));
+    };
+    let expected = match expected {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number from 0",
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number",
+        "a boolean" => "true or false",
+        "a sequence" => "a list",
+        e if e == "a map" || e.starts_with("struct ") => "an object",
+        e => e,
+    };
+    let got = got.replace('`', "");
+    let got = match got.split_once(' ') {
+        Some(("integer" | "floating", rest)) => format!("the number {}", rest.trim_start_matches("point ")),
+        Some(("string", rest)) => format!("the string {rest}"),
+        Some(("boolean", rest)) => rest.to_owned(),
+        _ if got == "map" => "an object".to_owned(),
+        _ if got == "sequence" => "a list".to_owned(),
+        _ => got,
+    };
+    format!("{field} must be {expected}, not {got}")
 }
 
 /// A JSON response with a status.
@@ -177,5 +204,38 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Id {
             .filter(|n| i64::try_from(*n).is_ok())
             .map(Id)
             .ok_or(ApiError::App(AppError::NotFound("resource")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_named_in_an_api_users_words() {
+        let said = |m: &str| type_message("account", m);
+        assert_eq!(
+            said("invalid type: string \"13\", expected u64"),
+            "account must be a whole number from 0, not the string \"13\""
+        );
+        assert_eq!(
+            said("invalid value: integer `-1`, expected u64"),
+            "account must be a whole number from 0, not the number -1"
+        );
+        assert_eq!(
+            said("invalid type: floating point `1.5`, expected i64"),
+            "account must be a whole number, not the number 1.5"
+        );
+        assert_eq!(
+            said("invalid type: integer `12`, expected a string"),
+            "account must be a string, not the number 12"
+        );
+        assert_eq!(said("invalid type: map, expected a boolean"), "account must be true or false, not an object");
+        assert_eq!(said("invalid type: boolean `true`, expected a sequence"), "account must be a list, not true");
+        assert_eq!(said("unknown variant `x`, expected `a` or `b`"), "account: unknown variant x, expected a or b");
+        for rust in ["u64", "i64", "`", "struct"] {
+            assert!(!said("invalid type: null, expected struct Charge").contains(rust), "{rust}");
+            assert!(!said("invalid type: string \"x\", expected u64").contains(rust), "{rust}");
+        }
     }
 }
