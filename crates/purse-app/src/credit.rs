@@ -350,8 +350,8 @@ pub fn class_view(c: &ClassRecord) -> Value {
 pub fn save_class(s: &App, who: &Principal, id: u64, body: ClassBody) -> Result<(ClassRecord, Vec<PartyId>), AppError> {
     let name = body.name.trim();
     let mut problems = crate::Problems::default();
-    if name.is_empty() || name.len() > 100 || !purse_core::text::is_single_line(name) {
-        problems.note(AppError::invalid("name", Code::InvalidName, "a name of 1 to 100 bytes on one line"));
+    if let Some(rule) = crate::parse::line_rule(name, false, 100, crate::parse::Count::Bytes) {
+        problems.note(AppError::invalid("name", Code::InvalidName, format!("name {rule}")));
     }
     let max = problems.check(check_max("maximum_increase", body.maximum_increase.as_ref()));
     let classes = s.credit.classes()?;

@@ -437,12 +437,8 @@ pub struct VoidBody {
 /// was allocated to it is released and applied to the customer's other invoices. Blocking.
 pub fn void_invoice(s: &App, who: &Principal, id: u64, reason: &str) -> Result<InvoiceRecord, AppError> {
     let reason = reason.trim();
-    if reason.is_empty() || reason.len() > REASON_LEN_MAX || !purse_core::text::is_single_line(reason) {
-        return Err(AppError::invalid(
-            "reason",
-            Code::InvalidReason,
-            format!("reason must say why, in 1 to {REASON_LEN_MAX} bytes"),
-        ));
+    if let Some(rule) = crate::parse::line_rule(reason, false, REASON_LEN_MAX, crate::parse::Count::Bytes) {
+        return Err(AppError::invalid("reason", Code::InvalidReason, format!("reason {rule}")));
     }
     let i = visible_invoice(s, who, id)?;
     let before = json!({ "status": i.status.as_str(), "allocated": i.allocated });

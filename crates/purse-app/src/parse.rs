@@ -113,15 +113,42 @@ pub fn password_rule(password: &str) -> Option<String> {
 
 /// A name of a key or a user: trimmed, 1 to 100 characters, none of them control characters.
 pub fn name(field: &str, text: &str) -> Result<String, AppError> {
-    let name = text.trim();
-    if name.is_empty() || name.chars().count() > NAME_LEN_MAX || !purse_core::text::is_single_line(name) {
-        return Err(AppError::invalid(
-            field,
-            Code::InvalidName,
-            format!("{field} must be 1 to {NAME_LEN_MAX} characters, none of them control characters"),
-        ));
+    match line_rule(text, false, NAME_LEN_MAX, Count::Chars) {
+        Some(rule) => Err(AppError::invalid(field, Code::InvalidName, format!("{field} {rule}"))),
+        None => Ok(text.trim().to_owned()),
     }
-    Ok(name.to_owned())
+}
+
+/// How a length limit counts: characters for what people name and describe, bytes where the
+/// ledger's own limit is in bytes (a reason, a service).
+#[derive(Clone, Copy, Debug)]
+pub enum Count {
+    Chars,
+    Bytes,
+}
+
+/// The rule one line of text breaks once trimmed, in words that follow its field's name
+/// ("name is empty: …"), or `None`: blank (unless `blank_ok`), longer than `max`, or holding a
+/// control character. Each rule is said on its own, so people read which one to fix.
+pub fn line_rule(text: &str, blank_ok: bool, max: usize, count: Count) -> Option<String> {
+    let text = text.trim();
+    let (length, unit) = match count {
+        Count::Chars => (text.chars().count(), "characters"),
+        Count::Bytes => (text.len(), "bytes"),
+    };
+    if text.is_empty() && !blank_ok {
+        Some(format!("is empty: write 1 to {max} {unit}"))
+    } else if length > max {
+        Some(format!("is {length} {unit} long: at most {max}"))
+    } else if !purse_core::text::is_single_line(text) {
+        Some(
+            "has a control character (a line break, a tab, an escape or a text-direction override): \
+             write one line of visible text"
+                .to_owned(),
+        )
+    } else {
+        None
+    }
 }
 
 /// What is wrong with a line of a CSV file, in people's words (without the line: each caller
@@ -141,5 +168,29 @@ pub fn scope(field: &str, text: &str) -> Result<Scope, AppError> {
         "read_write" => Ok(Scope::ReadWrite),
         "read" => Ok(Scope::Read),
         _ => Err(AppError::invalid(field, Code::InvalidScope, format!("{field} must be read or read_write"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_of_text_is_told_which_rule_it_breaks() {
+        assert_eq!(line_rule("  Acme  ", false, 10, Count::Chars), None);
+        assert_eq!(line_rule("", true, 10, Count::Chars), None);
+        assert_eq!(line_rule("   ", false, 10, Count::Chars).unwrap(), "is empty: write 1 to 10 characters");
+        assert_eq!(line_rule("ليلى", false, 4, Count::Chars), None);
+        assert_eq!(line_rule("ليلى", false, 4, Count::Bytes).unwrap(), "is 8 bytes long: at most 4");
+        assert_eq!(
+            line_rule(&"x".repeat(201), true, 200, Count::Chars).unwrap(),
+            "is 201 characters long: at most 200"
+        );
+        for control in ["U\u{0}S", "a\nb", "\u{1b}[31mred", "\u{202e}SU"] {
+            let rule = line_rule(control, false, 200, Count::Chars).unwrap();
+            assert!(rule.starts_with("has a control character"), "{control:?}: {rule}");
+        }
+        let name = name("name", "a\tb").unwrap_err().to_string();
+        assert!(name.contains("name has a control character"), "{name}");
     }
 }

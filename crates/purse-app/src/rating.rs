@@ -17,6 +17,8 @@ use crate::{App, AppError, AppResult, Code, Principal};
 pub const REFRESH: Duration = Duration::from_secs(1);
 /// Most lines of one deck.
 pub const DECK_LINES_MAX: usize = 1_000_000;
+/// Longest description of a rate, in characters.
+pub const DESCRIPTION_LEN_MAX: usize = 200;
 
 /// What this process knows of plans: every plan, who is given which, and the decks loaded.
 #[derive(Default)]
@@ -739,8 +741,8 @@ fn deck_line(
         None => now,
     };
     let description = get("description").unwrap_or("").to_owned();
-    if description.chars().count() > 200 || !purse_core::text::is_single_line(&description) {
-        return Err("description: at most 200 characters on one line".into());
+    if let Some(rule) = crate::parse::line_rule(&description, true, DESCRIPTION_LEN_MAX, crate::parse::Count::Chars) {
+        return Err(format!("description {rule}"));
     }
     Ok(Rate {
         service,
@@ -778,4 +780,37 @@ pub fn write_deck(rates: &[Rate], currency: Currency) -> String {
         ]);
     }
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one wrong line of a deck, as the deck's error says it.
+    fn wrong(line: &str) -> String {
+        let deck = format!("prefix,description,price\n{line}\n");
+        match parse_deck(&deck, Some("voice"), Timestamp(0)) {
+            Err(AppError::Invalid { message, .. }) => message,
+            other => panic!("{line}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_deck_line_is_told_the_rule_its_text_or_price_breaks() {
+        assert!(wrong("1,U\u{0}S,0.01").ends_with("line 2: description has a control character (a line break, a tab, an escape or a text-direction override): write one line of visible text"));
+        assert!(wrong("1,\u{202e}SU,0.01").contains("line 2: description has a control character"));
+        assert!(wrong(&format!("1,{},0.01", "x".repeat(250)))
+            .ends_with("line 2: description is 250 characters long: at most 200"));
+        assert!(wrong("1,US,999999999999.999999999").ends_with(
+            "line 2: price: \"999999999999.999999999\" is more than the largest price, 9223372036.854775807"
+        ));
+        assert!(wrong("1,US,1e-3")
+            .ends_with("line 2: price: \"1e-3\" is not a price (digits with an optional decimal point)"));
+        assert!(parse_deck(
+            "prefix,description,price\n1,Zürich — mobile 🙂,9223372036.854775807\n",
+            Some("voice"),
+            Timestamp(0)
+        )
+        .is_ok());
+    }
 }

@@ -24,6 +24,8 @@ pub struct Price(pub i64);
 
 impl Price {
     pub const ZERO: Price = Price(0);
+    /// The largest price: 9,223,372,036.854775807 in the currency's major unit.
+    pub const MAX: Price = Price(i64::MAX);
 
     /// Parses a non-negative decimal with at most [`PRICE_DECIMALS`] digits after the point.
     pub fn parse(text: &str) -> Result<Price, RateError> {
@@ -36,17 +38,14 @@ impl Price {
         if frac.len() > usize::from(PRICE_DECIMALS) {
             return Err(RateError::TooPrecise(text.to_owned()));
         }
-        let whole: i64 = whole.parse().map_err(|_| RateError::NotAPrice(text.to_owned()))?;
+        let too_large = || RateError::TooLarge(text.to_owned());
+        let whole: i64 = whole.parse().map_err(|_| too_large())?;
         let mut f: i64 =
             if frac.is_empty() { 0 } else { frac.parse().map_err(|_| RateError::NotAPrice(text.into()))? };
         for _ in frac.len()..usize::from(PRICE_DECIMALS) {
             f *= 10;
         }
-        whole
-            .checked_mul(PRICE_ONE as i64)
-            .and_then(|w| w.checked_add(f))
-            .map(Price)
-            .ok_or_else(|| RateError::NotAPrice(text.to_owned()))
+        whole.checked_mul(PRICE_ONE as i64).and_then(|w| w.checked_add(f)).map(Price).ok_or_else(too_large)
     }
 
     /// The price as text, without trailing zeros past the currency's `scale`.
@@ -72,6 +71,8 @@ impl Price {
 pub enum RateError {
     NotAPrice(String),
     TooPrecise(String),
+    /// Above the largest price a rate may hold, [`Price::MAX`].
+    TooLarge(String),
     BadPrefix(String),
     BadIncrement(String),
     BadDestination(String),
@@ -83,6 +84,7 @@ impl fmt::Display for RateError {
         match self {
             RateError::NotAPrice(t) => write!(f, "{t:?} is not a price (digits with an optional decimal point)"),
             RateError::TooPrecise(t) => write!(f, "{t:?} has more than {PRICE_DECIMALS} digits after the point"),
+            RateError::TooLarge(t) => write!(f, "{t:?} is more than the largest price, {}", Price::MAX.format(0)),
             RateError::BadPrefix(t) => {
                 write!(f, "{t:?} is not a prefix (1 to {DESTINATION_DIGITS_MAX} digits, or * for any destination)")
             }
@@ -356,6 +358,18 @@ mod tests {
         for bad in ["", "-1", "1.", ".5", "1e3", "0.0000000001", "1,5", "NaN"] {
             assert!(Price::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_price_above_the_largest_says_so() {
+        for big in ["9223372037", "99999999999999999999999", "999999999999.999999999", "9223372036.854775808"] {
+            assert_eq!(Price::parse(big), Err(RateError::TooLarge(big.to_owned())), "{big}");
+        }
+        assert_eq!(Price::parse("9223372036.854775807"), Ok(Price::MAX));
+        assert_eq!(
+            RateError::TooLarge("1e99".into()).to_string(),
+            "\"1e99\" is more than the largest price, 9223372036.854775807"
+        );
     }
 
     #[test]
