@@ -193,4 +193,17 @@ mod tests {
         let name = name("name", "a\tb").unwrap_err().to_string();
         assert!(name.contains("name has a control character"), "{name}");
     }
+
+    #[test]
+    fn a_client_id_is_told_which_rule_it_breaks() {
+        use purse_core::Role;
+        let said = |text: &str| crate::tenancy::client_id(Role::Operator, "client_id", text).unwrap_err().to_string();
+        assert!(said("").contains("client_id is empty: write 1 to 100 bytes"));
+        assert!(said(&"x".repeat(101)).contains("client_id is 101 bytes long: at most 100"));
+        assert!(said("a\u{202e}b").contains("client_id has a control character"));
+        assert!(said("a\u{0}b").contains("client_id has a control character"));
+        // What was accepted before still is (a client id is not trimmed).
+        assert!(crate::tenancy::client_id(Role::Operator, "client_id", " spaced ").is_ok());
+        assert!(crate::tenancy::client_id(Role::Operator, "client_id", &"x".repeat(100)).is_ok());
+    }
 }

@@ -7,6 +7,20 @@ use purse_core::{Account, AccountId, ClientId, Party, PartyId, PartyKind, Role};
 
 use crate::{policy, remember, App, AppError, AppResult, Code, Principal};
 
+/// Longest client id a caller may send, in bytes.
+pub const CLIENT_ID_LEN_MAX: usize = 100;
+
+/// The ledger's client id for `text` sent by a caller of `role`: in its tenant's namespace,
+/// 1 to [`CLIENT_ID_LEN_MAX`] bytes of one line. A refusal says which rule `text` broke.
+pub fn client_id(role: Role, field: &str, text: &str) -> AppResult<ClientId> {
+    let scoped = (text.len() <= CLIENT_ID_LEN_MAX).then(|| ClientId::scoped(policy::tenant(role), text)).flatten();
+    scoped.ok_or_else(|| {
+        let rule = crate::parse::line_rule(text, false, CLIENT_ID_LEN_MAX, crate::parse::Count::Bytes)
+            .unwrap_or_else(|| format!("must be 1 to {CLIENT_ID_LEN_MAX} bytes of one line"));
+        AppError::invalid(field, Code::InvalidClientId, format!("{field} {rule}"))
+    })
+}
+
 impl Principal {
     /// Whether this caller sees `party` (the policy's tenancy rule).
     pub fn sees_party(&self, party: &Party) -> bool {
@@ -15,13 +29,7 @@ impl Principal {
 
     /// The ledger's client id for `text` sent by this caller: in its tenant's namespace.
     pub fn client_id(&self, field: &str, text: &str) -> AppResult<ClientId> {
-        let invalid = || {
-            AppError::invalid(field, Code::InvalidClientId, format!("{field} must be 1 to 100 printable characters"))
-        };
-        if text.is_empty() || text.len() > 100 {
-            return Err(invalid());
-        }
-        ClientId::scoped(policy::tenant(self.role), text).ok_or_else(invalid)
+        client_id(self.role, field, text)
     }
 
     /// A stored client id as its caller sent it.

@@ -28,12 +28,7 @@ impl Principal {
 
     /// The ledger's client id for `text` sent by this caller: in its tenant's namespace.
     pub fn client_id(&self, field: &str, text: &str) -> Result<ClientId, ApiError> {
-        let invalid =
-            || ApiError::invalid(field, "invalid_client_id", format!("{field} must be 1 to 100 printable characters"));
-        if text.is_empty() || text.len() > 100 {
-            return Err(invalid());
-        }
-        ClientId::scoped(policy::tenant(self.role), text).ok_or_else(invalid)
+        Ok(purse_app::tenancy::client_id(self.role, field, text)?)
     }
 
     /// A stored client id as its caller sent it.

@@ -82,6 +82,15 @@ fn field_error(path: &str, message: &str) -> ApiError {
 /// serde's words for a value of the wrong type ("invalid type: string \"13\", expected u64")
 /// in an API user's: "account must be a whole number from 0, not the string \"13\"".
 fn type_message(field: &str, serde: &str) -> String {
+    // "unknown variant `x`, expected one of `a`, `b`": the value is shown escaped and only when
+    // short, so a control character or a long text sent is never echoed as it came.
+    if let Some((got, expected)) = serde.strip_prefix("unknown variant `").and_then(|r| r.split_once("`, expected ")) {
+        let expected = expected.replace('`', "");
+        return match got.chars().count() {
+            0..=40 => format!("{field} must be {expected}, not {got:?}"),
+            _ => format!("{field} must be {expected}"),
+        };
+    }
     let Some((got, expected)) = serde.split_once(", expected ") else {
         return format!("{field}: {}", serde.replace('`', ""));
     };
@@ -232,7 +241,13 @@ mod tests {
         );
         assert_eq!(said("invalid type: map, expected a boolean"), "account must be true or false, not an object");
         assert_eq!(said("invalid type: boolean `true`, expected a sequence"), "account must be a list, not true");
-        assert_eq!(said("unknown variant `x`, expected `a` or `b`"), "account: unknown variant x, expected a or b");
+        assert_eq!(said("unknown variant `x`, expected `a` or `b`"), "account must be a or b, not \"x\"");
+        assert_eq!(
+            said("unknown variant `a\u{202e}b`, expected one of `card`, `cash`"),
+            "account must be one of card, cash, not \"a\\u{202e}b\""
+        );
+        assert_eq!(said(&format!("unknown variant `{}`, expected `a`", "x".repeat(41))), "account must be a");
+        assert_eq!(said("invalid length 2, expected 3 elements"), "account: invalid length 2, expected 3 elements");
         for rust in ["u64", "i64", "`", "struct"] {
             assert!(!said("invalid type: null, expected struct Charge").contains(rust), "{rust}");
             assert!(!said("invalid type: string \"x\", expected u64").contains(rust), "{rust}");
