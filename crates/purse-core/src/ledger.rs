@@ -1032,12 +1032,14 @@ impl Ledger {
                 self.payment(client_id, TransferKind::Payment, *account, *money, *method, metadata, now, lookups)
             }
             Command::Refund { client_id, account, money, method, metadata, note } => {
+                self.check_note(client_id, note.as_ref(), lookups)?;
                 let kind = TransferKind::Refund;
                 let t = self.payment(client_id, kind, *account, *money, *method, metadata, now, lookups)?;
                 self.note_posting(&t, note.as_ref());
                 Ok(t)
             }
             Command::Transfer { client_id, source, target, money, kind, metadata, note } => {
+                self.check_note(client_id, note.as_ref(), lookups)?;
                 let t = self.transfer(client_id, *source, *target, *money, *kind, metadata, now, lookups)?;
                 self.note_posting(&t, note.as_ref());
                 Ok(t)
@@ -1065,6 +1067,7 @@ impl Ledger {
                 Ok(t)
             }
             Command::Reverse { client_id, transfer, metadata, note } => {
+                self.check_note(client_id, note.as_ref(), lookups)?;
                 let t = self.reverse(client_id, *transfer, metadata, now, lookups)?;
                 self.note_posting(&t, note.as_ref());
                 Ok(t)
@@ -1492,6 +1495,16 @@ impl Ledger {
         match customer {
             Some(PartyKind::Customer { reseller: Some(r), .. }) if Some(*r) == from.party => Ok(()),
             _ => Err(Rejection::NotResellersCustomer),
+        }
+    }
+
+    /// The reason of a note for a new posting follows the text rules, whichever way the command
+    /// came (the API, the portal, a worker); a replay is answered as the posting it repeats was.
+    fn check_note(&self, client_id: &ClientId, note: Option<&ChangeNote>, lookups: &Lookups) -> Result<(), Rejection> {
+        let Some(note) = note else { return Ok(()) };
+        match lookups.prior.get(&ClientKey::Transfer(client_id.clone())) {
+            Some(Prior::Transfer(_) | Prior::InBatch(_)) => Ok(()),
+            _ => check_text(&note.reason, "reason", REASON_LEN_MAX),
         }
     }
 

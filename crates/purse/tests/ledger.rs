@@ -85,7 +85,19 @@ fn bad_input_gets_its_own_rejection_and_changes_nothing() {
     let h = Harness::sqlite();
     let a = h.customer("0");
     let b = h.customer("0");
-    h.pay(a, "10.00").unwrap();
+    let Ok(Outcome::Posted { transfer: paid, .. }) = h.pay(a, "10.00") else { panic!() };
+    // A reason goes to the audit log and to every page that shows it: one line of visible
+    // text, whichever way the command came (the portal's reversal sent none through a check).
+    let reason = |text: &str| Some(ChangeNote { by: "test".into(), reason: Some(text.into()) });
+    let transfer = |note| Command::Transfer {
+        client_id: h.next_id("t"),
+        source: a,
+        target: b,
+        money: h.usd("1.00"),
+        kind: TransferKind::Transfer,
+        metadata: None,
+        note,
+    };
     let eur = purse_core::CurrencyCode::parse("EUR").unwrap();
     let cases: Vec<(Command, &str)> = vec![
         (h.charge_cmd(a, "0", false), "amount_must_be_positive"),
@@ -137,6 +149,24 @@ fn bad_input_gets_its_own_rejection_and_changes_nothing() {
                 note: None,
             },
             "transfer_kind_not_allowed",
+        ),
+        (transfer(reason("moved \u{202e}back")), "text_not_printable"),
+        (transfer(reason("line\nbreak")), "text_not_printable"),
+        (transfer(reason(&"x".repeat(501))), "text_too_long"),
+        (
+            Command::Reverse { client_id: h.next_id("rev"), transfer: paid, metadata: None, note: reason("a\u{0}b") },
+            "text_not_printable",
+        ),
+        (
+            Command::Refund {
+                client_id: h.next_id("r"),
+                account: a,
+                money: h.usd("1.00"),
+                method: purse_core::PaymentMethod::Card,
+                metadata: None,
+                note: reason("\u{1b}[31m"),
+            },
+            "text_not_printable",
         ),
         (Command::CreateCurrency { code: eur, scale: 10 }, "scale_too_large"),
         (

@@ -479,6 +479,15 @@ impl Sim {
         ChangeNote { by: "sim".into(), reason: self.rng.chance(50).then(|| "simulated".into()) }
     }
 
+    /// A note for a posting made for someone else: now and then with a reason that breaks the
+    /// text rules (a direction override), which the ledger refuses however the command came.
+    fn posting_note(&mut self) -> ChangeNote {
+        match self.rng.chance(10) {
+            true => ChangeNote { by: "sim".into(), reason: Some("moved \u{202e}back".into()) },
+            false => self.note(),
+        }
+    }
+
     fn new_reseller(&mut self) -> Command {
         Command::CreateReseller { client_id: self.id(), name: "Reseller".into() }
     }
@@ -602,7 +611,7 @@ impl Sim {
                 let account = self.any_account();
                 let units = self.amount();
                 let method = if self.rng.chance(50) { PaymentMethod::Card } else { PaymentMethod::Cash };
-                let note = self.rng.chance(50).then(|| self.note());
+                let note = self.rng.chance(50).then(|| self.posting_note());
                 Command::Refund {
                     client_id: self.id(),
                     account,
@@ -693,7 +702,8 @@ impl Sim {
                 } else {
                     known[self.rng.below(known.len() as u64) as usize]
                 };
-                Command::Reverse { client_id: self.id(), transfer, metadata: None, note: None }
+                let note = self.rng.chance(30).then(|| self.posting_note());
+                Command::Reverse { client_id: self.id(), transfer, metadata: None, note }
             }
             87..=94 => self.new_grant(now),
             95..=96 => {
@@ -1000,7 +1010,8 @@ impl Sim {
                 Ok(())
             }
             Command::Payment { account, money, .. } => m.spendable(*account, money.amount.0).map(|_| ()),
-            Command::Refund { account, money, .. } => {
+            Command::Refund { account, money, note, .. } => {
+                readable(note.as_ref())?;
                 m.spendable(*account, money.amount.0)?;
                 if m.available_for(*account, now, Use::Cash) < money.amount.0.into() {
                     return Err("insufficient_funds");
@@ -1072,11 +1083,14 @@ impl Sim {
                     Err("hold_not_found")
                 }
             }
-            Command::Reverse { transfer, .. } => match m.transfers.get(transfer) {
-                None => Err("transfer_not_found"),
-                Some((.., true, _)) => Err("transfer_already_reversed"),
-                Some(_) => Ok(()),
-            },
+            Command::Reverse { transfer, note, .. } => {
+                readable(note.as_ref())?;
+                match m.transfers.get(transfer) {
+                    None => Err("transfer_not_found"),
+                    Some((.., true, _)) => Err("transfer_already_reversed"),
+                    Some(_) => Ok(()),
+                }
+            }
         }
     }
 
@@ -1399,6 +1413,16 @@ impl Sim {
 }
 
 /// A command's service as one of the model's words.
+/// The model's own text rule for a note's reason: no control character and no direction
+/// embedding, override or isolate.
+fn readable(note: Option<&ChangeNote>) -> Result<(), &'static str> {
+    let bad = |c: char| c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    match note.and_then(|n| n.reason.as_deref()).is_some_and(|r| r.chars().any(bad)) {
+        true => Err("text_not_printable"),
+        false => Ok(()),
+    }
+}
+
 fn service_of(service: &Option<String>) -> Option<&'static str> {
     match service.as_deref() {
         None => None,
