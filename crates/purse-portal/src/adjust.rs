@@ -185,8 +185,8 @@ pub async fn reverse(
                 "part of it was reversed already: reverse the rest with an amount instead",
             ));
         }
-        if e["whole_reason"].is_empty() {
-            return Err(PortalError::field("whole_reason", "give a reason: it is kept in the audit log"));
+        if let Some(problem) = super::reason_problem(&e["whole_reason"], true)? {
+            return Err(PortalError::field("whole_reason", problem));
         }
         let command = purse_core::Command::Reverse {
             client_id: v.who.client_id("request", &format!("{}-whole", e["request"]))?,
@@ -250,12 +250,16 @@ pub async fn save(
                 None
             }
         };
-        let category = AdjustCategory::parse(&e["category"]);
+        // Taking back is a correction (goodwill only raises a balance): its form offers no choice.
+        let category = match t.direction {
+            AdjustDirection::Credit => AdjustCategory::parse(&e["category"]),
+            AdjustDirection::Debit => Some(AdjustCategory::Correction),
+        };
         if category.is_none() {
             errors.push(("category".into(), "choose correction or goodwill".into()));
         }
-        if e["reason"].is_empty() {
-            errors.push(("reason".into(), "give a reason: it is kept in the audit log".into()));
+        if let Some(problem) = super::reason_problem(&e["reason"], true)? {
+            errors.push(("reason".into(), problem));
         }
         let (Some(amount), Some(category)) = (amount.filter(|_| errors.is_empty()), category) else {
             return Err(PortalError::Fields(errors));

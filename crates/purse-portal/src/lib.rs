@@ -259,6 +259,18 @@ async fn checked(state: PortalState, request: Request, next: Next, asked: i18n::
     i18n::localize(response, lang).await
 }
 
+/// What is wrong with the reason a form gives for a change of money, if anything: none given
+/// when one is `required`, or the rule of reasons it breaks (said with the form's other wrong
+/// fields, before the ledger would refuse it alone).
+pub(crate) fn reason_problem(text: &str, required: bool) -> Result<Option<String>, PortalError> {
+    match purse_app::parse::reason_text(Some(text)) {
+        Ok(None) if required => Ok(Some("give a reason: it is kept in the audit log".to_owned())),
+        Ok(_) => Ok(None),
+        Err(AppError::Invalid { message, .. }) => Ok(Some(message)),
+        Err(other) => Err(other.into()),
+    }
+}
+
 /// `text` as a sentence: capitalized.
 pub(crate) fn sentence(text: &str) -> String {
     capitalized(text)

@@ -282,7 +282,10 @@ pub async fn issue(
                 None
             }
         };
-        let reason = Some(e["reason"].clone()).filter(|r| !r.is_empty());
+        if let Some(problem) = super::reason_problem(&e["reason"], false)? {
+            errors.push(("reason".into(), problem));
+        }
+        let reason = Some(e["reason"].trim().to_owned()).filter(|r| !r.is_empty());
         let Some(customer) = customer else {
             // The amount's decimals depend on the customer's currency; that it is an amount
             // above zero at all is said at once.
@@ -295,17 +298,18 @@ pub async fn issue(
         let c = s.currency("currency", currency)?;
         let Some((master, _, _)) = master_wallets(s, &reseller)?.into_iter().find(|(w, _, _)| w.currency == currency)
         else {
-            return Err(PortalError::field("customer", format!("the master wallet holds no {currency}")));
+            errors.push(("customer".into(), format!("the master wallet holds no {currency}")));
+            return Err(PortalError::Fields(errors));
         };
         let amount = match c.parse(&e["amount"]) {
-            Ok(a) if a.is_positive() => a,
+            Ok(a) if a.is_positive() => Some(a),
             _ => {
-                return Err(PortalError::field(
-                    "amount",
-                    format!("an amount above zero in {} with at most {} decimals", c.code, c.scale),
-                ))
+                let rule = format!("an amount above zero in {} with at most {} decimals", c.code, c.scale);
+                errors.push(("amount".into(), rule));
+                None
             }
         };
+        let Some(amount) = amount.filter(|_| errors.is_empty()) else { return Err(PortalError::Fields(errors)) };
         let client_id = v.who.client_id("request", &e["request"])?;
         let command = transfer_command(
             s,

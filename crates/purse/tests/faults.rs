@@ -598,19 +598,50 @@ fn every_wrong_field_of_a_portal_form_is_reported_at_once() {
         let reseller = r.body["id"].as_u64().unwrap();
         let wallet = json!({ "client_id": "mw", "party": reseller, "kind": "master_wallet", "currency": "USD" });
         assert_eq!(app.call(&op, "POST", "/v1/accounts", Some(&wallet)).await.status, 201);
+        let body =
+            json!({ "client_id": "rc", "name": "RC", "billing": "prepaid", "currency": "USD", "reseller": reseller });
+        let (theirs, theirs_wallet) = usd_customer(&app, body).await;
+        let paid =
+            json!({ "client_id": "p", "account": theirs_wallet, "amount": "30", "currency": "USD", "method": "cash" });
+        let paid = app.call(&op, "POST", "/v1/payments", Some(&paid)).await;
+        assert_eq!(paid.status, 201, "{}", paid.text());
+        let payment = paid.body["transfer"].as_u64().unwrap();
         let staff = app.session(Role::Operator, Scope::ReadWrite);
+        let theirs = theirs.to_string();
+        // A reason with a direction override is reported with the rest, not after them alone.
         let cases = [
             (
                 format!("/customers/{customer}/billing-settings"),
                 vec![("cycle_day", "first"), ("time_zone", "Mars/Base")],
-                ["cycle_day", "time_zone"],
+                vec!["cycle_day", "time_zone"],
             ),
             (
                 format!("/resellers/{reseller}/issue"),
                 vec![("request", "r1"), ("customer", ""), ("amount", "lots"), ("reason", "promo")],
-                ["customer", "amount"],
+                vec!["customer", "amount"],
+            ),
+            (
+                format!("/resellers/{reseller}/issue"),
+                vec![("request", "r2"), ("customer", ""), ("amount", "lots"), ("reason", "pro\u{202e}mo")],
+                vec!["customer", "amount", "reason"],
+            ),
+            (
+                format!("/resellers/{reseller}/issue"),
+                vec![("request", "r3"), ("customer", &theirs), ("amount", "0"), ("reason", "pro\u{202e}mo")],
+                vec!["amount", "reason"],
+            ),
+            (
+                format!("/transfers/{payment}/adjust"),
+                vec![("request", "a1"), ("amount", "lots"), ("reason", "wrong\u{1b}[31m")],
+                vec!["amount", "reason"],
             ),
         ];
+        // Taking part of a payment back: its form has no category to choose (a correction).
+        let form = [("request", "a2"), ("amount", "5"), ("reason", "paid twice")];
+        let r = app.page(&staff, "POST", &format!("/transfers/{payment}/adjust"), &form).await;
+        assert_eq!(r.status, 303, "{}", r.text());
+        let account = app.call(&op, "GET", &format!("/v1/accounts/{theirs_wallet}"), None).await;
+        assert_eq!(account.body["balance"], "25.00", "{}", account.text());
         for (path, form, wrong) in cases {
             let r = app.page(&staff, "POST", &path, &form).await;
             assert_eq!(r.status, 422, "{path}: {}", r.text());
