@@ -43,7 +43,11 @@ fn users_page(
     errors: &HashMap<String, String>,
 ) -> Markup {
     let names: HashMap<u64, String> = parties.iter().map(|p| (p.id.0, p.name.clone())).collect();
-    let mut party_options: Vec<(String, String)> = vec![(String::new(), "None (an operator user)".to_owned())];
+    // Only an operator makes operator users; anyone else's users belong to a party it manages.
+    let mut party_options: Vec<(String, String)> = match viewer.user.role {
+        Role::Operator => vec![(String::new(), "None (an operator user)".to_owned())],
+        _ => Vec::new(),
+    };
     party_options.extend(parties.iter().map(|p| {
         let kind = if matches!(p.kind, purse_core::PartyKind::Reseller) { "reseller" } else { "customer" };
         (p.id.0.to_string(), format!("{} ({kind})", p.name))
@@ -103,8 +107,33 @@ pub async fn list(State(state): State<PortalState>, viewer: Viewer) -> Result<Re
     let v = viewer.clone();
     let (users, parties) =
         read(&state, move |s| Ok((keys::visible_users(s, &v.who)?, super::visible_parties(s, &v.who)?))).await?;
-    let entered = HashMap::from([("role", "customer".to_owned()), ("scope", "read_write".to_owned())]);
+    let mut entered = HashMap::from([("role", "customer".to_owned()), ("scope", "read_write".to_owned())]);
+    // A customer user of the first customer the viewer manages, unless an operator user is the
+    // operator's to make.
+    if viewer.user.role != Role::Operator {
+        let customer = parties.iter().find(|p| matches!(p.kind, purse_core::PartyKind::Customer { .. }));
+        if let Some(c) = customer {
+            entered.insert("party", c.id.0.to_string());
+        }
+    }
     Ok(page::ok(users_page(&viewer, &users, &parties, &entered, &HashMap::new())))
+}
+
+/// A refusal of the form's fields as the page says it: the party by its name, never its id.
+fn in_words(e: &AppError) -> String {
+    use purse_app::Code;
+    match e {
+        AppError::Invalid { code: Code::PartyRequired, .. } => {
+            "choose the reseller or customer the user belongs to".to_owned()
+        }
+        AppError::Invalid { code: Code::PartyNotFound, .. } => {
+            "choose one of the resellers or customers you manage, of the role chosen".to_owned()
+        }
+        AppError::Invalid { code: Code::PartyNotAllowed, .. } => {
+            "an operator user belongs to no reseller or customer: choose None".to_owned()
+        }
+        other => other.to_string(),
+    }
 }
 
 /// Validates the whole form first and saves nothing unless every field is right.
@@ -125,7 +154,7 @@ pub async fn create(State(state): State<PortalState>, viewer: Viewer, form: Form
     let (created, errors, users, parties) = read(&state, move |s| {
         let (user, errors) = keys::check_user(s, &v.who, &input)?;
         let mut errors: HashMap<String, String> =
-            errors.iter().map(|e| (e.field().unwrap_or("email").to_owned(), e.to_string())).collect();
+            errors.iter().map(|e| (e.field().unwrap_or("email").to_owned(), in_words(e))).collect();
         let mut created = None;
         if errors.is_empty() {
             match keys::create_user(s, &v.who, user) {

@@ -653,6 +653,40 @@ fn every_wrong_field_of_a_portal_form_is_reported_at_once() {
     drop(runtime);
 }
 
+/// A customer admin makes a user of its own customer: the form offers no operator user and
+/// chooses its customer; a form without a party is told so in words, never asked for an id.
+#[test]
+fn a_customer_admin_makes_a_user_of_its_own_customer_in_the_portal() {
+    let (app, runtime) = in_process();
+    runtime.block_on(async {
+        let body = json!({ "client_id": "c", "name": "Acme", "billing": "prepaid", "currency": "USD" });
+        let (customer, _) = usd_customer(&app, body).await;
+        let admin = app.session(Role::Customer(PartyId(customer)), Scope::ReadWrite);
+        let page = app.page(&admin, "GET", "/users", &[]).await;
+        assert!(!page.text().contains("an operator user"), "{}", page.text());
+        let chosen = format!(r#"<option value="{customer}" selected>Acme (customer)</option>"#);
+        assert!(page.text().contains(&chosen), "{}", page.text());
+        let user = [
+            ("email", "ann@example.com"),
+            ("name", "Ann"),
+            ("password", "correct-horse-battery"),
+            ("role", "customer"),
+        ];
+        let mut form = user.to_vec();
+        form.extend([("party", ""), ("scope", "read_write")]);
+        let r = app.page(&admin, "POST", "/users", &form).await;
+        assert_eq!(r.status, 422, "{}", r.text());
+        assert!(r.text().contains("choose the reseller or customer the user belongs to"), "{}", r.text());
+        assert!(!r.text().contains("give the id"), "{}", r.text());
+        let own = customer.to_string();
+        let mut form = user.to_vec();
+        form.extend([("party", own.as_str()), ("scope", "read_write")]);
+        let r = app.page(&admin, "POST", "/users", &form).await;
+        assert_eq!(r.status, 303, "{}", r.text());
+    });
+    drop(runtime);
+}
+
 /// A client that opens connections and never finishes a request (its headers trickled, a
 /// kept-alive connection left idle, or a body that stops arriving) is cut off after the read
 /// timeout (`api.read_timeout_seconds`), and everyone else is answered meanwhile: such
