@@ -75,6 +75,22 @@ async fn render(
         .as_str()
         .map(|l| format!("{} ending {l}", card_brand(settings["card"]["brand"].as_str().unwrap_or(""))));
     let chosen = value("method");
+    // The reseller's master wallet is the reseller's money (the one policy): who may not choose
+    // it is not offered it, and where staff chose it, sees its amounts without editing them.
+    let master = purse_core::recharge::RechargeMethod::MasterAccount.as_str();
+    let staff_only = !purse_app::policy::may_set(viewer.user.role, purse_app::policy::Field::MasterAccountRecharge);
+    let methods: Vec<_> = purse_core::recharge::RechargeMethod::ALL
+        .into_iter()
+        .filter(|m| !staff_only || m.as_str() != master || chosen == master)
+        .collect();
+    let locked = staff_only && text("method") == master;
+    let locked_fields = [
+        (format!("Automatic Recharge Threshold ({})", text("currency")), "threshold"),
+        ("Automatic Recharge Amount".to_owned(), "recharge_amount"),
+        ("…or recharge up to this balance instead".to_owned(), "target_balance"),
+        ("Recharges per day at most".to_owned(), "per_day_max"),
+        ("Monthly cap (optional)".to_owned(), "month_cap"),
+    ];
     let action = format!("/customers/{id}/recharge");
     // Pay Now's own id: new each time the form is shown, also after a refused one.
     let request = page::new_request_id()?;
@@ -123,15 +139,25 @@ async fn render(
                 div.field.invalid[error_for(&error, "method").is_some()] {
                     label for="method" { "Payment method" }
                     select id="method" name="method" {
-                        @for m in purse_core::recharge::RechargeMethod::ALL { option value=(m.as_str()) selected[chosen == m.as_str()] { (m.title()) } }
+                        @for m in &methods { option value=(m.as_str()) selected[chosen == m.as_str()] { (m.title()) } }
                     }
                     @if let Some(e) = error_for(&error, "method") { p.error { (e) } }
                 }
-                (field(&format!("Automatic Recharge Threshold ({currency})"), "threshold", "text", &value("threshold"), error_for(&error, "threshold")))
-                (field("Automatic Recharge Amount", "recharge_amount", "text", &value("recharge_amount"), error_for(&error, "recharge_amount")))
-                (field("…or recharge up to this balance instead", "target_balance", "text", &value("target_balance"), error_for(&error, "target_balance")))
-                (field("Recharges per day at most", "per_day_max", "text", &value("per_day_max"), error_for(&error, "per_day_max")))
-                (field("Monthly cap (optional)", "month_cap", "text", &value("month_cap"), error_for(&error, "month_cap")))
+                @if locked {
+                    p.muted id="set-by-reseller" { "Your reseller recharges this account from its master account and sets when and how much. You may turn it off, or change the e-mails." }
+                    dl.facts id="reseller-recharge" {
+                        @for (label, name) in &locked_fields {
+                            dt { (label) } dd { @if text(name).is_empty() { "—" } @else { (text(name)) } }
+                        }
+                    }
+                    @for (_, name) in &locked_fields { input type="hidden" name=(name) value=(text(name)); }
+                } @else {
+                    (field(&format!("Automatic Recharge Threshold ({currency})"), "threshold", "text", &value("threshold"), error_for(&error, "threshold")))
+                    (field("Automatic Recharge Amount", "recharge_amount", "text", &value("recharge_amount"), error_for(&error, "recharge_amount")))
+                    (field("…or recharge up to this balance instead", "target_balance", "text", &value("target_balance"), error_for(&error, "target_balance")))
+                    (field("Recharges per day at most", "per_day_max", "text", &value("per_day_max"), error_for(&error, "per_day_max")))
+                    (field("Monthly cap (optional)", "month_cap", "text", &value("month_cap"), error_for(&error, "month_cap")))
+                }
                 (field("E-mails to be alerted (comma-separated)", "emails", "text", &value("emails"), error_for(&error, "emails")))
                 @if let Some(c) = &card { p.muted { "Saved card: " (c) } }
                 button type="submit" id="save-recharge" { "Update" }

@@ -466,6 +466,54 @@ fn short_master_recharge(w: &mut World, reseller: u64) -> (u64, u64, u64) {
     (master, c, wallet)
 }
 
+/// A customer whose reseller recharges it from the master wallet sees what the reseller set,
+/// not fields it may not change, and saves what is its own (the e-mails) with the form as
+/// shown; a customer on invoice is not offered the master wallet at all.
+#[test]
+fn a_customer_keeps_its_resellers_master_account_recharge_and_changes_its_own_emails() {
+    let mut w = World::new(&sqlite_url(), None);
+    let reseller =
+        w.call("POST", "/v1/resellers", json!({ "client_id": "m", "name": "Master" }))["id"].as_u64().unwrap();
+    let (_, c, _) = short_master_recharge(&mut w, reseller);
+    let mut admin = w.portal(Role::Customer(purse_core::PartyId(c)), Scope::ReadWrite);
+    let path = format!("/customers/{c}/recharge");
+    let (_, page) = admin.get(&path);
+    assert!(page.contains(r#"id="set-by-reseller""#), "{page}");
+    assert!(!page.contains(r#"name="threshold" type="text""#), "not offered to edit: {page}");
+    let shown = |name: &str| common::world::Portal::hidden(&page, name).unwrap_or_default();
+    let (threshold, amount, target, per_day, cap) = (
+        shown("threshold"),
+        shown("recharge_amount"),
+        shown("target_balance"),
+        shown("per_day_max"),
+        shown("month_cap"),
+    );
+    let form = [
+        ("enabled", "on"),
+        ("method", "master_account"),
+        ("threshold", threshold.as_str()),
+        ("recharge_amount", amount.as_str()),
+        ("target_balance", target.as_str()),
+        ("per_day_max", per_day.as_str()),
+        ("month_cap", cap.as_str()),
+        ("emails", "ops@child.test"),
+    ];
+    let (status, body) = admin.post(&path, &form);
+    assert_eq!(status, 303, "the form as shown, with its own e-mails: {body}");
+    let saved = w.call("GET", &format!("/v1/customers/{c}/recharge-settings"), Value::Null);
+    assert_eq!(saved["emails"], json!(["ops@child.test"]), "{saved}");
+    assert_eq!(
+        (saved["method"].as_str(), saved["threshold"].as_str()),
+        (Some("master_account"), Some("20.00")),
+        "{saved}"
+    );
+    // A customer that pays by invoice is not offered its reseller's money.
+    let (other, _) = w.customer("other", Some(reseller));
+    let mut admin = w.portal(Role::Customer(purse_core::PartyId(other)), Scope::ReadWrite);
+    let (_, page) = admin.get(&format!("/customers/{other}/recharge"));
+    assert!(page.contains(r#"id="recharge-settings""#) && !page.contains(r#"value="master_account""#), "{page}");
+}
+
 #[test]
 fn the_master_account_recharges_with_funds_and_tells_the_reseller_without() {
     let mut w = World::new(&sqlite_url(), None);
