@@ -538,7 +538,7 @@ async fn render_receipt(
     error: page::Errors,
 ) -> Result<Response, PortalError> {
     let who = viewer.who;
-    let (r, name, refunds, left) = read(&state, move |s| {
+    let (r, name, refunds, left, cards) = read(&state, move |s| {
         let (r, _) = pay::visible_receipt(s, &who, id).map_err(|_| PortalError::NotFound)?;
         let name = s.engine.reader().party(r.party)?.map(|p| p.name).unwrap_or_default();
         let refunds = s.payments.refunds_of_receipt(r.id)?;
@@ -546,7 +546,8 @@ async fn render_receipt(
         let left = c.format(purse_core::Amount(purse_app::refunds::left_to_refund(s, &r)?.max(0)));
         let refunds: Vec<(purse_store::RefundRecord, String)> =
             refunds.into_iter().map(|x| (x.clone(), c.format(purse_core::Amount(x.amount)))).collect();
-        Ok((pay::receipt_view(s, &r)?, name, refunds, left))
+        let cards = s.cards.as_ref().is_some_and(|k| k.configured());
+        Ok((pay::receipt_view(s, &r)?, name, refunds, left, cards))
     })
     .await?;
     let value = |k: &str, default: &str| entered.get(k).cloned().unwrap_or_else(|| default.to_owned());
@@ -604,7 +605,10 @@ async fn render_receipt(
                 @if refunds.is_empty() { tr { td colspan="5" .muted { "Nothing of this payment was refunded." } } }
             }
         }
-        @if viewer.may(purse_app::policy::Action::CreateRefund) && r["reversed_at"].is_null() {
+        // A card payment goes back through Stripe: without it, no form that could only fail.
+        @if viewer.may(purse_app::policy::Action::CreateRefund) && r["reversed_at"].is_null() && s(&r["method"]) == "card" && !cards {
+            p.notice id="refund-needs-cards" { "A card payment is refunded to the card through Stripe, and card payments are not configured on this server." }
+        } @else if viewer.may(purse_app::policy::Action::CreateRefund) && r["reversed_at"].is_null() {
             (page::summary(&error))
             form.card method="post" action=(format!("/receipts/{id}/refund")) id="refund-form" {
                 input type="hidden" name="csrf" value=(viewer.csrf); (crate::once::field())

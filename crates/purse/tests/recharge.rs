@@ -1072,3 +1072,28 @@ fn issue_24_a_card_payment_is_refunded_through_stripe_once_even_when_the_process
         }
     }
 }
+
+/// On a server without card payments, a card payment's receipt offers no refund form that
+/// could only fail: it says why. A cash payment's receipt still offers it.
+#[test]
+fn a_card_refund_is_not_offered_where_card_payments_are_not_configured() {
+    let mut w = World::new(&sqlite_url(), None);
+    let (c, wallet) = w.customer("paid", None);
+    for (method, id) in [("card", "by-card"), ("cash", "by-cash")] {
+        let payment =
+            json!({ "client_id": id, "account": wallet, "amount": "10", "currency": "USD", "method": method });
+        w.call("POST", "/v1/payments", payment);
+    }
+    w.step();
+    let receipts = w.call("GET", &format!("/v1/receipts?customer={c}"), Value::Null);
+    let mut staff = w.portal(Role::Operator, Scope::ReadWrite);
+    let mut seen = Vec::new();
+    for receipt in receipts["data"].as_array().unwrap() {
+        let (status, page) = staff.get(&format!("/receipts/{}", receipt["id"]));
+        assert_eq!(status, 200, "{page}");
+        let offered = (page.contains(r#"id="refund-form""#), page.contains(r#"id="refund-needs-cards""#));
+        seen.push((receipt["method"].as_str().unwrap().to_owned(), offered));
+    }
+    seen.sort();
+    assert_eq!(seen, [("card".to_owned(), (false, true)), ("cash".to_owned(), (true, false))]);
+}
