@@ -209,7 +209,7 @@ pub fn invoice_document(
     pdf.down(14.0);
     pdf.text(MARGIN, 10.0, true, "Bill to");
     pdf.down(14.0);
-    pdf.text(MARGIN, 10.0, false, &format!("{} (customer {})", customer.name, customer.id));
+    pdf.text(MARGIN, 10.0, false, &customer.name);
     if let Some(e) = email {
         pdf.down(14.0);
         pdf.text(MARGIN, 10.0, false, e);

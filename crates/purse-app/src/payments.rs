@@ -383,8 +383,14 @@ pub fn sees(s: &App, who: &Principal, party: purse_core::PartyId) -> Result<bool
 }
 
 /// A payment's receipt voucher as a PDF (seed 002): issuer, number, date, who paid, how,
-/// and the amount received.
-pub fn receipt_document(r: &ReceiptRecord, customer: &Party, issuer: Option<&Party>, c: &Currency) -> Vec<u8> {
+/// the invoice it paid (its number, when it was made for one) and the amount received.
+pub fn receipt_document(
+    r: &ReceiptRecord,
+    customer: &Party,
+    issuer: Option<&Party>,
+    invoice: Option<&str>,
+    c: &Currency,
+) -> Vec<u8> {
     use crate::documents::{Pdf, MARGIN, RIGHT};
     let issuer = issuer.map_or_else(|| "Purse".to_owned(), |p| p.name.clone());
     let number = r.display_number();
@@ -395,15 +401,14 @@ pub fn receipt_document(r: &ReceiptRecord, customer: &Party, issuer: Option<&Par
     pdf.down(26.0);
     let paid = time::format(r.paid_at);
     let method = r.method.replace('_', " ");
-    let from = format!("{} (customer {})", customer.name, customer.id);
-    let reference = format!("payment {}", r.transfer);
-    for (label, value) in [
+    let mut facts = vec![
         ("Receipt number", number.as_str()),
         ("Received on", &paid[..10]),
-        ("Received from", &from),
+        ("Received from", &customer.name),
         ("Paid by", &method),
-        ("Reference", &reference),
-    ] {
+    ];
+    facts.extend(invoice.map(|i| ("For invoice", i)));
+    for (label, value) in facts {
         pdf.text(MARGIN, 10.0, false, label);
         pdf.right(RIGHT, 10.0, label == "Receipt number", value);
         pdf.down(14.0);
@@ -488,7 +493,8 @@ pub fn visible_receipt(s: &App, who: &Principal, id: u64) -> Result<(ReceiptReco
     let customer = reader.party(r.party)?.ok_or(AppError::NotFound("customer"))?;
     let issuer = r.issuer.map(|i| reader.party(i)).transpose()?.flatten();
     let c = s.currency("currency", r.currency)?;
-    let pdf = receipt_document(&r, &customer, issuer.as_ref(), &c);
+    let invoice = r.invoice.map(|i| s.payments.invoice(i)).transpose()?.flatten().map(|i| i.display_number());
+    let pdf = receipt_document(&r, &customer, issuer.as_ref(), invoice.as_deref(), &c);
     Ok((r, pdf))
 }
 

@@ -561,7 +561,6 @@ async fn render_receipt(
             dt { "Received on" } dd { (viewer.when_text(&r["paid_at"])) }
             dt { "Amount" } dd id="receipt-amount" { (s(&r["amount"])) " " (s(&r["currency"])) }
             dt { "Paid by" } dd { (page::words(s(&r["method"]))) }
-            dt { "Reference" } dd { "payment " (r["transfer"]) }
             dt { "Unallocated" } dd id="receipt-unallocated" { (s(&r["unallocated"])) @if r["reversed_at"].is_string() { " " span.bad { "(reversed " (viewer.when_text(&r["reversed_at"])) ")" } } }
         }
         p {

@@ -459,6 +459,40 @@ fn a_payment_form_sent_twice_records_one_payment() {
     assert_eq!(due(&mut w), "20.00");
 }
 
+/// An invoice's and a receipt's PDF name the customer and the invoice a payment was for,
+/// and the receipt's page shows no posting number: before, the PDFs read "Hooli (customer
+/// 3)" and "Reference: payment 7", numbers a customer has never seen anywhere else.
+#[test]
+fn a_receipt_and_an_invoice_name_the_customer_and_the_invoice_paid_never_their_ids() {
+    let mut w = World::new(&sqlite_url(), Timestamp::from_secs(T0));
+    w.call("POST", "/v1/currencies", json!({ "code": "USD" }));
+    let (customer, wallet) = w.customer("Hooli", None);
+    w.charge(wallet, "60", "voice");
+    let invoice = w.call("POST", &format!("/v1/customers/{customer}/invoices"), json!({}));
+    let number = invoice["number"].as_str().unwrap().to_owned();
+    w.step();
+    let pdf = w.api.get(&format!("/v1/invoices/{}/pdf", invoice["id"])).unwrap();
+    let read = pdf_text(&pdf.body);
+    assert!(read.contains("Hooli") && !read.contains("(customer"), "{read}");
+    w.call(
+        "POST",
+        &format!("/v1/invoices/{}/payments", invoice["id"]),
+        json!({ "amount": "20.00", "currency": "USD", "method": "bank_transfer" }),
+    );
+    w.step();
+    w.step();
+    let receipt = w.get(&format!("/v1/receipts?customer={customer}"))["data"][0].clone();
+    let pdf = w.api.get(&format!("/v1/receipts/{}/pdf", receipt["id"])).unwrap();
+    let read = pdf_text(&pdf.body);
+    assert!(read.contains("Received from") && read.contains("Hooli"), "{read}");
+    assert!(read.contains("For invoice") && read.contains(&number), "{read}");
+    assert!(!read.contains("(customer") && !read.contains("payment "), "{read}");
+    let mut clerk = w.portal(Role::Operator, Scope::ReadWrite);
+    let (status, page) = clerk.get(&format!("/receipts/{}", receipt["id"]));
+    assert_eq!(status, 200);
+    assert!(page.contains(&number) && !page.contains("Reference"), "{page}");
+}
+
 #[test]
 fn issue_8_paying_and_voiding_follow_the_rules_and_bad_input_names_the_rule() {
     let start = purse_core::time::parse("2026-06-10T09:00:00Z").unwrap();

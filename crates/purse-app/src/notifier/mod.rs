@@ -824,7 +824,8 @@ impl Notifier {
             let Some(c) = self.reader.currencies()?.into_iter().find(|c| c.code == r.currency) else {
                 return Ok(None);
             };
-            let pdf = crate::payments::receipt_document(&r, &customer, issuer.as_ref(), &c);
+            let invoice = r.invoice.map(|i| p.store().invoice(i)).transpose()?.flatten().map(|i| i.display_number());
+            let pdf = crate::payments::receipt_document(&r, &customer, issuer.as_ref(), invoice.as_deref(), &c);
             return Ok(Some((format!("{}.pdf", r.display_number()), pdf)));
         }
         if matches!(n.kind, AlertKind::Payment(PaymentNotice::TopUpInvoice | PaymentNotice::Invoice)) {
