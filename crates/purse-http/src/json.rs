@@ -140,7 +140,13 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Params {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Params, ApiError> {
-        let query = parts.uri.query().unwrap_or("");
+        Params::parse(parts.uri.query().unwrap_or(""))
+    }
+}
+
+impl Params {
+    /// A query string's parameters; malformed, or a name given twice, is refused.
+    pub fn parse(query: &str) -> Result<Params, ApiError> {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).map_err(|e| {
             ApiError::invalid("query", Code::InvalidQuery, format!("the query string is malformed: {e}"))
         })?;
@@ -156,19 +162,16 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Params {
         }
         Ok(Params(map))
     }
-}
 
-impl Params {
-    /// Refuses any parameter not in `allowed`.
+    /// Refuses any parameter not in `allowed` (a route's, from [`crate::routes::table`]).
     pub fn only(&self, allowed: &[&str]) -> Result<(), ApiError> {
-        match self.0.keys().find(|k| !allowed.contains(&k.as_str())) {
-            Some(k) => Err(ApiError::invalid(
-                k.clone(),
-                Code::UnknownParameter,
-                format!("unknown query parameter {k}; expected one of {}", allowed.join(", ")),
-            )),
-            None => Ok(()),
-        }
+        let Some(k) = self.0.keys().find(|k| !allowed.contains(&k.as_str())) else { return Ok(()) };
+        let expected = if allowed.is_empty() {
+            "this takes none".to_owned()
+        } else {
+            format!("expected one of {}", allowed.join(", "))
+        };
+        Err(ApiError::invalid(k.clone(), Code::UnknownParameter, format!("unknown query parameter {k}; {expected}")))
     }
 
     pub fn text(&self, name: &str) -> Option<&str> {

@@ -200,18 +200,38 @@ pub fn table() -> Vec<Route> {
     ]
 }
 
+/// The action of the route `path` (as matched, `/v1/accounts/{id}`) answers for `method`,
+/// and the query parameters it takes. HEAD is answered by the GET route.
+fn route_of(method: &Method, path: &str) -> Option<(Action, &'static [&'static str])> {
+    type Routes = std::collections::HashMap<&'static str, Vec<(Method, Action, &'static [&'static str])>>;
+    static ROUTES: std::sync::OnceLock<Routes> = std::sync::OnceLock::new();
+    let routes = ROUTES.get_or_init(|| {
+        let mut routes = Routes::new();
+        for r in table() {
+            routes.entry(r.path).or_default().push((r.method, r.action, r.query));
+        }
+        routes
+    });
+    let method = if method == Method::HEAD { &Method::GET } else { method };
+    routes.get(path)?.iter().find(|(m, _, _)| m == method).map(|(_, a, q)| (*a, *q))
+}
+
 /// The action of the route `path` (as matched, `/v1/accounts/{id}`) answers for `method`.
 pub fn action_of(method: &Method, path: &str) -> Option<Action> {
-    type Actions = std::collections::HashMap<&'static str, Vec<(Method, Action)>>;
-    static ACTIONS: std::sync::OnceLock<Actions> = std::sync::OnceLock::new();
-    let actions = ACTIONS.get_or_init(|| {
-        let mut actions = Actions::new();
-        for r in table() {
-            actions.entry(r.path).or_default().push((r.method, r.action));
+    route_of(method, path).map(|(action, _)| action)
+}
+
+/// Refuses a query parameter the route does not take (the table's `query`), or one given
+/// twice, before the handler runs: one check for every route, so none ignores a typo.
+async fn query_guard(request: axum::extract::Request, next: middleware::Next) -> axum::response::Response {
+    if let Some(query) = request.uri().query() {
+        let path = request.extensions().get::<axum::extract::MatchedPath>().map(axum::extract::MatchedPath::as_str);
+        let allowed = path.and_then(|p| route_of(request.method(), p)).map_or(&[][..], |(_, q)| q);
+        if let Err(e) = crate::json::Params::parse(query).and_then(|p| p.only(allowed)) {
+            return e.into_response();
         }
-        actions
-    });
-    actions.get(path)?.iter().find(|(m, _)| m == method).map(|(_, a)| *a)
+    }
+    next.run(request).await
 }
 
 /// The API's routes with their authentication and idempotency layers. Paths it
@@ -227,8 +247,10 @@ pub fn api(state: AppState) -> Router {
             private = private.route(r.path, r.handler);
         }
     }
+    let public = public.route_layer(middleware::from_fn(query_guard));
     let private = private
         .route_layer(middleware::from_fn_with_state(state.clone(), idempotency::guard))
+        .route_layer(middleware::from_fn(query_guard))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
     public.merge(private).layer(DefaultBodyLimit::max(BODY_BYTES_MAX)).with_state(state)
 }

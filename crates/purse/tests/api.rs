@@ -702,6 +702,46 @@ async fn the_openapi_document_lists_every_route_and_every_route_answers() {
     assert_eq!(r.status, StatusCode::OK);
 }
 
+/// Every route refuses a query parameter it does not take, naming it and the ones it does
+/// take, before it does anything. Before, a route without parameters ignored them, so
+/// `POST /v1/holds/7/release?reason=…` looked as if it had taken a reason, and a typo such as
+/// `/v1/balances?curency=EUR` answered as if no filter was asked for.
+#[tokio::test]
+async fn every_route_refuses_a_query_parameter_it_does_not_take() {
+    let api = Api::new();
+    let wallet = api.funded_wallet().await;
+    for route in purse_http::routes::table() {
+        let path = route.path.replace("{id}", &wallet.to_string());
+        let method = route.method.as_str();
+        let reply = api.call(&api.operator.clone(), method, &format!("{path}?bogus=1"), "{}", Some(&fresh())).await;
+        assert_eq!(
+            (reply.status, error_of(&reply.body)),
+            (StatusCode::UNPROCESSABLE_ENTITY, ("unknown_parameter", "bogus")),
+            "{method} {path}: {}",
+            reply.body
+        );
+        let message = reply.body["error"]["message"].as_str().unwrap();
+        if route.query.is_empty() {
+            assert_eq!(message, "unknown query parameter bogus; this takes none", "{method} {path}");
+        } else {
+            assert!(message.ends_with(&route.query.join(", ")), "{method} {path}: {message}");
+        }
+        // A parameter given twice is named too.
+        if let Some(name) = route.query.first() {
+            let reply = api
+                .call(&api.operator.clone(), method, &format!("{path}?{name}=1&{name}=2"), "{}", Some(&fresh()))
+                .await;
+            assert_eq!(error_of(&reply.body), ("duplicate_parameter", *name), "{method} {path}");
+        }
+    }
+    // Without a key, the caller is told that first.
+    let r = api.send(Request::get("/v1/balances?bogus=1").body(Body::empty()).unwrap()).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // Nothing was done: the balance is as it was paid.
+    let (_, account) = api.get(&format!("/v1/accounts/{wallet}")).await;
+    assert_eq!(account["balance"], "10.00");
+}
+
 /// Found by schemathesis: an id at or above 2^63 panicked in the store while holding the
 /// reader's lock, and every later read failed. Such ids simply name nothing.
 #[tokio::test]

@@ -23,12 +23,7 @@ use purse_app::alerts::*;
 use purse_app::{AppError, Principal};
 use purse_core::time;
 
-pub async fn list_profiles(
-    State(state): State<AppState>,
-    Caller(who): Caller,
-    params: Params,
-) -> Result<Response, ApiError> {
-    params.only(&[])?;
+pub async fn list_profiles(State(state): State<AppState>, Caller(who): Caller) -> Result<Response, ApiError> {
     if matches!(who.role, Role::Customer(_)) {
         return Err(ApiError::App(AppError::Forbidden("a customer key may not list Low Balance Profiles".into())));
     }
@@ -158,12 +153,7 @@ pub async fn create_endpoint(
     Ok(reply(StatusCode::CREATED, &view))
 }
 
-pub async fn list_endpoints(
-    State(state): State<AppState>,
-    Caller(who): Caller,
-    params: Params,
-) -> Result<Response, ApiError> {
-    params.only(&[])?;
+pub async fn list_endpoints(State(state): State<AppState>, Caller(who): Caller) -> Result<Response, ApiError> {
     let data = state
         .read(move |s| {
             Ok(s.alerts.endpoints()?.iter().filter(|e| sees_endpoint(&who, e)).map(endpoint_view).collect::<Vec<_>>())
@@ -186,7 +176,6 @@ pub async fn list_notifications(
     Caller(who): Caller,
     params: Params,
 ) -> Result<Response, ApiError> {
-    params.only(&["customer", "before", "limit"])?;
     let limit = params.limit()?;
     let (customer, before) = (params.id("customer")?, params.id("before")?);
     let data = state
@@ -207,7 +196,6 @@ pub async fn list_notifications(
 }
 
 pub async fn list_job_runs(State(state): State<AppState>, _: Caller, params: Params) -> Result<Response, ApiError> {
-    params.only(&["limit"])?;
     let limit = params.limit()?;
     let runs = state.read(move |s| Ok(s.alerts.job_runs(limit)?)).await?;
     let data: Vec<Value> = runs

@@ -86,7 +86,6 @@ pub async fn delete_policy(
     Caller(who): Caller,
     params: Params,
 ) -> Result<Response, ApiError> {
-    params.only(&["owner"])?;
     let owner = params.text("owner").unwrap_or_default().to_owned();
     state
         .read(move |s| {
@@ -213,7 +212,6 @@ async fn customer_list(
     params: Params,
     fetch: Fetch,
 ) -> Result<Response, ApiError> {
-    params.only(&["customer", "limit"])?;
     let limit = params.limit()?;
     let customer = params.id("customer")?;
     let body = state

@@ -115,14 +115,13 @@ struct ListQuery {
 }
 
 impl ListQuery {
-    fn from(params: &Params, resellers: bool) -> Result<ListQuery, ApiError> {
-        params.only(if resellers { &["limit", "after"] } else { &["limit", "after", "reseller"] })?;
+    fn from(params: &Params) -> Result<ListQuery, ApiError> {
         Ok(ListQuery { limit: params.limit()?, after: params.id("after")?, reseller: params.id("reseller")? })
     }
 }
 
 async fn list(state: AppState, who: Principal, resellers: bool, params: Params) -> Result<Response, ApiError> {
-    let q = ListQuery::from(&params, resellers)?;
+    let q = ListQuery::from(&params)?;
     let limit = q.limit;
     let query =
         PartyQuery { resellers: Some(resellers), reseller: None, after: q.after.map(PartyId), search: None, limit };

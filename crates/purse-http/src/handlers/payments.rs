@@ -92,7 +92,6 @@ pub async fn list_recharges(
     Caller(who): Caller,
     params: Params,
 ) -> Result<Response, ApiError> {
-    params.only(&["customer", "limit"])?;
     let limit = params.limit()?;
     let customer_id = params.id("customer")?;
     let data = state
@@ -126,7 +125,6 @@ pub(crate) async fn list_of<T: 'static>(
     rows: Rows<T>,
     view: View<T>,
 ) -> Result<Response, ApiError> {
-    params.only(&["customer", "limit"])?;
     let limit = params.limit()?;
     let customer_id = params.id("customer")?;
     let data = state

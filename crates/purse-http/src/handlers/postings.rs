@@ -637,7 +637,6 @@ pub async fn list_adjustments(
     Caller(who): Caller,
     params: crate::json::Params,
 ) -> Result<Response, ApiError> {
-    params.only(&["customer", "before", "limit"])?;
     let limit = params.limit()?;
     let (customer, before) = (params.id("customer")?, params.id("before")?);
     let body = state
