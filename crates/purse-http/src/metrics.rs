@@ -94,7 +94,12 @@ fn request_id(request: &Request, metrics: &Metrics) -> String {
         {
             id.to_owned()
         }
-        _ => format!("req-{:x}-{:x}", std::process::id(), metrics.next_request_id.fetch_add(1, Ordering::Relaxed)),
+        // The process id is read once: `getpid` is a system call each time, one per request.
+        _ => {
+            static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+            let pid = *PID.get_or_init(std::process::id);
+            format!("req-{pid:x}-{:x}", metrics.next_request_id.fetch_add(1, Ordering::Relaxed))
+        }
     }
 }
 
