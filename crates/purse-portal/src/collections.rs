@@ -253,6 +253,10 @@ pub async fn save_policy(
                 }
             }
         }
+        // An owner the form does not offer is told as the form words it, not as the API's codes.
+        if PolicyOwner::parse(&e["owner"]).is_none() {
+            errors.push(("owner".into(), "choose whom the policy is for from the list".into()));
+        }
         let owner = collections::owner_for(s, &v.who, &e["owner"]);
         let input = PolicyInput {
             payment_terms_days: terms,

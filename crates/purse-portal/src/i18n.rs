@@ -170,6 +170,14 @@ impl Catalogue {
         if let Some(t) = self.exact.get(english) {
             return Some((*t).to_owned());
         }
+        // "Label: what it labels", as a form's wrong field reads ("Amount: an amount above
+        // zero in USD with at most 4 decimals"): a label the catalogue knows, then the rest,
+        // each translated, before a pattern could take the text apart elsewhere.
+        if let Some((head, rest)) = english.split_once(": ") {
+            if let Some(label) = self.text(head) {
+                return Some(format!("{label}: {}", self.text(rest).unwrap_or_else(|| rest.to_owned())));
+            }
+        }
         self.patterns.iter().find_map(|(pieces, target)| {
             let found = captures(pieces, english)?;
             // What fills a placeholder may itself be a text of the catalogue ("Issue").
@@ -355,6 +363,21 @@ mod tests {
         assert!(ar.contains("صدر ٥٫٠٠٠٠ USD إلى Acme Call Center من المحفظة الرئيسية."), "{ar}");
         assert!(ar.contains("<p>Acme &amp; Sons</p>"), "unknown text stays English, escaped: {ar}");
         assert_eq!(page(html, Lang::En), html);
+    }
+
+    /// A form's wrong fields were shown in English on a page in Arabic: "Amount: an amount
+    /// above zero in USD with at most 4 decimals" is one text, the field's name and its rule.
+    #[test]
+    fn a_wrong_field_is_told_in_arabic_its_name_and_its_rule() {
+        let html = "<html lang=\"en\"><body><p id=\"form-error\">Amount: an amount above zero in USD with at most 4 decimals</p>\
+                    <ul><li>Emails (the 2nd): \"x\" is not an e-mail address</li>\
+                    <li>Customer: nothing to invoice: the customer has no uninvoiced usage</li>\
+                    <li>Zork: something unknown</li></ul></body></html>";
+        let ar = page(html, Lang::Ar);
+        assert!(ar.contains("المبلغ: مبلغ أكبر من صفر بعملة USD بحد أقصى ٤ منازل عشرية"), "{ar}");
+        assert!(ar.contains("عناوين البريد (الثاني): \"x\" ليس عنوان بريد إلكتروني"), "{ar}");
+        assert!(ar.contains("العميل: لا شيء للفوترة: ليس لدى العميل استخدام لم يُفوتر"), "{ar}");
+        assert!(ar.contains("<li>Zork: something unknown</li>"), "what the catalogue lacks stays English: {ar}");
     }
 
     #[test]

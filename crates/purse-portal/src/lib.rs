@@ -366,7 +366,8 @@ impl PortalError {
 /// field's path the application put first for an API's callers (`credit_limit must be …`;
 /// the page names the field in words), and an amount's rule without the API's terms.
 fn in_words(field: &str, message: &str) -> String {
-    let message = message.strip_prefix(field).and_then(|rest| rest.strip_prefix(' ')).unwrap_or(message);
+    let rest = message.strip_prefix(field);
+    let message = rest.and_then(|r| r.strip_prefix(' ').or_else(|| r.strip_prefix(": "))).unwrap_or(message);
     message.replace(purse_core::money::NOT_A_DECIMAL, "must be an amount such as 12.50")
 }
 

@@ -215,6 +215,8 @@ pub fn field_name(path: &str) -> String {
         "target_balance" => "recharge up to this balance",
         "per_day_max" => "recharges per day at most",
         "month_cap" => "monthly cap",
+        // A rate deck's text, as its form names it.
+        "csv" => "deck",
         other => other,
     };
     let words = base.replace(['_', '.'], " ");

@@ -231,6 +231,10 @@ pub async fn save_settings(
                 Some,
             ),
         };
+        // A choice the form does not offer is told as the form words it, not as the API's codes.
+        if ![TaxedAt::Invoice, TaxedAt::TopUp].iter().any(|t| t.as_str() == e["taxed_at"]) {
+            errors.push(("taxed_at".into(), "choose on its usage invoices or when it tops up".into()));
+        }
         let body = TaxSettingsBody {
             tax_rate: rate,
             taxed_at: Some(e["taxed_at"].clone()),

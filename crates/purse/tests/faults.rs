@@ -687,6 +687,61 @@ fn a_customer_admin_makes_a_user_of_its_own_customer_in_the_portal() {
     drop(runtime);
 }
 
+/// A choice a form does not offer, or a deck with a column it does not know, is told in the
+/// form's words: before, the page read "Taxed at: is invoice or top_up", "Owner: is
+/// operator, reseller:{id} or class:{id}" and "Csv: csv: unknown column", the API's codes.
+/// And on a page in Arabic, the field's name and its rule are both Arabic.
+#[test]
+fn a_choice_a_form_does_not_offer_is_told_in_the_form_s_words() {
+    let (app, runtime) = in_process();
+    runtime.block_on(async {
+        let op = app.operator();
+        let body = json!({ "client_id": "c", "name": "C", "billing": "postpaid", "currency": "USD" });
+        let (customer, _) = usd_customer(&app, body).await;
+        let plan = app.call(&op, "POST", "/v1/rate-plans", Some(&json!({ "name": "Voice", "currency": "USD" }))).await;
+        assert_eq!(plan.status, 201, "{}", plan.text());
+        let plan = plan.body["id"].as_u64().unwrap();
+        let staff = app.session(Role::Operator, Scope::ReadWrite);
+        let cases = [
+            (
+                format!("/customers/{customer}/taxes"),
+                vec![("tax_rate", ""), ("taxed_at", "zzz"), ("tax_id", ""), ("address", "")],
+                "Taxed at: choose on its usage invoices or when it tops up",
+                "is invoice or top_up",
+            ),
+            (
+                "/dunning".to_owned(),
+                vec![
+                    ("owner", "zzz"),
+                    ("payment_terms_days", "14"),
+                    ("reminder_days", "3"),
+                    ("suspend_after_days", "30"),
+                ],
+                "Owner: choose whom the policy is for from the list",
+                "{id}",
+            ),
+            (
+                format!("/rate-plans/{plan}/import"),
+                vec![("service", "voice"), ("csv", "prefix,price,colour\n44,0.10,red")],
+                "Deck: unknown column &quot;colour&quot;",
+                "Csv: csv",
+            ),
+        ];
+        for (path, form, told, not) in cases {
+            let r = app.page(&staff, "POST", &path, &form).await;
+            assert_eq!(r.status, 422, "{path}: {}", r.text());
+            assert!(r.text().contains(told), "{path}: {}", r.text());
+            assert!(!r.text().contains(not), "{path}: {}", r.text());
+        }
+        let arabic = app.session(Role::Operator, Scope::ReadWrite);
+        assert_eq!(app.page(&arabic, "POST", "/settings/language", &[("lang", "ar")]).await.status, 303);
+        let form = [("tax_rate", ""), ("taxed_at", "zzz"), ("tax_id", ""), ("address", "")];
+        let r = app.page(&arabic, "POST", &format!("/customers/{customer}/taxes"), &form).await;
+        assert!(r.text().contains("وقت فرض الضريبة: اختر في فواتير استخدامه أو عند الشحن"), "{}", r.text());
+    });
+    drop(runtime);
+}
+
 /// A client that opens connections and never finishes a request (its headers trickled, a
 /// kept-alive connection left idle, or a body that stops arriving) is cut off after the read
 /// timeout (`api.read_timeout_seconds`), and everyone else is answered meanwhile: such
