@@ -882,6 +882,7 @@ fn alert_schemas() -> Vec<(&'static str, Value)> {
     let thresholds = json!({ "type": "string", "maxLength": 400, "description": "Comma-separated amounts, or for postpaid percentages of the permanent credit limit: \"100, 50, 10%\"" });
     vec![
         ("Deleted", object(&[("id", id()), ("deleted", boolean())], &[], false)),
+        ("PolicyDeleted", object(&[("owner", string()), ("deleted", boolean())], &[], false)),
         ("LowBalanceProfileBody", profile_body),
         (
             "LowBalanceProfile",

@@ -742,6 +742,28 @@ async fn every_route_refuses_a_query_parameter_it_does_not_take() {
     assert_eq!(account["balance"], "10.00");
 }
 
+/// Found by schemathesis: deleting a dunning policy answered `{"deleted": true}`, while the
+/// document promised the `Deleted` of a profile, with an `id` a policy does not have. It now
+/// answers the owner whose policy went, as its own schema says.
+#[tokio::test]
+async fn deleting_a_dunning_policy_answers_what_the_document_says() {
+    let api = Api::new();
+    let policy =
+        json!({ "owner": "operator", "payment_terms_days": 14, "reminder_days": [3], "suspend_after_days": 30 });
+    let r = api.call(&api.operator.clone(), "PUT", "/v1/dunning-policies", &policy.to_string(), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = api.call(&api.operator.clone(), "DELETE", "/v1/dunning-policies?owner=operator", "", None).await;
+    assert_eq!((r.status, r.body.clone()), (StatusCode::OK, json!({ "owner": "operator", "deleted": true })));
+    let document = api.send(Request::get("/v1/openapi.json").body(Body::empty()).unwrap()).await.body;
+    let success = &document["paths"]["/v1/dunning-policies"]["delete"]["responses"]["200"];
+    let name = success["content"]["application/json"]["schema"]["$ref"].as_str().unwrap().rsplit('/').next().unwrap();
+    for field in document["components"]["schemas"][name]["required"].as_array().unwrap() {
+        assert!(r.body.get(field.as_str().unwrap()).is_some(), "{name} requires {field}: {}", r.body);
+    }
+    let (_, list) = api.get("/v1/dunning-policies").await;
+    assert_eq!(list["data"], json!([]));
+}
+
 /// Found by schemathesis: an id at or above 2^63 panicked in the store while holding the
 /// reader's lock, and every later read failed. Such ids simply name nothing.
 #[tokio::test]

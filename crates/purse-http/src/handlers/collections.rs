@@ -87,13 +87,14 @@ pub async fn delete_policy(
     params: Params,
 ) -> Result<Response, ApiError> {
     let owner = params.text("owner").unwrap_or_default().to_owned();
-    state
+    let owner = state
         .read(move |s| {
             let owner = collections::owner_for(s, &who, &owner)?;
-            Ok(collections::delete_policy(s, &who, owner)?)
+            collections::delete_policy(s, &who, owner)?;
+            Ok(owner.key())
         })
         .await?;
-    Ok(reply(StatusCode::OK, &json!({ "deleted": true })))
+    Ok(reply(StatusCode::OK, &json!({ "owner": owner, "deleted": true })))
 }
 
 /// `GET /v1/customers/{id}/suspension`: whether the customer is suspended, why, and before.
